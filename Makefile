@@ -1,0 +1,114 @@
+# Kumoi — build, run and test.
+#
+#   make dev     build and run a whole dev cluster in one process (simulated hosts)
+#   make test    install deps, build, lint, run every test (what CI runs)
+#
+# Every go invocation uses -tags $(TAGS): with libvirt_dlopen the libvirt
+# bindings need no libvirt headers at build time and load libvirt.so.0 only
+# when a libvirt driver is actually used.
+
+SHELL       := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+
+ifeq ($(origin GO),undefined)
+GO      := $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+endif
+GOROOT  := $(shell $(GO) env GOROOT 2>/dev/null)
+GOFMT   := $(GOROOT)/bin/gofmt
+GOBIN_DIR := $(firstword $(subst :, ,$(shell $(GO) env GOPATH 2>/dev/null)))/bin
+STATICCHECK := $(GOBIN_DIR)/staticcheck
+
+# Go's own bin and GOPATH/bin on PATH for every recipe and script.
+export PATH := $(GOROOT)/bin:$(GOBIN_DIR):$(PATH)
+
+TAGS     := libvirt_dlopen
+BIN      := bin/kumoi
+RACE     ?= -race
+TEST_TIMEOUT  ?= 15m
+TESTFLAGS     ?=
+PKGS     ?= ./...
+BENCH    ?= .
+BENCHTIME ?= 1x
+FUZZTIME ?= 30s
+FUZZPKGS ?= ./...
+DEV_ARGS ?=
+
+.PHONY: all deps build dev test bench lint fmt fuzz clean help
+
+all: build
+
+help:
+	@echo "targets:"
+	@echo "  deps   install Debian packages (as root), Go modules and staticcheck"
+	@echo "  build  build $(BIN)"
+	@echo "  dev    run a dev cluster in one process: $(BIN) agent -dev \$$DEV_ARGS"
+	@echo "  test   deps + build + lint + go test $(RACE) ./..."
+	@echo "  bench  run the benchmarks in ./bench once each (BENCH, BENCHTIME)"
+	@echo "  lint   gofmt, go vet and staticcheck"
+	@echo "  fmt    gofmt -w every Go file"
+	@echo "  fuzz   run every Fuzz* target for FUZZTIME (default 30s) each"
+	@echo "  clean  remove build, test and chaos-run output"
+
+deps:
+	bash scripts/install-deps.sh
+
+build:
+	@mkdir -p $(dir $(BIN))
+	$(GO) build -tags $(TAGS) -o $(BIN) ./cmd/kumoi
+
+dev: deps build
+	$(BIN) agent -dev $(DEV_ARGS)
+
+test: deps build lint
+	export KUMOI_BIN=$(abspath $(BIN)); \
+	$(GO) test -tags $(TAGS) $(RACE) -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $(PKGS)
+
+bench: build
+	@if [ -d bench ]; then \
+		export KUMOI_BIN=$(abspath $(BIN)); \
+		echo "$(GO) test -tags $(TAGS) -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -timeout 30m ./bench/..."; \
+		$(GO) test -tags $(TAGS) -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -timeout 30m ./bench/...; \
+	else \
+		echo "bench: no ./bench directory yet; nothing to run"; \
+	fi
+
+# Go files that gofmt checks: everything tracked or not, except testdata,
+# chaos-run output and the build directory.
+GOFILES_CMD := find . -name '*.go' -type f \
+	-not -path './.git/*' -not -path './bin/*' -not -path './jepsen/out/*' \
+	-not -path '*/testdata/*' -print0
+
+lint:
+	@echo ">> gofmt -l"
+	@unformatted="$$($(GOFILES_CMD) | xargs -0 -r $(GOFMT) -l)"; \
+	if [ -n "$$unformatted" ]; then \
+		echo "these files are not gofmt-formatted (run 'make fmt'):"; \
+		echo "$$unformatted"; \
+		exit 1; \
+	fi
+	@echo ">> go vet"
+	$(GO) vet -tags $(TAGS) ./...
+	@echo ">> staticcheck"
+	@if [ ! -x "$(STATICCHECK)" ]; then \
+		echo "staticcheck not found at $(STATICCHECK): run 'make deps'"; exit 1; \
+	fi
+	$(STATICCHECK) -tags $(TAGS) ./...
+
+fmt:
+	$(GOFILES_CMD) | xargs -0 -r $(GOFMT) -w
+
+# go test allows one -fuzz target per package per run, so list every Fuzz*
+# function per package and run them one after another.
+fuzz:
+	@list="$$($(GO) test -tags $(TAGS) -list '^Fuzz' $(FUZZPKGS))"; \
+	targets="$$(echo "$$list" | awk '/^Fuzz/ { f[n++] = $$1; next } /^ok/ { for (i = 0; i < n; i++) print $$2 " " f[i]; n = 0 }')"; \
+	if [ -z "$$targets" ]; then echo "fuzz: no Fuzz* targets found"; exit 0; fi; \
+	while read -r pkg fn; do \
+		echo ">> $$pkg $$fn ($(FUZZTIME))"; \
+		$(GO) test -tags $(TAGS) -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) "$$pkg" </dev/null; \
+	done <<< "$$targets"
+
+clean:
+	rm -rf bin/ jepsen/out/ bench/out/
+	rm -f coverage.out coverage.html cover.out *.coverprofile cpu.prof mem.prof

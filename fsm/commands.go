@@ -1,0 +1,136 @@
+package fsm
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/kumoi/kumoi/resource"
+)
+
+// MessageType is the first byte of every Raft log entry Kumoi writes. The
+// values are an append-only enum: never renumber or reuse one.
+type MessageType uint8
+
+// Message types. A type with IgnoreUnknownTypeFlag set may be skipped by an
+// older node that does not know it; any other unknown type is an error.
+const (
+	CreateRequestType MessageType = 1
+	UpdateRequestType MessageType = 2
+	DeleteRequestType MessageType = 3
+	BatchRequestType  MessageType = 4
+	StatusRequestType MessageType = 5
+
+	// IgnoreUnknownTypeFlag marks commands that older nodes may skip.
+	IgnoreUnknownTypeFlag MessageType = 128
+)
+
+func (t MessageType) String() string {
+	switch t {
+	case CreateRequestType:
+		return "create"
+	case UpdateRequestType:
+		return "update"
+	case DeleteRequestType:
+		return "delete"
+	case BatchRequestType:
+		return "batch"
+	case StatusRequestType:
+		return "status"
+	}
+	return fmt.Sprintf("type(%d)", uint8(t))
+}
+
+// CreateRequest creates an object. ID and Time are decided by the proposer.
+type CreateRequest struct {
+	Time   time.Time         `json:"time"`
+	Kind   resource.Kind     `json:"kind"`
+	Name   string            `json:"name"`
+	ID     string            `json:"id"`
+	Labels map[string]string `json:"labels,omitempty"`
+	Spec   json.RawMessage   `json:"spec"`
+}
+
+// UpdateRequest replaces an object's labels and spec (the user-owned part).
+// CAS, when non-zero, must equal the object's modify_index.
+type UpdateRequest struct {
+	Time   time.Time         `json:"time"`
+	Kind   resource.Kind     `json:"kind"`
+	Name   string            `json:"name"`
+	CAS    uint64            `json:"cas,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
+	Spec   json.RawMessage   `json:"spec"`
+}
+
+// StatusRequest replaces an object's status (the system-owned part).
+type StatusRequest struct {
+	Time   time.Time       `json:"time"`
+	Kind   resource.Kind   `json:"kind"`
+	Name   string          `json:"name"`
+	CAS    uint64          `json:"cas,omitempty"`
+	Status json.RawMessage `json:"status"`
+}
+
+// DeleteRequest deletes an object. CAS, when non-zero, must equal the
+// object's modify_index.
+type DeleteRequest struct {
+	Time time.Time     `json:"time"`
+	Kind resource.Kind `json:"kind"`
+	Name string        `json:"name"`
+	CAS  uint64        `json:"cas,omitempty"`
+}
+
+// BatchRequest applies its operations atomically: all or none.
+type BatchRequest struct {
+	Time time.Time `json:"time"`
+	Ops  []BatchOp `json:"ops"`
+}
+
+// BatchOp is one operation of a batch; Payload is the JSON of the request
+// type named by Type. Batches do not nest.
+type BatchOp struct {
+	Type    MessageType     `json:"type"`
+	Payload json.RawMessage `json:"payload"`
+}
+
+// MaxBatchOps bounds the operations of one batch.
+const MaxBatchOps = 4096
+
+// Encode returns the log entry for a request: [type byte][JSON payload].
+func Encode(t MessageType, req any) ([]byte, error) {
+	payload, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("fsm: encode %s: %w", t, err)
+	}
+	buf := make([]byte, 0, len(payload)+1)
+	buf = append(buf, byte(t))
+	return append(buf, payload...), nil
+}
+
+// NewBatchOp wraps a request as a batch operation.
+func NewBatchOp(t MessageType, req any) (BatchOp, error) {
+	payload, err := json.Marshal(req)
+	if err != nil {
+		return BatchOp{}, fmt.Errorf("fsm: encode %s: %w", t, err)
+	}
+	return BatchOp{Type: t, Payload: payload}, nil
+}
+
+// Errors returned in Result.Err. Validation errors wrap resource.ErrInvalid.
+var (
+	ErrNotFound       = errors.New("not found")
+	ErrExists         = errors.New("already exists")
+	ErrCASMismatch    = errors.New("modify_index mismatch")
+	ErrUnknownCommand = errors.New("unknown command type")
+	ErrBadPayload     = errors.New("malformed command payload")
+)
+
+// Result is what Apply returns for one log entry (the raft ApplyFuture's
+// Response). Objects are the objects written (for deletes: as they were),
+// in operation order.
+type Result struct {
+	Index   uint64
+	Objects []*resource.Object
+	Err     error
+}

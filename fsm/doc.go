@@ -1,0 +1,13 @@
+// Package fsm is Kumoi's replicated state machine: the typed Raft commands,
+// the deterministic Apply that turns them into state, the go-memdb state
+// store with its indexes, snapshot and restore, and the watch/event
+// machinery behind blocking queries and the event stream.
+//
+// Apply is deterministic: no clock, no randomness, no I/O, no dependence on
+// map order. Everything non-deterministic (ids, time) travels inside the
+// command. Apply never panics on any log entry: a malformed or unknown entry
+// yields a Result with an error and leaves the state unchanged.
+//
+// The package must not import cluster, client or cli, and must not talk to
+// the network.
+package fsm

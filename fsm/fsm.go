@@ -1,0 +1,333 @@
+package fsm
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-memdb"
+	"github.com/hashicorp/raft"
+
+	"github.com/kumoi/kumoi/resource"
+)
+
+// FSM implements raft.FSM and raft.BatchingFSM over a Store.
+type FSM struct {
+	store  *Store
+	events *EventBuffer
+	logger hclog.Logger
+
+	applied atomic.Uint64 // index of the last log applied (or restored)
+
+	// OnApply, if set, observes each applied command's type and duration
+	// (for metrics). It must not block.
+	OnApply func(t MessageType, d time.Duration, err error)
+}
+
+var (
+	_ raft.FSM         = (*FSM)(nil)
+	_ raft.BatchingFSM = (*FSM)(nil)
+)
+
+// Config configures a new FSM.
+type Config struct {
+	Logger hclog.Logger
+	// EventBufferSize is how many events are retained for /v1/events
+	// resumption (default 16384).
+	EventBufferSize int
+}
+
+// New returns an FSM with an empty store.
+func New(cfg Config) *FSM {
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.EventBufferSize <= 0 {
+		cfg.EventBufferSize = 16384
+	}
+	return &FSM{
+		store:  NewStore(),
+		events: NewEventBuffer(cfg.EventBufferSize),
+		logger: cfg.Logger.Named("fsm"),
+	}
+}
+
+// State returns the state store.
+func (f *FSM) State() *Store { return f.store }
+
+// Events returns the event buffer.
+func (f *FSM) Events() *EventBuffer { return f.events }
+
+// AppliedIndex returns the index of the last log entry applied.
+func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
+
+// Apply applies one Raft log entry.
+func (f *FSM) Apply(l *raft.Log) any {
+	return f.applyOne(l)
+}
+
+// ApplyBatch applies several entries, in order. Each entry is its own
+// transaction, so one bad entry does not affect its neighbours.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
+	out := make([]any, len(logs))
+	for i, l := range logs {
+		out[i] = f.applyOne(l)
+	}
+	return out
+}
+
+func (f *FSM) applyOne(l *raft.Log) (res *Result) {
+	if l.Type != raft.LogCommand {
+		// Configuration entries (if raft hands them to us) change no state.
+		f.advance(l.Index)
+		return &Result{Index: l.Index}
+	}
+	start := time.Now()
+	var t MessageType
+	defer func() {
+		// Apply must never take the node down. A panic here is a bug;
+		// report it as the entry's error and keep the state as it was
+		// (the write transaction was never committed).
+		if p := recover(); p != nil {
+			f.logger.Error("BUG: panic while applying log entry", "index", l.Index, "type", t, "panic", p)
+			res = &Result{Index: l.Index, Err: fmt.Errorf("internal error applying %s at index %d: %v", t, l.Index, p)}
+		}
+		f.advance(l.Index)
+		if f.OnApply != nil {
+			f.OnApply(t, time.Since(start), res.Err)
+		}
+	}()
+	if len(l.Data) == 0 {
+		return &Result{Index: l.Index, Err: fmt.Errorf("%w: empty log entry", ErrBadPayload)}
+	}
+	t = MessageType(l.Data[0])
+	res, evs := f.applyCommand(t, l.Data[1:], l.Index)
+	if res.Err == nil {
+		f.events.Append(evs)
+	} else if errors.Is(res.Err, ErrUnknownCommand) && t&IgnoreUnknownTypeFlag != 0 {
+		f.logger.Warn("skipping unknown command type marked ignorable", "type", uint8(t), "index", l.Index)
+		res.Err = nil
+	}
+	return res
+}
+
+func (f *FSM) advance(index uint64) {
+	if index > f.applied.Load() {
+		f.applied.Store(index)
+	}
+}
+
+// applyCommand runs one command in one write transaction.
+func (f *FSM) applyCommand(t MessageType, payload []byte, index uint64) (*Result, []resource.Event) {
+	db, _ := f.store.current()
+	txn := db.Txn(true)
+	defer txn.Abort()
+	w := &writer{txn: txn, index: index}
+	var err error
+	if t == BatchRequestType {
+		err = w.batch(payload)
+	} else {
+		err = w.op(t, payload)
+	}
+	if err != nil {
+		return &Result{Index: index, Err: err}, nil
+	}
+	txn.Commit()
+	return &Result{Index: index, Objects: w.objects}, w.events
+}
+
+// writer accumulates the effects of one command inside a transaction.
+type writer struct {
+	txn     *memdb.Txn
+	index   uint64
+	objects []*resource.Object
+	events  []resource.Event
+}
+
+func (w *writer) op(t MessageType, payload []byte) error {
+	switch t {
+	case CreateRequestType:
+		var req CreateRequest
+		if err := decodePayload(payload, &req); err != nil {
+			return err
+		}
+		return w.create(&req)
+	case UpdateRequestType:
+		var req UpdateRequest
+		if err := decodePayload(payload, &req); err != nil {
+			return err
+		}
+		return w.update(&req)
+	case StatusRequestType:
+		var req StatusRequest
+		if err := decodePayload(payload, &req); err != nil {
+			return err
+		}
+		return w.status(&req)
+	case DeleteRequestType:
+		var req DeleteRequest
+		if err := decodePayload(payload, &req); err != nil {
+			return err
+		}
+		return w.delete(&req)
+	}
+	return fmt.Errorf("%w %d", ErrUnknownCommand, uint8(t))
+}
+
+func (w *writer) batch(payload []byte) error {
+	var req BatchRequest
+	if err := decodePayload(payload, &req); err != nil {
+		return err
+	}
+	if len(req.Ops) == 0 {
+		return fmt.Errorf("%w: batch has no operations", ErrBadPayload)
+	}
+	if len(req.Ops) > MaxBatchOps {
+		return fmt.Errorf("%w: batch has %d operations; the limit is %d", ErrBadPayload, len(req.Ops), MaxBatchOps)
+	}
+	for i, op := range req.Ops {
+		if op.Type == BatchRequestType {
+			return fmt.Errorf("%w: batch operation %d: batches do not nest", ErrBadPayload, i)
+		}
+		if err := w.op(op.Type, op.Payload); err != nil {
+			return fmt.Errorf("batch operation %d (%s): %w", i, op.Type, err)
+		}
+	}
+	return nil
+}
+
+func decodePayload(payload []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadPayload, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: trailing data after payload", ErrBadPayload)
+	}
+	return nil
+}
+
+func (w *writer) lookup(kind resource.Kind, name string, cas uint64) (*resource.Object, error) {
+	if _, ok := resource.Lookup(kind); !ok {
+		return nil, resource.Errorf("kind", "unknown kind %q", kind)
+	}
+	cur, err := getTxn(w.txn, nil, kind, name)
+	if err != nil {
+		return nil, err
+	}
+	if cur == nil {
+		return nil, fmt.Errorf("%s %q: %w", kind, name, ErrNotFound)
+	}
+	if cas != 0 && cur.ModifyIndex != cas {
+		return nil, fmt.Errorf("%s %q: %w: it is %d, the request expected %d (re-read the object and retry)",
+			kind, name, ErrCASMismatch, cur.ModifyIndex, cas)
+	}
+	return cur, nil
+}
+
+func (w *writer) put(o *resource.Object, evType string) error {
+	if err := w.txn.Insert(tableObjects, o); err != nil {
+		return fmt.Errorf("fsm: insert %s: %w", o, err)
+	}
+	if err := bumpIndex(w.txn, o.Kind, w.index); err != nil {
+		return err
+	}
+	w.objects = append(w.objects, o)
+	w.events = append(w.events, resource.Event{Index: w.index, Type: evType, Kind: o.Kind, Name: o.Name, Object: o})
+	return nil
+}
+
+func (w *writer) create(req *CreateRequest) error {
+	if _, ok := resource.Lookup(req.Kind); !ok {
+		return resource.Errorf("kind", "unknown kind %q", req.Kind)
+	}
+	if err := resource.ValidateMeta(req.Name, req.Labels); err != nil {
+		return err
+	}
+	if req.ID == "" {
+		return resource.Errorf("id", "must be set by the proposer")
+	}
+	spec, err := resource.NormalizeSpec(req.Kind, req.Spec)
+	if err != nil {
+		return err
+	}
+	status, err := resource.InitialStatus(req.Kind, req.Time)
+	if err != nil {
+		return err
+	}
+	if cur, err := getTxn(w.txn, nil, req.Kind, req.Name); err != nil {
+		return err
+	} else if cur != nil {
+		return fmt.Errorf("%s %q: %w (pick another name, or update the existing one)", req.Kind, req.Name, ErrExists)
+	}
+	if raw, err := w.txn.First(tableObjects, indexUID, req.ID); err != nil {
+		return fmt.Errorf("fsm: lookup id: %w", err)
+	} else if raw != nil {
+		return fmt.Errorf("object id %q: %w", req.ID, ErrExists)
+	}
+	return w.put(&resource.Object{
+		Kind:        req.Kind,
+		Name:        req.Name,
+		ID:          req.ID,
+		Labels:      cloneLabels(req.Labels),
+		CreateIndex: w.index,
+		ModifyIndex: w.index,
+		Spec:        spec,
+		Status:      status,
+	}, resource.EventCreated)
+}
+
+func (w *writer) update(req *UpdateRequest) error {
+	if err := resource.ValidateLabels(req.Labels); err != nil {
+		return err
+	}
+	cur, err := w.lookup(req.Kind, req.Name, req.CAS)
+	if err != nil {
+		return err
+	}
+	spec, err := resource.NormalizeSpec(req.Kind, req.Spec)
+	if err != nil {
+		return err
+	}
+	o := cur.Copy()
+	o.Labels = cloneLabels(req.Labels)
+	o.Spec = spec
+	o.ModifyIndex = w.index
+	return w.put(o, resource.EventUpdated)
+}
+
+func (w *writer) status(req *StatusRequest) error {
+	cur, err := w.lookup(req.Kind, req.Name, req.CAS)
+	if err != nil {
+		return err
+	}
+	status, err := resource.NormalizeStatus(req.Kind, req.Status)
+	if err != nil {
+		return err
+	}
+	o := cur.Copy()
+	o.Status = status
+	o.ModifyIndex = w.index
+	return w.put(o, resource.EventUpdated)
+}
+
+func (w *writer) delete(req *DeleteRequest) error {
+	cur, err := w.lookup(req.Kind, req.Name, req.CAS)
+	if err != nil {
+		return err
+	}
+	if err := w.txn.Delete(tableObjects, cur); err != nil {
+		return fmt.Errorf("fsm: delete %s: %w", cur, err)
+	}
+	if err := bumpIndex(w.txn, cur.Kind, w.index); err != nil {
+		return err
+	}
+	w.objects = append(w.objects, cur)
+	w.events = append(w.events, resource.Event{Index: w.index, Type: resource.EventDeleted, Kind: cur.Kind, Name: cur.Name, Object: cur})
+	return nil
+}

@@ -1,0 +1,57 @@
+package fsm
+
+import "github.com/hashicorp/go-memdb"
+
+const (
+	tableObjects = "objects"
+	tableIndex   = "index"
+
+	indexID   = "id"   // kind + name, unique
+	indexUID  = "uid"  // object id (UUID), unique
+	indexKind = "kind" // kind, for listing
+)
+
+// indexEntry records the Raft index of the last change to a kind.
+type indexEntry struct {
+	Key   string `json:"key"`
+	Value uint64 `json:"value"`
+}
+
+func schema() *memdb.DBSchema {
+	return &memdb.DBSchema{
+		Tables: map[string]*memdb.TableSchema{
+			tableObjects: {
+				Name: tableObjects,
+				Indexes: map[string]*memdb.IndexSchema{
+					indexID: {
+						Name:   indexID,
+						Unique: true,
+						Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
+							&memdb.StringFieldIndex{Field: "Kind"},
+							&memdb.StringFieldIndex{Field: "Name"},
+						}},
+					},
+					indexUID: {
+						Name:    indexUID,
+						Unique:  true,
+						Indexer: &memdb.StringFieldIndex{Field: "ID"},
+					},
+					indexKind: {
+						Name:    indexKind,
+						Indexer: &memdb.StringFieldIndex{Field: "Kind"},
+					},
+				},
+			},
+			tableIndex: {
+				Name: tableIndex,
+				Indexes: map[string]*memdb.IndexSchema{
+					indexID: {
+						Name:    indexID,
+						Unique:  true,
+						Indexer: &memdb.StringFieldIndex{Field: "Key"},
+					},
+				},
+			},
+		},
+	}
+}

@@ -1,0 +1,141 @@
+package fsm
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/hashicorp/go-memdb"
+	"github.com/hashicorp/raft"
+
+	"github.com/kumoi/kumoi/resource"
+)
+
+// snapshotVersion is the format of Persist's stream. Bump it (and keep
+// reading the old one) when the format changes.
+const snapshotVersion = 1
+
+// snapshotHeader starts every snapshot stream; records follow, one JSON
+// value each.
+type snapshotHeader struct {
+	Version      int    `json:"version"`
+	AppliedIndex uint64 `json:"applied_index"`
+}
+
+// snapshotRecord is one record: exactly one field is set.
+type snapshotRecord struct {
+	Object *resource.Object `json:"object,omitempty"`
+	Index  *indexEntry      `json:"index,omitempty"`
+}
+
+type fsmSnapshot struct {
+	txn     *memdb.Txn
+	applied uint64
+}
+
+// Snapshot captures the state in O(1) (go-memdb snapshots are immutable
+// trees); Persist writes it out while Apply goes on.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	db, _ := f.store.current()
+	return &fsmSnapshot{txn: db.Snapshot().Txn(false), applied: f.applied.Load()}, nil
+}
+
+// Persist streams the header and then every record.
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if err := s.write(sink); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("fsm: persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) write(w io.Writer) error {
+	bw := bufio.NewWriterSize(w, 256<<10)
+	enc := json.NewEncoder(bw)
+	if err := enc.Encode(snapshotHeader{Version: snapshotVersion, AppliedIndex: s.applied}); err != nil {
+		return err
+	}
+	it, err := s.txn.Get(tableObjects, indexID)
+	if err != nil {
+		return err
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		if err := enc.Encode(snapshotRecord{Object: raw.(*resource.Object)}); err != nil {
+			return err
+		}
+	}
+	it, err = s.txn.Get(tableIndex, indexID)
+	if err != nil {
+		return err
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		if err := enc.Encode(snapshotRecord{Index: raw.(*indexEntry)}); err != nil {
+			return err
+		}
+	}
+	return bw.Flush()
+}
+
+// Release does nothing: the memdb snapshot is garbage collected.
+func (s *fsmSnapshot) Release() {}
+
+// Restore replaces the whole state with a snapshot's. The new store is built
+// aside and swapped in under the lock readers take; blocked readers are woken
+// (their abandon channel closes) and re-run against the new state.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	db, hdr, err := readSnapshot(rc)
+	if err != nil {
+		return fmt.Errorf("fsm: restore snapshot: %w", err)
+	}
+	f.store.swap(db)
+	f.applied.Store(hdr.AppliedIndex)
+	f.events.Reset(hdr.AppliedIndex)
+	return nil
+}
+
+func readSnapshot(r io.Reader) (*memdb.MemDB, *snapshotHeader, error) {
+	dec := json.NewDecoder(bufio.NewReaderSize(r, 256<<10))
+	dec.DisallowUnknownFields()
+	var hdr snapshotHeader
+	if err := dec.Decode(&hdr); err != nil {
+		return nil, nil, fmt.Errorf("read header: %w", err)
+	}
+	if hdr.Version != snapshotVersion {
+		return nil, nil, fmt.Errorf("unsupported snapshot version %d (this build reads %d)", hdr.Version, snapshotVersion)
+	}
+	db, err := memdb.NewMemDB(schema())
+	if err != nil {
+		return nil, nil, err
+	}
+	txn := db.Txn(true)
+	defer txn.Abort()
+	for n := 0; ; n++ {
+		var rec snapshotRecord
+		if err := dec.Decode(&rec); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return nil, nil, fmt.Errorf("record %d: %w", n, err)
+		}
+		switch {
+		case rec.Object != nil && rec.Index == nil:
+			o := rec.Object
+			if o.Labels == nil {
+				o.Labels = map[string]string{}
+			}
+			if err := txn.Insert(tableObjects, o); err != nil {
+				return nil, nil, fmt.Errorf("record %d: %w", n, err)
+			}
+		case rec.Index != nil && rec.Object == nil:
+			if err := txn.Insert(tableIndex, rec.Index); err != nil {
+				return nil, nil, fmt.Errorf("record %d: %w", n, err)
+			}
+		default:
+			return nil, nil, fmt.Errorf("record %d: must hold exactly one of object or index", n)
+		}
+	}
+	txn.Commit()
+	return db, &hdr, nil
+}

@@ -1,0 +1,212 @@
+package fsm
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"sync"
+
+	"github.com/hashicorp/go-memdb"
+
+	"github.com/kumoi/kumoi/resource"
+)
+
+// Store is the state store: a go-memdb database of objects and per-kind
+// change indexes. Readers never block the writer; Restore swaps in a new
+// database and closes the old one's abandon channel so blocked readers retry.
+type Store struct {
+	mu      sync.RWMutex
+	db      *memdb.MemDB
+	abandon chan struct{}
+}
+
+// NewStore returns an empty store.
+func NewStore() *Store {
+	db, err := memdb.NewMemDB(schema())
+	if err != nil {
+		// The schema is static; this only fails if the code is wrong.
+		panic(fmt.Sprintf("fsm: bad schema: %v", err))
+	}
+	return &Store{db: db, abandon: make(chan struct{})}
+}
+
+func (s *Store) current() (*memdb.MemDB, chan struct{}) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.db, s.abandon
+}
+
+// AbandonCh is closed when the store is replaced by a restore.
+func (s *Store) AbandonCh() <-chan struct{} {
+	_, ch := s.current()
+	return ch
+}
+
+// swap replaces the database and wakes every blocked reader.
+func (s *Store) swap(db *memdb.MemDB) {
+	s.mu.Lock()
+	old := s.abandon
+	s.db = db
+	s.abandon = make(chan struct{})
+	s.mu.Unlock()
+	close(old)
+}
+
+// ReadTxn returns a read transaction on the current database.
+func (s *Store) ReadTxn() *memdb.Txn {
+	db, _ := s.current()
+	return db.Txn(false)
+}
+
+func indexKey(kind resource.Kind) string { return "objects/" + string(kind) }
+
+// allIndexKey is the index of the newest write of any kind.
+const allIndexKey = "_all"
+
+// Get returns the object kind/name or nil. ws, if non-nil, is added the
+// channels that fire when the answer may change.
+func (s *Store) Get(ws memdb.WatchSet, kind resource.Kind, name string) (*resource.Object, error) {
+	return getTxn(s.ReadTxn(), ws, kind, name)
+}
+
+func getTxn(txn *memdb.Txn, ws memdb.WatchSet, kind resource.Kind, name string) (*resource.Object, error) {
+	ch, raw, err := txn.FirstWatch(tableObjects, indexID, string(kind), name)
+	if err != nil {
+		return nil, fmt.Errorf("fsm: get %s/%s: %w", kind, name, err)
+	}
+	ws.Add(ch)
+	if raw == nil {
+		return nil, nil
+	}
+	return raw.(*resource.Object), nil
+}
+
+// List returns every object of kind that matches sel, in name order.
+func (s *Store) List(ws memdb.WatchSet, kind resource.Kind, sel resource.Selector) ([]*resource.Object, error) {
+	txn := s.ReadTxn()
+	it, err := txn.Get(tableObjects, indexKind, string(kind))
+	if err != nil {
+		return nil, fmt.Errorf("fsm: list %s: %w", kind, err)
+	}
+	ws.Add(it.WatchCh())
+	out := []*resource.Object{}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		o := raw.(*resource.Object)
+		if sel.Matches(o.Labels) {
+			out = append(out, o)
+		}
+	}
+	// The kind index iterates in insertion-key order (kind, then the
+	// radix tree's order of the primary key), which is name order.
+	return out, nil
+}
+
+// Index returns the Raft index of the last change to kind (0 if none).
+func (s *Store) Index(kind resource.Kind) uint64 {
+	return indexTxn(s.ReadTxn(), indexKey(kind))
+}
+
+// LatestIndex returns the Raft index of the last change of any kind.
+func (s *Store) LatestIndex() uint64 {
+	return indexTxn(s.ReadTxn(), allIndexKey)
+}
+
+func indexTxn(txn *memdb.Txn, key string) uint64 {
+	raw, err := txn.First(tableIndex, indexID, key)
+	if err != nil || raw == nil {
+		return 0
+	}
+	return raw.(*indexEntry).Value
+}
+
+func bumpIndex(txn *memdb.Txn, kind resource.Kind, index uint64) error {
+	for _, key := range []string{indexKey(kind), allIndexKey} {
+		if indexTxn(txn, key) >= index {
+			continue
+		}
+		if err := txn.Insert(tableIndex, &indexEntry{Key: key, Value: index}); err != nil {
+			return fmt.Errorf("fsm: update index %s: %w", key, err)
+		}
+	}
+	return nil
+}
+
+// Count returns the number of objects of kind.
+func (s *Store) Count(kind resource.Kind) int {
+	it, err := s.ReadTxn().Get(tableObjects, indexKind, string(kind))
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		n++
+	}
+	return n
+}
+
+// Digest returns a hash of the whole replicated state (objects and
+// indexes), equal on two stores exactly when their states are equal.
+func (s *Store) Digest() string {
+	h := sha256.New()
+	txn := s.ReadTxn()
+	it, err := txn.Get(tableObjects, indexID)
+	if err == nil {
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			b, _ := json.Marshal(canonical(raw.(*resource.Object)))
+			_ = binary.Write(h, binary.BigEndian, uint64(len(b)))
+			h.Write(b)
+		}
+	}
+	it, err = txn.Get(tableIndex, indexID)
+	if err == nil {
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			e := raw.(*indexEntry)
+			fmt.Fprintf(h, "%s=%d;", e.Key, e.Value)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// canonical normalises the representation differences that do not matter
+// (nil vs empty labels).
+func canonical(o *resource.Object) *resource.Object {
+	c := *o
+	if c.Labels == nil {
+		c.Labels = map[string]string{}
+	}
+	return &c
+}
+
+// Watch blocks until ws fires, ctx ends or the store is restored. It
+// returns false when ctx ended.
+func (s *Store) Watch(ctx context.Context, ws memdb.WatchSet) bool {
+	ws.Add(s.AbandonCh())
+	return ws.WatchCtx(ctx) == nil
+}
+
+// BlockingQuery runs query until the index it returns exceeds minIndex, or
+// ctx ends (typically the ?wait deadline), and returns the last result's
+// index. query must add what it reads to ws.
+func (s *Store) BlockingQuery(ctx context.Context, minIndex uint64, query func(ws memdb.WatchSet) (uint64, error)) (uint64, error) {
+	for {
+		ws := memdb.NewWatchSet()
+		idx, err := query(ws)
+		if err != nil || minIndex == 0 || idx > minIndex {
+			return idx, err
+		}
+		if !s.Watch(ctx, ws) {
+			return idx, nil
+		}
+	}
+}
+
+func cloneLabels(l map[string]string) map[string]string {
+	if len(l) == 0 {
+		return map[string]string{}
+	}
+	return maps.Clone(l)
+}

@@ -1,0 +1,14 @@
+//go:build tools
+
+// Package tools pins modules that the tree imports so that `go mod tidy`
+// keeps them while packages are being written.
+package tools
+
+import (
+	_ "github.com/google/uuid"
+	_ "github.com/hashicorp/memberlist"
+	_ "github.com/hashicorp/raft-boltdb/v2"
+	_ "github.com/urfave/cli/v2"
+	_ "pgregory.net/rapid"
+	_ "sigs.k8s.io/yaml"
+)

@@ -1,0 +1,95 @@
+package resource
+
+// Wire types of the HTTP API shared by the server (cluster) and the Go SDK
+// (client). The JSON names are part of the public contract (docs/api.md).
+
+// Error codes carried in ErrorBody.Code.
+const (
+	CodeInvalidJSON      = "invalid_json"       // 400: body is not valid JSON
+	CodeInvalidArgument  = "invalid_argument"   // 400: a field or parameter is wrong
+	CodeNotFound         = "not_found"          // 404
+	CodeMethodNotAllowed = "method_not_allowed" // 405
+	CodeAlreadyExists    = "already_exists"     // 409: duplicate name
+	CodeCASMismatch      = "cas_mismatch"       // 409: modify_index differs from ?cas=N
+	CodeBodyTooLarge     = "body_too_large"     // 413
+	CodeNoLeader         = "no_leader"          // 503: retry later (Retry-After is set)
+	CodeUnavailable      = "unavailable"        // 503: e.g. shutting down, leadership lost
+	CodeTimeout          = "timeout"            // 504: outcome unknown
+	CodeInternal         = "internal"           // 500
+)
+
+// ErrorResponse is the body of every non-2xx answer:
+// {"error": {"code": "...", "message": "..."}}.
+type ErrorResponse struct {
+	Error ErrorBody `json:"error"`
+}
+
+// ErrorBody says what went wrong and how to fix it.
+type ErrorBody struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}
+
+// Status is GET /v1/status: one controller's view of itself.
+type Status struct {
+	NodeID        string `json:"node_id"`
+	LeaderID      string `json:"leader_id"`
+	LeaderAddr    string `json:"leader_api_addr,omitempty"`
+	RaftState     string `json:"raft_state"` // Leader, Follower, Candidate, Shutdown
+	Term          uint64 `json:"term"`
+	CommitIndex   uint64 `json:"commit_index"`
+	AppliedIndex  uint64 `json:"applied_index"`
+	LastLogIndex  uint64 `json:"last_log_index"`
+	StateIndex    uint64 `json:"state_index"`
+	APIAddr       string `json:"api_addr"`
+	RaftAddr      string `json:"raft_addr"`
+	GossipAddr    string `json:"gossip_addr"`
+	Version       string `json:"version"`
+	NumServers    int    `json:"num_servers"`
+	LastContactMS int64  `json:"last_contact_ms"` // -1 on the leader
+}
+
+// Cluster is GET /v1/cluster.
+type Cluster struct {
+	Leader  string   `json:"leader"`
+	Servers []Server `json:"servers"`
+	Members []Member `json:"members"`
+}
+
+// Server is one entry of the Raft configuration.
+type Server struct {
+	ID      string `json:"id"`
+	Address string `json:"address"`
+	Voter   bool   `json:"voter"`
+	Leader  bool   `json:"leader"`
+}
+
+// Member is one node of the gossip pool.
+type Member struct {
+	Name    string            `json:"name"`
+	Address string            `json:"address"` // gossip host:port
+	Status  string            `json:"status"`  // alive, suspect, dead, left
+	Role    string            `json:"role"`    // controller, worker
+	Tags    map[string]string `json:"tags,omitempty"`
+}
+
+// Event types.
+const (
+	EventCreated = "created"
+	EventUpdated = "updated"
+	EventDeleted = "deleted"
+	// EventReset tells a stream reader that events it asked for are no
+	// longer retained: re-list the objects, then resume from Index.
+	EventReset = "reset"
+)
+
+// Event is one line of GET /v1/events (NDJSON). Object is the object after
+// the change (before it, for deletes).
+type Event struct {
+	Index  uint64  `json:"index"`
+	Type   string  `json:"type"`
+	Kind   Kind    `json:"kind,omitempty"`
+	Name   string  `json:"name,omitempty"`
+	Object *Object `json:"object,omitempty"`
+}

@@ -1,0 +1,77 @@
+package resource
+
+import "time"
+
+// KindHost is the hypervisor host kind.
+const KindHost Kind = "host"
+
+// Host states (status.state).
+const (
+	HostReady    = "ready"
+	HostDown     = "down"
+	HostLeft     = "left"
+	HostDraining = "draining"
+)
+
+// MaxOvercommit bounds the overcommit ratios.
+const MaxOvercommit = 64
+
+// HostSpec is what an operator wants of a host.
+type HostSpec struct {
+	// Unschedulable hosts take no new placements (drain).
+	Unschedulable bool `json:"unschedulable,omitempty"`
+	// CPUOvercommit and MemoryOvercommit scale capacity for placement;
+	// 1.0 (the default) means no overcommit.
+	CPUOvercommit    float64 `json:"cpu_overcommit,omitempty"`
+	MemoryOvercommit float64 `json:"memory_overcommit,omitempty"`
+}
+
+// Default sets both overcommit ratios to 1.0 when omitted.
+func (s *HostSpec) Default() {
+	if s.CPUOvercommit == 0 {
+		s.CPUOvercommit = 1
+	}
+	if s.MemoryOvercommit == 0 {
+		s.MemoryOvercommit = 1
+	}
+}
+
+// Validate checks the overcommit ratios.
+func (s *HostSpec) Validate() error {
+	if s.CPUOvercommit < 1 || s.CPUOvercommit > MaxOvercommit {
+		return Errorf("spec.cpu_overcommit", "must be between 1 and %d (got %g)", MaxOvercommit, s.CPUOvercommit)
+	}
+	if s.MemoryOvercommit < 1 || s.MemoryOvercommit > MaxOvercommit {
+		return Errorf("spec.memory_overcommit", "must be between 1 and %d (got %g)", MaxOvercommit, s.MemoryOvercommit)
+	}
+	return nil
+}
+
+// Resources is an amount of CPU and memory.
+type Resources struct {
+	CPUs      int   `json:"cpus"`
+	MemoryMiB int64 `json:"memory_mib"`
+}
+
+// HostStatus is what the system observed of a host.
+type HostStatus struct {
+	State     string    `json:"state"`
+	Address   string    `json:"address,omitempty"`
+	Capacity  Resources `json:"capacity"`
+	Allocated Resources `json:"allocated"`
+	Driver    string    `json:"driver,omitempty"`
+	Reason    string    `json:"reason,omitempty"`
+	Since     time.Time `json:"since,omitzero"`
+}
+
+func init() {
+	Register(&KindInfo{
+		Kind:      KindHost,
+		Plural:    "hosts",
+		NewSpec:   func() Spec { return new(HostSpec) },
+		NewStatus: func() any { return new(HostStatus) },
+		InitialStatus: func(now time.Time) any {
+			return &HostStatus{State: HostDown, Reason: "no worker has joined for this host yet", Since: now.UTC()}
+		},
+	})
+}

@@ -1,0 +1,141 @@
+package resource
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// Spec is implemented by every kind's typed spec.
+type Spec interface {
+	// Default fills in omitted optional fields.
+	Default()
+	// Validate checks the spec; errors are *FieldError with paths under
+	// "spec".
+	Validate() error
+}
+
+// KindInfo describes one kind: its names and its typed spec and status.
+type KindInfo struct {
+	Kind   Kind
+	Plural string // the URL collection: /v1/{Plural}
+	// NewSpec returns a pointer to a zero spec.
+	NewSpec func() Spec
+	// NewStatus returns a pointer to a zero status.
+	NewStatus func() any
+	// InitialStatus returns the status of a newly created object.
+	InitialStatus func(now time.Time) any
+}
+
+var kinds = map[Kind]*KindInfo{}
+
+// Register adds a kind. It is called from init functions only.
+func Register(k *KindInfo) {
+	if _, dup := kinds[k.Kind]; dup {
+		panic("resource: kind registered twice: " + string(k.Kind))
+	}
+	kinds[k.Kind] = k
+}
+
+// Lookup returns the kind's description.
+func Lookup(k Kind) (*KindInfo, bool) {
+	info, ok := kinds[k]
+	return info, ok
+}
+
+// LookupPlural finds a kind by its collection name ("vms").
+func LookupPlural(plural string) (*KindInfo, bool) {
+	for _, info := range kinds {
+		if info.Plural == plural {
+			return info, true
+		}
+	}
+	return nil, false
+}
+
+// Kinds lists the registered kinds in name order.
+func Kinds() []*KindInfo {
+	out := make([]*KindInfo, 0, len(kinds))
+	for _, k := range kinds {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Kind < out[j].Kind })
+	return out
+}
+
+// NormalizeSpec strictly decodes a kind's spec, fills defaults, validates it
+// and returns its canonical JSON encoding.
+func NormalizeSpec(kind Kind, raw json.RawMessage) (json.RawMessage, error) {
+	info, ok := Lookup(kind)
+	if !ok {
+		return nil, Errorf("kind", "unknown kind %q", kind)
+	}
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, Errorf("spec", "is required")
+	}
+	s := info.NewSpec()
+	if err := DecodeStrict(raw, s, "spec"); err != nil {
+		return nil, err
+	}
+	s.Default()
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return json.Marshal(s)
+}
+
+// NormalizeStatus strictly decodes a kind's status and returns its canonical
+// JSON encoding.
+func NormalizeStatus(kind Kind, raw json.RawMessage) (json.RawMessage, error) {
+	info, ok := Lookup(kind)
+	if !ok {
+		return nil, Errorf("kind", "unknown kind %q", kind)
+	}
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, Errorf("status", "is required")
+	}
+	s := info.NewStatus()
+	if err := DecodeStrict(raw, s, "status"); err != nil {
+		return nil, err
+	}
+	return json.Marshal(s)
+}
+
+// InitialStatus returns the canonical JSON status of a new object of kind.
+func InitialStatus(kind Kind, now time.Time) (json.RawMessage, error) {
+	info, ok := Lookup(kind)
+	if !ok {
+		return nil, Errorf("kind", "unknown kind %q", kind)
+	}
+	return json.Marshal(info.InitialStatus(now))
+}
+
+// ValidateMeta checks the user-settable metadata of an object.
+func ValidateMeta(name string, labels map[string]string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	return ValidateLabels(labels)
+}
+
+// DecodeSpec decodes o's spec into the kind's typed spec.
+func DecodeSpec[T any](o *Object) (*T, error) {
+	var v T
+	if err := json.Unmarshal(o.Spec, &v); err != nil {
+		return nil, fmt.Errorf("%s: decode spec: %w", o, err)
+	}
+	return &v, nil
+}
+
+// DecodeStatus decodes o's status into the kind's typed status.
+func DecodeStatus[T any](o *Object) (*T, error) {
+	var v T
+	if len(o.Status) == 0 {
+		return &v, nil
+	}
+	if err := json.Unmarshal(o.Status, &v); err != nil {
+		return nil, fmt.Errorf("%s: decode status: %w", o, err)
+	}
+	return &v, nil
+}

@@ -1,0 +1,148 @@
+package resource
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+)
+
+// ErrInvalid is wrapped by every validation error.
+var ErrInvalid = errors.New("invalid object")
+
+// FieldError says which field is wrong and how to fix it.
+type FieldError struct {
+	Field string // JSON path, e.g. "spec.cpus"
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+// Unwrap makes errors.Is(err, ErrInvalid) true.
+func (e *FieldError) Unwrap() error { return ErrInvalid }
+
+// Errorf returns a *FieldError for field.
+func Errorf(field, format string, args ...any) error {
+	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+const (
+	// MaxNameLen is the longest object name (a DNS label).
+	MaxNameLen = 63
+	// MaxLabels is the most labels one object may carry.
+	MaxLabels = 64
+	// MaxLabelKeyLen and MaxLabelValueLen bound a label.
+	MaxLabelKeyLen   = 63
+	MaxLabelValueLen = 255
+)
+
+var (
+	dnsLabelRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
+	labelKeyRe = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?$`)
+	labelValRe = regexp.MustCompile(`^[^\x00-\x1f\x7f]*$`)
+)
+
+// ValidateName checks that name is a DNS label (RFC 1123): lower-case letters,
+// digits and '-', starting and ending with a letter or digit, ≤ 63 chars.
+func ValidateName(name string) error {
+	switch {
+	case name == "":
+		return Errorf("name", "must not be empty; use a DNS label such as \"web-1\"")
+	case len(name) > MaxNameLen:
+		return Errorf("name", "is %d characters long; the limit is %d", len(name), MaxNameLen)
+	case !dnsLabelRe.MatchString(name):
+		return Errorf("name", "%q is not a DNS label: use lower-case letters, digits and '-', starting and ending with a letter or digit", name)
+	}
+	return nil
+}
+
+// ValidateLabels checks label keys and values.
+func ValidateLabels(labels map[string]string) error {
+	if len(labels) > MaxLabels {
+		return Errorf("labels", "has %d labels; the limit is %d", len(labels), MaxLabels)
+	}
+	for _, k := range SortedLabelKeys(labels) {
+		v := labels[k]
+		if len(k) == 0 || len(k) > MaxLabelKeyLen || !labelKeyRe.MatchString(k) {
+			return Errorf("labels", "key %q is invalid: use 1-%d letters, digits, '.', '_', '/' or '-', starting and ending with a letter or digit", k, MaxLabelKeyLen)
+		}
+		if len(v) > MaxLabelValueLen || !labelValRe.MatchString(v) {
+			return Errorf("labels."+k, "value must be at most %d printable characters", MaxLabelValueLen)
+		}
+	}
+	return nil
+}
+
+// DecodeStrict decodes JSON into v, rejecting unknown fields and trailing
+// data. Errors name the offending field with prefix (e.g. "spec").
+func DecodeStrict(data []byte, v any, prefix string) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonFieldError(err, prefix)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Errorf(orRoot(prefix), "unexpected data after the JSON value")
+	}
+	return nil
+}
+
+func orRoot(prefix string) string {
+	if prefix == "" {
+		return "body"
+	}
+	return prefix
+}
+
+func join(prefix, field string) string {
+	if prefix == "" {
+		return field
+	}
+	if field == "" {
+		return prefix
+	}
+	return prefix + "." + field
+}
+
+// jsonFieldError turns encoding/json errors into FieldErrors naming the field.
+func jsonFieldError(err error, prefix string) error {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return Errorf(orRoot(prefix), "malformed JSON at byte %d: %v", syn.Offset, syn)
+	case errors.As(err, &typ):
+		f := join(prefix, typ.Field)
+		return Errorf(orRoot(f), "must be %s, not JSON %s", typeName(typ.Type.String()), typ.Value)
+	case errors.Is(err, io.EOF):
+		return Errorf(orRoot(prefix), "is empty; send a JSON object")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return Errorf(orRoot(prefix), "malformed JSON: unexpected end of input")
+	}
+	msg := err.Error()
+	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+		return Errorf(join(prefix, strings.Trim(f, `"`)), "unknown field; remove it (check the spelling against the API reference)")
+	}
+	return Errorf(orRoot(prefix), "%s", strings.TrimPrefix(msg, "json: "))
+}
+
+func typeName(t string) string {
+	switch {
+	case strings.HasPrefix(t, "int"), strings.HasPrefix(t, "uint"):
+		return "an integer"
+	case strings.HasPrefix(t, "float"):
+		return "a number"
+	case t == "string", t == "resource.Kind":
+		return "a string"
+	case t == "bool":
+		return "true or false"
+	case strings.HasPrefix(t, "map["):
+		return "an object"
+	case strings.HasPrefix(t, "[]"):
+		return "an array"
+	}
+	return "an object"
+}
