@@ -1,0 +1,91 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// Agent is a running `kumoi agent --controller`: a Controller and the HTTP
+// API in front of it.
+type Agent struct {
+	ctrl   *Controller
+	srv    *http.Server
+	ln     net.Listener
+	logger hclog.Logger
+	served chan error
+}
+
+// StartAgent binds the API port, starts the controller and serves the API.
+// The API listener is bound first so that peers deciding whether to
+// bootstrap can ask this node about its state straight away.
+func StartAgent(cfg Config) (*Agent, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = Registry()
+	}
+	ln, err := net.Listen("tcp", cfg.apiAddr())
+	if err != nil {
+		return nil, fmt.Errorf("listen for the API on %s: %w (is another agent running? pick another --api-port or --bind)", cfg.apiAddr(), err)
+	}
+	ctrl, err := NewController(cfg)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	metrics := NewMetrics(cfg.Registry)
+	ctrl.fsm.OnApply = metrics.ObserveApply
+	handler := NewHTTPHandler(ctrl, HTTPOptions{
+		Logger:   cfg.Logger.Named("http"),
+		Registry: cfg.Registry,
+		Metrics:  metrics,
+		Version:  cfg.Version,
+	})
+	a := &Agent{
+		ctrl:   ctrl,
+		ln:     ln,
+		logger: cfg.Logger.Named("agent"),
+		served: make(chan error, 1),
+		srv: &http.Server{
+			Handler:           handler,
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+		},
+	}
+	go func() { a.served <- a.srv.Serve(ln) }()
+	a.logger.Info("API listening", "addr", ln.Addr().String())
+	return a, nil
+}
+
+// Controller returns the agent's controller.
+func (a *Agent) Controller() *Controller { return a.ctrl }
+
+// APIAddr is the host:port the API listens on.
+func (a *Agent) APIAddr() string { return a.ln.Addr().String() }
+
+// Served is sent the HTTP server's exit error.
+func (a *Agent) Served() <-chan error { return a.served }
+
+// Shutdown hands off leadership, drains the API and stops the controller.
+func (a *Agent) Shutdown(ctx context.Context) error {
+	a.ctrl.HandOffLeadership()
+	drain, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := a.srv.Shutdown(drain); err != nil {
+		// Event streams never finish on their own: cut them.
+		_ = a.srv.Close()
+	}
+	err := a.ctrl.Shutdown(ctx)
+	if serr := <-a.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	return err
+}

@@ -1,0 +1,126 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// DevConfig configures `kumoi agent -dev`: a whole cluster in one process.
+type DevConfig struct {
+	Controllers int    // default 1
+	BindIP      string // default 127.0.0.1
+	APIPort     int    // first controller's API port (default 7400); others use +10, +20, …
+	// DataDir keeps state across runs; empty means a temporary directory
+	// removed on shutdown.
+	DataDir string
+	Logger  hclog.Logger
+}
+
+// DevCluster is a running dev cluster.
+type DevCluster struct {
+	Agents  []*Agent
+	dataDir string
+	tempDir bool
+}
+
+// StartDev starts cfg.Controllers controllers on consecutive port blocks and
+// waits until they have elected a leader.
+func StartDev(ctx context.Context, cfg DevConfig) (*DevCluster, error) {
+	if cfg.Controllers == 0 {
+		cfg.Controllers = 1
+	}
+	if cfg.Controllers < 1 || cfg.Controllers > 7 {
+		return nil, fmt.Errorf("--dev-controllers %d must be between 1 and 7 (1, 3 or 5 make sense)", cfg.Controllers)
+	}
+	if cfg.BindIP == "" {
+		cfg.BindIP = "127.0.0.1"
+	}
+	if cfg.APIPort == 0 {
+		cfg.APIPort = DefaultAPIPort
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	d := &DevCluster{dataDir: cfg.DataDir}
+	if d.dataDir == "" {
+		dir, err := os.MkdirTemp("", "kumoi-dev-")
+		if err != nil {
+			return nil, err
+		}
+		d.dataDir, d.tempDir = dir, true
+	}
+	firstGossip := net.JoinHostPort(cfg.BindIP, strconv.Itoa(cfg.APIPort+2))
+	for i := 0; i < cfg.Controllers; i++ {
+		id := "dev" + strconv.Itoa(i+1)
+		base := cfg.APIPort + 10*i
+		c := Config{
+			NodeID:          id,
+			DataDir:         filepath.Join(d.dataDir, id),
+			BindIP:          cfg.BindIP,
+			APIPort:         base,
+			RaftPort:        base + 1,
+			GossipPort:      base + 2,
+			BootstrapExpect: cfg.Controllers,
+			Logger:          cfg.Logger.Named(id),
+		}
+		if i > 0 {
+			c.Join = []string{firstGossip}
+		}
+		a, err := StartAgent(c)
+		if err != nil {
+			d.Shutdown(context.Background())
+			return nil, fmt.Errorf("start dev controller %s: %w", id, err)
+		}
+		d.Agents = append(d.Agents, a)
+	}
+	for _, a := range d.Agents {
+		if err := a.Controller().WaitForLeader(ctx); err != nil {
+			d.Shutdown(context.Background())
+			return nil, fmt.Errorf("dev cluster elected no leader: %w", err)
+		}
+	}
+	return d, nil
+}
+
+// DataDir is where the dev cluster keeps its state.
+func (d *DevCluster) DataDir() string { return d.dataDir }
+
+// Temporary reports whether the data dir is removed on shutdown.
+func (d *DevCluster) Temporary() bool { return d.tempDir }
+
+// Addrs lists the controllers' API URLs.
+func (d *DevCluster) Addrs() []string {
+	out := make([]string, len(d.Agents))
+	for i, a := range d.Agents {
+		out[i] = "http://" + a.APIAddr()
+	}
+	return out
+}
+
+// Shutdown stops every controller (followers first, the leader last) and
+// removes a temporary data dir.
+func (d *DevCluster) Shutdown(ctx context.Context) error {
+	var errs []error
+	var leader *Agent
+	for _, a := range d.Agents {
+		if a.Controller().IsLeader() {
+			leader = a
+			continue
+		}
+		errs = append(errs, a.Shutdown(ctx))
+	}
+	if leader != nil {
+		errs = append(errs, leader.Shutdown(ctx))
+	}
+	if d.tempDir {
+		errs = append(errs, os.RemoveAll(d.dataDir))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,137 @@
+package cluster
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// monitorLeadership turns raft's leadership notifications into the
+// leader-only lifecycle: on winning, a barrier (so every earlier entry is
+// applied here) and then the leader loops; on losing, cancel them.
+func (c *Controller) monitorLeadership(notify <-chan bool) {
+	defer c.wg.Done()
+	var (
+		cancel context.CancelFunc
+		loops  sync.WaitGroup
+	)
+	stop := func() {
+		if cancel != nil {
+			c.readyTerm.Store(0)
+			cancel()
+			loops.Wait()
+			cancel = nil
+			c.logger.Info("leader loops stopped")
+		}
+	}
+	defer stop()
+	for {
+		select {
+		case <-c.shutdownCh:
+			return
+		case isLeader := <-notify:
+			if !isLeader {
+				stop()
+				continue
+			}
+			if cancel != nil {
+				continue
+			}
+			ctx, cancelFn := context.WithCancel(context.Background())
+			cancel = cancelFn
+			loops.Add(1)
+			go func() {
+				defer loops.Done()
+				c.establishLeadership(ctx, &loops)
+			}()
+		}
+	}
+}
+
+// establishLeadership waits for the barrier, marks the node ready for
+// linearizable reads in this term, and starts the leader loops.
+func (c *Controller) establishLeadership(ctx context.Context, loops *sync.WaitGroup) {
+	term := c.raft.CurrentTerm()
+	for {
+		err := c.raft.Barrier(c.cfg.ApplyTimeout).Error()
+		if err == nil {
+			break
+		}
+		c.logger.Warn("leadership barrier failed; retrying", "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		if c.raft.State() != raft.Leader {
+			return
+		}
+	}
+	if ctx.Err() != nil || c.raft.CurrentTerm() != term {
+		return
+	}
+	c.readyTerm.Store(term)
+	c.logger.Info("leadership established", "term", term, "applied", c.fsm.AppliedIndex())
+	c.leaderLoopsMu.Lock()
+	ls := append([]LeaderLoop(nil), c.leaderLoops...)
+	c.leaderLoopsMu.Unlock()
+	for _, l := range ls {
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			c.logger.Debug("leader loop started", "loop", l.Name)
+			l.Run(ctx)
+		}()
+	}
+}
+
+// reconcileVotersLoop makes every alive controller in the gossip pool a
+// raft voter, on gossip events and periodically.
+func (c *Controller) reconcileVotersLoop(ctx context.Context) {
+	t := time.NewTicker(c.cfg.ReconcileInterval)
+	defer t.Stop()
+	for {
+		c.reconcileVoters()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-c.reconcileCh:
+		}
+	}
+}
+
+func (c *Controller) reconcileVoters() {
+	if c.gossip == nil {
+		return
+	}
+	f := c.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return
+	}
+	known := map[raft.ServerID]raft.Server{}
+	for _, s := range f.Configuration().Servers {
+		known[s.ID] = s
+	}
+	for _, m := range c.members.aliveControllers() {
+		id := raft.ServerID(m.meta.ID)
+		addr := raft.ServerAddress(m.meta.Raft)
+		if s, ok := known[id]; ok && s.Address == addr && s.Suffrage == raft.Voter {
+			continue
+		}
+		c.logger.Info("adding controller as a raft voter", "server", id, "address", addr)
+		if err := c.raft.AddVoter(id, addr, 0, c.cfg.ApplyTimeout).Error(); err != nil {
+			c.logger.Warn("add voter failed", "server", id, "error", err)
+		}
+	}
+}
+
+// triggerReconcile asks the leader's reconcile loop to run now.
+func (c *Controller) triggerReconcile() {
+	select {
+	case c.reconcileCh <- struct{}{}:
+	default:
+	}
+}
