@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -19,6 +20,9 @@ type Agent struct {
 	ln     net.Listener
 	logger hclog.Logger
 	served chan error
+
+	stopOnce sync.Once
+	stopErr  error
 }
 
 // StartAgent binds the API port, starts the controller and serves the API.
@@ -75,7 +79,13 @@ func (a *Agent) APIAddr() string { return a.ln.Addr().String() }
 func (a *Agent) Served() <-chan error { return a.served }
 
 // Shutdown hands off leadership, drains the API and stops the controller.
+// It is safe to call more than once.
 func (a *Agent) Shutdown(ctx context.Context) error {
+	a.stopOnce.Do(func() { a.stopErr = a.shutdown(ctx) })
+	return a.stopErr
+}
+
+func (a *Agent) shutdown(ctx context.Context) error {
 	a.ctrl.HandOffLeadership()
 	drain, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()

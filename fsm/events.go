@@ -20,8 +20,9 @@ type EventBuffer struct {
 	notify chan struct{}
 }
 
-// NewEventBuffer returns a buffer holding up to size events.
+// NewEventBuffer returns a buffer holding up to size events (at least 1).
 func NewEventBuffer(size int) *EventBuffer {
+	size = max(size, 1)
 	return &EventBuffer{ring: make([]resource.Event, size), notify: make(chan struct{})}
 }
 
@@ -60,7 +61,8 @@ func (b *EventBuffer) Reset(index uint64) {
 	close(ch)
 }
 
-// Since returns up to max events with Index > after. reset is true when
+// Since returns up to max events with Index > after (more when the last
+// index has more events: an index's events are returned together). reset is true when
 // events after `after` are no longer all retained: the reader must re-list
 // and resume from floor. wait is closed when new events arrive.
 func (b *EventBuffer) Since(after uint64, max int) (evs []resource.Event, reset bool, floor uint64, wait <-chan struct{}) {
@@ -70,8 +72,14 @@ func (b *EventBuffer) Since(after uint64, max int) (evs []resource.Event, reset 
 		return nil, true, b.floor, b.notify
 	}
 	i := sort.Search(b.n, func(i int) bool { return b.at(i).Index > after })
-	for ; i < b.n && (max <= 0 || len(evs) < max); i++ {
-		evs = append(evs, *b.at(i))
+	for ; i < b.n; i++ {
+		ev := b.at(i)
+		// Never split one index's events (a batch) across pages: a
+		// reader resumes with "after = last index seen".
+		if max > 0 && len(evs) >= max && ev.Index != evs[len(evs)-1].Index {
+			break
+		}
+		evs = append(evs, *ev)
 	}
 	return evs, false, b.floor, b.notify
 }

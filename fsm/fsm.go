@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sync/atomic"
 	"time"
 
@@ -193,7 +194,13 @@ func (w *writer) batch(payload []byte) error {
 		if op.Type == BatchRequestType {
 			return fmt.Errorf("%w: batch operation %d: batches do not nest", ErrBadPayload, i)
 		}
-		if err := w.op(op.Type, op.Payload); err != nil {
+		err := w.op(op.Type, op.Payload)
+		if errors.Is(err, ErrUnknownCommand) && op.Type&IgnoreUnknownTypeFlag != 0 {
+			// Skip only this op, as a single ignorable entry is
+			// skipped, so old and new nodes agree on the rest.
+			continue
+		}
+		if err != nil {
 			return fmt.Errorf("batch operation %d (%s): %w", i, op.Type, err)
 		}
 	}
@@ -206,7 +213,7 @@ func decodePayload(payload []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadPayload, err)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF {
 		return fmt.Errorf("%w: trailing data after payload", ErrBadPayload)
 	}
 	return nil
@@ -255,6 +262,9 @@ func (w *writer) create(req *CreateRequest) error {
 	spec, err := resource.NormalizeSpec(req.Kind, req.Spec)
 	if err != nil {
 		return err
+	}
+	if _, err := req.Time.UTC().MarshalJSON(); err != nil {
+		return resource.Errorf("time", "is out of range: %v", err)
 	}
 	status, err := resource.InitialStatus(req.Kind, req.Time)
 	if err != nil {

@@ -85,9 +85,27 @@ func getTxn(txn *memdb.Txn, ws memdb.WatchSet, kind resource.Kind, name string) 
 	return raw.(*resource.Object), nil
 }
 
+// GetWithIndex is Get plus the kind's index, read in one transaction so the
+// index is exactly the state the answer reflects.
+func (s *Store) GetWithIndex(ws memdb.WatchSet, kind resource.Kind, name string) (*resource.Object, uint64, error) {
+	txn := s.ReadTxn()
+	o, err := getTxn(txn, ws, kind, name)
+	return o, indexTxn(txn, indexKey(kind)), err
+}
+
+// ListWithIndex is List plus the kind's index, read in one transaction.
+func (s *Store) ListWithIndex(ws memdb.WatchSet, kind resource.Kind, sel resource.Selector) ([]*resource.Object, uint64, error) {
+	txn := s.ReadTxn()
+	out, err := listTxn(txn, ws, kind, sel)
+	return out, indexTxn(txn, indexKey(kind)), err
+}
+
 // List returns every object of kind that matches sel, in name order.
 func (s *Store) List(ws memdb.WatchSet, kind resource.Kind, sel resource.Selector) ([]*resource.Object, error) {
-	txn := s.ReadTxn()
+	return listTxn(s.ReadTxn(), ws, kind, sel)
+}
+
+func listTxn(txn *memdb.Txn, ws memdb.WatchSet, kind resource.Kind, sel resource.Selector) ([]*resource.Object, error) {
 	it, err := txn.Get(tableObjects, indexKind, string(kind))
 	if err != nil {
 		return nil, fmt.Errorf("fsm: list %s: %w", kind, err)
@@ -182,7 +200,9 @@ func canonical(o *resource.Object) *resource.Object {
 }
 
 // Watch blocks until ws fires, ctx ends or the store is restored. It
-// returns false when ctx ended.
+// returns false when ctx ended. A caller that read the state before calling
+// Watch should have added AbandonCh() to ws before that read, or a restore in
+// between goes unnoticed; BlockingQuery does so.
 func (s *Store) Watch(ctx context.Context, ws memdb.WatchSet) bool {
 	ws.Add(s.AbandonCh())
 	return ws.WatchCtx(ctx) == nil
@@ -193,12 +213,15 @@ func (s *Store) Watch(ctx context.Context, ws memdb.WatchSet) bool {
 // index. query must add what it reads to ws.
 func (s *Store) BlockingQuery(ctx context.Context, minIndex uint64, query func(ws memdb.WatchSet) (uint64, error)) (uint64, error) {
 	for {
+		// Take the abandon channel before reading, so that a Restore
+		// landing between the read and the wait still wakes us.
 		ws := memdb.NewWatchSet()
+		ws.Add(s.AbandonCh())
 		idx, err := query(ws)
 		if err != nil || minIndex == 0 || idx > minIndex {
 			return idx, err
 		}
-		if !s.Watch(ctx, ws) {
+		if ws.WatchCtx(ctx) != nil {
 			return idx, nil
 		}
 	}

@@ -82,7 +82,31 @@ const (
 	// EventReset tells a stream reader that events it asked for are no
 	// longer retained: re-list the objects, then resume from Index.
 	EventReset = "reset"
+	// EventHeartbeat is a keep-alive line of an idle stream; Index is the
+	// newest index the stream has covered. It is not an object change.
+	EventHeartbeat = "heartbeat"
 )
+
+// HTTP headers of the API.
+const (
+	// HeaderIndex carries the Raft index a read reflects or a write made;
+	// pass it back as ?index= for a blocking query.
+	HeaderIndex = "X-Kumoi-Index"
+	// HeaderKnownLeader says whether the answering node knows a leader.
+	HeaderKnownLeader = "X-Kumoi-Known-Leader"
+	// HeaderLastContact is how long (ms) since a follower heard from the
+	// leader (stale reads).
+	HeaderLastContact = "X-Kumoi-Last-Contact"
+	// HeaderForwarded marks a request that one controller forwarded to the
+	// leader; it is never forwarded again.
+	HeaderForwarded = "X-Kumoi-Forwarded"
+)
+
+// RemoveServerResponse is the body of DELETE /v1/cluster/servers/{id}.
+type RemoveServerResponse struct {
+	Removed string `json:"removed"`
+	Index   uint64 `json:"index"`
+}
 
 // Event is one line of GET /v1/events (NDJSON). Object is the object after
 // the change (before it, for deletes).

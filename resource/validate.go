@@ -124,7 +124,11 @@ func jsonFieldError(err error, prefix string) error {
 	}
 	msg := err.Error()
 	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
-		return Errorf(join(prefix, strings.Trim(f, `"`)), "unknown field; remove it (check the spelling against the API reference)")
+		name := strings.Trim(f, `"`)
+		if name == "" {
+			return Errorf(orRoot(prefix), "has a field with an empty name; remove it")
+		}
+		return Errorf(join(prefix, name), "unknown field; remove it (check the spelling against the API reference)")
 	}
 	return Errorf(orRoot(prefix), "%s", strings.TrimPrefix(msg, "json: "))
 }

@@ -1,0 +1,148 @@
+package fsm_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"testing"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/kumoi/kumoi/fsm"
+	"github.com/kumoi/kumoi/resource"
+)
+
+// Benchmarks of the hot paths. Run with:
+//
+//	go test -tags libvirt_dlopen -run '^$' -bench . -benchmem ./fsm/
+
+func benchCreate(i int) *fsm.CreateRequest {
+	return createReq(vm, fmt.Sprintf("vm-%07d", i), fmt.Sprintf("id-%07d", i),
+		map[string]string{"app": []string{"web", "db"}[i%2], "tier": "front"}, vmSpec2)
+}
+
+// BenchmarkApplyCreate applies one create per op to a growing store.
+func BenchmarkApplyCreate(b *testing.B) {
+	f := fsm.New(fsm.Config{})
+	logs := make([]*raft.Log, b.N)
+	for i := range logs {
+		logs[i] = fsm.TestLog(b, uint64(i)+1, fsm.CreateRequestType, benchCreate(i))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if res := f.Apply(logs[i]).(*fsm.Result); res.Err != nil {
+			b.Fatal(res.Err)
+		}
+	}
+}
+
+// BenchmarkApplyBatch applies one 64-create batch per op.
+func BenchmarkApplyBatch(b *testing.B) {
+	const ops = 64
+	f := fsm.New(fsm.Config{})
+	logs := make([]*raft.Log, b.N)
+	for i := range logs {
+		req := &fsm.BatchRequest{Time: fsm.TestTime}
+		for j := range ops {
+			op, err := fsm.NewBatchOp(fsm.CreateRequestType, benchCreate(i*ops+j))
+			if err != nil {
+				b.Fatal(err)
+			}
+			req.Ops = append(req.Ops, op)
+		}
+		logs[i] = fsm.TestLog(b, uint64(i)+1, fsm.BatchRequestType, req)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if res := f.Apply(logs[i]).(*fsm.Result); res.Err != nil {
+			b.Fatal(res.Err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*ops), "ns/object")
+}
+
+func populated(b *testing.B, n int) *fsm.FSM {
+	b.Helper()
+	f := fsm.New(fsm.Config{})
+	const per = 256
+	for i := 0; i < n; i += per {
+		req := &fsm.BatchRequest{Time: fsm.TestTime}
+		for j := i; j < min(i+per, n); j++ {
+			op, err := fsm.NewBatchOp(fsm.CreateRequestType, benchCreate(j))
+			if err != nil {
+				b.Fatal(err)
+			}
+			req.Ops = append(req.Ops, op)
+		}
+		fsm.TestMustApply(b, f, uint64(i/per)+1, fsm.BatchRequestType, req)
+	}
+	return f
+}
+
+// BenchmarkList1k lists 1000 VMs (next to 1000 hosts), all of them and
+// with a selector that matches half.
+func BenchmarkList1k(b *testing.B) {
+	f := populated(b, 1000)
+	for i := range 1000 {
+		fsm.TestCreate(b, f, uint64(100+i), host, fmt.Sprintf("host-%04d", i), nil)
+	}
+	for _, tc := range []struct{ name, sel string }{{"all", ""}, {"selector", "app=web,tier"}} {
+		sel, err := resource.ParseSelector(tc.sel)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				l, err := f.State().List(nil, vm, sel)
+				if err != nil || len(l) == 0 {
+					b.Fatal(len(l), err)
+				}
+			}
+		})
+	}
+}
+
+// countingSink is a raft.SnapshotSink that discards what it is given.
+type countingSink struct{ n int64 }
+
+func (s *countingSink) Write(p []byte) (int, error) { s.n += int64(len(p)); return len(p), nil }
+func (s *countingSink) Close() error                { return nil }
+func (s *countingSink) ID() string                  { return "bench" }
+func (s *countingSink) Cancel() error               { return nil }
+
+// BenchmarkSnapshotPersist10k takes a snapshot of 10 000 objects and
+// streams it out.
+func BenchmarkSnapshotPersist10k(b *testing.B) {
+	f := populated(b, 10000)
+	var size int64
+	b.ReportAllocs()
+	for b.Loop() {
+		snap, err := f.Snapshot()
+		if err != nil {
+			b.Fatal(err)
+		}
+		sink := &countingSink{}
+		if err := snap.Persist(sink); err != nil {
+			b.Fatal(err)
+		}
+		snap.Release()
+		size = sink.n
+	}
+	b.SetBytes(size)
+}
+
+// BenchmarkRestore10k restores a 10 000-object snapshot.
+func BenchmarkRestore10k(b *testing.B) {
+	data := fsm.TestPersist(b, populated(b, 10000))
+	f := fsm.New(fsm.Config{})
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := f.Restore(io.NopCloser(bytes.NewReader(data))); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,229 @@
+package fsm_test
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/kumoi/kumoi/fsm"
+	"github.com/kumoi/kumoi/resource"
+)
+
+// Golden files pin the wire format of every message type: a log written by
+// this build must keep applying, to the same state, on every later build.
+//
+// Each file testdata/golden/<type>.hex holds one log entry's Data as two
+// lines: the type byte in hex, then the JSON payload byte for byte.
+// testdata/golden/state.json is the state after applying them in order.
+//
+// After an intended format change (a new message type, never a changed
+// one), regenerate with:
+//
+//	go test -tags libvirt_dlopen ./fsm -run Golden -update
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/golden")
+
+const goldenDir = "testdata/golden"
+
+var (
+	goldenT0 = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	goldenT1 = goldenT0.Add(time.Minute)
+)
+
+// goldenEntry is one message type's fixed request. They are applied in
+// order, entry i at log index i+1, so later ones may refer to earlier ones.
+type goldenEntry struct {
+	typ fsm.MessageType
+	req any
+}
+
+func goldenEntries(t testing.TB) []goldenEntry {
+	t.Helper()
+	op := func(mt fsm.MessageType, req any) fsm.BatchOp {
+		o, err := fsm.NewBatchOp(mt, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	return []goldenEntry{
+		{fsm.CreateRequestType, &fsm.CreateRequest{
+			Time: goldenT0, Kind: resource.KindVM, Name: "web-1", ID: "6a1f4e0c-2b7d-4c39-9a51-0d3e8f7b2c11",
+			Labels: map[string]string{"app": "web", "tier": "front"},
+			Spec:   raw(`{"cpus":2,"memory_mib":2048,"ha":"restart"}`),
+		}},
+		{fsm.UpdateRequestType, &fsm.UpdateRequest{
+			Time: goldenT0, Kind: resource.KindVM, Name: "web-1", CAS: 1,
+			Labels: map[string]string{"app": "web"},
+			Spec:   raw(`{"cpus":4,"memory_mib":4096,"power":"stopped","ha":"none"}`),
+		}},
+		{fsm.DeleteRequestType, &fsm.DeleteRequest{Time: goldenT1, Kind: resource.KindVM, Name: "web-1", CAS: 2}},
+		{fsm.BatchRequestType, &fsm.BatchRequest{Time: goldenT1, Ops: []fsm.BatchOp{
+			op(fsm.CreateRequestType, &fsm.CreateRequest{Time: goldenT1, Kind: resource.KindHost, Name: "host-1", ID: "0b9e2d61-5c4a-4f0e-8e13-7a6c5d4b3a21", Labels: map[string]string{"rack": "r1"}, Spec: raw(`{"cpu_overcommit":2,"memory_overcommit":1.5}`)}),
+			op(fsm.StatusRequestType, &fsm.StatusRequest{Time: goldenT1, Kind: resource.KindHost, Name: "host-1", Status: raw(`{"state":"ready","address":"127.0.0.11:7946","capacity":{"cpus":16,"memory_mib":65536},"allocated":{"cpus":2,"memory_mib":2048},"driver":"sim","since":"2025-01-02T03:05:05Z"}`)}),
+			op(fsm.CreateRequestType, &fsm.CreateRequest{Time: goldenT1, Kind: resource.KindVM, Name: "db-1", ID: "3c8d7e6f-1a2b-4c3d-8e9f-0a1b2c3d4e5f", Spec: raw(`{"cpus":2,"memory_mib":2048}`)}),
+			op(fsm.CreateRequestType, &fsm.CreateRequest{Time: goldenT1, Kind: resource.KindVM, Name: "tmp-1", ID: "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a", Spec: raw(`{"cpus":1,"memory_mib":256}`)}),
+			op(fsm.UpdateRequestType, &fsm.UpdateRequest{Time: goldenT1, Kind: resource.KindVM, Name: "db-1", CAS: 4, Labels: map[string]string{"app": "db"}, Spec: raw(`{"cpus":2,"memory_mib":2048,"ha":"restart"}`)}),
+			op(fsm.DeleteRequestType, &fsm.DeleteRequest{Time: goldenT1, Kind: resource.KindVM, Name: "tmp-1", CAS: 4}),
+		}}},
+		{fsm.StatusRequestType, &fsm.StatusRequest{
+			Time: goldenT1, Kind: resource.KindVM, Name: "db-1", CAS: 4,
+			Status: raw(`{"phase":"running","host":"host-1","epoch":4,"reason":"started","since":"2025-01-02T03:05:05Z"}`),
+		}},
+	}
+}
+
+// goldenIndex is the log index golden entry i is applied at.
+func goldenIndex(i int) uint64 { return uint64(i) + 1 }
+
+func goldenPath(mt fsm.MessageType) string { return filepath.Join(goldenDir, mt.String()+".hex") }
+
+func formatGolden(data []byte) []byte {
+	return fmt.Appendf(nil, "%02x\n%s\n", data[0], data[1:])
+}
+
+func parseGolden(t testing.TB, path string, b []byte) []byte {
+	t.Helper()
+	head, payload, ok := bytes.Cut(b, []byte("\n"))
+	payload, ok2 := bytes.CutSuffix(payload, []byte("\n"))
+	typ, err := hex.DecodeString(string(head))
+	if !ok || !ok2 || err != nil || len(typ) != 1 {
+		t.Fatalf("%s: not a golden entry (want a hex type byte line, then the payload line)", path)
+	}
+	return append(typ, payload...)
+}
+
+func writeOrCompare(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("wrote %s", path)
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run `go test ./fsm -run Golden -update` to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s changed:\n got %s\nwant %s\nThe log format is a compatibility contract: old entries must keep "+
+			"decoding. Add a new message type instead of changing one; regenerate with -update only for a new type.",
+			path, got, want)
+	}
+}
+
+// TestGoldenEncode fails when fsm.Encode's output changes for any message
+// type.
+func TestGoldenEncode(t *testing.T) {
+	for _, g := range goldenEntries(t) {
+		t.Run(g.typ.String(), func(t *testing.T) {
+			data, err := fsm.Encode(g.typ, g.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if data[0] != byte(g.typ) {
+				t.Fatalf("type byte = %d, want %d", data[0], g.typ)
+			}
+			writeOrCompare(t, goldenPath(g.typ), formatGolden(data))
+		})
+	}
+}
+
+// TestGoldenEveryMessageType: every known message type has a golden file.
+func TestGoldenEveryMessageType(t *testing.T) {
+	have := map[fsm.MessageType]bool{}
+	for _, g := range goldenEntries(t) {
+		have[g.typ] = true
+	}
+	for i := 0; i < 256; i++ {
+		mt := fsm.MessageType(i)
+		if strings.HasPrefix(mt.String(), "type(") {
+			continue
+		}
+		if !have[mt] {
+			t.Errorf("message type %d (%s) has no golden entry: add one to goldenEntries", i, mt)
+		}
+	}
+}
+
+// applyGoldenLog applies the stored golden entries (not freshly encoded
+// ones), in order, to a fresh FSM.
+func applyGoldenLog(t *testing.T) *fsm.FSM {
+	t.Helper()
+	f := fsm.TestFSM(t)
+	for i, g := range goldenEntries(t) {
+		path := goldenPath(g.typ)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := &raft.Log{Index: goldenIndex(i), Term: 1, Type: raft.LogCommand, Data: parseGolden(t, path, b)}
+		res := fsm.TestApplyLog(t, f, l)
+		if res.Err != nil {
+			t.Fatalf("%s no longer applies: %v", path, res.Err)
+		}
+		if len(res.Objects) == 0 {
+			t.Errorf("%s wrote no objects", path)
+		}
+	}
+	return f
+}
+
+// TestGoldenDecode: a log written by an older build keeps applying, and to
+// the same state.
+func TestGoldenDecode(t *testing.T) {
+	f := applyGoldenLog(t)
+	type goldenState struct {
+		Objects []*resource.Object `json:"objects"`
+		Indexes map[string]uint64  `json:"indexes"`
+		Events  []string           `json:"events"`
+	}
+	st := goldenState{Indexes: map[string]uint64{}}
+	for _, k := range []resource.Kind{resource.KindHost, resource.KindVM} {
+		objs, err := f.State().List(nil, k, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Objects = append(st.Objects, objs...)
+		st.Indexes[string(k)] = f.State().Index(k)
+	}
+	st.Indexes["latest"] = f.State().LatestIndex()
+	evs, _, _, _ := f.Events().Since(0, 0)
+	for _, ev := range evs {
+		st.Events = append(st.Events, fmt.Sprintf("%d %s %s/%s", ev.Index, ev.Type, ev.Kind, ev.Name))
+	}
+	got, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeOrCompare(t, filepath.Join(goldenDir, "state.json"), append(got, '\n'))
+}
+
+// TestGoldenSnapshot pins the snapshot stream format the same way: the
+// persisted golden state must not change, and the stored stream must
+// restore to the state the golden log builds.
+func TestGoldenSnapshot(t *testing.T) {
+	f := applyGoldenLog(t)
+	path := filepath.Join(goldenDir, "snapshot.jsonl")
+	writeOrCompare(t, path, fsm.TestPersist(t, f))
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := fsm.TestRestore(t, b)
+	if g.State().Digest() != f.State().Digest() || g.AppliedIndex() != f.AppliedIndex() {
+		t.Errorf("%s restores to a different state than the golden log builds", path)
+	}
+}

@@ -1,0 +1,943 @@
+package fsm_test
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/kumoi/kumoi/fsm"
+	"github.com/kumoi/kumoi/resource"
+)
+
+// ---- shared helpers for the fsm tests ----
+
+const (
+	vm   = resource.KindVM
+	host = resource.KindHost
+)
+
+func raw(s string) json.RawMessage { return json.RawMessage(s) }
+
+// entry returns the log entry [t][payload] at index.
+func entry(index uint64, t fsm.MessageType, payload string) *raft.Log {
+	return &raft.Log{Index: index, Term: 1, Type: raft.LogCommand, Data: append([]byte{byte(t)}, payload...)}
+}
+
+// fieldOf returns the field named by a *resource.FieldError inside err.
+func fieldOf(err error) string {
+	var fe *resource.FieldError
+	if errors.As(err, &fe) {
+		return fe.Field
+	}
+	return ""
+}
+
+// stateOf is everything observable about an FSM's replicated state plus its
+// derived event buffer, for "nothing changed" assertions.
+type stateOf struct {
+	digest       string
+	latest       uint64
+	vmIndex      uint64
+	hostIndex    uint64
+	vms, hosts   int
+	lastEventIdx uint64
+	events       int
+}
+
+func observe(t testing.TB, f *fsm.FSM) stateOf {
+	t.Helper()
+	s := f.State()
+	evs, reset, floor, _ := f.Events().Since(0, 0)
+	if reset { // after a restore: what is retained
+		evs, _, _, _ = f.Events().Since(floor, 0)
+	}
+	st := stateOf{
+		digest: s.Digest(), latest: s.LatestIndex(),
+		vmIndex: s.Index(vm), hostIndex: s.Index(host),
+		vms: s.Count(vm), hosts: s.Count(host), events: len(evs),
+	}
+	if len(evs) > 0 {
+		st.lastEventIdx = evs[len(evs)-1].Index
+	}
+	return st
+}
+
+// applyFails applies l, asserts that it fails with an error that is
+// errors.Is(want) and that nothing observable changed, and returns the
+// result.
+func applyFails(t *testing.T, f *fsm.FSM, l *raft.Log, want error) *fsm.Result {
+	t.Helper()
+	before := observe(t, f)
+	res := fsm.TestApplyLog(t, f, l)
+	if res.Err == nil {
+		t.Fatalf("apply succeeded, want error %v", want)
+	}
+	if !errors.Is(res.Err, want) {
+		t.Fatalf("apply error = %v, want one wrapping %v", res.Err, want)
+	}
+	if len(res.Objects) != 0 {
+		t.Errorf("failed apply returned %d objects", len(res.Objects))
+	}
+	if after := observe(t, f); after != before {
+		t.Fatalf("failed apply changed the state:\nbefore %+v\nafter  %+v", before, after)
+	}
+	if got := f.AppliedIndex(); got != l.Index {
+		t.Errorf("AppliedIndex = %d after a failed entry at %d; the entry is still applied", got, l.Index)
+	}
+	return res
+}
+
+func mustGet(t testing.TB, f *fsm.FSM, kind resource.Kind, name string) *resource.Object {
+	t.Helper()
+	o, err := f.State().Get(nil, kind, name)
+	if err != nil {
+		t.Fatalf("get %s/%s: %v", kind, name, err)
+	}
+	if o == nil {
+		t.Fatalf("get %s/%s: not found", kind, name)
+	}
+	return o
+}
+
+func mustAbsent(t testing.TB, f *fsm.FSM, kind resource.Kind, name string) {
+	t.Helper()
+	o, err := f.State().Get(nil, kind, name)
+	if err != nil {
+		t.Fatalf("get %s/%s: %v", kind, name, err)
+	}
+	if o != nil {
+		t.Fatalf("get %s/%s: found %+v, want absent", kind, name, o)
+	}
+}
+
+func names(objs []*resource.Object) []string {
+	out := make([]string, len(objs))
+	for i, o := range objs {
+		out[i] = o.Name
+	}
+	return out
+}
+
+func eventsAt(t fsm.TB, f *fsm.FSM, index uint64) []resource.Event {
+	evs, reset, floor, _ := f.Events().Since(index-1, 0)
+	if reset {
+		t.Fatalf("event buffer asks for a reset (floor %d) when reading events at %d", floor, index)
+	}
+	var out []resource.Event
+	for _, ev := range evs {
+		if ev.Index == index {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+func eventSummary(evs []resource.Event) string {
+	parts := make([]string, len(evs))
+	for i, ev := range evs {
+		parts[i] = fmt.Sprintf("%d:%s:%s/%s", ev.Index, ev.Type, ev.Kind, ev.Name)
+	}
+	return strings.Join(parts, " ")
+}
+
+func initialStatus(t testing.TB, kind resource.Kind, at time.Time) json.RawMessage {
+	t.Helper()
+	s, err := resource.InitialStatus(kind, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// seed writes the fixture most table cases start from:
+//
+//	1: vm/a   {app=web}
+//	2: vm/b   {app=db}
+//	3: host/h1
+func seed(t testing.TB, f *fsm.FSM) {
+	t.Helper()
+	fsm.TestCreate(t, f, 1, vm, "a", map[string]string{"app": "web"})
+	fsm.TestCreate(t, f, 2, vm, "b", map[string]string{"app": "db"})
+	fsm.TestCreate(t, f, 3, host, "h1", nil)
+}
+
+// at is the index every table case applies its entry at.
+const at = 10
+
+func batchOf(t testing.TB, ops ...any) *fsm.BatchRequest {
+	t.Helper()
+	req := &fsm.BatchRequest{Time: fsm.TestTime}
+	for i := 0; i < len(ops); i += 2 {
+		op, err := fsm.NewBatchOp(ops[i].(fsm.MessageType), ops[i+1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Ops = append(req.Ops, op)
+	}
+	return req
+}
+
+func createReq(kind resource.Kind, name, id string, labels map[string]string, spec string) *fsm.CreateRequest {
+	return &fsm.CreateRequest{Time: fsm.TestTime, Kind: kind, Name: name, ID: id, Labels: labels, Spec: raw(spec)}
+}
+
+const (
+	vmSpec1 = `{"cpus":1,"memory_mib":512}`
+	vmSpec2 = `{"cpus":2,"memory_mib":1024,"power":"stopped","ha":"restart"}`
+)
+
+// ---- Apply table ----
+
+type applyCase struct {
+	name string
+	typ  fsm.MessageType
+	req  any    // encoded with fsm.Encode(typ, req) unless data is set
+	data []byte // the raw entry Data
+	// wantErr: nil means the entry must succeed; otherwise the error must
+	// wrap it and the state must be unchanged.
+	wantErr   error
+	wantField string // for resource.ErrInvalid: the FieldError's field
+	wantMsg   string // a substring of the error message
+	check     func(t *testing.T, f *fsm.FSM, res *fsm.Result)
+}
+
+func runApplyCases(t *testing.T, cases []applyCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := fsm.TestFSM(t)
+			seed(t, f)
+			l := &raft.Log{Index: at, Term: 1, Type: raft.LogCommand, Data: tc.data}
+			if tc.data == nil {
+				l = fsm.TestLog(t, at, tc.typ, tc.req)
+			}
+			if tc.wantErr != nil {
+				res := applyFails(t, f, l, tc.wantErr)
+				if tc.wantField != "" {
+					if got := fieldOf(res.Err); got != tc.wantField {
+						t.Errorf("error %q names field %q, want %q", res.Err, got, tc.wantField)
+					}
+				}
+				if tc.wantMsg != "" && !strings.Contains(res.Err.Error(), tc.wantMsg) {
+					t.Errorf("error %q does not mention %q", res.Err, tc.wantMsg)
+				}
+				if tc.check != nil {
+					tc.check(t, f, res)
+				}
+				return
+			}
+			res := fsm.TestApplyLog(t, f, l)
+			if res.Err != nil {
+				t.Fatalf("apply: %v", res.Err)
+			}
+			if f.AppliedIndex() != at {
+				t.Errorf("AppliedIndex = %d, want %d", f.AppliedIndex(), at)
+			}
+			if tc.check != nil {
+				tc.check(t, f, res)
+			}
+		})
+	}
+}
+
+func TestApplyCreate(t *testing.T) {
+	longName := strings.Repeat("a", resource.MaxNameLen+1)
+	tooMany := map[string]string{}
+	for i := range resource.MaxLabels + 1 {
+		tooMany[fmt.Sprintf("k%d", i)] = "v"
+	}
+	runApplyCases(t, []applyCase{
+		{
+			name: "vm ok", typ: fsm.CreateRequestType,
+			req: createReq(vm, "c", "id-c", map[string]string{"app": "web", "tier": "front"}, vmSpec1),
+			check: func(t *testing.T, f *fsm.FSM, res *fsm.Result) {
+				want := &resource.Object{
+					Kind: vm, Name: "c", ID: "id-c",
+					Labels:      map[string]string{"app": "web", "tier": "front"},
+					CreateIndex: at, ModifyIndex: at,
+					Spec:   raw(`{"cpus":1,"memory_mib":512,"power":"running","ha":"none"}`),
+					Status: initialStatus(t, vm, fsm.TestTime),
+				}
+				got := mustGet(t, f, vm, "c")
+				if !got.Equal(want) {
+					t.Errorf("stored object:\n got %+v\nwant %+v", got, want)
+				}
+				if len(res.Objects) != 1 || !res.Objects[0].Equal(want) {
+					t.Errorf("Result.Objects = %+v, want [%+v]", res.Objects, want)
+				}
+				st, err := resource.DecodeStatus[resource.VMStatus](got)
+				if err != nil || st.Phase != resource.PhasePending || !st.Since.Equal(fsm.TestTime) {
+					t.Errorf("initial status = %+v (%v), want pending since the command time", st, err)
+				}
+				if s := f.State(); s.Index(vm) != at || s.LatestIndex() != at || s.Index(host) != 3 {
+					t.Errorf("indexes vm=%d host=%d latest=%d, want %d 3 %d", s.Index(vm), s.Index(host), s.LatestIndex(), at, at)
+				}
+				if evs := eventsAt(t, f, at); eventSummary(evs) != "10:created:vm/c" || !evs[0].Object.Equal(want) {
+					t.Errorf("events at %d = %s", at, eventSummary(evs))
+				}
+			},
+		},
+		{
+			name: "host ok with defaults", typ: fsm.CreateRequestType,
+			req: createReq(host, "h2", "id-h2", nil, `{}`),
+			check: func(t *testing.T, f *fsm.FSM, _ *fsm.Result) {
+				o := mustGet(t, f, host, "h2")
+				if string(o.Spec) != `{"cpu_overcommit":1,"memory_overcommit":1}` {
+					t.Errorf("spec = %s, want defaults filled in", o.Spec)
+				}
+				if o.Labels == nil || len(o.Labels) != 0 {
+					t.Errorf("labels = %#v, want an empty non-nil map", o.Labels)
+				}
+				if s := f.State(); s.Index(host) != at || s.Index(vm) != 2 {
+					t.Errorf("Index(host)=%d Index(vm)=%d, want %d 2", s.Index(host), s.Index(vm), at)
+				}
+			},
+		},
+		{
+			name: "same name in another kind ok", typ: fsm.CreateRequestType,
+			req: createReq(host, "a", "id-ha", nil, `{}`),
+			check: func(t *testing.T, f *fsm.FSM, _ *fsm.Result) {
+				mustGet(t, f, host, "a")
+				if mustGet(t, f, vm, "a").ID != fsm.TestID(1) {
+					t.Errorf("vm/a changed")
+				}
+			},
+		},
+		{name: "duplicate name", typ: fsm.CreateRequestType, req: createReq(vm, "a", "id-new", nil, vmSpec1), wantErr: fsm.ErrExists, wantMsg: `vm "a"`},
+		{name: "duplicate id", typ: fsm.CreateRequestType, req: createReq(vm, "c", fsm.TestID(2), nil, vmSpec1), wantErr: fsm.ErrExists, wantMsg: fsm.TestID(2)},
+		{name: "duplicate id across kinds", typ: fsm.CreateRequestType, req: createReq(host, "h2", fsm.TestID(1), nil, `{}`), wantErr: fsm.ErrExists},
+		{name: "empty name", typ: fsm.CreateRequestType, req: createReq(vm, "", "x", nil, vmSpec1), wantErr: resource.ErrInvalid, wantField: "name"},
+		{name: "upper-case name", typ: fsm.CreateRequestType, req: createReq(vm, "Web", "x", nil, vmSpec1), wantErr: resource.ErrInvalid, wantField: "name"},
+		{name: "name with leading dash", typ: fsm.CreateRequestType, req: createReq(vm, "-a", "x", nil, vmSpec1), wantErr: resource.ErrInvalid, wantField: "name"},
+		{name: "name too long", typ: fsm.CreateRequestType, req: createReq(vm, longName, "x", nil, vmSpec1), wantErr: resource.ErrInvalid, wantField: "name"},
+		{name: "bad label key", typ: fsm.CreateRequestType, req: createReq(vm, "c", "x", map[string]string{"bad key": "v"}, vmSpec1), wantErr: resource.ErrInvalid, wantField: "labels"},
+		{name: "bad label value", typ: fsm.CreateRequestType, req: createReq(vm, "c", "x", map[string]string{"app": "a\nb"}, vmSpec1), wantErr: resource.ErrInvalid, wantField: "labels.app"},
+		{name: "too many labels", typ: fsm.CreateRequestType, req: createReq(vm, "c", "x", tooMany, vmSpec1), wantErr: resource.ErrInvalid, wantField: "labels"},
+		{name: "empty id", typ: fsm.CreateRequestType, req: createReq(vm, "c", "", nil, vmSpec1), wantErr: resource.ErrInvalid, wantField: "id"},
+		{name: "spec missing", typ: fsm.CreateRequestType, data: []byte("\x01" + `{"kind":"vm","name":"c","id":"x"}`), wantErr: resource.ErrInvalid, wantField: "spec"},
+		{name: "spec null", typ: fsm.CreateRequestType, req: createReq(vm, "c", "x", nil, `null`), wantErr: resource.ErrInvalid, wantField: "spec"},
+		{name: "spec cpus zero", typ: fsm.CreateRequestType, req: createReq(vm, "c", "x", nil, `{"cpus":0,"memory_mib":1}`), wantErr: resource.ErrInvalid, wantField: "spec.cpus"},
+		{name: "spec cpus wrong type", typ: fsm.CreateRequestType, req: createReq(vm, "c", "x", nil, `{"cpus":"two","memory_mib":1}`), wantErr: resource.ErrInvalid, wantField: "spec.cpus"},
+		{name: "spec memory too large", typ: fsm.CreateRequestType, req: createReq(vm, "c", "x", nil, `{"cpus":1,"memory_mib":1099511627776}`), wantErr: resource.ErrInvalid, wantField: "spec.memory_mib"},
+		{name: "spec bad power", typ: fsm.CreateRequestType, req: createReq(vm, "c", "x", nil, `{"cpus":1,"memory_mib":1,"power":"on"}`), wantErr: resource.ErrInvalid, wantField: "spec.power"},
+		{name: "spec unknown field", typ: fsm.CreateRequestType, req: createReq(vm, "c", "x", nil, `{"cpus":1,"memory_mib":1,"bogus":1}`), wantErr: resource.ErrInvalid, wantField: "spec.bogus"},
+		{name: "spec of another kind", typ: fsm.CreateRequestType, req: createReq(vm, "c", "x", nil, `{"cpu_overcommit":2}`), wantErr: resource.ErrInvalid, wantField: "spec.cpu_overcommit"},
+		{name: "host spec overcommit below 1", typ: fsm.CreateRequestType, req: createReq(host, "h2", "x", nil, `{"cpu_overcommit":0.5}`), wantErr: resource.ErrInvalid, wantField: "spec.cpu_overcommit"},
+		{name: "spec not an object", typ: fsm.CreateRequestType, req: createReq(vm, "c", "x", nil, `[1]`), wantErr: resource.ErrInvalid, wantField: "spec"},
+		{name: "unknown kind", typ: fsm.CreateRequestType, req: createReq("network", "c", "x", nil, `{}`), wantErr: resource.ErrInvalid, wantField: "kind"},
+		{name: "empty kind", typ: fsm.CreateRequestType, req: createReq("", "c", "x", nil, `{}`), wantErr: resource.ErrInvalid, wantField: "kind"},
+		{name: "payload unknown field", data: []byte("\x01" + `{"kind":"vm","name":"c","id":"x","spec":{"cpus":1,"memory_mib":1},"extra":1}`), wantErr: fsm.ErrBadPayload},
+		{name: "payload wrong type", data: []byte("\x01" + `{"kind":"vm","name":7}`), wantErr: fsm.ErrBadPayload},
+		{name: "payload bad time", data: []byte("\x01" + `{"time":"yesterday","kind":"vm","name":"c","id":"x","spec":{"cpus":1,"memory_mib":1}}`), wantErr: fsm.ErrBadPayload},
+		{name: "payload null", data: []byte("\x01null"), wantErr: resource.ErrInvalid},
+	})
+}
+
+func TestApplyUpdate(t *testing.T) {
+	upd := func(name string, cas uint64, labels map[string]string, spec string) *fsm.UpdateRequest {
+		return &fsm.UpdateRequest{Time: fsm.TestTime, Kind: vm, Name: name, CAS: cas, Labels: labels, Spec: raw(spec)}
+	}
+	replaced := func(t *testing.T, f *fsm.FSM, res *fsm.Result) {
+		t.Helper()
+		old := fsm.TestSpec(t, vm)
+		o := mustGet(t, f, vm, "a")
+		want := &resource.Object{
+			Kind: vm, Name: "a", ID: fsm.TestID(1),
+			Labels:      map[string]string{"tier": "front"},
+			CreateIndex: 1, ModifyIndex: at,
+			Spec:   raw(`{"cpus":2,"memory_mib":1024,"power":"stopped","ha":"restart"}`),
+			Status: initialStatus(t, vm, fsm.TestTime),
+		}
+		if !o.Equal(want) {
+			t.Errorf("stored:\n got %+v\nwant %+v", o, want)
+		}
+		if string(old) == string(o.Spec) {
+			t.Errorf("spec not replaced")
+		}
+		if len(res.Objects) != 1 || !res.Objects[0].Equal(want) {
+			t.Errorf("Result.Objects = %+v", res.Objects)
+		}
+		if s := f.State(); s.Index(vm) != at || s.LatestIndex() != at || s.Index(host) != 3 {
+			t.Errorf("indexes vm=%d host=%d latest=%d", s.Index(vm), s.Index(host), s.LatestIndex())
+		}
+		if got := eventSummary(eventsAt(t, f, at)); got != "10:updated:vm/a" {
+			t.Errorf("events = %s", got)
+		}
+	}
+	runApplyCases(t, []applyCase{
+		{name: "replace labels and spec", typ: fsm.UpdateRequestType, req: upd("a", 0, map[string]string{"tier": "front"}, vmSpec2), check: replaced},
+		{name: "CAS ok", typ: fsm.UpdateRequestType, req: upd("a", 1, map[string]string{"tier": "front"}, vmSpec2), check: replaced},
+		{
+			name: "nil labels clear the labels", typ: fsm.UpdateRequestType, req: upd("a", 0, nil, vmSpec1),
+			check: func(t *testing.T, f *fsm.FSM, _ *fsm.Result) {
+				if o := mustGet(t, f, vm, "a"); o.Labels == nil || len(o.Labels) != 0 {
+					t.Errorf("labels = %#v, want empty", o.Labels)
+				}
+			},
+		},
+		{
+			name: "status is kept", typ: fsm.UpdateRequestType, req: upd("b", 0, nil, vmSpec2),
+			check: func(t *testing.T, f *fsm.FSM, _ *fsm.Result) {
+				if o := mustGet(t, f, vm, "b"); string(o.Status) != string(initialStatus(t, vm, fsm.TestTime)) {
+					t.Errorf("status changed by a spec update: %s", o.Status)
+				}
+			},
+		},
+		{name: "CAS mismatch", typ: fsm.UpdateRequestType, req: upd("a", 2, nil, vmSpec2), wantErr: fsm.ErrCASMismatch, wantMsg: "it is 1, the request expected 2"},
+		{name: "CAS in the future", typ: fsm.UpdateRequestType, req: upd("a", at, nil, vmSpec2), wantErr: fsm.ErrCASMismatch},
+		{name: "not found", typ: fsm.UpdateRequestType, req: upd("zz", 0, nil, vmSpec1), wantErr: fsm.ErrNotFound},
+		{name: "not found with CAS", typ: fsm.UpdateRequestType, req: upd("zz", 1, nil, vmSpec1), wantErr: fsm.ErrNotFound},
+		{name: "wrong kind is not found", typ: fsm.UpdateRequestType, req: &fsm.UpdateRequest{Kind: host, Name: "a", Spec: raw(`{}`)}, wantErr: fsm.ErrNotFound},
+		{name: "unknown kind", typ: fsm.UpdateRequestType, req: &fsm.UpdateRequest{Kind: "network", Name: "a", Spec: raw(`{}`)}, wantErr: resource.ErrInvalid, wantField: "kind"},
+		{name: "bad labels", typ: fsm.UpdateRequestType, req: upd("a", 0, map[string]string{"-x": "1"}, vmSpec1), wantErr: resource.ErrInvalid, wantField: "labels"},
+		{name: "bad spec", typ: fsm.UpdateRequestType, req: upd("a", 0, nil, `{"cpus":0,"memory_mib":1}`), wantErr: resource.ErrInvalid, wantField: "spec.cpus"},
+		{name: "spec missing", data: []byte("\x02" + `{"kind":"vm","name":"a"}`), wantErr: resource.ErrInvalid, wantField: "spec"},
+		{name: "payload unknown field", data: []byte("\x02" + `{"kind":"vm","name":"a","spec":{"cpus":1,"memory_mib":1},"status":{}}`), wantErr: fsm.ErrBadPayload},
+	})
+}
+
+func TestApplyStatus(t *testing.T) {
+	st := func(name string, cas uint64, status string) *fsm.StatusRequest {
+		return &fsm.StatusRequest{Time: fsm.TestTime, Kind: vm, Name: name, CAS: cas, Status: raw(status)}
+	}
+	running := `{"phase":"running","host":"h1","epoch":7,"since":"2025-01-02T03:04:05Z"}`
+	ok := func(t *testing.T, f *fsm.FSM, res *fsm.Result) {
+		t.Helper()
+		o := mustGet(t, f, vm, "a")
+		if string(o.Status) != running {
+			t.Errorf("status = %s, want %s", o.Status, running)
+		}
+		if string(o.Spec) != string(fsm.TestSpec(t, vm)) || o.Labels["app"] != "web" || o.CreateIndex != 1 || o.ModifyIndex != at {
+			t.Errorf("status update touched more than status and modify_index: %+v", o)
+		}
+		if len(res.Objects) != 1 || !res.Objects[0].Equal(o) {
+			t.Errorf("Result.Objects = %+v", res.Objects)
+		}
+		if s := f.State(); s.Index(vm) != at || s.LatestIndex() != at {
+			t.Errorf("indexes vm=%d latest=%d", s.Index(vm), s.LatestIndex())
+		}
+		if got := eventSummary(eventsAt(t, f, at)); got != "10:updated:vm/a" {
+			t.Errorf("events = %s", got)
+		}
+	}
+	runApplyCases(t, []applyCase{
+		{name: "ok", typ: fsm.StatusRequestType, req: st("a", 0, running), check: ok},
+		{name: "CAS ok", typ: fsm.StatusRequestType, req: st("a", 1, running), check: ok},
+		{
+			name: "canonicalised", typ: fsm.StatusRequestType, req: st("a", 0, `{ "host" : "h1", "phase":"running" }`),
+			check: func(t *testing.T, f *fsm.FSM, _ *fsm.Result) {
+				if got := string(mustGet(t, f, vm, "a").Status); got != `{"phase":"running","host":"h1"}` {
+					t.Errorf("status = %s, want canonical JSON", got)
+				}
+			},
+		},
+		{
+			name: "host status", typ: fsm.StatusRequestType,
+			req: &fsm.StatusRequest{Kind: host, Name: "h1", Status: raw(`{"state":"ready","capacity":{"cpus":8,"memory_mib":16384},"allocated":{"cpus":0,"memory_mib":0}}`)},
+			check: func(t *testing.T, f *fsm.FSM, _ *fsm.Result) {
+				hs, err := resource.DecodeStatus[resource.HostStatus](mustGet(t, f, host, "h1"))
+				if err != nil || hs.State != resource.HostReady || hs.Capacity.CPUs != 8 {
+					t.Errorf("host status = %+v, %v", hs, err)
+				}
+				if f.State().Index(host) != at || f.State().Index(vm) != 2 {
+					t.Errorf("Index(host)=%d Index(vm)=%d", f.State().Index(host), f.State().Index(vm))
+				}
+			},
+		},
+		{name: "CAS mismatch", typ: fsm.StatusRequestType, req: st("a", 3, running), wantErr: fsm.ErrCASMismatch},
+		{name: "not found", typ: fsm.StatusRequestType, req: st("zz", 0, running), wantErr: fsm.ErrNotFound},
+		{name: "unknown kind", typ: fsm.StatusRequestType, req: &fsm.StatusRequest{Kind: "nope", Name: "a", Status: raw(`{}`)}, wantErr: resource.ErrInvalid, wantField: "kind"},
+		{name: "unknown status field", typ: fsm.StatusRequestType, req: st("a", 0, `{"phase":"running","bogus":1}`), wantErr: resource.ErrInvalid, wantField: "status.bogus"},
+		{name: "status wrong type", typ: fsm.StatusRequestType, req: st("a", 0, `{"epoch":"x"}`), wantErr: resource.ErrInvalid, wantField: "status.epoch"},
+		{name: "status missing", data: []byte("\x05" + `{"kind":"vm","name":"a"}`), wantErr: resource.ErrInvalid, wantField: "status"},
+		{name: "status null", typ: fsm.StatusRequestType, req: st("a", 0, `null`), wantErr: resource.ErrInvalid, wantField: "status"},
+	})
+}
+
+func TestApplyDelete(t *testing.T) {
+	del := func(kind resource.Kind, name string, cas uint64) *fsm.DeleteRequest {
+		return &fsm.DeleteRequest{Time: fsm.TestTime, Kind: kind, Name: name, CAS: cas}
+	}
+	ok := func(t *testing.T, f *fsm.FSM, res *fsm.Result) {
+		t.Helper()
+		mustAbsent(t, f, vm, "a")
+		mustGet(t, f, vm, "b")
+		s := f.State()
+		if s.Count(vm) != 1 {
+			t.Errorf("Count(vm) = %d, want 1", s.Count(vm))
+		}
+		if s.Index(vm) != at || s.LatestIndex() != at || s.Index(host) != 3 {
+			t.Errorf("a delete must bump the kind's index: vm=%d host=%d latest=%d", s.Index(vm), s.Index(host), s.LatestIndex())
+		}
+		if len(res.Objects) != 1 || res.Objects[0].Name != "a" || res.Objects[0].ModifyIndex != 1 {
+			t.Errorf("Result.Objects = %+v, want vm/a as it was", res.Objects)
+		}
+		evs := eventsAt(t, f, at)
+		if eventSummary(evs) != "10:deleted:vm/a" || evs[0].Object == nil || evs[0].Object.ID != fsm.TestID(1) {
+			t.Errorf("events = %s, want a delete carrying the old object", eventSummary(evs))
+		}
+	}
+	runApplyCases(t, []applyCase{
+		{name: "ok", typ: fsm.DeleteRequestType, req: del(vm, "a", 0), check: ok},
+		{name: "CAS ok", typ: fsm.DeleteRequestType, req: del(vm, "a", 1), check: ok},
+		{
+			name: "last of its kind", typ: fsm.DeleteRequestType, req: del(host, "h1", 3),
+			check: func(t *testing.T, f *fsm.FSM, _ *fsm.Result) {
+				s := f.State()
+				if s.Count(host) != 0 || s.Index(host) != at {
+					t.Errorf("Count(host)=%d Index(host)=%d, want 0 and %d", s.Count(host), s.Index(host), at)
+				}
+				if l, _ := s.List(nil, host, nil); len(l) != 0 {
+					t.Errorf("List(host) = %v", names(l))
+				}
+			},
+		},
+		{name: "CAS mismatch", typ: fsm.DeleteRequestType, req: del(vm, "a", 2), wantErr: fsm.ErrCASMismatch},
+		{name: "not found", typ: fsm.DeleteRequestType, req: del(vm, "zz", 0), wantErr: fsm.ErrNotFound},
+		{name: "wrong kind", typ: fsm.DeleteRequestType, req: del(host, "a", 0), wantErr: fsm.ErrNotFound},
+		{name: "unknown kind", typ: fsm.DeleteRequestType, req: del("nope", "a", 0), wantErr: resource.ErrInvalid, wantField: "kind"},
+		{name: "payload unknown field", data: []byte("\x03" + `{"kind":"vm","name":"a","force":true}`), wantErr: fsm.ErrBadPayload},
+	})
+}
+
+func TestApplyBatch(t *testing.T) {
+	tooMany := &fsm.BatchRequest{}
+	for range fsm.MaxBatchOps + 1 {
+		tooMany.Ops = append(tooMany.Ops, fsm.BatchOp{Type: fsm.DeleteRequestType, Payload: raw(`{"kind":"vm","name":"zz"}`)})
+	}
+	unchanged := func(t *testing.T, f *fsm.FSM, _ *fsm.Result) {
+		t.Helper()
+		mustAbsent(t, f, vm, "c")
+		if o := mustGet(t, f, vm, "a"); o.ModifyIndex != 1 || o.Labels["app"] != "web" {
+			t.Errorf("vm/a changed by a failed batch: %+v", o)
+		}
+		mustGet(t, f, vm, "b")
+	}
+	runApplyCases(t, []applyCase{
+		{
+			name: "ops see earlier ops' writes", typ: fsm.BatchRequestType,
+			req: batchOf(t,
+				fsm.CreateRequestType, createReq(vm, "c", "id-c", nil, vmSpec1),
+				fsm.UpdateRequestType, &fsm.UpdateRequest{Kind: vm, Name: "c", CAS: at, Labels: map[string]string{"x": "1"}, Spec: raw(vmSpec2)},
+				fsm.StatusRequestType, &fsm.StatusRequest{Kind: vm, Name: "c", CAS: at, Status: raw(`{"phase":"scheduled","host":"h1"}`)},
+				fsm.DeleteRequestType, &fsm.DeleteRequest{Kind: vm, Name: "a", CAS: 1},
+				fsm.CreateRequestType, createReq(vm, "a", "id-a2", nil, vmSpec1), // reuse the name just freed
+				fsm.CreateRequestType, createReq(host, "h2", fsm.TestID(1), nil, `{}`), // and the id
+			),
+			check: func(t *testing.T, f *fsm.FSM, res *fsm.Result) {
+				c := mustGet(t, f, vm, "c")
+				if c.CreateIndex != at || c.ModifyIndex != at || c.Labels["x"] != "1" ||
+					string(c.Spec) != `{"cpus":2,"memory_mib":1024,"power":"stopped","ha":"restart"}` ||
+					string(c.Status) != `{"phase":"scheduled","host":"h1"}` {
+					t.Errorf("vm/c = %+v", c)
+				}
+				if a := mustGet(t, f, vm, "a"); a.ID != "id-a2" || a.CreateIndex != at {
+					t.Errorf("vm/a = %+v, want the re-created one", a)
+				}
+				if h := mustGet(t, f, host, "h2"); h.ID != fsm.TestID(1) {
+					t.Errorf("host/h2 = %+v", h)
+				}
+				if got := strings.Join(names(res.Objects), ","); got != "c,c,c,a,a,h2" {
+					t.Errorf("Result.Objects names = %s, want one per op in order", got)
+				}
+				if res.Objects[0].ModifyIndex != at || string(res.Objects[0].Status) == string(res.Objects[2].Status) {
+					t.Errorf("Result.Objects must be each op's own result")
+				}
+				want := "10:created:vm/c 10:updated:vm/c 10:updated:vm/c 10:deleted:vm/a 10:created:vm/a 10:created:host/h2"
+				if got := eventSummary(eventsAt(t, f, at)); got != want {
+					t.Errorf("events:\n got %s\nwant %s", got, want)
+				}
+				if s := f.State(); s.Index(vm) != at || s.Index(host) != at || s.LatestIndex() != at {
+					t.Errorf("indexes vm=%d host=%d latest=%d", s.Index(vm), s.Index(host), s.LatestIndex())
+				}
+			},
+		},
+		{
+			name: "failing last op leaves no trace", typ: fsm.BatchRequestType,
+			req: batchOf(t,
+				fsm.CreateRequestType, createReq(vm, "c", "id-c", nil, vmSpec1),
+				fsm.UpdateRequestType, &fsm.UpdateRequest{Kind: vm, Name: "a", Spec: raw(vmSpec2)},
+				fsm.DeleteRequestType, &fsm.DeleteRequest{Kind: vm, Name: "b"},
+				fsm.CreateRequestType, createReq(host, "h1", "id-h1b", nil, `{}`),
+			),
+			wantErr: fsm.ErrExists, wantMsg: "batch operation 3 (create)", check: unchanged,
+		},
+		{
+			name: "CAS failure in the middle", typ: fsm.BatchRequestType,
+			req: batchOf(t,
+				fsm.CreateRequestType, createReq(vm, "c", "id-c", nil, vmSpec1),
+				fsm.DeleteRequestType, &fsm.DeleteRequest{Kind: vm, Name: "a", CAS: 2},
+				fsm.DeleteRequestType, &fsm.DeleteRequest{Kind: vm, Name: "b"},
+			),
+			wantErr: fsm.ErrCASMismatch, wantMsg: "batch operation 1 (delete)", check: unchanged,
+		},
+		{
+			name: "invalid op names the field", typ: fsm.BatchRequestType,
+			req: batchOf(t,
+				fsm.CreateRequestType, createReq(vm, "c", "id-c", nil, vmSpec1),
+				fsm.UpdateRequestType, &fsm.UpdateRequest{Kind: vm, Name: "c", Spec: raw(`{"cpus":1,"memory_mib":0}`)},
+			),
+			wantErr: resource.ErrInvalid, wantField: "spec.memory_mib", check: unchanged,
+		},
+		{
+			name: "op sees an earlier op's delete", typ: fsm.BatchRequestType,
+			req: batchOf(t,
+				fsm.DeleteRequestType, &fsm.DeleteRequest{Kind: vm, Name: "a"},
+				fsm.UpdateRequestType, &fsm.UpdateRequest{Kind: vm, Name: "a", Spec: raw(vmSpec1)},
+			),
+			wantErr: fsm.ErrNotFound, check: unchanged,
+		},
+		{
+			name: "duplicate create inside one batch", typ: fsm.BatchRequestType,
+			req: batchOf(t,
+				fsm.CreateRequestType, createReq(vm, "c", "id-c", nil, vmSpec1),
+				fsm.CreateRequestType, createReq(vm, "c", "id-c2", nil, vmSpec1),
+			),
+			wantErr: fsm.ErrExists, check: unchanged,
+		},
+		{
+			name: "nested batch", typ: fsm.BatchRequestType,
+			req: batchOf(t,
+				fsm.CreateRequestType, createReq(vm, "c", "id-c", nil, vmSpec1),
+				fsm.BatchRequestType, batchOf(t, fsm.DeleteRequestType, &fsm.DeleteRequest{Kind: vm, Name: "a"}),
+			),
+			wantErr: fsm.ErrBadPayload, wantMsg: "do not nest", check: unchanged,
+		},
+		{name: "empty batch", typ: fsm.BatchRequestType, req: &fsm.BatchRequest{Time: fsm.TestTime}, wantErr: fsm.ErrBadPayload},
+		{name: "ops null", data: []byte("\x04" + `{"ops":null}`), wantErr: fsm.ErrBadPayload},
+		{name: "too many ops", typ: fsm.BatchRequestType, req: tooMany, wantErr: fsm.ErrBadPayload, wantMsg: "limit"},
+		{
+			name: "unknown op type", typ: fsm.BatchRequestType,
+			req:     &fsm.BatchRequest{Ops: []fsm.BatchOp{{Type: fsm.CreateRequestType, Payload: raw(`{"kind":"vm","name":"c","id":"x","spec":{"cpus":1,"memory_mib":1}}`)}, {Type: 99, Payload: raw(`{}`)}}},
+			wantErr: fsm.ErrUnknownCommand, check: unchanged,
+		},
+		{
+			name: "op with garbage payload", typ: fsm.BatchRequestType,
+			req:     &fsm.BatchRequest{Ops: []fsm.BatchOp{{Type: fsm.CreateRequestType, Payload: raw(`{"kind":"vm","name":"c","id":"x","spec":{"cpus":1,"memory_mib":1}}`)}, {Type: fsm.DeleteRequestType, Payload: raw(`[]`)}}},
+			wantErr: fsm.ErrBadPayload, check: unchanged,
+		},
+		{name: "op type out of range", data: []byte("\x04" + `{"ops":[{"type":300,"payload":{}}]}`), wantErr: fsm.ErrBadPayload},
+		{name: "op payload missing", data: []byte("\x04" + `{"ops":[{"type":3}]}`), wantErr: fsm.ErrBadPayload},
+	})
+}
+
+func TestApplyRawEntries(t *testing.T) {
+	validCreate := `{"kind":"vm","name":"c","id":"x","spec":{"cpus":1,"memory_mib":1}}`
+	unchangedNoErr := func(t *testing.T, f *fsm.FSM, res *fsm.Result) {
+		t.Helper()
+		if len(res.Objects) != 0 {
+			t.Errorf("Result.Objects = %v", res.Objects)
+		}
+		mustAbsent(t, f, vm, "c")
+		fresh := fsm.TestFSM(t)
+		seed(t, fresh)
+		if f.State().Digest() != fresh.State().Digest() {
+			t.Errorf("a skipped entry changed the state digest")
+		}
+		if s := f.State(); s.LatestIndex() != 3 || s.Count(vm) != 2 || len(eventsAt(t, f, at)) != 0 {
+			t.Errorf("a skipped entry changed the state: latest=%d", s.LatestIndex())
+		}
+	}
+	runApplyCases(t, []applyCase{
+		{name: "unknown type 99", data: []byte("\x63{}"), wantErr: fsm.ErrUnknownCommand, wantMsg: "99"},
+		{name: "type 0", data: []byte("\x00" + validCreate), wantErr: fsm.ErrUnknownCommand},
+		{name: "unknown type 127", data: []byte("\x7f" + validCreate), wantErr: fsm.ErrUnknownCommand},
+		{name: "unknown ignorable type 128|99", data: []byte("\xe3" + validCreate), check: unchangedNoErr},
+		{name: "ignorable flag alone", data: []byte("\x80"), check: unchangedNoErr},
+		{name: "ignorable 255 with garbage", data: []byte("\xff\x00\x01garbage"), check: unchangedNoErr},
+		{name: "known type with the ignorable flag is not applied", data: []byte("\x81" + validCreate), check: unchangedNoErr},
+		{name: "empty data", data: []byte{}, wantErr: fsm.ErrBadPayload},
+		{name: "type byte only", data: []byte{byte(fsm.CreateRequestType)}, wantErr: fsm.ErrBadPayload},
+		{name: "garbage payload", data: []byte("\x01not json"), wantErr: fsm.ErrBadPayload},
+		{name: "truncated payload", data: []byte("\x01" + validCreate[:20]), wantErr: fsm.ErrBadPayload},
+		{name: "array payload", data: []byte("\x01[1,2]"), wantErr: fsm.ErrBadPayload},
+		{name: "string payload", data: []byte("\x03\"vm/a\""), wantErr: fsm.ErrBadPayload},
+		{name: "trailing value", data: []byte("\x01" + validCreate + ` {"kind":"vm"}`), wantErr: fsm.ErrBadPayload},
+		{name: "trailing garbage", data: []byte("\x01" + validCreate + `xyz`), wantErr: fsm.ErrBadPayload},
+		{name: "binary payload", data: []byte{byte(fsm.DeleteRequestType), 0xff, 0xfe, 0x00, 0x7b}, wantErr: fsm.ErrBadPayload},
+	})
+}
+
+// TestApplyRejectsTrailingBrace is a regression test for decodePayload's
+// trailing-data check: json.Decoder.More reports false when the next byte is
+// '}' or ']', so a payload followed by "}" or "]..." is accepted and applied.
+func TestApplyRejectsTrailingBrace(t *testing.T) {
+	validCreate := `{"kind":"vm","name":"c","id":"x","spec":{"cpus":1,"memory_mib":1}}`
+	for _, trailer := range []string{`}`, `]`, `}}garbage`, `] trailing`} {
+		t.Run(trailer, func(t *testing.T) {
+			f := fsm.TestFSM(t)
+			seed(t, f)
+			applyFails(t, f, entry(at, fsm.CreateRequestType, validCreate+trailer), fsm.ErrBadPayload)
+		})
+	}
+}
+
+// TestApplyCreateTimeOutOfRange: the initial status records the command time
+// in UTC; a time that cannot be encoded in UTC must be rejected as invalid
+// input naming the "time" field, not surface as an untyped JSON encoding
+// error (which the API layer would report as a 500).
+func TestApplyCreateTimeOutOfRange(t *testing.T) {
+	for _, ts := range []string{"9999-12-31T23:30:00-01:00", "0000-01-01T00:30:00+01:00"} {
+		t.Run(ts, func(t *testing.T) {
+			f := fsm.TestFSM(t)
+			seed(t, f)
+			res := applyFails(t, f, entry(at, fsm.CreateRequestType,
+				`{"time":"`+ts+`","kind":"vm","name":"c","id":"x","spec":{"cpus":1,"memory_mib":1}}`), resource.ErrInvalid)
+			if got := fieldOf(res.Err); got != "time" {
+				t.Errorf("error %q names field %q, want \"time\"", res.Err, got)
+			}
+		})
+	}
+}
+
+func TestApplyNonCommandLogs(t *testing.T) {
+	for _, lt := range []raft.LogType{raft.LogNoop, raft.LogBarrier, raft.LogConfiguration, raft.LogAddPeerDeprecated, raft.LogRemovePeerDeprecated, raft.LogType(200)} {
+		t.Run(lt.String(), func(t *testing.T) {
+			f := fsm.TestFSM(t)
+			seed(t, f)
+			before := observe(t, f)
+			// Data that would be a valid command must still be ignored.
+			l := entry(at, fsm.CreateRequestType, `{"kind":"vm","name":"c","id":"x","spec":{"cpus":1,"memory_mib":1}}`)
+			l.Type = lt
+			res := fsm.TestApplyLog(t, f, l)
+			if res.Err != nil || len(res.Objects) != 0 {
+				t.Fatalf("result = %+v", res)
+			}
+			if after := observe(t, f); after != before {
+				t.Errorf("state changed: %+v -> %+v", before, after)
+			}
+			if f.AppliedIndex() != at {
+				t.Errorf("AppliedIndex = %d, want %d", f.AppliedIndex(), at)
+			}
+		})
+	}
+}
+
+func TestApplyBatchingFSM(t *testing.T) {
+	f := fsm.TestFSM(t)
+	seed(t, f)
+	logs := []*raft.Log{
+		fsm.TestLog(t, 4, fsm.CreateRequestType, createReq(vm, "c", "id-c", nil, vmSpec1)),
+		fsm.TestLog(t, 5, fsm.CreateRequestType, createReq(vm, "c", "id-c2", nil, vmSpec1)), // duplicate
+		{Index: 6, Type: raft.LogNoop},
+		fsm.TestLog(t, 7, fsm.DeleteRequestType, &fsm.DeleteRequest{Kind: vm, Name: "a"}),
+		entry(8, 99, `{}`),
+		fsm.TestLog(t, 9, fsm.UpdateRequestType, &fsm.UpdateRequest{Kind: vm, Name: "c", CAS: 4, Spec: raw(vmSpec2)}),
+	}
+	out := f.ApplyBatch(logs)
+	if len(out) != len(logs) {
+		t.Fatalf("ApplyBatch returned %d results for %d logs", len(out), len(logs))
+	}
+	wantErr := []error{nil, fsm.ErrExists, nil, nil, fsm.ErrUnknownCommand, nil}
+	for i, r := range out {
+		res := r.(*fsm.Result)
+		if res.Index != logs[i].Index {
+			t.Errorf("result %d: Index = %d, want %d", i, res.Index, logs[i].Index)
+		}
+		if (wantErr[i] == nil) != (res.Err == nil) || (wantErr[i] != nil && !errors.Is(res.Err, wantErr[i])) {
+			t.Errorf("result %d: err = %v, want %v", i, res.Err, wantErr[i])
+		}
+	}
+	if c := mustGet(t, f, vm, "c"); c.ID != "id-c" || c.ModifyIndex != 9 {
+		t.Errorf("vm/c = %+v", c)
+	}
+	mustAbsent(t, f, vm, "a")
+	if f.AppliedIndex() != 9 || f.State().LatestIndex() != 9 {
+		t.Errorf("AppliedIndex=%d LatestIndex=%d, want 9 9", f.AppliedIndex(), f.State().LatestIndex())
+	}
+}
+
+// TestApplyIndexes walks a sequence of writes and checks create_index,
+// modify_index, the per-kind indexes and LatestIndex after each.
+func TestApplyIndexes(t *testing.T) {
+	f := fsm.TestFSM(t)
+	s := f.State()
+	check := func(vmIdx, hostIdx, latest uint64) {
+		t.Helper()
+		if s.Index(vm) != vmIdx || s.Index(host) != hostIdx || s.LatestIndex() != latest {
+			t.Fatalf("Index(vm)=%d Index(host)=%d LatestIndex=%d, want %d %d %d",
+				s.Index(vm), s.Index(host), s.LatestIndex(), vmIdx, hostIdx, latest)
+		}
+	}
+	check(0, 0, 0)
+	if s.Index("nope") != 0 {
+		t.Errorf("Index of an unknown kind = %d", s.Index("nope"))
+	}
+	fsm.TestCreate(t, f, 5, vm, "a", nil)
+	check(5, 0, 5)
+	fsm.TestCreate(t, f, 6, host, "h", nil)
+	check(5, 6, 6)
+	fsm.TestMustApply(t, f, 9, fsm.UpdateRequestType, &fsm.UpdateRequest{Kind: vm, Name: "a", CAS: 5, Spec: raw(vmSpec2)})
+	check(9, 6, 9)
+	if o := mustGet(t, f, vm, "a"); o.CreateIndex != 5 || o.ModifyIndex != 9 {
+		t.Fatalf("vm/a indexes create=%d modify=%d, want 5 9", o.CreateIndex, o.ModifyIndex)
+	}
+	fsm.TestMustApply(t, f, 10, fsm.StatusRequestType, &fsm.StatusRequest{Kind: host, Name: "h", CAS: 6, Status: raw(`{"state":"ready"}`)})
+	check(9, 10, 10)
+	// Failed entries and non-command entries do not move the indexes.
+	applyFails(t, f, fsm.TestLog(t, 11, fsm.UpdateRequestType, &fsm.UpdateRequest{Kind: vm, Name: "a", CAS: 5, Spec: raw(vmSpec2)}), fsm.ErrCASMismatch)
+	fsm.TestApplyLog(t, f, &raft.Log{Index: 12, Type: raft.LogBarrier})
+	check(9, 10, 10)
+	if f.AppliedIndex() != 12 {
+		t.Fatalf("AppliedIndex = %d, want 12", f.AppliedIndex())
+	}
+	fsm.TestMustApply(t, f, 13, fsm.DeleteRequestType, &fsm.DeleteRequest{Kind: vm, Name: "a", CAS: 9})
+	check(13, 10, 13)
+	// Re-creating gets fresh indexes.
+	o := fsm.TestCreate(t, f, 14, vm, "a", nil)
+	if o.CreateIndex != 14 || o.ModifyIndex != 14 {
+		t.Fatalf("re-created vm/a indexes %d %d", o.CreateIndex, o.ModifyIndex)
+	}
+	check(14, 10, 14)
+}
+
+func TestListOrderAndSelectors(t *testing.T) {
+	f := fsm.TestFSM(t)
+	labels := map[string]map[string]string{
+		"web-2":  {"app": "web", "tier": "front"},
+		"a":      {"app": "db"},
+		"web-10": {"app": "web"},
+		"m":      nil,
+		"b-1":    {"tier": "back"},
+		"0":      {"app": "web", "tier": "back"},
+		"web":    {"app": "web", "tier": "front"},
+	}
+	idx := uint64(1)
+	for _, n := range []string{"web-2", "a", "web-10", "m", "b-1", "0", "web"} {
+		fsm.TestCreate(t, f, idx, vm, n, labels[n])
+		idx++
+	}
+	fsm.TestCreate(t, f, idx, host, "aa", map[string]string{"app": "web"})
+	for _, tc := range []struct{ sel, want string }{
+		{"", "0,a,b-1,m,web,web-10,web-2"},
+		{"app=web", "0,web,web-10,web-2"},
+		{"app==web", "0,web,web-10,web-2"},
+		{"app!=web", "a,b-1,m"},
+		{"app", "0,a,web,web-10,web-2"},
+		{"!app", "b-1,m"},
+		{"app=web,tier=front", "web,web-2"},
+		{"app=web, !tier", "web-10"},
+		{"tier!=front,tier", "0,b-1"},
+		{"app=nope", ""},
+	} {
+		t.Run(tc.sel, func(t *testing.T) {
+			sel, err := resource.ParseSelector(tc.sel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := f.State().List(nil, vm, sel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got == nil {
+				t.Errorf("List returned nil, want an empty slice")
+			}
+			if g := strings.Join(names(got), ","); g != tc.want {
+				t.Errorf("List(vm, %q) = %s, want %s", tc.sel, g, tc.want)
+			}
+			for _, o := range got {
+				if o.Kind != vm {
+					t.Errorf("List(vm) returned %s", o)
+				}
+			}
+		})
+	}
+	hosts, _ := f.State().List(nil, host, nil)
+	if g := strings.Join(names(hosts), ","); g != "aa" {
+		t.Errorf("List(host) = %s", g)
+	}
+	none, err := f.State().List(nil, "nope", nil)
+	if err != nil || len(none) != 0 {
+		t.Errorf("List(unknown kind) = %v, %v; want empty, nil", none, err)
+	}
+}
+
+func TestEventsOnlyForSuccessfulEntries(t *testing.T) {
+	f := fsm.TestFSM(t)
+	fsm.TestCreate(t, f, 1, vm, "a", nil)
+	fsm.TestApply(t, f, 2, fsm.CreateRequestType, createReq(vm, "a", "dup", nil, vmSpec1))
+	fsm.TestMustApply(t, f, 3, fsm.UpdateRequestType, &fsm.UpdateRequest{Kind: vm, Name: "a", Spec: raw(vmSpec2)})
+	fsm.TestApply(t, f, 4, fsm.DeleteRequestType, &fsm.DeleteRequest{Kind: vm, Name: "a", CAS: 1})
+	fsm.TestApplyLog(t, f, entry(5, 99, "{}"))
+	fsm.TestApplyLog(t, f, entry(6, 0xe3, "{}"))
+	fsm.TestApplyLog(t, f, &raft.Log{Index: 7, Type: raft.LogNoop})
+	fsm.TestMustApply(t, f, 8, fsm.StatusRequestType, &fsm.StatusRequest{Kind: vm, Name: "a", Status: raw(`{"phase":"running"}`)})
+	fsm.TestMustApply(t, f, 9, fsm.DeleteRequestType, &fsm.DeleteRequest{Kind: vm, Name: "a", CAS: 8})
+	evs, reset, floor, _ := f.Events().Since(0, 0)
+	want := "1:created:vm/a 3:updated:vm/a 8:updated:vm/a 9:deleted:vm/a"
+	if reset || floor != 0 || eventSummary(evs) != want {
+		t.Fatalf("events (reset=%v floor=%d):\n got %s\nwant %s", reset, floor, eventSummary(evs), want)
+	}
+	if evs[2].Object == nil || string(evs[2].Object.Status) != `{"phase":"running"}` {
+		t.Errorf("updated event carries %+v, want the object after the change", evs[2].Object)
+	}
+	if evs[3].Object == nil || evs[3].Object.ModifyIndex != 8 {
+		t.Errorf("deleted event carries %+v, want the object as it was", evs[3].Object)
+	}
+	evs, _, _, _ = f.Events().Since(3, 0)
+	if got := eventSummary(evs); got != "8:updated:vm/a 9:deleted:vm/a" {
+		t.Errorf("Since(3) = %s", got)
+	}
+}
+
+// TestStoredObjectsAreImmutable: an object handed out by the store keeps
+// its value when later commands change the object.
+func TestStoredObjectsAreImmutable(t *testing.T) {
+	f := fsm.TestFSM(t)
+	created := fsm.TestCreate(t, f, 1, vm, "a", map[string]string{"app": "web"})
+	got := mustGet(t, f, vm, "a")
+	snapshot := got.Copy()
+	listed, _ := f.State().List(nil, vm, nil)
+	fsm.TestMustApply(t, f, 2, fsm.UpdateRequestType, &fsm.UpdateRequest{Kind: vm, Name: "a", Labels: map[string]string{"app": "db"}, Spec: raw(vmSpec2)})
+	fsm.TestMustApply(t, f, 3, fsm.StatusRequestType, &fsm.StatusRequest{Kind: vm, Name: "a", Status: raw(`{"phase":"running"}`)})
+	for what, o := range map[string]*resource.Object{"Result": created, "Get": got, "List": listed[0]} {
+		if !o.Equal(snapshot) {
+			t.Errorf("object from %s changed under the caller: %+v", what, o)
+		}
+	}
+	// Mutating a caller's labels map must not reach the store.
+	labels := map[string]string{"app": "x"}
+	fsm.TestMustApply(t, f, 4, fsm.UpdateRequestType, &fsm.UpdateRequest{Kind: vm, Name: "a", Labels: labels, Spec: raw(vmSpec1)})
+	labels["app"] = "y"
+	if mustGet(t, f, vm, "a").Labels["app"] != "x" {
+		t.Errorf("store shares the request's labels map")
+	}
+}
+
+func TestOnApplyHook(t *testing.T) {
+	f := fsm.TestFSM(t)
+	type call struct {
+		t   fsm.MessageType
+		err bool
+	}
+	var calls []call
+	f.OnApply = func(mt fsm.MessageType, d time.Duration, err error) {
+		if d < 0 {
+			t.Errorf("negative duration %v", d)
+		}
+		calls = append(calls, call{mt, err != nil})
+	}
+	fsm.TestCreate(t, f, 1, vm, "a", nil)
+	fsm.TestApplyLog(t, f, entry(2, 99, "{}"))
+	fsm.TestApply(t, f, 3, fsm.DeleteRequestType, &fsm.DeleteRequest{Kind: vm, Name: "zz"})
+	want := []call{{fsm.CreateRequestType, false}, {99, true}, {fsm.DeleteRequestType, true}}
+	if fmt.Sprint(calls) != fmt.Sprint(want) {
+		t.Errorf("OnApply calls = %v, want %v", calls, want)
+	}
+}
+
+func TestMessageTypeString(t *testing.T) {
+	for mt, want := range map[fsm.MessageType]string{
+		fsm.CreateRequestType: "create", fsm.UpdateRequestType: "update", fsm.DeleteRequestType: "delete",
+		fsm.BatchRequestType: "batch", fsm.StatusRequestType: "status", 99: "type(99)",
+	} {
+		if got := mt.String(); got != want {
+			t.Errorf("MessageType(%d).String() = %q, want %q", uint8(mt), got, want)
+		}
+	}
+}

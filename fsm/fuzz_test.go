@@ -1,0 +1,284 @@
+package fsm_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/kumoi/kumoi/fsm"
+	"github.com/kumoi/kumoi/resource"
+)
+
+// Fuzz targets. `go test` runs their seeds and the corpus committed under
+// testdata/fuzz/; to fuzz, one target at a time:
+//
+//	go test -tags libvirt_dlopen -run '^$' -fuzz '^FuzzApply$' -fuzztime 60s ./fsm/
+
+// checkStoredObjects asserts the invariants every object written by Apply
+// keeps: a known kind, a valid name and labels, an id, sane indexes, and a
+// spec and status already in canonical form.
+func checkStoredObjects(t *testing.T, f *fsm.FSM, maxIndex uint64) {
+	t.Helper()
+	ids := map[string]string{}
+	for _, k := range resource.Kinds() {
+		objs, err := f.State().List(nil, k.Kind, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range objs {
+			if err := resource.ValidateMeta(o.Name, o.Labels); err != nil {
+				t.Errorf("%s: stored with invalid metadata: %v", o, err)
+			}
+			if o.ID == "" || ids[o.ID] != "" {
+				t.Errorf("%s: id %q is empty or shared with %s", o, o.ID, ids[o.ID])
+			}
+			ids[o.ID] = o.String()
+			if o.CreateIndex == 0 || o.CreateIndex > o.ModifyIndex || o.ModifyIndex > maxIndex {
+				t.Errorf("%s: indexes create=%d modify=%d (max %d)", o, o.CreateIndex, o.ModifyIndex, maxIndex)
+			}
+			if spec, err := resource.NormalizeSpec(o.Kind, o.Spec); err != nil || !bytes.Equal(spec, o.Spec) {
+				t.Errorf("%s: stored spec %s is not canonical (%s, %v)", o, o.Spec, spec, err)
+			}
+			if st, err := resource.NormalizeStatus(o.Kind, o.Status); err != nil || !bytes.Equal(st, o.Status) {
+				t.Errorf("%s: stored status %s is not canonical (%s, %v)", o, o.Status, st, err)
+			}
+		}
+	}
+}
+
+func fuzzApplySeeds(f *testing.F) {
+	for _, g := range goldenEntries(f) {
+		data, err := fsm.Encode(g.typ, g.req)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	// Commands that hit the pre-populated objects (seed: vm/a@1, vm/b@2,
+	// host/h1@3).
+	add := func(t fsm.MessageType, req any) {
+		data, err := fsm.Encode(t, req)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	add(fsm.CreateRequestType, createReq(vm, "c", "id-c", map[string]string{"app": "web"}, vmSpec1))
+	add(fsm.CreateRequestType, createReq(vm, "a", "id-dup", nil, vmSpec1))
+	add(fsm.UpdateRequestType, &fsm.UpdateRequest{Kind: vm, Name: "a", CAS: 1, Labels: map[string]string{"x": "y"}, Spec: raw(vmSpec2)})
+	add(fsm.StatusRequestType, &fsm.StatusRequest{Kind: host, Name: "h1", CAS: 3, Status: raw(`{"state":"ready","capacity":{"cpus":4,"memory_mib":4096}}`)})
+	add(fsm.DeleteRequestType, &fsm.DeleteRequest{Kind: vm, Name: "b", CAS: 2})
+	add(fsm.BatchRequestType, batchOf(f,
+		fsm.CreateRequestType, createReq(vm, "c", "id-c", nil, vmSpec1),
+		fsm.UpdateRequestType, &fsm.UpdateRequest{Kind: vm, Name: "c", CAS: at, Spec: raw(vmSpec2)},
+		fsm.DeleteRequestType, &fsm.DeleteRequest{Kind: vm, Name: "a"},
+	))
+	for _, s := range []string{"", "\x00", "\x01", "\x01{}", "\x04{\"ops\":[]}", "\x63{}", "\xe3{}", "\x01null", "\x02[]", "\x05\"x\""} {
+		f.Add([]byte(s))
+	}
+}
+
+// FuzzApply feeds arbitrary bytes as a log entry's Data to an FSM holding a
+// few objects. Apply must not panic — nor hide a panic behind its recover
+// ("internal error applying") —, a failed entry must leave the state as it
+// was, the outcome must be deterministic, and what a successful entry wrote
+// must satisfy the store's invariants and survive a snapshot round trip.
+func FuzzApply(f *testing.F) {
+	fuzzApplySeeds(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		a := fsm.TestFSM(t)
+		seed(t, a)
+		before := observe(t, a)
+		res := fsm.TestApplyLog(t, a, &raft.Log{Index: at, Term: 1, Type: raft.LogCommand, Data: data})
+		if res.Err != nil && strings.Contains(res.Err.Error(), "internal error applying") {
+			t.Fatalf("Apply panicked (recovered): %v", res.Err)
+		}
+		if res.Err != nil {
+			if after := observe(t, a); after != before {
+				t.Fatalf("failed entry (%v) changed the state: %+v -> %+v", res.Err, before, after)
+			}
+		}
+		// Determinism: a twin gives the same answer and state.
+		b := fsm.TestFSM(t)
+		seed(t, b)
+		resB := fsm.TestApplyLog(t, b, &raft.Log{Index: at, Term: 1, Type: raft.LogCommand, Data: bytes.Clone(data)})
+		if errString(res.Err) != errString(resB.Err) || a.State().Digest() != b.State().Digest() {
+			t.Fatalf("two FSMs disagree: %v / %v", res.Err, resB.Err)
+		}
+		if res.Err != nil {
+			return
+		}
+		checkStoredObjects(t, a, at)
+		if evs := eventsAt(t, a, at); len(evs) != len(res.Objects) {
+			t.Errorf("%d objects written but %d events", len(res.Objects), len(evs))
+		}
+		if r := fsm.TestSnapshotRestore(t, a); r.State().Digest() != a.State().Digest() {
+			t.Fatalf("snapshot round trip changed the state")
+		}
+	})
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "<nil>"
+	}
+	return err.Error()
+}
+
+// FuzzRestore feeds arbitrary bytes to Restore. It must not panic; on error
+// the old state stays; on success the state is readable, writable, and a
+// fixed point of Persist→Restore.
+func FuzzRestore(f *testing.F) {
+	g := fsm.TestFSM(f)
+	seed(f, g)
+	fsm.TestMustApply(f, g, 4, fsm.StatusRequestType, &fsm.StatusRequest{Kind: host, Name: "h1", Status: raw(`{"state":"ready"}`)})
+	good := fsm.TestPersist(f, g)
+	f.Add(good)
+	f.Add(fsm.TestPersist(f, fsm.TestFSM(f)))
+	f.Add(good[:len(good)/2])
+	f.Add([]byte(`{"version":1,"applied_index":7}` + "\n" + `{"object":{"kind":"vm","name":"x","id":"i","labels":null}}`))
+	f.Add([]byte(`{"version":1}` + "\n" + `{"index":{"key":"objects/vm","value":9}}`))
+	f.Add([]byte(`{"version":2}`))
+	f.Add([]byte(``))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		a := fsm.TestFSM(t)
+		seed(t, a)
+		before := observe(t, a)
+		err := a.Restore(io.NopCloser(bytes.NewReader(data)))
+		if err != nil {
+			if after := observe(t, a); after != before || a.AppliedIndex() != 3 {
+				t.Fatalf("failed Restore (%v) changed the state", err)
+			}
+			return
+		}
+		s := a.State()
+		d := s.Digest()
+		for _, k := range []resource.Kind{vm, host, "nope"} {
+			s.List(nil, k, nil)
+			s.Index(k)
+			s.Count(k)
+		}
+		a.Events().Since(0, 0)
+		p1 := fsm.TestPersist(t, a)
+		r := fsm.TestRestore(t, p1)
+		if r.State().Digest() != d || r.AppliedIndex() != a.AppliedIndex() {
+			t.Fatalf("Persist→Restore of a restored state changed it")
+		}
+		if p2 := fsm.TestPersist(t, r); !bytes.Equal(p1, p2) {
+			t.Fatalf("Persist is not a fixed point:\n%s\n%s", p1, p2)
+		}
+		// The FSM keeps working on whatever was restored.
+		next := max(a.AppliedIndex(), s.LatestIndex()) + 1
+		for _, l := range []*raft.Log{
+			fsm.TestLog(t, next, fsm.CreateRequestType, createReq(vm, "fuzz-new", "fuzz-new-id", nil, vmSpec1)),
+			fsm.TestLog(t, next+1, fsm.DeleteRequestType, &fsm.DeleteRequest{Kind: vm, Name: "x"}),
+		} {
+			if res := fsm.TestApplyLog(t, a, l); res.Err != nil && strings.Contains(res.Err.Error(), "internal error applying") {
+				t.Fatalf("Apply after Restore panicked: %v", res.Err)
+			}
+		}
+	})
+}
+
+// decodeTargets are the types the HTTP layer and the FSM decode strictly.
+var decodeTargets = []struct {
+	prefix string
+	new    func() any
+}{
+	{"spec", func() any { return new(resource.VMSpec) }},
+	{"spec", func() any { return new(resource.HostSpec) }},
+	{"status", func() any { return new(resource.VMStatus) }},
+	{"status", func() any { return new(resource.HostStatus) }},
+	{"", func() any { return new(resource.CreateRequest) }},
+	{"", func() any { return new(resource.UpdateRequest) }},
+}
+
+// FuzzDecodeStrict: resource.DecodeStrict never panics; every error is a
+// *FieldError wrapping ErrInvalid that names a field under the prefix; what
+// it accepts is one JSON value and re-encodes to something it accepts again.
+func FuzzDecodeStrict(f *testing.F) {
+	for _, s := range []string{
+		`{"cpus":1,"memory_mib":512}`, `{"cpus":1,"memory_mib":512,"bogus":1}`, `{"cpus":"x"}`, `{"CPUS":2}`,
+		`{"cpu_overcommit":1.5}`, `{"phase":"running","since":"2025-01-02T03:04:05+09:00"}`,
+		`{"state":"ready","capacity":{"cpus":"x"}}`, `{"name":"a","labels":{"k":"v"},"spec":{}}`,
+		`{} {}`, `{}]`, `[`, ``, `null`, `"x"`, `{"a":1`, "{\"\xff\":1}",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, tg := range decodeTargets {
+			v := tg.new()
+			err := resource.DecodeStrict(data, v, tg.prefix)
+			if err != nil {
+				var fe *resource.FieldError
+				if !errors.As(err, &fe) || !errors.Is(err, resource.ErrInvalid) {
+					t.Fatalf("DecodeStrict(%T) error %v (%T) is not a FieldError wrapping ErrInvalid", v, err, err)
+				}
+				if fe.Field == "" || (tg.prefix != "" && fe.Field != tg.prefix && !strings.HasPrefix(fe.Field, tg.prefix+".")) {
+					t.Fatalf("DecodeStrict(%T, prefix %q) error names field %q (error %q)", v, tg.prefix, fe.Field, err)
+				}
+				continue
+			}
+			if !json.Valid(data) {
+				t.Fatalf("DecodeStrict(%T) accepted invalid JSON %q", v, data)
+			}
+			again, err := json.Marshal(v)
+			if err != nil {
+				continue // e.g. a time that cannot be re-encoded; not DecodeStrict's concern
+			}
+			w := tg.new()
+			if err := resource.DecodeStrict(again, w, tg.prefix); err != nil {
+				t.Fatalf("DecodeStrict(%T) rejects its own re-encoding %s: %v", v, again, err)
+			}
+			if third, _ := json.Marshal(w); !bytes.Equal(again, third) {
+				t.Fatalf("%T: re-encoding is not stable: %s vs %s", v, again, third)
+			}
+		}
+	})
+}
+
+// FuzzNormalizeSpec: NormalizeSpec and NormalizeStatus, for every kind,
+// never panic, report errors as FieldErrors under "spec"/"status", and are
+// idempotent: what they return normalizes to itself and validates.
+func FuzzNormalizeSpec(f *testing.F) {
+	for _, s := range []string{
+		`{"cpus":1,"memory_mib":512}`, `{"cpus":2,"memory_mib":1024,"power":"stopped","ha":"restart"}`,
+		`{"cpus":0,"memory_mib":1}`, `{"cpus":1,"memory_mib":1,"power":"off"}`, `{}`,
+		`{"cpu_overcommit":1.5,"memory_overcommit":2,"unschedulable":true}`, `{"cpu_overcommit":-0}`,
+		`{"cpu_overcommit":1e-400}`, `{"memory_overcommit":64.00000000000001}`,
+		`{"phase":"running","host":"h1","epoch":3,"since":"2025-01-02T03:04:05.123456789+09:00"}`,
+		`{"state":"ready","capacity":{"cpus":8,"memory_mib":16384},"since":"0000-01-01T00:00:00+01:00"}`,
+		`null`, `[]`, ``, `{"cpus":1,"cpus":2,"memory_mib":3}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, k := range resource.Kinds() {
+			check := func(what, prefix string, norm func(resource.Kind, json.RawMessage) (json.RawMessage, error)) {
+				out, err := norm(k.Kind, data)
+				if err != nil {
+					var fe *resource.FieldError
+					if !errors.As(err, &fe) || !errors.Is(err, resource.ErrInvalid) ||
+						(fe.Field != prefix && !strings.HasPrefix(fe.Field, prefix+".")) {
+						t.Fatalf("%s(%s) error %q does not name a field under %q", what, k.Kind, err, prefix)
+					}
+					return
+				}
+				if !json.Valid(out) {
+					t.Fatalf("%s(%s) returned invalid JSON %q", what, k.Kind, out)
+				}
+				again, err := norm(k.Kind, out)
+				if err != nil || !bytes.Equal(again, out) {
+					t.Fatalf("%s(%s) is not idempotent: %s -> %s (%v)", what, k.Kind, out, again, err)
+				}
+			}
+			check("NormalizeSpec", "spec", resource.NormalizeSpec)
+			check("NormalizeStatus", "status", resource.NormalizeStatus)
+		}
+	})
+}
