@@ -37,6 +37,10 @@ type Controller struct {
 	leaderLoopsMu sync.Mutex
 	leaderLoops   []LeaderLoop
 
+	// noHandOff skips the leadership transfer on shutdown (a dev cluster
+	// stops all its controllers at once).
+	noHandOff atomic.Bool
+
 	reconcileCh chan struct{}
 	shutdownCh  chan struct{}
 	shutdownMu  sync.Mutex
@@ -334,7 +338,7 @@ func (c *Controller) Shutdown(ctx context.Context) error {
 // HandOffLeadership transfers leadership to another voter if this node
 // leads, so that the cluster does not wait an election timeout when it stops.
 func (c *Controller) HandOffLeadership() {
-	if c.raft == nil || c.raft.State() != raft.Leader || c.numVoters() < 2 {
+	if c.raft == nil || c.noHandOff.Load() || c.raft.State() != raft.Leader || c.numVoters() < 2 {
 		return
 	}
 	c.logger.Info("transferring leadership before shutdown")

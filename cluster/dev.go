@@ -104,20 +104,15 @@ func (d *DevCluster) Addrs() []string {
 	return out
 }
 
-// Shutdown stops every controller (followers first, the leader last) and
-// removes a temporary data dir.
+// Shutdown stops every controller (no leadership hand-offs: they all go)
+// and removes a temporary data dir.
 func (d *DevCluster) Shutdown(ctx context.Context) error {
 	var errs []error
-	var leader *Agent
 	for _, a := range d.Agents {
-		if a.Controller().IsLeader() {
-			leader = a
-			continue
-		}
-		errs = append(errs, a.Shutdown(ctx))
+		a.Controller().noHandOff.Store(true)
 	}
-	if leader != nil {
-		errs = append(errs, leader.Shutdown(ctx))
+	for _, a := range d.Agents {
+		errs = append(errs, a.Shutdown(ctx))
 	}
 	if d.tempDir {
 		errs = append(errs, os.RemoveAll(d.dataDir))

@@ -1,0 +1,255 @@
+// Package cli is the kumoi command line: one urfave/cli command per noun
+// (vm, host, cluster, agent), each with its verbs as subcommands. Commands
+// parse flags, call the Go SDK (package client) and render the answer as a
+// table, JSON or YAML on the app's Writer; errors go to its ErrWriter as one
+// line, with exit code 1 (or 2 for a mistake on the command line).
+//
+// Except for the agent command, nothing here talks to the cluster other than
+// through package client.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kumoi/kumoi/client"
+)
+
+// Version is the kumoi version, set at build time with
+// -ldflags "-X github.com/kumoi/kumoi/cli.Version=v1.2.3".
+var Version = "0.1.0-dev"
+
+// Exit codes.
+const (
+	exitOK          = 0
+	exitError       = 1   // the command failed
+	exitUsage       = 2   // the command line is wrong
+	exitInterrupted = 130 // SIGINT or SIGTERM
+)
+
+const appDescription = `kumoi manages a Kumoi cloud: physical hosts, the virtual machines on them and
+the controllers that keep the cluster's state. Every resource is an object with
+the same verbs (create, get, list, update, delete), whatever its kind.
+
+Every command except agent is a client of the controllers' HTTP API. Point it
+at them with --addr or KUMOI_ADDR (several, comma-separated, are tried in
+turn); flags may be given before or after the arguments.
+
+Examples:
+   kumoi agent -dev                                  # a whole cluster in one process
+   kumoi cluster status                              # leader, servers, members
+   kumoi vm create web-1 --cpus 2 --memory 2GiB --label app=web
+   kumoi vm list -l app=web                          # filter by label
+   kumoi vm update web-1 --cpus 4                    # read-modify-write with CAS
+   kumoi vm get web-1 -o yaml                        # the whole object
+   kumoi host list -o json | jq '.[].name'
+   KUMOI_ADDR=10.0.0.1:7400,10.0.0.2:7400 kumoi vm list
+
+Run 'kumoi <command> --help' for a command's options.`
+
+// globalHelpFooter closes the help of every verb.
+const globalHelpFooter = `
+GLOBAL OPTIONS (anywhere on the line; see 'kumoi --help'):
+   --addr URL[,URL...]   controllers to talk to [$KUMOI_ADDR]
+   -o, --output FORMAT   table, json or yaml [$KUMOI_OUTPUT]
+   --timeout DURATION    give up after this long (default: 30s)
+`
+
+// NewApp returns the kumoi command line. It writes to app.Writer and
+// app.ErrWriter (stdout and stderr unless changed), never exits the
+// process, and returns errors from Run for Main to report.
+func NewApp() *cli.App {
+	app := &cli.App{
+		Name:                      "kumoi",
+		HelpName:                  "kumoi",
+		Usage:                     "manage a Kumoi IaaS cloud: VMs, hosts and the controller cluster",
+		UsageText:                 "kumoi [global options] <command> <verb> [options] [arguments]",
+		Description:               appDescription,
+		Version:                   Version,
+		HideHelpCommand:           true,
+		DisableSliceFlagSeparator: true,
+		Flags:                     globalFlags(),
+		Commands: []*cli.Command{
+			vmCommand(),
+			hostCommand(),
+			clusterCommand(),
+			agentCommand(),
+			versionCommand(),
+		},
+		Before:         checkGlobalFlags,
+		Action:         nounAction,
+		OnUsageError:   onUsageError,
+		ExitErrHandler: func(*cli.Context, error) {}, // Main reports errors and exits
+		Writer:         os.Stdout,
+		ErrWriter:      os.Stderr,
+	}
+	prepare(app.Commands)
+	return app
+}
+
+// prepare sets what urfave/cli does not inherit down the command tree.
+func prepare(cmds []*cli.Command) {
+	for _, cmd := range cmds {
+		cmd.HideHelpCommand = true
+		if cmd.OnUsageError == nil {
+			cmd.OnUsageError = onUsageError
+		}
+		if len(cmd.Subcommands) > 0 {
+			if cmd.Action == nil {
+				cmd.Action = nounAction
+			}
+			prepare(cmd.Subcommands)
+		}
+	}
+}
+
+// nounAction runs for a command word that needs a verb: without one it
+// shows the help, with an unknown one it says so.
+func nounAction(c *cli.Context) error {
+	if c.NArg() == 0 {
+		if c.Command == nil || c.Command.Name == "" || c.Command.HelpName == c.App.HelpName {
+			return cli.ShowAppHelp(c)
+		}
+		return cli.ShowSubcommandHelp(c)
+	}
+	where := c.App.HelpName
+	if c.Command != nil && c.Command.HelpName != "" {
+		where = c.Command.HelpName
+	}
+	return usagef("unknown command %q for '%s'; see '%s --help'", c.Args().First(), where, where)
+}
+
+// leaf finishes a verb's definition.
+func leaf(cmd *cli.Command) *cli.Command {
+	cmd.CustomHelpTemplate = cli.CommandHelpTemplate + globalHelpFooter
+	return cmd
+}
+
+// Main runs the command line and returns the process exit code.
+func Main(args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return run(ctx, NewApp(), args)
+}
+
+// run runs app and reports its error on app.ErrWriter.
+func run(ctx context.Context, app *cli.App, args []string) int {
+	err := app.RunContext(ctx, permuteArgs(app, args))
+	if err == nil {
+		return exitOK
+	}
+	code := exitError
+	var ue *usageError
+	var ec cli.ExitCoder
+	switch {
+	case errors.As(err, &ue):
+		code = exitUsage
+	case errors.As(err, &ec):
+		code = ec.ExitCode()
+	case ctx.Err() != nil && errors.Is(err, context.Canceled):
+		code = exitInterrupted
+	}
+	if msg := describe(err); msg != "" {
+		fmt.Fprintf(app.ErrWriter, "kumoi: %s\n", msg)
+	}
+	return code
+}
+
+// describe turns an error into the one line printed after "kumoi: ".
+func describe(err error) string {
+	var te *timeoutError
+	var unreachable *client.UnreachableError
+	msg := err.Error()
+	switch {
+	case errors.As(err, &unreachable):
+		msg += " (is the agent running? set --addr or KUMOI_ADDR)"
+	case errors.As(err, &te):
+		msg = te.Error()
+	case errors.Is(err, context.Canceled):
+		msg = "interrupted"
+	}
+	return strings.Join(strings.Fields(strings.ReplaceAll(msg, "\n", "; ")), " ")
+}
+
+// timeoutError is a command that ran out of --timeout.
+type timeoutError struct {
+	limit time.Duration
+	err   error
+}
+
+func (e *timeoutError) Error() string {
+	return fmt.Sprintf("no answer within %s (raise --timeout, or check 'kumoi cluster status'): %v", e.limit, e.err)
+}
+
+func (e *timeoutError) Unwrap() error { return e.err }
+
+// session is what a client command needs: a client, a context bounded by
+// --timeout, and the output.
+type session struct {
+	ctx     context.Context
+	cancel  context.CancelFunc
+	client  *client.Client
+	timeout time.Duration
+}
+
+// connect makes a client from the global flags. Call s.close when done.
+func connect(c *cli.Context) (*session, error) {
+	as, err := addrs(c)
+	if err != nil {
+		return nil, err
+	}
+	timeout := c.Duration(flagTimeout)
+	cl, err := client.New(client.Config{Addrs: as, Timeout: timeout, UserAgent: "kumoi/" + Version})
+	if err != nil {
+		return nil, usagef("invalid --addr: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(c.Context, timeout)
+	return &session{ctx: ctx, cancel: cancel, client: cl, timeout: timeout}, nil
+}
+
+func (s *session) close() { s.cancel() }
+
+// fail wraps err for reporting: timeouts name --timeout.
+func (s *session) fail(err error) error {
+	var unreachable *client.UnreachableError
+	if errors.Is(err, context.DeadlineExceeded) && !errors.As(err, &unreachable) && s.ctx.Err() != nil {
+		return &timeoutError{limit: s.timeout, err: err}
+	}
+	return err
+}
+
+func versionCommand() *cli.Command {
+	return leaf(&cli.Command{
+		Name:      "version",
+		Usage:     "print the version of this kumoi binary",
+		UsageText: "kumoi version [-o json|yaml]",
+		Action: func(c *cli.Context) error {
+			if err := noArgs(c); err != nil {
+				return err
+			}
+			v := map[string]string{
+				"version": Version,
+				"go":      runtime.Version(),
+				"os_arch": runtime.GOOS + "/" + runtime.GOARCH,
+			}
+			if done, err := printData(c, v); done {
+				return err
+			}
+			_, err := fmt.Fprintf(c.App.Writer, "kumoi %s (%s %s)\n", Version, v["go"], v["os_arch"])
+			return err
+		},
+	})
+}
+
+// writer is a shorthand for the command's standard output.
+func writer(c *cli.Context) io.Writer { return c.App.Writer }

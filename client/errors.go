@@ -1,0 +1,198 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kumoi/kumoi/resource"
+)
+
+// Sentinel errors. An *APIError matches the ones that fit its status code
+// and error code under errors.Is.
+var (
+	// ErrNotFound: the object (or server) does not exist (404).
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: any 409, i.e. ErrAlreadyExists or ErrCASMismatch.
+	ErrConflict = errors.New("conflict")
+	// ErrAlreadyExists: an object of that kind and name exists (409).
+	ErrAlreadyExists = errors.New("already exists")
+	// ErrCASMismatch: the object's modify_index is not the CAS index (409).
+	ErrCASMismatch = errors.New("cas mismatch")
+	// ErrUnavailable: the controllers answered 503 (no leader, shutting down).
+	ErrUnavailable = errors.New("controller unavailable")
+	// ErrUnreachable: no controller could be reached at all.
+	ErrUnreachable = errors.New("cannot reach any controller")
+	// ErrUnknownOutcome: a write may or may not have been applied (the
+	// connection broke after the request was sent, or the server answered
+	// 504 timeout or 503 unavailable without Retry-After). Read the object
+	// to find out.
+	ErrUnknownOutcome = errors.New("outcome unknown")
+)
+
+// APIError is a non-2xx answer of the API, decoded from
+// resource.ErrorResponse.
+type APIError struct {
+	StatusCode int    // HTTP status code
+	Code       string // resource.Code* (may be empty for non-Kumoi answers)
+	Message    string // what went wrong and how to fix it
+	Field      string // the offending field, e.g. "spec.cpus", if any
+	// RetryAfter is the server's Retry-After (503): the request was not
+	// carried out and may be sent again after this long.
+	RetryAfter time.Duration
+	// Method and Path say which request failed, e.g. "GET /v1/vms/web".
+	Method, Path string
+
+	hasRetryAfter bool
+	header        http.Header
+}
+
+// notDone reports whether the server said that it did nothing, so that any
+// request may be sent again: 503 no_leader, or a 503 with Retry-After.
+func (e *APIError) notDone() bool {
+	return e.StatusCode == http.StatusServiceUnavailable && (e.hasRetryAfter || e.Code == resource.CodeNoLeader)
+}
+
+// Error returns the server's message, prefixed with the field when the
+// message does not name it already: "spec.cpus: must be at least 1 (got 0)".
+func (e *APIError) Error() string {
+	msg := e.Message
+	if msg == "" {
+		msg = strings.ToLower(http.StatusText(e.StatusCode))
+		if e.Code != "" {
+			msg += " (" + e.Code + ")"
+		}
+		if msg == "" {
+			msg = fmt.Sprintf("HTTP status %d", e.StatusCode)
+		}
+	}
+	if e.Field != "" && !strings.HasPrefix(msg, e.Field) {
+		msg = e.Field + ": " + msg
+	}
+	return msg
+}
+
+// Is maps the error onto the package's sentinels and onto
+// resource.ErrInvalid for 400 answers.
+func (e *APIError) Is(target error) bool {
+	switch target {
+	case ErrNotFound:
+		return e.StatusCode == http.StatusNotFound || e.Code == resource.CodeNotFound
+	case ErrConflict:
+		return e.StatusCode == http.StatusConflict
+	case ErrAlreadyExists:
+		return e.Code == resource.CodeAlreadyExists
+	case ErrCASMismatch:
+		return e.Code == resource.CodeCASMismatch
+	case ErrUnavailable:
+		return e.StatusCode == http.StatusServiceUnavailable
+	case ErrUnknownOutcome:
+		return e.StatusCode == http.StatusGatewayTimeout || e.Code == resource.CodeTimeout ||
+			(e.StatusCode == http.StatusServiceUnavailable && !e.notDone())
+	case resource.ErrInvalid:
+		return e.Code == resource.CodeInvalidArgument || e.Code == resource.CodeInvalidJSON
+	}
+	return false
+}
+
+// IsNotFound reports whether err says the object does not exist.
+func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
+
+// IsConflict reports whether err is a 409: the name is taken or a CAS
+// update lost against a concurrent change.
+func IsConflict(err error) bool { return errors.Is(err, ErrConflict) }
+
+// UnreachableError says that none of the controllers could be reached.
+type UnreachableError struct {
+	Addrs []string // the addresses that were tried
+	Err   error    // the last transport error
+}
+
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("cannot reach any controller at %s: %s",
+		strings.Join(e.Addrs, ", "), describeNetError(e.Err))
+}
+
+// Unwrap returns the last transport error.
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrUnreachable) true.
+func (e *UnreachableError) Is(target error) bool { return target == ErrUnreachable }
+
+// unknownOutcomeError wraps a transport error after which a non-idempotent
+// request may have been applied.
+type unknownOutcomeError struct {
+	method, addr string
+	err          error
+}
+
+func (e *unknownOutcomeError) Error() string {
+	return fmt.Sprintf("%s to %s failed after it was sent, so it may or may not have been applied: %s",
+		e.method, e.addr, describeNetError(e.err))
+}
+
+func (e *unknownOutcomeError) Unwrap() []error { return []error{ErrUnknownOutcome, e.err} }
+
+// neverSent reports whether a transport error happened before the request
+// could reach a server (dial failure, refused connection, unknown host), so
+// that it is safe to send any request elsewhere.
+func neverSent(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return true
+	}
+	return errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.EHOSTUNREACH) ||
+		errors.Is(err, syscall.ENETUNREACH)
+}
+
+// describeNetError shortens a transport error to its cause ("connection
+// refused"), dropping the Go-specific "Get \"http://...\": dial tcp ..."
+// prefixes that repeat what the caller already knows.
+func describeNetError(err error) string {
+	var dns *net.DNSError
+	var te *attemptTimeoutError
+	switch {
+	case err == nil:
+		return "unknown error"
+	case errors.As(err, &te):
+		return te.Error()
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "connection reset by peer"
+	case errors.Is(err, syscall.EHOSTUNREACH):
+		return "no route to host"
+	case errors.Is(err, syscall.ENETUNREACH):
+		return "network is unreachable"
+	case errors.As(err, &dns):
+		if dns.IsNotFound {
+			return "no such host " + dns.Name
+		}
+		return "cannot resolve " + dns.Name + ": " + dns.Err
+	case errors.Is(err, context.DeadlineExceeded), isTimeout(err):
+		return "timed out"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return err.Error()
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

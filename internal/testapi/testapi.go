@@ -1,0 +1,701 @@
+// Package testapi is an in-memory fake of the controllers' HTTP API, for the
+// tests of the Go SDK (client) and the CLI (cli). It implements the wire
+// contract of resource/api.go (objects, blocking queries, label selectors,
+// CAS, errors, the event stream, status and cluster) closely enough to test
+// a client's behaviour, with knobs to make it fail.
+//
+// It is a test double, not a server: no Raft, no persistence, no leader
+// forwarding. It must never be imported by non-test code.
+package testapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/kumoi/kumoi/resource"
+)
+
+// Now is the fake's clock: every status timestamp it writes.
+var Now = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// Request is one request the fake received.
+type Request struct {
+	Method   string
+	Path     string
+	RawQuery string
+	Query    url.Values
+}
+
+// Server is the fake API. Create it with New.
+type Server struct {
+	URL string // base URL, e.g. http://127.0.0.1:41234
+	srv *httptest.Server
+
+	// Unavailable answers the next N requests with 503 no_leader.
+	Unavailable atomic.Int64
+	// AlwaysUnavailable answers every request with 503 no_leader (a
+	// follower that lost its leader).
+	AlwaysUnavailable atomic.Bool
+	// UnavailableUnknown answers the next N requests with 503 unavailable
+	// without Retry-After (leadership lost while a write was in flight).
+	UnavailableUnknown atomic.Int64
+	// StreamLimit, when > 0, closes each event stream after that many
+	// events, to exercise reconnects.
+	StreamLimit atomic.Int64
+	// Heartbeat, when > 0 (nanoseconds), makes idle event streams send a
+	// heartbeat line that often; Heartbeats counts the lines sent.
+	Heartbeat  atomic.Int64
+	Heartbeats atomic.Int64
+	// Hook, if set, runs before each request is handled (outside the
+	// fake's lock, so it may call Put).
+	Hook func(r *http.Request)
+
+	mu            sync.Mutex
+	index         uint64
+	objects       map[resource.Kind]map[string]*resource.Object
+	events        []resource.Event
+	firstRetained uint64 // events below this index were compacted away
+	changed       chan struct{}
+	requests      []Request
+	status        resource.Status
+	cluster       resource.Cluster
+}
+
+// New starts a fake and stops it when the test ends.
+func New(tb testing.TB) *Server {
+	tb.Helper()
+	s := &Server{
+		objects:       map[resource.Kind]map[string]*resource.Object{},
+		changed:       make(chan struct{}),
+		firstRetained: 1,
+	}
+	s.srv = httptest.NewServer(s.handler())
+	s.URL = s.srv.URL
+	s.status = resource.Status{NodeID: "ctl-1", LeaderID: "ctl-1", RaftState: "Leader", APIAddr: s.URL, Version: "test"}
+	s.cluster = resource.Cluster{
+		Leader:  "ctl-1",
+		Servers: []resource.Server{{ID: "ctl-1", Address: "127.0.0.1:7401", Voter: true, Leader: true}},
+		Members: []resource.Member{{Name: "ctl-1", Address: "127.0.0.1:7402", Status: "alive", Role: "controller"}},
+	}
+	tb.Cleanup(s.Close)
+	return s
+}
+
+// Close stops the fake; event streams end.
+func (s *Server) Close() {
+	s.srv.CloseClientConnections()
+	s.srv.Close()
+}
+
+// CloseClientConnections drops every open connection (event streams too).
+func (s *Server) CloseClientConnections() { s.srv.CloseClientConnections() }
+
+// DeadAddr returns the URL of a local port on which nothing listens, so
+// that connecting to it is refused.
+func DeadAddr(tb testing.TB) string {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("testapi: listen: %v", err)
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		tb.Fatalf("testapi: close: %v", err)
+	}
+	return "http://" + addr
+}
+
+// SetCluster replaces what GET /v1/cluster answers.
+func (s *Server) SetCluster(c resource.Cluster) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cluster = c
+}
+
+// Requests returns the requests received so far.
+func (s *Server) Requests() []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Request(nil), s.requests...)
+}
+
+// Index returns the fake's state index.
+func (s *Server) Index() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.index
+}
+
+// Object returns a copy of a stored object, or nil.
+func (s *Server) Object(kind resource.Kind, name string) *resource.Object {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.objects[kind][name].Copy()
+}
+
+// Put stores an object of any kind as the system would (hosts, or status
+// changes of VMs), bumping the index and emitting an event. spec and status
+// are marshalled to JSON; nil status keeps the existing one or uses the
+// kind's initial status.
+func (s *Server) Put(tb testing.TB, kind resource.Kind, name string, labels map[string]string, spec, status any) *resource.Object {
+	tb.Helper()
+	rawSpec, err := json.Marshal(spec)
+	if err != nil {
+		tb.Fatalf("testapi: marshal spec: %v", err)
+	}
+	normSpec, err := resource.NormalizeSpec(kind, rawSpec)
+	if err != nil {
+		tb.Fatalf("testapi: %s/%s: %v", kind, name, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.objects[kind][name]
+	var rawStatus json.RawMessage
+	switch {
+	case status != nil:
+		rawStatus, err = json.Marshal(status)
+	case old != nil:
+		rawStatus = old.Status
+	default:
+		rawStatus, err = resource.InitialStatus(kind, Now)
+	}
+	if err != nil {
+		tb.Fatalf("testapi: status: %v", err)
+	}
+	o := &resource.Object{Kind: kind, Name: name, Labels: labels, Spec: normSpec, Status: rawStatus}
+	if o.Labels == nil {
+		o.Labels = map[string]string{}
+	}
+	if old != nil {
+		o.ID, o.CreateIndex = old.ID, old.CreateIndex
+	}
+	s.storeLocked(o, old == nil)
+	return o.Copy()
+}
+
+// CreateBatch creates VMs with the given names in one step: one index,
+// several events, as a batch command of the real controllers does.
+func (s *Server) CreateBatch(tb testing.TB, spec resource.VMSpec, names ...string) uint64 {
+	tb.Helper()
+	raw, _ := json.Marshal(spec)
+	norm, err := resource.NormalizeSpec(resource.KindVM, raw)
+	if err != nil {
+		tb.Fatalf("testapi: %v", err)
+	}
+	status, _ := resource.InitialStatus(resource.KindVM, Now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.index++
+	if s.objects[resource.KindVM] == nil {
+		s.objects[resource.KindVM] = map[string]*resource.Object{}
+	}
+	for _, name := range names {
+		o := &resource.Object{Kind: resource.KindVM, Name: name, ID: uuid.NewString(), Labels: map[string]string{},
+			CreateIndex: s.index, ModifyIndex: s.index, Spec: norm, Status: status}
+		s.objects[resource.KindVM][name] = o
+		s.events = append(s.events, resource.Event{Index: s.index, Type: resource.EventCreated, Kind: o.Kind, Name: name, Object: o.Copy()})
+	}
+	close(s.changed)
+	s.changed = make(chan struct{})
+	return s.index
+}
+
+// Compact drops the retained events, so that a stream asking for them gets
+// a reset.
+func (s *Server) Compact() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.events = nil
+	s.firstRetained = s.index + 1
+}
+
+// storeLocked writes o at the next index and emits its event.
+func (s *Server) storeLocked(o *resource.Object, created bool) {
+	s.index++
+	if created {
+		o.ID = uuid.NewString()
+		o.CreateIndex = s.index
+	}
+	o.ModifyIndex = s.index
+	if s.objects[o.Kind] == nil {
+		s.objects[o.Kind] = map[string]*resource.Object{}
+	}
+	s.objects[o.Kind][o.Name] = o
+	typ := resource.EventUpdated
+	if created {
+		typ = resource.EventCreated
+	}
+	s.emitLocked(resource.Event{Index: s.index, Type: typ, Kind: o.Kind, Name: o.Name, Object: o.Copy()})
+}
+
+func (s *Server) deleteLocked(o *resource.Object) {
+	s.index++
+	delete(s.objects[o.Kind], o.Name)
+	s.emitLocked(resource.Event{Index: s.index, Type: resource.EventDeleted, Kind: o.Kind, Name: o.Name, Object: o.Copy()})
+}
+
+func (s *Server) emitLocked(ev resource.Event) {
+	s.events = append(s.events, ev)
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+func (s *Server) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", s.getStatus)
+	mux.HandleFunc("GET /v1/cluster", s.getCluster)
+	mux.HandleFunc("DELETE /v1/cluster/servers/{id}", s.removeServer)
+	mux.HandleFunc("GET /v1/events", s.streamEvents)
+	mux.HandleFunc("GET /v1/{plural}", s.list)
+	mux.HandleFunc("POST /v1/{plural}", s.create)
+	mux.HandleFunc("GET /v1/{plural}/{name}", s.get)
+	mux.HandleFunc("PUT /v1/{plural}/{name}", s.update)
+	mux.HandleFunc("DELETE /v1/{plural}/{name}", s.delete)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.requests = append(s.requests, Request{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Query: r.URL.Query()})
+		s.mu.Unlock()
+		if s.Hook != nil {
+			s.Hook(r)
+		}
+		if s.AlwaysUnavailable.Load() || take(&s.Unavailable) {
+			w.Header().Set("Retry-After", "0")
+			writeError(w, http.StatusServiceUnavailable, resource.CodeNoLeader, "", "no cluster leader; retry later")
+			return
+		}
+		if take(&s.UnavailableUnknown) {
+			writeError(w, http.StatusServiceUnavailable, resource.CodeUnavailable, "", "leadership lost while the request was in flight; it may or may not have been applied")
+			return
+		}
+		if !checkParams(w, r) {
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// take consumes one of a counter's failures, if any are left.
+func take(n *atomic.Int64) bool {
+	for {
+		v := n.Load()
+		if v <= 0 {
+			return false
+		}
+		if n.CompareAndSwap(v, v-1) {
+			return true
+		}
+	}
+}
+
+// checkParams rejects unknown query parameters, as the real API does, so
+// that a client sending a wrong one is caught.
+func checkParams(w http.ResponseWriter, r *http.Request) bool {
+	var allowed []string
+	switch {
+	case r.URL.Path == "/v1/events":
+		allowed = []string{"index", "kind", "stale"}
+	case r.Method == http.MethodGet && r.URL.Path == "/v1/cluster":
+		allowed = []string{"stale"}
+	case r.Method == http.MethodGet:
+		allowed = []string{"selector", "stale", "index", "wait"}
+	case r.Method == http.MethodPut, r.Method == http.MethodDelete && !strings.HasPrefix(r.URL.Path, "/v1/cluster/"):
+		allowed = []string{"cas"}
+	}
+	for k := range r.URL.Query() {
+		if !slices.Contains(allowed, k) {
+			writeError(w, http.StatusBadRequest, resource.CodeInvalidArgument, k, "unknown query parameter %q", k)
+			return false
+		}
+	}
+	return true
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, errCode, field, format string, args ...any) {
+	writeJSON(w, code, resource.ErrorResponse{Error: resource.ErrorBody{
+		Code: errCode, Message: fmt.Sprintf(format, args...), Field: field,
+	}})
+}
+
+func writeInvalid(w http.ResponseWriter, err error) {
+	var fe *resource.FieldError
+	if errors.As(err, &fe) {
+		writeError(w, http.StatusBadRequest, resource.CodeInvalidArgument, fe.Field, "%s", fe.Error())
+		return
+	}
+	writeError(w, http.StatusBadRequest, resource.CodeInvalidArgument, "", "%s", err.Error())
+}
+
+func (s *Server) kind(w http.ResponseWriter, r *http.Request) (*resource.KindInfo, bool) {
+	info, ok := resource.LookupPlural(r.PathValue("plural"))
+	if !ok {
+		writeError(w, http.StatusNotFound, resource.CodeNotFound, "", "no such collection /v1/%s", r.PathValue("plural"))
+	}
+	return info, ok
+}
+
+func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	st := s.status
+	st.StateIndex, st.AppliedIndex, st.CommitIndex = s.index, s.index, s.index
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	c := s.cluster
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, c)
+}
+
+func (s *Server) removeServer(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, srv := range s.cluster.Servers {
+		if srv.ID == id {
+			s.cluster.Servers = append(s.cluster.Servers[:i:i], s.cluster.Servers[i+1:]...)
+			s.index++
+			writeJSON(w, http.StatusOK, map[string]any{"removed": id, "index": s.index})
+			return
+		}
+	}
+	writeError(w, http.StatusNotFound, resource.CodeNotFound, "", "server %q is not in the cluster", id)
+}
+
+// waitLocked implements ?index=N&wait=D: it blocks, with s.mu held on
+// return, until the state index passes N or D passes.
+func (s *Server) waitLocked(w http.ResponseWriter, r *http.Request) bool {
+	q := r.URL.Query()
+	if q.Get("index") == "" {
+		return true
+	}
+	min, err := strconv.ParseUint(q.Get("index"), 10, 64)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, resource.CodeInvalidArgument, "index", "index must be a non-negative integer")
+		return false
+	}
+	wait := 5 * time.Minute
+	if v := q.Get("wait"); v != "" {
+		if wait, err = time.ParseDuration(v); err != nil {
+			writeError(w, http.StatusBadRequest, resource.CodeInvalidArgument, "wait", "wait must be a duration such as 30s")
+			return false
+		}
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for s.index <= min {
+		ch := s.changed
+		s.mu.Unlock()
+		select {
+		case <-ch:
+			s.mu.Lock()
+		case <-timer.C:
+			s.mu.Lock()
+			return true
+		case <-r.Context().Done():
+			s.mu.Lock()
+			return true
+		}
+	}
+	return true
+}
+
+func (s *Server) readHeaders(w http.ResponseWriter) {
+	w.Header().Set("X-Kumoi-Index", strconv.FormatUint(s.index, 10))
+	w.Header().Set("X-Kumoi-Known-Leader", "true")
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+	info, ok := s.kind(w, r)
+	if !ok {
+		return
+	}
+	sel, err := resource.ParseSelector(r.URL.Query().Get("selector"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, resource.CodeInvalidArgument, "selector", "%s", err.Error())
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.waitLocked(w, r) {
+		return
+	}
+	out := []*resource.Object{}
+	for _, o := range s.objects[info.Kind] {
+		if sel.Matches(o.Labels) {
+			out = append(out, o)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	s.readHeaders(w)
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) get(w http.ResponseWriter, r *http.Request) {
+	info, ok := s.kind(w, r)
+	if !ok {
+		return
+	}
+	name := r.PathValue("name")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.waitLocked(w, r) {
+		return
+	}
+	o := s.objects[info.Kind][name]
+	s.readHeaders(w)
+	if o == nil {
+		writeError(w, http.StatusNotFound, resource.CodeNotFound, "", "%s %q not found", info.Kind, name)
+		return
+	}
+	writeJSON(w, http.StatusOK, o)
+}
+
+func readBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	data, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, resource.CodeInvalidJSON, "", "read body: %v", err)
+		return false
+	}
+	if err := resource.DecodeStrict(data, v, ""); err != nil {
+		var fe *resource.FieldError
+		if errors.As(err, &fe) {
+			writeError(w, http.StatusBadRequest, resource.CodeInvalidJSON, fe.Field, "%s", fe.Error())
+		} else {
+			writeError(w, http.StatusBadRequest, resource.CodeInvalidJSON, "", "%s", err.Error())
+		}
+		return false
+	}
+	return true
+}
+
+func (s *Server) create(w http.ResponseWriter, r *http.Request) {
+	info, ok := s.kind(w, r)
+	if !ok {
+		return
+	}
+	if info.Kind != resource.KindVM {
+		writeError(w, http.StatusMethodNotAllowed, resource.CodeMethodNotAllowed, "", "%ss are created by the system, not through the API", info.Kind)
+		return
+	}
+	var req resource.CreateRequest
+	if !readBody(w, r, &req) {
+		return
+	}
+	if err := resource.ValidateMeta(req.Name, req.Labels); err != nil {
+		writeInvalid(w, err)
+		return
+	}
+	spec, err := resource.NormalizeSpec(info.Kind, req.Spec)
+	if err != nil {
+		writeInvalid(w, err)
+		return
+	}
+	status, _ := resource.InitialStatus(info.Kind, Now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.objects[info.Kind][req.Name] != nil {
+		writeError(w, http.StatusConflict, resource.CodeAlreadyExists, "name", "%s %q already exists", info.Kind, req.Name)
+		return
+	}
+	o := &resource.Object{Kind: info.Kind, Name: req.Name, Labels: req.Labels, Spec: spec, Status: status}
+	if o.Labels == nil {
+		o.Labels = map[string]string{}
+	}
+	s.storeLocked(o, true)
+	writeJSON(w, http.StatusCreated, o)
+}
+
+func casParam(w http.ResponseWriter, r *http.Request) (uint64, bool) {
+	v := r.URL.Query().Get("cas")
+	if v == "" {
+		return 0, true
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, resource.CodeInvalidArgument, "cas", "cas must be a non-negative integer")
+		return 0, false
+	}
+	return n, true
+}
+
+func (s *Server) update(w http.ResponseWriter, r *http.Request) {
+	info, ok := s.kind(w, r)
+	if !ok {
+		return
+	}
+	name := r.PathValue("name")
+	cas, ok := casParam(w, r)
+	if !ok {
+		return
+	}
+	var req resource.UpdateRequest
+	if !readBody(w, r, &req) {
+		return
+	}
+	if err := resource.ValidateLabels(req.Labels); err != nil {
+		writeInvalid(w, err)
+		return
+	}
+	spec, err := resource.NormalizeSpec(info.Kind, req.Spec)
+	if err != nil {
+		writeInvalid(w, err)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.objects[info.Kind][name]
+	if old == nil {
+		writeError(w, http.StatusNotFound, resource.CodeNotFound, "", "%s %q not found", info.Kind, name)
+		return
+	}
+	if cas != 0 && old.ModifyIndex != cas {
+		writeError(w, http.StatusConflict, resource.CodeCASMismatch, "", "%s %q has modify_index %d, not %d", info.Kind, name, old.ModifyIndex, cas)
+		return
+	}
+	o := old.Copy()
+	o.Labels, o.Spec = req.Labels, spec
+	if o.Labels == nil {
+		o.Labels = map[string]string{}
+	}
+	s.storeLocked(o, false)
+	writeJSON(w, http.StatusOK, o)
+}
+
+func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
+	info, ok := s.kind(w, r)
+	if !ok {
+		return
+	}
+	name := r.PathValue("name")
+	cas, ok := casParam(w, r)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.objects[info.Kind][name]
+	if old == nil {
+		writeError(w, http.StatusNotFound, resource.CodeNotFound, "", "%s %q not found", info.Kind, name)
+		return
+	}
+	if cas != 0 && old.ModifyIndex != cas {
+		writeError(w, http.StatusConflict, resource.CodeCASMismatch, "", "%s %q has modify_index %d, not %d", info.Kind, name, old.ModifyIndex, cas)
+		return
+	}
+	s.deleteLocked(old)
+	writeJSON(w, http.StatusOK, old)
+}
+
+// streamEvents implements GET /v1/events?index=N&kind=K.
+func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var after uint64
+	if v := q.Get("index"); v != "" {
+		var err error
+		if after, err = strconv.ParseUint(v, 10, 64); err != nil {
+			writeError(w, http.StatusBadRequest, resource.CodeInvalidArgument, "index", "index must be a non-negative integer")
+			return
+		}
+	}
+	var kinds []resource.Kind // nil: all
+	for _, v := range q["kind"] {
+		for k := range strings.SplitSeq(v, ",") {
+			if _, ok := resource.Lookup(resource.Kind(k)); !ok {
+				writeError(w, http.StatusBadRequest, resource.CodeInvalidArgument, "kind", "unknown kind %q", k)
+				return
+			}
+			kinds = append(kinds, resource.Kind(k))
+		}
+	}
+	flusher, _ := w.(http.Flusher)
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	if flusher != nil {
+		flusher.Flush()
+	}
+	enc := json.NewEncoder(w)
+	limit := s.StreamLimit.Load()
+	var sent int64
+
+	s.mu.Lock()
+	if after+1 < s.firstRetained {
+		after = s.index
+		reset := resource.Event{Index: after, Type: resource.EventReset}
+		s.mu.Unlock()
+		if enc.Encode(reset) != nil {
+			return
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+		s.mu.Lock()
+	}
+	for {
+		var batch []resource.Event
+		for _, ev := range s.events {
+			if ev.Index > after && (kinds == nil || slices.Contains(kinds, ev.Kind)) {
+				batch = append(batch, ev)
+			}
+		}
+		if n := len(s.events); n > 0 && s.events[n-1].Index > after {
+			after = s.events[n-1].Index
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		for _, ev := range batch {
+			if enc.Encode(ev) != nil {
+				return
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+			if sent++; limit > 0 && sent >= limit {
+				return
+			}
+		}
+		heartbeat := time.NewTimer(time.Hour)
+		if d := time.Duration(s.Heartbeat.Load()); d > 0 {
+			heartbeat.Reset(d)
+		}
+		select {
+		case <-ch:
+		case <-heartbeat.C:
+			if enc.Encode(resource.Event{Index: after, Type: "heartbeat"}) != nil {
+				return
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+			s.Heartbeats.Add(1)
+		case <-r.Context().Done():
+			heartbeat.Stop()
+			return
+		}
+		heartbeat.Stop()
+		s.mu.Lock()
+	}
+}
