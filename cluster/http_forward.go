@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +11,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/kumoi/kumoi/resource"
 )
 
 // hopHeaders are connection-level headers a proxy must not pass on
@@ -77,7 +80,16 @@ func (a *httpAPI) forward(w http.ResponseWriter, r *http.Request, body []byte) e
 		if ctx.Err() != nil {
 			return ctx.Err() // the client gave up; nobody reads the answer
 		}
-		return noLeader(fmt.Sprintf("cannot reach the leader %s at %s: %v; retry shortly", id, addr, err))
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" || r.Method == http.MethodGet {
+			// Nothing reached the leader (or nothing would change):
+			// safe to retry.
+			return noLeader(fmt.Sprintf("cannot reach the leader %s at %s: %v; retry shortly", id, addr, err))
+		}
+		// The request may have reached the leader before the connection
+		// broke: the write may or may not have been applied.
+		return &apiError{status: http.StatusServiceUnavailable, code: resource.CodeUnavailable,
+			msg: fmt.Sprintf("the connection to the leader %s broke while forwarding: %v; the write may or may not have been applied (read before retrying)", id, err)}
 	}
 	defer resp.Body.Close()
 	a.m.forwardedInc()
