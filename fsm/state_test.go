@@ -292,8 +292,10 @@ func TestWatch(t *testing.T) {
 		t.Errorf("Watch returned true for a cancelled context")
 	}
 
-	// And true when the store is restored.
+	// And true when the store is restored (the abandon channel is taken
+	// before the read, as Watch's doc asks).
 	ws = memdb.NewWatchSet()
+	ws.Add(s.AbandonCh())
 	s.Get(ws, vm, "a")
 	go func() { fired <- s.Watch(context.Background(), ws) }()
 	restore(t, f, fsm.TestPersist(t, fsm.TestFSM(t)))
