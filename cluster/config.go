@@ -45,6 +45,10 @@ type Config struct {
 	// ReconcileInterval is how often the leader checks raft membership
 	// against the gossip pool (it also reacts to gossip events at once).
 	ReconcileInterval time.Duration // default 5s
+	// HostDownGrace is how long a host stays down before its VMs are
+	// evacuated (ha=restart VMs placed elsewhere). It must exceed the
+	// workers' --fence-after plus a margin: see docs/ha.md.
+	HostDownGrace     time.Duration // default 4s
 	SnapshotThreshold uint64        // default 8192
 	SnapshotInterval  time.Duration // default 60s
 	TrailingLogs      uint64        // default 10240
@@ -96,6 +100,7 @@ func (c *Config) setDefaults() {
 	def(&c.CommitTimeout, 20*time.Millisecond)
 	def(&c.ApplyTimeout, 10*time.Second)
 	def(&c.ReconcileInterval, 5*time.Second)
+	def(&c.HostDownGrace, 4*time.Second)
 	def(&c.SnapshotInterval, 60*time.Second)
 	def(&c.GossipProbeInterval, 500*time.Millisecond)
 	def(&c.GossipProbeTimeout, 250*time.Millisecond)

@@ -88,6 +88,9 @@ func NewController(cfg Config) (*Controller, error) {
 	}
 	c.raft = r
 	c.addLeaderLoop(LeaderLoop{Name: "reconcile-voters", Run: c.reconcileVotersLoop})
+	c.addLeaderLoop(LeaderLoop{Name: "hosts", Run: c.hostsLoop})
+	c.addLeaderLoop(LeaderLoop{Name: "evacuate", Run: c.evacuateLoop})
+	c.addLeaderLoop(LeaderLoop{Name: "scheduler", Run: c.schedulerLoop})
 
 	c.wg.Add(1)
 	go c.monitorLeadership(notify)

@@ -37,6 +37,7 @@ type member struct {
 	addr   string
 	status string // alive, suspect, dead, left
 	meta   memberMeta
+	raw    []byte // the whole metadata (role-specific fields)
 }
 
 // memberTable tracks every agent seen in the gossip pool, including the
@@ -57,7 +58,7 @@ func (t *memberTable) set(n *memberlist.Node, status string) {
 		meta = memberMeta{ID: n.Name}
 	}
 	t.mu.Lock()
-	t.members[n.Name] = &member{name: n.Name, addr: n.Address(), status: status, meta: meta}
+	t.members[n.Name] = &member{name: n.Name, addr: n.Address(), status: status, meta: meta, raw: append([]byte(nil), n.Meta...)}
 	ch := t.changed
 	t.changed = make(chan struct{})
 	t.mu.Unlock()

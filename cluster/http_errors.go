@@ -71,6 +71,10 @@ func toAPIError(err error) *apiError {
 		e.status, e.code = http.StatusConflict, resource.CodeAlreadyExists
 	case errors.Is(err, fsm.ErrCASMismatch):
 		e.status, e.code = http.StatusConflict, resource.CodeCASMismatch
+	case errors.Is(err, fsm.ErrStaleEpoch):
+		e.status, e.code = http.StatusConflict, resource.CodeStaleEpoch
+	case errors.Is(err, fsm.ErrNoCapacity), errors.Is(err, fsm.ErrHostNotReady), errors.Is(err, fsm.ErrWrongPhase), errors.Is(err, fsm.ErrHostBusy):
+		e.status, e.code = http.StatusConflict, resource.CodeConflict
 	case errors.Is(err, fsm.ErrBadPayload), errors.Is(err, fsm.ErrUnknownCommand):
 		e.msg = "the state machine rejected a command this controller built (a bug; the controller log has details): " + err.Error()
 	case errors.Is(err, ErrNoLeader):

@@ -172,9 +172,13 @@ func objectPath(info *resource.KindInfo, name string) string {
 // list: GET /v1/{plural}[?selector=][&stale][&index=N&wait=D]
 func (a *httpAPI) list(info *resource.KindInfo) apiHandler {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		q, err := apiQuery(r, "selector", "stale", "index", "wait")
+		q, err := apiQuery(r, "selector", "stale", "index", "wait", "host")
 		if err != nil {
 			return err
+		}
+		host := q.Get("host")
+		if host != "" && info.Kind != resource.KindVM {
+			return badArg("host", "only VMs can be listed by host")
 		}
 		sel, err := resource.ParseSelector(q.Get("selector"))
 		if err != nil {
@@ -189,7 +193,12 @@ func (a *httpAPI) list(info *resource.KindInfo) apiHandler {
 			var objs []*resource.Object
 			idx, err := a.blockingQuery(w, r, p, func(ws memdb.WatchSet) (uint64, error) {
 				var idx uint64
-				objs, idx, err = st.ListWithIndex(ws, info.Kind, sel)
+				if host != "" {
+					objs, idx, err = st.VMsOnHostWithIndex(ws, host)
+					objs = filterSelector(objs, sel)
+				} else {
+					objs, idx, err = st.ListWithIndex(ws, info.Kind, sel)
+				}
 				return idx, err
 			})
 			if err != nil {

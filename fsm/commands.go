@@ -38,6 +38,14 @@ func (t MessageType) String() string {
 		return "batch"
 	case StatusRequestType:
 		return "status"
+	case PlaceRequestType:
+		return "place"
+	case ReportRequestType:
+		return "report"
+	case HostStateRequestType:
+		return "host-state"
+	case EvacuateRequestType:
+		return "evacuate"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -133,4 +141,7 @@ type Result struct {
 	Index   uint64
 	Objects []*resource.Object
 	Err     error
+	// ItemErrors holds per-item outcomes of commands whose items succeed
+	// or fail independently (place, report): nil entries succeeded.
+	ItemErrors []error
 }

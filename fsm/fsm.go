@@ -134,11 +134,14 @@ func (f *FSM) applyCommand(t MessageType, payload []byte, index uint64) (*Result
 	} else {
 		err = w.op(t, payload)
 	}
+	if err == nil {
+		err = w.recomputeHosts()
+	}
 	if err != nil {
 		return &Result{Index: index, Err: err}, nil
 	}
 	txn.Commit()
-	return &Result{Index: index, Objects: w.objects}, w.events
+	return &Result{Index: index, Objects: w.objects, ItemErrors: w.itemErrs}, w.events
 }
 
 // writer accumulates the effects of one command inside a transaction.
@@ -147,6 +150,10 @@ type writer struct {
 	index   uint64
 	objects []*resource.Object
 	events  []resource.Event
+	// touched hosts get their allocation recomputed before commit.
+	touched map[string]bool
+	// itemErrs are per-item outcomes of place and report commands.
+	itemErrs []error
 }
 
 func (w *writer) op(t MessageType, payload []byte) error {
@@ -175,6 +182,30 @@ func (w *writer) op(t MessageType, payload []byte) error {
 			return err
 		}
 		return w.delete(&req)
+	case PlaceRequestType:
+		var req PlaceRequest
+		if err := decodePayload(payload, &req); err != nil {
+			return err
+		}
+		return w.place(&req)
+	case ReportRequestType:
+		var req ReportRequest
+		if err := decodePayload(payload, &req); err != nil {
+			return err
+		}
+		return w.report(&req)
+	case HostStateRequestType:
+		var req HostStateRequest
+		if err := decodePayload(payload, &req); err != nil {
+			return err
+		}
+		return w.hostState(&req)
+	case EvacuateRequestType:
+		var req EvacuateRequest
+		if err := decodePayload(payload, &req); err != nil {
+			return err
+		}
+		return w.evacuate(&req)
 	}
 	return fmt.Errorf("%w %d", ErrUnknownCommand, uint8(t))
 }
@@ -304,6 +335,9 @@ func (w *writer) update(req *UpdateRequest) error {
 	if err != nil {
 		return err
 	}
+	if err := w.recheckPlacedVM(cur, spec); err != nil {
+		return err
+	}
 	o := cur.Copy()
 	o.Labels = cloneLabels(req.Labels)
 	o.Spec = spec
@@ -320,10 +354,49 @@ func (w *writer) status(req *StatusRequest) error {
 	if err != nil {
 		return err
 	}
+	w.touchVMHost(cur)
 	o := cur.Copy()
 	o.Status = status
 	o.ModifyIndex = w.index
+	w.touchVMHost(o)
 	return w.put(o, resource.EventUpdated)
+}
+
+// touchVMHost marks the host a VM object is assigned to.
+func (w *writer) touchVMHost(o *resource.Object) {
+	if o.Kind != resource.KindVM {
+		return
+	}
+	if st, err := resource.DecodeStatus[resource.VMStatus](o); err == nil {
+		w.touch(st.Host)
+	}
+}
+
+// recheckPlacedVM refuses a spec change that would overcommit the host a
+// VM is placed on.
+func (w *writer) recheckPlacedVM(cur *resource.Object, spec json.RawMessage) error {
+	if cur.Kind != resource.KindVM {
+		return nil
+	}
+	st, err := resource.DecodeStatus[resource.VMStatus](cur)
+	if err != nil || st.Host == "" {
+		return nil
+	}
+	var ns resource.VMSpec
+	if err := json.Unmarshal(spec, &ns); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadPayload, err)
+	}
+	w.touch(st.Host)
+	_, hspec, hst, err := w.host(st.Host)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if err := w.fits(st.Host, hspec, hst, resource.Resources{CPUs: ns.CPUs, MemoryMiB: ns.MemoryMiB}, cur.Name); err != nil {
+		return fmt.Errorf("cannot resize vm %q on its host: %w", cur.Name, err)
+	}
+	return nil
 }
 
 func (w *writer) delete(req *DeleteRequest) error {
@@ -331,6 +404,14 @@ func (w *writer) delete(req *DeleteRequest) error {
 	if err != nil {
 		return err
 	}
+	if cur.Kind == resource.KindHost {
+		if alloc, err := allocatedTxn(w.txn, cur.Name); err != nil {
+			return err
+		} else if alloc != (resource.Resources{}) {
+			return fmt.Errorf("host %q: %w (%d CPUs, %s); delete or move them first", cur.Name, ErrHostBusy, alloc.CPUs, resource.FormatMiB(alloc.MemoryMiB))
+		}
+	}
+	w.touchVMHost(cur)
 	if err := w.txn.Delete(tableObjects, cur); err != nil {
 		return fmt.Errorf("fsm: delete %s: %w", cur, err)
 	}

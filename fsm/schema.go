@@ -1,6 +1,10 @@
 package fsm
 
-import "github.com/hashicorp/go-memdb"
+import (
+	"github.com/hashicorp/go-memdb"
+
+	"github.com/kumoi/kumoi/resource"
+)
 
 const (
 	tableObjects = "objects"
@@ -39,6 +43,16 @@ func schema() *memdb.DBSchema {
 					indexKind: {
 						Name:    indexKind,
 						Indexer: &memdb.StringFieldIndex{Field: "Kind"},
+					},
+					indexVMHost: {
+						Name:         indexVMHost,
+						AllowMissing: true,
+						Indexer:      &vmStatusIndexer{field: func(s *resource.VMStatus) string { return s.Host }},
+					},
+					indexVMPhase: {
+						Name:         indexVMPhase,
+						AllowMissing: true,
+						Indexer:      &vmStatusIndexer{field: func(s *resource.VMStatus) string { return s.Phase }},
 					},
 				},
 			},

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"sort"
 	"sync"
 
 	"github.com/hashicorp/go-memdb"
@@ -128,6 +129,19 @@ func (s *Store) Index(kind resource.Kind) uint64 {
 	return indexTxn(s.ReadTxn(), indexKey(kind))
 }
 
+// IndexWatch is Index, adding to ws a channel that fires when it changes.
+func (s *Store) IndexWatch(ws memdb.WatchSet, kind resource.Kind) uint64 {
+	ch, raw, err := s.ReadTxn().FirstWatch(tableIndex, indexID, indexKey(kind))
+	if err != nil {
+		return 0
+	}
+	ws.Add(ch)
+	if raw == nil {
+		return 0
+	}
+	return raw.(*indexEntry).Value
+}
+
 // LatestIndex returns the Raft index of the last change of any kind.
 func (s *Store) LatestIndex() uint64 {
 	return indexTxn(s.ReadTxn(), allIndexKey)
@@ -232,4 +246,40 @@ func cloneLabels(l map[string]string) map[string]string {
 		return map[string]string{}
 	}
 	return maps.Clone(l)
+}
+
+// VMsInPhase returns the VMs whose status.phase is phase, in name order.
+func (s *Store) VMsInPhase(ws memdb.WatchSet, phase string) ([]*resource.Object, error) {
+	return s.vmsBy(ws, indexVMPhase, phase)
+}
+
+// VMsOnHost returns the VMs whose status.host is host, in name order.
+func (s *Store) VMsOnHost(ws memdb.WatchSet, host string) ([]*resource.Object, error) {
+	return s.vmsBy(ws, indexVMHost, host)
+}
+
+// VMsOnHostWithIndex is VMsOnHost plus the VM kind's index, read in one
+// transaction (for blocking queries).
+func (s *Store) VMsOnHostWithIndex(ws memdb.WatchSet, host string) ([]*resource.Object, uint64, error) {
+	txn := s.ReadTxn()
+	out, err := vmsByTxn(txn, ws, indexVMHost, host)
+	return out, indexTxn(txn, indexKey(resource.KindVM)), err
+}
+
+func (s *Store) vmsBy(ws memdb.WatchSet, index, value string) ([]*resource.Object, error) {
+	return vmsByTxn(s.ReadTxn(), ws, index, value)
+}
+
+func vmsByTxn(txn *memdb.Txn, ws memdb.WatchSet, index, value string) ([]*resource.Object, error) {
+	it, err := txn.Get(tableObjects, index, value)
+	if err != nil {
+		return nil, fmt.Errorf("fsm: list vms by %s: %w", index, err)
+	}
+	ws.Add(it.WatchCh())
+	out := []*resource.Object{}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		out = append(out, raw.(*resource.Object))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
 }

@@ -11,6 +11,8 @@ const (
 	CodeMethodNotAllowed = "method_not_allowed" // 405
 	CodeAlreadyExists    = "already_exists"     // 409: duplicate name
 	CodeCASMismatch      = "cas_mismatch"       // 409: modify_index differs from ?cas=N
+	CodeStaleEpoch       = "stale_epoch"        // 409: a worker report for an old placement
+	CodeConflict         = "conflict"           // 409: not allowed in the current state
 	CodeBodyTooLarge     = "body_too_large"     // 413
 	CodeNoLeader         = "no_leader"          // 503: retry later (Retry-After is set)
 	CodeUnavailable      = "unavailable"        // 503: e.g. shutting down, leadership lost
@@ -116,4 +118,33 @@ type Event struct {
 	Kind   Kind    `json:"kind,omitempty"`
 	Name   string  `json:"name,omitempty"`
 	Object *Object `json:"object,omitempty"`
+}
+
+// ReportRequest is the body of POST /v1/hosts/{name}/report: a worker's
+// observations of the VMs placed on its host.
+type ReportRequest struct {
+	Reports []VMReport `json:"reports"`
+}
+
+// VMReport is one VM's observed state, for the placement epoch the worker
+// acts on. SetPower makes the desired power follow a change made behind
+// Kumoi's back (a guest that powered itself off: "stopped").
+type VMReport struct {
+	VM       string `json:"vm"`
+	Epoch    uint64 `json:"epoch"`
+	Phase    string `json:"phase"`
+	Reason   string `json:"reason,omitempty"`
+	SetPower string `json:"set_power,omitempty"`
+}
+
+// ReportResponse answers a ReportRequest: one result per report, in order.
+type ReportResponse struct {
+	Index   uint64         `json:"index"`
+	Results []ReportResult `json:"results"`
+}
+
+// ReportResult is nil Error when the report was recorded.
+type ReportResult struct {
+	VM    string     `json:"vm"`
+	Error *ErrorBody `json:"error,omitempty"`
 }

@@ -1,0 +1,467 @@
+package fsm
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/go-memdb"
+
+	"github.com/kumoi/kumoi/resource"
+)
+
+// Commands of the placement life cycle (workers issue).
+const (
+	PlaceRequestType     MessageType = 6
+	ReportRequestType    MessageType = 7
+	HostStateRequestType MessageType = 8
+	EvacuateRequestType  MessageType = 9
+)
+
+// Errors of the placement commands (in Result.Err or Result.ItemErrors).
+var (
+	ErrNoCapacity   = errors.New("not enough free capacity")
+	ErrHostNotReady = errors.New("host does not take placements")
+	ErrStaleEpoch   = errors.New("stale placement epoch")
+	ErrWrongPhase   = errors.New("operation not allowed in this phase")
+	ErrHostBusy     = errors.New("host still has VMs assigned")
+)
+
+// PlaceRequest is a scheduler plan: each placement binds a pending VM to a
+// ready host; the placement's epoch is the log index. Placements are
+// checked one by one (capacity is re-checked here, at apply time) and fail
+// independently: Result.ItemErrors[i] is placement i's error. Unplaced
+// records why a pending VM could not be placed.
+type PlaceRequest struct {
+	Time       time.Time   `json:"time"`
+	Placements []Placement `json:"placements,omitempty"`
+	Unplaced   []Unplaced  `json:"unplaced,omitempty"`
+}
+
+// Placement binds VM to Host.
+type Placement struct {
+	VM   string `json:"vm"`
+	Host string `json:"host"`
+}
+
+// Unplaced says why a pending VM stays pending.
+type Unplaced struct {
+	VM     string `json:"vm"`
+	Reason string `json:"reason"`
+}
+
+// ReportRequest carries a worker's observations of the VMs placed on its
+// host. A report whose epoch is not the VM's current placement epoch, or
+// whose host does not own the VM, is rejected (Result.ItemErrors[i]).
+type ReportRequest struct {
+	Time    time.Time  `json:"time"`
+	Host    string     `json:"host"`
+	Reports []VMReport `json:"reports"`
+}
+
+// VMReport is one VM's observed state (the wire type of the API).
+type VMReport = resource.VMReport
+
+// HostStateRequest records a host's membership state, creating the host
+// object when it first joins. The allocation is the FSM's own and is kept.
+type HostStateRequest struct {
+	Time     time.Time          `json:"time"`
+	Name     string             `json:"name"`
+	ID       string             `json:"id"` // used when the host is created
+	Labels   map[string]string  `json:"labels,omitempty"`
+	State    string             `json:"state"`
+	Address  string             `json:"address,omitempty"`
+	Capacity resource.Resources `json:"capacity"`
+	Driver   string             `json:"driver,omitempty"`
+	Reason   string             `json:"reason,omitempty"`
+}
+
+// EvacuateRequest takes the VMs off a host that has been down for at least
+// Grace (checked against the host's status.since and Time): VMs with
+// ha=restart go back to pending (to be placed elsewhere with a new epoch),
+// the others become lost.
+type EvacuateRequest struct {
+	Time   time.Time     `json:"time"`
+	Host   string        `json:"host"`
+	Grace  time.Duration `json:"grace"`
+	Reason string        `json:"reason"`
+}
+
+// Phases a worker may report.
+var reportablePhases = map[string]bool{
+	resource.PhaseStarting: true, resource.PhaseRunning: true, resource.PhaseStopping: true,
+	resource.PhaseStopped: true, resource.PhaseSuspended: true, resource.PhaseFailed: true,
+}
+
+var hostStates = map[string]bool{
+	resource.HostReady: true, resource.HostDown: true, resource.HostLeft: true, resource.HostDraining: true,
+}
+
+func (w *writer) vm(name string) (*resource.Object, *resource.VMSpec, *resource.VMStatus, error) {
+	o, err := getTxn(w.txn, nil, resource.KindVM, name)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if o == nil {
+		return nil, nil, nil, fmt.Errorf("vm %q: %w", name, ErrNotFound)
+	}
+	spec, err := resource.DecodeSpec[resource.VMSpec](o)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: %v", ErrBadPayload, err)
+	}
+	st, err := resource.DecodeStatus[resource.VMStatus](o)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: %v", ErrBadPayload, err)
+	}
+	return o, spec, st, nil
+}
+
+func (w *writer) host(name string) (*resource.Object, *resource.HostSpec, *resource.HostStatus, error) {
+	o, err := getTxn(w.txn, nil, resource.KindHost, name)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if o == nil {
+		return nil, nil, nil, fmt.Errorf("host %q: %w", name, ErrNotFound)
+	}
+	spec, err := resource.DecodeSpec[resource.HostSpec](o)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: %v", ErrBadPayload, err)
+	}
+	spec.Default()
+	st, err := resource.DecodeStatus[resource.HostStatus](o)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: %v", ErrBadPayload, err)
+	}
+	return o, spec, st, nil
+}
+
+// putVMStatus writes a VM's new status (and marks the hosts involved).
+func (w *writer) putVMStatus(o *resource.Object, old, st *resource.VMStatus) error {
+	raw, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	n := o.Copy()
+	n.Status = raw
+	n.ModifyIndex = w.index
+	w.touch(old.Host)
+	w.touch(st.Host)
+	return w.put(n, resource.EventUpdated)
+}
+
+// touch marks a host whose allocation must be recomputed before commit.
+func (w *writer) touch(host string) {
+	if host == "" {
+		return
+	}
+	if w.touched == nil {
+		w.touched = map[string]bool{}
+	}
+	w.touched[host] = true
+}
+
+// allocated sums the resources of every VM assigned to host (any phase:
+// an assigned VM keeps its reservation until it is deleted or evacuated).
+func allocatedTxn(txn *memdb.Txn, host string) (resource.Resources, error) {
+	var r resource.Resources
+	it, err := txn.Get(tableObjects, indexVMHost, host)
+	if err != nil {
+		return r, err
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		spec, err := resource.DecodeSpec[resource.VMSpec](raw.(*resource.Object))
+		if err != nil {
+			continue
+		}
+		r.CPUs += spec.CPUs
+		r.MemoryMiB += spec.MemoryMiB
+	}
+	return r, nil
+}
+
+// Schedulable returns the capacity placements may use: capacity scaled by
+// the host's overcommit ratios.
+func Schedulable(spec *resource.HostSpec, st *resource.HostStatus) resource.Resources {
+	cpu, mem := spec.CPUOvercommit, spec.MemoryOvercommit
+	if cpu < 1 {
+		cpu = 1
+	}
+	if mem < 1 {
+		mem = 1
+	}
+	return resource.Resources{
+		CPUs:      int(math.Floor(float64(st.Capacity.CPUs)*cpu + 1e-9)),
+		MemoryMiB: int64(math.Floor(float64(st.Capacity.MemoryMiB)*mem + 1e-9)),
+	}
+}
+
+// fits checks that adding need to host keeps it within its schedulable
+// capacity. The allocation is recomputed from the VMs, never trusted.
+func (w *writer) fits(host string, spec *resource.HostSpec, st *resource.HostStatus, need resource.Resources, exclude string) error {
+	alloc, err := allocatedTxn(w.txn, host)
+	if err != nil {
+		return err
+	}
+	if exclude != "" {
+		if o, _ := getTxn(w.txn, nil, resource.KindVM, exclude); o != nil {
+			if s, err := resource.DecodeSpec[resource.VMSpec](o); err == nil {
+				if vst, err := resource.DecodeStatus[resource.VMStatus](o); err == nil && vst.Host == host {
+					alloc.CPUs -= s.CPUs
+					alloc.MemoryMiB -= s.MemoryMiB
+				}
+			}
+		}
+	}
+	limit := Schedulable(spec, st)
+	if alloc.CPUs+need.CPUs > limit.CPUs || alloc.MemoryMiB+need.MemoryMiB > limit.MemoryMiB {
+		return fmt.Errorf("host %q: %w: %d/%d CPUs and %s/%s allocated, %d CPUs and %s needed",
+			host, ErrNoCapacity, alloc.CPUs, limit.CPUs, resource.FormatMiB(alloc.MemoryMiB),
+			resource.FormatMiB(limit.MemoryMiB), need.CPUs, resource.FormatMiB(need.MemoryMiB))
+	}
+	return nil
+}
+
+// recomputeHosts writes the allocation of every touched host, in name
+// order (determinism).
+func (w *writer) recomputeHosts() error {
+	names := make([]string, 0, len(w.touched))
+	for h := range w.touched {
+		names = append(names, h)
+	}
+	sort.Strings(names)
+	for _, h := range names {
+		o, _, st, err := w.host(h)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		alloc, err := allocatedTxn(w.txn, h)
+		if err != nil {
+			return err
+		}
+		if alloc == st.Allocated {
+			continue
+		}
+		st.Allocated = alloc
+		raw, err := json.Marshal(st)
+		if err != nil {
+			return err
+		}
+		n := o.Copy()
+		n.Status = raw
+		n.ModifyIndex = w.index
+		if err := w.put(n, resource.EventUpdated); err != nil {
+			return err
+		}
+	}
+	w.touched = nil
+	return nil
+}
+
+func (w *writer) place(req *PlaceRequest) error {
+	if len(req.Placements)+len(req.Unplaced) > MaxBatchOps {
+		return fmt.Errorf("%w: plan has %d entries; the limit is %d", ErrBadPayload, len(req.Placements)+len(req.Unplaced), MaxBatchOps)
+	}
+	w.itemErrs = make([]error, len(req.Placements))
+	for i, p := range req.Placements {
+		w.itemErrs[i] = w.placeOne(req.Time, p)
+	}
+	for _, u := range req.Unplaced {
+		o, _, st, err := w.vm(u.VM)
+		if err != nil || st.Phase != resource.PhasePending || st.Reason == u.Reason {
+			continue
+		}
+		nst := *st
+		nst.Reason = u.Reason
+		if err := w.putVMStatus(o, st, &nst); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *writer) placeOne(now time.Time, p Placement) error {
+	o, spec, st, err := w.vm(p.VM)
+	if err != nil {
+		return err
+	}
+	if st.Phase != resource.PhasePending {
+		return fmt.Errorf("vm %q is %s, not pending: %w", p.VM, st.Phase, ErrWrongPhase)
+	}
+	_, hspec, hst, err := w.host(p.Host)
+	if err != nil {
+		return err
+	}
+	if hst.State != resource.HostReady || hspec.Unschedulable {
+		return fmt.Errorf("host %q (%s, unschedulable=%t): %w", p.Host, hst.State, hspec.Unschedulable, ErrHostNotReady)
+	}
+	if err := w.fits(p.Host, hspec, hst, resource.Resources{CPUs: spec.CPUs, MemoryMiB: spec.MemoryMiB}, ""); err != nil {
+		return err
+	}
+	nst := resource.VMStatus{Phase: resource.PhaseScheduled, Host: p.Host, Epoch: w.index, Since: now.UTC()}
+	return w.putVMStatus(o, st, &nst)
+}
+
+func (w *writer) report(req *ReportRequest) error {
+	if len(req.Reports) > MaxBatchOps {
+		return fmt.Errorf("%w: %d reports; the limit is %d", ErrBadPayload, len(req.Reports), MaxBatchOps)
+	}
+	w.itemErrs = make([]error, len(req.Reports))
+	for i, r := range req.Reports {
+		w.itemErrs[i] = w.reportOne(req.Time, req.Host, r)
+	}
+	return nil
+}
+
+func (w *writer) reportOne(now time.Time, host string, r VMReport) error {
+	if !reportablePhases[r.Phase] {
+		return resource.Errorf("phase", "%q cannot be reported by a worker", r.Phase)
+	}
+	o, spec, st, err := w.vm(r.VM)
+	if err != nil {
+		return err
+	}
+	if st.Host != host {
+		return fmt.Errorf("vm %q is not assigned to host %q (it is on %q): %w", r.VM, host, st.Host, ErrStaleEpoch)
+	}
+	if st.Epoch != r.Epoch {
+		return fmt.Errorf("vm %q: report for epoch %d, current epoch is %d: %w", r.VM, r.Epoch, st.Epoch, ErrStaleEpoch)
+	}
+	nst := *st
+	if nst.Phase != r.Phase {
+		nst.Since = now.UTC()
+	}
+	nst.Phase, nst.Reason = r.Phase, r.Reason
+	if r.SetPower != "" && r.SetPower != spec.Power {
+		switch r.SetPower {
+		case resource.PowerRunning, resource.PowerStopped, resource.PowerSuspended:
+		default:
+			return resource.Errorf("set_power", "%q is not a power state", r.SetPower)
+		}
+		spec.Power = r.SetPower
+		raw, err := json.Marshal(spec)
+		if err != nil {
+			return err
+		}
+		o = o.Copy()
+		o.Spec = raw
+	}
+	if nst == *st && r.SetPower == "" {
+		return nil // nothing changed: no write
+	}
+	return w.putVMStatus(o, st, &nst)
+}
+
+func (w *writer) hostState(req *HostStateRequest) error {
+	if err := resource.ValidateName(req.Name); err != nil {
+		return err
+	}
+	if !hostStates[req.State] {
+		return resource.Errorf("state", "%q is not a host state (ready, down, left, draining)", req.State)
+	}
+	if req.Capacity.CPUs < 0 || req.Capacity.MemoryMiB < 0 {
+		return resource.Errorf("capacity", "must not be negative")
+	}
+	cur, err := getTxn(w.txn, nil, resource.KindHost, req.Name)
+	if err != nil {
+		return err
+	}
+	if cur == nil {
+		if err := resource.ValidateLabels(req.Labels); err != nil {
+			return err
+		}
+		spec, err := resource.NormalizeSpec(resource.KindHost, json.RawMessage(`{}`))
+		if err != nil {
+			return err
+		}
+		if req.ID == "" {
+			return resource.Errorf("id", "must be set by the proposer")
+		}
+		alloc, err := allocatedTxn(w.txn, req.Name)
+		if err != nil {
+			return err
+		}
+		st, err := json.Marshal(&resource.HostStatus{
+			State: req.State, Address: req.Address, Capacity: req.Capacity, Allocated: alloc,
+			Driver: req.Driver, Reason: req.Reason, Since: req.Time.UTC(),
+		})
+		if err != nil {
+			return err
+		}
+		return w.put(&resource.Object{
+			Kind: resource.KindHost, Name: req.Name, ID: req.ID, Labels: cloneLabels(req.Labels),
+			CreateIndex: w.index, ModifyIndex: w.index, Spec: spec, Status: st,
+		}, resource.EventCreated)
+	}
+	_, _, st, err := w.host(req.Name)
+	if err != nil {
+		return err
+	}
+	nst := *st
+	if nst.State != req.State {
+		nst.Since = req.Time.UTC()
+	}
+	nst.State, nst.Address, nst.Capacity, nst.Driver, nst.Reason = req.State, req.Address, req.Capacity, req.Driver, req.Reason
+	if nst == *st {
+		return nil
+	}
+	raw, err := json.Marshal(&nst)
+	if err != nil {
+		return err
+	}
+	n := cur.Copy()
+	n.Status = raw
+	n.ModifyIndex = w.index
+	return w.put(n, resource.EventUpdated)
+}
+
+func (w *writer) evacuate(req *EvacuateRequest) error {
+	_, _, hst, err := w.host(req.Host)
+	if err != nil {
+		return err
+	}
+	if hst.State != resource.HostDown && hst.State != resource.HostLeft {
+		return fmt.Errorf("host %q is %s: %w (only a down or left host is evacuated)", req.Host, hst.State, ErrWrongPhase)
+	}
+	if req.Time.Sub(hst.Since) < req.Grace {
+		return fmt.Errorf("host %q has been %s for %s, less than the grace of %s: %w",
+			req.Host, hst.State, req.Time.Sub(hst.Since), req.Grace, ErrWrongPhase)
+	}
+	it, err := w.txn.Get(tableObjects, indexVMHost, req.Host)
+	if err != nil {
+		return err
+	}
+	var vms []*resource.Object
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		vms = append(vms, raw.(*resource.Object))
+	}
+	for _, o := range vms {
+		spec, err := resource.DecodeSpec[resource.VMSpec](o)
+		if err != nil {
+			continue
+		}
+		st, err := resource.DecodeStatus[resource.VMStatus](o)
+		if err != nil {
+			continue
+		}
+		var nst resource.VMStatus
+		if spec.HA == resource.HARestart {
+			nst = resource.VMStatus{Phase: resource.PhasePending, Reason: req.Reason + "; waiting to be placed elsewhere", Since: req.Time.UTC()}
+		} else {
+			if st.Phase == resource.PhaseLost {
+				continue
+			}
+			nst = *st
+			nst.Phase, nst.Reason, nst.Since = resource.PhaseLost, req.Reason, req.Time.UTC()
+		}
+		if err := w.putVMStatus(o, st, &nst); err != nil {
+			return err
+		}
+	}
+	return nil
+}
