@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kumoi/kumoi/cluster"
+	"github.com/kumoi/kumoi/resource"
 )
 
 func agentCommand() *cli.Command {
@@ -39,7 +40,15 @@ directory (or --data-dir), API on 127.0.0.1:7400 (+10 per extra controller).`,
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "dev", Usage: "run a whole dev cluster in this process"},
 			&cli.IntFlag{Name: "dev-controllers", Value: 1, Usage: "controllers in the dev cluster (1, 3 or 5)"},
+			&cli.IntFlag{Name: "dev-hosts", Value: 3, Usage: "simulated hypervisor hosts in the dev cluster"},
 			&cli.BoolFlag{Name: "controller", Usage: "run a controller"},
+			&cli.BoolFlag{Name: "worker", Usage: "run a worker: make this host's domains match the VMs placed on it"},
+			&cli.StringFlag{Name: "hypervisor", Value: "sim", Usage: "worker driver: sim (simulated, in memory) or libvirt"},
+			&cli.StringFlag{Name: "libvirt-uri", Value: "qemu:///system", Usage: "libvirt connection URI of the worker (e.g. test:///path/host.xml)"},
+			&cli.IntFlag{Name: "cpus", Usage: "worker capacity in CPUs (sim capacity, or an override of what the driver reports)"},
+			&cli.StringFlag{Name: "memory", Usage: "worker memory capacity, e.g. 64GiB (sim capacity or an override)"},
+			&cli.DurationFlag{Name: "fence-after", Value: 3 * time.Second, Usage: "a worker cut off from the controller quorum this long stops its VMs (< --host-down-grace)"},
+			&cli.DurationFlag{Name: "host-down-grace", Value: 4 * time.Second, Usage: "controllers evacuate a host's VMs after it has been down this long (> --fence-after)"},
 			&cli.StringFlag{Name: "node-id", Usage: "unique name of this node (default: the hostname)", EnvVars: []string{"KUMOI_NODE_ID"}},
 			&cli.StringFlag{Name: "data-dir", Usage: "directory for the raft log and snapshots", EnvVars: []string{"KUMOI_DATA_DIR"}},
 			&cli.StringFlag{Name: "bind", Value: "127.0.0.1", Usage: "IP address to bind and advertise"},
@@ -85,8 +94,8 @@ func runAgent(c *cli.Context) error {
 	if c.Bool("dev") {
 		return runDev(ctx, c, logger)
 	}
-	if !c.Bool("controller") {
-		return usagef("say what to run: --controller (workers arrive in a later release), or -dev for a dev cluster")
+	if !c.Bool("controller") && !c.Bool("worker") {
+		return usagef("say what to run: --controller, --worker (or both), or -dev for a dev cluster")
 	}
 	nodeID := c.String("node-id")
 	if nodeID == "" {
@@ -95,6 +104,22 @@ func runAgent(c *cli.Context) error {
 			return usagef("--node-id is required (the hostname is unknown: %v)", err)
 		}
 		nodeID = h
+	}
+	var (
+		a *cluster.Agent
+		w *cluster.Worker
+	)
+	served := make(<-chan error)
+	if c.Bool("worker") {
+		var err error
+		if w, err = startWorker(c, nodeID, logger); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.App.Writer, "kumoi worker %s: hypervisor %s\n", nodeID, c.String("hypervisor"))
+	}
+	if !c.Bool("controller") {
+		<-ctx.Done()
+		return shutdownWithSecondSignal(logger, w.Shutdown)
 	}
 	cfg := cluster.Config{
 		NodeID:             nodeID,
@@ -108,22 +133,33 @@ func runAgent(c *cli.Context) error {
 		HeartbeatTimeout:   c.Duration("heartbeat-timeout"),
 		ElectionTimeout:    c.Duration("election-timeout"),
 		LeaderLeaseTimeout: c.Duration("leader-lease-timeout"),
+		HostDownGrace:      c.Duration("host-down-grace"),
 		Logger:             logger,
 	}
 	if err := cfg.Validate(); err != nil {
 		return usagef("%v", strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
-	a, err := cluster.StartAgent(cfg)
+	a, err = cluster.StartAgent(cfg)
 	if err != nil {
+		if w != nil {
+			_ = w.Shutdown(context.Background())
+		}
 		return err
 	}
+	served = a.Served()
 	fmt.Fprintf(c.App.Writer, "kumoi controller %s: API on http://%s\n", nodeID, a.APIAddr())
 	select {
 	case <-ctx.Done():
-	case err := <-a.Served():
+	case err := <-served:
 		logger.Error("API server stopped", "error", err)
 	}
-	return shutdownWithSecondSignal(logger, func(ctx context.Context) error { return a.Shutdown(ctx) })
+	return shutdownWithSecondSignal(logger, func(ctx context.Context) error {
+		var errs []error
+		if w != nil {
+			errs = append(errs, w.Shutdown(ctx))
+		}
+		return errors.Join(append(errs, a.Shutdown(ctx))...)
+	})
 }
 
 func runDev(ctx context.Context, c *cli.Context, logger hclog.Logger) error {
@@ -136,17 +172,18 @@ func runDev(ctx context.Context, c *cli.Context, logger hclog.Logger) error {
 		BindIP:      c.String("bind"),
 		APIPort:     api,
 		DataDir:     c.String("data-dir"),
+		Hosts:       c.Int("dev-hosts"),
 		Logger:      logger,
 	})
 	if err != nil {
 		return err
 	}
 	w := c.App.Writer
-	fmt.Fprintf(w, "\nKumoi dev cluster is up: %d controller(s), state in %s", n, d.DataDir())
+	fmt.Fprintf(w, "\nKumoi dev cluster is up: %d controller(s), %d simulated host(s), state in %s", n, len(d.Workers), d.DataDir())
 	if d.Temporary() {
 		fmt.Fprint(w, " (removed on exit)")
 	}
-	fmt.Fprintf(w, "\nPoint the CLI at it from another terminal:\n\n    export KUMOI_ADDR=%s\n    kumoi cluster status\n    kumoi vm create web --cpus 1 --memory 512MiB\n    kumoi vm list\n\nPress Ctrl-C to stop.\n\n", strings.Join(d.Addrs(), ","))
+	fmt.Fprintf(w, "\nPoint the CLI at it from another terminal:\n\n    export KUMOI_ADDR=%s\n    kumoi cluster status\n    kumoi vm create web --cpus 1 --memory 512MiB --wait\n    kumoi vm list\n\nPress Ctrl-C to stop.\n\n", strings.Join(d.Addrs(), ","))
 	<-ctx.Done()
 	return shutdownWithSecondSignal(logger, d.Shutdown)
 }
@@ -171,4 +208,42 @@ func shutdownWithSecondSignal(logger hclog.Logger, shutdown func(context.Context
 	case <-sig:
 		return errors.New("interrupted during shutdown")
 	}
+}
+
+// startWorker builds the hypervisor driver and starts the worker.
+func startWorker(c *cli.Context, nodeID string, logger hclog.Logger) (*cluster.Worker, error) {
+	var mem int64
+	if m := c.String("memory"); m != "" {
+		v, err := resource.ParseMemoryMiB(m)
+		if err != nil {
+			return nil, usagef("--memory: %v", err)
+		}
+		mem = v
+	}
+	if c.Duration("fence-after") >= c.Duration("host-down-grace") {
+		return nil, usagef("--fence-after (%s) must be shorter than --host-down-grace (%s): a cut-off worker must stop its VMs before they are restarted elsewhere", c.Duration("fence-after"), c.Duration("host-down-grace"))
+	}
+	drv, err := newDriver(c, nodeID, mem)
+	if err != nil {
+		return nil, err
+	}
+	gossipName, port := nodeID, c.Int("gossip-port")
+	if c.Bool("controller") {
+		// Sharing a process (and a node id) with a controller: gossip
+		// under another name, on the next port.
+		gossipName, port = nodeID+"-worker", port+1
+	}
+	return cluster.StartWorker(cluster.WorkerConfig{
+		NodeID:     nodeID,
+		GossipName: gossipName,
+		BindIP:     c.String("bind"),
+		GossipPort: port,
+		Join:       c.StringSlice("join"),
+		Driver:     drv,
+		DriverName: c.String("hypervisor"),
+		CPUs:       c.Int("cpus"),
+		MemoryMiB:  mem,
+		FenceAfter: c.Duration("fence-after"),
+		Logger:     logger,
+	})
 }

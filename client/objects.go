@@ -26,6 +26,8 @@ type QueryOptions struct {
 	// Selector filters a List by labels: "app=web,tier!=db" (see
 	// resource.ParseSelector).
 	Selector string
+	// Host limits a List of VMs to those placed on that host.
+	Host string
 }
 
 // QueryMeta is what a read learned about the state it read.
@@ -63,6 +65,9 @@ func (o *QueryOptions) values() url.Values {
 	}
 	if o.Selector != "" {
 		v.Set("selector", o.Selector)
+	}
+	if o.Host != "" {
+		v.Set("host", o.Host)
 	}
 	return v
 }
@@ -199,6 +204,26 @@ func (c *Client) Delete(ctx context.Context, kind resource.Kind, name string, op
 	}
 	var out resource.Object
 	r := &request{method: "DELETE", path: objectPath(kind, name), query: opts.values(), idempotent: true}
+	if _, err := c.call(ctx, r, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Report sends a worker's observations of the VMs placed on host. Reports
+// carry the placement epoch the worker acts on; the answer says, per VM,
+// whether the report was recorded (a stale epoch or a VM that is not on
+// host is refused). A report is idempotent: it states what is.
+func (c *Client) Report(ctx context.Context, host string, reports []resource.VMReport) (*resource.ReportResponse, error) {
+	if err := checkName(resource.KindHost, host); err != nil {
+		return nil, err
+	}
+	body, err := json.Marshal(resource.ReportRequest{Reports: reports})
+	if err != nil {
+		return nil, fmt.Errorf("report: encode request: %w", err)
+	}
+	var out resource.ReportResponse
+	r := &request{method: "POST", path: objectPath(resource.KindHost, host) + "/report", body: body, idempotent: true}
 	if _, err := c.call(ctx, r, &out); err != nil {
 		return nil, err
 	}

@@ -8,8 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/kumoi/kumoi/hypervisor/sim"
 )
 
 // DevConfig configures `kumoi agent -dev`: a whole cluster in one process.
@@ -20,12 +23,20 @@ type DevConfig struct {
 	// DataDir keeps state across runs; empty means a temporary directory
 	// removed on shutdown.
 	DataDir string
-	Logger  hclog.Logger
+	// Hosts is the number of simulated hypervisor hosts (workers with the
+	// sim driver) started alongside (default 0 here; the CLI defaults to 3).
+	Hosts int
+	// HostCPUs and HostMemoryMiB size each simulated host (8, 16384).
+	HostCPUs      int
+	HostMemoryMiB int64
+	Logger        hclog.Logger
 }
 
 // DevCluster is a running dev cluster.
 type DevCluster struct {
 	Agents  []*Agent
+	Workers []*Worker
+	Drivers []*sim.Driver
 	dataDir string
 	tempDir bool
 }
@@ -86,6 +97,27 @@ func StartDev(ctx context.Context, cfg DevConfig) (*DevCluster, error) {
 			return nil, fmt.Errorf("dev cluster elected no leader: %w", err)
 		}
 	}
+	if cfg.HostCPUs == 0 {
+		cfg.HostCPUs = 8
+	}
+	if cfg.HostMemoryMiB == 0 {
+		cfg.HostMemoryMiB = 16384
+	}
+	for i := 0; i < cfg.Hosts; i++ {
+		name := "sim-" + strconv.Itoa(i+1)
+		drv := sim.New(sim.Options{Host: name, CPUs: cfg.HostCPUs, MemoryMiB: cfg.HostMemoryMiB, BootLatency: 100 * time.Millisecond})
+		w, err := StartWorker(WorkerConfig{
+			NodeID: name, BindIP: cfg.BindIP, GossipPort: cfg.APIPort + 100 + i,
+			Join: []string{firstGossip}, Driver: drv, DriverName: "sim",
+			Logger: cfg.Logger.Named(name),
+		})
+		if err != nil {
+			d.Shutdown(context.Background())
+			return nil, fmt.Errorf("start simulated host %s: %w", name, err)
+		}
+		d.Workers = append(d.Workers, w)
+		d.Drivers = append(d.Drivers, drv)
+	}
 	return d, nil
 }
 
@@ -108,6 +140,12 @@ func (d *DevCluster) Addrs() []string {
 // and removes a temporary data dir.
 func (d *DevCluster) Shutdown(ctx context.Context) error {
 	var errs []error
+	for _, w := range d.Workers {
+		errs = append(errs, w.Shutdown(ctx))
+	}
+	for _, drv := range d.Drivers {
+		errs = append(errs, drv.Close())
+	}
 	for _, a := range d.Agents {
 		a.Controller().noHandOff.Store(true)
 	}

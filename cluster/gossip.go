@@ -65,11 +65,12 @@ func (t *memberTable) set(n *memberlist.Node, status string) {
 	close(ch)
 }
 
+// get returns the controller whose id is id (a worker may share the id).
 func (t *memberTable) get(id string) (member, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, m := range t.members {
-		if m.meta.ID == id {
+		if m.meta.ID == id && m.meta.Role == RoleController {
 			return *m, true
 		}
 	}
@@ -109,6 +110,16 @@ func (t *memberTable) list() []resource.Member {
 		}
 		if m.meta.Expect > 0 {
 			tags["bootstrap_expect"] = strconv.Itoa(m.meta.Expect)
+		}
+		if m.meta.Role == RoleWorker {
+			var wm workerMeta
+			if json.Unmarshal(m.raw, &wm) == nil {
+				tags["host"] = m.meta.ID
+				tags["cpus"] = strconv.Itoa(wm.CPUs)
+				tags["memory_mib"] = strconv.FormatInt(wm.MemoryMiB, 10)
+				tags["driver"] = wm.Driver
+				tags["ready"] = strconv.FormatBool(wm.Ready)
+			}
 		}
 		out = append(out, resource.Member{Name: m.name, Address: m.addr, Status: m.status, Role: m.meta.Role, Tags: tags})
 	}
@@ -177,6 +188,11 @@ func (c *Controller) startGossip() error {
 		return fmt.Errorf("start gossip on %s: %w", c.cfg.gossipAddr(), err)
 	}
 	c.gossip = ml
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		reconnectLoop(ml, c.members, c.cfg.NodeID, c.cfg.Join, 2*time.Second, c.shutdownCh)
+	}()
 	if len(c.cfg.Join) > 0 {
 		c.wg.Add(1)
 		go c.retryJoin()
@@ -292,4 +308,53 @@ func peerStatus(apiAddr string) (*resource.Status, error) {
 		return nil, err
 	}
 	return &st, nil
+}
+
+// deadAddrs returns the gossip addresses of members that failed (not the
+// ones that left on purpose).
+func (t *memberTable) deadAddrs() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []string
+	for _, m := range t.members {
+		if m.status == "dead" {
+			out = append(out, m.addr)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (t *memberTable) anyAlive(self string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for name, m := range t.members {
+		if name != self && m.status == "alive" {
+			return true
+		}
+	}
+	return false
+}
+
+// reconnectLoop heals gossip after a partition. memberlist stops probing a
+// member it declared dead, so two sides that lost each other never merge
+// again by themselves: like serf's reconnect, keep trying the failed members
+// (and the --join addresses when nobody is left), until done is closed.
+func reconnectLoop(ml *memberlist.Memberlist, t *memberTable, self string, join []string, every time.Duration, done <-chan struct{}) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+		}
+		addrs := t.deadAddrs()
+		if !t.anyAlive(self) {
+			addrs = append(addrs, join...)
+		}
+		if len(addrs) > 0 {
+			_, _ = ml.Join(addrs)
+		}
+	}
 }

@@ -20,7 +20,7 @@ type workerMeta struct {
 	CPUs      int    `json:"cpus,omitempty"`
 	MemoryMiB int64  `json:"memory_mib,omitempty"`
 	Driver    string `json:"driver,omitempty"`
-	API       string `json:"api,omitempty"`
+	Ready     bool   `json:"ready"`
 }
 
 // workers returns every worker ever seen, with its gossip status.
@@ -69,6 +69,15 @@ func (c *Controller) syncHosts(ctx context.Context, markUnknown bool) {
 			Capacity: resource.Resources{CPUs: wm.CPUs, MemoryMiB: wm.MemoryMiB},
 		}
 		switch m.status {
+		case "alive", "suspect":
+			if !wm.Ready {
+				// A (re)joining worker first removes the domains that
+				// are no longer its own; until then it takes nothing.
+				if cur, _ := st.Get(nil, resource.KindHost, want.Name); cur == nil {
+					continue
+				}
+				want.State, want.Reason = resource.HostDown, "the worker is reconciling after joining"
+			}
 		case "dead":
 			want.State, want.Reason = resource.HostDown, "the worker stopped answering gossip probes"
 		case "left":

@@ -1,6 +1,9 @@
 package resource
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // KindVM is the virtual machine kind.
 const KindVM Kind = "vm"
@@ -44,15 +47,29 @@ type VMSpec struct {
 	MemoryMiB int64  `json:"memory_mib"`
 	Power     string `json:"power,omitempty"`
 	HA        string `json:"ha,omitempty"`
+	Boot      *Boot  `json:"boot,omitempty"`
 }
 
-// Default fills in power=running and ha=none.
+// Boot says what a VM boots: a disk image, or a kernel (with an optional
+// initrd and command line), or both. Paths are on the hypervisor host.
+type Boot struct {
+	Image       string `json:"image,omitempty"`
+	ImageFormat string `json:"image_format,omitempty"` // qcow2 (default) or raw
+	Kernel      string `json:"kernel,omitempty"`
+	Initrd      string `json:"initrd,omitempty"`
+	Cmdline     string `json:"cmdline,omitempty"`
+}
+
+// Default fills in power=running and ha=none and drops an empty boot.
 func (s *VMSpec) Default() {
 	if s.Power == "" {
 		s.Power = PowerRunning
 	}
 	if s.HA == "" {
 		s.HA = HANone
+	}
+	if s.Boot != nil && *s.Boot == (Boot{}) {
+		s.Boot = nil
 	}
 }
 
@@ -77,6 +94,24 @@ func (s *VMSpec) Validate() error {
 	case HARestart, HANone:
 	default:
 		return Errorf("spec.ha", "must be restart or none (got %q)", s.HA)
+	}
+	if b := s.Boot; b != nil {
+		for field, p := range map[string]string{"image": b.Image, "kernel": b.Kernel, "initrd": b.Initrd} {
+			if p != "" && !strings.HasPrefix(p, "/") {
+				return Errorf("spec.boot."+field, "must be an absolute path on the host (got %q)", p)
+			}
+		}
+		switch b.ImageFormat {
+		case "", "qcow2", "raw":
+		default:
+			return Errorf("spec.boot.image_format", "must be qcow2 or raw (got %q)", b.ImageFormat)
+		}
+		if b.ImageFormat != "" && b.Image == "" {
+			return Errorf("spec.boot.image_format", "is set without spec.boot.image")
+		}
+		if b.Kernel == "" && (b.Initrd != "" || b.Cmdline != "") {
+			return Errorf("spec.boot.kernel", "is required with an initrd or a cmdline")
+		}
 	}
 	return nil
 }
