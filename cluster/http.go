@@ -246,6 +246,8 @@ func (a *httpAPI) route(r *http.Request) (string, apiHandler) {
 			methodHandler{http.MethodGet, a.list(info)},
 			methodHandler{http.MethodPost, a.create(info)},
 		)
+	case len(parts) == 3 && info.Kind == resource.KindVM && parts[1] != "" && parts[2] != "":
+		return coll + "/{name}/{action}", a.methods(methodHandler{http.MethodPost, a.vmAction(parts[1], parts[2])})
 	case len(parts) == 3 && info.Kind == resource.KindHost && parts[1] != "" && parts[2] == "report":
 		return coll + "/{name}/report", a.methods(methodHandler{http.MethodPost, a.report(parts[1])})
 	case len(parts) == 2 && parts[1] != "":

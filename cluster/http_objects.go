@@ -269,8 +269,10 @@ func (a *httpAPI) apply(ctx context.Context, t fsm.MessageType, req any) (*fsm.R
 	if res.Err != nil {
 		return nil, nil, res.Err
 	}
-	if len(res.Objects) != 1 {
-		return nil, nil, fmt.Errorf("apply %s: the state machine returned %d objects, want 1", t, len(res.Objects))
+	// The command's own object comes first; hosts whose allocation the
+	// command changed follow it.
+	if len(res.Objects) == 0 {
+		return nil, nil, fmt.Errorf("apply %s: the state machine returned no object", t)
 	}
 	return res, res.Objects[0], nil
 }

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -67,6 +68,41 @@ func (a *httpAPI) report(host string) apiHandler {
 			}
 			w.Header().Set(headerIndex, strconv.FormatUint(res.Index, 10))
 			return apiWriteJSON(w, http.StatusOK, out)
+		})
+	}
+}
+
+// vmAction: POST /v1/vms/{name}/{start|stop|suspend|resume|reboot} → 200 +
+// the VM; 409 conflict (naming the phase) when the phase forbids it.
+func (a *httpAPI) vmAction(name, action string) apiHandler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if _, err := apiQuery(r); err != nil {
+			return err
+		}
+		if err := resource.ValidateName(name); err != nil {
+			return err
+		}
+		switch action {
+		case fsm.ActionStart, fsm.ActionStop, fsm.ActionSuspend, fsm.ActionResume, fsm.ActionReboot:
+		default:
+			return &apiError{status: http.StatusNotFound, code: resource.CodeNotFound,
+				msg: "unknown VM action " + strconv.Quote(action) + "; use start, stop, suspend, resume or reboot"}
+		}
+		return a.onLeader(w, r, nil, func() error {
+			res, err := a.b.Apply(r.Context(), fsm.ActionRequestType, &fsm.ActionRequest{Time: time.Now().UTC(), VM: name, Action: action})
+			if err != nil {
+				return err
+			}
+			if res.Err != nil {
+				return res.Err
+			}
+			o := (*resource.Object)(nil)
+			if len(res.Objects) > 0 {
+				o = res.Objects[0]
+			} else if o, err = a.b.FSM().State().Get(nil, resource.KindVM, name); err != nil || o == nil {
+				return fmt.Errorf("vm %q vanished after %s", name, action)
+			}
+			return writeObject(w, http.StatusOK, res.Index, o)
 		})
 	}
 }

@@ -545,6 +545,14 @@ func (w *Worker) convergeVM(ctx context.Context, o *resource.Object, spec *resou
 	if err != nil {
 		return fail(err.Error())
 	}
+	if err == nil && st.RebootRequested > st.RebootDone && d.State == hypervisor.StateRunning && spec.Power == resource.PowerRunning {
+		if err = w.drv.Reboot(ctx, name); err == nil {
+			rep.RebootDone = st.RebootRequested
+		}
+	}
+	if err != nil {
+		return fail(err.Error())
+	}
 	if got, err := w.drv.Get(ctx, name); err == nil {
 		d = got
 	}

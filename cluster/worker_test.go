@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -120,4 +121,65 @@ func TestWorkersRunVMsAndHA(t *testing.T) {
 		return w != nil && w.Phase == resource.PhaseRunning && w.Host != webHost
 	})
 	t.Logf("web running elsewhere %s after the kill", time.Since(killed).Round(time.Millisecond))
+}
+
+// TestVMActions: actions through the API move the real (simulated) domain,
+// and an action the phase forbids is a 409 that names the phase.
+func TestVMActions(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d, err := StartDev(ctx, DevConfig{Controllers: 1, Hosts: 1, BindIP: "127.0.0.30", APIPort: 17400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Shutdown(context.Background())
+	c, err := client.New(client.Config{Addrs: d.Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	createTestVM(t, c, "app", `{"cpus":1,"memory_mib":256}`)
+	phase := func(want string) func() bool {
+		return func() bool { _, st := vmStatus(t, c, "app"); return st != nil && st.Phase == want }
+	}
+	waitFor(t, 10*time.Second, "app running", phase(resource.PhaseRunning))
+
+	if _, err := c.Action(ctx, "app", client.ActionResume); !client.IsConflict(err) || !strings.Contains(err.Error(), "running") {
+		t.Fatalf("resume of a running VM: %v, want a conflict naming the phase", err)
+	}
+	if _, err := c.Action(ctx, "app", "explode"); !client.IsNotFound(err) {
+		t.Fatalf("unknown action: %v, want not found", err)
+	}
+	if _, err := c.Action(ctx, "app", client.ActionSuspend); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "app suspended", phase(resource.PhaseSuspended))
+	if _, err := c.Action(ctx, "app", client.ActionResume); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "app running again", phase(resource.PhaseRunning))
+	if _, err := c.Action(ctx, "app", client.ActionReboot); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the reboot to be done", func() bool {
+		_, st := vmStatus(t, c, "app")
+		return st != nil && st.RebootRequested != 0 && st.RebootDone == st.RebootRequested && st.Phase == resource.PhaseRunning
+	})
+	if _, err := c.Action(ctx, "app", client.ActionStop); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, "app stopped", phase(resource.PhaseStopped))
+	doms, _ := d.Drivers[0].List(ctx)
+	for _, dm := range doms {
+		if dm.Name == hypervisor.DomainName("app") && dm.State.Active() {
+			t.Fatalf("domain still active after stop: %+v", dm)
+		}
+	}
+	// Deleting the VM removes its domain.
+	if _, err := c.Delete(ctx, resource.KindVM, "app", nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the domain to be undefined", func() bool {
+		doms, _ := d.Drivers[0].List(ctx)
+		return len(doms) == 0
+	})
 }

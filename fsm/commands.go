@@ -46,6 +46,8 @@ func (t MessageType) String() string {
 		return "host-state"
 	case EvacuateRequestType:
 		return "evacuate"
+	case ActionRequestType:
+		return "action"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }

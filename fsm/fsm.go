@@ -206,6 +206,12 @@ func (w *writer) op(t MessageType, payload []byte) error {
 			return err
 		}
 		return w.evacuate(&req)
+	case ActionRequestType:
+		var req ActionRequest
+		if err := decodePayload(payload, &req); err != nil {
+			return err
+		}
+		return w.action(&req)
 	}
 	return fmt.Errorf("%w %d", ErrUnknownCommand, uint8(t))
 }

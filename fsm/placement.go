@@ -19,7 +19,26 @@ const (
 	ReportRequestType    MessageType = 7
 	HostStateRequestType MessageType = 8
 	EvacuateRequestType  MessageType = 9
+	ActionRequestType    MessageType = 10
 )
+
+// VM actions.
+const (
+	ActionStart   = "start"
+	ActionStop    = "stop"
+	ActionSuspend = "suspend"
+	ActionResume  = "resume"
+	ActionReboot  = "reboot"
+)
+
+// ActionRequest is a verb on a VM: start, stop, suspend and resume set the
+// desired power; reboot asks the worker for a reboot. The phase is checked
+// here, at apply time: an action the phase forbids fails with ErrWrongPhase.
+type ActionRequest struct {
+	Time   time.Time `json:"time"`
+	VM     string    `json:"vm"`
+	Action string    `json:"action"`
+}
 
 // Errors of the placement commands (in Result.Err or Result.ItemErrors).
 var (
@@ -337,6 +356,9 @@ func (w *writer) reportOne(now time.Time, host string, r VMReport) error {
 		nst.Since = now.UTC()
 	}
 	nst.Phase, nst.Reason = r.Phase, r.Reason
+	if r.RebootDone > nst.RebootDone && r.RebootDone <= nst.RebootRequested {
+		nst.RebootDone = r.RebootDone
+	}
 	if r.SetPower != "" && r.SetPower != spec.Power {
 		switch r.SetPower {
 		case resource.PowerRunning, resource.PowerStopped, resource.PowerSuspended:
@@ -464,4 +486,60 @@ func (w *writer) evacuate(req *EvacuateRequest) error {
 		}
 	}
 	return nil
+}
+
+func (w *writer) action(req *ActionRequest) error {
+	o, spec, st, err := w.vm(req.VM)
+	if err != nil {
+		return err
+	}
+	deny := func(why string) error {
+		return fmt.Errorf("vm %q is %s: %w: %s", req.VM, st.Phase, ErrWrongPhase, why)
+	}
+	power := spec.Power
+	nst := *st
+	switch req.Action {
+	case ActionStart:
+		power = resource.PowerRunning
+	case ActionStop:
+		power = resource.PowerStopped
+	case ActionSuspend:
+		if st.Phase != resource.PhaseRunning {
+			return deny("only a running VM can be suspended")
+		}
+		power = resource.PowerSuspended
+	case ActionResume:
+		if st.Phase != resource.PhaseSuspended && spec.Power != resource.PowerSuspended {
+			return deny("only a suspended VM can be resumed")
+		}
+		power = resource.PowerRunning
+	case ActionReboot:
+		if st.Phase != resource.PhaseRunning {
+			return deny("only a running VM can be rebooted")
+		}
+		nst.RebootRequested = w.index
+	default:
+		return resource.Errorf("action", "%q is not a VM action (start, stop, suspend, resume, reboot)", req.Action)
+	}
+	if power == spec.Power && nst == *st {
+		return nil // already so: no write
+	}
+	n := o.Copy()
+	if power != spec.Power {
+		spec.Power = power
+		raw, err := json.Marshal(spec)
+		if err != nil {
+			return err
+		}
+		n.Spec = raw
+	}
+	if nst != *st {
+		raw, err := json.Marshal(&nst)
+		if err != nil {
+			return err
+		}
+		n.Status = raw
+	}
+	n.ModifyIndex = w.index
+	return w.put(n, resource.EventUpdated)
 }

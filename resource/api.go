@@ -135,6 +135,8 @@ type VMReport struct {
 	Phase    string `json:"phase"`
 	Reason   string `json:"reason,omitempty"`
 	SetPower string `json:"set_power,omitempty"`
+	// RebootDone acknowledges a reboot (status.reboot_requested) done.
+	RebootDone uint64 `json:"reboot_done,omitempty"`
 }
 
 // ReportResponse answers a ReportRequest: one result per report, in order.

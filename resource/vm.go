@@ -123,6 +123,10 @@ type VMStatus struct {
 	Epoch  uint64    `json:"epoch,omitempty"`
 	Reason string    `json:"reason,omitempty"`
 	Since  time.Time `json:"since,omitzero"`
+	// RebootRequested is the index of the last reboot asked for; the
+	// worker reboots while RebootDone is below it.
+	RebootRequested uint64 `json:"reboot_requested,omitempty"`
+	RebootDone      uint64 `json:"reboot_done,omitempty"`
 }
 
 func init() {
