@@ -535,7 +535,7 @@ func TestHTTPBadInput(t *testing.T) {
 		{"unknown collection item", "PUT", "/v1/widgets/x", `{}`, 404, resource.CodeNotFound, "", `no collection "widgets"`, ""},
 		{"v1 root", "GET", "/v1/", nil, 404, resource.CodeNotFound, "", "/v1/vms", ""},
 		{"trailing slash", "GET", "/v1/vms/", nil, 404, resource.CodeNotFound, "", "", ""},
-		{"unknown action", "POST", "/v1/vms/web/start", nil, 404, resource.CodeNotFound, "", `"start"`, ""},
+		{"unknown action", "POST", "/v1/vms/web/explode", nil, 404, resource.CodeNotFound, "", `"explode"`, ""},
 		{"outside v1", "GET", "/v2/vms", nil, 404, resource.CodeNotFound, "", "", ""},
 		{"405 on item", "PATCH", "/v1/vms/web", `{}`, 405, resource.CodeMethodNotAllowed, "", "PATCH", "GET, PUT, DELETE"},
 		{"405 on collection", "DELETE", "/v1/vms", nil, 405, resource.CodeMethodNotAllowed, "", "", "GET, POST"},
