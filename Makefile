@@ -112,3 +112,13 @@ fuzz:
 clean:
 	rm -rf bin/ jepsen/out/ bench/out/
 	rm -f coverage.out coverage.html cover.out *.coverprofile cpu.prof mem.prof
+
+# Opt-in, not part of `make test`: the libvirt driver on a real
+# qemu:///system (QEMU under TCG), booting a kernel and an initramfs the test
+# builds from Debian packages. Needs root: it installs QEMU and libvirtd and
+# starts the daemon (scripts/install-qemu-deps.sh).
+.PHONY: test-qemu
+test-qemu:
+	bash scripts/install-qemu-deps.sh
+	KUMOI_TEST_QEMU=1 KUMOI_TEST_QEMU_RESTART_LIBVIRTD="bash $(abspath scripts/install-qemu-deps.sh) --restart-libvirtd" \
+	$(GO) test -tags $(TAGS) -count=1 -timeout 30m -v -run 'QEMU' ./hypervisor/libvirt/

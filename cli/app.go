@@ -46,12 +46,15 @@ at them with --addr or KUMOI_ADDR (several, comma-separated, are tried in
 turn); flags may be given before or after the arguments.
 
 Examples:
-   kumoi agent -dev                                  # a whole cluster in one process
+   kumoi agent -dev                                  # a whole cluster in one process, 3 simulated hosts
    kumoi cluster status                              # leader, servers, members
-   kumoi vm create web-1 --cpus 2 --memory 2GiB --label app=web
+   kumoi vm create web-1 --cpus 2 --memory 2GiB --label app=web --wait
    kumoi vm list -l app=web                          # filter by label
+   kumoi vm stop web-1 --wait                        # also start, suspend, resume
    kumoi vm update web-1 --cpus 4                    # read-modify-write with CAS
    kumoi vm get web-1 -o yaml                        # the whole object
+   kumoi host list                                   # state, allocated/capacity
+   kumoi host drain hv-1                             # no new VMs on hv-1
    kumoi host list -o json | jq '.[].name'
    KUMOI_ADDR=10.0.0.1:7400,10.0.0.2:7400 kumoi vm list
 
@@ -62,7 +65,7 @@ const globalHelpFooter = `
 GLOBAL OPTIONS (anywhere on the line; see 'kumoi --help'):
    --addr URL[,URL...]   controllers to talk to [$KUMOI_ADDR]
    -o, --output FORMAT   table, json or yaml [$KUMOI_OUTPUT]
-   --timeout DURATION    give up after this long (default: 30s)
+   --timeout DURATION    give up after this long (default: 30s; 5m with --wait)
 `
 
 // NewApp returns the kumoi command line. It writes to app.Writer and
@@ -202,14 +205,31 @@ type session struct {
 	timeout time.Duration
 }
 
+// defaultWaitTimeout bounds a command run with --wait when --timeout is not
+// given: VMs take a while to be placed and to boot.
+const defaultWaitTimeout = 5 * time.Minute
+
 // connect makes a client from the global flags. Call s.close when done.
-func connect(c *cli.Context) (*session, error) {
+func connect(c *cli.Context) (*session, error) { return dial(c, false) }
+
+// connectWait is connect for a verb with a --wait flag: when it waits and
+// --timeout is not given, it may take defaultWaitTimeout.
+func connectWait(c *cli.Context) (*session, error) { return dial(c, c.Bool("wait")) }
+
+func dial(c *cli.Context, wait bool) (*session, error) {
 	as, err := addrs(c)
 	if err != nil {
 		return nil, err
 	}
 	timeout := c.Duration(flagTimeout)
-	cl, err := client.New(client.Config{Addrs: as, Timeout: timeout, UserAgent: "kumoi/" + Version})
+	attempt := timeout // one request against one controller
+	if wait {
+		if !c.IsSet(flagTimeout) {
+			timeout = defaultWaitTimeout
+		}
+		attempt = min(timeout, client.DefaultTimeout)
+	}
+	cl, err := client.New(client.Config{Addrs: as, Timeout: attempt, UserAgent: "kumoi/" + Version})
 	if err != nil {
 		return nil, usagef("invalid --addr: %v", err)
 	}

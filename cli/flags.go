@@ -44,7 +44,7 @@ func globalFlags() []cli.Flag {
 		},
 		&cli.DurationFlag{
 			Name:  flagTimeout,
-			Usage: "give up on a command after this `DURATION`",
+			Usage: "give up on a command after this `DURATION` (5m for a command run with --wait, unless given)",
 			Value: 30 * time.Second,
 		},
 	}

@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 	"unicode"
 
 	"github.com/urfave/cli/v2"
@@ -46,10 +48,16 @@ func printData(c *cli.Context, v any) (bool, error) {
 	return false, nil
 }
 
+// now is the clock that ages are computed against (tests set it).
+var now = time.Now
+
 // table renders aligned columns. Every cell is non-empty ("-" stands for
-// nothing) and has no white space, so that awk '{print $2}' works.
+// nothing) and has no white space, so that awk '{print $2}' works. A table
+// made with freeText may end in one free-text column (a reason) that keeps
+// its spaces: it is the last one, so the others still split the same way.
 type table struct {
-	tw *tabwriter.Writer
+	tw       *tabwriter.Writer
+	freeLast bool
 }
 
 func newTable(w io.Writer, headers ...string) *table {
@@ -58,8 +66,19 @@ func newTable(w io.Writer, headers ...string) *table {
 	return t
 }
 
+// newFreeTextTable is newTable whose last column is free text.
+func newFreeTextTable(w io.Writer, headers ...string) *table {
+	t := &table{tw: tabwriter.NewWriter(w, 0, 8, 3, ' ', 0), freeLast: true}
+	t.row(headers...)
+	return t
+}
+
 func (t *table) row(cells ...string) {
 	for i, c := range cells {
+		if t.freeLast && i == len(cells)-1 {
+			cells[i] = textCell(c)
+			continue
+		}
 		cells[i] = cell(c)
 	}
 	fmt.Fprintln(t.tw, strings.Join(cells, "\t"))
@@ -80,6 +99,48 @@ func cell(s string) string {
 	return s
 }
 
+// textCell is a free-text cell: one line, single spaces, "-" when empty.
+func textCell(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if !unicode.IsPrint(r) {
+			return ' '
+		}
+		return r
+	}, s)
+	s = strings.Join(strings.Fields(s), " ")
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// shorten cuts s to at most n runes, ending in "…" when cut.
+func shorten(s string, n int) string {
+	r := []rune(strings.Join(strings.Fields(s), " "))
+	if len(r) <= n {
+		return string(r)
+	}
+	return strings.TrimRight(string(r[:n-1]), " ,;:") + "…"
+}
+
+// ageCell says how long ago t was, in its largest unit: 45s, 12m, 5h, 3d
+// ("-" for an unknown time).
+func ageCell(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := max(now().Sub(t), 0)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d/time.Second))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d/time.Minute))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d/time.Hour))
+	}
+	return fmt.Sprintf("%dd", int(d/(24*time.Hour)))
+}
+
 func uintCell(n uint64) string { return strconv.FormatUint(n, 10) }
 
 func boolCell(b bool) string {
@@ -88,6 +149,9 @@ func boolCell(b bool) string {
 	}
 	return "no"
 }
+
+// reasonWidth is how much of a reason a list shows; get shows all of it.
+const reasonWidth = 48
 
 // printObjects renders objects of one kind: a JSON/YAML array (never null),
 // or a table.
@@ -98,7 +162,7 @@ func printObjects(c *cli.Context, kind resource.Kind, objs []*resource.Object) e
 	if done, err := printData(c, objs); done {
 		return err
 	}
-	return objectTable(c.App.Writer, kind, objs)
+	return objectTable(c.App.Writer, kind, objs, reasonWidth)
 }
 
 // printObject renders one object: the object itself in JSON/YAML, or a
@@ -107,13 +171,15 @@ func printObject(c *cli.Context, o *resource.Object) error {
 	if done, err := printData(c, o); done {
 		return err
 	}
-	return objectTable(c.App.Writer, o.Kind, []*resource.Object{o})
+	return objectTable(c.App.Writer, o.Kind, []*resource.Object{o}, 0)
 }
 
-func objectTable(w io.Writer, kind resource.Kind, objs []*resource.Object) error {
+// objectTable renders objects as a table; reasons are cut to width runes
+// (0: not cut).
+func objectTable(w io.Writer, kind resource.Kind, objs []*resource.Object, width int) error {
 	switch kind {
 	case resource.KindVM:
-		return vmTable(w, objs)
+		return vmTable(w, objs, width)
 	case resource.KindHost:
 		return hostTable(w, objs)
 	}
@@ -124,37 +190,72 @@ func objectTable(w io.Writer, kind resource.Kind, objs []*resource.Object) error
 	return t.flush()
 }
 
-func vmTable(w io.Writer, objs []*resource.Object) error {
-	t := newTable(w, "NAME", "CPUS", "MEMORY", "POWER", "PHASE", "HOST", "INDEX")
+// vmTable: NAME CPUS MEMORY POWER PHASE HOST INDEX REASON. POWER is what
+// the user asked for, PHASE what the cluster observed; INDEX is the
+// modify_index that --cas takes; REASON (free text, last) says why the VM
+// is in its phase, when the cluster said.
+func vmTable(w io.Writer, objs []*resource.Object, width int) error {
+	t := newFreeTextTable(w, "NAME", "CPUS", "MEMORY", "POWER", "PHASE", "HOST", "INDEX", "REASON")
 	for _, o := range objs {
-		spec, _ := resource.DecodeSpec[resource.VMSpec](o)
-		st, _ := resource.DecodeStatus[resource.VMStatus](o)
-		if spec == nil {
-			spec = &resource.VMSpec{}
-		}
-		if st == nil {
-			st = &resource.VMStatus{}
+		spec, st := vmState(o)
+		reason := st.Reason
+		if width > 0 {
+			reason = shorten(reason, width)
 		}
 		t.row(o.Name, strconv.Itoa(spec.CPUs), resource.FormatMiB(spec.MemoryMiB),
-			spec.Power, st.Phase, st.Host, uintCell(o.ModifyIndex))
+			spec.Power, st.Phase, st.Host, uintCell(o.ModifyIndex), reason)
 	}
 	return t.flush()
 }
 
+// vmState decodes a VM's spec and status; what cannot be decoded is zero.
+func vmState(o *resource.Object) (*resource.VMSpec, *resource.VMStatus) {
+	spec, err := resource.DecodeSpec[resource.VMSpec](o)
+	if err != nil {
+		spec = &resource.VMSpec{}
+	}
+	st, err := resource.DecodeStatus[resource.VMStatus](o)
+	if err != nil {
+		st = &resource.VMStatus{}
+	}
+	return spec, st
+}
+
+// hostState decodes a host's spec (defaults filled in) and status.
+func hostState(o *resource.Object) (*resource.HostSpec, *resource.HostStatus) {
+	spec, err := resource.DecodeSpec[resource.HostSpec](o)
+	if err != nil {
+		spec = &resource.HostSpec{}
+	}
+	spec.Default()
+	st, err := resource.DecodeStatus[resource.HostStatus](o)
+	if err != nil {
+		st = &resource.HostStatus{}
+	}
+	return spec, st
+}
+
+// schedulable is a host's capacity for placement: its capacity times its
+// overcommit ratios, as the controllers compute it.
+func schedulable(spec *resource.HostSpec, st *resource.HostStatus) resource.Resources {
+	return resource.Resources{
+		CPUs:      int(math.Floor(float64(st.Capacity.CPUs)*max(spec.CPUOvercommit, 1) + 1e-9)),
+		MemoryMiB: int64(math.Floor(float64(st.Capacity.MemoryMiB)*max(spec.MemoryOvercommit, 1) + 1e-9)),
+	}
+}
+
+// hostTable: NAME STATE SCHEDULABLE CPUS MEMORY DRIVER ADDRESS SINCE. CPUS
+// and MEMORY are allocated/capacity (capacity after overcommit); SINCE is
+// how long the host has been in its state.
 func hostTable(w io.Writer, objs []*resource.Object) error {
-	t := newTable(w, "NAME", "STATE", "ADDRESS", "CPUS", "MEMORY", "ALLOCATED", "SCHEDULABLE")
+	t := newTable(w, "NAME", "STATE", "SCHEDULABLE", "CPUS", "MEMORY", "DRIVER", "ADDRESS", "SINCE")
 	for _, o := range objs {
-		spec, _ := resource.DecodeSpec[resource.HostSpec](o)
-		st, _ := resource.DecodeStatus[resource.HostStatus](o)
-		if spec == nil {
-			spec = &resource.HostSpec{}
-		}
-		if st == nil {
-			st = &resource.HostStatus{}
-		}
-		alloc := fmt.Sprintf("%dcpu,%s", st.Allocated.CPUs, resource.FormatMiB(st.Allocated.MemoryMiB))
-		t.row(o.Name, st.State, st.Address, strconv.Itoa(st.Capacity.CPUs),
-			resource.FormatMiB(st.Capacity.MemoryMiB), alloc, boolCell(!spec.Unschedulable))
+		spec, st := hostState(o)
+		capa := schedulable(spec, st)
+		t.row(o.Name, st.State, boolCell(!spec.Unschedulable),
+			fmt.Sprintf("%d/%d", st.Allocated.CPUs, capa.CPUs),
+			resource.FormatMiB(st.Allocated.MemoryMiB)+"/"+resource.FormatMiB(capa.MemoryMiB),
+			st.Driver, st.Address, ageCell(st.Since))
 	}
 	return t.flush()
 }

@@ -1,11 +1,16 @@
 package cli
 
 import (
+	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -21,22 +26,33 @@ var (
 func vmCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "vm",
-		Usage:     "create, inspect, change and delete virtual machines",
-		UsageText: "kumoi vm <create|get|list|update|delete> [options] [NAME]",
-		Description: `A VM object holds what you want (spec: cpus, memory, power, ha) and what the
-cluster observed (status: phase, host). Changing the spec changes the real VM;
-the scheduler places new VMs on hosts.
+		Usage:     "create, inspect, power and delete virtual machines",
+		UsageText: "kumoi vm <create|get|list|update|start|stop|suspend|resume|delete> [options] [NAME]",
+		Description: `A VM object holds what you want (spec: cpus, memory, boot, power, ha) and what
+the cluster observed (status: phase, host, reason). The scheduler places a new
+VM on a host with room for it; that host's worker then makes the real VM match
+the spec and reports its phase: pending → scheduled → starting → running (or
+stopped, suspended, failed). Changing the spec changes the real VM.
+
+start, stop, suspend and resume set the power the VM should have; --wait waits
+until it has it, showing each phase on stderr.
 
 Examples:
-   kumoi vm create web-1 --cpus 2 --memory 2GiB --label app=web
+   kumoi vm create web-1 --cpus 2 --memory 2GiB --label app=web --wait
    kumoi vm list -l app=web,tier!=db
-   kumoi vm update web-1 --power stopped
+   kumoi vm list --host hv-1
+   kumoi vm stop web-1 --wait
    kumoi vm delete web-1`,
 		Subcommands: []*cli.Command{
 			vmCreateCommand(),
 			vmGetCommand(),
 			vmListCommand(),
 			vmUpdateCommand(),
+			vmPowerCommand(powerStart),
+			vmPowerCommand(powerStop),
+			vmPowerCommand(powerSuspend),
+			vmPowerCommand(powerResume),
+			vmRebootCommand(),
 			vmDeleteCommand(),
 		},
 	}
@@ -91,19 +107,33 @@ func cpusValue(c *cli.Context) (int, error) {
 
 func vmCreateCommand() *cli.Command {
 	return leaf(&cli.Command{
-		Name:      "create",
-		Usage:     "create a VM",
-		UsageText: "kumoi vm create NAME --cpus N --memory SIZE [--label KEY=VALUE]... [--power running|stopped|suspended] [--ha restart|none]",
-		Description: `Creates a VM object. The scheduler then places it on a host and, with
---power running (the default), a worker starts it. NAME is a DNS label:
-lower-case letters, digits and '-', at most 63 characters.
+		Name:  "create",
+		Usage: "create a VM",
+		UsageText: "kumoi vm create NAME --cpus N --memory SIZE [--label KEY=VALUE]... [--power running|stopped|suspended]\n" +
+			"      [--ha restart|none] [--image PATH [--image-format qcow2|raw]] [--kernel PATH [--initrd PATH] [--cmdline STR]] [--wait]",
+		Description: `Creates a VM object. The scheduler then places it on a host with room for it
+and that host's worker defines the VM and, with --power running (the default),
+starts it. NAME is a DNS label: lower-case letters, digits and '-', at most 63
+characters.
 
 SIZE is a number with an optional unit: 512MiB, 2GiB, 1.5GiB, 1TiB (also M, G,
 T, MB, GB); a bare number means MiB.
 
+The VM boots a disk image (--image, qcow2 unless --image-format raw), a kernel
+(--kernel, with an optional --initrd and --cmdline), or both. Paths are
+absolute paths on the hypervisor hosts.
+
+With --wait the command waits until the VM is in the phase its --power asks
+for (running, stopped or suspended), printing each phase on stderr, and then
+prints the VM. It fails if the VM fails (with the reason), and if it is not
+there within --timeout (5m with --wait), saying where it got stuck, e.g.
+pending because no host is large enough.
+
 Examples:
-   kumoi vm create web-1 --cpus 2 --memory 2GiB
+   kumoi vm create web-1 --cpus 2 --memory 2GiB --wait
    kumoi vm create db-1 --cpus 8 --memory 32GiB --label app=db --label tier=back --ha restart
+   kumoi vm create disk-1 --cpus 1 --memory 1GiB --image /var/lib/kumoi/images/debian.qcow2
+   kumoi vm create tiny --cpus 1 --memory 256MiB --kernel /boot/vmlinuz --initrd /boot/initrd.img --cmdline 'console=ttyS0'
    kumoi vm create spare --cpus 1 --memory 512MiB --power stopped -o json`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "cpus", Usage: "`N` virtual CPUs (required)"},
@@ -111,9 +141,51 @@ Examples:
 			labelFlag("a label `KEY=VALUE`; repeat for several"),
 			&cli.StringFlag{Name: "power", Usage: "`STATE`: running, stopped or suspended (default: running)"},
 			&cli.StringFlag{Name: "ha", Usage: "`POLICY`: restart (restart it elsewhere when its host fails) or none (default: none)"},
+			&cli.StringFlag{Name: "image", Usage: "boot the disk image at `PATH` (absolute, on the host)"},
+			&cli.StringFlag{Name: "image-format", Usage: "`FORMAT` of --image: qcow2 or raw (default: qcow2)"},
+			&cli.StringFlag{Name: "kernel", Usage: "boot the kernel at `PATH` directly (absolute, on the host)"},
+			&cli.StringFlag{Name: "initrd", Usage: "initial ramdisk at `PATH` for --kernel"},
+			&cli.StringFlag{Name: "cmdline", Usage: "kernel command line `STR` for --kernel"},
+			waitFlag("the VM is running (stopped, suspended: what --power says)"),
 		},
 		Action: vmCreate,
 	})
+}
+
+// bootValue reads the boot flags (nil when none is given).
+func bootValue(c *cli.Context) (*resource.Boot, error) {
+	b := resource.Boot{
+		Image: c.String("image"), ImageFormat: c.String("image-format"),
+		Kernel: c.String("kernel"), Initrd: c.String("initrd"), Cmdline: c.String("cmdline"),
+	}
+	for _, f := range []struct{ flag, val, example string }{
+		{"image", b.Image, "/var/lib/kumoi/images/web.qcow2"},
+		{"kernel", b.Kernel, "/var/lib/kumoi/boot/vmlinuz"},
+		{"initrd", b.Initrd, "/var/lib/kumoi/boot/initrd.img"},
+	} {
+		if c.IsSet(f.flag) && !strings.HasPrefix(f.val, "/") {
+			return nil, usagef("invalid --%s %q: give an absolute path on the hypervisor hosts, e.g. %s", f.flag, f.val, f.example)
+		}
+	}
+	if c.IsSet("image-format") {
+		if !c.IsSet("image") {
+			return nil, usagef("--image-format needs --image: it says how the image file is stored")
+		}
+		if err := checkChoice("image-format", b.ImageFormat, "qcow2", "raw"); err != nil {
+			return nil, err
+		}
+	}
+	if !c.IsSet("kernel") {
+		for _, f := range []string{"initrd", "cmdline"} {
+			if c.IsSet(f) {
+				return nil, usagef("--%s needs --kernel: give the kernel to boot, e.g. --kernel /var/lib/kumoi/boot/vmlinuz", f)
+			}
+		}
+	}
+	if b == (resource.Boot{}) {
+		return nil, nil
+	}
+	return &b, nil
 }
 
 func vmCreate(c *cli.Context) error {
@@ -150,6 +222,9 @@ func vmCreate(c *cli.Context) error {
 			return err
 		}
 	}
+	if spec.Boot, err = bootValue(c); err != nil {
+		return err
+	}
 	labels, err := parseLabels("label", c.StringSlice("label"))
 	if err != nil {
 		return err
@@ -158,7 +233,7 @@ func vmCreate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	s, err := connect(c)
+	s, err := connectWait(c)
 	if err != nil {
 		return err
 	}
@@ -169,6 +244,12 @@ func vmCreate(c *cli.Context) error {
 	}
 	if err != nil {
 		return s.fail(err)
+	}
+	if c.Bool("wait") {
+		created, _ := vmState(o)
+		if o, err = waitPower(c, s, o, created.Power); err != nil {
+			return err
+		}
 	}
 	return printObject(c, o)
 }
@@ -199,21 +280,34 @@ func listObjects(kind resource.Kind) cli.ActionFunc {
 		if err := noArgs(c); err != nil {
 			return err
 		}
-		sel := c.String("selector")
-		if _, err := resource.ParseSelector(sel); err != nil {
-			return usagef("invalid --selector: %v", err)
+		host := ""
+		if kind == resource.KindVM && c.IsSet("host") {
+			host = c.String("host")
+			if err := resource.ValidateName(host); err != nil {
+				return usagef("invalid --host: %s", fieldMsg(err))
+			}
 		}
-		s, err := connect(c)
-		if err != nil {
-			return err
-		}
-		defer s.close()
-		objs, _, err := s.client.List(s.ctx, kind, &client.QueryOptions{Stale: c.Bool("stale"), Selector: sel})
-		if err != nil {
-			return s.fail(err)
-		}
-		return printObjects(c, kind, objs)
+		return listVMsOrObjects(c, kind, host)
 	}
+}
+
+// listVMsOrObjects lists objects of kind, only the VMs on host if host is
+// set.
+func listVMsOrObjects(c *cli.Context, kind resource.Kind, host string) error {
+	sel := c.String("selector")
+	if _, err := resource.ParseSelector(sel); err != nil {
+		return usagef("invalid --selector: %v", err)
+	}
+	s, err := connect(c)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	objs, _, err := s.client.List(s.ctx, kind, &client.QueryOptions{Stale: c.Bool("stale"), Selector: sel, Host: host})
+	if err != nil {
+		return s.fail(err)
+	}
+	return printObjects(c, kind, objs)
 }
 
 // kindTitle names a kind in messages: "VM", "host".
@@ -237,8 +331,9 @@ func vmGetCommand() *cli.Command {
 		Name:      "get",
 		Usage:     "show one VM",
 		UsageText: "kumoi vm get NAME [--stale] [-o table|json|yaml]",
-		Description: `Shows a VM. The table has one row; -o json or -o yaml prints the whole object,
-spec and status included.
+		Description: `Shows a VM: the columns of 'kumoi vm list', with the whole REASON. -o json or
+-o yaml prints the whole object, spec (boot included) and status (phase, host,
+epoch, reason, since).
 
 Examples:
    kumoi vm get web-1
@@ -253,15 +348,25 @@ func vmListCommand() *cli.Command {
 		Name:      "list",
 		Aliases:   []string{"ls"},
 		Usage:     "list VMs",
-		UsageText: "kumoi vm list [-l SELECTOR] [--stale] [-o table|json|yaml]",
-		Description: `Lists VMs sorted by name, optionally filtered by a label selector.
-With -o json the output is a JSON array ([] when there are none).
+		UsageText: "kumoi vm list [-l SELECTOR] [--host HOST] [--stale] [-o table|json|yaml]",
+		Description: `Lists VMs sorted by name, optionally only those whose labels match a selector
+or those placed on one host. Columns: POWER is what the VM should be (spec),
+PHASE what it is (status: pending, scheduled, starting, running, suspended,
+stopping, stopped, failed, lost), HOST where it is placed, INDEX its
+modify_index (for --cas), REASON why it is in its phase (shortened; 'kumoi vm
+get NAME' shows all of it). With -o json the output is a JSON array of VM
+objects ([] when there are none).
 
 Examples:
    kumoi vm list
    kumoi vm list -l app=web,tier!=db
+   kumoi vm list --host hv-1
    kumoi vm list -l '!ha-tested' -o json`,
-		Flags:  []cli.Flag{selectorFlag(), staleFlag()},
+		Flags: []cli.Flag{
+			selectorFlag(),
+			&cli.StringFlag{Name: "host", Usage: "only the VMs placed on host `HOST`"},
+			staleFlag(),
+		},
 		Action: listObjects(resource.KindVM),
 	})
 }
@@ -359,21 +464,8 @@ func vmUpdate(c *cli.Context) error {
 		}
 	}
 
-	// Change only the fields asked for, keeping the others as they are,
-	// including spec fields this kumoi binary does not know.
-	next := cur.Copy()
-	spec := map[string]json.RawMessage{}
-	if err := json.Unmarshal(cur.Spec, &spec); err != nil {
-		return fmt.Errorf("vm %q: cannot read its spec: %w", name, err)
-	}
-	for k, v := range changes {
-		raw, err := json.Marshal(v)
-		if err != nil {
-			return err
-		}
-		spec[k] = raw
-	}
-	if next.Spec, err = json.Marshal(spec); err != nil {
+	next, err := patchSpec(cur, changes)
+	if err != nil {
 		return err
 	}
 	maps.Copy(next.Labels, setLabels)
@@ -393,19 +485,51 @@ func vmUpdate(c *cli.Context) error {
 	return printObject(c, o)
 }
 
+// patchSpec returns a copy of o whose spec has the fields in changes set,
+// keeping the others as they are, including spec fields this kumoi binary
+// does not know.
+func patchSpec(o *resource.Object, changes map[string]any) (*resource.Object, error) {
+	spec := map[string]json.RawMessage{}
+	if err := json.Unmarshal(o.Spec, &spec); err != nil {
+		return nil, fmt.Errorf("%s %q: cannot read its spec: %w", o.Kind, o.Name, err)
+	}
+	for k, v := range changes {
+		raw, err := json.Marshal(v)
+		if err != nil {
+			return nil, err
+		}
+		spec[k] = raw
+	}
+	next := o.Copy()
+	var err error
+	if next.Spec, err = json.Marshal(spec); err != nil {
+		return nil, err
+	}
+	return next, nil
+}
+
 func vmDeleteCommand() *cli.Command {
 	return leaf(&cli.Command{
 		Name:      "delete",
 		Aliases:   []string{"rm"},
 		Usage:     "delete a VM",
-		UsageText: "kumoi vm delete NAME [--cas INDEX]",
-		Description: `Deletes the VM object; its worker then destroys the real VM. With -o json or
+		UsageText: "kumoi vm delete NAME [--force] [--cas INDEX] [--wait]",
+		Description: `Deletes the VM object, in any phase; its worker then destroys the real VM.
+There is no confirmation and no phase check today, so --force ("delete even
+if it is running") changes nothing yet; scripts that mean it should pass it,
+as later versions may ask before deleting a running VM. With --wait the
+command returns once the controllers no longer have the VM. With -o json or
 -o yaml the deleted object is printed.
 
 Examples:
    kumoi vm delete web-1
+   kumoi vm delete web-1 --force --wait
    kumoi vm delete web-1 --cas 42`,
-		Flags:  []cli.Flag{casFlag("delete")},
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "delete even if the VM is running"},
+			casFlag("delete"),
+			waitFlag("the VM is gone"),
+		},
 		Action: deleteObject(resource.KindVM),
 	})
 }
@@ -417,15 +541,15 @@ func deleteObject(kind resource.Kind) cli.ActionFunc {
 		if err != nil {
 			return err
 		}
-		s, err := connect(c)
-		if err != nil {
-			return err
-		}
-		defer s.close()
 		cas, err := casValue(c)
 		if err != nil {
 			return err
 		}
+		s, err := connectWait(c)
+		if err != nil {
+			return err
+		}
+		defer s.close()
 		o, err := s.client.Delete(s.ctx, kind, name, &client.WriteOptions{CAS: cas})
 		if errors.Is(err, client.ErrCASMismatch) {
 			return fmt.Errorf("%s %q was not deleted: its modify_index is no longer %d (it changed since you read it)", kind, name, cas)
@@ -433,10 +557,353 @@ func deleteObject(kind resource.Kind) cli.ActionFunc {
 		if err != nil {
 			return s.fail(objectErr(kind, name, err))
 		}
+		if c.Bool("wait") {
+			if err := waitGone(c, s, o); err != nil {
+				return err
+			}
+		}
 		if done, err := printData(c, o); done {
 			return err
 		}
 		_, err = fmt.Fprintf(writer(c), "%s %q deleted\n", kind, name)
 		return err
 	}
+}
+
+// A powerVerb sets a VM's spec.power: start, stop, suspend, resume.
+type powerVerb struct {
+	name  string // the verb
+	power string // the spec.power it sets
+	usage string
+	doc   string // description, before the examples
+}
+
+var (
+	powerStart = powerVerb{name: "start", power: resource.PowerRunning, usage: "start a stopped VM",
+		doc: `Sets the VM's power to running, so that its worker boots it. A suspended VM is
+resumed with 'kumoi vm resume' instead; a failed VM cannot be started again
+where it is: start places it again, on any host, with a new placement epoch.`}
+	powerStop = powerVerb{name: "stop", power: resource.PowerStopped, usage: "shut a VM down",
+		doc: `Sets the VM's power to stopped: its worker shuts the guest down (ACPI power
+button, then power off after a grace period). The VM keeps its host and its
+reservation there; 'kumoi vm start' boots it again.`}
+	powerSuspend = powerVerb{name: "suspend", power: resource.PowerSuspended, usage: "pause a running VM",
+		doc: `Sets the VM's power to suspended: its worker pauses the guest, which keeps its
+memory on the host. Only a VM that is to run can be suspended, not a stopped
+one.`}
+	powerResume = powerVerb{name: "resume", power: resource.PowerRunning, usage: "continue a suspended VM",
+		doc: `Sets the power of a suspended VM back to running: its worker continues the
+paused guest. A VM that is not suspended is refused (use 'kumoi vm start' for
+a stopped one).`}
+)
+
+// phaseFor is the phase in which a VM has the power p.
+func phaseFor(power string) string {
+	switch power {
+	case resource.PowerStopped:
+		return resource.PhaseStopped
+	case resource.PowerSuspended:
+		return resource.PhaseSuspended
+	}
+	return resource.PhaseRunning
+}
+
+func vmPowerCommand(v powerVerb) *cli.Command {
+	already := "\nIf its power already is " + v.power + ", nothing is written."
+	if v == powerResume {
+		already = ""
+	}
+	return leaf(&cli.Command{
+		Name:      v.name,
+		Usage:     v.usage,
+		UsageText: "kumoi vm " + v.name + " NAME [--wait] [-o table|json|yaml]",
+		Description: v.doc + `
+
+The change is a read-modify-write of spec.power with compare-and-set on the
+VM's modify_index, re-read and retried when the cluster changed the VM in
+between (a worker reporting its phase).` + already + `
+
+With --wait the command waits until the VM's phase is ` + phaseFor(v.power) + `, printing each
+phase on stderr; it fails with the reason if the VM fails, and after
+--timeout (5m with --wait). Then the VM is printed.
+
+Examples:
+   kumoi vm ` + v.name + ` web-1
+   kumoi vm ` + v.name + ` web-1 --wait
+   kumoi vm ` + v.name + ` web-1 --wait --timeout 30s -o json`,
+		Flags:  []cli.Flag{waitFlag("the VM is " + phaseFor(v.power))},
+		Action: func(c *cli.Context) error { return vmPower(c, v) },
+	})
+}
+
+// casAttempts bounds the read-modify-write rounds of a verb that loses its
+// compare-and-set to concurrent changes.
+const casAttempts = 5
+
+func vmPower(c *cli.Context, v powerVerb) error {
+	name, err := oneName(c, "VM")
+	if err != nil {
+		return err
+	}
+	s, err := connectWait(c)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	if v == powerStart {
+		// A failed or lost VM is started again from scratch: the server
+		// sends it back to placement (POST /v1/vms/NAME/start).
+		cur, _, err := s.client.Get(s.ctx, resource.KindVM, name, nil)
+		if err != nil {
+			return objectErr(resource.KindVM, name, err)
+		}
+		if _, st := vmState(cur); st.Phase == resource.PhaseFailed || st.Phase == resource.PhaseLost {
+			o, err := s.client.Action(s.ctx, name, client.ActionStart)
+			if err != nil {
+				return objectErr(resource.KindVM, name, err)
+			}
+			fmt.Fprintf(c.App.ErrWriter, "%s: was %s; placing it again\n", name, st.Phase)
+			if c.Bool("wait") {
+				if o, err = waitPower(c, s, o, v.power); err != nil {
+					return err
+				}
+			}
+			return printObject(c, o)
+		}
+	}
+	o, err := updateSpec(s, resource.KindVM, name, func(cur *resource.Object) (map[string]any, error) {
+		spec, st := vmState(cur)
+		done, err := checkPower(v, name, spec, st)
+		if err != nil || done {
+			if done {
+				fmt.Fprintf(c.App.ErrWriter, "%s: power is already %s; nothing to change\n", name, v.power)
+			}
+			return nil, err
+		}
+		return map[string]any{"power": v.power}, nil
+	})
+	if err != nil {
+		return err
+	}
+	if c.Bool("wait") {
+		if o, err = waitPower(c, s, o, v.power); err != nil {
+			return err
+		}
+	}
+	return printObject(c, o)
+}
+
+// checkPower decides whether verb v applies to a VM in its state: done
+// when the VM already has the power v sets, an error naming the phase when
+// v makes no sense now.
+func checkPower(v powerVerb, name string, spec *resource.VMSpec, st *resource.VMStatus) (done bool, err error) {
+	refuse := func(why, hint string) error {
+		msg := fmt.Sprintf("cannot %s vm %q: %s (phase %s, power %s)", v.name, name, why, st.Phase, spec.Power)
+		if hint != "" {
+			msg += "; " + hint
+		}
+		return errors.New(msg)
+	}
+	if st.Phase == resource.PhaseFailed && v.power != resource.PowerStopped {
+		reason := st.Reason
+		if reason == "" {
+			reason = "no reason given"
+		}
+		return false, fmt.Errorf("cannot %s vm %q: it is failed (%s); 'kumoi vm start %s' places it again", v.name, name, reason, name)
+	}
+	switch v {
+	case powerStart:
+		if spec.Power == resource.PowerSuspended {
+			return false, refuse("it is suspended", "continue it with 'kumoi vm resume "+name+"'")
+		}
+	case powerSuspend:
+		if spec.Power == resource.PowerStopped {
+			return false, refuse("it is stopped", "only a running VM can be suspended; start it with 'kumoi vm start "+name+"'")
+		}
+	case powerResume:
+		switch spec.Power {
+		case resource.PowerSuspended:
+			return false, nil
+		case resource.PowerStopped:
+			return false, refuse("it is not suspended", "start it with 'kumoi vm start "+name+"'")
+		}
+		return false, refuse("it is not suspended", "")
+	}
+	return spec.Power == v.power, nil
+}
+
+// updateSpec is a read-modify-write of an object's spec with
+// compare-and-set: it reads the object, asks change for the spec fields to
+// set (nil: nothing to write, the object is returned as read), and writes
+// them only if the object did not change in between; when it did, it reads
+// and asks again, up to casAttempts times.
+func updateSpec(s *session, kind resource.Kind, name string, change func(cur *resource.Object) (map[string]any, error)) (*resource.Object, error) {
+	for attempt := 1; ; attempt++ {
+		cur, _, err := s.client.Get(s.ctx, kind, name, nil)
+		if err != nil {
+			return nil, s.fail(objectErr(kind, name, err))
+		}
+		changes, err := change(cur)
+		if err != nil || changes == nil {
+			return cur, err
+		}
+		next, err := patchSpec(cur, changes)
+		if err != nil {
+			return nil, err
+		}
+		o, err := s.client.Update(s.ctx, kind, name, next, &client.WriteOptions{CAS: cur.ModifyIndex})
+		switch {
+		case errors.Is(err, client.ErrCASMismatch) && attempt < casAttempts:
+			continue
+		case errors.Is(err, client.ErrCASMismatch):
+			return nil, fmt.Errorf("%s %q kept changing while it was being updated (%d attempts), so nothing was written; run the command again", kind, name, casAttempts)
+		case err != nil:
+			return nil, s.fail(objectErr(kind, name, err))
+		}
+		return o, nil
+	}
+}
+
+// waitFlag is the --wait flag of a verb that waits until something holds.
+func waitFlag(until string) *cli.BoolFlag {
+	return &cli.BoolFlag{
+		Name:  "wait",
+		Usage: "wait until " + until + ", with progress on stderr (up to --timeout, which is 5m with --wait)",
+	}
+}
+
+// blockingWait is how long one blocking read waits for a change.
+const blockingWait = 30 * time.Second
+
+// progress prints a VM's phase changes on stderr, one line per change:
+// "web: scheduled on hv-2".
+type progress struct {
+	w    io.Writer
+	name string
+	last string
+}
+
+func (p *progress) show(st *resource.VMStatus) {
+	line := progressLine(p.name, st)
+	if line != p.last {
+		fmt.Fprintln(p.w, line)
+		p.last = line
+	}
+}
+
+func progressLine(name string, st *resource.VMStatus) string {
+	line := name + ": " + cmp.Or(st.Phase, "unknown")
+	switch st.Phase {
+	case resource.PhaseScheduled, resource.PhaseRunning, resource.PhaseSuspended, resource.PhaseStopped, resource.PhaseMigrating:
+		if st.Host != "" {
+			line += " on " + st.Host
+		}
+	}
+	if st.Reason != "" {
+		line += " (" + st.Reason + ")"
+	}
+	return line
+}
+
+// waitPower waits, with blocking reads, until the VM o has the phase that
+// power asks for, printing its progress, and returns it as it is then. It
+// fails when the VM fails, is lost, is deleted, gets another power, or
+// does not get there before s runs out of time.
+func waitPower(c *cli.Context, s *session, o *resource.Object, power string) (*resource.Object, error) {
+	name, want := o.Name, phaseFor(power)
+	p := &progress{w: c.App.ErrWriter, name: name}
+	index := o.ModifyIndex
+	for {
+		spec, st := vmState(o)
+		switch {
+		case st.Phase == resource.PhaseFailed:
+			return nil, fmt.Errorf("vm %q failed: %s", name, cmp.Or(st.Reason, "no reason given"))
+		case st.Phase == resource.PhaseLost:
+			return nil, fmt.Errorf("vm %q is lost: %s", name, cmp.Or(st.Reason, "its host is gone"))
+		}
+		if spec.Power != power {
+			return nil, fmt.Errorf("vm %q: its power was changed to %s while waiting for it to be %s; it is %s%s", name, spec.Power, want, st.Phase, reasonSuffix(st))
+		}
+		p.show(st)
+		if st.Phase == want {
+			return o, nil
+		}
+		next, meta, err := s.client.Get(s.ctx, resource.KindVM, name, &client.QueryOptions{WaitIndex: index, WaitTime: blockingWait})
+		switch {
+		case client.IsNotFound(err):
+			return nil, fmt.Errorf("vm %q was deleted while waiting for it to be %s", name, want)
+		case err != nil && errors.Is(s.ctx.Err(), context.DeadlineExceeded) && c.Context.Err() == nil:
+			return nil, fmt.Errorf("vm %q is not %s after %s: it is still %s%s; raise --timeout, or see 'kumoi vm get %s'",
+				name, want, s.timeout, st.Phase, reasonSuffix(st), name)
+		case err != nil:
+			return nil, s.fail(err)
+		}
+		if meta != nil && meta.Index > index {
+			index = meta.Index
+		}
+		o = next
+	}
+}
+
+// waitGone waits until the object o no longer exists.
+func waitGone(c *cli.Context, s *session, o *resource.Object) error {
+	p := &progress{w: c.App.ErrWriter, name: o.Name}
+	index := o.ModifyIndex
+	for {
+		cur, meta, err := s.client.Get(s.ctx, o.Kind, o.Name, &client.QueryOptions{WaitIndex: index, WaitTime: blockingWait})
+		switch {
+		case client.IsNotFound(err):
+			return nil
+		case err != nil && errors.Is(s.ctx.Err(), context.DeadlineExceeded) && c.Context.Err() == nil:
+			return fmt.Errorf("%s %q still exists after %s; raise --timeout, or see 'kumoi %s get %s'", o.Kind, o.Name, s.timeout, o.Kind, o.Name)
+		case err != nil:
+			return s.fail(err)
+		}
+		if cur.Kind == resource.KindVM {
+			_, st := vmState(cur)
+			p.show(st)
+		}
+		if meta != nil && meta.Index > index {
+			index = meta.Index
+		}
+	}
+}
+
+// reasonSuffix is " (<reason>)" or "".
+func reasonSuffix(st *resource.VMStatus) string {
+	if st.Reason == "" {
+		return ""
+	}
+	return " (" + st.Reason + ")"
+}
+
+func vmRebootCommand() *cli.Command {
+	return leaf(&cli.Command{
+		Name:      "reboot",
+		Usage:     "reboot a running VM",
+		UsageText: "kumoi vm reboot NAME [-o table|json|yaml]",
+		Description: `Asks the VM's worker to reboot the guest (POST /v1/vms/NAME/reboot). Only a
+running VM can be rebooted; the answer is a conflict naming the phase
+otherwise. status.reboot_requested records the request and status.reboot_done
+catches up with it once the worker has rebooted the guest.
+
+Examples:
+   kumoi vm reboot web-1`,
+		Action: func(c *cli.Context) error {
+			name, err := oneName(c, "VM")
+			if err != nil {
+				return err
+			}
+			s, err := connect(c)
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			o, err := s.client.Action(s.ctx, name, client.ActionReboot)
+			if err != nil {
+				return objectErr(resource.KindVM, name, err)
+			}
+			return printObject(c, o)
+		},
+	})
 }

@@ -52,6 +52,8 @@ func StartAgent(cfg Config) (*Agent, error) {
 		Registry: cfg.Registry,
 		Metrics:  metrics,
 		Version:  cfg.Version,
+		// Dial the leader from our own address.
+		ForwardClient: NewForwardClient(cfg.BindIP),
 	})
 	a := &Agent{
 		ctrl:   ctrl,

@@ -41,6 +41,12 @@ type Controller struct {
 	// stops all its controllers at once).
 	noHandOff atomic.Bool
 
+	// removed remembers servers removed by `cluster remove`, so that the
+	// voter reconciler does not add one back while gossip still shows it
+	// alive (it takes a few probes to notice a killed node).
+	removedMu sync.Mutex
+	removed   map[string]time.Time
+
 	reconcileCh chan struct{}
 	shutdownCh  chan struct{}
 	shutdownMu  sync.Mutex
@@ -303,6 +309,12 @@ func (c *Controller) RemoveServer(ctx context.Context, id string) (uint64, error
 	if err := rf.Error(); err != nil {
 		return 0, mapRaftError(err)
 	}
+	c.removedMu.Lock()
+	if c.removed == nil {
+		c.removed = map[string]time.Time{}
+	}
+	c.removed[id] = time.Now()
+	c.removedMu.Unlock()
 	c.logger.Info("removed server from the raft configuration", "server", id, "index", rf.Index())
 	return rf.Index(), nil
 }
@@ -378,4 +390,16 @@ func (c *Controller) WaitForLeader(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// recentlyRemoved reports whether id was removed in the last 30 s.
+func (c *Controller) recentlyRemoved(id string) bool {
+	c.removedMu.Lock()
+	defer c.removedMu.Unlock()
+	t, ok := c.removed[id]
+	if ok && time.Since(t) > 30*time.Second {
+		delete(c.removed, id)
+		return false
+	}
+	return ok
 }

@@ -195,35 +195,42 @@ func (c *Controller) needsEvacuation(host string) bool {
 	return false
 }
 
-// schedulerLoop places pending VMs on ready hosts whenever either changes.
+// schedulerLoop places pending VMs on ready hosts whenever either changes:
+// it watches the set of pending VMs and the hosts (not every VM write:
+// workers' status reports do not wake it), plans at most every
+// schedulerMinInterval so that a burst of creates is placed in a few large
+// plans, and re-plans every schedulerRetryInterval in case a plan failed.
 func (c *Controller) schedulerLoop(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
+	const (
+		schedulerMinInterval   = 50 * time.Millisecond
+		schedulerRetryInterval = 5 * time.Second
+	)
 	st := c.fsm.State()
-	var last uint64
+	cache := scheduler.NewCache()
 	for {
-		// Re-plan only when the VM or host state moved (or every second).
 		ws := memdb.NewWatchSet()
 		ws.Add(st.AbandonCh())
-		idx := st.IndexWatch(ws, resource.KindVM) + st.IndexWatch(ws, resource.KindHost)
-		if idx != last {
-			last = idx
-			c.scheduleOnce(ctx)
+		st.IndexWatch(ws, resource.KindHost)
+		if _, err := st.VMsInPhase(ws, resource.PhasePending); err != nil {
+			return
 		}
-		wctx, cancel := context.WithTimeout(ctx, time.Second)
-		timedOut := ws.WatchCtx(wctx) != nil
+		c.scheduleOnce(ctx, cache)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(schedulerMinInterval):
+		}
+		wctx, cancel := context.WithTimeout(ctx, schedulerRetryInterval)
+		_ = ws.WatchCtx(wctx)
 		cancel()
 		if ctx.Err() != nil {
 			return
 		}
-		if timedOut {
-			last = 0
-		}
 	}
 }
 
-func (c *Controller) scheduleOnce(ctx context.Context) {
-	hosts, vms, err := scheduler.FromState(c.fsm.State())
+func (c *Controller) scheduleOnce(ctx context.Context, cache *scheduler.Cache) {
+	hosts, vms, err := scheduler.FromState(c.fsm.State(), cache)
 	if err != nil || len(vms) == 0 {
 		return
 	}

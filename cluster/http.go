@@ -128,7 +128,7 @@ func NewHTTPHandler(b Backend, opts HTTPOptions) http.Handler {
 		log = log.Named("http")
 	}
 	if opts.ForwardClient == nil {
-		opts.ForwardClient = defaultForwardClient()
+		opts.ForwardClient = NewForwardClient("")
 	}
 	return &httpAPI{
 		b:   b,
@@ -146,14 +146,18 @@ func NewHTTPHandler(b Backend, opts HTTPOptions) http.Handler {
 	}
 }
 
-func defaultForwardClient() *http.Client {
+// NewForwardClient returns the client a follower uses to forward requests
+// to the leader, dialing from localIP when it is set (so that a partition of
+// a node's address also cuts its forwarding).
+func NewForwardClient(localIP string) *http.Client {
+	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	if ip := net.ParseIP(localIP); ip != nil {
+		d.LocalAddr = &net.TCPAddr{IP: ip}
+	}
 	return &http.Client{
 		Transport: &http.Transport{
-			Proxy: nil, // controllers talk to each other directly
-			DialContext: (&net.Dialer{
-				Timeout:   5 * time.Second,
-				KeepAlive: 30 * time.Second,
-			}).DialContext,
+			Proxy:       nil, // controllers talk to each other directly
+			DialContext: d.DialContext,
 			MaxIdleConnsPerHost: 32,
 			IdleConnTimeout:     90 * time.Second,
 			// No ResponseHeaderTimeout: a blocking query sends its

@@ -121,6 +121,9 @@ func (c *Controller) reconcileVoters() {
 		if s, ok := known[id]; ok && s.Address == addr && s.Suffrage == raft.Voter {
 			continue
 		}
+		if c.recentlyRemoved(string(id)) {
+			continue
+		}
 		c.logger.Info("adding controller as a raft voter", "server", id, "address", addr)
 		if err := c.raft.AddVoter(id, addr, 0, c.cfg.ApplyTimeout).Error(); err != nil {
 			c.logger.Warn("add voter failed", "server", id, "error", err)

@@ -85,18 +85,16 @@ func openRaftParts(c *Config) (*raftParts, error) {
 	if c.Transport != nil {
 		p.trans = c.Transport
 	} else {
-		adv, err := net.ResolveTCPAddr("tcp", c.raftAddr())
+		ln, err := net.Listen("tcp", c.raftAddr())
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("listen for raft on %s: %w", c.raftAddr(), err)
 		}
-		trans, err := raft.NewTCPTransportWithConfig(c.raftAddr(), adv, &raft.NetworkTransportConfig{
+		trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream:  &boundStreamLayer{ln: ln, local: net.ParseIP(c.BindIP)},
 			MaxPool: 8,
 			Timeout: 5 * time.Second,
 			Logger:  c.Logger.Named("raft-net"),
 		})
-		if err != nil {
-			return nil, fmt.Errorf("listen for raft on %s: %w", c.raftAddr(), err)
-		}
 		p.trans = trans
 		p.closeFns = append(p.closeFns, trans.Close)
 	}
@@ -110,3 +108,20 @@ func openRaftParts(c *Config) (*raftParts, error) {
 }
 
 var _ io.Closer = (*raftboltdb.BoltStore)(nil)
+
+// boundStreamLayer is raft's TCP stream layer, except that it dials from
+// the node's own --bind address: a partition made with iptables on that
+// address then cuts raft traffic both ways.
+type boundStreamLayer struct {
+	ln    net.Listener
+	local net.IP
+}
+
+func (l *boundStreamLayer) Accept() (net.Conn, error) { return l.ln.Accept() }
+func (l *boundStreamLayer) Close() error              { return l.ln.Close() }
+func (l *boundStreamLayer) Addr() net.Addr            { return l.ln.Addr() }
+
+func (l *boundStreamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	d := net.Dialer{Timeout: timeout, LocalAddr: &net.TCPAddr{IP: l.local}}
+	return d.Dial("tcp", string(addr))
+}

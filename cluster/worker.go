@@ -526,6 +526,7 @@ func (w *Worker) convergeVM(ctx context.Context, o *resource.Object, spec *resou
 			err = w.drv.Resume(ctx, name)
 		case !d.State.Active():
 			delete(w.stopping, name)
+			w.reportStarting(ctx, rep)
 			err = w.drv.Start(ctx, name)
 		}
 	case resource.PowerStopped:
@@ -557,10 +558,22 @@ func (w *Worker) convergeVM(ctx context.Context, o *resource.Object, spec *resou
 		d = got
 	}
 	rep.Phase = phaseOf(d.State)
-	if rep.Phase == resource.PhaseStopped && d.Reason != "" && d.Reason != hypervisor.StopShutdown && d.Reason != hypervisor.StopDestroyed {
-		rep.Reason = "stopped: " + d.Reason
+	if rep.Phase == resource.PhaseStopped && (d.Reason == hypervisor.StopCrashed || d.Reason == hypervisor.StopFailed) {
+		rep.Reason = "stopped: the guest " + d.Reason
 	}
 	return w.changed(rep)
+}
+
+// reportStarting tells the controllers a VM is booting, before a start
+// that may take a while.
+func (w *Worker) reportStarting(ctx context.Context, rep resource.VMReport) {
+	rep.Phase, rep.Reason, rep.SetPower = resource.PhaseStarting, "", ""
+	if _, changed := w.changed(rep); !changed || w.api == nil {
+		return
+	}
+	if res, err := w.api.Report(ctx, w.cfg.NodeID, []resource.VMReport{rep}); err == nil && len(res.Results) == 1 && res.Results[0].Error == nil {
+		w.reported[rep.VM] = rep
+	}
 }
 
 func (w *Worker) changed(rep resource.VMReport) (resource.VMReport, bool) {

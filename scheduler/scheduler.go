@@ -108,9 +108,24 @@ func unplacedReason(hosts []Host, vm VM) string {
 	return fmt.Sprintf("no ready host has %s free right now (%d of %d ready hosts are large enough)", need, big, ready)
 }
 
+// Cache remembers decoded pending VMs between rounds, keyed by name and
+// valid for one modify_index, so that a round costs decoding only what
+// changed. It is used by one goroutine at a time.
+type Cache struct {
+	vms map[string]cachedVM
+}
+
+type cachedVM struct {
+	modify uint64
+	vm     VM
+}
+
+// NewCache returns an empty cache.
+func NewCache() *Cache { return &Cache{vms: map[string]cachedVM{}} }
+
 // FromState builds the scheduler's view from the state store: every host,
-// and every pending VM.
-func FromState(st *fsm.Store) ([]Host, []VM, error) {
+// and every pending VM. cache may be nil.
+func FromState(st *fsm.Store, cache *Cache) ([]Host, []VM, error) {
 	hostObjs, err := st.List(nil, resource.KindHost, nil)
 	if err != nil {
 		return nil, nil, err
@@ -138,18 +153,32 @@ func FromState(st *fsm.Store) ([]Host, []VM, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if cache == nil {
+		cache = NewCache()
+	}
+	seen := make(map[string]bool, len(pending))
 	vms := make([]VM, 0, len(pending))
 	for _, o := range pending {
+		seen[o.Name] = true
+		if c, ok := cache.vms[o.Name]; ok && c.modify == o.ModifyIndex {
+			vms = append(vms, c.vm)
+			continue
+		}
 		spec, err := resource.DecodeSpec[resource.VMSpec](o)
 		if err != nil {
 			continue
 		}
-		vs, _ := resource.DecodeStatus[resource.VMStatus](o)
 		vm := VM{Name: o.Name, CreateIndex: o.CreateIndex, Need: resource.Resources{CPUs: spec.CPUs, MemoryMiB: spec.MemoryMiB}}
-		if vs != nil {
+		if vs, err := resource.DecodeStatus[resource.VMStatus](o); err == nil {
 			vm.Reason = vs.Reason
 		}
+		cache.vms[o.Name] = cachedVM{modify: o.ModifyIndex, vm: vm}
 		vms = append(vms, vm)
+	}
+	for name := range cache.vms {
+		if !seen[name] {
+			delete(cache.vms, name)
+		}
 	}
 	return hosts, vms, nil
 }

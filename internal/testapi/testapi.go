@@ -9,6 +9,7 @@
 package testapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -63,8 +64,18 @@ type Server struct {
 	Heartbeat  atomic.Int64
 	Heartbeats atomic.Int64
 	// Hook, if set, runs before each request is handled (outside the
-	// fake's lock, so it may call Put).
+	// fake's lock, so it may call Put or SetStatus).
 	Hook func(r *http.Request)
+	// Lifecycle, if set, simulates the scheduler and the workers. It is
+	// called with a copy of a VM after the VM is created and after each
+	// update that changes its spec, and returns the steps the VM goes
+	// through next (placement, phases, a guest powering itself off). The
+	// fake applies one step per blocking read of that VM (GET
+	// /v1/vms/{name}?index=N), just before answering it, so that a client
+	// that waits sees every step in turn, without any timing. A new call
+	// replaces the steps not applied yet. It runs under the fake's lock
+	// and must not call the fake. Healthy is a ready-made one.
+	Lifecycle func(vm *resource.Object) []Step
 
 	mu            sync.Mutex
 	index         uint64
@@ -75,6 +86,69 @@ type Server struct {
 	requests      []Request
 	status        resource.Status
 	cluster       resource.Cluster
+	steps         map[string][]Step // VM name → steps not applied yet
+}
+
+// Step is one change the simulated cluster makes to a VM.
+type Step struct {
+	// Status replaces the VM's status. A zero Since becomes Now; a zero
+	// Epoch on a step that moves the VM to another host becomes the
+	// step's index, as a placement's would.
+	Status resource.VMStatus
+	// Power, if set, becomes the VM's spec.power with this step, as a
+	// worker's report does when a guest powers itself off ("stopped").
+	Power string
+}
+
+// Healthy returns a Lifecycle that behaves like a healthy cluster with one
+// host: a pending VM is scheduled on host, and a placed VM moves through
+// the phases to the one its spec.power asks for (starting → running,
+// stopping → stopped, suspended).
+func Healthy(host string) func(vm *resource.Object) []Step {
+	return func(vm *resource.Object) []Step {
+		spec, err := resource.DecodeSpec[resource.VMSpec](vm)
+		if err != nil {
+			return nil
+		}
+		st, err := resource.DecodeStatus[resource.VMStatus](vm)
+		if err != nil {
+			return nil
+		}
+		var steps []Step
+		phase, on := st.Phase, st.Host
+		add := func(p string) {
+			steps = append(steps, Step{Status: resource.VMStatus{Phase: p, Host: on}})
+			phase = p
+		}
+		if on == "" {
+			on = host
+			add(resource.PhaseScheduled)
+		}
+		switch spec.Power {
+		case resource.PowerRunning:
+			if phase != resource.PhaseRunning && phase != resource.PhaseSuspended {
+				add(resource.PhaseStarting)
+			}
+			if phase != resource.PhaseRunning {
+				add(resource.PhaseRunning)
+			}
+		case resource.PowerStopped:
+			if phase == resource.PhaseRunning || phase == resource.PhaseSuspended {
+				add(resource.PhaseStopping)
+			}
+			if phase != resource.PhaseStopped {
+				add(resource.PhaseStopped)
+			}
+		case resource.PowerSuspended:
+			if phase != resource.PhaseRunning && phase != resource.PhaseSuspended {
+				add(resource.PhaseStarting)
+			}
+			if phase != resource.PhaseSuspended {
+				add(resource.PhaseSuspended)
+			}
+		}
+		return steps
+	}
 }
 
 // New starts a fake and stops it when the test ends.
@@ -84,6 +158,7 @@ func New(tb testing.TB) *Server {
 		objects:       map[resource.Kind]map[string]*resource.Object{},
 		changed:       make(chan struct{}),
 		firstRetained: 1,
+		steps:         map[string][]Step{},
 	}
 	s.srv = httptest.NewServer(s.handler())
 	s.URL = s.srv.URL
@@ -189,6 +264,98 @@ func (s *Server) Put(tb testing.TB, kind resource.Kind, name string, labels map[
 	return o.Copy()
 }
 
+// SetStatus replaces an object's status as the system would (a worker's
+// report, a host's state), keeping its spec and labels; it bumps the index
+// and emits an event.
+func (s *Server) SetStatus(tb testing.TB, kind resource.Kind, name string, status any) *resource.Object {
+	tb.Helper()
+	raw, err := json.Marshal(status)
+	if err != nil {
+		tb.Fatalf("testapi: marshal status: %v", err)
+	}
+	if raw, err = resource.NormalizeStatus(kind, raw); err != nil {
+		tb.Fatalf("testapi: %s/%s: %v", kind, name, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.objects[kind][name]
+	if old == nil {
+		tb.Fatalf("testapi: SetStatus: %s/%s does not exist", kind, name)
+	}
+	o := old.Copy()
+	o.Status = raw
+	s.storeLocked(o, false)
+	return o.Copy()
+}
+
+// Remove deletes an object as a user would, emitting its event; it does
+// nothing when there is no such object.
+func (s *Server) Remove(kind resource.Kind, name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if o := s.objects[kind][name]; o != nil {
+		s.deleteLocked(o)
+		if kind == resource.KindVM {
+			delete(s.steps, name)
+		}
+	}
+}
+
+// PendingSteps returns how many Lifecycle steps of a VM are not applied yet.
+func (s *Server) PendingSteps(name string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.steps[name])
+}
+
+// planLocked asks Lifecycle for the next steps of a VM just written.
+func (s *Server) planLocked(o *resource.Object) {
+	if s.Lifecycle == nil || o.Kind != resource.KindVM {
+		return
+	}
+	s.steps[o.Name] = s.Lifecycle(o.Copy())
+}
+
+// stepLocked applies the next Lifecycle step of a VM, if any.
+func (s *Server) stepLocked(name string) {
+	steps := s.steps[name]
+	old := s.objects[resource.KindVM][name]
+	if len(steps) == 0 || old == nil {
+		return
+	}
+	step := steps[0]
+	s.steps[name] = steps[1:]
+	st := step.Status
+	if st.Since.IsZero() {
+		st.Since = Now
+	}
+	cur, _ := resource.DecodeStatus[resource.VMStatus](old)
+	if st.Epoch == 0 && cur != nil {
+		st.Epoch = cur.Epoch
+		if st.Host != cur.Host {
+			st.Epoch = s.index + 1
+		}
+	}
+	o := old.Copy()
+	o.Status, _ = json.Marshal(st)
+	if step.Power != "" {
+		spec := map[string]any{}
+		if json.Unmarshal(o.Spec, &spec) == nil {
+			spec["power"] = step.Power
+			o.Spec, _ = resource.NormalizeSpec(resource.KindVM, mustJSON(spec))
+		}
+	}
+	s.storeLocked(o, false)
+}
+
+func mustJSON(v any) json.RawMessage {
+	data, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return data
+}
+
 // CreateBatch creates VMs with the given names in one step: one index,
 // several events, as a batch command of the real controllers does.
 func (s *Server) CreateBatch(tb testing.TB, spec resource.VMSpec, names ...string) uint64 {
@@ -267,6 +434,7 @@ func (s *Server) handler() http.Handler {
 	mux.HandleFunc("GET /v1/{plural}/{name}", s.get)
 	mux.HandleFunc("PUT /v1/{plural}/{name}", s.update)
 	mux.HandleFunc("DELETE /v1/{plural}/{name}", s.delete)
+	mux.HandleFunc("POST /v1/vms/{name}/{action}", s.action)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.requests = append(s.requests, Request{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Query: r.URL.Query()})
@@ -312,8 +480,10 @@ func checkParams(w http.ResponseWriter, r *http.Request) bool {
 		allowed = []string{"index", "kind", "stale"}
 	case r.Method == http.MethodGet && r.URL.Path == "/v1/cluster":
 		allowed = []string{"stale"}
+	case r.Method == http.MethodGet && strings.Count(strings.Trim(r.URL.Path, "/"), "/") == 1:
+		allowed = []string{"selector", "stale", "index", "wait", "host"} // a list
 	case r.Method == http.MethodGet:
-		allowed = []string{"selector", "stale", "index", "wait"}
+		allowed = []string{"stale", "index", "wait"}
 	case r.Method == http.MethodPut, r.Method == http.MethodDelete && !strings.HasPrefix(r.URL.Path, "/v1/cluster/"):
 		allowed = []string{"cas"}
 	}
@@ -438,6 +608,11 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, resource.CodeInvalidArgument, "selector", "%s", err.Error())
 		return
 	}
+	host := r.URL.Query().Get("host")
+	if host != "" && info.Kind != resource.KindVM {
+		writeError(w, http.StatusBadRequest, resource.CodeInvalidArgument, "host", "only VMs can be listed by host")
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.waitLocked(w, r) {
@@ -445,9 +620,15 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []*resource.Object{}
 	for _, o := range s.objects[info.Kind] {
-		if sel.Matches(o.Labels) {
-			out = append(out, o)
+		if !sel.Matches(o.Labels) {
+			continue
 		}
+		if host != "" {
+			if st, err := resource.DecodeStatus[resource.VMStatus](o); err != nil || st.Host != host {
+				continue
+			}
+		}
+		out = append(out, o)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	s.readHeaders(w)
@@ -462,6 +643,9 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if info.Kind == resource.KindVM && r.URL.Query().Has("index") {
+		s.stepLocked(name)
+	}
 	if !s.waitLocked(w, r) {
 		return
 	}
@@ -526,6 +710,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 		o.Labels = map[string]string{}
 	}
 	s.storeLocked(o, true)
+	s.planLocked(o)
 	writeJSON(w, http.StatusCreated, o)
 }
 
@@ -582,6 +767,9 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 		o.Labels = map[string]string{}
 	}
 	s.storeLocked(o, false)
+	if !bytes.Equal(old.Spec, spec) {
+		s.planLocked(o)
+	}
 	writeJSON(w, http.StatusOK, o)
 }
 
@@ -607,6 +795,9 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.deleteLocked(old)
+	if info.Kind == resource.KindVM {
+		delete(s.steps, name)
+	}
 	writeJSON(w, http.StatusOK, old)
 }
 
@@ -698,4 +889,41 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
 		heartbeat.Stop()
 		s.mu.Lock()
 	}
+}
+
+// action is POST /v1/vms/{name}/{action}, with the real server's rules
+// for the actions the CLI sends (start of a failed or lost VM places it
+// again; reboot needs a running VM).
+func (s *Server) action(w http.ResponseWriter, r *http.Request) {
+	name, act := r.PathValue("name"), r.PathValue("action")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.objects[resource.KindVM][name]
+	if old == nil {
+		writeError(w, http.StatusNotFound, resource.CodeNotFound, "", "vm %q not found", name)
+		return
+	}
+	spec, _ := resource.DecodeSpec[resource.VMSpec](old)
+	st, _ := resource.DecodeStatus[resource.VMStatus](old)
+	o := old.Copy()
+	switch act {
+	case "start":
+		spec.Power = resource.PowerRunning
+		if st.Phase == resource.PhaseFailed || st.Phase == resource.PhaseLost {
+			*st = resource.VMStatus{Phase: resource.PhasePending, Reason: "started again after it was " + st.Phase + "; waiting for placement", Since: Now}
+		}
+	case "reboot":
+		if st.Phase != resource.PhaseRunning {
+			writeError(w, http.StatusConflict, resource.CodeConflict, "", "vm %q is %s: only a running VM can be rebooted", name, st.Phase)
+			return
+		}
+		st.RebootRequested = s.index + 1
+	default:
+		writeError(w, http.StatusNotFound, resource.CodeNotFound, "", "the fake API does not implement the %q action", act)
+		return
+	}
+	o.Spec, _ = json.Marshal(spec)
+	o.Status, _ = json.Marshal(st)
+	s.storeLocked(o, false)
+	writeJSON(w, http.StatusOK, o)
 }

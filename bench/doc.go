@@ -1,0 +1,12 @@
+// Package bench holds Kumoi's benchmarks, run by `make bench`:
+//
+//	go test -tags libvirt_dlopen -run '^$' -bench . -benchtime 1x -timeout 30m ./bench/...
+//
+// They start real `kumoi agent --controller` processes (internal/testcluster)
+// on loopback addresses with fsync on, and report throughput, latency
+// percentiles and failover times with b.ReportMetric. docs/benchmarks.md
+// keeps the numbers measured and how.
+//
+// The benchmarks measure; they do not assert targets. Each runs for a fixed
+// wall-clock budget whatever b.N is, so -benchtime 1x is the way to run them.
+package bench

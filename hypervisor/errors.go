@@ -1,0 +1,27 @@
+package hypervisor
+
+import "errors"
+
+// Sentinel errors. Drivers wrap them with %w and a message that names the
+// domain and the operation; callers test with errors.Is.
+var (
+	// ErrNotFound: no domain has that name.
+	ErrNotFound = errors.New("domain not found")
+	// ErrExists: the name is taken by a domain that belongs to a different
+	// VM (another VM id) or to nobody Kumoi knows (a foreign domain).
+	ErrExists = errors.New("domain already exists")
+	// ErrInvalidState: the domain is in a state the operation cannot start
+	// from (suspend a stopped domain, undefine a running one).
+	ErrInvalidState = errors.New("invalid domain state for operation")
+	// ErrUnavailable: the hypervisor cannot be reached (lost connection, a
+	// reconnect in progress). The operation may be retried later; one that
+	// was in flight when the connection broke may or may not have happened.
+	ErrUnavailable = errors.New("hypervisor unavailable")
+	// ErrUnsupported: the driver does not have the capability the operation
+	// needs (see Capabilities).
+	ErrUnsupported = errors.New("operation not supported by driver")
+	// ErrInvalidSpec: a DomainSpec failed validation; nothing was defined.
+	ErrInvalidSpec = errors.New("invalid domain spec")
+	// ErrClosed: the driver was closed.
+	ErrClosed = errors.New("driver closed")
+)

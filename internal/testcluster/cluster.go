@@ -1,0 +1,765 @@
+package testcluster
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kumoi/kumoi/resource"
+)
+
+// Options configures a cluster. The zero value starts three controllers.
+type Options struct {
+	// Controllers is how many controllers New starts; they bootstrap
+	// together (--bootstrap-expect Controllers). Default 3.
+	Controllers int
+	// BaseIP is the first node's address; node i gets BaseIP+i. Empty
+	// picks the first free block among 127.0.0.11, 127.0.1.11, … .
+	BaseIP string
+	// Bin is the kumoi binary; default $KUMOI_BIN, else built once.
+	Bin string
+	// ExtraArgs are appended to every node's `kumoi agent` arguments.
+	ExtraArgs []string
+	// LogLevel is passed as --log-level (default "debug"; benchmarks
+	// should use "info" or "warn").
+	LogLevel string
+	// LogDir keeps the node logs (<LogDir>/<node-id>.log) after the test;
+	// default: a directory removed with the test's temporary files.
+	LogDir string
+	// Env is added to the environment of every node.
+	Env []string
+	// StopTimeout bounds a graceful stop (SIGTERM) before the node is
+	// killed and the test failed. Default 15s (stretched under CI).
+	StopTimeout time.Duration
+	// NoStart creates the nodes of the cluster without starting them.
+	NoStart bool
+}
+
+// Node ids are NodeIDPrefix + 1, 2, … .
+const NodeIDPrefix = "c"
+
+// Cluster is a set of kumoi controller processes.
+type Cluster struct {
+	tb    testing.TB
+	opts  Options
+	bin   string
+	block *addrBlock
+	dir   string
+	hc    *http.Client
+
+	mu    sync.Mutex
+	nodes []*node
+}
+
+type node struct {
+	idx     int
+	id      string
+	ip      string
+	dataDir string
+	logPath string
+	expect  int // --bootstrap-expect; 0 for a node that joins later
+
+	cmd      *exec.Cmd
+	done     chan struct{} // closed when the process has exited
+	exitErr  error         // cmd.Wait's answer, valid after done
+	expected bool          // we killed or stopped it
+	paused   bool
+	starts   int
+	crashes  []string // unexpected exits
+}
+
+func (n *node) running() bool {
+	if n.cmd == nil {
+		return false
+	}
+	select {
+	case <-n.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// New creates a cluster of opts.Controllers nodes and starts them (unless
+// opts.NoStart). It does not wait for a leader: call WaitLeader. The nodes
+// are killed when the test ends.
+func New(tb testing.TB, opts Options) *Cluster {
+	tb.Helper()
+	if opts.Controllers == 0 {
+		opts.Controllers = 3
+	}
+	if opts.Controllers < 1 || opts.Controllers > MaxNodes {
+		tb.Fatalf("testcluster: Controllers = %d; it must be between 1 and %d", opts.Controllers, MaxNodes)
+	}
+	if opts.LogLevel == "" {
+		opts.LogLevel = "debug"
+	}
+	if opts.StopTimeout == 0 {
+		opts.StopTimeout = 15 * time.Second
+	}
+	bin := Binary(tb, opts.Bin)
+	block, err := reserveBlock(opts.BaseIP, Stretch(time.Minute))
+	if err != nil {
+		tb.Fatalf("testcluster: %v", err)
+	}
+	c := &Cluster{
+		tb:    tb,
+		opts:  opts,
+		bin:   bin,
+		block: block,
+		dir:   tb.TempDir(),
+		hc:    NewHTTPClient(8, 2*time.Second),
+	}
+	// Registered after TempDir, so it runs before the directory goes.
+	tb.Cleanup(c.cleanup)
+	if opts.LogDir != "" {
+		if err := os.MkdirAll(opts.LogDir, 0o755); err != nil {
+			tb.Fatalf("testcluster: log dir: %v", err)
+		}
+	}
+	for i := 0; i < opts.Controllers; i++ {
+		c.addNode(opts.Controllers)
+	}
+	if !opts.NoStart {
+		for i := range c.nodes {
+			c.Start(i)
+		}
+	}
+	return c
+}
+
+func (c *Cluster) addNode(expect int) *node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	i := len(c.nodes)
+	if i >= MaxNodes {
+		c.tb.Fatalf("testcluster: at most %d nodes per cluster", MaxNodes)
+	}
+	n := &node{idx: i, id: NodeIDPrefix + strconv.Itoa(i+1), ip: c.block.ip(i), expect: expect}
+	var err error
+	if n.dataDir, err = os.MkdirTemp(c.dir, n.id+"-data-"); err != nil {
+		c.tb.Fatalf("testcluster: %v", err)
+	}
+	logDir := c.opts.LogDir
+	if logDir == "" {
+		logDir = c.dir
+	}
+	n.logPath = filepath.Join(logDir, n.id+".log")
+	c.nodes = append(c.nodes, n)
+	return n
+}
+
+// Add creates one more controller that joins the running cluster through
+// gossip, without --bootstrap-expect (the leader adds it as a voter), and
+// starts it. It returns the new node's index.
+func (c *Cluster) Add() int {
+	c.tb.Helper()
+	n := c.addNode(0)
+	c.Start(n.idx)
+	return n.idx
+}
+
+// N is the number of nodes (running or not).
+func (c *Cluster) N() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.nodes)
+}
+
+func (c *Cluster) node(i int) *node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if i < 0 || i >= len(c.nodes) {
+		c.tb.Fatalf("testcluster: no node %d (the cluster has %d)", i, len(c.nodes))
+	}
+	return c.nodes[i]
+}
+
+// ID is node i's id (c1, c2, …).
+func (c *Cluster) ID(i int) string { return c.node(i).id }
+
+// Index returns the index of the node with id, or -1.
+func (c *Cluster) Index(id string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range c.nodes {
+		if n.id == id {
+			return n.idx
+		}
+	}
+	return -1
+}
+
+// IP is node i's address.
+func (c *Cluster) IP(i int) string { return c.node(i).ip }
+
+// URL is node i's API base URL, e.g. http://127.0.0.12:7400.
+func (c *Cluster) URL(i int) string {
+	return "http://" + net.JoinHostPort(c.node(i).ip, strconv.Itoa(APIPort))
+}
+
+// URLs are the API base URLs of every node, running or not.
+func (c *Cluster) URLs() []string {
+	out := make([]string, c.N())
+	for i := range out {
+		out[i] = c.URL(i)
+	}
+	return out
+}
+
+// LiveURLs are the API base URLs of the running, unpaused nodes.
+func (c *Cluster) LiveURLs() []string {
+	var out []string
+	for _, i := range c.Live() {
+		out = append(out, c.URL(i))
+	}
+	return out
+}
+
+// GossipAddr is node i's gossip host:port.
+func (c *Cluster) GossipAddr(i int) string {
+	return net.JoinHostPort(c.node(i).ip, strconv.Itoa(GossipPort))
+}
+
+// DataDir is node i's data directory; it survives restarts.
+func (c *Cluster) DataDir(i int) string { return c.node(i).dataDir }
+
+// LogPath is node i's log file (every start appends to it).
+func (c *Cluster) LogPath(i int) string { return c.node(i).logPath }
+
+// HTTPClient is the client the harness polls with (2s timeout).
+func (c *Cluster) HTTPClient() *http.Client { return c.hc }
+
+// Alive reports whether node i's process is running (paused counts).
+func (c *Cluster) Alive(i int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[i].running()
+}
+
+// Paused reports whether node i is stopped with SIGSTOP.
+func (c *Cluster) Paused(i int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[i].running() && c.nodes[i].paused
+}
+
+// Live lists the nodes whose process runs and is not paused.
+func (c *Cluster) Live() []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []int
+	for _, n := range c.nodes {
+		if n.running() && !n.paused {
+			out = append(out, n.idx)
+		}
+	}
+	return out
+}
+
+// Args are the `kumoi agent` arguments node i is started with.
+func (c *Cluster) Args(i int) []string {
+	n := c.node(i)
+	args := []string{"agent", "--controller",
+		"--node-id", n.id,
+		"--data-dir", n.dataDir,
+		"--bind", n.ip,
+		"--api-port", strconv.Itoa(APIPort),
+		"--raft-port", strconv.Itoa(RaftPort),
+		"--gossip-port", strconv.Itoa(GossipPort),
+	}
+	if n.expect > 0 {
+		args = append(args, "--bootstrap-expect", strconv.Itoa(n.expect))
+	}
+	// Every other node, first node first: whoever is up lets it in, also
+	// when node 0 itself is the one restarting.
+	for j := 0; j < c.N(); j++ {
+		if j != i {
+			args = append(args, "--join", c.GossipAddr(j))
+		}
+	}
+	if c.opts.LogLevel != "" {
+		args = append(args, "--log-level", c.opts.LogLevel)
+	}
+	return append(args, c.opts.ExtraArgs...)
+}
+
+// Start starts node i, which must not be running. Its stdout and stderr
+// are appended to LogPath(i).
+func (c *Cluster) Start(i int) {
+	c.tb.Helper()
+	n := c.node(i)
+	if c.Alive(i) {
+		c.tb.Fatalf("testcluster: Start(%d): %s is already running", i, n.id)
+	}
+	args := c.Args(i)
+	f, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		c.tb.Fatalf("testcluster: open log: %v", err)
+	}
+	defer f.Close() // the child has its own copy
+	fmt.Fprintf(f, "=== testcluster %s: start %s %s\n", time.Now().Format(time.RFC3339Nano), c.bin, strings.Join(args, " "))
+	cmd := exec.Command(c.bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Env = append(os.Environ(), c.opts.Env...)
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		c.tb.Fatalf("testcluster: start %s: %v", n.id, err)
+	}
+	done := make(chan struct{})
+	c.mu.Lock()
+	n.cmd, n.done, n.exitErr, n.expected, n.paused = cmd, done, nil, false, false
+	n.starts++
+	c.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		c.mu.Lock()
+		n.exitErr = err
+		if !n.expected {
+			msg := fmt.Sprintf("%s (pid %d) exited on its own: %v", n.id, cmd.Process.Pid, describeExit(cmd.ProcessState, err))
+			n.crashes = append(n.crashes, msg)
+		}
+		c.mu.Unlock()
+		if lf, err := os.OpenFile(n.logPath, os.O_WRONLY|os.O_APPEND, 0); err == nil {
+			fmt.Fprintf(lf, "=== testcluster %s: %s exited: %v\n", time.Now().Format(time.RFC3339Nano), n.id, describeExit(cmd.ProcessState, err))
+			lf.Close()
+		}
+		close(done)
+	}()
+}
+
+func describeExit(ps *os.ProcessState, err error) string {
+	if ps == nil {
+		return fmt.Sprint(err)
+	}
+	return ps.String() // "exit status 1", "signal: killed"
+}
+
+// signal sends sig to node i and marks the exit that may follow as ours.
+func (c *Cluster) signal(i int, sig syscall.Signal, expectExit bool) (*node, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.nodes[i]
+	if !n.running() {
+		return n, false
+	}
+	if expectExit {
+		n.expected = true
+	}
+	if err := n.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		c.tb.Errorf("testcluster: signal %s to %s: %v", sig, n.id, err)
+	}
+	return n, true
+}
+
+// Kill sends SIGKILL to node i and waits for it to exit. A node that is not
+// running is left alone.
+func (c *Cluster) Kill(i int) {
+	c.tb.Helper()
+	n, ok := c.signal(i, syscall.SIGKILL, true)
+	if !ok {
+		return
+	}
+	select {
+	case <-n.done:
+	case <-time.After(Stretch(10 * time.Second)):
+		c.tb.Fatalf("testcluster: %s did not exit within %s of SIGKILL", n.id, Stretch(10*time.Second))
+	}
+}
+
+// Terminate sends SIGTERM to node i (waking it first if paused) and
+// returns at once; Wait waits for the exit. A node that is not running is
+// left alone.
+func (c *Cluster) Terminate(i int) {
+	c.tb.Helper()
+	if c.Paused(i) {
+		c.Resume(i)
+	}
+	c.signal(i, syscall.SIGTERM, true)
+}
+
+// Wait waits up to timeout (stretched under CI) for node i to exit and
+// returns how it exited: nil for status 0. It is safe to call from any
+// goroutine.
+func (c *Cluster) Wait(i int, timeout time.Duration) error {
+	c.mu.Lock()
+	n := c.nodes[i]
+	c.mu.Unlock()
+	if n.cmd == nil {
+		return nil
+	}
+	limit := Stretch(timeout)
+	select {
+	case <-n.done:
+	case <-time.After(limit):
+		return fmt.Errorf("%s has not exited after %s", n.id, limit)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n.exitErr != nil {
+		return fmt.Errorf("%s exited with %s", n.id, describeExit(n.cmd.ProcessState, n.exitErr))
+	}
+	return nil
+}
+
+// Stop stops node i gracefully: SIGTERM, then wait up to
+// Options.StopTimeout. A node that does not exit in time is killed, and
+// that or a non-zero exit status fails the test. It returns how long the
+// node took to exit.
+func (c *Cluster) Stop(i int) time.Duration {
+	c.tb.Helper()
+	if !c.Alive(i) {
+		return 0
+	}
+	start := time.Now()
+	c.Terminate(i)
+	if err := c.stopWait(i); err != nil {
+		c.tb.Errorf("testcluster: graceful stop: %v", err)
+	}
+	return time.Since(start)
+}
+
+// stopWait waits for a terminated node and kills it if it hangs. It
+// reports only through its result, so any goroutine may call it.
+func (c *Cluster) stopWait(i int) error {
+	err := c.Wait(i, c.opts.StopTimeout)
+	if err != nil && c.Alive(i) {
+		n, _ := c.signal(i, syscall.SIGKILL, true)
+		<-n.done
+		return fmt.Errorf("%v of SIGTERM; killed it", err)
+	}
+	if err != nil {
+		return fmt.Errorf("%v after SIGTERM, want a clean exit (status 0)", err)
+	}
+	return nil
+}
+
+// StopAll stops every running node gracefully and at the same time
+// (SIGTERM to all, then wait for all), failing the test like Stop.
+func (c *Cluster) StopAll() {
+	c.tb.Helper()
+	var running []int
+	for i := 0; i < c.N(); i++ {
+		if c.Alive(i) {
+			c.Terminate(i)
+			running = append(running, i)
+		}
+	}
+	errs := make([]error, len(running))
+	var wg sync.WaitGroup
+	for k, i := range running {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[k] = c.stopWait(i)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			c.tb.Errorf("testcluster: graceful stop: %v", err)
+		}
+	}
+}
+
+// KillAll kills every running node.
+func (c *Cluster) KillAll() {
+	c.tb.Helper()
+	for i := 0; i < c.N(); i++ {
+		c.Kill(i)
+	}
+}
+
+// StartAll starts every node that is not running.
+func (c *Cluster) StartAll() {
+	c.tb.Helper()
+	for i := 0; i < c.N(); i++ {
+		if !c.Alive(i) {
+			c.Start(i)
+		}
+	}
+}
+
+// Pause stops node i with SIGSTOP: it keeps its sockets but answers
+// nothing, like a machine that hangs.
+func (c *Cluster) Pause(i int) {
+	c.tb.Helper()
+	if _, ok := c.signal(i, syscall.SIGSTOP, false); !ok {
+		c.tb.Fatalf("testcluster: Pause(%d): %s is not running", i, c.ID(i))
+	}
+	c.mu.Lock()
+	c.nodes[i].paused = true
+	c.mu.Unlock()
+}
+
+// Resume continues a paused node with SIGCONT.
+func (c *Cluster) Resume(i int) {
+	c.tb.Helper()
+	if _, ok := c.signal(i, syscall.SIGCONT, false); !ok {
+		c.tb.Fatalf("testcluster: Resume(%d): %s is not running", i, c.ID(i))
+	}
+	c.mu.Lock()
+	c.nodes[i].paused = false
+	c.mu.Unlock()
+}
+
+// Restart kills node i if it runs (SIGKILL) and starts it again with the
+// same data directory.
+func (c *Cluster) Restart(i int) {
+	c.tb.Helper()
+	c.Kill(i)
+	c.Start(i)
+}
+
+// Status asks node i for GET /v1/status.
+func (c *Cluster) Status(i int) (resource.Status, error) {
+	var st resource.Status
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := GetJSON(ctx, c.hc, c.URL(i)+"/v1/status", &st)
+	return st, err
+}
+
+// Statuses asks every live node for its status; unreachable nodes are
+// missing from the map.
+func (c *Cluster) Statuses() (map[int]resource.Status, map[int]error) {
+	live := c.Live()
+	type answer struct {
+		i   int
+		st  resource.Status
+		err error
+	}
+	ch := make(chan answer, len(live))
+	for _, i := range live {
+		go func() {
+			st, err := c.Status(i)
+			ch <- answer{i, st, err}
+		}()
+	}
+	sts, errs := map[int]resource.Status{}, map[int]error{}
+	for range live {
+		a := <-ch
+		if a.err != nil {
+			errs[a.i] = a.err
+		} else {
+			sts[a.i] = a.st
+		}
+	}
+	return sts, errs
+}
+
+// Leader returns the live node that says it is the leader (the one with
+// the highest term if several do), or -1 and "".
+func (c *Cluster) Leader() (int, string) {
+	sts, _ := c.Statuses()
+	best, term := -1, uint64(0)
+	for i, st := range sts {
+		if st.RaftState == "Leader" && (best < 0 || st.Term > term) {
+			best, term = i, st.Term
+		}
+	}
+	if best < 0 {
+		return -1, ""
+	}
+	return best, c.ID(best)
+}
+
+// agreedLeader checks that every live node answers and names the same
+// leader, which is live and says it leads.
+func (c *Cluster) agreedLeader() (int, string, error) {
+	live := c.Live()
+	if len(live) == 0 {
+		return -1, "", errors.New("no node is running")
+	}
+	sts, errs := c.Statuses()
+	if len(errs) > 0 {
+		var msgs []string
+		for i, err := range errs {
+			msgs = append(msgs, fmt.Sprintf("%s: %v", c.ID(i), err))
+		}
+		sort.Strings(msgs)
+		return -1, "", fmt.Errorf("unreachable: %s", strings.Join(msgs, "; "))
+	}
+	lid := ""
+	var views []string
+	agree := true
+	for _, i := range live {
+		st := sts[i]
+		views = append(views, fmt.Sprintf("%s: %s leader=%q term=%d", c.ID(i), st.RaftState, st.LeaderID, st.Term))
+		if st.LeaderID == "" || (lid != "" && st.LeaderID != lid) {
+			agree = false
+		}
+		if lid == "" {
+			lid = st.LeaderID
+		}
+	}
+	if !agree {
+		return -1, "", fmt.Errorf("no agreed leader (%s)", strings.Join(views, "; "))
+	}
+	li := c.Index(lid)
+	if li < 0 {
+		return -1, "", fmt.Errorf("the nodes name leader %q, which is not one of ours", lid)
+	}
+	st, ok := sts[li]
+	if !ok || st.RaftState != "Leader" {
+		return -1, "", fmt.Errorf("the nodes name leader %s, which is not live or does not lead (%s)", lid, strings.Join(views, "; "))
+	}
+	return li, lid, nil
+}
+
+// DefaultTimeout is the wait of WaitLeader and WaitConverged when they
+// are given 0.
+const DefaultTimeout = 30 * time.Second
+
+// WaitLeader polls the live nodes until they all name the same leader,
+// and that node says it leads. It fails the test after timeout (0 =
+// DefaultTimeout; stretched under CI), reporting each node's view and any
+// node that exited.
+func (c *Cluster) WaitLeader(timeout time.Duration) (int, string) {
+	c.tb.Helper()
+	if timeout == 0 {
+		timeout = DefaultTimeout
+	}
+	var (
+		idx int
+		id  string
+	)
+	err := Poll(context.Background(), timeout, func() (bool, error) {
+		var err error
+		idx, id, err = c.agreedLeader()
+		if err == nil {
+			return true, nil
+		}
+		if cr := c.crashReport(); cr != "" {
+			return false, fmt.Errorf("%v; %s", err, cr)
+		}
+		return false, err
+	})
+	if err != nil {
+		c.tb.Fatalf("testcluster: waiting for a leader: %v", err)
+	}
+	return idx, id
+}
+
+// WaitConverged polls until every live node reports the same commit,
+// applied and last log index (so every entry is applied everywhere; do
+// not write meanwhile), and returns that applied index. timeout 0 means
+// DefaultTimeout.
+func (c *Cluster) WaitConverged(timeout time.Duration) uint64 {
+	c.tb.Helper()
+	if timeout == 0 {
+		timeout = DefaultTimeout
+	}
+	var applied uint64
+	err := Poll(context.Background(), timeout, func() (bool, error) {
+		live := c.Live()
+		sts, errs := c.Statuses()
+		if len(errs) > 0 || len(sts) != len(live) {
+			return false, fmt.Errorf("not every live node answers: %v", errs)
+		}
+		var first *resource.Status
+		var views []string
+		same := true
+		for _, i := range live {
+			st := sts[i]
+			views = append(views, fmt.Sprintf("%s: commit=%d applied=%d last=%d", c.ID(i), st.CommitIndex, st.AppliedIndex, st.LastLogIndex))
+			if first == nil {
+				first = &st
+				continue
+			}
+			if st.CommitIndex != first.CommitIndex || st.AppliedIndex != first.AppliedIndex || st.LastLogIndex != first.LastLogIndex {
+				same = false
+			}
+		}
+		if !same || first.CommitIndex != first.LastLogIndex {
+			return false, fmt.Errorf("indexes differ: %s", strings.Join(views, "; "))
+		}
+		applied = first.AppliedIndex
+		return true, nil
+	})
+	if err != nil {
+		c.tb.Fatalf("testcluster: waiting for the nodes to converge: %v", err)
+	}
+	return applied
+}
+
+// crashReport describes nodes that exited without being told to.
+func (c *Cluster) crashReport() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var msgs []string
+	for _, n := range c.nodes {
+		msgs = append(msgs, n.crashes...)
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// LogTail returns the last n lines of node i's log.
+func (c *Cluster) LogTail(i, n int) string {
+	return tail(c.node(i).logPath, n)
+}
+
+func tail(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Sprintf("(cannot read %s: %v)", path, err)
+	}
+	defer f.Close()
+	ring := make([]string, 0, n)
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		if len(ring) == n {
+			ring = ring[1:]
+		}
+		ring = append(ring, sc.Text())
+	}
+	return strings.Join(ring, "\n")
+}
+
+// LogTailLines is how many lines of each node's log a failed test prints.
+const LogTailLines = 40
+
+func (c *Cluster) cleanup() {
+	c.mu.Lock()
+	nodes := append([]*node(nil), c.nodes...)
+	c.mu.Unlock()
+	for _, n := range nodes {
+		c.mu.Lock()
+		running := n.running()
+		if running {
+			n.expected = true
+			_ = n.cmd.Process.Signal(syscall.SIGKILL)
+		}
+		c.mu.Unlock()
+		if running {
+			<-n.done
+		}
+	}
+	if cr := c.crashReport(); cr != "" {
+		c.tb.Errorf("testcluster: a node exited without being told to: %s", cr)
+	}
+	if c.tb.Failed() {
+		for _, n := range nodes {
+			if n.starts == 0 {
+				continue
+			}
+			c.tb.Logf("--- last %d lines of %s (%s) ---\n%s", LogTailLines, n.id, n.logPath, tail(n.logPath, LogTailLines))
+		}
+	}
+	c.block.release()
+	c.hc.CloseIdleConnections()
+}

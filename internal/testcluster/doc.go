@@ -1,0 +1,21 @@
+// Package testcluster starts real `kumoi agent --controller` processes for
+// multi-process tests, benchmarks and the chaos harness: one process per node,
+// each on its own loopback address (127.0.x.11, .12, …) with the default
+// ports, its own data directory and its own log file. It kills, stops,
+// pauses and restarts them, and polls their HTTP API until they agree on a
+// leader.
+//
+// Everything waits by polling with a deadline (stretched ×3 when CI is set),
+// never by sleeping. Processes are always killed when the test ends, and
+// when a test fails the tail of every node's log is printed.
+//
+// The binary comes from Options.Bin, else $KUMOI_BIN, else it is built once
+// per test process from the module root (go build -tags libvirt_dlopen
+// ./cmd/kumoi). When it cannot be found or built the test is skipped, except
+// under CI, where that is a failure.
+//
+// The package is for tests only: it takes a testing.TB and must never be
+// imported by non-test code. It talks to nodes with plain net/http and the
+// wire types of package resource, so that it does not depend on the SDK it
+// is used to test.
+package testcluster

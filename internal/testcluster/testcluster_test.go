@@ -1,0 +1,76 @@
+package testcluster
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestReserveBlockGivesDisjointAddresses(t *testing.T) {
+	a, err := reserveBlock("", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.release()
+	b, err := reserveBlock("", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.release()
+	if a.ip(0) == b.ip(0) {
+		t.Fatalf("two clusters got the same base address %s", a.ip(0))
+	}
+	if got, want := a.ip(2)[strings.LastIndex(a.ip(2), ".")+1:], "13"; got != want {
+		t.Errorf("third node's last octet = %s, want %s", got, want)
+	}
+	// An explicit base held by someone else is waited for, then refused.
+	if _, err := reserveBlock(a.ip(0), 200*time.Millisecond); err == nil {
+		t.Errorf("reserving a held block succeeded")
+	}
+	a.release()
+	c, err := reserveBlock(a.base.String(), time.Second)
+	if err != nil {
+		t.Fatalf("reserving a released block: %v", err)
+	}
+	c.release()
+}
+
+func TestReserveBlockRejectsBadBase(t *testing.T) {
+	for _, base := range []string{"10.0.0.1", "127.0.0.250", "nope", "::1"} {
+		if b, err := reserveBlock(base, 0); err == nil {
+			b.release()
+			t.Errorf("reserveBlock(%q) succeeded", base)
+		}
+	}
+}
+
+func TestTail(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "log")
+	var sb strings.Builder
+	for i := range 100 {
+		sb.WriteString(strings.Repeat("x", i) + "\n")
+	}
+	if err := os.WriteFile(p, []byte(sb.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Split(tail(p, 3), "\n")
+	if len(got) != 3 || len(got[0]) != 97 || len(got[2]) != 99 {
+		t.Errorf("tail = %d lines %v", len(got), got)
+	}
+	if s := tail(filepath.Join(t.TempDir(), "missing"), 3); !strings.Contains(s, "cannot read") {
+		t.Errorf("tail of a missing file = %q", s)
+	}
+}
+
+func TestStretch(t *testing.T) {
+	t.Setenv("CI", "true")
+	if Stretch(time.Second) != 3*time.Second {
+		t.Errorf("Stretch under CI = %s", Stretch(time.Second))
+	}
+	t.Setenv("CI", "false")
+	if Stretch(time.Second) != time.Second || InCI() {
+		t.Errorf("CI=false counts as CI")
+	}
+}
