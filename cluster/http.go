@@ -156,8 +156,8 @@ func NewForwardClient(localIP string) *http.Client {
 	}
 	return &http.Client{
 		Transport: &http.Transport{
-			Proxy:       nil, // controllers talk to each other directly
-			DialContext: d.DialContext,
+			Proxy:               nil, // controllers talk to each other directly
+			DialContext:         d.DialContext,
 			MaxIdleConnsPerHost: 32,
 			IdleConnTimeout:     90 * time.Second,
 			// No ResponseHeaderTimeout: a blocking query sends its
