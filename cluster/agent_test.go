@@ -86,14 +86,21 @@ func TestGossipBootstrapLateJoinAndRemove(t *testing.T) {
 			break
 		}
 	}
+	// (A follower may need a moment to learn the leader's API address
+	// from gossip: 503 no_leader until then.)
 	body := `{"name":"web","spec":{"cpus":1,"memory_mib":128}}`
-	resp, err := http.Post("http://"+follower.APIAddr()+"/v1/vms", "application/json", bytes.NewBufferString(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("create via follower: %s", resp.Status)
+	code := 0
+	waitFor(t, 10*time.Second, "a create through a follower", func() bool {
+		resp, err := http.Post("http://"+follower.APIAddr()+"/v1/vms", "application/json", bytes.NewBufferString(body))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		code = resp.StatusCode
+		return code != http.StatusServiceUnavailable
+	})
+	if code != http.StatusCreated {
+		t.Fatalf("create via follower: %d", code)
 	}
 
 	late := startTestAgent(t, "a4", "127.0.0.24", 0, seed)
@@ -126,7 +133,7 @@ func TestGossipBootstrapLateJoinAndRemove(t *testing.T) {
 		t.Fatalf("after remove: servers = %+v", s)
 	}
 	req, _ = http.NewRequest(http.MethodDelete, "http://"+agents[1].APIAddr()+"/v1/cluster/servers/nope", nil)
-	resp, err = http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

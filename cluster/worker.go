@@ -268,6 +268,8 @@ func (w *Worker) joinGossip(ctx context.Context) error {
 
 // client returns an API client over the controllers seen in gossip.
 func (w *Worker) client() *client.Client {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	var addrs []string
 	for _, m := range w.ctrls.aliveControllers() {
 		if m.meta.API != "" {
@@ -568,10 +570,11 @@ func (w *Worker) convergeVM(ctx context.Context, o *resource.Object, spec *resou
 // that may take a while.
 func (w *Worker) reportStarting(ctx context.Context, rep resource.VMReport) {
 	rep.Phase, rep.Reason, rep.SetPower = resource.PhaseStarting, "", ""
-	if _, changed := w.changed(rep); !changed || w.api == nil {
+	api := w.client()
+	if _, changed := w.changed(rep); !changed || api == nil {
 		return
 	}
-	if res, err := w.api.Report(ctx, w.cfg.NodeID, []resource.VMReport{rep}); err == nil && len(res.Results) == 1 && res.Results[0].Error == nil {
+	if res, err := api.Report(ctx, w.cfg.NodeID, []resource.VMReport{rep}); err == nil && len(res.Results) == 1 && res.Results[0].Error == nil {
 		w.reported[rep.VM] = rep
 	}
 }

@@ -35,6 +35,12 @@ const (
 	PhaseLost      = "lost"
 )
 
+// Reasons of a pending VM.
+const (
+	ReasonWaitingForPlacement = "waiting for placement"
+	ReasonNoHosts             = "no hosts: start a worker (kumoi agent --worker) to run VMs"
+)
+
 // Limits on a VM's size.
 const (
 	MaxVMCPUs      = 1024
@@ -136,7 +142,7 @@ func init() {
 		NewSpec:   func() Spec { return new(VMSpec) },
 		NewStatus: func() any { return new(VMStatus) },
 		InitialStatus: func(now time.Time) any {
-			return &VMStatus{Phase: PhasePending, Reason: "waiting for placement", Since: now.UTC()}
+			return &VMStatus{Phase: PhasePending, Reason: ReasonWaitingForPlacement, Since: now.UTC()}
 		},
 	})
 }

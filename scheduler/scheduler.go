@@ -99,7 +99,7 @@ func unplacedReason(hosts []Host, vm VM) string {
 	need := fmt.Sprintf("%d CPUs and %s", vm.Need.CPUs, resource.FormatMiB(vm.Need.MemoryMiB))
 	switch {
 	case len(hosts) == 0:
-		return "no hosts: start a worker (kumoi agent --worker) to run VMs"
+		return resource.ReasonNoHosts
 	case ready == 0:
 		return fmt.Sprintf("no host is ready and schedulable (%d hosts known)", len(hosts))
 	case big == 0:
