@@ -36,6 +36,8 @@ const goldenDir = "testdata/golden"
 var (
 	goldenT0 = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	goldenT1 = goldenT0.Add(time.Minute)
+	goldenT2 = goldenT1.Add(time.Minute)
+	goldenT3 = goldenT2.Add(time.Minute)
 )
 
 // goldenEntry is one message type's fixed request. They are applied in
@@ -78,6 +80,26 @@ func goldenEntries(t testing.TB) []goldenEntry {
 			Time: goldenT1, Kind: resource.KindVM, Name: "db-1", CAS: 4,
 			Status: raw(`{"phase":"running","host":"host-1","epoch":4,"reason":"started","since":"2025-01-02T03:05:05Z"}`),
 		}},
+		// The placement life cycle, on db-1 (ha=restart, running on
+		// host-1 at epoch 4): the guest powers itself off, host-1 dies,
+		// its VMs are evacuated after the grace, the scheduler finds no
+		// ready host for db-1, and the user starts it again.
+		{fsm.ReportRequestType, &fsm.ReportRequest{Time: goldenT2, Host: "host-1", Reports: []fsm.VMReport{
+			{VM: "db-1", Epoch: 4, Phase: resource.PhaseStopped, Reason: "guest powered off", SetPower: resource.PowerStopped},
+			{VM: "gone", Epoch: 1, Phase: resource.PhaseRunning},
+		}}},
+		{fsm.HostStateRequestType, &fsm.HostStateRequest{
+			Time: goldenT2, Name: "host-1", ID: "0b9e2d61-5c4a-4f0e-8e13-7a6c5d4b3a21", Labels: map[string]string{"rack": "r1"},
+			State: resource.HostDown, Address: "127.0.0.11:7946", Capacity: resource.Resources{CPUs: 16, MemoryMiB: 65536},
+			Driver: "sim", Reason: "failed gossip probes",
+		}},
+		{fsm.EvacuateRequestType, &fsm.EvacuateRequest{Time: goldenT3, Host: "host-1", Grace: 30 * time.Second, Reason: "host-1 is down"}},
+		{fsm.PlaceRequestType, &fsm.PlaceRequest{
+			Time:       goldenT3,
+			Placements: []fsm.Placement{{VM: "db-1", Host: "host-1"}},
+			Unplaced:   []fsm.Unplaced{{VM: "db-1", Reason: "no ready host has 2 CPUs and 2GiB free"}},
+		}},
+		{fsm.ActionRequestType, &fsm.ActionRequest{Time: goldenT3, VM: "db-1", Action: fsm.ActionStart}},
 	}
 }
 

@@ -307,6 +307,9 @@ func (w *writer) create(req *CreateRequest) error {
 	if err != nil {
 		return err
 	}
+	if status, err = w.ownAllocation(req.Kind, req.Name, status); err != nil {
+		return err
+	}
 	if req.Kind == resource.KindVM {
 		// With no host at all, say so from the start, as the scheduler
 		// would (so that it has nothing to rewrite).
@@ -370,6 +373,12 @@ func (w *writer) status(req *StatusRequest) error {
 	if err != nil {
 		return err
 	}
+	if status, err = w.ownAllocation(cur.Kind, cur.Name, status); err != nil {
+		return err
+	}
+	if err := w.validVMHost(cur.Kind, status); err != nil {
+		return err
+	}
 	w.touchVMHost(cur)
 	o := cur.Copy()
 	o.Status = status
@@ -409,8 +418,19 @@ func (w *writer) recheckPlacedVM(cur *resource.Object, spec json.RawMessage) err
 	} else if err != nil {
 		return err
 	}
-	if err := w.fits(st.Host, hspec, hst, resource.Resources{CPUs: ns.CPUs, MemoryMiB: ns.MemoryMiB}, cur.Name); err != nil {
-		return fmt.Errorf("cannot resize vm %q on its host: %w", cur.Name, err)
+	old, err := resource.DecodeSpec[resource.VMSpec](cur)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrBadPayload, err)
+	}
+	alloc, err := allocatedTxn(w.txn, st.Host)
+	if err != nil {
+		return err
+	}
+	alloc.CPUs -= old.CPUs
+	alloc.MemoryMiB -= old.MemoryMiB
+	limit := Schedulable(hspec, hst)
+	if (ns.CPUs > old.CPUs && alloc.CPUs+ns.CPUs > limit.CPUs) || (ns.MemoryMiB > old.MemoryMiB && alloc.MemoryMiB+ns.MemoryMiB > limit.MemoryMiB) {
+		return fmt.Errorf("cannot resize vm %q on its host %q: %w", cur.Name, st.Host, ErrNoCapacity)
 	}
 	return nil
 }
@@ -436,5 +456,40 @@ func (w *writer) delete(req *DeleteRequest) error {
 	}
 	w.objects = append(w.objects, cur)
 	w.events = append(w.events, resource.Event{Index: w.index, Type: resource.EventDeleted, Kind: cur.Kind, Name: cur.Name, Object: cur})
+	return nil
+}
+
+// ownAllocation sets a host status's allocated to the sum of its VMs.
+func (w *writer) ownAllocation(kind resource.Kind, name string, status json.RawMessage) (json.RawMessage, error) {
+	if kind != resource.KindHost {
+		return status, nil
+	}
+	var hs resource.HostStatus
+	if err := json.Unmarshal(status, &hs); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadPayload, err)
+	}
+	alloc, err := allocatedTxn(w.txn, name)
+	if err != nil {
+		return nil, err
+	}
+	hs.Allocated = alloc
+	return json.Marshal(&hs)
+}
+
+// validVMHost: status.host names a host or is empty.
+func (w *writer) validVMHost(kind resource.Kind, status json.RawMessage) error {
+	if kind != resource.KindVM {
+		return nil
+	}
+	var st resource.VMStatus
+	if err := json.Unmarshal(status, &st); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadPayload, err)
+	}
+	if st.Host == "" {
+		return nil
+	}
+	if err := resource.ValidateName(st.Host); err != nil {
+		return resource.Errorf("status.host", "%v", err)
+	}
 	return nil
 }

@@ -154,10 +154,21 @@ func initialStatus(t testing.TB, kind resource.Kind, at time.Time) json.RawMessa
 	return s
 }
 
+// noHostsStatus is the status of a VM created when there is no host at all
+// (the seed's vm/a and vm/b): pending, and saying why.
+func noHostsStatus(t testing.TB, at time.Time) json.RawMessage {
+	t.Helper()
+	b, err := json.Marshal(&resource.VMStatus{Phase: resource.PhasePending, Reason: resource.ReasonNoHosts, Since: at.UTC()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // seed writes the fixture most table cases start from:
 //
-//	1: vm/a   {app=web}
-//	2: vm/b   {app=db}
+//	1: vm/a   {app=web}  (pending: "no hosts")
+//	2: vm/b   {app=db}   (pending: "no hosts")
 //	3: host/h1
 func seed(t testing.TB, f *fsm.FSM) {
 	t.Helper()
@@ -351,7 +362,7 @@ func TestApplyUpdate(t *testing.T) {
 			Labels:      map[string]string{"tier": "front"},
 			CreateIndex: 1, ModifyIndex: at,
 			Spec:   raw(`{"cpus":2,"memory_mib":1024,"power":"stopped","ha":"restart"}`),
-			Status: initialStatus(t, vm, fsm.TestTime),
+			Status: noHostsStatus(t, fsm.TestTime),
 		}
 		if !o.Equal(want) {
 			t.Errorf("stored:\n got %+v\nwant %+v", o, want)
@@ -383,7 +394,7 @@ func TestApplyUpdate(t *testing.T) {
 		{
 			name: "status is kept", typ: fsm.UpdateRequestType, req: upd("b", 0, nil, vmSpec2),
 			check: func(t *testing.T, f *fsm.FSM, _ *fsm.Result) {
-				if o := mustGet(t, f, vm, "b"); string(o.Status) != string(initialStatus(t, vm, fsm.TestTime)) {
+				if o := mustGet(t, f, vm, "b"); string(o.Status) != string(noHostsStatus(t, fsm.TestTime)) {
 					t.Errorf("status changed by a spec update: %s", o.Status)
 				}
 			},
@@ -415,13 +426,20 @@ func TestApplyStatus(t *testing.T) {
 		if string(o.Spec) != string(fsm.TestSpec(t, vm)) || o.Labels["app"] != "web" || o.CreateIndex != 1 || o.ModifyIndex != at {
 			t.Errorf("status update touched more than status and modify_index: %+v", o)
 		}
-		if len(res.Objects) != 1 || !res.Objects[0].Equal(o) {
-			t.Errorf("Result.Objects = %+v", res.Objects)
+		// Naming a host assigns the VM to it: the host's allocation is
+		// recomputed in the same entry (an update of host/h1 after vm/a).
+		h := mustGet(t, f, host, "h1")
+		hs, err := resource.DecodeStatus[resource.HostStatus](h)
+		if err != nil || hs.Allocated != (resource.Resources{CPUs: 1, MemoryMiB: 512}) || h.ModifyIndex != at {
+			t.Errorf("host/h1 = %+v (allocated %+v, %v), want vm/a's 1 CPU and 512MiB allocated at %d", h, hs, err, at)
 		}
-		if s := f.State(); s.Index(vm) != at || s.LatestIndex() != at {
-			t.Errorf("indexes vm=%d latest=%d", s.Index(vm), s.LatestIndex())
+		if len(res.Objects) != 2 || !res.Objects[0].Equal(o) || !res.Objects[1].Equal(h) {
+			t.Errorf("Result.Objects = %+v, want vm/a then host/h1", res.Objects)
 		}
-		if got := eventSummary(eventsAt(t, f, at)); got != "10:updated:vm/a" {
+		if s := f.State(); s.Index(vm) != at || s.Index(host) != at || s.LatestIndex() != at {
+			t.Errorf("indexes vm=%d host=%d latest=%d", s.Index(vm), s.Index(host), s.LatestIndex())
+		}
+		if got := eventSummary(eventsAt(t, f, at)); got != "10:updated:vm/a 10:updated:host/h1" {
 			t.Errorf("events = %s", got)
 		}
 	}
@@ -542,13 +560,20 @@ func TestApplyBatch(t *testing.T) {
 				if h := mustGet(t, f, host, "h2"); h.ID != fsm.TestID(1) {
 					t.Errorf("host/h2 = %+v", h)
 				}
-				if got := strings.Join(names(res.Objects), ","); got != "c,c,c,a,a,h2" {
-					t.Errorf("Result.Objects names = %s, want one per op in order", got)
+				// One object per op in order, then host/h1, whose
+				// allocation vm/c's status changed (recomputed once, at
+				// the end of the entry).
+				if got := strings.Join(names(res.Objects), ","); got != "c,c,c,a,a,h2,h1" {
+					t.Errorf("Result.Objects names = %s, want one per op in order, then h1", got)
 				}
 				if res.Objects[0].ModifyIndex != at || string(res.Objects[0].Status) == string(res.Objects[2].Status) {
 					t.Errorf("Result.Objects must be each op's own result")
 				}
-				want := "10:created:vm/c 10:updated:vm/c 10:updated:vm/c 10:deleted:vm/a 10:created:vm/a 10:created:host/h2"
+				if hs, err := resource.DecodeStatus[resource.HostStatus](mustGet(t, f, host, "h1")); err != nil ||
+					hs.Allocated != (resource.Resources{CPUs: 2, MemoryMiB: 1024}) {
+					t.Errorf("host/h1 status = %+v, %v; want vm/c's 2 CPUs and 1GiB allocated", hs, err)
+				}
+				want := "10:created:vm/c 10:updated:vm/c 10:updated:vm/c 10:deleted:vm/a 10:created:vm/a 10:created:host/h2 10:updated:host/h1"
 				if got := eventSummary(eventsAt(t, f, at)); got != want {
 					t.Errorf("events:\n got %s\nwant %s", got, want)
 				}
@@ -934,7 +959,9 @@ func TestOnApplyHook(t *testing.T) {
 func TestMessageTypeString(t *testing.T) {
 	for mt, want := range map[fsm.MessageType]string{
 		fsm.CreateRequestType: "create", fsm.UpdateRequestType: "update", fsm.DeleteRequestType: "delete",
-		fsm.BatchRequestType: "batch", fsm.StatusRequestType: "status", 99: "type(99)",
+		fsm.BatchRequestType: "batch", fsm.StatusRequestType: "status", fsm.PlaceRequestType: "place",
+		fsm.ReportRequestType: "report", fsm.HostStateRequestType: "host-state", fsm.EvacuateRequestType: "evacuate",
+		fsm.ActionRequestType: "action", 11: "type(11)", 99: "type(99)",
 	} {
 		if got := mt.String(); got != want {
 			t.Errorf("MessageType(%d).String() = %q, want %q", uint8(mt), got, want)

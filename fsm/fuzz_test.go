@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -78,7 +79,32 @@ func fuzzApplySeeds(f *testing.F) {
 		fsm.UpdateRequestType, &fsm.UpdateRequest{Kind: vm, Name: "c", CAS: at, Spec: raw(vmSpec2)},
 		fsm.DeleteRequestType, &fsm.DeleteRequest{Kind: vm, Name: "a"},
 	))
-	for _, s := range []string{"", "\x00", "\x01", "\x01{}", "\x04{\"ops\":[]}", "\x63{}", "\xe3{}", "\x01null", "\x02[]", "\x05\"x\""} {
+	// The placement life cycle (h1 is down with no capacity; vm/a and vm/b
+	// are pending).
+	add(fsm.HostStateRequestType, &fsm.HostStateRequest{Time: fsm.TestTime, Name: "h1", State: resource.HostReady, Capacity: amount(4, 4096)})
+	add(fsm.HostStateRequestType, &fsm.HostStateRequest{Time: fsm.TestTime, Name: "h2", ID: "id-h2", Labels: map[string]string{"rack": "r1"},
+		State: resource.HostReady, Address: "127.0.0.12:7946", Capacity: amount(8, 8192), Driver: "sim", Reason: "joined"})
+	add(fsm.PlaceRequestType, &fsm.PlaceRequest{Time: fsm.TestTime,
+		Placements: []fsm.Placement{{VM: "a", Host: "h1"}, {VM: "zz", Host: "h1"}},
+		Unplaced:   []fsm.Unplaced{{VM: "b", Reason: "no ready host"}}})
+	add(fsm.ReportRequestType, &fsm.ReportRequest{Time: fsm.TestTime, Host: "h1", Reports: []fsm.VMReport{
+		{VM: "a", Epoch: 0, Phase: resource.PhaseRunning}, {VM: "b", Epoch: 3, Phase: "bogus", SetPower: "stopped"}}})
+	add(fsm.EvacuateRequestType, &fsm.EvacuateRequest{Time: fsm.TestTime.Add(time.Hour), Host: "h1", Grace: time.Minute, Reason: "down"})
+	add(fsm.ActionRequestType, &fsm.ActionRequest{Time: fsm.TestTime, VM: "a", Action: fsm.ActionStop})
+	// One entry through the whole life cycle: h2 joins, vm/a is placed on
+	// it (epoch at), runs, is rebooted, resized, and h2 goes down and is
+	// evacuated.
+	add(fsm.BatchRequestType, batchOf(f,
+		fsm.HostStateRequestType, &fsm.HostStateRequest{Time: fsm.TestTime, Name: "h2", ID: "id-h2", State: resource.HostReady, Capacity: amount(8, 8192)},
+		fsm.PlaceRequestType, &fsm.PlaceRequest{Time: fsm.TestTime, Placements: []fsm.Placement{{VM: "a", Host: "h2"}, {VM: "b", Host: "h2"}}},
+		fsm.ReportRequestType, &fsm.ReportRequest{Time: fsm.TestTime, Host: "h2", Reports: []fsm.VMReport{{VM: "a", Epoch: at, Phase: resource.PhaseRunning}}},
+		fsm.ActionRequestType, &fsm.ActionRequest{Time: fsm.TestTime, VM: "a", Action: fsm.ActionReboot},
+		fsm.UpdateRequestType, &fsm.UpdateRequest{Kind: vm, Name: "a", Spec: raw(`{"cpus":4,"memory_mib":4096,"ha":"restart"}`)},
+		fsm.HostStateRequestType, &fsm.HostStateRequest{Time: fsm.TestTime, Name: "h2", State: resource.HostDown, Capacity: amount(8, 8192)},
+		fsm.EvacuateRequestType, &fsm.EvacuateRequest{Time: fsm.TestTime, Host: "h2", Reason: "down"},
+	))
+	for _, s := range []string{"", "\x00", "\x01", "\x01{}", "\x04{\"ops\":[]}", "\x63{}", "\xe3{}", "\x01null", "\x02[]", "\x05\"x\"",
+		"\x06{}", "\x06null", "\x07{}", "\x08{}", "\x09{}", "\x0a{}", "\x0b{}"} {
 		f.Add([]byte(s))
 	}
 }
@@ -114,6 +140,9 @@ func FuzzApply(f *testing.F) {
 			return
 		}
 		checkStoredObjects(t, a, at)
+		if !bugOpen("status-host-allocated") && !bugOpen("create-host-allocated") && !bugOpen("vm-status-host-prefix") {
+			fsm.TestCheckAllocations(t, a)
+		}
 		if evs := eventsAt(t, a, at); len(evs) != len(res.Objects) {
 			t.Errorf("%d objects written but %d events", len(res.Objects), len(evs))
 		}

@@ -345,7 +345,7 @@ func (w *writer) reportOne(now time.Time, host string, r VMReport) error {
 	if err != nil {
 		return err
 	}
-	if st.Host != host {
+	if st.Host == "" || st.Host != host {
 		return fmt.Errorf("vm %q is not assigned to host %q (it is on %q): %w", r.VM, host, st.Host, ErrStaleEpoch)
 	}
 	if st.Epoch != r.Epoch {
@@ -359,7 +359,8 @@ func (w *writer) reportOne(now time.Time, host string, r VMReport) error {
 	if r.RebootDone > nst.RebootDone && r.RebootDone <= nst.RebootRequested {
 		nst.RebootDone = r.RebootDone
 	}
-	if r.SetPower != "" && r.SetPower != spec.Power {
+	powerChanged := r.SetPower != "" && r.SetPower != spec.Power
+	if powerChanged {
 		switch r.SetPower {
 		case resource.PowerRunning, resource.PowerStopped, resource.PowerSuspended:
 		default:
@@ -373,7 +374,7 @@ func (w *writer) reportOne(now time.Time, host string, r VMReport) error {
 		o = o.Copy()
 		o.Spec = raw
 	}
-	if nst == *st && r.SetPower == "" {
+	if nst == *st && !powerChanged {
 		return nil // nothing changed: no write
 	}
 	return w.putVMStatus(o, st, &nst)
@@ -382,6 +383,9 @@ func (w *writer) reportOne(now time.Time, host string, r VMReport) error {
 func (w *writer) hostState(req *HostStateRequest) error {
 	if err := resource.ValidateName(req.Name); err != nil {
 		return err
+	}
+	if _, err := req.Time.UTC().MarshalJSON(); err != nil {
+		return resource.Errorf("time", "is out of range: %v", err)
 	}
 	if !hostStates[req.State] {
 		return resource.Errorf("state", "%q is not a host state (ready, down, left, draining)", req.State)
@@ -403,6 +407,11 @@ func (w *writer) hostState(req *HostStateRequest) error {
 		}
 		if req.ID == "" {
 			return resource.Errorf("id", "must be set by the proposer")
+		}
+		if raw, err := w.txn.First(tableObjects, indexUID, req.ID); err != nil {
+			return fmt.Errorf("fsm: lookup id: %w", err)
+		} else if raw != nil {
+			return fmt.Errorf("object id %q: %w", req.ID, ErrExists)
 		}
 		alloc, err := allocatedTxn(w.txn, req.Name)
 		if err != nil {
@@ -501,6 +510,13 @@ func (w *writer) action(req *ActionRequest) error {
 	switch req.Action {
 	case ActionStart:
 		power = resource.PowerRunning
+		if st.Phase == resource.PhaseFailed || st.Phase == resource.PhaseLost {
+			// Try again from scratch: back to pending, so the VM is
+			// placed anew with a new epoch (and its host is freed).
+			nst = resource.VMStatus{Phase: resource.PhasePending,
+				Reason: "started again after it was " + st.Phase + "; waiting for placement", Since: req.Time.UTC()}
+			w.touch(st.Host)
+		}
 	case ActionStop:
 		power = resource.PowerStopped
 	case ActionSuspend:

@@ -189,3 +189,60 @@ func TestSnapshotRestore(tb TB, f *FSM) *FSM {
 	}
 	return TestRestore(tb, TestPersist(tb, f))
 }
+
+// TestCheckAllocations fails tb unless every host's status.allocated is
+// the sum of the specs of the VMs whose status.host names it, and every
+// VM that names a host counts towards exactly that host.
+func TestCheckAllocations(tb TB, f *FSM) {
+	if h, ok := tb.(helper); ok {
+		h.Helper()
+	}
+	s := f.State()
+	vms, err := s.List(nil, resource.KindVM, nil)
+	if err != nil {
+		tb.Fatalf("fsm.TestCheckAllocations: %v", err)
+	}
+	sums := map[string]resource.Resources{}
+	counts := map[string]int{}
+	for _, o := range vms {
+		spec, err1 := resource.DecodeSpec[resource.VMSpec](o)
+		st, err2 := resource.DecodeStatus[resource.VMStatus](o)
+		if err1 != nil || err2 != nil {
+			tb.Fatalf("fsm.TestCheckAllocations: %s: %v %v", o, err1, err2)
+		}
+		if st.Host == "" {
+			continue
+		}
+		counts[st.Host]++
+		r := sums[st.Host]
+		r.CPUs += spec.CPUs
+		r.MemoryMiB += spec.MemoryMiB
+		sums[st.Host] = r
+	}
+	hosts, err := s.List(nil, resource.KindHost, nil)
+	if err != nil {
+		tb.Fatalf("fsm.TestCheckAllocations: %v", err)
+	}
+	for _, o := range hosts {
+		st, err := resource.DecodeStatus[resource.HostStatus](o)
+		if err != nil {
+			tb.Fatalf("fsm.TestCheckAllocations: %s: %v", o, err)
+		}
+		if st.Allocated != sums[o.Name] {
+			tb.Fatalf("fsm.TestCheckAllocations: host %q has status.allocated %+v, but its VMs add up to %+v",
+				o.Name, st.Allocated, sums[o.Name])
+		}
+		on, err := s.VMsOnHost(nil, o.Name)
+		if err != nil {
+			tb.Fatalf("fsm.TestCheckAllocations: %v", err)
+		}
+		for _, v := range on {
+			if vst, _ := resource.DecodeStatus[resource.VMStatus](v); vst == nil || vst.Host != o.Name {
+				tb.Fatalf("fsm.TestCheckAllocations: VMsOnHost(%q) returns %s, which is not on it", o.Name, v)
+			}
+		}
+		if len(on) != counts[o.Name] {
+			tb.Fatalf("fsm.TestCheckAllocations: VMsOnHost(%q) returns %d VMs, %d name it", o.Name, len(on), counts[o.Name])
+		}
+	}
+}

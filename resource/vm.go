@@ -102,7 +102,8 @@ func (s *VMSpec) Validate() error {
 		return Errorf("spec.ha", "must be restart or none (got %q)", s.HA)
 	}
 	if b := s.Boot; b != nil {
-		for field, p := range map[string]string{"image": b.Image, "kernel": b.Kernel, "initrd": b.Initrd} {
+		for _, fp := range [][2]string{{"image", b.Image}, {"kernel", b.Kernel}, {"initrd", b.Initrd}} {
+			field, p := fp[0], fp[1]
 			if p != "" && !strings.HasPrefix(p, "/") {
 				return Errorf("spec.boot."+field, "must be an absolute path on the host (got %q)", p)
 			}
