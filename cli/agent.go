@@ -48,6 +48,7 @@ directory (or --data-dir), API on 127.0.0.1:7400 (+10 per extra controller).`,
 			&cli.StringFlag{Name: "libvirt-uri", Value: "qemu:///system", Usage: "libvirt connection URI of the worker (e.g. test:///path/host.xml)"},
 			&cli.IntFlag{Name: "cpus", Usage: "worker capacity in CPUs (sim capacity, or an override of what the driver reports)"},
 			&cli.StringFlag{Name: "memory", Usage: "worker memory capacity, e.g. 64GiB (sim capacity or an override)"},
+			&cli.StringSliceFlag{Name: "label", Usage: "worker host label KEY=VALUE (repeatable), set when the host object is created"},
 			&cli.DurationFlag{Name: "fence-after", Value: 3 * time.Second, Usage: "a worker cut off from the controller quorum this long stops its VMs (< --host-down-grace)"},
 			&cli.DurationFlag{Name: "host-down-grace", Value: 4 * time.Second, Usage: "controllers evacuate a host's VMs after it has been down this long (> --fence-after)"},
 			&cli.StringFlag{Name: "node-id", Usage: "unique name of this node (default: the hostname)", EnvVars: []string{"KUMOI_NODE_ID"}},
@@ -239,7 +240,16 @@ func startWorker(c *cli.Context, nodeID string, logger hclog.Logger) (*cluster.W
 		// under another name, on the next port.
 		gossipName, port = nodeID+"-worker", port+1
 	}
+	labels := map[string]string{}
+	for _, kv := range c.StringSlice("label") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, usagef("--label %q: write KEY=VALUE", kv)
+		}
+		labels[k] = v
+	}
 	return cluster.StartWorker(cluster.WorkerConfig{
+		Labels:     labels,
 		NodeID:     nodeID,
 		GossipName: gossipName,
 		BindIP:     c.String("bind"),

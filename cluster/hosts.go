@@ -21,6 +21,8 @@ type workerMeta struct {
 	MemoryMiB int64  `json:"memory_mib,omitempty"`
 	Driver    string `json:"driver,omitempty"`
 	Ready     bool   `json:"ready"`
+	// Labels become the host's labels when its object is created.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // workers returns every worker ever seen, with its gossip status.
@@ -67,6 +69,7 @@ func (c *Controller) syncHosts(ctx context.Context, markUnknown bool) {
 		want := fsm.HostStateRequest{
 			Name: m.meta.ID, State: resource.HostReady, Address: m.addr, Driver: wm.Driver,
 			Capacity: resource.Resources{CPUs: wm.CPUs, MemoryMiB: wm.MemoryMiB},
+			Labels:   wm.Labels,
 		}
 		switch m.status {
 		case "alive", "suspect":
@@ -77,6 +80,10 @@ func (c *Controller) syncHosts(ctx context.Context, markUnknown bool) {
 					continue
 				}
 				want.State, want.Reason = resource.HostDown, "the worker is reconciling after joining"
+			} else if cur, _ := st.Get(nil, resource.KindHost, want.Name); cur != nil {
+				if spec, err := resource.DecodeSpec[resource.HostSpec](cur); err == nil && spec.Unschedulable {
+					want.State, want.Reason = resource.HostDraining, "drained: takes no new VMs (kumoi host enable "+want.Name+")"
+				}
 			}
 		case "dead":
 			want.State, want.Reason = resource.HostDown, "the worker stopped answering gossip probes"

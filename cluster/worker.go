@@ -32,6 +32,9 @@ type WorkerConfig struct {
 	Join       []string
 	Driver     hypervisor.Driver
 	DriverName string // "sim" or "libvirt"
+	// Labels become the host object's labels when it is first created
+	// (gossip metadata is small: keep them few and short).
+	Labels map[string]string
 	// CPUs and MemoryMiB override the capacity the driver reports.
 	CPUs      int
 	MemoryMiB int64
@@ -80,7 +83,8 @@ type workerGossipMeta struct {
 	Driver    string `json:"driver,omitempty"`
 	// Ready is false until the worker's first reconciliation after joining
 	// has removed every domain that is no longer its own.
-	Ready bool `json:"ready"`
+	Ready  bool              `json:"ready"`
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // StartWorker starts a worker: it waits (in the background, retrying and
@@ -95,6 +99,12 @@ func StartWorker(cfg WorkerConfig) (*Worker, error) {
 	}
 	if cfg.Driver == nil {
 		return nil, errors.New("worker: no hypervisor driver")
+	}
+	if err := resource.ValidateLabels(cfg.Labels); err != nil {
+		return nil, fmt.Errorf("--label: %w", err)
+	}
+	if m, _ := json.Marshal(cfg.Labels); len(m) > 300 {
+		return nil, fmt.Errorf("--label: %d bytes of labels; gossip metadata allows about 300", len(m))
 	}
 	if cfg.GossipName == "" {
 		cfg.GossipName = cfg.NodeID
@@ -200,7 +210,7 @@ func (w *Worker) capacity(ctx context.Context) (int, int64) {
 
 func (w *Worker) setMeta(ctx context.Context, ready bool) error {
 	cpus, mem := w.capacity(ctx)
-	meta, err := json.Marshal(workerGossipMeta{ID: w.cfg.NodeID, Role: RoleWorker, CPUs: cpus, MemoryMiB: mem, Driver: w.cfg.DriverName, Ready: ready})
+	meta, err := json.Marshal(workerGossipMeta{ID: w.cfg.NodeID, Role: RoleWorker, CPUs: cpus, MemoryMiB: mem, Driver: w.cfg.DriverName, Ready: ready, Labels: w.cfg.Labels})
 	if err != nil {
 		return err
 	}

@@ -3,12 +3,14 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/kumoi/kumoi/client"
 	"github.com/kumoi/kumoi/hypervisor"
+	"github.com/kumoi/kumoi/hypervisor/sim"
 	"github.com/kumoi/kumoi/resource"
 )
 
@@ -182,4 +184,44 @@ func TestVMActions(t *testing.T) {
 		doms, _ := d.Drivers[0].List(ctx)
 		return len(doms) == 0
 	})
+}
+
+// TestDrainAndLabels: a worker's labels land on its host object; drain
+// turns the host draining and the scheduler places nothing there; enable
+// makes it ready again.
+func TestDrainAndLabels(t *testing.T) {
+	drv := sim.New(sim.Options{Host: "dr1", CPUs: 4, MemoryMiB: 4096})
+	t.Cleanup(func() { drv.Close() })
+	a := startTestAgent(t, "dr-c", "127.0.0.36", 1)
+	w, err := StartWorker(WorkerConfig{NodeID: "dr1", BindIP: "127.0.0.37", Join: []string{"127.0.0.36:7402"}, Driver: drv, DriverName: "sim", Labels: map[string]string{"rack": "r1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Kill)
+	c, _ := client.New(client.Config{Addrs: []string{"http://" + a.APIAddr()}})
+	ctx := context.Background()
+	waitFor(t, 15*time.Second, "dr1 ready", func() bool { return hostState(t, c, "dr1") == resource.HostReady })
+	h, _, err := c.Get(ctx, resource.KindHost, "dr1", nil)
+	if err != nil || h.Labels["rack"] != "r1" {
+		t.Fatalf("host labels: %v %v", h, err)
+	}
+	setUnschedulable := func(v bool) {
+		h, _, err := c.Get(ctx, resource.KindHost, "dr1", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Spec = json.RawMessage(fmt.Sprintf(`{"unschedulable":%t}`, v))
+		if _, err := c.Update(ctx, resource.KindHost, "dr1", h, &client.WriteOptions{CAS: h.ModifyIndex}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setUnschedulable(true)
+	waitFor(t, 10*time.Second, "dr1 draining", func() bool { return hostState(t, c, "dr1") == resource.HostDraining })
+	createTestVM(t, c, "later", `{"cpus":1,"memory_mib":128}`)
+	waitFor(t, 5*time.Second, "a reason for the pending VM", func() bool {
+		_, st := vmStatus(t, c, "later")
+		return st != nil && st.Phase == resource.PhasePending && strings.Contains(st.Reason, "no host is ready")
+	})
+	setUnschedulable(false)
+	waitFor(t, 10*time.Second, "later running after enable", running(t, c, "later"))
 }
