@@ -27,6 +27,10 @@ BIN      := bin/kumoi
 RACE     ?= -race
 TEST_TIMEOUT  ?= 15m
 TESTFLAGS     ?=
+# Test binaries run one at a time: several packages start real clusters
+# whose gossip failure detection (sub-second probes) must not be starved of
+# CPU by other packages' race-detector runs on a 2-core machine.
+TESTP         ?= 1
 PKGS     ?= ./...
 BENCH    ?= .
 BENCHTIME ?= 1x
@@ -62,7 +66,7 @@ dev: deps build
 
 test: deps build lint
 	export KUMOI_BIN=$(abspath $(BIN)); \
-	$(GO) test -tags $(TAGS) $(RACE) -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $(PKGS)
+	$(GO) test -tags $(TAGS) $(RACE) -p $(TESTP) -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $(PKGS)
 
 bench: build
 	@if [ -d bench ]; then \

@@ -2,10 +2,13 @@
 //
 //	go test -tags libvirt_dlopen -run '^$' -bench . -benchtime 1x -timeout 30m ./bench/...
 //
-// They start real `kumoi agent --controller` processes (internal/testcluster)
-// on loopback addresses with fsync on, and report throughput, latency
-// percentiles and failover times with b.ReportMetric. docs/benchmarks.md
-// keeps the numbers measured and how.
+// They start real `kumoi agent --controller` processes, and for
+// BenchmarkHostFailover `kumoi agent --worker` processes with the simulated
+// hypervisor (internal/testcluster), on loopback addresses with fsync on;
+// BenchmarkPlacement and BenchmarkCreatesInProcess run the controllers in
+// the benchmark's process (cluster.StartAgent). They report throughput,
+// latency percentiles, failover and HA times with b.ReportMetric.
+// docs/benchmarks.md keeps the numbers measured and how.
 //
 // The benchmarks measure; they do not assert targets. Each runs for a fixed
 // wall-clock budget whatever b.N is, so -benchtime 1x is the way to run them.

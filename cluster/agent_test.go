@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,7 +26,7 @@ func startTestAgent(tb testing.TB, id, ip string, expect int, join ...string) *A
 		BindIP:          ip,
 		BootstrapExpect: expect,
 		Join:            join,
-		Logger:          hclog.New(&hclog.LoggerOptions{Name: id, Level: hclog.Warn, Output: testWriter{tb}}),
+		Logger:          hclog.New(&hclog.LoggerOptions{Name: id, Level: hclog.Warn, Output: newTestWriter(tb)}),
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -34,10 +35,24 @@ func startTestAgent(tb testing.TB, id, ip string, expect int, join ...string) *A
 	return a
 }
 
-type testWriter struct{ tb testing.TB }
+// testWriter sends log lines to the test log until the test's cleanups
+// start; memberlist's goroutines may still log after Shutdown, and a
+// t.Log after the test ends panics.
+type testWriter struct {
+	tb   testing.TB
+	done *atomic.Bool
+}
+
+func newTestWriter(tb testing.TB) testWriter {
+	w := testWriter{tb: tb, done: new(atomic.Bool)}
+	tb.Cleanup(func() { w.done.Store(true) })
+	return w
+}
 
 func (w testWriter) Write(p []byte) (int, error) {
-	w.tb.Log(string(bytes.TrimRight(p, "\n")))
+	if !w.done.Load() {
+		w.tb.Log(string(bytes.TrimRight(p, "\n")))
+	}
 	return len(p), nil
 }
 

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -26,8 +27,9 @@ type Controller struct {
 	raft   *raft.Raft
 	parts  *raftParts
 
-	gossip  *memberlist.Memberlist
-	members *memberTable
+	gossip         *memberlist.Memberlist
+	gossipDelegate *gossipDelegate
+	members        *memberTable
 
 	// readyTerm is the raft term in which this node, as leader, completed
 	// its leadership barrier; linearizable reads need it to be the
@@ -334,6 +336,20 @@ func (c *Controller) Shutdown(ctx context.Context) error {
 	close(c.shutdownCh)
 	var errs []error
 	if c.gossip != nil {
+		// Announce the leave in our metadata: memberlist's leave event
+		// does not tell a leave from a failure.
+		if d := c.gossipDelegate; d != nil {
+			var m memberMeta
+			d.mu.Lock()
+			if json.Unmarshal(d.meta, &m) == nil {
+				m.Leaving = true
+				if b, err := json.Marshal(m); err == nil {
+					d.meta = b
+				}
+			}
+			d.mu.Unlock()
+			_ = c.gossip.UpdateNode(time.Second)
+		}
 		if err := c.gossip.Leave(2 * time.Second); err != nil {
 			c.logger.Warn("gossip leave", "error", err)
 		}

@@ -30,6 +30,9 @@ type memberMeta struct {
 	API    string `json:"api,omitempty"`
 	Raft   string `json:"raft,omitempty"`
 	Expect int    `json:"expect,omitempty"`
+	// Leaving is set (by a meta update) just before a graceful leave:
+	// memberlist does not tell a leave from a failure in NotifyLeave.
+	Leaving bool `json:"leaving,omitempty"`
 }
 
 type member struct {
@@ -58,6 +61,9 @@ func (t *memberTable) set(n *memberlist.Node, status string) {
 		meta = memberMeta{ID: n.Name}
 	}
 	t.mu.Lock()
+	if prev, ok := t.members[n.Name]; ok && status == "dead" && prev.meta.Leaving {
+		status = "left"
+	}
 	t.members[n.Name] = &member{name: n.Name, addr: n.Address(), status: status, meta: meta, raw: append([]byte(nil), n.Meta...)}
 	ch := t.changed
 	t.changed = make(chan struct{})
@@ -130,10 +136,15 @@ func (t *memberTable) list() []resource.Member {
 // gossipDelegate serves our metadata and records membership events.
 type gossipDelegate struct {
 	c    *Controller
+	mu   sync.Mutex
 	meta []byte
 }
 
-func (d *gossipDelegate) NodeMeta(limit int) []byte       { return d.meta }
+func (d *gossipDelegate) NodeMeta(limit int) []byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.meta
+}
 func (d *gossipDelegate) NotifyMsg([]byte)                {}
 func (d *gossipDelegate) GetBroadcasts(int, int) [][]byte { return nil }
 func (d *gossipDelegate) LocalState(bool) []byte          { return nil }
@@ -179,6 +190,7 @@ func (c *Controller) startGossip() error {
 		return err
 	}
 	d := &gossipDelegate{c: c, meta: meta}
+	c.gossipDelegate = d
 	mc := gossipConfig(c.cfg.NodeID, c.cfg.BindIP, c.cfg.GossipPort, c.cfg.GossipProbeInterval,
 		c.cfg.GossipProbeTimeout, c.cfg.GossipSuspicionMult, c.cfg.Logger.Named("gossip"))
 	mc.Delegate = d

@@ -214,21 +214,34 @@ func (c *Controller) schedulerLoop(ctx context.Context) {
 	)
 	st := c.fsm.State()
 	cache := scheduler.NewCache()
+	full := true
+	interval := schedulerMinInterval
+	var lastHostIdx uint64
 	for {
 		ws := memdb.NewWatchSet()
 		ws.Add(st.AbandonCh())
 		st.IndexWatch(ws, resource.KindHost)
-		if _, err := st.VMsInPhase(ws, resource.PhasePending); err != nil {
+		if err := st.WatchPhase(ws, resource.PhasePending); err != nil {
 			return
 		}
-		c.scheduleOnce(ctx, cache)
+		// A round that placed nothing (every host full, or none) backs
+		// off up to a second: new VMs then only get their reason, and
+		// re-reading a large pending set every 50ms would cost the
+		// writes their CPU. Placing, or a host change, resets it.
+		hostIdx := st.Index(resource.KindHost)
+		if c.scheduleOnce(ctx, cache, full) > 0 || hostIdx != lastHostIdx {
+			interval = schedulerMinInterval
+		} else {
+			interval = min(2*interval, time.Second)
+		}
+		lastHostIdx = hostIdx
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(schedulerMinInterval):
+		case <-time.After(interval):
 		}
 		wctx, cancel := context.WithTimeout(ctx, schedulerRetryInterval)
-		_ = ws.WatchCtx(wctx)
+		full = ws.WatchCtx(wctx) != nil // the periodic round re-plans everything
 		cancel()
 		if ctx.Err() != nil {
 			return
@@ -236,10 +249,11 @@ func (c *Controller) schedulerLoop(ctx context.Context) {
 	}
 }
 
-func (c *Controller) scheduleOnce(ctx context.Context, cache *scheduler.Cache) {
-	hosts, vms, err := scheduler.FromState(c.fsm.State(), cache)
+// scheduleOnce plans one round and returns how many VMs it placed.
+func (c *Controller) scheduleOnce(ctx context.Context, cache *scheduler.Cache, full bool) (placed int) {
+	hosts, vms, err := scheduler.FromState(c.fsm.State(), cache, full)
 	if err != nil || len(vms) == 0 {
-		return
+		return 0
 	}
 	plan := scheduler.Plan(hosts, vms)
 	for len(plan.Placements)+len(plan.Unplaced) > 0 {
@@ -258,16 +272,18 @@ func (c *Controller) scheduleOnce(ctx context.Context, cache *scheduler.Cache) {
 			}
 			return
 		}
-		placed := 0
+		ok := 0
 		for i, e := range res.ItemErrors {
 			if e == nil {
-				placed++
+				ok++
 			} else {
 				c.logger.Debug("placement rejected at apply time", "vm", chunk.Placements[i].VM, "host", chunk.Placements[i].Host, "error", e)
 			}
 		}
-		if placed > 0 {
-			c.logger.Debug("placed VMs", "placed", placed, "rejected", len(chunk.Placements)-placed)
+		if ok > 0 {
+			c.logger.Debug("placed VMs", "placed", ok, "rejected", len(chunk.Placements)-ok)
 		}
+		placed += ok
 	}
+	return placed
 }

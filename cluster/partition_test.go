@@ -132,7 +132,7 @@ func partition(tb testing.TB, ip string) (heal func()) {
 // them elsewhere; no VM is ever active on two hosts; after healing the
 // returning host runs nothing that is no longer its own.
 func TestPartitionedWorkerFencesNoDoubleRun(t *testing.T) {
-	logger := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testWriter{t}})
+	logger := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: newTestWriter(t)})
 	a := startTestAgent(t, "p1", "127.0.0.26", 1)
 	c, err := client.New(client.Config{Addrs: []string{"http://" + a.APIAddr()}})
 	if err != nil {

@@ -70,6 +70,7 @@ type Worker struct {
 	failed      map[string]uint64            // VMs left failed, by epoch
 	fenced      bool
 	lastContact time.Time
+	leaving     bool // guarded by mu
 	ready       bool
 	readyAt     time.Time
 }
@@ -83,8 +84,9 @@ type workerGossipMeta struct {
 	Driver    string `json:"driver,omitempty"`
 	// Ready is false until the worker's first reconciliation after joining
 	// has removed every domain that is no longer its own.
-	Ready  bool              `json:"ready"`
-	Labels map[string]string `json:"labels,omitempty"`
+	Ready   bool              `json:"ready"`
+	Labels  map[string]string `json:"labels,omitempty"`
+	Leaving bool              `json:"leaving,omitempty"`
 }
 
 // StartWorker starts a worker: it waits (in the background, retrying and
@@ -154,6 +156,14 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 	w.mu.Unlock()
 	var errs []error
 	if g != nil {
+		// Say we are leaving (so the host becomes "left", not "down"),
+		// then leave.
+		w.mu.Lock()
+		w.leaving = true
+		w.mu.Unlock()
+		if err := w.setMetaOn(ctx, g, w.ready); err != nil {
+			w.logger.Warn("cannot announce the leave", "error", err)
+		}
 		errs = append(errs, g.Leave(2*time.Second), g.Shutdown())
 	}
 	return errors.Join(errs...)
@@ -209,14 +219,24 @@ func (w *Worker) capacity(ctx context.Context) (int, int64) {
 }
 
 func (w *Worker) setMeta(ctx context.Context, ready bool) error {
+	w.mu.Lock()
+	g := w.gossip
+	w.mu.Unlock()
+	return w.setMetaOn(ctx, g, ready)
+}
+
+func (w *Worker) setMetaOn(ctx context.Context, g *memberlist.Memberlist, ready bool) error {
 	cpus, mem := w.capacity(ctx)
-	meta, err := json.Marshal(workerGossipMeta{ID: w.cfg.NodeID, Role: RoleWorker, CPUs: cpus, MemoryMiB: mem, Driver: w.cfg.DriverName, Ready: ready, Labels: w.cfg.Labels})
+	w.mu.Lock()
+	leaving := w.leaving
+	w.mu.Unlock()
+	meta, err := json.Marshal(workerGossipMeta{ID: w.cfg.NodeID, Role: RoleWorker, CPUs: cpus, MemoryMiB: mem,
+		Driver: w.cfg.DriverName, Ready: ready, Labels: w.cfg.Labels, Leaving: leaving})
 	if err != nil {
 		return err
 	}
 	w.mu.Lock()
 	w.meta = meta
-	g := w.gossip
 	w.mu.Unlock()
 	if g != nil {
 		return g.UpdateNode(2 * time.Second)

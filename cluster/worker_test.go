@@ -225,3 +225,21 @@ func TestDrainAndLabels(t *testing.T) {
 	setUnschedulable(false)
 	waitFor(t, 10*time.Second, "later running after enable", running(t, c, "later"))
 }
+
+// TestGracefulLeaveIsLeft: a worker stopped gracefully makes its host
+// "left", not "down".
+func TestGracefulLeaveIsLeft(t *testing.T) {
+	drv := sim.New(sim.Options{Host: "lv9", CPUs: 2, MemoryMiB: 2048})
+	t.Cleanup(func() { drv.Close() })
+	a := startTestAgent(t, "lv-c", "127.0.0.38", 1)
+	w, err := StartWorker(WorkerConfig{NodeID: "lv9", BindIP: "127.0.0.39", Join: []string{"127.0.0.38:7402"}, Driver: drv, DriverName: "sim"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := client.New(client.Config{Addrs: []string{"http://" + a.APIAddr()}})
+	waitFor(t, 15*time.Second, "lv9 ready", func() bool { return hostState(t, c, "lv9") == resource.HostReady })
+	if err := w.Shutdown(context.Background()); err != nil {
+		t.Logf("shutdown: %v", err)
+	}
+	waitFor(t, 10*time.Second, "lv9 left", func() bool { return hostState(t, c, "lv9") == resource.HostLeft })
+}

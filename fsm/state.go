@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"sort"
 	"sync"
 
 	"github.com/hashicorp/go-memdb"
@@ -276,10 +275,22 @@ func vmsByTxn(txn *memdb.Txn, ws memdb.WatchSet, index, value string) ([]*resour
 		return nil, fmt.Errorf("fsm: list vms by %s: %w", index, err)
 	}
 	ws.Add(it.WatchCh())
+	// A non-unique index orders its entries by the primary key (kind,
+	// name) after the value: this is name order already.
 	out := []*resource.Object{}
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		out = append(out, raw.(*resource.Object))
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// WatchPhase adds to ws a channel that fires when the set of VMs in phase
+// (or one of them) changes, without reading them.
+func (s *Store) WatchPhase(ws memdb.WatchSet, phase string) error {
+	it, err := s.ReadTxn().Get(tableObjects, indexVMPhase, phase)
+	if err != nil {
+		return err
+	}
+	ws.Add(it.WatchCh())
+	return nil
 }

@@ -27,29 +27,25 @@ type VM struct {
 // Plan places vms (oldest first) on hosts, first fit over hosts ordered by
 // free memory (most first, then by name). VMs that fit nowhere get a reason
 // saying why, but only when it differs from the reason they already have.
+// A round costs O(VMs log VMs) when some host has room, O(VMs) otherwise.
 func Plan(hosts []Host, vms []VM) fsm.PlaceRequest {
 	var plan fsm.PlaceRequest
+	rs := newReasoner(hosts)
 	free := make([]Host, 0, len(hosts))
 	for _, h := range hosts {
-		if h.Ready {
+		if h.Ready && h.Free.CPUs > 0 && h.Free.MemoryMiB > 0 {
 			free = append(free, h)
 		}
 	}
-	sort.SliceStable(vms, func(i, j int) bool {
-		if vms[i].CreateIndex != vms[j].CreateIndex {
-			return vms[i].CreateIndex < vms[j].CreateIndex
-		}
-		return vms[i].Name < vms[j].Name
-	})
-	order := func() {
-		sort.Slice(free, func(i, j int) bool {
-			if free[i].Free.MemoryMiB != free[j].Free.MemoryMiB {
-				return free[i].Free.MemoryMiB > free[j].Free.MemoryMiB
+	if len(free) > 0 {
+		sort.Slice(vms, func(i, j int) bool {
+			if vms[i].CreateIndex != vms[j].CreateIndex {
+				return vms[i].CreateIndex < vms[j].CreateIndex
 			}
-			return free[i].Name < free[j].Name
+			return vms[i].Name < vms[j].Name
 		})
+		sort.Slice(free, func(i, j int) bool { return less(free[i], free[j]) })
 	}
-	order()
 	for _, vm := range vms {
 		placed := false
 		for i := range free {
@@ -68,7 +64,7 @@ func Plan(hosts []Host, vms []VM) fsm.PlaceRequest {
 			}
 		}
 		if !placed {
-			if r := unplacedReason(hosts, vm); r != vm.Reason {
+			if r := rs.reason(vm); r != vm.Reason {
 				plan.Unplaced = append(plan.Unplaced, fsm.Unplaced{VM: vm.Name, Reason: r})
 			}
 		}
@@ -83,36 +79,62 @@ func less(a, b Host) bool {
 	return a.Name < b.Name
 }
 
-// unplacedReason explains why vm fits nowhere, from the hosts' state before
-// this plan (so that the reason is stable across rounds).
-func unplacedReason(hosts []Host, vm VM) string {
-	ready, big := 0, 0
+// reasoner explains why a VM fits nowhere, from the hosts' state before the
+// plan (so that reasons are stable across rounds), in O(frontier) per VM.
+type reasoner struct {
+	known, ready int
+	// frontier holds the ready hosts' capacities that no other ready host
+	// beats in both CPUs and memory.
+	frontier []resource.Resources
+}
+
+func newReasoner(hosts []Host) *reasoner {
+	r := &reasoner{known: len(hosts)}
+	var caps []resource.Resources
 	for _, h := range hosts {
-		if !h.Ready {
-			continue
-		}
-		ready++
-		if h.Total.CPUs >= vm.Need.CPUs && h.Total.MemoryMiB >= vm.Need.MemoryMiB {
-			big++
+		if h.Ready {
+			r.ready++
+			caps = append(caps, h.Total)
 		}
 	}
+	sort.Slice(caps, func(i, j int) bool {
+		if caps[i].CPUs != caps[j].CPUs {
+			return caps[i].CPUs > caps[j].CPUs
+		}
+		return caps[i].MemoryMiB > caps[j].MemoryMiB
+	})
+	var best int64 = -1
+	for _, c := range caps {
+		if c.MemoryMiB > best {
+			r.frontier = append(r.frontier, c)
+			best = c.MemoryMiB
+		}
+	}
+	return r
+}
+
+func (r *reasoner) reason(vm VM) string {
 	need := fmt.Sprintf("%d CPUs and %s", vm.Need.CPUs, resource.FormatMiB(vm.Need.MemoryMiB))
 	switch {
-	case len(hosts) == 0:
+	case r.known == 0:
 		return resource.ReasonNoHosts
-	case ready == 0:
-		return fmt.Sprintf("no host is ready and schedulable (%d hosts known)", len(hosts))
-	case big == 0:
-		return fmt.Sprintf("larger than any host: needs %s; no ready host has that much capacity", need)
+	case r.ready == 0:
+		return fmt.Sprintf("no host is ready and schedulable (%d hosts known)", r.known)
 	}
-	return fmt.Sprintf("no ready host has %s free right now (%d of %d ready hosts are large enough)", need, big, ready)
+	for _, c := range r.frontier {
+		if c.CPUs >= vm.Need.CPUs && c.MemoryMiB >= vm.Need.MemoryMiB {
+			return fmt.Sprintf("no ready host has %s free right now (%d ready hosts)", need, r.ready)
+		}
+	}
+	return fmt.Sprintf("larger than any host: needs %s; no ready host has that much capacity", need)
 }
 
 // Cache remembers decoded pending VMs between rounds, keyed by name and
 // valid for one modify_index, so that a round costs decoding only what
 // changed. It is used by one goroutine at a time.
 type Cache struct {
-	vms map[string]cachedVM
+	vms       map[string]cachedVM
+	hostIndex uint64 // the hosts' index when the cached VMs were planned
 }
 
 type cachedVM struct {
@@ -124,8 +146,12 @@ type cachedVM struct {
 func NewCache() *Cache { return &Cache{vms: map[string]cachedVM{}} }
 
 // FromState builds the scheduler's view from the state store: every host,
-// and every pending VM. cache may be nil.
-func FromState(st *fsm.Store, cache *Cache) ([]Host, []VM, error) {
+// and the pending VMs. cache may be nil. With a cache, and unless full is
+// set, a round whose hosts have not changed since the last one returns only
+// the VMs that were not pending (or were changed) then: the others did not
+// fit on these same hosts, and placements and deletions change the hosts.
+func FromState(st *fsm.Store, cache *Cache, full bool) ([]Host, []VM, error) {
+	hostIndex := st.Index(resource.KindHost)
 	hostObjs, err := st.List(nil, resource.KindHost, nil)
 	if err != nil {
 		return nil, nil, err
@@ -156,12 +182,21 @@ func FromState(st *fsm.Store, cache *Cache) ([]Host, []VM, error) {
 	if cache == nil {
 		cache = NewCache()
 	}
-	seen := make(map[string]bool, len(pending))
+	onlyNew := !full && hostIndex == cache.hostIndex
+	cache.hostIndex = hostIndex
+	var seen map[string]bool
+	if !onlyNew {
+		seen = make(map[string]bool, len(pending))
+	}
 	vms := make([]VM, 0, len(pending))
 	for _, o := range pending {
-		seen[o.Name] = true
+		if seen != nil {
+			seen[o.Name] = true
+		}
 		if c, ok := cache.vms[o.Name]; ok && c.modify == o.ModifyIndex {
-			vms = append(vms, c.vm)
+			if !onlyNew {
+				vms = append(vms, c.vm)
+			}
 			continue
 		}
 		spec, err := resource.DecodeSpec[resource.VMSpec](o)
@@ -175,8 +210,10 @@ func FromState(st *fsm.Store, cache *Cache) ([]Host, []VM, error) {
 		cache.vms[o.Name] = cachedVM{modify: o.ModifyIndex, vm: vm}
 		vms = append(vms, vm)
 	}
+	// Forget VMs that left pending (only on full rounds: it needs the
+	// whole set).
 	for name := range cache.vms {
-		if !seen[name] {
+		if seen != nil && !seen[name] {
 			delete(cache.vms, name)
 		}
 	}

@@ -95,6 +95,22 @@ func TestPlanNeverExceedsFree(t *testing.T) {
 			u.MemoryMiB += need[pl.VM].MemoryMiB
 			used[pl.Host] = u
 		}
+		// "larger than any host" exactly when no ready host's capacity
+		// holds the VM (brute force against the frontier).
+		for _, u := range p.Unplaced {
+			fits := false
+			for _, h := range hosts {
+				if h.Ready && h.Total.CPUs >= need[u.VM].CPUs && h.Total.MemoryMiB >= need[u.VM].MemoryMiB {
+					fits = true
+				}
+			}
+			if !strings.Contains(u.Reason, "free right now") && !strings.HasPrefix(u.Reason, "larger than any host") {
+				continue // no ready host at all
+			}
+			if large := strings.HasPrefix(u.Reason, "larger than any host"); large == fits {
+				t.Fatalf("%s: reason %q, but fits some host: %t", u.VM, u.Reason, fits)
+			}
+		}
 		for _, h := range hosts {
 			u := used[h.Name]
 			if !h.Ready && (u != resource.Resources{}) {

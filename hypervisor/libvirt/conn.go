@@ -3,6 +3,7 @@
 package libvirt
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -310,11 +311,19 @@ func (d *Driver) processEvents() {
 
 func (d *Driver) publish(r rawEvent) {
 	t := d.lookupTag(r.name)
+	// Events can arrive late (a "started" after the domain was destroyed
+	// again): the observation log records a change only when the domain's
+	// current state confirms it, so that it never shows a domain stopped
+	// while it runs, or running after it stopped.
 	switch {
 	case r.kind == hypervisor.EventStarted:
-		d.obs.Start(r.name, t.VMID, t.Epoch, "event "+r.reason)
+		if d.activeNow(r.name) == 1 {
+			d.obs.Start(r.name, t.VMID, t.Epoch, "event "+r.reason)
+		}
 	case r.kind == hypervisor.EventStopped:
-		d.obs.Stop(r.name, t.VMID, t.Epoch, "event "+r.reason)
+		if d.activeNow(r.name) == 0 {
+			d.obs.Stop(r.name, t.VMID, t.Epoch, "event "+r.reason)
+		}
 	case r.kind == hypervisor.EventUndefined:
 		d.mu.Lock()
 		delete(d.tags, r.name)
@@ -381,4 +390,21 @@ func (d *Driver) syncObservations() {
 			d.obs.Stop(name, t.VMID, t.Epoch, "seen inactive")
 		}
 	}
+}
+
+// activeNow returns 1 if the domain is active, 0 if it is not (or gone), -1
+// if that cannot be told (no connection).
+func (d *Driver) activeNow(name string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	info, err := d.Get(ctx, name)
+	switch {
+	case errors.Is(err, hypervisor.ErrNotFound):
+		return 0
+	case err != nil:
+		return -1
+	case info.State.Active():
+		return 1
+	}
+	return 0
 }

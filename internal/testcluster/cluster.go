@@ -46,12 +46,25 @@ type Options struct {
 	StopTimeout time.Duration
 	// NoStart creates the nodes of the cluster without starting them.
 	NoStart bool
+
+	// Workers is how many worker agents (`kumoi agent --worker`) New
+	// adds, named WorkerNamePrefix + 1, 2, … (sim-1, sim-2, …), each on
+	// its own address after the controllers'. See AddWorker.
+	Workers int
+	// WorkerArgs are appended to every worker's arguments, after the
+	// defaults (--hypervisor sim --cpus 8 --memory 16GiB), which a flag
+	// given here overrides (the last value of a flag wins).
+	WorkerArgs []string
 }
 
 // Node ids are NodeIDPrefix + 1, 2, … .
 const NodeIDPrefix = "c"
 
-// Cluster is a set of kumoi controller processes.
+// Cluster is a set of kumoi controller processes, and of worker
+// processes that join them. Controllers and workers are numbered
+// separately: the methods that take an index i (Start, Kill, URL, …) are
+// about controllers, the Worker… ones (StartWorker, KillWorker, …) about
+// workers.
 type Cluster struct {
 	tb    testing.TB
 	opts  Options
@@ -60,8 +73,10 @@ type Cluster struct {
 	dir   string
 	hc    *http.Client
 
-	mu    sync.Mutex
-	nodes []*node
+	mu      sync.Mutex
+	nodes   []*node // controllers
+	workers []*node
+	nextIP  int // next free address of the block
 }
 
 type node struct {
@@ -71,6 +86,9 @@ type node struct {
 	dataDir string
 	logPath string
 	expect  int // --bootstrap-expect; 0 for a node that joins later
+
+	worker bool
+	args   []string // a worker's extra arguments
 
 	cmd      *exec.Cmd
 	done     chan struct{} // closed when the process has exited
@@ -130,12 +148,21 @@ func New(tb testing.TB, opts Options) *Cluster {
 			tb.Fatalf("testcluster: log dir: %v", err)
 		}
 	}
+	if opts.Controllers+opts.Workers > MaxNodes {
+		tb.Fatalf("testcluster: %d controllers and %d workers; at most %d nodes per cluster", opts.Controllers, opts.Workers, MaxNodes)
+	}
 	for i := 0; i < opts.Controllers; i++ {
 		c.addNode(opts.Controllers)
+	}
+	for i := 0; i < opts.Workers; i++ {
+		c.addWorker(WorkerNamePrefix+strconv.Itoa(i+1), nil)
 	}
 	if !opts.NoStart {
 		for i := range c.nodes {
 			c.Start(i)
+		}
+		for w := range c.workers {
+			c.StartWorker(w)
 		}
 	}
 	return c
@@ -145,10 +172,20 @@ func (c *Cluster) addNode(expect int) *node {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	i := len(c.nodes)
-	if i >= MaxNodes {
-		c.tb.Fatalf("testcluster: at most %d nodes per cluster", MaxNodes)
+	n := &node{idx: i, id: NodeIDPrefix + strconv.Itoa(i+1), expect: expect}
+	c.place(n)
+	c.nodes = append(c.nodes, n)
+	return n
+}
+
+// place gives n the next address of the block, a data directory and a
+// log file. c.mu is held.
+func (c *Cluster) place(n *node) {
+	if c.nextIP >= MaxNodes {
+		c.tb.Fatalf("testcluster: at most %d nodes (controllers and workers) per cluster", MaxNodes)
 	}
-	n := &node{idx: i, id: NodeIDPrefix + strconv.Itoa(i+1), ip: c.block.ip(i), expect: expect}
+	n.ip = c.block.ip(c.nextIP)
+	c.nextIP++
 	var err error
 	if n.dataDir, err = os.MkdirTemp(c.dir, n.id+"-data-"); err != nil {
 		c.tb.Fatalf("testcluster: %v", err)
@@ -158,8 +195,6 @@ func (c *Cluster) addNode(expect int) *node {
 		logDir = c.dir
 	}
 	n.logPath = filepath.Join(logDir, n.id+".log")
-	c.nodes = append(c.nodes, n)
-	return n
 }
 
 // Add creates one more controller that joins the running cluster through
@@ -301,11 +336,18 @@ func (c *Cluster) Args(i int) []string {
 // are appended to LogPath(i).
 func (c *Cluster) Start(i int) {
 	c.tb.Helper()
-	n := c.node(i)
-	if c.Alive(i) {
-		c.tb.Fatalf("testcluster: Start(%d): %s is already running", i, n.id)
+	c.start(c.node(i), c.Args(i))
+}
+
+// start starts n with args.
+func (c *Cluster) start(n *node, args []string) {
+	c.tb.Helper()
+	c.mu.Lock()
+	running := n.running()
+	c.mu.Unlock()
+	if running {
+		c.tb.Fatalf("testcluster: start %s: it is already running", n.id)
 	}
-	args := c.Args(i)
 	f, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		c.tb.Fatalf("testcluster: open log: %v", err)
@@ -348,11 +390,10 @@ func describeExit(ps *os.ProcessState, err error) string {
 	return ps.String() // "exit status 1", "signal: killed"
 }
 
-// signal sends sig to node i and marks the exit that may follow as ours.
-func (c *Cluster) signal(i int, sig syscall.Signal, expectExit bool) (*node, bool) {
+// signal sends sig to n and marks the exit that may follow as ours.
+func (c *Cluster) signal(n *node, sig syscall.Signal, expectExit bool) (*node, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n := c.nodes[i]
 	if !n.running() {
 		return n, false
 	}
@@ -369,7 +410,12 @@ func (c *Cluster) signal(i int, sig syscall.Signal, expectExit bool) (*node, boo
 // running is left alone.
 func (c *Cluster) Kill(i int) {
 	c.tb.Helper()
-	n, ok := c.signal(i, syscall.SIGKILL, true)
+	c.kill(c.node(i))
+}
+
+func (c *Cluster) kill(n *node) {
+	c.tb.Helper()
+	n, ok := c.signal(n, syscall.SIGKILL, true)
 	if !ok {
 		return
 	}
@@ -385,20 +431,32 @@ func (c *Cluster) Kill(i int) {
 // left alone.
 func (c *Cluster) Terminate(i int) {
 	c.tb.Helper()
-	if c.Paused(i) {
-		c.Resume(i)
+	c.terminate(c.node(i))
+}
+
+func (c *Cluster) terminate(n *node) {
+	c.tb.Helper()
+	c.mu.Lock()
+	paused := n.running() && n.paused
+	c.mu.Unlock()
+	if paused {
+		c.resume(n)
 	}
-	c.signal(i, syscall.SIGTERM, true)
+	c.signal(n, syscall.SIGTERM, true)
 }
 
 // Wait waits up to timeout (stretched under CI) for node i to exit and
 // returns how it exited: nil for status 0. It is safe to call from any
 // goroutine.
 func (c *Cluster) Wait(i int, timeout time.Duration) error {
+	return c.wait(c.node(i), timeout)
+}
+
+func (c *Cluster) wait(n *node, timeout time.Duration) error {
 	c.mu.Lock()
-	n := c.nodes[i]
+	started := n.cmd != nil
 	c.mu.Unlock()
-	if n.cmd == nil {
+	if !started {
 		return nil
 	}
 	limit := Stretch(timeout)
@@ -421,23 +479,34 @@ func (c *Cluster) Wait(i int, timeout time.Duration) error {
 // node took to exit.
 func (c *Cluster) Stop(i int) time.Duration {
 	c.tb.Helper()
-	if !c.Alive(i) {
+	return c.stop(c.node(i))
+}
+
+func (c *Cluster) stop(n *node) time.Duration {
+	c.tb.Helper()
+	if !c.alive(n) {
 		return 0
 	}
 	start := time.Now()
-	c.Terminate(i)
-	if err := c.stopWait(i); err != nil {
+	c.terminate(n)
+	if err := c.stopWait(n); err != nil {
 		c.tb.Errorf("testcluster: graceful stop: %v", err)
 	}
 	return time.Since(start)
 }
 
+func (c *Cluster) alive(n *node) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return n.running()
+}
+
 // stopWait waits for a terminated node and kills it if it hangs. It
 // reports only through its result, so any goroutine may call it.
-func (c *Cluster) stopWait(i int) error {
-	err := c.Wait(i, c.opts.StopTimeout)
-	if err != nil && c.Alive(i) {
-		n, _ := c.signal(i, syscall.SIGKILL, true)
+func (c *Cluster) stopWait(n *node) error {
+	err := c.wait(n, c.opts.StopTimeout)
+	if err != nil && c.alive(n) {
+		c.signal(n, syscall.SIGKILL, true)
 		<-n.done
 		return fmt.Errorf("%v of SIGTERM; killed it", err)
 	}
@@ -447,43 +516,51 @@ func (c *Cluster) stopWait(i int) error {
 	return nil
 }
 
-// StopAll stops every running node gracefully and at the same time
-// (SIGTERM to all, then wait for all), failing the test like Stop.
+// StopAll stops every running node gracefully, the workers first (so
+// that they can still tell the controllers they leave), each group at the
+// same time (SIGTERM to all, then wait for all), failing the test like
+// Stop.
 func (c *Cluster) StopAll() {
 	c.tb.Helper()
-	var running []int
-	for i := 0; i < c.N(); i++ {
-		if c.Alive(i) {
-			c.Terminate(i)
-			running = append(running, i)
+	c.mu.Lock()
+	groups := [][]*node{append([]*node(nil), c.workers...), append([]*node(nil), c.nodes...)}
+	c.mu.Unlock()
+	for _, group := range groups {
+		var running []*node
+		for _, n := range group {
+			if c.alive(n) {
+				c.terminate(n)
+				running = append(running, n)
+			}
 		}
-	}
-	errs := make([]error, len(running))
-	var wg sync.WaitGroup
-	for k, i := range running {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[k] = c.stopWait(i)
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			c.tb.Errorf("testcluster: graceful stop: %v", err)
+		errs := make([]error, len(running))
+		var wg sync.WaitGroup
+		for k, n := range running {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[k] = c.stopWait(n)
+			}()
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				c.tb.Errorf("testcluster: graceful stop: %v", err)
+			}
 		}
 	}
 }
 
-// KillAll kills every running node.
+// KillAll kills every running node, workers included.
 func (c *Cluster) KillAll() {
 	c.tb.Helper()
-	for i := 0; i < c.N(); i++ {
-		c.Kill(i)
+	for _, n := range c.allNodes() {
+		c.kill(n)
 	}
 }
 
-// StartAll starts every node that is not running.
+// StartAll starts every node that is not running: controllers, then
+// workers.
 func (c *Cluster) StartAll() {
 	c.tb.Helper()
 	for i := 0; i < c.N(); i++ {
@@ -491,28 +568,50 @@ func (c *Cluster) StartAll() {
 			c.Start(i)
 		}
 	}
+	for w := 0; w < c.Workers(); w++ {
+		if !c.WorkerAlive(w) {
+			c.StartWorker(w)
+		}
+	}
+}
+
+// allNodes lists the controllers, then the workers.
+func (c *Cluster) allNodes() []*node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append(append([]*node(nil), c.nodes...), c.workers...)
 }
 
 // Pause stops node i with SIGSTOP: it keeps its sockets but answers
 // nothing, like a machine that hangs.
 func (c *Cluster) Pause(i int) {
 	c.tb.Helper()
-	if _, ok := c.signal(i, syscall.SIGSTOP, false); !ok {
-		c.tb.Fatalf("testcluster: Pause(%d): %s is not running", i, c.ID(i))
+	c.pause(c.node(i))
+}
+
+func (c *Cluster) pause(n *node) {
+	c.tb.Helper()
+	if _, ok := c.signal(n, syscall.SIGSTOP, false); !ok {
+		c.tb.Fatalf("testcluster: pause: %s is not running", n.id)
 	}
 	c.mu.Lock()
-	c.nodes[i].paused = true
+	n.paused = true
 	c.mu.Unlock()
 }
 
 // Resume continues a paused node with SIGCONT.
 func (c *Cluster) Resume(i int) {
 	c.tb.Helper()
-	if _, ok := c.signal(i, syscall.SIGCONT, false); !ok {
-		c.tb.Fatalf("testcluster: Resume(%d): %s is not running", i, c.ID(i))
+	c.resume(c.node(i))
+}
+
+func (c *Cluster) resume(n *node) {
+	c.tb.Helper()
+	if _, ok := c.signal(n, syscall.SIGCONT, false); !ok {
+		c.tb.Fatalf("testcluster: resume: %s is not running", n.id)
 	}
 	c.mu.Lock()
-	c.nodes[i].paused = false
+	n.paused = false
 	c.mu.Unlock()
 }
 
@@ -704,6 +803,9 @@ func (c *Cluster) crashReport() string {
 	for _, n := range c.nodes {
 		msgs = append(msgs, n.crashes...)
 	}
+	for _, n := range c.workers {
+		msgs = append(msgs, n.crashes...)
+	}
 	return strings.Join(msgs, "; ")
 }
 
@@ -734,9 +836,7 @@ func tail(path string, n int) string {
 const LogTailLines = 40
 
 func (c *Cluster) cleanup() {
-	c.mu.Lock()
-	nodes := append([]*node(nil), c.nodes...)
-	c.mu.Unlock()
+	nodes := c.allNodes()
 	for _, n := range nodes {
 		c.mu.Lock()
 		running := n.running()

@@ -5,6 +5,13 @@
 // pauses and restarts them, and polls their HTTP API until they agree on a
 // leader.
 //
+// A cluster may also run workers (`kumoi agent --worker`, by default with
+// the simulated hypervisor): Options.Workers or AddWorker start them on the
+// next addresses of the cluster's block, joining the controllers' gossip,
+// and the Worker… methods kill, stop, pause and restart them like
+// controllers. Host and WaitHostState read the host objects the
+// controllers make of them.
+//
 // Everything waits by polling with a deadline (stretched ×3 when CI is set),
 // never by sleeping. Processes are always killed when the test ends, and
 // when a test fails the tail of every node's log is printed.

@@ -1,6 +1,7 @@
 package testcluster
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -72,5 +73,38 @@ func TestStretch(t *testing.T) {
 	t.Setenv("CI", "false")
 	if Stretch(time.Second) != time.Second || InCI() {
 		t.Errorf("CI=false counts as CI")
+	}
+}
+
+// TestWorkerProcesses runs one controller and one simulated worker as real
+// processes: the worker's host becomes ready, a graceful stop takes it
+// out, a restart makes it ready again, and a SIGKILL down.
+func TestWorkerProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	c := New(t, Options{Controllers: 1, Workers: 1, LogLevel: "info"})
+	c.WaitLeader(0)
+	name := c.WorkerName(0)
+	if name != "sim-1" || c.WorkerIndex(name) != 0 || c.WorkerIP(0) == c.IP(0) {
+		t.Fatalf("worker 0 is %s on %s (controller on %s)", name, c.WorkerIP(0), c.IP(0))
+	}
+	hs := c.WaitHostState(name, "ready", 30*time.Second)
+	if hs.Capacity.CPUs != 8 || hs.Capacity.MemoryMiB != 16<<10 {
+		t.Errorf("capacity %+v, want the default 8 CPUs and 16 GiB", hs.Capacity)
+	}
+	// A graceful stop exits with status 0 (Stop checks it); the host
+	// becomes left (not down: the worker announced its leave).
+	c.StopWorker(0)
+	c.WaitHostState(name, "left", 30*time.Second)
+	c.StartWorker(0)
+	c.WaitHostState(name, "ready", 30*time.Second)
+	c.KillWorker(0)
+	if c.WorkerAlive(0) {
+		t.Fatal("the worker is alive after KillWorker")
+	}
+	c.WaitHostState(name, "down", 30*time.Second)
+	if _, _, err := c.Host("nope"); !errors.Is(err, ErrNoHost) {
+		t.Errorf("Host(nope) = %v, want ErrNoHost", err)
 	}
 }
