@@ -313,7 +313,7 @@ func (w *writer) create(req *CreateRequest) error {
 	if req.Kind == resource.KindVM {
 		// With no host at all, say so from the start, as the scheduler
 		// would (so that it has nothing to rewrite).
-		if raw, err := w.txn.First(tableObjects, indexKind, string(resource.KindHost)); err == nil && raw == nil {
+		if raw, err := w.txn.First(tableObjects, indexKind, kindPrefix(resource.KindHost)); err == nil && raw == nil {
 			st := resource.VMStatus{Phase: resource.PhasePending, Reason: resource.ReasonNoHosts, Since: req.Time.UTC()}
 			if status, err = json.Marshal(&st); err != nil {
 				return err

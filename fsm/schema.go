@@ -10,9 +10,11 @@ const (
 	tableObjects = "objects"
 	tableIndex   = "index"
 
-	indexID   = "id"   // kind + name, unique
-	indexUID  = "uid"  // object id (UUID), unique
-	indexKind = "kind" // kind, for listing
+	indexID  = "id"  // kind + name, unique
+	indexUID = "uid" // object id (UUID), unique
+	// indexKind lists one kind: a prefix query on the (kind, name) index
+	// (no index of its own: each one costs every insert on every node).
+	indexKind = indexID + "_prefix"
 )
 
 // indexEntry records the Raft index of the last change to a kind.
@@ -40,19 +42,15 @@ func schema() *memdb.DBSchema {
 						Unique:  true,
 						Indexer: &memdb.StringFieldIndex{Field: "ID"},
 					},
-					indexKind: {
-						Name:    indexKind,
-						Indexer: &memdb.StringFieldIndex{Field: "Kind"},
-					},
 					indexVMHost: {
 						Name:         indexVMHost,
 						AllowMissing: true,
-						Indexer:      &vmStatusIndexer{field: func(s *resource.VMStatus) string { return s.Host }},
+						Indexer:      &vmStatusIndexer{field: func(s *vmIndexFields) string { return s.Host }},
 					},
 					indexVMPhase: {
 						Name:         indexVMPhase,
 						AllowMissing: true,
-						Indexer:      &vmStatusIndexer{field: func(s *resource.VMStatus) string { return s.Phase }},
+						Indexer:      &vmStatusIndexer{field: func(s *vmIndexFields) string { return s.Phase }},
 					},
 				},
 			},
@@ -69,3 +67,8 @@ func schema() *memdb.DBSchema {
 		},
 	}
 }
+
+// kindPrefix is the argument of an indexKind query: the kind with the
+// string indexer's terminator, so that "vm" does not also match a kind
+// that starts with "vm".
+func kindPrefix(kind resource.Kind) string { return string(kind) + "\x00" }

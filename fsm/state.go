@@ -106,7 +106,7 @@ func (s *Store) List(ws memdb.WatchSet, kind resource.Kind, sel resource.Selecto
 }
 
 func listTxn(txn *memdb.Txn, ws memdb.WatchSet, kind resource.Kind, sel resource.Selector) ([]*resource.Object, error) {
-	it, err := txn.Get(tableObjects, indexKind, string(kind))
+	it, err := txn.Get(tableObjects, indexKind, kindPrefix(kind))
 	if err != nil {
 		return nil, fmt.Errorf("fsm: list %s: %w", kind, err)
 	}
@@ -168,7 +168,7 @@ func bumpIndex(txn *memdb.Txn, kind resource.Kind, index uint64) error {
 
 // Count returns the number of objects of kind.
 func (s *Store) Count(kind resource.Kind) int {
-	it, err := s.ReadTxn().Get(tableObjects, indexKind, string(kind))
+	it, err := s.ReadTxn().Get(tableObjects, indexKind, kindPrefix(kind))
 	if err != nil {
 		return 0
 	}
