@@ -64,8 +64,8 @@ func (s *Store) ReadTxn() *memdb.Txn {
 
 func indexKey(kind resource.Kind) string { return "objects/" + string(kind) }
 
-// allIndexKey is the index of the newest write of any kind.
-const allIndexKey = "_all"
+// (Snapshots from before LatestIndex was computed may hold an "_all" index
+// record: it equals the largest per-kind index, so it changes nothing.)
 
 // Get returns the object kind/name or nil. ws, if non-nil, is added the
 // channels that fire when the answer may change.
@@ -141,9 +141,18 @@ func (s *Store) IndexWatch(ws memdb.WatchSet, kind resource.Kind) uint64 {
 	return raw.(*indexEntry).Value
 }
 
-// LatestIndex returns the Raft index of the last change of any kind.
+// LatestIndex returns the Raft index of the last change of any kind: the
+// largest per-kind index (a handful of entries).
 func (s *Store) LatestIndex() uint64 {
-	return indexTxn(s.ReadTxn(), allIndexKey)
+	it, err := s.ReadTxn().Get(tableIndex, indexID)
+	if err != nil {
+		return 0
+	}
+	var latest uint64
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		latest = max(latest, raw.(*indexEntry).Value)
+	}
+	return latest
 }
 
 func indexTxn(txn *memdb.Txn, key string) uint64 {
@@ -155,13 +164,12 @@ func indexTxn(txn *memdb.Txn, key string) uint64 {
 }
 
 func bumpIndex(txn *memdb.Txn, kind resource.Kind, index uint64) error {
-	for _, key := range []string{indexKey(kind), allIndexKey} {
-		if indexTxn(txn, key) >= index {
-			continue
-		}
-		if err := txn.Insert(tableIndex, &indexEntry{Key: key, Value: index}); err != nil {
-			return fmt.Errorf("fsm: update index %s: %w", key, err)
-		}
+	key := indexKey(kind)
+	if indexTxn(txn, key) >= index {
+		return nil
+	}
+	if err := txn.Insert(tableIndex, &indexEntry{Key: key, Value: index}); err != nil {
+		return fmt.Errorf("fsm: update index %s: %w", key, err)
 	}
 	return nil
 }
