@@ -32,6 +32,8 @@ func TestAgainstDevCluster(t *testing.T) {
 	step(0, "running", "vm", "create", "web", "--cpus", "1", "--memory", "256MiB", "--wait", "--timeout", "60s")
 	step(0, "sim-", "vm", "list")
 	step(0, "ready", "host", "list")
+	step(0, "/16 ", "host", "update", "sim-1", "--cpu-overcommit", "2")
+	step(2, "between 1 and 64", "host", "update", "sim-1", "--cpu-overcommit", "0.5")
 	step(1, "running", "vm", "resume", "web")
 	step(0, "web", "vm", "reboot", "web")
 	step(0, "stopped", "vm", "stop", "web", "--wait", "--timeout", "30s")

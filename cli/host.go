@@ -13,7 +13,7 @@ func hostCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "host",
 		Usage:     "inspect the hypervisor hosts, drain and enable them",
-		UsageText: "kumoi host <list|get|vms|drain|enable> [options] [NAME]",
+		UsageText: "kumoi host <list|get|vms|drain|enable|update> [options] [NAME]",
 		Description: `A host object appears when a healthy worker joins the cluster, and says
 whether the host is ready (or down, left, draining), how much CPU and memory
 it has and how much of it its VMs hold. Draining a host stops new placements
@@ -24,7 +24,8 @@ Examples:
    kumoi host get hv-1 -o yaml
    kumoi host vms hv-1
    kumoi host drain hv-1
-   kumoi host enable hv-1`,
+   kumoi host enable hv-1
+   kumoi host update hv-1 --cpu-overcommit 4`,
 		Subcommands: []*cli.Command{
 			leaf(&cli.Command{
 				Name:      "get",
@@ -103,6 +104,24 @@ Example:
    kumoi host enable hv-1`,
 				Action: func(c *cli.Context) error { return setSchedulable(c, true) },
 			}),
+			leaf(&cli.Command{
+				Name:      "update",
+				Usage:     "change a host's overcommit ratios",
+				UsageText: "kumoi host update NAME [--cpu-overcommit R] [--memory-overcommit R] [-o table|json|yaml]",
+				Description: `Sets how far placements may overcommit the host: the scheduler and the state
+machine allow VMs up to capacity x ratio (1 = no overcommit, the default;
+at most 64). Lowering a ratio below what is placed leaves the VMs where
+they are but takes no new ones. A read-modify-write with compare-and-set.
+
+Examples:
+   kumoi host update hv-1 --cpu-overcommit 4
+   kumoi host update hv-1 --cpu-overcommit 2 --memory-overcommit 1.5`,
+				Flags: []cli.Flag{
+					&cli.Float64Flag{Name: "cpu-overcommit", Usage: "CPU overcommit ratio R (1-64)"},
+					&cli.Float64Flag{Name: "memory-overcommit", Usage: "memory overcommit ratio R (1-64)"},
+				},
+				Action: hostUpdate,
+			}),
 		},
 	}
 }
@@ -163,4 +182,35 @@ func vmsStay(s *session, host string) string {
 		return "the 1 VM on it stays and keeps running" + later
 	}
 	return fmt.Sprintf("the %d VMs on it stay and keep running%s", len(vms), later)
+}
+
+// hostUpdate changes a host's overcommit ratios.
+func hostUpdate(c *cli.Context) error {
+	name, err := oneName(c, "host")
+	if err != nil {
+		return err
+	}
+	changes := map[string]any{}
+	for flag, field := range map[string]string{"cpu-overcommit": "cpu_overcommit", "memory-overcommit": "memory_overcommit"} {
+		if c.IsSet(flag) {
+			v := c.Float64(flag)
+			if v < 1 || v > resource.MaxOvercommit {
+				return usagef("--%s %g: must be between 1 and %d", flag, v, resource.MaxOvercommit)
+			}
+			changes[field] = v
+		}
+	}
+	if len(changes) == 0 {
+		return usagef("nothing to change: give --cpu-overcommit and/or --memory-overcommit")
+	}
+	s, err := connect(c)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	o, err := updateSpec(s, resource.KindHost, name, func(*resource.Object) (map[string]any, error) { return changes, nil })
+	if err != nil {
+		return err
+	}
+	return printObject(c, o)
 }
