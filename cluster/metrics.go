@@ -69,7 +69,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	// Show every command type from the start, so rates work before the
 	// first error.
-	for _, t := range []fsm.MessageType{fsm.CreateRequestType, fsm.UpdateRequestType, fsm.DeleteRequestType, fsm.BatchRequestType, fsm.StatusRequestType} {
+	for _, t := range fsm.MessageTypes {
 		m.applyErrors.WithLabelValues(t.String())
 	}
 	return m

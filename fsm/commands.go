@@ -52,6 +52,13 @@ func (t MessageType) String() string {
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
 
+// MessageTypes lists every known message type, in order (metrics and
+// tests iterate it).
+var MessageTypes = []MessageType{
+	CreateRequestType, UpdateRequestType, DeleteRequestType, BatchRequestType, StatusRequestType,
+	PlaceRequestType, ReportRequestType, HostStateRequestType, EvacuateRequestType, ActionRequestType,
+}
+
 // CreateRequest creates an object. ID and Time are decided by the proposer.
 type CreateRequest struct {
 	Time   time.Time         `json:"time"`
