@@ -212,11 +212,22 @@ func Schedulable(spec *resource.HostSpec, st *resource.HostStatus) resource.Reso
 	if mem < 1 {
 		mem = 1
 	}
+	cpu, mem = min(cpu, resource.MaxOvercommit), min(mem, resource.MaxOvercommit)
+	// The explicit float64 conversions round each product before the
+	// addition, so no platform fuses them (FMA) into a different result:
+	// every controller computes the same limit from the same log.
 	return resource.Resources{
-		CPUs:      int(math.Floor(float64(st.Capacity.CPUs)*cpu + 1e-9)),
-		MemoryMiB: int64(math.Floor(float64(st.Capacity.MemoryMiB)*mem + 1e-9)),
+		CPUs:      int(math.Floor(float64(float64(min(st.Capacity.CPUs, MaxHostCPUs))*cpu) + 1e-9)),
+		MemoryMiB: int64(math.Floor(float64(float64(min(st.Capacity.MemoryMiB, MaxHostMemoryMiB))*mem) + 1e-9)),
 	}
 }
+
+// Bounds of a host's capacity (so that capacity × overcommit stays exact
+// in a float64 and fits an int on every platform).
+const (
+	MaxHostCPUs      = 1 << 20
+	MaxHostMemoryMiB = 1 << 40
+)
 
 // fits checks that adding need to host keeps it within its schedulable
 // capacity. The allocation is recomputed from the VMs, never trusted.
@@ -390,8 +401,8 @@ func (w *writer) hostState(req *HostStateRequest) error {
 	if !hostStates[req.State] {
 		return resource.Errorf("state", "%q is not a host state (ready, down, left, draining)", req.State)
 	}
-	if req.Capacity.CPUs < 0 || req.Capacity.MemoryMiB < 0 {
-		return resource.Errorf("capacity", "must not be negative")
+	if req.Capacity.CPUs < 0 || req.Capacity.MemoryMiB < 0 || req.Capacity.CPUs > MaxHostCPUs || req.Capacity.MemoryMiB > MaxHostMemoryMiB {
+		return resource.Errorf("capacity", "must be between 0 and %d CPUs and %d MiB", MaxHostCPUs, MaxHostMemoryMiB)
 	}
 	cur, err := getTxn(w.txn, nil, resource.KindHost, req.Name)
 	if err != nil {
