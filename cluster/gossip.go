@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"sort"
 	"strconv"
@@ -195,6 +196,9 @@ func (c *Controller) startGossip() error {
 		c.cfg.GossipProbeTimeout, c.cfg.GossipSuspicionMult, c.cfg.Logger.Named("gossip"))
 	mc.Delegate = d
 	mc.Events = d
+	if err := useBoundTransport(mc); err != nil {
+		return err
+	}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		return fmt.Errorf("start gossip on %s: %w", c.cfg.gossipAddr(), err)
@@ -369,4 +373,36 @@ func reconnectLoop(ml *memberlist.Memberlist, t *memberTable, self string, join 
 			_, _ = ml.Join(addrs)
 		}
 	}
+}
+
+// boundTransport is memberlist's NetTransport, except that its TCP
+// connections (push-pull, fallback probes) leave from the agent's own
+// address, like its UDP packets do: a partition made with iptables on that
+// address then cuts gossip both ways.
+type boundTransport struct {
+	*memberlist.NetTransport
+	local net.IP
+}
+
+func (t *boundTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
+	return t.DialAddressTimeout(memberlist.Address{Addr: addr}, timeout)
+}
+
+func (t *boundTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
+	d := net.Dialer{Timeout: timeout, LocalAddr: &net.TCPAddr{IP: t.local}}
+	return d.Dial("tcp", a.Addr)
+}
+
+// useBoundTransport gives mc a boundTransport on its bind address and port.
+func useBoundTransport(mc *memberlist.Config) error {
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+		BindAddrs: []string{mc.BindAddr},
+		BindPort:  mc.BindPort,
+		Logger:    mc.Logger,
+	})
+	if err != nil {
+		return fmt.Errorf("gossip on %s:%d: %w", mc.BindAddr, mc.BindPort, err)
+	}
+	mc.Transport = &boundTransport{NetTransport: nt, local: net.ParseIP(mc.BindAddr)}
+	return nil
 }

@@ -22,7 +22,7 @@ func oneHost(t *testing.T, ip, workerIP, host string, drv hypervisor.Driver, dri
 	t.Helper()
 	a := startTestAgent(t, "r-"+host, ip, 1)
 	w, err := StartWorker(WorkerConfig{NodeID: host, BindIP: workerIP, Join: []string{ip + ":7402"}, Driver: drv, DriverName: driverName,
-		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: newTestWriter(t)}).Named(host)})
+		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: newTestWriter(t)}).Named(host)})
 	if err != nil {
 		t.Fatal(err)
 	}

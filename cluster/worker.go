@@ -68,6 +68,7 @@ type Worker struct {
 	reported    map[string]resource.VMReport // last report per VM
 	stopping    map[string]bool              // domains we are stopping on purpose
 	failed      map[string]uint64            // VMs left failed, by epoch
+	seenUp      map[string]uint64            // VMs seen active (not stopped by us), by epoch
 	fenced      bool
 	lastContact time.Time
 	leaving     bool // guarded by mu
@@ -137,6 +138,7 @@ func StartWorker(cfg WorkerConfig) (*Worker, error) {
 		reported: map[string]resource.VMReport{},
 		stopping: map[string]bool{},
 		failed:   map[string]uint64{},
+		seenUp:   map[string]uint64{},
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
@@ -266,6 +268,9 @@ func (w *Worker) joinGossip(ctx context.Context) error {
 	mc := gossipConfig(w.cfg.GossipName, w.cfg.BindIP, w.cfg.GossipPort, 500*time.Millisecond, 250*time.Millisecond, 3, w.cfg.Logger.Named("gossip"))
 	d := workerDelegate{w}
 	mc.Delegate, mc.Events = d, d
+	if err := useBoundTransport(mc); err != nil {
+		return err
+	}
 	g, err := memberlist.Create(mc)
 	if err != nil {
 		return fmt.Errorf("start gossip on %s:%d: %w", w.cfg.BindIP, w.cfg.GossipPort, err)
@@ -468,9 +473,15 @@ func (w *Worker) converge(ctx context.Context) {
 			return
 		}
 		for i, r := range res.Results {
-			if r.Error == nil && i < len(reports) {
-				w.reported[reports[i].VM] = reports[i]
+			if i >= len(reports) {
+				break
 			}
+			if r.Error != nil {
+				w.logger.Debug("report refused", "vm", reports[i].VM, "phase", reports[i].Phase, "error", r.Error.Message)
+				continue
+			}
+			w.logger.Debug("reported", "vm", reports[i].VM, "phase", reports[i].Phase, "reason", reports[i].Reason, "set_power", reports[i].SetPower, "epoch", reports[i].Epoch)
+			w.reported[reports[i].VM] = reports[i]
 		}
 	}
 }
@@ -535,9 +546,14 @@ func (w *Worker) convergeVM(ctx context.Context, o *resource.Object, spec *resou
 			d = got
 		}
 	}
+	if d.State.Active() && !w.stopping[name] {
+		w.seenUp[o.Name] = st.Epoch
+	}
 	// Behind Kumoi's back: the guest powered off or crashed.
 	if d.State == hypervisor.StateShutoff || d.State == hypervisor.StateCrashed {
-		if !w.stopping[name] && spec.Power == resource.PowerRunning && w.reported[o.Name].Phase == resource.PhaseRunning {
+		// It was seen up in this placement and we did not stop it.
+		if !w.stopping[name] && spec.Power == resource.PowerRunning && w.seenUp[o.Name] == st.Epoch {
+			delete(w.seenUp, o.Name)
 			switch d.Reason {
 			case hypervisor.StopShutdown:
 				rep.Phase, rep.Reason, rep.SetPower = resource.PhaseStopped, "the guest powered itself off", resource.PowerStopped
@@ -557,6 +573,7 @@ func (w *Worker) convergeVM(ctx context.Context, o *resource.Object, spec *resou
 		case d.State == hypervisor.StatePaused:
 			err = w.drv.Resume(ctx, name)
 		case !d.State.Active():
+			w.logger.Debug("starting domain", "domain", name, "state", d.State, "reason", d.Reason, "stopping", w.stopping[name], "last", w.reported[o.Name].Phase, "power", spec.Power, "modify_index", o.ModifyIndex)
 			delete(w.stopping, name)
 			w.reportStarting(ctx, rep)
 			err = w.drv.Start(ctx, name)
@@ -564,6 +581,7 @@ func (w *Worker) convergeVM(ctx context.Context, o *resource.Object, spec *resou
 	case resource.PowerStopped:
 		if d.State.Active() {
 			w.stopping[name] = true
+			delete(w.seenUp, o.Name)
 			err = w.drv.Shutdown(ctx, name, w.cfg.ShutdownGrace)
 		}
 	case resource.PowerSuspended:
@@ -588,6 +606,9 @@ func (w *Worker) convergeVM(ctx context.Context, o *resource.Object, spec *resou
 	}
 	if got, err := w.drv.Get(ctx, name); err == nil {
 		d = got
+	}
+	if d.State.Active() && !w.stopping[name] {
+		w.seenUp[o.Name] = st.Epoch
 	}
 	rep.Phase = phaseOf(d.State)
 	if rep.Phase == resource.PhaseStopped && (d.Reason == hypervisor.StopCrashed || d.Reason == hypervisor.StopFailed) {
