@@ -126,3 +126,17 @@ test-qemu:
 	bash scripts/install-qemu-deps.sh
 	KUMOI_TEST_QEMU=1 KUMOI_TEST_QEMU_RESTART_LIBVIRTD="bash $(abspath scripts/install-qemu-deps.sh) --restart-libvirtd" \
 	$(GO) test -tags $(TAGS) -count=1 -timeout 30m -v -run 'QEMU' ./hypervisor/libvirt/
+
+# Opt-in, not part of `make test` (yet): the chaos harness, both workloads
+# under a mix of nemeses, JEPSEN_DURATION each (docs/jepsen.md). Partition
+# nemeses are mixed in only when run as root. JEPSEN_SEED=0 picks a seed
+# from the time (printed in the summary).
+JEPSEN_DURATION    ?= 30s
+JEPSEN_SEED        ?= 0
+JEPSEN_NEMESIS_ALL := kill-leader,pause-leader,partition-leader
+JEPSEN_NEMESIS_NOROOT := kill-leader,pause-leader
+JEPSEN_NEMESIS     ?= $(if $(filter 0,$(shell id -u)),$(JEPSEN_NEMESIS_ALL),$(JEPSEN_NEMESIS_NOROOT))
+.PHONY: jepsen-quick
+jepsen-quick: build
+	$(GO) run -tags $(TAGS) ./cmd/kumoi-jepsen --bin $(BIN) --workload register,set \
+		--nemesis $(JEPSEN_NEMESIS) --duration $(JEPSEN_DURATION) --seed $(JEPSEN_SEED)

@@ -21,8 +21,9 @@
 // ./cmd/kumoi). When it cannot be found or built the test is skipped, except
 // under CI, where that is a failure.
 //
-// The package is for tests only: it takes a testing.TB and must never be
-// imported by non-test code. It talks to nodes with plain net/http and the
+// The package is for tests and for the chaos harness (jepsen/,
+// cmd/kumoi-jepsen, which pass a Standalone TB); never for the agent or the
+// CLI. It talks to nodes with plain net/http and the
 // wire types of package resource, so that it does not depend on the SDK it
 // is used to test.
 package testcluster

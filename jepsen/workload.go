@@ -1,0 +1,161 @@
+package jepsen
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/kumoi/kumoi/client"
+	"github.com/kumoi/kumoi/internal/testcluster"
+	"github.com/kumoi/kumoi/resource"
+)
+
+// Env is what a workload runs against.
+type Env struct {
+	// URLs are the controllers' API base URLs.
+	URLs []string
+	// OpTimeout bounds every operation.
+	OpTimeout time.Duration
+	// RunID is unique to the run; workloads name and label their objects
+	// with it.
+	RunID string
+	// Logf logs progress.
+	Logf func(format string, args ...any)
+
+	hcOnce sync.Once
+	hc     *http.Client
+}
+
+// Client returns an SDK client that talks to one controller only and never
+// retries, so that every operation of the history is exactly one request
+// (a retried write could be applied twice, or be applied and then answered
+// with a conflict).
+func (e *Env) Client(addr string) *client.Client {
+	e.hcOnce.Do(func() { e.hc = testcluster.NewHTTPClient(64, 0) })
+	c, err := client.New(client.Config{
+		Addrs: []string{addr}, HTTPClient: e.hc, Timeout: e.OpTimeout, RetryDeadline: -1,
+		UserAgent: "kumoi-jepsen",
+	})
+	if err != nil {
+		panic(err) // addresses come from testcluster and are well formed
+	}
+	return c
+}
+
+// AnyClient returns an SDK client over every controller, with the SDK's
+// retries: for setup and final reads, which are not part of the history.
+func (e *Env) AnyClient() *client.Client {
+	c, err := client.New(client.Config{Addrs: e.URLs, Timeout: e.OpTimeout, UserAgent: "kumoi-jepsen"})
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+// Workload generates operations and checks the history they make.
+type Workload interface {
+	Name() string
+	// Setup creates the objects the workload needs, before the history
+	// starts.
+	Setup(ctx context.Context, env *Env) error
+	// Run issues operations as one logical process until ctx ends;
+	// worker numbers the concurrent runners from 0, and process returns a
+	// fresh process id (a process whose operation ended unknown must not
+	// be reused).
+	Run(ctx context.Context, env *Env, worker int, process func() int, rng *rand.Rand, h *History)
+	// Final makes the final reads after the faults are healed, recording
+	// them in h.
+	Final(ctx context.Context, env *Env, h *History) error
+	// Check checks the history; it may write files (history.html) to the
+	// directory out ("" for none), annotated with the fault windows.
+	Check(ops []Op, faults []FaultWindow, out string) Check
+}
+
+// Check is a checker's verdict.
+type Check struct {
+	Valid     bool      `json:"valid"`
+	Anomalies []Anomaly `json:"anomalies,omitempty"`
+	// Notes are facts about the check that are not anomalies.
+	Notes []string `json:"notes,omitempty"`
+}
+
+// Anomaly is one thing the checker found wrong, with the operations that
+// show it.
+type Anomaly struct {
+	Type   string `json:"type"`
+	Key    string `json:"key,omitempty"`
+	Detail string `json:"detail"`
+	Ops    []Op   `json:"ops,omitempty"`
+}
+
+// NewWorkload returns the workload called name.
+func NewWorkload(name string) (Workload, error) {
+	switch name {
+	case "register":
+		return &Register{Keys: 3}, nil
+	case "set":
+		return &Set{}, nil
+	}
+	return nil, fmt.Errorf("unknown workload %q (register, set)", name)
+}
+
+// Workloads lists the workload names.
+var Workloads = []string{"register", "set"}
+
+// vmSpec is the spec of every VM the workloads create: nothing runs it
+// (the cluster has no workers), it is only a replicated object.
+var vmSpec = []byte(`{"cpus":1,"memory_mib":64}`)
+
+// retry calls f until it succeeds or timeout passes.
+func retry(ctx context.Context, timeout time.Duration, f func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last error
+	for {
+		if last = f(ctx); last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not done within %s: %w", timeout, last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// createVM creates a VM with labels.
+func createVM(ctx context.Context, c *client.Client, name string, labels map[string]string) (*resource.Object, error) {
+	return c.Create(ctx, resource.KindVM, resource.CreateRequest{Name: name, Labels: labels, Spec: vmSpec})
+}
+
+// FailBackoff is how long a client waits after an operation that did not
+// succeed, so that a client whose controller is down does not flood the
+// history with refused connections.
+var FailBackoff = 50 * time.Millisecond
+
+// afterOp returns the process id to use next (a fresh one after an unknown
+// outcome: that process may still be running its operation) and waits
+// FailBackoff after a failure.
+func afterOp(ctx context.Context, st Status, p int, process func() int) int {
+	if st == StatusUnknown {
+		p = process()
+	}
+	if st != StatusOK {
+		select {
+		case <-ctx.Done():
+		case <-time.After(FailBackoff):
+		}
+	}
+	return p
+}
+
+// close drops the idle connections of the clients.
+func (e *Env) close() {
+	e.hcOnce.Do(func() {})
+	if e.hc != nil {
+		e.hc.CloseIdleConnections()
+	}
+}
