@@ -14,10 +14,11 @@
 // address and then, after a backoff (honouring Retry-After), again, until
 // Config.RetryDeadline:
 //
-//   - reads (GET) and idempotent writes (DELETE, PUT with a CAS index) are
-//     retried after any transport error and any 503;
-//   - other writes (POST create, PUT without CAS) are retried only when the
-//     request cannot have been carried out: the connection was never made,
+//   - reads (GET), worker reports and VM actions (which state an intent)
+//     are retried after any transport error and any 503;
+//   - other writes (POST create, PUT, DELETE) are retried only when the
+//     request cannot have been carried out (a resent CAS write or delete
+//     that had been applied would fail with cas_mismatch or not_found): the connection was never made,
 //     or the server answered 503 no_leader or a 503 with Retry-After (its
 //     promise that nothing was done). Otherwise the error matches
 //     ErrUnknownOutcome: read the object to find out.

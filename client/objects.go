@@ -188,7 +188,7 @@ func (c *Client) Update(ctx context.Context, kind resource.Kind, name string, ob
 	}
 	var out resource.Object
 	r := &request{method: "PUT", path: objectPath(kind, name), query: opts.values(),
-		body: body, idempotent: opts.hasCAS()}
+		body: body, idempotent: false} // a resent CAS write that was applied would fail with cas_mismatch
 	if _, err := c.call(ctx, r, &out); err != nil {
 		return nil, err
 	}
@@ -203,7 +203,7 @@ func (c *Client) Delete(ctx context.Context, kind resource.Kind, name string, op
 		return nil, err
 	}
 	var out resource.Object
-	r := &request{method: "DELETE", path: objectPath(kind, name), query: opts.values(), idempotent: true}
+	r := &request{method: "DELETE", path: objectPath(kind, name), query: opts.values(), idempotent: false} // a resent delete that was applied would answer 404
 	if _, err := c.call(ctx, r, &out); err != nil {
 		return nil, err
 	}
