@@ -90,8 +90,6 @@ func (o *WriteOptions) values() url.Values {
 	return v
 }
 
-func (o *WriteOptions) hasCAS() bool { return o != nil && o.CAS != 0 }
-
 // Plural returns the URL collection name of a kind: "vm" → "vms". Kinds this
 // client does not know get an "s" appended, as the API does for every kind.
 func Plural(kind resource.Kind) string {
