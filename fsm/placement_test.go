@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -43,8 +44,11 @@ func bugCheck(t *testing.T, id string, ok bool, format string, args ...any) {
 	switch {
 	case open && ok:
 		t.Errorf("bug %q looks fixed: remove it from openBugs in placement_test.go", id)
+	case open && os.Getenv("CI") != "":
+		// CI never skips: a listed bug is a failing test there.
+		t.Errorf("KNOWN BUG %s: %s: %s", id, desc, fmt.Sprintf(format, args...))
 	case open:
-		t.Skipf("KNOWN BUG %s: %s: %s", id, desc, fmt.Sprintf(format, args...))
+		t.Skipf("KNOWN BUG %s: %s: %s (fails under CI=true)", id, desc, fmt.Sprintf(format, args...))
 	case !ok:
 		t.Errorf("regression of bug %q: "+format, append([]any{id}, args...)...)
 	}
