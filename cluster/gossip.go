@@ -119,7 +119,7 @@ func (t *memberTable) list() []resource.Member {
 			tags["bootstrap_expect"] = strconv.Itoa(m.meta.Expect)
 		}
 		if m.meta.Role == RoleWorker {
-			var wm workerMeta
+			var wm workerGossipMeta
 			if json.Unmarshal(m.raw, &wm) == nil {
 				tags["host"] = m.meta.ID
 				tags["cpus"] = strconv.Itoa(wm.CPUs)

@@ -15,16 +15,6 @@ import (
 	"github.com/kumoi/kumoi/scheduler"
 )
 
-// workerMeta is the part of a worker's gossip metadata the controllers use.
-type workerMeta struct {
-	CPUs      int    `json:"cpus,omitempty"`
-	MemoryMiB int64  `json:"memory_mib,omitempty"`
-	Driver    string `json:"driver,omitempty"`
-	Ready     bool   `json:"ready"`
-	// Labels become the host's labels when its object is created.
-	Labels map[string]string `json:"labels,omitempty"`
-}
-
 // workers returns every worker ever seen, with its gossip status.
 func (t *memberTable) workers() []member {
 	t.mu.Lock()
@@ -64,7 +54,7 @@ func (c *Controller) syncHosts(ctx context.Context, markUnknown bool) {
 	seen := map[string]bool{}
 	for _, m := range c.members.workers() {
 		seen[m.meta.ID] = true
-		var wm workerMeta
+		var wm workerGossipMeta
 		_ = json.Unmarshal(m.raw, &wm)
 		want := fsm.HostStateRequest{
 			Name: m.meta.ID, State: resource.HostReady, Address: m.addr, Driver: wm.Driver,
