@@ -315,15 +315,21 @@ func (d *Driver) publish(r rawEvent) {
 	// again): the observation log records a change only when the domain's
 	// current state confirms it, so that it never shows a domain stopped
 	// while it runs, or running after it stopped.
+	// The check and the record hold the domain's observation lock, which
+	// Start and Destroy hold across their change and its record.
 	switch {
 	case r.kind == hypervisor.EventStarted:
+		unlock := d.obsLock(r.name)
 		if d.activeNow(r.name) == 1 {
 			d.obs.Start(r.name, t.VMID, t.Epoch, "event "+r.reason)
 		}
+		unlock()
 	case r.kind == hypervisor.EventStopped:
+		unlock := d.obsLock(r.name)
 		if d.activeNow(r.name) == 0 {
 			d.obs.Stop(r.name, t.VMID, t.Epoch, "event "+r.reason)
 		}
+		unlock()
 	case r.kind == hypervisor.EventUndefined:
 		d.mu.Lock()
 		delete(d.tags, r.name)
@@ -381,13 +387,21 @@ func (d *Driver) syncObservations() {
 	for _, in := range list {
 		if in.State.Active() {
 			active[in.Name] = true
-			d.obs.Start(in.Name, in.VMID, in.Epoch, "seen active")
+			unlock := d.obsLock(in.Name)
+			if d.activeNow(in.Name) == 1 {
+				d.obs.Start(in.Name, in.VMID, in.Epoch, "seen active")
+			}
+			unlock()
 		}
 	}
 	for _, name := range d.obs.Active() {
 		if !active[name] {
 			t := d.lookupTag(name)
-			d.obs.Stop(name, t.VMID, t.Epoch, "seen inactive")
+			unlock := d.obsLock(name)
+			if d.activeNow(name) == 0 {
+				d.obs.Stop(name, t.VMID, t.Epoch, "seen inactive")
+			}
+			unlock()
 		}
 	}
 }

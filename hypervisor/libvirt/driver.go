@@ -5,6 +5,7 @@ package libvirt
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"sort"
 	"strings"
@@ -47,6 +48,20 @@ type Driver struct {
 	wake chan struct{} // reconnect now
 	done chan struct{}
 	wg   sync.WaitGroup
+
+	// obsLocks serialise, per domain, a power change with its record in
+	// the observation log, and an event's state check with its record, so
+	// that a late event cannot slip its record in after a newer change.
+	obsLocks [64]sync.Mutex
+}
+
+// obsLock locks the observation shard of a domain and returns its unlock.
+func (d *Driver) obsLock(name string) func() {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	m := &d.obsLocks[h.Sum32()%uint32(len(d.obsLocks))]
+	m.Lock()
+	return m.Unlock
 }
 
 var _ hypervisor.Driver = (*Driver)(nil)
@@ -322,6 +337,7 @@ func (d *Driver) Start(ctx context.Context, name string) error {
 			return fmt.Errorf("%s: %w: domain is %s: resume it", what, hypervisor.ErrInvalidState, st)
 		}
 		t := d.lookupTag(name)
+		defer d.obsLock(name)()
 		d.obs.Start(name, t.VMID, t.Epoch, "start")
 		if err := dom.Create(); err != nil {
 			if now, _, serr := d.stateOf(dom); serr == nil && now == hypervisor.StateRunning {
@@ -345,13 +361,14 @@ func (d *Driver) destroy(c *lv.Connect, gen uint64, dom *lv.Domain, name string,
 	if !st.Active() {
 		return nil
 	}
+	t := d.lookupTag(name)
+	defer d.obsLock(name)()
 	if err := dom.Destroy(); err != nil {
 		if now, _, serr := d.stateOf(dom); serr == nil && !now.Active() {
 			return nil // stopped meanwhile
 		}
 		return d.fail(c, gen, what, err)
 	}
-	t := d.lookupTag(name)
 	d.obs.Stop(name, t.VMID, t.Epoch, "destroyed")
 	return nil
 }
@@ -383,7 +400,11 @@ func (d *Driver) Shutdown(ctx context.Context, name string, grace time.Duration)
 			}
 			if !now.Active() {
 				t := d.lookupTag(name)
-				d.obs.Stop(name, t.VMID, t.Epoch, "shut down")
+				unlock := d.obsLock(name)
+				if now, _, err := d.stateOf(dom); err == nil && !now.Active() {
+					d.obs.Stop(name, t.VMID, t.Epoch, "shut down")
+				}
+				unlock()
 				return nil
 			}
 			select {
