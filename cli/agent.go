@@ -64,6 +64,8 @@ directory (or --data-dir), API on 127.0.0.1:7400 (+10 per extra controller).`,
 			&cli.DurationFlag{Name: "leader-lease-timeout", Value: 300 * time.Millisecond, Usage: "raft leader lease (≤ heartbeat timeout)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "trace, debug, info, warn or error", EnvVars: []string{"KUMOI_LOG_LEVEL"}},
 			&cli.BoolFlag{Name: "log-json", Usage: "log JSON lines"},
+			// Exists only to be caught by `make jepsen-selftest`.
+			&cli.BoolFlag{Name: "debug-unsafe-stale-reads", Hidden: true, Usage: "DEBUG ONLY: serve reads from local state without the leader check (a linearizability bug)"},
 		},
 		Action: runAgent,
 	}
@@ -141,7 +143,11 @@ func runAgent(c *cli.Context) error {
 		ElectionTimeout:    c.Duration("election-timeout"),
 		LeaderLeaseTimeout: c.Duration("leader-lease-timeout"),
 		HostDownGrace:      c.Duration("host-down-grace"),
+		UnsafeStaleReads:   c.Bool("debug-unsafe-stale-reads"),
 		Logger:             logger,
+	}
+	if cfg.UnsafeStaleReads {
+		logger.Warn("--debug-unsafe-stale-reads: reads are served from local state without the leader check; this node may return stale data")
 	}
 	if err := cfg.Validate(); err != nil {
 		return usagef("%v", strings.ReplaceAll(err.Error(), "\n", "; "))

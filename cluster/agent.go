@@ -52,6 +52,8 @@ func StartAgent(cfg Config) (*Agent, error) {
 		Registry: cfg.Registry,
 		Metrics:  metrics,
 		Version:  cfg.Version,
+		// A deliberate bug for the chaos harness's selftest.
+		UnsafeStaleReads: cfg.UnsafeStaleReads,
 		// Dial the leader from our own address.
 		ForwardClient: NewForwardClient(cfg.BindIP),
 	})

@@ -70,6 +70,11 @@ type Config struct {
 	// NoSync turns fsync off on the raft log (benchmarks comparing
 	// durability costs only; never in production).
 	NoSync bool
+	// UnsafeStaleReads serves every read from local state, even without
+	// ?stale: a deliberate linearizability bug that exists only for the
+	// chaos harness's selftest to catch (hidden agent flag
+	// --debug-unsafe-stale-reads). Never in production.
+	UnsafeStaleReads bool
 
 	Logger   hclog.Logger
 	Registry *prometheus.Registry

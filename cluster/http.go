@@ -77,6 +77,8 @@ type HTTPOptions struct {
 	ForwardClient *http.Client
 	// Version is this build's version, sent as X-Kumoi-Version.
 	Version string
+	// UnsafeStaleReads: see Config.UnsafeStaleReads.
+	UnsafeStaleReads bool
 }
 
 // httpAPI is the handler returned by NewHTTPHandler.
@@ -91,6 +93,7 @@ type httpAPI struct {
 	maxWait   time.Duration
 	heartbeat time.Duration
 	version   string
+	unsafe    bool // Config.UnsafeStaleReads
 
 	// onBlock, if set (tests), is called when a blocking query is about to
 	// wait for a change.
@@ -139,6 +142,7 @@ func NewHTTPHandler(b Backend, opts HTTPOptions) http.Handler {
 		}),
 		client:    opts.ForwardClient,
 		maxBody:   opts.MaxBodyBytes,
+		unsafe:    opts.UnsafeStaleReads,
 		defWait:   opts.DefaultWait,
 		maxWait:   opts.MaxWait,
 		heartbeat: opts.HeartbeatInterval,

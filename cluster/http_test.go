@@ -668,6 +668,21 @@ func TestHTTPNoLeader(t *testing.T) {
 	}
 }
 
+// TestHTTPUnsafeStaleReads: the selftest's deliberate bug really is one —
+// with UnsafeStaleReads a node without a leader answers a linearizable read
+// from local state instead of 503 — and it is off by default.
+func TestHTTPUnsafeStaleReads(t *testing.T) {
+	e := newHTTPEnv(t, "n1", httpEnvOpts{})
+	e.mustCreate(t, "vms", "web")
+	e.b.set(func(b *httpTestBackend) { b.leader, b.leaderID, b.leaderAddr = false, "", "" })
+	wantStatus(t, e.call(t, "GET", "/v1/vms/web", nil), http.StatusServiceUnavailable)
+	e.api.unsafe = true
+	wantStatus(t, e.call(t, "GET", "/v1/vms/web", nil), http.StatusOK)
+	wantStatus(t, e.call(t, "GET", "/v1/vms", nil), http.StatusOK)
+	// Writes are unaffected.
+	wantStatus(t, e.call(t, "POST", "/v1/vms", createBody("x")), http.StatusServiceUnavailable)
+}
+
 // TestHTTPBackendErrors maps Backend errors onto status codes.
 func TestHTTPBackendErrors(t *testing.T) {
 	cases := []struct {
