@@ -68,52 +68,93 @@ func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
 
 // Apply applies one Raft log entry.
 func (f *FSM) Apply(l *raft.Log) any {
-	return f.applyOne(l)
+	return f.ApplyBatch([]*raft.Log{l})[0]
 }
 
-// ApplyBatch applies several entries, in order. Each entry is its own
-// transaction, so one bad entry does not affect its neighbours.
+// ApplyBatch applies several entries, in order, with the semantics of
+// applying each on its own: an entry that fails changes nothing and does
+// not affect its neighbours. For speed they share one write transaction,
+// committed once at the end (so readers see the whole batch at once): an
+// entry that fails before writing is simply dropped; one that fails (or
+// panics) after writing aborts the shared transaction, which is rebuilt by
+// replaying the entries that succeeded before it (deterministic, so they
+// succeed again with the same effects).
 func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	out := make([]any, len(logs))
+	g := group{f: f}
 	for i, l := range logs {
-		out[i] = f.applyOne(l)
+		out[i] = g.apply(l)
 	}
+	g.commit()
 	return out
 }
 
-func (f *FSM) applyOne(l *raft.Log) (res *Result) {
+// group is the shared write transaction of one ApplyBatch.
+type group struct {
+	f      *FSM
+	txn    *memdb.Txn
+	done   []*raft.Log // entries applied in txn, for a replay
+	events []resource.Event
+	last   uint64
+}
+
+func (g *group) begin() {
+	if g.txn == nil {
+		db, _ := g.f.store.current()
+		g.txn = db.Txn(true)
+	}
+}
+
+func (g *group) apply(l *raft.Log) *Result {
+	g.last = max(g.last, l.Index)
 	if l.Type != raft.LogCommand {
 		// Configuration entries (if raft hands them to us) change no state.
-		f.advance(l.Index)
 		return &Result{Index: l.Index}
 	}
 	start := time.Now()
 	var t MessageType
-	defer func() {
-		// Apply must never take the node down. A panic here is a bug;
-		// report it as the entry's error and keep the state as it was
-		// (the write transaction was never committed).
-		if p := recover(); p != nil {
-			f.logger.Error("BUG: panic while applying log entry", "index", l.Index, "type", t, "panic", p)
-			res = &Result{Index: l.Index, Err: fmt.Errorf("internal error applying %s at index %d: %v", t, l.Index, p)}
-		}
-		f.advance(l.Index)
-		if f.OnApply != nil {
-			f.OnApply(t, time.Since(start), res.Err)
-		}
-	}()
-	if len(l.Data) == 0 {
-		return &Result{Index: l.Index, Err: fmt.Errorf("%w: empty log entry", ErrBadPayload)}
+	if len(l.Data) > 0 {
+		t = MessageType(l.Data[0])
 	}
-	t = MessageType(l.Data[0])
-	res, evs := f.applyCommand(t, l.Data[1:], l.Index)
-	if res.Err == nil {
-		f.events.Append(evs)
-	} else if errors.Is(res.Err, ErrUnknownCommand) && t&IgnoreUnknownTypeFlag != 0 {
-		f.logger.Warn("skipping unknown command type marked ignorable", "type", uint8(t), "index", l.Index)
+	g.begin()
+	res, evs, dirty := g.f.applyCommand(g.txn, l)
+	switch {
+	case res.Err == nil:
+		g.done = append(g.done, l)
+		g.events = append(g.events, evs...)
+	case dirty:
+		g.rollback()
+	}
+	if errors.Is(res.Err, ErrUnknownCommand) && t&IgnoreUnknownTypeFlag != 0 {
+		g.f.logger.Warn("skipping unknown command type marked ignorable", "type", uint8(t), "index", l.Index)
 		res.Err = nil
 	}
+	if g.f.OnApply != nil {
+		g.f.OnApply(t, time.Since(start), res.Err)
+	}
 	return res
+}
+
+// rollback drops the shared transaction's changes and re-applies the
+// entries that succeeded in it.
+func (g *group) rollback() {
+	g.txn.Abort()
+	g.txn = nil
+	g.begin()
+	for _, l := range g.done {
+		if res, _, _ := g.f.applyCommand(g.txn, l); res.Err != nil {
+			// Impossible unless Apply is not deterministic.
+			g.f.logger.Error("BUG: entry failed when replayed after a rollback", "index", l.Index, "error", res.Err)
+		}
+	}
+}
+
+func (g *group) commit() {
+	if g.txn != nil {
+		g.txn.Commit()
+		g.f.events.Append(g.events)
+	}
+	g.f.advance(g.last)
 }
 
 func (f *FSM) advance(index uint64) {
@@ -122,12 +163,23 @@ func (f *FSM) advance(index uint64) {
 	}
 }
 
-// applyCommand runs one command in one write transaction.
-func (f *FSM) applyCommand(t MessageType, payload []byte, index uint64) (*Result, []resource.Event) {
-	db, _ := f.store.current()
-	txn := db.Txn(true)
-	defer txn.Abort()
+// applyCommand runs one log entry's command in txn. dirty reports that it
+// may have changed txn although it failed: the caller must roll back.
+// Apply must never take the node down: a panic here is a bug, reported as
+// the entry's error.
+func (f *FSM) applyCommand(txn *memdb.Txn, l *raft.Log) (res *Result, evs []resource.Event, dirty bool) {
+	if len(l.Data) == 0 {
+		return &Result{Index: l.Index, Err: fmt.Errorf("%w: empty log entry", ErrBadPayload)}, nil, false
+	}
+	t, payload, index := MessageType(l.Data[0]), l.Data[1:], l.Index
 	w := &writer{txn: txn, index: index}
+	defer func() {
+		if p := recover(); p != nil {
+			f.logger.Error("BUG: panic while applying log entry", "index", index, "type", t, "panic", p)
+			res = &Result{Index: index, Err: fmt.Errorf("internal error applying %s at index %d: %v", t, index, p)}
+			evs, dirty = nil, true
+		}
+	}()
 	var err error
 	if t == BatchRequestType {
 		err = w.batch(payload)
@@ -138,10 +190,9 @@ func (f *FSM) applyCommand(t MessageType, payload []byte, index uint64) (*Result
 		err = w.recomputeHosts()
 	}
 	if err != nil {
-		return &Result{Index: index, Err: err}, nil
+		return &Result{Index: index, Err: err}, nil, w.wrote
 	}
-	txn.Commit()
-	return &Result{Index: index, Objects: w.objects, ItemErrors: w.itemErrs}, w.events
+	return &Result{Index: index, Objects: w.objects, ItemErrors: w.itemErrs}, w.events, false
 }
 
 // writer accumulates the effects of one command inside a transaction.
@@ -154,6 +205,8 @@ type writer struct {
 	touched map[string]bool
 	// itemErrs are per-item outcomes of place and report commands.
 	itemErrs []error
+	// wrote: txn was changed (a failure after that needs a rollback).
+	wrote bool
 }
 
 func (w *writer) op(t MessageType, payload []byte) error {
@@ -275,6 +328,7 @@ func (w *writer) lookup(kind resource.Kind, name string, cas uint64) (*resource.
 }
 
 func (w *writer) put(o *resource.Object, evType string) error {
+	w.wrote = true
 	if err := w.txn.Insert(tableObjects, o); err != nil {
 		return fmt.Errorf("fsm: insert %s: %w", o, err)
 	}
@@ -448,6 +502,7 @@ func (w *writer) delete(req *DeleteRequest) error {
 		}
 	}
 	w.touchVMHost(cur)
+	w.wrote = true
 	if err := w.txn.Delete(tableObjects, cur); err != nil {
 		return fmt.Errorf("fsm: delete %s: %w", cur, err)
 	}

@@ -968,3 +968,64 @@ func TestMessageTypeString(t *testing.T) {
 		}
 	}
 }
+
+// TestApplyBatchRollback: inside one ApplyBatch (one shared transaction),
+// an entry that fails after writing — a batch whose second op is a
+// duplicate — leaves no trace, while the entries before and after it keep
+// their effects, results and events; readers see the batch only once it is
+// committed as a whole.
+func TestApplyBatchRollback(t *testing.T) {
+	f := fsm.New(fsm.Config{})
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	create := func(name string) fsm.CreateRequest {
+		return fsm.CreateRequest{Time: now, Kind: vm, Name: name, ID: "id-" + name, Spec: raw(`{"cpus":1,"memory_mib":64}`)}
+	}
+	op := func(name string) fsm.BatchOp {
+		p, err := json.Marshal(create(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fsm.BatchOp{Type: fsm.CreateRequestType, Payload: p}
+	}
+	a, c := create("a"), create("c")
+	logs := []*raft.Log{
+		fsm.TestLog(t, 1, fsm.CreateRequestType, &a),
+		fsm.TestLog(t, 2, fsm.BatchRequestType, &fsm.BatchRequest{Time: now, Ops: []fsm.BatchOp{op("b"), op("a")}}),
+		entry(3, fsm.CreateRequestType, `{"garbage`),
+		fsm.TestLog(t, 4, fsm.CreateRequestType, &c),
+	}
+	out := f.ApplyBatch(logs)
+	for i, want := range []error{nil, fsm.ErrExists, fsm.ErrBadPayload, nil} {
+		res := out[i].(*fsm.Result)
+		if !errors.Is(res.Err, want) || (want == nil) != (res.Err == nil) {
+			t.Fatalf("entry %d: error %v, want %v", i+1, res.Err, want)
+		}
+		if res.Index != uint64(i+1) {
+			t.Fatalf("entry %d: index %d", i+1, res.Index)
+		}
+	}
+	mustGet(t, f, vm, "a")
+	mustAbsent(t, f, vm, "b")
+	if o := mustGet(t, f, vm, "c"); o.CreateIndex != 4 {
+		t.Fatalf("c created at %d", o.CreateIndex)
+	}
+	if n := f.State().Count(vm); n != 2 {
+		t.Fatalf("%d VMs, want 2", n)
+	}
+	evs, _, _, _ := f.Events().Since(0, 0)
+	if len(evs) != 2 || evs[0].Name != "a" || evs[1].Name != "c" {
+		t.Fatalf("events %+v", evs)
+	}
+	if f.AppliedIndex() != 4 || f.State().Index(vm) != 4 {
+		t.Fatalf("applied %d, vm index %d", f.AppliedIndex(), f.State().Index(vm))
+	}
+
+	// The same log one entry at a time ends in the same state.
+	g := fsm.New(fsm.Config{})
+	for _, l := range logs {
+		g.Apply(l)
+	}
+	if f.State().Digest() != g.State().Digest() {
+		t.Fatalf("batched and one-at-a-time states differ")
+	}
+}
