@@ -3,8 +3,39 @@
 // chaos harness talk to the cluster only through this package.
 //
 // Every kind is handled by the same verbs (Create, Get, List, Update, Delete)
-// on resource.Object values, plus Events for the change stream and Status,
-// Cluster and RemoveServer for the control plane.
+// on resource.Object values, plus Action for a VM's verbs, Events for the
+// change stream and Status, Cluster and RemoveServer for the control plane.
+//
+// # Typed objects
+//
+// Client.VMs and Client.Hosts are typed layers over those verbs: they take
+// and return *VM and *Host, which hold the object as read together with its
+// decoded spec and status (resource.VMSpec and resource.VMStatus,
+// resource.HostSpec and resource.HostStatus):
+//
+//	vms := c.VMs()
+//	vm, err := vms.Create(ctx, "web-1", resource.VMSpec{CPUs: 2, MemoryMiB: 2048}, map[string]string{"app": "web"})
+//	vm, err = vms.Wait(ctx, "web-1", resource.PhaseRunning)
+//	fmt.Println(vm.Name(), vm.Phase(), vm.Status.Host)
+//
+// VMs has Create, Get, List, Update, Modify, Delete, the actions Start,
+// Stop, Suspend, Resume and Reboot (POST /v1/vms/{name}/{action}; the
+// server checks the VM's phase and refuses with a 409, ErrConflict, what the
+// phase forbids), and Wait, which blocks until a VM reaches a phase using
+// blocking queries, not polling. Hosts has Get, List, Update, Modify, Drain,
+// Enable and VMs (the VMs placed on a host). Update is a compare-and-set on
+// the ModifyIndex that was read; Modify, Drain and Enable are
+// read-change-write loops that retry a lost compare-and-set up to
+// ModifyAttempts times and write nothing when nothing changes.
+//
+// To act on many objects at once, combine these with the parallel
+// skeletons of package skel (see the ExampleVMs_Stop_parallel example).
+//
+// # Blocking queries
+//
+// A read with QueryOptions.WaitIndex set to the QueryMeta.Index of an
+// earlier read blocks on the server until the state changes after that
+// index (or QueryOptions.WaitTime passes). VMs.Wait is this loop.
 //
 // # Addresses and retries
 //

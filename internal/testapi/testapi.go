@@ -154,6 +154,14 @@ func Healthy(host string) func(vm *resource.Object) []Step {
 // New starts a fake and stops it when the test ends.
 func New(tb testing.TB) *Server {
 	tb.Helper()
+	s := Start()
+	tb.Cleanup(s.Close)
+	return s
+}
+
+// Start starts a fake outside a test (in an Example); the caller must Close
+// it.
+func Start() *Server {
 	s := &Server{
 		objects:       map[resource.Kind]map[string]*resource.Object{},
 		changed:       make(chan struct{}),
@@ -168,7 +176,6 @@ func New(tb testing.TB) *Server {
 		Servers: []resource.Server{{ID: "ctl-1", Address: "127.0.0.1:7401", Voter: true, Leader: true}},
 		Members: []resource.Member{{Name: "ctl-1", Address: "127.0.0.1:7402", Status: "alive", Role: "controller"}},
 	}
-	tb.Cleanup(s.Close)
 	return s
 }
 
@@ -230,13 +237,23 @@ func (s *Server) Object(kind resource.Kind, name string) *resource.Object {
 // kind's initial status.
 func (s *Server) Put(tb testing.TB, kind resource.Kind, name string, labels map[string]string, spec, status any) *resource.Object {
 	tb.Helper()
+	o, err := s.PutObject(kind, name, labels, spec, status)
+	if err != nil {
+		tb.Fatalf("testapi: %v", err)
+	}
+	return o
+}
+
+// PutObject is Put for code without a testing.TB (an Example): it returns
+// the error instead of failing the test.
+func (s *Server) PutObject(kind resource.Kind, name string, labels map[string]string, spec, status any) (*resource.Object, error) {
 	rawSpec, err := json.Marshal(spec)
 	if err != nil {
-		tb.Fatalf("testapi: marshal spec: %v", err)
+		return nil, fmt.Errorf("marshal spec: %w", err)
 	}
 	normSpec, err := resource.NormalizeSpec(kind, rawSpec)
 	if err != nil {
-		tb.Fatalf("testapi: %s/%s: %v", kind, name, err)
+		return nil, fmt.Errorf("%s/%s: %w", kind, name, err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -251,7 +268,7 @@ func (s *Server) Put(tb testing.TB, kind resource.Kind, name string, labels map[
 		rawStatus, err = resource.InitialStatus(kind, Now)
 	}
 	if err != nil {
-		tb.Fatalf("testapi: status: %v", err)
+		return nil, fmt.Errorf("status: %w", err)
 	}
 	o := &resource.Object{Kind: kind, Name: name, Labels: labels, Spec: normSpec, Status: rawStatus}
 	if o.Labels == nil {
@@ -261,7 +278,7 @@ func (s *Server) Put(tb testing.TB, kind resource.Kind, name string, labels map[
 		o.ID, o.CreateIndex = old.ID, old.CreateIndex
 	}
 	s.storeLocked(o, old == nil)
-	return o.Copy()
+	return o.Copy(), nil
 }
 
 // SetStatus replaces an object's status as the system would (a worker's
@@ -892,8 +909,11 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
 }
 
 // action is POST /v1/vms/{name}/{action}, with the real server's rules
-// for the actions the CLI sends (start of a failed or lost VM places it
-// again; reboot needs a running VM).
+// (fsm's action): start sets power running and places a failed or lost VM
+// again; stop sets power stopped in any phase; suspend needs a running VM
+// and resume a suspended one (409 conflict naming the phase otherwise);
+// reboot needs a running VM. An action that changes nothing writes
+// nothing. A write runs Lifecycle, as an update of the spec does.
 func (s *Server) action(w http.ResponseWriter, r *http.Request) {
 	name, act := r.PathValue("name"), r.PathValue("action")
 	s.mu.Lock()
@@ -905,25 +925,50 @@ func (s *Server) action(w http.ResponseWriter, r *http.Request) {
 	}
 	spec, _ := resource.DecodeSpec[resource.VMSpec](old)
 	st, _ := resource.DecodeStatus[resource.VMStatus](old)
-	o := old.Copy()
+	power, nst := spec.Power, *st
+	deny := func(why string) {
+		writeError(w, http.StatusConflict, resource.CodeConflict, "", "vm %q is %s: operation not allowed in this phase: %s", name, st.Phase, why)
+	}
 	switch act {
 	case "start":
-		spec.Power = resource.PowerRunning
+		power = resource.PowerRunning
 		if st.Phase == resource.PhaseFailed || st.Phase == resource.PhaseLost {
-			*st = resource.VMStatus{Phase: resource.PhasePending, Reason: "started again after it was " + st.Phase + "; waiting for placement", Since: Now}
+			nst = resource.VMStatus{Phase: resource.PhasePending, Reason: "started again after it was " + st.Phase + "; waiting for placement", Since: Now}
 		}
-	case "reboot":
+	case "stop":
+		power = resource.PowerStopped
+	case "suspend":
 		if st.Phase != resource.PhaseRunning {
-			writeError(w, http.StatusConflict, resource.CodeConflict, "", "vm %q is %s: only a running VM can be rebooted", name, st.Phase)
+			deny("only a running VM can be suspended")
 			return
 		}
-		st.RebootRequested = s.index + 1
+		power = resource.PowerSuspended
+	case "resume":
+		if st.Phase != resource.PhaseSuspended && spec.Power != resource.PowerSuspended {
+			deny("only a suspended VM can be resumed")
+			return
+		}
+		power = resource.PowerRunning
+	case "reboot":
+		if st.Phase != resource.PhaseRunning {
+			deny("only a running VM can be rebooted")
+			return
+		}
+		nst.RebootRequested = s.index + 1
 	default:
-		writeError(w, http.StatusNotFound, resource.CodeNotFound, "", "the fake API does not implement the %q action", act)
+		writeError(w, http.StatusNotFound, resource.CodeNotFound, "", "unknown VM action %q; use start, stop, suspend, resume or reboot", act)
 		return
 	}
+	if power == spec.Power && nst == *st {
+		s.readHeaders(w)
+		writeJSON(w, http.StatusOK, old)
+		return
+	}
+	o := old.Copy()
+	spec.Power = power
 	o.Spec, _ = json.Marshal(spec)
-	o.Status, _ = json.Marshal(st)
+	o.Status, _ = json.Marshal(&nst)
 	s.storeLocked(o, false)
+	s.planLocked(o)
 	writeJSON(w, http.StatusOK, o)
 }

@@ -1,0 +1,184 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"maps"
+
+	"github.com/kumoi/kumoi/resource"
+)
+
+// Host is a typed view of a host object: the object as the API returned
+// it, with its spec and status decoded.
+type Host struct {
+	// Object is the object as read: kind, name, id, labels, indexes, and
+	// the spec and status as JSON. Hosts.Update writes Object.Labels and
+	// Spec, with compare-and-set on Object.ModifyIndex.
+	Object *resource.Object
+	Spec   resource.HostSpec
+	Status resource.HostStatus
+}
+
+// Name returns the host's name.
+func (h *Host) Name() string { return h.Object.Name }
+
+// State returns the host's status state (resource.Host*: ready, down,
+// left, draining).
+func (h *Host) State() string { return h.Status.State }
+
+// Schedulable reports whether the scheduler may place new VMs on the host
+// as far as its spec goes (it must also be ready).
+func (h *Host) Schedulable() bool { return !h.Spec.Unschedulable }
+
+// NewHost decodes a host object into its typed view. It fails when o is
+// not a host or its spec or status cannot be decoded.
+func NewHost(o *resource.Object) (*Host, error) {
+	if o == nil {
+		return nil, fmt.Errorf("host object is nil")
+	}
+	if o.Kind != resource.KindHost {
+		return nil, fmt.Errorf("%s is not a host", o)
+	}
+	spec, err := resource.DecodeSpec[resource.HostSpec](o)
+	if err != nil {
+		return nil, err
+	}
+	st, err := resource.DecodeStatus[resource.HostStatus](o)
+	if err != nil {
+		return nil, err
+	}
+	return &Host{Object: o, Spec: *spec, Status: *st}, nil
+}
+
+// Hosts is the typed API of the hypervisor hosts; get it from
+// Client.Hosts. Hosts are created by the system when a worker joins, so
+// there is no Create.
+type Hosts struct{ c *Client }
+
+// Hosts returns the typed API of the hypervisor hosts.
+func (c *Client) Hosts() *Hosts { return &Hosts{c: c} }
+
+// Get reads one host. It fails with ErrNotFound when there is none. opts
+// may be nil.
+func (h *Hosts) Get(ctx context.Context, name string, opts *QueryOptions) (*Host, *QueryMeta, error) {
+	o, meta, err := h.c.Get(ctx, resource.KindHost, name, opts)
+	if err != nil {
+		return nil, meta, err
+	}
+	host, err := NewHost(o)
+	return host, meta, err
+}
+
+// List reads the hosts that match opts.Selector, sorted by name; opts may
+// be nil. The slice is empty, never nil, when none match.
+func (h *Hosts) List(ctx context.Context, opts *QueryOptions) ([]*Host, *QueryMeta, error) {
+	objs, meta, err := h.c.List(ctx, resource.KindHost, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]*Host, 0, len(objs))
+	for _, o := range objs {
+		host, err := NewHost(o)
+		if err != nil {
+			return nil, nil, err
+		}
+		out = append(out, host)
+	}
+	return out, meta, nil
+}
+
+// Update writes host.Object.Labels and host.Spec (PUT /v1/hosts/{name})
+// and returns the host after the write, with compare-and-set on
+// host.Object.ModifyIndex: when the host changed since it was read (its
+// worker reports often), it fails with ErrCASMismatch and writes nothing.
+// Modify does the read-change-write loop.
+func (h *Hosts) Update(ctx context.Context, host *Host) (*Host, error) {
+	if host == nil || host.Object == nil {
+		return nil, fmt.Errorf("update host: the host has no object; get it with Hosts.Get first")
+	}
+	next, err := encodeSpec(host.Object, host.Spec)
+	if err != nil {
+		return nil, err
+	}
+	o, err := h.c.Update(ctx, resource.KindHost, host.Object.Name, next, &WriteOptions{CAS: host.Object.ModifyIndex})
+	if err != nil {
+		return nil, err
+	}
+	return NewHost(o)
+}
+
+// Modify reads the host, lets change edit its Spec and Object.Labels, and
+// writes them back with compare-and-set, reading and changing again when
+// the host changed in between, up to ModifyAttempts times. When change
+// leaves the host as it was, nothing is written.
+func (h *Hosts) Modify(ctx context.Context, name string, change func(host *Host) error) (*Host, error) {
+	o, err := h.c.modify(ctx, resource.KindHost, name, func(cur *resource.Object) (*resource.Object, error) {
+		host, err := NewHost(cur)
+		if err != nil {
+			return nil, err
+		}
+		before := *host
+		before.Object = cur.Copy()
+		if err := change(host); err != nil {
+			return nil, err
+		}
+		if host.Spec == before.Spec && maps.Equal(host.Object.Labels, before.Object.Labels) {
+			return nil, nil
+		}
+		return encodeSpec(host.Object, host.Spec)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return NewHost(o)
+}
+
+// Drain marks the host unschedulable (spec.unschedulable=true): the
+// scheduler places no new VMs on it. The VMs already there stay and keep
+// running. It is the wire call of 'kumoi host drain': a read-modify-write
+// of that one spec field with compare-and-set, retried when the host
+// changed in between, that keeps the other spec fields as they are. A host
+// already drained is returned as read, with nothing written.
+func (h *Hosts) Drain(ctx context.Context, name string) (*Host, error) {
+	return h.setSchedulable(ctx, name, false)
+}
+
+// Enable marks a drained host schedulable again
+// (spec.unschedulable=false), as 'kumoi host enable' does. A host already
+// schedulable is returned as read, with nothing written.
+func (h *Hosts) Enable(ctx context.Context, name string) (*Host, error) {
+	return h.setSchedulable(ctx, name, true)
+}
+
+func (h *Hosts) setSchedulable(ctx context.Context, name string, schedulable bool) (*Host, error) {
+	o, err := h.c.modify(ctx, resource.KindHost, name, func(cur *resource.Object) (*resource.Object, error) {
+		host, err := NewHost(cur)
+		if err != nil {
+			return nil, err
+		}
+		if host.Schedulable() == schedulable {
+			return nil, nil
+		}
+		return patchSpec(cur, map[string]any{"unschedulable": !schedulable})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return NewHost(o)
+}
+
+// VMs lists the VMs placed on the host (GET /v1/vms?host=NAME), sorted by
+// name, as 'kumoi host vms' does. opts may narrow them with a label
+// selector or ask for a stale or blocking read; opts.Host is replaced by
+// host. A host without VMs, or that does not exist, gives an empty slice.
+func (h *Hosts) VMs(ctx context.Context, host string, opts *QueryOptions) ([]*VM, *QueryMeta, error) {
+	if err := checkName(resource.KindHost, host); err != nil {
+		return nil, nil, err
+	}
+	o := QueryOptions{}
+	if opts != nil {
+		o = *opts
+	}
+	o.Host = host
+	return h.c.VMs().List(ctx, &o)
+}

@@ -1,0 +1,91 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/kumoi/kumoi/resource"
+)
+
+// ModifyAttempts bounds the read-change-write rounds of VMs.Modify,
+// Hosts.Modify, Hosts.Drain and Hosts.Enable when the object keeps changing
+// between the read and the compare-and-set write.
+const ModifyAttempts = 5
+
+// blockingWait is how long one blocking read of a wait loop waits for a
+// change before it is sent again.
+const blockingWait = 30 * time.Second
+
+// modify is a read-modify-write of one object with compare-and-set: it
+// reads the object, asks change for the object to write (nil: nothing to
+// write, the object is returned as read), and writes it with CAS on the
+// modify_index it read; when the object changed in between, it reads and
+// asks again, up to ModifyAttempts times. The CAS makes the write safe to
+// retry: a resent write that had been applied fails with ErrCASMismatch and
+// is read again.
+func (c *Client) modify(ctx context.Context, kind resource.Kind, name string, change func(cur *resource.Object) (*resource.Object, error)) (*resource.Object, error) {
+	if err := checkName(kind, name); err != nil {
+		return nil, err
+	}
+	for attempt := 1; ; attempt++ {
+		cur, _, err := c.Get(ctx, kind, name, nil)
+		if err != nil {
+			return nil, err
+		}
+		next, err := change(cur.Copy())
+		if err != nil || next == nil {
+			if err != nil {
+				return nil, err
+			}
+			return cur, nil
+		}
+		o, err := c.Update(ctx, kind, name, next, &WriteOptions{CAS: cur.ModifyIndex})
+		switch {
+		case errors.Is(err, ErrCASMismatch) && attempt < ModifyAttempts:
+			continue
+		case errors.Is(err, ErrCASMismatch):
+			return nil, fmt.Errorf("%s %q kept changing while it was being updated (%d attempts), so nothing was written: %w",
+				kind, name, ModifyAttempts, err)
+		case err != nil:
+			return nil, err
+		}
+		return o, nil
+	}
+}
+
+// patchSpec returns a copy of o whose spec has the fields in changes set,
+// keeping the others as they are, including spec fields this client does
+// not know.
+func patchSpec(o *resource.Object, changes map[string]any) (*resource.Object, error) {
+	spec := map[string]json.RawMessage{}
+	if err := json.Unmarshal(o.Spec, &spec); err != nil {
+		return nil, fmt.Errorf("%s: cannot read its spec: %w", o, err)
+	}
+	for k, v := range changes {
+		raw, err := json.Marshal(v)
+		if err != nil {
+			return nil, err
+		}
+		spec[k] = raw
+	}
+	next := o.Copy()
+	var err error
+	if next.Spec, err = json.Marshal(spec); err != nil {
+		return nil, err
+	}
+	return next, nil
+}
+
+// encodeSpec returns a copy of o with spec as its spec.
+func encodeSpec(o *resource.Object, spec any) (*resource.Object, error) {
+	raw, err := json.Marshal(spec)
+	if err != nil {
+		return nil, fmt.Errorf("%s: encode spec: %w", o, err)
+	}
+	next := o.Copy()
+	next.Spec = raw
+	return next, nil
+}
