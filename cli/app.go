@@ -87,6 +87,8 @@ func NewApp() *cli.App {
 			hostCommand(),
 			clusterCommand(),
 			agentCommand(),
+			runCommand(),
+			shellCommand(),
 			versionCommand(),
 		},
 		Before:         checkGlobalFlags,

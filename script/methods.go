@@ -1,0 +1,364 @@
+package script
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"go.starlark.net/starlark"
+
+	"github.com/kumoi/kumoi/client"
+	"github.com/kumoi/kumoi/resource"
+)
+
+// vmAction is a method that runs a VM action (POST /v1/vms/NAME/ACTION).
+func vmAction(action string) method[*VM] {
+	return func(th *starlark.Thread, v *VM, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		if err := starlark.UnpackArgs(name, args, kwargs); err != nil {
+			return nil, err
+		}
+		return v.action(th, action)
+	}
+}
+
+func (v *VM) action(th *starlark.Thread, action string) (starlark.Value, error) {
+	cl, ctx, err := clientOf(th)
+	if err != nil {
+		return nil, err
+	}
+	name := v.get().Name
+	o, err := cl.Action(ctx, name, action)
+	if err != nil {
+		return nil, objectErr(resource.KindVM, name, err)
+	}
+	v.set(o)
+	return v, nil
+}
+
+// vmStop: stop(force=False). The cluster always shuts a guest down the
+// same way (ACPI power button, then power off after a grace period), so
+// force changes nothing yet; it is accepted so that scripts can say what
+// they mean.
+func vmStop(th *starlark.Thread, v *VM, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var force bool
+	if err := starlark.UnpackArgs(name, args, kwargs, "force?", &force); err != nil {
+		return nil, err
+	}
+	return v.action(th, client.ActionStop)
+}
+
+func vmDelete(th *starlark.Thread, v *VM, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if err := starlark.UnpackArgs(name, args, kwargs); err != nil {
+		return nil, err
+	}
+	cl, ctx, err := clientOf(th)
+	if err != nil {
+		return nil, err
+	}
+	vm := v.get().Name
+	o, err := cl.Delete(ctx, resource.KindVM, vm, nil)
+	if err != nil {
+		return nil, objectErr(resource.KindVM, vm, err)
+	}
+	v.set(o)
+	return starlark.None, nil
+}
+
+// vmMigrate: migrate(host=None). The scheduler cannot move a VM yet.
+func vmMigrate(_ *starlark.Thread, v *VM, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var host starlark.Value = starlark.None
+	if err := starlark.UnpackArgs(name, args, kwargs, "host?", &host); err != nil {
+		return nil, err
+	}
+	switch host.(type) {
+	case starlark.NoneType, starlark.String, *Host:
+	default:
+		return nil, fmt.Errorf("%s: for parameter \"host\": got %s, want a host, a host name or None", name, host.Type())
+	}
+	return nil, fmt.Errorf("cannot migrate vm %q: %w: the scheduler cannot move a VM between hosts (stop it, or delete and create it again)",
+		v.get().Name, ErrNotSupported)
+}
+
+func vmRefresh(th *starlark.Thread, v *VM, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if err := starlark.UnpackArgs(name, args, kwargs); err != nil {
+		return nil, err
+	}
+	return refresh(th, &v.object, resource.KindVM, v)
+}
+
+func hostRefresh(th *starlark.Thread, h *Host, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if err := starlark.UnpackArgs(name, args, kwargs); err != nil {
+		return nil, err
+	}
+	return refresh(th, &h.object, resource.KindHost, h)
+}
+
+func refresh(th *starlark.Thread, o *object, kind resource.Kind, self starlark.Value) (starlark.Value, error) {
+	cl, ctx, err := clientOf(th)
+	if err != nil {
+		return nil, err
+	}
+	name := o.get().Name
+	cur, _, err := cl.Get(ctx, kind, name, nil)
+	if err != nil {
+		return nil, objectErr(kind, name, err)
+	}
+	o.set(cur)
+	return self, nil
+}
+
+// Phases a script may wait for: the VM phases and "deleted".
+var waitPhases = []string{
+	resource.PhasePending, resource.PhaseScheduled, resource.PhaseStarting, resource.PhaseRunning,
+	resource.PhaseSuspended, resource.PhaseStopping, resource.PhaseStopped, resource.PhaseMigrating,
+	resource.PhaseFailed, resource.PhaseLost, "deleted",
+}
+
+// blockingWait is how long one blocking read waits for a change.
+const blockingWait = 30 * time.Second
+
+// vmWait: wait(phase, timeout="60s") waits until the VM is in phase and
+// returns it; "deleted" waits until it is gone (and returns None).
+func vmWait(th *starlark.Thread, v *VM, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	var phase string
+	timeout := durationArg(time.Minute)
+	if err := starlark.UnpackArgs(name, args, kwargs, "phase", &phase, "timeout?", &timeout); err != nil {
+		return nil, err
+	}
+	if !slices.Contains(waitPhases, phase) {
+		return nil, fmt.Errorf("%s: for parameter \"phase\": %q is not a VM phase; use one of %s", name, phase, strings.Join(waitPhases, ", "))
+	}
+	return v.wait(th, phase, time.Duration(timeout))
+}
+
+func (v *VM) wait(th *starlark.Thread, want string, timeout time.Duration) (starlark.Value, error) {
+	cl, ctx, err := clientOf(th)
+	if err != nil {
+		return nil, err
+	}
+	name := v.get().Name
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	o, meta, err := cl.Get(wctx, resource.KindVM, name, nil)
+	var last *resource.VMStatus
+	for {
+		switch {
+		case client.IsNotFound(err) && want == "deleted":
+			return starlark.None, nil
+		case client.IsNotFound(err):
+			return nil, fmt.Errorf("vm %q was deleted while waiting for it to be %s", name, want)
+		case err != nil && wctx.Err() != nil && ctx.Err() == nil:
+			still := ""
+			if last != nil {
+				still = fmt.Sprintf(": it is still %s%s", last.Phase, reasonSuffix(last))
+			}
+			return nil, fmt.Errorf("vm %q is not %s after %s%s", name, want, timeout, still)
+		case err != nil:
+			return nil, err
+		}
+		v.set(o)
+		_, st := vmState(o)
+		last = st
+		switch {
+		case st.Phase == want:
+			return v, nil
+		case st.Phase == resource.PhaseFailed && want != "deleted":
+			return nil, fmt.Errorf("vm %q failed while waiting for it to be %s: %s", name, want, cmp.Or(st.Reason, "no reason given"))
+		case st.Phase == resource.PhaseLost && want != "deleted":
+			return nil, fmt.Errorf("vm %q is lost while waiting for it to be %s: %s", name, want, cmp.Or(st.Reason, "its host is gone"))
+		}
+		index := o.ModifyIndex
+		if meta != nil && meta.Index > index {
+			index = meta.Index
+		}
+		o, meta, err = cl.Get(wctx, resource.KindVM, name, &client.QueryOptions{WaitIndex: index, WaitTime: blockingWait})
+	}
+}
+
+func reasonSuffix(st *resource.VMStatus) string {
+	if st.Reason == "" {
+		return ""
+	}
+	return " (" + st.Reason + ")"
+}
+
+// hostVMs: host.vms() lists the VMs placed on the host.
+func hostVMs(th *starlark.Thread, h *Host, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	if err := starlark.UnpackArgs(name, args, kwargs); err != nil {
+		return nil, err
+	}
+	return listObjects(th, resource.KindVM, &client.QueryOptions{Host: h.get().Name})
+}
+
+// casAttempts bounds the read-modify-write rounds of a change that loses
+// its compare-and-set to concurrent changes.
+const casAttempts = 5
+
+// hostSetSchedulable is host.drain() (false) and host.enable() (true).
+func hostSetSchedulable(schedulable bool) method[*Host] {
+	return func(th *starlark.Thread, h *Host, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		if err := starlark.UnpackArgs(name, args, kwargs); err != nil {
+			return nil, err
+		}
+		o, err := updateSpec(th, resource.KindHost, h.get().Name, func(cur *resource.Object) map[string]any {
+			if spec, _ := hostState(cur); spec.Unschedulable == !schedulable {
+				return nil
+			}
+			return map[string]any{"unschedulable": !schedulable}
+		})
+		if err != nil {
+			return nil, err
+		}
+		h.set(o)
+		return h, nil
+	}
+}
+
+// updateSpec is a read-modify-write of an object's spec with
+// compare-and-set, retried when the object changed in between: change
+// returns the spec fields to set (nil: nothing to write).
+func updateSpec(th *starlark.Thread, kind resource.Kind, name string, change func(cur *resource.Object) map[string]any) (*resource.Object, error) {
+	cl, ctx, err := clientOf(th)
+	if err != nil {
+		return nil, err
+	}
+	for attempt := 1; ; attempt++ {
+		cur, _, err := cl.Get(ctx, kind, name, nil)
+		if err != nil {
+			return nil, objectErr(kind, name, err)
+		}
+		changes := change(cur)
+		if changes == nil {
+			return cur, nil
+		}
+		next, err := patchSpec(cur, changes)
+		if err != nil {
+			return nil, err
+		}
+		o, err := cl.Update(ctx, kind, name, next, &client.WriteOptions{CAS: cur.ModifyIndex})
+		switch {
+		case errors.Is(err, client.ErrCASMismatch) && attempt < casAttempts:
+			continue
+		case errors.Is(err, client.ErrCASMismatch):
+			return nil, fmt.Errorf("%s %q kept changing while it was being updated (%d attempts); nothing was written", kind, name, casAttempts)
+		case err != nil:
+			return nil, objectErr(kind, name, err)
+		}
+		return o, nil
+	}
+}
+
+// patchSpec returns a copy of o whose spec has the fields in changes set,
+// keeping the others, including fields this binary does not know.
+func patchSpec(o *resource.Object, changes map[string]any) (*resource.Object, error) {
+	spec := map[string]json.RawMessage{}
+	if err := json.Unmarshal(o.Spec, &spec); err != nil {
+		return nil, fmt.Errorf("%s %q: cannot read its spec: %w", o.Kind, o.Name, err)
+	}
+	for k, v := range changes {
+		raw, err := json.Marshal(v)
+		if err != nil {
+			return nil, err
+		}
+		spec[k] = raw
+	}
+	next := o.Copy()
+	var err error
+	if next.Spec, err = json.Marshal(spec); err != nil {
+		return nil, err
+	}
+	return next, nil
+}
+
+// objectErr says `vm "web" not found` for a missing object.
+func objectErr(kind resource.Kind, name string, err error) error {
+	if client.IsNotFound(err) {
+		return fmt.Errorf("%s %q not found", kind, name)
+	}
+	return err
+}
+
+// durationArg unpacks a duration: a string such as "90s" or "2m", or a
+// number of seconds.
+type durationArg time.Duration
+
+func (d *durationArg) Unpack(v starlark.Value) error {
+	switch x := v.(type) {
+	case starlark.String:
+		dur, err := time.ParseDuration(string(x))
+		if err != nil {
+			return fmt.Errorf("%q is not a duration; write e.g. \"30s\", \"5m\" or a number of seconds", string(x))
+		}
+		if dur < 0 {
+			return fmt.Errorf("%q is negative", string(x))
+		}
+		*d = durationArg(dur)
+		return nil
+	case starlark.Int, starlark.Float:
+		f, _ := starlark.AsFloat(x)
+		if f < 0 || math.IsNaN(f) || f > float64(math.MaxInt64)/float64(time.Second) {
+			return fmt.Errorf("%s seconds is not a valid duration", x)
+		}
+		*d = durationArg(f * float64(time.Second))
+		return nil
+	}
+	return fmt.Errorf("got %s, want a duration such as \"30s\" or a number of seconds", v.Type())
+}
+
+// memoryArg unpacks a memory size: a string such as "512MiB" or "2GiB", or
+// a number of MiB.
+type memoryArg int64
+
+func (m *memoryArg) Unpack(v starlark.Value) error {
+	switch x := v.(type) {
+	case starlark.String:
+		mib, err := resource.ParseMemoryMiB(string(x))
+		if err != nil {
+			return err
+		}
+		*m = memoryArg(mib)
+		return nil
+	case starlark.Int:
+		n, ok := x.Int64()
+		if !ok || n < 1 {
+			return fmt.Errorf("%s MiB is not a memory size; write e.g. \"512MiB\" or \"2GiB\"", x)
+		}
+		*m = memoryArg(n)
+		return nil
+	}
+	return fmt.Errorf("got %s, want a size such as \"512MiB\" or \"2GiB\" (or a number of MiB)", v.Type())
+}
+
+// labelsArg unpacks a dict of string labels.
+type labelsArg map[string]string
+
+func (l *labelsArg) Unpack(v starlark.Value) error {
+	d, ok := v.(*starlark.Dict)
+	if !ok {
+		return fmt.Errorf("got %s, want a dict of strings such as {\"tier\": \"web\"}", v.Type())
+	}
+	out := make(map[string]string, d.Len())
+	for _, kv := range d.Items() {
+		k, ok1 := starlark.AsString(kv[0])
+		val, ok2 := starlark.AsString(kv[1])
+		if !ok1 || !ok2 {
+			return fmt.Errorf("label %s: %s: keys and values must be strings", kv[0], kv[1])
+		}
+		out[k] = val
+	}
+	if err := resource.ValidateLabels(out); err != nil {
+		var fe *resource.FieldError
+		if errors.As(err, &fe) {
+			return errors.New(fe.Msg)
+		}
+		return err
+	}
+	*l = out
+	return nil
+}
