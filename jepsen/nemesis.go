@@ -1,11 +1,16 @@
 package jepsen
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"math/rand"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -24,28 +29,194 @@ type Nemesis interface {
 }
 
 // Nemeses lists the nemesis names.
-var Nemeses = []string{"kill-leader", "pause-leader", "partition-leader"}
+var Nemeses = []string{
+	"kill-leader", "kill-random", "kill-majority",
+	"pause-leader", "pause-random",
+	"partition-leader", "partition-majority", "partition-ring", "partition-bridge", "partition-oneway",
+	"transfer-leader", "member-change",
+	"worker-kill", "worker-partition",
+}
 
-// NewNemesis returns the nemesis called name acting on c.
-func NewNemesis(name string, c *testcluster.Cluster) (Nemesis, error) {
-	switch name {
-	case "kill-leader":
-		return &killLeader{c: c}, nil
-	case "pause-leader":
-		return &pauseLeader{c: c}, nil
-	case "partition-leader":
+// PartitionNemesis reports whether the nemesis called name adds iptables
+// rules (and so needs root).
+func PartitionNemesis(name string) bool {
+	return strings.HasPrefix(name, "partition-") || name == "worker-partition"
+}
+
+// WorkerNemesis reports whether the nemesis called name acts on workers.
+func WorkerNemesis(name string) bool { return strings.HasPrefix(name, "worker-") }
+
+// Target is what nemeses act on: the cluster, a source of randomness
+// (seeded from the run's seed, so that the victims are part of the plan)
+// and the partition rules of the run.
+type Target struct {
+	C   *testcluster.Cluster
+	Rng *rand.Rand
+	// Env reaches the controllers' API (member-change removes a server).
+	Env *Env
+	FW  *Firewall
+}
+
+// NewNemesis returns the nemesis called name acting on t.
+func NewNemesis(name string, t *Target) (Nemesis, error) {
+	if PartitionNemesis(name) {
 		if err := CanPartition(); err != nil {
 			return nil, err
 		}
-		return &partitionLeader{c: c}, nil
 	}
-	return nil, fmt.Errorf("unknown nemesis %q (%s)", name, strings.Join(Nemeses, ", "))
+	if WorkerNemesis(name) && t.C.Workers() == 0 {
+		return nil, fmt.Errorf("nemesis %s needs workers (--workers N)", name)
+	}
+	n := &nemesis{name: name}
+	c := t.C
+	switch name {
+	case "kill-leader":
+		n.inject = func(ctx context.Context) (string, func(context.Context) error, error) {
+			idx, err := leader(ctx, c)
+			if err != nil {
+				return "", nil, err
+			}
+			return kill(c, []int{idx}, "leader ")
+		}
+	case "kill-random":
+		n.inject = func(context.Context) (string, func(context.Context) error, error) {
+			return kill(c, pick(t.Rng, c.N(), 1), "")
+		}
+	case "kill-majority":
+		n.inject = func(context.Context) (string, func(context.Context) error, error) {
+			return kill(c, pick(t.Rng, c.N(), c.N()/2+1), "majority ")
+		}
+	case "pause-leader":
+		n.inject = func(ctx context.Context) (string, func(context.Context) error, error) {
+			idx, err := leader(ctx, c)
+			if err != nil {
+				return "", nil, err
+			}
+			return pause(c, idx, "leader ")
+		}
+	case "pause-random":
+		n.inject = func(context.Context) (string, func(context.Context) error, error) {
+			return pause(c, pick(t.Rng, c.N(), 1)[0], "")
+		}
+	case "partition-leader":
+		n.inject = func(ctx context.Context) (string, func(context.Context) error, error) {
+			idx, err := leader(ctx, c)
+			if err != nil {
+				return "", nil, err
+			}
+			return t.partition(ctx, "isolate leader", [][]int{{idx}, others(c.N(), idx)}, false)
+		}
+	case "partition-majority":
+		n.inject = func(ctx context.Context) (string, func(context.Context) error, error) {
+			perm := t.Rng.Perm(c.N())
+			minority := perm[:c.N()/2]
+			slices.Sort(minority)
+			majority := append([]int(nil), perm[c.N()/2:]...)
+			slices.Sort(majority)
+			return t.partition(ctx, "minority/majority", [][]int{minority, majority}, false)
+		}
+	case "partition-ring", "partition-bridge":
+		if c.N() != 5 {
+			return nil, fmt.Errorf("nemesis %s needs 5 controllers (--nodes 5)", name)
+		}
+		n.inject = func(ctx context.Context) (string, func(context.Context) error, error) {
+			perm := t.Rng.Perm(c.N())
+			if name == "partition-ring" {
+				return t.ring(ctx, perm)
+			}
+			// Two pairs that cannot see each other, and a node in the
+			// middle that sees all four.
+			return t.bridge(ctx, perm)
+		}
+	case "partition-oneway":
+		n.inject = func(ctx context.Context) (string, func(context.Context) error, error) {
+			idx, err := leader(ctx, c)
+			if err != nil {
+				return "", nil, err
+			}
+			return t.partition(ctx, "one-way: the leader's packets to the others are dropped, theirs reach it;", [][]int{{idx}, others(c.N(), idx)}, true)
+		}
+	case "transfer-leader":
+		n.inject = func(ctx context.Context) (string, func(context.Context) error, error) {
+			idx, err := leader(ctx, c)
+			if err != nil {
+				return "", nil, err
+			}
+			return transferLeader(ctx, c, idx)
+		}
+	case "member-change":
+		n.inject = func(ctx context.Context) (string, func(context.Context) error, error) {
+			return t.memberChange(ctx)
+		}
+	case "worker-kill":
+		n.inject = func(context.Context) (string, func(context.Context) error, error) {
+			w := t.Rng.Intn(c.Workers())
+			if err := fatal(func() { c.KillWorker(w) }); err != nil {
+				return "", nil, err
+			}
+			return "SIGKILL worker " + c.WorkerName(w), func(context.Context) error {
+				return fatal(func() { c.StartWorker(w) })
+			}, nil
+		}
+	case "worker-partition":
+		n.inject = func(ctx context.Context) (string, func(context.Context) error, error) {
+			w := t.Rng.Intn(c.Workers())
+			wip := c.WorkerIP(w)
+			var pairs [][2]string
+			for j := 0; j < c.N(); j++ {
+				pairs = append(pairs, [2]string{wip, c.IP(j)}, [2]string{c.IP(j), wip})
+			}
+			for v := 0; v < c.Workers(); v++ {
+				if v != w {
+					pairs = append(pairs, [2]string{wip, c.WorkerIP(v)}, [2]string{c.WorkerIP(v), wip})
+				}
+			}
+			heal, err := t.FW.drop(ctx, pairs)
+			if err != nil {
+				return "", nil, err
+			}
+			return fmt.Sprintf("isolate worker %s (%s) from every other node", c.WorkerName(w), wip), heal, nil
+		}
+	default:
+		return nil, fmt.Errorf("unknown nemesis %q (%s)", name, strings.Join(Nemeses, ", "))
+	}
+	return n, nil
+}
+
+// nemesis is a Nemesis made of an inject function that returns its heal.
+type nemesis struct {
+	name   string
+	inject func(ctx context.Context) (what string, heal func(context.Context) error, err error)
+
+	mu   sync.Mutex
+	heal func(context.Context) error
+}
+
+func (n *nemesis) Name() string { return n.name }
+
+func (n *nemesis) Inject(ctx context.Context) (string, error) {
+	what, heal, err := n.inject(ctx)
+	n.mu.Lock()
+	n.heal = heal
+	n.mu.Unlock()
+	return what, err
+}
+
+func (n *nemesis) Heal(ctx context.Context) error {
+	n.mu.Lock()
+	heal := n.heal
+	n.heal = nil
+	n.mu.Unlock()
+	if heal == nil {
+		return nil
+	}
+	return heal(ctx)
 }
 
 // CanPartition says why partition nemeses cannot run here, or nil.
 func CanPartition() error {
 	if os.Geteuid() != 0 {
-		return errors.New("partition nemeses need root (they add iptables rules); run as root, or leave partition-leader out of --nemesis")
+		return errors.New("partition nemeses need root (they add iptables rules); run as root, or leave partition-* and worker-partition out of --nemesis")
 	}
 	if _, err := exec.LookPath("iptables"); err != nil {
 		return errors.New("partition nemeses need iptables, which is not installed")
@@ -66,6 +237,32 @@ func leader(ctx context.Context, c *testcluster.Cluster) (int, error) {
 	return idx, nil
 }
 
+// pick returns k distinct indexes of [0, n), sorted.
+func pick(rng *rand.Rand, n, k int) []int {
+	out := append([]int(nil), rng.Perm(n)[:k]...)
+	slices.Sort(out)
+	return out
+}
+
+// others is [0, n) without i.
+func others(n, i int) []int {
+	var out []int
+	for j := 0; j < n; j++ {
+		if j != i {
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+func ids(c *testcluster.Cluster, idx []int) string {
+	var s []string
+	for _, i := range idx {
+		s = append(s, c.ID(i))
+	}
+	return strings.Join(s, ",")
+}
+
 // fatal runs f, turning a testcluster failure (a panic of Standalone's
 // Fatalf) into an error.
 func fatal(f func()) (err error) {
@@ -74,101 +271,251 @@ func fatal(f func()) (err error) {
 	return nil
 }
 
-type killLeader struct {
-	c      *testcluster.Cluster
-	killed int
-	active bool
+func kill(c *testcluster.Cluster, idx []int, what string) (string, func(context.Context) error, error) {
+	for k, i := range idx {
+		if err := fatal(func() { c.Kill(i) }); err != nil {
+			return "", restart(c, idx[:k]), err
+		}
+	}
+	return "SIGKILL " + what + ids(c, idx), restart(c, idx), nil
 }
 
-func (n *killLeader) Name() string { return "kill-leader" }
+// restart starts the controllers idx again on their data directories.
+func restart(c *testcluster.Cluster, idx []int) func(context.Context) error {
+	return func(context.Context) error {
+		var errs []error
+		for _, i := range idx {
+			if !c.Alive(i) {
+				errs = append(errs, fatal(func() { c.Start(i) }))
+			}
+		}
+		return errors.Join(errs...)
+	}
+}
 
-func (n *killLeader) Inject(ctx context.Context) (string, error) {
-	idx, err := leader(ctx, n.c)
+func pause(c *testcluster.Cluster, i int, what string) (string, func(context.Context) error, error) {
+	if err := fatal(func() { c.Pause(i) }); err != nil {
+		return "", nil, err
+	}
+	return "SIGSTOP " + what + c.ID(i), func(context.Context) error {
+		return fatal(func() { c.Resume(i) })
+	}, nil
+}
+
+// transferLeader stops the leader gracefully: on SIGTERM it hands
+// leadership to another voter (raft's leadership transfer) before it
+// exits. Kumoi has no API that transfers leadership without stopping the
+// leader. The heal starts it again.
+func transferLeader(ctx context.Context, c *testcluster.Cluster, idx int) (string, func(context.Context) error, error) {
+	start := time.Now()
+	if err := fatal(func() { c.Terminate(idx) }); err != nil {
+		return "", nil, err
+	}
+	heal := restart(c, []int{idx})
+	if err := c.Wait(idx, 15*time.Second); err != nil {
+		// Not a clean exit after a hand-off: kill it, and say so.
+		kerr := fatal(func() { c.Kill(idx) })
+		return "", heal, errors.Join(fmt.Errorf("graceful stop of leader %s: %w", c.ID(idx), err), kerr)
+	}
+	return fmt.Sprintf("SIGTERM leader %s (hands off leadership; exited after %s)", c.ID(idx), time.Since(start).Round(time.Millisecond)), heal, nil
+}
+
+// memberChange removes a random follower from the raft configuration
+// (DELETE /v1/cluster/servers/{id}, what `kumoi cluster remove` does),
+// kills it, and as the heal wipes its data directory and starts it again
+// without --bootstrap-expect: it joins as a new server and the leader
+// makes it a voter again (not before 30 s after the removal if the same
+// leader is still in charge: cluster.Controller.recentlyRemoved).
+func (t *Target) memberChange(ctx context.Context) (string, func(context.Context) error, error) {
+	c := t.C
+	li, err := leader(ctx, c)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
-	if err := fatal(func() { n.c.Kill(idx) }); err != nil {
-		return "", err
+	victim := others(c.N(), li)[t.Rng.Intn(c.N()-1)]
+	id := c.ID(victim)
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := t.Env.AnyClient().RemoveServer(rctx, id); err != nil {
+		return "", nil, fmt.Errorf("remove %s: %w", id, err)
 	}
-	n.killed, n.active = idx, true
-	return "SIGKILL leader " + n.c.ID(idx), nil
+	heal := func(ctx context.Context) error {
+		if err := fatal(func() { c.Rejoin(victim) }); err != nil {
+			return err
+		}
+		return waitVoters(ctx, t.Env, c, 60*time.Second)
+	}
+	if err := fatal(func() { c.Kill(victim) }); err != nil {
+		return "", heal, err
+	}
+	return fmt.Sprintf("remove voter %s from the raft configuration and kill it (heal: wipe, rejoin)", id), heal, nil
 }
 
-func (n *killLeader) Heal(context.Context) error {
-	if !n.active {
-		return nil
+// waitVoters waits until the raft configuration has every controller as a
+// voter.
+func waitVoters(ctx context.Context, env *Env, c *testcluster.Cluster, timeout time.Duration) error {
+	return testcluster.Poll(ctx, timeout, func() (bool, error) {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		cl, err := env.AnyClient().Cluster(cctx)
+		if err != nil {
+			return false, err
+		}
+		voters := 0
+		for _, s := range cl.Servers {
+			if s.Voter && c.Index(s.ID) >= 0 {
+				voters++
+			}
+		}
+		if voters != c.N() {
+			return false, fmt.Errorf("%d of %d controllers are voters (%+v)", voters, c.N(), cl.Servers)
+		}
+		return true, nil
+	})
+}
+
+// partition cuts the controllers into groups that cannot reach each
+// other (every packet between two groups is dropped), or, oneway, drops
+// only the packets from the first group to the others.
+func (t *Target) partition(ctx context.Context, what string, groups [][]int, oneway bool) (string, func(context.Context) error, error) {
+	c := t.C
+	var pairs [][2]string
+	for gi, g := range groups {
+		for hi, h := range groups {
+			if gi == hi || (oneway && gi != 0) {
+				continue
+			}
+			for _, a := range g {
+				for _, b := range h {
+					pairs = append(pairs, [2]string{c.IP(a), c.IP(b)})
+				}
+			}
+		}
 	}
-	n.active = false
-	return fatal(func() { n.c.Start(n.killed) })
-}
-
-type pauseLeader struct {
-	c      *testcluster.Cluster
-	paused int
-	active bool
-}
-
-func (n *pauseLeader) Name() string { return "pause-leader" }
-
-func (n *pauseLeader) Inject(ctx context.Context) (string, error) {
-	idx, err := leader(ctx, n.c)
+	heal, err := t.FW.drop(ctx, pairs)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
-	if err := fatal(func() { n.c.Pause(idx) }); err != nil {
-		return "", err
+	var gs []string
+	for _, g := range groups {
+		gs = append(gs, ids(c, g))
 	}
-	n.paused, n.active = idx, true
-	return "SIGSTOP leader " + n.c.ID(idx), nil
+	return what + " " + strings.Join(gs, " | "), heal, nil
 }
 
-func (n *pauseLeader) Heal(context.Context) error {
-	if !n.active {
-		return nil
+// ring: the nodes in ring order perm each see their two neighbours only,
+// so each sees a majority (itself and its neighbours), and no two see the
+// same one.
+func (t *Target) ring(ctx context.Context, perm []int) (string, func(context.Context) error, error) {
+	c := t.C
+	n := len(perm)
+	var pairs [][2]string
+	for k, a := range perm {
+		for d := 2; d <= n-2; d++ {
+			b := perm[(k+d)%n]
+			pairs = append(pairs, [2]string{c.IP(a), c.IP(b)})
+		}
 	}
-	n.active = false
-	return fatal(func() { n.c.Resume(n.paused) })
+	heal, err := t.FW.drop(ctx, pairs)
+	if err != nil {
+		return "", nil, err
+	}
+	return "ring " + ids(c, perm) + " (each node sees its two neighbours only)", heal, nil
 }
 
-// iptablesComment marks every rule the harness adds, so that leftovers
-// can be found: iptables -S INPUT | grep kumoi-jepsen.
+// bridge: {perm[0], perm[1]} and {perm[3], perm[4]} cannot reach each
+// other; perm[2] reaches everyone.
+func (t *Target) bridge(ctx context.Context, perm []int) (string, func(context.Context) error, error) {
+	c := t.C
+	left, right := perm[:2], perm[3:]
+	var pairs [][2]string
+	for _, a := range left {
+		for _, b := range right {
+			pairs = append(pairs, [2]string{c.IP(a), c.IP(b)}, [2]string{c.IP(b), c.IP(a)})
+		}
+	}
+	heal, err := t.FW.drop(ctx, pairs)
+	if err != nil {
+		return "", nil, err
+	}
+	return fmt.Sprintf("bridge %s | %s | %s (%s sees both sides)", ids(c, left), c.ID(perm[2]), ids(c, right), c.ID(perm[2])), heal, nil
+}
+
+// iptablesComment prefixes the comment of every rule the harness adds, so
+// that leftovers can be found: iptables -S INPUT | grep kumoi-jepsen.
 const iptablesComment = "kumoi-jepsen"
 
-type partitionLeader struct {
-	c     *testcluster.Cluster
+// Firewall adds and removes the iptables rules of one harness process;
+// every rule carries the comment kumoi-jepsen-<pid>.
+type Firewall struct {
 	mu    sync.Mutex
-	rules [][]string // rule specs added to INPUT
+	rules [][]string // rule specs added to INPUT and not yet removed
 }
 
-func (n *partitionLeader) Name() string { return "partition-leader" }
+// tag is the comment of this process' rules.
+func tag() string { return iptablesComment + "-" + strconv.Itoa(os.Getpid()) }
 
-func (n *partitionLeader) Inject(ctx context.Context) (string, error) {
-	idx, err := leader(ctx, n.c)
-	if err != nil {
-		return "", err
-	}
-	ip := n.c.IP(idx)
-	for _, dir := range []string{"-s", "-d"} {
-		spec := []string{"INPUT", dir, ip + "/32", "-m", "comment", "--comment", iptablesComment, "-j", "DROP"}
-		if err := iptables(ctx, "-I", spec); err != nil {
-			return "", errors.Join(err, n.Heal(ctx))
+// drop adds a rule dropping every packet from pair[0] to pair[1] (loopback
+// addresses) and returns the function that removes them.
+func (f *Firewall) drop(ctx context.Context, pairs [][2]string) (func(context.Context) error, error) {
+	var added [][]string
+	heal := func(ctx context.Context) error {
+		var errs []error
+		for _, spec := range added {
+			errs = append(errs, f.del(context.WithoutCancel(ctx), spec))
 		}
-		n.mu.Lock()
-		n.rules = append(n.rules, spec)
-		n.mu.Unlock()
+		added = nil
+		return errors.Join(errs...)
 	}
-	return fmt.Sprintf("isolate leader %s (%s) with iptables DROP on INPUT", n.c.ID(idx), ip), nil
+	for _, p := range pairs {
+		if !strings.HasPrefix(p[0], "127.") || !strings.HasPrefix(p[1], "127.") {
+			return heal, fmt.Errorf("refusing an iptables rule on a non-loopback address: %s -> %s", p[0], p[1])
+		}
+		spec := []string{"INPUT", "-s", p[0] + "/32", "-d", p[1] + "/32", "-m", "comment", "--comment", tag(), "-j", "DROP"}
+		if err := iptables(ctx, "-I", spec); err != nil {
+			return nil, errors.Join(err, heal(ctx))
+		}
+		f.mu.Lock()
+		f.rules = append(f.rules, spec)
+		f.mu.Unlock()
+		added = append(added, spec)
+	}
+	return heal, nil
 }
 
-func (n *partitionLeader) Heal(ctx context.Context) error {
-	n.mu.Lock()
-	rules := n.rules
-	n.rules = nil
-	n.mu.Unlock()
-	var errs []error
-	for _, spec := range rules {
-		errs = append(errs, iptables(context.WithoutCancel(ctx), "-D", spec))
+func (f *Firewall) del(ctx context.Context, spec []string) error {
+	f.mu.Lock()
+	f.rules = slices.DeleteFunc(f.rules, func(r []string) bool { return slices.Equal(r, spec) })
+	f.mu.Unlock()
+	return iptables(ctx, "-D", spec)
+}
+
+// Clear removes every INPUT rule this process added, including any that
+// a failed heal left behind (found by their comment).
+func (f *Firewall) Clear(ctx context.Context) error {
+	if os.Geteuid() != 0 {
+		return nil
 	}
+	if _, err := exec.LookPath("iptables"); err != nil {
+		return nil
+	}
+	out, err := exec.CommandContext(ctx, "iptables", "-w", "-S", "INPUT").Output()
+	if err != nil {
+		return fmt.Errorf("iptables -S INPUT: %w", err)
+	}
+	var errs []error
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "-A INPUT ") || !strings.Contains(line, tag()) {
+			continue
+		}
+		spec := strings.Fields(strings.TrimPrefix(line, "-A "))
+		errs = append(errs, iptables(ctx, "-D", spec))
+	}
+	f.mu.Lock()
+	f.rules = nil
+	f.mu.Unlock()
 	return errors.Join(errs...)
 }
 

@@ -69,7 +69,7 @@ func (r *Register) Setup(ctx context.Context, env *Env) error {
 func (r *Register) Run(ctx context.Context, env *Env, worker int, process func() int, rng *rand.Rand, h *History) {
 	c := env.Client(env.URLs[worker%len(env.URLs)])
 	p := process()
-	for ctx.Err() == nil {
+	for env.Wait(ctx) {
 		key := r.key(rng.Intn(r.Keys))
 		st := StatusOK
 		switch x := rng.Intn(10); {

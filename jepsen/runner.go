@@ -10,6 +10,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,15 +23,23 @@ import (
 
 // Config is one run.
 type Config struct {
-	// Workload is "register" or "set".
+	// Workload is "register", "set" or "placement".
 	Workload string
 	// Nemeses are the nemesis names; each fault picks one of them at
 	// random. Empty: no faults.
 	Nemeses []string
+	// Nodes is the number of controllers, 3 or 5 (default 3).
+	Nodes int
+	// Workers is the number of sim workers (default 0; the placement
+	// workload needs some).
+	Workers int
 	// Duration is how long the workload runs (default 30s).
 	Duration time.Duration
 	// Concurrency is the number of clients (default 5).
 	Concurrency int
+	// Rate limits the operations of all clients together to this many
+	// per second (0: as fast as they go).
+	Rate float64
 	// Seed seeds the fault schedule and the workload's choices (default:
 	// the time).
 	Seed int64
@@ -43,8 +52,69 @@ type Config struct {
 	// Quiet and Fault bound the random time between faults and the time a
 	// fault lasts: each is drawn from [d, 2d) (defaults 1s and 2s).
 	Quiet, Fault time.Duration
+	// Steps, if set, is the fault schedule to follow instead of drawing
+	// one (a replay: LoadPlan).
+	Steps []Step
+	// UnsafeStaleReads starts the controllers with the hidden
+	// --debug-unsafe-stale-reads: reads skip the leader check. Only for
+	// the selftest, which must find the anomaly.
+	UnsafeStaleReads bool
 	// Logf logs progress (default: nothing).
 	Logf func(format string, args ...any)
+}
+
+// Step is one fault of a schedule: wait Quiet (after the cluster is
+// healthy), inject Nemesis, hold it for Hold, heal.
+type Step struct {
+	Quiet   time.Duration `json:"quiet_ns"`
+	Nemesis string        `json:"nemesis"`
+	Hold    time.Duration `json:"hold_ns"`
+}
+
+// Plan is what a run saves in plan.json so that --replay can run it again:
+// its configuration, its seed and the fault schedule it followed. The
+// victims of the random nemeses come from the seed; the leader-targeting
+// ones hit whoever leads at the time.
+type Plan struct {
+	Workload         string   `json:"workload"`
+	Nemeses          []string `json:"nemeses"`
+	Nodes            int      `json:"nodes"`
+	Workers          int      `json:"workers"`
+	Duration         string   `json:"duration"`
+	Concurrency      int      `json:"concurrency"`
+	Rate             float64  `json:"rate,omitempty"`
+	Seed             int64    `json:"seed"`
+	OpTimeout        string   `json:"op_timeout"`
+	UnsafeStaleReads bool     `json:"unsafe_stale_reads,omitempty"`
+	Steps            []Step   `json:"steps"`
+}
+
+// LoadPlan reads dir/plan.json and returns the Config that replays it
+// (Bin, OutDir and Logf are left for the caller).
+func LoadPlan(dir string) (Config, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "plan.json"))
+	if err != nil {
+		return Config{}, err
+	}
+	var p Plan
+	if err := json.Unmarshal(b, &p); err != nil {
+		return Config{}, fmt.Errorf("%s/plan.json: %w", dir, err)
+	}
+	d, err := time.ParseDuration(p.Duration)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s/plan.json: duration: %w", dir, err)
+	}
+	ot, err := time.ParseDuration(p.OpTimeout)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s/plan.json: op_timeout: %w", dir, err)
+	}
+	steps := p.Steps
+	if steps == nil {
+		steps = []Step{}
+	}
+	return Config{Workload: p.Workload, Nemeses: p.Nemeses, Nodes: p.Nodes, Workers: p.Workers, Duration: d,
+		Concurrency: p.Concurrency, Rate: p.Rate, Seed: p.Seed, OpTimeout: ot, Steps: steps,
+		UnsafeStaleReads: p.UnsafeStaleReads}, nil
 }
 
 // FaultWindow is one fault as it happened; times are nanoseconds since the
@@ -65,6 +135,10 @@ type FaultWindow struct {
 	// HealthyNs is how long after the heal every node ran, answered and
 	// named the same leader.
 	HealthyNs int64 `json:"healthy_ns"`
+	// FailoverNs is the time from the inject to the return of the first
+	// acknowledged write invoked after it (for kill-leader: the time to
+	// recover from the loss of the leader); -1 if none.
+	FailoverNs int64 `json:"failover_ns"`
 }
 
 // availability fills in each fault's Ops and RecoveryNs.
@@ -72,10 +146,15 @@ func availability(faults []FaultWindow, ops []Op) {
 	for i := range faults {
 		f := &faults[i]
 		var during []Op
-		f.RecoveryNs = -1
+		f.RecoveryNs, f.FailoverNs = -1, -1
 		for _, op := range ops {
 			if op.Invoke >= f.Start && op.Invoke < f.End {
 				during = append(during, op)
+			}
+			if op.Invoke >= f.Start && op.Status == StatusOK && op.Kind != "read" && op.Kind != "list" {
+				if d := op.Return - f.Start; f.FailoverNs < 0 || d < f.FailoverNs {
+					f.FailoverNs = d
+				}
 			}
 			if op.Invoke >= f.End && op.Status == StatusOK && op.Kind != "read" && op.Kind != "list" {
 				if d := op.Return - f.End; f.RecoveryNs < 0 || d < f.RecoveryNs {
@@ -93,15 +172,19 @@ type Result struct {
 	Workload    string            `json:"workload"`
 	Nemesis     string            `json:"nemesis"`
 	Seed        int64             `json:"seed"`
+	Nodes       int               `json:"nodes"`
+	Workers     int               `json:"workers,omitempty"`
 	Duration    string            `json:"duration"`
 	Concurrency int               `json:"concurrency"`
+	Rate        float64           `json:"rate,omitempty"`
+	Unsafe      bool              `json:"unsafe_stale_reads,omitempty"`
 	Counts      Counts            `json:"counts"`
 	ByKind      map[string]Counts `json:"counts_by_kind"`
 	Anomalies   []Anomaly         `json:"anomalies"`
 	Notes       []string          `json:"notes,omitempty"`
 	Faults      []FaultWindow     `json:"faults"`
 	// Converged says whether every controller served the same state
-	// (a stale list of all VMs) after the run; Digests has each one's.
+	// (a digest of stale lists of every kind) after the run; Digests has each one's.
 	Converged bool              `json:"converged"`
 	Digests   map[string]string `json:"digests,omitempty"`
 	// Error is set when the run itself failed (the cluster did not come
@@ -113,6 +196,9 @@ type Result struct {
 }
 
 func (c *Config) defaults() {
+	if c.Nodes == 0 {
+		c.Nodes = 3
+	}
 	if c.Duration == 0 {
 		c.Duration = 30 * time.Second
 	}
@@ -139,41 +225,74 @@ func (c *Config) defaults() {
 	}
 }
 
-// Run starts a 3-controller cluster, runs the workload with the nemeses,
-// heals, checks, and writes the results to a new directory under
-// cfg.OutDir. The error is about the harness (bad configuration, no
-// binary, a cluster that never came up); an invalid history is a Result
-// with Valid false.
+// Run starts a cluster, runs the workload with the nemeses, heals, checks,
+// and writes the results to a new directory under cfg.OutDir. The error
+// is about the harness (bad configuration, no binary, a cluster that
+// never came up); an invalid history is a Result with Valid false.
 func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	cfg.defaults()
+	if cfg.Nodes != 3 && cfg.Nodes != 5 {
+		return nil, fmt.Errorf("nodes = %d: run 3 or 5 controllers", cfg.Nodes)
+	}
+	if cfg.Workers < 0 || cfg.Nodes+cfg.Workers > testcluster.MaxNodes {
+		return nil, fmt.Errorf("workers = %d: at most %d controllers and workers together", cfg.Workers, testcluster.MaxNodes)
+	}
 	wl, err := NewWorkload(cfg.Workload)
 	if err != nil {
 		return nil, err
 	}
 	for _, n := range cfg.Nemeses {
-		if n == "partition-leader" {
+		if !slices.Contains(Nemeses, n) {
+			return nil, fmt.Errorf("unknown nemesis %q (%s)", n, strings.Join(Nemeses, ", "))
+		}
+		if PartitionNemesis(n) {
 			if err := CanPartition(); err != nil {
 				return nil, fmt.Errorf("refusing to run: %w", err)
 			}
+		}
+		if WorkerNemesis(n) && cfg.Workers == 0 {
+			return nil, fmt.Errorf("nemesis %s needs workers (--workers N)", n)
+		}
+		if (n == "partition-ring" || n == "partition-bridge") && cfg.Nodes != 5 {
+			return nil, fmt.Errorf("nemesis %s needs 5 controllers (--nodes 5)", n)
+		}
+	}
+	for _, st := range cfg.Steps {
+		if !slices.Contains(cfg.Nemeses, st.Nemesis) {
+			return nil, fmt.Errorf("the plan's step %q is not one of its nemeses %v", st.Nemesis, cfg.Nemeses)
 		}
 	}
 	nemName := strings.Join(cfg.Nemeses, ",")
 	if nemName == "" {
 		nemName = "none"
 	}
-	name := cfg.Workload + "-" + strings.ReplaceAll(nemName, ",", "+")
+	nemPart := strings.ReplaceAll(nemName, ",", "+")
+	if len(cfg.Nemeses) > 3 {
+		nemPart = fmt.Sprintf("mix%d", len(cfg.Nemeses))
+	}
+	name := fmt.Sprintf("%s-n%d-%s", cfg.Workload, cfg.Nodes, nemPart)
+	if cfg.UnsafeStaleReads {
+		name += "-unsafe"
+	}
 	dir := filepath.Join(cfg.OutDir, time.Now().UTC().Format("20060102T150405.000Z")+"-"+name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	res = &Result{Workload: cfg.Workload, Nemesis: nemName, Seed: cfg.Seed,
-		Duration: cfg.Duration.String(), Concurrency: cfg.Concurrency, Dir: dir, Anomalies: []Anomaly{}, Faults: []FaultWindow{}}
+	res = &Result{Workload: cfg.Workload, Nemesis: nemName, Seed: cfg.Seed, Nodes: cfg.Nodes, Workers: cfg.Workers,
+		Duration: cfg.Duration.String(), Concurrency: cfg.Concurrency, Rate: cfg.Rate, Unsafe: cfg.UnsafeStaleReads,
+		Dir: dir, Anomalies: []Anomaly{}, Faults: []FaultWindow{}}
 	began := time.Now()
 	logDir := filepath.Join(dir, "nodes")
+	fw := &Firewall{}
+	var steps []Step
 
 	tb := testcluster.NewStandalone("jepsen-"+name, cfg.Logf)
 	tb.KeepDir = filepath.Join(dir, "data") // the nodes' data directories
 	defer func() {
+		// Partition rules go first, whatever happened.
+		if ferr := fw.Clear(context.WithoutCancel(ctx)); ferr != nil {
+			res.Notes = append(res.Notes, "removing iptables rules: "+ferr.Error())
+		}
 		tb.Close() // kills the nodes; reports nodes that exited on their own
 		if tb.Failed() && res.Valid {
 			res.Valid = false
@@ -190,24 +309,42 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 			os.RemoveAll(logDir)
 			os.RemoveAll(tb.KeepDir)
 		}
+		plan := Plan{Workload: cfg.Workload, Nemeses: cfg.Nemeses, Nodes: cfg.Nodes, Workers: cfg.Workers,
+			Duration: cfg.Duration.String(), Concurrency: cfg.Concurrency, Rate: cfg.Rate, Seed: cfg.Seed,
+			OpTimeout: cfg.OpTimeout.String(), UnsafeStaleReads: cfg.UnsafeStaleReads, Steps: steps}
+		if werr := writeJSON(filepath.Join(dir, "plan.json"), plan); werr != nil && err == nil {
+			err = werr
+		}
 		if werr := writeJSON(filepath.Join(dir, "results.json"), res); werr != nil && err == nil {
 			err = werr
 		}
 	}()
 	defer testcluster.Recover(&err)
 
-	cl := testcluster.New(tb, testcluster.Options{Bin: cfg.Bin, LogDir: logDir, LogLevel: "info"})
+	opts := testcluster.Options{Bin: cfg.Bin, LogDir: logDir, LogLevel: "info", Controllers: cfg.Nodes, Workers: cfg.Workers}
+	if cfg.UnsafeStaleReads {
+		opts.ControllerArgs = append(opts.ControllerArgs, "--debug-unsafe-stale-reads")
+	}
+	cl := testcluster.New(tb, opts)
 	cl.WaitLeader(0)
+	env := &Env{URLs: cl.URLs(), OpTimeout: cfg.OpTimeout, RunID: fmt.Sprintf("r%d", began.UnixNano()), Logf: cfg.Logf,
+		Cluster: cl, Dir: dir}
+	env.limit = newLimiter(cfg.Rate)
+	defer env.close()
+	for w := 0; w < cl.Workers(); w++ {
+		if err := waitHost(ctx, env, cl.WorkerName(w), 60*time.Second); err != nil {
+			return res, err
+		}
+	}
+	target := &Target{C: cl, Rng: rand.New(rand.NewSource(cfg.Seed ^ 0x6e656d)), Env: env, FW: fw}
 	var nems []Nemesis
 	for _, n := range cfg.Nemeses {
-		nem, err := NewNemesis(n, cl)
+		nem, err := NewNemesis(n, target)
 		if err != nil {
 			return res, err
 		}
 		nems = append(nems, nem)
 	}
-	env := &Env{URLs: cl.URLs(), OpTimeout: cfg.OpTimeout, RunID: fmt.Sprintf("r%d", began.UnixNano()), Logf: cfg.Logf}
-	defer env.close()
 	if err := wl.Setup(ctx, env); err != nil {
 		return res, fmt.Errorf("workload setup: %w", err)
 	}
@@ -228,7 +365,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		}()
 	}
 	cfg.Logf("jepsen: %s: %d clients for %s, seed %d", name, cfg.Concurrency, cfg.Duration, cfg.Seed)
-	faults := schedule(runCtx, ctx, cfg, cl, rng, nems, h)
+	faults, steps := schedule(runCtx, ctx, cfg, cl, rng, nems, h)
 	wg.Wait()
 	res.Faults = faults
 
@@ -237,6 +374,9 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		if err := n.Heal(context.WithoutCancel(ctx)); err != nil {
 			res.Notes = append(res.Notes, "heal "+n.Name()+": "+err.Error())
 		}
+	}
+	if err := fw.Clear(context.WithoutCancel(ctx)); err != nil {
+		return res, fmt.Errorf("removing iptables rules: %w", err)
 	}
 	settle := time.Now()
 	cl.WaitLeader(0)
@@ -262,6 +402,9 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	res.Valid = chk.Valid
 	res.Anomalies = append(res.Anomalies, chk.Anomalies...)
 	res.Notes = append(res.Notes, chk.Notes...)
+	if err := plots(dir, ops, faults, h.Now()); err != nil {
+		res.Notes = append(res.Notes, "plots: "+err.Error())
+	}
 
 	digests, converged, err := converge(ctx, env, cl)
 	if err != nil {
@@ -271,20 +414,25 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	if !converged {
 		res.Valid = false
 		res.Anomalies = append(res.Anomalies, Anomaly{Type: "divergence",
-			Detail: "the controllers did not serve the same state (stale list of every VM) within 30s of the end of the run"})
+			Detail: "the controllers did not serve the same state (a digest of stale lists of every kind) within 30s of the end of the run"})
 	}
 	return res, nil
 }
 
-// schedule injects and heals faults until runCtx ends, drawing the
-// nemesis, the quiet time and the fault time from rng; the cluster is
-// health-checked before each inject and after each heal. It returns the
-// fault windows.
-func schedule(runCtx, ctx context.Context, cfg Config, cl *testcluster.Cluster, rng *rand.Rand, nems []Nemesis, h *History) []FaultWindow {
+// schedule injects and heals faults until runCtx ends, following
+// cfg.Steps or drawing the nemesis, the quiet time and the fault time from
+// rng; the cluster is health-checked before each inject and after each
+// heal. It returns the fault windows and the steps it followed.
+func schedule(runCtx, ctx context.Context, cfg Config, cl *testcluster.Cluster, rng *rand.Rand, nems []Nemesis, h *History) ([]FaultWindow, []Step) {
 	faults := []FaultWindow{}
+	steps := []Step{}
 	if len(nems) == 0 {
 		<-runCtx.Done()
-		return faults
+		return faults, steps
+	}
+	byName := map[string]Nemesis{}
+	for _, n := range nems {
+		byName[n.Name()] = n
 	}
 	draw := func(d time.Duration) time.Duration { return d + time.Duration(rng.Int63n(int64(d))) }
 	sleep := func(d time.Duration) bool {
@@ -295,17 +443,28 @@ func schedule(runCtx, ctx context.Context, cfg Config, cl *testcluster.Cluster, 
 			return true
 		}
 	}
-	for {
-		quiet, n, hold := draw(cfg.Quiet), nems[rng.Intn(len(nems))], draw(cfg.Fault)
-		if !sleep(quiet) {
-			return faults
+	for k := 0; ; k++ {
+		var st Step
+		if cfg.Steps != nil {
+			if k >= len(cfg.Steps) {
+				<-runCtx.Done()
+				return faults, steps
+			}
+			st = cfg.Steps[k]
+		} else {
+			st.Quiet, st.Nemesis, st.Hold = draw(cfg.Quiet), nems[rng.Intn(len(nems))].Name(), draw(cfg.Fault)
 		}
+		n := byName[st.Nemesis]
+		if !sleep(st.Quiet) {
+			return faults, steps
+		}
+		steps = append(steps, st)
 		// Faults start on a healthy cluster only.
 		if _, err := healthy(runCtx, cl); err != nil {
 			if runCtx.Err() != nil {
-				return faults
+				return faults, steps
 			}
-			faults = append(faults, FaultWindow{Nemesis: n.Name(), Start: h.Now(), End: h.Now(), RecoveryNs: -1,
+			faults = append(faults, FaultWindow{Nemesis: n.Name(), Start: h.Now(), End: h.Now(), RecoveryNs: -1, FailoverNs: -1,
 				Error: "not injected: " + err.Error()})
 			continue
 		}
@@ -316,7 +475,7 @@ func schedule(runCtx, ctx context.Context, cfg Config, cl *testcluster.Cluster, 
 			fw.Error = "inject: " + err.Error()
 		}
 		cfg.Logf("jepsen: %s: %s %s", time.Duration(fw.Start).Round(time.Millisecond), n.Name(), what)
-		sleep(hold)
+		sleep(st.Hold)
 		if err := n.Heal(context.WithoutCancel(ctx)); err != nil {
 			fw.Error = strings.TrimPrefix(fw.Error+"; heal: "+err.Error(), "; ")
 		}
@@ -333,8 +492,9 @@ func schedule(runCtx, ctx context.Context, cfg Config, cl *testcluster.Cluster, 
 	}
 }
 
-// converge polls every controller with a stale list of all VMs until they
-// all serve the same state, for up to 30s.
+// converge polls every controller with stale lists of every kind until
+// they all serve the same state, for up to 30s. A controller's digest is
+// the sha256 of the JSON of its lists, in kind order.
 func converge(ctx context.Context, env *Env, cl *testcluster.Cluster) (map[string]string, bool, error) {
 	var digests map[string]string
 	err := testcluster.Poll(ctx, 30*time.Second, func() (bool, error) {
@@ -342,18 +502,10 @@ func converge(ctx context.Context, env *Env, cl *testcluster.Cluster) (map[strin
 		first := ""
 		same := true
 		for i, u := range env.URLs {
-			lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			objs, _, err := env.Client(u).List(lctx, resource.KindVM, &client.QueryOptions{Stale: true})
-			cancel()
+			d, err := digest(ctx, env.Client(u))
 			if err != nil {
 				return false, fmt.Errorf("%s: %w", cl.ID(i), err)
 			}
-			b, err := json.Marshal(objs)
-			if err != nil {
-				return false, err
-			}
-			sum := sha256.Sum256(b)
-			d := fmt.Sprintf("%d objects, sha256 %s", len(objs), hex.EncodeToString(sum[:8]))
 			digests[cl.ID(i)] = d
 			if first == "" {
 				first = d
@@ -370,6 +522,29 @@ func converge(ctx context.Context, env *Env, cl *testcluster.Cluster) (map[strin
 		return digests, false, ctx.Err()
 	}
 	return digests, err == nil, nil
+}
+
+// digest summarises a controller's local state: every object of every
+// kind, from stale lists.
+func digest(ctx context.Context, c *client.Client) (string, error) {
+	h := sha256.New()
+	var counts []string
+	for _, k := range resource.Kinds() {
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		objs, _, err := c.List(lctx, k.Kind, &client.QueryOptions{Stale: true})
+		cancel()
+		if err != nil {
+			return "", fmt.Errorf("list %s: %w", k.Plural, err)
+		}
+		b, err := json.Marshal(objs)
+		if err != nil {
+			return "", err
+		}
+		h.Write([]byte(k.Kind))
+		h.Write(b)
+		counts = append(counts, fmt.Sprintf("%d %s", len(objs), k.Plural))
+	}
+	return fmt.Sprintf("%s, sha256 %s", strings.Join(counts, " "), hex.EncodeToString(h.Sum(nil)[:8])), nil
 }
 
 func writeJSON(path string, v any) error {

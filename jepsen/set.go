@@ -33,7 +33,7 @@ func (s *Set) Setup(context.Context, *Env) error { return nil }
 func (s *Set) Run(ctx context.Context, env *Env, worker int, process func() int, _ *rand.Rand, h *History) {
 	c := env.Client(env.URLs[worker%len(env.URLs)])
 	p := process()
-	for n := 0; ctx.Err() == nil; n++ {
+	for n := 0; env.Wait(ctx); n++ {
 		name := fmt.Sprintf("set-%d-%d", worker, n)
 		op := Op{Process: p, Kind: "create", Key: name, Input: Value{Value: name}, Invoke: h.Now()}
 		octx, cancel := context.WithTimeout(ctx, env.OpTimeout)

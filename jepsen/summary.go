@@ -13,8 +13,11 @@ func Summary(w io.Writer, res *Result) {
 	if !res.Valid {
 		verdict = "INVALID"
 	}
-	fmt.Fprintf(w, "== %s  workload=%s nemesis=%s seed=%d duration=%s clients=%d (%s in all)\n",
-		verdict, res.Workload, res.Nemesis, res.Seed, res.Duration, res.Concurrency, res.Elapsed)
+	fmt.Fprintf(w, "== %s  workload=%s nemesis=%s seed=%d nodes=%d workers=%d duration=%s clients=%d (%s in all)\n",
+		verdict, res.Workload, res.Nemesis, res.Seed, res.Nodes, res.Workers, res.Duration, res.Concurrency, res.Elapsed)
+	if res.Unsafe {
+		fmt.Fprintf(w, "   SELFTEST: controllers ran with --debug-unsafe-stale-reads; the checker must find an anomaly\n")
+	}
 	if res.Error != "" {
 		fmt.Fprintf(w, "   harness error: %s\n", res.Error)
 	}
@@ -28,7 +31,7 @@ func Summary(w io.Writer, res *Result) {
 		c := res.ByKind[k]
 		fmt.Fprintf(w, "     %-7s %6d ok %6d fail %6d unknown\n", k, c.OK, c.Fail, c.Unknown)
 	}
-	fmt.Fprintf(w, "   faults: %d (ops during the fault ok/fail/unknown; first acknowledged write, and all nodes healthy, after heal)\n", len(res.Faults))
+	fmt.Fprintf(w, "   faults: %d (ops during the fault ok/fail/unknown; first acknowledged write after the inject; first acknowledged write, and all nodes healthy, after the heal)\n", len(res.Faults))
 	for i, f := range res.Faults {
 		if i == 8 {
 			fmt.Fprintf(w, "     … %d more in results.json\n", len(res.Faults)-i)
@@ -38,8 +41,12 @@ func Summary(w io.Writer, res *Result) {
 		if f.RecoveryNs >= 0 {
 			rec = time.Duration(f.RecoveryNs).Round(time.Millisecond).String()
 		}
-		fmt.Fprintf(w, "     %7s–%-7s %-40s ops %d/%d/%d recovery %s healthy %s", round(f.Start), round(f.End), f.What,
-			f.Ops.OK, f.Ops.Fail, f.Ops.Unknown, rec, time.Duration(f.HealthyNs).Round(time.Millisecond))
+		fo := "none"
+		if f.FailoverNs >= 0 {
+			fo = time.Duration(f.FailoverNs).Round(time.Millisecond).String()
+		}
+		fmt.Fprintf(w, "     %7s–%-7s %-40s ops %d/%d/%d first write %s recovery %s healthy %s", round(f.Start), round(f.End), f.What,
+			f.Ops.OK, f.Ops.Fail, f.Ops.Unknown, fo, rec, time.Duration(f.HealthyNs).Round(time.Millisecond))
 		if f.Error != "" {
 			fmt.Fprintf(w, " (%s)", f.Error)
 		}

@@ -24,7 +24,12 @@ type Env struct {
 	RunID string
 	// Logf logs progress.
 	Logf func(format string, args ...any)
+	// Cluster is the cluster under test.
+	Cluster *testcluster.Cluster
+	// Dir is the run's output directory.
+	Dir string
 
+	limit  *limiter
 	hcOnce sync.Once
 	hc     *http.Client
 }
@@ -89,6 +94,51 @@ type Anomaly struct {
 	Key    string `json:"key,omitempty"`
 	Detail string `json:"detail"`
 	Ops    []Op   `json:"ops,omitempty"`
+}
+
+// limiter spaces operations 1/rate apart, over all clients together.
+type limiter struct {
+	mu       sync.Mutex
+	interval time.Duration
+	next     time.Time
+}
+
+// newLimiter returns a limiter of rate operations per second; nil (no
+// limit) for rate <= 0.
+func newLimiter(rate float64) *limiter {
+	if rate <= 0 {
+		return nil
+	}
+	return &limiter{interval: time.Duration(float64(time.Second) / rate)}
+}
+
+// Wait blocks until the client may start its next operation (at once
+// without --rate); false if ctx ended first.
+func (e *Env) Wait(ctx context.Context) bool {
+	l := e.limit
+	if l == nil {
+		return ctx.Err() == nil
+	}
+	l.mu.Lock()
+	now := time.Now()
+	if l.next.Before(now) {
+		l.next = now
+	}
+	at := l.next
+	l.next = l.next.Add(l.interval)
+	l.mu.Unlock()
+	d := time.Until(at)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // NewWorkload returns the workload called name.
@@ -158,4 +208,22 @@ func (e *Env) close() {
 	if e.hc != nil {
 		e.hc.CloseIdleConnections()
 	}
+}
+
+// waitHost waits until the host of worker name is ready.
+func waitHost(ctx context.Context, env *Env, name string, timeout time.Duration) error {
+	err := testcluster.Poll(ctx, timeout, func() (bool, error) {
+		_, hs, err := env.Cluster.Host(name)
+		if err != nil {
+			return false, err
+		}
+		if hs.State != "ready" {
+			return false, fmt.Errorf("host %s is %s (%s)", name, hs.State, hs.Reason)
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("worker %s never became a ready host: %w", name, err)
+	}
+	return nil
 }

@@ -1,5 +1,6 @@
 // Command kumoi-jepsen runs Kumoi's chaos harness (package jepsen): it
-// starts a 3-controller cluster of real kumoi processes on loopback
+// starts a cluster of real kumoi processes (3 or 5
+// controllers, optionally sim workers) on loopback
 // addresses, runs a workload through the Go SDK while nemeses inject
 // faults, checks the history, and writes jepsen/out/<timestamp>-<name>/.
 // It exits 1 when any run is invalid, 2 on a usage or harness error.
@@ -27,13 +28,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("kumoi-jepsen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	workloads := fs.String("workload", "register", "workloads to run, comma-separated, one run each: "+strings.Join(jepsen.Workloads, ", "))
-	nemeses := fs.String("nemesis", "kill-leader", "nemeses to mix in each run, comma-separated ("+strings.Join(jepsen.Nemeses, ", ")+"), or none; partition-leader needs root")
+	nemeses := fs.String("nemesis", "kill-leader", "nemeses to mix in each run, comma-separated ("+strings.Join(jepsen.Nemeses, ", ")+"), or none; partition-* and worker-partition need root")
+	nodes := fs.Int("nodes", 3, "controllers: 3 or 5")
+	workers := fs.Int("workers", 0, "sim workers (needed by worker-kill and worker-partition)")
 	duration := fs.Duration("duration", 30*time.Second, "how long each workload runs")
 	concurrency := fs.Int("concurrency", 5, "concurrent clients")
+	rate := fs.Float64("rate", 0, "operations per second of all clients together (0: no limit)")
 	seed := fs.Int64("seed", 0, "seed of the fault schedule and of the workload (0: from the time; the seed used is printed)")
+	runs := fs.Int("runs", 1, "run each workload this many times, with seeds seed, seed+1, …")
 	bin := fs.String("bin", "bin/kumoi", "kumoi binary to run (make build)")
 	out := fs.String("out", "jepsen/out", "directory that receives one <timestamp>-<name>/ per run")
 	opTimeout := fs.Duration("op-timeout", 2*time.Second, "timeout of every client operation; a write that times out has an unknown outcome")
+	replay := fs.String("replay", "", "run the plan saved in this run directory (its plan.json: workload, nemeses, seed, fault schedule) again; other flags except --bin, --out and -v are ignored")
+	unsafe := fs.Bool("unsafe-stale-reads", false, "SELFTEST: start the controllers with the hidden --debug-unsafe-stale-reads (reads skip the leader check), a bug the checker must catch")
+	wantCaught := fs.Int("want-caught", 0, "SELFTEST: exit 0 only if at least this many runs have a nonlinearizable anomaly (and 1 otherwise), instead of wanting every run valid")
 	verbose := fs.Bool("v", false, "log the cluster harness and every fault")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -55,17 +63,45 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if *verbose {
 		logf = func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
 	}
-	code := 0
-	for _, w := range strings.Split(*workloads, ",") {
-		res, err := jepsen.Run(ctx, jepsen.Config{
-			Workload: w, Nemeses: nems, Duration: *duration, Concurrency: *concurrency,
-			Seed: *seed, Bin: *bin, OutDir: *out, OpTimeout: *opTimeout, Logf: logf,
-		})
+	var cfgs []jepsen.Config
+	if *replay != "" {
+		cfg, err := jepsen.LoadPlan(*replay)
+		if err != nil {
+			fmt.Fprintf(stderr, "kumoi-jepsen: --replay: %v\n", err)
+			return 2
+		}
+		cfgs = append(cfgs, cfg)
+	} else {
+		for r := 0; r < *runs; r++ {
+			for _, w := range strings.Split(*workloads, ",") {
+				cfgs = append(cfgs, jepsen.Config{
+					Workload: w, Nemeses: nems, Nodes: *nodes, Workers: *workers, Duration: *duration,
+					Concurrency: *concurrency, Rate: *rate, Seed: *seed + int64(r), OpTimeout: *opTimeout,
+					UnsafeStaleReads: *unsafe,
+				})
+			}
+		}
+	}
+	code, valid, caught, done := 0, 0, 0, 0
+	began := time.Now()
+	for _, cfg := range cfgs {
+		cfg.Bin, cfg.OutDir, cfg.Logf = *bin, *out, logf
+		res, err := jepsen.Run(ctx, cfg)
 		if res == nil {
-			fmt.Fprintf(stderr, "kumoi-jepsen: %s: %v\n", w, err)
+			fmt.Fprintf(stderr, "kumoi-jepsen: %s: %v\n", cfg.Workload, err)
 			return 2
 		}
 		jepsen.Summary(stdout, res)
+		done++
+		if res.Valid {
+			valid++
+		}
+		for _, a := range res.Anomalies {
+			if a.Type == "nonlinearizable" {
+				caught++
+				break
+			}
+		}
 		switch {
 		case err != nil:
 			code = max(code, 2)
@@ -75,6 +111,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if ctx.Err() != nil {
 			break
 		}
+	}
+	if len(cfgs) > 1 || *wantCaught > 0 {
+		fmt.Fprintf(stdout, "== %d runs in %s: %d valid, %d invalid (%d with a nonlinearizable history)\n",
+			done, time.Since(began).Round(time.Second), valid, done-valid, caught)
+	}
+	if *wantCaught > 0 {
+		if caught >= *wantCaught && done == len(cfgs) {
+			fmt.Fprintf(stdout, "== SELFTEST PASSED: the checker caught the stale reads in %d of %d runs (want at least %d)\n", caught, done, *wantCaught)
+			return 0
+		}
+		fmt.Fprintf(stdout, "== SELFTEST FAILED: the checker caught the stale reads in only %d of %d runs (want at least %d of %d)\n", caught, done, *wantCaught, len(cfgs))
+		return 1
 	}
 	return code
 }

@@ -33,6 +33,9 @@ type Options struct {
 	Bin string
 	// ExtraArgs are appended to every node's `kumoi agent` arguments.
 	ExtraArgs []string
+	// ControllerArgs are appended to the controllers' arguments only,
+	// after ExtraArgs.
+	ControllerArgs []string
 	// LogLevel is passed as --log-level (default "debug"; benchmarks
 	// should use "info" or "warn").
 	LogLevel string
@@ -329,7 +332,8 @@ func (c *Cluster) Args(i int) []string {
 	if c.opts.LogLevel != "" {
 		args = append(args, "--log-level", c.opts.LogLevel)
 	}
-	return append(args, c.opts.ExtraArgs...)
+	args = append(args, c.opts.ExtraArgs...)
+	return append(args, c.opts.ControllerArgs...)
 }
 
 // Start starts node i, which must not be running. Its stdout and stderr
@@ -620,6 +624,31 @@ func (c *Cluster) resume(n *node) {
 func (c *Cluster) Restart(i int) {
 	c.tb.Helper()
 	c.Kill(i)
+	c.Start(i)
+}
+
+// Rejoin kills node i if it runs, empties its data directory and starts
+// it again without --bootstrap-expect, so that it joins the running
+// cluster as a new server (the leader adds it as a voter once gossip
+// shows it alive), as an operator re-adds a controller that was removed
+// with `kumoi cluster remove`. It keeps its node id and address, and
+// later restarts keep joining that way.
+func (c *Cluster) Rejoin(i int) {
+	c.tb.Helper()
+	c.Kill(i)
+	n := c.node(i)
+	ents, err := os.ReadDir(n.dataDir)
+	if err != nil {
+		c.tb.Fatalf("testcluster: rejoin %s: %v", n.id, err)
+	}
+	for _, e := range ents {
+		if err := os.RemoveAll(filepath.Join(n.dataDir, e.Name())); err != nil {
+			c.tb.Fatalf("testcluster: rejoin %s: %v", n.id, err)
+		}
+	}
+	c.mu.Lock()
+	n.expect = 0
+	c.mu.Unlock()
 	c.Start(i)
 }
 
