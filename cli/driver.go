@@ -1,6 +1,9 @@
 package cli
 
 import (
+	"io"
+	"os"
+
 	"github.com/urfave/cli/v2"
 
 	"github.com/kumoi/kumoi/hypervisor"
@@ -9,11 +12,30 @@ import (
 
 // newDriver builds the worker's hypervisor driver from the flags.
 func newDriver(c *cli.Context, nodeID string, memMiB int64) (hypervisor.Driver, error) {
+	obs, err := observationLog(c)
+	if err != nil {
+		return nil, err
+	}
 	switch c.String("hypervisor") {
 	case "sim":
-		return sim.New(sim.Options{Host: nodeID, CPUs: c.Int("cpus"), MemoryMiB: memMiB}), nil
+		return sim.New(sim.Options{Host: nodeID, CPUs: c.Int("cpus"), MemoryMiB: memMiB, ObservationLog: obs}), nil
 	case "libvirt":
-		return newLibvirtDriver(c, nodeID)
+		return newLibvirtDriver(c, nodeID, obs)
 	}
 	return nil, usagef("--hypervisor %q: use sim or libvirt", c.String("hypervisor"))
+}
+
+// observationLog opens --observation-log for appending (nil when unset).
+// The file stays open for the life of the process; each observation is
+// one write(2), so a process killed with -9 loses none that were written.
+func observationLog(c *cli.Context) (io.Writer, error) {
+	path := c.String("observation-log")
+	if path == "" {
+		return nil, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, usagef("--observation-log: %v", err)
+	}
+	return f, nil
 }

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"io"
+
 	"github.com/urfave/cli/v2"
 
 	"github.com/kumoi/kumoi/hypervisor"
@@ -11,7 +13,7 @@ import (
 // newLibvirtDriver connects to --libvirt-uri. A hypervisor that cannot be
 // reached does not fail here: the worker keeps retrying, logs why, and does
 // not join the pool until the driver is healthy.
-func newLibvirtDriver(c *cli.Context, nodeID string) (hypervisor.Driver, error) {
+func newLibvirtDriver(c *cli.Context, nodeID string, obs io.Writer) (hypervisor.Driver, error) {
 	var mem int64
 	if m := c.String("memory"); m != "" {
 		v, err := resource.ParseMemoryMiB(m)
@@ -20,7 +22,7 @@ func newLibvirtDriver(c *cli.Context, nodeID string) (hypervisor.Driver, error) 
 		}
 		mem = v
 	}
-	d, err := libvirt.New(libvirt.Options{URI: c.String("libvirt-uri"), Host: nodeID, CPUs: c.Int("cpus"), MemoryMiB: mem})
+	d, err := libvirt.New(libvirt.Options{URI: c.String("libvirt-uri"), Host: nodeID, CPUs: c.Int("cpus"), MemoryMiB: mem, ObservationLog: obs})
 	if err != nil {
 		return nil, err
 	}
