@@ -38,6 +38,16 @@ func TestAgainstDevCluster(t *testing.T) {
 	step(0, "web", "vm", "reboot", "web")
 	step(0, "stopped", "vm", "stop", "web", "--wait", "--timeout", "30s")
 	step(0, "running", "vm", "start", "web", "--wait", "--timeout", "30s")
+	step(1, "stop it first", "vm", "migrate", "web")
+	step(0, "stopped", "vm", "stop", "web", "--force", "--wait", "--timeout", "30s")
+	out := step(0, "", "vm", "get", "web", "-o", "json")
+	from, to := "sim-1", "sim-2"
+	if strings.Contains(out, `"host": "sim-2"`) {
+		from, to = to, from
+	}
+	step(1, "already on host", "vm", "migrate", "web", "--host", from)
+	step(0, "stopped on "+to, "vm", "migrate", "web", "--wait", "--timeout", "30s")
+	step(0, "running on "+to, "vm", "start", "web", "--wait", "--timeout", "30s")
 	step(0, "deleted", "vm", "delete", "web")
 	step(1, "not found", "vm", "get", "web")
 }

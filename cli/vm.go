@@ -27,7 +27,7 @@ func vmCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "vm",
 		Usage:     "create, inspect, power and delete virtual machines",
-		UsageText: "kumoi vm <create|get|list|update|start|stop|suspend|resume|delete> [options] [NAME]",
+		UsageText: "kumoi vm <create|get|list|update|start|stop|suspend|resume|reboot|migrate|delete> [options] [NAME]",
 		Description: `A VM object holds what you want (spec: cpus, memory, boot, power, ha) and what
 the cluster observed (status: phase, host, reason). The scheduler places a new
 VM on a host with room for it; that host's worker then makes the real VM match
@@ -35,13 +35,16 @@ the spec and reports its phase: pending → scheduled → starting → running (
 stopped, suspended, failed). Changing the spec changes the real VM.
 
 start, stop, suspend and resume set the power the VM should have; --wait waits
-until it has it, showing each phase on stderr.
+until it has it, showing each phase on stderr. stop --force powers the VM off
+at once. migrate moves a stopped VM to another host.
 
 Examples:
    kumoi vm create web-1 --cpus 2 --memory 2GiB --label app=web --wait
    kumoi vm list -l app=web,tier!=db
    kumoi vm list --host hv-1
    kumoi vm stop web-1 --wait
+   kumoi vm stop web-1 --force
+   kumoi vm migrate web-1 --host hv-2 --wait
    kumoi vm delete web-1`,
 		Subcommands: []*cli.Command{
 			vmCreateCommand(),
@@ -53,6 +56,7 @@ Examples:
 			vmPowerCommand(powerSuspend),
 			vmPowerCommand(powerResume),
 			vmRebootCommand(),
+			vmMigrateCommand(),
 			vmDeleteCommand(),
 		},
 	}
@@ -585,8 +589,11 @@ resumed with 'kumoi vm resume' instead; a failed VM cannot be started again
 where it is: start places it again, on any host, with a new placement epoch.`}
 	powerStop = powerVerb{name: "stop", power: resource.PowerStopped, usage: "shut a VM down",
 		doc: `Sets the VM's power to stopped: its worker shuts the guest down (ACPI power
-button, then power off after a grace period). The VM keeps its host and its
-reservation there; 'kumoi vm start' boots it again.`}
+button, then power off after a grace period). With --force it powers the
+guest off at once (pulls the plug; POST /v1/vms/NAME/stop {"force":true}),
+which also cuts short a graceful stop under way, e.g. of a guest that
+ignores the power button. The VM keeps its host and its reservation there;
+'kumoi vm start' boots it again.`}
 	powerSuspend = powerVerb{name: "suspend", power: resource.PowerSuspended, usage: "pause a running VM",
 		doc: `Sets the VM's power to suspended: its worker pauses the guest, which keeps its
 memory on the host. Only a VM that is to run can be suspended, not a stopped
@@ -616,7 +623,7 @@ func vmPowerCommand(v powerVerb) *cli.Command {
 	return leaf(&cli.Command{
 		Name:      v.name,
 		Usage:     v.usage,
-		UsageText: "kumoi vm " + v.name + " NAME [--wait] [-o table|json|yaml]",
+		UsageText: powerUsage(v),
 		Description: v.doc + `
 
 The change is a read-modify-write of spec.power with compare-and-set on the
@@ -631,9 +638,25 @@ Examples:
    kumoi vm ` + v.name + ` web-1
    kumoi vm ` + v.name + ` web-1 --wait
    kumoi vm ` + v.name + ` web-1 --wait --timeout 30s -o json`,
-		Flags:  []cli.Flag{waitFlag("the VM is " + phaseFor(v.power))},
+		Flags:  powerFlags(v),
 		Action: func(c *cli.Context) error { return vmPower(c, v) },
 	})
+}
+
+func powerUsage(v powerVerb) string {
+	u := "kumoi vm " + v.name + " NAME"
+	if v == powerStop {
+		u += " [--force]"
+	}
+	return u + " [--wait] [-o table|json|yaml]"
+}
+
+func powerFlags(v powerVerb) []cli.Flag {
+	fs := []cli.Flag{waitFlag("the VM is " + phaseFor(v.power))}
+	if v == powerStop {
+		fs = append(fs, &cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "power off at once, without asking the guest to shut down"})
+	}
+	return fs
 }
 
 // casAttempts bounds the read-modify-write rounds of a verb that loses its
@@ -650,6 +673,19 @@ func vmPower(c *cli.Context, v powerVerb) error {
 		return err
 	}
 	defer s.close()
+	if v == powerStop && c.Bool("force") {
+		vm, err := s.client.VMs().Stop(s.ctx, name, true)
+		if err != nil {
+			return objectErr(resource.KindVM, name, err)
+		}
+		o := vm.Object
+		if c.Bool("wait") {
+			if o, err = waitPower(c, s, o, v.power); err != nil {
+				return err
+			}
+		}
+		return printObject(c, o)
+	}
 	if v == powerStart {
 		// A failed or lost VM is started again from scratch: the server
 		// sends it back to placement (POST /v1/vms/NAME/start).
@@ -902,6 +938,57 @@ Examples:
 			o, err := s.client.Action(s.ctx, name, client.ActionReboot)
 			if err != nil {
 				return objectErr(resource.KindVM, name, err)
+			}
+			return printObject(c, o)
+		},
+	})
+}
+
+func vmMigrateCommand() *cli.Command {
+	return leaf(&cli.Command{
+		Name:      "migrate",
+		Usage:     "move a stopped VM to another host (cold migration)",
+		UsageText: "kumoi vm migrate NAME [--host HOST] [--wait] [-o table|json|yaml]",
+		Description: `Moves the VM to another host (POST /v1/vms/NAME/migrate): the VM gets a new
+placement epoch there and keeps its power; the old host's worker removes its
+domain. Without --host the controllers pick the ready host with the most free
+memory, other than the VM's own.
+
+The move is cold: the VM must be stopped ('kumoi vm stop NAME --wait' first),
+failed or lost, or its host must have been down or left for the controllers'
+--host-down-grace (by then that host has fenced itself). Otherwise, or when
+no other host has room, the answer is a conflict that says why.
+
+With --wait the command waits until the VM is stopped or running (its power)
+on the new host, printing each phase on stderr.
+
+Examples:
+   kumoi vm stop web-1 --wait && kumoi vm migrate web-1 --wait && kumoi vm start web-1
+   kumoi vm migrate web-1 --host hv-2`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "host", Usage: "move it to `HOST` (default: the ready host with the most free memory)"},
+			waitFlag("the VM is stopped or running (its power) on the new host"),
+		},
+		Action: func(c *cli.Context) error {
+			name, err := oneName(c, "VM")
+			if err != nil {
+				return err
+			}
+			s, err := connectWait(c)
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			vm, err := s.client.VMs().Migrate(s.ctx, name, c.String("host"))
+			if err != nil {
+				return objectErr(resource.KindVM, name, err)
+			}
+			o := vm.Object
+			fmt.Fprintf(c.App.ErrWriter, "%s: moving to %s\n", name, vm.Status.Host)
+			if c.Bool("wait") {
+				if o, err = waitPower(c, s, o, vm.Spec.Power); err != nil {
+					return err
+				}
 			}
 			return printObject(c, o)
 		},

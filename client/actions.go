@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 
 	"github.com/kumoi/kumoi/resource"
 )
@@ -13,6 +14,7 @@ const (
 	ActionSuspend = "suspend"
 	ActionResume  = "resume"
 	ActionReboot  = "reboot"
+	ActionMigrate = "migrate"
 )
 
 // Action runs a verb on a VM (POST /v1/vms/{name}/{action}) and returns the
@@ -20,11 +22,26 @@ const (
 // the phase forbids fails with a 409 conflict whose message names the phase.
 // Actions state an intent and are safe to repeat.
 func (c *Client) Action(ctx context.Context, vm, action string) (*resource.Object, error) {
+	return c.ActionWith(ctx, vm, action, nil)
+}
+
+// ActionWith is Action with options: Force for stop, Host for migrate.
+// Every action but migrate is safe to repeat and is retried where safe; a
+// migrate whose outcome is unknown (a timeout, a lost leader) is not resent:
+// read the VM to find out where it is.
+func (c *Client) ActionWith(ctx context.Context, vm, action string, opts *resource.VMActionRequest) (*resource.Object, error) {
 	if err := checkName(resource.KindVM, vm); err != nil {
 		return nil, err
 	}
+	r := &request{method: "POST", path: objectPath(resource.KindVM, vm) + "/" + action, idempotent: action != ActionMigrate}
+	if opts != nil && *opts != (resource.VMActionRequest{}) {
+		body, err := json.Marshal(opts)
+		if err != nil {
+			return nil, err
+		}
+		r.body = body
+	}
 	var out resource.Object
-	r := &request{method: "POST", path: objectPath(resource.KindVM, vm) + "/" + action, idempotent: true}
 	if _, err := c.call(ctx, r, &out); err != nil {
 		return nil, err
 	}

@@ -194,17 +194,33 @@ func (v *VMs) Start(ctx context.Context, name string) (*VM, error) {
 // Stop sets the VM's power to stopped (POST /v1/vms/{name}/stop), in any
 // phase. Its worker asks the guest to power off (ACPI) and destroys the
 // domain if it has not powered off after the worker's shutdown grace (10s
-// by default); the VM keeps its host and its reservation there, and Start
-// boots it again. Use Wait(ctx, name, resource.PhaseStopped) to see it
-// stopped.
-//
-// The API has no forced stop (no immediate power-off) yet: force states
-// the caller's intent, but Stop(ctx, name, true) currently does exactly
-// what Stop(ctx, name, false) does, graceful shutdown then power-off after
-// the grace.
+// by default); with force it powers the domain off at once (pulls the
+// plug), which also cuts short a graceful stop under way. The VM keeps its
+// host and its reservation there, and Start boots it again. Use Wait(ctx,
+// name, resource.PhaseStopped) to see it stopped.
 func (v *VMs) Stop(ctx context.Context, name string, force bool) (*VM, error) {
-	_ = force // no forced stop in the API yet; see the comment
-	return v.action(ctx, name, ActionStop)
+	o, err := v.c.ActionWith(ctx, name, ActionStop, &resource.VMActionRequest{Force: force})
+	if err != nil {
+		return nil, err
+	}
+	return NewVM(o)
+}
+
+// Migrate moves a VM that is not running to another host (POST
+// /v1/vms/{name}/migrate; a cold migration): host "" lets the controllers
+// pick the ready host with the most free memory. The VM must be stopped,
+// failed or lost, or its host down for the controllers' host-down grace;
+// otherwise it is refused with a 409 (ErrConflict) that says so. The VM
+// gets a new placement epoch on the new host and keeps its desired power;
+// the old host's worker removes its domain. See the script method
+// vm.migrate for the stop-move-start sequence. A migrate is not resent
+// after an attempt whose outcome is unknown.
+func (v *VMs) Migrate(ctx context.Context, name, host string) (*VM, error) {
+	o, err := v.c.ActionWith(ctx, name, ActionMigrate, &resource.VMActionRequest{Host: host})
+	if err != nil {
+		return nil, err
+	}
+	return NewVM(o)
 }
 
 // Suspend pauses a running VM (POST /v1/vms/{name}/suspend); the guest

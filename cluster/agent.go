@@ -54,6 +54,7 @@ func StartAgent(cfg Config) (*Agent, error) {
 		Version:  cfg.Version,
 		// A deliberate bug for the chaos harness's selftest.
 		UnsafeStaleReads: cfg.UnsafeStaleReads,
+		HostDownGrace:    cfg.HostDownGrace,
 		// Dial the leader from our own address.
 		ForwardClient: NewForwardClient(cfg.BindIP),
 	})

@@ -12,11 +12,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Default ports.
+// Defaults of the agent.
 const (
 	DefaultAPIPort    = 7400
 	DefaultRaftPort   = 7401
 	DefaultGossipPort = 7402
+	// DefaultHostDownGrace is how long a host stays down before its VMs
+	// are evacuated (it must exceed the workers' --fence-after).
+	DefaultHostDownGrace = 4 * time.Second
 )
 
 // Config configures a controller. Zero values take the defaults below.
@@ -48,7 +51,7 @@ type Config struct {
 	// HostDownGrace is how long a host stays down before its VMs are
 	// evacuated (ha=restart VMs placed elsewhere). It must exceed the
 	// workers' --fence-after plus a margin: see docs/ha.md.
-	HostDownGrace     time.Duration // default 4s
+	HostDownGrace     time.Duration // default DefaultHostDownGrace
 	SnapshotThreshold uint64        // default 8192
 	SnapshotInterval  time.Duration // default 60s
 	TrailingLogs      uint64        // default 10240
@@ -105,7 +108,7 @@ func (c *Config) setDefaults() {
 	def(&c.CommitTimeout, 20*time.Millisecond)
 	def(&c.ApplyTimeout, 10*time.Second)
 	def(&c.ReconcileInterval, 5*time.Second)
-	def(&c.HostDownGrace, 4*time.Second)
+	def(&c.HostDownGrace, DefaultHostDownGrace)
 	def(&c.SnapshotInterval, 60*time.Second)
 	def(&c.GossipProbeInterval, 500*time.Millisecond)
 	def(&c.GossipProbeTimeout, 250*time.Millisecond)

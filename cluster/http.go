@@ -79,6 +79,9 @@ type HTTPOptions struct {
 	Version string
 	// UnsafeStaleReads: see Config.UnsafeStaleReads.
 	UnsafeStaleReads bool
+	// HostDownGrace: see Config.HostDownGrace (default 4s). A VM on a
+	// host down this long may be migrated while it is to run.
+	HostDownGrace time.Duration
 }
 
 // httpAPI is the handler returned by NewHTTPHandler.
@@ -94,6 +97,8 @@ type httpAPI struct {
 	heartbeat time.Duration
 	version   string
 	unsafe    bool // Config.UnsafeStaleReads
+
+	hostDownGrace time.Duration
 
 	// onBlock, if set (tests), is called when a blocking query is about to
 	// wait for a change.
@@ -120,6 +125,9 @@ func NewHTTPHandler(b Backend, opts HTTPOptions) http.Handler {
 	if opts.HeartbeatInterval <= 0 {
 		opts.HeartbeatInterval = DefaultHeartbeatInterval
 	}
+	if opts.HostDownGrace <= 0 {
+		opts.HostDownGrace = DefaultHostDownGrace
+	}
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
@@ -140,13 +148,15 @@ func NewHTTPHandler(b Backend, opts HTTPOptions) http.Handler {
 		metrics: promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{
 			ErrorHandling: promhttp.ContinueOnError,
 		}),
-		client:    opts.ForwardClient,
-		maxBody:   opts.MaxBodyBytes,
-		unsafe:    opts.UnsafeStaleReads,
-		defWait:   opts.DefaultWait,
-		maxWait:   opts.MaxWait,
-		heartbeat: opts.HeartbeatInterval,
-		version:   opts.Version,
+		client:  opts.ForwardClient,
+		maxBody: opts.MaxBodyBytes,
+		unsafe:  opts.UnsafeStaleReads,
+
+		hostDownGrace: opts.HostDownGrace,
+		defWait:       opts.DefaultWait,
+		maxWait:       opts.MaxWait,
+		heartbeat:     opts.HeartbeatInterval,
+		version:       opts.Version,
 	}
 }
 

@@ -133,8 +133,19 @@ func apiWriteJSON(w http.ResponseWriter, status int, v any) error {
 	return nil
 }
 
-// readBody reads the whole request body, at most a.maxBody bytes.
+// readBody reads the whole request body, at most a.maxBody bytes; an empty
+// body is an error.
 func (a *httpAPI) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	body, err := a.readOptionalBody(w, r)
+	if err == nil && body == nil {
+		return nil, badJSON("request body is empty; send a JSON object (see docs/api.md)")
+	}
+	return body, err
+}
+
+// readOptionalBody reads the whole request body, at most a.maxBody bytes;
+// an empty (or all-blank) body is nil.
+func (a *httpAPI) readOptionalBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	// Hand MaxBytesReader the server's own writer so that it can tell
 	// the server to close the connection after an oversized body.
 	if u, ok := w.(interface{ Unwrap() http.ResponseWriter }); ok {
@@ -151,7 +162,7 @@ func (a *httpAPI) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 	case err != nil:
 		return nil, badJSON("cannot read the request body: %v", err)
 	case len(bytes.TrimSpace(body)) == 0:
-		return nil, badJSON("request body is empty; send a JSON object (see docs/api.md)")
+		return nil, nil
 	}
 	return body, nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/kumoi/kumoi/fsm"
 	"github.com/kumoi/kumoi/resource"
+	"github.com/kumoi/kumoi/scheduler"
 )
 
 func filterSelector(objs []*resource.Object, sel resource.Selector) []*resource.Object {
@@ -72,8 +73,9 @@ func (a *httpAPI) report(host string) apiHandler {
 	}
 }
 
-// vmAction: POST /v1/vms/{name}/{start|stop|suspend|resume|reboot} → 200 +
-// the VM; 409 conflict (naming the phase) when the phase forbids it.
+// vmAction: POST /v1/vms/{name}/{start|stop|suspend|resume|reboot|migrate}
+// with an optional resource.VMActionRequest body → 200 + the VM; 409
+// conflict (naming the phase) when the phase forbids it.
 func (a *httpAPI) vmAction(name, action string) apiHandler {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		if _, err := apiQuery(r); err != nil {
@@ -83,13 +85,41 @@ func (a *httpAPI) vmAction(name, action string) apiHandler {
 			return err
 		}
 		switch action {
-		case fsm.ActionStart, fsm.ActionStop, fsm.ActionSuspend, fsm.ActionResume, fsm.ActionReboot:
+		case fsm.ActionStart, fsm.ActionStop, fsm.ActionSuspend, fsm.ActionResume, fsm.ActionReboot, actionMigrate:
 		default:
 			return &apiError{status: http.StatusNotFound, code: resource.CodeNotFound,
-				msg: "unknown VM action " + strconv.Quote(action) + "; use start, stop, suspend, resume or reboot"}
+				msg: "unknown VM action " + strconv.Quote(action) + "; use start, stop, suspend, resume, reboot or migrate"}
 		}
-		return a.onLeader(w, r, nil, func() error {
-			res, err := a.b.Apply(r.Context(), fsm.ActionRequestType, &fsm.ActionRequest{Time: time.Now().UTC(), VM: name, Action: action})
+		body, err := a.readOptionalBody(w, r)
+		if err != nil {
+			return err
+		}
+		var opts resource.VMActionRequest
+		if body != nil {
+			if err := decodeBody(body, &opts); err != nil {
+				return err
+			}
+		}
+		switch {
+		case opts.Force && action != fsm.ActionStop:
+			return badArg("force", "applies to stop only, not %s", action)
+		case opts.Host != "" && action != actionMigrate:
+			return badArg("host", "applies to migrate only, not %s", action)
+		case opts.Host != "":
+			if err := resource.ValidateName(opts.Host); err != nil {
+				return badArg("host", "%v", err)
+			}
+		}
+		return a.onLeader(w, r, body, func() error {
+			var (
+				res *fsm.Result
+				err error
+			)
+			if action == actionMigrate {
+				res, err = a.migrate(r, name, opts.Host)
+			} else {
+				res, err = a.b.Apply(r.Context(), fsm.ActionRequestType, &fsm.ActionRequest{Time: time.Now().UTC(), VM: name, Action: action, Force: opts.Force})
+			}
 			if err != nil {
 				return err
 			}
@@ -105,4 +135,63 @@ func (a *httpAPI) vmAction(name, action string) apiHandler {
 			return writeObject(w, http.StatusOK, res.Index, o)
 		})
 	}
+}
+
+// actionMigrate is the VM action that moves a VM to another host (cold).
+const actionMigrate = "migrate"
+
+// migrate proposes a fsm.MigrateRequest (on the leader), picking the
+// target host when none is given. The FSM checks everything again at apply
+// time; the pick here only chooses.
+func (a *httpAPI) migrate(r *http.Request, name, host string) (*fsm.Result, error) {
+	if host != "" {
+		// An unknown target is a bad argument, not a missing VM (404).
+		if ho, err := a.b.FSM().State().Get(nil, resource.KindHost, host); err != nil {
+			return nil, err
+		} else if ho == nil {
+			return nil, badArg("host", "there is no host %q; see kumoi host list", host)
+		}
+	}
+	if host == "" {
+		st := a.b.FSM().State()
+		o, err := st.Get(nil, resource.KindVM, name)
+		if err != nil {
+			return nil, err
+		}
+		if o == nil {
+			return nil, fmt.Errorf("vm %q: %w", name, fsm.ErrNotFound)
+		}
+		spec, err := resource.DecodeSpec[resource.VMSpec](o)
+		if err != nil {
+			return nil, err
+		}
+		vs, err := resource.DecodeStatus[resource.VMStatus](o)
+		if err != nil {
+			return nil, err
+		}
+		var from *resource.HostStatus
+		if vs.Host != "" {
+			if ho, err := st.Get(nil, resource.KindHost, vs.Host); err == nil && ho != nil {
+				if from, err = resource.DecodeStatus[resource.HostStatus](ho); err != nil {
+					return nil, err
+				}
+			}
+		}
+		// Say first why the VM cannot move at all (the FSM checks again).
+		if err := fsm.CheckMigratable(name, spec, vs, from, time.Now(), a.hostDownGrace); err != nil {
+			return nil, err
+		}
+		hosts, err := scheduler.HostsFromState(st)
+		if err != nil {
+			return nil, err
+		}
+		need := resource.Resources{CPUs: spec.CPUs, MemoryMiB: spec.MemoryMiB}
+		var why string
+		if host, why = scheduler.PickHost(hosts, need, vs.Host); host == "" {
+			return nil, fmt.Errorf("cannot migrate vm %q: %w: %s", name, fsm.ErrNoCapacity, why)
+		}
+	}
+	return a.b.Apply(r.Context(), fsm.MigrateRequestType, &fsm.MigrateRequest{
+		Time: time.Now().UTC(), VM: name, Host: host, Grace: a.hostDownGrace,
+	})
 }

@@ -71,9 +71,16 @@ type Worker struct {
 	seenUp      map[string]uint64            // VMs seen active (not stopped by us), by epoch
 	fenced      bool
 	lastContact time.Time
-	leaving     bool // guarded by mu
-	ready       bool
-	readyAt     time.Time
+
+	// Graceful shutdowns under way, by domain: they run in the background
+	// (a guest may take ShutdownGrace) so that the loop, and fencing, are
+	// never held up by one. Shared with their goroutines.
+	smu       sync.Mutex
+	shutdowns map[string]*pendingShutdown
+	kick      chan struct{} // wakes the reconcile loop (buffered)
+	leaving   bool          // guarded by mu
+	ready     bool
+	readyAt   time.Time
 }
 
 // workerGossipMeta is a worker's gossip metadata.
@@ -139,6 +146,9 @@ func StartWorker(cfg WorkerConfig) (*Worker, error) {
 		stopping: map[string]bool{},
 		failed:   map[string]uint64{},
 		seenUp:   map[string]uint64{},
+
+		shutdowns: map[string]*pendingShutdown{},
+		kick:      make(chan struct{}, 1),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
@@ -351,6 +361,7 @@ func (w *Worker) reconcileLoop(ctx context.Context) {
 				events = nil
 			}
 		case <-tick.C:
+		case <-w.kick:
 		}
 		_ = index
 		w.converge(ctx)
@@ -486,7 +497,62 @@ func (w *Worker) converge(ctx context.Context) {
 	}
 }
 
+// pendingShutdown is a graceful shutdown running in the background.
+type pendingShutdown struct{ cancel context.CancelFunc }
+
+// startShutdown asks name's guest to shut down (destroying it after
+// ShutdownGrace), in the background; the loop is woken when it ends. A
+// shutdown already under way is left alone.
+func (w *Worker) startShutdown(ctx context.Context, name string) {
+	w.smu.Lock()
+	defer w.smu.Unlock()
+	if w.shutdowns[name] != nil {
+		return
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	p := &pendingShutdown{cancel: cancel}
+	w.shutdowns[name] = p
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		defer cancel()
+		err := w.drv.Shutdown(sctx, name, w.cfg.ShutdownGrace)
+		w.smu.Lock()
+		if w.shutdowns[name] == p {
+			delete(w.shutdowns, name)
+		}
+		w.smu.Unlock()
+		if err != nil && sctx.Err() == nil {
+			w.logger.Warn("shutdown failed", "domain", name, "error", err)
+		}
+		select {
+		case w.kick <- struct{}{}:
+		default:
+		}
+	}()
+}
+
+// cancelShutdown stops waiting for name's graceful shutdown, if one is
+// under way (the guest may still power off by itself), so that a destroy
+// or a start can go ahead.
+func (w *Worker) cancelShutdown(name string) {
+	w.smu.Lock()
+	defer w.smu.Unlock()
+	if p := w.shutdowns[name]; p != nil {
+		p.cancel()
+		delete(w.shutdowns, name)
+	}
+}
+
+// shuttingDown reports whether a graceful shutdown of name is under way.
+func (w *Worker) shuttingDown(name string) bool {
+	w.smu.Lock()
+	defer w.smu.Unlock()
+	return w.shutdowns[name] != nil
+}
+
 func (w *Worker) removeDomain(ctx context.Context, d hypervisor.DomainInfo) {
+	w.cancelShutdown(d.Name)
 	w.stopping[d.Name] = true
 	if d.State.Active() {
 		if err := w.drv.Destroy(ctx, d.Name); err != nil && !errors.Is(err, hypervisor.ErrNotFound) {
@@ -508,6 +574,7 @@ func (w *Worker) fence(ctx context.Context) {
 	}
 	for _, d := range doms {
 		if d.Kumoi && d.State.Active() {
+			w.cancelShutdown(d.Name)
 			w.stopping[d.Name] = true
 			if err := w.drv.Destroy(ctx, d.Name); err != nil {
 				w.logger.Warn("fencing: destroy failed", "domain", d.Name, "error", err)
@@ -567,6 +634,9 @@ func (w *Worker) convergeVM(ctx context.Context, o *resource.Object, spec *resou
 		}
 	}
 	var err error
+	if spec.Power != resource.PowerStopped {
+		w.cancelShutdown(name) // asked to run again
+	}
 	switch spec.Power {
 	case resource.PowerRunning:
 		switch {
@@ -582,7 +652,12 @@ func (w *Worker) convergeVM(ctx context.Context, o *resource.Object, spec *resou
 		if d.State.Active() {
 			w.stopping[name] = true
 			delete(w.seenUp, o.Name)
-			err = w.drv.Shutdown(ctx, name, w.cfg.ShutdownGrace)
+			if st.StopForced {
+				w.cancelShutdown(name)
+				err = w.drv.Destroy(ctx, name)
+			} else {
+				w.startShutdown(ctx, name)
+			}
 		}
 	case resource.PowerSuspended:
 		if !d.State.Active() {
@@ -611,6 +686,9 @@ func (w *Worker) convergeVM(ctx context.Context, o *resource.Object, spec *resou
 		w.seenUp[o.Name] = st.Epoch
 	}
 	rep.Phase = phaseOf(d.State)
+	if d.State.Active() && spec.Power == resource.PowerStopped && w.shuttingDown(name) {
+		rep.Phase = resource.PhaseStopping
+	}
 	if rep.Phase == resource.PhaseStopped && (d.Reason == hypervisor.StopCrashed || d.Reason == hypervisor.StopFailed) {
 		rep.Reason = "stopped: the guest " + d.Reason
 	}

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -242,4 +243,122 @@ func TestGracefulLeaveIsLeft(t *testing.T) {
 		t.Logf("shutdown: %v", err)
 	}
 	waitFor(t, 10*time.Second, "lv9 left", func() bool { return hostState(t, c, "lv9") == resource.HostLeft })
+}
+
+// TestForcedStopAndMigrate: a graceful stop of a guest that ignores it does
+// not hold up the worker (another VM on the host reboots meanwhile) and
+// stays "stopping"; a forced stop powers it off at once; migrate moves the
+// stopped VM to the other host (new epoch, old domain undefined) and
+// refuses to move a running one.
+func TestForcedStopAndMigrate(t *testing.T) {
+	ctx := context.Background()
+	a := startTestAgent(t, "fm-c", "127.0.0.40", 1)
+	c, _ := client.New(client.Config{Addrs: []string{"http://" + a.APIAddr()}})
+	drivers := map[string]*sim.Driver{}
+	for i, name := range []string{"fm1", "fm2"} {
+		drv := sim.New(sim.Options{Host: name, CPUs: 4, MemoryMiB: 4096})
+		t.Cleanup(func() { drv.Close() })
+		drivers[name] = drv
+		// A grace far beyond the test: only a forced stop can end an
+		// ignored shutdown here.
+		w, err := StartWorker(WorkerConfig{NodeID: name, BindIP: fmt.Sprintf("127.0.0.%d", 41+i), Join: []string{"127.0.0.40:7402"},
+			Driver: drv, DriverName: "sim", ShutdownGrace: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(w.Kill)
+		waitFor(t, 15*time.Second, name+" ready", func() bool { return hostState(t, c, name) == resource.HostReady })
+	}
+	vms := c.VMs()
+	if _, err := c.Hosts().Drain(ctx, "fm2"); err != nil {
+		t.Fatal(err)
+	}
+	createTestVM(t, c, "app", `{"cpus":1,"memory_mib":256}`)
+	createTestVM(t, c, "other", `{"cpus":1,"memory_mib":256}`)
+	waitFor(t, 10*time.Second, "app running", running(t, c, "app"))
+	waitFor(t, 10*time.Second, "other running", running(t, c, "other"))
+	for _, n := range []string{"app", "other"} {
+		if _, st := vmStatus(t, c, n); st.Host != "fm1" {
+			t.Fatalf("vm/%s on %q, want fm1 (fm2 is drained)", n, st.Host)
+		}
+	}
+	phase := func(name, want string) func() bool {
+		return func() bool { _, st := vmStatus(t, c, name); return st != nil && st.Phase == want }
+	}
+
+	if err := drivers["fm1"].IgnoreShutdown(hypervisor.DomainName("app"), true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vms.Stop(ctx, "app", false); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "app stopping", phase("app", resource.PhaseStopping))
+	// The worker goes on with other VMs while app's guest ignores it.
+	if _, err := vms.Reboot(ctx, "other"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "other rebooted while app is stopping", func() bool {
+		_, st := vmStatus(t, c, "other")
+		return st.RebootRequested != 0 && st.RebootDone == st.RebootRequested
+	})
+	if _, st := vmStatus(t, c, "app"); st.Phase != resource.PhaseStopping {
+		t.Fatalf("app = %+v, want still stopping (its guest ignores the shutdown)", st)
+	}
+	// Migrating a VM that still runs is refused, saying what to do.
+	if _, err := vms.Migrate(ctx, "app", ""); !client.IsConflict(err) || !strings.Contains(err.Error(), "stop it first") {
+		t.Fatalf("migrate of a stopping VM: %v, want a conflict saying to stop it first", err)
+	}
+	v, err := vms.Stop(ctx, "app", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !v.Status.StopForced {
+		t.Fatalf("forced stop: status %+v, want stop_forced", v.Status)
+	}
+	waitFor(t, 10*time.Second, "app stopped by the forced stop", phase("app", resource.PhaseStopped))
+	if d, err := drivers["fm1"].Get(ctx, hypervisor.DomainName("app")); err != nil || d.State.Active() {
+		t.Fatalf("app's domain after a forced stop: %+v %v", d, err)
+	}
+
+	// Nowhere to go while fm2 is drained.
+	if _, err := vms.Migrate(ctx, "app", ""); !client.IsConflict(err) || !strings.Contains(err.Error(), "no other host") {
+		t.Fatalf("migrate with no other host: %v, want a conflict saying so", err)
+	}
+	if _, err := c.Hosts().Enable(ctx, "fm2"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "fm2 ready", func() bool { return hostState(t, c, "fm2") == resource.HostReady })
+	_, before := vmStatus(t, c, "app")
+	v, err = vms.Migrate(ctx, "app", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Status.Host != "fm2" || v.Status.Epoch <= before.Epoch || v.Spec.Power != resource.PowerStopped {
+		t.Fatalf("after migrate: status %+v spec %+v; want on fm2 with a new epoch, still stopped", v.Status, v.Spec)
+	}
+	waitFor(t, 10*time.Second, "app stopped on fm2", phase("app", resource.PhaseStopped))
+	waitFor(t, 10*time.Second, "app's old domain undefined on fm1", func() bool {
+		_, err := drivers["fm1"].Get(ctx, hypervisor.DomainName("app"))
+		return errors.Is(err, hypervisor.ErrNotFound)
+	})
+	if _, err := vms.Start(ctx, "app"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "app running on fm2", func() bool {
+		_, st := vmStatus(t, c, "app")
+		return st.Phase == resource.PhaseRunning && st.Host == "fm2"
+	})
+	if d, err := drivers["fm2"].Get(ctx, hypervisor.DomainName("app")); err != nil || !d.State.Active() {
+		t.Fatalf("app's domain on fm2: %+v %v", d, err)
+	}
+	// Bad input changes nothing.
+	if _, err := c.ActionWith(ctx, "app", client.ActionReboot, &resource.VMActionRequest{Force: true}); !errors.Is(err, resource.ErrInvalid) {
+		t.Fatalf("reboot with force: %v, want invalid argument", err)
+	}
+	if _, err := c.ActionWith(ctx, "other", client.ActionStop, &resource.VMActionRequest{Host: "fm2"}); !errors.Is(err, resource.ErrInvalid) {
+		t.Fatalf("stop with a host: %v, want invalid argument", err)
+	}
+	if _, st := vmStatus(t, c, "other"); st.Phase != resource.PhaseRunning {
+		t.Fatalf("other = %+v after refused actions, want running", st)
+	}
 }

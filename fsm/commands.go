@@ -48,6 +48,8 @@ func (t MessageType) String() string {
 		return "evacuate"
 	case ActionRequestType:
 		return "action"
+	case MigrateRequestType:
+		return "migrate"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -56,7 +58,7 @@ func (t MessageType) String() string {
 // tests iterate it).
 var MessageTypes = []MessageType{
 	CreateRequestType, UpdateRequestType, DeleteRequestType, BatchRequestType, StatusRequestType,
-	PlaceRequestType, ReportRequestType, HostStateRequestType, EvacuateRequestType, ActionRequestType,
+	PlaceRequestType, ReportRequestType, HostStateRequestType, EvacuateRequestType, ActionRequestType, MigrateRequestType,
 }
 
 // CreateRequest creates an object. ID and Time are decided by the proposer.

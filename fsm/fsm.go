@@ -265,6 +265,12 @@ func (w *writer) op(t MessageType, payload []byte) error {
 			return err
 		}
 		return w.action(&req)
+	case MigrateRequestType:
+		var req MigrateRequest
+		if err := decodePayload(payload, &req); err != nil {
+			return err
+		}
+		return w.migrate(&req)
 	}
 	return fmt.Errorf("%w %d", ErrUnknownCommand, uint8(t))
 }
@@ -354,6 +360,9 @@ func (w *writer) create(req *CreateRequest) error {
 	if err != nil {
 		return err
 	}
+	if spec, err = resource.ReviseSpec(req.Kind, nil, spec); err != nil {
+		return err
+	}
 	if _, err := req.Time.UTC().MarshalJSON(); err != nil {
 		return resource.Errorf("time", "is out of range: %v", err)
 	}
@@ -406,6 +415,9 @@ func (w *writer) update(req *UpdateRequest) error {
 	}
 	spec, err := resource.NormalizeSpec(req.Kind, req.Spec)
 	if err != nil {
+		return err
+	}
+	if spec, err = resource.ReviseSpec(req.Kind, cur.Spec, spec); err != nil {
 		return err
 	}
 	if err := w.recheckPlacedVM(cur, spec); err != nil {

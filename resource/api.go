@@ -150,3 +150,13 @@ type ReportResult struct {
 	VM    string     `json:"vm"`
 	Error *ErrorBody `json:"error,omitempty"`
 }
+
+// VMActionRequest is the optional body of POST /v1/vms/{name}/{action}.
+type VMActionRequest struct {
+	// Force (stop only): power the VM off at once instead of asking the
+	// guest to shut down; it also cuts short a graceful stop under way.
+	Force bool `json:"force,omitempty"`
+	// Host (migrate only): the host to move the VM to; empty lets the
+	// controllers pick the ready host with the most free memory.
+	Host string `json:"host,omitempty"`
+}

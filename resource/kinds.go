@@ -26,6 +26,10 @@ type KindInfo struct {
 	NewStatus func() any
 	// InitialStatus returns the status of a newly created object.
 	InitialStatus func(now time.Time) any
+	// Revise, if set, fills the system-owned fields of a normalized spec
+	// being written, from the current one (old is nil on create). It must
+	// be deterministic: the FSM calls it.
+	Revise func(old, next json.RawMessage) (json.RawMessage, error)
 }
 
 var kinds = map[Kind]*KindInfo{}
@@ -83,6 +87,16 @@ func NormalizeSpec(kind Kind, raw json.RawMessage) (json.RawMessage, error) {
 		return nil, err
 	}
 	return json.Marshal(s)
+}
+
+// ReviseSpec applies the kind's Revise to a normalized spec (see
+// KindInfo.Revise); old is nil on create.
+func ReviseSpec(kind Kind, old, next json.RawMessage) (json.RawMessage, error) {
+	info, ok := Lookup(kind)
+	if !ok || info.Revise == nil {
+		return next, nil
+	}
+	return info.Revise(old, next)
 }
 
 // NormalizeStatus strictly decodes a kind's status and returns its canonical

@@ -134,6 +134,9 @@ type VMStatus struct {
 	// worker reboots while RebootDone is below it.
 	RebootRequested uint64 `json:"reboot_requested,omitempty"`
 	RebootDone      uint64 `json:"reboot_done,omitempty"`
+	// StopForced: the user asked for a forced stop (power off at once,
+	// no guest shutdown). Cleared when the VM is asked to run again.
+	StopForced bool `json:"stop_forced,omitempty"`
 }
 
 func init() {

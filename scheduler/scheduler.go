@@ -152,28 +152,9 @@ func NewCache() *Cache { return &Cache{vms: map[string]cachedVM{}} }
 // fit on these same hosts, and placements and deletions change the hosts.
 func FromState(st *fsm.Store, cache *Cache, full bool) ([]Host, []VM, error) {
 	hostIndex := st.Index(resource.KindHost)
-	hostObjs, err := st.List(nil, resource.KindHost, nil)
+	hosts, err := HostsFromState(st)
 	if err != nil {
 		return nil, nil, err
-	}
-	hosts := make([]Host, 0, len(hostObjs))
-	for _, o := range hostObjs {
-		spec, err := resource.DecodeSpec[resource.HostSpec](o)
-		if err != nil {
-			continue
-		}
-		spec.Default()
-		hs, err := resource.DecodeStatus[resource.HostStatus](o)
-		if err != nil {
-			continue
-		}
-		total := fsm.Schedulable(spec, hs)
-		hosts = append(hosts, Host{
-			Name:  o.Name,
-			Ready: hs.State == resource.HostReady && !spec.Unschedulable,
-			Total: total,
-			Free:  resource.Resources{CPUs: total.CPUs - hs.Allocated.CPUs, MemoryMiB: total.MemoryMiB - hs.Allocated.MemoryMiB},
-		})
 	}
 	pending, err := st.VMsInPhase(nil, resource.PhasePending)
 	if err != nil {
@@ -218,4 +199,58 @@ func FromState(st *fsm.Store, cache *Cache, full bool) ([]Host, []VM, error) {
 		}
 	}
 	return hosts, vms, nil
+}
+
+// HostsFromState returns every host as the scheduler sees it.
+func HostsFromState(st *fsm.Store) ([]Host, error) {
+	hostObjs, err := st.List(nil, resource.KindHost, nil)
+	if err != nil {
+		return nil, err
+	}
+	hosts := make([]Host, 0, len(hostObjs))
+	for _, o := range hostObjs {
+		spec, err := resource.DecodeSpec[resource.HostSpec](o)
+		if err != nil {
+			continue
+		}
+		spec.Default()
+		hs, err := resource.DecodeStatus[resource.HostStatus](o)
+		if err != nil {
+			continue
+		}
+		total := fsm.Schedulable(spec, hs)
+		hosts = append(hosts, Host{
+			Name:  o.Name,
+			Ready: hs.State == resource.HostReady && !spec.Unschedulable,
+			Total: total,
+			Free:  resource.Resources{CPUs: total.CPUs - hs.Allocated.CPUs, MemoryMiB: total.MemoryMiB - hs.Allocated.MemoryMiB},
+		})
+	}
+	return hosts, nil
+}
+
+// PickHost chooses where to move a VM that needs need, other than from:
+// the ready host with the most free memory that fits it (as Plan orders
+// hosts). When none fits, reason says why.
+func PickHost(hosts []Host, need resource.Resources, from string) (host, reason string) {
+	var best *Host
+	others := 0
+	for i := range hosts {
+		h := &hosts[i]
+		if h.Name == from || !h.Ready {
+			continue
+		}
+		others++
+		if h.Free.CPUs >= need.CPUs && h.Free.MemoryMiB >= need.MemoryMiB && (best == nil || less(*h, *best)) {
+			best = h
+		}
+	}
+	if best != nil {
+		return best.Name, ""
+	}
+	if others == 0 {
+		return "", "no other host is ready and schedulable"
+	}
+	return "", fmt.Sprintf("no other ready host has %d CPUs and %s free (%d ready hosts besides %q)",
+		need.CPUs, resource.FormatMiB(need.MemoryMiB), others, from)
 }

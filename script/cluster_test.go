@@ -1,8 +1,7 @@
-package script
+package script_test
 
 import (
 	"context"
-	"errors"
 	"os"
 	"strings"
 	"sync"
@@ -13,6 +12,7 @@ import (
 	"github.com/kumoi/kumoi/cluster"
 	"github.com/kumoi/kumoi/hypervisor"
 	"github.com/kumoi/kumoi/resource"
+	"github.com/kumoi/kumoi/script"
 )
 
 // The dev cluster the tests share: one controller and two simulated hosts
@@ -53,7 +53,7 @@ func devClient(t *testing.T) *client.Client {
 			return false
 		}
 		for _, h := range hosts {
-			if _, st := hostState(h); st.State != resource.HostReady {
+			if _, st := script.HostState(h); st.State != resource.HostReady {
 				return false
 			}
 		}
@@ -80,8 +80,8 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 // runDev runs src against the dev cluster and fails the test on error.
 func runDev(t *testing.T, c *client.Client, src string) string {
 	t.Helper()
-	out := &syncBuffer{}
-	if err := Run(context.Background(), Env{Client: c, Out: out, Timeout: time.Minute}, "dev.star", []byte(src), nil); err != nil {
+	out := &script.SyncBuffer{}
+	if err := script.Run(context.Background(), script.Env{Client: c, Out: out, Timeout: time.Minute}, "dev.star", []byte(src), nil); err != nil {
 		t.Fatalf("script failed: %v\noutput:\n%s", err, out)
 	}
 	return out.String()
@@ -141,22 +141,19 @@ print("ok", str(v))
 
 func TestErrorsAgainstDevCluster(t *testing.T) {
 	c := devClient(t)
-	env := Env{Client: c, Timeout: time.Minute}
+	env := script.Env{Client: c, Timeout: time.Minute}
 	run := func(src string) error {
-		return Run(context.Background(), env, "err.star", []byte(src), nil)
+		return script.Run(context.Background(), env, "err.star", []byte(src), nil)
 	}
-	wantError(t, run(`vm("nope")`), `Error: vm: vm "nope" not found`, "err.star:1:3: in <expr>")
-	wantError(t, run(`host("nope")`), `host "nope" not found`)
-	wantError(t, run("create_vm(\"err-1\")\ncreate_vm(\"err-1\")\n"), `err.star:2:10: in <toplevel>`, `vm "err-1" already exists`)
-	err := run(`vm("err-1").migrate(host="sim-2")`)
-	wantError(t, err, `vm.migrate: cannot migrate vm "err-1": not supported yet: the scheduler cannot move a VM between hosts`)
-	if !errors.Is(err, ErrNotSupported) {
-		t.Errorf("migrate: errors.Is(ErrNotSupported) false for %v", err)
-	}
-	wantError(t, run(`vm("err-1").wait("sleeping")`), `vm.wait: for parameter "phase": "sleeping" is not a VM phase`)
-	wantError(t, run(`vm("err-1").wait("stopped", timeout="300ms")`), `vm.wait: vm "err-1" is not stopped after 300ms: it is still`)
-	wantError(t, run(`wait_until(lambda: False, timeout="200ms")`), "wait_until: the condition is still false after 200ms")
-	wantError(t, run(`vm("err-1").delete()`+"\n"+`vm("err-1")`), `vm "err-1" not found`)
+	script.WantError(t, run(`vm("nope")`), `Error: vm: vm "nope" not found`, "err.star:1:3: in <expr>")
+	script.WantError(t, run(`host("nope")`), `host "nope" not found`)
+	script.WantError(t, run("create_vm(\"err-1\")\ncreate_vm(\"err-1\")\n"), `err.star:2:10: in <toplevel>`, `vm "err-1" already exists`)
+	script.WantError(t, run(`vm("err-1").migrate(host=3)`), `vm.migrate: for parameter "host": got int, want a host, a host name or None`)
+	script.WantError(t, run(`vm("err-1").migrate(host="nope", timeout="20s")`), `vm.migrate: host: there is no host "nope"`)
+	script.WantError(t, run(`vm("err-1").wait("sleeping")`), `vm.wait: for parameter "phase": "sleeping" is not a VM phase`)
+	script.WantError(t, run(`vm("err-1").wait("stopped", timeout="300ms")`), `vm.wait: vm "err-1" is not stopped after 300ms: it is still`)
+	script.WantError(t, run(`wait_until(lambda: False, timeout="200ms")`), "wait_until: the condition is still false after 200ms")
+	script.WantError(t, run(`vm("err-1").delete()`+"\n"+`vm("err-1")`), `vm "err-1" not found`)
 }
 
 func TestSkeletonsAgainstDevCluster(t *testing.T) {
@@ -212,8 +209,8 @@ func TestPolicyAgainstDevCluster(t *testing.T) {
 	c := devClient(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	out := &syncBuffer{}
-	p, err := LoadPolicy(ctx, "restart", `
+	out := &script.SyncBuffer{}
+	p, err := script.LoadPolicy(ctx, "restart", `
 events = ["vm.failed"]
 
 def on_event(ev):
@@ -222,7 +219,7 @@ def on_event(ev):
         ev.object.start()
     elif ev.name == "pol-raise":
         fail("will not restart " + ev.name)
-`, Env{Client: c, Out: out})
+`, script.Env{Client: c, Out: out})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +229,7 @@ def on_event(ev):
 	}
 	handled := make(chan error, 16)
 	go func() {
-		m := NewEventMapper()
+		m := script.NewEventMapper()
 		for rev, err := range c.Events(ctx, meta.Index, p.ResourceKinds()...) {
 			if err != nil {
 				return
@@ -273,7 +270,7 @@ print(a.host.name, b.host.name)
 	for _, err := range errs {
 		if err != nil {
 			failed++
-			wantError(t, err, "restart.star:9:13: in on_event", "Error: fail: will not restart pol-raise")
+			script.WantError(t, err, "restart.star:9:13: in on_event", "Error: fail: will not restart pol-raise")
 		}
 	}
 	if failed != 1 {
@@ -284,7 +281,7 @@ print(a.host.name, b.host.name)
 		if err != nil {
 			return false
 		}
-		_, st := vmState(o)
+		_, st := script.VMState(o)
 		return st.Phase == resource.PhaseRunning
 	})
 	if !strings.HasPrefix(out.String(), "restarting pol-keep after ") {
@@ -297,8 +294,8 @@ print(a.host.name, b.host.name)
 func TestRollingReboot(t *testing.T) {
 	c := devClient(t)
 	runDev(t, c, `pforeach(lambda n: create_vm(n, labels={"tier": "rr"}, wait=True), ["rr-1", "rr-2", "rr-3"])`)
-	out := &syncBuffer{}
-	err := Run(context.Background(), Env{Client: c, Out: out, Timeout: time.Minute}, "rolling-reboot.star", []byte(`
+	out := &script.SyncBuffer{}
+	err := script.Run(context.Background(), script.Env{Client: c, Out: out, Timeout: time.Minute}, "rolling-reboot.star", []byte(`
 selector = argv[0] if argv else "tier=web"
 batch = int(argv[1]) if len(argv) > 1 else 4
 
@@ -316,4 +313,36 @@ print("%d rebooted, %d failed" % (len(successes(results)), len(failures(results)
 		t.Errorf("rolling reboot: %v, output %q", err, out)
 	}
 	runDev(t, c, `pforeach(lambda v: v.delete(), vms("tier=rr"))`)
+}
+
+// TestMigrateAgainstDevCluster: vm.migrate() moves a running VM to the
+// other host (stop, move, start) and a stopped one stays stopped.
+func TestMigrateAgainstDevCluster(t *testing.T) {
+	c := devClient(t)
+	var out strings.Builder
+	env := script.Env{Client: c, Out: &out, Timeout: 2 * time.Minute}
+	src := `
+v = create_vm("mig-1", memory="128MiB", wait=True)
+before = v.host.name
+v.migrate()
+print(before, v.host.name, v.phase)
+v.stop().wait("stopped")
+v.migrate(host=host(before))
+print(v.host.name, v.phase)
+v.delete()
+`
+	if err := script.Run(context.Background(), env, "mig.star", []byte(src), nil); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("output %q", out.String())
+	}
+	first := strings.Fields(lines[0])
+	if len(first) != 3 || first[0] == first[1] || first[2] != resource.PhaseRunning {
+		t.Fatalf("first move: %q, want <from> <to> running with to != from", lines[0])
+	}
+	if want := first[0] + " " + resource.PhaseStopped; lines[1] != want {
+		t.Fatalf("second move: %q, want %q", lines[1], want)
+	}
 }

@@ -25,9 +25,8 @@
 //
 // with Starlark's own (print, len, sorted, fail, …). VM values have the
 // attributes name, labels, phase, host, spec, status, reason, index and
-// the methods start, stop, reboot, suspend, resume, delete, migrate (which
-// fails with ErrNotSupported: the scheduler cannot move VMs yet), refresh
-// and wait; Host values have name, labels, state, capacity, allocated,
+// the methods start, stop, reboot, suspend, resume, delete, migrate (a
+// cold move to another host: stop, move, start), refresh and wait; Host values have name, labels, state, capacity, allocated,
 // schedulable, spec, status, reason, index and vms, drain, enable and
 // refresh. A VM or Host value is a handle: it holds the object as last
 // read, and refresh() and the methods that change the object update it.

@@ -19,9 +19,6 @@ var (
 	ErrTimeLimit = errors.New("time limit exceeded")
 	// ErrInterrupted: the caller's context was cancelled (Ctrl-C).
 	ErrInterrupted = errors.New("interrupted")
-	// ErrNotSupported: a built-in that the cluster cannot do yet
-	// (vm.migrate).
-	ErrNotSupported = errors.New("not supported yet")
 	// ErrPolicy: a policy script that does not declare what a policy must
 	// (its events list and its on_event function).
 	ErrPolicy = errors.New("invalid policy")

@@ -41,16 +41,25 @@ func (v *VM) action(th *starlark.Thread, action string) (starlark.Value, error) 
 	return v, nil
 }
 
-// vmStop: stop(force=False). The cluster always shuts a guest down the
-// same way (ACPI power button, then power off after a grace period), so
-// force changes nothing yet; it is accepted so that scripts can say what
-// they mean.
+// vmStop: stop(force=False). A graceful stop asks the guest to shut down
+// (ACPI power button, then power off after the worker's grace); force
+// powers it off at once, and cuts short a graceful stop under way.
 func vmStop(th *starlark.Thread, v *VM, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var force bool
 	if err := starlark.UnpackArgs(name, args, kwargs, "force?", &force); err != nil {
 		return nil, err
 	}
-	return v.action(th, client.ActionStop)
+	cl, ctx, err := clientOf(th)
+	if err != nil {
+		return nil, err
+	}
+	vm := v.get().Name
+	o, err := cl.ActionWith(ctx, vm, client.ActionStop, &resource.VMActionRequest{Force: force})
+	if err != nil {
+		return nil, objectErr(resource.KindVM, vm, err)
+	}
+	v.set(o)
+	return v, nil
 }
 
 func vmDelete(th *starlark.Thread, v *VM, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -70,19 +79,85 @@ func vmDelete(th *starlark.Thread, v *VM, name string, args starlark.Tuple, kwar
 	return starlark.None, nil
 }
 
-// vmMigrate: migrate(host=None). The scheduler cannot move a VM yet.
-func vmMigrate(_ *starlark.Thread, v *VM, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+// vmMigrate: migrate(host=None, timeout="120s") moves the VM to another
+// host, cold: a VM that runs on a live host is stopped (gracefully) and
+// waited for, moved (POST /v1/vms/NAME/migrate), then started again and
+// waited for on its new host. A stopped VM stays stopped; a VM whose host
+// is down or gone moves at once (the controllers allow it after their
+// host-down grace) and starts there. A suspended VM is refused (its memory
+// would be lost): resume or stop it first. If the move is refused after the
+// VM was stopped for it, the VM is started again where it was and the
+// error says so. host is a Host, a host name or None (the controllers pick
+// the ready host with the most free memory).
+func vmMigrate(th *starlark.Thread, v *VM, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var host starlark.Value = starlark.None
-	if err := starlark.UnpackArgs(name, args, kwargs, "host?", &host); err != nil {
+	timeout := durationArg(2 * time.Minute)
+	if err := starlark.UnpackArgs(name, args, kwargs, "host?", &host, "timeout?", &timeout); err != nil {
 		return nil, err
 	}
-	switch host.(type) {
-	case starlark.NoneType, starlark.String, *Host:
+	var target string
+	switch h := host.(type) {
+	case starlark.NoneType:
+	case starlark.String:
+		target = string(h)
+	case *Host:
+		target = h.get().Name
 	default:
 		return nil, fmt.Errorf("%s: for parameter \"host\": got %s, want a host, a host name or None", name, host.Type())
 	}
-	return nil, fmt.Errorf("cannot migrate vm %q: %w: the scheduler cannot move a VM between hosts (stop it, or delete and create it again)",
-		v.get().Name, ErrNotSupported)
+	cl, ctx, err := clientOf(th)
+	if err != nil {
+		return nil, err
+	}
+	vm := v.get().Name
+	cur, _, err := cl.Get(ctx, resource.KindVM, vm, nil)
+	if err != nil {
+		return nil, objectErr(resource.KindVM, vm, err)
+	}
+	v.set(cur)
+	spec, st := vmState(cur)
+	if spec.Power == resource.PowerSuspended {
+		return nil, fmt.Errorf("cannot migrate vm %q: it is suspended, and a cold migration would lose its memory; resume or stop it first", vm)
+	}
+	hostUp := false
+	if st.Host != "" {
+		if ho, _, err := cl.Get(ctx, resource.KindHost, st.Host, nil); err == nil {
+			if hs, err := resource.DecodeStatus[resource.HostStatus](ho); err == nil {
+				hostUp = hs.State == resource.HostReady || hs.State == resource.HostDraining
+			}
+		}
+	}
+	stopFirst := hostUp && spec.Power == resource.PowerRunning &&
+		st.Phase != resource.PhaseFailed && st.Phase != resource.PhaseLost
+	if stopFirst {
+		if _, err := v.action(th, client.ActionStop); err != nil {
+			return nil, err
+		}
+		if _, err := v.wait(th, resource.PhaseStopped, time.Duration(timeout)); err != nil {
+			return nil, fmt.Errorf("cannot migrate vm %q: stopping it: %w", vm, err)
+		}
+	}
+	o, err := cl.ActionWith(ctx, vm, client.ActionMigrate, &resource.VMActionRequest{Host: target})
+	if err != nil {
+		err = objectErr(resource.KindVM, vm, err)
+		if stopFirst {
+			if _, serr := v.action(th, client.ActionStart); serr != nil {
+				return nil, fmt.Errorf("%w; starting it again on %s also failed: %v", err, st.Host, serr)
+			}
+			return nil, fmt.Errorf("%w; it was started again on %s", err, st.Host)
+		}
+		return nil, err
+	}
+	v.set(o)
+	if stopFirst {
+		if _, err := v.action(th, client.ActionStart); err != nil {
+			return nil, err
+		}
+	}
+	if spec.Power == resource.PowerRunning {
+		return v.wait(th, resource.PhaseRunning, time.Duration(timeout))
+	}
+	return v.wait(th, resource.PhaseStopped, time.Duration(timeout))
 }
 
 func vmRefresh(th *starlark.Thread, v *VM, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
