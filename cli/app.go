@@ -87,6 +87,7 @@ func NewApp() *cli.App {
 			hostCommand(),
 			clusterCommand(),
 			agentCommand(),
+			policyCommand(),
 			runCommand(),
 			shellCommand(),
 			versionCommand(),

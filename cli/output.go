@@ -182,6 +182,8 @@ func objectTable(w io.Writer, kind resource.Kind, objs []*resource.Object, width
 		return vmTable(w, objs, width)
 	case resource.KindHost:
 		return hostTable(w, objs)
+	case resource.KindPolicy:
+		return policyTable(w, objs, width)
 	}
 	t := newTable(w, "NAME", "ID", "INDEX")
 	for _, o := range objs {

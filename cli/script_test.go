@@ -177,7 +177,7 @@ pforeach(lambda v: v.delete(),
 			{"x = pm", []string{"ap"}, 2},
 			{"h.dr", []string{"ain"}, 2},
 			{"print(h.ca", []string{"pacity"}, 2},
-			{"h.", []string{"allocated", "capacity", "drain", "enable", "index", "labels", "name", "reason", "refresh", "schedulable", "spec", "state", "status", "vms"}, 0},
+			{"h.", []string{"allocated", "capacity", "drain", "enable", "index", "labels", "name", "reason", "refresh", "schedulable", "set_labels", "spec", "state", "status", "vms"}, 0},
 		} {
 			got, n := cp.Do([]rune(tc.line), len([]rune(tc.line)))
 			var gs []string

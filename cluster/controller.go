@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 
+	"github.com/kumoi/kumoi/client"
 	"github.com/kumoi/kumoi/fsm"
 	"github.com/kumoi/kumoi/resource"
 )
@@ -48,6 +49,11 @@ type Controller struct {
 	// alive (it takes a few probes to notice a killed node).
 	removedMu sync.Mutex
 	removed   map[string]time.Time
+
+	// The policy runner's API client (policies.go).
+	policyClientOnce sync.Once
+	policyCl         *client.Client
+	policyClErr      error
 
 	reconcileCh chan struct{}
 	shutdownCh  chan struct{}
@@ -99,6 +105,7 @@ func NewController(cfg Config) (*Controller, error) {
 	c.addLeaderLoop(LeaderLoop{Name: "hosts", Run: c.hostsLoop})
 	c.addLeaderLoop(LeaderLoop{Name: "evacuate", Run: c.evacuateLoop})
 	c.addLeaderLoop(LeaderLoop{Name: "scheduler", Run: c.schedulerLoop})
+	c.addLeaderLoop(LeaderLoop{Name: "policies", Run: c.policiesLoop})
 
 	c.wg.Add(1)
 	go c.monitorLeadership(notify)

@@ -375,7 +375,7 @@ func TestKindsRegistry(t *testing.T) {
 		t.Error("LookupPlural(gadgets) found something")
 	}
 	ks := Kinds()
-	if len(ks) < 2 || ks[0].Kind != KindHost || ks[1].Kind != KindVM {
+	if len(ks) != 3 || ks[0].Kind != KindHost || ks[1].Kind != KindPolicy || ks[2].Kind != KindVM {
 		t.Errorf("Kinds() not sorted by name: %v", ks)
 	}
 	defer func() {

@@ -346,3 +346,31 @@ v.delete()
 		t.Fatalf("second move: %q, want %q", lines[1], want)
 	}
 }
+
+// TestSetLabels: set_labels merges, None removes, a bad value names the
+// parameter and writes nothing.
+func TestSetLabels(t *testing.T) {
+	c := devClient(t)
+	out := runDev(t, c, `
+v = create_vm("lab-1", memory="64MiB", labels={"a": "1", "b": "2"})
+v.set_labels({"b": None, "c": "3"})
+print(sorted(v.labels.items()))
+h = hosts()[0]
+h.set_labels({"zone": "z1"})
+print(host(h.name).labels["zone"])
+h.set_labels({"zone": None})
+v.delete()
+`)
+	if want := "[(\"a\", \"1\"), (\"c\", \"3\")]\nz1\n"; out != want {
+		t.Fatalf("output %q, want %q", out, want)
+	}
+	err := script.Run(context.Background(), script.Env{Client: c, Timeout: time.Minute}, "lab.star",
+		[]byte(`create_vm("lab-2", memory="64MiB").set_labels({"a": 1})`), nil)
+	script.WantError(t, err, `vm.set_labels: for parameter "labels": the value of "a" is a int; want a string, or None to remove the label`)
+	if o, _, err := c.Get(context.Background(), resource.KindVM, "lab-2", nil); err != nil || len(o.Labels) != 0 {
+		t.Fatalf("lab-2 after a refused set_labels: %v %v", o, err)
+	}
+	if _, err := c.Delete(context.Background(), resource.KindVM, "lab-2", nil); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -156,10 +156,14 @@ func checkPattern(p string) error {
 		return nil
 	}
 	kind, what, typed := strings.Cut(p, ".")
-	if _, ok := resource.Lookup(resource.Kind(kind)); !ok {
+	// Policies' own changes are not events (a policy runner writes its
+	// status as it goes: reacting to that would loop).
+	if _, ok := resource.Lookup(resource.Kind(kind)); !ok || resource.Kind(kind) == resource.KindPolicy {
 		var kinds []string
 		for _, k := range resource.Kinds() {
-			kinds = append(kinds, string(k.Kind))
+			if k.Kind != resource.KindPolicy {
+				kinds = append(kinds, string(k.Kind))
+			}
 		}
 		return fmt.Errorf("%q: %q is not a kind; use one of %s (e.g. \"vm.failed\", \"host.down\", \"vm\" for all VM events)",
 			p, kind, strings.Join(kinds, ", "))

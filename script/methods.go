@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -299,6 +300,20 @@ func hostSetSchedulable(schedulable bool) method[*Host] {
 // compare-and-set, retried when the object changed in between: change
 // returns the spec fields to set (nil: nothing to write).
 func updateSpec(th *starlark.Thread, kind resource.Kind, name string, change func(cur *resource.Object) map[string]any) (*resource.Object, error) {
+	return updateObject(th, kind, name, func(cur *resource.Object) (*resource.Object, error) {
+		changes := change(cur)
+		if changes == nil {
+			return nil, nil
+		}
+		return patchSpec(cur, changes)
+	})
+}
+
+// updateObject is a read-modify-write of an object (its labels and spec)
+// with compare-and-set, retried when the object changed in between: change
+// returns the object to write (nil: nothing to write; the object is
+// returned as read).
+func updateObject(th *starlark.Thread, kind resource.Kind, name string, change func(cur *resource.Object) (*resource.Object, error)) (*resource.Object, error) {
 	cl, ctx, err := clientOf(th)
 	if err != nil {
 		return nil, err
@@ -308,13 +323,12 @@ func updateSpec(th *starlark.Thread, kind resource.Kind, name string, change fun
 		if err != nil {
 			return nil, objectErr(kind, name, err)
 		}
-		changes := change(cur)
-		if changes == nil {
+		next, err := change(cur)
+		if err != nil || next == nil {
+			if err != nil {
+				return nil, err
+			}
 			return cur, nil
-		}
-		next, err := patchSpec(cur, changes)
-		if err != nil {
-			return nil, err
 		}
 		o, err := cl.Update(ctx, kind, name, next, &client.WriteOptions{CAS: cur.ModifyIndex})
 		switch {
@@ -326,6 +340,61 @@ func updateSpec(th *starlark.Thread, kind resource.Kind, name string, change fun
 			return nil, objectErr(kind, name, err)
 		}
 		return o, nil
+	}
+}
+
+// setLabels: set_labels(labels) merges labels into the object's: a key
+// whose value is None is removed. It writes only when something changes
+// (a read-modify-write with compare-and-set) and returns the object.
+func setLabels[T interface {
+	starlark.Value
+	objectOf() *object
+}](kind resource.Kind) method[T] {
+	return func(th *starlark.Thread, recv T, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+		var d *starlark.Dict
+		if err := starlark.UnpackArgs(name, args, kwargs, "labels", &d); err != nil {
+			return nil, err
+		}
+		set, del := map[string]string{}, map[string]bool{}
+		for _, kv := range d.Items() {
+			k, ok := starlark.AsString(kv[0])
+			if !ok {
+				return nil, fmt.Errorf("%s: for parameter \"labels\": key %s is not a string", name, kv[0])
+			}
+			switch v := kv[1].(type) {
+			case starlark.String:
+				set[k] = string(v)
+			case starlark.NoneType:
+				del[k] = true
+			default:
+				return nil, fmt.Errorf("%s: for parameter \"labels\": the value of %q is a %s; want a string, or None to remove the label", name, k, v.Type())
+			}
+		}
+		obj := recv.objectOf()
+		o, err := updateObject(th, kind, obj.get().Name, func(cur *resource.Object) (*resource.Object, error) {
+			labels := maps.Clone(cur.Labels)
+			if labels == nil {
+				labels = map[string]string{}
+			}
+			maps.Copy(labels, set)
+			for k := range del {
+				delete(labels, k)
+			}
+			if maps.Equal(labels, cur.Labels) || (len(labels) == 0 && len(cur.Labels) == 0) {
+				return nil, nil
+			}
+			if err := resource.ValidateLabels(labels); err != nil {
+				return nil, fmt.Errorf("%s: %v", name, err)
+			}
+			next := cur.Copy()
+			next.Labels = labels
+			return next, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		obj.set(o)
+		return recv, nil
 	}
 }
 

@@ -61,6 +61,9 @@ type VM struct{ object }
 // Host is a hypervisor host as a Starlark value.
 type Host struct{ object }
 
+func (v *VM) objectOf() *object   { return &v.object }
+func (h *Host) objectOf() *object { return &h.object }
+
 var (
 	_ starlark.HasAttrs = (*VM)(nil)
 	_ starlark.HasAttrs = (*Host)(nil)
@@ -153,6 +156,8 @@ var (
 		"migrate": vmMigrate,
 		"refresh": vmRefresh,
 		"wait":    vmWait,
+
+		"set_labels": setLabels[*VM](resource.KindVM),
 	}
 	hostAttrs   = []string{"name", "labels", "state", "capacity", "allocated", "schedulable", "spec", "status", "reason", "index"}
 	hostMethods = map[string]method[*Host]{
@@ -160,6 +165,8 @@ var (
 		"drain":   hostSetSchedulable(false),
 		"enable":  hostSetSchedulable(true),
 		"refresh": hostRefresh,
+
+		"set_labels": setLabels[*Host](resource.KindHost),
 	}
 )
 
