@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"io"
 	"sync/atomic"
 	"time"
@@ -96,6 +97,9 @@ type group struct {
 	done   []*raft.Log // entries applied in txn, for a replay
 	events []resource.Event
 	last   uint64
+	// bumped is the index of the last change to each kind in txn: the
+	// index table is written once per kind at commit, not per write.
+	bumped map[resource.Kind]uint64
 }
 
 func (g *group) begin() {
@@ -122,6 +126,12 @@ func (g *group) apply(l *raft.Log) *Result {
 	case res.Err == nil:
 		g.done = append(g.done, l)
 		g.events = append(g.events, evs...)
+		for _, ev := range evs {
+			if g.bumped == nil {
+				g.bumped = map[resource.Kind]uint64{}
+			}
+			g.bumped[ev.Kind] = max(g.bumped[ev.Kind], ev.Index)
+		}
 	case dirty:
 		g.rollback()
 	}
@@ -151,6 +161,17 @@ func (g *group) rollback() {
 
 func (g *group) commit() {
 	if g.txn != nil {
+		kinds := make([]resource.Kind, 0, len(g.bumped))
+		for k := range g.bumped {
+			kinds = append(kinds, k)
+		}
+		slices.Sort(kinds) // deterministic, though the result is the same
+		for _, k := range kinds {
+			if err := bumpIndex(g.txn, k, g.bumped[k]); err != nil {
+				// Only a broken schema fails an insert.
+				g.f.logger.Error("BUG: cannot record a kind's index", "kind", k, "error", err)
+			}
+		}
 		g.txn.Commit()
 		g.f.events.Append(g.events)
 	}
@@ -338,9 +359,7 @@ func (w *writer) put(o *resource.Object, evType string) error {
 	if err := w.txn.Insert(tableObjects, o); err != nil {
 		return fmt.Errorf("fsm: insert %s: %w", o, err)
 	}
-	if err := bumpIndex(w.txn, o.Kind, w.index); err != nil {
-		return err
-	}
+	// The kind's index is recorded at commit, from the events.
 	w.objects = append(w.objects, o)
 	w.events = append(w.events, resource.Event{Index: w.index, Type: evType, Kind: o.Kind, Name: o.Name, Object: o})
 	return nil
@@ -517,9 +536,6 @@ func (w *writer) delete(req *DeleteRequest) error {
 	w.wrote = true
 	if err := w.txn.Delete(tableObjects, cur); err != nil {
 		return fmt.Errorf("fsm: delete %s: %w", cur, err)
-	}
-	if err := bumpIndex(w.txn, cur.Kind, w.index); err != nil {
-		return err
 	}
 	w.objects = append(w.objects, cur)
 	w.events = append(w.events, resource.Event{Index: w.index, Type: resource.EventDeleted, Kind: cur.Kind, Name: cur.Name, Object: cur})

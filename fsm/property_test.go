@@ -344,9 +344,16 @@ func (g propGen) op(t *rapid.T, next uint64) (fsm.MessageType, any) {
 		return fsm.HostStateRequestType, drawHostState(t, fault)
 	case 17:
 		return fsm.EvacuateRequestType, drawEvacuate(t)
+	case 18:
+		return fsm.MigrateRequestType, &fsm.MigrateRequest{
+			Time: drawTime(t), VM: rapid.SampledFrom(propRefs).Draw(t, "migrate vm"),
+			Host:  rapid.SampledFrom(append([]string{""}, propRefs...)).Draw(t, "migrate host"),
+			Grace: rapid.SampledFrom([]time.Duration{0, 30 * time.Minute, 100 * time.Hour}).Draw(t, "migrate grace"),
+		}
 	}
 	return fsm.ActionRequestType, &fsm.ActionRequest{
 		Time: drawTime(t), VM: rapid.SampledFrom(propRefs).Draw(t, "action vm"), Action: rapid.SampledFrom(propActions).Draw(t, "action"),
+		Force: rapid.IntRange(0, 3).Draw(t, "force") == 0,
 	}
 }
 
@@ -392,7 +399,7 @@ func (g propGen) entry(t *rapid.T, next uint64) propEntry {
 		return propEntry{data: []byte("\xe3{}")} // unknown, ignorable
 	case 25:
 		// A known type byte with a small payload.
-		b := rapid.IntRange(1, int(fsm.ActionRequestType)).Draw(t, "raw type")
+		b := rapid.IntRange(1, int(fsm.MigrateRequestType)).Draw(t, "raw type")
 		p := rapid.SampledFrom([]string{`{}`, `null`, `[]`, `{"x":1}`, `{"vm":"a"}`, `{"host":"a"}`, `{"name":"a","id":"i","state":"ready"}`}).Draw(t, "raw payload")
 		return propEntry{data: append([]byte{byte(b)}, p...)}
 	case 20, 21, 22, 23, 24:
@@ -921,6 +928,8 @@ func (m *model) apply(t *rapid.T, index uint64, mt fsm.MessageType, req any) mod
 		return m.evacuate(t, index, req.(*fsm.EvacuateRequest))
 	case fsm.ActionRequestType:
 		return m.action(t, index, req.(*fsm.ActionRequest))
+	case fsm.MigrateRequestType:
+		return m.migrate(t, index, req.(*fsm.MigrateRequest))
 	default:
 		fail(fsm.ErrUnknownCommand)
 	}
@@ -1151,6 +1160,9 @@ func (m *model) action(t *rapid.T, index uint64, q *fsm.ActionRequest) modelOp {
 		}
 	case fsm.ActionStop:
 		power = resource.PowerStopped
+		if q.Force && st.Host != "" && st.Phase != resource.PhaseStopped {
+			nst.StopForced = true
+		}
 	case fsm.ActionSuspend:
 		if st.Phase != resource.PhaseRunning {
 			return wrong
@@ -1169,6 +1181,12 @@ func (m *model) action(t *rapid.T, index uint64, q *fsm.ActionRequest) modelOp {
 	default:
 		return modelOp{errs: []error{resource.ErrInvalid}}
 	}
+	if q.Force && q.Action != fsm.ActionStop {
+		return modelOp{errs: []error{resource.ErrInvalid}}
+	}
+	if power != resource.PowerStopped {
+		nst.StopForced = false
+	}
 	if power == spec.Power && nst == st {
 		return modelOp{}
 	}
@@ -1176,6 +1194,50 @@ func (m *model) action(t *rapid.T, index uint64, q *fsm.ActionRequest) modelOp {
 	spec.Power = power
 	o.spec, o.status = mustJSON(t, &spec), mustJSON(t, &nst)
 	return modelOp{events: []string{m.write(vm, q.VM, o, index, resource.EventUpdated)}}
+}
+
+// migrate: a VM that runs nowhere (unplaced, stopped with power stopped,
+// failed, lost, or on a host down or left for the grace, or gone) moves to
+// a ready, schedulable host with room, with a new epoch.
+func (m *model) migrate(t *rapid.T, index uint64, q *fsm.MigrateRequest) modelOp {
+	fail := func(err error) modelOp { return modelOp{errs: []error{err}} }
+	if q.Host == "" {
+		return fail(resource.ErrInvalid)
+	}
+	if !m.has(vm, q.VM) {
+		return fail(fsm.ErrNotFound)
+	}
+	spec, st := m.vmSpec(t, q.VM), m.vmStatus(t, q.VM)
+	if st.Host == q.Host {
+		return fail(fsm.ErrWrongPhase)
+	}
+	if st.Host != "" {
+		gone := !m.has(host, st.Host)
+		if !gone {
+			hs := m.hostStatus(t, st.Host)
+			gone = (hs.State == resource.HostDown || hs.State == resource.HostLeft) && q.Time.Sub(hs.Since) >= q.Grace
+		}
+		stopped := st.Phase == resource.PhaseStopped && spec.Power == resource.PowerStopped
+		if !gone && !stopped && st.Phase != resource.PhaseFailed && st.Phase != resource.PhaseLost {
+			return fail(fsm.ErrWrongPhase)
+		}
+	}
+	switch {
+	case !m.has(host, q.Host):
+		return fail(fsm.ErrNotFound)
+	case m.hostStatus(t, q.Host).State != resource.HostReady || m.hostSpec(t, q.Host).Unschedulable:
+		return fail(fsm.ErrHostNotReady)
+	}
+	alloc, lim := m.allocated(t, q.Host), m.limit(t, q.Host)
+	if alloc.CPUs+spec.CPUs > lim.CPUs || alloc.MemoryMiB+spec.MemoryMiB > lim.MemoryMiB {
+		return fail(fsm.ErrNoCapacity)
+	}
+	reason := "migrated"
+	if st.Host != "" {
+		reason = "migrated from " + st.Host
+	}
+	nst := resource.VMStatus{Phase: resource.PhaseScheduled, Host: q.Host, Epoch: index, Reason: reason, Since: q.Time.UTC()}
+	return modelOp{events: []string{m.putVM(t, index, q.VM, nil, nst)}}
 }
 
 // recompute writes the allocation of every touched host that changed, in
@@ -1309,6 +1371,8 @@ func decodeReq(mt fsm.MessageType, payload []byte) (any, error) {
 		req = new(fsm.EvacuateRequest)
 	case fsm.ActionRequestType:
 		req = new(fsm.ActionRequest)
+	case fsm.MigrateRequestType:
+		req = new(fsm.MigrateRequest)
 	default:
 		return nil, fsm.ErrUnknownCommand
 	}

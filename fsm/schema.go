@@ -24,6 +24,7 @@ type indexEntry struct {
 }
 
 func schema() *memdb.DBSchema {
+	vmFields := &vmFieldsCache{}
 	return &memdb.DBSchema{
 		Tables: map[string]*memdb.TableSchema{
 			tableObjects: {
@@ -45,12 +46,12 @@ func schema() *memdb.DBSchema {
 					indexVMHost: {
 						Name:         indexVMHost,
 						AllowMissing: true,
-						Indexer:      &vmStatusIndexer{field: func(s *vmIndexFields) string { return s.Host }},
+						Indexer:      &vmStatusIndexer{field: func(s *vmIndexFields) string { return s.Host }, last: vmFields},
 					},
 					indexVMPhase: {
 						Name:         indexVMPhase,
 						AllowMissing: true,
-						Indexer:      &vmStatusIndexer{field: func(s *vmIndexFields) string { return s.Phase }},
+						Indexer:      &vmStatusIndexer{field: func(s *vmIndexFields) string { return s.Phase }, last: vmFields},
 					},
 				},
 			},

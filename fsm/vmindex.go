@@ -3,6 +3,8 @@ package fsm
 import (
 	"encoding/json"
 	"fmt"
+	"sync"
+	"unsafe"
 
 	"github.com/kumoi/kumoi/resource"
 )
@@ -16,6 +18,35 @@ const (
 // kinds, and VMs whose field is empty, are not in the index.
 type vmStatusIndexer struct {
 	field func(*vmIndexFields) string
+	// last is shared by the indexers of one schema: memdb asks each index
+	// about the same object in turn, so the status is decoded once.
+	last *vmFieldsCache
+}
+
+// vmFieldsCache remembers the fields of the last status decoded, by the
+// identity of its bytes (an object's status is never changed in place).
+type vmFieldsCache struct {
+	mu     sync.Mutex
+	data   *byte
+	n      int
+	fields vmIndexFields
+	ok     bool
+}
+
+func (c *vmFieldsCache) decode(status []byte) (vmIndexFields, bool) {
+	if c == nil {
+		var st vmIndexFields
+		err := json.Unmarshal(status, &st)
+		return st, err == nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p := unsafe.SliceData(status); p != c.data || len(status) != c.n {
+		var st vmIndexFields
+		err := json.Unmarshal(status, &st)
+		c.data, c.n, c.fields, c.ok = p, len(status), st, err == nil
+	}
+	return c.fields, c.ok
 }
 
 // vmIndexFields are the status fields the indexes need: decoding only them
@@ -33,8 +64,8 @@ func (x *vmStatusIndexer) FromObject(raw any) (bool, []byte, error) {
 	if o.Kind != resource.KindVM || len(o.Status) == 0 {
 		return false, nil, nil
 	}
-	var st vmIndexFields
-	if err := json.Unmarshal(o.Status, &st); err != nil {
+	st, ok := x.last.decode(o.Status)
+	if !ok {
 		// A status the index cannot read is simply not indexed.
 		return false, nil, nil
 	}
