@@ -468,7 +468,7 @@ func vmUpdate(c *cli.Context) error {
 		}
 	}
 
-	next, err := patchSpec(cur, changes)
+	next, err := client.PatchSpec(cur, changes)
 	if err != nil {
 		return err
 	}
@@ -487,29 +487,6 @@ func vmUpdate(c *cli.Context) error {
 		return s.fail(objectErr(resource.KindVM, name, err))
 	}
 	return printObject(c, o)
-}
-
-// patchSpec returns a copy of o whose spec has the fields in changes set,
-// keeping the others as they are, including spec fields this kumoi binary
-// does not know.
-func patchSpec(o *resource.Object, changes map[string]any) (*resource.Object, error) {
-	spec := map[string]json.RawMessage{}
-	if err := json.Unmarshal(o.Spec, &spec); err != nil {
-		return nil, fmt.Errorf("%s %q: cannot read its spec: %w", o.Kind, o.Name, err)
-	}
-	for k, v := range changes {
-		raw, err := json.Marshal(v)
-		if err != nil {
-			return nil, err
-		}
-		spec[k] = raw
-	}
-	next := o.Copy()
-	var err error
-	if next.Spec, err = json.Marshal(spec); err != nil {
-		return nil, err
-	}
-	return next, nil
 }
 
 func vmDeleteCommand() *cli.Command {
@@ -659,10 +636,6 @@ func powerFlags(v powerVerb) []cli.Flag {
 	return fs
 }
 
-// casAttempts bounds the read-modify-write rounds of a verb that loses its
-// compare-and-set to concurrent changes.
-const casAttempts = 5
-
 func vmPower(c *cli.Context, v powerVerb) error {
 	name, err := oneName(c, "VM")
 	if err != nil {
@@ -769,35 +742,25 @@ func checkPower(v powerVerb, name string, spec *resource.VMSpec, st *resource.VM
 }
 
 // updateSpec is a read-modify-write of an object's spec with
-// compare-and-set: it reads the object, asks change for the spec fields to
-// set (nil: nothing to write, the object is returned as read), and writes
-// them only if the object did not change in between; when it did, it reads
-// and asks again, up to casAttempts times.
+// compare-and-set (client.Modify): it reads the object, asks change for the
+// spec fields to set (nil: nothing to write, the object is returned as
+// read), and writes them only if the object did not change in between;
+// when it did, it reads and asks again, up to client.ModifyAttempts times.
 func updateSpec(s *session, kind resource.Kind, name string, change func(cur *resource.Object) (map[string]any, error)) (*resource.Object, error) {
-	for attempt := 1; ; attempt++ {
-		cur, _, err := s.client.Get(s.ctx, kind, name, nil)
-		if err != nil {
-			return nil, s.fail(objectErr(kind, name, err))
-		}
+	o, err := s.client.Modify(s.ctx, kind, name, func(cur *resource.Object) (*resource.Object, error) {
 		changes, err := change(cur)
 		if err != nil || changes == nil {
-			return cur, err
-		}
-		next, err := patchSpec(cur, changes)
-		if err != nil {
 			return nil, err
 		}
-		o, err := s.client.Update(s.ctx, kind, name, next, &client.WriteOptions{CAS: cur.ModifyIndex})
-		switch {
-		case errors.Is(err, client.ErrCASMismatch) && attempt < casAttempts:
-			continue
-		case errors.Is(err, client.ErrCASMismatch):
-			return nil, fmt.Errorf("%s %q kept changing while it was being updated (%d attempts), so nothing was written; run the command again", kind, name, casAttempts)
-		case err != nil:
-			return nil, s.fail(objectErr(kind, name, err))
-		}
-		return o, nil
+		return client.PatchSpec(cur, changes)
+	})
+	switch {
+	case errors.Is(err, client.ErrCASMismatch):
+		return nil, fmt.Errorf("%s %q kept changing while it was being updated (%d attempts), so nothing was written; run the command again", kind, name, client.ModifyAttempts)
+	case err != nil:
+		return nil, s.fail(objectErr(kind, name, err))
 	}
+	return o, nil
 }
 
 // waitFlag is the --wait flag of a verb that waits until something holds.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/kumoi/kumoi/client"
 	"github.com/kumoi/kumoi/internal/testapi"
 	"github.com/kumoi/kumoi/resource"
 )
@@ -302,8 +303,8 @@ func TestVMPowerRetriesCAS(t *testing.T) {
 	before := countReqs(s, http.MethodPut, "/v1/vms/web")
 	cliCase{name: "gives up", args: []string{"vm", "stop", "web"}, code: 1,
 		stderr: "kumoi: vm \"web\" kept changing while it was being updated (5 attempts), so nothing was written; run the command again\n"}.check(t, s.URL)
-	if n := countReqs(s, http.MethodPut, "/v1/vms/web") - before; n != casAttempts {
-		t.Errorf("%d PUTs, want %d", n, casAttempts)
+	if n := countReqs(s, http.MethodPut, "/v1/vms/web") - before; n != client.ModifyAttempts {
+		t.Errorf("%d PUTs, want %d", n, client.ModifyAttempts)
 	}
 	if got := vmSpec(t, s, "web").Power; got != "running" {
 		t.Errorf("power %s after giving up", got)

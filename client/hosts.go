@@ -112,7 +112,7 @@ func (h *Hosts) Update(ctx context.Context, host *Host) (*Host, error) {
 // the host changed in between, up to ModifyAttempts times. When change
 // leaves the host as it was, nothing is written.
 func (h *Hosts) Modify(ctx context.Context, name string, change func(host *Host) error) (*Host, error) {
-	o, err := h.c.modify(ctx, resource.KindHost, name, func(cur *resource.Object) (*resource.Object, error) {
+	o, err := h.c.Modify(ctx, resource.KindHost, name, func(cur *resource.Object) (*resource.Object, error) {
 		host, err := NewHost(cur)
 		if err != nil {
 			return nil, err
@@ -151,7 +151,7 @@ func (h *Hosts) Enable(ctx context.Context, name string) (*Host, error) {
 }
 
 func (h *Hosts) setSchedulable(ctx context.Context, name string, schedulable bool) (*Host, error) {
-	o, err := h.c.modify(ctx, resource.KindHost, name, func(cur *resource.Object) (*resource.Object, error) {
+	o, err := h.c.Modify(ctx, resource.KindHost, name, func(cur *resource.Object) (*resource.Object, error) {
 		host, err := NewHost(cur)
 		if err != nil {
 			return nil, err
@@ -159,7 +159,7 @@ func (h *Hosts) setSchedulable(ctx context.Context, name string, schedulable boo
 		if host.Schedulable() == schedulable {
 			return nil, nil
 		}
-		return patchSpec(cur, map[string]any{"unschedulable": !schedulable})
+		return PatchSpec(cur, map[string]any{"unschedulable": !schedulable})
 	})
 	if err != nil {
 		return nil, err

@@ -118,7 +118,7 @@ func (p *Policies) Apply(ctx context.Context, name string, spec resource.PolicyS
 		return nil, "", err
 	}
 	result := PolicyUnchanged
-	o, err := p.c.modify(ctx, resource.KindPolicy, name, func(cur *resource.Object) (*resource.Object, error) {
+	o, err := p.c.Modify(ctx, resource.KindPolicy, name, func(cur *resource.Object) (*resource.Object, error) {
 		old, err := resource.DecodeSpec[resource.PolicySpec](cur)
 		if err != nil {
 			return nil, err

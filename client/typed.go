@@ -19,14 +19,14 @@ const ModifyAttempts = 5
 // change before it is sent again.
 const blockingWait = 30 * time.Second
 
-// modify is a read-modify-write of one object with compare-and-set: it
+// Modify is a read-modify-write of one object with compare-and-set: it
 // reads the object, asks change for the object to write (nil: nothing to
 // write, the object is returned as read), and writes it with CAS on the
 // modify_index it read; when the object changed in between, it reads and
 // asks again, up to ModifyAttempts times. The CAS makes the write safe to
 // retry: a resent write that had been applied fails with ErrCASMismatch and
 // is read again.
-func (c *Client) modify(ctx context.Context, kind resource.Kind, name string, change func(cur *resource.Object) (*resource.Object, error)) (*resource.Object, error) {
+func (c *Client) Modify(ctx context.Context, kind resource.Kind, name string, change func(cur *resource.Object) (*resource.Object, error)) (*resource.Object, error) {
 	if err := checkName(kind, name); err != nil {
 		return nil, err
 	}
@@ -56,10 +56,10 @@ func (c *Client) modify(ctx context.Context, kind resource.Kind, name string, ch
 	}
 }
 
-// patchSpec returns a copy of o whose spec has the fields in changes set,
+// PatchSpec returns a copy of o whose spec has the fields in changes set,
 // keeping the others as they are, including spec fields this client does
-// not know.
-func patchSpec(o *resource.Object, changes map[string]any) (*resource.Object, error) {
+// not know (an older client does not drop what a newer server added).
+func PatchSpec(o *resource.Object, changes map[string]any) (*resource.Object, error) {
 	spec := map[string]json.RawMessage{}
 	if err := json.Unmarshal(o.Spec, &spec); err != nil {
 		return nil, fmt.Errorf("%s: cannot read its spec: %w", o, err)

@@ -135,7 +135,7 @@ func (v *VMs) Update(ctx context.Context, vm *VM) (*VM, error) {
 // were, nothing is written and the VM is returned as read. An error from
 // change is returned as is, with nothing written.
 func (v *VMs) Modify(ctx context.Context, name string, change func(vm *VM) error) (*VM, error) {
-	o, err := v.c.modify(ctx, resource.KindVM, name, func(cur *resource.Object) (*resource.Object, error) {
+	o, err := v.c.Modify(ctx, resource.KindVM, name, func(cur *resource.Object) (*resource.Object, error) {
 		vm, err := NewVM(cur)
 		if err != nil {
 			return nil, err

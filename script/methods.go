@@ -3,7 +3,6 @@ package script
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -272,10 +271,6 @@ func hostVMs(th *starlark.Thread, h *Host, name string, args starlark.Tuple, kwa
 	return listObjects(th, resource.KindVM, &client.QueryOptions{Host: h.get().Name})
 }
 
-// casAttempts bounds the read-modify-write rounds of a change that loses
-// its compare-and-set to concurrent changes.
-const casAttempts = 5
-
 // hostSetSchedulable is host.drain() (false) and host.enable() (true).
 func hostSetSchedulable(schedulable bool) method[*Host] {
 	return func(th *starlark.Thread, h *Host, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -305,42 +300,27 @@ func updateSpec(th *starlark.Thread, kind resource.Kind, name string, change fun
 		if changes == nil {
 			return nil, nil
 		}
-		return patchSpec(cur, changes)
+		return client.PatchSpec(cur, changes)
 	})
 }
 
 // updateObject is a read-modify-write of an object (its labels and spec)
-// with compare-and-set, retried when the object changed in between: change
-// returns the object to write (nil: nothing to write; the object is
-// returned as read).
+// with compare-and-set (client.Modify), retried when the object changed in
+// between: change returns the object to write (nil: nothing to write; the
+// object is returned as read).
 func updateObject(th *starlark.Thread, kind resource.Kind, name string, change func(cur *resource.Object) (*resource.Object, error)) (*resource.Object, error) {
 	cl, ctx, err := clientOf(th)
 	if err != nil {
 		return nil, err
 	}
-	for attempt := 1; ; attempt++ {
-		cur, _, err := cl.Get(ctx, kind, name, nil)
-		if err != nil {
-			return nil, objectErr(kind, name, err)
-		}
-		next, err := change(cur)
-		if err != nil || next == nil {
-			if err != nil {
-				return nil, err
-			}
-			return cur, nil
-		}
-		o, err := cl.Update(ctx, kind, name, next, &client.WriteOptions{CAS: cur.ModifyIndex})
-		switch {
-		case errors.Is(err, client.ErrCASMismatch) && attempt < casAttempts:
-			continue
-		case errors.Is(err, client.ErrCASMismatch):
-			return nil, fmt.Errorf("%s %q kept changing while it was being updated (%d attempts); nothing was written", kind, name, casAttempts)
-		case err != nil:
-			return nil, objectErr(kind, name, err)
-		}
-		return o, nil
+	o, err := cl.Modify(ctx, kind, name, change)
+	switch {
+	case errors.Is(err, client.ErrCASMismatch):
+		return nil, fmt.Errorf("%s %q kept changing while it was being updated (%d attempts); nothing was written", kind, name, client.ModifyAttempts)
+	case err != nil:
+		return nil, objectErr(kind, name, err)
 	}
+	return o, nil
 }
 
 // setLabels: set_labels(labels) merges labels into the object's: a key
@@ -396,28 +376,6 @@ func setLabels[T interface {
 		obj.set(o)
 		return recv, nil
 	}
-}
-
-// patchSpec returns a copy of o whose spec has the fields in changes set,
-// keeping the others, including fields this binary does not know.
-func patchSpec(o *resource.Object, changes map[string]any) (*resource.Object, error) {
-	spec := map[string]json.RawMessage{}
-	if err := json.Unmarshal(o.Spec, &spec); err != nil {
-		return nil, fmt.Errorf("%s %q: cannot read its spec: %w", o.Kind, o.Name, err)
-	}
-	for k, v := range changes {
-		raw, err := json.Marshal(v)
-		if err != nil {
-			return nil, err
-		}
-		spec[k] = raw
-	}
-	next := o.Copy()
-	var err error
-	if next.Spec, err = json.Marshal(spec); err != nil {
-		return nil, err
-	}
-	return next, nil
 }
 
 // objectErr says `vm "web" not found` for a missing object.
