@@ -171,6 +171,22 @@ func (a *httpAPI) readOptionalBody(w http.ResponseWriter, r *http.Request) ([]by
 // invalid_json naming the byte offset) and decodes it strictly into v (else
 // 400 invalid_argument naming the field).
 func decodeBody(body []byte, v any) error {
+	// One pass when the body is fine (the hot path of every write): a
+	// strict decode that succeeds has also checked that the body is one
+	// well-formed JSON value. Only a failure is classified again.
+	err := resource.DecodeStrict(body, v, "")
+	if err == nil {
+		return nil
+	}
+	if jerr := checkJSON(body); jerr != nil {
+		return jerr
+	}
+	return err
+}
+
+// checkJSON is nil when body is one well-formed JSON value, else a 400
+// invalid_json naming the byte offset.
+func checkJSON(body []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	var raw json.RawMessage
 	if err := dec.Decode(&raw); err != nil {
@@ -186,7 +202,7 @@ func decodeBody(body []byte, v any) error {
 	if _, err := dec.Token(); err != io.EOF {
 		return badJSON("malformed JSON: unexpected data after the JSON value at byte %d", dec.InputOffset())
 	}
-	return resource.DecodeStrict(body, v, "")
+	return nil
 }
 
 // apiQuery parses the query string and rejects parameters the endpoint does
