@@ -71,6 +71,9 @@ type Worker struct {
 	seenUp      map[string]uint64            // VMs seen active (not stopped by us), by epoch
 	fenced      bool
 	lastContact time.Time
+	// mayStart: this pass may start domains (the host was read ready or
+	// draining, and every stale domain was removed).
+	mayStart bool
 
 	// Graceful shutdowns under way, by domain: they run in the background
 	// (a guest may take ShutdownGrace) so that the loop, and fencing, are
@@ -403,11 +406,24 @@ func (w *Worker) watchAssignments(ctx context.Context, changes chan<- uint64) {
 func (w *Worker) converge(ctx context.Context) {
 	c := w.client()
 	start := time.Now()
-	var vms []*resource.Object
-	var err error
+	var (
+		vms  []*resource.Object
+		host *resource.Object
+		herr error
+		err  error
+	)
 	if c != nil {
+		// The host first, then its VMs (both linearizable): a VM is
+		// started only if the host was ready before the assignments were
+		// read, and a host that is ready cannot be evacuated (the FSM
+		// checks), so no VM handed to another host is started here.
 		rctx, cancel := context.WithTimeout(ctx, w.cfg.FenceAfter/2)
-		vms, _, err = c.List(rctx, resource.KindVM, &client.QueryOptions{Host: w.cfg.NodeID})
+		host, _, herr = c.Get(rctx, resource.KindHost, w.cfg.NodeID, nil)
+		if herr == nil || client.IsNotFound(herr) {
+			vms, _, err = c.List(rctx, resource.KindVM, &client.QueryOptions{Host: w.cfg.NodeID})
+		} else {
+			err = herr
+		}
 		cancel()
 	}
 	if c == nil || err != nil {
@@ -423,10 +439,16 @@ func (w *Worker) converge(ctx context.Context) {
 		w.logger.Info("controller quorum reachable again; resuming reconciliation")
 		w.fenced = false
 	}
-	host, _, herr := c.Get(ctx, resource.KindHost, w.cfg.NodeID, nil)
-	if herr == nil && w.ready {
-		hs, err := resource.DecodeStatus[resource.HostStatus](host)
-		if err == nil && (hs.State == resource.HostDown || hs.State == resource.HostLeft) && hs.Since.After(w.readyAt) {
+	var hs *resource.HostStatus
+	if herr == nil {
+		if hs, err = resource.DecodeStatus[resource.HostStatus](host); err != nil {
+			hs = nil
+		}
+	}
+	// Starting a domain needs the host ready (or draining) in this pass.
+	w.mayStart = hs != nil && (hs.State == resource.HostReady || hs.State == resource.HostDraining)
+	if hs != nil && w.ready {
+		if (hs.State == resource.HostDown || hs.State == resource.HostLeft) && hs.Since.After(w.readyAt) {
 			// The controllers marked this host gone after it was ready:
 			// its VMs may be restarted elsewhere once the grace ends.
 			// Stop them here first, and start nothing until it is
@@ -448,6 +470,25 @@ func (w *Worker) converge(ctx context.Context) {
 		byName[d.Name] = d
 	}
 	want := map[string]bool{}
+	for _, o := range vms {
+		if st, err := resource.DecodeStatus[resource.VMStatus](o); err == nil && st.Host == w.cfg.NodeID {
+			want[hypervisor.DomainName(o.Name)] = true
+		}
+	}
+	// Kumoi domains that are no longer ours: destroy and undefine them
+	// before starting anything. The controllers freed their reservation
+	// when they were deleted or moved and may have placed other VMs in it
+	// (the chaos harness caught a host over capacity when starts came
+	// first). If one cannot be removed, nothing is started this pass.
+	for _, d := range doms {
+		if !d.Kumoi || want[d.Name] {
+			continue
+		}
+		w.logger.Info("destroying a domain that is no longer assigned to this host", "domain", d.Name, "epoch", d.Epoch)
+		if !w.removeDomain(ctx, d) {
+			w.mayStart = false
+		}
+	}
 	var reports []resource.VMReport
 	for _, o := range vms {
 		spec, err := resource.DecodeSpec[resource.VMSpec](o)
@@ -456,18 +497,9 @@ func (w *Worker) converge(ctx context.Context) {
 			continue
 		}
 		name := hypervisor.DomainName(o.Name)
-		want[name] = true
 		if r, ok := w.convergeVM(ctx, o, spec, st, byName[name], byName[name].Name != ""); ok {
 			reports = append(reports, r)
 		}
-	}
-	// Kumoi domains that are no longer ours: destroy and undefine them.
-	for _, d := range doms {
-		if !d.Kumoi || want[d.Name] {
-			continue
-		}
-		w.logger.Info("destroying a domain that is no longer assigned to this host", "domain", d.Name, "epoch", d.Epoch)
-		w.removeDomain(ctx, d)
 	}
 	if !w.ready {
 		w.ready, w.readyAt = true, time.Now()
@@ -551,18 +583,22 @@ func (w *Worker) shuttingDown(name string) bool {
 	return w.shutdowns[name] != nil
 }
 
-func (w *Worker) removeDomain(ctx context.Context, d hypervisor.DomainInfo) {
+// removeDomain destroys and undefines a domain; it reports whether the
+// domain is no longer running (an undefine failure leaves it defined but
+// off, which holds no capacity).
+func (w *Worker) removeDomain(ctx context.Context, d hypervisor.DomainInfo) bool {
 	w.cancelShutdown(d.Name)
 	w.stopping[d.Name] = true
 	if d.State.Active() {
 		if err := w.drv.Destroy(ctx, d.Name); err != nil && !errors.Is(err, hypervisor.ErrNotFound) {
 			w.logger.Warn("destroy failed", "domain", d.Name, "error", err)
-			return
+			return false
 		}
 	}
 	if err := w.drv.Undefine(ctx, d.Name); err != nil && !errors.Is(err, hypervisor.ErrNotFound) {
 		w.logger.Warn("undefine failed", "domain", d.Name, "error", err)
 	}
+	return true
 }
 
 // fence destroys every Kumoi domain on this host.
@@ -642,6 +678,8 @@ func (w *Worker) convergeVM(ctx context.Context, o *resource.Object, spec *resou
 		switch {
 		case d.State == hypervisor.StatePaused:
 			err = w.drv.Resume(ctx, name)
+		case !d.State.Active() && !w.mayStart:
+			w.logger.Debug("not starting domain: the host is not ready, or a stale domain could not be removed", "domain", name)
 		case !d.State.Active():
 			w.logger.Debug("starting domain", "domain", name, "state", d.State, "reason", d.Reason, "stopping", w.stopping[name], "last", w.reported[o.Name].Phase, "power", spec.Power, "modify_index", o.ModifyIndex)
 			delete(w.stopping, name)
@@ -660,6 +698,9 @@ func (w *Worker) convergeVM(ctx context.Context, o *resource.Object, spec *resou
 			}
 		}
 	case resource.PowerSuspended:
+		if !d.State.Active() && !w.mayStart {
+			break
+		}
 		if !d.State.Active() {
 			delete(w.stopping, name)
 			err = w.drv.Start(ctx, name)
