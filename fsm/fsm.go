@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"io"
+	"slices"
 	"sync/atomic"
 	"time"
 
