@@ -132,10 +132,12 @@ test-qemu:
 # The chaos harness (docs/jepsen.md). Partition nemeses need root: as
 # another user they are left out (kumoi-jepsen refuses them loudly).
 # JEPSEN_SEED=0 picks a seed from the time (printed in the summary).
-#   jepsen-quick     register and set, 3 controllers, a mix of nemeses,
-#                    JEPSEN_DURATION each (run by `make test`)
+#   jepsen-quick     register and set, 3 controllers, a mix of nemeses, then
+#                    placement with 2 sim workers under worker and leader
+#                    faults, JEPSEN_DURATION each (run by `make test`)
 #   jepsen           3 and 5 controllers with 2 sim workers, every nemesis,
-#                    JEPSEN_LONG each, both workloads
+#                    JEPSEN_LONG each, register and set; then placement on 3
+#                    and 5 controllers
 #   jepsen-selftest  register with the hidden --debug-unsafe-stale-reads under
 #                    partitions and pauses, 10 seeds: the checker must catch
 #                    the stale reads in at least 9 runs
@@ -150,18 +152,25 @@ JEPSEN_NEMESIS_NOROOT := kill-leader,kill-random,pause-leader,pause-random,trans
 JEPSEN_NEMESIS     ?= $(if $(JEPSEN_ROOT),$(JEPSEN_NEMESIS_ALL),$(JEPSEN_NEMESIS_NOROOT))
 JEPSEN_FULL_3      := $(if $(JEPSEN_ROOT),$(JEPSEN_NEMESIS_ALL),$(JEPSEN_NEMESIS_NOROOT)),kill-majority,member-change,worker-kill$(if $(JEPSEN_ROOT),$(comma)worker-partition)
 JEPSEN_FULL_5      := $(JEPSEN_FULL_3)$(if $(JEPSEN_ROOT),$(comma)partition-ring$(comma)partition-bridge)
+JEPSEN_PLACEMENT_NEMESIS ?= worker-kill,kill-leader$(if $(JEPSEN_ROOT),$(comma)worker-partition$(comma)partition-leader)
 JEPSEN_SELFTEST_NEMESIS := $(if $(JEPSEN_ROOT),partition-leader$(comma)pause-leader,pause-leader)
 JEPSEN_RUN = $(GO) run -tags $(TAGS) ./cmd/kumoi-jepsen --bin $(BIN)
 .PHONY: jepsen-quick jepsen jepsen-selftest
 jepsen-quick: build
 	$(JEPSEN_RUN) --workload register,set --nodes 3 \
 		--nemesis $(JEPSEN_NEMESIS) --duration $(JEPSEN_DURATION) --seed $(JEPSEN_SEED) $(JEPSEN_ARGS)
+	$(JEPSEN_RUN) --workload placement --nodes 3 --workers 2 \
+		--nemesis $(JEPSEN_PLACEMENT_NEMESIS) --duration $(JEPSEN_DURATION) --seed $(JEPSEN_SEED) $(JEPSEN_ARGS)
 
 jepsen: build
 	$(JEPSEN_RUN) --workload register,set --nodes 3 --workers 2 \
 		--nemesis $(JEPSEN_FULL_3) --duration $(JEPSEN_LONG) --seed $(JEPSEN_SEED) $(JEPSEN_ARGS)
 	$(JEPSEN_RUN) --workload register,set --nodes 5 --workers 2 \
 		--nemesis $(JEPSEN_FULL_5) --duration $(JEPSEN_LONG) --seed $(JEPSEN_SEED) $(JEPSEN_ARGS)
+	$(JEPSEN_RUN) --workload placement --nodes 3 --workers 2 \
+		--nemesis $(JEPSEN_PLACEMENT_NEMESIS) --duration $(JEPSEN_LONG) --seed $(JEPSEN_SEED) $(JEPSEN_ARGS)
+	$(JEPSEN_RUN) --workload placement --nodes 5 --workers 2 \
+		--nemesis $(JEPSEN_PLACEMENT_NEMESIS) --duration $(JEPSEN_LONG) --seed $(JEPSEN_SEED) $(JEPSEN_ARGS)
 
 jepsen-selftest: build
 	$(JEPSEN_RUN) --unsafe-stale-reads --workload register --nodes 3 \

@@ -30,8 +30,8 @@ type Config struct {
 	Nemeses []string
 	// Nodes is the number of controllers, 3 or 5 (default 3).
 	Nodes int
-	// Workers is the number of sim workers (default 0; the placement
-	// workload needs some).
+	// Workers is the number of sim workers (default 0, and 2 for the
+	// placement workload, which needs some).
 	Workers int
 	// Duration is how long the workload runs (default 30s).
 	Duration time.Duration
@@ -50,7 +50,8 @@ type Config struct {
 	// OpTimeout bounds every operation (default 2s).
 	OpTimeout time.Duration
 	// Quiet and Fault bound the random time between faults and the time a
-	// fault lasts: each is drawn from [d, 2d) (defaults 1s and 2s).
+	// fault lasts: each is drawn from [d, 2d) (defaults 1s and 2s; 5s
+	// for the placement workload).
 	Quiet, Fault time.Duration
 	// Steps, if set, is the fault schedule to follow instead of drawing
 	// one (a replay: LoadPlan).
@@ -196,6 +197,9 @@ type Result struct {
 }
 
 func (c *Config) defaults() {
+	if c.Workers == 0 {
+		c.Workers = workloadNeedsWorkers(c.Workload)
+	}
 	if c.Nodes == 0 {
 		c.Nodes = 3
 	}
@@ -219,6 +223,13 @@ func (c *Config) defaults() {
 	}
 	if c.Fault == 0 {
 		c.Fault = 2 * time.Second
+		if c.Workload == "placement" {
+			// A killed or cut-off worker's VMs are placed anew only
+			// after the controllers saw it down (≈ 1.5–2 s) plus
+			// --host-down-grace (4 s): most faults of 5–10 s get that
+			// far, the others end just before or around it.
+			c.Fault = 5 * time.Second
+		}
 	}
 	if c.Logf == nil {
 		c.Logf = func(string, ...any) {}
@@ -325,6 +336,9 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	if cfg.UnsafeStaleReads {
 		opts.ControllerArgs = append(opts.ControllerArgs, "--debug-unsafe-stale-reads")
 	}
+	if wa, ok := wl.(workerArgser); ok {
+		opts.WorkerArgs = append(opts.WorkerArgs, wa.WorkerArgs()...)
+	}
 	cl := testcluster.New(tb, opts)
 	cl.WaitLeader(0)
 	env := &Env{URLs: cl.URLs(), OpTimeout: cfg.OpTimeout, RunID: fmt.Sprintf("r%d", began.UnixNano()), Logf: cfg.Logf,
@@ -406,15 +420,15 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		res.Notes = append(res.Notes, "plots: "+err.Error())
 	}
 
-	digests, converged, err := converge(ctx, env, cl)
+	digests, why, err := converge(ctx, env, cl)
 	if err != nil {
 		return res, err
 	}
-	res.Digests, res.Converged = digests, converged
-	if !converged {
+	res.Digests, res.Converged = digests, why == nil
+	if why != nil {
 		res.Valid = false
 		res.Anomalies = append(res.Anomalies, Anomaly{Type: "divergence",
-			Detail: "the controllers did not serve the same state (a digest of stale lists of every kind) within 30s of the end of the run"})
+			Detail: "the controllers did not serve the same state (a digest of stale lists of every kind) within 30s of the end of the run: " + why.Error()})
 	}
 	return res, nil
 }
@@ -494,10 +508,10 @@ func schedule(runCtx, ctx context.Context, cfg Config, cl *testcluster.Cluster, 
 
 // converge polls every controller with stale lists of every kind until
 // they all serve the same state, for up to 30s. A controller's digest is
-// the sha256 of the JSON of its lists, in kind order.
-func converge(ctx context.Context, env *Env, cl *testcluster.Cluster) (map[string]string, bool, error) {
-	var digests map[string]string
-	err := testcluster.Poll(ctx, 30*time.Second, func() (bool, error) {
+// the sha256 of the JSON of its lists, in kind order. why says why they
+// did not converge (nil: they did); err is about the harness (ctx ended).
+func converge(ctx context.Context, env *Env, cl *testcluster.Cluster) (digests map[string]string, why, err error) {
+	err = testcluster.Poll(ctx, 30*time.Second, func() (bool, error) {
 		digests = map[string]string{}
 		first := ""
 		same := true
@@ -519,9 +533,9 @@ func converge(ctx context.Context, env *Env, cl *testcluster.Cluster) (map[strin
 		return true, nil
 	})
 	if err != nil && ctx.Err() != nil {
-		return digests, false, ctx.Err()
+		return digests, err, ctx.Err()
 	}
-	return digests, err == nil, nil
+	return digests, err, nil
 }
 
 // digest summarises a controller's local state: every object of every

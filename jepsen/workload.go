@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -148,12 +149,27 @@ func NewWorkload(name string) (Workload, error) {
 		return &Register{Keys: 3}, nil
 	case "set":
 		return &Set{}, nil
+	case "placement":
+		return &Placement{}, nil
 	}
-	return nil, fmt.Errorf("unknown workload %q (register, set)", name)
+	return nil, fmt.Errorf("unknown workload %q (%s)", name, strings.Join(Workloads, ", "))
 }
 
 // Workloads lists the workload names.
-var Workloads = []string{"register", "set"}
+var Workloads = []string{"register", "set", "placement"}
+
+// workerArgser is a workload that needs its workers started with these
+// arguments (e.g. their capacity).
+type workerArgser interface{ WorkerArgs() []string }
+
+// workloadNeedsWorkers says how many workers a workload runs with when
+// --workers is 0.
+func workloadNeedsWorkers(name string) int {
+	if name == "placement" {
+		return 2
+	}
+	return 0
+}
 
 // vmSpec is the spec of every VM the workloads create: nothing runs it
 // (the cluster has no workers), it is only a replicated object.

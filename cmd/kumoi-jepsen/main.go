@@ -30,7 +30,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	workloads := fs.String("workload", "register", "workloads to run, comma-separated, one run each: "+strings.Join(jepsen.Workloads, ", "))
 	nemeses := fs.String("nemesis", "kill-leader", "nemeses to mix in each run, comma-separated ("+strings.Join(jepsen.Nemeses, ", ")+"), or none; partition-* and worker-partition need root")
 	nodes := fs.Int("nodes", 3, "controllers: 3 or 5")
-	workers := fs.Int("workers", 0, "sim workers (needed by worker-kill and worker-partition)")
+	workers := fs.Int("workers", 0, "sim workers (needed by worker-kill and worker-partition; 0 runs placement with 2)")
 	duration := fs.Duration("duration", 30*time.Second, "how long each workload runs")
 	concurrency := fs.Int("concurrency", 5, "concurrent clients")
 	rate := fs.Float64("rate", 0, "operations per second of all clients together (0: no limit)")
@@ -38,6 +38,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	runs := fs.Int("runs", 1, "run each workload this many times, with seeds seed, seed+1, …")
 	bin := fs.String("bin", "bin/kumoi", "kumoi binary to run (make build)")
 	out := fs.String("out", "jepsen/out", "directory that receives one <timestamp>-<name>/ per run")
+	hold := fs.Duration("hold", 0, "each fault lasts a random time in [hold, 2×hold) (0: 2s, and 5s for placement)")
 	opTimeout := fs.Duration("op-timeout", 2*time.Second, "timeout of every client operation; a write that times out has an unknown outcome")
 	replay := fs.String("replay", "", "run the plan saved in this run directory (its plan.json: workload, nemeses, seed, fault schedule) again; other flags except --bin, --out and -v are ignored")
 	unsafe := fs.Bool("unsafe-stale-reads", false, "SELFTEST: start the controllers with the hidden --debug-unsafe-stale-reads (reads skip the leader check), a bug the checker must catch")
@@ -77,7 +78,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 				cfgs = append(cfgs, jepsen.Config{
 					Workload: w, Nemeses: nems, Nodes: *nodes, Workers: *workers, Duration: *duration,
 					Concurrency: *concurrency, Rate: *rate, Seed: *seed + int64(r), OpTimeout: *opTimeout,
-					UnsafeStaleReads: *unsafe,
+					UnsafeStaleReads: *unsafe, Fault: *hold,
 				})
 			}
 		}

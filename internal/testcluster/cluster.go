@@ -90,16 +90,20 @@ type node struct {
 	logPath string
 	expect  int // --bootstrap-expect; 0 for a node that joins later
 
-	worker bool
-	args   []string // a worker's extra arguments
+	worker  bool
+	args    []string // a worker's extra arguments
+	obsPath string   // a worker's --observation-log
 
-	cmd      *exec.Cmd
-	done     chan struct{} // closed when the process has exited
-	exitErr  error         // cmd.Wait's answer, valid after done
-	expected bool          // we killed or stopped it
-	paused   bool
-	starts   int
-	crashes  []string // unexpected exits
+	history []ProcEvent // every start and exit of the process, oldest first
+
+	cmd       *exec.Cmd
+	done      chan struct{} // closed when the process has exited
+	exitErr   error         // cmd.Wait's answer, valid after done
+	expected  bool          // we killed or stopped it
+	signalled string        // the last exit-causing signal we sent to this process, "" if none
+	paused    bool
+	starts    int
+	crashes   []string // unexpected exits
 }
 
 func (n *node) running() bool {
@@ -198,6 +202,9 @@ func (c *Cluster) place(n *node) {
 		logDir = c.dir
 	}
 	n.logPath = filepath.Join(logDir, n.id+".log")
+	if n.worker {
+		n.obsPath = filepath.Join(logDir, n.id+ObservationLogSuffix)
+	}
 }
 
 // Add creates one more controller that joins the running cluster through
@@ -367,17 +374,21 @@ func (c *Cluster) start(n *node, args []string) {
 	}
 	done := make(chan struct{})
 	c.mu.Lock()
-	n.cmd, n.done, n.exitErr, n.expected, n.paused = cmd, done, nil, false, false
+	n.cmd, n.done, n.exitErr, n.expected, n.paused, n.signalled = cmd, done, nil, false, false, ""
 	n.starts++
+	n.history = append(n.history, ProcEvent{Node: n.id, Kind: ProcStart, Time: time.Now(), Pid: cmd.Process.Pid})
 	c.mu.Unlock()
 	go func() {
 		err := cmd.Wait()
+		exited := time.Now()
 		c.mu.Lock()
 		n.exitErr = err
 		if !n.expected {
 			msg := fmt.Sprintf("%s (pid %d) exited on its own: %v", n.id, cmd.Process.Pid, describeExit(cmd.ProcessState, err))
 			n.crashes = append(n.crashes, msg)
 		}
+		n.history = append(n.history, ProcEvent{Node: n.id, Kind: ProcExit, Time: exited, Pid: cmd.Process.Pid,
+			Expected: n.expected, Signal: n.signalled, How: describeExit(cmd.ProcessState, err)})
 		c.mu.Unlock()
 		if lf, err := os.OpenFile(n.logPath, os.O_WRONLY|os.O_APPEND, 0); err == nil {
 			fmt.Fprintf(lf, "=== testcluster %s: %s exited: %v\n", time.Now().Format(time.RFC3339Nano), n.id, describeExit(cmd.ProcessState, err))
@@ -403,6 +414,7 @@ func (c *Cluster) signal(n *node, sig syscall.Signal, expectExit bool) (*node, b
 	}
 	if expectExit {
 		n.expected = true
+		n.signalled = sig.String()
 	}
 	if err := n.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		c.tb.Errorf("testcluster: signal %s to %s: %v", sig, n.id, err)
@@ -871,6 +883,7 @@ func (c *Cluster) cleanup() {
 		running := n.running()
 		if running {
 			n.expected = true
+			n.signalled = syscall.SIGKILL.String()
 			_ = n.cmd.Process.Signal(syscall.SIGKILL)
 		}
 		c.mu.Unlock()

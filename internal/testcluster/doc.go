@@ -10,7 +10,11 @@
 // next addresses of the cluster's block, joining the controllers' gossip,
 // and the Worker… methods kill, stop, pause and restart them like
 // controllers. Host and WaitHostState read the host objects the
-// controllers make of them.
+// controllers make of them. Every worker writes an observation log
+// (--observation-log, WorkerObservationLog: one JSON line per domain start
+// and stop), and the cluster records every start and exit of every
+// process (History, WorkerHistory), so that a checker can close the
+// domains a killed sim worker took with it at the time it exited.
 //
 // Everything waits by polling with a deadline (stretched ×3 when CI is set),
 // never by sleeping. Processes are always killed when the test ends, and

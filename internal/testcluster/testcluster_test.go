@@ -1,7 +1,11 @@
 package testcluster
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,15 +97,56 @@ func TestWorkerProcesses(t *testing.T) {
 	if hs.Capacity.CPUs != 8 || hs.Capacity.MemoryMiB != 16<<10 {
 		t.Errorf("capacity %+v, want the default 8 CPUs and 16 GiB", hs.Capacity)
 	}
+	// The worker's driver logs the start of a VM's domain in its
+	// observation log.
+	obs := c.WorkerObservationLog(0)
+	if filepath.Dir(obs) != filepath.Dir(c.WorkerLogPath(0)) || !strings.HasSuffix(obs, name+ObservationLogSuffix) {
+		t.Errorf("observation log %s, want %s%s next to the log %s", obs, name, ObservationLogSuffix, c.WorkerLogPath(0))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := Do(ctx, c.HTTPClient(), http.MethodPost, c.URL(0)+"/v1/vms", []byte(`{"name":"obs-1","spec":{"cpus":1,"memory_mib":64}}`))
+	if err != nil || r.Status != http.StatusCreated && r.Status != http.StatusOK {
+		t.Fatalf("create vm: %v %v", r, err)
+	}
+	WaitFor(t, 30*time.Second, "a start of obs-1 in the observation log", func() (bool, error) {
+		b, err := os.ReadFile(obs)
+		if err != nil {
+			return false, err
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			var o struct{ Host, Domain, Event string }
+			if json.Unmarshal([]byte(line), &o) == nil && o.Host == name && o.Domain == "kumoi-obs-1" && o.Event == "start" {
+				return true, nil
+			}
+		}
+		return false, fmt.Errorf("observation log: %q", b)
+	})
 	// A graceful stop exits with status 0 (Stop checks it); the host
 	// becomes left (not down: the worker announced its leave).
 	c.StopWorker(0)
 	c.WaitHostState(name, "left", 30*time.Second)
 	c.StartWorker(0)
 	c.WaitHostState(name, "ready", 30*time.Second)
+	killed := time.Now()
 	c.KillWorker(0)
 	if c.WorkerAlive(0) {
 		t.Fatal("the worker is alive after KillWorker")
+	}
+	// Two starts and two exits, the last a SIGKILL seen after it was
+	// sent.
+	h := c.WorkerHistory(0)
+	if len(h) != 4 || h[0].Kind != ProcStart || h[1].Kind != ProcExit || h[2].Kind != ProcStart || h[3].Kind != ProcExit {
+		t.Fatalf("worker history %+v, want start, exit, start, exit", h)
+	}
+	if last := h[3]; !last.Expected || last.Signal != "killed" || last.Time.Before(killed) || last.Node != name || last.Pid != h[2].Pid {
+		t.Errorf("last exit %+v, want the SIGKILL of pid %d after %s", last, h[2].Pid, killed.Format(time.StampMicro))
+	}
+	if h[1].Signal != "terminated" || !h[1].Expected {
+		t.Errorf("graceful stop %+v, want SIGTERM", h[1])
+	}
+	if len(c.History(0)) != 1 {
+		t.Errorf("controller history %+v, want one start", c.History(0))
 	}
 	c.WaitHostState(name, "down", 30*time.Second)
 	if _, _, err := c.Host("nope"); !errors.Is(err, ErrNoHost) {

@@ -97,15 +97,17 @@ func (c *Cluster) WorkerLogTail(w, n int) string { return tail(c.worker(w).logPa
 func (c *Cluster) WorkerAlive(w int) bool { return c.alive(c.worker(w)) }
 
 // WorkerArgs are the `kumoi agent` arguments worker w is started with:
-// --worker, its name, address and gossip port, a --join for every
-// controller, DefaultWorkerArgs, the log level, Options.ExtraArgs,
-// Options.WorkerArgs and the worker's own args.
+// --worker, its name, address and gossip port, its observation log
+// (WorkerObservationLog), a --join for every controller,
+// DefaultWorkerArgs, the log level, Options.ExtraArgs, Options.WorkerArgs
+// and the worker's own args.
 func (c *Cluster) WorkerArgs(w int) []string {
 	n := c.worker(w)
 	args := []string{"agent", "--worker",
 		"--node-id", n.id,
 		"--bind", n.ip,
 		"--gossip-port", strconv.Itoa(GossipPort),
+		"--observation-log", n.obsPath,
 	}
 	for j := 0; j < c.N(); j++ {
 		args = append(args, "--join", c.GossipAddr(j))

@@ -1,0 +1,981 @@
+package jepsen
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kumoi/kumoi/client"
+	"github.com/kumoi/kumoi/hypervisor"
+	"github.com/kumoi/kumoi/internal/testcluster"
+	"github.com/kumoi/kumoi/resource"
+)
+
+// PlacementLabel labels the VMs of a placement run with the run id.
+const PlacementLabel = "jepsen-placement"
+
+// The placement workload's workers are small, so that the VMs the clients
+// keep (1–2 CPUs and 256–1024 MiB each; each client aims at a number of
+// VMs that swings between 1 and PlacementMaxPerClient every
+// PlacementPeriod) sometimes fill them: with 5 clients and 2 workers the
+// demand goes from about a third of the capacity (room for the VMs of a
+// dead worker elsewhere) to more than all of it (hosts full, VMs pending
+// for room).
+const (
+	PlacementWorkerCPUs      = 10
+	PlacementWorkerMemoryMiB = 5120
+	// PlacementMaxPerClient is how many VMs a client aims at, at most.
+	PlacementMaxPerClient = 4
+	// PlacementPeriod is the period of the clients' aim.
+	PlacementPeriod = 20 * time.Second
+)
+
+// placementTarget is how many VMs a client aims at, elapsed into the run:
+// from 1 up to PlacementMaxPerClient and back every PlacementPeriod.
+func placementTarget(elapsed time.Duration) int {
+	x := (1 - math.Cos(2*math.Pi*float64(elapsed)/float64(PlacementPeriod))) / 2
+	return 1 + int(math.Round(x*float64(PlacementMaxPerClient-1)))
+}
+
+// PlacementSettleTimeout bounds the wait, after the final heal, for every
+// VM to be in its final phase (see settled).
+var PlacementSettleTimeout = 60 * time.Second
+
+// placementThink is the pause between two operations of a client, drawn
+// from [min, min+span): it paces the workload (VMs live several seconds,
+// long enough to be caught by a worker fault), it is not a wait for a
+// condition.
+const (
+	placementThinkMin  = 300 * time.Millisecond
+	placementThinkSpan = 600 * time.Millisecond
+)
+
+// Placement is the placement workload: clients create small VMs with
+// ha=restart (unique names, labelled with the run id), delete some and
+// stop and start others, while the nemeses kill and partition workers and
+// controllers. The workers log every domain start and stop
+// (--observation-log); after the heal the workload waits until the
+// cluster settles and the checker asserts, from those logs and a final
+// linearizable list:
+//
+//   - double-run: no VM (by id) was active on two hosts at once;
+//   - overcapacity: at no instant did the VMs active on a host need more
+//     CPUs or memory than the host has;
+//   - lost, unexpected, not-running: every acknowledged create that was
+//     not deleted is present and in the phase its power asks for
+//     (running, or stopped after a stop), or has a non-empty
+//     status.reason; nothing deleted or never created is present;
+//   - observed-mismatch: once settled, what the API says runs on a host is
+//     what the host's log says is active there.
+//
+// A sim worker's domains die with its process, without a logged stop: an
+// interval still open when the harness saw the worker exit is closed at
+// that time (testcluster.Cluster.WorkerHistory), which over-covers the
+// real one as the logs' own intervals do.
+type Placement struct {
+	// capacity is each worker host's capacity (Setup).
+	capacity map[string]resource.Resources
+
+	// Filled in by Final.
+	start   time.Time // the history's time 0
+	final   []placedVM
+	obs     map[string][]hypervisor.Observation // host -> its log, in file order
+	lives   map[string][]testcluster.ProcEvent  // host -> its worker's starts and exits
+	end     time.Time                           // when the logs were read
+	badLogs []string                            // unreadable observation log lines
+	notes   []string
+}
+
+// placedVM is a VM of the final list.
+type placedVM struct {
+	Name   string `json:"name"`
+	ID     string `json:"id"`
+	Power  string `json:"power"`
+	Phase  string `json:"phase"`
+	Host   string `json:"host,omitempty"`
+	Epoch  uint64 `json:"epoch,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Name is "placement".
+func (p *Placement) Name() string { return "placement" }
+
+// WorkerArgs are the arguments of the workers the workload needs: their
+// capacity.
+func (p *Placement) WorkerArgs() []string {
+	return []string{"--cpus", strconv.Itoa(PlacementWorkerCPUs), "--memory", strconv.Itoa(PlacementWorkerMemoryMiB) + "MiB"}
+}
+
+// Setup checks that every worker's host has the capacity the workload
+// sized its VMs for, and remembers it for the checker.
+func (p *Placement) Setup(ctx context.Context, env *Env) error {
+	cl := env.Cluster
+	if cl == nil || cl.Workers() == 0 {
+		return errors.New("the placement workload needs workers (--workers N)")
+	}
+	p.capacity = map[string]resource.Resources{}
+	for w := 0; w < cl.Workers(); w++ {
+		name := cl.WorkerName(w)
+		_, hs, err := cl.Host(name)
+		if err != nil {
+			return err
+		}
+		want := resource.Resources{CPUs: PlacementWorkerCPUs, MemoryMiB: PlacementWorkerMemoryMiB}
+		if hs.Capacity != want {
+			return fmt.Errorf("host %s has capacity %+v, want %+v (the worker's --cpus/--memory)", name, hs.Capacity, want)
+		}
+		p.capacity[name] = hs.Capacity
+	}
+	return nil
+}
+
+// vmSize is a VM's size, recorded in its create's input.
+type vmSize struct{ CPUs, MemoryMiB int64 }
+
+func (s vmSize) String() string { return fmt.Sprintf("cpus=%d memory_mib=%d", s.CPUs, s.MemoryMiB) }
+
+func parseSize(v string) (vmSize, bool) {
+	var s vmSize
+	if _, err := fmt.Sscanf(v, "cpus=%d memory_mib=%d", &s.CPUs, &s.MemoryMiB); err != nil {
+		return vmSize{}, false
+	}
+	return s, true
+}
+
+// clientVM is a VM a client may have: its create was acknowledged or had
+// an unknown outcome, and no delete of it was acknowledged.
+type clientVM struct {
+	name    string
+	stopped bool // the last power action the client issued was a stop
+}
+
+// Run creates, deletes, stops and starts VMs, pacing itself.
+func (p *Placement) Run(ctx context.Context, env *Env, worker int, process func() int, rng *rand.Rand, h *History) {
+	c := env.Client(env.URLs[worker%len(env.URLs)])
+	proc := process()
+	var mine []*clientVM
+	began := time.Now()
+	for n := 0; ; n++ {
+		if !sleepCtx(ctx, placementThinkMin+time.Duration(rng.Int63n(int64(placementThinkSpan)))) || !env.Wait(ctx) {
+			return
+		}
+		target := placementTarget(time.Since(began))
+		r := rng.Float64()
+		var st Status
+		switch {
+		case len(mine) == 0 || (len(mine) < target && r < 0.6):
+			size := vmSize{CPUs: 1, MemoryMiB: []int64{256, 512, 1024}[rng.Intn(3)]}
+			if rng.Intn(10) < 3 {
+				size.CPUs = 2
+			}
+			name := fmt.Sprintf("pl-%d-%d-c%dm%d", worker, n, size.CPUs, size.MemoryMiB)
+			if st = p.create(ctx, env, c, proc, name, size, h); st != StatusFail {
+				mine = append(mine, &clientVM{name: name})
+			}
+		case (len(mine) > target && r < 0.6) || r < 0.1:
+			k := rng.Intn(len(mine))
+			var gone bool
+			st, gone = p.del(ctx, env, c, proc, mine[k].name, h)
+			if gone {
+				mine = append(mine[:k], mine[k+1:]...)
+			}
+		default:
+			// Start a stopped VM if there is one, else stop one: few
+			// VMs are stopped at a time (a stopped VM keeps its
+			// reservation but runs nothing).
+			k := rng.Intn(len(mine))
+			for i, v := range mine {
+				if v.stopped {
+					k = i
+					break
+				}
+			}
+			v := mine[k]
+			action := client.ActionStop
+			if v.stopped {
+				action = client.ActionStart
+			}
+			var gone bool
+			st, gone = p.power(ctx, env, c, proc, v.name, action, h)
+			switch {
+			case gone:
+				mine = append(mine[:k], mine[k+1:]...)
+			case st != StatusFail:
+				v.stopped = action == client.ActionStop
+			}
+		}
+		proc = afterOp(ctx, st, proc, process)
+	}
+}
+
+// sleepCtx waits d unless ctx ends first (false then).
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (p *Placement) create(ctx context.Context, env *Env, c *client.Client, proc int, name string, size vmSize, h *History) Status {
+	spec, err := json.Marshal(resource.VMSpec{CPUs: int(size.CPUs), MemoryMiB: size.MemoryMiB, HA: resource.HARestart, Power: resource.PowerRunning})
+	if err != nil {
+		panic(err)
+	}
+	op := Op{Process: proc, Kind: "create", Key: name, Input: Value{Value: size.String()}, Invoke: h.Now()}
+	octx, cancel := context.WithTimeout(ctx, env.OpTimeout)
+	defer cancel()
+	obj, err := c.Create(octx, resource.KindVM, resource.CreateRequest{Name: name,
+		Labels: map[string]string{PlacementLabel: env.RunID}, Spec: spec})
+	st := writeOutcome(err)
+	if err == nil {
+		op.Output = Value{Value: obj.ID}
+	}
+	h.Add(op, st, err)
+	return st
+}
+
+// del deletes name; gone says the client should forget it (deleted, maybe
+// deleted, or not there).
+func (p *Placement) del(ctx context.Context, env *Env, c *client.Client, proc int, name string, h *History) (Status, bool) {
+	op := Op{Process: proc, Kind: "delete", Key: name, Invoke: h.Now()}
+	octx, cancel := context.WithTimeout(ctx, env.OpTimeout)
+	defer cancel()
+	_, err := c.Delete(octx, resource.KindVM, name, nil)
+	st := writeOutcome(err)
+	h.Add(op, st, err)
+	return st, st != StatusFail || errors.Is(err, client.ErrNotFound)
+}
+
+// power stops or starts name; gone says it does not exist.
+func (p *Placement) power(ctx context.Context, env *Env, c *client.Client, proc int, name, action string, h *History) (Status, bool) {
+	op := Op{Process: proc, Kind: action, Key: name, Invoke: h.Now()}
+	octx, cancel := context.WithTimeout(ctx, env.OpTimeout)
+	defer cancel()
+	_, err := c.Action(octx, name, action)
+	st := writeOutcome(err)
+	h.Add(op, st, err)
+	return st, errors.Is(err, client.ErrNotFound)
+}
+
+// Final waits, after the heal, until every worker's host is ready and the
+// cluster has settled (settled: each VM in the phase its power asks for,
+// or pending with a reason and room nowhere, or failed or lost with a
+// reason, and what each host's observation log says is active there is
+// what the API says runs there), up to PlacementSettleTimeout; then it
+// keeps the last linearizable list of the run's VMs and the observation
+// logs for the checker. Not settling is not an error: the checker reports
+// what is wrong.
+func (p *Placement) Final(ctx context.Context, env *Env, h *History) error {
+	p.start = h.start
+	cl := env.Cluster
+	c := env.AnyClient()
+	began := time.Now()
+	var why string
+	var listed int64
+	err := pollEvery(ctx, PlacementSettleTimeout, 250*time.Millisecond, func() bool {
+		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		invoke := h.Now()
+		objs, _, err := c.List(lctx, resource.KindVM, &client.QueryOptions{Selector: PlacementLabel + "=" + env.RunID})
+		if err != nil {
+			why = "list VMs: " + err.Error()
+			return false
+		}
+		final, err := finalVMs(objs)
+		if err != nil {
+			why = err.Error()
+			return false
+		}
+		hosts, _, err := c.List(lctx, resource.KindHost, nil)
+		if err != nil {
+			why = "list hosts: " + err.Error()
+			return false
+		}
+		p.final, listed = final, invoke
+		p.readLogs(cl)
+		var ok bool
+		ok, why = p.settled(hosts)
+		return ok
+	})
+	if p.final == nil {
+		return fmt.Errorf("final list: %v: %s", err, why)
+	}
+	h.Add(Op{Process: -1, Kind: "list", Invoke: listed, Output: Value{Value: fmt.Sprintf("%d objects", len(p.final))}}, StatusOK, nil)
+	if err != nil {
+		p.notes = append(p.notes, fmt.Sprintf("the cluster did not settle within %s of the final heal: %s (checked as it was)", PlacementSettleTimeout, why))
+	} else {
+		p.notes = append(p.notes, fmt.Sprintf("settled %s after the leader was agreed", time.Since(began).Round(time.Millisecond)))
+	}
+	return nil
+}
+
+func finalVMs(objs []*resource.Object) ([]placedVM, error) {
+	out := make([]placedVM, 0, len(objs))
+	for _, o := range objs {
+		vm, err := client.NewVM(o)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, placedVM{Name: o.Name, ID: o.ID, Power: vm.Spec.Power, Phase: vm.Status.Phase,
+			Host: vm.Status.Host, Epoch: vm.Status.Epoch, Reason: vm.Status.Reason})
+	}
+	return out, nil
+}
+
+// pollEvery calls cond every interval until it returns true (nil), or
+// timeout passes or ctx ends (an error).
+func pollEvery(ctx context.Context, timeout, interval time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not done within %s", timeout)
+		}
+		if !sleepCtx(ctx, interval) {
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// readLogs reads every worker's observation log and process history; the
+// time it is done is the end of the open intervals.
+func (p *Placement) readLogs(cl *testcluster.Cluster) {
+	p.obs = map[string][]hypervisor.Observation{}
+	p.lives = map[string][]testcluster.ProcEvent{}
+	p.badLogs = nil
+	for w := 0; w < cl.Workers(); w++ {
+		host := cl.WorkerName(w)
+		p.lives[host] = cl.WorkerHistory(w)
+		obs, bad, err := ReadObservations(cl.WorkerObservationLog(w))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			bad = append(bad, err.Error())
+		}
+		p.obs[host] = obs
+		p.badLogs = append(p.badLogs, bad...)
+	}
+	p.end = time.Now()
+}
+
+// ReadObservations reads an observation log (one hypervisor.Observation
+// JSON line per domain start and stop). bad describes lines that are not
+// observations; a last line without its newline (being written) is
+// skipped silently.
+func ReadObservations(path string) (obs []hypervisor.Observation, bad []string, err error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	if i := bytes.LastIndexByte(b, '\n'); i < len(b)-1 {
+		b = b[:i+1]
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		var o hypervisor.Observation
+		if err := json.Unmarshal(sc.Bytes(), &o); err != nil || o.Time.IsZero() || (o.Event != hypervisor.ObserveStart && o.Event != hypervisor.ObserveStop) {
+			bad = append(bad, fmt.Sprintf("%s:%d: not an observation: %q", path, n, truncateString(sc.Text(), 200)))
+			continue
+		}
+		obs = append(obs, o)
+	}
+	return obs, bad, sc.Err()
+}
+
+func truncateString(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// settled reports whether the final state is stable, and why not.
+func (p *Placement) settled(hostObjs []*resource.Object) (bool, string) {
+	free := map[string]resource.Resources{}
+	for _, h := range hostObjs {
+		if _, ours := p.capacity[h.Name]; !ours {
+			continue
+		}
+		hs, err := resource.DecodeStatus[resource.HostStatus](h)
+		if err != nil {
+			return false, err.Error()
+		}
+		if hs.State != resource.HostReady {
+			return false, fmt.Sprintf("host %s is %s (%s)", h.Name, hs.State, hs.Reason)
+		}
+		free[h.Name] = resource.Resources{CPUs: hs.Capacity.CPUs - hs.Allocated.CPUs, MemoryMiB: hs.Capacity.MemoryMiB - hs.Allocated.MemoryMiB}
+	}
+	for host := range p.capacity {
+		if _, ok := free[host]; !ok {
+			return false, "no host object for " + host
+		}
+	}
+	sizes := map[string]vmSize{}
+	for _, v := range p.final {
+		if s, ok := sizeFromName(v.Name); ok {
+			sizes[v.Name] = s
+		}
+	}
+	for _, v := range p.final {
+		if v.Phase == wantPhase(v.Power) {
+			continue
+		}
+		switch {
+		case v.Reason == "":
+			return false, fmt.Sprintf("vm %s is %s (power %s) without a reason", v.Name, v.Phase, v.Power)
+		case v.Phase == resource.PhasePending:
+			s := sizes[v.Name]
+			for host, f := range free {
+				if int64(f.CPUs) >= s.CPUs && f.MemoryMiB >= s.MemoryMiB {
+					return false, fmt.Sprintf("vm %s (%s) is pending (%s) but fits on %s (%d CPUs, %d MiB free)", v.Name, s, v.Reason, host, f.CPUs, f.MemoryMiB)
+				}
+			}
+		case v.Phase != resource.PhaseFailed && v.Phase != resource.PhaseLost:
+			return false, fmt.Sprintf("vm %s is %s (power %s): %s", v.Name, v.Phase, v.Power, v.Reason)
+		}
+	}
+	if d := p.mismatches(p.intervals()); len(d) > 0 {
+		return false, d[0]
+	}
+	return true, ""
+}
+
+// wantPhase is the phase a settled VM with power has.
+func wantPhase(power string) string {
+	switch power {
+	case resource.PowerStopped:
+		return resource.PhaseStopped
+	case resource.PowerSuspended:
+		return resource.PhaseSuspended
+	}
+	return resource.PhaseRunning
+}
+
+// sizeFromName reads the size a client put in a VM's name
+// (pl-<client>-<n>-c<cpus>m<memory>); the checker uses the creates' input.
+func sizeFromName(name string) (vmSize, bool) {
+	i := strings.LastIndexByte(name, '-')
+	var s vmSize
+	if i < 0 {
+		return s, false
+	}
+	if _, err := fmt.Sscanf(name[i+1:], "c%dm%d", &s.CPUs, &s.MemoryMiB); err != nil {
+		return vmSize{}, false
+	}
+	return s, true
+}
+
+// Interval is a domain's active time on a host, from its worker's
+// observation log: from the start line to the stop line, or to the exit
+// of the worker's process (ClosedBy "exit": its sim domains died with it),
+// or to the end of the run (ClosedBy "end": still active).
+type Interval struct {
+	Host     string    `json:"host"`
+	Domain   string    `json:"domain"`
+	VM       string    `json:"vm"`
+	VMID     string    `json:"vm_id"`
+	Epoch    uint64    `json:"epoch"`
+	Start    time.Time `json:"start"`
+	End      time.Time `json:"end"`
+	ClosedBy string    `json:"closed_by"` // "stop", "exit" or "end"
+	Reason   string    `json:"reason,omitempty"`
+}
+
+// key identifies the VM instance of an interval: its id, else its domain.
+func (iv Interval) key() string {
+	if iv.VMID != "" {
+		return iv.VMID
+	}
+	return "domain:" + iv.Domain
+}
+
+// intervals turns the observation logs and the workers' exits into
+// intervals, sorted by start.
+func (p *Placement) intervals() []Interval {
+	hosts := make([]string, 0, len(p.obs)+len(p.lives))
+	seen := map[string]bool{}
+	for h := range p.obs {
+		hosts, seen[h] = append(hosts, h), true
+	}
+	for h := range p.lives {
+		if !seen[h] {
+			hosts = append(hosts, h)
+		}
+	}
+	sort.Strings(hosts)
+	var out []Interval
+	for _, h := range hosts {
+		out = append(out, hostIntervals(h, p.obs[h], p.lives[h], p.end)...)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
+	return out
+}
+
+// hostIntervals pairs one host's start and stop lines (in time order,
+// file order for equal times) and closes what is open at each exit of its
+// worker, and at end.
+func hostIntervals(host string, obs []hypervisor.Observation, lives []testcluster.ProcEvent, end time.Time) []Interval {
+	type ev struct {
+		t    time.Time
+		o    *hypervisor.Observation // nil: an exit of the worker
+		seq  int
+		exit bool
+	}
+	var evs []ev
+	for i := range obs {
+		evs = append(evs, ev{t: obs[i].Time, o: &obs[i], seq: i})
+	}
+	for _, l := range lives {
+		if l.Kind == testcluster.ProcExit {
+			evs = append(evs, ev{t: l.Time, exit: true, seq: len(obs) + len(evs)})
+		}
+	}
+	sort.SliceStable(evs, func(i, j int) bool {
+		if !evs[i].t.Equal(evs[j].t) {
+			return evs[i].t.Before(evs[j].t)
+		}
+		return evs[i].seq < evs[j].seq
+	})
+	var out []Interval
+	open := map[string]*Interval{}
+	var order []string
+	closeAll := func(t time.Time, by string) {
+		for _, d := range order {
+			if iv := open[d]; iv != nil {
+				iv.End, iv.ClosedBy = t, by
+				out = append(out, *iv)
+				delete(open, d)
+			}
+		}
+		order = order[:0]
+	}
+	for _, e := range evs {
+		if e.exit {
+			closeAll(e.t, "exit")
+			continue
+		}
+		o := e.o
+		switch o.Event {
+		case hypervisor.ObserveStart:
+			if open[o.Domain] != nil {
+				continue // the observer writes one start per activation
+			}
+			open[o.Domain] = &Interval{Host: host, Domain: o.Domain, VM: strings.TrimPrefix(o.Domain, hypervisor.DomainPrefix),
+				VMID: o.VMID, Epoch: o.Epoch, Start: o.Time, Reason: o.Reason}
+			order = append(order, o.Domain)
+		case hypervisor.ObserveStop:
+			if iv := open[o.Domain]; iv != nil {
+				iv.End, iv.ClosedBy = o.Time, "stop"
+				if o.Reason != "" {
+					iv.Reason = strings.TrimPrefix(iv.Reason+"; stop: "+o.Reason, "; ")
+				}
+				out = append(out, *iv)
+				delete(open, o.Domain)
+			}
+		}
+	}
+	if end.IsZero() {
+		end = time.Now()
+	}
+	closeAll(end, "end")
+	return out
+}
+
+// mismatches compares what the final list says runs where with what the
+// observation logs say is active at the end.
+func (p *Placement) mismatches(ivs []Interval) []string {
+	active := map[string]map[string]Interval{} // host -> vm name -> interval
+	for _, iv := range ivs {
+		if iv.ClosedBy != "end" {
+			continue
+		}
+		if active[iv.Host] == nil {
+			active[iv.Host] = map[string]Interval{}
+		}
+		active[iv.Host][iv.VM] = iv
+	}
+	var out []string
+	running := map[string]map[string]bool{}
+	for _, v := range p.final {
+		if v.Phase != resource.PhaseRunning {
+			continue
+		}
+		if running[v.Host] == nil {
+			running[v.Host] = map[string]bool{}
+		}
+		running[v.Host][v.Name] = true
+		iv, ok := active[v.Host][v.Name]
+		switch {
+		case !ok:
+			out = append(out, fmt.Sprintf("vm %s is running on %s (epoch %d) for the API, but no domain of it is active in %s's observation log", v.Name, v.Host, v.Epoch, v.Host))
+		case iv.VMID != "" && iv.VMID != v.ID:
+			out = append(out, fmt.Sprintf("vm %s (id %s) is running on %s for the API, but the active domain there is of VM id %s", v.Name, v.ID, v.Host, iv.VMID))
+		}
+	}
+	hosts := make([]string, 0, len(active))
+	for h := range active {
+		hosts = append(hosts, h)
+	}
+	sort.Strings(hosts)
+	for _, h := range hosts {
+		names := make([]string, 0, len(active[h]))
+		for n := range active[h] {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			if !running[h][n] {
+				iv := active[h][n]
+				out = append(out, fmt.Sprintf("domain %s (VM id %s, epoch %d) is active on %s since %s, but the API does not say it runs there", iv.Domain, iv.VMID, iv.Epoch, h, p.at(iv.Start)))
+			}
+		}
+	}
+	return out
+}
+
+// at formats t as the time since the start of the history, and the clock.
+func (p *Placement) at(t time.Time) string {
+	rel := "?"
+	if !p.start.IsZero() {
+		rel = t.Sub(p.start).Round(time.Millisecond).String()
+	}
+	return fmt.Sprintf("%s (%s)", rel, t.UTC().Format("15:04:05.000000"))
+}
+
+// maxPerType bounds the anomalies of one type a check reports in full;
+// the rest are counted in a last one.
+const maxPerType = 20
+
+// Check checks the observation logs and the final list against the
+// history (see Placement), and writes intervals.json to out.
+func (p *Placement) Check(ops []Op, _ []FaultWindow, out string) Check {
+	var chk Check
+	sizes := map[string]vmSize{}
+	byVM := map[string][]Op{}
+	creates := map[string]Op{}
+	deleted := map[string]Status{} // strongest delete outcome: ok > unknown
+	for _, op := range ops {
+		if op.Key == "" {
+			continue
+		}
+		byVM[op.Key] = append(byVM[op.Key], op)
+		switch op.Kind {
+		case "create":
+			creates[op.Key] = op
+			if s, ok := parseSize(op.Input.Value); ok {
+				sizes[op.Key] = s
+			}
+		case "delete":
+			if op.Status == StatusOK || (op.Status == StatusUnknown && deleted[op.Key] != StatusOK) {
+				deleted[op.Key] = op.Status
+			}
+		}
+	}
+	vmOps := func(names ...string) []Op {
+		var o []Op
+		for _, n := range names {
+			o = append(o, byVM[n]...)
+		}
+		sortOps(o)
+		return o
+	}
+	add := func(a Anomaly) { chk.Anomalies = append(chk.Anomalies, a) }
+	for _, b := range p.badLogs {
+		add(Anomaly{Type: "bad-observation-log", Detail: b})
+	}
+
+	ivs := p.intervals()
+	if out != "" {
+		if err := writeJSON(filepath.Join(out, "intervals.json"), map[string]any{"intervals": ivs, "workers": p.lives}); err != nil {
+			chk.Notes = append(chk.Notes, "intervals.json: "+err.Error())
+		}
+	}
+
+	// (a) No VM active on two hosts at once.
+	byKey := map[string][]Interval{}
+	var keys []string
+	for _, iv := range ivs {
+		if byKey[iv.key()] == nil {
+			keys = append(keys, iv.key())
+		}
+		byKey[iv.key()] = append(byKey[iv.key()], iv)
+	}
+	sort.Strings(keys)
+	doubles, moved, replaced := 0, 0, 0
+	for _, k := range keys {
+		list := byKey[k]
+		hosts := map[string]bool{}
+		epochs := map[uint64]bool{}
+		for _, iv := range list {
+			hosts[iv.Host], epochs[iv.Epoch] = true, true
+		}
+		if len(hosts) > 1 {
+			moved++
+		}
+		if len(epochs) > 1 {
+			replaced++
+		}
+		for i := range list {
+			for j := i + 1; j < len(list); j++ {
+				a, b := list[i], list[j]
+				if a.Host == b.Host || !a.Start.Before(b.End) || !b.Start.Before(a.End) {
+					continue
+				}
+				doubles++
+				if doubles > maxPerType {
+					continue
+				}
+				add(Anomaly{Type: "double-run", Key: a.VM, Detail: fmt.Sprintf(
+					"VM %s (id %s) was active on two hosts at once for %s: on %s epoch %d from %s to %s (%s), and on %s epoch %d from %s to %s (%s)",
+					a.VM, a.VMID, overlap(a, b), a.Host, a.Epoch, p.at(a.Start), p.at(a.End), a.ClosedBy,
+					b.Host, b.Epoch, p.at(b.Start), p.at(b.End), b.ClosedBy), Ops: vmOps(a.VM)})
+			}
+		}
+	}
+	if doubles > maxPerType {
+		add(Anomaly{Type: "double-run", Detail: fmt.Sprintf("%d more overlapping pairs of intervals (intervals.json)", doubles-maxPerType)})
+	}
+
+	// (b) No host over capacity at any instant.
+	unknown := map[string]bool{}
+	byHost := map[string][]Interval{}
+	for _, iv := range ivs {
+		byHost[iv.Host] = append(byHost[iv.Host], iv)
+	}
+	var hostNames []string
+	for h := range byHost {
+		hostNames = append(hostNames, h)
+	}
+	sort.Strings(hostNames)
+	var peaks []string
+	for _, h := range hostNames {
+		capa, known := p.capacity[h]
+		if !known {
+			add(Anomaly{Type: "unknown-host", Key: h, Detail: "domains were observed on a host that is not one of the run's workers: " + h})
+			continue
+		}
+		type point struct {
+			t     time.Time
+			start bool
+			iv    Interval
+		}
+		var pts []point
+		for _, iv := range byHost[h] {
+			if _, ok := sizes[iv.VM]; !ok {
+				unknown[iv.VM] = true
+				continue
+			}
+			pts = append(pts, point{iv.Start, true, iv}, point{iv.End, false, iv})
+		}
+		sort.SliceStable(pts, func(i, j int) bool {
+			if !pts[i].t.Equal(pts[j].t) {
+				return pts[i].t.Before(pts[j].t)
+			}
+			return !pts[i].start && pts[j].start // an end at t frees before a start at t takes
+		})
+		var cpus, mem, peakCPU, peakMem int64
+		active := map[string]Interval{}
+		over := 0
+		for _, pt := range pts {
+			s := sizes[pt.iv.VM]
+			if !pt.start {
+				cpus, mem = cpus-s.CPUs, mem-s.MemoryMiB
+				delete(active, pt.iv.Domain+"@"+pt.iv.Start.String())
+				continue
+			}
+			cpus, mem = cpus+s.CPUs, mem+s.MemoryMiB
+			active[pt.iv.Domain+"@"+pt.iv.Start.String()] = pt.iv
+			peakCPU, peakMem = max(peakCPU, cpus), max(peakMem, mem)
+			if cpus <= int64(capa.CPUs) && mem <= capa.MemoryMiB {
+				continue
+			}
+			over++
+			if over > 1 {
+				continue
+			}
+			var vms []string
+			var names []string
+			for _, iv := range active {
+				names = append(names, iv.VM)
+				vms = append(vms, fmt.Sprintf("%s [%s, epoch %d, since %s]", iv.VM, sizes[iv.VM], iv.Epoch, p.at(iv.Start)))
+			}
+			sort.Strings(vms)
+			sort.Strings(names)
+			add(Anomaly{Type: "overcapacity", Key: h, Detail: fmt.Sprintf(
+				"host %s (%d CPUs, %d MiB) had %d CPUs and %d MiB of domains active at %s, when %s started: %s",
+				h, capa.CPUs, capa.MemoryMiB, cpus, mem, p.at(pt.t), pt.iv.VM, strings.Join(vms, "; ")), Ops: vmOps(names...)})
+		}
+		if over > 1 {
+			add(Anomaly{Type: "overcapacity", Key: h, Detail: fmt.Sprintf("host %s: %d more domain starts found it over capacity (intervals.json)", h, over-1)})
+		}
+		peaks = append(peaks, fmt.Sprintf("%s %d/%d CPUs %d/%d MiB", h, peakCPU, capa.CPUs, peakMem, capa.MemoryMiB))
+	}
+	if len(unknown) > 0 {
+		var names []string
+		for n := range unknown {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		add(Anomaly{Type: "unknown-domain", Detail: fmt.Sprintf("%d domains of VMs no client created were active: %s", len(names), strings.Join(names, ", "))})
+	}
+
+	// (c) Every acknowledged VM that was not deleted is there, and
+	// running (or stopped, as asked) or has a reason; nothing else is.
+	present := map[string]placedVM{}
+	dup := map[string]bool{}
+	for _, v := range p.final {
+		if _, ok := present[v.Name]; ok {
+			dup[v.Name] = true
+		}
+		present[v.Name] = v
+	}
+	var lost, unexpected, notRunning []string
+	var lostOps, unexpectedOps, notRunningOps []Op
+	for name, op := range creates {
+		if _, ok := present[name]; !ok && op.Status == StatusOK && deleted[name] == "" {
+			lost = append(lost, name)
+			lostOps = append(lostOps, vmOps(name)...)
+		}
+	}
+	phases := map[string]int{}
+	reasons := map[string]int{}
+	for _, v := range p.final {
+		op, attempted := creates[v.Name]
+		switch {
+		case !attempted || op.Status == StatusFail:
+			unexpected = append(unexpected, v.Name+" (never created)")
+			unexpectedOps = append(unexpectedOps, vmOps(v.Name)...)
+		case deleted[v.Name] == StatusOK:
+			unexpected = append(unexpected, v.Name+" (deleted)")
+			unexpectedOps = append(unexpectedOps, vmOps(v.Name)...)
+		}
+		phases[v.Phase]++
+		if v.Phase != wantPhase(v.Power) {
+			if v.Reason == "" {
+				notRunning = append(notRunning, fmt.Sprintf("%s is %s (power %s, host %q) with no reason", v.Name, v.Phase, v.Power, v.Host))
+				notRunningOps = append(notRunningOps, vmOps(v.Name)...)
+			} else {
+				reasons[v.Phase+": "+reasonClass(v.Reason)]++
+			}
+		}
+	}
+	for _, l := range [][]string{lost, unexpected, notRunning} {
+		sort.Strings(l)
+	}
+	if len(lost) > 0 {
+		add(Anomaly{Type: "lost", Detail: fmt.Sprintf("%d acknowledged creates, never deleted, are missing from the final list: %s", len(lost), strings.Join(lost, ", ")), Ops: lostOps})
+	}
+	if len(unexpected) > 0 {
+		add(Anomaly{Type: "unexpected", Detail: fmt.Sprintf("%d VMs are present that should not be: %s", len(unexpected), strings.Join(unexpected, ", ")), Ops: unexpectedOps})
+	}
+	if len(dup) > 0 {
+		var names []string
+		for n := range dup {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		add(Anomaly{Type: "duplicate", Detail: "names listed more than once: " + strings.Join(names, ", ")})
+	}
+	if len(notRunning) > 0 {
+		add(Anomaly{Type: "not-running", Detail: fmt.Sprintf("%d VMs are neither in the phase their power asks for nor have a reason: %s", len(notRunning), strings.Join(notRunning, "; ")), Ops: notRunningOps})
+	}
+
+	// Once settled, the API and the hosts agree.
+	mm := p.mismatches(ivs)
+	for i, m := range mm {
+		if i == maxPerType {
+			add(Anomaly{Type: "observed-mismatch", Detail: fmt.Sprintf("%d more (intervals.json)", len(mm)-i)})
+			break
+		}
+		add(Anomaly{Type: "observed-mismatch", Detail: m})
+	}
+
+	// Notes: what the run exercised.
+	closed := map[string]int{}
+	for _, iv := range ivs {
+		closed[iv.ClosedBy]++
+	}
+	nObs := 0
+	for _, o := range p.obs {
+		nObs += len(o)
+	}
+	kills := 0
+	for _, l := range p.lives {
+		for _, e := range l {
+			if e.Kind == testcluster.ProcExit {
+				kills++
+			}
+		}
+	}
+	chk.Notes = append(chk.Notes, p.notes...)
+	chk.Notes = append(chk.Notes,
+		fmt.Sprintf("observations: %d lines from %d hosts, %d intervals (%d closed by a stop, %d by a worker exit (%d exits), %d active at the end); %d VMs ran under more than one placement epoch, %d on more than one host (in turn)",
+			nObs, len(p.obs), len(ivs), closed["stop"], closed["exit"], kills, closed["end"], replaced, moved),
+		"peak use of each host: "+strings.Join(peaks, "; "),
+		fmt.Sprintf("final list: %d VMs, by phase %s; not in their power's phase, with a reason: %s", len(p.final), countString(phases), countString(reasons)))
+	var unknownPresent, unknownAbsent int
+	for name, op := range creates {
+		if op.Status == StatusUnknown {
+			if _, ok := present[name]; ok {
+				unknownPresent++
+			} else {
+				unknownAbsent++
+			}
+		}
+	}
+	chk.Notes = append(chk.Notes, fmt.Sprintf("creates: %d attempted; of unknown outcome: %d present, %d absent", len(creates), unknownPresent, unknownAbsent))
+	chk.Valid = len(chk.Anomalies) == 0
+	return chk
+}
+
+// overlap is how long two intervals overlap.
+func overlap(a, b Interval) time.Duration {
+	s, e := a.Start, a.End
+	if b.Start.After(s) {
+		s = b.Start
+	}
+	if b.End.Before(e) {
+		e = b.End
+	}
+	return e.Sub(s)
+}
+
+// reasonClass shortens a reason for counting: without the VM and host
+// names and numbers that differ between VMs.
+func reasonClass(r string) string {
+	f := strings.FieldsFunc(r, func(c rune) bool { return c == ':' || c == ';' || c == '(' })
+	if len(f) == 0 {
+		return r
+	}
+	return strings.TrimSpace(f[0])
+}
+
+func countString(m map[string]int) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,306 @@
+package jepsen
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kumoi/kumoi/hypervisor"
+	"github.com/kumoi/kumoi/internal/testcluster"
+	"github.com/kumoi/kumoi/resource"
+)
+
+// The placement checker must be able to fail: hand-made observation logs,
+// worker histories and final lists with a VM on two hosts at once, a host
+// over capacity, a missing VM, …, and their valid twins.
+
+var plT0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// at is plT0 + sec seconds.
+func plAt(sec float64) time.Time { return plT0.Add(time.Duration(sec * float64(time.Second))) }
+
+// ob is one observation: vm's domain started or stopped on host at sec.
+func ob(host, vm string, epoch uint64, event string, sec float64) hypervisor.Observation {
+	return hypervisor.Observation{Time: plAt(sec), Host: host, Domain: hypervisor.DomainName(vm), VMID: "id-" + vm,
+		Epoch: epoch, Event: event}
+}
+
+func start(host, vm string, epoch uint64, sec float64) hypervisor.Observation {
+	return ob(host, vm, epoch, hypervisor.ObserveStart, sec)
+}
+
+func stop(host, vm string, epoch uint64, sec float64) hypervisor.Observation {
+	return ob(host, vm, epoch, hypervisor.ObserveStop, sec)
+}
+
+// exitAt is the SIGKILL of host's worker seen at sec; startAt its restart.
+func exitAt(host string, sec float64) testcluster.ProcEvent {
+	return testcluster.ProcEvent{Node: host, Kind: testcluster.ProcExit, Time: plAt(sec), Expected: true, Signal: "killed"}
+}
+
+func startAt(host string, sec float64) testcluster.ProcEvent {
+	return testcluster.ProcEvent{Node: host, Kind: testcluster.ProcStart, Time: plAt(sec)}
+}
+
+// createOp is a create of vm (its size in the input) with status st.
+func createOp(vm string, cpus, mem int64, st Status) Op {
+	return Op{Kind: "create", Key: vm, Input: Value{Value: vmSize{CPUs: cpus, MemoryMiB: mem}.String()}, Status: st}
+}
+
+func running(vm, host string, epoch uint64) placedVM {
+	return placedVM{Name: vm, ID: "id-" + vm, Power: resource.PowerRunning, Phase: resource.PhaseRunning, Host: host, Epoch: epoch}
+}
+
+// plCase is a placement check: two hosts of 4 CPUs and 4096 MiB each;
+// the history starts at plT0 and the logs were read at 100 s.
+type plCase struct {
+	name  string
+	ops   []Op
+	obs   []hypervisor.Observation
+	lives []testcluster.ProcEvent
+	final []placedVM
+	want  []string // anomaly types, in order; none: valid
+}
+
+func (tc plCase) check(t *testing.T) Check {
+	t.Helper()
+	p := &Placement{
+		capacity: map[string]resource.Resources{"h1": {CPUs: 4, MemoryMiB: 4096}, "h2": {CPUs: 4, MemoryMiB: 4096}},
+		start:    plT0, end: plAt(100), final: tc.final,
+		obs:   map[string][]hypervisor.Observation{},
+		lives: map[string][]testcluster.ProcEvent{},
+	}
+	for _, o := range tc.obs {
+		p.obs[o.Host] = append(p.obs[o.Host], o)
+	}
+	for _, l := range tc.lives {
+		p.lives[l.Node] = append(p.lives[l.Node], l)
+	}
+	if p.final == nil {
+		p.final = []placedVM{}
+	}
+	return p.Check(tc.ops, nil, t.TempDir())
+}
+
+func anomalyTypes(chk Check) []string {
+	var got []string
+	for _, a := range chk.Anomalies {
+		got = append(got, a.Type)
+	}
+	return got
+}
+
+func TestPlacementCheck(t *testing.T) {
+	a1 := createOp("a", 1, 1024, StatusOK)
+	b1 := createOp("b", 1, 1024, StatusOK)
+	delA := Op{Kind: "delete", Key: "a", Status: StatusOK}
+	for _, tc := range []plCase{
+		{name: "runs, stops, moves to another host", ops: []Op{a1},
+			obs:   []hypervisor.Observation{start("h1", "a", 5, 1), stop("h1", "a", 5, 5), start("h2", "a", 9, 6)},
+			final: []placedVM{running("a", "h2", 9)}},
+		{name: "on two hosts at once", ops: []Op{a1},
+			obs:   []hypervisor.Observation{start("h1", "a", 5, 1), start("h2", "a", 9, 6), stop("h1", "a", 5, 7)},
+			final: []placedVM{running("a", "h2", 9)},
+			want:  []string{"double-run"}},
+		{name: "on two hosts at once, one still active at the end", ops: []Op{a1},
+			obs:   []hypervisor.Observation{start("h1", "a", 5, 1), start("h2", "a", 9, 50)},
+			final: []placedVM{running("a", "h2", 9)},
+			want:  []string{"double-run", "observed-mismatch"}},
+		{name: "the killed worker's domains end when it exits", ops: []Op{a1},
+			obs:   []hypervisor.Observation{start("h1", "a", 5, 1), start("h2", "a", 9, 6)},
+			lives: []testcluster.ProcEvent{startAt("h1", 0), exitAt("h1", 4), startAt("h1", 8)},
+			final: []placedVM{running("a", "h2", 9)}},
+		{name: "a restart is not an exit", ops: []Op{a1},
+			obs:   []hypervisor.Observation{start("h1", "a", 5, 1), start("h2", "a", 9, 6)},
+			lives: []testcluster.ProcEvent{startAt("h1", 0), startAt("h2", 0)},
+			final: []placedVM{running("a", "h2", 9)},
+			want:  []string{"double-run", "observed-mismatch"}},
+		{name: "killed after the other host started it", ops: []Op{a1},
+			obs:   []hypervisor.Observation{start("h1", "a", 5, 1), start("h2", "a", 9, 6)},
+			lives: []testcluster.ProcEvent{startAt("h1", 0), exitAt("h1", 7), startAt("h1", 8)},
+			final: []placedVM{running("a", "h2", 9)},
+			want:  []string{"double-run"}},
+		{name: "restarted on the same host after the worker's restart", ops: []Op{a1},
+			obs:   []hypervisor.Observation{start("h1", "a", 5, 1), start("h1", "a", 5, 9)},
+			lives: []testcluster.ProcEvent{startAt("h1", 0), exitAt("h1", 4), startAt("h1", 8)},
+			final: []placedVM{running("a", "h1", 5)}},
+		{name: "host full but not over", ops: []Op{createOp("a", 2, 1024, StatusOK), createOp("b", 2, 3072, StatusOK)},
+			obs:   []hypervisor.Observation{start("h1", "a", 5, 1), start("h1", "b", 6, 2)},
+			final: []placedVM{running("a", "h1", 5), running("b", "h1", 6)}},
+		{name: "over capacity in CPUs", ops: []Op{createOp("a", 2, 512, StatusOK), createOp("b", 2, 512, StatusOK), createOp("c", 1, 512, StatusOK)},
+			obs: []hypervisor.Observation{start("h1", "a", 5, 1), start("h1", "b", 6, 2), start("h1", "c", 7, 3),
+				stop("h1", "c", 7, 4)},
+			final: []placedVM{running("a", "h1", 5), running("b", "h1", 6),
+				{Name: "c", ID: "id-c", Power: resource.PowerStopped, Phase: resource.PhaseStopped, Host: "h1", Epoch: 7}},
+			want: []string{"overcapacity"}},
+		{name: "over capacity in memory", ops: []Op{createOp("a", 1, 3072, StatusOK), createOp("b", 1, 2048, StatusOK), delA},
+			obs:   []hypervisor.Observation{start("h1", "a", 5, 1), start("h1", "b", 6, 2), stop("h1", "a", 5, 3)},
+			final: []placedVM{running("b", "h1", 6)},
+			want:  []string{"overcapacity"}},
+		{name: "a start in the instant of another's stop fits", ops: []Op{createOp("a", 3, 512, StatusOK), createOp("b", 3, 512, StatusOK), delA},
+			obs:   []hypervisor.Observation{start("h1", "a", 5, 1), stop("h1", "a", 5, 2), start("h1", "b", 6, 2)},
+			final: []placedVM{running("b", "h1", 6)}},
+		{name: "a killed worker frees its capacity", ops: []Op{createOp("a", 3, 512, StatusOK), createOp("b", 3, 512, StatusOK), delA},
+			obs:   []hypervisor.Observation{start("h1", "a", 5, 1), start("h1", "b", 6, 5)},
+			lives: []testcluster.ProcEvent{startAt("h1", 0), exitAt("h1", 2), startAt("h1", 4)},
+			final: []placedVM{running("b", "h1", 6)}},
+		{name: "an acknowledged VM is missing", ops: []Op{a1, b1},
+			obs:   []hypervisor.Observation{start("h1", "a", 5, 1)},
+			final: []placedVM{running("a", "h1", 5)},
+			want:  []string{"lost"}},
+		{name: "deleted, maybe deleted, maybe created", ops: []Op{a1, b1, {Kind: "delete", Key: "b", Status: StatusOK},
+			createOp("c", 1, 256, StatusOK), {Kind: "delete", Key: "c", Status: StatusUnknown},
+			createOp("d", 1, 256, StatusUnknown)},
+			obs:   []hypervisor.Observation{start("h1", "a", 5, 1), start("h1", "b", 6, 1), stop("h1", "b", 6, 2)},
+			final: []placedVM{running("a", "h1", 5)}},
+		{name: "deleted, but still there", ops: []Op{a1, {Kind: "delete", Key: "a", Status: StatusOK}},
+			obs:   []hypervisor.Observation{start("h1", "a", 5, 1)},
+			final: []placedVM{running("a", "h1", 5)},
+			want:  []string{"unexpected"}},
+		{name: "failed create, but there", ops: []Op{createOp("a", 1, 256, StatusFail)},
+			final: []placedVM{{Name: "a", ID: "id-a", Power: resource.PowerRunning, Phase: resource.PhasePending, Reason: "no room"}},
+			want:  []string{"unexpected"}},
+		{name: "pending with a reason, stopped as asked", ops: []Op{a1, b1},
+			obs: []hypervisor.Observation{start("h1", "b", 6, 1), stop("h1", "b", 6, 2)},
+			final: []placedVM{{Name: "a", ID: "id-a", Power: resource.PowerRunning, Phase: resource.PhasePending, Reason: "host h2 is down; waiting to be placed elsewhere"},
+				{Name: "b", ID: "id-b", Power: resource.PowerStopped, Phase: resource.PhaseStopped, Host: "h1", Epoch: 6}}},
+		{name: "neither running nor a reason", ops: []Op{a1, b1},
+			final: []placedVM{{Name: "a", ID: "id-a", Power: resource.PowerRunning, Phase: resource.PhaseStarting, Host: "h1", Epoch: 5},
+				{Name: "b", ID: "id-b", Power: resource.PowerRunning, Phase: resource.PhaseStopped, Host: "h1", Epoch: 6}},
+			want: []string{"not-running"}},
+		{name: "running for the API, not on the host", ops: []Op{a1},
+			obs:   []hypervisor.Observation{start("h1", "a", 5, 1), stop("h1", "a", 5, 2)},
+			final: []placedVM{running("a", "h1", 5)},
+			want:  []string{"observed-mismatch"}},
+		{name: "a domain nobody created", ops: []Op{a1},
+			obs:   []hypervisor.Observation{start("h1", "a", 5, 1), start("h1", "zz", 5, 1), stop("h1", "zz", 5, 2)},
+			final: []placedVM{running("a", "h1", 5)},
+			want:  []string{"unknown-domain"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			chk := tc.check(t)
+			got := anomalyTypes(chk)
+			if chk.Valid != (len(tc.want) == 0) || !slices.Equal(got, tc.want) {
+				t.Fatalf("valid %v, anomalies %v, want %v:\n%+v", chk.Valid, got, tc.want, chk.Anomalies)
+			}
+		})
+	}
+}
+
+// TestPlacementDoubleRunReport: the anomaly names both intervals, their
+// hosts and epochs.
+func TestPlacementDoubleRunReport(t *testing.T) {
+	tc := plCase{ops: []Op{createOp("a", 1, 256, StatusOK), {Kind: "delete", Key: "a", Status: StatusOK, Invoke: 9}},
+		obs: []hypervisor.Observation{start("h1", "a", 5, 1), start("h2", "a", 9, 6), stop("h1", "a", 5, 7), stop("h2", "a", 9, 8)}}
+	chk := tc.check(t)
+	if len(chk.Anomalies) != 1 {
+		t.Fatalf("anomalies %+v, want one double-run", chk.Anomalies)
+	}
+	a := chk.Anomalies[0]
+	for _, want := range []string{"on h1 epoch 5 from 1s", "to 7s", "on h2 epoch 9 from 6s", "for 1s"} {
+		if !strings.Contains(a.Detail, want) {
+			t.Errorf("detail %q does not say %q", a.Detail, want)
+		}
+	}
+	if a.Key != "a" || len(a.Ops) != 2 {
+		t.Errorf("key %q, ops %+v; want a and its create and delete", a.Key, a.Ops)
+	}
+}
+
+// TestPlacementIntervalsFile: intervals.json has every interval with what
+// closed it.
+func TestPlacementIntervalsFile(t *testing.T) {
+	p := &Placement{capacity: map[string]resource.Resources{"h1": {CPUs: 4, MemoryMiB: 4096}}, start: plT0, end: plAt(100),
+		final: []placedVM{},
+		obs: map[string][]hypervisor.Observation{"h1": {start("h1", "a", 5, 1), stop("h1", "a", 5, 2), start("h1", "a", 5, 3),
+			start("h1", "b", 6, 3)}},
+		lives: map[string][]testcluster.ProcEvent{"h1": {startAt("h1", 0), exitAt("h1", 4), startAt("h1", 5)}}}
+	dir := t.TempDir()
+	p.Check([]Op{createOp("a", 1, 256, StatusOK), {Kind: "delete", Key: "a", Status: StatusOK},
+		createOp("b", 1, 256, StatusOK), {Kind: "delete", Key: "b", Status: StatusOK}}, nil, dir)
+	b, err := os.ReadFile(filepath.Join(dir, "intervals.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Intervals []Interval `json:"intervals"`
+	}
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	var by []string
+	for _, iv := range got.Intervals {
+		by = append(by, iv.VM+":"+iv.ClosedBy+":"+iv.End.Sub(plT0).String())
+	}
+	if want := []string{"a:stop:2s", "a:exit:4s", "b:exit:4s"}; !slices.Equal(by, want) {
+		t.Errorf("intervals %v, want %v", by, want)
+	}
+}
+
+func TestReadObservations(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "obs.jsonl")
+	line := func(o hypervisor.Observation) string {
+		b, err := json.Marshal(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b) + "\n"
+	}
+	content := line(start("h1", "a", 5, 1)) + "garbage\n" + line(stop("h1", "a", 5, 2)) + `{"time":"2026-01-02T03:04:0`
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	obs, bad, err := ReadObservations(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(obs) != 2 || obs[1].Event != hypervisor.ObserveStop || !obs[0].Time.Equal(plAt(1)) {
+		t.Errorf("observations %+v", obs)
+	}
+	if len(bad) != 1 || !strings.Contains(bad[0], ":2:") {
+		t.Errorf("bad lines %q, want line 2 only (the unfinished last line is skipped)", bad)
+	}
+}
+
+func TestPlacementSettled(t *testing.T) {
+	host := func(name, state string, used int) *resource.Object {
+		st, err := json.Marshal(resource.HostStatus{State: state, Capacity: resource.Resources{CPUs: 4, MemoryMiB: 4096},
+			Allocated: resource.Resources{CPUs: used, MemoryMiB: int64(used) * 1024}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &resource.Object{Kind: resource.KindHost, Name: name, Status: st}
+	}
+	pending := placedVM{Name: "pl-0-1-c2m1024", Power: resource.PowerRunning, Phase: resource.PhasePending, Reason: "no host has room"}
+	for _, tc := range []struct {
+		name  string
+		hosts []*resource.Object
+		final []placedVM
+		obs   []hypervisor.Observation
+		want  string // "" settled, else part of why not
+	}{
+		{"running and observed", []*resource.Object{host("h1", "ready", 1)}, []placedVM{running("a", "h1", 5)},
+			[]hypervisor.Observation{start("h1", "a", 5, 1)}, ""},
+		{"host down", []*resource.Object{host("h1", "down", 1)}, []placedVM{running("a", "h1", 5)},
+			[]hypervisor.Observation{start("h1", "a", 5, 1)}, "host h1 is down"},
+		{"not started yet", []*resource.Object{host("h1", "ready", 1)}, []placedVM{running("a", "h1", 5)}, nil, "no domain of it is active"},
+		{"starting", []*resource.Object{host("h1", "ready", 1)},
+			[]placedVM{{Name: "a", Power: resource.PowerRunning, Phase: resource.PhaseStarting, Host: "h1"}}, nil, "without a reason"},
+		{"pending, no room", []*resource.Object{host("h1", "ready", 3)}, []placedVM{pending}, nil, ""},
+		{"pending but fits", []*resource.Object{host("h1", "ready", 2)}, []placedVM{pending}, nil, "fits on h1"},
+		{"a stray domain", []*resource.Object{host("h1", "ready", 0)}, nil, []hypervisor.Observation{start("h1", "a", 5, 1)}, "does not say it runs there"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &Placement{capacity: map[string]resource.Resources{"h1": {CPUs: 4, MemoryMiB: 4096}}, start: plT0, end: plAt(100),
+				final: tc.final, obs: map[string][]hypervisor.Observation{"h1": tc.obs}}
+			ok, why := p.settled(tc.hosts)
+			if ok != (tc.want == "") || !strings.Contains(why, tc.want) {
+				t.Errorf("settled %v (%s), want %q", ok, why, tc.want)
+			}
+		})
+	}
+}
