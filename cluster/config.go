@@ -20,6 +20,16 @@ const (
 	// DefaultHostDownGrace is how long a host stays down before its VMs
 	// are evacuated (it must exceed the workers' --fence-after).
 	DefaultHostDownGrace = 4 * time.Second
+	// Gossip failure detection, controllers and workers alike: a member is
+	// probed every interval (round robin), a probe waits timeout for its
+	// ack (then asks others to probe it), and a suspect that does not
+	// refute is declared dead after suspicion-mult intervals; with a
+	// multiplier of 2, memberlist waits for no confirmation by another
+	// member (docs/ha.md). Tuned so that a dead worker is down within 3 s
+	// on a LAN (docs/benchmarks.md).
+	DefaultGossipProbeInterval = 400 * time.Millisecond
+	DefaultGossipProbeTimeout  = 200 * time.Millisecond
+	DefaultGossipSuspicionMult = 2
 )
 
 // Config configures a controller. Zero values take the defaults below.
@@ -58,9 +68,9 @@ type Config struct {
 	MaxAppendEntries  int           // default 512
 
 	// Gossip timing (memberlist LAN profile, tightened for loopback).
-	GossipProbeInterval time.Duration // default 500ms
-	GossipProbeTimeout  time.Duration // default 250ms
-	GossipSuspicionMult int           // default 3
+	GossipProbeInterval time.Duration // default DefaultGossipProbeInterval
+	GossipProbeTimeout  time.Duration // default DefaultGossipProbeTimeout
+	GossipSuspicionMult int           // default DefaultGossipSuspicionMult
 
 	// InMemory keeps the raft log, stable store and snapshots in memory
 	// (tests only). Transport, if set, replaces the TCP transport.
@@ -110,10 +120,10 @@ func (c *Config) setDefaults() {
 	def(&c.ReconcileInterval, 5*time.Second)
 	def(&c.HostDownGrace, DefaultHostDownGrace)
 	def(&c.SnapshotInterval, 60*time.Second)
-	def(&c.GossipProbeInterval, 500*time.Millisecond)
-	def(&c.GossipProbeTimeout, 250*time.Millisecond)
+	def(&c.GossipProbeInterval, DefaultGossipProbeInterval)
+	def(&c.GossipProbeTimeout, DefaultGossipProbeTimeout)
 	if c.GossipSuspicionMult == 0 {
-		c.GossipSuspicionMult = 3
+		c.GossipSuspicionMult = DefaultGossipSuspicionMult
 	}
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = 8192

@@ -278,7 +278,7 @@ func (w *Worker) joinGossip(ctx context.Context) error {
 	if err := w.setMeta(ctx, false); err != nil {
 		return err
 	}
-	mc := gossipConfig(w.cfg.GossipName, w.cfg.BindIP, w.cfg.GossipPort, 500*time.Millisecond, 250*time.Millisecond, 3, w.cfg.Logger.Named("gossip"))
+	mc := gossipConfig(w.cfg.GossipName, w.cfg.BindIP, w.cfg.GossipPort, DefaultGossipProbeInterval, DefaultGossipProbeTimeout, DefaultGossipSuspicionMult, w.cfg.Logger.Named("gossip"))
 	d := workerDelegate{w}
 	mc.Delegate, mc.Events = d, d
 	if err := useBoundTransport(mc); err != nil {
