@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -82,5 +83,21 @@ func TestNemesisNames(t *testing.T) {
 	}
 	if !PartitionNemesis("partition-ring") || !PartitionNemesis("worker-partition") || PartitionNemesis("kill-leader") {
 		t.Errorf("PartitionNemesis misclassifies")
+	}
+}
+
+func TestWorkerCapacityForLibvirt(t *testing.T) {
+	c, m, ok := workerCapacity([]string{"--hypervisor", "sim", "--cpus", "10", "--memory", "5GiB", "--cpus", "12"})
+	if !ok || c != 12 || m != 5120 {
+		t.Fatalf("workerCapacity = %d, %d, %v; want 12, 5120, true (the last --cpus wins, as for the agent)", c, m, ok)
+	}
+	if _, _, ok := workerCapacity([]string{"--cpus", "4"}); ok {
+		t.Fatal("workerCapacity without --memory: ok")
+	}
+	x := libvirtHostXML(10, 5120)
+	for _, want := range []string{"<active>10</active>", "<memory>5242880</memory>"} {
+		if !strings.Contains(x, want) {
+			t.Errorf("host XML lacks %s: %s", want, x)
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,10 @@ type Config struct {
 	// Workers is the number of sim workers (default 0, and 2 for the
 	// placement workload, which needs some).
 	Workers int
+	// WorkerDriver is the workers' hypervisor driver: "sim" (default) or
+	// "libvirt" (libvirt's test:/// driver, in the worker's process, with
+	// a host file of the workload's capacity).
+	WorkerDriver string
 	// Duration is how long the workload runs (default 30s).
 	Duration time.Duration
 	// Concurrency is the number of clients (default 5).
@@ -81,6 +86,7 @@ type Plan struct {
 	Nemeses          []string `json:"nemeses"`
 	Nodes            int      `json:"nodes"`
 	Workers          int      `json:"workers"`
+	WorkerDriver     string   `json:"worker_driver,omitempty"`
 	Duration         string   `json:"duration"`
 	Concurrency      int      `json:"concurrency"`
 	Rate             float64  `json:"rate,omitempty"`
@@ -113,7 +119,7 @@ func LoadPlan(dir string) (Config, error) {
 	if steps == nil {
 		steps = []Step{}
 	}
-	return Config{Workload: p.Workload, Nemeses: p.Nemeses, Nodes: p.Nodes, Workers: p.Workers, Duration: d,
+	return Config{Workload: p.Workload, Nemeses: p.Nemeses, Nodes: p.Nodes, Workers: p.Workers, WorkerDriver: p.WorkerDriver, Duration: d,
 		Concurrency: p.Concurrency, Rate: p.Rate, Seed: p.Seed, OpTimeout: ot, Steps: steps,
 		UnsafeStaleReads: p.UnsafeStaleReads}, nil
 }
@@ -169,21 +175,23 @@ func availability(faults []FaultWindow, ops []Op) {
 
 // Result is what a run wrote to results.json.
 type Result struct {
-	Valid       bool              `json:"valid"`
-	Workload    string            `json:"workload"`
-	Nemesis     string            `json:"nemesis"`
-	Seed        int64             `json:"seed"`
-	Nodes       int               `json:"nodes"`
-	Workers     int               `json:"workers,omitempty"`
-	Duration    string            `json:"duration"`
-	Concurrency int               `json:"concurrency"`
-	Rate        float64           `json:"rate,omitempty"`
-	Unsafe      bool              `json:"unsafe_stale_reads,omitempty"`
-	Counts      Counts            `json:"counts"`
-	ByKind      map[string]Counts `json:"counts_by_kind"`
-	Anomalies   []Anomaly         `json:"anomalies"`
-	Notes       []string          `json:"notes,omitempty"`
-	Faults      []FaultWindow     `json:"faults"`
+	Valid    bool   `json:"valid"`
+	Workload string `json:"workload"`
+	Nemesis  string `json:"nemesis"`
+	Seed     int64  `json:"seed"`
+	Nodes    int    `json:"nodes"`
+	Workers  int    `json:"workers,omitempty"`
+	// WorkerDriver is the workers' driver: sim or libvirt.
+	WorkerDriver string            `json:"worker_driver,omitempty"`
+	Duration     string            `json:"duration"`
+	Concurrency  int               `json:"concurrency"`
+	Rate         float64           `json:"rate,omitempty"`
+	Unsafe       bool              `json:"unsafe_stale_reads,omitempty"`
+	Counts       Counts            `json:"counts"`
+	ByKind       map[string]Counts `json:"counts_by_kind"`
+	Anomalies    []Anomaly         `json:"anomalies"`
+	Notes        []string          `json:"notes,omitempty"`
+	Faults       []FaultWindow     `json:"faults"`
 	// Converged says whether every controller served the same state
 	// (a digest of stale lists of every kind) after the run; Digests has each one's.
 	Converged bool              `json:"converged"`
@@ -289,7 +297,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	res = &Result{Workload: cfg.Workload, Nemesis: nemName, Seed: cfg.Seed, Nodes: cfg.Nodes, Workers: cfg.Workers,
+	res = &Result{Workload: cfg.Workload, Nemesis: nemName, Seed: cfg.Seed, Nodes: cfg.Nodes, Workers: cfg.Workers, WorkerDriver: cfg.WorkerDriver,
 		Duration: cfg.Duration.String(), Concurrency: cfg.Concurrency, Rate: cfg.Rate, Unsafe: cfg.UnsafeStaleReads,
 		Dir: dir, Anomalies: []Anomaly{}, Faults: []FaultWindow{}}
 	began := time.Now()
@@ -320,7 +328,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 			os.RemoveAll(logDir)
 			os.RemoveAll(tb.KeepDir)
 		}
-		plan := Plan{Workload: cfg.Workload, Nemeses: cfg.Nemeses, Nodes: cfg.Nodes, Workers: cfg.Workers,
+		plan := Plan{Workload: cfg.Workload, Nemeses: cfg.Nemeses, Nodes: cfg.Nodes, Workers: cfg.Workers, WorkerDriver: cfg.WorkerDriver,
 			Duration: cfg.Duration.String(), Concurrency: cfg.Concurrency, Rate: cfg.Rate, Seed: cfg.Seed,
 			OpTimeout: cfg.OpTimeout.String(), UnsafeStaleReads: cfg.UnsafeStaleReads, Steps: steps}
 		if werr := writeJSON(filepath.Join(dir, "plan.json"), plan); werr != nil && err == nil {
@@ -338,6 +346,28 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	}
 	if wa, ok := wl.(workerArgser); ok {
 		opts.WorkerArgs = append(opts.WorkerArgs, wa.WorkerArgs()...)
+	}
+	switch cfg.WorkerDriver {
+	case "", "sim":
+	case "libvirt":
+		// libvirt's test driver runs inside each worker process, from a
+		// host file (read, never written): one file serves every worker,
+		// and a worker's domains die with its process, as sim's do.
+		hostFile := filepath.Join(dir, "libvirt-host.xml")
+		cpus, mem := 16, int64(16384)
+		if c, m, ok := workerCapacity(opts.WorkerArgs); ok {
+			cpus, mem = c, m
+		}
+		if err := os.WriteFile(hostFile, []byte(libvirtHostXML(cpus, mem)), 0o644); err != nil {
+			return res, err
+		}
+		abs, err := filepath.Abs(hostFile)
+		if err != nil {
+			return res, err
+		}
+		opts.WorkerArgs = append(opts.WorkerArgs, "--hypervisor", "libvirt", "--libvirt-uri", "test://"+abs)
+	default:
+		return res, fmt.Errorf("worker driver %q: use sim or libvirt", cfg.WorkerDriver)
 	}
 	cl := testcluster.New(tb, opts)
 	cl.WaitLeader(0)
@@ -567,4 +597,30 @@ func writeJSON(path string, v any) error {
 		return err
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// libvirtHostXML is a libvirt test-driver host file: a node with cpus and
+// memoryMiB and no domains.
+func libvirtHostXML(cpus int, memoryMiB int64) string {
+	return fmt.Sprintf(`<node><cpu><mhz>2000</mhz><model>x86_64</model><active>%d</active><max>%d</max>`+
+		`<nodes>1</nodes><sockets>1</sockets><cores>%d</cores><threads>1</threads></cpu><memory>%d</memory></node>`,
+		cpus, cpus, cpus, memoryMiB*1024)
+}
+
+// workerCapacity finds --cpus N and --memory NMiB in worker arguments.
+func workerCapacity(args []string) (cpus int, memoryMiB int64, ok bool) {
+	cpus, memoryMiB = -1, -1
+	for i := 0; i+1 < len(args); i++ {
+		switch args[i] {
+		case "--cpus":
+			if n, err := strconv.Atoi(args[i+1]); err == nil {
+				cpus = n
+			}
+		case "--memory":
+			if n, err := resource.ParseMemoryMiB(args[i+1]); err == nil {
+				memoryMiB = n
+			}
+		}
+	}
+	return cpus, memoryMiB, cpus > 0 && memoryMiB > 0
 }

@@ -13,8 +13,12 @@ func Summary(w io.Writer, res *Result) {
 	if !res.Valid {
 		verdict = "INVALID"
 	}
-	fmt.Fprintf(w, "== %s  workload=%s nemesis=%s seed=%d nodes=%d workers=%d duration=%s clients=%d (%s in all)\n",
-		verdict, res.Workload, res.Nemesis, res.Seed, res.Nodes, res.Workers, res.Duration, res.Concurrency, res.Elapsed)
+	workers := fmt.Sprint(res.Workers)
+	if res.Workers > 0 && res.WorkerDriver != "" {
+		workers += " (" + res.WorkerDriver + ")"
+	}
+	fmt.Fprintf(w, "== %s  workload=%s nemesis=%s seed=%d nodes=%d workers=%s duration=%s clients=%d (%s in all)\n",
+		verdict, res.Workload, res.Nemesis, res.Seed, res.Nodes, workers, res.Duration, res.Concurrency, res.Elapsed)
 	if res.Unsafe {
 		fmt.Fprintf(w, "   SELFTEST: controllers ran with --debug-unsafe-stale-reads; the checker must find an anomaly\n")
 	}

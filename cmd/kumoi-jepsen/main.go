@@ -30,7 +30,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	workloads := fs.String("workload", "register", "workloads to run, comma-separated, one run each: "+strings.Join(jepsen.Workloads, ", "))
 	nemeses := fs.String("nemesis", "kill-leader", "nemeses to mix in each run, comma-separated ("+strings.Join(jepsen.Nemeses, ", ")+"), or none; partition-* and worker-partition need root")
 	nodes := fs.Int("nodes", 3, "controllers: 3 or 5")
-	workers := fs.Int("workers", 0, "sim workers (needed by worker-kill and worker-partition; 0 runs placement with 2)")
+	workers := fs.Int("workers", 0, "workers (needed by worker-kill and worker-partition; 0 runs placement with 2)")
+	workerDriver := fs.String("worker-driver", "sim", "the workers' hypervisor driver: sim, or libvirt (libvirt's test:/// driver in each worker; needs libvirt0)")
 	duration := fs.Duration("duration", 30*time.Second, "how long each workload runs")
 	concurrency := fs.Int("concurrency", 5, "concurrent clients")
 	rate := fs.Float64("rate", 0, "operations per second of all clients together (0: no limit)")
@@ -76,7 +77,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		for r := 0; r < *runs; r++ {
 			for _, w := range strings.Split(*workloads, ",") {
 				cfgs = append(cfgs, jepsen.Config{
-					Workload: w, Nemeses: nems, Nodes: *nodes, Workers: *workers, Duration: *duration,
+					Workload: w, Nemeses: nems, Nodes: *nodes, Workers: *workers, WorkerDriver: *workerDriver, Duration: *duration,
 					Concurrency: *concurrency, Rate: *rate, Seed: *seed + int64(r), OpTimeout: *opTimeout,
 					UnsafeStaleReads: *unsafe, Fault: *hold,
 				})
