@@ -55,6 +55,10 @@ Examples:
    kumoi vm get web-1 -o yaml                        # the whole object
    kumoi host list                                   # state, allocated/capacity
    kumoi host drain hv-1                             # no new VMs on hv-1
+   kumoi vm migrate web-1 --host hv-2 --wait         # move a stopped VM
+   kumoi shell                                       # Starlark REPL: vms("app=web"), ...
+   kumoi run examples/capacity-report.star           # a script against the cluster
+   kumoi policy apply ha-lost examples/ha-lost.star  # the leader runs it on its events
    kumoi host list -o json | jq '.[].name'
    KUMOI_ADDR=10.0.0.1:7400,10.0.0.2:7400 kumoi vm list
 

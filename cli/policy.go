@@ -138,8 +138,8 @@ Examples:
    kumoi policy apply ha-lost examples/ha-lost.star --wait
    kumoi policy apply noisy noisy.star --max-steps 100000 --handler-timeout 5s`,
 		Flags: []cli.Flag{
-			&cli.Uint64Flag{Name: "max-steps", Usage: fmt.Sprintf("stop one on_event call after `N` Starlark steps (default %d)", resource.DefaultPolicyMaxSteps)},
-			&cli.DurationFlag{Name: "handler-timeout", Usage: fmt.Sprintf("stop one on_event call after `DURATION` (default %s)", resource.DefaultPolicyTimeout)},
+			&cli.Uint64Flag{Name: "max-steps", Usage: "stop one on_event call after `N` Starlark steps", DefaultText: fmt.Sprint(resource.DefaultPolicyMaxSteps)},
+			&cli.DurationFlag{Name: "handler-timeout", Usage: "stop one on_event call after `DURATION`", DefaultText: resource.DefaultPolicyTimeout.String()},
 			&cli.BoolFlag{Name: "disabled", Usage: "store it without running it"},
 			waitFlag("the leader has loaded this version"),
 		},

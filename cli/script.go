@@ -30,8 +30,9 @@ too.`
 
 func maxStepsFlag() *cli.Uint64Flag {
 	return &cli.Uint64Flag{
-		Name:  "max-steps",
-		Usage: fmt.Sprintf("stop the script after `N` Starlark steps (default %d)", script.DefaultMaxSteps),
+		Name:        "max-steps",
+		Usage:       "stop the script after `N` Starlark steps",
+		DefaultText: fmt.Sprint(script.DefaultMaxSteps),
 	}
 }
 
