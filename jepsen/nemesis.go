@@ -320,24 +320,37 @@ func transferLeader(ctx context.Context, c *testcluster.Cluster, idx int) (strin
 	return fmt.Sprintf("SIGTERM leader %s (hands off leadership; exited after %s)", c.ID(idx), time.Since(start).Round(time.Millisecond)), heal, nil
 }
 
-// memberChange removes a random follower from the raft configuration
-// (DELETE /v1/cluster/servers/{id}, what `kumoi cluster remove` does),
-// kills it, and as the heal wipes its data directory and starts it again
-// without --bootstrap-expect: it joins as a new server and the leader
-// makes it a voter again (not before 30 s after the removal if the same
-// leader is still in charge: cluster.Controller.recentlyRemoved).
+// memberChange removes a random voter — a follower, or the leader itself
+// (which then steps down once its removal commits) — from the raft
+// configuration (DELETE /v1/cluster/servers/{id}, what `kumoi cluster
+// remove` does), kills it, and as the heal wipes its data directory and
+// starts it again without --bootstrap-expect: it joins as a new server and
+// the leader makes it a voter again (not before 30 s after the removal if
+// the same leader is still in charge: cluster.Controller.recentlyRemoved).
 func (t *Target) memberChange(ctx context.Context) (string, func(context.Context) error, error) {
 	c := t.C
 	li, err := leader(ctx, c)
 	if err != nil {
 		return "", nil, err
 	}
-	victim := others(c.N(), li)[t.Rng.Intn(c.N()-1)]
+	victim := t.Rng.Intn(c.N())
 	id := c.ID(victim)
-	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	// Not cut short by the end of the run: a removal that happened must
+	// be followed by its kill and heal, or the removed server would stay
+	// alive outside the cluster and never converge.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if _, err := t.Env.AnyClient().RemoveServer(rctx, id); err != nil {
-		return "", nil, fmt.Errorf("remove %s: %w", id, err)
+		// The answer can be lost although the removal committed (a
+		// leader that removes itself steps down before it answers): it
+		// happened if the configuration no longer has the server.
+		if !removedFromConfig(rctx, t.Env, id) {
+			return "", nil, fmt.Errorf("remove %s: %w", id, err)
+		}
+	}
+	role := "follower"
+	if victim == li {
+		role = "leader"
 	}
 	heal := func(ctx context.Context) error {
 		if err := fatal(func() { c.Rejoin(victim) }); err != nil {
@@ -348,7 +361,27 @@ func (t *Target) memberChange(ctx context.Context) (string, func(context.Context
 	if err := fatal(func() { c.Kill(victim) }); err != nil {
 		return "", heal, err
 	}
-	return fmt.Sprintf("remove voter %s from the raft configuration and kill it (heal: wipe, rejoin)", id), heal, nil
+	return fmt.Sprintf("remove voter %s (the %s) from the raft configuration and kill it (heal: wipe, rejoin)", id, role), heal, nil
+}
+
+// removedFromConfig reports whether the raft configuration, as a leader
+// answers within 10 s, no longer lists id.
+func removedFromConfig(ctx context.Context, env *Env, id string) bool {
+	err := testcluster.Poll(ctx, 10*time.Second, func() (bool, error) {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		cl, err := env.AnyClient().Cluster(cctx)
+		if err != nil {
+			return false, err
+		}
+		for _, s := range cl.Servers {
+			if s.ID == id {
+				return false, fmt.Errorf("%s is still in the configuration", id)
+			}
+		}
+		return true, nil
+	})
+	return err == nil
 }
 
 // waitVoters waits until the raft configuration has every controller as a
