@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"strings"
 	"time"
 
 	"github.com/kumoi/kumoi/resource"
@@ -85,7 +87,52 @@ func encodeSpec(o *resource.Object, spec any) (*resource.Object, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: encode spec: %w", o, err)
 	}
+	// Keep the spec fields this client does not know (a newer server's):
+	// the typed spec owns only its own fields, set or cleared.
+	var old map[string]json.RawMessage
+	if len(o.Spec) > 0 && json.Unmarshal(o.Spec, &old) == nil && len(old) > 0 {
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &fields); err != nil {
+			return nil, fmt.Errorf("%s: encode spec: %w", o, err)
+		}
+		known := jsonFields(reflect.TypeOf(spec))
+		for k, v := range old {
+			if _, set := fields[k]; !set && !known[k] {
+				fields[k] = v
+			}
+		}
+		if raw, err = json.Marshal(fields); err != nil {
+			return nil, fmt.Errorf("%s: encode spec: %w", o, err)
+		}
+	}
 	next := o.Copy()
 	next.Spec = raw
 	return next, nil
+}
+
+// jsonFields lists the JSON names of a struct type's fields (t may be a
+// pointer to it).
+func jsonFields(t reflect.Type) map[string]bool {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	out := map[string]bool{}
+	if t == nil || t.Kind() != reflect.Struct {
+		return out
+	}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch name {
+		case "-":
+			continue
+		case "":
+			name = f.Name
+		}
+		out[name] = true
+	}
+	return out
 }

@@ -113,6 +113,8 @@ func (v *VMs) List(ctx context.Context, opts *QueryOptions) ([]*VM, *QueryMeta, 
 // vm.Object.ModifyIndex: when the VM changed since it was read, it fails
 // with ErrCASMismatch and writes nothing (set ModifyIndex to 0 to
 // overwrite whatever is there). Modify does the read-change-write loop.
+// Spec fields this client does not know (a newer server's) are kept as
+// they were read.
 func (v *VMs) Update(ctx context.Context, vm *VM) (*VM, error) {
 	if vm == nil || vm.Object == nil {
 		return nil, fmt.Errorf("update vm: the VM has no object; get it with VMs.Get first")
@@ -140,10 +142,12 @@ func (v *VMs) Modify(ctx context.Context, name string, change func(vm *VM) error
 		if err != nil {
 			return nil, err
 		}
-		before, err := json.Marshal(vm.Spec)
+		// Encoded the same way as the result, to compare like with like.
+		unchanged, err := encodeSpec(cur, vm.Spec)
 		if err != nil {
 			return nil, err
 		}
+		before := unchanged.Spec
 		labels := maps.Clone(cur.Labels)
 		if err := change(vm); err != nil {
 			return nil, err
