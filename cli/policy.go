@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -276,7 +277,7 @@ func policyDetail(w io.Writer, pol *client.Policy) error {
 	st := pol.Status
 	state := st.State
 	if st.Version != pol.Spec.Version {
-		state = fmt.Sprintf("%s (version %d; the leader has not loaded version %d yet)", cellOr(state, resource.PolicyPending), st.Version, pol.Spec.Version)
+		state = fmt.Sprintf("%s (version %d; the leader has not loaded version %d yet)", cmp.Or(state, resource.PolicyPending), st.Version, pol.Spec.Version)
 	}
 	fmt.Fprintf(w, "Name:        %s\n", pol.Name())
 	fmt.Fprintf(w, "Version:     %d\n", pol.Spec.Version)
@@ -284,9 +285,9 @@ func policyDetail(w io.Writer, pol *client.Policy) error {
 	if st.Error != "" {
 		fmt.Fprintf(w, "Error:       %s\n", indentMore(st.Error))
 	}
-	fmt.Fprintf(w, "Events:      %s\n", cellOr(strings.Join(st.Events, ", "), "-"))
+	fmt.Fprintf(w, "Events:      %s\n", cmp.Or(strings.Join(st.Events, ", "), "-"))
 	fmt.Fprintf(w, "Limits:      %d steps, %s per event\n", pol.Spec.MaxSteps, pol.Spec.TimeoutDuration())
-	fmt.Fprintf(w, "Runs on:     %s\n", cellOr(st.Node, "-"))
+	fmt.Fprintf(w, "Runs on:     %s\n", cmp.Or(st.Node, "-"))
 	fmt.Fprintf(w, "Handled:     %d events up to index %d, %d failed\n", st.Handled, st.LastIndex, st.Failed)
 	if st.Missed != "" {
 		fmt.Fprintf(w, "Missed:      %s\n", st.Missed)
@@ -306,13 +307,6 @@ func policyDetail(w io.Writer, pol *client.Policy) error {
 	return nil
 }
 
-func cellOr(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
-
 // indentMore indents the continuation lines of a multi-line message.
 func indentMore(s string) string {
 	return strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ")
@@ -328,7 +322,7 @@ func policyTable(w io.Writer, objs []*resource.Object, width int) error {
 			continue
 		}
 		st := pol.Status
-		state := cellOr(st.State, resource.PolicyPending)
+		state := cmp.Or(st.State, resource.PolicyPending)
 		if st.Version != pol.Spec.Version {
 			state = resource.PolicyPending
 		}
@@ -342,7 +336,7 @@ func policyTable(w io.Writer, objs []*resource.Object, width int) error {
 		if width > 0 {
 			last = shorten(last, width)
 		}
-		t.row(o.Name, uintCell(pol.Spec.Version), state, cellOr(strings.Join(st.Events, ","), "-"),
+		t.row(o.Name, uintCell(pol.Spec.Version), state, cmp.Or(strings.Join(st.Events, ","), "-"),
 			uintCell(st.Handled), uintCell(st.Failed), textCell(last))
 	}
 	return t.flush()

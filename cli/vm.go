@@ -581,17 +581,6 @@ paused guest. A VM that is not suspended is refused (use 'kumoi vm start' for
 a stopped one).`}
 )
 
-// phaseFor is the phase in which a VM has the power p.
-func phaseFor(power string) string {
-	switch power {
-	case resource.PowerStopped:
-		return resource.PhaseStopped
-	case resource.PowerSuspended:
-		return resource.PhaseSuspended
-	}
-	return resource.PhaseRunning
-}
-
 func vmPowerCommand(v powerVerb) *cli.Command {
 	already := "\nIf its power already is " + v.power + ", nothing is written."
 	if v == powerResume {
@@ -607,7 +596,7 @@ The change is a read-modify-write of spec.power with compare-and-set on the
 VM's modify_index, re-read and retried when the cluster changed the VM in
 between (a worker reporting its phase).` + already + `
 
-With --wait the command waits until the VM's phase is ` + phaseFor(v.power) + `, printing each
+With --wait the command waits until the VM's phase is ` + resource.PowerPhase(v.power) + `, printing each
 phase on stderr; it fails with the reason if the VM fails, and after
 --timeout (5m with --wait). Then the VM is printed.
 
@@ -629,7 +618,7 @@ func powerUsage(v powerVerb) string {
 }
 
 func powerFlags(v powerVerb) []cli.Flag {
-	fs := []cli.Flag{waitFlag("the VM is " + phaseFor(v.power))}
+	fs := []cli.Flag{waitFlag("the VM is " + resource.PowerPhase(v.power))}
 	if v == powerStop {
 		fs = append(fs, &cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "power off at once, without asking the guest to shut down"})
 	}
@@ -809,7 +798,7 @@ func progressLine(name string, st *resource.VMStatus) string {
 // fails when the VM fails, is lost, is deleted, gets another power, or
 // does not get there before s runs out of time.
 func waitPower(c *cli.Context, s *session, o *resource.Object, power string) (*resource.Object, error) {
-	name, want := o.Name, phaseFor(power)
+	name, want := o.Name, resource.PowerPhase(power)
 	p := &progress{w: c.App.ErrWriter, name: name}
 	index := o.ModifyIndex
 	for {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -161,12 +162,8 @@ func (g *group) rollback() {
 
 func (g *group) commit() {
 	if g.txn != nil {
-		kinds := make([]resource.Kind, 0, len(g.bumped))
-		for k := range g.bumped {
-			kinds = append(kinds, k)
-		}
-		slices.Sort(kinds) // deterministic, though the result is the same
-		for _, k := range kinds {
+		// In kind order (deterministic, though the result is the same).
+		for _, k := range slices.Sorted(maps.Keys(g.bumped)) {
 			if err := bumpIndex(g.txn, k, g.bumped[k]); err != nil {
 				// Only a broken schema fails an insert.
 				g.f.logger.Error("BUG: cannot record a kind's index", "kind", k, "error", err)

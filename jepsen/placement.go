@@ -431,7 +431,7 @@ func (p *Placement) settled(hostObjs []*resource.Object) (bool, string) {
 		}
 	}
 	for _, v := range p.final {
-		if v.Phase == wantPhase(v.Power) {
+		if v.Phase == resource.PowerPhase(v.Power) {
 			continue
 		}
 		switch {
@@ -452,17 +452,6 @@ func (p *Placement) settled(hostObjs []*resource.Object) (bool, string) {
 		return false, d[0]
 	}
 	return true, ""
-}
-
-// wantPhase is the phase a settled VM with power has.
-func wantPhase(power string) string {
-	switch power {
-	case resource.PowerStopped:
-		return resource.PhaseStopped
-	case resource.PowerSuspended:
-		return resource.PhaseSuspended
-	}
-	return resource.PhaseRunning
 }
 
 // sizeFromName reads the size a client put in a VM's name
@@ -864,7 +853,7 @@ func (p *Placement) Check(ops []Op, _ []FaultWindow, out string) Check {
 			unexpectedOps = append(unexpectedOps, vmOps(v.Name)...)
 		}
 		phases[v.Phase]++
-		if v.Phase != wantPhase(v.Power) {
+		if v.Phase != resource.PowerPhase(v.Power) {
 			if v.Reason == "" {
 				notRunning = append(notRunning, fmt.Sprintf("%s is %s (power %s, host %q) with no reason", v.Name, v.Phase, v.Power, v.Host))
 				notRunningOps = append(notRunningOps, vmOps(v.Name)...)

@@ -35,6 +35,18 @@ const (
 	PhaseLost      = "lost"
 )
 
+// PowerPhase is the phase in which a VM has the power it asks for:
+// stopped, suspended or running.
+func PowerPhase(power string) string {
+	switch power {
+	case PowerStopped:
+		return PhaseStopped
+	case PowerSuspended:
+		return PhaseSuspended
+	}
+	return PhaseRunning
+}
+
 // Reasons of a pending VM.
 const (
 	ReasonWaitingForPlacement = "waiting for placement"
