@@ -6,7 +6,7 @@
 // BenchmarkHostFailover `kumoi agent --worker` processes with the simulated
 // hypervisor (internal/testcluster), on loopback addresses with fsync on;
 // BenchmarkPlacement and BenchmarkCreatesInProcess run the controllers in
-// the benchmark's process (cluster.StartAgent). They report throughput,
+// the benchmark's process (agent.Start). They report throughput,
 // latency percentiles, failover and HA times with b.ReportMetric.
 // docs/benchmarks.md keeps the numbers measured and how.
 //

@@ -1,21 +1,15 @@
 package bench
 
 import (
-	"context"
 	"fmt"
-	"net"
-	"os"
-	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
-	"github.com/kumoi/kumoi/cluster"
 	"github.com/kumoi/kumoi/internal/testcluster"
 )
 
 // BenchmarkCreatesInProcess is BenchmarkCreates/clients=128 with the three
-// controllers in the benchmark's own process (cluster.StartAgent), so that
+// controllers in the benchmark's own process (agent.Start), so that
 // -cpuprofile, -mutexprofile and -blockprofile see the server side:
 //
 //	go test -tags libvirt_dlopen -run '^$' -bench CreatesInProcess -benchtime 1x \
@@ -29,47 +23,11 @@ func BenchmarkCreatesInProcess(b *testing.B) {
 	if !profiling() {
 		b.Skip("runs only with -cpuprofile/-memprofile/-mutexprofile/-blockprofile or KUMOI_BENCH_INPROCESS=1")
 	}
-	ips := testcluster.ReserveIPs(b, 3)
-	gossip := func(ip string) string { return net.JoinHostPort(ip, strconv.Itoa(cluster.DefaultGossipPort)) }
-	agents := make([]*cluster.Agent, len(ips))
-	for i, ip := range ips {
-		var join []string
-		for j, other := range ips {
-			if j != i {
-				join = append(join, gossip(other))
-			}
-		}
-		a, err := cluster.StartAgent(cluster.Config{
-			NodeID:          "c" + strconv.Itoa(i+1),
-			DataDir:         filepath.Join(b.TempDir(), "data"),
-			BindIP:          ip,
-			BootstrapExpect: len(ips),
-			Join:            join,
-			// KUMOI_BENCH_NOSYNC=1 measures what fsync costs.
-			NoSync: os.Getenv("KUMOI_BENCH_NOSYNC") != "",
-		})
-		if err != nil {
-			b.Fatalf("start controller %d: %v", i+1, err)
-		}
-		agents[i] = a
-		b.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			defer cancel()
-			_ = a.Shutdown(ctx)
-		})
-	}
+	agents := inProcessCluster(b, 3)
 	hc := testcluster.NewHTTPClient(256, 30*time.Second)
 	b.Cleanup(hc.CloseIdleConnections)
-	var leaderURL string
-	testcluster.WaitFor(b, 30*time.Second, "a leader", func() (bool, error) {
-		for _, a := range agents {
-			if a.Controller().IsLeader() {
-				leaderURL = "http://" + a.APIAddr()
-				return true, nil
-			}
-		}
-		return false, nil
-	})
+	cfg := waitInProcessLeader(b, agents, "").Config()
+	leaderURL := "http://" + cfg.APIAddr()
 	warmUp(b, hc, leaderURL)
 	d := runDuration(b)
 	b.Run("clients=128", func(b *testing.B) {

@@ -17,7 +17,8 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/kumoi/kumoi/cluster"
+	"github.com/kumoi/kumoi/cluster/agent"
+	"github.com/kumoi/kumoi/cluster/controller"
 	"github.com/kumoi/kumoi/fsm"
 	"github.com/kumoi/kumoi/internal/testcluster"
 	"github.com/kumoi/kumoi/resource"
@@ -159,14 +160,14 @@ func BenchmarkHostFailover(b *testing.B) {
 	}
 }
 
-// inProcessCluster starts n controllers in this process (cluster.StartAgent)
+// inProcessCluster starts n controllers in this process (agent.Start)
 // on reserved loopback addresses, with fsync on, and returns them once one
 // leads.
-func inProcessCluster(b *testing.B, n int) []*cluster.Agent {
+func inProcessCluster(b *testing.B, n int) []*agent.Agent {
 	b.Helper()
 	ips := testcluster.ReserveIPs(b, n)
-	gossip := func(ip string) string { return net.JoinHostPort(ip, strconv.Itoa(cluster.DefaultGossipPort)) }
-	agents := make([]*cluster.Agent, len(ips))
+	gossip := func(ip string) string { return net.JoinHostPort(ip, strconv.Itoa(controller.DefaultGossipPort)) }
+	agents := make([]*agent.Agent, len(ips))
 	for i, ip := range ips {
 		var join []string
 		for j, other := range ips {
@@ -174,13 +175,14 @@ func inProcessCluster(b *testing.B, n int) []*cluster.Agent {
 				join = append(join, gossip(other))
 			}
 		}
-		a, err := cluster.StartAgent(cluster.Config{
+		a, err := agent.Start(controller.Config{
 			NodeID:          "c" + strconv.Itoa(i+1),
 			DataDir:         filepath.Join(b.TempDir(), "data"),
 			BindIP:          ip,
 			BootstrapExpect: len(ips),
 			Join:            join,
-			NoSync:          os.Getenv("KUMOI_BENCH_NOSYNC") != "",
+			// KUMOI_BENCH_NOSYNC=1 measures what fsync costs.
+			NoSync: os.Getenv("KUMOI_BENCH_NOSYNC") != "",
 		})
 		if err != nil {
 			b.Fatalf("start controller %d: %v", i+1, err)
@@ -198,9 +200,9 @@ func inProcessCluster(b *testing.B, n int) []*cluster.Agent {
 
 // waitInProcessLeader waits until an agent other than not leads and takes
 // writes (its barrier is done), and returns it.
-func waitInProcessLeader(b *testing.B, agents []*cluster.Agent, not string) *cluster.Controller {
+func waitInProcessLeader(b *testing.B, agents []*agent.Agent, not string) *controller.Controller {
 	b.Helper()
-	var leader *cluster.Controller
+	var leader *controller.Controller
 	testcluster.WaitFor(b, 30*time.Second, "a leader that takes writes", func() (bool, error) {
 		for _, a := range agents {
 			ctrl := a.Controller()
@@ -220,17 +222,13 @@ func waitInProcessLeader(b *testing.B, agents []*cluster.Agent, not string) *clu
 
 // applyBatches proposes ops through c in batches of at most
 // fsm.MaxBatchOps, failing the benchmark on any error.
-func applyBatches(b *testing.B, c *cluster.Controller, ops []fsm.BatchOp) {
+func applyBatches(b *testing.B, c *controller.Controller, ops []fsm.BatchOp) {
 	b.Helper()
 	for len(ops) > 0 {
 		n := min(len(ops), fsm.MaxBatchOps)
 		req := fsm.BatchRequest{Time: time.Now().UTC(), Ops: ops[:n]}
 		ops = ops[n:]
-		res, err := c.Apply(context.Background(), fsm.BatchRequestType, &req)
-		if err == nil && res.Err != nil {
-			err = res.Err
-		}
-		if err != nil {
+		if _, err := c.Propose(context.Background(), fsm.BatchRequestType, &req); err != nil {
 			b.Fatalf("apply a batch of %d: %v", n, err)
 		}
 	}
@@ -264,7 +262,7 @@ func placementVMSize(i int) (int, int64) {
 
 // BenchmarkPlacement measures the scheduler through Raft: 10,000 pending
 // VMs onto 1,000 hosts (16 CPUs, 64 GiB each) on three controllers in this
-// process (cluster.StartAgent, fsync on). The hosts are registered without
+// process (agent.Start, fsync on). The hosts are registered without
 // workers, by proposing fsm.HostStateRequest commands (state ready) through
 // the leader. The VMs are created first, while there is no host, in
 // batches of fsm.CreateRequest; then leadership is handed to another node

@@ -14,7 +14,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/urfave/cli/v2"
 
-	"github.com/kumoi/kumoi/cluster"
+	"github.com/kumoi/kumoi/cluster/agent"
+	"github.com/kumoi/kumoi/cluster/controller"
+	"github.com/kumoi/kumoi/cluster/worker"
 	"github.com/kumoi/kumoi/resource"
 )
 
@@ -55,9 +57,9 @@ directory (or --data-dir), API on 127.0.0.1:7400 (+10 per extra controller).`,
 			&cli.StringFlag{Name: "node-id", Usage: "unique name of this node (default: the hostname)", EnvVars: []string{"KUMOI_NODE_ID"}},
 			&cli.StringFlag{Name: "data-dir", Usage: "directory for the raft log and snapshots", EnvVars: []string{"KUMOI_DATA_DIR"}},
 			&cli.StringFlag{Name: "bind", Value: "127.0.0.1", Usage: "IP address to bind and advertise"},
-			&cli.IntFlag{Name: "api-port", Value: cluster.DefaultAPIPort, Usage: "HTTP API port"},
-			&cli.IntFlag{Name: "raft-port", Value: cluster.DefaultRaftPort, Usage: "Raft port"},
-			&cli.IntFlag{Name: "gossip-port", Value: cluster.DefaultGossipPort, Usage: "gossip (memberlist) port, TCP and UDP"},
+			&cli.IntFlag{Name: "api-port", Value: controller.DefaultAPIPort, Usage: "HTTP API port"},
+			&cli.IntFlag{Name: "raft-port", Value: controller.DefaultRaftPort, Usage: "Raft port"},
+			&cli.IntFlag{Name: "gossip-port", Value: controller.DefaultGossipPort, Usage: "gossip (memberlist) port, TCP and UDP"},
 			&cli.IntFlag{Name: "bootstrap-expect", Usage: "bootstrap a new cluster once this many controllers are seen (3 or 5)"},
 			&cli.StringSliceFlag{Name: "join", Usage: "gossip address HOST:PORT of another agent (repeatable)"},
 			&cli.DurationFlag{Name: "heartbeat-timeout", Value: 400 * time.Millisecond, Usage: "raft heartbeat timeout (follower → candidate)"},
@@ -108,6 +110,12 @@ func runAgent(c *cli.Context) error {
 	if !c.Bool("controller") && !c.Bool("worker") {
 		return usagef("say what to run: --controller, --worker (or both), or -dev for a dev cluster")
 	}
+	return runNode(ctx, c, logger)
+}
+
+// runNode runs the roles the flags ask for (--worker, --controller, or
+// both in one process) until a signal, then stops them gracefully.
+func runNode(ctx context.Context, c *cli.Context, logger hclog.Logger) error {
 	nodeID := c.String("node-id")
 	if nodeID == "" {
 		h, err := os.Hostname()
@@ -116,10 +124,7 @@ func runAgent(c *cli.Context) error {
 		}
 		nodeID = h
 	}
-	var (
-		a *cluster.Agent
-		w *cluster.Worker
-	)
+	var w *worker.Worker
 	if c.Bool("worker") {
 		var err error
 		if w, err = startWorker(c, nodeID, logger); err != nil {
@@ -131,7 +136,22 @@ func runAgent(c *cli.Context) error {
 		<-ctx.Done()
 		return shutdownWithSecondSignal(logger, w.Shutdown)
 	}
-	cfg := cluster.Config{
+	cfg, err := controllerConfig(c, nodeID, logger)
+	if err == nil {
+		var a *agent.Agent
+		if a, err = agent.Start(cfg); err == nil {
+			return serveController(ctx, c, logger, a, w)
+		}
+	}
+	if w != nil {
+		_ = w.Shutdown(context.Background())
+	}
+	return err
+}
+
+// controllerConfig is the controller's configuration from the flags.
+func controllerConfig(c *cli.Context, nodeID string, logger hclog.Logger) (controller.Config, error) {
+	cfg := controller.Config{
 		NodeID:             nodeID,
 		DataDir:            c.String("data-dir"),
 		BindIP:             c.String("bind"),
@@ -145,26 +165,25 @@ func runAgent(c *cli.Context) error {
 		LeaderLeaseTimeout: c.Duration("leader-lease-timeout"),
 		HostDownGrace:      c.Duration("host-down-grace"),
 		UnsafeStaleReads:   c.Bool("debug-unsafe-stale-reads"),
+		Version:            Version,
 		Logger:             logger,
 	}
 	if cfg.UnsafeStaleReads {
 		logger.Warn("--debug-unsafe-stale-reads: reads are served from local state without the leader check; this node may return stale data")
 	}
 	if err := cfg.Validate(); err != nil {
-		return usagef("%v", strings.ReplaceAll(err.Error(), "\n", "; "))
+		return cfg, usagef("%v", strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
-	a, err = cluster.StartAgent(cfg)
-	if err != nil {
-		if w != nil {
-			_ = w.Shutdown(context.Background())
-		}
-		return err
-	}
-	served := a.Served()
-	fmt.Fprintf(c.App.Writer, "kumoi controller %s: API on http://%s\n", nodeID, a.APIAddr())
+	return cfg, nil
+}
+
+// serveController waits for a signal (or the API server's end) and stops
+// the worker (if any) and the controller.
+func serveController(ctx context.Context, c *cli.Context, logger hclog.Logger, a *agent.Agent, w *worker.Worker) error {
+	fmt.Fprintf(c.App.Writer, "kumoi controller %s: API on http://%s\n", a.Controller().NodeID(), a.APIAddr())
 	select {
 	case <-ctx.Done():
-	case err := <-served:
+	case err := <-a.Served():
 		logger.Error("API server stopped", "error", err)
 	}
 	return shutdownWithSecondSignal(logger, func(ctx context.Context) error {
@@ -181,7 +200,7 @@ func runDev(ctx context.Context, c *cli.Context, logger hclog.Logger) error {
 	api := c.Int("api-port")
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	d, err := cluster.StartDev(startCtx, cluster.DevConfig{
+	d, err := agent.StartDev(startCtx, agent.DevConfig{
 		Controllers: n,
 		BindIP:      c.String("bind"),
 		APIPort:     api,
@@ -225,7 +244,7 @@ func shutdownWithSecondSignal(logger hclog.Logger, shutdown func(context.Context
 }
 
 // startWorker builds the hypervisor driver and starts the worker.
-func startWorker(c *cli.Context, nodeID string, logger hclog.Logger) (*cluster.Worker, error) {
+func startWorker(c *cli.Context, nodeID string, logger hclog.Logger) (*worker.Worker, error) {
 	var mem int64
 	if m := c.String("memory"); m != "" {
 		v, err := resource.ParseMemoryMiB(m)
@@ -255,7 +274,7 @@ func startWorker(c *cli.Context, nodeID string, logger hclog.Logger) (*cluster.W
 		}
 		labels[k] = v
 	}
-	return cluster.StartWorker(cluster.WorkerConfig{
+	return worker.Start(worker.Config{
 		Labels:     labels,
 		NodeID:     nodeID,
 		GossipName: gossipName,

@@ -2,13 +2,15 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/kumoi/kumoi/cluster"
+	"github.com/kumoi/kumoi/cluster/agent"
+	"github.com/kumoi/kumoi/internal/testcluster"
 )
 
 // TestAgainstDevCluster runs the CLI against a real dev cluster (one
@@ -16,7 +18,7 @@ import (
 func TestAgainstDevCluster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	d, err := cluster.StartDev(ctx, cluster.DevConfig{Controllers: 1, Hosts: 2, BindIP: "127.0.0.31", APIPort: 17400})
+	d, err := agent.StartDev(ctx, agent.DevConfig{Controllers: 1, Hosts: 2, BindIP: "127.0.0.31", APIPort: 17400})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +62,7 @@ func TestAgainstDevCluster(t *testing.T) {
 func TestPolicyCLI(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	d, err := cluster.StartDev(ctx, cluster.DevConfig{Controllers: 1, Hosts: 1, BindIP: "127.0.0.44", APIPort: 17400})
+	d, err := agent.StartDev(ctx, agent.DevConfig{Controllers: 1, Hosts: 1, BindIP: "127.0.0.44", APIPort: 17400})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,13 +97,13 @@ func TestPolicyCLI(t *testing.T) {
 	step(0, `policy "hello" created (version 1)`, "policy", "apply", "hello", good, "--wait", "--timeout", "20s")
 	step(0, "unchanged (version 1)", "policy", "apply", "hello", good)
 	step(0, "running", "vm", "create", "pv", "--cpus", "1", "--memory", "64MiB", "--wait", "--timeout", "30s")
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(step(0, "hello", "policy", "get", "hello"), "hello pv") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the policy's output never showed up:\n%s", step(0, "", "policy", "get", "hello"))
+	testcluster.WaitFor(t, 20*time.Second, "the policy's output in policy get", func() (bool, error) {
+		out := step(0, "hello", "policy", "get", "hello")
+		if strings.Contains(out, "hello pv") {
+			return true, nil
 		}
-		time.Sleep(100 * time.Millisecond) // polling the CLI output
-	}
+		return false, fmt.Errorf("policy get shows:\n%s", out)
+	})
 	get := step(0, "State:       active", "policy", "get", "hello")
 	if !strings.Contains(get, "Events:      vm.created") {
 		t.Fatalf("policy get:\n%s", get)

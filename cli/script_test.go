@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/kumoi/kumoi/client"
-	"github.com/kumoi/kumoi/cluster"
+	"github.com/kumoi/kumoi/cluster/agent"
 	"github.com/kumoi/kumoi/script"
 )
 
@@ -30,7 +30,7 @@ func runCLIStdin(tb testing.TB, stdin string, args ...string) (stdout, stderr st
 func TestScriptCommands(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	d, err := cluster.StartDev(ctx, cluster.DevConfig{Controllers: 1, Hosts: 2, BindIP: "127.0.0.52", APIPort: 17400})
+	d, err := agent.StartDev(ctx, agent.DevConfig{Controllers: 1, Hosts: 2, BindIP: "127.0.0.52", APIPort: 17400})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,12 +1,23 @@
-// Package cluster runs Kumoi's agents. A controller wires the replicated
-// state machine (package fsm) to hashicorp/raft with raft-boltdb/v2 log and
-// stable stores (fsync on) and a file snapshot store, finds its peers through
-// hashicorp/memberlist, bootstraps once --bootstrap-expect controllers are
-// seen, adds later controllers as voters, runs leader-only loops for as long
-// as it leads, and serves the HTTP API (forwarding writes and linearizable
-// reads to the leader).
+// Package cluster is the family of packages that run a Kumoi cluster, one
+// per role. This package holds no code of its own: only this map and the
+// test that keeps the import rules below true (imports_test.go).
 //
-// The package owns every side effect of a controller: sockets, files,
-// goroutines. It must not contain object semantics (those live in resource
-// and fsm) and must not render anything for humans (that is the CLI's job).
+//	cluster/agent       wiring: starts the roles a command line asks for
+//	                    (controller + API, dev mode), telemetry
+//	cluster/controller  Raft, leadership, the leader loops (hosts,
+//	                    evacuation, scheduling, policies, voters, bootstrap),
+//	                    write application, read barriers
+//	cluster/api         the HTTP API over a small Backend interface: routing,
+//	                    objects, VM actions, worker reports, events,
+//	                    forwarding, errors, body decoding, metrics
+//	cluster/worker      the agent on a hypervisor host: reconcile, domain
+//	                    convergence, reports, fencing
+//	cluster/membership  memberlist configuration, the gossip metadata
+//	                    schema, the shared delegate, the member table
+//
+// Imports go one way: agent → controller, api, worker → membership → lower
+// layers (fsm, scheduler, script, client, hypervisor, resource). The three
+// middle roles do not import each other; the API never imports Raft (the
+// controller maps Raft's errors onto resource's once); the worker imports
+// neither fsm nor Raft; nothing below cluster/ imports it.
 package cluster

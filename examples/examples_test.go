@@ -15,9 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kumoi/kumoi/internal/testcluster"
+
 	"github.com/kumoi/kumoi/cli"
 	"github.com/kumoi/kumoi/client"
-	"github.com/kumoi/kumoi/cluster"
+	"github.com/kumoi/kumoi/cluster/agent"
+	"github.com/kumoi/kumoi/cluster/worker"
 	"github.com/kumoi/kumoi/hypervisor/sim"
 	"github.com/kumoi/kumoi/resource"
 	"github.com/kumoi/kumoi/script"
@@ -34,7 +37,7 @@ const (
 
 var (
 	devOnce sync.Once
-	dev     *cluster.DevCluster
+	dev     *agent.DevCluster
 	devErr  error
 	devHost = []string{"sim-1", "sim-2", "sim-3"}
 )
@@ -53,22 +56,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// scaled stretches a deadline under CI, whose machines are slower.
-func scaled(d time.Duration) time.Duration {
-	if os.Getenv("CI") != "" {
-		return 3 * d
-	}
-	return d
-}
-
 // devClient returns a client of the shared dev cluster, once its three
 // hosts are ready.
 func devClient(t *testing.T) *client.Client {
 	t.Helper()
 	devOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), scaled(30*time.Second))
+		ctx, cancel := context.WithTimeout(context.Background(), testcluster.Stretch(30*time.Second))
 		defer cancel()
-		dev, devErr = cluster.StartDev(ctx, cluster.DevConfig{Controllers: 1, Hosts: len(devHost), BindIP: bindIP, APIPort: apiPort})
+		dev, devErr = agent.StartDev(ctx, agent.DevConfig{Controllers: 1, Hosts: len(devHost), BindIP: bindIP, APIPort: apiPort})
 	})
 	if devErr != nil {
 		t.Fatal(devErr)
@@ -77,29 +72,16 @@ func devClient(t *testing.T) *client.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "the dev hosts to be ready", func() bool {
+	testcluster.WaitFor(t, 30*time.Second, "the dev hosts to be ready", func() (bool, error) {
 		for _, name := range devHost {
 			h, _, err := c.Hosts().Get(context.Background(), name, nil)
 			if err != nil || h.State() != resource.HostReady {
-				return false
+				return false, nil
 			}
 		}
-		return true
+		return true, nil
 	})
 	return c
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	limit = scaled(limit)
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // syncBuffer is an io.Writer that a policy's handler may write to while
@@ -130,7 +112,7 @@ func runExample(t *testing.T, c *client.Client, file string, argv ...string) (st
 		t.Fatal(err)
 	}
 	out := &syncBuffer{}
-	err = script.Run(context.Background(), script.Env{Client: c, Out: out, Timeout: scaled(2 * time.Minute)}, file, src, argv)
+	err = script.Run(context.Background(), script.Env{Client: c, Out: out, Timeout: testcluster.Stretch(2 * time.Minute)}, file, src, argv)
 	t.Logf("%s %s:\n%s", file, strings.Join(argv, " "), out)
 	return out.String(), err
 }
@@ -156,7 +138,7 @@ func kumoi(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), scaled(2*time.Minute))
+	ctx, cancel := context.WithTimeout(context.Background(), testcluster.Stretch(2*time.Minute))
 	defer cancel()
 	cmd := exec.CommandContext(ctx, exe, args...)
 	cmd.Dir = ".."
@@ -197,8 +179,8 @@ func createVMs(t *testing.T, c *client.Client, labels map[string]string, names .
 		t.Cleanup(func() { deleteVM(t, c, name) })
 	}
 	for _, name := range names {
-		waitFor(t, 30*time.Second, name+" running", func() bool {
-			return vm(t, c, name).Phase() == resource.PhaseRunning
+		testcluster.WaitFor(t, 30*time.Second, name+" running", func() (bool, error) {
+			return vm(t, c, name).Phase() == resource.PhaseRunning, nil
 		})
 	}
 }
@@ -211,9 +193,9 @@ func deleteVM(t *testing.T, c *client.Client, name string) {
 		t.Errorf("delete %s: %v", name, err)
 		return
 	}
-	waitFor(t, 30*time.Second, name+" deleted", func() bool {
+	testcluster.WaitFor(t, 30*time.Second, name+" deleted", func() (bool, error) {
 		_, _, err := c.VMs().Get(ctx, name, nil)
-		return client.IsNotFound(err)
+		return client.IsNotFound(err), nil
 	})
 }
 
@@ -223,7 +205,7 @@ func stopVM(t *testing.T, c *client.Client, name string) {
 	if _, err := c.VMs().Stop(context.Background(), name, false); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, name+" stopped", func() bool { return vm(t, c, name).Phase() == resource.PhaseStopped })
+	testcluster.WaitFor(t, 30*time.Second, name+" stopped", func() (bool, error) { return vm(t, c, name).Phase() == resource.PhaseStopped, nil })
 }
 
 // pinTo drains every dev host but keep, so that the VMs created next are
@@ -250,13 +232,13 @@ func pinTo(t *testing.T, c *client.Client, keep string) (undo func()) {
 					t.Errorf("enable %s: %v", h, err)
 				}
 			}
-			waitFor(t, 10*time.Second, "the drained hosts to be ready again", func() bool {
+			testcluster.WaitFor(t, 10*time.Second, "the drained hosts to be ready again", func() (bool, error) {
 				for _, h := range drained {
 					if host, _, err := c.Hosts().Get(ctx, h, nil); err != nil || host.State() != resource.HostReady {
-						return false
+						return false, nil
 					}
 				}
-				return true
+				return true, nil
 			})
 		})
 	}
@@ -297,14 +279,14 @@ func TestCapacityReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { deleteVM(t, c, "cap-big") })
-	waitFor(t, 30*time.Second, "cap-big running", func() bool { return vm(t, c, "cap-big").Phase() == resource.PhaseRunning })
+	testcluster.WaitFor(t, 30*time.Second, "cap-big running", func() (bool, error) { return vm(t, c, "cap-big").Phase() == resource.PhaseRunning, nil })
 	if _, err := c.Hosts().Drain(ctx, "sim-3"); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Hosts().Enable(ctx, "sim-3") })
-	waitFor(t, 10*time.Second, "sim-3 draining", func() bool {
+	testcluster.WaitFor(t, 10*time.Second, "sim-3 draining", func() (bool, error) {
 		h, _, err := c.Hosts().Get(ctx, "sim-3", nil)
-		return err == nil && h.State() == resource.HostDraining
+		return err == nil && h.State() == resource.HostDraining, nil
 	})
 
 	out := mustRunExample(t, c, "capacity-report.star")
@@ -376,7 +358,7 @@ func TestCapacityReport(t *testing.T) {
 // at which it was done.
 func rebootIndexes(t *testing.T, c *client.Client, since uint64, names []string) (asked, done map[string]uint64) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), scaled(30*time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), testcluster.Stretch(30*time.Second))
 	defer cancel()
 	asked, done = map[string]uint64{}, map[string]uint64{}
 	for ev, err := range c.Events(ctx, since, resource.KindVM) {
@@ -491,7 +473,7 @@ func TestRollingRebootStopsAtFirstFailure(t *testing.T) {
 // the labelled one, which runs again elsewhere; the other stays lost.
 func TestHALostPolicy(t *testing.T) {
 	c := devClient(t)
-	ctx, cancel := context.WithTimeout(context.Background(), scaled(2*time.Minute))
+	ctx, cancel := context.WithTimeout(context.Background(), testcluster.Stretch(2*time.Minute))
 	defer cancel()
 	src, err := os.ReadFile("ha-lost.star")
 	if err != nil {
@@ -510,15 +492,15 @@ func TestHALostPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Policies().Delete(context.Background(), "ha-lost") })
-	waitFor(t, 15*time.Second, "the leader to run the policy", func() bool {
+	testcluster.WaitFor(t, 15*time.Second, "the leader to run the policy", func() (bool, error) {
 		pol, _, err := c.Policies().Get(ctx, "ha-lost", nil)
-		return err == nil && pol.Loaded() && pol.Status.State == resource.PolicyActive
+		return err == nil && pol.Loaded() && pol.Status.State == resource.PolicyActive, nil
 	})
 
 	// A host of its own to kill, so that the shared hosts survive.
 	const doomed = "sim-ha"
 	drv := sim.New(sim.Options{Host: doomed, CPUs: 4, MemoryMiB: 4096, BootLatency: 100 * time.Millisecond})
-	w, err := cluster.StartWorker(cluster.WorkerConfig{
+	w, err := worker.Start(worker.Config{
 		NodeID: doomed, BindIP: bindIP, GossipPort: apiPort + 150, Driver: drv, DriverName: "sim",
 		Join: []string{fmt.Sprintf("%s:%d", bindIP, apiPort+2)},
 	})
@@ -532,9 +514,9 @@ func TestHALostPolicy(t *testing.T) {
 		}
 		drv.Close()
 	})
-	waitFor(t, 30*time.Second, doomed+" ready", func() bool {
+	testcluster.WaitFor(t, 30*time.Second, doomed+" ready", func() (bool, error) {
 		h, _, err := c.Hosts().Get(ctx, doomed, nil)
-		return err == nil && h.State() == resource.HostReady
+		return err == nil && h.State() == resource.HostReady, nil
 	})
 	undo := pinTo(t, c, doomed)
 	createVMs(t, c, map[string]string{"ha": "script"}, "ha-keep")
@@ -553,15 +535,15 @@ func TestHALostPolicy(t *testing.T) {
 	killed = true
 	drv.Close()
 
-	waitFor(t, 60*time.Second, "ha-keep running on another host", func() bool {
+	testcluster.WaitFor(t, 60*time.Second, "ha-keep running on another host", func() (bool, error) {
 		v := vm(t, c, "ha-keep")
-		return v.Phase() == resource.PhaseRunning && v.Status.Host != doomed && v.Status.Host != ""
+		return v.Phase() == resource.PhaseRunning && v.Status.Host != doomed && v.Status.Host != "", nil
 	})
 	t.Logf("ha-keep running on %s %s after the kill", vm(t, c, "ha-keep").Status.Host, time.Since(killedAt).Round(time.Millisecond))
 	var pol *client.Policy
-	waitFor(t, 10*time.Second, "the policy to handle both lost VMs", func() bool {
+	testcluster.WaitFor(t, 10*time.Second, "the policy to handle both lost VMs", func() (bool, error) {
 		pol, _, err = c.Policies().Get(ctx, "ha-lost", nil)
-		return err == nil && pol.Status.Handled >= 2
+		return err == nil && pol.Status.Handled >= 2, nil
 	})
 	if pol.Status.Failed != 0 {
 		t.Errorf("the policy failed: %+v", pol.Status.RecentErrors)

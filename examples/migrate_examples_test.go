@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kumoi/kumoi/internal/testcluster"
+
 	"github.com/kumoi/kumoi/client"
 	"github.com/kumoi/kumoi/resource"
 )
@@ -60,9 +62,9 @@ func TestEvacuateHost(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
-	waitFor(t, 10*time.Second, "sim-1 draining", func() bool {
+	testcluster.WaitFor(t, 10*time.Second, "sim-1 draining", func() (bool, error) {
 		h, _, err := c.Hosts().Get(ctx, "sim-1", nil)
-		return err == nil && !h.Schedulable() && h.State() == resource.HostDraining
+		return err == nil && !h.Schedulable() && h.State() == resource.HostDraining, nil
 	})
 	if left, _, err := c.Hosts().VMs(ctx, "sim-1", nil); err != nil || len(left) != 0 {
 		t.Errorf("sim-1 still holds %d VMs (%v)", len(left), err)
@@ -72,9 +74,9 @@ func TestEvacuateHost(t *testing.T) {
 		if name == "ev-off" {
 			want = resource.PhaseStopped
 		}
-		waitFor(t, 30*time.Second, name+" "+want+" on another host", func() bool {
+		testcluster.WaitFor(t, 30*time.Second, name+" "+want+" on another host", func() (bool, error) {
 			v := vm(t, c, name)
-			return v.Phase() == want && v.Status.Host != "sim-1" && v.Status.Host != "" && v.Status.Epoch > was.epoch
+			return v.Phase() == want && v.Status.Host != "sim-1" && v.Status.Host != "" && v.Status.Epoch > was.epoch, nil
 		})
 	}
 	if v := vm(t, c, "ev-off"); v.Spec.Power != resource.PowerStopped {
@@ -134,7 +136,7 @@ func TestAntiAffinity(t *testing.T) {
 	}
 	seen := map[string]string{}
 	for _, name := range []string{"aa-1", "aa-2", "aa-3"} {
-		waitFor(t, 30*time.Second, name+" running", func() bool { return vm(t, c, name).Phase() == resource.PhaseRunning })
+		testcluster.WaitFor(t, 30*time.Second, name+" running", func() (bool, error) { return vm(t, c, name).Phase() == resource.PhaseRunning, nil })
 		h := vm(t, c, name).Status.Host
 		if other, dup := seen[h]; dup {
 			t.Errorf("%s and %s both on %s", other, name, h)

@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kumoi/kumoi/internal/testcluster"
+
 	"github.com/kumoi/kumoi/client"
-	"github.com/kumoi/kumoi/cluster"
+	"github.com/kumoi/kumoi/cluster/agent"
 	"github.com/kumoi/kumoi/hypervisor"
 	"github.com/kumoi/kumoi/resource"
 	"github.com/kumoi/kumoi/script"
@@ -19,7 +21,7 @@ import (
 // on 127.0.0.51, started by the first test that needs it.
 var (
 	devOnce sync.Once
-	dev     *cluster.DevCluster
+	dev     *agent.DevCluster
 	devErr  error
 )
 
@@ -38,7 +40,7 @@ func devClient(t *testing.T) *client.Client {
 	devOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		dev, devErr = cluster.StartDev(ctx, cluster.DevConfig{Controllers: 1, Hosts: 2, BindIP: "127.0.0.51", APIPort: 17400})
+		dev, devErr = agent.StartDev(ctx, agent.DevConfig{Controllers: 1, Hosts: 2, BindIP: "127.0.0.51", APIPort: 17400})
 	})
 	if devErr != nil {
 		t.Fatal(devErr)
@@ -47,34 +49,19 @@ func devClient(t *testing.T) *client.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "two ready hosts", func() bool {
+	testcluster.WaitFor(t, 30*time.Second, "two ready hosts", func() (bool, error) {
 		hosts, _, err := c.List(context.Background(), resource.KindHost, nil)
 		if err != nil || len(hosts) != 2 {
-			return false
+			return false, nil
 		}
 		for _, h := range hosts {
 			if _, st := script.HostState(h); st.State != resource.HostReady {
-				return false
+				return false, nil
 			}
 		}
-		return true
+		return true, nil
 	})
 	return c
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	if os.Getenv("CI") != "" {
-		limit *= 3
-	}
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // runDev runs src against the dev cluster and fails the test on error.
@@ -276,13 +263,13 @@ print(a.host.name, b.host.name)
 	if failed != 1 {
 		t.Errorf("errors %v, want one", errs)
 	}
-	waitFor(t, 30*time.Second, "pol-keep running again", func() bool {
+	testcluster.WaitFor(t, 30*time.Second, "pol-keep running again", func() (bool, error) {
 		o, _, err := c.Get(ctx, resource.KindVM, "pol-keep", nil)
 		if err != nil {
-			return false
+			return false, nil
 		}
 		_, st := script.VMState(o)
-		return st.Phase == resource.PhaseRunning
+		return st.Phase == resource.PhaseRunning, nil
 	})
 	if !strings.HasPrefix(out.String(), "restarting pol-keep after ") {
 		t.Errorf("policy printed %q", out)

@@ -1,0 +1,112 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/kumoi/kumoi/cluster/api"
+	"github.com/kumoi/kumoi/cluster/controller"
+)
+
+// Agent is a running `kumoi agent --controller`: a controller and the HTTP
+// API in front of it.
+type Agent struct {
+	ctrl   *controller.Controller
+	srv    *http.Server
+	ln     net.Listener
+	logger hclog.Logger
+	served chan error
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// The controller serves the API.
+var _ api.Backend = (*controller.Controller)(nil)
+
+// Start binds the API port, starts the controller and serves the API. The
+// API listener is bound first so that peers deciding whether to bootstrap
+// can ask this node about its state straight away.
+func Start(cfg controller.Config) (*Agent, error) {
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = Registry()
+	}
+	ln, err := net.Listen("tcp", cfg.APIAddr())
+	if err != nil {
+		return nil, fmt.Errorf("listen for the API on %s: %w (is another agent running? pick another --api-port or --bind)", cfg.APIAddr(), err)
+	}
+	ctrl, err := controller.New(cfg)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	metrics := api.NewMetrics(cfg.Registry)
+	ctrl.FSM().OnApply = metrics.ObserveApply
+	handler := api.NewHandler(ctrl, api.Options{
+		Logger:   cfg.Logger.Named("http"),
+		Registry: cfg.Registry,
+		Metrics:  metrics,
+		Version:  cfg.Version,
+		// A deliberate bug for the chaos harness's selftest.
+		UnsafeStaleReads: cfg.UnsafeStaleReads,
+		HostDownGrace:    cfg.HostDownGrace,
+		// Dial the leader from our own address.
+		ForwardClient: api.NewForwardClient(cfg.BindIP),
+	})
+	a := &Agent{
+		ctrl:   ctrl,
+		ln:     ln,
+		logger: cfg.Logger.Named("agent"),
+		served: make(chan error, 1),
+		srv: &http.Server{
+			Handler:           handler,
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+		},
+	}
+	go func() { a.served <- a.srv.Serve(ln) }()
+	a.logger.Info("API listening", "addr", ln.Addr().String())
+	return a, nil
+}
+
+// Controller returns the agent's controller.
+func (a *Agent) Controller() *controller.Controller { return a.ctrl }
+
+// APIAddr is the host:port the API listens on.
+func (a *Agent) APIAddr() string { return a.ln.Addr().String() }
+
+// Served is sent the HTTP server's exit error.
+func (a *Agent) Served() <-chan error { return a.served }
+
+// Shutdown hands off leadership, drains the API and stops the controller.
+// It is safe to call more than once.
+func (a *Agent) Shutdown(ctx context.Context) error {
+	a.stopOnce.Do(func() { a.stopErr = a.shutdown(ctx) })
+	return a.stopErr
+}
+
+func (a *Agent) shutdown(ctx context.Context) error {
+	a.ctrl.HandOffLeadership()
+	drain, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := a.srv.Shutdown(drain); err != nil {
+		// Event streams never finish on their own: cut them.
+		_ = a.srv.Close()
+	}
+	err := a.ctrl.Shutdown(ctx)
+	if serr := <-a.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	return err
+}

@@ -1,0 +1,63 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/kumoi/kumoi/resource"
+)
+
+// cluster: GET /v1/cluster[?stale]
+func (a *httpAPI) cluster(w http.ResponseWriter, r *http.Request) error {
+	q, err := apiQuery(r, "stale")
+	if err != nil {
+		return err
+	}
+	p := readParams{}
+	if p.stale, err = parseStale(q); err != nil {
+		return err
+	}
+	serve := func() error {
+		c, err := a.b.Cluster(r.Context())
+		if err != nil {
+			return err
+		}
+		if c.Servers == nil {
+			c.Servers = []resource.Server{}
+		}
+		if c.Members == nil {
+			c.Members = []resource.Member{}
+		}
+		a.setReadHeaders(w, p, a.b.FSM().AppliedIndex())
+		return writeJSON(w, http.StatusOK, c)
+	}
+	if p.stale {
+		return serve()
+	}
+	return a.onLeader(w, r, nil, serve)
+}
+
+// removeServer: DELETE /v1/cluster/servers/{id}
+func (a *httpAPI) removeServer(id string) apiHandler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if _, err := apiQuery(r); err != nil {
+			return err
+		}
+		return a.onLeader(w, r, nil, func() error {
+			index, err := a.b.RemoveServer(r.Context(), id)
+			if err != nil {
+				if errors.Is(err, resource.ErrUnknownServer) {
+					return &apiError{
+						status: http.StatusNotFound, code: resource.CodeNotFound,
+						msg: fmt.Sprintf("server %q is not in the raft configuration; GET /v1/cluster lists the servers", id),
+					}
+				}
+				return err
+			}
+			w.Header().Set(headerIndex, strconv.FormatUint(index, 10))
+			return writeJSON(w, http.StatusOK, resource.RemoveServerResponse{Removed: id, Index: index})
+		})
+	}
+}

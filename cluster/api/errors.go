@@ -1,0 +1,126 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/kumoi/kumoi/fsm"
+	"github.com/kumoi/kumoi/resource"
+)
+
+// apiError is an error with its HTTP answer decided.
+type apiError struct {
+	status     int
+	code       string
+	msg        string
+	field      string
+	retryAfter bool // set Retry-After: 1
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func badArg(field, format string, args ...any) *apiError {
+	return &apiError{
+		status: http.StatusBadRequest, code: resource.CodeInvalidArgument,
+		field: field, msg: fmt.Sprintf(format, args...),
+	}
+}
+
+func badJSON(format string, args ...any) *apiError {
+	return &apiError{status: http.StatusBadRequest, code: resource.CodeInvalidJSON, msg: fmt.Sprintf(format, args...)}
+}
+
+func noLeader(msg string) *apiError {
+	return &apiError{status: http.StatusServiceUnavailable, code: resource.CodeNoLeader, msg: msg, retryAfter: true}
+}
+
+// isNotLeader reports whether err says this node is not (or no longer) the
+// leader, before anything was proposed.
+func isNotLeader(err error) bool {
+	return errors.Is(err, resource.ErrNotLeader)
+}
+
+// toAPIError maps business errors (fsm.Result.Err), Backend errors and
+// context errors onto the API's status codes and error codes.
+func toAPIError(err error) *apiError {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	e := &apiError{status: http.StatusInternalServerError, code: resource.CodeInternal, msg: err.Error()}
+	var fe *resource.FieldError
+	switch {
+	case errors.As(err, &fe):
+		e.status, e.code, e.field = http.StatusBadRequest, resource.CodeInvalidArgument, fe.Field
+	case errors.Is(err, resource.ErrInvalid):
+		e.status, e.code = http.StatusBadRequest, resource.CodeInvalidArgument
+	case errors.Is(err, fsm.ErrNotFound), errors.Is(err, resource.ErrUnknownServer):
+		e.status, e.code = http.StatusNotFound, resource.CodeNotFound
+	case errors.Is(err, fsm.ErrExists):
+		e.status, e.code = http.StatusConflict, resource.CodeAlreadyExists
+	case errors.Is(err, fsm.ErrCASMismatch):
+		e.status, e.code = http.StatusConflict, resource.CodeCASMismatch
+	case errors.Is(err, fsm.ErrStaleEpoch):
+		e.status, e.code = http.StatusConflict, resource.CodeStaleEpoch
+	case errors.Is(err, fsm.ErrNoCapacity), errors.Is(err, fsm.ErrHostNotReady), errors.Is(err, fsm.ErrWrongPhase), errors.Is(err, fsm.ErrHostBusy):
+		e.status, e.code = http.StatusConflict, resource.CodeConflict
+	case errors.Is(err, fsm.ErrBadPayload), errors.Is(err, fsm.ErrUnknownCommand):
+		e.msg = "the state machine rejected a command this controller built (a bug; the controller log has details): " + err.Error()
+	case errors.Is(err, resource.ErrNoLeader):
+		e.status, e.code, e.retryAfter = http.StatusServiceUnavailable, resource.CodeNoLeader, true
+	case isNotLeader(err):
+		e.status, e.code, e.retryAfter = http.StatusServiceUnavailable, resource.CodeNoLeader, true
+		e.msg = "this controller is no longer the leader and could not hand the request on; retry shortly"
+	case errors.Is(err, resource.ErrNotReady), errors.Is(err, resource.ErrShuttingDown):
+		e.status, e.code, e.retryAfter = http.StatusServiceUnavailable, resource.CodeUnavailable, true
+	case errors.Is(err, resource.ErrLeadershipLost):
+		// No Retry-After: a blind retry of a write that did apply may
+		// fail (409) or apply twice (updates without ?cas).
+		e.status, e.code = http.StatusServiceUnavailable, resource.CodeUnavailable
+		e.msg = resource.ErrLeadershipLost.Error() + "; read the object to find out, then retry if needed"
+	case errors.Is(err, context.DeadlineExceeded):
+		e.status, e.code = http.StatusGatewayTimeout, resource.CodeTimeout
+		e.msg = "the request timed out (" + err.Error() + "); a write may or may not have been applied: read the object to find out"
+	case errors.Is(err, context.Canceled):
+		e.status, e.code = http.StatusServiceUnavailable, resource.CodeUnavailable
+		e.msg = "the request was cancelled (" + err.Error() + ")"
+	}
+	return e
+}
+
+// writeError answers err as resource.ErrorResponse JSON.
+func (a *httpAPI) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	e := toAPIError(err)
+	if e.status >= 500 && e.code == resource.CodeInternal {
+		a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+	} else {
+		a.log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "status", e.status, "code", e.code, "error", err)
+	}
+	if e.retryAfter {
+		w.Header().Set("Retry-After", "1")
+	}
+	// Headers meant for a success (a stream's type, a length) must not
+	// describe the error body.
+	w.Header().Del("Content-Length")
+	w.Header().Del("Location")
+	body := resource.ErrorResponse{Error: resource.ErrorBody{Code: e.code, Message: e.msg, Field: e.field}}
+	if werr := writeJSON(w, e.status, body); werr != nil {
+		a.log.Error("cannot encode error response", "error", werr)
+	}
+}
+
+// writeJSON answers v as JSON with status.
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode response: %w", err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+	return nil
+}

@@ -1,0 +1,127 @@
+package api
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/kumoi/kumoi/resource"
+)
+
+// hopHeaders are connection-level headers a proxy must not pass on
+// (RFC 9110 section 7.6.1).
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// copyEndToEnd copies the end-to-end headers of src into dst.
+func copyEndToEnd(dst, src http.Header) {
+	drop := map[string]bool{}
+	for _, h := range hopHeaders {
+		drop[h] = true
+	}
+	for _, v := range src.Values("Connection") {
+		for f := range strings.SplitSeq(v, ",") {
+			if f = textproto.TrimString(f); f != "" {
+				drop[textproto.CanonicalMIMEHeaderKey(f)] = true
+			}
+		}
+	}
+	for k, vs := range src {
+		if !drop[k] {
+			dst[k] = append(dst[k][:0:0], vs...)
+		}
+	}
+}
+
+// forward sends r (with the buffered body) to the leader and copies the
+// leader's answer back verbatim, flushing as it goes so that streams (event
+// streams, long blocking queries) pass straight through. It returns an error
+// only when nothing has been written: no leader is known, the leader cannot
+// be reached, or r was itself forwarded here (no second hop, so no loops).
+func (a *httpAPI) forward(w http.ResponseWriter, r *http.Request, body []byte) error {
+	self := a.b.NodeID()
+	if by := r.Header.Get(headerForwarded); by != "" {
+		return noLeader(fmt.Sprintf("controller %s forwarded this request to %s as the leader, but %s is not the leader; leadership is changing, retry shortly", by, self, self))
+	}
+	id, addr := a.b.Leader()
+	switch {
+	case id == "" || id == self:
+		return noLeader(resource.ErrNoLeader.Error())
+	case addr == "":
+		return noLeader(fmt.Sprintf("the leader is %s, but this controller does not know its API address yet; retry shortly", id))
+	}
+	ctx := r.Context()
+	u := url.URL{Scheme: "http", Host: addr, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+	var rd io.Reader = http.NoBody
+	if len(body) > 0 {
+		rd = bytes.NewReader(body)
+	}
+	out, err := http.NewRequestWithContext(ctx, r.Method, u.String(), rd)
+	if err != nil {
+		return fmt.Errorf("forward to the leader: %w", err)
+	}
+	copyEndToEnd(out.Header, r.Header)
+	out.Header.Del("Content-Length") // set from the buffered body
+	out.Header.Set(headerForwarded, self)
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil && host != "" {
+		out.Header.Add("X-Forwarded-For", host)
+	}
+	resp, err := a.client.Do(out)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err() // the client gave up; nobody reads the answer
+		}
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" || r.Method == http.MethodGet {
+			// Nothing reached the leader (or nothing would change):
+			// safe to retry.
+			return noLeader(fmt.Sprintf("cannot reach the leader %s at %s: %v; retry shortly", id, addr, err))
+		}
+		// The request may have reached the leader before the connection
+		// broke: the write may or may not have been applied.
+		return &apiError{status: http.StatusServiceUnavailable, code: resource.CodeUnavailable,
+			msg: fmt.Sprintf("the connection to the leader %s broke while forwarding: %v; the write may or may not have been applied (read before retrying)", id, err)}
+	}
+	defer resp.Body.Close()
+	a.m.forwardedInc()
+
+	copyEndToEnd(w.Header(), resp.Header)
+	w.WriteHeader(resp.StatusCode)
+	rc := http.NewResponseController(w)
+	// How long the leader takes is the leader's business (a blocking
+	// query, a stream); our server's write timeout must not cut it.
+	_ = rc.SetWriteDeadline(time.Time{})
+	_ = rc.Flush()
+	buf := make([]byte, 32<<10)
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return nil // the client went away
+			}
+			_ = rc.Flush()
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			// The leader went away mid-answer: break the connection
+			// so that the client sees a truncated response, not a
+			// complete one.
+			a.log.Warn("leader connection broke while forwarding", "leader", id, "path", r.URL.Path, "error", rerr)
+			panic(http.ErrAbortHandler)
+		}
+	}
+}

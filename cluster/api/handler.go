@@ -1,0 +1,382 @@
+package api
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kumoi/kumoi/resource"
+)
+
+// HTTP headers of the API (docs/api.md, "Headers").
+const (
+	// headerIndex carries the Raft index a read reflects or a write made.
+	headerIndex = resource.HeaderIndex
+	// headerKnownLeader says whether the answering node knows a leader.
+	headerKnownLeader = resource.HeaderKnownLeader
+	// headerLastContact is how long (ms) since a follower heard from the
+	// leader; 0 on the leader and on linearizable reads.
+	headerLastContact = resource.HeaderLastContact
+	// headerForwarded marks a request one controller forwarded to the
+	// leader; its value is the forwarding node's id.
+	headerForwarded = resource.HeaderForwarded
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxBodyBytes      = 1 << 20
+	DefaultBlockingWait      = 30 * time.Second
+	DefaultMaxBlockingWait   = 10 * time.Minute
+	DefaultHeartbeatInterval = 10 * time.Second
+)
+
+// MetricsRegistry is where the API registers its metrics and what /metrics
+// serves. *prometheus.Registry implements it.
+type MetricsRegistry interface {
+	prometheus.Registerer
+	prometheus.Gatherer
+}
+
+// Options configures NewHandler. The zero value works.
+type Options struct {
+	// Logger gets request logs (debug) and handler failures (error).
+	Logger hclog.Logger
+	// MaxBodyBytes caps request bodies (default 1 MiB); larger bodies are
+	// answered 413 body_too_large.
+	MaxBodyBytes int64
+	// DefaultWait is the wait of a blocking query that gives ?index but no
+	// ?wait (default 30s).
+	DefaultWait time.Duration
+	// MaxWait caps ?wait (default 10m).
+	MaxWait time.Duration
+	// HeartbeatInterval is how often an idle GET /v1/events stream sends a
+	// heartbeat line (default 10s).
+	HeartbeatInterval time.Duration
+	// Registry receives the kumoi_ metrics (see NewMetrics) and is served
+	// at GET /metrics. nil: a registry private to this handler.
+	Registry MetricsRegistry
+	// Metrics records the API's metrics. nil: NewMetrics(Registry). Pass
+	// the Metrics whose ObserveApply is wired to the FSM to share it
+	// (NewMetrics on the same registry shares the series either way).
+	Metrics *Metrics
+	// ForwardClient forwards requests to the leader. nil: a client with a
+	// 5s dial timeout, no proxy, no overall timeout (blocking queries and
+	// event streams are long) and no redirect following.
+	ForwardClient *http.Client
+	// Version is this build's version, sent as X-Kumoi-Version.
+	Version string
+	// UnsafeStaleReads serves every read from local state, even without
+	// ?stale: a deliberate linearizability bug for the chaos harness's
+	// selftest (controller.Config.UnsafeStaleReads). Never in production.
+	UnsafeStaleReads bool
+	// HostDownGrace is the controllers' host-down grace (default
+	// resource.DefaultHostDownGrace). A VM on a host down this long may
+	// be migrated while it is to run.
+	HostDownGrace time.Duration
+}
+
+// httpAPI is the handler returned by NewHandler.
+type httpAPI struct {
+	b         Backend
+	log       hclog.Logger
+	m         *Metrics
+	metrics   http.Handler
+	client    *http.Client
+	maxBody   int64
+	defWait   time.Duration
+	maxWait   time.Duration
+	heartbeat time.Duration
+	version   string
+	unsafe    bool // Config.UnsafeStaleReads
+
+	hostDownGrace time.Duration
+
+	// onBlock, if set (tests), is called when a blocking query is about to
+	// wait for a change.
+	onBlock func()
+}
+
+// NewHandler returns the controller's HTTP API (docs/api.md) over b:
+// /v1/status, /v1/cluster, /v1/events, /v1/{plural}[/{name}] for every
+// registered kind, and /metrics.
+func NewHandler(b Backend, opts Options) http.Handler {
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.DefaultWait <= 0 {
+		opts.DefaultWait = DefaultBlockingWait
+	}
+	if opts.MaxWait <= 0 {
+		opts.MaxWait = DefaultMaxBlockingWait
+	}
+	opts.DefaultWait = min(opts.DefaultWait, opts.MaxWait)
+	if opts.HeartbeatInterval <= 0 {
+		opts.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if opts.HostDownGrace <= 0 {
+		opts.HostDownGrace = resource.DefaultHostDownGrace
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = NewMetrics(opts.Registry)
+	}
+	log := opts.Logger
+	if !strings.HasSuffix(log.Name(), "http") {
+		log = log.Named("http")
+	}
+	if opts.ForwardClient == nil {
+		opts.ForwardClient = NewForwardClient("")
+	}
+	return &httpAPI{
+		b:   b,
+		log: log,
+		m:   opts.Metrics,
+		metrics: promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{
+			ErrorHandling: promhttp.ContinueOnError,
+		}),
+		client:  opts.ForwardClient,
+		maxBody: opts.MaxBodyBytes,
+		unsafe:  opts.UnsafeStaleReads,
+
+		hostDownGrace: opts.HostDownGrace,
+		defWait:       opts.DefaultWait,
+		maxWait:       opts.MaxWait,
+		heartbeat:     opts.HeartbeatInterval,
+		version:       opts.Version,
+	}
+}
+
+// NewForwardClient returns the client a follower uses to forward requests
+// to the leader, dialing from localIP when it is set (so that a partition of
+// a node's address also cuts its forwarding).
+func NewForwardClient(localIP string) *http.Client {
+	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	if ip := net.ParseIP(localIP); ip != nil {
+		d.LocalAddr = &net.TCPAddr{IP: ip}
+	}
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy:               nil, // controllers talk to each other directly
+			DialContext:         d.DialContext,
+			MaxIdleConnsPerHost: 32,
+			IdleConnTimeout:     90 * time.Second,
+			// No ResponseHeaderTimeout: a blocking query sends its
+			// headers only when it answers.
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// apiHandler serves one route. It either writes the whole response and
+// returns nil, or writes nothing and returns the error to answer with.
+type apiHandler func(w http.ResponseWriter, r *http.Request) error
+
+func (a *httpAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &apiRecorder{ResponseWriter: w}
+	route, h := a.route(r)
+	a.m.requestStarted()
+	defer func() {
+		p := recover()
+		if p != nil && p != http.ErrAbortHandler {
+			a.log.Error("BUG: panic serving request", "method", r.Method, "path", r.URL.Path,
+				"panic", p, "stack", string(debug.Stack()))
+			if !rec.wroteHeader {
+				a.writeError(rec, r, &apiError{
+					status: http.StatusInternalServerError, code: resource.CodeInternal,
+					msg: fmt.Sprintf("internal error while serving %s %s (a bug; the controller log has details)", r.Method, r.URL.Path),
+				})
+			}
+		}
+		status := rec.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		d := time.Since(start)
+		a.m.requestDone()
+		a.m.observeRequest(r.Method, route, status, d)
+		a.log.Debug("request", "method", r.Method, "path", r.URL.Path, "query", r.URL.RawQuery,
+			"status", status, "duration", d, "remote", r.RemoteAddr, "forwarded_by", r.Header.Get(headerForwarded))
+		if p == http.ErrAbortHandler {
+			panic(p)
+		}
+	}()
+	if a.version != "" {
+		w.Header().Set("X-Kumoi-Version", a.version)
+	}
+	if err := h(rec, r); err != nil {
+		if rec.wroteHeader {
+			// The response is under way (a stream); all we can do is log.
+			a.log.Warn("error after the response started", "method", r.Method, "path", r.URL.Path, "error", err)
+			return
+		}
+		a.writeError(rec, r, err)
+	}
+}
+
+// route picks the handler for r and names its route for metrics.
+func (a *httpAPI) route(r *http.Request) (string, apiHandler) {
+	p := r.URL.Path
+	if p == "/metrics" {
+		return "/metrics", a.methods(methodHandler{http.MethodGet, a.serveMetrics})
+	}
+	rest, ok := strings.CutPrefix(p, "/v1/")
+	if !ok {
+		return "other", a.notFound
+	}
+	blocking := ""
+	if r.URL.Query().Has("index") {
+		blocking = "?index"
+	}
+	parts := strings.Split(rest, "/")
+	switch {
+	case rest == "status":
+		return "/v1/status", a.methods(methodHandler{http.MethodGet, a.status})
+	case rest == "cluster":
+		return "/v1/cluster", a.methods(methodHandler{http.MethodGet, a.cluster})
+	case len(parts) == 3 && parts[0] == "cluster" && parts[1] == "servers" && parts[2] != "":
+		return "/v1/cluster/servers/{id}", a.methods(methodHandler{http.MethodDelete, a.removeServer(parts[2])})
+	case rest == "events":
+		return "/v1/events", a.methods(methodHandler{http.MethodGet, a.events})
+	}
+	info, ok := resource.LookupPlural(parts[0])
+	if !ok {
+		return "other", a.notFound
+	}
+	coll := "/v1/" + info.Plural
+	switch {
+	case len(parts) == 1:
+		return coll + blocking, a.methods(
+			methodHandler{http.MethodGet, a.list(info)},
+			methodHandler{http.MethodPost, a.create(info)},
+		)
+	case len(parts) == 3 && info.Kind == resource.KindVM && parts[1] != "" && parts[2] != "":
+		return coll + "/{name}/{action}", a.methods(methodHandler{http.MethodPost, a.vmAction(parts[1], parts[2])})
+	case len(parts) == 3 && info.Kind == resource.KindHost && parts[1] != "" && parts[2] == "report":
+		return coll + "/{name}/report", a.methods(methodHandler{http.MethodPost, a.report(parts[1])})
+	case len(parts) == 2 && parts[1] != "":
+		name := parts[1]
+		return coll + "/{name}" + blocking, a.methods(
+			methodHandler{http.MethodGet, a.get(info, name)},
+			methodHandler{http.MethodPut, a.update(info, name)},
+			methodHandler{http.MethodDelete, a.delete(info, name)},
+		)
+	}
+	return "other", a.notFound
+}
+
+type methodHandler struct {
+	method string
+	h      apiHandler
+}
+
+// methods dispatches on the request method; others get 405 with Allow.
+func (a *httpAPI) methods(hs ...methodHandler) apiHandler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		allow := make([]string, len(hs))
+		for i, mh := range hs {
+			if r.Method == mh.method {
+				return mh.h(w, r)
+			}
+			allow[i] = mh.method
+		}
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		return &apiError{
+			status: http.StatusMethodNotAllowed, code: resource.CodeMethodNotAllowed,
+			msg: fmt.Sprintf("%s does not support %s; use %s", r.URL.Path, r.Method, joinOr(allow)),
+		}
+	}
+}
+
+// joinOr renders a list as "a", "a or b", "a, b or c".
+func joinOr(items []string) string {
+	if len(items) <= 1 {
+		return strings.Join(items, "")
+	}
+	return strings.Join(items[:len(items)-1], ", ") + " or " + items[len(items)-1]
+}
+
+func (a *httpAPI) notFound(w http.ResponseWriter, r *http.Request) error {
+	var colls []string
+	for _, k := range resource.Kinds() {
+		colls = append(colls, "/v1/"+k.Plural)
+	}
+	msg := fmt.Sprintf("no such endpoint %s %s", r.Method, r.URL.Path)
+	if rest, ok := strings.CutPrefix(r.URL.Path, "/v1/"); ok {
+		parts := strings.Split(rest, "/")
+		info, known := resource.LookupPlural(parts[0])
+		switch {
+		case known && len(parts) > 2:
+			msg = fmt.Sprintf("%s objects have no action or sub-resource %q", info.Kind, strings.Join(parts[2:], "/"))
+		case !known && parts[0] != "" && !slices.Contains([]string{"status", "cluster", "events"}, parts[0]):
+			msg = fmt.Sprintf("no collection %q", parts[0])
+		}
+	}
+	return &apiError{
+		status: http.StatusNotFound, code: resource.CodeNotFound,
+		msg: fmt.Sprintf("%s; the collections are %s, and the other endpoints /v1/status, /v1/cluster, /v1/events and /metrics (see docs/api.md)",
+			msg, strings.Join(colls, ", ")),
+	}
+}
+
+func (a *httpAPI) serveMetrics(w http.ResponseWriter, r *http.Request) error {
+	a.metrics.ServeHTTP(w, r)
+	return nil
+}
+
+func (a *httpAPI) status(w http.ResponseWriter, r *http.Request) error {
+	// Status is this node's own view; ?stale is accepted and changes
+	// nothing.
+	if _, err := apiQuery(r, "stale"); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, a.b.Status())
+}
+
+// apiRecorder remembers the status code for metrics and logs.
+type apiRecorder struct {
+	http.ResponseWriter
+	status      int
+	wroteHeader bool
+}
+
+func (r *apiRecorder) WriteHeader(code int) {
+	if !r.wroteHeader && code >= 200 {
+		r.status = code
+		r.wroteHeader = true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *apiRecorder) Write(b []byte) (int, error) {
+	if !r.wroteHeader {
+		r.WriteHeader(http.StatusOK)
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// Flush implements http.Flusher.
+func (r *apiRecorder) Flush() {
+	if !r.wroteHeader {
+		r.WriteHeader(http.StatusOK)
+	}
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (r *apiRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

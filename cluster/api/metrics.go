@@ -1,0 +1,144 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kumoi/kumoi/fsm"
+)
+
+// Metrics are the controller's kumoi_ Prometheus metrics. Raft's own metrics
+// come from go-metrics through a sink the controller registers separately.
+//
+// A nil *Metrics is valid and records nothing.
+type Metrics struct {
+	requestDuration   *prometheus.HistogramVec
+	requestsInFlight  prometheus.Gauge
+	applyDuration     *prometheus.HistogramVec
+	applyErrors       *prometheus.CounterVec
+	raftApplyDuration prometheus.Histogram
+	forwarded         prometheus.Counter
+}
+
+// latencyBuckets cover fast API calls through blocking queries (up to the
+// 10m maximum wait) and event streams.
+var latencyBuckets = []float64{
+	.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 600,
+}
+
+// NewMetrics creates the kumoi_ metrics and registers them with reg (nil:
+// not registered). Calling it again with the same registry — dev mode runs
+// several controllers in one process — returns metrics backed by the
+// collectors already registered, so every caller records into the same
+// series. It panics if reg holds a different metric under one of the names,
+// a programming error like prometheus.MustRegister's.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requestDuration: registerOrReuse(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "kumoi_http_request_duration_seconds",
+			Help:    "HTTP API requests by method, route and status code: time to the end of the response (blocking queries and event streams included; their routes end in ?index or are /v1/events).",
+			Buckets: latencyBuckets,
+		}, []string{"method", "route", "code"})),
+		requestsInFlight: registerOrReuse(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kumoi_http_requests_in_flight",
+			Help: "HTTP API requests being served, including blocking queries and event streams.",
+		})),
+		applyDuration: registerOrReuse(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "kumoi_fsm_apply_duration_seconds",
+			Help:    "Time the state machine took to apply one Raft log entry, by command type.",
+			Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1},
+		}, []string{"type"})),
+		applyErrors: registerOrReuse(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kumoi_fsm_apply_errors_total",
+			Help: "Log entries the state machine rejected (validation, CAS, conflicts, bad payloads), by command type.",
+		}, []string{"type"})),
+		raftApplyDuration: registerOrReuse(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "kumoi_raft_apply_duration_seconds",
+			Help:    "Time from proposing a command through Raft to its being applied on this node, as seen by the HTTP API.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		})),
+		forwarded: registerOrReuse(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kumoi_forwarded_requests_total",
+			Help: "HTTP API requests this controller forwarded to the leader.",
+		})),
+	}
+	// Show every command type from the start, so rates work before the
+	// first error.
+	for _, t := range fsm.MessageTypes {
+		m.applyErrors.WithLabelValues(t.String())
+	}
+	return m
+}
+
+// registerOrReuse registers c with reg, or returns the equal collector reg
+// already holds.
+func registerOrReuse[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if reg == nil {
+		return c
+	}
+	err := reg.Register(c)
+	if err == nil {
+		return c
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing
+		}
+	}
+	panic(fmt.Sprintf("cluster: cannot register metric: %v", err))
+}
+
+// ObserveApply records one applied log entry; wire it to fsm.FSM.OnApply.
+func (m *Metrics) ObserveApply(t fsm.MessageType, d time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	m.applyDuration.WithLabelValues(t.String()).Observe(d.Seconds())
+	if err != nil {
+		m.applyErrors.WithLabelValues(t.String()).Inc()
+	}
+}
+
+func (m *Metrics) observeRequest(method, route string, code int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
+	default:
+		method = "other" // bound the label's values
+	}
+	m.requestDuration.WithLabelValues(method, route, strconv.Itoa(code)).Observe(d.Seconds())
+}
+
+func (m *Metrics) observeRaftApply(d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.raftApplyDuration.Observe(d.Seconds())
+}
+
+func (m *Metrics) forwardedInc() {
+	if m == nil {
+		return
+	}
+	m.forwarded.Inc()
+}
+
+func (m *Metrics) requestStarted() {
+	if m != nil {
+		m.requestsInFlight.Inc()
+	}
+}
+
+func (m *Metrics) requestDone() {
+	if m != nil {
+		m.requestsInFlight.Dec()
+	}
+}

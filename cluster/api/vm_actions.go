@@ -1,0 +1,101 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/kumoi/kumoi/fsm"
+	"github.com/kumoi/kumoi/resource"
+	"github.com/kumoi/kumoi/scheduler"
+)
+
+// vmAction: POST /v1/vms/{name}/{start|stop|suspend|resume|reboot|migrate}
+// with an optional resource.VMActionRequest body → 200 + the VM; 409
+// conflict (naming the phase) when the phase forbids it.
+func (a *httpAPI) vmAction(name, action string) apiHandler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if _, err := apiQuery(r); err != nil {
+			return err
+		}
+		if err := resource.ValidateName(name); err != nil {
+			return err
+		}
+		switch action {
+		case fsm.ActionStart, fsm.ActionStop, fsm.ActionSuspend, fsm.ActionResume, fsm.ActionReboot, actionMigrate:
+		default:
+			return &apiError{status: http.StatusNotFound, code: resource.CodeNotFound,
+				msg: "unknown VM action " + strconv.Quote(action) + "; use start, stop, suspend, resume, reboot or migrate"}
+		}
+		body, err := a.readOptionalBody(w, r)
+		if err != nil {
+			return err
+		}
+		var opts resource.VMActionRequest
+		if body != nil {
+			if err := decodeBody(body, &opts); err != nil {
+				return err
+			}
+		}
+		switch {
+		case opts.Force && action != fsm.ActionStop:
+			return badArg("force", "applies to stop only, not %s", action)
+		case opts.Host != "" && action != actionMigrate:
+			return badArg("host", "applies to migrate only, not %s", action)
+		case opts.Host != "":
+			if err := resource.ValidateName(opts.Host); err != nil {
+				return badArg("host", "%v", err)
+			}
+		}
+		return a.onLeader(w, r, body, func() error {
+			var (
+				res *fsm.Result
+				err error
+			)
+			if action == actionMigrate {
+				res, err = a.migrate(r, name, opts.Host)
+			} else {
+				res, err = a.b.Apply(r.Context(), fsm.ActionRequestType, &fsm.ActionRequest{Time: time.Now().UTC(), VM: name, Action: action, Force: opts.Force})
+			}
+			if err != nil {
+				return err
+			}
+			if res.Err != nil {
+				return res.Err
+			}
+			o := (*resource.Object)(nil)
+			if len(res.Objects) > 0 {
+				o = res.Objects[0]
+			} else if o, err = a.b.FSM().State().Get(nil, resource.KindVM, name); err != nil || o == nil {
+				return fmt.Errorf("vm %q vanished after %s", name, action)
+			}
+			return writeObject(w, http.StatusOK, res.Index, o)
+		})
+	}
+}
+
+// actionMigrate is the VM action that moves a VM to another host (cold).
+const actionMigrate = "migrate"
+
+// migrate proposes a fsm.MigrateRequest (on the leader), with the target
+// host the scheduler picks when none is given (scheduler.MigrationTarget).
+func (a *httpAPI) migrate(r *http.Request, name, host string) (*fsm.Result, error) {
+	if host != "" {
+		// An unknown target is a bad argument, not a missing VM (404).
+		if ho, err := a.b.FSM().State().Get(nil, resource.KindHost, host); err != nil {
+			return nil, err
+		} else if ho == nil {
+			return nil, badArg("host", "there is no host %q; see kumoi host list", host)
+		}
+	}
+	if host == "" {
+		var err error
+		if host, err = scheduler.MigrationTarget(a.b.FSM().State(), name, time.Now(), a.hostDownGrace); err != nil {
+			return nil, err
+		}
+	}
+	return a.b.Apply(r.Context(), fsm.MigrateRequestType, &fsm.MigrateRequest{
+		Time: time.Now().UTC(), VM: name, Host: host, Grace: a.hostDownGrace,
+	})
+}

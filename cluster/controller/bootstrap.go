@@ -1,0 +1,96 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/kumoi/kumoi/resource"
+)
+
+// bootstrapLoop bootstraps raft once --bootstrap-expect controllers are
+// seen, unless one of them already belongs to a cluster (then the leader
+// adds us as a voter).
+func (c *Controller) bootstrapLoop() {
+	defer c.wg.Done()
+	for {
+		wait := c.members.Changed()
+		done, err := c.tryBootstrap()
+		if done {
+			return
+		}
+		if err != nil {
+			c.logger.Info("not bootstrapping yet", "reason", err)
+		}
+		select {
+		case <-c.shutdownCh:
+			return
+		case <-wait:
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (c *Controller) tryBootstrap() (done bool, err error) {
+	if _, lid := c.raft.LeaderWithID(); lid != "" {
+		return true, nil // someone already leads us
+	}
+	if last := c.raft.LastIndex(); last > 0 {
+		return true, nil
+	}
+	peers := c.members.AliveControllers()
+	if len(peers) < c.cfg.BootstrapExpect {
+		return false, fmt.Errorf("%d of %d expected controllers seen", len(peers), c.cfg.BootstrapExpect)
+	}
+	var servers []raft.Server
+	for _, p := range peers {
+		if p.Meta.Expect != 0 && p.Meta.Expect != c.cfg.BootstrapExpect {
+			return false, fmt.Errorf("controller %s has --bootstrap-expect %d, this one %d: they must agree", p.Meta.ID, p.Meta.Expect, c.cfg.BootstrapExpect)
+		}
+		if p.Meta.ID != c.cfg.NodeID {
+			st, err := peerStatus(p.Meta.API)
+			if err != nil {
+				return false, fmt.Errorf("cannot ask %s whether it already has a cluster: %v", p.Meta.ID, err)
+			}
+			if st.LeaderID != "" || st.LastLogIndex > 0 {
+				c.logger.Info("a peer already belongs to a cluster; waiting to be added as a voter", "peer", p.Meta.ID)
+				return true, nil
+			}
+		}
+		servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.Meta.ID), Address: raft.ServerAddress(p.Meta.Raft)})
+	}
+	c.logger.Info("bootstrapping the raft cluster", "servers", len(servers))
+	if err := c.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil && err != raft.ErrCantBootstrap {
+		return false, fmt.Errorf("bootstrap: %w", err)
+	}
+	return true, nil
+}
+
+func peerStatus(apiAddr string) (*resource.Status, error) {
+	if apiAddr == "" {
+		return nil, fmt.Errorf("no API address advertised")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+apiAddr+"/v1/status", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("status %s", resp.Status)
+	}
+	var st resource.Status
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}

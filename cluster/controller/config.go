@@ -1,0 +1,183 @@
+package controller
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kumoi/kumoi/cluster/membership"
+	"github.com/kumoi/kumoi/resource"
+)
+
+// Defaults of a controller.
+const (
+	DefaultAPIPort  = 7400
+	DefaultRaftPort = 7401
+	// DefaultGossipPort, like the gossip timing defaults, is the
+	// membership package's: controllers and workers share it.
+	DefaultGossipPort = membership.DefaultGossipPort
+	// DefaultHostDownGrace is how long a host stays down before its VMs
+	// are evacuated (it must exceed the workers' --fence-after).
+	DefaultHostDownGrace = resource.DefaultHostDownGrace
+)
+
+// Config configures a controller. Zero values take the defaults below.
+type Config struct {
+	NodeID  string
+	DataDir string // required unless InMemory
+	// BindIP is the address every listener binds to and advertises.
+	BindIP     string
+	APIPort    int
+	RaftPort   int
+	GossipPort int
+	// BootstrapExpect: bootstrap the cluster once this many controllers
+	// (including this one) are seen in the gossip pool. 0 = never bootstrap
+	// (join an existing cluster: the leader adds this node as a voter).
+	BootstrapExpect int
+	// Join lists gossip addresses (host:port) of other agents.
+	Join []string
+
+	// Raft timing, tuned for a LAN by default.
+	HeartbeatTimeout   time.Duration // default 400ms
+	ElectionTimeout    time.Duration // default 400ms
+	LeaderLeaseTimeout time.Duration // default 300ms
+	CommitTimeout      time.Duration // default 20ms
+	// ApplyTimeout bounds how long a write waits to be enqueued.
+	ApplyTimeout time.Duration // default 10s
+	// ReconcileInterval is how often the leader checks raft membership
+	// against the gossip pool (it also reacts to gossip events at once).
+	ReconcileInterval time.Duration // default 5s
+	// HostDownGrace is how long a host stays down before its VMs are
+	// evacuated (ha=restart VMs placed elsewhere). It must exceed the
+	// workers' --fence-after plus a margin: see docs/ha.md.
+	HostDownGrace     time.Duration // default DefaultHostDownGrace
+	SnapshotThreshold uint64        // default 8192
+	SnapshotInterval  time.Duration // default 60s
+	TrailingLogs      uint64        // default 10240
+	MaxAppendEntries  int           // default 512
+
+	// Gossip timing (memberlist LAN profile, tightened for loopback).
+	GossipProbeInterval time.Duration // default membership.DefaultProbeInterval
+	GossipProbeTimeout  time.Duration // default membership.DefaultProbeTimeout
+	GossipSuspicionMult int           // default membership.DefaultSuspicionMult
+
+	// InMemory keeps the raft log, stable store and snapshots in memory
+	// (tests only). Transport, if set, replaces the TCP transport.
+	InMemory  bool
+	Transport raft.Transport
+	// DisableGossip runs without memberlist; with BootstrapServers the
+	// cluster is bootstrapped from that fixed list (tests only).
+	DisableGossip    bool
+	BootstrapServers []raft.Server
+	// NoSync turns fsync off on the raft log (benchmarks comparing
+	// durability costs only; never in production).
+	NoSync bool
+	// UnsafeStaleReads serves every read from local state, even without
+	// ?stale: a deliberate linearizability bug that exists only for the
+	// chaos harness's selftest to catch (hidden agent flag
+	// --debug-unsafe-stale-reads). Never in production.
+	UnsafeStaleReads bool
+
+	Logger hclog.Logger
+	// Registry is where the agent registers the API's and Raft's metrics
+	// (nil: the process-wide registry); the controller itself does not
+	// use it.
+	Registry *prometheus.Registry
+	// Version is this build's version, shown by GET /v1/status and sent
+	// as X-Kumoi-Version (default Version).
+	Version string
+}
+
+// SetDefaults fills the zero fields of c with the defaults.
+func (c *Config) SetDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.BindIP == "" {
+		c.BindIP = "127.0.0.1"
+	}
+	if c.APIPort == 0 {
+		c.APIPort = DefaultAPIPort
+	}
+	if c.RaftPort == 0 {
+		c.RaftPort = DefaultRaftPort
+	}
+	if c.GossipPort == 0 {
+		c.GossipPort = DefaultGossipPort
+	}
+	def(&c.HeartbeatTimeout, 400*time.Millisecond)
+	def(&c.ElectionTimeout, 400*time.Millisecond)
+	def(&c.LeaderLeaseTimeout, 300*time.Millisecond)
+	def(&c.CommitTimeout, 20*time.Millisecond)
+	def(&c.ApplyTimeout, 10*time.Second)
+	def(&c.ReconcileInterval, 5*time.Second)
+	def(&c.HostDownGrace, DefaultHostDownGrace)
+	def(&c.SnapshotInterval, 60*time.Second)
+	def(&c.GossipProbeInterval, membership.DefaultProbeInterval)
+	def(&c.GossipProbeTimeout, membership.DefaultProbeTimeout)
+	if c.GossipSuspicionMult == 0 {
+		c.GossipSuspicionMult = membership.DefaultSuspicionMult
+	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = 8192
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = 10240
+	}
+	if c.MaxAppendEntries == 0 {
+		c.MaxAppendEntries = 512
+	}
+	if c.Logger == nil {
+		c.Logger = hclog.NewNullLogger()
+	}
+	if c.Version == "" {
+		c.Version = Version
+	}
+}
+
+// Version is the version a controller reports when Config.Version is
+// empty; the kumoi command passes its own (cli.Version, set by the linker).
+var Version = "0.1.0-dev"
+
+// Validate checks the configuration and says what to fix.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.NodeID == "" {
+		errs = append(errs, errors.New("--node-id is required (a unique name for this controller, e.g. c1)"))
+	}
+	if !c.InMemory && c.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir is required (where the raft log and snapshots are kept)"))
+	}
+	if net.ParseIP(c.BindIP) == nil {
+		errs = append(errs, fmt.Errorf("--bind %q is not an IP address", c.BindIP))
+	}
+	for name, p := range map[string]int{"--api-port": c.APIPort, "--raft-port": c.RaftPort, "--gossip-port": c.GossipPort} {
+		if p < 0 || p > 65535 {
+			errs = append(errs, fmt.Errorf("%s %d is not a port number (1-65535)", name, p))
+		}
+	}
+	if c.BootstrapExpect < 0 || c.BootstrapExpect > 9 {
+		errs = append(errs, fmt.Errorf("--bootstrap-expect %d must be between 0 and 9 (use 3 or 5)", c.BootstrapExpect))
+	}
+	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
+		errs = append(errs, fmt.Errorf("leader lease timeout %s must not exceed heartbeat timeout %s", c.LeaderLeaseTimeout, c.HeartbeatTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// APIAddr is the host:port the HTTP API listens on.
+func (c *Config) APIAddr() string { return net.JoinHostPort(c.BindIP, strconv.Itoa(c.APIPort)) }
+
+// RaftAddr is the host:port Raft listens on.
+func (c *Config) RaftAddr() string { return net.JoinHostPort(c.BindIP, strconv.Itoa(c.RaftPort)) }
+
+// GossipAddr is the host:port gossip listens on (TCP and UDP).
+func (c *Config) GossipAddr() string { return net.JoinHostPort(c.BindIP, strconv.Itoa(c.GossipPort)) }

@@ -1,0 +1,411 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+
+	"github.com/kumoi/kumoi/client"
+	"github.com/kumoi/kumoi/cluster/membership"
+	"github.com/kumoi/kumoi/fsm"
+	"github.com/kumoi/kumoi/resource"
+)
+
+// Controller is one member of the replicated control plane.
+type Controller struct {
+	cfg    Config
+	logger hclog.Logger
+	fsm    *fsm.FSM
+	raft   *raft.Raft
+	parts  *raftParts
+
+	gossip         *memberlist.Memberlist
+	gossipDelegate *membership.Delegate
+	members        *membership.Table
+
+	// readyTerm is the raft term in which this node, as leader, completed
+	// its leadership barrier; linearizable reads need it to be the
+	// current term.
+	readyTerm atomic.Uint64
+
+	leaderLoopsMu sync.Mutex
+	leaderLoops   []LeaderLoop
+
+	// noHandOff skips the leadership transfer on shutdown (a dev cluster
+	// stops all its controllers at once).
+	noHandOff atomic.Bool
+
+	// removed remembers servers removed by `cluster remove`, so that the
+	// voter reconciler does not add one back while gossip still shows it
+	// alive (it takes a few probes to notice a killed node).
+	removedMu sync.Mutex
+	removed   map[string]time.Time
+
+	// The policy runner's API client (policies.go).
+	policyClientOnce sync.Once
+	policyCl         *client.Client
+	policyClErr      error
+
+	reconcileCh chan struct{}
+	shutdownCh  chan struct{}
+	shutdownMu  sync.Mutex
+	shutdown    bool
+	wg          sync.WaitGroup
+}
+
+// LeaderLoop is a task that runs only while this controller is the leader.
+// Run is started after the leadership barrier and its ctx is cancelled when
+// leadership is lost or the controller stops.
+type LeaderLoop struct {
+	Name string
+	Run  func(ctx context.Context)
+}
+
+// New opens the stores, starts raft and gossip, and returns a
+// running controller. Call Shutdown to stop it.
+func New(cfg Config) (*Controller, error) {
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c := &Controller{
+		cfg:         cfg,
+		logger:      cfg.Logger.Named("controller").With("node", cfg.NodeID),
+		members:     membership.NewTable(),
+		reconcileCh: make(chan struct{}, 1),
+		shutdownCh:  make(chan struct{}),
+	}
+	c.fsm = fsm.New(fsm.Config{Logger: cfg.Logger})
+	parts, err := openRaftParts(&c.cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.parts = parts
+	rc := cfg.raftConfig()
+	notify := make(chan bool, 16)
+	rc.NotifyCh = notify
+	r, err := raft.NewRaft(rc, c.fsm, parts.logs, parts.stable, parts.snaps, parts.trans)
+	if err != nil {
+		parts.close()
+		return nil, fmt.Errorf("start raft: %w", err)
+	}
+	c.raft = r
+	c.addLeaderLoop(LeaderLoop{Name: "reconcile-voters", Run: c.reconcileVotersLoop})
+	c.addLeaderLoop(LeaderLoop{Name: "hosts", Run: c.hostsLoop})
+	c.addLeaderLoop(LeaderLoop{Name: "evacuate", Run: c.evacuateLoop})
+	c.addLeaderLoop(LeaderLoop{Name: "scheduler", Run: c.schedulerLoop})
+	c.addLeaderLoop(LeaderLoop{Name: "policies", Run: c.policiesLoop})
+
+	c.wg.Add(1)
+	go c.monitorLeadership(notify)
+
+	if len(cfg.BootstrapServers) > 0 && !parts.hasState {
+		f := r.BootstrapCluster(raft.Configuration{Servers: cfg.BootstrapServers})
+		if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			c.Shutdown(context.Background())
+			return nil, fmt.Errorf("bootstrap: %w", err)
+		}
+	}
+	if !cfg.DisableGossip {
+		if err := c.startGossip(); err != nil {
+			c.Shutdown(context.Background())
+			return nil, err
+		}
+	}
+	c.logger.Info("controller started", "raft", cfg.RaftAddr(), "gossip", cfg.GossipAddr(),
+		"existing_state", parts.hasState, "bootstrap_expect", cfg.BootstrapExpect)
+	return c, nil
+}
+
+// AddLeaderLoop registers a loop to run while this node leads. Loops added
+// after leadership was won start at the next leadership change.
+func (c *Controller) AddLeaderLoop(l LeaderLoop) { c.addLeaderLoop(l) }
+
+func (c *Controller) addLeaderLoop(l LeaderLoop) {
+	c.leaderLoopsMu.Lock()
+	defer c.leaderLoopsMu.Unlock()
+	c.leaderLoops = append(c.leaderLoops, l)
+}
+
+// NodeID returns this controller's id.
+func (c *Controller) NodeID() string { return c.cfg.NodeID }
+
+// FSM returns the local state machine.
+func (c *Controller) FSM() *fsm.FSM { return c.fsm }
+
+// Raft exposes the raft node (tests and diagnostics).
+func (c *Controller) Raft() *raft.Raft { return c.raft }
+
+// Config returns the effective configuration.
+func (c *Controller) Config() Config { return c.cfg }
+
+// IsLeader reports whether this node is the raft leader.
+func (c *Controller) IsLeader() bool { return c.raft.State() == raft.Leader }
+
+// Leader returns the leader's id and API address, as far as this node knows.
+func (c *Controller) Leader() (id, apiAddr string) {
+	_, lid := c.raft.LeaderWithID()
+	if lid == "" {
+		return "", ""
+	}
+	id = string(lid)
+	if id == c.cfg.NodeID {
+		return id, c.cfg.APIAddr()
+	}
+	if m, ok := c.members.Controller(id); ok {
+		return id, m.Meta.API
+	}
+	return id, ""
+}
+
+// Apply proposes a command and waits until it is applied here.
+func (c *Controller) Apply(ctx context.Context, t fsm.MessageType, req any) (*fsm.Result, error) {
+	data, err := fsm.Encode(t, req)
+	if err != nil {
+		return nil, err
+	}
+	timeout := c.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		if d := time.Until(dl); d < timeout {
+			timeout = d
+		}
+	}
+	if timeout <= 0 {
+		return nil, ctx.Err()
+	}
+	f := c.raft.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		return nil, mapRaftError(err)
+	}
+	res, ok := f.Response().(*fsm.Result)
+	if !ok {
+		return nil, fmt.Errorf("unexpected apply response %T", f.Response())
+	}
+	return res, nil
+}
+
+// Propose applies a command and folds its business error (Result.Err) into
+// the returned error: for callers that treat both
+// alike (the leader's own loops, tests, benchmarks).
+func (c *Controller) Propose(ctx context.Context, t fsm.MessageType, req any) (*fsm.Result, error) {
+	res, err := c.Apply(ctx, t, req)
+	if err != nil {
+		return nil, err
+	}
+	if res.Err != nil {
+		return res, res.Err
+	}
+	return res, nil
+}
+
+// ConsistentRead waits until the local state reflects every write
+// acknowledged before the call: this node must be the leader of the current
+// term, have applied its leadership barrier, still be confirmed by a quorum
+// (VerifyLeader), and have applied everything committed when the read began.
+func (c *Controller) ConsistentRead(ctx context.Context) error {
+	if c.raft.State() != raft.Leader {
+		return ErrNotLeader
+	}
+	if c.readyTerm.Load() != c.currentTerm() {
+		return ErrNotReady
+	}
+	readIndex := c.raft.CommitIndex()
+	if err := c.raft.VerifyLeader().Error(); err != nil {
+		return mapRaftError(err)
+	}
+	// Acknowledged writes are applied to this FSM before they are
+	// acknowledged, and the barrier covered the previous leaders' writes;
+	// waiting for raft's applied index closes the remaining window.
+	if c.raft.AppliedIndex() >= readIndex {
+		return nil
+	}
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for c.raft.AppliedIndex() < readIndex {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.shutdownCh:
+			return ErrShuttingDown
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
+func (c *Controller) currentTerm() uint64 { return c.raft.CurrentTerm() }
+
+// Status describes this controller.
+func (c *Controller) Status() resource.Status {
+	stats := c.raft.Stats()
+	lid, laddr := c.Leader()
+	term, _ := strconv.ParseUint(stats["term"], 10, 64)
+	lastLog, _ := strconv.ParseUint(stats["last_log_index"], 10, 64)
+	numPeers, _ := strconv.Atoi(stats["num_peers"])
+	st := resource.Status{
+		NodeID:       c.cfg.NodeID,
+		LeaderID:     lid,
+		LeaderAddr:   laddr,
+		RaftState:    c.raft.State().String(),
+		Term:         term,
+		CommitIndex:  c.raft.CommitIndex(),
+		AppliedIndex: c.fsm.AppliedIndex(),
+		LastLogIndex: lastLog,
+		StateIndex:   c.fsm.State().LatestIndex(),
+		APIAddr:      c.cfg.APIAddr(),
+		RaftAddr:     c.cfg.RaftAddr(),
+		GossipAddr:   c.cfg.GossipAddr(),
+		Version:      c.cfg.Version,
+		NumServers:   numPeers + 1,
+	}
+	if c.raft.State() == raft.Leader {
+		st.LastContactMS = -1
+	} else if lc := c.raft.LastContact(); !lc.IsZero() {
+		st.LastContactMS = time.Since(lc).Milliseconds()
+	}
+	return st
+}
+
+// Cluster returns the raft configuration and the gossip members.
+func (c *Controller) Cluster(ctx context.Context) (resource.Cluster, error) {
+	f := c.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return resource.Cluster{}, mapRaftError(err)
+	}
+	lid, _ := c.Leader()
+	out := resource.Cluster{Leader: lid, Servers: []resource.Server{}, Members: c.members.List()}
+	for _, s := range f.Configuration().Servers {
+		out.Servers = append(out.Servers, resource.Server{
+			ID:      string(s.ID),
+			Address: string(s.Address),
+			Voter:   s.Suffrage == raft.Voter,
+			Leader:  string(s.ID) == lid,
+		})
+	}
+	sort.Slice(out.Servers, func(i, j int) bool { return out.Servers[i].ID < out.Servers[j].ID })
+	return out, nil
+}
+
+// RemoveServer removes a server from the raft configuration (leader only).
+func (c *Controller) RemoveServer(ctx context.Context, id string) (uint64, error) {
+	f := c.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return 0, mapRaftError(err)
+	}
+	found := false
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == id {
+			found = true
+		}
+	}
+	if !found {
+		return 0, fmt.Errorf("%w: %q (see `kumoi cluster status` for the server ids)", ErrUnknownServer, id)
+	}
+	rf := c.raft.RemoveServer(raft.ServerID(id), 0, c.cfg.ApplyTimeout)
+	if err := rf.Error(); err != nil {
+		return 0, mapRaftError(err)
+	}
+	c.removedMu.Lock()
+	if c.removed == nil {
+		c.removed = map[string]time.Time{}
+	}
+	c.removed[id] = time.Now()
+	c.removedMu.Unlock()
+	c.logger.Info("removed server from the raft configuration", "server", id, "index", rf.Index())
+	return rf.Index(), nil
+}
+
+// Shutdown stops the controller. If it leads, it first hands leadership to
+// another voter so the cluster does not wait for an election timeout.
+func (c *Controller) Shutdown(ctx context.Context) error {
+	c.shutdownMu.Lock()
+	if c.shutdown {
+		c.shutdownMu.Unlock()
+		return nil
+	}
+	c.shutdown = true
+	c.shutdownMu.Unlock()
+
+	c.HandOffLeadership()
+	close(c.shutdownCh)
+	var errs []error
+	if c.gossip != nil {
+		// Announce the leave in our metadata: memberlist's leave event
+		// does not tell a leave from a failure.
+		if d := c.gossipDelegate; d != nil {
+			m := d.Meta()
+			m.Leaving = true
+			if d.SetMeta(m) == nil {
+				_ = c.gossip.UpdateNode(time.Second)
+			}
+		}
+		if err := c.gossip.Leave(2 * time.Second); err != nil {
+			c.logger.Warn("gossip leave", "error", err)
+		}
+		errs = append(errs, c.gossip.Shutdown())
+	}
+	if c.raft != nil {
+		errs = append(errs, c.raft.Shutdown().Error())
+	}
+	c.wg.Wait()
+	if c.parts != nil {
+		c.parts.close()
+	}
+	c.logger.Info("controller stopped")
+	return errors.Join(errs...)
+}
+
+// DisableHandOff makes Shutdown skip the leadership transfer (a dev
+// cluster stops all its controllers at once).
+func (c *Controller) DisableHandOff() { c.noHandOff.Store(true) }
+
+// HandOffLeadership transfers leadership to another voter if this node
+// leads, so that the cluster does not wait an election timeout when it stops.
+func (c *Controller) HandOffLeadership() {
+	if c.raft == nil || c.noHandOff.Load() || c.raft.State() != raft.Leader || c.numVoters() < 2 {
+		return
+	}
+	c.logger.Info("transferring leadership before shutdown")
+	if err := c.raft.LeadershipTransfer().Error(); err != nil {
+		c.logger.Warn("leadership transfer failed", "error", err)
+	}
+}
+
+func (c *Controller) numVoters() int {
+	f := c.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	n := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			n++
+		}
+	}
+	return n
+}
+
+// WaitForLeader blocks until some leader is known or ctx ends.
+func (c *Controller) WaitForLeader(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if id, _ := c.Leader(); id != "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}

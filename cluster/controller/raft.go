@@ -1,0 +1,127 @@
+package controller
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+)
+
+// raftParts are the stores and transport a raft node is built from.
+type raftParts struct {
+	logs      raft.LogStore
+	stable    raft.StableStore
+	snaps     raft.SnapshotStore
+	trans     raft.Transport
+	closeFns  []func() error
+	hasState  bool
+	boltStore *raftboltdb.BoltStore
+}
+
+func (p *raftParts) close() {
+	for i := len(p.closeFns) - 1; i >= 0; i-- {
+		_ = p.closeFns[i]()
+	}
+}
+
+func (c *Config) raftConfig() *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(c.NodeID)
+	rc.HeartbeatTimeout = c.HeartbeatTimeout
+	rc.ElectionTimeout = c.ElectionTimeout
+	rc.LeaderLeaseTimeout = c.LeaderLeaseTimeout
+	rc.CommitTimeout = c.CommitTimeout
+	rc.SnapshotThreshold = c.SnapshotThreshold
+	rc.SnapshotInterval = c.SnapshotInterval
+	rc.TrailingLogs = c.TrailingLogs
+	rc.MaxAppendEntries = c.MaxAppendEntries
+	// Group commit: the leader drains every pending Apply into one batch,
+	// appended (and fsync'd) to the log in one write.
+	rc.BatchApplyCh = true
+	rc.Logger = c.Logger.Named("raft")
+	return rc
+}
+
+// openRaftParts opens the log, stable and snapshot stores and the transport.
+func openRaftParts(c *Config) (*raftParts, error) {
+	p := &raftParts{}
+	ok := false
+	defer func() {
+		if !ok {
+			p.close()
+		}
+	}()
+	if c.InMemory {
+		store := raft.NewInmemStore()
+		p.logs, p.stable = store, store
+		p.snaps = raft.NewInmemSnapshotStore()
+	} else {
+		dir := filepath.Join(c.DataDir, "raft")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("create data dir: %w", err)
+		}
+		bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"), NoSync: c.NoSync})
+		if err != nil {
+			return nil, fmt.Errorf("open raft log %s: %w (is another agent using this --data-dir?)", filepath.Join(dir, "raft.db"), err)
+		}
+		p.boltStore = bolt
+		p.closeFns = append(p.closeFns, bolt.Close)
+		cached, err := raft.NewLogCache(1024, bolt)
+		if err != nil {
+			return nil, err
+		}
+		p.logs, p.stable = cached, bolt
+		snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 3, c.Logger.Named("snapshot"))
+		if err != nil {
+			return nil, fmt.Errorf("open snapshot store: %w", err)
+		}
+		p.snaps = snaps
+	}
+	if c.Transport != nil {
+		p.trans = c.Transport
+	} else {
+		ln, err := net.Listen("tcp", c.RaftAddr())
+		if err != nil {
+			return nil, fmt.Errorf("listen for raft on %s: %w", c.RaftAddr(), err)
+		}
+		trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream:  &boundStreamLayer{ln: ln, local: net.ParseIP(c.BindIP)},
+			MaxPool: 8,
+			Timeout: 5 * time.Second,
+			Logger:  c.Logger.Named("raft-net"),
+		})
+		p.trans = trans
+		p.closeFns = append(p.closeFns, trans.Close)
+	}
+	has, err := raft.HasExistingState(p.logs, p.stable, p.snaps)
+	if err != nil {
+		return nil, fmt.Errorf("inspect raft state: %w", err)
+	}
+	p.hasState = has
+	ok = true
+	return p, nil
+}
+
+var _ io.Closer = (*raftboltdb.BoltStore)(nil)
+
+// boundStreamLayer is raft's TCP stream layer, except that it dials from
+// the node's own --bind address: a partition made with iptables on that
+// address then cuts raft traffic both ways.
+type boundStreamLayer struct {
+	ln    net.Listener
+	local net.IP
+}
+
+func (l *boundStreamLayer) Accept() (net.Conn, error) { return l.ln.Accept() }
+func (l *boundStreamLayer) Close() error              { return l.ln.Close() }
+func (l *boundStreamLayer) Addr() net.Addr            { return l.ln.Addr() }
+
+func (l *boundStreamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	d := net.Dialer{Timeout: timeout, LocalAddr: &net.TCPAddr{IP: l.local}}
+	return d.Dial("tcp", string(addr))
+}

@@ -1,0 +1,95 @@
+package controller
+
+import (
+	"context"
+	"time"
+
+	"github.com/hashicorp/go-memdb"
+
+	"github.com/kumoi/kumoi/fsm"
+	"github.com/kumoi/kumoi/resource"
+	"github.com/kumoi/kumoi/scheduler"
+)
+
+// schedulerLoop places pending VMs on ready hosts whenever either changes:
+// it watches the set of pending VMs and the hosts (not every VM write:
+// workers' status reports do not wake it), plans at most every
+// schedulerMinInterval so that a burst of creates is placed in a few large
+// plans, and re-plans every schedulerRetryInterval in case a plan failed.
+func (c *Controller) schedulerLoop(ctx context.Context) {
+	const (
+		schedulerMinInterval   = 50 * time.Millisecond
+		schedulerRetryInterval = 5 * time.Second
+	)
+	st := c.fsm.State()
+	cache := scheduler.NewCache()
+	full := true
+	interval := schedulerMinInterval
+	var lastHostIdx uint64
+	for {
+		ws := memdb.NewWatchSet()
+		ws.Add(st.AbandonCh())
+		st.IndexWatch(ws, resource.KindHost)
+		if err := st.WatchPhase(ws, resource.PhasePending); err != nil {
+			return
+		}
+		// A round that placed nothing (every host full, or none) backs
+		// off up to a second: new VMs then only get their reason, and
+		// re-reading a large pending set every 50ms would cost the
+		// writes their CPU. Placing, or a host change, resets it.
+		hostIdx := st.Index(resource.KindHost)
+		if c.scheduleOnce(ctx, cache, full) > 0 || hostIdx != lastHostIdx {
+			interval = schedulerMinInterval
+		} else {
+			interval = min(2*interval, time.Second)
+		}
+		lastHostIdx = hostIdx
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+		wctx, cancel := context.WithTimeout(ctx, schedulerRetryInterval)
+		full = ws.WatchCtx(wctx) != nil // the periodic round re-plans everything
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// scheduleOnce plans one round and returns how many VMs it placed.
+func (c *Controller) scheduleOnce(ctx context.Context, cache *scheduler.Cache, full bool) (placed int) {
+	hosts, vms, err := scheduler.FromState(c.fsm.State(), cache, full)
+	if err != nil || len(vms) == 0 {
+		return 0
+	}
+	plan := scheduler.Plan(hosts, vms)
+	for len(plan.Placements)+len(plan.Unplaced) > 0 {
+		chunk := fsm.PlaceRequest{Time: time.Now().UTC()}
+		n := min(len(plan.Placements), fsm.MaxBatchOps)
+		chunk.Placements, plan.Placements = plan.Placements[:n], plan.Placements[n:]
+		m := min(len(plan.Unplaced), fsm.MaxBatchOps-n)
+		chunk.Unplaced, plan.Unplaced = plan.Unplaced[:m], plan.Unplaced[m:]
+		res, err := c.Propose(ctx, fsm.PlaceRequestType, &chunk)
+		if err != nil {
+			if ctx.Err() == nil {
+				c.logger.Warn("placement plan failed", "error", err)
+			}
+			return
+		}
+		ok := 0
+		for i, e := range res.ItemErrors {
+			if e == nil {
+				ok++
+			} else {
+				c.logger.Debug("placement rejected at apply time", "vm", chunk.Placements[i].VM, "host", chunk.Placements[i].Host, "error", e)
+			}
+		}
+		if ok > 0 {
+			c.logger.Debug("placed VMs", "placed", ok, "rejected", len(chunk.Placements)-ok)
+		}
+		placed += ok
+	}
+	return placed
+}

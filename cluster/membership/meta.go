@@ -1,0 +1,66 @@
+package membership
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Roles an agent advertises in its metadata.
+const (
+	RoleController = "controller"
+	RoleWorker     = "worker"
+)
+
+// MaxMetaBytes is memberlist's limit on a node's metadata.
+const MaxMetaBytes = 512
+
+// Meta is what an agent advertises in its gossip metadata: the common
+// fields, then the controller's and the worker's own. One type serves for
+// writing and reading, so the schema cannot drift between the two sides.
+// Every field is omitted when empty; older agents ignore fields they do
+// not know.
+type Meta struct {
+	ID   string `json:"id"`
+	Role string `json:"role"`
+	// Leaving is set (by a metadata update) just before a graceful leave:
+	// memberlist does not tell a leave from a failure in NotifyLeave.
+	Leaving bool `json:"leaving,omitempty"`
+
+	// Controllers: where to reach the API and Raft, and the node's
+	// --bootstrap-expect.
+	API    string `json:"api,omitempty"`
+	Raft   string `json:"raft,omitempty"`
+	Expect int    `json:"expect,omitempty"`
+
+	// Workers: the host's capacity, driver and labels. Ready is false
+	// until the worker's first reconciliation after joining has removed
+	// every domain that is no longer its own.
+	CPUs      int               `json:"cpus,omitempty"`
+	MemoryMiB int64             `json:"memory_mib,omitempty"`
+	Driver    string            `json:"driver,omitempty"`
+	Ready     bool              `json:"ready,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+}
+
+// Encode returns m as gossip metadata, or an error if it exceeds
+// MaxMetaBytes.
+func (m Meta) Encode() ([]byte, error) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > MaxMetaBytes {
+		return nil, fmt.Errorf("gossip metadata of %s is %d bytes; memberlist allows %d (fewer or shorter labels?)", m.ID, len(b), MaxMetaBytes)
+	}
+	return b, nil
+}
+
+// DecodeMeta reads an agent's metadata. Metadata that does not decode
+// (an agent of another kind on the port) names the member only.
+func DecodeMeta(name string, b []byte) Meta {
+	var m Meta
+	if err := json.Unmarshal(b, &m); err != nil {
+		return Meta{ID: name}
+	}
+	return m
+}

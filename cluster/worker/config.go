@@ -1,0 +1,91 @@
+package worker
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/kumoi/kumoi/cluster/membership"
+	"github.com/kumoi/kumoi/hypervisor"
+	"github.com/kumoi/kumoi/resource"
+)
+
+// Defaults of a worker.
+const (
+	DefaultFenceAfter     = 3 * time.Second
+	DefaultHealthInterval = 2 * time.Second
+	DefaultShutdownGrace  = 10 * time.Second
+)
+
+// Config configures a worker: the agent on a hypervisor host that makes
+// its domains match the VMs placed on it.
+type Config struct {
+	NodeID string // the host's name
+	// GossipName is the worker's memberlist name (default NodeID; a worker
+	// sharing a process with a controller needs another one).
+	GossipName string
+	BindIP     string
+	GossipPort int
+	Join       []string
+	Driver     hypervisor.Driver
+	DriverName string // "sim" or "libvirt"
+	// Labels become the host object's labels when it is first created
+	// (gossip metadata is small: keep them few and short).
+	Labels map[string]string
+	// CPUs and MemoryMiB override the capacity the driver reports.
+	CPUs      int
+	MemoryMiB int64
+	// FenceAfter: a worker that has not reached a controller quorum for
+	// this long stops its VMs itself (default 3s; below the controllers'
+	// host-down grace).
+	FenceAfter time.Duration
+	// HealthInterval is how often an unhealthy driver is retried (2s).
+	HealthInterval time.Duration
+	// ShutdownGrace is how long a guest may take to power off (10s).
+	ShutdownGrace time.Duration
+	Logger        hclog.Logger
+}
+
+// validate checks cfg and fills in the defaults.
+func (cfg *Config) validate() error {
+	if cfg.NodeID == "" {
+		return errors.New("--node-id is required (the host's name)")
+	}
+	if err := resource.ValidateName(cfg.NodeID); err != nil {
+		return fmt.Errorf("--node-id: a worker's id is its host's name: %w", err)
+	}
+	if cfg.Driver == nil {
+		return errors.New("worker: no hypervisor driver")
+	}
+	if err := resource.ValidateLabels(cfg.Labels); err != nil {
+		return fmt.Errorf("--label: %w", err)
+	}
+	if m, _ := json.Marshal(cfg.Labels); len(m) > 300 {
+		return fmt.Errorf("--label: %d bytes of labels; gossip metadata allows about 300", len(m))
+	}
+	if cfg.GossipName == "" {
+		cfg.GossipName = cfg.NodeID
+	}
+	if cfg.BindIP == "" {
+		cfg.BindIP = "127.0.0.1"
+	}
+	if cfg.GossipPort == 0 {
+		cfg.GossipPort = membership.DefaultGossipPort
+	}
+	if cfg.FenceAfter == 0 {
+		cfg.FenceAfter = DefaultFenceAfter
+	}
+	if cfg.HealthInterval == 0 {
+		cfg.HealthInterval = DefaultHealthInterval
+	}
+	if cfg.ShutdownGrace == 0 {
+		cfg.ShutdownGrace = DefaultShutdownGrace
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	return nil
+}

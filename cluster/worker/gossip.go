@@ -1,0 +1,118 @@
+package worker
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+
+	"github.com/kumoi/kumoi/client"
+	"github.com/kumoi/kumoi/cluster/membership"
+)
+
+// capacity is the host's capacity: the configured override, else what the
+// driver reports.
+func (w *Worker) capacity(ctx context.Context) (int, int64) {
+	cpus, mem := w.cfg.CPUs, w.cfg.MemoryMiB
+	if cpus == 0 || mem == 0 {
+		if st, err := w.drv.Stats(ctx); err == nil {
+			if cpus == 0 {
+				cpus = st.CPUs
+			}
+			if mem == 0 {
+				mem = st.MemoryMiB
+			}
+		}
+	}
+	return cpus, mem
+}
+
+// meta is the worker's gossip metadata as of now.
+func (w *Worker) meta(ctx context.Context, ready bool) membership.Meta {
+	cpus, mem := w.capacity(ctx)
+	w.mu.Lock()
+	leaving := w.leaving
+	w.mu.Unlock()
+	return membership.Meta{ID: w.cfg.NodeID, Role: membership.RoleWorker, CPUs: cpus, MemoryMiB: mem,
+		Driver: w.cfg.DriverName, Ready: ready, Labels: w.cfg.Labels, Leaving: leaving}
+}
+
+// advertise updates the worker's gossip metadata (ready or not) and sends
+// it to the pool.
+func (w *Worker) advertise(ctx context.Context, ready bool) error {
+	w.mu.Lock()
+	g := w.gossip
+	w.mu.Unlock()
+	return w.advertiseOn(ctx, g, ready)
+}
+
+func (w *Worker) advertiseOn(ctx context.Context, g *memberlist.Memberlist, ready bool) error {
+	if err := w.delegate.SetMeta(w.meta(ctx, ready)); err != nil {
+		return err
+	}
+	if g != nil {
+		return g.UpdateNode(2 * time.Second)
+	}
+	return nil
+}
+
+// joinGossip joins the pool (not ready yet: the first reconciliation
+// removes the domains that are no longer this host's before it says
+// ready) and keeps healing partitions until ctx ends.
+func (w *Worker) joinGossip(ctx context.Context) error {
+	d, err := membership.NewDelegate(w.meta(ctx, false), w.ctrls, nil)
+	if err != nil {
+		return err
+	}
+	w.delegate = d
+	g, err := membership.Create(membership.Options{
+		Name: w.cfg.GossipName, BindIP: w.cfg.BindIP, Port: w.cfg.GossipPort, Logger: w.cfg.Logger.Named("gossip"),
+	}, d)
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	w.gossip = g
+	w.mu.Unlock()
+	if !membership.Join(g, w.cfg.Join, w.logger, ctx.Done()) && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	w.logger.Info("in the gossip pool; reconciling before reporting ready")
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		membership.Reconnect(g, w.ctrls, w.cfg.GossipName, w.cfg.Join, 2*time.Second, ctx.Done())
+	}()
+	return nil
+}
+
+// client returns an API client over the controllers seen in gossip.
+func (w *Worker) client() *client.Client {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var addrs []string
+	for _, m := range w.ctrls.AliveControllers() {
+		if m.Meta.API != "" {
+			addrs = append(addrs, "http://"+m.Meta.API)
+		}
+	}
+	key := strings.Join(addrs, ",")
+	if key == "" {
+		return nil
+	}
+	if key != w.apiAddrs || w.api == nil {
+		// Dial from the worker's own address, so that a partition of that
+		// address cuts the API as it cuts gossip.
+		dialer := &net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(w.cfg.BindIP)}}
+		hc := &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}}
+		c, err := client.New(client.Config{Addrs: addrs, HTTPClient: hc, Timeout: 5 * time.Second, RetryDeadline: time.Second})
+		if err != nil {
+			return nil
+		}
+		w.api, w.apiAddrs = c, key
+	}
+	return w.api
+}

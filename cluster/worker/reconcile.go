@@ -1,0 +1,227 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/kumoi/kumoi/client"
+	"github.com/kumoi/kumoi/hypervisor"
+	"github.com/kumoi/kumoi/resource"
+)
+
+// reconcileLoop: wait for a change (assignments, a driver event, a tick,
+// a finished shutdown), then converge.
+func (w *Worker) reconcileLoop(ctx context.Context) {
+	events := w.drv.Events()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	changes := make(chan uint64, 1)
+	// The watcher keeps a blocking query open on this host's VMs; a short
+	// wait keeps quorum contact fresh for fencing.
+	go w.watchAssignments(ctx, changes)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changes:
+		case _, ok := <-events:
+			if !ok {
+				events = nil
+			}
+		case <-tick.C:
+		case <-w.kick:
+		}
+		w.converge(ctx)
+	}
+}
+
+// watchAssignments sends the index of every change of the VMs placed on
+// this host (a blocking query that waits at most a third of fence-after).
+func (w *Worker) watchAssignments(ctx context.Context, changes chan<- uint64) {
+	var index uint64
+	for ctx.Err() == nil {
+		c := w.client()
+		if c == nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			continue
+		}
+		_, meta, err := c.List(ctx, resource.KindVM, &client.QueryOptions{Host: w.cfg.NodeID, WaitIndex: index, WaitTime: w.cfg.FenceAfter / 3})
+		if err != nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			continue
+		}
+		if meta.Index != index {
+			index = meta.Index
+			select {
+			case changes <- index:
+			default:
+			}
+		}
+	}
+}
+
+// errNoControllers: gossip shows no alive controller to ask.
+var errNoControllers = errors.New("no controller is alive in the gossip pool")
+
+// desired is what one pass read from the controllers.
+type desired struct {
+	host *resource.HostStatus // nil: no host object yet (or undecodable)
+	vms  []*resource.Object   // the VMs placed on this host
+}
+
+// converge is one pass: read what the controllers want, fence if they
+// cannot be reached or say this host is gone, remove the domains that are
+// no longer this host's, converge every VM placed here, say ready after the
+// first pass, and report what changed.
+func (w *Worker) converge(ctx context.Context) {
+	c := w.client()
+	start := time.Now()
+	want, err := w.readDesired(ctx, c)
+	if err != nil {
+		// No linearizable read: no quorum contact.
+		if !w.lastContact.IsZero() && time.Since(w.lastContact) > w.cfg.FenceAfter && !w.fenced {
+			w.logger.Warn("no controller quorum for longer than fence-after: stopping every Kumoi VM on this host", "fence_after", w.cfg.FenceAfter, "error", err)
+			w.fence(ctx)
+		}
+		return
+	}
+	w.lastContact = start
+	if w.fenced {
+		w.logger.Info("controller quorum reachable again; resuming reconciliation")
+		w.fenced = false
+	}
+	hs := want.host
+	// Starting a domain needs the host ready (or draining) in this pass.
+	w.mayStart = hs != nil && (hs.State == resource.HostReady || hs.State == resource.HostDraining)
+	if hs != nil && w.ready && (hs.State == resource.HostDown || hs.State == resource.HostLeft) && hs.Since.After(w.readyAt) {
+		// The controllers marked this host gone after it was ready: its
+		// VMs may be restarted elsewhere once the grace ends. Stop them
+		// here first, and start nothing until it is ready again.
+		if !w.fenced {
+			w.logger.Warn("the controllers marked this host "+hs.State+": stopping every Kumoi VM on it", "reason", hs.Reason)
+			w.fence(ctx)
+		}
+		return
+	}
+	doms, err := w.drv.List(ctx)
+	if err != nil {
+		w.logger.Warn("cannot list domains", "error", err)
+		return
+	}
+	w.removeStale(ctx, doms, want.vms)
+	reports := w.convergeVMs(ctx, doms, want.vms)
+	if !w.ready {
+		w.ready, w.readyAt = true, time.Now()
+		if err := w.advertise(ctx, true); err != nil {
+			w.logger.Warn("cannot advertise readiness", "error", err)
+		} else {
+			w.logger.Info("reconciled; host is ready")
+		}
+	}
+	w.sendReports(ctx, c, reports)
+}
+
+// readDesired reads the host, then its VMs (both linearizable): a VM is
+// started only if the host was ready before the assignments were read, and
+// a host that is ready cannot be evacuated (the FSM checks), so no VM
+// handed to another host is started here. An error means no quorum
+// contact.
+func (w *Worker) readDesired(ctx context.Context, c *client.Client) (desired, error) {
+	var d desired
+	if c == nil {
+		return d, errNoControllers
+	}
+	rctx, cancel := context.WithTimeout(ctx, w.cfg.FenceAfter/2)
+	defer cancel()
+	host, _, err := c.Get(rctx, resource.KindHost, w.cfg.NodeID, nil)
+	if err != nil && !client.IsNotFound(err) {
+		return d, err
+	}
+	if err == nil {
+		if hs, derr := resource.DecodeStatus[resource.HostStatus](host); derr == nil {
+			d.host = hs
+		}
+	}
+	if d.vms, _, err = c.List(rctx, resource.KindVM, &client.QueryOptions{Host: w.cfg.NodeID}); err != nil {
+		return d, err
+	}
+	return d, nil
+}
+
+// removeStale destroys and undefines the Kumoi domains that are no longer
+// this host's, before anything is started. The controllers freed their
+// reservation when they were deleted or moved and may have placed other
+// VMs in it (the chaos harness caught a host over capacity when starts
+// came first). If one cannot be removed, nothing is started this pass.
+func (w *Worker) removeStale(ctx context.Context, doms []hypervisor.DomainInfo, vms []*resource.Object) {
+	mine := map[string]bool{}
+	for _, o := range vms {
+		if st, err := resource.DecodeStatus[resource.VMStatus](o); err == nil && st.Host == w.cfg.NodeID {
+			mine[hypervisor.DomainName(o.Name)] = true
+		}
+	}
+	for _, d := range doms {
+		if !d.Kumoi || mine[d.Name] {
+			continue
+		}
+		w.logger.Info("destroying a domain that is no longer assigned to this host", "domain", d.Name, "epoch", d.Epoch)
+		if !w.removeDomain(ctx, d) {
+			w.mayStart = false
+		}
+	}
+}
+
+// convergeVMs converges every VM placed here and returns the reports that
+// changed.
+func (w *Worker) convergeVMs(ctx context.Context, doms []hypervisor.DomainInfo, vms []*resource.Object) []resource.VMReport {
+	byName := map[string]hypervisor.DomainInfo{}
+	for _, d := range doms {
+		byName[d.Name] = d
+	}
+	var reports []resource.VMReport
+	for _, o := range vms {
+		spec, err := resource.DecodeSpec[resource.VMSpec](o)
+		st, err2 := resource.DecodeStatus[resource.VMStatus](o)
+		if err != nil || err2 != nil || st.Host != w.cfg.NodeID {
+			continue
+		}
+		d, exists := byName[hypervisor.DomainName(o.Name)]
+		if r, ok := w.convergeVM(ctx, o, spec, st, d, exists); ok {
+			reports = append(reports, r)
+		}
+	}
+	return reports
+}
+
+// sendReports reports to the controllers and remembers what they
+// recorded (a report refused, e.g. for a stale epoch, is not remembered).
+func (w *Worker) sendReports(ctx context.Context, c *client.Client, reports []resource.VMReport) {
+	if len(reports) == 0 {
+		return
+	}
+	res, err := c.Report(ctx, w.cfg.NodeID, reports)
+	if err != nil {
+		w.logger.Debug("report failed", "error", err)
+		return
+	}
+	for i, r := range res.Results {
+		if i >= len(reports) {
+			break
+		}
+		if r.Error != nil {
+			w.logger.Debug("report refused", "vm", reports[i].VM, "phase", reports[i].Phase, "error", r.Error.Message)
+			continue
+		}
+		w.logger.Debug("reported", "vm", reports[i].VM, "phase", reports[i].Phase, "reason", reports[i].Reason, "set_power", reports[i].SetPower, "epoch", reports[i].Epoch)
+		w.reported[reports[i].VM] = reports[i]
+	}
+}

@@ -1,0 +1,32 @@
+package resource
+
+import (
+	"errors"
+	"time"
+)
+
+// Errors a controller returns to its API (cluster/controller maps Raft's
+// own errors onto these once, so that nothing above it needs to know Raft).
+var (
+	// ErrNotLeader: this node is not the leader; forward to the leader.
+	ErrNotLeader = errors.New("this controller is not the leader")
+	// ErrNoLeader: no leader is known (election in progress or no quorum).
+	ErrNoLeader = errors.New("no cluster leader is known; an election may be in progress or a quorum of controllers is down")
+	// ErrLeadershipLost: the command was proposed but leadership was lost
+	// before it committed; it may or may not have been applied.
+	ErrLeadershipLost = errors.New("leadership lost while the write was in flight; it may or may not have been applied")
+	// ErrShuttingDown: the controller is stopping.
+	ErrShuttingDown = errors.New("this controller is shutting down")
+	// ErrNotReady: the leader has not yet applied its barrier, so it cannot
+	// serve linearizable reads yet.
+	ErrNotReady = errors.New("the leader is still catching up; retry shortly")
+	// ErrUnknownServer: cluster remove was given an id not in the configuration.
+	ErrUnknownServer = errors.New("no such server in the raft configuration")
+)
+
+// DefaultHostDownGrace is how long a host stays down before its VMs are
+// evacuated (ha=restart VMs placed elsewhere), and after which a VM on a
+// down host may be migrated while it is to run. It must exceed the
+// workers' fence-after plus a margin: see docs/ha.md.
+const DefaultHostDownGrace = 4 * time.Second
+
