@@ -8,72 +8,52 @@ import (
 	"io"
 )
 
-func (w *writer) op(t MessageType, payload []byte) error {
-	switch t {
-	case CreateRequestType:
-		var req CreateRequest
-		if err := decodePayload(payload, &req); err != nil {
-			return err
-		}
-		return w.create(&req)
-	case UpdateRequestType:
-		var req UpdateRequest
-		if err := decodePayload(payload, &req); err != nil {
-			return err
-		}
-		return w.update(&req)
-	case StatusRequestType:
-		var req StatusRequest
-		if err := decodePayload(payload, &req); err != nil {
-			return err
-		}
-		return w.status(&req)
-	case DeleteRequestType:
-		var req DeleteRequest
-		if err := decodePayload(payload, &req); err != nil {
-			return err
-		}
-		return w.delete(&req)
-	case PlaceRequestType:
-		var req PlaceRequest
-		if err := decodePayload(payload, &req); err != nil {
-			return err
-		}
-		return w.place(&req)
-	case ReportRequestType:
-		var req ReportRequest
-		if err := decodePayload(payload, &req); err != nil {
-			return err
-		}
-		return w.report(&req)
-	case HostStateRequestType:
-		var req HostStateRequest
-		if err := decodePayload(payload, &req); err != nil {
-			return err
-		}
-		return w.hostState(&req)
-	case EvacuateRequestType:
-		var req EvacuateRequest
-		if err := decodePayload(payload, &req); err != nil {
-			return err
-		}
-		return w.evacuate(&req)
-	case ActionRequestType:
-		var req ActionRequest
-		if err := decodePayload(payload, &req); err != nil {
-			return err
-		}
-		return w.action(&req)
-	case MigrateRequestType:
-		var req MigrateRequest
-		if err := decodePayload(payload, &req); err != nil {
-			return err
-		}
-		return w.migrate(&req)
-	}
-	return fmt.Errorf("%w %d", ErrUnknownCommand, uint8(t))
+// applier applies one command, given its JSON payload, in w.
+type applier func(w *writer, payload []byte) error
+
+// appliers is the registry of commands: the applier of every message type
+// this build knows, except BatchRequestType, the envelope of the others
+// (applyCommand and writer.batch handle it). A type that is not here is
+// unknown (ErrUnknownCommand). To add a command, give it a new
+// MessageType (append-only), list it in MessageTypes and name it in
+// MessageType.String, and register its applier here.
+var appliers = map[MessageType]applier{
+	CreateRequestType:    decoded((*writer).create),
+	UpdateRequestType:    decoded((*writer).update),
+	StatusRequestType:    decoded((*writer).status),
+	DeleteRequestType:    decoded((*writer).delete),
+	PlaceRequestType:     decoded((*writer).place),
+	ReportRequestType:    decoded((*writer).report),
+	HostStateRequestType: decoded((*writer).hostState),
+	EvacuateRequestType:  decoded((*writer).evacuate),
+	ActionRequestType:    decoded((*writer).action),
+	MigrateRequestType:   decoded((*writer).migrate),
 }
 
+// decoded makes the applier of a command whose payload is a T: it
+// decodes the payload strictly (decodePayload) into a new T and passes it
+// to fn.
+func decoded[T any](fn func(*writer, *T) error) applier {
+	return func(w *writer, payload []byte) error {
+		var req T
+		if err := decodePayload(payload, &req); err != nil {
+			return err
+		}
+		return fn(w, &req)
+	}
+}
+
+// op applies one command that is not a batch.
+func (w *writer) op(t MessageType, payload []byte) error {
+	apply, ok := appliers[t]
+	if !ok {
+		return fmt.Errorf("%w %d", ErrUnknownCommand, uint8(t))
+	}
+	return apply(w, payload)
+}
+
+// batch applies a BatchRequest's operations in order, in w: the first
+// that fails fails the batch (the caller then drops w's writes).
 func (w *writer) batch(payload []byte) error {
 	var req BatchRequest
 	if err := decodePayload(payload, &req); err != nil {
@@ -102,6 +82,8 @@ func (w *writer) batch(payload []byte) error {
 	return nil
 }
 
+// decodePayload decodes a command's JSON payload into v, strictly: no
+// unknown field, nothing after the value.
 func decodePayload(payload []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.DisallowUnknownFields()

@@ -969,6 +969,27 @@ func TestMessageTypeString(t *testing.T) {
 	}
 }
 
+// TestMessageTypeRegistry: the message types that have a name, the ones
+// MessageTypes lists and the ones Apply knows are the same set.
+func TestMessageTypeRegistry(t *testing.T) {
+	listed := map[fsm.MessageType]bool{}
+	for _, mt := range fsm.MessageTypes {
+		listed[mt] = true
+	}
+	for i := range 256 {
+		mt := fsm.MessageType(i)
+		named := !strings.HasPrefix(mt.String(), "type(")
+		// No command has this field: a known type rejects the payload,
+		// an unknown one is refused (or skipped, when ignorable) as such.
+		data := append([]byte{byte(mt)}, `{"no such field":0}`...)
+		res := fsm.TestApplyLog(t, fsm.TestFSM(t), &raft.Log{Index: 1, Type: raft.LogCommand, Data: data})
+		known := errors.Is(res.Err, fsm.ErrBadPayload)
+		if named != listed[mt] || named != known {
+			t.Errorf("message type %d (%s): named %t, in MessageTypes %t, known to Apply %t (err %v)", i, mt, named, listed[mt], known, res.Err)
+		}
+	}
+}
+
 // TestApplyBatchRollback: inside one ApplyBatch (one shared transaction),
 // an entry that fails after writing — a batch whose second op is a
 // duplicate — leaves no trace, while the entries before and after it keep
