@@ -39,7 +39,7 @@ const (
 	MaxHostMemoryMiB = 1 << 40
 )
 
-// allocated sums the resources of every VM assigned to host (any phase:
+// allocatedTxn sums the resources of every VM assigned to host (any phase:
 // an assigned VM keeps its reservation until it is deleted or evacuated).
 func allocatedTxn(txn *memdb.Txn, host string) (resource.Resources, error) {
 	var r resource.Resources
@@ -60,20 +60,10 @@ func allocatedTxn(txn *memdb.Txn, host string) (resource.Resources, error) {
 
 // fits checks that adding need to host keeps it within its schedulable
 // capacity. The allocation is recomputed from the VMs, never trusted.
-func (w *writer) fits(host string, spec *resource.HostSpec, st *resource.HostStatus, need resource.Resources, exclude string) error {
+func (w *writer) fits(host string, spec *resource.HostSpec, st *resource.HostStatus, need resource.Resources) error {
 	alloc, err := allocatedTxn(w.txn, host)
 	if err != nil {
 		return err
-	}
-	if exclude != "" {
-		if o, _ := getTxn(w.txn, nil, resource.KindVM, exclude); o != nil {
-			if s, err := resource.DecodeSpec[resource.VMSpec](o); err == nil {
-				if vst, err := resource.DecodeStatus[resource.VMStatus](o); err == nil && vst.Host == host {
-					alloc.CPUs -= s.CPUs
-					alloc.MemoryMiB -= s.MemoryMiB
-				}
-			}
-		}
 	}
 	limit := Schedulable(spec, st)
 	if alloc.CPUs+need.CPUs > limit.CPUs || alloc.MemoryMiB+need.MemoryMiB > limit.MemoryMiB {

@@ -67,7 +67,7 @@ func (w *writer) placeOne(now time.Time, p Placement) error {
 	if hst.State != resource.HostReady || hspec.Unschedulable {
 		return fmt.Errorf("host %q (%s, unschedulable=%t): %w", p.Host, hst.State, hspec.Unschedulable, ErrHostNotReady)
 	}
-	if err := w.fits(p.Host, hspec, hst, resource.Resources{CPUs: spec.CPUs, MemoryMiB: spec.MemoryMiB}, ""); err != nil {
+	if err := w.fits(p.Host, hspec, hst, resource.Resources{CPUs: spec.CPUs, MemoryMiB: spec.MemoryMiB}); err != nil {
 		return err
 	}
 	nst := resource.VMStatus{Phase: resource.PhaseScheduled, Host: p.Host, Epoch: w.index, Since: now.UTC()}

@@ -160,7 +160,7 @@ func (w *writer) migrate(req *MigrateRequest) error {
 	if hst.State != resource.HostReady || hspec.Unschedulable {
 		return fmt.Errorf("host %q (%s, unschedulable=%t): %w", req.Host, hst.State, hspec.Unschedulable, ErrHostNotReady)
 	}
-	if err := w.fits(req.Host, hspec, hst, resource.Resources{CPUs: spec.CPUs, MemoryMiB: spec.MemoryMiB}, ""); err != nil {
+	if err := w.fits(req.Host, hspec, hst, resource.Resources{CPUs: spec.CPUs, MemoryMiB: spec.MemoryMiB}); err != nil {
 		return err
 	}
 	reason := "migrated"
