@@ -22,6 +22,14 @@ const (
 	BatchRequestType  MessageType = 4
 	StatusRequestType MessageType = 5
 
+	// Commands of the placement life cycle (workers issue).
+	PlaceRequestType     MessageType = 6
+	ReportRequestType    MessageType = 7
+	HostStateRequestType MessageType = 8
+	EvacuateRequestType  MessageType = 9
+	ActionRequestType    MessageType = 10
+	MigrateRequestType   MessageType = 11
+
 	// IgnoreUnknownTypeFlag marks commands that older nodes may skip.
 	IgnoreUnknownTypeFlag MessageType = 128
 )
@@ -59,45 +67,6 @@ func (t MessageType) String() string {
 var MessageTypes = []MessageType{
 	CreateRequestType, UpdateRequestType, DeleteRequestType, BatchRequestType, StatusRequestType,
 	PlaceRequestType, ReportRequestType, HostStateRequestType, EvacuateRequestType, ActionRequestType, MigrateRequestType,
-}
-
-// CreateRequest creates an object. ID and Time are decided by the proposer.
-type CreateRequest struct {
-	Time   time.Time         `json:"time"`
-	Kind   resource.Kind     `json:"kind"`
-	Name   string            `json:"name"`
-	ID     string            `json:"id"`
-	Labels map[string]string `json:"labels,omitempty"`
-	Spec   json.RawMessage   `json:"spec"`
-}
-
-// UpdateRequest replaces an object's labels and spec (the user-owned part).
-// CAS, when non-zero, must equal the object's modify_index.
-type UpdateRequest struct {
-	Time   time.Time         `json:"time"`
-	Kind   resource.Kind     `json:"kind"`
-	Name   string            `json:"name"`
-	CAS    uint64            `json:"cas,omitempty"`
-	Labels map[string]string `json:"labels,omitempty"`
-	Spec   json.RawMessage   `json:"spec"`
-}
-
-// StatusRequest replaces an object's status (the system-owned part).
-type StatusRequest struct {
-	Time   time.Time       `json:"time"`
-	Kind   resource.Kind   `json:"kind"`
-	Name   string          `json:"name"`
-	CAS    uint64          `json:"cas,omitempty"`
-	Status json.RawMessage `json:"status"`
-}
-
-// DeleteRequest deletes an object. CAS, when non-zero, must equal the
-// object's modify_index.
-type DeleteRequest struct {
-	Time time.Time     `json:"time"`
-	Kind resource.Kind `json:"kind"`
-	Name string        `json:"name"`
-	CAS  uint64        `json:"cas,omitempty"`
 }
 
 // BatchRequest applies its operations atomically: all or none.
@@ -143,6 +112,15 @@ var (
 	ErrCASMismatch    = errors.New("modify_index mismatch")
 	ErrUnknownCommand = errors.New("unknown command type")
 	ErrBadPayload     = errors.New("malformed command payload")
+)
+
+// Errors of the placement commands (in Result.Err or Result.ItemErrors).
+var (
+	ErrNoCapacity   = errors.New("not enough free capacity")
+	ErrHostNotReady = errors.New("host does not take placements")
+	ErrStaleEpoch   = errors.New("stale placement epoch")
+	ErrWrongPhase   = errors.New("operation not allowed in this phase")
+	ErrHostBusy     = errors.New("host still has VMs assigned")
 )
 
 // Result is what Apply returns for one log entry (the raft ApplyFuture's

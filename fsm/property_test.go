@@ -622,7 +622,7 @@ type mObj struct {
 }
 
 // model is the specification: a map of objects, the per-kind indexes, and
-// the rules of placement written out again, independently of placement.go.
+// the rules of placement written out again, independently of the FSM.
 type model struct {
 	objs   map[mKey]mObj
 	kindIx map[resource.Kind]uint64

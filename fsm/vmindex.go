@@ -34,11 +34,6 @@ type vmFieldsCache struct {
 }
 
 func (c *vmFieldsCache) decode(status []byte) (vmIndexFields, bool) {
-	if c == nil {
-		var st vmIndexFields
-		err := json.Unmarshal(status, &st)
-		return st, err == nil
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if p := unsafe.SliceData(status); p != c.data || len(status) != c.n {

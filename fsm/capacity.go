@@ -1,0 +1,189 @@
+package fsm
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+
+	"github.com/hashicorp/go-memdb"
+
+	"github.com/kumoi/kumoi/resource"
+)
+
+// Schedulable returns the capacity placements may use: capacity scaled by
+// the host's overcommit ratios.
+func Schedulable(spec *resource.HostSpec, st *resource.HostStatus) resource.Resources {
+	cpu, mem := spec.CPUOvercommit, spec.MemoryOvercommit
+	if cpu < 1 {
+		cpu = 1
+	}
+	if mem < 1 {
+		mem = 1
+	}
+	cpu, mem = min(cpu, resource.MaxOvercommit), min(mem, resource.MaxOvercommit)
+	// The explicit float64 conversions round each product before the
+	// addition, so no platform fuses them (FMA) into a different result:
+	// every controller computes the same limit from the same log.
+	return resource.Resources{
+		CPUs:      int(math.Floor(float64(float64(min(st.Capacity.CPUs, MaxHostCPUs))*cpu) + 1e-9)),
+		MemoryMiB: int64(math.Floor(float64(float64(min(st.Capacity.MemoryMiB, MaxHostMemoryMiB))*mem) + 1e-9)),
+	}
+}
+
+// Bounds of a host's capacity (so that capacity × overcommit stays exact
+// in a float64 and fits an int on every platform).
+const (
+	MaxHostCPUs      = 1 << 20
+	MaxHostMemoryMiB = 1 << 40
+)
+
+// allocatedTxn sums the resources of every VM assigned to host (any phase:
+// an assigned VM keeps its reservation until it is deleted or evacuated).
+func allocatedTxn(txn *memdb.Txn, host string) (resource.Resources, error) {
+	var r resource.Resources
+	it, err := txn.Get(tableObjects, indexVMHost, host)
+	if err != nil {
+		return r, err
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		spec, err := resource.DecodeSpec[resource.VMSpec](raw.(*resource.Object))
+		if err != nil {
+			continue
+		}
+		r.CPUs += spec.CPUs
+		r.MemoryMiB += spec.MemoryMiB
+	}
+	return r, nil
+}
+
+// fits checks that adding need to host keeps it within its schedulable
+// capacity. The allocation is recomputed from the VMs, never trusted.
+func (w *writer) fits(host string, spec *resource.HostSpec, st *resource.HostStatus, need resource.Resources) error {
+	alloc, err := allocatedTxn(w.txn, host)
+	if err != nil {
+		return err
+	}
+	limit := Schedulable(spec, st)
+	if alloc.CPUs+need.CPUs > limit.CPUs || alloc.MemoryMiB+need.MemoryMiB > limit.MemoryMiB {
+		return fmt.Errorf("host %q: %w: %d/%d CPUs and %s/%s allocated, %d CPUs and %s needed",
+			host, ErrNoCapacity, alloc.CPUs, limit.CPUs, resource.FormatMiB(alloc.MemoryMiB),
+			resource.FormatMiB(limit.MemoryMiB), need.CPUs, resource.FormatMiB(need.MemoryMiB))
+	}
+	return nil
+}
+
+// recheckPlacedVM refuses a spec change that would overcommit the host a
+// VM is placed on.
+func (w *writer) recheckPlacedVM(cur *resource.Object, spec json.RawMessage) error {
+	if cur.Kind != resource.KindVM {
+		return nil
+	}
+	st, err := resource.DecodeStatus[resource.VMStatus](cur)
+	if err != nil || st.Host == "" {
+		return nil
+	}
+	var ns resource.VMSpec
+	if err := json.Unmarshal(spec, &ns); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadPayload, err)
+	}
+	w.touch(st.Host)
+	_, hspec, hst, err := w.host(st.Host)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	old, err := resource.DecodeSpec[resource.VMSpec](cur)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrBadPayload, err)
+	}
+	alloc, err := allocatedTxn(w.txn, st.Host)
+	if err != nil {
+		return err
+	}
+	alloc.CPUs -= old.CPUs
+	alloc.MemoryMiB -= old.MemoryMiB
+	limit := Schedulable(hspec, hst)
+	if (ns.CPUs > old.CPUs && alloc.CPUs+ns.CPUs > limit.CPUs) || (ns.MemoryMiB > old.MemoryMiB && alloc.MemoryMiB+ns.MemoryMiB > limit.MemoryMiB) {
+		return fmt.Errorf("cannot resize vm %q on its host %q: %w", cur.Name, st.Host, ErrNoCapacity)
+	}
+	return nil
+}
+
+// ownAllocation sets a host status's allocated to the sum of its VMs.
+func (w *writer) ownAllocation(kind resource.Kind, name string, status json.RawMessage) (json.RawMessage, error) {
+	if kind != resource.KindHost {
+		return status, nil
+	}
+	var hs resource.HostStatus
+	if err := json.Unmarshal(status, &hs); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadPayload, err)
+	}
+	alloc, err := allocatedTxn(w.txn, name)
+	if err != nil {
+		return nil, err
+	}
+	hs.Allocated = alloc
+	return json.Marshal(&hs)
+}
+
+// touch marks a host whose allocation must be recomputed before commit.
+func (w *writer) touch(host string) {
+	if host == "" {
+		return
+	}
+	if w.touched == nil {
+		w.touched = map[string]bool{}
+	}
+	w.touched[host] = true
+}
+
+// touchVMHost marks the host a VM object is assigned to.
+func (w *writer) touchVMHost(o *resource.Object) {
+	if o.Kind != resource.KindVM {
+		return
+	}
+	if st, err := resource.DecodeStatus[resource.VMStatus](o); err == nil {
+		w.touch(st.Host)
+	}
+}
+
+// recomputeHosts writes the allocation of every touched host, in name
+// order (determinism).
+func (w *writer) recomputeHosts() error {
+	names := make([]string, 0, len(w.touched))
+	for h := range w.touched {
+		names = append(names, h)
+	}
+	sort.Strings(names)
+	for _, h := range names {
+		o, _, st, err := w.host(h)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		alloc, err := allocatedTxn(w.txn, h)
+		if err != nil {
+			return err
+		}
+		if alloc == st.Allocated {
+			continue
+		}
+		st.Allocated = alloc
+		raw, err := json.Marshal(st)
+		if err != nil {
+			return err
+		}
+		n := o.Copy()
+		n.Status = raw
+		n.ModifyIndex = w.index
+		if err := w.put(n, resource.EventUpdated); err != nil {
+			return err
+		}
+	}
+	w.touched = nil
+	return nil
+}

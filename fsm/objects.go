@@ -1,0 +1,195 @@
+package fsm
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/kumoi/kumoi/resource"
+)
+
+// CreateRequest creates an object. ID and Time are decided by the proposer.
+type CreateRequest struct {
+	Time   time.Time         `json:"time"`
+	Kind   resource.Kind     `json:"kind"`
+	Name   string            `json:"name"`
+	ID     string            `json:"id"`
+	Labels map[string]string `json:"labels,omitempty"`
+	Spec   json.RawMessage   `json:"spec"`
+}
+
+// UpdateRequest replaces an object's labels and spec (the user-owned part).
+// CAS, when non-zero, must equal the object's modify_index.
+type UpdateRequest struct {
+	Time   time.Time         `json:"time"`
+	Kind   resource.Kind     `json:"kind"`
+	Name   string            `json:"name"`
+	CAS    uint64            `json:"cas,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
+	Spec   json.RawMessage   `json:"spec"`
+}
+
+// StatusRequest replaces an object's status (the system-owned part).
+type StatusRequest struct {
+	Time   time.Time       `json:"time"`
+	Kind   resource.Kind   `json:"kind"`
+	Name   string          `json:"name"`
+	CAS    uint64          `json:"cas,omitempty"`
+	Status json.RawMessage `json:"status"`
+}
+
+// DeleteRequest deletes an object. CAS, when non-zero, must equal the
+// object's modify_index.
+type DeleteRequest struct {
+	Time time.Time     `json:"time"`
+	Kind resource.Kind `json:"kind"`
+	Name string        `json:"name"`
+	CAS  uint64        `json:"cas,omitempty"`
+}
+
+func (w *writer) create(req *CreateRequest) error {
+	if _, ok := resource.Lookup(req.Kind); !ok {
+		return resource.Errorf("kind", "unknown kind %q", req.Kind)
+	}
+	if err := resource.ValidateMeta(req.Name, req.Labels); err != nil {
+		return err
+	}
+	if req.ID == "" {
+		return resource.Errorf("id", "must be set by the proposer")
+	}
+	spec, err := resource.NormalizeSpec(req.Kind, req.Spec)
+	if err != nil {
+		return err
+	}
+	if spec, err = resource.ReviseSpec(req.Kind, nil, spec); err != nil {
+		return err
+	}
+	if _, err := req.Time.UTC().MarshalJSON(); err != nil {
+		return resource.Errorf("time", "is out of range: %v", err)
+	}
+	status, err := resource.InitialStatus(req.Kind, req.Time)
+	if err != nil {
+		return err
+	}
+	if status, err = w.ownAllocation(req.Kind, req.Name, status); err != nil {
+		return err
+	}
+	if req.Kind == resource.KindVM {
+		// With no host at all, say so from the start, as the scheduler
+		// would (so that it has nothing to rewrite).
+		if raw, err := w.txn.First(tableObjects, indexKind, kindPrefix(resource.KindHost)); err == nil && raw == nil {
+			st := resource.VMStatus{Phase: resource.PhasePending, Reason: resource.ReasonNoHosts, Since: req.Time.UTC()}
+			if status, err = json.Marshal(&st); err != nil {
+				return err
+			}
+		}
+	}
+	if cur, err := getTxn(w.txn, nil, req.Kind, req.Name); err != nil {
+		return err
+	} else if cur != nil {
+		return fmt.Errorf("%s %q: %w (pick another name, or update the existing one)", req.Kind, req.Name, ErrExists)
+	}
+	if raw, err := w.txn.First(tableObjects, indexUID, req.ID); err != nil {
+		return fmt.Errorf("fsm: lookup id: %w", err)
+	} else if raw != nil {
+		return fmt.Errorf("object id %q: %w", req.ID, ErrExists)
+	}
+	return w.put(&resource.Object{
+		Kind:        req.Kind,
+		Name:        req.Name,
+		ID:          req.ID,
+		Labels:      cloneLabels(req.Labels),
+		CreateIndex: w.index,
+		ModifyIndex: w.index,
+		Spec:        spec,
+		Status:      status,
+	}, resource.EventCreated)
+}
+
+func (w *writer) update(req *UpdateRequest) error {
+	if err := resource.ValidateLabels(req.Labels); err != nil {
+		return err
+	}
+	cur, err := w.lookup(req.Kind, req.Name, req.CAS)
+	if err != nil {
+		return err
+	}
+	spec, err := resource.NormalizeSpec(req.Kind, req.Spec)
+	if err != nil {
+		return err
+	}
+	if spec, err = resource.ReviseSpec(req.Kind, cur.Spec, spec); err != nil {
+		return err
+	}
+	if err := w.recheckPlacedVM(cur, spec); err != nil {
+		return err
+	}
+	o := cur.Copy()
+	o.Labels = cloneLabels(req.Labels)
+	o.Spec = spec
+	o.ModifyIndex = w.index
+	return w.put(o, resource.EventUpdated)
+}
+
+func (w *writer) status(req *StatusRequest) error {
+	cur, err := w.lookup(req.Kind, req.Name, req.CAS)
+	if err != nil {
+		return err
+	}
+	status, err := resource.NormalizeStatus(req.Kind, req.Status)
+	if err != nil {
+		return err
+	}
+	if status, err = w.ownAllocation(cur.Kind, cur.Name, status); err != nil {
+		return err
+	}
+	if err := w.validVMHost(cur.Kind, status); err != nil {
+		return err
+	}
+	w.touchVMHost(cur)
+	o := cur.Copy()
+	o.Status = status
+	o.ModifyIndex = w.index
+	w.touchVMHost(o)
+	return w.put(o, resource.EventUpdated)
+}
+
+func (w *writer) delete(req *DeleteRequest) error {
+	cur, err := w.lookup(req.Kind, req.Name, req.CAS)
+	if err != nil {
+		return err
+	}
+	if cur.Kind == resource.KindHost {
+		if alloc, err := allocatedTxn(w.txn, cur.Name); err != nil {
+			return err
+		} else if alloc != (resource.Resources{}) {
+			return fmt.Errorf("host %q: %w (%d CPUs, %s); delete or move them first", cur.Name, ErrHostBusy, alloc.CPUs, resource.FormatMiB(alloc.MemoryMiB))
+		}
+	}
+	w.touchVMHost(cur)
+	w.wrote = true
+	if err := w.txn.Delete(tableObjects, cur); err != nil {
+		return fmt.Errorf("fsm: delete %s: %w", cur, err)
+	}
+	w.objects = append(w.objects, cur)
+	w.events = append(w.events, resource.Event{Index: w.index, Type: resource.EventDeleted, Kind: cur.Kind, Name: cur.Name, Object: cur})
+	return nil
+}
+
+// validVMHost: status.host names a host or is empty.
+func (w *writer) validVMHost(kind resource.Kind, status json.RawMessage) error {
+	if kind != resource.KindVM {
+		return nil
+	}
+	var st resource.VMStatus
+	if err := json.Unmarshal(status, &st); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadPayload, err)
+	}
+	if st.Host == "" {
+		return nil
+	}
+	if err := resource.ValidateName(st.Host); err != nil {
+		return resource.Errorf("status.host", "%v", err)
+	}
+	return nil
+}

@@ -1,0 +1,106 @@
+package fsm
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/hashicorp/go-memdb"
+
+	"github.com/kumoi/kumoi/resource"
+)
+
+// writer accumulates the effects of one command inside a transaction.
+type writer struct {
+	txn     *memdb.Txn
+	index   uint64
+	objects []*resource.Object
+	events  []resource.Event
+	// touched hosts get their allocation recomputed before commit.
+	touched map[string]bool
+	// itemErrs are per-item outcomes of place and report commands.
+	itemErrs []error
+	// wrote: txn was changed (a failure after that needs a rollback).
+	wrote bool
+}
+
+func (w *writer) lookup(kind resource.Kind, name string, cas uint64) (*resource.Object, error) {
+	if _, ok := resource.Lookup(kind); !ok {
+		return nil, resource.Errorf("kind", "unknown kind %q", kind)
+	}
+	cur, err := getTxn(w.txn, nil, kind, name)
+	if err != nil {
+		return nil, err
+	}
+	if cur == nil {
+		return nil, fmt.Errorf("%s %q: %w", kind, name, ErrNotFound)
+	}
+	if cas != 0 && cur.ModifyIndex != cas {
+		return nil, fmt.Errorf("%s %q: %w: it is %d, the request expected %d (re-read the object and retry)",
+			kind, name, ErrCASMismatch, cur.ModifyIndex, cas)
+	}
+	return cur, nil
+}
+
+func (w *writer) put(o *resource.Object, evType string) error {
+	w.wrote = true
+	if err := w.txn.Insert(tableObjects, o); err != nil {
+		return fmt.Errorf("fsm: insert %s: %w", o, err)
+	}
+	// The kind's index is recorded at commit, from the events.
+	w.objects = append(w.objects, o)
+	w.events = append(w.events, resource.Event{Index: w.index, Type: evType, Kind: o.Kind, Name: o.Name, Object: o})
+	return nil
+}
+
+func (w *writer) vm(name string) (*resource.Object, *resource.VMSpec, *resource.VMStatus, error) {
+	o, err := getTxn(w.txn, nil, resource.KindVM, name)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if o == nil {
+		return nil, nil, nil, fmt.Errorf("vm %q: %w", name, ErrNotFound)
+	}
+	spec, err := resource.DecodeSpec[resource.VMSpec](o)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: %v", ErrBadPayload, err)
+	}
+	st, err := resource.DecodeStatus[resource.VMStatus](o)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: %v", ErrBadPayload, err)
+	}
+	return o, spec, st, nil
+}
+
+func (w *writer) host(name string) (*resource.Object, *resource.HostSpec, *resource.HostStatus, error) {
+	o, err := getTxn(w.txn, nil, resource.KindHost, name)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if o == nil {
+		return nil, nil, nil, fmt.Errorf("host %q: %w", name, ErrNotFound)
+	}
+	spec, err := resource.DecodeSpec[resource.HostSpec](o)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: %v", ErrBadPayload, err)
+	}
+	spec.Default()
+	st, err := resource.DecodeStatus[resource.HostStatus](o)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("%w: %v", ErrBadPayload, err)
+	}
+	return o, spec, st, nil
+}
+
+// putVMStatus writes a VM's new status (and marks the hosts involved).
+func (w *writer) putVMStatus(o *resource.Object, old, st *resource.VMStatus) error {
+	raw, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	n := o.Copy()
+	n.Status = raw
+	n.ModifyIndex = w.index
+	w.touch(old.Host)
+	w.touch(st.Host)
+	return w.put(n, resource.EventUpdated)
+}
