@@ -153,3 +153,36 @@ func DecodeStatus[T any](o *Object) (*T, error) {
 	}
 	return &v, nil
 }
+
+// VMStateOf decodes a VM's spec and status for display, never failing:
+// what cannot be decoded (a missing or malformed spec or status) is the
+// zero value. Code that must not mistake a broken object for an empty one
+// uses DecodeSpec and DecodeStatus (or client.NewVM), which fail instead.
+func VMStateOf(o *Object) (*VMSpec, *VMStatus) {
+	spec, err := DecodeSpec[VMSpec](o)
+	if err != nil {
+		spec = &VMSpec{}
+	}
+	st, err := DecodeStatus[VMStatus](o)
+	if err != nil {
+		st = &VMStatus{}
+	}
+	return spec, st
+}
+
+// HostStateOf decodes a host's spec, with its defaults filled in
+// (HostSpec.Default: overcommit ratios of 1 when omitted), and its status
+// for display, never failing: what cannot be decoded is the zero value, as
+// in VMStateOf.
+func HostStateOf(o *Object) (*HostSpec, *HostStatus) {
+	spec, err := DecodeSpec[HostSpec](o)
+	if err != nil {
+		spec = &HostSpec{}
+	}
+	spec.Default()
+	st, err := DecodeStatus[HostStatus](o)
+	if err != nil {
+		st = &HostStatus{}
+	}
+	return spec, st
+}
