@@ -139,7 +139,7 @@ func setSchedulable(c *cli.Context, schedulable bool) error {
 	defer s.close()
 	changed := true
 	o, err := updateSpec(s, resource.KindHost, name, func(cur *resource.Object) (map[string]any, error) {
-		spec, _ := hostState(cur)
+		spec, _ := resource.HostStateOf(cur)
 		if spec.Unschedulable == !schedulable {
 			changed = false
 			return nil, nil

@@ -199,7 +199,7 @@ func objectTable(w io.Writer, kind resource.Kind, objs []*resource.Object, width
 func vmTable(w io.Writer, objs []*resource.Object, width int) error {
 	t := newFreeTextTable(w, "NAME", "CPUS", "MEMORY", "POWER", "PHASE", "HOST", "INDEX", "REASON")
 	for _, o := range objs {
-		spec, st := vmState(o)
+		spec, st := resource.VMStateOf(o)
 		reason := st.Reason
 		if width > 0 {
 			reason = shorten(reason, width)
@@ -208,33 +208,6 @@ func vmTable(w io.Writer, objs []*resource.Object, width int) error {
 			spec.Power, st.Phase, st.Host, uintCell(o.ModifyIndex), reason)
 	}
 	return t.flush()
-}
-
-// vmState decodes a VM's spec and status; what cannot be decoded is zero.
-func vmState(o *resource.Object) (*resource.VMSpec, *resource.VMStatus) {
-	spec, err := resource.DecodeSpec[resource.VMSpec](o)
-	if err != nil {
-		spec = &resource.VMSpec{}
-	}
-	st, err := resource.DecodeStatus[resource.VMStatus](o)
-	if err != nil {
-		st = &resource.VMStatus{}
-	}
-	return spec, st
-}
-
-// hostState decodes a host's spec (defaults filled in) and status.
-func hostState(o *resource.Object) (*resource.HostSpec, *resource.HostStatus) {
-	spec, err := resource.DecodeSpec[resource.HostSpec](o)
-	if err != nil {
-		spec = &resource.HostSpec{}
-	}
-	spec.Default()
-	st, err := resource.DecodeStatus[resource.HostStatus](o)
-	if err != nil {
-		st = &resource.HostStatus{}
-	}
-	return spec, st
 }
 
 // schedulable is a host's capacity for placement: its capacity times its
@@ -252,7 +225,7 @@ func schedulable(spec *resource.HostSpec, st *resource.HostStatus) resource.Reso
 func hostTable(w io.Writer, objs []*resource.Object) error {
 	t := newTable(w, "NAME", "STATE", "SCHEDULABLE", "CPUS", "MEMORY", "DRIVER", "ADDRESS", "SINCE")
 	for _, o := range objs {
-		spec, st := hostState(o)
+		spec, st := resource.HostStateOf(o)
 		capa := schedulable(spec, st)
 		t.row(o.Name, st.State, boolCell(!spec.Unschedulable),
 			fmt.Sprintf("%d/%d", st.Allocated.CPUs, capa.CPUs),

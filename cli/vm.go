@@ -250,7 +250,7 @@ func vmCreate(c *cli.Context) error {
 		return s.fail(err)
 	}
 	if c.Bool("wait") {
-		created, _ := vmState(o)
+		created, _ := resource.VMStateOf(o)
 		if o, err = waitPower(c, s, o, created.Power); err != nil {
 			return err
 		}
@@ -655,7 +655,7 @@ func vmPower(c *cli.Context, v powerVerb) error {
 		if err != nil {
 			return objectErr(resource.KindVM, name, err)
 		}
-		if _, st := vmState(cur); st.Phase == resource.PhaseFailed || st.Phase == resource.PhaseLost {
+		if _, st := resource.VMStateOf(cur); st.Phase == resource.PhaseFailed || st.Phase == resource.PhaseLost {
 			o, err := s.client.Action(s.ctx, name, client.ActionStart)
 			if err != nil {
 				return objectErr(resource.KindVM, name, err)
@@ -670,7 +670,7 @@ func vmPower(c *cli.Context, v powerVerb) error {
 		}
 	}
 	o, err := updateSpec(s, resource.KindVM, name, func(cur *resource.Object) (map[string]any, error) {
-		spec, st := vmState(cur)
+		spec, st := resource.VMStateOf(cur)
 		done, err := checkPower(v, name, spec, st)
 		if err != nil || done {
 			if done {
@@ -802,7 +802,7 @@ func waitPower(c *cli.Context, s *session, o *resource.Object, power string) (*r
 	p := &progress{w: c.App.ErrWriter, name: name}
 	index := o.ModifyIndex
 	for {
-		spec, st := vmState(o)
+		spec, st := resource.VMStateOf(o)
 		switch {
 		case st.Phase == resource.PhaseFailed:
 			return nil, fmt.Errorf("vm %q failed: %s", name, cmp.Or(st.Reason, "no reason given"))
@@ -848,7 +848,7 @@ func waitGone(c *cli.Context, s *session, o *resource.Object) error {
 			return s.fail(err)
 		}
 		if cur.Kind == resource.KindVM {
-			_, st := vmState(cur)
+			_, st := resource.VMStateOf(cur)
 			p.show(st)
 		}
 		if meta != nil && meta.Index > index {

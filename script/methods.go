@@ -115,7 +115,7 @@ func vmMigrate(th *starlark.Thread, v *VM, name string, args starlark.Tuple, kwa
 		return nil, objectErr(resource.KindVM, vm, err)
 	}
 	v.set(cur)
-	spec, st := vmState(cur)
+	spec, st := resource.VMStateOf(cur)
 	if spec.Power == resource.PowerSuspended {
 		return nil, fmt.Errorf("cannot migrate vm %q: it is suspended, and a cold migration would lose its memory; resume or stop it first", vm)
 	}
@@ -238,7 +238,7 @@ func (v *VM) wait(th *starlark.Thread, want string, timeout time.Duration) (star
 			return nil, err
 		}
 		v.set(o)
-		_, st := vmState(o)
+		_, st := resource.VMStateOf(o)
 		last = st
 		switch {
 		case st.Phase == want:
@@ -278,7 +278,7 @@ func hostSetSchedulable(schedulable bool) method[*Host] {
 			return nil, err
 		}
 		o, err := updateSpec(th, resource.KindHost, h.get().Name, func(cur *resource.Object) map[string]any {
-			if spec, _ := hostState(cur); spec.Unschedulable == !schedulable {
+			if spec, _ := resource.HostStateOf(cur); spec.Unschedulable == !schedulable {
 				return nil
 			}
 			return map[string]any{"unschedulable": !schedulable}

@@ -99,7 +99,7 @@ func newObject(s *Session, o *resource.Object) starlark.Value {
 
 func (v *VM) String() string {
 	o := v.get()
-	_, st := vmState(o)
+	_, st := resource.VMStateOf(o)
 	s := fmt.Sprintf("vm(%q, phase=%s", o.Name, orDash(st.Phase))
 	if st.Host != "" {
 		s += ", host=" + st.Host
@@ -118,7 +118,7 @@ func (v *VM) CompareSameType(op syntax.Token, y starlark.Value, depth int) (bool
 
 func (h *Host) String() string {
 	o := h.get()
-	_, st := hostState(o)
+	_, st := resource.HostStateOf(o)
 	return fmt.Sprintf("host(%q, state=%s)", o.Name, orDash(st.State))
 }
 func (h *Host) Type() string { return "host" }
@@ -196,7 +196,7 @@ func (v *VM) Attr(name string) (starlark.Value, error) {
 		return bind("vm", v, name, m), nil
 	}
 	o := v.get()
-	spec, st := vmState(o)
+	spec, st := resource.VMStateOf(o)
 	switch name {
 	case "name":
 		return starlark.String(o.Name), nil
@@ -228,7 +228,7 @@ func (h *Host) Attr(name string) (starlark.Value, error) {
 		return bind("host", h, name, m), nil
 	}
 	o := h.get()
-	spec, st := hostState(o)
+	spec, st := resource.HostStateOf(o)
 	switch name {
 	case "name":
 		return starlark.String(o.Name), nil
@@ -269,33 +269,6 @@ func (s *Session) fetchHost(name string) (starlark.Value, error) {
 		return nil, fmt.Errorf("vm.host: read host %q: %w", name, err)
 	}
 	return newHost(s, o), nil
-}
-
-// vmState decodes a VM's spec and status; what cannot be decoded is zero.
-func vmState(o *resource.Object) (*resource.VMSpec, *resource.VMStatus) {
-	spec, err := resource.DecodeSpec[resource.VMSpec](o)
-	if err != nil {
-		spec = &resource.VMSpec{}
-	}
-	st, err := resource.DecodeStatus[resource.VMStatus](o)
-	if err != nil {
-		st = &resource.VMStatus{}
-	}
-	return spec, st
-}
-
-// hostState decodes a host's spec (defaults filled in) and status.
-func hostState(o *resource.Object) (*resource.HostSpec, *resource.HostStatus) {
-	spec, err := resource.DecodeSpec[resource.HostSpec](o)
-	if err != nil {
-		spec = &resource.HostSpec{}
-	}
-	spec.Default()
-	st, err := resource.DecodeStatus[resource.HostStatus](o)
-	if err != nil {
-		st = &resource.HostStatus{}
-	}
-	return spec, st
 }
 
 func labelsDict(l map[string]string) *starlark.Dict {
