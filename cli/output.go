@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -210,15 +209,6 @@ func vmTable(w io.Writer, objs []*resource.Object, width int) error {
 	return t.flush()
 }
 
-// schedulable is a host's capacity for placement: its capacity times its
-// overcommit ratios, as the controllers compute it.
-func schedulable(spec *resource.HostSpec, st *resource.HostStatus) resource.Resources {
-	return resource.Resources{
-		CPUs:      int(math.Floor(float64(st.Capacity.CPUs)*max(spec.CPUOvercommit, 1) + 1e-9)),
-		MemoryMiB: int64(math.Floor(float64(st.Capacity.MemoryMiB)*max(spec.MemoryOvercommit, 1) + 1e-9)),
-	}
-}
-
 // hostTable: NAME STATE SCHEDULABLE CPUS MEMORY DRIVER ADDRESS SINCE. CPUS
 // and MEMORY are allocated/capacity (capacity after overcommit); SINCE is
 // how long the host has been in its state.
@@ -226,7 +216,7 @@ func hostTable(w io.Writer, objs []*resource.Object) error {
 	t := newTable(w, "NAME", "STATE", "SCHEDULABLE", "CPUS", "MEMORY", "DRIVER", "ADDRESS", "SINCE")
 	for _, o := range objs {
 		spec, st := resource.HostStateOf(o)
-		capa := schedulable(spec, st)
+		capa := resource.Schedulable(spec, st)
 		t.row(o.Name, st.State, boolCell(!spec.Unschedulable),
 			fmt.Sprintf("%d/%d", st.Allocated.CPUs, capa.CPUs),
 			resource.FormatMiB(st.Allocated.MemoryMiB)+"/"+resource.FormatMiB(capa.MemoryMiB),
