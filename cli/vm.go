@@ -249,23 +249,14 @@ func vmCreate(c *cli.Context) error {
 	if err != nil {
 		return s.fail(err)
 	}
-	if c.Bool("wait") {
-		created, _ := resource.VMStateOf(o)
-		if o, err = waitPower(c, s, o, created.Power); err != nil {
-			return err
-		}
-	}
-	return printObject(c, o)
+	created, _ := resource.VMStateOf(o)
+	return printPowered(c, s, o, created.Power)
 }
 
 // getObject is the shared "get NAME" verb.
 func getObject(kind resource.Kind) cli.ActionFunc {
 	return func(c *cli.Context) error {
-		name, err := oneName(c, kindTitle(kind))
-		if err != nil {
-			return err
-		}
-		s, err := connect(c)
+		name, s, err := connectNamed(c, kindTitle(kind))
 		if err != nil {
 			return err
 		}
@@ -626,50 +617,53 @@ func powerFlags(v powerVerb) []cli.Flag {
 }
 
 func vmPower(c *cli.Context, v powerVerb) error {
-	name, err := oneName(c, "VM")
-	if err != nil {
-		return err
-	}
-	s, err := connectWait(c)
+	name, s, err := connectNamedWait(c, "VM")
 	if err != nil {
 		return err
 	}
 	defer s.close()
+	var o *resource.Object
 	if v == powerStop && c.Bool("force") {
-		vm, err := s.client.VMs().Stop(s.ctx, name, true)
-		if err != nil {
-			return objectErr(resource.KindVM, name, err)
-		}
-		o := vm.Object
-		if c.Bool("wait") {
-			if o, err = waitPower(c, s, o, v.power); err != nil {
-				return err
-			}
-		}
-		return printObject(c, o)
+		o, err = vmForceStop(s, name)
+	} else {
+		o, err = vmSetPower(c, s, name, v)
 	}
+	if err != nil {
+		return err
+	}
+	return printPowered(c, s, o, v.power)
+}
+
+// vmForceStop powers the VM off at once (stop --force).
+func vmForceStop(s *session, name string) (*resource.Object, error) {
+	vm, err := s.client.VMs().Stop(s.ctx, name, true)
+	if err != nil {
+		return nil, objectErr(resource.KindVM, name, err)
+	}
+	return vm.Object, nil
+}
+
+// vmSetPower sets the VM's spec.power as verb v says, when v applies to
+// the VM in its state (checkPower). start places a failed or lost VM again
+// instead.
+func vmSetPower(c *cli.Context, s *session, name string, v powerVerb) (*resource.Object, error) {
 	if v == powerStart {
 		// A failed or lost VM is started again from scratch: the server
 		// sends it back to placement (POST /v1/vms/NAME/start).
 		cur, _, err := s.client.Get(s.ctx, resource.KindVM, name, nil)
 		if err != nil {
-			return objectErr(resource.KindVM, name, err)
+			return nil, objectErr(resource.KindVM, name, err)
 		}
 		if _, st := resource.VMStateOf(cur); st.Phase == resource.PhaseFailed || st.Phase == resource.PhaseLost {
 			o, err := s.client.Action(s.ctx, name, client.ActionStart)
 			if err != nil {
-				return objectErr(resource.KindVM, name, err)
+				return nil, objectErr(resource.KindVM, name, err)
 			}
 			fmt.Fprintf(c.App.ErrWriter, "%s: was %s; placing it again\n", name, st.Phase)
-			if c.Bool("wait") {
-				if o, err = waitPower(c, s, o, v.power); err != nil {
-					return err
-				}
-			}
-			return printObject(c, o)
+			return o, nil
 		}
 	}
-	o, err := updateSpec(s, resource.KindVM, name, func(cur *resource.Object) (map[string]any, error) {
+	return updateSpec(s, resource.KindVM, name, func(cur *resource.Object) (map[string]any, error) {
 		spec, st := resource.VMStateOf(cur)
 		done, err := checkPower(v, name, spec, st)
 		if err != nil || done {
@@ -680,11 +674,14 @@ func vmPower(c *cli.Context, v powerVerb) error {
 		}
 		return map[string]any{"power": v.power}, nil
 	})
-	if err != nil {
-		return err
-	}
+}
+
+// printPowered prints the VM o; with --wait, once it has the phase that
+// power asks for (waitPower).
+func printPowered(c *cli.Context, s *session, o *resource.Object, power string) error {
 	if c.Bool("wait") {
-		if o, err = waitPower(c, s, o, v.power); err != nil {
+		var err error
+		if o, err = waitPower(c, s, o, power); err != nil {
 			return err
 		}
 	}
@@ -877,23 +874,21 @@ catches up with it once the worker has rebooted the guest.
 
 Examples:
    kumoi vm reboot web-1`,
-		Action: func(c *cli.Context) error {
-			name, err := oneName(c, "VM")
-			if err != nil {
-				return err
-			}
-			s, err := connect(c)
-			if err != nil {
-				return err
-			}
-			defer s.close()
-			o, err := s.client.Action(s.ctx, name, client.ActionReboot)
-			if err != nil {
-				return objectErr(resource.KindVM, name, err)
-			}
-			return printObject(c, o)
-		},
+		Action: vmReboot,
 	})
+}
+
+func vmReboot(c *cli.Context) error {
+	name, s, err := connectNamed(c, "VM")
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	o, err := s.client.Action(s.ctx, name, client.ActionReboot)
+	if err != nil {
+		return objectErr(resource.KindVM, name, err)
+	}
+	return printObject(c, o)
 }
 
 func vmMigrateCommand() *cli.Command {
@@ -921,28 +916,20 @@ Examples:
 			&cli.StringFlag{Name: "host", Usage: "move it to `HOST` (default: the ready host with the most free memory)"},
 			waitFlag("the VM is stopped or running (its power) on the new host"),
 		},
-		Action: func(c *cli.Context) error {
-			name, err := oneName(c, "VM")
-			if err != nil {
-				return err
-			}
-			s, err := connectWait(c)
-			if err != nil {
-				return err
-			}
-			defer s.close()
-			vm, err := s.client.VMs().Migrate(s.ctx, name, c.String("host"))
-			if err != nil {
-				return objectErr(resource.KindVM, name, err)
-			}
-			o := vm.Object
-			fmt.Fprintf(c.App.ErrWriter, "%s: moving to %s\n", name, vm.Status.Host)
-			if c.Bool("wait") {
-				if o, err = waitPower(c, s, o, vm.Spec.Power); err != nil {
-					return err
-				}
-			}
-			return printObject(c, o)
-		},
+		Action: vmMigrate,
 	})
+}
+
+func vmMigrate(c *cli.Context) error {
+	name, s, err := connectNamedWait(c, "VM")
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	vm, err := s.client.VMs().Migrate(s.ctx, name, c.String("host"))
+	if err != nil {
+		return objectErr(resource.KindVM, name, err)
+	}
+	fmt.Fprintf(c.App.ErrWriter, "%s: moving to %s\n", name, vm.Status.Host)
+	return printPowered(c, s, vm.Object, vm.Spec.Power)
 }
