@@ -200,33 +200,8 @@ func vmCreate(c *cli.Context) error {
 	if err := resource.ValidateName(name); err != nil {
 		return usagef("invalid VM name: %s", fieldMsg(err))
 	}
-	var missing []string
-	for _, f := range []string{"cpus", "memory"} {
-		if !c.IsSet(f) {
-			missing = append(missing, "--"+f)
-		}
-	}
-	if len(missing) > 0 {
-		return usagef("missing %s: say how big the VM is, e.g. kumoi vm create %s --cpus 2 --memory 2GiB", joinList(missing, "and"), name)
-	}
-	spec := resource.VMSpec{Power: c.String("power"), HA: c.String("ha")}
-	if spec.CPUs, err = cpusValue(c); err != nil {
-		return err
-	}
-	if spec.MemoryMiB, err = parseMemory("memory", c.String("memory")); err != nil {
-		return err
-	}
-	if c.IsSet("power") {
-		if err := checkChoice("power", spec.Power, powerChoices...); err != nil {
-			return err
-		}
-	}
-	if c.IsSet("ha") {
-		if err := checkChoice("ha", spec.HA, haChoices...); err != nil {
-			return err
-		}
-	}
-	if spec.Boot, err = bootValue(c); err != nil {
+	spec, err := createSpec(c, name)
+	if err != nil {
 		return err
 	}
 	labels, err := parseLabels("label", c.StringSlice("label"))
@@ -251,6 +226,47 @@ func vmCreate(c *cli.Context) error {
 	}
 	created, _ := resource.VMStateOf(o)
 	return printPowered(c, s, o, created.Power)
+}
+
+// createSpec reads the spec of the VM name from the flags of vm create.
+func createSpec(c *cli.Context, name string) (resource.VMSpec, error) {
+	var missing []string
+	for _, f := range []string{"cpus", "memory"} {
+		if !c.IsSet(f) {
+			missing = append(missing, "--"+f)
+		}
+	}
+	if len(missing) > 0 {
+		return resource.VMSpec{}, usagef("missing %s: say how big the VM is, e.g. kumoi vm create %s --cpus 2 --memory 2GiB", joinList(missing, "and"), name)
+	}
+	spec := resource.VMSpec{Power: c.String("power"), HA: c.String("ha")}
+	var err error
+	if spec.CPUs, err = cpusValue(c); err != nil {
+		return spec, err
+	}
+	if spec.MemoryMiB, err = parseMemory("memory", c.String("memory")); err != nil {
+		return spec, err
+	}
+	if err := checkPowerAndHA(c); err != nil {
+		return spec, err
+	}
+	spec.Boot, err = bootValue(c)
+	return spec, err
+}
+
+// checkPowerAndHA checks --power and --ha, when given.
+func checkPowerAndHA(c *cli.Context) error {
+	for _, f := range []struct {
+		flag    string
+		choices []string
+	}{{"power", powerChoices}, {"ha", haChoices}} {
+		if c.IsSet(f.flag) {
+			if err := checkChoice(f.flag, c.String(f.flag), f.choices...); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // getObject is the shared "get NAME" verb.
@@ -394,52 +410,57 @@ Examples:
 	})
 }
 
-func vmUpdate(c *cli.Context) error {
-	name, err := oneName(c, "VM")
-	if err != nil {
-		return err
-	}
-	changes := map[string]any{}
+// updateChanges reads what vm update is to change from its flags: the
+// spec fields to set (by their JSON names), the labels to set and the
+// labels to remove.
+func updateChanges(c *cli.Context) (changes map[string]any, setLabels map[string]string, removeLabels []string, err error) {
+	changes = map[string]any{}
 	if c.IsSet("cpus") {
 		n, err := cpusValue(c)
 		if err != nil {
-			return err
+			return nil, nil, nil, err
 		}
 		changes["cpus"] = n
 	}
 	if c.IsSet("memory") {
 		mib, err := parseMemory("memory", c.String("memory"))
 		if err != nil {
-			return err
+			return nil, nil, nil, err
 		}
 		changes["memory_mib"] = mib
 	}
-	if c.IsSet("power") {
-		if err := checkChoice("power", c.String("power"), powerChoices...); err != nil {
-			return err
+	if err := checkPowerAndHA(c); err != nil {
+		return nil, nil, nil, err
+	}
+	for _, f := range []string{"power", "ha"} {
+		if c.IsSet(f) {
+			changes[f] = c.String(f)
 		}
-		changes["power"] = c.String("power")
 	}
-	if c.IsSet("ha") {
-		if err := checkChoice("ha", c.String("ha"), haChoices...); err != nil {
-			return err
-		}
-		changes["ha"] = c.String("ha")
+	if setLabels, err = parseLabels("label", c.StringSlice("label")); err != nil {
+		return nil, nil, nil, err
 	}
-	setLabels, err := parseLabels("label", c.StringSlice("label"))
-	if err != nil {
-		return err
-	}
-	removeLabels := c.StringSlice("remove-label")
+	removeLabels = c.StringSlice("remove-label")
 	for _, k := range removeLabels {
 		if _, both := setLabels[k]; both {
-			return usagef("label %q is both set (--label) and removed (--remove-label); choose one", k)
+			return nil, nil, nil, usagef("label %q is both set (--label) and removed (--remove-label); choose one", k)
 		}
 	}
 	if len(changes) == 0 && len(setLabels) == 0 && len(removeLabels) == 0 {
-		return usagef("nothing to change: give at least one of --cpus, --memory, --power, --ha, --label or --remove-label")
+		return nil, nil, nil, usagef("nothing to change: give at least one of --cpus, --memory, --power, --ha, --label or --remove-label")
 	}
+	return changes, setLabels, removeLabels, nil
+}
 
+func vmUpdate(c *cli.Context) error {
+	name, err := oneName(c, "VM")
+	if err != nil {
+		return err
+	}
+	changes, setLabels, removeLabels, err := updateChanges(c)
+	if err != nil {
+		return err
+	}
 	s, err := connect(c)
 	if err != nil {
 		return err
