@@ -196,18 +196,15 @@ func (v *VM) Attr(name string) (starlark.Value, error) {
 		return bind("vm", v, name, m), nil
 	}
 	o := v.get()
+	if a := metaAttr(o, name); a != nil {
+		return a, nil
+	}
 	spec, st := resource.VMStateOf(o)
 	switch name {
-	case "name":
-		return starlark.String(o.Name), nil
-	case "labels":
-		return labelsDict(o.Labels), nil
 	case "phase":
 		return starlark.String(st.Phase), nil
 	case "reason":
 		return starlark.String(st.Reason), nil
-	case "index":
-		return starlark.MakeUint64(o.ModifyIndex), nil
 	case "host":
 		if st.Host == "" {
 			return starlark.None, nil
@@ -221,6 +218,20 @@ func (v *VM) Attr(name string) (starlark.Value, error) {
 	return nil, nil // no such attribute: Starlark says so
 }
 
+// metaAttr is the attribute name that every object has (name, labels,
+// index), or nil when name is none of them.
+func metaAttr(o *resource.Object, name string) starlark.Value {
+	switch name {
+	case "name":
+		return starlark.String(o.Name)
+	case "labels":
+		return labelsDict(o.Labels)
+	case "index":
+		return starlark.MakeUint64(o.ModifyIndex)
+	}
+	return nil
+}
+
 func (h *Host) AttrNames() []string { return attrNames(hostAttrs, hostMethods) }
 
 func (h *Host) Attr(name string) (starlark.Value, error) {
@@ -228,18 +239,15 @@ func (h *Host) Attr(name string) (starlark.Value, error) {
 		return bind("host", h, name, m), nil
 	}
 	o := h.get()
+	if a := metaAttr(o, name); a != nil {
+		return a, nil
+	}
 	spec, st := resource.HostStateOf(o)
 	switch name {
-	case "name":
-		return starlark.String(o.Name), nil
-	case "labels":
-		return labelsDict(o.Labels), nil
 	case "state":
 		return starlark.String(st.State), nil
 	case "reason":
 		return starlark.String(st.Reason), nil
-	case "index":
-		return starlark.MakeUint64(o.ModifyIndex), nil
 	case "schedulable":
 		return starlark.Bool(!spec.Unschedulable), nil
 	case "capacity":
