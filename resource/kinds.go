@@ -71,12 +71,9 @@ func Kinds() []*KindInfo {
 // NormalizeSpec strictly decodes a kind's spec, fills defaults, validates it
 // and returns its canonical JSON encoding.
 func NormalizeSpec(kind Kind, raw json.RawMessage) (json.RawMessage, error) {
-	info, ok := Lookup(kind)
-	if !ok {
-		return nil, Errorf("kind", "unknown kind %q", kind)
-	}
-	if len(raw) == 0 || string(raw) == "null" {
-		return nil, Errorf("spec", "is required")
+	info, err := lookupWith(kind, raw, "spec")
+	if err != nil {
+		return nil, err
 	}
 	s := info.NewSpec()
 	if err := DecodeStrict(raw, s, "spec"); err != nil {
@@ -87,6 +84,19 @@ func NormalizeSpec(kind Kind, raw json.RawMessage) (json.RawMessage, error) {
 		return nil, err
 	}
 	return json.Marshal(s)
+}
+
+// lookupWith looks kind up for NormalizeSpec and NormalizeStatus, and
+// checks that raw, the object's field ("spec", "status"), is given.
+func lookupWith(kind Kind, raw json.RawMessage, field string) (*KindInfo, error) {
+	info, ok := Lookup(kind)
+	if !ok {
+		return nil, Errorf("kind", "unknown kind %q", kind)
+	}
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, Errorf(field, "is required")
+	}
+	return info, nil
 }
 
 // ReviseSpec applies the kind's Revise to a normalized spec (see
@@ -102,12 +112,9 @@ func ReviseSpec(kind Kind, old, next json.RawMessage) (json.RawMessage, error) {
 // NormalizeStatus strictly decodes a kind's status and returns its canonical
 // JSON encoding.
 func NormalizeStatus(kind Kind, raw json.RawMessage) (json.RawMessage, error) {
-	info, ok := Lookup(kind)
-	if !ok {
-		return nil, Errorf("kind", "unknown kind %q", kind)
-	}
-	if len(raw) == 0 || string(raw) == "null" {
-		return nil, Errorf("status", "is required")
+	info, err := lookupWith(kind, raw, "status")
+	if err != nil {
+		return nil, err
 	}
 	s := info.NewStatus()
 	if err := DecodeStrict(raw, s, "status"); err != nil {
