@@ -223,6 +223,31 @@ func connect(c *cli.Context) (*session, error) { return dial(c, false) }
 // --timeout is not given, it may take defaultWaitTimeout.
 func connectWait(c *cli.Context) (*session, error) { return dial(c, c.Bool("wait")) }
 
+// connectNamed starts a verb on one named object: it takes the verb's one
+// NAME argument (what names the object in messages: "VM", "host") and
+// connects. Call s.close when done.
+func connectNamed(c *cli.Context, what string) (name string, s *session, err error) {
+	return dialNamed(c, what, false)
+}
+
+// connectNamedWait is connectNamed for a verb with a --wait flag (see
+// connectWait).
+func connectNamedWait(c *cli.Context, what string) (name string, s *session, err error) {
+	return dialNamed(c, what, c.Bool("wait"))
+}
+
+func dialNamed(c *cli.Context, what string, wait bool) (string, *session, error) {
+	name, err := oneName(c, what)
+	if err != nil {
+		return "", nil, err
+	}
+	s, err := dial(c, wait)
+	if err != nil {
+		return "", nil, err
+	}
+	return name, s, nil
+}
+
 func dial(c *cli.Context, wait bool) (*session, error) {
 	as, err := addrs(c)
 	if err != nil {

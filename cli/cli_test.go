@@ -208,6 +208,37 @@ func TestHosts(t *testing.T) {
 	checkTable(t, out, false)
 }
 
+// TestHostCapacity checks the CPUS and MEMORY columns against the state
+// machine's rule (resource.Schedulable, which fsm uses to admit
+// placements): capacity times the overcommit ratios, rounded down, with the
+// capacity capped at resource.MaxHostCPUs and resource.MaxHostMemoryMiB.
+func TestHostCapacity(t *testing.T) {
+	s := testapi.New(t)
+	s.Put(t, resource.KindHost, "hv-1", nil, resource.HostSpec{CPUOvercommit: 4, MemoryOvercommit: 1.5}, resource.HostStatus{
+		State:     resource.HostReady,
+		Capacity:  resource.Resources{CPUs: 16, MemoryMiB: 64 << 10},
+		Allocated: resource.Resources{CPUs: 40, MemoryMiB: 80 << 10},
+		Since:     testapi.Now.Add(-5 * time.Minute),
+	})
+	s.Put(t, resource.KindHost, "hv-2", nil, resource.HostSpec{CPUOvercommit: 1.4, MemoryOvercommit: 2.3}, resource.HostStatus{
+		State: resource.HostReady, Capacity: resource.Resources{CPUs: 45, MemoryMiB: 50}, Since: testapi.Now.Add(-5 * time.Minute),
+	})
+	// A capacity beyond the bounds counts as the bound: 2×(1<<20) CPUs,
+	// not 2×(3<<20); 1<<40 MiB (1048576TiB), not 2<<40.
+	s.Put(t, resource.KindHost, "hv-3", nil, resource.HostSpec{CPUOvercommit: 2}, resource.HostStatus{
+		State:    resource.HostReady,
+		Capacity: resource.Resources{CPUs: 3 * resource.MaxHostCPUs, MemoryMiB: 2 * resource.MaxHostMemoryMiB},
+		Since:    testapi.Now.Add(-5 * time.Minute),
+	})
+	runCases(t, s.URL, []cliCase{
+		{name: "list", args: []string{"host", "list"}, exact: "" +
+			"NAME   STATE   SCHEDULABLE   CPUS        MEMORY            DRIVER   ADDRESS   SINCE\n" +
+			"hv-1   ready   yes           40/64       80GiB/96GiB       -        -         5m\n" +
+			"hv-2   ready   yes           0/63        0MiB/115MiB       -        -         5m\n" +
+			"hv-3   ready   yes           0/2097152   0MiB/1048576TiB   -        -         5m\n"},
+	})
+}
+
 func TestCluster(t *testing.T) {
 	s := testapi.New(t)
 	cl := resource.Cluster{

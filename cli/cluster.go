@@ -114,11 +114,7 @@ func clusterMembers(c *cli.Context) error {
 }
 
 func clusterRemove(c *cli.Context) error {
-	id, err := oneName(c, "node ID")
-	if err != nil {
-		return err
-	}
-	s, err := connect(c)
+	id, s, err := connectNamed(c, "node ID")
 	if err != nil {
 		return err
 	}

@@ -20,7 +20,7 @@ func newDriver(c *cli.Context, nodeID string, memMiB int64) (hypervisor.Driver, 
 	case "sim":
 		return sim.New(sim.Options{Host: nodeID, CPUs: c.Int("cpus"), MemoryMiB: memMiB, ObservationLog: obs}), nil
 	case "libvirt":
-		return newLibvirtDriver(c, nodeID, obs)
+		return newLibvirtDriver(c, nodeID, memMiB, obs)
 	}
 	return nil, usagef("--hypervisor %q: use sim or libvirt", c.String("hypervisor"))
 }

@@ -206,89 +206,107 @@ func permuteArgs(app *cli.App, args []string) []string {
 	if len(args) < 2 {
 		return args
 	}
-	globals := append([]cli.Flag{cli.HelpFlag}, app.Flags...)
-	var hoisted, path []string
-	level := globals
-	subs := app.Commands
-	rest := args[1:]
-	isRoot := true
-	rootEnd := 0 // where the root's own flags end in path
-	for len(rest) > 0 {
-		tok := rest[0]
-		if tok == "--" {
-			path = append(path, rest...)
-			rest = nil
-			break
-		}
-		if isFlagToken(tok) {
-			n := flagLen(tok, rest[1:], level)
-			if n == 0 && !isRoot {
-				if n = flagLen(tok, rest[1:], globals); n > 0 {
-					hoisted = append(hoisted, rest[:n]...)
-					rest = rest[n:]
-					continue
-				}
-			}
-			n = max(n, 1)
-			path = append(path, rest[:n]...)
-			rest = rest[n:]
-			continue
-		}
-		cmd := findCommand(subs, tok)
-		if cmd == nil {
-			break // a positional argument: level is the leaf
-		}
-		if isRoot {
-			rootEnd = len(path)
-		}
-		path = append(path, tok)
-		rest = rest[1:]
-		level = append([]cli.Flag{cli.HelpFlag}, cmd.Flags...)
-		subs = cmd.Subcommands
-		isRoot = false
-	}
-	// rest holds the leaf's arguments, flags and positionals mixed.
-	var flags, positional []string
-	for len(rest) > 0 {
-		tok := rest[0]
-		if tok == "--" {
-			positional = append(positional, rest[1:]...)
-			break
-		}
-		if !isFlagToken(tok) {
-			positional = append(positional, tok)
-			rest = rest[1:]
-			continue
-		}
-		n := flagLen(tok, rest[1:], level)
-		if n == 0 && !isRoot {
-			if n = flagLen(tok, rest[1:], globals); n > 0 {
-				hoisted = append(hoisted, rest[:n]...)
-				rest = rest[n:]
-				continue
-			}
-		}
-		n = max(n, 1)
-		flags = append(flags, rest[:n]...)
-		rest = rest[n:]
-	}
+	p := &argPermuter{globals: append([]cli.Flag{cli.HelpFlag}, app.Flags...), isRoot: true}
+	p.level = p.globals
+	path, rootEnd, rest := p.commandWords(app.Commands, args[1:])
+	flags, positional := p.leafArgs(rest)
 	// Hoisted flags go after the root's own, so that the last one given
 	// wins as usual.
 	out := append([]string{args[0]}, path[:rootEnd]...)
-	out = append(out, hoisted...)
+	out = append(out, p.hoisted...)
 	out = append(out, path[rootEnd:]...)
 	out = append(out, flags...)
 	if slices.ContainsFunc(flags, func(f string) bool { return flagLen(f, nil, []cli.Flag{cli.HelpFlag}) > 0 }) {
 		// "kumoi vm get web --help": help for the verb, not for a "web" topic.
 		return out
 	}
-	for _, p := range positional {
-		if strings.HasPrefix(p, "-") {
+	for _, a := range positional {
+		if strings.HasPrefix(a, "-") {
 			out = append(out, "--")
 			break
 		}
 	}
 	return append(out, positional...)
+}
+
+// argPermuter is the state of permuteArgs as it walks the arguments.
+type argPermuter struct {
+	globals []cli.Flag // the root's flags (and --help)
+	level   []cli.Flag // the flags of the command reached so far
+	isRoot  bool       // no command word has been read yet
+	hoisted []string   // global flags found after command words
+}
+
+// commandWords reads the command words and the flags between them from
+// args, up to the first positional argument: path is what it read (global
+// flags given after a command word left out, to be hoisted), rootEnd
+// where the root's own flags end in path, and rest what follows: the leaf
+// command's arguments.
+func (p *argPermuter) commandWords(subs []*cli.Command, args []string) (path []string, rootEnd int, rest []string) {
+	rest = args
+	for len(rest) > 0 {
+		tok := rest[0]
+		if tok == "--" {
+			return append(path, rest...), rootEnd, nil
+		}
+		if isFlagToken(tok) {
+			var kept []string
+			kept, rest = p.flag(rest)
+			path = append(path, kept...)
+			continue
+		}
+		cmd := findCommand(subs, tok)
+		if cmd == nil {
+			break // a positional argument: level is the leaf
+		}
+		if p.isRoot {
+			rootEnd = len(path)
+		}
+		path = append(path, tok)
+		rest = rest[1:]
+		p.level = append([]cli.Flag{cli.HelpFlag}, cmd.Flags...)
+		subs = cmd.Subcommands
+		p.isRoot = false
+	}
+	return path, rootEnd, rest
+}
+
+// leafArgs sorts the leaf command's arguments, flags and positionals
+// mixed, into its flags and its positional arguments (all of them after
+// "--").
+func (p *argPermuter) leafArgs(rest []string) (flags, positional []string) {
+	for len(rest) > 0 {
+		tok := rest[0]
+		if tok == "--" {
+			return flags, append(positional, rest[1:]...)
+		}
+		if !isFlagToken(tok) {
+			positional = append(positional, tok)
+			rest = rest[1:]
+			continue
+		}
+		var kept []string
+		kept, rest = p.flag(rest)
+		flags = append(flags, kept...)
+	}
+	return flags, positional
+}
+
+// flag takes the flag at the head of rest (with its separate value, if
+// it has one): a global flag that the current command does not define
+// goes to p.hoisted; any other flag is kept where it is, returned in kept
+// (an unknown one too, so that parsing reports it). after is what follows
+// it.
+func (p *argPermuter) flag(rest []string) (kept, after []string) {
+	n := flagLen(rest[0], rest[1:], p.level)
+	if n == 0 && !p.isRoot {
+		if n = flagLen(rest[0], rest[1:], p.globals); n > 0 {
+			p.hoisted = append(p.hoisted, rest[:n]...)
+			return nil, rest[n:]
+		}
+	}
+	n = max(n, 1)
+	return rest[:n], rest[n:]
 }
 
 func isFlagToken(tok string) bool { return len(tok) > 1 && tok[0] == '-' }

@@ -27,25 +27,39 @@ Examples:
    kumoi host enable hv-1
    kumoi host update hv-1 --cpu-overcommit 4`,
 		Subcommands: []*cli.Command{
-			leaf(&cli.Command{
-				Name:      "get",
-				Usage:     "show one host",
-				UsageText: "kumoi host get NAME [--stale] [-o table|json|yaml]",
-				Description: `Shows a host: the columns of 'kumoi host list'. -o json or -o yaml prints the
+			hostGetCommand(),
+			hostListCommand(),
+			hostVMsCommand(),
+			hostDrainCommand(),
+			hostEnableCommand(),
+			hostUpdateCommand(),
+		},
+	}
+}
+
+func hostGetCommand() *cli.Command {
+	return leaf(&cli.Command{
+		Name:      "get",
+		Usage:     "show one host",
+		UsageText: "kumoi host get NAME [--stale] [-o table|json|yaml]",
+		Description: `Shows a host: the columns of 'kumoi host list'. -o json or -o yaml prints the
 whole object, with the reason for its state and its overcommit ratios.
 
 Examples:
    kumoi host get hv-1
    kumoi host get hv-1 -o json`,
-				Flags:  []cli.Flag{staleFlag()},
-				Action: getObject(resource.KindHost),
-			}),
-			leaf(&cli.Command{
-				Name:      "list",
-				Aliases:   []string{"ls"},
-				Usage:     "list hosts",
-				UsageText: "kumoi host list [-l SELECTOR] [--stale] [-o table|json|yaml]",
-				Description: `Lists hosts sorted by name. Columns: STATE (ready, down, left, draining),
+		Flags:  []cli.Flag{staleFlag()},
+		Action: getObject(resource.KindHost),
+	})
+}
+
+func hostListCommand() *cli.Command {
+	return leaf(&cli.Command{
+		Name:      "list",
+		Aliases:   []string{"ls"},
+		Usage:     "list hosts",
+		UsageText: "kumoi host list [-l SELECTOR] [--stale] [-o table|json|yaml]",
+		Description: `Lists hosts sorted by name. Columns: STATE (ready, down, left, draining),
 SCHEDULABLE (no after 'kumoi host drain'), CPUS and MEMORY as allocated/capacity
 (what the VMs placed there hold, out of the capacity after overcommit), DRIVER
 (the hypervisor driver), ADDRESS (the worker's), SINCE (how long the host has
@@ -54,35 +68,44 @@ been in its state). With -o json the output is a JSON array of host objects.
 Examples:
    kumoi host list
    kumoi host list -l rack=a -o json`,
-				Flags:  []cli.Flag{selectorFlag(), staleFlag()},
-				Action: listObjects(resource.KindHost),
-			}),
-			leaf(&cli.Command{
-				Name:      "vms",
-				Usage:     "list the VMs placed on a host",
-				UsageText: "kumoi host vms NAME [-l SELECTOR] [--stale] [-o table|json|yaml]",
-				Description: `Lists the VMs placed on a host, as 'kumoi vm list --host NAME' does.
+		Flags:  []cli.Flag{selectorFlag(), staleFlag()},
+		Action: listObjects(resource.KindHost),
+	})
+}
+
+func hostVMsCommand() *cli.Command {
+	return leaf(&cli.Command{
+		Name:      "vms",
+		Usage:     "list the VMs placed on a host",
+		UsageText: "kumoi host vms NAME [-l SELECTOR] [--stale] [-o table|json|yaml]",
+		Description: `Lists the VMs placed on a host, as 'kumoi vm list --host NAME' does.
 
 Examples:
    kumoi host vms hv-1
    kumoi host vms hv-1 -l app=web -o json`,
-				Flags: []cli.Flag{selectorFlag(), staleFlag()},
-				Action: func(c *cli.Context) error {
-					name, err := oneName(c, "host")
-					if err != nil {
-						return err
-					}
-					if err := resource.ValidateName(name); err != nil {
-						return usagef("invalid host name: %s", fieldMsg(err))
-					}
-					return listVMsOrObjects(c, resource.KindVM, name)
-				},
-			}),
-			leaf(&cli.Command{
-				Name:      "drain",
-				Usage:     "take no new VMs on a host",
-				UsageText: "kumoi host drain NAME [-o table|json|yaml]",
-				Description: `Marks the host unschedulable (spec.unschedulable=true): the scheduler places
+		Flags:  []cli.Flag{selectorFlag(), staleFlag()},
+		Action: hostVMs,
+	})
+}
+
+// hostVMs lists the VMs placed on the host NAME.
+func hostVMs(c *cli.Context) error {
+	name, err := oneName(c, "host")
+	if err != nil {
+		return err
+	}
+	if err := resource.ValidateName(name); err != nil {
+		return usagef("invalid host name: %s", fieldMsg(err))
+	}
+	return listVMsOrObjects(c, resource.KindVM, name)
+}
+
+func hostDrainCommand() *cli.Command {
+	return leaf(&cli.Command{
+		Name:      "drain",
+		Usage:     "take no new VMs on a host",
+		UsageText: "kumoi host drain NAME [-o table|json|yaml]",
+		Description: `Marks the host unschedulable (spec.unschedulable=true): the scheduler places
 no new VMs on it. The VMs already there stay where they are and keep running;
 moving them off comes with a later scheduler. 'kumoi host enable' undoes it.
 The change is a read-modify-write with compare-and-set, retried when the host
@@ -91,24 +114,30 @@ changed in between.
 Examples:
    kumoi host drain hv-1
    kumoi host drain hv-1 -o json`,
-				Action: func(c *cli.Context) error { return setSchedulable(c, false) },
-			}),
-			leaf(&cli.Command{
-				Name:      "enable",
-				Usage:     "let the scheduler place VMs on a drained host again",
-				UsageText: "kumoi host enable NAME [-o table|json|yaml]",
-				Description: `Marks the host schedulable again (spec.unschedulable=false), undoing
+		Action: func(c *cli.Context) error { return setSchedulable(c, false) },
+	})
+}
+
+func hostEnableCommand() *cli.Command {
+	return leaf(&cli.Command{
+		Name:      "enable",
+		Usage:     "let the scheduler place VMs on a drained host again",
+		UsageText: "kumoi host enable NAME [-o table|json|yaml]",
+		Description: `Marks the host schedulable again (spec.unschedulable=false), undoing
 'kumoi host drain'. New VMs are placed on it once it is also ready.
 
 Example:
    kumoi host enable hv-1`,
-				Action: func(c *cli.Context) error { return setSchedulable(c, true) },
-			}),
-			leaf(&cli.Command{
-				Name:      "update",
-				Usage:     "change a host's overcommit ratios",
-				UsageText: "kumoi host update NAME [--cpu-overcommit R] [--memory-overcommit R] [-o table|json|yaml]",
-				Description: `Sets how far placements may overcommit the host: the scheduler and the state
+		Action: func(c *cli.Context) error { return setSchedulable(c, true) },
+	})
+}
+
+func hostUpdateCommand() *cli.Command {
+	return leaf(&cli.Command{
+		Name:      "update",
+		Usage:     "change a host's overcommit ratios",
+		UsageText: "kumoi host update NAME [--cpu-overcommit R] [--memory-overcommit R] [-o table|json|yaml]",
+		Description: `Sets how far placements may overcommit the host: the scheduler and the state
 machine allow VMs up to capacity x ratio (1 = no overcommit, the default;
 at most 64). Lowering a ratio below what is placed leaves the VMs where
 they are but takes no new ones. A read-modify-write with compare-and-set.
@@ -116,30 +145,24 @@ they are but takes no new ones. A read-modify-write with compare-and-set.
 Examples:
    kumoi host update hv-1 --cpu-overcommit 4
    kumoi host update hv-1 --cpu-overcommit 2 --memory-overcommit 1.5`,
-				Flags: []cli.Flag{
-					&cli.Float64Flag{Name: "cpu-overcommit", Usage: "CPU overcommit ratio R (1-64)"},
-					&cli.Float64Flag{Name: "memory-overcommit", Usage: "memory overcommit ratio R (1-64)"},
-				},
-				Action: hostUpdate,
-			}),
+		Flags: []cli.Flag{
+			&cli.Float64Flag{Name: "cpu-overcommit", Usage: "CPU overcommit ratio R (1-64)"},
+			&cli.Float64Flag{Name: "memory-overcommit", Usage: "memory overcommit ratio R (1-64)"},
 		},
-	}
+		Action: hostUpdate,
+	})
 }
 
 // setSchedulable is host drain (false) and host enable (true).
 func setSchedulable(c *cli.Context, schedulable bool) error {
-	name, err := oneName(c, "host")
-	if err != nil {
-		return err
-	}
-	s, err := connect(c)
+	name, s, err := connectNamed(c, "host")
 	if err != nil {
 		return err
 	}
 	defer s.close()
 	changed := true
 	o, err := updateSpec(s, resource.KindHost, name, func(cur *resource.Object) (map[string]any, error) {
-		spec, _ := hostState(cur)
+		spec, _ := resource.HostStateOf(cur)
 		if spec.Unschedulable == !schedulable {
 			changed = false
 			return nil, nil

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -199,7 +198,7 @@ func objectTable(w io.Writer, kind resource.Kind, objs []*resource.Object, width
 func vmTable(w io.Writer, objs []*resource.Object, width int) error {
 	t := newFreeTextTable(w, "NAME", "CPUS", "MEMORY", "POWER", "PHASE", "HOST", "INDEX", "REASON")
 	for _, o := range objs {
-		spec, st := vmState(o)
+		spec, st := resource.VMStateOf(o)
 		reason := st.Reason
 		if width > 0 {
 			reason = shorten(reason, width)
@@ -210,50 +209,14 @@ func vmTable(w io.Writer, objs []*resource.Object, width int) error {
 	return t.flush()
 }
 
-// vmState decodes a VM's spec and status; what cannot be decoded is zero.
-func vmState(o *resource.Object) (*resource.VMSpec, *resource.VMStatus) {
-	spec, err := resource.DecodeSpec[resource.VMSpec](o)
-	if err != nil {
-		spec = &resource.VMSpec{}
-	}
-	st, err := resource.DecodeStatus[resource.VMStatus](o)
-	if err != nil {
-		st = &resource.VMStatus{}
-	}
-	return spec, st
-}
-
-// hostState decodes a host's spec (defaults filled in) and status.
-func hostState(o *resource.Object) (*resource.HostSpec, *resource.HostStatus) {
-	spec, err := resource.DecodeSpec[resource.HostSpec](o)
-	if err != nil {
-		spec = &resource.HostSpec{}
-	}
-	spec.Default()
-	st, err := resource.DecodeStatus[resource.HostStatus](o)
-	if err != nil {
-		st = &resource.HostStatus{}
-	}
-	return spec, st
-}
-
-// schedulable is a host's capacity for placement: its capacity times its
-// overcommit ratios, as the controllers compute it.
-func schedulable(spec *resource.HostSpec, st *resource.HostStatus) resource.Resources {
-	return resource.Resources{
-		CPUs:      int(math.Floor(float64(st.Capacity.CPUs)*max(spec.CPUOvercommit, 1) + 1e-9)),
-		MemoryMiB: int64(math.Floor(float64(st.Capacity.MemoryMiB)*max(spec.MemoryOvercommit, 1) + 1e-9)),
-	}
-}
-
 // hostTable: NAME STATE SCHEDULABLE CPUS MEMORY DRIVER ADDRESS SINCE. CPUS
 // and MEMORY are allocated/capacity (capacity after overcommit); SINCE is
 // how long the host has been in its state.
 func hostTable(w io.Writer, objs []*resource.Object) error {
 	t := newTable(w, "NAME", "STATE", "SCHEDULABLE", "CPUS", "MEMORY", "DRIVER", "ADDRESS", "SINCE")
 	for _, o := range objs {
-		spec, st := hostState(o)
-		capa := schedulable(spec, st)
+		spec, st := resource.HostStateOf(o)
+		capa := resource.Schedulable(spec, st)
 		t.row(o.Name, st.State, boolCell(!spec.Unschedulable),
 			fmt.Sprintf("%d/%d", st.Allocated.CPUs, capa.CPUs),
 			resource.FormatMiB(st.Allocated.MemoryMiB)+"/"+resource.FormatMiB(capa.MemoryMiB),

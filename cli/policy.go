@@ -47,12 +47,22 @@ Examples:
    kumoi policy delete ha-lost`,
 		Subcommands: []*cli.Command{
 			policyApplyCommand(),
-			leaf(&cli.Command{
-				Name:      "list",
-				Aliases:   []string{"ls"},
-				Usage:     "list policies",
-				UsageText: "kumoi policy list [-l SELECTOR] [--stale] [-o table|json|yaml]",
-				Description: `Lists policies sorted by name. Columns: VERSION (of the stored spec), STATE
+			policyListCommand(),
+			policyGetCommand(),
+			policyEnableCommand(),
+			policyDisableCommand(),
+			policyDeleteCommand(),
+		},
+	}
+}
+
+func policyListCommand() *cli.Command {
+	return leaf(&cli.Command{
+		Name:      "list",
+		Aliases:   []string{"ls"},
+		Usage:     "list policies",
+		UsageText: "kumoi policy list [-l SELECTOR] [--stale] [-o table|json|yaml]",
+		Description: `Lists policies sorted by name. Columns: VERSION (of the stored spec), STATE
 (pending until the leader loads it, then active, disabled or error), EVENTS
 (the patterns it declared), HANDLED and FAILED (on_event calls since this
 version loaded), LAST ERROR (the newest handler error, or why it does not
@@ -61,14 +71,17 @@ load).
 Examples:
    kumoi policy list
    kumoi policy list -o json`,
-				Flags:  []cli.Flag{selectorFlag(), staleFlag()},
-				Action: listObjects(resource.KindPolicy),
-			}),
-			leaf(&cli.Command{
-				Name:      "get",
-				Usage:     "show one policy, its recent errors and output",
-				UsageText: "kumoi policy get NAME [--source] [--stale] [-o table|json|yaml]",
-				Description: `Shows a policy: its state, the events it handles, where it runs, the index
+		Flags:  []cli.Flag{selectorFlag(), staleFlag()},
+		Action: listObjects(resource.KindPolicy),
+	})
+}
+
+func policyGetCommand() *cli.Command {
+	return leaf(&cli.Command{
+		Name:      "get",
+		Usage:     "show one policy, its recent errors and output",
+		UsageText: "kumoi policy get NAME [--source] [--stale] [-o table|json|yaml]",
+		Description: `Shows a policy: its state, the events it handles, where it runs, the index
 up to which it has handled events, counts, its recent errors (with the
 Starlark backtrace) and the last lines it printed. --source prints the
 stored script instead. -o json or -o yaml prints the whole object.
@@ -76,48 +89,55 @@ stored script instead. -o json or -o yaml prints the whole object.
 Examples:
    kumoi policy get ha-lost
    kumoi policy get ha-lost --source > ha-lost.star`,
-				Flags: []cli.Flag{
-					&cli.BoolFlag{Name: "source", Usage: "print the stored script"},
-					staleFlag(),
-				},
-				Action: policyGet,
-			}),
-			leaf(&cli.Command{
-				Name:      "enable",
-				Usage:     "run a disabled policy again",
-				UsageText: "kumoi policy enable NAME",
-				Description: `Clears spec.disabled (a new version): the leader loads the policy again and
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "source", Usage: "print the stored script"},
+			staleFlag(),
+		},
+		Action: policyGet,
+	})
+}
+
+func policyEnableCommand() *cli.Command {
+	return leaf(&cli.Command{
+		Name:      "enable",
+		Usage:     "run a disabled policy again",
+		UsageText: "kumoi policy enable NAME",
+		Description: `Clears spec.disabled (a new version): the leader loads the policy again and
 handles the events after this change.
 
 Example:
    kumoi policy enable ha-lost`,
-				Action: func(c *cli.Context) error { return policySetDisabled(c, false) },
-			}),
-			leaf(&cli.Command{
-				Name:      "disable",
-				Usage:     "stop running a policy without deleting it",
-				UsageText: "kumoi policy disable NAME",
-				Description: `Sets spec.disabled (a new version): the leader stops running the policy;
+		Action: func(c *cli.Context) error { return policySetDisabled(c, false) },
+	})
+}
+
+func policyDisableCommand() *cli.Command {
+	return leaf(&cli.Command{
+		Name:      "disable",
+		Usage:     "stop running a policy without deleting it",
+		UsageText: "kumoi policy disable NAME",
+		Description: `Sets spec.disabled (a new version): the leader stops running the policy;
 events that happen while it is disabled are not delivered later.
 
 Example:
    kumoi policy disable ha-lost`,
-				Action: func(c *cli.Context) error { return policySetDisabled(c, true) },
-			}),
-			leaf(&cli.Command{
-				Name:      "delete",
-				Aliases:   []string{"rm"},
-				Usage:     "delete a policy",
-				UsageText: "kumoi policy delete NAME [-o table|json|yaml]",
-				Description: `Deletes the policy; the leader stops running it (a call under way is
+		Action: func(c *cli.Context) error { return policySetDisabled(c, true) },
+	})
+}
+
+func policyDeleteCommand() *cli.Command {
+	return leaf(&cli.Command{
+		Name:      "delete",
+		Aliases:   []string{"rm"},
+		Usage:     "delete a policy",
+		UsageText: "kumoi policy delete NAME [-o table|json|yaml]",
+		Description: `Deletes the policy; the leader stops running it (a call under way is
 interrupted).
 
 Example:
    kumoi policy delete ha-lost`,
-				Action: deleteObject(resource.KindPolicy),
-			}),
-		},
-	}
+		Action: deleteObject(resource.KindPolicy),
+	})
 }
 
 func policyApplyCommand() *cli.Command {
@@ -226,11 +246,7 @@ func waitPolicyLoaded(s *session, pol *client.Policy) (*client.Policy, error) {
 }
 
 func policySetDisabled(c *cli.Context, disabled bool) error {
-	name, err := oneName(c, "policy")
-	if err != nil {
-		return err
-	}
-	s, err := connect(c)
+	name, s, err := connectNamed(c, "policy")
 	if err != nil {
 		return err
 	}
@@ -249,11 +265,7 @@ func policySetDisabled(c *cli.Context, disabled bool) error {
 }
 
 func policyGet(c *cli.Context) error {
-	name, err := oneName(c, "policy")
-	if err != nil {
-		return err
-	}
-	s, err := connect(c)
+	name, s, err := connectNamed(c, "policy")
 	if err != nil {
 		return err
 	}

@@ -301,30 +301,9 @@ func shellAction(c *cli.Context) error {
 		return err
 	}
 	sess := script.NewSession(env, nil)
-	in := c.App.Reader
-	if in == nil {
-		in = os.Stdin
-	}
-	f, isFile := in.(*os.File)
-	interactive := isFile && readline.IsTerminal(int(f.Fd()))
-	var src lineSource = &plainLines{r: bufio.NewReader(in)}
-	if interactive {
-		rl, err := readline.NewEx(&readline.Config{
-			Prompt:          ">>> ",
-			HistoryFile:     historyFile(),
-			AutoComplete:    completer{sess: sess},
-			InterruptPrompt: "^C",
-			EOFPrompt:       "",
-			Stdin:           f,
-			Stdout:          c.App.Writer,
-			Stderr:          c.App.ErrWriter,
-		})
-		if err != nil {
-			return fmt.Errorf("cannot start the line editor: %w", err)
-		}
-		src = &terminalLines{rl: rl}
-		fmt.Fprintf(c.App.Writer, "Kumoi shell (Starlark), talking to %s. Tab completes; Ctrl-D leaves.\n",
-			strings.Join(env.Client.Addrs(), ", "))
+	src, interactive, err := shellInput(c, env, sess)
+	if err != nil {
+		return err
 	}
 	defer src.close()
 	failed := false
@@ -364,6 +343,36 @@ func shellAction(c *cli.Context) error {
 			return err
 		}
 	}
+}
+
+// shellInput is where the shell reads its lines: a line editor with
+// history and completion when standard input is a terminal (interactive),
+// plain lines otherwise.
+func shellInput(c *cli.Context, env script.Env, sess *script.Session) (src lineSource, interactive bool, err error) {
+	in := c.App.Reader
+	if in == nil {
+		in = os.Stdin
+	}
+	f, isFile := in.(*os.File)
+	if !isFile || !readline.IsTerminal(int(f.Fd())) {
+		return &plainLines{r: bufio.NewReader(in)}, false, nil
+	}
+	rl, err := readline.NewEx(&readline.Config{
+		Prompt:          ">>> ",
+		HistoryFile:     historyFile(),
+		AutoComplete:    completer{sess: sess},
+		InterruptPrompt: "^C",
+		EOFPrompt:       "",
+		Stdin:           f,
+		Stdout:          c.App.Writer,
+		Stderr:          c.App.ErrWriter,
+	})
+	if err != nil {
+		return nil, true, fmt.Errorf("cannot start the line editor: %w", err)
+	}
+	fmt.Fprintf(c.App.Writer, "Kumoi shell (Starlark), talking to %s. Tab completes; Ctrl-D leaves.\n",
+		strings.Join(env.Client.Addrs(), ", "))
+	return &terminalLines{rl: rl}, true, nil
 }
 
 // execStatement runs one statement. At a terminal, Ctrl-C stops that

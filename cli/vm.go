@@ -200,33 +200,8 @@ func vmCreate(c *cli.Context) error {
 	if err := resource.ValidateName(name); err != nil {
 		return usagef("invalid VM name: %s", fieldMsg(err))
 	}
-	var missing []string
-	for _, f := range []string{"cpus", "memory"} {
-		if !c.IsSet(f) {
-			missing = append(missing, "--"+f)
-		}
-	}
-	if len(missing) > 0 {
-		return usagef("missing %s: say how big the VM is, e.g. kumoi vm create %s --cpus 2 --memory 2GiB", joinList(missing, "and"), name)
-	}
-	spec := resource.VMSpec{Power: c.String("power"), HA: c.String("ha")}
-	if spec.CPUs, err = cpusValue(c); err != nil {
-		return err
-	}
-	if spec.MemoryMiB, err = parseMemory("memory", c.String("memory")); err != nil {
-		return err
-	}
-	if c.IsSet("power") {
-		if err := checkChoice("power", spec.Power, powerChoices...); err != nil {
-			return err
-		}
-	}
-	if c.IsSet("ha") {
-		if err := checkChoice("ha", spec.HA, haChoices...); err != nil {
-			return err
-		}
-	}
-	if spec.Boot, err = bootValue(c); err != nil {
+	spec, err := createSpec(c, name)
+	if err != nil {
 		return err
 	}
 	labels, err := parseLabels("label", c.StringSlice("label"))
@@ -249,23 +224,55 @@ func vmCreate(c *cli.Context) error {
 	if err != nil {
 		return s.fail(err)
 	}
-	if c.Bool("wait") {
-		created, _ := vmState(o)
-		if o, err = waitPower(c, s, o, created.Power); err != nil {
-			return err
+	created, _ := resource.VMStateOf(o)
+	return printPowered(c, s, o, created.Power)
+}
+
+// createSpec reads the spec of the VM name from the flags of vm create.
+func createSpec(c *cli.Context, name string) (resource.VMSpec, error) {
+	var missing []string
+	for _, f := range []string{"cpus", "memory"} {
+		if !c.IsSet(f) {
+			missing = append(missing, "--"+f)
 		}
 	}
-	return printObject(c, o)
+	if len(missing) > 0 {
+		return resource.VMSpec{}, usagef("missing %s: say how big the VM is, e.g. kumoi vm create %s --cpus 2 --memory 2GiB", joinList(missing, "and"), name)
+	}
+	spec := resource.VMSpec{Power: c.String("power"), HA: c.String("ha")}
+	var err error
+	if spec.CPUs, err = cpusValue(c); err != nil {
+		return spec, err
+	}
+	if spec.MemoryMiB, err = parseMemory("memory", c.String("memory")); err != nil {
+		return spec, err
+	}
+	if err := checkPowerAndHA(c); err != nil {
+		return spec, err
+	}
+	spec.Boot, err = bootValue(c)
+	return spec, err
+}
+
+// checkPowerAndHA checks --power and --ha, when given.
+func checkPowerAndHA(c *cli.Context) error {
+	for _, f := range []struct {
+		flag    string
+		choices []string
+	}{{"power", powerChoices}, {"ha", haChoices}} {
+		if c.IsSet(f.flag) {
+			if err := checkChoice(f.flag, c.String(f.flag), f.choices...); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // getObject is the shared "get NAME" verb.
 func getObject(kind resource.Kind) cli.ActionFunc {
 	return func(c *cli.Context) error {
-		name, err := oneName(c, kindTitle(kind))
-		if err != nil {
-			return err
-		}
-		s, err := connect(c)
+		name, s, err := connectNamed(c, kindTitle(kind))
 		if err != nil {
 			return err
 		}
@@ -403,52 +410,57 @@ Examples:
 	})
 }
 
-func vmUpdate(c *cli.Context) error {
-	name, err := oneName(c, "VM")
-	if err != nil {
-		return err
-	}
-	changes := map[string]any{}
+// updateChanges reads what vm update is to change from its flags: the
+// spec fields to set (by their JSON names), the labels to set and the
+// labels to remove.
+func updateChanges(c *cli.Context) (changes map[string]any, setLabels map[string]string, removeLabels []string, err error) {
+	changes = map[string]any{}
 	if c.IsSet("cpus") {
 		n, err := cpusValue(c)
 		if err != nil {
-			return err
+			return nil, nil, nil, err
 		}
 		changes["cpus"] = n
 	}
 	if c.IsSet("memory") {
 		mib, err := parseMemory("memory", c.String("memory"))
 		if err != nil {
-			return err
+			return nil, nil, nil, err
 		}
 		changes["memory_mib"] = mib
 	}
-	if c.IsSet("power") {
-		if err := checkChoice("power", c.String("power"), powerChoices...); err != nil {
-			return err
+	if err := checkPowerAndHA(c); err != nil {
+		return nil, nil, nil, err
+	}
+	for _, f := range []string{"power", "ha"} {
+		if c.IsSet(f) {
+			changes[f] = c.String(f)
 		}
-		changes["power"] = c.String("power")
 	}
-	if c.IsSet("ha") {
-		if err := checkChoice("ha", c.String("ha"), haChoices...); err != nil {
-			return err
-		}
-		changes["ha"] = c.String("ha")
+	if setLabels, err = parseLabels("label", c.StringSlice("label")); err != nil {
+		return nil, nil, nil, err
 	}
-	setLabels, err := parseLabels("label", c.StringSlice("label"))
-	if err != nil {
-		return err
-	}
-	removeLabels := c.StringSlice("remove-label")
+	removeLabels = c.StringSlice("remove-label")
 	for _, k := range removeLabels {
 		if _, both := setLabels[k]; both {
-			return usagef("label %q is both set (--label) and removed (--remove-label); choose one", k)
+			return nil, nil, nil, usagef("label %q is both set (--label) and removed (--remove-label); choose one", k)
 		}
 	}
 	if len(changes) == 0 && len(setLabels) == 0 && len(removeLabels) == 0 {
-		return usagef("nothing to change: give at least one of --cpus, --memory, --power, --ha, --label or --remove-label")
+		return nil, nil, nil, usagef("nothing to change: give at least one of --cpus, --memory, --power, --ha, --label or --remove-label")
 	}
+	return changes, setLabels, removeLabels, nil
+}
 
+func vmUpdate(c *cli.Context) error {
+	name, err := oneName(c, "VM")
+	if err != nil {
+		return err
+	}
+	changes, setLabels, removeLabels, err := updateChanges(c)
+	if err != nil {
+		return err
+	}
 	s, err := connect(c)
 	if err != nil {
 		return err
@@ -626,51 +638,54 @@ func powerFlags(v powerVerb) []cli.Flag {
 }
 
 func vmPower(c *cli.Context, v powerVerb) error {
-	name, err := oneName(c, "VM")
-	if err != nil {
-		return err
-	}
-	s, err := connectWait(c)
+	name, s, err := connectNamedWait(c, "VM")
 	if err != nil {
 		return err
 	}
 	defer s.close()
+	var o *resource.Object
 	if v == powerStop && c.Bool("force") {
-		vm, err := s.client.VMs().Stop(s.ctx, name, true)
-		if err != nil {
-			return objectErr(resource.KindVM, name, err)
-		}
-		o := vm.Object
-		if c.Bool("wait") {
-			if o, err = waitPower(c, s, o, v.power); err != nil {
-				return err
-			}
-		}
-		return printObject(c, o)
+		o, err = vmForceStop(s, name)
+	} else {
+		o, err = vmSetPower(c, s, name, v)
 	}
+	if err != nil {
+		return err
+	}
+	return printPowered(c, s, o, v.power)
+}
+
+// vmForceStop powers the VM off at once (stop --force).
+func vmForceStop(s *session, name string) (*resource.Object, error) {
+	vm, err := s.client.VMs().Stop(s.ctx, name, true)
+	if err != nil {
+		return nil, objectErr(resource.KindVM, name, err)
+	}
+	return vm.Object, nil
+}
+
+// vmSetPower sets the VM's spec.power as verb v says, when v applies to
+// the VM in its state (checkPower). start places a failed or lost VM again
+// instead.
+func vmSetPower(c *cli.Context, s *session, name string, v powerVerb) (*resource.Object, error) {
 	if v == powerStart {
 		// A failed or lost VM is started again from scratch: the server
 		// sends it back to placement (POST /v1/vms/NAME/start).
 		cur, _, err := s.client.Get(s.ctx, resource.KindVM, name, nil)
 		if err != nil {
-			return objectErr(resource.KindVM, name, err)
+			return nil, objectErr(resource.KindVM, name, err)
 		}
-		if _, st := vmState(cur); st.Phase == resource.PhaseFailed || st.Phase == resource.PhaseLost {
+		if _, st := resource.VMStateOf(cur); st.Phase == resource.PhaseFailed || st.Phase == resource.PhaseLost {
 			o, err := s.client.Action(s.ctx, name, client.ActionStart)
 			if err != nil {
-				return objectErr(resource.KindVM, name, err)
+				return nil, objectErr(resource.KindVM, name, err)
 			}
 			fmt.Fprintf(c.App.ErrWriter, "%s: was %s; placing it again\n", name, st.Phase)
-			if c.Bool("wait") {
-				if o, err = waitPower(c, s, o, v.power); err != nil {
-					return err
-				}
-			}
-			return printObject(c, o)
+			return o, nil
 		}
 	}
-	o, err := updateSpec(s, resource.KindVM, name, func(cur *resource.Object) (map[string]any, error) {
-		spec, st := vmState(cur)
+	return updateSpec(s, resource.KindVM, name, func(cur *resource.Object) (map[string]any, error) {
+		spec, st := resource.VMStateOf(cur)
 		done, err := checkPower(v, name, spec, st)
 		if err != nil || done {
 			if done {
@@ -680,11 +695,14 @@ func vmPower(c *cli.Context, v powerVerb) error {
 		}
 		return map[string]any{"power": v.power}, nil
 	})
-	if err != nil {
-		return err
-	}
+}
+
+// printPowered prints the VM o; with --wait, once it has the phase that
+// power asks for (waitPower).
+func printPowered(c *cli.Context, s *session, o *resource.Object, power string) error {
 	if c.Bool("wait") {
-		if o, err = waitPower(c, s, o, v.power); err != nil {
+		var err error
+		if o, err = waitPower(c, s, o, power); err != nil {
 			return err
 		}
 	}
@@ -802,7 +820,7 @@ func waitPower(c *cli.Context, s *session, o *resource.Object, power string) (*r
 	p := &progress{w: c.App.ErrWriter, name: name}
 	index := o.ModifyIndex
 	for {
-		spec, st := vmState(o)
+		spec, st := resource.VMStateOf(o)
 		switch {
 		case st.Phase == resource.PhaseFailed:
 			return nil, fmt.Errorf("vm %q failed: %s", name, cmp.Or(st.Reason, "no reason given"))
@@ -848,7 +866,7 @@ func waitGone(c *cli.Context, s *session, o *resource.Object) error {
 			return s.fail(err)
 		}
 		if cur.Kind == resource.KindVM {
-			_, st := vmState(cur)
+			_, st := resource.VMStateOf(cur)
 			p.show(st)
 		}
 		if meta != nil && meta.Index > index {
@@ -877,23 +895,21 @@ catches up with it once the worker has rebooted the guest.
 
 Examples:
    kumoi vm reboot web-1`,
-		Action: func(c *cli.Context) error {
-			name, err := oneName(c, "VM")
-			if err != nil {
-				return err
-			}
-			s, err := connect(c)
-			if err != nil {
-				return err
-			}
-			defer s.close()
-			o, err := s.client.Action(s.ctx, name, client.ActionReboot)
-			if err != nil {
-				return objectErr(resource.KindVM, name, err)
-			}
-			return printObject(c, o)
-		},
+		Action: vmReboot,
 	})
+}
+
+func vmReboot(c *cli.Context) error {
+	name, s, err := connectNamed(c, "VM")
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	o, err := s.client.Action(s.ctx, name, client.ActionReboot)
+	if err != nil {
+		return objectErr(resource.KindVM, name, err)
+	}
+	return printObject(c, o)
 }
 
 func vmMigrateCommand() *cli.Command {
@@ -921,28 +937,20 @@ Examples:
 			&cli.StringFlag{Name: "host", Usage: "move it to `HOST` (default: the ready host with the most free memory)"},
 			waitFlag("the VM is stopped or running (its power) on the new host"),
 		},
-		Action: func(c *cli.Context) error {
-			name, err := oneName(c, "VM")
-			if err != nil {
-				return err
-			}
-			s, err := connectWait(c)
-			if err != nil {
-				return err
-			}
-			defer s.close()
-			vm, err := s.client.VMs().Migrate(s.ctx, name, c.String("host"))
-			if err != nil {
-				return objectErr(resource.KindVM, name, err)
-			}
-			o := vm.Object
-			fmt.Fprintf(c.App.ErrWriter, "%s: moving to %s\n", name, vm.Status.Host)
-			if c.Bool("wait") {
-				if o, err = waitPower(c, s, o, vm.Spec.Power); err != nil {
-					return err
-				}
-			}
-			return printObject(c, o)
-		},
+		Action: vmMigrate,
 	})
+}
+
+func vmMigrate(c *cli.Context) error {
+	name, s, err := connectNamedWait(c, "VM")
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	vm, err := s.client.VMs().Migrate(s.ctx, name, c.String("host"))
+	if err != nil {
+		return objectErr(resource.KindVM, name, err)
+	}
+	fmt.Fprintf(c.App.ErrWriter, "%s: moving to %s\n", name, vm.Status.Host)
+	return printPowered(c, s, vm.Object, vm.Spec.Power)
 }

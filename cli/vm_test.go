@@ -28,7 +28,7 @@ func vmSpec(tb testing.TB, s *testapi.Server, name string) *resource.VMSpec {
 	if o == nil {
 		tb.Fatalf("vm %s is gone", name)
 	}
-	spec, _ := vmState(o)
+	spec, _ := resource.VMStateOf(o)
 	return spec
 }
 

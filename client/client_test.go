@@ -12,6 +12,7 @@ import (
 
 	"github.com/kumoi/kumoi/client"
 	"github.com/kumoi/kumoi/internal/testapi"
+	"github.com/kumoi/kumoi/internal/testcluster"
 	"github.com/kumoi/kumoi/resource"
 )
 
@@ -48,18 +49,6 @@ func countRequests(s *testapi.Server, method, path string) int {
 		}
 	}
 	return n
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond) // polling interval, not a wait for an outcome
-	}
 }
 
 func TestNormalizeAddr(t *testing.T) {
@@ -328,13 +317,13 @@ func TestBlockingQuery(t *testing.T) {
 		o, m, err := c.Get(ctx, resource.KindVM, "web", &client.QueryOptions{WaitIndex: meta.Index, WaitTime: time.Minute})
 		done <- result{o, m, err}
 	}()
-	waitFor(t, "the blocking request", func() bool {
+	testcluster.WaitFor(t, 10*time.Second, "the blocking request", func() (bool, error) {
 		for _, r := range s.Requests() {
 			if r.Query.Get("index") != "" {
-				return true
+				return true, nil
 			}
 		}
-		return false
+		return false, nil
 	})
 	select {
 	case r := <-done:

@@ -123,29 +123,8 @@ func (s *eventStream) run(ctx context.Context, yield func(resource.Event, error)
 			if jerr := json.Unmarshal(line, &ev); jerr != nil {
 				return delivered, &malformedEventError{err: jerr}
 			}
-			switch {
-			case ev.Type == eventHeartbeat:
-				// The stream has reached ev.Index: every event up to
-				// it was delivered whole.
-				if ev.Index >= s.last {
-					s.last, s.seenAt, skip = ev.Index, 0, 0
-				}
+			if !s.admit(ev, &skip) {
 				continue
-			case ev.Type == resource.EventReset:
-				s.last, s.seenAt, skip = ev.Index, 0, 0
-			case ev.Index < s.last || (ev.Index == s.last && skip > 0):
-				// Already delivered before the reconnect.
-				if ev.Index == s.last {
-					skip--
-				}
-				continue
-			case ev.Index == s.last:
-				s.seenAt++
-			default:
-				s.last, s.seenAt, skip = ev.Index, 1, 0
-			}
-			if ev.Type != resource.EventReset && len(s.kinds) > 0 && !slices.Contains(s.kinds, ev.Kind) {
-				continue // the server filters too; this is a safety net
 			}
 			delivered = true
 			if !yield(ev, nil) {
@@ -159,6 +138,36 @@ func (s *eventStream) run(ctx context.Context, yield func(resource.Event, error)
 			return delivered, streamErr(sctx, err)
 		}
 	}
+}
+
+// admit moves the stream's position past ev and reports whether ev is to
+// be delivered: not a heartbeat, not one delivered before the reconnect
+// (*skip counts those still to come at the resume index), and of a kind
+// asked for.
+func (s *eventStream) admit(ev resource.Event, skip *int) bool {
+	switch {
+	case ev.Type == eventHeartbeat:
+		// The stream has reached ev.Index: every event up to it was
+		// delivered whole.
+		if ev.Index >= s.last {
+			s.last, s.seenAt, *skip = ev.Index, 0, 0
+		}
+		return false
+	case ev.Type == resource.EventReset:
+		s.last, s.seenAt, *skip = ev.Index, 0, 0
+	case ev.Index < s.last || (ev.Index == s.last && *skip > 0):
+		// Already delivered before the reconnect.
+		if ev.Index == s.last {
+			*skip--
+		}
+		return false
+	case ev.Index == s.last:
+		s.seenAt++
+	default:
+		s.last, s.seenAt, *skip = ev.Index, 1, 0
+	}
+	// The server filters kinds too; this is a safety net.
+	return ev.Type == resource.EventReset || len(s.kinds) == 0 || slices.Contains(s.kinds, ev.Kind)
 }
 
 // eventHeartbeat is the type of the keep-alive lines of an idle stream.

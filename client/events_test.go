@@ -11,6 +11,7 @@ import (
 
 	"github.com/kumoi/kumoi/client"
 	"github.com/kumoi/kumoi/internal/testapi"
+	"github.com/kumoi/kumoi/internal/testcluster"
 	"github.com/kumoi/kumoi/resource"
 )
 
@@ -205,15 +206,15 @@ func TestEventsHeartbeatsAndIdleStreams(t *testing.T) {
 		}
 	}()
 	t.Cleanup(func() { cancel(); <-done })
-	waitFor(t, "a reconnect of the silent stream", func() bool { return conns() >= 2 })
+	testcluster.WaitFor(t, 10*time.Second, "a reconnect of the silent stream", func() (bool, error) { return conns() >= 2, nil })
 
 	// Heartbeats keep it alive, and are not delivered.
 	s.Heartbeat.Store(int64(50 * time.Millisecond))
 	s.CloseClientConnections()
-	waitFor(t, "a stream with heartbeats", func() bool { return s.Heartbeats.Load() > 0 })
+	testcluster.WaitFor(t, 10*time.Second, "a stream with heartbeats", func() (bool, error) { return s.Heartbeats.Load() > 0, nil })
 	before := conns()
 	beats := s.Heartbeats.Load()
-	waitFor(t, "heartbeats for twice the idle timeout", func() bool { return s.Heartbeats.Load() >= beats+12 })
+	testcluster.WaitFor(t, 10*time.Second, "heartbeats for twice the idle timeout", func() (bool, error) { return s.Heartbeats.Load() >= beats+12, nil })
 	if n := conns(); n != before {
 		t.Errorf("%d reconnects despite heartbeats", n-before)
 	}

@@ -33,17 +33,7 @@ func (h *Host) Schedulable() bool { return !h.Spec.Unschedulable }
 // NewHost decodes a host object into its typed view. It fails when o is
 // not a host or its spec or status cannot be decoded.
 func NewHost(o *resource.Object) (*Host, error) {
-	if o == nil {
-		return nil, fmt.Errorf("host object is nil")
-	}
-	if o.Kind != resource.KindHost {
-		return nil, fmt.Errorf("%s is not a host", o)
-	}
-	spec, err := resource.DecodeSpec[resource.HostSpec](o)
-	if err != nil {
-		return nil, err
-	}
-	st, err := resource.DecodeStatus[resource.HostStatus](o)
+	spec, st, err := decodeObject[resource.HostSpec, resource.HostStatus](o, resource.KindHost)
 	if err != nil {
 		return nil, err
 	}
@@ -61,12 +51,7 @@ func (c *Client) Hosts() *Hosts { return &Hosts{c: c} }
 // Get reads one host. It fails with ErrNotFound when there is none. opts
 // may be nil.
 func (h *Hosts) Get(ctx context.Context, name string, opts *QueryOptions) (*Host, *QueryMeta, error) {
-	o, meta, err := h.c.Get(ctx, resource.KindHost, name, opts)
-	if err != nil {
-		return nil, meta, err
-	}
-	host, err := NewHost(o)
-	return host, meta, err
+	return getAs(ctx, h.c, resource.KindHost, name, opts, NewHost)
 }
 
 // List reads the hosts that match opts.Selector, sorted by name; opts may
@@ -76,15 +61,11 @@ func (h *Hosts) List(ctx context.Context, opts *QueryOptions) ([]*Host, *QueryMe
 	if err != nil {
 		return nil, nil, err
 	}
-	out := make([]*Host, 0, len(objs))
-	for _, o := range objs {
-		host, err := NewHost(o)
-		if err != nil {
-			return nil, nil, err
-		}
-		out = append(out, host)
+	hosts, err := decodeAll(objs, NewHost)
+	if err != nil {
+		return nil, nil, err
 	}
-	return out, meta, nil
+	return hosts, meta, nil
 }
 
 // Update writes host.Object.Labels and host.Spec (PUT /v1/hosts/{name})

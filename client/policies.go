@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 
 	"github.com/kumoi/kumoi/resource"
 )
@@ -28,17 +27,7 @@ func (p *Policy) Loaded() bool {
 
 // NewPolicy decodes a policy object into its typed view.
 func NewPolicy(o *resource.Object) (*Policy, error) {
-	if o == nil {
-		return nil, fmt.Errorf("policy object is nil")
-	}
-	if o.Kind != resource.KindPolicy {
-		return nil, fmt.Errorf("%s is not a policy", o)
-	}
-	spec, err := resource.DecodeSpec[resource.PolicySpec](o)
-	if err != nil {
-		return nil, err
-	}
-	st, err := resource.DecodeStatus[resource.PolicyStatus](o)
+	spec, st, err := decodeObject[resource.PolicySpec, resource.PolicyStatus](o, resource.KindPolicy)
 	if err != nil {
 		return nil, err
 	}
@@ -53,12 +42,7 @@ func (c *Client) Policies() *Policies { return &Policies{c: c} }
 
 // Get reads one policy (ErrNotFound when there is none); opts may be nil.
 func (p *Policies) Get(ctx context.Context, name string, opts *QueryOptions) (*Policy, *QueryMeta, error) {
-	o, meta, err := p.c.Get(ctx, resource.KindPolicy, name, opts)
-	if err != nil {
-		return nil, meta, err
-	}
-	pol, err := NewPolicy(o)
-	return pol, meta, err
+	return getAs(ctx, p.c, resource.KindPolicy, name, opts, NewPolicy)
 }
 
 // List reads the policies that match opts.Selector, sorted by name.
@@ -67,15 +51,11 @@ func (p *Policies) List(ctx context.Context, opts *QueryOptions) ([]*Policy, *Qu
 	if err != nil {
 		return nil, nil, err
 	}
-	out := make([]*Policy, 0, len(objs))
-	for _, o := range objs {
-		pol, err := NewPolicy(o)
-		if err != nil {
-			return nil, nil, err
-		}
-		out = append(out, pol)
+	pols, err := decodeAll(objs, NewPolicy)
+	if err != nil {
+		return nil, nil, err
 	}
-	return out, meta, nil
+	return pols, meta, nil
 }
 
 // ApplyResult says what Apply did.

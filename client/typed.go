@@ -58,6 +58,53 @@ func (c *Client) Modify(ctx context.Context, kind resource.Kind, name string, ch
 	}
 }
 
+// decodeObject checks that o is an object of kind and decodes its spec
+// and status: the common part of NewVM, NewHost and NewPolicy.
+func decodeObject[S, T any](o *resource.Object, kind resource.Kind) (*S, *T, error) {
+	if o == nil {
+		return nil, nil, fmt.Errorf("%s object is nil", kind)
+	}
+	if o.Kind != kind {
+		return nil, nil, fmt.Errorf("%s is not a %s", o, kind)
+	}
+	spec, err := resource.DecodeSpec[S](o)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := resource.DecodeStatus[T](o)
+	if err != nil {
+		return nil, nil, err
+	}
+	return spec, st, nil
+}
+
+// decodeAll decodes objs into their typed views with decode (NewVM,
+// NewHost, NewPolicy), failing on the first that does not decode. The
+// slice is empty, never nil, when objs is.
+func decodeAll[X any](objs []*resource.Object, decode func(*resource.Object) (X, error)) ([]X, error) {
+	out := make([]X, 0, len(objs))
+	for _, o := range objs {
+		x, err := decode(o)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, x)
+	}
+	return out, nil
+}
+
+// getAs reads one object of kind and decodes it into its typed view with
+// decode; the meta of the read is returned even when decode fails.
+func getAs[X any](ctx context.Context, c *Client, kind resource.Kind, name string, opts *QueryOptions, decode func(*resource.Object) (X, error)) (X, *QueryMeta, error) {
+	o, meta, err := c.Get(ctx, kind, name, opts)
+	if err != nil {
+		var none X
+		return none, meta, err
+	}
+	x, err := decode(o)
+	return x, meta, err
+}
+
 // PatchSpec returns a copy of o whose spec has the fields in changes set,
 // keeping the others as they are, including spec fields this client does
 // not know (an older client does not drop what a newer server added).

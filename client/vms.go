@@ -32,33 +32,11 @@ func (v *VM) Phase() string { return v.Status.Phase }
 // NewVM decodes a VM object into its typed view. It fails when o is not a
 // VM or its spec or status cannot be decoded.
 func NewVM(o *resource.Object) (*VM, error) {
-	if o == nil {
-		return nil, fmt.Errorf("vm object is nil")
-	}
-	if o.Kind != resource.KindVM {
-		return nil, fmt.Errorf("%s is not a vm", o)
-	}
-	spec, err := resource.DecodeSpec[resource.VMSpec](o)
-	if err != nil {
-		return nil, err
-	}
-	st, err := resource.DecodeStatus[resource.VMStatus](o)
+	spec, st, err := decodeObject[resource.VMSpec, resource.VMStatus](o, resource.KindVM)
 	if err != nil {
 		return nil, err
 	}
 	return &VM{Object: o, Spec: *spec, Status: *st}, nil
-}
-
-func newVMs(objs []*resource.Object) ([]*VM, error) {
-	out := make([]*VM, 0, len(objs))
-	for _, o := range objs {
-		vm, err := NewVM(o)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, vm)
-	}
-	return out, nil
 }
 
 // VMs is the typed API of the virtual machines; get it from Client.VMs.
@@ -89,12 +67,7 @@ func (v *VMs) Create(ctx context.Context, name string, spec resource.VMSpec, lab
 // be nil; with opts.WaitIndex it is a blocking read (see Wait for the usual
 // loop).
 func (v *VMs) Get(ctx context.Context, name string, opts *QueryOptions) (*VM, *QueryMeta, error) {
-	o, meta, err := v.c.Get(ctx, resource.KindVM, name, opts)
-	if err != nil {
-		return nil, meta, err
-	}
-	vm, err := NewVM(o)
-	return vm, meta, err
+	return getAs(ctx, v.c, resource.KindVM, name, opts, NewVM)
 }
 
 // List reads the VMs that match opts (a label selector, a host), sorted by
@@ -104,7 +77,7 @@ func (v *VMs) List(ctx context.Context, opts *QueryOptions) ([]*VM, *QueryMeta, 
 	if err != nil {
 		return nil, nil, err
 	}
-	vms, err := newVMs(objs)
+	vms, err := decodeAll(objs, NewVM)
 	return vms, meta, err
 }
 

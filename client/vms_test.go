@@ -12,6 +12,7 @@ import (
 
 	"github.com/kumoi/kumoi/client"
 	"github.com/kumoi/kumoi/internal/testapi"
+	"github.com/kumoi/kumoi/internal/testcluster"
 	"github.com/kumoi/kumoi/resource"
 )
 
@@ -421,7 +422,7 @@ func TestVMsWaitEnds(t *testing.T) {
 			vm, err := vms.Wait(context.Background(), name, phase)
 			ch <- result{vm, err}
 		}()
-		waitFor(t, "a blocking read", func() bool { return blocking() > before })
+		testcluster.WaitFor(t, 10*time.Second, "a blocking read", func() (bool, error) { return blocking() > before, nil })
 		return ch
 	}
 	ch := wait("stuck", resource.PhaseRunning)

@@ -71,12 +71,9 @@ func Kinds() []*KindInfo {
 // NormalizeSpec strictly decodes a kind's spec, fills defaults, validates it
 // and returns its canonical JSON encoding.
 func NormalizeSpec(kind Kind, raw json.RawMessage) (json.RawMessage, error) {
-	info, ok := Lookup(kind)
-	if !ok {
-		return nil, Errorf("kind", "unknown kind %q", kind)
-	}
-	if len(raw) == 0 || string(raw) == "null" {
-		return nil, Errorf("spec", "is required")
+	info, err := lookupWith(kind, raw, "spec")
+	if err != nil {
+		return nil, err
 	}
 	s := info.NewSpec()
 	if err := DecodeStrict(raw, s, "spec"); err != nil {
@@ -87,6 +84,19 @@ func NormalizeSpec(kind Kind, raw json.RawMessage) (json.RawMessage, error) {
 		return nil, err
 	}
 	return json.Marshal(s)
+}
+
+// lookupWith looks kind up for NormalizeSpec and NormalizeStatus, and
+// checks that raw, the object's field ("spec", "status"), is given.
+func lookupWith(kind Kind, raw json.RawMessage, field string) (*KindInfo, error) {
+	info, ok := Lookup(kind)
+	if !ok {
+		return nil, Errorf("kind", "unknown kind %q", kind)
+	}
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, Errorf(field, "is required")
+	}
+	return info, nil
 }
 
 // ReviseSpec applies the kind's Revise to a normalized spec (see
@@ -102,12 +112,9 @@ func ReviseSpec(kind Kind, old, next json.RawMessage) (json.RawMessage, error) {
 // NormalizeStatus strictly decodes a kind's status and returns its canonical
 // JSON encoding.
 func NormalizeStatus(kind Kind, raw json.RawMessage) (json.RawMessage, error) {
-	info, ok := Lookup(kind)
-	if !ok {
-		return nil, Errorf("kind", "unknown kind %q", kind)
-	}
-	if len(raw) == 0 || string(raw) == "null" {
-		return nil, Errorf("status", "is required")
+	info, err := lookupWith(kind, raw, "status")
+	if err != nil {
+		return nil, err
 	}
 	s := info.NewStatus()
 	if err := DecodeStrict(raw, s, "status"); err != nil {
@@ -152,4 +159,37 @@ func DecodeStatus[T any](o *Object) (*T, error) {
 		return nil, fmt.Errorf("%s: decode status: %w", o, err)
 	}
 	return &v, nil
+}
+
+// VMStateOf decodes a VM's spec and status for display, never failing:
+// what cannot be decoded (a missing or malformed spec or status) is the
+// zero value. Code that must not mistake a broken object for an empty one
+// uses DecodeSpec and DecodeStatus (or client.NewVM), which fail instead.
+func VMStateOf(o *Object) (*VMSpec, *VMStatus) {
+	spec, err := DecodeSpec[VMSpec](o)
+	if err != nil {
+		spec = &VMSpec{}
+	}
+	st, err := DecodeStatus[VMStatus](o)
+	if err != nil {
+		st = &VMStatus{}
+	}
+	return spec, st
+}
+
+// HostStateOf decodes a host's spec, with its defaults filled in
+// (HostSpec.Default: overcommit ratios of 1 when omitted), and its status
+// for display, never failing: what cannot be decoded is the zero value, as
+// in VMStateOf.
+func HostStateOf(o *Object) (*HostSpec, *HostStatus) {
+	spec, err := DecodeSpec[HostSpec](o)
+	if err != nil {
+		spec = &HostSpec{}
+	}
+	spec.Default()
+	st, err := DecodeStatus[HostStatus](o)
+	if err != nil {
+		st = &HostStatus{}
+	}
+	return spec, st
 }

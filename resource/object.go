@@ -14,7 +14,8 @@ type Kind string
 // Object is the uniform shape of every Kumoi object. Spec is what users want,
 // Status what the system observed. Spec and Status are kept as canonical JSON
 // (produced by the kind's typed structs) so that the state store can treat
-// every kind alike; use the typed accessors (VMSpecOf, …) to read them.
+// every kind alike; read them with DecodeSpec and DecodeStatus (or, for
+// display, VMStateOf and HostStateOf).
 //
 // Objects returned by the state store are shared and must not be modified:
 // Copy first.

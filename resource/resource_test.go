@@ -413,3 +413,29 @@ func TestDecodeStrictRoot(t *testing.T) {
 	err = DecodeStrict([]byte(`{"name":"a"} x`), &req, "")
 	wantFieldError(t, err, "body", "unexpected data")
 }
+
+func TestStateOf(t *testing.T) {
+	vm := &Object{Kind: KindVM, Name: "web",
+		Spec:   json.RawMessage(`{"cpus":2,"memory_mib":512,"power":"running"}`),
+		Status: json.RawMessage(`{"phase":"running","host":"hv-1"}`)}
+	spec, st := VMStateOf(vm)
+	if spec.CPUs != 2 || spec.MemoryMiB != 512 || spec.Power != PowerRunning || st.Phase != PhaseRunning || st.Host != "hv-1" {
+		t.Errorf("VMStateOf = %+v, %+v", spec, st)
+	}
+	spec, st = VMStateOf(&Object{Kind: KindVM, Name: "bad", Spec: json.RawMessage(`[1]`), Status: json.RawMessage(`"x"`)})
+	if *spec != (VMSpec{}) || *st != (VMStatus{}) {
+		t.Errorf("VMStateOf(undecodable) = %+v, %+v; want zero values", spec, st)
+	}
+
+	host := &Object{Kind: KindHost, Name: "hv-1",
+		Spec:   json.RawMessage(`{"cpu_overcommit":4}`),
+		Status: json.RawMessage(`{"state":"ready","capacity":{"cpus":8,"memory_mib":1024}}`)}
+	hspec, hst := HostStateOf(host)
+	if *hspec != (HostSpec{CPUOvercommit: 4, MemoryOvercommit: 1}) || hst.State != HostReady || hst.Capacity.CPUs != 8 {
+		t.Errorf("HostStateOf = %+v, %+v", hspec, hst)
+	}
+	hspec, hst = HostStateOf(&Object{Kind: KindHost, Name: "bad", Spec: json.RawMessage(`nope`)})
+	if *hspec != (HostSpec{CPUOvercommit: 1, MemoryOvercommit: 1}) || *hst != (HostStatus{}) {
+		t.Errorf("HostStateOf(undecodable) = %+v, %+v; want the defaults and a zero status", hspec, hst)
+	}
+}

@@ -108,10 +108,10 @@ func (m *EventMapper) Events(ev resource.Event) []Event {
 	var now string
 	switch kind {
 	case resource.KindVM:
-		_, st := vmState(ev.Object)
+		_, st := resource.VMStateOf(ev.Object)
 		now = st.Phase
 	case resource.KindHost:
-		_, st := hostState(ev.Object)
+		_, st := resource.HostStateOf(ev.Object)
 		now = st.State
 	default:
 		return out

@@ -95,15 +95,9 @@ func vmMigrate(th *starlark.Thread, v *VM, name string, args starlark.Tuple, kwa
 	if err := starlark.UnpackArgs(name, args, kwargs, "host?", &host, "timeout?", &timeout); err != nil {
 		return nil, err
 	}
-	var target string
-	switch h := host.(type) {
-	case starlark.NoneType:
-	case starlark.String:
-		target = string(h)
-	case *Host:
-		target = h.get().Name
-	default:
-		return nil, fmt.Errorf("%s: for parameter \"host\": got %s, want a host, a host name or None", name, host.Type())
+	target, err := migrateTarget(name, host)
+	if err != nil {
+		return nil, err
 	}
 	cl, ctx, err := clientOf(th)
 	if err != nil {
@@ -115,19 +109,11 @@ func vmMigrate(th *starlark.Thread, v *VM, name string, args starlark.Tuple, kwa
 		return nil, objectErr(resource.KindVM, vm, err)
 	}
 	v.set(cur)
-	spec, st := vmState(cur)
+	spec, st := resource.VMStateOf(cur)
 	if spec.Power == resource.PowerSuspended {
 		return nil, fmt.Errorf("cannot migrate vm %q: it is suspended, and a cold migration would lose its memory; resume or stop it first", vm)
 	}
-	hostUp := false
-	if st.Host != "" {
-		if ho, _, err := cl.Get(ctx, resource.KindHost, st.Host, nil); err == nil {
-			if hs, err := resource.DecodeStatus[resource.HostStatus](ho); err == nil {
-				hostUp = hs.State == resource.HostReady || hs.State == resource.HostDraining
-			}
-		}
-	}
-	stopFirst := hostUp && spec.Power == resource.PowerRunning &&
+	stopFirst := hostUp(ctx, cl, st.Host) && spec.Power == resource.PowerRunning &&
 		st.Phase != resource.PhaseFailed && st.Phase != resource.PhaseLost
 	if stopFirst {
 		if _, err := v.action(th, client.ActionStop); err != nil {
@@ -158,6 +144,35 @@ func vmMigrate(th *starlark.Thread, v *VM, name string, args starlark.Tuple, kwa
 		return v.wait(th, resource.PhaseRunning, time.Duration(timeout))
 	}
 	return v.wait(th, resource.PhaseStopped, time.Duration(timeout))
+}
+
+// migrateTarget is the host argument of vm.migrate as a name: "" (None)
+// lets the controllers choose.
+func migrateTarget(fn string, host starlark.Value) (string, error) {
+	switch h := host.(type) {
+	case starlark.NoneType:
+		return "", nil
+	case starlark.String:
+		return string(h), nil
+	case *Host:
+		return h.get().Name, nil
+	}
+	return "", fmt.Errorf("%s: for parameter \"host\": got %s, want a host, a host name or None", fn, host.Type())
+}
+
+// hostUp reports whether the host is known to be up (ready or draining),
+// so that a VM there is stopped before a cold migration; false when host
+// is "" or cannot be read.
+func hostUp(ctx context.Context, cl *client.Client, host string) bool {
+	if host == "" {
+		return false
+	}
+	ho, _, err := cl.Get(ctx, resource.KindHost, host, nil)
+	if err != nil {
+		return false
+	}
+	hs, err := resource.DecodeStatus[resource.HostStatus](ho)
+	return err == nil && (hs.State == resource.HostReady || hs.State == resource.HostDraining)
 }
 
 func vmRefresh(th *starlark.Thread, v *VM, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -238,7 +253,7 @@ func (v *VM) wait(th *starlark.Thread, want string, timeout time.Duration) (star
 			return nil, err
 		}
 		v.set(o)
-		_, st := vmState(o)
+		_, st := resource.VMStateOf(o)
 		last = st
 		switch {
 		case st.Phase == want:
@@ -278,7 +293,7 @@ func hostSetSchedulable(schedulable bool) method[*Host] {
 			return nil, err
 		}
 		o, err := updateSpec(th, resource.KindHost, h.get().Name, func(cur *resource.Object) map[string]any {
-			if spec, _ := hostState(cur); spec.Unschedulable == !schedulable {
+			if spec, _ := resource.HostStateOf(cur); spec.Unschedulable == !schedulable {
 				return nil
 			}
 			return map[string]any{"unschedulable": !schedulable}

@@ -99,7 +99,7 @@ func newObject(s *Session, o *resource.Object) starlark.Value {
 
 func (v *VM) String() string {
 	o := v.get()
-	_, st := vmState(o)
+	_, st := resource.VMStateOf(o)
 	s := fmt.Sprintf("vm(%q, phase=%s", o.Name, orDash(st.Phase))
 	if st.Host != "" {
 		s += ", host=" + st.Host
@@ -118,7 +118,7 @@ func (v *VM) CompareSameType(op syntax.Token, y starlark.Value, depth int) (bool
 
 func (h *Host) String() string {
 	o := h.get()
-	_, st := hostState(o)
+	_, st := resource.HostStateOf(o)
 	return fmt.Sprintf("host(%q, state=%s)", o.Name, orDash(st.State))
 }
 func (h *Host) Type() string { return "host" }
@@ -196,18 +196,15 @@ func (v *VM) Attr(name string) (starlark.Value, error) {
 		return bind("vm", v, name, m), nil
 	}
 	o := v.get()
-	spec, st := vmState(o)
+	if a := metaAttr(o, name); a != nil {
+		return a, nil
+	}
+	spec, st := resource.VMStateOf(o)
 	switch name {
-	case "name":
-		return starlark.String(o.Name), nil
-	case "labels":
-		return labelsDict(o.Labels), nil
 	case "phase":
 		return starlark.String(st.Phase), nil
 	case "reason":
 		return starlark.String(st.Reason), nil
-	case "index":
-		return starlark.MakeUint64(o.ModifyIndex), nil
 	case "host":
 		if st.Host == "" {
 			return starlark.None, nil
@@ -221,6 +218,20 @@ func (v *VM) Attr(name string) (starlark.Value, error) {
 	return nil, nil // no such attribute: Starlark says so
 }
 
+// metaAttr is the attribute name that every object has (name, labels,
+// index), or nil when name is none of them.
+func metaAttr(o *resource.Object, name string) starlark.Value {
+	switch name {
+	case "name":
+		return starlark.String(o.Name)
+	case "labels":
+		return labelsDict(o.Labels)
+	case "index":
+		return starlark.MakeUint64(o.ModifyIndex)
+	}
+	return nil
+}
+
 func (h *Host) AttrNames() []string { return attrNames(hostAttrs, hostMethods) }
 
 func (h *Host) Attr(name string) (starlark.Value, error) {
@@ -228,18 +239,15 @@ func (h *Host) Attr(name string) (starlark.Value, error) {
 		return bind("host", h, name, m), nil
 	}
 	o := h.get()
-	spec, st := hostState(o)
+	if a := metaAttr(o, name); a != nil {
+		return a, nil
+	}
+	spec, st := resource.HostStateOf(o)
 	switch name {
-	case "name":
-		return starlark.String(o.Name), nil
-	case "labels":
-		return labelsDict(o.Labels), nil
 	case "state":
 		return starlark.String(st.State), nil
 	case "reason":
 		return starlark.String(st.Reason), nil
-	case "index":
-		return starlark.MakeUint64(o.ModifyIndex), nil
 	case "schedulable":
 		return starlark.Bool(!spec.Unschedulable), nil
 	case "capacity":
@@ -269,33 +277,6 @@ func (s *Session) fetchHost(name string) (starlark.Value, error) {
 		return nil, fmt.Errorf("vm.host: read host %q: %w", name, err)
 	}
 	return newHost(s, o), nil
-}
-
-// vmState decodes a VM's spec and status; what cannot be decoded is zero.
-func vmState(o *resource.Object) (*resource.VMSpec, *resource.VMStatus) {
-	spec, err := resource.DecodeSpec[resource.VMSpec](o)
-	if err != nil {
-		spec = &resource.VMSpec{}
-	}
-	st, err := resource.DecodeStatus[resource.VMStatus](o)
-	if err != nil {
-		st = &resource.VMStatus{}
-	}
-	return spec, st
-}
-
-// hostState decodes a host's spec (defaults filled in) and status.
-func hostState(o *resource.Object) (*resource.HostSpec, *resource.HostStatus) {
-	spec, err := resource.DecodeSpec[resource.HostSpec](o)
-	if err != nil {
-		spec = &resource.HostSpec{}
-	}
-	spec.Default()
-	st, err := resource.DecodeStatus[resource.HostStatus](o)
-	if err != nil {
-		st = &resource.HostStatus{}
-	}
-	return spec, st
 }
 
 func labelsDict(l map[string]string) *starlark.Dict {
