@@ -7,14 +7,14 @@ import (
 	"github.com/kumoi/kumoi/resource"
 )
 
-// VM actions for Action.
+// VM actions for Action (resource's names).
 const (
-	ActionStart   = "start"
-	ActionStop    = "stop"
-	ActionSuspend = "suspend"
-	ActionResume  = "resume"
-	ActionReboot  = "reboot"
-	ActionMigrate = "migrate"
+	ActionStart   = resource.ActionStart
+	ActionStop    = resource.ActionStop
+	ActionSuspend = resource.ActionSuspend
+	ActionResume  = resource.ActionResume
+	ActionReboot  = resource.ActionReboot
+	ActionMigrate = resource.ActionMigrate
 )
 
 // Action runs a verb on a VM (POST /v1/vms/{name}/{action}) and returns the

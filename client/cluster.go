@@ -38,10 +38,7 @@ func (c *Client) Cluster(ctx context.Context) (*resource.Cluster, error) {
 }
 
 // RemoveServerResult is the answer of DELETE /v1/cluster/servers/{id}.
-type RemoveServerResult struct {
-	Removed string `json:"removed"` // the server ID
-	Index   uint64 `json:"index"`   // the Raft index of the configuration change
-}
+type RemoveServerResult = resource.RemoveServerResponse
 
 // RemoveServer removes a controller from the Raft configuration. It fails
 // with ErrNotFound when id is not a member.

@@ -4,39 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"sort"
 
 	"github.com/hashicorp/go-memdb"
 
 	"github.com/kumoi/kumoi/resource"
-)
-
-// Schedulable returns the capacity placements may use: capacity scaled by
-// the host's overcommit ratios.
-func Schedulable(spec *resource.HostSpec, st *resource.HostStatus) resource.Resources {
-	cpu, mem := spec.CPUOvercommit, spec.MemoryOvercommit
-	if cpu < 1 {
-		cpu = 1
-	}
-	if mem < 1 {
-		mem = 1
-	}
-	cpu, mem = min(cpu, resource.MaxOvercommit), min(mem, resource.MaxOvercommit)
-	// The explicit float64 conversions round each product before the
-	// addition, so no platform fuses them (FMA) into a different result:
-	// every controller computes the same limit from the same log.
-	return resource.Resources{
-		CPUs:      int(math.Floor(float64(float64(min(st.Capacity.CPUs, MaxHostCPUs))*cpu) + 1e-9)),
-		MemoryMiB: int64(math.Floor(float64(float64(min(st.Capacity.MemoryMiB, MaxHostMemoryMiB))*mem) + 1e-9)),
-	}
-}
-
-// Bounds of a host's capacity (so that capacity × overcommit stays exact
-// in a float64 and fits an int on every platform).
-const (
-	MaxHostCPUs      = 1 << 20
-	MaxHostMemoryMiB = 1 << 40
 )
 
 // allocatedTxn sums the resources of every VM assigned to host (any phase:
@@ -65,7 +37,7 @@ func (w *writer) fits(host string, spec *resource.HostSpec, st *resource.HostSta
 	if err != nil {
 		return err
 	}
-	limit := Schedulable(spec, st)
+	limit := resource.Schedulable(spec, st)
 	if alloc.CPUs+need.CPUs > limit.CPUs || alloc.MemoryMiB+need.MemoryMiB > limit.MemoryMiB {
 		return fmt.Errorf("host %q: %w: %d/%d CPUs and %s/%s allocated, %d CPUs and %s needed",
 			host, ErrNoCapacity, alloc.CPUs, limit.CPUs, resource.FormatMiB(alloc.MemoryMiB),
@@ -105,7 +77,7 @@ func (w *writer) recheckPlacedVM(cur *resource.Object, spec json.RawMessage) err
 	}
 	alloc.CPUs -= old.CPUs
 	alloc.MemoryMiB -= old.MemoryMiB
-	limit := Schedulable(hspec, hst)
+	limit := resource.Schedulable(hspec, hst)
 	if (ns.CPUs > old.CPUs && alloc.CPUs+ns.CPUs > limit.CPUs) || (ns.MemoryMiB > old.MemoryMiB && alloc.MemoryMiB+ns.MemoryMiB > limit.MemoryMiB) {
 		return fmt.Errorf("cannot resize vm %q on its host %q: %w", cur.Name, st.Host, ErrNoCapacity)
 	}

@@ -105,7 +105,7 @@ func goldenEntries(t testing.TB) []goldenEntry {
 			Placements: []fsm.Placement{{VM: "db-1", Host: "host-1"}},
 			Unplaced:   []fsm.Unplaced{{VM: "db-1", Reason: "no ready host has 2 CPUs and 2GiB free"}},
 		}},
-		{fsm.ActionRequestType, &fsm.ActionRequest{Time: goldenT3, VM: "db-1", Action: fsm.ActionStart}},
+		{fsm.ActionRequestType, &fsm.ActionRequest{Time: goldenT3, VM: "db-1", Action: resource.ActionStart}},
 		// host-1 is down: the move is refused and changes nothing.
 		{fsm.MigrateRequestType, &fsm.MigrateRequest{Time: goldenT3, VM: "db-1", Host: "host-1", Grace: 30 * time.Second}},
 	}

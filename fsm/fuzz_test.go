@@ -90,7 +90,7 @@ func fuzzApplySeeds(f *testing.F) {
 	add(fsm.ReportRequestType, &fsm.ReportRequest{Time: fsm.TestTime, Host: "h1", Reports: []fsm.VMReport{
 		{VM: "a", Epoch: 0, Phase: resource.PhaseRunning}, {VM: "b", Epoch: 3, Phase: "bogus", SetPower: "stopped"}}})
 	add(fsm.EvacuateRequestType, &fsm.EvacuateRequest{Time: fsm.TestTime.Add(time.Hour), Host: "h1", Grace: time.Minute, Reason: "down"})
-	add(fsm.ActionRequestType, &fsm.ActionRequest{Time: fsm.TestTime, VM: "a", Action: fsm.ActionStop})
+	add(fsm.ActionRequestType, &fsm.ActionRequest{Time: fsm.TestTime, VM: "a", Action: resource.ActionStop})
 	// One entry through the whole life cycle: h2 joins, vm/a is placed on
 	// it (epoch at), runs, is rebooted, resized, and h2 goes down and is
 	// evacuated.
@@ -98,7 +98,7 @@ func fuzzApplySeeds(f *testing.F) {
 		fsm.HostStateRequestType, &fsm.HostStateRequest{Time: fsm.TestTime, Name: "h2", ID: "id-h2", State: resource.HostReady, Capacity: amount(8, 8192)},
 		fsm.PlaceRequestType, &fsm.PlaceRequest{Time: fsm.TestTime, Placements: []fsm.Placement{{VM: "a", Host: "h2"}, {VM: "b", Host: "h2"}}},
 		fsm.ReportRequestType, &fsm.ReportRequest{Time: fsm.TestTime, Host: "h2", Reports: []fsm.VMReport{{VM: "a", Epoch: at, Phase: resource.PhaseRunning}}},
-		fsm.ActionRequestType, &fsm.ActionRequest{Time: fsm.TestTime, VM: "a", Action: fsm.ActionReboot},
+		fsm.ActionRequestType, &fsm.ActionRequest{Time: fsm.TestTime, VM: "a", Action: resource.ActionReboot},
 		fsm.UpdateRequestType, &fsm.UpdateRequest{Kind: vm, Name: "a", Spec: raw(`{"cpus":4,"memory_mib":4096,"ha":"restart"}`)},
 		fsm.HostStateRequestType, &fsm.HostStateRequest{Time: fsm.TestTime, Name: "h2", State: resource.HostDown, Capacity: amount(8, 8192)},
 		fsm.EvacuateRequestType, &fsm.EvacuateRequest{Time: fsm.TestTime, Host: "h2", Reason: "down"},

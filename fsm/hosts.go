@@ -36,8 +36,8 @@ func (w *writer) hostState(req *HostStateRequest) error {
 	if !hostStates[req.State] {
 		return resource.Errorf("state", "%q is not a host state (ready, down, left, draining)", req.State)
 	}
-	if req.Capacity.CPUs < 0 || req.Capacity.MemoryMiB < 0 || req.Capacity.CPUs > MaxHostCPUs || req.Capacity.MemoryMiB > MaxHostMemoryMiB {
-		return resource.Errorf("capacity", "must be between 0 and %d CPUs and %d MiB", MaxHostCPUs, MaxHostMemoryMiB)
+	if req.Capacity.CPUs < 0 || req.Capacity.MemoryMiB < 0 || req.Capacity.CPUs > resource.MaxHostCPUs || req.Capacity.MemoryMiB > resource.MaxHostMemoryMiB {
+		return resource.Errorf("capacity", "must be between 0 and %d CPUs and %d MiB", resource.MaxHostCPUs, resource.MaxHostMemoryMiB)
 	}
 	cur, err := getTxn(w.txn, nil, resource.KindHost, req.Name)
 	if err != nil {

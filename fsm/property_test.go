@@ -51,7 +51,7 @@ var (
 		resource.PhaseStarting, resource.PhaseRunning, resource.PhaseRunning, resource.PhaseStopping,
 		resource.PhaseStopped, resource.PhaseSuspended, resource.PhaseFailed, resource.PhasePending, resource.PhaseLost, "",
 	}
-	propActions = []string{fsm.ActionStart, fsm.ActionStop, fsm.ActionSuspend, fsm.ActionResume, fsm.ActionReboot, "explode"}
+	propActions = []string{resource.ActionStart, resource.ActionStop, resource.ActionSuspend, resource.ActionResume, resource.ActionReboot, "explode"}
 )
 
 // Faults: most generated operations are valid; a fault draw breaks at most
@@ -1150,7 +1150,7 @@ func (m *model) action(t *rapid.T, index uint64, q *fsm.ActionRequest) modelOp {
 	power, nst := spec.Power, st
 	wrong := modelOp{errs: []error{fsm.ErrWrongPhase}}
 	switch q.Action {
-	case fsm.ActionStart:
+	case resource.ActionStart:
 		power = resource.PowerRunning
 		if st.Phase == resource.PhaseFailed || st.Phase == resource.PhaseLost {
 			// Placed anew: back to pending, off its host.
@@ -1158,22 +1158,22 @@ func (m *model) action(t *rapid.T, index uint64, q *fsm.ActionRequest) modelOp {
 				Reason: "started again after it was " + st.Phase + "; waiting for placement"}
 			m.touch(st.Host)
 		}
-	case fsm.ActionStop:
+	case resource.ActionStop:
 		power = resource.PowerStopped
 		if q.Force && st.Host != "" && st.Phase != resource.PhaseStopped {
 			nst.StopForced = true
 		}
-	case fsm.ActionSuspend:
+	case resource.ActionSuspend:
 		if st.Phase != resource.PhaseRunning {
 			return wrong
 		}
 		power = resource.PowerSuspended
-	case fsm.ActionResume:
+	case resource.ActionResume:
 		if st.Phase != resource.PhaseSuspended && spec.Power != resource.PowerSuspended {
 			return wrong
 		}
 		power = resource.PowerRunning
-	case fsm.ActionReboot:
+	case resource.ActionReboot:
 		if st.Phase != resource.PhaseRunning {
 			return wrong
 		}
@@ -1181,7 +1181,7 @@ func (m *model) action(t *rapid.T, index uint64, q *fsm.ActionRequest) modelOp {
 	default:
 		return modelOp{errs: []error{resource.ErrInvalid}}
 	}
-	if q.Force && q.Action != fsm.ActionStop {
+	if q.Force && q.Action != resource.ActionStop {
 		return modelOp{errs: []error{resource.ErrInvalid}}
 	}
 	if power != resource.PowerStopped {

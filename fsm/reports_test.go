@@ -180,8 +180,8 @@ func TestRebootAcknowledged(t *testing.T) {
 	f := fsm.TestFSM(t)
 	lifeSeed(t, f)
 	report(t, f, 9, "h2", "r1", 8, resource.PhaseRunning)
-	fsm.TestMustApply(t, f, 10, fsm.ActionRequestType, act("r1", fsm.ActionReboot))
-	fsm.TestMustApply(t, f, 11, fsm.ActionRequestType, act("r1", fsm.ActionReboot))
+	fsm.TestMustApply(t, f, 10, fsm.ActionRequestType, act("r1", resource.ActionReboot))
+	fsm.TestMustApply(t, f, 11, fsm.ActionRequestType, act("r1", resource.ActionReboot))
 	ack := func(index, done, want uint64, wantWrite bool) {
 		t.Helper()
 		r := fsm.TestMustApply(t, f, index, fsm.ReportRequestType, &fsm.ReportRequest{Time: fsm.TestTime.Add(9 * time.Minute), Host: "h2",

@@ -9,15 +9,6 @@ import (
 	"github.com/kumoi/kumoi/resource"
 )
 
-// VM actions.
-const (
-	ActionStart   = "start"
-	ActionStop    = "stop"
-	ActionSuspend = "suspend"
-	ActionResume  = "resume"
-	ActionReboot  = "reboot"
-)
-
 // ActionRequest is a verb on a VM: start, stop, suspend and resume set the
 // desired power; reboot asks the worker for a reboot. The phase is checked
 // here, at apply time: an action the phase forbids fails with ErrWrongPhase.
@@ -41,7 +32,7 @@ func (w *writer) action(req *ActionRequest) error {
 	power := spec.Power
 	nst := *st
 	switch req.Action {
-	case ActionStart:
+	case resource.ActionStart:
 		power = resource.PowerRunning
 		if st.Phase == resource.PhaseFailed || st.Phase == resource.PhaseLost {
 			// Try again from scratch: back to pending, so the VM is
@@ -50,22 +41,22 @@ func (w *writer) action(req *ActionRequest) error {
 				Reason: "started again after it was " + st.Phase + "; waiting for placement", Since: req.Time.UTC()}
 			w.touch(st.Host)
 		}
-	case ActionStop:
+	case resource.ActionStop:
 		power = resource.PowerStopped
 		if req.Force && st.Host != "" && st.Phase != resource.PhaseStopped {
 			nst.StopForced = true
 		}
-	case ActionSuspend:
+	case resource.ActionSuspend:
 		if st.Phase != resource.PhaseRunning {
 			return deny("only a running VM can be suspended")
 		}
 		power = resource.PowerSuspended
-	case ActionResume:
+	case resource.ActionResume:
 		if st.Phase != resource.PhaseSuspended && spec.Power != resource.PowerSuspended {
 			return deny("only a suspended VM can be resumed")
 		}
 		power = resource.PowerRunning
-	case ActionReboot:
+	case resource.ActionReboot:
 		if st.Phase != resource.PhaseRunning {
 			return deny("only a running VM can be rebooted")
 		}
@@ -73,7 +64,7 @@ func (w *writer) action(req *ActionRequest) error {
 	default:
 		return resource.Errorf("action", "%q is not a VM action (start, stop, suspend, resume, reboot)", req.Action)
 	}
-	if req.Force && req.Action != ActionStop {
+	if req.Force && req.Action != resource.ActionStop {
 		return resource.Errorf("force", "applies to stop only, not %s", req.Action)
 	}
 	if power != resource.PowerStopped {

@@ -27,18 +27,18 @@ func TestAction(t *testing.T) {
 		}
 	}
 	runLifeCases(t, []lifeCase{
-		{name: "stop", typ: fsm.ActionRequestType, req: act("r1", fsm.ActionStop), wantEvents: "updated:vm/r1", check: power(resource.PowerStopped)},
-		{name: "stop a pending VM", typ: fsm.ActionRequestType, req: act("p1", fsm.ActionStop), wantEvents: "updated:vm/p1", check: power(resource.PowerStopped)},
+		{name: "stop", typ: fsm.ActionRequestType, req: act("r1", resource.ActionStop), wantEvents: "updated:vm/r1", check: power(resource.PowerStopped)},
+		{name: "stop a pending VM", typ: fsm.ActionRequestType, req: act("p1", resource.ActionStop), wantEvents: "updated:vm/p1", check: power(resource.PowerStopped)},
 		{
-			name: "start a stopped VM", typ: fsm.ActionRequestType, req: act("r1", fsm.ActionStart),
+			name: "start a stopped VM", typ: fsm.ActionRequestType, req: act("r1", resource.ActionStart),
 			setup: func(t *testing.T, f *fsm.FSM) {
-				fsm.TestMustApply(t, f, 9, fsm.ActionRequestType, act("r1", fsm.ActionStop))
+				fsm.TestMustApply(t, f, 9, fsm.ActionRequestType, act("r1", resource.ActionStop))
 			},
 			wantEvents: "updated:vm/r1", check: power(resource.PowerRunning),
 		},
-		{name: "start a VM that is to run writes nothing", typ: fsm.ActionRequestType, req: act("r1", fsm.ActionStart)},
+		{name: "start a VM that is to run writes nothing", typ: fsm.ActionRequestType, req: act("r1", resource.ActionStart)},
 		{
-			name: "start a failed VM places it anew", typ: fsm.ActionRequestType, req: act("r1", fsm.ActionStart),
+			name: "start a failed VM places it anew", typ: fsm.ActionRequestType, req: act("r1", resource.ActionStart),
 			setup:      func(t *testing.T, f *fsm.FSM) { report(t, f, 9, "h2", "r1", 8, resource.PhaseFailed) },
 			wantEvents: "updated:vm/r1 updated:host/h2",
 			check: func(t *testing.T, f *fsm.FSM, _ *fsm.Result) {
@@ -49,7 +49,7 @@ func TestAction(t *testing.T) {
 			},
 		},
 		{
-			name: "start a lost VM places it anew", typ: fsm.ActionRequestType, req: act("rn", fsm.ActionStart),
+			name: "start a lost VM places it anew", typ: fsm.ActionRequestType, req: act("rn", resource.ActionStart),
 			setup: func(t *testing.T, f *fsm.FSM) {
 				evacSetup(t, f)
 				fsm.TestMustApply(t, f, 16, fsm.EvacuateRequestType, evac("h3", time.Minute, 0))
@@ -63,7 +63,7 @@ func TestAction(t *testing.T) {
 			},
 		},
 		{
-			name: "start a stopped VM keeps its placement", typ: fsm.ActionRequestType, req: act("r1", fsm.ActionStart),
+			name: "start a stopped VM keeps its placement", typ: fsm.ActionRequestType, req: act("r1", resource.ActionStart),
 			setup: func(t *testing.T, f *fsm.FSM) {
 				fsm.TestMustApply(t, f, 9, fsm.ReportRequestType, rep("h2", fsm.VMReport{VM: "r1", Epoch: 8, Phase: resource.PhaseStopped, SetPower: resource.PowerStopped}))
 			},
@@ -75,21 +75,21 @@ func TestAction(t *testing.T) {
 			},
 		},
 		{
-			name: "suspend a running VM", typ: fsm.ActionRequestType, req: act("r1", fsm.ActionSuspend), setup: running,
+			name: "suspend a running VM", typ: fsm.ActionRequestType, req: act("r1", resource.ActionSuspend), setup: running,
 			wantEvents: "updated:vm/r1", check: power(resource.PowerSuspended),
 		},
-		{name: "suspend a VM that is not running", typ: fsm.ActionRequestType, req: act("r1", fsm.ActionSuspend), wantErr: fsm.ErrWrongPhase},
+		{name: "suspend a VM that is not running", typ: fsm.ActionRequestType, req: act("r1", resource.ActionSuspend), wantErr: fsm.ErrWrongPhase},
 		{
-			name: "resume a suspended VM", typ: fsm.ActionRequestType, req: act("r1", fsm.ActionResume),
+			name: "resume a suspended VM", typ: fsm.ActionRequestType, req: act("r1", resource.ActionResume),
 			setup: func(t *testing.T, f *fsm.FSM) {
 				running(t, f)
-				fsm.TestMustApply(t, f, 10, fsm.ActionRequestType, act("r1", fsm.ActionSuspend))
+				fsm.TestMustApply(t, f, 10, fsm.ActionRequestType, act("r1", resource.ActionSuspend))
 			},
 			wantEvents: "updated:vm/r1", check: power(resource.PowerRunning),
 		},
-		{name: "resume a VM that is not suspended", typ: fsm.ActionRequestType, req: act("r1", fsm.ActionResume), setup: running, wantErr: fsm.ErrWrongPhase},
+		{name: "resume a VM that is not suspended", typ: fsm.ActionRequestType, req: act("r1", resource.ActionResume), setup: running, wantErr: fsm.ErrWrongPhase},
 		{
-			name: "reboot a running VM", typ: fsm.ActionRequestType, req: act("r1", fsm.ActionReboot), setup: running,
+			name: "reboot a running VM", typ: fsm.ActionRequestType, req: act("r1", resource.ActionReboot), setup: running,
 			wantEvents: "updated:vm/r1",
 			check: func(t *testing.T, f *fsm.FSM, _ *fsm.Result) {
 				if st := vmStatus(t, f, "r1"); st.RebootRequested != lat || st.RebootDone != 0 || st.Phase != resource.PhaseRunning {
@@ -101,7 +101,7 @@ func TestAction(t *testing.T) {
 			},
 		},
 		{
-			name: "reboot a VM that is not running", typ: fsm.ActionRequestType, req: act("r1", fsm.ActionReboot), wantErr: fsm.ErrWrongPhase,
+			name: "reboot a VM that is not running", typ: fsm.ActionRequestType, req: act("r1", resource.ActionReboot), wantErr: fsm.ErrWrongPhase,
 			check: func(t *testing.T, f *fsm.FSM, r *fsm.Result) {
 				if !strings.Contains(r.Err.Error(), "scheduled") {
 					t.Errorf("error %q does not say the phase", r.Err)
@@ -109,11 +109,11 @@ func TestAction(t *testing.T) {
 			},
 		},
 		{name: "unknown action", typ: fsm.ActionRequestType, req: act("r1", "explode"), wantErr: resource.ErrInvalid, check: wantField("action")},
-		{name: "VM not found", typ: fsm.ActionRequestType, req: act("zz", fsm.ActionStop), wantErr: fsm.ErrNotFound},
+		{name: "VM not found", typ: fsm.ActionRequestType, req: act("zz", resource.ActionStop), wantErr: fsm.ErrNotFound},
 		{name: "payload unknown field", data: []byte("\x0a" + `{"vm":"r1","action":"stop","explode":true}`), wantErr: fsm.ErrBadPayload},
 		{
 			name: "forced stop of a running VM", typ: fsm.ActionRequestType, setup: running,
-			req:        &fsm.ActionRequest{Time: fsm.TestTime, VM: "r1", Action: fsm.ActionStop, Force: true},
+			req:        &fsm.ActionRequest{Time: fsm.TestTime, VM: "r1", Action: resource.ActionStop, Force: true},
 			wantEvents: "updated:vm/r1",
 			check: func(t *testing.T, f *fsm.FSM, r *fsm.Result) {
 				power(resource.PowerStopped)(t, f, r)
@@ -124,10 +124,10 @@ func TestAction(t *testing.T) {
 		},
 		{
 			name: "a forced stop cuts short a graceful one", typ: fsm.ActionRequestType,
-			req: &fsm.ActionRequest{Time: fsm.TestTime, VM: "r1", Action: fsm.ActionStop, Force: true},
+			req: &fsm.ActionRequest{Time: fsm.TestTime, VM: "r1", Action: resource.ActionStop, Force: true},
 			setup: func(t *testing.T, f *fsm.FSM) {
 				running(t, f)
-				fsm.TestMustApply(t, f, 10, fsm.ActionRequestType, act("r1", fsm.ActionStop))
+				fsm.TestMustApply(t, f, 10, fsm.ActionRequestType, act("r1", resource.ActionStop))
 				report(t, f, 11, "h2", "r1", 8, resource.PhaseStopping)
 			},
 			wantEvents: "updated:vm/r1",
@@ -139,16 +139,16 @@ func TestAction(t *testing.T) {
 		},
 		{
 			name: "a forced stop of a stopped VM writes nothing", typ: fsm.ActionRequestType,
-			req: &fsm.ActionRequest{Time: fsm.TestTime, VM: "r1", Action: fsm.ActionStop, Force: true},
+			req: &fsm.ActionRequest{Time: fsm.TestTime, VM: "r1", Action: resource.ActionStop, Force: true},
 			setup: func(t *testing.T, f *fsm.FSM) {
 				fsm.TestMustApply(t, f, 9, fsm.ReportRequestType, rep("h2", fsm.VMReport{VM: "r1", Epoch: 8, Phase: resource.PhaseStopped, SetPower: resource.PowerStopped}))
 			},
 		},
 		{
-			name: "start clears a forced stop", typ: fsm.ActionRequestType, req: act("r1", fsm.ActionStart),
+			name: "start clears a forced stop", typ: fsm.ActionRequestType, req: act("r1", resource.ActionStart),
 			setup: func(t *testing.T, f *fsm.FSM) {
 				running(t, f)
-				fsm.TestMustApply(t, f, 10, fsm.ActionRequestType, &fsm.ActionRequest{Time: fsm.TestTime, VM: "r1", Action: fsm.ActionStop, Force: true})
+				fsm.TestMustApply(t, f, 10, fsm.ActionRequestType, &fsm.ActionRequest{Time: fsm.TestTime, VM: "r1", Action: resource.ActionStop, Force: true})
 			},
 			wantEvents: "updated:vm/r1",
 			check: func(t *testing.T, f *fsm.FSM, r *fsm.Result) {
@@ -160,7 +160,7 @@ func TestAction(t *testing.T) {
 		},
 		{
 			name: "force with another action", typ: fsm.ActionRequestType, setup: running,
-			req:     &fsm.ActionRequest{Time: fsm.TestTime, VM: "r1", Action: fsm.ActionReboot, Force: true},
+			req:     &fsm.ActionRequest{Time: fsm.TestTime, VM: "r1", Action: resource.ActionReboot, Force: true},
 			wantErr: resource.ErrInvalid, check: wantField("force"),
 		},
 	})

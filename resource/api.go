@@ -106,8 +106,8 @@ const (
 
 // RemoveServerResponse is the body of DELETE /v1/cluster/servers/{id}.
 type RemoveServerResponse struct {
-	Removed string `json:"removed"`
-	Index   uint64 `json:"index"`
+	Removed string `json:"removed"` // the server ID
+	Index   uint64 `json:"index"`   // the Raft index of the configuration change
 }
 
 // Event is one line of GET /v1/events (NDJSON). Object is the object after

@@ -3,7 +3,8 @@ package resource
 import "math"
 
 // Schedulable returns the capacity placements may use: capacity scaled by
-// the host's overcommit ratios.
+// the host's overcommit ratios. It is the state machine's rule (fsm checks
+// every placement against it) and the one the CLI and scheduler show.
 func Schedulable(spec *HostSpec, st *HostStatus) Resources {
 	cpu, mem := spec.CPUOvercommit, spec.MemoryOvercommit
 	if cpu < 1 {

@@ -162,3 +162,15 @@ func init() {
 		},
 	})
 }
+
+// VM actions: POST /v1/vms/{name}/{action}. Start, stop, suspend and
+// resume set the desired power; reboot asks the worker for a reboot;
+// migrate moves the VM to another host (cold).
+const (
+	ActionStart   = "start"
+	ActionStop    = "stop"
+	ActionSuspend = "suspend"
+	ActionResume  = "resume"
+	ActionReboot  = "reboot"
+	ActionMigrate = "migrate"
+)

@@ -218,7 +218,7 @@ func HostsFromState(st *fsm.Store) ([]Host, error) {
 		if err != nil {
 			continue
 		}
-		total := fsm.Schedulable(spec, hs)
+		total := resource.Schedulable(spec, hs)
 		hosts = append(hosts, Host{
 			Name:  o.Name,
 			Ready: hs.State == resource.HostReady && !spec.Unschedulable,

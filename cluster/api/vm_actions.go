@@ -23,7 +23,7 @@ func (a *httpAPI) vmAction(name, action string) apiHandler {
 			return err
 		}
 		switch action {
-		case fsm.ActionStart, fsm.ActionStop, fsm.ActionSuspend, fsm.ActionResume, fsm.ActionReboot, actionMigrate:
+		case resource.ActionStart, resource.ActionStop, resource.ActionSuspend, resource.ActionResume, resource.ActionReboot, resource.ActionMigrate:
 		default:
 			return &apiError{status: http.StatusNotFound, code: resource.CodeNotFound,
 				msg: "unknown VM action " + strconv.Quote(action) + "; use start, stop, suspend, resume, reboot or migrate"}
@@ -39,9 +39,9 @@ func (a *httpAPI) vmAction(name, action string) apiHandler {
 			}
 		}
 		switch {
-		case opts.Force && action != fsm.ActionStop:
+		case opts.Force && action != resource.ActionStop:
 			return badArg("force", "applies to stop only, not %s", action)
-		case opts.Host != "" && action != actionMigrate:
+		case opts.Host != "" && action != resource.ActionMigrate:
 			return badArg("host", "applies to migrate only, not %s", action)
 		case opts.Host != "":
 			if err := resource.ValidateName(opts.Host); err != nil {
@@ -53,7 +53,7 @@ func (a *httpAPI) vmAction(name, action string) apiHandler {
 				res *fsm.Result
 				err error
 			)
-			if action == actionMigrate {
+			if action == resource.ActionMigrate {
 				res, err = a.migrate(r, name, opts.Host)
 			} else {
 				res, err = a.b.Apply(r.Context(), fsm.ActionRequestType, &fsm.ActionRequest{Time: time.Now().UTC(), VM: name, Action: action, Force: opts.Force})
@@ -74,9 +74,6 @@ func (a *httpAPI) vmAction(name, action string) apiHandler {
 		})
 	}
 }
-
-// actionMigrate is the VM action that moves a VM to another host (cold).
-const actionMigrate = "migrate"
 
 // migrate proposes a fsm.MigrateRequest (on the leader), with the target
 // host the scheduler picks when none is given (scheduler.MigrationTarget).
