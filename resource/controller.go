@@ -29,4 +29,3 @@ var (
 // down host may be migrated while it is to run. It must exceed the
 // workers' fence-after plus a margin: see docs/ha.md.
 const DefaultHostDownGrace = 4 * time.Second
-
