@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kumoi/kumoi/internal/testcluster"
 	"github.com/kumoi/kumoi/skel"
 )
 
@@ -24,14 +25,13 @@ var errBoom = errors.New("boom")
 // before goroutines.
 func noLeak(tb testing.TB, before int) {
 	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > before {
-		if time.Now().After(deadline) {
+	testcluster.WaitFor(tb, 10*time.Second, "the goroutines to end", func() (bool, error) {
+		if n := runtime.NumGoroutine(); n > before {
 			buf := make([]byte, 1<<20)
-			tb.Fatalf("%d goroutines, want at most %d:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+			return false, fmt.Errorf("%d goroutines, want at most %d:\n%s", n, before, buf[:runtime.Stack(buf, true)])
 		}
-		time.Sleep(time.Millisecond) // polling interval
-	}
+		return true, nil
+	})
 }
 
 // recv receives from ch or fails the test after a deadline.

@@ -46,13 +46,15 @@ func Start(cfg controller.Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen for the API on %s: %w (is another agent running? pick another --api-port or --bind)", cfg.APIAddr(), err)
 	}
+	metrics := api.NewMetrics(cfg.Registry)
+	if cfg.OnApply == nil {
+		cfg.OnApply = metrics.ObserveApply
+	}
 	ctrl, err := controller.New(cfg)
 	if err != nil {
 		ln.Close()
 		return nil, err
 	}
-	metrics := api.NewMetrics(cfg.Registry)
-	ctrl.FSM().OnApply = metrics.ObserveApply
 	handler := api.NewHandler(ctrl, api.Options{
 		Logger:   cfg.Logger.Named("http"),
 		Registry: cfg.Registry,

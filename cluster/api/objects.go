@@ -117,20 +117,32 @@ func (a *httpAPI) get(info *resource.KindInfo, name string) apiHandler {
 	}
 }
 
+// propose proposes a command through the backend and folds the command's
+// business error (Result.Err) into the returned error; the result comes
+// back whenever the command was applied, even with a business error.
+func (a *httpAPI) propose(ctx context.Context, t fsm.MessageType, req any) (*fsm.Result, error) {
+	res, err := a.b.Apply(ctx, t, req)
+	switch {
+	case err != nil:
+		return nil, err
+	case res == nil:
+		return nil, fmt.Errorf("apply %s: no result from the state machine", t)
+	case res.Err != nil:
+		return res, res.Err
+	}
+	return res, nil
+}
+
 // apply proposes a command and returns its single object; business errors
 // come back as the error.
 func (a *httpAPI) apply(ctx context.Context, t fsm.MessageType, req any) (*fsm.Result, *resource.Object, error) {
 	start := time.Now()
-	res, err := a.b.Apply(ctx, t, req)
+	res, err := a.propose(ctx, t, req)
+	if res != nil {
+		a.m.observeRaftApply(time.Since(start))
+	}
 	if err != nil {
 		return nil, nil, err
-	}
-	a.m.observeRaftApply(time.Since(start))
-	if res == nil {
-		return nil, nil, fmt.Errorf("apply %s: no result from the state machine", t)
-	}
-	if res.Err != nil {
-		return nil, nil, res.Err
 	}
 	// The command's own object comes first; hosts whose allocation the
 	// command changed follow it.

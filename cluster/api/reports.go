@@ -35,14 +35,11 @@ func (a *httpAPI) report(host string) apiHandler {
 			if len(req.Reports) > fsm.MaxBatchOps {
 				return badArg("reports", "has %d reports; the limit is %d", len(req.Reports), fsm.MaxBatchOps)
 			}
-			res, err := a.b.Apply(r.Context(), fsm.ReportRequestType, &fsm.ReportRequest{
+			res, err := a.propose(r.Context(), fsm.ReportRequestType, &fsm.ReportRequest{
 				Time: time.Now().UTC(), Host: host, Reports: req.Reports,
 			})
 			if err != nil {
 				return err
-			}
-			if res.Err != nil {
-				return res.Err
 			}
 			out := resource.ReportResponse{Index: res.Index, Results: make([]resource.ReportResult, len(req.Reports))}
 			for i, rep := range req.Reports {

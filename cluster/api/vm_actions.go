@@ -56,13 +56,10 @@ func (a *httpAPI) vmAction(name, action string) apiHandler {
 			if action == resource.ActionMigrate {
 				res, err = a.migrate(r, name, opts.Host)
 			} else {
-				res, err = a.b.Apply(r.Context(), fsm.ActionRequestType, &fsm.ActionRequest{Time: time.Now().UTC(), VM: name, Action: action, Force: opts.Force})
+				res, err = a.propose(r.Context(), fsm.ActionRequestType, &fsm.ActionRequest{Time: time.Now().UTC(), VM: name, Action: action, Force: opts.Force})
 			}
 			if err != nil {
 				return err
-			}
-			if res.Err != nil {
-				return res.Err
 			}
 			o := (*resource.Object)(nil)
 			if len(res.Objects) > 0 {
@@ -92,7 +89,7 @@ func (a *httpAPI) migrate(r *http.Request, name, host string) (*fsm.Result, erro
 			return nil, err
 		}
 	}
-	return a.b.Apply(r.Context(), fsm.MigrateRequestType, &fsm.MigrateRequest{
+	return a.propose(r.Context(), fsm.MigrateRequestType, &fsm.MigrateRequest{
 		Time: time.Now().UTC(), VM: name, Host: host, Grace: a.hostDownGrace,
 	})
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kumoi/kumoi/cluster/membership"
+	"github.com/kumoi/kumoi/fsm"
 	"github.com/kumoi/kumoi/resource"
 )
 
@@ -85,6 +86,10 @@ type Config struct {
 	UnsafeStaleReads bool
 
 	Logger hclog.Logger
+	// OnApply, if set, observes every command the state machine applies
+	// (the agent wires the API's metrics to it). It is set before Raft
+	// starts, so it sees the entries replayed at start-up too.
+	OnApply func(t fsm.MessageType, d time.Duration, err error)
 	// Registry is where the agent registers the API's and Raft's metrics
 	// (nil: the process-wide registry); the controller itself does not
 	// use it.

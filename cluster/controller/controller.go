@@ -85,6 +85,7 @@ func New(cfg Config) (*Controller, error) {
 		shutdownCh:  make(chan struct{}),
 	}
 	c.fsm = fsm.New(fsm.Config{Logger: cfg.Logger})
+	c.fsm.OnApply = cfg.OnApply
 	parts, err := openRaftParts(&c.cfg)
 	if err != nil {
 		return nil, err
