@@ -107,9 +107,7 @@ func (t *Target) injector(name string) (injectFunc, error) {
 			return pause(c, pick(t.Rng, c.N(), 1)[0], "")
 		}, nil
 	case "partition-leader":
-		return t.atLeader(func(ctx context.Context, idx int) (string, healFunc, error) {
-			return t.partition(ctx, "isolate leader", [][]int{{idx}, others(c.N(), idx)}, false)
-		}), nil
+		return t.atLeader(t.isolate("isolate leader", false)), nil
 	case "partition-majority":
 		return t.minorityMajority, nil
 	case "partition-ring", "partition-bridge":
@@ -126,9 +124,7 @@ func (t *Target) injector(name string) (injectFunc, error) {
 			return t.bridge(ctx, perm)
 		}, nil
 	case "partition-oneway":
-		return t.atLeader(func(ctx context.Context, idx int) (string, healFunc, error) {
-			return t.partition(ctx, "one-way: the leader's packets to the others are dropped, theirs reach it;", [][]int{{idx}, others(c.N(), idx)}, true)
-		}), nil
+		return t.atLeader(t.isolate("one-way: the leader's packets to the others are dropped, theirs reach it;", true)), nil
 	case "transfer-leader":
 		return t.atLeader(func(ctx context.Context, idx int) (string, healFunc, error) {
 			return transferLeader(ctx, c, idx)
@@ -152,6 +148,14 @@ func (t *Target) atLeader(f func(ctx context.Context, idx int) (string, healFunc
 			return "", nil, err
 		}
 		return f(ctx, idx)
+	}
+}
+
+// isolate returns the inject that cuts node idx off from the others
+// (oneway: only its packets to them are dropped); what starts its report.
+func (t *Target) isolate(what string, oneway bool) func(ctx context.Context, idx int) (string, healFunc, error) {
+	return func(ctx context.Context, idx int) (string, healFunc, error) {
+		return t.partition(ctx, what, [][]int{{idx}, others(t.C.N(), idx)}, oneway)
 	}
 }
 
@@ -194,11 +198,17 @@ func (t *Target) isolateWorker(ctx context.Context) (string, healFunc, error) {
 			pairs = append(pairs, [2]string{wip, c.WorkerIP(v)}, [2]string{c.WorkerIP(v), wip})
 		}
 	}
+	return t.cut(ctx, fmt.Sprintf("isolate worker %s (%s) from every other node", c.WorkerName(w), wip), pairs)
+}
+
+// cut drops every packet from pair[0] to pair[1] of pairs (see
+// Firewall.drop) and says what it did.
+func (t *Target) cut(ctx context.Context, what string, pairs [][2]string) (string, healFunc, error) {
 	heal, err := t.FW.drop(ctx, pairs)
 	if err != nil {
 		return "", nil, err
 	}
-	return fmt.Sprintf("isolate worker %s (%s) from every other node", c.WorkerName(w), wip), heal, nil
+	return what, heal, nil
 }
 
 // nemesis is a Nemesis made of an inject function that returns its heal.
@@ -443,15 +453,11 @@ func (t *Target) partition(ctx context.Context, what string, groups [][]int, one
 			}
 		}
 	}
-	heal, err := t.FW.drop(ctx, pairs)
-	if err != nil {
-		return "", nil, err
-	}
 	var gs []string
 	for _, g := range groups {
 		gs = append(gs, ids(c, g))
 	}
-	return what + " " + strings.Join(gs, " | "), heal, nil
+	return t.cut(ctx, what+" "+strings.Join(gs, " | "), pairs)
 }
 
 // ring: the nodes in ring order perm each see their two neighbours only,
@@ -467,11 +473,7 @@ func (t *Target) ring(ctx context.Context, perm []int) (string, healFunc, error)
 			pairs = append(pairs, [2]string{c.IP(a), c.IP(b)})
 		}
 	}
-	heal, err := t.FW.drop(ctx, pairs)
-	if err != nil {
-		return "", nil, err
-	}
-	return "ring " + ids(c, perm) + " (each node sees its two neighbours only)", heal, nil
+	return t.cut(ctx, "ring "+ids(c, perm)+" (each node sees its two neighbours only)", pairs)
 }
 
 // bridge: {perm[0], perm[1]} and {perm[3], perm[4]} cannot reach each
@@ -485,11 +487,7 @@ func (t *Target) bridge(ctx context.Context, perm []int) (string, healFunc, erro
 			pairs = append(pairs, [2]string{c.IP(a), c.IP(b)}, [2]string{c.IP(b), c.IP(a)})
 		}
 	}
-	heal, err := t.FW.drop(ctx, pairs)
-	if err != nil {
-		return "", nil, err
-	}
-	return fmt.Sprintf("bridge %s | %s | %s (%s sees both sides)", ids(c, left), c.ID(perm[2]), ids(c, right), c.ID(perm[2])), heal, nil
+	return t.cut(ctx, fmt.Sprintf("bridge %s | %s | %s (%s sees both sides)", ids(c, left), c.ID(perm[2]), ids(c, right), c.ID(perm[2])), pairs)
 }
 
 // iptablesComment prefixes the comment of every rule the harness adds, so
