@@ -497,19 +497,15 @@ func (iv Interval) key() string {
 // intervals turns the observation logs and the workers' exits into
 // intervals, sorted by start.
 func (p *Placement) intervals() []Interval {
-	hosts := make([]string, 0, len(p.obs)+len(p.lives))
-	seen := map[string]bool{}
+	hosts := map[string]bool{}
 	for h := range p.obs {
-		hosts, seen[h] = append(hosts, h), true
+		hosts[h] = true
 	}
 	for h := range p.lives {
-		if !seen[h] {
-			hosts = append(hosts, h)
-		}
+		hosts[h] = true
 	}
-	sort.Strings(hosts)
 	var out []Interval
-	for _, h := range hosts {
+	for _, h := range slices.Sorted(maps.Keys(hosts)) {
 		out = append(out, hostIntervals(h, p.obs[h], p.lives[h], p.end)...)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
@@ -617,18 +613,8 @@ func (p *Placement) mismatches(ivs []Interval) []string {
 			out = append(out, fmt.Sprintf("vm %s (id %s) is running on %s for the API, but the active domain there is of VM id %s", v.Name, v.ID, v.Host, iv.VMID))
 		}
 	}
-	hosts := make([]string, 0, len(active))
-	for h := range active {
-		hosts = append(hosts, h)
-	}
-	sort.Strings(hosts)
-	for _, h := range hosts {
-		names := make([]string, 0, len(active[h]))
-		for n := range active[h] {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		for _, n := range names {
+	for _, h := range slices.Sorted(maps.Keys(active)) {
+		for _, n := range slices.Sorted(maps.Keys(active[h])) {
 			if !running[h][n] {
 				iv := active[h][n]
 				out = append(out, fmt.Sprintf("domain %s (VM id %s, epoch %d) is active on %s since %s, but the API does not say it runs there", iv.Domain, iv.VMID, iv.Epoch, h, p.at(iv.Start)))
@@ -779,12 +765,7 @@ func (p *Placement) checkCapacity(chk *Check, ivs []Interval, h placementOps) (p
 	for _, iv := range ivs {
 		byHost[iv.Host] = append(byHost[iv.Host], iv)
 	}
-	var hostNames []string
-	for host := range byHost {
-		hostNames = append(hostNames, host)
-	}
-	sort.Strings(hostNames)
-	for _, host := range hostNames {
+	for _, host := range slices.Sorted(maps.Keys(byHost)) {
 		capa, known := p.capacity[host]
 		if !known {
 			chk.add(Anomaly{Type: "unknown-host", Key: host, Detail: "domains were observed on a host that is not one of the run's workers: " + host})
@@ -1007,13 +988,8 @@ func countString(m map[string]int) string {
 	if len(m) == 0 {
 		return "none"
 	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	var parts []string
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
 	}
 	return strings.Join(parts, ", ")
