@@ -221,18 +221,6 @@ func (p *Placement) Run(ctx context.Context, env *Env, worker int, process func(
 	}
 }
 
-// sleepCtx waits d unless ctx ends first (false then).
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
 func (p *Placement) create(ctx context.Context, env *Env, c *client.Client, proc int, name string, size vmSize, h *History) Status {
 	spec, err := json.Marshal(resource.VMSpec{CPUs: int(size.CPUs), MemoryMiB: size.MemoryMiB, HA: resource.HARestart, Power: resource.PowerRunning})
 	if err != nil {

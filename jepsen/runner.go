@@ -580,14 +580,6 @@ func schedule(runCtx, ctx context.Context, cfg Config, cl *testcluster.Cluster, 
 		byName[n.Name()] = n
 	}
 	draw := func(d time.Duration) time.Duration { return d + time.Duration(rng.Int63n(int64(d))) }
-	sleep := func(d time.Duration) bool {
-		select {
-		case <-runCtx.Done():
-			return false
-		case <-time.After(d):
-			return true
-		}
-	}
 	for k := 0; ; k++ {
 		var st Step
 		if cfg.Steps != nil {
@@ -600,7 +592,7 @@ func schedule(runCtx, ctx context.Context, cfg Config, cl *testcluster.Cluster, 
 			st.Quiet, st.Nemesis, st.Hold = draw(cfg.Quiet), nems[rng.Intn(len(nems))].Name(), draw(cfg.Fault)
 		}
 		n := byName[st.Nemesis]
-		if !sleep(st.Quiet) {
+		if !sleepCtx(runCtx, st.Quiet) {
 			return faults, steps
 		}
 		steps = append(steps, st)
@@ -620,7 +612,7 @@ func schedule(runCtx, ctx context.Context, cfg Config, cl *testcluster.Cluster, 
 			fw.Error = "inject: " + err.Error()
 		}
 		cfg.Logf("jepsen: %s: %s %s", time.Duration(fw.Start).Round(time.Millisecond), n.Name(), what)
-		sleep(st.Hold)
+		sleepCtx(runCtx, st.Hold)
 		if err := n.Heal(context.WithoutCancel(ctx)); err != nil {
 			fw.Error = strings.TrimPrefix(fw.Error+"; heal: "+err.Error(), "; ")
 		}
