@@ -147,7 +147,7 @@ func (e *unknownOutcomeError) Unwrap() []error { return []error{ErrUnknownOutcom
 //   - the server answered with a 4xx (an *APIError: it refused the
 //     request, e.g. ErrNotFound, ErrConflict, resource.ErrInvalid), or
 //     with a 503 that promises nothing was done (code no_leader, or a
-//     Retry-After header): the answers after which the client itself
+//     Retry-After header), the one answer after which the client itself
 //     resends a write;
 //   - or the request never reached a server: the connection could not be
 //     made (dial error, connection refused, no route to host, network
