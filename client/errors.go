@@ -139,6 +139,47 @@ func (e *unknownOutcomeError) Error() string {
 
 func (e *unknownOutcomeError) Unwrap() []error { return []error{ErrUnknownOutcome, e.err} }
 
+// NotApplied reports whether err, returned by a request of this package,
+// proves that the request was not carried out: it failed and changed
+// nothing, so that a write may be counted as not having happened (and
+// sent again). That is the case when
+//
+//   - the server answered with a 4xx (an *APIError: it refused the
+//     request, e.g. ErrNotFound, ErrConflict, resource.ErrInvalid), or
+//     with a 503 that promises nothing was done (code no_leader, or a
+//     Retry-After header), the one answer after which the client itself
+//     resends a write;
+//   - or the request never reached a server: the connection could not be
+//     made (dial error, connection refused, no route to host, network
+//     unreachable, unknown host), on its own or as the last error of an
+//     *UnreachableError.
+//
+// It reports false for nil and for every other error, after which the
+// request may have been applied: a timeout, or a connection broken after
+// the request was sent (for a write, an error that matches
+// ErrUnknownOutcome); any other 5xx (500; 504 and a 503 without that
+// promise, which match ErrUnknownOutcome); an ended context; and the
+// errors the client raises before it sends anything (a nil object, an
+// empty name), about which it does not speak. After false for a write,
+// read the object to find out.
+//
+// An *UnreachableError keeps the last transport error only: an idempotent
+// request (a read, a VM action other than migrate, a report,
+// RemoveServer) that a client with several addresses tried on more than
+// one may have reached an earlier one. With one address, or for the other
+// writes, which are never resent once they may have been sent, the last
+// error is the whole story.
+func NotApplied(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return (ae.StatusCode >= 400 && ae.StatusCode < 500) || ae.notDone()
+	}
+	return neverSent(err)
+}
+
 // neverSent reports whether a transport error happened before the request
 // could reach a server (dial failure, refused connection, unknown host), so
 // that it is safe to send any request elsewhere.

@@ -67,59 +67,54 @@ func NewNemesis(name string, t *Target) (Nemesis, error) {
 	if WorkerNemesis(name) && t.C.Workers() == 0 {
 		return nil, fmt.Errorf("nemesis %s needs workers (--workers N)", name)
 	}
-	n := &nemesis{name: name}
+	inject, err := t.injector(name)
+	if err != nil {
+		return nil, err
+	}
+	return &nemesis{name: name, inject: inject}, nil
+}
+
+// healFunc ends a fault.
+type healFunc func(context.Context) error
+
+// injectFunc starts a fault; it says what it did and returns the heal
+// (which may be set even with an error: the part of the fault that
+// happened).
+type injectFunc func(ctx context.Context) (what string, heal healFunc, err error)
+
+// injector returns the inject function of the nemesis called name.
+func (t *Target) injector(name string) (injectFunc, error) {
 	c := t.C
 	switch name {
 	case "kill-leader":
-		n.inject = func(ctx context.Context) (string, func(context.Context) error, error) {
-			idx, err := leader(ctx, c)
-			if err != nil {
-				return "", nil, err
-			}
+		return t.atLeader(func(_ context.Context, idx int) (string, healFunc, error) {
 			return kill(c, []int{idx}, "leader ")
-		}
+		}), nil
 	case "kill-random":
-		n.inject = func(context.Context) (string, func(context.Context) error, error) {
+		return func(context.Context) (string, healFunc, error) {
 			return kill(c, pick(t.Rng, c.N(), 1), "")
-		}
+		}, nil
 	case "kill-majority":
-		n.inject = func(context.Context) (string, func(context.Context) error, error) {
+		return func(context.Context) (string, healFunc, error) {
 			return kill(c, pick(t.Rng, c.N(), c.N()/2+1), "majority ")
-		}
+		}, nil
 	case "pause-leader":
-		n.inject = func(ctx context.Context) (string, func(context.Context) error, error) {
-			idx, err := leader(ctx, c)
-			if err != nil {
-				return "", nil, err
-			}
+		return t.atLeader(func(_ context.Context, idx int) (string, healFunc, error) {
 			return pause(c, idx, "leader ")
-		}
+		}), nil
 	case "pause-random":
-		n.inject = func(context.Context) (string, func(context.Context) error, error) {
+		return func(context.Context) (string, healFunc, error) {
 			return pause(c, pick(t.Rng, c.N(), 1)[0], "")
-		}
+		}, nil
 	case "partition-leader":
-		n.inject = func(ctx context.Context) (string, func(context.Context) error, error) {
-			idx, err := leader(ctx, c)
-			if err != nil {
-				return "", nil, err
-			}
-			return t.partition(ctx, "isolate leader", [][]int{{idx}, others(c.N(), idx)}, false)
-		}
+		return t.atLeader(t.isolate("isolate leader", false)), nil
 	case "partition-majority":
-		n.inject = func(ctx context.Context) (string, func(context.Context) error, error) {
-			perm := t.Rng.Perm(c.N())
-			minority := perm[:c.N()/2]
-			slices.Sort(minority)
-			majority := append([]int(nil), perm[c.N()/2:]...)
-			slices.Sort(majority)
-			return t.partition(ctx, "minority/majority", [][]int{minority, majority}, false)
-		}
+		return t.minorityMajority, nil
 	case "partition-ring", "partition-bridge":
 		if c.N() != 5 {
 			return nil, fmt.Errorf("nemesis %s needs 5 controllers (--nodes 5)", name)
 		}
-		n.inject = func(ctx context.Context) (string, func(context.Context) error, error) {
+		return func(ctx context.Context) (string, healFunc, error) {
 			perm := t.Rng.Perm(c.N())
 			if name == "partition-ring" {
 				return t.ring(ctx, perm)
@@ -127,69 +122,102 @@ func NewNemesis(name string, t *Target) (Nemesis, error) {
 			// Two pairs that cannot see each other, and a node in the
 			// middle that sees all four.
 			return t.bridge(ctx, perm)
-		}
+		}, nil
 	case "partition-oneway":
-		n.inject = func(ctx context.Context) (string, func(context.Context) error, error) {
-			idx, err := leader(ctx, c)
-			if err != nil {
-				return "", nil, err
-			}
-			return t.partition(ctx, "one-way: the leader's packets to the others are dropped, theirs reach it;", [][]int{{idx}, others(c.N(), idx)}, true)
-		}
+		return t.atLeader(t.isolate("one-way: the leader's packets to the others are dropped, theirs reach it;", true)), nil
 	case "transfer-leader":
-		n.inject = func(ctx context.Context) (string, func(context.Context) error, error) {
-			idx, err := leader(ctx, c)
-			if err != nil {
-				return "", nil, err
-			}
+		return t.atLeader(func(ctx context.Context, idx int) (string, healFunc, error) {
 			return transferLeader(ctx, c, idx)
-		}
+		}), nil
 	case "member-change":
-		n.inject = func(ctx context.Context) (string, func(context.Context) error, error) {
-			return t.memberChange(ctx)
-		}
+		return t.memberChange, nil
 	case "worker-kill":
-		n.inject = func(context.Context) (string, func(context.Context) error, error) {
-			w := t.Rng.Intn(c.Workers())
-			if err := fatal(func() { c.KillWorker(w) }); err != nil {
-				return "", nil, err
-			}
-			return "SIGKILL worker " + c.WorkerName(w), func(context.Context) error {
-				return fatal(func() { c.StartWorker(w) })
-			}, nil
-		}
+		return t.killWorker, nil
 	case "worker-partition":
-		n.inject = func(ctx context.Context) (string, func(context.Context) error, error) {
-			w := t.Rng.Intn(c.Workers())
-			wip := c.WorkerIP(w)
-			var pairs [][2]string
-			for j := 0; j < c.N(); j++ {
-				pairs = append(pairs, [2]string{wip, c.IP(j)}, [2]string{c.IP(j), wip})
-			}
-			for v := 0; v < c.Workers(); v++ {
-				if v != w {
-					pairs = append(pairs, [2]string{wip, c.WorkerIP(v)}, [2]string{c.WorkerIP(v), wip})
-				}
-			}
-			heal, err := t.FW.drop(ctx, pairs)
-			if err != nil {
-				return "", nil, err
-			}
-			return fmt.Sprintf("isolate worker %s (%s) from every other node", c.WorkerName(w), wip), heal, nil
-		}
-	default:
-		return nil, fmt.Errorf("unknown nemesis %q (%s)", name, strings.Join(Nemeses, ", "))
+		return t.isolateWorker, nil
 	}
-	return n, nil
+	return nil, fmt.Errorf("unknown nemesis %q (%s)", name, strings.Join(Nemeses, ", "))
+}
+
+// atLeader returns an inject function that finds the leader (see leader)
+// and hands its index to f.
+func (t *Target) atLeader(f func(ctx context.Context, idx int) (string, healFunc, error)) injectFunc {
+	return func(ctx context.Context) (string, healFunc, error) {
+		idx, err := leader(ctx, t.C)
+		if err != nil {
+			return "", nil, err
+		}
+		return f(ctx, idx)
+	}
+}
+
+// isolate returns the inject that cuts node idx off from the others
+// (oneway: only its packets to them are dropped); what starts its report.
+func (t *Target) isolate(what string, oneway bool) func(ctx context.Context, idx int) (string, healFunc, error) {
+	return func(ctx context.Context, idx int) (string, healFunc, error) {
+		return t.partition(ctx, what, [][]int{{idx}, others(t.C.N(), idx)}, oneway)
+	}
+}
+
+// minorityMajority cuts the controllers into a random minority and the
+// majority.
+func (t *Target) minorityMajority(ctx context.Context) (string, healFunc, error) {
+	c := t.C
+	perm := t.Rng.Perm(c.N())
+	minority := perm[:c.N()/2]
+	slices.Sort(minority)
+	majority := append([]int(nil), perm[c.N()/2:]...)
+	slices.Sort(majority)
+	return t.partition(ctx, "minority/majority", [][]int{minority, majority}, false)
+}
+
+// killWorker kills a random worker with SIGKILL; the heal starts it again.
+func (t *Target) killWorker(context.Context) (string, healFunc, error) {
+	c := t.C
+	w := t.Rng.Intn(c.Workers())
+	if err := fatal(func() { c.KillWorker(w) }); err != nil {
+		return "", nil, err
+	}
+	return "SIGKILL worker " + c.WorkerName(w), func(context.Context) error {
+		return fatal(func() { c.StartWorker(w) })
+	}, nil
+}
+
+// isolateWorker drops every packet between a random worker and every
+// other node, both ways.
+func (t *Target) isolateWorker(ctx context.Context) (string, healFunc, error) {
+	c := t.C
+	w := t.Rng.Intn(c.Workers())
+	wip := c.WorkerIP(w)
+	var pairs [][2]string
+	for j := 0; j < c.N(); j++ {
+		pairs = append(pairs, [2]string{wip, c.IP(j)}, [2]string{c.IP(j), wip})
+	}
+	for v := 0; v < c.Workers(); v++ {
+		if v != w {
+			pairs = append(pairs, [2]string{wip, c.WorkerIP(v)}, [2]string{c.WorkerIP(v), wip})
+		}
+	}
+	return t.cut(ctx, fmt.Sprintf("isolate worker %s (%s) from every other node", c.WorkerName(w), wip), pairs)
+}
+
+// cut drops every packet from pair[0] to pair[1] of pairs (see
+// Firewall.drop) and says what it did.
+func (t *Target) cut(ctx context.Context, what string, pairs [][2]string) (string, healFunc, error) {
+	heal, err := t.FW.drop(ctx, pairs)
+	if err != nil {
+		return "", nil, err
+	}
+	return what, heal, nil
 }
 
 // nemesis is a Nemesis made of an inject function that returns its heal.
 type nemesis struct {
 	name   string
-	inject func(ctx context.Context) (what string, heal func(context.Context) error, err error)
+	inject injectFunc
 
 	mu   sync.Mutex
-	heal func(context.Context) error
+	heal healFunc
 }
 
 func (n *nemesis) Name() string { return n.name }
@@ -271,7 +299,7 @@ func fatal(f func()) (err error) {
 	return nil
 }
 
-func kill(c *testcluster.Cluster, idx []int, what string) (string, func(context.Context) error, error) {
+func kill(c *testcluster.Cluster, idx []int, what string) (string, healFunc, error) {
 	for k, i := range idx {
 		if err := fatal(func() { c.Kill(i) }); err != nil {
 			return "", restart(c, idx[:k]), err
@@ -281,7 +309,7 @@ func kill(c *testcluster.Cluster, idx []int, what string) (string, func(context.
 }
 
 // restart starts the controllers idx again on their data directories.
-func restart(c *testcluster.Cluster, idx []int) func(context.Context) error {
+func restart(c *testcluster.Cluster, idx []int) healFunc {
 	return func(context.Context) error {
 		var errs []error
 		for _, i := range idx {
@@ -293,7 +321,7 @@ func restart(c *testcluster.Cluster, idx []int) func(context.Context) error {
 	}
 }
 
-func pause(c *testcluster.Cluster, i int, what string) (string, func(context.Context) error, error) {
+func pause(c *testcluster.Cluster, i int, what string) (string, healFunc, error) {
 	if err := fatal(func() { c.Pause(i) }); err != nil {
 		return "", nil, err
 	}
@@ -306,7 +334,7 @@ func pause(c *testcluster.Cluster, i int, what string) (string, func(context.Con
 // leadership to another voter (raft's leadership transfer) before it
 // exits. Kumoi has no API that transfers leadership without stopping the
 // leader. The heal starts it again.
-func transferLeader(ctx context.Context, c *testcluster.Cluster, idx int) (string, func(context.Context) error, error) {
+func transferLeader(ctx context.Context, c *testcluster.Cluster, idx int) (string, healFunc, error) {
 	start := time.Now()
 	if err := fatal(func() { c.Terminate(idx) }); err != nil {
 		return "", nil, err
@@ -327,7 +355,7 @@ func transferLeader(ctx context.Context, c *testcluster.Cluster, idx int) (strin
 // starts it again without --bootstrap-expect: it joins as a new server and
 // the leader makes it a voter again (not before 30 s after the removal if
 // the same leader is still in charge: cluster.Controller.recentlyRemoved).
-func (t *Target) memberChange(ctx context.Context) (string, func(context.Context) error, error) {
+func (t *Target) memberChange(ctx context.Context) (string, healFunc, error) {
 	c := t.C
 	li, err := leader(ctx, c)
 	if err != nil {
@@ -410,7 +438,7 @@ func waitVoters(ctx context.Context, env *Env, c *testcluster.Cluster, timeout t
 // partition cuts the controllers into groups that cannot reach each
 // other (every packet between two groups is dropped), or, oneway, drops
 // only the packets from the first group to the others.
-func (t *Target) partition(ctx context.Context, what string, groups [][]int, oneway bool) (string, func(context.Context) error, error) {
+func (t *Target) partition(ctx context.Context, what string, groups [][]int, oneway bool) (string, healFunc, error) {
 	c := t.C
 	var pairs [][2]string
 	for gi, g := range groups {
@@ -425,21 +453,17 @@ func (t *Target) partition(ctx context.Context, what string, groups [][]int, one
 			}
 		}
 	}
-	heal, err := t.FW.drop(ctx, pairs)
-	if err != nil {
-		return "", nil, err
-	}
 	var gs []string
 	for _, g := range groups {
 		gs = append(gs, ids(c, g))
 	}
-	return what + " " + strings.Join(gs, " | "), heal, nil
+	return t.cut(ctx, what+" "+strings.Join(gs, " | "), pairs)
 }
 
 // ring: the nodes in ring order perm each see their two neighbours only,
 // so each sees a majority (itself and its neighbours), and no two see the
 // same one.
-func (t *Target) ring(ctx context.Context, perm []int) (string, func(context.Context) error, error) {
+func (t *Target) ring(ctx context.Context, perm []int) (string, healFunc, error) {
 	c := t.C
 	n := len(perm)
 	var pairs [][2]string
@@ -449,16 +473,12 @@ func (t *Target) ring(ctx context.Context, perm []int) (string, func(context.Con
 			pairs = append(pairs, [2]string{c.IP(a), c.IP(b)})
 		}
 	}
-	heal, err := t.FW.drop(ctx, pairs)
-	if err != nil {
-		return "", nil, err
-	}
-	return "ring " + ids(c, perm) + " (each node sees its two neighbours only)", heal, nil
+	return t.cut(ctx, "ring "+ids(c, perm)+" (each node sees its two neighbours only)", pairs)
 }
 
 // bridge: {perm[0], perm[1]} and {perm[3], perm[4]} cannot reach each
 // other; perm[2] reaches everyone.
-func (t *Target) bridge(ctx context.Context, perm []int) (string, func(context.Context) error, error) {
+func (t *Target) bridge(ctx context.Context, perm []int) (string, healFunc, error) {
 	c := t.C
 	left, right := perm[:2], perm[3:]
 	var pairs [][2]string
@@ -467,11 +487,7 @@ func (t *Target) bridge(ctx context.Context, perm []int) (string, func(context.C
 			pairs = append(pairs, [2]string{c.IP(a), c.IP(b)}, [2]string{c.IP(b), c.IP(a)})
 		}
 	}
-	heal, err := t.FW.drop(ctx, pairs)
-	if err != nil {
-		return "", nil, err
-	}
-	return fmt.Sprintf("bridge %s | %s | %s (%s sees both sides)", ids(c, left), c.ID(perm[2]), ids(c, right), c.ID(perm[2])), heal, nil
+	return t.cut(ctx, fmt.Sprintf("bridge %s | %s | %s (%s sees both sides)", ids(c, left), c.ID(perm[2]), ids(c, right), c.ID(perm[2])), pairs)
 }
 
 // iptablesComment prefixes the comment of every rule the harness adds, so
@@ -490,7 +506,7 @@ func tag() string { return iptablesComment + "-" + strconv.Itoa(os.Getpid()) }
 
 // drop adds a rule dropping every packet from pair[0] to pair[1] (loopback
 // addresses) and returns the function that removes them.
-func (f *Firewall) drop(ctx context.Context, pairs [][2]string) (func(context.Context) error, error) {
+func (f *Firewall) drop(ctx context.Context, pairs [][2]string) (healFunc, error) {
 	var added [][]string
 	heal := func(ctx context.Context) error {
 		var errs []error

@@ -7,10 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -216,18 +218,6 @@ func (p *Placement) Run(ctx context.Context, env *Env, worker int, process func(
 			}
 		}
 		proc = afterOp(ctx, st, proc, process)
-	}
-}
-
-// sleepCtx waits d unless ctx ends first (false then).
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 
@@ -495,19 +485,15 @@ func (iv Interval) key() string {
 // intervals turns the observation logs and the workers' exits into
 // intervals, sorted by start.
 func (p *Placement) intervals() []Interval {
-	hosts := make([]string, 0, len(p.obs)+len(p.lives))
-	seen := map[string]bool{}
+	hosts := map[string]bool{}
 	for h := range p.obs {
-		hosts, seen[h] = append(hosts, h), true
+		hosts[h] = true
 	}
 	for h := range p.lives {
-		if !seen[h] {
-			hosts = append(hosts, h)
-		}
+		hosts[h] = true
 	}
-	sort.Strings(hosts)
 	var out []Interval
-	for _, h := range hosts {
+	for _, h := range slices.Sorted(maps.Keys(hosts)) {
 		out = append(out, hostIntervals(h, p.obs[h], p.lives[h], p.end)...)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
@@ -615,18 +601,8 @@ func (p *Placement) mismatches(ivs []Interval) []string {
 			out = append(out, fmt.Sprintf("vm %s (id %s) is running on %s for the API, but the active domain there is of VM id %s", v.Name, v.ID, v.Host, iv.VMID))
 		}
 	}
-	hosts := make([]string, 0, len(active))
-	for h := range active {
-		hosts = append(hosts, h)
-	}
-	sort.Strings(hosts)
-	for _, h := range hosts {
-		names := make([]string, 0, len(active[h]))
-		for n := range active[h] {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		for _, n := range names {
+	for _, h := range slices.Sorted(maps.Keys(active)) {
+		for _, n := range slices.Sorted(maps.Keys(active[h])) {
 			if !running[h][n] {
 				iv := active[h][n]
 				out = append(out, fmt.Sprintf("domain %s (VM id %s, epoch %d) is active on %s since %s, but the API does not say it runs there", iv.Domain, iv.VMID, iv.Epoch, h, p.at(iv.Start)))
@@ -650,51 +626,79 @@ func (p *Placement) at(t time.Time) string {
 const maxPerType = 20
 
 // Check checks the observation logs and the final list against the
-// history (see Placement), and writes intervals.json to out.
+// history (see Placement), and writes intervals.json to out. Its steps
+// add their anomalies in this order: unreadable log lines, double runs,
+// overcapacity, the final list, the API against the hosts' logs.
 func (p *Placement) Check(ops []Op, _ []FaultWindow, out string) Check {
 	var chk Check
-	sizes := map[string]vmSize{}
-	byVM := map[string][]Op{}
-	creates := map[string]Op{}
-	deleted := map[string]Status{} // strongest delete outcome: ok > unknown
-	for _, op := range ops {
-		if op.Key == "" {
-			continue
-		}
-		byVM[op.Key] = append(byVM[op.Key], op)
-		switch op.Kind {
-		case "create":
-			creates[op.Key] = op
-			if s, ok := parseSize(op.Input.Value); ok {
-				sizes[op.Key] = s
-			}
-		case "delete":
-			if op.Status == StatusOK || (op.Status == StatusUnknown && deleted[op.Key] != StatusOK) {
-				deleted[op.Key] = op.Status
-			}
-		}
-	}
-	vmOps := func(names ...string) []Op {
-		var o []Op
-		for _, n := range names {
-			o = append(o, byVM[n]...)
-		}
-		sortOps(o)
-		return o
-	}
-	add := func(a Anomaly) { chk.Anomalies = append(chk.Anomalies, a) }
+	h := indexPlacementOps(ops)
 	for _, b := range p.badLogs {
-		add(Anomaly{Type: "bad-observation-log", Detail: b})
+		chk.add(Anomaly{Type: "bad-observation-log", Detail: b})
 	}
-
 	ivs := p.intervals()
 	if out != "" {
 		if err := writeJSON(filepath.Join(out, "intervals.json"), map[string]any{"intervals": ivs, "workers": p.lives}); err != nil {
 			chk.Notes = append(chk.Notes, "intervals.json: "+err.Error())
 		}
 	}
+	moved, replaced := p.checkDoubleRuns(&chk, ivs, h)
+	peaks := p.checkCapacity(&chk, ivs, h)
+	fin := p.checkFinal(&chk, h)
+	p.checkObserved(&chk, ivs)
+	chk.Notes = append(chk.Notes, p.notes...)
+	chk.Notes = append(chk.Notes, p.checkNotes(ivs, moved, replaced, peaks, fin)...)
+	chk.Notes = append(chk.Notes, h.createsNote(fin.present))
+	chk.Valid = len(chk.Anomalies) == 0
+	return chk
+}
 
-	// (a) No VM active on two hosts at once.
+// add records an anomaly.
+func (c *Check) add(a Anomaly) { c.Anomalies = append(c.Anomalies, a) }
+
+// placementOps is a placement history indexed by VM name.
+type placementOps struct {
+	sizes   map[string]vmSize // from the creates' input
+	byVM    map[string][]Op
+	creates map[string]Op
+	deleted map[string]Status // strongest delete outcome: ok > unknown
+}
+
+func indexPlacementOps(ops []Op) placementOps {
+	h := placementOps{sizes: map[string]vmSize{}, byVM: map[string][]Op{}, creates: map[string]Op{}, deleted: map[string]Status{}}
+	for _, op := range ops {
+		if op.Key == "" {
+			continue
+		}
+		h.byVM[op.Key] = append(h.byVM[op.Key], op)
+		switch op.Kind {
+		case "create":
+			h.creates[op.Key] = op
+			if s, ok := parseSize(op.Input.Value); ok {
+				h.sizes[op.Key] = s
+			}
+		case "delete":
+			if op.Status == StatusOK || (op.Status == StatusUnknown && h.deleted[op.Key] != StatusOK) {
+				h.deleted[op.Key] = op.Status
+			}
+		}
+	}
+	return h
+}
+
+// of returns the operations on the VMs names, in history order.
+func (h placementOps) of(names ...string) []Op {
+	var o []Op
+	for _, n := range names {
+		o = append(o, h.byVM[n]...)
+	}
+	sortOps(o)
+	return o
+}
+
+// checkDoubleRuns (a): no VM active on two hosts at once. It also counts
+// the VMs that ran on more than one host (in turn) and under more than one
+// placement epoch.
+func (p *Placement) checkDoubleRuns(chk *Check, ivs []Interval, h placementOps) (moved, replaced int) {
 	byKey := map[string][]Interval{}
 	var keys []string
 	for _, iv := range ivs {
@@ -704,7 +708,7 @@ func (p *Placement) Check(ops []Op, _ []FaultWindow, out string) Check {
 		byKey[iv.key()] = append(byKey[iv.key()], iv)
 	}
 	sort.Strings(keys)
-	doubles, moved, replaced := 0, 0, 0
+	doubles := 0
 	for _, k := range keys {
 		list := byKey[k]
 		hosts := map[string]bool{}
@@ -728,137 +732,148 @@ func (p *Placement) Check(ops []Op, _ []FaultWindow, out string) Check {
 				if doubles > maxPerType {
 					continue
 				}
-				add(Anomaly{Type: "double-run", Key: a.VM, Detail: fmt.Sprintf(
+				chk.add(Anomaly{Type: "double-run", Key: a.VM, Detail: fmt.Sprintf(
 					"VM %s (id %s) was active on two hosts at once for %s: on %s epoch %d from %s to %s (%s), and on %s epoch %d from %s to %s (%s)",
 					a.VM, a.VMID, overlap(a, b), a.Host, a.Epoch, p.at(a.Start), p.at(a.End), a.ClosedBy,
-					b.Host, b.Epoch, p.at(b.Start), p.at(b.End), b.ClosedBy), Ops: vmOps(a.VM)})
+					b.Host, b.Epoch, p.at(b.Start), p.at(b.End), b.ClosedBy), Ops: h.of(a.VM)})
 			}
 		}
 	}
 	if doubles > maxPerType {
-		add(Anomaly{Type: "double-run", Detail: fmt.Sprintf("%d more overlapping pairs of intervals (intervals.json)", doubles-maxPerType)})
+		chk.add(Anomaly{Type: "double-run", Detail: fmt.Sprintf("%d more overlapping pairs of intervals (intervals.json)", doubles-maxPerType)})
 	}
+	return moved, replaced
+}
 
-	// (b) No host over capacity at any instant.
-	unknown := map[string]bool{}
+// checkCapacity (b): no host over capacity at any instant. It returns the
+// peak use of each host.
+func (p *Placement) checkCapacity(chk *Check, ivs []Interval, h placementOps) (peaks []string) {
+	unknown := map[string]bool{} // VMs no client created
 	byHost := map[string][]Interval{}
 	for _, iv := range ivs {
 		byHost[iv.Host] = append(byHost[iv.Host], iv)
 	}
-	var hostNames []string
-	for h := range byHost {
-		hostNames = append(hostNames, h)
-	}
-	sort.Strings(hostNames)
-	var peaks []string
-	for _, h := range hostNames {
-		capa, known := p.capacity[h]
+	for _, host := range slices.Sorted(maps.Keys(byHost)) {
+		capa, known := p.capacity[host]
 		if !known {
-			add(Anomaly{Type: "unknown-host", Key: h, Detail: "domains were observed on a host that is not one of the run's workers: " + h})
+			chk.add(Anomaly{Type: "unknown-host", Key: host, Detail: "domains were observed on a host that is not one of the run's workers: " + host})
 			continue
 		}
-		type point struct {
-			t     time.Time
-			start bool
-			iv    Interval
-		}
-		var pts []point
-		for _, iv := range byHost[h] {
-			if _, ok := sizes[iv.VM]; !ok {
-				unknown[iv.VM] = true
-				continue
-			}
-			pts = append(pts, point{iv.Start, true, iv}, point{iv.End, false, iv})
-		}
-		sort.SliceStable(pts, func(i, j int) bool {
-			if !pts[i].t.Equal(pts[j].t) {
-				return pts[i].t.Before(pts[j].t)
-			}
-			return !pts[i].start && pts[j].start // an end at t frees before a start at t takes
-		})
-		var cpus, mem, peakCPU, peakMem int64
-		active := map[string]Interval{}
-		over := 0
-		for _, pt := range pts {
-			s := sizes[pt.iv.VM]
-			if !pt.start {
-				cpus, mem = cpus-s.CPUs, mem-s.MemoryMiB
-				delete(active, pt.iv.Domain+"@"+pt.iv.Start.String())
-				continue
-			}
-			cpus, mem = cpus+s.CPUs, mem+s.MemoryMiB
-			active[pt.iv.Domain+"@"+pt.iv.Start.String()] = pt.iv
-			peakCPU, peakMem = max(peakCPU, cpus), max(peakMem, mem)
-			if cpus <= int64(capa.CPUs) && mem <= capa.MemoryMiB {
-				continue
-			}
-			over++
-			if over > 1 {
-				continue
-			}
-			var vms []string
-			var names []string
-			for _, iv := range active {
-				names = append(names, iv.VM)
-				vms = append(vms, fmt.Sprintf("%s [%s, epoch %d, since %s]", iv.VM, sizes[iv.VM], iv.Epoch, p.at(iv.Start)))
-			}
-			sort.Strings(vms)
-			sort.Strings(names)
-			add(Anomaly{Type: "overcapacity", Key: h, Detail: fmt.Sprintf(
-				"host %s (%d CPUs, %d MiB) had %d CPUs and %d MiB of domains active at %s, when %s started: %s",
-				h, capa.CPUs, capa.MemoryMiB, cpus, mem, p.at(pt.t), pt.iv.VM, strings.Join(vms, "; ")), Ops: vmOps(names...)})
-		}
-		if over > 1 {
-			add(Anomaly{Type: "overcapacity", Key: h, Detail: fmt.Sprintf("host %s: %d more domain starts found it over capacity (intervals.json)", h, over-1)})
-		}
-		peaks = append(peaks, fmt.Sprintf("%s %d/%d CPUs %d/%d MiB", h, peakCPU, capa.CPUs, peakMem, capa.MemoryMiB))
+		peaks = append(peaks, p.checkHostCapacity(chk, host, capa, byHost[host], h, unknown))
 	}
 	if len(unknown) > 0 {
-		var names []string
-		for n := range unknown {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		add(Anomaly{Type: "unknown-domain", Detail: fmt.Sprintf("%d domains of VMs no client created were active: %s", len(names), strings.Join(names, ", "))})
+		names := slices.Sorted(maps.Keys(unknown))
+		chk.add(Anomaly{Type: "unknown-domain", Detail: fmt.Sprintf("%d domains of VMs no client created were active: %s", len(names), strings.Join(names, ", "))})
 	}
+	return peaks
+}
 
-	// (c) Every acknowledged VM that was not deleted is there, and
-	// running (or stopped, as asked) or has a reason; nothing else is.
-	present := map[string]placedVM{}
+// checkHostCapacity sweeps one host's intervals in time order; it reports
+// the first start that found the host over capacity (and counts the
+// others), adds the VMs of unknown size to unknown and returns the host's
+// peak use.
+func (p *Placement) checkHostCapacity(chk *Check, host string, capa resource.Resources, ivs []Interval, h placementOps, unknown map[string]bool) (peak string) {
+	type point struct {
+		t     time.Time
+		start bool
+		iv    Interval
+	}
+	var pts []point
+	for _, iv := range ivs {
+		if _, ok := h.sizes[iv.VM]; !ok {
+			unknown[iv.VM] = true
+			continue
+		}
+		pts = append(pts, point{iv.Start, true, iv}, point{iv.End, false, iv})
+	}
+	sort.SliceStable(pts, func(i, j int) bool {
+		if !pts[i].t.Equal(pts[j].t) {
+			return pts[i].t.Before(pts[j].t)
+		}
+		return !pts[i].start && pts[j].start // an end at t frees before a start at t takes
+	})
+	var cpus, mem, peakCPU, peakMem int64
+	active := map[string]Interval{}
+	over := 0
+	for _, pt := range pts {
+		s := h.sizes[pt.iv.VM]
+		if !pt.start {
+			cpus, mem = cpus-s.CPUs, mem-s.MemoryMiB
+			delete(active, pt.iv.Domain+"@"+pt.iv.Start.String())
+			continue
+		}
+		cpus, mem = cpus+s.CPUs, mem+s.MemoryMiB
+		active[pt.iv.Domain+"@"+pt.iv.Start.String()] = pt.iv
+		peakCPU, peakMem = max(peakCPU, cpus), max(peakMem, mem)
+		if cpus <= int64(capa.CPUs) && mem <= capa.MemoryMiB {
+			continue
+		}
+		over++
+		if over > 1 {
+			continue
+		}
+		var vms []string
+		var names []string
+		for _, iv := range active {
+			names = append(names, iv.VM)
+			vms = append(vms, fmt.Sprintf("%s [%s, epoch %d, since %s]", iv.VM, h.sizes[iv.VM], iv.Epoch, p.at(iv.Start)))
+		}
+		sort.Strings(vms)
+		sort.Strings(names)
+		chk.add(Anomaly{Type: "overcapacity", Key: host, Detail: fmt.Sprintf(
+			"host %s (%d CPUs, %d MiB) had %d CPUs and %d MiB of domains active at %s, when %s started: %s",
+			host, capa.CPUs, capa.MemoryMiB, cpus, mem, p.at(pt.t), pt.iv.VM, strings.Join(vms, "; ")), Ops: h.of(names...)})
+	}
+	if over > 1 {
+		chk.add(Anomaly{Type: "overcapacity", Key: host, Detail: fmt.Sprintf("host %s: %d more domain starts found it over capacity (intervals.json)", host, over-1)})
+	}
+	return fmt.Sprintf("%s %d/%d CPUs %d/%d MiB", host, peakCPU, capa.CPUs, peakMem, capa.MemoryMiB)
+}
+
+// finalSummary is what checkFinal found in the final list, for the notes.
+type finalSummary struct {
+	present map[string]placedVM // by name
+	phases  map[string]int      // VMs by phase
+	reasons map[string]int      // VMs not in their power's phase, by phase and reason class
+}
+
+// checkFinal (c): every acknowledged VM that was not deleted is in the
+// final list, and running (or stopped, as asked) or has a reason; nothing
+// else is.
+func (p *Placement) checkFinal(chk *Check, h placementOps) finalSummary {
+	fin := finalSummary{present: map[string]placedVM{}, phases: map[string]int{}, reasons: map[string]int{}}
 	dup := map[string]bool{}
 	for _, v := range p.final {
-		if _, ok := present[v.Name]; ok {
+		if _, ok := fin.present[v.Name]; ok {
 			dup[v.Name] = true
 		}
-		present[v.Name] = v
+		fin.present[v.Name] = v
 	}
 	var lost, unexpected, notRunning []string
 	var lostOps, unexpectedOps, notRunningOps []Op
-	for name, op := range creates {
-		if _, ok := present[name]; !ok && op.Status == StatusOK && deleted[name] == "" {
+	for name, op := range h.creates {
+		if _, ok := fin.present[name]; !ok && op.Status == StatusOK && h.deleted[name] == "" {
 			lost = append(lost, name)
-			lostOps = append(lostOps, vmOps(name)...)
+			lostOps = append(lostOps, h.of(name)...)
 		}
 	}
-	phases := map[string]int{}
-	reasons := map[string]int{}
 	for _, v := range p.final {
-		op, attempted := creates[v.Name]
+		op, attempted := h.creates[v.Name]
 		switch {
 		case !attempted || op.Status == StatusFail:
 			unexpected = append(unexpected, v.Name+" (never created)")
-			unexpectedOps = append(unexpectedOps, vmOps(v.Name)...)
-		case deleted[v.Name] == StatusOK:
+			unexpectedOps = append(unexpectedOps, h.of(v.Name)...)
+		case h.deleted[v.Name] == StatusOK:
 			unexpected = append(unexpected, v.Name+" (deleted)")
-			unexpectedOps = append(unexpectedOps, vmOps(v.Name)...)
+			unexpectedOps = append(unexpectedOps, h.of(v.Name)...)
 		}
-		phases[v.Phase]++
+		fin.phases[v.Phase]++
 		if v.Phase != resource.PowerPhase(v.Power) {
 			if v.Reason == "" {
 				notRunning = append(notRunning, fmt.Sprintf("%s is %s (power %s, host %q) with no reason", v.Name, v.Phase, v.Power, v.Host))
-				notRunningOps = append(notRunningOps, vmOps(v.Name)...)
+				notRunningOps = append(notRunningOps, h.of(v.Name)...)
 			} else {
-				reasons[v.Phase+": "+reasonClass(v.Reason)]++
+				fin.reasons[v.Phase+": "+reasonClass(v.Reason)]++
 			}
 		}
 	}
@@ -866,34 +881,35 @@ func (p *Placement) Check(ops []Op, _ []FaultWindow, out string) Check {
 		sort.Strings(l)
 	}
 	if len(lost) > 0 {
-		add(Anomaly{Type: "lost", Detail: fmt.Sprintf("%d acknowledged creates, never deleted, are missing from the final list: %s", len(lost), strings.Join(lost, ", ")), Ops: lostOps})
+		chk.add(Anomaly{Type: "lost", Detail: fmt.Sprintf("%d acknowledged creates, never deleted, are missing from the final list: %s", len(lost), strings.Join(lost, ", ")), Ops: lostOps})
 	}
 	if len(unexpected) > 0 {
-		add(Anomaly{Type: "unexpected", Detail: fmt.Sprintf("%d VMs are present that should not be: %s", len(unexpected), strings.Join(unexpected, ", ")), Ops: unexpectedOps})
+		chk.add(Anomaly{Type: "unexpected", Detail: fmt.Sprintf("%d VMs are present that should not be: %s", len(unexpected), strings.Join(unexpected, ", ")), Ops: unexpectedOps})
 	}
 	if len(dup) > 0 {
-		var names []string
-		for n := range dup {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		add(Anomaly{Type: "duplicate", Detail: "names listed more than once: " + strings.Join(names, ", ")})
+		chk.add(Anomaly{Type: "duplicate", Detail: "names listed more than once: " + strings.Join(slices.Sorted(maps.Keys(dup)), ", ")})
 	}
 	if len(notRunning) > 0 {
-		add(Anomaly{Type: "not-running", Detail: fmt.Sprintf("%d VMs are neither in the phase their power asks for nor have a reason: %s", len(notRunning), strings.Join(notRunning, "; ")), Ops: notRunningOps})
+		chk.add(Anomaly{Type: "not-running", Detail: fmt.Sprintf("%d VMs are neither in the phase their power asks for nor have a reason: %s", len(notRunning), strings.Join(notRunning, "; ")), Ops: notRunningOps})
 	}
+	return fin
+}
 
-	// Once settled, the API and the hosts agree.
+// checkObserved: once settled, the API and the hosts agree.
+func (p *Placement) checkObserved(chk *Check, ivs []Interval) {
 	mm := p.mismatches(ivs)
 	for i, m := range mm {
 		if i == maxPerType {
-			add(Anomaly{Type: "observed-mismatch", Detail: fmt.Sprintf("%d more (intervals.json)", len(mm)-i)})
+			chk.add(Anomaly{Type: "observed-mismatch", Detail: fmt.Sprintf("%d more (intervals.json)", len(mm)-i)})
 			break
 		}
-		add(Anomaly{Type: "observed-mismatch", Detail: m})
+		chk.add(Anomaly{Type: "observed-mismatch", Detail: m})
 	}
+}
 
-	// Notes: what the run exercised.
+// checkNotes says what the run exercised: the observations, the peak use
+// of each host and the final list.
+func (p *Placement) checkNotes(ivs []Interval, moved, replaced int, peaks []string, fin finalSummary) []string {
 	closed := map[string]int{}
 	for _, iv := range ivs {
 		closed[iv.ClosedBy]++
@@ -910,14 +926,19 @@ func (p *Placement) Check(ops []Op, _ []FaultWindow, out string) Check {
 			}
 		}
 	}
-	chk.Notes = append(chk.Notes, p.notes...)
-	chk.Notes = append(chk.Notes,
+	return []string{
 		fmt.Sprintf("observations: %d lines from %d hosts, %d intervals (%d closed by a stop, %d by a worker exit (%d exits), %d active at the end); %d VMs ran under more than one placement epoch, %d on more than one host (in turn)",
 			nObs, len(p.obs), len(ivs), closed["stop"], closed["exit"], kills, closed["end"], replaced, moved),
-		"peak use of each host: "+strings.Join(peaks, "; "),
-		fmt.Sprintf("final list: %d VMs, by phase %s; not in their power's phase, with a reason: %s", len(p.final), countString(phases), countString(reasons)))
+		"peak use of each host: " + strings.Join(peaks, "; "),
+		fmt.Sprintf("final list: %d VMs, by phase %s; not in their power's phase, with a reason: %s", len(p.final), countString(fin.phases), countString(fin.reasons)),
+	}
+}
+
+// createsNote counts the creates, and those of unknown outcome by whether
+// their VM is in the final list.
+func (h placementOps) createsNote(present map[string]placedVM) string {
 	var unknownPresent, unknownAbsent int
-	for name, op := range creates {
+	for name, op := range h.creates {
 		if op.Status == StatusUnknown {
 			if _, ok := present[name]; ok {
 				unknownPresent++
@@ -926,9 +947,7 @@ func (p *Placement) Check(ops []Op, _ []FaultWindow, out string) Check {
 			}
 		}
 	}
-	chk.Notes = append(chk.Notes, fmt.Sprintf("creates: %d attempted; of unknown outcome: %d present, %d absent", len(creates), unknownPresent, unknownAbsent))
-	chk.Valid = len(chk.Anomalies) == 0
-	return chk
+	return fmt.Sprintf("creates: %d attempted; of unknown outcome: %d present, %d absent", len(h.creates), unknownPresent, unknownAbsent)
 }
 
 // overlap is how long two intervals overlap.
@@ -957,13 +976,8 @@ func countString(m map[string]int) string {
 	if len(m) == 0 {
 		return "none"
 	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	var parts []string
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
 	}
 	return strings.Join(parts, ", ")

@@ -19,6 +19,12 @@ var (
 	colorFault   = color.NRGBA{R: 0xf4, G: 0x9c, B: 0x9c, A: 0x70}
 )
 
+// series are the plots' series, one per outcome, in legend order.
+var series = []struct {
+	st Status
+	c  color.Color
+}{{StatusOK, colorOK}, {StatusFail, colorFail}, {StatusUnknown, colorUnknown}}
+
 // plots writes latency.png (each operation's latency against its
 // invocation time, by outcome; an unknown one until the client gave up)
 // and rate.png (operations per second by outcome) to dir, with the fault
@@ -28,11 +34,23 @@ func plots(dir string, ops []Op, faults []FaultWindow, end int64) error {
 		ratePlot(filepath.Join(dir, "rate.png"), ops, faults, end))
 }
 
-func latencyPlot(path string, ops []Op, faults []FaultWindow) error {
+// newPlot is a plot of something against the time since the start.
+func newPlot(title, yLabel string) *plot.Plot {
 	p := plot.New()
-	p.Title.Text = "latency (fault windows shaded)"
+	p.Title.Text = title + " (fault windows shaded)"
 	p.X.Label.Text = "time since start (s)"
-	p.Y.Label.Text = "latency (ms)"
+	p.Y.Label.Text = yLabel
+	return p
+}
+
+// savePlot writes p, its legend at the top, to path.
+func savePlot(p *plot.Plot, path string) error {
+	p.Legend.Top = true
+	return p.Save(10*vg.Inch, 4*vg.Inch, path)
+}
+
+func latencyPlot(path string, ops []Op, faults []FaultWindow) error {
+	p := newPlot("latency", "latency (ms)")
 	pts := map[Status]plotter.XYs{}
 	maxY := 1.0
 	for _, op := range ops {
@@ -46,10 +64,7 @@ func latencyPlot(path string, ops []Op, faults []FaultWindow) error {
 	if err := shade(p, faults, maxY); err != nil {
 		return err
 	}
-	for _, s := range []struct {
-		st Status
-		c  color.Color
-	}{{StatusOK, colorOK}, {StatusFail, colorFail}, {StatusUnknown, colorUnknown}} {
+	for _, s := range series {
 		if len(pts[s.st]) == 0 {
 			continue
 		}
@@ -63,19 +78,15 @@ func latencyPlot(path string, ops []Op, faults []FaultWindow) error {
 		p.Add(sc)
 		p.Legend.Add(string(s.st), sc)
 	}
-	p.Legend.Top = true
-	return p.Save(10*vg.Inch, 4*vg.Inch, path)
+	return savePlot(p, path)
 }
 
 func ratePlot(path string, ops []Op, faults []FaultWindow, end int64) error {
-	p := plot.New()
-	p.Title.Text = "throughput (fault windows shaded)"
-	p.X.Label.Text = "time since start (s)"
-	p.Y.Label.Text = "operations completed per second"
+	p := newPlot("throughput", "operations completed per second")
 	secs := int(end/1e9) + 1
 	counts := map[Status][]float64{}
-	for _, st := range []Status{StatusOK, StatusFail, StatusUnknown} {
-		counts[st] = make([]float64, secs)
+	for _, s := range series {
+		counts[s.st] = make([]float64, secs)
 	}
 	maxY := 1.0
 	for _, op := range ops {
@@ -92,10 +103,7 @@ func ratePlot(path string, ops []Op, faults []FaultWindow, end int64) error {
 	if err := shade(p, faults, maxY); err != nil {
 		return err
 	}
-	for _, s := range []struct {
-		st Status
-		c  color.Color
-	}{{StatusOK, colorOK}, {StatusFail, colorFail}, {StatusUnknown, colorUnknown}} {
+	for _, s := range series {
 		xys := make(plotter.XYs, secs)
 		for i, n := range counts[s.st] {
 			xys[i] = plotter.XY{X: float64(i) + 0.5, Y: n}
@@ -109,8 +117,7 @@ func ratePlot(path string, ops []Op, faults []FaultWindow, end int64) error {
 		p.Add(l)
 		p.Legend.Add(string(s.st), l)
 	}
-	p.Legend.Top = true
-	return p.Save(10*vg.Inch, 4*vg.Inch, path)
+	return savePlot(p, path)
 }
 
 // shade adds a rectangle from 0 to maxY over each fault window.

@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -162,13 +163,8 @@ var registerModel = porcupine.Model{
 			k := op.Input.(regIn).Key
 			by[k] = append(by[k], op)
 		}
-		keys := make([]string, 0, len(by))
-		for k := range by {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		out := make([][]porcupine.Operation, 0, len(keys))
-		for _, k := range keys {
+		out := make([][]porcupine.Operation, 0, len(by))
+		for _, k := range slices.Sorted(maps.Keys(by)) {
 			out = append(out, by[k])
 		}
 		return out
@@ -269,12 +265,7 @@ func (r *Register) Check(ops []Op, faults []FaultWindow, out string) Check {
 		for i, op := range src {
 			byKey[op.Key] = append(byKey[op.Key], i)
 		}
-		keys := make([]string, 0, len(byKey))
-		for k := range byKey {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(byKey)) {
 			var kops []porcupine.Operation
 			var kSrc []Op
 			for _, i := range byKey[k] {

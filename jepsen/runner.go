@@ -248,19 +248,82 @@ func (c *Config) defaults() {
 // and writes the results to a new directory under cfg.OutDir. The error
 // is about the harness (bad configuration, no binary, a cluster that
 // never came up); an invalid history is a Result with Valid false.
+//
+// The steps: validate the configuration; start the cluster and wait for
+// its leader and its workers' hosts; set the workload up; run the clients
+// and the fault schedule for cfg.Duration; heal everything; make the final
+// reads and check the history; check that the controllers converged.
+// Whatever happens, finish removes the partition rules, stops the cluster
+// and writes plan.json and results.json.
 func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	cfg.defaults()
-	if cfg.Nodes != 3 && cfg.Nodes != 5 {
-		return nil, fmt.Errorf("nodes = %d: run 3 or 5 controllers", cfg.Nodes)
-	}
-	if cfg.Workers < 0 || cfg.Nodes+cfg.Workers > testcluster.MaxNodes {
-		return nil, fmt.Errorf("workers = %d: at most %d controllers and workers together", cfg.Workers, testcluster.MaxNodes)
-	}
-	wl, err := NewWorkload(cfg.Workload)
+	wl, err := cfg.validate()
 	if err != nil {
 		return nil, err
 	}
-	for _, n := range cfg.Nemeses {
+	name, nemName := cfg.runName()
+	dir := filepath.Join(cfg.OutDir, time.Now().UTC().Format("20060102T150405.000Z")+"-"+name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	r := &run{cfg: cfg, name: name, dir: dir, fw: &Firewall{}, began: time.Now()}
+	r.res = &Result{Workload: cfg.Workload, Nemesis: nemName, Seed: cfg.Seed, Nodes: cfg.Nodes, Workers: cfg.Workers, WorkerDriver: cfg.WorkerDriver,
+		Duration: cfg.Duration.String(), Concurrency: cfg.Concurrency, Rate: cfg.Rate, Unsafe: cfg.UnsafeStaleReads,
+		Dir: dir, Anomalies: []Anomaly{}, Faults: []FaultWindow{}}
+	res = r.res
+	r.tb = testcluster.NewStandalone("jepsen-"+name, cfg.Logf)
+	r.tb.KeepDir = filepath.Join(dir, "data") // the nodes' data directories
+	defer func() { err = r.finish(ctx, err) }()
+	defer testcluster.Recover(&err)
+
+	opts, err := r.clusterOptions(wl)
+	if err != nil {
+		return res, err
+	}
+	cl := testcluster.New(r.tb, opts)
+	cl.WaitLeader(0)
+	env := &Env{URLs: cl.URLs(), OpTimeout: cfg.OpTimeout, RunID: fmt.Sprintf("r%d", r.began.UnixNano()), Logf: cfg.Logf,
+		Cluster: cl, Dir: dir}
+	env.limit = newLimiter(cfg.Rate)
+	defer env.close()
+	for w := 0; w < cl.Workers(); w++ {
+		if err := waitHost(ctx, env, cl.WorkerName(w), 60*time.Second); err != nil {
+			return res, err
+		}
+	}
+	nems, err := newNemeses(cfg.Nemeses, &Target{C: cl, Rng: rand.New(rand.NewSource(cfg.Seed ^ 0x6e656d)), Env: env, FW: r.fw})
+	if err != nil {
+		return res, err
+	}
+	if err := wl.Setup(ctx, env); err != nil {
+		return res, fmt.Errorf("workload setup: %w", err)
+	}
+	h := NewHistory(time.Now())
+	faults := r.runWorkload(ctx, wl, env, cl, nems, h)
+	res.Faults = faults
+	if err := r.healAll(ctx, cl, nems); err != nil {
+		return res, err
+	}
+	if err := r.checkHistory(ctx, wl, env, h, faults); err != nil {
+		return res, err
+	}
+	return res, r.checkConverged(ctx, env, cl)
+}
+
+// validate checks the configuration (after defaults) and returns its
+// workload.
+func (c *Config) validate() (Workload, error) {
+	if c.Nodes != 3 && c.Nodes != 5 {
+		return nil, fmt.Errorf("nodes = %d: run 3 or 5 controllers", c.Nodes)
+	}
+	if c.Workers < 0 || c.Nodes+c.Workers > testcluster.MaxNodes {
+		return nil, fmt.Errorf("workers = %d: at most %d controllers and workers together", c.Workers, testcluster.MaxNodes)
+	}
+	wl, err := NewWorkload(c.Workload)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range c.Nemeses {
 		if !slices.Contains(Nemeses, n) {
 			return nil, fmt.Errorf("unknown nemesis %q (%s)", n, strings.Join(Nemeses, ", "))
 		}
@@ -269,78 +332,100 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 				return nil, fmt.Errorf("refusing to run: %w", err)
 			}
 		}
-		if WorkerNemesis(n) && cfg.Workers == 0 {
+		if WorkerNemesis(n) && c.Workers == 0 {
 			return nil, fmt.Errorf("nemesis %s needs workers (--workers N)", n)
 		}
-		if (n == "partition-ring" || n == "partition-bridge") && cfg.Nodes != 5 {
+		if (n == "partition-ring" || n == "partition-bridge") && c.Nodes != 5 {
 			return nil, fmt.Errorf("nemesis %s needs 5 controllers (--nodes 5)", n)
 		}
 	}
-	for _, st := range cfg.Steps {
-		if !slices.Contains(cfg.Nemeses, st.Nemesis) {
-			return nil, fmt.Errorf("the plan's step %q is not one of its nemeses %v", st.Nemesis, cfg.Nemeses)
+	for _, st := range c.Steps {
+		if !slices.Contains(c.Nemeses, st.Nemesis) {
+			return nil, fmt.Errorf("the plan's step %q is not one of its nemeses %v", st.Nemesis, c.Nemeses)
 		}
 	}
-	nemName := strings.Join(cfg.Nemeses, ",")
-	if nemName == "" {
-		nemName = "none"
+	return wl, nil
+}
+
+// runName is the run's name, the end of its directory's name
+// (register-n3-kill-leader), and its nemeses as results.json names them
+// (kill-leader,pause-random; none).
+func (c *Config) runName() (name, nemeses string) {
+	nemeses = strings.Join(c.Nemeses, ",")
+	if nemeses == "" {
+		nemeses = "none"
 	}
-	nemPart := strings.ReplaceAll(nemName, ",", "+")
-	if len(cfg.Nemeses) > 3 {
-		nemPart = fmt.Sprintf("mix%d", len(cfg.Nemeses))
+	nemPart := strings.ReplaceAll(nemeses, ",", "+")
+	if len(c.Nemeses) > 3 {
+		nemPart = fmt.Sprintf("mix%d", len(c.Nemeses))
 	}
-	name := fmt.Sprintf("%s-n%d-%s", cfg.Workload, cfg.Nodes, nemPart)
-	if cfg.UnsafeStaleReads {
+	name = fmt.Sprintf("%s-n%d-%s", c.Workload, c.Nodes, nemPart)
+	if c.UnsafeStaleReads {
 		name += "-unsafe"
 	}
-	dir := filepath.Join(cfg.OutDir, time.Now().UTC().Format("20060102T150405.000Z")+"-"+name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
+	return name, nemeses
+}
+
+// run is one Run in progress.
+type run struct {
+	cfg   Config
+	name  string
+	dir   string
+	res   *Result
+	tb    *testcluster.Standalone
+	fw    *Firewall
+	began time.Time
+	steps []Step // the fault schedule followed, for plan.json
+}
+
+// logDir receives the nodes' logs.
+func (r *run) logDir() string { return filepath.Join(r.dir, "nodes") }
+
+// finish ends the run whatever happened, err being Run's error: it
+// removes the partition rules, stops the cluster, marks the result
+// invalid on a harness error, drops the node logs and data directories of
+// a valid run, and writes plan.json and results.json. It returns err, or
+// the error of writing them.
+func (r *run) finish(ctx context.Context, err error) error {
+	cfg, res := r.cfg, r.res
+	// Partition rules go first, whatever happened.
+	if ferr := r.fw.Clear(context.WithoutCancel(ctx)); ferr != nil {
+		res.Notes = append(res.Notes, "removing iptables rules: "+ferr.Error())
 	}
-	res = &Result{Workload: cfg.Workload, Nemesis: nemName, Seed: cfg.Seed, Nodes: cfg.Nodes, Workers: cfg.Workers, WorkerDriver: cfg.WorkerDriver,
-		Duration: cfg.Duration.String(), Concurrency: cfg.Concurrency, Rate: cfg.Rate, Unsafe: cfg.UnsafeStaleReads,
-		Dir: dir, Anomalies: []Anomaly{}, Faults: []FaultWindow{}}
-	began := time.Now()
-	logDir := filepath.Join(dir, "nodes")
-	fw := &Firewall{}
-	var steps []Step
+	r.tb.Close() // kills the nodes; reports nodes that exited on their own
+	if r.tb.Failed() && res.Valid {
+		res.Valid = false
+		res.Anomalies = append(res.Anomalies, Anomaly{Type: "cluster-error",
+			Detail: "the cluster harness reported an error (a node exited on its own, or a signal failed): see the node logs and the harness log"})
+	}
+	res.Elapsed = time.Since(r.began).Round(time.Millisecond).String()
+	if err != nil {
+		res.Valid = false
+		res.Error = err.Error()
+	}
+	if res.Valid {
+		// Node logs and data directories are kept for failing runs only.
+		os.RemoveAll(r.logDir())
+		os.RemoveAll(r.tb.KeepDir)
+	}
+	plan := Plan{Workload: cfg.Workload, Nemeses: cfg.Nemeses, Nodes: cfg.Nodes, Workers: cfg.Workers, WorkerDriver: cfg.WorkerDriver,
+		Duration: cfg.Duration.String(), Concurrency: cfg.Concurrency, Rate: cfg.Rate, Seed: cfg.Seed,
+		OpTimeout: cfg.OpTimeout.String(), UnsafeStaleReads: cfg.UnsafeStaleReads, Steps: r.steps}
+	if werr := writeJSON(filepath.Join(r.dir, "plan.json"), plan); werr != nil && err == nil {
+		err = werr
+	}
+	if werr := writeJSON(filepath.Join(r.dir, "results.json"), res); werr != nil && err == nil {
+		err = werr
+	}
+	return err
+}
 
-	tb := testcluster.NewStandalone("jepsen-"+name, cfg.Logf)
-	tb.KeepDir = filepath.Join(dir, "data") // the nodes' data directories
-	defer func() {
-		// Partition rules go first, whatever happened.
-		if ferr := fw.Clear(context.WithoutCancel(ctx)); ferr != nil {
-			res.Notes = append(res.Notes, "removing iptables rules: "+ferr.Error())
-		}
-		tb.Close() // kills the nodes; reports nodes that exited on their own
-		if tb.Failed() && res.Valid {
-			res.Valid = false
-			res.Anomalies = append(res.Anomalies, Anomaly{Type: "cluster-error",
-				Detail: "the cluster harness reported an error (a node exited on its own, or a signal failed): see the node logs and the harness log"})
-		}
-		res.Elapsed = time.Since(began).Round(time.Millisecond).String()
-		if err != nil {
-			res.Valid = false
-			res.Error = err.Error()
-		}
-		if res.Valid {
-			// Node logs and data directories are kept for failing runs only.
-			os.RemoveAll(logDir)
-			os.RemoveAll(tb.KeepDir)
-		}
-		plan := Plan{Workload: cfg.Workload, Nemeses: cfg.Nemeses, Nodes: cfg.Nodes, Workers: cfg.Workers, WorkerDriver: cfg.WorkerDriver,
-			Duration: cfg.Duration.String(), Concurrency: cfg.Concurrency, Rate: cfg.Rate, Seed: cfg.Seed,
-			OpTimeout: cfg.OpTimeout.String(), UnsafeStaleReads: cfg.UnsafeStaleReads, Steps: steps}
-		if werr := writeJSON(filepath.Join(dir, "plan.json"), plan); werr != nil && err == nil {
-			err = werr
-		}
-		if werr := writeJSON(filepath.Join(dir, "results.json"), res); werr != nil && err == nil {
-			err = werr
-		}
-	}()
-	defer testcluster.Recover(&err)
-
-	opts := testcluster.Options{Bin: cfg.Bin, LogDir: logDir, LogLevel: "info", Controllers: cfg.Nodes, Workers: cfg.Workers}
+// clusterOptions are the options of the run's cluster: its controllers,
+// and its workers with the workload's arguments and the driver
+// cfg.WorkerDriver (for libvirt, a host file in the run's directory).
+func (r *run) clusterOptions(wl Workload) (testcluster.Options, error) {
+	cfg := r.cfg
+	opts := testcluster.Options{Bin: cfg.Bin, LogDir: r.logDir(), LogLevel: "info", Controllers: cfg.Nodes, Workers: cfg.Workers}
 	if cfg.UnsafeStaleReads {
 		opts.ControllerArgs = append(opts.ControllerArgs, "--debug-unsafe-stale-reads")
 	}
@@ -353,47 +438,43 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		// libvirt's test driver runs inside each worker process, from a
 		// host file (read, never written): one file serves every worker,
 		// and a worker's domains die with its process, as sim's do.
-		hostFile := filepath.Join(dir, "libvirt-host.xml")
+		hostFile := filepath.Join(r.dir, "libvirt-host.xml")
 		cpus, mem := 16, int64(16384)
 		if c, m, ok := workerCapacity(opts.WorkerArgs); ok {
 			cpus, mem = c, m
 		}
 		if err := os.WriteFile(hostFile, []byte(libvirtHostXML(cpus, mem)), 0o644); err != nil {
-			return res, err
+			return opts, err
 		}
 		abs, err := filepath.Abs(hostFile)
 		if err != nil {
-			return res, err
+			return opts, err
 		}
 		opts.WorkerArgs = append(opts.WorkerArgs, "--hypervisor", "libvirt", "--libvirt-uri", "test://"+abs)
 	default:
-		return res, fmt.Errorf("worker driver %q: use sim or libvirt", cfg.WorkerDriver)
+		return opts, fmt.Errorf("worker driver %q: use sim or libvirt", cfg.WorkerDriver)
 	}
-	cl := testcluster.New(tb, opts)
-	cl.WaitLeader(0)
-	env := &Env{URLs: cl.URLs(), OpTimeout: cfg.OpTimeout, RunID: fmt.Sprintf("r%d", began.UnixNano()), Logf: cfg.Logf,
-		Cluster: cl, Dir: dir}
-	env.limit = newLimiter(cfg.Rate)
-	defer env.close()
-	for w := 0; w < cl.Workers(); w++ {
-		if err := waitHost(ctx, env, cl.WorkerName(w), 60*time.Second); err != nil {
-			return res, err
-		}
-	}
-	target := &Target{C: cl, Rng: rand.New(rand.NewSource(cfg.Seed ^ 0x6e656d)), Env: env, FW: fw}
+	return opts, nil
+}
+
+// newNemeses returns the nemeses called names, acting on t.
+func newNemeses(names []string, t *Target) ([]Nemesis, error) {
 	var nems []Nemesis
-	for _, n := range cfg.Nemeses {
-		nem, err := NewNemesis(n, target)
+	for _, n := range names {
+		nem, err := NewNemesis(n, t)
 		if err != nil {
-			return res, err
+			return nil, err
 		}
 		nems = append(nems, nem)
 	}
-	if err := wl.Setup(ctx, env); err != nil {
-		return res, fmt.Errorf("workload setup: %w", err)
-	}
+	return nems, nil
+}
 
-	h := NewHistory(time.Now())
+// runWorkload runs cfg.Concurrency clients of the workload and the fault
+// schedule for cfg.Duration, recording in h. It returns the fault windows
+// and keeps the steps it followed for plan.json.
+func (r *run) runWorkload(ctx context.Context, wl Workload, env *Env, cl *testcluster.Cluster, nems []Nemesis, h *History) []FaultWindow {
+	cfg := r.cfg
 	rng := rand.New(rand.NewSource(cfg.Seed))
 	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
@@ -408,25 +489,39 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 			wl.Run(runCtx, env, w, process, wrng, h)
 		}()
 	}
-	cfg.Logf("jepsen: %s: %d clients for %s, seed %d", name, cfg.Concurrency, cfg.Duration, cfg.Seed)
+	cfg.Logf("jepsen: %s: %d clients for %s, seed %d", r.name, cfg.Concurrency, cfg.Duration, cfg.Seed)
 	faults, steps := schedule(runCtx, ctx, cfg, cl, rng, nems, h)
+	r.steps = steps
 	wg.Wait()
-	res.Faults = faults
+	return faults
+}
 
-	// Heal everything (schedule did), then let the cluster settle.
+// healAll heals every nemesis (schedule did; a heal is a no-op then) and
+// removes every partition rule, then waits for the cluster to agree on a
+// leader.
+func (r *run) healAll(ctx context.Context, cl *testcluster.Cluster, nems []Nemesis) error {
+	res := r.res
 	for _, n := range nems {
 		if err := n.Heal(context.WithoutCancel(ctx)); err != nil {
 			res.Notes = append(res.Notes, "heal "+n.Name()+": "+err.Error())
 		}
 	}
-	if err := fw.Clear(context.WithoutCancel(ctx)); err != nil {
-		return res, fmt.Errorf("removing iptables rules: %w", err)
+	if err := r.fw.Clear(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("removing iptables rules: %w", err)
 	}
 	settle := time.Now()
 	cl.WaitLeader(0)
 	res.Notes = append(res.Notes, fmt.Sprintf("leader agreed %s after the final heal", time.Since(settle).Round(time.Millisecond)))
+	return nil
+}
+
+// checkHistory makes the workload's final reads, counts the operations,
+// writes history.json, fills in the faults' availability, runs the
+// workload's checker and draws the plots.
+func (r *run) checkHistory(ctx context.Context, wl Workload, env *Env, h *History, faults []FaultWindow) error {
+	res := r.res
 	if err := wl.Final(ctx, env, h); err != nil {
-		return res, fmt.Errorf("final reads: %w", err)
+		return fmt.Errorf("final reads: %w", err)
 	}
 	ops := h.Ops()
 	res.Counts = Count(ops)
@@ -438,21 +533,27 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	for k, kops := range byKind {
 		res.ByKind[k] = Count(kops)
 	}
-	if err := writeJSON(filepath.Join(dir, "history.json"), ops); err != nil {
-		return res, err
+	if err := writeJSON(filepath.Join(r.dir, "history.json"), ops); err != nil {
+		return err
 	}
 	availability(faults, ops)
-	chk := wl.Check(ops, faults, dir)
+	chk := wl.Check(ops, faults, r.dir)
 	res.Valid = chk.Valid
 	res.Anomalies = append(res.Anomalies, chk.Anomalies...)
 	res.Notes = append(res.Notes, chk.Notes...)
-	if err := plots(dir, ops, faults, h.Now()); err != nil {
+	if err := plots(r.dir, ops, faults, h.Now()); err != nil {
 		res.Notes = append(res.Notes, "plots: "+err.Error())
 	}
+	return nil
+}
 
+// checkConverged records each controller's digest and makes the run
+// invalid if they did not converge.
+func (r *run) checkConverged(ctx context.Context, env *Env, cl *testcluster.Cluster) error {
+	res := r.res
 	digests, why, err := converge(ctx, env, cl)
 	if err != nil {
-		return res, err
+		return err
 	}
 	res.Digests, res.Converged = digests, why == nil
 	if why != nil {
@@ -460,7 +561,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		res.Anomalies = append(res.Anomalies, Anomaly{Type: "divergence",
 			Detail: "the controllers did not serve the same state (a digest of stale lists of every kind) within 30s of the end of the run: " + why.Error()})
 	}
-	return res, nil
+	return nil
 }
 
 // schedule injects and heals faults until runCtx ends, following
@@ -479,14 +580,6 @@ func schedule(runCtx, ctx context.Context, cfg Config, cl *testcluster.Cluster, 
 		byName[n.Name()] = n
 	}
 	draw := func(d time.Duration) time.Duration { return d + time.Duration(rng.Int63n(int64(d))) }
-	sleep := func(d time.Duration) bool {
-		select {
-		case <-runCtx.Done():
-			return false
-		case <-time.After(d):
-			return true
-		}
-	}
 	for k := 0; ; k++ {
 		var st Step
 		if cfg.Steps != nil {
@@ -499,7 +592,7 @@ func schedule(runCtx, ctx context.Context, cfg Config, cl *testcluster.Cluster, 
 			st.Quiet, st.Nemesis, st.Hold = draw(cfg.Quiet), nems[rng.Intn(len(nems))].Name(), draw(cfg.Fault)
 		}
 		n := byName[st.Nemesis]
-		if !sleep(st.Quiet) {
+		if !sleepCtx(runCtx, st.Quiet) {
 			return faults, steps
 		}
 		steps = append(steps, st)
@@ -519,7 +612,7 @@ func schedule(runCtx, ctx context.Context, cfg Config, cl *testcluster.Cluster, 
 			fw.Error = "inject: " + err.Error()
 		}
 		cfg.Logf("jepsen: %s: %s %s", time.Duration(fw.Start).Round(time.Millisecond), n.Name(), what)
-		sleep(st.Hold)
+		sleepCtx(runCtx, st.Hold)
 		if err := n.Heal(context.WithoutCancel(ctx)); err != nil {
 			fw.Error = strings.TrimPrefix(fw.Error+"; heal: "+err.Error(), "; ")
 		}

@@ -3,7 +3,8 @@ package jepsen
 import (
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -26,12 +27,7 @@ func Summary(w io.Writer, res *Result) {
 		fmt.Fprintf(w, "   harness error: %s\n", res.Error)
 	}
 	fmt.Fprintf(w, "   ops: %d ok, %d fail, %d unknown\n", res.Counts.OK, res.Counts.Fail, res.Counts.Unknown)
-	kinds := make([]string, 0, len(res.ByKind))
-	for k := range res.ByKind {
-		kinds = append(kinds, k)
-	}
-	sort.Strings(kinds)
-	for _, k := range kinds {
+	for _, k := range slices.Sorted(maps.Keys(res.ByKind)) {
 		c := res.ByKind[k]
 		fmt.Fprintf(w, "     %-7s %6d ok %6d fail %6d unknown\n", k, c.OK, c.Fail, c.Unknown)
 	}

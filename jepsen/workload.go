@@ -168,6 +168,18 @@ func workloadNeedsWorkers(name string) int {
 // (the cluster has no workers), it is only a replicated object.
 var vmSpec = []byte(`{"cpus":1,"memory_mib":64}`)
 
+// sleepCtx waits d unless ctx ends first (false then).
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 // retry calls f until it succeeds or timeout passes.
 func retry(ctx context.Context, timeout time.Duration, f func(ctx context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -203,10 +215,7 @@ func afterOp(ctx context.Context, st Status, p int, process func() int) int {
 		p = process()
 	}
 	if st != StatusOK {
-		select {
-		case <-ctx.Done():
-		case <-time.After(FailBackoff):
-		}
+		sleepCtx(ctx, FailBackoff)
 	}
 	return p
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/kumoi/kumoi/hypervisor"
 	"github.com/kumoi/kumoi/hypervisor/conformance"
+	"github.com/kumoi/kumoi/internal/testcluster"
 )
 
 // hostXML is a libvirt test-driver node: a host with capacity and no
@@ -322,13 +323,10 @@ func TestFirstConnectRetried(t *testing.T) {
 	if err := os.WriteFile(missing, []byte(hostXML(2, 2048)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for d.Health(context.Background()) != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("still unhealthy: %v", d.Health(context.Background()))
-		}
-		<-time.After(10 * time.Millisecond)
-	}
+	testcluster.WaitFor(t, 10*time.Second, "the driver to be healthy once the host file exists", func() (bool, error) {
+		err := d.Health(context.Background())
+		return err == nil, err
+	})
 }
 
 func TestEventMapping(t *testing.T) {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/kumoi/kumoi/hypervisor"
 	"github.com/kumoi/kumoi/hypervisor/conformance"
+	"github.com/kumoi/kumoi/internal/testcluster"
 )
 
 const guestUp = "KUMOI-GUEST-UP"
@@ -286,17 +287,13 @@ func TestQEMUConformance(t *testing.T) {
 func (e *qemuEnv) waitConsole(t *testing.T, name, want string, timeout time.Duration) {
 	t.Helper()
 	path := filepath.Join(e.logDir, name+".log")
-	deadline := time.Now().Add(timeout)
-	for {
+	testcluster.WaitFor(t, timeout, fmt.Sprintf("%q on the console of %s", want, name), func() (bool, error) {
 		b, _ := os.ReadFile(path)
 		if bytes.Contains(b, []byte(want)) {
-			return
+			return true, nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("console of %s has no %q after %v:\n%s", name, want, timeout, b)
-		}
-		<-time.After(100 * time.Millisecond)
-	}
+		return false, fmt.Errorf("the console has no %q:\n%s", want, b)
+	})
 }
 
 // TestQEMUBootAndGracefulShutdown boots the kernel and initramfs, sees the
@@ -413,12 +410,10 @@ func TestQEMUReconnectAfterDaemonRestart(t *testing.T) {
 		}
 	}
 	var in hypervisor.DomainInfo
-	for end := time.Now().Add(30 * time.Second); ; {
-		if in, err = d.Get(ctx, spec.Name); err == nil || time.Now().After(end) {
-			break
-		}
-		<-time.After(100 * time.Millisecond)
-	}
+	testcluster.WaitFor(t, 30*time.Second, "the domain to be readable after the reconnect", func() (bool, error) {
+		in, err = d.Get(ctx, spec.Name)
+		return err == nil, err
+	})
 	if err != nil || in.State != hypervisor.StateRunning || in.VMID != spec.VMID || in.Epoch != spec.Epoch {
 		t.Fatalf("after reconnect: %+v, %v; want running, tagged", in, err)
 	}

@@ -282,9 +282,6 @@ func (c *Cluster) GossipAddr(i int) string {
 // DataDir is node i's data directory; it survives restarts.
 func (c *Cluster) DataDir(i int) string { return c.node(i).dataDir }
 
-// LogPath is node i's log file (every start appends to it).
-func (c *Cluster) LogPath(i int) string { return c.node(i).logPath }
-
 // HTTPClient is the client the harness polls with (2s timeout).
 func (c *Cluster) HTTPClient() *http.Client { return c.hc }
 
@@ -293,13 +290,6 @@ func (c *Cluster) Alive(i int) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.nodes[i].running()
-}
-
-// Paused reports whether node i is stopped with SIGSTOP.
-func (c *Cluster) Paused(i int) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.nodes[i].running() && c.nodes[i].paused
 }
 
 // Live lists the nodes whose process runs and is not paused.
@@ -344,7 +334,7 @@ func (c *Cluster) Args(i int) []string {
 }
 
 // Start starts node i, which must not be running. Its stdout and stderr
-// are appended to LogPath(i).
+// are appended to its log file (<LogDir>/<node-id>.log, see Options.LogDir).
 func (c *Cluster) Start(i int) {
 	c.tb.Helper()
 	c.start(c.node(i), c.Args(i))
@@ -631,14 +621,6 @@ func (c *Cluster) resume(n *node) {
 	c.mu.Unlock()
 }
 
-// Restart kills node i if it runs (SIGKILL) and starts it again with the
-// same data directory.
-func (c *Cluster) Restart(i int) {
-	c.tb.Helper()
-	c.Kill(i)
-	c.Start(i)
-}
-
 // Rejoin kills node i if it runs, empties its data directory and starts
 // it again without --bootstrap-expect, so that it joins the running
 // cluster as a new server (the leader adds it as a voter once gossip
@@ -848,11 +830,6 @@ func (c *Cluster) crashReport() string {
 		msgs = append(msgs, n.crashes...)
 	}
 	return strings.Join(msgs, "; ")
-}
-
-// LogTail returns the last n lines of node i's log.
-func (c *Cluster) LogTail(i, n int) string {
-	return tail(c.node(i).logPath, n)
 }
 
 func tail(path string, n int) string {

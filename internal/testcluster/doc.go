@@ -8,7 +8,7 @@
 // A cluster may also run workers (`kumoi agent --worker`, by default with
 // the simulated hypervisor): Options.Workers or AddWorker start them on the
 // next addresses of the cluster's block, joining the controllers' gossip,
-// and the Worker… methods kill, stop, pause and restart them like
+// and the Worker… methods start, kill and stop them like
 // controllers. Host and WaitHostState read the host objects the
 // controllers make of them. Every worker writes an observation log
 // (--observation-log, WorkerObservationLog: one JSON line per domain start

@@ -90,9 +90,6 @@ func (c *Cluster) WorkerIP(w int) string { return c.worker(w).ip }
 // WorkerLogPath is worker w's log file (every start appends to it).
 func (c *Cluster) WorkerLogPath(w int) string { return c.worker(w).logPath }
 
-// WorkerLogTail returns the last n lines of worker w's log.
-func (c *Cluster) WorkerLogTail(w, n int) string { return tail(c.worker(w).logPath, n) }
-
 // WorkerAlive reports whether worker w's process is running.
 func (c *Cluster) WorkerAlive(w int) bool { return c.alive(c.worker(w)) }
 
@@ -136,41 +133,11 @@ func (c *Cluster) KillWorker(w int) {
 	c.kill(c.worker(w))
 }
 
-// TerminateWorker sends SIGTERM to worker w and returns at once.
-func (c *Cluster) TerminateWorker(w int) {
-	c.tb.Helper()
-	c.terminate(c.worker(w))
-}
-
-// WaitWorker waits like Wait for worker w to exit.
-func (c *Cluster) WaitWorker(w int, timeout time.Duration) error {
-	return c.wait(c.worker(w), timeout)
-}
-
 // StopWorker stops worker w gracefully (it leaves the gossip pool, so its
 // host becomes "left"), like Stop.
 func (c *Cluster) StopWorker(w int) time.Duration {
 	c.tb.Helper()
 	return c.stop(c.worker(w))
-}
-
-// PauseWorker stops worker w with SIGSTOP.
-func (c *Cluster) PauseWorker(w int) {
-	c.tb.Helper()
-	c.pause(c.worker(w))
-}
-
-// ResumeWorker continues a paused worker with SIGCONT.
-func (c *Cluster) ResumeWorker(w int) {
-	c.tb.Helper()
-	c.resume(c.worker(w))
-}
-
-// RestartWorker kills worker w if it runs (SIGKILL) and starts it again.
-func (c *Cluster) RestartWorker(w int) {
-	c.tb.Helper()
-	c.KillWorker(w)
-	c.StartWorker(w)
 }
 
 // ErrNoHost is Host's error for a host object that does not exist.

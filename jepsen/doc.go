@@ -1,0 +1,68 @@
+// Package jepsen is Kumoi's chaos harness, after Jepsen and etcd's
+// robustness tests: it runs a cluster of real kumoi processes, drives a
+// workload through the Go SDK while nemeses inject faults, records every
+// operation in a history and checks that the history is one the API
+// promises. cmd/kumoi-jepsen is its command line; docs/jepsen.md says what
+// each workload, nemesis and anomaly means.
+//
+// # What it owns
+//
+//   - Process control, through internal/testcluster: the controllers and
+//     workers of a run, started on loopback addresses from a Standalone
+//     (a testing.TB outside tests) whose failures Run turns into errors
+//     (testcluster.Recover), and their health (healthy, leader).
+//   - Nemeses (nemesis.go): Nemesis, built by NewNemesis from the names in
+//     Nemeses; each inject returns its heal. Partitions are iptables rules
+//     on loopback addresses only, tagged with the process id, that
+//     Firewall removes even after a failed heal.
+//   - Workloads (workload.go, register.go, set.go, placement.go): Workload
+//     runs one logical client (Run), makes its final reads (Final) and
+//     checks the history (Check). Env hands them SDK clients: Env.Client
+//     talks to one controller and never retries, so that each operation of
+//     the history is one request; Env.AnyClient retries, for what is not
+//     part of the history.
+//   - Histories (history.go) and their classification: an operation is ok,
+//     fail (it certainly did nothing) or unknown (it may take effect at
+//     any later time, or never). A write's status comes from the SDK's own
+//     rule, client.NotApplied (writeOutcome).
+//   - Checkers: porcupine's linearizability check of the register, the
+//     set's lost and unexpected elements, and the placement checker (no VM
+//     on two hosts at once, no host over capacity, a final state that
+//     matches the acknowledged writes and the hosts' observation logs).
+//   - Reports (runner.go, plots.go, summary.go): each run writes a
+//     directory with plan.json (what --replay runs again), results.json
+//     (Result), history.json, the checker's files (history.html,
+//     intervals.json), latency.png and rate.png; Summary prints a result.
+//
+// # How a run flows
+//
+// Run validates the Config, creates the run's directory, starts the
+// cluster and waits for a leader and for every worker's host to be ready,
+// and sets the workload up. Then Config.Concurrency clients run the
+// workload for Config.Duration while schedule injects and heals faults:
+// each fault waits for a healthy cluster, lasts a drawn (or replayed)
+// time, and is healed and followed by a health check, and is recorded as a
+// FaultWindow. After the clients stop, every nemesis is healed and every
+// partition rule removed; the workload makes its final reads, the history
+// is written and checked, the fault windows get their availability, and
+// the controllers must converge on the same state. Whatever happened,
+// the cluster is stopped and plan.json and results.json are written; the
+// node logs and data directories are kept for invalid runs only.
+//
+// # Dependencies
+//
+// The harness sees Kumoi from the outside. Of Kumoi's packages it imports
+// only (go list -deps ./jepsen):
+//
+//   - client, the SDK, for every request to the cluster;
+//   - internal/testcluster, to start, stop and signal the processes;
+//   - resource, the wire types that the SDK speaks too;
+//   - hypervisor, for the format of the workers' observation logs
+//     (Observation, ObserveStart, ObserveStop, DomainPrefix) only; that
+//     package imports no other Kumoi package.
+//
+// It must not import the server side (cluster, fsm, scheduler), the
+// drivers (hypervisor/sim, hypervisor/libvirt) or the CLI: what it checks
+// is what a client and the hosts' logs can see. Its tests also use
+// internal/testapi, the fake API server.
+package jepsen
