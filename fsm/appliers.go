@@ -28,6 +28,8 @@ var appliers = map[MessageType]applier{
 	EvacuateRequestType:  decoded((*writer).evacuate),
 	ActionRequestType:    decoded((*writer).action),
 	MigrateRequestType:   decoded((*writer).migrate),
+
+	ClusterInitRequestType: decoded((*writer).clusterInit),
 }
 
 // decoded makes the applier of a command whose payload is a T: it

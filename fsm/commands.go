@@ -30,6 +30,9 @@ const (
 	ActionRequestType    MessageType = 10
 	MigrateRequestType   MessageType = 11
 
+	// The cluster's own identity (the first leader proposes it).
+	ClusterInitRequestType MessageType = 12
+
 	// IgnoreUnknownTypeFlag marks commands that older nodes may skip.
 	IgnoreUnknownTypeFlag MessageType = 128
 )
@@ -58,6 +61,8 @@ func (t MessageType) String() string {
 		return "action"
 	case MigrateRequestType:
 		return "migrate"
+	case ClusterInitRequestType:
+		return "cluster-init"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -67,6 +72,7 @@ func (t MessageType) String() string {
 var MessageTypes = []MessageType{
 	CreateRequestType, UpdateRequestType, DeleteRequestType, BatchRequestType, StatusRequestType,
 	PlaceRequestType, ReportRequestType, HostStateRequestType, EvacuateRequestType, ActionRequestType, MigrateRequestType,
+	ClusterInitRequestType,
 }
 
 // BatchRequest applies its operations atomically: all or none.

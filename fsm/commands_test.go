@@ -108,8 +108,13 @@ func goldenEntries(t testing.TB) []goldenEntry {
 		{fsm.ActionRequestType, &fsm.ActionRequest{Time: goldenT3, VM: "db-1", Action: resource.ActionStart}},
 		// host-1 is down: the move is refused and changes nothing.
 		{fsm.MigrateRequestType, &fsm.MigrateRequest{Time: goldenT3, VM: "db-1", Host: "host-1", Grace: 30 * time.Second}},
+		// Last: snapshot-v1.jsonl is the state before it.
+		{fsm.ClusterInitRequestType, &fsm.ClusterInitRequest{Time: goldenT3, ID: "9d2f6a3e-41c7-4b8e-a5d0-6e1f2c3b4a59"}},
 	}
 }
+
+// goldenNoObjects lists the golden entries that write no object.
+var goldenNoObjects = map[fsm.MessageType]bool{fsm.ClusterInitRequestType: true}
 
 // goldenIndex is the log index golden entry i is applied at.
 func goldenIndex(i int) uint64 { return uint64(i) + 1 }
@@ -192,8 +197,14 @@ func TestGoldenEveryMessageType(t *testing.T) {
 // ones), in order, to a fresh FSM.
 func applyGoldenLog(t *testing.T) *fsm.FSM {
 	t.Helper()
+	return applyGoldenPrefix(t, len(goldenEntries(t)))
+}
+
+// applyGoldenPrefix applies the first n golden entries.
+func applyGoldenPrefix(t *testing.T, n int) *fsm.FSM {
+	t.Helper()
 	f := fsm.TestFSM(t)
-	for i, g := range goldenEntries(t) {
+	for i, g := range goldenEntries(t)[:n] {
 		path := goldenPath(g.typ)
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -210,7 +221,7 @@ func applyGoldenLog(t *testing.T) *fsm.FSM {
 		if res.Err != nil {
 			t.Fatalf("%s no longer applies: %v", path, res.Err)
 		}
-		if len(res.Objects) == 0 {
+		if len(res.Objects) == 0 && !goldenNoObjects[g.typ] {
 			t.Errorf("%s wrote no objects", path)
 		}
 	}
@@ -261,5 +272,27 @@ func TestGoldenSnapshot(t *testing.T) {
 	g := fsm.TestRestore(t, b)
 	if g.State().Digest() != f.State().Digest() || g.AppliedIndex() != f.AppliedIndex() {
 		t.Errorf("%s restores to a different state than the golden log builds", path)
+	}
+	if g.State().ClusterID(nil) == "" {
+		t.Errorf("%s restores without the cluster id", path)
+	}
+}
+
+// TestGoldenSnapshotV1: a snapshot written before the cluster had an
+// identity (format version 1, from the build before it) still restores,
+// to the state the golden log had then.
+func TestGoldenSnapshotV1(t *testing.T) {
+	path := filepath.Join(goldenDir, "snapshot-v1.jsonl")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(b, []byte(`{"version":1,`)) {
+		t.Fatalf("%s is not a version 1 snapshot", path)
+	}
+	before := applyGoldenPrefix(t, len(goldenEntries(t))-1)
+	g := fsm.TestRestore(t, b)
+	if g.State().Digest() != before.State().Digest() || g.AppliedIndex() != before.AppliedIndex() || g.State().ClusterID(nil) != "" {
+		t.Errorf("%s restores to a different state than the golden log had before cluster-init", path)
 	}
 }

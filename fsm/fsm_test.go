@@ -676,7 +676,8 @@ func TestMessageTypeString(t *testing.T) {
 		fsm.CreateRequestType: "create", fsm.UpdateRequestType: "update", fsm.DeleteRequestType: "delete",
 		fsm.BatchRequestType: "batch", fsm.StatusRequestType: "status", fsm.PlaceRequestType: "place",
 		fsm.ReportRequestType: "report", fsm.HostStateRequestType: "host-state", fsm.EvacuateRequestType: "evacuate",
-		fsm.ActionRequestType: "action", fsm.MigrateRequestType: "migrate", 12: "type(12)", 99: "type(99)",
+		fsm.ActionRequestType: "action", fsm.MigrateRequestType: "migrate", fsm.ClusterInitRequestType: "cluster-init",
+		13: "type(13)", 99: "type(99)",
 	} {
 		if got := mt.String(); got != want {
 			t.Errorf("MessageType(%d).String() = %q, want %q", uint8(mt), got, want)

@@ -9,6 +9,7 @@ import (
 const (
 	tableObjects = "objects"
 	tableIndex   = "index"
+	tableMeta    = "meta"
 
 	indexID  = "id"  // kind + name, unique
 	indexUID = "uid" // object id (UUID), unique
@@ -52,6 +53,16 @@ func schema() *memdb.DBSchema {
 						Name:         indexVMPhase,
 						AllowMissing: true,
 						Indexer:      &vmStatusIndexer{field: func(s *vmIndexFields) string { return s.Phase }, last: vmFields},
+					},
+				},
+			},
+			tableMeta: {
+				Name: tableMeta,
+				Indexes: map[string]*memdb.IndexSchema{
+					indexID: {
+						Name:    indexID,
+						Unique:  true,
+						Indexer: &memdb.StringFieldIndex{Field: "Key"},
 					},
 				},
 			},

@@ -14,8 +14,9 @@ import (
 )
 
 // snapshotVersion is the format of Persist's stream. Bump it (and keep
-// reading the old one) when the format changes.
-const snapshotVersion = 1
+// reading the old one) when the format changes. Version 2 adds the meta
+// records (the cluster's identity); version 1 streams are still read.
+const snapshotVersion = 2
 
 // snapshotHeader starts every snapshot stream; records follow, one JSON
 // value each.
@@ -28,6 +29,7 @@ type snapshotHeader struct {
 type snapshotRecord struct {
 	Object *resource.Object `json:"object,omitempty"`
 	Index  *indexEntry      `json:"index,omitempty"`
+	Meta   *metaEntry       `json:"meta,omitempty"`
 }
 
 type fsmSnapshot struct {
@@ -75,6 +77,15 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 			return err
 		}
 	}
+	it, err = s.txn.Get(tableMeta, indexID)
+	if err != nil {
+		return err
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		if err := enc.Encode(snapshotRecord{Meta: raw.(*metaEntry)}); err != nil {
+			return err
+		}
+	}
 	return bw.Flush()
 }
 
@@ -103,7 +114,7 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, *snapshotHeader, error) {
 	if err := dec.Decode(&hdr); err != nil {
 		return nil, nil, fmt.Errorf("read header: %w", err)
 	}
-	if hdr.Version != snapshotVersion {
+	if hdr.Version != snapshotVersion && hdr.Version != 1 {
 		return nil, nil, fmt.Errorf("unsupported snapshot version %d (this build reads %d)", hdr.Version, snapshotVersion)
 	}
 	db, err := memdb.NewMemDB(schema())
@@ -120,7 +131,11 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, *snapshotHeader, error) {
 			return nil, nil, fmt.Errorf("record %d: %w", n, err)
 		}
 		switch {
-		case rec.Object != nil && rec.Index == nil:
+		case rec.Meta != nil && rec.Object == nil && rec.Index == nil:
+			if err := txn.Insert(tableMeta, rec.Meta); err != nil {
+				return nil, nil, fmt.Errorf("record %d: %w", n, err)
+			}
+		case rec.Object != nil && rec.Index == nil && rec.Meta == nil:
 			o := rec.Object
 			if o.Labels == nil {
 				o.Labels = map[string]string{}
@@ -128,12 +143,12 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, *snapshotHeader, error) {
 			if err := txn.Insert(tableObjects, o); err != nil {
 				return nil, nil, fmt.Errorf("record %d: %w", n, err)
 			}
-		case rec.Index != nil && rec.Object == nil:
+		case rec.Index != nil && rec.Object == nil && rec.Meta == nil:
 			if err := txn.Insert(tableIndex, rec.Index); err != nil {
 				return nil, nil, fmt.Errorf("record %d: %w", n, err)
 			}
 		default:
-			return nil, nil, fmt.Errorf("record %d: must hold exactly one of object or index", n)
+			return nil, nil, fmt.Errorf("record %d: must hold exactly one of object, index or meta", n)
 		}
 	}
 	txn.Commit()

@@ -72,10 +72,10 @@ func TestSnapshotFormat(t *testing.T) {
 	for sc.Scan() {
 		lines = append(lines, sc.Text())
 	}
-	if len(lines) == 0 || lines[0] != `{"version":1,"applied_index":3}` {
+	if len(lines) == 0 || lines[0] != `{"version":2,"applied_index":3}` {
 		t.Fatalf("header = %q", lines)
 	}
-	objects, indexes := 0, 0
+	objects, indexes, metas := 0, 0, 0
 	for _, l := range lines[1:] {
 		var rec map[string]json.RawMessage
 		if err := json.Unmarshal([]byte(l), &rec); err != nil || len(rec) != 1 {
@@ -86,10 +86,12 @@ func TestSnapshotFormat(t *testing.T) {
 			objects++
 		case rec["index"] != nil:
 			indexes++
+		case rec["meta"] != nil:
+			metas++
 		}
 	}
-	if objects != 3 || indexes != 2 { // objects/vm, objects/host
-		t.Errorf("snapshot has %d objects and %d index records, want 3 and 2:\n%s", objects, indexes, data)
+	if objects != 3 || indexes != 2 || metas != 0 { // objects/vm, objects/host
+		t.Errorf("snapshot has %d objects, %d index and %d meta records, want 3, 2 and 0:\n%s", objects, indexes, metas, data)
 	}
 }
 
@@ -164,7 +166,8 @@ func TestRestoreErrors(t *testing.T) {
 		{"garbage", `not json`},
 		{"header null", `null`},
 		{"no version", `{"applied_index":3}`},
-		{"version 2", `{"version":2,"applied_index":3}`},
+		{"version 3", `{"version":3,"applied_index":3}`},
+		{"meta without key", `{"version":2}` + "\n" + `{"meta":{"value":"x"}}`},
 		{"version 0", `{"version":0}`},
 		{"header unknown field", `{"version":1,"applied_index":3,"term":1}`},
 		{"record null", `{"version":1}` + "\nnull"},
@@ -176,6 +179,8 @@ func TestRestoreErrors(t *testing.T) {
 		{"object without name", `{"version":1}` + "\n" + `{"object":{"kind":"vm","id":"i"}}`},
 		{"object without kind", `{"version":1}` + "\n" + `{"object":{"name":"x","id":"i"}}`},
 		{"index without key", `{"version":1}` + "\n" + `{"index":{"value":4}}`},
+		{"meta and index", `{"version":2}` + "\n" + `{"meta":{"key":"cluster_id","value":"x"},"index":{"key":"k","value":1}}`},
+		{"meta unknown field", `{"version":2}` + "\n" + `{"meta":{"key":"cluster_id","value":"x","extra":1}}`},
 		{"truncated record", `{"version":1}` + "\n" + good[:40]},
 		{"garbage after records", `{"version":1}` + "\n" + good + "\n]"},
 	} {

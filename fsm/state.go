@@ -187,8 +187,8 @@ func (s *Store) Count(kind resource.Kind) int {
 	return n
 }
 
-// Digest returns a hash of the whole replicated state (objects and
-// indexes), equal on two stores exactly when their states are equal.
+// Digest returns a hash of the whole replicated state (objects, indexes
+// and the cluster's identity), equal on two stores exactly when their states are equal.
 func (s *Store) Digest() string {
 	h := sha256.New()
 	txn := s.ReadTxn()
@@ -205,6 +205,13 @@ func (s *Store) Digest() string {
 		for raw := it.Next(); raw != nil; raw = it.Next() {
 			e := raw.(*indexEntry)
 			fmt.Fprintf(h, "%s=%d;", e.Key, e.Value)
+		}
+	}
+	it, err = txn.Get(tableMeta, indexID)
+	if err == nil {
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			e := raw.(*metaEntry)
+			fmt.Fprintf(h, "meta:%q=%q;", e.Key, e.Value)
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil))
