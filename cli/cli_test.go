@@ -242,7 +242,8 @@ func TestHostCapacity(t *testing.T) {
 func TestCluster(t *testing.T) {
 	s := testapi.New(t)
 	cl := resource.Cluster{
-		Leader: "ctl-1",
+		ClusterID: "5b4c006b-1a36-48ab-bc2c-eaa015938bb8",
+		Leader:    "ctl-1",
 		Servers: []resource.Server{
 			{ID: "ctl-1", Address: "127.0.0.1:7401", Voter: true, Leader: true},
 			{ID: "ctl-2", Address: "127.0.0.2:7401", Voter: true},
@@ -270,6 +271,7 @@ func TestCluster(t *testing.T) {
 
 	runCases(t, s.URL, []cliCase{
 		{name: "status", args: []string{"cluster", "status"}, exact: "" +
+			"Cluster: 5b4c006b-1a36-48ab-bc2c-eaa015938bb8\n" +
 			"Leader: ctl-1\n\n" +
 			"SERVER   ADDRESS          VOTER   LEADER\n" +
 			"ctl-1    127.0.0.1:7401   yes     yes\n" +

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 
@@ -82,6 +83,7 @@ func clusterStatus(c *cli.Context) error {
 	if leader == "" {
 		leader = "none"
 	}
+	fmt.Fprintf(w, "Cluster: %s\n", cmp.Or(cl.ClusterID, "(no identity yet: the cluster has not elected its first leader)"))
 	fmt.Fprintf(w, "Leader: %s\n\n", leader)
 	t := newTable(w, "SERVER", "ADDRESS", "VOTER", "LEADER")
 	for _, s := range cl.Servers {

@@ -35,7 +35,10 @@ type ErrorBody struct {
 
 // Status is GET /v1/status: one controller's view of itself.
 type Status struct {
-	NodeID        string `json:"node_id"`
+	NodeID string `json:"node_id"`
+	// ClusterID is the cluster's identity (a UUID chosen when it was
+	// bootstrapped); empty until this node knows it.
+	ClusterID     string `json:"cluster_id"`
 	LeaderID      string `json:"leader_id"`
 	LeaderAddr    string `json:"leader_api_addr,omitempty"`
 	RaftState     string `json:"raft_state"` // Leader, Follower, Candidate, Shutdown
@@ -54,9 +57,11 @@ type Status struct {
 
 // Cluster is GET /v1/cluster.
 type Cluster struct {
-	Leader  string   `json:"leader"`
-	Servers []Server `json:"servers"`
-	Members []Member `json:"members"`
+	// ClusterID is the cluster's identity (see Status.ClusterID).
+	ClusterID string   `json:"cluster_id"`
+	Leader    string   `json:"leader"`
+	Servers   []Server `json:"servers"`
+	Members   []Member `json:"members"`
 }
 
 // Server is one entry of the Raft configuration.

@@ -35,6 +35,12 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 func (s *syncBuffer) observations(tb testing.TB) []hypervisor.Observation {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -38,8 +38,10 @@ type Config struct {
 	RaftPort   int
 	GossipPort int
 	// BootstrapExpect: bootstrap the cluster once this many controllers
-	// (including this one) are seen in the gossip pool. 0 = never bootstrap
-	// (join an existing cluster: the leader adds this node as a voter).
+	// (including this one) are seen in the gossip pool: 3 or 5, or 1 for
+	// an explicitly single-node cluster. 0 = never bootstrap (join an
+	// existing cluster: the leader adds this node as a voter). A node
+	// that already belongs to a cluster never bootstraps another.
 	BootstrapExpect int
 	// Join lists gossip addresses (host:port) of other agents.
 	Join []string
@@ -169,8 +171,10 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s %d is not a port number (1-65535)", name, p))
 		}
 	}
-	if c.BootstrapExpect < 0 || c.BootstrapExpect > 9 {
-		errs = append(errs, fmt.Errorf("--bootstrap-expect %d must be between 0 and 9 (use 3 or 5)", c.BootstrapExpect))
+	switch c.BootstrapExpect {
+	case 0, 1, 3, 5:
+	default:
+		errs = append(errs, fmt.Errorf("--bootstrap-expect %d: use 3 or 5 (a quorum survives one or two failed controllers), 1 for an explicitly single-node cluster, or leave it out to join an existing cluster", c.BootstrapExpect))
 	}
 	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
 		errs = append(errs, fmt.Errorf("leader lease timeout %s must not exceed heartbeat timeout %s", c.LeaderLeaseTimeout, c.HeartbeatTimeout))

@@ -28,9 +28,15 @@ type Controller struct {
 	raft   *raft.Raft
 	parts  *raftParts
 
+	gossipMu       sync.Mutex // guards gossip and gossipDelegate
 	gossip         *memberlist.Memberlist
 	gossipDelegate *membership.Delegate
 	members        *membership.Table
+
+	// clusterID is the cluster's identity as this node knows it
+	// (identity.go).
+	idMu      sync.Mutex
+	clusterID string
 
 	// readyTerm is the raft term in which this node, as leader, completed
 	// its leadership barrier; linearizable reads need it to be the
@@ -84,9 +90,14 @@ func New(cfg Config) (*Controller, error) {
 		reconcileCh: make(chan struct{}, 1),
 		shutdownCh:  make(chan struct{}),
 	}
+	id, err := readClusterID(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	c.clusterID = id
 	c.fsm = fsm.New(fsm.Config{Logger: cfg.Logger})
 	c.fsm.OnApply = cfg.OnApply
-	parts, err := openRaftParts(&c.cfg)
+	parts, err := openRaftParts(&c.cfg, c.ClusterID, c.logger)
 	if err != nil {
 		return nil, err
 	}
@@ -100,6 +111,7 @@ func New(cfg Config) (*Controller, error) {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
 	c.raft = r
+	c.addLeaderLoop(LeaderLoop{Name: "identity", Run: c.identityLoop})
 	c.addLeaderLoop(LeaderLoop{Name: "reconcile-voters", Run: c.reconcileVotersLoop})
 	c.addLeaderLoop(LeaderLoop{Name: "hosts", Run: c.hostsLoop})
 	c.addLeaderLoop(LeaderLoop{Name: "evacuate", Run: c.evacuateLoop})
@@ -122,8 +134,10 @@ func New(cfg Config) (*Controller, error) {
 			return nil, err
 		}
 	}
+	c.wg.Add(1)
+	go c.watchClusterID()
 	c.logger.Info("controller started", "raft", cfg.RaftAddr(), "gossip", cfg.GossipAddr(),
-		"existing_state", parts.hasState, "bootstrap_expect", cfg.BootstrapExpect)
+		"existing_state", parts.hasState, "bootstrap_expect", cfg.BootstrapExpect, "cluster", c.ClusterID())
 	return c, nil
 }
 
@@ -254,6 +268,7 @@ func (c *Controller) Status() resource.Status {
 	numPeers, _ := strconv.Atoi(stats["num_peers"])
 	st := resource.Status{
 		NodeID:       c.cfg.NodeID,
+		ClusterID:    c.ClusterID(),
 		LeaderID:     lid,
 		LeaderAddr:   laddr,
 		RaftState:    c.raft.State().String(),
@@ -283,7 +298,7 @@ func (c *Controller) Cluster(ctx context.Context) (resource.Cluster, error) {
 		return resource.Cluster{}, mapRaftError(err)
 	}
 	lid, _ := c.Leader()
-	out := resource.Cluster{Leader: lid, Servers: []resource.Server{}, Members: c.members.List()}
+	out := resource.Cluster{ClusterID: c.ClusterID(), Leader: lid, Servers: []resource.Server{}, Members: c.members.List()}
 	for _, s := range f.Configuration().Servers {
 		out.Servers = append(out.Servers, resource.Server{
 			ID:      string(s.ID),
@@ -342,6 +357,7 @@ func (c *Controller) Shutdown(ctx context.Context) error {
 	if c.gossip != nil {
 		// Announce the leave in our metadata: memberlist's leave event
 		// does not tell a leave from a failure.
+		c.gossipMu.Lock()
 		if d := c.gossipDelegate; d != nil {
 			m := d.Meta()
 			m.Leaving = true
@@ -349,6 +365,7 @@ func (c *Controller) Shutdown(ctx context.Context) error {
 				_ = c.gossip.UpdateNode(time.Second)
 			}
 		}
+		c.gossipMu.Unlock()
 		if err := c.gossip.Leave(2 * time.Second); err != nil {
 			c.logger.Warn("gossip leave", "error", err)
 		}

@@ -3,6 +3,8 @@ package controller
 import (
 	"time"
 
+	"github.com/hashicorp/memberlist"
+
 	"github.com/kumoi/kumoi/cluster/membership"
 )
 
@@ -10,15 +12,16 @@ import (
 // API and Raft addresses and --bootstrap-expect, records every member in
 // c.members (waking the voter reconciler on each change), joins through
 // --join in the background, heals partitions, and starts the bootstrap
-// loop of a controller without state.
+// loop of a controller without state. Agents of another cluster are
+// refused (membership.Delegate).
 func (c *Controller) startGossip() error {
 	d, err := membership.NewDelegate(membership.Meta{
-		ID: c.cfg.NodeID, Role: membership.RoleController, API: c.cfg.APIAddr(), Raft: c.cfg.RaftAddr(), Expect: c.cfg.BootstrapExpect,
-	}, c.members, c.triggerReconcile)
+		ID: c.cfg.NodeID, Role: membership.RoleController, Cluster: c.ClusterID(),
+		API: c.cfg.APIAddr(), Raft: c.cfg.RaftAddr(), Expect: c.cfg.BootstrapExpect,
+	}, c.members, c.triggerReconcile, c.cfg.Logger.Named("gossip"))
 	if err != nil {
 		return err
 	}
-	c.gossipDelegate = d
 	ml, err := membership.Create(membership.Options{
 		Name: c.cfg.NodeID, BindIP: c.cfg.BindIP, Port: c.cfg.GossipPort,
 		ProbeInterval: c.cfg.GossipProbeInterval, ProbeTimeout: c.cfg.GossipProbeTimeout, SuspicionMult: c.cfg.GossipSuspicionMult,
@@ -27,7 +30,9 @@ func (c *Controller) startGossip() error {
 	if err != nil {
 		return err
 	}
-	c.gossip = ml
+	c.gossipMu.Lock()
+	c.gossip, c.gossipDelegate = ml, d
+	c.gossipMu.Unlock()
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -40,9 +45,19 @@ func (c *Controller) startGossip() error {
 			membership.Join(ml, c.cfg.Join, c.logger, c.shutdownCh)
 		}()
 	}
-	if c.cfg.BootstrapExpect > 0 && !c.parts.hasState {
+	// A node that already belongs to a cluster (its log, or its data
+	// directory, says so) never bootstraps another.
+	if c.cfg.BootstrapExpect > 0 && !c.parts.hasState && c.ClusterID() == "" {
 		c.wg.Add(1)
 		go c.bootstrapLoop()
 	}
 	return nil
+}
+
+// gossipParts returns the memberlist and delegate (nil before gossip
+// starts, and with DisableGossip).
+func (c *Controller) gossipParts() (*memberlist.Memberlist, *membership.Delegate) {
+	c.gossipMu.Lock()
+	defer c.gossipMu.Unlock()
+	return c.gossip, c.gossipDelegate
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 )
@@ -47,8 +48,9 @@ func (c *Config) raftConfig() *raft.Config {
 	return rc
 }
 
-// openRaftParts opens the log, stable and snapshot stores and the transport.
-func openRaftParts(c *Config) (*raftParts, error) {
+// openRaftParts opens the log, stable and snapshot stores and the
+// transport; cluster tells the transport this node's cluster identity.
+func openRaftParts(c *Config, cluster func() string, logger hclog.Logger) (*raftParts, error) {
 	p := &raftParts{}
 	ok := false
 	defer func() {
@@ -90,7 +92,7 @@ func openRaftParts(c *Config) (*raftParts, error) {
 			return nil, fmt.Errorf("listen for raft on %s: %w", c.RaftAddr(), err)
 		}
 		trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-			Stream:  &boundStreamLayer{ln: ln, local: net.ParseIP(c.BindIP)},
+			Stream:  newStreamLayer(ln, net.ParseIP(c.BindIP), cluster, logger.Named("raft-net")),
 			MaxPool: 8,
 			Timeout: 5 * time.Second,
 			Logger:  c.Logger.Named("raft-net"),
@@ -108,20 +110,3 @@ func openRaftParts(c *Config) (*raftParts, error) {
 }
 
 var _ io.Closer = (*raftboltdb.BoltStore)(nil)
-
-// boundStreamLayer is raft's TCP stream layer, except that it dials from
-// the node's own --bind address: a partition made with iptables on that
-// address then cuts raft traffic both ways.
-type boundStreamLayer struct {
-	ln    net.Listener
-	local net.IP
-}
-
-func (l *boundStreamLayer) Accept() (net.Conn, error) { return l.ln.Accept() }
-func (l *boundStreamLayer) Close() error              { return l.ln.Close() }
-func (l *boundStreamLayer) Addr() net.Addr            { return l.ln.Addr() }
-
-func (l *boundStreamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	d := net.Dialer{Timeout: timeout, LocalAddr: &net.TCPAddr{IP: l.local}}
-	return d.Dial("tcp", string(addr))
-}

@@ -2,9 +2,12 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/kumoi/kumoi/cluster/membership"
 )
 
 // reconcileVotersLoop makes every alive controller in the gossip pool a
@@ -24,8 +27,12 @@ func (c *Controller) reconcileVotersLoop(ctx context.Context) {
 }
 
 func (c *Controller) reconcileVoters() {
-	if c.gossip == nil {
+	if ml, _ := c.gossipParts(); ml == nil {
 		return
+	}
+	mine := c.ClusterID()
+	if mine == "" {
+		return // the cluster has no identity yet: add no one
 	}
 	f := c.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
@@ -44,12 +51,45 @@ func (c *Controller) reconcileVoters() {
 		if c.recentlyRemoved(string(id)) {
 			continue
 		}
+		if err := c.mayJoin(m); err != nil {
+			c.logger.Debug("not adding controller as a raft voter", "server", id, "address", addr, "reason", err)
+			continue
+		}
 		c.logger.Info("adding controller as a raft voter", "server", id, "address", addr)
 		if err := c.raft.AddVoter(id, addr, 0, c.cfg.ApplyTimeout).Error(); err != nil {
 			c.logger.Warn("add voter failed", "server", id, "error", err)
 		}
 	}
 }
+
+// mayJoin says whether a controller seen in gossip may be added to this
+// cluster's Raft configuration: it belongs to this cluster, or it belongs
+// to none and has no log at all (a new node). A node that bootstrapped a
+// cluster of its own, and does not know its identity yet, has a log: it is
+// not added, so two clusters never merge.
+func (c *Controller) mayJoin(m membership.Member) error {
+	switch theirs := m.Meta.Cluster; {
+	case theirs == c.ClusterID():
+		return nil
+	case theirs != "":
+		return fmt.Errorf("it belongs to cluster %s, this one is %s", theirs, c.ClusterID())
+	}
+	st, err := peerStatus(m.Meta.API)
+	if err != nil {
+		return fmt.Errorf("cannot ask it whether it has a log: %w", err)
+	}
+	if st.ClusterID != "" && st.ClusterID != c.ClusterID() {
+		return fmt.Errorf("it belongs to cluster %s, this one is %s", st.ClusterID, c.ClusterID())
+	}
+	if st.LastLogIndex > 0 || st.LeaderID != "" {
+		return fmt.Errorf("it has a log (last index %d, leader %q) but no cluster identity yet", st.LastLogIndex, st.LeaderID)
+	}
+	return nil
+}
+
+// TriggerReconcile asks the leader's voter reconciler to run now (it also
+// runs on every gossip event and every ReconcileInterval).
+func (c *Controller) TriggerReconcile() { c.triggerReconcile() }
 
 // triggerReconcile asks the leader's reconcile loop to run now.
 func (c *Controller) triggerReconcile() {

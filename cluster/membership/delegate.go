@@ -1,17 +1,27 @@
 package membership
 
 import (
+	"errors"
+	"fmt"
 	"sync"
+	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/memberlist"
 )
 
 // Delegate is the memberlist delegate of every agent: it serves the agent's
-// own metadata and records membership events in a Table, calling OnChange
-// (if set) after each.
+// own metadata, records membership events in a Table, calling OnChange (if
+// set) after each, and refuses peers that belong to another cluster (both
+// sides' Meta.Cluster known and different): they never enter the pool, so
+// two clusters never merge through gossip.
 type Delegate struct {
 	table    *Table
 	onChange func()
+	logger   hclog.Logger
+
+	refusedMu sync.Mutex
+	refused   map[string]time.Time // peer → when its refusal was last logged
 
 	mu   sync.Mutex
 	meta Meta
@@ -19,9 +29,12 @@ type Delegate struct {
 }
 
 // NewDelegate returns a delegate that advertises meta and records events
-// in table. onChange may be nil.
-func NewDelegate(meta Meta, table *Table, onChange func()) (*Delegate, error) {
-	d := &Delegate{table: table, onChange: onChange}
+// in table. onChange and logger may be nil.
+func NewDelegate(meta Meta, table *Table, onChange func(), logger hclog.Logger) (*Delegate, error) {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	d := &Delegate{table: table, onChange: onChange, logger: logger, refused: map[string]time.Time{}}
 	if err := d.SetMeta(meta); err != nil {
 		return nil, err
 	}
@@ -81,6 +94,46 @@ func (d *Delegate) NotifyLeave(n *memberlist.Node) {
 		st = StatusLeft
 	}
 	d.event(n, st)
+}
+
+// NotifyAlive implements memberlist.AliveDelegate: an agent of another
+// cluster is not a peer.
+func (d *Delegate) NotifyAlive(peer *memberlist.Node) error {
+	return d.checkCluster(peer)
+}
+
+// NotifyMerge implements memberlist.MergeDelegate: a push/pull (a join)
+// with a pool that holds an agent of another cluster is refused whole.
+func (d *Delegate) NotifyMerge(peers []*memberlist.Node) error {
+	for _, p := range peers {
+		if err := d.checkCluster(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ErrOtherCluster: a peer belongs to another cluster.
+var ErrOtherCluster = errors.New("the peer belongs to another cluster")
+
+func (d *Delegate) checkCluster(peer *memberlist.Node) error {
+	theirs := DecodeMeta(peer.Name, peer.Meta).Cluster
+	mine := d.Meta().Cluster
+	if mine == "" || theirs == "" || mine == theirs {
+		return nil
+	}
+	err := fmt.Errorf("%w: %s (%s) is in cluster %s, this agent in cluster %s", ErrOtherCluster, peer.Name, peer.Address(), theirs, mine)
+	d.refusedMu.Lock()
+	last, seen := d.refused[peer.Name]
+	if !seen || time.Since(last) > 30*time.Second {
+		d.refused[peer.Name] = time.Now()
+		d.refusedMu.Unlock()
+		d.logger.Error("refusing a gossip peer of another cluster (check its --join addresses, or whether its data directory belongs here)",
+			"peer", peer.Name, "address", peer.Address(), "peer_cluster", theirs, "cluster", mine)
+	} else {
+		d.refusedMu.Unlock()
+	}
+	return err
 }
 
 func (d *Delegate) event(n *memberlist.Node, status string) {

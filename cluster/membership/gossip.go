@@ -37,11 +37,11 @@ type Options struct {
 	Logger hclog.Logger
 }
 
-// Create starts memberlist on o's address with d as its delegate and event
-// delegate. Its TCP connections leave from o.BindIP, like its UDP packets.
+// Create starts memberlist on o's address with d as its delegate (events,
+// alive and merge checks too). Its TCP connections leave from o.BindIP, like its UDP packets.
 func Create(o Options, d *Delegate) (*memberlist.Memberlist, error) {
 	mc := config(o)
-	mc.Delegate, mc.Events = d, d
+	mc.Delegate, mc.Events, mc.Alive, mc.Merge = d, d, d, d
 	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
 		BindAddrs: []string{mc.BindAddr},
 		BindPort:  mc.BindPort,

@@ -116,7 +116,7 @@ func TestTable(t *testing.T) {
 func TestDelegate(t *testing.T) {
 	tb := NewTable()
 	calls := 0
-	d, err := NewDelegate(Meta{ID: "c1", Role: RoleController}, tb, func() { calls++ })
+	d, err := NewDelegate(Meta{ID: "c1", Role: RoleController}, tb, func() { calls++ }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,10 @@ const MaxMetaBytes = 512
 type Meta struct {
 	ID   string `json:"id"`
 	Role string `json:"role"`
+	// Cluster is the identity (UUID) of the cluster the agent belongs to,
+	// empty until it knows one. Agents of two clusters refuse each other
+	// (Delegate.NotifyAlive, NotifyMerge).
+	Cluster string `json:"cluster,omitempty"`
 	// Leaving is set (by a metadata update) just before a graceful leave:
 	// memberlist does not tell a leave from a failure in NotifyLeave.
 	Leaving bool `json:"leaving,omitempty"`

@@ -63,7 +63,7 @@ func (w *Worker) advertiseOn(ctx context.Context, g *memberlist.Memberlist, read
 // removes the domains that are no longer this host's before it says
 // ready) and keeps healing partitions until ctx ends.
 func (w *Worker) joinGossip(ctx context.Context) error {
-	d, err := membership.NewDelegate(w.meta(ctx, false), w.ctrls, nil)
+	d, err := membership.NewDelegate(w.meta(ctx, false), w.ctrls, nil, w.cfg.Logger.Named("gossip"))
 	if err != nil {
 		return err
 	}

@@ -170,11 +170,12 @@ func Start() *Server {
 	}
 	s.srv = httptest.NewServer(s.handler())
 	s.URL = s.srv.URL
-	s.status = resource.Status{NodeID: "ctl-1", LeaderID: "ctl-1", RaftState: "Leader", APIAddr: s.URL, Version: "test"}
+	s.status = resource.Status{NodeID: "ctl-1", ClusterID: "5b4c006b-1a36-48ab-bc2c-eaa015938bb8", LeaderID: "ctl-1", RaftState: "Leader", APIAddr: s.URL, Version: "test"}
 	s.cluster = resource.Cluster{
-		Leader:  "ctl-1",
-		Servers: []resource.Server{{ID: "ctl-1", Address: "127.0.0.1:7401", Voter: true, Leader: true}},
-		Members: []resource.Member{{Name: "ctl-1", Address: "127.0.0.1:7402", Status: "alive", Role: "controller"}},
+		ClusterID: "5b4c006b-1a36-48ab-bc2c-eaa015938bb8",
+		Leader:    "ctl-1",
+		Servers:   []resource.Server{{ID: "ctl-1", Address: "127.0.0.1:7401", Voter: true, Leader: true}},
+		Members:   []resource.Member{{Name: "ctl-1", Address: "127.0.0.1:7402", Status: "alive", Role: "controller"}},
 	}
 	return s
 }

@@ -1,0 +1,26 @@
+package controller
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestBootstrapExpect: only 1 (explicitly single-node), 3 or 5 bootstrap
+// a cluster; 0 joins one; anything else is refused with what to use.
+func TestBootstrapExpect(t *testing.T) {
+	for _, n := range []int{0, 1, 3, 5} {
+		c := Config{NodeID: "c1", InMemory: true, BootstrapExpect: n}
+		c.SetDefaults()
+		if err := c.Validate(); err != nil {
+			t.Errorf("--bootstrap-expect %d refused: %v", n, err)
+		}
+	}
+	for _, n := range []int{-1, 2, 4, 6, 7, 9} {
+		c := Config{NodeID: "c1", InMemory: true, BootstrapExpect: n}
+		c.SetDefaults()
+		err := c.Validate()
+		if err == nil || !strings.Contains(err.Error(), "use 3 or 5") {
+			t.Errorf("--bootstrap-expect %d: %v, want a refusal saying to use 3 or 5", n, err)
+		}
+	}
+}

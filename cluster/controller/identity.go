@@ -1,0 +1,175 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hashicorp/go-memdb"
+
+	"github.com/kumoi/kumoi/fsm"
+)
+
+// clusterIDFile is where a controller keeps the identity of its cluster,
+// in its data directory, so that it knows it before its log is replayed.
+const clusterIDFile = "cluster_id"
+
+// ClusterID returns the identity of this controller's cluster: the one its
+// data directory remembers, or the one its replicated state holds once the
+// first leader has chosen it; "" before that.
+func (c *Controller) ClusterID() string {
+	c.idMu.Lock()
+	defer c.idMu.Unlock()
+	return c.clusterID
+}
+
+// readClusterID reads the cluster identity the data directory remembers.
+func readClusterID(dataDir string) (string, error) {
+	if dataDir == "" {
+		return "", nil
+	}
+	path := filepath.Join(dataDir, clusterIDFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read the cluster identity: %w", err)
+	}
+	id := strings.TrimSpace(string(b))
+	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
+		return "", fmt.Errorf("%s holds %q, not a cluster id (a UUID); restore it from a backup, or remove the whole data directory and join the node as a new one", path, id)
+	}
+	return id, nil
+}
+
+// writeClusterID records id in the data directory (written aside, synced,
+// then renamed into place).
+func writeClusterID(dataDir, id string) error {
+	if dataDir == "" {
+		return nil
+	}
+	path := filepath.Join(dataDir, clusterIDFile)
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(id + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("record the cluster identity in %s: %w", path, err)
+	}
+	if d, err := os.Open(dataDir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// watchClusterID adopts the identity the replicated state holds once it
+// appears: it is recorded in the data directory and advertised in gossip.
+// A replicated identity that differs from the one the data directory
+// remembers is logged as an error and not adopted.
+func (c *Controller) watchClusterID() {
+	defer c.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-c.shutdownCh
+		cancel()
+	}()
+	defer cancel()
+	st := c.fsm.State()
+	for {
+		ws := memdb.NewWatchSet()
+		ws.Add(st.AbandonCh())
+		id := st.ClusterID(ws)
+		if id != "" {
+			c.adoptClusterID(id)
+		}
+		if !st.Watch(ctx, ws) {
+			return
+		}
+		st = c.fsm.State()
+	}
+}
+
+func (c *Controller) adoptClusterID(id string) {
+	c.idMu.Lock()
+	cur := c.clusterID
+	if cur == "" {
+		c.clusterID = id
+	}
+	c.idMu.Unlock()
+	switch {
+	case cur == id:
+		return
+	case cur != "":
+		c.logger.Error("the replicated state names another cluster than the one this node's data directory belongs to; not adopting it",
+			"cluster", cur, "replicated_cluster", id, "data_dir", c.cfg.DataDir)
+		return
+	}
+	if err := writeClusterID(c.cfg.DataDir, id); err != nil {
+		c.logger.Error("cannot record the cluster identity", "cluster", id, "error", err)
+	}
+	c.logger.Info("cluster identity", "cluster", id)
+	c.advertise()
+}
+
+// advertise updates this controller's gossip metadata (the cluster
+// identity) and sends it to the pool.
+func (c *Controller) advertise() {
+	c.gossipMu.Lock() // not gossipParts: Shutdown's leave update must not interleave
+	defer c.gossipMu.Unlock()
+	d, ml := c.gossipDelegate, c.gossip
+	if d == nil || ml == nil {
+		return
+	}
+	m := d.Meta()
+	m.Cluster = c.ClusterID()
+	if err := d.SetMeta(m); err != nil {
+		c.logger.Warn("cannot update the gossip metadata", "error", err)
+		return
+	}
+	_ = ml.UpdateNode(time.Second)
+}
+
+// identityLoop (leader only) gives a new cluster its identity: the first
+// leader proposes a UUID (the one its data directory remembers, if any),
+// retrying until it is applied.
+func (c *Controller) identityLoop(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		if c.fsm.State().ClusterID(nil) != "" {
+			return
+		}
+		id := c.ClusterID()
+		if id == "" {
+			id = uuid.NewString()
+		}
+		_, err := c.Propose(ctx, fsm.ClusterInitRequestType, &fsm.ClusterInitRequest{Time: time.Now().UTC(), ID: id})
+		if err == nil || errors.Is(err, fsm.ErrExists) {
+			continue
+		}
+		c.logger.Warn("cannot record the cluster identity yet; retrying", "error", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}

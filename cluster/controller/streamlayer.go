@@ -1,0 +1,213 @@
+package controller
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+)
+
+// raftHello starts the line each side of a Raft connection sends first:
+// "KUMOI-RAFT/1 <cluster id>\n" (an empty id when the node knows none).
+// Its first byte, 'K', is never the first byte of a Raft RPC (0–3), so a
+// connection from an older node without the greeting is still told apart
+// and accepted.
+const raftHello = "KUMOI-RAFT/1 "
+
+// raftHelloTimeout bounds the greeting of an incoming connection.
+const raftHelloTimeout = 5 * time.Second
+
+// ErrOtherClusterPeer: a Raft peer belongs to another cluster.
+var ErrOtherClusterPeer = errors.New("the raft peer belongs to another cluster")
+
+// streamLayer is Raft's TCP stream layer with two changes: it dials from
+// the node's own --bind address (a partition made with iptables on that
+// address then cuts Raft traffic both ways), and both ends of every
+// connection exchange their cluster identity first: a node refuses a peer
+// of another cluster, naming both identities.
+type streamLayer struct {
+	ln      net.Listener
+	local   net.IP
+	cluster func() string
+	logger  hclog.Logger
+
+	conns     chan net.Conn
+	done      chan struct{}
+	closeOnce sync.Once
+
+	refusedMu sync.Mutex
+	refused   map[string]time.Time // peer address → when last logged
+}
+
+func newStreamLayer(ln net.Listener, local net.IP, cluster func() string, logger hclog.Logger) *streamLayer {
+	l := &streamLayer{ln: ln, local: local, cluster: cluster, logger: logger,
+		conns: make(chan net.Conn), done: make(chan struct{}), refused: map[string]time.Time{}}
+	go l.acceptLoop()
+	return l
+}
+
+// Accept returns the next incoming connection whose greeting passed.
+func (l *streamLayer) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops accepting.
+func (l *streamLayer) Close() error {
+	var err error
+	l.closeOnce.Do(func() {
+		close(l.done)
+		err = l.ln.Close()
+	})
+	return err
+}
+
+// Addr is the listener's address.
+func (l *streamLayer) Addr() net.Addr { return l.ln.Addr() }
+
+// acceptLoop greets every incoming connection on a goroutine of its own,
+// so that a slow or silent peer holds up no other.
+func (l *streamLayer) acceptLoop() {
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			select {
+			case <-l.done:
+				return
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			l.logger.Warn("raft: accept failed", "error", err)
+			select {
+			case <-l.done:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		go l.greetIncoming(c)
+	}
+}
+
+func (l *streamLayer) greetIncoming(c net.Conn) {
+	_ = c.SetDeadline(time.Now().Add(raftHelloTimeout))
+	br := bufio.NewReader(c)
+	first, err := br.Peek(1)
+	if err != nil {
+		c.Close()
+		return
+	}
+	if first[0] == raftHello[0] {
+		theirs, err := readHello(br)
+		if err != nil {
+			l.logger.Warn("raft: bad greeting; closing the connection", "peer", c.RemoteAddr(), "error", err)
+			c.Close()
+			return
+		}
+		mine := l.cluster()
+		if err := checkPeerCluster(mine, theirs, c.RemoteAddr().String()); err != nil {
+			l.logRefusal(c.RemoteAddr().String(), mine, theirs)
+			_, _ = c.Write([]byte(raftHello + mine + "\n"))
+			c.Close()
+			return
+		}
+		if _, err := c.Write([]byte(raftHello + mine + "\n")); err != nil {
+			c.Close()
+			return
+		}
+	}
+	_ = c.SetDeadline(time.Time{})
+	select {
+	case l.conns <- &bufferedConn{Conn: c, r: br}:
+	case <-l.done:
+		c.Close()
+	}
+}
+
+// Dial connects to a peer from the node's own address and exchanges
+// greetings; a peer of another cluster is an error naming both.
+func (l *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	d := net.Dialer{Timeout: timeout, LocalAddr: &net.TCPAddr{IP: l.local}}
+	c, err := d.Dial("tcp", string(addr))
+	if err != nil {
+		return nil, err
+	}
+	if timeout <= 0 {
+		timeout = raftHelloTimeout
+	}
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	mine := l.cluster()
+	if _, err := c.Write([]byte(raftHello + mine + "\n")); err != nil {
+		c.Close()
+		return nil, err
+	}
+	br := bufio.NewReader(c)
+	theirs, err := readHello(br)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("raft peer %s did not greet back (a node of a build without cluster identity, or it refused this one): %w", addr, err)
+	}
+	if err := checkPeerCluster(mine, theirs, string(addr)); err != nil {
+		l.logRefusal(string(addr), mine, theirs)
+		c.Close()
+		return nil, err
+	}
+	_ = c.SetDeadline(time.Time{})
+	return &bufferedConn{Conn: c, r: br}, nil
+}
+
+// readHello reads a greeting line and returns the cluster id in it.
+func readHello(br *bufio.Reader) (string, error) {
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		return "", err
+	}
+	id, ok := strings.CutPrefix(strings.TrimSuffix(string(line), "\n"), raftHello)
+	if !ok || len(id) > 64 {
+		return "", fmt.Errorf("not a Kumoi raft greeting: %q", line)
+	}
+	return id, nil
+}
+
+// checkPeerCluster: two known identities must be equal.
+func checkPeerCluster(mine, theirs, peer string) error {
+	if mine == "" || theirs == "" || mine == theirs {
+		return nil
+	}
+	return fmt.Errorf("%w: %s is in cluster %s, this node in cluster %s", ErrOtherClusterPeer, peer, theirs, mine)
+}
+
+func (l *streamLayer) logRefusal(peer, mine, theirs string) {
+	l.refusedMu.Lock()
+	last, seen := l.refused[peer]
+	if seen && time.Since(last) < 30*time.Second {
+		l.refusedMu.Unlock()
+		return
+	}
+	l.refused[peer] = time.Now()
+	l.refusedMu.Unlock()
+	l.logger.Error("refusing a raft peer of another cluster (is it in this cluster's configuration by mistake? see kumoi cluster status)",
+		"peer", peer, "peer_cluster", theirs, "cluster", mine)
+}
+
+// bufferedConn reads through the reader that read the greeting, so that
+// nothing it buffered is lost.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
