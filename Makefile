@@ -24,6 +24,13 @@ export PATH := $(GOROOT)/bin:$(GOBIN_DIR):$(PATH)
 
 TAGS     := libvirt_dlopen
 BIN      := bin/kumoi
+# Fault hooks (hidden agent flags that break a controller on purpose, such
+# as --debug-unsafe-stale-reads) are compiled in only with this tag: $(BIN)
+# has none. jepsen-selftest builds $(TESTHOOKS_BIN) with it; lint and test
+# also vet and test the packages that have tagged files (TESTHOOKS_PKGS).
+TESTHOOKS_TAG  := kumoi_testhooks
+TESTHOOKS_BIN  := bin/kumoi-testhooks
+TESTHOOKS_PKGS := ./cli/
 RACE     ?= -race
 TEST_TIMEOUT  ?= 15m
 TESTFLAGS     ?=
@@ -45,10 +52,12 @@ all: build
 help:
 	@echo "targets:"
 	@echo "  deps   install Debian packages (as root), Go modules and staticcheck"
-	@echo "  build  build $(BIN)"
+	@echo "  build  build $(BIN) (the release binary: no fault hooks)"
 	@echo "  dev    run a dev cluster in one process: $(BIN) agent -dev \$$DEV_ARGS"
-	@echo "  test   deps + build + lint + go test $(RACE) ./... + jepsen-quick"
-	@echo "  jepsen-quick, jepsen, jepsen-selftest   chaos runs (docs/jepsen.md)"
+	@echo "  test   deps + build + lint + go test $(RACE) ./... (and $(TESTHOOKS_PKGS) with -tags $(TESTHOOKS_TAG)) + jepsen-quick"
+	@echo "  jepsen-quick, jepsen   chaos runs against $(BIN) (docs/jepsen.md)"
+	@echo "  jepsen-selftest        build $(TESTHOOKS_BIN) (-tags $(TESTHOOKS_TAG): the fault hooks) and check that"
+	@echo "                         the chaos checker catches its --debug-unsafe-stale-reads bug"
 	@echo "  bench  run the benchmarks in ./bench once each (BENCH, BENCHTIME)"
 	@echo "  lint   gofmt, go vet and staticcheck"
 	@echo "  fmt    gofmt -w every Go file"
@@ -68,6 +77,7 @@ dev: deps build
 test: deps build lint
 	export KUMOI_BIN=$(abspath $(BIN)); \
 	$(GO) test -tags $(TAGS) $(RACE) -p $(TESTP) -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $(PKGS)
+	$(GO) test -tags "$(TAGS) $(TESTHOOKS_TAG)" $(RACE) -count=1 -timeout $(TEST_TIMEOUT) -run 'TestAgentTestHooks' $(TESTHOOKS_PKGS)
 	$(MAKE) --no-print-directory jepsen-quick
 
 bench: build
@@ -95,11 +105,13 @@ lint:
 	fi
 	@echo ">> go vet"
 	$(GO) vet -tags $(TAGS) ./...
+	$(GO) vet -tags "$(TAGS) $(TESTHOOKS_TAG)" $(TESTHOOKS_PKGS)
 	@echo ">> staticcheck"
 	@if [ ! -x "$(STATICCHECK)" ]; then \
 		echo "staticcheck not found at $(STATICCHECK): run 'make deps'"; exit 1; \
 	fi
 	$(STATICCHECK) -tags $(TAGS) ./...
+	$(STATICCHECK) -tags "$(TAGS) $(TESTHOOKS_TAG)" $(TESTHOOKS_PKGS)
 
 fmt:
 	$(GOFILES_CMD) | xargs -0 -r $(GOFMT) -w
@@ -138,9 +150,12 @@ test-qemu:
 #   jepsen           3 and 5 controllers with 2 sim workers, every nemesis,
 #                    JEPSEN_LONG each, register and set; then placement on 3
 #                    and 5 controllers
-#   jepsen-selftest  register with the hidden --debug-unsafe-stale-reads under
-#                    partitions and pauses, 10 seeds: the checker must catch
-#                    the stale reads in at least 9 runs
+#   jepsen-selftest  builds $(TESTHOOKS_BIN) with -tags $(TESTHOOKS_TAG) (the
+#                    release $(BIN) has no fault hooks and kumoi-jepsen
+#                    refuses it), then register with the hidden
+#                    --debug-unsafe-stale-reads under partitions and pauses,
+#                    10 seeds: the checker must catch the stale reads in at
+#                    least 9 runs
 comma              := ,
 JEPSEN_DURATION    ?= 30s
 JEPSEN_LONG        ?= 60s
@@ -154,7 +169,8 @@ JEPSEN_FULL_3      := $(if $(JEPSEN_ROOT),$(JEPSEN_NEMESIS_ALL),$(JEPSEN_NEMESIS
 JEPSEN_FULL_5      := $(JEPSEN_FULL_3)$(if $(JEPSEN_ROOT),$(comma)partition-ring$(comma)partition-bridge)
 JEPSEN_PLACEMENT_NEMESIS ?= worker-kill,kill-leader$(if $(JEPSEN_ROOT),$(comma)worker-partition$(comma)partition-leader)
 JEPSEN_SELFTEST_NEMESIS := $(if $(JEPSEN_ROOT),partition-leader$(comma)pause-leader,pause-leader)
-JEPSEN_RUN = $(GO) run -tags $(TAGS) ./cmd/kumoi-jepsen --bin $(BIN)
+JEPSEN_HARNESS = $(GO) run -tags $(TAGS) ./cmd/kumoi-jepsen
+JEPSEN_RUN = $(JEPSEN_HARNESS) --bin $(BIN)
 .PHONY: jepsen-quick jepsen jepsen-selftest
 jepsen-quick: build
 	$(JEPSEN_RUN) --workload register,set --nodes 3 \
@@ -172,6 +188,8 @@ jepsen: build
 	$(JEPSEN_RUN) --workload placement --nodes 5 --workers 2 \
 		--nemesis $(JEPSEN_PLACEMENT_NEMESIS) --duration $(JEPSEN_LONG) --seed $(JEPSEN_SEED) $(JEPSEN_ARGS)
 
-jepsen-selftest: build
-	$(JEPSEN_RUN) --unsafe-stale-reads --workload register --nodes 3 \
+jepsen-selftest:
+	@mkdir -p $(dir $(TESTHOOKS_BIN))
+	$(GO) build -tags "$(TAGS) $(TESTHOOKS_TAG)" -o $(TESTHOOKS_BIN) ./cmd/kumoi
+	$(JEPSEN_HARNESS) --bin $(TESTHOOKS_BIN) --unsafe-stale-reads --workload register --nodes 3 \
 		--nemesis $(JEPSEN_SELFTEST_NEMESIS) --duration 15s --runs 10 --want-caught 9 --seed $(JEPSEN_SEED) $(JEPSEN_ARGS)

@@ -40,7 +40,7 @@ another controller first. A second signal exits at once.
 
 -dev runs a whole cluster in one process with its state in a temporary
 directory (or --data-dir), API on 127.0.0.1:7400 (+10 per extra controller).`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "dev", Usage: "run a whole dev cluster in this process"},
 			&cli.IntFlag{Name: "dev-controllers", Value: 1, Usage: "controllers in the dev cluster (1, 3 or 5)"},
 			&cli.IntFlag{Name: "dev-hosts", Value: 3, Usage: "simulated hypervisor hosts in the dev cluster"},
@@ -67,9 +67,8 @@ directory (or --data-dir), API on 127.0.0.1:7400 (+10 per extra controller).`,
 			&cli.DurationFlag{Name: "leader-lease-timeout", Value: 300 * time.Millisecond, Usage: "raft leader lease (≤ heartbeat timeout)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "trace, debug, info, warn or error", EnvVars: []string{"KUMOI_LOG_LEVEL"}},
 			&cli.BoolFlag{Name: "log-json", Usage: "log JSON lines"},
-			// Exists only to be caught by `make jepsen-selftest`.
-			&cli.BoolFlag{Name: "debug-unsafe-stale-reads", Hidden: true, Usage: "DEBUG ONLY: serve reads from local state without the leader check (a linearizability bug)"},
-		},
+			// Fault hooks (hidden) exist only in a kumoi_testhooks build.
+		}, testHookFlags()...),
 		Action: runAgent,
 	}
 }
@@ -164,12 +163,9 @@ func controllerConfig(c *cli.Context, nodeID string, logger hclog.Logger) (contr
 		ElectionTimeout:    c.Duration("election-timeout"),
 		LeaderLeaseTimeout: c.Duration("leader-lease-timeout"),
 		HostDownGrace:      c.Duration("host-down-grace"),
-		UnsafeStaleReads:   c.Bool("debug-unsafe-stale-reads"),
+		UnsafeStaleReads:   unsafeStaleReads(c, logger),
 		Version:            Version,
 		Logger:             logger,
-	}
-	if cfg.UnsafeStaleReads {
-		logger.Warn("--debug-unsafe-stale-reads: reads are served from local state without the leader check; this node may return stale data")
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, usagef("%v", strings.ReplaceAll(err.Error(), "\n", "; "))

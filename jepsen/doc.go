@@ -36,7 +36,10 @@
 //
 // # How a run flows
 //
-// Run validates the Config, creates the run's directory, starts the
+// Run validates the Config (a selftest's Config.UnsafeStaleReads needs a
+// kumoi built with the fault hooks, tag kumoi_testhooks: testhooks.go
+// asks the binary before anything starts), creates the run's directory,
+// starts the
 // cluster and waits for a leader and for every worker's host to be ready,
 // and sets the workload up. Then Config.Concurrency clients run the
 // workload for Config.Duration while schedule injects and heals faults:

@@ -63,7 +63,9 @@ type Config struct {
 	Steps []Step
 	// UnsafeStaleReads starts the controllers with the hidden
 	// --debug-unsafe-stale-reads: reads skip the leader check. Only for
-	// the selftest, which must find the anomaly.
+	// the selftest, which must find the anomaly. The flag exists only in
+	// a kumoi built with the tag kumoi_testhooks: Run refuses a Bin
+	// without it.
 	UnsafeStaleReads bool
 	// Logf logs progress (default: nothing).
 	Logf func(format string, args ...any)
@@ -249,7 +251,8 @@ func (c *Config) defaults() {
 // is about the harness (bad configuration, no binary, a cluster that
 // never came up); an invalid history is a Result with Valid false.
 //
-// The steps: validate the configuration; start the cluster and wait for
+// The steps: validate the configuration (and, for UnsafeStaleReads, that
+// the binary has the fault hook); start the cluster and wait for
 // its leader and its workers' hosts; set the workload up; run the clients
 // and the fault schedule for cfg.Duration; heal everything; make the final
 // reads and check the history; check that the controllers converged.
@@ -260,6 +263,9 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	wl, err := cfg.validate()
 	if err != nil {
 		return nil, err
+	}
+	if err := checkTestHooks(ctx, cfg); err != nil {
+		return nil, fmt.Errorf("refusing to run: %w", err)
 	}
 	name, nemName := cfg.runName()
 	dir := filepath.Join(cfg.OutDir, time.Now().UTC().Format("20060102T150405.000Z")+"-"+name)

@@ -2,6 +2,7 @@ package testcluster
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // ModulePath is the module whose cmd/kumoi is built when no binary is given.
@@ -56,10 +58,48 @@ func missing(tb testing.TB, msg string) {
 }
 
 func buildBinary() {
-	root, err := moduleRoot()
+	dir, err := os.MkdirTemp("", "kumoi-testcluster-bin-")
 	if err != nil {
 		build.err = err
 		return
+	}
+	bin := filepath.Join(dir, "kumoi")
+	if err := goBuild(context.Background(), bin, "libvirt_dlopen"); err != nil {
+		os.RemoveAll(dir)
+		build.err = err
+		return
+	}
+	build.dir, build.bin = dir, bin
+}
+
+// TestHooksTag is the build tag that compiles the agent's fault hooks
+// (hidden flags such as --debug-unsafe-stale-reads that break a controller
+// on purpose) into kumoi. The release binary (make build) has none; `make
+// jepsen-selftest` builds bin/kumoi-testhooks with it.
+const TestHooksTag = "kumoi_testhooks"
+
+// TestHooksBinary builds a kumoi binary with the fault hooks (go build
+// -tags 'libvirt_dlopen kumoi_testhooks' ./cmd/kumoi) in a temporary
+// directory of tb and returns its path: a few seconds when the build cache
+// is warm from make build, since only the cli package and the link differ.
+// When it cannot be built the test is skipped, except under CI, where that
+// is a failure.
+func TestHooksBinary(tb testing.TB) string {
+	tb.Helper()
+	bin := filepath.Join(tb.TempDir(), "kumoi-testhooks")
+	ctx, cancel := context.WithTimeout(context.Background(), Stretch(5*time.Minute))
+	defer cancel()
+	if err := goBuild(ctx, bin, "libvirt_dlopen "+TestHooksTag); err != nil {
+		missing(tb, err.Error())
+	}
+	return bin
+}
+
+// goBuild builds ./cmd/kumoi of the module root with tags into bin.
+func goBuild(ctx context.Context, bin, tags string) error {
+	root, err := moduleRoot()
+	if err != nil {
+		return err
 	}
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -69,22 +109,14 @@ func buildBinary() {
 			goBin = "/usr/local/go/bin/go"
 		}
 	}
-	dir, err := os.MkdirTemp("", "kumoi-testcluster-bin-")
-	if err != nil {
-		build.err = err
-		return
-	}
-	bin := filepath.Join(dir, "kumoi")
-	cmd := exec.Command(goBin, "build", "-tags", "libvirt_dlopen", "-o", bin, "./cmd/kumoi")
+	cmd := exec.CommandContext(ctx, goBin, "build", "-tags", tags, "-o", bin, "./cmd/kumoi")
 	cmd.Dir = root
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		os.RemoveAll(dir)
-		build.err = fmt.Errorf("cannot build the kumoi binary (go build -tags libvirt_dlopen ./cmd/kumoi in %s): %v\n%s", root, err, strings.TrimSpace(out.String()))
-		return
+		return fmt.Errorf("cannot build the kumoi binary (go build -tags '%s' ./cmd/kumoi in %s): %v\n%s", tags, root, err, strings.TrimSpace(out.String()))
 	}
-	build.dir, build.bin = dir, bin
+	return nil
 }
 
 // moduleRoot walks up from the working directory to the go.mod of

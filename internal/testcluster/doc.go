@@ -23,7 +23,9 @@
 // The binary comes from Options.Bin, else $KUMOI_BIN, else it is built once
 // per test process from the module root (go build -tags libvirt_dlopen
 // ./cmd/kumoi). When it cannot be found or built the test is skipped, except
-// under CI, where that is a failure.
+// under CI, where that is a failure. TestHooksBinary builds one with the
+// agent's fault hooks (build tag TestHooksTag, kumoi_testhooks), which the
+// release binary lacks.
 //
 // The package is for tests and for the chaos harness (jepsen/,
 // cmd/kumoi-jepsen, which pass a Standalone TB); never for the agent or the
