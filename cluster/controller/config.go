@@ -83,8 +83,9 @@ type Config struct {
 	NoSync bool
 	// UnsafeStaleReads serves every read from local state, even without
 	// ?stale: a deliberate linearizability bug that exists only for the
-	// chaos harness's selftest to catch (hidden agent flag
-	// --debug-unsafe-stale-reads). Never in production.
+	// chaos harness's selftest to catch (the hidden agent flag
+	// --debug-unsafe-stale-reads, which only a kumoi built with the
+	// kumoi_testhooks tag has: make jepsen-selftest). Never in production.
 	UnsafeStaleReads bool
 
 	Logger hclog.Logger
