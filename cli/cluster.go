@@ -28,8 +28,11 @@ Examples:
 				Name:      "status",
 				Usage:     "show the leader, the Raft servers and the gossip members",
 				UsageText: "kumoi cluster status [-o table|json|yaml]",
-				Description: `Shows who leads, which controllers vote, and which nodes gossip reports alive.
--o json prints the GET /v1/cluster object unchanged.`,
+				Description: `Shows the cluster's identity, who leads, each Raft server's role (voter, or
+nonvoter while a new controller catches up before the leader promotes it),
+the last index it applied and its health (ok, catching-up, unreachable), and
+which nodes gossip reports alive. -o json prints the GET /v1/cluster object
+unchanged.`,
 				Action: clusterStatus,
 			}),
 			leaf(&cli.Command{
@@ -85,9 +88,9 @@ func clusterStatus(c *cli.Context) error {
 	}
 	fmt.Fprintf(w, "Cluster: %s\n", cmp.Or(cl.ClusterID, "(no identity yet: the cluster has not elected its first leader)"))
 	fmt.Fprintf(w, "Leader: %s\n\n", leader)
-	t := newTable(w, "SERVER", "ADDRESS", "VOTER", "LEADER")
+	t := newTable(w, "SERVER", "ADDRESS", "VOTER", "LEADER", "ROLE", "LAST-INDEX", "HEALTH")
 	for _, s := range cl.Servers {
-		t.row(s.ID, s.Address, boolCell(s.Voter), boolCell(s.Leader))
+		t.row(s.ID, s.Address, boolCell(s.Voter), boolCell(s.Leader), cmp.Or(s.Role, "-"), uintCell(s.LastIndex), cmp.Or(s.Health, "-"))
 	}
 	if err := t.flush(); err != nil {
 		return err

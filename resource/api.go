@@ -70,7 +70,27 @@ type Server struct {
 	Address string `json:"address"`
 	Voter   bool   `json:"voter"`
 	Leader  bool   `json:"leader"`
+	// Role is ServerVoter, or ServerNonvoter for a new server that
+	// replicates the log but does not vote until the leader promotes it
+	// (once it has caught up).
+	Role string `json:"role"`
+	// LastIndex is the last Raft index the server reported applying (0
+	// when it did not answer).
+	LastIndex uint64 `json:"last_index"`
+	// Health is ServerOK, ServerCatchingUp (more than a few entries
+	// behind the answering node's commit index) or ServerUnreachable
+	// (its API did not answer).
+	Health string `json:"health"`
 }
+
+// Server roles and health (Server.Role, Server.Health).
+const (
+	ServerVoter       = "voter"
+	ServerNonvoter    = "nonvoter"
+	ServerOK          = "ok"
+	ServerCatchingUp  = "catching-up"
+	ServerUnreachable = "unreachable"
+)
 
 // Member is one node of the gossip pool.
 type Member struct {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -86,10 +87,11 @@ func servers(tb testing.TB, a *Agent) []resource.Server {
 // stopped, cluster remove takes it out of the configuration.
 func TestGossipBootstrapLateJoinAndRemove(t *testing.T) {
 	seed := "127.0.0.21:7402"
+	var logs syncBuffer
 	agents := []*Agent{
-		startTestAgent(t, "a1", "127.0.0.21", 3),
-		startTestAgent(t, "a2", "127.0.0.22", 3, seed),
-		startTestAgent(t, "a3", "127.0.0.23", 3, seed),
+		startIdentityAgent(t, "a1", "127.0.0.21", t.TempDir(), 3, &logs),
+		startIdentityAgent(t, "a2", "127.0.0.22", t.TempDir(), 3, &logs, seed),
+		startIdentityAgent(t, "a3", "127.0.0.23", t.TempDir(), 3, &logs, seed),
 	}
 	testcluster.WaitFor(t, 10*time.Second, "a leader and 3 voters", func() (bool, error) {
 		s := servers(t, agents[0])
@@ -124,12 +126,18 @@ func TestGossipBootstrapLateJoinAndRemove(t *testing.T) {
 	late := startTestAgent(t, "a4", "127.0.0.24", 0, seed)
 	testcluster.WaitFor(t, 15*time.Second, "the late controller to become a voter", func() (bool, error) {
 		for _, s := range servers(t, agents[0]) {
-			if s.ID == "a4" && s.Voter {
+			if s.ID == "a4" && s.Voter && s.Role == resource.ServerVoter && s.Health == resource.ServerOK && s.LastIndex > 0 {
 				return true, nil
 			}
 		}
 		return false, nil
 	})
+	// It joined as a non-voter and was promoted once it had caught up.
+	l := logs.String()
+	added, promoted := strings.Index(l, "adding controller as a raft non-voter"), strings.Index(l, "promoted a caught-up server to voter")
+	if added < 0 || promoted < added || !strings.Contains(l[added:], "server=a4") {
+		t.Fatalf("the leader's log does not show a4 added as a non-voter, then promoted:\n%s", l)
+	}
 	// It catches up and serves the data (stale read: local state).
 	testcluster.WaitFor(t, 10*time.Second, "the late controller to catch up", func() (bool, error) {
 		return getJSON(t, "http://"+late.APIAddr()+"/v1/vms/web?stale=true", nil) == http.StatusOK, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"time"
 
@@ -52,7 +53,7 @@ func (c *Controller) tryBootstrap() (done bool, err error) {
 			return false, fmt.Errorf("controller %s has --bootstrap-expect %d, this one %d: they must agree", p.Meta.ID, p.Meta.Expect, c.cfg.BootstrapExpect)
 		}
 		if p.Meta.ID != c.cfg.NodeID {
-			st, err := peerStatus(p.Meta.API)
+			st, err := c.peerStatus(context.Background(), p.Meta.API)
 			if err != nil {
 				return false, fmt.Errorf("cannot ask %s whether it already has a cluster: %v", p.Meta.ID, err)
 			}
@@ -70,17 +71,23 @@ func (c *Controller) tryBootstrap() (done bool, err error) {
 	return true, nil
 }
 
-func peerStatus(apiAddr string) (*resource.Status, error) {
+// peerStatus asks another controller's API for its GET /v1/status, within
+// a second (or ctx), dialing from this node's --bind address.
+func (c *Controller) peerStatus(ctx context.Context, apiAddr string) (*resource.Status, error) {
 	if apiAddr == "" {
 		return nil, fmt.Errorf("no API address advertised")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+apiAddr+"/v1/status", nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	c.peerClientOnce.Do(func() {
+		d := &net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(c.cfg.BindIP)}}
+		c.peerClient = &http.Client{Transport: &http.Transport{Proxy: nil, DialContext: d.DialContext, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second}}
+	})
+	resp, err := c.peerClient.Do(req)
 	if err != nil {
 		return nil, err
 	}

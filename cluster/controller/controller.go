@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -55,6 +55,11 @@ type Controller struct {
 	// alive (it takes a few probes to notice a killed node).
 	removedMu sync.Mutex
 	removed   map[string]time.Time
+
+	// The client that asks other controllers for their status
+	// (bootstrap.go).
+	peerClientOnce sync.Once
+	peerClient     *http.Client
 
 	// The policy runner's API client (policies.go).
 	policyClientOnce sync.Once
@@ -289,26 +294,6 @@ func (c *Controller) Status() resource.Status {
 		st.LastContactMS = time.Since(lc).Milliseconds()
 	}
 	return st
-}
-
-// Cluster returns the raft configuration and the gossip members.
-func (c *Controller) Cluster(ctx context.Context) (resource.Cluster, error) {
-	f := c.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
-		return resource.Cluster{}, mapRaftError(err)
-	}
-	lid, _ := c.Leader()
-	out := resource.Cluster{ClusterID: c.ClusterID(), Leader: lid, Servers: []resource.Server{}, Members: c.members.List()}
-	for _, s := range f.Configuration().Servers {
-		out.Servers = append(out.Servers, resource.Server{
-			ID:      string(s.ID),
-			Address: string(s.Address),
-			Voter:   s.Suffrage == raft.Voter,
-			Leader:  string(s.ID) == lid,
-		})
-	}
-	sort.Slice(out.Servers, func(i, j int) bool { return out.Servers[i].ID < out.Servers[j].ID })
-	return out, nil
 }
 
 // RemoveServer removes a server from the raft configuration (leader only).

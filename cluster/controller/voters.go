@@ -10,33 +10,44 @@ import (
 	"github.com/kumoi/kumoi/cluster/membership"
 )
 
-// reconcileVotersLoop makes every alive controller in the gossip pool a
-// raft voter, on gossip events and periodically.
+// reconcileVotersLoop keeps the Raft configuration in step with the alive
+// controllers of this cluster in the gossip pool, on gossip events and
+// periodically: a new controller joins as a non-voter, and is promoted to
+// voter once its log has caught up (checked every promoteInterval while
+// some server waits).
 func (c *Controller) reconcileVotersLoop(ctx context.Context) {
-	t := time.NewTicker(c.cfg.ReconcileInterval)
-	defer t.Stop()
+	const promoteInterval = 250 * time.Millisecond
 	for {
-		c.reconcileVoters()
+		wait := c.cfg.ReconcileInterval
+		if c.reconcileVoters(ctx) {
+			wait = min(wait, promoteInterval)
+		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
 		case <-c.reconcileCh:
+			t.Stop()
 		}
 	}
 }
 
-func (c *Controller) reconcileVoters() {
+// reconcileVoters adds the alive controllers of this cluster that are not
+// servers yet as non-voters, promotes the non-voters that caught up, and
+// reports whether some non-voter still waits.
+func (c *Controller) reconcileVoters(ctx context.Context) (waiting bool) {
 	if ml, _ := c.gossipParts(); ml == nil {
-		return
+		return false
 	}
 	mine := c.ClusterID()
 	if mine == "" {
-		return // the cluster has no identity yet: add no one
+		return false // the cluster has no identity yet: add no one
 	}
 	f := c.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
-		return
+		return false
 	}
 	known := map[raft.ServerID]raft.Server{}
 	for _, s := range f.Configuration().Servers {
@@ -45,21 +56,51 @@ func (c *Controller) reconcileVoters() {
 	for _, m := range c.members.AliveControllers() {
 		id := raft.ServerID(m.Meta.ID)
 		addr := raft.ServerAddress(m.Meta.Raft)
-		if s, ok := known[id]; ok && s.Address == addr && s.Suffrage == raft.Voter {
+		s, ok := known[id]
+		switch {
+		case ok && s.Address == addr && s.Suffrage == raft.Voter:
+			continue
+		case ok && s.Address == addr && s.Suffrage == raft.Nonvoter:
+			if !c.promote(ctx, m) {
+				waiting = true
+			}
 			continue
 		}
 		if c.recentlyRemoved(string(id)) {
 			continue
 		}
 		if err := c.mayJoin(m); err != nil {
-			c.logger.Debug("not adding controller as a raft voter", "server", id, "address", addr, "reason", err)
+			c.logger.Debug("not adding controller to the raft configuration", "server", id, "address", addr, "reason", err)
 			continue
 		}
-		c.logger.Info("adding controller as a raft voter", "server", id, "address", addr)
-		if err := c.raft.AddVoter(id, addr, 0, c.cfg.ApplyTimeout).Error(); err != nil {
-			c.logger.Warn("add voter failed", "server", id, "error", err)
+		c.logger.Info("adding controller as a raft non-voter; it becomes a voter once it has caught up", "server", id, "address", addr)
+		if err := c.raft.AddNonvoter(id, addr, 0, c.cfg.ApplyTimeout).Error(); err != nil {
+			c.logger.Warn("add non-voter failed", "server", id, "error", err)
 		}
+		waiting = true
 	}
+	return waiting
+}
+
+// promote makes a non-voter a voter once it belongs to this cluster (it
+// has applied the cluster's identity) and has applied everything that
+// was committed when the check began. It reports whether it promoted.
+func (c *Controller) promote(ctx context.Context, m membership.Member) bool {
+	if m.Meta.Cluster != c.ClusterID() {
+		return false // it has not replicated as far as the identity yet
+	}
+	commit := c.raft.CommitIndex()
+	st, err := c.peerStatus(ctx, m.Meta.API)
+	if err != nil || st.ClusterID != c.ClusterID() || st.AppliedIndex < commit {
+		return false
+	}
+	id, addr := raft.ServerID(m.Meta.ID), raft.ServerAddress(m.Meta.Raft)
+	if err := c.raft.AddVoter(id, addr, 0, c.cfg.ApplyTimeout).Error(); err != nil {
+		c.logger.Warn("promotion to voter failed", "server", id, "error", err)
+		return false
+	}
+	c.logger.Info("promoted a caught-up server to voter", "server", id, "applied", st.AppliedIndex, "commit", commit)
+	return true
 }
 
 // mayJoin says whether a controller seen in gossip may be added to this
@@ -74,7 +115,7 @@ func (c *Controller) mayJoin(m membership.Member) error {
 	case theirs != "":
 		return fmt.Errorf("it belongs to cluster %s, this one is %s", theirs, c.ClusterID())
 	}
-	st, err := peerStatus(m.Meta.API)
+	st, err := c.peerStatus(context.Background(), m.Meta.API)
 	if err != nil {
 		return fmt.Errorf("cannot ask it whether it has a log: %w", err)
 	}
