@@ -177,18 +177,25 @@ func controllerConfig(c *cli.Context, nodeID string, logger hclog.Logger) (contr
 // the worker (if any) and the controller.
 func serveController(ctx context.Context, c *cli.Context, logger hclog.Logger, a *agent.Agent, w *worker.Worker) error {
 	fmt.Fprintf(c.App.Writer, "kumoi controller %s: API on http://%s\n", a.Controller().NodeID(), a.APIAddr())
+	var failure error
 	select {
 	case <-ctx.Done():
 	case err := <-a.Served():
 		logger.Error("API server stopped", "error", err)
+	case <-a.Controller().Failed():
+		failure = a.Controller().FailErr()
 	}
-	return shutdownWithSecondSignal(logger, func(ctx context.Context) error {
+	err := shutdownWithSecondSignal(logger, func(ctx context.Context) error {
 		var errs []error
 		if w != nil {
 			errs = append(errs, w.Shutdown(ctx))
 		}
 		return errors.Join(append(errs, a.Shutdown(ctx))...)
 	})
+	if failure != nil {
+		return failure // exit non-zero, the reason on stderr
+	}
+	return err
 }
 
 func runDev(ctx context.Context, c *cli.Context, logger hclog.Logger) error {

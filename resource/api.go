@@ -38,7 +38,11 @@ type Status struct {
 	NodeID string `json:"node_id"`
 	// ClusterID is the cluster's identity (a UUID chosen when it was
 	// bootstrapped); empty until this node knows it.
-	ClusterID     string `json:"cluster_id"`
+	ClusterID string `json:"cluster_id"`
+	// NodeUUID is this node's own persistent identity, created with its
+	// data directory (a node whose data directory was wiped has a new one,
+	// whatever its node_id).
+	NodeUUID      string `json:"node_uuid"`
 	LeaderID      string `json:"leader_id"`
 	LeaderAddr    string `json:"leader_api_addr,omitempty"`
 	RaftState     string `json:"raft_state"` // Leader, Follower, Candidate, Shutdown

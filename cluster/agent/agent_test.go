@@ -132,12 +132,13 @@ func TestGossipBootstrapLateJoinAndRemove(t *testing.T) {
 		}
 		return false, nil
 	})
-	// It joined as a non-voter and was promoted once it had caught up.
-	l := logs.String()
-	added, promoted := strings.Index(l, "adding controller as a raft non-voter"), strings.Index(l, "promoted a caught-up server to voter")
-	if added < 0 || promoted < added || !strings.Contains(l[added:], "server=a4") {
-		t.Fatalf("the leader's log does not show a4 added as a non-voter, then promoted:\n%s", l)
-	}
+	// It joined as a non-voter and was promoted once it had caught up (the
+	// leader logs the promotion just after the configuration change).
+	testcluster.WaitFor(t, 5*time.Second, "the leader's log to show a4 added as a non-voter, then promoted", func() (bool, error) {
+		l := logs.String()
+		added, promoted := strings.Index(l, "adding controller as a raft non-voter"), strings.Index(l, "promoted a caught-up server to voter")
+		return added >= 0 && promoted > added && strings.Contains(l[added:], "server=a4"), nil
+	})
 	// It catches up and serves the data (stale read: local state).
 	testcluster.WaitFor(t, 10*time.Second, "the late controller to catch up", func() (bool, error) {
 		return getJSON(t, "http://"+late.APIAddr()+"/v1/vms/web?stale=true", nil) == http.StatusOK, nil

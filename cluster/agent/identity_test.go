@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -75,6 +76,7 @@ func TestTwoClustersNeverMerge(t *testing.T) {
 	}
 
 	// b meets a through gossip.
+	uuidB := status(t, b).NodeUUID
 	if err := b.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +90,9 @@ func TestTwoClustersNeverMerge(t *testing.T) {
 	testcluster.WaitFor(t, 15*time.Second, "the restarted node to refuse the other cluster's gossip, naming both identities", refused(&logsB))
 	if got := waitClusterID(t, b); got != idB {
 		t.Fatalf("restarted b has cluster id %s, want %s (its data directory's)", got, idB)
+	}
+	if got := status(t, b).NodeUUID; got != uuidB || got == "" {
+		t.Fatalf("restarted b has node uuid %q, want %q (its data directory's)", got, uuidB)
 	}
 	// Each leader reconciles its voters on every gossip event and every
 	// few seconds: neither may ever add the other.
@@ -114,4 +119,79 @@ func members(t *testing.T, a *Agent) []resource.Member {
 		t.Fatal("GET /v1/cluster failed")
 	}
 	return c.Members
+}
+
+// TestWipedVoterRefusedThenRejoins: a controller whose data directory was
+// wiped, restarted with the same --node-id (and the same command line),
+// refuses to take its old voter's place: it fails, telling the operator to
+// run `kumoi cluster remove`; after that removal it joins again as a new
+// server (non-voter, then promoted) and learns the cluster's identity.
+func TestWipedVoterRefusedThenRejoins(t *testing.T) {
+	seed := "127.0.0.49:7402"
+	var logs syncBuffer
+	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
+	agents := []*Agent{
+		startIdentityAgent(t, "w1", "127.0.0.49", dirs[0], 3, &logs),
+		startIdentityAgent(t, "w2", "127.0.0.50", dirs[1], 3, &logs, seed),
+		startIdentityAgent(t, "w3", "127.0.0.54", dirs[2], 3, &logs, seed),
+	}
+	var id string
+	testcluster.WaitFor(t, 15*time.Second, "3 voters and a cluster identity", func() (bool, error) {
+		s := servers(t, agents[0])
+		id = status(t, agents[0]).ClusterID
+		return len(s) == 3 && s[0].Voter && s[1].Voter && s[2].Voter && id != "", nil
+	})
+
+	// w3 loses its data directory.
+	oldUUID := status(t, agents[2]).NodeUUID
+	if err := agents[2].Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(dirs[2]); err != nil {
+		t.Fatal(err)
+	}
+	wiped := startIdentityAgent(t, "w3", "127.0.0.54", dirs[2], 3, &logs, seed)
+	select {
+	case <-wiped.Controller().Failed():
+	case <-time.After(testcluster.Stretch(15 * time.Second)):
+		t.Fatal("a wiped voter restarted with its old node id did not refuse to start")
+	}
+	err := wiped.Controller().FailErr()
+	if !errors.Is(err, controller.ErrStillAServer) || !strings.Contains(err.Error(), "kumoi cluster remove w3") || !strings.Contains(err.Error(), id) {
+		t.Fatalf("refusal = %v; want ErrStillAServer naming the cluster and 'kumoi cluster remove w3'", err)
+	}
+	if st := status(t, wiped); st.LastLogIndex != 0 || st.ClusterID != "" {
+		t.Fatalf("the refused node replicated something: %+v", st)
+	}
+	if s := servers(t, agents[0]); len(s) != 3 {
+		t.Fatalf("servers after the refusal: %+v", s)
+	}
+	if err := wiped.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	// The operator removes the old server; the node joins as a new one.
+	req, _ := http.NewRequest(http.MethodDelete, "http://"+agents[0].APIAddr()+"/v1/cluster/servers/w3", nil)
+	testcluster.WaitFor(t, 10*time.Second, "cluster remove w3", func() (bool, error) {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+	if err := os.RemoveAll(dirs[2]); err != nil {
+		t.Fatal(err)
+	}
+	rejoined := startIdentityAgent(t, "w3", "127.0.0.54", dirs[2], 3, &logs, seed)
+	agents[0].Controller().TriggerReconcile()
+	testcluster.WaitFor(t, 45*time.Second, "w3 back as a caught-up voter of the same cluster", func() (bool, error) {
+		for _, s := range servers(t, agents[0]) {
+			if s.ID == "w3" && s.Role == resource.ServerVoter && s.Health == resource.ServerOK {
+				st := status(t, rejoined)
+				return st.ClusterID == id && st.NodeUUID != oldUUID && st.NodeUUID != "", nil
+			}
+		}
+		return false, nil
+	})
 }

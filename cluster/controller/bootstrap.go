@@ -83,10 +83,7 @@ func (c *Controller) peerStatus(ctx context.Context, apiAddr string) (*resource.
 	if err != nil {
 		return nil, err
 	}
-	c.peerClientOnce.Do(func() {
-		d := &net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(c.cfg.BindIP)}}
-		c.peerClient = &http.Client{Transport: &http.Transport{Proxy: nil, DialContext: d.DialContext, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second}}
-	})
+	c.peerClientOnce.Do(c.newPeerClient)
 	resp, err := c.peerClient.Do(req)
 	if err != nil {
 		return nil, err
@@ -100,4 +97,11 @@ func (c *Controller) peerStatus(ctx context.Context, apiAddr string) (*resource.
 		return nil, err
 	}
 	return &st, nil
+}
+
+// newPeerClient makes the client that asks other controllers' APIs,
+// dialing from this node's --bind address.
+func (c *Controller) newPeerClient() {
+	d := &net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(c.cfg.BindIP)}}
+	c.peerClient = &http.Client{Transport: &http.Transport{Proxy: nil, DialContext: d.DialContext, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second}}
 }

@@ -37,6 +37,7 @@ type Controller struct {
 	// (identity.go).
 	idMu      sync.Mutex
 	clusterID string
+	nodeUUID  string // this node's own identity (identity.go)
 
 	// readyTerm is the raft term in which this node, as leader, completed
 	// its leadership barrier; linearizable reads need it to be the
@@ -55,6 +56,14 @@ type Controller struct {
 	// alive (it takes a few probes to notice a killed node).
 	removedMu sync.Mutex
 	removed   map[string]time.Time
+
+	// A failure that needs the operator (admission.go).
+	failMu   sync.Mutex
+	failErr  error
+	failedCh chan struct{}
+	// admitted: this node takes part in Raft (not a new node that has not
+	// checked its id yet).
+	admitted atomic.Bool
 
 	// The client that asks other controllers for their status
 	// (bootstrap.go).
@@ -93,6 +102,7 @@ func New(cfg Config) (*Controller, error) {
 		logger:      cfg.Logger.Named("controller").With("node", cfg.NodeID),
 		members:     membership.NewTable(),
 		reconcileCh: make(chan struct{}, 1),
+		failedCh:    make(chan struct{}),
 		shutdownCh:  make(chan struct{}),
 	}
 	id, err := readClusterID(cfg.DataDir)
@@ -100,9 +110,12 @@ func New(cfg Config) (*Controller, error) {
 		return nil, err
 	}
 	c.clusterID = id
+	if c.nodeUUID, err = readOrCreateNodeUUID(cfg.DataDir); err != nil {
+		return nil, err
+	}
 	c.fsm = fsm.New(fsm.Config{Logger: cfg.Logger})
 	c.fsm.OnApply = cfg.OnApply
-	parts, err := openRaftParts(&c.cfg, c.ClusterID, c.logger)
+	parts, err := openRaftParts(&c.cfg, c.ClusterID, c.admitted.Load, c.logger)
 	if err != nil {
 		return nil, err
 	}
@@ -132,6 +145,9 @@ func New(cfg Config) (*Controller, error) {
 			c.Shutdown(context.Background())
 			return nil, fmt.Errorf("bootstrap: %w", err)
 		}
+	}
+	if parts.hasState || c.ClusterID() != "" || cfg.DisableGossip {
+		c.admitted.Store(true)
 	}
 	if !cfg.DisableGossip {
 		if err := c.startGossip(); err != nil {
@@ -274,6 +290,7 @@ func (c *Controller) Status() resource.Status {
 	st := resource.Status{
 		NodeID:       c.cfg.NodeID,
 		ClusterID:    c.ClusterID(),
+		NodeUUID:     c.nodeUUID,
 		LeaderID:     lid,
 		LeaderAddr:   laddr,
 		RaftState:    c.raft.State().String(),

@@ -15,10 +15,17 @@ import (
 // loop of a controller without state. Agents of another cluster are
 // refused (membership.Delegate).
 func (c *Controller) startGossip() error {
-	d, err := membership.NewDelegate(membership.Meta{
+	// A new node advertises its Raft address only once admitted
+	// (admission.go).
+	fresh := !c.admitted.Load()
+	meta := membership.Meta{
 		ID: c.cfg.NodeID, Role: membership.RoleController, Cluster: c.ClusterID(),
 		API: c.cfg.APIAddr(), Raft: c.cfg.RaftAddr(), Expect: c.cfg.BootstrapExpect,
-	}, c.members, c.triggerReconcile, c.cfg.Logger.Named("gossip"))
+	}
+	if fresh {
+		meta.Raft = ""
+	}
+	d, err := membership.NewDelegate(meta, c.members, c.triggerReconcile, c.cfg.Logger.Named("gossip"))
 	if err != nil {
 		return err
 	}
@@ -38,6 +45,10 @@ func (c *Controller) startGossip() error {
 		defer c.wg.Done()
 		membership.Reconnect(ml, c.members, c.cfg.NodeID, c.cfg.Join, 2*time.Second, c.shutdownCh)
 	}()
+	if fresh {
+		c.wg.Add(1)
+		go c.admit()
+	}
 	if len(c.cfg.Join) > 0 {
 		c.wg.Add(1)
 		go func() {

@@ -19,6 +19,43 @@ import (
 // in its data directory, so that it knows it before its log is replayed.
 const clusterIDFile = "cluster_id"
 
+// nodeUUIDFile holds the node's own identity, created with its data
+// directory: a wiped and restarted node gets a new one.
+const nodeUUIDFile = "node_uuid"
+
+// NodeUUID returns this node's persistent identity (beside its --node-id,
+// which an operator may reuse for a new node).
+func (c *Controller) NodeUUID() string { return c.nodeUUID }
+
+// readOrCreateNodeUUID reads the node's identity from its data directory,
+// creating it there the first time (without a data directory, a new one
+// per process).
+func readOrCreateNodeUUID(dataDir string) (string, error) {
+	if dataDir == "" {
+		return uuid.NewString(), nil
+	}
+	path := filepath.Join(dataDir, nodeUUIDFile)
+	b, err := os.ReadFile(path)
+	if err == nil {
+		id := strings.TrimSpace(string(b))
+		if _, perr := uuid.Parse(id); perr != nil || len(id) != 36 {
+			return "", fmt.Errorf("%s holds %q, not a node id (a UUID); remove the file to give the node a new one", path, id)
+		}
+		return id, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read the node identity: %w", err)
+	}
+	id := uuid.NewString()
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return "", fmt.Errorf("create data dir: %w", err)
+	}
+	if err := writeFileSync(dataDir, nodeUUIDFile, id); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
 // ClusterID returns the identity of this controller's cluster: the one its
 // data directory remembers, or the one its replicated state holds once the
 // first leader has chosen it; "" before that.
@@ -48,19 +85,24 @@ func readClusterID(dataDir string) (string, error) {
 	return id, nil
 }
 
-// writeClusterID records id in the data directory (written aside, synced,
-// then renamed into place).
+// writeClusterID records id in the data directory.
 func writeClusterID(dataDir, id string) error {
 	if dataDir == "" {
 		return nil
 	}
-	path := filepath.Join(dataDir, clusterIDFile)
+	return writeFileSync(dataDir, clusterIDFile, id)
+}
+
+// writeFileSync writes value to dir/name durably: aside, synced, renamed
+// into place, and the directory synced.
+func writeFileSync(dir, name, value string) error {
+	path := filepath.Join(dir, name)
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return err
+		return fmt.Errorf("write %s: %w", path, err)
 	}
-	_, err = f.WriteString(id + "\n")
+	_, err = f.WriteString(value + "\n")
 	if err == nil {
 		err = f.Sync()
 	}
@@ -72,9 +114,9 @@ func writeClusterID(dataDir, id string) error {
 	}
 	if err != nil {
 		_ = os.Remove(tmp)
-		return fmt.Errorf("record the cluster identity in %s: %w", path, err)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if d, err := os.Open(dataDir); err == nil {
+	if d, err := os.Open(dir); err == nil {
 		_ = d.Sync()
 		d.Close()
 	}

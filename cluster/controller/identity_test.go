@@ -66,7 +66,7 @@ func newTestStreamLayer(t *testing.T, id string) *streamLayer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := newStreamLayer(ln, net.ParseIP("127.0.0.1"), func() string { return id }, hclog.NewNullLogger())
+	l := newStreamLayer(ln, net.ParseIP("127.0.0.1"), func() string { return id }, nil, hclog.NewNullLogger())
 	t.Cleanup(func() { l.Close() })
 	return l
 }

@@ -35,7 +35,12 @@ type streamLayer struct {
 	ln      net.Listener
 	local   net.IP
 	cluster func() string
-	logger  hclog.Logger
+	// admitted reports whether this node takes part in Raft yet: a new
+	// node refuses every incoming connection until it is admitted
+	// (admission.go), so that a leader that still lists its id as a server
+	// cannot make it a follower with an empty log.
+	admitted func() bool
+	logger   hclog.Logger
 
 	conns     chan net.Conn
 	done      chan struct{}
@@ -45,8 +50,8 @@ type streamLayer struct {
 	refused   map[string]time.Time // peer address → when last logged
 }
 
-func newStreamLayer(ln net.Listener, local net.IP, cluster func() string, logger hclog.Logger) *streamLayer {
-	l := &streamLayer{ln: ln, local: local, cluster: cluster, logger: logger,
+func newStreamLayer(ln net.Listener, local net.IP, cluster func() string, admitted func() bool, logger hclog.Logger) *streamLayer {
+	l := &streamLayer{ln: ln, local: local, cluster: cluster, admitted: admitted, logger: logger,
 		conns: make(chan net.Conn), done: make(chan struct{}), refused: map[string]time.Time{}}
 	go l.acceptLoop()
 	return l
@@ -103,6 +108,11 @@ func (l *streamLayer) acceptLoop() {
 }
 
 func (l *streamLayer) greetIncoming(c net.Conn) {
+	if l.admitted != nil && !l.admitted() {
+		l.logNotAdmitted(c.RemoteAddr().String())
+		c.Close()
+		return
+	}
 	_ = c.SetDeadline(time.Now().Add(raftHelloTimeout))
 	br := bufio.NewReader(c)
 	first, err := br.Peek(1)
@@ -201,6 +211,18 @@ func (l *streamLayer) logRefusal(peer, mine, theirs string) {
 	l.refusedMu.Unlock()
 	l.logger.Error("refusing a raft peer of another cluster (is it in this cluster's configuration by mistake? see kumoi cluster status)",
 		"peer", peer, "peer_cluster", theirs, "cluster", mine)
+}
+
+func (l *streamLayer) logNotAdmitted(peer string) {
+	l.refusedMu.Lock()
+	last, seen := l.refused[peer]
+	if seen && time.Since(last) < 30*time.Second {
+		l.refusedMu.Unlock()
+		return
+	}
+	l.refused[peer] = time.Now()
+	l.refusedMu.Unlock()
+	l.logger.Warn("refusing a raft connection: this node is new and has not checked yet that its id is free in the cluster", "peer", peer)
 }
 
 // bufferedConn reads through the reader that read the greeting, so that

@@ -66,7 +66,10 @@ func (c *Controller) reconcileVoters(ctx context.Context) (waiting bool) {
 			}
 			continue
 		}
-		if c.recentlyRemoved(string(id)) {
+		if c.recentlyRemoved(string(id)) && m.Meta.Cluster != "" {
+			// A removed node still running with its old state (gossip
+			// takes a few probes to notice it died); a new node of the
+			// same id, with an empty data directory, may join.
 			continue
 		}
 		if err := c.mayJoin(m); err != nil {

@@ -84,6 +84,14 @@ func (t *Table) AliveControllers() []Member {
 	return out
 }
 
+// Controllers returns every alive controller, whether it advertises a
+// Raft address yet or not, sorted by id.
+func (t *Table) Controllers() []Member {
+	out := t.filter(func(m *Member) bool { return m.Meta.Role == RoleController && m.Status == StatusAlive })
+	sort.Slice(out, func(i, j int) bool { return out[i].Meta.ID < out[j].Meta.ID })
+	return out
+}
+
 // Workers returns every worker ever seen, with its gossip status.
 func (t *Table) Workers() []Member {
 	return t.filter(func(m *Member) bool { return m.Meta.Role == RoleWorker })

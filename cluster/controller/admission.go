@@ -1,0 +1,166 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/kumoi/kumoi/resource"
+)
+
+// A controller that starts with an empty data directory (no Raft log, no
+// cluster identity) is new. Before it advertises its Raft address (without
+// which no leader adds it and no bootstrapping peer counts it), it makes
+// sure that its --node-id is not already a server of the cluster it
+// reaches: a node whose data directory was wiped must not come back as the
+// same voter with an empty log and a forgotten term and vote, where one
+// more fault could lose a committed write or elect two leaders in a term.
+// The operator removes the old server first (kumoi cluster remove ID);
+// then the node joins as a new server.
+
+// ErrStillAServer: this new node's id is a server of the cluster already.
+var ErrStillAServer = errors.New("this node's id is still a server of the cluster")
+
+// Failed is closed when the controller has failed in a way that needs the
+// operator (FailErr says how); the agent then exits non-zero.
+func (c *Controller) Failed() <-chan struct{} { return c.failedCh }
+
+// FailErr says why the controller failed, or nil.
+func (c *Controller) FailErr() error {
+	c.failMu.Lock()
+	defer c.failMu.Unlock()
+	return c.failErr
+}
+
+// fail records the first fatal error, logs it, and closes Failed.
+func (c *Controller) fail(err error) {
+	c.failMu.Lock()
+	defer c.failMu.Unlock()
+	if c.failErr != nil {
+		return
+	}
+	c.failErr = err
+	c.logger.Error("controller out of service", "error", err)
+	close(c.failedCh)
+}
+
+// admit runs once for a new node after it joined gossip: it waits until
+// it can tell whether its node id is free, then advertises its Raft
+// address; if the id is taken, the controller fails.
+func (c *Controller) admit() {
+	defer c.wg.Done()
+	lastLog := time.Time{}
+	for {
+		wait := c.members.Changed()
+		ok, err := c.checkAdmission()
+		switch {
+		case err != nil && errors.Is(err, ErrStillAServer):
+			c.fail(err)
+			return
+		case ok:
+			c.advertiseRaft()
+			return
+		case time.Since(lastLog) > 10*time.Second:
+			lastLog = time.Now()
+			c.logger.Info("new node: waiting to reach a controller of the cluster through gossip (--join) before joining Raft", "reason", err)
+		}
+		select {
+		case <-c.shutdownCh:
+			return
+		case <-wait:
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// checkAdmission reports whether this new node may advertise its Raft
+// address: its id is not a server of the cluster the other controllers
+// belong to, or it was started to bootstrap a cluster (--bootstrap-expect
+// N), N controllers are in the pool and none belongs to a cluster yet.
+func (c *Controller) checkAdmission() (bool, error) {
+	var lastErr error
+	inCluster, seen := 0, 1 // seen counts this node
+	for _, m := range c.members.Controllers() {
+		if m.Meta.ID == c.cfg.NodeID || m.Meta.API == "" {
+			continue
+		}
+		seen++
+		st, err := c.peerStatus(context.Background(), m.Meta.API)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		if st.ClusterID == "" {
+			continue
+		}
+		inCluster++
+		cl, err := c.peerCluster(m.Meta.API)
+		if err != nil {
+			lastErr = fmt.Errorf("cannot read the raft configuration through %s: %w", m.Meta.ID, err)
+			continue
+		}
+		if i := slices.IndexFunc(cl.Servers, func(s resource.Server) bool { return s.ID == c.cfg.NodeID }); i >= 0 {
+			return false, fmt.Errorf("%w: node id %s is a %s of cluster %s (at %s), and this node starts with an empty data directory (%s): "+
+				"it would take that server's place with an empty log. If the old node is gone for good, run "+
+				"'kumoi cluster remove %s' on the cluster first; then start this node again and it joins as a new server",
+				ErrStillAServer, c.cfg.NodeID, cl.Servers[i].Role, cl.ClusterID, cl.Servers[i].Address, c.cfg.DataDir, c.cfg.NodeID)
+		}
+		return true, nil
+	}
+	if inCluster == 0 && c.cfg.BootstrapExpect > 0 && seen >= c.cfg.BootstrapExpect {
+		return true, nil // a new cluster is forming: all its controllers are here, none has a cluster
+	}
+	if lastErr == nil {
+		lastErr = errors.New("no controller of a cluster is in the gossip pool yet")
+	}
+	return false, lastErr
+}
+
+// peerCluster asks a controller for GET /v1/cluster (the leader's view:
+// the controller forwards it).
+func (c *Controller) peerCluster(apiAddr string) (*resource.Cluster, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+apiAddr+"/v1/cluster", nil)
+	if err != nil {
+		return nil, err
+	}
+	c.peerClientOnce.Do(c.newPeerClient)
+	resp, err := c.peerClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /v1/cluster: %s", resp.Status)
+	}
+	var cl resource.Cluster
+	if err := json.NewDecoder(resp.Body).Decode(&cl); err != nil {
+		return nil, err
+	}
+	return &cl, nil
+}
+
+// advertiseRaft adds this node's Raft address to its gossip metadata: from
+// now on leaders may add it and bootstrapping peers count it.
+func (c *Controller) advertiseRaft() {
+	c.admitted.Store(true)
+	c.gossipMu.Lock()
+	defer c.gossipMu.Unlock()
+	d, ml := c.gossipDelegate, c.gossip
+	if d == nil || ml == nil {
+		return
+	}
+	m := d.Meta()
+	m.Raft = c.cfg.RaftAddr()
+	if err := d.SetMeta(m); err != nil {
+		c.logger.Warn("cannot update the gossip metadata", "error", err)
+		return
+	}
+	_ = ml.UpdateNode(time.Second)
+	c.logger.Info("new node admitted: its id is not a server of the cluster; advertising its raft address")
+}
