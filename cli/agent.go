@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -35,6 +36,15 @@ see each other through --join. A controller started later without
 --bootstrap-expect joins the existing cluster and is made a voter by the leader.
 Remove a dead controller with 'kumoi cluster remove NODE_ID'.
 
+A worker (--worker) makes this host's domains match the VMs placed on it. With
+--data-dir it records the identity of its cluster in DIR/cluster_id
+(DIR/worker/cluster_id when the process also runs a controller) the first time
+it sees its controllers, and tags every domain it defines with it. It never
+stops, starts or removes a Kumoi domain of another cluster: such domains show
+as foreign_domains in the host's status. A worker whose cluster_id names
+another cluster than its --join agents' refuses to start (exit status 1);
+remove that cluster_id to move the host to the other cluster, or fix --join.
+
 SIGTERM or SIGINT stops the agent gracefully: a leader hands leadership to
 another controller first. A second signal exits at once.
 
@@ -55,7 +65,7 @@ directory (or --data-dir), API on 127.0.0.1:7400 (+10 per extra controller).`,
 			&cli.DurationFlag{Name: "fence-after", Value: 3 * time.Second, Usage: "a worker cut off from the controller quorum this long stops its VMs (< --host-down-grace)"},
 			&cli.DurationFlag{Name: "host-down-grace", Value: 4 * time.Second, Usage: "controllers evacuate a host's VMs after it has been down this long (> --fence-after)"},
 			&cli.StringFlag{Name: "node-id", Usage: "unique name of this node (default: the hostname)", EnvVars: []string{"KUMOI_NODE_ID"}},
-			&cli.StringFlag{Name: "data-dir", Usage: "directory for the raft log and snapshots", EnvVars: []string{"KUMOI_DATA_DIR"}},
+			&cli.StringFlag{Name: "data-dir", Usage: "controller: directory for the raft log, snapshots and cluster_id; worker: directory for its cluster_id (DIR/worker when the process runs a controller too; without it a worker remembers no cluster across restarts)", EnvVars: []string{"KUMOI_DATA_DIR"}},
 			&cli.StringFlag{Name: "bind", Value: "127.0.0.1", Usage: "IP address to bind and advertise"},
 			&cli.IntFlag{Name: "api-port", Value: controller.DefaultAPIPort, Usage: "HTTP API port"},
 			&cli.IntFlag{Name: "raft-port", Value: controller.DefaultRaftPort, Usage: "Raft port"},
@@ -132,7 +142,12 @@ func runNode(ctx context.Context, c *cli.Context, logger hclog.Logger) error {
 		fmt.Fprintf(c.App.Writer, "kumoi worker %s: hypervisor %s\n", nodeID, c.String("hypervisor"))
 	}
 	if !c.Bool("controller") {
-		<-ctx.Done()
+		select {
+		case <-ctx.Done():
+		case <-w.Done():
+			_ = w.Shutdown(context.Background())
+			return w.Err()
+		}
 		return shutdownWithSecondSignal(logger, w.Shutdown)
 	}
 	cfg, err := controllerConfig(c, nodeID, logger)
@@ -177,10 +192,24 @@ func controllerConfig(c *cli.Context, nodeID string, logger hclog.Logger) (contr
 // the worker (if any) and the controller.
 func serveController(ctx context.Context, c *cli.Context, logger hclog.Logger, a *agent.Agent, w *worker.Worker) error {
 	fmt.Fprintf(c.App.Writer, "kumoi controller %s: API on http://%s\n", a.Controller().NodeID(), a.APIAddr())
+	var workerDone <-chan struct{}
+	if w != nil {
+		workerDone = w.Done()
+	}
+	var stopped error
 	select {
 	case <-ctx.Done():
 	case err := <-a.Served():
 		logger.Error("API server stopped", "error", err)
+	case <-workerDone:
+		// The worker refused to start: so does the agent.
+		stopped = w.Err()
+	}
+	if stopped != nil {
+		_ = shutdownWithSecondSignal(logger, func(ctx context.Context) error {
+			return errors.Join(w.Shutdown(ctx), a.Shutdown(ctx))
+		})
+		return stopped
 	}
 	return shutdownWithSecondSignal(logger, func(ctx context.Context) error {
 		var errs []error
@@ -257,10 +286,15 @@ func startWorker(c *cli.Context, nodeID string, logger hclog.Logger) (*worker.Wo
 		return nil, err
 	}
 	gossipName, port := nodeID, c.Int("gossip-port")
+	dataDir := c.String("data-dir")
 	if c.Bool("controller") {
 		// Sharing a process (and a node id) with a controller: gossip
-		// under another name, on the next port.
+		// under another name, on the next port, and keep its files in
+		// a directory of its own.
 		gossipName, port = nodeID+"-worker", port+1
+		if dataDir != "" {
+			dataDir = filepath.Join(dataDir, "worker")
+		}
 	}
 	labels := map[string]string{}
 	for _, kv := range c.StringSlice("label") {
@@ -282,6 +316,7 @@ func startWorker(c *cli.Context, nodeID string, logger hclog.Logger) (*worker.Wo
 		CPUs:       c.Int("cpus"),
 		MemoryMiB:  mem,
 		FenceAfter: c.Duration("fence-after"),
+		DataDir:    dataDir,
 		Logger:     logger,
 	})
 }
