@@ -27,7 +27,9 @@ func agentCommand() *cli.Command {
 		Usage: "run a Kumoi controller (or, with -dev, a whole cluster in one process)",
 		UsageText: `kumoi agent -dev [--dev-controllers 3]
    kumoi agent --controller --node-id c1 --data-dir /var/lib/kumoi --bind 10.0.0.1 \
-               --bootstrap-expect 3 --join 10.0.0.2:7402 --join 10.0.0.3:7402`,
+               --bootstrap-expect 3 --join 10.0.0.2:7402 --join 10.0.0.3:7402
+   kumoi agent --worker --node-id hv1 --data-dir /var/lib/kumoi-worker --bind 10.0.0.11 \
+               --hypervisor libvirt --join 10.0.0.1:7402`,
 		Description: `A controller keeps the cloud's state in a Raft cluster of 3 or 5 controllers.
 Each controller serves the HTTP API (--api-port), talks Raft (--raft-port) and
 gossips (--gossip-port) on the --bind address. Start every controller of a new
