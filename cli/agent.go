@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -26,7 +27,9 @@ func agentCommand() *cli.Command {
 		Usage: "run a Kumoi controller (or, with -dev, a whole cluster in one process)",
 		UsageText: `kumoi agent -dev [--dev-controllers 3]
    kumoi agent --controller --node-id c1 --data-dir /var/lib/kumoi --bind 10.0.0.1 \
-               --bootstrap-expect 3 --join 10.0.0.2:7402 --join 10.0.0.3:7402`,
+               --bootstrap-expect 3 --join 10.0.0.2:7402 --join 10.0.0.3:7402
+   kumoi agent --worker --node-id hv1 --data-dir /var/lib/kumoi-worker --bind 10.0.0.11 \
+               --hypervisor libvirt --join 10.0.0.1:7402`,
 		Description: `A controller keeps the cloud's state in a Raft cluster of 3 or 5 controllers.
 Each controller serves the HTTP API (--api-port), talks Raft (--raft-port) and
 gossips (--gossip-port) on the --bind address. Start every controller of a new
@@ -34,6 +37,15 @@ cluster with the same --bootstrap-expect N: they bootstrap together once they
 see each other through --join. A controller started later without
 --bootstrap-expect joins the existing cluster and is made a voter by the leader.
 Remove a dead controller with 'kumoi cluster remove NODE_ID'.
+
+A worker (--worker) makes this host's domains match the VMs placed on it. With
+--data-dir it records the identity of its cluster in DIR/cluster_id
+(DIR/worker/cluster_id when the process also runs a controller) the first time
+it sees its controllers, and tags every domain it defines with it. It never
+stops, starts or removes a Kumoi domain of another cluster: such domains show
+as foreign_domains in the host's status. A worker whose cluster_id names
+another cluster than its --join agents' refuses to start (exit status 1);
+remove that cluster_id to move the host to the other cluster, or fix --join.
 
 SIGTERM or SIGINT stops the agent gracefully: a leader hands leadership to
 another controller first. A second signal exits at once.
@@ -55,7 +67,7 @@ directory (or --data-dir), API on 127.0.0.1:7400 (+10 per extra controller).`,
 			&cli.DurationFlag{Name: "fence-after", Value: 3 * time.Second, Usage: "a worker cut off from the controller quorum this long stops its VMs (< --host-down-grace)"},
 			&cli.DurationFlag{Name: "host-down-grace", Value: 4 * time.Second, Usage: "controllers evacuate a host's VMs after it has been down this long (> --fence-after)"},
 			&cli.StringFlag{Name: "node-id", Usage: "unique name of this node (default: the hostname)", EnvVars: []string{"KUMOI_NODE_ID"}},
-			&cli.StringFlag{Name: "data-dir", Usage: "directory for the raft log and snapshots", EnvVars: []string{"KUMOI_DATA_DIR"}},
+			&cli.StringFlag{Name: "data-dir", Usage: "controller: directory for the raft log, snapshots and cluster_id; worker: directory for its cluster_id (DIR/worker when the process runs a controller too; without it a worker remembers no cluster across restarts)", EnvVars: []string{"KUMOI_DATA_DIR"}},
 			&cli.StringFlag{Name: "bind", Value: "127.0.0.1", Usage: "IP address to bind and advertise"},
 			&cli.IntFlag{Name: "api-port", Value: controller.DefaultAPIPort, Usage: "HTTP API port"},
 			&cli.IntFlag{Name: "raft-port", Value: controller.DefaultRaftPort, Usage: "Raft port"},
@@ -132,7 +144,12 @@ func runNode(ctx context.Context, c *cli.Context, logger hclog.Logger) error {
 		fmt.Fprintf(c.App.Writer, "kumoi worker %s: hypervisor %s\n", nodeID, c.String("hypervisor"))
 	}
 	if !c.Bool("controller") {
-		<-ctx.Done()
+		select {
+		case <-ctx.Done():
+		case <-w.Done():
+			_ = w.Shutdown(context.Background())
+			return w.Err()
+		}
 		return shutdownWithSecondSignal(logger, w.Shutdown)
 	}
 	cfg, err := controllerConfig(c, nodeID, logger)
@@ -177,6 +194,10 @@ func controllerConfig(c *cli.Context, nodeID string, logger hclog.Logger) (contr
 // the worker (if any) and the controller.
 func serveController(ctx context.Context, c *cli.Context, logger hclog.Logger, a *agent.Agent, w *worker.Worker) error {
 	fmt.Fprintf(c.App.Writer, "kumoi controller %s: API on http://%s\n", a.Controller().NodeID(), a.APIAddr())
+	var workerDone <-chan struct{}
+	if w != nil {
+		workerDone = w.Done()
+	}
 	var failure error
 	select {
 	case <-ctx.Done():
@@ -184,6 +205,9 @@ func serveController(ctx context.Context, c *cli.Context, logger hclog.Logger, a
 		logger.Error("API server stopped", "error", err)
 	case <-a.Controller().Failed():
 		failure = a.Controller().FailErr()
+	case <-workerDone:
+		// The worker refused to start: so does the agent.
+		failure = w.Err()
 	}
 	err := shutdownWithSecondSignal(logger, func(ctx context.Context) error {
 		var errs []error
@@ -264,10 +288,15 @@ func startWorker(c *cli.Context, nodeID string, logger hclog.Logger) (*worker.Wo
 		return nil, err
 	}
 	gossipName, port := nodeID, c.Int("gossip-port")
+	dataDir := c.String("data-dir")
 	if c.Bool("controller") {
 		// Sharing a process (and a node id) with a controller: gossip
-		// under another name, on the next port.
+		// under another name, on the next port, and keep its files in
+		// a directory of its own.
 		gossipName, port = nodeID+"-worker", port+1
+		if dataDir != "" {
+			dataDir = filepath.Join(dataDir, "worker")
+		}
 	}
 	labels := map[string]string{}
 	for _, kv := range c.StringSlice("label") {
@@ -289,6 +318,7 @@ func startWorker(c *cli.Context, nodeID string, logger hclog.Logger) (*worker.Wo
 		CPUs:       c.Int("cpus"),
 		MemoryMiB:  mem,
 		FenceAfter: c.Duration("fence-after"),
+		DataDir:    dataDir,
 		Logger:     logger,
 	})
 }

@@ -20,6 +20,19 @@ type HostStateRequest struct {
 	Capacity resource.Resources `json:"capacity"`
 	Driver   string             `json:"driver,omitempty"`
 	Reason   string             `json:"reason,omitempty"`
+	// ForeignDomains and ForeignDomainCount are the host's Kumoi domains
+	// of another cluster, as its worker last advertised them (optional:
+	// sent only when there are some).
+	ForeignDomains     []string `json:"foreign_domains,omitempty"`
+	ForeignDomainCount int      `json:"foreign_domain_count,omitempty"`
+}
+
+// cloneStrings copies s (nil for an empty one, as JSON reads it back).
+func cloneStrings(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	return append([]string(nil), s...)
 }
 
 var hostStates = map[string]bool{
@@ -38,6 +51,17 @@ func (w *writer) hostState(req *HostStateRequest) error {
 	}
 	if req.Capacity.CPUs < 0 || req.Capacity.MemoryMiB < 0 || req.Capacity.CPUs > resource.MaxHostCPUs || req.Capacity.MemoryMiB > resource.MaxHostMemoryMiB {
 		return resource.Errorf("capacity", "must be between 0 and %d CPUs and %d MiB", resource.MaxHostCPUs, resource.MaxHostMemoryMiB)
+	}
+	if len(req.ForeignDomains) > resource.MaxForeignDomains {
+		return resource.Errorf("foreign_domains", "names %d domains; at most %d", len(req.ForeignDomains), resource.MaxForeignDomains)
+	}
+	for _, n := range req.ForeignDomains {
+		if n == "" || len(n) > 253 {
+			return resource.Errorf("foreign_domains", "%q is not a domain name", n)
+		}
+	}
+	if req.ForeignDomainCount < len(req.ForeignDomains) {
+		return resource.Errorf("foreign_domain_count", "is %d, fewer than the %d domains named", req.ForeignDomainCount, len(req.ForeignDomains))
 	}
 	cur, err := getTxn(w.txn, nil, resource.KindHost, req.Name)
 	if err != nil {
@@ -66,6 +90,7 @@ func (w *writer) hostState(req *HostStateRequest) error {
 		st, err := json.Marshal(&resource.HostStatus{
 			State: req.State, Address: req.Address, Capacity: req.Capacity, Allocated: alloc,
 			Driver: req.Driver, Reason: req.Reason, Since: req.Time.UTC(),
+			ForeignDomains: cloneStrings(req.ForeignDomains), ForeignDomainCount: req.ForeignDomainCount,
 		})
 		if err != nil {
 			return err
@@ -84,7 +109,8 @@ func (w *writer) hostState(req *HostStateRequest) error {
 		nst.Since = req.Time.UTC()
 	}
 	nst.State, nst.Address, nst.Capacity, nst.Driver, nst.Reason = req.State, req.Address, req.Capacity, req.Driver, req.Reason
-	if nst == *st {
+	nst.ForeignDomains, nst.ForeignDomainCount = cloneStrings(req.ForeignDomains), req.ForeignDomainCount
+	if nst.SameObservation(st) {
 		return nil
 	}
 	raw, err := json.Marshal(&nst)

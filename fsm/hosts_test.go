@@ -52,7 +52,7 @@ func TestHostState(t *testing.T) {
 			check: func(t *testing.T, f *fsm.FSM, _ *fsm.Result) {
 				want := resource.HostStatus{State: "down", Address: "127.0.0.12:7946", Capacity: amount(16, 32768),
 					Allocated: amount(1, 512), Driver: "libvirt", Reason: "joined", Since: t1}
-				if got := hostStatus(t, f, "h2"); got != want {
+				if got := hostStatus(t, f, "h2"); !got.SameObservation(&want) {
 					t.Errorf("host/h2 = %+v, want %+v", got, want)
 				}
 				o := mustGet(t, f, host, "h2")

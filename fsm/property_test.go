@@ -286,6 +286,15 @@ func drawHostState(t *rapid.T, fault int) *fsm.HostStateRequest {
 		Driver:   rapid.SampledFrom([]string{"", "sim"}).Draw(t, "driver"),
 		Reason:   rapid.SampledFrom([]string{"", "joined", "missed probes"}).Draw(t, "host reason"),
 	}
+	switch rapid.IntRange(0, 3).Draw(t, "foreign domains") {
+	case 1:
+		req.ForeignDomains, req.ForeignDomainCount = []string{"kumoi-other"}, 1
+	case 2:
+		req.ForeignDomains, req.ForeignDomainCount = []string{"kumoi-a", "kumoi-b"}, 5
+	case 3:
+		// More named than counted: refused.
+		req.ForeignDomains, req.ForeignDomainCount = []string{"kumoi-a", "kumoi-b"}, 1
+	}
 	switch fault {
 	case faultID:
 		req.ID = ""
@@ -1073,6 +1082,9 @@ func (m *model) hostState(t *rapid.T, index uint64, q *fsm.HostStateRequest) mod
 	if q.Capacity.CPUs < 0 || q.Capacity.MemoryMiB < 0 {
 		fail(resource.ErrInvalid)
 	}
+	if q.ForeignDomainCount < len(q.ForeignDomains) {
+		fail(resource.ErrInvalid)
+	}
 	exists := m.has(host, q.Name)
 	if !exists {
 		if resource.ValidateLabels(q.Labels) != nil || q.ID == "" {
@@ -1093,6 +1105,7 @@ func (m *model) hostState(t *rapid.T, index uint64, q *fsm.HostStateRequest) mod
 		st := resource.HostStatus{
 			State: q.State, Address: q.Address, Capacity: q.Capacity, Allocated: m.allocated(t, q.Name),
 			Driver: q.Driver, Reason: q.Reason, Since: q.Time.UTC(),
+			ForeignDomains: slices.Clone(q.ForeignDomains), ForeignDomainCount: q.ForeignDomainCount,
 		}
 		labels := maps.Clone(q.Labels)
 		if labels == nil {
@@ -1108,7 +1121,11 @@ func (m *model) hostState(t *rapid.T, index uint64, q *fsm.HostStateRequest) mod
 		nst.Since = q.Time.UTC()
 	}
 	nst.State, nst.Address, nst.Capacity, nst.Driver, nst.Reason = q.State, q.Address, q.Capacity, q.Driver, q.Reason
-	if nst != st {
+	nst.ForeignDomains, nst.ForeignDomainCount = slices.Clip(q.ForeignDomains), q.ForeignDomainCount
+	if len(nst.ForeignDomains) == 0 {
+		nst.ForeignDomains = nil
+	}
+	if !nst.SameObservation(&st) {
 		o := m.objs[mKey{host, q.Name}]
 		o.status = mustJSON(t, &nst)
 		r.events = append(r.events, m.write(host, q.Name, o, index, resource.EventUpdated))

@@ -21,7 +21,7 @@ import (
 // ErrUnavailable until it has reconnected.
 type Driver interface {
 	// Define creates a persistent, stopped domain from spec, tagged with
-	// spec.VMID and spec.Epoch. Defining the same spec again is a no-op.
+	// spec.VMID, spec.Epoch and spec.Cluster. Defining the same spec again is a no-op.
 	// Defining a domain that exists with the same VMID updates it: the new
 	// epoch tag applies at once, other changes (size, boot) apply from the
 	// next start. A name held by another VM id or by an untagged (foreign)
@@ -109,6 +109,10 @@ type DomainSpec struct {
 	CPUs      int    `json:"cpus"`
 	MemoryMiB int64  `json:"memory_mib"`
 	Boot      Boot   `json:"boot"`
+	// Cluster is the identity (UUID) of the Kumoi cluster the domain
+	// belongs to, recorded with the tag; empty for none (a domain defined
+	// by a build older than cluster identity).
+	Cluster string `json:"cluster,omitempty"`
 }
 
 // State is a domain's power state.
@@ -144,7 +148,11 @@ type DomainInfo struct {
 	VMID  string `json:"vm_id,omitempty"`
 	Epoch uint64 `json:"epoch,omitempty"`
 	Kumoi bool   `json:"kumoi"`
-	State State  `json:"state"`
+	// Cluster is the Kumoi cluster the domain belongs to, from its tag;
+	// empty for a foreign domain and for one defined by a build older
+	// than cluster identity (which counts as the local cluster's).
+	Cluster string `json:"cluster,omitempty"`
+	State   State  `json:"state"`
 	// Reason is why the domain is in its state, in the hypervisor's words
 	// (for shutoff: shutdown, destroyed, crashed, failed, ...).
 	Reason string `json:"reason,omitempty"`

@@ -27,6 +27,10 @@ func (s DomainSpec) Validate() error {
 		return bad("cpus", "must be at least 1 (got %d)", s.CPUs)
 	case s.MemoryMiB < 1:
 		return bad("memory_mib", "must be at least 1 (got %d)", s.MemoryMiB)
+	case len(s.Cluster) > 64 || strings.IndexFunc(s.Cluster, func(r rune) bool {
+		return !(r < unicode.MaxASCII && (unicode.IsLetter(r) || unicode.IsDigit(r) || r == '-'))
+	}) >= 0:
+		return bad("cluster", "must be a cluster id: at most 64 ASCII letters, digits and '-' (got %q)", s.Cluster)
 	}
 	return s.Boot.Validate()
 }
@@ -72,7 +76,7 @@ func (b Boot) Needs() []Capability {
 
 // Equal reports whether two specs define the same domain.
 func (s DomainSpec) Equal(o DomainSpec) bool {
-	return s.Name == o.Name && s.VMID == o.VMID && s.Epoch == o.Epoch &&
+	return s.Name == o.Name && s.VMID == o.VMID && s.Epoch == o.Epoch && s.Cluster == o.Cluster &&
 		s.CPUs == o.CPUs && s.MemoryMiB == o.MemoryMiB && s.Boot.normal() == o.Boot.normal()
 }
 

@@ -62,6 +62,31 @@ type HostStatus struct {
 	Driver    string    `json:"driver,omitempty"`
 	Reason    string    `json:"reason,omitempty"`
 	Since     time.Time `json:"since,omitzero"`
+	// ForeignDomains names Kumoi domains on the host that belong to
+	// another cluster: the worker leaves them alone (never stops, starts
+	// or removes them). The list is capped to what fits in gossip
+	// metadata; ForeignDomainCount is how many the worker saw in all.
+	ForeignDomains     []string `json:"foreign_domains,omitempty"`
+	ForeignDomainCount int      `json:"foreign_domain_count,omitempty"`
+}
+
+// MaxForeignDomains bounds HostStatus.ForeignDomains.
+const MaxForeignDomains = 32
+
+// SameObservation reports whether two host statuses say the same thing
+// (Since included).
+func (s *HostStatus) SameObservation(o *HostStatus) bool {
+	if len(s.ForeignDomains) != len(o.ForeignDomains) {
+		return false
+	}
+	for i := range s.ForeignDomains {
+		if s.ForeignDomains[i] != o.ForeignDomains[i] {
+			return false
+		}
+	}
+	a, b := s, o
+	return a.State == b.State && a.Address == b.Address && a.Capacity == b.Capacity && a.Allocated == b.Allocated &&
+		a.Driver == b.Driver && a.Reason == b.Reason && a.Since.Equal(b.Since) && a.ForeignDomainCount == b.ForeignDomainCount
 }
 
 func init() {

@@ -3,8 +3,10 @@
 #
 # Idempotent and quick when everything is already present:
 #   1. Debian packages the tests and drivers use (libvirt's client library and
-#      virsh for the libvirt driver, iptables and iproute2 for the chaos
-#      harness's partitions), installed with apt-get when running as root;
+#      virsh for the libvirt driver, libvirtd for the tests whose domains must
+#      outlive a worker (they start their own, serving only libvirt's test
+#      driver: no system service is enabled), iptables and iproute2 for the
+#      chaos harness's partitions), installed with apt-get when running as root;
 #   2. the Go modules listed in go.mod (go mod download);
 #   3. staticcheck, pinned to STATICCHECK_VERSION, into $(go env GOPATH)/bin.
 #
@@ -14,7 +16,7 @@
 set -euo pipefail
 
 STATICCHECK_VERSION="${STATICCHECK_VERSION:-v0.8.2}"
-APT_PACKAGES=(libvirt0 libvirt-clients iptables iproute2)
+APT_PACKAGES=(libvirt0 libvirt-clients libvirt-daemon iptables iproute2)
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
 

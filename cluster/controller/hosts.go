@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -41,6 +42,8 @@ func (c *Controller) syncHosts(ctx context.Context, markUnknown bool) {
 			Name: m.Meta.ID, State: resource.HostReady, Address: m.Addr, Driver: m.Meta.Driver,
 			Capacity: resource.Resources{CPUs: m.Meta.CPUs, MemoryMiB: m.Meta.MemoryMiB},
 			Labels:   m.Meta.Labels,
+			// The worker's domains of another cluster, left alone.
+			ForeignDomains: foreignNames(m.Meta.Foreign), ForeignDomainCount: max(m.Meta.ForeignCount, len(foreignNames(m.Meta.Foreign))),
 		}
 		switch m.Status {
 		case membership.StatusAlive, membership.StatusSuspect:
@@ -79,9 +82,26 @@ func (c *Controller) syncHosts(ctx context.Context, markUnknown bool) {
 			continue
 		}
 		want := fsm.HostStateRequest{Name: h.Name, State: resource.HostDown, Address: hs.Address,
-			Capacity: hs.Capacity, Driver: hs.Driver, Reason: "the worker is not in the gossip pool"}
+			Capacity: hs.Capacity, Driver: hs.Driver, Reason: "the worker is not in the gossip pool",
+			ForeignDomains: hs.ForeignDomains, ForeignDomainCount: hs.ForeignDomainCount}
 		c.proposeHostState(ctx, st, want)
 	}
+}
+
+// foreignNames is a worker's advertised list of foreign domains as the
+// host status may hold it (at most resource.MaxForeignDomains names; gossip
+// metadata from a misbehaving agent is not trusted to be small).
+func foreignNames(names []string) []string {
+	var out []string
+	for _, n := range names {
+		if len(out) == resource.MaxForeignDomains {
+			break
+		}
+		if n != "" && len(n) <= 253 {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // proposeHostState writes want unless the host already looks like that.
@@ -89,7 +109,8 @@ func (c *Controller) proposeHostState(ctx context.Context, st *fsm.Store, want f
 	if cur, _ := st.Get(nil, resource.KindHost, want.Name); cur != nil {
 		hs, err := resource.DecodeStatus[resource.HostStatus](cur)
 		if err == nil && hs.State == want.State && hs.Address == want.Address && hs.Capacity == want.Capacity &&
-			hs.Driver == want.Driver && hs.Reason == want.Reason {
+			hs.Driver == want.Driver && hs.Reason == want.Reason &&
+			slices.Equal(hs.ForeignDomains, want.ForeignDomains) && hs.ForeignDomainCount == want.ForeignDomainCount {
 			return
 		}
 	} else if want.State != resource.HostReady {

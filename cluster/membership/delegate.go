@@ -20,8 +20,10 @@ type Delegate struct {
 	onChange func()
 	logger   hclog.Logger
 
-	refusedMu sync.Mutex
-	refused   map[string]time.Time // peer → when its refusal was last logged
+	refusedMu   sync.Mutex
+	refused     map[string]time.Time // peer → when its refusal was last logged
+	refusals    uint64               // peers refused so far
+	lastRefusal error                // the latest refusal
 
 	mu   sync.Mutex
 	meta Meta
@@ -116,14 +118,30 @@ func (d *Delegate) NotifyMerge(peers []*memberlist.Node) error {
 // ErrOtherCluster: a peer belongs to another cluster.
 var ErrOtherCluster = errors.New("the peer belongs to another cluster")
 
+// OtherClusterError is a refusal of a peer of another cluster; it wraps
+// ErrOtherCluster.
+type OtherClusterError struct {
+	Peer, Address string
+	PeerCluster   string // the peer's cluster
+	Cluster       string // this agent's
+}
+
+func (e *OtherClusterError) Error() string {
+	return fmt.Sprintf("%v: %s (%s) is in cluster %s, this agent in cluster %s", ErrOtherCluster, e.Peer, e.Address, e.PeerCluster, e.Cluster)
+}
+
+func (e *OtherClusterError) Unwrap() error { return ErrOtherCluster }
+
 func (d *Delegate) checkCluster(peer *memberlist.Node) error {
 	theirs := DecodeMeta(peer.Name, peer.Meta).Cluster
 	mine := d.Meta().Cluster
 	if mine == "" || theirs == "" || mine == theirs {
 		return nil
 	}
-	err := fmt.Errorf("%w: %s (%s) is in cluster %s, this agent in cluster %s", ErrOtherCluster, peer.Name, peer.Address(), theirs, mine)
+	err := &OtherClusterError{Peer: peer.Name, Address: peer.Address(), PeerCluster: theirs, Cluster: mine}
 	d.refusedMu.Lock()
+	d.refusals++
+	d.lastRefusal = err
 	last, seen := d.refused[peer.Name]
 	if !seen || time.Since(last) > 30*time.Second {
 		d.refused[peer.Name] = time.Now()
@@ -134,6 +152,14 @@ func (d *Delegate) checkCluster(peer *memberlist.Node) error {
 		d.refusedMu.Unlock()
 	}
 	return err
+}
+
+// refusalCount returns how many peers were refused so far and the latest
+// refusal.
+func (d *Delegate) refusalCount() (uint64, error) {
+	d.refusedMu.Lock()
+	defer d.refusedMu.Unlock()
+	return d.refusals, d.lastRefusal
 }
 
 func (d *Delegate) event(n *memberlist.Node, status string) {

@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -130,6 +131,42 @@ func Join(ml *memberlist.Memberlist, join []string, logger hclog.Logger, done <-
 	}
 	return false
 }
+
+// JoinCluster is Join for an agent that knows its cluster and must not
+// keep knocking at another one: it returns nil once joined; an error
+// wrapping ErrOtherCluster (naming both identities) when an attempt
+// reached no agent of this cluster and d refused an agent of another one
+// (the --join addresses belong to another cluster); or ErrJoinAborted
+// when done is closed first. memberlist flattens the delegate's errors
+// into text, so the refusal is taken from d.
+func JoinCluster(ml *memberlist.Memberlist, d *Delegate, join []string, logger hclog.Logger, done <-chan struct{}) error {
+	backoff := 200 * time.Millisecond
+	for {
+		if len(join) == 0 {
+			return ErrJoinAborted
+		}
+		before, _ := d.refusalCount()
+		n, err := ml.Join(join)
+		if n > 0 {
+			logger.Info("joined the gossip pool", "contacted", n)
+			return nil
+		}
+		if after, refusal := d.refusalCount(); after > before && refusal != nil {
+			return refusal
+		}
+		logger.Warn("could not join the gossip pool yet; retrying", "join", join, "error", err)
+		select {
+		case <-done:
+			return ErrJoinAborted
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// ErrJoinAborted: JoinCluster was stopped (or had no address) before it
+// joined.
+var ErrJoinAborted = errors.New("gossip join aborted")
 
 // Reconnect heals gossip after a partition. memberlist stops probing a
 // member it declared dead, so two sides that lost each other never merge

@@ -44,6 +44,11 @@ type Meta struct {
 	Driver    string            `json:"driver,omitempty"`
 	Ready     bool              `json:"ready,omitempty"`
 	Labels    map[string]string `json:"labels,omitempty"`
+	// Foreign names Kumoi domains on the worker's host that belong to
+	// another cluster (left alone), as many as fit in the metadata;
+	// ForeignCount is how many there are in all.
+	Foreign      []string `json:"foreign,omitempty"`
+	ForeignCount int      `json:"foreign_count,omitempty"`
 }
 
 // Encode returns m as gossip metadata, or an error if it exceeds

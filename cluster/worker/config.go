@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -46,7 +47,11 @@ type Config struct {
 	HealthInterval time.Duration
 	// ShutdownGrace is how long a guest may take to power off (10s).
 	ShutdownGrace time.Duration
-	Logger        hclog.Logger
+	// DataDir is where the worker keeps what it must remember across
+	// restarts: the identity of its cluster (ClusterIDFile). Empty: it
+	// keeps nothing and learns its cluster anew at every start.
+	DataDir string
+	Logger  hclog.Logger
 }
 
 // validate checks cfg and fills in the defaults.
@@ -86,6 +91,11 @@ func (cfg *Config) validate() error {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.DataDir != "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return fmt.Errorf("--data-dir: %w", err)
+		}
 	}
 	return nil
 }

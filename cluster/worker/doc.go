@@ -4,7 +4,7 @@
 // the controllers (linearizable reads through the client SDK), makes the
 // real domains match (define, start, stop, suspend, reboot, destroy what is
 // no longer its own), reports what really happened, and fences (destroys
-// every Kumoi domain here) when it loses the controller quorum for longer
+// every Kumoi domain of its cluster here) when it loses the controller quorum for longer
 // than fence-after or learns that its host was marked gone.
 //
 // Where things are:
@@ -15,6 +15,8 @@
 //   - vm.go         one VM: its domain's power, changes behind Kumoi's back, reports
 //   - shutdowns.go  graceful shutdowns running in the background
 //   - fence.go      fencing and removing stale domains
+//   - identity.go   the cluster identity: data directory, learning it,
+//     the refusal, foreign domains (another cluster's: never touched)
 //
 // The worker talks to the controllers only through package client and
 // gossip (cluster/membership). It must not import fsm, hashicorp/raft,

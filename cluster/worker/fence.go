@@ -26,7 +26,8 @@ func (w *Worker) removeDomain(ctx context.Context, d hypervisor.DomainInfo) bool
 	return true
 }
 
-// fence destroys every Kumoi domain on this host.
+// fence destroys every Kumoi domain of this worker's cluster on this host
+// (another cluster's are not its to stop).
 func (w *Worker) fence(ctx context.Context) {
 	w.fenced = true
 	doms, err := w.drv.List(ctx)
@@ -34,7 +35,7 @@ func (w *Worker) fence(ctx context.Context) {
 		return
 	}
 	for _, d := range doms {
-		if d.Kumoi && d.State.Active() {
+		if d.Kumoi && d.State.Active() && !w.isForeign(d) {
 			w.cancelShutdown(d.Name)
 			w.stopping[d.Name] = true
 			if err := w.drv.Destroy(ctx, d.Name); err != nil {

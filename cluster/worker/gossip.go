@@ -2,6 +2,8 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"strings"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/kumoi/kumoi/client"
 	"github.com/kumoi/kumoi/cluster/membership"
+	"github.com/kumoi/kumoi/resource"
 )
 
 // capacity is the host's capacity: the configured override, else what the
@@ -34,10 +37,25 @@ func (w *Worker) capacity(ctx context.Context) (int, int64) {
 func (w *Worker) meta(ctx context.Context, ready bool) membership.Meta {
 	cpus, mem := w.capacity(ctx)
 	w.mu.Lock()
-	leaving := w.leaving
+	leaving, cluster, foreign := w.leaving, w.cluster, w.foreign
 	w.mu.Unlock()
-	return membership.Meta{ID: w.cfg.NodeID, Role: membership.RoleWorker, CPUs: cpus, MemoryMiB: mem,
-		Driver: w.cfg.DriverName, Ready: ready, Labels: w.cfg.Labels, Leaving: leaving}
+	m := membership.Meta{ID: w.cfg.NodeID, Role: membership.RoleWorker, Cluster: cluster, CPUs: cpus, MemoryMiB: mem,
+		Driver: w.cfg.DriverName, Ready: ready, Labels: w.cfg.Labels, Leaving: leaving, ForeignCount: len(foreign)}
+	// Name as many foreign domains as fit, with room for the flags that
+	// come and go (ready, leaving) and for the capacity to grow.
+	probe := m
+	probe.Ready, probe.Leaving, probe.CPUs, probe.MemoryMiB = true, true, 1<<20, 1<<50
+	for _, n := range foreign {
+		if len(m.Foreign) == resource.MaxForeignDomains {
+			break
+		}
+		probe.Foreign = append(m.Foreign[:len(m.Foreign):len(m.Foreign)], n)
+		if b, err := json.Marshal(probe); err != nil || len(b) > membership.MaxMetaBytes {
+			break
+		}
+		m.Foreign = probe.Foreign
+	}
+	return m
 }
 
 // advertise updates the worker's gossip metadata (ready or not) and sends
@@ -77,8 +95,15 @@ func (w *Worker) joinGossip(ctx context.Context) error {
 	w.mu.Lock()
 	w.gossip = g
 	w.mu.Unlock()
-	if !membership.Join(g, w.cfg.Join, w.logger, ctx.Done()) && ctx.Err() != nil {
-		return ctx.Err()
+	if len(w.cfg.Join) > 0 {
+		// A worker that remembers its cluster is refused by (and
+		// refuses) agents of another: it does not start then.
+		if err := membership.JoinCluster(g, d, w.cfg.Join, w.logger, ctx.Done()); err != nil {
+			if errors.Is(err, membership.ErrOtherCluster) {
+				return w.joinRefusal(err)
+			}
+			return ctx.Err()
+		}
 	}
 	w.logger.Info("in the gossip pool; reconciling before reporting ready")
 	w.wg.Add(1)

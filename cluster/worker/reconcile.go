@@ -117,6 +117,7 @@ func (w *Worker) converge(ctx context.Context) {
 		w.logger.Warn("cannot list domains", "error", err)
 		return
 	}
+	w.noteForeign(ctx, doms)
 	w.removeStale(ctx, doms, want.vms)
 	reports := w.convergeVMs(ctx, doms, want.vms)
 	if !w.ready {
@@ -157,8 +158,8 @@ func (w *Worker) readDesired(ctx context.Context, c *client.Client) (desired, er
 	return d, nil
 }
 
-// removeStale destroys and undefines the Kumoi domains that are no longer
-// this host's, before anything is started. The controllers freed their
+// removeStale destroys and undefines the Kumoi domains (of this worker's
+// cluster) that are no longer this host's, before anything is started. The controllers freed their
 // reservation when they were deleted or moved and may have placed other
 // VMs in it (the chaos harness caught a host over capacity when starts
 // came first). If one cannot be removed, nothing is started this pass.
@@ -170,7 +171,7 @@ func (w *Worker) removeStale(ctx context.Context, doms []hypervisor.DomainInfo, 
 		}
 	}
 	for _, d := range doms {
-		if !d.Kumoi || mine[d.Name] {
+		if !d.Kumoi || mine[d.Name] || w.isForeign(d) {
 			continue
 		}
 		w.logger.Info("destroying a domain that is no longer assigned to this host", "domain", d.Name, "epoch", d.Epoch)

@@ -25,6 +25,10 @@ type vmPass struct {
 func (w *Worker) convergeVM(ctx context.Context, o *resource.Object, spec *resource.VMSpec, st *resource.VMStatus, d hypervisor.DomainInfo, exists bool) (resource.VMReport, bool) {
 	v := &vmPass{o: o, spec: spec, st: st, name: hypervisor.DomainName(o.Name), d: d,
 		rep: resource.VMReport{VM: o.Name, Epoch: st.Epoch}}
+	if exists && w.isForeign(d) {
+		// The name is held by a domain of another cluster: never touch it.
+		return w.fail(v, "domain "+v.name+" on this host belongs to another cluster ("+d.Cluster+") and is left alone; this VM cannot run here")
+	}
 	if exists && d.Kumoi && d.VMID != o.ID && d.State.Active() {
 		// Same name, another VM (deleted and recreated): replace it.
 		w.removeDomain(ctx, d)
@@ -33,7 +37,7 @@ func (w *Worker) convergeVM(ctx context.Context, o *resource.Object, spec *resou
 	if w.failed[o.Name] == st.Epoch && st.Phase == resource.PhaseFailed {
 		return v.rep, false // stay failed until re-placed or changed
 	}
-	if !exists || d.Epoch != st.Epoch || d.VMID != o.ID {
+	if !exists || d.Epoch != st.Epoch || d.VMID != o.ID || d.Cluster != w.ClusterID() {
 		if err := w.define(ctx, v); err != nil {
 			return w.fail(v, "define failed: "+err.Error())
 		}
@@ -66,7 +70,7 @@ func (w *Worker) fail(v *vmPass, reason string) (resource.VMReport, bool) {
 
 // define defines the VM's domain for its current placement (epoch).
 func (w *Worker) define(ctx context.Context, v *vmPass) error {
-	ds := hypervisor.DomainSpec{Name: v.name, VMID: v.o.ID, Epoch: v.st.Epoch, CPUs: v.spec.CPUs, MemoryMiB: v.spec.MemoryMiB}
+	ds := hypervisor.DomainSpec{Name: v.name, VMID: v.o.ID, Epoch: v.st.Epoch, Cluster: w.ClusterID(), CPUs: v.spec.CPUs, MemoryMiB: v.spec.MemoryMiB}
 	if b := v.spec.Boot; b != nil {
 		ds.Boot = hypervisor.Boot{Image: b.Image, ImageFormat: hypervisor.ImageFormat(b.ImageFormat), Kernel: b.Kernel, Initrd: b.Initrd, Cmdline: b.Cmdline}
 	}

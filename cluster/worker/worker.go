@@ -29,17 +29,23 @@ type Worker struct {
 	api      *client.Client
 	apiAddrs string
 	leaving  bool
+	cluster  string   // the cluster's identity, once known
+	foreign  []string // Kumoi domains of another cluster, last pass
+
+	done chan struct{} // closed when the worker has stopped by itself
+	err  error         // why (set before done is closed)
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
 	// reconciler state (reconcile goroutine only)
-	reported    map[string]resource.VMReport // last report per VM
-	stopping    map[string]bool              // domains we are stopping on purpose
-	failed      map[string]uint64            // VMs left failed, by epoch
-	seenUp      map[string]uint64            // VMs seen active (not stopped by us), by epoch
-	fenced      bool
-	lastContact time.Time
+	reported      map[string]resource.VMReport // last report per VM
+	stopping      map[string]bool              // domains we are stopping on purpose
+	failed        map[string]uint64            // VMs left failed, by epoch
+	seenUp        map[string]uint64            // VMs seen active (not stopped by us), by epoch
+	fenced        bool
+	foreignLogged map[string]bool // foreign domains already logged
+	lastContact   time.Time
 	// mayStart: this pass may start domains (the host was read ready or
 	// draining, and every stale domain was removed).
 	mayStart bool
@@ -61,7 +67,13 @@ func Start(cfg Config) (*Worker, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	cluster, err := readClusterID(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
 	w := &Worker{
+		cluster:  cluster,
+		done:     make(chan struct{}),
 		cfg:      cfg,
 		logger:   cfg.Logger.Named("worker").With("host", cfg.NodeID),
 		drv:      cfg.Driver,
@@ -74,11 +86,41 @@ func Start(cfg Config) (*Worker, error) {
 		shutdowns: map[string]*pendingShutdown{},
 		kick:      make(chan struct{}, 1),
 	}
+	switch {
+	case cfg.DataDir == "":
+		w.logger.Info("no --data-dir: this worker keeps no cluster identity across restarts; it learns it from its controllers at every start")
+	case cluster == "":
+		w.logger.Info("no cluster identity recorded yet; learning it from the controllers", "data_dir", cfg.DataDir)
+	default:
+		w.logger.Info("worker of cluster", "cluster", cluster, "data_dir", cfg.DataDir)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
 	w.wg.Add(1)
 	go w.run(ctx)
 	return w, nil
+}
+
+// Done is closed when the worker stops by itself, before Shutdown or
+// Kill: it refused to start (Err says why). A caller runs until Done or
+// its own reason to stop, then calls Shutdown.
+func (w *Worker) Done() <-chan struct{} { return w.done }
+
+// Err is why the worker stopped by itself (nil while it runs).
+func (w *Worker) Err() error {
+	select {
+	case <-w.done:
+		return w.err
+	default:
+		return nil
+	}
+}
+
+// stop records why the worker stops by itself and closes Done.
+func (w *Worker) stop(err error) {
+	w.logger.Error("worker stopping", "error", err)
+	w.err = err
+	close(w.done)
 }
 
 // NodeID is the worker's host name.
@@ -136,7 +178,17 @@ func (w *Worker) run(ctx context.Context) {
 		}
 	}
 	if err := w.joinGossip(ctx); err != nil {
-		w.logger.Error("cannot join the gossip pool", "error", err)
+		if ctx.Err() == nil {
+			w.stop(err)
+		}
+		return
+	}
+	// Nothing is defined, stopped or removed before the worker knows its
+	// cluster: that decides which domains here are its own.
+	if err := w.learnCluster(ctx); err != nil {
+		if ctx.Err() == nil {
+			w.stop(err)
+		}
 		return
 	}
 	w.reconcileLoop(ctx)

@@ -89,6 +89,7 @@ func Run(t *testing.T, newDriver func(t *testing.T) hypervisor.Driver, h Hooks) 
 		{"Unsupported", testUnsupported},
 		{"Stats", testStats},
 		{"Foreign", testForeign},
+		{"ClusterTag", testClusterTag},
 		{"GuestPowerOff", testGuestPowerOff},
 		{"Crash", testCrash},
 		{"ShutdownGrace", testShutdownGrace},
@@ -168,10 +169,13 @@ func (e *env) name() string {
 	return n
 }
 
+// testCluster is the cluster identity test domains are tagged with.
+const testCluster = "0b5e7a52-6f7e-4c55-9d6e-3f2a1c9b8d70"
+
 func (e *env) spec() hypervisor.DomainSpec {
 	n := e.name()
 	return hypervisor.DomainSpec{
-		Name: n, VMID: "vm-" + n, Epoch: 7,
+		Name: n, VMID: "vm-" + n, Epoch: 7, Cluster: testCluster,
 		CPUs: e.h.CPUs, MemoryMiB: e.h.MemoryMiB, Boot: e.h.Boot,
 	}
 }
@@ -410,7 +414,7 @@ func testDefine(e *env) {
 	e.define(s)
 	e.waitEvent(mark, s, hypervisor.EventDefined)
 	in := e.get(s.Name)
-	want := hypervisor.DomainInfo{Name: s.Name, VMID: s.VMID, Epoch: s.Epoch, Kumoi: true,
+	want := hypervisor.DomainInfo{Name: s.Name, VMID: s.VMID, Epoch: s.Epoch, Kumoi: true, Cluster: s.Cluster,
 		State: hypervisor.StateShutoff, CPUs: s.CPUs, MemoryMiB: s.MemoryMiB}
 	in.Reason = ""
 	if in != want {
@@ -770,6 +774,49 @@ func testForeign(e *env) {
 	if in := e.get(n); in.Kumoi {
 		e.t.Fatalf("refused Define tagged the foreign domain: %+v", in)
 	}
+}
+
+// testClusterTag: the cluster identity round-trips through Define, Get
+// and List; a domain defined without one (as builds older than cluster
+// identity did) reads back with none; redefining it with one (a new
+// epoch) tags it, at once while it runs.
+func testClusterTag(e *env) {
+	s := e.spec()
+	s.Cluster = ""
+	e.define(s)
+	if in := e.get(s.Name); !in.Kumoi || in.Cluster != "" || in.VMID != s.VMID {
+		e.t.Fatalf("domain defined without a cluster: got %+v, want tagged with vm %s and no cluster", in, s.VMID)
+	}
+	e.must("Start "+s.Name, e.d.Start(e.ctx(), s.Name))
+	e.waitState(s.Name, hypervisor.StateRunning)
+	s2 := s
+	s2.Epoch++
+	s2.Cluster = testCluster
+	e.must("Define with a cluster while running", e.d.Define(e.ctx(), s2))
+	if in := e.get(s.Name); in.Cluster != testCluster || in.Epoch != s2.Epoch || in.State != hypervisor.StateRunning {
+		e.t.Fatalf("after Define with cluster %s while running: got %+v", testCluster, in)
+	}
+	list, err := e.d.List(e.ctx())
+	e.must("List", err)
+	found := false
+	for _, l := range list {
+		if l.Name == s.Name {
+			found = true
+			if l.Cluster != testCluster {
+				e.t.Fatalf("List shows cluster %q for %s, want %s", l.Cluster, s.Name, testCluster)
+			}
+		}
+	}
+	if !found {
+		e.t.Fatalf("List does not show %s", s.Name)
+	}
+	e.must("Destroy", e.d.Destroy(e.ctx(), s.Name))
+	if in := e.waitState(s.Name, hypervisor.StateShutoff); in.Cluster != testCluster {
+		e.t.Fatalf("after Destroy the domain's cluster is %q, want %s (persistent definition)", in.Cluster, testCluster)
+	}
+	bad := s2
+	bad.Cluster = "not a cluster <id>"
+	e.mustIs("Define with a malformed cluster", e.d.Define(e.ctx(), bad), hypervisor.ErrInvalidSpec)
 }
 
 func testGuestPowerOff(e *env) {

@@ -5,7 +5,9 @@
 // builds, but New fails with hypervisor.ErrUnsupported.
 //
 // Domains are named "kumoi-<vm name>" and carry a metadata element in the
-// Kumoi namespace (Namespace) with the VM id and placement epoch. Domain XML
+// Kumoi namespace (Namespace) with the VM id, the placement epoch and the
+// identity of the cluster that defined it (none for domains defined by
+// older builds). Domain XML
 // is built and read with libvirt.org/go/libvirtxml. Lifecycle events come
 // from libvirt's default event loop, which the package starts once per
 // process. A lost connection is noticed (close callback, keepalive, failed

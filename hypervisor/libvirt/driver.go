@@ -265,8 +265,8 @@ func (d *Driver) Define(ctx context.Context, spec hypervisor.DomainSpec) error {
 			if err != nil && !isCode(err, lv.ERR_NO_DOMAIN_METADATA) {
 				return d.fail(c, gen, what, err)
 			}
-			want := tag{VMID: spec.VMID, Epoch: spec.Epoch}
-			if lt := parseTag(live); lt.VMID != want.VMID || lt.Epoch != want.Epoch {
+			want := tagOf(spec)
+			if lt := parseTag(live); lt != want {
 				m, err := want.marshal()
 				if err != nil {
 					return fmt.Errorf("%s: %w", what, err)
@@ -289,7 +289,7 @@ func (d *Driver) Define(ctx context.Context, spec hypervisor.DomainSpec) error {
 	default:
 		return d.fail(c, gen, what, err)
 	}
-	d.rememberTag(spec.Name, tag{VMID: spec.VMID, Epoch: spec.Epoch})
+	d.rememberTag(spec.Name, tagOf(spec))
 	return nil
 }
 
@@ -551,7 +551,7 @@ func (d *Driver) inspect(dom *lv.Domain) (hypervisor.DomainInfo, error) {
 		d.rememberTag(p.name, p.tag)
 	}
 	return hypervisor.DomainInfo{
-		Name: p.name, VMID: p.tag.VMID, Epoch: p.tag.Epoch, Kumoi: p.tag.ok(),
+		Name: p.name, VMID: p.tag.VMID, Epoch: p.tag.Epoch, Kumoi: p.tag.ok(), Cluster: p.tag.Cluster,
 		State: st, Reason: reason, CPUs: p.cpus, MemoryMiB: p.memoryMiB,
 	}, nil
 }

@@ -245,7 +245,7 @@ func TestDomainXML(t *testing.T) {
 			Boot: hypervisor.Boot{Image: "/images/disk.qcow2"}},
 		{Name: "kumoi-raw", VMID: "id-raw", Epoch: 4, CPUs: 1, MemoryMiB: 128,
 			Boot: hypervisor.Boot{Image: "/images/disk.img", ImageFormat: hypervisor.ImageRaw}},
-		{Name: "kumoi-kernel", VMID: "id-kernel", Epoch: 5, CPUs: 1, MemoryMiB: 96,
+		{Name: "kumoi-kernel", VMID: "id-kernel", Epoch: 5, CPUs: 1, MemoryMiB: 96, Cluster: "5d8a2c1e-0f4b-4e7a-9c3d-2b1a0e9f8c7d",
 			Boot: hypervisor.Boot{Kernel: "/boot/vmlinuz", Initrd: "/boot/initrd.img", Cmdline: "console=ttyS0 quiet"}},
 	}
 	for _, s := range specs {
@@ -293,7 +293,7 @@ func TestDomainXML(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if tg := parseTag(m); tg.VMID != s.VMID || tg.Epoch != s.Epoch {
+			if tg := parseTag(m); tg.VMID != s.VMID || tg.Epoch != s.Epoch || tg.Cluster != s.Cluster {
 				return fmt.Errorf("GetMetadata(%s) = %q: tag %+v", Namespace, m, tg)
 			}
 			return nil
@@ -376,5 +376,43 @@ func TestEventMapping(t *testing.T) {
 		if st, r := state(c.s, c.r); st != c.state || r != c.reason {
 			t.Errorf("state(%d, %d) = %s, %s; want %s, %s", c.s, c.r, st, r, c.state, c.reason)
 		}
+	}
+}
+
+// TestTagXML: the Kumoi element carries the cluster identity; an element
+// written by a build older than cluster identity (no <cluster>) reads back
+// with an empty cluster, from the domain XML and from GetMetadata alike.
+func TestTagXML(t *testing.T) {
+	const id = "5d8a2c1e-0f4b-4e7a-9c3d-2b1a0e9f8c7d"
+	m, err := tag{VMID: "vm", Epoch: 9, Cluster: id}.marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "<cluster>" + id + "</cluster>"; !bytes.Contains([]byte(m), []byte(want)) {
+		t.Fatalf("tag element %s does not hold %s", m, want)
+	}
+	if got := findTag("<metadata>" + m + "</metadata>"); got.Cluster != id || got.VMID != "vm" || got.Epoch != 9 {
+		t.Fatalf("findTag(%s) = %+v", m, got)
+	}
+	if got := parseTag(`<instance><vm-id>vm</vm-id><epoch>9</epoch><cluster>` + id + `</cluster></instance>`); got.Cluster != id {
+		t.Fatalf("parseTag lost the cluster: %+v", got)
+	}
+	old := `<instance xmlns="https://kumoi.dev/xmlns/domain/1"><vm-id>vm</vm-id><epoch>9</epoch></instance>`
+	if got := findTag("<metadata>" + old + "</metadata>"); !got.ok() || got.Cluster != "" || got.Epoch != 9 {
+		t.Fatalf("an older build's element read back as %+v, want vm-id vm, epoch 9, no cluster", got)
+	}
+	if got := parseTag(`<instance><vm-id>vm</vm-id><epoch>9</epoch></instance>`); !got.ok() || got.Cluster != "" {
+		t.Fatalf("an older build's element (GetMetadata) read back as %+v", got)
+	}
+	x, err := domainXML(hypervisor.DomainSpec{Name: "kumoi-old", VMID: "vm", Epoch: 9, CPUs: 1, MemoryMiB: 64}, "test", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := parseDomainXML(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.tag.Cluster != "" || bytes.Contains([]byte(x), []byte("<cluster>")) {
+		t.Fatalf("a spec without a cluster wrote one:\n%s", x)
 	}
 }

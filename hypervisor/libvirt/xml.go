@@ -13,14 +13,22 @@ import (
 	"github.com/kumoi/kumoi/hypervisor"
 )
 
-// tag is the Kumoi metadata element of a domain.
+// tag is the Kumoi metadata element of a domain: the VM id, the placement
+// epoch and the cluster identity (absent in domains defined by builds
+// older than cluster identity, which read back with an empty cluster).
 type tag struct {
 	XMLName xml.Name `xml:"https://kumoi.dev/xmlns/domain/1 instance"`
 	VMID    string   `xml:"vm-id"`
 	Epoch   uint64   `xml:"epoch"`
+	Cluster string   `xml:"cluster,omitempty"`
 }
 
 func (t tag) ok() bool { return t.VMID != "" }
+
+// tagOf is the tag a domain defined from spec carries.
+func tagOf(spec hypervisor.DomainSpec) tag {
+	return tag{VMID: spec.VMID, Epoch: spec.Epoch, Cluster: spec.Cluster}
+}
 
 // marshal renders the element for <metadata> or virDomainSetMetadata.
 func (t tag) marshal() (string, error) {
@@ -38,11 +46,12 @@ func parseTag(s string) tag {
 		XMLName xml.Name
 		VMID    string `xml:"vm-id"`
 		Epoch   uint64 `xml:"epoch"`
+		Cluster string `xml:"cluster"`
 	}
 	if err := xml.Unmarshal([]byte(s), &body); err != nil || body.XMLName.Local != "instance" {
 		return tag{}
 	}
-	return tag{VMID: body.VMID, Epoch: body.Epoch}
+	return tag{VMID: body.VMID, Epoch: body.Epoch, Cluster: body.Cluster}
 }
 
 // findTag finds the Kumoi element, by namespace, among the children of a
@@ -69,7 +78,7 @@ func findTag(s string) tag {
 // domainXML builds the definition of spec. uuid keeps an existing domain's
 // identity when it is redefined ("" lets libvirt choose one).
 func domainXML(spec hypervisor.DomainSpec, domType, uuid, consoleLogDir string) (string, error) {
-	meta, err := tag{VMID: spec.VMID, Epoch: spec.Epoch}.marshal()
+	meta, err := tagOf(spec).marshal()
 	if err != nil {
 		return "", err
 	}
@@ -130,7 +139,7 @@ type parsed struct {
 
 // spec is the DomainSpec the XML was (or could have been) defined from.
 func (p parsed) spec() hypervisor.DomainSpec {
-	return hypervisor.DomainSpec{Name: p.name, VMID: p.tag.VMID, Epoch: p.tag.Epoch,
+	return hypervisor.DomainSpec{Name: p.name, VMID: p.tag.VMID, Epoch: p.tag.Epoch, Cluster: p.tag.Cluster,
 		CPUs: p.cpus, MemoryMiB: p.memoryMiB, Boot: p.boot}
 }
 

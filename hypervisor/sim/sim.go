@@ -549,7 +549,7 @@ func (dom *domain) info(name string) hypervisor.DomainInfo {
 		CPUs: dom.spec.CPUs, MemoryMiB: dom.spec.MemoryMiB,
 	}
 	if dom.kumoi {
-		in.VMID, in.Epoch = dom.spec.VMID, dom.spec.Epoch
+		in.VMID, in.Epoch, in.Cluster = dom.spec.VMID, dom.spec.Epoch, dom.spec.Cluster
 	}
 	if dom.state.Active() {
 		in.CPUs, in.MemoryMiB = dom.cpus, dom.memMiB
