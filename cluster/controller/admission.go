@@ -22,7 +22,7 @@ import (
 // The operator removes the old server first (kumoi cluster remove ID);
 // then the node joins as a new server.
 
-// ErrStillAServer: this new node's id is a server of the cluster already.
+// ErrStillAServer: this new node's id is a voter of the cluster already.
 var ErrStillAServer = errors.New("this node's id is still a server of the cluster")
 
 // Failed is closed when the controller has failed in a way that needs the
@@ -78,7 +78,7 @@ func (c *Controller) admit() {
 }
 
 // checkAdmission reports whether this new node may advertise its Raft
-// address: its id is not a server of the cluster the other controllers
+// address: its id is not a voter of the cluster the other controllers
 // belong to, or it was started to bootstrap a cluster (--bootstrap-expect
 // N), N controllers are in the pool and none belongs to a cluster yet.
 func (c *Controller) checkAdmission() (bool, error) {
@@ -103,7 +103,10 @@ func (c *Controller) checkAdmission() (bool, error) {
 			lastErr = fmt.Errorf("cannot read the raft configuration through %s: %w", m.Meta.ID, err)
 			continue
 		}
-		if i := slices.IndexFunc(cl.Servers, func(s resource.Server) bool { return s.ID == c.cfg.NodeID }); i >= 0 {
+		// Only a voter's place matters: a non-voter has no vote to forget
+		// and no say in commits, so a new node may take it (it replicates
+		// the log and is promoted like any new server).
+		if i := slices.IndexFunc(cl.Servers, func(s resource.Server) bool { return s.ID == c.cfg.NodeID && s.Voter }); i >= 0 {
 			return false, fmt.Errorf("%w: node id %s is a %s of cluster %s (at %s), and this node starts with an empty data directory (%s): "+
 				"it would take that server's place with an empty log. If the old node is gone for good, run "+
 				"'kumoi cluster remove %s' on the cluster first; then start this node again and it joins as a new server",
