@@ -181,18 +181,26 @@ func controllerConfig(c *cli.Context, nodeID string, logger hclog.Logger) (contr
 // the worker (if any) and the controller.
 func serveController(ctx context.Context, c *cli.Context, logger hclog.Logger, a *agent.Agent, w *worker.Worker) error {
 	fmt.Fprintf(c.App.Writer, "kumoi controller %s: API on http://%s\n", a.Controller().NodeID(), a.APIAddr())
+	var halted error
 	select {
 	case <-ctx.Done():
 	case err := <-a.Served():
 		logger.Error("API server stopped", "error", err)
+	case <-a.Halted():
+		// Out of service: exit non-zero, saying why (docs/architecture.md).
+		halted = fmt.Errorf("controller %s halted: %w", a.Controller().NodeID(), a.HaltErr())
 	}
-	return shutdownWithSecondSignal(logger, func(ctx context.Context) error {
+	err := shutdownWithSecondSignal(logger, func(ctx context.Context) error {
 		var errs []error
 		if w != nil {
 			errs = append(errs, w.Shutdown(ctx))
 		}
 		return errors.Join(append(errs, a.Shutdown(ctx))...)
 	})
+	if halted != nil {
+		return halted
+	}
+	return err
 }
 
 func runDev(ctx context.Context, c *cli.Context, logger hclog.Logger) error {
