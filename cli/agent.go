@@ -205,6 +205,9 @@ func serveController(ctx context.Context, c *cli.Context, logger hclog.Logger, a
 		logger.Error("API server stopped", "error", err)
 	case <-a.Controller().Failed():
 		failure = a.Controller().FailErr()
+	case <-a.Halted():
+		// Out of service: exit non-zero, saying why (docs/architecture.md).
+		failure = fmt.Errorf("controller %s halted: %w", a.Controller().NodeID(), a.HaltErr())
 	case <-workerDone:
 		// The worker refused to start: so does the agent.
 		failure = w.Err()

@@ -8,12 +8,15 @@ import (
 	"io"
 )
 
-// applier applies one command, given its JSON payload, in w.
-type applier func(w *writer, payload []byte) error
+// applier decodes one command's JSON payload (strictly: decodePayload)
+// and returns the function that applies it in a writer. A decoding error
+// means this build cannot understand the entry (the FSM halts); the
+// returned function's errors are business errors.
+type applier func(payload []byte) (func(w *writer) error, error)
 
 // appliers is the registry of commands: the applier of every message type
 // this build knows, except BatchRequestType, the envelope of the others
-// (applyCommand and writer.batch handle it). A type that is not here is
+// (decode and decodeBatch handle it). A type that is not here is
 // unknown (ErrUnknownCommand). To add a command, give it a new
 // MessageType (append-only), list it in MessageTypes and name it in
 // MessageType.String, and register its applier here.
@@ -33,55 +36,92 @@ var appliers = map[MessageType]applier{
 }
 
 // decoded makes the applier of a command whose payload is a T: it
-// decodes the payload strictly (decodePayload) into a new T and passes it
-// to fn.
+// decodes the payload strictly (decodePayload) into a new T, and the
+// function it returns passes it to fn.
 func decoded[T any](fn func(*writer, *T) error) applier {
-	return func(w *writer, payload []byte) error {
+	return func(payload []byte) (func(*writer) error, error) {
 		var req T
 		if err := decodePayload(payload, &req); err != nil {
-			return err
+			return nil, err
 		}
-		return fn(w, &req)
+		return func(w *writer) error { return fn(w, &req) }, nil
 	}
 }
 
-// op applies one command that is not a batch.
-func (w *writer) op(t MessageType, payload []byte) error {
-	apply, ok := appliers[t]
+// decode decodes a log entry's command, a batch's included, and returns
+// the function that applies it. Its error means the entry is not
+// understood: an unknown type (ErrUnknownCommand; the caller skips it
+// when the type has IgnoreUnknownTypeFlag) or a payload that does not
+// decode (ErrBadPayload). It depends on the entry's bytes only.
+func decode(t MessageType, payload []byte) (func(*writer) error, error) {
+	if t == BatchRequestType {
+		return decodeBatch(payload)
+	}
+	dec, ok := appliers[t]
 	if !ok {
-		return fmt.Errorf("%w %d", ErrUnknownCommand, uint8(t))
+		return nil, fmt.Errorf("%w %d", ErrUnknownCommand, uint8(t))
 	}
-	return apply(w, payload)
+	return dec(payload)
 }
 
-// batch applies a BatchRequest's operations in order, in w: the first
-// that fails fails the batch (the caller then drops w's writes).
-func (w *writer) batch(payload []byte) error {
+// batchOp is a decoded operation of a batch.
+type batchOp struct {
+	i   int
+	t   MessageType
+	run func(*writer) error
+}
+
+// decodeBatch decodes a BatchRequest and every one of its operations
+// (those of an unknown type with IgnoreUnknownTypeFlag are skipped, as a
+// single ignorable entry is, so old and new nodes agree on the rest). The
+// function it returns applies the operations in order, in w: the first
+// that fails fails the batch (the caller then drops w's writes). An
+// empty, oversized or nested batch is understood, and refused when
+// applied.
+func decodeBatch(payload []byte) (func(*writer) error, error) {
 	var req BatchRequest
 	if err := decodePayload(payload, &req); err != nil {
-		return err
-	}
-	if len(req.Ops) == 0 {
-		return fmt.Errorf("%w: batch has no operations", ErrBadPayload)
+		return nil, err
 	}
 	if len(req.Ops) > MaxBatchOps {
-		return fmt.Errorf("%w: batch has %d operations; the limit is %d", ErrBadPayload, len(req.Ops), MaxBatchOps)
+		n := len(req.Ops)
+		return func(*writer) error {
+			return fmt.Errorf("%w: batch has %d operations; the limit is %d", ErrBadPayload, n, MaxBatchOps)
+		}, nil
 	}
+	ops := make([]batchOp, 0, len(req.Ops))
+	nested := -1
 	for i, op := range req.Ops {
 		if op.Type == BatchRequestType {
-			return fmt.Errorf("%w: batch operation %d: batches do not nest", ErrBadPayload, i)
+			if nested < 0 {
+				nested = i
+			}
+			continue
 		}
-		err := w.op(op.Type, op.Payload)
+		run, err := decode(op.Type, op.Payload)
 		if errors.Is(err, ErrUnknownCommand) && op.Type&IgnoreUnknownTypeFlag != 0 {
-			// Skip only this op, as a single ignorable entry is
-			// skipped, so old and new nodes agree on the rest.
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("batch operation %d (%s): %w", i, op.Type, err)
+			return nil, fmt.Errorf("batch operation %d (%s): %w", i, op.Type, err)
 		}
+		ops = append(ops, batchOp{i: i, t: op.Type, run: run})
 	}
-	return nil
+	empty := len(req.Ops) == 0
+	return func(w *writer) error {
+		switch {
+		case empty:
+			return fmt.Errorf("%w: batch has no operations", ErrBadPayload)
+		case nested >= 0:
+			return fmt.Errorf("%w: batch operation %d: batches do not nest", ErrBadPayload, nested)
+		}
+		for _, op := range ops {
+			if err := op.run(w); err != nil {
+				return fmt.Errorf("batch operation %d (%s): %w", op.i, op.t, err)
+			}
+		}
+		return nil
+	}, nil
 }
 
 // decodePayload decodes a command's JSON payload into v, strictly: no

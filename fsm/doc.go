@@ -5,8 +5,13 @@
 //
 // Apply is deterministic: no clock, no randomness, no I/O, no dependence on
 // map order. Everything non-deterministic (ids, time) travels inside the
-// command. Apply never panics on any log entry: a malformed or unknown entry
-// yields a Result with an error and leaves the state unchanged.
+// command. Apply never panics on any log entry. A well-formed command that
+// is not allowed (validation, CAS, capacity, wrong phase) yields a Result
+// with an error and leaves the state unchanged. An entry this build cannot
+// understand (empty, an unknown type without IgnoreUnknownTypeFlag, a
+// payload that does not decode) or whose applier panics is never skipped:
+// the FSM halts there and applies nothing more (halt.go), because skipping
+// would let the replicas diverge.
 //
 // The package must not import cluster, client or cli, and must not talk to
 // the network.

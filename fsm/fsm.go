@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"runtime/debug"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -22,6 +23,9 @@ type FSM struct {
 	logger hclog.Logger
 
 	applied atomic.Uint64 // index of the last log applied (or restored)
+
+	halt   atomic.Pointer[HaltError] // the entry that halted the FSM (halt.go)
+	haltCh chan struct{}             // closed when halt is set
 
 	// OnApply, if set, observes each applied command's type and duration
 	// (for metrics). It must not block.
@@ -53,6 +57,7 @@ func New(cfg Config) *FSM {
 		store:  NewStore(),
 		events: NewEventBuffer(cfg.EventBufferSize),
 		logger: cfg.Logger.Named("fsm"),
+		haltCh: make(chan struct{}),
 	}
 }
 
@@ -77,7 +82,9 @@ func (f *FSM) Apply(l *raft.Log) any {
 // entry that fails before writing is simply dropped; one that fails (or
 // panics) after writing aborts the shared transaction, which is rebuilt by
 // replaying the entries that succeeded before it (deterministic, so they
-// succeed again with the same effects).
+// succeed again with the same effects). An entry the FSM cannot understand
+// halts it (halt.go): the entries before it stay applied, it and the rest
+// are not.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	out := make([]any, len(logs))
 	g := group{f: f}
@@ -108,18 +115,39 @@ func (g *group) begin() {
 }
 
 func (g *group) apply(l *raft.Log) *Result {
-	g.last = max(g.last, l.Index)
+	f := g.f
+	if he := f.halt.Load(); he != nil {
+		return &Result{Index: l.Index, Err: notApplied(l.Index, he)}
+	}
 	if l.Type != raft.LogCommand {
 		// Configuration entries (if raft hands them to us) change no state.
+		g.last = max(g.last, l.Index)
 		return &Result{Index: l.Index}
 	}
 	start := time.Now()
-	var t MessageType
-	if len(l.Data) > 0 {
-		t = MessageType(l.Data[0])
+	if len(l.Data) == 0 {
+		return g.halt(l.Index, 0, fmt.Errorf("%w: empty log entry", ErrBadPayload), start)
+	}
+	t, payload := MessageType(l.Data[0]), l.Data[1:]
+	run, err := decode(t, payload)
+	switch {
+	case errors.Is(err, ErrUnknownCommand) && t&IgnoreUnknownTypeFlag != 0:
+		f.logger.Warn("skipping unknown command type marked ignorable", "type", uint8(t), "index", l.Index)
+		g.last = max(g.last, l.Index)
+		if f.OnApply != nil {
+			f.OnApply(t, time.Since(start), nil)
+		}
+		return &Result{Index: l.Index}
+	case err != nil:
+		return g.halt(l.Index, t, err, start)
 	}
 	g.begin()
-	res, evs, dirty := g.f.applyCommand(g.txn, l)
+	res, evs, dirty, panicked := f.applyCommand(g.txn, l.Index, t, run)
+	if panicked != nil {
+		g.rollback()
+		return g.halt(l.Index, t, panicked, start)
+	}
+	g.last = max(g.last, l.Index)
 	switch {
 	case res.Err == nil:
 		g.done = append(g.done, l)
@@ -133,14 +161,20 @@ func (g *group) apply(l *raft.Log) *Result {
 	case dirty:
 		g.rollback()
 	}
-	if errors.Is(res.Err, ErrUnknownCommand) && t&IgnoreUnknownTypeFlag != 0 {
-		g.f.logger.Warn("skipping unknown command type marked ignorable", "type", uint8(t), "index", l.Index)
-		res.Err = nil
-	}
-	if g.f.OnApply != nil {
-		g.f.OnApply(t, time.Since(start), res.Err)
+	if f.OnApply != nil {
+		f.OnApply(t, time.Since(start), res.Err)
 	}
 	return res
+}
+
+// halt halts the FSM at entry index, which it cannot apply (cause), and
+// returns the entry's Result. The entry has left nothing in g.txn.
+func (g *group) halt(index uint64, t MessageType, cause error, start time.Time) *Result {
+	err := g.f.haltAt(&HaltError{Index: index, Type: t, Cause: cause})
+	if g.f.OnApply != nil {
+		g.f.OnApply(t, time.Since(start), err)
+	}
+	return &Result{Index: index, Err: err}
 }
 
 // rollback drops the shared transaction's changes and re-applies the
@@ -150,7 +184,14 @@ func (g *group) rollback() {
 	g.txn = nil
 	g.begin()
 	for _, l := range g.done {
-		if res, _, _ := g.f.applyCommand(g.txn, l); res.Err != nil {
+		t, payload := MessageType(l.Data[0]), l.Data[1:]
+		run, err := decode(t, payload)
+		if err != nil {
+			// Impossible: it decoded the first time.
+			g.f.logger.Error("BUG: entry no longer decodes when replayed after a rollback", "index", l.Index, "error", err)
+			continue
+		}
+		if res, _, _, p := g.f.applyCommand(g.txn, l.Index, t, run); res.Err != nil || p != nil {
 			// Impossible unless Apply is not deterministic.
 			g.f.logger.Error("BUG: entry failed when replayed after a rollback", "index", l.Index, "error", res.Err)
 		}
@@ -178,34 +219,25 @@ func (f *FSM) advance(index uint64) {
 	}
 }
 
-// applyCommand runs one log entry's command in txn. dirty reports that it
-// may have changed txn although it failed: the caller must roll back.
-// Apply must never take the node down: a panic here is a bug, reported as
-// the entry's error.
-func (f *FSM) applyCommand(txn *memdb.Txn, l *raft.Log) (res *Result, evs []resource.Event, dirty bool) {
-	if len(l.Data) == 0 {
-		return &Result{Index: l.Index, Err: fmt.Errorf("%w: empty log entry", ErrBadPayload)}, nil, false
-	}
-	t, payload, index := MessageType(l.Data[0]), l.Data[1:], l.Index
+// applyCommand runs one decoded log entry's command in txn. dirty reports
+// that it may have changed txn although it failed: the caller must roll
+// back. A panic in an applier is a bug: it is returned in panicked (txn
+// may be dirty), and the caller halts the FSM.
+func (f *FSM) applyCommand(txn *memdb.Txn, index uint64, t MessageType, run func(*writer) error) (res *Result, evs []resource.Event, dirty bool, panicked error) {
 	w := &writer{txn: txn, index: index}
 	defer func() {
 		if p := recover(); p != nil {
-			f.logger.Error("BUG: panic while applying log entry", "index", index, "type", t, "panic", p)
-			res = &Result{Index: index, Err: fmt.Errorf("internal error applying %s at index %d: %v", t, index, p)}
-			evs, dirty = nil, true
+			f.logger.Error("BUG: panic while applying log entry", "index", index, "type", t, "panic", p, "stack", string(debug.Stack()))
+			res, evs, dirty = nil, nil, true
+			panicked = fmt.Errorf("%w: internal error applying %s at index %d: %v", ErrApplyPanic, t, index, p)
 		}
 	}()
-	var err error
-	if t == BatchRequestType {
-		err = w.batch(payload)
-	} else {
-		err = w.op(t, payload)
-	}
+	err := run(w)
 	if err == nil {
 		err = w.recomputeHosts()
 	}
 	if err != nil {
-		return &Result{Index: index, Err: err}, nil, w.wrote
+		return &Result{Index: index, Err: err}, nil, w.wrote, nil
 	}
-	return &Result{Index: index, Objects: w.objects, ItemErrors: w.itemErrs}, w.events, false
+	return &Result{Index: index, Objects: w.objects, ItemErrors: w.itemErrs}, w.events, false, nil
 }

@@ -1,9 +1,11 @@
 package fsm_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -80,6 +82,9 @@ func applyFails(t *testing.T, f *fsm.FSM, l *raft.Log, want error) *fsm.Result {
 	if !errors.Is(res.Err, want) {
 		t.Fatalf("apply error = %v, want one wrapping %v", res.Err, want)
 	}
+	if errors.Is(res.Err, fsm.ErrHalted) || f.Halted() != nil {
+		t.Fatalf("a refused entry halted the FSM: %v", res.Err)
+	}
 	if len(res.Objects) != 0 {
 		t.Errorf("failed apply returned %d objects", len(res.Objects))
 	}
@@ -88,6 +93,66 @@ func applyFails(t *testing.T, f *fsm.FSM, l *raft.Log, want error) *fsm.Result {
 	}
 	if got := f.AppliedIndex(); got != l.Index {
 		t.Errorf("AppliedIndex = %d after a failed entry at %d; the entry is still applied", got, l.Index)
+	}
+	return res
+}
+
+// applyHalts applies l, an entry the FSM cannot understand, and asserts
+// the halt rule: its Result is l's *fsm.HaltError (wrapping ErrHalted and
+// cause), nothing observable changed, AppliedIndex did not move, Halted
+// and HaltedCh report the halt, and the FSM refuses everything after: a
+// valid entry (Result wrapping ErrHalted, nothing applied), a snapshot and
+// a restore.
+func applyHalts(t *testing.T, f *fsm.FSM, l *raft.Log, cause error) *fsm.Result {
+	t.Helper()
+	before, applied := observe(t, f), f.AppliedIndex()
+	if f.Halted() != nil {
+		t.Fatalf("FSM halted before the entry: %v", f.Halted())
+	}
+	res := fsm.TestApplyLog(t, f, l)
+	var he *fsm.HaltError
+	if !errors.As(res.Err, &he) || he.Index != l.Index || !errors.Is(res.Err, fsm.ErrHalted) {
+		t.Fatalf("apply error = %v, want the *fsm.HaltError of entry %d", res.Err, l.Index)
+	}
+	if !errors.Is(res.Err, cause) {
+		t.Fatalf("halt error = %v, want one wrapping %v", res.Err, cause)
+	}
+	if len(l.Data) > 0 && he.Type != fsm.MessageType(l.Data[0]) {
+		t.Errorf("HaltError.Type = %s, want %s", he.Type, fsm.MessageType(l.Data[0]))
+	}
+	if len(res.Objects) != 0 || len(res.ItemErrors) != 0 {
+		t.Errorf("halting entry returned objects %v, item errors %v", res.Objects, res.ItemErrors)
+	}
+	if after := observe(t, f); after != before {
+		t.Fatalf("halting entry changed the state:\nbefore %+v\nafter  %+v", before, after)
+	}
+	if got := f.AppliedIndex(); got != applied {
+		t.Errorf("AppliedIndex = %d after a halting entry at %d, want %d (the last entry applied)", got, l.Index, applied)
+	}
+	if f.Halted() != res.Err {
+		t.Errorf("Halted() = %v, want the entry's error %v", f.Halted(), res.Err)
+	}
+	select {
+	case <-f.HaltedCh():
+	default:
+		t.Errorf("HaltedCh is not closed")
+	}
+	// Nothing after it applies.
+	next := fsm.TestApply(t, f, l.Index+1, fsm.CreateRequestType, createReq(vm, "after-halt", "id-after-halt", nil, vmSpec1))
+	if !errors.Is(next.Err, fsm.ErrHalted) || errors.As(next.Err, &he) {
+		t.Errorf("entry after the halt: error %v, want one wrapping ErrHalted (not a HaltError)", next.Err)
+	}
+	if f.Halted() != res.Err {
+		t.Errorf("Halted() changed to %v", f.Halted())
+	}
+	if _, err := f.Snapshot(); !errors.Is(err, fsm.ErrHalted) {
+		t.Errorf("Snapshot of a halted FSM: %v, want ErrHalted", err)
+	}
+	if err := f.Restore(io.NopCloser(bytes.NewReader(fsm.TestPersist(t, fsm.TestFSM(t))))); !errors.Is(err, fsm.ErrHalted) {
+		t.Errorf("Restore into a halted FSM: %v, want ErrHalted", err)
+	}
+	if after := observe(t, f); after != before || f.AppliedIndex() != applied {
+		t.Fatalf("a halted FSM changed its state:\nbefore %+v\nafter  %+v (applied %d)", before, after, f.AppliedIndex())
 	}
 	return res
 }
@@ -211,7 +276,10 @@ type applyCase struct {
 	data []byte // the raw entry Data
 	// wantErr: nil means the entry must succeed; otherwise the error must
 	// wrap it and the state must be unchanged.
-	wantErr   error
+	wantErr error
+	// halts: the FSM cannot understand the entry (wantErr is the cause):
+	// it must halt (applyHalts).
+	halts     bool
 	wantField string // for resource.ErrInvalid: the FieldError's field
 	wantMsg   string // a substring of the error message
 	check     func(t *testing.T, f *fsm.FSM, res *fsm.Result)
@@ -228,7 +296,12 @@ func runApplyCases(t *testing.T, cases []applyCase) {
 				l = fsm.TestLog(t, at, tc.typ, tc.req)
 			}
 			if tc.wantErr != nil {
-				res := applyFails(t, f, l, tc.wantErr)
+				var res *fsm.Result
+				if tc.halts {
+					res = applyHalts(t, f, l, tc.wantErr)
+				} else {
+					res = applyFails(t, f, l, tc.wantErr)
+				}
 				if tc.wantField != "" {
 					if got := fieldOf(res.Err); got != tc.wantField {
 						t.Errorf("error %q names field %q, want %q", res.Err, got, tc.wantField)
@@ -370,17 +443,17 @@ func TestApplyBatch(t *testing.T) {
 		{name: "ops null", data: []byte("\x04" + `{"ops":null}`), wantErr: fsm.ErrBadPayload},
 		{name: "too many ops", typ: fsm.BatchRequestType, req: tooMany, wantErr: fsm.ErrBadPayload, wantMsg: "limit"},
 		{
-			name: "unknown op type", typ: fsm.BatchRequestType,
+			name: "unknown op type", halts: true, typ: fsm.BatchRequestType,
 			req:     &fsm.BatchRequest{Ops: []fsm.BatchOp{{Type: fsm.CreateRequestType, Payload: raw(`{"kind":"vm","name":"c","id":"x","spec":{"cpus":1,"memory_mib":1}}`)}, {Type: 99, Payload: raw(`{}`)}}},
 			wantErr: fsm.ErrUnknownCommand, check: unchanged,
 		},
 		{
-			name: "op with garbage payload", typ: fsm.BatchRequestType,
+			name: "op with garbage payload", halts: true, typ: fsm.BatchRequestType,
 			req:     &fsm.BatchRequest{Ops: []fsm.BatchOp{{Type: fsm.CreateRequestType, Payload: raw(`{"kind":"vm","name":"c","id":"x","spec":{"cpus":1,"memory_mib":1}}`)}, {Type: fsm.DeleteRequestType, Payload: raw(`[]`)}}},
 			wantErr: fsm.ErrBadPayload, check: unchanged,
 		},
-		{name: "op type out of range", data: []byte("\x04" + `{"ops":[{"type":300,"payload":{}}]}`), wantErr: fsm.ErrBadPayload},
-		{name: "op payload missing", data: []byte("\x04" + `{"ops":[{"type":3}]}`), wantErr: fsm.ErrBadPayload},
+		{name: "op type out of range", halts: true, data: []byte("\x04" + `{"ops":[{"type":300,"payload":{}}]}`), wantErr: fsm.ErrBadPayload},
+		{name: "op payload missing", halts: true, data: []byte("\x04" + `{"ops":[{"type":3}]}`), wantErr: fsm.ErrBadPayload},
 	})
 }
 
@@ -402,22 +475,22 @@ func TestApplyRawEntries(t *testing.T) {
 		}
 	}
 	runApplyCases(t, []applyCase{
-		{name: "unknown type 99", data: []byte("\x63{}"), wantErr: fsm.ErrUnknownCommand, wantMsg: "99"},
-		{name: "type 0", data: []byte("\x00" + validCreate), wantErr: fsm.ErrUnknownCommand},
-		{name: "unknown type 127", data: []byte("\x7f" + validCreate), wantErr: fsm.ErrUnknownCommand},
+		{name: "unknown type 99", halts: true, data: []byte("\x63{}"), wantErr: fsm.ErrUnknownCommand, wantMsg: "99"},
+		{name: "type 0", halts: true, data: []byte("\x00" + validCreate), wantErr: fsm.ErrUnknownCommand},
+		{name: "unknown type 127", halts: true, data: []byte("\x7f" + validCreate), wantErr: fsm.ErrUnknownCommand},
 		{name: "unknown ignorable type 128|99", data: []byte("\xe3" + validCreate), check: unchangedNoErr},
 		{name: "ignorable flag alone", data: []byte("\x80"), check: unchangedNoErr},
 		{name: "ignorable 255 with garbage", data: []byte("\xff\x00\x01garbage"), check: unchangedNoErr},
 		{name: "known type with the ignorable flag is not applied", data: []byte("\x81" + validCreate), check: unchangedNoErr},
-		{name: "empty data", data: []byte{}, wantErr: fsm.ErrBadPayload},
-		{name: "type byte only", data: []byte{byte(fsm.CreateRequestType)}, wantErr: fsm.ErrBadPayload},
-		{name: "garbage payload", data: []byte("\x01not json"), wantErr: fsm.ErrBadPayload},
-		{name: "truncated payload", data: []byte("\x01" + validCreate[:20]), wantErr: fsm.ErrBadPayload},
-		{name: "array payload", data: []byte("\x01[1,2]"), wantErr: fsm.ErrBadPayload},
-		{name: "string payload", data: []byte("\x03\"vm/a\""), wantErr: fsm.ErrBadPayload},
-		{name: "trailing value", data: []byte("\x01" + validCreate + ` {"kind":"vm"}`), wantErr: fsm.ErrBadPayload},
-		{name: "trailing garbage", data: []byte("\x01" + validCreate + `xyz`), wantErr: fsm.ErrBadPayload},
-		{name: "binary payload", data: []byte{byte(fsm.DeleteRequestType), 0xff, 0xfe, 0x00, 0x7b}, wantErr: fsm.ErrBadPayload},
+		{name: "empty data", halts: true, data: []byte{}, wantErr: fsm.ErrBadPayload},
+		{name: "type byte only", halts: true, data: []byte{byte(fsm.CreateRequestType)}, wantErr: fsm.ErrBadPayload},
+		{name: "garbage payload", halts: true, data: []byte("\x01not json"), wantErr: fsm.ErrBadPayload},
+		{name: "truncated payload", halts: true, data: []byte("\x01" + validCreate[:20]), wantErr: fsm.ErrBadPayload},
+		{name: "array payload", halts: true, data: []byte("\x01[1,2]"), wantErr: fsm.ErrBadPayload},
+		{name: "string payload", halts: true, data: []byte("\x03\"vm/a\""), wantErr: fsm.ErrBadPayload},
+		{name: "trailing value", halts: true, data: []byte("\x01" + validCreate + ` {"kind":"vm"}`), wantErr: fsm.ErrBadPayload},
+		{name: "trailing garbage", halts: true, data: []byte("\x01" + validCreate + `xyz`), wantErr: fsm.ErrBadPayload},
+		{name: "binary payload", halts: true, data: []byte{byte(fsm.DeleteRequestType), 0xff, 0xfe, 0x00, 0x7b}, wantErr: fsm.ErrBadPayload},
 	})
 }
 
@@ -430,7 +503,7 @@ func TestApplyRejectsTrailingBrace(t *testing.T) {
 		t.Run(trailer, func(t *testing.T) {
 			f := fsm.TestFSM(t)
 			seed(t, f)
-			applyFails(t, f, entry(at, fsm.CreateRequestType, validCreate+trailer), fsm.ErrBadPayload)
+			applyHalts(t, f, entry(at, fsm.CreateRequestType, validCreate+trailer), fsm.ErrBadPayload)
 		})
 	}
 }
@@ -466,14 +539,14 @@ func TestApplyBatchingFSM(t *testing.T) {
 		fsm.TestLog(t, 5, fsm.CreateRequestType, createReq(vm, "c", "id-c2", nil, vmSpec1)), // duplicate
 		{Index: 6, Type: raft.LogNoop},
 		fsm.TestLog(t, 7, fsm.DeleteRequestType, &fsm.DeleteRequest{Kind: vm, Name: "a"}),
-		entry(8, 99, `{}`),
+		entry(8, 0xe3, `{}`), // unknown, ignorable: skipped
 		fsm.TestLog(t, 9, fsm.UpdateRequestType, &fsm.UpdateRequest{Kind: vm, Name: "c", CAS: 4, Spec: raw(vmSpec2)}),
 	}
 	out := f.ApplyBatch(logs)
 	if len(out) != len(logs) {
 		t.Fatalf("ApplyBatch returned %d results for %d logs", len(out), len(logs))
 	}
-	wantErr := []error{nil, fsm.ErrExists, nil, nil, fsm.ErrUnknownCommand, nil}
+	wantErr := []error{nil, fsm.ErrExists, nil, nil, nil, nil}
 	for i, r := range out {
 		res := r.(*fsm.Result)
 		if res.Index != logs[i].Index {
@@ -489,6 +562,116 @@ func TestApplyBatchingFSM(t *testing.T) {
 	mustAbsent(t, f, vm, "a")
 	if f.AppliedIndex() != 9 || f.State().LatestIndex() != 9 {
 		t.Errorf("AppliedIndex=%d LatestIndex=%d, want 9 9", f.AppliedIndex(), f.State().LatestIndex())
+	}
+	if f.Halted() != nil {
+		t.Errorf("halted on business errors and an ignorable entry: %v", f.Halted())
+	}
+}
+
+// TestApplyBatchHalts: an entry the FSM cannot understand in the middle of
+// one ApplyBatch (one shared transaction, with writes before it and a
+// rolled-back failure): the entries before it stay applied and are
+// committed, it and every later one are not applied, and AppliedIndex is
+// the last entry before it. One entry at a time gives the same.
+func TestApplyBatchHalts(t *testing.T) {
+	logs := func() []*raft.Log {
+		return []*raft.Log{
+			fsm.TestLog(t, 4, fsm.CreateRequestType, createReq(vm, "c", "id-c", nil, vmSpec1)),
+			fsm.TestLog(t, 5, fsm.BatchRequestType, batchOf(t, // fails after writing
+				fsm.CreateRequestType, createReq(vm, "d", "id-d", nil, vmSpec1),
+				fsm.CreateRequestType, createReq(vm, "a", "id-a2", nil, vmSpec1))),
+			{Index: 6, Type: raft.LogNoop},
+			fsm.TestLog(t, 7, fsm.BatchRequestType, &fsm.BatchRequest{Time: fsm.TestTime, Ops: []fsm.BatchOp{
+				{Type: fsm.DeleteRequestType, Payload: raw(`{"kind":"vm","name":"a"}`)},
+				{Type: 99, Payload: raw(`{}`)}, // not understood: halts
+			}}),
+			fsm.TestLog(t, 8, fsm.DeleteRequestType, &fsm.DeleteRequest{Kind: vm, Name: "b"}),
+			{Index: 9, Type: raft.LogNoop},
+		}
+	}
+	check := func(t *testing.T, f *fsm.FSM, results []*fsm.Result) {
+		t.Helper()
+		for i, want := range []error{nil, fsm.ErrExists, nil, fsm.ErrUnknownCommand, fsm.ErrHalted, fsm.ErrHalted} {
+			res := results[i]
+			if res.Index != uint64(i+4) || (want == nil) != (res.Err == nil) || !errors.Is(res.Err, want) {
+				t.Fatalf("entry %d: index %d, error %v; want %v", i+4, res.Index, res.Err, want)
+			}
+		}
+		var he *fsm.HaltError
+		if !errors.As(results[3].Err, &he) || he.Index != 7 || he.Type != fsm.BatchRequestType || !errors.Is(results[3].Err, fsm.ErrHalted) {
+			t.Fatalf("entry 7: %v, want its HaltError", results[3].Err)
+		}
+		if !strings.Contains(he.Error(), "batch operation 1 (type(99))") {
+			t.Errorf("halt error %q does not name the operation", he)
+		}
+		if errors.As(results[4].Err, &he) && he.Index == 8 {
+			t.Errorf("entry 8 has a HaltError of its own: %v", results[4].Err)
+		}
+		if f.Halted() != results[3].Err {
+			t.Errorf("Halted() = %v", f.Halted())
+		}
+		if f.AppliedIndex() != 6 {
+			t.Errorf("AppliedIndex = %d, want 6 (the last entry before the halt)", f.AppliedIndex())
+		}
+		mustGet(t, f, vm, "a")
+		mustGet(t, f, vm, "b")
+		mustGet(t, f, vm, "c")
+		mustAbsent(t, f, vm, "d")
+		if evs, _, _, _ := f.Events().Since(3, 0); eventSummary(evs) != "4:created:vm/c" {
+			t.Errorf("events after the seed: %s", eventSummary(evs))
+		}
+	}
+	f := fsm.TestFSM(t)
+	seed(t, f)
+	var batched []*fsm.Result
+	for _, r := range f.ApplyBatch(logs()) {
+		batched = append(batched, r.(*fsm.Result))
+	}
+	check(t, f, batched)
+
+	g := fsm.TestFSM(t)
+	seed(t, g)
+	var single []*fsm.Result
+	for _, l := range logs() {
+		single = append(single, fsm.TestApplyLog(t, g, l))
+	}
+	check(t, g, single)
+	if f.State().Digest() != g.State().Digest() {
+		t.Errorf("batched and one-at-a-time halted states differ")
+	}
+}
+
+// TestApplyPanicHalts: a panic in an applier is a bug the FSM cannot
+// apply past: it halts (cause ErrApplyPanic), drops what the entry wrote,
+// keeps what came before it in the same ApplyBatch, and does not panic.
+func TestApplyPanicHalts(t *testing.T) {
+	const boom = fsm.MessageType(77)
+	fsm.RegisterPanicApplierForTest(t, boom)
+	f := fsm.TestFSM(t)
+	seed(t, f)
+	applyHalts(t, f, entry(at, boom, `{}`), fsm.ErrApplyPanic)
+
+	// Inside a batch, after an op that wrote, and after another entry of
+	// the same ApplyBatch.
+	g := fsm.TestFSM(t)
+	seed(t, g)
+	out := g.ApplyBatch([]*raft.Log{
+		fsm.TestLog(t, 4, fsm.CreateRequestType, createReq(vm, "c", "id-c", nil, vmSpec1)),
+		fsm.TestLog(t, 5, fsm.BatchRequestType, &fsm.BatchRequest{Time: fsm.TestTime, Ops: []fsm.BatchOp{
+			{Type: fsm.DeleteRequestType, Payload: raw(`{"kind":"vm","name":"a"}`)},
+			{Type: boom, Payload: raw(`{}`)},
+		}}),
+	})
+	if r := out[0].(*fsm.Result); r.Err != nil {
+		t.Fatalf("entry 4: %v", r.Err)
+	}
+	if r := out[1].(*fsm.Result); !errors.Is(r.Err, fsm.ErrApplyPanic) || !errors.Is(r.Err, fsm.ErrHalted) {
+		t.Fatalf("entry 5: %v, want a halt caused by ErrApplyPanic", r.Err)
+	}
+	mustGet(t, g, vm, "a")
+	mustGet(t, g, vm, "c")
+	if g.AppliedIndex() != 4 || g.Halted() == nil {
+		t.Errorf("AppliedIndex %d, Halted %v", g.AppliedIndex(), g.Halted())
 	}
 }
 
@@ -603,7 +786,7 @@ func TestEventsOnlyForSuccessfulEntries(t *testing.T) {
 	fsm.TestApply(t, f, 2, fsm.CreateRequestType, createReq(vm, "a", "dup", nil, vmSpec1))
 	fsm.TestMustApply(t, f, 3, fsm.UpdateRequestType, &fsm.UpdateRequest{Kind: vm, Name: "a", Spec: raw(vmSpec2)})
 	fsm.TestApply(t, f, 4, fsm.DeleteRequestType, &fsm.DeleteRequest{Kind: vm, Name: "a", CAS: 1})
-	fsm.TestApplyLog(t, f, entry(5, 99, "{}"))
+	fsm.TestApply(t, f, 5, fsm.BatchRequestType, &fsm.BatchRequest{Time: fsm.TestTime}) // empty: refused
 	fsm.TestApplyLog(t, f, entry(6, 0xe3, "{}"))
 	fsm.TestApplyLog(t, f, &raft.Log{Index: 7, Type: raft.LogNoop})
 	fsm.TestMustApply(t, f, 8, fsm.StatusRequestType, &fsm.StatusRequest{Kind: vm, Name: "a", Status: raw(`{"phase":"running"}`)})
@@ -663,9 +846,11 @@ func TestOnApplyHook(t *testing.T) {
 		calls = append(calls, call{mt, err != nil})
 	}
 	fsm.TestCreate(t, f, 1, vm, "a", nil)
-	fsm.TestApplyLog(t, f, entry(2, 99, "{}"))
+	fsm.TestApplyLog(t, f, entry(2, 0xe3, "{}"))
 	fsm.TestApply(t, f, 3, fsm.DeleteRequestType, &fsm.DeleteRequest{Kind: vm, Name: "zz"})
-	want := []call{{fsm.CreateRequestType, false}, {99, true}, {fsm.DeleteRequestType, true}}
+	fsm.TestApplyLog(t, f, entry(4, 99, "{}"))                                             // halts: an error
+	fsm.TestApply(t, f, 5, fsm.DeleteRequestType, &fsm.DeleteRequest{Kind: vm, Name: "a"}) // not applied: not observed
+	want := []call{{fsm.CreateRequestType, false}, {0xe3, false}, {fsm.DeleteRequestType, true}, {99, true}}
 	if fmt.Sprint(calls) != fmt.Sprint(want) {
 		t.Errorf("OnApply calls = %v, want %v", calls, want)
 	}
@@ -728,11 +913,11 @@ func TestApplyBatchRollback(t *testing.T) {
 	logs := []*raft.Log{
 		fsm.TestLog(t, 1, fsm.CreateRequestType, &a),
 		fsm.TestLog(t, 2, fsm.BatchRequestType, &fsm.BatchRequest{Time: now, Ops: []fsm.BatchOp{op("b"), op("a")}}),
-		entry(3, fsm.CreateRequestType, `{"garbage`),
+		fsm.TestLog(t, 3, fsm.DeleteRequestType, &fsm.DeleteRequest{Time: now, Kind: vm, Name: "zz"}),
 		fsm.TestLog(t, 4, fsm.CreateRequestType, &c),
 	}
 	out := f.ApplyBatch(logs)
-	for i, want := range []error{nil, fsm.ErrExists, fsm.ErrBadPayload, nil} {
+	for i, want := range []error{nil, fsm.ErrExists, fsm.ErrNotFound, nil} {
 		res := out[i].(*fsm.Result)
 		if !errors.Is(res.Err, want) || (want == nil) != (res.Err == nil) {
 			t.Fatalf("entry %d: error %v, want %v", i+1, res.Err, want)

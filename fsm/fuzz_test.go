@@ -111,18 +111,35 @@ func fuzzApplySeeds(f *testing.F) {
 
 // FuzzApply feeds arbitrary bytes as a log entry's Data to an FSM holding a
 // few objects. Apply must not panic — nor hide a panic behind its recover
-// ("internal error applying") —, a failed entry must leave the state as it
-// was, the outcome must be deterministic, and what a successful entry wrote
-// must satisfy the store's invariants and survive a snapshot round trip.
+// (ErrApplyPanic) —; it halts exactly on the entries the model says this
+// build cannot understand (notUnderstood), and then keeps its state and
+// refuses what follows; a refused entry leaves the state as it was; the
+// outcome is deterministic; and what a successful entry wrote satisfies
+// the store's invariants and survives a snapshot round trip.
 func FuzzApply(f *testing.F) {
 	fuzzApplySeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		a := fsm.TestFSM(t)
 		seed(t, a)
 		before := observe(t, a)
-		res := fsm.TestApplyLog(t, a, &raft.Log{Index: at, Term: 1, Type: raft.LogCommand, Data: data})
-		if res.Err != nil && strings.Contains(res.Err.Error(), "internal error applying") {
+		l := &raft.Log{Index: at, Term: 1, Type: raft.LogCommand, Data: data}
+		res := fsm.TestApplyLog(t, a, l)
+		if errors.Is(res.Err, fsm.ErrApplyPanic) {
 			t.Fatalf("Apply panicked (recovered): %v", res.Err)
+		}
+		cause := notUnderstood(propEntry{data: bytes.Clone(data)})
+		halted := errors.Is(res.Err, fsm.ErrHalted)
+		switch {
+		case cause != nil && !halted:
+			t.Fatalf("entry not understood (%v) did not halt the FSM: %v", cause, res.Err)
+		case cause == nil && halted:
+			t.Fatalf("entry understood but the FSM halted: %v", res.Err)
+		case halted:
+			if !errors.Is(res.Err, cause) || a.Halted() != res.Err || a.AppliedIndex() != 3 {
+				t.Fatalf("halt %v (Halted %v, applied %d), want cause %v at applied 3", res.Err, a.Halted(), a.AppliedIndex(), cause)
+			}
+		case a.Halted() != nil || a.AppliedIndex() != at:
+			t.Fatalf("Halted %v, applied %d after an understood entry", a.Halted(), a.AppliedIndex())
 		}
 		if res.Err != nil {
 			if after := observe(t, a); after != before {
@@ -135,6 +152,14 @@ func FuzzApply(f *testing.F) {
 		resB := fsm.TestApplyLog(t, b, &raft.Log{Index: at, Term: 1, Type: raft.LogCommand, Data: bytes.Clone(data)})
 		if errString(res.Err) != errString(resB.Err) || a.State().Digest() != b.State().Digest() {
 			t.Fatalf("two FSMs disagree: %v / %v", res.Err, resB.Err)
+		}
+		if halted {
+			// Nothing applies after a halt.
+			next := fsm.TestApply(t, a, at+1, fsm.CreateRequestType, createReq(vm, "c", "id-c", nil, vmSpec1))
+			if !errors.Is(next.Err, fsm.ErrHalted) || observe(t, a) != before {
+				t.Fatalf("entry after the halt: %v, or the state changed", next.Err)
+			}
+			return
 		}
 		if res.Err != nil {
 			return
@@ -207,7 +232,7 @@ func FuzzRestore(f *testing.F) {
 			fsm.TestLog(t, next, fsm.CreateRequestType, createReq(vm, "fuzz-new", "fuzz-new-id", nil, vmSpec1)),
 			fsm.TestLog(t, next+1, fsm.DeleteRequestType, &fsm.DeleteRequest{Kind: vm, Name: "x"}),
 		} {
-			if res := fsm.TestApplyLog(t, a, l); res.Err != nil && strings.Contains(res.Err.Error(), "internal error applying") {
+			if res := fsm.TestApplyLog(t, a, l); errors.Is(res.Err, fsm.ErrApplyPanic) || errors.Is(res.Err, fsm.ErrHalted) {
 				t.Fatalf("Apply after Restore panicked: %v", res.Err)
 			}
 		}

@@ -153,6 +153,9 @@ type lifeCase struct {
 	data  []byte // raw entry data instead of typ/req
 	// wantErr: the whole entry fails with it and changes nothing.
 	wantErr error
+	// halts: the FSM cannot understand the entry (wantErr is the cause):
+	// it must halt (applyHalts).
+	halts bool
 	// wantItems are the per-item outcomes (nil: succeeded); checked when
 	// non-nil.
 	wantItems []error
@@ -177,7 +180,12 @@ func runLifeCases(t *testing.T, cases []lifeCase) {
 				l = fsm.TestLog(t, lat, tc.typ, tc.req)
 			}
 			if tc.wantErr != nil {
-				r := applyFails(t, f, l, tc.wantErr)
+				var r *fsm.Result
+				if tc.halts {
+					r = applyHalts(t, f, l, tc.wantErr)
+				} else {
+					r = applyFails(t, f, l, tc.wantErr)
+				}
 				if tc.check != nil {
 					tc.check(t, f, r)
 				}

@@ -97,9 +97,9 @@ func TestApplyCreate(t *testing.T) {
 		{name: "spec not an object", typ: fsm.CreateRequestType, req: createReq(vm, "c", "x", nil, `[1]`), wantErr: resource.ErrInvalid, wantField: "spec"},
 		{name: "unknown kind", typ: fsm.CreateRequestType, req: createReq("network", "c", "x", nil, `{}`), wantErr: resource.ErrInvalid, wantField: "kind"},
 		{name: "empty kind", typ: fsm.CreateRequestType, req: createReq("", "c", "x", nil, `{}`), wantErr: resource.ErrInvalid, wantField: "kind"},
-		{name: "payload unknown field", data: []byte("\x01" + `{"kind":"vm","name":"c","id":"x","spec":{"cpus":1,"memory_mib":1},"extra":1}`), wantErr: fsm.ErrBadPayload},
-		{name: "payload wrong type", data: []byte("\x01" + `{"kind":"vm","name":7}`), wantErr: fsm.ErrBadPayload},
-		{name: "payload bad time", data: []byte("\x01" + `{"time":"yesterday","kind":"vm","name":"c","id":"x","spec":{"cpus":1,"memory_mib":1}}`), wantErr: fsm.ErrBadPayload},
+		{name: "payload unknown field", halts: true, data: []byte("\x01" + `{"kind":"vm","name":"c","id":"x","spec":{"cpus":1,"memory_mib":1},"extra":1}`), wantErr: fsm.ErrBadPayload},
+		{name: "payload wrong type", halts: true, data: []byte("\x01" + `{"kind":"vm","name":7}`), wantErr: fsm.ErrBadPayload},
+		{name: "payload bad time", halts: true, data: []byte("\x01" + `{"time":"yesterday","kind":"vm","name":"c","id":"x","spec":{"cpus":1,"memory_mib":1}}`), wantErr: fsm.ErrBadPayload},
 		{name: "payload null", data: []byte("\x01null"), wantErr: resource.ErrInvalid},
 	})
 }
@@ -181,7 +181,7 @@ func TestApplyUpdate(t *testing.T) {
 		{name: "bad labels", typ: fsm.UpdateRequestType, req: upd("a", 0, map[string]string{"-x": "1"}, vmSpec1), wantErr: resource.ErrInvalid, wantField: "labels"},
 		{name: "bad spec", typ: fsm.UpdateRequestType, req: upd("a", 0, nil, `{"cpus":0,"memory_mib":1}`), wantErr: resource.ErrInvalid, wantField: "spec.cpus"},
 		{name: "spec missing", data: []byte("\x02" + `{"kind":"vm","name":"a"}`), wantErr: resource.ErrInvalid, wantField: "spec"},
-		{name: "payload unknown field", data: []byte("\x02" + `{"kind":"vm","name":"a","spec":{"cpus":1,"memory_mib":1},"status":{}}`), wantErr: fsm.ErrBadPayload},
+		{name: "payload unknown field", halts: true, data: []byte("\x02" + `{"kind":"vm","name":"a","spec":{"cpus":1,"memory_mib":1},"status":{}}`), wantErr: fsm.ErrBadPayload},
 	})
 }
 
@@ -292,6 +292,6 @@ func TestApplyDelete(t *testing.T) {
 		{name: "not found", typ: fsm.DeleteRequestType, req: del(vm, "zz", 0), wantErr: fsm.ErrNotFound},
 		{name: "wrong kind", typ: fsm.DeleteRequestType, req: del(host, "a", 0), wantErr: fsm.ErrNotFound},
 		{name: "unknown kind", typ: fsm.DeleteRequestType, req: del("nope", "a", 0), wantErr: resource.ErrInvalid, wantField: "kind"},
-		{name: "payload unknown field", data: []byte("\x03" + `{"kind":"vm","name":"a","force":true}`), wantErr: fsm.ErrBadPayload},
+		{name: "payload unknown field", halts: true, data: []byte("\x03" + `{"kind":"vm","name":"a","force":true}`), wantErr: fsm.ErrBadPayload},
 	})
 }

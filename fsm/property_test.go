@@ -24,8 +24,9 @@ import (
 
 // Property tests over random command sequences. The generator works on a
 // small name space so that duplicates, CAS conflicts and not-found cases
-// are common, and it mixes in invalid input, garbage entries and entries
-// that are not commands.
+// are common, and it mixes in invalid input, ignorable garbage, entries
+// that are not commands and, now and then (propGen.fatalOdds), an entry
+// this build cannot understand, on which the FSM must halt.
 
 var (
 	propNames  = []string{"a", "b", "c", "Bad", ""} // the last two are invalid
@@ -118,6 +119,11 @@ type propGen struct {
 	allocated func(name string) (resource.Resources, bool)
 	// vmHosts are the hosts status writes put VMs on.
 	vmHosts []string
+	// fatalOdds: entry draws one entry in about fatalOdds from the
+	// entries the FSM cannot understand (notUnderstood; 0: never). Other
+	// draws keep their garbage ignorable, so that runs go on long before
+	// a halt.
+	fatalOdds int
 }
 
 // randomCAS ignores the state: mostly 0, else a small index.
@@ -366,21 +372,23 @@ func (g propGen) op(t *rapid.T, next uint64) (fsm.MessageType, any) {
 	}
 }
 
-func (g propGen) batch(t *rapid.T, next uint64) *fsm.BatchRequest {
+// batch draws a batch; with bad, one of its operations (or, rarely, its
+// shape) is one the FSM cannot understand.
+func (g propGen) batch(t *rapid.T, next uint64, bad bool) *fsm.BatchRequest {
 	req := &fsm.BatchRequest{Time: drawTime(t), Ops: []fsm.BatchOp{}}
 	n := rapid.IntRange(1, 6).Draw(t, "batch size")
-	if n == 6 {
-		n = 0 // an empty batch, rejected
+	if n == 6 && !bad {
+		n = 0 // an empty batch, refused
 	}
 	for i := range n {
 		var op fsm.BatchOp
 		switch rapid.IntRange(0, 39).Draw(t, "batch op kind") {
 		case 39:
-			op = fsm.BatchOp{Type: fsm.BatchRequestType, Payload: raw(`{"ops":[]}`)}
+			op = fsm.BatchOp{Type: fsm.BatchRequestType, Payload: raw(`{"ops":[]}`)} // nested: refused
 		case 38:
-			op = fsm.BatchOp{Type: 99, Payload: raw(`{}`)}
+			op = fsm.BatchOp{Type: fsm.CreateRequestType | fsm.IgnoreUnknownTypeFlag, Payload: raw(`"garbage"`)} // ignorable: skipped
 		case 37:
-			op = fsm.BatchOp{Type: fsm.DeleteRequestType, Payload: raw(`"garbage"`)}
+			op = fsm.BatchOp{Type: fsm.DeleteRequestType, Payload: raw(`{}`)} // decodes, refused
 		case 36:
 			op = fsm.BatchOp{Type: 0xe3, Payload: raw(`{}`)} // unknown, ignorable: skipped
 		default:
@@ -392,39 +400,108 @@ func (g propGen) batch(t *rapid.T, next uint64) *fsm.BatchRequest {
 		}
 		req.Ops = append(req.Ops, op)
 	}
+	if bad {
+		op := rapid.SampledFrom([]fsm.BatchOp{
+			{Type: 99, Payload: raw(`{}`)},                                  // unknown type
+			{Type: 0, Payload: raw(`{}`)},                                   // type 0 is unknown
+			{Type: fsm.DeleteRequestType, Payload: raw(`"garbage"`)},        // does not decode
+			{Type: fsm.CreateRequestType, Payload: raw(`{"x":1}`)},          // unknown field
+			{Type: fsm.PlaceRequestType, Payload: raw(`[]`)},                // wrong shape
+			{Type: fsm.MigrateRequestType, Payload: raw(`{"vm":7}`)},        // wrong field type
+			{Type: fsm.EvacuateRequestType, Payload: raw(`{"grace":"1h"}`)}, // a duration is a number
+		}).Draw(t, "bad op")
+		at := rapid.IntRange(0, len(req.Ops)).Draw(t, "bad op at")
+		req.Ops = slices.Insert(req.Ops, at, op)
+	}
 	return req
 }
 
 // entry draws one log entry to be applied at index next.
 func (g propGen) entry(t *rapid.T, next uint64) propEntry {
+	if g.fatalOdds > 0 && rapid.IntRange(0, g.fatalOdds-1).Draw(t, "understood") == 0 {
+		return g.notUnderstood(t, next)
+	}
 	switch rapid.IntRange(0, 29).Draw(t, "entry kind") {
 	case 29:
 		return propEntry{logType: rapid.SampledFrom([]raft.LogType{raft.LogNoop, raft.LogBarrier, raft.LogConfiguration}).Draw(t, "log type")}
 	case 28:
-		return propEntry{data: rapid.SliceOfN(rapid.Byte(), 0, 12).Draw(t, "garbage")}
+		// Garbage of an unknown ignorable type: skipped.
+		data := rapid.SliceOfN(rapid.Byte(), 1, 12).Draw(t, "garbage")
+		data[0] |= byte(fsm.IgnoreUnknownTypeFlag)
+		return propEntry{data: data}
 	case 27:
-		return propEntry{data: []byte("\x63{}")} // unknown type
+		// A valid command under its type with the ignorable flag: an
+		// unknown type, skipped.
+		mt, req := g.op(t, next)
+		data, err := fsm.Encode(mt|fsm.IgnoreUnknownTypeFlag, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return propEntry{data: data}
 	case 26:
 		return propEntry{data: []byte("\xe3{}")} // unknown, ignorable
 	case 25:
-		// A known type byte with a small payload.
+		// A known type byte with a small payload that decodes (and is
+		// mostly refused).
 		b := rapid.IntRange(1, int(fsm.MigrateRequestType)).Draw(t, "raw type")
-		p := rapid.SampledFrom([]string{`{}`, `null`, `[]`, `{"x":1}`, `{"vm":"a"}`, `{"host":"a"}`, `{"name":"a","id":"i","state":"ready"}`}).Draw(t, "raw payload")
+		p := rapid.SampledFrom([]string{`{}`, `null`, ` {} `, "{}\n"}).Draw(t, "raw payload")
 		return propEntry{data: append([]byte{byte(b)}, p...)}
 	case 20, 21, 22, 23, 24:
-		return propEntry{typ: fsm.BatchRequestType, req: g.batch(t, next)}
+		return propEntry{typ: fsm.BatchRequestType, req: g.batch(t, next, false)}
 	}
 	mt, req := g.op(t, next)
 	return propEntry{typ: mt, req: req}
 }
 
+// notUnderstood draws an entry this build cannot understand: the FSM must
+// halt on it.
+func (g propGen) notUnderstood(t *rapid.T, next uint64) propEntry {
+	switch rapid.IntRange(0, 5).Draw(t, "not understood") {
+	case 0:
+		return propEntry{data: []byte{}} // empty
+	case 1:
+		// An unknown type without the ignorable flag, with a payload
+		// that would be a valid command.
+		b := rapid.SampledFrom([]byte{0, 12, 13, 42, 99, 127}).Draw(t, "unknown type")
+		_, req := g.op(t, next)
+		data, err := fsm.Encode(fsm.MessageType(b), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return propEntry{data: data}
+	case 2:
+		// A known type with a payload that does not decode strictly.
+		b := rapid.IntRange(1, int(fsm.MigrateRequestType)).Draw(t, "raw type")
+		p := rapid.SampledFrom([]string{``, `[]`, `{"x":1}`, `not json`, `{} {}`, `{}}`, `"x"`, `{"time":"yesterday"}`, `{`}).Draw(t, "bad payload")
+		return propEntry{data: append([]byte{byte(b)}, p...)}
+	case 3:
+		// Random bytes, of a type without the ignorable flag (they may
+		// happen to decode: the model decides).
+		data := rapid.SliceOfN(rapid.Byte(), 1, 12).Draw(t, "garbage")
+		data[0] &^= byte(fsm.IgnoreUnknownTypeFlag)
+		return propEntry{data: data}
+	case 4:
+		// A batch envelope that does not decode.
+		p := rapid.SampledFrom([]string{`{"ops":[{"type":300,"payload":{}}]}`, `{"ops":{}}`, `{"ops":[{"type":3}]}`, `{"ops":[],"x":1}`}).Draw(t, "bad batch")
+		return propEntry{data: append([]byte{byte(fsm.BatchRequestType)}, p...)}
+	}
+	return propEntry{typ: fsm.BatchRequestType, req: g.batch(t, next, true)}
+}
+
 // drawLog draws a log of n entries (indexes 1..n).
 func drawLog(t *rapid.T, minLen, maxLen int) []propEntry {
-	g := propGen{cas: randomCAS, vmHosts: []string{"", "h1", "a", "b"}}
 	n := rapid.IntRange(minLen, maxLen).Draw(t, "log length")
+	g := propGen{cas: randomCAS, vmHosts: []string{"", "h1", "a", "b"}}
 	out := make([]propEntry, n)
 	for i := range out {
 		out[i] = g.entry(t, uint64(i)+1)
+	}
+	// Some logs have an entry the FSM cannot understand, mostly late
+	// (rapid favours small draws), so that most of the log is applied
+	// before the halt.
+	if n > 0 && rapid.IntRange(0, 2).Draw(t, "halting entry?") == 2 {
+		i := n - 1 - rapid.IntRange(0, n-1).Draw(t, "halting entry from the end")
+		out[i] = g.notUnderstood(t, uint64(i)+1)
 	}
 	return out
 }
@@ -517,19 +594,26 @@ func eventStrings(evs []resource.Event) []string {
 
 func applyProp(t *rapid.T, f *fsm.FSM, e propEntry, index uint64) *fsm.Result {
 	res := fsm.TestApplyLog(t, f, e.log(t, index))
-	if res.Err != nil && strings.Contains(res.Err.Error(), "internal error applying") {
+	if errors.Is(res.Err, fsm.ErrApplyPanic) {
 		t.Fatalf("entry %d (%s) panicked inside Apply: %v", index, e, res.Err)
 	}
 	return res
 }
 
-// TestPropertySameLogSameState: two FSMs fed the same log — one entry at a
-// time through Apply, the other in random chunks through ApplyBatch — give
-// the same results and end in the same state, with the same events.
+// TestPropertySameLogSameState: replicas fed the same log end in the same
+// state. Three fresh FSMs get one generated log — every message type,
+// batches, business errors, ignorable garbage, entries that are not
+// commands and, in some logs, an entry the FSM cannot understand — one
+// entry at a time through Apply, in random chunks through ApplyBatch, and
+// all in one ApplyBatch: they give the same results and end with the same
+// state digest, the same events, the same AppliedIndex and the same halt.
+// It also checks that the generator covered every message type.
 func TestPropertySameLogSameState(t *testing.T) {
+	seen := map[fsm.MessageType]int{}
+	var runs, halted, refused int
 	rapid.Check(t, func(t *rapid.T) {
 		entries := drawLog(t, 1, 60)
-		a, b := fsm.New(fsm.Config{}), fsm.New(fsm.Config{})
+		a, b, c := fsm.New(fsm.Config{}), fsm.New(fsm.Config{}), fsm.New(fsm.Config{})
 		var resA []*fsm.Result
 		for i, e := range entries {
 			resA = append(resA, applyProp(t, a, e, uint64(i)+1))
@@ -546,13 +630,52 @@ func TestPropertySameLogSameState(t *testing.T) {
 			}
 			i += n
 		}
-		sameState(t, "after the log", a, b)
+		all := make([]*raft.Log, len(entries))
+		for i, e := range entries {
+			all[i] = e.log(t, uint64(i)+1)
+		}
+		for i, r := range c.ApplyBatch(all) {
+			sameResult(t, fmt.Sprintf("entry %d in one batch", i+1), resA[i], r.(*fsm.Result))
+		}
+		sameState(t, "after the log (chunks)", a, b)
+		sameState(t, "after the log (one batch)", a, c)
 		ea, _, _, _ := a.Events().Since(0, 0)
-		eb, _, _, _ := b.Events().Since(0, 0)
-		if !slices.Equal(eventStrings(ea), eventStrings(eb)) {
-			t.Fatalf("events differ:\n%v\n%v", eventStrings(ea), eventStrings(eb))
+		for _, other := range []*fsm.FSM{b, c} {
+			eo, _, _, _ := other.Events().Since(0, 0)
+			if !slices.Equal(eventStrings(ea), eventStrings(eo)) {
+				t.Fatalf("events differ:\n%v\n%v", eventStrings(ea), eventStrings(eo))
+			}
+		}
+		if errString(a.Halted()) != errString(b.Halted()) || errString(a.Halted()) != errString(c.Halted()) {
+			t.Fatalf("halts differ: %v / %v / %v", a.Halted(), b.Halted(), c.Halted())
+		}
+		runs++
+		if a.Halted() != nil {
+			halted++
+		}
+		for i, e := range entries {
+			if e.logType == raft.LogCommand && e.req != nil {
+				seen[e.typ]++
+				if b, ok := e.req.(*fsm.BatchRequest); ok {
+					for _, op := range b.Ops {
+						seen[op.Type]++
+					}
+				}
+			}
+			if r := resA[i]; r.Err != nil && !errors.Is(r.Err, fsm.ErrHalted) {
+				refused++
+			}
 		}
 	})
+	for _, mt := range fsm.MessageTypes {
+		if seen[mt] == 0 {
+			t.Errorf("no generated log had a %s command", mt)
+		}
+	}
+	if halted == 0 || halted == runs || refused == 0 {
+		t.Errorf("of %d logs %d halted and %d entries were refused: the generator must produce both", runs, halted, refused)
+	}
+	t.Logf("%d logs, %d halted, %d refused entries, commands by type %v", runs, halted, refused, seen)
 }
 
 // TestPropertySnapshotRestore: Snapshot → Persist → Restore into a fresh FSM
@@ -567,6 +690,13 @@ func TestPropertySnapshotRestore(t *testing.T) {
 		a := fsm.New(fsm.Config{})
 		for i, e := range entries[:cut] {
 			applyProp(t, a, e, uint64(i)+1)
+		}
+		if a.Halted() != nil {
+			// A halted FSM takes no snapshot (nor restores one).
+			if _, err := a.Snapshot(); !errors.Is(err, fsm.ErrHalted) {
+				t.Fatalf("Snapshot of a halted FSM: %v", err)
+			}
+			return
 		}
 		ref := fsm.TestSnapshotRestore(t, a) // what the snapshot must contain
 		sameState(t, "restored", a, ref)
@@ -608,6 +738,12 @@ func TestPropertySnapshotRestore(t *testing.T) {
 		if !slices.Equal(eventStrings(ea), eventStrings(eb)) {
 			t.Fatalf("events after the restore differ:\n%v\n%v", eventStrings(ea), eventStrings(eb))
 		}
+		if errString(a.Halted()) != errString(b.Halted()) {
+			t.Fatalf("halts differ: %v / %v", a.Halted(), b.Halted())
+		}
+		if b.Halted() != nil {
+			return
+		}
 		// A second round trip is a fixed point.
 		p1 := fsm.TestPersist(t, b)
 		if p2 := fsm.TestPersist(t, fsm.TestRestore(t, p1)); string(p1) != string(p2) {
@@ -639,6 +775,11 @@ type model struct {
 	// touched are the hosts whose allocation the current entry may have
 	// changed; it is recomputed when the entry ends.
 	touched map[string]bool
+	// applied is the index of the last entry applied (or refused, or
+	// skipped); halted is set by the first entry the FSM cannot
+	// understand, after which nothing is applied.
+	applied uint64
+	halted  bool
 }
 
 func newModel() *model {
@@ -646,7 +787,8 @@ func newModel() *model {
 }
 
 func (m *model) clone() *model {
-	return &model{objs: maps.Clone(m.objs), kindIx: maps.Clone(m.kindIx), latest: m.latest, touched: maps.Clone(m.touched)}
+	return &model{objs: maps.Clone(m.objs), kindIx: maps.Clone(m.kindIx), latest: m.latest, touched: maps.Clone(m.touched),
+		applied: m.applied, halted: m.halted}
 }
 
 func (m *model) bump(kind resource.Kind, index uint64) {
@@ -799,6 +941,11 @@ type modelOp struct {
 	errs   []error
 	events []string
 	items  [][]error
+	// halt: the FSM cannot understand the entry and must halt on it, for
+	// this reason (ErrBadPayload or ErrUnknownCommand).
+	halt error
+	// notApplied: the FSM had halted before the entry.
+	notApplied bool
 }
 
 func known(kind resource.Kind) bool { _, ok := resource.Lookup(kind); return ok }
@@ -1294,29 +1441,90 @@ func (m *model) lookup(kind resource.Kind, name string, cas uint64, fail func(er
 }
 
 // applyEntry applies a whole log entry to the model and returns the
-// expected outcome; the model changes only if the entry succeeds.
+// expected outcome; the model changes only if the entry succeeds. An entry
+// the FSM cannot understand halts the model: nothing applies after it.
 func (m *model) applyEntry(t *rapid.T, index uint64, e propEntry) modelOp {
+	if m.halted {
+		return modelOp{notApplied: true}
+	}
+	if cause := notUnderstood(e); cause != nil {
+		m.halted = true
+		return modelOp{halt: cause}
+	}
+	r := m.applyUnderstood(t, index, e)
+	m.applied = index
+	return r
+}
+
+// notUnderstood returns why this build cannot understand e (the FSM must
+// halt on it), or nil: an empty entry or a payload that does not decode
+// strictly (ErrBadPayload), an unknown type without the ignorable flag
+// (ErrUnknownCommand), the same for any operation of a batch that is not
+// oversized. It looks at the entry's bytes only.
+func notUnderstood(e propEntry) error {
+	switch {
+	case e.logType != raft.LogCommand:
+		return nil
+	case e.req == nil:
+		if len(e.data) == 0 {
+			return fsm.ErrBadPayload
+		}
+		mt := fsm.MessageType(e.data[0])
+		req, err := decodeReq(mt, e.data[1:])
+		switch {
+		case errors.Is(err, fsm.ErrUnknownCommand) && mt&fsm.IgnoreUnknownTypeFlag != 0:
+			return nil // skipped
+		case errors.Is(err, fsm.ErrUnknownCommand):
+			return fsm.ErrUnknownCommand
+		case err != nil:
+			return fsm.ErrBadPayload
+		}
+		if b, ok := req.(*fsm.BatchRequest); ok {
+			return batchNotUnderstood(b)
+		}
+	case e.typ == fsm.BatchRequestType:
+		return batchNotUnderstood(e.req.(*fsm.BatchRequest))
+	}
+	return nil
+}
+
+func batchNotUnderstood(b *fsm.BatchRequest) error {
+	if len(b.Ops) > fsm.MaxBatchOps {
+		return nil // refused before its operations are looked at
+	}
+	for _, op := range b.Ops {
+		if op.Type == fsm.BatchRequestType {
+			continue // nested: understood, and refused
+		}
+		_, err := decodeReq(op.Type, op.Payload)
+		switch {
+		case errors.Is(err, fsm.ErrUnknownCommand) && op.Type&fsm.IgnoreUnknownTypeFlag != 0:
+		case errors.Is(err, fsm.ErrUnknownCommand):
+			return fsm.ErrUnknownCommand
+		case err != nil:
+			return fsm.ErrBadPayload
+		}
+	}
+	return nil
+}
+
+// applyUnderstood applies an entry the FSM understands.
+func (m *model) applyUnderstood(t *rapid.T, index uint64, e propEntry) modelOp {
 	m.touched = nil
 	var r modelOp
 	switch {
 	case e.logType != raft.LogCommand:
 		return modelOp{}
 	case e.req == nil:
-		switch {
-		case len(e.data) == 0:
-			return modelOp{errs: []error{fsm.ErrBadPayload}}
-		case e.data[0]&byte(fsm.IgnoreUnknownTypeFlag) != 0:
+		mt := fsm.MessageType(e.data[0])
+		if mt&fsm.IgnoreUnknownTypeFlag != 0 {
 			return modelOp{} // unknown and ignorable: skipped
 		}
-		mt := fsm.MessageType(e.data[0])
 		req, err := decodeReq(mt, e.data[1:])
-		switch {
-		case errors.Is(err, fsm.ErrUnknownCommand):
-			return modelOp{errs: []error{fsm.ErrUnknownCommand}}
-		case err != nil:
-			return modelOp{errs: []error{fsm.ErrBadPayload}}
+		if err != nil {
+			t.Fatalf("model: entry %q does not decode: %v", e.data, err)
 		}
-		return m.applyEntry(t, index, propEntry{typ: mt, req: req})
+		return m.applyUnderstood(t, index, propEntry{typ: mt, req: req})
 	case e.typ != fsm.BatchRequestType:
 		next := m.clone()
 		if r = next.apply(t, index, e.typ, e.req); r.errs != nil {
@@ -1333,24 +1541,21 @@ func (m *model) applyEntry(t *rapid.T, index uint64, e propEntry) modelOp {
 	return r
 }
 
+// applyBatch applies a batch the FSM understands: its shape is checked
+// first (empty, oversized, nested), then its operations run in order.
 func (m *model) applyBatch(t *rapid.T, index uint64, b *fsm.BatchRequest) modelOp {
-	if len(b.Ops) == 0 || len(b.Ops) > fsm.MaxBatchOps {
+	if len(b.Ops) == 0 || len(b.Ops) > fsm.MaxBatchOps || slices.ContainsFunc(b.Ops, func(op fsm.BatchOp) bool { return op.Type == fsm.BatchRequestType }) {
 		return modelOp{errs: []error{fsm.ErrBadPayload}}
 	}
 	next := m.clone()
 	var evs []string
 	for _, op := range b.Ops {
-		if op.Type == fsm.BatchRequestType {
-			return modelOp{errs: []error{fsm.ErrBadPayload}}
+		if op.Type&fsm.IgnoreUnknownTypeFlag != 0 {
+			continue // unknown and ignorable: skipped
 		}
 		req, err := decodeReq(op.Type, op.Payload)
-		switch {
-		case errors.Is(err, fsm.ErrUnknownCommand) && op.Type&fsm.IgnoreUnknownTypeFlag != 0:
-			continue
-		case errors.Is(err, fsm.ErrUnknownCommand):
-			return modelOp{errs: []error{fsm.ErrUnknownCommand}}
-		case err != nil:
-			return modelOp{errs: []error{fsm.ErrBadPayload}}
+		if err != nil {
+			t.Fatalf("model: batch op %s %s does not decode: %v", op.Type, op.Payload, err)
 		}
 		r := next.apply(t, index, op.Type, req)
 		if r.errs != nil {
@@ -1409,6 +1614,12 @@ func (m *model) check(t *rapid.T, f *fsm.FSM) {
 	s := f.State()
 	if s.LatestIndex() != m.latest {
 		t.Fatalf("LatestIndex = %d, model %d", s.LatestIndex(), m.latest)
+	}
+	if f.AppliedIndex() != m.applied {
+		t.Fatalf("AppliedIndex = %d, model %d", f.AppliedIndex(), m.applied)
+	}
+	if (f.Halted() != nil) != m.halted {
+		t.Fatalf("Halted() = %v, model halted %t", f.Halted(), m.halted)
 	}
 	for _, k := range []resource.Kind{vm, host} {
 		if s.Index(k) != m.kindIx[k] {
@@ -1511,6 +1722,7 @@ var modelSelectors = []struct {
 // honest (see TestPropertyModel with -v).
 type modelStats struct {
 	entries, failed, placed, reported, evacuated, hostStates, actions int
+	halted, notApplied                                                int
 }
 
 // TestPropertyModel runs random commands against the FSM and a map model
@@ -1551,6 +1763,8 @@ func TestPropertyModel(t *testing.T) {
 				return m.allocated(t, name), true
 			},
 			vmHosts: propVMHosts,
+			// About one run in four halts, at a random step.
+			fatalOdds: 40,
 		}
 		step := func(t *rapid.T, e propEntry) {
 			index++
@@ -1559,7 +1773,30 @@ func TestPropertyModel(t *testing.T) {
 			want := m.applyEntry(t, index, e)
 			res := applyProp(t, f, e, index)
 			evs := eventsAt(t, f, index)
+			if want.halt != nil || want.notApplied {
+				var he *fsm.HaltError
+				isHalt := errors.As(res.Err, &he) && he.Index == index
+				switch {
+				case !errors.Is(res.Err, fsm.ErrHalted):
+					t.Fatalf("entry %d %s: FSM result %v, model expects a halted FSM (halt %v)", index, e, res.Err, want.halt)
+				case want.halt != nil && (!isHalt || !errors.Is(res.Err, want.halt) || f.Halted() != res.Err):
+					t.Fatalf("entry %d %s: FSM error %v (Halted %v), model expects it to halt here with %v", index, e, res.Err, f.Halted(), want.halt)
+				case want.notApplied && isHalt:
+					t.Fatalf("entry %d %s: FSM halted again on it: %v", index, e, res.Err)
+				}
+				if f.State().Digest() != before || len(evs) != 0 || len(res.Objects) != 0 {
+					t.Fatalf("entry %d: the halting or a later entry changed the state or added events", index)
+				}
+				if want.halt != nil {
+					stats.halted++
+				} else {
+					stats.notApplied++
+				}
+				return
+			}
 			switch {
+			case errors.Is(res.Err, fsm.ErrHalted):
+				t.Fatalf("entry %d %s: FSM halted (%v), model expects it understood", index, e, res.Err)
 			case want.errs == nil && res.Err != nil:
 				t.Fatalf("entry %d %s: FSM error %v, model expects success", index, e, res.Err)
 			case want.errs != nil && res.Err == nil:
@@ -1637,12 +1874,20 @@ func TestPropertyModel(t *testing.T) {
 				step(t, propEntry{typ: mt, req: req})
 			},
 			"batch": func(t *rapid.T) {
-				step(t, propEntry{typ: fsm.BatchRequestType, req: g.batch(t, index+1)})
+				step(t, propEntry{typ: fsm.BatchRequestType, req: g.batch(t, index+1, false)})
 			},
 			"any entry": func(t *rapid.T) {
 				step(t, g.entry(t, index+1))
 			},
 			"snapshot and restore": func(t *rapid.T) {
+				if m.halted {
+					// A halted FSM neither takes nor restores a
+					// snapshot; it stays as it is.
+					if _, err := f.Snapshot(); !errors.Is(err, fsm.ErrHalted) {
+						t.Fatalf("Snapshot of a halted FSM: %v", err)
+					}
+					return
+				}
 				f = fsm.TestSnapshotRestore(t, f)
 			},
 		}
@@ -1654,4 +1899,7 @@ func TestPropertyModel(t *testing.T) {
 		}
 	})
 	t.Logf("model test: %+v", stats)
+	if stats.halted == 0 || stats.failed == 0 {
+		t.Errorf("the model test never halted the FSM or never had an entry refused: %+v", stats)
+	}
 }

@@ -150,7 +150,7 @@ func TestReport(t *testing.T) {
 		},
 		{name: "no reports", typ: fsm.ReportRequestType, req: rep("h2"), wantItems: []error{}},
 		{name: "too many reports", typ: fsm.ReportRequestType, req: tooMany, wantErr: fsm.ErrBadPayload},
-		{name: "payload unknown field", data: []byte("\x07" + `{"host":"h2","reports":[],"bogus":1}`), wantErr: fsm.ErrBadPayload},
+		{name: "payload unknown field", halts: true, data: []byte("\x07" + `{"host":"h2","reports":[],"bogus":1}`), wantErr: fsm.ErrBadPayload},
 	}
 	for _, ph := range []string{resource.PhaseRunning, resource.PhaseStarting, resource.PhaseStopping, resource.PhaseStopped, resource.PhaseSuspended, resource.PhaseFailed} {
 		cases = append(cases, lifeCase{

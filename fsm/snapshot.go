@@ -38,8 +38,14 @@ type fsmSnapshot struct {
 }
 
 // Snapshot captures the state in O(1) (go-memdb snapshots are immutable
-// trees); Persist writes it out while Apply goes on.
+// trees); Persist writes it out while Apply goes on. A halted FSM takes
+// no snapshot: raft would label it with the index of the last entry it
+// handed over, which the FSM did not apply, and a node restarted from it
+// would silently skip that entry.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	if err := f.Halted(); err != nil {
+		return nil, fmt.Errorf("fsm: no snapshot of a halted state machine: %w", err)
+	}
 	db, _ := f.store.current()
 	return &fsmSnapshot{txn: db.Snapshot().Txn(false), applied: f.applied.Load()}, nil
 }
@@ -94,9 +100,13 @@ func (s *fsmSnapshot) Release() {}
 
 // Restore replaces the whole state with a snapshot's. The new store is built
 // aside and swapped in under the lock readers take; blocked readers are woken
-// (their abandon channel closes) and re-run against the new state.
+// (their abandon channel closes) and re-run against the new state. A
+// halted FSM stays halted: it restores nothing until the process restarts.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	if err := f.Halted(); err != nil {
+		return fmt.Errorf("fsm: not restoring a snapshot into a halted state machine: %w", err)
+	}
 	db, hdr, err := readSnapshot(rc)
 	if err != nil {
 		return fmt.Errorf("fsm: restore snapshot: %w", err)

@@ -18,6 +18,7 @@ const (
 	CodeUnavailable      = "unavailable"        // 503: e.g. shutting down, leadership lost
 	CodeTimeout          = "timeout"            // 504: outcome unknown
 	CodeInternal         = "internal"           // 500
+	CodeHalted           = "halted"             // 503: this controller's state machine halted (docs/api.md)
 )
 
 // ErrorResponse is the body of every non-2xx answer:
@@ -57,7 +58,18 @@ type Status struct {
 	Version       string `json:"version"`
 	NumServers    int    `json:"num_servers"`
 	LastContactMS int64  `json:"last_contact_ms"` // -1 on the leader
+	Health        string `json:"health"`          // HealthOK or HealthHalted
+	HealthReason  string `json:"health_reason,omitempty"`
 }
+
+// Status.Health values.
+const (
+	HealthOK = "ok"
+	// HealthHalted: the controller's state machine met a log entry this
+	// build cannot apply and stopped; the controller is out of service
+	// (HealthReason says which entry and what to do).
+	HealthHalted = "halted"
+)
 
 // Cluster is GET /v1/cluster.
 type Cluster struct {

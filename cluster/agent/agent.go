@@ -24,6 +24,9 @@ type Agent struct {
 	logger hclog.Logger
 	served chan error
 
+	halted chan struct{} // closed HaltExitGrace after the controller halts
+	done   chan struct{} // closed by Shutdown
+
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -71,6 +74,8 @@ func Start(cfg controller.Config) (*Agent, error) {
 		ln:     ln,
 		logger: cfg.Logger.Named("agent"),
 		served: make(chan error, 1),
+		halted: make(chan struct{}),
+		done:   make(chan struct{}),
 		srv: &http.Server{
 			Handler:           handler,
 			ReadHeaderTimeout: 10 * time.Second,
@@ -78,8 +83,37 @@ func Start(cfg controller.Config) (*Agent, error) {
 		},
 	}
 	go func() { a.served <- a.srv.Serve(ln) }()
+	go a.watchHalt()
 	a.logger.Info("API listening", "addr", ln.Addr().String())
 	return a, nil
+}
+
+// HaltExitGrace is how long an agent whose controller halted keeps
+// answering GET /v1/status (health "halted", and why) and /metrics before
+// Halted fires and `kumoi agent` exits non-zero.
+var HaltExitGrace = 10 * time.Second
+
+// Halted is closed HaltExitGrace after the controller's state machine
+// halted on a committed log entry this build cannot apply (HaltErr says
+// which and what to do): the process should stop, with a non-zero exit.
+func (a *Agent) Halted() <-chan struct{} { return a.halted }
+
+// HaltErr is why the controller halted, or nil.
+func (a *Agent) HaltErr() error { return a.ctrl.Halted() }
+
+func (a *Agent) watchHalt() {
+	select {
+	case <-a.done:
+		return
+	case <-a.ctrl.HaltedCh():
+	}
+	a.logger.Error("the controller halted: this node is out of service; GET /v1/status answers for a while, then the agent exits",
+		"exit_in", HaltExitGrace, "error", a.ctrl.Halted())
+	select {
+	case <-a.done:
+	case <-time.After(HaltExitGrace):
+		close(a.halted)
+	}
 }
 
 // Controller returns the agent's controller.
@@ -99,6 +133,7 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 }
 
 func (a *Agent) shutdown(ctx context.Context) error {
+	close(a.done)
 	a.ctrl.HandOffLeadership()
 	drain, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()

@@ -157,7 +157,10 @@ func (b *httpTestBackend) Status() resource.Status {
 		panic("status exploded")
 	}
 	st := resource.Status{NodeID: b.id, RaftState: "Follower", LastContactMS: 42,
-		AppliedIndex: b.f.AppliedIndex(), StateIndex: b.f.State().LatestIndex()}
+		AppliedIndex: b.f.AppliedIndex(), StateIndex: b.f.State().LatestIndex(), Health: resource.HealthOK}
+	if err := b.f.Halted(); err != nil {
+		st.Health, st.HealthReason = resource.HealthHalted, err.Error()
+	}
 	if b.leader {
 		st.RaftState, st.LeaderID, st.LastContactMS = "Leader", b.id, -1
 	} else {
@@ -699,8 +702,15 @@ func TestHTTPBackendErrors(t *testing.T) {
 		{"leadership lost", fmt.Errorf("%w (raft: leadership lost)", resource.ErrLeadershipLost), 503, resource.CodeUnavailable, "", "may or may not"},
 		{"deadline", context.DeadlineExceeded, 504, resource.CodeTimeout, "", "may or may not"},
 		{"other", errors.New("disk on fire"), 500, resource.CodeInternal, "", "disk on fire"},
-		{"bad payload result", fmt.Errorf("%w: trailing data", fsm.ErrBadPayload), 500, resource.CodeInternal, "", "bug"},
-		{"unknown command result", fmt.Errorf("%w 77", fsm.ErrUnknownCommand), 500, resource.CodeInternal, "", "bug"},
+		// A result the FSM refused as malformed although it understood
+		// it (an empty batch): the controller built a bad command.
+		{"refused batch result", fmt.Errorf("%w: batch has no operations", fsm.ErrBadPayload), 500, resource.CodeInternal, "", "bug"},
+		// The FSM halted on the write's own entry (an unknown type, a
+		// payload that does not decode): out of service, and the write
+		// may have been applied by other nodes (no Retry-After).
+		{"halting entry result", &fsm.HaltError{Index: 7, Type: 77, Cause: fmt.Errorf("%w 77", fsm.ErrUnknownCommand)}, 503, resource.CodeHalted, "", "log entry 7 (type(77)): unknown command type 77"},
+		{"bad payload halt", &fsm.HaltError{Index: 7, Type: 1, Cause: fmt.Errorf("%w: trailing data", fsm.ErrBadPayload)}, 503, resource.CodeHalted, "", "Upgrade it"},
+		{"entry after a halt", fmt.Errorf("%w: log entry 8 not applied", fsm.ErrHalted), 503, resource.CodeHalted, "", "out of service"},
 	}
 	e := newHTTPEnv(t, "n1", httpEnvOpts{})
 	e.mustCreate(t, "vms", "web")
@@ -1408,5 +1418,80 @@ func TestHTTPEventsBatches(t *testing.T) {
 	e.mustCreate(t, "vms", "after")
 	if ev := s.next(t); ev.Name != "after" {
 		t.Fatalf("after the batches: %+v", ev)
+	}
+}
+
+// TestHTTPHalted: once the node's state machine halts (here on a committed
+// entry of an unknown type), GET /v1/status answers with health "halted"
+// and the reason, /metrics shows kumoi_fsm_halted 1 and the halt among the
+// apply errors, and every other request is refused with 503 "halted"
+// (Retry-After: nothing was done) and reaches neither the FSM nor Raft.
+func TestHTTPHalted(t *testing.T) {
+	e := newHTTPEnv(t, "n1", httpEnvOpts{})
+	e.b.f.OnApply = e.api.m.ObserveApply
+	e.mustCreate(t, "vms", "web")
+	var st resource.Status
+	r := e.call(t, "GET", "/v1/status", nil)
+	if err := json.Unmarshal(r.body, &st); err != nil || st.Health != resource.HealthOK || st.HealthReason != "" {
+		t.Fatalf("status before the halt: %s (%v)", r.body, err)
+	}
+	if !bytes.Contains(e.call(t, "GET", "/metrics", nil).body, []byte("kumoi_fsm_halted 0")) {
+		t.Fatalf("/metrics lacks kumoi_fsm_halted 0")
+	}
+
+	var at uint64
+	e.b.set(func(b *httpTestBackend) {
+		b.next++
+		at = b.next
+		res := b.f.Apply(&raft.Log{Index: b.next, Type: raft.LogCommand, Data: []byte("\x63{}")}).(*fsm.Result)
+		if !errors.Is(res.Err, fsm.ErrHalted) {
+			t.Errorf("unknown entry: %v, want a halt", res.Err)
+		}
+	})
+	applies, digest := e.b.appliedCount(), e.b.f.State().Digest()
+
+	r = e.call(t, "GET", "/v1/status", nil)
+	wantStatus(t, r, http.StatusOK)
+	if err := json.Unmarshal(r.body, &st); err != nil || st.Health != resource.HealthHalted ||
+		!strings.Contains(st.HealthReason, fmt.Sprintf("log entry %d (type(99)): unknown command type 99", at)) {
+		t.Fatalf("status after the halt: %s (%v)", r.body, err)
+	}
+	m := e.call(t, "GET", "/metrics", nil)
+	wantStatus(t, m, http.StatusOK)
+	for _, want := range []string{"kumoi_fsm_halted 1", `kumoi_fsm_apply_errors_total{type="type(99)"} 1`} {
+		if !bytes.Contains(m.body, []byte(want)) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	for _, req := range []struct{ method, path, body string }{
+		{"GET", "/v1/vms", ""},
+		{"GET", "/v1/vms/web?stale", ""},
+		{"POST", "/v1/vms", createBody("x")},
+		{"PUT", "/v1/vms/web", createBody("web")},
+		{"DELETE", "/v1/vms/web", ""},
+		{"POST", "/v1/vms/web/stop", ""},
+		{"GET", "/v1/cluster", ""},
+		{"DELETE", "/v1/cluster/servers/n2", ""},
+		{"GET", "/v1/events", ""},
+		{"GET", "/v1/nope", ""},
+	} {
+		var body any
+		if req.body != "" {
+			body = req.body
+		}
+		r := e.call(t, req.method, req.path, body)
+		wantStatus(t, r, http.StatusServiceUnavailable)
+		eb := r.errBody(t)
+		if eb.Code != resource.CodeHalted || r.header.Get("Retry-After") != "1" {
+			t.Errorf("%s %s: %+v, Retry-After %q", req.method, req.path, eb, r.header.Get("Retry-After"))
+		}
+		for _, want := range []string{"out of service", fmt.Sprintf("log entry %d (type(99))", at), "Upgrade it", "/v1/status"} {
+			if !strings.Contains(eb.Message, want) {
+				t.Errorf("%s %s: message %q does not mention %q", req.method, req.path, eb.Message, want)
+			}
+		}
+	}
+	if e.b.appliedCount() != applies || e.b.f.State().Digest() != digest {
+		t.Errorf("a halted node applied a request")
 	}
 }

@@ -67,6 +67,10 @@ func toAPIError(err error) *apiError {
 		e.status, e.code = http.StatusConflict, resource.CodeStaleEpoch
 	case errors.Is(err, fsm.ErrNoCapacity), errors.Is(err, fsm.ErrHostNotReady), errors.Is(err, fsm.ErrWrongPhase), errors.Is(err, fsm.ErrHostBusy):
 		e.status, e.code = http.StatusConflict, resource.CodeConflict
+	case errors.Is(err, fsm.ErrHalted):
+		// The write's entry (or one before it) halted this node's state
+		// machine: other nodes may have applied it. No Retry-After.
+		e.status, e.code, e.msg = http.StatusServiceUnavailable, resource.CodeHalted, haltedMessage(err)
 	case errors.Is(err, fsm.ErrBadPayload), errors.Is(err, fsm.ErrUnknownCommand):
 		e.msg = "the state machine rejected a command this controller built (a bug; the controller log has details): " + err.Error()
 	case errors.Is(err, resource.ErrNoLeader):

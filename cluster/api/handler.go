@@ -188,6 +188,9 @@ func (a *httpAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &apiRecorder{ResponseWriter: w}
 	route, h := a.route(r)
+	if route != "/v1/status" && route != "/metrics" && a.b.FSM().Halted() != nil {
+		h = a.halted // out of service (halt.go)
+	}
 	a.m.requestStarted()
 	defer func() {
 		p := recover()

@@ -21,6 +21,7 @@ type Metrics struct {
 	requestsInFlight  prometheus.Gauge
 	applyDuration     *prometheus.HistogramVec
 	applyErrors       *prometheus.CounterVec
+	fsmHalted         prometheus.Gauge
 	raftApplyDuration prometheus.Histogram
 	forwarded         prometheus.Counter
 }
@@ -55,8 +56,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"type"})),
 		applyErrors: registerOrReuse(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kumoi_fsm_apply_errors_total",
-			Help: "Log entries the state machine rejected (validation, CAS, conflicts, bad payloads), by command type.",
+			Help: "Log entries the state machine rejected (validation, CAS, conflicts) or could not apply (the entry that halted it), by command type.",
 		}, []string{"type"})),
+		fsmHalted: registerOrReuse(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kumoi_fsm_halted",
+			Help: "1 once the state machine met a committed log entry this build cannot apply and halted: the controller is out of service (GET /v1/status says why).",
+		})),
 		raftApplyDuration: registerOrReuse(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "kumoi_raft_apply_duration_seconds",
 			Help:    "Time from proposing a command through Raft to its being applied on this node, as seen by the HTTP API.",
@@ -102,6 +107,9 @@ func (m *Metrics) ObserveApply(t fsm.MessageType, d time.Duration, err error) {
 	m.applyDuration.WithLabelValues(t.String()).Observe(d.Seconds())
 	if err != nil {
 		m.applyErrors.WithLabelValues(t.String()).Inc()
+	}
+	if errors.Is(err, fsm.ErrHalted) {
+		m.fsmHalted.Set(1)
 	}
 }
 

@@ -136,8 +136,9 @@ func New(cfg Config) (*Controller, error) {
 	c.addLeaderLoop(LeaderLoop{Name: "scheduler", Run: c.schedulerLoop})
 	c.addLeaderLoop(LeaderLoop{Name: "policies", Run: c.policiesLoop})
 
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go c.monitorLeadership(notify)
+	go c.watchHalt()
 
 	if len(cfg.BootstrapServers) > 0 && !parts.hasState {
 		f := r.BootstrapCluster(raft.Configuration{Servers: cfg.BootstrapServers})
@@ -205,6 +206,9 @@ func (c *Controller) Leader() (id, apiAddr string) {
 
 // Apply proposes a command and waits until it is applied here.
 func (c *Controller) Apply(ctx context.Context, t fsm.MessageType, req any) (*fsm.Result, error) {
+	if err := c.Halted(); err != nil {
+		return nil, err // out of service (halt.go)
+	}
 	data, err := fsm.Encode(t, req)
 	if err != nil {
 		return nil, err
@@ -310,6 +314,7 @@ func (c *Controller) Status() resource.Status {
 	} else if lc := c.raft.LastContact(); !lc.IsZero() {
 		st.LastContactMS = time.Since(lc).Milliseconds()
 	}
+	c.health(&st)
 	return st
 }
 

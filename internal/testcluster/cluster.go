@@ -282,6 +282,20 @@ func (c *Cluster) GossipAddr(i int) string {
 // DataDir is node i's data directory; it survives restarts.
 func (c *Cluster) DataDir(i int) string { return c.node(i).dataDir }
 
+// LogPath is node i's log file: its stdout and stderr (every start
+// appends to it).
+func (c *Cluster) LogPath(i int) string { return c.node(i).logPath }
+
+// ExpectExit marks the exit of node i's running process as expected: a
+// test that makes the node exit on its own (and checks how with Wait) does
+// not want it reported as a crash.
+func (c *Cluster) ExpectExit(i int) {
+	n := c.node(i)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n.expected = true
+}
+
 // HTTPClient is the client the harness polls with (2s timeout).
 func (c *Cluster) HTTPClient() *http.Client { return c.hc }
 

@@ -1,0 +1,17 @@
+package fsm
+
+import "testing"
+
+// RegisterPanicApplierForTest registers, for the rest of the test, an
+// applier of message type mt whose command decodes any payload and panics
+// when applied: a stand-in for a bug in an applier.
+func RegisterPanicApplierForTest(t testing.TB, mt MessageType) {
+	t.Helper()
+	if _, ok := appliers[mt]; ok || mt == BatchRequestType {
+		t.Fatalf("message type %d is a real command", mt)
+	}
+	appliers[mt] = func([]byte) (func(*writer) error, error) {
+		return func(*writer) error { panic("boom") }, nil
+	}
+	t.Cleanup(func() { delete(appliers, mt) })
+}
