@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/hashicorp/raft"
 	"pgregory.net/rapid"
 
@@ -322,6 +323,13 @@ func drawEvacuate(t *rapid.T) *fsm.EvacuateRequest {
 }
 
 // op draws one non-batch command.
+// propClusterIDs are the identities cluster-init commands give: two valid
+// ones (the second is refused once the first is set) and malformed ones.
+var propClusterIDs = []string{
+	"11111111-2222-4333-8444-555555555555", "66666666-7777-4888-9999-000000000000",
+	"", "not-a-uuid", "11111111222243338444555555555555",
+}
+
 func (g propGen) op(t *rapid.T, next uint64) (fsm.MessageType, any) {
 	fault := drawFault(t)
 	kind := rapid.SampledFrom([]resource.Kind{vm, host}).Draw(t, "kind")
@@ -329,7 +337,7 @@ func (g propGen) op(t *rapid.T, next uint64) (fsm.MessageType, any) {
 	if fault == faultKind {
 		kind = rapid.SampledFrom([]resource.Kind{"nope", ""}).Draw(t, "bad kind")
 	}
-	switch rapid.IntRange(0, 19).Draw(t, "op") {
+	switch rapid.IntRange(0, 20).Draw(t, "op") {
 	case 0, 1, 2:
 		id := fmt.Sprintf("id-%s-%d", name, rapid.IntRange(0, 2).Draw(t, "id"))
 		if fault == faultID {
@@ -359,6 +367,10 @@ func (g propGen) op(t *rapid.T, next uint64) (fsm.MessageType, any) {
 		return fsm.HostStateRequestType, drawHostState(t, fault)
 	case 17:
 		return fsm.EvacuateRequestType, drawEvacuate(t)
+	case 19:
+		return fsm.ClusterInitRequestType, &fsm.ClusterInitRequest{
+			Time: drawTime(t), ID: rapid.SampledFrom(propClusterIDs).Draw(t, "cluster id"),
+		}
 	case 18:
 		return fsm.MigrateRequestType, &fsm.MigrateRequest{
 			Time: drawTime(t), VM: rapid.SampledFrom(propRefs).Draw(t, "migrate vm"),
@@ -443,7 +455,7 @@ func (g propGen) entry(t *rapid.T, next uint64) propEntry {
 	case 25:
 		// A known type byte with a small payload that decodes (and is
 		// mostly refused).
-		b := rapid.IntRange(1, int(fsm.MigrateRequestType)).Draw(t, "raw type")
+		b := rapid.IntRange(1, int(fsm.ClusterInitRequestType)).Draw(t, "raw type")
 		p := rapid.SampledFrom([]string{`{}`, `null`, ` {} `, "{}\n"}).Draw(t, "raw payload")
 		return propEntry{data: append([]byte{byte(b)}, p...)}
 	case 20, 21, 22, 23, 24:
@@ -462,7 +474,7 @@ func (g propGen) notUnderstood(t *rapid.T, next uint64) propEntry {
 	case 1:
 		// An unknown type without the ignorable flag, with a payload
 		// that would be a valid command.
-		b := rapid.SampledFrom([]byte{0, 12, 13, 42, 99, 127}).Draw(t, "unknown type")
+		b := rapid.SampledFrom([]byte{0, 13, 14, 42, 99, 127}).Draw(t, "unknown type")
 		_, req := g.op(t, next)
 		data, err := fsm.Encode(fsm.MessageType(b), req)
 		if err != nil {
@@ -471,7 +483,7 @@ func (g propGen) notUnderstood(t *rapid.T, next uint64) propEntry {
 		return propEntry{data: data}
 	case 2:
 		// A known type with a payload that does not decode strictly.
-		b := rapid.IntRange(1, int(fsm.MigrateRequestType)).Draw(t, "raw type")
+		b := rapid.IntRange(1, int(fsm.ClusterInitRequestType)).Draw(t, "raw type")
 		p := rapid.SampledFrom([]string{``, `[]`, `{"x":1}`, `not json`, `{} {}`, `{}}`, `"x"`, `{"time":"yesterday"}`, `{`}).Draw(t, "bad payload")
 		return propEntry{data: append([]byte{byte(b)}, p...)}
 	case 3:
@@ -780,6 +792,8 @@ type model struct {
 	// understand, after which nothing is applied.
 	applied uint64
 	halted  bool
+	// clusterID is the cluster's identity (the first valid cluster-init).
+	clusterID string
 }
 
 func newModel() *model {
@@ -788,7 +802,7 @@ func newModel() *model {
 
 func (m *model) clone() *model {
 	return &model{objs: maps.Clone(m.objs), kindIx: maps.Clone(m.kindIx), latest: m.latest, touched: maps.Clone(m.touched),
-		applied: m.applied, halted: m.halted}
+		applied: m.applied, halted: m.halted, clusterID: m.clusterID}
 }
 
 func (m *model) bump(kind resource.Kind, index uint64) {
@@ -1086,6 +1100,19 @@ func (m *model) apply(t *rapid.T, index uint64, mt fsm.MessageType, req any) mod
 		return m.action(t, index, req.(*fsm.ActionRequest))
 	case fsm.MigrateRequestType:
 		return m.migrate(t, index, req.(*fsm.MigrateRequest))
+	case fsm.ClusterInitRequestType:
+		// The first valid identity wins; the same one again changes
+		// nothing; another is refused. No object, no event.
+		q := req.(*fsm.ClusterInitRequest)
+		_, perr := uuid.Parse(q.ID)
+		switch {
+		case perr != nil || len(q.ID) != 36:
+			fail(resource.ErrInvalid)
+		case m.clusterID == "":
+			m.clusterID = q.ID
+		case m.clusterID != q.ID:
+			fail(fsm.ErrExists)
+		}
 	default:
 		fail(fsm.ErrUnknownCommand)
 	}
@@ -1595,6 +1622,8 @@ func decodeReq(mt fsm.MessageType, payload []byte) (any, error) {
 		req = new(fsm.ActionRequest)
 	case fsm.MigrateRequestType:
 		req = new(fsm.MigrateRequest)
+	case fsm.ClusterInitRequestType:
+		req = new(fsm.ClusterInitRequest)
 	default:
 		return nil, fsm.ErrUnknownCommand
 	}
@@ -1620,6 +1649,9 @@ func (m *model) check(t *rapid.T, f *fsm.FSM) {
 	}
 	if (f.Halted() != nil) != m.halted {
 		t.Fatalf("Halted() = %v, model halted %t", f.Halted(), m.halted)
+	}
+	if id := s.ClusterID(nil); id != m.clusterID {
+		t.Fatalf("ClusterID = %q, model %q", id, m.clusterID)
 	}
 	for _, k := range []resource.Kind{vm, host} {
 		if s.Index(k) != m.kindIx[k] {
