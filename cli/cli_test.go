@@ -245,9 +245,9 @@ func TestCluster(t *testing.T) {
 		ClusterID: "5b4c006b-1a36-48ab-bc2c-eaa015938bb8",
 		Leader:    "ctl-1",
 		Servers: []resource.Server{
-			{ID: "ctl-1", Address: "127.0.0.1:7401", Voter: true, Leader: true, Role: "voter", LastIndex: 1042, Health: "ok"},
-			{ID: "ctl-2", Address: "127.0.0.2:7401", Voter: true, Role: "voter", LastIndex: 1040, Health: "ok"},
-			{ID: "ctl-3", Address: "127.0.0.3:7401", Role: "nonvoter", LastIndex: 17, Health: "catching-up"},
+			{ID: "ctl-1", Address: "127.0.0.1:7401", Voter: true, Leader: true, Role: "voter", LastIndex: 1042, Health: "ok", Version: "0.2.0", Protocol: 3},
+			{ID: "ctl-2", Address: "127.0.0.2:7401", Voter: true, Role: "voter", LastIndex: 1040, Health: "ok", Version: "0.2.0", Protocol: 3},
+			{ID: "ctl-3", Address: "127.0.0.3:7401", Role: "nonvoter", LastIndex: 17, Health: "catching-up", Version: "0.1.0", Protocol: 2},
 		},
 		Members: []resource.Member{
 			{Name: "ctl-1", Address: "127.0.0.1:7402", Status: "alive", Role: "controller", Tags: map[string]string{"dc": "x"}},
@@ -273,10 +273,10 @@ func TestCluster(t *testing.T) {
 		{name: "status", args: []string{"cluster", "status"}, exact: "" +
 			"Cluster: 5b4c006b-1a36-48ab-bc2c-eaa015938bb8\n" +
 			"Leader: ctl-1\n\n" +
-			"SERVER   ADDRESS          VOTER   LEADER   ROLE       LAST-INDEX   HEALTH\n" +
-			"ctl-1    127.0.0.1:7401   yes     yes      voter      1042         ok\n" +
-			"ctl-2    127.0.0.2:7401   yes     no       voter      1040         ok\n" +
-			"ctl-3    127.0.0.3:7401   no      no       nonvoter   17           catching-up\n\n" +
+			"SERVER   ADDRESS          VOTER   LEADER   ROLE       LAST-INDEX   HEALTH        VERSION   PROTOCOL\n" +
+			"ctl-1    127.0.0.1:7401   yes     yes      voter      1042         ok            0.2.0     3\n" +
+			"ctl-2    127.0.0.2:7401   yes     no       voter      1040         ok            0.2.0     3\n" +
+			"ctl-3    127.0.0.3:7401   no      no       nonvoter   17           catching-up   0.1.0     2\n\n" +
 			"MEMBER   ADDRESS          STATUS    ROLE\n" +
 			"ctl-1    127.0.0.1:7402   alive     controller\n" +
 			"hv-1     127.0.0.9:7402   suspect   worker\n"},

@@ -30,8 +30,9 @@ Examples:
 				UsageText: "kumoi cluster status [-o table|json|yaml]",
 				Description: `Shows the cluster's identity, who leads, each Raft server's role (voter, or
 nonvoter while a new controller catches up before the leader promotes it),
-the last index it applied and its health (ok, catching-up, unreachable), and
-which nodes gossip reports alive. -o json prints the GET /v1/cluster object
+the last index it applied, its health (ok, catching-up, unreachable), its
+version and the log protocol it speaks (docs/upgrade.md), and which nodes
+gossip reports alive. -o json prints the GET /v1/cluster object
 unchanged.`,
 				Action: clusterStatus,
 			}),
@@ -88,9 +89,10 @@ func clusterStatus(c *cli.Context) error {
 	}
 	fmt.Fprintf(w, "Cluster: %s\n", cmp.Or(cl.ClusterID, "(no identity yet: the cluster has not elected its first leader)"))
 	fmt.Fprintf(w, "Leader: %s\n\n", leader)
-	t := newTable(w, "SERVER", "ADDRESS", "VOTER", "LEADER", "ROLE", "LAST-INDEX", "HEALTH")
+	t := newTable(w, "SERVER", "ADDRESS", "VOTER", "LEADER", "ROLE", "LAST-INDEX", "HEALTH", "VERSION", "PROTOCOL")
 	for _, s := range cl.Servers {
-		t.row(s.ID, s.Address, boolCell(s.Voter), boolCell(s.Leader), cmp.Or(s.Role, "-"), uintCell(s.LastIndex), cmp.Or(s.Health, "-"))
+		t.row(s.ID, s.Address, boolCell(s.Voter), boolCell(s.Leader), cmp.Or(s.Role, "-"), uintCell(s.LastIndex), cmp.Or(s.Health, "-"),
+			cmp.Or(s.Version, "-"), uintCell(uint64(s.Protocol)))
 	}
 	if err := t.flush(); err != nil {
 		return err

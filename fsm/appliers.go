@@ -49,13 +49,17 @@ func decoded[T any](fn func(*writer, *T) error) applier {
 }
 
 // decode decodes a log entry's command, a batch's included, and returns
-// the function that applies it. Its error means the entry is not
+// the function that applies it; a type of a protocol after maxProto is
+// unknown. Its error means the entry is not
 // understood: an unknown type (ErrUnknownCommand; the caller skips it
 // when the type has IgnoreUnknownTypeFlag) or a payload that does not
 // decode (ErrBadPayload). It depends on the entry's bytes only.
-func decode(t MessageType, payload []byte) (func(*writer) error, error) {
+func decode(t MessageType, payload []byte, maxProto int) (func(*writer) error, error) {
 	if t == BatchRequestType {
-		return decodeBatch(payload)
+		return decodeBatch(payload, maxProto)
+	}
+	if err := checkProtocol(t, maxProto); err != nil {
+		return nil, err
 	}
 	dec, ok := appliers[t]
 	if !ok {
@@ -78,7 +82,7 @@ type batchOp struct {
 // that fails fails the batch (the caller then drops w's writes). An
 // empty, oversized or nested batch is understood, and refused when
 // applied.
-func decodeBatch(payload []byte) (func(*writer) error, error) {
+func decodeBatch(payload []byte, maxProto int) (func(*writer) error, error) {
 	var req BatchRequest
 	if err := decodePayload(payload, &req); err != nil {
 		return nil, err
@@ -98,7 +102,7 @@ func decodeBatch(payload []byte) (func(*writer) error, error) {
 			}
 			continue
 		}
-		run, err := decode(op.Type, op.Payload)
+		run, err := decode(op.Type, op.Payload, maxProto)
 		if errors.Is(err, ErrUnknownCommand) && op.Type&IgnoreUnknownTypeFlag != 0 {
 			continue
 		}

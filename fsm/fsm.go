@@ -24,6 +24,8 @@ type FSM struct {
 
 	applied atomic.Uint64 // index of the last log applied (or restored)
 
+	maxProto int // the highest log protocol this FSM applies (protocol.go)
+
 	halt   atomic.Pointer[HaltError] // the entry that halted the FSM (halt.go)
 	haltCh chan struct{}             // closed when halt is set
 
@@ -43,6 +45,11 @@ type Config struct {
 	// EventBufferSize is how many events are retained for /v1/events
 	// resumption (default 16384).
 	EventBufferSize int
+	// MaxProtocol limits the log protocol this FSM applies (default and
+	// at most ProtocolVersion): with a lower one it behaves as a build of
+	// that protocol would, and halts on a later message type. For tests
+	// of rolling upgrades.
+	MaxProtocol int
 }
 
 // New returns an FSM with an empty store.
@@ -53,11 +60,15 @@ func New(cfg Config) *FSM {
 	if cfg.EventBufferSize <= 0 {
 		cfg.EventBufferSize = 16384
 	}
+	if cfg.MaxProtocol <= 0 || cfg.MaxProtocol > ProtocolVersion {
+		cfg.MaxProtocol = ProtocolVersion
+	}
 	return &FSM{
-		store:  NewStore(),
-		events: NewEventBuffer(cfg.EventBufferSize),
-		logger: cfg.Logger.Named("fsm"),
-		haltCh: make(chan struct{}),
+		store:    NewStore(),
+		events:   NewEventBuffer(cfg.EventBufferSize),
+		logger:   cfg.Logger.Named("fsm"),
+		haltCh:   make(chan struct{}),
+		maxProto: cfg.MaxProtocol,
 	}
 }
 
@@ -129,7 +140,7 @@ func (g *group) apply(l *raft.Log) *Result {
 		return g.halt(l.Index, 0, fmt.Errorf("%w: empty log entry", ErrBadPayload), start)
 	}
 	t, payload := MessageType(l.Data[0]), l.Data[1:]
-	run, err := decode(t, payload)
+	run, err := decode(t, payload, f.maxProto)
 	switch {
 	case errors.Is(err, ErrUnknownCommand) && t&IgnoreUnknownTypeFlag != 0:
 		f.logger.Warn("skipping unknown command type marked ignorable", "type", uint8(t), "index", l.Index)
@@ -185,7 +196,7 @@ func (g *group) rollback() {
 	g.begin()
 	for _, l := range g.done {
 		t, payload := MessageType(l.Data[0]), l.Data[1:]
-		run, err := decode(t, payload)
+		run, err := decode(t, payload, g.f.maxProto)
 		if err != nil {
 			// Impossible: it decoded the first time.
 			g.f.logger.Error("BUG: entry no longer decodes when replayed after a rollback", "index", l.Index, "error", err)

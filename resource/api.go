@@ -19,6 +19,7 @@ const (
 	CodeTimeout          = "timeout"            // 504: outcome unknown
 	CodeInternal         = "internal"           // 500
 	CodeHalted           = "halted"             // 503: this controller's state machine halted (docs/api.md)
+	CodeUpgradeRequired  = "upgrade_required"   // 409: some server speaks an older log protocol (docs/upgrade.md)
 )
 
 // ErrorResponse is the body of every non-2xx answer:
@@ -43,7 +44,10 @@ type Status struct {
 	// NodeUUID is this node's own persistent identity, created with its
 	// data directory (a node whose data directory was wiped has a new one,
 	// whatever its node_id).
-	NodeUUID      string `json:"node_uuid"`
+	NodeUUID string `json:"node_uuid"`
+	// Protocol is the highest log protocol this node speaks
+	// (docs/upgrade.md).
+	Protocol      int    `json:"protocol"`
 	LeaderID      string `json:"leader_id"`
 	LeaderAddr    string `json:"leader_api_addr,omitempty"`
 	RaftState     string `json:"raft_state"` // Leader, Follower, Candidate, Shutdown
@@ -93,6 +97,11 @@ type Server struct {
 	// LastIndex is the last Raft index the server reported applying (0
 	// when it did not answer).
 	LastIndex uint64 `json:"last_index"`
+	// Version and Protocol are the build version and the highest log
+	// protocol the server advertises in gossip (Protocol 0: not seen, or a
+	// build from before protocol versions).
+	Version  string `json:"version,omitempty"`
+	Protocol int    `json:"protocol"`
 	// Health is ServerOK, ServerCatchingUp (more than a few entries
 	// behind the answering node's commit index) or ServerUnreachable
 	// (its API did not answer).

@@ -22,6 +22,9 @@ var (
 	ErrNotReady = errors.New("the leader is still catching up; retry shortly")
 	// ErrUnknownServer: cluster remove was given an id not in the configuration.
 	ErrUnknownServer = errors.New("no such server in the raft configuration")
+	// ErrUpgradeRequired: a command needs a log protocol that some server
+	// of the cluster does not speak yet; nothing was proposed.
+	ErrUpgradeRequired = errors.New("some controllers must be upgraded first")
 )
 
 // DefaultHostDownGrace is how long a host stays down before its VMs are

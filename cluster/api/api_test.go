@@ -701,6 +701,7 @@ func TestHTTPBackendErrors(t *testing.T) {
 		{"shutting down", resource.ErrShuttingDown, 503, resource.CodeUnavailable, "1", "shutting down"},
 		{"leadership lost", fmt.Errorf("%w (raft: leadership lost)", resource.ErrLeadershipLost), 503, resource.CodeUnavailable, "", "may or may not"},
 		{"deadline", context.DeadlineExceeded, 504, resource.CodeTimeout, "", "may or may not"},
+		{"upgrade required", fmt.Errorf("%w: a migrate command needs log protocol 2, which c3 does not speak yet", resource.ErrUpgradeRequired), 409, resource.CodeUpgradeRequired, "", "c3 does not speak"},
 		{"other", errors.New("disk on fire"), 500, resource.CodeInternal, "", "disk on fire"},
 		// A result the FSM refused as malformed although it understood
 		// it (an empty batch): the controller built a bad command.

@@ -89,6 +89,12 @@ type Config struct {
 	UnsafeStaleReads bool
 
 	Logger hclog.Logger
+	// MaxProtocol limits the log protocol this controller speaks and
+	// advertises (default fsm.ProtocolVersion): it applies only that
+	// protocol's commands, as a build of it would. For upgrade tests and
+	// to hold back new features until every node is upgraded.
+	MaxProtocol int
+
 	// OnApply, if set, observes every command the state machine applies
 	// (the agent wires the API's metrics to it). It is set before Raft
 	// starts, so it sees the entries replayed at start-up too.
@@ -148,6 +154,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Version == "" {
 		c.Version = Version
+	}
+	if c.MaxProtocol <= 0 || c.MaxProtocol > fsm.ProtocolVersion {
+		c.MaxProtocol = fsm.ProtocolVersion
 	}
 }
 

@@ -113,7 +113,7 @@ func New(cfg Config) (*Controller, error) {
 	if c.nodeUUID, err = readOrCreateNodeUUID(cfg.DataDir); err != nil {
 		return nil, err
 	}
-	c.fsm = fsm.New(fsm.Config{Logger: cfg.Logger})
+	c.fsm = fsm.New(fsm.Config{Logger: cfg.Logger, MaxProtocol: cfg.MaxProtocol})
 	c.fsm.OnApply = cfg.OnApply
 	parts, err := openRaftParts(&c.cfg, c.ClusterID, c.admitted.Load, c.logger)
 	if err != nil {
@@ -209,6 +209,9 @@ func (c *Controller) Apply(ctx context.Context, t fsm.MessageType, req any) (*fs
 	if err := c.Halted(); err != nil {
 		return nil, err // out of service (halt.go)
 	}
+	if err := c.checkProtocol(t, req); err != nil {
+		return nil, err
+	}
 	data, err := fsm.Encode(t, req)
 	if err != nil {
 		return nil, err
@@ -295,6 +298,7 @@ func (c *Controller) Status() resource.Status {
 		NodeID:       c.cfg.NodeID,
 		ClusterID:    c.ClusterID(),
 		NodeUUID:     c.nodeUUID,
+		Protocol:     c.cfg.MaxProtocol,
 		LeaderID:     lid,
 		LeaderAddr:   laddr,
 		RaftState:    c.raft.State().String(),

@@ -20,6 +20,7 @@ func (c *Controller) startGossip() error {
 	fresh := !c.admitted.Load()
 	meta := membership.Meta{
 		ID: c.cfg.NodeID, Role: membership.RoleController, Cluster: c.ClusterID(),
+		Version: c.cfg.Version, Proto: c.cfg.MaxProtocol,
 		API: c.cfg.APIAddr(), Raft: c.cfg.RaftAddr(), Expect: c.cfg.BootstrapExpect,
 	}
 	if fresh {

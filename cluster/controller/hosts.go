@@ -106,6 +106,11 @@ func foreignNames(names []string) []string {
 
 // proposeHostState writes want unless the host already looks like that.
 func (c *Controller) proposeHostState(ctx context.Context, st *fsm.Store, want fsm.HostStateRequest) {
+	if (len(want.ForeignDomains) > 0 || want.ForeignDomainCount > 0) && c.checkProtocol(fsm.HostStateRequestType, &want) != nil {
+		// Some controller cannot apply the foreign-domain fields yet (a
+		// rolling upgrade): record the host's state without them.
+		want.ForeignDomains, want.ForeignDomainCount = nil, 0
+	}
 	if cur, _ := st.Get(nil, resource.KindHost, want.Name); cur != nil {
 		hs, err := resource.DecodeStatus[resource.HostStatus](cur)
 		if err == nil && hs.State == want.State && hs.Address == want.Address && hs.Capacity == want.Capacity &&

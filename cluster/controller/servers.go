@@ -40,6 +40,11 @@ func (c *Controller) Cluster(ctx context.Context) (resource.Cluster, error) {
 		if s.Suffrage != raft.Voter {
 			srv.Role = resource.ServerNonvoter
 		}
+		if string(s.ID) == c.cfg.NodeID {
+			srv.Version, srv.Protocol = c.cfg.Version, c.cfg.MaxProtocol
+		} else if m, ok := c.members.Controller(string(s.ID)); ok {
+			srv.Version, srv.Protocol = m.Meta.Version, max(m.Meta.Proto, 1)
+		}
 		out.Servers[i] = srv
 		wg.Add(1)
 		go func() {

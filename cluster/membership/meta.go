@@ -26,6 +26,12 @@ type Meta struct {
 	// empty until it knows one. Agents of two clusters refuse each other
 	// (Delegate.NotifyAlive, NotifyMerge).
 	Cluster string `json:"cluster,omitempty"`
+	// Version is the agent's build version, Proto the highest log
+	// protocol it speaks (fsm.ProtocolVersion; 0: a build from before
+	// protocol versions, which speaks 1). Leaders propose a command only
+	// when every server speaks its protocol.
+	Version string `json:"version,omitempty"`
+	Proto   int    `json:"proto,omitempty"`
 	// Leaving is set (by a metadata update) just before a graceful leave:
 	// memberlist does not tell a leave from a failure in NotifyLeave.
 	Leaving bool `json:"leaving,omitempty"`

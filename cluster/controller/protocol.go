@@ -1,0 +1,67 @@
+package controller
+
+import (
+	"cmp"
+	"fmt"
+	"strings"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/kumoi/kumoi/fsm"
+	"github.com/kumoi/kumoi/resource"
+)
+
+// Version gating for rolling upgrades: every controller advertises in
+// gossip the highest log protocol it speaks (fsm.ProtocolVersion, or
+// Config.MaxProtocol); the leader proposes a command only when every
+// server of the Raft configuration (voters and non-voters: all apply the
+// log) speaks the protocol it needs. A replica therefore never meets an
+// entry it cannot apply (it would halt), and a new feature works once the
+// last old node is upgraded (docs/upgrade.md).
+
+// checkProtocol refuses a command that some server cannot apply, naming
+// the servers to upgrade.
+func (c *Controller) checkProtocol(t fsm.MessageType, req any) error {
+	need := fsm.RequiredProtocol(t, req)
+	if need <= 1 {
+		return nil // every build speaks protocol 1
+	}
+	if ml, _ := c.gossipParts(); ml == nil {
+		return nil // no gossip (in-process tests): every node is this build
+	}
+	f := c.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return mapRaftError(err)
+	}
+	var old []string
+	for _, s := range f.Configuration().Servers {
+		if p, v := c.serverProtocol(s.ID); p < need {
+			old = append(old, fmt.Sprintf("%s (%s)", s.ID, v))
+		}
+	}
+	if len(old) == 0 {
+		return nil
+	}
+	verb, them := "do", "them"
+	if len(old) == 1 {
+		verb, them = "does", "it"
+	}
+	return fmt.Errorf("%w: a %s command needs log protocol %d, which %s %s not speak yet; upgrade %s (docs/upgrade.md), then retry",
+		resource.ErrUpgradeRequired, t, need, strings.Join(old, ", "), verb, them)
+}
+
+// serverProtocol is the protocol a server speaks, as far as this node
+// knows, and how to name its build.
+func (c *Controller) serverProtocol(id raft.ServerID) (int, string) {
+	if string(id) == c.cfg.NodeID {
+		return c.cfg.MaxProtocol, fmt.Sprintf("version %s, protocol %d", c.cfg.Version, c.cfg.MaxProtocol)
+	}
+	m, ok := c.members.Controller(string(id))
+	switch {
+	case !ok:
+		return 0, "not seen in gossip"
+	case m.Meta.Proto == 0:
+		return 1, fmt.Sprintf("version %s, protocol 1", cmp.Or(m.Meta.Version, "unknown"))
+	}
+	return m.Meta.Proto, fmt.Sprintf("version %s, protocol %d", cmp.Or(m.Meta.Version, "unknown"), m.Meta.Proto)
+}

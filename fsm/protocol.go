@@ -1,0 +1,68 @@
+package fsm
+
+import "fmt"
+
+// ProtocolVersion is the highest log protocol this build speaks: the set
+// of message types (and payload fields) it can apply. A leader proposes a
+// command only when every server of the Raft configuration speaks the
+// protocol the command needs (cluster/controller), so that no replica
+// meets an entry it cannot apply (and halts) during a rolling upgrade.
+//
+//	1  create, update, delete, batch, status, place, report, host-state,
+//	   evacuate, action (the first release)
+//	2  migrate
+//	3  cluster-init; host-state's foreign_domains and foreign_domain_count
+const ProtocolVersion = 3
+
+// MinProtocol is the protocol a node must speak to apply message type t.
+// Unknown types (ignorable or not) are 1: whether a node skips or halts
+// on them is the type's own business.
+func MinProtocol(t MessageType) int {
+	switch t {
+	case MigrateRequestType:
+		return 2
+	case ClusterInitRequestType:
+		return 3
+	}
+	return 1
+}
+
+// RequiredProtocol is the protocol every server must speak before a
+// command may be proposed: its type's, the highest of a batch's
+// operations', and the protocol of the optional payload fields it uses.
+func RequiredProtocol(t MessageType, req any) int {
+	need := MinProtocol(t)
+	switch r := req.(type) {
+	case *BatchRequest:
+		for _, op := range r.Ops {
+			need = max(need, MinProtocol(op.Type))
+			if op.Type == HostStateRequestType && hostStateUsesForeign(op.Payload) {
+				need = max(need, 3)
+			}
+		}
+	case *HostStateRequest:
+		if len(r.ForeignDomains) > 0 || r.ForeignDomainCount > 0 {
+			need = max(need, 3)
+		}
+	}
+	return need
+}
+
+// hostStateUsesForeign reports whether an encoded host-state payload
+// carries the protocol 3 fields.
+func hostStateUsesForeign(payload []byte) bool {
+	var q HostStateRequest
+	if decodePayload(payload, &q) != nil {
+		return false
+	}
+	return len(q.ForeignDomains) > 0 || q.ForeignDomainCount > 0
+}
+
+// checkProtocol: a node limited to protocol max does not know message
+// types of a later one (as a build of that protocol would not).
+func checkProtocol(t MessageType, max int) error {
+	if MinProtocol(t) > max {
+		return fmt.Errorf("%w %d (%s needs log protocol %d; this node speaks %d)", ErrUnknownCommand, uint8(t), t, MinProtocol(t), max)
+	}
+	return nil
+}

@@ -1,0 +1,83 @@
+package fsm_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/kumoi/kumoi/fsm"
+	"github.com/kumoi/kumoi/resource"
+)
+
+// TestProtocolVersions: every message type belongs to a protocol this
+// build speaks, and the newest type's protocol is ProtocolVersion (a new
+// type must bump it, or old nodes would be proposed entries they halt on).
+func TestProtocolVersions(t *testing.T) {
+	newest := 0
+	for _, mt := range fsm.MessageTypes {
+		p := fsm.MinProtocol(mt)
+		if p < 1 || p > fsm.ProtocolVersion {
+			t.Errorf("%s: protocol %d outside 1..%d", mt, p, fsm.ProtocolVersion)
+		}
+		newest = max(newest, p)
+	}
+	if newest != fsm.ProtocolVersion {
+		t.Errorf("the newest message type is protocol %d, ProtocolVersion %d", newest, fsm.ProtocolVersion)
+	}
+	for _, tc := range []struct {
+		t    fsm.MessageType
+		req  any
+		want int
+	}{
+		{fsm.CreateRequestType, &fsm.CreateRequest{}, 1},
+		{fsm.MigrateRequestType, &fsm.MigrateRequest{}, 2},
+		{fsm.ClusterInitRequestType, &fsm.ClusterInitRequest{}, 3},
+		{fsm.HostStateRequestType, &fsm.HostStateRequest{}, 1},
+		{fsm.HostStateRequestType, &fsm.HostStateRequest{ForeignDomainCount: 1}, 3},
+		{fsm.BatchRequestType, &fsm.BatchRequest{Ops: []fsm.BatchOp{
+			mustOp(t, fsm.CreateRequestType, &fsm.CreateRequest{}), mustOp(t, fsm.MigrateRequestType, &fsm.MigrateRequest{}),
+		}}, 2},
+		{fsm.BatchRequestType, &fsm.BatchRequest{Ops: []fsm.BatchOp{
+			mustOp(t, fsm.HostStateRequestType, &fsm.HostStateRequest{ForeignDomains: []string{"kumoi-x"}}),
+		}}, 3},
+	} {
+		if got := fsm.RequiredProtocol(tc.t, tc.req); got != tc.want {
+			t.Errorf("RequiredProtocol(%s, %+v) = %d, want %d", tc.t, tc.req, got, tc.want)
+		}
+	}
+}
+
+func mustOp(t *testing.T, mt fsm.MessageType, req any) fsm.BatchOp {
+	op, err := fsm.NewBatchOp(mt, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return op
+}
+
+// TestMaxProtocol: an FSM limited to an older protocol behaves as a build
+// of it: it applies that protocol's commands and halts on a later one,
+// alone or inside a batch.
+func TestMaxProtocol(t *testing.T) {
+	old := fsm.New(fsm.Config{MaxProtocol: 1})
+	fsm.TestMustApply(t, old, 1, fsm.CreateRequestType, createReq(vm, "a", fsm.TestID(1), nil, vmSpec1))
+	res := fsm.TestApply(t, old, 2, fsm.MigrateRequestType, &fsm.MigrateRequest{Time: fsm.TestTime, VM: "a", Host: "h"})
+	if !errors.Is(res.Err, fsm.ErrHalted) || !errors.Is(old.Halted(), fsm.ErrUnknownCommand) || old.AppliedIndex() != 1 {
+		t.Fatalf("protocol 1 FSM on migrate: %v (halted %v, applied %d), want a halt on an unknown command", res.Err, old.Halted(), old.AppliedIndex())
+	}
+
+	two := fsm.New(fsm.Config{MaxProtocol: 2})
+	batch := &fsm.BatchRequest{Time: fsm.TestTime, Ops: []fsm.BatchOp{
+		mustOp(t, fsm.CreateRequestType, createReq(vm, "b", fsm.TestID(2), nil, vmSpec1)),
+		mustOp(t, fsm.ClusterInitRequestType, &fsm.ClusterInitRequest{Time: fsm.TestTime, ID: "11111111-2222-4333-8444-555555555555"}),
+	}}
+	res = fsm.TestApply(t, two, 1, fsm.BatchRequestType, batch)
+	if !errors.Is(res.Err, fsm.ErrHalted) || two.State().Count(resource.KindVM) != 0 {
+		t.Fatalf("protocol 2 FSM on a batch with cluster-init: %v, %d VMs; want a halt and nothing applied", res.Err, two.State().Count(resource.KindVM))
+	}
+
+	full := fsm.New(fsm.Config{})
+	fsm.TestMustApply(t, full, 1, fsm.BatchRequestType, batch)
+	if full.State().ClusterID(nil) == "" {
+		t.Fatal("a full-protocol FSM did not apply cluster-init")
+	}
+}
