@@ -2,10 +2,8 @@ package controller
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"time"
 
@@ -126,23 +124,8 @@ func (c *Controller) checkAdmission() (bool, error) {
 // peerCluster asks a controller for GET /v1/cluster (the leader's view:
 // the controller forwards it).
 func (c *Controller) peerCluster(apiAddr string) (*resource.Cluster, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+apiAddr+"/v1/cluster", nil)
-	if err != nil {
-		return nil, err
-	}
-	c.peerClientOnce.Do(c.newPeerClient)
-	resp, err := c.peerClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /v1/cluster: %s", resp.Status)
-	}
 	var cl resource.Cluster
-	if err := json.NewDecoder(resp.Body).Decode(&cl); err != nil {
+	if err := c.peerGet(context.Background(), apiAddr, "/v1/cluster", 3*time.Second, &cl); err != nil {
 		return nil, err
 	}
 	return &cl, nil

@@ -72,31 +72,37 @@ func (c *Controller) tryBootstrap() (done bool, err error) {
 }
 
 // peerStatus asks another controller's API for its GET /v1/status, within
-// a second (or ctx), dialing from this node's --bind address.
+// a second (or ctx).
 func (c *Controller) peerStatus(ctx context.Context, apiAddr string) (*resource.Status, error) {
-	if apiAddr == "" {
-		return nil, fmt.Errorf("no API address advertised")
-	}
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+apiAddr+"/v1/status", nil)
-	if err != nil {
+	var st resource.Status
+	if err := c.peerGet(ctx, apiAddr, "/v1/status", time.Second, &st); err != nil {
 		return nil, err
+	}
+	return &st, nil
+}
+
+// peerGet GETs path from another controller's API into v, within timeout
+// (or ctx), dialing from this node's --bind address.
+func (c *Controller) peerGet(ctx context.Context, apiAddr, path string, timeout time.Duration, v any) error {
+	if apiAddr == "" {
+		return fmt.Errorf("no API address advertised")
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+apiAddr+path, nil)
+	if err != nil {
+		return err
 	}
 	c.peerClientOnce.Do(c.newPeerClient)
 	resp, err := c.peerClient.Do(req)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("status %s", resp.Status)
+		return fmt.Errorf("GET %s: %s", path, resp.Status)
 	}
-	var st resource.Status
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return nil, err
-	}
-	return &st, nil
+	return json.NewDecoder(resp.Body).Decode(v)
 }
 
 // newPeerClient makes the client that asks other controllers' APIs,

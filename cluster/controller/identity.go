@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
 	"time"
+
+	"github.com/kumoi/kumoi/cluster/internal/datadir"
 
 	"github.com/google/uuid"
 	"github.com/hashicorp/go-memdb"
@@ -34,26 +34,15 @@ func readOrCreateNodeUUID(dataDir string) (string, error) {
 	if dataDir == "" {
 		return uuid.NewString(), nil
 	}
-	path := filepath.Join(dataDir, nodeUUIDFile)
-	b, err := os.ReadFile(path)
-	if err == nil {
-		id := strings.TrimSpace(string(b))
-		if _, perr := uuid.Parse(id); perr != nil || len(id) != 36 {
-			return "", fmt.Errorf("%s holds %q, not a node id (a UUID); remove the file to give the node a new one", path, id)
-		}
-		return id, nil
+	id, err := datadir.ReadUUID(dataDir, nodeUUIDFile, "node id", "remove the file to give the node a new one")
+	if err != nil || id != "" {
+		return id, err
 	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("read the node identity: %w", err)
-	}
-	id := uuid.NewString()
+	id = uuid.NewString()
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return "", fmt.Errorf("create data dir: %w", err)
 	}
-	if err := writeFileSync(dataDir, nodeUUIDFile, id); err != nil {
-		return "", err
-	}
-	return id, nil
+	return id, datadir.WriteSync(dataDir, nodeUUIDFile, id)
 }
 
 // ClusterID returns the identity of this controller's cluster: the one its
@@ -67,22 +56,8 @@ func (c *Controller) ClusterID() string {
 
 // readClusterID reads the cluster identity the data directory remembers.
 func readClusterID(dataDir string) (string, error) {
-	if dataDir == "" {
-		return "", nil
-	}
-	path := filepath.Join(dataDir, clusterIDFile)
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("read the cluster identity: %w", err)
-	}
-	id := strings.TrimSpace(string(b))
-	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
-		return "", fmt.Errorf("%s holds %q, not a cluster id (a UUID); restore it from a backup, or remove the whole data directory and join the node as a new one", path, id)
-	}
-	return id, nil
+	return datadir.ReadUUID(dataDir, clusterIDFile, "cluster id",
+		"restore it from a backup, or remove the whole data directory and join the node as a new one")
 }
 
 // writeClusterID records id in the data directory.
@@ -90,37 +65,7 @@ func writeClusterID(dataDir, id string) error {
 	if dataDir == "" {
 		return nil
 	}
-	return writeFileSync(dataDir, clusterIDFile, id)
-}
-
-// writeFileSync writes value to dir/name durably: aside, synced, renamed
-// into place, and the directory synced.
-func writeFileSync(dir, name, value string) error {
-	path := filepath.Join(dir, name)
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	_, err = f.WriteString(value + "\n")
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
+	return datadir.WriteSync(dataDir, clusterIDFile, id)
 }
 
 // watchClusterID adopts the identity the replicated state holds once it

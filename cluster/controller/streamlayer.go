@@ -201,28 +201,27 @@ func checkPeerCluster(mine, theirs, peer string) error {
 }
 
 func (l *streamLayer) logRefusal(peer, mine, theirs string) {
-	l.refusedMu.Lock()
-	last, seen := l.refused[peer]
-	if seen && time.Since(last) < 30*time.Second {
-		l.refusedMu.Unlock()
-		return
+	if l.firstIn30s(peer) {
+		l.logger.Error("refusing a raft peer of another cluster (is it in this cluster's configuration by mistake? see kumoi cluster status)",
+			"peer", peer, "peer_cluster", theirs, "cluster", mine)
 	}
-	l.refused[peer] = time.Now()
-	l.refusedMu.Unlock()
-	l.logger.Error("refusing a raft peer of another cluster (is it in this cluster's configuration by mistake? see kumoi cluster status)",
-		"peer", peer, "peer_cluster", theirs, "cluster", mine)
 }
 
 func (l *streamLayer) logNotAdmitted(peer string) {
+	if l.firstIn30s(peer) {
+		l.logger.Warn("refusing a raft connection: this node is new and has not checked yet that its id is free in the cluster", "peer", peer)
+	}
+}
+
+// firstIn30s rate-limits the logs about one peer: true at most every 30 s.
+func (l *streamLayer) firstIn30s(peer string) bool {
 	l.refusedMu.Lock()
-	last, seen := l.refused[peer]
-	if seen && time.Since(last) < 30*time.Second {
-		l.refusedMu.Unlock()
-		return
+	defer l.refusedMu.Unlock()
+	if last, seen := l.refused[peer]; seen && time.Since(last) < 30*time.Second {
+		return false
 	}
 	l.refused[peer] = time.Now()
-	l.refusedMu.Unlock()
-	l.logger.Warn("refusing a raft connection: this node is new and has not checked yet that its id is free in the cluster", "peer", peer)
+	return true
 }
 
 // bufferedConn reads through the reader that read the greeting, so that

@@ -4,12 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
+	"github.com/kumoi/kumoi/cluster/internal/datadir"
 
 	"github.com/kumoi/kumoi/cluster/membership"
 	"github.com/kumoi/kumoi/hypervisor"
@@ -25,54 +24,16 @@ var ErrOtherCluster = errors.New("this worker belongs to another cluster than it
 
 // readClusterID reads the identity dir remembers ("" if none).
 func readClusterID(dir string) (string, error) {
-	if dir == "" {
-		return "", nil
-	}
-	path := filepath.Join(dir, ClusterIDFile)
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("read the worker's cluster identity: %w", err)
-	}
-	id := strings.TrimSpace(string(b))
-	if _, err := uuid.Parse(id); err != nil || len(id) != 36 {
-		return "", fmt.Errorf("%s holds %q, not a cluster id (a UUID); restore it, or remove it to let the worker learn its cluster from its controllers again (Kumoi domains of another cluster on this host are then left alone)", path, id)
-	}
-	return id, nil
+	return datadir.ReadUUID(dir, ClusterIDFile, "cluster id",
+		"restore it, or remove it to let the worker learn its cluster from its controllers again (Kumoi domains of another cluster on this host are then left alone)")
 }
 
-// writeClusterID records id in dir (written aside, synced, renamed).
+// writeClusterID records id in dir.
 func writeClusterID(dir, id string) error {
 	if dir == "" {
 		return nil
 	}
-	path := filepath.Join(dir, ClusterIDFile)
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("record the cluster identity: %w", err)
-	}
-	_, err = f.WriteString(id + "\n")
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("record the cluster identity in %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
+	return datadir.WriteSync(dir, ClusterIDFile, id)
 }
 
 // ClusterID is the identity of the cluster the worker belongs to: the one
