@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/kumoi/kumoi/resource"
 )
 
@@ -19,6 +21,29 @@ import (
 // more fault could lose a committed write or elect two leaders in a term.
 // The operator removes the old server first (kumoi cluster remove ID);
 // then the node joins as a new server.
+
+// nodeMarkerKey is where the stable store (raft.db) records the node UUID
+// of the node that created it.
+var nodeMarkerKey = []byte("kumoi_node_uuid")
+
+// markNodeInStore reports whether the stable store was created by this
+// very node (its node UUID is recorded there), and records it if the
+// store has none. A node whose store is its own but holds no Raft state
+// never took part in Raft — it was stopped between the start and its
+// first entry, e.g. right after another node bootstrapped the cluster
+// with it — so it may resume its place without the admission check: it
+// has no term, vote or log to have forgotten. A store without the mark,
+// or with another node's, is a new (or replaced) one.
+func markNodeInStore(stable raft.StableStore, nodeUUID string) (bool, error) {
+	b, err := stable.Get(nodeMarkerKey)
+	if err == nil && string(b) == nodeUUID {
+		return true, nil
+	}
+	if err := stable.Set(nodeMarkerKey, []byte(nodeUUID)); err != nil {
+		return false, fmt.Errorf("record the node identity in the raft store: %w", err)
+	}
+	return false, nil
+}
 
 // ErrStillAServer: this new node's id is a voter of the cluster already.
 var ErrStillAServer = errors.New("this node's id is still a server of the cluster")

@@ -147,7 +147,12 @@ func New(cfg Config) (*Controller, error) {
 			return nil, fmt.Errorf("bootstrap: %w", err)
 		}
 	}
-	if parts.hasState || c.ClusterID() != "" || cfg.DisableGossip {
+	sameNode, err := markNodeInStore(parts.stable, c.nodeUUID)
+	if err != nil {
+		c.Shutdown(context.Background())
+		return nil, err
+	}
+	if parts.hasState || c.ClusterID() != "" || sameNode || cfg.DisableGossip {
 		c.admitted.Store(true)
 	}
 	if !cfg.DisableGossip {
