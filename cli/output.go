@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -194,17 +195,32 @@ func objectTable(w io.Writer, kind resource.Kind, objs []*resource.Object, width
 // vmTable: NAME CPUS MEMORY POWER PHASE HOST INDEX REASON. POWER is what
 // the user asked for, PHASE what the cluster observed; INDEX is the
 // modify_index that --cas takes; REASON (free text, last) says why the VM
-// is in its phase, when the cluster said.
+// is in its phase, when the cluster said. A single VM (vm get, width 0)
+// that Kumoi restarted after crashes also shows RESTARTS, before REASON.
 func vmTable(w io.Writer, objs []*resource.Object, width int) error {
-	t := newFreeTextTable(w, "NAME", "CPUS", "MEMORY", "POWER", "PHASE", "HOST", "INDEX", "REASON")
+	restarts := false
+	for _, o := range objs {
+		if _, st := resource.VMStateOf(o); width == 0 && st.Restarts > 0 {
+			restarts = true
+		}
+	}
+	head := []string{"NAME", "CPUS", "MEMORY", "POWER", "PHASE", "HOST", "INDEX", "REASON"}
+	if restarts {
+		head = slices.Insert(head, 7, "RESTARTS")
+	}
+	t := newFreeTextTable(w, head...)
 	for _, o := range objs {
 		spec, st := resource.VMStateOf(o)
 		reason := st.Reason
 		if width > 0 {
 			reason = shorten(reason, width)
 		}
-		t.row(o.Name, strconv.Itoa(spec.CPUs), resource.FormatMiB(spec.MemoryMiB),
-			spec.Power, st.Phase, st.Host, uintCell(o.ModifyIndex), reason)
+		row := []string{o.Name, strconv.Itoa(spec.CPUs), resource.FormatMiB(spec.MemoryMiB),
+			spec.Power, st.Phase, st.Host, uintCell(o.ModifyIndex), reason}
+		if restarts {
+			row = slices.Insert(row, 7, strconv.FormatUint(st.Restarts, 10))
+		}
+		t.row(row...)
 	}
 	return t.flush()
 }

@@ -328,13 +328,22 @@ func TestVMListByHost(t *testing.T) {
 	putVM(t, s, "b", "running", "running", "hv-2", "")
 	putVM(t, s, "c", "stopped", "stopped", "hv-1", "stopped: the guest crashed")
 	putVM(t, s, "d", "running", "pending", "", "no ready host has 64 CPUs and 512GiB free right now (1 of 3 ready hosts are large enough)")
+	s.Put(t, resource.KindVM, "e", nil, resource.VMSpec{CPUs: 1, MemoryMiB: 256, Power: "running"},
+		resource.VMStatus{Phase: "running", Host: "hv-2", Epoch: 7, Reason: "restarted after the guest crashed", Since: testapi.Now, Restarts: 2})
 	runCases(t, s.URL, []cliCase{
+		{name: "get shows restarts when there were some", args: []string{"vm", "get", "e"}, exact: "" +
+			"NAME   CPUS   MEMORY   POWER     PHASE     HOST   INDEX   RESTARTS   REASON\n" +
+			"e      1      256MiB   running   running   hv-2   5       2          restarted after the guest crashed\n"},
+		{name: "get without restarts: no column", args: []string{"vm", "get", "a"}, exact: "" +
+			"NAME   CPUS   MEMORY   POWER     PHASE     HOST   INDEX   REASON\n" +
+			"a      1      256MiB   running   running   hv-1   1       -\n"},
 		{name: "all", args: []string{"vm", "list"}, exact: "" +
 			"NAME   CPUS   MEMORY   POWER     PHASE     HOST   INDEX   REASON\n" +
 			"a      1      256MiB   running   running   hv-1   1       -\n" +
 			"b      1      256MiB   running   running   hv-2   2       -\n" +
 			"c      1      256MiB   stopped   stopped   hv-1   3       stopped: the guest crashed\n" +
-			"d      1      256MiB   running   pending   -      4       no ready host has 64 CPUs and 512GiB free right…\n"},
+			"d      1      256MiB   running   pending   -      4       no ready host has 64 CPUs and 512GiB free right…\n" +
+			"e      1      256MiB   running   running   hv-2   5       restarted after the guest crashed\n"},
 		{name: "get shows the whole reason", args: []string{"vm", "get", "d"},
 			stdout: []string{"free right now (1 of 3 ready hosts are large enough)\n"}},
 		{name: "host", args: []string{"vm", "list", "--host", "hv-1"}, exact: "" +
@@ -345,7 +354,7 @@ func TestVMListByHost(t *testing.T) {
 		{name: "host and selector", args: []string{"vm", "ls", "--host", "hv-1", "-l", "x=y", "-o", "json"}, exact: "[]\n"},
 		{name: "host none", args: []string{"vm", "list", "--host", "hv-9", "-o", "json"}, exact: "[]\n"},
 		{name: "host vms", args: []string{"host", "vms", "hv-1"}, stdout: []string{"a      1 ", "c      1 "}},
-		{name: "host vms yaml", args: []string{"host", "vms", "hv-2", "-o", "yaml"}, stdout: []string{"name: b\n"}},
+		{name: "host vms yaml", args: []string{"host", "vms", "hv-2", "-o", "yaml"}, stdout: []string{"name: b\n", "restarts: 2\n"}},
 		{name: "bad host", args: []string{"vm", "list", "--host", "HV_1"}, code: 2, stderr: `kumoi: invalid --host: "HV_1" is not a DNS label`},
 		{name: "host vms no name", args: []string{"host", "vms"}, code: 2, stderr: "kumoi: missing host name"},
 	})

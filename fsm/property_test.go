@@ -275,6 +275,9 @@ func (g propGen) drawReport(t *rapid.T, next uint64, fault int) *fsm.ReportReque
 		if rapid.IntRange(0, 3).Draw(t, "reboot done?") == 0 {
 			r.RebootDone = rapid.Uint64Range(0, next).Draw(t, "reboot done")
 		}
+		if rapid.IntRange(0, 3).Draw(t, "restarted?") == 0 {
+			r.Restarts = rapid.Uint64Range(0, 3).Draw(t, "restarts")
+		}
 		req.Reports = append(req.Reports, r)
 	}
 	return req
@@ -1228,6 +1231,9 @@ func (m *model) report(t *rapid.T, index uint64, q *fsm.ReportRequest) modelOp {
 		nst.Phase, nst.Reason = rp.Phase, rp.Reason
 		if rp.RebootDone > nst.RebootDone && rp.RebootDone <= nst.RebootRequested {
 			nst.RebootDone = rp.RebootDone
+		}
+		if rp.Restarts == st.Restarts+1 {
+			nst.Restarts = rp.Restarts
 		}
 		powerChanged := rp.SetPower != "" && rp.SetPower != spec.Power
 		spec.Power = cmp.Or(rp.SetPower, spec.Power)

@@ -12,7 +12,8 @@ import "fmt"
 //	   evacuate, action (the first release)
 //	2  migrate
 //	3  cluster-init; host-state's foreign_domains and foreign_domain_count
-const ProtocolVersion = 3
+//	4  report's restarts (status.restarts)
+const ProtocolVersion = 4
 
 // MinProtocol is the protocol a node must speak to apply message type t.
 // Unknown types (ignorable or not) are 1: whether a node skips or halts
@@ -39,10 +40,17 @@ func RequiredProtocol(t MessageType, req any) int {
 			if op.Type == HostStateRequestType && hostStateUsesForeign(op.Payload) {
 				need = max(need, 3)
 			}
+			if op.Type == ReportRequestType && reportUsesRestarts(op.Payload) {
+				need = max(need, 4)
+			}
 		}
 	case *HostStateRequest:
 		if len(r.ForeignDomains) > 0 || r.ForeignDomainCount > 0 {
 			need = max(need, 3)
+		}
+	case *ReportRequest:
+		if r.UsesRestarts() {
+			need = max(need, 4)
 		}
 	}
 	return need
@@ -56,6 +64,40 @@ func hostStateUsesForeign(payload []byte) bool {
 		return false
 	}
 	return len(q.ForeignDomains) > 0 || q.ForeignDomainCount > 0
+}
+
+// UsesRestarts reports whether a report request carries the protocol 4
+// field (a VM report's restarts).
+func (r *ReportRequest) UsesRestarts() bool {
+	for _, v := range r.Reports {
+		if v.Restarts > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// WithoutRestarts is a copy of the request without the protocol 4 field,
+// for a cluster that does not speak it yet: the reports are recorded, the
+// restart counter is not.
+func (r *ReportRequest) WithoutRestarts() *ReportRequest {
+	n := *r
+	n.Reports = make([]VMReport, len(r.Reports))
+	for i, v := range r.Reports {
+		v.Restarts = 0
+		n.Reports[i] = v
+	}
+	return &n
+}
+
+// reportUsesRestarts reports whether an encoded report payload carries
+// the protocol 4 field.
+func reportUsesRestarts(payload []byte) bool {
+	var q ReportRequest
+	if decodePayload(payload, &q) != nil {
+		return false
+	}
+	return q.UsesRestarts()
 }
 
 // checkProtocol: a node limited to protocol max does not know message

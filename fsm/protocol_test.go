@@ -9,8 +9,9 @@ import (
 )
 
 // TestProtocolVersions: every message type belongs to a protocol this
-// build speaks, and the newest type's protocol is ProtocolVersion (a new
-// type must bump it, or old nodes would be proposed entries they halt on).
+// build speaks, and the newest protocol a type or a payload field needs is
+// ProtocolVersion (a new type or field must bump it, or old nodes would be
+// proposed entries they halt on or apply differently).
 func TestProtocolVersions(t *testing.T) {
 	newest := 0
 	for _, mt := range fsm.MessageTypes {
@@ -20,10 +21,7 @@ func TestProtocolVersions(t *testing.T) {
 		}
 		newest = max(newest, p)
 	}
-	if newest != fsm.ProtocolVersion {
-		t.Errorf("the newest message type is protocol %d, ProtocolVersion %d", newest, fsm.ProtocolVersion)
-	}
-	for _, tc := range []struct {
+	cases := []struct {
 		t    fsm.MessageType
 		req  any
 		want int
@@ -39,10 +37,25 @@ func TestProtocolVersions(t *testing.T) {
 		{fsm.BatchRequestType, &fsm.BatchRequest{Ops: []fsm.BatchOp{
 			mustOp(t, fsm.HostStateRequestType, &fsm.HostStateRequest{ForeignDomains: []string{"kumoi-x"}}),
 		}}, 3},
-	} {
+		{fsm.ReportRequestType, &fsm.ReportRequest{Reports: []fsm.VMReport{{VM: "a", Phase: resource.PhaseRunning}}}, 1},
+		{fsm.ReportRequestType, &fsm.ReportRequest{Reports: []fsm.VMReport{{VM: "a"}, {VM: "b", Restarts: 1}}}, 4},
+		{fsm.BatchRequestType, &fsm.BatchRequest{Ops: []fsm.BatchOp{
+			mustOp(t, fsm.ReportRequestType, &fsm.ReportRequest{Reports: []fsm.VMReport{{VM: "a", Restarts: 2}}}),
+		}}, 4},
+	}
+	for _, tc := range cases {
+		newest = max(newest, tc.want)
 		if got := fsm.RequiredProtocol(tc.t, tc.req); got != tc.want {
 			t.Errorf("RequiredProtocol(%s, %+v) = %d, want %d", tc.t, tc.req, got, tc.want)
 		}
+	}
+	if newest != fsm.ProtocolVersion {
+		t.Errorf("the newest protocol a type or field needs is %d, ProtocolVersion %d", newest, fsm.ProtocolVersion)
+	}
+	req := &fsm.ReportRequest{Host: "h", Reports: []fsm.VMReport{{VM: "a", Phase: resource.PhaseRunning, Reason: "r", Restarts: 3}}}
+	if old := req.WithoutRestarts(); old.UsesRestarts() || fsm.RequiredProtocol(fsm.ReportRequestType, old) != 1 ||
+		old.Reports[0].Reason != "r" || req.Reports[0].Restarts != 3 {
+		t.Errorf("WithoutRestarts: %+v (original %+v); want the reports without restarts, the original untouched", old, req)
 	}
 }
 

@@ -59,6 +59,9 @@ func (w *writer) reportOne(now time.Time, host string, r VMReport) error {
 	if r.RebootDone > nst.RebootDone && r.RebootDone <= nst.RebootRequested {
 		nst.RebootDone = r.RebootDone
 	}
+	if r.Restarts == st.Restarts+1 {
+		nst.Restarts = r.Restarts // a re-sent report (equal) counts once
+	}
 	powerChanged := r.SetPower != "" && r.SetPower != spec.Power
 	if powerChanged {
 		switch r.SetPower {

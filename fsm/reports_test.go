@@ -202,3 +202,33 @@ func TestRebootAcknowledged(t *testing.T) {
 	ack(15, 9, 10, false)  // backwards: ignored
 	ack(16, 11, 11, true)
 }
+
+// TestRestartsCounted: a report of a restart (restarts = status.restarts
+// + 1) counts it once: the same report re-sent, a stale count and a jump
+// change nothing; the reports that follow it in the placement carry the
+// same count and write nothing new.
+func TestRestartsCounted(t *testing.T) {
+	f := fsm.TestFSM(t)
+	lifeSeed(t, f)
+	report(t, f, 9, "h2", "r1", 8, resource.PhaseRunning)
+	send := func(index, restarts, want uint64, reason string, wantWrite bool) {
+		t.Helper()
+		r := fsm.TestMustApply(t, f, index, fsm.ReportRequestType, &fsm.ReportRequest{Time: fsm.TestTime.Add(9 * time.Minute), Host: "h2",
+			Reports: []fsm.VMReport{{VM: "r1", Epoch: 8, Phase: resource.PhaseRunning, Reason: reason, Restarts: restarts}}})
+		if r.ItemErrors[0] != nil {
+			t.Fatalf("report: %v", r.ItemErrors[0])
+		}
+		if st := vmStatus(t, f, "r1"); st.Restarts != want || st.Reason != reason {
+			t.Errorf("restarts %d: status %+v, want restarts %d, reason %q", restarts, st, want, reason)
+		}
+		if wrote := len(r.Objects) > 0; wrote != wantWrite {
+			t.Errorf("restarts %d: wrote %v, want %v", restarts, wrote, wantWrite)
+		}
+	}
+	send(10, 1, 1, "restarted after the guest crashed", true)
+	send(11, 1, 1, "restarted after the guest crashed", false) // re-sent: counted once
+	send(12, 3, 1, "restarted after the guest crashed", false) // a jump: ignored
+	send(13, 2, 2, "restarted again", true)
+	send(14, 1, 2, "restarted again", false) // stale: ignored
+	send(15, 0, 2, "", true)                 // reports without it keep the count
+}

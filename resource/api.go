@@ -187,6 +187,13 @@ type VMReport struct {
 	SetPower string `json:"set_power,omitempty"`
 	// RebootDone acknowledges a reboot (status.reboot_requested) done.
 	RebootDone uint64 `json:"reboot_done,omitempty"`
+	// Restarts is the VM's restart count once the worker restarted it
+	// (status.restarts + 1 on the report of a restart, and on the reports
+	// that follow it in this placement). Recorded when it is exactly one
+	// more than status.restarts, so a re-sent report does not count twice.
+	// Needs log protocol 4; a cluster that speaks less records the report
+	// without it.
+	Restarts uint64 `json:"restarts,omitempty"`
 }
 
 // ReportResponse answers a ReportRequest: one result per report, in order.

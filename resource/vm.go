@@ -149,6 +149,10 @@ type VMStatus struct {
 	// StopForced: the user asked for a forced stop (power off at once,
 	// no guest shutdown). Cleared when the VM is asked to run again.
 	StopForced bool `json:"stop_forced,omitempty"`
+	// Restarts counts the restarts Kumoi made after the guest crashed or
+	// its domain went down unasked (ha=restart: a crash, a host reboot),
+	// over the VM's life.
+	Restarts uint64 `json:"restarts,omitempty"`
 }
 
 func init() {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,7 +99,27 @@ func TestReconcileLibvirt(t *testing.T) {
 	}
 	testcluster.WaitFor(t, 10*time.Second, "web stopped and power=stopped", func() (bool, error) {
 		spec, st := vmStatus(t, c, "web")
-		return st != nil && st.Phase == resource.PhaseStopped && spec.Power == resource.PowerStopped, nil
+		return st != nil && st.Phase == resource.PhaseStopped && spec.Power == resource.PowerStopped &&
+			strings.Contains(st.Reason, "powered itself off"), nil
+	})
+	// Started again, then destroyed behind Kumoi's back (virsh destroy):
+	// honoured like a power-off, with the reason, and an event.
+	if _, err := c.Action(ctx, "web", resource.ActionStart); err != nil {
+		t.Fatal(err)
+	}
+	testcluster.WaitFor(t, 10*time.Second, "web running again", running(t, c, "web"))
+	evs := watchVMEvents(t, c)
+	at := time.Now()
+	if err := drv.Destroy(ctx, "kumoi-web"); err != nil {
+		t.Fatal(err)
+	}
+	destroyed := reasonHas("destroyed outside Kumoi")
+	evs.waitEvent(t, "web", "destroyed (libvirt)", at, func(st *resource.VMStatus) bool { return st.Phase == resource.PhaseStopped && destroyed(st) })
+	testcluster.WaitFor(t, 10*time.Second, "web stopped and power=stopped after the destroy", func() (bool, error) {
+		spec, st := vmStatus(t, c, "web")
+		d, err := drv.Get(ctx, "kumoi-web")
+		return st != nil && st.Phase == resource.PhaseStopped && spec.Power == resource.PowerStopped && destroyed(st) &&
+			err == nil && d.State == hypervisor.StateShutoff, nil
 	})
 }
 

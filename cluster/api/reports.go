@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -35,9 +36,13 @@ func (a *httpAPI) report(host string) apiHandler {
 			if len(req.Reports) > fsm.MaxBatchOps {
 				return badArg("reports", "has %d reports; the limit is %d", len(req.Reports), fsm.MaxBatchOps)
 			}
-			res, err := a.propose(r.Context(), fsm.ReportRequestType, &fsm.ReportRequest{
-				Time: time.Now().UTC(), Host: host, Reports: req.Reports,
-			})
+			freq := &fsm.ReportRequest{Time: time.Now().UTC(), Host: host, Reports: req.Reports}
+			res, err := a.propose(r.Context(), fsm.ReportRequestType, freq)
+			if errors.Is(err, resource.ErrUpgradeRequired) && freq.UsesRestarts() {
+				// Some controller does not speak protocol 4 yet: record
+				// what happened (phase, reason) without the restart count.
+				res, err = a.propose(r.Context(), fsm.ReportRequestType, freq.WithoutRestarts())
+			}
 			if err != nil {
 				return err
 			}

@@ -1,7 +1,10 @@
 package worker
 
 import (
+	"cmp"
 	"context"
+	"fmt"
+	"time"
 
 	"github.com/kumoi/kumoi/hypervisor"
 	"github.com/kumoi/kumoi/resource"
@@ -16,6 +19,21 @@ type vmPass struct {
 	name string // the domain's name
 	d    hypervisor.DomainInfo
 	rep  resource.VMReport
+	// restart: this pass starts the domain again after it went down
+	// unasked (its note stays).
+	restart bool
+}
+
+// note explains a change made behind Kumoi's back to a VM's domain in one
+// placement: its reason (and restart count, once Kumoi restarted it) go
+// with every report until Kumoi next drives the domain's power as asked
+// (a start, stop, suspend or resume), so that the status keeps saying what
+// happened rather than losing the reason at the next pass.
+type note struct {
+	epoch    uint64
+	reason   string
+	restarts uint64 // the VM's restart count after Kumoi's restart (0: none)
+	pending  bool   // the domain is to be started again, not yet done
 }
 
 // convergeVM acts on one VM and returns the report to send, if it changed:
@@ -37,10 +55,21 @@ func (w *Worker) convergeVM(ctx context.Context, o *resource.Object, spec *resou
 	if w.failed[o.Name] == st.Epoch && st.Phase == resource.PhaseFailed {
 		return v.rep, false // stay failed until re-placed or changed
 	}
+	if n, ok := w.notes[o.Name]; ok && n.epoch != st.Epoch {
+		delete(w.notes, o.Name) // another placement
+	}
+	vanished := !exists && w.seenUp[o.Name] == st.Epoch && !w.stopping[v.name] && spec.Power != resource.PowerStopped
 	if !exists || d.Epoch != st.Epoch || d.VMID != o.ID || d.Cluster != w.ClusterID() {
 		if err := w.define(ctx, v); err != nil {
 			return w.fail(v, "define failed: "+err.Error())
 		}
+	}
+	if vanished {
+		// Undefined behind Kumoi's back while it ran (virsh undefine, then
+		// it ended): honoured like a destroy. It is defined again (above)
+		// but not started.
+		delete(w.seenUp, o.Name)
+		return w.stoppedBehind(v, "the domain "+v.name+" vanished: it was undefined outside Kumoi while it ran; desired power is now stopped")
 	}
 	if v.d.State.Active() && !w.stopping[v.name] {
 		w.seenUp[o.Name] = st.Epoch
@@ -83,34 +112,117 @@ func (w *Worker) define(ctx context.Context, v *vmPass) error {
 	return nil
 }
 
-// behindKumoisBack notices a guest that powered itself off or crashed
-// after it was seen up in this placement (and not stopped by Kumoi). A
-// power-off makes the VM stopped (desired power follows); a crash of an
-// ha=none VM fails it. When that decides the pass, done is true and rep
-// and changed are what convergeVM returns; a crashed ha=restart VM is
-// started again by the rest of the pass.
+// behindKumoisBack notices a domain that went down after it was seen up
+// in this placement (and not stopped by Kumoi), or that a worker just
+// started finds shut off while the VM was running (a host reboot). A
+// power-off or a destroy (virsh destroy) makes the VM stopped (desired
+// power follows: Kumoi does not fight the operator); a crash (the QEMU
+// process killed shows as one) fails an ha=none VM and restarts an
+// ha=restart one, counted. When that decides the pass, done is true and
+// rep and changed are what convergeVM returns; a VM to restart is started
+// by the rest of the pass (v.restart).
 func (w *Worker) behindKumoisBack(v *vmPass) (rep resource.VMReport, changed, done bool) {
 	d, o := v.d, v.o
 	if d.State != hypervisor.StateShutoff && d.State != hypervisor.StateCrashed {
 		return v.rep, false, false
 	}
-	if w.stopping[v.name] || v.spec.Power != resource.PowerRunning || w.seenUp[o.Name] != v.st.Epoch {
+	if n, ok := w.notes[o.Name]; ok && n.pending && v.spec.Power != resource.PowerRunning {
+		delete(w.notes, o.Name) // asked to stop before the start again
+	}
+	if w.stopping[v.name] || v.spec.Power != resource.PowerRunning {
+		return v.rep, false, false
+	}
+	if n, ok := w.notes[o.Name]; ok && n.pending && n.epoch == v.st.Epoch {
+		v.restart = true // a start again that could not be made yet
+		return v.rep, false, false
+	}
+	crashed := d.State == hypervisor.StateCrashed || d.Reason == hypervisor.StopCrashed || d.Reason == hypervisor.StopFailed
+	at := time.Now().UTC().Format(time.RFC3339)
+	if w.seenUp[o.Name] != v.st.Epoch {
+		// Not seen go down. A worker that has reported nothing on this VM
+		// since it started, finding its domain off while the status says
+		// it ran: the host (or libvirt) went down meanwhile.
+		if _, ok := w.reported[o.Name]; ok || v.st.Phase != resource.PhaseRunning && v.st.Phase != resource.PhaseSuspended {
+			return v.rep, false, false
+		}
+		why := fmt.Sprintf("the domain was found shut off (%s) when the worker started (host reboot?)", cmp.Or(d.Reason, "unknown"))
+		switch {
+		case crashed && v.spec.HA != resource.HARestart:
+			rep, changed = w.fail(v, why+"; the guest "+d.Reason+" and ha is none, so it is not restarted")
+			return rep, changed, true
+		case v.spec.HA == resource.HARestart:
+			w.restartBehind(v, "restarted at "+at+": "+why)
+		default:
+			// ha=none, not a crash: desired power is running, so it is
+			// started again, but not counted as an ha restart.
+			w.notes[o.Name] = note{epoch: v.st.Epoch, reason: "started again at " + at + ": " + why, pending: true}
+			v.restart = true
+		}
 		return v.rep, false, false
 	}
 	delete(w.seenUp, o.Name)
-	switch d.Reason {
-	case hypervisor.StopShutdown:
-		v.rep.Phase, v.rep.Reason, v.rep.SetPower = resource.PhaseStopped, "the guest powered itself off", resource.PowerStopped
-		rep, changed = w.changed(v.rep)
-		return rep, changed, true
-	case hypervisor.StopCrashed, hypervisor.StopFailed:
+	switch {
+	case crashed:
 		if v.spec.HA != resource.HARestart {
-			rep, changed = w.fail(v, "the guest "+d.Reason+"; ha is none, so it is not restarted")
+			rep, changed = w.fail(v, "the guest "+cmp.Or(d.Reason, hypervisor.StopCrashed)+" at "+at+"; ha is none, so it is not restarted")
 			return rep, changed, true
 		}
-		w.logger.Info("restarting a crashed VM (ha=restart)", "vm", o.Name)
+		w.logger.Info("restarting a crashed VM (ha=restart)", "vm", o.Name, "reason", d.Reason)
+		w.restartBehind(v, "restarted after the guest "+cmp.Or(d.Reason, hypervisor.StopCrashed)+" at "+at+" (ha=restart)")
+		return v.rep, false, false
+	case d.Reason == hypervisor.StopShutdown:
+		rep, changed = w.stoppedBehind(v, "the guest powered itself off at "+at+"; desired power is now stopped")
+		return rep, changed, true
+	case d.Reason == hypervisor.StopDestroyed:
+		rep, changed = w.stoppedBehind(v, "the domain was destroyed outside Kumoi at "+at+" (virsh destroy?); desired power is now stopped")
+		return rep, changed, true
 	}
+	// Saved, migrated, restored by hand: started again, and said so.
+	w.notes[o.Name] = note{epoch: v.st.Epoch, reason: fmt.Sprintf("started again at %s: the domain was shut off outside Kumoi (%s)", at, cmp.Or(d.Reason, "unknown")), pending: true}
+	v.restart = true
 	return v.rep, false, false
+}
+
+// stoppedBehind: the domain was stopped behind Kumoi's back and that is
+// honoured: the VM is stopped, desired power follows, the reason stays.
+func (w *Worker) stoppedBehind(v *vmPass, reason string) (resource.VMReport, bool) {
+	w.logger.Info("a domain stopped outside Kumoi; the VM follows", "vm", v.o.Name, "reason", reason)
+	w.notes[v.o.Name] = note{epoch: v.st.Epoch, reason: reason}
+	v.rep.Phase, v.rep.SetPower = resource.PhaseStopped, resource.PowerStopped
+	w.withNote(&v.rep)
+	return w.changed(v.rep)
+}
+
+// restartBehind notes a restart Kumoi makes: the reason and the VM's
+// restart count (one more than the status, or than the last one this
+// worker reported, whichever is higher: a status read before the last
+// report was recorded does not hide a restart).
+func (w *Worker) restartBehind(v *vmPass, reason string) {
+	n := max(v.st.Restarts, w.reported[v.o.Name].Restarts, w.notes[v.o.Name].restarts) + 1
+	w.notes[v.o.Name] = note{epoch: v.st.Epoch, reason: reason, restarts: n, pending: true}
+	v.restart = true
+}
+
+// withNote puts the VM's note (reason, restart count) on a report of its
+// placement.
+func (w *Worker) withNote(rep *resource.VMReport) {
+	if n, ok := w.notes[rep.VM]; ok && n.epoch == rep.Epoch {
+		rep.Reason, rep.Restarts = n.reason, n.restarts
+	}
+}
+
+// acting: Kumoi drives the domain's power as asked, so the note on what
+// happened behind its back is over (a restart keeps it, no longer
+// pending).
+func (w *Worker) acting(v *vmPass) {
+	if !v.restart {
+		delete(w.notes, v.o.Name)
+		return
+	}
+	if n, ok := w.notes[v.o.Name]; ok {
+		n.pending = false
+		w.notes[v.o.Name] = n
+	}
 }
 
 // drivePower starts, stops, suspends or resumes the domain as the VM's
@@ -125,18 +237,21 @@ func (w *Worker) drivePower(ctx context.Context, v *vmPass) error {
 	case resource.PowerRunning:
 		switch {
 		case d.State == hypervisor.StatePaused:
+			w.acting(v)
 			return w.drv.Resume(ctx, name)
 		case !d.State.Active() && !w.mayStart:
 			w.logger.Debug("not starting domain: the host is not ready, or a stale domain could not be removed", "domain", name)
 		case !d.State.Active():
 			w.logger.Debug("starting domain", "domain", name, "state", d.State, "reason", d.Reason, "stopping", w.stopping[name], "last", w.reported[v.o.Name].Phase, "power", v.spec.Power, "modify_index", v.o.ModifyIndex)
 			delete(w.stopping, name)
+			w.acting(v)
 			w.reportStarting(ctx, v.rep)
 			return w.drv.Start(ctx, name)
 		}
 	case resource.PowerStopped:
 		if d.State.Active() {
 			w.stopping[name] = true
+			w.acting(v)
 			delete(w.seenUp, v.o.Name)
 			if v.st.StopForced {
 				w.cancelShutdown(name)
@@ -147,6 +262,9 @@ func (w *Worker) drivePower(ctx context.Context, v *vmPass) error {
 	case resource.PowerSuspended:
 		if !d.State.Active() && !w.mayStart {
 			return nil
+		}
+		if d.State != hypervisor.StatePaused {
+			w.acting(v)
 		}
 		if !d.State.Active() {
 			delete(w.stopping, name)
@@ -177,6 +295,7 @@ func (w *Worker) observe(ctx context.Context, v *vmPass) (resource.VMReport, boo
 	if v.rep.Phase == resource.PhaseStopped && (d.Reason == hypervisor.StopCrashed || d.Reason == hypervisor.StopFailed) {
 		v.rep.Reason = "stopped: the guest " + d.Reason
 	}
+	w.withNote(&v.rep)
 	return w.changed(v.rep)
 }
 
@@ -184,6 +303,7 @@ func (w *Worker) observe(ctx context.Context, v *vmPass) (resource.VMReport, boo
 // that may take a while.
 func (w *Worker) reportStarting(ctx context.Context, rep resource.VMReport) {
 	rep.Phase, rep.Reason, rep.SetPower = resource.PhaseStarting, "", ""
+	w.withNote(&rep)
 	api := w.client()
 	if _, changed := w.changed(rep); !changed || api == nil {
 		return

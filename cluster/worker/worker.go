@@ -43,6 +43,7 @@ type Worker struct {
 	stopping      map[string]bool              // domains we are stopping on purpose
 	failed        map[string]uint64            // VMs left failed, by epoch
 	seenUp        map[string]uint64            // VMs seen active (not stopped by us), by epoch
+	notes         map[string]note              // changes behind Kumoi's back, explained (vm.go)
 	fenced        bool
 	foreignLogged map[string]bool // foreign domains already logged
 	lastContact   time.Time
@@ -82,6 +83,7 @@ func Start(cfg Config) (*Worker, error) {
 		stopping: map[string]bool{},
 		failed:   map[string]uint64{},
 		seenUp:   map[string]uint64{},
+		notes:    map[string]note{},
 
 		shutdowns: map[string]*pendingShutdown{},
 		kick:      make(chan struct{}, 1),

@@ -197,6 +197,22 @@ func (d *Driver) Crash(name string) error {
 	})
 }
 
+// Vanish removes a domain behind its driver's back, as an administrator's
+// `virsh undefine` of a running domain followed by its end (it becomes
+// transient, then is gone): a running domain stops (reason destroyed) and
+// its definition is removed, at once.
+func (d *Driver) Vanish(name string) error {
+	return d.guest(name, "vanish", func(dom *domain) error {
+		if dom.state.Active() {
+			d.stopLocked(name, dom, hypervisor.StopDestroyed)
+		}
+		dom.gone = true
+		delete(d.domains, name)
+		d.emitLocked(name, dom, hypervisor.EventUndefined, "removed")
+		return nil
+	})
+}
+
 // IgnoreShutdown makes a domain's guest ignore (true) or answer (false)
 // ACPI shutdown requests, so Shutdown has to destroy it after its grace.
 func (d *Driver) IgnoreShutdown(name string, ignore bool) error {
