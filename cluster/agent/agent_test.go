@@ -124,7 +124,9 @@ func TestGossipBootstrapLateJoinAndRemove(t *testing.T) {
 	}
 
 	late := startTestAgent(t, "a4", "127.0.0.24", 0, seed)
-	testcluster.WaitFor(t, 15*time.Second, "the late controller to become a voter", func() (bool, error) {
+	// Admission, a non-voter's catch-up, then the promotion: give it time
+	// on a loaded machine.
+	testcluster.WaitFor(t, 30*time.Second, "the late controller to become a voter", func() (bool, error) {
 		for _, s := range servers(t, agents[0]) {
 			if s.ID == "a4" && s.Voter && s.Role == resource.ServerVoter && s.Health == resource.ServerOK && s.LastIndex > 0 {
 				return true, nil
