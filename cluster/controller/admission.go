@@ -79,13 +79,18 @@ func (c *Controller) admit() {
 	lastLog := time.Time{}
 	for {
 		wait := c.members.Changed()
-		ok, err := c.checkAdmission()
+		ok, joining, err := c.checkAdmission()
 		switch {
 		case err != nil && errors.Is(err, ErrStillAServer):
 			c.fail(err)
 			return
+		case ok && !joining:
+			c.advertiseRaft()
+			c.openRaft("new node admitted to bootstrap a new cluster")
+			return
 		case ok:
 			c.advertiseRaft()
+			c.awaitAddition()
 			return
 		case time.Since(lastLog) > 10*time.Second:
 			lastLog = time.Now()
@@ -104,7 +109,11 @@ func (c *Controller) admit() {
 // address: its id is not a voter of the cluster the other controllers
 // belong to, or it was started to bootstrap a cluster (--bootstrap-expect
 // N), N controllers are in the pool and none belongs to a cluster yet.
-func (c *Controller) checkAdmission() (bool, error) {
+//
+// joining is true when the node joins an existing cluster: its Raft
+// connections then stay refused until the leader has added it
+// (awaitAddition).
+func (c *Controller) checkAdmission() (ok, joining bool, err error) {
 	var lastErr error
 	inCluster, seen := 0, 1 // seen counts this node
 	for _, m := range c.members.Controllers() {
@@ -130,20 +139,20 @@ func (c *Controller) checkAdmission() (bool, error) {
 		// and no say in commits, so a new node may take it (it replicates
 		// the log and is promoted like any new server).
 		if i := slices.IndexFunc(cl.Servers, func(s resource.Server) bool { return s.ID == c.cfg.NodeID && s.Voter }); i >= 0 {
-			return false, fmt.Errorf("%w: node id %s is a %s of cluster %s (at %s), and this node starts with an empty data directory (%s): "+
+			return false, false, fmt.Errorf("%w: node id %s is a %s of cluster %s (at %s), and this node starts with an empty data directory (%s): "+
 				"it would take that server's place with an empty log. If the old node is gone for good, run "+
 				"'kumoi cluster remove %s' on the cluster first; then start this node again and it joins as a new server",
 				ErrStillAServer, c.cfg.NodeID, cl.Servers[i].Role, cl.ClusterID, cl.Servers[i].Address, c.cfg.DataDir, c.cfg.NodeID)
 		}
-		return true, nil
+		return true, true, nil
 	}
 	if inCluster == 0 && c.cfg.BootstrapExpect > 0 && seen >= c.cfg.BootstrapExpect {
-		return true, nil // a new cluster is forming: all its controllers are here, none has a cluster
+		return true, false, nil // a new cluster is forming: all its controllers are here, none has a cluster
 	}
 	if lastErr == nil {
 		lastErr = errors.New("no controller of a cluster is in the gossip pool yet")
 	}
-	return false, lastErr
+	return false, false, lastErr
 }
 
 // peerCluster asks a controller for GET /v1/cluster (the leader's view:
@@ -159,7 +168,6 @@ func (c *Controller) peerCluster(apiAddr string) (*resource.Cluster, error) {
 // advertiseRaft adds this node's Raft address to its gossip metadata: from
 // now on leaders may add it and bootstrapping peers count it.
 func (c *Controller) advertiseRaft() {
-	c.admitted.Store(true)
 	c.gossipMu.Lock()
 	defer c.gossipMu.Unlock()
 	d, ml := c.gossipDelegate, c.gossip
@@ -173,5 +181,48 @@ func (c *Controller) advertiseRaft() {
 		return
 	}
 	_ = ml.UpdateNode(time.Second)
-	c.logger.Info("new node admitted: its id is not a server of the cluster; advertising its raft address")
+}
+
+// openRaft lets Raft connections in: the node takes part in Raft.
+func (c *Controller) openRaft(why string) {
+	c.admitted.Store(true)
+	c.logger.Info(why + "; taking part in raft")
+}
+
+// awaitAddition keeps a node that joins an existing cluster out of Raft
+// until the leader has added it to the configuration (as a non-voter):
+// until then a connection could only come from a replication to the old
+// server of the same id and address (one the leader has not stopped yet
+// after its removal), which must not feed this new node the old server's
+// log and configuration.
+func (c *Controller) awaitAddition() {
+	c.logger.Info("new node admitted: its id is not a voter of the cluster; advertising its raft address and waiting for the leader to add it")
+	lastLog := time.Now()
+	for {
+		for _, m := range c.members.Controllers() {
+			if m.Meta.ID == c.cfg.NodeID || m.Meta.API == "" || m.Meta.Cluster == "" {
+				continue
+			}
+			cl, err := c.peerCluster(m.Meta.API)
+			if err != nil {
+				continue
+			}
+			if slices.ContainsFunc(cl.Servers, func(s resource.Server) bool {
+				return s.ID == c.cfg.NodeID && s.Address == c.cfg.RaftAddr()
+			}) {
+				c.openRaft("the leader added this node to the raft configuration")
+				return
+			}
+			break
+		}
+		if time.Since(lastLog) > 10*time.Second {
+			lastLog = time.Now()
+			c.logger.Info("new node: waiting for the leader to add it to the raft configuration")
+		}
+		select {
+		case <-c.shutdownCh:
+			return
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
