@@ -48,9 +48,9 @@ var BootstrapLeaderTimeout = 30 * time.Second
 type bootstrapRound struct {
 	Mode   string
 	Delays []time.Duration // per controller, from the round's start
-	Victim int            // kill-restart's controller
-	KillAt time.Duration  // kill-restart, restart-all
-	Again  time.Duration  // the restart's delay after the kill
+	Victim int             // kill-restart's controller
+	KillAt time.Duration   // kill-restart, restart-all
+	Again  time.Duration   // the restart's delay after the kill
 }
 
 func (b bootstrapRound) String() string {
