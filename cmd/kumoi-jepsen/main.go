@@ -6,6 +6,12 @@
 // It exits 1 when any run is invalid, 2 on a usage or harness error.
 //
 //	kumoi-jepsen --workload register,set --nemesis kill-leader,pause-leader --duration 30s
+//	kumoi-jepsen --workload register,set --nemesis wipe-restart,kill-leader --nodes 5
+//	kumoi-jepsen --workload bootstrap-race --duration 60s --runs 3
+//
+// Every run checks the controllers' identity (bootstrap-race): one cluster
+// id, and every Raft configuration exactly the run's controllers, at the
+// start, after every heal that restarts controllers and at the end.
 package main
 
 import (
@@ -27,8 +33,10 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("kumoi-jepsen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	workloads := fs.String("workload", "register", "workloads to run, comma-separated, one run each: "+strings.Join(jepsen.Workloads, ", "))
-	nemeses := fs.String("nemesis", "kill-leader", "nemeses to mix in each run, comma-separated ("+strings.Join(jepsen.Nemeses, ", ")+"), or none; partition-* and worker-partition need root")
+	workloads := fs.String("workload", "register", "workloads to run, comma-separated, one run each: "+strings.Join(jepsen.Workloads, ", ")+
+		" (bootstrap-race: no clients nor nemeses, new clusters started with racy timing round after round for --duration, each checked for one cluster of exactly its controllers)")
+	nemeses := fs.String("nemesis", "kill-leader", "nemeses to mix in each run, comma-separated ("+strings.Join(jepsen.Nemeses, ", ")+"), or none; partition-* and worker-partition need root; "+
+		"wipe-restart kills a controller, wipes its data directory, checks that it refuses to start as is, then runs kumoi cluster remove and starts it again until it is a voter")
 	nodes := fs.Int("nodes", 3, "controllers: 3 or 5")
 	workers := fs.Int("workers", 0, "workers (needed by worker-kill and worker-partition; 0 runs placement with 2)")
 	workerDriver := fs.String("worker-driver", "sim", "the workers' hypervisor driver: sim, or libvirt (libvirt's test:/// driver in each worker; needs libvirt0)")
@@ -56,6 +64,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if *nemeses != "" && *nemeses != "none" {
 		nems = strings.Split(*nemeses, ",")
 	}
+	nemesisSet := false
+	fs.Visit(func(f *flag.Flag) { nemesisSet = nemesisSet || f.Name == "nemesis" })
 	if *seed == 0 {
 		*seed = time.Now().UnixNano()
 	}
@@ -76,8 +86,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	} else {
 		for r := 0; r < *runs; r++ {
 			for _, w := range strings.Split(*workloads, ",") {
+				wnems := nems
+				if w == jepsen.BootstrapRace && !nemesisSet {
+					wnems = nil // its rounds are its faults; the default kill-leader is not for it
+				}
 				cfgs = append(cfgs, jepsen.Config{
-					Workload: w, Nemeses: nems, Nodes: *nodes, Workers: *workers, WorkerDriver: *workerDriver, Duration: *duration,
+					Workload: w, Nemeses: wnems, Nodes: *nodes, Workers: *workers, WorkerDriver: *workerDriver, Duration: *duration,
 					Concurrency: *concurrency, Rate: *rate, Seed: *seed + int64(r), OpTimeout: *opTimeout,
 					UnsafeStaleReads: *unsafe, Fault: *hold,
 				})
