@@ -156,7 +156,7 @@ func bootstrapRoundRun(ctx context.Context, cfg Config, dir string, k int, plan 
 			anomalies = append(anomalies, Anomaly{Type: AnomalyBootstrapRace,
 				Detail: "the cluster harness reported an error (a controller exited on its own, or a signal failed): see " + logDir})
 		}
-		if len(anomalies) == 0 && err == nil {
+		if len(anomalies) == 0 && err == nil && !cfg.KeepLogs {
 			os.RemoveAll(tb.KeepDir)
 			os.RemoveAll(logDir)
 		}

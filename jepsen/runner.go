@@ -67,6 +67,9 @@ type Config struct {
 	// a kumoi built with the tag kumoi_testhooks: Run refuses a Bin
 	// without it.
 	UnsafeStaleReads bool
+	// KeepLogs keeps the node logs and data directories of valid runs too
+	// (they are always kept for invalid ones).
+	KeepLogs bool
 	// Logf logs progress (default: nothing).
 	Logf func(format string, args ...any)
 }
@@ -461,7 +464,7 @@ func (r *run) finish(ctx context.Context, err error) error {
 		res.Valid = false
 		res.Error = err.Error()
 	}
-	if res.Valid {
+	if res.Valid && !cfg.KeepLogs {
 		// Node logs and data directories are kept for failing runs only.
 		os.RemoveAll(r.logDir())
 		os.RemoveAll(r.tb.KeepDir)

@@ -49,9 +49,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	out := fs.String("out", "jepsen/out", "directory that receives one <timestamp>-<name>/ per run")
 	hold := fs.Duration("hold", 0, "each fault lasts a random time in [hold, 2×hold) (0: 2s, and 5s for placement)")
 	opTimeout := fs.Duration("op-timeout", 2*time.Second, "timeout of every client operation; a write that times out has an unknown outcome")
-	replay := fs.String("replay", "", "run the plan saved in this run directory (its plan.json: workload, nemeses, seed, fault schedule) again; other flags except --bin, --out and -v are ignored")
+	replay := fs.String("replay", "", "run the plan saved in this run directory (its plan.json: workload, nemeses, seed, fault schedule) again; other flags except --bin, --out, --keep-logs and -v are ignored")
 	unsafe := fs.Bool("unsafe-stale-reads", false, "SELFTEST: start the controllers with the hidden --debug-unsafe-stale-reads (reads skip the leader check), a bug the checker must catch; --bin must be built with the tag kumoi_testhooks (make jepsen-selftest builds bin/kumoi-testhooks), else the run is refused")
 	wantCaught := fs.Int("want-caught", 0, "SELFTEST: exit 0 only if at least this many runs have a nonlinearizable anomaly (and 1 otherwise), instead of wanting every run valid")
+	keepLogs := fs.Bool("keep-logs", false, "keep the node logs and data directories of valid runs too (always kept for invalid ones)")
 	verbose := fs.Bool("v", false, "log the cluster harness and every fault")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -101,7 +102,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	code, valid, caught, done := 0, 0, 0, 0
 	began := time.Now()
 	for _, cfg := range cfgs {
-		cfg.Bin, cfg.OutDir, cfg.Logf = *bin, *out, logf
+		cfg.Bin, cfg.OutDir, cfg.Logf, cfg.KeepLogs = *bin, *out, logf, *keepLogs
 		res, err := jepsen.Run(ctx, cfg)
 		if res == nil {
 			fmt.Fprintf(stderr, "kumoi-jepsen: %s: %v\n", cfg.Workload, err)
