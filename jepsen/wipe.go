@@ -89,16 +89,19 @@ func (t *Target) wipeRestart(ctx context.Context) (string, healFunc, error) {
 	}
 	t.findings().Identity.Wiped(id)
 	what := fmt.Sprintf("SIGKILL %s (the %s), wipe its data directory", id, role)
-	voter, verr := isVoter(wctx, t.Env, id)
-	if verr != nil {
-		return what, heal, fmt.Errorf("is %s still a voter? %w", id, verr)
-	}
+	// Started at once: after a leader's death, while the others elect a
+	// new one. Nothing removes it from the configuration meanwhile, so
+	// whether it was a voter can be asked after.
 	start := time.Now()
 	ref, err := startRefused(c, victim, RefusalTimeout)
 	if err != nil {
 		return what, heal, err
 	}
 	took := time.Since(start).Round(time.Millisecond)
+	voter, verr := isVoter(wctx, t.Env, id)
+	if verr != nil {
+		return what, heal, fmt.Errorf("is %s still a voter? %w", id, verr)
+	}
 	switch {
 	case ref.refused && ref.hint:
 		what += fmt.Sprintf("; restart as is refused in %s (%s, names %q)", took, ref.how, RefusalHint)
