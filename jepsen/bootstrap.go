@@ -6,6 +6,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -38,8 +39,14 @@ const BootstrapRace = "bootstrap-race"
 //     its data directory 0–0.5 s after that;
 //   - restart-all: all at once, then every controller is SIGKILLed at one
 //     instant 0.3–1.5 s later and all are started again together on
-//     their data directories.
-var BootstrapModes = []string{"simultaneous", "staggered", "late-one", "kill-restart", "restart-all"}
+//     their data directories;
+//   - kill-after-bootstrap: all at once; the harness polls every
+//     controller's status until one has bootstrapped (its configuration
+//     has all N servers), then SIGKILLs at once a controller that has no
+//     log entry yet (a voter of the bootstrap configuration that has
+//     received nothing), and starts it again on its data directory
+//     0–0.5 s later.
+var BootstrapModes = []string{"simultaneous", "staggered", "late-one", "kill-restart", "restart-all", "kill-after-bootstrap"}
 
 // BootstrapLeaderTimeout bounds each round's wait for an agreed leader.
 var BootstrapLeaderTimeout = 30 * time.Second
@@ -64,15 +71,23 @@ func (b bootstrapRound) String() string {
 		s += fmt.Sprintf(", SIGKILL c%d at %s, restart %s later", b.Victim+1, b.KillAt.Round(time.Millisecond), b.Again.Round(time.Millisecond))
 	case "restart-all":
 		s += fmt.Sprintf(", SIGKILL all at %s, restart all", b.KillAt.Round(time.Millisecond))
+	case "kill-after-bootstrap":
+		s += fmt.Sprintf(", SIGKILL a controller without log entries once one has bootstrapped, restart %s later", b.Again.Round(time.Millisecond))
 	}
 	return s
 }
 
-// drawBootstrapRound draws a round for n controllers.
-func drawBootstrapRound(rng *rand.Rand, n int) bootstrapRound {
+// drawBootstrapRound draws a round for n controllers, its mode among
+// modes (empty: BootstrapModes).
+func drawBootstrapRound(rng *rand.Rand, n int, modes []string) bootstrapRound {
+	if len(modes) == 0 {
+		modes = BootstrapModes
+	}
 	ms := func(lo, hi int) time.Duration { return time.Duration(lo+rng.Intn(hi-lo)) * time.Millisecond }
-	b := bootstrapRound{Mode: BootstrapModes[rng.Intn(len(BootstrapModes))], Delays: make([]time.Duration, n), Victim: -1}
+	b := bootstrapRound{Mode: modes[rng.Intn(len(modes))], Delays: make([]time.Duration, n), Victim: -1}
 	switch b.Mode {
+	case "kill-after-bootstrap":
+		b.Again = ms(0, 500)
 	case "staggered":
 		for i := range b.Delays {
 			b.Delays[i] = ms(0, 2000)
@@ -92,6 +107,11 @@ func drawBootstrapRound(rng *rand.Rand, n int) bootstrapRound {
 func runBootstrapRace(ctx context.Context, cfg Config) (res *Result, err error) {
 	if cfg.Nodes != 3 && cfg.Nodes != 5 {
 		return nil, fmt.Errorf("nodes = %d: run 3 or 5 controllers", cfg.Nodes)
+	}
+	for _, m := range cfg.BootstrapModes {
+		if !slices.Contains(BootstrapModes, m) {
+			return nil, fmt.Errorf("unknown bootstrap mode %q (%s)", m, strings.Join(BootstrapModes, ", "))
+		}
 	}
 	if len(cfg.Nemeses) > 0 || cfg.Workers > 0 || cfg.UnsafeStaleReads {
 		return nil, fmt.Errorf("%s takes no nemeses, workers or selftest: its rounds are the faults (--nemesis none)", BootstrapRace)
@@ -116,7 +136,7 @@ func runBootstrapRace(ctx context.Context, cfg Config) (res *Result, err error) 
 		if ctx.Err() != nil {
 			return res, ctx.Err()
 		}
-		plan := drawBootstrapRound(rng, cfg.Nodes)
+		plan := drawBootstrapRound(rng, cfg.Nodes, cfg.BootstrapModes)
 		key := fmt.Sprintf("round %d (%s)", k, plan)
 		cfg.Logf("jepsen: %s: %s", name, key)
 		anomalies, note, rerr := bootstrapRoundRun(ctx, cfg, dir, k, plan)
@@ -214,6 +234,13 @@ func startRacy(ctx context.Context, cl *testcluster.Cluster, plan bootstrapRound
 	}
 	var victims []int
 	switch plan.Mode {
+	case "kill-after-bootstrap":
+		v, err := afterBootstrap(ctx, cl)
+		if err != nil {
+			return err
+		}
+		victims = []int{v}
+		plan.KillAt = 0
 	case "kill-restart":
 		victims = []int{plan.Victim}
 	case "restart-all":
@@ -235,6 +262,37 @@ func startRacy(ctx context.Context, cl *testcluster.Cluster, plan bootstrapRound
 		return ctx.Err()
 	}
 	return parallel(victims, func(i int) error { return fatal(func() { cl.Start(i) }) })
+}
+
+// afterBootstrap polls every controller's status until one has
+// bootstrapped (it counts all N servers) and returns a controller that
+// has no log entry yet, or, if every one has some by then, one of those
+// that did not bootstrap.
+func afterBootstrap(ctx context.Context, cl *testcluster.Cluster) (int, error) {
+	victim := -1
+	err := testcluster.Poll(ctx, 15*time.Second, func() (bool, error) {
+		sts, _ := cl.Statuses()
+		boot, empty, other := -1, -1, -1
+		for i, st := range sts {
+			switch {
+			case st.NumServers == cl.N() && st.LastLogIndex > 0 && boot < 0:
+				boot = i
+			case st.LastLogIndex == 0 && empty < 0:
+				empty = i
+			case other < 0:
+				other = i
+			}
+		}
+		if boot < 0 {
+			return false, fmt.Errorf("no controller has bootstrapped yet")
+		}
+		victim = empty
+		if victim < 0 {
+			victim = other
+		}
+		return victim >= 0, nil
+	})
+	return victim, err
 }
 
 // parallel runs f on every index at once and joins the errors.

@@ -67,6 +67,9 @@ type Config struct {
 	// a kumoi built with the tag kumoi_testhooks: Run refuses a Bin
 	// without it.
 	UnsafeStaleReads bool
+	// BootstrapModes restricts the rounds of the bootstrap-race workload
+	// to these modes (empty: every one of BootstrapModes).
+	BootstrapModes []string
 	// KeepLogs keeps the node logs and data directories of valid runs too
 	// (they are always kept for invalid ones).
 	KeepLogs bool
@@ -98,6 +101,7 @@ type Plan struct {
 	Seed             int64    `json:"seed"`
 	OpTimeout        string   `json:"op_timeout"`
 	UnsafeStaleReads bool     `json:"unsafe_stale_reads,omitempty"`
+	BootstrapModes   []string `json:"bootstrap_modes,omitempty"`
 	Steps            []Step   `json:"steps"`
 }
 
@@ -126,7 +130,7 @@ func LoadPlan(dir string) (Config, error) {
 	}
 	return Config{Workload: p.Workload, Nemeses: p.Nemeses, Nodes: p.Nodes, Workers: p.Workers, WorkerDriver: p.WorkerDriver, Duration: d,
 		Concurrency: p.Concurrency, Rate: p.Rate, Seed: p.Seed, OpTimeout: ot, Steps: steps,
-		UnsafeStaleReads: p.UnsafeStaleReads}, nil
+		UnsafeStaleReads: p.UnsafeStaleReads, BootstrapModes: p.BootstrapModes}, nil
 }
 
 // FaultWindow is one fault as it happened; times are nanoseconds since the
@@ -471,7 +475,7 @@ func (r *run) finish(ctx context.Context, err error) error {
 	}
 	plan := Plan{Workload: cfg.Workload, Nemeses: cfg.Nemeses, Nodes: cfg.Nodes, Workers: cfg.Workers, WorkerDriver: cfg.WorkerDriver,
 		Duration: cfg.Duration.String(), Concurrency: cfg.Concurrency, Rate: cfg.Rate, Seed: cfg.Seed,
-		OpTimeout: cfg.OpTimeout.String(), UnsafeStaleReads: cfg.UnsafeStaleReads, Steps: r.steps}
+		OpTimeout: cfg.OpTimeout.String(), UnsafeStaleReads: cfg.UnsafeStaleReads, BootstrapModes: cfg.BootstrapModes, Steps: r.steps}
 	if werr := writeJSON(filepath.Join(r.dir, "plan.json"), plan); werr != nil && err == nil {
 		err = werr
 	}

@@ -52,6 +52,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	replay := fs.String("replay", "", "run the plan saved in this run directory (its plan.json: workload, nemeses, seed, fault schedule) again; other flags except --bin, --out, --keep-logs and -v are ignored")
 	unsafe := fs.Bool("unsafe-stale-reads", false, "SELFTEST: start the controllers with the hidden --debug-unsafe-stale-reads (reads skip the leader check), a bug the checker must catch; --bin must be built with the tag kumoi_testhooks (make jepsen-selftest builds bin/kumoi-testhooks), else the run is refused")
 	wantCaught := fs.Int("want-caught", 0, "SELFTEST: exit 0 only if at least this many runs have a nonlinearizable anomaly (and 1 otherwise), instead of wanting every run valid")
+	bootModes := fs.String("bootstrap-modes", "", "bootstrap-race: draw the rounds' timing only from these modes, comma-separated ("+strings.Join(jepsen.BootstrapModes, ", ")+"; empty: all)")
 	keepLogs := fs.Bool("keep-logs", false, "keep the node logs and data directories of valid runs too (always kept for invalid ones)")
 	verbose := fs.Bool("v", false, "log the cluster harness and every fault")
 	if err := fs.Parse(args); err != nil {
@@ -94,7 +95,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 				cfgs = append(cfgs, jepsen.Config{
 					Workload: w, Nemeses: wnems, Nodes: *nodes, Workers: *workers, WorkerDriver: *workerDriver, Duration: *duration,
 					Concurrency: *concurrency, Rate: *rate, Seed: *seed + int64(r), OpTimeout: *opTimeout,
-					UnsafeStaleReads: *unsafe, Fault: *hold,
+					UnsafeStaleReads: *unsafe, Fault: *hold, BootstrapModes: splitList(*bootModes),
 				})
 			}
 		}
@@ -142,4 +143,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return code
+}
+
+// splitList splits a comma-separated flag value; empty is nil.
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
 }
