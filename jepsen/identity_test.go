@@ -88,6 +88,10 @@ func TestIdentityProblems(t *testing.T) {
 			v[0] = IdentityView{Node: "c1", Err: "status: connection refused"}
 			return v
 		}, false, false, "c1: status: connection refused"},
+		{"a controller not running", func(v []IdentityView) []IdentityView {
+			v[2] = IdentityView{Node: "c3", Err: ErrNotRunning}
+			return v
+		}, false, true, "c3: not running"},
 		{"not asked", func(v []IdentityView) []IdentityView { return v[:2] }, false, false, "c3 was not asked"},
 		{"one node UUID twice", func(v []IdentityView) []IdentityView {
 			v[2].NodeUUID = "u1"
