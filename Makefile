@@ -147,9 +147,15 @@ test-qemu:
 #   jepsen-quick     register and set, 3 controllers, a mix of nemeses, then
 #                    placement with 2 sim workers under worker and leader
 #                    faults, JEPSEN_DURATION each (run by `make test`)
-#   jepsen           3 and 5 controllers with 2 sim workers, every nemesis,
-#                    JEPSEN_LONG each, register and set; then placement on 3
-#                    and 5 controllers
+#   jepsen           3 and 5 controllers with 2 sim workers, every nemesis
+#                    (wipe-restart included), JEPSEN_LONG each, register and
+#                    set; then placement on 3 and 5 controllers; register
+#                    and set under wipe-restart alone; the bootstrap-race
+#                    workload (racy start-ups) on 3 and 5 controllers.
+#                    Every run checks the cluster identity (bootstrap-race)
+#                    at the start, after heals that restart controllers and
+#                    at the end; jepsen-quick too (its mix has no
+#                    wipe-restart: each one lasts 6-10 s)
 #   jepsen-selftest  builds $(TESTHOOKS_BIN) with -tags $(TESTHOOKS_TAG) (the
 #                    release $(BIN) has no fault hooks and kumoi-jepsen
 #                    refuses it), then register with the hidden
@@ -165,7 +171,7 @@ JEPSEN_ROOT        := $(filter 0,$(shell id -u))
 JEPSEN_NEMESIS_ALL := kill-leader,kill-random,pause-leader,pause-random,transfer-leader,partition-leader,partition-majority,partition-oneway
 JEPSEN_NEMESIS_NOROOT := kill-leader,kill-random,pause-leader,pause-random,transfer-leader
 JEPSEN_NEMESIS     ?= $(if $(JEPSEN_ROOT),$(JEPSEN_NEMESIS_ALL),$(JEPSEN_NEMESIS_NOROOT))
-JEPSEN_FULL_3      := $(if $(JEPSEN_ROOT),$(JEPSEN_NEMESIS_ALL),$(JEPSEN_NEMESIS_NOROOT)),kill-majority,member-change,worker-kill$(if $(JEPSEN_ROOT),$(comma)worker-partition)
+JEPSEN_FULL_3      := $(if $(JEPSEN_ROOT),$(JEPSEN_NEMESIS_ALL),$(JEPSEN_NEMESIS_NOROOT)),kill-majority,member-change,wipe-restart,worker-kill$(if $(JEPSEN_ROOT),$(comma)worker-partition)
 JEPSEN_FULL_5      := $(JEPSEN_FULL_3)$(if $(JEPSEN_ROOT),$(comma)partition-ring$(comma)partition-bridge)
 JEPSEN_PLACEMENT_NEMESIS ?= worker-kill,kill-leader$(if $(JEPSEN_ROOT),$(comma)worker-partition$(comma)partition-leader)
 JEPSEN_SELFTEST_NEMESIS := $(if $(JEPSEN_ROOT),partition-leader$(comma)pause-leader,pause-leader)
@@ -187,6 +193,10 @@ jepsen: build
 		--nemesis $(JEPSEN_PLACEMENT_NEMESIS) --duration $(JEPSEN_LONG) --seed $(JEPSEN_SEED) $(JEPSEN_ARGS)
 	$(JEPSEN_RUN) --workload placement --nodes 5 --workers 2 \
 		--nemesis $(JEPSEN_PLACEMENT_NEMESIS) --duration $(JEPSEN_LONG) --seed $(JEPSEN_SEED) $(JEPSEN_ARGS)
+	$(JEPSEN_RUN) --workload register,set --nodes 3 \
+		--nemesis wipe-restart --duration $(JEPSEN_LONG) --seed $(JEPSEN_SEED) $(JEPSEN_ARGS)
+	$(JEPSEN_RUN) --workload bootstrap-race --nodes 3 --duration $(JEPSEN_LONG) --seed $(JEPSEN_SEED) $(JEPSEN_ARGS)
+	$(JEPSEN_RUN) --workload bootstrap-race --nodes 5 --duration $(JEPSEN_LONG) --seed $(JEPSEN_SEED) $(JEPSEN_ARGS)
 
 jepsen-selftest:
 	@mkdir -p $(dir $(TESTHOOKS_BIN))

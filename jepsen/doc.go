@@ -25,6 +25,16 @@
 //     fail (it certainly did nothing) or unknown (it may take effect at
 //     any later time, or never). A write's status comes from the SDK's own
 //     rule, client.NotApplied (writeOutcome).
+//   - The identity check (identity.go, anomaly types bootstrap-race and
+//     identity): one cluster id on every controller, all run long, and
+//     every controller's own Raft configuration exactly the run's
+//     controllers; at the start, after every heal that restarts
+//     controllers, and at the end. The bootstrap-race workload
+//     (bootstrap.go) starts new clusters with racy timing round after
+//     round and checks each. The wipe-restart nemesis (wipe.go) replaces
+//     a controller that lost its disk the documented way (the refused
+//     start, kumoi cluster remove, the same command line again) and
+//     records the refusal in Findings.
 //   - Checkers: porcupine's linearizability check of the register, the
 //     set's lost and unexpected elements, and the placement checker (no VM
 //     on two hosts at once, no host over capacity, a final state that

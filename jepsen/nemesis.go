@@ -33,7 +33,7 @@ var Nemeses = []string{
 	"kill-leader", "kill-random", "kill-majority",
 	"pause-leader", "pause-random",
 	"partition-leader", "partition-majority", "partition-ring", "partition-bridge", "partition-oneway",
-	"transfer-leader", "member-change",
+	"transfer-leader", "member-change", "wipe-restart",
 	"worker-kill", "worker-partition",
 }
 
@@ -55,6 +55,11 @@ type Target struct {
 	// Env reaches the controllers' API (member-change removes a server).
 	Env *Env
 	FW  *Firewall
+	// Findings receives the nemeses' notes and anomalies (wipe-restart's
+	// refusal check) and which controllers were wiped; nil: made on
+	// first use.
+	Findings     *Findings
+	findingsOnce sync.Once
 }
 
 // NewNemesis returns the nemesis called name acting on t.
@@ -131,6 +136,8 @@ func (t *Target) injector(name string) (injectFunc, error) {
 		}), nil
 	case "member-change":
 		return t.memberChange, nil
+	case "wipe-restart":
+		return t.wipeRestart, nil
 	case "worker-kill":
 		return t.killWorker, nil
 	case "worker-partition":
@@ -381,6 +388,7 @@ func (t *Target) memberChange(ctx context.Context) (string, healFunc, error) {
 		role = "leader"
 	}
 	heal := func(ctx context.Context) error {
+		t.findings().Identity.Wiped(id)
 		if err := fatal(func() { c.Rejoin(victim) }); err != nil {
 			return err
 		}

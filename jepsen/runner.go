@@ -67,6 +67,12 @@ type Config struct {
 	// a kumoi built with the tag kumoi_testhooks: Run refuses a Bin
 	// without it.
 	UnsafeStaleReads bool
+	// BootstrapModes restricts the rounds of the bootstrap-race workload
+	// to these modes (empty: every one of BootstrapModes).
+	BootstrapModes []string
+	// KeepLogs keeps the node logs and data directories of valid runs too
+	// (they are always kept for invalid ones).
+	KeepLogs bool
 	// Logf logs progress (default: nothing).
 	Logf func(format string, args ...any)
 }
@@ -95,6 +101,7 @@ type Plan struct {
 	Seed             int64    `json:"seed"`
 	OpTimeout        string   `json:"op_timeout"`
 	UnsafeStaleReads bool     `json:"unsafe_stale_reads,omitempty"`
+	BootstrapModes   []string `json:"bootstrap_modes,omitempty"`
 	Steps            []Step   `json:"steps"`
 }
 
@@ -123,7 +130,7 @@ func LoadPlan(dir string) (Config, error) {
 	}
 	return Config{Workload: p.Workload, Nemeses: p.Nemeses, Nodes: p.Nodes, Workers: p.Workers, WorkerDriver: p.WorkerDriver, Duration: d,
 		Concurrency: p.Concurrency, Rate: p.Rate, Seed: p.Seed, OpTimeout: ot, Steps: steps,
-		UnsafeStaleReads: p.UnsafeStaleReads}, nil
+		UnsafeStaleReads: p.UnsafeStaleReads, BootstrapModes: p.BootstrapModes}, nil
 }
 
 // FaultWindow is one fault as it happened; times are nanoseconds since the
@@ -260,6 +267,9 @@ func (c *Config) defaults() {
 // and writes plan.json and results.json.
 func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	cfg.defaults()
+	if cfg.Workload == BootstrapRace {
+		return runBootstrapRace(ctx, cfg)
+	}
 	wl, err := cfg.validate()
 	if err != nil {
 		return nil, err
@@ -272,7 +282,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	r := &run{cfg: cfg, name: name, dir: dir, fw: &Firewall{}, began: time.Now()}
+	r := &run{cfg: cfg, name: name, dir: dir, fw: &Firewall{}, began: time.Now(), findings: &Findings{}}
 	r.res = &Result{Workload: cfg.Workload, Nemesis: nemName, Seed: cfg.Seed, Nodes: cfg.Nodes, Workers: cfg.Workers, WorkerDriver: cfg.WorkerDriver,
 		Duration: cfg.Duration.String(), Concurrency: cfg.Concurrency, Rate: cfg.Rate, Unsafe: cfg.UnsafeStaleReads,
 		Dir: dir, Anomalies: []Anomaly{}, Faults: []FaultWindow{}}
@@ -297,7 +307,10 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 			return res, err
 		}
 	}
-	nems, err := newNemeses(cfg.Nemeses, &Target{C: cl, Rng: rand.New(rand.NewSource(cfg.Seed ^ 0x6e656d)), Env: env, FW: r.fw})
+	// bootstrap-race: the controllers, started together with
+	// --bootstrap-expect, must have formed one cluster of exactly them.
+	r.checkIdentity(ctx, cl, AnomalyBootstrapRace, "start")
+	nems, err := newNemeses(cfg.Nemeses, &Target{C: cl, Rng: rand.New(rand.NewSource(cfg.Seed ^ 0x6e656d)), Env: env, FW: r.fw, Findings: r.findings})
 	if err != nil {
 		return res, err
 	}
@@ -310,6 +323,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	if err := r.healAll(ctx, cl, nems); err != nil {
 		return res, err
 	}
+	r.checkIdentity(ctx, cl, AnomalyIdentity, "final")
 	if err := r.checkHistory(ctx, wl, env, h, faults); err != nil {
 		return res, err
 	}
@@ -382,6 +396,37 @@ type run struct {
 	fw    *Firewall
 	began time.Time
 	steps []Step // the fault schedule followed, for plan.json
+	// findings has the nemeses' and the identity check's notes and
+	// anomalies; finish adds them to the result.
+	findings *Findings
+	// idChecks counts the identity checks that passed, by when
+	// ("start", "after heals", "final").
+	idMu     sync.Mutex
+	idChecks map[string]int
+}
+
+// IdentityTimeout bounds each identity check (bootstrap-race).
+var IdentityTimeout = 30 * time.Second
+
+// checkIdentity runs the identity check (identity.go) on cl; a failure
+// is an anomaly of type typ, recorded in r.findings.
+func (r *run) checkIdentity(ctx context.Context, cl *testcluster.Cluster, typ, key string) {
+	a := checkIdentity(context.WithoutCancel(ctx), cl, &r.findings.Identity, typ, key, IdentityTimeout)
+	if a != nil {
+		r.cfg.Logf("jepsen: %s: identity check %s failed: %s", r.name, key, a.Detail)
+		r.findings.Anomaly(*a)
+		return
+	}
+	when := key
+	if strings.HasPrefix(key, "after ") {
+		when = "after heals"
+	}
+	r.idMu.Lock()
+	defer r.idMu.Unlock()
+	if r.idChecks == nil {
+		r.idChecks = map[string]int{}
+	}
+	r.idChecks[when]++
 }
 
 // logDir receives the nodes' logs.
@@ -399,6 +444,20 @@ func (r *run) finish(ctx context.Context, err error) error {
 		res.Notes = append(res.Notes, "removing iptables rules: "+ferr.Error())
 	}
 	r.tb.Close() // kills the nodes; reports nodes that exited on their own
+	if r.findings != nil {
+		notes, anomalies := r.findings.take()
+		r.idMu.Lock()
+		if len(r.idChecks) > 0 {
+			notes = append(notes, fmt.Sprintf("identity check (bootstrap-race): one cluster id %s, exactly the run's servers: passed at start %d, after heals that restart controllers %d, final %d",
+				cmpOr(r.findings.Identity.ClusterID, "?"), r.idChecks["start"], r.idChecks["after heals"], r.idChecks["final"]))
+		}
+		r.idMu.Unlock()
+		res.Notes = append(res.Notes, notes...)
+		if len(anomalies) > 0 {
+			res.Anomalies = append(res.Anomalies, anomalies...)
+			res.Valid = false
+		}
+	}
 	if r.tb.Failed() && res.Valid {
 		res.Valid = false
 		res.Anomalies = append(res.Anomalies, Anomaly{Type: "cluster-error",
@@ -409,14 +468,14 @@ func (r *run) finish(ctx context.Context, err error) error {
 		res.Valid = false
 		res.Error = err.Error()
 	}
-	if res.Valid {
+	if res.Valid && !cfg.KeepLogs {
 		// Node logs and data directories are kept for failing runs only.
 		os.RemoveAll(r.logDir())
 		os.RemoveAll(r.tb.KeepDir)
 	}
 	plan := Plan{Workload: cfg.Workload, Nemeses: cfg.Nemeses, Nodes: cfg.Nodes, Workers: cfg.Workers, WorkerDriver: cfg.WorkerDriver,
 		Duration: cfg.Duration.String(), Concurrency: cfg.Concurrency, Rate: cfg.Rate, Seed: cfg.Seed,
-		OpTimeout: cfg.OpTimeout.String(), UnsafeStaleReads: cfg.UnsafeStaleReads, Steps: r.steps}
+		OpTimeout: cfg.OpTimeout.String(), UnsafeStaleReads: cfg.UnsafeStaleReads, BootstrapModes: cfg.BootstrapModes, Steps: r.steps}
 	if werr := writeJSON(filepath.Join(r.dir, "plan.json"), plan); werr != nil && err == nil {
 		err = werr
 	}
@@ -496,7 +555,12 @@ func (r *run) runWorkload(ctx context.Context, wl Workload, env *Env, cl *testcl
 		}()
 	}
 	cfg.Logf("jepsen: %s: %d clients for %s, seed %d", r.name, cfg.Concurrency, cfg.Duration, cfg.Seed)
-	faults, steps := schedule(runCtx, ctx, cfg, cl, rng, nems, h)
+	afterHeal := func(name string, end int64) {
+		if RestartsControllers(name) {
+			r.checkIdentity(ctx, cl, AnomalyIdentity, fmt.Sprintf("after %s healed at %s", name, time.Duration(end).Round(time.Millisecond)))
+		}
+	}
+	faults, steps := schedule(runCtx, ctx, cfg, cl, rng, nems, h, afterHeal)
 	r.steps = steps
 	wg.Wait()
 	return faults
@@ -574,7 +638,7 @@ func (r *run) checkConverged(ctx context.Context, env *Env, cl *testcluster.Clus
 // cfg.Steps or drawing the nemesis, the quiet time and the fault time from
 // rng; the cluster is health-checked before each inject and after each
 // heal. It returns the fault windows and the steps it followed.
-func schedule(runCtx, ctx context.Context, cfg Config, cl *testcluster.Cluster, rng *rand.Rand, nems []Nemesis, h *History) ([]FaultWindow, []Step) {
+func schedule(runCtx, ctx context.Context, cfg Config, cl *testcluster.Cluster, rng *rand.Rand, nems []Nemesis, h *History, afterHeal func(nemesis string, end int64)) ([]FaultWindow, []Step) {
 	faults := []FaultWindow{}
 	steps := []Step{}
 	if len(nems) == 0 {
@@ -630,6 +694,9 @@ func schedule(runCtx, ctx context.Context, cfg Config, cl *testcluster.Cluster, 
 		fw.HealthyNs = int64(d)
 		if err != nil {
 			fw.Error = strings.TrimPrefix(fw.Error+"; after heal: "+err.Error(), "; ")
+		}
+		if afterHeal != nil {
+			afterHeal(n.Name(), fw.End)
 		}
 		faults = append(faults, fw)
 	}

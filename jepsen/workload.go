@@ -144,12 +144,14 @@ func NewWorkload(name string) (Workload, error) {
 		return &Set{}, nil
 	case "placement":
 		return &Placement{}, nil
+	case BootstrapRace:
+		return nil, fmt.Errorf("%s is not a client workload: Run runs its rounds itself (bootstrap.go)", name)
 	}
 	return nil, fmt.Errorf("unknown workload %q (%s)", name, strings.Join(Workloads, ", "))
 }
 
 // Workloads lists the workload names.
-var Workloads = []string{"register", "set", "placement"}
+var Workloads = []string{"register", "set", "placement", BootstrapRace}
 
 // workerArgser is a workload that needs its workers started with these
 // arguments (e.g. their capacity).

@@ -6,6 +6,12 @@
 // It exits 1 when any run is invalid, 2 on a usage or harness error.
 //
 //	kumoi-jepsen --workload register,set --nemesis kill-leader,pause-leader --duration 30s
+//	kumoi-jepsen --workload register,set --nemesis wipe-restart,kill-leader --nodes 5
+//	kumoi-jepsen --workload bootstrap-race --duration 60s --runs 3
+//
+// Every run checks the controllers' identity (bootstrap-race): one cluster
+// id, and every Raft configuration exactly the run's controllers, at the
+// start, after every heal that restarts controllers and at the end.
 package main
 
 import (
@@ -27,8 +33,10 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("kumoi-jepsen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	workloads := fs.String("workload", "register", "workloads to run, comma-separated, one run each: "+strings.Join(jepsen.Workloads, ", "))
-	nemeses := fs.String("nemesis", "kill-leader", "nemeses to mix in each run, comma-separated ("+strings.Join(jepsen.Nemeses, ", ")+"), or none; partition-* and worker-partition need root")
+	workloads := fs.String("workload", "register", "workloads to run, comma-separated, one run each: "+strings.Join(jepsen.Workloads, ", ")+
+		" (bootstrap-race: no clients nor nemeses, new clusters started with racy timing round after round for --duration, each checked for one cluster of exactly its controllers)")
+	nemeses := fs.String("nemesis", "kill-leader", "nemeses to mix in each run, comma-separated ("+strings.Join(jepsen.Nemeses, ", ")+"), or none; partition-* and worker-partition need root; "+
+		"wipe-restart kills a controller, wipes its data directory, checks that it refuses to start as is, then runs kumoi cluster remove and starts it again until it is a voter")
 	nodes := fs.Int("nodes", 3, "controllers: 3 or 5")
 	workers := fs.Int("workers", 0, "workers (needed by worker-kill and worker-partition; 0 runs placement with 2)")
 	workerDriver := fs.String("worker-driver", "sim", "the workers' hypervisor driver: sim, or libvirt (libvirt's test:/// driver in each worker; needs libvirt0)")
@@ -41,9 +49,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	out := fs.String("out", "jepsen/out", "directory that receives one <timestamp>-<name>/ per run")
 	hold := fs.Duration("hold", 0, "each fault lasts a random time in [hold, 2×hold) (0: 2s, and 5s for placement)")
 	opTimeout := fs.Duration("op-timeout", 2*time.Second, "timeout of every client operation; a write that times out has an unknown outcome")
-	replay := fs.String("replay", "", "run the plan saved in this run directory (its plan.json: workload, nemeses, seed, fault schedule) again; other flags except --bin, --out and -v are ignored")
+	replay := fs.String("replay", "", "run the plan saved in this run directory (its plan.json: workload, nemeses, seed, fault schedule) again; other flags except --bin, --out, --keep-logs and -v are ignored")
 	unsafe := fs.Bool("unsafe-stale-reads", false, "SELFTEST: start the controllers with the hidden --debug-unsafe-stale-reads (reads skip the leader check), a bug the checker must catch; --bin must be built with the tag kumoi_testhooks (make jepsen-selftest builds bin/kumoi-testhooks), else the run is refused")
 	wantCaught := fs.Int("want-caught", 0, "SELFTEST: exit 0 only if at least this many runs have a nonlinearizable anomaly (and 1 otherwise), instead of wanting every run valid")
+	bootModes := fs.String("bootstrap-modes", "", "bootstrap-race: draw the rounds' timing only from these modes, comma-separated ("+strings.Join(jepsen.BootstrapModes, ", ")+"; empty: all)")
+	keepLogs := fs.Bool("keep-logs", false, "keep the node logs and data directories of valid runs too (always kept for invalid ones)")
 	verbose := fs.Bool("v", false, "log the cluster harness and every fault")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -56,6 +66,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if *nemeses != "" && *nemeses != "none" {
 		nems = strings.Split(*nemeses, ",")
 	}
+	nemesisSet := false
+	fs.Visit(func(f *flag.Flag) { nemesisSet = nemesisSet || f.Name == "nemesis" })
 	if *seed == 0 {
 		*seed = time.Now().UnixNano()
 	}
@@ -76,10 +88,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	} else {
 		for r := 0; r < *runs; r++ {
 			for _, w := range strings.Split(*workloads, ",") {
+				wnems := nems
+				if w == jepsen.BootstrapRace && !nemesisSet {
+					wnems = nil // its rounds are its faults; the default kill-leader is not for it
+				}
 				cfgs = append(cfgs, jepsen.Config{
-					Workload: w, Nemeses: nems, Nodes: *nodes, Workers: *workers, WorkerDriver: *workerDriver, Duration: *duration,
+					Workload: w, Nemeses: wnems, Nodes: *nodes, Workers: *workers, WorkerDriver: *workerDriver, Duration: *duration,
 					Concurrency: *concurrency, Rate: *rate, Seed: *seed + int64(r), OpTimeout: *opTimeout,
-					UnsafeStaleReads: *unsafe, Fault: *hold,
+					UnsafeStaleReads: *unsafe, Fault: *hold, BootstrapModes: splitList(*bootModes),
 				})
 			}
 		}
@@ -87,7 +103,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	code, valid, caught, done := 0, 0, 0, 0
 	began := time.Now()
 	for _, cfg := range cfgs {
-		cfg.Bin, cfg.OutDir, cfg.Logf = *bin, *out, logf
+		cfg.Bin, cfg.OutDir, cfg.Logf, cfg.KeepLogs = *bin, *out, logf, *keepLogs
 		res, err := jepsen.Run(ctx, cfg)
 		if res == nil {
 			fmt.Fprintf(stderr, "kumoi-jepsen: %s: %v\n", cfg.Workload, err)
@@ -127,4 +143,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return code
+}
+
+// splitList splits a comma-separated flag value; empty is nil.
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
 }

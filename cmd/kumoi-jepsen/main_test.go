@@ -33,3 +33,18 @@ func TestUnsafeStaleReadsNeedsTestHooks(t *testing.T) {
 	}
 	t.Logf("%s", stderr.String())
 }
+
+// TestBootstrapRaceRefusesNemeses: the bootstrap-race workload's rounds
+// are its faults; an explicit --nemesis is refused (exit 2) before
+// anything starts.
+func TestBootstrapRaceRefusesNemeses(t *testing.T) {
+	out := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"--workload", "bootstrap-race", "--nemesis", "wipe-restart", "--duration", "1s", "--bin", "/nonexistent", "--out", out}, &stdout, &stderr)
+	if code != 2 || !strings.Contains(stderr.String(), "bootstrap-race takes no nemeses") {
+		t.Errorf("exit %d, stderr %q; want exit 2 and the refusal", code, stderr.String())
+	}
+	if ents, _ := os.ReadDir(out); len(ents) != 0 {
+		t.Errorf("the refused run left %d entries in --out", len(ents))
+	}
+}

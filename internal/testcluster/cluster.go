@@ -354,8 +354,27 @@ func (c *Cluster) Start(i int) {
 	c.start(c.node(i), c.Args(i))
 }
 
+// StartExpectExit starts node i like Start, its exit marked as expected
+// from the start: for a start that should be refused (the node exits on
+// its own, and Wait says how), which must not be reported as a crash
+// however soon it exits.
+func (c *Cluster) StartExpectExit(i int) {
+	c.tb.Helper()
+	c.startOpts(c.node(i), c.Args(i), true)
+}
+
+// Bin is the kumoi binary the nodes run.
+func (c *Cluster) Bin() string { return c.bin }
+
 // start starts n with args.
 func (c *Cluster) start(n *node, args []string) {
+	c.tb.Helper()
+	c.startOpts(n, args, false)
+}
+
+// startOpts starts n with args; expectExit marks its exit as expected
+// before the process can exit.
+func (c *Cluster) startOpts(n *node, args []string, expectExit bool) {
 	c.tb.Helper()
 	c.mu.Lock()
 	running := n.running()
@@ -378,7 +397,7 @@ func (c *Cluster) start(n *node, args []string) {
 	}
 	done := make(chan struct{})
 	c.mu.Lock()
-	n.cmd, n.done, n.exitErr, n.expected, n.paused, n.signalled = cmd, done, nil, false, false, ""
+	n.cmd, n.done, n.exitErr, n.expected, n.paused, n.signalled = cmd, done, nil, expectExit, false, ""
 	n.starts++
 	n.history = append(n.history, ProcEvent{Node: n.id, Kind: ProcStart, Time: time.Now(), Pid: cmd.Process.Pid})
 	c.mu.Unlock()
@@ -644,20 +663,33 @@ func (c *Cluster) resume(n *node) {
 func (c *Cluster) Rejoin(i int) {
 	c.tb.Helper()
 	c.Kill(i)
+	c.Wipe(i)
 	n := c.node(i)
-	ents, err := os.ReadDir(n.dataDir)
-	if err != nil {
-		c.tb.Fatalf("testcluster: rejoin %s: %v", n.id, err)
-	}
-	for _, e := range ents {
-		if err := os.RemoveAll(filepath.Join(n.dataDir, e.Name())); err != nil {
-			c.tb.Fatalf("testcluster: rejoin %s: %v", n.id, err)
-		}
-	}
 	c.mu.Lock()
 	n.expect = 0
 	c.mu.Unlock()
 	c.Start(i)
+}
+
+// Wipe empties node i's data directory, as if its disk were lost; the
+// node must not be running. Its command line does not change: started
+// again (Start), it runs with the same arguments on an empty data
+// directory.
+func (c *Cluster) Wipe(i int) {
+	c.tb.Helper()
+	n := c.node(i)
+	if c.alive(n) {
+		c.tb.Fatalf("testcluster: wipe %s: it is running", n.id)
+	}
+	ents, err := os.ReadDir(n.dataDir)
+	if err != nil {
+		c.tb.Fatalf("testcluster: wipe %s: %v", n.id, err)
+	}
+	for _, e := range ents {
+		if err := os.RemoveAll(filepath.Join(n.dataDir, e.Name())); err != nil {
+			c.tb.Fatalf("testcluster: wipe %s: %v", n.id, err)
+		}
+	}
 }
 
 // Status asks node i for GET /v1/status.

@@ -153,3 +153,53 @@ func TestWorkerProcesses(t *testing.T) {
 		t.Errorf("Host(nope) = %v, want ErrNoHost", err)
 	}
 }
+
+// TestWipeAndStartExpectExit: Wipe empties a stopped controller's data
+// directory (and refuses a running one); a start whose exit is expected
+// from the start (StartExpectExit) is not reported as a crash however
+// soon the process exits, and Wait says how it exited.
+func TestWipeAndStartExpectExit(t *testing.T) {
+	if testing.Short() && !InCI() {
+		t.Skip("starts processes")
+	}
+	bin := Binary(t, "")
+	// One controller whose last --bootstrap-expect (2) is refused at
+	// once: the process exits non-zero right after its start.
+	tb := NewStandalone("wipe", t.Logf)
+	defer tb.Close()
+	c := New(tb, Options{Bin: bin, Controllers: 1, NoStart: true, LogLevel: "info", ControllerArgs: []string{"--bootstrap-expect", "2"}})
+	if c.Bin() != bin {
+		t.Errorf("Bin() = %s, want %s", c.Bin(), bin)
+	}
+	junk := filepath.Join(c.DataDir(0), "raft", "junk")
+	if err := os.MkdirAll(filepath.Dir(junk), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(junk, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.Wipe(0)
+	if ents, err := os.ReadDir(c.DataDir(0)); err != nil || len(ents) != 0 {
+		t.Fatalf("after Wipe the data directory has %d entries (%v)", len(ents), err)
+	}
+	c.StartExpectExit(0)
+	err := c.Wait(0, 30*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "exit status") {
+		t.Fatalf("Wait = %v; want a non-zero exit", err)
+	}
+	if cr := c.crashReport(); cr != "" {
+		t.Errorf("an expected exit reported as a crash: %s", cr)
+	}
+	// A running node is not wiped.
+	c.opts.ControllerArgs = nil
+	c.Start(0)
+	var ferr error
+	func() {
+		defer Recover(&ferr)
+		c.Wipe(0)
+	}()
+	if ferr == nil || !strings.Contains(ferr.Error(), "it is running") {
+		t.Errorf("Wipe of a running node: %v", ferr)
+	}
+	c.Kill(0)
+}
