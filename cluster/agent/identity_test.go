@@ -169,6 +169,18 @@ func TestWipedVoterRefusedThenRejoins(t *testing.T) {
 	if err := wiped.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	// Started again on what the refused start left, still without the
+	// removal: refused again (the refused start did not make its store
+	// its own).
+	again := startIdentityAgent(t, "w3", "127.0.0.54", dirs[2], 3, &logs, seed)
+	select {
+	case <-again.Controller().Failed():
+	case <-time.After(testcluster.Stretch(15 * time.Second)):
+		t.Fatal("a refused node restarted on the refused start's data directory was not refused again")
+	}
+	if err := again.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 
 	// The operator removes the old server; the node joins as a new one.
 	req, _ := http.NewRequest(http.MethodDelete, "http://"+agents[0].APIAddr()+"/v1/cluster/servers/w3", nil)

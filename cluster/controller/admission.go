@@ -23,26 +23,32 @@ import (
 // then the node joins as a new server.
 
 // nodeMarkerKey is where the stable store (raft.db) records the node UUID
-// of the node that created it.
+// of the node that took part in Raft with it.
 var nodeMarkerKey = []byte("kumoi_node_uuid")
 
-// markNodeInStore reports whether the stable store was created by this
-// very node (its node UUID is recorded there), and records it if the
-// store has none. A node whose store is its own but holds no Raft state
-// never took part in Raft — it was stopped between the start and its
-// first entry, e.g. right after another node bootstrapped the cluster
-// with it — so it may resume its place without the admission check: it
-// has no term, vote or log to have forgotten. A store without the mark,
-// or with another node's, is a new (or replaced) one.
-func markNodeInStore(stable raft.StableStore, nodeUUID string) (bool, error) {
+// storeIsOwn reports whether the stable store was marked by this very node
+// (its node UUID is recorded there). A node marks its store once it takes
+// part in Raft (markStore: when admitted, or at start with Raft state). A
+// node whose store is its own but holds no Raft state never took part in
+// Raft — it was stopped between its admission and its first entry, e.g.
+// right after another node bootstrapped the cluster with it — so it may
+// resume its place without the admission check: it has no term, vote or
+// log to have forgotten. A store without the mark (a wiped, or refused,
+// node's), or with another node's, is a new one.
+func storeIsOwn(stable raft.StableStore, nodeUUID string) bool {
 	b, err := stable.Get(nodeMarkerKey)
-	if err == nil && string(b) == nodeUUID {
-		return true, nil
+	return err == nil && string(b) == nodeUUID
+}
+
+// markStore records this node's UUID in its stable store.
+func markStore(stable raft.StableStore, nodeUUID string) error {
+	if storeIsOwn(stable, nodeUUID) {
+		return nil
 	}
 	if err := stable.Set(nodeMarkerKey, []byte(nodeUUID)); err != nil {
-		return false, fmt.Errorf("record the node identity in the raft store: %w", err)
+		return fmt.Errorf("record the node identity in the raft store: %w", err)
 	}
-	return false, nil
+	return nil
 }
 
 // ErrStillAServer: this new node's id is a voter of the cluster already.
@@ -185,6 +191,9 @@ func (c *Controller) advertiseRaft() {
 
 // openRaft lets Raft connections in: the node takes part in Raft.
 func (c *Controller) openRaft(why string) {
+	if err := markStore(c.parts.stable, c.nodeUUID); err != nil {
+		c.logger.Error("cannot mark the raft store as this node's", "error", err)
+	}
 	c.admitted.Store(true)
 	c.logger.Info(why + "; taking part in raft")
 }

@@ -147,12 +147,11 @@ func New(cfg Config) (*Controller, error) {
 			return nil, fmt.Errorf("bootstrap: %w", err)
 		}
 	}
-	sameNode, err := markNodeInStore(parts.stable, c.nodeUUID)
-	if err != nil {
-		c.Shutdown(context.Background())
-		return nil, err
-	}
-	if parts.hasState || c.ClusterID() != "" || sameNode || cfg.DisableGossip {
+	if parts.hasState || c.ClusterID() != "" || storeIsOwn(parts.stable, c.nodeUUID) || cfg.DisableGossip {
+		if err := markStore(parts.stable, c.nodeUUID); err != nil {
+			c.Shutdown(context.Background())
+			return nil, err
+		}
 		c.admitted.Store(true)
 	}
 	if !cfg.DisableGossip {

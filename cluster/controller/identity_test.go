@@ -154,21 +154,22 @@ func TestStreamLayerClusterHandshake(t *testing.T) {
 	in.Close()
 }
 
-// TestMarkNodeInStore: a Raft store remembers the node that created it, so
-// that a node restarted on its own (intact) data directory before it ever
-// had Raft state is told apart from a node whose data directory was
-// wiped (a new store) or replaced (another node's store).
+// TestMarkNodeInStore: a Raft store remembers the node that took part in
+// Raft with it, so that a node restarted on its own (intact) data
+// directory before it ever had Raft state is told apart from a node whose
+// data directory was wiped (a new store), replaced (another node's store)
+// or whose start was refused (its store was never marked).
 func TestMarkNodeInStore(t *testing.T) {
 	const a, b = "aaaaaaaa-0000-4000-8000-000000000001", "bbbbbbbb-0000-4000-8000-000000000002"
 	store := raft.NewInmemStore()
-	if same, err := markNodeInStore(store, a); err != nil || same {
-		t.Fatalf("a new store: same=%t %v, want false", same, err)
+	if storeIsOwn(store, a) {
+		t.Fatal("a new store is some node's own")
 	}
-	if same, err := markNodeInStore(store, a); err != nil || !same {
-		t.Fatalf("the same node again: same=%t %v, want true", same, err)
+	if err := markStore(store, a); err != nil {
+		t.Fatal(err)
 	}
-	if same, err := markNodeInStore(store, b); err != nil || same {
-		t.Fatalf("another node on this store: same=%t %v, want false", same, err)
+	if !storeIsOwn(store, a) || storeIsOwn(store, b) {
+		t.Fatalf("after marking it for a: own for a %t, for b %t; want true, false", storeIsOwn(store, a), storeIsOwn(store, b))
 	}
 	if has, err := raft.HasExistingState(store, store, raft.NewInmemSnapshotStore()); err != nil || has {
 		t.Fatalf("the mark made the store look like Raft state: %t %v", has, err)
