@@ -91,8 +91,11 @@ func (c *Controller) admit() {
 			c.fail(err)
 			return
 		case ok && !joining:
-			c.advertiseRaft()
+			// Its store is marked before any peer can count it in a
+			// bootstrap configuration (advertiseRaft), so that a restart
+			// after that finds it its own.
 			c.openRaft("new node admitted to bootstrap a new cluster")
+			c.advertiseRaft()
 			return
 		case ok:
 			c.advertiseRaft()
