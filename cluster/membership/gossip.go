@@ -114,30 +114,15 @@ func (t *boundTransport) DialAddressTimeout(a memberlist.Address, timeout time.D
 // closed. It reports whether it joined; with no addresses it returns at
 // once (false).
 func Join(ml *memberlist.Memberlist, join []string, logger hclog.Logger, done <-chan struct{}) bool {
-	backoff := 200 * time.Millisecond
-	for len(join) > 0 {
-		n, err := ml.Join(join)
-		if n > 0 {
-			logger.Info("joined the gossip pool", "contacted", n)
-			return true
-		}
-		logger.Warn("could not join the gossip pool yet; retrying", "join", join, "error", err)
-		select {
-		case <-done:
-			return false
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 2*time.Second)
-	}
-	return false
+	return JoinCluster(ml, nil, join, logger, done) == nil
 }
 
 // JoinCluster is Join for an agent that knows its cluster and must not
 // keep knocking at another one: it returns nil once joined; an error
 // wrapping ErrOtherCluster (naming both identities) when an attempt
 // reached no agent of this cluster and d refused an agent of another one
-// (the --join addresses belong to another cluster); or ErrJoinAborted
-// when done is closed first. memberlist flattens the delegate's errors
+// (the --join addresses belong to another cluster; with a nil d it keeps
+// retrying instead); or ErrJoinAborted when done is closed first. memberlist flattens the delegate's errors
 // into text, so the refusal is taken from d.
 func JoinCluster(ml *memberlist.Memberlist, d *Delegate, join []string, logger hclog.Logger, done <-chan struct{}) error {
 	backoff := 200 * time.Millisecond
@@ -145,14 +130,19 @@ func JoinCluster(ml *memberlist.Memberlist, d *Delegate, join []string, logger h
 		if len(join) == 0 {
 			return ErrJoinAborted
 		}
-		before, _ := d.refusalCount()
+		var before uint64
+		if d != nil {
+			before, _ = d.refusalCount()
+		}
 		n, err := ml.Join(join)
 		if n > 0 {
 			logger.Info("joined the gossip pool", "contacted", n)
 			return nil
 		}
-		if after, refusal := d.refusalCount(); after > before && refusal != nil {
-			return refusal
+		if d != nil {
+			if after, refusal := d.refusalCount(); after > before && refusal != nil {
+				return refusal
+			}
 		}
 		logger.Warn("could not join the gossip pool yet; retrying", "join", join, "error", err)
 		select {
