@@ -203,11 +203,10 @@ func serveController(ctx context.Context, c *cli.Context, logger hclog.Logger, a
 	case <-ctx.Done():
 	case err := <-a.Served():
 		logger.Error("API server stopped", "error", err)
-	case <-a.Controller().Failed():
-		failure = a.Controller().FailErr()
-	case <-a.Halted():
-		// Out of service: exit non-zero, saying why (docs/architecture.md).
-		failure = fmt.Errorf("controller %s halted: %w", a.Controller().NodeID(), a.HaltErr())
+	case <-a.Failed():
+		// Out of service (a refused new node, a halted state machine):
+		// exit non-zero, saying why (docs/operations.md).
+		failure = a.Err()
 	case <-workerDone:
 		// The worker refused to start: so does the agent.
 		failure = w.Err()

@@ -24,8 +24,9 @@ type Agent struct {
 	logger hclog.Logger
 	served chan error
 
-	halted chan struct{} // closed HaltExitGrace after the controller halts
-	done   chan struct{} // closed by Shutdown
+	failed  chan struct{} // closed when the agent is out of service (Failed)
+	failErr error         // why; set before failed is closed
+	done    chan struct{} // closed by Shutdown
 
 	stopOnce sync.Once
 	stopErr  error
@@ -74,7 +75,7 @@ func Start(cfg controller.Config) (*Agent, error) {
 		ln:     ln,
 		logger: cfg.Logger.Named("agent"),
 		served: make(chan error, 1),
-		halted: make(chan struct{}),
+		failed: make(chan struct{}),
 		done:   make(chan struct{}),
 		srv: &http.Server{
 			Handler:           handler,
@@ -83,27 +84,40 @@ func Start(cfg controller.Config) (*Agent, error) {
 		},
 	}
 	go func() { a.served <- a.srv.Serve(ln) }()
-	go a.watchHalt()
+	go a.watchFailure()
 	a.logger.Info("API listening", "addr", ln.Addr().String())
 	return a, nil
 }
 
 // HaltExitGrace is how long an agent whose controller halted keeps
 // answering GET /v1/status (health "halted", and why) and /metrics before
-// Halted fires and `kumoi agent` exits non-zero.
+// Failed fires and `kumoi agent` exits non-zero.
 var HaltExitGrace = 10 * time.Second
 
-// Halted is closed HaltExitGrace after the controller's state machine
-// halted on a committed log entry this build cannot apply (HaltErr says
-// which and what to do): the process should stop, with a non-zero exit.
-func (a *Agent) Halted() <-chan struct{} { return a.halted }
+// Failed is closed when the agent is out of service and the process should
+// stop with a non-zero exit (Err says why): at once when the controller
+// failed in a way that needs the operator (a new node whose id is still a
+// voter), HaltExitGrace after its state machine halted on a committed log
+// entry this build cannot apply.
+func (a *Agent) Failed() <-chan struct{} { return a.failed }
 
-// HaltErr is why the controller halted, or nil.
-func (a *Agent) HaltErr() error { return a.ctrl.Halted() }
+// Err is why the agent is out of service, once Failed is closed.
+func (a *Agent) Err() error {
+	select {
+	case <-a.failed:
+		return a.failErr
+	default:
+		return nil
+	}
+}
 
-func (a *Agent) watchHalt() {
+func (a *Agent) watchFailure() {
 	select {
 	case <-a.done:
+		return
+	case <-a.ctrl.Failed():
+		a.failErr = a.ctrl.FailErr()
+		close(a.failed)
 		return
 	case <-a.ctrl.HaltedCh():
 	}
@@ -112,7 +126,8 @@ func (a *Agent) watchHalt() {
 	select {
 	case <-a.done:
 	case <-time.After(HaltExitGrace):
-		close(a.halted)
+		a.failErr = fmt.Errorf("controller %s halted: %w", a.ctrl.NodeID(), a.ctrl.Halted())
+		close(a.failed)
 	}
 }
 
