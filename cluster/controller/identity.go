@@ -96,13 +96,10 @@ func (c *Controller) watchClusterID() {
 }
 
 func (c *Controller) adoptClusterID(id string) {
-	c.idMu.Lock()
-	cur := c.clusterID
-	if cur == "" {
-		c.clusterID = id
-	}
-	c.idMu.Unlock()
-	switch {
+	// Only the watcher adopts: read, record on disk, then publish, so
+	// that a node that shows an identity (ClusterID, /v1/status) has it
+	// in its data directory too.
+	switch cur := c.ClusterID(); {
 	case cur == id:
 		return
 	case cur != "":
@@ -113,6 +110,9 @@ func (c *Controller) adoptClusterID(id string) {
 	if err := writeClusterID(c.cfg.DataDir, id); err != nil {
 		c.logger.Error("cannot record the cluster identity", "cluster", id, "error", err)
 	}
+	c.idMu.Lock()
+	c.clusterID = id
+	c.idMu.Unlock()
 	c.logger.Info("cluster identity", "cluster", id)
 	c.advertise()
 }
