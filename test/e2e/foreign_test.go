@@ -4,156 +4,48 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	lvd "github.com/kumoi/kumoi/internal/libvirtd"
 	"github.com/kumoi/kumoi/internal/testcluster"
 	"github.com/kumoi/kumoi/resource"
 )
 
-// libvirtd is a libvirt daemon of a test's own: its unix sockets in a
-// temporary directory, no TCP listener (no --listen), no driver modules
-// (LIBVIRT_DRIVER_DIR names an empty directory: no QEMU, no networks, no
-// storage), so it serves only libvirt's test driver, remotely. Domains of
-// its test:///default outlive the workers that define them, as long as
-// some connection holds the driver's state: the test keeps one open.
+// libvirtd is a libvirt daemon of the test's own (internal/libvirtd):
+// libvirt's test driver served on a unix socket, so domains outlive the
+// workers that define them.
 type libvirtd struct {
-	dir string
+	*lvd.Daemon
 	uri string
-}
-
-// need finds a program the test needs; missing, it fails the test under
-// CI and skips it elsewhere.
-func need(t *testing.T, prog, pkg string, paths ...string) string {
-	t.Helper()
-	if p, err := exec.LookPath(prog); err == nil {
-		return p
-	}
-	for _, p := range paths {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	msg := fmt.Sprintf("%s is not installed (Debian package %s; make deps installs it)", prog, pkg)
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
-
-// virsh runs virsh against uri and returns its output.
-func virsh(uri string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "virsh", append([]string{"-q", "-c", uri}, args...)...).CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("virsh %s: %v: %s", strings.Join(args, " "), err, out)
-	}
-	return string(out), nil
 }
 
 func startLibvirtd(t *testing.T) *libvirtd {
 	t.Helper()
-	bin := need(t, "libvirtd", "libvirt-daemon", "/usr/sbin/libvirtd")
-	need(t, "virsh", "libvirt-clients")
-	// A short path: a unix socket's path is limited to 107 bytes.
-	dir, err := os.MkdirTemp("", "kumoi-libvirtd-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	drivers := filepath.Join(dir, "no-drivers")
-	if err := os.Mkdir(drivers, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	conf := filepath.Join(dir, "libvirtd.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`unix_sock_dir = %q
-unix_sock_ro_perms = "0700"
-unix_sock_rw_perms = "0700"
-auth_unix_ro = "none"
-auth_unix_rw = "none"
-log_outputs = "3:file:%s"
-`, dir, filepath.Join(dir, "libvirtd.log"))), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, err := os.Create(filepath.Join(dir, "libvirtd.out"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "--config", conf, "--pid-file", filepath.Join(dir, "libvirtd.pid"))
-	cmd.Env = append(os.Environ(), "LIBVIRT_DRIVER_DIR="+drivers)
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start libvirtd: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); out.Close(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			for _, f := range []string{"libvirtd.out", "libvirtd.log"} {
-				if b, err := os.ReadFile(filepath.Join(dir, f)); err == nil && len(b) > 0 {
-					t.Logf("%s:\n%s", f, b)
-				}
-			}
-		}
-	})
-	d := &libvirtd{dir: dir, uri: "test+unix:///default?socket=" + filepath.Join(dir, "libvirt-sock")}
-	testcluster.WaitFor(t, 15*time.Second, "libvirtd to answer on "+d.uri, func() (bool, error) {
-		select {
-		case <-exited:
-			t.Fatalf("libvirtd exited: %v", cmd.ProcessState)
-		default:
-		}
-		_, err := virsh(d.uri, "list", "--all")
-		return err == nil, err
-	})
-	// Hold the test driver's state: an interactive virsh keeps its
-	// connection open until its input ends.
-	hold := exec.Command("virsh", "-c", d.uri)
-	stdin, err := hold.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	hold.Stdout, hold.Stderr = io.Discard, io.Discard
-	hold.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := hold.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stdin.Close(); _ = hold.Process.Kill(); _ = hold.Wait() })
-	if _, err := io.WriteString(stdin, "list --all\n"); err != nil {
-		t.Fatal(err)
-	}
-	return d
+	d := lvd.StartT(t)
+	return &libvirtd{Daemon: d, uri: d.URI}
+}
+
+// virsh runs virsh against uri and returns its output.
+func virsh(uri string, args ...string) (string, error) {
+	return lvd.Virsh(context.Background(), uri, args...)
 }
 
 // domState is a domain's state as virsh reports it ("" if it is not
 // defined).
 func (d *libvirtd) domState(t *testing.T, name string) string {
 	t.Helper()
-	out, err := virsh(d.uri, "list", "--all", "--name")
+	st, err := d.DomState(context.Background(), name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Contains(strings.Fields(out), name) {
-		return ""
-	}
-	st, err := virsh(d.uri, "domstate", name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(st)
+	return st
 }
 
 func clusterID(t *testing.T, c *testcluster.Cluster) string {
