@@ -64,6 +64,7 @@ directory (or --data-dir), API on 127.0.0.1:7400 (+10 per extra controller).`,
 			&cli.StringFlag{Name: "memory", Usage: "worker memory capacity, e.g. 64GiB (sim capacity or an override)"},
 			&cli.StringFlag{Name: "observation-log", Usage: "worker: append one JSON line per domain start and stop seen on this host to FILE (read by the chaos harness's placement checker)"},
 			&cli.StringSliceFlag{Name: "label", Usage: "worker host label KEY=VALUE (repeatable), set when the host object is created"},
+			&cli.StringFlag{Name: "fence-guard", Usage: "worker: how this host's domains are fenced when the worker is gone: spawn (start a detached 'kumoi fence-guard'), external (one runs as its own service) or off; default spawn for --hypervisor libvirt (needs --data-dir), off for sim (docs/ha.md)"},
 			&cli.DurationFlag{Name: "fence-after", Value: 3 * time.Second, Usage: "a worker cut off from the controller quorum this long stops its VMs (< --host-down-grace)"},
 			&cli.DurationFlag{Name: "host-down-grace", Value: 4 * time.Second, Usage: "controllers evacuate a host's VMs after it has been down this long (> --fence-after)"},
 			&cli.StringFlag{Name: "node-id", Usage: "unique name of this node (default: the hostname)", EnvVars: []string{"KUMOI_NODE_ID"}},
@@ -300,6 +301,23 @@ func startWorker(c *cli.Context, nodeID string, logger hclog.Logger) (*worker.Wo
 			dataDir = filepath.Join(dataDir, "worker")
 		}
 	}
+	guardMode := c.String("fence-guard")
+	if guardMode == "" {
+		guardMode = worker.GuardOff
+		if c.String("hypervisor") == "libvirt" {
+			guardMode = worker.GuardSpawn
+		}
+	}
+	if guardMode != worker.GuardOff && dataDir == "" {
+		return nil, usagef("--fence-guard %s needs --data-dir: the fence guard keeps its socket there (or say --fence-guard off, and accept that a killed worker's domains keep running: docs/ha.md)", guardMode)
+	}
+	var guardCmd []string
+	if guardMode == worker.GuardSpawn {
+		var err error
+		if guardCmd, err = guardCommand(c, nodeID, dataDir); err != nil {
+			return nil, err
+		}
+	}
 	labels := map[string]string{}
 	for _, kv := range c.StringSlice("label") {
 		k, v, ok := strings.Cut(kv, "=")
@@ -322,5 +340,8 @@ func startWorker(c *cli.Context, nodeID string, logger hclog.Logger) (*worker.Wo
 		FenceAfter: c.Duration("fence-after"),
 		DataDir:    dataDir,
 		Logger:     logger,
+
+		FenceGuard:   guardMode,
+		GuardCommand: guardCmd,
 	})
 }

@@ -91,6 +91,7 @@ func NewApp() *cli.App {
 			hostCommand(),
 			clusterCommand(),
 			agentCommand(),
+			fenceGuardCommand(),
 			policyCommand(),
 			runCommand(),
 			shellCommand(),

@@ -14,10 +14,15 @@
 //	                    convergence, reports, fencing
 //	cluster/membership  memberlist configuration, the gossip metadata
 //	                    schema, the shared delegate, the member table
+//	cluster/fenceguard  the fence guard: a process beside a libvirt worker
+//	                    that stops the host's domains when nobody can prove
+//	                    the host is still ready (the worker renews it)
 //
 // Imports go one way: agent → controller, api, worker → membership → lower
 // layers (fsm, scheduler, script, client, hypervisor, resource). The three
 // middle roles do not import each other; the API never imports Raft (the
 // controller maps Raft's errors onto resource's once); the worker imports
-// neither fsm nor Raft; nothing below cluster/ imports it.
+// neither fsm nor Raft; the fence guard imports only the client and the
+// hypervisor drivers (the worker imports it for the renewal protocol);
+// nothing below cluster/ imports it.
 package cluster

@@ -18,7 +18,8 @@ var forbidden = map[string][]string{
 	"cluster/membership": {"cluster/agent", "cluster/controller", "cluster/api", "cluster/worker", "fsm", "github.com/hashicorp/raft"},
 	"cluster/worker":     {"cluster/agent", "cluster/controller", "cluster/api", "fsm", "scheduler", "github.com/hashicorp/raft"},
 	"cluster/api":        {"cluster/agent", "cluster/controller", "cluster/worker"},
-	"cluster/controller": {"cluster/agent", "cluster/api", "cluster/worker"},
+	"cluster/controller": {"cluster/agent", "cluster/api", "cluster/worker", "cluster/fenceguard"},
+	"cluster/fenceguard": {"cluster/agent", "cluster/controller", "cluster/api", "cluster/worker", "cluster/membership", "fsm", "scheduler", "github.com/hashicorp/raft", "github.com/hashicorp/memberlist"},
 }
 
 // forbiddenDirect lists imports a role package must not make itself (it
@@ -31,7 +32,7 @@ var forbiddenDirect = map[string][]string{
 var lower = []string{"resource", "fsm", "scheduler", "client", "skel", "script", "hypervisor", "hypervisor/sim", "hypervisor/libvirt"}
 
 // roles must exist, each with a doc.go.
-var roles = []string{"cluster/agent", "cluster/controller", "cluster/api", "cluster/worker", "cluster/membership"}
+var roles = []string{"cluster/agent", "cluster/controller", "cluster/api", "cluster/worker", "cluster/membership", "cluster/fenceguard"}
 
 // repoRoot is the module's root: go test runs in this package's folder.
 func repoRoot(t *testing.T) string {

@@ -51,7 +51,14 @@ type Config struct {
 	// restarts: the identity of its cluster (ClusterIDFile). Empty: it
 	// keeps nothing and learns its cluster anew at every start.
 	DataDir string
-	Logger  hclog.Logger
+	// FenceGuard is how this host's domains are guarded when the worker
+	// is gone (GuardSpawn, GuardExternal or GuardOff; docs/ha.md). A
+	// guard needs DataDir. Default: GuardOff.
+	FenceGuard string
+	// GuardCommand starts a guard (GuardSpawn): e.g. the kumoi binary
+	// with "fence-guard" and its flags.
+	GuardCommand []string
+	Logger       hclog.Logger
 }
 
 // validate checks cfg and fills in the defaults.
@@ -88,6 +95,9 @@ func (cfg *Config) validate() error {
 	}
 	if cfg.ShutdownGrace == 0 {
 		cfg.ShutdownGrace = DefaultShutdownGrace
+	}
+	if cfg.FenceGuard == "" {
+		cfg.FenceGuard = GuardOff
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/kumoi/kumoi/client"
+	"github.com/kumoi/kumoi/cluster/fenceguard"
 	"github.com/kumoi/kumoi/hypervisor"
 	"github.com/kumoi/kumoi/resource"
 )
@@ -74,8 +75,9 @@ var errNoControllers = errors.New("no controller is alive in the gossip pool")
 
 // desired is what one pass read from the controllers.
 type desired struct {
-	host *resource.HostStatus // nil: no host object yet (or undecodable)
-	vms  []*resource.Object   // the VMs placed on this host
+	host      *resource.HostStatus // nil: no host object yet (or undecodable)
+	hostIndex uint64               // the host object's modify index
+	vms       []*resource.Object   // the VMs placed on this host
 }
 
 // converge is one pass: read what the controllers want, fence if they
@@ -84,10 +86,12 @@ type desired struct {
 // first pass, and report what changed.
 func (w *Worker) converge(ctx context.Context) {
 	c := w.client()
-	start := time.Now()
+	start, proof := time.Now(), fenceguard.Now()
 	want, err := w.readDesired(ctx, c)
 	if err != nil {
-		// No linearizable read: no quorum contact.
+		// No linearizable read: no quorum contact. The guard hears that
+		// the worker lives, with no proof.
+		w.renewGuard(0, 0)
 		if !w.lastContact.IsZero() && time.Since(w.lastContact) > w.cfg.FenceAfter && !w.fenced {
 			w.logger.Warn("no controller quorum for longer than fence-after: stopping every Kumoi VM on this host", "fence_after", w.cfg.FenceAfter, "error", err)
 			w.fence(ctx)
@@ -100,8 +104,15 @@ func (w *Worker) converge(ctx context.Context) {
 		w.fenced = false
 	}
 	hs := want.host
-	// Starting a domain needs the host ready (or draining) in this pass.
+	// Starting a domain needs the host ready (or draining) in this pass,
+	// and a fence guard (if any) that holds this proof of it: a domain
+	// never runs unguarded.
 	w.mayStart = hs != nil && (hs.State == resource.HostReady || hs.State == resource.HostDraining)
+	if w.mayStart {
+		w.mayStart = w.renewGuard(proof, want.hostIndex)
+	} else {
+		w.renewGuard(0, 0)
+	}
 	if hs != nil && w.ready && (hs.State == resource.HostDown || hs.State == resource.HostLeft) && hs.Since.After(w.readyAt) {
 		// The controllers marked this host gone after it was ready: its
 		// VMs may be restarted elsewhere once the grace ends. Stop them
@@ -149,7 +160,7 @@ func (w *Worker) readDesired(ctx context.Context, c *client.Client) (desired, er
 	}
 	if err == nil {
 		if hs, derr := resource.DecodeStatus[resource.HostStatus](host); derr == nil {
-			d.host = hs
+			d.host, d.hostIndex = hs, host.ModifyIndex
 		}
 	}
 	if d.vms, _, err = c.List(rctx, resource.KindVM, &client.QueryOptions{Host: w.cfg.NodeID}); err != nil {

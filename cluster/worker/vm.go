@@ -73,6 +73,7 @@ func (w *Worker) convergeVM(ctx context.Context, o *resource.Object, spec *resou
 	}
 	if v.d.State.Active() && !w.stopping[v.name] {
 		w.seenUp[o.Name] = st.Epoch
+		delete(w.guardFenced, v.name)
 	}
 	if rep, changed, done := w.behindKumoisBack(v); done {
 		return rep, changed
@@ -134,6 +135,18 @@ func (w *Worker) behindKumoisBack(v *vmPass) (rep resource.VMReport, changed, do
 	}
 	if n, ok := w.notes[o.Name]; ok && n.pending && n.epoch == v.st.Epoch {
 		v.restart = true // a start again that could not be made yet
+		return v.rep, false, false
+	}
+	if rec, ok := w.guardFenced[v.name]; ok {
+		// Stopped by this host's fence guard: Kumoi's own stop, not a
+		// change behind its back. Still placed here and meant to run, it
+		// is started again once the host is ready, and says why.
+		delete(w.guardFenced, v.name)
+		delete(w.seenUp, o.Name)
+		w.logger.Info("the fence guard stopped this VM's domain; starting it again when the host is ready", "vm", o.Name, "fenced_at", rec.At, "why", rec.Why)
+		w.notes[o.Name] = note{epoch: v.st.Epoch, pending: true,
+			reason: "started again after the fence guard stopped it at " + rec.At.Format(time.RFC3339) + ": " + rec.Why}
+		v.restart = true
 		return v.rep, false, false
 	}
 	crashed := d.State == hypervisor.StateCrashed || d.Reason == hypervisor.StopCrashed || d.Reason == hypervisor.StopFailed

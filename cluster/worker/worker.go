@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/memberlist"
 
 	"github.com/kumoi/kumoi/client"
+	"github.com/kumoi/kumoi/cluster/fenceguard"
 	"github.com/kumoi/kumoi/cluster/membership"
 	"github.com/kumoi/kumoi/hypervisor"
 	"github.com/kumoi/kumoi/resource"
@@ -39,12 +40,17 @@ type Worker struct {
 	wg     sync.WaitGroup
 
 	// reconciler state (reconcile goroutine only)
-	reported      map[string]resource.VMReport // last report per VM
-	stopping      map[string]bool              // domains we are stopping on purpose
-	failed        map[string]uint64            // VMs left failed, by epoch
-	seenUp        map[string]uint64            // VMs seen active (not stopped by us), by epoch
-	notes         map[string]note              // changes behind Kumoi's back, explained (vm.go)
-	fenced        bool
+	reported map[string]resource.VMReport // last report per VM
+	stopping map[string]bool              // domains we are stopping on purpose
+	failed   map[string]uint64            // VMs left failed, by epoch
+	seenUp   map[string]uint64            // VMs seen active (not stopped by us), by epoch
+	notes    map[string]note              // changes behind Kumoi's back, explained (vm.go)
+	fenced   bool
+	// The fence guard (nil: none), its latest fence seen, and the
+	// domains it stopped that the worker has not seen since.
+	guard         *guardLink
+	guardFenceSeq uint64
+	guardFenced   map[string]fenceguard.FenceRecord
 	foreignLogged map[string]bool // foreign domains already logged
 	lastContact   time.Time
 	// mayStart: this pass may start domains (the host was read ready or
@@ -85,6 +91,11 @@ func Start(cfg Config) (*Worker, error) {
 		seenUp:   map[string]uint64{},
 		notes:    map[string]note{},
 
+		guardFenced: map[string]fenceguard.FenceRecord{},
+		// Fencing counts from the start: a worker that never reaches a
+		// quorum (restarted while cut off) fences fence-after later.
+		lastContact: time.Now(),
+
 		shutdowns: map[string]*pendingShutdown{},
 		kick:      make(chan struct{}, 1),
 	}
@@ -95,6 +106,9 @@ func Start(cfg Config) (*Worker, error) {
 		w.logger.Info("no cluster identity recorded yet; learning it from the controllers", "data_dir", cfg.DataDir)
 	default:
 		w.logger.Info("worker of cluster", "cluster", cluster, "data_dir", cfg.DataDir)
+	}
+	if w.guard, err = newGuardLink(&cfg, w.logger); err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
@@ -133,6 +147,9 @@ func (w *Worker) NodeID() string { return w.cfg.NodeID }
 func (w *Worker) Shutdown(ctx context.Context) error {
 	w.cancel()
 	w.wg.Wait()
+	if w.guard != nil {
+		w.guard.close()
+	}
 	w.mu.Lock()
 	g := w.gossip
 	w.gossip = nil
@@ -156,6 +173,9 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 func (w *Worker) Kill() {
 	w.cancel()
 	w.wg.Wait()
+	if w.guard != nil {
+		w.guard.close()
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.gossip != nil {

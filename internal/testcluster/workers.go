@@ -199,3 +199,16 @@ func (c *Cluster) WaitHostState(name, state string, timeout time.Duration) *reso
 	})
 	return hs
 }
+
+// PauseWorker stops worker w with SIGSTOP (a hung worker process: its
+// gossip, reads and reports stop; with libvirt, its domains run on).
+func (c *Cluster) PauseWorker(w int) {
+	c.tb.Helper()
+	c.pause(c.worker(w))
+}
+
+// ResumeWorker continues a paused worker with SIGCONT.
+func (c *Cluster) ResumeWorker(w int) {
+	c.tb.Helper()
+	c.resume(c.worker(w))
+}

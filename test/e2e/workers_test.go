@@ -471,7 +471,7 @@ func TestWorkerBadDriver(t *testing.T) {
 	c := newCluster(t, testcluster.Options{Workers: 1})
 	hc := httpClient()
 	c.WaitLeader(leaderTimeout)
-	bad := c.AddWorker("bad-1", "--hypervisor", "libvirt", "--libvirt-uri", uri)
+	bad := c.AddWorker("bad-1", "--hypervisor", "libvirt", "--libvirt-uri", uri, "--data-dir", t.TempDir())
 	good := c.WorkerName(0)
 	c.WaitHostState(good, resource.HostReady, hostReadyWithin)
 

@@ -1,0 +1,135 @@
+package cli
+
+import (
+	"errors"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kumoi/kumoi/cluster/fenceguard"
+	"github.com/kumoi/kumoi/cluster/worker"
+)
+
+func fenceGuardCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "fence-guard",
+		Usage: "guard a libvirt worker's domains: stop them when nobody can prove the host is still ready",
+		UsageText: `kumoi fence-guard --data-dir /var/lib/kumoi-worker --node-id hv1 --bind 10.0.0.11 \
+                  --libvirt-uri qemu:///system --fence-after 3s`,
+		Description: `The fence guard keeps the promise that no VM runs on two hosts when the
+worker process dies, hangs or is restarted while cut off (docs/ha.md). It
+is a process of its own, with its own libvirt connection and its own timer.
+The worker renews it over DIR/fence-guard.sock after every read that proves
+the controllers count the host as ready, and starts a domain only once the
+guard holds a fresh proof. When renewals stop, the guard reads the host
+object itself (from --bind). When its latest proof is --fence-after old, or
+it reads that the host was marked down or left after it was ready, it
+destroys every running Kumoi domain of the cluster on this host, records
+the fence in DIR/fence-guard.json (the worker reports it on the VMs), and
+keeps stopping them until a fresh proof arrives.
+
+A libvirt worker starts one itself (kumoi agent --worker --fence-guard
+spawn, the default for --hypervisor libvirt), detached, with
+--exit-when-idle. Run it as its own service instead with the worker's
+--fence-guard external. Give it the worker's --data-dir, --node-id, --bind,
+--libvirt-uri and --fence-after. It exits on SIGTERM or SIGINT, when DIR is
+removed, or (--exit-when-idle) when no worker has renewed for that long and
+no domain of the cluster runs here; one guard runs per DIR.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "data-dir", Usage: "the worker's data directory (socket, pid, lock and fence record)", EnvVars: []string{"KUMOI_DATA_DIR"}},
+			&cli.StringFlag{Name: "node-id", Usage: "the host's name, as the worker's --node-id", EnvVars: []string{"KUMOI_NODE_ID"}},
+			&cli.StringFlag{Name: "bind", Value: "127.0.0.1", Usage: "address the guard's API requests leave from (the worker's --bind)"},
+			&cli.StringFlag{Name: "libvirt-uri", Value: "qemu:///system", Usage: "libvirt connection URI (the worker's)"},
+			&cli.DurationFlag{Name: "fence-after", Value: worker.DefaultFenceAfter, Usage: "fence when the latest proof that the host is ready is this old (the worker's --fence-after)"},
+			&cli.DurationFlag{Name: "exit-when-idle", Usage: "exit when no worker has renewed for this long and no domain of the cluster runs (0: never)"},
+			&cli.StringSliceFlag{Name: "controller", Usage: "API address HOST:PORT of a controller to read from before a worker says where they are (repeatable)"},
+			&cli.StringFlag{Name: "observation-log", Usage: "append one JSON line per domain the guard stops to FILE (the worker's --observation-log)"},
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "trace, debug, info, warn or error", EnvVars: []string{"KUMOI_LOG_LEVEL"}},
+			&cli.BoolFlag{Name: "log-json", Usage: "log JSON lines"},
+		},
+		Action: runFenceGuard,
+	}
+}
+
+func runFenceGuard(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usagef("fence-guard takes no arguments; use flags")
+	}
+	if c.String("data-dir") == "" {
+		return usagef("--data-dir is required: the worker's data directory, where the guard keeps its socket")
+	}
+	if c.String("node-id") == "" {
+		return usagef("--node-id is required: the host's name, as the worker's --node-id")
+	}
+	if c.Duration("fence-after") <= 0 {
+		return usagef("--fence-after must be positive")
+	}
+	if err := os.MkdirAll(c.String("data-dir"), 0o700); err != nil {
+		return usagef("--data-dir: %v", err)
+	}
+	logger, err := agentLogger(c)
+	if err != nil {
+		return err
+	}
+	obs, err := observationLog(c)
+	if err != nil {
+		return err
+	}
+	drv, err := newLibvirtDriver(c, c.String("node-id"), 0, obs)
+	if err != nil {
+		return err
+	}
+	defer drv.Close()
+	var ctrls []string
+	for _, a := range c.StringSlice("controller") {
+		ctrls = append(ctrls, "http://"+a)
+	}
+	g, err := fenceguard.New(fenceguard.Config{
+		Dir:          c.String("data-dir"),
+		NodeID:       c.String("node-id"),
+		BindIP:       c.String("bind"),
+		Driver:       drv,
+		FenceAfter:   c.Duration("fence-after"),
+		ExitWhenIdle: c.Duration("exit-when-idle"),
+		Controllers:  ctrls,
+		Logger:       logger,
+	})
+	if err != nil {
+		return usagef("%v", err)
+	}
+	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	err = g.Run(ctx)
+	if errors.Is(err, fenceguard.ErrRunning) {
+		logger.Info("not starting", "reason", err.Error())
+		return nil
+	}
+	return err
+}
+
+// guardCommand is the command line a worker spawns its guard with.
+func guardCommand(c *cli.Context, nodeID, dataDir string) ([]string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{exe, "fence-guard",
+		"--data-dir", dataDir,
+		"--node-id", nodeID,
+		"--bind", c.String("bind"),
+		"--libvirt-uri", c.String("libvirt-uri"),
+		"--fence-after", c.Duration("fence-after").String(),
+		"--exit-when-idle", (time.Minute).String(),
+		"--log-level", c.String("log-level"),
+	}
+	if p := c.String("observation-log"); p != "" {
+		args = append(args, "--observation-log", p)
+	}
+	if c.Bool("log-json") {
+		args = append(args, "--log-json")
+	}
+	return args, nil
+}

@@ -1,0 +1,284 @@
+package fenceguard
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kumoi/kumoi/hypervisor"
+	"github.com/kumoi/kumoi/hypervisor/sim"
+	"github.com/kumoi/kumoi/internal/testcluster"
+	"github.com/kumoi/kumoi/resource"
+)
+
+const (
+	testCluster = "11111111-1111-4111-8111-111111111111"
+	fenceAfter  = 400 * time.Millisecond
+)
+
+// fixture: a sim host with two running domains of the cluster and one of
+// another cluster, a guard on it, and a fake controller that answers the
+// host's state.
+type fixture struct {
+	drv   *sim.Driver
+	dir   string
+	g     *Guard
+	state atomic.Value // the host state the controller answers
+	index atomic.Uint64
+	reads atomic.Int64
+	srv   *httptest.Server
+	stop  context.CancelFunc
+	done  chan error
+}
+
+func newFixture(t *testing.T, idle time.Duration) *fixture {
+	t.Helper()
+	f := &fixture{drv: sim.New(sim.Options{Host: "hv1"}), dir: t.TempDir(), done: make(chan error, 1)}
+	t.Cleanup(func() { f.drv.Close() })
+	f.state.Store(resource.HostReady)
+	f.index.Store(10)
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/hosts/hv1" {
+			http.NotFound(w, r)
+			return
+		}
+		f.reads.Add(1)
+		st, _ := json.Marshal(resource.HostStatus{State: f.state.Load().(string), Reason: "test"})
+		o := resource.Object{Kind: resource.KindHost, Name: "hv1", ID: "h-1", Status: st}
+		o.ModifyIndex = f.index.Load()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(o)
+	}))
+	t.Cleanup(f.srv.Close)
+	ctx := context.Background()
+	for _, d := range []struct{ name, cluster string }{{"kumoi-a", testCluster}, {"kumoi-b", testCluster}, {"kumoi-other", "22222222-2222-4222-8222-222222222222"}} {
+		if err := f.drv.Define(ctx, hypervisor.DomainSpec{Name: d.name, VMID: d.name, Epoch: 1, Cluster: d.cluster, CPUs: 1, MemoryMiB: 64}); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.drv.Start(ctx, d.name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(f.dir, "cluster_id"), []byte(testCluster+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g, err := New(Config{Dir: f.dir, NodeID: "hv1", Driver: f.drv, FenceAfter: fenceAfter, ExitWhenIdle: idle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.g = g
+	ctx, f.stop = context.WithCancel(ctx)
+	go func() { f.done <- g.Run(ctx) }()
+	t.Cleanup(func() {
+		f.stop()
+		select {
+		case <-f.done:
+		case <-time.After(5 * time.Second):
+			t.Error("the guard did not stop")
+		}
+	})
+	testcluster.WaitFor(t, 5*time.Second, "the guard's socket", func() (bool, error) {
+		_, err := os.Stat(SocketPath(f.dir))
+		return err == nil, err
+	})
+	return f
+}
+
+// active lists the active domains.
+func (f *fixture) active(t *testing.T) []string {
+	t.Helper()
+	ds, err := f.drv.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, d := range ds {
+		if d.State.Active() {
+			out = append(out, d.Name)
+		}
+	}
+	return out
+}
+
+// worker is a renewing worker over the socket.
+type worker struct {
+	conn net.Conn
+	r    *bufio.Scanner
+	seq  uint64
+}
+
+func dialWorker(t *testing.T, dir string) *worker {
+	t.Helper()
+	c, err := net.Dial("unix", SocketPath(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &worker{conn: c, r: bufio.NewScanner(c)}
+}
+
+func (w *worker) renew(t *testing.T, rn Renewal) Ack {
+	t.Helper()
+	w.seq++
+	rn.Seq = w.seq
+	b, _ := json.Marshal(rn)
+	if _, err := w.conn.Write(append(b, '\n')); err != nil {
+		t.Fatal(err)
+	}
+	if !w.r.Scan() {
+		t.Fatalf("no answer: %v", w.r.Err())
+	}
+	var ack Ack
+	if err := json.Unmarshal(w.r.Bytes(), &ack); err != nil {
+		t.Fatal(err)
+	}
+	if ack.Seq != rn.Seq {
+		t.Fatalf("answer to %d, want %d", ack.Seq, rn.Seq)
+	}
+	return ack
+}
+
+// TestRenewalsHoldFencing: while the worker renews with fresh proofs the
+// guard destroys nothing and reads nothing itself; once they stop (and no
+// controller is known to read from), it destroys the cluster's domains
+// fence-after after the last proof, never another cluster's, and records
+// the fence.
+func TestRenewalsHoldFencing(t *testing.T) {
+	f := newFixture(t, 0)
+	w := dialWorker(t, f.dir)
+	end := time.Now().Add(3 * fenceAfter)
+	for time.Now().Before(end) {
+		ack := w.renew(t, Renewal{Host: "hv1", Cluster: testCluster, Proof: Now(), ProofIndex: 10})
+		if ack.Error != "" || ack.Fence != nil {
+			t.Fatalf("ack %+v", ack)
+		}
+		time.Sleep(fenceAfter / 8) // the worker's renewal interval
+	}
+	if got := f.active(t); len(got) != 3 {
+		t.Fatalf("fenced while renewed: active %v", got)
+	}
+	last := Now()
+	w.renew(t, Renewal{Host: "hv1", Cluster: testCluster, Proof: last})
+	testcluster.WaitFor(t, 5*time.Second, "the cluster's domains to be destroyed", func() (bool, error) {
+		got := f.active(t)
+		return len(got) == 1 && got[0] == "kumoi-other", errors.New(strings.Join(got, ","))
+	})
+	if el := Now() - last; el < fenceAfter {
+		t.Errorf("fenced %s after the last proof, before fence-after %s", el, fenceAfter)
+	}
+	ack := w.renew(t, Renewal{Host: "hv1", Cluster: testCluster})
+	if ack.Fence == nil || strings.Join(ack.Fence.Domains, ",") != "kumoi-a,kumoi-b" {
+		t.Fatalf("the ack does not carry the fence of kumoi-a and kumoi-b: %+v", ack.Fence)
+	}
+	var rec FenceRecord
+	b, err := os.ReadFile(filepath.Join(f.dir, RecordFile))
+	if err != nil || json.Unmarshal(b, &rec) != nil || rec.Seq != ack.Fence.Seq {
+		t.Fatalf("record file: %s, %v; want seq %d", b, err, ack.Fence.Seq)
+	}
+
+	// Fenced: a domain started without a new proof is stopped again; a
+	// proof taken after the fence lifts it.
+	if err := f.drv.Start(context.Background(), "kumoi-a"); err != nil {
+		t.Fatal(err)
+	}
+	testcluster.WaitFor(t, 5*time.Second, "kumoi-a, started while fenced, to be destroyed", func() (bool, error) {
+		return len(f.active(t)) == 1, errors.New(strings.Join(f.active(t), ","))
+	})
+	w.renew(t, Renewal{Host: "hv1", Cluster: testCluster, Proof: Now()})
+	if err := f.drv.Start(context.Background(), "kumoi-a"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * Tick) // give a wrong guard the chance to destroy it
+	if got := f.active(t); len(got) != 2 {
+		t.Errorf("after a fresh proof, kumoi-a was stopped again: active %v", got)
+	}
+}
+
+// TestGuardReadsWhenRenewalsStop: with the worker gone, the guard reads
+// the host itself: ready keeps the domains; down after that ready fences
+// at once.
+func TestGuardReadsWhenRenewalsStop(t *testing.T) {
+	f := newFixture(t, 0)
+	w := dialWorker(t, f.dir)
+	w.renew(t, Renewal{Host: "hv1", Cluster: testCluster, Controllers: []string{f.srv.URL}, Proof: Now(), ProofIndex: 10})
+	w.conn.Close()
+	testcluster.WaitFor(t, 5*time.Second, "the guard to read the host itself", func() (bool, error) {
+		return f.reads.Load() >= 3, nil
+	})
+	if got := f.active(t); len(got) != 3 {
+		t.Fatalf("fenced although its reads say ready: active %v", got)
+	}
+	f.index.Store(11)
+	f.state.Store(resource.HostDown)
+	at := time.Now()
+	testcluster.WaitFor(t, 5*time.Second, "the guard to fence on reading down", func() (bool, error) {
+		return len(f.active(t)) == 1, errors.New(strings.Join(f.active(t), ","))
+	})
+	t.Logf("fenced %s after the host went down", time.Since(at))
+}
+
+// TestGuardBadRenewals: another host's renewal and junk are refused and
+// change nothing; a second guard on the directory does not start.
+func TestGuardBadRenewals(t *testing.T) {
+	f := newFixture(t, 0)
+	w := dialWorker(t, f.dir)
+	if ack := w.renew(t, Renewal{Host: "hv2", Proof: Now()}); !strings.Contains(ack.Error, "hv1") {
+		t.Errorf("another host's renewal: %+v", ack)
+	}
+	if ack := w.renew(t, Renewal{Host: "hv1", Proof: Now() + time.Hour}); ack.Proof != 0 {
+		t.Errorf("a proof from the future was taken: %+v", ack)
+	}
+	if _, err := w.conn.Write([]byte("{junk\n")); err != nil {
+		t.Fatal(err)
+	}
+	if !w.r.Scan() || !strings.Contains(w.r.Text(), "bad renewal") {
+		t.Errorf("junk: %q", w.r.Text())
+	}
+	g2, err := New(Config{Dir: f.dir, NodeID: "hv1", Driver: f.drv, FenceAfter: fenceAfter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g2.Run(context.Background()); !errors.Is(err, ErrRunning) {
+		t.Errorf("a second guard on the directory: %v, want ErrRunning", err)
+	}
+}
+
+// TestGuardExits: a guard exits when its directory is removed, and (with
+// ExitWhenIdle) when no worker renews and nothing of its cluster runs.
+func TestGuardExits(t *testing.T) {
+	t.Run("dir removed", func(t *testing.T) {
+		f := newFixture(t, 0)
+		if err := os.RemoveAll(f.dir); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-f.done:
+			f.done <- err
+		case <-time.After(5 * time.Second):
+			t.Fatal("the guard did not exit when its directory was removed")
+		}
+	})
+	t.Run("idle", func(t *testing.T) {
+		f := newFixture(t, 2*fenceAfter)
+		// No renewal: it fences at fence-after, then is idle.
+		select {
+		case err := <-f.done:
+			f.done <- err
+		case <-time.After(10 * time.Second):
+			t.Fatal("the idle guard did not exit")
+		}
+		if got := f.active(t); len(got) != 1 {
+			t.Errorf("active after the idle exit: %v (only kumoi-other should run)", got)
+		}
+	})
+}
