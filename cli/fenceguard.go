@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -46,6 +47,7 @@ no domain of the cluster runs here; one guard runs per DIR.`,
 			&cli.DurationFlag{Name: "fence-after", Value: worker.DefaultFenceAfter, Usage: "fence when the latest proof that the host is ready is this old (the worker's --fence-after)"},
 			&cli.DurationFlag{Name: "exit-when-idle", Usage: "exit when no worker has renewed for this long and no domain of the cluster runs (0: never)"},
 			&cli.StringSliceFlag{Name: "controller", Usage: "API address HOST:PORT of a controller to read from before a worker says where they are (repeatable)"},
+			&cli.StringFlag{Name: "qemu-pid-dir", Value: fenceguard.DefaultQEMUPidDir, Usage: "with a qemu:///system URI: where libvirt keeps each guest's pid file; when libvirt cannot destroy a domain (libvirtd hangs), the guard kills its QEMU process from there (\"\": never)"},
 			&cli.StringFlag{Name: "observation-log", Usage: "append one JSON line per domain the guard stops to FILE (the worker's --observation-log)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "trace, debug, info, warn or error", EnvVars: []string{"KUMOI_LOG_LEVEL"}},
 			&cli.BoolFlag{Name: "log-json", Usage: "log JSON lines"},
@@ -87,7 +89,12 @@ func runFenceGuard(c *cli.Context) error {
 	for _, a := range c.StringSlice("controller") {
 		ctrls = append(ctrls, "http://"+a)
 	}
+	var kill func(string) error
+	if uri := c.String("libvirt-uri"); strings.HasPrefix(uri, "qemu") && strings.Contains(uri, "/system") && c.String("qemu-pid-dir") != "" {
+		kill = fenceguard.QEMUKiller(c.String("qemu-pid-dir"))
+	}
 	g, err := fenceguard.New(fenceguard.Config{
+		Kill:         kill,
 		Dir:          c.String("data-dir"),
 		NodeID:       c.String("node-id"),
 		BindIP:       c.String("bind"),

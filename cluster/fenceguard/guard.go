@@ -51,6 +51,10 @@ type Config struct {
 	// and no domain of the cluster is active on the host (a guard the
 	// worker spawned). 0: run until stopped (a guard of its own unit).
 	ExitWhenIdle time.Duration
+	// Kill, if set, is the last resort when libvirt cannot destroy a
+	// domain (libvirtd hangs or is gone): stop the domain's process
+	// directly (QEMUKiller for qemu:///system).
+	Kill func(domain string) error
 	// Controllers are API addresses to start from (http://host:port),
 	// before a worker has said where the controllers are.
 	Controllers []string
@@ -361,7 +365,15 @@ func (g *Guard) fenceActive(ctx context.Context, rec *FenceRecord) {
 	for _, d := range victims {
 		_, err := bounded(ctx, func(ctx context.Context) (struct{}, error) { return struct{}{}, g.drv.Destroy(ctx, d.Name) })
 		if err != nil && !errors.Is(err, hypervisor.ErrNotFound) {
-			g.logger.Error("fencing: destroy failed", "domain", d.Name, "error", err)
+			if g.cfg.Kill == nil {
+				g.logger.Error("fencing: destroy failed", "domain", d.Name, "error", err)
+				continue
+			}
+			if kerr := g.cfg.Kill(d.Name); kerr != nil {
+				g.logger.Error("fencing: destroy failed, and so did killing its process", "domain", d.Name, "error", err, "kill_error", kerr)
+				continue
+			}
+			g.logger.Warn("fencing: libvirt could not destroy the domain; killed its process", "domain", d.Name, "error", err)
 			continue
 		}
 		g.logger.Warn("fencing: destroyed", "domain", d.Name, "vm_id", d.VMID, "epoch", d.Epoch)

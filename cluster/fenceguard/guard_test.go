@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -281,4 +283,43 @@ func TestGuardExits(t *testing.T) {
 			t.Errorf("active after the idle exit: %v (only kumoi-other should run)", got)
 		}
 	})
+}
+
+// TestQEMUKiller kills a process whose command line names the guest, and
+// refuses one that does not (a reused pid).
+func TestQEMUKiller(t *testing.T) {
+	dir := t.TempDir()
+	start := func(args ...string) *exec.Cmd {
+		cmd := exec.Command("sleep", args...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return cmd
+	}
+	// A stand-in for QEMU whose command line names the guest (bash's $0).
+	qemu := exec.Command("bash", "-c", "sleep 60", "guest=kumoi-x")
+	if err := qemu.Start(); err != nil {
+		t.Fatal(err)
+	}
+	other := start("60")
+	if err := os.WriteFile(filepath.Join(dir, "kumoi-x.pid"), []byte(strconv.Itoa(qemu.Process.Pid)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "kumoi-y.pid"), []byte(strconv.Itoa(other.Process.Pid)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kill := QEMUKiller(dir)
+	if err := kill("kumoi-y"); err == nil || !strings.Contains(err.Error(), "not kumoi-y's QEMU") {
+		t.Errorf("kill of a process that is not the guest's: %v", err)
+	}
+	if err := kill("kumoi-x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := qemu.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Errorf("the guest's process: %v, want killed", err)
+	}
+	if err := kill("kumoi-z"); err == nil {
+		t.Error("kill without a pid file succeeded")
+	}
 }

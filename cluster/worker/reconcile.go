@@ -98,7 +98,7 @@ func (w *Worker) converge(ctx context.Context) {
 		}
 		return
 	}
-	w.lastContact = start
+	w.lastContact, w.passProof = start, proof
 	if w.fenced {
 		w.logger.Info("controller quorum reachable again; resuming reconciliation")
 		w.fenced = false
@@ -236,4 +236,12 @@ func (w *Worker) sendReports(ctx context.Context, c *client.Client, reports []re
 		w.logger.Debug("reported", "vm", reports[i].VM, "phase", reports[i].Phase, "reason", reports[i].Reason, "set_power", reports[i].SetPower, "epoch", reports[i].Epoch)
 		w.reported[reports[i].VM] = reports[i]
 	}
+}
+
+// proofFresh: the pass's reads (its proof that the host is ready) are
+// younger than fence-after, so a guard holding that proof has not fenced.
+// A worker paused in the middle of a pass for longer than that starts
+// nothing on the strength of reads from before the pause.
+func (w *Worker) proofFresh() bool {
+	return fenceguard.Now()-w.passProof < w.cfg.FenceAfter
 }

@@ -254,6 +254,8 @@ func (w *Worker) drivePower(ctx context.Context, v *vmPass) error {
 			return w.drv.Resume(ctx, name)
 		case !d.State.Active() && !w.mayStart:
 			w.logger.Debug("not starting domain: the host is not ready, or a stale domain could not be removed", "domain", name)
+		case !d.State.Active() && !w.proofFresh():
+			w.logger.Warn("not starting domain: this pass's proof that the host is ready is older than fence-after (was the worker paused?)", "domain", name)
 		case !d.State.Active():
 			w.logger.Debug("starting domain", "domain", name, "state", d.State, "reason", d.Reason, "stopping", w.stopping[name], "last", w.reported[v.o.Name].Phase, "power", v.spec.Power, "modify_index", v.o.ModifyIndex)
 			delete(w.stopping, name)
@@ -273,7 +275,7 @@ func (w *Worker) drivePower(ctx context.Context, v *vmPass) error {
 			w.startShutdown(ctx, name)
 		}
 	case resource.PowerSuspended:
-		if !d.State.Active() && !w.mayStart {
+		if !d.State.Active() && (!w.mayStart || !w.proofFresh()) {
 			return nil
 		}
 		if d.State != hypervisor.StatePaused {

@@ -53,6 +53,7 @@ type Worker struct {
 	guardFenced   map[string]fenceguard.FenceRecord
 	foreignLogged map[string]bool // foreign domains already logged
 	lastContact   time.Time
+	passProof     time.Duration // the start of this pass's reads (fenceguard.Now)
 	// mayStart: this pass may start domains (the host was read ready or
 	// draining, and every stale domain was removed).
 	mayStart bool
