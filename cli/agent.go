@@ -47,6 +47,13 @@ as foreign_domains in the host's status. A worker whose cluster_id names
 another cluster than its --join agents' refuses to start (exit status 1);
 remove that cluster_id to move the host to the other cluster, or fix --join.
 
+A libvirt worker's domains outlive it, so it runs a fence guard beside it
+('kumoi fence-guard', started detached by the worker: --fence-guard spawn,
+the default for libvirt; it needs --data-dir): when nobody can prove that
+the controllers still count the host as ready for --fence-after, the guard
+stops this cluster's domains on the host, so that a VM restarted elsewhere
+never runs twice (docs/ha.md).
+
 SIGTERM or SIGINT stops the agent gracefully: a leader hands leadership to
 another controller first. A second signal exits at once.
 
@@ -64,7 +71,7 @@ directory (or --data-dir), API on 127.0.0.1:7400 (+10 per extra controller).`,
 			&cli.StringFlag{Name: "memory", Usage: "worker memory capacity, e.g. 64GiB (sim capacity or an override)"},
 			&cli.StringFlag{Name: "observation-log", Usage: "worker: append one JSON line per domain start and stop seen on this host to FILE (read by the chaos harness's placement checker)"},
 			&cli.StringSliceFlag{Name: "label", Usage: "worker host label KEY=VALUE (repeatable), set when the host object is created"},
-			&cli.StringFlag{Name: "fence-guard", Usage: "worker: how this host's domains are fenced when the worker is gone: spawn (start a detached 'kumoi fence-guard'), external (one runs as its own service) or off; default spawn for --hypervisor libvirt (needs --data-dir), off for sim (docs/ha.md)"},
+			&cli.StringFlag{Name: "fence-guard", Usage: "worker: how this host's domains are fenced when the worker is gone: spawn (start a detached 'kumoi fence-guard'), external (one runs as its own service) or off; default spawn for --hypervisor libvirt (needs --data-dir), off for sim and the in-process test:/// driver (docs/ha.md)"},
 			&cli.DurationFlag{Name: "fence-after", Value: 3 * time.Second, Usage: "a worker cut off from the controller quorum this long stops its VMs (< --host-down-grace)"},
 			&cli.DurationFlag{Name: "host-down-grace", Value: 4 * time.Second, Usage: "controllers evacuate a host's VMs after it has been down this long (> --fence-after)"},
 			&cli.StringFlag{Name: "node-id", Usage: "unique name of this node (default: the hostname)", EnvVars: []string{"KUMOI_NODE_ID"}},
@@ -304,9 +311,16 @@ func startWorker(c *cli.Context, nodeID string, logger hclog.Logger) (*worker.Wo
 	guardMode := c.String("fence-guard")
 	if guardMode == "" {
 		guardMode = worker.GuardOff
-		if c.String("hypervisor") == "libvirt" {
+		// test:/// is libvirt's test driver inside the worker process:
+		// its domains die with it, as the sim's do.
+		if c.String("hypervisor") == "libvirt" && !strings.HasPrefix(c.String("libvirt-uri"), "test:///") {
 			guardMode = worker.GuardSpawn
 		}
+	}
+	switch guardMode {
+	case worker.GuardOff, worker.GuardSpawn, worker.GuardExternal:
+	default:
+		return nil, usagef("--fence-guard %q: use spawn, external or off", guardMode)
 	}
 	if guardMode != worker.GuardOff && dataDir == "" {
 		return nil, usagef("--fence-guard %s needs --data-dir: the fence guard keeps its socket there (or say --fence-guard off, and accept that a killed worker's domains keep running: docs/ha.md)", guardMode)

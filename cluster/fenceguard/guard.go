@@ -88,6 +88,9 @@ func New(cfg Config) (*Guard, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("fence guard: a directory is required (the worker's --data-dir)")
 	}
+	if err := CheckDir(cfg.Dir); err != nil {
+		return nil, err
+	}
 	if err := resource.ValidateName(cfg.NodeID); err != nil {
 		return nil, fmt.Errorf("fence guard: --node-id: %w", err)
 	}

@@ -1,6 +1,7 @@
 package fenceguard
 
 import (
+	"fmt"
 	"path/filepath"
 	"time"
 )
@@ -16,6 +17,17 @@ const (
 
 // SocketPath is the guard's socket in dir.
 func SocketPath(dir string) string { return filepath.Join(dir, SocketFile) }
+
+// maxSocketPath is the longest path a unix socket may have on Linux.
+const maxSocketPath = 107
+
+// CheckDir says why dir cannot hold a guard's socket ("" if it can).
+func CheckDir(dir string) error {
+	if p := SocketPath(dir); len(p) > maxSocketPath {
+		return fmt.Errorf("the fence guard's socket %s would be %d bytes long; a unix socket path may have %d: use a shorter --data-dir", p, len(p), maxSocketPath)
+	}
+	return nil
+}
 
 // Renewal is what a worker sends the guard, one JSON line per message.
 type Renewal struct {

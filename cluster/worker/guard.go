@@ -210,6 +210,9 @@ func newGuardLink(cfg *Config, logger hclog.Logger) (*guardLink, error) {
 	if dir == "" {
 		return nil, fmt.Errorf("--fence-guard %s needs --data-dir: the guard keeps its socket there, and a restarted worker finds its guard there", cfg.FenceGuard)
 	}
+	if err := fenceguard.CheckDir(dir); err != nil {
+		return nil, err
+	}
 	l := &guardLink{dir: dir, logger: logger.Named("guard-link")}
 	if cfg.FenceGuard == GuardSpawn {
 		l.spawn = cfg.GuardCommand
