@@ -4,7 +4,9 @@
 //
 // They start real `kumoi agent --controller` processes, and for
 // BenchmarkHostFailover `kumoi agent --worker` processes with the simulated
-// hypervisor (internal/testcluster), on loopback addresses with fsync on;
+// hypervisor or with libvirt, each on a libvirt daemon of its own
+// (internal/testcluster, internal/libvirtd), on loopback addresses with
+// fsync on;
 // BenchmarkPlacement and BenchmarkCreatesInProcess run the controllers in
 // the benchmark's process (agent.Start). They report throughput,
 // latency percentiles, failover and HA times with b.ReportMetric.

@@ -20,6 +20,7 @@ import (
 	"github.com/kumoi/kumoi/cluster/agent"
 	"github.com/kumoi/kumoi/cluster/controller"
 	"github.com/kumoi/kumoi/fsm"
+	"github.com/kumoi/kumoi/internal/libvirtd"
 	"github.com/kumoi/kumoi/internal/testcluster"
 	"github.com/kumoi/kumoi/resource"
 )
@@ -56,18 +57,73 @@ func vmPhases(hc *http.Client, c *testcluster.Cluster) (map[string]resource.VMSt
 	return nil, last
 }
 
-// BenchmarkHostFailover: three controllers and three simulated hosts, each
-// a real process, run six ha=restart VMs. Ten times, a worker that runs
-// some of them (the one killed least often so far) is killed (SIGKILL: its simulated domains die with it), and the
-// benchmark measures the time from the kill until its host is down, and
-// until all its VMs run on other hosts. The worker is restarted (and its
-// host ready again) before the next round.
+// Sizes and bounds of BenchmarkHostFailover.
+const (
+	failoverRounds = 10 // SIGKILLs per driver
+	failoverVMs    = 6
+	// fenceWait bounds, from the kill, how long a libvirtd round waits for
+	// the killed host's domains to stop in its daemon; a round in which
+	// they still run then counts as unfenced.
+	fenceWait = 12 * time.Second
+)
+
+// BenchmarkHostFailover: three controllers and three worker hosts, each a
+// real process, run six ha=restart VMs. Ten times, a worker that runs some
+// of them (the one killed least often so far, then the one with most VMs)
+// is killed with SIGKILL, and the benchmark measures the time from the
+// kill until its host is down, and until all its VMs run on other hosts.
+// The worker is restarted (and its host ready again) before the next
+// round.
+//
+// driver=sim: the workers run the simulated hypervisor, whose domains die
+// with the worker process.
+//
+// driver=libvirtd: each worker drives a libvirt daemon of its own
+// (internal/libvirtd: libvirt's test driver on its own socket), whose
+// domains outlive the worker as QEMU guests do. The benchmark also reads
+// the three daemons directly (domainWatch) from the kill until the worker
+// is restarted, and reports when the killed host's domains stopped
+// running in its daemon ("fenced"; a round where they still ran fenceWait
+// after the kill is "unfenced"), and every VM whose domain it saw active on
+// two daemons at once ("double-runs"). Before each round it waits until
+// every VM's domain is active on its host's daemon and on no other.
 func BenchmarkHostFailover(b *testing.B) {
-	const (
-		rounds = 10
-		vms    = 6
-	)
-	c := testcluster.New(b, testcluster.Options{Workers: 3, LogLevel: "info"})
+	b.Run("driver=sim", func(b *testing.B) {
+		c := testcluster.New(b, testcluster.Options{Workers: 3, LogLevel: "info"})
+		runHostFailover(b, c, nil)
+	})
+	b.Run("driver=libvirtd", func(b *testing.B) {
+		// Registered before the cluster, so cleaned up after its
+		// processes are killed: first the data directories (a worker's
+		// fence guard exits when its directory goes), then the daemons.
+		daemons := map[string]*libvirtd.Daemon{}
+		var dirs []string
+		for i := range 3 {
+			name := "lv-" + strconv.Itoa(i+1)
+			daemons[name] = libvirtd.StartT(b)
+			// Short, as DIR/fence-guard.sock must fit a unix socket path.
+			dir, err := os.MkdirTemp("", "kumoi-bw-")
+			if err != nil {
+				b.Fatal(err)
+			}
+			dirs = append(dirs, dir)
+		}
+		b.Cleanup(func() {
+			for _, d := range dirs {
+				os.RemoveAll(d)
+			}
+		})
+		c := testcluster.New(b, testcluster.Options{LogLevel: "info"})
+		for i, name := range slices.Sorted(maps.Keys(daemons)) {
+			c.AddWorker(name, "--hypervisor", "libvirt", "--libvirt-uri", daemons[name].URI, "--data-dir", dirs[i])
+		}
+		runHostFailover(b, c, daemons)
+	})
+}
+
+// runHostFailover runs BenchmarkHostFailover on c, whose workers drive the
+// daemons named by their hosts (nil: sim workers).
+func runHostFailover(b *testing.B, c *testcluster.Cluster, daemons map[string]*libvirtd.Daemon) {
 	hc := testcluster.NewHTTPClient(8, 5*time.Second)
 	b.Cleanup(hc.CloseIdleConnections)
 	leader, _ := c.WaitLeader(30 * time.Second)
@@ -75,7 +131,7 @@ func BenchmarkHostFailover(b *testing.B) {
 		c.WaitHostState(c.WorkerName(w), resource.HostReady, 30*time.Second)
 	}
 	var names []string
-	for i := range vms {
+	for i := range failoverVMs {
 		name := fmt.Sprintf("ha-%d", i+1)
 		names = append(names, name)
 		body := []byte(`{"name":"` + name + `","spec":{"cpus":1,"memory_mib":256,"ha":"restart"}}`)
@@ -87,6 +143,9 @@ func BenchmarkHostFailover(b *testing.B) {
 			return r.Status == http.StatusCreated, fmt.Errorf("create %s: %s", name, r)
 		})
 	}
+	// allRunning waits until every VM is running and, with daemons, its
+	// domain is active on its host's daemon and on no other (a restarted
+	// worker has removed its stale ones).
 	allRunning := func(what string) map[string]resource.VMStatus {
 		var sts map[string]resource.VMStatus
 		testcluster.WaitFor(b, 30*time.Second, what, func() (bool, error) {
@@ -99,15 +158,28 @@ func BenchmarkHostFailover(b *testing.B) {
 					return false, fmt.Errorf("%s is %s on %q (%s)", n, sts[n].Phase, sts[n].Host, sts[n].Reason)
 				}
 			}
+			if daemons == nil {
+				return true, nil
+			}
+			active, err := readDaemons(daemons)
+			if err != nil {
+				return false, err
+			}
+			for _, n := range names {
+				if on := active[domainName(n)]; !slices.Equal(on, []string{sts[n].Host}) {
+					return false, fmt.Errorf("%s runs on %s; its domain is active on %v", n, sts[n].Host, on)
+				}
+			}
 			return true, nil
 		})
 		return sts
 	}
 	for range b.N {
-		var downs, moves []time.Duration
+		var downs, moves, fenced []time.Duration
 		var lines []string
+		doubles, unfenced := 0, 0
 		kills := map[string]int{}
-		for round := range rounds {
+		for round := range failoverRounds {
 			sts := allRunning("every VM running")
 			onHost := map[string][]string{}
 			for _, n := range names {
@@ -126,6 +198,10 @@ func BenchmarkHostFailover(b *testing.B) {
 			w := c.WorkerIndex(victim)
 			start := time.Now()
 			c.KillWorker(w)
+			var watch *domainWatch
+			if daemons != nil {
+				watch = watchDomains(daemons, victim, names, moved, start)
+			}
 			c.WaitHostState(victim, resource.HostDown, 30*time.Second)
 			down := time.Since(start)
 			testcluster.WaitFor(b, 60*time.Second, "the killed host's VMs running elsewhere", func() (bool, error) {
@@ -142,7 +218,23 @@ func BenchmarkHostFailover(b *testing.B) {
 			})
 			move := time.Since(start)
 			downs, moves = append(downs, down), append(moves, move)
-			lines = append(lines, fmt.Sprintf("#%d %s(%d VMs) down %dms running-elsewhere %dms", round+1, victim, len(moved), down.Milliseconds(), move.Milliseconds()))
+			line := fmt.Sprintf("#%d %s(%d VMs) down %dms running-elsewhere %dms", round+1, victim, len(moved), down.Milliseconds(), move.Milliseconds())
+			if watch != nil {
+				r := watch.finish(start.Add(fenceWait))
+				if r.fenced > 0 {
+					fenced = append(fenced, r.fenced)
+					line += fmt.Sprintf(" fenced %dms", r.fenced.Milliseconds())
+				} else {
+					unfenced++
+					line += fmt.Sprintf(" UNFENCED (still active %dms after the kill)", r.lastSeen.Milliseconds())
+				}
+				doubles += len(r.doubles)
+				if len(r.doubles) > 0 {
+					line += " DOUBLE-RUN " + r.describeDoubles()
+				}
+				line += fmt.Sprintf(" (%d sweeps, %d read errors)", r.sweeps, r.readErrors)
+			}
+			lines = append(lines, line)
 			c.StartWorker(w)
 			c.WaitHostState(victim, resource.HostReady, 30*time.Second)
 		}
@@ -154,9 +246,28 @@ func BenchmarkHostFailover(b *testing.B) {
 		b.ReportMetric(ms(lowerMedian(moves)), "running-p50-ms")
 		b.ReportMetric(ms(moves[len(moves)-1]), "running-max-ms")
 		b.ReportMetric(0, "ns/op")
-		b.Logf("host failover over %d kills: down p50 %s max %s; VMs running elsewhere p50 %s max %s; rounds: %s", rounds,
-			lowerMedian(downs).Round(time.Millisecond), downs[len(downs)-1].Round(time.Millisecond),
-			lowerMedian(moves).Round(time.Millisecond), moves[len(moves)-1].Round(time.Millisecond), strings.Join(lines, ", "))
+		summary := fmt.Sprintf("host failover over %d kills: down p50 %s max %s; VMs running elsewhere p50 %s max %s",
+			failoverRounds, lowerMedian(downs).Round(time.Millisecond), downs[len(downs)-1].Round(time.Millisecond),
+			lowerMedian(moves).Round(time.Millisecond), moves[len(moves)-1].Round(time.Millisecond))
+		if daemons != nil {
+			// An unfenced round counts as +∞: a percentile is reported
+			// only when it is a fenced round's time.
+			slices.Sort(fenced)
+			p50, worst := "none", "none"
+			if i := (failoverRounds - 1) / 2; i < len(fenced) {
+				b.ReportMetric(ms(fenced[i]), "fenced-p50-ms")
+				p50 = fenced[i].Round(time.Millisecond).String()
+			}
+			if unfenced == 0 {
+				b.ReportMetric(ms(fenced[len(fenced)-1]), "fenced-max-ms")
+				worst = fenced[len(fenced)-1].Round(time.Millisecond).String()
+			}
+			b.ReportMetric(float64(unfenced), "unfenced")
+			b.ReportMetric(float64(doubles), "double-runs")
+			summary += fmt.Sprintf("; killed host's domains stopped in its daemon p50 %s max %s, %d of %d rounds unfenced %s after the kill; %d VMs seen running on two daemons at once",
+				p50, worst, unfenced, failoverRounds, fenceWait, doubles)
+		}
+		b.Logf("%s; rounds: %s", summary, strings.Join(lines, ", "))
 	}
 }
 
