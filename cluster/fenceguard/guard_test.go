@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -302,6 +303,10 @@ func TestQEMUKiller(t *testing.T) {
 	if err := qemu.Start(); err != nil {
 		t.Fatal(err)
 	}
+	testcluster.WaitFor(t, 5*time.Second, "the stand-in to run", func() (bool, error) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", qemu.Process.Pid))
+		return strings.Contains(string(b), "guest=kumoi-x"), err
+	})
 	other := start("60")
 	if err := os.WriteFile(filepath.Join(dir, "kumoi-x.pid"), []byte(strconv.Itoa(qemu.Process.Pid)+"\n"), 0o600); err != nil {
 		t.Fatal(err)

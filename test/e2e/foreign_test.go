@@ -92,7 +92,10 @@ func TestForeignDomainOfAnotherCluster(t *testing.T) {
 	c1.WaitLeader(leaderTimeout)
 	id1 := clusterID(t, c1)
 	dir1 := t.TempDir()
-	w1 := c1.AddWorker(host, append(libvirtArgs, "--data-dir", dir1)...)
+	// Without a fence guard: the point is a domain of cluster 1 that still
+	// runs when cluster 2's worker meets it (with its guard, cluster 1
+	// would stop it once its worker is gone, as docs/ha.md says).
+	w1 := c1.AddWorker(host, append(libvirtArgs, "--data-dir", dir1, "--fence-guard", "off")...)
 	c1.WaitHostState(host, resource.HostReady, hostReadyWithin)
 	mustCreateVM(t, c1, hc, "keep", "none")
 	testcluster.WaitFor(t, vmRunningWithin, "keep to run on "+host, func() (bool, error) {
