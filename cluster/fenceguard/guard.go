@@ -70,7 +70,6 @@ type Guard struct {
 
 	mu          sync.Mutex
 	proof       time.Duration // latest proof (Now clock); start counts as none
-	proofIndex  uint64        // the host's modify index in the latest ready read
 	cluster     string
 	controllers []string
 	api         *client.Client
@@ -244,8 +243,11 @@ func (g *Guard) check(ctx context.Context) {
 }
 
 // read reads the host object itself (linearizable, from the worker's
-// address): ready or draining is a proof; down or left after a ready
-// proof fences at once.
+// address): ready or draining is a proof. Down or left is none, but not a
+// reason to fence at once either: a restarted worker's host is down until
+// it has reconciled, and a quick restart must not cost the host its VMs.
+// The deadline (the latest proof + fence-after) comes before the end of
+// the controllers' grace all the same.
 func (g *Guard) read(ctx context.Context) {
 	defer func() { g.mu.Lock(); g.reading = false; g.mu.Unlock() }()
 	c := g.client()
@@ -264,34 +266,25 @@ func (g *Guard) read(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	switch hs.State {
-	case resource.HostReady, resource.HostDraining:
-		g.prove(start, o.ModifyIndex, "the guard's read")
-	case resource.HostDown, resource.HostLeft:
-		g.mu.Lock()
-		after := g.proofIndex != 0 && o.ModifyIndex > g.proofIndex && !g.fenced
-		g.mu.Unlock()
-		if after {
-			g.fence(ctx, "the controllers marked this host "+hs.State+" after it was ready ("+hs.Reason+")")
-		}
+	if hs.State == resource.HostReady || hs.State == resource.HostDraining {
+		g.prove(start, "the guard's read")
+	} else {
+		g.logger.Debug("the host is not ready", "state", hs.State, "reason", hs.Reason)
 	}
 }
 
 // prove records a proof taken at start (Now clock) if it is fresher
 // (from the guard's own read, or the worker's). A proof taken after the
 // fence ends it.
-func (g *Guard) prove(start time.Duration, index uint64, from string) {
+func (g *Guard) prove(start time.Duration, from string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.proveLocked(start, index, from)
+	g.proveLocked(start, from)
 }
 
-func (g *Guard) proveLocked(start time.Duration, index uint64, from string) {
+func (g *Guard) proveLocked(start time.Duration, from string) {
 	if start > g.proof {
 		g.proof = start
-	}
-	if index > g.proofIndex {
-		g.proofIndex = index
 	}
 	if g.fenced && g.proof > g.fencedAt {
 		g.fenced = false

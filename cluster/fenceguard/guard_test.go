@@ -37,7 +37,6 @@ type fixture struct {
 	dir   string
 	g     *Guard
 	state atomic.Value // the host state the controller answers
-	index atomic.Uint64
 	reads atomic.Int64
 	srv   *httptest.Server
 	stop  context.CancelFunc
@@ -49,7 +48,6 @@ func newFixture(t *testing.T, idle time.Duration) *fixture {
 	f := &fixture{drv: sim.New(sim.Options{Host: "hv1"}), dir: t.TempDir(), done: make(chan error, 1)}
 	t.Cleanup(func() { f.drv.Close() })
 	f.state.Store(resource.HostReady)
-	f.index.Store(10)
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/v1/hosts/hv1" {
 			http.NotFound(w, r)
@@ -58,7 +56,7 @@ func newFixture(t *testing.T, idle time.Duration) *fixture {
 		f.reads.Add(1)
 		st, _ := json.Marshal(resource.HostStatus{State: f.state.Load().(string), Reason: "test"})
 		o := resource.Object{Kind: resource.KindHost, Name: "hv1", ID: "h-1", Status: st}
-		o.ModifyIndex = f.index.Load()
+		o.ModifyIndex = 10
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(o)
 	}))
@@ -161,7 +159,7 @@ func TestRenewalsHoldFencing(t *testing.T) {
 	w := dialWorker(t, f.dir)
 	end := time.Now().Add(3 * fenceAfter)
 	for time.Now().Before(end) {
-		ack := w.renew(t, Renewal{Host: "hv1", Cluster: testCluster, Proof: Now(), ProofIndex: 10})
+		ack := w.renew(t, Renewal{Host: "hv1", Cluster: testCluster, Proof: Now()})
 		if ack.Error != "" || ack.Fence != nil {
 			t.Fatalf("ack %+v", ack)
 		}
@@ -208,12 +206,13 @@ func TestRenewalsHoldFencing(t *testing.T) {
 }
 
 // TestGuardReadsWhenRenewalsStop: with the worker gone, the guard reads
-// the host itself: ready keeps the domains; down after that ready fences
-// at once.
+// the host itself: ready keeps the domains; once the reads say down (or
+// fail) it fences fence-after after the last read that said ready, not at
+// once (a restarting worker's host is down for a moment).
 func TestGuardReadsWhenRenewalsStop(t *testing.T) {
 	f := newFixture(t, 0)
 	w := dialWorker(t, f.dir)
-	w.renew(t, Renewal{Host: "hv1", Cluster: testCluster, Controllers: []string{f.srv.URL}, Proof: Now(), ProofIndex: 10})
+	w.renew(t, Renewal{Host: "hv1", Cluster: testCluster, Controllers: []string{f.srv.URL}, Proof: Now()})
 	w.conn.Close()
 	testcluster.WaitFor(t, 5*time.Second, "the guard to read the host itself", func() (bool, error) {
 		return f.reads.Load() >= 3, nil
@@ -221,13 +220,18 @@ func TestGuardReadsWhenRenewalsStop(t *testing.T) {
 	if got := f.active(t); len(got) != 3 {
 		t.Fatalf("fenced although its reads say ready: active %v", got)
 	}
-	f.index.Store(11)
 	f.state.Store(resource.HostDown)
-	at := time.Now()
-	testcluster.WaitFor(t, 5*time.Second, "the guard to fence on reading down", func() (bool, error) {
+	at := Now()
+	testcluster.WaitFor(t, 5*time.Second, "the guard to fence once the reads say down", func() (bool, error) {
 		return len(f.active(t)) == 1, errors.New(strings.Join(f.active(t), ","))
 	})
-	t.Logf("fenced %s after the host went down", time.Since(at))
+	el := Now() - at
+	t.Logf("fenced %s after the host went down", el)
+	// The last ready read started at most fence-after/3 (+ a tick) before
+	// the switch; the fence comes fence-after after it.
+	if el < fenceAfter-fenceAfter/3-2*Tick {
+		t.Errorf("fenced %s after the reads said down: before fence-after (%s) after the last ready read", el, fenceAfter)
+	}
 }
 
 // TestGuardBadRenewals: another host's renewal and junk are refused and

@@ -45,8 +45,6 @@ type Renewal struct {
 	// latest linearizable read that showed the host ready or draining;
 	// 0: none (the worker is alive but cannot prove the host ready).
 	Proof time.Duration `json:"proof_ns,omitempty"`
-	// ProofIndex is the host object's modify index in that read.
-	ProofIndex uint64 `json:"proof_index,omitempty"`
 }
 
 // Ack answers a Renewal.

@@ -68,7 +68,7 @@ func (g *Guard) renew(rn Renewal) Ack {
 	g.lastRenewal = now
 	// A proof from the future (another clock) is not one.
 	if rn.Proof != 0 && rn.Proof <= now {
-		g.proveLocked(rn.Proof, rn.ProofIndex, "the worker")
+		g.proveLocked(rn.Proof, "the worker")
 	}
 	ack.Proof = g.proof
 	if g.record != nil {

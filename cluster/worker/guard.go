@@ -154,7 +154,7 @@ func (l *guardLink) close() {
 // ready or draining (0 otherwise). It returns whether this pass may start
 // domains as far as the guard goes: no guard is configured, or the guard
 // holds a proof at least as fresh as this one.
-func (w *Worker) renewGuard(proof time.Duration, index uint64) bool {
+func (w *Worker) renewGuard(proof time.Duration) bool {
 	if w.guard == nil {
 		return true
 	}
@@ -163,7 +163,6 @@ func (w *Worker) renewGuard(proof time.Duration, index uint64) bool {
 		Cluster:     w.ClusterID(),
 		Controllers: w.controllerAddrs(),
 		Proof:       proof,
-		ProofIndex:  index,
 	})
 	if err != nil {
 		w.logger.Debug("fence guard renewal failed", "error", err)

@@ -91,7 +91,7 @@ func (w *Worker) converge(ctx context.Context) {
 	if err != nil {
 		// No linearizable read: no quorum contact. The guard hears that
 		// the worker lives, with no proof.
-		w.renewGuard(0, 0)
+		w.renewGuard(0)
 		if !w.lastContact.IsZero() && time.Since(w.lastContact) > w.cfg.FenceAfter && !w.fenced {
 			w.logger.Warn("no controller quorum for longer than fence-after: stopping every Kumoi VM on this host", "fence_after", w.cfg.FenceAfter, "error", err)
 			w.fence(ctx)
@@ -109,11 +109,21 @@ func (w *Worker) converge(ctx context.Context) {
 	// never runs unguarded.
 	w.mayStart = hs != nil && (hs.State == resource.HostReady || hs.State == resource.HostDraining)
 	if w.mayStart {
-		w.mayStart = w.renewGuard(proof, want.hostIndex)
+		w.mayStart = w.renewGuard(proof)
 	} else {
-		w.renewGuard(0, 0)
+		w.renewGuard(0)
 	}
-	if hs != nil && w.ready && (hs.State == resource.HostDown || hs.State == resource.HostLeft) && hs.Since.After(w.readyAt) {
+	if w.ready && hs != nil && (hs.State == resource.HostReady || hs.State == resource.HostDraining) {
+		// Ready since this worker said so (a restarted worker's first
+		// reads may still show the host ready from before the restart,
+		// and the controllers then mark it down until it has reconciled:
+		// that is no reason to fence).
+		w.readyIndex = max(w.readyIndex, want.hostIndex)
+	}
+	// Gone after a read that showed it ready: compared by Raft index (the
+	// host object changed after that read), never by the leader's clock
+	// against this host's.
+	if hs != nil && w.readyIndex != 0 && (hs.State == resource.HostDown || hs.State == resource.HostLeft) && want.hostIndex > w.readyIndex {
 		// The controllers marked this host gone after it was ready: its
 		// VMs may be restarted elsewhere once the grace ends. Stop them
 		// here first, and start nothing until it is ready again.
@@ -132,7 +142,7 @@ func (w *Worker) converge(ctx context.Context) {
 	w.removeStale(ctx, doms, want.vms)
 	reports := w.convergeVMs(ctx, doms, want.vms)
 	if !w.ready {
-		w.ready, w.readyAt = true, time.Now()
+		w.ready = true
 		if err := w.advertise(ctx, true); err != nil {
 			w.logger.Warn("cannot advertise readiness", "error", err)
 		} else {

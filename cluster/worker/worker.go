@@ -58,7 +58,9 @@ type Worker struct {
 	// draining, and every stale domain was removed).
 	mayStart bool
 	ready    bool
-	readyAt  time.Time
+	// readyIndex is the host object's modify index in the latest read
+	// that showed it ready (or draining); 0: none yet.
+	readyIndex uint64
 
 	// Graceful shutdowns under way, by domain: they run in the background
 	// (a guest may take ShutdownGrace) so that the loop, and fencing, are

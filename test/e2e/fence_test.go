@@ -32,11 +32,11 @@ type lvHost struct {
 }
 
 // addLibvirtWorker starts a libvirt worker on a new daemon.
-func addLibvirtWorker(t *testing.T, c *testcluster.Cluster, name string) *lvHost {
+func addLibvirtWorker(t *testing.T, c *testcluster.Cluster, name string, args ...string) *lvHost {
 	t.Helper()
 	lv := startLibvirtd(t)
 	dir := t.TempDir()
-	w := c.AddWorker(name, "--hypervisor", "libvirt", "--libvirt-uri", lv.uri, "--data-dir", dir, "--cpus", "4", "--memory", "8GiB")
+	w := c.AddWorker(name, append([]string{"--hypervisor", "libvirt", "--libvirt-uri", lv.uri, "--data-dir", dir, "--cpus", "4", "--memory", "8GiB"}, args...)...)
 	return &lvHost{name: name, w: w, lv: lv, dir: dir}
 }
 
@@ -303,4 +303,48 @@ func TestFenceGuardLibvirtHang(t *testing.T) {
 	}
 	// Reads of the paused daemon time out (1 s each).
 	dw.check(t, 5)
+}
+
+// TestFenceGuardQuickRestart: a worker killed and started again at once
+// (an upgrade) is back, ready, before its guard's proof is fence-after
+// old: nothing is fenced and the guests never stop, although the
+// controllers mark the host down while the new worker reconciles. (With a
+// longer fence-after and grace than the defaults, so that a slow machine
+// does not decide the test.)
+func TestFenceGuardQuickRestart(t *testing.T) {
+	c := newCluster(t, testcluster.Options{Controllers: 1, ControllerArgs: []string{"--host-down-grace", "12s"}})
+	c.WaitLeader(leaderTimeout)
+	hc := httpClient()
+	a := addLibvirtWorker(t, c, "lv-a", "--fence-after", "9s", "--host-down-grace", "12s")
+	c.WaitHostState(a.name, resource.HostReady, hostReadyWithin)
+	mustCreateVM(t, c, hc, "keep", resource.HARestart)
+	waitVMs(t, c, hc, vmRunningWithin, "keep running on lv-a", func(s map[string]vmState) error {
+		if s["keep"].Phase != resource.PhaseRunning || s["keep"].Host != a.name {
+			return fmt.Errorf("keep is %s", s["keep"])
+		}
+		return nil
+	})
+	id := func() string {
+		out, err := virsh(a.lv.uri, "domid", "kumoi-keep")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(out)
+	}
+	before := id()
+	c.KillWorker(a.w)
+	c.StartWorker(a.w)
+	c.WaitHostState(a.name, resource.HostReady, hostReadyWithin)
+	// Ready again: a guard's fence could only come from a proof older
+	// than fence-after, so wait until the new worker has renewed past it.
+	testcluster.WaitFor(t, 20*time.Second, "the new worker to be reconciled with the guard", func() (bool, error) {
+		b, err := os.ReadFile(c.WorkerLogPath(a.w))
+		return strings.Count(string(b), "reconciled; host is ready") >= 2, err
+	})
+	if _, err := os.Stat(filepath.Join(a.dir, fenceguard.RecordFile)); err == nil {
+		t.Fatalf("the guard fenced on a quick restart: %+v", readFenceRecord(t, a))
+	}
+	if after := id(); after != before {
+		t.Errorf("kumoi-keep's domain id went from %s to %s: it was stopped and started again", before, after)
+	}
 }
