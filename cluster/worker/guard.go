@@ -168,13 +168,41 @@ func (w *Worker) renewGuard(proof time.Duration) bool {
 		w.logger.Debug("fence guard renewal failed", "error", err)
 		return false
 	}
-	if ack.Fence != nil && ack.Fence.Seq > w.guardFenceSeq {
-		w.guardFenceSeq = ack.Fence.Seq
-		for _, d := range ack.Fence.Domains {
-			w.guardFenced[d] = *ack.Fence
-		}
+	if ack.Fence != nil {
+		w.noteGuardFence(*ack.Fence)
 	}
 	return proof != 0 && ack.Proof >= proof
+}
+
+// noteGuardFence remembers the domains of a fence of the guard not seen
+// before.
+func (w *Worker) noteGuardFence(rec fenceguard.FenceRecord) {
+	if rec.Seq <= w.guardFenceSeq {
+		return
+	}
+	w.guardFenceSeq = rec.Seq
+	for _, d := range rec.Domains {
+		w.guardFenced[d] = rec
+	}
+}
+
+// loadGuardFence reads the guard's latest fence from its record file. The
+// guard writes it before it destroys the first domain, so a pass that
+// lists domains and then loads it never takes the guard's destroy for
+// one behind Kumoi's back (an acknowledgement may come too late: the
+// worker paused between its renewal and its listing).
+func (w *Worker) loadGuardFence() {
+	if w.guard == nil {
+		return
+	}
+	b, err := os.ReadFile(filepath.Join(w.guard.dir, fenceguard.RecordFile))
+	if err != nil {
+		return
+	}
+	var rec fenceguard.FenceRecord
+	if json.Unmarshal(b, &rec) == nil {
+		w.noteGuardFence(rec)
+	}
 }
 
 // controllerAddrs are the alive controllers' API addresses, as gossip

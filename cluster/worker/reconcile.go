@@ -138,6 +138,7 @@ func (w *Worker) converge(ctx context.Context) {
 		w.logger.Warn("cannot list domains", "error", err)
 		return
 	}
+	w.loadGuardFence() // after the listing: see loadGuardFence
 	w.noteForeign(ctx, doms)
 	w.removeStale(ctx, doms, want.vms)
 	reports := w.convergeVMs(ctx, doms, want.vms)
