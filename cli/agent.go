@@ -254,8 +254,19 @@ func runDev(ctx context.Context, c *cli.Context, logger hclog.Logger) error {
 		fmt.Fprint(w, " (removed on exit)")
 	}
 	fmt.Fprintf(w, "\nPoint the CLI at it from another terminal:\n\n    export KUMOI_ADDR=%s\n    kumoi cluster status\n    kumoi vm create web --cpus 1 --memory 512MiB --wait\n    kumoi vm list\n\nPress Ctrl-C to stop.\n\n", strings.Join(d.Addrs(), ","))
-	<-ctx.Done()
-	return shutdownWithSecondSignal(logger, d.Shutdown)
+	var failure error
+	select {
+	case <-ctx.Done():
+	case <-d.Failed():
+		// A controller is out of service (its state machine halted):
+		// stop, and exit non-zero saying why, as a lone controller does.
+		failure = d.Err()
+		logger.Error("a dev controller is out of service; stopping the dev cluster", "error", failure)
+	}
+	if err := shutdownWithSecondSignal(logger, d.Shutdown); failure == nil {
+		return err
+	}
+	return failure
 }
 
 // shutdownWithSecondSignal runs a graceful shutdown bounded in time; a

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -41,6 +42,38 @@ type DevCluster struct {
 	Drivers []*sim.Driver
 	dataDir string
 	tempDir bool
+
+	failOnce sync.Once
+	failMu   sync.Mutex
+	failed   chan struct{}
+	failErr  error
+}
+
+// Failed is closed when any controller of the dev cluster is out of
+// service (Agent.Failed); Err says which and why.
+func (d *DevCluster) Failed() <-chan struct{} {
+	d.failOnce.Do(func() {
+		d.failed = make(chan struct{})
+		for _, a := range d.Agents {
+			go func() {
+				<-a.Failed()
+				d.failMu.Lock()
+				defer d.failMu.Unlock()
+				if d.failErr == nil {
+					d.failErr = a.Err()
+					close(d.failed)
+				}
+			}()
+		}
+	})
+	return d.failed
+}
+
+// Err is why the dev cluster is out of service, once Failed is closed.
+func (d *DevCluster) Err() error {
+	d.failMu.Lock()
+	defer d.failMu.Unlock()
+	return d.failErr
 }
 
 // StartDev starts cfg.Controllers controllers on consecutive port blocks and
