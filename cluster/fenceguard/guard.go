@@ -111,6 +111,11 @@ func New(cfg Config) (*Guard, error) {
 	if b, err := os.ReadFile(filepath.Join(cfg.Dir, "cluster_id")); err == nil {
 		g.cluster = string(trimSpace(b))
 	}
+	if len(g.controllers) == 0 {
+		if b, err := os.ReadFile(filepath.Join(cfg.Dir, ControllersFile)); err == nil {
+			_ = json.Unmarshal(b, &g.controllers)
+		}
+	}
 	if b, err := os.ReadFile(filepath.Join(cfg.Dir, RecordFile)); err == nil {
 		var r FenceRecord
 		if json.Unmarshal(b, &r) == nil {
@@ -393,10 +398,15 @@ func (g *Guard) saveRecord(rec *FenceRecord) {
 	}
 	g.record = rec
 	g.mu.Unlock()
-	b, _ := json.Marshal(rec)
-	tmp := filepath.Join(g.cfg.Dir, RecordFile+".tmp")
+	g.writeFile(RecordFile, rec)
+}
+
+// writeFile writes v as JSON to name in the directory, atomically.
+func (g *Guard) writeFile(name string, v any) {
+	b, _ := json.Marshal(v)
+	tmp := filepath.Join(g.cfg.Dir, name+".tmp")
 	if err := os.WriteFile(tmp, b, 0o644); err == nil {
-		_ = os.Rename(tmp, filepath.Join(g.cfg.Dir, RecordFile))
+		_ = os.Rename(tmp, filepath.Join(g.cfg.Dir, name))
 	}
 }
 

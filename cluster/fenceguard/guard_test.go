@@ -332,3 +332,32 @@ func TestQEMUKiller(t *testing.T) {
 		t.Error("kill without a pid file succeeded")
 	}
 }
+
+// TestGuardRemembersControllers: a guard started again (no worker yet)
+// reads the host from the controllers the last worker named, and so keeps
+// the domains while the host is ready.
+func TestGuardRemembersControllers(t *testing.T) {
+	f := newFixture(t, 0)
+	w := dialWorker(t, f.dir)
+	w.renew(t, Renewal{Host: "hv1", Cluster: testCluster, Controllers: []string{f.srv.URL}, Proof: Now()})
+	w.conn.Close()
+	f.stop()
+	<-f.done
+	f.done <- nil // for the fixture's cleanup
+
+	g, err := New(Config{Dir: f.dir, NodeID: "hv1", Driver: f.drv, FenceAfter: fenceAfter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	before := f.reads.Load()
+	testcluster.WaitFor(t, 5*time.Second, "the new guard to read the host", func() (bool, error) {
+		return f.reads.Load() >= before+3, nil
+	})
+	if got := f.active(t); len(got) != 3 {
+		t.Errorf("the new guard fenced although the host is ready: active %v", got)
+	}
+}

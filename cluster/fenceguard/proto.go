@@ -13,6 +13,10 @@ const (
 	LockFile   = "fence-guard.lock" // held (flock) by the running guard
 	LogFile    = "fence-guard.log"  // a spawned guard's output
 	RecordFile = "fence-guard.json" // the last fence (FenceRecord)
+	// ControllersFile keeps the controllers' API addresses the worker last
+	// gave, so that a guard started again (with no worker yet) can read
+	// the host from them.
+	ControllersFile = "fence-guard-controllers.json"
 )
 
 // SocketPath is the guard's socket in dir.

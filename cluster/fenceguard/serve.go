@@ -64,6 +64,7 @@ func (g *Guard) renew(rn Renewal) Ack {
 	}
 	if len(rn.Controllers) > 0 && !slices.Equal(rn.Controllers, g.controllers) {
 		g.controllers = slices.Clone(rn.Controllers)
+		g.writeFile(ControllersFile, g.controllers)
 	}
 	g.lastRenewal = now
 	// A proof from the future (another clock) is not one.

@@ -202,6 +202,12 @@ func (w *Worker) run(ctx context.Context) {
 		case <-time.After(w.cfg.HealthInterval):
 		}
 	}
+	// Make sure a fence guard runs before anything else: a worker started
+	// again while its host is cut off may wait for gossip forever, and the
+	// guard (one that survived, or a new one, which fences fence-after
+	// after its start unless it can prove the host ready) must watch its
+	// domains meanwhile.
+	w.renewGuard(0)
 	if err := w.joinGossip(ctx); err != nil {
 		if ctx.Err() == nil {
 			w.stop(err)
