@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -29,6 +30,8 @@ const (
 	// callTimeout bounds each libvirt call of the guard: a hung libvirtd
 	// holds up one call, never the guard's timer.
 	callTimeout = 2 * time.Second
+	// sweepEvery: how often a fenced guard lists the domains again.
+	sweepEvery = 500 * time.Millisecond
 )
 
 // Config configures a guard.
@@ -79,6 +82,7 @@ type Guard struct {
 	fencedAt    time.Duration // when (Now clock)
 	record      *FenceRecord
 	reading     bool
+	lastSweep   time.Duration // loop goroutine only
 	now         func() time.Duration // the clock (tests may replace it)
 }
 
@@ -204,6 +208,7 @@ func (g *Guard) loop(ctx context.Context) error {
 			if !ok {
 				events = nil
 			}
+			g.lastSweep = 0 // a domain may have started: look now
 		case <-tick.C:
 		}
 		if time.Since(lastDirCheck) >= time.Second {
@@ -240,9 +245,10 @@ func (g *Guard) check(ctx context.Context) {
 	switch {
 	case age >= g.cfg.FenceAfter && !fenced:
 		g.fence(ctx, fmt.Sprintf("no proof for %s (--fence-after) that the controllers count this host as ready", g.cfg.FenceAfter.Round(time.Millisecond)))
-	case fenced:
+	case fenced && now-g.lastSweep >= sweepEvery:
 		// Fenced: any domain of the cluster that runs again is stopped
-		// until a fresh proof arrives.
+		// until a fresh proof arrives (and at once on a driver event).
+		g.lastSweep = now
 		g.fenceActive(ctx, nil)
 	}
 }
@@ -436,22 +442,58 @@ func (g *Guard) idle(ctx context.Context) bool {
 	return true
 }
 
+// hung counts libvirt calls of the guard that timed out and have not
+// returned yet (libvirtd stopped): while one is out, no new one starts, so
+// a long hang costs one goroutine, not ten a second.
+var hung atomic.Int32
+
+// errHung: an earlier call has not returned.
+var errHung = errors.New("an earlier libvirt call has not returned (libvirtd hangs?)")
+
 // bounded runs f with a timeout in its own goroutine: a libvirt call that
 // hangs (libvirtd stopped) costs the guard callTimeout, not its timer.
 func bounded[T any](ctx context.Context, f func(context.Context) (T, error)) (T, error) {
+	var zero T
+	if hung.Load() > 0 {
+		return zero, errHung
+	}
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	type result struct {
 		v   T
 		err error
 	}
+	const (
+		running = iota
+		returned
+		abandoned
+	)
+	var mu sync.Mutex
+	state := running
 	ch := make(chan result, 1)
-	go func() { v, err := f(ctx); ch <- result{v, err} }()
+	go func() {
+		v, err := f(ctx)
+		mu.Lock()
+		if state == abandoned {
+			hung.Add(-1)
+		}
+		state = returned
+		mu.Unlock()
+		ch <- result{v, err}
+	}()
 	select {
 	case r := <-ch:
 		return r.v, r.err
 	case <-ctx.Done():
-		var zero T
-		return zero, fmt.Errorf("libvirt call timed out after %s: %w", callTimeout, ctx.Err())
+		mu.Lock()
+		if state == running {
+			state = abandoned
+			hung.Add(1)
+			mu.Unlock()
+			return zero, fmt.Errorf("libvirt call timed out after %s: %w", callTimeout, ctx.Err())
+		}
+		mu.Unlock()
+		r := <-ch // it returned just now
+		return r.v, r.err
 	}
 }

@@ -361,3 +361,22 @@ func TestGuardRemembersControllers(t *testing.T) {
 		t.Errorf("the new guard fenced although the host is ready: active %v", got)
 	}
 }
+
+// TestBoundedHang: a call that hangs costs its timeout once; while it is
+// out no new call starts (one goroutine per hang, not one per tick); once
+// it returns, calls run again.
+func TestBoundedHang(t *testing.T) {
+	release := make(chan struct{})
+	_, err := bounded(context.Background(), func(context.Context) (int, error) { <-release; return 1, nil })
+	if err == nil || !strings.Contains(err.Error(), "timed out") {
+		t.Fatalf("a hung call: %v, want a timeout", err)
+	}
+	if _, err := bounded(context.Background(), func(context.Context) (int, error) { return 2, nil }); !errors.Is(err, errHung) {
+		t.Fatalf("a call while one hangs: %v, want errHung", err)
+	}
+	close(release)
+	testcluster.WaitFor(t, 5*time.Second, "the hung call to return", func() (bool, error) {
+		v, err := bounded(context.Background(), func(context.Context) (int, error) { return 3, nil })
+		return err == nil && v == 3, err
+	})
+}
