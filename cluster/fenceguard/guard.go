@@ -82,7 +82,7 @@ type Guard struct {
 	fencedAt    time.Duration // when (Now clock)
 	record      *FenceRecord
 	reading     bool
-	lastSweep   time.Duration // loop goroutine only
+	lastSweep   time.Duration        // loop goroutine only
 	now         func() time.Duration // the clock (tests may replace it)
 }
 
