@@ -116,14 +116,9 @@ func (w *Worker) joinGossip(ctx context.Context) error {
 
 // client returns an API client over the controllers seen in gossip.
 func (w *Worker) client() *client.Client {
+	addrs := w.controllerAddrs()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	var addrs []string
-	for _, m := range w.ctrls.AliveControllers() {
-		if m.Meta.API != "" {
-			addrs = append(addrs, "http://"+m.Meta.API)
-		}
-	}
 	key := strings.Join(addrs, ",")
 	if key == "" {
 		return nil
