@@ -23,9 +23,11 @@ type sample struct {
 }
 
 // sampler polls `virsh list` on two daemons, A, B, A again, until
-// stopped. A domain counts as running on both at a sample only if it was
-// in both of A's lists and in B's between them, so a domain stopped on A
-// and started on B between two lists is not taken for a double run.
+// stopped, each through a virsh of its own that holds its connection (a
+// round takes milliseconds, not a process per list). A domain counts as
+// running on both at a sample only if it was in both of A's lists and in
+// B's between them, so a domain stopped on A and started on B between two
+// lists is not taken for a double run.
 type sampler struct {
 	mu      sync.Mutex
 	samples []sample
@@ -34,30 +36,59 @@ type sampler struct {
 	done    chan struct{}
 }
 
+// shellOf keeps a virsh shell on uri, starting a new one after an error.
+type shellOf struct {
+	uri string
+	sh  *VirshShell
+}
+
+func (s *shellOf) active() ([]string, error) {
+	if s.sh == nil {
+		sh, err := NewVirshShell(s.uri)
+		if err != nil {
+			return nil, err
+		}
+		s.sh = sh
+	}
+	names, err := s.sh.Active(10 * time.Second)
+	if err != nil {
+		s.sh.Close()
+		s.sh = nil
+	}
+	return names, err
+}
+
+func (s *shellOf) close() {
+	if s.sh != nil {
+		s.sh.Close()
+	}
+}
+
 func startSampler(a, b Host, dom string) *sampler {
 	s := &sampler{zero: time.Now(), stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
-		ctx := context.Background()
-		for n := 0; n < 20000; n++ { // bounded: ~100 ms a round, the test stops it within minutes
+		sa, sb := &shellOf{uri: a.URI}, &shellOf{uri: b.URI}
+		defer sa.close()
+		defer sb.close()
+		for n := 0; n < 100000; n++ { // bounded: the test stops it within minutes
 			select {
 			case <-s.stop:
 				return
 			default:
 			}
-			a1, err1 := a.Active(ctx)
-			b1, err2 := b.Active(ctx)
-			a2, err3 := a.Active(ctx)
+			a1, err1 := sa.active()
+			b1, err2 := sb.active()
+			a2, err3 := sa.active()
 			s.mu.Lock()
-			at := time.Since(s.zero)
-			sm := sample{at: at, err: errorsJoin(err1, err2, err3)}
+			sm := sample{at: time.Since(s.zero), err: errorsJoin(err1, err2, err3)}
 			if sm.err == nil {
 				inA1, inA2 := slices.Contains(a1, dom), slices.Contains(a2, dom)
 				sm.onA, sm.onAAny, sm.onB = inA1 && inA2, inA1 || inA2, slices.Contains(b1, dom)
 			}
 			s.samples = append(s.samples, sm)
 			s.mu.Unlock()
-			time.Sleep(30 * time.Millisecond)
+			time.Sleep(10 * time.Millisecond)
 		}
 	}()
 	return s
