@@ -130,14 +130,20 @@ func getVM(c *testcluster.Cluster, name string) (vmView, error) {
 	return vmView{}, last
 }
 
-// waitVM waits until VM name satisfies ok and returns it.
+// waitVM waits until VM name satisfies ok and returns it. It logs each
+// distinct state it sees on the way, with the time since the wait began.
 func waitVM(t *testing.T, c *testcluster.Cluster, name string, timeout time.Duration, what string, ok func(vmView) bool) vmView {
 	t.Helper()
 	var v vmView
+	start, last := time.Now(), ""
 	testcluster.WaitFor(t, timeout, fmt.Sprintf("vm %s %s", name, what), func() (bool, error) {
 		var err error
 		if v, err = getVM(c, name); err != nil {
 			return false, err
+		}
+		if s := v.String(); s != last {
+			t.Logf("  %v: vm %s %s", time.Since(start).Round(time.Millisecond), name, s)
+			last = s
 		}
 		if !ok(v) {
 			return false, fmt.Errorf("vm %s: %s", name, v)
