@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"testing"
 	"time"
 
@@ -42,7 +43,16 @@ func domain(vm string) string { return "kumoi-" + vm }
 // newCluster is one controller (real processes, KUMOI_BIN).
 func newCluster(t *testing.T) *testcluster.Cluster {
 	t.Helper()
-	c := testcluster.New(t, testcluster.Options{Controllers: 1, LogLevel: "info"})
+	opts := testcluster.Options{Controllers: 1, LogLevel: "info"}
+	if os.Getenv("KUMOI_TEST_QEMU_KEEP") != "" {
+		dir, err := os.MkdirTemp("", "kumoi-qemu-logs-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.LogDir = dir
+		t.Logf("keeping the node logs in %s", dir)
+	}
+	c := testcluster.New(t, opts)
 	c.WaitLeader(leaderWithin)
 	return c
 }
