@@ -60,7 +60,15 @@ restart_libvirtd() {
 	else
 		if pid="$(daemon_pid libvirtd)"; then
 			kill "$pid"
-			for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+			# libvirtd forces its own shutdown after 30 s; a daemon still
+			# there after 35 s is killed, or start_libvirtd would take the
+			# dying one for a running one.
+			for _ in $(seq 1 350); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+			if kill -0 "$pid" 2>/dev/null; then
+				log "libvirtd $pid did not stop within 35 s: killing it"
+				kill -9 "$pid"
+				for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+			fi
 		fi
 	fi
 	start_libvirtd
