@@ -12,7 +12,11 @@
 #      libvirt sees a root-only /dev/kvm as "KVM gone" and re-probes QEMU on
 #      every call, which makes each define take ~30 s);
 #   4. virtlogd and libvirtd started if they are not running (systemd if it
-#      is PID 1, else as daemons).
+#      is PID 1, else as daemons, known by /run/virtlogd.pid and
+#      /run/libvirtd.pid).
+#
+# test/qemu's second libvirtd needs nothing more: unshare and mount
+# (util-linux) and the QEMU driver installed here.
 #
 #   --restart-libvirtd   only restart libvirtd (the reconnect test uses it)
 set -euo pipefail
@@ -24,12 +28,23 @@ log() { printf 'install-qemu-deps: %s\n' "$*" >&2; }
 
 have_systemd() { [[ "$(ps -p 1 -o comm= 2>/dev/null)" == systemd ]]; }
 
+# The system daemons started without systemd are known by their pid files,
+# not by name: other libvirtd processes may run on the machine (tests start
+# their own: internal/libvirtd, test/qemu's second daemon), and they must be
+# neither taken for the system's nor killed.
+daemon_pid() { # name -> pid of the system's daemon, if it runs
+	local pid
+	pid="$(cat "/run/$1.pid" 2>/dev/null)" || return 1
+	[[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null &&
+		[[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == "$1" ]] && echo "$pid"
+}
+
 start_libvirtd() {
 	if have_systemd; then
 		systemctl start virtlogd libvirtd
 	else
-		pgrep -x virtlogd >/dev/null || /usr/sbin/virtlogd -d
-		pgrep -x libvirtd >/dev/null || /usr/sbin/libvirtd -d
+		daemon_pid virtlogd >/dev/null || /usr/sbin/virtlogd -d
+		daemon_pid libvirtd >/dev/null || /usr/sbin/libvirtd -d
 	fi
 	for _ in $(seq 1 100); do
 		if virsh -c qemu:///system version >/dev/null 2>&1; then return 0; fi
@@ -43,9 +58,17 @@ restart_libvirtd() {
 	if have_systemd; then
 		systemctl restart libvirtd
 	else
-		if pid="$(pgrep -x libvirtd)"; then
+		if pid="$(daemon_pid libvirtd)"; then
 			kill "$pid"
-			for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+			# libvirtd forces its own shutdown after 30 s; a daemon still
+			# there after 35 s is killed, or start_libvirtd would take the
+			# dying one for a running one.
+			for _ in $(seq 1 350); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+			if kill -0 "$pid" 2>/dev/null; then
+				log "libvirtd $pid did not stop within 35 s: killing it"
+				kill -9 "$pid"
+				for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+			fi
 		fi
 	fi
 	start_libvirtd
