@@ -47,7 +47,7 @@ no domain of the cluster runs here; one guard runs per DIR.`,
 			&cli.DurationFlag{Name: "fence-after", Value: worker.DefaultFenceAfter, Usage: "fence when the latest proof that the host is ready is this old (the worker's --fence-after)"},
 			&cli.DurationFlag{Name: "exit-when-idle", Usage: "exit when no worker has renewed for this long and no domain of the cluster runs (0: never)"},
 			&cli.StringSliceFlag{Name: "controller", Usage: "API address HOST:PORT of a controller to read from before a worker says where they are (repeatable)"},
-			&cli.StringFlag{Name: "qemu-pid-dir", Value: fenceguard.DefaultQEMUPidDir, Usage: "with a qemu:///system URI: where libvirt keeps each guest's pid file; when libvirt cannot destroy a domain (libvirtd hangs), the guard kills its QEMU process from there (\"\": never)"},
+			&cli.StringFlag{Name: "qemu-pid-dir", Value: fenceguard.DefaultQEMUPidDir, Usage: "with --libvirt-uri qemu:///system: where libvirt keeps each guest's pid file; the guard fences a guest by killing its QEMU process from there first (milliseconds; works when libvirtd hangs), then destroys it through libvirt (\"\": libvirt's destroy only)"},
 			&cli.StringFlag{Name: "observation-log", Usage: "append one JSON line per domain the guard stops to FILE (the worker's --observation-log)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "trace, debug, info, warn or error", EnvVars: []string{"KUMOI_LOG_LEVEL"}},
 			&cli.BoolFlag{Name: "log-json", Usage: "log JSON lines"},
@@ -90,7 +90,9 @@ func runFenceGuard(c *cli.Context) error {
 		ctrls = append(ctrls, "http://"+a)
 	}
 	var kill func(string) error
-	if uri := c.String("libvirt-uri"); strings.HasPrefix(uri, "qemu") && strings.Contains(uri, "/system") && c.String("qemu-pid-dir") != "" {
+	// Only the system daemon's guests have their pid files there (a
+	// daemon on another socket keeps its own).
+	if uri := c.String("libvirt-uri"); (uri == "qemu:///system" || uri == "qemu+unix:///system") && c.String("qemu-pid-dir") != "" {
 		kill = fenceguard.QEMUKiller(c.String("qemu-pid-dir"))
 	}
 	g, err := fenceguard.New(fenceguard.Config{
