@@ -40,10 +40,11 @@ func suffix(t *testing.T) string {
 
 func domain(vm string) string { return "kumoi-" + vm }
 
-// newCluster is one controller (real processes, KUMOI_BIN).
-func newCluster(t *testing.T) *testcluster.Cluster {
+// newCluster is one controller (real processes, KUMOI_BIN) started with
+// ctrlArgs.
+func newCluster(t *testing.T, ctrlArgs ...string) *testcluster.Cluster {
 	t.Helper()
-	opts := testcluster.Options{Controllers: 1, LogLevel: "info"}
+	opts := testcluster.Options{Controllers: 1, LogLevel: "info", ControllerArgs: ctrlArgs}
 	if os.Getenv("KUMOI_TEST_QEMU_KEEP") != "" {
 		dir, err := os.MkdirTemp("", "kumoi-qemu-logs-")
 		if err != nil {

@@ -148,7 +148,12 @@ func TestQEMUWorkerKillRunsOnce(t *testing.T) {
 	vm := "fo-" + suffix(t)
 	dom := domain(vm)
 	t.Cleanup(func() { a.Remove(dom); b.Remove(dom) }) // after the cluster stops
-	c := newCluster(t)
+	// QEMU takes its time to stop: libvirt showed a guest killed by the
+	// guard as running for up to 2 s more under TCG on a busy machine, as
+	// long as the default margin between --fence-after (3 s) and the grace
+	// (4 s). docs/ha.md: keep grace − fence-after above the worst stop
+	// time; here 3 s.
+	c := newCluster(t, "--host-down-grace", "6s")
 	const hostA, hostB = "qemu-a", "qemu-b"
 	wa := addLibvirtWorker(t, c, hostA, a)
 	createVM(t, c, vm, resource.HARestart, g)
