@@ -97,6 +97,12 @@ type Placement struct {
 	end     time.Time                           // when the logs were read
 	badLogs []string                            // unreadable observation log lines
 	notes   []string
+
+	// The libvirtd mode (Env.Daemons): the daemons, the poller that
+	// reads them from Setup to the end of Final, and its reads.
+	daemons       []DaemonTarget
+	poller        *domainPoller
+	daemonSamples []DomainSample
 }
 
 // placedVM is a VM of the final list.
@@ -138,6 +144,11 @@ func (p *Placement) Setup(ctx context.Context, env *Env) error {
 			return fmt.Errorf("host %s has capacity %+v, want %+v (the worker's --cpus/--memory)", name, hs.Capacity, want)
 		}
 		p.capacity[name] = hs.Capacity
+	}
+	if len(env.Daemons) > 0 {
+		p.daemons = env.Daemons
+		p.poller = startDomainPoller(env.Daemons)
+		env.onClose(func() { p.poller.Stop() })
 	}
 	return nil
 }
@@ -302,6 +313,8 @@ func (p *Placement) Final(ctx context.Context, env *Env, h *History) error {
 		ok, why = p.settled(hosts)
 		return ok
 	})
+	// The daemons' last reads follow the final list.
+	p.daemonSamples = p.poller.Stop()
 	if p.final == nil {
 		return fmt.Errorf("final list: %v: %s", err, why)
 	}
@@ -642,6 +655,9 @@ func (p *Placement) Check(ops []Op, _ []FaultWindow, out string) Check {
 		}
 	}
 	moved, replaced := p.checkDoubleRuns(&chk, ivs, h)
+	if len(p.daemons) > 0 {
+		p.checkDaemons(&chk, h, out)
+	}
 	peaks := p.checkCapacity(&chk, ivs, h)
 	fin := p.checkFinal(&chk, h)
 	p.checkObserved(&chk, ivs)
@@ -743,6 +759,54 @@ func (p *Placement) checkDoubleRuns(chk *Check, ivs []Interval, h placementOps) 
 		chk.add(Anomaly{Type: "double-run", Detail: fmt.Sprintf("%d more overlapping pairs of intervals (intervals.json)", doubles-maxPerType)})
 	}
 	return moved, replaced
+}
+
+// checkDaemons (a, from the daemons themselves): no VM's domain certainly
+// active on two libvirt daemons at once (daemons.go); it writes every
+// activation the reads saw to domains.json in out.
+func (p *Placement) checkDaemons(chk *Check, h placementOps, out string) {
+	var kumoi []DomainSample
+	for _, s := range p.daemonSamples {
+		k := s
+		k.Domains = nil
+		for _, d := range s.Domains {
+			if kumoiDomain(d.Name) {
+				k.Domains = append(k.Domains, d)
+			}
+		}
+		kumoi = append(kumoi, k)
+	}
+	spans := domainSpans(kumoi)
+	if out != "" {
+		var failed []DomainSample
+		for _, s := range p.daemonSamples {
+			if s.Err != "" {
+				failed = append(failed, s)
+			}
+		}
+		if err := writeJSON(filepath.Join(out, "domains.json"), map[string]any{"daemons": p.daemons, "activations": spans, "failed_reads": failed}); err != nil {
+			chk.Notes = append(chk.Notes, "domains.json: "+err.Error())
+		}
+	}
+	chk.Notes = append(chk.Notes, daemonSummary(p.daemonSamples, spans))
+	if len(p.daemonSamples) == 0 {
+		chk.add(Anomaly{Type: "daemon-reads", Detail: "the libvirt daemons were never read: the run cannot be checked for double runs from the daemons"})
+		return
+	}
+	doubles := daemonDoubleRuns(spans)
+	for i, d := range doubles {
+		if i == maxPerType {
+			chk.add(Anomaly{Type: "double-run", Detail: fmt.Sprintf("%d more domains certainly active on two daemons at once (domains.json)", len(doubles)-i)})
+			break
+		}
+		vm := strings.TrimPrefix(d.Domain, hypervisor.DomainPrefix)
+		chk.add(Anomaly{Type: "double-run", Key: vm, Detail: fmt.Sprintf(
+			"VM %s: its domain %s was active in two libvirt daemons at once for at least %s, from %s to %s, as the daemons themselves listed it: "+
+				"daemon of %s, domain id %d, certainly active from %s to %s (%d reads), and daemon of %s, domain id %d, certainly active from %s to %s (%d reads)",
+			vm, d.Domain, d.To.Sub(d.From).Round(time.Millisecond), p.at(d.From), p.at(d.To),
+			d.A.Host, d.A.ID, p.at(d.A.From), p.at(d.A.To), d.A.Reads,
+			d.B.Host, d.B.ID, p.at(d.B.From), p.at(d.B.To), d.B.Reads), Ops: h.of(vm)})
+	}
 }
 
 // checkCapacity (b): no host over capacity at any instant. It returns the

@@ -39,7 +39,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"wipe-restart kills a controller, wipes its data directory, checks that it refuses to start as is, then runs kumoi cluster remove and starts it again until it is a voter")
 	nodes := fs.Int("nodes", 3, "controllers: 3 or 5")
 	workers := fs.Int("workers", 0, "workers (needed by worker-kill and worker-partition; 0 runs placement with 2)")
-	workerDriver := fs.String("worker-driver", "sim", "the workers' hypervisor driver: sim, or libvirt (libvirt's test:/// driver in each worker; needs libvirt0)")
+	workerDriver := fs.String("worker-driver", "sim", "the workers' hypervisor driver: sim; libvirt (libvirt's test:/// driver in each worker; needs libvirt0); or libvirtd (one libvirt daemon per worker, lv-1, lv-2, …: the domains live in the daemon and outlive the worker; the placement checker reads the daemons; needs libvirt-daemon and libvirt-clients)")
 	duration := fs.Duration("duration", 30*time.Second, "how long each workload runs")
 	concurrency := fs.Int("concurrency", 5, "concurrent clients")
 	rate := fs.Float64("rate", 0, "operations per second of all clients together (0: no limit)")
