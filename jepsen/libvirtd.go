@@ -56,6 +56,14 @@ func (l *libvirtdWorkers) start(ctx context.Context, cl *testcluster.Cluster, n 
 		if err != nil {
 			return fmt.Errorf("libvirtd for worker %d: %w", i, err)
 		}
+		// The test driver starts with a domain of its own, "test": not
+		// a VM of the run, so gone before the worker looks.
+		for _, cmd := range []string{"destroy", "undefine"} {
+			if _, err := libvirtd.Virsh(ctx, d.URI, cmd, "test"); err != nil {
+				d.Close()
+				return fmt.Errorf("libvirtd for worker %d: remove the test driver's own domain: %w", i, err)
+			}
+		}
 		host := LibvirtdWorkerPrefix + strconv.Itoa(i)
 		dataDir := filepath.Join(base, host)
 		if err := os.Mkdir(dataDir, 0o700); err != nil {
