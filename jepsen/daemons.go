@@ -41,7 +41,10 @@ import (
 // overlapping reads, has no certain span. Two certain spans of one VM's
 // domain on two daemons that overlap are a double run that really
 // happened, whatever the reads missed in between (a failed or slow read
-// only shortens what is certain; it never makes anything certain).
+// only shortens what is certain; it never makes anything certain). So is
+// a read of one daemon that saw the domain while lying wholly within the
+// other daemon's certain span: at the instant that read reflects, both
+// were active (this catches activations too short for two reads).
 
 // DaemonPollInterval is the pause between two reads of one daemon;
 // DaemonReadTimeout bounds one read (a paused daemon answers nothing: the
@@ -83,6 +86,8 @@ type DomainSpan struct {
 	FirstStart time.Time `json:"first_read_start"`
 	LastEnd    time.Time `json:"last_read_end"`
 	Reads      int       `json:"reads"`
+
+	windows [][2]time.Time // every read that saw it: [start, end]
 }
 
 // Certain reports whether the span proves the domain active for a
@@ -108,10 +113,11 @@ func domainSpans(samples []DomainSample) []DomainSpan {
 			sp := spans[k]
 			if sp == nil {
 				spans[k] = &DomainSpan{Host: s.Host, Domain: d.Name, ID: d.ID, From: s.End, To: s.Start,
-					FirstStart: s.Start, LastEnd: s.End, Reads: 1}
+					FirstStart: s.Start, LastEnd: s.End, Reads: 1, windows: [][2]time.Time{{s.Start, s.End}}}
 				continue
 			}
 			sp.Reads++
+			sp.windows = append(sp.windows, [2]time.Time{s.Start, s.End})
 			if s.End.Before(sp.From) {
 				sp.From, sp.FirstStart = s.End, s.Start
 			}
@@ -138,21 +144,25 @@ func domainSpans(samples []DomainSample) []DomainSpan {
 }
 
 // DaemonDoubleRun is a domain certainly active on two daemons at once:
-// A's and B's certain spans overlap from From to To.
+// throughout [From, To] when Instant is false (A's and B's certain spans
+// overlap there), or at some instant of the read window [From, To] when
+// Instant is true (a read of one daemon saw it while the other's certain
+// span covered the whole read).
 type DaemonDoubleRun struct {
 	Domain   string
 	A, B     DomainSpan
 	From, To time.Time
+	Instant  bool
 }
 
-// daemonDoubleRuns finds, for each domain name, the pairs of certain
-// spans on different hosts that overlap for a positive time.
+// daemonDoubleRuns finds, for each domain name, the pairs of activations
+// on different hosts that were certainly active at one instant: their
+// certain spans overlap for a positive time, or one was seen by a read
+// that lies wholly within the other's certain span.
 func daemonDoubleRuns(spans []DomainSpan) []DaemonDoubleRun {
 	byName := map[string][]DomainSpan{}
 	for _, sp := range spans {
-		if sp.Certain() {
-			byName[sp.Domain] = append(byName[sp.Domain], sp)
-		}
+		byName[sp.Domain] = append(byName[sp.Domain], sp)
 	}
 	var out []DaemonDoubleRun
 	for _, name := range slices.Sorted(maps.Keys(byName)) {
@@ -163,23 +173,49 @@ func daemonDoubleRuns(spans []DomainSpan) []DaemonDoubleRun {
 				if a.Host == b.Host {
 					continue
 				}
-				from, to := a.From, a.To
-				if b.From.After(from) {
-					from = b.From
+				if b.Host < a.Host {
+					a, b = b, a
 				}
-				if b.To.Before(to) {
-					to = b.To
-				}
-				if from.Before(to) {
-					if b.Host < a.Host {
-						a, b = b, a
-					}
-					out = append(out, DaemonDoubleRun{Domain: name, A: a, B: b, From: from, To: to})
+				if d, ok := doubleRun(a, b); ok {
+					out = append(out, d)
 				}
 			}
 		}
 	}
 	return out
+}
+
+// doubleRun says whether activations a and b (of one domain, on two
+// hosts) were certainly active at one instant, and when.
+func doubleRun(a, b DomainSpan) (DaemonDoubleRun, bool) {
+	d := DaemonDoubleRun{Domain: a.Domain, A: a, B: b}
+	if a.Certain() && b.Certain() {
+		d.From, d.To = a.From, a.To
+		if b.From.After(d.From) {
+			d.From = b.From
+		}
+		if b.To.Before(d.To) {
+			d.To = b.To
+		}
+		if d.From.Before(d.To) {
+			return d, true
+		}
+	}
+	// A read of one inside the other's certain span: at the instant
+	// that read reflects, both were active.
+	for _, p := range [][2]DomainSpan{{a, b}, {b, a}} {
+		x, y := p[0], p[1]
+		if !y.Certain() {
+			continue
+		}
+		for _, w := range x.windows {
+			if !w[0].Before(y.From) && !w[1].After(y.To) {
+				d.From, d.To, d.Instant = w[0], w[1], true
+				return d, true
+			}
+		}
+	}
+	return d, false
 }
 
 // DaemonTarget is a daemon the poller reads: the host (worker) it serves

@@ -82,6 +82,18 @@ func TestDaemonDoubleRuns(t *testing.T) {
 			read("lv-2", 1000, 10, "kumoi-a:7"),
 			read("lv-1", 2300, 10, "kumoi-a:3"),
 		}, 1, 510, 1000},
+		{"one read of a short activation inside the other daemon's certain span", []DomainSample{
+			read("lv-2", 0, 10, "kumoi-a:7"),
+			read("lv-1", 100, 10),
+			read("lv-1", 250, 10, "kumoi-a:3"), // a stale worker started it, and destroyed it 100 ms later
+			read("lv-1", 400, 10),
+			read("lv-2", 500, 10, "kumoi-a:7"),
+		}, 1, 250, 260},
+		{"one read of a short activation overlapping the other's certain span's edge: not certain", []DomainSample{
+			read("lv-2", 0, 10, "kumoi-a:7"),
+			read("lv-1", 490, 30, "kumoi-a:3"),
+			read("lv-2", 500, 10, "kumoi-a:7"),
+		}, 0, 0, 0},
 		{"different VMs on two daemons", []DomainSample{
 			read("lv-1", 0, 10, "kumoi-a:3"),
 			read("lv-2", 0, 10, "kumoi-b:3"),

@@ -800,12 +800,19 @@ func (p *Placement) checkDaemons(chk *Check, h placementOps, out string) {
 			break
 		}
 		vm := strings.TrimPrefix(d.Domain, hypervisor.DomainPrefix)
+		when := fmt.Sprintf("for at least %s, from %s to %s", d.To.Sub(d.From).Round(time.Millisecond), p.at(d.From), p.at(d.To))
+		if d.Instant {
+			when = fmt.Sprintf("at an instant between %s and %s (a read of one daemon within the other's certain span)", p.at(d.From), p.at(d.To))
+		}
+		span := func(s DomainSpan) string {
+			if s.Certain() {
+				return fmt.Sprintf("daemon of %s, domain id %d, certainly active from %s to %s (%d reads)", s.Host, s.ID, p.at(s.From), p.at(s.To), s.Reads)
+			}
+			return fmt.Sprintf("daemon of %s, domain id %d, seen active in %d read(s) from %s to %s", s.Host, s.ID, s.Reads, p.at(s.FirstStart), p.at(s.LastEnd))
+		}
 		chk.add(Anomaly{Type: "double-run", Key: vm, Detail: fmt.Sprintf(
-			"VM %s: its domain %s was active in two libvirt daemons at once for at least %s, from %s to %s, as the daemons themselves listed it: "+
-				"daemon of %s, domain id %d, certainly active from %s to %s (%d reads), and daemon of %s, domain id %d, certainly active from %s to %s (%d reads)",
-			vm, d.Domain, d.To.Sub(d.From).Round(time.Millisecond), p.at(d.From), p.at(d.To),
-			d.A.Host, d.A.ID, p.at(d.A.From), p.at(d.A.To), d.A.Reads,
-			d.B.Host, d.B.ID, p.at(d.B.From), p.at(d.B.To), d.B.Reads), Ops: h.of(vm)})
+			"VM %s: its domain %s was active in two libvirt daemons at once %s, as the daemons themselves listed it: %s, and %s",
+			vm, d.Domain, when, span(d.A), span(d.B)), Ops: h.of(vm)})
 	}
 }
 
