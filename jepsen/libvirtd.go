@@ -146,13 +146,30 @@ func stopFenceGuard(dir string) error {
 	_ = syscall.Kill(pid, syscall.SIGCONT)
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		if syscall.Kill(pid, 0) != nil {
+		if processGone(pid) {
 			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	_ = syscall.Kill(pid, syscall.SIGKILL)
 	return fmt.Errorf("fence guard of %s (pid %d) did not exit within 5s of SIGTERM: killed", dir, pid)
+}
+
+// processGone reports whether pid has exited (a zombie that its parent,
+// maybe an init that does not reap, has not waited for counts as gone).
+func processGone(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return true
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return errors.Is(err, os.ErrNotExist)
+	}
+	// pid (comm) state …: the state follows the last ')'.
+	if i := strings.LastIndexByte(string(b), ')'); i >= 0 && i+2 < len(b) {
+		return b[i+2] == 'Z'
+	}
+	return false
 }
 
 // fenceGuardProcess reports whether pid runs a command line that names
