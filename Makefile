@@ -212,13 +212,17 @@ jepsen-quick: build
 	$(JEPSEN_RUN) --workload placement --nodes 3 --workers 2 --worker-driver libvirtd \
 		--nemesis $(JEPSEN_LIBVIRTD_QUICK_NEMESIS) --duration $(JEPSEN_LIBVIRTD_QUICK_DURATION) --seed $(JEPSEN_SEED) $(JEPSEN_ARGS)
 
+# Both batches run even if the first has invalid runs; the target fails
+# if either does.
 jepsen-libvirtd: build
+	@rc=0; \
 	$(JEPSEN_RUN) --workload placement --nodes 3 --workers 2 --worker-driver libvirtd \
 		--nemesis $(JEPSEN_LIBVIRTD_NEMESIS) --duration $(JEPSEN_LIBVIRTD_DURATION) \
-		--runs $(JEPSEN_LIBVIRTD_RUNS) --seed $(JEPSEN_LIBVIRTD_SEED) --max-time $(JEPSEN_LIBVIRTD_MAX_TIME) $(JEPSEN_ARGS)
+		--runs $(JEPSEN_LIBVIRTD_RUNS) --seed $(JEPSEN_LIBVIRTD_SEED) --max-time $(JEPSEN_LIBVIRTD_MAX_TIME) $(JEPSEN_ARGS) || rc=1; \
 	$(JEPSEN_RUN) --workload placement --nodes 3 --workers 2 --worker-driver sim \
 		--nemesis $(JEPSEN_LIBVIRTD_SIM_NEMESIS) --duration $(JEPSEN_LIBVIRTD_DURATION) \
-		--runs $(JEPSEN_LIBVIRTD_SIM_RUNS) --seed $(JEPSEN_LIBVIRTD_SEED) --max-time $(JEPSEN_LIBVIRTD_MAX_TIME) $(JEPSEN_ARGS)
+		--runs $(JEPSEN_LIBVIRTD_SIM_RUNS) --seed $(JEPSEN_LIBVIRTD_SEED) --max-time $(JEPSEN_LIBVIRTD_MAX_TIME) $(JEPSEN_ARGS) || rc=1; \
+	exit $$rc
 
 jepsen: build
 	$(JEPSEN_RUN) --workload register,set --nodes 3 --workers 2 \
