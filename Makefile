@@ -194,7 +194,10 @@ JEPSEN_LIBVIRTD_QUICK_NEMESIS ?= libvirt-hang,kill-leader
 JEPSEN_LIBVIRTD_QUICK_DURATION ?= 20s
 JEPSEN_LIBVIRTD_HOST_FAULTS := worker-kill,worker-pause$(if $(JEPSEN_ROOT),$(comma)worker-restart-partitioned)
 JEPSEN_LIBVIRTD_NEMESIS ?= $(JEPSEN_LIBVIRTD_HOST_FAULTS),libvirt-hang,kill-leader$(if $(JEPSEN_ROOT),$(comma)partition-leader)
-JEPSEN_LIBVIRTD_SIM_NEMESIS ?= $(JEPSEN_LIBVIRTD_HOST_FAULTS),kill-leader$(if $(JEPSEN_ROOT),$(comma)partition-leader)
+# On sim workers the domains live in the worker process: worker-pause
+# freezes and thaws the whole "host", which only external fencing covers
+# (docs/jepsen.md), so the sim batch leaves it out.
+JEPSEN_LIBVIRTD_SIM_NEMESIS ?= worker-kill$(if $(JEPSEN_ROOT),$(comma)worker-restart-partitioned),kill-leader$(if $(JEPSEN_ROOT),$(comma)partition-leader)
 JEPSEN_LIBVIRTD_RUNS ?= 50
 JEPSEN_LIBVIRTD_SIM_RUNS ?= 10
 JEPSEN_LIBVIRTD_DURATION ?= 20s

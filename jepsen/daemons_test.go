@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kumoi/kumoi/hypervisor"
 	"github.com/kumoi/kumoi/internal/libvirtd"
 	"github.com/kumoi/kumoi/internal/testcluster"
 )
@@ -217,4 +218,51 @@ func TestDaemonNewIDPerStart(t *testing.T) {
 		t.Fatalf("no read failed while the daemon was paused (%d reads)", len(samples))
 	}
 	t.Logf("%d reads, %d failed while paused; ids %v", len(samples), failed, ids)
+}
+
+// TestLibvirtdPauseClosesLogIntervals: in the libvirtd mode a worker's
+// pause closes its open log intervals (it no longer observes its domains;
+// a stop it logs after the resume is late), so a VM moved while the
+// worker was paused is not a log double run; with sim it still is (the
+// domains are frozen in the paused process, and keep "running").
+func TestLibvirtdPauseClosesLogIntervals(t *testing.T) {
+	pauseAt := testcluster.ProcEvent{Node: "h1", Kind: testcluster.ProcPause, Time: plAt(2)}
+	resumeAt := testcluster.ProcEvent{Node: "h1", Kind: testcluster.ProcResume, Time: plAt(10)}
+	obs := map[string][]hypervisor.Observation{
+		"h1": {start("h1", "a", 1, 1), stop("h1", "a", 1, 10.1)}, // stopped by a guard at ≈ 5 s, logged on resume
+		"h2": {start("h2", "a", 2, 8)},
+	}
+	lives := map[string][]testcluster.ProcEvent{"h1": {startAt("h1", 0), pauseAt, resumeAt}, "h2": {startAt("h2", 0)}}
+	for _, tc := range []struct {
+		name    string
+		daemons []DaemonTarget
+		doubles int
+	}{{"sim", nil, 1}, {"libvirtd", []DaemonTarget{{Host: "h1"}, {Host: "h2"}}, 0}} {
+		p := &Placement{start: plT0, end: plAt(20), obs: obs, lives: lives, daemons: tc.daemons}
+		var chk Check
+		p.checkDoubleRuns(&chk, p.intervals(), indexPlacementOps(nil))
+		if len(chk.Anomalies) != tc.doubles {
+			t.Errorf("%s: %d log double runs, want %d: %+v", tc.name, len(chk.Anomalies), tc.doubles, chk.Anomalies)
+		}
+	}
+}
+
+// TestDaemonMismatches: in the libvirtd mode the final state is compared
+// with each daemon's last successful read.
+func TestDaemonMismatches(t *testing.T) {
+	p := &Placement{start: dT0, daemons: []DaemonTarget{{Host: "lv-1"}, {Host: "lv-2"}},
+		final: []placedVM{running("a", "lv-1", 1), running("b", "lv-2", 1)}}
+	p.daemonSamples = []DomainSample{
+		read("lv-1", 0, 10, "kumoi-a:3"),
+		read("lv-2", 0, 10, "kumoi-b:4"),
+		{Host: "lv-1", Start: dAt(100), End: dAt(2100), Err: "no answer within 2s"},
+	}
+	if mm := p.mismatches(nil); len(mm) != 0 {
+		t.Fatalf("mismatches where the daemons agree: %v", mm)
+	}
+	p.daemonSamples = append(p.daemonSamples, read("lv-1", 3000, 10, "kumoi-a:3", "kumoi-c:5"), read("lv-2", 3000, 10))
+	mm := p.mismatches(nil)
+	if len(mm) != 2 || !strings.Contains(strings.Join(mm, "\n"), "kumoi-c") || !strings.Contains(strings.Join(mm, "\n"), "vm b is running on lv-2") {
+		t.Fatalf("mismatches = %v; want kumoi-c active on lv-1 and b not listed by lv-2", mm)
+	}
 }

@@ -483,7 +483,7 @@ type Interval struct {
 	Epoch    uint64    `json:"epoch"`
 	Start    time.Time `json:"start"`
 	End      time.Time `json:"end"`
-	ClosedBy string    `json:"closed_by"` // "stop", "exit" or "end"
+	ClosedBy string    `json:"closed_by"` // "stop", "exit", "pause" (libvirtd mode) or "end"
 	Reason   string    `json:"reason,omitempty"`
 }
 
@@ -507,7 +507,7 @@ func (p *Placement) intervals() []Interval {
 	}
 	var out []Interval
 	for _, h := range slices.Sorted(maps.Keys(hosts)) {
-		out = append(out, hostIntervals(h, p.obs[h], p.lives[h], p.end)...)
+		out = append(out, hostIntervals(h, p.obs[h], p.lives[h], p.end, len(p.daemons) > 0)...)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
 	return out
@@ -515,21 +515,27 @@ func (p *Placement) intervals() []Interval {
 
 // hostIntervals pairs one host's start and stop lines (in time order,
 // file order for equal times) and closes what is open at each exit of its
-// worker, and at end.
-func hostIntervals(host string, obs []hypervisor.Observation, lives []testcluster.ProcEvent, end time.Time) []Interval {
+// worker, and at end. With atPause (the libvirtd mode) it also closes
+// them when the harness paused the worker: the domains live on in the
+// daemon, but the worker no longer observes them, and what happens to them
+// meanwhile (a fence guard destroying them) it logs only when it runs
+// again, late; the daemon reads cover that time. Closing early
+// under-covers, so a log double run is still one that happened.
+func hostIntervals(host string, obs []hypervisor.Observation, lives []testcluster.ProcEvent, end time.Time, atPause bool) []Interval {
 	type ev struct {
 		t    time.Time
-		o    *hypervisor.Observation // nil: an exit of the worker
+		o    *hypervisor.Observation // nil: an exit (or pause) of the worker
 		seq  int
 		exit bool
+		by   string // what closes the open intervals: "exit" or "pause"
 	}
 	var evs []ev
 	for i := range obs {
 		evs = append(evs, ev{t: obs[i].Time, o: &obs[i], seq: i})
 	}
 	for _, l := range lives {
-		if l.Kind == testcluster.ProcExit {
-			evs = append(evs, ev{t: l.Time, exit: true, seq: len(obs) + len(evs)})
+		if l.Kind == testcluster.ProcExit || (atPause && l.Kind == testcluster.ProcPause) {
+			evs = append(evs, ev{t: l.Time, exit: true, seq: len(obs) + len(evs), by: l.Kind})
 		}
 	}
 	sort.SliceStable(evs, func(i, j int) bool {
@@ -553,7 +559,7 @@ func hostIntervals(host string, obs []hypervisor.Observation, lives []testcluste
 	}
 	for _, e := range evs {
 		if e.exit {
-			closeAll(e.t, "exit")
+			closeAll(e.t, e.by)
 			continue
 		}
 		o := e.o
@@ -584,8 +590,12 @@ func hostIntervals(host string, obs []hypervisor.Observation, lives []testcluste
 }
 
 // mismatches compares what the final list says runs where with what the
-// observation logs say is active at the end.
+// observation logs say is active at the end; in the libvirtd mode, with
+// what each daemon's last successful read lists (daemonMismatches).
 func (p *Placement) mismatches(ivs []Interval) []string {
+	if len(p.daemons) > 0 {
+		return p.daemonMismatches()
+	}
 	active := map[string]map[string]Interval{} // host -> vm name -> interval
 	for _, iv := range ivs {
 		if iv.ClosedBy != "end" {
@@ -619,6 +629,53 @@ func (p *Placement) mismatches(ivs []Interval) []string {
 			if !running[h][n] {
 				iv := active[h][n]
 				out = append(out, fmt.Sprintf("domain %s (VM id %s, epoch %d) is active on %s since %s, but the API does not say it runs there", iv.Domain, iv.VMID, iv.Epoch, h, p.at(iv.Start)))
+			}
+		}
+	}
+	return out
+}
+
+// daemonMismatches compares what the final list says runs where with the
+// Kumoi domains of each daemon's last successful read (taken after the
+// final list once Final is done).
+func (p *Placement) daemonMismatches() []string {
+	samples := p.daemonSamples
+	if samples == nil && p.poller != nil {
+		p.poller.mu.Lock()
+		samples = append([]DomainSample(nil), p.poller.samples...)
+		p.poller.mu.Unlock()
+	}
+	last := map[string]DomainSample{}
+	for _, s := range samples {
+		if s.Err == "" && s.End.After(last[s.Host].End) {
+			last[s.Host] = s
+		}
+	}
+	var out []string
+	running := map[string]map[string]bool{} // host -> domain
+	for _, v := range p.final {
+		if v.Phase != resource.PhaseRunning {
+			continue
+		}
+		dom := hypervisor.DomainPrefix + v.Name
+		if running[v.Host] == nil {
+			running[v.Host] = map[string]bool{}
+		}
+		running[v.Host][dom] = true
+		s, ok := last[v.Host]
+		if !ok {
+			out = append(out, fmt.Sprintf("vm %s is running on %s (epoch %d) for the API, but %s's daemon has not been read successfully", v.Name, v.Host, v.Epoch, v.Host))
+			continue
+		}
+		if !slices.ContainsFunc(s.Domains, func(d ActiveDomain) bool { return d.Name == dom }) {
+			out = append(out, fmt.Sprintf("vm %s is running on %s (epoch %d) for the API, but %s's daemon did not list %s as active (read at %s)", v.Name, v.Host, v.Epoch, v.Host, dom, p.at(s.Start)))
+		}
+	}
+	for _, d := range p.daemons {
+		s := last[d.Host]
+		for _, dom := range s.Domains {
+			if kumoiDomain(dom.Name) && !running[d.Host][dom.Name] {
+				out = append(out, fmt.Sprintf("domain %s (id %d) is active in %s's daemon (read at %s), but the API does not say it runs there", dom.Name, dom.ID, d.Host, p.at(s.Start)))
 			}
 		}
 	}
@@ -997,9 +1054,13 @@ func (p *Placement) checkNotes(ivs []Interval, moved, replaced int, peaks []stri
 			}
 		}
 	}
+	paused := ""
+	if closed["pause"] > 0 {
+		paused = fmt.Sprintf(", %d by a worker pause", closed["pause"])
+	}
 	return []string{
-		fmt.Sprintf("observations: %d lines from %d hosts, %d intervals (%d closed by a stop, %d by a worker exit (%d exits), %d active at the end); %d VMs ran under more than one placement epoch, %d on more than one host (in turn)",
-			nObs, len(p.obs), len(ivs), closed["stop"], closed["exit"], kills, closed["end"], replaced, moved),
+		fmt.Sprintf("observations: %d lines from %d hosts, %d intervals (%d closed by a stop, %d by a worker exit (%d exits)%s, %d active at the end); %d VMs ran under more than one placement epoch, %d on more than one host (in turn)",
+			nObs, len(p.obs), len(ivs), closed["stop"], closed["exit"], kills, paused, closed["end"], replaced, moved),
 		"peak use of each host: " + strings.Join(peaks, "; "),
 		fmt.Sprintf("final list: %d VMs, by phase %s; not in their power's phase, with a reason: %s", len(p.final), countString(fin.phases), countString(fin.reasons)),
 	}
