@@ -229,8 +229,9 @@ type DaemonTarget struct {
 // DaemonPollInterval, each daemon in its own goroutine through its own
 // interactive virsh (one process per daemon, one request per read).
 type domainPoller struct {
-	stop chan struct{}
-	wg   sync.WaitGroup
+	every, timeout time.Duration // DaemonPollInterval, DaemonReadTimeout at the start
+	stop           chan struct{}
+	wg             sync.WaitGroup
 
 	mu      sync.Mutex
 	samples []DomainSample
@@ -238,7 +239,7 @@ type domainPoller struct {
 
 // startDomainPoller starts reading the daemons.
 func startDomainPoller(targets []DaemonTarget) *domainPoller {
-	p := &domainPoller{stop: make(chan struct{})}
+	p := &domainPoller{every: DaemonPollInterval, timeout: DaemonReadTimeout, stop: make(chan struct{})}
 	for _, t := range targets {
 		p.wg.Add(1)
 		go p.loop(t)
@@ -250,11 +251,11 @@ func (p *domainPoller) loop(t DaemonTarget) {
 	defer p.wg.Done()
 	sh := &virshShell{uri: t.URI}
 	defer sh.close()
-	tick := time.NewTicker(DaemonPollInterval)
+	tick := time.NewTicker(p.every)
 	defer tick.Stop()
 	for {
 		start := time.Now()
-		doms, err := sh.list(DaemonReadTimeout)
+		doms, err := sh.list(p.timeout)
 		s := DomainSample{Host: t.Host, Start: start, End: time.Now(), Domains: doms}
 		if err != nil {
 			s.Domains, s.Err = nil, err.Error()
@@ -271,7 +272,7 @@ func (p *domainPoller) loop(t DaemonTarget) {
 }
 
 // Stop stops the reads (waiting for those in flight, each bounded by
-// DaemonReadTimeout) and returns every sample.
+// the read timeout) and returns every sample.
 func (p *domainPoller) Stop() []DomainSample {
 	if p == nil {
 		return nil

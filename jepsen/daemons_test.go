@@ -154,6 +154,10 @@ func TestDaemonNewIDPerStart(t *testing.T) {
 	if _, err := libvirtd.Virsh(ctx, d.URI, "define", xml); err != nil {
 		t.Fatal(err)
 	}
+	// Reads of a stopped daemon (below) give up after 500 ms.
+	old := DaemonReadTimeout
+	DaemonReadTimeout = 500 * time.Millisecond
+	defer func() { DaemonReadTimeout = old }()
 	p := startDomainPoller([]DaemonTarget{{Host: "lv-1", URI: d.URI}})
 	defer p.Stop()
 	ids := map[int]bool{}
@@ -191,13 +195,10 @@ func TestDaemonNewIDPerStart(t *testing.T) {
 		}
 	}
 	// A paused daemon: reads time out, and resume afterwards.
-	old := DaemonReadTimeout
-	DaemonReadTimeout = 500 * time.Millisecond
-	defer func() { DaemonReadTimeout = old }()
 	if err := d.Pause(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * DaemonReadTimeout) // the fault itself: a daemon that hangs this long
+	time.Sleep(2 * p.timeout) // the fault itself: a daemon that hangs this long
 	if err := d.Resume(); err != nil {
 		t.Fatal(err)
 	}
