@@ -39,10 +39,15 @@
 //     set's lost and unexpected elements, and the placement checker (no VM
 //     on two hosts at once, no host over capacity, a final state that
 //     matches the acknowledged writes and the hosts' observation logs).
+//     In the libvirtd mode (libvirtd.go: one libvirt daemon per worker,
+//     whose domains outlive the worker) a poller also reads every
+//     daemon's active domains (daemons.go), and a double run is checked
+//     from those reads alone, soundly: only what the reads prove.
 //   - Reports (runner.go, plots.go, summary.go): each run writes a
 //     directory with plan.json (what --replay runs again), results.json
 //     (Result), history.json, the checker's files (history.html,
-//     intervals.json), latency.png and rate.png; Summary prints a result.
+//     intervals.json, domains.json), latency.png and rate.png; Summary
+//     prints a result.
 //
 // # How a run flows
 //
@@ -69,6 +74,9 @@
 //
 //   - client, the SDK, for every request to the cluster;
 //   - internal/testcluster, to start, stop and signal the processes;
+//   - internal/libvirtd, to start, pause and stop the libvirt daemons of
+//     the libvirtd mode (it imports no Kumoi package); the daemons are read
+//     with virsh, as an administrator would;
 //   - resource, the wire types that the SDK speaks too;
 //   - hypervisor, for the format of the workers' observation logs
 //     (Observation, ObserveStart, ObserveStop, DomainPrefix) only; that

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kumoi/kumoi/internal/libvirtd"
 	"github.com/kumoi/kumoi/internal/testcluster"
 )
 
@@ -34,17 +35,29 @@ var Nemeses = []string{
 	"pause-leader", "pause-random",
 	"partition-leader", "partition-majority", "partition-ring", "partition-bridge", "partition-oneway",
 	"transfer-leader", "member-change", "wipe-restart",
-	"worker-kill", "worker-partition",
+	"worker-kill", "worker-partition", "worker-pause", "worker-restart-partitioned",
+	"libvirt-hang",
 }
 
 // PartitionNemesis reports whether the nemesis called name adds iptables
 // rules (and so needs root).
 func PartitionNemesis(name string) bool {
-	return strings.HasPrefix(name, "partition-") || name == "worker-partition"
+	return strings.HasPrefix(name, "partition-") || name == "worker-partition" || name == "worker-restart-partitioned"
 }
 
-// WorkerNemesis reports whether the nemesis called name acts on workers.
-func WorkerNemesis(name string) bool { return strings.HasPrefix(name, "worker-") }
+// WorkerNemesis reports whether the nemesis called name acts on workers
+// (or their hosts' libvirt daemons).
+func WorkerNemesis(name string) bool {
+	return strings.HasPrefix(name, "worker-") || name == "libvirt-hang"
+}
+
+// HostFaultMinHold is the least time worker-pause,
+// worker-restart-partitioned and libvirt-hang last, whatever the drawn
+// hold: longer than the controllers take to see a host down (≈ 1.5–2 s)
+// plus --host-down-grace (4 s, the default the harness's controllers
+// run with), so that the host's VMs are restarted elsewhere while the
+// fault lasts.
+var HostFaultMinHold = 8 * time.Second
 
 // Target is what nemeses act on: the cluster, a source of randomness
 // (seeded from the run's seed, so that the victims are part of the plan)
@@ -55,6 +68,9 @@ type Target struct {
 	// Env reaches the controllers' API (member-change removes a server).
 	Env *Env
 	FW  *Firewall
+	// Daemons are the workers' libvirt daemons, by worker index
+	// (--worker-driver libvirtd; libvirt-hang pauses one).
+	Daemons []*libvirtd.Daemon
 	// Findings receives the nemeses' notes and anomalies (wipe-restart's
 	// refusal check) and which controllers were wiped; nil: made on
 	// first use.
@@ -142,6 +158,15 @@ func (t *Target) injector(name string) (injectFunc, error) {
 		return t.killWorker, nil
 	case "worker-partition":
 		return t.isolateWorker, nil
+	case "worker-pause":
+		return t.pauseWorker, nil
+	case "worker-restart-partitioned":
+		return t.restartWorkerPartitioned, nil
+	case "libvirt-hang":
+		if len(t.Daemons) == 0 {
+			return nil, errors.New("nemesis libvirt-hang needs libvirt daemons (--worker-driver libvirtd)")
+		}
+		return t.hangLibvirtd, nil
 	}
 	return nil, fmt.Errorf("unknown nemesis %q (%s)", name, strings.Join(Nemeses, ", "))
 }
@@ -195,6 +220,12 @@ func (t *Target) killWorker(context.Context) (string, healFunc, error) {
 func (t *Target) isolateWorker(ctx context.Context) (string, healFunc, error) {
 	c := t.C
 	w := t.Rng.Intn(c.Workers())
+	return t.cut(ctx, fmt.Sprintf("isolate worker %s (%s) from every other node", c.WorkerName(w), c.WorkerIP(w)), workerPairs(c, w))
+}
+
+// workerPairs are the address pairs, both ways, between worker w and
+// every other node.
+func workerPairs(c *testcluster.Cluster, w int) [][2]string {
 	wip := c.WorkerIP(w)
 	var pairs [][2]string
 	for j := 0; j < c.N(); j++ {
@@ -205,7 +236,82 @@ func (t *Target) isolateWorker(ctx context.Context) (string, healFunc, error) {
 			pairs = append(pairs, [2]string{wip, c.WorkerIP(v)}, [2]string{c.WorkerIP(v), wip})
 		}
 	}
-	return t.cut(ctx, fmt.Sprintf("isolate worker %s (%s) from every other node", c.WorkerName(w), wip), pairs)
+	return pairs
+}
+
+// atLeast returns a heal that waits until HostFaultMinHold has passed
+// since injected (or ctx ends), then runs heal.
+func atLeast(injected time.Time, heal healFunc) healFunc {
+	return func(ctx context.Context) error {
+		if d := time.Until(injected.Add(HostFaultMinHold)); d > 0 {
+			sleepCtx(ctx, d)
+		}
+		return heal(ctx)
+	}
+}
+
+// pauseWorker stops a random worker with SIGSTOP for at least
+// HostFaultMinHold (longer than the grace: its host is declared down and
+// its VMs restarted elsewhere meanwhile); the heal continues it
+// (SIGCONT). With the sim driver a paused worker's domains keep running
+// in the paused process; with libvirt they keep running in the daemon.
+func (t *Target) pauseWorker(context.Context) (string, healFunc, error) {
+	c := t.C
+	w := t.Rng.Intn(c.Workers())
+	injected := time.Now()
+	if err := fatal(func() { c.PauseWorker(w) }); err != nil {
+		return "", nil, err
+	}
+	return fmt.Sprintf("SIGSTOP worker %s (at least %s)", c.WorkerName(w), HostFaultMinHold), atLeast(injected, func(context.Context) error {
+		return fatal(func() { c.ResumeWorker(w) })
+	}), nil
+}
+
+// restartWorkerPartitioned kills a random worker (SIGKILL), cuts its
+// address off from every other node, starts it again while cut off, and
+// keeps it cut off for at least HostFaultMinHold; the heal removes the
+// rules. The restarted worker never reaches the controllers before the
+// heal: it must not run its VMs while they are restarted elsewhere.
+func (t *Target) restartWorkerPartitioned(ctx context.Context) (string, healFunc, error) {
+	c := t.C
+	w := t.Rng.Intn(c.Workers())
+	injected := time.Now()
+	if err := fatal(func() { c.KillWorker(w) }); err != nil {
+		return "", nil, err
+	}
+	start := func(context.Context) error {
+		if c.WorkerAlive(w) {
+			return nil
+		}
+		return fatal(func() { c.StartWorker(w) })
+	}
+	what := fmt.Sprintf("SIGKILL worker %s, cut %s off from every other node, start it again while cut off (at least %s)",
+		c.WorkerName(w), c.WorkerIP(w), HostFaultMinHold)
+	unCut, err := t.FW.drop(ctx, workerPairs(c, w))
+	if err != nil {
+		return "", start, err // drop removed the rules it had added
+	}
+	heal := atLeast(injected, func(ctx context.Context) error { return errors.Join(unCut(ctx), start(ctx)) })
+	if err := start(ctx); err != nil {
+		return what, heal, err
+	}
+	return what, heal, nil
+}
+
+// hangLibvirtd stops a random worker's libvirt daemon with SIGSTOP for at
+// least HostFaultMinHold: every libvirt call of that worker hangs (its
+// domains, frozen with the test driver, stay active); the heal continues
+// it (SIGCONT).
+func (t *Target) hangLibvirtd(context.Context) (string, healFunc, error) {
+	c := t.C
+	w := t.Rng.Intn(len(t.Daemons))
+	d := t.Daemons[w]
+	injected := time.Now()
+	if err := d.Pause(); err != nil {
+		return "", nil, fmt.Errorf("SIGSTOP libvirtd of %s: %w", c.WorkerName(w), err)
+	}
+	return fmt.Sprintf("SIGSTOP libvirtd of worker %s (pid %d, at least %s)", c.WorkerName(w), d.Pid(), HostFaultMinHold),
+		atLeast(injected, func(context.Context) error { return d.Resume() }), nil
 }
 
 // cut drops every packet from pair[0] to pair[1] of pairs (see

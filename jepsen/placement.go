@@ -97,6 +97,12 @@ type Placement struct {
 	end     time.Time                           // when the logs were read
 	badLogs []string                            // unreadable observation log lines
 	notes   []string
+
+	// The libvirtd mode (Env.Daemons): the daemons, the poller that
+	// reads them from Setup to the end of Final, and its reads.
+	daemons       []DaemonTarget
+	poller        *domainPoller
+	daemonSamples []DomainSample
 }
 
 // placedVM is a VM of the final list.
@@ -138,6 +144,11 @@ func (p *Placement) Setup(ctx context.Context, env *Env) error {
 			return fmt.Errorf("host %s has capacity %+v, want %+v (the worker's --cpus/--memory)", name, hs.Capacity, want)
 		}
 		p.capacity[name] = hs.Capacity
+	}
+	if len(env.Daemons) > 0 {
+		p.daemons = env.Daemons
+		p.poller = startDomainPoller(env.Daemons)
+		env.onClose(func() { p.poller.Stop() })
 	}
 	return nil
 }
@@ -302,6 +313,8 @@ func (p *Placement) Final(ctx context.Context, env *Env, h *History) error {
 		ok, why = p.settled(hosts)
 		return ok
 	})
+	// The daemons' last reads follow the final list.
+	p.daemonSamples = p.poller.Stop()
 	if p.final == nil {
 		return fmt.Errorf("final list: %v: %s", err, why)
 	}
@@ -470,7 +483,7 @@ type Interval struct {
 	Epoch    uint64    `json:"epoch"`
 	Start    time.Time `json:"start"`
 	End      time.Time `json:"end"`
-	ClosedBy string    `json:"closed_by"` // "stop", "exit" or "end"
+	ClosedBy string    `json:"closed_by"` // "stop", "exit", "pause" (libvirtd mode) or "end"
 	Reason   string    `json:"reason,omitempty"`
 }
 
@@ -494,7 +507,7 @@ func (p *Placement) intervals() []Interval {
 	}
 	var out []Interval
 	for _, h := range slices.Sorted(maps.Keys(hosts)) {
-		out = append(out, hostIntervals(h, p.obs[h], p.lives[h], p.end)...)
+		out = append(out, hostIntervals(h, p.obs[h], p.lives[h], p.end, len(p.daemons) > 0)...)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
 	return out
@@ -502,21 +515,27 @@ func (p *Placement) intervals() []Interval {
 
 // hostIntervals pairs one host's start and stop lines (in time order,
 // file order for equal times) and closes what is open at each exit of its
-// worker, and at end.
-func hostIntervals(host string, obs []hypervisor.Observation, lives []testcluster.ProcEvent, end time.Time) []Interval {
+// worker, and at end. With atPause (the libvirtd mode) it also closes
+// them when the harness paused the worker: the domains live on in the
+// daemon, but the worker no longer observes them, and what happens to them
+// meanwhile (a fence guard destroying them) it logs only when it runs
+// again, late; the daemon reads cover that time. Closing early
+// under-covers, so a log double run is still one that happened.
+func hostIntervals(host string, obs []hypervisor.Observation, lives []testcluster.ProcEvent, end time.Time, atPause bool) []Interval {
 	type ev struct {
 		t    time.Time
-		o    *hypervisor.Observation // nil: an exit of the worker
+		o    *hypervisor.Observation // nil: an exit (or pause) of the worker
 		seq  int
 		exit bool
+		by   string // what closes the open intervals: "exit" or "pause"
 	}
 	var evs []ev
 	for i := range obs {
 		evs = append(evs, ev{t: obs[i].Time, o: &obs[i], seq: i})
 	}
 	for _, l := range lives {
-		if l.Kind == testcluster.ProcExit {
-			evs = append(evs, ev{t: l.Time, exit: true, seq: len(obs) + len(evs)})
+		if l.Kind == testcluster.ProcExit || (atPause && l.Kind == testcluster.ProcPause) {
+			evs = append(evs, ev{t: l.Time, exit: true, seq: len(obs) + len(evs), by: l.Kind})
 		}
 	}
 	sort.SliceStable(evs, func(i, j int) bool {
@@ -540,7 +559,7 @@ func hostIntervals(host string, obs []hypervisor.Observation, lives []testcluste
 	}
 	for _, e := range evs {
 		if e.exit {
-			closeAll(e.t, "exit")
+			closeAll(e.t, e.by)
 			continue
 		}
 		o := e.o
@@ -571,8 +590,12 @@ func hostIntervals(host string, obs []hypervisor.Observation, lives []testcluste
 }
 
 // mismatches compares what the final list says runs where with what the
-// observation logs say is active at the end.
+// observation logs say is active at the end; in the libvirtd mode, with
+// what each daemon's last successful read lists (daemonMismatches).
 func (p *Placement) mismatches(ivs []Interval) []string {
+	if len(p.daemons) > 0 {
+		return p.daemonMismatches()
+	}
 	active := map[string]map[string]Interval{} // host -> vm name -> interval
 	for _, iv := range ivs {
 		if iv.ClosedBy != "end" {
@@ -612,6 +635,53 @@ func (p *Placement) mismatches(ivs []Interval) []string {
 	return out
 }
 
+// daemonMismatches compares what the final list says runs where with the
+// Kumoi domains of each daemon's last successful read (taken after the
+// final list once Final is done).
+func (p *Placement) daemonMismatches() []string {
+	samples := p.daemonSamples
+	if samples == nil && p.poller != nil {
+		p.poller.mu.Lock()
+		samples = append([]DomainSample(nil), p.poller.samples...)
+		p.poller.mu.Unlock()
+	}
+	last := map[string]DomainSample{}
+	for _, s := range samples {
+		if s.Err == "" && s.End.After(last[s.Host].End) {
+			last[s.Host] = s
+		}
+	}
+	var out []string
+	running := map[string]map[string]bool{} // host -> domain
+	for _, v := range p.final {
+		if v.Phase != resource.PhaseRunning {
+			continue
+		}
+		dom := hypervisor.DomainPrefix + v.Name
+		if running[v.Host] == nil {
+			running[v.Host] = map[string]bool{}
+		}
+		running[v.Host][dom] = true
+		s, ok := last[v.Host]
+		if !ok {
+			out = append(out, fmt.Sprintf("vm %s is running on %s (epoch %d) for the API, but %s's daemon has not been read successfully", v.Name, v.Host, v.Epoch, v.Host))
+			continue
+		}
+		if !slices.ContainsFunc(s.Domains, func(d ActiveDomain) bool { return d.Name == dom }) {
+			out = append(out, fmt.Sprintf("vm %s is running on %s (epoch %d) for the API, but %s's daemon did not list %s as active (read at %s)", v.Name, v.Host, v.Epoch, v.Host, dom, p.at(s.Start)))
+		}
+	}
+	for _, d := range p.daemons {
+		s := last[d.Host]
+		for _, dom := range s.Domains {
+			if kumoiDomain(dom.Name) && !running[d.Host][dom.Name] {
+				out = append(out, fmt.Sprintf("domain %s (id %d) is active in %s's daemon (read at %s), but the API does not say it runs there", dom.Name, dom.ID, d.Host, p.at(s.Start)))
+			}
+		}
+	}
+	return out
+}
+
 // at formats t as the time since the start of the history, and the clock.
 func (p *Placement) at(t time.Time) string {
 	rel := "?"
@@ -642,6 +712,9 @@ func (p *Placement) Check(ops []Op, _ []FaultWindow, out string) Check {
 		}
 	}
 	moved, replaced := p.checkDoubleRuns(&chk, ivs, h)
+	if len(p.daemons) > 0 {
+		p.checkDaemons(&chk, h, out)
+	}
 	peaks := p.checkCapacity(&chk, ivs, h)
 	fin := p.checkFinal(&chk, h)
 	p.checkObserved(&chk, ivs)
@@ -743,6 +816,61 @@ func (p *Placement) checkDoubleRuns(chk *Check, ivs []Interval, h placementOps) 
 		chk.add(Anomaly{Type: "double-run", Detail: fmt.Sprintf("%d more overlapping pairs of intervals (intervals.json)", doubles-maxPerType)})
 	}
 	return moved, replaced
+}
+
+// checkDaemons (a, from the daemons themselves): no VM's domain certainly
+// active on two libvirt daemons at once (daemons.go); it writes every
+// activation the reads saw to domains.json in out.
+func (p *Placement) checkDaemons(chk *Check, h placementOps, out string) {
+	var kumoi []DomainSample
+	for _, s := range p.daemonSamples {
+		k := s
+		k.Domains = nil
+		for _, d := range s.Domains {
+			if kumoiDomain(d.Name) {
+				k.Domains = append(k.Domains, d)
+			}
+		}
+		kumoi = append(kumoi, k)
+	}
+	spans := domainSpans(kumoi)
+	if out != "" {
+		var failed []DomainSample
+		for _, s := range p.daemonSamples {
+			if s.Err != "" {
+				failed = append(failed, s)
+			}
+		}
+		if err := writeJSON(filepath.Join(out, "domains.json"), map[string]any{"daemons": p.daemons, "activations": spans, "failed_reads": failed}); err != nil {
+			chk.Notes = append(chk.Notes, "domains.json: "+err.Error())
+		}
+	}
+	chk.Notes = append(chk.Notes, daemonSummary(p.daemonSamples, spans))
+	if len(p.daemonSamples) == 0 {
+		chk.add(Anomaly{Type: "daemon-reads", Detail: "the libvirt daemons were never read: the run cannot be checked for double runs from the daemons"})
+		return
+	}
+	doubles := daemonDoubleRuns(spans)
+	for i, d := range doubles {
+		if i == maxPerType {
+			chk.add(Anomaly{Type: "double-run", Detail: fmt.Sprintf("%d more domains certainly active on two daemons at once (domains.json)", len(doubles)-i)})
+			break
+		}
+		vm := strings.TrimPrefix(d.Domain, hypervisor.DomainPrefix)
+		when := fmt.Sprintf("for at least %s, from %s to %s", d.To.Sub(d.From).Round(time.Millisecond), p.at(d.From), p.at(d.To))
+		if d.Instant {
+			when = fmt.Sprintf("at an instant between %s and %s (a read of one daemon within the other's certain span)", p.at(d.From), p.at(d.To))
+		}
+		span := func(s DomainSpan) string {
+			if s.Certain() {
+				return fmt.Sprintf("daemon of %s, domain id %d, certainly active from %s to %s (%d reads)", s.Host, s.ID, p.at(s.From), p.at(s.To), s.Reads)
+			}
+			return fmt.Sprintf("daemon of %s, domain id %d, seen active in %d read(s) from %s to %s", s.Host, s.ID, s.Reads, p.at(s.FirstStart), p.at(s.LastEnd))
+		}
+		chk.add(Anomaly{Type: "double-run", Key: vm, Detail: fmt.Sprintf(
+			"VM %s: its domain %s was active in two libvirt daemons at once %s, as the daemons themselves listed it: %s, and %s",
+			vm, d.Domain, when, span(d.A), span(d.B)), Ops: h.of(vm)})
+	}
 }
 
 // checkCapacity (b): no host over capacity at any instant. It returns the
@@ -926,9 +1054,13 @@ func (p *Placement) checkNotes(ivs []Interval, moved, replaced int, peaks []stri
 			}
 		}
 	}
+	paused := ""
+	if closed["pause"] > 0 {
+		paused = fmt.Sprintf(", %d by a worker pause", closed["pause"])
+	}
 	return []string{
-		fmt.Sprintf("observations: %d lines from %d hosts, %d intervals (%d closed by a stop, %d by a worker exit (%d exits), %d active at the end); %d VMs ran under more than one placement epoch, %d on more than one host (in turn)",
-			nObs, len(p.obs), len(ivs), closed["stop"], closed["exit"], kills, closed["end"], replaced, moved),
+		fmt.Sprintf("observations: %d lines from %d hosts, %d intervals (%d closed by a stop, %d by a worker exit (%d exits)%s, %d active at the end); %d VMs ran under more than one placement epoch, %d on more than one host (in turn)",
+			nObs, len(p.obs), len(ivs), closed["stop"], closed["exit"], kills, paused, closed["end"], replaced, moved),
 		"peak use of each host: " + strings.Join(peaks, "; "),
 		fmt.Sprintf("final list: %d VMs, by phase %s; not in their power's phase, with a reason: %s", len(p.final), countString(fin.phases), countString(fin.reasons)),
 	}

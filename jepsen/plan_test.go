@@ -77,12 +77,18 @@ func TestPlots(t *testing.T) {
 // TestNemesisNames: every listed nemesis is known to the helpers.
 func TestNemesisNames(t *testing.T) {
 	for _, n := range Nemeses {
-		if PartitionNemesis(n) && WorkerNemesis(n) && n != "worker-partition" {
+		if PartitionNemesis(n) && WorkerNemesis(n) && n != "worker-partition" && n != "worker-restart-partitioned" {
 			t.Errorf("%s: both a partition and a worker nemesis", n)
 		}
 	}
-	if !PartitionNemesis("partition-ring") || !PartitionNemesis("worker-partition") || PartitionNemesis("kill-leader") {
+	if !PartitionNemesis("partition-ring") || !PartitionNemesis("worker-partition") || PartitionNemesis("kill-leader") ||
+		!PartitionNemesis("worker-restart-partitioned") || PartitionNemesis("worker-pause") || PartitionNemesis("libvirt-hang") {
 		t.Errorf("PartitionNemesis misclassifies")
+	}
+	for _, n := range []string{"worker-kill", "worker-pause", "worker-restart-partitioned", "libvirt-hang"} {
+		if !WorkerNemesis(n) {
+			t.Errorf("%s is not a worker nemesis", n)
+		}
 	}
 }
 

@@ -34,9 +34,11 @@ type Config struct {
 	// Workers is the number of sim workers (default 0, and 2 for the
 	// placement workload, which needs some).
 	Workers int
-	// WorkerDriver is the workers' hypervisor driver: "sim" (default) or
+	// WorkerDriver is the workers' hypervisor driver: "sim" (default),
 	// "libvirt" (libvirt's test:/// driver, in the worker's process, with
-	// a host file of the workload's capacity).
+	// a host file of the workload's capacity) or "libvirtd" (one libvirt
+	// daemon of the run's own per worker, internal/libvirtd: the domains
+	// live in the daemon and outlive the worker; see daemons.go).
 	WorkerDriver string
 	// Duration is how long the workload runs (default 30s).
 	Duration time.Duration
@@ -297,9 +299,14 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		return res, err
 	}
 	cl := testcluster.New(r.tb, opts)
+	if cfg.WorkerDriver == DriverLibvirtd {
+		if err := r.lv.start(ctx, cl, cfg.Workers, cfg.Logf); err != nil {
+			return res, err
+		}
+	}
 	cl.WaitLeader(0)
 	env := &Env{URLs: cl.URLs(), OpTimeout: cfg.OpTimeout, RunID: fmt.Sprintf("r%d", r.began.UnixNano()), Logf: cfg.Logf,
-		Cluster: cl, Dir: dir}
+		Cluster: cl, Dir: dir, Daemons: r.lv.targets()}
 	env.limit = newLimiter(cfg.Rate)
 	defer env.close()
 	for w := 0; w < cl.Workers(); w++ {
@@ -310,7 +317,8 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	// bootstrap-race: the controllers, started together with
 	// --bootstrap-expect, must have formed one cluster of exactly them.
 	r.checkIdentity(ctx, cl, AnomalyBootstrapRace, "start")
-	nems, err := newNemeses(cfg.Nemeses, &Target{C: cl, Rng: rand.New(rand.NewSource(cfg.Seed ^ 0x6e656d)), Env: env, FW: r.fw, Findings: r.findings})
+	nems, err := newNemeses(cfg.Nemeses, &Target{C: cl, Rng: rand.New(rand.NewSource(cfg.Seed ^ 0x6e656d)), Env: env, FW: r.fw, Findings: r.findings,
+		Daemons: r.lv.daemons})
 	if err != nil {
 		return res, err
 	}
@@ -354,6 +362,9 @@ func (c *Config) validate() (Workload, error) {
 		}
 		if WorkerNemesis(n) && c.Workers == 0 {
 			return nil, fmt.Errorf("nemesis %s needs workers (--workers N)", n)
+		}
+		if n == "libvirt-hang" && c.WorkerDriver != DriverLibvirtd {
+			return nil, fmt.Errorf("nemesis libvirt-hang pauses a worker's libvirtd: it needs --worker-driver %s", DriverLibvirtd)
 		}
 		if (n == "partition-ring" || n == "partition-bridge") && c.Nodes != 5 {
 			return nil, fmt.Errorf("nemesis %s needs 5 controllers (--nodes 5)", n)
@@ -399,6 +410,8 @@ type run struct {
 	// findings has the nemeses' and the identity check's notes and
 	// anomalies; finish adds them to the result.
 	findings *Findings
+	// lv has the libvirt daemons of --worker-driver libvirtd.
+	lv libvirtdWorkers
 	// idChecks counts the identity checks that passed, by when
 	// ("start", "after heals", "final").
 	idMu     sync.Mutex
@@ -444,6 +457,10 @@ func (r *run) finish(ctx context.Context, err error) error {
 		res.Notes = append(res.Notes, "removing iptables rules: "+ferr.Error())
 	}
 	r.tb.Close() // kills the nodes; reports nodes that exited on their own
+	// Then what outlives the workers: their fence guards, the daemons.
+	if notes := r.lv.close(r.logDir()); len(notes) > 0 {
+		res.Notes = append(res.Notes, notes...)
+	}
 	if r.findings != nil {
 		notes, anomalies := r.findings.take()
 		r.idMu.Lock()
@@ -499,6 +516,10 @@ func (r *run) clusterOptions(wl Workload) (testcluster.Options, error) {
 	}
 	switch cfg.WorkerDriver {
 	case "", "sim":
+	case DriverLibvirtd:
+		// Each worker gets its own daemon and data directory, so Run
+		// adds them (libvirtdWorkers.start) once the controllers run.
+		opts.Workers = 0
 	case "libvirt":
 		// libvirt's test driver runs inside each worker process, from a
 		// host file (read, never written): one file serves every worker,
@@ -517,7 +538,7 @@ func (r *run) clusterOptions(wl Workload) (testcluster.Options, error) {
 		}
 		opts.WorkerArgs = append(opts.WorkerArgs, "--hypervisor", "libvirt", "--libvirt-uri", "test://"+abs)
 	default:
-		return opts, fmt.Errorf("worker driver %q: use sim or libvirt", cfg.WorkerDriver)
+		return opts, fmt.Errorf("worker driver %q: use sim, libvirt or libvirtd", cfg.WorkerDriver)
 	}
 	return opts, nil
 }

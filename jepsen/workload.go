@@ -29,11 +29,19 @@ type Env struct {
 	Cluster *testcluster.Cluster
 	// Dir is the run's output directory.
 	Dir string
+	// Daemons are the workers' libvirt daemons (--worker-driver
+	// libvirtd), in worker order; empty otherwise.
+	Daemons []DaemonTarget
 
 	limit  *limiter
 	hcOnce sync.Once
 	hc     *http.Client
+
+	closers []func()
 }
+
+// onClose runs f when the run ends (close), last registered first.
+func (e *Env) onClose(f func()) { e.closers = append(e.closers, f) }
 
 // Client returns an SDK client that talks to one controller only and never
 // retries, so that every operation of the history is exactly one request
@@ -224,6 +232,10 @@ func afterOp(ctx context.Context, st Status, p int, process func() int) int {
 
 // close drops the idle connections of the clients.
 func (e *Env) close() {
+	for i := len(e.closers) - 1; i >= 0; i-- {
+		e.closers[i]()
+	}
+	e.closers = nil
 	e.hcOnce.Do(func() {})
 	if e.hc != nil {
 		e.hc.CloseIdleConnections()

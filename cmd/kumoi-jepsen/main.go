@@ -35,11 +35,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	workloads := fs.String("workload", "register", "workloads to run, comma-separated, one run each: "+strings.Join(jepsen.Workloads, ", ")+
 		" (bootstrap-race: no clients nor nemeses, new clusters started with racy timing round after round for --duration, each checked for one cluster of exactly its controllers)")
-	nemeses := fs.String("nemesis", "kill-leader", "nemeses to mix in each run, comma-separated ("+strings.Join(jepsen.Nemeses, ", ")+"), or none; partition-* and worker-partition need root; "+
+	nemeses := fs.String("nemesis", "kill-leader", "nemeses to mix in each run, comma-separated ("+strings.Join(jepsen.Nemeses, ", ")+"), or none; partition-*, worker-partition and worker-restart-partitioned need root; libvirt-hang needs --worker-driver libvirtd; "+
+		"worker-pause, worker-restart-partitioned and libvirt-hang last at least 8s (longer than --host-down-grace); "+
 		"wipe-restart kills a controller, wipes its data directory, checks that it refuses to start as is, then runs kumoi cluster remove and starts it again until it is a voter")
 	nodes := fs.Int("nodes", 3, "controllers: 3 or 5")
-	workers := fs.Int("workers", 0, "workers (needed by worker-kill and worker-partition; 0 runs placement with 2)")
-	workerDriver := fs.String("worker-driver", "sim", "the workers' hypervisor driver: sim, or libvirt (libvirt's test:/// driver in each worker; needs libvirt0)")
+	workers := fs.Int("workers", 0, "workers (needed by the worker-* nemeses and libvirt-hang; 0 runs placement with 2)")
+	workerDriver := fs.String("worker-driver", "sim", "the workers' hypervisor driver: sim; libvirt (libvirt's test:/// driver in each worker; needs libvirt0); or libvirtd (one libvirt daemon per worker, lv-1, lv-2, …: the domains live in the daemon and outlive the worker; the placement checker reads the daemons; needs libvirt-daemon and libvirt-clients)")
 	duration := fs.Duration("duration", 30*time.Second, "how long each workload runs")
 	concurrency := fs.Int("concurrency", 5, "concurrent clients")
 	rate := fs.Float64("rate", 0, "operations per second of all clients together (0: no limit)")
@@ -53,6 +54,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	unsafe := fs.Bool("unsafe-stale-reads", false, "SELFTEST: start the controllers with the hidden --debug-unsafe-stale-reads (reads skip the leader check), a bug the checker must catch; --bin must be built with the tag kumoi_testhooks (make jepsen-selftest builds bin/kumoi-testhooks), else the run is refused")
 	wantCaught := fs.Int("want-caught", 0, "SELFTEST: exit 0 only if at least this many runs have a nonlinearizable anomaly (and 1 otherwise), instead of wanting every run valid")
 	bootModes := fs.String("bootstrap-modes", "", "bootstrap-race: draw the rounds' timing only from these modes, comma-separated ("+strings.Join(jepsen.BootstrapModes, ", ")+"; empty: all)")
+	maxTime := fs.Duration("max-time", 0, "start no new run once this much time has passed since the first began (0: no limit); the runs left out are counted in the last line, and the exit status is 1 if any was left out")
 	keepLogs := fs.Bool("keep-logs", false, "keep the node logs and data directories of valid runs too (always kept for invalid ones)")
 	verbose := fs.Bool("v", false, "log the cluster harness and every fault")
 	if err := fs.Parse(args); err != nil {
@@ -102,7 +104,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	code, valid, caught, done := 0, 0, 0, 0
 	began := time.Now()
-	for _, cfg := range cfgs {
+	skipped := 0
+	for i, cfg := range cfgs {
+		if *maxTime > 0 && time.Since(began) >= *maxTime {
+			skipped = len(cfgs) - i
+			code = max(code, 1)
+			break
+		}
 		cfg.Bin, cfg.OutDir, cfg.Logf, cfg.KeepLogs = *bin, *out, logf, *keepLogs
 		res, err := jepsen.Run(ctx, cfg)
 		if res == nil {
@@ -133,6 +141,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(cfgs) > 1 || *wantCaught > 0 {
 		fmt.Fprintf(stdout, "== %d runs in %s: %d valid, %d invalid (%d with a nonlinearizable history)\n",
 			done, time.Since(began).Round(time.Second), valid, done-valid, caught)
+	}
+	if skipped > 0 {
+		fmt.Fprintf(stdout, "== %d of %d runs not started: --max-time %s was reached\n", skipped, len(cfgs), *maxTime)
 	}
 	if *wantCaught > 0 {
 		if caught >= *wantCaught && done == len(cfgs) {

@@ -630,12 +630,22 @@ func (c *Cluster) Pause(i int) {
 
 func (c *Cluster) pause(n *node) {
 	c.tb.Helper()
+	c.recordSignal(n, ProcPause)
 	if _, ok := c.signal(n, syscall.SIGSTOP, false); !ok {
 		c.tb.Fatalf("testcluster: pause: %s is not running", n.id)
 	}
 	c.mu.Lock()
 	n.paused = true
 	c.mu.Unlock()
+}
+
+// recordSignal adds a pause or resume to n's history, if it runs.
+func (c *Cluster) recordSignal(n *node, kind string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n.running() {
+		n.history = append(n.history, ProcEvent{Node: n.id, Kind: kind, Time: time.Now(), Pid: n.cmd.Process.Pid})
+	}
 }
 
 // Resume continues a paused node with SIGCONT.
@@ -646,6 +656,7 @@ func (c *Cluster) Resume(i int) {
 
 func (c *Cluster) resume(n *node) {
 	c.tb.Helper()
+	c.recordSignal(n, ProcResume)
 	if _, ok := c.signal(n, syscall.SIGCONT, false); !ok {
 		c.tb.Fatalf("testcluster: resume: %s is not running", n.id)
 	}

@@ -6,6 +6,11 @@ import "time"
 const (
 	ProcStart = "start"
 	ProcExit  = "exit"
+	// ProcPause and ProcResume: the harness sent SIGSTOP (Pause,
+	// PauseWorker) or SIGCONT (Resume, ResumeWorker); the time is taken
+	// right before the signal.
+	ProcPause  = "pause"
+	ProcResume = "resume"
 )
 
 // ProcEvent is one start or exit of a node's process, as the harness saw
@@ -15,7 +20,7 @@ const (
 // domain it ran are gone), so it is no earlier than the real exit.
 type ProcEvent struct {
 	Node string    `json:"node"`
-	Kind string    `json:"kind"` // ProcStart or ProcExit
+	Kind string    `json:"kind"` // ProcStart, ProcExit, ProcPause or ProcResume
 	Time time.Time `json:"time"`
 	Pid  int       `json:"pid"`
 	// Expected (exit): the harness had killed or stopped the process
@@ -32,12 +37,12 @@ type ProcEvent struct {
 // <log dir>/<worker name>.observations.jsonl.
 const ObservationLogSuffix = ".observations.jsonl"
 
-// History lists every start and exit of controller i's process, oldest
-// first.
+// History lists every start and exit (and pause and resume) of controller
+// i's process, oldest first.
 func (c *Cluster) History(i int) []ProcEvent { return c.history(c.node(i)) }
 
-// WorkerHistory lists every start and exit of worker w's process, oldest
-// first: when the harness killed it (the exit of a SIGKILL, Signal
+// WorkerHistory lists every start and exit (and pause and resume) of
+// worker w's process, oldest first: when the harness killed it (the exit of a SIGKILL, Signal
 // "killed") and restarted it. A process that is running has a start
 // without an exit after it.
 func (c *Cluster) WorkerHistory(w int) []ProcEvent { return c.history(c.worker(w)) }

@@ -128,18 +128,28 @@ func TestWorkerProcesses(t *testing.T) {
 	c.WaitHostState(name, "left", 30*time.Second)
 	c.StartWorker(0)
 	c.WaitHostState(name, "ready", 30*time.Second)
+	// A pause and a resume are in the history, with the pid.
+	c.PauseWorker(0)
+	c.ResumeWorker(0)
+	if !c.WorkerAlive(0) || c.WorkerPid(0) == 0 {
+		t.Fatal("the worker is not running after PauseWorker, ResumeWorker")
+	}
 	killed := time.Now()
 	c.KillWorker(0)
 	if c.WorkerAlive(0) {
 		t.Fatal("the worker is alive after KillWorker")
 	}
 	// Two starts and two exits, the last a SIGKILL seen after it was
-	// sent.
+	// sent; the pause and resume between the second start and exit.
 	h := c.WorkerHistory(0)
-	if len(h) != 4 || h[0].Kind != ProcStart || h[1].Kind != ProcExit || h[2].Kind != ProcStart || h[3].Kind != ProcExit {
-		t.Fatalf("worker history %+v, want start, exit, start, exit", h)
+	if len(h) != 6 || h[0].Kind != ProcStart || h[1].Kind != ProcExit || h[2].Kind != ProcStart ||
+		h[3].Kind != ProcPause || h[4].Kind != ProcResume || h[5].Kind != ProcExit {
+		t.Fatalf("worker history %+v, want start, exit, start, pause, resume, exit", h)
 	}
-	if last := h[3]; !last.Expected || last.Signal != "killed" || last.Time.Before(killed) || last.Node != name || last.Pid != h[2].Pid {
+	if h[3].Pid != h[2].Pid || h[4].Pid != h[2].Pid || h[4].Time.Before(h[3].Time) {
+		t.Errorf("pause %+v, resume %+v: want pid %d, in that order", h[3], h[4], h[2].Pid)
+	}
+	if last := h[5]; !last.Expected || last.Signal != "killed" || last.Time.Before(killed) || last.Node != name || last.Pid != h[2].Pid {
 		t.Errorf("last exit %+v, want the SIGKILL of pid %d after %s", last, h[2].Pid, killed.Format(time.StampMicro))
 	}
 	if h[1].Signal != "terminated" || !h[1].Expected {

@@ -200,15 +200,27 @@ func (c *Cluster) WaitHostState(name, state string, timeout time.Duration) *reso
 	return hs
 }
 
-// PauseWorker stops worker w with SIGSTOP (a hung worker process: its
-// gossip, reads and reports stop; with libvirt, its domains run on).
+// PauseWorker stops worker w with SIGSTOP (it keeps its sockets but does
+// nothing: a hung agent); ResumeWorker continues it.
 func (c *Cluster) PauseWorker(w int) {
 	c.tb.Helper()
 	c.pause(c.worker(w))
 }
 
-// ResumeWorker continues a paused worker with SIGCONT.
+// ResumeWorker continues a worker paused by PauseWorker with SIGCONT.
 func (c *Cluster) ResumeWorker(w int) {
 	c.tb.Helper()
 	c.resume(c.worker(w))
+}
+
+// WorkerPid is the process id of worker w's current (or last) process, 0
+// if it never started.
+func (c *Cluster) WorkerPid(w int) int {
+	n := c.worker(w)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n.cmd == nil || n.cmd.Process == nil {
+		return 0
+	}
+	return n.cmd.Process.Pid
 }
