@@ -189,14 +189,10 @@ JEPSEN_NEMESIS     ?= $(if $(JEPSEN_ROOT),$(JEPSEN_NEMESIS_ALL),$(JEPSEN_NEMESIS
 JEPSEN_FULL_3      := $(if $(JEPSEN_ROOT),$(JEPSEN_NEMESIS_ALL),$(JEPSEN_NEMESIS_NOROOT)),kill-majority,member-change,wipe-restart,worker-kill$(if $(JEPSEN_ROOT),$(comma)worker-partition)
 JEPSEN_FULL_5      := $(JEPSEN_FULL_3)$(if $(JEPSEN_ROOT),$(comma)partition-ring$(comma)partition-bridge)
 JEPSEN_PLACEMENT_NEMESIS ?= worker-kill,kill-leader$(if $(JEPSEN_ROOT),$(comma)worker-partition$(comma)partition-leader)
-# The libvirtd-backed placement run of jepsen-quick. Until the fence guard
-# (issue 11) is merged, worker-kill, worker-pause and
-# worker-restart-partitioned make a VM run twice under libvirt (the old
-# domains outlive the worker while the VM restarts elsewhere) and the run
-# fails, so the default is the faults that pass today. Once the guard is
-# in, set:
-#   JEPSEN_LIBVIRTD_QUICK_NEMESIS ?= worker-kill,worker-pause,libvirt-hang,kill-leader
-JEPSEN_LIBVIRTD_QUICK_NEMESIS ?= libvirt-hang,kill-leader
+# The libvirtd-backed placement run of jepsen-quick: the faults whose
+# domains outlive the worker (before the fence guard, worker-kill and
+# worker-pause made a VM run twice here), a hung libvirtd and a leader kill.
+JEPSEN_LIBVIRTD_QUICK_NEMESIS ?= worker-kill,worker-pause,libvirt-hang,kill-leader
 JEPSEN_LIBVIRTD_QUICK_DURATION ?= 20s
 JEPSEN_LIBVIRTD_HOST_FAULTS := worker-kill,worker-pause$(if $(JEPSEN_ROOT),$(comma)worker-restart-partitioned)
 JEPSEN_LIBVIRTD_NEMESIS ?= $(JEPSEN_LIBVIRTD_HOST_FAULTS),libvirt-hang,kill-leader$(if $(JEPSEN_ROOT),$(comma)partition-leader)
