@@ -261,6 +261,14 @@ func (w *Worker) drivePower(ctx context.Context, v *vmPass) error {
 			delete(w.stopping, name)
 			w.acting(v)
 			w.reportStarting(ctx, v.rep)
+			// Once more, right before the start: the report is a network
+			// round trip in which the worker may have been paused (the
+			// chaos harness saw a worker resumed after 8 s start a VM
+			// that had moved meanwhile).
+			if !w.proofFresh() {
+				w.logger.Warn("not starting domain: this pass's proof that the host is ready grew older than fence-after (was the worker paused?)", "domain", name)
+				return nil
+			}
 			return w.drv.Start(ctx, name)
 		}
 	case resource.PowerStopped:
