@@ -65,7 +65,9 @@ func TestHostStateTiming(t *testing.T) {
 		},
 		{
 			name: "the same state keeps its index", typ: fsm.HostStateRequestType, req: hs5("h2", resource.HostDown, 2000),
-			setup:      func(t *testing.T, f *fsm.FSM) { fsm.TestMustApply(t, f, 9, fsm.HostStateRequestType, hs5("h2", resource.HostDown, 3000)) },
+			setup: func(t *testing.T, f *fsm.FSM) {
+				fsm.TestMustApply(t, f, 9, fsm.HostStateRequestType, hs5("h2", resource.HostDown, 3000))
+			},
 			wantEvents: "updated:host/h2",
 			check: func(t *testing.T, f *fsm.FSM, _ *fsm.Result) {
 				if st := hostStatus(t, f, "h2"); st.StateIndex != 9 || st.FenceAfterMS != 2000 {
@@ -75,8 +77,10 @@ func TestHostStateTiming(t *testing.T) {
 		},
 		{
 			name: "an entry of the older format that changes the state leaves the period unnamed", typ: fsm.HostStateRequestType,
-			req:        hsReq("h2", resource.HostReady, 2, 2048),
-			setup:      func(t *testing.T, f *fsm.FSM) { fsm.TestMustApply(t, f, 9, fsm.HostStateRequestType, hs5("h2", resource.HostDown, 3000)) },
+			req: hsReq("h2", resource.HostReady, 2, 2048),
+			setup: func(t *testing.T, f *fsm.FSM) {
+				fsm.TestMustApply(t, f, 9, fsm.HostStateRequestType, hs5("h2", resource.HostDown, 3000))
+			},
 			wantEvents: "updated:host/h2",
 			check: func(t *testing.T, f *fsm.FSM, _ *fsm.Result) {
 				if st := hostStatus(t, f, "h2"); st.StateIndex != 0 || st.State != resource.HostReady {
@@ -135,7 +139,7 @@ func TestEvacuateMonotonic(t *testing.T) {
 		{name: "measured for less than the published grace (whatever the wall clocks say)", setup: evacSetup5, typ: fsm.EvacuateRequestType,
 			req: evac5(16, 3999*time.Millisecond, false), wantErr: fsm.ErrWrongPhase, check: wrong("less than the grace of 4s")},
 		{name: "measured for less than the proposer's own grace", setup: evacSetup5, typ: fsm.EvacuateRequestType,
-			req: func() *fsm.EvacuateRequest { r := evac5(16, 5*time.Second, false); r.Grace = time.Minute; return r }(),
+			req:     func() *fsm.EvacuateRequest { r := evac5(16, 5*time.Second, false); r.Grace = time.Minute; return r }(),
 			wantErr: fsm.ErrWrongPhase, check: wrong("less than the grace of 1m0s")},
 		{name: "a negative measure", setup: evacSetup5, typ: fsm.EvacuateRequestType,
 			req: evac5(16, -time.Second, false), wantErr: resource.ErrInvalid},
