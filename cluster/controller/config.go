@@ -62,7 +62,7 @@ type Config struct {
 	// HostDownGrace is how long a host stays down before its VMs are
 	// evacuated (ha=restart VMs placed elsewhere). It must exceed the
 	// workers' --fence-after plus a margin: see docs/ha.md.
-	HostDownGrace     time.Duration // default DefaultHostDownGrace
+	HostDownGrace time.Duration // default DefaultHostDownGrace
 	// FenceCommand, if set, is run by the leader (/bin/sh -c, with the
 	// host's name as $1 and its labels in the environment) for a host
 	// that has been down or left for the grace; the host's VMs are
@@ -74,10 +74,10 @@ type Config struct {
 	// FenceRetryMin and FenceRetryMax bound the backoff between failed
 	// runs (default 5s doubling up to 60s).
 	FenceRetryMin, FenceRetryMax time.Duration
-	SnapshotThreshold uint64        // default 8192
-	SnapshotInterval  time.Duration // default 60s
-	TrailingLogs      uint64        // default 10240
-	MaxAppendEntries  int           // default 512
+	SnapshotThreshold            uint64        // default 8192
+	SnapshotInterval             time.Duration // default 60s
+	TrailingLogs                 uint64        // default 10240
+	MaxAppendEntries             int           // default 512
 
 	// Gossip timing (memberlist LAN profile, tightened for loopback).
 	GossipProbeInterval time.Duration // default membership.DefaultProbeInterval
