@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -204,4 +205,46 @@ func TestFenceCommandGatesEvacuation(t *testing.T) {
 		}
 		return true, nil
 	})
+}
+
+// TestFenceAfterNotBelowGrace: a worker whose --fence-after is not below
+// the controllers' --host-down-grace publishes it; the host's reason says
+// that its VMs would never be moved and why, and when its worker dies the
+// leader says so in its log and keeps the VMs where they are (they may
+// still run there).
+func TestFenceAfterNotBelowGrace(t *testing.T) {
+	const ip = "127.0.0.84"
+	var logs syncBuffer
+	logger := hclog.New(&hclog.LoggerOptions{Level: hclog.Info, Output: io.MultiWriter(newTestWriter(t), &logs)})
+	a, err := Start(controller.Config{NodeID: "g1", DataDir: t.TempDir(), BindIP: ip, BootstrapExpect: 1, Logger: logger.Named("g1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Shutdown(context.Background()) })
+	c, err := client.New(client.Config{Addrs: []string{"http://" + a.APIAddr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	drv := sim.New(sim.Options{Host: "ga", CPUs: 8, MemoryMiB: 8192})
+	w, err := worker.Start(worker.Config{NodeID: "ga", BindIP: "127.0.0.85", Join: []string{ip + ":7402"}, Driver: drv, DriverName: "sim",
+		FenceAfter: 5 * time.Second, Logger: logger.Named("ga")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Kill(); _ = drv.Close() })
+	const note = "its VMs are never moved elsewhere: the worker's --fence-after (5s) is not below the controllers' --host-down-grace (4s)"
+	testcluster.WaitFor(t, 15*time.Second, "ga ready, with the fence-after and the note", func() (bool, error) {
+		st := hostStatusNow(t, c, "ga")
+		return st != nil && st.State == resource.HostReady && st.FenceAfterMS == 5000 && strings.Contains(st.Reason, note), nil
+	})
+	createTestVM(t, c, "web", `{"cpus":1,"memory_mib":256,"ha":"restart"}`)
+	testcluster.WaitFor(t, 15*time.Second, "web running on ga", running(t, c, "web"))
+	w.Kill()
+	testcluster.WaitFor(t, 20*time.Second, "the leader to refuse the evacuation", func() (bool, error) {
+		return strings.Contains(logs.String(), "not evacuating a down host: "+note), nil
+	})
+	st := hostStatusNow(t, c, "ga")
+	if _, web := vmStatus(t, c, "web"); web == nil || web.Host != "ga" || web.Phase != resource.PhaseRunning || st.State != resource.HostDown || !strings.Contains(st.Reason, note) {
+		t.Fatalf("web = %+v on host %+v; want it kept on the down host ga, whose reason says why", web, st)
+	}
 }
