@@ -73,7 +73,9 @@ directory (or --data-dir), API on 127.0.0.1:7400 (+10 per extra controller).`,
 			&cli.StringSliceFlag{Name: "label", Usage: "worker host label KEY=VALUE (repeatable), set when the host object is created"},
 			&cli.StringFlag{Name: "fence-guard", Usage: "worker: how this host's domains are fenced when the worker is gone: spawn (start a detached 'kumoi fence-guard'), external (one runs as its own service) or off; default spawn for --hypervisor libvirt (needs --data-dir), off for sim and the in-process test:/// driver (docs/ha.md)"},
 			&cli.DurationFlag{Name: "fence-after", Value: 3 * time.Second, Usage: "a worker cut off from the controller quorum this long stops its VMs (< --host-down-grace)"},
-			&cli.DurationFlag{Name: "host-down-grace", Value: 4 * time.Second, Usage: "controllers evacuate a host's VMs after it has been down this long (> --fence-after)"},
+			&cli.DurationFlag{Name: "host-down-grace", Value: 4 * time.Second, Usage: "controllers evacuate a host's VMs once the leader has seen it down this long on its own monotonic clock (a new leader waits it again); a host whose worker's --fence-after is not below it is never evacuated"},
+			&cli.StringFlag{Name: "fence-command", Usage: "controller: shell command that fences (powers off) a host down for --host-down-grace before its VMs are moved, e.g. 'fence_ipmilan --ip \"$KUMOI_FENCE_LABEL_BMC\" --username admin --password-script /etc/kumoi/bmc-pass --action off'; run as /bin/sh -c CMD kumoi-fence HOST ($1 is the host; env KUMOI_FENCE_HOST, KUMOI_FENCE_LABELS, KUMOI_FENCE_LABEL_<KEY>, KUMOI_CLUSTER_ID); exit status 0 = fenced (docs/ha.md)"},
+			&cli.DurationFlag{Name: "fence-timeout", Value: controller.DefaultFenceTimeout, Usage: "controller: a --fence-command run that takes longer is killed and counts as failed (retried with a backoff of 5s doubling to 60s)"},
 			&cli.StringFlag{Name: "node-id", Usage: "unique name of this node (default: the hostname)", EnvVars: []string{"KUMOI_NODE_ID"}},
 			&cli.StringFlag{Name: "data-dir", Usage: "controller: directory for the raft log, snapshots and cluster_id; worker: directory for its cluster_id (DIR/worker when the process runs a controller too; without it a worker remembers no cluster across restarts)", EnvVars: []string{"KUMOI_DATA_DIR"}},
 			&cli.StringFlag{Name: "bind", Value: "127.0.0.1", Usage: "IP address to bind and advertise"},
@@ -188,9 +190,17 @@ func controllerConfig(c *cli.Context, nodeID string, logger hclog.Logger) (contr
 		ElectionTimeout:    c.Duration("election-timeout"),
 		LeaderLeaseTimeout: c.Duration("leader-lease-timeout"),
 		HostDownGrace:      c.Duration("host-down-grace"),
+		FenceCommand:       c.String("fence-command"),
+		FenceTimeout:       c.Duration("fence-timeout"),
 		UnsafeStaleReads:   unsafeStaleReads(c, logger),
 		Version:            Version,
 		Logger:             logger,
+	}
+	if c.IsSet("fence-command") && strings.TrimSpace(cfg.FenceCommand) == "" {
+		return cfg, usagef("--fence-command is empty: give the shell command that powers a host off (the host name is $1; see docs/ha.md \"External fencing\"), or leave the flag out to move a down host's VMs without external fencing")
+	}
+	if c.Duration("fence-timeout") <= 0 {
+		return cfg, usagef("--fence-timeout %s must be positive (how long one --fence-command run may take, e.g. 60s)", c.Duration("fence-timeout"))
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, usagef("%v", strings.ReplaceAll(err.Error(), "\n", "; "))

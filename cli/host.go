@@ -2,6 +2,10 @@ package cli
 
 import (
 	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -42,14 +46,18 @@ func hostGetCommand() *cli.Command {
 		Name:      "get",
 		Usage:     "show one host",
 		UsageText: "kumoi host get NAME [--stale] [-o table|json|yaml]",
-		Description: `Shows a host: the columns of 'kumoi host list'. -o json or -o yaml prints the
-whole object, with the reason for its state and its overcommit ratios.
+		Description: `Shows a host: the columns of 'kumoi host list', then the reason for its
+state, the timing it publishes (the worker's --fence-after, the controllers'
+--host-down-grace) and, when the controllers run a --fence-command, the last
+fencing of the host: its result, attempts, exit status, when it finished and
+the start of its output. -o json or -o yaml prints the whole object (status
+.fence, .state_index, .fence_after_ms, .down_grace_ms; docs/api.md).
 
 Examples:
    kumoi host get hv-1
    kumoi host get hv-1 -o json`,
 		Flags:  []cli.Flag{staleFlag()},
-		Action: getObject(resource.KindHost),
+		Action: hostGet,
 	})
 }
 
@@ -63,13 +71,17 @@ func hostListCommand() *cli.Command {
 SCHEDULABLE (no after 'kumoi host drain'), CPUS and MEMORY as allocated/capacity
 (what the VMs placed there hold, out of the capacity after overcommit), DRIVER
 (the hypervisor driver), ADDRESS (the worker's), SINCE (how long the host has
-been in its state). With -o json the output is a JSON array of host objects.
+been in its state). When some host has been fenced by the controllers'
+--fence-command, FENCE shows the last fencing of each host (succeeded,
+failed or running, with its attempts: failed/2; "-" when none) and REASON
+why the host is in its state. With -o json the output is a JSON array of
+host objects.
 
 Examples:
    kumoi host list
    kumoi host list -l rack=a -o json`,
 		Flags:  []cli.Flag{selectorFlag(), staleFlag()},
-		Action: listObjects(resource.KindHost),
+		Action: hostList,
 	})
 }
 
@@ -236,4 +248,135 @@ func hostUpdate(c *cli.Context) error {
 		return err
 	}
 	return printObject(c, o)
+}
+
+// hostGet shows one host: the list's columns, then its reason, timing and
+// last fencing.
+func hostGet(c *cli.Context) error {
+	name, s, err := connectNamed(c, "host")
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	o, _, err := s.client.Get(s.ctx, resource.KindHost, name, &client.QueryOptions{Stale: c.Bool("stale")})
+	if err != nil {
+		return s.fail(objectErr(resource.KindHost, name, err))
+	}
+	if done, err := printData(c, o); done {
+		return err
+	}
+	w := writer(c)
+	if err := objectTable(w, resource.KindHost, []*resource.Object{o}, 0); err != nil {
+		return err
+	}
+	_, st := resource.HostStateOf(o)
+	return hostDetails(w, st)
+}
+
+// hostDetails writes a host's reason, published timing and last fencing,
+// one "key: value" line each.
+func hostDetails(w io.Writer, st *resource.HostStatus) error {
+	var b strings.Builder
+	if st.Reason != "" {
+		fmt.Fprintf(&b, "reason:  %s\n", st.Reason)
+	}
+	if st.FenceAfterMS > 0 || st.DownGraceMS > 0 {
+		fmt.Fprintf(&b, "timing:  worker --fence-after %s, controllers' --host-down-grace %s\n", msCell(st.FenceAfterMS), msCell(st.DownGraceMS))
+	}
+	if f := st.Fence; f != nil {
+		period := "an earlier down period"
+		if f.StateIndex == st.StateIndex {
+			period = "its current " + st.State + " period"
+		}
+		fmt.Fprintf(&b, "fence:   %s after %d attempt%s (%s, since index %d)", f.State, f.Attempts, plural(f.Attempts), period, f.StateIndex)
+		if f.State != resource.FenceRunning {
+			fmt.Fprintf(&b, ", exit status %d, finished %s ago", f.ExitCode, ageCell(f.FinishedAt))
+		} else {
+			fmt.Fprintf(&b, ", started %s ago", ageCell(f.StartedAt))
+		}
+		b.WriteString("\n")
+		if f.Reason != "" {
+			fmt.Fprintf(&b, "         %s\n", f.Reason)
+		}
+		if out := strings.TrimSpace(f.Output); out != "" {
+			lines := strings.Split(out, "\n")
+			for i, l := range lines[:min(len(lines), 5)] {
+				key := "         "
+				if i == 0 {
+					key = "output:  "
+				}
+				fmt.Fprintf(&b, "%s%s\n", key, strings.TrimRight(l, "\r"))
+			}
+			if len(lines) > 5 {
+				fmt.Fprintf(&b, "         (%d more lines: -o json shows them)\n", len(lines)-5)
+			}
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+// msCell is a duration in milliseconds as Go prints it ("-": unknown).
+func msCell(ms int64) string {
+	if ms <= 0 {
+		return "-"
+	}
+	return (time.Duration(ms) * time.Millisecond).String()
+}
+
+// hostList lists hosts: the usual table, with FENCE and REASON columns
+// when some host has been fenced.
+func hostList(c *cli.Context) error {
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	sel := c.String("selector")
+	if _, err := resource.ParseSelector(sel); err != nil {
+		return usagef("invalid --selector: %v", err)
+	}
+	s, err := connect(c)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	objs, _, err := s.client.List(s.ctx, resource.KindHost, &client.QueryOptions{Stale: c.Bool("stale"), Selector: sel})
+	if err != nil {
+		return s.fail(err)
+	}
+	fenced := false
+	for _, o := range objs {
+		if _, st := resource.HostStateOf(o); st.Fence != nil {
+			fenced = true
+		}
+	}
+	if !fenced {
+		return printObjects(c, resource.KindHost, objs)
+	}
+	if done, err := printData(c, objs); done {
+		return err
+	}
+	t := newFreeTextTable(writer(c), "NAME", "STATE", "SCHEDULABLE", "CPUS", "MEMORY", "DRIVER", "ADDRESS", "SINCE", "FENCE", "REASON")
+	for _, o := range objs {
+		spec, st := resource.HostStateOf(o)
+		capa := resource.Schedulable(spec, st)
+		fence := "-"
+		if f := st.Fence; f != nil {
+			fence = f.State + "/" + strconv.Itoa(f.Attempts)
+			if f.StateIndex != st.StateIndex {
+				fence += "(earlier)"
+			}
+		}
+		t.row(o.Name, st.State, boolCell(!spec.Unschedulable),
+			fmt.Sprintf("%d/%d", st.Allocated.CPUs, capa.CPUs),
+			resource.FormatMiB(st.Allocated.MemoryMiB)+"/"+resource.FormatMiB(capa.MemoryMiB),
+			st.Driver, st.Address, ageCell(st.Since), fence, shorten(st.Reason, reasonWidth))
+	}
+	return t.flush()
 }

@@ -33,6 +33,7 @@ var appliers = map[MessageType]applier{
 	MigrateRequestType:   decoded((*writer).migrate),
 
 	ClusterInitRequestType: decoded((*writer).clusterInit),
+	HostFenceRequestType:   decoded((*writer).hostFence),
 }
 
 // decoded makes the applier of a command whose payload is a T: it

@@ -33,6 +33,9 @@ const (
 	// The cluster's own identity (the first leader proposes it).
 	ClusterInitRequestType MessageType = 12
 
+	// The result of the controllers' --fence-command on a host.
+	HostFenceRequestType MessageType = 13
+
 	// IgnoreUnknownTypeFlag marks commands that older nodes may skip.
 	IgnoreUnknownTypeFlag MessageType = 128
 )
@@ -63,6 +66,8 @@ func (t MessageType) String() string {
 		return "migrate"
 	case ClusterInitRequestType:
 		return "cluster-init"
+	case HostFenceRequestType:
+		return "host-fence"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -72,7 +77,7 @@ func (t MessageType) String() string {
 var MessageTypes = []MessageType{
 	CreateRequestType, UpdateRequestType, DeleteRequestType, BatchRequestType, StatusRequestType,
 	PlaceRequestType, ReportRequestType, HostStateRequestType, EvacuateRequestType, ActionRequestType, MigrateRequestType,
-	ClusterInitRequestType,
+	ClusterInitRequestType, HostFenceRequestType,
 }
 
 // BatchRequest applies its operations atomically: all or none.

@@ -46,7 +46,16 @@ var (
 type goldenEntry struct {
 	typ fsm.MessageType
 	req any
+	// file names a second entry of a type (a later protocol's format of
+	// it); empty: the type's name. noObjects: it applies and writes
+	// nothing.
+	file      string
+	noObjects bool
 }
+
+// goldenBeforeInit is how many golden entries come before cluster-init
+// (snapshot-v1.jsonl is the state they build).
+const goldenBeforeInit = 11
 
 // goldenRefused lists the golden entries that must decode and then be
 // refused with the error (changing nothing): types added after the fixed
@@ -63,18 +72,18 @@ func goldenEntries(t testing.TB) []goldenEntry {
 		return o
 	}
 	return []goldenEntry{
-		{fsm.CreateRequestType, &fsm.CreateRequest{
+		{typ: fsm.CreateRequestType, req: &fsm.CreateRequest{
 			Time: goldenT0, Kind: resource.KindVM, Name: "web-1", ID: "6a1f4e0c-2b7d-4c39-9a51-0d3e8f7b2c11",
 			Labels: map[string]string{"app": "web", "tier": "front"},
 			Spec:   raw(`{"cpus":2,"memory_mib":2048,"ha":"restart"}`),
 		}},
-		{fsm.UpdateRequestType, &fsm.UpdateRequest{
+		{typ: fsm.UpdateRequestType, req: &fsm.UpdateRequest{
 			Time: goldenT0, Kind: resource.KindVM, Name: "web-1", CAS: 1,
 			Labels: map[string]string{"app": "web"},
 			Spec:   raw(`{"cpus":4,"memory_mib":4096,"power":"stopped","ha":"none"}`),
 		}},
-		{fsm.DeleteRequestType, &fsm.DeleteRequest{Time: goldenT1, Kind: resource.KindVM, Name: "web-1", CAS: 2}},
-		{fsm.BatchRequestType, &fsm.BatchRequest{Time: goldenT1, Ops: []fsm.BatchOp{
+		{typ: fsm.DeleteRequestType, req: &fsm.DeleteRequest{Time: goldenT1, Kind: resource.KindVM, Name: "web-1", CAS: 2}},
+		{typ: fsm.BatchRequestType, req: &fsm.BatchRequest{Time: goldenT1, Ops: []fsm.BatchOp{
 			op(fsm.CreateRequestType, &fsm.CreateRequest{Time: goldenT1, Kind: resource.KindHost, Name: "host-1", ID: "0b9e2d61-5c4a-4f0e-8e13-7a6c5d4b3a21", Labels: map[string]string{"rack": "r1"}, Spec: raw(`{"cpu_overcommit":2,"memory_overcommit":1.5}`)}),
 			op(fsm.StatusRequestType, &fsm.StatusRequest{Time: goldenT1, Kind: resource.KindHost, Name: "host-1", Status: raw(`{"state":"ready","address":"127.0.0.11:7946","capacity":{"cpus":16,"memory_mib":65536},"allocated":{"cpus":2,"memory_mib":2048},"driver":"sim","since":"2025-01-02T03:05:05Z"}`)}),
 			op(fsm.CreateRequestType, &fsm.CreateRequest{Time: goldenT1, Kind: resource.KindVM, Name: "db-1", ID: "3c8d7e6f-1a2b-4c3d-8e9f-0a1b2c3d4e5f", Spec: raw(`{"cpus":2,"memory_mib":2048}`)}),
@@ -82,7 +91,7 @@ func goldenEntries(t testing.TB) []goldenEntry {
 			op(fsm.UpdateRequestType, &fsm.UpdateRequest{Time: goldenT1, Kind: resource.KindVM, Name: "db-1", CAS: 4, Labels: map[string]string{"app": "db"}, Spec: raw(`{"cpus":2,"memory_mib":2048,"ha":"restart"}`)}),
 			op(fsm.DeleteRequestType, &fsm.DeleteRequest{Time: goldenT1, Kind: resource.KindVM, Name: "tmp-1", CAS: 4}),
 		}}},
-		{fsm.StatusRequestType, &fsm.StatusRequest{
+		{typ: fsm.StatusRequestType, req: &fsm.StatusRequest{
 			Time: goldenT1, Kind: resource.KindVM, Name: "db-1", CAS: 4,
 			Status: raw(`{"phase":"running","host":"host-1","epoch":4,"reason":"started","since":"2025-01-02T03:05:05Z"}`),
 		}},
@@ -90,26 +99,44 @@ func goldenEntries(t testing.TB) []goldenEntry {
 		// host-1 at epoch 4): the guest powers itself off, host-1 dies,
 		// its VMs are evacuated after the grace, the scheduler finds no
 		// ready host for db-1, and the user starts it again.
-		{fsm.ReportRequestType, &fsm.ReportRequest{Time: goldenT2, Host: "host-1", Reports: []fsm.VMReport{
+		{typ: fsm.ReportRequestType, req: &fsm.ReportRequest{Time: goldenT2, Host: "host-1", Reports: []fsm.VMReport{
 			{VM: "db-1", Epoch: 4, Phase: resource.PhaseStopped, Reason: "guest powered off", SetPower: resource.PowerStopped},
 			{VM: "gone", Epoch: 1, Phase: resource.PhaseRunning},
 		}}},
-		{fsm.HostStateRequestType, &fsm.HostStateRequest{
+		{typ: fsm.HostStateRequestType, req: &fsm.HostStateRequest{
 			Time: goldenT2, Name: "host-1", ID: "0b9e2d61-5c4a-4f0e-8e13-7a6c5d4b3a21", Labels: map[string]string{"rack": "r1"},
 			State: resource.HostDown, Address: "127.0.0.11:7946", Capacity: resource.Resources{CPUs: 16, MemoryMiB: 65536},
 			Driver: "sim", Reason: "failed gossip probes",
 		}},
-		{fsm.EvacuateRequestType, &fsm.EvacuateRequest{Time: goldenT3, Host: "host-1", Grace: 30 * time.Second, Reason: "host-1 is down"}},
-		{fsm.PlaceRequestType, &fsm.PlaceRequest{
+		{typ: fsm.EvacuateRequestType, req: &fsm.EvacuateRequest{Time: goldenT3, Host: "host-1", Grace: 30 * time.Second, Reason: "host-1 is down"}},
+		{typ: fsm.PlaceRequestType, req: &fsm.PlaceRequest{
 			Time:       goldenT3,
 			Placements: []fsm.Placement{{VM: "db-1", Host: "host-1"}},
 			Unplaced:   []fsm.Unplaced{{VM: "db-1", Reason: "no ready host has 2 CPUs and 2GiB free"}},
 		}},
-		{fsm.ActionRequestType, &fsm.ActionRequest{Time: goldenT3, VM: "db-1", Action: resource.ActionStart}},
+		{typ: fsm.ActionRequestType, req: &fsm.ActionRequest{Time: goldenT3, VM: "db-1", Action: resource.ActionStart}},
 		// host-1 is down: the move is refused and changes nothing.
-		{fsm.MigrateRequestType, &fsm.MigrateRequest{Time: goldenT3, VM: "db-1", Host: "host-1", Grace: 30 * time.Second}},
+		{typ: fsm.MigrateRequestType, req: &fsm.MigrateRequest{Time: goldenT3, VM: "db-1", Host: "host-1", Grace: 30 * time.Second}},
 		// Last: snapshot-v1.jsonl is the state before it.
-		{fsm.ClusterInitRequestType, &fsm.ClusterInitRequest{Time: goldenT3, ID: "9d2f6a3e-41c7-4b8e-a5d0-6e1f2c3b4a59"}},
+		{typ: fsm.ClusterInitRequestType, req: &fsm.ClusterInitRequest{Time: goldenT3, ID: "9d2f6a3e-41c7-4b8e-a5d0-6e1f2c3b4a59"}},
+		// Protocol 5: host-1, still down, in the new host-state format
+		// (its period is named from here: state_index 13), fenced by
+		// the controllers' --fence-command, then evacuated on the
+		// leader's monotonic measure (no VM is left on it: nothing
+		// written).
+		{typ: fsm.HostStateRequestType, file: "host-state-v5", req: &fsm.HostStateRequest{
+			Time: goldenT3, Name: "host-1", ID: "0b9e2d61-5c4a-4f0e-8e13-7a6c5d4b3a21", Labels: map[string]string{"rack": "r1"},
+			State: resource.HostDown, Address: "127.0.0.11:7946", Capacity: resource.Resources{CPUs: 16, MemoryMiB: 65536},
+			Driver: "sim", Reason: "failed gossip probes", FenceAfterMS: 3000, DownGraceMS: 30000,
+		}},
+		{typ: fsm.HostFenceRequestType, req: &fsm.HostFenceRequest{Time: goldenT3, Host: "host-1", Fence: resource.HostFence{
+			State: resource.FenceSucceeded, Attempts: 2, ExitCode: 0, Output: "Success: Powered OFF\n",
+			Reason: "the fence command succeeded on attempt 2", StartedAt: goldenT3, FinishedAt: goldenT3.Add(2 * time.Second), StateIndex: 13,
+		}}},
+		{typ: fsm.EvacuateRequestType, file: "evacuate-v5", noObjects: true, req: &fsm.EvacuateRequest{
+			Time: goldenT3, Host: "host-1", Grace: 30 * time.Second, Reason: "host-1 is down",
+			StateIndex: 13, DownForMS: 31000, FenceRequired: true,
+		}},
 	}
 }
 
@@ -120,6 +147,13 @@ var goldenNoObjects = map[fsm.MessageType]bool{fsm.ClusterInitRequestType: true}
 func goldenIndex(i int) uint64 { return uint64(i) + 1 }
 
 func goldenPath(mt fsm.MessageType) string { return filepath.Join(goldenDir, mt.String()+".hex") }
+
+func (g goldenEntry) path() string {
+	if g.file != "" {
+		return filepath.Join(goldenDir, g.file+".hex")
+	}
+	return goldenPath(g.typ)
+}
 
 func formatGolden(data []byte) []byte {
 	return fmt.Appendf(nil, "%02x\n%s\n", data[0], data[1:])
@@ -163,7 +197,7 @@ func writeOrCompare(t *testing.T, path string, got []byte) {
 // type.
 func TestGoldenEncode(t *testing.T) {
 	for _, g := range goldenEntries(t) {
-		t.Run(g.typ.String(), func(t *testing.T) {
+		t.Run(strings.TrimSuffix(filepath.Base(g.path()), ".hex"), func(t *testing.T) {
 			data, err := fsm.Encode(g.typ, g.req)
 			if err != nil {
 				t.Fatal(err)
@@ -171,7 +205,7 @@ func TestGoldenEncode(t *testing.T) {
 			if data[0] != byte(g.typ) {
 				t.Fatalf("type byte = %d, want %d", data[0], g.typ)
 			}
-			writeOrCompare(t, goldenPath(g.typ), formatGolden(data))
+			writeOrCompare(t, g.path(), formatGolden(data))
 		})
 	}
 }
@@ -205,7 +239,7 @@ func applyGoldenPrefix(t *testing.T, n int) *fsm.FSM {
 	t.Helper()
 	f := fsm.TestFSM(t)
 	for i, g := range goldenEntries(t)[:n] {
-		path := goldenPath(g.typ)
+		path := g.path()
 		b, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
@@ -221,7 +255,7 @@ func applyGoldenPrefix(t *testing.T, n int) *fsm.FSM {
 		if res.Err != nil {
 			t.Fatalf("%s no longer applies: %v", path, res.Err)
 		}
-		if len(res.Objects) == 0 && !goldenNoObjects[g.typ] {
+		if len(res.Objects) == 0 && !goldenNoObjects[g.typ] && !g.noObjects {
 			t.Errorf("%s wrote no objects", path)
 		}
 	}
@@ -290,7 +324,7 @@ func TestGoldenSnapshotV1(t *testing.T) {
 	if !bytes.HasPrefix(b, []byte(`{"version":1,`)) {
 		t.Fatalf("%s is not a version 1 snapshot", path)
 	}
-	before := applyGoldenPrefix(t, len(goldenEntries(t))-1)
+	before := applyGoldenPrefix(t, goldenBeforeInit)
 	g := fsm.TestRestore(t, b)
 	if g.State().Digest() != before.State().Digest() || g.AppliedIndex() != before.AppliedIndex() || g.State().ClusterID(nil) != "" {
 		t.Errorf("%s restores to a different state than the golden log had before cluster-init", path)

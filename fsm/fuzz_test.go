@@ -103,8 +103,23 @@ func fuzzApplySeeds(f *testing.F) {
 		fsm.HostStateRequestType, &fsm.HostStateRequest{Time: fsm.TestTime, Name: "h2", State: resource.HostDown, Capacity: amount(8, 8192)},
 		fsm.EvacuateRequestType, &fsm.EvacuateRequest{Time: fsm.TestTime, Host: "h2", Reason: "down"},
 	))
+	// Protocol 5: h1 in the new host-state format (state_index = the
+	// entry's index), a fence record of that period, and evacuations
+	// that name it, a wrong period, or too short a measure.
+	add(fsm.HostStateRequestType, &fsm.HostStateRequest{Time: fsm.TestTime, Name: "h1", State: resource.HostDown, Capacity: amount(4, 4096),
+		FenceAfterMS: 3000, DownGraceMS: 4000})
+	add(fsm.HostFenceRequestType, &fsm.HostFenceRequest{Time: fsm.TestTime, Host: "h1", Fence: resource.HostFence{
+		State: resource.FenceFailed, Attempts: 1, ExitCode: 1, Output: "no", StateIndex: 3}})
+	add(fsm.EvacuateRequestType, &fsm.EvacuateRequest{Time: fsm.TestTime, Host: "h1", StateIndex: 3, DownForMS: 5000, FenceRequired: true})
+	add(fsm.EvacuateRequestType, &fsm.EvacuateRequest{Time: fsm.TestTime, Host: "h1", StateIndex: 9, DownForMS: 1})
+	add(fsm.BatchRequestType, batchOf(f,
+		fsm.HostStateRequestType, &fsm.HostStateRequest{Time: fsm.TestTime, Name: "h1", State: resource.HostDown, Capacity: amount(4, 4096), DownGraceMS: 4000},
+		fsm.HostFenceRequestType, &fsm.HostFenceRequest{Time: fsm.TestTime, Host: "h1", Fence: resource.HostFence{
+			State: resource.FenceSucceeded, Attempts: 2, StateIndex: at}},
+		fsm.EvacuateRequestType, &fsm.EvacuateRequest{Time: fsm.TestTime, Host: "h1", StateIndex: at, DownForMS: 4000, FenceRequired: true},
+	))
 	for _, s := range []string{"", "\x00", "\x01", "\x01{}", "\x04{\"ops\":[]}", "\x63{}", "\xe3{}", "\x01null", "\x02[]", "\x05\"x\"",
-		"\x06{}", "\x06null", "\x07{}", "\x08{}", "\x09{}", "\x0a{}", "\x0b{}"} {
+		"\x06{}", "\x06null", "\x07{}", "\x08{}", "\x09{}", "\x0a{}", "\x0b{}", "\x0c{}", "\x0d{}", "\x0d{\"fence\":{}}"} {
 		f.Add([]byte(s))
 	}
 }

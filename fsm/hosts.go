@@ -25,7 +25,20 @@ type HostStateRequest struct {
 	// sent only when there are some).
 	ForeignDomains     []string `json:"foreign_domains,omitempty"`
 	ForeignDomainCount int      `json:"foreign_domain_count,omitempty"`
+	// Protocol 5: the worker's published --fence-after (0: it publishes
+	// none) and the proposing controller's --host-down-grace (always set
+	// in this format: it is what marks a protocol 5 entry). Applied in
+	// this format, a host-state command records them and the Raft index
+	// at which the state changed (status.state_index).
+	FenceAfterMS int64 `json:"fence_after_ms,omitempty"`
+	DownGraceMS  int64 `json:"down_grace_ms,omitempty"`
 }
+
+// UsesTiming reports whether the request is in the protocol 5 format.
+func (r *HostStateRequest) UsesTiming() bool { return r.DownGraceMS != 0 || r.FenceAfterMS != 0 }
+
+// MaxTimingMS bounds the published fence-after and grace (a day).
+const MaxTimingMS = 24 * 3600 * 1000
 
 // cloneStrings copies s (nil for an empty one, as JSON reads it back).
 func cloneStrings(s []string) []string {
@@ -63,6 +76,13 @@ func (w *writer) hostState(req *HostStateRequest) error {
 	if req.ForeignDomainCount < len(req.ForeignDomains) {
 		return resource.Errorf("foreign_domain_count", "is %d, fewer than the %d domains named", req.ForeignDomainCount, len(req.ForeignDomains))
 	}
+	timing := req.UsesTiming()
+	if timing && (req.DownGraceMS <= 0 || req.DownGraceMS > MaxTimingMS) {
+		return resource.Errorf("down_grace_ms", "must be between 1 and %d (got %d)", MaxTimingMS, req.DownGraceMS)
+	}
+	if req.FenceAfterMS < 0 || req.FenceAfterMS > MaxTimingMS {
+		return resource.Errorf("fence_after_ms", "must be between 0 and %d (got %d)", MaxTimingMS, req.FenceAfterMS)
+	}
 	cur, err := getTxn(w.txn, nil, resource.KindHost, req.Name)
 	if err != nil {
 		return err
@@ -87,11 +107,15 @@ func (w *writer) hostState(req *HostStateRequest) error {
 		if err != nil {
 			return err
 		}
-		st, err := json.Marshal(&resource.HostStatus{
+		hs := &resource.HostStatus{
 			State: req.State, Address: req.Address, Capacity: req.Capacity, Allocated: alloc,
 			Driver: req.Driver, Reason: req.Reason, Since: req.Time.UTC(),
 			ForeignDomains: cloneStrings(req.ForeignDomains), ForeignDomainCount: req.ForeignDomainCount,
-		})
+		}
+		if timing {
+			hs.StateIndex, hs.FenceAfterMS, hs.DownGraceMS = w.index, req.FenceAfterMS, req.DownGraceMS
+		}
+		st, err := json.Marshal(hs)
 		if err != nil {
 			return err
 		}
@@ -107,6 +131,21 @@ func (w *writer) hostState(req *HostStateRequest) error {
 	nst := *st
 	if nst.State != req.State {
 		nst.Since = req.Time.UTC()
+		// An entry of the older format changes the state without
+		// naming the index: the period is unnamed until the next one
+		// of this format (a replica of protocol 4 records none).
+		nst.StateIndex = 0
+		if timing {
+			nst.StateIndex = w.index
+		}
+	}
+	if timing {
+		if nst.StateIndex == 0 {
+			// The first entry of this format for a host recorded
+			// before it: its state holds at least since now.
+			nst.StateIndex = w.index
+		}
+		nst.FenceAfterMS, nst.DownGraceMS = req.FenceAfterMS, req.DownGraceMS
 	}
 	nst.State, nst.Address, nst.Capacity, nst.Driver, nst.Reason = req.State, req.Address, req.Capacity, req.Driver, req.Reason
 	nst.ForeignDomains, nst.ForeignDomainCount = cloneStrings(req.ForeignDomains), req.ForeignDomainCount
@@ -123,15 +162,35 @@ func (w *writer) hostState(req *HostStateRequest) error {
 	return w.put(n, resource.EventUpdated)
 }
 
-// EvacuateRequest takes the VMs off a host that has been down for at least
-// Grace (checked against the host's status.since and Time): VMs with
+// EvacuateRequest takes the VMs off a down or left host: VMs with
 // ha=restart go back to pending (to be placed elsewhere with a new epoch),
 // the others become lost.
+//
+// In the protocol 5 format (StateIndex set) nothing compares two
+// machines' clocks: the leader measured on its own monotonic clock that it
+// has seen the host in its current state (the period that began at
+// StateIndex) for DownForMS, and the state machine refuses the entry
+// unless that period is still the host's current one, lasted at least the
+// grace the host status publishes (and Grace), the worker's published
+// fence-after is below that grace, and, when FenceRequired, the
+// controllers' --fence-command succeeded for that period.
+//
+// In the older format the grace is checked against status.since and Time
+// (wall clocks of two machines); such entries still apply as before.
 type EvacuateRequest struct {
 	Time   time.Time     `json:"time"`
 	Host   string        `json:"host"`
 	Grace  time.Duration `json:"grace"`
 	Reason string        `json:"reason"`
+
+	StateIndex    uint64 `json:"state_index,omitempty"`
+	DownForMS     int64  `json:"down_for_ms,omitempty"`
+	FenceRequired bool   `json:"fence_required,omitempty"`
+}
+
+// UsesStateIndex reports whether the request is in the protocol 5 format.
+func (r *EvacuateRequest) UsesStateIndex() bool {
+	return r.StateIndex != 0 || r.DownForMS != 0 || r.FenceRequired
 }
 
 func (w *writer) evacuate(req *EvacuateRequest) error {
@@ -142,7 +201,11 @@ func (w *writer) evacuate(req *EvacuateRequest) error {
 	if hst.State != resource.HostDown && hst.State != resource.HostLeft {
 		return fmt.Errorf("host %q is %s: %w (only a down or left host is evacuated)", req.Host, hst.State, ErrWrongPhase)
 	}
-	if req.Time.Sub(hst.Since) < req.Grace {
+	if req.UsesStateIndex() {
+		if err := checkEvacuation(req, hst); err != nil {
+			return err
+		}
+	} else if req.Time.Sub(hst.Since) < req.Grace {
 		return fmt.Errorf("host %q has been %s for %s, less than the grace of %s: %w",
 			req.Host, hst.State, req.Time.Sub(hst.Since), req.Grace, ErrWrongPhase)
 	}
@@ -178,4 +241,92 @@ func (w *writer) evacuate(req *EvacuateRequest) error {
 		}
 	}
 	return nil
+}
+
+// checkEvacuation checks a protocol 5 evacuation against the host's status
+// (which is down or left).
+func checkEvacuation(req *EvacuateRequest, hst *resource.HostStatus) error {
+	grace := time.Duration(hst.DownGraceMS) * time.Millisecond
+	downFor := time.Duration(req.DownForMS) * time.Millisecond
+	switch {
+	case req.StateIndex == 0 || req.StateIndex != hst.StateIndex:
+		return fmt.Errorf("host %q: the evacuation measured the %s period that began at index %d, but the current one began at %d: %w",
+			req.Host, hst.State, req.StateIndex, hst.StateIndex, ErrWrongPhase)
+	case hst.DownGraceMS <= 0:
+		return fmt.Errorf("host %q publishes no down grace (status.down_grace_ms): %w", req.Host, ErrWrongPhase)
+	case req.DownForMS < 0 || req.Grace < 0:
+		return resource.Errorf("down_for_ms", "must not be negative")
+	case downFor < grace || downFor < req.Grace:
+		return fmt.Errorf("host %q has been seen %s for %s, less than the grace of %s: %w",
+			req.Host, hst.State, downFor, max(grace, req.Grace), ErrWrongPhase)
+	case hst.FenceAfterMS >= hst.DownGraceMS:
+		return fmt.Errorf("host %q: its worker's --fence-after (%s) is not below the grace (%s), so its VMs may still run: %w",
+			req.Host, time.Duration(hst.FenceAfterMS)*time.Millisecond, grace, ErrWrongPhase)
+	case req.FenceRequired && !hst.Fence.Succeeded(hst.StateIndex):
+		return fmt.Errorf("host %q: the fence command has not succeeded for its current %s period (index %d): %w",
+			req.Host, hst.State, hst.StateIndex, ErrWrongPhase)
+	}
+	return nil
+}
+
+// HostFenceRequest records a run of the controllers' --fence-command on a
+// host (protocol 5): its state (running, succeeded or failed) for the down
+// period named by StateIndex. A record for an older period than the
+// host's last one, or for a period the host has not reached, is refused.
+type HostFenceRequest struct {
+	Time  time.Time          `json:"time"`
+	Host  string             `json:"host"`
+	Fence resource.HostFence `json:"fence"`
+}
+
+var fenceStates = map[string]bool{resource.FenceRunning: true, resource.FenceSucceeded: true, resource.FenceFailed: true}
+
+// MaxFenceAttempts bounds a fence record's attempts.
+const MaxFenceAttempts = 1 << 30
+
+func (w *writer) hostFence(req *HostFenceRequest) error {
+	f := req.Fence
+	switch {
+	case !fenceStates[f.State]:
+		return resource.Errorf("fence.state", "%q is not a fence state (running, succeeded, failed)", f.State)
+	case f.Attempts < 1 || f.Attempts > MaxFenceAttempts:
+		return resource.Errorf("fence.attempts", "must be between 1 and %d (got %d)", MaxFenceAttempts, f.Attempts)
+	case len(f.Output) > resource.MaxFenceOutput:
+		return resource.Errorf("fence.output", "is %d bytes; at most %d", len(f.Output), resource.MaxFenceOutput)
+	case len(f.Reason) > 1024:
+		return resource.Errorf("fence.reason", "is %d bytes; at most 1024", len(f.Reason))
+	case f.StateIndex == 0:
+		return resource.Errorf("fence.state_index", "must name the host's down period (its status.state_index)")
+	}
+	for i, t := range []time.Time{req.Time, f.StartedAt, f.FinishedAt} {
+		if _, err := t.UTC().MarshalJSON(); err != nil {
+			return resource.Errorf([]string{"time", "fence.started_at", "fence.finished_at"}[i], "is out of range: %v", err)
+		}
+	}
+	cur, _, hst, err := w.host(req.Host)
+	if err != nil {
+		return err
+	}
+	if f.StateIndex > hst.StateIndex {
+		return fmt.Errorf("host %q: the fence record names the period at index %d, after the host's current one (%d): %w",
+			req.Host, f.StateIndex, hst.StateIndex, ErrWrongPhase)
+	}
+	if hst.Fence != nil && f.StateIndex < hst.Fence.StateIndex {
+		return fmt.Errorf("host %q: the fence record names the period at index %d, before the one already recorded (%d): %w",
+			req.Host, f.StateIndex, hst.Fence.StateIndex, ErrWrongPhase)
+	}
+	f.StartedAt, f.FinishedAt = f.StartedAt.UTC(), f.FinishedAt.UTC()
+	nst := *hst
+	nst.Fence = &f
+	if nst.SameObservation(hst) {
+		return nil
+	}
+	raw, err := json.Marshal(&nst)
+	if err != nil {
+		return err
+	}
+	n := cur.Copy()
+	n.Status = raw
+	n.ModifyIndex = w.index
+	return w.put(n, resource.EventUpdated)
 }

@@ -89,7 +89,7 @@ func drawVMSpec(t *rapid.T) string {
 
 func (g lifeGen) hostState(t *rapid.T) *fsm.HostStateRequest {
 	name := rapid.SampledFrom(g.hosts).Draw(t, "host-state host")
-	return &fsm.HostStateRequest{
+	req := &fsm.HostStateRequest{
 		Time: drawTime(t), Name: name, ID: "hs-" + name,
 		State: rapid.SampledFrom(lifeHostState).Draw(t, "host-state state"),
 		Capacity: resource.Resources{
@@ -97,6 +97,10 @@ func (g lifeGen) hostState(t *rapid.T) *fsm.HostStateRequest {
 			MemoryMiB: rapid.SampledFrom(lifeHostMem).Draw(t, "host-state memory"),
 		},
 	}
+	if rapid.Bool().Draw(t, "host-state in the protocol 5 format?") {
+		req.DownGraceMS, req.FenceAfterMS = 4000, rapid.SampledFrom([]int64{0, 3000, 3000, 4000}).Draw(t, "host-state fence after ms")
+	}
+	return req
 }
 
 func (g lifeGen) hostSpec(t *rapid.T) *fsm.UpdateRequest {
@@ -121,7 +125,7 @@ func (g lifeGen) join(t *rapid.T, name string) *fsm.HostStateRequest {
 func (g lifeGen) op(t *rapid.T, next uint64, batch bool) (fsm.MessageType, any) {
 	bogus := append([]string{"zz"}, g.vms...)
 	bogusHosts := append([]string{"zz"}, g.hosts...)
-	n := 15
+	n := 16
 	if batch {
 		n = 13 // no nested batches
 	}
@@ -200,13 +204,48 @@ func (g lifeGen) op(t *rapid.T, next uint64, batch bool) (fsm.MessageType, any) 
 			st, _ := resource.DecodeStatus[resource.HostStatus](o)
 			req.Capacity = st.Capacity
 		}
+		if rapid.Bool().Draw(t, "outage in the protocol 5 format?") {
+			req.DownGraceMS = 4000
+			req.FenceAfterMS = rapid.SampledFrom([]int64{0, 3000, 3000, 4000}).Draw(t, "outage fence after ms")
+		}
 		return fsm.HostStateRequestType, req
 	case 11:
 		down := g.hostsWhere(t, func(s *resource.HostStatus) bool { return s.State == resource.HostDown || s.State == resource.HostLeft })
-		return fsm.EvacuateRequestType, &fsm.EvacuateRequest{
+		req := &fsm.EvacuateRequest{
 			Time: drawTime(t), Host: pick(t, "evacuate host", down, bogusHosts), Reason: "host down",
 			Grace: rapid.SampledFrom([]time.Duration{-100 * time.Hour, 0, time.Minute, time.Hour, 24 * time.Hour}).Draw(t, "grace"),
 		}
+		if rapid.Bool().Draw(t, "protocol 5 evacuation?") {
+			// Mostly of the host's current period: fenced first when
+			// it is not yet, and then evacuated (requiring it).
+			var hs *resource.HostStatus
+			if o, _ := g.store().Get(nil, host, req.Host); o != nil {
+				hs, _ = resource.DecodeStatus[resource.HostStatus](o)
+			}
+			var idx uint64
+			if hs != nil {
+				idx = hs.StateIndex
+			}
+			if rapid.IntRange(0, 4).Draw(t, "other period?") == 0 {
+				idx = rapid.Uint64Range(0, next).Draw(t, "evacuate period")
+			}
+			fenced := hs != nil && hs.Fence.Succeeded(hs.StateIndex)
+			if !fenced && rapid.IntRange(0, 3).Draw(t, "fence first?") != 0 || rapid.IntRange(0, 9).Draw(t, "fence anyway?") == 0 {
+				f := drawHostFence(t, req.Host, idx)
+				if rapid.IntRange(0, 3).Draw(t, "a valid success?") != 0 {
+					f.Fence.State, f.Fence.Attempts, f.Fence.Output = resource.FenceSucceeded, 1, "ok"
+				}
+				return fsm.HostFenceRequestType, f
+			}
+			drawEvacuate5(t, req, idx)
+			if rapid.IntRange(0, 3).Draw(t, "long enough?") != 0 {
+				req.DownForMS, req.Grace = rapid.SampledFrom([]int64{4000, 5000, 60000}).Draw(t, "long enough down for ms"), 0
+			}
+			if fenced && rapid.IntRange(0, 3).Draw(t, "require the fencing?") != 0 {
+				req.FenceRequired = true
+			}
+		}
+		return fsm.EvacuateRequestType, req
 	case 12:
 		return fsm.ActionRequestType, &fsm.ActionRequest{
 			Time: drawTime(t), VM: rapid.SampledFrom(bogus).Draw(t, "action vm"), Action: rapid.SampledFrom(propActions).Draw(t, "action"),
@@ -221,6 +260,25 @@ func (g lifeGen) op(t *rapid.T, next uint64, batch bool) (fsm.MessageType, any) 
 		return fsm.HostStateRequestType, g.hostState(t)
 	case 14:
 		return fsm.HostStateRequestType, g.hostState(t)
+	case 15:
+		// A fenced outage moves on: a down host of the protocol 5
+		// format is fenced, then evacuated on a long enough measure.
+		down := g.hostsWhere(t, func(s *resource.HostStatus) bool {
+			return (s.State == resource.HostDown || s.State == resource.HostLeft) && s.StateIndex != 0
+		})
+		if len(down) == 0 {
+			return g.op(t, next, batch)
+		}
+		h := rapid.SampledFrom(down).Draw(t, "fenced outage host")
+		o, _ := g.store().Get(nil, host, h)
+		hs, _ := resource.DecodeStatus[resource.HostStatus](o)
+		if !hs.Fence.Succeeded(hs.StateIndex) {
+			return fsm.HostFenceRequestType, &fsm.HostFenceRequest{Time: drawTime(t), Host: h, Fence: resource.HostFence{
+				State: resource.FenceSucceeded, Attempts: 1, StateIndex: hs.StateIndex,
+			}}
+		}
+		return fsm.EvacuateRequestType, &fsm.EvacuateRequest{Time: drawTime(t), Host: h, Reason: "host down and fenced",
+			StateIndex: hs.StateIndex, DownForMS: rapid.SampledFrom([]int64{4000, 60000, 3999}).Draw(t, "fenced down for ms"), FenceRequired: true}
 	}
 	req := &fsm.BatchRequest{Time: drawTime(t)}
 	for i := range rapid.IntRange(2, 4).Draw(t, "batch ops") {
@@ -250,7 +308,7 @@ type hostDim struct {
 // host may stay over, but nothing may add to it until it is back under.
 // Reports are accepted only for the host and epoch a VM is placed at.
 func TestPropertyNeverOvercommit(t *testing.T) {
-	var placed, reported, evacuated, shrunk int
+	var placed, reported, evacuated, evacuated5, fencedEvacuations, shrunk int
 	rapid.Check(t, func(t *rapid.T) {
 		f := fsm.New(fsm.Config{EventBufferSize: 64})
 		g := lifeGen{
@@ -310,10 +368,20 @@ func TestPropertyNeverOvercommit(t *testing.T) {
 					}
 				case *fsm.EvacuateRequest:
 					hs := hostsBefore[q.Host]
-					if (hs.State != resource.HostDown && hs.State != resource.HostLeft) || q.Time.Sub(hs.Since) < q.Grace {
+					if (hs.State != resource.HostDown && hs.State != resource.HostLeft) || (!q.UsesStateIndex() && q.Time.Sub(hs.Since) < q.Grace) {
 						t.Fatalf("%s: evacuated host %s, which was %s since %v", what, q.Host, hs.State, hs.Since)
 					}
+					if q.UsesStateIndex() && (q.StateIndex != hs.StateIndex || hs.DownGraceMS <= 0 || q.DownForMS < hs.DownGraceMS ||
+						hs.FenceAfterMS >= hs.DownGraceMS || (q.FenceRequired && !hs.Fence.Succeeded(hs.StateIndex))) {
+						t.Fatalf("%s: evacuated host %s (%+v) on %+v, which breaks the published timing", what, q.Host, hs, q)
+					}
 					evacuated++
+					if q.UsesStateIndex() {
+						evacuated5++
+						if q.FenceRequired {
+							fencedEvacuations++
+						}
+					}
 				case *fsm.HostStateRequest, *fsm.UpdateRequest:
 					lowered = true // may lower a limit; checked per host below
 				}
@@ -370,8 +438,11 @@ func TestPropertyNeverOvercommit(t *testing.T) {
 			dims = next
 		}
 	})
-	t.Logf("successful placements %d, accepted reports %d, evacuations %d, hosts left over capacity by a shrink %d",
-		placed, reported, evacuated, shrunk)
+	t.Logf("successful placements %d, accepted reports %d, evacuations %d (%d on the monotonic measure, %d of them fenced), hosts left over capacity by a shrink %d",
+		placed, reported, evacuated, evacuated5, fencedEvacuations, shrunk)
+	if evacuated5 == 0 || fencedEvacuations == 0 {
+		t.Errorf("no protocol 5 evacuation (or none that required fencing) was accepted: the generator must produce some")
+	}
 }
 
 func vmStatuses(t *rapid.T, f *fsm.FSM) map[string]resource.VMStatus {

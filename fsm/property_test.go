@@ -305,6 +305,12 @@ func drawHostState(t *rapid.T, fault int) *fsm.HostStateRequest {
 		// More named than counted: refused.
 		req.ForeignDomains, req.ForeignDomainCount = []string{"kumoi-a", "kumoi-b"}, 1
 	}
+	if rapid.IntRange(0, 2).Draw(t, "protocol 5 host-state?") != 0 {
+		// Fence-after at, below or above the grace; a bad grace now
+		// and then.
+		req.DownGraceMS = rapid.SampledFrom([]int64{4000, 4000, 30000, 0, -1, fsm.MaxTimingMS + 1}).Draw(t, "down grace ms")
+		req.FenceAfterMS = rapid.SampledFrom([]int64{0, 3000, 3000, 4000, 60000, -5}).Draw(t, "fence after ms")
+	}
 	switch fault {
 	case faultID:
 		req.ID = ""
@@ -316,13 +322,43 @@ func drawHostState(t *rapid.T, fault int) *fsm.HostStateRequest {
 	return req
 }
 
-func drawEvacuate(t *rapid.T) *fsm.EvacuateRequest {
-	return &fsm.EvacuateRequest{
+func drawEvacuate(t *rapid.T, next uint64) *fsm.EvacuateRequest {
+	req := &fsm.EvacuateRequest{
 		Time:   drawTime(t),
 		Host:   rapid.SampledFrom(propRefs).Draw(t, "evacuate host"),
 		Grace:  rapid.SampledFrom([]time.Duration{0, 30 * time.Minute, 2 * time.Hour, 100 * time.Hour, -time.Hour}).Draw(t, "grace"),
 		Reason: rapid.SampledFrom([]string{"host down", ""}).Draw(t, "evacuate reason"),
 	}
+	if rapid.Bool().Draw(t, "protocol 5 evacuate?") {
+		drawEvacuate5(t, req, rapid.Uint64Range(0, next).Draw(t, "evacuate state index"))
+	}
+	return req
+}
+
+// drawEvacuate5 makes req a protocol 5 evacuation of the period that began
+// at stateIndex (0: none), with a measure and a grace below, at or above
+// the usual published ones (4 s, 30 s).
+func drawEvacuate5(t *rapid.T, req *fsm.EvacuateRequest, stateIndex uint64) {
+	req.StateIndex = stateIndex
+	req.DownForMS = rapid.SampledFrom([]int64{0, 1000, 3999, 4000, 30000, 60000, -1}).Draw(t, "down for ms")
+	req.Grace = rapid.SampledFrom([]time.Duration{0, 0, 4 * time.Second, time.Minute, -time.Second}).Draw(t, "evacuate grace")
+	req.FenceRequired = rapid.Bool().Draw(t, "fence required")
+}
+
+// drawHostFence draws a fence record for host of the period that began at
+// stateIndex, some of them invalid.
+func drawHostFence(t *rapid.T, host string, stateIndex uint64) *fsm.HostFenceRequest {
+	req := &fsm.HostFenceRequest{Time: drawTime(t), Host: host, Fence: resource.HostFence{
+		State:      rapid.SampledFrom([]string{resource.FenceRunning, resource.FenceSucceeded, resource.FenceSucceeded, resource.FenceFailed, "done"}).Draw(t, "fence state"),
+		Attempts:   rapid.SampledFrom([]int{1, 1, 2, 7, 0, -1}).Draw(t, "fence attempts"),
+		ExitCode:   rapid.SampledFrom([]int{0, 1, -1, 255}).Draw(t, "fence exit code"),
+		Output:     rapid.SampledFrom([]string{"", "Success: Powered OFF\n", "\u00e9t\u00e9", strings.Repeat("x", resource.MaxFenceOutput+1)}).Draw(t, "fence output"),
+		Reason:     rapid.SampledFrom([]string{"", "the fence command failed"}).Draw(t, "fence reason"),
+		StartedAt:  drawTime(t),
+		FinishedAt: drawTime(t),
+		StateIndex: stateIndex,
+	}}
+	return req
 }
 
 // op draws one non-batch command.
@@ -369,7 +405,10 @@ func (g propGen) op(t *rapid.T, next uint64) (fsm.MessageType, any) {
 	case 15, 16:
 		return fsm.HostStateRequestType, drawHostState(t, fault)
 	case 17:
-		return fsm.EvacuateRequestType, drawEvacuate(t)
+		if rapid.IntRange(0, 2).Draw(t, "fence instead?") == 0 {
+			return fsm.HostFenceRequestType, drawHostFence(t, rapid.SampledFrom(propRefs).Draw(t, "fence host"), rapid.Uint64Range(0, next).Draw(t, "fence state index"))
+		}
+		return fsm.EvacuateRequestType, drawEvacuate(t, next)
 	case 19:
 		return fsm.ClusterInitRequestType, &fsm.ClusterInitRequest{
 			Time: drawTime(t), ID: rapid.SampledFrom(propClusterIDs).Draw(t, "cluster id"),
@@ -458,7 +497,7 @@ func (g propGen) entry(t *rapid.T, next uint64) propEntry {
 	case 25:
 		// A known type byte with a small payload that decodes (and is
 		// mostly refused).
-		b := rapid.IntRange(1, int(fsm.ClusterInitRequestType)).Draw(t, "raw type")
+		b := rapid.IntRange(1, int(fsm.HostFenceRequestType)).Draw(t, "raw type")
 		p := rapid.SampledFrom([]string{`{}`, `null`, ` {} `, "{}\n"}).Draw(t, "raw payload")
 		return propEntry{data: append([]byte{byte(b)}, p...)}
 	case 20, 21, 22, 23, 24:
@@ -477,7 +516,7 @@ func (g propGen) notUnderstood(t *rapid.T, next uint64) propEntry {
 	case 1:
 		// An unknown type without the ignorable flag, with a payload
 		// that would be a valid command.
-		b := rapid.SampledFrom([]byte{0, 13, 14, 42, 99, 127}).Draw(t, "unknown type")
+		b := rapid.SampledFrom([]byte{0, 14, 15, 42, 99, 127}).Draw(t, "unknown type")
 		_, req := g.op(t, next)
 		data, err := fsm.Encode(fsm.MessageType(b), req)
 		if err != nil {
@@ -486,7 +525,7 @@ func (g propGen) notUnderstood(t *rapid.T, next uint64) propEntry {
 		return propEntry{data: data}
 	case 2:
 		// A known type with a payload that does not decode strictly.
-		b := rapid.IntRange(1, int(fsm.ClusterInitRequestType)).Draw(t, "raw type")
+		b := rapid.IntRange(1, int(fsm.HostFenceRequestType)).Draw(t, "raw type")
 		p := rapid.SampledFrom([]string{``, `[]`, `{"x":1}`, `not json`, `{} {}`, `{}}`, `"x"`, `{"time":"yesterday"}`, `{`}).Draw(t, "bad payload")
 		return propEntry{data: append([]byte{byte(b)}, p...)}
 	case 3:
@@ -1099,6 +1138,8 @@ func (m *model) apply(t *rapid.T, index uint64, mt fsm.MessageType, req any) mod
 		return m.hostState(t, index, req.(*fsm.HostStateRequest))
 	case fsm.EvacuateRequestType:
 		return m.evacuate(t, index, req.(*fsm.EvacuateRequest))
+	case fsm.HostFenceRequestType:
+		return m.hostFence(t, index, req.(*fsm.HostFenceRequest))
 	case fsm.ActionRequestType:
 		return m.action(t, index, req.(*fsm.ActionRequest))
 	case fsm.MigrateRequestType:
@@ -1265,6 +1306,10 @@ func (m *model) hostState(t *rapid.T, index uint64, q *fsm.HostStateRequest) mod
 	if q.ForeignDomainCount < len(q.ForeignDomains) {
 		fail(resource.ErrInvalid)
 	}
+	timing := q.DownGraceMS != 0 || q.FenceAfterMS != 0
+	if timing && (q.DownGraceMS <= 0 || q.DownGraceMS > fsm.MaxTimingMS) || q.FenceAfterMS < 0 || q.FenceAfterMS > fsm.MaxTimingMS {
+		fail(resource.ErrInvalid)
+	}
 	exists := m.has(host, q.Name)
 	if !exists {
 		if resource.ValidateLabels(q.Labels) != nil || q.ID == "" {
@@ -1287,6 +1332,9 @@ func (m *model) hostState(t *rapid.T, index uint64, q *fsm.HostStateRequest) mod
 			Driver: q.Driver, Reason: q.Reason, Since: q.Time.UTC(),
 			ForeignDomains: slices.Clone(q.ForeignDomains), ForeignDomainCount: q.ForeignDomainCount,
 		}
+		if timing {
+			st.StateIndex, st.FenceAfterMS, st.DownGraceMS = index, q.FenceAfterMS, q.DownGraceMS
+		}
 		labels := maps.Clone(q.Labels)
 		if labels == nil {
 			labels = map[string]string{}
@@ -1297,8 +1345,16 @@ func (m *model) hostState(t *rapid.T, index uint64, q *fsm.HostStateRequest) mod
 	}
 	st := m.hostStatus(t, q.Name)
 	nst := st
-	if nst.State != q.State {
-		nst.Since = q.Time.UTC()
+	switch {
+	case nst.State != q.State && timing:
+		nst.Since, nst.StateIndex = q.Time.UTC(), index
+	case nst.State != q.State:
+		nst.Since, nst.StateIndex = q.Time.UTC(), 0 // the older format names no period
+	case timing && nst.StateIndex == 0:
+		nst.StateIndex = index
+	}
+	if timing {
+		nst.FenceAfterMS, nst.DownGraceMS = q.FenceAfterMS, q.DownGraceMS
 	}
 	nst.State, nst.Address, nst.Capacity, nst.Driver, nst.Reason = q.State, q.Address, q.Capacity, q.Driver, q.Reason
 	nst.ForeignDomains, nst.ForeignDomainCount = slices.Clip(q.ForeignDomains), q.ForeignDomainCount
@@ -1318,7 +1374,25 @@ func (m *model) evacuate(t *rapid.T, index uint64, q *fsm.EvacuateRequest) model
 		return modelOp{errs: []error{fsm.ErrNotFound}}
 	}
 	hs := m.hostStatus(t, q.Host)
-	if (hs.State != resource.HostDown && hs.State != resource.HostLeft) || q.Time.Sub(hs.Since) < q.Grace {
+	if hs.State != resource.HostDown && hs.State != resource.HostLeft {
+		return modelOp{errs: []error{fsm.ErrWrongPhase}}
+	}
+	if q.StateIndex != 0 || q.DownForMS != 0 || q.FenceRequired {
+		// Protocol 5: the leader's monotonic measure of the current
+		// period against the published timing; no wall clock.
+		grace := time.Duration(hs.DownGraceMS) * time.Millisecond
+		downFor := time.Duration(q.DownForMS) * time.Millisecond
+		switch {
+		case q.StateIndex == 0 || q.StateIndex != hs.StateIndex, hs.DownGraceMS <= 0:
+			return modelOp{errs: []error{fsm.ErrWrongPhase}}
+		case q.DownForMS < 0 || q.Grace < 0:
+			return modelOp{errs: []error{resource.ErrInvalid}}
+		case downFor < grace || downFor < q.Grace, hs.FenceAfterMS >= hs.DownGraceMS:
+			return modelOp{errs: []error{fsm.ErrWrongPhase}}
+		case q.FenceRequired && (hs.Fence == nil || hs.Fence.State != resource.FenceSucceeded || hs.Fence.StateIndex != hs.StateIndex):
+			return modelOp{errs: []error{fsm.ErrWrongPhase}}
+		}
+	} else if q.Time.Sub(hs.Since) < q.Grace {
 		return modelOp{errs: []error{fsm.ErrWrongPhase}}
 	}
 	var r modelOp
@@ -1337,6 +1411,36 @@ func (m *model) evacuate(t *rapid.T, index uint64, q *fsm.EvacuateRequest) model
 		r.events = append(r.events, m.putVM(t, index, n, nil, nst))
 	}
 	return r
+}
+
+// hostFence: a valid record of a period the host has reached, not older
+// than the one recorded, replaces the host's fence record.
+func (m *model) hostFence(t *rapid.T, index uint64, q *fsm.HostFenceRequest) modelOp {
+	f := q.Fence
+	switch f.State {
+	case resource.FenceRunning, resource.FenceSucceeded, resource.FenceFailed:
+	default:
+		return modelOp{errs: []error{resource.ErrInvalid}}
+	}
+	if f.Attempts < 1 || f.Attempts > fsm.MaxFenceAttempts || len(f.Output) > resource.MaxFenceOutput || len(f.Reason) > 1024 || f.StateIndex == 0 {
+		return modelOp{errs: []error{resource.ErrInvalid}}
+	}
+	if !m.has(host, q.Host) {
+		return modelOp{errs: []error{fsm.ErrNotFound}}
+	}
+	hs := m.hostStatus(t, q.Host)
+	if f.StateIndex > hs.StateIndex || (hs.Fence != nil && f.StateIndex < hs.Fence.StateIndex) {
+		return modelOp{errs: []error{fsm.ErrWrongPhase}}
+	}
+	f.StartedAt, f.FinishedAt = f.StartedAt.UTC(), f.FinishedAt.UTC()
+	nst := hs
+	nst.Fence = &f
+	if nst.SameObservation(&hs) {
+		return modelOp{}
+	}
+	o := m.objs[mKey{host, q.Host}]
+	o.status = mustJSON(t, &nst)
+	return modelOp{events: []string{m.write(host, q.Host, o, index, resource.EventUpdated)}}
 }
 
 func (m *model) action(t *rapid.T, index uint64, q *fsm.ActionRequest) modelOp {
@@ -1630,6 +1734,8 @@ func decodeReq(mt fsm.MessageType, payload []byte) (any, error) {
 		req = new(fsm.MigrateRequest)
 	case fsm.ClusterInitRequestType:
 		req = new(fsm.ClusterInitRequest)
+	case fsm.HostFenceRequestType:
+		req = new(fsm.HostFenceRequest)
 	default:
 		return nil, fsm.ErrUnknownCommand
 	}

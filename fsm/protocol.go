@@ -13,7 +13,10 @@ import "fmt"
 //	2  migrate
 //	3  cluster-init; host-state's foreign_domains and foreign_domain_count
 //	4  report's restarts (status.restarts)
-const ProtocolVersion = 4
+//	5  host-fence; host-state's fence_after_ms and down_grace_ms (and with
+//	   them status.state_index); evacuate's state_index, down_for_ms and
+//	   fence_required (evacuation on the leader's monotonic clock)
+const ProtocolVersion = 5
 
 // MinProtocol is the protocol a node must speak to apply message type t.
 // Unknown types (ignorable or not) are 1: whether a node skips or halts
@@ -24,6 +27,8 @@ func MinProtocol(t MessageType) int {
 		return 2
 	case ClusterInitRequestType:
 		return 3
+	case HostFenceRequestType:
+		return 5
 	}
 	return 1
 }
@@ -43,10 +48,20 @@ func RequiredProtocol(t MessageType, req any) int {
 			if op.Type == ReportRequestType && reportUsesRestarts(op.Payload) {
 				need = max(need, 4)
 			}
+			if payloadUses5(op.Type, op.Payload) {
+				need = max(need, 5)
+			}
 		}
 	case *HostStateRequest:
 		if len(r.ForeignDomains) > 0 || r.ForeignDomainCount > 0 {
 			need = max(need, 3)
+		}
+		if r.UsesTiming() {
+			need = max(need, 5)
+		}
+	case *EvacuateRequest:
+		if r.UsesStateIndex() {
+			need = max(need, 5)
 		}
 	case *ReportRequest:
 		if r.UsesRestarts() {
@@ -64,6 +79,20 @@ func hostStateUsesForeign(payload []byte) bool {
 		return false
 	}
 	return len(q.ForeignDomains) > 0 || q.ForeignDomainCount > 0
+}
+
+// payloadUses5 reports whether an encoded host-state or evacuate payload
+// carries the protocol 5 fields.
+func payloadUses5(t MessageType, payload []byte) bool {
+	switch t {
+	case HostStateRequestType:
+		var q HostStateRequest
+		return decodePayload(payload, &q) == nil && q.UsesTiming()
+	case EvacuateRequestType:
+		var q EvacuateRequest
+		return decodePayload(payload, &q) == nil && q.UsesStateIndex()
+	}
+	return false
 }
 
 // UsesRestarts reports whether a report request carries the protocol 4

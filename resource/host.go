@@ -68,6 +68,55 @@ type HostStatus struct {
 	// metadata; ForeignDomainCount is how many the worker saw in all.
 	ForeignDomains     []string `json:"foreign_domains,omitempty"`
 	ForeignDomainCount int      `json:"foreign_domain_count,omitempty"`
+	// StateIndex is the Raft index at which State last changed (set by
+	// the state machine; 0 on hosts recorded before protocol 5 until the
+	// leader first writes them in the new format). A down or left period
+	// is named by it: evacuation and fencing refer to it, and a worker
+	// compares it rather than Since (a wall-clock time of another machine).
+	StateIndex uint64 `json:"state_index,omitempty"`
+	// FenceAfterMS is the worker's --fence-after as it publishes it in
+	// gossip (0: not published); DownGraceMS the controllers'
+	// --host-down-grace. A host is evacuated only when it has been seen
+	// down for DownGraceMS and FenceAfterMS is below it (docs/ha.md).
+	FenceAfterMS int64 `json:"fence_after_ms,omitempty"`
+	DownGraceMS  int64 `json:"down_grace_ms,omitempty"`
+	// Fence is the last external fencing (--fence-command) of the host,
+	// for the down period named by its StateIndex.
+	Fence *HostFence `json:"fence,omitempty"`
+}
+
+// Fence states (status.fence.state).
+const (
+	FenceRunning   = "running"
+	FenceSucceeded = "succeeded"
+	FenceFailed    = "failed"
+)
+
+// MaxFenceOutput bounds HostFence.Output (bytes).
+const MaxFenceOutput = 4096
+
+// HostFence is the result of running the controllers' --fence-command for
+// one down (or left) period of a host.
+type HostFence struct {
+	State    string `json:"state"`
+	Attempts int    `json:"attempts"`
+	// ExitCode is the command's exit status (-1: killed, timed out or not
+	// started); meaningless while running.
+	ExitCode int    `json:"exit_code"`
+	Output   string `json:"output,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+	// StartedAt and FinishedAt are the leader's wall clock (information
+	// only: no decision depends on them).
+	StartedAt  time.Time `json:"started_at,omitzero"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+	// StateIndex names the down period fenced (HostStatus.StateIndex).
+	StateIndex uint64 `json:"state_index"`
+}
+
+// Succeeded reports whether f is a successful fencing of the down period
+// that began at stateIndex.
+func (f *HostFence) Succeeded(stateIndex uint64) bool {
+	return f != nil && f.State == FenceSucceeded && f.StateIndex == stateIndex && stateIndex != 0
 }
 
 // MaxForeignDomains bounds HostStatus.ForeignDomains.
@@ -86,7 +135,16 @@ func (s *HostStatus) SameObservation(o *HostStatus) bool {
 	}
 	a, b := s, o
 	return a.State == b.State && a.Address == b.Address && a.Capacity == b.Capacity && a.Allocated == b.Allocated &&
-		a.Driver == b.Driver && a.Reason == b.Reason && a.Since.Equal(b.Since) && a.ForeignDomainCount == b.ForeignDomainCount
+		a.Driver == b.Driver && a.Reason == b.Reason && a.Since.Equal(b.Since) && a.ForeignDomainCount == b.ForeignDomainCount &&
+		a.StateIndex == b.StateIndex && a.FenceAfterMS == b.FenceAfterMS && a.DownGraceMS == b.DownGraceMS && a.Fence.equal(b.Fence)
+}
+
+func (f *HostFence) equal(o *HostFence) bool {
+	if f == nil || o == nil {
+		return f == o
+	}
+	return f.State == o.State && f.Attempts == o.Attempts && f.ExitCode == o.ExitCode && f.Output == o.Output &&
+		f.Reason == o.Reason && f.StartedAt.Equal(o.StartedAt) && f.FinishedAt.Equal(o.FinishedAt) && f.StateIndex == o.StateIndex
 }
 
 func init() {

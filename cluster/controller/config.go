@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -26,6 +27,8 @@ const (
 	// DefaultHostDownGrace is how long a host stays down before its VMs
 	// are evacuated (it must exceed the workers' --fence-after).
 	DefaultHostDownGrace = resource.DefaultHostDownGrace
+	// DefaultFenceTimeout bounds one run of --fence-command.
+	DefaultFenceTimeout = 60 * time.Second
 )
 
 // Config configures a controller. Zero values take the defaults below.
@@ -59,11 +62,22 @@ type Config struct {
 	// HostDownGrace is how long a host stays down before its VMs are
 	// evacuated (ha=restart VMs placed elsewhere). It must exceed the
 	// workers' --fence-after plus a margin: see docs/ha.md.
-	HostDownGrace     time.Duration // default DefaultHostDownGrace
-	SnapshotThreshold uint64        // default 8192
-	SnapshotInterval  time.Duration // default 60s
-	TrailingLogs      uint64        // default 10240
-	MaxAppendEntries  int           // default 512
+	HostDownGrace time.Duration // default DefaultHostDownGrace
+	// FenceCommand, if set, is run by the leader (/bin/sh -c, with the
+	// host's name as $1 and its labels in the environment) for a host
+	// that has been down or left for the grace; the host's VMs are
+	// evacuated only once it has succeeded for that down period
+	// (fence.go, docs/ha.md "External fencing").
+	FenceCommand string
+	// FenceTimeout bounds one run of the fence command (default 60s).
+	FenceTimeout time.Duration
+	// FenceRetryMin and FenceRetryMax bound the backoff between failed
+	// runs (default 5s doubling up to 60s).
+	FenceRetryMin, FenceRetryMax time.Duration
+	SnapshotThreshold            uint64        // default 8192
+	SnapshotInterval             time.Duration // default 60s
+	TrailingLogs                 uint64        // default 10240
+	MaxAppendEntries             int           // default 512
 
 	// Gossip timing (memberlist LAN profile, tightened for loopback).
 	GossipProbeInterval time.Duration // default membership.DefaultProbeInterval
@@ -134,6 +148,9 @@ func (c *Config) SetDefaults() {
 	def(&c.ApplyTimeout, 10*time.Second)
 	def(&c.ReconcileInterval, 5*time.Second)
 	def(&c.HostDownGrace, DefaultHostDownGrace)
+	def(&c.FenceTimeout, DefaultFenceTimeout)
+	def(&c.FenceRetryMin, 5*time.Second)
+	def(&c.FenceRetryMax, 60*time.Second)
 	def(&c.SnapshotInterval, 60*time.Second)
 	def(&c.GossipProbeInterval, membership.DefaultProbeInterval)
 	def(&c.GossipProbeTimeout, membership.DefaultProbeTimeout)
@@ -185,6 +202,18 @@ func (c *Config) Validate() error {
 	case 0, 1, 3, 5:
 	default:
 		errs = append(errs, fmt.Errorf("--bootstrap-expect %d: use 3 or 5 (a quorum survives one or two failed controllers), 1 for an explicitly single-node cluster, or leave it out to join an existing cluster", c.BootstrapExpect))
+	}
+	if c.HostDownGrace < 0 || c.HostDownGrace > fsm.MaxTimingMS*time.Millisecond {
+		errs = append(errs, fmt.Errorf("--host-down-grace %s must be between 0 and 24h", c.HostDownGrace))
+	}
+	if c.FenceCommand != "" && strings.TrimSpace(c.FenceCommand) == "" {
+		errs = append(errs, errors.New("--fence-command is blank: give the shell command that powers a host off (it gets the host name as $1), or leave the flag out"))
+	}
+	if c.FenceTimeout < 0 {
+		errs = append(errs, fmt.Errorf("--fence-timeout %s must be positive", c.FenceTimeout))
+	}
+	if c.FenceRetryMin < 0 || c.FenceRetryMax < c.FenceRetryMin {
+		errs = append(errs, fmt.Errorf("fence retry backoff %s..%s: the minimum must be positive and not above the maximum", c.FenceRetryMin, c.FenceRetryMax))
 	}
 	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
 		errs = append(errs, fmt.Errorf("leader lease timeout %s must not exceed heartbeat timeout %s", c.LeaderLeaseTimeout, c.HeartbeatTimeout))

@@ -208,6 +208,22 @@ func (c *Controller) Leader() (id, apiAddr string) {
 	return id, ""
 }
 
+// waitFuture waits for a raft future, or until the controller shuts down
+// (or done closes): raft never answers a future it had queued when it
+// shuts down, and a leader loop waiting on one would hold Shutdown forever.
+func (c *Controller) waitFuture(done <-chan struct{}, f raft.Future) error {
+	res := make(chan error, 1)
+	go func() { res <- f.Error() }()
+	select {
+	case err := <-res:
+		return err
+	case <-c.shutdownCh:
+		return raft.ErrRaftShutdown
+	case <-done:
+		return raft.ErrLeadershipLost
+	}
+}
+
 // Apply proposes a command and waits until it is applied here.
 func (c *Controller) Apply(ctx context.Context, t fsm.MessageType, req any) (*fsm.Result, error) {
 	if err := c.Halted(); err != nil {
@@ -230,7 +246,7 @@ func (c *Controller) Apply(ctx context.Context, t fsm.MessageType, req any) (*fs
 		return nil, ctx.Err()
 	}
 	f := c.raft.Apply(data, timeout)
-	if err := f.Error(); err != nil {
+	if err := c.waitFuture(nil, f); err != nil {
 		return nil, mapRaftError(err)
 	}
 	res, ok := f.Response().(*fsm.Result)
@@ -266,7 +282,7 @@ func (c *Controller) ConsistentRead(ctx context.Context) error {
 		return ErrNotReady
 	}
 	readIndex := c.raft.CommitIndex()
-	if err := c.raft.VerifyLeader().Error(); err != nil {
+	if err := c.waitFuture(ctx.Done(), c.raft.VerifyLeader()); err != nil {
 		return mapRaftError(err)
 	}
 	// Acknowledged writes are applied to this FSM before they are

@@ -22,6 +22,7 @@ func (c *Controller) startGossip() error {
 		ID: c.cfg.NodeID, Role: membership.RoleController, Cluster: c.ClusterID(),
 		Version: c.cfg.Version, Proto: c.cfg.MaxProtocol,
 		API: c.cfg.APIAddr(), Raft: c.cfg.RaftAddr(), Expect: c.cfg.BootstrapExpect,
+		DownGraceMS: c.cfg.HostDownGrace.Milliseconds(),
 	}
 	if fresh {
 		meta.Raft = ""

@@ -2,7 +2,9 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -44,6 +46,7 @@ func (c *Controller) syncHosts(ctx context.Context, markUnknown bool) {
 			Labels:   m.Meta.Labels,
 			// The worker's domains of another cluster, left alone.
 			ForeignDomains: foreignNames(m.Meta.Foreign), ForeignDomainCount: max(m.Meta.ForeignCount, len(foreignNames(m.Meta.Foreign))),
+			FenceAfterMS: min(max(m.Meta.FenceAfterMS, 0), fsm.MaxTimingMS),
 		}
 		switch m.Status {
 		case membership.StatusAlive, membership.StatusSuspect:
@@ -83,7 +86,7 @@ func (c *Controller) syncHosts(ctx context.Context, markUnknown bool) {
 		}
 		want := fsm.HostStateRequest{Name: h.Name, State: resource.HostDown, Address: hs.Address,
 			Capacity: hs.Capacity, Driver: hs.Driver, Reason: "the worker is not in the gossip pool",
-			ForeignDomains: hs.ForeignDomains, ForeignDomainCount: hs.ForeignDomainCount}
+			ForeignDomains: hs.ForeignDomains, ForeignDomainCount: hs.ForeignDomainCount, FenceAfterMS: hs.FenceAfterMS}
 		c.proposeHostState(ctx, st, want)
 	}
 }
@@ -105,21 +108,36 @@ func foreignNames(names []string) []string {
 }
 
 // proposeHostState writes want unless the host already looks like that.
+// It adds the controllers' grace (protocol 5) and, to the reason, what
+// the host's timing and fencing mean for its VMs (hostNotes).
 func (c *Controller) proposeHostState(ctx context.Context, st *fsm.Store, want fsm.HostStateRequest) {
-	if (len(want.ForeignDomains) > 0 || want.ForeignDomainCount > 0) && c.checkProtocol(fsm.HostStateRequestType, &want) != nil {
-		// Some controller cannot apply the foreign-domain fields yet (a
-		// rolling upgrade): record the host's state without them.
+	want.DownGraceMS = c.cfg.HostDownGrace.Milliseconds()
+	if want.DownGraceMS <= 0 || c.checkProtocol(fsm.HostStateRequestType, &fsm.HostStateRequest{DownGraceMS: 1}) != nil {
+		// Some controller cannot apply the timing fields yet (a
+		// rolling upgrade): the host's state without them.
+		want.DownGraceMS, want.FenceAfterMS = 0, 0
+	}
+	if (len(want.ForeignDomains) > 0 || want.ForeignDomainCount > 0) && c.checkProtocol(fsm.HostStateRequestType, &fsm.HostStateRequest{ForeignDomainCount: 1}) != nil {
+		// Some controller cannot apply the foreign-domain fields yet:
+		// record the host's state without them.
 		want.ForeignDomains, want.ForeignDomainCount = nil, 0
 	}
-	if cur, _ := st.Get(nil, resource.KindHost, want.Name); cur != nil {
+	cur, _ := st.Get(nil, resource.KindHost, want.Name)
+	if cur != nil {
 		hs, err := resource.DecodeStatus[resource.HostStatus](cur)
+		if err == nil {
+			want.Reason = joinReason(want.Reason, hostNotes(hs, want.State, want.FenceAfterMS, want.DownGraceMS))
+		}
 		if err == nil && hs.State == want.State && hs.Address == want.Address && hs.Capacity == want.Capacity &&
 			hs.Driver == want.Driver && hs.Reason == want.Reason &&
-			slices.Equal(hs.ForeignDomains, want.ForeignDomains) && hs.ForeignDomainCount == want.ForeignDomainCount {
+			slices.Equal(hs.ForeignDomains, want.ForeignDomains) && hs.ForeignDomainCount == want.ForeignDomainCount &&
+			hs.FenceAfterMS == want.FenceAfterMS && hs.DownGraceMS == want.DownGraceMS && (want.DownGraceMS == 0 || hs.StateIndex != 0) {
 			return
 		}
 	} else if want.State != resource.HostReady {
 		return // never create a host just to say it is gone
+	} else {
+		want.Reason = joinReason(want.Reason, hostNotes(&resource.HostStatus{}, want.State, want.FenceAfterMS, want.DownGraceMS))
 	}
 	want.Time = time.Now().UTC()
 	want.ID = uuid.NewString()
@@ -130,4 +148,36 @@ func (c *Controller) proposeHostState(ctx context.Context, st *fsm.Store, want f
 		return
 	}
 	c.logger.Info("host state", "host", want.Name, "state", want.State, "reason", want.Reason)
+}
+
+// hostNotes is what the host's status adds to the reason of a host that
+// is (or stays) in state: a worker fence-after that keeps its VMs from
+// ever being moved, and the fencing of its current down period.
+func hostNotes(hs *resource.HostStatus, state string, fenceAfterMS, graceMS int64) string {
+	var notes []string
+	if fenceAfterMS > 0 && graceMS > 0 && fenceAfterMS >= graceMS {
+		notes = append(notes, fenceAfterNote(fenceAfterMS, graceMS))
+	}
+	if hs.State == state && (state == resource.HostDown || state == resource.HostLeft) &&
+		hs.Fence != nil && hs.Fence.StateIndex == hs.StateIndex && hs.Fence.Reason != "" {
+		notes = append(notes, hs.Fence.Reason)
+	}
+	return strings.Join(notes, "; ")
+}
+
+// fenceAfterNote says why a host whose worker fences too late is never
+// evacuated.
+func fenceAfterNote(fenceAfterMS, graceMS int64) string {
+	return fmt.Sprintf("its VMs are never moved elsewhere: the worker's --fence-after (%s) is not below the controllers' --host-down-grace (%s); lower --fence-after or raise --host-down-grace",
+		time.Duration(fenceAfterMS)*time.Millisecond, time.Duration(graceMS)*time.Millisecond)
+}
+
+func joinReason(reason, notes string) string {
+	switch {
+	case notes == "":
+		return reason
+	case reason == "":
+		return notes
+	}
+	return reason + "; " + notes
 }

@@ -55,7 +55,7 @@ func (c *Controller) monitorLeadership(notify <-chan bool) {
 func (c *Controller) establishLeadership(ctx context.Context, loops *sync.WaitGroup) {
 	term := c.raft.CurrentTerm()
 	for {
-		err := c.raft.Barrier(c.cfg.ApplyTimeout).Error()
+		err := c.waitFuture(ctx.Done(), c.raft.Barrier(c.cfg.ApplyTimeout))
 		if err == nil {
 			break
 		}

@@ -41,6 +41,8 @@ type Meta struct {
 	API    string `json:"api,omitempty"`
 	Raft   string `json:"raft,omitempty"`
 	Expect int    `json:"expect,omitempty"`
+	// DownGraceMS is the controller's --host-down-grace in milliseconds.
+	DownGraceMS int64 `json:"down_grace_ms,omitempty"`
 
 	// Workers: the host's capacity, driver and labels. Ready is false
 	// until the worker's first reconciliation after joining has removed
@@ -55,6 +57,10 @@ type Meta struct {
 	// ForeignCount is how many there are in all.
 	Foreign      []string `json:"foreign,omitempty"`
 	ForeignCount int      `json:"foreign_count,omitempty"`
+	// FenceAfterMS is the worker's --fence-after in milliseconds: the
+	// leader records it in the host's status and does not evacuate a
+	// host whose fence-after is not below the grace (docs/ha.md).
+	FenceAfterMS int64 `json:"fence_after_ms,omitempty"`
 }
 
 // Encode returns m as gossip metadata, or an error if it exceeds

@@ -40,7 +40,8 @@ func (w *Worker) meta(ctx context.Context, ready bool) membership.Meta {
 	leaving, cluster, foreign := w.leaving, w.cluster, w.foreign
 	w.mu.Unlock()
 	m := membership.Meta{ID: w.cfg.NodeID, Role: membership.RoleWorker, Cluster: cluster, CPUs: cpus, MemoryMiB: mem,
-		Driver: w.cfg.DriverName, Ready: ready, Labels: w.cfg.Labels, Leaving: leaving, ForeignCount: len(foreign)}
+		Driver: w.cfg.DriverName, Ready: ready, Labels: w.cfg.Labels, Leaving: leaving, ForeignCount: len(foreign),
+		FenceAfterMS: w.cfg.FenceAfter.Milliseconds()}
 	// Name as many foreign domains as fit, with room for the flags that
 	// come and go (ready, leaving) and for the capacity to grow.
 	probe := m
