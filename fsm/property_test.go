@@ -416,8 +416,9 @@ func (g propGen) op(t *rapid.T, next uint64) (fsm.MessageType, any) {
 	case 18:
 		return fsm.MigrateRequestType, &fsm.MigrateRequest{
 			Time: drawTime(t), VM: rapid.SampledFrom(propRefs).Draw(t, "migrate vm"),
-			Host:  rapid.SampledFrom(append([]string{""}, propRefs...)).Draw(t, "migrate host"),
-			Grace: rapid.SampledFrom([]time.Duration{0, 30 * time.Minute, 100 * time.Hour}).Draw(t, "migrate grace"),
+			Host:      rapid.SampledFrom(append([]string{""}, propRefs...)).Draw(t, "migrate host"),
+			Grace:     rapid.SampledFrom([]time.Duration{0, 30 * time.Minute, 100 * time.Hour}).Draw(t, "migrate grace"),
+			PhaseOnly: rapid.Bool().Draw(t, "migrate phase only"),
 		}
 	}
 	return fsm.ActionRequestType, &fsm.ActionRequest{

@@ -15,7 +15,8 @@ import "fmt"
 //	4  report's restarts (status.restarts)
 //	5  host-fence; host-state's fence_after_ms and down_grace_ms (and with
 //	   them status.state_index); evacuate's state_index, down_for_ms and
-//	   fence_required (evacuation on the leader's monotonic clock)
+//	   fence_required (evacuation on the leader's monotonic clock);
+//	   migrate's phase_only (no clock decides a move off a down host)
 const ProtocolVersion = 5
 
 // MinProtocol is the protocol a node must speak to apply message type t.
@@ -59,6 +60,10 @@ func RequiredProtocol(t MessageType, req any) int {
 		if r.UsesTiming() {
 			need = max(need, 5)
 		}
+	case *MigrateRequest:
+		if r.UsesPhaseOnly() {
+			need = max(need, 5)
+		}
 	case *EvacuateRequest:
 		if r.UsesStateIndex() {
 			need = max(need, 5)
@@ -91,6 +96,9 @@ func payloadUses5(t MessageType, payload []byte) bool {
 	case EvacuateRequestType:
 		var q EvacuateRequest
 		return decodePayload(payload, &q) == nil && q.UsesStateIndex()
+	case MigrateRequestType:
+		var q MigrateRequest
+		return decodePayload(payload, &q) == nil && q.UsesPhaseOnly()
 	}
 	return false
 }

@@ -28,6 +28,8 @@ func TestProtocolVersions(t *testing.T) {
 	}{
 		{fsm.CreateRequestType, &fsm.CreateRequest{}, 1},
 		{fsm.MigrateRequestType, &fsm.MigrateRequest{}, 2},
+		{fsm.MigrateRequestType, &fsm.MigrateRequest{PhaseOnly: true}, 5},
+		{fsm.BatchRequestType, &fsm.BatchRequest{Ops: []fsm.BatchOp{mustOp(t, fsm.MigrateRequestType, &fsm.MigrateRequest{PhaseOnly: true})}}, 5},
 		{fsm.ClusterInitRequestType, &fsm.ClusterInitRequest{}, 3},
 		{fsm.HostStateRequestType, &fsm.HostStateRequest{}, 1},
 		{fsm.HostStateRequestType, &fsm.HostStateRequest{ForeignDomainCount: 1}, 3},

@@ -101,26 +101,44 @@ func (w *writer) action(req *ActionRequest) error {
 // target must be ready, schedulable and have room; the VM gets a new
 // placement epoch there and keeps its desired power, and the old host's
 // worker removes its domain.
+//
+// With PhaseOnly (protocol 5) no clock decides: a VM that is to run on a
+// host that still exists moves only once it is lost (the host was
+// evacuated, which the leader times on its own monotonic clock and which
+// waits for --fence-command), never because the proposer's clock says the
+// host's status.since, stamped by whichever leader marked it down, is a
+// grace old. Without it (an older proposer) the old rule applies.
 type MigrateRequest struct {
-	Time  time.Time     `json:"time"`
-	VM    string        `json:"vm"`
-	Host  string        `json:"host"`
-	Grace time.Duration `json:"grace"`
+	Time      time.Time     `json:"time"`
+	VM        string        `json:"vm"`
+	Host      string        `json:"host"`
+	Grace     time.Duration `json:"grace"`
+	PhaseOnly bool          `json:"phase_only,omitempty"`
 }
 
+// UsesPhaseOnly reports whether the request needs protocol 5.
+func (r *MigrateRequest) UsesPhaseOnly() bool { return r.PhaseOnly }
+
 // CheckMigratable says whether a VM may be moved (MigrateRequest's rule):
-// it is not running anywhere, or its host (from, nil when that host no
-// longer exists) has been down or left for at least grace at now.
-func CheckMigratable(name string, spec *resource.VMSpec, st *resource.VMStatus, from *resource.HostStatus, now time.Time, grace time.Duration) error {
+// it is not running anywhere (unplaced, stopped, failed or lost), or its
+// host (from) no longer exists; without phaseOnly also when its host has
+// been down or left for at least grace at now (an older rule that
+// compares two machines' clocks).
+func CheckMigratable(name string, spec *resource.VMSpec, st *resource.VMStatus, from *resource.HostStatus, now time.Time, grace time.Duration, phaseOnly bool) error {
 	if st.Host == "" {
 		return nil
 	}
-	gone := from == nil || ((from.State == resource.HostDown || from.State == resource.HostLeft) && now.Sub(from.Since) >= grace)
+	down := from != nil && (from.State == resource.HostDown || from.State == resource.HostLeft)
+	gone := from == nil || (!phaseOnly && down && now.Sub(from.Since) >= grace)
 	stopped := st.Phase == resource.PhaseStopped && spec.Power == resource.PowerStopped
 	if gone || stopped || st.Phase == resource.PhaseFailed || st.Phase == resource.PhaseLost {
 		return nil
 	}
-	return fmt.Errorf("vm %q is %s on host %q: %w: stop it first (a VM is moved cold; a VM that is to run moves only when its host has been down or left for the host-down grace)",
+	if phaseOnly && down {
+		return fmt.Errorf("vm %q is %s on host %q, which is %s: %w: it moves once the controllers have evacuated the host (after the host-down grace, and a successful --fence-command if one is set); then it is lost or placed again by itself (ha: restart)",
+			name, st.Phase, st.Host, from.State, ErrWrongPhase)
+	}
+	return fmt.Errorf("vm %q is %s on host %q: %w: stop it first (a VM is moved cold; a VM that is to run moves only when its host has been evacuated)",
 		name, st.Phase, st.Host, ErrWrongPhase)
 }
 
@@ -140,7 +158,7 @@ func (w *writer) migrate(req *MigrateRequest) error {
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
-		if err := CheckMigratable(req.VM, spec, st, ohst, req.Time, req.Grace); err != nil {
+		if err := CheckMigratable(req.VM, spec, st, ohst, req.Time, req.Grace, req.PhaseOnly); err != nil {
 			return err
 		}
 	}

@@ -172,6 +172,13 @@ func mig(vmName, host string, after, grace time.Duration) *fsm.MigrateRequest {
 	return &fsm.MigrateRequest{Time: tDown.Add(after), VM: vmName, Host: host, Grace: grace}
 }
 
+// migPhase is mig with protocol 5's phase_only.
+func migPhase(vmName, host string, after, grace time.Duration) *fsm.MigrateRequest {
+	r := mig(vmName, host, after, grace)
+	r.PhaseOnly = true
+	return r
+}
+
 func TestMigrate(t *testing.T) {
 	stopped := func(t *testing.T, f *fsm.FSM) {
 		fsm.TestMustApply(t, f, 9, fsm.ReportRequestType, rep("h2", fsm.VMReport{VM: "r1", Epoch: 8, Phase: resource.PhaseStopped, SetPower: resource.PowerStopped}))
@@ -224,6 +231,26 @@ func TestMigrate(t *testing.T) {
 		{
 			name: "a running VM on a host down for less than the grace is refused", setup: evacSetup,
 			typ: fsm.MigrateRequestType, req: mig("rn", "h1", 10*time.Second, 30*time.Second), wantErr: fsm.ErrWrongPhase,
+		},
+		{
+			// Protocol 5: no clock decides. However long ago status.since
+			// says the host went down, a VM not yet evacuated stays.
+			name: "phase only: a running VM on a host down for hours waits for the evacuation", setup: evacSetup,
+			typ: fsm.MigrateRequestType, req: migPhase("rn", "h1", 100*time.Hour, 30*time.Second), wantErr: fsm.ErrWrongPhase,
+			check: func(t *testing.T, f *fsm.FSM, r *fsm.Result) {
+				if !strings.Contains(r.Err.Error(), "once the controllers have evacuated the host") {
+					t.Errorf("error %q does not say when it can move", r.Err)
+				}
+			},
+		},
+		{
+			name: "phase only: a failed VM moves", typ: fsm.MigrateRequestType, req: migPhase("r1", "h1", 0, 0),
+			setup:      func(t *testing.T, f *fsm.FSM) { report(t, f, 9, "h2", "r1", 8, resource.PhaseFailed) },
+			wantEvents: "updated:vm/r1 updated:host/h1 updated:host/h2", check: movedTo("r1", "h1", resource.PowerRunning),
+		},
+		{
+			name: "phase only: a stopped VM moves", setup: stopped, typ: fsm.MigrateRequestType, req: migPhase("r1", "h1", 0, 0),
+			wantEvents: "updated:vm/r1 updated:host/h1 updated:host/h2", check: movedTo("r1", "h1", resource.PowerStopped),
 		},
 		{
 			name: "a failed VM moves", typ: fsm.MigrateRequestType, req: mig("r1", "h1", 0, 0),

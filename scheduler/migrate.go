@@ -10,7 +10,7 @@ import (
 
 // MigrationTarget picks the host a migration of vm goes to when the user
 // names none: it says first why the VM cannot move at all (the checks of
-// fsm.CheckMigratable, with now and the controllers' host-down grace), then
+// fsm.CheckMigratable, by phase only: no clock decides), then
 // picks a ready host other than the VM's own with room for it. The FSM
 // checks everything again when it applies the migration; this only chooses.
 func MigrationTarget(st *fsm.Store, vm string, now time.Time, grace time.Duration) (string, error) {
@@ -37,7 +37,7 @@ func MigrationTarget(st *fsm.Store, vm string, now time.Time, grace time.Duratio
 			}
 		}
 	}
-	if err := fsm.CheckMigratable(vm, spec, vs, from, now, grace); err != nil {
+	if err := fsm.CheckMigratable(vm, spec, vs, from, now, grace, true); err != nil {
 		return "", err
 	}
 	hosts, err := HostsFromState(st)

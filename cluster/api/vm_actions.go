@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -89,7 +90,13 @@ func (a *httpAPI) migrate(r *http.Request, name, host string) (*fsm.Result, erro
 			return nil, err
 		}
 	}
-	return a.propose(r.Context(), fsm.MigrateRequestType, &fsm.MigrateRequest{
-		Time: time.Now().UTC(), VM: name, Host: host, Grace: a.hostDownGrace,
-	})
+	req := &fsm.MigrateRequest{Time: time.Now().UTC(), VM: name, Host: host, Grace: a.hostDownGrace, PhaseOnly: true}
+	res, err := a.propose(r.Context(), fsm.MigrateRequestType, req)
+	if errors.Is(err, resource.ErrUpgradeRequired) {
+		// Some controller does not speak protocol 5 yet: the older rule
+		// (a host down for the grace by this node's clock).
+		req.PhaseOnly = false
+		res, err = a.propose(r.Context(), fsm.MigrateRequestType, req)
+	}
+	return res, err
 }
