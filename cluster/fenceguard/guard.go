@@ -32,6 +32,8 @@ const (
 	callTimeout = 2 * time.Second
 	// sweepEvery: how often a fenced guard lists the domains again.
 	sweepEvery = 500 * time.Millisecond
+	// listEvery: how often the guard lists the domains when all is well.
+	listEvery = 2 * time.Second
 )
 
 // Config configures a guard.
@@ -82,8 +84,9 @@ type Guard struct {
 	fencedAt    time.Duration // when (Now clock)
 	record      *FenceRecord
 	reading     bool
-	lastSweep   time.Duration        // loop goroutine only
-	now         func() time.Duration // the clock (tests may replace it)
+	listed      []hypervisor.DomainInfo // the cluster's domains, last listing
+	lastSweep   time.Duration           // loop goroutine only
+	now         func() time.Duration    // the clock (tests may replace it)
 }
 
 // New checks cfg and makes a guard (Run runs it).
@@ -198,7 +201,7 @@ func (g *Guard) loop(ctx context.Context) error {
 	tick := time.NewTicker(Tick)
 	defer tick.Stop()
 	events := g.drv.Events()
-	lastDirCheck := time.Now()
+	lastDirCheck, lastList := time.Now(), time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -216,6 +219,12 @@ func (g *Guard) loop(ctx context.Context) error {
 			if _, err := os.Stat(g.cfg.Dir); errors.Is(err, os.ErrNotExist) {
 				g.logger.Warn("the guard's directory was removed; exiting", "dir", g.cfg.Dir)
 				return nil
+			}
+			if time.Since(lastList) >= listEvery {
+				// Keep the list of the cluster's domains fresh, for a
+				// fence while libvirt does not answer.
+				lastList = time.Now()
+				_, _ = g.list(ctx)
 			}
 			if g.idle(ctx) {
 				g.logger.Info("no worker has renewed for a while and no domain of the cluster runs here; exiting", "after", g.cfg.ExitWhenIdle)
@@ -345,10 +354,15 @@ func (g *Guard) fence(ctx context.Context, why string) {
 // it records them as one fence (written before the first destroy, so that
 // a worker never mistakes one of them for a stop behind Kumoi's back).
 func (g *Guard) fenceActive(ctx context.Context, rec *FenceRecord) {
-	doms, err := bounded(ctx, func(ctx context.Context) ([]hypervisor.DomainInfo, error) { return g.drv.List(ctx) })
-	if err != nil {
+	doms, err := g.list(ctx)
+	if err != nil && g.cfg.Kill != nil && rec != nil {
+		// libvirt does not answer (libvirtd hangs): the domains it last
+		// listed as the cluster's, by their processes.
+		doms = g.lastListed()
+		g.logger.Warn("fencing: cannot list domains; stopping those last listed by their processes", "error", err, "domains", len(doms))
+	} else if err != nil {
 		g.logger.Warn("fencing: cannot list domains", "error", err)
-		if rec != nil {
+		if rec != nil { // (a sweep while fenced tries again later)
 			g.saveRecord(rec)
 		}
 		return
@@ -402,6 +416,33 @@ func (g *Guard) stop(ctx context.Context, d hypervisor.DomainInfo) {
 	}
 }
 
+// list lists the domains (bounded) and remembers this cluster's Kumoi
+// ones, for a fence while libvirt does not answer.
+func (g *Guard) list(ctx context.Context) ([]hypervisor.DomainInfo, error) {
+	doms, err := bounded(ctx, func(ctx context.Context) ([]hypervisor.DomainInfo, error) { return g.drv.List(ctx) })
+	if err != nil {
+		return nil, err
+	}
+	var mine []hypervisor.DomainInfo
+	for _, d := range doms {
+		if d.Kumoi && !g.foreign(d) {
+			d.State = hypervisor.StateRunning // as far as a fence goes: try it
+			mine = append(mine, d)
+		}
+	}
+	g.mu.Lock()
+	g.listed = mine
+	g.mu.Unlock()
+	return doms, nil
+}
+
+// lastListed is the cluster's Kumoi domains of the last listing.
+func (g *Guard) lastListed() []hypervisor.DomainInfo {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.listed)
+}
+
 // foreign: a Kumoi domain of another cluster (never the guard's to stop).
 func (g *Guard) foreign(d hypervisor.DomainInfo) bool {
 	mine := g.clusterID()
@@ -445,7 +486,7 @@ func (g *Guard) idle(ctx context.Context) bool {
 	if now-since < g.cfg.ExitWhenIdle {
 		return false
 	}
-	doms, err := bounded(ctx, func(ctx context.Context) ([]hypervisor.DomainInfo, error) { return g.drv.List(ctx) })
+	doms, err := g.list(ctx)
 	if err != nil {
 		return false
 	}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -379,4 +380,49 @@ func TestBoundedHang(t *testing.T) {
 		v, err := bounded(context.Background(), func(context.Context) (int, error) { return 3, nil })
 		return err == nil && v == 3, err
 	})
+}
+
+// hangingList is a driver whose List fails once told to (libvirtd hangs).
+type hangingList struct {
+	*sim.Driver
+	hang atomic.Bool
+}
+
+func (h *hangingList) List(ctx context.Context) ([]hypervisor.DomainInfo, error) {
+	if h.hang.Load() {
+		return nil, errors.New("libvirt does not answer")
+	}
+	return h.Driver.List(ctx)
+}
+
+// TestFenceWhileLibvirtHangs: with libvirt not answering, a guard with a
+// process killer stops the cluster's domains it last listed by their
+// processes (never another cluster's).
+func TestFenceWhileLibvirtHangs(t *testing.T) {
+	f := newFixture(t, 0) // only for its domains and cluster file
+	f.stop()
+	<-f.done
+	f.done <- nil
+	drv := &hangingList{Driver: f.drv}
+	var mu sync.Mutex
+	var killed []string
+	g, err := New(Config{Dir: f.dir, NodeID: "hv1", Driver: drv, FenceAfter: fenceAfter, Kill: func(d string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		killed = append(killed, d)
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.list(context.Background()); err != nil { // what the loop does every 2 s
+		t.Fatal(err)
+	}
+	drv.hang.Store(true)
+	g.fence(context.Background(), "test")
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(killed, ",") != "kumoi-a,kumoi-b" {
+		t.Errorf("killed %v, want the cluster's kumoi-a and kumoi-b", killed)
+	}
 }
