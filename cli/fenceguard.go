@@ -25,11 +25,12 @@ is a process of its own, with its own libvirt connection and its own timer.
 The worker renews it over DIR/fence-guard.sock after every read that proves
 the controllers count the host as ready, and starts a domain only once the
 guard holds a fresh proof. When renewals stop, the guard reads the host
-object itself (from --bind). When its latest proof is --fence-after old, or
-it reads that the host was marked down or left after it was ready, it
-destroys every running Kumoi domain of the cluster on this host, records
-the fence in DIR/fence-guard.json (the worker reports it on the VMs), and
-keeps stopping them until a fresh proof arrives.
+object itself (from --bind). When its latest proof is --fence-after old
+(before the controllers' --host-down-grace can end), it stops every running
+Kumoi domain of the cluster on this host (on qemu:///system by killing its
+QEMU process first), records the fence in DIR/fence-guard.json (the worker
+reports it on the VMs), and keeps stopping them until a proof taken after
+the fence arrives.
 
 A libvirt worker starts one itself (kumoi agent --worker --fence-guard
 spawn, the default for --hypervisor libvirt), detached, with

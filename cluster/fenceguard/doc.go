@@ -17,10 +17,12 @@
 // directory, Renewal/Ack) and, before it starts any domain, waits until
 // the guard has acknowledged a fresh proof. When renewals stop the guard
 // reads the host object itself, from the worker's address. When the
-// proof is --fence-after old, or a read shows the host down or left after
-// a ready proof, it destroys every active Kumoi domain of its cluster on
-// the host, records that (FenceRecord) for the worker, and keeps
-// destroying any that becomes active until a fresh proof arrives.
+// proof is --fence-after old it destroys every active Kumoi domain of its
+// cluster on the host, records that (FenceRecord) for the worker, and
+// keeps destroying any that becomes active until a proof taken after the
+// fence arrives. (A read that shows the host down is no proof, but no
+// reason to fence at once: a restarted worker's host is down while it
+// reconciles.)
 //
 // It imports the hypervisor drivers and the API client only: no Raft, no
 // gossip, no controller or worker code.
