@@ -40,6 +40,15 @@ func TestStopFenceGuard(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	defer cmd.Process.Kill()
+	// Until it has exec'd, the child's command line is still this test's
+	// (and stopFenceGuard would rightly leave it alone).
+	deadline := time.Now().Add(5 * time.Second)
+	for !fenceGuardProcess(cmd.Process.Pid, dir) {
+		if time.Now().After(deadline) {
+			t.Fatal("the stand-in guard never showed its command line")
+		}
+		time.Sleep(10 * time.Millisecond) // polling /proc with a deadline
+	}
 	if err := os.WriteFile(filepath.Join(dir, FenceGuardPidFile), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
