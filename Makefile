@@ -190,9 +190,10 @@ JEPSEN_FULL_3      := $(if $(JEPSEN_ROOT),$(JEPSEN_NEMESIS_ALL),$(JEPSEN_NEMESIS
 JEPSEN_FULL_5      := $(JEPSEN_FULL_3)$(if $(JEPSEN_ROOT),$(comma)partition-ring$(comma)partition-bridge)
 JEPSEN_PLACEMENT_NEMESIS ?= worker-kill,kill-leader$(if $(JEPSEN_ROOT),$(comma)worker-partition$(comma)partition-leader)
 # The libvirtd-backed placement run of jepsen-quick: the faults whose
-# domains outlive the worker (before the fence guard, worker-kill and
-# worker-pause made a VM run twice here), a hung libvirtd and a leader kill.
-JEPSEN_LIBVIRTD_QUICK_NEMESIS ?= worker-kill,worker-pause,libvirt-hang,kill-leader
+# domains outlive the worker (before the fence guard, worker-kill,
+# worker-pause and worker-restart-partitioned made a VM run twice here), a
+# hung libvirtd and a leader kill.
+JEPSEN_LIBVIRTD_QUICK_NEMESIS ?= worker-kill,worker-pause$(if $(JEPSEN_ROOT),$(comma)worker-restart-partitioned),libvirt-hang,kill-leader
 JEPSEN_LIBVIRTD_QUICK_DURATION ?= 20s
 JEPSEN_LIBVIRTD_HOST_FAULTS := worker-kill,worker-pause$(if $(JEPSEN_ROOT),$(comma)worker-restart-partitioned)
 JEPSEN_LIBVIRTD_NEMESIS ?= $(JEPSEN_LIBVIRTD_HOST_FAULTS),libvirt-hang,kill-leader$(if $(JEPSEN_ROOT),$(comma)partition-leader)
