@@ -22,6 +22,10 @@ type vmPass struct {
 	// restart: this pass starts the domain again after it went down
 	// unasked (its note stays).
 	restart bool
+	// deferred: the start waits for the next pass (this pass's proof grew
+	// too old); nothing is reported meanwhile (the domain is not "stopped",
+	// it is about to start).
+	deferred bool
 }
 
 // note explains a change made behind Kumoi's back to a VM's domain in one
@@ -80,6 +84,9 @@ func (w *Worker) convergeVM(ctx context.Context, o *resource.Object, spec *resou
 	}
 	if err := w.drivePower(ctx, v); err != nil {
 		return w.fail(v, err.Error())
+	}
+	if v.deferred {
+		return v.rep, false
 	}
 	if st.RebootRequested > st.RebootDone && v.d.State == hypervisor.StateRunning && spec.Power == resource.PowerRunning {
 		if err := w.drv.Reboot(ctx, v.name); err != nil {
@@ -255,7 +262,10 @@ func (w *Worker) drivePower(ctx context.Context, v *vmPass) error {
 		case !d.State.Active() && !w.mayStart:
 			w.logger.Debug("not starting domain: the host is not ready, or a stale domain could not be removed", "domain", name)
 		case !d.State.Active() && !w.proofFresh():
-			w.logger.Warn("not starting domain: this pass's proof that the host is ready is older than fence-after (was the worker paused?)", "domain", name)
+			// A slow pass (many starting reports, each a Raft write) or a
+			// paused worker: start it in the next pass, on fresh reads.
+			w.logger.Info("not starting domain in this pass: its proof that the host is ready is older than fence-after; the next pass will", "domain", name)
+			v.deferred = true
 		case !d.State.Active():
 			w.logger.Debug("starting domain", "domain", name, "state", d.State, "reason", d.Reason, "stopping", w.stopping[name], "last", w.reported[v.o.Name].Phase, "power", v.spec.Power, "modify_index", v.o.ModifyIndex)
 			delete(w.stopping, name)
@@ -266,7 +276,8 @@ func (w *Worker) drivePower(ctx context.Context, v *vmPass) error {
 			// chaos harness saw a worker resumed after 8 s start a VM
 			// that had moved meanwhile).
 			if !w.proofFresh() {
-				w.logger.Warn("not starting domain: this pass's proof that the host is ready grew older than fence-after (was the worker paused?)", "domain", name)
+				w.logger.Info("not starting domain in this pass: its proof that the host is ready grew older than fence-after during the starting report; the next pass will", "domain", name)
+				v.deferred = true
 				return nil
 			}
 			return w.drv.Start(ctx, name)
@@ -283,7 +294,11 @@ func (w *Worker) drivePower(ctx context.Context, v *vmPass) error {
 			w.startShutdown(ctx, name)
 		}
 	case resource.PowerSuspended:
-		if !d.State.Active() && (!w.mayStart || !w.proofFresh()) {
+		if !d.State.Active() && !w.mayStart {
+			return nil
+		}
+		if !d.State.Active() && !w.proofFresh() {
+			v.deferred = true // the next pass starts it, on fresh reads
 			return nil
 		}
 		if d.State != hypervisor.StatePaused {
