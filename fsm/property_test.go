@@ -1499,8 +1499,9 @@ func (m *model) action(t *rapid.T, index uint64, q *fsm.ActionRequest) modelOp {
 }
 
 // migrate: a VM that runs nowhere (unplaced, stopped with power stopped,
-// failed, lost, or on a host down or left for the grace, or gone) moves to
-// a ready, schedulable host with room, with a new epoch.
+// failed, lost, or on a host that is gone, or without phase_only down or
+// left for the grace) moves to a ready, schedulable host with room, with a
+// new epoch.
 func (m *model) migrate(t *rapid.T, index uint64, q *fsm.MigrateRequest) modelOp {
 	fail := func(err error) modelOp { return modelOp{errs: []error{err}} }
 	if q.Host == "" {
@@ -1517,7 +1518,9 @@ func (m *model) migrate(t *rapid.T, index uint64, q *fsm.MigrateRequest) modelOp
 		gone := !m.has(host, st.Host)
 		if !gone {
 			hs := m.hostStatus(t, st.Host)
-			gone = (hs.State == resource.HostDown || hs.State == resource.HostLeft) && q.Time.Sub(hs.Since) >= q.Grace
+			// With phase_only no clock decides: only evacuation (the VM
+			// becomes lost) or the host's removal frees it.
+			gone = !q.PhaseOnly && (hs.State == resource.HostDown || hs.State == resource.HostLeft) && q.Time.Sub(hs.Since) >= q.Grace
 		}
 		stopped := st.Phase == resource.PhaseStopped && spec.Power == resource.PowerStopped
 		if !gone && !stopped && st.Phase != resource.PhaseFailed && st.Phase != resource.PhaseLost {
