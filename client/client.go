@@ -64,6 +64,11 @@ type Config struct {
 	RetryDeadline time.Duration
 	// UserAgent is sent with every request (default "kumoi-go-client").
 	UserAgent string
+	// Token is the secret of an ACL token, sent with every request as
+	// "Authorization: Bearer <Token>" (empty: no header, which a cluster
+	// with ACLs answers with 401 except for GET /v1/status and the ACL
+	// bootstrap). ConfigFromEnv reads it from KUMOI_TOKEN.
+	Token string
 	// EventIdleTimeout is how long an event stream may stay silent before
 	// it is taken for dead and reconnected (default
 	// DefaultEventIdleTimeout; controllers send a heartbeat every 10s).
@@ -77,11 +82,13 @@ type Client struct {
 	timeout       time.Duration
 	retryDeadline time.Duration
 	userAgent     string
+	authorization string // "Bearer <token>", or "" without a token
 	idleTimeout   time.Duration
 	preferred     atomic.Int64 // index into addrs of the last controller that answered
 }
 
-// New returns a Client. It fails only on malformed addresses.
+// New returns a Client. It fails only on malformed addresses (and on a
+// Token that cannot be sent as a header).
 func New(cfg Config) (*Client, error) {
 	c := &Client{
 		hc:            cfg.HTTPClient,
@@ -89,6 +96,12 @@ func New(cfg Config) (*Client, error) {
 		retryDeadline: cfg.RetryDeadline,
 		userAgent:     cfg.UserAgent,
 		idleTimeout:   cfg.EventIdleTimeout,
+	}
+	if tok := strings.TrimSpace(cfg.Token); tok != "" {
+		if strings.ContainsAny(tok, "\r\n") {
+			return nil, errors.New("the ACL token contains a line break; give its secret alone")
+		}
+		c.authorization = "Bearer " + tok
 	}
 	raw := cfg.Addrs
 	if len(raw) == 0 {
@@ -247,6 +260,9 @@ func (c *Client) attempt(ctx context.Context, addr string, r *request) (*http.Re
 	}
 	req.Header.Set("User-Agent", c.userAgent)
 	req.Header.Set("Accept", "application/json")
+	if c.authorization != "" {
+		req.Header.Set("Authorization", c.authorization)
+	}
 	if r.body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

@@ -34,6 +34,19 @@ var (
 	// 504 timeout or 503 unavailable without Retry-After). Read the object
 	// to find out.
 	ErrUnknownOutcome = errors.New("outcome unknown")
+	// ErrUnauthenticated: the request carried no ACL token, or one the
+	// cluster does not know (401). Set Config.Token.
+	ErrUnauthenticated = errors.New("unauthenticated")
+	// ErrPermissionDenied: the request's ACL token does not grant what it
+	// asked for (403). Nothing was done.
+	ErrPermissionDenied = errors.New("permission denied")
+)
+
+// Error codes of the ACL answers (resource.CodeUnauthenticated and
+// resource.CodePermissionDenied on the server).
+const (
+	codeUnauthenticated  = "unauthenticated"
+	codePermissionDenied = "permission_denied"
 )
 
 // APIError is a non-2xx answer of the API, decoded from
@@ -95,6 +108,10 @@ func (e *APIError) Is(target error) bool {
 	case ErrUnknownOutcome:
 		return e.StatusCode == http.StatusGatewayTimeout || e.Code == resource.CodeTimeout ||
 			(e.StatusCode == http.StatusServiceUnavailable && !e.notDone())
+	case ErrUnauthenticated:
+		return e.StatusCode == http.StatusUnauthorized || e.Code == codeUnauthenticated
+	case ErrPermissionDenied:
+		return e.StatusCode == http.StatusForbidden || e.Code == codePermissionDenied
 	case resource.ErrInvalid:
 		return e.Code == resource.CodeInvalidArgument || e.Code == resource.CodeInvalidJSON
 	}
@@ -107,6 +124,14 @@ func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
 // IsConflict reports whether err is a 409: the name is taken or a CAS
 // update lost against a concurrent change.
 func IsConflict(err error) bool { return errors.Is(err, ErrConflict) }
+
+// IsUnauthenticated reports whether err is a 401: the request had no
+// token, or one that the cluster does not know (deleted, mistyped).
+func IsUnauthenticated(err error) bool { return errors.Is(err, ErrUnauthenticated) }
+
+// IsPermissionDenied reports whether err is a 403: the token is valid but
+// its policies do not allow the request.
+func IsPermissionDenied(err error) bool { return errors.Is(err, ErrPermissionDenied) }
 
 // UnreachableError says that none of the controllers could be reached.
 type UnreachableError struct {
