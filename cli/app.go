@@ -10,9 +10,13 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
@@ -43,7 +47,9 @@ the same verbs (create, get, list, update, delete), whatever its kind.
 
 Every command except agent is a client of the controllers' HTTP API. Point it
 at them with --addr or KUMOI_ADDR (several, comma-separated, are tried in
-turn); flags may be given before or after the arguments.
+turn); flags may be given before or after the arguments. With ACLs on, give
+an ACL token's secret with --token or KUMOI_TOKEN (see 'kumoi acl --help');
+with TLS, https:// addresses and --ca-cert (and --client-cert/--client-key).
 
 Examples:
    kumoi agent -dev                                  # a whole cluster in one process, 3 simulated hosts
@@ -61,6 +67,8 @@ Examples:
    kumoi policy apply ha-lost examples/ha-lost.star  # the leader runs it on its events
    kumoi host list -o json | jq '.[].name'
    KUMOI_ADDR=10.0.0.1:7400,10.0.0.2:7400 kumoi vm list
+   kumoi acl bootstrap                               # once per cluster: the management token
+   KUMOI_TOKEN=<SecretID> kumoi acl whoami           # every command sends --token / KUMOI_TOKEN
 
 Run 'kumoi <command> --help' for a command's options.`
 
@@ -70,6 +78,9 @@ GLOBAL OPTIONS (anywhere on the line; see 'kumoi --help'):
    --addr URL[,URL...]   controllers to talk to [$KUMOI_ADDR]
    -o, --output FORMAT   table, json or yaml [$KUMOI_OUTPUT]
    --timeout DURATION    give up after this long (default: 30s; 5m with --wait)
+   --token SECRET        ACL token to send [$KUMOI_TOKEN]
+   --ca-cert FILE        CA certificate(s) to verify the controllers with [$KUMOI_CACERT]
+   --client-cert FILE    client certificate, with --client-key [$KUMOI_CLIENT_CERT, $KUMOI_CLIENT_KEY]
 `
 
 // NewApp returns the kumoi command line. It writes to app.Writer and
@@ -93,6 +104,7 @@ func NewApp() *cli.App {
 			agentCommand(),
 			fenceGuardCommand(),
 			policyCommand(),
+			aclCommand(),
 			runCommand(),
 			shellCommand(),
 			versionCommand(),
@@ -184,6 +196,8 @@ func describe(err error) string {
 	switch {
 	case errors.As(err, &unreachable):
 		msg += " (is the agent running? set --addr or KUMOI_ADDR)"
+	case client.IsUnauthenticated(err):
+		msg = unauthenticatedText(err)
 	case errors.As(err, &te):
 		msg = te.Error()
 	case errors.Is(err, context.Canceled):
@@ -262,9 +276,14 @@ func dial(c *cli.Context, wait bool) (*session, error) {
 		}
 		attempt = min(timeout, client.DefaultTimeout)
 	}
-	cl, err := client.New(client.Config{Addrs: as, Timeout: attempt, UserAgent: "kumoi/" + Version})
+	cfg, err := clientConfig(c, as)
 	if err != nil {
-		return nil, usagef("invalid --addr: %v", err)
+		return nil, err
+	}
+	cfg.Timeout = attempt
+	cl, err := client.New(cfg)
+	if err != nil {
+		return nil, usagef("%v", err)
 	}
 	ctx, cancel := context.WithTimeout(c.Context, timeout)
 	return &session{ctx: ctx, cancel: cancel, client: cl, timeout: timeout}, nil
@@ -306,3 +325,112 @@ func versionCommand() *cli.Command {
 
 // writer is a shorthand for the command's standard output.
 func writer(c *cli.Context) io.Writer { return c.App.Writer }
+
+// Names of the global flags that say who the client is and how it trusts
+// the controllers.
+const (
+	flagToken      = "token"
+	flagCACert     = "ca-cert"
+	flagClientCert = "client-cert"
+	flagClientKey  = "client-key"
+)
+
+// securityFlags are the global flags of ACLs and TLS (docs/security.md).
+func securityFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{
+			Name:    flagToken,
+			Usage:   "`SECRET` of the ACL token to send with every request (the secret_id of 'kumoi acl bootstrap' or 'kumoi acl token create')",
+			EnvVars: []string{client.EnvToken},
+		},
+		&cli.StringFlag{
+			Name:      flagCACert,
+			Usage:     "PEM `FILE` of the CA certificate(s) that the controllers' HTTPS certificates must be signed by",
+			EnvVars:   []string{"KUMOI_CACERT"},
+			TakesFile: true,
+		},
+		&cli.StringFlag{
+			Name:      flagClientCert,
+			Usage:     "PEM `FILE` of the client certificate to present over HTTPS (with --client-key)",
+			EnvVars:   []string{"KUMOI_CLIENT_CERT"},
+			TakesFile: true,
+		},
+		&cli.StringFlag{
+			Name:      flagClientKey,
+			Usage:     "PEM `FILE` of the private key of --client-cert",
+			EnvVars:   []string{"KUMOI_CLIENT_KEY"},
+			TakesFile: true,
+		},
+	}
+}
+
+// clientConfig is the one place where the global flags become a
+// client.Config: every command that talks to the cluster (and the scripts
+// it runs) sends the same token and trusts the same certificates.
+func clientConfig(c *cli.Context, addrs []string) (client.Config, error) {
+	cfg := client.Config{Addrs: addrs, Token: strings.TrimSpace(c.String(flagToken)), UserAgent: "kumoi/" + Version}
+	tlsCfg, err := tlsConfigFromFlags(c)
+	if err != nil {
+		return cfg, err
+	}
+	if tlsCfg != nil {
+		// TODO(tls, H3): set cfg.TLS = tlsCfg once client.Config has it;
+		// until then the transport carries it.
+		cfg.HTTPClient = httpClientWithTLS(tlsCfg)
+	}
+	return cfg, nil
+}
+
+// tlsConfigFromFlags builds the client side of TLS from --ca-cert,
+// --client-cert and --client-key: nil, nil when none is set (the system's
+// roots then verify an https:// address).
+func tlsConfigFromFlags(c *cli.Context) (*tls.Config, error) {
+	caFile, certFile, keyFile := c.String(flagCACert), c.String(flagClientCert), c.String(flagClientKey)
+	if caFile == "" && certFile == "" && keyFile == "" {
+		return nil, nil
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, usagef("--client-cert and --client-key go together (KUMOI_CLIENT_CERT, KUMOI_CLIENT_KEY): give both or neither")
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--ca-cert: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--ca-cert %s: no PEM certificate in it", caFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if certFile != "" {
+		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--client-cert %s / --client-key %s: %w", certFile, keyFile, err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
+}
+
+// httpClientWithTLS is the client package's default HTTP client (5s dial
+// timeout, keep-alives) speaking TLS with cfg.
+func httpClientWithTLS(cfg *tls.Config) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 15 * time.Second}).DialContext
+	t.MaxIdleConnsPerHost = 16
+	t.TLSClientConfig = cfg
+	return &http.Client{Transport: t}
+}
+
+// unauthenticatedText explains a 401: the request had no token, or one the
+// cluster does not know.
+func unauthenticatedText(err error) string {
+	msg := "the API refused the request without a valid token (401): set --token or KUMOI_TOKEN"
+	var ae *client.APIError
+	if errors.As(err, &ae) && ae.Message != "" {
+		msg += " (the API said: " + ae.Message + ")"
+	}
+	return msg
+}

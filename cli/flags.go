@@ -28,7 +28,7 @@ const (
 )
 
 func globalFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{
 			Name:    flagAddr,
 			Usage:   "controller `URL`s, comma-separated, tried in turn (host:port means http://host:port)",
@@ -47,7 +47,7 @@ func globalFlags() []cli.Flag {
 			Usage: "give up on a command after this `DURATION` (5m for a command run with --wait, unless given)",
 			Value: 30 * time.Second,
 		},
-	}
+	}, securityFlags()...)
 }
 
 // checkGlobalFlags validates the global flags before any command runs.

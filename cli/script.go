@@ -108,9 +108,14 @@ func scriptEnv(c *cli.Context) (script.Env, error) {
 	if err != nil {
 		return script.Env{}, err
 	}
-	cl, err := client.New(client.Config{Addrs: as, UserAgent: "kumoi/" + Version})
+	// The script acts with the caller's token and TLS settings.
+	cfg, err := clientConfig(c, as)
 	if err != nil {
-		return script.Env{}, usagef("invalid --addr: %v", err)
+		return script.Env{}, err
+	}
+	cl, err := client.New(cfg)
+	if err != nil {
+		return script.Env{}, usagef("%v", err)
 	}
 	env := script.Env{Client: cl, Out: c.App.Writer, MaxSteps: c.Uint64("max-steps")}
 	if c.IsSet("max-steps") && env.MaxSteps == 0 {
@@ -174,6 +179,8 @@ func scriptErrorText(err error) string {
 		text += " (raise it with --timeout)"
 	case errors.As(err, &unreachable):
 		text += " (is the agent running? set --addr or KUMOI_ADDR)"
+	case client.IsUnauthenticated(err):
+		text += " (the API wants a valid ACL token: set --token or KUMOI_TOKEN)"
 	}
 	return text
 }
