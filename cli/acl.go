@@ -169,7 +169,7 @@ Examples:
 }
 
 func ruleFlag(usage string) *cli.StringSliceFlag {
-	return &cli.StringSliceFlag{Name: "rule", Aliases: []string{"r"}, Usage: usage}
+	return &cli.StringSliceFlag{Name: "rule", Usage: usage}
 }
 
 func descriptionFlag() *cli.StringFlag {
@@ -513,7 +513,7 @@ Examples:
    kumoi acl token create --type node --node hv-1 --name worker-hv-1
    kumoi acl token create --type management --name break-glass -o json`,
 		Flags: []cli.Flag{
-			&cli.StringSliceFlag{Name: "policy", Aliases: []string{"p"}, Usage: "grant the rules of ACL policy `NAME` (repeatable)"},
+			&cli.StringSliceFlag{Name: "policy", Usage: "grant the rules of ACL policy `NAME` (repeatable)"},
 			&cli.StringFlag{Name: "name", Usage: "a `NAME` saying whose or what the token is"},
 			&cli.StringFlag{Name: "type", Usage: "token `TYPE`: client, management or node", Value: client.ACLTokenClient},
 			&cli.StringFlag{Name: "node", Usage: "the `HOST` whose worker a node token is for (with --type node)"},

@@ -192,8 +192,11 @@ func run(ctx context.Context, app *cli.App, args []string) int {
 func describe(err error) string {
 	var te *timeoutError
 	var unreachable *client.UnreachableError
+	var unknownCA x509.UnknownAuthorityError
 	msg := err.Error()
 	switch {
+	case errors.As(err, &unknownCA):
+		msg += " (give the CA certificate of the controllers with --ca-cert or KUMOI_CACERT)"
 	case errors.As(err, &unreachable):
 		msg += " (is the agent running? set --addr or KUMOI_ADDR)"
 	case client.IsUnauthenticated(err):

@@ -19,6 +19,9 @@ func TestMain(m *testing.M) {
 	// The tests say where to connect and what to print.
 	os.Unsetenv("KUMOI_ADDR")
 	os.Unsetenv("KUMOI_OUTPUT")
+	for _, v := range []string{"KUMOI_TOKEN", "KUMOI_CACERT", "KUMOI_CLIENT_CERT", "KUMOI_CLIENT_KEY"} {
+		os.Unsetenv(v)
+	}
 	// Ages are computed against the fake's clock.
 	now = func() time.Time { return testapi.Now }
 	os.Exit(m.Run())
