@@ -54,12 +54,30 @@
 //     promise that nothing was done). Otherwise the error matches
 //     ErrUnknownOutcome: read the object to find out.
 //
+// # ACL tokens
+//
+// With ACLs on, every request but Status needs a token: Config.Token is
+// sent as "Authorization: Bearer <Token>" on every request (reads, writes,
+// event streams). ConfigFromEnv fills Addrs and Token from KUMOI_ADDR and
+// KUMOI_TOKEN, as the kumoi CLI does. Client.ACL manages the tokens and
+// ACL policies themselves: Bootstrap (once per cluster: the first
+// management token), Self (the token sent), Policies and Tokens.
+//
+//	cfg, err := client.ConfigFromEnv()
+//	c, err := client.New(cfg)
+//	me, err := c.ACL().Self(ctx)
+//	tok, err := c.ACL().Tokens().Create(ctx, client.ACLTokenRequest{Name: "ci", Policies: []string{"web-ops"}})
+//	// tok.SecretID is shown this once; the cluster keeps only its hash.
+//
 // # Errors
 //
 // An HTTP error answer is returned as *APIError. Use errors.Is with the
 // sentinels (ErrNotFound, ErrConflict, ErrCASMismatch, ErrAlreadyExists,
-// ErrUnavailable, ErrUnknownOutcome, resource.ErrInvalid) or the helpers
-// IsNotFound and IsConflict. When no controller could be reached at all the
+// ErrUnavailable, ErrUnknownOutcome, ErrUnauthenticated (401: no token, or
+// an unknown one), ErrPermissionDenied (403: the token does not allow it),
+// resource.ErrInvalid) or the helpers IsNotFound, IsConflict,
+// IsUnauthenticated and IsPermissionDenied. Errors never contain the
+// token. When no controller could be reached at all the
 // error is *UnreachableError, which matches ErrUnreachable.
 //
 // The package must not depend on the server side (fsm, cluster): it speaks the
