@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -438,4 +440,26 @@ func TestConfigFromEnv(t *testing.T) {
 	if _, err := client.ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), "$KUMOI_ADDR") {
 		t.Errorf("bad KUMOI_ADDR: %v, want an error naming it", err)
 	}
+}
+
+// Connect with the address and token of the environment (KUMOI_ADDR,
+// KUMOI_TOKEN) and ask who the token is.
+func ExampleConfigFromEnv() {
+	cfg, err := client.ConfigFromEnv()
+	if err != nil {
+		log.Fatal(err)
+	}
+	cfg.UserAgent = "my-tool/1.0"
+	c, err := client.New(cfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	me, err := c.ACL().Self(context.Background())
+	switch {
+	case client.IsUnauthenticated(err):
+		log.Fatal("set KUMOI_TOKEN to the secret of an ACL token")
+	case err != nil:
+		log.Fatal(err)
+	}
+	fmt.Println(me.AccessorID, me.Type, me.Policies)
 }
