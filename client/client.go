@@ -98,8 +98,8 @@ func New(cfg Config) (*Client, error) {
 		idleTimeout:   cfg.EventIdleTimeout,
 	}
 	if tok := strings.TrimSpace(cfg.Token); tok != "" {
-		if strings.ContainsAny(tok, "\r\n") {
-			return nil, errors.New("the ACL token contains a line break; give its secret alone")
+		if strings.ContainsFunc(tok, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			return nil, errors.New("the ACL token contains a line break or another control character; give its secret alone")
 		}
 		c.authorization = "Bearer " + tok
 	}
