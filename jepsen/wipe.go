@@ -261,7 +261,9 @@ func removeWithCLI(ctx context.Context, c *testcluster.Cluster, env *Env, victim
 		k++
 		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		defer cancel()
-		out, err := exec.CommandContext(cctx, c.Bin(), "cluster", "remove", id, "--addr", addr, "--timeout", "10s").CombinedOutput()
+		cmd := exec.CommandContext(cctx, c.Bin(), "cluster", "remove", id, "--addr", addr, "--timeout", "10s")
+		cmd.Env = testcluster.CLIEnv(os.Environ())
+		out, err := cmd.CombinedOutput()
 		if err == nil {
 			return true, nil
 		}

@@ -16,14 +16,20 @@ import (
 // NewHTTPClient returns a client for talking to nodes directly: no proxy,
 // keep-alive connections (at least maxConnsPerHost idle ones per node, so
 // that concurrent clients do not keep opening sockets), and timeout on
-// every request (0 = none; use a context then).
+// every request (0 = none; use a context then). It sends ManagementToken.
 func NewHTTPClient(maxConnsPerHost int, timeout time.Duration) *http.Client {
+	return NewHTTPClientToken(maxConnsPerHost, timeout, ManagementToken)
+}
+
+// NewHTTPClientToken is NewHTTPClient with another ACL token ("" sends
+// none).
+func NewHTTPClientToken(maxConnsPerHost int, timeout time.Duration, token string) *http.Client {
 	if maxConnsPerHost < 2 {
 		maxConnsPerHost = 2
 	}
 	return &http.Client{
 		Timeout: timeout,
-		Transport: &http.Transport{
+		Transport: &tokenTransport{token: token, base: &http.Transport{
 			Proxy: nil,
 			DialContext: (&net.Dialer{
 				Timeout:   2 * time.Second,
@@ -33,7 +39,7 @@ func NewHTTPClient(maxConnsPerHost int, timeout time.Duration) *http.Client {
 			MaxIdleConnsPerHost: maxConnsPerHost,
 			IdleConnTimeout:     30 * time.Second,
 			DisableCompression:  true,
-		},
+		}},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }

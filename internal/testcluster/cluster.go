@@ -390,7 +390,7 @@ func (c *Cluster) startOpts(n *node, args []string, expectExit bool) {
 	fmt.Fprintf(f, "=== testcluster %s: start %s %s\n", time.Now().Format(time.RFC3339Nano), c.bin, strings.Join(args, " "))
 	cmd := exec.Command(c.bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Env = append(os.Environ(), c.opts.Env...)
+	cmd.Env = append(append(os.Environ(), nodeEnv()...), c.opts.Env...)
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
 		c.tb.Fatalf("testcluster: start %s: %v", n.id, err)

@@ -68,7 +68,7 @@ echo "Success: Powered OFF"
 	}
 	// The CLI shows it.
 	cmd := exec.Command(c.Bin(), "host", "get", victim)
-	cmd.Env = append(os.Environ(), "KUMOI_ADDR="+strings.Join(c.LiveURLs(), ","))
+	cmd.Env = testcluster.CLIEnv(append(os.Environ(), "KUMOI_ADDR="+strings.Join(c.LiveURLs(), ",")))
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "fence:   failed after 1 attempt") || !strings.Contains(string(out), "output:  Failed: BMC did not answer") {
 		t.Errorf("kumoi host get %s: %v\n%s", victim, err, out)

@@ -159,6 +159,7 @@ func TestForeignDomainOfAnotherCluster(t *testing.T) {
 	cmd := exec.CommandContext(ctx, testcluster.Binary(t, ""), append([]string{"agent", "--worker",
 		"--node-id", host, "--bind", c2.WorkerIP(w2), "--gossip-port", strconv.Itoa(testcluster.GossipPort),
 		"--join", c2.GossipAddr(0), "--data-dir", dir1, "--log-level", "info"}, libvirtArgs...)...)
+	cmd.Env = testcluster.CLIEnv(os.Environ())
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	if ctx.Err() != nil || !errors.As(err, &exit) || exit.ExitCode() <= 0 {

@@ -119,6 +119,7 @@ func startSolo(t *testing.T, bin, id, ip, dataDir string, join ...string) *soloC
 		args = append(args, "--join", j)
 	}
 	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "KUMOI_ACL_INITIAL_MANAGEMENT="+testcluster.ManagementToken)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
