@@ -92,6 +92,7 @@ func NewApp() *cli.App {
 			clusterCommand(),
 			agentCommand(),
 			fenceGuardCommand(),
+			tlsCommand(),
 			policyCommand(),
 			runCommand(),
 			shellCommand(),
