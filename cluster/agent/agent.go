@@ -97,6 +97,9 @@ func Start(cfg controller.Config) (*Agent, error) {
 			Handler:           handler,
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
+			// The server's own errors (refused TLS handshakes: plain
+			// HTTP, unknown certificates) go to the agent's log.
+			ErrorLog: cfg.Logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Warn}),
 		},
 	}
 	go func() { a.served <- a.srv.Serve(ln) }()
