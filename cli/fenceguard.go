@@ -4,8 +4,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"os"
-	"path/filepath"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
