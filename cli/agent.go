@@ -28,7 +28,8 @@ func agentCommand() *cli.Command {
 		Usage: "run a Kumoi controller (or, with -dev, a whole cluster in one process)",
 		UsageText: `kumoi agent -dev [--dev-controllers 3]
    kumoi agent --controller --node-id c1 --data-dir /var/lib/kumoi --bind 10.0.0.1 \
-               --bootstrap-expect 3 --join 10.0.0.2:7402 --join 10.0.0.3:7402
+               --bootstrap-expect 3 --join 10.0.0.2:7402 --join 10.0.0.3:7402 \
+               [--tls-ca ca.pem --tls-cert c1.pem --tls-key c1-key.pem]
    kumoi agent --worker --node-id hv1 --data-dir /var/lib/kumoi-worker --bind 10.0.0.11 \
                --hypervisor libvirt --join 10.0.0.1:7402`,
 		Description: `A controller keeps the cloud's state in a Raft cluster of 3 or 5 controllers.
@@ -54,6 +55,11 @@ the default for libvirt; it needs --data-dir): when nobody can prove that
 the controllers still count the host as ready for --fence-after, the guard
 stops this cluster's domains on the host, so that a VM restarted elsewhere
 never runs twice (docs/ha.md).
+
+With --tls-ca, --tls-cert and --tls-key (all three; make them with 'kumoi tls')
+the API serves HTTPS only, Raft runs over mutual TLS between server
+certificates of the CA, and forwarding and the calls of workers and fence
+guards use TLS, requiring the controllers' server certificates (docs/tls.md).
 
 SIGTERM or SIGINT stops the agent gracefully: a leader hands leadership to
 another controller first. A second signal exits at once.

@@ -82,3 +82,37 @@ func TestTLSCommands(t *testing.T) {
 		}
 	}
 }
+
+// TestAgentTLSFlags: --tls-ca, --tls-cert and --tls-key go together, and
+// must load; -dev takes none.
+func TestAgentTLSFlags(t *testing.T) {
+	dir := t.TempDir()
+	ca, other := filepath.Join(dir, "ca"), filepath.Join(dir, "other")
+	for _, p := range []string{ca, other} {
+		if err := tlsutil.CreateCA(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c1 := filepath.Join(dir, "c1")
+	if err := tlsutil.CreateCert(tlsutil.RoleServer, other, "c1", nil, nil, c1); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"agent", "--controller", "--node-id", "c1", "--data-dir", filepath.Join(dir, "data"), "--bind", "127.0.0.96"}
+	for _, tc := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"--tls-ca", ca + ".pem"}, "together"},
+		{[]string{"--tls-cert", c1 + ".pem", "--tls-key", c1 + "-key.pem"}, "together"},
+		{[]string{"--tls-ca", ca + ".pem", "--tls-cert", c1 + ".pem", "--tls-key", c1 + "-key.pem"}, "not valid under --tls-ca"},
+		{[]string{"--tls-ca", ca + ".pem", "--tls-cert", c1 + ".pem", "--tls-key", ca + "-key.pem"}, "--tls-key"},
+	} {
+		_, errOut, code := runCLI(t, append(base, tc.args...)...)
+		if code != 2 || !strings.Contains(errOut, tc.msg) {
+			t.Errorf("agent %v: exit %d %q, want 2 and %q", tc.args, code, errOut, tc.msg)
+		}
+	}
+	if _, errOut, code := runCLI(t, "agent", "-dev", "--tls-ca", ca+".pem"); code != 2 || !strings.Contains(errOut, "without TLS") {
+		t.Errorf("agent -dev --tls-ca: exit %d %q", code, errOut)
+	}
+}
