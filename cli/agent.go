@@ -18,6 +18,7 @@ import (
 	"github.com/kumoi/kumoi/cluster/agent"
 	"github.com/kumoi/kumoi/cluster/controller"
 	"github.com/kumoi/kumoi/cluster/worker"
+	"github.com/kumoi/kumoi/internal/tlsutil"
 	"github.com/kumoi/kumoi/resource"
 )
 
@@ -27,7 +28,8 @@ func agentCommand() *cli.Command {
 		Usage: "run a Kumoi controller (or, with -dev, a whole cluster in one process)",
 		UsageText: `kumoi agent -dev [--dev-controllers 3]
    kumoi agent --controller --node-id c1 --data-dir /var/lib/kumoi --bind 10.0.0.1 \
-               --bootstrap-expect 3 --join 10.0.0.2:7402 --join 10.0.0.3:7402
+               --bootstrap-expect 3 --join 10.0.0.2:7402 --join 10.0.0.3:7402 \
+               [--tls-ca ca.pem --tls-cert c1.pem --tls-key c1-key.pem]
    kumoi agent --worker --node-id hv1 --data-dir /var/lib/kumoi-worker --bind 10.0.0.11 \
                --hypervisor libvirt --join 10.0.0.1:7402`,
 		Description: `A controller keeps the cloud's state in a Raft cluster of 3 or 5 controllers.
@@ -53,6 +55,11 @@ the default for libvirt; it needs --data-dir): when nobody can prove that
 the controllers still count the host as ready for --fence-after, the guard
 stops this cluster's domains on the host, so that a VM restarted elsewhere
 never runs twice (docs/ha.md).
+
+With --tls-ca, --tls-cert and --tls-key (all three; make them with 'kumoi tls')
+the API serves HTTPS only, Raft runs over mutual TLS between server
+certificates of the CA, and forwarding and the calls of workers and fence
+guards use TLS, requiring the controllers' server certificates (docs/tls.md).
 
 SIGTERM or SIGINT stops the agent gracefully: a leader hands leadership to
 another controller first. A second signal exits at once.
@@ -89,6 +96,9 @@ directory (or --data-dir), API on 127.0.0.1:7400 (+10 per extra controller).`,
 			&cli.DurationFlag{Name: "leader-lease-timeout", Value: 300 * time.Millisecond, Usage: "raft leader lease (≤ heartbeat timeout)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "trace, debug, info, warn or error", EnvVars: []string{"KUMOI_LOG_LEVEL"}},
 			&cli.BoolFlag{Name: "log-json", Usage: "log JSON lines"},
+			&cli.StringFlag{Name: "tls-ca", Usage: "TLS: the cluster CA's certificate (kumoi tls ca create); with --tls-cert and --tls-key the API serves HTTPS only, Raft runs over mutual TLS between server certificates, and workers call the controllers over https (docs/tls.md)"},
+			&cli.StringFlag{Name: "tls-cert", Usage: "TLS: this node's certificate (kumoi tls cert create: --server for a controller, --worker for a worker)"},
+			&cli.StringFlag{Name: "tls-key", Usage: "TLS: the key of --tls-cert"},
 			// Fault hooks (hidden) exist only in a kumoi_testhooks build.
 		}, testHookFlags()...),
 		Action: runAgent,
@@ -126,6 +136,9 @@ func runAgent(c *cli.Context) error {
 	}
 
 	if c.Bool("dev") {
+		if c.IsSet("tls-ca") || c.IsSet("tls-cert") || c.IsSet("tls-key") {
+			return usagef("-dev runs without TLS: leave out --tls-ca, --tls-cert and --tls-key")
+		}
 		return runDev(ctx, c, logger)
 	}
 	if !c.Bool("controller") && !c.Bool("worker") {
@@ -196,6 +209,10 @@ func controllerConfig(c *cli.Context, nodeID string, logger hclog.Logger) (contr
 		Version:            Version,
 		Logger:             logger,
 	}
+	var err error
+	if cfg.TLS, err = agentTLS(c); err != nil {
+		return cfg, err
+	}
 	if c.IsSet("fence-command") && strings.TrimSpace(cfg.FenceCommand) == "" {
 		return cfg, usagef("--fence-command is empty: give the shell command that powers a host off (the host name is $1; see docs/ha.md \"External fencing\"), or leave the flag out to move a down host's VMs without external fencing")
 	}
@@ -211,7 +228,7 @@ func controllerConfig(c *cli.Context, nodeID string, logger hclog.Logger) (contr
 // serveController waits for a signal (or the API server's end) and stops
 // the worker (if any) and the controller.
 func serveController(ctx context.Context, c *cli.Context, logger hclog.Logger, a *agent.Agent, w *worker.Worker) error {
-	fmt.Fprintf(c.App.Writer, "kumoi controller %s: API on http://%s\n", a.Controller().NodeID(), a.APIAddr())
+	fmt.Fprintf(c.App.Writer, "kumoi controller %s: API on %s\n", a.Controller().NodeID(), a.APIURL())
 	var workerDone <-chan struct{}
 	if w != nil {
 		workerDone = w.Done()
@@ -314,6 +331,10 @@ func startWorker(c *cli.Context, nodeID string, logger hclog.Logger) (*worker.Wo
 	if c.Duration("fence-after") >= c.Duration("host-down-grace") {
 		return nil, usagef("--fence-after (%s) must be shorter than --host-down-grace (%s): a cut-off worker must stop its VMs before they are restarted elsewhere", c.Duration("fence-after"), c.Duration("host-down-grace"))
 	}
+	tlsFiles, err := agentTLS(c)
+	if err != nil {
+		return nil, err
+	}
 	drv, err := newDriver(c, nodeID, mem)
 	if err != nil {
 		return nil, err
@@ -378,5 +399,22 @@ func startWorker(c *cli.Context, nodeID string, logger hclog.Logger) (*worker.Wo
 
 		FenceGuard:   guardMode,
 		GuardCommand: guardCmd,
+		TLS:          tlsFiles,
 	})
+}
+
+// agentTLS reads --tls-ca, --tls-cert and --tls-key: all three or none,
+// and they must load (the certificate signed by the CA, matching its key).
+func agentTLS(c *cli.Context) (tlsutil.Files, error) {
+	f := tlsutil.Files{CA: c.String("tls-ca"), Cert: c.String("tls-cert"), Key: c.String("tls-key")}
+	if !f.Enabled() {
+		return f, nil
+	}
+	if f.CA == "" || f.Cert == "" || f.Key == "" {
+		return f, usagef("give --tls-ca, --tls-cert and --tls-key together (or none of them to run without TLS)")
+	}
+	if err := f.Validate(); err != nil {
+		return f, usagef("%v", err)
+	}
+	return f, nil
 }

@@ -103,6 +103,7 @@ func NewApp() *cli.App {
 			clusterCommand(),
 			agentCommand(),
 			fenceGuardCommand(),
+			tlsCommand(),
 			policyCommand(),
 			aclCommand(),
 			runCommand(),

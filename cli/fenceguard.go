@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"crypto/tls"
 	"errors"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 
 	"github.com/kumoi/kumoi/cluster/fenceguard"
 	"github.com/kumoi/kumoi/cluster/worker"
+	"github.com/kumoi/kumoi/internal/tlsutil"
 )
 
 func fenceGuardCommand() *cli.Command {
@@ -51,6 +54,9 @@ no domain of the cluster runs here; one guard runs per DIR.`,
 			&cli.StringFlag{Name: "observation-log", Usage: "append one JSON line per domain the guard stops to FILE (the worker's --observation-log)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "trace, debug, info, warn or error", EnvVars: []string{"KUMOI_LOG_LEVEL"}},
 			&cli.BoolFlag{Name: "log-json", Usage: "log JSON lines"},
+			&cli.StringFlag{Name: "tls-ca", Usage: "TLS: the cluster CA's certificate (the worker's --tls-ca); the guard then reads over https and requires the controllers' server certificates", EnvVars: []string{"KUMOI_CACERT"}},
+			&cli.StringFlag{Name: "tls-cert", Usage: "TLS: the certificate the guard presents (the worker's --tls-cert)", EnvVars: []string{"KUMOI_CLIENT_CERT"}},
+			&cli.StringFlag{Name: "tls-key", Usage: "TLS: the key of --tls-cert (the worker's --tls-key)", EnvVars: []string{"KUMOI_CLIENT_KEY"}},
 		},
 		Action: runFenceGuard,
 	}
@@ -85,9 +91,21 @@ func runFenceGuard(c *cli.Context) error {
 		return err
 	}
 	defer drv.Close()
+	tlsFiles, err := agentTLS(c)
+	if err != nil {
+		return err
+	}
+	var tlsCfg *tls.Config
+	scheme := "http://"
+	if tlsFiles.Enabled() {
+		if tlsCfg, err = tlsFiles.ClientConfigFor(tlsutil.RoleServer); err != nil {
+			return usagef("%v", err)
+		}
+		scheme = "https://"
+	}
 	var ctrls []string
 	for _, a := range c.StringSlice("controller") {
-		ctrls = append(ctrls, "http://"+a)
+		ctrls = append(ctrls, scheme+a)
 	}
 	var kill func(string) error
 	// Only the system daemon's guests have their pid files there (a
@@ -104,6 +122,7 @@ func runFenceGuard(c *cli.Context) error {
 		FenceAfter:   c.Duration("fence-after"),
 		ExitWhenIdle: c.Duration("exit-when-idle"),
 		Controllers:  ctrls,
+		TLS:          tlsCfg,
 		Logger:       logger,
 	})
 	if err != nil {
@@ -139,6 +158,17 @@ func guardCommand(c *cli.Context, nodeID, dataDir string) ([]string, error) {
 	}
 	if c.Bool("log-json") {
 		args = append(args, "--log-json")
+	}
+	if f := (tlsutil.Files{CA: c.String("tls-ca"), Cert: c.String("tls-cert"), Key: c.String("tls-key")}); f.Enabled() {
+		// The worker's certificate; absolute, whatever directory the
+		// guard runs in.
+		for _, p := range []struct{ flag, path string }{{"--tls-ca", f.CA}, {"--tls-cert", f.Cert}, {"--tls-key", f.Key}} {
+			abs, err := filepath.Abs(p.path)
+			if err != nil {
+				return nil, err
+			}
+			args = append(args, p.flag, abs)
+		}
 	}
 	return args, nil
 }

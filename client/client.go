@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,9 +48,13 @@ const maxErrorBody = 1 << 20
 // Config configures a Client. The zero value talks to DefaultAddr.
 type Config struct {
 	// Addrs are controller base URLs ("http://10.0.0.1:7400"). A missing
-	// scheme means http. Requests try them in turn, starting with the one
-	// that answered last.
+	// scheme means http, or https when TLS is set. Requests try them in
+	// turn, starting with the one that answered last.
 	Addrs []string
+	// TLS, if set, is used for https:// addresses (TLSConfigFromFiles
+	// makes one from a CA and an optional client certificate). nil: the
+	// system's roots, no client certificate.
+	TLS *tls.Config
 	// HTTPClient sends the requests. It must not set Client.Timeout, which
 	// would cut blocking queries and event streams short; use Timeout.
 	// Nil means a client with a 5s dial timeout and keep-alives.
@@ -106,8 +111,14 @@ func New(cfg Config) (*Client, error) {
 	raw := cfg.Addrs
 	if len(raw) == 0 {
 		raw = []string{DefaultAddr}
+		if cfg.TLS != nil {
+			raw = []string{"https://" + strings.TrimPrefix(DefaultAddr, "http://")}
+		}
 	}
 	for _, a := range raw {
+		if a = strings.TrimSpace(a); cfg.TLS != nil && a != "" && !strings.Contains(a, "://") {
+			a = "https://" + a
+		}
 		norm, err := NormalizeAddr(a)
 		if err != nil {
 			return nil, err
@@ -116,6 +127,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if c.hc == nil {
 		c.hc = defaultHTTPClient()
+		c.hc.Transport.(*http.Transport).TLSClientConfig = cfg.TLS
+	} else if cfg.TLS != nil {
+		c.hc = withTLS(c.hc, cfg.TLS)
 	}
 	if c.timeout <= 0 {
 		c.timeout = DefaultTimeout

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -21,6 +22,7 @@ type Agent struct {
 	ctrl   *controller.Controller
 	srv    *http.Server
 	ln     net.Listener
+	tls    bool // the API serves HTTPS
 	logger hclog.Logger
 	served chan error
 
@@ -46,9 +48,22 @@ func Start(cfg controller.Config) (*Agent, error) {
 	if cfg.Registry == nil {
 		cfg.Registry = Registry()
 	}
+	var srvTLS *tls.Config
+	if cfg.TLS.Enabled() {
+		// HTTPS only: Go's server answers a plain HTTP request on a TLS
+		// listener with 400 "Client sent an HTTP request to an HTTPS
+		// server" and closes the connection.
+		var err error
+		if srvTLS, err = cfg.TLS.ServerConfig(); err != nil {
+			return nil, err
+		}
+	}
 	ln, err := net.Listen("tcp", cfg.APIAddr())
 	if err != nil {
 		return nil, fmt.Errorf("listen for the API on %s: %w (is another agent running? pick another --api-port or --bind)", cfg.APIAddr(), err)
+	}
+	if srvTLS != nil {
+		ln = tls.NewListener(ln, srvTLS)
 	}
 	metrics := api.NewMetrics(cfg.Registry)
 	if cfg.OnApply == nil {
@@ -68,11 +83,12 @@ func Start(cfg controller.Config) (*Agent, error) {
 		UnsafeStaleReads: cfg.UnsafeStaleReads,
 		HostDownGrace:    cfg.HostDownGrace,
 		// Dial the leader from our own address.
-		ForwardClient: api.NewForwardClient(cfg.BindIP),
+		ForwardClient: api.NewForwardClient(cfg.BindIP, ctrl.PeerTLSConfig()),
 	})
 	a := &Agent{
 		ctrl:   ctrl,
 		ln:     ln,
+		tls:    srvTLS != nil,
 		logger: cfg.Logger.Named("agent"),
 		served: make(chan error, 1),
 		failed: make(chan struct{}),
@@ -81,11 +97,14 @@ func Start(cfg controller.Config) (*Agent, error) {
 			Handler:           handler,
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
+			// The server's own errors (refused TLS handshakes: plain
+			// HTTP, unknown certificates) go to the agent's log.
+			ErrorLog: cfg.Logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Warn}),
 		},
 	}
 	go func() { a.served <- a.srv.Serve(ln) }()
 	go a.watchFailure()
-	a.logger.Info("API listening", "addr", ln.Addr().String())
+	a.logger.Info("API listening", "addr", ln.Addr().String(), "tls", srvTLS != nil)
 	return a, nil
 }
 
@@ -136,6 +155,14 @@ func (a *Agent) Controller() *controller.Controller { return a.ctrl }
 
 // APIAddr is the host:port the API listens on.
 func (a *Agent) APIAddr() string { return a.ln.Addr().String() }
+
+// APIURL is the API's base URL: https://host:port with TLS.
+func (a *Agent) APIURL() string {
+	if a.tls {
+		return "https://" + a.APIAddr()
+	}
+	return "http://" + a.APIAddr()
+}
 
 // Served is sent the HTTP server's exit error.
 func (a *Agent) Served() <-chan error { return a.served }

@@ -60,7 +60,7 @@ func (a *httpAPI) forward(w http.ResponseWriter, r *http.Request, body []byte) e
 		return noLeader(fmt.Sprintf("the leader is %s, but this controller does not know its API address yet; retry shortly", id))
 	}
 	ctx := r.Context()
-	u := url.URL{Scheme: "http", Host: addr, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+	u := url.URL{Scheme: forwardScheme(a.client), Host: addr, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
 	var rd io.Reader = http.NoBody
 	if len(body) > 0 {
 		rd = bytes.NewReader(body)

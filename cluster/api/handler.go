@@ -1,6 +1,7 @@
 package api
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -138,7 +139,7 @@ func NewHandler(b Backend, opts Options) http.Handler {
 		log = log.Named("http")
 	}
 	if opts.ForwardClient == nil {
-		opts.ForwardClient = NewForwardClient("")
+		opts.ForwardClient = NewForwardClient("", nil)
 	}
 	return &httpAPI{
 		b:   b,
@@ -162,7 +163,10 @@ func NewHandler(b Backend, opts Options) http.Handler {
 // NewForwardClient returns the client a follower uses to forward requests
 // to the leader, dialing from localIP when it is set (so that a partition of
 // a node's address also cuts its forwarding).
-func NewForwardClient(localIP string) *http.Client {
+//
+// With tlsCfg (the controller's PeerTLSConfig: it presents the node's
+// server certificate and requires the leader's) requests go over https.
+func NewForwardClient(localIP string, tlsCfg *tls.Config) *http.Client {
 	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	if ip := net.ParseIP(localIP); ip != nil {
 		d.LocalAddr = &net.TCPAddr{IP: ip}
@@ -171,6 +175,7 @@ func NewForwardClient(localIP string) *http.Client {
 		Transport: &http.Transport{
 			Proxy:               nil, // controllers talk to each other directly
 			DialContext:         d.DialContext,
+			TLSClientConfig:     tlsCfg,
 			MaxIdleConnsPerHost: 32,
 			IdleConnTimeout:     90 * time.Second,
 			// No ResponseHeaderTimeout: a blocking query sends its
@@ -178,6 +183,15 @@ func NewForwardClient(localIP string) *http.Client {
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
+}
+
+// forwardScheme is the scheme requests are forwarded with: https when the
+// forward client has a TLS configuration.
+func forwardScheme(c *http.Client) string {
+	if t, ok := c.Transport.(*http.Transport); ok && t.TLSClientConfig != nil {
+		return "https"
+	}
+	return "http"
 }
 
 // apiHandler serves one route. It either writes the whole response and

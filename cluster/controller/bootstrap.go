@@ -89,7 +89,7 @@ func (c *Controller) peerGet(ctx context.Context, apiAddr, path string, timeout 
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+apiAddr+path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.APIURL(apiAddr)+path, nil)
 	if err != nil {
 		return err
 	}
@@ -109,5 +109,6 @@ func (c *Controller) peerGet(ctx context.Context, apiAddr, path string, timeout 
 // dialing from this node's --bind address.
 func (c *Controller) newPeerClient() {
 	d := &net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(c.cfg.BindIP)}}
-	c.peerClient = &http.Client{Transport: &http.Transport{Proxy: nil, DialContext: d.DialContext, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second}}
+	c.peerClient = &http.Client{Transport: &http.Transport{Proxy: nil, DialContext: d.DialContext, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second,
+		TLSClientConfig: c.PeerTLSConfig()}}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kumoi/kumoi/cluster/membership"
 	"github.com/kumoi/kumoi/fsm"
+	"github.com/kumoi/kumoi/internal/tlsutil"
 	"github.com/kumoi/kumoi/resource"
 )
 
@@ -48,6 +49,11 @@ type Config struct {
 	BootstrapExpect int
 	// Join lists gossip addresses (host:port) of other agents.
 	Join []string
+	// TLS, when its files are given (all three or none), makes the API
+	// serve HTTPS only, runs Raft over mutual TLS (both ends present a
+	// server certificate of the CA) and makes forwarding and the
+	// controller's own API calls use https (docs/tls.md).
+	TLS tlsutil.Files
 
 	// Raft timing, tuned for a LAN by default.
 	HeartbeatTimeout   time.Duration // default 400ms
@@ -214,6 +220,11 @@ func (c *Config) Validate() error {
 	}
 	if c.FenceRetryMin < 0 || c.FenceRetryMax < c.FenceRetryMin {
 		errs = append(errs, fmt.Errorf("fence retry backoff %s..%s: the minimum must be positive and not above the maximum", c.FenceRetryMin, c.FenceRetryMax))
+	}
+	if c.TLS.Enabled() {
+		if err := c.TLS.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
 		errs = append(errs, fmt.Errorf("leader lease timeout %s must not exceed heartbeat timeout %s", c.LeaderLeaseTimeout, c.HeartbeatTimeout))

@@ -65,6 +65,10 @@ type Controller struct {
 	// checked its id yet).
 	admitted atomic.Bool
 
+	// The TLS configurations of Raft and of calls to controllers (nil:
+	// TLS is off; tls.go).
+	tls *tlsConfigs
+
 	// The client that asks other controllers for their status
 	// (bootstrap.go).
 	peerClientOnce sync.Once
@@ -115,7 +119,10 @@ func New(cfg Config) (*Controller, error) {
 	}
 	c.fsm = fsm.New(fsm.Config{Logger: cfg.Logger, MaxProtocol: cfg.MaxProtocol})
 	c.fsm.OnApply = cfg.OnApply
-	parts, err := openRaftParts(&c.cfg, c.ClusterID, c.admitted.Load, c.logger)
+	if c.tls, err = loadTLS(cfg.TLS); err != nil {
+		return nil, err
+	}
+	parts, err := openRaftParts(&c.cfg, c.tls, c.ClusterID, c.admitted.Load, c.logger)
 	if err != nil {
 		return nil, err
 	}

@@ -288,7 +288,7 @@ func (r *policyRun) write(ctx context.Context, now bool) {
 // (the leader's, so writes are not forwarded).
 func (c *Controller) policyClient() (*client.Client, error) {
 	c.policyClientOnce.Do(func() {
-		c.policyCl, c.policyClErr = client.New(client.Config{Addrs: []string{"http://" + c.cfg.APIAddr()}})
+		c.policyCl, c.policyClErr = client.New(client.Config{Addrs: []string{c.cfg.APIURL(c.cfg.APIAddr())}, TLS: c.PeerTLSConfig()})
 	})
 	return c.policyCl, c.policyClErr
 }

@@ -49,8 +49,9 @@ func (c *Config) raftConfig() *raft.Config {
 }
 
 // openRaftParts opens the log, stable and snapshot stores and the
-// transport; cluster tells the transport this node's cluster identity.
-func openRaftParts(c *Config, cluster func() string, admitted func() bool, logger hclog.Logger) (*raftParts, error) {
+// transport; cluster tells the transport this node's cluster identity;
+// with tlsc the transport runs over mutual TLS.
+func openRaftParts(c *Config, tlsc *tlsConfigs, cluster func() string, admitted func() bool, logger hclog.Logger) (*raftParts, error) {
 	p := &raftParts{}
 	ok := false
 	defer func() {
@@ -92,7 +93,7 @@ func openRaftParts(c *Config, cluster func() string, admitted func() bool, logge
 			return nil, fmt.Errorf("listen for raft on %s: %w", c.RaftAddr(), err)
 		}
 		trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-			Stream:  newStreamLayer(ln, net.ParseIP(c.BindIP), cluster, admitted, logger.Named("raft-net")),
+			Stream:  newStreamLayerTLS(ln, net.ParseIP(c.BindIP), cluster, admitted, logger.Named("raft-net"), tlsc),
 			MaxPool: 8,
 			Timeout: 5 * time.Second,
 			Logger:  c.Logger.Named("raft-net"),

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -30,7 +31,10 @@ var ErrOtherClusterPeer = errors.New("the raft peer belongs to another cluster")
 // the node's own --bind address (a partition made with iptables on that
 // address then cuts Raft traffic both ways), and both ends of every
 // connection exchange their cluster identity first: a node refuses a peer
-// of another cluster, naming both identities.
+// of another cluster, naming both identities. With TLS, every connection
+// is mutual TLS first: both ends present a server certificate of the
+// cluster's CA (tlsutil.RoleServer), and a peer without one is refused at
+// the handshake, before it can send a Raft RPC.
 type streamLayer struct {
 	ln      net.Listener
 	local   net.IP
@@ -41,6 +45,7 @@ type streamLayer struct {
 	// cannot make it a follower with an empty log.
 	admitted func() bool
 	logger   hclog.Logger
+	tls      *tlsConfigs // nil: plain TCP
 
 	conns     chan net.Conn
 	done      chan struct{}
@@ -51,7 +56,12 @@ type streamLayer struct {
 }
 
 func newStreamLayer(ln net.Listener, local net.IP, cluster func() string, admitted func() bool, logger hclog.Logger) *streamLayer {
-	l := &streamLayer{ln: ln, local: local, cluster: cluster, admitted: admitted, logger: logger,
+	return newStreamLayerTLS(ln, local, cluster, admitted, logger, nil)
+}
+
+// newStreamLayerTLS is newStreamLayer over mutual TLS (tlsc nil: plain).
+func newStreamLayerTLS(ln net.Listener, local net.IP, cluster func() string, admitted func() bool, logger hclog.Logger, tlsc *tlsConfigs) *streamLayer {
+	l := &streamLayer{ln: ln, local: local, cluster: cluster, admitted: admitted, logger: logger, tls: tlsc,
 		conns: make(chan net.Conn), done: make(chan struct{}), refused: map[string]time.Time{}}
 	go l.acceptLoop()
 	return l
@@ -108,12 +118,24 @@ func (l *streamLayer) acceptLoop() {
 }
 
 func (l *streamLayer) greetIncoming(c net.Conn) {
+	_ = c.SetDeadline(time.Now().Add(raftHelloTimeout))
+	if l.tls != nil {
+		// The handshake comes before the admission check, so that a
+		// leader can check a new node's certificate (tlsutil.VerifyPeer)
+		// before it makes it a voter.
+		tc := tls.Server(c, l.tls.raftServer)
+		if err := tc.Handshake(); err != nil {
+			l.logTLSRefusal(c.RemoteAddr(), err)
+			c.Close()
+			return
+		}
+		c = tc
+	}
 	if l.admitted != nil && !l.admitted() {
 		l.logNotAdmitted(c.RemoteAddr().String())
 		c.Close()
 		return
 	}
-	_ = c.SetDeadline(time.Now().Add(raftHelloTimeout))
 	br := bufio.NewReader(c)
 	first, err := br.Peek(1)
 	if err != nil {
@@ -159,6 +181,15 @@ func (l *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.
 		timeout = raftHelloTimeout
 	}
 	_ = c.SetDeadline(time.Now().Add(timeout))
+	if l.tls != nil {
+		tc := tls.Client(c, l.tls.peer)
+		if err := tc.Handshake(); err != nil {
+			l.logTLSRefusal(c.RemoteAddr(), err)
+			c.Close()
+			return nil, fmt.Errorf("raft peer %s: TLS handshake: %w", addr, err)
+		}
+		c = tc
+	}
 	mine := l.cluster()
 	if _, err := c.Write([]byte(raftHello + mine + "\n")); err != nil {
 		c.Close()
@@ -168,7 +199,11 @@ func (l *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.
 	theirs, err := readHello(br)
 	if err != nil {
 		c.Close()
-		return nil, fmt.Errorf("raft peer %s did not greet back (a node of a build without cluster identity, or it refused this one): %w", addr, err)
+		why := "a node of a build without cluster identity, or it refused this one"
+		if l.tls != nil {
+			why = "it refused this node (its certificate?) or belongs to another cluster"
+		}
+		return nil, fmt.Errorf("raft peer %s did not greet back (%s): %w", addr, why, err)
 	}
 	if err := checkPeerCluster(mine, theirs, string(addr)); err != nil {
 		l.logRefusal(string(addr), mine, theirs)
@@ -204,6 +239,18 @@ func (l *streamLayer) logRefusal(peer, mine, theirs string) {
 	if l.firstIn30s(peer) {
 		l.logger.Error("refusing a raft peer of another cluster (is it in this cluster's configuration by mistake? see kumoi cluster status)",
 			"peer", peer, "peer_cluster", theirs, "cluster", mine)
+	}
+}
+
+// logTLSRefusal logs a failed TLS handshake, once in 30s per peer host.
+func (l *streamLayer) logTLSRefusal(peer net.Addr, err error) {
+	host := peer.String()
+	if h, _, serr := net.SplitHostPort(host); serr == nil {
+		host = h
+	}
+	if l.firstIn30s("tls " + host) {
+		l.logger.Error("refusing a raft peer: the TLS handshake failed (Raft needs a server certificate of this cluster's CA on both ends: kumoi tls cert create --server)",
+			"peer", peer.String(), "error", err)
 	}
 }
 

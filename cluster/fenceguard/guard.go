@@ -2,6 +2,7 @@ package fenceguard
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -63,7 +64,12 @@ type Config struct {
 	// Controllers are API addresses to start from (http://host:port),
 	// before a worker has said where the controllers are.
 	Controllers []string
-	Logger      hclog.Logger
+	// TLS, if set, is the configuration of the guard's API calls (the
+	// worker's certificate, requiring the controllers' server
+	// certificates: tlsutil.Files.ClientConfigFor); the worker names
+	// the controllers by https URLs then.
+	TLS    *tls.Config
+	Logger hclog.Logger
 }
 
 // Guard is a running fence guard.
@@ -323,8 +329,9 @@ func (g *Guard) client() *client.Client {
 	key := fmt.Sprint(g.controllers)
 	if g.api == nil || key != g.apiKey {
 		dialer := &net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(g.cfg.BindIP)}}
-		hc := &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second}}
-		c, err := client.New(client.Config{Addrs: g.controllers, HTTPClient: hc, Timeout: g.cfg.FenceAfter / 2, RetryDeadline: g.cfg.FenceAfter / 3})
+		hc := &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second,
+			TLSClientConfig: g.cfg.TLS}}
+		c, err := client.New(client.Config{Addrs: g.controllers, HTTPClient: hc, Timeout: g.cfg.FenceAfter / 2, RetryDeadline: g.cfg.FenceAfter / 3, TLS: g.cfg.TLS})
 		if err != nil {
 			return nil
 		}

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/kumoi/kumoi/cluster/membership"
 	"github.com/kumoi/kumoi/hypervisor"
+	"github.com/kumoi/kumoi/internal/tlsutil"
 	"github.com/kumoi/kumoi/resource"
 )
 
@@ -58,7 +60,13 @@ type Config struct {
 	// GuardCommand starts a guard (GuardSpawn): e.g. the kumoi binary
 	// with "fence-guard" and its flags.
 	GuardCommand []string
-	Logger       hclog.Logger
+	// TLS, when its files are given (all three or none), makes the
+	// worker call the controllers over https with its certificate,
+	// requiring theirs to be server certificates of the CA (docs/tls.md).
+	TLS    tlsutil.Files
+	Logger hclog.Logger
+
+	tlsClient *tls.Config // loaded from TLS by validate
 }
 
 // validate checks cfg and fills in the defaults.
@@ -101,6 +109,13 @@ func (cfg *Config) validate() error {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.TLS.Enabled() {
+		c, err := cfg.TLS.ClientConfigFor(tlsutil.RoleServer)
+		if err != nil {
+			return err
+		}
+		cfg.tlsClient = c
 	}
 	if cfg.DataDir != "" {
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {

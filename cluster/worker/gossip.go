@@ -128,8 +128,9 @@ func (w *Worker) client() *client.Client {
 		// Dial from the worker's own address, so that a partition of that
 		// address cuts the API as it cuts gossip.
 		dialer := &net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(w.cfg.BindIP)}}
-		hc := &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}}
-		c, err := client.New(client.Config{Addrs: addrs, HTTPClient: hc, Timeout: 5 * time.Second, RetryDeadline: time.Second})
+		hc := &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second,
+			TLSClientConfig: w.cfg.tlsClient}}
+		c, err := client.New(client.Config{Addrs: addrs, HTTPClient: hc, Timeout: 5 * time.Second, RetryDeadline: time.Second, TLS: w.cfg.tlsClient})
 		if err != nil {
 			return nil
 		}

@@ -213,10 +213,18 @@ func (w *Worker) controllerAddrs() []string {
 	var addrs []string
 	for _, m := range w.ctrls.AliveControllers() {
 		if m.Meta.API != "" {
-			addrs = append(addrs, "http://"+m.Meta.API)
+			addrs = append(addrs, w.apiScheme()+"://"+m.Meta.API)
 		}
 	}
 	return addrs
+}
+
+// apiScheme is the scheme of the controllers' APIs: https with TLS.
+func (w *Worker) apiScheme() string {
+	if w.cfg.tlsClient != nil {
+		return "https"
+	}
+	return "http"
 }
 
 // newGuardLink sets up the link to the fence guard the configuration asks
