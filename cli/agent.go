@@ -54,6 +54,16 @@ the controllers still count the host as ready for --fence-after, the guard
 stops this cluster's domains on the host, so that a VM restarted elsewhere
 never runs twice (docs/ha.md).
 
+Gossip (controllers and workers alike): --encrypt KEY (or KUMOI_GOSSIP_KEY)
+encrypts it with a key made by 'kumoi operator gossip keygen', the same on
+every agent; agents and packets without it are refused. Keys rotate by
+rolling restarts: add the new key as a second --encrypt everywhere, then make
+it the first, then drop the old one. With TLS files, gossip streams use TLS
+too, and the leader makes a gossip member a Raft server or a host only if it
+presents a certificate of the cluster CA with the server (or worker) role.
+Without them, gossip and Raft are unauthenticated and the agent says so at
+start (docs/gossip.md).
+
 SIGTERM or SIGINT stops the agent gracefully: a leader hands leadership to
 another controller first. A second signal exits at once.
 
@@ -84,6 +94,7 @@ directory (or --data-dir), API on 127.0.0.1:7400 (+10 per extra controller).`,
 			&cli.IntFlag{Name: "gossip-port", Value: controller.DefaultGossipPort, Usage: "gossip (memberlist) port, TCP and UDP"},
 			&cli.IntFlag{Name: "bootstrap-expect", Usage: "bootstrap a new cluster once this many controllers are seen: 3 or 5 (1: an explicitly single-node cluster)"},
 			&cli.StringSliceFlag{Name: "join", Usage: "gossip address HOST:PORT of another agent (repeatable)"},
+			encryptFlag(),
 			&cli.DurationFlag{Name: "heartbeat-timeout", Value: 400 * time.Millisecond, Usage: "raft heartbeat timeout (follower → candidate)"},
 			&cli.DurationFlag{Name: "election-timeout", Value: 400 * time.Millisecond, Usage: "raft election timeout"},
 			&cli.DurationFlag{Name: "leader-lease-timeout", Value: 300 * time.Millisecond, Usage: "raft leader lease (≤ heartbeat timeout)"},
@@ -137,6 +148,9 @@ func runAgent(c *cli.Context) error {
 // runNode runs the roles the flags ask for (--worker, --controller, or
 // both in one process) until a signal, then stops them gracefully.
 func runNode(ctx context.Context, c *cli.Context, logger hclog.Logger) error {
+	if err := checkGossipSecurity(c, logger); err != nil {
+		return err
+	}
 	nodeID := c.String("node-id")
 	if nodeID == "" {
 		h, err := os.Hostname()
@@ -195,6 +209,10 @@ func controllerConfig(c *cli.Context, nodeID string, logger hclog.Logger) (contr
 		UnsafeStaleReads:   unsafeStaleReads(c, logger),
 		Version:            Version,
 		Logger:             logger,
+	}
+	var err error
+	if cfg.GossipSecurity, err = gossipSecurity(c); err != nil {
+		return cfg, err
 	}
 	if c.IsSet("fence-command") && strings.TrimSpace(cfg.FenceCommand) == "" {
 		return cfg, usagef("--fence-command is empty: give the shell command that powers a host off (the host name is $1; see docs/ha.md \"External fencing\"), or leave the flag out to move a down host's VMs without external fencing")
@@ -353,6 +371,10 @@ func startWorker(c *cli.Context, nodeID string, logger hclog.Logger) (*worker.Wo
 			return nil, err
 		}
 	}
+	sec, err := gossipSecurity(c)
+	if err != nil {
+		return nil, err
+	}
 	labels := map[string]string{}
 	for _, kv := range c.StringSlice("label") {
 		k, v, ok := strings.Cut(kv, "=")
@@ -378,5 +400,7 @@ func startWorker(c *cli.Context, nodeID string, logger hclog.Logger) (*worker.Wo
 
 		FenceGuard:   guardMode,
 		GuardCommand: guardCmd,
+
+		GossipSecurity: sec,
 	})
 }

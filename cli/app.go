@@ -92,6 +92,7 @@ func NewApp() *cli.App {
 			clusterCommand(),
 			agentCommand(),
 			fenceGuardCommand(),
+			operatorCommand(),
 			policyCommand(),
 			runCommand(),
 			shellCommand(),
