@@ -67,7 +67,7 @@ func TestGossipEncryptionAndTLS(t *testing.T) {
 	a := startCtrl("gs-c1", "127.0.76.1", 1, sec(ca, "server", "gs-c1", key('a')))
 	c, _ := client.New(client.Config{Addrs: []string{"http://" + a.APIAddr()}})
 	startWorker("gs-w1", "127.0.76.2", sec(ca, "worker", "gs-w1", key('a')))
-	startWorker("gs-w2", "127.0.76.3", sec(ca, "worker", "gs-w2", key('b')))     // another key
+	startWorker("gs-w2", "127.0.76.3", sec(ca, "worker", "gs-w2", key('b')))    // another key
 	startWorker("gs-w3", "127.0.76.4", sec(other, "worker", "gs-w3", key('a'))) // another CA
 	testcluster.WaitFor(t, 20*time.Second, "gs-w1 ready", func() (bool, error) {
 		return hostState(t, c, "gs-w1") == resource.HostReady, nil
