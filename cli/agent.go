@@ -148,8 +148,8 @@ func runAgent(c *cli.Context) error {
 // runNode runs the roles the flags ask for (--worker, --controller, or
 // both in one process) until a signal, then stops them gracefully.
 func runNode(ctx context.Context, c *cli.Context, logger hclog.Logger) error {
-	if err := checkGossipSecurity(c, logger); err != nil {
-		return err
+	if _, err := gossipSecurity(c); err != nil {
+		return err // a bad --encrypt stops the agent before anything starts
 	}
 	nodeID := c.String("node-id")
 	if nodeID == "" {
@@ -168,6 +168,7 @@ func runNode(ctx context.Context, c *cli.Context, logger hclog.Logger) error {
 		fmt.Fprintf(c.App.Writer, "kumoi worker %s: hypervisor %s\n", nodeID, c.String("hypervisor"))
 	}
 	if !c.Bool("controller") {
+		warnGossip(c, logger)
 		select {
 		case <-ctx.Done():
 		case <-w.Done():
@@ -180,6 +181,7 @@ func runNode(ctx context.Context, c *cli.Context, logger hclog.Logger) error {
 	if err == nil {
 		var a *agent.Agent
 		if a, err = agent.Start(cfg); err == nil {
+			warnGossip(c, logger)
 			return serveController(ctx, c, logger, a, w)
 		}
 	}

@@ -71,13 +71,10 @@ func gossipSecurity(c *cli.Context) (membership.Security, error) {
 	return membership.Security{Keys: keys}, nil
 }
 
-// checkGossipSecurity checks the agent's gossip flags before it starts
-// anything, and warns once of what they leave open.
-func checkGossipSecurity(c *cli.Context, logger hclog.Logger) error {
-	sec, err := gossipSecurity(c)
-	if err != nil {
-		return err
+// warnGossip warns, once the agent has started, of what its gossip
+// flags leave open (docs/gossip.md).
+func warnGossip(c *cli.Context, logger hclog.Logger) {
+	if sec, err := gossipSecurity(c); err == nil {
+		membership.WarnUnprotected(logger, sec)
 	}
-	membership.WarnUnprotected(logger, sec)
-	return nil
 }
