@@ -107,6 +107,26 @@ type peerCertCheck struct {
 	logged  time.Time // when its refusal was last logged
 }
 
+// maxPeerCertChecks bounds the remembered checks: members come and go,
+// and a stranger may announce many names.
+const maxPeerCertChecks = 4096
+
+// add records check ch under key (pc.mu held), first forgetting the
+// finished checks older than a minute if there are too many.
+func (pc *peerCertChecks) add(key string, ch *peerCertCheck) {
+	if pc.checks == nil {
+		pc.checks = map[string]*peerCertCheck{}
+	}
+	if len(pc.checks) >= maxPeerCertChecks {
+		for k, old := range pc.checks {
+			if !old.running && time.Since(old.at) > time.Minute {
+				delete(pc.checks, k)
+			}
+		}
+	}
+	pc.checks[key] = ch
+}
+
 // raftCertOK checks (or recalls) that controller member m's Raft address
 // presents a certificate of the cluster CA with the server role. Without
 // TLS it says yes: gossip and Raft are unauthenticated then (the agent
@@ -133,7 +153,7 @@ func (c *Controller) raftCertOK(m membership.Member) error {
 	}
 	if ch == nil || ch.addr != addr {
 		ch = &peerCertCheck{addr: addr}
-		pc.checks[key] = ch
+		pc.add(key, ch)
 	}
 	pc.mu.Unlock()
 
@@ -174,7 +194,7 @@ func (c *Controller) workerCertOK(m membership.Member) bool {
 		}
 	} else {
 		ch = &peerCertCheck{addr: m.Addr}
-		pc.checks[key] = ch
+		pc.add(key, ch)
 	}
 	ch.running = true
 	go func() {
