@@ -61,6 +61,16 @@ the API serves HTTPS only, Raft runs over mutual TLS between server
 certificates of the CA, and forwarding and the calls of workers and fence
 guards use TLS, requiring the controllers' server certificates (docs/tls.md).
 
+Gossip (controllers and workers alike): --encrypt KEY (or KUMOI_GOSSIP_KEY)
+encrypts it with a key made by 'kumoi operator gossip keygen', the same on
+every agent; agents and packets without it are refused. Keys rotate by
+rolling restarts: add the new key as a second --encrypt everywhere, then make
+it the first, then drop the old one. With TLS files, gossip streams use TLS
+too, and the leader makes a gossip member a Raft server or a host only if it
+presents a certificate of the cluster CA with the server (or worker) role.
+Without them, gossip and Raft are unauthenticated and the agent says so at
+start (docs/gossip.md).
+
 SIGTERM or SIGINT stops the agent gracefully: a leader hands leadership to
 another controller first. A second signal exits at once.
 
@@ -91,6 +101,7 @@ directory (or --data-dir), API on 127.0.0.1:7400 (+10 per extra controller).`,
 			&cli.IntFlag{Name: "gossip-port", Value: controller.DefaultGossipPort, Usage: "gossip (memberlist) port, TCP and UDP"},
 			&cli.IntFlag{Name: "bootstrap-expect", Usage: "bootstrap a new cluster once this many controllers are seen: 3 or 5 (1: an explicitly single-node cluster)"},
 			&cli.StringSliceFlag{Name: "join", Usage: "gossip address HOST:PORT of another agent (repeatable)"},
+			encryptFlag(),
 			&cli.DurationFlag{Name: "heartbeat-timeout", Value: 400 * time.Millisecond, Usage: "raft heartbeat timeout (follower → candidate)"},
 			&cli.DurationFlag{Name: "election-timeout", Value: 400 * time.Millisecond, Usage: "raft election timeout"},
 			&cli.DurationFlag{Name: "leader-lease-timeout", Value: 300 * time.Millisecond, Usage: "raft leader lease (≤ heartbeat timeout)"},
@@ -150,6 +161,9 @@ func runAgent(c *cli.Context) error {
 // runNode runs the roles the flags ask for (--worker, --controller, or
 // both in one process) until a signal, then stops them gracefully.
 func runNode(ctx context.Context, c *cli.Context, logger hclog.Logger) error {
+	if _, err := gossipSecurity(c); err != nil {
+		return err // a bad --encrypt stops the agent before anything starts
+	}
 	nodeID := c.String("node-id")
 	if nodeID == "" {
 		h, err := os.Hostname()
@@ -167,6 +181,7 @@ func runNode(ctx context.Context, c *cli.Context, logger hclog.Logger) error {
 		fmt.Fprintf(c.App.Writer, "kumoi worker %s: hypervisor %s\n", nodeID, c.String("hypervisor"))
 	}
 	if !c.Bool("controller") {
+		warnGossip(c, logger)
 		select {
 		case <-ctx.Done():
 		case <-w.Done():
@@ -179,6 +194,7 @@ func runNode(ctx context.Context, c *cli.Context, logger hclog.Logger) error {
 	if err == nil {
 		var a *agent.Agent
 		if a, err = agent.Start(cfg); err == nil {
+			warnGossip(c, logger)
 			return serveController(ctx, c, logger, a, w)
 		}
 	}
@@ -211,6 +227,9 @@ func controllerConfig(c *cli.Context, nodeID string, logger hclog.Logger) (contr
 	}
 	var err error
 	if cfg.TLS, err = agentTLS(c); err != nil {
+		return cfg, err
+	}
+	if cfg.GossipSecurity, err = gossipSecurity(c); err != nil {
 		return cfg, err
 	}
 	if c.IsSet("fence-command") && strings.TrimSpace(cfg.FenceCommand) == "" {
@@ -374,6 +393,10 @@ func startWorker(c *cli.Context, nodeID string, logger hclog.Logger) (*worker.Wo
 			return nil, err
 		}
 	}
+	sec, err := gossipSecurity(c)
+	if err != nil {
+		return nil, err
+	}
 	labels := map[string]string{}
 	for _, kv := range c.StringSlice("label") {
 		k, v, ok := strings.Cut(kv, "=")
@@ -400,6 +423,8 @@ func startWorker(c *cli.Context, nodeID string, logger hclog.Logger) (*worker.Wo
 		FenceGuard:   guardMode,
 		GuardCommand: guardCmd,
 		TLS:          tlsFiles,
+
+		GossipSecurity: sec,
 	})
 }
 

@@ -15,8 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
@@ -104,6 +102,7 @@ func NewApp() *cli.App {
 			agentCommand(),
 			fenceGuardCommand(),
 			tlsCommand(),
+			operatorCommand(),
 			policyCommand(),
 			aclCommand(),
 			runCommand(),
@@ -377,11 +376,7 @@ func clientConfig(c *cli.Context, addrs []string) (client.Config, error) {
 	if err != nil {
 		return cfg, err
 	}
-	if tlsCfg != nil {
-		// TODO(tls, H3): set cfg.TLS = tlsCfg once client.Config has it;
-		// until then the transport carries it.
-		cfg.HTTPClient = httpClientWithTLS(tlsCfg)
-	}
+	cfg.TLS = tlsCfg
 	return cfg, nil
 }
 
@@ -416,16 +411,6 @@ func tlsConfigFromFlags(c *cli.Context) (*tls.Config, error) {
 		cfg.Certificates = []tls.Certificate{pair}
 	}
 	return cfg, nil
-}
-
-// httpClientWithTLS is the client package's default HTTP client (5s dial
-// timeout, keep-alives) speaking TLS with cfg.
-func httpClientWithTLS(cfg *tls.Config) *http.Client {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 15 * time.Second}).DialContext
-	t.MaxIdleConnsPerHost = 16
-	t.TLSClientConfig = cfg
-	return &http.Client{Transport: t}
 }
 
 // unauthenticatedText explains a 401: the request had no token, or one the

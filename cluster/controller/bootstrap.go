@@ -61,6 +61,9 @@ func (c *Controller) tryBootstrap() (done bool, err error) {
 				c.logger.Info("a peer already belongs to a cluster; waiting to be added as a voter", "peer", p.Meta.ID)
 				return true, nil
 			}
+			if err := c.raftCertOK(p); err != nil { // with TLS: a server certificate of the cluster CA (gossip.go)
+				return false, fmt.Errorf("controller %s: %w", p.Meta.ID, err)
+			}
 		}
 		servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.Meta.ID), Address: raft.ServerAddress(p.Meta.Raft)})
 	}

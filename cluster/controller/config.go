@@ -89,6 +89,10 @@ type Config struct {
 	GossipProbeInterval time.Duration // default membership.DefaultProbeInterval
 	GossipProbeTimeout  time.Duration // default membership.DefaultProbeTimeout
 	GossipSuspicionMult int           // default membership.DefaultSuspicionMult
+	// GossipSecurity: the gossip keyring (--encrypt) and TLS gossip
+	// streams; with TLS, the leader also checks a member's certificate
+	// before it makes it a voter or a host (gossip.go, docs/gossip.md).
+	GossipSecurity membership.Security
 
 	// InMemory keeps the raft log, stable store and snapshots in memory
 	// (tests only). Transport, if set, replaces the TCP transport.

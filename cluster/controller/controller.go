@@ -73,6 +73,8 @@ type Controller struct {
 	// (bootstrap.go).
 	peerClientOnce sync.Once
 	peerClient     *http.Client
+	// peerCerts remembers the certificate checks of gossip members (gossip.go).
+	peerCerts peerCertChecks
 
 	// The policy runner's API client (policies.go).
 	policyClientOnce sync.Once

@@ -50,6 +50,9 @@ func (c *Controller) syncHosts(ctx context.Context, markUnknown bool) {
 		}
 		switch m.Status {
 		case membership.StatusAlive, membership.StatusSuspect:
+			if !c.workerCertOK(m) {
+				continue // with TLS: not a host until its certificate is checked (gossip.go)
+			}
 			if !m.Meta.Ready {
 				// A (re)joining worker first removes the domains that
 				// are no longer its own; until then it takes nothing.

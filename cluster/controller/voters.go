@@ -76,6 +76,12 @@ func (c *Controller) reconcileVoters(ctx context.Context) (waiting bool) {
 			c.logger.Debug("not adding controller to the raft configuration", "server", id, "address", addr, "reason", err)
 			continue
 		}
+		// With TLS, its role=controller metadata proves nothing: its Raft
+		// address must present a server certificate of the cluster CA
+		// (refusals are logged by raftCertOK).
+		if err := c.raftCertOK(m); err != nil {
+			continue
+		}
 		c.logger.Info("adding controller as a raft non-voter; it becomes a voter once it has caught up", "server", id, "address", addr)
 		if err := c.raft.AddNonvoter(id, addr, 0, c.cfg.ApplyTimeout).Error(); err != nil {
 			c.logger.Warn("add non-voter failed", "server", id, "error", err)

@@ -35,14 +35,31 @@ type Options struct {
 	ProbeTimeout  time.Duration
 	SuspicionMult int
 
+	// Security: the gossip keyring and TLS streams (zero: plain gossip).
+	Security Security
+
 	Logger hclog.Logger
 }
 
 // Create starts memberlist on o's address with d as its delegate (events,
-// alive and merge checks too). Its TCP connections leave from o.BindIP, like its UDP packets.
+// alive and merge checks too). Its TCP connections leave from o.BindIP,
+// like its UDP packets. With o.Security's keys, every packet and stream
+// is encrypted and unencrypted ones are refused; with its TLS
+// configurations, streams are TLS (tlsTransport).
 func Create(o Options, d *Delegate) (*memberlist.Memberlist, error) {
+	if err := o.Security.Validate(); err != nil {
+		return nil, err
+	}
+	kr, err := o.Security.keyring()
+	if err != nil {
+		return nil, err
+	}
 	mc := config(o)
 	mc.Delegate, mc.Events, mc.Alive, mc.Merge = d, d, d, d
+	if kr != nil {
+		mc.Keyring = kr
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	}
 	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
 		BindAddrs: []string{mc.BindAddr},
 		BindPort:  mc.BindPort,
@@ -51,10 +68,18 @@ func Create(o Options, d *Delegate) (*memberlist.Memberlist, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gossip on %s:%d: %w", mc.BindAddr, mc.BindPort, err)
 	}
-	mc.Transport = &boundTransport{NetTransport: nt, local: net.ParseIP(mc.BindAddr)}
+	bt := &boundTransport{NetTransport: nt, local: net.ParseIP(mc.BindAddr)}
+	mc.Transport = bt
+	if o.Security.TLS() {
+		logger := o.Logger
+		if logger == nil {
+			logger = hclog.NewNullLogger()
+		}
+		mc.Transport = newTLSTransport(bt, o.Security, logger)
+	}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
-		_ = nt.Shutdown()
+		_ = mc.Transport.Shutdown()
 		return nil, fmt.Errorf("start gossip on %s: %w", net.JoinHostPort(o.BindIP, fmt.Sprint(o.Port)), err)
 	}
 	return ml, nil

@@ -38,6 +38,9 @@ type Config struct {
 	// Labels become the host object's labels when it is first created
 	// (gossip metadata is small: keep them few and short).
 	Labels map[string]string
+	// GossipSecurity: the gossip keyring (--encrypt) and TLS gossip
+	// streams, the same as the controllers' (docs/gossip.md).
+	GossipSecurity membership.Security
 	// CPUs and MemoryMiB override the capacity the driver reports.
 	CPUs      int
 	MemoryMiB int64

@@ -89,6 +89,7 @@ func (w *Worker) joinGossip(ctx context.Context) error {
 	w.delegate = d
 	g, err := membership.Create(membership.Options{
 		Name: w.cfg.GossipName, BindIP: w.cfg.BindIP, Port: w.cfg.GossipPort, Logger: w.cfg.Logger.Named("gossip"),
+		Security: w.cfg.GossipSecurity,
 	}, d)
 	if err != nil {
 		return err
