@@ -16,7 +16,8 @@ import (
 // NewHTTPClient returns a client for talking to nodes directly: no proxy,
 // keep-alive connections (at least maxConnsPerHost idle ones per node, so
 // that concurrent clients do not keep opening sockets), and timeout on
-// every request (0 = none; use a context then). It sends ManagementToken.
+// every request (0 = none; use a context then). It sends ManagementToken
+// and trusts the test CA (clusters with Options.TLS).
 func NewHTTPClient(maxConnsPerHost int, timeout time.Duration) *http.Client {
 	return NewHTTPClientToken(maxConnsPerHost, timeout, ManagementToken)
 }
@@ -39,6 +40,7 @@ func NewHTTPClientToken(maxConnsPerHost int, timeout time.Duration, token string
 			MaxIdleConnsPerHost: maxConnsPerHost,
 			IdleConnTimeout:     30 * time.Second,
 			DisableCompression:  true,
+			TLSClientConfig:     clientTLS(),
 		}},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}

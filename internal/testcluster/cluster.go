@@ -49,6 +49,11 @@ type Options struct {
 	StopTimeout time.Duration
 	// NoStart creates the nodes of the cluster without starting them.
 	NoStart bool
+	// TLS runs every node with --tls-ca, --tls-cert and --tls-key:
+	// certificates of the test CA (CAPrefix), a server certificate for
+	// each controller and a worker certificate for each worker. URL and
+	// URLs are then https; NewHTTPClient trusts the test CA.
+	TLS bool
 
 	// Workers is how many worker agents (`kumoi agent --worker`) New
 	// adds, named WorkerNamePrefix + 1, 2, … (sim-1, sim-2, …), each on
@@ -251,9 +256,10 @@ func (c *Cluster) Index(id string) int {
 // IP is node i's address.
 func (c *Cluster) IP(i int) string { return c.node(i).ip }
 
-// URL is node i's API base URL, e.g. http://127.0.0.12:7400.
+// URL is node i's API base URL, e.g. http://127.0.0.12:7400 (https with
+// Options.TLS).
 func (c *Cluster) URL(i int) string {
-	return "http://" + net.JoinHostPort(c.node(i).ip, strconv.Itoa(APIPort))
+	return c.scheme() + net.JoinHostPort(c.node(i).ip, strconv.Itoa(APIPort))
 }
 
 // URLs are the API base URLs of every node, running or not.
@@ -343,6 +349,7 @@ func (c *Cluster) Args(i int) []string {
 	if c.opts.LogLevel != "" {
 		args = append(args, "--log-level", c.opts.LogLevel)
 	}
+	args = append(args, c.tlsArgs(n)...)
 	args = append(args, c.opts.ExtraArgs...)
 	return append(args, c.opts.ControllerArgs...)
 }

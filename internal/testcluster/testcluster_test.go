@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kumoi/kumoi/resource"
 )
 
 func TestReserveBlockGivesDisjointAddresses(t *testing.T) {
@@ -212,4 +214,45 @@ func TestWipeAndStartExpectExit(t *testing.T) {
 		t.Errorf("Wipe of a running node: %v", ferr)
 	}
 	c.Kill(0)
+}
+
+// TestTLSCluster: with Options.TLS every node runs with certificates of
+// the test CA, the API answers only HTTPS (URL is https), the harness's
+// client trusts it, and a worker reaches the controllers over TLS: its
+// host becomes ready and a VM runs on it.
+func TestTLSCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	c := New(t, Options{Controllers: 3, Workers: 1, LogLevel: "info", TLS: true})
+	c.WaitLeader(0)
+	if !strings.HasPrefix(c.URL(0), "https://") {
+		t.Fatalf("URL(0) = %s, want https", c.URL(0))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Plain HTTP to the TLS port is refused.
+	plain := "http://" + strings.TrimPrefix(c.URL(1), "https://") + "/v1/status"
+	if r, err := Do(ctx, NewHTTPClient(2, 5*time.Second), http.MethodGet, plain, nil); err == nil && r.Status == http.StatusOK {
+		t.Fatalf("plain HTTP to a TLS API answered %s", r)
+	}
+	c.WaitHostState(c.WorkerName(0), "ready", 30*time.Second)
+	// A write through a follower is forwarded over TLS.
+	lead, _ := c.WaitLeader(0)
+	via := (lead + 1) % c.N()
+	r, err := Do(ctx, c.HTTPClient(), http.MethodPost, c.URL(via)+"/v1/vms", []byte(`{"name":"tls-1","spec":{"cpus":1,"memory_mib":64}}`))
+	if err != nil || r.Status != http.StatusCreated && r.Status != http.StatusOK {
+		t.Fatalf("create vm through %s: %v %v", c.ID(via), r, err)
+	}
+	WaitFor(t, 30*time.Second, "tls-1 running", func() (bool, error) {
+		var o resource.Object
+		if err := GetJSON(ctx, c.HTTPClient(), c.URL(lead)+"/v1/vms/tls-1", &o); err != nil {
+			return false, err
+		}
+		st, err := resource.DecodeStatus[resource.VMStatus](&o)
+		if err != nil {
+			return false, err
+		}
+		return st.Phase == resource.PhaseRunning, fmt.Errorf("tls-1 is %s (%s)", st.Phase, st.Reason)
+	})
 }

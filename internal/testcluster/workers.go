@@ -110,6 +110,7 @@ func (c *Cluster) WorkerArgs(w int) []string {
 		args = append(args, "--join", c.GossipAddr(j))
 	}
 	args = append(args, DefaultWorkerArgs...)
+	args = append(args, c.tlsArgs(n)...)
 	if c.opts.LogLevel != "" {
 		args = append(args, "--log-level", c.opts.LogLevel)
 	}
