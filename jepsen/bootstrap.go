@@ -183,7 +183,7 @@ func bootstrapRoundRun(ctx context.Context, cfg Config, dir string, k int, plan 
 	}()
 	var cl *testcluster.Cluster
 	if ferr := fatal(func() {
-		cl = testcluster.New(tb, testcluster.Options{Bin: cfg.Bin, LogDir: logDir, LogLevel: "info", Controllers: cfg.Nodes, NoStart: true})
+		cl = testcluster.New(tb, testcluster.Options{Bin: cfg.Bin, LogDir: logDir, LogLevel: "info", Controllers: cfg.Nodes, NoStart: true, TLS: cfg.TLS})
 	}); ferr != nil {
 		return nil, "", ferr
 	}

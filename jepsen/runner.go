@@ -69,6 +69,11 @@ type Config struct {
 	// a kumoi built with the tag kumoi_testhooks: Run refuses a Bin
 	// without it.
 	UnsafeStaleReads bool
+	// TLS runs the cluster with TLS: every node has a certificate of the
+	// test CA (testcluster.Options.TLS), the API is HTTPS only, Raft and
+	// gossip streams are mutual TLS. ACLs are always on (the nodes
+	// bootstrap with testcluster.ManagementToken).
+	TLS bool
 	// BootstrapModes restricts the rounds of the bootstrap-race workload
 	// to these modes (empty: every one of BootstrapModes).
 	BootstrapModes []string
@@ -507,7 +512,7 @@ func (r *run) finish(ctx context.Context, err error) error {
 // cfg.WorkerDriver (for libvirt, a host file in the run's directory).
 func (r *run) clusterOptions(wl Workload) (testcluster.Options, error) {
 	cfg := r.cfg
-	opts := testcluster.Options{Bin: cfg.Bin, LogDir: r.logDir(), LogLevel: "info", Controllers: cfg.Nodes, Workers: cfg.Workers}
+	opts := testcluster.Options{Bin: cfg.Bin, LogDir: r.logDir(), LogLevel: "info", Controllers: cfg.Nodes, Workers: cfg.Workers, TLS: cfg.TLS}
 	if cfg.UnsafeStaleReads {
 		opts.ControllerArgs = append(opts.ControllerArgs, "--debug-unsafe-stale-reads")
 	}

@@ -62,7 +62,8 @@ func (e *Env) Client(addr string) *client.Client {
 // AnyClient returns an SDK client over every controller, with the SDK's
 // retries: for setup and final reads, which are not part of the history.
 func (e *Env) AnyClient() *client.Client {
-	c, err := client.New(client.Config{Addrs: e.URLs, Timeout: e.OpTimeout, UserAgent: "kumoi-jepsen"})
+	e.hcOnce.Do(func() { e.hc = testcluster.NewHTTPClient(64, 0) })
+	c, err := client.New(client.Config{Addrs: e.URLs, HTTPClient: e.hc, Timeout: e.OpTimeout, UserAgent: "kumoi-jepsen"})
 	if err != nil {
 		panic(err)
 	}
