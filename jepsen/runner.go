@@ -203,6 +203,7 @@ type Result struct {
 	Concurrency  int               `json:"concurrency"`
 	Rate         float64           `json:"rate,omitempty"`
 	Unsafe       bool              `json:"unsafe_stale_reads,omitempty"`
+	TLS          bool              `json:"tls"` // the cluster ran with TLS (ACLs are always on)
 	Counts       Counts            `json:"counts"`
 	ByKind       map[string]Counts `json:"counts_by_kind"`
 	Anomalies    []Anomaly         `json:"anomalies"`
@@ -291,7 +292,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	}
 	r := &run{cfg: cfg, name: name, dir: dir, fw: &Firewall{}, began: time.Now(), findings: &Findings{}}
 	r.res = &Result{Workload: cfg.Workload, Nemesis: nemName, Seed: cfg.Seed, Nodes: cfg.Nodes, Workers: cfg.Workers, WorkerDriver: cfg.WorkerDriver,
-		Duration: cfg.Duration.String(), Concurrency: cfg.Concurrency, Rate: cfg.Rate, Unsafe: cfg.UnsafeStaleReads,
+		Duration: cfg.Duration.String(), Concurrency: cfg.Concurrency, Rate: cfg.Rate, Unsafe: cfg.UnsafeStaleReads, TLS: cfg.TLS,
 		Dir: dir, Anomalies: []Anomaly{}, Faults: []FaultWindow{}}
 	res = r.res
 	r.tb = testcluster.NewStandalone("jepsen-"+name, cfg.Logf)
