@@ -81,7 +81,7 @@ func TestACLTokensAndPolicies(t *testing.T) {
 	fsm.TestMustApply(t, f, 2, fsm.ACLTokenCreateRequestType, &fsm.ACLTokenCreateRequest{Time: fsm.TestTime,
 		SecretHash: resource.HashACLSecret("ci"), Token: resource.ACLToken{AccessorID: "ci", Name: "ci", Type: resource.TokenClient, Policies: []string{"readers"}}})
 	for _, tok := range []resource.ACLToken{
-		{AccessorID: "ci", Type: resource.TokenManagement}, // same accessor
+		{AccessorID: "ci", Type: resource.TokenManagement},  // same accessor
 		{AccessorID: "ci2", Type: resource.TokenManagement}, // same secret
 	} {
 		res := fsm.TestApply(t, f, 3, fsm.ACLTokenCreateRequestType, &fsm.ACLTokenCreateRequest{Time: fsm.TestTime, SecretHash: resource.HashACLSecret("ci"), Token: tok})
