@@ -328,8 +328,8 @@ func (id *ACLIdentity) denied(kind Kind, access, name string) error {
 	what := string(kind)
 	if name != "" {
 		what = fmt.Sprintf("%s %q", kind, name)
-	} else if kind != KindCluster && kind != KindACL {
-		what = string(kind) + "s"
+	} else if info, ok := Lookup(kind); ok {
+		what = info.Plural
 	}
 	needs := string(kind) + ":" + access
 	var why string

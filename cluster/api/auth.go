@@ -33,6 +33,8 @@ type routeNeed struct {
 	any    bool
 	kind   resource.Kind
 	access string
+	// name is the object the URL names, if any (for messages).
+	name string
 }
 
 // authState is the per-request state of authentication, in the request's
@@ -162,6 +164,11 @@ func (a *httpAPI) authorize(r *http.Request) error {
 		return nil
 	}
 	if err := id.AllowSome(st.need.kind, st.need.access); err != nil {
+		if st.need.name != "" {
+			if oerr := id.Allow(st.need.kind, st.need.access, st.need.name, nil); oerr != nil {
+				err = oerr // names the object
+			}
+		}
 		return denied(err)
 	}
 	return nil
@@ -282,8 +289,18 @@ func withAccessor(ctx context.Context, t fsm.MessageType, req any) (fsm.MessageT
 	return fsm.WithAccessor(accessorOf(ctx), t, req)
 }
 
-// needOf is what the route (as route names it) needs for method.
-func needOf(route, method string) routeNeed {
+// needOf is what the route (as route names it) needs for r.
+func needOf(route string, r *http.Request) routeNeed {
+	need := needOfRoute(route, r.Method)
+	if strings.Contains(route, "/{name}") {
+		if parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/v1/"), "/"); len(parts) >= 2 {
+			need.name = parts[1]
+		}
+	}
+	return need
+}
+
+func needOfRoute(route, method string) routeNeed {
 	route = strings.TrimSuffix(route, "?index")
 	read := method == http.MethodGet || method == http.MethodHead
 	level := func(kind resource.Kind) routeNeed {

@@ -203,7 +203,7 @@ func (a *httpAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &apiRecorder{ResponseWriter: w}
 	route, h := a.route(r)
-	r = withAuth(r, needOf(route, r.Method))
+	r = withAuth(r, needOf(route, r))
 	if route != "/v1/status" && route != "/metrics" && a.b.FSM().Halted() != nil {
 		h = a.halted // out of service (halt.go)
 	}
