@@ -64,6 +64,9 @@ type Config struct {
 	RetryDeadline time.Duration
 	// UserAgent is sent with every request (default "kumoi-go-client").
 	UserAgent string
+	// Token is the ACL token's secret, sent as "Authorization: Bearer"
+	// with every request when set (docs/security.md).
+	Token string
 	// EventIdleTimeout is how long an event stream may stay silent before
 	// it is taken for dead and reconnected (default
 	// DefaultEventIdleTimeout; controllers send a heartbeat every 10s).
@@ -77,6 +80,7 @@ type Client struct {
 	timeout       time.Duration
 	retryDeadline time.Duration
 	userAgent     string
+	token         string
 	idleTimeout   time.Duration
 	preferred     atomic.Int64 // index into addrs of the last controller that answered
 }
@@ -88,6 +92,7 @@ func New(cfg Config) (*Client, error) {
 		timeout:       cfg.Timeout,
 		retryDeadline: cfg.RetryDeadline,
 		userAgent:     cfg.UserAgent,
+		token:         cfg.Token,
 		idleTimeout:   cfg.EventIdleTimeout,
 	}
 	raw := cfg.Addrs
@@ -246,6 +251,9 @@ func (c *Client) attempt(ctx context.Context, addr string, r *request) (*http.Re
 		return nil, err
 	}
 	req.Header.Set("User-Agent", c.userAgent)
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	req.Header.Set("Accept", "application/json")
 	if r.body != nil {
 		req.Header.Set("Content-Type", "application/json")

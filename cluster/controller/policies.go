@@ -45,6 +45,7 @@ const (
 func (c *Controller) policiesLoop(ctx context.Context) {
 	type running struct {
 		version uint64
+		by      string // the accessor it runs as (ACLs on)
 		cancel  context.CancelFunc
 		done    chan struct{}
 	}
@@ -71,14 +72,20 @@ func (c *Controller) policiesLoop(ctx context.Context) {
 				continue
 			}
 			seen[o.Name] = true
-			if r := runners[o.Name]; r != nil && r.version == spec.Version {
+			// A policy runs with the rights of the token that stored
+			// it last: another token storing it restarts it.
+			by := ""
+			if c.cfg.ACL {
+				by = o.ModifiedBy
+			}
+			if r := runners[o.Name]; r != nil && r.version == spec.Version && r.by == by {
 				continue
 			} else if r != nil {
 				r.cancel()
 				<-r.done
 			}
 			rctx, cancel := context.WithCancel(ctx)
-			r := &running{version: spec.Version, cancel: cancel, done: make(chan struct{})}
+			r := &running{version: spec.Version, by: by, cancel: cancel, done: make(chan struct{})}
 			runners[o.Name] = r
 			go func(name string) {
 				defer close(r.done)
@@ -151,7 +158,19 @@ func (c *Controller) runPolicy(ctx context.Context, name string) {
 		r.write(ctx, true)
 		return
 	}
-	cl, err := c.policyClient()
+	var cl *client.Client
+	if c.cfg.ACL {
+		accessor, why := c.policyRights(o)
+		if why != "" {
+			r.status.State, r.status.Error = resource.PolicyBroken, why
+			logger.Warn("policy has no rights", "reason", why)
+			r.write(ctx, true)
+			return
+		}
+		cl, err = c.policyClientAs(accessor)
+	} else {
+		cl, err = c.policyClient()
+	}
 	if err != nil {
 		r.status.State, r.status.Error = resource.PolicyBroken, "cannot reach the API: "+err.Error()
 		r.write(ctx, true)

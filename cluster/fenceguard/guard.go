@@ -63,7 +63,10 @@ type Config struct {
 	// Controllers are API addresses to start from (http://host:port),
 	// before a worker has said where the controllers are.
 	Controllers []string
-	Logger      hclog.Logger
+	// Token is the ACL token of the guard's API calls (default: the
+	// environment's KUMOI_TOKEN, which a spawning worker sets).
+	Token  string
+	Logger hclog.Logger
 }
 
 // Guard is a running fence guard.
@@ -102,6 +105,9 @@ func New(cfg Config) (*Guard, error) {
 	}
 	if cfg.Driver == nil {
 		return nil, errors.New("fence guard: no hypervisor driver")
+	}
+	if cfg.Token == "" {
+		cfg.Token = os.Getenv("KUMOI_TOKEN") // set by the spawning worker
 	}
 	if cfg.FenceAfter <= 0 {
 		cfg.FenceAfter = DefaultFenceAfter
@@ -324,7 +330,7 @@ func (g *Guard) client() *client.Client {
 	if g.api == nil || key != g.apiKey {
 		dialer := &net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(g.cfg.BindIP)}}
 		hc := &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second}}
-		c, err := client.New(client.Config{Addrs: g.controllers, HTTPClient: hc, Timeout: g.cfg.FenceAfter / 2, RetryDeadline: g.cfg.FenceAfter / 3})
+		c, err := client.New(client.Config{Addrs: g.controllers, HTTPClient: hc, Timeout: g.cfg.FenceAfter / 2, RetryDeadline: g.cfg.FenceAfter / 3, Token: g.cfg.Token})
 		if err != nil {
 			return nil
 		}

@@ -129,7 +129,7 @@ func (w *Worker) client() *client.Client {
 		// address cuts the API as it cuts gossip.
 		dialer := &net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(w.cfg.BindIP)}}
 		hc := &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}}
-		c, err := client.New(client.Config{Addrs: addrs, HTTPClient: hc, Timeout: 5 * time.Second, RetryDeadline: time.Second})
+		c, err := client.New(client.Config{Addrs: addrs, HTTPClient: hc, Timeout: 5 * time.Second, RetryDeadline: time.Second, Token: w.cfg.Token})
 		if err != nil {
 			return nil
 		}

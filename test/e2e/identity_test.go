@@ -114,7 +114,7 @@ func startSolo(t *testing.T, bin, id, ip, dataDir string, join ...string) *soloC
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"agent", "--controller", "--node-id", id, "--data-dir", dataDir, "--bind", ip, "--bootstrap-expect", "1", "--log-level", "info"}
+	args := []string{"agent", "--controller", "--acl=false", "--node-id", id, "--data-dir", dataDir, "--bind", ip, "--bootstrap-expect", "1", "--log-level", "info"}
 	for _, j := range join {
 		args = append(args, "--join", j)
 	}
