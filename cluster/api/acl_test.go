@@ -386,7 +386,14 @@ func TestACLForwardedCheckedOnLeader(t *testing.T) {
 	if r.object(t).ModifiedBy != tok.AccessorID {
 		t.Fatalf("forwarded write: %s", r.body)
 	}
+	<-leader.forwardedBy // the create's
+	// No token at all: refused by the follower itself, body unread.
 	wantStatus(t, follower.call(t, "DELETE", "/v1/vms/a", nil), http.StatusUnauthorized)
+	select {
+	case by := <-leader.forwardedBy:
+		t.Fatalf("a request without a token was forwarded by %s", by)
+	default:
+	}
 	// A stale read is served, and so checked, by the follower.
 	wantStatus(t, follower.call(t, "GET", "/v1/vms?stale", nil, auth(tok.SecretID)...), http.StatusUnauthorized)
 }

@@ -203,9 +203,17 @@ func (a *httpAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &apiRecorder{ResponseWriter: w}
 	route, h := a.route(r)
-	r = withAuth(r, needOf(route, r))
+	need := needOf(route, r)
+	r = withAuth(r, need)
 	if route != "/v1/status" && route != "/metrics" && a.b.FSM().Halted() != nil {
 		h = a.halted // out of service (halt.go)
+	} else if a.acl && !need.none && bearer(r) == "" {
+		// No token at all: refused on any node, before the body is read
+		// (a token is checked where the request is served: auth.go).
+		h = func(w http.ResponseWriter, r *http.Request) error {
+			_, err := a.identify(r)
+			return err
+		}
 	}
 	a.m.requestStarted()
 	defer func() {
