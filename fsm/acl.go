@@ -148,6 +148,21 @@ func decodeAccessor(payload []byte, maxProto int) (func(*writer) error, error) {
 	}, nil
 }
 
+// metricType is the type an entry counts as in metrics (OnApply): a
+// command with an accessor counts as the command it carries.
+func metricType(t MessageType, payload []byte) MessageType {
+	if t != AccessorRequestType {
+		return t
+	}
+	var env struct {
+		Type MessageType `json:"type"`
+	}
+	if json.Unmarshal(payload, &env) != nil || env.Type == AccessorRequestType {
+		return t
+	}
+	return env.Type
+}
+
 func (w *writer) aclEvent(kind resource.Kind, evType, name string) {
 	w.events = append(w.events, resource.Event{Index: w.index, Type: evType, Kind: kind, Name: name, Accessor: w.accessor})
 }

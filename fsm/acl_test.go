@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -233,5 +234,16 @@ func TestACLProtocolGating(t *testing.T) {
 	res := fsm.TestApplyLog(t, old, &raft.Log{Index: 1, Term: 1, Type: raft.LogCommand, Data: data})
 	if !errors.Is(res.Err, fsm.ErrHalted) || !strings.Contains(res.Err.Error(), "needs log protocol 6") {
 		t.Fatalf("protocol 5 node: %v", res.Err)
+	}
+}
+
+func TestAccessorMetricType(t *testing.T) {
+	f := fsm.TestFSM(t)
+	var got []fsm.MessageType
+	f.OnApply = func(mt fsm.MessageType, _ time.Duration, _ error) { got = append(got, mt) }
+	wt, req, _ := fsm.WithAccessor("a", fsm.CreateRequestType, createReq(vm, "x", "id-x", nil, vmSpec1))
+	fsm.TestMustApply(t, f, 1, wt, req)
+	if len(got) != 1 || got[0] != fsm.CreateRequestType {
+		t.Fatalf("OnApply saw %v, want the carried create", got)
 	}
 }
