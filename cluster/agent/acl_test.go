@@ -184,4 +184,24 @@ def on_event(ev):
 		_, _, err := c.VMs().Get(context.Background(), "doomed-2", nil)
 		return client.IsNotFound(err), nil
 	})
+	// The token that stored a policy is deleted: the policy stops, saying
+	// why.
+	if _, _, err := limited.Policies().Apply(context.Background(), "reaper", resource.PolicySpec{Source: src}); err != nil {
+		t.Fatal(err)
+	}
+	testcluster.WaitFor(t, 15*time.Second, "reaper stored by pw again", func() (bool, error) {
+		p := policyState(t, c, "reaper")
+		return p != nil && p.Status.State == resource.PolicyActive && p.Object.ModifiedBy == pwTok.AccessorID, nil
+	})
+	req, _ := http.NewRequest("DELETE", base+"/v1/acl/tokens/"+pwTok.AccessorID, nil)
+	req.Header.Set("Authorization", "Bearer "+mgmt)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("delete token: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	testcluster.WaitFor(t, 15*time.Second, "reaper stopped", func() (bool, error) {
+		p := policyState(t, c, "reaper")
+		return p != nil && p.Status.State == resource.PolicyBroken && strings.Contains(p.Status.Error, "no longer exists"), nil
+	})
 }

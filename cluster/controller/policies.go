@@ -60,6 +60,10 @@ func (c *Controller) policiesLoop(ctx context.Context) {
 	for ctx.Err() == nil {
 		ws := memdb.NewWatchSet()
 		st.IndexWatch(ws, resource.KindPolicy)
+		if c.cfg.ACL {
+			// A policy whose token is deleted stops (policyRights).
+			st.IndexWatch(ws, fsm.EventKindACLToken)
+		}
 		objs, err := st.List(ws, resource.KindPolicy, nil)
 		if err != nil {
 			c.logger.Error("policies: cannot list", "error", err)
@@ -77,6 +81,9 @@ func (c *Controller) policiesLoop(ctx context.Context) {
 			by := ""
 			if c.cfg.ACL {
 				by = o.ModifiedBy
+				if st.ACLToken(nil, by) == nil {
+					by = "(deleted) " + by
+				}
 			}
 			if r := runners[o.Name]; r != nil && r.version == spec.Version && r.by == by {
 				continue
