@@ -32,8 +32,8 @@ const (
 // Event kinds of ACL changes (their events carry no object: a token's
 // secret hash is not for event readers).
 const (
-	EventKindACLPolicy resource.Kind = "acl_policy"
-	EventKindACLToken  resource.Kind = "acl_token"
+	EventKindACLPolicy = resource.EventKindACLPolicy
+	EventKindACLToken  = resource.EventKindACLToken
 )
 
 // ErrACLBootstrapped refuses a second bootstrap.

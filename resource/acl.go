@@ -27,6 +27,13 @@ const (
 	KindACL Kind = "acl"
 )
 
+// Event kinds of ACL changes (events of GET /v1/events without an
+// object: a token's secret hash is not for event readers).
+const (
+	EventKindACLPolicy Kind = "acl_policy"
+	EventKindACLToken  Kind = "acl_token"
+)
+
 // Access levels of a rule, each including the ones before it.
 const (
 	AccessRead  = "read"  // GET, lists, blocking queries, events
@@ -434,4 +441,18 @@ func (id *ACLIdentity) AllowReport(host string, labels map[string]string) error 
 		return fmt.Errorf("%w: %s may only report for its own host %s, not %s", ErrPermissionDenied, id.describe(), n, host)
 	}
 	return id.Allow(KindHost, AccessAdmin, host, labels)
+}
+
+// AllowEvent decides whether the identity may see an event: read of its
+// object (ACL changes: acl:read). Heartbeats and resets are for anyone.
+func (id *ACLIdentity) AllowEvent(ev *Event) error {
+	switch {
+	case id.IsManagement() || ev.Type == EventHeartbeat || ev.Type == EventReset:
+		return nil
+	case ev.Kind == EventKindACLPolicy || ev.Kind == EventKindACLToken:
+		return id.Allow(KindACL, AccessRead, "", nil)
+	case ev.Object != nil:
+		return id.AllowObject(ev.Object, AccessRead)
+	}
+	return id.Allow(ev.Kind, AccessRead, ev.Name, nil)
 }

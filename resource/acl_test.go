@@ -229,3 +229,27 @@ func TestACLSecrets(t *testing.T) {
 		t.Fatalf("hash %q", h)
 	}
 }
+
+func TestACLAllowEvent(t *testing.T) {
+	vmOnly := client("v", pol("v", "vm:read:team=web"))
+	web := &Object{Kind: KindVM, Name: "a", Labels: map[string]string{"team": "web"}}
+	db := &Object{Kind: KindVM, Name: "b", Labels: map[string]string{"team": "db"}}
+	for _, tc := range []struct {
+		ev Event
+		ok bool
+	}{
+		{Event{Type: EventCreated, Kind: KindVM, Name: "a", Object: web}, true},
+		{Event{Type: EventDeleted, Kind: KindVM, Name: "b", Object: db}, false},
+		{Event{Type: EventCreated, Kind: KindHost, Name: "h", Object: &Object{Kind: KindHost, Name: "h"}}, false},
+		{Event{Type: EventCreated, Kind: EventKindACLToken, Name: "x"}, false},
+		{Event{Type: EventHeartbeat, Index: 3}, true},
+		{Event{Type: EventReset, Index: 3}, true},
+	} {
+		if err := vmOnly.AllowEvent(&tc.ev); (err == nil) != tc.ok {
+			t.Errorf("AllowEvent(%+v) = %v; want ok=%v", tc.ev, err, tc.ok)
+		}
+	}
+	if err := client("a", pol("a", "acl:read")).AllowEvent(&Event{Type: EventCreated, Kind: EventKindACLPolicy, Name: "p"}); err != nil {
+		t.Errorf("acl:read and an ACL event: %v", err)
+	}
+}

@@ -244,15 +244,7 @@ func (a *httpAPI) visible(r *http.Request, objs []*resource.Object) []*resource.
 
 // eventVisible reports whether the caller may see ev.
 func eventVisible(id *resource.ACLIdentity, ev *resource.Event) bool {
-	switch {
-	case id == nil || id.IsManagement():
-		return true
-	case ev.Kind == fsm.EventKindACLPolicy || ev.Kind == fsm.EventKindACLToken:
-		return id.Allow(resource.KindACL, resource.AccessRead, "", nil) == nil
-	case ev.Object != nil:
-		return id.AllowObject(ev.Object, resource.AccessRead) == nil
-	}
-	return id.Allow(ev.Kind, resource.AccessRead, ev.Name, nil) == nil
+	return id == nil || id.AllowEvent(ev) == nil
 }
 
 // casFor is the CAS a write by the caller must carry: cas as given, or —

@@ -166,8 +166,10 @@ func (c *Controller) runPolicy(ctx context.Context, name string) {
 		return
 	}
 	var cl *client.Client
+	var accessor string
 	if c.cfg.ACL {
-		accessor, why := c.policyRights(o)
+		var why string
+		accessor, why = c.policyRights(o)
 		if why != "" {
 			r.status.State, r.status.Error = resource.PolicyBroken, why
 			logger.Warn("policy has no rights", "reason", why)
@@ -214,11 +216,19 @@ func (c *Controller) runPolicy(ctx context.Context, name string) {
 			r.dirty, r.pendingErr = true, true
 			continue
 		}
+		// With ACLs, a policy sees only the events its token may read.
+		var id *resource.ACLIdentity
+		if c.cfg.ACL {
+			if e := c.fsm.State().ACLToken(nil, accessor); e != nil {
+				id = c.fsm.State().ACLIdentity(e)
+			}
+		}
 		for _, ev := range evs {
 			if ctx.Err() != nil {
 				return // not handled: the next leader delivers it
 			}
-			if ev.Kind != resource.KindPolicy { // never a policy's own writes
+			visible := !c.cfg.ACL || id != nil && id.AllowEvent(&ev) == nil
+			if ev.Kind != resource.KindPolicy && visible { // never a policy's own writes
 				for _, sev := range mapper.Events(ev) {
 					if p.Wants(sev.Type) {
 						r.handle(ctx, p, sev)
