@@ -135,10 +135,23 @@ func TestACLOffRecordsNothing(t *testing.T) {
 	if err := json.Unmarshal(e.call(t, "GET", "/v1/status", nil).body, &st); err != nil || st.ACL.Enabled {
 		t.Fatalf("status: %+v %v", st, err)
 	}
-	r := e.call(t, "POST", "/v1/vms", createBody("a"))
-	wantStatus(t, r, http.StatusCreated)
-	if strings.Contains(string(r.body), "modified_by") {
-		t.Fatalf("modified_by with ACLs off: %s", r.body)
+	r := e.call(t, "POST", "/v1/acl/bootstrap", nil)
+	wantStatus(t, r, http.StatusOK)
+	var mgmt resource.ACLToken
+	if err := json.Unmarshal(r.body, &mgmt); err != nil {
+		t.Fatal(err)
+	}
+	for _, hdr := range [][]string{nil, auth(mgmt.SecretID)} {
+		r = e.call(t, "POST", "/v1/vms", createBody("a"+strings.Repeat("a", len(hdr))), hdr...)
+		wantStatus(t, r, http.StatusCreated)
+		if strings.Contains(string(r.body), "modified_by") {
+			t.Fatalf("modified_by with ACLs off: %s", r.body)
+		}
+	}
+	r = e.call(t, "GET", "/v1/acl/token/self", nil, auth(mgmt.SecretID)...)
+	wantStatus(t, r, http.StatusOK)
+	if !strings.Contains(string(r.body), mgmt.AccessorID) {
+		t.Fatalf("whoami with ACLs off: %s", r.body)
 	}
 }
 
