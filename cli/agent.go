@@ -105,6 +105,9 @@ directory (or --data-dir), API on 127.0.0.1:7400 (+10 per extra controller).`,
 			&cli.DurationFlag{Name: "heartbeat-timeout", Value: 400 * time.Millisecond, Usage: "raft heartbeat timeout (follower → candidate)"},
 			&cli.DurationFlag{Name: "election-timeout", Value: 400 * time.Millisecond, Usage: "raft election timeout"},
 			&cli.DurationFlag{Name: "leader-lease-timeout", Value: 300 * time.Millisecond, Usage: "raft leader lease (≤ heartbeat timeout)"},
+			&cli.BoolFlag{Name: "acl", Value: true, Usage: "controller: enforce ACL tokens on the API (every endpoint but GET /v1/status and POST /v1/acl/bootstrap needs one; docs/security.md); -dev turns ACLs off"},
+			&cli.StringFlag{Name: "acl-initial-management", Usage: "controller: secret of the management token the leader bootstraps ACLs with if they are not bootstrapped yet (instead of `kumoi acl bootstrap`; docs/security.md)", EnvVars: []string{"KUMOI_ACL_INITIAL_MANAGEMENT"}},
+			&cli.StringFlag{Name: "token", Usage: "worker: ACL token secret of the worker's (and its fence guard's) API calls; a node token for this host (`kumoi acl token create --type node --node ID`) is the least it needs", EnvVars: []string{"KUMOI_TOKEN"}},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "trace, debug, info, warn or error", EnvVars: []string{"KUMOI_LOG_LEVEL"}},
 			&cli.BoolFlag{Name: "log-json", Usage: "log JSON lines"},
 			&cli.StringFlag{Name: "tls-ca", Usage: "TLS: the cluster CA's certificate (kumoi tls ca create); with --tls-cert and --tls-key the API serves HTTPS only, Raft runs over mutual TLS between server certificates, and workers call the controllers over https (docs/tls.md)"},
@@ -224,6 +227,14 @@ func controllerConfig(c *cli.Context, nodeID string, logger hclog.Logger) (contr
 		UnsafeStaleReads:   unsafeStaleReads(c, logger),
 		Version:            Version,
 		Logger:             logger,
+
+		ACL:                  c.Bool("acl"),
+		ACLInitialManagement: c.String("acl-initial-management"),
+	}
+	if !cfg.ACL {
+		logger.Warn("ACLs are off (--acl=false): anyone who can reach the API may do anything")
+	} else if cfg.ACLInitialManagement != "" && len(cfg.ACLInitialManagement) < 16 {
+		return cfg, usagef("--acl-initial-management: the secret is %d characters; use a long random one (e.g. a UUID from uuidgen)", len(cfg.ACLInitialManagement))
 	}
 	var err error
 	if cfg.TLS, err = agentTLS(c); err != nil {
@@ -279,6 +290,7 @@ func serveController(ctx context.Context, c *cli.Context, logger hclog.Logger, a
 }
 
 func runDev(ctx context.Context, c *cli.Context, logger hclog.Logger) error {
+	logger.Warn("ACLs are off in -dev mode")
 	n := c.Int("dev-controllers")
 	api := c.Int("api-port")
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -423,6 +435,7 @@ func startWorker(c *cli.Context, nodeID string, logger hclog.Logger) (*worker.Wo
 		FenceGuard:   guardMode,
 		GuardCommand: guardCmd,
 		TLS:          tlsFiles,
+		Token:        c.String("token"),
 
 		GossipSecurity: sec,
 	})

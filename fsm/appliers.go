@@ -34,6 +34,12 @@ var appliers = map[MessageType]applier{
 
 	ClusterInitRequestType: decoded((*writer).clusterInit),
 	HostFenceRequestType:   decoded((*writer).hostFence),
+
+	ACLBootstrapRequestType:    decoded((*writer).aclBootstrap),
+	ACLPolicyUpsertRequestType: decoded((*writer).aclPolicyUpsert),
+	ACLPolicyDeleteRequestType: decoded((*writer).aclPolicyDelete),
+	ACLTokenCreateRequestType:  decoded((*writer).aclTokenCreate),
+	ACLTokenDeleteRequestType:  decoded((*writer).aclTokenDelete),
 }
 
 // decoded makes the applier of a command whose payload is a T: it
@@ -61,6 +67,9 @@ func decode(t MessageType, payload []byte, maxProto int) (func(*writer) error, e
 	}
 	if err := checkProtocol(t, maxProto); err != nil {
 		return nil, err
+	}
+	if t == AccessorRequestType {
+		return decodeAccessor(payload, maxProto)
 	}
 	dec, ok := appliers[t]
 	if !ok {

@@ -152,7 +152,7 @@ func (w *writer) recomputeHosts() error {
 		n := o.Copy()
 		n.Status = raw
 		n.ModifyIndex = w.index
-		if err := w.put(n, resource.EventUpdated); err != nil {
+		if err := w.putObject(n, resource.EventUpdated, false); err != nil {
 			return err
 		}
 	}

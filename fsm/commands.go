@@ -36,6 +36,16 @@ const (
 	// The result of the controllers' --fence-command on a host.
 	HostFenceRequestType MessageType = 13
 
+	// ACLs (acl.go; log protocol 6).
+	ACLBootstrapRequestType    MessageType = 14
+	ACLPolicyUpsertRequestType MessageType = 15
+	ACLPolicyDeleteRequestType MessageType = 16
+	ACLTokenCreateRequestType  MessageType = 17
+	ACLTokenDeleteRequestType  MessageType = 18
+	// AccessorRequestType carries another command with the accessor ID
+	// of the token that made it.
+	AccessorRequestType MessageType = 19
+
 	// IgnoreUnknownTypeFlag marks commands that older nodes may skip.
 	IgnoreUnknownTypeFlag MessageType = 128
 )
@@ -68,6 +78,18 @@ func (t MessageType) String() string {
 		return "cluster-init"
 	case HostFenceRequestType:
 		return "host-fence"
+	case ACLBootstrapRequestType:
+		return "acl-bootstrap"
+	case ACLPolicyUpsertRequestType:
+		return "acl-policy-upsert"
+	case ACLPolicyDeleteRequestType:
+		return "acl-policy-delete"
+	case ACLTokenCreateRequestType:
+		return "acl-token-create"
+	case ACLTokenDeleteRequestType:
+		return "acl-token-delete"
+	case AccessorRequestType:
+		return "with-accessor"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -78,6 +100,8 @@ var MessageTypes = []MessageType{
 	CreateRequestType, UpdateRequestType, DeleteRequestType, BatchRequestType, StatusRequestType,
 	PlaceRequestType, ReportRequestType, HostStateRequestType, EvacuateRequestType, ActionRequestType, MigrateRequestType,
 	ClusterInitRequestType, HostFenceRequestType,
+	ACLBootstrapRequestType, ACLPolicyUpsertRequestType, ACLPolicyDeleteRequestType,
+	ACLTokenCreateRequestType, ACLTokenDeleteRequestType, AccessorRequestType,
 }
 
 // BatchRequest applies its operations atomically: all or none.

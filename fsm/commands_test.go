@@ -137,11 +137,37 @@ func goldenEntries(t testing.TB) []goldenEntry {
 			Time: goldenT3, Host: "host-1", Grace: 30 * time.Second, Reason: "host-1 is down",
 			StateIndex: 13, DownForMS: 31000, FenceRequired: true,
 		}},
+		// Protocol 6: ACLs (goldenBeforeACL entries come before them).
+		{typ: fsm.ACLBootstrapRequestType, req: &fsm.ACLBootstrapRequest{
+			Time: goldenT3, AccessorID: "3f0c9a8e-1d2b-4c5a-8e7f-6a5b4c3d2e1f",
+			SecretHash: resource.HashACLSecret("golden-management-secret"), Name: "Bootstrap Token",
+		}},
+		{typ: fsm.ACLPolicyUpsertRequestType, req: &fsm.ACLPolicyUpsertRequest{
+			Time: goldenT3, Create: true, Policy: resource.ACLPolicy{Name: "web-ops", Description: "web team",
+				Rules: []resource.ACLRule{{Kind: resource.KindVM, Access: resource.AccessRead}, {Kind: resource.KindVM, Access: resource.AccessWrite, Selector: "team=web"}}},
+		}},
+		{typ: fsm.ACLTokenCreateRequestType, req: &fsm.ACLTokenCreateRequest{
+			Time: goldenT3, SecretHash: resource.HashACLSecret("golden-ci-secret"),
+			Token: resource.ACLToken{AccessorID: "9d8c7b6a-5f4e-4d3c-9b2a-1f0e9d8c7b6a", Name: "ci", Type: resource.TokenClient, Policies: []string{"web-ops"}},
+		}},
+		{typ: fsm.AccessorRequestType, req: &fsm.AccessorRequest{
+			Accessor: "9d8c7b6a-5f4e-4d3c-9b2a-1f0e9d8c7b6a", Type: fsm.CreateRequestType,
+			Payload: raw(`{"time":"2025-01-02T03:07:05Z","kind":"vm","name":"web-9","id":"5e4d3c2b-1a09-4f8e-8d7c-6b5a49382716","labels":{"team":"web"},"spec":{"cpus":1,"memory_mib":512}}`),
+		}},
+		{typ: fsm.ACLTokenDeleteRequestType, req: &fsm.ACLTokenDeleteRequest{Time: goldenT3, AccessorID: "9d8c7b6a-5f4e-4d3c-9b2a-1f0e9d8c7b6a"}},
+		{typ: fsm.ACLPolicyDeleteRequestType, req: &fsm.ACLPolicyDeleteRequest{Time: goldenT3, Name: "web-ops"}},
 	}
 }
 
+// goldenBeforeACL is how many golden entries come before the ACL ones
+// (the state testdata/golden/snapshot-v2.jsonl holds).
+const goldenBeforeACL = 15
+
 // goldenNoObjects lists the golden entries that write no object.
-var goldenNoObjects = map[fsm.MessageType]bool{fsm.ClusterInitRequestType: true}
+var goldenNoObjects = map[fsm.MessageType]bool{
+	fsm.ClusterInitRequestType: true, fsm.ACLBootstrapRequestType: true, fsm.ACLPolicyUpsertRequestType: true,
+	fsm.ACLPolicyDeleteRequestType: true, fsm.ACLTokenCreateRequestType: true, fsm.ACLTokenDeleteRequestType: true,
+}
 
 // goldenIndex is the log index golden entry i is applied at.
 func goldenIndex(i int) uint64 { return uint64(i) + 1 }
@@ -309,6 +335,31 @@ func TestGoldenSnapshot(t *testing.T) {
 	}
 	if g.State().ClusterID(nil) == "" {
 		t.Errorf("%s restores without the cluster id", path)
+	}
+}
+
+// TestGoldenSnapshotV2: a snapshot of a cluster without ACLs (format
+// version 2, which this build also writes then) still restores, to the
+// state the golden log had before the ACL entries.
+func TestGoldenSnapshotV2(t *testing.T) {
+	path := filepath.Join(goldenDir, "snapshot-v2.jsonl")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(b, []byte(`{"version":2,`)) {
+		t.Fatalf("%s is not a version 2 snapshot", path)
+	}
+	if n := len(goldenEntries(t)); goldenBeforeACL >= n || goldenEntries(t)[goldenBeforeACL].typ != fsm.ACLBootstrapRequestType {
+		t.Fatalf("goldenBeforeACL (%d) does not point at the first ACL entry", goldenBeforeACL)
+	}
+	before := applyGoldenPrefix(t, goldenBeforeACL)
+	g := fsm.TestRestore(t, b)
+	if g.State().Digest() != before.State().Digest() || g.AppliedIndex() != before.AppliedIndex() {
+		t.Errorf("%s restores to a different state than the golden log had before the ACL entries", path)
+	}
+	if p := fsm.TestPersist(t, before); !bytes.Equal(p, b) {
+		t.Errorf("a state without ACLs no longer persists as version 2:\n%s", p)
 	}
 }
 

@@ -173,7 +173,7 @@ func (g *group) apply(l *raft.Log) *Result {
 		g.rollback()
 	}
 	if f.OnApply != nil {
-		f.OnApply(t, time.Since(start), res.Err)
+		f.OnApply(metricType(t, payload), time.Since(start), res.Err)
 	}
 	return res
 }

@@ -52,6 +52,28 @@ func checkStoredObjects(t *testing.T, f *fsm.FSM, maxIndex uint64) {
 	}
 }
 
+// checkStoredACLs asserts the invariants of the ACL tables: valid
+// tokens with a secret hash and no secret, valid policies.
+func checkStoredACLs(t *testing.T, f *fsm.FSM) {
+	t.Helper()
+	for _, e := range f.State().ACLTokens(nil) {
+		if e.SecretID != "" || len(e.SecretHash) != 64 || e.AccessorID == "" {
+			t.Errorf("token %+v: stored with a secret, or without a hash or accessor", e)
+		}
+		if err := e.Validate(); err != nil {
+			t.Errorf("token %s: stored invalid: %v", e.AccessorID, err)
+		}
+		if got := f.State().ACLTokenBySecret("never-a-secret"); got != nil {
+			t.Errorf("lookup of an unknown secret found %s", got.AccessorID)
+		}
+	}
+	for _, p := range f.State().ACLPolicies(nil) {
+		if err := p.Validate(); err != nil {
+			t.Errorf("ACL policy %s: stored invalid: %v", p.Name, err)
+		}
+	}
+}
+
 func fuzzApplySeeds(f *testing.F) {
 	for _, g := range goldenEntries(f) {
 		data, err := fsm.Encode(g.typ, g.req)
@@ -118,6 +140,36 @@ func fuzzApplySeeds(f *testing.F) {
 			State: resource.FenceSucceeded, Attempts: 2, StateIndex: at}},
 		fsm.EvacuateRequestType, &fsm.EvacuateRequest{Time: fsm.TestTime, Host: "h1", StateIndex: at, DownForMS: 4000, FenceRequired: true},
 	))
+	// Protocol 6: ACLs, and commands with an accessor.
+	hash := resource.HashACLSecret("s")
+	add(fsm.ACLBootstrapRequestType, &fsm.ACLBootstrapRequest{Time: fsm.TestTime, AccessorID: "acc-m", SecretHash: hash})
+	add(fsm.ACLPolicyUpsertRequestType, &fsm.ACLPolicyUpsertRequest{Time: fsm.TestTime, Policy: resource.ACLPolicy{Name: "p",
+		Rules: []resource.ACLRule{{Kind: vm, Access: resource.AccessWrite, Selector: "app=web"}}}})
+	add(fsm.ACLTokenCreateRequestType, &fsm.ACLTokenCreateRequest{Time: fsm.TestTime, SecretHash: hash,
+		Token: resource.ACLToken{AccessorID: "acc-n", Type: resource.TokenNode, Node: "h1"}})
+	add(fsm.BatchRequestType, batchOf(f,
+		fsm.ACLPolicyUpsertRequestType, &fsm.ACLPolicyUpsertRequest{Time: fsm.TestTime, Policy: resource.ACLPolicy{Name: "p",
+			Rules: []resource.ACLRule{{Kind: vm, Access: resource.AccessRead}}}},
+		fsm.ACLTokenCreateRequestType, &fsm.ACLTokenCreateRequest{Time: fsm.TestTime, SecretHash: hash,
+			Token: resource.ACLToken{AccessorID: "acc-c", Type: resource.TokenClient, Policies: []string{"p"}}},
+		fsm.ACLTokenDeleteRequestType, &fsm.ACLTokenDeleteRequest{Time: fsm.TestTime, AccessorID: "acc-c"},
+		fsm.ACLPolicyDeleteRequestType, &fsm.ACLPolicyDeleteRequest{Time: fsm.TestTime, Name: "p"},
+	))
+	for _, acc := range []string{"acc-1", ""} {
+		at, req, err := fsm.WithAccessor(acc, fsm.UpdateRequestType, &fsm.UpdateRequest{Kind: vm, Name: "a", Spec: raw(vmSpec2)})
+		if err != nil {
+			f.Fatal(err)
+		}
+		add(at, req)
+	}
+	at6, req6, _ := fsm.WithAccessor("acc-2", fsm.BatchRequestType, batchOf(f,
+		fsm.DeleteRequestType, &fsm.DeleteRequest{Kind: vm, Name: "b"},
+		fsm.CreateRequestType, createReq(vm, "c", "id-c", nil, vmSpec1)))
+	add(at6, req6)
+	for _, s := range []string{"\x0e{}", "\x0f{}", "\x10{}", "\x11{}", "\x12{}", "\x13{}", "\x13{\"type\":19,\"payload\":{}}",
+		"\x13{\"accessor\":\"a\",\"type\":99,\"payload\":{}}", "\x13{\"accessor\":\"a\",\"type\":131,\"payload\":{}}"} {
+		f.Add([]byte(s))
+	}
 	for _, s := range []string{"", "\x00", "\x01", "\x01{}", "\x04{\"ops\":[]}", "\x63{}", "\xe3{}", "\x01null", "\x02[]", "\x05\"x\"",
 		"\x06{}", "\x06null", "\x07{}", "\x08{}", "\x09{}", "\x0a{}", "\x0b{}", "\x0c{}", "\x0d{}", "\x0d{\"fence\":{}}"} {
 		f.Add([]byte(s))
@@ -183,9 +235,16 @@ func FuzzApply(f *testing.F) {
 		if !bugOpen("status-host-allocated") && !bugOpen("create-host-allocated") && !bugOpen("vm-status-host-prefix") {
 			fsm.TestCheckAllocations(t, a)
 		}
-		if evs := eventsAt(t, a, at); len(evs) != len(res.Objects) {
-			t.Errorf("%d objects written but %d events", len(res.Objects), len(evs))
+		objEvents := 0
+		for _, ev := range eventsAt(t, a, at) {
+			if ev.Kind != fsm.EventKindACLPolicy && ev.Kind != fsm.EventKindACLToken {
+				objEvents++ // ACL changes return no object
+			}
 		}
+		if objEvents != len(res.Objects) {
+			t.Errorf("%d objects written but %d events", len(res.Objects), objEvents)
+		}
+		checkStoredACLs(t, a)
 		if r := fsm.TestSnapshotRestore(t, a); r.State().Digest() != a.State().Digest() {
 			t.Fatalf("snapshot round trip changed the state")
 		}
@@ -214,6 +273,10 @@ func FuzzRestore(f *testing.F) {
 	f.Add([]byte(`{"version":1}` + "\n" + `{"index":{"key":"objects/vm","value":9}}`))
 	f.Add([]byte(`{"version":2}`))
 	f.Add([]byte(``))
+	fsm.TestMustApply(f, g, 5, fsm.ACLBootstrapRequestType, &fsm.ACLBootstrapRequest{Time: fsm.TestTime, AccessorID: "m", SecretHash: resource.HashACLSecret("s")})
+	fsm.TestMustApply(f, g, 6, fsm.ACLPolicyUpsertRequestType, &fsm.ACLPolicyUpsertRequest{Time: fsm.TestTime,
+		Policy: resource.ACLPolicy{Name: "p", Rules: []resource.ACLRule{{Kind: vm, Access: resource.AccessRead}}}})
+	f.Add(fsm.TestPersist(f, g))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		a := fsm.TestFSM(t)
 		seed(t, a)
@@ -233,6 +296,13 @@ func FuzzRestore(f *testing.F) {
 			s.Count(k)
 		}
 		a.Events().Since(0, 0)
+		s.ACLBootstrapped(nil)
+		for _, e := range s.ACLTokens(nil) {
+			s.ACLIdentity(e)
+			s.ACLToken(nil, e.AccessorID)
+		}
+		s.ACLPolicies(nil)
+		s.ACLTokenBySecret("s")
 		p1 := fsm.TestPersist(t, a)
 		r := fsm.TestRestore(t, p1)
 		if r.State().Digest() != d || r.AppliedIndex() != a.AppliedIndex() {

@@ -172,7 +172,7 @@ func (w *writer) delete(req *DeleteRequest) error {
 		return fmt.Errorf("fsm: delete %s: %w", cur, err)
 	}
 	w.objects = append(w.objects, cur)
-	w.events = append(w.events, resource.Event{Index: w.index, Type: resource.EventDeleted, Kind: cur.Kind, Name: cur.Name, Object: cur})
+	w.events = append(w.events, resource.Event{Index: w.index, Type: resource.EventDeleted, Kind: cur.Kind, Name: cur.Name, Object: cur, Accessor: w.accessor})
 	return nil
 }
 

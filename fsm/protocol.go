@@ -17,7 +17,10 @@ import "fmt"
 //	   them status.state_index); evacuate's state_index, down_for_ms and
 //	   fence_required (evacuation on the leader's monotonic clock);
 //	   migrate's phase_only (no clock decides a move off a down host)
-const ProtocolVersion = 5
+//	6  ACLs: acl-bootstrap, acl-policy-upsert, acl-policy-delete,
+//	   acl-token-create, acl-token-delete, and with-accessor (any
+//	   command with the accessor ID of the token that made it)
+const ProtocolVersion = 6
 
 // MinProtocol is the protocol a node must speak to apply message type t.
 // Unknown types (ignorable or not) are 1: whether a node skips or halts
@@ -30,6 +33,9 @@ func MinProtocol(t MessageType) int {
 		return 3
 	case HostFenceRequestType:
 		return 5
+	case ACLBootstrapRequestType, ACLPolicyUpsertRequestType, ACLPolicyDeleteRequestType,
+		ACLTokenCreateRequestType, ACLTokenDeleteRequestType, AccessorRequestType:
+		return 6
 	}
 	return 1
 }
@@ -40,6 +46,12 @@ func MinProtocol(t MessageType) int {
 func RequiredProtocol(t MessageType, req any) int {
 	need := MinProtocol(t)
 	switch r := req.(type) {
+	case *AccessorRequest:
+		if r.inner != nil {
+			need = max(need, RequiredProtocol(r.Type, r.inner))
+		} else {
+			need = max(need, payloadProtocol(r.Type, r.Payload))
+		}
 	case *BatchRequest:
 		for _, op := range r.Ops {
 			need = max(need, MinProtocol(op.Type))
@@ -74,6 +86,31 @@ func RequiredProtocol(t MessageType, req any) int {
 		}
 	}
 	return need
+}
+
+// payloadProtocol is RequiredProtocol of an encoded command.
+func payloadProtocol(t MessageType, payload []byte) int {
+	var req any
+	switch t {
+	case BatchRequestType:
+		req = &BatchRequest{}
+	case HostStateRequestType:
+		req = &HostStateRequest{}
+	case MigrateRequestType:
+		req = &MigrateRequest{}
+	case EvacuateRequestType:
+		req = &EvacuateRequest{}
+	case ReportRequestType:
+		req = &ReportRequest{}
+	case AccessorRequestType:
+		req = &AccessorRequest{}
+	default:
+		return MinProtocol(t)
+	}
+	if decodePayload(payload, req) != nil {
+		return MinProtocol(t)
+	}
+	return RequiredProtocol(t, req)
 }
 
 // hostStateUsesForeign reports whether an encoded host-state payload

@@ -56,6 +56,19 @@ func schema() *memdb.DBSchema {
 					},
 				},
 			},
+			tableACLPolicies: {
+				Name: tableACLPolicies,
+				Indexes: map[string]*memdb.IndexSchema{
+					indexID: {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "Name"}},
+				},
+			},
+			tableACLTokens: {
+				Name: tableACLTokens,
+				Indexes: map[string]*memdb.IndexSchema{
+					indexID:     {Name: indexID, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "AccessorID"}},
+					indexSecret: {Name: indexSecret, Unique: true, Indexer: &memdb.StringFieldIndex{Field: "SecretHash"}},
+				},
+			},
 			tableMeta: {
 				Name: tableMeta,
 				Indexes: map[string]*memdb.IndexSchema{

@@ -15,8 +15,11 @@ import (
 
 // snapshotVersion is the format of Persist's stream. Bump it (and keep
 // reading the old one) when the format changes. Version 2 adds the meta
-// records (the cluster's identity); version 1 streams are still read.
-const snapshotVersion = 2
+// records (the cluster's identity); version 3 the ACL policy and token
+// records, and is written only when there are some (so that a build of
+// protocol 5 still reads the snapshots of a cluster without ACLs during a
+// rolling upgrade); versions 1 and 2 are still read.
+const snapshotVersion = 3
 
 // snapshotHeader starts every snapshot stream; records follow, one JSON
 // value each.
@@ -30,6 +33,20 @@ type snapshotRecord struct {
 	Object *resource.Object `json:"object,omitempty"`
 	Index  *indexEntry      `json:"index,omitempty"`
 	Meta   *metaEntry       `json:"meta,omitempty"`
+
+	ACLPolicy *resource.ACLPolicy `json:"acl_policy,omitempty"`
+	ACLToken  *ACLTokenEntry      `json:"acl_token,omitempty"`
+}
+
+// count is how many of the record's fields are set.
+func (r *snapshotRecord) count() int {
+	n := 0
+	for _, set := range []bool{r.Object != nil, r.Index != nil, r.Meta != nil, r.ACLPolicy != nil, r.ACLToken != nil} {
+		if set {
+			n++
+		}
+	}
+	return n
 }
 
 type fsmSnapshot struct {
@@ -62,7 +79,13 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 func (s *fsmSnapshot) write(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
 	enc := json.NewEncoder(bw)
-	if err := enc.Encode(snapshotHeader{Version: snapshotVersion, AppliedIndex: s.applied}); err != nil {
+	version := 2
+	for _, table := range []string{tableACLPolicies, tableACLTokens} {
+		if raw, err := s.txn.First(table, indexID); err == nil && raw != nil {
+			version = snapshotVersion
+		}
+	}
+	if err := enc.Encode(snapshotHeader{Version: version, AppliedIndex: s.applied}); err != nil {
 		return err
 	}
 	it, err := s.txn.Get(tableObjects, indexID)
@@ -89,6 +112,24 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 	}
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		if err := enc.Encode(snapshotRecord{Meta: raw.(*metaEntry)}); err != nil {
+			return err
+		}
+	}
+	it, err = s.txn.Get(tableACLPolicies, indexID)
+	if err != nil {
+		return err
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		if err := enc.Encode(snapshotRecord{ACLPolicy: raw.(*resource.ACLPolicy)}); err != nil {
+			return err
+		}
+	}
+	it, err = s.txn.Get(tableACLTokens, indexID)
+	if err != nil {
+		return err
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		if err := enc.Encode(snapshotRecord{ACLToken: raw.(*ACLTokenEntry)}); err != nil {
 			return err
 		}
 	}
@@ -124,7 +165,7 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, *snapshotHeader, error) {
 	if err := dec.Decode(&hdr); err != nil {
 		return nil, nil, fmt.Errorf("read header: %w", err)
 	}
-	if hdr.Version != snapshotVersion && hdr.Version != 1 {
+	if hdr.Version < 1 || hdr.Version > snapshotVersion {
 		return nil, nil, fmt.Errorf("unsupported snapshot version %d (this build reads %d)", hdr.Version, snapshotVersion)
 	}
 	db, err := memdb.NewMemDB(schema())
@@ -140,7 +181,18 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, *snapshotHeader, error) {
 		} else if err != nil {
 			return nil, nil, fmt.Errorf("record %d: %w", n, err)
 		}
+		if rec.count() != 1 {
+			return nil, nil, fmt.Errorf("record %d: must hold exactly one of object, index, meta, acl_policy or acl_token", n)
+		}
 		switch {
+		case rec.ACLPolicy != nil:
+			if err := txn.Insert(tableACLPolicies, rec.ACLPolicy); err != nil {
+				return nil, nil, fmt.Errorf("record %d: %w", n, err)
+			}
+		case rec.ACLToken != nil:
+			if err := txn.Insert(tableACLTokens, rec.ACLToken); err != nil {
+				return nil, nil, fmt.Errorf("record %d: %w", n, err)
+			}
 		case rec.Meta != nil && rec.Object == nil && rec.Index == nil:
 			if err := txn.Insert(tableMeta, rec.Meta); err != nil {
 				return nil, nil, fmt.Errorf("record %d: %w", n, err)

@@ -214,6 +214,20 @@ func (s *Store) Digest() string {
 			fmt.Fprintf(h, "meta:%q=%q;", e.Key, e.Value)
 		}
 	}
+	it, err = txn.Get(tableACLPolicies, indexID)
+	if err == nil {
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			b, _ := json.Marshal(raw)
+			fmt.Fprintf(h, "acl_policy:%s;", b)
+		}
+	}
+	it, err = txn.Get(tableACLTokens, indexID)
+	if err == nil {
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			b, _ := json.Marshal(raw)
+			fmt.Fprintf(h, "acl_token:%s;", b)
+		}
+	}
 	return hex.EncodeToString(h.Sum(nil))
 }
 

@@ -21,6 +21,10 @@ type writer struct {
 	itemErrs []error
 	// wrote: txn was changed (a failure after that needs a rollback).
 	wrote bool
+	// accessor is the accessor ID of the token that made the command
+	// (AccessorRequest), "" for the controllers' own commands: objects
+	// the command writes get it as ModifiedBy, its events as Accessor.
+	accessor string
 }
 
 func (w *writer) lookup(kind resource.Kind, name string, cas uint64) (*resource.Object, error) {
@@ -42,13 +46,23 @@ func (w *writer) lookup(kind resource.Kind, name string, cas uint64) (*resource.
 }
 
 func (w *writer) put(o *resource.Object, evType string) error {
+	return w.putObject(o, evType, true)
+}
+
+// putObject writes o; stamp: record the command's accessor on it (not
+// for changes derived from another object's, such as a host's
+// allocation; the event names the accessor either way).
+func (w *writer) putObject(o *resource.Object, evType string, stamp bool) error {
+	if stamp && w.accessor != "" {
+		o.ModifiedBy = w.accessor
+	}
 	w.wrote = true
 	if err := w.txn.Insert(tableObjects, o); err != nil {
 		return fmt.Errorf("fsm: insert %s: %w", o, err)
 	}
 	// The kind's index is recorded at commit, from the events.
 	w.objects = append(w.objects, o)
-	w.events = append(w.events, resource.Event{Index: w.index, Type: evType, Kind: o.Kind, Name: o.Name, Object: o})
+	w.events = append(w.events, resource.Event{Index: w.index, Type: evType, Kind: o.Kind, Name: o.Name, Object: o, Accessor: w.accessor})
 	return nil
 }
 

@@ -20,6 +20,8 @@ const (
 	CodeInternal         = "internal"           // 500
 	CodeHalted           = "halted"             // 503: this controller's state machine halted (docs/api.md)
 	CodeUpgradeRequired  = "upgrade_required"   // 409: some server speaks an older log protocol (docs/upgrade.md)
+	CodeUnauthenticated  = "unauthenticated"    // 401: no token, or an unknown one (docs/security.md)
+	CodePermissionDenied = "permission_denied"  // 403: the token lacks a rule the request needs
 )
 
 // ErrorResponse is the body of every non-2xx answer:
@@ -64,6 +66,9 @@ type Status struct {
 	LastContactMS int64  `json:"last_contact_ms"` // -1 on the leader
 	Health        string `json:"health"`          // HealthOK or HealthHalted
 	HealthReason  string `json:"health_reason,omitempty"`
+	// ACL says whether ACLs are enforced and bootstrapped
+	// (docs/security.md).
+	ACL ACLStatus `json:"acl"`
 }
 
 // Status.Health values.
@@ -152,6 +157,11 @@ const (
 	// HeaderForwarded marks a request that one controller forwarded to the
 	// leader; it is never forwarded again.
 	HeaderForwarded = "X-Kumoi-Forwarded"
+	// HeaderToken is an alternative to "Authorization: Bearer <secret>".
+	HeaderToken = "X-Kumoi-Token"
+	// HeaderActAs names the accessor a controller's own policy runner
+	// acts as; only the controller's internal secret may send it.
+	HeaderActAs = "X-Kumoi-Act-As"
 )
 
 // RemoveServerResponse is the body of DELETE /v1/cluster/servers/{id}.
@@ -168,6 +178,9 @@ type Event struct {
 	Kind   Kind    `json:"kind,omitempty"`
 	Name   string  `json:"name,omitempty"`
 	Object *Object `json:"object,omitempty"`
+	// Accessor is the accessor ID of the token that made the change
+	// (omitted for the controllers' own writes and with ACLs off).
+	Accessor string `json:"accessor,omitempty"`
 }
 
 // ReportRequest is the body of POST /v1/hosts/{name}/report: a worker's

@@ -26,8 +26,12 @@ type Object struct {
 	Labels      map[string]string `json:"labels"`
 	CreateIndex uint64            `json:"create_index"`
 	ModifyIndex uint64            `json:"modify_index"`
-	Spec        json.RawMessage   `json:"spec"`
-	Status      json.RawMessage   `json:"status"`
+	// ModifiedBy is the accessor ID of the token of the last write made
+	// with one (the controllers' own writes keep it; omitted with ACLs
+	// off). A policy runs with this accessor's rights.
+	ModifiedBy string          `json:"modified_by,omitempty"`
+	Spec       json.RawMessage `json:"spec"`
+	Status     json.RawMessage `json:"status"`
 }
 
 // Copy returns a deep copy of o.
@@ -51,7 +55,7 @@ func (o *Object) Equal(p *Object) bool {
 		return o == p
 	}
 	return o.Kind == p.Kind && o.Name == p.Name && o.ID == p.ID &&
-		o.CreateIndex == p.CreateIndex && o.ModifyIndex == p.ModifyIndex &&
+		o.CreateIndex == p.CreateIndex && o.ModifyIndex == p.ModifyIndex && o.ModifiedBy == p.ModifiedBy &&
 		maps.Equal(o.Labels, p.Labels) && bytes.Equal(o.Spec, p.Spec) &&
 		bytes.Equal(o.Status, p.Status)
 }
@@ -87,6 +91,7 @@ type UpdateRequest struct {
 	Labels      map[string]string `json:"labels"`
 	CreateIndex uint64            `json:"create_index,omitempty"`
 	ModifyIndex uint64            `json:"modify_index,omitempty"`
+	ModifiedBy  string            `json:"modified_by,omitempty"`
 	Spec        json.RawMessage   `json:"spec"`
 	Status      json.RawMessage   `json:"status,omitempty"`
 }

@@ -84,6 +84,9 @@ func Start(cfg controller.Config) (*Agent, error) {
 		HostDownGrace:    cfg.HostDownGrace,
 		// Dial the leader from our own address.
 		ForwardClient: api.NewForwardClient(cfg.BindIP, ctrl.PeerTLSConfig()),
+		// ACL tokens (docs/security.md); the policy runner's own calls.
+		ACL:            cfg.ACL,
+		InternalSecret: ctrl.InternalSecret(),
 	})
 	a := &Agent{
 		ctrl:   ctrl,

@@ -213,6 +213,9 @@ type httpEnv struct {
 type httpEnvOpts struct {
 	eventBuffer int
 	heartbeat   time.Duration
+	// acl turns ACLs on; internalSecret is Options.InternalSecret.
+	acl            bool
+	internalSecret string
 }
 
 func newHTTPEnv(t *testing.T, id string, o httpEnvOpts) *httpEnv {
@@ -234,6 +237,8 @@ func newHTTPEnv(t *testing.T, id string, o httpEnvOpts) *httpEnv {
 		Registry:          e.reg,
 		HeartbeatInterval: o.heartbeat,
 		Version:           "test",
+		ACL:               o.acl,
+		InternalSecret:    o.internalSecret,
 	}).(*httpAPI)
 	e.api.onBlock = func() {
 		select {
@@ -887,12 +892,15 @@ type eventStream struct {
 	cancel context.CancelFunc
 }
 
-func openEvents(t *testing.T, base, query string) *eventStream {
+func openEvents(t *testing.T, base, query string, hdr ...string) *eventStream {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, err := http.NewRequestWithContext(ctx, "GET", base+"/v1/events"+query, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

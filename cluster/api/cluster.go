@@ -34,6 +34,9 @@ func (a *httpAPI) cluster(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, http.StatusOK, c)
 	}
 	if p.stale {
+		if err := a.authorize(r); err != nil {
+			return err
+		}
 		return serve()
 	}
 	return a.onLeader(w, r, nil, serve)

@@ -45,6 +45,9 @@ func (a *httpAPI) events(w http.ResponseWriter, r *http.Request) error {
 		return a.streamEvents(w, r, stale, after, kinds)
 	}
 	if stale {
+		if err := a.authorize(r); err != nil {
+			return err
+		}
 		return stream()
 	}
 	return a.onLeader(w, r, nil, func() error {
@@ -99,6 +102,7 @@ func (a *httpAPI) streamEvents(w http.ResponseWriter, r *http.Request, stale boo
 		return nil
 	}
 	enc := json.NewEncoder(w)
+	id, _ := a.identify(r) // authorized before the stream began
 	heartbeat := time.NewTicker(a.heartbeat)
 	defer heartbeat.Stop()
 	ctx := r.Context()
@@ -112,7 +116,7 @@ func (a *httpAPI) streamEvents(w http.ResponseWriter, r *http.Request, stale boo
 			after = floor
 		case len(evs) > 0:
 			for i := range evs {
-				if kinds != nil && !kinds[evs[i].Kind] {
+				if kinds != nil && !kinds[evs[i].Kind] || a.acl && !eventVisible(id, &evs[i]) {
 					continue
 				}
 				if enc.Encode(&evs[i]) != nil {
@@ -127,7 +131,7 @@ func (a *httpAPI) streamEvents(w http.ResponseWriter, r *http.Request, stale boo
 			case <-wait:
 				continue
 			case <-heartbeat.C:
-				if !stale && !a.b.IsLeader() {
+				if !stale && !a.b.IsLeader() || a.tokenGone(r) {
 					return nil
 				}
 				if enc.Encode(resource.Event{Index: after, Type: resource.EventHeartbeat}) != nil {

@@ -82,6 +82,15 @@ type Options struct {
 	// resource.DefaultHostDownGrace). A VM on a host down this long may
 	// be migrated while it is to run.
 	HostDownGrace time.Duration
+	// ACL enforces ACL tokens (docs/security.md): every endpoint but GET
+	// /v1/status and POST /v1/acl/bootstrap needs a token with the
+	// rules it requires (auth.go). Off: anyone may do anything.
+	ACL bool
+	// InternalSecret, if set, is a secret of this controller process
+	// that the API accepts with an X-Kumoi-Act-As: <accessor> header, as
+	// that accessor's token: the policy runner's calls (policies run with
+	// the rights of the token that stored them).
+	InternalSecret string
 }
 
 // httpAPI is the handler returned by NewHandler.
@@ -97,6 +106,9 @@ type httpAPI struct {
 	heartbeat time.Duration
 	version   string
 	unsafe    bool // Config.UnsafeStaleReads
+
+	acl            bool   // Options.ACL
+	internalSecret string // Options.InternalSecret
 
 	hostDownGrace time.Duration
 
@@ -152,6 +164,9 @@ func NewHandler(b Backend, opts Options) http.Handler {
 		maxBody: opts.MaxBodyBytes,
 		unsafe:  opts.UnsafeStaleReads,
 
+		acl:            opts.ACL,
+		internalSecret: opts.InternalSecret,
+
 		hostDownGrace: opts.HostDownGrace,
 		defWait:       opts.DefaultWait,
 		maxWait:       opts.MaxWait,
@@ -202,8 +217,17 @@ func (a *httpAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &apiRecorder{ResponseWriter: w}
 	route, h := a.route(r)
+	need := needOf(route, r)
+	r = withAuth(r, need)
 	if route != "/v1/status" && route != "/metrics" && a.b.FSM().Halted() != nil {
 		h = a.halted // out of service (halt.go)
+	} else if a.acl && !need.none && bearer(r) == "" {
+		// No token at all: refused on any node, before the body is read
+		// (a token is checked where the request is served: auth.go).
+		h = func(w http.ResponseWriter, r *http.Request) error {
+			_, err := a.identify(r)
+			return err
+		}
 	}
 	a.m.requestStarted()
 	defer func() {
@@ -268,6 +292,8 @@ func (a *httpAPI) route(r *http.Request) (string, apiHandler) {
 		return "/v1/cluster/servers/{id}", a.methods(methodHandler{http.MethodDelete, a.removeServer(parts[2])})
 	case rest == "events":
 		return "/v1/events", a.methods(methodHandler{http.MethodGet, a.events})
+	case parts[0] == "acl":
+		return a.aclRoute(parts[1:])
 	}
 	info, ok := resource.LookupPlural(parts[0])
 	if !ok {
@@ -338,7 +364,7 @@ func (a *httpAPI) notFound(w http.ResponseWriter, r *http.Request) error {
 		switch {
 		case known && len(parts) > 2:
 			msg = fmt.Sprintf("%s objects have no action or sub-resource %q", info.Kind, strings.Join(parts[2:], "/"))
-		case !known && parts[0] != "" && !slices.Contains([]string{"status", "cluster", "events"}, parts[0]):
+		case !known && parts[0] != "" && !slices.Contains([]string{"status", "cluster", "events", "acl"}, parts[0]):
 			msg = fmt.Sprintf("no collection %q", parts[0])
 		}
 	}
@@ -350,6 +376,9 @@ func (a *httpAPI) notFound(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *httpAPI) serveMetrics(w http.ResponseWriter, r *http.Request) error {
+	if err := a.authorize(r); err != nil {
+		return err
+	}
 	a.metrics.ServeHTTP(w, r)
 	return nil
 }
@@ -360,7 +389,9 @@ func (a *httpAPI) status(w http.ResponseWriter, r *http.Request) error {
 	if _, err := apiQuery(r, "stale"); err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, a.b.Status())
+	st := a.b.Status()
+	st.ACL = resource.ACLStatus{Enabled: a.acl, Bootstrapped: a.b.FSM().State().ACLBootstrapped(nil)}
+	return writeJSON(w, http.StatusOK, st)
 }
 
 // apiRecorder remembers the status code for metrics and logs.

@@ -67,6 +67,7 @@ func (a *httpAPI) list(info *resource.KindInfo) apiHandler {
 			if err != nil {
 				return err
 			}
+			objs = a.visible(r, objs)
 			if objs == nil {
 				objs = []*resource.Object{}
 			}
@@ -105,6 +106,11 @@ func (a *httpAPI) get(info *resource.KindInfo, name string) apiHandler {
 			if err != nil {
 				return err
 			}
+			if obj != nil {
+				if err := a.allowObject(r, obj, resource.AccessRead); err != nil {
+					return err
+				}
+			}
 			a.setReadHeaders(w, p, idx)
 			if obj == nil {
 				return &apiError{
@@ -121,6 +127,11 @@ func (a *httpAPI) get(info *resource.KindInfo, name string) apiHandler {
 // business error (Result.Err) into the returned error; the result comes
 // back whenever the command was applied, even with a business error.
 func (a *httpAPI) propose(ctx context.Context, t fsm.MessageType, req any) (*fsm.Result, error) {
+	// The caller's accessor goes with the command (auth.go).
+	t, req, err := withAccessor(ctx, t, req)
+	if err != nil {
+		return nil, err
+	}
 	res, err := a.b.Apply(ctx, t, req)
 	switch {
 	case err != nil:
@@ -179,6 +190,9 @@ func (a *httpAPI) create(info *resource.KindInfo) apiHandler {
 			if err != nil {
 				return err
 			}
+			if err := a.allow(r, info.Kind, resource.AccessWrite, req.Name, req.Labels); err != nil {
+				return err
+			}
 			res, obj, err := a.apply(r.Context(), fsm.CreateRequestType, &fsm.CreateRequest{
 				Time:   time.Now().UTC(),
 				Kind:   info.Kind,
@@ -232,6 +246,20 @@ func (a *httpAPI) update(info *resource.KindInfo, name string) apiHandler {
 			if err != nil {
 				return err
 			}
+			// Labels before and after must be the caller's to write.
+			cur, err := a.b.FSM().State().Get(nil, info.Kind, name)
+			if err != nil {
+				return err
+			}
+			if cur != nil {
+				if err := a.allowObject(r, cur, resource.AccessWrite); err != nil {
+					return err
+				}
+			}
+			if err := a.allow(r, info.Kind, resource.AccessWrite, name, req.Labels); err != nil {
+				return err
+			}
+			cas := a.casFor(r, info.Kind, resource.AccessWrite, cas, cur)
 			res, obj, err := a.apply(r.Context(), fsm.UpdateRequestType, &fsm.UpdateRequest{
 				Time:   time.Now().UTC(),
 				Kind:   info.Kind,
@@ -263,6 +291,16 @@ func (a *httpAPI) delete(info *resource.KindInfo, name string) apiHandler {
 			return err
 		}
 		return a.onLeader(w, r, nil, func() error {
+			cur, err := a.b.FSM().State().Get(nil, info.Kind, name)
+			if err != nil {
+				return err
+			}
+			if cur != nil {
+				if err := a.allowObject(r, cur, resource.AccessWrite); err != nil {
+					return err
+				}
+			}
+			cas := a.casFor(r, info.Kind, resource.AccessWrite, cas, cur)
 			res, obj, err := a.apply(r.Context(), fsm.DeleteRequestType, &fsm.DeleteRequest{
 				Time: time.Now().UTC(),
 				Kind: info.Kind,

@@ -94,6 +94,10 @@ func (a *httpAPI) onLeader(w http.ResponseWriter, r *http.Request, body []byte, 
 	if !a.b.IsLeader() {
 		return a.forward(w, r, body)
 	}
+	// Served here: checked here (auth.go).
+	if err := a.authorize(r); err != nil {
+		return err
+	}
 	err := fn()
 	if isNotLeader(err) {
 		return a.forward(w, r, body)
@@ -105,6 +109,9 @@ func (a *httpAPI) onLeader(w http.ResponseWriter, r *http.Request, body []byte, 
 // leader (forwarding if needed), or from local state with ?stale.
 func (a *httpAPI) read(w http.ResponseWriter, r *http.Request, p readParams, serve func() error) error {
 	if p.stale || a.unsafe {
+		if err := a.authorize(r); err != nil {
+			return err
+		}
 		return serve()
 	}
 	return a.onLeader(w, r, nil, func() error {

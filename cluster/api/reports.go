@@ -26,6 +26,9 @@ func (a *httpAPI) report(host string) apiHandler {
 			return err
 		}
 		return a.onLeader(w, r, body, func() error {
+			if err := a.allowReport(r, host); err != nil {
+				return err
+			}
 			var req resource.ReportRequest
 			if err := decodeBody(body, &req); err != nil {
 				return err

@@ -54,6 +54,13 @@ func (a *httpAPI) vmAction(name, action string) apiHandler {
 				res *fsm.Result
 				err error
 			)
+			if cur, err := a.b.FSM().State().Get(nil, resource.KindVM, name); err != nil {
+				return err
+			} else if cur != nil {
+				if err := a.allowObject(r, cur, resource.AccessPower); err != nil {
+					return err
+				}
+			}
 			if action == resource.ActionMigrate {
 				res, err = a.migrate(r, name, opts.Host)
 			} else {

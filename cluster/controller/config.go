@@ -130,6 +130,15 @@ type Config struct {
 	// Version is this build's version, shown by GET /v1/status and sent
 	// as X-Kumoi-Version (default Version).
 	Version string
+
+	// ACL enforces ACL tokens on the API (docs/security.md); the zero
+	// value (off) is for in-process tests, `kumoi agent --controller`
+	// turns it on by default.
+	ACL bool
+	// ACLInitialManagement, if set (with ACL), is the secret of the
+	// management token the leader bootstraps ACLs with when they are not
+	// bootstrapped yet (as Consul's initial_management).
+	ACLInitialManagement string
 }
 
 // SetDefaults fills the zero fields of c with the defaults.

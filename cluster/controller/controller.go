@@ -80,6 +80,9 @@ type Controller struct {
 	policyClientOnce sync.Once
 	policyCl         *client.Client
 	policyClErr      error
+	// internalSecret is this process's secret for its own API calls
+	// (acl.go).
+	internalSecret string
 
 	reconcileCh chan struct{}
 	shutdownCh  chan struct{}
@@ -110,6 +113,8 @@ func New(cfg Config) (*Controller, error) {
 		reconcileCh: make(chan struct{}, 1),
 		failedCh:    make(chan struct{}),
 		shutdownCh:  make(chan struct{}),
+
+		internalSecret: resource.NewACLSecret(),
 	}
 	id, err := readClusterID(cfg.DataDir)
 	if err != nil {
@@ -139,6 +144,7 @@ func New(cfg Config) (*Controller, error) {
 	}
 	c.raft = r
 	c.addLeaderLoop(LeaderLoop{Name: "identity", Run: c.identityLoop})
+	c.addLeaderLoop(LeaderLoop{Name: "acl-bootstrap", Run: c.aclBootstrapLoop})
 	c.addLeaderLoop(LeaderLoop{Name: "reconcile-voters", Run: c.reconcileVotersLoop})
 	c.addLeaderLoop(LeaderLoop{Name: "hosts", Run: c.hostsLoop})
 	c.addLeaderLoop(LeaderLoop{Name: "evacuate", Run: c.evacuateLoop})

@@ -24,7 +24,7 @@ type inmemCluster struct {
 
 // newInmemCluster starts n controllers on raft's in-memory transport, all
 // connected, bootstrapped together.
-func newInmemCluster(tb testing.TB, n int) *inmemCluster {
+func newInmemCluster(tb testing.TB, n int, tweak ...func(*Config)) *inmemCluster {
 	tb.Helper()
 	ic := &inmemCluster{}
 	var servers []raft.Server
@@ -41,7 +41,7 @@ func newInmemCluster(tb testing.TB, n int) *inmemCluster {
 		}
 	}
 	for i := 0; i < n; i++ {
-		c, err := New(Config{
+		c, err := newTweaked(Config{
 			NodeID:             string(servers[i].ID),
 			InMemory:           true,
 			Transport:          ic.trans[i],
@@ -50,7 +50,7 @@ func newInmemCluster(tb testing.TB, n int) *inmemCluster {
 			HeartbeatTimeout:   100 * time.Millisecond,
 			ElectionTimeout:    100 * time.Millisecond,
 			LeaderLeaseTimeout: 50 * time.Millisecond,
-		})
+		}, tweak...)
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -267,4 +267,11 @@ func TestLeaderLoopsFollowLeadership(t *testing.T) {
 			}
 		}
 	})
+}
+
+func newTweaked(cfg Config, tweak ...func(*Config)) (*Controller, error) {
+	for _, f := range tweak {
+		f(&cfg)
+	}
+	return New(cfg)
 }

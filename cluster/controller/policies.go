@@ -45,6 +45,7 @@ const (
 func (c *Controller) policiesLoop(ctx context.Context) {
 	type running struct {
 		version uint64
+		by      string // the accessor it runs as (ACLs on)
 		cancel  context.CancelFunc
 		done    chan struct{}
 	}
@@ -59,6 +60,10 @@ func (c *Controller) policiesLoop(ctx context.Context) {
 	for ctx.Err() == nil {
 		ws := memdb.NewWatchSet()
 		st.IndexWatch(ws, resource.KindPolicy)
+		if c.cfg.ACL {
+			// A policy whose token is deleted stops (policyRights).
+			st.IndexWatch(ws, fsm.EventKindACLToken)
+		}
 		objs, err := st.List(ws, resource.KindPolicy, nil)
 		if err != nil {
 			c.logger.Error("policies: cannot list", "error", err)
@@ -71,14 +76,23 @@ func (c *Controller) policiesLoop(ctx context.Context) {
 				continue
 			}
 			seen[o.Name] = true
-			if r := runners[o.Name]; r != nil && r.version == spec.Version {
+			// A policy runs with the rights of the token that stored
+			// it last: another token storing it restarts it.
+			by := ""
+			if c.cfg.ACL {
+				by = o.ModifiedBy
+				if st.ACLToken(nil, by) == nil {
+					by = "(deleted) " + by
+				}
+			}
+			if r := runners[o.Name]; r != nil && r.version == spec.Version && r.by == by {
 				continue
 			} else if r != nil {
 				r.cancel()
 				<-r.done
 			}
 			rctx, cancel := context.WithCancel(ctx)
-			r := &running{version: spec.Version, cancel: cancel, done: make(chan struct{})}
+			r := &running{version: spec.Version, by: by, cancel: cancel, done: make(chan struct{})}
 			runners[o.Name] = r
 			go func(name string) {
 				defer close(r.done)
@@ -151,7 +165,21 @@ func (c *Controller) runPolicy(ctx context.Context, name string) {
 		r.write(ctx, true)
 		return
 	}
-	cl, err := c.policyClient()
+	var cl *client.Client
+	var accessor string
+	if c.cfg.ACL {
+		var why string
+		accessor, why = c.policyRights(o)
+		if why != "" {
+			r.status.State, r.status.Error = resource.PolicyBroken, why
+			logger.Warn("policy has no rights", "reason", why)
+			r.write(ctx, true)
+			return
+		}
+		cl, err = c.policyClientAs(accessor)
+	} else {
+		cl, err = c.policyClient()
+	}
 	if err != nil {
 		r.status.State, r.status.Error = resource.PolicyBroken, "cannot reach the API: "+err.Error()
 		r.write(ctx, true)
@@ -188,11 +216,19 @@ func (c *Controller) runPolicy(ctx context.Context, name string) {
 			r.dirty, r.pendingErr = true, true
 			continue
 		}
+		// With ACLs, a policy sees only the events its token may read.
+		var id *resource.ACLIdentity
+		if c.cfg.ACL {
+			if e := c.fsm.State().ACLToken(nil, accessor); e != nil {
+				id = c.fsm.State().ACLIdentity(e)
+			}
+		}
 		for _, ev := range evs {
 			if ctx.Err() != nil {
 				return // not handled: the next leader delivers it
 			}
-			if ev.Kind != resource.KindPolicy { // never a policy's own writes
+			visible := !c.cfg.ACL || id != nil && id.AllowEvent(&ev) == nil
+			if ev.Kind != resource.KindPolicy && visible { // never a policy's own writes
 				for _, sev := range mapper.Events(ev) {
 					if p.Wants(sev.Type) {
 						r.handle(ctx, p, sev)

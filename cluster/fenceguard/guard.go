@@ -68,7 +68,10 @@ type Config struct {
 	// worker's certificate, requiring the controllers' server
 	// certificates: tlsutil.Files.ClientConfigFor); the worker names
 	// the controllers by https URLs then.
-	TLS    *tls.Config
+	TLS *tls.Config
+	// Token is the ACL token of the guard's API calls (default: the
+	// environment's KUMOI_TOKEN, which a spawning worker sets).
+	Token  string
 	Logger hclog.Logger
 }
 
@@ -108,6 +111,9 @@ func New(cfg Config) (*Guard, error) {
 	}
 	if cfg.Driver == nil {
 		return nil, errors.New("fence guard: no hypervisor driver")
+	}
+	if cfg.Token == "" {
+		cfg.Token = os.Getenv("KUMOI_TOKEN") // set by the spawning worker
 	}
 	if cfg.FenceAfter <= 0 {
 		cfg.FenceAfter = DefaultFenceAfter
@@ -331,7 +337,7 @@ func (g *Guard) client() *client.Client {
 		dialer := &net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(g.cfg.BindIP)}}
 		hc := &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second,
 			TLSClientConfig: g.cfg.TLS}}
-		c, err := client.New(client.Config{Addrs: g.controllers, HTTPClient: hc, Timeout: g.cfg.FenceAfter / 2, RetryDeadline: g.cfg.FenceAfter / 3, TLS: g.cfg.TLS})
+		c, err := client.New(client.Config{Addrs: g.controllers, HTTPClient: hc, Timeout: g.cfg.FenceAfter / 2, RetryDeadline: g.cfg.FenceAfter / 3, TLS: g.cfg.TLS, Token: g.cfg.Token})
 		if err != nil {
 			return nil
 		}

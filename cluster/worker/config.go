@@ -60,6 +60,11 @@ type Config struct {
 	// is gone (GuardSpawn, GuardExternal or GuardOff; docs/ha.md). A
 	// guard needs DataDir. Default: GuardOff.
 	FenceGuard string
+	// Token is the ACL token the worker's API calls carry (a node token
+	// for this host is the least it needs; docs/security.md). A spawned
+	// fence guard gets it through its environment (KUMOI_TOKEN), never
+	// on its command line.
+	Token string
 	// GuardCommand starts a guard (GuardSpawn): e.g. the kumoi binary
 	// with "fence-guard" and its flags.
 	GuardCommand []string

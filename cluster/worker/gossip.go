@@ -131,7 +131,7 @@ func (w *Worker) client() *client.Client {
 		dialer := &net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(w.cfg.BindIP)}}
 		hc := &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext, MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second,
 			TLSClientConfig: w.cfg.tlsClient}}
-		c, err := client.New(client.Config{Addrs: addrs, HTTPClient: hc, Timeout: 5 * time.Second, RetryDeadline: time.Second, TLS: w.cfg.tlsClient})
+		c, err := client.New(client.Config{Addrs: addrs, HTTPClient: hc, Timeout: 5 * time.Second, RetryDeadline: time.Second, TLS: w.cfg.tlsClient, Token: w.cfg.Token})
 		if err != nil {
 			return nil
 		}

@@ -32,6 +32,7 @@ const (
 type guardLink struct {
 	dir    string
 	spawn  []string // the guard's command line (GuardSpawn)
+	token  string   // the ACL token the spawned guard gets in KUMOI_TOKEN
 	logger hclog.Logger
 
 	mu        sync.Mutex
@@ -131,6 +132,11 @@ func (l *guardLink) start() error {
 	defer out.Close()
 	cmd := exec.Command(l.spawn[0], l.spawn[1:]...)
 	cmd.Stdout, cmd.Stderr = out, out
+	if l.token != "" {
+		// In the environment, not on the command line (which any
+		// local user can read).
+		cmd.Env = append(os.Environ(), "KUMOI_TOKEN="+l.token)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return err
@@ -251,6 +257,7 @@ func newGuardLink(cfg *Config, logger hclog.Logger) (*guardLink, error) {
 	l := &guardLink{dir: dir, logger: logger.Named("guard-link")}
 	if cfg.FenceGuard == GuardSpawn {
 		l.spawn = cfg.GuardCommand
+		l.token = cfg.Token
 	}
 	return l, nil
 }

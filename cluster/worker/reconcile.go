@@ -89,6 +89,13 @@ func (w *Worker) converge(ctx context.Context) {
 	start, proof := time.Now(), fenceguard.Now()
 	want, err := w.readDesired(ctx, c)
 	if err != nil {
+		var ae *client.APIError
+		if errors.As(err, &ae) && (ae.StatusCode == 401 || ae.StatusCode == 403) && ae.Message != w.authErr {
+			// Said once per refusal: a worker whose token is refused
+			// reads nothing, and fences its VMs as if cut off.
+			w.authErr = ae.Message
+			w.logger.Error("the API refused this worker's token; give it a node token for this host (--token or KUMOI_TOKEN, docs/security.md)", "error", err)
+		}
 		// No linearizable read: no quorum contact. The guard hears that
 		// the worker lives, with no proof.
 		w.renewGuard(0)

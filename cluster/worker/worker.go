@@ -22,6 +22,8 @@ type Worker struct {
 	cfg    Config
 	logger hclog.Logger
 	drv    hypervisor.Driver
+	// authErr is the last refusal of the worker's token that was logged.
+	authErr string
 
 	mu       sync.Mutex
 	gossip   *memberlist.Memberlist
