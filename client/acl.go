@@ -6,59 +6,35 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
-	"time"
 
 	"github.com/kumoi/kumoi/resource"
 )
 
 // The ACL objects as the API sends them (docs/security.md). They are the
-// wire shapes of resource.ACLToken, resource.ACLPolicy and
-// resource.ACLRule, kept here in one block so that they can become aliases
-// of those types (type ACLToken = resource.ACLToken, ...) without touching
-// the rest of the package.
+// types of package resource.
 
 // ACLRule grants one access level on one kind, optionally only on the
 // objects whose labels match Selector (resource.ParseSelector syntax).
 // Its text form is "KIND:ACCESS[:SELECTOR]", e.g. "vm:write:team=web".
-type ACLRule struct {
-	Kind     resource.Kind `json:"kind"`
-	Access   string        `json:"access"` // "read", "power", "write" or "admin"
-	Selector string        `json:"selector,omitempty"`
-}
+type ACLRule = resource.ACLRule
 
 // ACLPolicy is a named set of rules that tokens refer to.
-type ACLPolicy struct {
-	Name        string    `json:"name"`
-	Description string    `json:"description,omitempty"`
-	Rules       []ACLRule `json:"rules"`
-	CreateIndex uint64    `json:"create_index"`
-	ModifyIndex uint64    `json:"modify_index"`
-}
+type ACLPolicy = resource.ACLPolicy
 
 // ACLToken is a token as the API shows it. SecretID, the value to send as
 // Config.Token, is set only in the answers of Bootstrap and
 // ACLTokens.Create: the cluster stores only its hash.
-type ACLToken struct {
-	AccessorID  string    `json:"accessor_id"`
-	SecretID    string    `json:"secret_id,omitempty"`
-	Name        string    `json:"name,omitempty"`
-	Type        string    `json:"type"` // ACLTokenManagement, ACLTokenClient or ACLTokenNode
-	Policies    []string  `json:"policies,omitempty"`
-	Node        string    `json:"node,omitempty"` // type node: the host it speaks for
-	CreateTime  time.Time `json:"create_time"`
-	CreateIndex uint64    `json:"create_index"`
-	ModifyIndex uint64    `json:"modify_index"`
-}
+type ACLToken = resource.ACLToken
 
 // Token types.
 const (
 	// ACLTokenManagement may do everything (the bootstrap token is one).
-	ACLTokenManagement = "management"
+	ACLTokenManagement = resource.TokenManagement
 	// ACLTokenClient may do what its policies grant.
-	ACLTokenClient = "client"
+	ACLTokenClient = resource.TokenClient
 	// ACLTokenNode is a worker's: it may report on its host and read what
 	// the worker needs, nothing else.
-	ACLTokenNode = "node"
+	ACLTokenNode = resource.TokenNode
 )
 
 // ACLTokenRequest is the body of ACLTokens.Create. Type "" means client.

@@ -45,8 +45,8 @@ var (
 // Error codes of the ACL answers (resource.CodeUnauthenticated and
 // resource.CodePermissionDenied on the server).
 const (
-	codeUnauthenticated  = "unauthenticated"
-	codePermissionDenied = "permission_denied"
+	codeUnauthenticated  = resource.CodeUnauthenticated
+	codePermissionDenied = resource.CodePermissionDenied
 )
 
 // APIError is a non-2xx answer of the API, decoded from
