@@ -142,10 +142,17 @@ func runCreates(hc *http.Client, targets []string, clients int, d time.Duration,
 }
 
 // benchCluster starts a 3-controller cluster of real processes (fsync on,
-// the default) and waits until it has a leader that answers writes.
-func benchCluster(b *testing.B) (*testcluster.Cluster, *http.Client) {
+// the default) and waits until it has a leader that answers writes. A
+// secure cluster runs with ACLs (every request carries the harness's
+// management token) and TLS (HTTPS, mutual-TLS Raft); the plain one with
+// neither (--acl=false, plain TCP).
+func benchCluster(b *testing.B, secure bool) (*testcluster.Cluster, *http.Client) {
 	b.Helper()
-	c := testcluster.New(b, testcluster.Options{LogLevel: "info"})
+	opts := testcluster.Options{LogLevel: "info", TLS: secure}
+	if !secure {
+		opts.ControllerArgs = []string{"--acl=false"}
+	}
+	c := testcluster.New(b, opts)
 	hc := testcluster.NewHTTPClient(256, 30*time.Second)
 	b.Cleanup(hc.CloseIdleConnections)
 	leader, _ := c.WaitLeader(30 * time.Second)
@@ -170,9 +177,10 @@ func warmUp(b *testing.B, hc *http.Client, url string) {
 // BenchmarkCreates measures POST /v1/vms on a 3-node cluster of real
 // processes with fsync on: creates/s and latency percentiles at 1, 16 and
 // 128 concurrent clients sending to the leader, and at 128 clients sending
-// to the followers (which forward to the leader). Each sub-benchmark gets a
-// fresh cluster, so that its numbers do not depend on how many objects the
-// ones before it left behind.
+// to the followers (which forward to the leader), without ACLs and TLS;
+// then the same 128-client rows with ACLs and TLS on (secure). Each
+// sub-benchmark gets a fresh cluster, so that its numbers do not depend on
+// how many objects the ones before it left behind.
 func BenchmarkCreates(b *testing.B) {
 	d := runDuration(b)
 	for _, tc := range []struct {
@@ -180,14 +188,18 @@ func BenchmarkCreates(b *testing.B) {
 		prefix    string // of the object names
 		clients   int
 		followers bool
+		secure    bool // ACLs and TLS on
 	}{
-		{"clients=1", "l1", 1, false},
-		{"clients=16", "l16", 16, false},
-		{"clients=128", "l128", 128, false},
-		{"clients=128,via=followers", "f128", 128, true},
+		{"clients=1", "l1", 1, false, false},
+		{"clients=16", "l16", 16, false, false},
+		{"clients=128", "l128", 128, false, false},
+		{"clients=128,via=followers", "f128", 128, true, false},
+		{"clients=1,secure", "s1", 1, false, true},
+		{"clients=128,secure", "s128", 128, false, true},
+		{"clients=128,via=followers,secure", "sf128", 128, true, true},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			c, hc := benchCluster(b)
+			c, hc := benchCluster(b, tc.secure)
 			leader, _ := c.WaitLeader(30 * time.Second)
 			targets := []string{c.URL(leader)}
 			if tc.followers {
@@ -217,7 +229,7 @@ func BenchmarkCreates(b *testing.B) {
 // and catches up.
 func BenchmarkFailover(b *testing.B) {
 	const rounds = 10
-	c, _ := benchCluster(b)
+	c, _ := benchCluster(b, false)
 	fast := testcluster.NewHTTPClient(16, 300*time.Millisecond)
 	b.Cleanup(fast.CloseIdleConnections)
 	for range b.N {
