@@ -172,10 +172,10 @@ func (a *httpAPI) create(info *resource.KindInfo) apiHandler {
 			if err := decodeBody(body, &req); err != nil {
 				return err
 			}
-			if err := resource.ValidateMeta(req.Name, req.Labels); err != nil {
+			if err := resource.ValidateRequestMeta(req.Name, req.Labels); err != nil {
 				return err
 			}
-			spec, err := resource.NormalizeSpec(info.Kind, req.Spec)
+			spec, err := resource.NormalizeRequestSpec(info.Kind, req.Spec)
 			if err != nil {
 				return err
 			}
@@ -225,10 +225,10 @@ func (a *httpAPI) update(info *resource.KindInfo, name string) apiHandler {
 			if req.Name != "" && req.Name != name {
 				return badArg("name", "name is %q but the URL names %q; objects cannot be renamed (create a new one and delete this one)", req.Name, name)
 			}
-			if err := resource.ValidateLabels(req.Labels); err != nil {
+			if err := resource.ValidateRequestLabels(req.Labels); err != nil {
 				return err
 			}
-			spec, err := resource.NormalizeSpec(info.Kind, req.Spec)
+			spec, err := resource.NormalizeRequestSpec(info.Kind, req.Spec)
 			if err != nil {
 				return err
 			}

@@ -707,11 +707,11 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	if !readBody(w, r, &req) {
 		return
 	}
-	if err := resource.ValidateMeta(req.Name, req.Labels); err != nil {
+	if err := resource.ValidateRequestMeta(req.Name, req.Labels); err != nil {
 		writeInvalid(w, err)
 		return
 	}
-	spec, err := resource.NormalizeSpec(info.Kind, req.Spec)
+	spec, err := resource.NormalizeRequestSpec(info.Kind, req.Spec)
 	if err != nil {
 		writeInvalid(w, err)
 		return
@@ -759,11 +759,11 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 	if !readBody(w, r, &req) {
 		return
 	}
-	if err := resource.ValidateLabels(req.Labels); err != nil {
+	if err := resource.ValidateRequestLabels(req.Labels); err != nil {
 		writeInvalid(w, err)
 		return
 	}
-	spec, err := resource.NormalizeSpec(info.Kind, req.Spec)
+	spec, err := resource.NormalizeRequestSpec(info.Kind, req.Spec)
 	if err != nil {
 		writeInvalid(w, err)
 		return

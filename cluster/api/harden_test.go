@@ -1,0 +1,125 @@
+package api
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/kumoi/kumoi/resource"
+)
+
+// badInputCase is one hostile request and the error it must get.
+type badInputCase struct {
+	name, method, path string
+	body               any
+	status             int
+	code, field, msg   string
+}
+
+func runBadInput(t *testing.T, e *httpEnv, cases []badInputCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := e.digest()
+			r := e.call(t, tc.method, tc.path, tc.body)
+			wantStatus(t, r, tc.status)
+			if ct := r.header.Get("Content-Type"); ct != "application/json" {
+				t.Errorf("Content-Type %q", ct)
+			}
+			eb := r.errBody(t)
+			if eb.Code != tc.code || eb.Field != tc.field || !strings.Contains(eb.Message, tc.msg) {
+				t.Errorf("error %+v; want code %q field %q message containing %q", eb, tc.code, tc.field, tc.msg)
+			}
+			if after := e.digest(); after != before {
+				t.Errorf("state changed by a rejected request")
+			}
+		})
+	}
+}
+
+// TestHTTPExactJSON: field names match exactly (no case folding, no
+// Kelvin sign for k), duplicate keys are refused, unknown fields are named
+// by their full path, and invalid UTF-8 is refused rather than replaced.
+func TestHTTPExactJSON(t *testing.T) {
+	e := newHTTPEnv(t, "n1", httpEnvOpts{})
+	e.mustCreate(t, "vms", "web")
+	const bad = resource.CodeInvalidArgument
+	runBadInput(t, e, []badInputCase{
+		{"duplicate name", "POST", "/v1/vms", `{"name":"a","name":"b","spec":` + vmSpec + `}`, 400, bad, "name", "twice"},
+		{"name and NAME", "POST", "/v1/vms", `{"name":"a","NAME":"b","spec":` + vmSpec + `}`, 400, bad, "NAME", `did you mean "name"`},
+		{"upper-case spec", "POST", "/v1/vms", `{"name":"a","SPEC":{"CPUS":1,"memory_mib":1}}`, 400, bad, "SPEC", "case-sensitive"},
+		{"upper-case spec field", "POST", "/v1/vms", `{"name":"a","spec":{"CPUS":1,"memory_mib":1}}`, 400, bad, "spec.CPUS", `did you mean "cpus"`},
+		{"duplicate spec field", "POST", "/v1/vms", `{"name":"a","spec":{"cpus":1,"cpus":2,"memory_mib":1}}`, 400, bad, "spec.cpus", "twice"},
+		{"duplicate label", "POST", "/v1/vms", `{"name":"a","labels":{"k":"1","k":"2"},"spec":` + vmSpec + `}`, 400, bad, "labels.k", "twice"},
+		{"kelvin sign", "PUT", "/v1/vms/web", `{"\u212aind":"vm","spec":` + vmSpec + `}`, 400, bad, "\u212aind", `did you mean "kind"`},
+		{"unknown boot field", "POST", "/v1/vms", `{"name":"a","spec":{"cpus":1,"memory_mib":1,"boot":{"zzz":1}}}`, 400, bad, "spec.boot.zzz", "unknown field"},
+		{"duplicate boot field", "POST", "/v1/vms", `{"name":"a","spec":{"cpus":1,"memory_mib":1,"boot":{"kernel":"/a","kernel":"/b"}}}`, 400, bad, "spec.boot.kernel", "twice"},
+		{"invalid UTF-8", "POST", "/v1/vms", "{\"name\":\"a\",\"labels\":{\"k\":\"\xff\"},\"spec\":" + vmSpec + "}", 400, bad, "body", "UTF-8"},
+		{"lone surrogate", "POST", "/v1/vms", `{"name":"a","labels":{"k":"\ud800"},"spec":` + vmSpec + `}`, 400, bad, "body", "surrogate"},
+		{"unknown report field", "POST", "/v1/hosts/h1/report", `{"reports":[{"vm":"web","epoch":1,"phase":"running","PHASE":"x"}]}`, 400, bad, "reports[0].PHASE", "case-sensitive"},
+		{"unknown action field", "POST", "/v1/vms/web/stop", `{"FORCE":true}`, 400, bad, "FORCE", `"force"`},
+	})
+	// A surrogate pair is fine.
+	r := e.call(t, "POST", "/v1/vms", `{"name":"emoji","labels":{"k":"\ud83d\ude00"},"spec":`+vmSpec+`}`)
+	wantStatus(t, r, http.StatusCreated)
+	if got := r.object(t).Labels["k"]; got != "\U0001F600" {
+		t.Fatalf("label %q", got)
+	}
+}
+
+// TestHTTPStringHygiene: boot strings and label values refuse control,
+// bidi and separator characters and a BOM; boot strings have a length cap.
+func TestHTTPStringHygiene(t *testing.T) {
+	e := newHTTPEnv(t, "n1", httpEnvOpts{})
+	const bad = resource.CodeInvalidArgument
+	boot := func(field, v string) string {
+		return `{"name":"a","spec":{"cpus":1,"memory_mib":1,"boot":{"kernel":"/k",` + field + `:"` + v + `"}}}`
+	}
+	label := func(v string) string {
+		return `{"name":"a","labels":{"k":"` + v + `"},"spec":` + vmSpec + `}`
+	}
+	runBadInput(t, e, []badInputCase{
+		{"NUL in image", "POST", "/v1/vms", boot(`"image"`, `/x\u0000y`), 400, bad, "spec.boot.image", "control character U+0000"},
+		{"newline in cmdline", "POST", "/v1/vms", boot(`"cmdline"`, `a\nb`), 400, bad, "spec.boot.cmdline", "control character"},
+		{"ESC in initrd", "POST", "/v1/vms", boot(`"initrd"`, `/a\u001b[2J`), 400, bad, "spec.boot.initrd", "control character"},
+		{"RLO in kernel", "POST", "/v1/vms", `{"name":"a","spec":{"cpus":1,"memory_mib":1,"boot":{"kernel":"/a\u202e"}}}`, 400, bad, "spec.boot.kernel", "bidirectional"},
+		{"huge cmdline", "POST", "/v1/vms", boot(`"cmdline"`, strings.Repeat("x", 900<<10)), 400, bad, "spec.boot.cmdline", "limit is 4096 bytes"},
+		{"huge image path", "POST", "/v1/vms", boot(`"image"`, "/"+strings.Repeat("x", 4096)), 400, bad, "spec.boot.image", "limit is 4096"},
+		{"RLO in label", "POST", "/v1/vms", label(`\u202e`), 400, bad, "labels.k", "bidirectional"},
+		{"LRI in label", "POST", "/v1/vms", label(`a\u2066b`), 400, bad, "labels.k", "bidirectional"},
+		{"line separator in label", "POST", "/v1/vms", label(`a\u2028b`), 400, bad, "labels.k", "separator"},
+		{"paragraph separator in label", "POST", "/v1/vms", label(`a\u2029b`), 400, bad, "labels.k", "separator"},
+		{"BOM in label", "POST", "/v1/vms", label(`\ufeffa`), 400, bad, "labels.k", "byte order mark"},
+		{"C1 control in label", "POST", "/v1/vms", label(`a\u0085`), 400, bad, "labels.k", "control character"},
+		{"long label value", "POST", "/v1/vms", label(strings.Repeat("é", 128)), 400, bad, "labels.k", "256 bytes"},
+	})
+	// 255 bytes of UTF-8 is the limit, whatever the characters.
+	r := e.call(t, "POST", "/v1/vms", label(strings.Repeat("é", 127)+"x"))
+	wantStatus(t, r, http.StatusCreated)
+}
+
+// TestHTTPExplicitZero: an omitted field takes its default; an explicit 0
+// where 0 means nothing is refused with the field's range.
+func TestHTTPExplicitZero(t *testing.T) {
+	e := newHTTPEnv(t, "n1", httpEnvOpts{})
+	const bad = resource.CodeInvalidArgument
+	runBadInput(t, e, []badInputCase{
+		{"cpu_overcommit 0", "POST", "/v1/hosts", `{"name":"h","spec":{"cpu_overcommit":0}}`, 400, bad, "spec.cpu_overcommit", "between 1 and 64 (got 0)"},
+		{"memory_overcommit 0", "POST", "/v1/hosts", `{"name":"h","spec":{"memory_overcommit":0}}`, 400, bad, "spec.memory_overcommit", "between 1 and 64"},
+		{"max_steps 0", "POST", "/v1/policies", `{"name":"p","spec":{"source":"x","max_steps":0}}`, 400, bad, "spec.max_steps", "between 1 and"},
+		{"timeout empty", "POST", "/v1/policies", `{"name":"p","spec":{"source":"x","timeout":""}}`, 400, bad, "spec.timeout", "duration"},
+		{"power empty", "POST", "/v1/vms", `{"name":"v","spec":{"cpus":1,"memory_mib":1,"power":""}}`, 400, bad, "spec.power", "running"},
+		{"ha empty", "POST", "/v1/vms", `{"name":"v","spec":{"cpus":1,"memory_mib":1,"ha":""}}`, 400, bad, "spec.ha", "restart"},
+	})
+	r := e.call(t, "POST", "/v1/hosts", `{"name":"h","spec":{}}`)
+	wantStatus(t, r, http.StatusCreated)
+	hs, _ := resource.HostStateOf(r.object(t))
+	if hs.CPUOvercommit != 1 || hs.MemoryOvercommit != 1 {
+		t.Fatalf("defaults not applied: %+v", hs)
+	}
+	r = e.call(t, "POST", "/v1/vms", `{"name":"v","spec":{"cpus":1,"memory_mib":1,"boot":{}}}`)
+	wantStatus(t, r, http.StatusCreated)
+	if vs, _ := resource.VMStateOf(r.object(t)); vs.Boot != nil || vs.Power != resource.PowerRunning || vs.HA != resource.HANone {
+		t.Fatalf("defaults not applied: %+v", vs)
+	}
+}
