@@ -123,3 +123,17 @@ func TestHTTPExplicitZero(t *testing.T) {
 		t.Fatalf("defaults not applied: %+v", vs)
 	}
 }
+
+// TestHTTPRemoveOnlyVoter: DELETE /v1/cluster/servers/<the only
+// controller> is a 409 conflict, not a 500.
+func TestHTTPRemoveOnlyVoter(t *testing.T) {
+	e := newHTTPEnv(t, "n1", httpEnvOpts{})
+	runBadInput(t, e, []badInputCase{
+		{"only voter", "DELETE", "/v1/cluster/servers/n1", nil, 409, resource.CodeConflict, "", "only voting controller"},
+	})
+	// With a second voter it goes.
+	e.b.set(func(b *httpTestBackend) {
+		b.servers = append(b.servers, resource.Server{ID: "n2", Address: "n2:7401", Voter: true})
+	})
+	wantStatus(t, e.call(t, "DELETE", "/v1/cluster/servers/n2", nil), http.StatusOK)
+}

@@ -348,14 +348,20 @@ func (c *Controller) RemoveServer(ctx context.Context, id string) (uint64, error
 	if err := f.Error(); err != nil {
 		return 0, mapRaftError(err)
 	}
-	found := false
+	found, voter, voters := false, false, 0
 	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			voters++
+		}
 		if string(s.ID) == id {
-			found = true
+			found, voter = true, s.Suffrage == raft.Voter
 		}
 	}
 	if !found {
 		return 0, fmt.Errorf("%w: %q (see `kumoi cluster status` for the server ids)", ErrUnknownServer, id)
+	}
+	if voter && voters == 1 {
+		return 0, fmt.Errorf("cannot remove server %q: %w", id, resource.ErrLastVoter)
 	}
 	rf := c.raft.RemoveServer(raft.ServerID(id), 0, c.cfg.ApplyTimeout)
 	if err := rf.Error(); err != nil {
