@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -136,4 +137,21 @@ func TestHTTPRemoveOnlyVoter(t *testing.T) {
 		b.servers = append(b.servers, resource.Server{ID: "n2", Address: "n2:7401", Voter: true})
 	})
 	wantStatus(t, e.call(t, "DELETE", "/v1/cluster/servers/n2", nil), http.StatusOK)
+}
+
+// TestHTTPBlockingFutureIndex: a blocking query with an index ahead of the
+// state waits, then answers with the state's current index (lower than
+// the one sent), as docs/api.md says, so that a watcher can start again
+// from 0 instead of waiting on an index the server will not reach soon.
+func TestHTTPBlockingFutureIndex(t *testing.T) {
+	e := newHTTPEnv(t, "n1", httpEnvOpts{})
+	e.mustCreate(t, "vms", "web")
+	cur := e.call(t, "GET", "/v1/vms", nil).index(t)
+	for _, path := range []string{"/v1/vms", "/v1/vms/web"} {
+		r := e.call(t, "GET", fmt.Sprintf("%s?index=%d&wait=50ms", path, cur+1000), nil)
+		wantStatus(t, r, http.StatusOK)
+		if got := r.index(t); got != cur {
+			t.Errorf("%s: X-Kumoi-Index %d after a future index; want the current %d", path, got, cur)
+		}
+	}
 }
