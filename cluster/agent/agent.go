@@ -77,13 +77,12 @@ func Start(cfg controller.Config) (*Agent, error) {
 		served: make(chan error, 1),
 		failed: make(chan struct{}),
 		done:   make(chan struct{}),
-		srv: &http.Server{
-			Handler:           handler,
-			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       2 * time.Minute,
-		},
+		// Timeouts, header cap (docs/api.md, "Limits").
+		srv: api.NewServer(handler, api.ServerOptions{Logger: cfg.Logger.Named("http")}),
 	}
-	go func() { a.served <- a.srv.Serve(ln) }()
+	// The per-client connection cap and JSON for net/http's own errors:
+	// this wraps the raw TCP listener (under any TLS).
+	go func() { a.served <- a.srv.Serve(api.NewListener(ln, api.ServerOptions{Logger: cfg.Logger.Named("http")})) }()
 	go a.watchFailure()
 	a.logger.Info("API listening", "addr", ln.Addr().String())
 	return a, nil
