@@ -82,7 +82,9 @@ func Start(cfg controller.Config) (*Agent, error) {
 	}
 	// The per-client connection cap and JSON for net/http's own errors:
 	// this wraps the raw TCP listener (under any TLS).
-	go func() { a.served <- a.srv.Serve(api.NewListener(ln, api.ServerOptions{Logger: cfg.Logger.Named("http")})) }()
+	go func() {
+		a.served <- a.srv.Serve(api.NewListener(ln, api.ServerOptions{Logger: cfg.Logger.Named("http")}))
+	}()
 	go a.watchFailure()
 	a.logger.Info("API listening", "addr", ln.Addr().String())
 	return a, nil
