@@ -36,6 +36,8 @@ const (
 	DefaultBlockingWait      = 30 * time.Second
 	DefaultMaxBlockingWait   = 10 * time.Minute
 	DefaultHeartbeatInterval = 10 * time.Second
+	DefaultMaxBlockingQueries = 4096
+	DefaultMaxEventStreams    = 1024
 )
 
 // MetricsRegistry is where the API registers its metrics and what /metrics
@@ -77,6 +79,13 @@ type Options struct {
 	// ?stale: a deliberate linearizability bug for the chaos harness's
 	// selftest (controller.Config.UnsafeStaleReads). Never in production.
 	UnsafeStaleReads bool
+	// MaxBlockingQueries caps the blocking queries (?index) this node
+	// holds at once, forwarded ones included (default 4096; negative: no
+	// cap). Over it: 429 too_many_requests with Retry-After.
+	MaxBlockingQueries int
+	// MaxEventStreams caps the GET /v1/events streams this node holds at
+	// once, forwarded ones included (default 1024; negative: no cap).
+	MaxEventStreams int
 	// HostDownGrace is the controllers' host-down grace (default
 	// resource.DefaultHostDownGrace). A VM on a host down this long may
 	// be migrated while it is to run.
@@ -98,6 +107,9 @@ type httpAPI struct {
 	unsafe    bool // Config.UnsafeStaleReads
 
 	hostDownGrace time.Duration
+
+	blocking streamCap // Options.MaxBlockingQueries
+	streams  streamCap // Options.MaxEventStreams
 
 	// onBlock, if set (tests), is called when a blocking query is about to
 	// wait for a change.
@@ -127,6 +139,12 @@ func NewHandler(b Backend, opts Options) http.Handler {
 	if opts.HostDownGrace <= 0 {
 		opts.HostDownGrace = resource.DefaultHostDownGrace
 	}
+	if opts.MaxBlockingQueries == 0 {
+		opts.MaxBlockingQueries = DefaultMaxBlockingQueries
+	}
+	if opts.MaxEventStreams == 0 {
+		opts.MaxEventStreams = DefaultMaxEventStreams
+	}
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
@@ -152,6 +170,8 @@ func NewHandler(b Backend, opts Options) http.Handler {
 		unsafe:  opts.UnsafeStaleReads,
 
 		hostDownGrace: opts.HostDownGrace,
+		blocking:      streamCap{max: int64(opts.MaxBlockingQueries), what: "blocking queries"},
+		streams:       streamCap{max: int64(opts.MaxEventStreams), what: "event streams"},
 		defWait:       opts.DefaultWait,
 		maxWait:       opts.MaxWait,
 		heartbeat:     opts.HeartbeatInterval,

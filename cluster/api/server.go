@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -210,4 +211,24 @@ func jsonNetHTTPError(b []byte) ([]byte, bool) {
 	fmt.Fprintf(&out, "HTTP/1.1 %s\r\nContent-Type: application/json\r\nX-Content-Type-Options: nosniff\r\nContent-Length: %d\r\nConnection: close\r\n\r\n", statusLine, len(body))
 	out.Write(body)
 	return out.Bytes(), true
+}
+
+// streamCap counts the long requests of one sort a node holds at once.
+type streamCap struct {
+	max  int64 // <= 0: no cap
+	what string
+	n    atomic.Int64
+}
+
+// acquire takes a slot, or answers 429 too_many_requests (Retry-After).
+// The caller releases a slot it got.
+func (c *streamCap) acquire() (release func(), err error) {
+	if n := c.n.Add(1); c.max > 0 && n > c.max {
+		c.n.Add(-1)
+		return nil, &apiError{
+			status: http.StatusTooManyRequests, code: resource.CodeTooManyRequests, retryAfter: true,
+			msg: fmt.Sprintf("this controller already holds %d %s, its limit; retry later, or ask another controller with ?stale", c.max, c.what),
+		}
+	}
+	return func() { c.n.Add(-1) }, nil
 }

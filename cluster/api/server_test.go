@@ -184,3 +184,42 @@ func TestServerConnsPerIP(t *testing.T) {
 }
 
 func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
+
+// TestHTTPStreamCaps: over the cap of concurrent blocking queries or event
+// streams, a request is answered 429 too_many_requests with Retry-After;
+// a slot frees when a stream ends.
+func TestHTTPStreamCaps(t *testing.T) {
+	e := newHTTPEnv(t, "n1", httpEnvOpts{heartbeat: 50 * time.Millisecond})
+	e.mustCreate(t, "vms", "web")
+	e.api.blocking.max, e.api.streams.max = 1, 1
+	idx := e.call(t, "GET", "/v1/vms", nil).index(t)
+
+	done := make(chan httpResult, 1)
+	go func() {
+		done <- httpCall(t, e.srv.URL, "GET", "/v1/vms?index="+itoa(idx)+"&wait=1m", nil)
+	}()
+	<-e.blocked
+	r := e.call(t, "GET", "/v1/vms/web?index="+itoa(idx), nil)
+	wantStatus(t, r, http.StatusTooManyRequests)
+	if eb := r.errBody(t); eb.Code != resource.CodeTooManyRequests || r.header.Get("Retry-After") == "" {
+		t.Fatalf("error %+v, Retry-After %q", eb, r.header.Get("Retry-After"))
+	}
+	// Non-blocking reads are not counted.
+	wantStatus(t, e.call(t, "GET", "/v1/vms", nil), http.StatusOK)
+	e.mustCreate(t, "vms", "db") // wakes the blocking query
+	wantStatus(t, <-done, http.StatusOK)
+	testcluster.WaitFor(t, 10*time.Second, "the blocking slot to free", func() (bool, error) {
+		return e.api.blocking.n.Load() == 0, nil
+	})
+
+	resp, err := http.Get(e.srv.URL + "/v1/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = e.call(t, "GET", "/v1/events", nil)
+	wantStatus(t, r, http.StatusTooManyRequests)
+	resp.Body.Close()
+	testcluster.WaitFor(t, 10*time.Second, "the stream slot to free", func() (bool, error) {
+		return e.api.streams.n.Load() == 0, nil
+	})
+}
