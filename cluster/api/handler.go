@@ -32,10 +32,10 @@ const (
 
 // Defaults of Options.
 const (
-	DefaultMaxBodyBytes      = 1 << 20
-	DefaultBlockingWait      = 30 * time.Second
-	DefaultMaxBlockingWait   = 10 * time.Minute
-	DefaultHeartbeatInterval = 10 * time.Second
+	DefaultMaxBodyBytes       = 1 << 20
+	DefaultBlockingWait       = 30 * time.Second
+	DefaultMaxBlockingWait    = 10 * time.Minute
+	DefaultHeartbeatInterval  = 10 * time.Second
 	DefaultMaxBlockingQueries = 4096
 	DefaultMaxEventStreams    = 1024
 )
