@@ -247,7 +247,8 @@ func (c *Client) attempt(ctx context.Context, addr string, r *request) (*http.Re
 	}
 	req.Header.Set("User-Agent", c.userAgent)
 	req.Header.Set("Accept", "application/json")
-	if r.body != nil {
+	if r.body != nil || r.method == http.MethodPost || r.method == http.MethodPut {
+		// Writes need it even without a body (docs/api.md, "Conventions").
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.hc.Do(req)

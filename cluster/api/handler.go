@@ -2,10 +2,12 @@ package api
 
 import (
 	"fmt"
+	"mime"
 	"net"
 	"net/http"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -312,6 +314,9 @@ func (a *httpAPI) methods(hs ...methodHandler) apiHandler {
 		allow := make([]string, len(hs))
 		for i, mh := range hs {
 			if r.Method == mh.method {
+				if err := checkContentType(r); err != nil {
+					return err
+				}
 				return mh.h(w, r)
 			}
 			allow[i] = mh.method
@@ -321,6 +326,29 @@ func (a *httpAPI) methods(hs ...methodHandler) apiHandler {
 			status: http.StatusMethodNotAllowed, code: resource.CodeMethodNotAllowed,
 			msg: fmt.Sprintf("%s does not support %s; use %s", r.URL.Path, r.Method, joinOr(allow)),
 		}
+	}
+}
+
+// checkContentType refuses a POST or PUT whose Content-Type is not
+// application/json (415), body or not: an HTML form or a no-cors fetch
+// from a web page cannot send that type without a CORS preflight, which
+// the API never grants, so a page open in an operator's browser cannot
+// write through it.
+func checkContentType(r *http.Request) error {
+	if r.Method != http.MethodPost && r.Method != http.MethodPut {
+		return nil
+	}
+	ct := r.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(ct); err == nil && mt == "application/json" {
+		return nil
+	}
+	got := "none"
+	if ct != "" {
+		got = strconv.Quote(ct)
+	}
+	return &apiError{
+		status: http.StatusUnsupportedMediaType, code: resource.CodeUnsupportedMediaType,
+		msg: fmt.Sprintf("%s %s needs Content-Type: application/json (got %s), even without a body; with curl, add -H 'Content-Type: application/json' (curl -d alone sends a form type)", r.Method, r.URL.Path, got),
 	}
 }
 

@@ -155,3 +155,40 @@ func TestHTTPBlockingFutureIndex(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTPWritesNeedJSONContentType: a POST or PUT without Content-Type:
+// application/json is 415, body or not (an HTML form or a no-cors fetch
+// cannot send that type); DELETE and reads need none.
+func TestHTTPWritesNeedJSONContentType(t *testing.T) {
+	e := newHTTPEnv(t, "n1", httpEnvOpts{})
+	web := e.mustCreate(t, "vms", "web")
+	const ums = resource.CodeUnsupportedMediaType
+	for _, tc := range []struct {
+		name, method, path, ct string
+		body                   any
+	}{
+		{"form create", "POST", "/v1/vms", "application/x-www-form-urlencoded", createBody("x")},
+		{"text/plain create", "POST", "/v1/vms", "text/plain", createBody("x")},
+		{"multipart create", "POST", "/v1/vms", "multipart/form-data; boundary=x", createBody("x")},
+		{"no type create", "POST", "/v1/vms", "", createBody("x")},
+		{"form update", "PUT", "/v1/vms/web", "application/x-www-form-urlencoded", `{"spec":` + vmSpec + `}`},
+		{"bodiless action", "POST", "/v1/vms/web/stop", "", nil},
+		{"form action", "POST", "/v1/vms/web/stop", "application/x-www-form-urlencoded", ""},
+		{"report", "POST", "/v1/hosts/h1/report", "text/plain", `{"reports":[]}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := e.digest()
+			r := e.call(t, tc.method, tc.path, tc.body, "Content-Type", tc.ct)
+			wantStatus(t, r, http.StatusUnsupportedMediaType)
+			if eb := r.errBody(t); eb.Code != ums || !strings.Contains(eb.Message, "application/json") {
+				t.Errorf("error %+v", eb)
+			}
+			if e.digest() != before {
+				t.Error("state changed")
+			}
+		})
+	}
+	// With the type, and with parameters, writes go through.
+	wantStatus(t, e.call(t, "POST", "/v1/vms/web/stop", nil, "Content-Type", "application/json; charset=utf-8"), http.StatusOK)
+	wantStatus(t, e.call(t, "DELETE", "/v1/vms/"+web.Name, nil, "Content-Type", ""), http.StatusOK)
+}
