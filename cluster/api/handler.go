@@ -258,6 +258,9 @@ func (a *httpAPI) route(r *http.Request) (string, apiHandler) {
 	if p == "/metrics" {
 		return "/metrics", a.methods(methodHandler{http.MethodGet, a.serveMetrics})
 	}
+	if p == "/debug/pprof" || strings.HasPrefix(p, "/debug/pprof/") {
+		return "/debug/pprof", a.methods(methodHandler{http.MethodGet, a.debugPprof})
+	}
 	rest, ok := strings.CutPrefix(p, "/v1/")
 	if !ok {
 		return "other", a.notFound

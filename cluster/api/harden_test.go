@@ -192,3 +192,16 @@ func TestHTTPWritesNeedJSONContentType(t *testing.T) {
 	wantStatus(t, e.call(t, "POST", "/v1/vms/web/stop", nil, "Content-Type", "application/json; charset=utf-8"), http.StatusOK)
 	wantStatus(t, e.call(t, "DELETE", "/v1/vms/"+web.Name, nil, "Content-Type", ""), http.StatusOK)
 }
+
+// TestHTTPPprofNeedsAdmin: /debug/pprof/ is routed but refused without
+// cluster:admin (until the ACL authorizer fills requireAdmin, everyone).
+func TestHTTPPprofNeedsAdmin(t *testing.T) {
+	e := newHTTPEnv(t, "n1", httpEnvOpts{})
+	for _, p := range []string{"/debug/pprof/", "/debug/pprof/heap", "/debug/pprof/cmdline"} {
+		r := e.call(t, "GET", p, nil)
+		wantStatus(t, r, http.StatusForbidden)
+		if eb := r.errBody(t); eb.Code != "permission_denied" {
+			t.Errorf("%s: %+v", p, eb)
+		}
+	}
+}
