@@ -364,6 +364,7 @@ func parseMeta(h http.Header) *QueryMeta {
 		m.Index, _ = strconv.ParseUint(v, 10, 64)
 	}
 	m.KnownLeader = h.Get(HeaderKnownLeader) == "true"
+	m.NextToken = h.Get(HeaderNext)
 	if v := h.Get(HeaderLastContact); v != "" {
 		if ms, err := strconv.ParseInt(v, 10, 64); err == nil && ms >= 0 {
 			m.LastContact = time.Duration(ms) * time.Millisecond

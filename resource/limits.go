@@ -8,3 +8,11 @@ const (
 	CodeTooManyRequests      = "too_many_requests"      // 429: too many concurrent streams (Retry-After is set)
 	CodeLimitExceeded        = "limit_exceeded"         // 409: a kind holds MaxObjectsPerKind objects
 )
+
+// HeaderNext carries the token of a list's next page (docs/api.md,
+// "Pagination"); absent on the last page.
+const HeaderNext = "X-Kumoi-Next"
+
+// MaxListLimit is the most objects one list answer carries: the largest
+// ?limit=, and the page size of a list without one.
+const MaxListLimit = 100_000

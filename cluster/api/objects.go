@@ -2,9 +2,11 @@ package api
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"time"
 
@@ -32,10 +34,51 @@ func filterSelector(objs []*resource.Object, sel resource.Selector) []*resource.
 	return out
 }
 
-// list: GET /v1/{plural}[?selector=][&stale][&index=N&wait=D]
+// listPage is a list's ?limit and ?next.
+type listPage struct {
+	limit int
+	start string // the name to start at ("": the first)
+}
+
+func parsePage(q url.Values) (listPage, error) {
+	p := listPage{limit: resource.MaxListLimit}
+	if q.Has("limit") {
+		n, err := strconv.Atoi(q.Get("limit"))
+		if err != nil || n < 1 || n > resource.MaxListLimit {
+			return p, badArg("limit", "limit must be an integer between 1 and %d, not %q", resource.MaxListLimit, q.Get("limit"))
+		}
+		p.limit = n
+	}
+	if q.Has("next") {
+		b, err := base64.RawURLEncoding.DecodeString(q.Get("next"))
+		if err != nil || resource.ValidateName(string(b)) != nil {
+			return p, badArg("next", "next must be the token of an %s header, not %q", resource.HeaderNext, q.Get("next"))
+		}
+		p.start = string(b)
+	}
+	return p, nil
+}
+
+// page cuts objs (in name order) to p, and returns the token of the next
+// page ("" when this is the last).
+func (p listPage) page(objs []*resource.Object) ([]*resource.Object, string) {
+	if p.start != "" {
+		objs = objs[sort.Search(len(objs), func(i int) bool { return objs[i].Name >= p.start }):]
+	}
+	if len(objs) <= p.limit {
+		return objs, ""
+	}
+	return objs[:p.limit], base64.RawURLEncoding.EncodeToString([]byte(objs[p.limit].Name))
+}
+
+// list: GET /v1/{plural}[?selector=][&stale][&index=N&wait=D][&limit=N][&next=T]
 func (a *httpAPI) list(info *resource.KindInfo) apiHandler {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		q, err := apiQuery(r, "selector", "stale", "index", "wait", "host")
+		q, err := apiQuery(r, "selector", "stale", "index", "wait", "host", "limit", "next")
+		if err != nil {
+			return err
+		}
+		pg, err := parsePage(q)
 		if err != nil {
 			return err
 		}
@@ -69,6 +112,10 @@ func (a *httpAPI) list(info *resource.KindInfo) apiHandler {
 			}
 			if objs == nil {
 				objs = []*resource.Object{}
+			}
+			objs, next := pg.page(objs)
+			if next != "" {
+				w.Header().Set(resource.HeaderNext, next)
 			}
 			a.setReadHeaders(w, p, idx)
 			return writeJSON(w, http.StatusOK, objs)
