@@ -21,6 +21,9 @@ type writer struct {
 	itemErrs []error
 	// wrote: txn was changed (a failure after that needs a rollback).
 	wrote bool
+	// count counts a kind's objects as this entry sees them (counts.go);
+	// nil: no cap.
+	count func(resource.Kind) int
 }
 
 func (w *writer) lookup(kind resource.Kind, name string, cas uint64) (*resource.Object, error) {

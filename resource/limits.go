@@ -1,5 +1,7 @@
 package resource
 
+import "errors"
+
 // Error codes of the API's limits (docs/api.md, "Limits"). They complete
 // the codes in api.go.
 const (
@@ -16,3 +18,12 @@ const HeaderNext = "X-Kumoi-Next"
 // MaxListLimit is the most objects one list answer carries: the largest
 // ?limit=, and the page size of a list without one.
 const MaxListLimit = 100_000
+
+// MaxObjectsPerKind caps the objects of one kind: a create beyond it is
+// refused by the state machine (409 limit_exceeded). A constant, so that
+// every controller applies the same log alike.
+const MaxObjectsPerKind = 1_000_000
+
+// ErrLimitExceeded is wrapped by the state machine's refusal of a create
+// over MaxObjectsPerKind.
+var ErrLimitExceeded = errors.New("limit exceeded")

@@ -262,3 +262,20 @@ func TestHTTPListPagination(t *testing.T) {
 		{"bad token", "GET", "/v1/vms?next=%21%21", nil, 400, resource.CodeInvalidArgument, "next", "X-Kumoi-Next"},
 	})
 }
+
+// TestLimitErrorsMapped: the state machine's refusals of limits map to
+// their documented answers.
+func TestLimitErrorsMapped(t *testing.T) {
+	for _, tc := range []struct {
+		err    error
+		status int
+		code   string
+	}{
+		{fmt.Errorf("%w: 1000000 vm objects", resource.ErrLimitExceeded), 409, resource.CodeLimitExceeded},
+		{fmt.Errorf("x: %w", resource.ErrLastVoter), 409, resource.CodeConflict},
+	} {
+		if e := toAPIError(tc.err); e.status != tc.status || e.code != tc.code {
+			t.Errorf("%v: %d %s, want %d %s", tc.err, e.status, e.code, tc.status, tc.code)
+		}
+	}
+}
