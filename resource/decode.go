@@ -122,7 +122,13 @@ func hex4(b []byte) (rune, bool) {
 	return r, true
 }
 
-type exactChecker struct{ dec *json.Decoder }
+type exactChecker struct {
+	dec   *json.Decoder
+	depth int
+}
+
+// maxJSONDepth bounds the nesting of a body (encoding/json's own limit).
+const maxJSONDepth = 10000
 
 var (
 	unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
@@ -147,6 +153,10 @@ func (c *exactChecker) value(t reflect.Type, path string) error {
 	if !ok {
 		return nil // a scalar: its type is checked by the decoder
 	}
+	if c.depth++; c.depth > maxJSONDepth {
+		return Errorf(orRoot(path), "is nested more than %d levels deep", maxJSONDepth)
+	}
+	defer func() { c.depth-- }()
 	switch d {
 	case '{':
 		var fields map[string]reflect.Type

@@ -3,6 +3,7 @@ package resource
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -57,5 +58,17 @@ func TestCheckSurrogates(t *testing.T) {
 		if _, got := checkSurrogates([]byte(in)); got != ok {
 			t.Errorf("checkSurrogates(%s) = %v, want %v", in, got, ok)
 		}
+	}
+}
+
+// TestDecodeStrictDeepNesting: a deeply nested body is refused, not
+// walked to the bottom of the stack.
+func TestDecodeStrictDeepNesting(t *testing.T) {
+	deep := `{"name":"a","labels":` + strings.Repeat("[", 200000) + strings.Repeat("]", 200000) + `}`
+	var v CreateRequest
+	err := DecodeStrict([]byte(deep), &v, "")
+	var fe *FieldError
+	if !errors.As(err, &fe) || !strings.Contains(fe.Msg, "nested") {
+		t.Fatalf("err %v", err)
 	}
 }
