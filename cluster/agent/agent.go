@@ -70,6 +70,9 @@ func Start(cfg controller.Config) (*Agent, error) {
 		// Dial the leader from our own address.
 		ForwardClient: api.NewForwardClient(cfg.BindIP),
 	})
+	// Other controllers forward many long requests from one address:
+	// their connections are not capped per client IP.
+	srvOpts := api.ServerOptions{Logger: cfg.Logger.Named("http"), ExemptIP: ctrl.IsServerIP}
 	a := &Agent{
 		ctrl:   ctrl,
 		ln:     ln,
@@ -78,12 +81,12 @@ func Start(cfg controller.Config) (*Agent, error) {
 		failed: make(chan struct{}),
 		done:   make(chan struct{}),
 		// Timeouts, header cap (docs/api.md, "Limits").
-		srv: api.NewServer(handler, api.ServerOptions{Logger: cfg.Logger.Named("http")}),
+		srv: api.NewServer(handler, srvOpts),
 	}
 	// The per-client connection cap and JSON for net/http's own errors:
 	// this wraps the raw TCP listener (under any TLS).
 	go func() {
-		a.served <- a.srv.Serve(api.NewListener(ln, api.ServerOptions{Logger: cfg.Logger.Named("http")}))
+		a.served <- a.srv.Serve(api.NewListener(ln, srvOpts))
 	}()
 	go a.watchFailure()
 	a.logger.Info("API listening", "addr", ln.Addr().String())

@@ -49,6 +49,10 @@ type ServerOptions struct {
 	// (default 256; negative: no cap). A connection over the cap is
 	// closed at once.
 	MaxConnsPerIP int
+	// ExemptIP, if set, names client IPs the cap does not apply to (other
+	// controllers, which forward many long requests from one address). It
+	// is asked only about an IP at the cap.
+	ExemptIP func(ip string) bool
 	// Logger gets a warning when connections are refused.
 	Logger hclog.Logger
 }
@@ -97,13 +101,14 @@ func NewServer(h http.Handler, o ServerOptions) *http.Server {
 // sees only ciphertext, and those answers stay net/http's plain text.
 func NewListener(ln net.Listener, o ServerOptions) net.Listener {
 	o.setDefaults()
-	return &apiListener{Listener: ln, max: o.MaxConnsPerIP, log: o.Logger, conns: map[string]int{}}
+	return &apiListener{Listener: ln, max: o.MaxConnsPerIP, exempt: o.ExemptIP, log: o.Logger, conns: map[string]int{}}
 }
 
 type apiListener struct {
 	net.Listener
-	max int
-	log hclog.Logger
+	max    int
+	exempt func(ip string) bool
+	log    hclog.Logger
 
 	mu      sync.Mutex
 	conns   map[string]int
@@ -121,7 +126,10 @@ func (l *apiListener) Accept() (net.Conn, error) {
 			ip = h
 		}
 		l.mu.Lock()
-		if l.max > 0 && l.conns[ip] >= l.max {
+		over := l.max > 0 && l.conns[ip] >= l.max
+		l.mu.Unlock()
+		if over && (l.exempt == nil || !l.exempt(ip)) {
+			l.mu.Lock()
 			logIt := time.Since(l.lastLog) > 10*time.Second
 			if logIt {
 				l.lastLog = time.Now()
@@ -133,6 +141,7 @@ func (l *apiListener) Accept() (net.Conn, error) {
 			c.Close()
 			continue
 		}
+		l.mu.Lock()
 		l.conns[ip]++
 		l.mu.Unlock()
 		return &apiConn{Conn: c, l: l, ip: ip}, nil

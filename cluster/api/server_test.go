@@ -173,6 +173,19 @@ func TestServerConnsPerIP(t *testing.T) {
 		t.Fatal("a third connection was served")
 	}
 	held[0].Close()
+	// An exempt address (another controller) is not capped.
+	exempt := serveLimited(t, e, ServerOptions{MaxConnsPerIP: 1, ExemptIP: func(ip string) bool { return ip == "127.0.0.1" }})
+	for range 3 {
+		c, err := net.Dial("tcp", exempt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_, _ = io.WriteString(c, "GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("exempt connection: %v", err)
+		}
+	}
 	testcluster.WaitFor(t, 10*time.Second, "a connection after one closed", func() (bool, error) {
 		r, err := http.Get("http://" + addr + "/v1/status")
 		if err != nil {

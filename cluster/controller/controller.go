@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -340,6 +341,21 @@ func (c *Controller) Status() resource.Status {
 	}
 	c.health(&st)
 	return st
+}
+
+// IsServerIP reports whether ip is the host of a server's address in the
+// Raft configuration (a controller that may forward requests to this one).
+func (c *Controller) IsServerIP(ip string) bool {
+	f := c.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, s := range f.Configuration().Servers {
+		if h, _, err := net.SplitHostPort(string(s.Address)); err == nil && h == ip {
+			return true
+		}
+	}
+	return false
 }
 
 // RemoveServer removes a server from the raft configuration (leader only).
