@@ -186,9 +186,17 @@ func (c *apiConn) Write(b []byte) (int, error) {
 	return c.Conn.Write(b)
 }
 
+// plainHTTPToTLS is what net/http writes, on the raw connection, to a
+// client that speaks plain HTTP to its TLS listener.
+var plainHTTPToTLS = []byte("HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+
 // jsonNetHTTPError rewrites one of net/http's own plain-text error answers
 // into the API's JSON error shape.
 func jsonNetHTTPError(b []byte) ([]byte, bool) {
+	if bytes.Equal(b, plainHTTPToTLS) {
+		return jsonErrorResponse("400 Bad Request", resource.CodeInvalidArgument,
+			"this controller serves HTTPS only: use an https:// address (and KUMOI_CACERT, or --ca-cert, for its CA); see docs/security.md"), true
+	}
 	rest, ok := bytes.CutPrefix(b, netHTTPErrorPrefix)
 	if !ok || len(rest) < 4 || rest[3] != ' ' {
 		return nil, false
@@ -214,12 +222,18 @@ func jsonNetHTTPError(b []byte) ([]byte, bool) {
 		}
 		msg = fmt.Sprintf("the HTTP server refused the request: %s", text)
 	}
+	return jsonErrorResponse(string(statusLine), code, msg), true
+}
+
+// jsonErrorResponse is a whole HTTP/1.1 answer, closing the connection,
+// with the JSON error body.
+func jsonErrorResponse(statusLine, code, msg string) []byte {
 	body, _ := json.Marshal(resource.ErrorResponse{Error: resource.ErrorBody{Code: code, Message: msg}})
 	body = append(body, '\n')
 	var out bytes.Buffer
 	fmt.Fprintf(&out, "HTTP/1.1 %s\r\nContent-Type: application/json\r\nX-Content-Type-Options: nosniff\r\nContent-Length: %d\r\nConnection: close\r\n\r\n", statusLine, len(body))
 	out.Write(body)
-	return out.Bytes(), true
+	return out.Bytes()
 }
 
 // streamCap counts the long requests of one sort a node holds at once.

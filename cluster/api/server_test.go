@@ -2,10 +2,12 @@ package api
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -235,4 +237,22 @@ func TestHTTPStreamCaps(t *testing.T) {
 	testcluster.WaitFor(t, 10*time.Second, "the stream slot to free", func() (bool, error) {
 		return e.api.streams.n.Load() == 0, nil
 	})
+}
+
+// TestServerPlainHTTPToTLSIsJSON: a plain-HTTP request to the TLS listener
+// (NewListener under tls.NewListener) gets a JSON error saying to use
+// https, not net/http's plain text.
+func TestServerPlainHTTPToTLSIsJSON(t *testing.T) {
+	e := newHTTPEnv(t, "n1", httpEnvOpts{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := httptest.NewTLSServer(http.NotFoundHandler()) // for its certificate
+	cert.Close()
+	srv := NewServer(e.api, ServerOptions{})
+	go func() { _ = srv.Serve(tls.NewListener(NewListener(ln, ServerOptions{}), cert.TLS)) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	wantJSONError(t, rawExchange(t, ln.Addr().String(), "GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n"),
+		http.StatusBadRequest, resource.CodeInvalidArgument, "https://")
 }
