@@ -97,8 +97,11 @@ func NewServer(h http.Handler, o ServerOptions) *http.Server {
 // client IP (o.MaxConnsPerIP), and turns the few answers Go's net/http
 // writes itself before any handler runs (400 for a malformed request line
 // such as a path with "%ZZ", 431 for headers over MaxHeaderBytes) into the
-// API's JSON error shape. It must wrap the raw TCP listener: under TLS it
-// sees only ciphertext, and those answers stay net/http's plain text.
+// API's JSON error shape. It must wrap the raw TCP listener, under any
+// TLS listener: there it sees only ciphertext, so those answers stay
+// net/http's plain text, but it still caps connections and turns the
+// answer to a plain-HTTP request ("Client sent an HTTP request to an HTTPS
+// server") into JSON.
 func NewListener(ln net.Listener, o ServerOptions) net.Listener {
 	o.setDefaults()
 	return &apiListener{Listener: ln, max: o.MaxConnsPerIP, exempt: o.ExemptIP, log: o.Logger, conns: map[string]int{}}
