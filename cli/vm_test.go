@@ -469,3 +469,31 @@ func TestVMHelp(t *testing.T) {
 		{name: "reboot needs a name", args: []string{"vm", "reboot"}, code: 2, stderr: "NAME"},
 	})
 }
+
+// TestVMListPagesTransparently: when the API pages a list (X-Kumoi-Next),
+// vm list follows the pages and shows every VM once.
+func TestVMListPagesTransparently(t *testing.T) {
+	s := testapi.New(t)
+	s.PageSize.Store(2)
+	for _, n := range []string{"a", "b", "c", "d", "e"} {
+		putVM(t, s, n, "running", "running", "hv-1", "")
+	}
+	runCases(t, s.URL, []cliCase{
+		{name: "all pages", args: []string{"vm", "list"}, exact: "" +
+			"NAME   CPUS   MEMORY   POWER     PHASE     HOST   INDEX   REASON\n" +
+			"a      1      256MiB   running   running   hv-1   1       -\n" +
+			"b      1      256MiB   running   running   hv-1   2       -\n" +
+			"c      1      256MiB   running   running   hv-1   3       -\n" +
+			"d      1      256MiB   running   running   hv-1   4       -\n" +
+			"e      1      256MiB   running   running   hv-1   5       -\n"},
+	})
+	pages := 0
+	for _, r := range s.Requests() {
+		if r.Path == "/v1/vms" {
+			pages++
+		}
+	}
+	if pages != 3 {
+		t.Errorf("vm list sent %d list requests, want 3 pages", pages)
+	}
+}

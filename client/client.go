@@ -277,7 +277,8 @@ func (c *Client) attempt(ctx context.Context, addr string, r *request) (*http.Re
 	if c.authorization != "" {
 		req.Header.Set("Authorization", c.authorization)
 	}
-	if r.body != nil {
+	if r.body != nil || r.method == http.MethodPost || r.method == http.MethodPut {
+		// Writes need it even without a body (docs/api.md, "Conventions").
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.hc.Do(req)
@@ -393,6 +394,7 @@ func parseMeta(h http.Header) *QueryMeta {
 		m.Index, _ = strconv.ParseUint(v, 10, 64)
 	}
 	m.KnownLeader = h.Get(HeaderKnownLeader) == "true"
+	m.NextToken = h.Get(HeaderNext)
 	if v := h.Get(HeaderLastContact); v != "" {
 		if ms, err := strconv.ParseInt(v, 10, 64); err == nil && ms >= 0 {
 			m.LastContact = time.Duration(ms) * time.Millisecond

@@ -28,6 +28,11 @@ type QueryOptions struct {
 	Selector string
 	// Host limits a List of VMs to those placed on that host.
 	Host string
+	// Limit makes List return one page of at most Limit objects, and Next
+	// the page that starts at a QueryMeta.NextToken. With neither, List
+	// pages through the whole collection itself.
+	Limit int
+	Next  string
 }
 
 // QueryMeta is what a read learned about the state it read.
@@ -40,7 +45,13 @@ type QueryMeta struct {
 	// LastContact is how long ago the answering follower last heard from
 	// the leader: how stale a stale read may be (0 on the leader).
 	LastContact time.Duration
+	// NextToken, after a List of one page (QueryOptions.Limit or Next),
+	// is the QueryOptions.Next of the page that follows; "" on the last.
+	NextToken string
 }
+
+// HeaderNext carries the token of a list's next page.
+const HeaderNext = resource.HeaderNext
 
 // WriteOptions tune a write.
 type WriteOptions struct {
@@ -68,6 +79,12 @@ func (o *QueryOptions) values() url.Values {
 	}
 	if o.Host != "" {
 		v.Set("host", o.Host)
+	}
+	if o.Limit > 0 {
+		v.Set("limit", strconv.Itoa(o.Limit))
+	}
+	if o.Next != "" {
+		v.Set("next", o.Next)
 	}
 	return v
 }
@@ -146,18 +163,47 @@ func (c *Client) Get(ctx context.Context, kind resource.Kind, name string, opts 
 
 // List reads the objects of kind that match opts.Selector, sorted by name.
 // The slice is empty, never nil, when nothing matches.
+//
+// Without opts.Limit and opts.Next, List follows the pages of a long
+// collection (docs/api.md, "Pagination") and returns every object; only
+// the first page blocks (opts.WaitIndex), and the QueryMeta is the first
+// page's, so that a watcher feeding its Index back misses no change made
+// while it read the later pages. Objects changed between pages may be seen
+// as they were on either side of the change.
 func (c *Client) List(ctx context.Context, kind resource.Kind, opts *QueryOptions) ([]*resource.Object, *QueryMeta, error) {
-	var out []*resource.Object
-	r := &request{method: "GET", path: collectionPath(kind), query: opts.values(),
-		idempotent: true, wait: opts.waitTime()}
-	meta, err := c.call(ctx, r, &out)
-	if err != nil {
-		return nil, nil, err
+	paged := opts != nil && (opts.Limit > 0 || opts.Next != "")
+	var all []*resource.Object
+	var first *QueryMeta
+	q := opts.values()
+	wait := opts.waitTime()
+	for {
+		var out []*resource.Object
+		r := &request{method: "GET", path: collectionPath(kind), query: q, idempotent: true, wait: wait}
+		meta, err := c.call(ctx, r, &out)
+		if err != nil {
+			return nil, nil, err
+		}
+		if first == nil {
+			first = meta
+		}
+		all = append(all, out...)
+		if paged || meta.NextToken == "" {
+			break
+		}
+		// The next page: no blocking, from where this one stopped.
+		q = opts.values()
+		q.Del("index")
+		q.Del("wait")
+		q.Set("next", meta.NextToken)
+		wait = 0
 	}
-	if out == nil {
-		out = []*resource.Object{}
+	if all == nil {
+		all = []*resource.Object{}
 	}
-	return out, meta, nil
+	if !paged {
+		first.NextToken = ""
+	}
+	return all, first, nil
 }
 
 // Update replaces the labels and spec of the named object with obj's and

@@ -26,6 +26,9 @@ type FSM struct {
 
 	maxProto int // the highest log protocol this FSM applies (protocol.go)
 
+	// counts: the objects per kind (counts.go); nil until first needed.
+	counts kindCounts
+
 	halt   atomic.Pointer[HaltError] // the entry that halted the FSM (halt.go)
 	haltCh chan struct{}             // closed when halt is set
 
@@ -153,7 +156,7 @@ func (g *group) apply(l *raft.Log) *Result {
 		return g.halt(l.Index, t, err, start)
 	}
 	g.begin()
-	res, evs, dirty, panicked := f.applyCommand(g.txn, l.Index, t, run)
+	res, evs, dirty, panicked := f.applyCommand(g.txn, l.Index, t, run, g.objectCount)
 	if panicked != nil {
 		g.rollback()
 		return g.halt(l.Index, t, panicked, start)
@@ -202,7 +205,7 @@ func (g *group) rollback() {
 			g.f.logger.Error("BUG: entry no longer decodes when replayed after a rollback", "index", l.Index, "error", err)
 			continue
 		}
-		if res, _, _, p := g.f.applyCommand(g.txn, l.Index, t, run); res.Err != nil || p != nil {
+		if res, _, _, p := g.f.applyCommand(g.txn, l.Index, t, run, nil); res.Err != nil || p != nil {
 			// Impossible unless Apply is not deterministic.
 			g.f.logger.Error("BUG: entry failed when replayed after a rollback", "index", l.Index, "error", res.Err)
 		}
@@ -219,6 +222,9 @@ func (g *group) commit() {
 			}
 		}
 		g.txn.Commit()
+		if g.f.counts != nil {
+			g.f.counts.add(g.events)
+		}
 		g.f.events.Append(g.events)
 	}
 	g.f.advance(g.last)
@@ -234,8 +240,14 @@ func (f *FSM) advance(index uint64) {
 // that it may have changed txn although it failed: the caller must roll
 // back. A panic in an applier is a bug: it is returned in panicked (txn
 // may be dirty), and the caller halts the FSM.
-func (f *FSM) applyCommand(txn *memdb.Txn, index uint64, t MessageType, run func(*writer) error) (res *Result, evs []resource.Event, dirty bool, panicked error) {
+//
+// count, when set, counts a kind's objects for the cap on creates (nil: no
+// cap, for replays after a rollback).
+func (f *FSM) applyCommand(txn *memdb.Txn, index uint64, t MessageType, run func(*writer) error, count func(*writer, resource.Kind) int) (res *Result, evs []resource.Event, dirty bool, panicked error) {
 	w := &writer{txn: txn, index: index}
+	if count != nil {
+		w.count = func(k resource.Kind) int { return count(w, k) }
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			f.logger.Error("BUG: panic while applying log entry", "index", index, "type", t, "panic", p, "stack", string(debug.Stack()))

@@ -89,6 +89,9 @@ func (w *writer) create(req *CreateRequest) error {
 	} else if cur != nil {
 		return fmt.Errorf("%s %q: %w (pick another name, or update the existing one)", req.Kind, req.Name, ErrExists)
 	}
+	if err := w.checkObjectCap(req.Kind); err != nil {
+		return err
+	}
 	if raw, err := w.txn.First(tableObjects, indexUID, req.ID); err != nil {
 		return fmt.Errorf("fsm: lookup id: %w", err)
 	} else if raw != nil {

@@ -153,6 +153,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("fsm: restore snapshot: %w", err)
 	}
 	f.store.swap(db)
+	f.counts = nil // recounted when next needed
 	f.applied.Store(hdr.AppliedIndex)
 	f.events.Reset(hdr.AppliedIndex)
 	return nil

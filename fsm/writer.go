@@ -25,6 +25,9 @@ type writer struct {
 	// (AccessorRequest), "" for the controllers' own commands: objects
 	// the command writes get it as ModifiedBy, its events as Accessor.
 	accessor string
+	// count counts a kind's objects as this entry sees them (counts.go);
+	// nil: no cap.
+	count func(resource.Kind) int
 }
 
 func (w *writer) lookup(kind resource.Kind, name string, cas uint64) (*resource.Object, error) {

@@ -22,6 +22,9 @@ var (
 	ErrNotReady = errors.New("the leader is still catching up; retry shortly")
 	// ErrUnknownServer: cluster remove was given an id not in the configuration.
 	ErrUnknownServer = errors.New("no such server in the raft configuration")
+	// ErrLastVoter: cluster remove was asked to remove the only voting
+	// server; the cluster would have no quorum ever again.
+	ErrLastVoter = errors.New("it is the only voting controller: removing it would leave the cluster without a quorum, unable to accept any write again; add another controller first (kumoi agent --controller --join), or stop this one instead")
 	// ErrUpgradeRequired: a command needs a log protocol that some server
 	// of the cluster does not speak yet; nothing was proposed.
 	ErrUpgradeRequired = errors.New("some controllers must be upgraded first")

@@ -39,10 +39,10 @@ func (s *HostSpec) Default() {
 // Validate checks the overcommit ratios.
 func (s *HostSpec) Validate() error {
 	if s.CPUOvercommit < 1 || s.CPUOvercommit > MaxOvercommit {
-		return Errorf("spec.cpu_overcommit", "must be between 1 and %d (got %g)", MaxOvercommit, s.CPUOvercommit)
+		return Errorf("spec.cpu_overcommit", "must be between 1 and %d (got %g); omit it for the default 1", MaxOvercommit, s.CPUOvercommit)
 	}
 	if s.MemoryOvercommit < 1 || s.MemoryOvercommit > MaxOvercommit {
-		return Errorf("spec.memory_overcommit", "must be between 1 and %d (got %g)", MaxOvercommit, s.MemoryOvercommit)
+		return Errorf("spec.memory_overcommit", "must be between 1 and %d (got %g); omit it for the default 1", MaxOvercommit, s.MemoryOvercommit)
 	}
 	return nil
 }

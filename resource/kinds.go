@@ -68,20 +68,69 @@ func Kinds() []*KindInfo {
 	return out
 }
 
-// NormalizeSpec strictly decodes a kind's spec, fills defaults, validates it
-// and returns its canonical JSON encoding.
+// NormalizeSpec decodes a kind's spec (unknown fields refused), fills
+// defaults, validates it and returns its canonical JSON encoding. It is the
+// state machine's check of a logged spec and stays as tolerant as the rules
+// older entries were written under; a spec a client sent goes through
+// NormalizeRequestSpec first, whose canonical output NormalizeSpec leaves
+// unchanged.
 func NormalizeSpec(kind Kind, raw json.RawMessage) (json.RawMessage, error) {
 	info, err := lookupWith(kind, raw, "spec")
 	if err != nil {
 		return nil, err
 	}
 	s := info.NewSpec()
-	if err := DecodeStrict(raw, s, "spec"); err != nil {
+	if err := decodeTolerant(raw, s, "spec"); err != nil {
 		return nil, err
 	}
 	s.Default()
 	if err := s.Validate(); err != nil {
 		return nil, err
+	}
+	return json.Marshal(s)
+}
+
+// RequestValidator is implemented by specs with checks of client input
+// beyond Validate (string hygiene, lengths): rules added after specs were
+// first logged, so that the state machine, which calls Validate only,
+// still applies older entries as it did.
+type RequestValidator interface {
+	ValidateRequest() error
+}
+
+// Canonicalizer is implemented by specs that tidy themselves after
+// decoding (a VM's empty boot is dropped).
+type Canonicalizer interface {
+	Canonicalize()
+}
+
+// NormalizeRequestSpec is NormalizeSpec for a spec a client sent: decoded
+// exactly (DecodeStrict: exact field names, no duplicate keys, unknown
+// fields named by their full path, valid UTF-8), with the one rule for
+// defaults: an omitted field takes its default, an explicit value is
+// validated as given (an explicit 0 where 0 means nothing, such as
+// "cpu_overcommit": 0, is refused with the field's range), and then
+// checked by ValidateRequest when the spec has it.
+func NormalizeRequestSpec(kind Kind, raw json.RawMessage) (json.RawMessage, error) {
+	info, err := lookupWith(kind, raw, "spec")
+	if err != nil {
+		return nil, err
+	}
+	s := info.NewSpec()
+	s.Default() // the defaults of omitted fields; given ones overwrite them
+	if err := DecodeStrict(raw, s, "spec"); err != nil {
+		return nil, err
+	}
+	if c, ok := s.(Canonicalizer); ok {
+		c.Canonicalize()
+	}
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	if rv, ok := s.(RequestValidator); ok {
+		if err := rv.ValidateRequest(); err != nil {
+			return nil, err
+		}
 	}
 	return json.Marshal(s)
 }
@@ -117,7 +166,7 @@ func NormalizeStatus(kind Kind, raw json.RawMessage) (json.RawMessage, error) {
 		return nil, err
 	}
 	s := info.NewStatus()
-	if err := DecodeStrict(raw, s, "status"); err != nil {
+	if err := decodeTolerant(raw, s, "status"); err != nil {
 		return nil, err
 	}
 	return json.Marshal(s)

@@ -71,8 +71,8 @@ func (s *PolicySpec) Validate() error {
 		return Errorf("spec.source", "is %d bytes; the limit is %d", len(s.Source), MaxPolicySourceBytes)
 	case !utf8.ValidString(s.Source):
 		return Errorf("spec.source", "is not valid UTF-8")
-	case s.MaxSteps > MaxPolicyMaxSteps:
-		return Errorf("spec.max_steps", "must be at most %d (got %d)", uint64(MaxPolicyMaxSteps), s.MaxSteps)
+	case s.MaxSteps < 1 || s.MaxSteps > MaxPolicyMaxSteps:
+		return Errorf("spec.max_steps", "must be between 1 and %d (got %d); omit it for the default %d", uint64(MaxPolicyMaxSteps), s.MaxSteps, DefaultPolicyMaxSteps)
 	}
 	d, err := time.ParseDuration(s.Timeout)
 	if err != nil {

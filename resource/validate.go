@@ -8,6 +8,7 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 )
 
 // ErrInvalid is wrapped by every validation error.
@@ -67,18 +68,71 @@ func ValidateLabels(labels map[string]string) error {
 	for _, k := range SortedLabelKeys(labels) {
 		v := labels[k]
 		if len(k) == 0 || len(k) > MaxLabelKeyLen || !labelKeyRe.MatchString(k) {
-			return Errorf("labels", "key %q is invalid: use 1-%d letters, digits, '.', '_', '/' or '-', starting and ending with a letter or digit", k, MaxLabelKeyLen)
+			return Errorf("labels", "key %q is invalid: use 1-%d ASCII letters, digits, '.', '_', '/' or '-', starting and ending with a letter or digit", k, MaxLabelKeyLen)
 		}
 		if len(v) > MaxLabelValueLen || !labelValRe.MatchString(v) {
-			return Errorf("labels."+k, "value must be at most %d printable characters", MaxLabelValueLen)
+			return Errorf("labels."+k, "value must be printable text of at most %d bytes of UTF-8 (got %d bytes)", MaxLabelValueLen, len(v))
 		}
 	}
 	return nil
 }
 
-// DecodeStrict decodes JSON into v, rejecting unknown fields and trailing
-// data. Errors name the offending field with prefix (e.g. "spec").
-func DecodeStrict(data []byte, v any, prefix string) error {
+// ValidateRequestMeta is ValidateMeta for a request: the labels are also
+// checked by ValidateRequestLabels.
+func ValidateRequestMeta(name string, labels map[string]string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	return ValidateRequestLabels(labels)
+}
+
+// ValidateRequestLabels is ValidateLabels for labels a client sent: a
+// value must also be valid UTF-8 (never replaced silently) without
+// control characters (C0, DEL, C1), bidirectional controls (U+202A–U+202E,
+// U+2066–U+2069), line or paragraph separators (U+2028, U+2029) or a byte
+// order mark (U+FEFF). Lengths are counted in bytes of UTF-8 (docs/api.md).
+// (ValidateLabels, the state machine's check, stays as it was so that
+// older log entries apply as they did.)
+func ValidateRequestLabels(labels map[string]string) error {
+	if err := ValidateLabels(labels); err != nil {
+		return err
+	}
+	for _, k := range SortedLabelKeys(labels) {
+		if msg := checkText(labels[k]); msg != "" {
+			return Errorf("labels."+k, "value %s", msg)
+		}
+	}
+	return nil
+}
+
+// checkText says what is wrong with s as user text, or "": invalid UTF-8,
+// control characters, bidi controls, line/paragraph separators, a BOM.
+func checkText(s string) string {
+	if !utf8.ValidString(s) {
+		return "is not valid UTF-8"
+	}
+	for i, r := range s {
+		switch {
+		case r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f):
+			return fmt.Sprintf("has control character U+%04X at byte %d; remove it", r, i)
+		case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069, r == 0x200e, r == 0x200f, r == 0x061c:
+			return fmt.Sprintf("has bidirectional control U+%04X at byte %d; remove it", r, i)
+		case r == 0x2028 || r == 0x2029:
+			return fmt.Sprintf("has line/paragraph separator U+%04X at byte %d; remove it", r, i)
+		case r == 0xfeff:
+			return fmt.Sprintf("has a byte order mark (U+FEFF) at byte %d; remove it", i)
+		}
+	}
+	return ""
+}
+
+// decodeTolerant decodes JSON into v, rejecting unknown fields and
+// trailing data but, as encoding/json does, matching field names without
+// regard to case and keeping the last of duplicate keys. The state machine
+// decodes log entries with it (entries older rules accepted must apply as
+// they did); requests go through DecodeStrict. Errors name the offending
+// field with prefix (e.g. "spec").
+func decodeTolerant(data []byte, v any, prefix string) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

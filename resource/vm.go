@@ -91,6 +91,47 @@ func (s *VMSpec) Default() {
 	}
 }
 
+// Canonicalize drops an empty boot (NormalizeRequestSpec).
+func (s *VMSpec) Canonicalize() {
+	if s.Boot != nil && *s.Boot == (Boot{}) {
+		s.Boot = nil
+	}
+}
+
+// Limits on the boot strings (bytes of UTF-8).
+const (
+	MaxBootPathLen    = 4096
+	MaxBootCmdlineLen = 4096
+)
+
+// ValidateRequest checks the boot strings a client sent: valid UTF-8, no
+// control, bidi or line-separator characters, at most MaxBootPathLen
+// (paths, image_format) or MaxBootCmdlineLen (cmdline) bytes.
+func (s *VMSpec) ValidateRequest() error {
+	b := s.Boot
+	if b == nil {
+		return nil
+	}
+	for _, f := range []struct {
+		name, v string
+		max     int
+	}{
+		{"image", b.Image, MaxBootPathLen},
+		{"image_format", b.ImageFormat, MaxBootPathLen},
+		{"kernel", b.Kernel, MaxBootPathLen},
+		{"initrd", b.Initrd, MaxBootPathLen},
+		{"cmdline", b.Cmdline, MaxBootCmdlineLen},
+	} {
+		if len(f.v) > f.max {
+			return Errorf("spec.boot."+f.name, "is %d bytes long; the limit is %d bytes", len(f.v), f.max)
+		}
+		if err := checkText(f.v); err != "" {
+			return Errorf("spec.boot."+f.name, "%s", err)
+		}
+	}
+	return nil
+}
+
 // Validate checks sizes and enumerations.
 func (s *VMSpec) Validate() error {
 	switch {

@@ -62,9 +62,6 @@ func Start(cfg controller.Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen for the API on %s: %w (is another agent running? pick another --api-port or --bind)", cfg.APIAddr(), err)
 	}
-	if srvTLS != nil {
-		ln = tls.NewListener(ln, srvTLS)
-	}
 	metrics := api.NewMetrics(cfg.Registry)
 	if cfg.OnApply == nil {
 		cfg.OnApply = metrics.ObserveApply
@@ -88,6 +85,9 @@ func Start(cfg controller.Config) (*Agent, error) {
 		ACL:            cfg.ACL,
 		InternalSecret: ctrl.InternalSecret(),
 	})
+	// Other controllers forward many long requests from one address:
+	// their connections are not capped per client IP.
+	srvOpts := api.ServerOptions{Logger: cfg.Logger.Named("http"), ExemptIP: ctrl.IsServerIP}
 	a := &Agent{
 		ctrl:   ctrl,
 		ln:     ln,
@@ -96,16 +96,18 @@ func Start(cfg controller.Config) (*Agent, error) {
 		served: make(chan error, 1),
 		failed: make(chan struct{}),
 		done:   make(chan struct{}),
-		srv: &http.Server{
-			Handler:           handler,
-			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       2 * time.Minute,
-			// The server's own errors (refused TLS handshakes: plain
-			// HTTP, unknown certificates) go to the agent's log.
-			ErrorLog: cfg.Logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Warn}),
-		},
+		// Timeouts, header cap (docs/api.md, "Limits").
+		srv: api.NewServer(handler, srvOpts),
 	}
-	go func() { a.served <- a.srv.Serve(ln) }()
+	// The per-client connection cap and JSON for net/http's own errors:
+	// this wraps the raw TCP listener, under TLS.
+	served := api.NewListener(ln, srvOpts)
+	if srvTLS != nil {
+		served = tls.NewListener(served, srvTLS)
+	}
+	go func() {
+		a.served <- a.srv.Serve(served)
+	}()
 	go a.watchFailure()
 	a.logger.Info("API listening", "addr", ln.Addr().String(), "tls", srvTLS != nil)
 	return a, nil

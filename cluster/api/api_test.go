@@ -331,6 +331,9 @@ func httpCall(t *testing.T, base, method, path string, body any, hdr ...string) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	if method == http.MethodPost || method == http.MethodPut {
+		req.Header.Set("Content-Type", "application/json") // hdr may override it
+	}
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
@@ -1369,6 +1372,7 @@ func TestHTTPConcurrentCreates(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			req, _ := http.NewRequest("POST", e.srv.URL+"/v1/vms", strings.NewReader(createBody(fmt.Sprintf("vm-%d", i%10))))
+			req.Header.Set("Content-Type", "application/json")
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				return

@@ -49,6 +49,20 @@ func (a *httpAPI) removeServer(id string) apiHandler {
 			return err
 		}
 		return a.onLeader(w, r, nil, func() error {
+			// Refuse to remove the only voter up front (the controller
+			// checks again against the configuration it changes).
+			if c, err := a.b.Cluster(r.Context()); err == nil {
+				voters, voter := 0, false
+				for _, s := range c.Servers {
+					if s.Voter {
+						voters++
+						voter = voter || s.ID == id
+					}
+				}
+				if voter && voters == 1 {
+					return toAPIError(fmt.Errorf("cannot remove server %q: %w", id, resource.ErrLastVoter))
+				}
+			}
 			index, err := a.b.RemoveServer(r.Context(), id)
 			if err != nil {
 				if errors.Is(err, resource.ErrUnknownServer) {

@@ -53,9 +53,9 @@ func (a *httpAPI) readOptionalBody(w http.ResponseWriter, r *http.Request) ([]by
 // invalid_json naming the byte offset) and decodes it strictly into v (else
 // 400 invalid_argument naming the field).
 func decodeBody(body []byte, v any) error {
-	// One pass when the body is fine (the hot path of every write): a
-	// strict decode that succeeds has also checked that the body is one
-	// well-formed JSON value. Only a failure is classified again.
+	// When the body is fine (the hot path of every write) the strict
+	// decode has also checked that it is one well-formed JSON value. Only
+	// a failure is classified again.
 	err := resource.DecodeStrict(body, v, "")
 	if err == nil {
 		return nil

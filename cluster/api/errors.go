@@ -57,6 +57,10 @@ func toAPIError(err error) *apiError {
 		e.status, e.code, e.field = http.StatusBadRequest, resource.CodeInvalidArgument, fe.Field
 	case errors.Is(err, resource.ErrInvalid):
 		e.status, e.code = http.StatusBadRequest, resource.CodeInvalidArgument
+	case errors.Is(err, resource.ErrLimitExceeded):
+		e.status, e.code = http.StatusConflict, resource.CodeLimitExceeded
+	case errors.Is(err, resource.ErrLastVoter):
+		e.status, e.code = http.StatusConflict, resource.CodeConflict
 	case errors.Is(err, resource.ErrUpgradeRequired):
 		e.status, e.code = http.StatusConflict, resource.CodeUpgradeRequired
 	case errors.Is(err, fsm.ErrNotFound), errors.Is(err, resource.ErrUnknownServer):

@@ -23,6 +23,11 @@ func (a *httpAPI) events(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	release, err := a.streams.acquire()
+	if err != nil {
+		return err
+	}
+	defer release()
 	stale, err := parseStale(q)
 	if err != nil {
 		return err

@@ -3,10 +3,12 @@ package api
 import (
 	"crypto/tls"
 	"fmt"
+	"mime"
 	"net"
 	"net/http"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,10 +35,12 @@ const (
 
 // Defaults of Options.
 const (
-	DefaultMaxBodyBytes      = 1 << 20
-	DefaultBlockingWait      = 30 * time.Second
-	DefaultMaxBlockingWait   = 10 * time.Minute
-	DefaultHeartbeatInterval = 10 * time.Second
+	DefaultMaxBodyBytes       = 1 << 20
+	DefaultBlockingWait       = 30 * time.Second
+	DefaultMaxBlockingWait    = 10 * time.Minute
+	DefaultHeartbeatInterval  = 10 * time.Second
+	DefaultMaxBlockingQueries = 4096
+	DefaultMaxEventStreams    = 1024
 )
 
 // MetricsRegistry is where the API registers its metrics and what /metrics
@@ -78,6 +82,13 @@ type Options struct {
 	// ?stale: a deliberate linearizability bug for the chaos harness's
 	// selftest (controller.Config.UnsafeStaleReads). Never in production.
 	UnsafeStaleReads bool
+	// MaxBlockingQueries caps the blocking queries (?index) this node
+	// holds at once, forwarded ones included (default 4096; negative: no
+	// cap). Over it: 429 too_many_requests with Retry-After.
+	MaxBlockingQueries int
+	// MaxEventStreams caps the GET /v1/events streams this node holds at
+	// once, forwarded ones included (default 1024; negative: no cap).
+	MaxEventStreams int
 	// HostDownGrace is the controllers' host-down grace (default
 	// resource.DefaultHostDownGrace). A VM on a host down this long may
 	// be migrated while it is to run.
@@ -112,6 +123,9 @@ type httpAPI struct {
 
 	hostDownGrace time.Duration
 
+	blocking streamCap // Options.MaxBlockingQueries
+	streams  streamCap // Options.MaxEventStreams
+
 	// onBlock, if set (tests), is called when a blocking query is about to
 	// wait for a change.
 	onBlock func()
@@ -139,6 +153,12 @@ func NewHandler(b Backend, opts Options) http.Handler {
 	}
 	if opts.HostDownGrace <= 0 {
 		opts.HostDownGrace = resource.DefaultHostDownGrace
+	}
+	if opts.MaxBlockingQueries == 0 {
+		opts.MaxBlockingQueries = DefaultMaxBlockingQueries
+	}
+	if opts.MaxEventStreams == 0 {
+		opts.MaxEventStreams = DefaultMaxEventStreams
 	}
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
@@ -168,6 +188,8 @@ func NewHandler(b Backend, opts Options) http.Handler {
 		internalSecret: opts.InternalSecret,
 
 		hostDownGrace: opts.HostDownGrace,
+		blocking:      streamCap{max: int64(opts.MaxBlockingQueries), what: "blocking queries"},
+		streams:       streamCap{max: int64(opts.MaxEventStreams), what: "event streams"},
 		defWait:       opts.DefaultWait,
 		maxWait:       opts.MaxWait,
 		heartbeat:     opts.HeartbeatInterval,
@@ -274,6 +296,9 @@ func (a *httpAPI) route(r *http.Request) (string, apiHandler) {
 	if p == "/metrics" {
 		return "/metrics", a.methods(methodHandler{http.MethodGet, a.serveMetrics})
 	}
+	if p == "/debug/pprof" || strings.HasPrefix(p, "/debug/pprof/") {
+		return "/debug/pprof", a.methods(methodHandler{http.MethodGet, a.debugPprof})
+	}
 	rest, ok := strings.CutPrefix(p, "/v1/")
 	if !ok {
 		return "other", a.notFound
@@ -332,6 +357,9 @@ func (a *httpAPI) methods(hs ...methodHandler) apiHandler {
 		allow := make([]string, len(hs))
 		for i, mh := range hs {
 			if r.Method == mh.method {
+				if err := checkContentType(r); err != nil {
+					return err
+				}
 				return mh.h(w, r)
 			}
 			allow[i] = mh.method
@@ -341,6 +369,29 @@ func (a *httpAPI) methods(hs ...methodHandler) apiHandler {
 			status: http.StatusMethodNotAllowed, code: resource.CodeMethodNotAllowed,
 			msg: fmt.Sprintf("%s does not support %s; use %s", r.URL.Path, r.Method, joinOr(allow)),
 		}
+	}
+}
+
+// checkContentType refuses a POST or PUT whose Content-Type is not
+// application/json (415), body or not: an HTML form or a no-cors fetch
+// from a web page cannot send that type without a CORS preflight, which
+// the API never grants, so a page open in an operator's browser cannot
+// write through it.
+func checkContentType(r *http.Request) error {
+	if r.Method != http.MethodPost && r.Method != http.MethodPut {
+		return nil
+	}
+	ct := r.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(ct); err == nil && mt == "application/json" {
+		return nil
+	}
+	got := "none"
+	if ct != "" {
+		got = strconv.Quote(ct)
+	}
+	return &apiError{
+		status: http.StatusUnsupportedMediaType, code: resource.CodeUnsupportedMediaType,
+		msg: fmt.Sprintf("%s %s needs Content-Type: application/json (got %s), even without a body; with curl, add -H 'Content-Type: application/json' (curl -d alone sends a form type)", r.Method, r.URL.Path, got),
 	}
 }
 

@@ -2,9 +2,11 @@ package api
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"time"
 
@@ -32,10 +34,51 @@ func filterSelector(objs []*resource.Object, sel resource.Selector) []*resource.
 	return out
 }
 
-// list: GET /v1/{plural}[?selector=][&stale][&index=N&wait=D]
+// listPage is a list's ?limit and ?next.
+type listPage struct {
+	limit int
+	start string // the name to start at ("": the first)
+}
+
+func parsePage(q url.Values) (listPage, error) {
+	p := listPage{limit: resource.MaxListLimit}
+	if q.Has("limit") {
+		n, err := strconv.Atoi(q.Get("limit"))
+		if err != nil || n < 1 || n > resource.MaxListLimit {
+			return p, badArg("limit", "limit must be an integer between 1 and %d, not %q", resource.MaxListLimit, q.Get("limit"))
+		}
+		p.limit = n
+	}
+	if q.Has("next") {
+		b, err := base64.RawURLEncoding.DecodeString(q.Get("next"))
+		if err != nil || resource.ValidateName(string(b)) != nil {
+			return p, badArg("next", "next must be the token of an %s header, not %q", resource.HeaderNext, q.Get("next"))
+		}
+		p.start = string(b)
+	}
+	return p, nil
+}
+
+// page cuts objs (in name order) to p, and returns the token of the next
+// page ("" when this is the last).
+func (p listPage) page(objs []*resource.Object) ([]*resource.Object, string) {
+	if p.start != "" {
+		objs = objs[sort.Search(len(objs), func(i int) bool { return objs[i].Name >= p.start }):]
+	}
+	if len(objs) <= p.limit {
+		return objs, ""
+	}
+	return objs[:p.limit], base64.RawURLEncoding.EncodeToString([]byte(objs[p.limit].Name))
+}
+
+// list: GET /v1/{plural}[?selector=][&stale][&index=N&wait=D][&limit=N][&next=T]
 func (a *httpAPI) list(info *resource.KindInfo) apiHandler {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		q, err := apiQuery(r, "selector", "stale", "index", "wait", "host")
+		q, err := apiQuery(r, "selector", "stale", "index", "wait", "host", "limit", "next")
+		if err != nil {
+			return err
+		}
+		pg, err := parsePage(q)
 		if err != nil {
 			return err
 		}
@@ -70,6 +113,10 @@ func (a *httpAPI) list(info *resource.KindInfo) apiHandler {
 			objs = a.visible(r, objs)
 			if objs == nil {
 				objs = []*resource.Object{}
+			}
+			objs, next := pg.page(objs)
+			if next != "" {
+				w.Header().Set(resource.HeaderNext, next)
 			}
 			a.setReadHeaders(w, p, idx)
 			return writeJSON(w, http.StatusOK, objs)
@@ -183,10 +230,10 @@ func (a *httpAPI) create(info *resource.KindInfo) apiHandler {
 			if err := decodeBody(body, &req); err != nil {
 				return err
 			}
-			if err := resource.ValidateMeta(req.Name, req.Labels); err != nil {
+			if err := resource.ValidateRequestMeta(req.Name, req.Labels); err != nil {
 				return err
 			}
-			spec, err := resource.NormalizeSpec(info.Kind, req.Spec)
+			spec, err := resource.NormalizeRequestSpec(info.Kind, req.Spec)
 			if err != nil {
 				return err
 			}
@@ -239,10 +286,10 @@ func (a *httpAPI) update(info *resource.KindInfo, name string) apiHandler {
 			if req.Name != "" && req.Name != name {
 				return badArg("name", "name is %q but the URL names %q; objects cannot be renamed (create a new one and delete this one)", req.Name, name)
 			}
-			if err := resource.ValidateLabels(req.Labels); err != nil {
+			if err := resource.ValidateRequestLabels(req.Labels); err != nil {
 				return err
 			}
-			spec, err := resource.NormalizeSpec(info.Kind, req.Spec)
+			spec, err := resource.NormalizeRequestSpec(info.Kind, req.Spec)
 			if err != nil {
 				return err
 			}

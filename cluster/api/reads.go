@@ -108,6 +108,13 @@ func (a *httpAPI) onLeader(w http.ResponseWriter, r *http.Request, body []byte, 
 // read serves a read with the consistency p asks for: linearizable on the
 // leader (forwarding if needed), or from local state with ?stale.
 func (a *httpAPI) read(w http.ResponseWriter, r *http.Request, p readParams, serve func() error) error {
+	if p.index > 0 {
+		release, err := a.blocking.acquire()
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	if p.stale || a.unsafe {
 		if err := a.authorize(r); err != nil {
 			return err

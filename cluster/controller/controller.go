@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -357,20 +358,41 @@ func (c *Controller) Status() resource.Status {
 	return st
 }
 
+// IsServerIP reports whether ip is the host of a server's address in the
+// Raft configuration (a controller that may forward requests to this one).
+func (c *Controller) IsServerIP(ip string) bool {
+	f := c.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, s := range f.Configuration().Servers {
+		if h, _, err := net.SplitHostPort(string(s.Address)); err == nil && h == ip {
+			return true
+		}
+	}
+	return false
+}
+
 // RemoveServer removes a server from the raft configuration (leader only).
 func (c *Controller) RemoveServer(ctx context.Context, id string) (uint64, error) {
 	f := c.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		return 0, mapRaftError(err)
 	}
-	found := false
+	found, voter, voters := false, false, 0
 	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			voters++
+		}
 		if string(s.ID) == id {
-			found = true
+			found, voter = true, s.Suffrage == raft.Voter
 		}
 	}
 	if !found {
 		return 0, fmt.Errorf("%w: %q (see `kumoi cluster status` for the server ids)", ErrUnknownServer, id)
+	}
+	if voter && voters == 1 {
+		return 0, fmt.Errorf("cannot remove server %q: %w", id, resource.ErrLastVoter)
 	}
 	rf := c.raft.RemoveServer(raft.ServerID(id), 0, c.cfg.ApplyTimeout)
 	if err := rf.Error(); err != nil {

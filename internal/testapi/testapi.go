@@ -56,6 +56,10 @@ type Server struct {
 	// UnavailableUnknown answers the next N requests with 503 unavailable
 	// without Retry-After (leadership lost while a write was in flight).
 	UnavailableUnknown atomic.Int64
+	// PageSize, when > 0, is the page size of a list without ?limit (the
+	// real API's is resource.MaxListLimit): lists page like the API's
+	// (?limit, ?next, X-Kumoi-Next), to exercise clients that follow them.
+	PageSize atomic.Int64
 	// StreamLimit, when > 0, closes each event stream after that many
 	// events, to exercise reconnects.
 	StreamLimit atomic.Int64
@@ -499,7 +503,7 @@ func checkParams(w http.ResponseWriter, r *http.Request) bool {
 	case r.Method == http.MethodGet && r.URL.Path == "/v1/cluster":
 		allowed = []string{"stale"}
 	case r.Method == http.MethodGet && strings.Count(strings.Trim(r.URL.Path, "/"), "/") == 1:
-		allowed = []string{"selector", "stale", "index", "wait", "host"} // a list
+		allowed = []string{"selector", "stale", "index", "wait", "host", "limit", "next"} // a list
 	case r.Method == http.MethodGet:
 		allowed = []string{"stale", "index", "wait"}
 	case r.Method == http.MethodPut, r.Method == http.MethodDelete && !strings.HasPrefix(r.URL.Path, "/v1/cluster/"):
@@ -649,6 +653,17 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		out = append(out, o)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	limit := int(s.PageSize.Load())
+	if l := r.URL.Query().Get("limit"); l != "" {
+		limit, _ = strconv.Atoi(l)
+	}
+	if next := r.URL.Query().Get("next"); next != "" {
+		out = out[sort.Search(len(out), func(i int) bool { return out[i].Name >= next }):]
+	}
+	if limit > 0 && len(out) > limit {
+		w.Header().Set(resource.HeaderNext, out[limit].Name) // tokens are opaque
+		out = out[:limit]
+	}
 	s.readHeaders(w)
 	writeJSON(w, http.StatusOK, out)
 }
@@ -707,11 +722,11 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	if !readBody(w, r, &req) {
 		return
 	}
-	if err := resource.ValidateMeta(req.Name, req.Labels); err != nil {
+	if err := resource.ValidateRequestMeta(req.Name, req.Labels); err != nil {
 		writeInvalid(w, err)
 		return
 	}
-	spec, err := resource.NormalizeSpec(info.Kind, req.Spec)
+	spec, err := resource.NormalizeRequestSpec(info.Kind, req.Spec)
 	if err != nil {
 		writeInvalid(w, err)
 		return
@@ -759,11 +774,11 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 	if !readBody(w, r, &req) {
 		return
 	}
-	if err := resource.ValidateLabels(req.Labels); err != nil {
+	if err := resource.ValidateRequestLabels(req.Labels); err != nil {
 		writeInvalid(w, err)
 		return
 	}
-	spec, err := resource.NormalizeSpec(info.Kind, req.Spec)
+	spec, err := resource.NormalizeRequestSpec(info.Kind, req.Spec)
 	if err != nil {
 		writeInvalid(w, err)
 		return

@@ -88,7 +88,7 @@ func Do(ctx context.Context, hc *http.Client, method, url string, body []byte) (
 	if err != nil {
 		return nil, err
 	}
-	if body != nil {
+	if body != nil || method == http.MethodPost || method == http.MethodPut {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := hc.Do(req)

@@ -1,0 +1,269 @@
+package resource
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// DecodeStrict decodes JSON a client sent into v, exactly:
+//
+//   - the body must be valid UTF-8 with no lone surrogate escape (nothing
+//     is replaced by U+FFFD silently);
+//   - object keys must equal a field's JSON name exactly (encoding/json
+//     alone folds case, and folds the Kelvin sign U+212A to "k");
+//   - a key may appear once per object (encoding/json alone keeps the last);
+//   - unknown fields are refused, named by their full path
+//     ("spec.boot.zzz");
+//   - nothing may follow the JSON value.
+//
+// Errors are *FieldError naming the offending field with prefix (e.g.
+// "spec"). Fields of type json.RawMessage are checked for duplicate keys
+// and UTF-8 only; their content is decoded exactly where it is used
+// (NormalizeRequestSpec).
+func DecodeStrict(data []byte, v any, prefix string) error {
+	if err := CheckExact(data, reflect.TypeOf(v), prefix); err != nil {
+		return err
+	}
+	return decodeTolerant(data, v, prefix)
+}
+
+// CheckExact checks data against the JSON shape of t as DecodeStrict does,
+// without decoding it. A malformed body is an error too (its message names
+// the byte offset).
+func CheckExact(data []byte, t reflect.Type, prefix string) error {
+	if !utf8.Valid(data) {
+		off := validUTF8Prefix(data)
+		return Errorf(orRoot(prefix), "is not valid UTF-8 (bad byte at offset %d); send UTF-8 text", off)
+	}
+	if off, ok := checkSurrogates(data); !ok {
+		return Errorf(orRoot(prefix), "has a lone UTF-16 surrogate escape at byte %d; send a valid \\u escape pair or the character itself", off)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	c := exactChecker{dec: dec}
+	if err := c.value(t, prefix); err != nil {
+		if _, ok := err.(*FieldError); ok {
+			return err
+		}
+		return jsonFieldError(err, prefix)
+	}
+	return nil
+}
+
+func validUTF8Prefix(b []byte) int {
+	off := 0
+	for len(b) > 0 {
+		r, n := utf8.DecodeRune(b)
+		if r == utf8.RuneError && n <= 1 {
+			return off
+		}
+		off += n
+		b = b[n:]
+	}
+	return off
+}
+
+// checkSurrogates finds a \u escape of a UTF-16 surrogate that is not part
+// of a high+low pair (encoding/json turns those into U+FFFD silently).
+func checkSurrogates(data []byte) (int, bool) {
+	inStr := false
+	for i := 0; i < len(data); i++ {
+		c := data[i]
+		if !inStr {
+			if c == '"' {
+				inStr = true
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inStr = false
+		case '\\':
+			if i+5 < len(data) && data[i+1] == 'u' {
+				r, ok := hex4(data[i+2 : i+6])
+				if ok && utf16.IsSurrogate(r) {
+					if r < 0xdc00 && i+11 < len(data) && data[i+6] == '\\' && data[i+7] == 'u' {
+						if r2, ok := hex4(data[i+8 : i+12]); ok && r2 >= 0xdc00 && r2 < 0xe000 {
+							i += 11
+							continue
+						}
+					}
+					return i, false
+				}
+				i += 5
+				continue
+			}
+			i++ // the escaped character
+		}
+	}
+	return 0, true
+}
+
+func hex4(b []byte) (rune, bool) {
+	var r rune
+	for _, c := range b {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
+}
+
+type exactChecker struct {
+	dec   *json.Decoder
+	depth int
+}
+
+// maxJSONDepth bounds the nesting of a body (encoding/json's own limit).
+const maxJSONDepth = 10000
+
+var (
+	unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+	rawMessageType  = reflect.TypeFor[json.RawMessage]()
+)
+
+// value checks the next JSON value against t (nil: any shape; only
+// duplicate keys are refused).
+func (c *exactChecker) value(t reflect.Type, path string) error {
+	tok, err := c.dec.Token()
+	if err != nil {
+		return err
+	}
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t != nil && (t == rawMessageType || t.Kind() == reflect.Interface ||
+		reflect.PointerTo(t).Implements(unmarshalerType) || t.Implements(unmarshalerType)) {
+		t = nil
+	}
+	d, ok := tok.(json.Delim)
+	if !ok {
+		return nil // a scalar: its type is checked by the decoder
+	}
+	if c.depth++; c.depth > maxJSONDepth {
+		return Errorf(orRoot(path), "is nested more than %d levels deep", maxJSONDepth)
+	}
+	defer func() { c.depth-- }()
+	switch d {
+	case '{':
+		var fields map[string]reflect.Type
+		var elem reflect.Type
+		if t != nil {
+			switch t.Kind() {
+			case reflect.Struct:
+				fields = jsonFields(t)
+			case reflect.Map:
+				elem = t.Elem()
+			}
+		}
+		seen := map[string]bool{}
+		for c.dec.More() {
+			kt, err := c.dec.Token()
+			if err != nil {
+				return err
+			}
+			key, _ := kt.(string)
+			p := join(path, key)
+			if seen[key] {
+				return Errorf(p, "is given twice; give each field once")
+			}
+			seen[key] = true
+			ft := elem
+			if fields != nil {
+				var known bool
+				if ft, known = fields[key]; !known {
+					return unknownField(fields, path, key)
+				}
+			}
+			if err := c.value(ft, p); err != nil {
+				return err
+			}
+		}
+		_, err := c.dec.Token()
+		return err
+	case '[':
+		var elem reflect.Type
+		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+			elem = t.Elem()
+		}
+		for i := 0; c.dec.More(); i++ {
+			if err := c.value(elem, fmt.Sprintf("%s[%d]", orRoot(path), i)); err != nil {
+				return err
+			}
+		}
+		_, err := c.dec.Token()
+		return err
+	}
+	return nil
+}
+
+func unknownField(fields map[string]reflect.Type, path, key string) error {
+	p := join(path, key)
+	if key == "" {
+		return Errorf(orRoot(path), "has a field with an empty name; remove it")
+	}
+	for name := range fields {
+		if strings.EqualFold(name, key) {
+			return Errorf(p, "unknown field; field names are case-sensitive: did you mean %q?", name)
+		}
+	}
+	return Errorf(p, "unknown field; remove it (check the spelling against the API reference)")
+}
+
+var fieldCache sync.Map // reflect.Type → map[string]reflect.Type
+
+// jsonFields maps the JSON names of struct type t's fields (as
+// encoding/json sees them, embedded structs inlined) to their types.
+func jsonFields(t reflect.Type) map[string]reflect.Type {
+	if m, ok := fieldCache.Load(t); ok {
+		return m.(map[string]reflect.Type)
+	}
+	m := map[string]reflect.Type{}
+	addJSONFields(t, m, 0)
+	fieldCache.Store(t, m)
+	return m
+}
+
+func addJSONFields(t reflect.Type, m map[string]reflect.Type, depth int) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := f.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		ft := f.Type
+		if f.Anonymous && name == "" {
+			et := ft
+			if et.Kind() == reflect.Pointer {
+				et = et.Elem()
+			}
+			if et.Kind() == reflect.Struct && depth < 8 {
+				addJSONFields(et, m, depth+1)
+				continue
+			}
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		if _, dup := m[name]; !dup || depth == 0 {
+			m[name] = ft
+		}
+	}
+}
