@@ -303,8 +303,11 @@ func TestQEMUKiller(t *testing.T) {
 		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 		return cmd
 	}
-	// A stand-in for QEMU whose command line names the guest (bash's $0).
-	qemu := exec.Command("bash", "-c", "sleep 60", "guest=kumoi-x")
+	// A stand-in for QEMU whose command line names the guest: sleep with
+	// that argv[0] (not bash -c, which may exec sleep in its place and so
+	// drop the name from the command line while the test runs).
+	qemu := exec.Command("sleep", "60")
+	qemu.Args = []string{"guest=kumoi-x", "60"}
 	if err := qemu.Start(); err != nil {
 		t.Fatal(err)
 	}
