@@ -107,7 +107,7 @@ directory (or --data-dir), API on 127.0.0.1:7400 (+10 per extra controller).`,
 			&cli.DurationFlag{Name: "leader-lease-timeout", Value: 300 * time.Millisecond, Usage: "raft leader lease (≤ heartbeat timeout)"},
 			&cli.BoolFlag{Name: "acl", Value: true, Usage: "controller: enforce ACL tokens on the API (every endpoint but GET /v1/status and POST /v1/acl/bootstrap needs one; docs/security.md); -dev turns ACLs off"},
 			&cli.StringFlag{Name: "acl-initial-management", Usage: "controller: secret of the management token the leader bootstraps ACLs with if they are not bootstrapped yet (instead of `kumoi acl bootstrap`; docs/security.md)", EnvVars: []string{"KUMOI_ACL_INITIAL_MANAGEMENT"}},
-			&cli.StringFlag{Name: "token", Usage: "worker: ACL token secret of the worker's (and its fence guard's) API calls; a node token for this host (`kumoi acl token create --type node --node ID`) is the least it needs", EnvVars: []string{"KUMOI_TOKEN"}},
+			&cli.StringFlag{Name: "token", Usage: "ACL token secret of the agent's own API calls: a worker's (and its fence guard's) — a node token for this host (`kumoi acl token create --type node --node ID`) is the least it needs; a controller's calls to other controllers (a new node reads the Raft configuration: cluster:read; default: --acl-initial-management)", EnvVars: []string{"KUMOI_TOKEN"}},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "trace, debug, info, warn or error", EnvVars: []string{"KUMOI_LOG_LEVEL"}},
 			&cli.BoolFlag{Name: "log-json", Usage: "log JSON lines"},
 			&cli.StringFlag{Name: "tls-ca", Usage: "TLS: the cluster CA's certificate (kumoi tls ca create); with --tls-cert and --tls-key the API serves HTTPS only, Raft runs over mutual TLS between server certificates, and workers call the controllers over https (docs/tls.md)"},
@@ -230,6 +230,7 @@ func controllerConfig(c *cli.Context, nodeID string, logger hclog.Logger) (contr
 
 		ACL:                  c.Bool("acl"),
 		ACLInitialManagement: c.String("acl-initial-management"),
+		Token:                c.String("token"),
 	}
 	if !cfg.ACL {
 		logger.Warn("ACLs are off (--acl=false): anyone who can reach the API may do anything")

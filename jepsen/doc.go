@@ -74,6 +74,9 @@
 //
 //   - client, the SDK, for every request to the cluster;
 //   - internal/testcluster, to start, stop and signal the processes;
+//   - internal/tlsutil (through internal/testcluster), which makes the
+//     certificates of a TLS run (--tls, the default) from a test CA, as an
+//     operator does with `kumoi tls`;
 //   - internal/libvirtd, to start, pause and stop the libvirt daemons of
 //     the libvirtd mode (it imports no Kumoi package); the daemons are read
 //     with virsh, as an administrator would;

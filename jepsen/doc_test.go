@@ -15,6 +15,7 @@ func TestKumoiImports(t *testing.T) {
 		"github.com/kumoi/kumoi/hypervisor",
 		"github.com/kumoi/kumoi/internal/libvirtd",
 		"github.com/kumoi/kumoi/internal/testcluster",
+		"github.com/kumoi/kumoi/internal/tlsutil",
 		"github.com/kumoi/kumoi/jepsen",
 		"github.com/kumoi/kumoi/resource",
 	}

@@ -96,16 +96,30 @@ func (c *Controller) peerGet(ctx context.Context, apiAddr, path string, timeout 
 	if err != nil {
 		return err
 	}
+	if tok := c.peerToken(); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
 	c.peerClientOnce.Do(c.newPeerClient)
 	resp, err := c.peerClient.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		return fmt.Errorf("GET %s: %s: the cluster has ACLs on; give this controller --token (KUMOI_TOKEN) with cluster:read, or --acl-initial-management (docs/security.md)", path, resp.Status)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("GET %s: %s", path, resp.Status)
 	}
 	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// peerToken is the token of this controller's calls to other controllers.
+func (c *Controller) peerToken() string {
+	if c.cfg.Token != "" {
+		return c.cfg.Token
+	}
+	return c.cfg.ACLInitialManagement
 }
 
 // newPeerClient makes the client that asks other controllers' APIs,

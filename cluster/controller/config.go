@@ -139,6 +139,12 @@ type Config struct {
 	// management token the leader bootstraps ACLs with when they are not
 	// bootstrapped yet (as Consul's initial_management).
 	ACLInitialManagement string
+	// Token is the ACL token this controller sends on its own calls to
+	// other controllers' APIs (reading the Raft configuration before a
+	// new node joins: it needs cluster:read). Empty: the
+	// ACLInitialManagement secret, if set (Consul's agent token plays
+	// this part).
+	Token string
 }
 
 // SetDefaults fills the zero fields of c with the defaults.

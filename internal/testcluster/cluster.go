@@ -803,6 +803,14 @@ func (c *Cluster) agreedLeader() (int, string, error) {
 	if !ok || st.RaftState != "Leader" {
 		return -1, "", fmt.Errorf("the nodes name leader %s, which is not live or does not lead (%s)", lid, strings.Join(views, "; "))
 	}
+	// With ACLs on, the leader bootstraps them with ManagementToken
+	// (--acl-initial-management) once it leads: until every node has
+	// applied that, the harness's token is refused (401).
+	for _, i := range live {
+		if a := sts[i].ACL; a.Enabled && !a.Bootstrapped {
+			return -1, "", fmt.Errorf("leader %s, but ACLs are not bootstrapped yet on %s", lid, c.ID(i))
+		}
+	}
 	return li, lid, nil
 }
 
@@ -811,7 +819,8 @@ func (c *Cluster) agreedLeader() (int, string, error) {
 const DefaultTimeout = 30 * time.Second
 
 // WaitLeader polls the live nodes until they all name the same leader,
-// and that node says it leads. It fails the test after timeout (0 =
+// that node says it leads, and (ACLs on) every node has applied the ACL
+// bootstrap, so that the harness's token works everywhere. It fails the test after timeout (0 =
 // DefaultTimeout; stretched under CI), reporting each node's view and any
 // node that exited.
 func (c *Cluster) WaitLeader(timeout time.Duration) (int, string) {
