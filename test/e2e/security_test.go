@@ -370,4 +370,3 @@ func securityState(t *testing.T, c *testcluster.Cluster, hc *http.Client) string
 	}
 	return sb.String()
 }
-
