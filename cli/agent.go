@@ -235,7 +235,7 @@ func controllerConfig(c *cli.Context, nodeID string, logger hclog.Logger) (contr
 	if !cfg.ACL {
 		logger.Warn("ACLs are off (--acl=false): anyone who can reach the API may do anything")
 	} else if cfg.ACLInitialManagement != "" && len(cfg.ACLInitialManagement) < 16 {
-		return cfg, usagef("--acl-initial-management: the secret is %d characters; use a long random one (e.g. a UUID from uuidgen)", len(cfg.ACLInitialManagement))
+		return cfg, usagef("--acl-initial-management: the secret is %d characters; use a long random one (e.g. cat /proc/sys/kernel/random/uuid)", len(cfg.ACLInitialManagement))
 	}
 	var err error
 	if cfg.TLS, err = agentTLS(c); err != nil {
