@@ -275,7 +275,8 @@ func TestCluster(t *testing.T) {
 	runCases(t, s.URL, []cliCase{
 		{name: "status", args: []string{"cluster", "status"}, exact: "" +
 			"Cluster: 5b4c006b-1a36-48ab-bc2c-eaa015938bb8\n" +
-			"Leader: ctl-1\n\n" +
+			"Leader: ctl-1\n" +
+			"ACLs: off (anyone who reaches the API may do anything)\n\n" +
 			"SERVER   ADDRESS          VOTER   LEADER   ROLE       LAST-INDEX   HEALTH        VERSION   PROTOCOL\n" +
 			"ctl-1    127.0.0.1:7401   yes     yes      voter      1042         ok            0.2.0     3\n" +
 			"ctl-2    127.0.0.2:7401   yes     no       voter      1040         ok            0.2.0     3\n" +

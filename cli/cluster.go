@@ -59,23 +59,48 @@ Example:
 }
 
 func getCluster(c *cli.Context) (*resource.Cluster, error) {
+	cl, _, err := getClusterStatus(c)
+	return cl, err
+}
+
+// getClusterStatus reads GET /v1/cluster and, for the ACL line of
+// 'cluster status', the answering controller's GET /v1/status (nil if it
+// cannot be read).
+func getClusterStatus(c *cli.Context) (*resource.Cluster, *resource.Status, error) {
 	if err := noArgs(c); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	s, err := connect(c)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer s.close()
 	cl, err := s.client.Cluster(s.ctx)
 	if err != nil {
-		return nil, s.fail(err)
+		return nil, nil, s.fail(err)
 	}
-	return cl, nil
+	st, err := s.client.Status(s.ctx)
+	if err != nil {
+		st = nil
+	}
+	return cl, st, nil
+}
+
+// aclLine says whether ACLs are on and bootstrapped.
+func aclLine(st *resource.Status) string {
+	switch {
+	case st == nil:
+		return "unknown"
+	case !st.ACL.Enabled:
+		return "off (anyone who reaches the API may do anything)"
+	case !st.ACL.Bootstrapped:
+		return "on, not bootstrapped (kumoi acl bootstrap)"
+	}
+	return "on"
 }
 
 func clusterStatus(c *cli.Context) error {
-	cl, err := getCluster(c)
+	cl, st, err := getClusterStatus(c)
 	if err != nil {
 		return err
 	}
@@ -88,7 +113,8 @@ func clusterStatus(c *cli.Context) error {
 		leader = "none"
 	}
 	fmt.Fprintf(w, "Cluster: %s\n", cmp.Or(cl.ClusterID, "(no identity yet: the cluster has not elected its first leader)"))
-	fmt.Fprintf(w, "Leader: %s\n\n", leader)
+	fmt.Fprintf(w, "Leader: %s\n", leader)
+	fmt.Fprintf(w, "ACLs: %s\n\n", aclLine(st))
 	t := newTable(w, "SERVER", "ADDRESS", "VOTER", "LEADER", "ROLE", "LAST-INDEX", "HEALTH", "VERSION", "PROTOCOL")
 	for _, s := range cl.Servers {
 		t.row(s.ID, s.Address, boolCell(s.Voter), boolCell(s.Leader), cmp.Or(s.Role, "-"), uintCell(s.LastIndex), cmp.Or(s.Health, "-"),
