@@ -58,7 +58,15 @@ type Config struct {
 	// GuardCommand starts a guard (GuardSpawn): e.g. the kumoi binary
 	// with "fence-guard" and its flags.
 	GuardCommand []string
-	Logger       hclog.Logger
+	// ImageDir is the one directory this host boots files from (disk
+	// images, kernels, initrds; hypervisor.DefaultImageDir when empty).
+	// A VM's boot paths are resolved in it (hypervisor.ImageDir): a path
+	// outside it, a symbolic link out of it, or anything but a regular
+	// file fails the VM and its domain is never defined.
+	ImageDir string
+	Logger   hclog.Logger
+
+	imageDir hypervisor.ImageDir // ImageDir, checked
 }
 
 // validate checks cfg and fills in the defaults.
@@ -99,6 +107,11 @@ func (cfg *Config) validate() error {
 	if cfg.FenceGuard == "" {
 		cfg.FenceGuard = GuardOff
 	}
+	imageDir, err := hypervisor.NewImageDir(cfg.ImageDir)
+	if err != nil {
+		return err
+	}
+	cfg.imageDir, cfg.ImageDir = imageDir, imageDir.Dir()
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
