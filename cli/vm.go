@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
