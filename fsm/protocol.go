@@ -17,7 +17,8 @@ import "fmt"
 //	   them status.state_index); evacuate's state_index, down_for_ms and
 //	   fence_required (evacuation on the leader's monotonic clock);
 //	   migrate's phase_only (no clock decides a move off a down host)
-const ProtocolVersion = 5
+//	6  host-state's image_dir (the worker's --image-dir)
+const ProtocolVersion = 6
 
 // MinProtocol is the protocol a node must speak to apply message type t.
 // Unknown types (ignorable or not) are 1: whether a node skips or halts
@@ -52,6 +53,9 @@ func RequiredProtocol(t MessageType, req any) int {
 			if payloadUses5(op.Type, op.Payload) {
 				need = max(need, 5)
 			}
+			if op.Type == HostStateRequestType && hostStateUsesImageDir(op.Payload) {
+				need = max(need, 6)
+			}
 		}
 	case *HostStateRequest:
 		if len(r.ForeignDomains) > 0 || r.ForeignDomainCount > 0 {
@@ -59,6 +63,9 @@ func RequiredProtocol(t MessageType, req any) int {
 		}
 		if r.UsesTiming() {
 			need = max(need, 5)
+		}
+		if r.ImageDir != "" {
+			need = max(need, 6)
 		}
 	case *MigrateRequest:
 		if r.UsesPhaseOnly() {
@@ -84,6 +91,13 @@ func hostStateUsesForeign(payload []byte) bool {
 		return false
 	}
 	return len(q.ForeignDomains) > 0 || q.ForeignDomainCount > 0
+}
+
+// hostStateUsesImageDir reports whether an encoded host-state payload
+// carries the protocol 6 field.
+func hostStateUsesImageDir(payload []byte) bool {
+	var q HostStateRequest
+	return decodePayload(payload, &q) == nil && q.ImageDir != ""
 }
 
 // payloadUses5 reports whether an encoded host-state or evacuate payload

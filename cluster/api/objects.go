@@ -232,6 +232,11 @@ func (a *httpAPI) update(info *resource.KindInfo, name string) apiHandler {
 			if err != nil {
 				return err
 			}
+			if info.Kind == resource.KindVM {
+				if err := a.checkBootPlaced(spec, name); err != nil {
+					return err
+				}
+			}
 			res, obj, err := a.apply(r.Context(), fsm.UpdateRequestType, &fsm.UpdateRequest{
 				Time:   time.Now().UTC(),
 				Kind:   info.Kind,
