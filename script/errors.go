@@ -106,7 +106,9 @@ func newError(err error, stop error, src []byte) *Error {
 		out.Msg = ee.Msg
 		stack := ee.CallStack
 		if n := len(stack); n > 0 && stack[n-1].Pos.Filename() == "<builtin>" {
-			out.Msg = stack[n-1].Name + ": " + trimBuiltinPrefix(stack[n-1].Name, ee.Msg)
+			if name := stack[n-1].Name; !isHiddenBuiltin(name) {
+				out.Msg = name + ": " + trimBuiltinPrefix(name, ee.Msg)
+			}
 			stack = stack[:n-1]
 		}
 		if n := len(stack); n > 0 {
