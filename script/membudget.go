@@ -371,11 +371,13 @@ var methodCharges = map[string]func(recv starlark.Value, args starlark.Tuple, kw
 	// dict, set
 	"update":     argLen(0, sizeDictItem),
 	"setdefault": fixed(sizeDictItem),
-	"items":      func(r starlark.Value, _ starlark.Tuple, _ []starlark.Tuple) int64 { return mul(seqLen(r), sizeElem+sizeTuple) },
-	"keys":       func(r starlark.Value, _ starlark.Tuple, _ []starlark.Tuple) int64 { return mul(seqLen(r), sizeElem) },
-	"values":     func(r starlark.Value, _ starlark.Tuple, _ []starlark.Tuple) int64 { return mul(seqLen(r), sizeElem) },
-	"add":        fixed(sizeSetItem),
-	"union":      argLen(0, sizeSetItem),
+	"items": func(r starlark.Value, _ starlark.Tuple, _ []starlark.Tuple) int64 {
+		return mul(seqLen(r), sizeElem+sizeTuple)
+	},
+	"keys":   func(r starlark.Value, _ starlark.Tuple, _ []starlark.Tuple) int64 { return mul(seqLen(r), sizeElem) },
+	"values": func(r starlark.Value, _ starlark.Tuple, _ []starlark.Tuple) int64 { return mul(seqLen(r), sizeElem) },
+	"add":    fixed(sizeSetItem),
+	"union":  argLen(0, sizeSetItem),
 	// strings
 	"join":       joinEstimate,
 	"replace":    replaceEstimate,

@@ -140,10 +140,10 @@ print(a, alias, s, n, d, u, st, t, sq, dc, j, r, sp, l, f, big == 1 << 200, sort
 	}
 
 	for src, msg := range map[string]string{
-		"__kumoi_op = 1\n":                       "names starting with __kumoi are reserved (__kumoi_op)",
+		"__kumoi_op = 1\n":                        "names starting with __kumoi are reserved (__kumoi_op)",
 		"def f():\n    return [1]\nf()[0] *= 2\n": "*= to a target with a call in it cannot be bounded",
-		"x = 1 + 'a'\n":                          `unknown binary op: int + string`,
-		"x = None\nx.join\n":                     "NoneType has no .join field or method",
+		"x = 1 + 'a'\n":                           `unknown binary op: int + string`,
+		"x = None\nx.join\n":                      "NoneType has no .join field or method",
 	} {
 		_, err := runScript(t, env, src)
 		e := wantError(t, err, msg)
