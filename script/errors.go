@@ -114,7 +114,7 @@ func newError(err error, stop error, src []byte) *Error {
 		if n := len(stack); n > 0 {
 			out.Pos = stack[n-1].Pos
 		}
-		out.Backtrace = stack.String()
+		out.Backtrace = backtrace(stack)
 	case errors.As(err, &syn):
 		out.Msg, out.Pos = syn.Msg, syn.Pos
 	case errors.As(err, &synp):
@@ -134,6 +134,7 @@ func newError(err error, stop error, src []byte) *Error {
 		out.Msg = "script stopped: " + stop.Error()
 		out.cause = stop
 	}
+	out.Msg = TruncateText(out.Msg, MaxErrorText)
 	if out.Backtrace == "" && out.Pos.IsValid() {
 		out.Line = sourceLine(src, out.Pos)
 	}

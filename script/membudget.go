@@ -275,6 +275,20 @@ func kumoiAug(th *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kwa
 	return y, nil
 }
 
+// MaxCallDepth bounds the depth of Starlark calls (recursion): each is
+// a Go call of the interpreter, and a Go stack overflow ends the process.
+const MaxCallDepth = 1000
+
+// kumoiDepth: __kumoi_depth() fails past MaxCallDepth; else False.
+func kumoiDepth(th *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	// Each Starlark call is two frames here: the function and this
+	// built-in.
+	if th.CallStackDepth() > MaxCallDepth+1 {
+		return nil, fmt.Errorf("call depth limit of %d exceeded (infinite recursion?)", MaxCallDepth)
+	}
+	return starlark.False, nil
+}
+
 // kumoiElem: __kumoi_elem(v) charges one element added to a list or a
 // dict (a comprehension, d[k] = v) and returns v.
 func kumoiElem(th *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -529,10 +543,11 @@ func boundBuiltins() starlark.StringDict {
 			}
 			return v, err
 		}),
-		"__kumoi_op":   starlark.NewBuiltin("__kumoi_op", kumoiOp),
-		"__kumoi_elem": starlark.NewBuiltin("__kumoi_elem", kumoiElem),
-		"__kumoi_aug":  starlark.NewBuiltin("__kumoi_aug", kumoiAug),
-		"__kumoi_attr": starlark.NewBuiltin("__kumoi_attr", kumoiAttr),
+		"__kumoi_op":    starlark.NewBuiltin("__kumoi_op", kumoiOp),
+		"__kumoi_elem":  starlark.NewBuiltin("__kumoi_elem", kumoiElem),
+		"__kumoi_aug":   starlark.NewBuiltin("__kumoi_aug", kumoiAug),
+		"__kumoi_depth": starlark.NewBuiltin("__kumoi_depth", kumoiDepth),
+		"__kumoi_attr":  starlark.NewBuiltin("__kumoi_attr", kumoiAttr),
 	}
 	return d
 }

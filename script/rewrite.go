@@ -19,6 +19,8 @@ const reservedPrefix = "__kumoi"
 //	[e for …]    → [__kumoi_elem(e) for …]   (also dict comprehensions)
 //	d[k] = v     → d[k] = __kumoi_elem(v)
 //	x.join       → __kumoi_attr(x, "join")   (the methods of methodCharges)
+//	def f(): …   → def f(): __kumoi_depth(); … (also lambdas: the call
+//	               depth is bounded, MaxCallDepth)
 //
 // It fails when the script uses a reserved name.
 func boundFile(f *syntax.File) error {
@@ -67,7 +69,20 @@ func rwStmt(s syntax.Stmt) error {
 		for i, p := range s.Params {
 			s.Params[i] = rwParam(p)
 		}
-		return rwStmts(s.Body)
+		if err := rwStmts(s.Body); err != nil {
+			return err
+		}
+		// The call depth is checked first thing (after a docstring).
+		at := 0
+		if len(s.Body) > 0 {
+			if es, ok := s.Body[0].(*syntax.ExprStmt); ok {
+				if lit, ok := es.X.(*syntax.Literal); ok && lit.Token == syntax.STRING {
+					at = 1
+				}
+			}
+		}
+		check := &syntax.ExprStmt{X: call("__kumoi_depth", s.Def)}
+		s.Body = append(s.Body[:at:at], append([]syntax.Stmt{check}, s.Body[at:]...)...)
 	case *syntax.ExprStmt:
 		s.X = rwExpr(s.X)
 	case *syntax.ForStmt:
@@ -252,7 +267,8 @@ func rwExpr(e syntax.Expr) syntax.Expr {
 		for i, p := range e.Params {
 			e.Params[i] = rwParam(p)
 		}
-		e.Body = rwExpr(e.Body)
+		// __kumoi_depth() is False: the body is the value.
+		e.Body = &syntax.BinaryExpr{OpPos: e.Lambda, Op: syntax.OR, X: call("__kumoi_depth", e.Lambda), Y: rwExpr(e.Body)}
 		return e
 	case *syntax.ListExpr:
 		for i, x := range e.List {

@@ -29,6 +29,10 @@ const (
 	DefaultTimeout = 10 * time.Minute
 	// DefaultWorkers is how many items a parallel skeleton works on at once.
 	DefaultWorkers = 16
+	// MaxWorkers bounds workers= of the parallel skeletons: each worker is
+	// a goroutine and a Starlark thread, with its share of the run's
+	// steps; more only adds load on the cluster.
+	MaxWorkers = 64
 )
 
 // Env is what scripts run against and the limits they run under.
