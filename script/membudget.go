@@ -1,6 +1,7 @@
 package script
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -226,6 +227,9 @@ func kumoiOp(th *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kwar
 	}
 	x, y := args[1], args[2]
 	est := binopEstimate(op, x, y)
+	if s, ok := x.(starlark.String); ok && op == syntax.PERCENT {
+		est = int64(len(s)) + textSize(y, remaining(th))
+	}
 	if err := charge(th, est); err != nil {
 		return nil, err
 	}
@@ -265,8 +269,11 @@ func kumoiAug(th *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kwa
 		est = binopEstimate(op, x, y)
 	default:
 		est = binopEstimate(op, x, y)
+		if s, ok := x.(starlark.String); ok && op == syntax.PERCENT {
+			est = int64(len(s)) + textSize(y, remaining(th))
+		}
 		if est < 0 {
-			est = sizeOf(x) + sizeOf(y) // % and |: about their operands
+			est = sizeOf(x) + sizeOf(y) // |: about its operands
 		}
 	}
 	if err := charge(th, est); err != nil {
@@ -339,7 +346,7 @@ func boundAttr(x starlark.Value, name string) (starlark.Value, error) {
 		return v, nil
 	}
 	return starlark.NewBuiltin(name, func(th *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-		pre := est(x, args, kwargs)
+		pre := est(th, x, args, kwargs)
 		if err := charge(th, pre); err != nil {
 			return nil, err
 		}
@@ -356,11 +363,137 @@ func boundAttr(x starlark.Value, name string) (starlark.Value, error) {
 	}), nil
 }
 
-// after: charge the result's size once made (bounded by what exists).
-func after(starlark.Value, starlark.Tuple, []starlark.Tuple) int64 { return -1 }
+// walks are the wrapped built-ins that walk an iterable argument.
+var walks = map[string]bool{"list": true, "tuple": true, "sorted": true, "reversed": true, "enumerate": true,
+	"zip": true, "dict": true, "set": true, "min": true, "max": true, "all": true, "any": true}
 
-func argLen(i int, per int64) func(starlark.Value, starlark.Tuple, []starlark.Tuple) int64 {
-	return func(_ starlark.Value, args starlark.Tuple, _ []starlark.Tuple) int64 {
+// cancelArgs charges nothing (min, max, all, any make nothing): they
+// are wrapped only to stop walking with the run.
+func cancelArgs(*starlark.Thread, starlark.Value, starlark.Tuple, []starlark.Tuple) int64 { return 0 }
+
+// textOfArgs estimates the text that str, repr, print, format, % and
+// json.encode make of their arguments (textSize), before they make it.
+func textOfArgs(th *starlark.Thread, recv starlark.Value, args starlark.Tuple, kwargs []starlark.Tuple) int64 {
+	limit := remaining(th)
+	n := textSize(recv, limit)
+	for _, a := range args {
+		n += textSize(a, limit-n)
+	}
+	for _, kv := range kwargs {
+		n += textSize(kv[1], limit-n)
+	}
+	return n
+}
+
+// remaining is what is left of th's run's budget (a large number outside
+// a run).
+func remaining(th *starlark.Thread) int64 {
+	if r, _ := runOf(th); r != nil && r.alloc != nil {
+		return max(r.alloc.max-r.alloc.used.Load(), 0)
+	}
+	return 1 << 40
+}
+
+// textSize estimates the length of the text of v (str, repr, JSON),
+// walking it but giving up as soon as it passes limit: a value that
+// shares itself (a = [a, a] forty times) has an exponential text, and a
+// range a long one, without being large.
+func textSize(v starlark.Value, limit int64) int64 {
+	var n int64
+	var walk func(v starlark.Value)
+	walk = func(v starlark.Value) {
+		if n > limit {
+			return
+		}
+		switch v := v.(type) {
+		case nil:
+		case starlark.String:
+			n += int64(len(v)) + 2
+		case starlark.Bytes:
+			n += 4*int64(len(v)) + 3
+		case starlark.Int:
+			if _, small := v.Int64(); small {
+				n += 20
+			} else {
+				n += int64(v.BigInt().BitLen()/3) + 2
+			}
+		case starlark.Indexable: // list, tuple, range
+			n += 2
+			for i := range v.Len() {
+				if n > limit {
+					return
+				}
+				n += 2
+				walk(v.Index(i))
+			}
+		case starlark.IterableMapping: // dict
+			n += 2
+			for _, kv := range v.Items() {
+				if n > limit {
+					return
+				}
+				n += 4
+				walk(kv[0])
+				walk(kv[1])
+			}
+		case starlark.Iterable: // set, other iterables
+			if l := starlark.Len(v); l >= 0 {
+				n += 2 + 3*int64(l)
+			}
+			if n <= limit {
+				it := v.Iterate()
+				var x starlark.Value
+				for n <= limit && it.Next(&x) {
+					walk(x)
+				}
+				it.Done()
+			}
+		default:
+			n += 24
+		}
+	}
+	walk(v)
+	return n
+}
+
+// cancellable returns it wrapped so that iterating it stops once th's run
+// is stopped (a limit, an interrupt): a built-in that walks an iterable
+// in one step (all(range(1 << 60))) would not see the cancellation.
+func cancellable(th *starlark.Thread, it starlark.Iterable) starlark.Iterable {
+	_, ctx := runOf(th)
+	if ctx.Done() == nil {
+		return it
+	}
+	return &stopIterable{Iterable: it, ctx: ctx}
+}
+
+type stopIterable struct {
+	starlark.Iterable
+	ctx context.Context
+}
+
+func (s *stopIterable) Iterate() starlark.Iterator {
+	return &stopIterator{Iterator: s.Iterable.Iterate(), ctx: s.ctx}
+}
+
+type stopIterator struct {
+	starlark.Iterator
+	ctx context.Context
+	n   int
+}
+
+func (s *stopIterator) Next(p *starlark.Value) bool {
+	if s.n++; s.n%1024 == 0 && s.ctx.Err() != nil {
+		return false
+	}
+	return s.Iterator.Next(p)
+}
+
+// after: charge the result's size once made (bounded by what exists).
+func after(*starlark.Thread, starlark.Value, starlark.Tuple, []starlark.Tuple) int64 { return -1 }
+
+func argLen(i int, per int64) func(*starlark.Thread, starlark.Value, starlark.Tuple, []starlark.Tuple) int64 {
+	return func(_ *starlark.Thread, _ starlark.Value, args starlark.Tuple, _ []starlark.Tuple) int64 {
 		if i >= len(args) {
 			return 0
 		}
@@ -371,13 +504,13 @@ func argLen(i int, per int64) func(starlark.Value, starlark.Tuple, []starlark.Tu
 	}
 }
 
-func fixed(n int64) func(starlark.Value, starlark.Tuple, []starlark.Tuple) int64 {
-	return func(starlark.Value, starlark.Tuple, []starlark.Tuple) int64 { return n }
+func fixed(n int64) func(*starlark.Thread, starlark.Value, starlark.Tuple, []starlark.Tuple) int64 {
+	return func(*starlark.Thread, starlark.Value, starlark.Tuple, []starlark.Tuple) int64 { return n }
 }
 
 // methodCharges estimate, before the call, what a method makes (-1:
 // charge its result after).
-var methodCharges = map[string]func(recv starlark.Value, args starlark.Tuple, kwargs []starlark.Tuple) int64{
+var methodCharges = map[string]func(th *starlark.Thread, recv starlark.Value, args starlark.Tuple, kwargs []starlark.Tuple) int64{
 	// list
 	"append": fixed(sizeElem * 2), // amortised growth
 	"insert": fixed(sizeElem * 2),
@@ -385,25 +518,29 @@ var methodCharges = map[string]func(recv starlark.Value, args starlark.Tuple, kw
 	// dict, set
 	"update":     argLen(0, sizeDictItem),
 	"setdefault": fixed(sizeDictItem),
-	"items": func(r starlark.Value, _ starlark.Tuple, _ []starlark.Tuple) int64 {
+	"items": func(_ *starlark.Thread, r starlark.Value, _ starlark.Tuple, _ []starlark.Tuple) int64 {
 		return mul(seqLen(r), sizeElem+sizeTuple)
 	},
-	"keys":   func(r starlark.Value, _ starlark.Tuple, _ []starlark.Tuple) int64 { return mul(seqLen(r), sizeElem) },
-	"values": func(r starlark.Value, _ starlark.Tuple, _ []starlark.Tuple) int64 { return mul(seqLen(r), sizeElem) },
-	"add":    fixed(sizeSetItem),
-	"union":  argLen(0, sizeSetItem),
+	"keys": func(_ *starlark.Thread, r starlark.Value, _ starlark.Tuple, _ []starlark.Tuple) int64 {
+		return mul(seqLen(r), sizeElem)
+	},
+	"values": func(_ *starlark.Thread, r starlark.Value, _ starlark.Tuple, _ []starlark.Tuple) int64 {
+		return mul(seqLen(r), sizeElem)
+	},
+	"add":   fixed(sizeSetItem),
+	"union": argLen(0, sizeSetItem),
 	// strings
 	"join":       joinEstimate,
 	"replace":    replaceEstimate,
 	"split":      splitEstimate,
 	"rsplit":     splitEstimate,
 	"splitlines": splitEstimate,
-	"format":     after,
+	"format":     textOfArgs,
 	"upper":      after, "lower": after, "title": after, "capitalize": after, "swapcase": after,
 	// json
-	"encode": after,
-	"indent": after,
-	"decode": func(_ starlark.Value, args starlark.Tuple, _ []starlark.Tuple) int64 {
+	"encode": textOfArgs,
+	"indent": textOfArgs,
+	"decode": func(_ *starlark.Thread, _ starlark.Value, args starlark.Tuple, _ []starlark.Tuple) int64 {
 		if len(args) > 0 {
 			if s, ok := starlark.AsString(args[0]); ok {
 				return mul(int64(len(s)), 8)
@@ -413,7 +550,7 @@ var methodCharges = map[string]func(recv starlark.Value, args starlark.Tuple, kw
 	},
 }
 
-func joinEstimate(recv starlark.Value, args starlark.Tuple, _ []starlark.Tuple) int64 {
+func joinEstimate(th *starlark.Thread, recv starlark.Value, args starlark.Tuple, _ []starlark.Tuple) int64 {
 	sep, _ := starlark.AsString(recv)
 	if len(args) != 1 {
 		return 0
@@ -424,15 +561,18 @@ func joinEstimate(recv starlark.Value, args starlark.Tuple, _ []starlark.Tuple) 
 	}
 	n := int64(seq.Len())
 	total := mul(n, int64(len(sep)))
+	limit := remaining(th)
 	for i := range seq.Len() {
-		if s, ok := starlark.AsString(seq.Index(i)); ok {
-			total += int64(len(s))
+		s, ok := starlark.AsString(seq.Index(i))
+		if !ok || total > limit {
+			break // join fails there, or the budget does
 		}
+		total += int64(len(s))
 	}
 	return total + sizeString
 }
 
-func replaceEstimate(recv starlark.Value, args starlark.Tuple, _ []starlark.Tuple) int64 {
+func replaceEstimate(_ *starlark.Thread, recv starlark.Value, args starlark.Tuple, _ []starlark.Tuple) int64 {
 	s, _ := starlark.AsString(recv)
 	if len(args) < 2 {
 		return 0
@@ -458,7 +598,7 @@ func replaceEstimate(recv starlark.Value, args starlark.Tuple, _ []starlark.Tupl
 	return int64(len(s)) + mul(n, int64(max(len(repl)-len(old), 0))) + sizeString
 }
 
-func splitEstimate(recv starlark.Value, _ starlark.Tuple, _ []starlark.Tuple) int64 {
+func splitEstimate(_ *starlark.Thread, recv starlark.Value, _ starlark.Tuple, _ []starlark.Tuple) int64 {
 	s, ok := starlark.AsString(recv)
 	if !ok {
 		return 0
@@ -486,16 +626,31 @@ func countFields(s string) int {
 // boundBuiltins are Starlark's built-ins that make a value as large as an
 // iterable, wrapped to charge it first; they shadow the originals.
 func boundBuiltins() starlark.StringDict {
-	wrap := func(name string, est func(starlark.Value, starlark.Tuple, []starlark.Tuple) int64) *starlark.Builtin {
+	wrap := func(name string, est func(*starlark.Thread, starlark.Value, starlark.Tuple, []starlark.Tuple) int64) *starlark.Builtin {
 		orig := starlark.Universe[name].(*starlark.Builtin)
 		return starlark.NewBuiltin(name, func(th *starlark.Thread, _ *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-			pre := est(nil, args, kwargs)
+			pre := est(th, nil, args, kwargs)
 			if err := charge(th, pre); err != nil {
 				return nil, err
 			}
-			z, err := orig.CallInternal(th, args, kwargs)
+			// The iterable is walked in one step: stop with the run.
+			cargs := args
+			if walks[name] {
+				cargs = make(starlark.Tuple, len(args))
+				for i, a := range args {
+					_, isMap := a.(starlark.IterableMapping)
+					if it, ok := a.(starlark.Iterable); ok && !isMap && starlark.Len(a) > 1024 {
+						a = cancellable(th, it)
+					}
+					cargs[i] = a
+				}
+			}
+			z, err := orig.CallInternal(th, cargs, kwargs)
 			if err != nil {
 				return nil, err
+			}
+			if _, ctx := runOf(th); ctx.Err() != nil {
+				return nil, ctx.Err()
 			}
 			if pre < 0 {
 				if err := charge(th, sizeOf(z)); err != nil {
@@ -505,7 +660,7 @@ func boundBuiltins() starlark.StringDict {
 			return z, nil
 		})
 	}
-	zipEst := func(_ starlark.Value, args starlark.Tuple, _ []starlark.Tuple) int64 {
+	zipEst := func(_ *starlark.Thread, _ starlark.Value, args starlark.Tuple, _ []starlark.Tuple) int64 {
 		var n int64 = -1
 		for _, a := range args {
 			if l := seqLen(a); l >= 0 && (n < 0 || l < n) {
@@ -526,8 +681,13 @@ func boundBuiltins() starlark.StringDict {
 		"zip":       wrap("zip", zipEst),
 		"dict":      wrap("dict", argLen(0, sizeDictItem)),
 		"set":       wrap("set", argLen(0, sizeSetItem)),
-		"str":       wrap("str", after),
-		"repr":      wrap("repr", after),
+		"str":       wrap("str", textOfArgs),
+		"repr":      wrap("repr", textOfArgs),
+		"print":     wrap("print", textOfArgs),
+		"min":       wrap("min", cancelArgs),
+		"max":       wrap("max", cancelArgs),
+		"all":       wrap("all", cancelArgs),
+		"any":       wrap("any", cancelArgs),
 		"getattr": starlark.NewBuiltin("getattr", func(th *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 			var (
 				x    starlark.Value

@@ -84,6 +84,15 @@ func TestMemoryBudget(t *testing.T) {
 		"lambda":          "f = lambda n: [0] * n\nf(100000000)",
 		"default":         "def f(x = [0] * 100000000):\n    pass",
 		"pmap":            "pmap(lambda i: [0] * 1000000, range(64), workers=8)",
+		"pmap items":      "pmap(lambda i: i, range(100000000))",
+		"json range":      "json.encode(range(1 << 40))",
+		"failures":        "x = successes(range(1 << 40))",
+		"json nested":     "json.encode([1, [range(1 << 40)]])",
+		"shared str":      "a = [0]\nfor i in range(40):\n    a = [a, a]\ns = str(a)",
+		"shared print":    "a = [0]\nfor i in range(40):\n    a = [a, a]\nprint(a)",
+		"shared format":   "a = [0]\nfor i in range(40):\n    a = [a, a]\ns = '%s' % (a,)",
+		"shared .format":  "a = [0]\nfor i in range(40):\n    a = [a, a]\ns = '{}'.format(a)",
+		"shared json":     "a = [0]\nfor i in range(40):\n    a = [a, a]\ns = json.encode(a)",
 	}
 	for name, src := range hogs {
 		t.Run(name, func(t *testing.T) {
