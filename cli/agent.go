@@ -18,6 +18,7 @@ import (
 	"github.com/kumoi/kumoi/cluster/agent"
 	"github.com/kumoi/kumoi/cluster/controller"
 	"github.com/kumoi/kumoi/cluster/worker"
+	"github.com/kumoi/kumoi/hypervisor"
 	"github.com/kumoi/kumoi/internal/tlsutil"
 	"github.com/kumoi/kumoi/resource"
 )
@@ -94,6 +95,7 @@ directory (or --data-dir), API on 127.0.0.1:7400 (+10 per extra controller).`,
 			&cli.StringFlag{Name: "fence-command", Usage: "controller: shell command that fences (powers off) a host down for --host-down-grace before its VMs are moved, e.g. 'fence_ipmilan --ip \"$KUMOI_FENCE_LABEL_BMC\" --username admin --password-script /etc/kumoi/bmc-pass --action off'; run as /bin/sh -c CMD kumoi-fence HOST ($1 is the host; env KUMOI_FENCE_HOST, KUMOI_FENCE_LABELS, KUMOI_FENCE_LABEL_<KEY>, KUMOI_CLUSTER_ID); exit status 0 = fenced (docs/ha.md)"},
 			&cli.DurationFlag{Name: "fence-timeout", Value: controller.DefaultFenceTimeout, Usage: "controller: a --fence-command run that takes longer is killed and counts as failed (retried with a backoff of 5s doubling to 60s)"},
 			&cli.StringFlag{Name: "node-id", Usage: "unique name of this node (default: the hostname)", EnvVars: []string{"KUMOI_NODE_ID"}},
+			&cli.StringFlag{Name: "image-dir", Value: hypervisor.DefaultImageDir, Usage: "worker: the one directory this host boots files from: a VM's boot.image, kernel and initrd are names in it (or absolute paths inside it); anything outside it, a symbolic link out of it, or anything but a regular file fails the VM", EnvVars: []string{"KUMOI_IMAGE_DIR"}},
 			&cli.StringFlag{Name: "data-dir", Usage: "controller: directory for the raft log, snapshots and cluster_id; worker: directory for its cluster_id (DIR/worker when the process runs a controller too; without it a worker remembers no cluster across restarts)", EnvVars: []string{"KUMOI_DATA_DIR"}},
 			&cli.StringFlag{Name: "bind", Value: "127.0.0.1", Usage: "IP address to bind and advertise"},
 			&cli.IntFlag{Name: "api-port", Value: controller.DefaultAPIPort, Usage: "HTTP API port"},
@@ -431,6 +433,7 @@ func startWorker(c *cli.Context, nodeID string, logger hclog.Logger) (*worker.Wo
 		MemoryMiB:  mem,
 		FenceAfter: c.Duration("fence-after"),
 		DataDir:    dataDir,
+		ImageDir:   c.String("image-dir"),
 		Logger:     logger,
 
 		FenceGuard:   guardMode,

@@ -283,6 +283,9 @@ func hostDetails(w io.Writer, st *resource.HostStatus) error {
 	if st.FenceAfterMS > 0 || st.DownGraceMS > 0 {
 		fmt.Fprintf(&b, "timing:  worker --fence-after %s, controllers' --host-down-grace %s\n", msCell(st.FenceAfterMS), msCell(st.DownGraceMS))
 	}
+	if st.ImageDir != "" {
+		fmt.Fprintf(&b, "images:  %s (the worker's --image-dir: its VMs boot files from there)\n", st.ImageDir)
+	}
 	if f := st.Fence; f != nil {
 		period := "an earlier down period"
 		if f.StateIndex == st.StateIndex {

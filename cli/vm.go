@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -124,8 +125,11 @@ SIZE is a number with an optional unit: 512MiB, 2GiB, 1.5GiB, 1TiB (also M, G,
 T, MB, GB); a bare number means MiB.
 
 The VM boots a disk image (--image, qcow2 unless --image-format raw), a kernel
-(--kernel, with an optional --initrd and --cmdline), or both. Paths are
-absolute paths on the hypervisor hosts.
+(--kernel, with an optional --initrd and --cmdline), or both. Boot files live
+in each host's image directory (the worker's --image-dir, by default
+/var/lib/kumoi/images): give a name in it (debian.qcow2, boot/vmlinuz), or an
+absolute path inside it. A path outside it, a symbolic link out of it or
+anything but a regular file fails the VM on its host.
 
 With --wait the command waits until the VM is in the phase its --power asks
 for (running, stopped or suspended), printing each phase on stderr, and then
@@ -136,8 +140,8 @@ pending because no host is large enough.
 Examples:
    kumoi vm create web-1 --cpus 2 --memory 2GiB --wait
    kumoi vm create db-1 --cpus 8 --memory 32GiB --label app=db --label tier=back --ha restart
-   kumoi vm create disk-1 --cpus 1 --memory 1GiB --image /var/lib/kumoi/images/debian.qcow2
-   kumoi vm create tiny --cpus 1 --memory 256MiB --kernel /boot/vmlinuz --initrd /boot/initrd.img --cmdline 'console=ttyS0'
+   kumoi vm create disk-1 --cpus 1 --memory 1GiB --image debian.qcow2
+   kumoi vm create tiny --cpus 1 --memory 256MiB --kernel boot/vmlinuz --initrd boot/initrd.img --cmdline 'console=ttyS0'
    kumoi vm create spare --cpus 1 --memory 512MiB --power stopped -o json`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "cpus", Usage: "`N` virtual CPUs (required)"},
@@ -145,10 +149,10 @@ Examples:
 			labelFlag("a label `KEY=VALUE`; repeat for several"),
 			&cli.StringFlag{Name: "power", Usage: "`STATE`: running, stopped or suspended (default: running)"},
 			&cli.StringFlag{Name: "ha", Usage: "`POLICY`: restart (restart it elsewhere when its host fails) or none (default: none)"},
-			&cli.StringFlag{Name: "image", Usage: "boot the disk image at `PATH` (absolute, on the host)"},
+			&cli.StringFlag{Name: "image", Usage: "boot the disk image `NAME` in the hosts' image directory (--image-dir; or an absolute path inside it)"},
 			&cli.StringFlag{Name: "image-format", Usage: "`FORMAT` of --image: qcow2 or raw (default: qcow2)"},
-			&cli.StringFlag{Name: "kernel", Usage: "boot the kernel at `PATH` directly (absolute, on the host)"},
-			&cli.StringFlag{Name: "initrd", Usage: "initial ramdisk at `PATH` for --kernel"},
+			&cli.StringFlag{Name: "kernel", Usage: "boot the kernel `NAME` in the hosts' image directory directly"},
+			&cli.StringFlag{Name: "initrd", Usage: "initial ramdisk `NAME` in the hosts' image directory, for --kernel"},
 			&cli.StringFlag{Name: "cmdline", Usage: "kernel command line `STR` for --kernel"},
 			waitFlag("the VM is running (stopped, suspended: what --power says)"),
 		},
@@ -163,12 +167,12 @@ func bootValue(c *cli.Context) (*resource.Boot, error) {
 		Kernel: c.String("kernel"), Initrd: c.String("initrd"), Cmdline: c.String("cmdline"),
 	}
 	for _, f := range []struct{ flag, val, example string }{
-		{"image", b.Image, "/var/lib/kumoi/images/web.qcow2"},
-		{"kernel", b.Kernel, "/var/lib/kumoi/boot/vmlinuz"},
-		{"initrd", b.Initrd, "/var/lib/kumoi/boot/initrd.img"},
+		{"image", b.Image, "web.qcow2"},
+		{"kernel", b.Kernel, "boot/vmlinuz"},
+		{"initrd", b.Initrd, "boot/initrd.img"},
 	} {
-		if c.IsSet(f.flag) && !strings.HasPrefix(f.val, "/") {
-			return nil, usagef("invalid --%s %q: give an absolute path on the hypervisor hosts, e.g. %s", f.flag, f.val, f.example)
+		if c.IsSet(f.flag) && (f.val == "" || slices.Contains(strings.Split(f.val, "/"), "..")) {
+			return nil, usagef("invalid --%s %q: give a name in the hosts' image directory (--image-dir), e.g. %s", f.flag, f.val, f.example)
 		}
 	}
 	if c.IsSet("image-format") {
@@ -182,7 +186,7 @@ func bootValue(c *cli.Context) (*resource.Boot, error) {
 	if !c.IsSet("kernel") {
 		for _, f := range []string{"initrd", "cmdline"} {
 			if c.IsSet(f) {
-				return nil, usagef("--%s needs --kernel: give the kernel to boot, e.g. --kernel /var/lib/kumoi/boot/vmlinuz", f)
+				return nil, usagef("--%s needs --kernel: give the kernel to boot, e.g. --kernel boot/vmlinuz", f)
 			}
 		}
 	}

@@ -3,7 +3,10 @@ package fsm
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/kumoi/kumoi/resource"
 )
@@ -32,7 +35,13 @@ type HostStateRequest struct {
 	// at which the state changed (status.state_index).
 	FenceAfterMS int64 `json:"fence_after_ms,omitempty"`
 	DownGraceMS  int64 `json:"down_grace_ms,omitempty"`
+	// Protocol 6: the worker's --image-dir as it advertises it (empty:
+	// none advertised; the host's status then names none).
+	ImageDir string `json:"image_dir,omitempty"`
 }
+
+// MaxImageDirBytes bounds a host's published image directory.
+const MaxImageDirBytes = 1024
 
 // UsesTiming reports whether the request is in the protocol 5 format.
 func (r *HostStateRequest) UsesTiming() bool { return r.DownGraceMS != 0 || r.FenceAfterMS != 0 }
@@ -83,6 +92,9 @@ func (w *writer) hostState(req *HostStateRequest) error {
 	if req.FenceAfterMS < 0 || req.FenceAfterMS > MaxTimingMS {
 		return resource.Errorf("fence_after_ms", "must be between 0 and %d (got %d)", MaxTimingMS, req.FenceAfterMS)
 	}
+	if d := req.ImageDir; d != "" && (len(d) > MaxImageDirBytes || d[0] != '/' || !utf8.ValidString(d) || strings.ContainsFunc(d, unicode.IsControl)) {
+		return resource.Errorf("image_dir", "must be an absolute path of at most %d bytes without control characters (got %q)", MaxImageDirBytes, d)
+	}
 	cur, err := getTxn(w.txn, nil, resource.KindHost, req.Name)
 	if err != nil {
 		return err
@@ -111,6 +123,7 @@ func (w *writer) hostState(req *HostStateRequest) error {
 			State: req.State, Address: req.Address, Capacity: req.Capacity, Allocated: alloc,
 			Driver: req.Driver, Reason: req.Reason, Since: req.Time.UTC(),
 			ForeignDomains: cloneStrings(req.ForeignDomains), ForeignDomainCount: req.ForeignDomainCount,
+			ImageDir: req.ImageDir,
 		}
 		if timing {
 			hs.StateIndex, hs.FenceAfterMS, hs.DownGraceMS = w.index, req.FenceAfterMS, req.DownGraceMS
@@ -149,6 +162,7 @@ func (w *writer) hostState(req *HostStateRequest) error {
 	}
 	nst.State, nst.Address, nst.Capacity, nst.Driver, nst.Reason = req.State, req.Address, req.Capacity, req.Driver, req.Reason
 	nst.ForeignDomains, nst.ForeignDomainCount = cloneStrings(req.ForeignDomains), req.ForeignDomainCount
+	nst.ImageDir = req.ImageDir
 	if nst.SameObservation(st) {
 		return nil
 	}

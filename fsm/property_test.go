@@ -162,7 +162,7 @@ func drawSpec(t *rapid.T, kind resource.Kind, fault int) json.RawMessage {
 			`null`, `{"cpus":1,"memory_mib":1,"bogus":true}`, `[]`, `{"cpus":"1"}`, `{}`,
 			`{"cpu_overcommit":2}`, `{"cpus":0,"memory_mib":64}`, `{"cpus":1,"memory_mib":0}`,
 			`{"cpus":1,"memory_mib":1,"power":"off"}`, `{"cpu_overcommit":0.5}`, `{"memory_overcommit":65}`,
-			`{"cpus":1,"memory_mib":1,"boot":{"image":"disk.qcow2"}}`,
+			`{"cpus":1,"memory_mib":1,"boot":{"image":"../disk.qcow2"}}`,
 		}).Draw(t, "bad spec"))
 	}
 	m := map[string]any{}

@@ -19,7 +19,8 @@ import "fmt"
 //	   migrate's phase_only (no clock decides a move off a down host)
 //	6  ACLs: acl-bootstrap, acl-policy-upsert, acl-policy-delete,
 //	   acl-token-create, acl-token-delete, and with-accessor (any
-//	   command with the accessor ID of the token that made it)
+//	   command with the accessor ID of the token that made it);
+//	   host-state's image_dir (the worker's --image-dir)
 const ProtocolVersion = 6
 
 // MinProtocol is the protocol a node must speak to apply message type t.
@@ -64,6 +65,9 @@ func RequiredProtocol(t MessageType, req any) int {
 			if payloadUses5(op.Type, op.Payload) {
 				need = max(need, 5)
 			}
+			if op.Type == HostStateRequestType && hostStateUsesImageDir(op.Payload) {
+				need = max(need, 6)
+			}
 		}
 	case *HostStateRequest:
 		if len(r.ForeignDomains) > 0 || r.ForeignDomainCount > 0 {
@@ -71,6 +75,9 @@ func RequiredProtocol(t MessageType, req any) int {
 		}
 		if r.UsesTiming() {
 			need = max(need, 5)
+		}
+		if r.ImageDir != "" {
+			need = max(need, 6)
 		}
 	case *MigrateRequest:
 		if r.UsesPhaseOnly() {
@@ -121,6 +128,13 @@ func hostStateUsesForeign(payload []byte) bool {
 		return false
 	}
 	return len(q.ForeignDomains) > 0 || q.ForeignDomainCount > 0
+}
+
+// hostStateUsesImageDir reports whether an encoded host-state payload
+// carries the protocol 6 field.
+func hostStateUsesImageDir(payload []byte) bool {
+	var q HostStateRequest
+	return decodePayload(payload, &q) == nil && q.ImageDir != ""
 }
 
 // payloadUses5 reports whether an encoded host-state or evacuate payload

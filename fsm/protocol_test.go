@@ -33,6 +33,10 @@ func TestProtocolVersions(t *testing.T) {
 		{fsm.ClusterInitRequestType, &fsm.ClusterInitRequest{}, 3},
 		{fsm.HostStateRequestType, &fsm.HostStateRequest{}, 1},
 		{fsm.HostStateRequestType, &fsm.HostStateRequest{ForeignDomainCount: 1}, 3},
+		{fsm.HostStateRequestType, &fsm.HostStateRequest{ImageDir: "/var/lib/kumoi/images"}, 6},
+		{fsm.BatchRequestType, &fsm.BatchRequest{Ops: []fsm.BatchOp{
+			mustOp(t, fsm.HostStateRequestType, &fsm.HostStateRequest{ImageDir: "/images"}),
+		}}, 6},
 		{fsm.BatchRequestType, &fsm.BatchRequest{Ops: []fsm.BatchOp{
 			mustOp(t, fsm.CreateRequestType, &fsm.CreateRequest{}), mustOp(t, fsm.MigrateRequestType, &fsm.MigrateRequest{}),
 		}}, 2},

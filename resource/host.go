@@ -83,6 +83,9 @@ type HostStatus struct {
 	// Fence is the last external fencing (--fence-command) of the host,
 	// for the down period named by its StateIndex.
 	Fence *HostFence `json:"fence,omitempty"`
+	// ImageDir is the worker's --image-dir: the directory its VMs' boot
+	// files must lie in (empty: not published, e.g. by an older worker).
+	ImageDir string `json:"image_dir,omitempty"`
 }
 
 // Fence states (status.fence.state).
@@ -136,7 +139,8 @@ func (s *HostStatus) SameObservation(o *HostStatus) bool {
 	a, b := s, o
 	return a.State == b.State && a.Address == b.Address && a.Capacity == b.Capacity && a.Allocated == b.Allocated &&
 		a.Driver == b.Driver && a.Reason == b.Reason && a.Since.Equal(b.Since) && a.ForeignDomainCount == b.ForeignDomainCount &&
-		a.StateIndex == b.StateIndex && a.FenceAfterMS == b.FenceAfterMS && a.DownGraceMS == b.DownGraceMS && a.Fence.equal(b.Fence)
+		a.StateIndex == b.StateIndex && a.FenceAfterMS == b.FenceAfterMS && a.DownGraceMS == b.DownGraceMS && a.Fence.equal(b.Fence) &&
+		a.ImageDir == b.ImageDir
 }
 
 func (f *HostFence) equal(o *HostFence) bool {

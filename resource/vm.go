@@ -1,7 +1,6 @@
 package resource
 
 import (
-	"strings"
 	"time"
 )
 
@@ -157,8 +156,8 @@ func (s *VMSpec) Validate() error {
 	if b := s.Boot; b != nil {
 		for _, fp := range [][2]string{{"image", b.Image}, {"kernel", b.Kernel}, {"initrd", b.Initrd}} {
 			field, p := fp[0], fp[1]
-			if p != "" && !strings.HasPrefix(p, "/") {
-				return Errorf("spec.boot."+field, "must be an absolute path on the host (got %q)", p)
+			if err := checkBootPath(field, p); p != "" && err != nil {
+				return err
 			}
 		}
 		switch b.ImageFormat {

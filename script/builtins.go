@@ -181,27 +181,33 @@ func fieldMsg(err error) string {
 }
 
 // failures(results) and successes(results).
-func failuresBuiltin(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	return splitResults(b, args, kwargs, true)
+func failuresBuiltin(th *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	return splitResults(th, b, args, kwargs, true)
 }
 
-func successesBuiltin(_ *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-	return splitResults(b, args, kwargs, false)
+func successesBuiltin(th *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
+	return splitResults(th, b, args, kwargs, false)
 }
 
-func splitResults(b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple, wantFailures bool) (starlark.Value, error) {
+func splitResults(th *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple, wantFailures bool) (starlark.Value, error) {
 	var results starlark.Iterable
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "results", &results); err != nil {
 		return nil, err
 	}
 	var out []starlark.Value
-	it := results.Iterate()
+	it := cancellable(th, results).Iterate()
 	defer it.Done()
 	var x starlark.Value
 	for it.Next(&x) {
 		if _, failed := x.(*Failure); failed == wantFailures {
+			if err := charge(th, sizeElem*2); err != nil {
+				return nil, err
+			}
 			out = append(out, x)
 		}
+	}
+	if _, ctx := runOf(th); ctx.Err() != nil {
+		return nil, ctx.Err()
 	}
 	return starlark.NewList(out), nil
 }

@@ -38,7 +38,13 @@
 // threads it starts, and by Env.Timeout of wall-clock time; cancelling the
 // context stops it too. A stopped script fails with "script stopped: step
 // limit of N exceeded" (ErrStepLimit), "… time limit of D exceeded"
-// (ErrTimeLimit) or "… interrupted" (ErrInterrupted). Every failure is an
+// (ErrTimeLimit) or "… interrupted" (ErrInterrupted). Env.MaxAlloc is a
+// memory budget: the syntax tree is rewritten (rewrite.go) so that the
+// operations that can allocate much in one step charge it first
+// (membudget.go), and a run that would pass it fails with "… memory budget
+// of N exceeded" (ErrMemoryLimit). Calls nest at most MaxCallDepth deep,
+// workers= is at most MaxWorkers, and error messages are cut at
+// MaxErrorText with the middle of a deep backtrace elided. Every failure is an
 // *Error: a syntax error says file:line:col and shows the offending line;
 // a run-time error carries the Starlark backtrace with file:line of each
 // frame; a wrong argument names the parameter ("create_vm: for parameter

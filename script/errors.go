@@ -106,13 +106,15 @@ func newError(err error, stop error, src []byte) *Error {
 		out.Msg = ee.Msg
 		stack := ee.CallStack
 		if n := len(stack); n > 0 && stack[n-1].Pos.Filename() == "<builtin>" {
-			out.Msg = stack[n-1].Name + ": " + trimBuiltinPrefix(stack[n-1].Name, ee.Msg)
+			if name := stack[n-1].Name; !isHiddenBuiltin(name) {
+				out.Msg = name + ": " + trimBuiltinPrefix(name, ee.Msg)
+			}
 			stack = stack[:n-1]
 		}
 		if n := len(stack); n > 0 {
 			out.Pos = stack[n-1].Pos
 		}
-		out.Backtrace = stack.String()
+		out.Backtrace = backtrace(stack)
 	case errors.As(err, &syn):
 		out.Msg, out.Pos = syn.Msg, syn.Pos
 	case errors.As(err, &synp):
@@ -132,6 +134,7 @@ func newError(err error, stop error, src []byte) *Error {
 		out.Msg = "script stopped: " + stop.Error()
 		out.cause = stop
 	}
+	out.Msg = TruncateText(out.Msg, MaxErrorText)
 	if out.Backtrace == "" && out.Pos.IsValid() {
 		out.Line = sourceLine(src, out.Pos)
 	}

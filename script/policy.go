@@ -18,6 +18,9 @@ const (
 	DefaultPolicyTimeout  = 30 * time.Second
 )
 
+// A policy's memory budget (Env.MaxAlloc) defaults to
+// DefaultPolicyMaxAlloc: it runs inside the leader.
+
 // Policy is a loaded policy script: the event types it declared and its
 // on_event handler. Its global variables are frozen once the script's top
 // level has run, so a handler cannot keep state between events (keep it in
@@ -48,6 +51,9 @@ func LoadPolicy(ctx context.Context, name, src string, env Env) (*Policy, error)
 	if env.Timeout == 0 {
 		env.Timeout = DefaultPolicyTimeout
 	}
+	if env.MaxAlloc <= 0 {
+		env.MaxAlloc = DefaultPolicyMaxAlloc
+	}
 	file := name
 	if !strings.HasSuffix(file, ".star") {
 		file += ".star"
@@ -71,9 +77,21 @@ func LoadPolicy(ctx context.Context, name, src string, env Env) (*Policy, error)
 func (s *Session) load(ctx context.Context, filename string, src []byte) (starlark.StringDict, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	f, err := fileOptions.Parse(filename, src, 0)
+	if err == nil {
+		err = boundFile(f)
+	}
+	if err != nil {
+		return nil, newError(err, nil, src)
+	}
+	prog, err := starlark.FileProgram(f, s.globals.Has)
+	if err != nil {
+		return nil, newError(err, nil, src)
+	}
 	r := s.newRun(ctx)
 	defer r.finish()
-	globals, err := starlark.ExecFileOptions(fileOptions, r.thread, filename, src, s.globals)
+	globals, err := prog.Init(r.thread, s.globals)
+	globals.Freeze()
 	if err != nil || r.stopped() != nil {
 		if err == nil {
 			err = r.stopped()

@@ -29,6 +29,10 @@ const (
 	DefaultTimeout = 10 * time.Minute
 	// DefaultWorkers is how many items a parallel skeleton works on at once.
 	DefaultWorkers = 16
+	// MaxWorkers bounds workers= of the parallel skeletons: each worker is
+	// a goroutine and a Starlark thread, with its share of the run's
+	// steps; more only adds load on the cluster.
+	MaxWorkers = 64
 )
 
 // Env is what scripts run against and the limits they run under.
@@ -43,6 +47,19 @@ type Env struct {
 	// Timeout bounds the wall-clock time of one run (0: DefaultTimeout;
 	// negative: none, the caller's context only).
 	Timeout time.Duration
+	// MaxAlloc bounds the bytes one run may allocate through the
+	// operations that can allocate much in one step (repetition,
+	// concatenation, materialising an iterable, …; membudget.go), counted
+	// over all its threads (0: DefaultMaxAlloc). A run that would exceed
+	// it stops with ErrMemoryLimit.
+	MaxAlloc int64
+}
+
+func (e Env) maxAlloc() int64 {
+	if e.MaxAlloc <= 0 {
+		return DefaultMaxAlloc
+	}
+	return e.MaxAlloc
 }
 
 func (e Env) maxSteps() uint64 {
@@ -85,6 +102,9 @@ type Session struct {
 // (a list of strings).
 func NewSession(env Env, argv []string) *Session {
 	s := &Session{env: env, globals: Builtins()}
+	for name, v := range boundBuiltins() {
+		s.globals[name] = v
+	}
 	args := make([]starlark.Value, len(argv))
 	for i, a := range argv {
 		args[i] = starlark.String(a)
@@ -155,11 +175,20 @@ func (s *Session) ExecChunk(ctx context.Context, f *syntax.File, src []byte) (st
 func (s *Session) execFile(ctx context.Context, f *syntax.File, src []byte) (starlark.Value, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var v starlark.Value = starlark.None
+	expr := soleExpr(f)
+	var err error
+	if expr != nil {
+		expr, err = boundExpr(expr)
+	} else {
+		err = boundFile(f)
+	}
+	if err != nil {
+		return nil, newError(err, nil, src)
+	}
 	r := s.newRun(ctx)
 	defer r.finish()
-	var v starlark.Value = starlark.None
-	var err error
-	if expr := soleExpr(f); expr != nil {
+	if expr != nil {
 		// An expression: evaluate it against the globals for its value.
 		v, err = starlark.EvalExprOptions(f.Options, r.thread, expr, s.globals)
 		if err == nil {
@@ -274,6 +303,7 @@ type run struct {
 	ctx           context.Context
 	cancel        context.CancelCauseFunc
 	steps         *budget
+	alloc         *allocBudget
 	thread        *starlark.Thread
 	cancelTimeout context.CancelFunc
 	printMu       sync.Mutex // print() from parallel threads
@@ -286,7 +316,7 @@ const (
 )
 
 func (s *Session) newRun(parent context.Context) *run {
-	r := &run{sess: s, env: s.env, steps: &budget{max: s.env.maxSteps()}}
+	r := &run{sess: s, env: s.env, steps: &budget{max: s.env.maxSteps()}, alloc: &allocBudget{max: s.env.maxAlloc()}}
 	ctx, cancel := context.WithCancelCause(parent)
 	r.cancel = cancel
 	r.ctx = ctx

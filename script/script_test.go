@@ -113,7 +113,7 @@ func TestWrongArgumentTypesNameTheParameter(t *testing.T) {
 		{`wait_until(lambda: True, timeout=[])`, "wait_until: for parameter \"timeout\": got list, want a duration"},
 		{`pmap(1, [])`, "pmap: for parameter fn: got int, want callable"},
 		{`pmap(len, 3)`, "pmap: for parameter xs: got int, want iterable"},
-		{`pmap(len, [], workers=0)`, "pmap: for parameter \"workers\": must be at least 1"},
+		{`pmap(len, [], workers=0)`, "pmap: for parameter \"workers\": must be between 1 and 64 (got 0)"},
 		{`events(kinds=["vm.exploded"])`, `events: for parameter "kinds": element 0: "vm.exploded" is not an event type`},
 		{`events(kinds=["disk"])`, `"disk" is not a kind`},
 		{`vm("x")`, "vm: not connected to a cluster"},

@@ -39,18 +39,29 @@ func unpackSkel(th *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, k
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, pairs...); err != nil {
 		return nil, err
 	}
-	if workers < 1 {
-		return nil, fmt.Errorf("%s: for parameter \"workers\": must be at least 1 (got %d)", b.Name(), workers)
+	if workers < 1 || workers > MaxWorkers {
+		return nil, fmt.Errorf("%s: for parameter \"workers\": must be between 1 and %d (got %d)", b.Name(), MaxWorkers, workers)
 	}
 	r, ctx := runOf(th)
 	if r == nil {
 		return nil, fmt.Errorf("%s: not running in a script session", b.Name())
 	}
 	c := &skelCall{name: b.Name(), run: r, ctx: ctx, fn: fn, opts: skel.Options{Workers: workers, FailFast: failFast}, parallel: parallel}
+	// The items are copied into a Go slice: charged to the memory
+	// budget first (range(10**9) is one small value).
+	known := int64(starlark.Len(xs))
+	if err := charge(th, mul(known, sizeElem)); err != nil {
+		return nil, err
+	}
 	it := xs.Iterate()
 	defer it.Done()
 	var x starlark.Value
 	for it.Next(&x) {
+		if known < 0 {
+			if err := charge(th, sizeElem); err != nil {
+				return nil, err
+			}
+		}
 		c.items = append(c.items, frozen(x))
 	}
 	fn.Freeze()

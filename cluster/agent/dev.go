@@ -138,13 +138,20 @@ func StartDev(ctx context.Context, cfg DevConfig) (*DevCluster, error) {
 	if cfg.HostMemoryMiB == 0 {
 		cfg.HostMemoryMiB = 16384
 	}
+	// The simulated hosts boot nothing, but check boot paths as real ones
+	// do: in the dev cluster's own image directory.
+	imageDir := filepath.Join(d.dataDir, "images")
+	if err := os.MkdirAll(imageDir, 0o755); err != nil {
+		d.Shutdown(context.Background())
+		return nil, fmt.Errorf("dev image directory: %w", err)
+	}
 	for i := 0; i < cfg.Hosts; i++ {
 		name := "sim-" + strconv.Itoa(i+1)
 		drv := sim.New(sim.Options{Host: name, CPUs: cfg.HostCPUs, MemoryMiB: cfg.HostMemoryMiB, BootLatency: 100 * time.Millisecond})
 		w, err := worker.Start(worker.Config{
 			NodeID: name, BindIP: cfg.BindIP, GossipPort: cfg.APIPort + 100 + i,
 			Join: []string{firstGossip}, Driver: drv, DriverName: "sim",
-			Logger: cfg.Logger.Named(name),
+			ImageDir: imageDir, Logger: cfg.Logger.Named(name),
 		})
 		if err != nil {
 			d.Shutdown(context.Background())

@@ -307,6 +307,11 @@ func (a *httpAPI) update(info *resource.KindInfo, name string) apiHandler {
 				return err
 			}
 			cas := a.casFor(r, info.Kind, resource.AccessWrite, cas, cur)
+			if info.Kind == resource.KindVM {
+				if err := a.checkBootPlaced(spec, name); err != nil {
+					return err
+				}
+			}
 			res, obj, err := a.apply(r.Context(), fsm.UpdateRequestType, &fsm.UpdateRequest{
 				Time:   time.Now().UTC(),
 				Kind:   info.Kind,

@@ -97,6 +97,9 @@ func (a *httpAPI) migrate(r *http.Request, name, host string) (*fsm.Result, erro
 			return nil, err
 		}
 	}
+	if err := a.checkMigrateBoot(name, host); err != nil {
+		return nil, err
+	}
 	req := &fsm.MigrateRequest{Time: time.Now().UTC(), VM: name, Host: host, Grace: a.hostDownGrace, PhaseOnly: true}
 	res, err := a.propose(r.Context(), fsm.MigrateRequestType, req)
 	if errors.Is(err, resource.ErrUpgradeRequired) {

@@ -3,9 +3,12 @@ package controller
 import (
 	"context"
 	"fmt"
+	"path"
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -47,6 +50,7 @@ func (c *Controller) syncHosts(ctx context.Context, markUnknown bool) {
 			// The worker's domains of another cluster, left alone.
 			ForeignDomains: foreignNames(m.Meta.Foreign), ForeignDomainCount: max(m.Meta.ForeignCount, len(foreignNames(m.Meta.Foreign))),
 			FenceAfterMS: min(max(m.Meta.FenceAfterMS, 0), fsm.MaxTimingMS),
+			ImageDir:     imageDirOf(m.Meta.ImageDir),
 		}
 		switch m.Status {
 		case membership.StatusAlive, membership.StatusSuspect:
@@ -89,9 +93,20 @@ func (c *Controller) syncHosts(ctx context.Context, markUnknown bool) {
 		}
 		want := fsm.HostStateRequest{Name: h.Name, State: resource.HostDown, Address: hs.Address,
 			Capacity: hs.Capacity, Driver: hs.Driver, Reason: "the worker is not in the gossip pool",
-			ForeignDomains: hs.ForeignDomains, ForeignDomainCount: hs.ForeignDomainCount, FenceAfterMS: hs.FenceAfterMS}
+			ForeignDomains: hs.ForeignDomains, ForeignDomainCount: hs.ForeignDomainCount, FenceAfterMS: hs.FenceAfterMS,
+			ImageDir: hs.ImageDir}
 		c.proposeHostState(ctx, st, want)
 	}
+}
+
+// imageDirOf is a worker's advertised image directory as the host status
+// may hold it: an absolute path of at most fsm.MaxImageDirBytes without
+// control characters ("" otherwise: gossip metadata is not trusted).
+func imageDirOf(d string) string {
+	if d == "" || len(d) > fsm.MaxImageDirBytes || !strings.HasPrefix(d, "/") || !utf8.ValidString(d) || strings.ContainsFunc(d, unicode.IsControl) {
+		return ""
+	}
+	return path.Clean(d)
 }
 
 // foreignNames is a worker's advertised list of foreign domains as the
@@ -125,6 +140,9 @@ func (c *Controller) proposeHostState(ctx context.Context, st *fsm.Store, want f
 		// record the host's state without them.
 		want.ForeignDomains, want.ForeignDomainCount = nil, 0
 	}
+	if want.ImageDir != "" && c.checkProtocol(fsm.HostStateRequestType, &fsm.HostStateRequest{ImageDir: "/"}) != nil {
+		want.ImageDir = "" // some controller cannot apply it yet
+	}
 	cur, _ := st.Get(nil, resource.KindHost, want.Name)
 	if cur != nil {
 		hs, err := resource.DecodeStatus[resource.HostStatus](cur)
@@ -134,7 +152,8 @@ func (c *Controller) proposeHostState(ctx context.Context, st *fsm.Store, want f
 		if err == nil && hs.State == want.State && hs.Address == want.Address && hs.Capacity == want.Capacity &&
 			hs.Driver == want.Driver && hs.Reason == want.Reason &&
 			slices.Equal(hs.ForeignDomains, want.ForeignDomains) && hs.ForeignDomainCount == want.ForeignDomainCount &&
-			hs.FenceAfterMS == want.FenceAfterMS && hs.DownGraceMS == want.DownGraceMS && (want.DownGraceMS == 0 || hs.StateIndex != 0) {
+			hs.FenceAfterMS == want.FenceAfterMS && hs.DownGraceMS == want.DownGraceMS && (want.DownGraceMS == 0 || hs.StateIndex != 0) &&
+			hs.ImageDir == want.ImageDir {
 			return
 		}
 	} else if want.State != resource.HostReady {

@@ -125,6 +125,7 @@ type policyRun struct {
 	lastWrite  time.Time
 	lastWrote  uint64 // status.LastIndex at the last write
 	pendingErr bool   // an error not yet written
+	errLog     logLimiter
 }
 
 // runPolicy runs the policy's current version until ctx is done (leadership
@@ -145,7 +146,7 @@ func (c *Controller) runPolicy(ctx context.Context, name string) {
 		return
 	}
 	prev, _ := resource.DecodeStatus[resource.PolicyStatus](o)
-	r := &policyRun{c: c, name: name, version: spec.Version, logger: logger, out: newLineBuffer(logger)}
+	r := &policyRun{c: c, name: name, version: spec.Version, logger: logger, out: newLineBuffer(logger), errLog: logLimiter{every: policyLogEvery}}
 	r.status = resource.PolicyStatus{Version: spec.Version, Node: c.cfg.NodeID, Since: time.Now().UTC()}
 	// Where to start: after the checkpoint of this same version (a new
 	// leader resumes), else after the write that made this version (its
@@ -191,8 +192,9 @@ func (c *Controller) runPolicy(ctx context.Context, name string) {
 		if ctx.Err() != nil {
 			return
 		}
-		r.status.State, r.status.Error = resource.PolicyBroken, err.Error()
-		logger.Warn("policy does not load", "version", spec.Version, "error", err)
+		msg := script.TruncateText(err.Error(), script.MaxErrorText)
+		r.status.State, r.status.Error = resource.PolicyBroken, msg
+		logger.Warn("policy does not load", "version", spec.Version, "error", msg)
 		r.write(ctx, true)
 		return
 	}
@@ -263,8 +265,9 @@ func (r *policyRun) handle(ctx context.Context, p *script.Policy, ev script.Even
 	}
 	r.status.Failed++
 	r.pendingErr = true
-	msg := err.Error()
-	r.logger.Warn("policy handler failed", "event", ev.Type, "object", string(ev.Kind)+"/"+ev.Name, "index", ev.Index, "error", msg)
+	// Bounded: the status goes through Raft, the log is the leader's.
+	msg := script.TruncateText(err.Error(), script.MaxErrorText)
+	r.errLog.log(r.logger, hclog.Warn, "policy handler failed", "event", ev.Type, "object", string(ev.Kind)+"/"+ev.Name, "index", ev.Index, "error", msg)
 	r.status.RecentErrors = append(r.status.RecentErrors, resource.PolicyFailure{
 		Time: time.Now().UTC(), Index: ev.Index, Event: ev.Type + " " + string(ev.Kind) + "/" + ev.Name, Message: msg,
 	})
@@ -333,12 +336,15 @@ func (c *Controller) policyClient() (*client.Client, error) {
 // kept until take.
 type lineBuffer struct {
 	logger hclog.Logger
+	limit  logLimiter // policyOutputBurst logged lines per policyLogEvery
 	mu     sync.Mutex
 	part   []byte
 	lines  []string
 }
 
-func newLineBuffer(logger hclog.Logger) *lineBuffer { return &lineBuffer{logger: logger} }
+func newLineBuffer(logger hclog.Logger) *lineBuffer {
+	return &lineBuffer{logger: logger, limit: logLimiter{every: policyLogEvery, burst: policyOutputBurst}}
+}
 
 func (b *lineBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
@@ -354,7 +360,7 @@ func (b *lineBuffer) Write(p []byte) (int, error) {
 		if len(line) > resource.MaxPolicyOutputLineLen {
 			line = line[:resource.MaxPolicyOutputLineLen] + "…"
 		}
-		b.logger.Info("policy output", "line", line)
+		b.limit.log(b.logger, hclog.Info, "policy output", "line", line)
 		b.lines = append(b.lines, line)
 		if n := len(b.lines); n > resource.MaxPolicyRecentOutput {
 			b.lines = b.lines[n-resource.MaxPolicyRecentOutput:]

@@ -61,6 +61,10 @@ type Meta struct {
 	// leader records it in the host's status and does not evacuate a
 	// host whose fence-after is not below the grace (docs/ha.md).
 	FenceAfterMS int64 `json:"fence_after_ms,omitempty"`
+	// ImageDir is the worker's --image-dir (omitted when it does not fit
+	// in the metadata): the leader records it in the host's status, and
+	// the API refuses a VM whose absolute boot path lies outside it.
+	ImageDir string `json:"image_dir,omitempty"`
 }
 
 // Encode returns m as gossip metadata, or an error if it exceeds

@@ -71,10 +71,17 @@ type Config struct {
 	// TLS, when its files are given (all three or none), makes the
 	// worker call the controllers over https with its certificate,
 	// requiring theirs to be server certificates of the CA (docs/tls.md).
-	TLS    tlsutil.Files
-	Logger hclog.Logger
+	TLS tlsutil.Files
+	// ImageDir is the one directory this host boots files from (disk
+	// images, kernels, initrds; hypervisor.DefaultImageDir when empty).
+	// A VM's boot paths are resolved in it (hypervisor.ImageDir): a path
+	// outside it, a symbolic link out of it, or anything but a regular
+	// file fails the VM and its domain is never defined.
+	ImageDir string
+	Logger   hclog.Logger
 
-	tlsClient *tls.Config // loaded from TLS by validate
+	tlsClient *tls.Config         // loaded from TLS by validate
+	imageDir  hypervisor.ImageDir // ImageDir, checked
 }
 
 // validate checks cfg and fills in the defaults.
@@ -115,6 +122,11 @@ func (cfg *Config) validate() error {
 	if cfg.FenceGuard == "" {
 		cfg.FenceGuard = GuardOff
 	}
+	imageDir, err := hypervisor.NewImageDir(cfg.ImageDir)
+	if err != nil {
+		return err
+	}
+	cfg.imageDir, cfg.ImageDir = imageDir, imageDir.Dir()
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}

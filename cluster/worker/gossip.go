@@ -41,11 +41,16 @@ func (w *Worker) meta(ctx context.Context, ready bool) membership.Meta {
 	w.mu.Unlock()
 	m := membership.Meta{ID: w.cfg.NodeID, Role: membership.RoleWorker, Cluster: cluster, CPUs: cpus, MemoryMiB: mem,
 		Driver: w.cfg.DriverName, Ready: ready, Labels: w.cfg.Labels, Leaving: leaving, ForeignCount: len(foreign),
-		FenceAfterMS: w.cfg.FenceAfter.Milliseconds()}
+		FenceAfterMS: w.cfg.FenceAfter.Milliseconds(), ImageDir: w.cfg.ImageDir}
 	// Name as many foreign domains as fit, with room for the flags that
-	// come and go (ready, leaving) and for the capacity to grow.
+	// come and go (ready, leaving) and for the capacity to grow. The image
+	// directory goes first, if it fits (else the API cannot check boot
+	// paths against it; the worker still does).
 	probe := m
 	probe.Ready, probe.Leaving, probe.CPUs, probe.MemoryMiB = true, true, 1<<20, 1<<50
+	if b, err := json.Marshal(probe); err != nil || len(b) > membership.MaxMetaBytes {
+		m.ImageDir, probe.ImageDir = "", ""
+	}
 	for _, n := range foreign {
 		if len(m.Foreign) == resource.MaxForeignDomains {
 			break

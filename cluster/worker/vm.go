@@ -3,6 +3,7 @@ package worker
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -64,7 +65,10 @@ func (w *Worker) convergeVM(ctx context.Context, o *resource.Object, spec *resou
 	}
 	vanished := !exists && w.seenUp[o.Name] == st.Epoch && !w.stopping[v.name] && spec.Power != resource.PowerStopped
 	if !exists || d.Epoch != st.Epoch || d.VMID != o.ID || d.Cluster != w.ClusterID() {
-		if err := w.define(ctx, v); err != nil {
+		if err := w.define(ctx, v); errors.Is(err, hypervisor.ErrBootPath) {
+			w.logger.Warn("refusing a VM's boot path", "vm", o.Name, "error", err)
+			return w.fail(v, err.Error())
+		} else if err != nil {
 			return w.fail(v, "define failed: "+err.Error())
 		}
 	}
@@ -105,11 +109,17 @@ func (w *Worker) fail(v *vmPass, reason string) (resource.VMReport, bool) {
 	return w.changed(v.rep)
 }
 
-// define defines the VM's domain for its current placement (epoch).
+// define defines the VM's domain for its current placement (epoch). Its
+// boot paths are resolved in the host's image directory first: a refused
+// one (hypervisor.ErrBootPath) defines nothing.
 func (w *Worker) define(ctx context.Context, v *vmPass) error {
 	ds := hypervisor.DomainSpec{Name: v.name, VMID: v.o.ID, Epoch: v.st.Epoch, Cluster: w.ClusterID(), CPUs: v.spec.CPUs, MemoryMiB: v.spec.MemoryMiB}
 	if b := v.spec.Boot; b != nil {
-		ds.Boot = hypervisor.Boot{Image: b.Image, ImageFormat: hypervisor.ImageFormat(b.ImageFormat), Kernel: b.Kernel, Initrd: b.Initrd, Cmdline: b.Cmdline}
+		boot, err := w.cfg.imageDir.ResolveBoot(hypervisor.Boot{Image: b.Image, ImageFormat: hypervisor.ImageFormat(b.ImageFormat), Kernel: b.Kernel, Initrd: b.Initrd, Cmdline: b.Cmdline})
+		if err != nil {
+			return err
+		}
+		ds.Boot = boot
 	}
 	if err := w.drv.Define(ctx, ds); err != nil {
 		return err

@@ -65,6 +65,11 @@ type Options struct {
 	WorkerArgs []string
 }
 
+// ImageDir is the workers' --image-dir (before WorkerArgs, which may
+// override it): a directory of the test's, empty at first; put the boot
+// files of the test's VMs there and name them in their specs.
+func (c *Cluster) ImageDir() string { return filepath.Join(c.dir, "images") }
+
 // Node ids are NodeIDPrefix + 1, 2, … .
 const NodeIDPrefix = "c"
 
@@ -155,6 +160,9 @@ func New(tb testing.TB, opts Options) *Cluster {
 	}
 	// Registered after TempDir, so it runs before the directory goes.
 	tb.Cleanup(c.cleanup)
+	if err := os.MkdirAll(c.ImageDir(), 0o755); err != nil {
+		tb.Fatalf("testcluster: image dir: %v", err)
+	}
 	if opts.LogDir != "" {
 		if err := os.MkdirAll(opts.LogDir, 0o755); err != nil {
 			tb.Fatalf("testcluster: log dir: %v", err)

@@ -96,7 +96,7 @@ func (c *Cluster) WorkerAlive(w int) bool { return c.alive(c.worker(w)) }
 // WorkerArgs are the `kumoi agent` arguments worker w is started with:
 // --worker, its name, address and gossip port, its observation log
 // (WorkerObservationLog), a --join for every controller,
-// DefaultWorkerArgs, the log level, Options.ExtraArgs, Options.WorkerArgs
+// DefaultWorkerArgs, --image-dir ImageDir, the log level, Options.ExtraArgs, Options.WorkerArgs
 // and the worker's own args.
 func (c *Cluster) WorkerArgs(w int) []string {
 	n := c.worker(w)
@@ -111,6 +111,7 @@ func (c *Cluster) WorkerArgs(w int) []string {
 	}
 	args = append(args, DefaultWorkerArgs...)
 	args = append(args, c.tlsArgs(n)...)
+	args = append(args, "--image-dir", c.ImageDir())
 	if c.opts.LogLevel != "" {
 		args = append(args, "--log-level", c.opts.LogLevel)
 	}

@@ -29,7 +29,7 @@ func TestQEMUChangesBehindKumoisBack(t *testing.T) {
 	t.Cleanup(func() { System.Remove(domain(cr)); System.Remove(domain(dn)) }) // after the cluster stops
 	c := newCluster(t)
 	const host = "qemu-system"
-	addLibvirtWorker(t, c, host, System)
+	addLibvirtWorker(t, c, host, System, g)
 	ctx := context.Background()
 
 	createVM(t, c, cr, resource.HARestart, g)

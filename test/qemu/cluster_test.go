@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -59,21 +60,23 @@ func newCluster(t *testing.T, ctrlArgs ...string) *testcluster.Cluster {
 }
 
 // addLibvirtWorker starts a libvirt worker on h with a data directory of
-// its own and waits until its host is ready.
-func addLibvirtWorker(t *testing.T, c *testcluster.Cluster, name string, h Host) int {
+// its own, booting files from the guest's directory (--image-dir), and
+// waits until its host is ready.
+func addLibvirtWorker(t *testing.T, c *testcluster.Cluster, name string, h Host, g *Guest) int {
 	t.Helper()
-	w := c.AddWorker(name, "--hypervisor", "libvirt", "--libvirt-uri", h.URI, "--data-dir", t.TempDir())
+	w := c.AddWorker(name, "--hypervisor", "libvirt", "--libvirt-uri", h.URI, "--data-dir", t.TempDir(), "--image-dir", g.Dir)
 	c.WaitHostState(name, resource.HostReady, hostReadyWithin)
 	return w
 }
 
-// createVM creates a VM that boots the guest.
+// createVM creates a VM that boots the guest: its kernel and initrd by
+// their names in the worker's image directory (the guest's directory).
 func createVM(t *testing.T, c *testcluster.Cluster, name, ha string, g *Guest) {
 	t.Helper()
 	body, err := json.Marshal(map[string]any{
 		"name": name,
 		"spec": map[string]any{"cpus": 1, "memory_mib": 128, "ha": ha,
-			"boot": map[string]any{"kernel": g.Kernel, "initrd": g.Initrd, "cmdline": g.Cmdline}},
+			"boot": map[string]any{"kernel": filepath.Base(g.Kernel), "initrd": filepath.Base(g.Initrd), "cmdline": g.Cmdline}},
 	})
 	if err != nil {
 		t.Fatal(err)

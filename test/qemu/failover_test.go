@@ -155,13 +155,13 @@ func TestQEMUWorkerKillRunsOnce(t *testing.T) {
 	// time; here 3 s.
 	c := newCluster(t, "--host-down-grace", "6s")
 	const hostA, hostB = "qemu-a", "qemu-b"
-	wa := addLibvirtWorker(t, c, hostA, a)
+	wa := addLibvirtWorker(t, c, hostA, a, g)
 	createVM(t, c, vm, resource.HARestart, g)
 	waitVM(t, c, vm, vmRunningWithin, "running on "+hostA, func(v vmView) bool {
 		return v.Phase == resource.PhaseRunning && v.Host == hostA
 	})
 	waitDomState(t, a, dom, "running", 10*time.Second)
-	addLibvirtWorker(t, c, hostB, b.Host)
+	addLibvirtWorker(t, c, hostB, b.Host, g)
 	if st, err := b.DomState(context.Background(), dom); err != nil || st != "" {
 		t.Fatalf("%s on the second daemon before the kill: %q, %v; want none", dom, st, err)
 	}
