@@ -1,6 +1,12 @@
 package fsm
 
-import "fmt"
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/kumoi/kumoi/resource"
+)
 
 // ProtocolVersion is the highest log protocol this build speaks: the set
 // of message types (and payload fields) it can apply. A leader proposes a
@@ -68,6 +74,9 @@ func RequiredProtocol(t MessageType, req any) int {
 			if op.Type == HostStateRequestType && hostStateUsesImageDir(op.Payload) {
 				need = max(need, 6)
 			}
+			if payloadUsesRelativeBoot(op.Type, op.Payload) {
+				need = max(need, 6)
+			}
 		}
 	case *HostStateRequest:
 		if len(r.ForeignDomains) > 0 || r.ForeignDomainCount > 0 {
@@ -77,6 +86,14 @@ func RequiredProtocol(t MessageType, req any) int {
 			need = max(need, 5)
 		}
 		if r.ImageDir != "" {
+			need = max(need, 6)
+		}
+	case *CreateRequest:
+		if specUsesRelativeBoot(r.Kind, r.Spec) {
+			need = max(need, 6)
+		}
+	case *UpdateRequest:
+		if specUsesRelativeBoot(r.Kind, r.Spec) {
 			need = max(need, 6)
 		}
 	case *MigrateRequest:
@@ -105,6 +122,10 @@ func payloadProtocol(t MessageType, payload []byte) int {
 		req = &HostStateRequest{}
 	case MigrateRequestType:
 		req = &MigrateRequest{}
+	case CreateRequestType:
+		req = &CreateRequest{}
+	case UpdateRequestType:
+		req = &UpdateRequest{}
 	case EvacuateRequestType:
 		req = &EvacuateRequest{}
 	case ReportRequestType:
@@ -195,4 +216,39 @@ func checkProtocol(t MessageType, max int) error {
 		return fmt.Errorf("%w %d (%s needs log protocol %d; this node speaks %d)", ErrUnknownCommand, uint8(t), t, MinProtocol(t), max)
 	}
 	return nil
+}
+
+// specUsesRelativeBoot reports whether a VM spec boots a path relative to
+// the host's image directory (protocol 6: older builds refuse a boot path
+// that is not absolute).
+func specUsesRelativeBoot(kind resource.Kind, spec json.RawMessage) bool {
+	if kind != resource.KindVM || len(spec) == 0 {
+		return false
+	}
+	var s struct {
+		Boot *resource.Boot `json:"boot"`
+	}
+	if json.Unmarshal(spec, &s) != nil || s.Boot == nil {
+		return false
+	}
+	for _, p := range []string{s.Boot.Image, s.Boot.Kernel, s.Boot.Initrd} {
+		if p != "" && !strings.HasPrefix(p, "/") {
+			return true
+		}
+	}
+	return false
+}
+
+// payloadUsesRelativeBoot is specUsesRelativeBoot of an encoded create or
+// update.
+func payloadUsesRelativeBoot(t MessageType, payload []byte) bool {
+	switch t {
+	case CreateRequestType:
+		var r CreateRequest
+		return decodePayload(payload, &r) == nil && specUsesRelativeBoot(r.Kind, r.Spec)
+	case UpdateRequestType:
+		var r UpdateRequest
+		return decodePayload(payload, &r) == nil && specUsesRelativeBoot(r.Kind, r.Spec)
+	}
+	return false
 }

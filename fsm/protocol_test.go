@@ -1,6 +1,7 @@
 package fsm_test
 
 import (
+	"encoding/json"
 	"errors"
 	"testing"
 
@@ -34,6 +35,10 @@ func TestProtocolVersions(t *testing.T) {
 		{fsm.HostStateRequestType, &fsm.HostStateRequest{}, 1},
 		{fsm.HostStateRequestType, &fsm.HostStateRequest{ForeignDomainCount: 1}, 3},
 		{fsm.HostStateRequestType, &fsm.HostStateRequest{ImageDir: "/var/lib/kumoi/images"}, 6},
+		{fsm.CreateRequestType, &fsm.CreateRequest{Kind: resource.KindVM, Spec: json.RawMessage(`{"cpus":1,"memory_mib":64,"boot":{"image":"/images/d.qcow2"}}`)}, 1},
+		{fsm.CreateRequestType, &fsm.CreateRequest{Kind: resource.KindVM, Spec: json.RawMessage(`{"cpus":1,"memory_mib":64,"boot":{"image":"d.qcow2"}}`)}, 6},
+		{fsm.UpdateRequestType, &fsm.UpdateRequest{Kind: resource.KindVM, Spec: json.RawMessage(`{"cpus":1,"memory_mib":64,"boot":{"kernel":"k/vmlinuz"}}`)}, 6},
+		{fsm.BatchRequestType, &fsm.BatchRequest{Ops: []fsm.BatchOp{mustOp(t, fsm.CreateRequestType, &fsm.CreateRequest{Kind: resource.KindVM, Spec: json.RawMessage(`{"cpus":1,"memory_mib":64,"boot":{"initrd":"i.img","kernel":"/k"}}`)})}}, 6},
 		{fsm.BatchRequestType, &fsm.BatchRequest{Ops: []fsm.BatchOp{
 			mustOp(t, fsm.HostStateRequestType, &fsm.HostStateRequest{ImageDir: "/images"}),
 		}}, 6},

@@ -105,7 +105,8 @@ const (
 
 // ValidateRequest checks the boot strings a client sent: valid UTF-8, no
 // control, bidi or line-separator characters, at most MaxBootPathLen
-// (paths, image_format) or MaxBootCmdlineLen (cmdline) bytes.
+// (paths, image_format) or MaxBootCmdlineLen (cmdline) bytes, and no ".."
+// component in a path.
 func (s *VMSpec) ValidateRequest() error {
 	b := s.Boot
 	if b == nil {
@@ -126,6 +127,9 @@ func (s *VMSpec) ValidateRequest() error {
 		}
 		if err := checkText(f.v); err != "" {
 			return Errorf("spec.boot."+f.name, "%s", err)
+		}
+		if f.name != "cmdline" && f.name != "image_format" && hasDotDot(f.v) {
+			return Errorf("spec.boot."+f.name, `must not hold a ".." component (got %q): give a name in the hosts' image directory (--image-dir), e.g. "debian.qcow2"`, f.v)
 		}
 	}
 	return nil
@@ -154,12 +158,7 @@ func (s *VMSpec) Validate() error {
 		return Errorf("spec.ha", "must be restart or none (got %q)", s.HA)
 	}
 	if b := s.Boot; b != nil {
-		for _, fp := range [][2]string{{"image", b.Image}, {"kernel", b.Kernel}, {"initrd", b.Initrd}} {
-			field, p := fp[0], fp[1]
-			if err := checkBootPath(field, p); p != "" && err != nil {
-				return err
-			}
-		}
+		// Boot path text: ValidateRequest (see bootpath.go).
 		switch b.ImageFormat {
 		case "", "qcow2", "raw":
 		default:
