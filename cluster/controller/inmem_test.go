@@ -215,9 +215,12 @@ func TestApplyOnFollowerIsNotLeader(t *testing.T) {
 	if err := ic.ctrls[f].ConsistentRead(context.Background()); !errors.Is(err, ErrNotLeader) {
 		t.Fatalf("read on follower: got %v, want ErrNotLeader", err)
 	}
-	if id, _ := ic.ctrls[f].Leader(); id != ic.ctrls[l].NodeID() {
-		t.Fatalf("follower thinks the leader is %q, want %q", id, ic.ctrls[l].NodeID())
-	}
+	// A follower learns who leads from the leader's first append (a
+	// heartbeat), which may come after the leader knows it leads.
+	testcluster.WaitFor(t, 5*time.Second, "the follower to learn the leader", func() (bool, error) {
+		id, _ := ic.ctrls[f].Leader()
+		return id == ic.ctrls[l].NodeID(), fmt.Errorf("follower thinks the leader is %q, want %q", id, ic.ctrls[l].NodeID())
+	})
 }
 
 // TestLeaderLoopsFollowLeadership: leader loops run only on the leader and
