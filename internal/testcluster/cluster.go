@@ -150,12 +150,18 @@ func New(tb testing.TB, opts Options) *Cluster {
 	if err != nil {
 		tb.Fatalf("testcluster: %v", err)
 	}
+	// Absolute: the nodes take paths under it as flags (--image-dir must
+	// be absolute), and a Standalone's directory may be relative.
+	dir, err := filepath.Abs(tb.TempDir())
+	if err != nil {
+		tb.Fatalf("testcluster: %v", err)
+	}
 	c := &Cluster{
 		tb:    tb,
 		opts:  opts,
 		bin:   bin,
 		block: block,
-		dir:   tb.TempDir(),
+		dir:   dir,
 		hc:    NewHTTPClient(8, 2*time.Second),
 	}
 	// Registered after TempDir, so it runs before the directory goes.
