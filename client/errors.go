@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -206,8 +208,8 @@ func NotApplied(err error) bool {
 }
 
 // neverSent reports whether a transport error happened before the request
-// could reach a server (dial failure, refused connection, unknown host), so
-// that it is safe to send any request elsewhere.
+// could reach a server (dial failure, refused connection, unknown host, a
+// failed TLS handshake), so that it is safe to send any request elsewhere.
 func neverSent(err error) bool {
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
@@ -215,6 +217,19 @@ func neverSent(err error) bool {
 	}
 	var dns *net.DNSError
 	if errors.As(err, &dns) {
+		return true
+	}
+	// A failed TLS handshake (a certificate refused by either side, a
+	// server that does not speak TLS): no server processes a request
+	// before its side of the handshake has succeeded.
+	var (
+		verify *tls.CertificateVerificationError
+		alert  tls.AlertError
+		record tls.RecordHeaderError
+		unk    x509.UnknownAuthorityError
+		host   x509.HostnameError
+	)
+	if errors.As(err, &verify) || errors.As(err, &alert) || errors.As(err, &record) || errors.As(err, &unk) || errors.As(err, &host) {
 		return true
 	}
 	return errors.Is(err, syscall.ECONNREFUSED) ||

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kumoi/kumoi/client"
 	"github.com/kumoi/kumoi/internal/tlsutil"
+	"github.com/kumoi/kumoi/resource"
 )
 
 func TestTLS(t *testing.T) {
@@ -86,6 +87,17 @@ func TestTLS(t *testing.T) {
 	c3, _ := client.New(client.Config{Addrs: []string{"https://" + addr}, Timeout: 5 * time.Second, RetryDeadline: -1})
 	if _, err := c3.Status(ctx); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("status without the CA: %v", err)
+	}
+	// A write whose TLS handshake fails was never applied: the server
+	// processed nothing (client.NotApplied), and the server saw nothing.
+	_, err = c3.Create(ctx, "vm", resource.CreateRequest{Name: "x", Spec: []byte(`{"cpus":1,"memory_mib":64}`)})
+	if err == nil || !client.NotApplied(err) {
+		t.Errorf("create over a refused TLS handshake: %v, NotApplied = %t; want an error that was never applied", err, client.NotApplied(err))
+	}
+	select {
+	case cn := <-peer:
+		t.Errorf("the server handled a request after a refused handshake (client %q)", cn)
+	default:
 	}
 	// A caller's own HTTP client gets the TLS configuration.
 	c4, _ := client.New(client.Config{Addrs: []string{addr}, TLS: cfg, HTTPClient: &http.Client{Transport: &http.Transport{}}, Timeout: 5 * time.Second, RetryDeadline: -1})
