@@ -391,26 +391,7 @@ func tlsConfigFromFlags(c *cli.Context) (*tls.Config, error) {
 	if (certFile == "") != (keyFile == "") {
 		return nil, usagef("--client-cert and --client-key go together (KUMOI_CLIENT_CERT, KUMOI_CLIENT_KEY): give both or neither")
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("--ca-cert: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--ca-cert %s: no PEM certificate in it", caFile)
-		}
-		cfg.RootCAs = pool
-	}
-	if certFile != "" {
-		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("--client-cert %s / --client-key %s: %w", certFile, keyFile, err)
-		}
-		cfg.Certificates = []tls.Certificate{pair}
-	}
-	return cfg, nil
+	return client.TLSConfigFromFiles(caFile, certFile, keyFile)
 }
 
 // unauthenticatedText explains a 401: the request had no token, or one the

@@ -20,7 +20,9 @@ const (
 // TLSConfigFromFiles makes the TLS configuration of a client: it trusts
 // the CA certificate(s) in caFile (empty: the system's roots) and, if
 // certFile and keyFile are given (both or neither), presents that client
-// certificate. All three empty: nil, nil (plain HTTP).
+// certificate. All three empty: nil, nil (plain HTTP). Errors name the
+// files by the CLI's flags (--ca-cert, --client-cert, --client-key; the
+// same as KUMOI_CACERT, KUMOI_CLIENT_CERT, KUMOI_CLIENT_KEY).
 func TLSConfigFromFiles(caFile, certFile, keyFile string) (*tls.Config, error) {
 	if caFile == "" && certFile == "" && keyFile == "" {
 		return nil, nil
@@ -32,18 +34,18 @@ func TLSConfigFromFiles(caFile, certFile, keyFile string) (*tls.Config, error) {
 	if caFile != "" {
 		b, err := os.ReadFile(caFile)
 		if err != nil {
-			return nil, fmt.Errorf("CA certificate: %w", err)
+			return nil, fmt.Errorf("--ca-cert: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(b) {
-			return nil, fmt.Errorf("CA certificate %s: no PEM certificate in it", caFile)
+			return nil, fmt.Errorf("--ca-cert %s: no PEM certificate in it", caFile)
 		}
 		cfg.RootCAs = pool
 	}
 	if certFile != "" {
 		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
 		if err != nil {
-			return nil, fmt.Errorf("client certificate %s / key %s: %w", certFile, keyFile, err)
+			return nil, fmt.Errorf("--client-cert %s / --client-key %s: %w", certFile, keyFile, err)
 		}
 		cfg.Certificates = []tls.Certificate{pair}
 	}
