@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -75,7 +76,7 @@ func TestVMsCreateGetListDelete(t *testing.T) {
 	}
 
 	got, meta, err := vms.Get(ctx, "web", nil)
-	if err != nil || got.Object.ID != vm.Object.ID || got.Spec != vm.Spec || meta.Index != s.Index() {
+	if err != nil || got.Object.ID != vm.Object.ID || !reflect.DeepEqual(got.Spec, vm.Spec) || meta.Index != s.Index() {
 		t.Fatalf("Get = %+v, %+v, %v", got, meta, err)
 	}
 	if _, meta, err := vms.Get(ctx, "nope", nil); !client.IsNotFound(err) || meta == nil || meta.Index != s.Index() {

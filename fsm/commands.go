@@ -156,6 +156,9 @@ var (
 	ErrStaleEpoch   = errors.New("stale placement epoch")
 	ErrWrongPhase   = errors.New("operation not allowed in this phase")
 	ErrHostBusy     = errors.New("host still has VMs assigned")
+	// ErrInUse: a network, image or volume that VMs (or volumes) use
+	// cannot be deleted or changed that way; the message names them.
+	ErrInUse = errors.New("in use")
 )
 
 // Result is what Apply returns for one log entry (the raft ApplyFuture's

@@ -15,6 +15,9 @@ type ReportRequest struct {
 	Time    time.Time  `json:"time"`
 	Host    string     `json:"host"`
 	Reports []VMReport `json:"reports"`
+	// Resources: the host's networks, images and volumes (protocol 7;
+	// Result.ResourceErrors[i] is resource report i's error).
+	Resources []resource.ResourceReport `json:"resources,omitempty"`
 }
 
 // VMReport is one VM's observed state (the wire type of the API).

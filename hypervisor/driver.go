@@ -67,6 +67,10 @@ type Driver interface {
 	Health(ctx context.Context) error
 	// Capabilities says which optional operations the driver honours.
 	Capabilities() Capabilities
+	// Networks and volumes (netstore.go).
+	NetworkDriver
+	StorageDriver
+
 	// Close stops event delivery, closes Events and releases the
 	// connection. Domains keep running on a real hypervisor; a simulated
 	// host's domains end with it. Calls after Close fail with ErrUnavailable
@@ -109,6 +113,10 @@ type DomainSpec struct {
 	CPUs      int    `json:"cpus"`
 	MemoryMiB int64  `json:"memory_mib"`
 	Boot      Boot   `json:"boot"`
+	// Disks are attached after the boot image (if any), in order; NICs
+	// in order.
+	Disks []DomainDisk `json:"disks,omitempty"`
+	NICs  []DomainNIC  `json:"nics,omitempty"`
 	// Cluster is the identity (UUID) of the Kumoi cluster the domain
 	// belongs to, recorded with the tag; empty for none (a domain defined
 	// by a build older than cluster identity).

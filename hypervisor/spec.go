@@ -2,6 +2,7 @@ package hypervisor
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"unicode"
 )
@@ -77,7 +78,8 @@ func (b Boot) Needs() []Capability {
 // Equal reports whether two specs define the same domain.
 func (s DomainSpec) Equal(o DomainSpec) bool {
 	return s.Name == o.Name && s.VMID == o.VMID && s.Epoch == o.Epoch && s.Cluster == o.Cluster &&
-		s.CPUs == o.CPUs && s.MemoryMiB == o.MemoryMiB && s.Boot.normal() == o.Boot.normal()
+		s.CPUs == o.CPUs && s.MemoryMiB == o.MemoryMiB && s.Boot.normal() == o.Boot.normal() &&
+		slices.Equal(s.Disks, o.Disks) && slices.Equal(s.NICs, o.NICs)
 }
 
 func (b Boot) normal() Boot {

@@ -187,6 +187,31 @@ type Event struct {
 // observations of the VMs placed on its host.
 type ReportRequest struct {
 	Reports []VMReport `json:"reports"`
+	// Resources are the worker's observations of the networks, images
+	// and volumes on its host (log protocol 7).
+	Resources []ResourceReport `json:"resources,omitempty"`
+}
+
+// ResourceReport is one network, image or volume on the reporting host.
+// A network or image's state lands in status.hosts[host]; a volume's in
+// its status (phase from State: ready, missing or failed; pending changes
+// nothing), only while status.host is the reporting host and ID is the
+// volume's id. State removed drops the host's entry (networks, images).
+type ResourceReport struct {
+	Kind   Kind   `json:"kind"`
+	Name   string `json:"name"`
+	ID     string `json:"id,omitempty"` // the object's id the worker acted on
+	State  string `json:"state"`        // a HostResource* state
+	Reason string `json:"reason,omitempty"`
+	// SizeMiB is a volume's size as the disk now is.
+	SizeMiB int64 `json:"size_mib,omitempty"`
+}
+
+// ResourceResult answers one ResourceReport: nil Error when recorded.
+type ResourceResult struct {
+	Kind  Kind       `json:"kind"`
+	Name  string     `json:"name"`
+	Error *ErrorBody `json:"error,omitempty"`
 }
 
 // VMReport is one VM's observed state, for the placement epoch the worker
@@ -213,6 +238,8 @@ type VMReport struct {
 type ReportResponse struct {
 	Index   uint64         `json:"index"`
 	Results []ReportResult `json:"results"`
+	// ResourceResults answer ReportRequest.Resources, in order.
+	ResourceResults []ResourceResult `json:"resource_results,omitempty"`
 }
 
 // ReportResult is nil Error when the report was recorded.

@@ -3,6 +3,7 @@ package resource
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -375,8 +376,12 @@ func TestKindsRegistry(t *testing.T) {
 		t.Error("LookupPlural(gadgets) found something")
 	}
 	ks := Kinds()
-	if len(ks) != 3 || ks[0].Kind != KindHost || ks[1].Kind != KindPolicy || ks[2].Kind != KindVM {
-		t.Errorf("Kinds() not sorted by name: %v", ks)
+	var names []Kind
+	for _, k := range ks {
+		names = append(names, k.Kind)
+	}
+	if want := []Kind{KindHost, KindImage, KindNetwork, KindPolicy, KindVM, KindVolume}; !reflect.DeepEqual(names, want) {
+		t.Errorf("Kinds() = %v; want %v, sorted by name", names, want)
 	}
 	defer func() {
 		if recover() == nil {
@@ -423,7 +428,7 @@ func TestStateOf(t *testing.T) {
 		t.Errorf("VMStateOf = %+v, %+v", spec, st)
 	}
 	spec, st = VMStateOf(&Object{Kind: KindVM, Name: "bad", Spec: json.RawMessage(`[1]`), Status: json.RawMessage(`"x"`)})
-	if *spec != (VMSpec{}) || *st != (VMStatus{}) {
+	if !reflect.DeepEqual(*spec, VMSpec{}) || *st != (VMStatus{}) {
 		t.Errorf("VMStateOf(undecodable) = %+v, %+v; want zero values", spec, st)
 	}
 

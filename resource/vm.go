@@ -1,6 +1,9 @@
 package resource
 
 import (
+	"fmt"
+	"net"
+	"net/netip"
 	"time"
 )
 
@@ -65,7 +68,47 @@ type VMSpec struct {
 	Power     string `json:"power,omitempty"`
 	HA        string `json:"ha,omitempty"`
 	Boot      *Boot  `json:"boot,omitempty"`
+	// NICs attach the VM to networks; the state machine fills in each
+	// NIC's address and MAC (IPAM) unless given.
+	NICs []NIC `json:"nics,omitempty"`
+	// Disks attach volumes, in order (the first is the boot disk unless
+	// boot.image is set): an existing volume, or an image and a size, for
+	// which the state machine creates a non-persistent volume named
+	// "<vm>-disk<i>" and records it in the disk's volume.
+	Disks []Disk `json:"disks,omitempty"`
 }
+
+// NIC is one network interface of a VM.
+type NIC struct {
+	// Network names a network object.
+	Network string `json:"network"`
+	// IP is the NIC's address: asked for (static, if free) or allocated
+	// by the state machine when the VM is created or placed; empty while
+	// the network is full.
+	IP string `json:"ip,omitempty"`
+	// MAC is the NIC's hardware address: given (a unicast address) or
+	// allocated by the state machine (52:54:00:xx:xx:xx, unique in the
+	// cluster).
+	MAC string `json:"mac,omitempty"`
+}
+
+// Disk is one disk of a VM: Volume alone, or Image and SizeMiB (Volume
+// then names the volume the state machine created for it).
+type Disk struct {
+	Volume  string `json:"volume,omitempty"`
+	Image   string `json:"image,omitempty"`
+	SizeMiB int64  `json:"size_mib,omitempty"`
+}
+
+// Limits on a VM's devices.
+const (
+	MaxVMNICs  = 16
+	MaxVMDisks = 16
+)
+
+// DiskVolumeName is the name of the volume the state machine creates for
+// a VM's disk i given as an image and a size.
+func DiskVolumeName(vm string, i int) string { return vm + "-disk" + itoa(i) }
 
 // Boot says what a VM boots: a disk image, or a kernel (with an optional
 // initrd and command line), or both. Paths are on the hypervisor host.
@@ -157,6 +200,9 @@ func (s *VMSpec) Validate() error {
 	default:
 		return Errorf("spec.ha", "must be restart or none (got %q)", s.HA)
 	}
+	if err := s.validateDevices(); err != nil {
+		return err
+	}
 	if b := s.Boot; b != nil {
 		// Boot path text: ValidateRequest (see bootpath.go).
 		switch b.ImageFormat {
@@ -170,6 +216,78 @@ func (s *VMSpec) Validate() error {
 		if b.Kernel == "" && (b.Initrd != "" || b.Cmdline != "") {
 			return Errorf("spec.boot.kernel", "is required with an initrd or a cmdline")
 		}
+	}
+	return nil
+}
+
+// validateDevices checks the NICs and disks.
+func (s *VMSpec) validateDevices() error {
+	if len(s.NICs) > MaxVMNICs {
+		return Errorf("spec.nics", "has %d NICs; the limit is %d", len(s.NICs), MaxVMNICs)
+	}
+	if len(s.Disks) > MaxVMDisks {
+		return Errorf("spec.disks", "has %d disks; the limit is %d", len(s.Disks), MaxVMDisks)
+	}
+	for i, n := range s.NICs {
+		f := "spec.nics[" + itoa(i) + "]"
+		if err := ValidateName(n.Network); err != nil {
+			return Errorf(f+".network", "%s", err.(*FieldError).Msg)
+		}
+		if n.IP != "" {
+			a, err := netip.ParseAddr(n.IP)
+			if err != nil || a.Zone() != "" || a.Is4In6() {
+				return Errorf(f+".ip", "must be an IPv4 or IPv6 address (got %q)", n.IP)
+			}
+		}
+		if n.MAC != "" {
+			if err := ValidateMAC(n.MAC); err != nil {
+				return Errorf(f+".mac", "%v", err)
+			}
+		}
+	}
+	for i, d := range s.Disks {
+		f := "spec.disks[" + itoa(i) + "]"
+		switch {
+		case d.Image == "" && d.Volume == "":
+			return Errorf(f, "give a volume (volume=NAME) or an image and a size (image=NAME,size=2GiB)")
+		case d.Image == "" && d.SizeMiB != 0:
+			return Errorf(f+".size_mib", "is for a disk made from an image; resize the volume instead")
+		case d.Image != "" && d.SizeMiB < 1:
+			return Errorf(f+".size_mib", "is required with an image and must be at least 1 MiB (got %d)", d.SizeMiB)
+		case d.SizeMiB > MaxVolumeSizeMiB:
+			return Errorf(f+".size_mib", "must be at most %d MiB (got %d)", int64(MaxVolumeSizeMiB), d.SizeMiB)
+		}
+		if d.Volume != "" {
+			if err := ValidateName(d.Volume); err != nil {
+				return Errorf(f+".volume", "%s", err.(*FieldError).Msg)
+			}
+		}
+		if d.Image != "" {
+			if err := ValidateName(d.Image); err != nil {
+				return Errorf(f+".image", "%s", err.(*FieldError).Msg)
+			}
+		}
+		for j := range i {
+			if d.Volume != "" && s.Disks[j].Volume == d.Volume {
+				return Errorf(f+".volume", "volume %q is already disk %d of this VM", d.Volume, j)
+			}
+		}
+	}
+	return nil
+}
+
+// ValidateMAC checks a unicast hardware address written aa:bb:cc:dd:ee:ff
+// in lower case.
+func ValidateMAC(m string) error {
+	hw, err := net.ParseMAC(m)
+	if err != nil || len(hw) != 6 || hw.String() != m {
+		return fmt.Errorf("must be a MAC address written aa:bb:cc:dd:ee:ff in lower case (got %q)", m)
+	}
+	if hw[0]&1 != 0 {
+		return fmt.Errorf("%s is a multicast address; give a unicast one", m)
+	}
+	if m == "00:00:00:00:00:00" {
+		return fmt.Errorf("must not be all zeros")
 	}
 	return nil
 }
