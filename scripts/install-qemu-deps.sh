@@ -2,8 +2,11 @@
 # install-qemu-deps.sh — what `make test-qemu` needs beyond install-deps.sh,
 # and a running libvirt daemon. Run as root; idempotent.
 #
-#   1. Debian packages: QEMU (TCG is enough, no KVM needed), the libvirt
-#      daemon with its QEMU driver, and a static busybox for the guest;
+#   1. Debian packages: QEMU (TCG is enough, no KVM needed) and qemu-img,
+#      the libvirt daemon with its QEMU driver, a static busybox for the
+#      guest, and for the network-and-storage test dnsmasq (a libvirt
+#      network's DHCP), iptables (its nat rules), iproute2 (ip netns) and
+#      e2fsprogs (mke2fs builds the test's disk image);
 #   2. a Debian kernel image for the guest: the newest /boot/vmlinuz-* if
 #      there is one, else the package linux-image-amd64 depends on,
 #      downloaded with apt-get and unpacked (not installed) into
@@ -16,12 +19,14 @@
 #      /run/libvirtd.pid).
 #
 # test/qemu's second libvirtd needs nothing more: unshare and mount
-# (util-linux) and the QEMU driver installed here.
+# (util-linux) and the QEMU driver installed here (its variant in a
+# network namespace also loads the network and storage drivers, which
+# libvirt-daemon ships).
 #
 #   --restart-libvirtd   only restart libvirtd (the reconnect test uses it)
 set -euo pipefail
 
-APT_PACKAGES=(qemu-system-x86 libvirt-daemon-system libvirt-daemon-driver-qemu busybox-static)
+APT_PACKAGES=(qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-daemon-driver-qemu busybox-static dnsmasq-base iptables iproute2 e2fsprogs)
 KERNEL_ROOT="${KUMOI_QEMU_KERNEL_ROOT:-/var/lib/kumoi-test-qemu/kernel}"
 
 log() { printf 'install-qemu-deps: %s\n' "$*" >&2; }
