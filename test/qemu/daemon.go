@@ -98,7 +98,8 @@ func (h Host) Remove(name string) {
 // system's libvirtd is not touched.
 type Daemon struct {
 	Host
-	Dir string // its state, config, socket and logs
+	Dir   string // its state, config, socket and logs
+	NetNS string // the network namespace it runs in ("" for the host's)
 
 	cmd    *exec.Cmd
 	exited chan struct{}
@@ -135,11 +136,29 @@ export LIBVIRT_DRIVER_DIR="$D/drivers"
 exec /usr/sbin/libvirtd --config "$D/libvirtd.conf" --pid-file "$D/libvirtd.pid"
 `
 
+// DaemonOptions vary a second libvirtd (StartDaemonWith).
+type DaemonOptions struct {
+	// NetNS, if set, is a network namespace (ip netns) the daemon runs in
+	// (ip netns exec), with its QEMU guests and what its network driver
+	// starts (bridges, dnsmasq, firewall rules).
+	NetNS string
+	// Drivers are the connection drivers it loads besides the QEMU driver
+	// ("network", "storage").
+	Drivers []string
+	// QEMUConf is its /etc/libvirt/qemu.conf ("" for daemonQEMUConf).
+	QEMUConf string
+}
+
 // StartDaemon starts a second libvirtd in a new directory under parent (""
 // for the system's temporary directory; unix socket paths are limited to
 // 107 bytes) and waits until it answers. Close stops it, its domains
 // and their QEMU processes, and removes the directory. It needs root.
 func StartDaemon(ctx context.Context, parent string) (*Daemon, error) {
+	return StartDaemonWith(ctx, parent, DaemonOptions{})
+}
+
+// StartDaemonWith is StartDaemon with options.
+func StartDaemonWith(ctx context.Context, parent string, opts DaemonOptions) (*Daemon, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("a second privileged libvirtd needs root")
 	}
@@ -148,25 +167,33 @@ func StartDaemon(ctx context.Context, parent string) (*Daemon, error) {
 			return nil, fmt.Errorf("%s is not a directory (install libvirt-daemon-system: scripts/install-qemu-deps.sh)", b.sys)
 		}
 	}
-	qemuDriver, _ := filepath.Glob("/usr/lib/*/libvirt/connection-driver/libvirt_driver_qemu.so")
-	if len(qemuDriver) == 0 {
-		return nil, errors.New("libvirt's QEMU driver is not installed (libvirt-daemon-driver-qemu: scripts/install-qemu-deps.sh)")
+	var drivers []string
+	for _, name := range append([]string{"qemu"}, opts.Drivers...) {
+		so, _ := filepath.Glob("/usr/lib/*/libvirt/connection-driver/libvirt_driver_" + name + ".so")
+		if len(so) == 0 {
+			return nil, fmt.Errorf("libvirt's %s driver is not installed (scripts/install-qemu-deps.sh)", name)
+		}
+		drivers = append(drivers, so[0])
 	}
 	dir, err := os.MkdirTemp(parent, "kumoi-qemud-")
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{Dir: dir, exited: make(chan struct{})}
+	d := &Daemon{Dir: dir, NetNS: opts.NetNS, exited: make(chan struct{})}
 	d.URI = "qemu+unix:///system?socket=" + filepath.Join(dir, "sock", "libvirt-sock")
 	d.RunDir = filepath.Join(dir, "run")
-	if err := d.start(ctx, qemuDriver[0]); err != nil {
+	conf := opts.QEMUConf
+	if conf == "" {
+		conf = daemonQEMUConf
+	}
+	if err := d.start(ctx, drivers, conf); err != nil {
 		d.Close()
 		return nil, err
 	}
 	return d, nil
 }
 
-func (d *Daemon) start(ctx context.Context, qemuDriver string) error {
+func (d *Daemon) start(ctx context.Context, drivers []string, qemuConf string) error {
 	// QEMU runs as libvirt-qemu and must reach its monitor socket and
 	// logs under the bound directories.
 	if err := os.Chmod(d.Dir, 0o755); err != nil {
@@ -177,10 +204,12 @@ func (d *Daemon) start(ctx context.Context, qemuDriver string) error {
 			return err
 		}
 	}
-	if err := os.Symlink(qemuDriver, filepath.Join(d.Dir, "drivers", filepath.Base(qemuDriver))); err != nil {
-		return err
+	for _, so := range drivers {
+		if err := os.Symlink(so, filepath.Join(d.Dir, "drivers", filepath.Base(so))); err != nil {
+			return err
+		}
 	}
-	if err := os.WriteFile(filepath.Join(d.Dir, "etc", "qemu.conf"), []byte(daemonQEMUConf), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(d.Dir, "etc", "qemu.conf"), []byte(qemuConf), 0o644); err != nil {
 		return err
 	}
 	conf := filepath.Join(d.Dir, "libvirtd.conf")
@@ -198,7 +227,12 @@ log_outputs = "3:file:%s"
 		return err
 	}
 	// unshare execs sh, which execs libvirtd: one process throughout.
-	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", daemonScript, "sh", d.Dir)
+	args := []string{"unshare", "--mount", "--propagation", "private", "sh", "-c", daemonScript, "sh", d.Dir}
+	if d.NetNS != "" {
+		// ip netns exec execs unshare in the namespace: still one process.
+		args = append([]string{"ip", "netns", "exec", d.NetNS}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -275,6 +309,13 @@ func (d *Daemon) Close() error {
 			if names, err := d.Active(ctx); err == nil {
 				for _, n := range names {
 					_, _ = Virsh(ctx, d.URI, "destroy", n)
+				}
+			}
+			// A network's dnsmasq outlives libvirtd: stop the networks
+			// (a daemon without the network driver has none).
+			if out, err := Virsh(ctx, d.URI, "net-list", "--name"); err == nil {
+				for _, n := range strings.Fields(out) {
+					_, _ = Virsh(ctx, d.URI, "net-destroy", n)
 				}
 			}
 			cancel()
