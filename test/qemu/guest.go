@@ -96,7 +96,7 @@ func NewGuest(tb testing.TB) *Guest {
 	if err := copyFile(kernel, g.Kernel); err != nil {
 		tb.Fatal(err)
 	}
-	if err := buildInitramfs(g.Initrd, busybox, modules); err != nil {
+	if err := buildInitramfs(g.Initrd, busybox, guestInit, modules, nil); err != nil {
 		tb.Fatal(err)
 	}
 	return g
@@ -105,6 +105,20 @@ func NewGuest(tb testing.TB) *Guest {
 // findKernel returns a Debian kernel image and the modules (button, evdev)
 // the guest needs for its power button.
 func findKernel(tb testing.TB) (kernel string, modules []string) {
+	tb.Helper()
+	kernel, root, ver := findKernelRoot(tb)
+	for _, m := range []string{"drivers/acpi/button.ko", "drivers/input/evdev.ko"} {
+		p := filepath.Join(root, "lib/modules", ver, "kernel", m)
+		if _, err := os.Stat(p); err == nil {
+			modules = append(modules, p)
+		}
+	}
+	return kernel, modules
+}
+
+// findKernelRoot returns a Debian kernel image, the root its modules are
+// under (root/lib/modules/ver) and its version.
+func findKernelRoot(tb testing.TB) (kernel, root, ver string) {
 	tb.Helper()
 	roots := []string{"/"}
 	if d := os.Getenv("KUMOI_TEST_KERNEL_ROOT"); d != "" {
@@ -121,17 +135,10 @@ func findKernel(tb testing.TB) (kernel string, modules []string) {
 		}
 		sort.Strings(ks)
 		kernel = ks[len(ks)-1]
-		ver := strings.TrimPrefix(filepath.Base(kernel), "vmlinuz-")
-		for _, m := range []string{"drivers/acpi/button.ko", "drivers/input/evdev.ko"} {
-			p := filepath.Join(root, "lib/modules", ver, "kernel", m)
-			if _, err := os.Stat(p); err == nil {
-				modules = append(modules, p)
-			}
-		}
-		return kernel, modules
+		return kernel, root, strings.TrimPrefix(filepath.Base(kernel), "vmlinuz-")
 	}
 	tb.Fatal("no kernel image: install one (scripts/install-qemu-deps.sh unpacks linux-image-amd64) or set KUMOI_TEST_KERNEL")
-	return "", nil
+	return "", "", ""
 }
 
 func mustBeStatic(path string) error {
@@ -157,8 +164,10 @@ func copyFile(from, to string) error {
 }
 
 // buildInitramfs writes a gzipped newc cpio archive: /init, a static
-// busybox, the given kernel modules and /dev/console.
-func buildInitramfs(out, busybox string, modules []string) error {
+// busybox, the given kernel modules (in /modules, and their file names in
+// that order in /modules/order), more files (path: content, executable)
+// and /dev/console.
+func buildInitramfs(out, busybox, init string, modules []string, files map[string]string) error {
 	bb, err := os.ReadFile(busybox)
 	if err != nil {
 		return err
@@ -169,14 +178,25 @@ func buildInitramfs(out, busybox string, modules []string) error {
 		w.entry(d, syscall.S_IFDIR|0o755, 0, 0, nil)
 	}
 	w.entry("dev/console", syscall.S_IFCHR|0o600, 5, 1, nil)
-	w.entry("init", syscall.S_IFREG|0o755, 0, 0, []byte(guestInit))
+	w.entry("init", syscall.S_IFREG|0o755, 0, 0, []byte(init))
 	w.entry("bin/busybox", syscall.S_IFREG|0o755, 0, 0, bb)
+	var order strings.Builder
 	for _, m := range modules {
 		b, err := os.ReadFile(m)
 		if err != nil {
 			return err
 		}
 		w.entry("modules/"+filepath.Base(m), syscall.S_IFREG|0o644, 0, 0, b)
+		fmt.Fprintln(&order, filepath.Base(m))
+	}
+	w.entry("modules/order", syscall.S_IFREG|0o644, 0, 0, []byte(order.String()))
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		w.entry(name, syscall.S_IFREG|0o755, 0, 0, []byte(files[name]))
 	}
 	w.entry("TRAILER!!!", 0, 0, 0, nil)
 
