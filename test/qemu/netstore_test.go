@@ -45,8 +45,10 @@ func TestQEMUNetworkVolume(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("image %s: %d bytes, sha256 %s, token %s", imgFile, img.Size, img.SHA256, img.Token)
-	// The worker's data (its storage pool among them) must be reachable by
-	// QEMU, which runs as libvirt-qemu: not under t.TempDir (0700).
+	// The worker's data and storage (its image cache and pool kumoi, in
+	// DIR/volumes) must be reachable by QEMU, which runs as libvirt-qemu:
+	// not under t.TempDir (0700), nor the default /var/lib/kumoi/storage
+	// (outside the test).
 	data, err := os.MkdirTemp("", "kumoi-qemu-data-")
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +60,8 @@ func TestQEMUNetworkVolume(t *testing.T) {
 	d := StartNetDaemonT(t)
 	c := newCluster(t)
 	const host = "qemu-netns"
-	c.AddWorker(host, "--hypervisor", "libvirt", "--libvirt-uri", d.URI, "--data-dir", data, "--image-dir", g.Dir)
+	c.AddWorker(host, "--hypervisor", "libvirt", "--libvirt-uri", d.URI, "--data-dir", data,
+		"--storage-dir", filepath.Join(data, "storage"), "--image-dir", g.Dir)
 	c.WaitHostState(host, resource.HostReady, hostReadyWithin)
 
 	network, image, vm := "net-"+sfx, "img-"+sfx, "nv-"+sfx
