@@ -132,6 +132,7 @@ mount --bind "$D/lib" /var/lib/libvirt
 mount --bind "$D/cache" /var/cache/libvirt
 mount --bind "$D/log" /var/log/libvirt
 mount --bind "$D/etc" /etc/libvirt
+if [ -e "$D/nokvm" ] && [ -e /dev/kvm ]; then mount --bind "$D/nokvm" /dev/kvm; fi
 export LIBVIRT_DRIVER_DIR="$D/drivers"
 exec /usr/sbin/libvirtd --config "$D/libvirtd.conf" --pid-file "$D/libvirtd.pid"
 `
@@ -147,6 +148,10 @@ type DaemonOptions struct {
 	Drivers []string
 	// QEMUConf is its /etc/libvirt/qemu.conf ("" for daemonQEMUConf).
 	QEMUConf string
+	// NoKVM hides /dev/kvm from it (an empty file no one may open is
+	// bound over it in its mount namespace): it offers only TCG (domain
+	// type qemu), whatever the machine has.
+	NoKVM bool
 }
 
 // StartDaemon starts a second libvirtd in a new directory under parent (""
@@ -186,14 +191,14 @@ func StartDaemonWith(ctx context.Context, parent string, opts DaemonOptions) (*D
 	if conf == "" {
 		conf = daemonQEMUConf
 	}
-	if err := d.start(ctx, drivers, conf); err != nil {
+	if err := d.start(ctx, drivers, conf, opts.NoKVM); err != nil {
 		d.Close()
 		return nil, err
 	}
 	return d, nil
 }
 
-func (d *Daemon) start(ctx context.Context, drivers []string, qemuConf string) error {
+func (d *Daemon) start(ctx context.Context, drivers []string, qemuConf string, noKVM bool) error {
 	// QEMU runs as libvirt-qemu and must reach its monitor socket and
 	// logs under the bound directories.
 	if err := os.Chmod(d.Dir, 0o755); err != nil {
@@ -201,6 +206,11 @@ func (d *Daemon) start(ctx context.Context, drivers []string, qemuConf string) e
 	}
 	for _, sub := range []string{"run", "lib", "cache", "log", "etc", "sock", "drivers"} {
 		if err := os.Mkdir(filepath.Join(d.Dir, sub), 0o755); err != nil {
+			return err
+		}
+	}
+	if noKVM {
+		if err := os.WriteFile(filepath.Join(d.Dir, "nokvm"), nil, 0); err != nil {
 			return err
 		}
 	}
@@ -290,6 +300,26 @@ func (d *Daemon) Logs() string {
 		if s, err := os.ReadFile(filepath.Join(d.Dir, f)); err == nil && len(s) > 0 {
 			fmt.Fprintf(&b, "%s:\n%s\n", f, s)
 		}
+	}
+	return b.String()
+}
+
+// DomainReport is what the daemon has of a domain, for a failed test: its
+// definition (live if it runs), its QEMU log, and the daemon's networks
+// and volumes.
+func (d *Daemon) DomainReport(dom string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var b strings.Builder
+	for _, args := range [][]string{{"dumpxml", dom}, {"net-list", "--all"}, {"pool-list", "--all"}, {"vol-list", "kumoi", "--details"}} {
+		out, err := Virsh(ctx, d.URI, args...)
+		if err != nil {
+			out = err.Error()
+		}
+		fmt.Fprintf(&b, "virsh %s:\n%s\n", strings.Join(args, " "), strings.TrimSpace(out))
+	}
+	if log, err := os.ReadFile(filepath.Join(d.Dir, "log", "qemu", dom+".log")); err == nil {
+		fmt.Fprintf(&b, "QEMU log of %s:\n%s\n", dom, tail(string(log), 4000))
 	}
 	return b.String()
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -136,14 +137,24 @@ func (n *NetNS) Delete() error {
 // storage: like daemonQEMUConf, but libvirt gives QEMU (which runs as
 // libvirt-qemu) the files of its disks, as the system's libvirtd does —
 // Kumoi's volumes are created by the storage pool, root's and 0600. The
-// owners are not remembered (no extended attributes on the files).
+// owners are not remembered (no extended attributes on the files). QEMU
+// gets no private /dev (which libvirt would build by copying the daemon's,
+// and a /dev/kvm hidden by a bind mount cannot be copied).
 const netDaemonQEMUConf = `# kumoi test/qemu: a libvirtd in a network namespace
 stdio_handler = "file"
 cgroup_controllers = [ ]
 dynamic_ownership = 1
 remember_owner = 0
 security_driver = "none"
+namespaces = [ ]
 `
+
+// EnvKVM set to "1" lets the daemons of StartNetDaemonT use KVM. By
+// default they run their guests under TCG: these tests read what their
+// guests print, and a KVM that does not work (nested KVM on some cloud
+// machines: QEMU starts, the guest never prints a line) would only show as
+// a timeout.
+const EnvKVM = "KUMOI_TEST_QEMU_KVM"
 
 // StartNetDaemonT starts, for a test, a second libvirtd with the QEMU,
 // network and storage drivers inside a network namespace of its own
@@ -159,7 +170,8 @@ func StartNetDaemonT(tb testing.TB) *Daemon {
 	if err != nil {
 		tb.Fatalf("network namespace: %v", err)
 	}
-	d, err := StartDaemonWith(ctx, "", DaemonOptions{NetNS: ns.Name, Drivers: []string{"network", "storage"}, QEMUConf: netDaemonQEMUConf})
+	d, err := StartDaemonWith(ctx, "", DaemonOptions{NetNS: ns.Name, Drivers: []string{"network", "storage"},
+		QEMUConf: netDaemonQEMUConf, NoKVM: os.Getenv(EnvKVM) != "1"})
 	if err != nil {
 		if derr := ns.Delete(); derr != nil {
 			tb.Errorf("netns %s: %v", ns.Name, derr)

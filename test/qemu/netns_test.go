@@ -76,8 +76,16 @@ func TestQEMUNetNSDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// TCG unless KVM is asked for; then the daemon offers no KVM either,
+	// so Kumoi's driver (which prefers kvm) picks TCG too.
+	domType := "qemu"
+	if os.Getenv(EnvKVM) == "1" {
+		domType = "kvm"
+	} else if caps := virsh("capabilities"); strings.Contains(caps, "<domain type='kvm'") {
+		t.Fatalf("the daemon offers KVM, which it was to hide:\n%s", caps)
+	}
 	const dom = "kumoi-probe"
-	define("", dom, fmt.Sprintf(`<domain type='qemu'><name>%s</name><memory unit='MiB'>192</memory><vcpu>1</vcpu>
+	define("", dom, fmt.Sprintf(`<domain type='%s'><name>%s</name><memory unit='MiB'>192</memory><vcpu>1</vcpu>
 <os><type arch='x86_64'>hvm</type><kernel>%s</kernel><initrd>%s</initrd><cmdline>%s</cmdline></os>
 <features><acpi/><apic/></features>
 <on_poweroff>destroy</on_poweroff><on_crash>destroy</on_crash>
@@ -85,7 +93,7 @@ func TestQEMUNetNSDaemon(t *testing.T) {
 <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='%s'/><target dev='vda' bus='virtio'/></disk>
 <interface type='network'><source network='kumoi-probe'/><mac address='%s'/><model type='virtio'/></interface>
 <serial type='pty'/><console type='pty'><target type='serial'/></console></devices></domain>`,
-		dom, g.Kernel, g.Initrd, g.Cmdline, vol, mac))
+		domType, dom, g.Kernel, g.Initrd, g.Cmdline, vol, mac))
 
 	boot := func(want ...string) map[string][]string {
 		t.Helper()
