@@ -39,6 +39,7 @@ func TestQEMUNetworkVolume(t *testing.T) {
 	ctx := context.Background()
 	g := NewNetGuest(t)
 	sfx := suffix(t)
+	network, image, vm := "net-"+sfx, "img-"+sfx, "nv-"+sfx
 	imgFile := "disk-" + sfx + ".qcow2"
 	img, err := BuildDiskImage(ctx, g.Dir, imgFile, "image-"+sfx)
 	if err != nil {
@@ -58,13 +59,18 @@ func TestQEMUNetworkVolume(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := StartNetDaemonT(t)
+	dom := domain(vm)
+	t.Cleanup(func() { // before the daemon is closed
+		if t.Failed() {
+			t.Logf("what libvirt had of %s:\n%s", dom, d.DomainReport(dom))
+		}
+	})
 	c := newCluster(t)
 	const host = "qemu-netns"
 	c.AddWorker(host, "--hypervisor", "libvirt", "--libvirt-uri", d.URI, "--data-dir", data,
 		"--storage-dir", filepath.Join(data, "storage"), "--image-dir", g.Dir)
 	c.WaitHostState(host, resource.HostReady, hostReadyWithin)
 
-	network, image, vm := "net-"+sfx, "img-"+sfx, "nv-"+sfx
 	createObject(t, c, "networks", network, map[string]any{"cidr": "10.77.0.0/24", "mode": resource.NetworkNAT})
 	createObject(t, c, "images", image, map[string]any{"file": imgFile, "format": img.Format, "sha256": img.SHA256})
 	createObject(t, c, "vms", vm, map[string]any{"cpus": 1, "memory_mib": 192,
@@ -74,7 +80,6 @@ func TestQEMUNetworkVolume(t *testing.T) {
 	})
 
 	// First boot: the address, the image's token, a marker written.
-	dom := domain(vm)
 	var nic resource.NIC
 	var volume string
 	boot := func(what string, tags ...string) map[string][]string {
