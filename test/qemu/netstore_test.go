@@ -33,7 +33,10 @@ import (
 //   - the volume is ready on the worker's host and attached to the VM, and
 //     the network is reported on that host;
 //   - a graceful stop (the guest hears the ACPI power button) and a start:
-//     the guest finds its marker file again, and has the same address.
+//     the guest finds its marker file again, and has the same address;
+//   - the VM's delete removes its domain, its volume and (no VM needing it
+//     any more) the network from libvirt; the network and the image can
+//     then be deleted.
 func TestQEMUNetworkVolume(t *testing.T) {
 	Require(t)
 	ctx := context.Background()
@@ -197,6 +200,53 @@ func TestQEMUNetworkVolume(t *testing.T) {
 	if err := ns.CheckIsolated(ctx); err != nil {
 		t.Fatal(err)
 	}
+
+	// Delete the VM: its domain, its (non-persistent) volume and the
+	// network no VM here needs any more go from libvirt; then the network
+	// and the image can be deleted.
+	deleteObject(t, c, "vms", vm)
+	testcluster.WaitFor(t, reflectWithin, "libvirt to hold nothing of "+vm, func() (bool, error) {
+		var left []string
+		for _, args := range [][]string{{"list", "--all", "--name"}, {"vol-list", "kumoi"}, {"net-list", "--all", "--name"}} {
+			out, err := Virsh(ctx, d.URI, args...)
+			if err != nil {
+				return false, err
+			}
+			if s := strings.TrimSpace(out); s != "" {
+				left = append(left, fmt.Sprintf("virsh %s: %s", strings.Join(args, " "), s))
+			}
+		}
+		if len(left) > 0 {
+			return false, errors.New(strings.Join(left, "; "))
+		}
+		return true, nil
+	})
+	deleteObject(t, c, "networks", network)
+	deleteObject(t, c, "images", image)
+}
+
+// deleteObject deletes an object through the live controllers.
+func deleteObject(t *testing.T, c *testcluster.Cluster, plural, name string) {
+	t.Helper()
+	testcluster.WaitFor(t, 30*time.Second, "delete "+plural+" "+name, func() (bool, error) {
+		var last error
+		for _, u := range c.LiveURLs() {
+			ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+			r, err := testcluster.Do(ctx, c.HTTPClient(), http.MethodDelete, u+"/v1/"+plural+"/"+url.PathEscape(name), nil)
+			cancel()
+			switch {
+			case err != nil:
+				last = err
+			case r.Status == http.StatusOK || r.Status == http.StatusNoContent:
+				return true, nil
+			case r.Status == http.StatusServiceUnavailable:
+				last = fmt.Errorf("%s: %s", u, r)
+			default:
+				t.Fatalf("delete %s %s through %s: %s", plural, name, u, r)
+			}
+		}
+		return false, last
+	})
 }
 
 // createObject creates an object of the kind whose collection is plural
