@@ -223,8 +223,12 @@ func (d *Driver) EnsureVolume(ctx context.Context, def hypervisor.VolumeDef) (hy
 		}}
 		d.volumes[def.Name] = v
 	}
-	if v.info.SizeMiB < def.SizeMiB {
-		v.info.SizeMiB = def.SizeMiB // grow; never shrink
+	if v.info.SizeMiB < def.SizeMiB { // grow; never shrink
+		if !d.caps.Has(hypervisor.CapVolumeResize) {
+			return v.info, fmt.Errorf("%s: grow from %d to %d MiB: %w: %s", what, v.info.SizeMiB, def.SizeMiB,
+				hypervisor.ErrUnsupported, hypervisor.CapVolumeResize)
+		}
+		v.info.SizeMiB = def.SizeMiB
 	}
 	return v.info, nil
 }
