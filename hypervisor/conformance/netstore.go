@@ -440,9 +440,16 @@ func testInUse(e *env) {
 	net.Hosts = []hypervisor.DHCPHost{{MAC: s.NICs[0].MAC, IP: net.Gateway[:len(net.Gateway)-1] + "50"}}
 	e.must("EnsureNetwork with a host while in use", e.d.EnsureNetwork(e.ctx(), net))
 	e.checkNetwork(net)
+	// Any other change would restart the network under the domain.
+	changed := net
+	changed.MTU = 1300
+	e.mustIs("EnsureNetwork with a new MTU while in use", e.d.EnsureNetwork(e.ctx(), changed), hypervisor.ErrInvalidState)
+	e.checkNetwork(net)
 
 	e.must("Destroy", e.d.Destroy(e.ctx(), s.Name))
 	e.waitState(s.Name, hypervisor.StateShutoff)
+	e.must("EnsureNetwork with a new MTU once unused", e.d.EnsureNetwork(e.ctx(), changed))
+	e.checkNetwork(changed)
 	e.must("RemoveNetwork after the domain stopped", e.d.RemoveNetwork(e.ctx(), net.Name))
 	e.must("RemoveVolume after the domain stopped", e.d.RemoveVolume(e.ctx(), vol))
 }
