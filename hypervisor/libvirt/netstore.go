@@ -161,30 +161,6 @@ func sameShape(a, b hypervisor.NetworkDef) bool {
 		(a.Mode == hypervisor.NetModeBridge || (a.CIDR == b.CIDR && a.Gateway == b.Gateway))
 }
 
-// normalNet is def as it reads back: CIDR masked, hosts sorted by MAC in
-// lower case, none without DHCP.
-func normalNet(def hypervisor.NetworkDef) hypervisor.NetworkDef {
-	if pfx, err := netip.ParsePrefix(def.CIDR); err == nil {
-		def.CIDR = pfx.Masked().String()
-	}
-	if gw, err := netip.ParseAddr(def.Gateway); err == nil {
-		def.Gateway = gw.String()
-	}
-	hosts := make([]hypervisor.DHCPHost, 0, len(def.Hosts))
-	if def.DHCP {
-		for _, h := range def.Hosts {
-			h.MAC = strings.ToLower(h.MAC)
-			hosts = append(hosts, h)
-		}
-	}
-	sort.Slice(hosts, func(i, j int) bool { return hosts[i].MAC < hosts[j].MAC })
-	def.Hosts = hosts
-	if def.Mode == hypervisor.NetModeBridge {
-		def.CIDR, def.Gateway, def.DHCP, def.MTU = "", "", false, 0
-	}
-	return def
-}
-
 // networkXMLDesc reads a network's XML: the live one when it is active.
 func networkXMLDesc(n *lv.Network) (parsedNet, error) {
 	x, err := n.GetXMLDesc(0)
@@ -206,7 +182,7 @@ func (d *Driver) EnsureNetwork(ctx context.Context, def hypervisor.NetworkDef) e
 	if err := def.Validate(); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	want := normalNet(def)
+	want := def.Normal()
 	c, gen, release, err := d.acquire(what)
 	if err != nil {
 		return err
