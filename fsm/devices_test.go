@@ -657,3 +657,15 @@ func TestMigrateKeepsVolumesHost(t *testing.T) {
 	d.must(fsm.ActionRequestType, &fsm.ActionRequest{Time: fsm.TestTime, VM: "a", Action: resource.ActionStop})
 	wantInErr(t, d.apply(fsm.MigrateRequestType, &fsm.MigrateRequest{Time: fsm.TestTime, VM: "a", Host: "h2"}), fsm.ErrHostNotReady, "volume a-disk0 is on host h1")
 }
+
+// TestStatusWriteRecomputed: a status write cannot make a network's
+// allocation or a volume's attachment disagree with the VMs.
+func TestStatusWriteRecomputed(t *testing.T) {
+	d := newDev(t)
+	d.mustCreate(network, "n1", net29)
+	d.mustCreate(volume, "v1", `{"size_mib":1}`)
+	d.mustCreate(vm, "a", `{"cpus":1,"memory_mib":64,"nics":[{"network":"n1"}],"disks":[{"volume":"v1"}]}`)
+	d.must(fsm.StatusRequestType, &fsm.StatusRequest{Time: fsm.TestTime, Kind: network, Name: "n1", Status: raw(`{"allocated":0,"capacity":99}`)})
+	d.must(fsm.StatusRequestType, &fsm.StatusRequest{Time: fsm.TestTime, Kind: volume, Name: "v1", Status: raw(`{"phase":"ready","attached_to":"zz"}`)})
+	checkDevices(t, d.f)
+}
