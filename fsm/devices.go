@@ -422,7 +422,7 @@ func (w *writer) nextFree(self, net string, a *netAlloc, own map[string]int) (ne
 
 // heldCount counts the addresses VMs other than self hold on network net.
 func (w *writer) heldCount(net, self string) (int64, error) {
-	it, err := w.txn.Get(tableObjects, indexNICAddr+"_prefix", net)
+	it, err := w.txn.Get(tableObjects, indexVMDevice+"_prefix", indexNICAddr, net)
 	if err != nil {
 		return 0, err
 	}
@@ -437,7 +437,7 @@ func (w *writer) heldCount(net, self string) (int64, error) {
 
 // netHolders lists the addresses held on network net: address -> VM.
 func (w *writer) netHolders(net string) (map[string]string, error) {
-	it, err := w.txn.Get(tableObjects, indexNICAddr+"_prefix", net)
+	it, err := w.txn.Get(tableObjects, indexVMDevice+"_prefix", indexNICAddr, net)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -13,14 +14,18 @@ import (
 	"github.com/kumoi/kumoi/resource"
 )
 
-// Indexes of VMs by their devices (issue 13): the VM spec is the truth of
-// who holds an address, a MAC or a volume, so these are all IPAM and
-// attachment need.
+// The index of VMs by their devices (issue 13): the VM spec is the truth
+// of who holds an address, a MAC or a volume, so this is all IPAM and
+// attachment need. One multi-value index (each index costs every insert
+// of every object) holds four kinds of value, each led by its tag.
+const indexVMDevice = "vm_device"
+
+// Tags of the values of indexVMDevice: the first argument of a query.
 const (
-	indexNICAddr   = "vm_nic_addr" // VMs by (network, ip) of their NICs
-	indexNICMAC    = "vm_nic_mac"  // VMs by the MACs of their NICs
-	indexVMNetwork = "vm_network"  // VMs by the networks their NICs name
-	indexVMVolume  = "vm_volume"   // VMs by the volumes their disks name
+	indexNICAddr   = "a" // (network, ip) of a NIC
+	indexNICMAC    = "m" // the MAC of a NIC
+	indexVMNetwork = "n" // a network a NIC names
+	indexVMVolume  = "v" // a volume a disk names
 )
 
 // vmSpecFields are the spec fields the device indexes need: decoding only
@@ -48,9 +53,7 @@ func (c *vmSpecCache) decode(spec []byte) (vmSpecFields, bool) {
 	defer c.mu.Unlock()
 	if p := unsafe.SliceData(spec); p != c.data || len(spec) != c.n {
 		var f vmSpecFields
-		// Cheap reject: a spec without devices has neither key.
-		if !strings.Contains(unsafe.String(unsafe.SliceData(spec), len(spec)), `"nics"`) &&
-			!strings.Contains(unsafe.String(unsafe.SliceData(spec), len(spec)), `"disks"`) {
+		if !mayHaveDevices(spec) {
 			c.data, c.n, c.fields, c.ok = p, len(spec), f, true
 			return c.fields, c.ok
 		}
@@ -58,6 +61,12 @@ func (c *vmSpecCache) decode(spec []byte) (vmSpecFields, bool) {
 		c.data, c.n, c.fields, c.ok = p, len(spec), f, err == nil
 	}
 	return c.fields, c.ok
+}
+
+// mayHaveDevices is a cheap test of a VM spec: one without the keys
+// "nics" and "disks" has no devices (no need to decode it).
+func mayHaveDevices(spec []byte) bool {
+	return bytes.Contains(spec, []byte(`"nics"`)) || bytes.Contains(spec, []byte(`"disks"`))
 }
 
 // vmSpecIndexer indexes VM objects by values of their spec's devices (a
@@ -98,8 +107,8 @@ func (x *vmSpecIndexer) FromObject(raw any) (bool, [][]byte, error) {
 	return true, out, nil
 }
 
-// FromArgs joins its string arguments: (network, ip) for indexNICAddr,
-// one value for the others.
+// FromArgs joins its string arguments: a tag, then (network, ip) for
+// indexNICAddr, one value for the others.
 func (x *vmSpecIndexer) FromArgs(args ...any) ([]byte, error) {
 	if len(args) == 0 {
 		return nil, fmt.Errorf("fsm: index takes an argument")
@@ -115,45 +124,27 @@ func (x *vmSpecIndexer) FromArgs(args ...any) ([]byte, error) {
 	return []byte(strings.Join(parts, "\x00") + "\x00"), nil
 }
 
-// PrefixFromArgs is FromArgs: indexNICAddr's (network) prefix lists a
-// network's addresses.
+// PrefixFromArgs is FromArgs: (indexNICAddr, network) lists a network's
+// addresses.
 func (x *vmSpecIndexer) PrefixFromArgs(args ...any) ([]byte, error) { return x.FromArgs(args...) }
 
-func nicAddrValues(f *vmSpecFields) []string {
+// deviceValues are a VM spec's values of indexVMDevice.
+func deviceValues(f *vmSpecFields) []string {
 	var out []string
 	for _, n := range f.NICs {
 		if n.Network != "" && n.IP != "" {
-			out = append(out, n.Network+"\x00"+n.IP)
+			out = append(out, indexNICAddr+"\x00"+n.Network+"\x00"+n.IP)
 		}
-	}
-	return out
-}
-
-func nicMACValues(f *vmSpecFields) []string {
-	var out []string
-	for _, n := range f.NICs {
 		if n.MAC != "" {
-			out = append(out, n.MAC)
+			out = append(out, indexNICMAC+"\x00"+n.MAC)
 		}
-	}
-	return out
-}
-
-func vmNetworkValues(f *vmSpecFields) []string {
-	var out []string
-	for _, n := range f.NICs {
 		if n.Network != "" {
-			out = append(out, n.Network)
+			out = append(out, indexVMNetwork+"\x00"+n.Network)
 		}
 	}
-	return out
-}
-
-func vmVolumeValues(f *vmSpecFields) []string {
-	var out []string
 	for _, d := range f.Disks {
 		if d.Volume != "" {
-			out = append(out, d.Volume)
+			out = append(out, indexVMVolume+"\x00"+d.Volume)
 		}
 	}
 	return out
@@ -161,22 +152,15 @@ func vmVolumeValues(f *vmSpecFields) []string {
 
 // specIndexes are the device indexes of the objects table.
 func specIndexes() map[string]*memdb.IndexSchema {
-	c := &vmSpecCache{}
-	mk := func(name string, values func(*vmSpecFields) []string) *memdb.IndexSchema {
-		return &memdb.IndexSchema{Name: name, AllowMissing: true, Indexer: &vmSpecIndexer{values: values, last: c}}
-	}
 	return map[string]*memdb.IndexSchema{
-		indexNICAddr:   mk(indexNICAddr, nicAddrValues),
-		indexNICMAC:    mk(indexNICMAC, nicMACValues),
-		indexVMNetwork: mk(indexVMNetwork, vmNetworkValues),
-		indexVMVolume:  mk(indexVMVolume, vmVolumeValues),
+		indexVMDevice: {Name: indexVMDevice, AllowMissing: true, Indexer: &vmSpecIndexer{values: deviceValues, last: &vmSpecCache{}}},
 	}
 }
 
-// vmsByDevice lists the names of the VMs in index with the value args, in
-// name order, without duplicates.
-func vmsByDevice(txn *memdb.Txn, index string, args ...any) ([]string, error) {
-	it, err := txn.Get(tableObjects, index, args...)
+// vmsByDevice lists the names of the VMs with the device value tag, args
+// (e.g. indexNICAddr, network, ip), in name order, without duplicates.
+func vmsByDevice(txn *memdb.Txn, tag string, args ...any) ([]string, error) {
+	it, err := txn.Get(tableObjects, indexVMDevice, append([]any{tag}, args...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -188,10 +172,10 @@ func vmsByDevice(txn *memdb.Txn, index string, args ...any) ([]string, error) {
 	return slices.Compact(names), nil
 }
 
-// otherHolder is the first VM other than self in index with value args,
-// or "".
-func otherHolder(txn *memdb.Txn, self, index string, args ...any) (string, error) {
-	names, err := vmsByDevice(txn, index, args...)
+// otherHolder is the first VM other than self with the device value tag,
+// args, or "".
+func otherHolder(txn *memdb.Txn, self, tag string, args ...any) (string, error) {
+	names, err := vmsByDevice(txn, tag, args...)
 	if err != nil {
 		return "", err
 	}

@@ -20,6 +20,9 @@ import (
 func (w *writer) createHook(req *CreateRequest, spec, status json.RawMessage) (json.RawMessage, json.RawMessage, func() error, error) {
 	switch req.Kind {
 	case resource.KindVM:
+		if !mayHaveDevices(spec) {
+			return spec, status, nil, nil
+		}
 		s, err := decodeVMSpec(spec)
 		if err != nil || !hasDevices(s) {
 			return spec, status, nil, err
@@ -149,6 +152,9 @@ func (w *writer) updateHook(cur *resource.Object, spec json.RawMessage, now time
 	status := cur.Status
 	switch cur.Kind {
 	case resource.KindVM:
+		if !mayHaveDevices(cur.Spec) && !mayHaveDevices(spec) {
+			return spec, status, nil, nil
+		}
 		old, err := decodeVMSpec(cur.Spec)
 		if err != nil {
 			return spec, status, nil, nil // a spec the state machine cannot read: no rule to keep
@@ -344,7 +350,7 @@ func (w *writer) deleteHook(cur *resource.Object) error {
 // afterVMDelete deletes a deleted VM's non-persistent volumes and detaches
 // the others; its networks' statuses are recomputed.
 func (w *writer) afterVMDelete(cur *resource.Object) error {
-	if cur.Kind != resource.KindVM {
+	if cur.Kind != resource.KindVM || !mayHaveDevices(cur.Spec) {
 		return nil
 	}
 	s, err := decodeVMSpec(cur.Spec)
