@@ -74,7 +74,7 @@ func (k typedKind[S, T, X]) modify(ctx context.Context, name string, change func
 		if err != nil {
 			return nil, err
 		}
-		obj, spec := view(x)
+		_, spec := view(x)
 		unchanged, err := encodeSpec(cur, spec)
 		if err != nil {
 			return nil, err
@@ -83,7 +83,7 @@ func (k typedKind[S, T, X]) modify(ctx context.Context, name string, change func
 		if err := change(x); err != nil {
 			return nil, err
 		}
-		obj, spec = view(x)
+		obj, spec := view(x)
 		next, err := encodeSpec(obj, spec)
 		if err != nil {
 			return nil, err
@@ -450,4 +450,3 @@ func (c *Client) ReportAll(ctx context.Context, host string, req resource.Report
 	}
 	return &out, nil
 }
-

@@ -135,7 +135,7 @@ func TestAttachVolumeRetriesCAS(t *testing.T) {
 		req.Header = r.Header
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			http.Error(w, err.Error(), 502)
+			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
 		defer resp.Body.Close()
