@@ -221,7 +221,48 @@ func TestHTTPResourceReports(t *testing.T) {
 		out.ResourceResults[1].Name != "debian" {
 		t.Fatalf("report answer: %s", r.body)
 	}
-	if !strings.Contains(string(r.body), `"resource_results"`) || strings.Contains(string(r.body), `"resource_results":null`) {
-		t.Fatalf("report answer lacks resource_results: %s", r.body)
+	if out.ResourceResults[0].Error != nil || out.ResourceResults[1].Error != nil {
+		t.Fatalf("report answer: %s", r.body)
 	}
+	o, _ := e.b.f.State().Get(nil, resource.KindImage, "debian")
+	if st, _ := resource.DecodeStatus[resource.ImageStatus](o); st.Hosts["h1"].State != resource.HostResourceFailed || st.Hosts["h1"].Reason != "sha256 mismatch" {
+		t.Fatalf("image status after the report: %s", o.Status)
+	}
+	// An unknown object is an error of its item, never of the report.
+	r = e.as(t, node, "POST", "/v1/hosts/h1/report", map[string]any{"resources": []map[string]any{
+		{"kind": "network", "name": "gone", "state": "removed"},
+		{"kind": "network", "name": "net1", "state": "ready"},
+	}})
+	wantStatus(t, r, http.StatusOK)
+	out = resource.ReportResponse{}
+	if err := json.Unmarshal(r.body, &out); err != nil || len(out.ResourceResults) != 2 || out.ResourceResults[0].Error == nil ||
+		out.ResourceResults[0].Error.Code != resource.CodeNotFound || out.ResourceResults[1].Error != nil {
+		t.Fatalf("report answer: %s", r.body)
+	}
+}
+
+// A network, image or volume in use cannot be deleted (409, naming the
+// user), and nothing is written.
+func TestHTTPInUse(t *testing.T) {
+	e := newHTTPEnv(t, "n1", httpEnvOpts{})
+	e.createKind(t, "networks", "net1", netSpec, nil)
+	e.createKind(t, "images", "debian", imageSpec, nil)
+	e.createKind(t, "volumes", "v1", `{"size_mib":64,"persistent":true}`, nil)
+	vm := e.createKind(t, "vms", "web", `{"cpus":1,"memory_mib":64,"power":"stopped","nics":[{"network":"net1"}],"disks":[{"volume":"v1"},{"image":"debian","size_mib":128}]}`, nil)
+	spec, _ := resource.DecodeSpec[resource.VMSpec](vm)
+	if len(spec.NICs) != 1 || spec.NICs[0].IP == "" || spec.NICs[0].MAC == "" || spec.Disks[1].Volume != "web-disk1" {
+		t.Fatalf("vm spec %s: want an address, a MAC and a disk volume", vm.Spec)
+	}
+	before := e.digest()
+	wantCode(t, e.call(t, "DELETE", "/v1/networks/net1", nil), http.StatusConflict, resource.CodeConflict, "web")
+	wantCode(t, e.call(t, "DELETE", "/v1/volumes/v1", nil), http.StatusConflict, resource.CodeConflict, "web")
+	wantStatus(t, e.call(t, "DELETE", "/v1/images/debian", nil), http.StatusConflict)
+	wantField(t, e.call(t, "POST", "/v1/vms", `{"name":"w2","spec":{"cpus":1,"memory_mib":64,"disks":[{"volume":"nope"}]}}`), http.StatusBadRequest, "spec.disks[0].volume", "")
+	if e.digest() != before {
+		t.Fatal("a refused request wrote")
+	}
+	wantStatus(t, e.call(t, "DELETE", "/v1/vms/web", nil), http.StatusOK)
+	wantStatus(t, e.call(t, "DELETE", "/v1/networks/net1", nil), http.StatusOK)
+	wantStatus(t, e.call(t, "DELETE", "/v1/volumes/v1", nil), http.StatusOK)
+	wantStatus(t, e.call(t, "DELETE", "/v1/images/debian", nil), http.StatusOK)
 }

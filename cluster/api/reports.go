@@ -83,7 +83,7 @@ func (a *httpAPI) report(host string) apiHandler {
 				}
 			}
 			if len(req.Resources) > 0 {
-				errs := resourceErrors(res)
+				errs := res.ResourceErrors
 				out.ResourceResults = make([]resource.ResourceResult, len(req.Resources))
 				for i, rep := range req.Resources {
 					out.ResourceResults[i] = resource.ResourceResult{Kind: rep.Kind, Name: rep.Name}
