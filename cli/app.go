@@ -97,6 +97,9 @@ func NewApp() *cli.App {
 		Flags:                     globalFlags(),
 		Commands: []*cli.Command{
 			vmCommand(),
+			networkCommand(),
+			imageCommand(),
+			volumeCommand(),
 			hostCommand(),
 			clusterCommand(),
 			agentCommand(),
