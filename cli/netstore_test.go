@@ -132,3 +132,18 @@ func TestVMNetworksAndDisks(t *testing.T) {
 		t.Fatalf("v3 was attached: %s", o.Spec)
 	}
 }
+
+func TestNetworkImageVolumeHelp(t *testing.T) {
+	s := apitest.New(t)
+	runCases(t, s.URL, []cliCase{
+		{name: "app help", args: []string{"--help"}, stdout: []string{"network, net", "image ", "volume, vol", "kumoi network create net1"}},
+		{name: "network help", args: []string{"network"}, stdout: []string{"kumoi network - ", "create ", "update ", "Examples:"}},
+		{name: "network create help", args: []string{"network", "create", "--help"}, stdout: []string{
+			"--cidr CIDR", "--gateway ADDRESS", "--mode MODE", "--dhcp", "--mtu MTU", "--bridge DEVICE", "--reserve FROM[-TO]", "--label KEY=VALUE", "GLOBAL OPTIONS"}},
+		{name: "image create help", args: []string{"image", "create", "-h"}, stdout: []string{"--file NAME", "--url URL", "--format FORMAT", "--sha256 HEX", "--size BYTES"}},
+		{name: "volume help", args: []string{"volume", "--help"}, stdout: []string{"resize", "attach", "detach"}},
+		{name: "volume create help", args: []string{"volume", "create", "--help"}, stdout: []string{"--size SIZE", "--image IMAGE", "--persistent"}},
+		{name: "vm create help", args: []string{"vm", "create", "--help"}, stdout: []string{"--network NETWORK[:IP]", "--disk image=IMAGE,size=SIZE"}},
+		{name: "unknown verb", args: []string{"volume", "frob"}, code: 2, stderr: `unknown command "frob" for 'kumoi volume'`},
+	})
+}
