@@ -39,6 +39,10 @@ type httpTestBackend struct {
 	leaderID   string
 	leaderAddr string
 	applyErr   error // returned by Apply instead of applying
+	// protocol, if set, is the cluster's log protocol: Apply refuses a
+	// command that needs a later one with resource.ErrUpgradeRequired,
+	// as the controller does.
+	protocol int
 	readErr    error // returned by ConsistentRead
 	// notLeaderOnce makes the next Apply/ConsistentRead/Cluster/RemoveServer
 	// answer resource.ErrNotLeader although IsLeader said true (leadership moved).
@@ -109,6 +113,9 @@ func (b *httpTestBackend) Apply(ctx context.Context, t fsm.MessageType, req any)
 	}
 	if b.applyErr != nil {
 		return nil, b.applyErr
+	}
+	if need := fsm.RequiredProtocol(t, req); b.protocol > 0 && need > b.protocol {
+		return nil, fmt.Errorf("%w: the command needs log protocol %d, the cluster speaks %d", resource.ErrUpgradeRequired, need, b.protocol)
 	}
 	data, err := fsm.Encode(t, req)
 	if err != nil {

@@ -266,3 +266,37 @@ func TestHTTPInUse(t *testing.T) {
 	wantStatus(t, e.call(t, "DELETE", "/v1/volumes/v1", nil), http.StatusOK)
 	wantStatus(t, e.call(t, "DELETE", "/v1/images/debian", nil), http.StatusOK)
 }
+
+// While some controller speaks a protocol older than 7, a report's VM
+// reports are still recorded; its resource reports each answer
+// upgrade_required, and creates of the new kinds are refused (409).
+func TestHTTPResourceReportsBeforeProtocol7(t *testing.T) {
+	e := newHTTPEnv(t, "n1", httpEnvOpts{})
+	e.b.applyDirect(t, fsm.HostStateRequestType, &fsm.HostStateRequest{Time: time.Now().UTC(), Name: "h1", ID: "id-h1",
+		State: resource.HostReady, Capacity: resource.Resources{CPUs: 8, MemoryMiB: 8192}})
+	e.mustCreate(t, "vms", "web")
+	e.b.applyDirect(t, fsm.PlaceRequestType, &fsm.PlaceRequest{Time: time.Now().UTC(), Placements: []fsm.Placement{{VM: "web", Host: "h1"}}})
+	vm, _ := e.b.f.State().Get(nil, resource.KindVM, "web")
+	_, st := resource.VMStateOf(vm)
+	e.b.set(func(b *httpTestBackend) { b.protocol = 6 })
+
+	wantCode(t, e.call(t, "POST", "/v1/networks", `{"name":"net1","spec":`+netSpec+`}`), http.StatusConflict, resource.CodeUpgradeRequired, "protocol 7")
+	r := e.call(t, "POST", "/v1/hosts/h1/report", map[string]any{
+		"reports":   []map[string]any{{"vm": "web", "epoch": st.Epoch, "phase": "running"}},
+		"resources": []map[string]any{{"kind": "network", "name": "net1", "state": "ready"}},
+	})
+	wantStatus(t, r, http.StatusOK)
+	var out resource.ReportResponse
+	if err := json.Unmarshal(r.body, &out); err != nil || len(out.Results) != 1 || out.Results[0].Error != nil ||
+		len(out.ResourceResults) != 1 || out.ResourceResults[0].Error == nil || out.ResourceResults[0].Error.Code != resource.CodeUpgradeRequired {
+		t.Fatalf("report answer: %s", r.body)
+	}
+	vm, _ = e.b.f.State().Get(nil, resource.KindVM, "web")
+	if _, st := resource.VMStateOf(vm); st.Phase != resource.PhaseRunning {
+		t.Fatalf("the VM report was not recorded: %s", vm.Status)
+	}
+	// Resources alone: the whole report is refused.
+	wantCode(t, e.call(t, "POST", "/v1/hosts/h1/report", map[string]any{
+		"resources": []map[string]any{{"kind": "network", "name": "net1", "state": "ready"}},
+	}), http.StatusConflict, resource.CodeUpgradeRequired, "")
+}
