@@ -43,7 +43,7 @@ type httpTestBackend struct {
 	// command that needs a later one with resource.ErrUpgradeRequired,
 	// as the controller does.
 	protocol int
-	readErr    error // returned by ConsistentRead
+	readErr  error // returned by ConsistentRead
 	// notLeaderOnce makes the next Apply/ConsistentRead/Cluster/RemoveServer
 	// answer resource.ErrNotLeader although IsLeader said true (leadership moved).
 	notLeaderOnce bool
