@@ -300,3 +300,29 @@ func TestHTTPResourceReportsBeforeProtocol7(t *testing.T) {
 		"resources": []map[string]any{{"kind": "network", "name": "net1", "state": "ready"}},
 	}), http.StatusConflict, resource.CodeUpgradeRequired, "")
 }
+
+// ACL rules name the new kinds like any other, selectors included.
+func TestACLRulesOnNewKinds(t *testing.T) {
+	e := newACLEnv(t, "n1")
+	m := e.mgmt.SecretID
+	for _, c := range []struct{ plural, name, spec, team string }{
+		{"networks", "net1", netSpec, "a"}, {"volumes", "va", volumeSpec, "a"}, {"volumes", "vb", volumeSpec, "b"}, {"images", "debian", imageSpec, "a"},
+	} {
+		wantStatus(t, e.as(t, m, "POST", "/v1/"+c.plural, resource.CreateRequest{Name: c.name, Labels: map[string]string{"team": c.team}, Spec: json.RawMessage(c.spec)}), http.StatusCreated)
+	}
+	e.policy(t, "team-a", "network:read", "volume:write:team=a")
+	tok := e.token(t, map[string]any{"policies": []string{"team-a"}}).SecretID
+	wantStatus(t, e.as(t, tok, "GET", "/v1/networks/net1", nil), http.StatusOK)
+	wantCode(t, e.as(t, tok, "DELETE", "/v1/networks/net1", nil), http.StatusForbidden, resource.CodePermissionDenied, "needs network:write")
+	wantCode(t, e.as(t, tok, "GET", "/v1/images/debian", nil), http.StatusForbidden, resource.CodePermissionDenied, "needs image:read")
+	wantStatus(t, e.as(t, tok, "PUT", "/v1/volumes/va", `{"labels":{"team":"a"},"spec":{"size_mib":2048}}`), http.StatusOK)
+	wantStatus(t, e.as(t, tok, "PUT", "/v1/volumes/vb", `{"labels":{"team":"b"},"spec":{"size_mib":2048}}`), http.StatusForbidden)
+	var objs []*resource.Object
+	r := e.as(t, tok, "GET", "/v1/volumes", nil)
+	wantStatus(t, r, http.StatusOK)
+	if err := json.Unmarshal(r.body, &objs); err != nil || len(objs) != 1 || objs[0].Name != "va" {
+		t.Fatalf("volumes visible to team a: %s", r.body)
+	}
+	wantStatus(t, e.as(t, tok, "POST", "/v1/volumes", `{"name":"vc","labels":{"team":"a"},"spec":`+volumeSpec+`}`), http.StatusCreated)
+	wantStatus(t, e.as(t, tok, "POST", "/v1/volumes", `{"name":"vd","labels":{"team":"b"},"spec":`+volumeSpec+`}`), http.StatusForbidden)
+}
