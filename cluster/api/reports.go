@@ -64,7 +64,7 @@ func (a *httpAPI) report(host string) apiHandler {
 				// the VM reports alone; each resource report says why it
 				// was not.
 				resErr = err
-				freq.Resources = nil
+				freq = freq.WithoutResources()
 				res, err = a.propose(r.Context(), fsm.ReportRequestType, freq)
 			}
 			if errors.Is(err, resource.ErrUpgradeRequired) && freq.UsesRestarts() {
