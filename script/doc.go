@@ -18,7 +18,7 @@
 //
 //	hosts(selector="")  vms(selector="")  host(name)  vm(name)
 //	networks(selector="")  network(name)  images(selector="")  image(name)  volumes(selector="")  volume(name)
-//	create_vm(name, cpus=1, memory="256MiB", labels={}, ha="none", wait=False)
+//	create_vm(name, cpus=1, memory="256MiB", labels={}, ha="none", networks=[], disks=[], wait=False)
 //	pmap(fn, xs, workers=16, fail_fast=False)     pfilter(fn, xs, workers=16, fail_fast=False)
 //	pforeach(fn, xs, workers=16, fail_fast=False) preduce(fn, xs, initial, failed=None, fail_fast=False)
 //	failures(results)  successes(results)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"go.starlark.net/starlark"
 	"go.starlark.net/syntax"
@@ -448,4 +449,66 @@ func modifyErr(kind resource.Kind, name string, err error) error {
 		return fmt.Errorf("%s %q kept changing while it was being updated (%d attempts); nothing was written", kind, name, client.ModifyAttempts)
 	}
 	return objectErr(kind, name, err)
+}
+
+// nicsArg reads create_vm's networks: "NETWORK" or "NETWORK:IP" strings.
+func nicsArg(fn string, l *starlark.List) ([]resource.NIC, error) {
+	if l == nil {
+		return nil, nil
+	}
+	var out []resource.NIC
+	for i := range l.Len() {
+		s, ok := starlark.AsString(l.Index(i))
+		if !ok {
+			return nil, fmt.Errorf("%s: for parameter \"networks\": element %d is %s, want \"NETWORK\" or \"NETWORK:IP\"", fn, i, l.Index(i).Type())
+		}
+		net, ip, _ := strings.Cut(s, ":")
+		if err := resource.ValidateName(net); err != nil {
+			return nil, fmt.Errorf("%s: for parameter \"networks\": element %d: %q: write \"NETWORK\" or \"NETWORK:IP\" (%s)", fn, i, s, fieldMsg(err))
+		}
+		out = append(out, resource.NIC{Network: net, IP: ip})
+	}
+	return out, nil
+}
+
+// disksArg reads create_vm's disks: {"image": IMAGE, "size": SIZE} or
+// {"volume": VOLUME} dicts.
+func disksArg(fn string, l *starlark.List) ([]resource.Disk, error) {
+	if l == nil {
+		return nil, nil
+	}
+	const how = `want {"image": IMAGE, "size": "2GiB"} or {"volume": VOLUME}`
+	var out []resource.Disk
+	for i := range l.Len() {
+		d, ok := l.Index(i).(*starlark.Dict)
+		if !ok {
+			return nil, fmt.Errorf("%s: for parameter \"disks\": element %d is %s; %s", fn, i, l.Index(i).Type(), how)
+		}
+		var disk resource.Disk
+		for _, kv := range d.Items() {
+			k, _ := starlark.AsString(kv[0])
+			switch k {
+			case "image", "volume":
+				v, ok := starlark.AsString(kv[1])
+				if !ok {
+					return nil, fmt.Errorf("%s: for parameter \"disks\": element %d: %s is %s, want a name", fn, i, k, kv[1].Type())
+				}
+				if k == "image" {
+					disk.Image = v
+				} else {
+					disk.Volume = v
+				}
+			case "size":
+				var m memoryArg
+				if err := m.Unpack(kv[1]); err != nil {
+					return nil, fmt.Errorf("%s: for parameter \"disks\": element %d: size: %v", fn, i, err)
+				}
+				disk.SizeMiB = int64(m)
+			default:
+				return nil, fmt.Errorf("%s: for parameter \"disks\": element %d: unknown key %s; %s", fn, i, kv[0], how)
+			}
+		}
+		out = append(out, disk)
+	}
+	return out, nil
 }

@@ -56,6 +56,8 @@ v.set_labels({"tier": "db"})
 print(volume("v1").labels)
 v.delete()
 print([x.name for x in volumes()])
+db = create_vm("db", networks=["net1", "net1:10.10.0.99"], disks=[{"image": "debian", "size": "1GiB"}])
+print(db.addresses[1], db.disks[0].volume, db.disks[0].size_mib, len(db.nics))
 `)
 	if err != nil {
 		t.Fatalf("%v\noutput:\n%s", err, out)
@@ -75,6 +77,7 @@ None
 debian False web
 {"tier": "db"}
 ["web-disk0"]
+10.10.0.99 db-disk0 1024 2
 `
 	if out != want {
 		t.Fatalf("output:\n%s\nwant:\n%s", out, want)
