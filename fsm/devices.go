@@ -105,9 +105,10 @@ func fullReason(network string, n int64) string {
 
 // netAlloc is one network's allocation state within an entry.
 type netAlloc struct {
-	spec   *resource.NetworkSpec
-	prefix netip.Prefix
-	gw     netip.Addr
+	spec     *resource.NetworkSpec
+	prefix   netip.Prefix
+	gw       netip.Addr
+	capacity int64 // spec.Capacity(), computed once
 }
 
 // devices fills in a VM's device spec: it keeps a NIC's old address and MAC
@@ -138,7 +139,7 @@ func (w *writer) devices(name, id string, old, spec *resource.VMSpec, now time.T
 			return nil, fmt.Errorf("%w: network %q has cidr %q", ErrBadPayload, n, ns.CIDR)
 		}
 		gw, _ := netip.ParseAddr(ns.Gateway)
-		a := &netAlloc{spec: ns, prefix: p, gw: gw}
+		a := &netAlloc{spec: ns, prefix: p, gw: gw, capacity: ns.Capacity()}
 		nets[n] = a
 		return a, nil
 	}
@@ -213,12 +214,11 @@ func (w *writer) devices(name, id string, old, spec *resource.VMSpec, now time.T
 			return "", nil, err
 		}
 		if !ok {
-			cap := a.spec.Capacity()
 			if placing {
-				return "", nil, fmt.Errorf("vm %q: %s: %w", name, fullReason(n.Network, cap), ErrNoCapacity)
+				return "", nil, fmt.Errorf("vm %q: %s: %w", name, fullReason(n.Network, a.capacity), ErrNoCapacity)
 			}
 			if full == "" {
-				full = fullReason(n.Network, cap)
+				full = fullReason(n.Network, a.capacity)
 			}
 			continue
 		}
@@ -355,7 +355,6 @@ func deriveMAC(vm string, i, attempt int) string {
 // not reserved, not held by another VM and not in own. ok is false when
 // there is none.
 func (w *writer) nextFree(self, net string, a *netAlloc, own map[string]int) (netip.Addr, bool, error) {
-	capacity := a.spec.Capacity()
 	held, err := w.heldCount(net, self)
 	if err != nil {
 		return netip.Addr{}, false, err
@@ -365,7 +364,7 @@ func (w *writer) nextFree(self, net string, a *netAlloc, own map[string]int) (ne
 			held++
 		}
 	}
-	if held >= capacity {
+	if held >= a.capacity {
 		return netip.Addr{}, false, nil
 	}
 	next := w.netNext[net]
@@ -437,13 +436,12 @@ func (w *writer) heldCount(net, self string) (int64, error) {
 }
 
 // netHolders lists the addresses held on network net: address -> VM.
-func (w *writer) netHolders(net string) (map[string]string, int64, error) {
+func (w *writer) netHolders(net string) (map[string]string, error) {
 	it, err := w.txn.Get(tableObjects, indexNICAddr+"_prefix", net)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	out := map[string]string{}
-	var n int64
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		o := raw.(*resource.Object)
 		f, ok := (&vmSpecCache{}).decode(o.Spec)
@@ -452,14 +450,11 @@ func (w *writer) netHolders(net string) (map[string]string, int64, error) {
 		}
 		for _, nic := range f.NICs {
 			if nic.Network == net && nic.IP != "" {
-				if _, seen := out[nic.IP]; !seen {
-					out[nic.IP] = o.Name
-					n++
-				}
+				out[nic.IP] = o.Name
 			}
 		}
 	}
-	return out, n, nil
+	return out, nil
 }
 
 // usersMessage names the VMs that use something: "vms a, b (and 3 more)".
@@ -487,7 +482,9 @@ func (w *writer) recomputeDevices() error {
 		if o == nil {
 			continue
 		}
-		_, n, err := w.netHolders(name)
+		// One index entry per held address (no VM holds one twice,
+		// and no two VMs one).
+		n, err := w.heldCount(name, "")
 		if err != nil {
 			return err
 		}
