@@ -586,13 +586,13 @@ func (w *IPAM) Check(ops []Op, _ []FaultWindow, out string) Check {
 		chk.Anomalies = append(chk.Anomalies, Anomaly{Type: k.typ, Key: k.value,
 			Detail: fmt.Sprintf("%s was held by %d VMs at once (%s): at the end, or from the return of their creates to the invocation of their deletes",
 				what, len(names), strings.Join(names, ", ")),
-			Ops: createsOf(names)})
+			Ops: capOps(createsOf(names))})
 	}
 	if len(outOfRange) > 0 {
 		sort.Strings(outOfRange)
 		chk.Anomalies = append(chk.Anomalies, Anomaly{Type: "address-out-of-range",
 			Detail: fmt.Sprintf("%d addresses are not assignable on %s (%s, gateway %s): %s", len(outOfRange), IPAMNetwork, spec.CIDR, spec.Gateway,
-				strings.Join(outOfRange, "; "))})
+				some(outOfRange, "; "))})
 	}
 
 	// (b) No address only while the network was full; an address, once
@@ -636,15 +636,15 @@ func (w *IPAM) Check(ops []Op, _ []FaultWindow, out string) Check {
 		sort.Strings(unaddressed)
 		sortOps(unaddressedOps)
 		chk.Anomalies = append(chk.Anomalies, Anomaly{Type: "unaddressed",
-			Detail: fmt.Sprintf("%d creates were acknowledged without an address while the network cannot have been full: %s", len(unaddressed), strings.Join(unaddressed, "; ")),
-			Ops:    unaddressedOps})
+			Detail: fmt.Sprintf("%d creates were acknowledged without an address while the network cannot have been full: %s", len(unaddressed), some(unaddressed, "; ")),
+			Ops:    capOps(unaddressedOps)})
 	}
 	if len(changed) > 0 {
 		sort.Strings(changed)
 		sortOps(changedOps)
 		chk.Anomalies = append(chk.Anomalies, Anomaly{Type: "address-changed",
-			Detail: fmt.Sprintf("%d VMs do not hold at the end the address their acknowledged create returned: %s", len(changed), strings.Join(changed, "; ")),
-			Ops:    changedOps})
+			Detail: fmt.Sprintf("%d VMs do not hold at the end the address their acknowledged create returned: %s", len(changed), some(changed, "; ")),
+			Ops:    capOps(changedOps)})
 	}
 
 	// (c) No leak: the network counts exactly the addresses held, and
@@ -688,9 +688,10 @@ func (w *IPAM) Check(ops []Op, _ []FaultWindow, out string) Check {
 		}
 		if len(bad) > 0 {
 			chk.Anomalies = append(chk.Anomalies, Anomaly{Type: "leaked-address", Key: IPAMNetwork,
-				Detail: "the fill probe after the final read: " + strings.Join(bad, "; ")})
+				Detail: "the fill probe after the final read: " + some(bad, "; ")})
+		} else {
+			chk.Notes = append(chk.Notes, fmt.Sprintf("fill probe: the %d free addresses of %d allocated again, then the network was full", max(free, 0), capacity))
 		}
-		chk.Notes = append(chk.Notes, fmt.Sprintf("fill probe: %d free addresses of %d allocated again, then the network was full", max(free, 0), capacity))
 	} else if f.FillSkipped != "" {
 		chk.Notes = append(chk.Notes, "fill probe skipped: "+f.FillSkipped)
 	}
@@ -728,13 +729,13 @@ func (w *IPAM) Check(ops []Op, _ []FaultWindow, out string) Check {
 		sortOps(lost)
 		sort.Strings(lostNames)
 		chk.Anomalies = append(chk.Anomalies, Anomaly{Type: "lost",
-			Detail: fmt.Sprintf("%d acknowledged creates, never deleted, are missing from the final read: %s", len(lost), strings.Join(lostNames, ", ")), Ops: lost})
+			Detail: fmt.Sprintf("%d acknowledged creates, never deleted, are missing from the final read: %s", len(lost), some(lostNames, ", ")), Ops: capOps(lost)})
 	}
 	if len(unexpected) > 0 {
 		sort.Strings(unexpected)
 		sortOps(unexpectedOps)
 		chk.Anomalies = append(chk.Anomalies, Anomaly{Type: "unexpected",
-			Detail: fmt.Sprintf("%d VMs are present that should not be: %s", len(unexpected), strings.Join(unexpected, ", ")), Ops: unexpectedOps})
+			Detail: fmt.Sprintf("%d VMs are present that should not be: %s", len(unexpected), some(unexpected, ", ")), Ops: capOps(unexpectedOps)})
 	}
 
 	var ours, addressed int
@@ -755,4 +756,21 @@ func (w *IPAM) Check(ops []Op, _ []FaultWindow, out string) Check {
 	chk.Notes = append(chk.Notes, w.notes...)
 	chk.Valid = len(chk.Anomalies) == 0
 	return chk
+}
+
+// some joins the first ten items, and says how many more there are.
+func some(items []string, sep string) string {
+	const n = 10
+	if len(items) <= n {
+		return strings.Join(items, sep)
+	}
+	return strings.Join(items[:n], sep) + fmt.Sprintf("%s… and %d more", sep, len(items)-n)
+}
+
+// capOps keeps the first 200 operations of an anomaly (results.json).
+func capOps(ops []Op) []Op {
+	if len(ops) > 200 {
+		return ops[:200]
+	}
+	return ops
 }

@@ -279,3 +279,28 @@ func TestParseNICValue(t *testing.T) {
 		t.Fatalf("got %q %q", ip, m)
 	}
 }
+
+func TestIPAMWorkloadListed(t *testing.T) {
+	wl, err := NewWorkload("ipam")
+	if err != nil || wl.Name() != "ipam" || !slices.Contains(Workloads, "ipam") {
+		t.Fatalf("NewWorkload(ipam) = %v, %v; Workloads %v", wl, err, Workloads)
+	}
+	// Real libvirt daemons would make the network a real bridge.
+	err = (&IPAM{}).Setup(t.Context(), &Env{Daemons: []DaemonTarget{{}}})
+	if err == nil {
+		t.Fatal("Setup accepted libvirtd-backed workers")
+	}
+}
+
+func TestSome(t *testing.T) {
+	var items []string
+	for i := range 12 {
+		items = append(items, fmt.Sprint(i))
+	}
+	if got, want := some(items, ", "), "0, 1, 2, 3, 4, 5, 6, 7, 8, 9, … and 2 more"; got != want {
+		t.Fatalf("some = %q, want %q", got, want)
+	}
+	if got := some(items[:2], ", "); got != "0, 1" {
+		t.Fatalf("some = %q", got)
+	}
+}
