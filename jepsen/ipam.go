@@ -266,9 +266,7 @@ func (w *IPAM) Final(ctx context.Context, env *Env, h *History) error {
 		if err != nil {
 			return err
 		}
-		if !slices.EqualFunc(f.VMs, again.VMs, func(a, b ipamVM) bool {
-			return a.Name == b.Name && a.ID == b.ID && slices.Equal(a.NICs, b.NICs)
-		}) {
+		if !sameVMs(f.VMs, again.VMs) {
 			return errors.New("the VMs changed between two final reads")
 		}
 		final = f
@@ -285,7 +283,38 @@ func (w *IPAM) Final(ctx context.Context, env *Env, h *History) error {
 		final.FillSkipped = "the run has workers: placement may allocate addresses while the probe runs"
 		return nil
 	}
-	return w.fill(ctx, env, c)
+	if err := w.fill(ctx, env, c); err != nil {
+		return err
+	}
+	// A write of the run that was still in flight (an unknown create
+	// sent to a paused controller) could have landed during the probe:
+	// then the probe proves nothing.
+	after, err := readIPAM(ctx, c, env.RunID)
+	if err != nil {
+		return fmt.Errorf("read after the fill probe: %w", err)
+	}
+	if !sameVMs(ours(final.VMs), ours(after.VMs)) {
+		final.Fill, final.FillSkipped = nil, "inconclusive: the run's VMs changed while the probe ran (a write of unknown outcome landed late)"
+	}
+	return nil
+}
+
+// ours is the VMs of the run.
+func ours(vms []ipamVM) []ipamVM {
+	var out []ipamVM
+	for _, v := range vms {
+		if v.Ours {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// sameVMs says two reads saw the same VMs with the same NICs.
+func sameVMs(a, b []ipamVM) bool {
+	return slices.EqualFunc(a, b, func(a, b ipamVM) bool {
+		return a.Name == b.Name && a.ID == b.ID && slices.Equal(a.NICs, b.NICs)
+	})
 }
 
 // fill creates, after the final read, one VM more than the network has
