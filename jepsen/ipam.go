@@ -83,6 +83,10 @@ type ipamFinal struct {
 	// VMs are every VM of the cluster with a NIC on the network, and the
 	// run's VMs (Ours).
 	VMs []ipamVM `json:"vms"`
+	// Placed says the run had workers: VMs may have been placed, and a
+	// VM created without an address may have got one at its placement
+	// (and lost it at its delete) unseen by the history.
+	Placed bool `json:"placed,omitempty"`
 	// Fill is the fill probe (nil: not run, see FillSkipped).
 	Fill        []ipamFill `json:"fill,omitempty"`
 	FillSkipped string     `json:"fill_skipped,omitempty"`
@@ -280,6 +284,7 @@ func (w *IPAM) Final(ctx context.Context, env *Env, h *History) error {
 		len(final.VMs), final.Network.Status.Allocated, final.Network.Status.Capacity)}}, StatusOK, nil)
 	w.final = final
 	if env.Cluster != nil && env.Cluster.Workers() > 0 {
+		final.Placed = true
 		final.FillSkipped = "the run has workers: placement may allocate addresses while the probe runs"
 		return nil
 	}
@@ -641,8 +646,10 @@ func (w *IPAM) Check(ops []Op, _ []FaultWindow, out string) Check {
 				if other == name || !m.created || m.create.Status == StatusFail {
 					continue
 				}
-				if m.create.Status == StatusOK && m.ip == "" && finalIP(other) == "" {
-					continue // never held an address that anyone saw
+				if m.create.Status == StatusOK && m.ip == "" && finalIP(other) == "" && !f.Placed {
+					// Created without an address and never placed
+					// (no workers): it never held one.
+					continue
 				}
 				if m.create.Invoke < ret && m.goneAt() > inv {
 					could++

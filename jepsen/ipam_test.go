@@ -48,12 +48,13 @@ type ipamState struct {
 	macs      map[string]string
 	allocated int64
 	noFill    bool
+	placed    bool
 	fillEdit  func([]ipamFill) []ipamFill
 }
 
 func (s ipamState) final() *ipamFinal {
 	spec := ipamSpec()
-	f := &ipamFinal{Network: ipamNetwork{Spec: spec}}
+	f := &ipamFinal{Network: ipamNetwork{Spec: spec}, Placed: s.placed}
 	held := map[string]bool{}
 	for i, name := range slices.Sorted(maps.Keys(s.vms)) {
 		ip := s.vms[name]
@@ -236,6 +237,13 @@ func TestIPAMCheck(t *testing.T) {
 		{"acknowledged without an address while a delete was in flight",
 			with(full, ipamDelete("v2", StatusOK, 120, 145), ipamCreate("f", "", mac(99), StatusOK, 140, 150)),
 			ipamState{vms: edit(edit(fullVMs, "v2", "-"), "f", ""), macs: edit(fullMACs, "f", mac(99)), allocated: -1},
+			nil},
+		{"acknowledged without an address after a delete made room, with workers",
+			// v15 was created without an address, may have been
+			// placed (and given one) and deleted, unseen.
+			with(full, ipamCreate("v15", "", mac(15), StatusOK, 50, 60), ipamDelete("v15", StatusOK, 150, 160),
+				ipamDelete("v2", StatusOK, 120, 130), ipamCreate("f", "", mac(99), StatusOK, 140, 150)),
+			ipamState{vms: edit(edit(fullVMs, "v2", "-"), "f", ""), macs: edit(fullMACs, "f", mac(99)), allocated: -1, placed: true},
 			nil},
 		{"address changed", base,
 			ipamState{vms: edit(baseVMs, "a", addr(9)), macs: baseMACs, allocated: -1},
