@@ -171,6 +171,14 @@ func (w *writer) status(req *StatusRequest) error {
 		return err
 	}
 	w.touchVMHost(cur)
+	// The state machine's own fields of a network's or volume's status
+	// are recomputed from the VMs.
+	switch cur.Kind {
+	case resource.KindNetwork:
+		w.touchNetwork(cur.Name)
+	case resource.KindVolume:
+		w.touchVolume(cur.Name)
+	}
 	o := cur.Copy()
 	o.Status = status
 	o.ModifyIndex = w.index

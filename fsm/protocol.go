@@ -211,6 +211,15 @@ func (r *ReportRequest) WithoutRestarts() *ReportRequest {
 	return &n
 }
 
+// WithoutResources is a copy of the request without the protocol 7
+// resource reports, for a cluster that does not speak it yet: the VM
+// reports are recorded, the networks, images and volumes are not.
+func (r *ReportRequest) WithoutResources() *ReportRequest {
+	n := *r
+	n.Resources = nil
+	return &n
+}
+
 // reportUsesRestarts reports whether an encoded report payload carries
 // the protocol 4 field.
 func reportUsesRestarts(payload []byte) bool {

@@ -84,6 +84,11 @@ func TestProtocolVersions(t *testing.T) {
 		old.Reports[0].Reason != "r" || req.Reports[0].Restarts != 3 {
 		t.Errorf("WithoutRestarts: %+v (original %+v); want the reports without restarts, the original untouched", old, req)
 	}
+	req.Resources = []resource.ResourceReport{{Kind: resource.KindNetwork, Name: "n", State: "ready"}}
+	if old := req.WithoutResources(); fsm.RequiredProtocol(fsm.ReportRequestType, old) != 4 || len(req.Resources) != 1 ||
+		fsm.RequiredProtocol(fsm.ReportRequestType, old.WithoutRestarts()) != 1 {
+		t.Errorf("WithoutResources: %+v (original %+v); want the request without resources, the original untouched", old, req)
+	}
 }
 
 func mustOp(t *testing.T, mt fsm.MessageType, req any) fsm.BatchOp {
