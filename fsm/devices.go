@@ -437,13 +437,12 @@ func (w *writer) heldCount(net, self string) (int64, error) {
 }
 
 // netHolders lists the addresses held on network net: address -> VM.
-func (w *writer) netHolders(net string) (map[string]string, int64, error) {
+func (w *writer) netHolders(net string) (map[string]string, error) {
 	it, err := w.txn.Get(tableObjects, indexNICAddr+"_prefix", net)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	out := map[string]string{}
-	var n int64
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		o := raw.(*resource.Object)
 		f, ok := (&vmSpecCache{}).decode(o.Spec)
@@ -452,14 +451,11 @@ func (w *writer) netHolders(net string) (map[string]string, int64, error) {
 		}
 		for _, nic := range f.NICs {
 			if nic.Network == net && nic.IP != "" {
-				if _, seen := out[nic.IP]; !seen {
-					out[nic.IP] = o.Name
-					n++
-				}
+				out[nic.IP] = o.Name
 			}
 		}
 	}
-	return out, n, nil
+	return out, nil
 }
 
 // usersMessage names the VMs that use something: "vms a, b (and 3 more)".
@@ -487,7 +483,9 @@ func (w *writer) recomputeDevices() error {
 		if o == nil {
 			continue
 		}
-		_, n, err := w.netHolders(name)
+		// One index entry per held address (no VM holds one twice,
+		// and no two VMs one).
+		n, err := w.heldCount(name, "")
 		if err != nil {
 			return err
 		}

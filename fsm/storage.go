@@ -231,7 +231,7 @@ func (w *writer) updateNetwork(cur *resource.Object, spec json.RawMessage) (json
 				return nil, nil, nil, fmt.Errorf("network %s: cannot change spec.%s while it is used by %s: %w", cur.Name, c.field, usersMessage("vm", users), ErrInUse)
 			}
 		}
-		held, _, err := w.netHolders(cur.Name)
+		held, err := w.netHolders(cur.Name)
 		if err != nil {
 			return nil, nil, nil, err
 		}
