@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -53,6 +54,8 @@ type imageCache struct {
 
 	mu   sync.Mutex
 	jobs map[string]*imageJob // by image id (images are immutable)
+	// hashes counts the files hashed (tests).
+	hashes atomic.Int64
 }
 
 // imageJob is the fetch of one image: running, or done with a verified
@@ -199,6 +202,7 @@ func (c *imageCache) verifyFile(ctx context.Context, name, path string, spec *re
 		return fmt.Errorf("image %s: %w", name, err)
 	}
 	defer f.Close()
+	c.hashes.Add(1)
 	h := sha256.New()
 	n, err := io.Copy(h, ctxReader{ctx, f})
 	if err != nil {
