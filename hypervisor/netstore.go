@@ -83,6 +83,10 @@ type NetworkInfo struct {
 	Bridge string     `json:"bridge"`
 	CIDR   string     `json:"cidr,omitempty"`
 	Hosts  []DHCPHost `json:"hosts,omitempty"`
+	// Foreign is true for a network with a Kumoi name that Kumoi did not
+	// make (no Kumoi marker): EnsureNetwork and RemoveNetwork refuse it
+	// with ErrExists.
+	Foreign bool `json:"foreign,omitempty"`
 }
 
 // VolumeDef is what EnsureVolume makes.
@@ -118,3 +122,7 @@ type DomainNIC struct {
 	MAC     string `json:"mac"`
 	MTU     int    `json:"mtu,omitempty"`
 }
+
+// DefaultStorageDir is the directory of the storage pool "kumoi" when a
+// driver is given none.
+const DefaultStorageDir = "/var/lib/kumoi/storage/volumes"
