@@ -259,6 +259,12 @@ func (w *Worker) ensureNetworks(ctx context.Context, rp *resPass, here []*resour
 			if err := w.drv.EnsureNetwork(ctx, def); err != nil {
 				w.logger.Warn("cannot ensure network", "network", name, "error", err)
 				why := fmt.Sprintf("network %s on host %s: %v", name, w.cfg.NodeID, err)
+				if errors.Is(err, hypervisor.ErrInvalidState) {
+					// A change that needs the network restarted while
+					// an active domain uses it: applied once none does.
+					rp.nets[name] = devResult{wait: why}
+					continue
+				}
 				if errors.Is(err, hypervisor.ErrUnavailable) || ctx.Err() != nil {
 					rp.nets[name] = devResult{wait: why}
 				} else {
@@ -319,8 +325,8 @@ func (w *Worker) removeNetworks(ctx context.Context, rp *resPass, listed []hyper
 		if !ok || need[name] {
 			continue
 		}
-		if n.Mode != hypervisor.NetModeBridge && n.Bridge != "" && n.Bridge != BridgeName(w.ClusterID(), name) {
-			continue // another cluster's
+		if n.Foreign || n.Mode != hypervisor.NetModeBridge && n.Bridge != "" && n.Bridge != BridgeName(w.ClusterID(), name) {
+			continue // not Kumoi's, or another cluster's
 		}
 		if err := w.drv.RemoveNetwork(ctx, n.Name); err != nil {
 			w.logger.Debug("cannot remove a network no VM here needs; trying again later", "network", name, "error", err)
@@ -544,19 +550,6 @@ func (w *Worker) vmDevices(v *vmPass) (disks []hypervisor.DomainDisk, nics []hyp
 		nics = append(nics, hypervisor.DomainNIC{Network: hypervisor.NetworkName(n.Network), MAC: n.MAC, MTU: mtu})
 	}
 	return disks, nics, "", ""
-}
-
-// devicesKey is a fingerprint of a domain's devices: a domain whose
-// devices changed is defined again (while it is not active).
-func devicesKey(disks []hypervisor.DomainDisk, nics []hypervisor.DomainNIC) string {
-	if len(disks) == 0 && len(nics) == 0 {
-		return ""
-	}
-	b, _ := json.Marshal(struct {
-		D []hypervisor.DomainDisk
-		N []hypervisor.DomainNIC
-	}{disks, nics})
-	return string(b)
 }
 
 func resKey(kind resource.Kind, name string) string { return string(kind) + "/" + name }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/kumoi/kumoi/hypervisor"
@@ -78,7 +79,10 @@ func (w *Worker) convergeVM(ctx context.Context, o *resource.Object, spec *resou
 		w.logger.Debug("VM waits for its devices", "vm", o.Name, "why", wait)
 		return v.rep, false
 	}
-	devsChanged := wait == "" && failed == "" && !active && w.devs[o.Name] != devicesKey(v.disks, v.nics)
+	// A stopped domain whose devices changed (a disk or NIC attached
+	// or detached, a volume's path) is defined again.
+	devsChanged := exists && wait == "" && failed == "" && !active &&
+		(!slices.Equal(d.Disks, v.disks) || !slices.Equal(d.NICs, v.nics))
 	vanished := !exists && w.seenUp[o.Name] == st.Epoch && !w.stopping[v.name] && spec.Power != resource.PowerStopped
 	if !exists || d.Epoch != st.Epoch || d.VMID != o.ID || d.Cluster != w.ClusterID() || devsChanged {
 		if err := w.define(ctx, v); errors.Is(err, hypervisor.ErrBootPath) {
@@ -140,11 +144,6 @@ func (w *Worker) define(ctx context.Context, v *vmPass) error {
 	}
 	if err := w.drv.Define(ctx, ds); err != nil {
 		return err
-	}
-	if k := devicesKey(v.disks, v.nics); k != "" {
-		w.devs[v.o.Name] = k
-	} else {
-		delete(w.devs, v.o.Name)
 	}
 	if got, err := w.drv.Get(ctx, v.name); err == nil {
 		v.d = got

@@ -51,15 +51,13 @@ type Worker struct {
 	// Networks, images and volumes (netstore.go): this pass's, the
 	// states last recorded by the controllers (by kind/name), the
 	// networks ensured (and their definitions) or removed, the volumes
-	// made or seen here, and the devices each VM's domain was defined
-	// with.
+	// made or seen here.
 	res          *resPass
 	resReported  map[string]resource.ResourceReport
 	netUp        map[string]bool
 	netDefs      map[string]hypervisor.NetworkDef
 	netRemoved   map[string]bool
 	volMade      map[string]bool
-	devs         map[string]string
 	images       *imageCache
 	noResReports bool
 	// The fence guard (nil: none), its latest fence seen, and the
@@ -115,7 +113,6 @@ func Start(cfg Config) (*Worker, error) {
 		netDefs:     map[string]hypervisor.NetworkDef{},
 		netRemoved:  map[string]bool{},
 		volMade:     map[string]bool{},
-		devs:        map[string]string{},
 
 		guardFenced: map[string]fenceguard.FenceRecord{},
 		// Fencing counts from the start: a worker that never reaches a
