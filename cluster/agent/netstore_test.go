@@ -39,7 +39,55 @@ func TestNetworksVolumesSim(t *testing.T) {
 	storage := t.TempDir()
 	drv := sim.New(sim.Options{Host: "ns1", CPUs: 8, MemoryMiB: 8192, StorageDir: filepath.Join(storage, "volumes")})
 	t.Cleanup(func() { drv.Close() })
-	netstoreScenario(t, "127.0.0.161", "127.0.0.162", "ns1", drv, "sim", storage)
+	netstoreScenario(t, "127.0.0.161", "127.0.0.162", "ns1", drv, "sim", storage, func(b behind) {
+		// A network removed behind Kumoi's back is recreated, and says
+		// so on the host.
+		if err := drv.VanishNetwork("kumoi-net1"); err != nil {
+			t.Fatal(err)
+		}
+		testcluster.WaitFor(t, 10*time.Second, "net1 recreated on ns1", func() (bool, error) {
+			hs, _ := b.hostState(resource.KindNetwork, "net1")
+			nets, err := drv.ListNetworks(b.ctx)
+			return hs.State == resource.HostResourceRecreate && strings.Contains(hs.Reason, "kumoi-net1 was removed outside Kumoi") &&
+				err == nil && slices.ContainsFunc(nets, func(n hypervisor.NetworkInfo) bool { return n.Name == "kumoi-net1" && n.Active }), nil
+		})
+		// A volume removed behind its back is missing, never recreated;
+		// its VM runs on (QEMU holds the file) and fails once stopped.
+		if err := drv.VanishVolume(b.volFile); err != nil {
+			t.Fatal(err)
+		}
+		missing := "volume web-disk0 is missing on host ns1: removed outside Kumoi"
+		testcluster.WaitFor(t, 10*time.Second, "web-disk0 missing", func() (bool, error) {
+			o, _, err := b.c.Get(b.ctx, resource.KindVolume, "web-disk0", &client.QueryOptions{Stale: true})
+			if err != nil {
+				return false, nil
+			}
+			vs, _ := resource.DecodeStatus[resource.VolumeStatus](o)
+			return vs.Phase == resource.VolumeMissing && vs.Reason == missing, nil
+		})
+		if _, st := vmStatus(t, b.c, "web"); st.Phase != resource.PhaseRunning {
+			t.Fatalf("web is %s once its volume is missing; its domain still runs", st.Phase)
+		}
+		if _, err := b.c.ActionWith(b.ctx, "web", resource.ActionStop, &resource.VMActionRequest{Force: true}); err != nil {
+			t.Fatal(err)
+		}
+		testcluster.WaitFor(t, 10*time.Second, "web failed for its missing volume", func() (bool, error) {
+			_, st := vmStatus(t, b.c, "web")
+			return st != nil && st.Phase == resource.PhaseFailed && st.Reason == missing, nil
+		})
+		vols, _ := drv.ListVolumes(b.ctx)
+		if slices.ContainsFunc(vols, func(v hypervisor.VolumeInfo) bool { return v.Name == b.volFile }) {
+			t.Fatal("a volume removed behind Kumoi's back was recreated")
+		}
+	})
+}
+
+// behind is what a scenario's behind-Kumoi's-back step works with.
+type behind struct {
+	ctx       context.Context
+	c         *client.Client
+	volFile   string
+	hostState func(kind resource.Kind, name string) (resource.HostResourceState, bool)
 }
 
 func TestNetworksVolumesLibvirt(t *testing.T) {
@@ -57,15 +105,19 @@ func TestNetworksVolumesLibvirt(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { drv.Close() })
-	netstoreScenario(t, "127.0.0.163", "127.0.0.164", "nl1", drv, "libvirt", t.TempDir())
+	netstoreScenario(t, "127.0.0.163", "127.0.0.164", "nl1", drv, "libvirt", t.TempDir(), nil)
 }
 
-func netstoreScenario(t *testing.T, ip, workerIP, host string, drv hypervisor.Driver, driverName, storage string) {
+func netstoreScenario(t *testing.T, ip, workerIP, host string, drv hypervisor.Driver, driverName, storage string, behindBack func(behind)) {
 	imgDir := t.TempDir()
 	content := []byte("QFI\xfb a tiny qcow2 image for the test")
 	sum := sha256.Sum256(content)
 	good := hex.EncodeToString(sum[:])
 	if err := os.WriteFile(filepath.Join(imgDir, "debian.qcow2"), content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	imgPath, err := filepath.EvalSymlinks(filepath.Join(imgDir, "debian.qcow2"))
+	if err != nil {
 		t.Fatal(err)
 	}
 	a := startTestAgent(t, "n-"+host, ip, 1)
@@ -143,7 +195,7 @@ func netstoreScenario(t *testing.T, ip, workerIP, host string, drv hypervisor.Dr
 		t.Fatal(err)
 	}
 	j := slices.IndexFunc(vols, func(v hypervisor.VolumeInfo) bool { return v.Name == volFile })
-	if j < 0 || vols[j].SizeMiB != 1024 || vols[j].Backing != filepath.Join(imgDir, "debian.qcow2") {
+	if j < 0 || vols[j].SizeMiB != 1024 || vols[j].Backing != imgPath {
 		t.Fatalf("volumes on %s: %+v; want %s of 1024 MiB on the image", host, vols, volFile)
 	}
 	d, err := drv.Get(ctx, "kumoi-web")
@@ -152,6 +204,10 @@ func netstoreScenario(t *testing.T, ip, workerIP, host string, drv hypervisor.Dr
 	}
 	if len(d.Disks) != 1 || d.Disks[0].Path != vols[j].Path || len(d.NICs) != 1 || d.NICs[0].Network != "kumoi-net1" || d.NICs[0].MAC != nic.MAC {
 		t.Fatalf("domain devices: disks %+v nics %+v", d.Disks, d.NICs)
+	}
+
+	if behindBack != nil {
+		behindBack(behind{ctx: ctx, c: c, volFile: volFile, hostState: hostState})
 	}
 
 	// Delete: the network and the non-persistent volume leave the host.

@@ -94,39 +94,64 @@ func (w *Worker) readResources(ctx context.Context, c *client.Client, host *reso
 	rctx, cancel := context.WithTimeout(ctx, w.cfg.FenceAfter)
 	defer cancel()
 	rp.complete = true
-	get := func(kind resource.Kind, name string, into map[string]*resource.Object) {
-		if _, ok := into[name]; ok || name == "" {
+	failed := func(kind resource.Kind, name string, err error) {
+		if rp.complete {
+			w.logger.Warn("cannot read what this host's VMs use; they wait", "kind", kind, "name", name, "error", err)
+		}
+		rp.complete = false
+	}
+	// read reads the named objects of a kind: one by one when they are
+	// few, else in one list (a host with many VMs would otherwise make
+	// a read per disk every pass).
+	read := func(kind resource.Kind, names map[string]bool, into map[string]*resource.Object) {
+		if len(names) > 4 {
+			all, _, err := c.List(rctx, kind, nil)
+			if err != nil {
+				failed(kind, "", err)
+				return
+			}
+			for _, o := range all {
+				if names[o.Name] {
+					into[o.Name] = o
+				}
+			}
 			return
 		}
-		o, _, err := c.Get(rctx, kind, name, nil)
-		switch {
-		case err == nil:
-			into[name] = o
-		case client.IsNotFound(err):
-		default:
-			if rp.complete {
-				w.logger.Warn("cannot read what this host's VMs use; they wait", "kind", kind, "name", name, "error", err)
+		for _, name := range sortedKeys(names) {
+			o, _, err := c.Get(rctx, kind, name, nil)
+			switch {
+			case err == nil:
+				into[name] = o
+			case client.IsNotFound(err):
+			default:
+				failed(kind, name, err)
 			}
-			rp.complete = false
 		}
 	}
+	netNames, volNames, imgNames := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for _, o := range w.placedHere(vms) {
 		spec, _ := resource.DecodeSpec[resource.VMSpec](o)
 		for _, n := range spec.NICs {
-			get(resource.KindNetwork, n.Network, rp.networks)
+			netNames[n.Network] = n.Network != ""
 		}
 		for _, d := range spec.Disks {
-			get(resource.KindVolume, d.Volume, rp.volumes)
+			if d.Volume != "" {
+				volNames[d.Volume] = true
+			}
 			if d.Image != "" {
-				get(resource.KindImage, d.Image, rp.images)
+				imgNames[d.Image] = true
 			}
 		}
 	}
+	delete(netNames, "")
+	read(resource.KindNetwork, netNames, rp.networks)
+	read(resource.KindVolume, volNames, rp.volumes)
 	for _, v := range rp.volumes {
 		if vs, err := resource.DecodeSpec[resource.VolumeSpec](v); err == nil && vs.Image != "" {
-			get(resource.KindImage, vs.Image, rp.images)
+			imgNames[vs.Image] = true
 		}
 	}
+	read(resource.KindImage, imgNames, rp.images)
 	rp.listVolumes = func() ([]*resource.Object, error) {
 		lctx, cancel := context.WithTimeout(ctx, w.cfg.FenceAfter)
 		defer cancel()

@@ -128,7 +128,7 @@ func newResWorker(t *testing.T) (*Worker, *fakeStore, string) {
 		reported: map[string]resource.VMReport{}, stopping: map[string]bool{}, failed: map[string]uint64{},
 		seenUp: map[string]uint64{}, notes: map[string]note{}, guardFenced: map[string]fenceguard.FenceRecord{},
 		resReported: map[string]resource.ResourceReport{}, netUp: map[string]bool{}, netDefs: map[string]hypervisor.NetworkDef{},
-		netRemoved: map[string]bool{}, volMade: map[string]bool{},
+		netRemoved: map[string]bool{}, volMade: map[string]bool{}, waiting: map[string]string{},
 		shutdowns: map[string]*pendingShutdown{}, kick: make(chan struct{}, 1), mayStart: true}
 	w.images = newImageCache(&w.cfg, w.logger, w.wake)
 	return w, drv, imgDir

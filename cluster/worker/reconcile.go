@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/kumoi/kumoi/client"
@@ -226,6 +227,11 @@ func (w *Worker) convergeVMs(ctx context.Context, doms []hypervisor.DomainInfo, 
 		byName[d.Name] = d
 	}
 	var reports []resource.VMReport
+	for vm := range w.waiting {
+		if !slices.ContainsFunc(vms, func(o *resource.Object) bool { return o.Name == vm }) {
+			delete(w.waiting, vm)
+		}
+	}
 	for _, o := range vms {
 		spec, err := resource.DecodeSpec[resource.VMSpec](o)
 		st, err2 := resource.DecodeStatus[resource.VMStatus](o)

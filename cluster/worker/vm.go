@@ -76,9 +76,13 @@ func (w *Worker) convergeVM(ctx context.Context, o *resource.Object, spec *resou
 	case failed != "" && !active:
 		return w.fail(v, failed)
 	case wait != "" && !active:
-		w.logger.Debug("VM waits for its devices", "vm", o.Name, "why", wait)
+		if w.waiting[o.Name] != wait {
+			w.waiting[o.Name] = wait
+			w.logger.Info("VM waits for its devices", "vm", o.Name, "why", wait)
+		}
 		return v.rep, false
 	}
+	delete(w.waiting, o.Name)
 	// A stopped domain whose devices changed (a disk or NIC attached
 	// or detached, a volume's path) is defined again.
 	devsChanged := exists && wait == "" && failed == "" && !active &&

@@ -59,6 +59,7 @@ type Worker struct {
 	netRemoved   map[string]bool
 	volMade      map[string]bool
 	images       *imageCache
+	waiting      map[string]string // VMs waiting for their devices, and why (logged once)
 	noResReports bool
 	// The fence guard (nil: none), its latest fence seen, and the
 	// domains it stopped that the worker has not seen since.
@@ -113,6 +114,7 @@ func Start(cfg Config) (*Worker, error) {
 		netDefs:     map[string]hypervisor.NetworkDef{},
 		netRemoved:  map[string]bool{},
 		volMade:     map[string]bool{},
+		waiting:     map[string]string{},
 
 		guardFenced: map[string]fenceguard.FenceRecord{},
 		// Fencing counts from the start: a worker that never reaches a
