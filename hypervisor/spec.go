@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strings"
 	"unicode"
 )
@@ -252,4 +253,33 @@ func (b Boot) normal() Boot {
 		b.ImageFormat = b.Format()
 	}
 	return b
+}
+
+// Normal is the definition as a driver keeps it: CIDR masked, addresses
+// in canonical form, MACs in lower case, hosts sorted by MAC (none
+// without DHCP), and for a bridge-mode network no address, DHCP or MTU
+// (the host bridge's).
+func (n NetworkDef) Normal() NetworkDef {
+	if pfx, err := netip.ParsePrefix(n.CIDR); err == nil {
+		n.CIDR = pfx.Masked().String()
+	}
+	if gw, err := netip.ParseAddr(n.Gateway); err == nil {
+		n.Gateway = gw.String()
+	}
+	hosts := make([]DHCPHost, 0, len(n.Hosts))
+	if n.DHCP {
+		for _, h := range n.Hosts {
+			h.MAC = strings.ToLower(h.MAC)
+			if ip, err := netip.ParseAddr(h.IP); err == nil {
+				h.IP = ip.String()
+			}
+			hosts = append(hosts, h)
+		}
+	}
+	sort.Slice(hosts, func(i, j int) bool { return hosts[i].MAC < hosts[j].MAC })
+	n.Hosts = hosts
+	if n.Mode == NetModeBridge {
+		n.CIDR, n.Gateway, n.DHCP, n.MTU = "", "", false, 0
+	}
+	return n
 }

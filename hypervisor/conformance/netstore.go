@@ -247,15 +247,24 @@ func testVolume(e *env) {
 		e.t.Fatalf("EnsureVolume again: got %+v, want %+v", again, in)
 	}
 	def.SizeMiB = 128
-	if grown := e.ensureVolume(def); grown.SizeMiB != 128 || grown.Path != in.Path {
+	cur := int64(128)
+	if !e.caps.Has(hypervisor.CapVolumeResize) {
+		_, err := e.d.EnsureVolume(e.ctx(), def)
+		e.mustIs("EnsureVolume to grow without "+string(hypervisor.CapVolumeResize), err, hypervisor.ErrUnsupported)
+		if got := e.volume(def.Name); got == nil || got.SizeMiB != 64 {
+			e.t.Fatalf("refused grow changed the volume: %+v", got)
+		}
+		e.t.Logf("driver lacks %s: checked that growing is refused", hypervisor.CapVolumeResize)
+		cur = 64
+	} else if grown := e.ensureVolume(def); grown.SizeMiB != 128 || grown.Path != in.Path {
 		e.t.Fatalf("EnsureVolume to grow: got %+v, want 128 MiB at %s", grown, in.Path)
 	}
 	def.SizeMiB = 32
-	if kept := e.ensureVolume(def); kept.SizeMiB != 128 {
-		e.t.Fatalf("EnsureVolume smaller: got %+v, want it kept at 128 MiB (never shrink)", kept)
+	if kept := e.ensureVolume(def); kept.SizeMiB != cur {
+		e.t.Fatalf("EnsureVolume smaller: got %+v, want it kept at %d MiB (never shrink)", kept, cur)
 	}
-	if got := e.volume(def.Name); got == nil || got.SizeMiB != 128 {
-		e.t.Fatalf("ListVolumes after grow: %+v, want 128 MiB", got)
+	if got := e.volume(def.Name); got == nil || got.SizeMiB != cur {
+		e.t.Fatalf("ListVolumes after grow: %+v, want %d MiB", got, cur)
 	}
 	e.must("RemoveVolume", e.d.RemoveVolume(e.ctx(), def.Name))
 	if got := e.volume(def.Name); got != nil {
@@ -431,9 +440,16 @@ func testInUse(e *env) {
 	net.Hosts = []hypervisor.DHCPHost{{MAC: s.NICs[0].MAC, IP: net.Gateway[:len(net.Gateway)-1] + "50"}}
 	e.must("EnsureNetwork with a host while in use", e.d.EnsureNetwork(e.ctx(), net))
 	e.checkNetwork(net)
+	// Any other change would restart the network under the domain.
+	changed := net
+	changed.MTU = 1300
+	e.mustIs("EnsureNetwork with a new MTU while in use", e.d.EnsureNetwork(e.ctx(), changed), hypervisor.ErrInvalidState)
+	e.checkNetwork(net)
 
 	e.must("Destroy", e.d.Destroy(e.ctx(), s.Name))
 	e.waitState(s.Name, hypervisor.StateShutoff)
+	e.must("EnsureNetwork with a new MTU once unused", e.d.EnsureNetwork(e.ctx(), changed))
+	e.checkNetwork(changed)
 	e.must("RemoveNetwork after the domain stopped", e.d.RemoveNetwork(e.ctx(), net.Name))
 	e.must("RemoveVolume after the domain stopped", e.d.RemoveVolume(e.ctx(), vol))
 }

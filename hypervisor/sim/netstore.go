@@ -20,7 +20,7 @@ type network struct {
 
 func (n *network) info() hypervisor.NetworkInfo {
 	in := hypervisor.NetworkInfo{Name: n.def.Name, Active: n.active, Mode: n.def.Mode, Bridge: n.def.Bridge, CIDR: n.def.CIDR, Foreign: !n.kumoi}
-	if n.def.DHCP && len(n.def.Hosts) > 0 {
+	if len(n.def.Hosts) > 0 {
 		in.Hosts = slices.Clone(n.def.Hosts)
 	}
 	return in
@@ -81,7 +81,7 @@ func (d *Driver) DefineForeignNetwork(def hypervisor.NetworkDef) error {
 	if _, ok := d.networks[def.Name]; ok {
 		return fmt.Errorf("define network %s: %w", def.Name, hypervisor.ErrExists)
 	}
-	d.networks[def.Name] = &network{def: def, active: true}
+	d.networks[def.Name] = &network{def: def.Normal(), active: true}
 	return nil
 }
 
@@ -109,8 +109,7 @@ func (d *Driver) EnsureNetwork(ctx context.Context, def hypervisor.NetworkDef) e
 	if err := def.Validate(); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	def.Hosts = slices.Clone(def.Hosts)
-	sort.Slice(def.Hosts, func(i, j int) bool { return def.Hosts[i].MAC < def.Hosts[j].MAC })
+	def = def.Normal()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if def.Mode != hypervisor.NetModeBridge {
@@ -140,15 +139,15 @@ func (d *Driver) EnsureNetwork(ctx context.Context, def hypervisor.NetworkDef) e
 	return nil
 }
 
-// structuralNet is the part of a definition that cannot change live.
+// structuralNet is the part of a definition that cannot change live (as
+// on libvirt: DHCP hosts, and with them DHCP itself, can).
 type structuralNet struct {
 	mode, bridge, cidr, gateway string
-	dhcp                        bool
 	mtu                         int
 }
 
 func structural(def hypervisor.NetworkDef) structuralNet {
-	return structuralNet{def.Mode, def.Bridge, def.CIDR, def.Gateway, def.DHCP, def.MTU}
+	return structuralNet{def.Mode, def.Bridge, def.CIDR, def.Gateway, def.MTU}
 }
 
 // activeUsersLocked names the active domains with a NIC on network.
@@ -223,8 +222,12 @@ func (d *Driver) EnsureVolume(ctx context.Context, def hypervisor.VolumeDef) (hy
 		}}
 		d.volumes[def.Name] = v
 	}
-	if v.info.SizeMiB < def.SizeMiB {
-		v.info.SizeMiB = def.SizeMiB // grow; never shrink
+	if v.info.SizeMiB < def.SizeMiB { // grow; never shrink
+		if !d.caps.Has(hypervisor.CapVolumeResize) {
+			return v.info, fmt.Errorf("%s: grow from %d to %d MiB: %w: %s", what, v.info.SizeMiB, def.SizeMiB,
+				hypervisor.ErrUnsupported, hypervisor.CapVolumeResize)
+		}
+		v.info.SizeMiB = def.SizeMiB
 	}
 	return v.info, nil
 }
