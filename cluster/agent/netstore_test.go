@@ -100,12 +100,13 @@ func TestNetworksVolumesLibvirt(t *testing.T) {
 	if err := os.WriteFile(hostFile, []byte(fmt.Sprintf(node, 16384*1024)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	drv, err := libvirt.New(libvirt.Options{URI: "test://" + hostFile, Host: "nl1"})
+	storage := t.TempDir()
+	drv, err := libvirt.New(libvirt.Options{URI: "test://" + hostFile, Host: "nl1", StorageDir: filepath.Join(storage, "volumes")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { drv.Close() })
-	netstoreScenario(t, "127.0.0.163", "127.0.0.164", "nl1", drv, "libvirt", t.TempDir(), nil)
+	netstoreScenario(t, "127.0.0.163", "127.0.0.164", "nl1", drv, "libvirt", storage, nil)
 }
 
 func netstoreScenario(t *testing.T, ip, workerIP, host string, drv hypervisor.Driver, driverName, storage string, behindBack func(behind)) {

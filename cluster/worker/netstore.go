@@ -217,14 +217,14 @@ func (w *Worker) networkDef(o *resource.Object, spec *resource.NetworkSpec, labe
 		if b := labels[resource.BridgeLabelPrefix+o.Name]; b != "" {
 			def.Bridge = b
 		}
-		return def
+		return def.Normal()
 	}
 	def.Bridge = BridgeName(w.ClusterID(), o.Name)
 	def.CIDR, def.Gateway, def.DHCP = spec.CIDR, spec.Gateway, spec.DHCPOn()
 	if def.DHCP {
 		def.Hosts = dhcpHosts(o.Name, here)
 	}
-	return def
+	return def.Normal()
 }
 
 // dhcpHosts is one entry per NIC on network of the VMs (that has an
@@ -453,6 +453,14 @@ func (w *Worker) ensureVolume(ctx context.Context, rp *resPass, name string, lis
 	}
 	if !present || info.SizeMiB < def.SizeMiB || !w.volMade[o.ID] {
 		got, err := w.drv.EnsureVolume(ctx, def)
+		if err != nil && present && errors.Is(err, hypervisor.ErrUnsupported) {
+			// A driver that cannot grow a volume: it stays as it is,
+			// and says so.
+			why := fmt.Sprintf("volume %s on host %s stays at %d MiB: %v", name, w.cfg.NodeID, info.SizeMiB, err)
+			w.volMade[o.ID] = true
+			report(resource.HostResourceReady, why, info.SizeMiB)
+			return volResult{info: info}
+		}
 		if err != nil {
 			why := fmt.Sprintf("volume %s on host %s: %v", name, w.cfg.NodeID, err)
 			w.logger.Warn("cannot ensure volume", "volume", name, "error", err)
