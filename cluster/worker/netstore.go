@@ -95,7 +95,8 @@ func (w *Worker) readResources(ctx context.Context, c *client.Client, host *reso
 	defer cancel()
 	rp.complete = true
 	failed := func(kind resource.Kind, name string, err error) {
-		if rp.complete {
+		if rp.complete && err.Error() != w.readErr {
+			w.readErr = err.Error() // logged once until it changes
 			w.logger.Warn("cannot read what this host's VMs use; they wait", "kind", kind, "name", name, "error", err)
 		}
 		rp.complete = false
@@ -152,6 +153,9 @@ func (w *Worker) readResources(ctx context.Context, c *client.Client, host *reso
 		}
 	}
 	read(resource.KindImage, imgNames, rp.images)
+	if rp.complete {
+		w.readErr = ""
+	}
 	rp.listVolumes = func() ([]*resource.Object, error) {
 		lctx, cancel := context.WithTimeout(ctx, w.cfg.FenceAfter)
 		defer cancel()

@@ -61,6 +61,7 @@ type Worker struct {
 	images       *imageCache
 	waiting      map[string]string // VMs waiting for their devices, and why (logged once)
 	noResReports bool
+	readErr      string // the last failed read of what VMs use, logged
 	// The fence guard (nil: none), its latest fence seen, and the
 	// domains it stopped that the worker has not seen since.
 	guard         *guardLink
