@@ -532,3 +532,46 @@ func TestImageMismatchFailsVM(t *testing.T) {
 		t.Fatalf("made %v and defined %v from an image that does not verify", drv.vols, drv.specs)
 	}
 }
+
+// TestActiveDomainKeepsDevices: a running domain whose image is being
+// verified again (a restarted worker) is not held up, and a definition
+// for a new placement epoch keeps the disks it has.
+func TestActiveDomainKeepsDevices(t *testing.T) {
+	w, drv, imgDir := newResWorker(t)
+	img := writeImage(t, imgDir, "debian.qcow2", "bytes")
+	file := VolumeFileName(testCluster, "id-web-disk0")
+	vol, err := drv.EnsureVolume(context.Background(), hypervisor.VolumeDef{Name: file, SizeMiB: 10, Backing: img.path, BackingFormat: hypervisor.ImageQCOW2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	disks := []hypervisor.DomainDisk{{Path: vol.Path, Format: hypervisor.ImageQCOW2}}
+	ctx := context.Background()
+	if err := drv.Define(ctx, hypervisor.DomainSpec{Name: "kumoi-web", VMID: "id-web", Epoch: 1, Cluster: testCluster, CPUs: 1, MemoryMiB: 64, Disks: disks}); err != nil {
+		t.Fatal(err)
+	}
+	if err := drv.Start(ctx, "kumoi-web"); err != nil {
+		t.Fatal(err)
+	}
+	vm := mkVM(t, "web", resource.VMSpec{Disks: []resource.Disk{{Volume: "web-disk0", Image: "debian", SizeMiB: 10}}}, "hv-1")
+	rp := newResPass()
+	rp.volumes["web-disk0"] = mkVol(t, "web-disk0", resource.VolumeSpec{SizeMiB: 10, Image: "debian"}, resource.VolumeStatus{Phase: resource.VolumeReady, Host: "hv-1", SizeMiB: 10})
+	rp.images["debian"] = mkObj(t, resource.KindImage, "debian", "id-debian", resource.ImageSpec{Format: "qcow2", File: "debian.qcow2", SHA256: img.sha}, nil)
+	pass(t, w, rp, []*resource.Object{vm})
+	spec, _ := resource.DecodeSpec[resource.VMSpec](vm)
+	v := &vmPass{o: vm, spec: spec}
+	if _, _, wait, _ := w.vmDevices(v); wait == "" {
+		t.Fatal("the image should still be verified in this pass")
+	}
+	d, err := drv.Get(ctx, "kumoi-web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &resource.VMStatus{Host: "hv-1", Epoch: 2, Phase: resource.PhaseRunning}
+	rep, _ := w.convergeVM(ctx, vm, spec, st, d, true)
+	if rep.Phase != resource.PhaseRunning {
+		t.Fatalf("report %+v, want running", rep)
+	}
+	if ds := drv.specs["kumoi-web"]; ds.Epoch != 2 || !slices.Equal(ds.Disks, disks) {
+		t.Fatalf("defined %+v; want epoch 2 with the disks it had", ds)
+	}
+}

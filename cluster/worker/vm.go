@@ -83,6 +83,11 @@ func (w *Worker) convergeVM(ctx context.Context, o *resource.Object, spec *resou
 		return v.rep, false
 	}
 	delete(w.waiting, o.Name)
+	if wait != "" || failed != "" {
+		// Active, with devices not ready (an image verified again after
+		// a restart): a definition for a new epoch keeps the ones it has.
+		v.disks, v.nics = d.Disks, d.NICs
+	}
 	// A stopped domain whose devices changed (a disk or NIC attached
 	// or detached, a volume's path) is defined again.
 	devsChanged := exists && wait == "" && failed == "" && !active &&
