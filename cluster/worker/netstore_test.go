@@ -575,3 +575,32 @@ func TestActiveDomainKeepsDevices(t *testing.T) {
 		t.Fatalf("defined %+v; want epoch 2 with the disks it had", ds)
 	}
 }
+
+// TestResourceReportsRecorded: a state is sent again until the
+// controllers record it; one they refuse stays to send; states are not
+// recorded when the client could not send them.
+func TestResourceReportsRecorded(t *testing.T) {
+	w, _, _ := newResWorker(t)
+	a := resource.ResourceReport{Kind: resource.KindNetwork, Name: "net1", ID: "n1", State: resource.HostResourceReady}
+	b := resource.ResourceReport{Kind: resource.KindVolume, Name: "v1", ID: "v1", State: resource.HostResourceReady, SizeMiB: 5}
+	w.recordResources([]resource.ResourceReport{a, b}, nil, false)
+	rp := newResPass()
+	rp.report(w, a)
+	if len(rp.reports) != 1 {
+		t.Fatal("a state never sent was not queued again")
+	}
+	w.recordResources([]resource.ResourceReport{a, b}, []resource.ResourceResult{{}, {Error: &resource.ErrorBody{Message: "not found"}}}, true)
+	rp = newResPass()
+	rp.report(w, a)
+	rp.report(w, b)
+	if len(rp.reports) != 1 || rp.reports[0] != b {
+		t.Fatalf("queued %+v; want only the refused v1", rp.reports)
+	}
+	// The same state again in one pass replaces the queued one.
+	b2 := b
+	b2.State, b2.Reason = resource.HostResourceMissing, "gone"
+	rp.report(w, b2)
+	if len(rp.reports) != 1 || rp.reports[0] != b2 {
+		t.Fatalf("queued %+v; want v1 missing once", rp.reports)
+	}
+}
