@@ -91,7 +91,9 @@ func (w *Worker) readResources(ctx context.Context, c *client.Client, host *reso
 	if host != nil {
 		rp.labels = host.Labels
 	}
-	rctx, cancel := context.WithTimeout(ctx, w.cfg.FenceAfter)
+	// Bounded well below fence-after: the pass's proof that the host is
+	// ready must still be fresh when it starts domains.
+	rctx, cancel := context.WithTimeout(ctx, w.cfg.FenceAfter/3)
 	defer cancel()
 	rp.complete = true
 	failed := func(kind resource.Kind, name string, err error) {
@@ -157,7 +159,7 @@ func (w *Worker) readResources(ctx context.Context, c *client.Client, host *reso
 		w.readErr = ""
 	}
 	rp.listVolumes = func() ([]*resource.Object, error) {
-		lctx, cancel := context.WithTimeout(ctx, w.cfg.FenceAfter)
+		lctx, cancel := context.WithTimeout(ctx, w.cfg.FenceAfter/3)
 		defer cancel()
 		vols, _, err := c.List(lctx, resource.KindVolume, nil)
 		return vols, err
