@@ -242,3 +242,29 @@ func TestImageURLUnboundedStream(t *testing.T) {
 		t.Fatalf("a cut download left %d files", len(ents))
 	}
 }
+
+func TestImageHTTPS(t *testing.T) {
+	content := "an image over https"
+	sum := hex.EncodeToString(sha256Sum(content))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(content)) }))
+	srv.Listener.Close()
+	srv.Listener = l
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	c, _ := newTestCache(t, 0, 0)
+	spec := &resource.ImageSpec{Format: "raw", URL: srv.URL + "/img", SHA256: sum}
+	// A certificate the host does not trust: failed, and tried again
+	// later.
+	if is := settle(t, c, imageObj("tls"), spec); is.state != resource.HostResourceFailed || is.permanent || !strings.Contains(is.err.Error(), "certificate") {
+		t.Fatalf("untrusted certificate: %+v", is)
+	}
+	c2, _ := newTestCache(t, 0, 0)
+	c2.http = srv.Client() // trusts the test server's certificate
+	if is := settle(t, c2, imageObj("tls"), spec); is.state != resource.HostResourceReady || is.format != hypervisor.ImageRaw {
+		t.Fatalf("https image: %+v", is)
+	}
+}
