@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kumoi/kumoi/client"
 	"github.com/kumoi/kumoi/hypervisor"
@@ -596,6 +597,7 @@ func resKey(kind resource.Kind, name string) string { return string(kind) + "/" 
 // report queues a resource state if it differs from the one last
 // recorded (and from one already queued in this pass).
 func (rp *resPass) report(w *Worker, r resource.ResourceReport) {
+	r.Reason = truncate(r.Reason, maxReportReason)
 	if last, ok := w.resReported[resKey(r.Kind, r.Name)]; ok && last == r {
 		return
 	}
@@ -606,6 +608,22 @@ func (rp *resPass) report(w *Worker, r resource.ResourceReport) {
 		}
 	}
 	rp.reports = append(rp.reports, r)
+}
+
+// maxReportReason bounds a resource state's reason (the API refuses more
+// than 4096 bytes, and with it the whole report).
+const maxReportReason = 1024
+
+// truncate cuts s to at most n bytes, on a character boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("...")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }
 
 func sortedKeys[V any](m map[string]V) []string {

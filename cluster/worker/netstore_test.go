@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -602,5 +603,16 @@ func TestResourceReportsRecorded(t *testing.T) {
 	rp.report(w, b2)
 	if len(rp.reports) != 1 || rp.reports[0] != b2 {
 		t.Fatalf("queued %+v; want v1 missing once", rp.reports)
+	}
+}
+
+func TestTruncateReason(t *testing.T) {
+	long := strings.Repeat("é", 2000) // 4000 bytes
+	got := truncate(long, maxReportReason)
+	if len(got) > maxReportReason || !strings.HasSuffix(got, "...") || !utf8.ValidString(got) {
+		t.Fatalf("truncated to %d bytes, valid %v", len(got), utf8.ValidString(got))
+	}
+	if truncate("short", 10) != "short" {
+		t.Fatal("a short reason was cut")
 	}
 }

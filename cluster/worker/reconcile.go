@@ -246,6 +246,10 @@ func (w *Worker) convergeVMs(ctx context.Context, doms []hypervisor.DomainInfo, 
 	return reports
 }
 
+// maxResourceReports bounds the resource states in one report request
+// (the API takes at most 4096).
+const maxResourceReports = 1024
+
 // sendReports reports to the controllers, in one request, the VM reports
 // and the network, image and volume states that changed, and remembers
 // what they recorded (a report refused, e.g. for a stale epoch, is not
@@ -254,6 +258,9 @@ func (w *Worker) sendReports(ctx context.Context, c *client.Client, reports []re
 	if len(reports) == 0 && len(resources) == 0 {
 		return
 	}
+	// A bounded request: the states left out are sent in the next
+	// passes (they are not recorded until sent).
+	resources = resources[:min(len(resources), maxResourceReports)]
 	res, delivered, err := w.report(ctx, c, resource.ReportRequest{Reports: reports, Resources: resources})
 	if err != nil {
 		w.logger.Debug("report failed", "error", err)

@@ -7,29 +7,11 @@ import (
 	"github.com/kumoi/kumoi/resource"
 )
 
-// reportAller is the client call that sends a whole report request: the
-// VM reports and the network, image and volume states (POST
-// /v1/hosts/{host}/report with resource.ReportRequest). A client without
-// it sends the VM reports alone (Report) and no resource states.
-type reportAller interface {
-	ReportAll(ctx context.Context, host string, req resource.ReportRequest) (*resource.ReportResponse, error)
-}
-
-// report sends req; sent says whether its resource states went with it.
+// report sends req (the VM reports and the network, image and volume
+// states) in one request; sent says whether it was delivered.
 func (w *Worker) report(ctx context.Context, c *client.Client, req resource.ReportRequest) (res *resource.ReportResponse, sent bool, err error) {
-	if ra, ok := any(c).(reportAller); ok {
-		res, err = ra.ReportAll(ctx, w.cfg.NodeID, req)
-		return res, err == nil, err
-	}
-	if len(req.Resources) > 0 && !w.noResReports {
-		w.noResReports = true
-		w.logger.Warn("this build's API client cannot send network, image and volume states (no ReportAll): they are not reported")
-	}
-	if len(req.Reports) == 0 {
-		return &resource.ReportResponse{}, false, nil
-	}
-	res, err = c.Report(ctx, w.cfg.NodeID, req.Reports)
-	return res, false, err
+	res, err = c.ReportAll(ctx, w.cfg.NodeID, req)
+	return res, err == nil, err
 }
 
 // recordResources remembers the resource states the controllers

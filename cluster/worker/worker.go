@@ -52,16 +52,15 @@ type Worker struct {
 	// states last recorded by the controllers (by kind/name), the
 	// networks ensured (and their definitions) or removed, the volumes
 	// made or seen here.
-	res          *resPass
-	resReported  map[string]resource.ResourceReport
-	netUp        map[string]bool
-	netDefs      map[string]hypervisor.NetworkDef
-	netRemoved   map[string]bool
-	volMade      map[string]bool
-	images       *imageCache
-	waiting      map[string]string // VMs waiting for their devices, and why (logged once)
-	noResReports bool
-	readErr      string // the last failed read of what VMs use, logged
+	res         *resPass
+	resReported map[string]resource.ResourceReport
+	netUp       map[string]bool
+	netDefs     map[string]hypervisor.NetworkDef
+	netRemoved  map[string]bool
+	volMade     map[string]bool
+	images      *imageCache
+	waiting     map[string]string // VMs waiting for their devices, and why (logged once)
+	readErr     string            // the last failed read of what VMs use, logged
 	// The fence guard (nil: none), its latest fence seen, and the
 	// domains it stopped that the worker has not seen since.
 	guard         *guardLink
