@@ -80,8 +80,8 @@ type Config struct {
 	// file fails the VM and its domain is never defined.
 	ImageDir string
 	// StorageDir is where the worker keeps what it fetches for volumes:
-	// the image cache (StorageDir/images). Empty: DataDir/storage, or
-	// kumoi-storage-<node id> in the system's temporary directory when
+	// the image cache (StorageDir/images). Empty: DataDir/storage, or a
+	// new private directory in the system's temporary directory when
 	// there is no DataDir either.
 	StorageDir string
 	// ImageFetchTimeout bounds one image download or verification
@@ -146,9 +146,13 @@ func (cfg *Config) validate() error {
 	case cfg.DataDir != "":
 		cfg.StorageDir = filepath.Join(cfg.DataDir, "storage")
 	default:
-		// Created only when an image is downloaded; the cache is
-		// content-addressed (and verified), so workers may share it.
-		cfg.StorageDir = filepath.Join(os.TempDir(), "kumoi-storage-"+cfg.NodeID)
+		// A private new directory (0700, a name nobody could take
+		// first): an embedded worker with neither (tests).
+		dir, err := os.MkdirTemp("", "kumoi-storage-"+cfg.NodeID+"-")
+		if err != nil {
+			return fmt.Errorf("storage directory: %w", err)
+		}
+		cfg.StorageDir = dir
 	}
 	if cfg.ImageFetchTimeout < 0 || cfg.ImageMaxBytes < 0 {
 		return errors.New("--image-fetch-timeout and --image-max-size must not be negative")
