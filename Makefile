@@ -151,13 +151,13 @@ test-qemu: build
 # The chaos harness (docs/jepsen.md). Partition nemeses need root: as
 # another user they are left out (kumoi-jepsen refuses them loudly).
 # JEPSEN_SEED=0 picks a seed from the time (printed in the summary).
-#   jepsen-quick     register and set, 3 controllers, a mix of nemeses, then
+#   jepsen-quick     register, set and ipam, 3 controllers, a mix of nemeses, then
 #                    placement with 2 sim workers under worker and leader
 #                    faults, JEPSEN_DURATION each (run by `make test`)
 #   jepsen           3 and 5 controllers with 2 sim workers, every nemesis
-#                    (wipe-restart included), JEPSEN_LONG each, register and
-#                    set; then placement on 3 and 5 controllers; register
-#                    and set under wipe-restart alone; the bootstrap-race
+#                    (wipe-restart included), JEPSEN_LONG each, register,
+#                    set and ipam; then placement on 3 and 5 controllers;
+#                    register, set and ipam under wipe-restart alone; the bootstrap-race
 #                    workload (racy start-ups) on 3 and 5 controllers.
 #                    Every run checks the cluster identity (bootstrap-race)
 #                    at the start, after heals that restart controllers and
@@ -211,7 +211,7 @@ JEPSEN_HARNESS = $(GO) run -tags $(TAGS) ./cmd/kumoi-jepsen
 JEPSEN_RUN = $(JEPSEN_HARNESS) --bin $(BIN)
 .PHONY: jepsen-quick jepsen jepsen-selftest jepsen-libvirtd
 jepsen-quick: build
-	$(JEPSEN_RUN) --workload register,set --nodes 3 \
+	$(JEPSEN_RUN) --workload register,set,ipam --nodes 3 \
 		--nemesis $(JEPSEN_NEMESIS) --duration $(JEPSEN_DURATION) --seed $(JEPSEN_SEED) $(JEPSEN_ARGS)
 	$(JEPSEN_RUN) --workload placement --nodes 3 --workers 2 \
 		--nemesis $(JEPSEN_PLACEMENT_NEMESIS) --duration $(JEPSEN_DURATION) --seed $(JEPSEN_SEED) $(JEPSEN_ARGS)
@@ -231,15 +231,15 @@ jepsen-libvirtd: build
 	exit $$rc
 
 jepsen: build
-	$(JEPSEN_RUN) --workload register,set --nodes 3 --workers 2 \
+	$(JEPSEN_RUN) --workload register,set,ipam --nodes 3 --workers 2 \
 		--nemesis $(JEPSEN_FULL_3) --duration $(JEPSEN_LONG) --seed $(JEPSEN_SEED) $(JEPSEN_ARGS)
-	$(JEPSEN_RUN) --workload register,set --nodes 5 --workers 2 \
+	$(JEPSEN_RUN) --workload register,set,ipam --nodes 5 --workers 2 \
 		--nemesis $(JEPSEN_FULL_5) --duration $(JEPSEN_LONG) --seed $(JEPSEN_SEED) $(JEPSEN_ARGS)
 	$(JEPSEN_RUN) --workload placement --nodes 3 --workers 2 \
 		--nemesis $(JEPSEN_PLACEMENT_NEMESIS) --duration $(JEPSEN_LONG) --seed $(JEPSEN_SEED) $(JEPSEN_ARGS)
 	$(JEPSEN_RUN) --workload placement --nodes 5 --workers 2 \
 		--nemesis $(JEPSEN_PLACEMENT_NEMESIS) --duration $(JEPSEN_LONG) --seed $(JEPSEN_SEED) $(JEPSEN_ARGS)
-	$(JEPSEN_RUN) --workload register,set --nodes 3 \
+	$(JEPSEN_RUN) --workload register,set,ipam --nodes 3 \
 		--nemesis wipe-restart --duration $(JEPSEN_LONG) --seed $(JEPSEN_SEED) $(JEPSEN_ARGS)
 	$(JEPSEN_RUN) --workload bootstrap-race --nodes 3 --duration $(JEPSEN_LONG) --seed $(JEPSEN_SEED) $(JEPSEN_ARGS)
 	$(JEPSEN_RUN) --workload bootstrap-race --nodes 5 --duration $(JEPSEN_LONG) --seed $(JEPSEN_SEED) $(JEPSEN_ARGS)

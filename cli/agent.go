@@ -96,6 +96,9 @@ directory (or --data-dir), API on 127.0.0.1:7400 (+10 per extra controller).`,
 			&cli.DurationFlag{Name: "fence-timeout", Value: controller.DefaultFenceTimeout, Usage: "controller: a --fence-command run that takes longer is killed and counts as failed (retried with a backoff of 5s doubling to 60s)"},
 			&cli.StringFlag{Name: "node-id", Usage: "unique name of this node (default: the hostname)", EnvVars: []string{"KUMOI_NODE_ID"}},
 			&cli.StringFlag{Name: "image-dir", Value: hypervisor.DefaultImageDir, Usage: "worker: the one directory this host boots files from: a VM's boot.image, kernel and initrd are names in it (or absolute paths inside it); anything outside it, a symbolic link out of it, or anything but a regular file fails the VM", EnvVars: []string{"KUMOI_IMAGE_DIR"}},
+			&cli.StringFlag{Name: "storage-dir", Value: worker.DefaultStorageDir, Usage: "worker: where this host keeps its volumes (the libvirt storage pool \"kumoi\" in DIR/volumes, files <cluster id>_<volume id>.qcow2) and its image cache (DIR/images: url images downloaded and verified, by sha256)", EnvVars: []string{"KUMOI_STORAGE_DIR"}},
+			&cli.DurationFlag{Name: "image-fetch-timeout", Value: worker.DefaultImageFetchTimeout, Usage: "worker: one image download (or the check of a file image's sha256) taking longer fails, and is tried again later"},
+			&cli.StringFlag{Name: "image-max-size", Value: "64GiB", Usage: "worker: the most an image download may hold when the image gives no size_bytes (e.g. 64GiB); a larger one fails the VMs that use it"},
 			&cli.StringFlag{Name: "data-dir", Usage: "controller: directory for the raft log, snapshots and cluster_id; worker: directory for its cluster_id (DIR/worker when the process runs a controller too; without it a worker remembers no cluster across restarts)", EnvVars: []string{"KUMOI_DATA_DIR"}},
 			&cli.StringFlag{Name: "bind", Value: "127.0.0.1", Usage: "IP address to bind and advertise"},
 			&cli.IntFlag{Name: "api-port", Value: controller.DefaultAPIPort, Usage: "HTTP API port"},
@@ -412,6 +415,13 @@ func startWorker(c *cli.Context, nodeID string, logger hclog.Logger) (*worker.Wo
 	if err != nil {
 		return nil, err
 	}
+	maxImage, err := resource.ParseMemoryMiB(c.String("image-max-size"))
+	if err != nil || maxImage <= 0 {
+		return nil, usagef("--image-max-size %q: give a size such as 64GiB", c.String("image-max-size"))
+	}
+	if c.Duration("image-fetch-timeout") <= 0 {
+		return nil, usagef("--image-fetch-timeout %s must be positive", c.Duration("image-fetch-timeout"))
+	}
 	labels := map[string]string{}
 	for _, kv := range c.StringSlice("label") {
 		k, v, ok := strings.Cut(kv, "=")
@@ -435,6 +445,10 @@ func startWorker(c *cli.Context, nodeID string, logger hclog.Logger) (*worker.Wo
 		DataDir:    dataDir,
 		ImageDir:   c.String("image-dir"),
 		Logger:     logger,
+
+		StorageDir:        c.String("storage-dir"),
+		ImageFetchTimeout: c.Duration("image-fetch-timeout"),
+		ImageMaxBytes:     maxImage << 20,
 
 		FenceGuard:   guardMode,
 		GuardCommand: guardCmd,

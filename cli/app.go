@@ -39,8 +39,8 @@ const (
 	exitInterrupted = 130 // SIGINT or SIGTERM
 )
 
-const appDescription = `kumoi manages a Kumoi cloud: physical hosts, the virtual machines on them and
-the controllers that keep the cluster's state. Every resource is an object with
+const appDescription = `kumoi manages a Kumoi cloud: physical hosts, the virtual machines on them, their
+networks, images and volumes, and the controllers that keep the cluster's state. Every resource is an object with
 the same verbs (create, get, list, update, delete), whatever its kind.
 
 Every command except agent is a client of the controllers' HTTP API. Point it
@@ -60,6 +60,10 @@ Examples:
    kumoi host list                                   # state, allocated/capacity
    kumoi host drain hv-1                             # no new VMs on hv-1
    kumoi vm migrate web-1 --host hv-2 --wait         # move a stopped VM
+   kumoi network create net1 --cidr 10.10.0.0/24     # addresses for VM NICs (nat by default)
+   kumoi image create debian --file debian.qcow2     # a disk image in the workers' --image-dir
+   kumoi vm create db --cpus 2 --memory 4GiB --network net1 --disk image=debian,size=10GiB
+   kumoi volume create data --size 20GiB --persistent && kumoi volume attach data db
    kumoi shell                                       # Starlark REPL: vms("app=web"), ...
    kumoi run examples/capacity-report.star           # a script against the cluster
    kumoi policy apply ha-lost examples/ha-lost.star  # the leader runs it on its events
@@ -88,7 +92,7 @@ func NewApp() *cli.App {
 	app := &cli.App{
 		Name:                      "kumoi",
 		HelpName:                  "kumoi",
-		Usage:                     "manage a Kumoi IaaS cloud: VMs, hosts and the controller cluster",
+		Usage:                     "manage a Kumoi IaaS cloud: VMs, networks, images, volumes, hosts and the controller cluster",
 		UsageText:                 "kumoi [global options] <command> <verb> [options] [arguments]",
 		Description:               appDescription,
 		Version:                   Version,
@@ -97,6 +101,9 @@ func NewApp() *cli.App {
 		Flags:                     globalFlags(),
 		Commands: []*cli.Command{
 			vmCommand(),
+			networkCommand(),
+			imageCommand(),
+			volumeCommand(),
 			hostCommand(),
 			clusterCommand(),
 			agentCommand(),

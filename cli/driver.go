@@ -3,6 +3,7 @@ package cli
 import (
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
@@ -18,11 +19,20 @@ func newDriver(c *cli.Context, nodeID string, memMiB int64) (hypervisor.Driver, 
 	}
 	switch c.String("hypervisor") {
 	case "sim":
-		return sim.New(sim.Options{Host: nodeID, CPUs: c.Int("cpus"), MemoryMiB: memMiB, ObservationLog: obs}), nil
+		return sim.New(sim.Options{Host: nodeID, CPUs: c.Int("cpus"), MemoryMiB: memMiB, ObservationLog: obs, StorageDir: poolDir(c)}), nil
 	case "libvirt":
 		return newLibvirtDriver(c, nodeID, memMiB, obs)
 	}
 	return nil, usagef("--hypervisor %q: use sim or libvirt", c.String("hypervisor"))
+}
+
+// poolDir is the directory of the storage pool "kumoi": DIR/volumes under
+// --storage-dir (whose DIR/images is the worker's image cache).
+func poolDir(c *cli.Context) string {
+	if d := c.String("storage-dir"); d != "" {
+		return filepath.Join(d, "volumes")
+	}
+	return hypervisor.DefaultStorageDir
 }
 
 // observationLog opens --observation-log for appending (nil when unset).

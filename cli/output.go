@@ -184,6 +184,12 @@ func objectTable(w io.Writer, kind resource.Kind, objs []*resource.Object, width
 		return hostTable(w, objs)
 	case resource.KindPolicy:
 		return policyTable(w, objs, width)
+	case resource.KindNetwork:
+		return networkTable(w, objs)
+	case resource.KindImage:
+		return imageTable(w, objs)
+	case resource.KindVolume:
+		return volumeTable(w, objs, width)
 	}
 	t := newTable(w, "NAME", "ID", "INDEX")
 	for _, o := range objs {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -115,7 +116,8 @@ func vmCreateCommand() *cli.Command {
 		Name:  "create",
 		Usage: "create a VM",
 		UsageText: "kumoi vm create NAME --cpus N --memory SIZE [--label KEY=VALUE]... [--power running|stopped|suspended]\n" +
-			"      [--ha restart|none] [--image PATH [--image-format qcow2|raw]] [--kernel PATH [--initrd PATH] [--cmdline STR]] [--wait]",
+			"      [--ha restart|none] [--image PATH [--image-format qcow2|raw]] [--kernel PATH [--initrd PATH] [--cmdline STR]]\n" +
+			"      [--network NETWORK[:IP]]... [--disk image=IMAGE,size=SIZE | --disk volume=VOLUME]... [--wait]",
 		Description: `Creates a VM object. The scheduler then places it on a host with room for it
 and that host's worker defines the VM and, with --power running (the default),
 starts it. NAME is a DNS label: lower-case letters, digits and '-', at most 63
@@ -131,6 +133,13 @@ in each host's image directory (the worker's --image-dir, by default
 absolute path inside it. A path outside it, a symbolic link out of it or
 anything but a regular file fails the VM on its host.
 
+--network NETWORK gives the VM a NIC on that network, with an address and a
+MAC the cluster allocates; NETWORK:IP asks for that address (refused if
+another VM holds it). --disk image=IMAGE,size=SIZE gives it a disk made from
+an image (a volume NAME-diskN, deleted with the VM); --disk volume=VOLUME
+attaches an existing volume. Both repeat, in order: the first disk boots
+unless --image is given.
+
 With --wait the command waits until the VM is in the phase its --power asks
 for (running, stopped or suspended), printing each phase on stderr, and then
 prints the VM. It fails if the VM fails (with the reason), and if it is not
@@ -142,7 +151,9 @@ Examples:
    kumoi vm create db-1 --cpus 8 --memory 32GiB --label app=db --label tier=back --ha restart
    kumoi vm create disk-1 --cpus 1 --memory 1GiB --image debian.qcow2
    kumoi vm create tiny --cpus 1 --memory 256MiB --kernel boot/vmlinuz --initrd boot/initrd.img --cmdline 'console=ttyS0'
-   kumoi vm create spare --cpus 1 --memory 512MiB --power stopped -o json`,
+   kumoi vm create spare --cpus 1 --memory 512MiB --power stopped -o json
+   kumoi vm create web --cpus 1 --memory 1GiB --network net1 --disk image=debian,size=2GiB
+   kumoi vm create db --cpus 2 --memory 4GiB --network net1:10.10.0.5 --disk volume=v1`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "cpus", Usage: "`N` virtual CPUs (required)"},
 			&cli.StringFlag{Name: "memory", Aliases: []string{"m"}, Usage: "memory `SIZE`, e.g. 512MiB or 2GiB (required)"},
@@ -154,6 +165,8 @@ Examples:
 			&cli.StringFlag{Name: "kernel", Usage: "boot the kernel `NAME` in the hosts' image directory directly"},
 			&cli.StringFlag{Name: "initrd", Usage: "initial ramdisk `NAME` in the hosts' image directory, for --kernel"},
 			&cli.StringFlag{Name: "cmdline", Usage: "kernel command line `STR` for --kernel"},
+			&cli.StringSliceFlag{Name: "network", Usage: "a NIC on `NETWORK[:IP]` (the address is allocated unless given); repeat for several"},
+			&cli.StringSliceFlag{Name: "disk", Usage: "a disk: `image=IMAGE,size=SIZE` (a new volume from an image) or volume=VOLUME; repeat for several"},
 			waitFlag("the VM is running (stopped, suspended: what --power says)"),
 		},
 		Action: vmCreate,
@@ -254,8 +267,83 @@ func createSpec(c *cli.Context, name string) (resource.VMSpec, error) {
 	if err := checkPowerAndHA(c); err != nil {
 		return spec, err
 	}
+	if spec.NICs, err = nicsValue(c.StringSlice("network")); err != nil {
+		return spec, err
+	}
+	if spec.Disks, err = disksValue(c.StringSlice("disk")); err != nil {
+		return spec, err
+	}
 	spec.Boot, err = bootValue(c)
 	return spec, err
+}
+
+// nicsValue parses --network NETWORK[:IP] flags.
+func nicsValue(vals []string) ([]resource.NIC, error) {
+	var out []resource.NIC
+	for _, v := range vals {
+		net, ip, hasIP := strings.Cut(v, ":")
+		if err := resource.ValidateName(net); err != nil {
+			return nil, usagef("invalid --network %q: write NETWORK or NETWORK:IP, e.g. --network net1 or --network net1:10.10.0.5 (%s)", v, fieldMsg(err))
+		}
+		if hasIP {
+			a, err := netip.ParseAddr(ip)
+			if err != nil || a.Zone() != "" {
+				return nil, usagef("invalid --network %q: %q is not an address; write NETWORK:IP, e.g. --network %s:10.10.0.5", v, ip, net)
+			}
+			ip = a.String()
+		}
+		out = append(out, resource.NIC{Network: net, IP: ip})
+	}
+	return out, nil
+}
+
+// disksValue parses --disk image=IMAGE,size=SIZE and --disk volume=VOLUME
+// flags.
+func disksValue(vals []string) ([]resource.Disk, error) {
+	const how = "write image=IMAGE,size=SIZE (a new disk from an image, e.g. image=debian,size=2GiB) or volume=VOLUME (an existing volume)"
+	var out []resource.Disk
+	for _, v := range vals {
+		var d resource.Disk
+		seen := map[string]bool{}
+		for _, kv := range strings.Split(v, ",") {
+			k, val, ok := strings.Cut(strings.TrimSpace(kv), "=")
+			if !ok || val == "" || seen[k] {
+				return nil, usagef("invalid --disk %q: %s", v, how)
+			}
+			seen[k] = true
+			switch k {
+			case "image", "volume":
+				if err := resource.ValidateName(val); err != nil {
+					return nil, usagef("invalid --disk %q: %s %s", v, k, fieldMsg(err))
+				}
+				if k == "image" {
+					d.Image = val
+				} else {
+					d.Volume = val
+				}
+			case "size":
+				mib, err := resource.ParseMemoryMiB(val)
+				if err != nil {
+					return nil, usagef("invalid --disk %q: size %q is not a size such as 2GiB or 512MiB", v, val)
+				}
+				d.SizeMiB = mib
+			default:
+				return nil, usagef("invalid --disk %q: unknown key %q; %s", v, k, how)
+			}
+		}
+		switch {
+		case d.Image != "" && d.Volume != "":
+			return nil, usagef("invalid --disk %q: give an image or a volume, not both; %s", v, how)
+		case d.Image != "" && d.SizeMiB == 0:
+			return nil, usagef("invalid --disk %q: a disk from an image needs its size, e.g. image=%s,size=2GiB", v, d.Image)
+		case d.Volume != "" && d.SizeMiB != 0:
+			return nil, usagef("invalid --disk %q: a volume has its own size (kumoi volume resize); write volume=%s", v, d.Volume)
+		case d.Image == "" && d.Volume == "":
+			return nil, usagef("invalid --disk %q: %s", v, how)
+		}
+		out = append(out, d)
+	}
+	return out, nil
 }
 
 // checkPowerAndHA checks --power and --ha, when given.
@@ -271,22 +359,6 @@ func checkPowerAndHA(c *cli.Context) error {
 		}
 	}
 	return nil
-}
-
-// getObject is the shared "get NAME" verb.
-func getObject(kind resource.Kind) cli.ActionFunc {
-	return func(c *cli.Context) error {
-		name, s, err := connectNamed(c, kindTitle(kind))
-		if err != nil {
-			return err
-		}
-		defer s.close()
-		o, _, err := s.client.Get(s.ctx, kind, name, &client.QueryOptions{Stale: c.Bool("stale")})
-		if err != nil {
-			return s.fail(objectErr(kind, name, err))
-		}
-		return printObject(c, o)
-	}
 }
 
 // listObjects is the shared "list" verb.
@@ -346,16 +418,39 @@ func vmGetCommand() *cli.Command {
 		Name:      "get",
 		Usage:     "show one VM",
 		UsageText: "kumoi vm get NAME [--stale] [-o table|json|yaml]",
-		Description: `Shows a VM: the columns of 'kumoi vm list', with the whole REASON. -o json or
--o yaml prints the whole object, spec (boot included) and status (phase, host,
-epoch, reason, since).
+		Description: `Shows a VM: the columns of 'kumoi vm list', with the whole REASON, then one
+line per NIC (network, address, MAC) and per disk (volume, and the image and
+size it was made from). -o json or -o yaml prints the whole object, spec
+(boot, nics and disks included) and status (phase, host, epoch, reason,
+since).
 
 Examples:
    kumoi vm get web-1
    kumoi vm get web-1 -o yaml`,
 		Flags:  []cli.Flag{staleFlag()},
-		Action: getObject(resource.KindVM),
+		Action: vmGet,
 	})
+}
+
+// vmGet shows a VM: its table row, then its NICs and disks.
+func vmGet(c *cli.Context) error {
+	name, s, err := connectNamed(c, "VM")
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	o, _, err := s.client.Get(s.ctx, resource.KindVM, name, &client.QueryOptions{Stale: c.Bool("stale")})
+	if err != nil {
+		return s.fail(objectErr(resource.KindVM, name, err))
+	}
+	if done, err := printData(c, o); done {
+		return err
+	}
+	w := writer(c)
+	if err := objectTable(w, resource.KindVM, []*resource.Object{o}, 0); err != nil {
+		return err
+	}
+	return objectDetails(w, o)
 }
 
 func vmListCommand() *cli.Command {

@@ -28,6 +28,20 @@
 // read-change-write loops that retry a lost compare-and-set up to
 // ModifyAttempts times and write nothing when nothing changes.
 //
+// Client.Networks, Client.Images and Client.Volumes are the same layer
+// over networks, the image catalog and volumes (*Network, *Image,
+// *Volume): Create, Get, List, Update, Modify and Delete; Volumes also has
+// Resize (grow, with compare-and-set), Attach and Detach. Client.AttachVolume
+// and Client.DetachVolume change a VM's disks with a compare-and-set
+// read-modify-write of its spec; VM.Addresses, VM.MACs and VM.Volumes read
+// its NICs and disks. A worker sends its VM and resource reports with
+// ReportAll.
+//
+//	net, err := c.Networks().Create(ctx, "net1", resource.NetworkSpec{CIDR: "10.10.0.0/24"}, nil)
+//	vm, err := c.VMs().Create(ctx, "web", resource.VMSpec{CPUs: 1, MemoryMiB: 512,
+//		NICs: []resource.NIC{{Network: "net1"}}, Disks: []resource.Disk{{Image: "debian", SizeMiB: 2048}}}, nil)
+//	fmt.Println(vm.Addresses(), vm.MACs(), vm.Volumes())
+//
 // To act on many objects at once, combine these with the parallel
 // skeletons of package skel (see the ExampleVMs_Stop_parallel example).
 //

@@ -171,4 +171,7 @@ type Result struct {
 	// ItemErrors holds per-item outcomes of commands whose items succeed
 	// or fail independently (place, report): nil entries succeeded.
 	ItemErrors []error
+	// ResourceErrors holds the outcomes of a report's resource reports
+	// (ReportRequest.Resources), in order: nil entries were recorded.
+	ResourceErrors []error
 }

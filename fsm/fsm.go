@@ -257,10 +257,13 @@ func (f *FSM) applyCommand(txn *memdb.Txn, index uint64, t MessageType, run func
 	}()
 	err := run(w)
 	if err == nil {
+		err = w.recomputeDevices()
+	}
+	if err == nil {
 		err = w.recomputeHosts()
 	}
 	if err != nil {
 		return &Result{Index: index, Err: err}, nil, w.wrote, nil
 	}
-	return &Result{Index: index, Objects: w.objects, ItemErrors: w.itemErrs}, w.events, false, nil
+	return &Result{Index: index, Objects: w.objects, ItemErrors: w.itemErrs, ResourceErrors: w.resErrs}, w.events, false, nil
 }

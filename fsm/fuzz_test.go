@@ -166,6 +166,25 @@ func fuzzApplySeeds(f *testing.F) {
 		fsm.DeleteRequestType, &fsm.DeleteRequest{Kind: vm, Name: "b"},
 		fsm.CreateRequestType, createReq(vm, "c", "id-c", nil, vmSpec1)))
 	add(at6, req6)
+	// Protocol 7: networks, images, volumes, VM devices, resource reports.
+	add(fsm.BatchRequestType, batchOf(f,
+		fsm.CreateRequestType, createReq(network, "n1", "id-n1", nil, `{"cidr":"10.0.0.0/29","reserved":[{"from":"10.0.0.3"}]}`),
+		fsm.CreateRequestType, createReq(image, "img", "id-img", nil, `{"file":"d.qcow2"}`),
+		fsm.CreateRequestType, createReq(volume, "v1", "id-v1", nil, `{"size_mib":5,"image":"img","persistent":true}`),
+		fsm.CreateRequestType, createReq(vm, "c", "id-c", nil, `{"cpus":1,"memory_mib":64,"nics":[{"network":"n1"},{"network":"n1","ip":"10.0.0.5"}],"disks":[{"image":"img","size_mib":1},{"volume":"v1"}]}`),
+		fsm.HostStateRequestType, &fsm.HostStateRequest{Time: fsm.TestTime, Name: "h1", State: resource.HostReady, Capacity: amount(4, 4096)},
+		fsm.PlaceRequestType, &fsm.PlaceRequest{Time: fsm.TestTime, Placements: []fsm.Placement{{VM: "c", Host: "h1"}}},
+		fsm.ReportRequestType, &fsm.ReportRequest{Time: fsm.TestTime, Host: "h1", Resources: []resource.ResourceReport{
+			{Kind: network, Name: "n1", State: resource.HostResourceReady}, {Kind: volume, Name: "v1", State: resource.HostResourceReady, SizeMiB: 5},
+			{Kind: image, Name: "nope", State: resource.HostResourceFailed}}},
+		fsm.UpdateRequestType, &fsm.UpdateRequest{Kind: network, Name: "n1", Spec: raw(`{"cidr":"10.0.0.0/29","mtu":1400}`)},
+		fsm.DeleteRequestType, &fsm.DeleteRequest{Kind: vm, Name: "c"},
+		fsm.DeleteRequestType, &fsm.DeleteRequest{Kind: network, Name: "n1"},
+	))
+	add(fsm.CreateRequestType, createReq(network, "n1", "id-n1", nil, `{"cidr":"fd00::/126"}`))
+	add(fsm.CreateRequestType, createReq(vm, "c", "id-c", nil, `{"cpus":1,"memory_mib":64,"nics":[{"network":"n1","mac":"02:00:00:00:00:01"}]}`))
+	add(fsm.UpdateRequestType, &fsm.UpdateRequest{Kind: vm, Name: "a", Spec: raw(`{"cpus":1,"memory_mib":64,"disks":[{"volume":"v1"}]}`)})
+	add(fsm.ReportRequestType, &fsm.ReportRequest{Time: fsm.TestTime, Host: "h1", Resources: []resource.ResourceReport{{Kind: volume, Name: "x", State: "removed"}}})
 	for _, s := range []string{"\x0e{}", "\x0f{}", "\x10{}", "\x11{}", "\x12{}", "\x13{}", "\x13{\"type\":19,\"payload\":{}}",
 		"\x13{\"accessor\":\"a\",\"type\":99,\"payload\":{}}", "\x13{\"accessor\":\"a\",\"type\":131,\"payload\":{}}"} {
 		f.Add([]byte(s))

@@ -89,6 +89,10 @@ func (w *writer) create(req *CreateRequest) error {
 	} else if cur != nil {
 		return fmt.Errorf("%s %q: %w (pick another name, or update the existing one)", req.Kind, req.Name, ErrExists)
 	}
+	spec, status, post, err := w.createHook(req, spec, status)
+	if err != nil {
+		return err
+	}
 	if err := w.checkObjectCap(req.Kind); err != nil {
 		return err
 	}
@@ -97,7 +101,7 @@ func (w *writer) create(req *CreateRequest) error {
 	} else if raw != nil {
 		return fmt.Errorf("object id %q: %w", req.ID, ErrExists)
 	}
-	return w.put(&resource.Object{
+	if err := w.put(&resource.Object{
 		Kind:        req.Kind,
 		Name:        req.Name,
 		ID:          req.ID,
@@ -106,7 +110,13 @@ func (w *writer) create(req *CreateRequest) error {
 		ModifyIndex: w.index,
 		Spec:        spec,
 		Status:      status,
-	}, resource.EventCreated)
+	}, resource.EventCreated); err != nil {
+		return err
+	}
+	if post != nil {
+		return post()
+	}
+	return nil
 }
 
 func (w *writer) update(req *UpdateRequest) error {
@@ -127,11 +137,22 @@ func (w *writer) update(req *UpdateRequest) error {
 	if err := w.recheckPlacedVM(cur, spec); err != nil {
 		return err
 	}
+	spec, status, post, err := w.updateHook(cur, spec, req.Time)
+	if err != nil {
+		return err
+	}
 	o := cur.Copy()
 	o.Labels = cloneLabels(req.Labels)
 	o.Spec = spec
+	o.Status = status
 	o.ModifyIndex = w.index
-	return w.put(o, resource.EventUpdated)
+	if err := w.put(o, resource.EventUpdated); err != nil {
+		return err
+	}
+	if post != nil {
+		return post()
+	}
+	return nil
 }
 
 func (w *writer) status(req *StatusRequest) error {
@@ -150,6 +171,14 @@ func (w *writer) status(req *StatusRequest) error {
 		return err
 	}
 	w.touchVMHost(cur)
+	// The state machine's own fields of a network's or volume's status
+	// are recomputed from the VMs.
+	switch cur.Kind {
+	case resource.KindNetwork:
+		w.touchNetwork(cur.Name)
+	case resource.KindVolume:
+		w.touchVolume(cur.Name)
+	}
 	o := cur.Copy()
 	o.Status = status
 	o.ModifyIndex = w.index
@@ -169,6 +198,9 @@ func (w *writer) delete(req *DeleteRequest) error {
 			return fmt.Errorf("host %q: %w (%d CPUs, %s); delete or move them first", cur.Name, ErrHostBusy, alloc.CPUs, resource.FormatMiB(alloc.MemoryMiB))
 		}
 	}
+	if err := w.deleteHook(cur); err != nil {
+		return err
+	}
 	w.touchVMHost(cur)
 	w.wrote = true
 	if err := w.txn.Delete(tableObjects, cur); err != nil {
@@ -176,7 +208,7 @@ func (w *writer) delete(req *DeleteRequest) error {
 	}
 	w.objects = append(w.objects, cur)
 	w.events = append(w.events, resource.Event{Index: w.index, Type: resource.EventDeleted, Kind: cur.Kind, Name: cur.Name, Object: cur, Accessor: w.accessor})
-	return nil
+	return w.afterVMDelete(cur)
 }
 
 // validVMHost: status.host names a host or is empty.

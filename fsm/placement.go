@@ -70,6 +70,13 @@ func (w *writer) placeOne(now time.Time, p Placement) error {
 	if err := w.fits(p.Host, hspec, hst, resource.Resources{CPUs: spec.CPUs, MemoryMiB: spec.MemoryMiB}); err != nil {
 		return err
 	}
+	if hasDevices(spec) {
+		// Addresses the VM lacks (its network was full), and the host
+		// its volumes are on.
+		if o, err = w.placeDevices(o, spec, p.Host, now); err != nil {
+			return err
+		}
+	}
 	nst := resource.VMStatus{Phase: resource.PhaseScheduled, Host: p.Host, Epoch: w.index, Since: now.UTC()}
 	return w.putVMStatus(o, st, &nst)
 }

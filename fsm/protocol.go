@@ -27,7 +27,9 @@ import (
 //	   acl-token-create, acl-token-delete, and with-accessor (any
 //	   command with the accessor ID of the token that made it);
 //	   host-state's image_dir (the worker's --image-dir)
-const ProtocolVersion = 6
+//	7  networks, images and volumes: creates and updates of those kinds,
+//	   VM specs with nics or disks, and report's resources
+const ProtocolVersion = 7
 
 // MinProtocol is the protocol a node must speak to apply message type t.
 // Unknown types (ignorable or not) are 1: whether a node skips or halts
@@ -77,6 +79,7 @@ func RequiredProtocol(t MessageType, req any) int {
 			if payloadUsesRelativeBoot(op.Type, op.Payload) {
 				need = max(need, 6)
 			}
+			need = max(need, payloadUses7(op.Type, op.Payload))
 		}
 	case *HostStateRequest:
 		if len(r.ForeignDomains) > 0 || r.ForeignDomainCount > 0 {
@@ -92,9 +95,15 @@ func RequiredProtocol(t MessageType, req any) int {
 		if specUsesRelativeBoot(r.Kind, r.Spec) {
 			need = max(need, 6)
 		}
+		if specUses7(r.Kind, r.Spec) {
+			need = max(need, 7)
+		}
 	case *UpdateRequest:
 		if specUsesRelativeBoot(r.Kind, r.Spec) {
 			need = max(need, 6)
+		}
+		if specUses7(r.Kind, r.Spec) {
+			need = max(need, 7)
 		}
 	case *MigrateRequest:
 		if r.UsesPhaseOnly() {
@@ -107,6 +116,9 @@ func RequiredProtocol(t MessageType, req any) int {
 	case *ReportRequest:
 		if r.UsesRestarts() {
 			need = max(need, 4)
+		}
+		if len(r.Resources) > 0 {
+			need = max(need, 7)
 		}
 	}
 	return need
@@ -199,6 +211,15 @@ func (r *ReportRequest) WithoutRestarts() *ReportRequest {
 	return &n
 }
 
+// WithoutResources is a copy of the request without the protocol 7
+// resource reports, for a cluster that does not speak it yet: the VM
+// reports are recorded, the networks, images and volumes are not.
+func (r *ReportRequest) WithoutResources() *ReportRequest {
+	n := *r
+	n.Resources = nil
+	return &n
+}
+
 // reportUsesRestarts reports whether an encoded report payload carries
 // the protocol 4 field.
 func reportUsesRestarts(payload []byte) bool {
@@ -251,4 +272,46 @@ func payloadUsesRelativeBoot(t MessageType, payload []byte) bool {
 		return decodePayload(payload, &r) == nil && specUsesRelativeBoot(r.Kind, r.Spec)
 	}
 	return false
+}
+
+// storageKinds are the kinds of protocol 7: older builds do not know them.
+var storageKinds = map[resource.Kind]bool{resource.KindNetwork: true, resource.KindImage: true, resource.KindVolume: true}
+
+// specUses7 reports whether a create or update needs protocol 7: a kind of
+// it, or a VM spec with nics or disks (older builds refuse the fields).
+func specUses7(kind resource.Kind, spec json.RawMessage) bool {
+	if storageKinds[kind] {
+		return true
+	}
+	if kind != resource.KindVM || len(spec) == 0 {
+		return false
+	}
+	var s struct {
+		NICs  []json.RawMessage `json:"nics"`
+		Disks []json.RawMessage `json:"disks"`
+	}
+	return json.Unmarshal(spec, &s) == nil && (s.NICs != nil || s.Disks != nil)
+}
+
+// payloadUses7 is the protocol 7 part of an encoded batch operation's
+// RequiredProtocol (7 or 0).
+func payloadUses7(t MessageType, payload []byte) int {
+	switch t {
+	case CreateRequestType:
+		var r CreateRequest
+		if decodePayload(payload, &r) == nil && specUses7(r.Kind, r.Spec) {
+			return 7
+		}
+	case UpdateRequestType:
+		var r UpdateRequest
+		if decodePayload(payload, &r) == nil && specUses7(r.Kind, r.Spec) {
+			return 7
+		}
+	case ReportRequestType:
+		var r ReportRequest
+		if decodePayload(payload, &r) == nil && len(r.Resources) > 0 {
+			return 7
+		}
+	}
+	return 0
 }

@@ -53,6 +53,22 @@ func TestProtocolVersions(t *testing.T) {
 		{fsm.BatchRequestType, &fsm.BatchRequest{Ops: []fsm.BatchOp{
 			mustOp(t, fsm.ReportRequestType, &fsm.ReportRequest{Reports: []fsm.VMReport{{VM: "a", Restarts: 2}}}),
 		}}, 4},
+		// Protocol 7: networks, images, volumes, VM devices, resource reports.
+		{fsm.CreateRequestType, &fsm.CreateRequest{Kind: resource.KindNetwork, Spec: json.RawMessage(`{"cidr":"10.0.0.0/24"}`)}, 7},
+		{fsm.CreateRequestType, &fsm.CreateRequest{Kind: resource.KindImage, Spec: json.RawMessage(`{"file":"d.qcow2"}`)}, 7},
+		{fsm.UpdateRequestType, &fsm.UpdateRequest{Kind: resource.KindVolume, Spec: json.RawMessage(`{"size_mib":1}`)}, 7},
+		{fsm.CreateRequestType, &fsm.CreateRequest{Kind: resource.KindVM, Spec: json.RawMessage(`{"cpus":1,"memory_mib":64,"nics":[{"network":"n"}]}`)}, 7},
+		{fsm.UpdateRequestType, &fsm.UpdateRequest{Kind: resource.KindVM, Spec: json.RawMessage(`{"cpus":1,"memory_mib":64,"disks":[{"volume":"v"}]}`)}, 7},
+		{fsm.CreateRequestType, &fsm.CreateRequest{Kind: resource.KindVM, Spec: json.RawMessage(`{"cpus":1,"memory_mib":64}`)}, 1},
+		{fsm.ReportRequestType, &fsm.ReportRequest{Resources: []resource.ResourceReport{{Kind: resource.KindImage, Name: "i", State: "ready"}}}, 7},
+		{fsm.BatchRequestType, &fsm.BatchRequest{Ops: []fsm.BatchOp{
+			mustOp(t, fsm.CreateRequestType, &fsm.CreateRequest{Kind: resource.KindVM, Spec: json.RawMessage(`{"cpus":1,"memory_mib":64}`)}),
+			mustOp(t, fsm.CreateRequestType, &fsm.CreateRequest{Kind: resource.KindVolume, Spec: json.RawMessage(`{"size_mib":1}`)}),
+		}}, 7},
+		{fsm.BatchRequestType, &fsm.BatchRequest{Ops: []fsm.BatchOp{
+			mustOp(t, fsm.ReportRequestType, &fsm.ReportRequest{Resources: []resource.ResourceReport{{Kind: resource.KindVolume, Name: "v", State: "ready"}}}),
+		}}, 7},
+		{fsm.AccessorRequestType, mustAccessor(t, fsm.CreateRequestType, &fsm.CreateRequest{Kind: resource.KindNetwork, Spec: json.RawMessage(`{}`)}), 7},
 	}
 	for _, tc := range cases {
 		newest = max(newest, tc.want)
@@ -67,6 +83,11 @@ func TestProtocolVersions(t *testing.T) {
 	if old := req.WithoutRestarts(); old.UsesRestarts() || fsm.RequiredProtocol(fsm.ReportRequestType, old) != 1 ||
 		old.Reports[0].Reason != "r" || req.Reports[0].Restarts != 3 {
 		t.Errorf("WithoutRestarts: %+v (original %+v); want the reports without restarts, the original untouched", old, req)
+	}
+	req.Resources = []resource.ResourceReport{{Kind: resource.KindNetwork, Name: "n", State: "ready"}}
+	if old := req.WithoutResources(); fsm.RequiredProtocol(fsm.ReportRequestType, old) != 4 || len(req.Resources) != 1 ||
+		fsm.RequiredProtocol(fsm.ReportRequestType, old.WithoutRestarts()) != 1 {
+		t.Errorf("WithoutResources: %+v (original %+v); want the request without resources, the original untouched", old, req)
 	}
 }
 
@@ -104,4 +125,12 @@ func TestMaxProtocol(t *testing.T) {
 	if full.State().ClusterID(nil) == "" {
 		t.Fatal("a full-protocol FSM did not apply cluster-init")
 	}
+}
+
+func mustAccessor(t *testing.T, mt fsm.MessageType, req any) any {
+	_, r, err := fsm.WithAccessor("acc-1", mt, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

@@ -33,11 +33,131 @@ func (w *writer) report(req *ReportRequest) error {
 	if len(req.Reports) > MaxBatchOps {
 		return fmt.Errorf("%w: %d reports; the limit is %d", ErrBadPayload, len(req.Reports), MaxBatchOps)
 	}
+	if len(req.Resources) > MaxBatchOps {
+		return fmt.Errorf("%w: %d resource reports; the limit is %d", ErrBadPayload, len(req.Resources), MaxBatchOps)
+	}
 	w.itemErrs = make([]error, len(req.Reports))
 	for i, r := range req.Reports {
 		w.itemErrs[i] = w.reportOne(req.Time, req.Host, r)
 	}
+	if len(req.Resources) > 0 {
+		w.resErrs = make([]error, len(req.Resources))
+		for i, r := range req.Resources {
+			w.resErrs[i] = w.reportResource(req.Time, req.Host, r)
+		}
+	}
 	return nil
+}
+
+// Host states a worker may report of a network, image or volume.
+var resourceStates = map[string]bool{
+	resource.HostResourceReady: true, resource.HostResourcePending: true, resource.HostResourceMissing: true,
+	resource.HostResourceFailed: true, resource.HostResourceRemoved: true, resource.HostResourceRecreate: true,
+}
+
+// reportResource records a worker's observation of a network, image or
+// volume on its host: a network's or image's status.hosts[host] (removed
+// drops it); a volume's phase, reason and size, only while the volume is
+// bound to host (and id, if given, is the volume's).
+func (w *writer) reportResource(now time.Time, host string, r resource.ResourceReport) error {
+	if !resourceStates[r.State] {
+		return resource.Errorf("state", "%q is not a state a worker reports", r.State)
+	}
+	if host == "" {
+		return resource.Errorf("host", "is required")
+	}
+	switch r.Kind {
+	case resource.KindNetwork, resource.KindImage, resource.KindVolume:
+	default:
+		return resource.Errorf("kind", "must be network, image or volume (got %q)", r.Kind)
+	}
+	o, err := getTxn(w.txn, nil, r.Kind, r.Name)
+	if err != nil {
+		return err
+	}
+	if o == nil {
+		return fmt.Errorf("%s %q: %w", r.Kind, r.Name, ErrNotFound)
+	}
+	if r.ID != "" && r.ID != o.ID {
+		return fmt.Errorf("%s %q: the report is of id %s, the object's id is %s (it was deleted and made again): %w", r.Kind, r.Name, r.ID, o.ID, ErrStaleEpoch)
+	}
+	var next any
+	switch r.Kind {
+	case resource.KindNetwork:
+		st, err := resource.DecodeStatus[resource.NetworkStatus](o)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrBadPayload, err)
+		}
+		if !setHostState(&st.Hosts, host, r, now) {
+			return nil
+		}
+		next = st
+	case resource.KindImage:
+		st, err := resource.DecodeStatus[resource.ImageStatus](o)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrBadPayload, err)
+		}
+		if !setHostState(&st.Hosts, host, r, now) {
+			return nil
+		}
+		next = st
+	case resource.KindVolume:
+		st, err := resource.DecodeStatus[resource.VolumeStatus](o)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrBadPayload, err)
+		}
+		if st.Host != host {
+			return fmt.Errorf("volume %q is not on host %q (it is on %q): %w", r.Name, host, st.Host, ErrStaleEpoch)
+		}
+		nst := *st
+		switch r.State {
+		case resource.HostResourceReady, resource.HostResourceRecreate:
+			nst.Phase = resource.VolumeReady
+		case resource.HostResourceMissing, resource.HostResourceRemoved:
+			nst.Phase = resource.VolumeMissing
+		case resource.HostResourceFailed:
+			nst.Phase = resource.VolumeFailed
+		case resource.HostResourcePending:
+			return nil
+		}
+		nst.Reason = r.Reason
+		if r.SizeMiB > 0 {
+			nst.SizeMiB = r.SizeMiB
+		}
+		if nst.Phase != st.Phase {
+			nst.Since = now.UTC()
+		}
+		if nst == *st {
+			return nil
+		}
+		next = &nst
+	}
+	return w.putStatus(o, next)
+}
+
+// setHostState sets (or, for removed, drops) host's entry of a hosts map;
+// false when nothing changed.
+func setHostState(hosts *map[string]resource.HostResourceState, host string, r resource.ResourceReport, now time.Time) bool {
+	cur, had := (*hosts)[host]
+	if r.State == resource.HostResourceRemoved {
+		if !had {
+			return false
+		}
+		delete(*hosts, host)
+		return true
+	}
+	if had && cur.State == r.State && cur.Reason == r.Reason {
+		return false
+	}
+	since := now.UTC()
+	if had && cur.State == r.State {
+		since = cur.Since
+	}
+	if *hosts == nil {
+		*hosts = map[string]resource.HostResourceState{}
+	}
+	(*hosts)[host] = resource.HostResourceState{State: r.State, Reason: r.Reason, Since: since}
+	return true
 }
 
 func (w *writer) reportOne(now time.Time, host string, r VMReport) error {

@@ -26,7 +26,7 @@ type indexEntry struct {
 
 func schema() *memdb.DBSchema {
 	vmFields := &vmFieldsCache{}
-	return &memdb.DBSchema{
+	s := &memdb.DBSchema{
 		Tables: map[string]*memdb.TableSchema{
 			tableObjects: {
 				Name: tableObjects,
@@ -91,6 +91,10 @@ func schema() *memdb.DBSchema {
 			},
 		},
 	}
+	for name, ix := range specIndexes() {
+		s.Tables[tableObjects].Indexes[name] = ix
+	}
+	return s
 }
 
 // kindPrefix is the argument of an indexKind query: the kind with the

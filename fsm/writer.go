@@ -19,6 +19,13 @@ type writer struct {
 	touched map[string]bool
 	// itemErrs are per-item outcomes of place and report commands.
 	itemErrs []error
+	// resErrs are the outcomes of a report's resource reports.
+	resErrs []error
+	// touchedNets and touchedVols get their status recomputed before
+	// commit (devices.go); netNext is where each network's next dynamic
+	// allocation starts, as this entry left it.
+	touchedNets, touchedVols map[string]bool
+	netNext                  map[string]string
 	// wrote: txn was changed (a failure after that needs a rollback).
 	wrote bool
 	// accessor is the accessor ID of the token that made the command

@@ -17,11 +17,12 @@ const (
 	CapEvents           Capability = "events"            // Events reports lifecycle changes
 	CapKernelBoot       Capability = "kernel-boot"       // Boot.Kernel/Initrd/Cmdline
 	CapDiskBoot         Capability = "disk-boot"         // Boot.Image
+	CapVolumeResize     Capability = "volume-resize"     // EnsureVolume grows an existing volume
 )
 
 // AllCapabilities lists every capability, in a stable order.
 var AllCapabilities = []Capability{
-	CapSuspend, CapReboot, CapGracefulShutdown, CapEvents, CapKernelBoot, CapDiskBoot,
+	CapSuspend, CapReboot, CapGracefulShutdown, CapEvents, CapKernelBoot, CapDiskBoot, CapVolumeResize,
 }
 
 // Capabilities is a set of capabilities. The zero value is the empty set.

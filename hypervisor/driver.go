@@ -168,6 +168,10 @@ type DomainInfo struct {
 	// defined values of a stopped one.
 	CPUs      int   `json:"cpus"`
 	MemoryMiB int64 `json:"memory_mib"`
+	// Disks and NICs are the domain's defined extra disks and network
+	// interfaces (as DomainSpec: the boot image is not among the disks).
+	Disks []DomainDisk `json:"disks,omitempty"`
+	NICs  []DomainNIC  `json:"nics,omitempty"`
 }
 
 // HostStats is a host's capacity and what its active domains hold.

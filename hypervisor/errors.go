@@ -24,4 +24,9 @@ var (
 	ErrInvalidSpec = errors.New("invalid domain spec")
 	// ErrClosed: the driver was closed.
 	ErrClosed = errors.New("driver closed")
+	// ErrMissingResource: a network or volume that an operation needs
+	// does not exist on the host (or the network is not active): Start
+	// of a domain whose NIC names a network removed behind Kumoi's back,
+	// or whose disk is a volume removed behind its back.
+	ErrMissingResource = errors.New("network or volume missing")
 )

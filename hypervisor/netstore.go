@@ -16,10 +16,12 @@ type NetworkDriver interface {
 	// def with ErrInvalidSpec.
 	EnsureNetwork(ctx context.Context, def NetworkDef) error
 	// RemoveNetwork stops and undefines a network (a no-op if it does not
-	// exist). ErrInvalidState if an active domain still uses it.
+	// exist). ErrInvalidState if an active domain still uses it; ErrExists
+	// if the network is not Kumoi's (NetworkInfo.Foreign): it is left alone.
 	RemoveNetwork(ctx context.Context, name string) error
-	// ListNetworks returns the Kumoi networks on the host (names with
-	// DomainPrefix), sorted by name.
+	// ListNetworks returns the networks on the host with Kumoi names
+	// (DomainPrefix), sorted by name; one not made by Kumoi is marked
+	// Foreign.
 	ListNetworks(ctx context.Context) ([]NetworkInfo, error)
 }
 
@@ -29,9 +31,13 @@ type StorageDriver interface {
 	// EnsureVolume creates the volume if it is missing (an empty qcow2
 	// disk, or a qcow2 overlay on def.Backing) and grows it to
 	// def.SizeMiB if it is smaller; it never shrinks one. It returns the
-	// volume as it now is.
+	// volume as it now is. A driver without CapVolumeResize fails to grow
+	// one with ErrUnsupported (and returns it as it is). An existing
+	// volume keeps its backing whatever def says (VolumeInfo.Backing
+	// tells). A bad def fails with ErrInvalidSpec.
 	EnsureVolume(ctx context.Context, def VolumeDef) (VolumeInfo, error)
 	// RemoveVolume deletes a volume (a no-op if it does not exist).
+	// ErrInvalidState if an active domain has it as a disk.
 	RemoveVolume(ctx context.Context, name string) error
 	// ListVolumes returns every volume in the pool, sorted by name.
 	ListVolumes(ctx context.Context) ([]VolumeInfo, error)
@@ -83,6 +89,10 @@ type NetworkInfo struct {
 	Bridge string     `json:"bridge"`
 	CIDR   string     `json:"cidr,omitempty"`
 	Hosts  []DHCPHost `json:"hosts,omitempty"`
+	// Foreign is true for a network with a Kumoi name that Kumoi did not
+	// make (no Kumoi marker): EnsureNetwork and RemoveNetwork refuse it
+	// with ErrExists.
+	Foreign bool `json:"foreign,omitempty"`
 }
 
 // VolumeDef is what EnsureVolume makes.
@@ -118,3 +128,7 @@ type DomainNIC struct {
 	MAC     string `json:"mac"`
 	MTU     int    `json:"mtu,omitempty"`
 }
+
+// DefaultStorageDir is the directory of the storage pool "kumoi" when a
+// driver is given none.
+const DefaultStorageDir = "/var/lib/kumoi/storage/volumes"

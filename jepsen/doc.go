@@ -15,7 +15,7 @@
 //     Nemeses; each inject returns its heal. Partitions are iptables rules
 //     on loopback addresses only, tagged with the process id, that
 //     Firewall removes even after a failed heal.
-//   - Workloads (workload.go, register.go, set.go, placement.go): Workload
+//   - Workloads (workload.go, register.go, set.go, placement.go, ipam.go): Workload
 //     runs one logical client (Run), makes its final reads (Final) and
 //     checks the history (Check). Env hands them SDK clients: Env.Client
 //     talks to one controller and never retries, so that each operation of
@@ -42,11 +42,16 @@
 //     In the libvirtd mode (libvirtd.go: one libvirt daemon per worker,
 //     whose domains outlive the worker) a poller also reads every
 //     daemon's active domains (daemons.go), and a double run is checked
-//     from those reads alone, soundly: only what the reads prove.
+//     from those reads alone, soundly: only what the reads prove. The
+//     ipam checker (ipam.go): no address or MAC held by two VMs at once
+//     (at the end, and during the run from what the acknowledged creates
+//     returned), no acknowledged create without an address unless the
+//     network can have been full, no leaked allocation (the network's
+//     status, and a fill probe that allocates every free address again).
 //   - Reports (runner.go, plots.go, summary.go): each run writes a
 //     directory with plan.json (what --replay runs again), results.json
 //     (Result), history.json, the checker's files (history.html,
-//     intervals.json, domains.json), latency.png and rate.png; Summary
+//     intervals.json, domains.json, ipam-final.json), latency.png and rate.png; Summary
 //     prints a result.
 //
 // # How a run flows

@@ -24,7 +24,8 @@ import (
 
 // Config is one run.
 type Config struct {
-	// Workload is "register", "set" or "placement".
+	// Workload is "register", "set", "placement", "ipam" or
+	// "bootstrap-race".
 	Workload string
 	// Nemeses are the nemesis names; each fault picks one of them at
 	// random. Empty: no faults.

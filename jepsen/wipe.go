@@ -263,6 +263,15 @@ func removeWithCLI(ctx context.Context, c *testcluster.Cluster, env *Env, victim
 		defer cancel()
 		cmd := exec.CommandContext(cctx, c.Bin(), "cluster", "remove", id, "--addr", addr, "--timeout", "10s")
 		cmd.Env = testcluster.CLIEnv(os.Environ())
+		if strings.HasPrefix(addr, "https://") {
+			// A TLS run: the CLI verifies the controllers with the
+			// test CA, as an operator gives theirs.
+			ca, err := testcluster.CAPrefix()
+			if err != nil {
+				return false, err
+			}
+			cmd.Env = append(cmd.Env, "KUMOI_CACERT="+ca+".pem")
+		}
 		out, err := cmd.CombinedOutput()
 		if err == nil {
 			return true, nil

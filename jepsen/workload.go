@@ -153,6 +153,8 @@ func NewWorkload(name string) (Workload, error) {
 		return &Set{}, nil
 	case "placement":
 		return &Placement{}, nil
+	case "ipam":
+		return &IPAM{}, nil
 	case BootstrapRace:
 		return nil, fmt.Errorf("%s is not a client workload: Run runs its rounds itself (bootstrap.go)", name)
 	}
@@ -160,7 +162,7 @@ func NewWorkload(name string) (Workload, error) {
 }
 
 // Workloads lists the workload names.
-var Workloads = []string{"register", "set", "placement", BootstrapRace}
+var Workloads = []string{"register", "set", "placement", "ipam", BootstrapRace}
 
 // workerArgser is a workload that needs its workers started with these
 // arguments (e.g. their capacity).

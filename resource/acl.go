@@ -344,7 +344,7 @@ func (id *ACLIdentity) denied(kind Kind, access, name string) error {
 	case id == nil || id.Token == nil:
 		why = "needs " + needs
 	case id.Token.Type == TokenNode:
-		why = fmt.Sprintf("a node token (host %s) may only read its own host, read the VMs placed on it and report for it", id.Token.Node)
+		why = fmt.Sprintf("a node token (host %s) may only read its own host, read the VMs placed on it, read networks, images and volumes, and report for its host", id.Token.Node)
 	default:
 		var names []string
 		for _, p := range id.Policies {
@@ -389,7 +389,7 @@ func missingPolicies(want, have []string) []string {
 
 // AllowSome reports whether the identity may have access on some objects
 // of kind (a rule for the kind, with or without selector; a node token:
-// read of hosts and VMs): whether a list or an event stream of the kind
+// read of hosts, VMs, networks, images and volumes): whether a list or an event stream of the kind
 // is worth serving, filtered by AllowObject.
 func (id *ACLIdentity) AllowSome(kind Kind, access string) error {
 	if id.IsManagement() {
@@ -404,7 +404,7 @@ func (id *ACLIdentity) AllowSome(kind Kind, access string) error {
 				}
 			}
 		case TokenNode:
-			if access == AccessRead && (kind == KindVM || kind == KindHost) {
+			if access == AccessRead && (kind == KindVM || kind == KindHost || nodeReadsAll(kind)) {
 				return nil
 			}
 		}
@@ -412,11 +412,22 @@ func (id *ACLIdentity) AllowSome(kind Kind, access string) error {
 	return id.denied(kind, access, "")
 }
 
+// nodeReadsAll reports whether a node token may read every object of
+// kind: the networks, images and volumes its worker realises (which of
+// them a host needs follows from the VMs placed on it, which change
+// faster than a rule could say).
+func nodeReadsAll(kind Kind) bool {
+	return kind == KindNetwork || kind == KindImage || kind == KindVolume
+}
+
 // AllowObject decides access on a stored object: Allow with its labels,
-// and for a node token read of its own host and of the VMs placed on it
-// (status.host).
+// and for a node token read of its own host, of the VMs placed on it
+// (status.host) and of every network, image and volume.
 func (id *ACLIdentity) AllowObject(o *Object, access string) error {
 	if n := id.Node(); n != "" && access == AccessRead {
+		if nodeReadsAll(o.Kind) {
+			return nil
+		}
 		switch o.Kind {
 		case KindHost:
 			if o.Name == n {

@@ -22,13 +22,37 @@ type VM struct {
 	CreateIndex uint64
 	Need        resource.Resources
 	Reason      string // its current pending reason
+
+	// Host, if set, is the only host the VM may go to: the host holding
+	// its volume HostVolume.
+	Host, HostVolume string
+	// Blocked, if set, says why the VM cannot be placed anywhere (its
+	// volumes are on different hosts).
+	Blocked string
+	// Networks lists a network once per NIC of the VM that still needs
+	// an address there.
+	Networks []string
+
+	// volumes are the VM's volumes (FromState resolves Host from them).
+	volumes []string
+}
+
+// Network is a network's address room, for VMs that need an address.
+type Network struct {
+	Free, Capacity int64
 }
 
 // Plan places vms (oldest first) on hosts, first fit over hosts ordered by
 // free memory (most first, then by name). VMs that fit nowhere get a reason
 // saying why, but only when it differs from the reason they already have.
 // A round costs O(VMs log VMs) when some host has room, O(VMs) otherwise.
-func Plan(hosts []Host, vms []VM) fsm.PlaceRequest {
+func Plan(hosts []Host, vms []VM) fsm.PlaceRequest { return PlanNetworks(hosts, vms, nil) }
+
+// PlanNetworks is Plan with the networks' free addresses: a VM that needs
+// an address on a network with none left stays pending with a reason that
+// says so (the state machine would refuse its placement). Networks absent
+// from nets are not limited.
+func PlanNetworks(hosts []Host, vms []VM, nets map[string]Network) fsm.PlaceRequest {
 	var plan fsm.PlaceRequest
 	rs := newReasoner(hosts)
 	free := make([]Host, 0, len(hosts))
@@ -47,10 +71,25 @@ func Plan(hosts []Host, vms []VM) fsm.PlaceRequest {
 		sort.Slice(free, func(i, j int) bool { return less(free[i], free[j]) })
 	}
 	for _, vm := range vms {
+		if r := blockedReason(vm, nets); r != "" {
+			if r != vm.Reason {
+				plan.Unplaced = append(plan.Unplaced, fsm.Unplaced{VM: vm.Name, Reason: r})
+			}
+			continue
+		}
 		placed := false
 		for i := range free {
 			h := &free[i]
+			if vm.Host != "" && h.Name != vm.Host {
+				continue
+			}
 			if h.Free.CPUs >= vm.Need.CPUs && h.Free.MemoryMiB >= vm.Need.MemoryMiB {
+				for _, n := range vm.Networks {
+					if nf, ok := nets[n]; ok {
+						nf.Free--
+						nets[n] = nf
+					}
+				}
 				plan.Placements = append(plan.Placements, fsm.Placement{VM: vm.Name, Host: h.Name})
 				h.Free.CPUs -= vm.Need.CPUs
 				h.Free.MemoryMiB -= vm.Need.MemoryMiB
@@ -64,12 +103,47 @@ func Plan(hosts []Host, vms []VM) fsm.PlaceRequest {
 			}
 		}
 		if !placed {
-			if r := rs.reason(vm); r != vm.Reason {
+			if r := rs.hostReason(vm, hosts); r != vm.Reason {
 				plan.Unplaced = append(plan.Unplaced, fsm.Unplaced{VM: vm.Name, Reason: r})
 			}
 		}
 	}
 	return plan
+}
+
+// blockedReason says why vm cannot be placed whatever the hosts: its
+// volumes, or a network without a free address for it.
+func blockedReason(vm VM, nets map[string]Network) string {
+	if vm.Blocked != "" {
+		return vm.Blocked
+	}
+	need := map[string]int64{}
+	for _, n := range vm.Networks {
+		need[n]++
+		if nf, ok := nets[n]; ok && nf.Free < need[n] {
+			return fmt.Sprintf("network %s is full: %d of %d addresses in use", n, nf.Capacity, nf.Capacity)
+		}
+	}
+	return ""
+}
+
+// hostReason is reason, for a VM held to one host by its volumes: why
+// that host does not take it.
+func (r *reasoner) hostReason(vm VM, hosts []Host) string {
+	if vm.Host == "" {
+		return r.reason(vm)
+	}
+	for _, h := range hosts {
+		if h.Name != vm.Host {
+			continue
+		}
+		if !h.Ready {
+			return fmt.Sprintf("volume %s is on host %s, which is not ready and schedulable", vm.HostVolume, vm.Host)
+		}
+		return fmt.Sprintf("volume %s is on host %s, which does not have %d CPUs and %s free right now",
+			vm.HostVolume, vm.Host, vm.Need.CPUs, resource.FormatMiB(vm.Need.MemoryMiB))
+	}
+	return fmt.Sprintf("volume %s is on host %s, which is not a known host", vm.HostVolume, vm.Host)
 }
 
 func less(a, b Host) bool {
@@ -134,7 +208,7 @@ func (r *reasoner) reason(vm VM) string {
 // changed. It is used by one goroutine at a time.
 type Cache struct {
 	vms       map[string]cachedVM
-	hostIndex uint64 // the hosts' index when the cached VMs were planned
+	hostIndex [3]uint64 // the hosts', networks' and volumes' indexes when the cached VMs were planned
 }
 
 type cachedVM struct {
@@ -151,7 +225,7 @@ func NewCache() *Cache { return &Cache{vms: map[string]cachedVM{}} }
 // the VMs that were not pending (or were changed) then: the others did not
 // fit on these same hosts, and placements and deletions change the hosts.
 func FromState(st *fsm.Store, cache *Cache, full bool) ([]Host, []VM, error) {
-	hostIndex := st.Index(resource.KindHost)
+	hostIndex := [3]uint64{st.Index(resource.KindHost), st.Index(resource.KindNetwork), st.Index(resource.KindVolume)}
 	hosts, err := HostsFromState(st)
 	if err != nil {
 		return nil, nil, err
@@ -176,7 +250,7 @@ func FromState(st *fsm.Store, cache *Cache, full bool) ([]Host, []VM, error) {
 		}
 		if c, ok := cache.vms[o.Name]; ok && c.modify == o.ModifyIndex {
 			if !onlyNew {
-				vms = append(vms, c.vm)
+				vms = append(vms, volumeHost(st, c.vm))
 			}
 			continue
 		}
@@ -188,8 +262,18 @@ func FromState(st *fsm.Store, cache *Cache, full bool) ([]Host, []VM, error) {
 		if vs, err := resource.DecodeStatus[resource.VMStatus](o); err == nil {
 			vm.Reason = vs.Reason
 		}
+		for _, n := range spec.NICs {
+			if n.IP == "" {
+				vm.Networks = append(vm.Networks, n.Network)
+			}
+		}
+		for _, d := range spec.Disks {
+			if d.Volume != "" {
+				vm.volumes = append(vm.volumes, d.Volume)
+			}
+		}
 		cache.vms[o.Name] = cachedVM{modify: o.ModifyIndex, vm: vm}
-		vms = append(vms, vm)
+		vms = append(vms, volumeHost(st, vm))
 	}
 	// Forget VMs that left pending (only on full rounds: it needs the
 	// whole set).
@@ -199,6 +283,48 @@ func FromState(st *fsm.Store, cache *Cache, full bool) ([]Host, []VM, error) {
 		}
 	}
 	return hosts, vms, nil
+}
+
+// volumeHost sets vm's Host (or Blocked) from its volumes' hosts, as the
+// state has them now.
+func volumeHost(st *fsm.Store, vm VM) VM {
+	vm.Host, vm.HostVolume, vm.Blocked = "", "", ""
+	for _, v := range vm.volumes {
+		o, err := st.Get(nil, resource.KindVolume, v)
+		if err != nil || o == nil {
+			continue
+		}
+		vs, err := resource.DecodeStatus[resource.VolumeStatus](o)
+		if err != nil || vs.Host == "" {
+			continue
+		}
+		switch vm.Host {
+		case "":
+			vm.Host, vm.HostVolume = vs.Host, v
+		case vs.Host:
+		default:
+			vm.Blocked = fmt.Sprintf("its volumes are on different hosts: %s on %s, %s on %s", vm.HostVolume, vm.Host, v, vs.Host)
+			return vm
+		}
+	}
+	return vm
+}
+
+// NetworksFromState returns the address room of every network.
+func NetworksFromState(st *fsm.Store) (map[string]Network, error) {
+	objs, err := st.List(nil, resource.KindNetwork, nil)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]Network, len(objs))
+	for _, o := range objs {
+		ns, err := resource.DecodeStatus[resource.NetworkStatus](o)
+		if err != nil {
+			continue
+		}
+		out[o.Name] = Network{Free: ns.Capacity - ns.Allocated, Capacity: ns.Capacity}
+	}
+	return out, nil
 }
 
 // HostsFromState returns every host as the scheduler sees it.

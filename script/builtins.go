@@ -24,6 +24,12 @@ var builtinFuncs = map[string]func(*starlark.Thread, *starlark.Builtin, starlark
 	"vms":        vmsBuiltin,
 	"host":       hostBuiltin,
 	"vm":         vmBuiltin,
+	"networks":   listBuiltin(resource.KindNetwork),
+	"network":    getBuiltin(resource.KindNetwork),
+	"images":     listBuiltin(resource.KindImage),
+	"image":      getBuiltin(resource.KindImage),
+	"volumes":    listBuiltin(resource.KindVolume),
+	"volume":     getBuiltin(resource.KindVolume),
 	"create_vm":  createVM,
 	"pmap":       pmap,
 	"pfilter":    pfilter,
@@ -130,18 +136,31 @@ func getBuiltin(kind resource.Kind) func(*starlark.Thread, *starlark.Builtin, st
 // createWaitTimeout bounds create_vm(wait=True).
 const createWaitTimeout = 5 * time.Minute
 
-// create_vm(name, cpus=1, memory="256MiB", labels={}, ha="none", wait=False)
+// create_vm(name, cpus=1, memory="256MiB", labels={}, ha="none",
+// networks=[], disks=[], wait=False). networks are "NETWORK" or
+// "NETWORK:IP"; disks are {"image": IMAGE, "size": SIZE} or
+// {"volume": VOLUME}.
 func createVM(th *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	var (
-		name   string
-		cpus   = 1
-		memory = memoryArg(256)
-		labels labelsArg
-		ha     = resource.HANone
-		wait   bool
+		name     string
+		cpus     = 1
+		memory   = memoryArg(256)
+		labels   labelsArg
+		ha       = resource.HANone
+		networks *starlark.List
+		disks    *starlark.List
+		wait     bool
 	)
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "cpus?", &cpus, "memory?", &memory,
-		"labels?", &labels, "ha?", &ha, "wait?", &wait); err != nil {
+		"labels?", &labels, "ha?", &ha, "networks?", &networks, "disks?", &disks, "wait?", &wait); err != nil {
+		return nil, err
+	}
+	nics, err := nicsArg(b.Name(), networks)
+	if err != nil {
+		return nil, err
+	}
+	ds, err := disksArg(b.Name(), disks)
+	if err != nil {
 		return nil, err
 	}
 	if err := resource.ValidateName(name); err != nil {
@@ -150,7 +169,7 @@ func createVM(th *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwa
 	if ha != resource.HANone && ha != resource.HARestart {
 		return nil, fmt.Errorf("%s: for parameter \"ha\": %q is not an HA policy; use \"none\" or \"restart\"", b.Name(), ha)
 	}
-	spec, err := json.Marshal(resource.VMSpec{CPUs: cpus, MemoryMiB: int64(memory), HA: ha})
+	spec, err := json.Marshal(resource.VMSpec{CPUs: cpus, MemoryMiB: int64(memory), HA: ha, NICs: nics, Disks: ds})
 	if err != nil {
 		return nil, err
 	}

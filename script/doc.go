@@ -17,18 +17,29 @@
 // new session. Builtins returns the built-ins:
 //
 //	hosts(selector="")  vms(selector="")  host(name)  vm(name)
-//	create_vm(name, cpus=1, memory="256MiB", labels={}, ha="none", wait=False)
+//	networks(selector="")  network(name)  images(selector="")  image(name)  volumes(selector="")  volume(name)
+//	create_vm(name, cpus=1, memory="256MiB", labels={}, ha="none", networks=[], disks=[], wait=False)
 //	pmap(fn, xs, workers=16, fail_fast=False)     pfilter(fn, xs, workers=16, fail_fast=False)
 //	pforeach(fn, xs, workers=16, fail_fast=False) preduce(fn, xs, initial, failed=None, fail_fast=False)
 //	failures(results)  successes(results)
 //	wait_until(fn, timeout="60s")  sleep(duration)  events(kinds=[], since=0)  json
 //
 // with Starlark's own (print, len, sorted, fail, …). VM values have the
-// attributes name, labels, phase, host, spec, status, reason, index and
-// the methods start, stop, reboot, suspend, resume, delete, migrate (a
+// attributes name, labels, phase, host, spec, status, reason, index,
+// addresses and macs (lists of strings, one per NIC that has one), nics
+// (structs network, ip, mac) and disks (structs volume, image, size_mib),
+// and the methods start, stop, reboot, suspend, resume, delete, migrate (a
 // cold move to another host: stop, move, start), refresh and wait; Host values have name, labels, state, capacity, allocated,
 // schedulable, spec, status, reason, index and vms, drain, enable and
-// refresh. A VM or Host value is a handle: it holds the object as last
+// refresh. Network values have name, labels, index, spec, status, cidr,
+// gateway, mode, allocated, capacity and hosts (host → struct state,
+// reason, since); Image values name, labels, index, spec, status, format,
+// source, sha256 and hosts; Volume values name, labels, index, spec,
+// status, size_mib, size, image, persistent, phase, host, attached_to and
+// reason, and the methods attach(vm) (the VM must be stopped; returns the
+// VM), detach() (returns the VM it was attached to, or None) and
+// resize(size). All three have refresh, delete and set_labels. A value is
+// a handle: it holds the object as last
 // read, and refresh() and the methods that change the object update it.
 // Object returns the resource.Object a value holds.
 //
@@ -66,9 +77,10 @@
 // # Events and policies
 //
 // An Event is a change of the cluster as a type string: "<kind>.created",
-// "<kind>.updated", "<kind>.deleted", "vm.<phase>" when a VM enters a phase
-// ("vm.failed") and "host.<state>" when a host enters a state
-// ("host.down"). An EventMapper derives them from client.Events; a Matcher
+// "<kind>.updated", "<kind>.deleted" (kinds vm, host, network, image,
+// volume), "vm.<phase>" when a VM enters a phase ("vm.failed"),
+// "volume.<phase>" when a volume does ("volume.missing") and
+// "host.<state>" when a host enters a state ("host.down"). An EventMapper derives them from client.Events; a Matcher
 // selects them by pattern (a kind such as "vm", an event type, or "*").
 //
 // A policy is a script that declares what it reacts to and how:

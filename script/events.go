@@ -20,7 +20,10 @@ import (
 //   - "vm.<phase>", e.g. "vm.failed", "vm.running", "vm.lost": a VM entered
 //     that phase;
 //   - "host.<state>", e.g. "host.down", "host.ready", "host.draining": a
-//     host entered that state.
+//     host entered that state;
+//   - "volume.<phase>", e.g. "volume.ready", "volume.missing": a volume
+//     entered that phase ("network.created", "image.deleted", … are the
+//     changes of the other kinds).
 //
 // An EventMapper derives them from the stream.
 type Event struct {
@@ -44,8 +47,11 @@ var vmPhases = []string{
 // hostStates are the host states, each an event type "host.<state>".
 var hostStates = []string{resource.HostReady, resource.HostDown, resource.HostLeft, resource.HostDraining}
 
+// volumePhases are the volume phases, each an event type "volume.<phase>".
+var volumePhases = []string{resource.VolumePending, resource.VolumeReady, resource.VolumeMissing, resource.VolumeFailed}
+
 // EventTypes returns the event types of kind: its changes, and its phases
-// (VM) or states (host).
+// (VM, volume) or states (host).
 func EventTypes(kind resource.Kind) []string {
 	var out []string
 	for _, t := range changeTypes {
@@ -57,6 +63,8 @@ func EventTypes(kind resource.Kind) []string {
 		extra = vmPhases
 	case resource.KindHost:
 		extra = hostStates
+	case resource.KindVolume:
+		extra = volumePhases
 	}
 	for _, t := range extra {
 		out = append(out, string(kind)+"."+t)
@@ -70,7 +78,7 @@ func EventTypes(kind resource.Kind) []string {
 // after a new mapper, such as a new leader's, repeats it), the phase or
 // state event. Use one mapper per stream, from one goroutine.
 type EventMapper struct {
-	last map[string]string // "vm/web" → phase, "host/hv-1" → state
+	last map[string]string // "vm/web" → phase, "host/hv-1" → state, "volume/v1" → phase
 }
 
 // NewEventMapper returns a mapper that has seen nothing.
@@ -113,6 +121,9 @@ func (m *EventMapper) Events(ev resource.Event) []Event {
 	case resource.KindHost:
 		_, st := resource.HostStateOf(ev.Object)
 		now = st.State
+	case resource.KindVolume:
+		_, st := volumeState(ev.Object)
+		now = st.Phase
 	default:
 		return out
 	}

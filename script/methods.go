@@ -244,7 +244,7 @@ func (v *VM) wait(th *starlark.Thread, want string, timeout time.Duration) (star
 		case client.IsNotFound(err):
 			return nil, fmt.Errorf("vm %q was deleted while waiting for it to be %s", name, want)
 		case err != nil && wctx.Err() != nil && ctx.Err() == nil:
-			still := ""
+			still := ": the controllers did not answer in that time"
 			if last != nil {
 				still = fmt.Sprintf(": it is still %s%s", last.Phase, reasonSuffix(last))
 			}

@@ -326,7 +326,7 @@ func TestSessionChunksAndCompletion(t *testing.T) {
 
 func TestBuiltinNames(t *testing.T) {
 	names := BuiltinNames()
-	for _, want := range []string{"hosts", "vms", "host", "vm", "create_vm", "pmap", "pfilter", "preduce", "pforeach",
+	for _, want := range []string{"hosts", "vms", "host", "vm", "networks", "network", "images", "image", "volumes", "volume", "create_vm", "pmap", "pfilter", "preduce", "pforeach",
 		"failures", "successes", "wait_until", "sleep", "events", "print", "json", "len"} {
 		found := false
 		for _, n := range names {

@@ -15,7 +15,8 @@ import (
 	"github.com/kumoi/kumoi/resource"
 )
 
-// An object value is a handle on a cluster object (a VM or a host). It
+// An object value is a handle on a cluster object (a VM, a host, a
+// network, an image or a volume). It
 // holds the object as last read; refresh() and the methods that change the
 // object replace that copy (under a lock), so a handle may be shared by
 // the threads of a parallel skeleton. Freezing a handle freezes nothing:
@@ -50,6 +51,12 @@ func Object(v starlark.Value) (*resource.Object, bool) {
 	case *VM:
 		return x.get(), true
 	case *Host:
+		return x.get(), true
+	case *Network:
+		return x.get(), true
+	case *Image:
+		return x.get(), true
+	case *Volume:
 		return x.get(), true
 	}
 	return nil, false
@@ -93,6 +100,18 @@ func newObject(s *Session, o *resource.Object) starlark.Value {
 		return newVM(s, o)
 	case resource.KindHost:
 		return newHost(s, o)
+	case resource.KindNetwork:
+		x := &Network{}
+		x.sess, x.obj = s, o
+		return x
+	case resource.KindImage:
+		x := &Image{}
+		x.sess, x.obj = s, o
+		return x
+	case resource.KindVolume:
+		x := &Volume{}
+		x.sess, x.obj = s, o
+		return x
 	}
 	return starlark.None
 }
@@ -145,7 +164,7 @@ func orDash(s string) string {
 
 // VM attributes and methods.
 var (
-	vmAttrs   = []string{"name", "labels", "phase", "host", "spec", "status", "reason", "index"}
+	vmAttrs   = []string{"name", "labels", "phase", "host", "spec", "status", "reason", "index", "addresses", "macs", "nics", "disks"}
 	vmMethods = map[string]method[*VM]{
 		"start":   vmAction(client.ActionStart),
 		"stop":    vmStop,
@@ -214,6 +233,14 @@ func (v *VM) Attr(name string) (starlark.Value, error) {
 		return vmSpecValue(spec), nil
 	case "status":
 		return vmStatusValue(st), nil
+	case "addresses":
+		return stringsValue(vmView(o, spec).Addresses()), nil
+	case "macs":
+		return stringsValue(vmView(o, spec).MACs()), nil
+	case "nics":
+		return nicsValue(spec.NICs), nil
+	case "disks":
+		return disksValue(spec.Disks), nil
 	}
 	return nil, nil // no such attribute: Starlark says so
 }
@@ -230,6 +257,11 @@ func metaAttr(o *resource.Object, name string) starlark.Value {
 		return starlark.MakeUint64(o.ModifyIndex)
 	}
 	return nil
+}
+
+// vmView is the SDK's typed view of a VM, for its helpers.
+func vmView(o *resource.Object, spec *resource.VMSpec) *client.VM {
+	return &client.VM{Object: o, Spec: *spec}
 }
 
 func (h *Host) AttrNames() []string { return attrNames(hostAttrs, hostMethods) }
@@ -306,6 +338,8 @@ func vmSpecValue(s *resource.VMSpec) starlark.Value {
 		"power":      starlark.String(s.Power),
 		"ha":         starlark.String(s.HA),
 		"boot":       starlark.None,
+		"nics":       nicsValue(s.NICs),
+		"disks":      disksValue(s.Disks),
 	}
 	if b := s.Boot; b != nil {
 		d["boot"] = structOf("boot", starlark.StringDict{

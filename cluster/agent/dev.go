@@ -147,11 +147,15 @@ func StartDev(ctx context.Context, cfg DevConfig) (*DevCluster, error) {
 	}
 	for i := 0; i < cfg.Hosts; i++ {
 		name := "sim-" + strconv.Itoa(i+1)
-		drv := sim.New(sim.Options{Host: name, CPUs: cfg.HostCPUs, MemoryMiB: cfg.HostMemoryMiB, BootLatency: 100 * time.Millisecond})
+		// Each simulated host keeps its image cache (and its pool's
+		// name space) in a storage directory of its own.
+		storageDir := filepath.Join(d.dataDir, "storage", name)
+		drv := sim.New(sim.Options{Host: name, CPUs: cfg.HostCPUs, MemoryMiB: cfg.HostMemoryMiB, BootLatency: 100 * time.Millisecond,
+			StorageDir: filepath.Join(storageDir, "volumes")})
 		w, err := worker.Start(worker.Config{
 			NodeID: name, BindIP: cfg.BindIP, GossipPort: cfg.APIPort + 100 + i,
 			Join: []string{firstGossip}, Driver: drv, DriverName: "sim",
-			ImageDir: imageDir, Logger: cfg.Logger.Named(name),
+			ImageDir: imageDir, StorageDir: storageDir, Logger: cfg.Logger.Named(name),
 		})
 		if err != nil {
 			d.Shutdown(context.Background())

@@ -39,7 +39,11 @@ type httpTestBackend struct {
 	leaderID   string
 	leaderAddr string
 	applyErr   error // returned by Apply instead of applying
-	readErr    error // returned by ConsistentRead
+	// protocol, if set, is the cluster's log protocol: Apply refuses a
+	// command that needs a later one with resource.ErrUpgradeRequired,
+	// as the controller does.
+	protocol int
+	readErr  error // returned by ConsistentRead
 	// notLeaderOnce makes the next Apply/ConsistentRead/Cluster/RemoveServer
 	// answer resource.ErrNotLeader although IsLeader said true (leadership moved).
 	notLeaderOnce bool
@@ -109,6 +113,9 @@ func (b *httpTestBackend) Apply(ctx context.Context, t fsm.MessageType, req any)
 	}
 	if b.applyErr != nil {
 		return nil, b.applyErr
+	}
+	if need := fsm.RequiredProtocol(t, req); b.protocol > 0 && need > b.protocol {
+		return nil, fmt.Errorf("%w: the command needs log protocol %d, the cluster speaks %d", resource.ErrUpgradeRequired, need, b.protocol)
 	}
 	data, err := fsm.Encode(t, req)
 	if err != nil {
@@ -542,7 +549,7 @@ func TestHTTPBadInput(t *testing.T) {
 		{"DELETE absent", "DELETE", "/v1/vms/nope", nil, 404, resource.CodeNotFound, "", "not found", ""},
 		{"GET absent", "GET", "/v1/vms/nope", nil, 404, resource.CodeNotFound, "", `"nope" not found`, ""},
 		{"GET invalid name", "GET", "/v1/vms/No_Such", nil, 400, resource.CodeInvalidArgument, "name", "DNS label", ""},
-		{"unknown collection", "GET", "/v1/widgets", nil, 404, resource.CodeNotFound, "", "/v1/hosts, /v1/policies, /v1/vms", ""},
+		{"unknown collection", "GET", "/v1/widgets", nil, 404, resource.CodeNotFound, "", "/v1/hosts, /v1/images, /v1/networks, /v1/policies, /v1/vms, /v1/volumes", ""},
 		{"unknown collection item", "PUT", "/v1/widgets/x", `{}`, 404, resource.CodeNotFound, "", `no collection "widgets"`, ""},
 		{"v1 root", "GET", "/v1/", nil, 404, resource.CodeNotFound, "", "/v1/vms", ""},
 		{"trailing slash", "GET", "/v1/vms/", nil, 404, resource.CodeNotFound, "", "", ""},
@@ -563,7 +570,7 @@ func TestHTTPBadInput(t *testing.T) {
 		{"bad stale", "GET", "/v1/vms?stale=maybe", nil, 400, resource.CodeInvalidArgument, "stale", "true or false", ""},
 		{"unknown query param", "GET", "/v1/vms?selctor=app", nil, 400, resource.CodeInvalidArgument, "selctor", "selector", ""},
 		{"malformed query", "GET", "/v1/vms?index=%zz", nil, 400, resource.CodeInvalidArgument, "query", "malformed", ""},
-		{"events unknown kind", "GET", "/v1/events?kind=widget", nil, 400, resource.CodeInvalidArgument, "kind", "host, policy, vm", ""},
+		{"events unknown kind", "GET", "/v1/events?kind=widget", nil, 400, resource.CodeInvalidArgument, "kind", "host, image, network, policy, vm, volume", ""},
 		{"events bad index", "GET", "/v1/events?index=x", nil, 400, resource.CodeInvalidArgument, "index", "", ""},
 		{"cluster bad param", "GET", "/v1/cluster?index=1", nil, 400, resource.CodeInvalidArgument, "index", "", ""},
 		{"remove unknown server", "DELETE", "/v1/cluster/servers/n9", nil, 404, resource.CodeNotFound, "", `"n9"`, ""},

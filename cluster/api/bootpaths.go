@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"strings"
 
 	"github.com/kumoi/kumoi/resource"
 )
@@ -65,4 +66,30 @@ func baseName(p string) string {
 		}
 	}
 	return p
+}
+
+// checkImageFile refuses (400, field spec.file) an image whose file is an
+// absolute path outside the image directory of a host that publishes one
+// (status.image_dir): that host's worker would refuse it when a VM there
+// needs the image. Relative names are inside every image directory.
+func (a *httpAPI) checkImageFile(spec json.RawMessage) error {
+	var s resource.ImageSpec
+	if err := json.Unmarshal(spec, &s); err != nil || !strings.HasPrefix(s.File, "/") {
+		return nil
+	}
+	hosts, err := a.b.FSM().State().List(nil, resource.KindHost, nil)
+	if err != nil {
+		return nil
+	}
+	for _, ho := range hosts {
+		hs, err := resource.DecodeStatus[resource.HostStatus](ho)
+		if err != nil || hs.ImageDir == "" {
+			continue
+		}
+		if field, p := resource.BootPathOutside(&resource.Boot{Image: s.File}, hs.ImageDir); field != "" {
+			return badArg("spec.file", "%q is outside the image directory %s of host %s (its worker's --image-dir): give a name in that directory, e.g. %q",
+				p, hs.ImageDir, ho.Name, baseName(p))
+		}
+	}
+	return nil
 }

@@ -71,7 +71,8 @@ func toAPIError(err error) *apiError {
 		e.status, e.code = http.StatusConflict, resource.CodeCASMismatch
 	case errors.Is(err, fsm.ErrStaleEpoch):
 		e.status, e.code = http.StatusConflict, resource.CodeStaleEpoch
-	case errors.Is(err, fsm.ErrNoCapacity), errors.Is(err, fsm.ErrHostNotReady), errors.Is(err, fsm.ErrWrongPhase), errors.Is(err, fsm.ErrHostBusy):
+	case errors.Is(err, fsm.ErrNoCapacity), errors.Is(err, fsm.ErrHostNotReady), errors.Is(err, fsm.ErrWrongPhase), errors.Is(err, fsm.ErrHostBusy),
+		errors.Is(err, fsm.ErrInUse):
 		e.status, e.code = http.StatusConflict, resource.CodeConflict
 	case errors.Is(err, fsm.ErrHalted):
 		// The write's entry (or one before it) halted this node's state

@@ -240,6 +240,11 @@ func (a *httpAPI) create(info *resource.KindInfo) apiHandler {
 			if err := a.allow(r, info.Kind, resource.AccessWrite, req.Name, req.Labels); err != nil {
 				return err
 			}
+			if info.Kind == resource.KindImage {
+				if err := a.checkImageFile(spec); err != nil {
+					return err
+				}
+			}
 			res, obj, err := a.apply(r.Context(), fsm.CreateRequestType, &fsm.CreateRequest{
 				Time:   time.Now().UTC(),
 				Kind:   info.Kind,

@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -10,9 +11,22 @@ import (
 	"github.com/kumoi/kumoi/resource"
 )
 
+// resourceReportKinds are the kinds a worker reports per host.
+var resourceReportKinds = []resource.Kind{resource.KindNetwork, resource.KindImage, resource.KindVolume}
+
+// resourceReportStates are the states a resource report may carry.
+var resourceReportStates = []string{
+	resource.HostResourceReady, resource.HostResourcePending, resource.HostResourceMissing,
+	resource.HostResourceFailed, resource.HostResourceRemoved, resource.HostResourceRecreate,
+}
+
+// maxResourceReasonBytes bounds a resource report's reason.
+const maxResourceReasonBytes = 4096
+
 // report: POST /v1/hosts/{name}/report with a resource.ReportRequest. Each
 // report is checked on its own (host owns the VM, epoch is current) and the
-// answer says, per VM, whether it was recorded.
+// answer says, per VM, whether it was recorded; likewise, per network,
+// image and volume (resources), in resource_results.
 func (a *httpAPI) report(host string) apiHandler {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		if _, err := apiQuery(r); err != nil {
@@ -33,14 +47,26 @@ func (a *httpAPI) report(host string) apiHandler {
 			if err := decodeBody(body, &req); err != nil {
 				return err
 			}
-			if len(req.Reports) == 0 {
-				return badArg("reports", "is empty; send at least one report")
+			if len(req.Reports) == 0 && len(req.Resources) == 0 {
+				return badArg("reports", "is empty; send at least one report (or resource report)")
 			}
 			if len(req.Reports) > fsm.MaxBatchOps {
 				return badArg("reports", "has %d reports; the limit is %d", len(req.Reports), fsm.MaxBatchOps)
 			}
-			freq := &fsm.ReportRequest{Time: time.Now().UTC(), Host: host, Reports: req.Reports}
+			if err := checkResourceReports(req.Resources); err != nil {
+				return err
+			}
+			freq := &fsm.ReportRequest{Time: time.Now().UTC(), Host: host, Reports: req.Reports, Resources: req.Resources}
 			res, err := a.propose(r.Context(), fsm.ReportRequestType, freq)
+			var resErr error // the error of every resource report, when they were not sent
+			if errors.Is(err, resource.ErrUpgradeRequired) && len(freq.Resources) > 0 && len(freq.Reports) > 0 {
+				// Some controller does not speak protocol 7 yet: record
+				// the VM reports alone; each resource report says why it
+				// was not.
+				resErr = err
+				freq = freq.WithoutResources()
+				res, err = a.propose(r.Context(), fsm.ReportRequestType, freq)
+			}
 			if errors.Is(err, resource.ErrUpgradeRequired) && freq.UsesRestarts() {
 				// Some controller does not speak protocol 4 yet: record
 				// what happened (phase, reason) without the restart count.
@@ -53,12 +79,70 @@ func (a *httpAPI) report(host string) apiHandler {
 			for i, rep := range req.Reports {
 				out.Results[i].VM = rep.VM
 				if i < len(res.ItemErrors) && res.ItemErrors[i] != nil {
-					e := toAPIError(res.ItemErrors[i])
-					out.Results[i].Error = &resource.ErrorBody{Code: e.code, Message: e.msg, Field: e.field}
+					out.Results[i].Error = errorBody(res.ItemErrors[i])
+				}
+			}
+			if len(req.Resources) > 0 {
+				errs := res.ResourceErrors
+				out.ResourceResults = make([]resource.ResourceResult, len(req.Resources))
+				for i, rep := range req.Resources {
+					out.ResourceResults[i] = resource.ResourceResult{Kind: rep.Kind, Name: rep.Name}
+					switch {
+					case resErr != nil:
+						out.ResourceResults[i].Error = errorBody(resErr)
+					case i < len(errs) && errs[i] != nil:
+						out.ResourceResults[i].Error = errorBody(errs[i])
+					}
 				}
 			}
 			w.Header().Set(headerIndex, strconv.FormatUint(res.Index, 10))
 			return writeJSON(w, http.StatusOK, out)
 		})
 	}
+}
+
+func errorBody(err error) *resource.ErrorBody {
+	e := toAPIError(err)
+	return &resource.ErrorBody{Code: e.code, Message: e.msg, Field: e.field}
+}
+
+// checkResourceReports refuses (400, naming the field) a resource report
+// of another kind, with a bad name or id, or an unknown state.
+func checkResourceReports(reps []resource.ResourceReport) error {
+	if len(reps) > fsm.MaxBatchOps {
+		return badArg("resources", "has %d resource reports; the limit is %d", len(reps), fsm.MaxBatchOps)
+	}
+	for i, rep := range reps {
+		f := "resources[" + strconv.Itoa(i) + "]"
+		if !slices.Contains(resourceReportKinds, rep.Kind) {
+			return badArg(f+".kind", "must be network, image or volume (got %q)", rep.Kind)
+		}
+		if err := resource.ValidateName(rep.Name); err != nil {
+			return badArg(f+".name", "%s", fieldMsgOf(err))
+		}
+		if len(rep.ID) > 64 {
+			return badArg(f+".id", "is %d bytes long; an object id is at most 64", len(rep.ID))
+		}
+		if !slices.Contains(resourceReportStates, rep.State) {
+			return badArg(f+".state", "must be one of ready, pending, missing, failed, removed or recreated (got %q)", rep.State)
+		}
+		if rep.Kind != resource.KindVolume && rep.SizeMiB != 0 {
+			return badArg(f+".size_mib", "is for volumes only")
+		}
+		if rep.SizeMiB < 0 || rep.SizeMiB > resource.MaxVolumeSizeMiB {
+			return badArg(f+".size_mib", "must be between 0 and %d (got %d)", int64(resource.MaxVolumeSizeMiB), rep.SizeMiB)
+		}
+		if len(rep.Reason) > maxResourceReasonBytes {
+			return badArg(f+".reason", "is %d bytes long; the limit is %d", len(rep.Reason), maxResourceReasonBytes)
+		}
+	}
+	return nil
+}
+
+func fieldMsgOf(err error) string {
+	var fe *resource.FieldError
+	if errors.As(err, &fe) {
+		return fe.Msg
+	}
+	return err.Error()
 }

@@ -30,6 +30,10 @@ func (c *Controller) schedulerLoop(ctx context.Context) {
 		ws := memdb.NewWatchSet()
 		ws.Add(st.AbandonCh())
 		st.IndexWatch(ws, resource.KindHost)
+		// A network's address freed, or a volume's host: VMs that
+		// waited on them may go now.
+		st.IndexWatch(ws, resource.KindNetwork)
+		st.IndexWatch(ws, resource.KindVolume)
 		if err := st.WatchPhase(ws, resource.PhasePending); err != nil {
 			return
 		}
@@ -64,7 +68,11 @@ func (c *Controller) scheduleOnce(ctx context.Context, cache *scheduler.Cache, f
 	if err != nil || len(vms) == 0 {
 		return 0
 	}
-	plan := scheduler.Plan(hosts, vms)
+	nets, err := scheduler.NetworksFromState(c.fsm.State())
+	if err != nil {
+		return 0
+	}
+	plan := scheduler.PlanNetworks(hosts, vms, nets)
 	for len(plan.Placements)+len(plan.Unplaced) > 0 {
 		chunk := fsm.PlaceRequest{Time: time.Now().UTC()}
 		n := min(len(plan.Placements), fsm.MaxBatchOps)

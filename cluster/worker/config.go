@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -78,7 +79,17 @@ type Config struct {
 	// outside it, a symbolic link out of it, or anything but a regular
 	// file fails the VM and its domain is never defined.
 	ImageDir string
-	Logger   hclog.Logger
+	// StorageDir is where the worker keeps what it fetches for volumes:
+	// the image cache (StorageDir/images). Empty: DataDir/storage, or a
+	// new private directory in the system's temporary directory when
+	// there is no DataDir either.
+	StorageDir string
+	// ImageFetchTimeout bounds one image download or verification
+	// (DefaultImageFetchTimeout); ImageMaxBytes bounds a download whose
+	// image gives no size_bytes (DefaultImageMaxBytes).
+	ImageFetchTimeout time.Duration
+	ImageMaxBytes     int64
+	Logger            hclog.Logger
 
 	tlsClient *tls.Config         // loaded from TLS by validate
 	imageDir  hypervisor.ImageDir // ImageDir, checked
@@ -127,6 +138,31 @@ func (cfg *Config) validate() error {
 		return err
 	}
 	cfg.imageDir, cfg.ImageDir = imageDir, imageDir.Dir()
+	switch {
+	case cfg.StorageDir != "" && !filepath.IsAbs(cfg.StorageDir):
+		return fmt.Errorf("--storage-dir %q must be an absolute path", cfg.StorageDir)
+	case cfg.StorageDir != "":
+		cfg.StorageDir = filepath.Clean(cfg.StorageDir)
+	case cfg.DataDir != "":
+		cfg.StorageDir = filepath.Join(cfg.DataDir, "storage")
+	default:
+		// A private new directory (0700, a name nobody could take
+		// first): an embedded worker with neither (tests).
+		dir, err := os.MkdirTemp("", "kumoi-storage-"+cfg.NodeID+"-")
+		if err != nil {
+			return fmt.Errorf("storage directory: %w", err)
+		}
+		cfg.StorageDir = dir
+	}
+	if cfg.ImageFetchTimeout < 0 || cfg.ImageMaxBytes < 0 {
+		return errors.New("--image-fetch-timeout and --image-max-size must not be negative")
+	}
+	if cfg.ImageFetchTimeout == 0 {
+		cfg.ImageFetchTimeout = DefaultImageFetchTimeout
+	}
+	if cfg.ImageMaxBytes == 0 {
+		cfg.ImageMaxBytes = DefaultImageMaxBytes
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}

@@ -13,6 +13,12 @@
 //   - gossip.go     joining the pool, the advertised metadata, the API client
 //   - reconcile.go  the reconcile loop and one pass over the host (converge)
 //   - vm.go         one VM: its domain's power, changes behind Kumoi's back, reports
+//   - netstore.go   the networks and volumes of the VMs placed here: read,
+//     ensured before the VMs (DHCP hosts, bridge names), removed when no VM
+//     here needs them, their states reported; a VM's disks and NICs
+//   - images.go     the image cache: file images verified in place, url
+//     images downloaded in the background (bounded), verified, cached
+//   - report.go     one report request for VM reports and resource states
 //   - shutdowns.go  graceful shutdowns running in the background
 //   - fence.go      fencing and removing stale domains
 //   - identity.go   the cluster identity: data directory, learning it,

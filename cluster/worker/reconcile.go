@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/kumoi/kumoi/client"
@@ -77,6 +78,7 @@ var errNoControllers = errors.New("no controller is alive in the gossip pool")
 type desired struct {
 	host      *resource.HostStatus // nil: no host object yet (or undecodable)
 	hostIndex uint64               // the host object's modify index
+	hostObj   *resource.Object     // the host object (nil: none)
 	vms       []*resource.Object   // the VMs placed on this host
 }
 
@@ -147,7 +149,11 @@ func (w *Worker) converge(ctx context.Context) {
 	}
 	w.loadGuardFence() // after the listing: see loadGuardFence
 	w.noteForeign(ctx, doms)
-	w.removeStale(ctx, doms, want.vms)
+	staleGone := w.removeStale(ctx, doms, want.vms)
+	// Networks and volumes before the VMs: their domains are defined on
+	// them.
+	w.res = w.readResources(ctx, c, want.hostObj, want.vms)
+	w.convergeResources(ctx, w.res, want.vms, staleGone)
 	reports := w.convergeVMs(ctx, doms, want.vms)
 	if !w.ready {
 		w.ready = true
@@ -157,7 +163,7 @@ func (w *Worker) converge(ctx context.Context) {
 			w.logger.Info("reconciled; host is ready")
 		}
 	}
-	w.sendReports(ctx, c, reports)
+	w.sendReports(ctx, c, reports, w.res.reports)
 }
 
 // readDesired reads the host, then its VMs (both linearizable): a VM is
@@ -178,7 +184,7 @@ func (w *Worker) readDesired(ctx context.Context, c *client.Client) (desired, er
 	}
 	if err == nil {
 		if hs, derr := resource.DecodeStatus[resource.HostStatus](host); derr == nil {
-			d.host, d.hostIndex = hs, host.ModifyIndex
+			d.host, d.hostIndex, d.hostObj = hs, host.ModifyIndex, host
 		}
 	}
 	if d.vms, _, err = c.List(rctx, resource.KindVM, &client.QueryOptions{Host: w.cfg.NodeID}); err != nil {
@@ -191,9 +197,10 @@ func (w *Worker) readDesired(ctx context.Context, c *client.Client) (desired, er
 // cluster) that are no longer this host's, before anything is started. The controllers freed their
 // reservation when they were deleted or moved and may have placed other
 // VMs in it (the chaos harness caught a host over capacity when starts
-// came first). If one cannot be removed, nothing is started this pass.
-func (w *Worker) removeStale(ctx context.Context, doms []hypervisor.DomainInfo, vms []*resource.Object) {
-	mine := map[string]bool{}
+// came first). If one cannot be removed, nothing is started this pass (and
+// it returns false).
+func (w *Worker) removeStale(ctx context.Context, doms []hypervisor.DomainInfo, vms []*resource.Object) bool {
+	mine, ok := map[string]bool{}, true
 	for _, o := range vms {
 		if st, err := resource.DecodeStatus[resource.VMStatus](o); err == nil && st.Host == w.cfg.NodeID {
 			mine[hypervisor.DomainName(o.Name)] = true
@@ -206,8 +213,10 @@ func (w *Worker) removeStale(ctx context.Context, doms []hypervisor.DomainInfo, 
 		w.logger.Info("destroying a domain that is no longer assigned to this host", "domain", d.Name, "epoch", d.Epoch)
 		if !w.removeDomain(ctx, d) {
 			w.mayStart = false
+			ok = false
 		}
 	}
+	return ok
 }
 
 // convergeVMs converges every VM placed here and returns the reports that
@@ -218,6 +227,11 @@ func (w *Worker) convergeVMs(ctx context.Context, doms []hypervisor.DomainInfo, 
 		byName[d.Name] = d
 	}
 	var reports []resource.VMReport
+	for vm := range w.waiting {
+		if !slices.ContainsFunc(vms, func(o *resource.Object) bool { return o.Name == vm }) {
+			delete(w.waiting, vm)
+		}
+	}
 	for _, o := range vms {
 		spec, err := resource.DecodeSpec[resource.VMSpec](o)
 		st, err2 := resource.DecodeStatus[resource.VMStatus](o)
@@ -232,13 +246,22 @@ func (w *Worker) convergeVMs(ctx context.Context, doms []hypervisor.DomainInfo, 
 	return reports
 }
 
-// sendReports reports to the controllers and remembers what they
-// recorded (a report refused, e.g. for a stale epoch, is not remembered).
-func (w *Worker) sendReports(ctx context.Context, c *client.Client, reports []resource.VMReport) {
-	if len(reports) == 0 {
+// maxResourceReports bounds the resource states in one report request
+// (the API takes at most 4096).
+const maxResourceReports = 1024
+
+// sendReports reports to the controllers, in one request, the VM reports
+// and the network, image and volume states that changed, and remembers
+// what they recorded (a report refused, e.g. for a stale epoch, is not
+// remembered).
+func (w *Worker) sendReports(ctx context.Context, c *client.Client, reports []resource.VMReport, resources []resource.ResourceReport) {
+	if len(reports) == 0 && len(resources) == 0 {
 		return
 	}
-	res, err := c.Report(ctx, w.cfg.NodeID, reports)
+	// A bounded request: the states left out are sent in the next
+	// passes (they are not recorded until sent).
+	resources = resources[:min(len(resources), maxResourceReports)]
+	res, delivered, err := w.report(ctx, c, resource.ReportRequest{Reports: reports, Resources: resources})
 	if err != nil {
 		w.logger.Debug("report failed", "error", err)
 		return
@@ -254,6 +277,7 @@ func (w *Worker) sendReports(ctx context.Context, c *client.Client, reports []re
 		w.logger.Debug("reported", "vm", reports[i].VM, "phase", reports[i].Phase, "reason", reports[i].Reason, "set_power", reports[i].SetPower, "epoch", reports[i].Epoch)
 		w.reported[reports[i].VM] = reports[i]
 	}
+	w.recordResources(resources, res.ResourceResults, delivered)
 }
 
 // proofFresh: the pass's reads (its proof that the host is ready) are

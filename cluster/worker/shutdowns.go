@@ -55,3 +55,11 @@ func (w *Worker) shuttingDown(name string) bool {
 	defer w.smu.Unlock()
 	return w.shutdowns[name] != nil
 }
+
+// wake makes the reconcile loop run a pass soon (never blocks).
+func (w *Worker) wake() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/kumoi/kumoi/hypervisor"
@@ -23,6 +24,9 @@ type vmPass struct {
 	// restart: this pass starts the domain again after it went down
 	// unasked (its note stays).
 	restart bool
+	// disks and nics: the domain's devices (from vmDevices).
+	disks []hypervisor.DomainDisk
+	nics  []hypervisor.DomainNIC
 	// deferred: the start waits for the next pass (this pass's proof grew
 	// too old); nothing is reported meanwhile (the domain is not "stopped",
 	// it is about to start).
@@ -63,8 +67,33 @@ func (w *Worker) convergeVM(ctx context.Context, o *resource.Object, spec *resou
 	if n, ok := w.notes[o.Name]; ok && n.epoch != st.Epoch {
 		delete(w.notes, o.Name) // another placement
 	}
+	// Its networks and volumes: a domain is defined only on devices
+	// that are ready (one that is active already has them).
+	active := exists && d.State.Active()
+	var wait, failed string
+	v.disks, v.nics, wait, failed = w.vmDevices(v)
+	switch {
+	case failed != "" && !active:
+		return w.fail(v, failed)
+	case wait != "" && !active:
+		if w.waiting[o.Name] != wait {
+			w.waiting[o.Name] = wait
+			w.logger.Info("VM waits for its devices", "vm", o.Name, "why", wait)
+		}
+		return v.rep, false
+	}
+	delete(w.waiting, o.Name)
+	if wait != "" || failed != "" {
+		// Active, with devices not ready (an image verified again after
+		// a restart): a definition for a new epoch keeps the ones it has.
+		v.disks, v.nics = d.Disks, d.NICs
+	}
+	// A stopped domain whose devices changed (a disk or NIC attached
+	// or detached, a volume's path) is defined again.
+	devsChanged := exists && wait == "" && failed == "" && !active &&
+		(!slices.Equal(d.Disks, v.disks) || !slices.Equal(d.NICs, v.nics))
 	vanished := !exists && w.seenUp[o.Name] == st.Epoch && !w.stopping[v.name] && spec.Power != resource.PowerStopped
-	if !exists || d.Epoch != st.Epoch || d.VMID != o.ID || d.Cluster != w.ClusterID() {
+	if !exists || d.Epoch != st.Epoch || d.VMID != o.ID || d.Cluster != w.ClusterID() || devsChanged {
 		if err := w.define(ctx, v); errors.Is(err, hypervisor.ErrBootPath) {
 			w.logger.Warn("refusing a VM's boot path", "vm", o.Name, "error", err)
 			return w.fail(v, err.Error())
@@ -113,7 +142,8 @@ func (w *Worker) fail(v *vmPass, reason string) (resource.VMReport, bool) {
 // boot paths are resolved in the host's image directory first: a refused
 // one (hypervisor.ErrBootPath) defines nothing.
 func (w *Worker) define(ctx context.Context, v *vmPass) error {
-	ds := hypervisor.DomainSpec{Name: v.name, VMID: v.o.ID, Epoch: v.st.Epoch, Cluster: w.ClusterID(), CPUs: v.spec.CPUs, MemoryMiB: v.spec.MemoryMiB}
+	ds := hypervisor.DomainSpec{Name: v.name, VMID: v.o.ID, Epoch: v.st.Epoch, Cluster: w.ClusterID(), CPUs: v.spec.CPUs, MemoryMiB: v.spec.MemoryMiB,
+		Disks: v.disks, NICs: v.nics}
 	if b := v.spec.Boot; b != nil {
 		boot, err := w.cfg.imageDir.ResolveBoot(hypervisor.Boot{Image: b.Image, ImageFormat: hypervisor.ImageFormat(b.ImageFormat), Kernel: b.Kernel, Initrd: b.Initrd, Cmdline: b.Cmdline})
 		if err != nil {

@@ -48,6 +48,19 @@ type Worker struct {
 	seenUp   map[string]uint64            // VMs seen active (not stopped by us), by epoch
 	notes    map[string]note              // changes behind Kumoi's back, explained (vm.go)
 	fenced   bool
+	// Networks, images and volumes (netstore.go): this pass's, the
+	// states last recorded by the controllers (by kind/name), the
+	// networks ensured (and their definitions) or removed, the volumes
+	// made or seen here.
+	res         *resPass
+	resReported map[string]resource.ResourceReport
+	netUp       map[string]bool
+	netDefs     map[string]hypervisor.NetworkDef
+	netRemoved  map[string]bool
+	volMade     map[string]bool
+	images      *imageCache
+	waiting     map[string]string // VMs waiting for their devices, and why (logged once)
+	readErr     string            // the last failed read of what VMs use, logged
 	// The fence guard (nil: none), its latest fence seen, and the
 	// domains it stopped that the worker has not seen since.
 	guard         *guardLink
@@ -96,6 +109,13 @@ func Start(cfg Config) (*Worker, error) {
 		seenUp:   map[string]uint64{},
 		notes:    map[string]note{},
 
+		resReported: map[string]resource.ResourceReport{},
+		netUp:       map[string]bool{},
+		netDefs:     map[string]hypervisor.NetworkDef{},
+		netRemoved:  map[string]bool{},
+		volMade:     map[string]bool{},
+		waiting:     map[string]string{},
+
 		guardFenced: map[string]fenceguard.FenceRecord{},
 		// Fencing counts from the start: a worker that never reaches a
 		// quorum (restarted while cut off) fences fence-after later.
@@ -104,6 +124,7 @@ func Start(cfg Config) (*Worker, error) {
 		shutdowns: map[string]*pendingShutdown{},
 		kick:      make(chan struct{}, 1),
 	}
+	w.images = newImageCache(&cfg, w.logger, w.wake)
 	switch {
 	case cfg.DataDir == "":
 		w.logger.Info("no --data-dir: this worker keeps no cluster identity across restarts; it learns it from its controllers at every start")

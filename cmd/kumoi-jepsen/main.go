@@ -8,6 +8,7 @@
 //	kumoi-jepsen --workload register,set --nemesis kill-leader,pause-leader --duration 30s
 //	kumoi-jepsen --workload register,set --nemesis wipe-restart,kill-leader --nodes 5
 //	kumoi-jepsen --workload bootstrap-race --duration 60s --runs 3
+//	kumoi-jepsen --workload ipam --nemesis kill-leader,pause-random,partition-leader --duration 30s
 //
 // Every run checks the controllers' identity (bootstrap-race): one cluster
 // id, and every Raft configuration exactly the run's controllers, at the

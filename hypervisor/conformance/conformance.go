@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -39,6 +40,17 @@ type Hooks struct {
 	// Observations returns what the driver has written to its observation
 	// log so far.
 	Observations func(t *testing.T, d hypervisor.Driver) []hypervisor.Observation
+
+	// DefineForeignNetwork defines and starts a network, behind the
+	// driver's back and without Kumoi's marker.
+	DefineForeignNetwork func(t *testing.T, d hypervisor.Driver, def hypervisor.NetworkDef)
+	// VanishNetwork and VanishVolume remove a network or a volume behind
+	// the driver's back.
+	VanishNetwork func(t *testing.T, d hypervisor.Driver, name string)
+	VanishVolume  func(t *testing.T, d hypervisor.Driver, name string)
+	// BackingImage returns the absolute path of a qcow2 image a volume
+	// can be an overlay on.
+	BackingImage func(t *testing.T, d hypervisor.Driver) string
 
 	// Boot is what test domains boot (default: nothing, an empty machine).
 	Boot hypervisor.Boot
@@ -99,6 +111,17 @@ func Run(t *testing.T, newDriver func(t *testing.T) hypervisor.Driver, h Hooks) 
 		{"ObservationLog", testObservationLog},
 		{"Reconnect", testReconnect},
 		{"Close", testClose},
+		{"Network", testNetwork},
+		{"NetworkInvalid", testNetworkInvalid},
+		{"NetworkForeign", testNetworkForeign},
+		{"NetworkVanished", testNetworkVanished},
+		{"Volume", testVolume},
+		{"VolumeBacking", testVolumeBacking},
+		{"VolumeInvalid", testVolumeInvalid},
+		{"VolumeVanished", testVolumeVanished},
+		{"DomainDevices", testDomainDevices},
+		{"DomainDevicesInvalid", testDomainDevicesInvalid},
+		{"InUse", testInUse},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -118,8 +141,10 @@ type env struct {
 	caps hypervisor.Capabilities
 	rec  *recorder
 
-	mu    sync.Mutex
-	names []string
+	mu       sync.Mutex
+	names    []string
+	networks []string
+	volumes  []string
 }
 
 func newEnv(t *testing.T, newDriver func(*testing.T) hypervisor.Driver, h Hooks) *env {
@@ -134,7 +159,8 @@ func newEnv(t *testing.T, newDriver func(*testing.T) hypervisor.Driver, h Hooks)
 			t.Errorf("Close: %v", err)
 		}
 	})
-	t.Cleanup(e.cleanupDomains) // runs before Close
+	t.Cleanup(e.cleanupNetStore) // runs after the domains are gone
+	t.Cleanup(e.cleanupDomains)  // runs before Close
 	return e
 }
 
@@ -417,7 +443,7 @@ func testDefine(e *env) {
 	want := hypervisor.DomainInfo{Name: s.Name, VMID: s.VMID, Epoch: s.Epoch, Kumoi: true, Cluster: s.Cluster,
 		State: hypervisor.StateShutoff, CPUs: s.CPUs, MemoryMiB: s.MemoryMiB}
 	in.Reason = ""
-	if in != want {
+	if !reflect.DeepEqual(in, want) {
 		e.t.Fatalf("Get after Define: got %+v, want %+v", in, want)
 	}
 	list, err := e.d.List(e.ctx())
@@ -430,7 +456,7 @@ func testDefine(e *env) {
 		if l.Name == s.Name {
 			found++
 			l.Reason = ""
-			if l != want {
+			if !reflect.DeepEqual(l, want) {
 				e.t.Errorf("List entry: got %+v, want %+v", l, want)
 			}
 		}

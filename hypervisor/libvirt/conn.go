@@ -231,6 +231,9 @@ func (d *Driver) fail(c *lv.Connect, gen uint64, what string, err error) error {
 			return fmt.Errorf("%s: %w: %s", what, hypervisor.ErrUnsupported, le.Message)
 		case lv.ERR_DOM_EXIST:
 			return fmt.Errorf("%s: %w: %s", what, hypervisor.ErrExists, le.Message)
+		case lv.ERR_NO_NETWORK, lv.ERR_NO_STORAGE_POOL, lv.ERR_NO_STORAGE_VOL:
+			// A domain's network or volume (or the pool) is gone.
+			return fmt.Errorf("%s: %w: %s", what, hypervisor.ErrMissingResource, le.Message)
 		}
 	}
 	if alive, aerr := c.IsAlive(); aerr != nil || !alive {

@@ -49,6 +49,10 @@ type Driver struct {
 	done chan struct{}
 	wg   sync.WaitGroup
 
+	// netMu and poolMu serialise Kumoi's changes to networks and to the
+	// storage pool (a check-then-act on one network or volume).
+	netMu, poolMu sync.Mutex
+
 	// obsLocks serialise, per domain, a power change with its record in
 	// the observation log, and an event's state check with its record, so
 	// that a late event cannot slip its record in after a newer change.
@@ -85,6 +89,9 @@ func New(opts Options) (*Driver, error) {
 	}
 	if opts.KeepAliveInterval <= 0 {
 		opts.KeepAliveInterval = 5
+	}
+	if opts.StorageDir == "" {
+		opts.StorageDir = hypervisor.DefaultStorageDir
 	}
 	if opts.KeepAliveCount == 0 {
 		opts.KeepAliveCount = 3
@@ -135,8 +142,18 @@ func capabilitiesFor(uri string) hypervisor.Capabilities {
 	scheme, _, _ := strings.Cut(uri, ":")
 	scheme, _, _ = strings.Cut(scheme, "+")
 	switch scheme {
-	case "qemu", "test":
+	case "qemu":
 		return hypervisor.NewCapabilities(hypervisor.AllCapabilities...)
+	case "test":
+		// The test driver cannot resize a volume (virStorageVolResize is
+		// not implemented there).
+		var cs []hypervisor.Capability
+		for _, c := range hypervisor.AllCapabilities {
+			if c != hypervisor.CapVolumeResize {
+				cs = append(cs, c)
+			}
+		}
+		return hypervisor.NewCapabilities(cs...)
 	}
 	return hypervisor.NewCapabilities(hypervisor.CapEvents, hypervisor.CapDiskBoot)
 }
@@ -552,7 +569,7 @@ func (d *Driver) inspect(dom *lv.Domain) (hypervisor.DomainInfo, error) {
 	}
 	return hypervisor.DomainInfo{
 		Name: p.name, VMID: p.tag.VMID, Epoch: p.tag.Epoch, Kumoi: p.tag.ok(), Cluster: p.tag.Cluster,
-		State: st, Reason: reason, CPUs: p.cpus, MemoryMiB: p.memoryMiB,
+		State: st, Reason: reason, CPUs: p.cpus, MemoryMiB: p.memoryMiB, Disks: p.disks, NICs: p.nics,
 	}, nil
 }
 

@@ -178,6 +178,59 @@ func testHooks() conformance.Hooks {
 			dd.dial = lv.NewConnect
 			dd.mu.Unlock()
 		},
+		DefineForeignNetwork: func(t *testing.T, d hypervisor.Driver, def hypervisor.NetworkDef) {
+			raw(t, d, func(c *lv.Connect) error {
+				x, err := networkXML(def, "")
+				if err != nil {
+					return err
+				}
+				var nx libvirtxml.Network
+				if err := nx.Unmarshal(x); err != nil {
+					return err
+				}
+				nx.Metadata = nil // not Kumoi's
+				if x, err = nx.Marshal(); err != nil {
+					return err
+				}
+				n, err := c.NetworkDefineXML(x)
+				if err != nil {
+					return err
+				}
+				defer n.Free()
+				return n.Create()
+			})
+		},
+		VanishNetwork: func(t *testing.T, d hypervisor.Driver, name string) {
+			raw(t, d, func(c *lv.Connect) error {
+				n, err := c.LookupNetworkByName(name)
+				if err != nil {
+					return err
+				}
+				defer n.Free()
+				if err := n.Destroy(); err != nil {
+					return err
+				}
+				return n.Undefine()
+			})
+		},
+		VanishVolume: func(t *testing.T, d hypervisor.Driver, name string) {
+			raw(t, d, func(c *lv.Connect) error {
+				p, err := c.LookupStoragePoolByName(hypervisor.StoragePool)
+				if err != nil {
+					return err
+				}
+				defer p.Free()
+				v, err := p.LookupStorageVolByName(name)
+				if err != nil {
+					return err
+				}
+				defer v.Free()
+				return v.Delete(0)
+			})
+		},
+		// The test driver keeps a volume's <backingStore> as given; it
+		// reads no file.
+		BackingImage: func(t *testing.T, d hypervisor.Driver) string { return "/var/lib/kumoi/storage/images/base.qcow2" },
 		Observations: func(t *testing.T, d hypervisor.Driver) []hypervisor.Observation {
 			b, _ := logs.Load(d)
 			return b.(*syncBuffer).observations(t)
@@ -192,7 +245,7 @@ func TestConformance(t *testing.T) {
 	conformance.Run(t, func(t *testing.T) hypervisor.Driver {
 		buf := new(syncBuffer)
 		d := newTestDriver(t, Options{
-			Host: "test-" + t.Name(), ObservationLog: buf,
+			Host: "test-" + t.Name(), ObservationLog: buf, StorageDir: t.TempDir(),
 			ReconnectMin: 10 * time.Millisecond, ReconnectMax: 50 * time.Millisecond,
 		})
 		logs.Store(d, buf)

@@ -26,6 +26,11 @@ type Options struct {
 	// DIR/<domain>.log (written by libvirt, so the directory must be
 	// writable by it).
 	ConsoleLogDir string
+	// StorageDir is the directory of the storage pool "kumoi" the driver
+	// defines on first use (default hypervisor.DefaultStorageDir,
+	// /var/lib/kumoi/storage/volumes). An existing pool of that name is
+	// used where it is.
+	StorageDir string
 	// ReconnectMin and ReconnectMax bound the backoff between reconnect
 	// attempts (default 100ms and 5s).
 	ReconnectMin, ReconnectMax time.Duration

@@ -88,6 +88,14 @@ func TestQEMUConformance(t *testing.T) {
 	h.GuestReady = func(t *testing.T, d hypervisor.Driver, name string) {
 		e.waitConsole(t, name, qemu.GuestUp, 2*time.Minute)
 	}
+	h.BackingImage = func(t *testing.T, d hypervisor.Driver) string {
+		// A real overlay needs a real image: libvirt reads its header.
+		path := filepath.Join(t.TempDir(), "base.qcow2")
+		if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", path, "16M").CombinedOutput(); err != nil {
+			t.Fatalf("qemu-img create %s: %v: %s", path, err, out)
+		}
+		return path
+	}
 	h.Boot = e.boot()
 	h.CPUs, h.MemoryMiB = 1, 128
 	h.Timeout = 60 * time.Second

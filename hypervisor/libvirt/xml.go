@@ -6,6 +6,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"libvirt.org/go/libvirtxml"
@@ -124,7 +125,59 @@ func domainXML(spec hypervisor.DomainSpec, domType, uuid, consoleLogDir string) 
 			x.OS.BootDevices = []libvirtxml.DomainBootDevice{{Dev: "hd"}}
 		}
 	}
+	// Extra disks are vdb, vdc, ...: vda is the boot image's, with or
+	// without one, so that the two read back apart. (A guest names its
+	// virtio disks in probe order, whatever the target says: with no boot
+	// image the first extra disk is its vda.)
+	for i, dk := range spec.Disks {
+		disk := libvirtxml.DomainDisk{
+			Device: "disk",
+			Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: string(dk.FormatOrDefault())},
+			Source: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: dk.Path}},
+			Target: &libvirtxml.DomainDiskTarget{Dev: diskTarget(i + 1), Bus: "virtio"},
+		}
+		if i == 0 && spec.Boot.Image == "" && spec.Boot.Kernel == "" {
+			disk.Boot = &libvirtxml.DomainDeviceBoot{Order: 1} // boots from its first volume
+		}
+		x.Devices.Disks = append(x.Devices.Disks, disk)
+	}
+	for _, n := range spec.NICs {
+		ifc := libvirtxml.DomainInterface{
+			MAC:    &libvirtxml.DomainInterfaceMAC{Address: strings.ToLower(n.MAC)},
+			Source: &libvirtxml.DomainInterfaceSource{Network: &libvirtxml.DomainInterfaceSourceNetwork{Network: n.Network}},
+			Model:  &libvirtxml.DomainInterfaceModel{Type: "virtio"},
+		}
+		if n.MTU > 0 {
+			ifc.MTU = &libvirtxml.DomainInterfaceMTU{Size: uint(n.MTU)}
+		}
+		x.Devices.Interfaces = append(x.Devices.Interfaces, ifc)
+	}
 	return x.Marshal()
+}
+
+// diskTarget is the i-th virtio disk's name: vda, vdb, ..., vdz, vdaa, ...
+func diskTarget(i int) string {
+	name := ""
+	for i++; i > 0; i = (i - 1) / 26 {
+		name = string(rune('a'+(i-1)%26)) + name
+	}
+	return "vd" + name
+}
+
+// diskIndex is the inverse of diskTarget (-1 if dev is not a virtio name).
+func diskIndex(dev string) int {
+	rest, ok := strings.CutPrefix(dev, "vd")
+	if !ok || rest == "" {
+		return -1
+	}
+	n := 0
+	for _, r := range rest {
+		if r < 'a' || r > 'z' {
+			return -1
+		}
+		n = n*26 + int(r-'a') + 1
+	}
+	return n - 1
 }
 
 // parsed is what the driver reads back from a domain's XML.
@@ -135,12 +188,14 @@ type parsed struct {
 	cpus      int
 	memoryMiB int64
 	boot      hypervisor.Boot
+	disks     []hypervisor.DomainDisk
+	nics      []hypervisor.DomainNIC
 }
 
 // spec is the DomainSpec the XML was (or could have been) defined from.
 func (p parsed) spec() hypervisor.DomainSpec {
 	return hypervisor.DomainSpec{Name: p.name, VMID: p.tag.VMID, Epoch: p.tag.Epoch, Cluster: p.tag.Cluster,
-		CPUs: p.cpus, MemoryMiB: p.memoryMiB, Boot: p.boot}
+		CPUs: p.cpus, MemoryMiB: p.memoryMiB, Boot: p.boot, Disks: p.disks, NICs: p.nics}
 }
 
 func parseDomainXML(s string) (parsed, error) {
@@ -169,14 +224,48 @@ func parseDomainXML(s string) (parsed, error) {
 		p.boot.Kernel, p.boot.Initrd, p.boot.Cmdline = x.OS.Kernel, x.OS.Initrd, x.OS.Cmdline
 	}
 	if x.Devices != nil {
+		// The boot image is vda (or, in a domain without target names,
+		// the first file disk); the extra disks follow in target order.
+		type extra struct {
+			i    int
+			disk hypervisor.DomainDisk
+		}
+		var extras []extra
 		for _, disk := range x.Devices.Disks {
-			if (disk.Device == "" || disk.Device == "disk") && disk.Source != nil && disk.Source.File != nil {
-				p.boot.Image = disk.Source.File.File
-				if disk.Driver != nil {
-					p.boot.ImageFormat = hypervisor.ImageFormat(disk.Driver.Type)
-				}
-				break
+			if !(disk.Device == "" || disk.Device == "disk") || disk.Source == nil || disk.Source.File == nil {
+				continue
 			}
+			format := hypervisor.ImageFormat("")
+			if disk.Driver != nil {
+				format = hypervisor.ImageFormat(disk.Driver.Type)
+			}
+			i := -1
+			if disk.Target != nil {
+				i = diskIndex(disk.Target.Dev)
+			}
+			switch {
+			case i > 0:
+				extras = append(extras, extra{i, hypervisor.DomainDisk{Path: disk.Source.File.File, Format: format}})
+			case p.boot.Image == "":
+				p.boot.Image, p.boot.ImageFormat = disk.Source.File.File, format
+			}
+		}
+		sort.Slice(extras, func(a, b int) bool { return extras[a].i < extras[b].i })
+		for _, e := range extras {
+			p.disks = append(p.disks, e.disk)
+		}
+		for _, ifc := range x.Devices.Interfaces {
+			if ifc.Source == nil || ifc.Source.Network == nil {
+				continue
+			}
+			n := hypervisor.DomainNIC{Network: ifc.Source.Network.Network}
+			if ifc.MAC != nil {
+				n.MAC = strings.ToLower(ifc.MAC.Address)
+			}
+			if ifc.MTU != nil {
+				n.MTU = int(ifc.MTU.Size)
+			}
+			p.nics = append(p.nics, n)
 		}
 	}
 	return p, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -41,6 +42,10 @@ type Options struct {
 	Logger hclog.Logger
 	// Now is the clock for event times (default time.Now).
 	Now func() time.Time
+	// StorageDir is the (simulated) directory of the storage pool "kumoi":
+	// volume paths are StorageDir/<name> (default
+	// hypervisor.DefaultStorageDir). No file is written.
+	StorageDir string
 }
 
 // Op names a driver operation, for fault injection.
@@ -84,6 +89,8 @@ type Driver struct {
 
 	mu          sync.Mutex
 	domains     map[string]*domain
+	networks    map[string]*network
+	volumes     map[string]*volume
 	faults      map[Op]*Fault
 	faultsReset chan struct{} // closed and replaced by ClearFaults
 	unavailable bool
@@ -93,6 +100,7 @@ type Driver struct {
 
 type domain struct {
 	spec    hypervisor.DomainSpec // the definition (config)
+	live    hypervisor.DomainSpec // what it was started with, while active
 	kumoi   bool
 	state   hypervisor.State
 	reason  string
@@ -121,6 +129,9 @@ func New(opts Options) *Driver {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.StorageDir == "" {
+		opts.StorageDir = hypervisor.DefaultStorageDir
+	}
 	caps := opts.Capabilities
 	if caps == nil {
 		caps = hypervisor.NewCapabilities(hypervisor.AllCapabilities...)
@@ -136,6 +147,8 @@ func New(opts Options) *Driver {
 		events:      driverutil.NewQueue(opts.EventBuffer),
 		obs:         driverutil.NewObserver(opts.ObservationLog, opts.Host),
 		domains:     map[string]*domain{},
+		networks:    map[string]*network{},
+		volumes:     map[string]*volume{},
 		faults:      map[Op]*Fault{},
 		faultsReset: make(chan struct{}),
 		done:        make(chan struct{}),
@@ -338,6 +351,10 @@ func (d *Driver) Start(ctx context.Context, name string) error {
 		return fmt.Errorf("start %s: %w: domain is paused: resume it", name, hypervisor.ErrInvalidState)
 	}
 	spec := dom.spec
+	if err := d.missingLocked(spec); err != nil {
+		d.mu.Unlock()
+		return fmt.Errorf("start %s: %w", name, err)
+	}
 	d.mu.Unlock()
 	d.obs.Start(name, spec.VMID, spec.Epoch, "start")
 	if err := d.wait(ctx, d.opts.BootLatency); err != nil {
@@ -348,6 +365,10 @@ func (d *Driver) Start(ctx context.Context, name string) error {
 	defer d.mu.Unlock()
 	if d.closed {
 		return fmt.Errorf("start %s: %w: %w", name, hypervisor.ErrUnavailable, hypervisor.ErrClosed)
+	}
+	if err := d.missingLocked(dom.spec); err != nil { // removed during the boot
+		d.obs.Stop(name, spec.VMID, spec.Epoch, "start failed")
+		return fmt.Errorf("start %s: %w", name, err)
 	}
 	d.runLocked(name, dom)
 	return nil
@@ -563,12 +584,14 @@ func (dom *domain) info(name string) hypervisor.DomainInfo {
 	in := hypervisor.DomainInfo{
 		Name: name, State: dom.state, Reason: dom.reason, Kumoi: dom.kumoi,
 		CPUs: dom.spec.CPUs, MemoryMiB: dom.spec.MemoryMiB,
+		Disks: slices.Clone(dom.spec.Disks), NICs: slices.Clone(dom.spec.NICs),
 	}
 	if dom.kumoi {
 		in.VMID, in.Epoch, in.Cluster = dom.spec.VMID, dom.spec.Epoch, dom.spec.Cluster
 	}
 	if dom.state.Active() {
 		in.CPUs, in.MemoryMiB = dom.cpus, dom.memMiB
+		in.Disks, in.NICs = slices.Clone(dom.live.Disks), slices.Clone(dom.live.NICs)
 	}
 	return in
 }
@@ -665,6 +688,7 @@ func (d *Driver) wait(ctx context.Context, dur time.Duration) error {
 func (d *Driver) runLocked(name string, dom *domain) {
 	dom.state, dom.reason = hypervisor.StateRunning, "booted"
 	dom.cpus, dom.memMiB = dom.spec.CPUs, dom.spec.MemoryMiB
+	dom.live = dom.spec
 	dom.stopped = make(chan struct{})
 	d.emitLocked(name, dom, hypervisor.EventStarted, "booted")
 }
@@ -676,6 +700,7 @@ func (d *Driver) stopLocked(name string, dom *domain, reason string) {
 	}
 	dom.state, dom.reason = hypervisor.StateShutoff, reason
 	dom.cpus, dom.memMiB = 0, 0
+	dom.live = hypervisor.DomainSpec{}
 	close(dom.stopped)
 	d.obs.Stop(name, dom.spec.VMID, dom.spec.Epoch, reason)
 	d.emitLocked(name, dom, hypervisor.EventStopped, reason)

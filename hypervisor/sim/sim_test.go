@@ -78,6 +78,16 @@ func simHooks() conformance.Hooks {
 		},
 		CutConnection:     func(t *testing.T, d hypervisor.Driver) { d.(*sim.Driver).SetUnavailable(true) },
 		RestoreConnection: func(t *testing.T, d hypervisor.Driver) { d.(*sim.Driver).SetUnavailable(false) },
+		DefineForeignNetwork: func(t *testing.T, d hypervisor.Driver, def hypervisor.NetworkDef) {
+			must(t, d.(*sim.Driver).DefineForeignNetwork(def))
+		},
+		VanishNetwork: func(t *testing.T, d hypervisor.Driver, name string) {
+			must(t, d.(*sim.Driver).VanishNetwork(name))
+		},
+		VanishVolume: func(t *testing.T, d hypervisor.Driver, name string) {
+			must(t, d.(*sim.Driver).VanishVolume(name))
+		},
+		BackingImage: func(t *testing.T, d hypervisor.Driver) string { return "/var/lib/kumoi/storage/images/base.qcow2" },
 		Observations: func(t *testing.T, d hypervisor.Driver) []hypervisor.Observation {
 			b, _ := logs.Load(d)
 			return b.(*syncBuffer).observations(t)
@@ -239,5 +249,120 @@ func TestCloseEndsDomains(t *testing.T) {
 	obs := buf.observations(t)
 	if len(obs) != 2 || obs[1].Event != hypervisor.ObserveStop || obs[1].Host != "h1" {
 		t.Fatalf("observations %+v: want start and stop on close", obs)
+	}
+}
+
+// TestStartNeedsNetworkAndVolumes: as on libvirt, Define takes any
+// network and disk path; Start fails (ErrMissingResource) when a NIC's
+// network is gone or inactive, or a disk in the pool is not a volume.
+func TestStartNeedsNetworkAndVolumes(t *testing.T) {
+	d := sim.New(sim.Options{StorageDir: "/pool"})
+	defer d.Close()
+	net := hypervisor.NetworkDef{Name: "kumoi-n1", Mode: hypervisor.NetModeNAT, Bridge: "kb-n1",
+		CIDR: "10.1.0.0/24", Gateway: "10.1.0.1", DHCP: true}
+	vol, err := d.EnsureVolume(ctx(t), hypervisor.VolumeDef{Name: "v1.qcow2", SizeMiB: 10})
+	if err != nil || vol.Path != "/pool/v1.qcow2" {
+		t.Fatalf("EnsureVolume: %+v, %v; want path /pool/v1.qcow2", vol, err)
+	}
+	s := spec("dev")
+	s.NICs = []hypervisor.DomainNIC{{Network: net.Name, MAC: "52:54:00:00:00:01"}}
+	s.Disks = []hypervisor.DomainDisk{{Path: vol.Path}, {Path: "/elsewhere/boot.img", Format: hypervisor.ImageRaw}}
+	if err := d.Define(ctx(t), s); err != nil {
+		t.Fatalf("Define with a network not there yet: %v", err)
+	}
+	if err := d.Start(ctx(t), s.Name); !errors.Is(err, hypervisor.ErrMissingResource) {
+		t.Fatalf("Start without the network: %v, want ErrMissingResource", err)
+	}
+	if err := d.EnsureNetwork(ctx(t), net); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.StopNetwork(net.Name); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(ctx(t), s.Name); !errors.Is(err, hypervisor.ErrMissingResource) {
+		t.Fatalf("Start with the network inactive: %v, want ErrMissingResource", err)
+	}
+	if nets, _ := d.ListNetworks(ctx(t)); len(nets) != 1 || nets[0].Active {
+		t.Fatalf("networks %+v, want one inactive", nets)
+	}
+	if err := d.EnsureNetwork(ctx(t), net); err != nil { // starts it again
+		t.Fatal(err)
+	}
+	if err := d.VanishVolume("v1.qcow2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(ctx(t), s.Name); !errors.Is(err, hypervisor.ErrMissingResource) {
+		t.Fatalf("Start without the volume: %v, want ErrMissingResource", err)
+	}
+	if _, err := d.EnsureVolume(ctx(t), hypervisor.VolumeDef{Name: "v1.qcow2", SizeMiB: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(ctx(t), s.Name); err != nil {
+		t.Fatalf("Start with network and volume: %v", err)
+	}
+	// Running domains keep running when their network vanishes.
+	if err := d.VanishNetwork(net.Name); err != nil {
+		t.Fatal(err)
+	}
+	if in, _ := d.Get(ctx(t), s.Name); in.State != hypervisor.StateRunning {
+		t.Fatalf("domain after its network vanished: %+v", in)
+	}
+}
+
+// TestNetworkChangeWhileInUse: DHCP hosts change live; a structural change
+// of a network used by an active domain is refused.
+func TestNetworkChangeWhileInUse(t *testing.T) {
+	d := sim.New(sim.Options{})
+	defer d.Close()
+	net := hypervisor.NetworkDef{Name: "kumoi-n1", Mode: hypervisor.NetModeNAT, Bridge: "kb-n1",
+		CIDR: "10.1.0.0/24", Gateway: "10.1.0.1", DHCP: true}
+	if err := d.EnsureNetwork(ctx(t), net); err != nil {
+		t.Fatal(err)
+	}
+	other := net
+	other.Name = "kumoi-n2"
+	other.CIDR, other.Gateway = "10.2.0.0/24", "10.2.0.1"
+	if err := d.EnsureNetwork(ctx(t), other); !errors.Is(err, hypervisor.ErrExists) {
+		t.Fatalf("second network on bridge kb-n1: %v, want ErrExists", err)
+	}
+	s := spec("user")
+	s.NICs = []hypervisor.DomainNIC{{Network: net.Name, MAC: "52:54:00:00:00:01"}}
+	if err := d.Define(ctx(t), s); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(ctx(t), s.Name); err != nil {
+		t.Fatal(err)
+	}
+	net.Hosts = []hypervisor.DHCPHost{{MAC: "52:54:00:00:00:01", IP: "10.1.0.5"}}
+	if err := d.EnsureNetwork(ctx(t), net); err != nil {
+		t.Fatalf("live DHCP host change: %v", err)
+	}
+	net.MTU = 9000
+	if err := d.EnsureNetwork(ctx(t), net); !errors.Is(err, hypervisor.ErrInvalidState) {
+		t.Fatalf("MTU change while in use: %v, want ErrInvalidState", err)
+	}
+	if err := d.Destroy(ctx(t), s.Name); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.EnsureNetwork(ctx(t), net); err != nil {
+		t.Fatalf("MTU change once unused: %v", err)
+	}
+}
+
+func TestNetStoreFaults(t *testing.T) {
+	d := sim.New(sim.Options{})
+	defer d.Close()
+	boom := errors.New("boom")
+	d.InjectFault(sim.OpEnsureVolume, sim.Fault{Err: boom, Times: 1})
+	if _, err := d.EnsureVolume(ctx(t), hypervisor.VolumeDef{Name: "v", SizeMiB: 1}); !errors.Is(err, boom) {
+		t.Fatalf("EnsureVolume: %v, want boom", err)
+	}
+	d.InjectFault(sim.OpListNetworks, sim.Fault{Err: boom, Times: 1})
+	if _, err := d.ListNetworks(ctx(t)); !errors.Is(err, boom) {
+		t.Fatalf("ListNetworks: %v, want boom", err)
+	}
+	d.SetUnavailable(true)
+	if _, err := d.ListVolumes(ctx(t)); !errors.Is(err, hypervisor.ErrUnavailable) {
+		t.Fatalf("ListVolumes while cut off: %v", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -96,7 +97,7 @@ func (c *Cluster) WorkerAlive(w int) bool { return c.alive(c.worker(w)) }
 // WorkerArgs are the `kumoi agent` arguments worker w is started with:
 // --worker, its name, address and gossip port, its observation log
 // (WorkerObservationLog), a --join for every controller,
-// DefaultWorkerArgs, --image-dir ImageDir, the log level, Options.ExtraArgs, Options.WorkerArgs
+// DefaultWorkerArgs, --image-dir ImageDir, --storage-dir StorageDir(w), the log level, Options.ExtraArgs, Options.WorkerArgs
 // and the worker's own args.
 func (c *Cluster) WorkerArgs(w int) []string {
 	n := c.worker(w)
@@ -111,13 +112,18 @@ func (c *Cluster) WorkerArgs(w int) []string {
 	}
 	args = append(args, DefaultWorkerArgs...)
 	args = append(args, c.tlsArgs(n)...)
-	args = append(args, "--image-dir", c.ImageDir())
+	args = append(args, "--image-dir", c.ImageDir(), "--storage-dir", c.StorageDir(w))
 	if c.opts.LogLevel != "" {
 		args = append(args, "--log-level", c.opts.LogLevel)
 	}
 	args = append(args, c.opts.ExtraArgs...)
 	args = append(args, c.opts.WorkerArgs...)
 	return append(args, n.args...)
+}
+
+// StorageDir is worker w's --storage-dir: its volumes and image cache.
+func (c *Cluster) StorageDir(w int) string {
+	return filepath.Join(c.dir, "storage", c.worker(w).id)
 }
 
 // StartWorker starts worker w, which must not be running. Its stdout and
