@@ -51,8 +51,8 @@ func TestQEMUNetworkVolume(t *testing.T) {
 	t.Logf("image %s: %d bytes, sha256 %s, token %s", imgFile, img.Size, img.SHA256, img.Token)
 	// The worker's data and storage (its image cache and pool kumoi, in
 	// DIR/volumes) must be reachable by QEMU, which runs as libvirt-qemu:
-	// not under t.TempDir (0700), nor the default /var/lib/kumoi/storage
-	// (outside the test).
+	// not under t.TempDir (0700), where testcluster's own --storage-dir
+	// is (this one comes after it and wins).
 	data, err := os.MkdirTemp("", "kumoi-qemu-data-")
 	if err != nil {
 		t.Fatal(err)
