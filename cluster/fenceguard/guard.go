@@ -82,6 +82,12 @@ type Guard struct {
 	drv    hypervisor.Driver
 	start  time.Duration
 
+	// sweep is held while fenceActive lists and stops domains, and by
+	// whoever records a proof (before mu): a proof, and with it a worker's
+	// leave to start its domains, never lands in the middle of a sweep
+	// that decided to stop domains before it (a domain the worker started
+	// would be stopped by a sweep that no longer had a reason to).
+	sweep       sync.Mutex
 	mu          sync.Mutex
 	proof       time.Duration // latest proof (Now clock); start counts as none
 	cluster     string
@@ -309,6 +315,8 @@ func (g *Guard) read(ctx context.Context) {
 // (from the guard's own read, or the worker's). A proof taken after the
 // fence ends it.
 func (g *Guard) prove(start time.Duration, from string) {
+	g.sweep.Lock()
+	defer g.sweep.Unlock()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.proveLocked(start, from)
@@ -367,6 +375,8 @@ func (g *Guard) fence(ctx context.Context, why string) {
 // it records them as one fence (written before the first destroy, so that
 // a worker never mistakes one of them for a stop behind Kumoi's back).
 func (g *Guard) fenceActive(ctx context.Context, rec *FenceRecord) {
+	g.sweep.Lock()
+	defer g.sweep.Unlock()
 	doms, err := g.list(ctx)
 	if err != nil && g.cfg.Kill != nil && rec != nil {
 		// libvirt does not answer (libvirtd hangs): the domains it last
@@ -385,6 +395,15 @@ func (g *Guard) fenceActive(ctx context.Context, rec *FenceRecord) {
 		if d.Kumoi && d.State.Active() && !g.foreign(d) {
 			victims = append(victims, d)
 		}
+	}
+	g.mu.Lock()
+	fenced := g.fenced
+	g.mu.Unlock()
+	if !fenced {
+		// A proof taken after the fence arrived before this sweep held
+		// g.sweep: the host is ready again, and the domains now active
+		// may be ones its worker started since.
+		return
 	}
 	if rec == nil && len(victims) > 0 {
 		rec = &FenceRecord{At: time.Now().UTC(), Why: "a domain became active while the host was fenced"}

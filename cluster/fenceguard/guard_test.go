@@ -429,3 +429,61 @@ func TestFenceWhileLibvirtHangs(t *testing.T) {
 		t.Errorf("killed %v, want the cluster's kumoi-a and kumoi-b", killed)
 	}
 }
+
+// blockingList is a driver whose List waits on release once armed.
+type blockingList struct {
+	*sim.Driver
+	armed   atomic.Bool
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingList) List(ctx context.Context) ([]hypervisor.DomainInfo, error) {
+	if b.armed.CompareAndSwap(true, false) {
+		close(b.entered)
+		<-b.release
+	}
+	return b.Driver.List(ctx)
+}
+
+// TestProofWaitsForSweep: a proof (the worker's leave to start its
+// domains) is not recorded while a sweep of a fenced guard is listing and
+// stopping domains, so a domain the worker starts after its renewal is
+// never stopped by a sweep that decided before the proof. (The race left
+// a VM stopped "outside Kumoi" after a paused worker continued.)
+func TestProofWaitsForSweep(t *testing.T) {
+	f := newFixture(t, 0) // only for its domains and cluster file
+	f.stop()
+	<-f.done
+	f.done <- nil
+	drv := &blockingList{Driver: f.drv, entered: make(chan struct{}), release: make(chan struct{})}
+	g, err := New(Config{Dir: f.dir, NodeID: "hv1", Driver: drv, FenceAfter: fenceAfter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.mu.Lock()
+	g.fenced, g.fencedAt = true, Now()
+	g.mu.Unlock()
+	drv.armed.Store(true)
+	swept := make(chan struct{})
+	go func() { defer close(swept); g.fenceActive(context.Background(), nil) }()
+	<-drv.entered // the sweep is listing
+	renewed := make(chan Ack, 1)
+	go func() { renewed <- g.renew(Renewal{Host: "hv1", Cluster: testCluster, Proof: Now()}) }()
+	select {
+	case <-renewed:
+		t.Fatal("a renewal's proof was recorded in the middle of a sweep")
+	case <-time.After(100 * time.Millisecond): // a bounded window in which the renewal must not complete
+	}
+	close(drv.release)
+	<-swept
+	if ack := <-renewed; ack.Proof == 0 {
+		t.Errorf("the renewal after the sweep recorded no proof: %+v", ack)
+	}
+	g.mu.Lock()
+	fenced := g.fenced
+	g.mu.Unlock()
+	if fenced {
+		t.Error("still fenced after a proof taken after the fence")
+	}
+}

@@ -51,6 +51,8 @@ func (g *Guard) conn(ctx context.Context, c net.Conn) {
 
 // renew takes a worker's renewal.
 func (g *Guard) renew(rn Renewal) Ack {
+	g.sweep.Lock() // before mu: no proof in the middle of a sweep (Guard.sweep)
+	defer g.sweep.Unlock()
 	now := g.now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
