@@ -355,14 +355,7 @@ func kindDeleteCommand(kind resource.Kind, doc string) *cli.Command {
 func networkTable(w io.Writer, objs []*resource.Object) error {
 	t := newTable(w, "NAME", "CIDR", "GATEWAY", "MODE", "DHCP", "MTU", "ADDRESSES", "HOSTS", "INDEX")
 	for _, o := range objs {
-		spec, _ := resource.DecodeSpec[resource.NetworkSpec](o)
-		st, _ := resource.DecodeStatus[resource.NetworkStatus](o)
-		if spec == nil {
-			spec = &resource.NetworkSpec{}
-		}
-		if st == nil {
-			st = &resource.NetworkStatus{}
-		}
+		spec, st := resource.StateOf[resource.NetworkSpec, resource.NetworkStatus](o)
 		mode := spec.Mode
 		if spec.Mode == resource.NetworkBridge {
 			mode += ":" + spec.Bridge
