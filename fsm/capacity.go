@@ -101,15 +101,20 @@ func (w *writer) ownAllocation(kind resource.Kind, name string, status json.RawM
 	return json.Marshal(&hs)
 }
 
-// touch marks a host whose allocation must be recomputed before commit.
-func (w *writer) touch(host string) {
-	if host == "" {
+// mark adds name (unless empty) to the set *m, made on first use.
+func mark(m *map[string]bool, name string) {
+	if name == "" {
 		return
 	}
-	if w.touched == nil {
-		w.touched = map[string]bool{}
+	if *m == nil {
+		*m = map[string]bool{}
 	}
-	w.touched[host] = true
+	(*m)[name] = true
+}
+
+// touch marks a host whose allocation must be recomputed before commit.
+func (w *writer) touch(host string) {
+	mark(&w.touched, host)
 }
 
 // touchVMHost marks the host a VM object is assigned to.

@@ -24,13 +24,9 @@ func (w *writer) network(name string) (*resource.Object, *resource.NetworkSpec, 
 	if err != nil || o == nil {
 		return o, nil, nil, err
 	}
-	spec, err := resource.DecodeSpec[resource.NetworkSpec](o)
+	spec, st, err := decodeState[resource.NetworkSpec, resource.NetworkStatus](o)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("%w: %v", ErrBadPayload, err)
-	}
-	st, err := resource.DecodeStatus[resource.NetworkStatus](o)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("%w: %v", ErrBadPayload, err)
+		return nil, nil, nil, err
 	}
 	return o, spec, st, nil
 }
@@ -41,35 +37,19 @@ func (w *writer) volume(name string) (*resource.Object, *resource.VolumeSpec, *r
 	if err != nil || o == nil {
 		return o, nil, nil, err
 	}
-	spec, err := resource.DecodeSpec[resource.VolumeSpec](o)
+	spec, st, err := decodeState[resource.VolumeSpec, resource.VolumeStatus](o)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("%w: %v", ErrBadPayload, err)
-	}
-	st, err := resource.DecodeStatus[resource.VolumeStatus](o)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("%w: %v", ErrBadPayload, err)
+		return nil, nil, nil, err
 	}
 	return o, spec, st, nil
 }
 
 func (w *writer) touchNetwork(name string) {
-	if name == "" {
-		return
-	}
-	if w.touchedNets == nil {
-		w.touchedNets = map[string]bool{}
-	}
-	w.touchedNets[name] = true
+	mark(&w.touchedNets, name)
 }
 
 func (w *writer) touchVolume(name string) {
-	if name == "" {
-		return
-	}
-	if w.touchedVols == nil {
-		w.touchedVols = map[string]bool{}
-	}
-	w.touchedVols[name] = true
+	mark(&w.touchedVols, name)
 }
 
 // touchDevices marks the networks and volumes a VM spec names.
