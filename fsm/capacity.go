@@ -4,7 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 
 	"github.com/hashicorp/go-memdb"
 
@@ -130,12 +131,7 @@ func (w *writer) touchVMHost(o *resource.Object) {
 // recomputeHosts writes the allocation of every touched host, in name
 // order (determinism).
 func (w *writer) recomputeHosts() error {
-	names := make([]string, 0, len(w.touched))
-	for h := range w.touched {
-		names = append(names, h)
-	}
-	sort.Strings(names)
-	for _, h := range names {
+	for _, h := range slices.Sorted(maps.Keys(w.touched)) {
 		o, _, st, err := w.host(h)
 		if errors.Is(err, ErrNotFound) {
 			continue
@@ -150,14 +146,7 @@ func (w *writer) recomputeHosts() error {
 			continue
 		}
 		st.Allocated = alloc
-		raw, err := json.Marshal(st)
-		if err != nil {
-			return err
-		}
-		n := o.Copy()
-		n.Status = raw
-		n.ModifyIndex = w.index
-		if err := w.putObject(n, resource.EventUpdated, false); err != nil {
+		if err := w.putStatus(o, st); err != nil {
 			return err
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -454,7 +455,7 @@ func usersMessage(kind string, names []string) string {
 // recomputeDevices writes the status of every touched network (allocated,
 // capacity, next) and volume (attached_to), in name order.
 func (w *writer) recomputeDevices() error {
-	for _, name := range slices.Sorted(mapKeys(w.touchedNets)) {
+	for _, name := range slices.Sorted(maps.Keys(w.touchedNets)) {
 		o, spec, st, err := w.network(name)
 		if err != nil {
 			return err
@@ -480,7 +481,7 @@ func (w *writer) recomputeDevices() error {
 			return err
 		}
 	}
-	for _, name := range slices.Sorted(mapKeys(w.touchedVols)) {
+	for _, name := range slices.Sorted(maps.Keys(w.touchedVols)) {
 		o, _, st, err := w.volume(name)
 		if err != nil {
 			return err
@@ -506,16 +507,6 @@ func (w *writer) recomputeDevices() error {
 	}
 	w.touchedNets, w.touchedVols = nil, nil
 	return nil
-}
-
-func mapKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // putStatus writes an object's new status, derived by the state machine.
