@@ -216,14 +216,39 @@ func createKind(c *cli.Context, kind resource.Kind, name string, spec map[string
 		return err
 	}
 	defer s.close()
-	o, err := s.client.Create(s.ctx, kind, resource.CreateRequest{Name: name, Labels: labels, Spec: raw})
-	if errors.Is(err, client.ErrAlreadyExists) {
-		return fmt.Errorf("%s %q already exists; choose another name or delete it first", kind, name)
-	}
+	o, err := s.create(kind, resource.CreateRequest{Name: name, Labels: labels, Spec: raw})
 	if err != nil {
-		return s.fail(err)
+		return err
 	}
 	return printObject(c, o)
+}
+
+// create creates an object of kind, saying so when its name is taken.
+func (s *session) create(kind resource.Kind, req resource.CreateRequest) (*resource.Object, error) {
+	o, err := s.client.Create(s.ctx, kind, req)
+	if errors.Is(err, client.ErrAlreadyExists) {
+		return nil, fmt.Errorf("%s %q already exists; choose another name or delete it first", kind, req.Name)
+	}
+	if err != nil {
+		return nil, s.fail(err)
+	}
+	return o, nil
+}
+
+// labelChanges reads the --label and --remove-label flags of an update:
+// the labels to set and the keys to remove, never one key in both.
+func labelChanges(c *cli.Context) (map[string]string, []string, error) {
+	set, err := parseLabels("label", c.StringSlice("label"))
+	if err != nil {
+		return nil, nil, err
+	}
+	remove := c.StringSlice("remove-label")
+	for _, k := range remove {
+		if _, both := set[k]; both {
+			return nil, nil, usagef("label %q is both set (--label) and removed (--remove-label); choose one", k)
+		}
+	}
+	return set, remove, nil
 }
 
 // updateKind is the update verb of networks, images and volumes: the
@@ -234,15 +259,9 @@ func updateKind(c *cli.Context, kind resource.Kind, changes map[string]any) erro
 	if err != nil {
 		return err
 	}
-	setLabels, err := parseLabels("label", c.StringSlice("label"))
+	setLabels, removeLabels, err := labelChanges(c)
 	if err != nil {
 		return err
-	}
-	removeLabels := c.StringSlice("remove-label")
-	for _, k := range removeLabels {
-		if _, both := setLabels[k]; both {
-			return usagef("label %q is both set (--label) and removed (--remove-label); choose one", k)
-		}
 	}
 	if len(changes) == 0 && len(setLabels) == 0 && len(removeLabels) == 0 {
 		return usagef("nothing to change: give a flag to change (see '%s --help')", c.Command.HelpName)
@@ -355,14 +374,7 @@ func kindDeleteCommand(kind resource.Kind, doc string) *cli.Command {
 func networkTable(w io.Writer, objs []*resource.Object) error {
 	t := newTable(w, "NAME", "CIDR", "GATEWAY", "MODE", "DHCP", "MTU", "ADDRESSES", "HOSTS", "INDEX")
 	for _, o := range objs {
-		spec, _ := resource.DecodeSpec[resource.NetworkSpec](o)
-		st, _ := resource.DecodeStatus[resource.NetworkStatus](o)
-		if spec == nil {
-			spec = &resource.NetworkSpec{}
-		}
-		if st == nil {
-			st = &resource.NetworkStatus{}
-		}
+		spec, st := resource.StateOf[resource.NetworkSpec, resource.NetworkStatus](o)
 		mode := spec.Mode
 		if spec.Mode == resource.NetworkBridge {
 			mode += ":" + spec.Bridge

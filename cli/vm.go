@@ -234,12 +234,9 @@ func vmCreate(c *cli.Context) error {
 		return err
 	}
 	defer s.close()
-	o, err := s.client.Create(s.ctx, resource.KindVM, resource.CreateRequest{Name: name, Labels: labels, Spec: rawSpec})
-	if errors.Is(err, client.ErrAlreadyExists) {
-		return fmt.Errorf("vm %q already exists; choose another name or delete it first", name)
-	}
+	o, err := s.create(resource.KindVM, resource.CreateRequest{Name: name, Labels: labels, Spec: rawSpec})
 	if err != nil {
-		return s.fail(err)
+		return err
 	}
 	created, _ := resource.VMStateOf(o)
 	return printPowered(c, s, o, created.Power)
@@ -536,14 +533,8 @@ func updateChanges(c *cli.Context) (changes map[string]any, setLabels map[string
 			changes[f] = c.String(f)
 		}
 	}
-	if setLabels, err = parseLabels("label", c.StringSlice("label")); err != nil {
+	if setLabels, removeLabels, err = labelChanges(c); err != nil {
 		return nil, nil, nil, err
-	}
-	removeLabels = c.StringSlice("remove-label")
-	for _, k := range removeLabels {
-		if _, both := setLabels[k]; both {
-			return nil, nil, nil, usagef("label %q is both set (--label) and removed (--remove-label); choose one", k)
-		}
 	}
 	if len(changes) == 0 && len(setLabels) == 0 && len(removeLabels) == 0 {
 		return nil, nil, nil, usagef("nothing to change: give at least one of --cpus, --memory, --power, --ha, --label or --remove-label")

@@ -342,14 +342,7 @@ func printDone(c *cli.Context, o *resource.Object, msg string) error {
 func imageTable(w io.Writer, objs []*resource.Object) error {
 	t := newTable(w, "NAME", "FORMAT", "SOURCE", "SHA256", "HOSTS", "INDEX")
 	for _, o := range objs {
-		spec, _ := resource.DecodeSpec[resource.ImageSpec](o)
-		st, _ := resource.DecodeStatus[resource.ImageStatus](o)
-		if spec == nil {
-			spec = &resource.ImageSpec{}
-		}
-		if st == nil {
-			st = &resource.ImageStatus{}
-		}
+		spec, st := resource.StateOf[resource.ImageSpec, resource.ImageStatus](o)
 		src := spec.File
 		if spec.URL != "" {
 			src = spec.URL
@@ -367,14 +360,7 @@ func imageTable(w io.Writer, objs []*resource.Object) error {
 func volumeTable(w io.Writer, objs []*resource.Object, width int) error {
 	t := newFreeTextTable(w, "NAME", "SIZE", "IMAGE", "PERSISTENT", "PHASE", "HOST", "ATTACHED", "INDEX", "REASON")
 	for _, o := range objs {
-		spec, _ := resource.DecodeSpec[resource.VolumeSpec](o)
-		st, _ := resource.DecodeStatus[resource.VolumeStatus](o)
-		if spec == nil {
-			spec = &resource.VolumeSpec{}
-		}
-		if st == nil {
-			st = &resource.VolumeStatus{}
-		}
+		spec, st := resource.StateOf[resource.VolumeSpec, resource.VolumeStatus](o)
 		reason := st.Reason
 		if width > 0 {
 			reason = shorten(reason, width)

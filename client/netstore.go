@@ -433,20 +433,8 @@ func (v *VM) Volumes() []string {
 // resource reports (networks, images, volumes). The answer says, per VM
 // and per resource, whether it was recorded. It is idempotent.
 func (c *Client) ReportAll(ctx context.Context, host string, req resource.ReportRequest) (*resource.ReportResponse, error) {
-	if err := checkName(resource.KindHost, host); err != nil {
-		return nil, err
-	}
 	if req.Reports == nil {
 		req.Reports = []resource.VMReport{}
 	}
-	body, err := json.Marshal(req)
-	if err != nil {
-		return nil, fmt.Errorf("report: encode request: %w", err)
-	}
-	var out resource.ReportResponse
-	r := &request{method: "POST", path: objectPath(resource.KindHost, host) + "/report", body: body, idempotent: true}
-	if _, err := c.call(ctx, r, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return c.report(ctx, host, req)
 }

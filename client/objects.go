@@ -259,10 +259,15 @@ func (c *Client) Delete(ctx context.Context, kind resource.Kind, name string, op
 // whether the report was recorded (a stale epoch or a VM that is not on
 // host is refused). A report is idempotent: it states what is.
 func (c *Client) Report(ctx context.Context, host string, reports []resource.VMReport) (*resource.ReportResponse, error) {
+	return c.report(ctx, host, resource.ReportRequest{Reports: reports})
+}
+
+// report posts req to host's report endpoint (Report, ReportAll).
+func (c *Client) report(ctx context.Context, host string, req resource.ReportRequest) (*resource.ReportResponse, error) {
 	if err := checkName(resource.KindHost, host); err != nil {
 		return nil, err
 	}
-	body, err := json.Marshal(resource.ReportRequest{Reports: reports})
+	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("report: encode request: %w", err)
 	}

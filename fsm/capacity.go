@@ -4,7 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 
 	"github.com/hashicorp/go-memdb"
 
@@ -101,15 +102,20 @@ func (w *writer) ownAllocation(kind resource.Kind, name string, status json.RawM
 	return json.Marshal(&hs)
 }
 
-// touch marks a host whose allocation must be recomputed before commit.
-func (w *writer) touch(host string) {
-	if host == "" {
+// mark adds name (unless empty) to the set *m, made on first use.
+func mark(m *map[string]bool, name string) {
+	if name == "" {
 		return
 	}
-	if w.touched == nil {
-		w.touched = map[string]bool{}
+	if *m == nil {
+		*m = map[string]bool{}
 	}
-	w.touched[host] = true
+	(*m)[name] = true
+}
+
+// touch marks a host whose allocation must be recomputed before commit.
+func (w *writer) touch(host string) {
+	mark(&w.touched, host)
 }
 
 // touchVMHost marks the host a VM object is assigned to.
@@ -125,12 +131,7 @@ func (w *writer) touchVMHost(o *resource.Object) {
 // recomputeHosts writes the allocation of every touched host, in name
 // order (determinism).
 func (w *writer) recomputeHosts() error {
-	names := make([]string, 0, len(w.touched))
-	for h := range w.touched {
-		names = append(names, h)
-	}
-	sort.Strings(names)
-	for _, h := range names {
+	for _, h := range slices.Sorted(maps.Keys(w.touched)) {
 		o, _, st, err := w.host(h)
 		if errors.Is(err, ErrNotFound) {
 			continue
@@ -145,14 +146,7 @@ func (w *writer) recomputeHosts() error {
 			continue
 		}
 		st.Allocated = alloc
-		raw, err := json.Marshal(st)
-		if err != nil {
-			return err
-		}
-		n := o.Copy()
-		n.Status = raw
-		n.ModifyIndex = w.index
-		if err := w.putObject(n, resource.EventUpdated, false); err != nil {
+		if err := w.putStatus(o, st); err != nil {
 			return err
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -24,13 +25,9 @@ func (w *writer) network(name string) (*resource.Object, *resource.NetworkSpec, 
 	if err != nil || o == nil {
 		return o, nil, nil, err
 	}
-	spec, err := resource.DecodeSpec[resource.NetworkSpec](o)
+	spec, st, err := decodeState[resource.NetworkSpec, resource.NetworkStatus](o)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("%w: %v", ErrBadPayload, err)
-	}
-	st, err := resource.DecodeStatus[resource.NetworkStatus](o)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("%w: %v", ErrBadPayload, err)
+		return nil, nil, nil, err
 	}
 	return o, spec, st, nil
 }
@@ -41,35 +38,19 @@ func (w *writer) volume(name string) (*resource.Object, *resource.VolumeSpec, *r
 	if err != nil || o == nil {
 		return o, nil, nil, err
 	}
-	spec, err := resource.DecodeSpec[resource.VolumeSpec](o)
+	spec, st, err := decodeState[resource.VolumeSpec, resource.VolumeStatus](o)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("%w: %v", ErrBadPayload, err)
-	}
-	st, err := resource.DecodeStatus[resource.VolumeStatus](o)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("%w: %v", ErrBadPayload, err)
+		return nil, nil, nil, err
 	}
 	return o, spec, st, nil
 }
 
 func (w *writer) touchNetwork(name string) {
-	if name == "" {
-		return
-	}
-	if w.touchedNets == nil {
-		w.touchedNets = map[string]bool{}
-	}
-	w.touchedNets[name] = true
+	mark(&w.touchedNets, name)
 }
 
 func (w *writer) touchVolume(name string) {
-	if name == "" {
-		return
-	}
-	if w.touchedVols == nil {
-		w.touchedVols = map[string]bool{}
-	}
-	w.touchedVols[name] = true
+	mark(&w.touchedVols, name)
 }
 
 // touchDevices marks the networks and volumes a VM spec names.
@@ -474,7 +455,7 @@ func usersMessage(kind string, names []string) string {
 // recomputeDevices writes the status of every touched network (allocated,
 // capacity, next) and volume (attached_to), in name order.
 func (w *writer) recomputeDevices() error {
-	for _, name := range slices.Sorted(mapKeys(w.touchedNets)) {
+	for _, name := range slices.Sorted(maps.Keys(w.touchedNets)) {
 		o, spec, st, err := w.network(name)
 		if err != nil {
 			return err
@@ -500,7 +481,7 @@ func (w *writer) recomputeDevices() error {
 			return err
 		}
 	}
-	for _, name := range slices.Sorted(mapKeys(w.touchedVols)) {
+	for _, name := range slices.Sorted(maps.Keys(w.touchedVols)) {
 		o, _, st, err := w.volume(name)
 		if err != nil {
 			return err
@@ -526,16 +507,6 @@ func (w *writer) recomputeDevices() error {
 	}
 	w.touchedNets, w.touchedVols = nil, nil
 	return nil
-}
-
-func mapKeys[V any](m map[string]V) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // putStatus writes an object's new status, derived by the state machine.

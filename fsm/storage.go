@@ -3,6 +3,7 @@ package fsm
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -264,21 +265,12 @@ func (w *writer) updateNetwork(cur *resource.Object, spec json.RawMessage) (json
 
 func sortedPairs(m map[string]string) func(func(string, string) bool) {
 	return func(yield func(string, string) bool) {
-		for _, k := range sortedKeys(m) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			if !yield(k, m[k]) {
 				return
 			}
 		}
 	}
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // checkResize refuses to grow a volume attached to an active VM.

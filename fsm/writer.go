@@ -76,6 +76,20 @@ func (w *writer) putObject(o *resource.Object, evType string, stamp bool) error 
 	return nil
 }
 
+// decodeState decodes o's spec and status; a payload that does not
+// decode is ErrBadPayload.
+func decodeState[S, T any](o *resource.Object) (*S, *T, error) {
+	spec, err := resource.DecodeSpec[S](o)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrBadPayload, err)
+	}
+	st, err := resource.DecodeStatus[T](o)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrBadPayload, err)
+	}
+	return spec, st, nil
+}
+
 func (w *writer) vm(name string) (*resource.Object, *resource.VMSpec, *resource.VMStatus, error) {
 	o, err := getTxn(w.txn, nil, resource.KindVM, name)
 	if err != nil {
@@ -84,13 +98,9 @@ func (w *writer) vm(name string) (*resource.Object, *resource.VMSpec, *resource.
 	if o == nil {
 		return nil, nil, nil, fmt.Errorf("vm %q: %w", name, ErrNotFound)
 	}
-	spec, err := resource.DecodeSpec[resource.VMSpec](o)
+	spec, st, err := decodeState[resource.VMSpec, resource.VMStatus](o)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("%w: %v", ErrBadPayload, err)
-	}
-	st, err := resource.DecodeStatus[resource.VMStatus](o)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("%w: %v", ErrBadPayload, err)
+		return nil, nil, nil, err
 	}
 	return o, spec, st, nil
 }
@@ -103,15 +113,11 @@ func (w *writer) host(name string) (*resource.Object, *resource.HostSpec, *resou
 	if o == nil {
 		return nil, nil, nil, fmt.Errorf("host %q: %w", name, ErrNotFound)
 	}
-	spec, err := resource.DecodeSpec[resource.HostSpec](o)
+	spec, st, err := decodeState[resource.HostSpec, resource.HostStatus](o)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("%w: %v", ErrBadPayload, err)
+		return nil, nil, nil, err
 	}
 	spec.Default()
-	st, err := resource.DecodeStatus[resource.HostStatus](o)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("%w: %v", ErrBadPayload, err)
-	}
 	return o, spec, st, nil
 }
 

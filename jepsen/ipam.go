@@ -177,7 +177,7 @@ func (w *IPAM) Run(ctx context.Context, env *Env, worker int, process func() int
 		} else {
 			k := rng.Intn(len(mine))
 			var gone bool
-			if st, gone = w.del(ctx, env, c, proc, mine[k], h); gone {
+			if st, gone = deleteVM(ctx, env, c, proc, mine[k], h); gone {
 				mine = append(mine[:k], mine[k+1:]...)
 			}
 		}
@@ -238,18 +238,6 @@ func (w *IPAM) create(ctx context.Context, env *Env, c *client.Client, proc int,
 	}
 	h.Add(op, st, err)
 	return st
-}
-
-// del deletes name; gone says the client should forget it (deleted, maybe
-// deleted, or not there).
-func (w *IPAM) del(ctx context.Context, env *Env, c *client.Client, proc int, name string, h *History) (Status, bool) {
-	op := Op{Process: proc, Kind: "delete", Key: name, Invoke: h.Now()}
-	octx, cancel := context.WithTimeout(ctx, env.OpTimeout)
-	defer cancel()
-	_, err := c.Delete(octx, resource.KindVM, name, nil)
-	st := writeOutcome(err)
-	h.Add(op, st, err)
-	return st, st != StatusFail || errors.Is(err, client.ErrNotFound)
 }
 
 // Final reads, after the heal, every VM and the network with linearizable

@@ -199,7 +199,7 @@ func (p *Placement) Run(ctx context.Context, env *Env, worker int, process func(
 		case (len(mine) > target && r < 0.6) || r < 0.1:
 			k := rng.Intn(len(mine))
 			var gone bool
-			st, gone = p.del(ctx, env, c, proc, mine[k].name, h)
+			st, gone = deleteVM(ctx, env, c, proc, mine[k].name, h)
 			if gone {
 				mine = append(mine[:k], mine[k+1:]...)
 			}
@@ -250,9 +250,10 @@ func (p *Placement) create(ctx context.Context, env *Env, c *client.Client, proc
 	return st
 }
 
-// del deletes name; gone says the client should forget it (deleted, maybe
+// deleteVM deletes the VM name (the delete op of the ipam and placement
+// workloads); gone says the client should forget it (deleted, maybe
 // deleted, or not there).
-func (p *Placement) del(ctx context.Context, env *Env, c *client.Client, proc int, name string, h *History) (Status, bool) {
+func deleteVM(ctx context.Context, env *Env, c *client.Client, proc int, name string, h *History) (Status, bool) {
 	op := Op{Process: proc, Kind: "delete", Key: name, Invoke: h.Now()}
 	octx, cancel := context.WithTimeout(ctx, env.OpTimeout)
 	defer cancel()

@@ -210,20 +210,28 @@ func DecodeStatus[T any](o *Object) (*T, error) {
 	return &v, nil
 }
 
+// StateOf decodes an object's spec and status for display, never failing:
+// what cannot be decoded (a missing or malformed spec or status) is the
+// zero value. Code that must not mistake a broken object for an empty one
+// uses DecodeSpec and DecodeStatus, which fail instead.
+func StateOf[S, T any](o *Object) (*S, *T) {
+	spec, err := DecodeSpec[S](o)
+	if err != nil {
+		spec = new(S)
+	}
+	st, err := DecodeStatus[T](o)
+	if err != nil {
+		st = new(T)
+	}
+	return spec, st
+}
+
 // VMStateOf decodes a VM's spec and status for display, never failing:
 // what cannot be decoded (a missing or malformed spec or status) is the
 // zero value. Code that must not mistake a broken object for an empty one
 // uses DecodeSpec and DecodeStatus (or client.NewVM), which fail instead.
 func VMStateOf(o *Object) (*VMSpec, *VMStatus) {
-	spec, err := DecodeSpec[VMSpec](o)
-	if err != nil {
-		spec = &VMSpec{}
-	}
-	st, err := DecodeStatus[VMStatus](o)
-	if err != nil {
-		st = &VMStatus{}
-	}
-	return spec, st
+	return StateOf[VMSpec, VMStatus](o)
 }
 
 // HostStateOf decodes a host's spec, with its defaults filled in
@@ -231,14 +239,7 @@ func VMStateOf(o *Object) (*VMSpec, *VMStatus) {
 // for display, never failing: what cannot be decoded is the zero value, as
 // in VMStateOf.
 func HostStateOf(o *Object) (*HostSpec, *HostStatus) {
-	spec, err := DecodeSpec[HostSpec](o)
-	if err != nil {
-		spec = &HostSpec{}
-	}
+	spec, st := StateOf[HostSpec, HostStatus](o)
 	spec.Default()
-	st, err := DecodeStatus[HostStatus](o)
-	if err != nil {
-		st = &HostStatus{}
-	}
 	return spec, st
 }

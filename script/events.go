@@ -122,7 +122,7 @@ func (m *EventMapper) Events(ev resource.Event) []Event {
 		_, st := resource.HostStateOf(ev.Object)
 		now = st.State
 	case resource.KindVolume:
-		_, st := volumeState(ev.Object)
+		_, st := resource.StateOf[resource.VolumeSpec, resource.VolumeStatus](ev.Object)
 		now = st.Phase
 	default:
 		return out

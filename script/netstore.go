@@ -58,57 +58,21 @@ func (v *Volume) CompareSameType(op syntax.Token, y starlark.Value, depth int) (
 	return compareNames(op, v.get().Name, y.(*Volume).get().Name)
 }
 
-func networkState(o *resource.Object) (*resource.NetworkSpec, *resource.NetworkStatus) {
-	spec, err := resource.DecodeSpec[resource.NetworkSpec](o)
-	if err != nil {
-		spec = &resource.NetworkSpec{}
-	}
-	st, err := resource.DecodeStatus[resource.NetworkStatus](o)
-	if err != nil {
-		st = &resource.NetworkStatus{}
-	}
-	return spec, st
-}
-
-func imageState(o *resource.Object) (*resource.ImageSpec, *resource.ImageStatus) {
-	spec, err := resource.DecodeSpec[resource.ImageSpec](o)
-	if err != nil {
-		spec = &resource.ImageSpec{}
-	}
-	st, err := resource.DecodeStatus[resource.ImageStatus](o)
-	if err != nil {
-		st = &resource.ImageStatus{}
-	}
-	return spec, st
-}
-
-func volumeState(o *resource.Object) (*resource.VolumeSpec, *resource.VolumeStatus) {
-	spec, err := resource.DecodeSpec[resource.VolumeSpec](o)
-	if err != nil {
-		spec = &resource.VolumeSpec{}
-	}
-	st, err := resource.DecodeStatus[resource.VolumeStatus](o)
-	if err != nil {
-		st = &resource.VolumeStatus{}
-	}
-	return spec, st
-}
-
 func (n *Network) String() string {
 	o := n.get()
-	spec, st := networkState(o)
+	spec, st := resource.StateOf[resource.NetworkSpec, resource.NetworkStatus](o)
 	return fmt.Sprintf("network(%q, cidr=%s, allocated=%d/%d)", o.Name, orDash(spec.CIDR), st.Allocated, st.Capacity)
 }
 
 func (i *Image) String() string {
 	o := i.get()
-	spec, _ := imageState(o)
+	spec, _ := resource.StateOf[resource.ImageSpec, resource.ImageStatus](o)
 	return fmt.Sprintf("image(%q, format=%s)", o.Name, orDash(spec.Format))
 }
 
 func (v *Volume) String() string {
 	o := v.get()
-	spec, st := volumeState(o)
+	spec, st := resource.StateOf[resource.VolumeSpec, resource.VolumeStatus](o)
 	s := fmt.Sprintf("volume(%q, size=%s, phase=%s", o.Name, resource.FormatMiB(spec.SizeMiB), orDash(st.Phase))
 	if st.AttachedTo != "" {
 		s += ", attached_to=" + st.AttachedTo
@@ -153,7 +117,7 @@ func (n *Network) Attr(name string) (starlark.Value, error) {
 	if a := metaAttr(o, name); a != nil {
 		return a, nil
 	}
-	spec, st := networkState(o)
+	spec, st := resource.StateOf[resource.NetworkSpec, resource.NetworkStatus](o)
 	switch name {
 	case "cidr":
 		return starlark.String(spec.CIDR), nil
@@ -194,7 +158,7 @@ func (i *Image) Attr(name string) (starlark.Value, error) {
 	if a := metaAttr(o, name); a != nil {
 		return a, nil
 	}
-	spec, st := imageState(o)
+	spec, st := resource.StateOf[resource.ImageSpec, resource.ImageStatus](o)
 	switch name {
 	case "format":
 		return starlark.String(spec.Format), nil
@@ -226,7 +190,7 @@ func (v *Volume) Attr(name string) (starlark.Value, error) {
 	if a := metaAttr(o, name); a != nil {
 		return a, nil
 	}
-	spec, st := volumeState(o)
+	spec, st := resource.StateOf[resource.VolumeSpec, resource.VolumeStatus](o)
 	switch name {
 	case "size_mib":
 		return starlark.MakeInt64(spec.SizeMiB), nil

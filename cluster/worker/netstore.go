@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -121,7 +122,7 @@ func (w *Worker) readResources(ctx context.Context, c *client.Client, host *reso
 			}
 			return
 		}
-		for _, name := range sortedKeys(names) {
+		for _, name := range slices.Sorted(maps.Keys(names)) {
 			o, _, err := c.Get(rctx, kind, name, nil)
 			switch {
 			case err == nil:
@@ -267,7 +268,7 @@ func (w *Worker) ensureNetworks(ctx context.Context, rp *resPass, here []*resour
 	for _, n := range listed {
 		byName[n.Name] = n
 	}
-	for _, name := range sortedKeys(need) {
+	for _, name := range slices.Sorted(maps.Keys(need)) {
 		o, ok := rp.networks[name]
 		if !ok {
 			if rp.complete {
@@ -624,13 +625,4 @@ func truncate(s string, n int) string {
 		cut--
 	}
 	return s[:cut] + "..."
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

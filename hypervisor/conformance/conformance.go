@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"reflect"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -217,6 +219,18 @@ func (e *env) mustIs(what string, err, target error) {
 	e.t.Helper()
 	if !errors.Is(err, target) {
 		e.t.Fatalf("%s: got error %v, want one wrapping %v", what, err, target)
+	}
+}
+
+// mustRefuseAll calls do with base changed by each of bad, in the order
+// of their names, and fails unless every call is refused with
+// hypervisor.ErrInvalidSpec ("what (name)" in the failure).
+func mustRefuseAll[T any](e *env, what string, base T, bad map[string]func(*T), do func(T) error) {
+	e.t.Helper()
+	for _, k := range slices.Sorted(maps.Keys(bad)) {
+		v := base
+		bad[k](&v)
+		e.mustIs(what+" ("+k+")", do(v), hypervisor.ErrInvalidSpec)
 	}
 }
 
@@ -510,16 +524,7 @@ func testDefineInvalid(e *env) {
 		"bad format":      func(s *hypervisor.DomainSpec) { s.Boot = hypervisor.Boot{Image: "/x.img", ImageFormat: "vmdk"} },
 		"initrd, no kern": func(s *hypervisor.DomainSpec) { s.Boot = hypervisor.Boot{Initrd: "/initrd"} },
 	}
-	keys := make([]string, 0, len(bad))
-	for k := range bad {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		s := base
-		bad[k](&s)
-		e.mustIs("Define ("+k+")", e.d.Define(e.ctx(), s), hypervisor.ErrInvalidSpec)
-	}
+	mustRefuseAll(e, "Define", base, bad, func(s hypervisor.DomainSpec) error { return e.d.Define(e.ctx(), s) })
 	_, err := e.d.Get(e.ctx(), base.Name)
 	e.mustIs("Get after invalid Defines", err, hypervisor.ErrNotFound)
 }

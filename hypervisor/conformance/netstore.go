@@ -182,16 +182,7 @@ func testNetworkInvalid(e *env) {
 		},
 		"negative mtu": func(d *hypervisor.NetworkDef) { d.MTU = -1 },
 	}
-	keys := make([]string, 0, len(bad))
-	for k := range bad {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		d := base
-		bad[k](&d)
-		e.mustIs("EnsureNetwork ("+k+")", e.d.EnsureNetwork(e.ctx(), d), hypervisor.ErrInvalidSpec)
-	}
+	mustRefuseAll(e, "EnsureNetwork", base, bad, func(d hypervisor.NetworkDef) error { return e.d.EnsureNetwork(e.ctx(), d) })
 	if got := e.network(base.Name); got != nil {
 		e.t.Fatalf("invalid EnsureNetwork made %+v", *got)
 	}
@@ -297,17 +288,10 @@ func testVolumeInvalid(e *env) {
 		"relative backing": func(d *hypervisor.VolumeDef) { d.Backing = "images/x.qcow2" },
 		"bad format":       func(d *hypervisor.VolumeDef) { d.Backing, d.BackingFormat = "/images/x", "vmdk" },
 	}
-	keys := make([]string, 0, len(bad))
-	for k := range bad {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		d := base
-		bad[k](&d)
+	mustRefuseAll(e, "EnsureVolume", base, bad, func(d hypervisor.VolumeDef) error {
 		_, err := e.d.EnsureVolume(e.ctx(), d)
-		e.mustIs("EnsureVolume ("+k+")", err, hypervisor.ErrInvalidSpec)
-	}
+		return err
+	})
 	if got := e.volume(base.Name); got != nil {
 		e.t.Fatalf("invalid EnsureVolume made %+v", *got)
 	}
@@ -401,16 +385,7 @@ func testDomainDevicesInvalid(e *env) {
 			s.NICs = []hypervisor.DomainNIC{{Network: "kumoi-n", MAC: "52:54:00:00:00:01"}, {Network: "kumoi-m", MAC: "52:54:00:00:00:01"}}
 		},
 	}
-	keys := make([]string, 0, len(bad))
-	for k := range bad {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		s := base
-		bad[k](&s)
-		e.mustIs("Define ("+k+")", e.d.Define(e.ctx(), s), hypervisor.ErrInvalidSpec)
-	}
+	mustRefuseAll(e, "Define", base, bad, func(s hypervisor.DomainSpec) error { return e.d.Define(e.ctx(), s) })
 	_, err := e.d.Get(e.ctx(), base.Name)
 	e.mustIs("Get after invalid Defines", err, hypervisor.ErrNotFound)
 }

@@ -217,6 +217,16 @@ func (d *Driver) acquire(what string) (*lv.Connect, uint64, func(), error) {
 	return c, d.gen, func() { c.Close() }, nil
 }
 
+// acquireCtx is acquire for a call under ctx: a call whose context is
+// already done fails with the context's error ("what: context canceled")
+// before taking the connection.
+func (d *Driver) acquireCtx(ctx context.Context, what string) (*lv.Connect, uint64, func(), error) {
+	if err := ctx.Err(); err != nil {
+		return nil, 0, nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return d.acquire(what)
+}
+
 // fail turns a libvirt error into one wrapping a hypervisor sentinel. A
 // call that failed on a dead connection marks it lost.
 func (d *Driver) fail(c *lv.Connect, gen uint64, what string, err error) error {

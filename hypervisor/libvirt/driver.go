@@ -170,10 +170,7 @@ func (d *Driver) Events() <-chan hypervisor.Event { return d.events.C() }
 // Health implements hypervisor.Driver: the connection is alive and answers
 // virConnectGetVersion and virNodeGetInfo.
 func (d *Driver) Health(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("health: %w", err)
-	}
-	c, gen, release, err := d.acquire("health")
+	c, gen, release, err := d.acquireCtx(ctx, "health")
 	if err != nil {
 		return err
 	}
@@ -314,10 +311,7 @@ func (d *Driver) Define(ctx context.Context, spec hypervisor.DomainSpec) error {
 func (d *Driver) withDomain(ctx context.Context, op, name string,
 	f func(c *lv.Connect, gen uint64, dom *lv.Domain, st hypervisor.State, what string) error) error {
 	what := op + " " + name
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	c, gen, release, err := d.acquire(what)
+	c, gen, release, err := d.acquireCtx(ctx, what)
 	if err != nil {
 		return err
 	}

@@ -352,6 +352,19 @@ func (d *Driver) activeUsers(c *lv.Connect, match func(*libvirtxml.Domain) bool)
 	return users, nil
 }
 
+// refuseInUse fails with ErrInvalidState, naming them, while active
+// domains match (they use the network or volume being removed).
+func (d *Driver) refuseInUse(c *lv.Connect, gen uint64, what string, match func(*libvirtxml.Domain) bool) error {
+	users, err := d.activeUsers(c, match)
+	if err != nil {
+		return d.failNet(c, gen, what, err)
+	}
+	if len(users) > 0 {
+		return fmt.Errorf("%s: %w: used by active domains %s", what, hypervisor.ErrInvalidState, strings.Join(users, ", "))
+	}
+	return nil
+}
+
 func usesNetwork(x *libvirtxml.Domain, network string) bool {
 	if x.Devices == nil {
 		return false
@@ -379,10 +392,7 @@ func usesPath(x *libvirtxml.Domain, path string) bool {
 // RemoveNetwork implements hypervisor.NetworkDriver.
 func (d *Driver) RemoveNetwork(ctx context.Context, name string) error {
 	what := "remove network " + name
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	c, gen, release, err := d.acquire(what)
+	c, gen, release, err := d.acquireCtx(ctx, what)
 	if err != nil {
 		return err
 	}
@@ -404,12 +414,8 @@ func (d *Driver) RemoveNetwork(ctx context.Context, name string) error {
 	if !cur.kumoi {
 		return fmt.Errorf("%s: %w: a network of that name not made by Kumoi", what, hypervisor.ErrExists)
 	}
-	users, err := d.activeUsers(c, func(x *libvirtxml.Domain) bool { return usesNetwork(x, name) })
-	if err != nil {
-		return d.failNet(c, gen, what, err)
-	}
-	if len(users) > 0 {
-		return fmt.Errorf("%s: %w: used by active domains %s", what, hypervisor.ErrInvalidState, strings.Join(users, ", "))
+	if err := d.refuseInUse(c, gen, what, func(x *libvirtxml.Domain) bool { return usesNetwork(x, name) }); err != nil {
+		return err
 	}
 	if active, err := n.IsActive(); err == nil && active {
 		if err := n.Destroy(); err != nil && !isCode(err, lv.ERR_OPERATION_INVALID) {
@@ -425,10 +431,7 @@ func (d *Driver) RemoveNetwork(ctx context.Context, name string) error {
 // ListNetworks implements hypervisor.NetworkDriver.
 func (d *Driver) ListNetworks(ctx context.Context) ([]hypervisor.NetworkInfo, error) {
 	const what = "list networks"
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	c, gen, release, err := d.acquire(what)
+	c, gen, release, err := d.acquireCtx(ctx, what)
 	if err != nil {
 		return nil, err
 	}
@@ -632,10 +635,7 @@ func (d *Driver) EnsureVolume(ctx context.Context, def hypervisor.VolumeDef) (hy
 // domain uses is refused with ErrInvalidState.
 func (d *Driver) RemoveVolume(ctx context.Context, name string) error {
 	what := "remove volume " + name
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	c, gen, release, err := d.acquire(what)
+	c, gen, release, err := d.acquireCtx(ctx, what)
 	if err != nil {
 		return err
 	}
@@ -659,12 +659,8 @@ func (d *Driver) RemoveVolume(ctx context.Context, name string) error {
 	if err != nil {
 		return d.failNet(c, gen, what, err)
 	}
-	users, err := d.activeUsers(c, func(x *libvirtxml.Domain) bool { return usesPath(x, path) })
-	if err != nil {
-		return d.failNet(c, gen, what, err)
-	}
-	if len(users) > 0 {
-		return fmt.Errorf("%s: %w: used by active domains %s", what, hypervisor.ErrInvalidState, strings.Join(users, ", "))
+	if err := d.refuseInUse(c, gen, what, func(x *libvirtxml.Domain) bool { return usesPath(x, path) }); err != nil {
+		return err
 	}
 	if err := v.Delete(0); err != nil && !isCode(err, lv.ERR_NO_STORAGE_VOL) {
 		return d.failNet(c, gen, what, err)
@@ -676,10 +672,7 @@ func (d *Driver) RemoveVolume(ctx context.Context, name string) error {
 // first, so that a file removed behind libvirt's back is not listed.
 func (d *Driver) ListVolumes(ctx context.Context) ([]hypervisor.VolumeInfo, error) {
 	const what = "list volumes"
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	c, gen, release, err := d.acquire(what)
+	c, gen, release, err := d.acquireCtx(ctx, what)
 	if err != nil {
 		return nil, err
 	}
