@@ -29,6 +29,7 @@ import (
 type qemuEnv struct {
 	*qemu.Guest
 	uri     string
+	storage string // the pool's directory ("": the driver's default)
 	logDir  string
 	restart string // command that restarts libvirtd, if given
 }
@@ -54,6 +55,7 @@ func (e *qemuEnv) driver(t *testing.T, buf *syncBuffer) *Driver {
 		URI: e.uri, DomainType: "qemu", // TCG: no KVM needed
 		ConsoleLogDir: e.logDir, Host: "qemu-" + t.Name(),
 		ReconnectMin: 50 * time.Millisecond, ReconnectMax: time.Second,
+		StorageDir: e.storage,
 	}
 	if buf != nil {
 		opts.ObservationLog = buf
@@ -75,9 +77,18 @@ func (e *qemuEnv) boot() hypervisor.Boot {
 
 func TestQEMUConformance(t *testing.T) {
 	e := setupQEMU(t)
+	// The suite defines nat and isolated networks (bridges, dnsmasq,
+	// firewall rules): they live with a libvirtd of the test's own in a
+	// network namespace it creates, never on the system's daemon.
+	daemon := qemu.StartNetDaemonT(t)
+	e.uri = daemon.URI
+	e.storage = filepath.Join(e.Dir, "pool") // e.Dir is world-readable: QEMU reads its disks
+	if err := os.Mkdir(e.storage, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	h := testHooks()
 	h.Crash = func(t *testing.T, d hypervisor.Driver, name string) {
-		pid, err := qemu.System.QEMUPid(name)
+		pid, err := daemon.QEMUPid(name)
 		if err != nil {
 			t.Fatal(err)
 		}
