@@ -229,6 +229,12 @@ func (w *Worker) networkDef(o *resource.Object, spec *resource.NetworkSpec, labe
 	}
 	def.Bridge = BridgeName(w.ClusterID(), o.Name)
 	def.CIDR, def.Gateway, def.DHCP = spec.CIDR, spec.Gateway, spec.DHCPOn()
+	if p, ok := spec.Prefix(); ok && p.Addr().Is6() {
+		// libvirt binds DHCPv6 leases to a client's DUID, not its MAC,
+		// which Kumoi does not know: on an IPv6 network the guests take
+		// the address Kumoi allocated statically (docs/networks-storage.md).
+		def.DHCP = false
+	}
 	if def.DHCP {
 		def.Hosts = dhcpHosts(o.Name, here)
 	}

@@ -238,6 +238,14 @@ func TestNetworkDefAndDHCPHosts(t *testing.T) {
 		}
 	}
 
+	// An IPv6 network: no DHCP entries (libvirt keys DHCPv6 leases on a
+	// DUID Kumoi does not know); the address is the guest's to set.
+	v6 := mkNet(t, "v6", resource.NetworkSpec{CIDR: "fd00:10::/64", Gateway: "fd00:10::1"}, nil)
+	v6vm := mkVM(t, "six", resource.VMSpec{NICs: []resource.NIC{{Network: "v6", IP: "fd00:10::2", MAC: "52:54:00:00:00:66"}}}, "hv-1")
+	if def := w.networkDef(v6, &resource.NetworkSpec{CIDR: "fd00:10::/64", Gateway: "fd00:10::1", Mode: resource.NetworkNAT}, nil, []*resource.Object{v6vm}); def.DHCP || len(def.Hosts) != 0 || def.CIDR != "fd00:10::/64" {
+		t.Errorf("IPv6 network def %+v: want its address and no DHCP", def)
+	}
+
 	// Without the label: spec.bridge.
 	rp = newResPass()
 	rp.networks["lan"] = mkNet(t, "lan", resource.NetworkSpec{CIDR: "192.168.1.0/24", Mode: resource.NetworkBridge, Bridge: "br0"}, nil)
