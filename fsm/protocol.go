@@ -29,7 +29,10 @@ import (
 //	   host-state's image_dir (the worker's --image-dir)
 //	7  networks, images and volumes: creates and updates of those kinds,
 //	   VM specs with nics or disks, and report's resources
-const ProtocolVersion = 7
+//	8  projects (quotas) and placement: creates and updates of kind
+//	   project, VM and volume specs with project, requirements, rank,
+//	   strategy or affinity
+const ProtocolVersion = 8
 
 // MinProtocol is the protocol a node must speak to apply message type t.
 // Unknown types (ignorable or not) are 1: whether a node skips or halts
@@ -98,12 +101,18 @@ func RequiredProtocol(t MessageType, req any) int {
 		if specUses7(r.Kind, r.Spec) {
 			need = max(need, 7)
 		}
+		if specUses8(r.Kind, r.Spec) {
+			need = max(need, 8)
+		}
 	case *UpdateRequest:
 		if specUsesRelativeBoot(r.Kind, r.Spec) {
 			need = max(need, 6)
 		}
 		if specUses7(r.Kind, r.Spec) {
 			need = max(need, 7)
+		}
+		if specUses8(r.Kind, r.Spec) {
+			need = max(need, 8)
 		}
 	case *MigrateRequest:
 		if r.UsesPhaseOnly() {
@@ -293,19 +302,51 @@ func specUses7(kind resource.Kind, spec json.RawMessage) bool {
 	return json.Unmarshal(spec, &s) == nil && (s.NICs != nil || s.Disks != nil)
 }
 
-// payloadUses7 is the protocol 7 part of an encoded batch operation's
+// specUses8 reports whether a create or update needs protocol 8: a
+// project, or a VM or volume spec with the placement fields (project,
+// requirements, rank, strategy, affinity), which older builds refuse.
+func specUses8(kind resource.Kind, spec json.RawMessage) bool {
+	if kind == resource.KindProject {
+		return true
+	}
+	if (kind != resource.KindVM && kind != resource.KindVolume) || len(spec) == 0 {
+		return false
+	}
+	var s struct {
+		Project      json.RawMessage `json:"project"`
+		Requirements json.RawMessage `json:"requirements"`
+		Rank         json.RawMessage `json:"rank"`
+		Strategy     json.RawMessage `json:"strategy"`
+		Affinity     json.RawMessage `json:"affinity"`
+	}
+	return json.Unmarshal(spec, &s) == nil && (s.Project != nil || s.Requirements != nil || s.Rank != nil || s.Strategy != nil || s.Affinity != nil)
+}
+
+// specProtocol is the protocol of a create's or update's spec fields (0,
+// 7 or 8).
+func specProtocol(kind resource.Kind, spec json.RawMessage) int {
+	switch {
+	case specUses8(kind, spec):
+		return 8
+	case specUses7(kind, spec):
+		return 7
+	}
+	return 0
+}
+
+// payloadUses7 is the protocol 7 (and 8) part of an encoded batch operation's
 // RequiredProtocol (7 or 0).
 func payloadUses7(t MessageType, payload []byte) int {
 	switch t {
 	case CreateRequestType:
 		var r CreateRequest
-		if decodePayload(payload, &r) == nil && specUses7(r.Kind, r.Spec) {
-			return 7
+		if decodePayload(payload, &r) == nil {
+			return specProtocol(r.Kind, r.Spec)
 		}
 	case UpdateRequestType:
 		var r UpdateRequest
-		if decodePayload(payload, &r) == nil && specUses7(r.Kind, r.Spec) {
-			return 7
+		if decodePayload(payload, &r) == nil {
+			return specProtocol(r.Kind, r.Spec)
 		}
 	case ReportRequestType:
 		var r ReportRequest

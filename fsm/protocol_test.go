@@ -69,6 +69,16 @@ func TestProtocolVersions(t *testing.T) {
 			mustOp(t, fsm.ReportRequestType, &fsm.ReportRequest{Resources: []resource.ResourceReport{{Kind: resource.KindVolume, Name: "v", State: "ready"}}}),
 		}}, 7},
 		{fsm.AccessorRequestType, mustAccessor(t, fsm.CreateRequestType, &fsm.CreateRequest{Kind: resource.KindNetwork, Spec: json.RawMessage(`{}`)}), 7},
+		// Protocol 8: projects and the placement fields.
+		{fsm.CreateRequestType, &fsm.CreateRequest{Kind: resource.KindProject, Spec: json.RawMessage(`{}`)}, 8},
+		{fsm.CreateRequestType, &fsm.CreateRequest{Kind: resource.KindVM, Spec: json.RawMessage(`{"cpus":1,"memory_mib":64,"project":"p1"}`)}, 8},
+		{fsm.UpdateRequestType, &fsm.UpdateRequest{Kind: resource.KindVM, Spec: json.RawMessage(`{"cpus":1,"memory_mib":64,"affinity":{"group":"g","rule":"affine"}}`)}, 8},
+		{fsm.CreateRequestType, &fsm.CreateRequest{Kind: resource.KindVM, Spec: json.RawMessage(`{"cpus":1,"memory_mib":64,"nics":[{"network":"n"}],"requirements":"true"}`)}, 8},
+		{fsm.CreateRequestType, &fsm.CreateRequest{Kind: resource.KindVolume, Spec: json.RawMessage(`{"size_mib":1,"project":"p1"}`)}, 8},
+		{fsm.BatchRequestType, &fsm.BatchRequest{Ops: []fsm.BatchOp{
+			mustOp(t, fsm.CreateRequestType, &fsm.CreateRequest{Kind: resource.KindVM, Spec: json.RawMessage(`{"cpus":1,"memory_mib":64,"rank":"1"}`)}),
+		}}, 8},
+		{fsm.AccessorRequestType, mustAccessor(t, fsm.CreateRequestType, &fsm.CreateRequest{Kind: resource.KindProject, Spec: json.RawMessage(`{}`)}), 8},
 	}
 	for _, tc := range cases {
 		newest = max(newest, tc.want)

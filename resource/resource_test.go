@@ -380,7 +380,7 @@ func TestKindsRegistry(t *testing.T) {
 	for _, k := range ks {
 		names = append(names, k.Kind)
 	}
-	if want := []Kind{KindHost, KindImage, KindNetwork, KindPolicy, KindVM, KindVolume}; !reflect.DeepEqual(names, want) {
+	if want := []Kind{KindHost, KindImage, KindNetwork, KindPolicy, KindProject, KindVM, KindVolume}; !reflect.DeepEqual(names, want) {
 		t.Errorf("Kinds() = %v; want %v, sorted by name", names, want)
 	}
 	defer func() {

@@ -76,6 +76,48 @@ type VMSpec struct {
 	// which the state machine creates a non-persistent volume named
 	// "<vm>-disk<i>" and records it in the disk's volume.
 	Disks []Disk `json:"disks,omitempty"`
+
+	// Placement (log protocol 8; docs/scheduling.md). Project names the
+	// project the VM counts against (empty: "default"). Requirements is
+	// a boolean expression over a host's attributes that a host must
+	// satisfy; Rank a number over them, higher is better. Strategy
+	// overrides the project's and the cluster's (binpack or spread).
+	// Affinity puts the VM in a group with a rule.
+	Project      string    `json:"project,omitempty"`
+	Requirements string    `json:"requirements,omitempty"`
+	Rank         string    `json:"rank,omitempty"`
+	Strategy     string    `json:"strategy,omitempty"`
+	Affinity     *Affinity `json:"affinity,omitempty"`
+}
+
+// Affinity is a VM's placement rule towards the other VMs of its group:
+// affine (on the same host) or anti-affine (never two on one host). Hard
+// rules are checked by the state machine at every placement; soft ones
+// are the scheduler's best effort.
+type Affinity struct {
+	Group string `json:"group"`
+	Rule  string `json:"rule"`
+	Hard  bool   `json:"hard,omitempty"`
+}
+
+// Affinity rules and placement strategies.
+const (
+	AffinityAffine     = "affine"
+	AffinityAntiAffine = "anti-affine"
+	StrategyBinpack    = "binpack"
+	StrategySpread     = "spread"
+	// DefaultProject is the project of a VM or volume that names none.
+	DefaultProject = "default"
+	// MaxExprLen bounds requirements and rank.
+	MaxExprLen = 4096
+)
+
+// ProjectOf is the project a VM or volume counts against.
+func ProjectOf(p string) string {
+	if p == "" {
+		return DefaultProject
+	}
+	return p
 }
 
 // NIC is one network interface of a VM.
@@ -203,6 +245,9 @@ func (s *VMSpec) Validate() error {
 	if err := s.validateDevices(); err != nil {
 		return err
 	}
+	if err := s.validatePlacement(); err != nil {
+		return err
+	}
 	if b := s.Boot; b != nil {
 		// Boot path text: ValidateRequest (see bootpath.go).
 		switch b.ImageFormat {
@@ -271,6 +316,39 @@ func (s *VMSpec) validateDevices() error {
 			if d.Volume != "" && s.Disks[j].Volume == d.Volume {
 				return Errorf(f+".volume", "volume %q is already disk %d of this VM", d.Volume, j)
 			}
+		}
+	}
+	return nil
+}
+
+// validatePlacement checks the project name, the strategy, the
+// affinity and the expressions' lengths (their syntax and types are
+// checked by the scheduler's compiler where requests are served).
+func (s *VMSpec) validatePlacement() error {
+	if s.Project != "" {
+		if err := ValidateName(s.Project); err != nil {
+			return Errorf("spec.project", "%s", err.(*FieldError).Msg)
+		}
+	}
+	switch s.Strategy {
+	case "", StrategyBinpack, StrategySpread:
+	default:
+		return Errorf("spec.strategy", "must be binpack or spread (got %q)", s.Strategy)
+	}
+	if len(s.Requirements) > MaxExprLen {
+		return Errorf("spec.requirements", "is %d bytes long; the limit is %d", len(s.Requirements), MaxExprLen)
+	}
+	if len(s.Rank) > MaxExprLen {
+		return Errorf("spec.rank", "is %d bytes long; the limit is %d", len(s.Rank), MaxExprLen)
+	}
+	if a := s.Affinity; a != nil {
+		if err := ValidateName(a.Group); err != nil {
+			return Errorf("spec.affinity.group", "%s", err.(*FieldError).Msg)
+		}
+		switch a.Rule {
+		case AffinityAffine, AffinityAntiAffine:
+		default:
+			return Errorf("spec.affinity.rule", "must be affine or anti-affine (got %q)", a.Rule)
 		}
 	}
 	return nil

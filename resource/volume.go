@@ -26,6 +26,9 @@ type VolumeSpec struct {
 	// Persistent volumes survive the delete of the VM they are attached
 	// to; others are deleted with it.
 	Persistent bool `json:"persistent,omitempty"`
+	// Project names the project the volume's size counts against
+	// (empty: "default"; log protocol 8).
+	Project string `json:"project,omitempty"`
 }
 
 // VolumeStatus is what the system observed of a volume.
@@ -73,6 +76,11 @@ func (s *VolumeSpec) Validate() error {
 	if s.Image != "" {
 		if err := ValidateName(s.Image); err != nil {
 			return Errorf("spec.image", "%v", err.(*FieldError).Msg)
+		}
+	}
+	if s.Project != "" {
+		if err := ValidateName(s.Project); err != nil {
+			return Errorf("spec.project", "%v", err.(*FieldError).Msg)
 		}
 	}
 	return nil

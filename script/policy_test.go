@@ -19,7 +19,7 @@ func TestLoadPolicyRejectsBadDeclarations(t *testing.T) {
 		{"events empty", "events = []\ndef on_event(ev):\n    pass\n", "events is empty"},
 		{"events not strings", "events = [\"vm.failed\", 3]\ndef on_event(ev):\n    pass\n", `events[1] is int, not a string such as "vm.failed"`},
 		{"unknown type", "events = [\"vm.failed\", \"vm.exploded\"]\ndef on_event(ev):\n    pass\n", `events element 1: "vm.exploded" is not an event type; the vm events are vm.created, vm.updated, vm.deleted, vm.pending`},
-		{"unknown kind", "events = [\"disk.full\"]\ndef on_event(ev):\n    pass\n", `"disk" is not a kind; use one of host, image, network, vm, volume`},
+		{"unknown kind", "events = [\"disk.full\"]\ndef on_event(ev):\n    pass\n", `"disk" is not a kind; use one of host, image, network, project, vm, volume`},
 		{"no handler", "events = [\"vm.failed\"]\n", "no on_event function: define def on_event(ev):"},
 		{"handler not a function", "events = [\"vm.failed\"]\non_event = 3\n", "on_event is int; it must be a function"},
 		{"handler without parameter", "events = [\"vm.failed\"]\ndef on_event():\n    pass\n", "ha.star:2:1: on_event must take one argument"},
