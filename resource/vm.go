@@ -191,8 +191,12 @@ const (
 // ValidateRequest checks the boot strings a client sent: valid UTF-8, no
 // control, bidi or line-separator characters, at most MaxBootPathLen
 // (paths, image_format) or MaxBootCmdlineLen (cmdline) bytes, and no ".."
-// component in a path.
+// component in a path; and compiles the requirements and rank
+// expressions (hostexpr.go): a bad one is an error that says where.
 func (s *VMSpec) ValidateRequest() error {
+	if err := s.validateExprs(); err != nil {
+		return err
+	}
 	b := s.Boot
 	if b == nil {
 		return nil
@@ -323,7 +327,7 @@ func (s *VMSpec) validateDevices() error {
 
 // validatePlacement checks the project name, the strategy, the
 // affinity and the expressions' lengths (their syntax and types are
-// checked by the scheduler's compiler where requests are served).
+// checked by ValidateRequest, hostexpr.go).
 func (s *VMSpec) validatePlacement() error {
 	if s.Project != "" {
 		if err := ValidateName(s.Project); err != nil {
