@@ -18,10 +18,12 @@ type PlaceRequest struct {
 	Unplaced   []Unplaced  `json:"unplaced,omitempty"`
 }
 
-// Placement binds VM to Host.
+// Placement binds VM to Host. Reason, if set, becomes the VM's status
+// reason (e.g. the soft affinity rule the placement breaks).
 type Placement struct {
-	VM   string `json:"vm"`
-	Host string `json:"host"`
+	VM     string `json:"vm"`
+	Host   string `json:"host"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // Unplaced says why a pending VM stays pending.
@@ -70,6 +72,10 @@ func (w *writer) placeOne(now time.Time, p Placement) error {
 	if err := w.fits(p.Host, hspec, hst, resource.Resources{CPUs: spec.CPUs, MemoryMiB: spec.MemoryMiB}); err != nil {
 		return err
 	}
+	// Requirements and hard affinity (affinity.go): no plan breaks them.
+	if err := w.checkRules(p.VM, spec, p.Host); err != nil {
+		return err
+	}
 	if hasDevices(spec) {
 		// Addresses the VM lacks (its network was full), and the host
 		// its volumes are on.
@@ -77,6 +83,6 @@ func (w *writer) placeOne(now time.Time, p Placement) error {
 			return err
 		}
 	}
-	nst := resource.VMStatus{Phase: resource.PhaseScheduled, Host: p.Host, Epoch: w.index, Since: now.UTC()}
+	nst := resource.VMStatus{Phase: resource.PhaseScheduled, Host: p.Host, Epoch: w.index, Reason: p.Reason, Since: now.UTC()}
 	return w.putVMStatus(o, st, &nst)
 }

@@ -31,7 +31,7 @@ import (
 //	   VM specs with nics or disks, and report's resources
 //	8  projects (quotas) and placement: creates and updates of kind
 //	   project, VM and volume specs with project, requirements, rank,
-//	   strategy or affinity
+//	   strategy or affinity; a place with a placement's reason
 const ProtocolVersion = 8
 
 // MinProtocol is the protocol a node must speak to apply message type t.
@@ -83,6 +83,15 @@ func RequiredProtocol(t MessageType, req any) int {
 				need = max(need, 6)
 			}
 			need = max(need, payloadUses7(op.Type, op.Payload))
+		}
+	case *PlaceRequest:
+		// A placement's reason (a soft affinity rule broken) is
+		// protocol 8: older builds refuse the field.
+		for _, p := range r.Placements {
+			if p.Reason != "" {
+				need = max(need, 8)
+				break
+			}
 		}
 	case *HostStateRequest:
 		if len(r.ForeignDomains) > 0 || r.ForeignDomainCount > 0 {

@@ -79,6 +79,8 @@ func TestProtocolVersions(t *testing.T) {
 			mustOp(t, fsm.CreateRequestType, &fsm.CreateRequest{Kind: resource.KindVM, Spec: json.RawMessage(`{"cpus":1,"memory_mib":64,"rank":"1"}`)}),
 		}}, 8},
 		{fsm.AccessorRequestType, mustAccessor(t, fsm.CreateRequestType, &fsm.CreateRequest{Kind: resource.KindProject, Spec: json.RawMessage(`{}`)}), 8},
+		{fsm.PlaceRequestType, &fsm.PlaceRequest{Placements: []fsm.Placement{{VM: "a", Host: "h"}}}, 1},
+		{fsm.PlaceRequestType, &fsm.PlaceRequest{Placements: []fsm.Placement{{VM: "a", Host: "h", Reason: "placed on h breaking soft anti-affinity of group g"}}}, 8},
 	}
 	for _, tc := range cases {
 		newest = max(newest, tc.want)

@@ -26,6 +26,7 @@ const (
 	indexNICMAC    = "m" // the MAC of a NIC
 	indexVMNetwork = "n" // a network a NIC names
 	indexVMVolume  = "v" // a volume a disk names
+	indexVMGroup   = "g" // the VM's affinity group (affinity.go)
 )
 
 // vmSpecFields are the spec fields the device indexes need: decoding only
@@ -35,6 +36,9 @@ type vmSpecFields struct {
 	Disks []struct {
 		Volume string `json:"volume"`
 	} `json:"disks"`
+	Affinity *struct {
+		Group string `json:"group"`
+	} `json:"affinity"`
 }
 
 // vmSpecCache remembers the fields of the last spec decoded, by the
@@ -53,7 +57,7 @@ func (c *vmSpecCache) decode(spec []byte) (vmSpecFields, bool) {
 	defer c.mu.Unlock()
 	if p := unsafe.SliceData(spec); p != c.data || len(spec) != c.n {
 		var f vmSpecFields
-		if !mayHaveDevices(spec) {
+		if !mayHaveIndexed(spec) {
 			c.data, c.n, c.fields, c.ok = p, len(spec), f, true
 			return c.fields, c.ok
 		}
@@ -67,6 +71,12 @@ func (c *vmSpecCache) decode(spec []byte) (vmSpecFields, bool) {
 // "nics" and "disks" has no devices (no need to decode it).
 func mayHaveDevices(spec []byte) bool {
 	return bytes.Contains(spec, []byte(`"nics"`)) || bytes.Contains(spec, []byte(`"disks"`))
+}
+
+// mayHaveIndexed is mayHaveDevices for the index: the affinity group
+// (issue 14) is indexed too.
+func mayHaveIndexed(spec []byte) bool {
+	return mayHaveDevices(spec) || bytes.Contains(spec, []byte(`"affinity"`))
 }
 
 // vmSpecIndexer indexes VM objects by values of their spec's devices (a
@@ -146,6 +156,9 @@ func deviceValues(f *vmSpecFields) []string {
 		if d.Volume != "" {
 			out = append(out, indexVMVolume+"\x00"+d.Volume)
 		}
+	}
+	if a := f.Affinity; a != nil && a.Group != "" {
+		out = append(out, indexVMGroup+"\x00"+a.Group)
 	}
 	return out
 }

@@ -172,6 +172,9 @@ func (w *writer) migrate(req *MigrateRequest) error {
 	if err := w.fits(req.Host, hspec, hst, resource.Resources{CPUs: spec.CPUs, MemoryMiB: spec.MemoryMiB}); err != nil {
 		return err
 	}
+	if err := w.checkRules(req.VM, spec, req.Host); err != nil {
+		return err
+	}
 	if hasDevices(spec) {
 		// Its volumes are on one host's storage: it moves only there.
 		if err := w.bindVolumes(req.VM, spec, req.Host, false); err != nil {

@@ -14,6 +14,12 @@ type Host struct {
 	Ready bool // state ready and schedulable
 	Free  resource.Resources
 	Total resource.Resources // schedulable capacity
+
+	// The attributes the expressions read besides capacity: the host
+	// object's labels, its state and driver, how many VMs it holds.
+	Labels        map[string]string
+	State, Driver string
+	VMs           int
 }
 
 // VM is a pending VM to place.
@@ -33,6 +39,11 @@ type VM struct {
 	// an address there.
 	Networks []string
 
+	// Placement (issue 14): the VM's project, requirements and rank
+	// expressions, strategy and affinity rule.
+	Project, Requirements, Rank, Strategy string
+	Affinity                              *resource.Affinity
+
 	// volumes are the VM's volumes (FromState resolves Host from them).
 	volumes []string
 }
@@ -42,73 +53,16 @@ type Network struct {
 	Free, Capacity int64
 }
 
-// Plan places vms (oldest first) on hosts, first fit over hosts ordered by
-// free memory (most first, then by name). VMs that fit nowhere get a reason
-// saying why, but only when it differs from the reason they already have.
-// A round costs O(VMs log VMs) when some host has room, O(VMs) otherwise.
-func Plan(hosts []Host, vms []VM) fsm.PlaceRequest { return PlanNetworks(hosts, vms, nil) }
+// Plan places vms (oldest first) on hosts with the cluster's default
+// strategy (spread: most free memory first, then by name), as PlanWith.
+func Plan(hosts []Host, vms []VM) fsm.PlaceRequest { return PlanWith(hosts, vms, Options{}) }
 
 // PlanNetworks is Plan with the networks' free addresses: a VM that needs
 // an address on a network with none left stays pending with a reason that
 // says so (the state machine would refuse its placement). Networks absent
 // from nets are not limited.
 func PlanNetworks(hosts []Host, vms []VM, nets map[string]Network) fsm.PlaceRequest {
-	var plan fsm.PlaceRequest
-	rs := newReasoner(hosts)
-	free := make([]Host, 0, len(hosts))
-	for _, h := range hosts {
-		if h.Ready && h.Free.CPUs > 0 && h.Free.MemoryMiB > 0 {
-			free = append(free, h)
-		}
-	}
-	if len(free) > 0 {
-		sort.Slice(vms, func(i, j int) bool {
-			if vms[i].CreateIndex != vms[j].CreateIndex {
-				return vms[i].CreateIndex < vms[j].CreateIndex
-			}
-			return vms[i].Name < vms[j].Name
-		})
-		sort.Slice(free, func(i, j int) bool { return less(free[i], free[j]) })
-	}
-	for _, vm := range vms {
-		if r := blockedReason(vm, nets); r != "" {
-			if r != vm.Reason {
-				plan.Unplaced = append(plan.Unplaced, fsm.Unplaced{VM: vm.Name, Reason: r})
-			}
-			continue
-		}
-		placed := false
-		for i := range free {
-			h := &free[i]
-			if vm.Host != "" && h.Name != vm.Host {
-				continue
-			}
-			if h.Free.CPUs >= vm.Need.CPUs && h.Free.MemoryMiB >= vm.Need.MemoryMiB {
-				for _, n := range vm.Networks {
-					if nf, ok := nets[n]; ok {
-						nf.Free--
-						nets[n] = nf
-					}
-				}
-				plan.Placements = append(plan.Placements, fsm.Placement{VM: vm.Name, Host: h.Name})
-				h.Free.CPUs -= vm.Need.CPUs
-				h.Free.MemoryMiB -= vm.Need.MemoryMiB
-				placed = true
-				// Keep "most free memory first" without a full sort:
-				// bubble the host down to its place.
-				for j := i; j+1 < len(free) && less(free[j+1], free[j]); j++ {
-					free[j], free[j+1] = free[j+1], free[j]
-				}
-				break
-			}
-		}
-		if !placed {
-			if r := rs.hostReason(vm, hosts); r != vm.Reason {
-				plan.Unplaced = append(plan.Unplaced, fsm.Unplaced{VM: vm.Name, Reason: r})
-			}
-		}
-	}
-	return plan
+	return PlanWith(hosts, vms, Options{Networks: nets})
 }
 
 // blockedReason says why vm cannot be placed whatever the hosts: its
@@ -258,7 +212,8 @@ func FromState(st *fsm.Store, cache *Cache, full bool) ([]Host, []VM, error) {
 		if err != nil {
 			continue
 		}
-		vm := VM{Name: o.Name, CreateIndex: o.CreateIndex, Need: resource.Resources{CPUs: spec.CPUs, MemoryMiB: spec.MemoryMiB}}
+		vm := VM{Name: o.Name, CreateIndex: o.CreateIndex, Need: resource.Resources{CPUs: spec.CPUs, MemoryMiB: spec.MemoryMiB},
+			Project: spec.Project, Requirements: spec.Requirements, Rank: spec.Rank, Strategy: spec.Strategy, Affinity: spec.Affinity}
 		if vs, err := resource.DecodeStatus[resource.VMStatus](o); err == nil {
 			vm.Reason = vs.Reason
 		}
@@ -345,11 +300,16 @@ func HostsFromState(st *fsm.Store) ([]Host, error) {
 			continue
 		}
 		total := resource.Schedulable(spec, hs)
+		vms, err := st.VMsOnHost(nil, o.Name)
+		if err != nil {
+			return nil, err
+		}
 		hosts = append(hosts, Host{
-			Name:  o.Name,
-			Ready: hs.State == resource.HostReady && !spec.Unschedulable,
-			Total: total,
-			Free:  resource.Resources{CPUs: total.CPUs - hs.Allocated.CPUs, MemoryMiB: total.MemoryMiB - hs.Allocated.MemoryMiB},
+			Name:   o.Name,
+			Ready:  hs.State == resource.HostReady && !spec.Unschedulable,
+			Total:  total,
+			Free:   resource.Resources{CPUs: total.CPUs - hs.Allocated.CPUs, MemoryMiB: total.MemoryMiB - hs.Allocated.MemoryMiB},
+			Labels: o.Labels, State: hs.State, Driver: hs.Driver, VMs: len(vms),
 		})
 	}
 	return hosts, nil
@@ -379,4 +339,56 @@ func PickHost(hosts []Host, need resource.Resources, from string) (host, reason 
 	}
 	return "", fmt.Sprintf("no other ready host has %d CPUs and %s free (%d ready hosts besides %q)",
 		need.CPUs, resource.FormatMiB(need.MemoryMiB), others, from)
+}
+
+// GroupsFromState returns the placed members of the affinity groups the
+// VMs name.
+func GroupsFromState(st *fsm.Store, vms []VM) (map[string]*Group, error) {
+	out := map[string]*Group{}
+	for _, vm := range vms {
+		a := vm.Affinity
+		if a == nil {
+			continue
+		}
+		if _, ok := out[a.Group]; ok {
+			continue
+		}
+		g := &Group{}
+		out[a.Group] = g
+		members, err := st.GroupMembers(a.Group)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range members {
+			if m.Host != "" {
+				g.add(m.Host, m.Hard && m.Rule == resource.AffinityAntiAffine)
+			}
+		}
+	}
+	return out, nil
+}
+
+// ProjectStrategies returns the strategy (spec.strategy) of the projects
+// the VMs belong to that set one.
+func ProjectStrategies(st *fsm.Store, vms []VM) (map[string]string, error) {
+	out := map[string]string{}
+	seen := map[string]bool{}
+	for _, vm := range vms {
+		p := resource.ProjectOf(vm.Project)
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		o, err := st.Get(nil, resource.KindProject, p)
+		if err != nil {
+			return nil, err
+		}
+		if o == nil {
+			continue
+		}
+		if ps, err := resource.DecodeSpec[resource.ProjectSpec](o); err == nil && ps.Strategy != "" {
+			out[p] = ps.Strategy
+		}
+	}
+	return out, nil
 }

@@ -77,6 +77,10 @@ type Config struct {
 	FenceCommand string
 	// FenceTimeout bounds one run of the fence command (default 60s).
 	FenceTimeout time.Duration
+	// PlacementStrategy is the cluster's default placement strategy
+	// (binpack or spread; empty: spread, most free memory first), which
+	// a project's spec.strategy and a VM's override (docs/scheduling.md).
+	PlacementStrategy string
 	// FenceRetryMin and FenceRetryMax bound the backoff between failed
 	// runs (default 5s doubling up to 60s).
 	FenceRetryMin, FenceRetryMax time.Duration
@@ -239,6 +243,11 @@ func (c *Config) Validate() error {
 	}
 	if c.FenceRetryMin < 0 || c.FenceRetryMax < c.FenceRetryMin {
 		errs = append(errs, fmt.Errorf("fence retry backoff %s..%s: the minimum must be positive and not above the maximum", c.FenceRetryMin, c.FenceRetryMax))
+	}
+	switch c.PlacementStrategy {
+	case "", resource.StrategyBinpack, resource.StrategySpread:
+	default:
+		errs = append(errs, fmt.Errorf("--placement-strategy %q: use spread (most free memory first, the default) or binpack (least free first)", c.PlacementStrategy))
 	}
 	if c.TLS.Enabled() {
 		if err := c.TLS.Validate(); err != nil {

@@ -23,6 +23,7 @@ func (c *Controller) schedulerLoop(ctx context.Context) {
 	)
 	st := c.fsm.State()
 	cache := scheduler.NewCache()
+	exprs := resource.NewExprCache(1024)
 	full := true
 	interval := schedulerMinInterval
 	var lastHostIdx uint64
@@ -42,7 +43,7 @@ func (c *Controller) schedulerLoop(ctx context.Context) {
 		// re-reading a large pending set every 50ms would cost the
 		// writes their CPU. Placing, or a host change, resets it.
 		hostIdx := st.Index(resource.KindHost)
-		if c.scheduleOnce(ctx, cache, full) > 0 || hostIdx != lastHostIdx {
+		if c.scheduleOnce(ctx, cache, exprs, full) > 0 || hostIdx != lastHostIdx {
 			interval = schedulerMinInterval
 		} else {
 			interval = min(2*interval, time.Second)
@@ -63,7 +64,7 @@ func (c *Controller) schedulerLoop(ctx context.Context) {
 }
 
 // scheduleOnce plans one round and returns how many VMs it placed.
-func (c *Controller) scheduleOnce(ctx context.Context, cache *scheduler.Cache, full bool) (placed int) {
+func (c *Controller) scheduleOnce(ctx context.Context, cache *scheduler.Cache, exprs *resource.ExprCache, full bool) (placed int) {
 	hosts, vms, err := scheduler.FromState(c.fsm.State(), cache, full)
 	if err != nil || len(vms) == 0 {
 		return 0
@@ -72,7 +73,18 @@ func (c *Controller) scheduleOnce(ctx context.Context, cache *scheduler.Cache, f
 	if err != nil {
 		return 0
 	}
-	plan := scheduler.PlanNetworks(hosts, vms, nets)
+	// Affinity groups' placed members, and the projects' strategies.
+	groups, err := scheduler.GroupsFromState(c.fsm.State(), vms)
+	if err != nil {
+		return 0
+	}
+	strategies, err := scheduler.ProjectStrategies(c.fsm.State(), vms)
+	if err != nil {
+		return 0
+	}
+	plan := scheduler.PlanWith(hosts, vms, scheduler.Options{
+		Networks: nets, Strategy: c.cfg.PlacementStrategy, ProjectStrategy: strategies, Groups: groups, Exprs: exprs,
+	})
 	for len(plan.Placements)+len(plan.Unplaced) > 0 {
 		chunk := fsm.PlaceRequest{Time: time.Now().UTC()}
 		n := min(len(plan.Placements), fsm.MaxBatchOps)
