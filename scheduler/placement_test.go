@@ -60,7 +60,7 @@ func TestPlanRules(t *testing.T) {
 				{Name: "c", CreateIndex: 2, Need: res(1, 512), Affinity: anti(true)}},
 			want: map[string]string{"a": "h3", "b": "h2", "c": ""}, reason: map[string]string{"c": "hard anti-affinity of group db"}},
 		{name: "soft anti-affinity breaks with a reason",
-			vms: []VM{{Name: "a", Need: res(1, 512), Affinity: anti(false)}, {Name: "b", CreateIndex: 1, Need: res(1, 7000), Affinity: anti(false)}},
+			vms:  []VM{{Name: "a", Need: res(1, 512), Affinity: anti(false)}, {Name: "b", CreateIndex: 1, Need: res(1, 7000), Affinity: anti(false)}},
 			want: map[string]string{"a": "h1", "b": "h1"}},
 		{name: "hard affinity follows the members", opt: Options{Groups: map[string]*Group{"web": {Count: map[string]int{"h2": 1}}}},
 			vms: []VM{{Name: "a", Need: res(1, 512), Affinity: aff}}, want: map[string]string{"a": "h2"}},
@@ -122,7 +122,7 @@ func TestPlanRulesProperty(t *testing.T) {
 		var vms []VM
 		for i := range nv {
 			vm := VM{Name: fmt.Sprintf("v%d", i), CreateIndex: uint64(i), Need: res(rapid.IntRange(1, 4).Draw(t, "c"), rapid.Int64Range(1, 4096).Draw(t, "m")),
-				Strategy: rapid.SampledFrom([]string{"", "binpack", "spread"}).Draw(t, "strategy"),
+				Strategy:     rapid.SampledFrom([]string{"", "binpack", "spread"}).Draw(t, "strategy"),
 				Requirements: rapid.SampledFrom([]string{"", `host.labels.zone == "a"`, `host.free_memory_mib > 2048`}).Draw(t, "req"),
 				Rank:         rapid.SampledFrom([]string{"", "-host.allocated_cpus", "host.vm_count"}).Draw(t, "rank")}
 			if rapid.Bool().Draw(t, "grouped") {
