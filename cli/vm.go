@@ -153,7 +153,9 @@ Examples:
    kumoi vm create tiny --cpus 1 --memory 256MiB --kernel boot/vmlinuz --initrd boot/initrd.img --cmdline 'console=ttyS0'
    kumoi vm create spare --cpus 1 --memory 512MiB --power stopped -o json
    kumoi vm create web --cpus 1 --memory 1GiB --network net1 --disk image=debian,size=2GiB
-   kumoi vm create db --cpus 2 --memory 4GiB --network net1:10.10.0.5 --disk volume=v1`,
+   kumoi vm create db --cpus 2 --memory 4GiB --network net1:10.10.0.5 --disk volume=v1
+   kumoi vm create db-1 --cpus 2 --memory 4GiB --requirements 'host.labels.zone == "b" && host.free_memory_mib > 4096' --rank '-host.allocated_cpus'
+   kumoi vm create db-1 --cpus 2 --memory 4GiB --group db --affinity anti-affine --hard --strategy binpack --project p1`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "cpus", Usage: "`N` virtual CPUs (required)"},
 			&cli.StringFlag{Name: "memory", Aliases: []string{"m"}, Usage: "memory `SIZE`, e.g. 512MiB or 2GiB (required)"},
@@ -167,6 +169,13 @@ Examples:
 			&cli.StringFlag{Name: "cmdline", Usage: "kernel command line `STR` for --kernel"},
 			&cli.StringSliceFlag{Name: "network", Usage: "a NIC on `NETWORK[:IP]` (the address is allocated unless given); repeat for several"},
 			&cli.StringSliceFlag{Name: "disk", Usage: "a disk: `image=IMAGE,size=SIZE` (a new volume from an image) or volume=VOLUME; repeat for several"},
+			&cli.StringFlag{Name: "requirements", Usage: "`EXPR`: a boolean expression a host must satisfy, e.g. 'host.labels.zone == \"b\" && host.free_memory_mib > 4096' (docs/scheduling.md)"},
+			&cli.StringFlag{Name: "rank", Usage: "`EXPR`: a number over a host's attributes, higher is better, e.g. '-host.allocated_cpus'"},
+			&cli.StringFlag{Name: "strategy", Usage: "`STRATEGY`: binpack (least free first) or spread (most free first); default: the project's, then the cluster's"},
+			&cli.StringFlag{Name: "group", Usage: "affinity group `NAME` (with --affinity)"},
+			&cli.StringFlag{Name: "affinity", Usage: "`RULE` towards the other VMs of --group: affine (same host) or anti-affine (never two on one host)"},
+			&cli.BoolFlag{Name: "hard", Usage: "make the --affinity rule hard (never broken; the VM waits) instead of best effort"},
+			&cli.StringFlag{Name: "project", Usage: "the `PROJECT` the VM counts against (default: default)"},
 			waitFlag("the VM is running (stopped, suspended: what --power says)"),
 		},
 		Action: vmCreate,
@@ -270,8 +279,67 @@ func createSpec(c *cli.Context, name string) (resource.VMSpec, error) {
 	if spec.Disks, err = disksValue(c.StringSlice("disk")); err != nil {
 		return spec, err
 	}
+	if err := placementValue(c, &spec); err != nil {
+		return spec, err
+	}
 	spec.Boot, err = bootValue(c)
 	return spec, err
+}
+
+// placementValue reads --requirements, --rank, --strategy, --group,
+// --affinity, --hard and --project into spec (the API checks the
+// expressions and says where one is wrong).
+func placementValue(c *cli.Context, spec *resource.VMSpec) error {
+	spec.Requirements, spec.Rank = c.String("requirements"), c.String("rank")
+	spec.Strategy, spec.Project = c.String("strategy"), c.String("project")
+	switch spec.Strategy {
+	case "", resource.StrategyBinpack, resource.StrategySpread:
+	default:
+		return usagef("invalid --strategy %q: use binpack or spread", spec.Strategy)
+	}
+	group, rule := c.String("group"), c.String("affinity")
+	switch {
+	case group == "" && rule == "" && !c.Bool("hard"):
+		return nil
+	case group == "":
+		return usagef("--affinity and --hard need --group NAME: the group the rule is about")
+	case rule == "":
+		return usagef("--group %s needs --affinity affine or --affinity anti-affine", group)
+	case rule != resource.AffinityAffine && rule != resource.AffinityAntiAffine:
+		return usagef("invalid --affinity %q: use affine (same host) or anti-affine (never two on one host)", rule)
+	}
+	spec.Affinity = &resource.Affinity{Group: group, Rule: rule, Hard: c.Bool("hard")}
+	return nil
+}
+
+// vmPlacementDetails prints a VM's placement fields (vm get).
+func vmPlacementDetails(w io.Writer, o *resource.Object) error {
+	spec, err := resource.DecodeSpec[resource.VMSpec](o)
+	if err != nil {
+		return nil
+	}
+	var b strings.Builder
+	if spec.Project != "" {
+		fmt.Fprintf(&b, "project:      %s\n", spec.Project)
+	}
+	if spec.Requirements != "" {
+		fmt.Fprintf(&b, "requirements: %s\n", spec.Requirements)
+	}
+	if spec.Rank != "" {
+		fmt.Fprintf(&b, "rank:         %s\n", spec.Rank)
+	}
+	if spec.Strategy != "" {
+		fmt.Fprintf(&b, "strategy:     %s\n", spec.Strategy)
+	}
+	if a := spec.Affinity; a != nil {
+		kind := "soft"
+		if a.Hard {
+			kind = "hard"
+		}
+		fmt.Fprintf(&b, "affinity:     %s %s, group %s\n", kind, a.Rule, a.Group)
+	}
+	_, err = io.WriteString(w, b.String())
+	return err
 }
 
 // nicsValue parses --network NETWORK[:IP] flags.
@@ -447,7 +515,10 @@ func vmGet(c *cli.Context) error {
 	if err := objectTable(w, resource.KindVM, []*resource.Object{o}, 0); err != nil {
 		return err
 	}
-	return objectDetails(w, o)
+	if err := objectDetails(w, o); err != nil {
+		return err
+	}
+	return vmPlacementDetails(w, o)
 }
 
 func vmListCommand() *cli.Command {
