@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -53,8 +54,18 @@ func groupMembersTxn(txn *memdb.Txn, group string) ([]GroupMember, error) {
 		if o == nil {
 			continue
 		}
-		spec, st, err := decodeState[resource.VMSpec, resource.VMStatus](o)
-		if err != nil || spec.Affinity == nil || spec.Affinity.Group != group {
+		// Only the fields the rules read: members are read at every
+		// placement of the group.
+		var spec struct {
+			Affinity *resource.Affinity `json:"affinity"`
+		}
+		var st struct {
+			Host string `json:"host"`
+		}
+		if json.Unmarshal(o.Spec, &spec) != nil || spec.Affinity == nil || spec.Affinity.Group != group {
+			continue
+		}
+		if len(o.Status) > 0 && json.Unmarshal(o.Status, &st) != nil {
 			continue
 		}
 		out = append(out, GroupMember{VM: n, Host: st.Host, Hard: spec.Affinity.Hard, Rule: spec.Affinity.Rule})
@@ -68,27 +79,19 @@ func (s *Store) GroupMembers(group string) ([]GroupMember, error) {
 	return groupMembersTxn(s.ReadTxn(), group)
 }
 
-// hostAttrsTxn is a host's attributes for the expressions, its
-// allocation and VM count recomputed from the VMs (never trusted).
-func hostAttrsTxn(txn *memdb.Txn, o *resource.Object, spec *resource.HostSpec, st *resource.HostStatus) (*resource.HostAttrs, error) {
-	var alloc resource.Resources
-	n := 0
-	it, err := txn.Get(tableObjects, indexVMHost, o.Name)
-	if err != nil {
-		return nil, err
-	}
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		n++
-		vs, err := resource.DecodeSpec[resource.VMSpec](raw.(*resource.Object))
+// hostAttrs is a host's attributes for the expressions, from what its
+// VMs hold (u; nil: recomputed from the VMs, never trusted).
+func (w *writer) hostAttrs(ho *resource.Object, spec *resource.HostSpec, st *resource.HostStatus, u *hostUse) (*resource.HostAttrs, error) {
+	if u == nil {
+		hu, err := hostUseTxn(w.txn, ho.Name)
 		if err != nil {
-			continue
+			return nil, err
 		}
-		alloc.CPUs += vs.CPUs
-		alloc.MemoryMiB += vs.MemoryMiB
+		u = &hu
 	}
 	hs := *st
-	hs.Allocated = alloc
-	a := resource.NewHostAttrs(o.Name, o.Labels, &hs, resource.Schedulable(spec, st), n)
+	hs.Allocated = u.alloc
+	a := resource.NewHostAttrs(ho.Name, ho.Labels, &hs, resource.Schedulable(spec, st), u.vms)
 	return &a, nil
 }
 
@@ -97,21 +100,19 @@ func hostAttrsTxn(txn *memdb.Txn, o *resource.Object, spec *resource.HostSpec, s
 // (anti-affine: no other member of its group on the host; affine: on
 // a host of the group's placed members, if any), and a hard anti-affine
 // member's (no other member joins it). Called with the host ready and
-// the capacity checked.
-func (w *writer) checkRules(vm string, spec *resource.VMSpec, host string) error {
+// the capacity checked: ho, hspec and hst are the host's object, spec
+// and status; use is what its VMs hold (nil: counted here).
+func (w *writer) checkRules(vm string, spec *resource.VMSpec, ho *resource.Object, hspec *resource.HostSpec, hst *resource.HostStatus, use *hostUse) error {
+	host := ho.Name
 	if spec.Requirements == "" && spec.Affinity == nil {
 		return nil
 	}
 	if spec.Requirements != "" {
-		ho, hspec, hst, err := w.host(host)
-		if err != nil {
-			return err
-		}
 		e, err := fsmExprs.Compile(spec.Requirements, true)
 		if err != nil {
 			return ruleError("vm %q: requirements do not compile: %v", vm, err)
 		}
-		attrs, err := hostAttrsTxn(w.txn, ho, hspec, hst)
+		attrs, err := w.hostAttrs(ho, hspec, hst, use)
 		if err != nil {
 			return err
 		}

@@ -15,36 +15,57 @@ import (
 // allocatedTxn sums the resources of every VM assigned to host (any phase:
 // an assigned VM keeps its reservation until it is deleted or evacuated).
 func allocatedTxn(txn *memdb.Txn, host string) (resource.Resources, error) {
-	var r resource.Resources
+	u, err := hostUseTxn(txn, host)
+	return u.alloc, err
+}
+
+// hostUse is what a host's VMs hold: their resources and their number.
+type hostUse struct {
+	alloc resource.Resources
+	vms   int
+}
+
+// hostUseTxn is allocatedTxn with the number of VMs assigned to host.
+func hostUseTxn(txn *memdb.Txn, host string) (hostUse, error) {
+	var u hostUse
 	it, err := txn.Get(tableObjects, indexVMHost, host)
 	if err != nil {
-		return r, err
+		return u, err
 	}
 	for raw := it.Next(); raw != nil; raw = it.Next() {
+		u.vms++
 		spec, err := resource.DecodeSpec[resource.VMSpec](raw.(*resource.Object))
 		if err != nil {
 			continue
 		}
-		r.CPUs += spec.CPUs
-		r.MemoryMiB += spec.MemoryMiB
+		u.alloc.CPUs += spec.CPUs
+		u.alloc.MemoryMiB += spec.MemoryMiB
 	}
-	return r, nil
+	return u, nil
 }
 
 // fits checks that adding need to host keeps it within its schedulable
 // capacity. The allocation is recomputed from the VMs, never trusted.
 func (w *writer) fits(host string, spec *resource.HostSpec, st *resource.HostStatus, need resource.Resources) error {
-	alloc, err := allocatedTxn(w.txn, host)
+	_, err := w.fitsUse(host, spec, st, need)
+	return err
+}
+
+// fitsUse is fits, and returns what the host's VMs hold (for the
+// placement rules, affinity.go).
+func (w *writer) fitsUse(host string, spec *resource.HostSpec, st *resource.HostStatus, need resource.Resources) (hostUse, error) {
+	u, err := hostUseTxn(w.txn, host)
 	if err != nil {
-		return err
+		return u, err
 	}
+	alloc := u.alloc
 	limit := resource.Schedulable(spec, st)
 	if alloc.CPUs+need.CPUs > limit.CPUs || alloc.MemoryMiB+need.MemoryMiB > limit.MemoryMiB {
-		return fmt.Errorf("host %q: %w: %d/%d CPUs and %s/%s allocated, %d CPUs and %s needed",
+		return u, fmt.Errorf("host %q: %w: %d/%d CPUs and %s/%s allocated, %d CPUs and %s needed",
 			host, ErrNoCapacity, alloc.CPUs, limit.CPUs, resource.FormatMiB(alloc.MemoryMiB),
 			resource.FormatMiB(limit.MemoryMiB), need.CPUs, resource.FormatMiB(need.MemoryMiB))
 	}
-	return nil
+	return u, nil
 }
 
 // recheckPlacedVM refuses a spec change that would overcommit the host a

@@ -62,18 +62,19 @@ func (w *writer) placeOne(now time.Time, p Placement) error {
 	if st.Phase != resource.PhasePending {
 		return fmt.Errorf("vm %q is %s, not pending: %w", p.VM, st.Phase, ErrWrongPhase)
 	}
-	_, hspec, hst, err := w.host(p.Host)
+	ho, hspec, hst, err := w.host(p.Host)
 	if err != nil {
 		return err
 	}
 	if hst.State != resource.HostReady || hspec.Unschedulable {
 		return fmt.Errorf("host %q (%s, unschedulable=%t): %w", p.Host, hst.State, hspec.Unschedulable, ErrHostNotReady)
 	}
-	if err := w.fits(p.Host, hspec, hst, resource.Resources{CPUs: spec.CPUs, MemoryMiB: spec.MemoryMiB}); err != nil {
+	use, err := w.fitsUse(p.Host, hspec, hst, resource.Resources{CPUs: spec.CPUs, MemoryMiB: spec.MemoryMiB})
+	if err != nil {
 		return err
 	}
 	// Requirements and hard affinity (affinity.go): no plan breaks them.
-	if err := w.checkRules(p.VM, spec, p.Host); err != nil {
+	if err := w.checkRules(p.VM, spec, ho, hspec, hst, &use); err != nil {
 		return err
 	}
 	if hasDevices(spec) {

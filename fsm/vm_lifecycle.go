@@ -162,7 +162,7 @@ func (w *writer) migrate(req *MigrateRequest) error {
 			return err
 		}
 	}
-	_, hspec, hst, err := w.host(req.Host)
+	ho, hspec, hst, err := w.host(req.Host)
 	if err != nil {
 		return err
 	}
@@ -172,7 +172,7 @@ func (w *writer) migrate(req *MigrateRequest) error {
 	if err := w.fits(req.Host, hspec, hst, resource.Resources{CPUs: spec.CPUs, MemoryMiB: spec.MemoryMiB}); err != nil {
 		return err
 	}
-	if err := w.checkRules(req.VM, spec, req.Host); err != nil {
+	if err := w.checkRules(req.VM, spec, ho, hspec, hst, nil); err != nil {
 		return err
 	}
 	if hasDevices(spec) {

@@ -158,14 +158,19 @@ func PlanWith(hosts []Host, vms []VM, opt Options) fsm.PlaceRequest {
 	return plan
 }
 
-// eval is e on candidate i, cached until the host changes.
-func (p *planner) eval(e *resource.HostExpr, i int, boolean bool) float64 {
-	c := p.cands[i]
+// cacheOf is e's cache of results by candidate.
+func (p *planner) cacheOf(e *resource.HostExpr) *evalCache {
 	ec := p.evals[e]
 	if ec == nil {
 		ec = &evalCache{ver: make([]uint32, len(p.cands)), val: make([]float64, len(p.cands))}
 		p.evals[e] = ec
 	}
+	return ec
+}
+
+// eval is e on candidate c, cached (in ec, e's cache) until the host
+// changes.
+func (p *planner) eval(e *resource.HostExpr, ec *evalCache, c *cand, boolean bool) float64 {
 	k := c.slot
 	if ec.ver[k] == c.ver {
 		return ec.val[k]
@@ -264,6 +269,13 @@ func (p *planner) place(vm *VM) (int, string, string) {
 		}
 	}
 	binpack := p.strategy(vm) == resource.StrategyBinpack
+	var reqC, rankC *evalCache
+	if req != nil {
+		reqC = p.cacheOf(req)
+	}
+	if rank != nil {
+		rankC = p.cacheOf(rank)
+	}
 	pick := func(strict bool) int {
 		best, bestRank := -1, 0.0
 		p.order(binpack, func(i int) bool {
@@ -274,19 +286,25 @@ func (p *planner) place(vm *VM) (int, string, string) {
 			if c.Free.CPUs < vm.Need.CPUs || c.Free.MemoryMiB < vm.Need.MemoryMiB {
 				return true
 			}
+			// The rank first: a host that does not beat the best so
+			// far needs no other check.
+			var r float64
+			if rank != nil {
+				if r = p.eval(rank, rankC, c, false); best >= 0 && r <= bestRank {
+					return true
+				}
+			}
 			if !p.affinityOK(vm, c, strict) {
 				return true
 			}
-			if req != nil && p.eval(req, i, true) == 0 {
+			if req != nil && p.eval(req, reqC, c, true) == 0 {
 				return true
 			}
 			if rank == nil {
 				best = i
 				return false
 			}
-			if r := p.eval(rank, i, false); best < 0 || r > bestRank {
-				best, bestRank = i, r
-			}
+			best, bestRank = i, r
 			return true
 		})
 		return best
@@ -312,11 +330,11 @@ func (p *planner) softCost(vm *VM, host string, req *resource.HostExpr) string {
 		what = "affinity"
 	}
 	var full, failing []string
-	for i, c := range p.cands {
+	for _, c := range p.cands {
 		if c.Name == host || !p.affinityOK(vm, c, true) {
 			continue
 		}
-		if req != nil && p.eval(req, i, true) == 0 {
+		if req != nil && p.eval(req, p.cacheOf(req), c, true) == 0 {
 			failing = append(failing, c.Name)
 		} else {
 			full = append(full, c.Name)
