@@ -24,3 +24,20 @@ func TestBootstrapExpect(t *testing.T) {
 		}
 	}
 }
+
+// TestPlacementStrategy: --placement-strategy is spread (the default,
+// also when empty) or binpack.
+func TestPlacementStrategy(t *testing.T) {
+	for _, s := range []string{"", "spread", "binpack"} {
+		c := Config{NodeID: "c1", InMemory: true, PlacementStrategy: s}
+		c.SetDefaults()
+		if err := c.Validate(); err != nil {
+			t.Errorf("--placement-strategy %q refused: %v", s, err)
+		}
+	}
+	c := Config{NodeID: "c1", InMemory: true, PlacementStrategy: "pack"}
+	c.SetDefaults()
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), `--placement-strategy "pack": use spread`) {
+		t.Errorf("--placement-strategy pack: %v", err)
+	}
+}

@@ -1,0 +1,114 @@
+package scheduler_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/kumoi/kumoi/fsm"
+	"github.com/kumoi/kumoi/resource"
+	"github.com/kumoi/kumoi/scheduler"
+)
+
+// The leader's view from the state: host attributes (labels, driver, VM
+// count), the VMs' placement fields, the groups' placed members and the
+// projects' strategies; planned and applied, the rules hold.
+func TestFromStatePlacementFields(t *testing.T) {
+	f := fsm.TestFSM(t)
+	idx := uint64(0)
+	apply := func(typ fsm.MessageType, req any) *fsm.Result {
+		t.Helper()
+		idx++
+		return fsm.TestMustApply(t, f, idx, typ, req)
+	}
+	for i, h := range []string{"h1", "h2", "h3"} {
+		apply(fsm.HostStateRequestType, &fsm.HostStateRequest{Time: fsm.TestTime, Name: h, ID: "id-" + h, State: resource.HostReady,
+			Capacity: resource.Resources{CPUs: 8, MemoryMiB: 8192 + int64(i)*1024}, Driver: "sim"})
+		apply(fsm.UpdateRequestType, &fsm.UpdateRequest{Time: fsm.TestTime, Kind: resource.KindHost, Name: h,
+			Labels: map[string]string{"zone": map[bool]string{true: "a", false: "b"}[i == 0]}, Spec: json.RawMessage(`{}`)})
+	}
+	apply(fsm.CreateRequestType, &fsm.CreateRequest{Time: fsm.TestTime, Kind: resource.KindProject, Name: "p1", ID: fsm.TestID(100), Spec: json.RawMessage(`{"strategy":"binpack"}`)})
+	mk := func(name, spec string) {
+		t.Helper()
+		s, err := resource.NormalizeRequestSpec(resource.KindVM, json.RawMessage(spec))
+		if err != nil {
+			t.Fatal(err)
+		}
+		apply(fsm.CreateRequestType, &fsm.CreateRequest{Time: fsm.TestTime, Kind: resource.KindVM, Name: name, ID: fsm.TestID(idx + 1000), Spec: s})
+	}
+	mk("db-1", `{"cpus":1,"memory_mib":512,"affinity":{"group":"db","rule":"anti-affine","hard":true}}`)
+	mk("db-2", `{"cpus":1,"memory_mib":512,"affinity":{"group":"db","rule":"anti-affine","hard":true}}`)
+	mk("db-3", `{"cpus":1,"memory_mib":512,"affinity":{"group":"db","rule":"anti-affine","hard":true}}`)
+	mk("db-4", `{"cpus":1,"memory_mib":512,"affinity":{"group":"db","rule":"anti-affine","hard":true}}`)
+	mk("zb", `{"cpus":1,"memory_mib":512,"project":"p1","requirements":"host.labels.zone == \"b\""}`)
+	mk("nowhere", `{"cpus":1,"memory_mib":512,"requirements":"host.labels.zone == \"c\" && host.driver == \"sim\""}`)
+
+	cache, exprs := scheduler.NewCache(), resource.NewExprCache(16)
+	for round := range 2 {
+		hosts, vms, err := scheduler.FromState(f.State(), cache, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		groups, err := scheduler.GroupsFromState(f.State(), vms)
+		if err != nil {
+			t.Fatal(err)
+		}
+		strategies, err := scheduler.ProjectStrategies(f.State(), vms)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if round == 0 && strategies["p1"] != "binpack" {
+			t.Errorf("round %d: project strategies %v (vms %+v)", round, strategies, vms)
+		}
+		for _, h := range hosts {
+			if h.Labels["zone"] == "" || h.Driver != "sim" || h.State != resource.HostReady {
+				t.Errorf("host %+v", h)
+			}
+		}
+		plan := scheduler.PlanWith(hosts, vms, scheduler.Options{Groups: groups, ProjectStrategy: strategies, Exprs: exprs})
+		if round == 1 {
+			// Everything that could go went: db-4 and nowhere keep
+			// their reasons, unchanged, so nothing is written.
+			if len(plan.Placements)+len(plan.Unplaced) != 0 {
+				t.Errorf("second round: %+v", plan)
+			}
+			break
+		}
+		res := apply(fsm.PlaceRequestType, &plan)
+		for i, e := range res.ItemErrors {
+			if e != nil {
+				t.Errorf("placement %+v: %v", plan.Placements[i], e)
+			}
+		}
+	}
+	hostOf := func(vm string) resource.VMStatus {
+		o, err := f.State().Get(nil, resource.KindVM, vm)
+		if err != nil || o == nil {
+			t.Fatalf("vm %s: %v", vm, err)
+		}
+		st, err := resource.DecodeStatus[resource.VMStatus](o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return *st
+	}
+	seen := map[string]bool{}
+	for _, v := range []string{"db-1", "db-2", "db-3"} {
+		st := hostOf(v)
+		if st.Host == "" || seen[st.Host] {
+			t.Errorf("%s on %q (hosts so far %v)", v, st.Host, seen)
+		}
+		seen[st.Host] = true
+	}
+	if st := hostOf("db-4"); st.Phase != resource.PhasePending || !strings.Contains(st.Reason, "hard anti-affinity of group db") {
+		t.Errorf("db-4: %+v", st)
+	}
+	// zb: zone b is h2 and h3; binpack (its project's) picks the one
+	// with less free memory: h2.
+	if st := hostOf("zb"); st.Host != "h2" {
+		t.Errorf("zb on %q, want h2", st.Host)
+	}
+	if st := hostOf("nowhere"); st.Reason != `no host satisfies requirement host.labels.zone == "c" (3 hosts checked)` {
+		t.Errorf("nowhere: reason %q", st.Reason)
+	}
+}
