@@ -11,8 +11,9 @@ import (
 // MigrationTarget picks the host a migration of vm goes to when the user
 // names none: it says first why the VM cannot move at all (the checks of
 // fsm.CheckMigratable, by phase only: no clock decides), then
-// picks a ready host other than the VM's own with room for it. The FSM
-// checks everything again when it applies the migration; this only chooses.
+// picks a ready host other than the VM's own with room for it, as the
+// planner would (requirements, rank, strategy, affinity). The FSM checks
+// everything again when it applies the migration; this only chooses.
 func MigrationTarget(st *fsm.Store, vm string, now time.Time, grace time.Duration) (string, error) {
 	o, err := st.Get(nil, resource.KindVM, vm)
 	if err != nil {
@@ -44,10 +45,63 @@ func MigrationTarget(st *fsm.Store, vm string, now time.Time, grace time.Duratio
 	if err != nil {
 		return "", err
 	}
-	need := resource.Resources{CPUs: spec.CPUs, MemoryMiB: spec.MemoryMiB}
-	host, why := PickHost(hosts, need, vs.Host)
+	host, why, err := migrationHost(st, vm, spec, hosts, vs.Host)
+	if err != nil {
+		return "", err
+	}
 	if host == "" {
 		return "", fmt.Errorf("cannot migrate vm %q: %w: %s", vm, fsm.ErrNoCapacity, why)
 	}
 	return host, nil
+}
+
+// migrationHost is where the planner would put vm among the hosts other
+// than from, with its requirements, rank, strategy (the VM's, then its
+// project's; else spread) and affinity group (its other members), or
+// why no host takes it.
+func migrationHost(st *fsm.Store, name string, spec *resource.VMSpec, hosts []Host, from string) (string, string, error) {
+	others := make([]Host, 0, len(hosts))
+	ready := 0
+	for _, h := range hosts {
+		if h.Name != from {
+			others = append(others, h)
+			if h.Ready {
+				ready++
+			}
+		}
+	}
+	if ready == 0 {
+		return "", "no other host is ready and schedulable", nil
+	}
+	vm := VM{Name: name, Need: resource.Resources{CPUs: spec.CPUs, MemoryMiB: spec.MemoryMiB},
+		Project: spec.Project, Requirements: spec.Requirements, Rank: spec.Rank, Strategy: spec.Strategy, Affinity: spec.Affinity}
+	opt := Options{Groups: map[string]*Group{}}
+	if a := spec.Affinity; a != nil {
+		// The group's members but the VM itself, which moves.
+		members, err := st.GroupMembers(a.Group)
+		if err != nil {
+			return "", "", err
+		}
+		g := &Group{}
+		for _, m := range members {
+			if m.VM != name && m.Host != "" {
+				g.add(m.Host, m.Hard && m.Rule == resource.AffinityAntiAffine)
+			}
+		}
+		opt.Groups[a.Group] = g
+	}
+	var err error
+	if opt.ProjectStrategy, err = ProjectStrategies(st, []VM{vm}); err != nil {
+		return "", "", err
+	}
+	plan := PlanWith(others, []VM{vm}, opt)
+	if len(plan.Placements) == 1 {
+		return plan.Placements[0].Host, "", nil
+	}
+	why := fmt.Sprintf("no other ready host has %d CPUs and %s free (%d ready hosts besides %q)",
+		spec.CPUs, resource.FormatMiB(spec.MemoryMiB), ready, from)
+	if len(plan.Unplaced) == 1 && (spec.Requirements != "" || spec.Affinity != nil) {
+		why = plan.Unplaced[0].Reason
+	}
+	return "", why, nil
 }

@@ -111,4 +111,23 @@ func TestFromStatePlacementFields(t *testing.T) {
 	if st := hostOf("nowhere"); st.Reason != `no host satisfies requirement host.labels.zone == "c" (3 hosts checked)` {
 		t.Errorf("nowhere: reason %q", st.Reason)
 	}
+
+	// A migration target keeps the rules too: stopped, db-1 has
+	// nowhere to go (the other hosts hold db-2 and db-3); zb may only go
+	// to h3, the other zone b host.
+	stop := func(vm, spec string) {
+		t.Helper()
+		apply(fsm.UpdateRequestType, &fsm.UpdateRequest{Time: fsm.TestTime, Kind: resource.KindVM, Name: vm, Spec: json.RawMessage(spec)})
+		st := hostOf(vm)
+		apply(fsm.ReportRequestType, &fsm.ReportRequest{Time: fsm.TestTime, Host: st.Host,
+			Reports: []fsm.VMReport{{VM: vm, Epoch: st.Epoch, Phase: resource.PhaseStopped}}})
+	}
+	stop("db-1", `{"cpus":1,"memory_mib":512,"power":"stopped","affinity":{"group":"db","rule":"anti-affine","hard":true}}`)
+	if h, err := scheduler.MigrationTarget(f.State(), "db-1", fsm.TestTime, 0); err == nil || !strings.Contains(err.Error(), "hard anti-affinity of group db") {
+		t.Errorf("db-1 migration target %q, %v", h, err)
+	}
+	stop("zb", `{"cpus":1,"memory_mib":512,"power":"stopped","project":"p1","requirements":"host.labels.zone == \"b\""}`)
+	if h, err := scheduler.MigrationTarget(f.State(), "zb", fsm.TestTime, 0); err != nil || h != "h3" {
+		t.Errorf("zb migration target %q, %v; want h3", h, err)
+	}
 }
