@@ -50,7 +50,8 @@ func NewHostAttrs(name string, labels map[string]string, st *HostStatus, total R
 // bounded by their arguments' lengths. Everything else (now, date,
 // duration: the clock; keys, values: map order; repeat; the predicates
 // that loop: all, any, filter, map...) is disabled, as are the range
-// operator and closures.
+// operator, closures and let (so a value's size is bounded by the
+// expression's length).
 var exprBuiltins = []string{
 	"len", "abs", "ceil", "floor", "round", "int", "float", "string",
 	"trim", "trimPrefix", "trimSuffix", "upper", "lower", "hasPrefix", "hasSuffix",
@@ -82,6 +83,10 @@ func (g *exprGuard) Visit(n *ast.Node) {
 		}
 	case *ast.PredicateNode, *ast.PointerNode:
 		msg = "closures and predicates are not allowed"
+	case *ast.VariableDeclaratorNode:
+		// A variable reused doubles a string at each let: without
+		// them, a value grows at most with the expression's length.
+		msg = "let is not allowed"
 	}
 	if msg != "" {
 		g.err = &file.Error{Location: (*n).Location(), Message: msg}

@@ -36,6 +36,7 @@ func TestCompileHostExpr(t *testing.T) {
 		{src: `len(repeat("x", 1000000000)) > 0`, boolean: true, err: "unknown name repeat"},
 		{src: `any([1, 2], # > 1)`, boolean: true, err: "closures and predicates are not allowed"},
 		{src: `len(1..1000000000) > 0`, boolean: true, err: "range operator"},
+		{src: `let a = host.name + host.name; let b = a + a; len(b + b) > 0`, boolean: true, err: "let is not allowed"},
 		{src: ``, boolean: true, err: "is empty"},
 		{src: strings.Repeat(" ", MaxExprLen) + "true", boolean: true, err: "the limit is 4096"},
 		{src: strings.Repeat("1 + ", 600) + "1", err: "exceeds maximum"},
