@@ -79,7 +79,8 @@ func attrsOf(h *Host) resource.HostAttrs {
 // the strategy (binpack: least free memory first; spread: most first),
 // then the host name. VMs that fit nowhere get a reason that says why
 // (the requirement no host satisfies, the group rule...), but only when
-// it differs from the reason they already have.
+// it differs from the reason they already have. The plan's placements
+// are added to opt.Groups.
 func PlanWith(hosts []Host, vms []VM, opt Options) fsm.PlaceRequest {
 	var plan fsm.PlaceRequest
 	if opt.Exprs == nil {

@@ -127,7 +127,7 @@ func TestPlanRulesProperty(t *testing.T) {
 				Rank:         rapid.SampledFrom([]string{"", "-host.allocated_cpus", "host.vm_count"}).Draw(t, "rank")}
 			if rapid.Bool().Draw(t, "grouped") {
 				vm.Affinity = &resource.Affinity{Group: rapid.SampledFrom([]string{"g1", "g2"}).Draw(t, "group"),
-					Rule: rapid.SampledFrom([]string{resource.AffinityAffine, resource.AffinityAntiAffine}).Draw(t, "rule"), Hard: true}
+					Rule: rapid.SampledFrom([]string{resource.AffinityAffine, resource.AffinityAntiAffine}).Draw(t, "rule"), Hard: rapid.Bool().Draw(t, "hard")}
 			}
 			vms = append(vms, vm)
 		}
@@ -145,7 +145,6 @@ func TestPlanRulesProperty(t *testing.T) {
 			hostBy[h.Name] = h
 		}
 		used := map[string]resource.Resources{}
-		groupHosts := map[string]map[string]int{}
 		for _, pl := range p.Placements {
 			v, h := byName[pl.VM], hostBy[pl.Host]
 			if !h.Ready {
@@ -170,22 +169,35 @@ func TestPlanRulesProperty(t *testing.T) {
 			if u.CPUs > h.Free.CPUs || u.MemoryMiB > h.Free.MemoryMiB {
 				t.Fatalf("host %s overcommitted: %+v of %+v", h.Name, u, h.Free)
 			}
-			if v.Affinity != nil {
-				if groupHosts[v.Affinity.Group] == nil {
-					groupHosts[v.Affinity.Group] = map[string]int{}
-				}
-				groupHosts[v.Affinity.Group][h.Name]++
-			}
 		}
+		// Hard rules, in plan order: an anti-affine VM joins no member,
+		// no member joins a hard anti-affine one, and a hard affine VM
+		// joins a member when one is placed.
+		members := map[string]map[string][]VM{} // group -> host -> members placed so far
 		for _, pl := range p.Placements {
 			v := byName[pl.VM]
-			if v.Affinity == nil {
+			a := v.Affinity
+			if a == nil {
 				continue
 			}
-			g := groupHosts[v.Affinity.Group]
-			if v.Affinity.Rule == resource.AffinityAntiAffine && g[pl.Host] > 1 {
-				t.Fatalf("%s shares %s with another member of %s", pl.VM, pl.Host, v.Affinity.Group)
+			g := members[a.Group]
+			if g == nil {
+				g = map[string][]VM{}
+				members[a.Group] = g
 			}
+			here := g[pl.Host]
+			if a.Hard && a.Rule == resource.AffinityAntiAffine && len(here) > 0 {
+				t.Fatalf("%s (hard anti-affine) joins %s on %s", pl.VM, here[0].Name, pl.Host)
+			}
+			for _, m := range here {
+				if m.Affinity.Hard && m.Affinity.Rule == resource.AffinityAntiAffine {
+					t.Fatalf("%s joins %s (hard anti-affine) on %s", pl.VM, m.Name, pl.Host)
+				}
+			}
+			if a.Hard && a.Rule == resource.AffinityAffine && len(g) > 0 && len(here) == 0 {
+				t.Fatalf("%s (hard affine) on %s, away from its group's members %v", pl.VM, pl.Host, g)
+			}
+			g[pl.Host] = append(here, v)
 		}
 	})
 }
