@@ -2,6 +2,7 @@ package scheduler_test
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 
@@ -42,6 +43,13 @@ func TestFromStatePlacementFields(t *testing.T) {
 	mk("db-4", `{"cpus":1,"memory_mib":512,"affinity":{"group":"db","rule":"anti-affine","hard":true}}`)
 	mk("zb", `{"cpus":1,"memory_mib":512,"project":"p1","requirements":"host.labels.zone == \"b\""}`)
 	mk("nowhere", `{"cpus":1,"memory_mib":512,"requirements":"host.labels.zone == \"c\" && host.driver == \"sim\""}`)
+
+	// A leader that ignored zb's requirements (zone b) is refused by
+	// the state machine, which reads the host's labels.
+	res := apply(fsm.PlaceRequestType, &fsm.PlaceRequest{Time: fsm.TestTime, Placements: []fsm.Placement{{VM: "zb", Host: "h1"}}})
+	if !errors.Is(res.ItemErrors[0], fsm.ErrPlacementRule) {
+		t.Errorf("zb placed on h1 (zone a): %v", res.ItemErrors[0])
+	}
 
 	cache, exprs := scheduler.NewCache(), resource.NewExprCache(16)
 	for round := range 2 {
