@@ -8,7 +8,9 @@ import (
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/conf"
 	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
 )
 
@@ -65,7 +67,6 @@ const MaxExprNodes = 512
 type HostExpr struct {
 	Source  string
 	program *vm.Program
-	bool    bool
 }
 
 // exprGuard refuses the syntax that loops or allocates without bound.
@@ -116,17 +117,22 @@ func CompileHostExpr(src string, boolean bool) (*HostExpr, error) {
 	if strings.TrimSpace(src) == "" {
 		return nil, errors.New("is empty")
 	}
-	p, err := expr.Compile(src, exprOptions(boolean)...)
+	// The guard reads the parsed tree, before the optimizer folds
+	// constants (which would evaluate a constant range at compile time).
+	tree, err := parser.ParseWithConfig(src, &conf.Config{MaxNodes: MaxExprNodes, Disabled: map[string]bool{}})
 	if err != nil {
 		return nil, exprError(err, boolean)
 	}
 	g := &exprGuard{}
-	node := p.Node()
-	ast.Walk(&node, g)
+	ast.Walk(&tree.Node, g)
 	if g.err != nil {
 		return nil, exprError(g.err.Bind(file.NewSource(src)), boolean)
 	}
-	return &HostExpr{Source: src, program: p, bool: boolean}, nil
+	p, err := expr.Compile(src, exprOptions(boolean)...)
+	if err != nil {
+		return nil, exprError(err, boolean)
+	}
+	return &HostExpr{Source: src, program: p}, nil
 }
 
 func exprError(err error, boolean bool) error {
