@@ -63,3 +63,43 @@ func TestHTTPProjectQuotas(t *testing.T) {
 	r = e.call(t, "POST", "/v1/projects", `{"name":"p2","spec":{"max_cpus":-1}}`)
 	wantField(t, r, http.StatusBadRequest, "spec.max_cpus", "must not be negative")
 }
+
+// A rule scoped to a project: vm:write:project=p1 creates, changes and
+// deletes the VMs of p1 only (the selector key project matches the VM's
+// spec.project, not a label), and cannot move a VM out of p1.
+func TestHTTPACLProjectScope(t *testing.T) {
+	e := newACLEnv(t, "n1")
+	for _, p := range []string{"p1", "p2"} {
+		wantStatus(t, e.as(t, e.mgmt.SecretID, "POST", "/v1/projects", resource.CreateRequest{Name: p, Spec: json.RawMessage(`{}`)}), http.StatusCreated)
+	}
+	e.policy(t, "p1-ops", "vm:write:project=p1", "project:read:project=p1")
+	tok := e.token(t, map[string]any{"name": "p1", "type": resource.TokenClient, "policies": []string{"p1-ops"}})
+	vm := func(name, project string, labels map[string]string) resource.CreateRequest {
+		spec := `{"cpus":1,"memory_mib":64}`
+		if project != "" {
+			spec = `{"cpus":1,"memory_mib":64,"project":"` + project + `"}`
+		}
+		return resource.CreateRequest{Name: name, Labels: labels, Spec: json.RawMessage(spec)}
+	}
+	wantStatus(t, e.as(t, tok.SecretID, "POST", "/v1/vms", vm("a", "p1", nil)), http.StatusCreated)
+	wantCode(t, e.as(t, tok.SecretID, "POST", "/v1/vms", vm("b", "p2", nil)), http.StatusForbidden, resource.CodePermissionDenied, `vm "b"`)
+	wantCode(t, e.as(t, tok.SecretID, "POST", "/v1/vms", vm("c", "", nil)), http.StatusForbidden, resource.CodePermissionDenied, `vm "c"`)
+	// A label named project does not stand in for the project.
+	wantCode(t, e.as(t, tok.SecretID, "POST", "/v1/vms", vm("d", "p2", map[string]string{"project": "p1"})), http.StatusForbidden, resource.CodePermissionDenied, `vm "d"`)
+	// Moving a out of p1 is refused; changing it within p1 is not.
+	wantCode(t, e.as(t, tok.SecretID, "PUT", "/v1/vms/a", resource.UpdateRequest{Spec: json.RawMessage(`{"cpus":1,"memory_mib":64,"project":"p2"}`)}), http.StatusForbidden, resource.CodePermissionDenied, "")
+	wantStatus(t, e.as(t, tok.SecretID, "PUT", "/v1/vms/a", resource.UpdateRequest{Spec: json.RawMessage(`{"cpus":2,"memory_mib":64,"project":"p1"}`)}), http.StatusOK)
+	// Others' VMs: not visible, not deletable.
+	wantStatus(t, e.as(t, e.mgmt.SecretID, "POST", "/v1/vms", vm("z", "p2", nil)), http.StatusCreated)
+	wantStatus(t, e.as(t, tok.SecretID, "DELETE", "/v1/vms/z", nil), http.StatusForbidden)
+	r := e.as(t, tok.SecretID, "GET", "/v1/vms", nil)
+	wantStatus(t, r, http.StatusOK)
+	var objs []*resource.Object
+	if err := json.Unmarshal(r.body, &objs); err != nil || len(objs) != 1 || objs[0].Name != "a" {
+		t.Fatalf("visible VMs: %s", r.body)
+	}
+	// The project itself: its own only.
+	wantStatus(t, e.as(t, tok.SecretID, "GET", "/v1/projects/p1", nil), http.StatusOK)
+	wantStatus(t, e.as(t, tok.SecretID, "GET", "/v1/projects/p2", nil), http.StatusForbidden)
+	wantStatus(t, e.as(t, tok.SecretID, "DELETE", "/v1/vms/a", nil), http.StatusOK)
+}
