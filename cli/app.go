@@ -102,6 +102,7 @@ func NewApp() *cli.App {
 		Commands: []*cli.Command{
 			vmCommand(),
 			networkCommand(),
+			projectCommand(),
 			imageCommand(),
 			volumeCommand(),
 			hostCommand(),

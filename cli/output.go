@@ -190,6 +190,8 @@ func objectTable(w io.Writer, kind resource.Kind, objs []*resource.Object, width
 		return imageTable(w, objs)
 	case resource.KindVolume:
 		return volumeTable(w, objs, width)
+	case resource.KindProject:
+		return projectTable(w, objs)
 	}
 	t := newTable(w, "NAME", "ID", "INDEX")
 	for _, o := range objs {

@@ -169,7 +169,7 @@ func volumeCreateCommand() *cli.Command {
 	return leaf(&cli.Command{
 		Name:      "create",
 		Usage:     "create a volume",
-		UsageText: "kumoi volume create NAME --size SIZE [--image IMAGE] [--persistent] [--label KEY=VALUE]...",
+		UsageText: "kumoi volume create NAME --size SIZE [--image IMAGE] [--persistent] [--project NAME] [--label KEY=VALUE]...",
 		Description: `Creates a volume. SIZE is a number with an optional unit: 512MiB, 2GiB, 1TiB
 (a bare number means MiB). With --image the volume starts as that image (its
 size must be at least the image's virtual size).
@@ -181,6 +181,7 @@ Examples:
 			&cli.StringFlag{Name: "size", Usage: "the disk's `SIZE`, e.g. 1GiB (required)"},
 			&cli.StringFlag{Name: "image", Usage: "start as the image `IMAGE` (a copy-on-write overlay)"},
 			&cli.BoolFlag{Name: "persistent", Usage: "keep the volume when the VM it is attached to is deleted"},
+			&cli.StringFlag{Name: "project", Usage: "count the volume against the project `NAME` (default: default)"},
 			labelFlag("a label `KEY=VALUE`; repeat for several"),
 		},
 		Action: func(c *cli.Context) error {
@@ -204,6 +205,12 @@ Examples:
 			}
 			if c.Bool("persistent") {
 				spec["persistent"] = true
+			}
+			if c.IsSet("project") {
+				if err := resource.ValidateName(c.String("project")); err != nil {
+					return usagef("invalid --project: %s", fieldMsg(err))
+				}
+				spec["project"] = c.String("project")
 			}
 			return createKind(c, resource.KindVolume, name, spec)
 		},

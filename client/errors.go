@@ -42,6 +42,10 @@ var (
 	// ErrPermissionDenied: the request's ACL token does not grant what it
 	// asked for (403). Nothing was done.
 	ErrPermissionDenied = errors.New("permission denied")
+	// ErrQuotaExceeded: the write would take a project over a quota
+	// (409 quota_exceeded; the message names the project and the limit).
+	// Nothing was written.
+	ErrQuotaExceeded = errors.New("quota exceeded")
 )
 
 // Error codes of the ACL answers (resource.CodeUnauthenticated and
@@ -105,6 +109,8 @@ func (e *APIError) Is(target error) bool {
 		return e.Code == resource.CodeAlreadyExists
 	case ErrCASMismatch:
 		return e.Code == resource.CodeCASMismatch
+	case ErrQuotaExceeded:
+		return e.Code == resource.CodeQuotaExceeded
 	case ErrUnavailable:
 		return e.StatusCode == http.StatusServiceUnavailable
 	case ErrUnknownOutcome:

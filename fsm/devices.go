@@ -269,7 +269,7 @@ func (w *writer) devices(name, id string, old, spec *resource.VMSpec, now time.T
 			} else if cur != nil {
 				return "", nil, fmt.Errorf("volume %q (for disk %d of vm %s) %w: delete it or attach it as volume=%s", vname, i, name, ErrExists, vname)
 			}
-			vo, err := newDiskVolume(vname, diskVolumeID(id, i), d, now)
+			vo, err := newDiskVolume(vname, diskVolumeID(id, i), d, spec.Project, now)
 			if err != nil {
 				return "", nil, err
 			}
@@ -297,9 +297,9 @@ func (w *writer) devices(name, id string, old, spec *resource.VMSpec, now time.T
 }
 
 // newDiskVolume is the volume made for a VM disk given as an image and a
-// size.
-func newDiskVolume(name, id string, d *resource.Disk, now time.Time) (*resource.Object, error) {
-	spec, err := json.Marshal(&resource.VolumeSpec{SizeMiB: d.SizeMiB, Image: d.Image})
+// size, in the VM's project.
+func newDiskVolume(name, id string, d *resource.Disk, project string, now time.Time) (*resource.Object, error) {
+	spec, err := json.Marshal(&resource.VolumeSpec{SizeMiB: d.SizeMiB, Image: d.Image, Project: project})
 	if err != nil {
 		return nil, err
 	}

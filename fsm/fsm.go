@@ -260,6 +260,9 @@ func (f *FSM) applyCommand(txn *memdb.Txn, index uint64, t MessageType, run func
 		err = w.recomputeDevices()
 	}
 	if err == nil {
+		err = w.recomputeProjects()
+	}
+	if err == nil {
 		err = w.recomputeHosts()
 	}
 	if err != nil {

@@ -64,6 +64,9 @@ func (w *writer) create(req *CreateRequest) error {
 	if spec, err = resource.ReviseSpec(req.Kind, nil, spec); err != nil {
 		return err
 	}
+	if err := w.checkProjectRef(req.Kind, spec); err != nil {
+		return err
+	}
 	if _, err := req.Time.UTC().MarshalJSON(); err != nil {
 		return resource.Errorf("time", "is out of range: %v", err)
 	}
@@ -113,6 +116,10 @@ func (w *writer) create(req *CreateRequest) error {
 	}, resource.EventCreated); err != nil {
 		return err
 	}
+	if req.Kind == resource.KindProject {
+		// Its usage: what already names it ("default" only).
+		w.touchProject(req.Name, false)
+	}
 	if post != nil {
 		return post()
 	}
@@ -132,6 +139,9 @@ func (w *writer) update(req *UpdateRequest) error {
 		return err
 	}
 	if spec, err = resource.ReviseSpec(req.Kind, cur.Spec, spec); err != nil {
+		return err
+	}
+	if err := w.checkProjectRef(req.Kind, spec); err != nil {
 		return err
 	}
 	if err := w.recheckPlacedVM(cur, spec); err != nil {
@@ -178,6 +188,8 @@ func (w *writer) status(req *StatusRequest) error {
 		w.touchNetwork(cur.Name)
 	case resource.KindVolume:
 		w.touchVolume(cur.Name)
+	case resource.KindProject:
+		w.touchProject(cur.Name, false)
 	}
 	o := cur.Copy()
 	o.Status = status
@@ -201,14 +213,28 @@ func (w *writer) delete(req *DeleteRequest) error {
 	if err := w.deleteHook(cur); err != nil {
 		return err
 	}
+	if err := w.checkProjectDelete(cur); err != nil {
+		return err
+	}
 	w.touchVMHost(cur)
+	w.projectDeleted(cur)
 	w.wrote = true
 	if err := w.txn.Delete(tableObjects, cur); err != nil {
 		return fmt.Errorf("fsm: delete %s: %w", cur, err)
 	}
 	w.objects = append(w.objects, cur)
 	w.events = append(w.events, resource.Event{Index: w.index, Type: resource.EventDeleted, Kind: cur.Kind, Name: cur.Name, Object: cur, Accessor: w.accessor})
-	return w.afterVMDelete(cur)
+	n := len(w.events)
+	if err := w.afterVMDelete(cur); err != nil {
+		return err
+	}
+	// The VM's volumes deleted with it leave their project.
+	for _, ev := range w.events[n:] {
+		if ev.Type == resource.EventDeleted && ev.Object != nil {
+			w.projectDeleted(ev.Object)
+		}
+	}
+	return nil
 }
 
 // validVMHost: status.host names a host or is empty.

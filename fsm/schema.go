@@ -1,6 +1,8 @@
 package fsm
 
 import (
+	"maps"
+
 	"github.com/hashicorp/go-memdb"
 
 	"github.com/kumoi/kumoi/resource"
@@ -94,6 +96,7 @@ func schema() *memdb.DBSchema {
 	for name, ix := range specIndexes() {
 		s.Tables[tableObjects].Indexes[name] = ix
 	}
+	maps.Copy(s.Tables[tableObjects].Indexes, projectIndexes())
 	return s
 }
 

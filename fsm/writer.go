@@ -26,6 +26,9 @@ type writer struct {
 	// allocation starts, as this entry left it.
 	touchedNets, touchedVols map[string]bool
 	netNext                  map[string]string
+	// touchedProjects get their usage recomputed before commit
+	// (projects.go); true: their quotas are checked.
+	touchedProjects map[string]bool
 	// wrote: txn was changed (a failure after that needs a rollback).
 	wrote bool
 	// accessor is the accessor ID of the token that made the command
@@ -65,6 +68,9 @@ func (w *writer) put(o *resource.Object, evType string) error {
 func (w *writer) putObject(o *resource.Object, evType string, stamp bool) error {
 	if stamp && w.accessor != "" {
 		o.ModifiedBy = w.accessor
+	}
+	if err := w.projectWrite(o); err != nil {
+		return err
 	}
 	w.wrote = true
 	if err := w.txn.Insert(tableObjects, o); err != nil {

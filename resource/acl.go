@@ -1,9 +1,11 @@
 package resource
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -420,6 +422,41 @@ func nodeReadsAll(kind Kind) bool {
 	return kind == KindNetwork || kind == KindImage || kind == KindVolume
 }
 
+// ACLProjectKey is the selector key of a rule scoped to a project: in
+// the rules of VMs, volumes and projects, "project=p1" matches the
+// object's project (a VM's or volume's spec.project, "default" when it
+// names none; a project's name), not a label of that name.
+const ACLProjectKey = "project"
+
+// ACLLabels are the labels an ACL rule's selector sees on an object of
+// kind with this name, labels and spec: its labels, and for VMs, volumes
+// and projects the key project (ACLProjectKey) set to its project,
+// which overrides a label of that name.
+func ACLLabels(kind Kind, name string, labels map[string]string, spec json.RawMessage) map[string]string {
+	var p string
+	switch kind {
+	case KindProject:
+		p = name
+	case KindVM, KindVolume:
+		p = DefaultProject
+		if bytes.Contains(spec, []byte(`"project"`)) {
+			var s struct {
+				Project string `json:"project"`
+			}
+			_ = json.Unmarshal(spec, &s)
+			p = ProjectOf(s.Project)
+		}
+	default:
+		return labels
+	}
+	out := make(map[string]string, len(labels)+1)
+	for k, v := range labels {
+		out[k] = v
+	}
+	out[ACLProjectKey] = p
+	return out
+}
+
 // AllowObject decides access on a stored object: Allow with its labels,
 // and for a node token read of its own host, of the VMs placed on it
 // (status.host) and of every network, image and volume.
@@ -439,7 +476,7 @@ func (id *ACLIdentity) AllowObject(o *Object, access string) error {
 			}
 		}
 	}
-	return id.Allow(o.Kind, access, o.Name, o.Labels)
+	return id.Allow(o.Kind, access, o.Name, ACLLabels(o.Kind, o.Name, o.Labels, o.Spec))
 }
 
 // AllowReport decides whether the identity may post host's report: a

@@ -253,3 +253,33 @@ func TestACLAllowEvent(t *testing.T) {
 		t.Errorf("acl:read and an ACL event: %v", err)
 	}
 }
+
+func TestACLProjectScope(t *testing.T) {
+	p1 := client("p1", pol("p1-ops", "vm:write:project=p1", "volume:read:project=default"))
+	for _, tc := range []struct {
+		name string
+		kind Kind
+		spec string
+		lbl  map[string]string
+		acc  string
+		ok   bool
+	}{
+		{"in p1", KindVM, `{"cpus":1,"project":"p1"}`, nil, AccessWrite, true},
+		{"in p2", KindVM, `{"cpus":1,"project":"p2"}`, nil, AccessWrite, false},
+		{"default", KindVM, `{"cpus":1}`, nil, AccessWrite, false},
+		{"label does not count", KindVM, `{"cpus":1,"project":"p2"}`, map[string]string{"project": "p1"}, AccessWrite, false},
+		{"volume in default", KindVolume, `{"size_mib":1}`, nil, AccessRead, true},
+		{"volume in p1", KindVolume, `{"size_mib":1,"project":"p1"}`, nil, AccessRead, false},
+	} {
+		o := &Object{Kind: tc.kind, Name: "x", Labels: tc.lbl, Spec: []byte(tc.spec)}
+		if err := p1.AllowObject(o, tc.acc); (err == nil) != tc.ok {
+			t.Errorf("%s: AllowObject = %v, want ok=%v", tc.name, err, tc.ok)
+		}
+	}
+	if l := ACLLabels(KindProject, "p1", map[string]string{"a": "b"}, nil); l["project"] != "p1" || l["a"] != "b" {
+		t.Errorf("project labels %v", l)
+	}
+	if l := ACLLabels(KindHost, "h", map[string]string{"project": "x"}, []byte(`{"project":"y"}`)); l["project"] != "x" {
+		t.Errorf("host labels %v: only VMs, volumes and projects have a project", l)
+	}
+}

@@ -7,6 +7,11 @@ import "time"
 // which needs no object: without one it has no quotas). Log protocol 8.
 const KindProject Kind = "project"
 
+// CodeQuotaExceeded is the API error code (409) of a create or update
+// that would take a project over a quota; the message names the project,
+// the limit and the numbers.
+const CodeQuotaExceeded = "quota_exceeded"
+
 // ProjectSpec is a project's quotas (0: no limit) and its default
 // placement strategy.
 type ProjectSpec struct {

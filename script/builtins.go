@@ -30,6 +30,8 @@ var builtinFuncs = map[string]func(*starlark.Thread, *starlark.Builtin, starlark
 	"image":      getBuiltin(resource.KindImage),
 	"volumes":    listBuiltin(resource.KindVolume),
 	"volume":     getBuiltin(resource.KindVolume),
+	"projects":   listBuiltin(resource.KindProject),
+	"project":    getBuiltin(resource.KindProject),
 	"create_vm":  createVM,
 	"pmap":       pmap,
 	"pfilter":    pfilter,
@@ -137,7 +139,7 @@ func getBuiltin(kind resource.Kind) func(*starlark.Thread, *starlark.Builtin, st
 const createWaitTimeout = 5 * time.Minute
 
 // create_vm(name, cpus=1, memory="256MiB", labels={}, ha="none",
-// networks=[], disks=[], wait=False). networks are "NETWORK" or
+// networks=[], disks=[], project=None, wait=False). networks are "NETWORK" or
 // "NETWORK:IP"; disks are {"image": IMAGE, "size": SIZE} or
 // {"volume": VOLUME}.
 func createVM(th *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
@@ -149,10 +151,11 @@ func createVM(th *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwa
 		ha       = resource.HANone
 		networks *starlark.List
 		disks    *starlark.List
+		project  string
 		wait     bool
 	)
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "name", &name, "cpus?", &cpus, "memory?", &memory,
-		"labels?", &labels, "ha?", &ha, "networks?", &networks, "disks?", &disks, "wait?", &wait); err != nil {
+		"labels?", &labels, "ha?", &ha, "networks?", &networks, "disks?", &disks, "wait?", &wait, "project?", &project); err != nil {
 		return nil, err
 	}
 	nics, err := nicsArg(b.Name(), networks)
@@ -169,7 +172,12 @@ func createVM(th *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwa
 	if ha != resource.HANone && ha != resource.HARestart {
 		return nil, fmt.Errorf("%s: for parameter \"ha\": %q is not an HA policy; use \"none\" or \"restart\"", b.Name(), ha)
 	}
-	spec, err := json.Marshal(resource.VMSpec{CPUs: cpus, MemoryMiB: int64(memory), HA: ha, NICs: nics, Disks: ds})
+	if project != "" {
+		if err := resource.ValidateName(project); err != nil {
+			return nil, fmt.Errorf("%s: for parameter \"project\": %s", b.Name(), fieldMsg(err))
+		}
+	}
+	spec, err := json.Marshal(resource.VMSpec{CPUs: cpus, MemoryMiB: int64(memory), HA: ha, NICs: nics, Disks: ds, Project: project})
 	if err != nil {
 		return nil, err
 	}

@@ -112,6 +112,10 @@ func newObject(s *Session, o *resource.Object) starlark.Value {
 		x := &Volume{}
 		x.sess, x.obj = s, o
 		return x
+	case resource.KindProject:
+		x := &Project{}
+		x.sess, x.obj = s, o
+		return x
 	}
 	return starlark.None
 }

@@ -69,6 +69,8 @@ func toAPIError(err error) *apiError {
 		e.status, e.code = http.StatusConflict, resource.CodeAlreadyExists
 	case errors.Is(err, fsm.ErrCASMismatch):
 		e.status, e.code = http.StatusConflict, resource.CodeCASMismatch
+	case errors.Is(err, fsm.ErrQuotaExceeded):
+		e.status, e.code = http.StatusConflict, resource.CodeQuotaExceeded
 	case errors.Is(err, fsm.ErrStaleEpoch):
 		e.status, e.code = http.StatusConflict, resource.CodeStaleEpoch
 	case errors.Is(err, fsm.ErrNoCapacity), errors.Is(err, fsm.ErrHostNotReady), errors.Is(err, fsm.ErrWrongPhase), errors.Is(err, fsm.ErrHostBusy),
