@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/hashicorp/go-memdb"
 
@@ -101,8 +102,9 @@ func (projectIndexer) FromArgs(args ...any) ([]byte, error) {
 	return []byte(string(k) + "\x00" + p + "\x00"), nil
 }
 
-// projectMembers lists the objects of kind in project, in name order.
-func projectMembers(txn *memdb.Txn, kind resource.Kind, project string) ([]*resource.Object, error) {
+// projectMembersUnsorted lists the objects of kind in project, in index
+// order (sums need no order).
+func projectMembersUnsorted(txn *memdb.Txn, kind resource.Kind, project string) ([]*resource.Object, error) {
 	it, err := txn.Get(tableObjects, indexProject, kind, project)
 	if err != nil {
 		return nil, err
@@ -111,23 +113,21 @@ func projectMembers(txn *memdb.Txn, kind resource.Kind, project string) ([]*reso
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		out = append(out, raw.(*resource.Object))
 	}
-	slices.SortFunc(out, func(a, b *resource.Object) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
 	return out, nil
+}
+
+// projectMembers lists the objects of kind in project, in name order.
+func projectMembers(txn *memdb.Txn, kind resource.Kind, project string) ([]*resource.Object, error) {
+	out, err := projectMembersUnsorted(txn, kind, project)
+	slices.SortFunc(out, func(a, b *resource.Object) int { return strings.Compare(a.Name, b.Name) })
+	return out, err
 }
 
 // ProjectUsage computes what project's VMs and volumes hold, from the
 // index (not from the project's status).
 func projectUsage(txn *memdb.Txn, project string) (resource.ProjectUsage, error) {
 	var u resource.ProjectUsage
-	vms, err := projectMembers(txn, resource.KindVM, project)
+	vms, err := projectMembersUnsorted(txn, resource.KindVM, project)
 	if err != nil {
 		return u, err
 	}
@@ -143,7 +143,7 @@ func projectUsage(txn *memdb.Txn, project string) (resource.ProjectUsage, error)
 		u.CPUs += s.CPUs
 		u.MemoryMiB += s.MemoryMiB
 	}
-	vols, err := projectMembers(txn, resource.KindVolume, project)
+	vols, err := projectMembersUnsorted(txn, resource.KindVolume, project)
 	if err != nil {
 		return u, err
 	}
