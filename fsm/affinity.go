@@ -35,8 +35,11 @@ func ruleError(format string, args ...any) error {
 // to ("" if none).
 type GroupMember struct {
 	VM, Host string
-	Hard     bool
-	Rule     string
+	// Target is the host the VM is migrating to ("" if none): the rules
+	// count the VM on both hosts until the migration ends.
+	Target string
+	Hard   bool
+	Rule   string
 }
 
 // groupMembersTxn lists the VMs of an affinity group, in name order.
@@ -60,7 +63,10 @@ func groupMembersTxn(txn *memdb.Txn, group string) ([]GroupMember, error) {
 			Affinity *resource.Affinity `json:"affinity"`
 		}
 		var st struct {
-			Host string `json:"host"`
+			Host      string `json:"host"`
+			Migration *struct {
+				Target string `json:"target"`
+			} `json:"migration"`
 		}
 		if json.Unmarshal(o.Spec, &spec) != nil || spec.Affinity == nil || spec.Affinity.Group != group {
 			continue
@@ -68,7 +74,11 @@ func groupMembersTxn(txn *memdb.Txn, group string) ([]GroupMember, error) {
 		if len(o.Status) > 0 && json.Unmarshal(o.Status, &st) != nil {
 			continue
 		}
-		out = append(out, GroupMember{VM: n, Host: st.Host, Hard: spec.Affinity.Hard, Rule: spec.Affinity.Rule})
+		m := GroupMember{VM: n, Host: st.Host, Hard: spec.Affinity.Hard, Rule: spec.Affinity.Rule}
+		if st.Migration != nil {
+			m.Target = st.Migration.Target
+		}
+		out = append(out, m)
 	}
 	return out, nil
 }
@@ -133,7 +143,7 @@ func (w *writer) checkRules(vm string, spec *resource.VMSpec, ho *resource.Objec
 		if m.VM == vm || m.Host == "" {
 			continue
 		}
-		if m.Host == host {
+		if m.Host == host || m.Target == host {
 			here = append(here, m.VM)
 			if m.Hard && m.Rule == resource.AffinityAntiAffine {
 				return ruleError("hard anti-affinity of group %s: vm %q is on host %q", a.Group, m.VM, host)

@@ -32,6 +32,8 @@ var appliers = map[MessageType]applier{
 	ActionRequestType:    decoded((*writer).action),
 	MigrateRequestType:   decoded((*writer).migrate),
 
+	MigrationEventRequestType: decoded((*writer).migrationEvents),
+
 	ClusterInitRequestType: decoded((*writer).clusterInit),
 	HostFenceRequestType:   decoded((*writer).hostFence),
 

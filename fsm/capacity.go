@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,21 +26,25 @@ type hostUse struct {
 	vms   int
 }
 
-// hostUseTxn is allocatedTxn with the number of VMs assigned to host.
+// hostUseTxn is allocatedTxn with the number of VMs assigned to host. A
+// VM migrating to host counts there too (a migration reserves both
+// hosts until it ends).
 func hostUseTxn(txn *memdb.Txn, host string) (hostUse, error) {
 	var u hostUse
-	it, err := txn.Get(tableObjects, indexVMHost, host)
-	if err != nil {
-		return u, err
-	}
-	for raw := it.Next(); raw != nil; raw = it.Next() {
-		u.vms++
-		spec, err := resource.DecodeSpec[resource.VMSpec](raw.(*resource.Object))
+	for _, index := range []string{indexVMHost, indexVMTarget} {
+		it, err := txn.Get(tableObjects, index, host)
 		if err != nil {
-			continue
+			return u, err
 		}
-		u.alloc.CPUs += spec.CPUs
-		u.alloc.MemoryMiB += spec.MemoryMiB
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			u.vms++
+			spec, err := resource.DecodeSpec[resource.VMSpec](raw.(*resource.Object))
+			if err != nil {
+				continue
+			}
+			u.alloc.CPUs += spec.CPUs
+			u.alloc.MemoryMiB += spec.MemoryMiB
+		}
 	}
 	return u, nil
 }
@@ -81,6 +86,10 @@ func (w *writer) recheckPlacedVM(cur *resource.Object, spec json.RawMessage) err
 	var ns resource.VMSpec
 	if err := json.Unmarshal(spec, &ns); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadPayload, err)
+	}
+	if st.Migration != nil && !bytes.Equal(spec, cur.Spec) {
+		return fmt.Errorf("vm %q is migrating to host %q: %w: change its spec once the migration has ended (or abort it: kumoi vm migrate %s --abort)",
+			cur.Name, st.Migration.Target, ErrWrongPhase, cur.Name)
 	}
 	w.touch(st.Host)
 	_, hspec, hst, err := w.host(st.Host)
@@ -139,13 +148,17 @@ func (w *writer) touch(host string) {
 	mark(&w.touched, host)
 }
 
-// touchVMHost marks the host a VM object is assigned to.
+// touchVMHost marks the host a VM object is assigned to (and the target
+// of its migration under way).
 func (w *writer) touchVMHost(o *resource.Object) {
 	if o.Kind != resource.KindVM {
 		return
 	}
 	if st, err := resource.DecodeStatus[resource.VMStatus](o); err == nil {
 		w.touch(st.Host)
+		if st.Migration != nil {
+			w.touch(st.Migration.Target)
+		}
 	}
 }
 

@@ -46,6 +46,9 @@ const (
 	// of the token that made it.
 	AccessorRequestType MessageType = 19
 
+	// Workers' migration events (migration.go; log protocol 9).
+	MigrationEventRequestType MessageType = 20
+
 	// IgnoreUnknownTypeFlag marks commands that older nodes may skip.
 	IgnoreUnknownTypeFlag MessageType = 128
 )
@@ -90,6 +93,8 @@ func (t MessageType) String() string {
 		return "acl-token-delete"
 	case AccessorRequestType:
 		return "with-accessor"
+	case MigrationEventRequestType:
+		return "migration-event"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -102,6 +107,7 @@ var MessageTypes = []MessageType{
 	ClusterInitRequestType, HostFenceRequestType,
 	ACLBootstrapRequestType, ACLPolicyUpsertRequestType, ACLPolicyDeleteRequestType,
 	ACLTokenCreateRequestType, ACLTokenDeleteRequestType, AccessorRequestType,
+	MigrationEventRequestType,
 }
 
 // BatchRequest applies its operations atomically: all or none.

@@ -38,6 +38,9 @@ type HostStateRequest struct {
 	// Protocol 6: the worker's --image-dir as it advertises it (empty:
 	// none advertised; the host's status then names none).
 	ImageDir string `json:"image_dir,omitempty"`
+	// Protocol 9: the migration modes the worker advertises (live,
+	// restart), sorted; empty: none (an older worker).
+	MigrationModes []string `json:"migration_modes,omitempty"`
 }
 
 // MaxImageDirBytes bounds a host's published image directory.
@@ -55,6 +58,19 @@ func cloneStrings(s []string) []string {
 		return nil
 	}
 	return append([]string(nil), s...)
+}
+
+// checkMigrationModes: known modes, sorted, each once.
+func checkMigrationModes(modes []string) error {
+	for i, m := range modes {
+		if m != resource.MigrationLive && m != resource.MigrationRestart {
+			return resource.Errorf("migration_modes", "%q is not a migration mode (live, restart)", m)
+		}
+		if i > 0 && modes[i-1] >= m {
+			return resource.Errorf("migration_modes", "must be sorted and each mode named once (got %q)", modes)
+		}
+	}
+	return nil
 }
 
 var hostStates = map[string]bool{
@@ -95,6 +111,9 @@ func (w *writer) hostState(req *HostStateRequest) error {
 	if d := req.ImageDir; d != "" && (len(d) > MaxImageDirBytes || d[0] != '/' || !utf8.ValidString(d) || strings.ContainsFunc(d, unicode.IsControl)) {
 		return resource.Errorf("image_dir", "must be an absolute path of at most %d bytes without control characters (got %q)", MaxImageDirBytes, d)
 	}
+	if err := checkMigrationModes(req.MigrationModes); err != nil {
+		return err
+	}
 	cur, err := getTxn(w.txn, nil, resource.KindHost, req.Name)
 	if err != nil {
 		return err
@@ -123,7 +142,7 @@ func (w *writer) hostState(req *HostStateRequest) error {
 			State: req.State, Address: req.Address, Capacity: req.Capacity, Allocated: alloc,
 			Driver: req.Driver, Reason: req.Reason, Since: req.Time.UTC(),
 			ForeignDomains: cloneStrings(req.ForeignDomains), ForeignDomainCount: req.ForeignDomainCount,
-			ImageDir: req.ImageDir,
+			ImageDir: req.ImageDir, MigrationModes: cloneStrings(req.MigrationModes),
 		}
 		if timing {
 			hs.StateIndex, hs.FenceAfterMS, hs.DownGraceMS = w.index, req.FenceAfterMS, req.DownGraceMS
@@ -163,6 +182,7 @@ func (w *writer) hostState(req *HostStateRequest) error {
 	nst.State, nst.Address, nst.Capacity, nst.Driver, nst.Reason = req.State, req.Address, req.Capacity, req.Driver, req.Reason
 	nst.ForeignDomains, nst.ForeignDomainCount = cloneStrings(req.ForeignDomains), req.ForeignDomainCount
 	nst.ImageDir = req.ImageDir
+	nst.MigrationModes = cloneStrings(req.MigrationModes)
 	if nst.SameObservation(st) {
 		return nil
 	}
@@ -248,13 +268,16 @@ func (w *writer) evacuate(req *EvacuateRequest) error {
 				continue
 			}
 			nst = *st
-			nst.Phase, nst.Reason, nst.Since = resource.PhaseLost, req.Reason, req.Time.UTC()
+			// A migration from the host ends with it (its target's
+			// reservation is freed; what arrived there is removed).
+			nst.Phase, nst.Reason, nst.Since, nst.Migration = resource.PhaseLost, req.Reason, req.Time.UTC(), nil
 		}
 		if err := w.putVMStatus(o, st, &nst); err != nil {
 			return err
 		}
 	}
-	return nil
+	// Migrations to the host end; their VMs stay on their sources.
+	return w.endMigrationsTo(req.Host, "the target was evacuated ("+req.Reason+")", req.Time)
 }
 
 // checkEvacuation checks a protocol 5 evacuation against the host's status

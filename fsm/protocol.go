@@ -32,7 +32,9 @@ import (
 //	8  projects (quotas) and placement: creates and updates of kind
 //	   project, VM and volume specs with project, requirements, rank,
 //	   strategy or affinity; a place with a placement's reason
-const ProtocolVersion = 8
+//	9  migrations of running VMs: migrate's mode and abort,
+//	   migration-event, host-state's migration_modes (status.migration)
+const ProtocolVersion = 9
 
 // MinProtocol is the protocol a node must speak to apply message type t.
 // Unknown types (ignorable or not) are 1: whether a node skips or halts
@@ -48,6 +50,8 @@ func MinProtocol(t MessageType) int {
 	case ACLBootstrapRequestType, ACLPolicyUpsertRequestType, ACLPolicyDeleteRequestType,
 		ACLTokenCreateRequestType, ACLTokenDeleteRequestType, AccessorRequestType:
 		return 6
+	case MigrationEventRequestType:
+		return 9
 	}
 	return 1
 }
@@ -83,6 +87,9 @@ func RequiredProtocol(t MessageType, req any) int {
 				need = max(need, 6)
 			}
 			need = max(need, payloadUses7(op.Type, op.Payload))
+			if payloadUses9(op.Type, op.Payload) {
+				need = max(need, 9)
+			}
 		}
 	case *PlaceRequest:
 		// A placement's reason (a soft affinity rule broken) is
@@ -102,6 +109,9 @@ func RequiredProtocol(t MessageType, req any) int {
 		}
 		if r.ImageDir != "" {
 			need = max(need, 6)
+		}
+		if len(r.MigrationModes) > 0 {
+			need = max(need, 9)
 		}
 	case *CreateRequest:
 		if specUsesRelativeBoot(r.Kind, r.Spec) {
@@ -126,6 +136,9 @@ func RequiredProtocol(t MessageType, req any) int {
 	case *MigrateRequest:
 		if r.UsesPhaseOnly() {
 			need = max(need, 5)
+		}
+		if r.UsesMigration() {
+			need = max(need, 9)
 		}
 	case *EvacuateRequest:
 		if r.UsesStateIndex() {
@@ -201,6 +214,20 @@ func payloadUses5(t MessageType, payload []byte) bool {
 	case MigrateRequestType:
 		var q MigrateRequest
 		return decodePayload(payload, &q) == nil && q.UsesPhaseOnly()
+	}
+	return false
+}
+
+// payloadUses9 reports whether an encoded host-state or migrate payload
+// carries the protocol 9 fields.
+func payloadUses9(t MessageType, payload []byte) bool {
+	switch t {
+	case HostStateRequestType:
+		var q HostStateRequest
+		return decodePayload(payload, &q) == nil && len(q.MigrationModes) > 0
+	case MigrateRequestType:
+		var q MigrateRequest
+		return decodePayload(payload, &q) == nil && q.UsesMigration()
 	}
 	return false
 }

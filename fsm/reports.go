@@ -175,6 +175,18 @@ func (w *writer) reportOne(now time.Time, host string, r VMReport) error {
 		return fmt.Errorf("vm %q: report for epoch %d, current epoch is %d: %w", r.VM, r.Epoch, st.Epoch, ErrStaleEpoch)
 	}
 	nst := *st
+	if m := st.Migration; m != nil {
+		switch r.Phase {
+		case resource.PhaseRunning, resource.PhaseStarting:
+			// The guest runs on the source while it migrates.
+			r.Phase, r.Reason = st.Phase, st.Reason
+		default:
+			// It stopped (or failed, or was paused) on the source: the
+			// migration ends with it.
+			nst.Migration = nil
+			r.Reason += " (the migration to " + m.Target + " ended)"
+		}
+	}
 	if nst.Phase != r.Phase {
 		nst.Since = now.UTC()
 	}

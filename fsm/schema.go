@@ -51,6 +51,11 @@ func schema() *memdb.DBSchema {
 						AllowMissing: true,
 						Indexer:      &vmStatusIndexer{field: func(s *vmIndexFields) string { return s.Host }, last: vmFields},
 					},
+					indexVMTarget: {
+						Name:         indexVMTarget,
+						AllowMissing: true,
+						Indexer:      &vmStatusIndexer{field: (*vmIndexFields).target, last: vmFields},
+					},
 					indexVMPhase: {
 						Name:         indexVMPhase,
 						AllowMissing: true,

@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/hashicorp/go-memdb"
@@ -284,6 +286,32 @@ func (s *Store) VMsInPhase(ws memdb.WatchSet, phase string) ([]*resource.Object,
 // VMsOnHost returns the VMs whose status.host is host, in name order.
 func (s *Store) VMsOnHost(ws memdb.WatchSet, host string) ([]*resource.Object, error) {
 	return s.vmsBy(ws, indexVMHost, host)
+}
+
+// VMsMigratingTo returns the VMs whose migration under way targets host,
+// in name order.
+func (s *Store) VMsMigratingTo(ws memdb.WatchSet, host string) ([]*resource.Object, error) {
+	return s.vmsBy(ws, indexVMTarget, host)
+}
+
+// VMsForHostWithIndex is what a host's worker reads: the VMs on host and
+// those migrating to it (name order, each once), plus the VM kind's
+// index, read in one transaction (for blocking queries).
+func (s *Store) VMsForHostWithIndex(ws memdb.WatchSet, host string) ([]*resource.Object, uint64, error) {
+	txn := s.ReadTxn()
+	on, err := vmsByTxn(txn, ws, indexVMHost, host)
+	if err != nil {
+		return nil, 0, err
+	}
+	in, err := vmsByTxn(txn, ws, indexVMTarget, host)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(in) > 0 {
+		on = append(on, in...)
+		slices.SortFunc(on, func(a, b *resource.Object) int { return strings.Compare(a.Name, b.Name) })
+	}
+	return on, indexTxn(txn, indexKey(resource.KindVM)), nil
 }
 
 // VMsOnHostWithIndex is VMsOnHost plus the VM kind's index, read in one

@@ -29,6 +29,9 @@ func (w *writer) action(req *ActionRequest) error {
 	deny := func(why string) error {
 		return fmt.Errorf("vm %q is %s: %w: %s", req.VM, st.Phase, ErrWrongPhase, why)
 	}
+	if m := st.Migration; m != nil {
+		return deny(fmt.Sprintf("it is migrating to host %q; %s it once the migration has ended, or abort the migration (kumoi vm migrate %s --abort)", m.Target, req.Action, req.VM))
+	}
 	power := spec.Power
 	nst := *st
 	switch req.Action {
@@ -108,13 +111,23 @@ func (w *writer) action(req *ActionRequest) error {
 // waits for --fence-command), never because the proposer's clock says the
 // host's status.since, stamped by whichever leader marked it down, is a
 // grace old. Without it (an older proposer) the old rule applies.
+//
+// Protocol 9: with Mode (live or restart) a VM that runs moves too: the
+// request starts a migration (status.migration, migration.go) that the
+// workers carry out; a VM that runs nowhere moves cold as above. Abort
+// cancels the migration under way (Host is then ignored).
 type MigrateRequest struct {
 	Time      time.Time     `json:"time"`
 	VM        string        `json:"vm"`
 	Host      string        `json:"host"`
 	Grace     time.Duration `json:"grace"`
 	PhaseOnly bool          `json:"phase_only,omitempty"`
+	Mode      string        `json:"mode,omitempty"`
+	Abort     bool          `json:"abort,omitempty"`
 }
+
+// UsesMigration reports whether the request needs protocol 9.
+func (r *MigrateRequest) UsesMigration() bool { return r.Mode != "" || r.Abort }
 
 // UsesPhaseOnly reports whether the request needs protocol 5.
 func (r *MigrateRequest) UsesPhaseOnly() bool { return r.PhaseOnly }
@@ -143,12 +156,25 @@ func CheckMigratable(name string, spec *resource.VMSpec, st *resource.VMStatus, 
 }
 
 func (w *writer) migrate(req *MigrateRequest) error {
+	if req.Abort {
+		return w.migrationAbort(req)
+	}
 	if req.Host == "" {
 		return resource.Errorf("host", "is required: the proposer picks the target host")
+	}
+	if req.Mode != "" && req.Mode != resource.MigrationLive && req.Mode != resource.MigrationRestart {
+		return resource.Errorf("mode", "%q is not a migration mode (live, restart)", req.Mode)
 	}
 	o, spec, st, err := w.vm(req.VM)
 	if err != nil {
 		return err
+	}
+	if st.Migration != nil {
+		return fmt.Errorf("vm %q is already migrating to host %q (migration %d, %s): %w: wait for it to end, or abort it",
+			req.VM, st.Migration.Target, st.Migration.ID, st.Migration.State, ErrWrongPhase)
+	}
+	if req.Mode != "" && st.Host != "" && st.Host != req.Host && runsOnHost(spec, st) {
+		return w.migrateRunning(req, o, spec, st)
 	}
 	if st.Host == req.Host {
 		return fmt.Errorf("vm %q is already on host %q: %w", req.VM, req.Host, ErrWrongPhase)

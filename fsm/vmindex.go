@@ -12,6 +12,9 @@ import (
 const (
 	indexVMHost  = "vm_host"  // VMs by status.host
 	indexVMPhase = "vm_phase" // VMs by status.phase
+	// indexVMTarget: VMs by status.migration.target (the host a
+	// migration under way reserves, besides status.host).
+	indexVMTarget = "vm_target"
 )
 
 // vmStatusIndexer indexes VM objects by one field of their status. Other
@@ -47,8 +50,19 @@ func (c *vmFieldsCache) decode(status []byte) (vmIndexFields, bool) {
 // vmIndexFields are the status fields the indexes need: decoding only them
 // (no time parsing) keeps indexing cheap on every insert.
 type vmIndexFields struct {
-	Phase string `json:"phase"`
-	Host  string `json:"host"`
+	Phase     string `json:"phase"`
+	Host      string `json:"host"`
+	Migration *struct {
+		Target string `json:"target"`
+	} `json:"migration"`
+}
+
+// target is the host a migration under way moves the VM to ("" if none).
+func (f *vmIndexFields) target() string {
+	if f.Migration == nil {
+		return ""
+	}
+	return f.Migration.Target
 }
 
 func (x *vmStatusIndexer) FromObject(raw any) (bool, []byte, error) {

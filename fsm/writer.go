@@ -138,5 +138,11 @@ func (w *writer) putVMStatus(o *resource.Object, old, st *resource.VMStatus) err
 	n.ModifyIndex = w.index
 	w.touch(old.Host)
 	w.touch(st.Host)
+	if old.Migration != nil {
+		w.touch(old.Migration.Target)
+	}
+	if st.Migration != nil {
+		w.touch(st.Migration.Target)
+	}
 	return w.put(n, resource.EventUpdated)
 }

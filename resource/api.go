@@ -254,6 +254,42 @@ type VMActionRequest struct {
 	// guest to shut down; it also cuts short a graceful stop under way.
 	Force bool `json:"force,omitempty"`
 	// Host (migrate only): the host to move the VM to; empty lets the
-	// controllers pick the ready host with the most free memory.
+	// controllers pick one (the scheduler's choice, with the VM's
+	// requirements, rank and affinity).
 	Host string `json:"host,omitempty"`
+	// Live (migrate only): move a running VM without stopping it (log
+	// protocol 9). Restart: move a running VM by shutting it down on its
+	// host and starting it on the target. Without either, only a VM that
+	// runs nowhere moves (cold). Abort: cancel the migration under way
+	// (the VM stays where it runs).
+	Live    bool `json:"live,omitempty"`
+	Restart bool `json:"restart,omitempty"`
+	Abort   bool `json:"abort,omitempty"`
+}
+
+// MigrationEvent is a worker's word on a migration of a VM (docs/api.md):
+// Event is prepared (the target), done or failed (either side), for the
+// migration ID (status.migration.id).
+type MigrationEvent struct {
+	VM    string `json:"vm"`
+	ID    uint64 `json:"id"`
+	Event string `json:"event"`
+	// URI (prepared): how the source's hypervisor reaches this host's.
+	URI    string `json:"uri,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// DowntimeMS (done, live): how long the guest was paused, as the
+	// hypervisor measured it (0: unknown).
+	DowntimeMS int64 `json:"downtime_ms,omitempty"`
+}
+
+// MigrationEventsRequest is the body of POST /v1/hosts/{name}/migrations.
+type MigrationEventsRequest struct {
+	Events []MigrationEvent `json:"events"`
+}
+
+// MigrationEventsResponse answers it: one result per event, in order
+// (nil Error: recorded).
+type MigrationEventsResponse struct {
+	Index   uint64         `json:"index"`
+	Results []ReportResult `json:"results"`
 }

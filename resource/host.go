@@ -1,6 +1,9 @@
 package resource
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // KindHost is the hypervisor host kind.
 const KindHost Kind = "host"
@@ -86,6 +89,16 @@ type HostStatus struct {
 	// ImageDir is the worker's --image-dir: the directory its VMs' boot
 	// files must lie in (empty: not published, e.g. by an older worker).
 	ImageDir string `json:"image_dir,omitempty"`
+	// MigrationModes are the migration modes the host's worker can take
+	// part in, as source or target (live, restart; log protocol 9). A
+	// host without a mode is not migrated to or from while its VMs run.
+	MigrationModes []string `json:"migration_modes,omitempty"`
+}
+
+// CanMigrate says whether the host's worker takes part in migrations of
+// mode (resource.MigrationLive or MigrationRestart).
+func (s *HostStatus) CanMigrate(mode string) bool {
+	return slices.Contains(s.MigrationModes, mode)
 }
 
 // Fence states (status.fence.state).
@@ -140,7 +153,7 @@ func (s *HostStatus) SameObservation(o *HostStatus) bool {
 	return a.State == b.State && a.Address == b.Address && a.Capacity == b.Capacity && a.Allocated == b.Allocated &&
 		a.Driver == b.Driver && a.Reason == b.Reason && a.Since.Equal(b.Since) && a.ForeignDomainCount == b.ForeignDomainCount &&
 		a.StateIndex == b.StateIndex && a.FenceAfterMS == b.FenceAfterMS && a.DownGraceMS == b.DownGraceMS && a.Fence.equal(b.Fence) &&
-		a.ImageDir == b.ImageDir
+		a.ImageDir == b.ImageDir && slices.Equal(a.MigrationModes, b.MigrationModes)
 }
 
 func (f *HostFence) equal(o *HostFence) bool {

@@ -392,7 +392,59 @@ type VMStatus struct {
 	// its domain went down unasked (ha=restart: a crash, a host reboot),
 	// over the VM's life.
 	Restarts uint64 `json:"restarts,omitempty"`
+	// Migration is the migration under way (log protocol 9; phase
+	// migrating): the VM still runs on Host, and Migration.Target holds
+	// its reservation too, until the hypervisor confirms the move (the
+	// epoch then passes to the target) or the migration ends without it
+	// (the VM stays on Host). docs/scheduling.md, "Live migration".
+	Migration *VMMigration `json:"migration,omitempty"`
 }
+
+// VMMigration is a migration under way (status.migration).
+type VMMigration struct {
+	// ID is the Raft index that started it: every event names it, so an
+	// event of an older migration changes nothing.
+	ID uint64 `json:"id"`
+	// Target is the host the VM moves to.
+	Target string `json:"target"`
+	// Mode is live (the guest keeps running; memory, and disks that are
+	// not shared, are copied while it runs) or restart (the guest is shut
+	// down on the source and started on the target).
+	Mode string `json:"mode"`
+	// State: preparing (the target readies its networks, volumes and
+	// images), ready (the source migrates), aborting (the user asked to
+	// abort; the source cancels and the VM stays).
+	State string `json:"state"`
+	// URI is how the source's hypervisor reaches the target's (live; the
+	// target says it when prepared).
+	URI   string    `json:"uri,omitempty"`
+	Since time.Time `json:"since,omitzero"`
+}
+
+// Migration modes and states.
+const (
+	MigrationLive    = "live"
+	MigrationRestart = "restart"
+
+	MigrationPreparing = "preparing"
+	MigrationReady     = "ready"
+	MigrationAborting  = "aborting"
+)
+
+// Migration events a worker reports (POST /v1/hosts/{name}/migrations).
+const (
+	// MigrationPrepared: the target is ready to receive the VM (from the
+	// target; carries the URI).
+	MigrationPrepared = "prepared"
+	// MigrationDone: the hypervisor confirmed the VM runs on the target
+	// (live; from the source when its migrate call returned, or from the
+	// target when it sees the guest running there), or the source shut
+	// the guest down (restart). The epoch passes to the target.
+	MigrationDone = "done"
+	// MigrationFailed: the migration ended without moving the VM (from
+	// either side); the VM stays on the source.
+	MigrationFailed = "failed"
+)
 
 func init() {
 	Register(&KindInfo{
