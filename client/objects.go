@@ -262,6 +262,25 @@ func (c *Client) Report(ctx context.Context, host string, reports []resource.VMR
 	return c.report(ctx, host, resource.ReportRequest{Reports: reports})
 }
 
+// ReportMigrations posts a worker's migration events for its host (POST
+// /v1/hosts/{host}/migrations); each result says whether its event was
+// recorded. Safe to resend: an event already recorded changes nothing.
+func (c *Client) ReportMigrations(ctx context.Context, host string, events []resource.MigrationEvent) (*resource.MigrationEventsResponse, error) {
+	if err := checkName(resource.KindHost, host); err != nil {
+		return nil, err
+	}
+	body, err := json.Marshal(resource.MigrationEventsRequest{Events: events})
+	if err != nil {
+		return nil, fmt.Errorf("migration events: encode request: %w", err)
+	}
+	var out resource.MigrationEventsResponse
+	r := &request{method: "POST", path: objectPath(resource.KindHost, host) + "/migrations", body: body, idempotent: true}
+	if _, err := c.call(ctx, r, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // report posts req to host's report endpoint (Report, ReportAll).
 func (c *Client) report(ctx context.Context, host string, req resource.ReportRequest) (*resource.ReportResponse, error) {
 	if err := checkName(resource.KindHost, host); err != nil {

@@ -193,7 +193,29 @@ func (v *VMs) Stop(ctx context.Context, name string, force bool) (*VM, error) {
 // vm.migrate for the stop-move-start sequence. A migrate is not resent
 // after an attempt whose outcome is unknown.
 func (v *VMs) Migrate(ctx context.Context, name, host string) (*VM, error) {
-	o, err := v.c.ActionWith(ctx, name, ActionMigrate, &resource.VMActionRequest{Host: host})
+	return v.MigrateWith(ctx, name, MigrateOptions{Host: host})
+}
+
+// MigrateOptions say how a VM moves: to Host (empty: the scheduler
+// picks), Live (a running VM keeps running: memory, and disks that are
+// not shared, are copied while it runs) or Restart (a running VM is shut
+// down and started on the target); without either only a VM that runs
+// nowhere moves. Abort cancels the migration under way.
+type MigrateOptions struct {
+	Host    string
+	Live    bool
+	Restart bool
+	Abort   bool
+}
+
+// MigrateWith moves a VM as opts say (POST /v1/vms/{name}/migrate). A
+// live or restart migration returns once it has begun (the VM is then
+// migrating, status.migration says how far it is); wait for the VM's
+// status.host to change, or for status.migration to go (it failed or was
+// aborted: status.reason says why). A migration whose outcome is unknown
+// (a timeout, a lost leader) is not resent.
+func (v *VMs) MigrateWith(ctx context.Context, name string, opts MigrateOptions) (*VM, error) {
+	o, err := v.c.ActionWith(ctx, name, ActionMigrate, &resource.VMActionRequest{Host: opts.Host, Live: opts.Live, Restart: opts.Restart, Abort: opts.Abort})
 	if err != nil {
 		return nil, err
 	}

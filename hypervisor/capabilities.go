@@ -18,11 +18,13 @@ const (
 	CapKernelBoot       Capability = "kernel-boot"       // Boot.Kernel/Initrd/Cmdline
 	CapDiskBoot         Capability = "disk-boot"         // Boot.Image
 	CapVolumeResize     Capability = "volume-resize"     // EnsureVolume grows an existing volume
+	CapLiveMigration    Capability = "live-migration"    // the driver is a Migrator (migrate.go)
 )
 
 // AllCapabilities lists every capability, in a stable order.
 var AllCapabilities = []Capability{
 	CapSuspend, CapReboot, CapGracefulShutdown, CapEvents, CapKernelBoot, CapDiskBoot, CapVolumeResize,
+	CapLiveMigration,
 }
 
 // Capabilities is a set of capabilities. The zero value is the empty set.

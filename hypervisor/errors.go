@@ -29,4 +29,9 @@ var (
 	// of a domain whose NIC names a network removed behind Kumoi's back,
 	// or whose disk is a volume removed behind its back.
 	ErrMissingResource = errors.New("network or volume missing")
+	// ErrMigrationUnknown: a migration's outcome is not known (the
+	// connection to the hypervisor broke while it ran): the guest may
+	// run on either host. The worker says nothing of the migration until
+	// it knows (the domain runs here again, or the target sees it run).
+	ErrMigrationUnknown = errors.New("migration outcome unknown")
 )

@@ -459,7 +459,8 @@ func ACLLabels(kind Kind, name string, labels map[string]string, spec json.RawMe
 
 // AllowObject decides access on a stored object: Allow with its labels,
 // and for a node token read of its own host, of the VMs placed on it
-// (status.host) and of every network, image and volume.
+// (status.host) or migrating to it (status.migration.target) and of
+// every network, image and volume.
 func (id *ACLIdentity) AllowObject(o *Object, access string) error {
 	if n := id.Node(); n != "" && access == AccessRead {
 		if nodeReadsAll(o.Kind) {
@@ -471,7 +472,7 @@ func (id *ACLIdentity) AllowObject(o *Object, access string) error {
 				return nil
 			}
 		case KindVM:
-			if st, err := DecodeStatus[VMStatus](o); err == nil && st.Host == n {
+			if st, err := DecodeStatus[VMStatus](o); err == nil && (st.Host == n || (st.Migration != nil && st.Migration.Target == n)) {
 				return nil
 			}
 		}

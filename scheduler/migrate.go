@@ -15,6 +15,14 @@ import (
 // planner would (requirements, rank, strategy, affinity). The FSM checks
 // everything again when it applies the migration; this only chooses.
 func MigrationTarget(st *fsm.Store, vm string, now time.Time, grace time.Duration) (string, error) {
+	return MigrationTargetFor(st, vm, "", now, grace)
+}
+
+// MigrationTargetFor is MigrationTarget for a migration of mode (live or
+// restart; "" for cold): a VM that runs on a host that is up moves with
+// that mode (the state machine checks the rest), to a host whose worker
+// takes part in such migrations; any other VM moves cold.
+func MigrationTargetFor(st *fsm.Store, vm, mode string, now time.Time, grace time.Duration) (string, error) {
 	o, err := st.Get(nil, resource.KindVM, vm)
 	if err != nil {
 		return "", err
@@ -38,12 +46,34 @@ func MigrationTarget(st *fsm.Store, vm string, now time.Time, grace time.Duratio
 			}
 		}
 	}
-	if err := fsm.CheckMigratable(vm, spec, vs, from, now, grace, true); err != nil {
-		return "", err
+	running := mode != "" && vs.Host != "" && vs.Migration == nil && vs.Phase == resource.PhaseRunning &&
+		from != nil && (from.State == resource.HostReady || from.State == resource.HostDraining)
+	if vs.Migration != nil {
+		return "", fmt.Errorf("vm %q is already migrating to host %q: %w", vm, vs.Migration.Target, fsm.ErrWrongPhase)
+	}
+	if !running {
+		if err := fsm.CheckMigratable(vm, spec, vs, from, now, grace, true); err != nil {
+			return "", err
+		}
 	}
 	hosts, err := HostsFromState(st)
 	if err != nil {
 		return "", err
+	}
+	if running {
+		if !from.CanMigrate(mode) {
+			return "", fmt.Errorf("vm %q: host %q cannot migrate VMs %s (its worker offers %v): %w", vm, vs.Host, mode, from.MigrationModes, fsm.ErrHostNotReady)
+		}
+		// Only hosts whose workers take such a migration.
+		able := hosts[:0:0]
+		for _, h := range hosts {
+			if ho, err := st.Get(nil, resource.KindHost, h.Name); err == nil && ho != nil {
+				if hs, err := resource.DecodeStatus[resource.HostStatus](ho); err == nil && hs.CanMigrate(mode) {
+					able = append(able, h)
+				}
+			}
+		}
+		hosts = able
 	}
 	host, why, err := migrationHost(st, vm, spec, hosts, vs.Host)
 	if err != nil {
@@ -84,8 +114,13 @@ func migrationHost(st *fsm.Store, name string, spec *resource.VMSpec, hosts []Ho
 		}
 		g := &Group{}
 		for _, m := range members {
-			if m.VM != name && m.Host != "" {
-				g.add(m.Host, m.Hard && m.Rule == resource.AffinityAntiAffine)
+			if m.VM == name {
+				continue
+			}
+			for _, h := range []string{m.Host, m.Target} {
+				if h != "" {
+					g.add(h, m.Hard && m.Rule == resource.AffinityAntiAffine)
+				}
 			}
 		}
 		opt.Groups[a.Group] = g

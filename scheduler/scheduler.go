@@ -304,12 +304,18 @@ func HostsFromState(st *fsm.Store) ([]Host, error) {
 		if err != nil {
 			return nil, err
 		}
+		// A VM migrating here counts here too (the state machine
+		// reserves both hosts while it migrates).
+		incoming, err := st.VMsMigratingTo(nil, o.Name)
+		if err != nil {
+			return nil, err
+		}
 		hosts = append(hosts, Host{
 			Name:   o.Name,
 			Ready:  hs.State == resource.HostReady && !spec.Unschedulable,
 			Total:  total,
 			Free:   resource.Resources{CPUs: total.CPUs - hs.Allocated.CPUs, MemoryMiB: total.MemoryMiB - hs.Allocated.MemoryMiB},
-			Labels: o.Labels, State: hs.State, Driver: hs.Driver, VMs: len(vms),
+			Labels: o.Labels, State: hs.State, Driver: hs.Driver, VMs: len(vms) + len(incoming),
 		})
 	}
 	return hosts, nil
@@ -362,6 +368,9 @@ func GroupsFromState(st *fsm.Store, vms []VM) (map[string]*Group, error) {
 		for _, m := range members {
 			if m.Host != "" {
 				g.add(m.Host, m.Hard && m.Rule == resource.AffinityAntiAffine)
+			}
+			if m.Target != "" {
+				g.add(m.Target, m.Hard && m.Rule == resource.AffinityAntiAffine)
 			}
 		}
 	}

@@ -335,6 +335,8 @@ func (a *httpAPI) route(r *http.Request) (string, apiHandler) {
 		return coll + "/{name}/{action}", a.methods(methodHandler{http.MethodPost, a.vmAction(parts[1], parts[2])})
 	case len(parts) == 3 && info.Kind == resource.KindHost && parts[1] != "" && parts[2] == "report":
 		return coll + "/{name}/report", a.methods(methodHandler{http.MethodPost, a.report(parts[1])})
+	case len(parts) == 3 && info.Kind == resource.KindHost && parts[1] != "" && parts[2] == "migrations":
+		return coll + "/{name}/migrations", a.methods(methodHandler{http.MethodPost, a.migrationEvents(parts[1])})
 	case len(parts) == 2 && parts[1] != "":
 		name := parts[1]
 		return coll + "/{name}" + blocking, a.methods(

@@ -100,7 +100,9 @@ func (a *httpAPI) list(info *resource.KindInfo) apiHandler {
 			idx, err := a.blockingQuery(w, r, p, func(ws memdb.WatchSet) (uint64, error) {
 				var idx uint64
 				if host != "" {
-					objs, idx, err = st.VMsOnHostWithIndex(ws, host)
+					// The host's VMs and those migrating to it: what
+					// its worker reads.
+					objs, idx, err = st.VMsForHostWithIndex(ws, host)
 					objs = filterSelector(objs, sel)
 				} else {
 					objs, idx, err = st.ListWithIndex(ws, info.Kind, sel)

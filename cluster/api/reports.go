@@ -146,3 +146,62 @@ func fieldMsgOf(err error) string {
 	}
 	return err.Error()
 }
+
+// migrationEvents: POST /v1/hosts/{name}/migrations with a
+// resource.MigrationEventsRequest: a worker's word on the migrations its
+// host takes part in (fsm.MigrationEventRequest). Each event is checked on
+// its own; the answer says, per event, whether it was recorded.
+func (a *httpAPI) migrationEvents(host string) apiHandler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if _, err := apiQuery(r); err != nil {
+			return err
+		}
+		if err := resource.ValidateName(host); err != nil {
+			return err
+		}
+		body, err := a.readBody(w, r)
+		if err != nil {
+			return err
+		}
+		return a.onLeader(w, r, body, func() error {
+			if err := a.allowReport(r, host); err != nil {
+				return err
+			}
+			var req resource.MigrationEventsRequest
+			if err := decodeBody(body, &req); err != nil {
+				return err
+			}
+			if len(req.Events) == 0 {
+				return badArg("events", "is empty; send at least one migration event")
+			}
+			if len(req.Events) > fsm.MaxBatchOps {
+				return badArg("events", "has %d events; the limit is %d", len(req.Events), fsm.MaxBatchOps)
+			}
+			for i, e := range req.Events {
+				if err := resource.ValidateName(e.VM); err != nil {
+					return badArg("events["+strconv.Itoa(i)+"].vm", "%s", fieldMsgOf(err))
+				}
+				if err := fsm.CheckMigrationEvent(e); err != nil {
+					var fe *resource.FieldError
+					if errors.As(err, &fe) {
+						return badArg("events["+strconv.Itoa(i)+"]."+fe.Field, "%s", fe.Msg)
+					}
+					return err
+				}
+			}
+			res, err := a.propose(r.Context(), fsm.MigrationEventRequestType, &fsm.MigrationEventRequest{Time: time.Now().UTC(), Host: host, Events: req.Events})
+			if err != nil {
+				return err
+			}
+			out := resource.MigrationEventsResponse{Index: res.Index, Results: make([]resource.ReportResult, len(req.Events))}
+			for i, e := range req.Events {
+				out.Results[i].VM = e.VM
+				if i < len(res.ItemErrors) && res.ItemErrors[i] != nil {
+					out.Results[i].Error = errorBody(res.ItemErrors[i])
+				}
+			}
+			w.Header().Set(headerIndex, strconv.FormatUint(res.Index, 10))
+			return writeJSON(w, http.StatusOK, out)
+		})
+	}
+}

@@ -44,6 +44,16 @@ func (a *httpAPI) vmAction(name, action string) apiHandler {
 			return badArg("force", "applies to stop only, not %s", action)
 		case opts.Host != "" && action != resource.ActionMigrate:
 			return badArg("host", "applies to migrate only, not %s", action)
+		case opts.Live && action != resource.ActionMigrate:
+			return badArg("live", "applies to migrate only, not %s", action)
+		case opts.Restart && action != resource.ActionMigrate:
+			return badArg("restart", "applies to migrate only, not %s", action)
+		case opts.Abort && action != resource.ActionMigrate:
+			return badArg("abort", "applies to migrate only, not %s", action)
+		case opts.Live && opts.Restart:
+			return badArg("restart", "and live exclude each other: a live migration keeps the guest running, a restart shuts it down")
+		case opts.Abort && (opts.Live || opts.Restart || opts.Host != ""):
+			return badArg("abort", "takes no other option: it cancels the migration under way")
 		case opts.Host != "":
 			if err := resource.ValidateName(opts.Host); err != nil {
 				return badArg("host", "%v", err)
@@ -62,7 +72,7 @@ func (a *httpAPI) vmAction(name, action string) apiHandler {
 				}
 			}
 			if action == resource.ActionMigrate {
-				res, err = a.migrate(r, name, opts.Host)
+				res, err = a.migrate(r, name, opts)
 			} else {
 				res, err = a.propose(r.Context(), fsm.ActionRequestType, &fsm.ActionRequest{Time: time.Now().UTC(), VM: name, Action: action, Force: opts.Force})
 			}
@@ -82,7 +92,19 @@ func (a *httpAPI) vmAction(name, action string) apiHandler {
 
 // migrate proposes a fsm.MigrateRequest (on the leader), with the target
 // host the scheduler picks when none is given (scheduler.MigrationTarget).
-func (a *httpAPI) migrate(r *http.Request, name, host string) (*fsm.Result, error) {
+// With live or restart a running VM moves too (protocol 9); abort cancels
+// the migration under way.
+func (a *httpAPI) migrate(r *http.Request, name string, opts resource.VMActionRequest) (*fsm.Result, error) {
+	host, mode := opts.Host, ""
+	switch {
+	case opts.Live:
+		mode = resource.MigrationLive
+	case opts.Restart:
+		mode = resource.MigrationRestart
+	}
+	if opts.Abort {
+		return a.propose(r.Context(), fsm.MigrateRequestType, &fsm.MigrateRequest{Time: time.Now().UTC(), VM: name, Abort: true})
+	}
 	if host != "" {
 		// An unknown target is a bad argument, not a missing VM (404).
 		if ho, err := a.b.FSM().State().Get(nil, resource.KindHost, host); err != nil {
@@ -93,14 +115,14 @@ func (a *httpAPI) migrate(r *http.Request, name, host string) (*fsm.Result, erro
 	}
 	if host == "" {
 		var err error
-		if host, err = scheduler.MigrationTarget(a.b.FSM().State(), name, time.Now(), a.hostDownGrace); err != nil {
+		if host, err = scheduler.MigrationTargetFor(a.b.FSM().State(), name, mode, time.Now(), a.hostDownGrace); err != nil {
 			return nil, err
 		}
 	}
 	if err := a.checkMigrateBoot(name, host); err != nil {
 		return nil, err
 	}
-	req := &fsm.MigrateRequest{Time: time.Now().UTC(), VM: name, Host: host, Grace: a.hostDownGrace, PhaseOnly: true}
+	req := &fsm.MigrateRequest{Time: time.Now().UTC(), VM: name, Host: host, Grace: a.hostDownGrace, PhaseOnly: true, Mode: mode}
 	res, err := a.propose(r.Context(), fsm.MigrateRequestType, req)
 	if errors.Is(err, resource.ErrUpgradeRequired) {
 		// Some controller does not speak protocol 5 yet: the older rule

@@ -49,8 +49,9 @@ func (c *Controller) syncHosts(ctx context.Context, markUnknown bool) {
 			Labels:   m.Meta.Labels,
 			// The worker's domains of another cluster, left alone.
 			ForeignDomains: foreignNames(m.Meta.Foreign), ForeignDomainCount: max(m.Meta.ForeignCount, len(foreignNames(m.Meta.Foreign))),
-			FenceAfterMS: min(max(m.Meta.FenceAfterMS, 0), fsm.MaxTimingMS),
-			ImageDir:     imageDirOf(m.Meta.ImageDir),
+			FenceAfterMS:   min(max(m.Meta.FenceAfterMS, 0), fsm.MaxTimingMS),
+			ImageDir:       imageDirOf(m.Meta.ImageDir),
+			MigrationModes: migrationModesOf(m.Meta.Migrate),
 		}
 		switch m.Status {
 		case membership.StatusAlive, membership.StatusSuspect:
@@ -94,9 +95,22 @@ func (c *Controller) syncHosts(ctx context.Context, markUnknown bool) {
 		want := fsm.HostStateRequest{Name: h.Name, State: resource.HostDown, Address: hs.Address,
 			Capacity: hs.Capacity, Driver: hs.Driver, Reason: "the worker is not in the gossip pool",
 			ForeignDomains: hs.ForeignDomains, ForeignDomainCount: hs.ForeignDomainCount, FenceAfterMS: hs.FenceAfterMS,
-			ImageDir: hs.ImageDir}
+			ImageDir: hs.ImageDir, MigrationModes: hs.MigrationModes}
 		c.proposeHostState(ctx, st, want)
 	}
+}
+
+// migrationModesOf is the migration modes a worker advertises as the
+// host status may hold them: the known ones, sorted, each once (gossip
+// metadata is not trusted).
+func migrationModesOf(modes []string) []string {
+	var out []string
+	for _, m := range []string{resource.MigrationLive, resource.MigrationRestart} {
+		if slices.Contains(modes, m) {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // imageDirOf is a worker's advertised image directory as the host status
@@ -143,6 +157,9 @@ func (c *Controller) proposeHostState(ctx context.Context, st *fsm.Store, want f
 	if want.ImageDir != "" && c.checkProtocol(fsm.HostStateRequestType, &fsm.HostStateRequest{ImageDir: "/"}) != nil {
 		want.ImageDir = "" // some controller cannot apply it yet
 	}
+	if len(want.MigrationModes) > 0 && c.checkProtocol(fsm.HostStateRequestType, &fsm.HostStateRequest{MigrationModes: []string{resource.MigrationLive}}) != nil {
+		want.MigrationModes = nil // some controller cannot apply it yet
+	}
 	cur, _ := st.Get(nil, resource.KindHost, want.Name)
 	if cur != nil {
 		hs, err := resource.DecodeStatus[resource.HostStatus](cur)
@@ -153,7 +170,7 @@ func (c *Controller) proposeHostState(ctx context.Context, st *fsm.Store, want f
 			hs.Driver == want.Driver && hs.Reason == want.Reason &&
 			slices.Equal(hs.ForeignDomains, want.ForeignDomains) && hs.ForeignDomainCount == want.ForeignDomainCount &&
 			hs.FenceAfterMS == want.FenceAfterMS && hs.DownGraceMS == want.DownGraceMS && (want.DownGraceMS == 0 || hs.StateIndex != 0) &&
-			hs.ImageDir == want.ImageDir {
+			hs.ImageDir == want.ImageDir && slices.Equal(hs.MigrationModes, want.MigrationModes) {
 			return
 		}
 	} else if want.State != resource.HostReady {

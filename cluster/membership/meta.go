@@ -65,6 +65,10 @@ type Meta struct {
 	// in the metadata): the leader records it in the host's status, and
 	// the API refuses a VM whose absolute boot path lies outside it.
 	ImageDir string `json:"image_dir,omitempty"`
+	// Migrate is the migration modes the worker takes part in (live,
+	// restart): the leader records them in the host's status; a host
+	// without one is not migrated to or from while its VMs run.
+	Migrate []string `json:"migrate,omitempty"`
 }
 
 // Encode returns m as gossip metadata, or an error if it exceeds
