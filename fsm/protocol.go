@@ -120,9 +120,7 @@ func RequiredProtocol(t MessageType, req any) int {
 		if specUses7(r.Kind, r.Spec) {
 			need = max(need, 7)
 		}
-		if specUses8(r.Kind, r.Spec) {
-			need = max(need, 8)
-		}
+		need = max(need, specProtocol(r.Kind, r.Spec))
 	case *UpdateRequest:
 		if specUsesRelativeBoot(r.Kind, r.Spec) {
 			need = max(need, 6)
@@ -130,9 +128,7 @@ func RequiredProtocol(t MessageType, req any) int {
 		if specUses7(r.Kind, r.Spec) {
 			need = max(need, 7)
 		}
-		if specUses8(r.Kind, r.Spec) {
-			need = max(need, 8)
-		}
+		need = max(need, specProtocol(r.Kind, r.Spec))
 	case *MigrateRequest:
 		if r.UsesPhaseOnly() {
 			need = max(need, 5)
@@ -358,10 +354,24 @@ func specUses8(kind resource.Kind, spec json.RawMessage) bool {
 	return json.Unmarshal(spec, &s) == nil && (s.Project != nil || s.Requirements != nil || s.Rank != nil || s.Strategy != nil || s.Affinity != nil)
 }
 
+// specUses9 reports whether a create or update needs protocol 9: a host
+// spec with drain (older builds refuse the field).
+func specUses9(kind resource.Kind, spec json.RawMessage) bool {
+	if kind != resource.KindHost || len(spec) == 0 {
+		return false
+	}
+	var s struct {
+		Drain json.RawMessage `json:"drain"`
+	}
+	return json.Unmarshal(spec, &s) == nil && s.Drain != nil
+}
+
 // specProtocol is the protocol of a create's or update's spec fields (0,
 // 7 or 8).
 func specProtocol(kind resource.Kind, spec json.RawMessage) int {
 	switch {
+	case specUses9(kind, spec):
+		return 9
 	case specUses8(kind, spec):
 		return 8
 	case specUses7(kind, spec):

@@ -27,6 +27,16 @@ type HostSpec struct {
 	// 1.0 (the default) means no overcommit.
 	CPUOvercommit    float64 `json:"cpu_overcommit,omitempty"`
 	MemoryOvercommit float64 `json:"memory_overcommit,omitempty"`
+	// Drain (log protocol 9), with Unschedulable, asks the leader to move
+	// the host's VMs off (kumoi host drain --migrate): running VMs live
+	// where both hosts can, by restart otherwise, the others cold.
+	Drain *HostDrain `json:"drain,omitempty"`
+}
+
+// HostDrain is how a drained host is emptied.
+type HostDrain struct {
+	// Migrate moves every VM off the host.
+	Migrate bool `json:"migrate"`
 }
 
 // Default sets both overcommit ratios to 1.0 when omitted.
