@@ -803,3 +803,20 @@ func TestMigrationSameLogSameState(t *testing.T) {
 	}
 }
 
+// TestMigrationStatusWriteTarget: a status write (the admin's) names a
+// migration's target as it names a host: a valid name, so that the
+// vm_target index counts the VM on no other host.
+func TestMigrationStatusWriteTarget(t *testing.T) {
+	for _, target := range []string{`"t\u0000x"`, `"T x"`, `""`, `"s"`} { // JSON
+		x := newMigFSM(t)
+		x.refused(fsm.StatusRequestType, &fsm.StatusRequest{Time: fsm.TestTime, Kind: vm, Name: "m",
+			Status: raw(`{"phase":"migrating","host":"s","epoch":7,"migration":{"id":7,"target":` + target + `,"mode":"live","state":"ready"}}`)},
+			resource.ErrInvalid, "status.migration.target")
+		x.alloc(map[string]resource.Resources{"s": amount(3, 2560), "t": amount(0, 0)})
+	}
+	// A valid one is the admin's to write: it reserves the target.
+	x := newMigFSM(t)
+	x.must(fsm.StatusRequestType, &fsm.StatusRequest{Time: fsm.TestTime, Kind: vm, Name: "m",
+		Status: raw(`{"phase":"migrating","host":"s","epoch":7,"migration":{"id":7,"target":"t","mode":"live","state":"ready"}}`)})
+	x.alloc(map[string]resource.Resources{"s": amount(3, 2560), "t": amount(2, 2048)})
+}
