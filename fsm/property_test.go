@@ -1894,6 +1894,16 @@ func modelRunsOnHost(spec resource.VMSpec, st resource.VMStatus) bool {
 	return false
 }
 
+// Migrations in the model. What the generators draw, the model predicts
+// exactly: migrate with a mode (live, restart, unknown) or abort, events
+// of every kind from the source, the target or another host with right
+// or wrong ids, hosts' migration modes (valid or not), and everything
+// else while a migration is under way (reports, actions, spec updates,
+// deletes, evacuations of either host, status writes). Not drawn, so not
+// modelled: VM specs with requirements, affinity or disks (the placement
+// rules and the volumes a live migration moves: migration_test.go covers
+// them), and status writes that carry a migration.
+//
 // migrateRunning: a running VM (power running) on a ready or draining
 // host that offers the mode starts a migration to a ready, schedulable
 // host that offers it and has room besides what it holds (the generated
