@@ -84,6 +84,9 @@ func migrateParams(t migrationTarget, opts hypervisor.MigrateOptions, p storageP
 	if t.DataURI != "" {
 		params.URISet, params.URI = true, t.DataURI
 	}
+	if t.Listen != "" {
+		params.ListenAddressSet, params.ListenAddress = true, t.Listen
+	}
 	if opts.BandwidthMiBs > 0 {
 		params.BandwidthSet, params.Bandwidth = true, uint64(opts.BandwidthMiBs)
 	}
@@ -219,7 +222,8 @@ func (d *Driver) PrepareIncoming(ctx context.Context, spec hypervisor.DomainSpec
 	if err != nil {
 		return "", d.fail(c, gen, what+": volumes", err)
 	}
-	uri, err := migrationTarget{LibvirtURI: d.opts.MigrationURI, DataURI: d.opts.MigrationAddress, Backing: backing}.encode()
+	uri, err := migrationTarget{LibvirtURI: d.opts.MigrationURI, DataURI: d.opts.MigrationAddress,
+		Listen: listenIP(d.opts.MigrationAddress), Backing: backing}.encode()
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", what, err)
 	}
@@ -342,20 +346,32 @@ func (d *Driver) MigrateOut(ctx context.Context, name, uri string, opts hypervis
 		if err := dom.AbortJob(); err != nil {
 			d.log.Warn("abort migration", "domain", name, "error", message(err))
 		}
+		// An abort that came before libvirt could take it (between the
+		// migration's phases) is repeated until the migration ends.
 		wait := time.NewTimer(abortWait)
 		defer wait.Stop()
-		select {
-		case merr = <-done:
-		case <-wait.C:
-			return res, fmt.Errorf("%s: %w: aborted (%v), and the migration did not end within %v", what, hypervisor.ErrMigrationUnknown, ctx.Err(), abortWait)
+		again := time.NewTicker(time.Second)
+		defer again.Stop()
+	aborting:
+		for {
+			select {
+			case merr = <-done:
+				break aborting
+			case <-again.C:
+				if err := dom.AbortJob(); err != nil {
+					d.log.Debug("abort migration again", "domain", name, "error", message(err))
+				}
+			case <-wait.C:
+				return res, fmt.Errorf("%s: %w: aborted (%v), and the migration did not end within %v", what, hypervisor.ErrMigrationUnknown, ctx.Err(), abortWait)
+			}
 		}
 		if merr != nil {
-			return res, d.migrationFailed(c, gen, name, what, fmt.Errorf("aborted (%w): %s", ctx.Err(), message(merr)))
+			return res, d.migrationFailed(c, gen, name, what, merr, ctx.Err())
 		}
 		// It finished before the abort took: it succeeded.
 	}
 	if merr != nil {
-		return res, d.migrationFailed(c, gen, name, what, merr)
+		return res, d.migrationFailed(c, gen, name, what, merr, nil)
 	}
 	wait := time.NewTimer(statsWait)
 	defer wait.Stop()
@@ -371,9 +387,14 @@ func (d *Driver) MigrateOut(ctx context.Context, name, uri string, opts hypervis
 	return res, nil
 }
 
-// migrationFailed makes the error of a migration that ended with cause:
-// the guest runs here (libvirt rolled back), or the outcome is unknown.
-func (d *Driver) migrationFailed(c *lv.Connect, gen uint64, name, what string, cause error) error {
+// migrationFailed makes the error of a migration that ended with cause
+// (aborted for ctxErr, if set): the guest runs here (libvirt rolled back),
+// or the outcome is unknown.
+func (d *Driver) migrationFailed(c *lv.Connect, gen uint64, name, what string, cause, ctxErr error) error {
+	op := what
+	if ctxErr != nil {
+		what = fmt.Sprintf("%s: aborted (%v)", what, ctxErr)
+	}
 	if alive, aerr := c.IsAlive(); aerr != nil || !alive {
 		d.lost(gen, fmt.Errorf("%s: %s", what, message(cause)))
 		return fmt.Errorf("%s: %w: %w: %s", what, hypervisor.ErrMigrationUnknown, hypervisor.ErrUnavailable, message(cause))
@@ -388,6 +409,9 @@ func (d *Driver) migrationFailed(c *lv.Connect, gen uint64, name, what string, c
 	case err != nil:
 		return fmt.Errorf("%s: %w: %s (and its state: %s)", what, hypervisor.ErrMigrationUnknown, message(cause), message(err))
 	case st == hypervisor.StateRunning, st == hypervisor.StatePaused && reason == "user":
+		if ctxErr != nil {
+			return fmt.Errorf("%s: aborted: %w: %s", op, ctxErr, message(cause))
+		}
 		return d.fail(c, gen, what, cause)
 	}
 	return fmt.Errorf("%s: %w: the domain is %s (%s) here: %s", what, hypervisor.ErrMigrationUnknown, st, reason, message(cause))

@@ -7,6 +7,7 @@ package libvirt
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -28,6 +29,12 @@ const MaxMigrationURI = 1024
 //	                             (Options.MigrationAddress; absent: libvirt
 //	                             picks, from the target's qemu.conf
 //	                             migration_host or hostname)
+//	listen=<IP>                  the address the target listens on for
+//	                             it (and for a storage copy's NBD
+//	                             server): the migrate URI's host when it
+//	                             is an IP address (absent: libvirt's
+//	                             qemu.conf migration_address, by default
+//	                             every address)
 //	backing=1                    every volume of the domain on the target
 //	                             is a qcow2 overlay whose backing file
 //	                             exists there: an incremental storage copy
@@ -40,6 +47,7 @@ const MaxMigrationURI = 1024
 type migrationTarget struct {
 	LibvirtURI string
 	DataURI    string
+	Listen     string
 	Backing    bool
 }
 
@@ -54,6 +62,12 @@ func (t migrationTarget) encode() (string, error) {
 			return "", err
 		}
 		v.Set("migrate", n)
+	}
+	if t.Listen != "" {
+		if net.ParseIP(t.Listen) == nil {
+			return "", fmt.Errorf("migration listen address %q: not an IP address", t.Listen)
+		}
+		v.Set("listen", t.Listen)
 	}
 	if t.Backing {
 		v.Set("backing", "1")
@@ -88,6 +102,12 @@ func decodeMigrationTarget(s string) (migrationTarget, error) {
 		if t.DataURI, err = normalMigrationAddress(d); err != nil {
 			return migrationTarget{}, fmt.Errorf("migration URI %q: %w", s, err)
 		}
+	}
+	if l := v.Get("listen"); l != "" {
+		if net.ParseIP(l) == nil {
+			return migrationTarget{}, fmt.Errorf("migration URI %q: listen=%q: not an IP address", s, l)
+		}
+		t.Listen = l
 	}
 	switch b := v.Get("backing"); b {
 	case "", "0":
@@ -157,4 +177,14 @@ func normalMigrationAddress(a string) (string, error) {
 		return "", fmt.Errorf("migration address %q: empty port", a)
 	}
 	return "tcp://" + u.Host, nil
+}
+
+// listenIP is the host of a data URI (tcp://ADDR[:PORT]) if it is an IP
+// address, else "".
+func listenIP(dataURI string) string {
+	u, err := url.Parse(dataURI)
+	if err != nil || net.ParseIP(u.Hostname()) == nil {
+		return ""
+	}
+	return u.Hostname()
 }

@@ -42,9 +42,11 @@ type Options struct {
 	MigrationURI string
 	// MigrationAddress is where the QEMU migration data stream of an
 	// incoming migration connects: tcp://ADDR[:PORT] (or ADDR[:PORT]),
-	// sent to the source as the migrate URI. Default: none (libvirt uses
-	// the target's migration_host from qemu.conf, else its hostname, and
-	// a port from migration_port_min..max).
+	// sent to the source as the migrate URI; when ADDR is an IP address
+	// the incoming migration listens on it only (else on qemu.conf's
+	// migration_address, by default every address). Default: none
+	// (libvirt uses the target's migration_host from qemu.conf, else its
+	// hostname, and a port from migration_port_min..max).
 	MigrationAddress string
 	// ReconnectMin and ReconnectMax bound the backoff between reconnect
 	// attempts (default 100ms and 5s).
