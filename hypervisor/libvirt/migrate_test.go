@@ -108,8 +108,8 @@ func TestMigrationURIEncoding(t *testing.T) {
 			"qemu+tcp://hv2/system#migrate=tcp%3A%2F%2F10.0.0.2"},
 		{migrationTarget{LibvirtURI: "qemu+tls://hv2.example/system", DataURI: "tcp://[fd00::2]:49152", Backing: true},
 			"qemu+tls://hv2.example/system#backing=1&migrate=tcp%3A%2F%2F%5Bfd00%3A%3A2%5D%3A49152"},
-		{migrationTarget{LibvirtURI: "qemu+unix:///system?socket=/tmp/b/sock/libvirt-sock", DataURI: "127.0.0.1:49300"},
-			"qemu+unix:///system?socket=/tmp/b/sock/libvirt-sock#migrate=tcp%3A%2F%2F127.0.0.1%3A49300"},
+		{migrationTarget{LibvirtURI: "qemu+unix:///system?socket=/tmp/b/sock/libvirt-sock", DataURI: "127.0.0.1:49300", Listen: "127.0.0.1"},
+			"qemu+unix:///system?socket=/tmp/b/sock/libvirt-sock#listen=127.0.0.1&migrate=tcp%3A%2F%2F127.0.0.1%3A49300"},
 	} {
 		s, err := c.t.encode()
 		if err != nil || s != c.want {
@@ -140,6 +140,7 @@ func TestMigrationURIEncoding(t *testing.T) {
 		"qemu+tcp://hv2/system#migrate=udp%3A%2F%2F1.2.3.4",
 		"qemu+tcp://hv2/system#migrate=1.2.3.4%3A0",
 		"qemu+tcp://hv2/system#backing=yes",
+		"qemu+tcp://hv2/system#listen=hv2.example",
 		"qemu+tcp://hv2/system#%zz",
 		"qemu+tcp://hv2/system#migrate=" + strings.Repeat("a", MaxMigrationURI),
 	} {
@@ -162,6 +163,14 @@ func TestMigrationURIEncoding(t *testing.T) {
 		if got, err := normalMigrationAddress(in); err != nil || got != want {
 			t.Errorf("normalMigrationAddress(%q) = %q, %v; want %q", in, got, err, want)
 		}
+	}
+	for in, want := range map[string]string{"tcp://10.0.0.2:49152": "10.0.0.2", "tcp://[fd00::1]": "fd00::1", "tcp://hv2.example": ""} {
+		if got := listenIP(in); got != want {
+			t.Errorf("listenIP(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if s, err := (migrationTarget{LibvirtURI: "qemu+tcp://hv2/system", Listen: "hv2"}).encode(); err == nil {
+		t.Errorf("encoded a listen address that is not an IP: %q", s)
 	}
 	for _, bad := range []string{"", "tcp://", "rdma://1.2.3.4", "1.2.3.4:", "1.2.3.4:x", "tcp://u@h", "tcp://h/p", "tcp://h?x=1", "fd00::1"} {
 		if got, err := normalMigrationAddress(bad); err == nil {
@@ -189,15 +198,15 @@ func TestMigrateFlags(t *testing.T) {
 		}
 	}
 
-	tgt := migrationTarget{LibvirtURI: "qemu+tcp://hv2/system", DataURI: "tcp://10.0.0.2:49152"}
+	tgt := migrationTarget{LibvirtURI: "qemu+tcp://hv2/system", DataURI: "tcp://10.0.0.2:49152", Listen: "10.0.0.2"}
 	p := migrateParams(tgt, hypervisor.MigrateOptions{CopyStorage: true, BandwidthMiBs: 100, MaxDowntime: time.Second},
 		storagePlan{Copy: true, Disks: []string{"vdb"}})
-	if !p.URISet || p.URI != "tcp://10.0.0.2:49152" || !p.BandwidthSet || p.Bandwidth != 100 ||
+	if !p.URISet || p.URI != "tcp://10.0.0.2:49152" || !p.ListenAddressSet || p.ListenAddress != "10.0.0.2" || !p.BandwidthSet || p.Bandwidth != 100 ||
 		!p.MigrateDisksSet || len(p.MigrateDisks) != 1 || p.MigrateDisks[0] != "vdb" {
 		t.Errorf("params: %+v", p)
 	}
 	p = migrateParams(migrationTarget{LibvirtURI: "qemu+tcp://hv2/system"}, hypervisor.MigrateOptions{}, storagePlan{Disks: []string{"vdb"}})
-	if p.URISet || p.BandwidthSet || p.MigrateDisksSet {
+	if p.URISet || p.ListenAddressSet || p.BandwidthSet || p.MigrateDisksSet {
 		t.Errorf("params without options: %+v", p)
 	}
 }

@@ -12,8 +12,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/kumoi/kumoi/hypervisor"
 	"github.com/kumoi/kumoi/hypervisor/libvirt"
@@ -50,6 +53,24 @@ const (
 type migHost struct {
 	*Daemon
 	drv *libvirt.Driver
+	log *lockedBuffer // the driver's log
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // console is the serial console log of a domain on the host (written by
@@ -79,8 +100,10 @@ func startMigHost(t *testing.T, name, hostUUID string, ports int) migHost {
 	if err := os.MkdirAll(filepath.Join(d.Dir, "log", strings.TrimPrefix(migConsoleDir, "/var/log/libvirt/")), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	log := new(lockedBuffer)
 	drv, err := libvirt.New(libvirt.Options{URI: d.URI, Host: name, DomainType: "qemu", ConsoleLogDir: migConsoleDir,
-		StorageDir: migPoolDir, MigrationAddress: "127.0.0.1", ReconnectMin: 50 * time.Millisecond, ReconnectMax: time.Second})
+		StorageDir: migPoolDir, MigrationAddress: "127.0.0.1", ReconnectMin: 50 * time.Millisecond, ReconnectMax: time.Second,
+		Logger: hclog.New(&hclog.LoggerOptions{Name: name, Output: log, Level: hclog.Info})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +115,9 @@ func startMigHost(t *testing.T, name, hostUUID string, ports int) migHost {
 		t.Fatalf("the driver on %s (%s) does not offer live migration: %s", name, d.URI, drv.Capabilities())
 	}
 	t.Logf("libvirtd %s: pid %d, host UUID %s, %s", name, d.Pid(), hostUUID, d.URI)
-	return migHost{Daemon: d, drv: drv}
+	h := migHost{Daemon: d, drv: drv, log: log}
+	t.Cleanup(func() { t.Logf("the driver's log on %s:\n%s", name, h.log) })
+	return h
 }
 
 // TestQEMULiveMigration migrates a running TCG guest live between two
