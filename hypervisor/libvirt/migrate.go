@@ -418,15 +418,33 @@ func (d *Driver) migrationFailed(c *lv.Connect, gen uint64, name, what string, c
 }
 
 // Incoming implements hypervisor.Migrator: the domain is here and runs
-// (not paused waiting for the migration's end).
+// (not paused waiting for the migration's end). A guest that was paused by
+// the user on the source arrives paused (reason user): with no job left
+// here, it has arrived too.
 func (d *Driver) Incoming(ctx context.Context, name string) (bool, error) {
 	what := "incoming " + name
 	if err := d.needMigration(what); err != nil {
 		return false, err
 	}
 	running := false
-	err := d.withDomain(ctx, "incoming", name, func(_ *lv.Connect, _ uint64, _ *lv.Domain, st hypervisor.State, _ string) error {
-		running = st == hypervisor.StateRunning
+	err := d.withDomain(ctx, "incoming", name, func(c *lv.Connect, gen uint64, dom *lv.Domain, st hypervisor.State, what string) error {
+		switch st {
+		case hypervisor.StateRunning:
+			running = true
+		case hypervisor.StatePaused:
+			_, reason, err := d.stateOf(dom)
+			if err != nil {
+				return d.fail(c, gen, what, err)
+			}
+			if reason != "user" {
+				return nil
+			}
+			job, err := dom.GetJobInfo()
+			if err != nil {
+				return d.fail(c, gen, what, err)
+			}
+			running = job.Type == lv.DOMAIN_JOB_NONE
+		}
 		return nil
 	})
 	if errors.Is(err, hypervisor.ErrNotFound) {

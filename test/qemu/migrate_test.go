@@ -224,10 +224,42 @@ func TestQEMULiveMigration(t *testing.T) {
 		return len(n) > len(beatsBefore)+3, fmt.Errorf("beats on A: %d, %d before", len(n), len(beatsBefore))
 	})
 
-	// The migration.
+	// The migration, with B's view of the arriving domain sampled
+	// meanwhile: while it is paused (arriving), Incoming says no.
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	seen := make(chan []string, 1)
+	go func() {
+		var views []string
+		for watchCtx.Err() == nil {
+			in, gerr := b.drv.Get(watchCtx, name)
+			running, ierr := b.drv.Incoming(watchCtx, name)
+			v := fmt.Sprintf("%s(%s) incoming=%v", in.State, in.Reason, running)
+			if errors.Is(gerr, hypervisor.ErrNotFound) {
+				v = "absent"
+			} else if gerr != nil || ierr != nil {
+				v = fmt.Sprintf("error %v / %v", gerr, ierr)
+			}
+			if len(views) == 0 || views[len(views)-1] != v {
+				views = append(views, v)
+			}
+			select {
+			case <-watchCtx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		seen <- views
+	}()
 	mstart := time.Now()
 	res, err := a.drv.MigrateOut(ctx, name, uri, hypervisor.MigrateOptions{CopyStorage: true, MaxDowntime: 500 * time.Millisecond})
 	took := time.Since(mstart)
+	stopWatch()
+	views := <-seen
+	t.Logf("B during the migration: %s", strings.Join(views, " → "))
+	for _, v := range views {
+		if strings.HasPrefix(v, "paused") && strings.HasSuffix(v, "incoming=true") {
+			t.Errorf("Incoming said true for a paused arrival on B: %s", v)
+		}
+	}
 	if err != nil {
 		t.Fatalf("MigrateOut after %v: %v", took, err)
 	}
