@@ -175,7 +175,7 @@ func TestQEMULiveMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 	var bootID string
-	testcluster.WaitFor(t, 3*time.Minute, "the guest on A to boot, mark its disk and beat", func() (bool, error) {
+	testcluster.WaitFor(t, 5*time.Minute, "the guest on A to boot, mark its disk and beat", func() (bool, error) {
 		con := a.console(name)
 		m := regexp.MustCompile(GuestDiskMark + ` ([0-9a-f-]+)`).FindStringSubmatch(con)
 		if m == nil || len(Beats(con)) < 5 {
@@ -225,14 +225,16 @@ func TestQEMULiveMigration(t *testing.T) {
 	})
 
 	// The migration, with B's view of the arriving domain sampled
-	// meanwhile: while it is paused (arriving), Incoming says no.
+	// meanwhile: while it is paused (arriving), Incoming says no. Incoming
+	// is asked first: the state only goes from paused to running, so a
+	// yes followed by a paused state would be a wrong yes.
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	seen := make(chan []string, 1)
 	go func() {
 		var views []string
 		for watchCtx.Err() == nil {
-			in, gerr := b.drv.Get(watchCtx, name)
 			running, ierr := b.drv.Incoming(watchCtx, name)
+			in, gerr := b.drv.Get(watchCtx, name)
 			v := fmt.Sprintf("%s(%s) incoming=%v", in.State, in.Reason, running)
 			if errors.Is(gerr, hypervisor.ErrNotFound) {
 				v = "absent"
