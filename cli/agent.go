@@ -85,6 +85,10 @@ directory (or --data-dir), API on 127.0.0.1:7400 (+10 per extra controller).`,
 			&cli.BoolFlag{Name: "worker", Usage: "run a worker: make this host's domains match the VMs placed on it"},
 			&cli.StringFlag{Name: "hypervisor", Value: "sim", Usage: "worker driver: sim (simulated, in memory) or libvirt"},
 			&cli.StringFlag{Name: "libvirt-uri", Value: "qemu:///system", Usage: "libvirt connection URI of the worker (e.g. test:///path/host.xml)"},
+			// -- live migration under libvirt (docs/hypervisors.md) --
+			&cli.StringFlag{Name: "migration-uri", Usage: "worker (libvirt): the libvirt URI by which the libvirtd of another host reaches this host's libvirtd for a peer-to-peer live migration, e.g. qemu+tls://HOST/system or qemu+tcp://HOST/system (default: --libvirt-uri when it names a host or a unix socket; without one the host does not offer live migration)"},
+			&cli.StringFlag{Name: "migration-address", Usage: "worker (libvirt): where an incoming live migration's data stream connects, ADDR[:PORT] or tcp://ADDR[:PORT] (an IP address: listened on only there); default: libvirt's choice (qemu.conf migration_host, else the hostname; a port from migration_port_min..max)"},
+			// -- end live migration under libvirt --
 			&cli.IntFlag{Name: "cpus", Usage: "worker capacity in CPUs (sim capacity, or an override of what the driver reports)"},
 			&cli.StringFlag{Name: "memory", Usage: "worker memory capacity, e.g. 64GiB (sim capacity or an override)"},
 			&cli.StringFlag{Name: "observation-log", Usage: "worker: append one JSON line per domain start and stop seen on this host to FILE (read by the chaos harness's placement checker)"},
