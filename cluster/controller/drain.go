@@ -53,17 +53,19 @@ type drainVM struct {
 type drainState struct {
 	mu    sync.Mutex
 	hosts map[string]map[string]*drainVM
+	moved map[string]int // host → VMs that left it while it drained
 }
 
-// DrainBlockers returns why the VMs of a draining host that this leader
-// could not move cannot move, by VM name (nil when this node does not
-// drain it: it is not the leader, or the host does not drain).
-func (c *Controller) DrainBlockers(host string) map[string]string {
+// DrainStatus returns, for a host this leader drains, why the VMs it
+// could not move cannot move (by VM name) and how many VMs left the host
+// since this leader began draining it; ok is false when this node does
+// not drain the host (it is not the leader, or the host does not drain).
+func (c *Controller) DrainStatus(host string) (blockers map[string]string, moved int, ok bool) {
 	c.drain.mu.Lock()
 	defer c.drain.mu.Unlock()
-	vms := c.drain.hosts[host]
-	if vms == nil {
-		return nil
+	vms, ok := c.drain.hosts[host]
+	if !ok {
+		return nil, 0, false
 	}
 	out := map[string]string{}
 	for name, d := range vms {
@@ -71,7 +73,13 @@ func (c *Controller) DrainBlockers(host string) map[string]string {
 			out[name] = d.blocker
 		}
 	}
-	return out
+	return out, c.drain.moved[host], true
+}
+
+// DrainBlockers is DrainStatus's blockers (nil: not drained here).
+func (c *Controller) DrainBlockers(host string) map[string]string {
+	b, _, _ := c.DrainStatus(host)
+	return b
 }
 
 // PlacementStrategy is the cluster's default placement strategy
@@ -82,10 +90,11 @@ func (c *Controller) PlacementStrategy() string { return c.cfg.PlacementStrategy
 func (c *Controller) drainLoop(ctx context.Context) {
 	c.drain.mu.Lock()
 	c.drain.hosts = map[string]map[string]*drainVM{}
+	c.drain.moved = map[string]int{}
 	c.drain.mu.Unlock()
 	defer func() {
 		c.drain.mu.Lock()
-		c.drain.hosts = nil
+		c.drain.hosts, c.drain.moved = nil, nil
 		c.drain.mu.Unlock()
 	}()
 	t := time.NewTicker(drainInterval)
@@ -121,6 +130,7 @@ func (c *Controller) drainLoop(ctx context.Context) {
 		for name := range c.drain.hosts {
 			if !draining[name] {
 				delete(c.drain.hosts, name)
+				delete(c.drain.moved, name)
 			}
 		}
 		c.drain.mu.Unlock()
@@ -207,6 +217,7 @@ func (c *Controller) drainHost(ctx context.Context, host string) {
 	for name := range known {
 		if !present[name] {
 			delete(known, name)
+			c.drain.moved[host]++
 		}
 	}
 	c.drain.mu.Unlock()
