@@ -215,8 +215,9 @@ func hostEnable(th *starlark.Thread, h *Host, name string, args starlark.Tuple, 
 }
 
 // rebalanceBuiltin: rebalance(dry_run=True, max=5) returns the moves that
-// bring the cluster toward its placement strategy (structs vm, from, to,
-// mode, reason, error) and, with dry_run=False, starts them.
+// bring the cluster toward its placement strategy (structs vm, source,
+// target, mode, reason, error: the API's from and to, renamed since from
+// is reserved in Starlark) and, with dry_run=False, starts them.
 func rebalanceBuiltin(th *starlark.Thread, b *starlark.Builtin, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
 	dryRun, n := true, 5
 	if err := starlark.UnpackArgs(b.Name(), args, kwargs, "dry_run?", &dryRun, "max?", &n); err != nil {
@@ -236,7 +237,7 @@ func rebalanceBuiltin(th *starlark.Thread, b *starlark.Builtin, args starlark.Tu
 	out := make([]starlark.Value, len(res.Moves))
 	for i, m := range res.Moves {
 		out[i] = structOf("move", starlark.StringDict{
-			"vm": starlark.String(m.VM), "from": starlark.String(m.From), "to": starlark.String(m.To),
+			"vm": starlark.String(m.VM), "source": starlark.String(m.From), "target": starlark.String(m.To),
 			"mode": starlark.String(m.Mode), "reason": starlark.String(m.Reason), "error": starlark.String(m.Error),
 		})
 	}

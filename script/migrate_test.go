@@ -61,7 +61,7 @@ func TestLiveMigrationDrainRebalanceInScripts(t *testing.T) {
 	env := Env{Client: cl, Timeout: time.Minute}
 	out, err := runScript(t, env, `
 moves = rebalance()
-print(len(moves), moves[0].vm, moves[0].mode, moves[0].reason.startswith("spread:"), moves[0].error)
+print(len(moves), moves[0].vm, moves[0].source, moves[0].target, moves[0].mode, moves[0].reason.startswith("spread:"), moves[0].error)
 print(vm("cold").host.name)
 v = vm("web")
 v.migrate(live=True)
@@ -78,7 +78,7 @@ print(h.schedulable, h.spec.drain.migrate)
 h.enable()
 print(h.schedulable, h.spec.drain)
 `)
-	want := "1 cold cold True \nh1\nmigrating live h2 preparing\nrunning h1\nrestart\nmigrating aborting\nFalse True\nTrue None\n"
+	want := "1 cold h1 h2 cold True \nh1\nmigrating live h2 preparing\nrunning h1\nrestart\nmigrating aborting\nFalse True\nTrue None\n"
 	if err != nil || out != want {
 		t.Fatalf("output %q, %v; want %q", out, err, want)
 	}
