@@ -494,8 +494,19 @@ func hostGet(c *cli.Context) error {
 	if err := objectTable(w, resource.KindHost, []*resource.Object{o}, 0); err != nil {
 		return err
 	}
-	_, st := resource.HostStateOf(o)
-	return hostDetails(w, st)
+	spec, st := resource.HostStateOf(o)
+	if err := hostDetails(w, st); err != nil {
+		return err
+	}
+	var b strings.Builder
+	if len(st.MigrationModes) > 0 {
+		fmt.Fprintf(&b, "migrate: %s (the migrations its worker takes part in)\n", strings.Join(st.MigrationModes, ", "))
+	}
+	if spec.Drain != nil && spec.Drain.Migrate {
+		fmt.Fprintf(&b, "drain:   the leader moves its VMs off ('kumoi host drain %s --migrate --wait' follows it; 'kumoi host enable %s' stops it)\n", o.Name, o.Name)
+	}
+	_, err = io.WriteString(w, b.String())
+	return err
 }
 
 // hostDetails writes a host's reason, published timing and last fencing,

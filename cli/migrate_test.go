@@ -156,6 +156,7 @@ func TestHostDrainMigrateAndRebalance(t *testing.T) {
 		{name: "drain migrate", args: []string{"host", "drain", "h1", "--migrate"},
 			exact: "host \"h1\" drained: no new VMs will be placed on it; the leader moves its VMs off (follow it with 'kumoi host drain h1 --migrate --wait')\n"},
 		{name: "drain migrate again", args: []string{"host", "drain", "h1", "--migrate", "-o", "json"}, stdout: []string{`"unschedulable": true`, `"migrate": true`}},
+		{name: "get shows the drain", args: []string{"host", "get", "h1"}, stdout: []string{"migrate: live, restart (the migrations", "drain:   the leader moves its VMs off"}},
 	})
 	// The "leader" moves the VMs (as the drain loop would); h2 cannot
 	// take run-1 live once it is full.
