@@ -57,7 +57,8 @@ func hostGetCommand() *cli.Command {
 state, the timing it publishes (the worker's --fence-after, the controllers'
 --host-down-grace) and, when the controllers run a --fence-command, the last
 fencing of the host: its result, attempts, exit status, when it finished and
-the start of its output. -o json or -o yaml prints the whole object (status
+the start of its output; then the migrations its worker takes part in (live,
+restart) and whether the leader is moving its VMs off (host drain --migrate). -o json or -o yaml prints the whole object (status
 .fence, .state_index, .fence_after_ms, .down_grace_ms; docs/api.md).
 
 Examples:
