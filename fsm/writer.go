@@ -38,6 +38,10 @@ type writer struct {
 	// count counts a kind's objects as this entry sees them (counts.go);
 	// nil: no cap.
 	count func(resource.Kind) int
+	// uses remembers hostUseTxn by host (applycache.go); placing: the VM
+	// being written is placeOne's, which updates uses itself.
+	uses    map[string]hostUse
+	placing bool
 }
 
 func (w *writer) lookup(kind resource.Kind, name string, cas uint64) (*resource.Object, error) {
@@ -71,6 +75,9 @@ func (w *writer) putObject(o *resource.Object, evType string, stamp bool) error 
 	}
 	if err := w.projectWrite(o); err != nil {
 		return err
+	}
+	if o.Kind == resource.KindVM && !w.placing {
+		w.vmWritten()
 	}
 	w.wrote = true
 	if err := w.txn.Insert(tableObjects, o); err != nil {

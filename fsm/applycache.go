@@ -1,0 +1,85 @@
+package fsm
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/kumoi/kumoi/resource"
+)
+
+// Caches of one writer, i.e. of one log entry's apply (a PlaceRequest
+// checks up to MaxBatchOps placements in one entry). They change what an
+// apply costs, never what it decides: each holds what a function of the
+// transaction (or of an immutable object) returned, lives and dies with
+// its writer, and is dropped when the transaction changes under it.
+
+// checkApplyCaches makes every cache hit recompute its value and panic
+// (a halt, in an apply) if they differ. The fsm tests set it.
+var checkApplyCaches = false
+
+// hostUse is hostUseTxn(w.txn, host), remembered until the writer writes
+// or deletes a VM (putObject, delete) other than by placeOne, which adds
+// the VM it places to the host's entry itself (placed).
+func (w *writer) hostUse(host string) (hostUse, error) {
+	if u, ok := w.uses[host]; ok {
+		if checkApplyCaches {
+			if v, err := hostUseTxn(w.txn, host); err != nil || v != u {
+				panic(fmt.Sprintf("fsm: cached use of host %q is %+v, not %+v (%v)", host, u, v, err))
+			}
+		}
+		return u, nil
+	}
+	u, err := hostUseTxn(w.txn, host)
+	if err != nil {
+		return u, err
+	}
+	if w.uses == nil {
+		w.uses = map[string]hostUse{}
+	}
+	w.uses[host] = u
+	return u, nil
+}
+
+// vmWritten forgets what the writer remembered of the VMs: a VM object is
+// being written or deleted, which may change any host's use.
+func (w *writer) vmWritten() {
+	w.uses = nil
+}
+
+// holdsNothing reports whether a VM with status st is counted on no host
+// by hostUseTxn: st names no host, nor anything else but the fields
+// below, which place a VM nowhere. (A field added to VMStatus that is set
+// makes this false: it may count the VM somewhere.)
+func holdsNothing(st *resource.VMStatus) bool {
+	rest := *st
+	rest.Phase, rest.Epoch, rest.Reason = "", 0, ""
+	rest.RebootRequested, rest.RebootDone, rest.StopForced, rest.Restarts = 0, 0, false, 0
+	rest.Since = time.Time{}
+	return rest == resource.VMStatus{}
+}
+
+// putPlaced writes the status st of VM o (spec, status old), placed on
+// st.Host, whose use was use just before. When old held nothing, the VM
+// now counts on st.Host alone, for one VM and its spec's resources (as
+// hostUseTxn counts it: spec is o's spec, decoded as it does): the
+// host's entry is updated, the others stay right.
+func (w *writer) putPlaced(o *resource.Object, spec *resource.VMSpec, old, st *resource.VMStatus, use hostUse) error {
+	if !holdsNothing(old) || st.Host == "" {
+		return w.putVMStatus(o, old, st)
+	}
+	w.placing = true
+	err := w.putVMStatus(o, old, st)
+	w.placing = false
+	if err != nil {
+		w.vmWritten()
+		return err
+	}
+	use.vms++
+	use.alloc.CPUs += spec.CPUs
+	use.alloc.MemoryMiB += spec.MemoryMiB
+	if w.uses == nil {
+		w.uses = map[string]hostUse{}
+	}
+	w.uses[st.Host] = use
+	return nil
+}
