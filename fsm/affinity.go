@@ -41,6 +41,11 @@ type GroupMember struct {
 
 // groupMembersTxn lists the VMs of an affinity group, in name order.
 func groupMembersTxn(txn *memdb.Txn, group string) ([]GroupMember, error) {
+	return groupMembersBy(txn, group, groupMember)
+}
+
+// groupMembersBy is groupMembersTxn, reading each VM with member.
+func groupMembersBy(txn *memdb.Txn, group string, member func(*resource.Object, string) (GroupMember, bool)) ([]GroupMember, error) {
 	names, err := vmsByDevice(txn, indexVMGroup, group)
 	if err != nil {
 		return nil, err
@@ -54,23 +59,52 @@ func groupMembersTxn(txn *memdb.Txn, group string) ([]GroupMember, error) {
 		if o == nil {
 			continue
 		}
-		// Only the fields the rules read: members are read at every
-		// placement of the group.
-		var spec struct {
-			Affinity *resource.Affinity `json:"affinity"`
+		if m, ok := member(o, group); ok {
+			out = append(out, m)
 		}
-		var st struct {
-			Host string `json:"host"`
-		}
-		if json.Unmarshal(o.Spec, &spec) != nil || spec.Affinity == nil || spec.Affinity.Group != group {
-			continue
-		}
-		if len(o.Status) > 0 && json.Unmarshal(o.Status, &st) != nil {
-			continue
-		}
-		out = append(out, GroupMember{VM: n, Host: st.Host, Hard: spec.Affinity.Hard, Rule: spec.Affinity.Rule})
 	}
 	return out, nil
+}
+
+// memberSpec is what the rules read of a member's spec.
+type memberSpec struct {
+	Affinity *resource.Affinity `json:"affinity"`
+}
+
+// memberStatus is what the rules read of a member's status.
+type memberStatus struct {
+	Host string `json:"host"`
+}
+
+// groupMember is VM o as a member of group (false: o is not one, or its
+// spec or status does not decode).
+func groupMember(o *resource.Object, group string) (GroupMember, bool) {
+	// Only the fields the rules read: members are read at every
+	// placement of the group.
+	var spec memberSpec
+	if json.Unmarshal(o.Spec, &spec) != nil {
+		return GroupMember{}, false
+	}
+	return memberOf(o, group, spec.Affinity, func() (string, bool) {
+		var st memberStatus
+		if len(o.Status) > 0 && json.Unmarshal(o.Status, &st) != nil {
+			return "", false
+		}
+		return st.Host, true
+	})
+}
+
+// memberOf is groupMember from o's decoded affinity a, and host, which
+// decodes its status.
+func memberOf(o *resource.Object, group string, a *resource.Affinity, host func() (string, bool)) (GroupMember, bool) {
+	if a == nil || a.Group != group {
+		return GroupMember{}, false
+	}
+	h, ok := host()
+	if !ok {
+		return GroupMember{}, false
+	}
+	return GroupMember{VM: o.Name, Host: h, Hard: a.Hard, Rule: a.Rule}, true
 }
 
 // GroupMembers lists the VMs of an affinity group with their hosts, in
@@ -124,7 +158,7 @@ func (w *writer) checkRules(vm string, spec *resource.VMSpec, ho *resource.Objec
 	if a == nil {
 		return nil
 	}
-	members, err := groupMembersTxn(w.txn, a.Group)
+	members, err := groupMembersBy(w.txn, a.Group, w.groupMember)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -82,4 +83,62 @@ func (w *writer) putPlaced(o *resource.Object, spec *resource.VMSpec, old, st *r
 	}
 	w.uses[st.Host] = use
 	return nil
+}
+
+// memberDecode is a member spec as groupMember decodes it.
+type memberDecode struct {
+	aff *resource.Affinity
+	ok  bool
+}
+
+// memberHost is a member status as groupMember decodes it.
+type memberHost struct {
+	host string
+	ok   bool
+}
+
+// groupMember is the package's groupMember, remembering the affinity of
+// each spec (by its bytes: the group's members share few) and the host
+// of each status (by its object: objects in the transaction are never
+// changed in place, and the map holds them, so no other object can take
+// the address).
+func (w *writer) groupMember(o *resource.Object, group string) (GroupMember, bool) {
+	d, ok := w.memberSpecs[string(o.Spec)]
+	if !ok {
+		var spec memberSpec
+		d = memberDecode{ok: json.Unmarshal(o.Spec, &spec) == nil}
+		if d.ok {
+			d.aff = spec.Affinity
+		}
+		if w.memberSpecs == nil {
+			w.memberSpecs = map[string]memberDecode{}
+		}
+		w.memberSpecs[string(o.Spec)] = d
+	}
+	if !d.ok {
+		return w.checkMember(o, group, GroupMember{}, false)
+	}
+	m, ok := memberOf(o, group, d.aff, func() (string, bool) {
+		h, ok := w.memberHosts[o]
+		if !ok {
+			var st memberStatus
+			h = memberHost{ok: len(o.Status) == 0 || json.Unmarshal(o.Status, &st) == nil}
+			h.host = st.Host
+			if w.memberHosts == nil {
+				w.memberHosts = map[*resource.Object]memberHost{}
+			}
+			w.memberHosts[o] = h
+		}
+		return h.host, h.ok
+	})
+	return w.checkMember(o, group, m, ok)
+}
+
+func (w *writer) checkMember(o *resource.Object, group string, m GroupMember, ok bool) (GroupMember, bool) {
+	if checkApplyCaches {
+		if m2, ok2 := groupMember(o, group); m2 != m || ok2 != ok {
+			panic(fmt.Sprintf("fsm: cached member %+v %t of group %q, not %+v %t", m, ok, group, m2, ok2))
+		}
+	}
+	return m, ok
 }

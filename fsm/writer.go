@@ -42,6 +42,10 @@ type writer struct {
 	// being written is placeOne's, which updates uses itself.
 	uses    map[string]hostUse
 	placing bool
+	// memberSpecs and memberHosts remember what groupMember decoded
+	// (applycache.go).
+	memberSpecs map[string]memberDecode
+	memberHosts map[*resource.Object]memberHost
 }
 
 func (w *writer) lookup(kind resource.Kind, name string, cas uint64) (*resource.Object, error) {
