@@ -158,7 +158,7 @@ func (w *writer) checkRules(vm string, spec *resource.VMSpec, ho *resource.Objec
 	if a == nil {
 		return nil
 	}
-	members, err := groupMembersBy(w.txn, a.Group, w.groupMember)
+	members, err := w.groupMembers(a.Group)
 	if err != nil {
 		return err
 	}

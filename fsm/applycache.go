@@ -3,6 +3,8 @@ package fsm
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
+	"slices"
 	"time"
 
 	"github.com/kumoi/kumoi/resource"
@@ -45,6 +47,7 @@ func (w *writer) hostUse(host string) (hostUse, error) {
 // being written or deleted, which may change any host's use.
 func (w *writer) vmWritten() {
 	w.uses = nil
+	w.groups = nil
 }
 
 // holdsNothing reports whether a VM with status st is counted on no host
@@ -82,7 +85,51 @@ func (w *writer) putPlaced(o *resource.Object, spec *resource.VMSpec, old, st *r
 		w.uses = map[string]hostUse{}
 	}
 	w.uses[st.Host] = use
+	// The VM is its group's member on st.Host now (its spec is
+	// unchanged, its new status decodes).
+	if a := spec.Affinity; a != nil {
+		w.memberPlaced(a.Group, o.Name, st.Host)
+	}
 	return nil
+}
+
+// groupMembers is groupMembersTxn(w.txn, group), remembered until the
+// writer writes or deletes a VM other than by placeOne (putPlaced). What
+// it returns is shared: the caller must not change it.
+func (w *writer) groupMembers(group string) ([]GroupMember, error) {
+	if ms, ok := w.groups[group]; ok {
+		if checkApplyCaches {
+			if v, err := groupMembersTxn(w.txn, group); err != nil || !slices.Equal(v, ms) {
+				panic(fmt.Sprintf("fsm: cached members of group %q are %+v, not %+v (%v)", group, ms, v, err))
+			}
+		}
+		return ms, nil
+	}
+	ms, err := groupMembersBy(w.txn, group, w.groupMember)
+	if err != nil {
+		return nil, err
+	}
+	if w.groups == nil {
+		w.groups = map[string][]GroupMember{}
+	}
+	w.groups[group] = ms
+	return ms, nil
+}
+
+// memberPlaced records that member vm of group is now on host; if the
+// group's members are remembered without vm, they are forgotten.
+func (w *writer) memberPlaced(group, vm, host string) {
+	ms, ok := w.groups[group]
+	if !ok {
+		return
+	}
+	for i := range ms {
+		if ms[i].VM == vm {
+			ms[i].Host = host
+			return
+		}
+	}
+	delete(w.groups, group)
 }
 
 // memberDecode is a member spec as groupMember decodes it.
@@ -141,4 +188,38 @@ func (w *writer) checkMember(o *resource.Object, group string, m GroupMember, ok
 		}
 	}
 	return m, ok
+}
+
+// hostDecode is a host object as writer.host decodes it.
+type hostDecode struct {
+	spec *resource.HostSpec
+	st   *resource.HostStatus
+}
+
+// hostRead is writer.host, remembering what it decoded of each host
+// object (the object is never changed in place, and the map holds it, so
+// no other object can take its address). What it returns is shared: the
+// caller must not change it (placeOne only reads it).
+func (w *writer) hostRead(name string) (*resource.Object, *resource.HostSpec, *resource.HostStatus, error) {
+	o, err := getTxn(w.txn, nil, resource.KindHost, name)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if d, ok := w.hostDecs[o]; ok && o != nil {
+		if checkApplyCaches {
+			if _, spec, st, err := w.host(name); err != nil || !reflect.DeepEqual(spec, d.spec) || !reflect.DeepEqual(st, d.st) {
+				panic(fmt.Sprintf("fsm: cached host %q is %+v %+v, not %+v %+v (%v)", name, d.spec, d.st, spec, st, err))
+			}
+		}
+		return o, d.spec, d.st, nil
+	}
+	o, spec, st, err := w.host(name)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if w.hostDecs == nil {
+		w.hostDecs = map[*resource.Object]hostDecode{}
+	}
+	w.hostDecs[o] = hostDecode{spec, st}
+	return o, spec, st, nil
 }

@@ -42,10 +42,14 @@ type writer struct {
 	// being written is placeOne's, which updates uses itself.
 	uses    map[string]hostUse
 	placing bool
-	// memberSpecs and memberHosts remember what groupMember decoded
+	// groups remembers groupMembersTxn by group; memberSpecs and
+	// memberHosts remember what groupMember decoded
 	// (applycache.go).
+	groups      map[string][]GroupMember
 	memberSpecs map[string]memberDecode
 	memberHosts map[*resource.Object]memberHost
+	// hostDecs remembers what hostRead decoded (applycache.go).
+	hostDecs map[*resource.Object]hostDecode
 }
 
 func (w *writer) lookup(kind resource.Kind, name string, cas uint64) (*resource.Object, error) {
