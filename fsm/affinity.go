@@ -113,6 +113,26 @@ func (s *Store) GroupMembers(group string) ([]GroupMember, error) {
 	return groupMembersTxn(s.ReadTxn(), group)
 }
 
+// PlacedGroupMembers is GroupMembers without the members on no host: a
+// VM's spec is read only when its status names a host (the pending
+// members of a group cost a status decode each).
+func (s *Store) PlacedGroupMembers(group string) ([]GroupMember, error) {
+	return groupMembersBy(s.ReadTxn(), group, placedMember)
+}
+
+// placedMember is groupMember, false for a member on no host.
+func placedMember(o *resource.Object, group string) (GroupMember, bool) {
+	var st memberStatus
+	if len(o.Status) == 0 || json.Unmarshal(o.Status, &st) != nil || st.Host == "" {
+		return GroupMember{}, false
+	}
+	var spec memberSpec
+	if json.Unmarshal(o.Spec, &spec) != nil {
+		return GroupMember{}, false
+	}
+	return memberOf(o, group, spec.Affinity, func() (string, bool) { return st.Host, true })
+}
+
 // hostAttrs is a host's attributes for the expressions, from what its
 // VMs hold (u; nil: recomputed from the VMs, never trusted).
 func (w *writer) hostAttrs(ho *resource.Object, spec *resource.HostSpec, st *resource.HostStatus, u *hostUse) (*resource.HostAttrs, error) {
