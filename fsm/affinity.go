@@ -178,7 +178,9 @@ func (w *writer) checkRules(vm string, spec *resource.VMSpec, ho *resource.Objec
 	if a == nil {
 		return nil
 	}
-	members, err := w.groupMembers(a.Group)
+	// Only the members on a host count (in name order, as
+	// groupMembersTxn lists them).
+	members, err := w.placedMembers(a.Group)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/kumoi/kumoi/resource"
@@ -88,24 +89,26 @@ func (w *writer) putPlaced(o *resource.Object, spec *resource.VMSpec, old, st *r
 	// The VM is its group's member on st.Host now (its spec is
 	// unchanged, its new status decodes).
 	if a := spec.Affinity; a != nil {
-		w.memberPlaced(a.Group, o.Name, st.Host)
+		w.memberPlaced(a.Group, o.Name, st.Host, a)
 	}
 	return nil
 }
 
-// groupMembers is groupMembersTxn(w.txn, group), remembered until the
-// writer writes or deletes a VM other than by placeOne (putPlaced). What
-// it returns is shared: the caller must not change it.
-func (w *writer) groupMembers(group string) ([]GroupMember, error) {
+// placedMembers is the members of group on a host, as the package's
+// placedMember reads them from w.txn (in name order), remembered until the
+// writer writes or deletes a VM other than by placeOne (putPlaced, which
+// adds the member it places). What it returns is shared: the caller must
+// not change it.
+func (w *writer) placedMembers(group string) ([]GroupMember, error) {
 	if ms, ok := w.groups[group]; ok {
 		if checkApplyCaches {
-			if v, err := groupMembersTxn(w.txn, group); err != nil || !slices.Equal(v, ms) {
+			if v, err := groupMembersBy(w.txn, group, placedMember); err != nil || !slices.Equal(v, ms) {
 				panic(fmt.Sprintf("fsm: cached members of group %q are %+v, not %+v (%v)", group, ms, v, err))
 			}
 		}
 		return ms, nil
 	}
-	ms, err := groupMembersBy(w.txn, group, w.groupMember)
+	ms, err := groupMembersBy(w.txn, group, w.placedMember)
 	if err != nil {
 		return nil, err
 	}
@@ -116,40 +119,53 @@ func (w *writer) groupMembers(group string) ([]GroupMember, error) {
 	return ms, nil
 }
 
-// memberPlaced records that member vm of group is now on host; if the
-// group's members are remembered without vm, they are forgotten.
-func (w *writer) memberPlaced(group, vm, host string) {
+// memberPlaced adds to group's remembered members vm, which was on no
+// host and is on host now, under its affinity a (its spec, which decoded
+// with a, is unchanged; its new status decodes). Were vm there already,
+// they are forgotten.
+func (w *writer) memberPlaced(group, vm, host string, a *resource.Affinity) {
 	ms, ok := w.groups[group]
 	if !ok {
 		return
 	}
-	for i := range ms {
-		if ms[i].VM == vm {
-			ms[i].Host = host
-			return
-		}
+	i, found := slices.BinarySearchFunc(ms, vm, func(m GroupMember, vm string) int { return strings.Compare(m.VM, vm) })
+	if found {
+		delete(w.groups, group)
+		return
 	}
-	delete(w.groups, group)
+	w.groups[group] = slices.Insert(ms, i, GroupMember{VM: vm, Host: host, Hard: a.Hard, Rule: a.Rule})
 }
 
-// memberDecode is a member spec as groupMember decodes it.
+// memberDecode is a member spec as placedMember decodes it.
 type memberDecode struct {
 	aff *resource.Affinity
 	ok  bool
 }
 
-// memberHost is a member status as groupMember decodes it.
+// memberHost is a member status as placedMember decodes it.
 type memberHost struct {
 	host string
 	ok   bool
 }
 
-// groupMember is the package's groupMember, remembering the affinity of
-// each spec (by its bytes: the group's members share few) and the host
-// of each status (by its object: objects in the transaction are never
+// placedMember is the package's placedMember, remembering the host of
+// each status (by its object: objects in the transaction are never
 // changed in place, and the map holds them, so no other object can take
-// the address).
-func (w *writer) groupMember(o *resource.Object, group string) (GroupMember, bool) {
+// the address) and the affinity of each spec (by its bytes).
+func (w *writer) placedMember(o *resource.Object, group string) (GroupMember, bool) {
+	h, ok := w.memberHosts[o]
+	if !ok {
+		var st memberStatus
+		h = memberHost{ok: len(o.Status) > 0 && json.Unmarshal(o.Status, &st) == nil}
+		h.host = st.Host
+		if w.memberHosts == nil {
+			w.memberHosts = map[*resource.Object]memberHost{}
+		}
+		w.memberHosts[o] = h
+	}
+	if !h.ok || h.host == "" {
+		return w.checkMember(o, group, GroupMember{}, false)
+	}
 	d, ok := w.memberSpecs[string(o.Spec)]
 	if !ok {
 		var spec memberSpec
@@ -165,25 +181,13 @@ func (w *writer) groupMember(o *resource.Object, group string) (GroupMember, boo
 	if !d.ok {
 		return w.checkMember(o, group, GroupMember{}, false)
 	}
-	m, ok := memberOf(o, group, d.aff, func() (string, bool) {
-		h, ok := w.memberHosts[o]
-		if !ok {
-			var st memberStatus
-			h = memberHost{ok: len(o.Status) == 0 || json.Unmarshal(o.Status, &st) == nil}
-			h.host = st.Host
-			if w.memberHosts == nil {
-				w.memberHosts = map[*resource.Object]memberHost{}
-			}
-			w.memberHosts[o] = h
-		}
-		return h.host, h.ok
-	})
+	m, ok := memberOf(o, group, d.aff, func() (string, bool) { return h.host, true })
 	return w.checkMember(o, group, m, ok)
 }
 
 func (w *writer) checkMember(o *resource.Object, group string, m GroupMember, ok bool) (GroupMember, bool) {
 	if checkApplyCaches {
-		if m2, ok2 := groupMember(o, group); m2 != m || ok2 != ok {
+		if m2, ok2 := placedMember(o, group); m2 != m || ok2 != ok {
 			panic(fmt.Sprintf("fsm: cached member %+v %t of group %q, not %+v %t", m, ok, group, m2, ok2))
 		}
 	}

@@ -42,8 +42,8 @@ type writer struct {
 	// being written is placeOne's, which updates uses itself.
 	uses    map[string]hostUse
 	placing bool
-	// groups remembers groupMembersTxn by group; memberSpecs and
-	// memberHosts remember what groupMember decoded
+	// groups remembers placedMembers by group; memberSpecs and
+	// memberHosts remember what placedMember decoded
 	// (applycache.go).
 	groups      map[string][]GroupMember
 	memberSpecs map[string]memberDecode
