@@ -1,7 +1,6 @@
 package fsm
 
 import (
-	"encoding/json"
 	"fmt"
 	"reflect"
 	"slices"
@@ -108,7 +107,7 @@ func (w *writer) placedMembers(group string) ([]GroupMember, error) {
 		}
 		return ms, nil
 	}
-	ms, err := groupMembersBy(w.txn, group, w.placedMember)
+	ms, err := groupMembersBy(w.txn, group, placedMember)
 	if err != nil {
 		return nil, err
 	}
@@ -134,64 +133,6 @@ func (w *writer) memberPlaced(group, vm, host string, a *resource.Affinity) {
 		return
 	}
 	w.groups[group] = slices.Insert(ms, i, GroupMember{VM: vm, Host: host, Hard: a.Hard, Rule: a.Rule})
-}
-
-// memberDecode is a member spec as placedMember decodes it.
-type memberDecode struct {
-	aff *resource.Affinity
-	ok  bool
-}
-
-// memberHost is a member status as placedMember decodes it.
-type memberHost struct {
-	host string
-	ok   bool
-}
-
-// placedMember is the package's placedMember, remembering the host of
-// each status (by its object: objects in the transaction are never
-// changed in place, and the map holds them, so no other object can take
-// the address) and the affinity of each spec (by its bytes).
-func (w *writer) placedMember(o *resource.Object, group string) (GroupMember, bool) {
-	h, ok := w.memberHosts[o]
-	if !ok {
-		var st memberStatus
-		h = memberHost{ok: len(o.Status) > 0 && json.Unmarshal(o.Status, &st) == nil}
-		h.host = st.Host
-		if w.memberHosts == nil {
-			w.memberHosts = map[*resource.Object]memberHost{}
-		}
-		w.memberHosts[o] = h
-	}
-	if !h.ok || h.host == "" {
-		return w.checkMember(o, group, GroupMember{}, false)
-	}
-	d, ok := w.memberSpecs[string(o.Spec)]
-	if !ok {
-		var spec memberSpec
-		d = memberDecode{ok: json.Unmarshal(o.Spec, &spec) == nil}
-		if d.ok {
-			d.aff = spec.Affinity
-		}
-		if w.memberSpecs == nil {
-			w.memberSpecs = map[string]memberDecode{}
-		}
-		w.memberSpecs[string(o.Spec)] = d
-	}
-	if !d.ok {
-		return w.checkMember(o, group, GroupMember{}, false)
-	}
-	m, ok := memberOf(o, group, d.aff, func() (string, bool) { return h.host, true })
-	return w.checkMember(o, group, m, ok)
-}
-
-func (w *writer) checkMember(o *resource.Object, group string, m GroupMember, ok bool) (GroupMember, bool) {
-	if checkApplyCaches {
-		if m2, ok2 := placedMember(o, group); m2 != m || ok2 != ok {
-			panic(fmt.Sprintf("fsm: cached member %+v %t of group %q, not %+v %t", m, ok, group, m2, ok2))
-		}
-	}
-	return m, ok
 }
 
 // hostDecode is a host object as writer.host decodes it.

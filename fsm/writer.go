@@ -42,12 +42,8 @@ type writer struct {
 	// being written is placeOne's, which updates uses itself.
 	uses    map[string]hostUse
 	placing bool
-	// groups remembers placedMembers by group; memberSpecs and
-	// memberHosts remember what placedMember decoded
-	// (applycache.go).
-	groups      map[string][]GroupMember
-	memberSpecs map[string]memberDecode
-	memberHosts map[*resource.Object]memberHost
+	// groups remembers placedMembers by group (applycache.go).
+	groups map[string][]GroupMember
 	// hostDecs remembers what hostRead decoded (applycache.go).
 	hostDecs map[*resource.Object]hostDecode
 }
