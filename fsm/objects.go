@@ -218,6 +218,9 @@ func (w *writer) delete(req *DeleteRequest) error {
 	}
 	w.touchVMHost(cur)
 	w.projectDeleted(cur)
+	if cur.Kind == resource.KindVM {
+		w.vmWritten()
+	}
 	w.wrote = true
 	if err := w.txn.Delete(tableObjects, cur); err != nil {
 		return fmt.Errorf("fsm: delete %s: %w", cur, err)
