@@ -165,10 +165,12 @@ func (w *Worker) forgetMigrations(ctx context.Context, vms []*resource.Object) {
 		switch {
 		case st != nil && w.migratingTo(st) && st.Migration.ID == m.id:
 			continue
-		case st != nil && st.Host == w.cfg.NodeID && st.Migration == nil && st.Epoch > m.id:
+		case st != nil && st.Host == w.cfg.NodeID && st.Migration == nil && st.Epoch > m.id && st.Phase != resource.PhaseScheduled:
 			// Done: the VM is this host's now (its epoch is the index
-			// of the done event, after the migration's id). Its arrival
-			// is finished by the VM's convergence.
+			// of the done event, after the migration's id; a VM placed
+			// here afresh, after its source was evacuated, is
+			// scheduled). Its arrival is finished by the VM's
+			// convergence.
 			w.arrivals[vm] = st.Epoch
 			delete(w.in, vm)
 			continue
@@ -439,12 +441,21 @@ func (w *Worker) finishArrival(ctx context.Context, v *vmPass) (bool, error) {
 	}
 	delete(w.arrivals, v.o.Name)
 	if err := mg.FinishIncoming(ctx, v.name); err != nil {
-		// Nothing usable arrived: removed, and started afresh.
+		// Nothing usable arrived: removed, and started afresh in the
+		// next pass.
 		w.logger.Warn("cannot finish an arrived migration; starting the VM afresh", "vm", v.o.Name, "error", err)
-		_ = mg.AbortIncoming(ctx, v.name)
-		return true, fmt.Errorf("the live migration's arrival could not be resumed: %w", err)
+		if err := mg.AbortIncoming(ctx, v.name); err != nil {
+			return true, fmt.Errorf("the live migration's arrival could not be resumed nor removed: %w", err)
+		}
+		v.deferred = true
+		return true, nil
 	}
 	w.logger.Info("a live-migrated VM runs here", "vm", v.o.Name, "epoch", v.st.Epoch)
+	if v.st.Reason != "" {
+		// The reports keep saying where it came from (until Kumoi next
+		// drives its power).
+		w.notes[v.o.Name] = note{epoch: v.st.Epoch, reason: v.st.Reason}
+	}
 	return true, nil
 }
 
