@@ -417,3 +417,59 @@ func TestMigrationModesLibvirt(t *testing.T) {
 		return errors.Is(err, hypervisor.ErrNotFound), nil
 	})
 }
+
+// TestLiveMigrationDevicesSim: a VM with a NIC and a volume migrates
+// live: the target makes the network and an empty volume of the same
+// size first, the volume is bound to the target once done, the domain
+// there uses them, and the source removes its copy and the network no VM
+// there needs.
+func TestLiveMigrationDevicesSim(t *testing.T) {
+	d, c := migCluster(t, "127.0.0.147", DevConfig{})
+	ctx := context.Background()
+	if _, err := c.Create(ctx, resource.KindNetwork, resource.CreateRequest{Name: "net1", Spec: []byte(`{"cidr":"10.10.0.0/24","mode":"nat"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Create(ctx, resource.KindVolume, resource.CreateRequest{Name: "dv-data", Spec: []byte(`{"size_mib":512}`)}); err != nil {
+		t.Fatal(err)
+	}
+	createTestVM(t, c, "dv", `{"cpus":1,"memory_mib":256,"nics":[{"network":"net1"}],"disks":[{"volume":"dv-data"}]}`)
+	testcluster.WaitFor(t, 20*time.Second, "dv running", running(t, c, "dv"))
+	spec, st := vmStatus(t, c, "dv")
+	src := st.Host
+	dst := otherHost(d, src)
+	vol, _, err := c.Get(ctx, resource.KindVolume, spec.Disks[0].Volume, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hasVolume := func(host string) bool {
+		vols, err := d.Drivers[hostIndex(t, d, host)].ListVolumes(ctx)
+		return err == nil && slices.ContainsFunc(vols, func(v hypervisor.VolumeInfo) bool {
+			return strings.HasSuffix(v.Name, "_"+vol.ID+".qcow2") && v.SizeMiB == 512
+		})
+	}
+	hasNetwork := func(host string) bool {
+		nets, err := d.Drivers[hostIndex(t, d, host)].ListNetworks(ctx)
+		return err == nil && slices.ContainsFunc(nets, func(n hypervisor.NetworkInfo) bool { return n.Name == "kumoi-net1" && n.Active })
+	}
+	if !hasVolume(src) || !hasNetwork(src) || hasVolume(dst) || hasNetwork(dst) {
+		t.Fatal("before the migration: the volume and network must be on the source only")
+	}
+	migrate(t, c, "dv", client.MigrateOptions{Host: dst, Live: true})
+	st = waitMigration(t, c, "dv", "")
+	if st.Host != dst {
+		t.Fatalf("dv on %s after the migration, want %s", st.Host, dst)
+	}
+	onlyOn(t, d, c, "dv", dst)
+	dom := domainsOf(t, d, "dv")[dst]
+	if len(dom.Disks) != 1 || !strings.HasSuffix(dom.Disks[0].Path, "_"+vol.ID+".qcow2") || len(dom.NICs) != 1 || dom.NICs[0].Network != "kumoi-net1" {
+		t.Fatalf("the arrival's devices: %+v %+v", dom.Disks, dom.NICs)
+	}
+	testcluster.WaitFor(t, 10*time.Second, "the volume bound to the target, the source's copy and network gone", func() (bool, error) {
+		o, _, err := c.Get(ctx, resource.KindVolume, spec.Disks[0].Volume, nil)
+		if err != nil {
+			return false, nil
+		}
+		vs, _ := resource.DecodeStatus[resource.VolumeStatus](o)
+		return vs.Host == dst && hasVolume(dst) && hasNetwork(dst) && !hasVolume(src) && !hasNetwork(src), nil
+	})
+}
