@@ -108,6 +108,9 @@ func (w *Worker) convergeVM(ctx context.Context, o *resource.Object, spec *resou
 		delete(w.seenUp, o.Name)
 		return w.stoppedBehind(v, "the domain "+v.name+" vanished: it was undefined outside Kumoi while it ran; desired power is now stopped")
 	}
+	if w.finishArrival(ctx, v) {
+		return v.rep, false
+	}
 	if v.d.State.Active() && !w.stopping[v.name] {
 		w.seenUp[o.Name] = st.Epoch
 		delete(w.guardFenced, v.name)
@@ -142,14 +145,9 @@ func (w *Worker) fail(v *vmPass, reason string) (resource.VMReport, bool) {
 // boot paths are resolved in the host's image directory first: a refused
 // one (hypervisor.ErrBootPath) defines nothing.
 func (w *Worker) define(ctx context.Context, v *vmPass) error {
-	ds := hypervisor.DomainSpec{Name: v.name, VMID: v.o.ID, Epoch: v.st.Epoch, Cluster: w.ClusterID(), CPUs: v.spec.CPUs, MemoryMiB: v.spec.MemoryMiB,
-		Disks: v.disks, NICs: v.nics}
-	if b := v.spec.Boot; b != nil {
-		boot, err := w.cfg.imageDir.ResolveBoot(hypervisor.Boot{Image: b.Image, ImageFormat: hypervisor.ImageFormat(b.ImageFormat), Kernel: b.Kernel, Initrd: b.Initrd, Cmdline: b.Cmdline})
-		if err != nil {
-			return err
-		}
-		ds.Boot = boot
+	ds, err := w.domainSpec(v)
+	if err != nil {
+		return err
 	}
 	if err := w.drv.Define(ctx, ds); err != nil {
 		return err
@@ -158,6 +156,22 @@ func (w *Worker) define(ctx context.Context, v *vmPass) error {
 		v.d = got
 	}
 	return nil
+}
+
+// domainSpec is the definition of the VM's domain for its current
+// placement (epoch), its boot paths resolved in the host's image
+// directory (hypervisor.ErrBootPath: refused).
+func (w *Worker) domainSpec(v *vmPass) (hypervisor.DomainSpec, error) {
+	ds := hypervisor.DomainSpec{Name: v.name, VMID: v.o.ID, Epoch: v.st.Epoch, Cluster: w.ClusterID(), CPUs: v.spec.CPUs, MemoryMiB: v.spec.MemoryMiB,
+		Disks: v.disks, NICs: v.nics}
+	if b := v.spec.Boot; b != nil {
+		boot, err := w.cfg.imageDir.ResolveBoot(hypervisor.Boot{Image: b.Image, ImageFormat: hypervisor.ImageFormat(b.ImageFormat), Kernel: b.Kernel, Initrd: b.Initrd, Cmdline: b.Cmdline})
+		if err != nil {
+			return ds, err
+		}
+		ds.Boot = boot
+	}
+	return ds, nil
 }
 
 // behindKumoisBack notices a domain that went down after it was seen up
