@@ -673,6 +673,28 @@ func TestMigrationEvacuation(t *testing.T) {
 		}
 		x.staleEvent("t", migEvent("d", idD, resource.MigrationPrepared), fsm.ErrStaleEpoch)
 	})
+	t.Run("of the source once the live migration had begun", func(t *testing.T) {
+		// The source's hypervisor may have finished the migration after
+		// its worker died: the VM goes to the target, never to a third
+		// host (ha restart); ha none is lost as ever.
+		x := newMigFSM(t)
+		id := x.start("m", "t", resource.MigrationLive) // ha restart
+		x.mustEvent("t", migEvent("m", id, resource.MigrationPrepared))
+		idD := x.start("d", "t", resource.MigrationLive)
+		x.mustEvent("t", migEvent("d", idD, resource.MigrationPrepared))
+		down(x, "s", 8, 8192)
+		x.must(fsm.EvacuateRequestType, &fsm.EvacuateRequest{Time: fsm.TestTime.Add(time.Hour), Host: "s", Reason: "s is down"})
+		st := x.vm("m")
+		if st.Phase != resource.PhaseScheduled || st.Host != "t" || st.Migration != nil || st.Epoch != x.i ||
+			!strings.Contains(st.Reason, "its live migration to t had begun, so it continues there") {
+			t.Errorf("vm/m (ha restart) = %+v, want scheduled on t at epoch %d", st, x.i)
+		}
+		if st := x.vm("d"); st.Phase != resource.PhaseLost || st.Host != "s" || st.Migration != nil {
+			t.Errorf("vm/d (ha none) = %+v, want lost on s with no migration", st)
+		}
+		x.alloc(map[string]resource.Resources{"s": amount(1, 512), "t": amount(2, 2048)})
+		x.staleEvent("s", migEvent("m", id, resource.MigrationDone), fsm.ErrStaleEpoch)
+	})
 	t.Run("of the target", func(t *testing.T) {
 		x := newMigFSM(t)
 		id := x.start("m", "t", resource.MigrationLive)

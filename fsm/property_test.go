@@ -1711,8 +1711,16 @@ func (m *model) evacuate(t *rapid.T, index uint64, q *fsm.EvacuateRequest) model
 	for _, n := range m.vmsOn(t, q.Host) {
 		st := m.vmStatus(t, n)
 		var nst resource.VMStatus
+		spec := m.vmSpec(t, n)
+		mg := st.Migration
 		switch {
-		case m.vmSpec(t, n).HA == resource.HARestart:
+		case mg != nil && mg.Mode == resource.MigrationLive && mg.State != resource.MigrationPreparing && spec.HA == resource.HARestart &&
+			len(spec.Disks) == 0 && m.hostStatus(t, mg.Target).State == resource.HostReady:
+			// A live migration had begun: the VM continues on its
+			// target (generated specs have no disks).
+			nst = resource.VMStatus{Phase: resource.PhaseScheduled, Host: mg.Target, Epoch: index, Since: q.Time.UTC(), Restarts: st.Restarts,
+				Reason: q.Reason + "; its live migration to " + mg.Target + " had begun, so it continues there"}
+		case spec.HA == resource.HARestart:
 			nst = resource.VMStatus{Phase: resource.PhasePending, Reason: q.Reason + "; waiting to be placed elsewhere", Since: q.Time.UTC()}
 		case st.Phase == resource.PhaseLost:
 			continue
