@@ -126,8 +126,8 @@ directory (or --data-dir), API on 127.0.0.1:7400 (+10 per extra controller).`,
 			&cli.StringFlag{Name: "tls-key", Usage: "TLS: the key of --tls-cert"},
 			// Migrations: the worker's, and the dev cluster's simulated hosts'.
 			&cli.DurationFlag{Name: "migration-timeout", Value: worker.DefaultMigrationTimeout, Usage: "worker: an outgoing migration of a VM taking longer is cancelled, and the VM stays on this host"},
-			&cli.DurationFlag{Name: "dev-migration-downtime", Value: sim.DefaultMigrationDowntime, Usage: "dev: how long a simulated host's live migration pauses the guest at the switch-over"},
-			&cli.DurationFlag{Name: "dev-migration-latency", Usage: "dev: how long a simulated host's live migration copies the guest, running, before that"},
+			&cli.DurationFlag{Name: "sim-migration-downtime", Aliases: []string{"dev-migration-downtime"}, Value: sim.DefaultMigrationDowntime, Usage: "sim worker and dev: how long a simulated host's live migration pauses the guest at the switch-over"},
+			&cli.DurationFlag{Name: "sim-migration-latency", Aliases: []string{"dev-migration-latency"}, Usage: "sim worker and dev: how long a simulated host's live migration copies the guest, running, before that"},
 			// Fault hooks (hidden) exist only in a kumoi_testhooks build.
 		}, testHookFlags()...),
 		Action: runAgent,
@@ -320,8 +320,8 @@ func runDev(ctx context.Context, c *cli.Context, logger hclog.Logger) error {
 		Hosts:       c.Int("dev-hosts"),
 		Logger:      logger,
 
-		MigrationDowntime: c.Duration("dev-migration-downtime"),
-		MigrationLatency:  c.Duration("dev-migration-latency"),
+		MigrationDowntime: c.Duration("sim-migration-downtime"),
+		MigrationLatency:  c.Duration("sim-migration-latency"),
 		MigrationTimeout:  c.Duration("migration-timeout"),
 	})
 	if err != nil {
