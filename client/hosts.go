@@ -210,34 +210,14 @@ func (h *Hosts) DrainWith(ctx context.Context, name string, opts DrainOptions) (
 	return NewHost(o)
 }
 
-// DrainStatus is how far a host's drain is (GET /v1/hosts/{name}/drain).
-type DrainStatus struct {
-	Host     string `json:"host"`
-	Draining bool   `json:"draining"` // spec.unschedulable
-	Migrate  bool   `json:"migrate"`  // the leader moves the VMs off
-	// VMsTotal is VMsLeft plus the VMs that left the host since the
-	// current leader began draining it; VMsLeft the VMs still there
-	// (migrating ones too).
-	VMsTotal  int              `json:"vms_total"`
-	VMsLeft   int              `json:"vms_left"`
-	Migrating []DrainMigrating `json:"migrating"`
-	Blocked   []DrainBlocked   `json:"blocked"`
-}
-
-// DrainMigrating is a VM migrating off the host: to Target, with Mode
-// (live, restart), in State (preparing, ready, aborting).
-type DrainMigrating struct {
-	VM     string `json:"vm"`
-	Target string `json:"target"`
-	Mode   string `json:"mode"`
-	State  string `json:"state"`
-}
-
-// DrainBlocked is a VM that cannot move now, and why.
-type DrainBlocked struct {
-	VM     string `json:"vm"`
-	Reason string `json:"reason"`
-}
+// DrainStatus is how far a host's drain is (GET /v1/hosts/{name}/drain);
+// DrainMigrating a VM migrating off it, DrainBlocked one that cannot move
+// now, and why.
+type (
+	DrainStatus    = resource.DrainStatus
+	DrainMigrating = resource.DrainMigrating
+	DrainBlocked   = resource.DrainBlocked
+)
 
 // DrainStatus reads how far the drain of host is: the VMs left, those
 // migrating and those that cannot move, with why (the leader's drain
@@ -265,21 +245,12 @@ type RebalanceOptions struct {
 
 // RebalanceMove is one migration of a rebalance: VM from host From to To,
 // Mode live or cold, and why; Error is why the state machine refused it
-// (performed rebalances).
-type RebalanceMove struct {
-	VM     string `json:"vm"`
-	From   string `json:"from"`
-	To     string `json:"to"`
-	Mode   string `json:"mode"`
-	Reason string `json:"reason"`
-	Error  string `json:"error,omitempty"`
-}
-
-// RebalanceResult is the answer of POST /v1/rebalance.
-type RebalanceResult struct {
-	Moves     []RebalanceMove `json:"moves"`
-	Performed bool            `json:"performed"`
-}
+// (performed rebalances). RebalanceResult is the answer of POST
+// /v1/rebalance.
+type (
+	RebalanceMove   = resource.RebalanceMove
+	RebalanceResult = resource.RebalanceResponse
+)
 
 // Rebalance computes, and unless opts.DryRun starts, migrations that move
 // the cluster toward its placement strategy (POST /v1/rebalance; kumoi
@@ -288,7 +259,7 @@ type RebalanceResult struct {
 // stopped ones cold. A performed rebalance is not resent after an attempt
 // whose outcome is unknown.
 func (h *Hosts) Rebalance(ctx context.Context, opts RebalanceOptions) (*RebalanceResult, error) {
-	body, err := json.Marshal(map[string]any{"dry_run": opts.DryRun, "max": opts.Max})
+	body, err := json.Marshal(resource.RebalanceRequest{DryRun: opts.DryRun, Max: opts.Max})
 	if err != nil {
 		return nil, err
 	}

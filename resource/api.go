@@ -293,3 +293,58 @@ type MigrationEventsResponse struct {
 	Index   uint64         `json:"index"`
 	Results []ReportResult `json:"results"`
 }
+
+// DrainStatus is the answer of GET /v1/hosts/{name}/drain: how far a
+// host's drain is.
+type DrainStatus struct {
+	Host     string `json:"host"`
+	Draining bool   `json:"draining"` // spec.unschedulable
+	Migrate  bool   `json:"migrate"`  // spec.drain.migrate: the leader moves the VMs off
+	// VMsTotal is VMsLeft plus the VMs that left the host since the
+	// current leader began draining it; VMsLeft the VMs still there
+	// (migrating ones too).
+	VMsTotal  int              `json:"vms_total"`
+	VMsLeft   int              `json:"vms_left"`
+	Migrating []DrainMigrating `json:"migrating"`
+	Blocked   []DrainBlocked   `json:"blocked"`
+}
+
+// DrainMigrating is a VM migrating off a drained host: to Target, with
+// Mode (live, restart), in State (preparing, ready, aborting).
+type DrainMigrating struct {
+	VM     string `json:"vm"`
+	Target string `json:"target"`
+	Mode   string `json:"mode"`
+	State  string `json:"state"`
+}
+
+// DrainBlocked is a VM that cannot move off a drained host now, and why.
+type DrainBlocked struct {
+	VM     string `json:"vm"`
+	Reason string `json:"reason"`
+}
+
+// RebalanceRequest is the body of POST /v1/rebalance: DryRun only
+// computes the moves; Max bounds them (0: the default).
+type RebalanceRequest struct {
+	DryRun bool `json:"dry_run"`
+	Max    int  `json:"max"`
+}
+
+// RebalanceMove is one migration of a rebalance: VM from host From to To,
+// Mode live or cold, and why; Error is why the state machine refused it
+// (performed rebalances only).
+type RebalanceMove struct {
+	VM     string `json:"vm"`
+	From   string `json:"from"`
+	To     string `json:"to"`
+	Mode   string `json:"mode"`
+	Reason string `json:"reason"`
+	Error  string `json:"error,omitempty"`
+}
+
+// RebalanceResponse answers POST /v1/rebalance.
+type RebalanceResponse struct {
+	Moves     []RebalanceMove `json:"moves"`
+	Performed bool            `json:"performed"`
+}

@@ -39,52 +39,6 @@ type StrategySource interface {
 	PlacementStrategy() string
 }
 
-// DrainStatus is the answer of GET /v1/hosts/{name}/drain.
-type DrainStatus struct {
-	Host     string `json:"host"`
-	Draining bool   `json:"draining"` // spec.unschedulable
-	Migrate  bool   `json:"migrate"`  // spec.drain.migrate: the leader moves the VMs off
-	// VMsTotal is VMsLeft plus the VMs that left the host since the
-	// current leader began draining it.
-	VMsTotal  int              `json:"vms_total"`
-	VMsLeft   int              `json:"vms_left"`
-	Migrating []DrainMigrating `json:"migrating"`
-	Blocked   []DrainBlocked   `json:"blocked"`
-}
-
-// DrainMigrating is a VM migrating off the host.
-type DrainMigrating struct {
-	VM     string `json:"vm"`
-	Target string `json:"target"`
-	Mode   string `json:"mode"`
-	State  string `json:"state"`
-}
-
-// DrainBlocked is a VM that cannot move now, and why.
-type DrainBlocked struct {
-	VM     string `json:"vm"`
-	Reason string `json:"reason"`
-}
-
-// RebalanceRequest is the body of POST /v1/rebalance.
-type RebalanceRequest struct {
-	DryRun bool `json:"dry_run"`
-	Max    int  `json:"max"`
-}
-
-// RebalanceMove is one move of a rebalance; Error says why the state
-// machine refused it (performed rebalances only).
-type RebalanceMove struct {
-	scheduler.Move
-	Error string `json:"error,omitempty"`
-}
-
-// RebalanceResponse answers POST /v1/rebalance.
-type RebalanceResponse struct {
-	Moves     []RebalanceMove `json:"moves"`
-	Performed bool            `json:"performed"`
-}
-
 // MaxRebalanceMoves bounds max.
 const MaxRebalanceMoves = 100
 
@@ -113,8 +67,8 @@ func (a *httpAPI) drainStatus(name string) apiHandler {
 				return err
 			}
 			spec, _ := resource.HostStateOf(ho)
-			out := DrainStatus{Host: name, Draining: spec.Unschedulable, Migrate: spec.Drain != nil && spec.Drain.Migrate,
-				Migrating: []DrainMigrating{}, Blocked: []DrainBlocked{}}
+			out := resource.DrainStatus{Host: name, Draining: spec.Unschedulable, Migrate: spec.Drain != nil && spec.Drain.Migrate,
+				Migrating: []resource.DrainMigrating{}, Blocked: []resource.DrainBlocked{}}
 			vms, err := st.VMsOnHost(nil, name)
 			if err != nil {
 				return err
@@ -128,7 +82,7 @@ func (a *httpAPI) drainStatus(name string) apiHandler {
 			for _, o := range vms {
 				vspec, vs := resource.VMStateOf(o)
 				if m := vs.Migration; m != nil {
-					out.Migrating = append(out.Migrating, DrainMigrating{VM: o.Name, Target: m.Target, Mode: m.Mode, State: m.State})
+					out.Migrating = append(out.Migrating, resource.DrainMigrating{VM: o.Name, Target: m.Target, Mode: m.Mode, State: m.State})
 					continue
 				}
 				reason := blockers[o.Name]
@@ -136,7 +90,7 @@ func (a *httpAPI) drainStatus(name string) apiHandler {
 					reason = a.migrationBlocker(o.Name, vspec, vs)
 				}
 				if reason != "" {
-					out.Blocked = append(out.Blocked, DrainBlocked{VM: o.Name, Reason: reason})
+					out.Blocked = append(out.Blocked, resource.DrainBlocked{VM: o.Name, Reason: reason})
 				}
 			}
 			out.VMsLeft = len(vms)
@@ -182,7 +136,7 @@ func (a *httpAPI) rebalance(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var req RebalanceRequest
+	var req resource.RebalanceRequest
 	if body != nil {
 		if err := decodeBody(body, &req); err != nil {
 			return err
@@ -213,10 +167,10 @@ func (a *httpAPI) rebalance(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		out := RebalanceResponse{Moves: make([]RebalanceMove, 0, len(moves)), Performed: !req.DryRun}
+		out := resource.RebalanceResponse{Moves: make([]resource.RebalanceMove, 0, len(moves)), Performed: !req.DryRun}
 		index := a.b.FSM().AppliedIndex()
 		for _, m := range moves {
-			rm := RebalanceMove{Move: m}
+			rm := resource.RebalanceMove{VM: m.VM, From: m.From, To: m.To, Mode: m.Mode, Reason: m.Reason}
 			if !req.DryRun {
 				if res, err := a.proposeMove(r, m); err != nil {
 					if isNotLeader(err) && len(out.Moves) == 0 {

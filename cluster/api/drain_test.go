@@ -55,7 +55,7 @@ func vmHost(t *testing.T, e *httpEnv, name string) string {
 func TestHTTPDrainStatus(t *testing.T) {
 	e := newHTTPEnv(t, "n1", httpEnvOpts{})
 	drainEnvSetup(t, e, false)
-	var ds DrainStatus
+	var ds resource.DrainStatus
 	r := e.call(t, "GET", "/v1/hosts/h1/drain", nil)
 	wantStatus(t, r, http.StatusOK)
 	if err := json.Unmarshal(r.body, &ds); err != nil {
@@ -77,7 +77,7 @@ func TestHTTPDrainStatus(t *testing.T) {
 		Spec: json.RawMessage(`{"unschedulable":true,"drain":{"migrate":true}}`)})
 	r = e.call(t, "GET", "/v1/hosts/h1/drain", nil)
 	wantStatus(t, r, http.StatusOK)
-	ds = DrainStatus{}
+	ds = resource.DrainStatus{}
 	if err := json.Unmarshal(r.body, &ds); err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func TestHTTPDrainStatus(t *testing.T) {
 func TestHTTPRebalance(t *testing.T) {
 	e := newHTTPEnv(t, "n1", httpEnvOpts{})
 	drainEnvSetup(t, e, false)
-	var rr RebalanceResponse
+	var rr resource.RebalanceResponse
 	r := e.call(t, "POST", "/v1/rebalance", map[string]any{"dry_run": true, "max": 1})
 	wantStatus(t, r, http.StatusOK)
 	if err := json.Unmarshal(r.body, &rr); err != nil {
@@ -120,7 +120,7 @@ func TestHTTPRebalance(t *testing.T) {
 	}
 	r = e.call(t, "POST", "/v1/rebalance", map[string]any{"max": 5})
 	wantStatus(t, r, http.StatusOK)
-	rr = RebalanceResponse{}
+	rr = resource.RebalanceResponse{}
 	if err := json.Unmarshal(r.body, &rr); err != nil {
 		t.Fatal(err)
 	}

@@ -183,6 +183,22 @@ func (d *Driver) MigrateOut(ctx context.Context, name, uri string, _ hypervisor.
 	if err := target.expectIncoming(name, vmid); err != nil {
 		return res, fmt.Errorf("%s: %w", what, err)
 	}
+	res, err = d.moveOut(ctx, dom, name, what, latency, downtime, func() error { return target.arrive(name, vmid) })
+	if err == nil {
+		// Only now does the arrival count as started on the target (it
+		// stays paused until FinishIncoming): the guest never runs on
+		// both.
+		target.logArrival(name)
+	}
+	return res, err
+}
+
+// moveOut is the source's side of a migration of dom, running: it keeps
+// running while it is copied (latency), is paused for downtime, delivered
+// to the target (deliver), then stopped and undefined here. Cancelled, or
+// not delivered, it runs here again.
+func (d *Driver) moveOut(ctx context.Context, dom *domain, name, what string, latency, downtime time.Duration, deliver func() error) (hypervisor.MigrateResult, error) {
+	var res hypervisor.MigrateResult
 	// The copy, while the guest runs.
 	if err := d.wait(ctx, latency); err != nil {
 		return res, fmt.Errorf("%s: stopped while copying; the guest runs here: %w", what, err)
@@ -209,12 +225,10 @@ func (d *Driver) MigrateOut(ctx context.Context, name, uri string, _ hypervisor.
 	if err := d.wait(ctx, downtime); err != nil {
 		return rollback(err)
 	}
-	if err := target.arrive(name, vmid); err != nil {
+	if err := deliver(); err != nil {
 		return rollback(err)
 	}
-	// Gone from here: stopped and undefined. Only then does the arrival
-	// count as started on the target (it stays paused until
-	// FinishIncoming): the guest never runs on both.
+	// Gone from here: stopped and undefined.
 	d.mu.Lock()
 	if dom.state.Active() {
 		d.stopLocked(name, dom, hypervisor.StopOther)
@@ -223,7 +237,6 @@ func (d *Driver) MigrateOut(ctx context.Context, name, uri string, _ hypervisor.
 	delete(d.domains, name)
 	d.emitLocked(name, dom, hypervisor.EventUndefined, "migrated")
 	d.mu.Unlock()
-	target.logArrival(name)
 	res.Downtime = time.Since(start)
 	return res, nil
 }
@@ -250,53 +263,21 @@ func markerPath(dir, name, vmid, kind string) string {
 // FinishIncoming resumes it, after the VM passed to it, which is after
 // this returned: the guest never runs on both.
 func (d *Driver) migrateToDir(ctx context.Context, dom *domain, name, vmid, dir string, latency, downtime time.Duration) (hypervisor.MigrateResult, error) {
-	var res hypervisor.MigrateResult
 	what := "migrate " + name + " to " + dir
 	if _, err := os.Stat(markerPath(dir, name, vmid, "prepared")); err != nil {
-		return res, fmt.Errorf("%s: %w: the target has not prepared %s (%v)", what, hypervisor.ErrInvalidState, name, err)
+		return hypervisor.MigrateResult{}, fmt.Errorf("%s: %w: the target has not prepared %s (%v)", what, hypervisor.ErrInvalidState, name, err)
 	}
-	if err := d.wait(ctx, latency); err != nil {
-		return res, fmt.Errorf("%s: stopped while copying; the guest runs here: %w", what, err)
-	}
-	d.mu.Lock()
-	if dom.state != hypervisor.StateRunning {
-		d.mu.Unlock()
-		return res, fmt.Errorf("%s: %w: the domain became %s while it was copied", what, hypervisor.ErrInvalidState, dom.state)
-	}
-	dom.state, dom.reason = hypervisor.StatePaused, "migrating"
-	d.emitLocked(name, dom, hypervisor.EventSuspended, "migrating")
-	d.mu.Unlock()
-	start := time.Now()
-	rollback := func(cause error) (hypervisor.MigrateResult, error) {
-		d.mu.Lock()
-		if dom.state == hypervisor.StatePaused {
-			dom.state, dom.reason = hypervisor.StateRunning, "migration cancelled"
-			d.emitLocked(name, dom, hypervisor.EventResumed, "migration cancelled")
+	return d.moveOut(ctx, dom, name, what, latency, downtime, func() error {
+		tmp := markerPath(dir, name, vmid, "arriving")
+		if err := os.WriteFile(tmp, []byte(vmid+"\n"), 0o644); err != nil {
+			return err
 		}
-		d.mu.Unlock()
-		return res, fmt.Errorf("%s: the guest runs here again: %w", what, cause)
-	}
-	if err := d.wait(ctx, downtime); err != nil {
-		return rollback(err)
-	}
-	tmp := markerPath(dir, name, vmid, "arriving")
-	if err := os.WriteFile(tmp, []byte(vmid+"\n"), 0o644); err != nil {
-		return rollback(err)
-	}
-	if err := os.Rename(tmp, markerPath(dir, name, vmid, "arrived")); err != nil {
-		_ = os.Remove(tmp)
-		return rollback(err)
-	}
-	d.mu.Lock()
-	if dom.state.Active() {
-		d.stopLocked(name, dom, hypervisor.StopOther)
-	}
-	dom.gone = true
-	delete(d.domains, name)
-	d.emitLocked(name, dom, hypervisor.EventUndefined, "migrated")
-	d.mu.Unlock()
-	res.Downtime = time.Since(start)
-	return res, nil
+		if err := os.Rename(tmp, markerPath(dir, name, vmid, "arrived")); err != nil {
+			_ = os.Remove(tmp)
+			return err
+		}
+		return nil
+	})
 }
 
 // arrivedLocked notes a delivery from another process (MigrationDir) of
