@@ -400,7 +400,9 @@ func (w *Worker) reportStarting(ctx context.Context, rep resource.VMReport) {
 	if _, changed := w.changed(rep); !changed || api == nil {
 		return
 	}
-	if res, err := api.Report(ctx, w.cfg.NodeID, []resource.VMReport{rep}); err == nil && len(res.Results) == 1 && res.Results[0].Error == nil {
+	rctx, cancel := w.fenceBudget(ctx)
+	defer cancel()
+	if res, err := api.Report(rctx, w.cfg.NodeID, []resource.VMReport{rep}); err == nil && len(res.Results) == 1 && res.Results[0].Error == nil {
 		w.reported[rep.VM] = rep
 	}
 }
