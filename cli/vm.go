@@ -1103,7 +1103,8 @@ until the move ends; status.migration says how far it is.
 
 --abort cancels the migration under way: at once while the target prepares;
 once the source copies, it cancels and the VM stays (or, if the hypervisor
-had finished, it has moved).
+had finished, it has moved). --abort again while the source has not
+answered (its worker hung) ends the migration at once.
 
 With --live, --restart or --abort, --wait waits until the migration has
 ended and says how: "moved to HOST" (with how, e.g. paused 12 ms) or "stayed

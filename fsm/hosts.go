@@ -305,7 +305,7 @@ func (w *writer) handoverTarget(spec *resource.VMSpec, st *resource.VMStatus) st
 		}
 	}
 	_, _, hst, err := w.host(m.Target)
-	if err != nil || hst.State != resource.HostReady {
+	if err != nil || (hst.State != resource.HostReady && hst.State != resource.HostDraining) {
 		return ""
 	}
 	return m.Target

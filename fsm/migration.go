@@ -135,7 +135,10 @@ func modesOf(hs *resource.HostStatus) string {
 // migrationAbort cancels a VM's migration: at once while the target
 // prepares (the source has not begun), else by asking the source
 // (state aborting), whose worker cancels and says failed, or done if the
-// hypervisor had already finished.
+// hypervisor had already finished. Asked again while aborting (the source
+// says nothing: its worker is stuck, or lost the outcome), it ends the
+// migration at once: the VM stays on the source as far as the cluster
+// knows, and the target removes whatever arrived.
 func (w *writer) migrationAbort(req *MigrateRequest) error {
 	o, _, st, err := w.vm(req.VM)
 	if err != nil {
@@ -148,7 +151,9 @@ func (w *writer) migrationAbort(req *MigrateRequest) error {
 	nst := *st
 	switch m.State {
 	case resource.MigrationAborting:
-		return nil
+		nst.Migration, nst.Phase = nil, resource.PhaseRunning
+		nst.Reason = "the migration to " + m.Target + " was aborted again, so at once: the VM stays on " + st.Host +
+			" (if the hypervisor had finished the move, its guest left " + st.Host + "; the target removes what arrived)"
 	case resource.MigrationPreparing:
 		nst.Migration, nst.Phase = nil, resource.PhaseRunning
 		nst.Reason = "the migration to " + m.Target + " was aborted before it began"

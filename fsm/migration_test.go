@@ -366,15 +366,7 @@ func TestMigrationAbort(t *testing.T) {
 			t.Fatalf("after the abort: %+v (%+v), want aborting", st, st.Migration)
 		}
 		x.alloc(map[string]resource.Resources{"s": amount(3, 2560), "t": amount(2, 2048)})
-		// Asked again: nothing to write.
-		before := observe(t, x.f)
-		if res := x.abort("m"); len(res.Objects) != 0 {
-			t.Errorf("a second abort wrote %d objects", len(res.Objects))
-		}
-		if after := observe(t, x.f); after.digest != before.digest {
-			t.Errorf("a second abort changed the state")
-		}
-		// A late prepared changes nothing either.
+		// A late prepared changes nothing.
 		x.mustEvent("t", migEvent("m", id, resource.MigrationPrepared))
 		if st := x.vm("m"); st.Migration == nil || st.Migration.State != resource.MigrationAborting {
 			t.Fatalf("prepared while aborting: %+v", st.Migration)
@@ -384,6 +376,21 @@ func TestMigrationAbort(t *testing.T) {
 		if st := x.vm("m"); st.Reason != "the migration to t was aborted (no reason given); the VM stays on s" {
 			t.Errorf("reason %q", st.Reason)
 		}
+	})
+	t.Run("aborted again: at once", func(t *testing.T) {
+		// The source says nothing (stuck, or it lost the outcome): a
+		// second abort ends the migration, the VM stays on the source.
+		x := newMigFSM(t)
+		id := x.start("m", "t", resource.MigrationLive)
+		x.mustEvent("t", migEvent("m", id, resource.MigrationPrepared))
+		x.abort("m")
+		x.abort("m")
+		x.onSource("m")
+		if st := x.vm("m"); !strings.Contains(st.Reason, "aborted again, so at once") {
+			t.Errorf("reason %q", st.Reason)
+		}
+		x.alloc(map[string]resource.Resources{"s": amount(3, 2560), "t": amount(0, 0)})
+		x.staleEvent("s", migEvent("m", id, resource.MigrationDone), fsm.ErrStaleEpoch)
 	})
 	t.Run("once ready: done still wins", func(t *testing.T) {
 		x := newMigFSM(t)
@@ -716,6 +723,22 @@ func TestMigrationReports(t *testing.T) {
 	rep1 := func(host string, phase string) *fsm.ReportRequest {
 		return &fsm.ReportRequest{Time: fsm.TestTime.Add(time.Hour), Host: host, Reports: []fsm.VMReport{{VM: "m", Epoch: migEpoch, Phase: phase, Reason: "the worker says so"}}}
 	}
+	t.Run("a late report once the source began", func(t *testing.T) {
+		// The source has begun (ready): a report of a stopped guest
+		// is a late one (or the switch-over's pause); only the
+		// migration's events end it.
+		x := newMigFSM(t)
+		id := x.start("m", "t", resource.MigrationLive)
+		x.mustEvent("t", migEvent("m", id, resource.MigrationPrepared))
+		before := x.vm("m")
+		res := x.must(fsm.ReportRequestType, rep1("s", resource.PhaseStopped))
+		if res.ItemErrors[0] != nil || len(res.Objects) != 0 {
+			t.Fatalf("report: %v, %d objects; want accepted with nothing to write", res.ItemErrors[0], len(res.Objects))
+		}
+		if st := x.vm("m"); st.Phase != resource.PhaseMigrating || st.Migration == nil || st.Migration.State != resource.MigrationReady || st.Reason != before.Reason {
+			t.Errorf("vm/m = %+v, want still migrating", st)
+		}
+	})
 	for _, phase := range []string{resource.PhaseRunning, resource.PhaseStarting} {
 		t.Run("the source says "+phase, func(t *testing.T) {
 			x := newMigFSM(t)

@@ -1562,8 +1562,9 @@ func (m *model) report(t *rapid.T, index uint64, q *fsm.ReportRequest) modelOp {
 		}
 		nst := st
 		if mg := st.Migration; mg != nil {
-			if rp.Phase == resource.PhaseRunning || rp.Phase == resource.PhaseStarting {
-				// The guest runs on the source while it migrates.
+			if rp.Phase == resource.PhaseRunning || rp.Phase == resource.PhaseStarting || mg.State != resource.MigrationPreparing {
+				// The guest runs on the source while it migrates; once
+				// the source began, only its events end it.
 				rp.Phase, rp.Reason = st.Phase, st.Reason
 			} else {
 				// It stopped there: the migration ends.
@@ -1715,7 +1716,7 @@ func (m *model) evacuate(t *rapid.T, index uint64, q *fsm.EvacuateRequest) model
 		mg := st.Migration
 		switch {
 		case mg != nil && mg.Mode == resource.MigrationLive && mg.State != resource.MigrationPreparing && spec.HA == resource.HARestart &&
-			len(spec.Disks) == 0 && m.hostStatus(t, mg.Target).State == resource.HostReady:
+			len(spec.Disks) == 0 && (m.hostStatus(t, mg.Target).State == resource.HostReady || m.hostStatus(t, mg.Target).State == resource.HostDraining):
 			// A live migration had begun: the VM continues on its
 			// target (generated specs have no disks).
 			nst = resource.VMStatus{Phase: resource.PhaseScheduled, Host: mg.Target, Epoch: index, Since: q.Time.UTC(), Restarts: st.Restarts,
@@ -1950,7 +1951,7 @@ func (m *model) migrateRunning(t *rapid.T, index uint64, q *fsm.MigrateRequest, 
 }
 
 // migrationAbort: at once while the target prepares; once ready, the
-// source is asked (aborting); asked again, nothing changes.
+// source is asked (aborting); asked again, at once.
 func (m *model) migrationAbort(t *rapid.T, index uint64, q *fsm.MigrateRequest) modelOp {
 	if !m.has(vm, q.VM) {
 		return modelOp{errs: []error{fsm.ErrNotFound}}
@@ -1963,7 +1964,9 @@ func (m *model) migrationAbort(t *rapid.T, index uint64, q *fsm.MigrateRequest) 
 	nst := st
 	switch mg.State {
 	case resource.MigrationAborting:
-		return modelOp{}
+		nst.Migration, nst.Phase = nil, resource.PhaseRunning
+		nst.Reason = "the migration to " + mg.Target + " was aborted again, so at once: the VM stays on " + st.Host +
+			" (if the hypervisor had finished the move, its guest left " + st.Host + "; the target removes what arrived)"
 	case resource.MigrationPreparing:
 		nst.Migration, nst.Phase = nil, resource.PhaseRunning
 		nst.Reason = "the migration to " + mg.Target + " was aborted before it began"

@@ -176,13 +176,16 @@ func (w *writer) reportOne(now time.Time, host string, r VMReport) error {
 	}
 	nst := *st
 	if m := st.Migration; m != nil {
-		switch r.Phase {
-		case resource.PhaseRunning, resource.PhaseStarting:
-			// The guest runs on the source while it migrates.
+		switch {
+		case r.Phase == resource.PhaseRunning || r.Phase == resource.PhaseStarting || m.State != resource.MigrationPreparing:
+			// The guest runs on the source while it migrates; once the
+			// source has begun, only its migration events end it (a
+			// report then is a late one, or the guest paused for the
+			// switch-over).
 			r.Phase, r.Reason = st.Phase, st.Reason
 		default:
-			// It stopped (or failed, or was paused) on the source: the
-			// migration ends with it.
+			// It stopped (or failed, or was paused) on the source before
+			// the source began: the migration ends with it.
 			nst.Migration = nil
 			r.Reason += " (the migration to " + m.Target + " ended)"
 		}

@@ -143,7 +143,7 @@ func (a *httpAPI) rebalance(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if req.Max < 0 || req.Max > MaxRebalanceMoves {
-		return badArg("max", "must be between 1 and %d (got %d); omit it or give 0 for the default %d", MaxRebalanceMoves, req.Max, scheduler.DefaultRebalanceMax)
+		return badArg("max", "must be between 0 and %d (got %d); 0 or none is the default %d", MaxRebalanceMoves, req.Max, scheduler.DefaultRebalanceMax)
 	}
 	return a.onLeader(w, r, body, func() error {
 		access := resource.AccessPower

@@ -124,9 +124,10 @@ func (a *httpAPI) migrate(r *http.Request, name string, opts resource.VMActionRe
 	}
 	req := &fsm.MigrateRequest{Time: time.Now().UTC(), VM: name, Host: host, Grace: a.hostDownGrace, PhaseOnly: true, Mode: mode}
 	res, err := a.propose(r.Context(), fsm.MigrateRequestType, req)
-	if errors.Is(err, resource.ErrUpgradeRequired) {
+	if errors.Is(err, resource.ErrUpgradeRequired) && mode == "" {
 		// Some controller does not speak protocol 5 yet: the older rule
-		// (a host down for the grace by this node's clock).
+		// (a host down for the grace by this node's clock). A live or
+		// restart migration needs protocol 9 whatever the rule.
 		req.PhaseOnly = false
 		res, err = a.propose(r.Context(), fsm.MigrateRequestType, req)
 	}

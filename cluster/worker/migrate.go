@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/kumoi/kumoi/client"
@@ -29,6 +30,9 @@ type outMig struct {
 	cancel context.CancelFunc
 	ended  bool // the goroutine finished (or none ran)
 	said   bool // its outcome was queued
+	// ev is the outcome said: queued again while the migration is still
+	// under way (a request refused whole, say, dropped it).
+	ev *resource.MigrationEvent
 }
 
 // inMig is an incoming live migration this host prepared (target side).
@@ -80,7 +84,9 @@ func (w *Worker) incomingHere(vms []*resource.Object) []*resource.Object {
 // queueMigrationEvent queues e to be sent (an equal one already queued
 // is not queued again).
 func (w *Worker) queueMigrationEvent(e resource.MigrationEvent) {
-	e.Reason = truncate(e.Reason, maxReportReason)
+	// Valid UTF-8 (a hypervisor's message may not be, or truncate may
+	// cut a rune): a malformed event would be refused with the others.
+	e.Reason = strings.ToValidUTF8(truncate(e.Reason, maxReportReason), "?")
 	w.mmu.Lock()
 	defer w.mmu.Unlock()
 	if !slices.Contains(w.migEvents, e) {
@@ -166,7 +172,9 @@ func (w *Worker) forgetMigrations(ctx context.Context, vms []*resource.Object) {
 		switch {
 		case st != nil && w.migratingTo(st) && st.Migration.ID == m.id:
 			continue
-		case st != nil && st.Host == w.cfg.NodeID && st.Migration == nil && st.Epoch > m.id && st.Phase != resource.PhaseScheduled:
+		case st != nil && st.Host == w.cfg.NodeID && (st.Migration == nil || w.migratingFrom(st)) && st.Epoch > m.id && st.Phase != resource.PhaseScheduled:
+			// (Already migrating on from here, before this pass: the
+			// arrival is the guest's only copy all the same.)
 			// Done: the VM is this host's now (its epoch is the index
 			// of the done event, after the migration's id; a VM placed
 			// here afresh, after its source was evacuated, is
@@ -228,10 +236,10 @@ func (w *Worker) sourceMigration(ctx context.Context, o *resource.Object, st *re
 	case resource.MigrationAborting:
 		switch {
 		case cur == nil:
-			w.out[o.Name] = &outMig{id: m.ID, ended: true, said: true, cancel: func() {}}
+			ev := &resource.MigrationEvent{VM: o.Name, ID: m.ID, Event: resource.MigrationFailed, Reason: "aborted before the source began"}
+			w.out[o.Name] = &outMig{id: m.ID, ended: true, said: true, cancel: func() {}, ev: ev}
 			w.mmu.Unlock()
-			w.queueMigrationEvent(resource.MigrationEvent{VM: o.Name, ID: m.ID, Event: resource.MigrationFailed,
-				Reason: "aborted before the source began"})
+			w.queueMigrationEvent(*ev)
 			return
 		case !cur.ended:
 			cur.cancel()
@@ -249,7 +257,13 @@ func (w *Worker) sourceMigration(ctx context.Context, o *resource.Object, st *re
 		return
 	}
 	if cur != nil {
+		ev := cur.ev
 		w.mmu.Unlock()
+		if ev != nil {
+			// Said, and still under way: said again (dropped, or not
+			// applied yet; the same event twice changes nothing).
+			w.queueMigrationEvent(*ev)
+		}
 		return // under way, or ended (its outcome is queued or unknown)
 	}
 	mctx, cancel := context.WithTimeout(ctx, w.cfg.MigrationTimeout)
@@ -273,7 +287,7 @@ func (w *Worker) sourceMigration(ctx context.Context, o *resource.Object, st *re
 			w.queueMigrationEvent(*ev)
 		}
 		w.mmu.Lock()
-		om.ended, om.said = true, ev != nil
+		om.ended, om.said, om.ev = true, ev != nil, ev
 		w.mmu.Unlock()
 		w.wake()
 	}()

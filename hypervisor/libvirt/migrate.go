@@ -299,6 +299,22 @@ func (d *Driver) MigrateOut(ctx context.Context, name, uri string, opts hypervis
 	if st != hypervisor.StateRunning && st != hypervisor.StatePaused {
 		return res, fmt.Errorf("%s: %w: domain is %s", what, hypervisor.ErrInvalidState, st)
 	}
+	// A job under way on the domain is an earlier migration (libvirtd
+	// carries a peer-to-peer one on when the worker that asked for it
+	// died): its end decides. Were this call refused meanwhile, the
+	// worker would say failed while the guest may yet move.
+	if busy, err := d.waitNoJob(ctx, dom); err != nil {
+		return res, fmt.Errorf("%s: %w: a job is under way on the domain (an earlier migration?) and %v", what, hypervisor.ErrMigrationUnknown, err)
+	} else if busy {
+		nd, err := c.LookupDomainByName(name)
+		if err != nil {
+			return res, fmt.Errorf("%s: %w: an earlier migration took the domain from this host", what, hypervisor.ErrMigrationUnknown)
+		}
+		_ = nd.Free()
+		if st, _, err := d.stateOf(dom); err != nil || (st != hypervisor.StateRunning && st != hypervisor.StatePaused) {
+			return res, fmt.Errorf("%s: %w: after an earlier job the domain is %s", what, hypervisor.ErrMigrationUnknown, st)
+		}
+	}
 	x, err := dom.GetXMLDesc(0)
 	if err != nil {
 		return res, d.fail(c, gen, what, err)
@@ -505,4 +521,28 @@ func (d *Driver) AbortIncoming(ctx context.Context, name string) error {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
+}
+
+// waitNoJob waits (polling, bounded by ctx) until no job runs on dom;
+// busy says one did.
+func (*Driver) waitNoJob(ctx context.Context, dom *lv.Domain) (busy bool, err error) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		job, err := dom.GetJobInfo()
+		if err != nil {
+			// No job information (the domain left, or the driver has
+			// none): nothing to wait for.
+			return busy, nil
+		}
+		if job.Type == lv.DOMAIN_JOB_NONE {
+			return busy, nil
+		}
+		busy = true
+		select {
+		case <-ctx.Done():
+			return busy, ctx.Err()
+		case <-t.C:
+		}
+	}
 }
