@@ -64,6 +64,11 @@ type Hooks struct {
 	Timeout time.Duration
 	// Parallel is how many domains the concurrency test runs (default 8).
 	Parallel int
+
+	// SlowMigrations makes the driver's next migrations take several
+	// seconds before they switch over (the migration tests cancel one
+	// meanwhile). Nil: the cancel case is skipped.
+	SlowMigrations func(t *testing.T, d hypervisor.Driver)
 }
 
 func (h *Hooks) defaults() {
@@ -124,6 +129,9 @@ func Run(t *testing.T, newDriver func(t *testing.T) hypervisor.Driver, h Hooks) 
 		{"DomainDevices", testDomainDevices},
 		{"DomainDevicesInvalid", testDomainDevicesInvalid},
 		{"InUse", testInUse},
+		{"Migrate", testMigrate},
+		{"MigrateCancel", testMigrateCancel},
+		{"MigrateAbortIncoming", testMigrateAbortIncoming},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -142,6 +150,8 @@ type env struct {
 	h    Hooks
 	caps hypervisor.Capabilities
 	rec  *recorder
+	// newDriver makes another driver (the migration tests use two).
+	newDriver func(*testing.T) hypervisor.Driver
 
 	mu       sync.Mutex
 	names    []string
@@ -155,7 +165,7 @@ func newEnv(t *testing.T, newDriver func(*testing.T) hypervisor.Driver, h Hooks)
 	if d == nil {
 		t.Fatal("newDriver returned nil")
 	}
-	e := &env{t: t, d: d, h: h, caps: d.Capabilities(), rec: newRecorder(d.Events())}
+	e := &env{t: t, d: d, h: h, caps: d.Capabilities(), rec: newRecorder(d.Events()), newDriver: newDriver}
 	t.Cleanup(func() {
 		if err := d.Close(); err != nil {
 			t.Errorf("Close: %v", err)

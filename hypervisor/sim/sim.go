@@ -46,6 +46,12 @@ type Options struct {
 	// volume paths are StorageDir/<name> (default
 	// hypervisor.DefaultStorageDir). No file is written.
 	StorageDir string
+	// MigrationDowntime is how long a live migration pauses the guest at
+	// the switch-over (default DefaultMigrationDowntime); MigrationLatency
+	// how long it copies the guest, running, before that (default 0).
+	// Migrations go between simulated hosts of one process (migrate.go).
+	MigrationDowntime time.Duration
+	MigrationLatency  time.Duration
 }
 
 // Op names a driver operation, for fault injection.
@@ -96,6 +102,7 @@ type Driver struct {
 	unavailable bool
 	closed      bool
 	done        chan struct{}
+	uri         string // where other simulated hosts migrate to this one
 }
 
 type domain struct {
@@ -111,6 +118,11 @@ type domain struct {
 	timer   *time.Timer // pending guest power-off after an ACPI request
 	gone    bool        // undefined; a holder of job must re-check
 	stopped chan struct{}
+	// incoming: prepared for an incoming migration (PrepareIncoming),
+	// not finished; arrived: the migration arrived (held paused until
+	// FinishIncoming).
+	incoming bool
+	arrived  bool
 }
 
 var _ hypervisor.Driver = (*Driver)(nil)
@@ -132,6 +144,9 @@ func New(opts Options) *Driver {
 	if opts.StorageDir == "" {
 		opts.StorageDir = hypervisor.DefaultStorageDir
 	}
+	if opts.MigrationDowntime <= 0 {
+		opts.MigrationDowntime = DefaultMigrationDowntime
+	}
 	caps := opts.Capabilities
 	if caps == nil {
 		caps = hypervisor.NewCapabilities(hypervisor.AllCapabilities...)
@@ -140,7 +155,7 @@ func New(opts Options) *Driver {
 	if lg == nil {
 		lg = hclog.NewNullLogger()
 	}
-	return &Driver{
+	d := &Driver{
 		opts:        opts,
 		caps:        caps,
 		log:         lg.Named("sim"),
@@ -153,6 +168,8 @@ func New(opts Options) *Driver {
 		faultsReset: make(chan struct{}),
 		done:        make(chan struct{}),
 	}
+	d.uri = register(d)
+	return d
 }
 
 // ---- knobs ----------------------------------------------------------------
@@ -286,6 +303,7 @@ func (d *Driver) Close() error {
 	}
 	d.closed = true
 	close(d.done)
+	unregister(d.uri)
 	for name, dom := range d.domains {
 		if dom.timer != nil {
 			dom.timer.Stop()
@@ -479,6 +497,10 @@ func (d *Driver) Resume(ctx context.Context, name string) error {
 	case hypervisor.StateRunning:
 		return nil
 	case hypervisor.StatePaused:
+		if dom.incoming && !dom.arrived {
+			return fmt.Errorf("resume %s: %w: it waits for an incoming migration", name, hypervisor.ErrInvalidState)
+		}
+		dom.incoming = false // an arrival resumed: finished
 		dom.state, dom.reason = hypervisor.StateRunning, "unpaused"
 		d.emitLocked(name, dom, hypervisor.EventResumed, "unpaused")
 		return nil

@@ -87,7 +87,8 @@ func simHooks() conformance.Hooks {
 		VanishVolume: func(t *testing.T, d hypervisor.Driver, name string) {
 			must(t, d.(*sim.Driver).VanishVolume(name))
 		},
-		BackingImage: func(t *testing.T, d hypervisor.Driver) string { return "/var/lib/kumoi/storage/images/base.qcow2" },
+		SlowMigrations: func(t *testing.T, d hypervisor.Driver) { d.(*sim.Driver).SetMigrationLatency(10 * time.Second) },
+		BackingImage:   func(t *testing.T, d hypervisor.Driver) string { return "/var/lib/kumoi/storage/images/base.qcow2" },
 		Observations: func(t *testing.T, d hypervisor.Driver) []hypervisor.Observation {
 			b, _ := logs.Load(d)
 			return b.(*syncBuffer).observations(t)
