@@ -44,7 +44,7 @@ const (
 	// PlacementMaxVMs is the max_vms quota of the run's project: below
 	// the demand's peak (5 clients × PlacementMaxPerClient), so that the
 	// quota binds and creates are refused with 409 quota_exceeded.
-	PlacementMaxVMs = 12
+	PlacementMaxVMs = 14
 	// PlacementGroupShare is the share of creates that join a hard
 	// anti-affine group of their client; a group has at most
 	// PlacementGroupSize members (2: the two workers can hold them).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -318,7 +319,7 @@ func (p *Placement) rulesNotes(h placementOps) []string {
 				if op.Output.Value == refusedAffinity {
 					affinity++
 				} else {
-					failReasons[reasonClass(op.Error)]++
+					failReasons[refusalClass(op.Error)]++
 				}
 			}
 		}
@@ -354,4 +355,26 @@ func (p *Placement) rulesNotes(h placementOps) []string {
 			fmt.Sprintf("hard anti-affine groups: %d creates named one (%d not refused, in %d groups)", grouped, groupedOK, len(groups)))
 	}
 	return notes
+}
+
+var (
+	quotedRe = regexp.MustCompile(`"[^"]*"`)
+	urlRe    = regexp.MustCompile(`https?://\S+`)
+)
+
+// refusalClass shortens a refused operation's error for counting: quoted
+// names and URLs elided, without a leading vm "…": and cut at the first
+// parenthesis or semicolon, at most 80 characters.
+func refusalClass(e string) string {
+	e = urlRe.ReplaceAllString(quotedRe.ReplaceAllString(e, `"…"`), "URL")
+	e = strings.TrimPrefix(e, `vm "…": `)
+	for _, sep := range []string{" (", "; "} {
+		if i := strings.Index(e, sep); i > 0 {
+			e = e[:i]
+		}
+	}
+	if r := []rune(e); len(r) > 80 {
+		e = string(r[:80]) + "…"
+	}
+	return e
 }

@@ -489,3 +489,15 @@ func TestPlacementMigrationReport(t *testing.T) {
 		}
 	}
 }
+
+func TestRefusalClass(t *testing.T) {
+	for in, want := range map[string]string{
+		`vm "pl-0-0-c2m256": host "sim-1" cannot migrate VMs live (its worker offers []): host does not take placements`: `host "…" cannot migrate VMs live`,
+		`no cluster leader is known; an election may be in progress`:                                                     `no cluster leader is known`,
+		`cannot reach any controller at https://127.0.0.12:7400: connection refused`:                                     `cannot reach any controller at URL connection refused`,
+	} {
+		if got := refusalClass(in); got != want {
+			t.Errorf("refusalClass(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
