@@ -32,7 +32,13 @@ type DevConfig struct {
 	// HostCPUs and HostMemoryMiB size each simulated host (8, 16384).
 	HostCPUs      int
 	HostMemoryMiB int64
-	Logger        hclog.Logger
+	// MigrationDowntime and MigrationLatency tune the simulated hosts'
+	// live migrations (sim.Options; they migrate to one another in this
+	// process); MigrationTimeout bounds one (worker.Config).
+	MigrationDowntime time.Duration
+	MigrationLatency  time.Duration
+	MigrationTimeout  time.Duration
+	Logger            hclog.Logger
 }
 
 // DevCluster is a running dev cluster.
@@ -40,8 +46,10 @@ type DevCluster struct {
 	Agents  []*Agent
 	Workers []*worker.Worker
 	Drivers []*sim.Driver
-	dataDir string
-	tempDir bool
+	// workerCfgs are the workers' configurations (RestartWorker).
+	workerCfgs []worker.Config
+	dataDir    string
+	tempDir    bool
 
 	failOnce sync.Once
 	failMu   sync.Mutex
@@ -151,20 +159,35 @@ func StartDev(ctx context.Context, cfg DevConfig) (*DevCluster, error) {
 		// name space) in a storage directory of its own.
 		storageDir := filepath.Join(d.dataDir, "storage", name)
 		drv := sim.New(sim.Options{Host: name, CPUs: cfg.HostCPUs, MemoryMiB: cfg.HostMemoryMiB, BootLatency: 100 * time.Millisecond,
-			StorageDir: filepath.Join(storageDir, "volumes")})
-		w, err := worker.Start(worker.Config{
+			StorageDir:        filepath.Join(storageDir, "volumes"),
+			MigrationDowntime: cfg.MigrationDowntime, MigrationLatency: cfg.MigrationLatency})
+		wcfg := worker.Config{
 			NodeID: name, BindIP: cfg.BindIP, GossipPort: cfg.APIPort + 100 + i,
 			Join: []string{firstGossip}, Driver: drv, DriverName: "sim",
 			ImageDir: imageDir, StorageDir: storageDir, Logger: cfg.Logger.Named(name),
-		})
+			MigrationTimeout: cfg.MigrationTimeout,
+		}
+		w, err := worker.Start(wcfg)
 		if err != nil {
 			d.Shutdown(context.Background())
 			return nil, fmt.Errorf("start simulated host %s: %w", name, err)
 		}
 		d.Workers = append(d.Workers, w)
 		d.Drivers = append(d.Drivers, drv)
+		d.workerCfgs = append(d.workerCfgs, wcfg)
 	}
 	return d, nil
+}
+
+// RestartWorker starts simulated host i's worker again, on the same
+// driver, after it was stopped (Kill or Shutdown): tests.
+func (d *DevCluster) RestartWorker(i int) error {
+	w, err := worker.Start(d.workerCfgs[i])
+	if err != nil {
+		return err
+	}
+	d.Workers[i] = w
+	return nil
 }
 
 // DataDir is where the dev cluster keeps its state.

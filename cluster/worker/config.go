@@ -89,7 +89,11 @@ type Config struct {
 	// image gives no size_bytes (DefaultImageMaxBytes).
 	ImageFetchTimeout time.Duration
 	ImageMaxBytes     int64
-	Logger            hclog.Logger
+	// MigrationTimeout bounds one outgoing migration of a VM
+	// (--migration-timeout, DefaultMigrationTimeout): past it the
+	// migration is cancelled and the VM stays here.
+	MigrationTimeout time.Duration
+	Logger           hclog.Logger
 
 	tlsClient *tls.Config         // loaded from TLS by validate
 	imageDir  hypervisor.ImageDir // ImageDir, checked
@@ -162,6 +166,12 @@ func (cfg *Config) validate() error {
 	}
 	if cfg.ImageMaxBytes == 0 {
 		cfg.ImageMaxBytes = DefaultImageMaxBytes
+	}
+	if cfg.MigrationTimeout < 0 {
+		return errors.New("--migration-timeout must not be negative")
+	}
+	if cfg.MigrationTimeout == 0 {
+		cfg.MigrationTimeout = DefaultMigrationTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()

@@ -30,6 +30,10 @@ func (w *Worker) removeDomain(ctx context.Context, d hypervisor.DomainInfo) bool
 // (another cluster's are not its to stop).
 func (w *Worker) fence(ctx context.Context) {
 	w.fenced = true
+	// An outgoing migration is cancelled first (the guest runs here
+	// again, and is destroyed with the rest); an arrival, paused or not,
+	// is destroyed as any domain of this cluster is.
+	w.cancelMigrations()
 	doms, err := w.drv.List(ctx)
 	if err != nil {
 		return

@@ -41,7 +41,7 @@ func (w *Worker) meta(ctx context.Context, ready bool) membership.Meta {
 	w.mu.Unlock()
 	m := membership.Meta{ID: w.cfg.NodeID, Role: membership.RoleWorker, Cluster: cluster, CPUs: cpus, MemoryMiB: mem,
 		Driver: w.cfg.DriverName, Ready: ready, Labels: w.cfg.Labels, Leaving: leaving, ForeignCount: len(foreign),
-		FenceAfterMS: w.cfg.FenceAfter.Milliseconds(), ImageDir: w.cfg.ImageDir}
+		FenceAfterMS: w.cfg.FenceAfter.Milliseconds(), ImageDir: w.cfg.ImageDir, Migrate: w.migrationModes()}
 	// Name as many foreign domains as fit, with room for the flags that
 	// come and go (ready, leaving) and for the capacity to grow. The image
 	// directory goes first, if it fits (else the API cannot check boot

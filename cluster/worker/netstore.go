@@ -134,7 +134,7 @@ func (w *Worker) readResources(ctx context.Context, c *client.Client, host *reso
 		}
 	}
 	netNames, volNames, imgNames := map[string]bool{}, map[string]bool{}, map[string]bool{}
-	for _, o := range w.placedHere(vms) {
+	for _, o := range append(w.placedHere(vms), w.incomingHere(vms)...) {
 		spec, _ := resource.DecodeSpec[resource.VMSpec](o)
 		for _, n := range spec.NICs {
 			netNames[n.Network] = n.Network != ""
@@ -204,8 +204,14 @@ func (w *Worker) convergeResources(ctx context.Context, rp *resPass, vms []*reso
 		}
 		return
 	}
-	needNets := w.ensureNetworks(ctx, rp, here, nets)
+	// The VMs migrating here live need their networks (and DHCP
+	// entries) and volumes before the hypervisor is prepared.
+	in := w.incomingHere(vms)
+	needNets := w.ensureNetworks(ctx, rp, append(here[:len(here):len(here)], in...), nets)
 	needVols := w.ensureVolumes(ctx, rp, here, vols)
+	for id := range w.ensureIncomingVolumes(ctx, rp, in, vols) {
+		needVols[id] = true
+	}
 	if !stale || !rp.complete {
 		return
 	}

@@ -149,6 +149,7 @@ func (w *Worker) converge(ctx context.Context) {
 	}
 	w.loadGuardFence() // after the listing: see loadGuardFence
 	w.noteForeign(ctx, doms)
+	w.forgetMigrations(ctx, want.vms)
 	staleGone := w.removeStale(ctx, doms, want.vms)
 	// Networks and volumes before the VMs: their domains are defined on
 	// them.
@@ -164,6 +165,7 @@ func (w *Worker) converge(ctx context.Context) {
 		}
 	}
 	w.sendReports(ctx, c, reports, w.res.reports)
+	w.sendMigrationEvents(ctx, c)
 }
 
 // readDesired reads the host, then its VMs (both linearizable): a VM is
@@ -202,7 +204,8 @@ func (w *Worker) readDesired(ctx context.Context, c *client.Client) (desired, er
 func (w *Worker) removeStale(ctx context.Context, doms []hypervisor.DomainInfo, vms []*resource.Object) bool {
 	mine, ok := map[string]bool{}, true
 	for _, o := range vms {
-		if st, err := resource.DecodeStatus[resource.VMStatus](o); err == nil && st.Host == w.cfg.NodeID {
+		if st, err := resource.DecodeStatus[resource.VMStatus](o); err == nil && (st.Host == w.cfg.NodeID || w.migratingTo(st)) {
+			// A VM migrating here: its domain is prepared or arriving.
 			mine[hypervisor.DomainName(o.Name)] = true
 		}
 	}
@@ -235,8 +238,22 @@ func (w *Worker) convergeVMs(ctx context.Context, doms []hypervisor.DomainInfo, 
 	for _, o := range vms {
 		spec, err := resource.DecodeSpec[resource.VMSpec](o)
 		st, err2 := resource.DecodeStatus[resource.VMStatus](o)
-		if err != nil || err2 != nil || st.Host != w.cfg.NodeID {
+		switch {
+		case err != nil || err2 != nil:
 			continue
+		case w.migratingTo(st):
+			w.targetMigration(ctx, o, spec, st)
+			continue
+		case st.Host != w.cfg.NodeID:
+			continue
+		case w.migratingFrom(st):
+			// Not converged while it migrates (its domain pauses, then
+			// leaves), and not reported: a report that it is not
+			// running would end the migration.
+			w.sourceMigration(ctx, o, st)
+			continue
+		case w.outgoing(o.Name):
+			continue // a cancelled migration is still ending
 		}
 		d, exists := byName[hypervisor.DomainName(o.Name)]
 		if r, ok := w.convergeVM(ctx, o, spec, st, d, exists); ok {

@@ -142,14 +142,9 @@ func (w *Worker) fail(v *vmPass, reason string) (resource.VMReport, bool) {
 // boot paths are resolved in the host's image directory first: a refused
 // one (hypervisor.ErrBootPath) defines nothing.
 func (w *Worker) define(ctx context.Context, v *vmPass) error {
-	ds := hypervisor.DomainSpec{Name: v.name, VMID: v.o.ID, Epoch: v.st.Epoch, Cluster: w.ClusterID(), CPUs: v.spec.CPUs, MemoryMiB: v.spec.MemoryMiB,
-		Disks: v.disks, NICs: v.nics}
-	if b := v.spec.Boot; b != nil {
-		boot, err := w.cfg.imageDir.ResolveBoot(hypervisor.Boot{Image: b.Image, ImageFormat: hypervisor.ImageFormat(b.ImageFormat), Kernel: b.Kernel, Initrd: b.Initrd, Cmdline: b.Cmdline})
-		if err != nil {
-			return err
-		}
-		ds.Boot = boot
+	ds, err := w.domainSpec(v)
+	if err != nil {
+		return err
 	}
 	if err := w.drv.Define(ctx, ds); err != nil {
 		return err
@@ -158,6 +153,22 @@ func (w *Worker) define(ctx context.Context, v *vmPass) error {
 		v.d = got
 	}
 	return nil
+}
+
+// domainSpec is the definition of the VM's domain for its current
+// placement (epoch), its boot paths resolved in the host's image
+// directory (hypervisor.ErrBootPath: refused).
+func (w *Worker) domainSpec(v *vmPass) (hypervisor.DomainSpec, error) {
+	ds := hypervisor.DomainSpec{Name: v.name, VMID: v.o.ID, Epoch: v.st.Epoch, Cluster: w.ClusterID(), CPUs: v.spec.CPUs, MemoryMiB: v.spec.MemoryMiB,
+		Disks: v.disks, NICs: v.nics}
+	if b := v.spec.Boot; b != nil {
+		boot, err := w.cfg.imageDir.ResolveBoot(hypervisor.Boot{Image: b.Image, ImageFormat: hypervisor.ImageFormat(b.ImageFormat), Kernel: b.Kernel, Initrd: b.Initrd, Cmdline: b.Cmdline})
+		if err != nil {
+			return ds, err
+		}
+		ds.Boot = boot
+	}
+	return ds, nil
 }
 
 // behindKumoisBack notices a domain that went down after it was seen up
@@ -298,6 +309,9 @@ func (w *Worker) drivePower(ctx context.Context, v *vmPass) error {
 		switch {
 		case d.State == hypervisor.StatePaused:
 			w.acting(v)
+			if arrival, err := w.finishArrival(ctx, v); arrival {
+				return err
+			}
 			return w.drv.Resume(ctx, name)
 		case !d.State.Active() && !w.mayStart:
 			w.logger.Debug("not starting domain: the host is not ready, or a stale domain could not be removed", "domain", name)

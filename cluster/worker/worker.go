@@ -83,6 +83,16 @@ type Worker struct {
 	smu       sync.Mutex
 	shutdowns map[string]*pendingShutdown
 	kick      chan struct{} // wakes the reconcile loop (buffered)
+
+	// Migrations (migrate.go): outgoing ones and the events to send,
+	// shared with their goroutines (mmu); incoming ones this host
+	// prepared, and arrivals to finish (by VM, at the epoch that passed
+	// here), the reconcile goroutine's.
+	mmu       sync.Mutex
+	out       map[string]*outMig
+	migEvents []resource.MigrationEvent
+	in        map[string]*inMig
+	arrivals  map[string]uint64
 }
 
 // Start starts a worker: it waits (in the background, retrying and logging
@@ -123,6 +133,10 @@ func Start(cfg Config) (*Worker, error) {
 
 		shutdowns: map[string]*pendingShutdown{},
 		kick:      make(chan struct{}, 1),
+
+		out:      map[string]*outMig{},
+		in:       map[string]*inMig{},
+		arrivals: map[string]uint64{},
 	}
 	w.images = newImageCache(&cfg, w.logger, w.wake)
 	switch {

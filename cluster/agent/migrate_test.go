@@ -1,0 +1,228 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kumoi/kumoi/client"
+	"github.com/kumoi/kumoi/hypervisor"
+	"github.com/kumoi/kumoi/hypervisor/sim"
+	"github.com/kumoi/kumoi/internal/testcluster"
+	"github.com/kumoi/kumoi/resource"
+)
+
+// migCluster starts one controller and three simulated hosts that
+// migrate live to one another, and waits until every host is ready and
+// says so.
+func migCluster(t *testing.T, ip string, cfg DevConfig) (*DevCluster, *client.Client) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg.Controllers, cfg.Hosts, cfg.BindIP, cfg.APIPort = 1, 3, ip, 17400
+	d, err := StartDev(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Shutdown(context.Background()) })
+	c, err := client.New(client.Config{Addrs: d.Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testcluster.WaitFor(t, 15*time.Second, "three ready hosts that migrate live", func() (bool, error) {
+		for _, h := range []string{"sim-1", "sim-2", "sim-3"} {
+			hs := hostStatusNow(t, c, h)
+			if hs == nil || hs.State != resource.HostReady || !slices.Equal(hs.MigrationModes, []string{"live", "restart"}) {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	return d, c
+}
+
+// hostIndex is the index of host in d's workers and drivers.
+func hostIndex(t *testing.T, d *DevCluster, host string) int {
+	t.Helper()
+	for i, w := range d.Workers {
+		if w.NodeID() == host {
+			return i
+		}
+	}
+	t.Fatalf("no host %q", host)
+	return -1
+}
+
+// otherHost is a host of d that is none of not.
+func otherHost(d *DevCluster, not ...string) string {
+	for _, w := range d.Workers {
+		if !slices.Contains(not, w.NodeID()) {
+			return w.NodeID()
+		}
+	}
+	return ""
+}
+
+// domainsOf lists the domains named for vm on each host (closed drivers
+// left out).
+func domainsOf(t *testing.T, d *DevCluster, vm string) map[string]hypervisor.DomainInfo {
+	t.Helper()
+	out := map[string]hypervisor.DomainInfo{}
+	for i, drv := range d.Drivers {
+		dom, err := drv.Get(context.Background(), hypervisor.DomainName(vm))
+		switch {
+		case err == nil:
+			out[d.Workers[i].NodeID()] = dom
+		case errors.Is(err, hypervisor.ErrNotFound), errors.Is(err, hypervisor.ErrUnavailable):
+		default:
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// onlyOn waits until vm's one domain runs on host, tagged with the VM's
+// epoch, and no other host has one.
+func onlyOn(t *testing.T, d *DevCluster, c *client.Client, vm, host string) {
+	t.Helper()
+	var last map[string]hypervisor.DomainInfo
+	testcluster.WaitFor(t, 10*time.Second, vm+"'s only domain running on "+host+" at its epoch", func() (bool, error) {
+		_, st := vmStatus(t, c, vm)
+		last = domainsOf(t, d, vm)
+		dom, ok := last[host]
+		return st != nil && st.Host == host && len(last) == 1 && ok && dom.State == hypervisor.StateRunning && dom.Epoch == st.Epoch, nil
+	})
+}
+
+// allocated waits until the hosts' allocated CPUs are as want says.
+func allocated(t *testing.T, c *client.Client, want map[string]int) {
+	t.Helper()
+	testcluster.WaitFor(t, 10*time.Second, "allocations", func() (bool, error) {
+		for h, cpus := range want {
+			if hs := hostStatusNow(t, c, h); hs == nil || hs.Allocated.CPUs != cpus {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+}
+
+func migrate(t *testing.T, c *client.Client, vm string, opts client.MigrateOptions) {
+	t.Helper()
+	if _, err := c.VMs().MigrateWith(context.Background(), vm, opts); err != nil {
+		t.Fatalf("migrate %s %+v: %v", vm, opts, err)
+	}
+}
+
+// waitMigration waits until vm's migration is in state (or gone, for "").
+func waitMigration(t *testing.T, c *client.Client, vm, state string) *resource.VMStatus {
+	t.Helper()
+	var st *resource.VMStatus
+	testcluster.WaitFor(t, 15*time.Second, vm+"'s migration "+cmpOr(state, "over"), func() (bool, error) {
+		_, st = vmStatus(t, c, vm)
+		if st == nil {
+			return false, nil
+		}
+		if state == "" {
+			return st.Migration == nil && st.Phase == resource.PhaseRunning, nil
+		}
+		return st.Migration != nil && st.Migration.State == state, nil
+	})
+	return st
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// TestLiveMigrationSim: a running VM migrates live between simulated
+// hosts: it ends on the target at a new epoch, running, with exactly one
+// domain (the arrival, retagged), and both hosts' allocations follow; then
+// by restart; a failed migration leaves it where it runs; an abort while
+// the target prepares, and once the source copies, leaves it running on
+// the source and nothing on the target.
+func TestLiveMigrationSim(t *testing.T) {
+	d, c := migCluster(t, "127.0.0.141", DevConfig{})
+	createTestVM(t, c, "web", `{"cpus":2,"memory_mib":1024,"ha":"restart"}`)
+	testcluster.WaitFor(t, 10*time.Second, "web running", running(t, c, "web"))
+	_, st := vmStatus(t, c, "web")
+	src, epoch := st.Host, st.Epoch
+	onlyOn(t, d, c, "web", src)
+
+	dst := otherHost(d, src)
+	migrate(t, c, "web", client.MigrateOptions{Host: dst, Live: true})
+	st = waitMigration(t, c, "web", "")
+	if st.Host != dst || st.Epoch <= epoch || !strings.Contains(st.Reason, "live-migrated from "+src) {
+		t.Fatalf("after the live migration: host %s epoch %d (was %d) reason %q; want host %s, a new epoch", st.Host, st.Epoch, epoch, st.Reason, dst)
+	}
+	onlyOn(t, d, c, "web", dst)
+	if st.Restarts != 0 {
+		t.Errorf("a live migration counted %d restarts", st.Restarts)
+	}
+	allocated(t, c, map[string]int{src: 0, dst: 2})
+	testcluster.WaitFor(t, 5*time.Second, "web reported running at its new epoch", func() (bool, error) {
+		_, st := vmStatus(t, c, "web")
+		return st.Phase == resource.PhaseRunning && st.Host == dst && st.Migration == nil, nil
+	})
+
+	// By restart, to the third host.
+	third := otherHost(d, src, dst)
+	_, st = vmStatus(t, c, "web")
+	epoch = st.Epoch
+	migrate(t, c, "web", client.MigrateOptions{Host: third, Restart: true})
+	testcluster.WaitFor(t, 15*time.Second, "web running on "+third, func() (bool, error) {
+		_, st = vmStatus(t, c, "web")
+		return st.Host == third && st.Phase == resource.PhaseRunning && st.Epoch > epoch, nil
+	})
+	onlyOn(t, d, c, "web", third)
+	allocated(t, c, map[string]int{src: 0, dst: 0, third: 2})
+
+	// A migration the hypervisor fails: the VM stays.
+	from := third
+	d.Drivers[hostIndex(t, d, from)].InjectFault(sim.OpMigrateOut, sim.Fault{Times: 1, Err: errors.New("simulated copy failure")})
+	migrate(t, c, "web", client.MigrateOptions{Host: src, Live: true})
+	testcluster.WaitFor(t, 15*time.Second, "the failed migration over", func() (bool, error) {
+		_, st = vmStatus(t, c, "web")
+		return st.Migration == nil && st.Phase == resource.PhaseRunning && strings.Contains(st.Reason, "simulated copy failure"), nil
+	})
+	onlyOn(t, d, c, "web", from)
+
+	// Abort while the target prepares (it cannot yet).
+	tdrv := d.Drivers[hostIndex(t, d, src)]
+	tdrv.InjectFault(sim.OpPrepareIncoming, sim.Fault{Err: hypervisor.ErrUnavailable})
+	migrate(t, c, "web", client.MigrateOptions{Host: src, Live: true})
+	waitMigration(t, c, "web", resource.MigrationPreparing)
+	migrate(t, c, "web", client.MigrateOptions{Abort: true})
+	st = waitMigration(t, c, "web", "")
+	if st.Host != from || !strings.Contains(st.Reason, "aborted") {
+		t.Fatalf("after the abort while preparing: host %s reason %q", st.Host, st.Reason)
+	}
+	tdrv.ClearFaults()
+	onlyOn(t, d, c, "web", from)
+
+	// Abort while the source copies.
+	d.Drivers[hostIndex(t, d, from)].SetMigrationLatency(time.Minute)
+	migrate(t, c, "web", client.MigrateOptions{Host: src, Live: true})
+	waitMigration(t, c, "web", resource.MigrationReady)
+	testcluster.WaitFor(t, 5*time.Second, "the target prepared", func() (bool, error) {
+		dom, ok := domainsOf(t, d, "web")[src]
+		return ok && dom.State == hypervisor.StatePaused, nil
+	})
+	migrate(t, c, "web", client.MigrateOptions{Abort: true})
+	st = waitMigration(t, c, "web", "")
+	if st.Host != from || !strings.Contains(st.Reason, "aborted") {
+		t.Fatalf("after the abort while ready: host %s reason %q", st.Host, st.Reason)
+	}
+	onlyOn(t, d, c, "web", from)
+	allocated(t, c, map[string]int{src: 0, dst: 0, from: 2})
+	_, st = vmStatus(t, c, "web")
+	if st.Restarts != 0 {
+		t.Errorf("migrations counted %d restarts", st.Restarts)
+	}
+}
