@@ -282,6 +282,9 @@ func TestPlacementSettled(t *testing.T) {
 		return &resource.Object{Kind: resource.KindHost, Name: name, Status: st}
 	}
 	pending := placedVM{Name: "pl-0-1-c2m1024", Power: resource.PowerRunning, Phase: resource.PhasePending, Reason: "no host has room"}
+	grp := func(v placedVM) placedVM { v.Group, v.AntiAffine = "g0-0", true; return v }
+	migrating := grp(placedVM{Name: "a", Power: resource.PowerRunning, Phase: resource.PhaseMigrating, Host: "h2", Migrating: "h1",
+		Reason: "live-migrating to h1"})
 	for _, tc := range []struct {
 		name  string
 		hosts []*resource.Object
@@ -299,6 +302,12 @@ func TestPlacementSettled(t *testing.T) {
 		{"pending, no room", []*resource.Object{host("h1", "ready", 3)}, []placedVM{pending}, nil, ""},
 		{"pending but fits", []*resource.Object{host("h1", "ready", 2)}, []placedVM{pending}, nil, "fits on h1"},
 		{"a stray domain", []*resource.Object{host("h1", "ready", 0)}, nil, []hypervisor.Observation{start("h1", "a", 5, 1)}, "does not say it runs there"},
+		{"pending: its anti-affine partner holds the host with room", []*resource.Object{host("h1", "ready", 1)},
+			[]placedVM{grp(running("a", "h1", 5)), grp(pending)}, []hypervisor.Observation{start("h1", "a", 5, 1)}, ""},
+		{"pending: its anti-affine partner migrates to the host with room", []*resource.Object{host("h1", "ready", 1)},
+			[]placedVM{migrating, grp(pending)}, nil, "vm a is migrating"},
+		{"pending in a group, but fits", []*resource.Object{host("h1", "ready", 1)},
+			[]placedVM{grp(pending)}, nil, "fits on h1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := &Placement{capacity: map[string]resource.Resources{"h1": {CPUs: 4, MemoryMiB: 4096}}, start: plT0, end: plAt(100),
