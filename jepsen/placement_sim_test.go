@@ -84,7 +84,7 @@ func TestPlacementSimMigrationLogs(t *testing.T) {
 
 	p := &Placement{capacity: map[string]resource.Resources{"h1": {CPUs: 4, MemoryMiB: 4096}, "h2": {CPUs: 4, MemoryMiB: 4096}},
 		start: time.Now().Add(-time.Minute), end: time.Now(),
-		obs: map[string][]hypervisor.Observation{},
+		obs:   map[string][]hypervisor.Observation{},
 		final: []placedVM{migratedIn("a", "h1", "h2", 9), running("b", "h1", 5)}}
 	for host, path := range map[string]string{"h1": srcLog, "h2": dstLog} {
 		obs, bad, err := ReadObservations(path)
