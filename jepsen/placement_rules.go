@@ -50,6 +50,10 @@ type quotaReads struct {
 	// reason ("live-migrated from h1"): the moves by live migration the
 	// reads saw (the reason stays until the VM's next change).
 	Migrated map[string]string `json:"migrated,omitempty"`
+	// Stayed maps "vm: reason" to the VM's host for the reasons of
+	// migrations that ended without moving it ("the migration to h2
+	// failed (…); the VM stays on h1", or aborted), as the reads saw them.
+	Stayed map[string]string `json:"stayed,omitempty"`
 }
 
 // quotaPoller reads, every PlacementQuotaPollInterval, the run's VMs (a
@@ -68,7 +72,7 @@ type quotaPoller struct {
 
 func startQuotaPoller(c *client.Client, project, runID string) *quotaPoller {
 	q := &quotaPoller{c: c, project: project, runID: runID, stop: make(chan struct{}), done: make(chan struct{}),
-		reads: quotaReads{Migrated: map[string]string{}}}
+		reads: quotaReads{Migrated: map[string]string{}, Stayed: map[string]string{}}}
 	go q.loop()
 	return q
 }
@@ -100,7 +104,7 @@ func (q *quotaPoller) read() {
 		return
 	}
 	var listed int64
-	migrated := map[string]string{}
+	migrated, stayed := map[string]string{}, map[string]string{}
 	for _, o := range objs {
 		vm, err := client.NewVM(o)
 		if err != nil {
@@ -111,6 +115,9 @@ func (q *quotaPoller) read() {
 		}
 		if r := vm.Status.Reason; strings.HasPrefix(r, "live-migrated from ") && vm.Status.Host != "" {
 			migrated[fmt.Sprintf("%s@%d", o.Name, vm.Status.Epoch)] = fmt.Sprintf("on %s: %s", vm.Status.Host, r)
+		}
+		if r := vm.Status.Reason; strings.HasPrefix(r, "the migration to ") && strings.Contains(r, "stays on") && len(stayed) < 200 {
+			stayed[o.Name+": "+r] = vm.Status.Host
 		}
 	}
 	usage := int64(-1)
@@ -126,6 +133,9 @@ func (q *quotaPoller) read() {
 	}
 	q.reads.MaxListed, q.reads.MaxUsage = max(q.reads.MaxListed, listed), max(q.reads.MaxUsage, usage)
 	maps.Copy(q.reads.Migrated, migrated)
+	if len(q.reads.Stayed) < 1000 {
+		maps.Copy(q.reads.Stayed, stayed)
+	}
 	if q.max > 0 && (listed > q.max || usage > q.max) {
 		q.reads.OverCount++
 		if len(q.reads.Over) < maxPerType {
@@ -342,6 +352,12 @@ func (p *Placement) rulesNotes(h placementOps) []string {
 			movedNote += fmt.Sprintf("; %d more", len(moved)-10)
 		}
 	}
+	stayed := map[string]int{}
+	for k := range p.quotaReads.Stayed {
+		_, r, _ := strings.Cut(k, ": ")
+		stayed[refusalClass(r)]++
+	}
+	movedNote += fmt.Sprintf("; %d ended without moving the VM, as the reads saw them: %s", len(p.quotaReads.Stayed), countString(stayed))
 	notes := []string{
 		fmt.Sprintf("migrations: %d attempted; acknowledged %d live (begun), %d cold (the VM ran nowhere); failed %d (refused by hard anti-affinity %d; other: %s); unknown %d",
 			ok+cold+fail+unknown, ok, cold, fail, affinity, countString(failReasons), unknown),

@@ -479,7 +479,10 @@ func TestPlacementMigrationReport(t *testing.T) {
 		obs: []hypervisor.Observation{start("h1", "a", 5, 1), start("h2", "b", 6, 1), start("h1", "c", 5, 1),
 			start("h2", "c", 9, 2.5), stop("h1", "c", 5, 3)},
 		final: []placedVM{running("a", "h1", 5), running("b", "h2", 6), migratedIn("c", "h1", "h2", 9)},
-		setup: func(p *Placement) { p.project, p.maxVMs = "pj", 3 }}
+		setup: func(p *Placement) {
+			p.project, p.maxVMs = "pj", 3
+			p.quotaReads.Stayed = map[string]string{"a: the migration to h2 failed (h1 says: x); the VM stays on h1": "h1"}
+		}}
 	for i := range tc.final {
 		tc.final[i].Project = "pj"
 	}
@@ -496,6 +499,7 @@ func TestPlacementMigrationReport(t *testing.T) {
 		"1 VMs seen arrived on another host by live migration",
 		"c@9 on h2: live-migrated from h1",
 		"1 creates refused by the quota",
+		"1 ended without moving the VM, as the reads saw them: the migration to h2 failed 1",
 		"hard anti-affine groups: 2 creates named one (2 not refused, in 1 groups)",
 	} {
 		if !strings.Contains(notes, want) {
