@@ -19,6 +19,7 @@ import (
 	"github.com/kumoi/kumoi/cluster/controller"
 	"github.com/kumoi/kumoi/cluster/worker"
 	"github.com/kumoi/kumoi/hypervisor"
+	"github.com/kumoi/kumoi/hypervisor/sim"
 	"github.com/kumoi/kumoi/internal/tlsutil"
 	"github.com/kumoi/kumoi/resource"
 )
@@ -119,6 +120,10 @@ directory (or --data-dir), API on 127.0.0.1:7400 (+10 per extra controller).`,
 			&cli.StringFlag{Name: "tls-ca", Usage: "TLS: the cluster CA's certificate (kumoi tls ca create); with --tls-cert and --tls-key the API serves HTTPS only, Raft runs over mutual TLS between server certificates, and workers call the controllers over https (docs/tls.md)"},
 			&cli.StringFlag{Name: "tls-cert", Usage: "TLS: this node's certificate (kumoi tls cert create: --server for a controller, --worker for a worker)"},
 			&cli.StringFlag{Name: "tls-key", Usage: "TLS: the key of --tls-cert"},
+			// Migrations: the worker's, and the dev cluster's simulated hosts'.
+			&cli.DurationFlag{Name: "migration-timeout", Value: worker.DefaultMigrationTimeout, Usage: "worker: an outgoing migration of a VM taking longer is cancelled, and the VM stays on this host"},
+			&cli.DurationFlag{Name: "dev-migration-downtime", Value: sim.DefaultMigrationDowntime, Usage: "dev: how long a simulated host's live migration pauses the guest at the switch-over"},
+			&cli.DurationFlag{Name: "dev-migration-latency", Usage: "dev: how long a simulated host's live migration copies the guest, running, before that"},
 			// Fault hooks (hidden) exist only in a kumoi_testhooks build.
 		}, testHookFlags()...),
 		Action: runAgent,
@@ -310,6 +315,10 @@ func runDev(ctx context.Context, c *cli.Context, logger hclog.Logger) error {
 		DataDir:     c.String("data-dir"),
 		Hosts:       c.Int("dev-hosts"),
 		Logger:      logger,
+
+		MigrationDowntime: c.Duration("dev-migration-downtime"),
+		MigrationLatency:  c.Duration("dev-migration-latency"),
+		MigrationTimeout:  c.Duration("migration-timeout"),
 	})
 	if err != nil {
 		return err
@@ -451,6 +460,7 @@ func startWorker(c *cli.Context, nodeID string, logger hclog.Logger) (*worker.Wo
 		StorageDir:        c.String("storage-dir"),
 		ImageFetchTimeout: c.Duration("image-fetch-timeout"),
 		ImageMaxBytes:     maxImage << 20,
+		MigrationTimeout:  c.Duration("migration-timeout"),
 
 		FenceGuard:   guardMode,
 		GuardCommand: guardCmd,

@@ -19,7 +19,16 @@ func newDriver(c *cli.Context, nodeID string, memMiB int64) (hypervisor.Driver, 
 	}
 	switch c.String("hypervisor") {
 	case "sim":
-		return sim.New(sim.Options{Host: nodeID, CPUs: c.Int("cpus"), MemoryMiB: memMiB, ObservationLog: obs, StorageDir: poolDir(c)}), nil
+		// Simulated hosts migrate live only to those of their own
+		// process (-dev): a worker process on its own offers restart.
+		var caps []hypervisor.Capability
+		for _, cp := range hypervisor.AllCapabilities {
+			if cp != hypervisor.CapLiveMigration {
+				caps = append(caps, cp)
+			}
+		}
+		return sim.New(sim.Options{Host: nodeID, CPUs: c.Int("cpus"), MemoryMiB: memMiB, ObservationLog: obs, StorageDir: poolDir(c),
+			Capabilities: hypervisor.NewCapabilities(caps...)}), nil
 	case "libvirt":
 		return newLibvirtDriver(c, nodeID, memMiB, obs)
 	}

@@ -3,13 +3,18 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/kumoi/kumoi/client"
+	"github.com/kumoi/kumoi/cluster/worker"
 	"github.com/kumoi/kumoi/hypervisor"
+	"github.com/kumoi/kumoi/hypervisor/libvirt"
 	"github.com/kumoi/kumoi/hypervisor/sim"
 	"github.com/kumoi/kumoi/internal/testcluster"
 	"github.com/kumoi/kumoi/resource"
@@ -338,4 +343,133 @@ func TestMigrationTargetWorkerGoneAfterPrepare(t *testing.T) {
 	if st.Restarts != 0 || st.Epoch != epoch {
 		t.Errorf("vm3: restarts %d epoch %d (was %d): it never stopped", st.Restarts, st.Epoch, epoch)
 	}
+}
+
+// TestMigrationModesLibvirt: a worker on libvirt's test:/// driver (no
+// hypervisor.Migrator) advertises only restart; a live migration to or
+// from its host is refused with a 409 that names the modes, and one by
+// restart moves the VM.
+func TestMigrationModesLibvirt(t *testing.T) {
+	if _, err := os.Stat("/usr/lib/x86_64-linux-gnu/libvirt.so.0"); err != nil && os.Getenv("CI") == "" {
+		t.Skip("libvirt0 is not installed (make deps installs it)")
+	}
+	hostFile := filepath.Join(t.TempDir(), "lvm.xml")
+	node := `<node><cpu><mhz>2000</mhz><model>x86_64</model><active>8</active><max>8</max><nodes>1</nodes><sockets>1</sockets><cores>8</cores><threads>1</threads></cpu><memory>%d</memory></node>`
+	if err := os.WriteFile(hostFile, []byte(fmt.Sprintf(node, 16384*1024)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	drv, err := libvirt.New(libvirt.Options{URI: "test://" + hostFile, Host: "lvm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { drv.Close() })
+	_, isMigrator := any(drv).(hypervisor.Migrator)
+	live := isMigrator && drv.Capabilities().Has(hypervisor.CapLiveMigration)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d, err := StartDev(ctx, DevConfig{Controllers: 1, Hosts: 1, BindIP: "127.0.0.145", APIPort: 17400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Shutdown(context.Background()) })
+	w, err := worker.Start(worker.Config{NodeID: "lvm", BindIP: "127.0.0.146", Join: []string{"127.0.0.145:17402"}, Driver: drv, DriverName: "libvirt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Kill)
+	c, err := client.New(client.Config{Addrs: d.Addrs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"restart"}
+	if live {
+		want = []string{"live", "restart"}
+	}
+	testcluster.WaitFor(t, 15*time.Second, "both hosts ready with their modes", func() (bool, error) {
+		lv, sm := hostStatusNow(t, c, "lvm"), hostStatusNow(t, c, "sim-1")
+		return lv != nil && sm != nil && lv.State == resource.HostReady && sm.State == resource.HostReady &&
+			slices.Equal(lv.MigrationModes, want) && slices.Equal(sm.MigrationModes, []string{"live", "restart"}), nil
+	})
+	createTestVM(t, c, "mv", `{"cpus":1,"memory_mib":256}`)
+	testcluster.WaitFor(t, 15*time.Second, "mv running", running(t, c, "mv"))
+	_, st := vmStatus(t, c, "mv")
+	other := map[string]string{"lvm": "sim-1", "sim-1": "lvm"}[st.Host]
+	if !live {
+		_, err := c.VMs().MigrateWith(context.Background(), "mv", client.MigrateOptions{Host: other, Live: true})
+		if !client.IsConflict(err) || !strings.Contains(err.Error(), "restart") || !strings.Contains(err.Error(), "lvm") {
+			t.Fatalf("live migration from %s to %s: %v; want a 409 naming host lvm and its modes", st.Host, other, err)
+		}
+		t.Logf("refused: %v", err)
+	}
+	epoch := st.Epoch
+	migrate(t, c, "mv", client.MigrateOptions{Host: other, Restart: true})
+	testcluster.WaitFor(t, 20*time.Second, "mv running on "+other, func() (bool, error) {
+		_, st = vmStatus(t, c, "mv")
+		return st.Host == other && st.Phase == resource.PhaseRunning && st.Epoch > epoch, nil
+	})
+	var src hypervisor.Driver = drv
+	if other == "lvm" {
+		src = d.Drivers[0]
+	}
+	testcluster.WaitFor(t, 10*time.Second, "no domain left on the source", func() (bool, error) {
+		_, err := src.Get(context.Background(), hypervisor.DomainName("mv"))
+		return errors.Is(err, hypervisor.ErrNotFound), nil
+	})
+}
+
+// TestLiveMigrationDevicesSim: a VM with a NIC and a volume migrates
+// live: the target makes the network and an empty volume of the same
+// size first, the volume is bound to the target once done, the domain
+// there uses them, and the source removes its copy and the network no VM
+// there needs.
+func TestLiveMigrationDevicesSim(t *testing.T) {
+	d, c := migCluster(t, "127.0.0.147", DevConfig{})
+	ctx := context.Background()
+	if _, err := c.Create(ctx, resource.KindNetwork, resource.CreateRequest{Name: "net1", Spec: []byte(`{"cidr":"10.10.0.0/24","mode":"nat"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Create(ctx, resource.KindVolume, resource.CreateRequest{Name: "dv-data", Spec: []byte(`{"size_mib":512}`)}); err != nil {
+		t.Fatal(err)
+	}
+	createTestVM(t, c, "dv", `{"cpus":1,"memory_mib":256,"nics":[{"network":"net1"}],"disks":[{"volume":"dv-data"}]}`)
+	testcluster.WaitFor(t, 20*time.Second, "dv running", running(t, c, "dv"))
+	spec, st := vmStatus(t, c, "dv")
+	src := st.Host
+	dst := otherHost(d, src)
+	vol, _, err := c.Get(ctx, resource.KindVolume, spec.Disks[0].Volume, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hasVolume := func(host string) bool {
+		vols, err := d.Drivers[hostIndex(t, d, host)].ListVolumes(ctx)
+		return err == nil && slices.ContainsFunc(vols, func(v hypervisor.VolumeInfo) bool {
+			return strings.HasSuffix(v.Name, "_"+vol.ID+".qcow2") && v.SizeMiB == 512
+		})
+	}
+	hasNetwork := func(host string) bool {
+		nets, err := d.Drivers[hostIndex(t, d, host)].ListNetworks(ctx)
+		return err == nil && slices.ContainsFunc(nets, func(n hypervisor.NetworkInfo) bool { return n.Name == "kumoi-net1" && n.Active })
+	}
+	if !hasVolume(src) || !hasNetwork(src) || hasVolume(dst) || hasNetwork(dst) {
+		t.Fatal("before the migration: the volume and network must be on the source only")
+	}
+	migrate(t, c, "dv", client.MigrateOptions{Host: dst, Live: true})
+	st = waitMigration(t, c, "dv", "")
+	if st.Host != dst {
+		t.Fatalf("dv on %s after the migration, want %s", st.Host, dst)
+	}
+	onlyOn(t, d, c, "dv", dst)
+	dom := domainsOf(t, d, "dv")[dst]
+	if len(dom.Disks) != 1 || !strings.HasSuffix(dom.Disks[0].Path, "_"+vol.ID+".qcow2") || len(dom.NICs) != 1 || dom.NICs[0].Network != "kumoi-net1" {
+		t.Fatalf("the arrival's devices: %+v %+v", dom.Disks, dom.NICs)
+	}
+	testcluster.WaitFor(t, 10*time.Second, "the volume bound to the target, the source's copy and network gone", func() (bool, error) {
+		o, _, err := c.Get(ctx, resource.KindVolume, spec.Disks[0].Volume, nil)
+		if err != nil {
+			return false, nil
+		}
+		vs, _ := resource.DecodeStatus[resource.VolumeStatus](o)
+		return vs.Host == dst && hasVolume(dst) && hasNetwork(dst) && !hasVolume(src) && !hasNetwork(src), nil
+	})
 }

@@ -1,0 +1,102 @@
+package worker
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/kumoi/kumoi/hypervisor"
+	"github.com/kumoi/kumoi/hypervisor/sim"
+	"github.com/kumoi/kumoi/resource"
+)
+
+func testWorker(drv hypervisor.Driver) *Worker {
+	return &Worker{cfg: Config{NodeID: "hv-1", ShutdownGrace: time.Second, MigrationTimeout: time.Minute}, cluster: idA, drv: drv,
+		logger: hclog.NewNullLogger(), stopping: map[string]bool{}, shutdowns: map[string]*pendingShutdown{},
+		out: map[string]*outMig{}, in: map[string]*inMig{}, arrivals: map[string]uint64{}, reported: map[string]resource.VMReport{}}
+}
+
+func TestMigrationModes(t *testing.T) {
+	full := sim.New(sim.Options{})
+	defer full.Close()
+	if got := testWorker(full).migrationModes(); !slices.Equal(got, []string{"live", "restart"}) {
+		t.Errorf("sim: %v", got)
+	}
+	noLive := sim.New(sim.Options{Capabilities: hypervisor.NewCapabilities(hypervisor.CapEvents)})
+	defer noLive.Close()
+	if got := testWorker(noLive).migrationModes(); !slices.Equal(got, []string{"restart"}) {
+		t.Errorf("sim without live-migration: %v", got)
+	}
+}
+
+func simSpec(name string) hypervisor.DomainSpec {
+	return hypervisor.DomainSpec{Name: name, VMID: "vm-" + name, Epoch: 3, Cluster: idA, CPUs: 1, MemoryMiB: 64}
+}
+
+// TestFenceDestroysArrivals: fencing stops an incoming migration's
+// domain (prepared or arrived, paused) as it stops any domain of the
+// cluster, and cancels an outgoing one first.
+func TestFenceDestroysArrivals(t *testing.T) {
+	ctx := context.Background()
+	drv := sim.New(sim.Options{})
+	defer drv.Close()
+	w := testWorker(drv)
+	if _, err := drv.PrepareIncoming(ctx, simSpec("kumoi-in")); err != nil {
+		t.Fatal(err)
+	}
+	canceled := false
+	w.out["x"] = &outMig{id: 1, cancel: func() { canceled = true }}
+	w.fence(ctx)
+	d, err := drv.Get(ctx, "kumoi-in")
+	if err != nil || d.State.Active() {
+		t.Fatalf("the arrival after fencing: %+v, %v", d, err)
+	}
+	if !canceled {
+		t.Error("fencing did not cancel the outgoing migration")
+	}
+}
+
+// TestMigrateOutOutcomes: what the source says of a migration: done with
+// the downtime, failed with the hypervisor's reason (the guest runs
+// here), done after a restart's shutdown.
+func TestMigrateOutOutcomes(t *testing.T) {
+	ctx := context.Background()
+	a, b := sim.New(sim.Options{}), sim.New(sim.Options{MigrationDowntime: 5 * time.Millisecond})
+	defer a.Close()
+	defer b.Close()
+	w := testWorker(a)
+	for _, n := range []string{"kumoi-one", "kumoi-two", "kumoi-three"} {
+		if err := a.Define(ctx, simSpec(n)); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Start(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	uri, err := b.PrepareIncoming(ctx, simSpec("kumoi-one"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev := w.migrateOut(ctx, "kumoi-one", uri, resource.MigrationLive); ev == nil || ev.Event != resource.MigrationDone || ev.DowntimeMS < 0 {
+		t.Fatalf("live: %+v", ev)
+	}
+	if !b.Arrived("kumoi-one") {
+		t.Fatal("nothing arrived")
+	}
+	ev := w.migrateOut(ctx, "kumoi-two", uri, resource.MigrationLive) // not prepared there
+	if ev == nil || ev.Event != resource.MigrationFailed || ev.Reason == "" {
+		t.Fatalf("live to a target that did not prepare: %+v", ev)
+	}
+	if d, err := a.Get(ctx, "kumoi-two"); err != nil || d.State != hypervisor.StateRunning {
+		t.Fatalf("after the failed migration: %+v, %v", d, err)
+	}
+	if ev := w.migrateOut(ctx, "kumoi-three", "", resource.MigrationRestart); ev == nil || ev.Event != resource.MigrationDone {
+		t.Fatalf("restart: %+v", ev)
+	}
+	if d, err := a.Get(ctx, "kumoi-three"); err != nil || d.State.Active() {
+		t.Fatalf("after the restart migration: %+v, %v", d, err)
+	}
+}
