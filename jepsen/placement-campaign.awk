@@ -19,7 +19,7 @@
 	if (match($0, /anti-affinity [0-9]+/)) aff += substr($0, RSTART + 14, RLENGTH - 14)
 	if (match($0, /unknown [0-9]+$/)) mig_unknown += substr($0, RSTART + 8, RLENGTH - 8)
 }
-/note: [0-9]+ VMs seen arrived on another host by live migration/ { match($0, /note: [0-9]+/); moved += substr($0, RSTART + 6, RLENGTH - 6); if (substr($0, RSTART + 6, RLENGTH - 6) + 0 > 0) runs_moved++ }
+/note: [0-9]+ VMs seen arrived on another host by (live )?migration/ { match($0, /note: [0-9]+/); moved += substr($0, RSTART + 6, RLENGTH - 6); if (substr($0, RSTART + 6, RLENGTH - 6) + 0 > 0) runs_moved++ }
 / ended without moving the VM/ { match($0, /; [0-9]+ ended without/); stayed += substr($0, RSTART + 2, RLENGTH - 16) }
 /creates refused by the quota/ { match($0, /: [0-9]+ creates refused/); quota += substr($0, RSTART + 2, RLENGTH - 18) }
 /note: double-run|ANOMALY double-run/ { }
@@ -29,6 +29,6 @@ END {
 	for (s in bad) printf "   INVALID seed %s: %s (%s)\n", s, bad[s], reports[s]
 	for (a in anom) printf "   anomalies %s: %d\n", a, anom[a]
 	printf "   faults listed (first 8 per run): %d worker SIGKILLs, %d worker isolations, %d worker SIGSTOPs, %d leader SIGKILLs, %d leader isolations\n", wkill, wpart, wpause, lkill, lpart
-	printf "   live migrations: %d begun (acknowledged), %d failed (refused by hard anti-affinity %d), %d unknown, %d cold moves; %d VMs seen arrived on another host by live migration (in %d runs); %d seen staying after a begun migration ended\n", mig_ok, mig_fail, aff, mig_unknown, mig_cold, moved, runs_moved, stayed
+	printf "   migrations: %d begun (acknowledged), %d failed (refused by hard anti-affinity %d), %d unknown, %d cold moves; %d VMs seen arrived on another host by migration (in %d runs); %d seen staying after a begun migration ended\n", mig_ok, mig_fail, aff, mig_unknown, mig_cold, moved, runs_moved, stayed
 	printf "   creates refused by the quota (409 quota_exceeded): %d\n", quota
 }

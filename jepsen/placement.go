@@ -108,6 +108,8 @@ type Placement struct {
 	// (placement_rules.go); quotaReads is what it read.
 	quota      *quotaPoller
 	quotaReads quotaReads
+	// migrateMode is how the clients migrate (Setup, placementMigrateMode).
+	migrateMode string
 	// finalUsage is the project's status.usage, read with the final list;
 	// settledOK says the cluster settled before it.
 	finalUsage *resource.ProjectUsage
@@ -177,9 +179,15 @@ func (p *Placement) Setup(ctx context.Context, env *Env) error {
 		}
 		p.capacity[name] = hs.Capacity
 	}
+	modes, err := p.workerMigrationModes(ctx, env)
+	if err != nil {
+		return err
+	}
+	p.migrateMode = placementMigrateMode(modes)
+	p.notes = append(p.notes, fmt.Sprintf("migrations are %s: the workers' hosts offer %s", p.migrateMode, modesString(modes)))
 	p.project, p.maxVMs = "jepsen-"+env.RunID, PlacementMaxVMs
 	ac := env.AnyClient()
-	err := retry(ctx, 30*time.Second, func(ctx context.Context) error {
+	err = retry(ctx, 30*time.Second, func(ctx context.Context) error {
 		_, err := ac.Projects().Create(ctx, p.project, resource.ProjectSpec{MaxVMs: p.maxVMs}, map[string]string{PlacementLabel: env.RunID})
 		if errors.Is(err, client.ErrAlreadyExists) {
 			return nil // a retry of a create that was applied
@@ -197,6 +205,66 @@ func (p *Placement) Setup(ctx context.Context, env *Env) error {
 		env.onClose(func() { p.poller.Stop() })
 	}
 	return nil
+}
+
+// PlacementMigrateMode, if set (live or restart), is how the clients
+// migrate; empty: placementMigrateMode of what the workers offer.
+var PlacementMigrateMode = ""
+
+// workerMigrationModes waits (up to 10 s: the leader copies them from the
+// workers' gossip) until every worker's host says which migration modes
+// it takes, and returns them by host.
+func (p *Placement) workerMigrationModes(ctx context.Context, env *Env) (map[string][]string, error) {
+	cl := env.Cluster
+	modes := map[string][]string{}
+	err := pollEvery(ctx, 10*time.Second, 100*time.Millisecond, func() bool {
+		for w := 0; w < cl.Workers(); w++ {
+			name := cl.WorkerName(w)
+			if _, hs, err := cl.Host(name); err == nil {
+				modes[name] = hs.MigrationModes
+			}
+		}
+		for w := 0; w < cl.Workers(); w++ {
+			if len(modes[cl.WorkerName(w)]) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil && ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return modes, nil // a host without modes refuses migrations: the clients try anyway
+}
+
+// placementMigrateMode is live when every worker's host takes live
+// migrations, else restart when every one takes those (the sim workers of
+// the harness: each is its own process, and the sim driver migrates live
+// only between hosts of one process), else live (and refused).
+func placementMigrateMode(modes map[string][]string) string {
+	if PlacementMigrateMode != "" {
+		return PlacementMigrateMode
+	}
+	every := func(mode string) bool {
+		for _, m := range modes {
+			if !slices.Contains(m, mode) {
+				return false
+			}
+		}
+		return len(modes) > 0
+	}
+	if !every(resource.MigrationLive) && every(resource.MigrationRestart) {
+		return resource.MigrationRestart
+	}
+	return resource.MigrationLive
+}
+
+func modesString(modes map[string][]string) string {
+	var parts []string
+	for _, h := range slices.Sorted(maps.Keys(modes)) {
+		parts = append(parts, fmt.Sprintf("%s %v", h, modes[h]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // vmSize is a VM's size, recorded in its create's input.
@@ -359,16 +427,21 @@ const (
 	refusedAffinity = "refused: affinity"
 )
 
-// migrate live-migrates name to the host the scheduler picks (ok: the
-// migration began, its output says from where to where and its id, or
-// "cold" when the VM ran nowhere and moved at once; fail: refused, e.g. a
-// 409 because no host may take it, the output says "refused: affinity"
-// when the hard anti-affinity rule is why); gone says it does not exist.
+// migrate migrates name live (or by restart: migrateMode) to the host the
+// scheduler picks (ok: the migration began, its output says from where to
+// where and its id, or "cold" when the VM ran nowhere and moved at once;
+// fail: refused, e.g. a 409 because no host may take it, the output says
+// "refused: affinity" when the hard anti-affinity rule is why); gone says
+// it does not exist.
 func (p *Placement) migrate(ctx context.Context, env *Env, c *client.Client, proc int, name string, h *History) (Status, bool) {
-	op := Op{Process: proc, Kind: "migrate", Key: name, Input: Value{Value: "live"}, Invoke: h.Now()}
+	mode := p.migrateMode
+	if mode == "" {
+		mode = resource.MigrationLive
+	}
+	op := Op{Process: proc, Kind: "migrate", Key: name, Input: Value{Value: mode}, Invoke: h.Now()}
 	octx, cancel := context.WithTimeout(ctx, env.OpTimeout)
 	defer cancel()
-	vm, err := c.VMs().MigrateWith(octx, name, client.MigrateOptions{Live: true})
+	vm, err := c.VMs().MigrateWith(octx, name, client.MigrateOptions{Live: mode == resource.MigrationLive, Restart: mode == resource.MigrationRestart})
 	st := writeOutcome(err)
 	switch {
 	case err == nil && vm.Status.Migration != nil:

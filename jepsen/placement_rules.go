@@ -47,8 +47,9 @@ type quotaReads struct {
 	Over      []quotaOver `json:"over,omitempty"`
 	OverCount int         `json:"over_count"`
 	// Migrated maps "vm@epoch" to the host the VM arrived on and its
-	// reason ("live-migrated from h1"): the moves by live migration the
-	// reads saw (the reason stays until the VM's next change).
+	// reason ("live-migrated from h1", "moved from h1 (shut down there;
+	// starts here)"): the moves by migration the reads saw (the reason
+	// stays until the VM's next change).
 	Migrated map[string]string `json:"migrated,omitempty"`
 	// Stayed maps "vm: reason" to the VM's host for the reasons of
 	// migrations that ended without moving it ("the migration to h2
@@ -113,7 +114,7 @@ func (q *quotaPoller) read() {
 		if resource.ProjectOf(vm.Spec.Project) == q.project {
 			listed++
 		}
-		if r := vm.Status.Reason; strings.HasPrefix(r, "live-migrated from ") && vm.Status.Host != "" {
+		if r := vm.Status.Reason; movedReason(r) && vm.Status.Host != "" {
 			migrated[fmt.Sprintf("%s@%d", o.Name, vm.Status.Epoch)] = fmt.Sprintf("on %s: %s", vm.Status.Host, r)
 		}
 		if r := vm.Status.Reason; strings.HasPrefix(r, "the migration to ") && strings.Contains(r, "stays on") && len(stayed) < 200 {
@@ -337,7 +338,7 @@ func (p *Placement) rulesNotes(h placementOps) []string {
 	migrated := map[string]string{}
 	maps.Copy(migrated, p.quotaReads.Migrated)
 	for _, v := range p.final {
-		if strings.HasPrefix(v.Reason, "live-migrated from ") {
+		if movedReason(v.Reason) {
 			migrated[fmt.Sprintf("%s@%d", v.Name, v.Epoch)] = "on " + v.Host + ": " + v.Reason
 		}
 	}
@@ -345,7 +346,7 @@ func (p *Placement) rulesNotes(h placementOps) []string {
 	for _, k := range slices.Sorted(maps.Keys(migrated)) {
 		moved = append(moved, k+" "+migrated[k])
 	}
-	movedNote := fmt.Sprintf("%d VMs seen arrived on another host by live migration (the quota poller's reads and the final list)", len(moved))
+	movedNote := fmt.Sprintf("%d VMs seen arrived on another host by migration (the quota poller's reads and the final list)", len(moved))
 	if len(moved) > 0 {
 		movedNote += ": " + strings.Join(moved[:min(len(moved), 10)], "; ")
 		if len(moved) > 10 {
@@ -393,4 +394,10 @@ func refusalClass(e string) string {
 		e = string(r[:80]) + "…"
 	}
 	return e
+}
+
+// movedReason says whether a VM's reason is that of a migration that
+// moved it here: live, or by restart.
+func movedReason(r string) bool {
+	return strings.HasPrefix(r, "live-migrated from ") || strings.HasPrefix(r, "moved from ")
 }

@@ -496,7 +496,7 @@ func TestPlacementMigrationReport(t *testing.T) {
 	notes := strings.Join(chk.Notes, "\n")
 	for _, want := range []string{
 		"migrations: 3 attempted; acknowledged 1 live (begun), 0 cold (the VM ran nowhere); failed 1 (refused by hard anti-affinity 1; other: none); unknown 1",
-		"1 VMs seen arrived on another host by live migration",
+		"1 VMs seen arrived on another host by migration",
 		"c@9 on h2: live-migrated from h1",
 		"1 creates refused by the quota",
 		"1 ended without moving the VM, as the reads saw them: the migration to h2 failed 1",
@@ -516,6 +516,23 @@ func TestRefusalClass(t *testing.T) {
 	} {
 		if got := refusalClass(in); got != want {
 			t.Errorf("refusalClass(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestPlacementMigrateMode(t *testing.T) {
+	for _, tc := range []struct {
+		modes map[string][]string
+		want  string
+	}{
+		{map[string][]string{"h1": {"live", "restart"}, "h2": {"live", "restart"}}, "live"},
+		{map[string][]string{"h1": {"restart"}, "h2": {"restart"}}, "restart"},
+		{map[string][]string{"h1": {"live", "restart"}, "h2": {"restart"}}, "restart"},
+		{map[string][]string{"h1": nil, "h2": {"restart"}}, "live"},
+		{nil, "live"},
+	} {
+		if got := placementMigrateMode(tc.modes); got != tc.want {
+			t.Errorf("placementMigrateMode(%v) = %s, want %s", tc.modes, got, tc.want)
 		}
 	}
 }
