@@ -13,7 +13,8 @@
 /^     .*isolate leader/ { lpart++ }
 /^     .*SIGSTOP worker/ { wpause++ }
 /note: migrations: / {
-	if (match($0, /acknowledged [0-9]+ live/)) mig_ok += substr($0, RSTART + 13, RLENGTH - 18)
+	if (match($0, /acknowledged [0-9]+ (live|begun)/)) { n = substr($0, RSTART + 13); mig_ok += n + 0 }
+	if (match($0, /begun \([a-z]+\)/)) modes[substr($0, RSTART + 7, RLENGTH - 8)]++
 	if (match($0, /[0-9]+ cold/)) mig_cold += substr($0, RSTART, RLENGTH - 5)
 	if (match($0, /failed [0-9]+/)) mig_fail += substr($0, RSTART + 7, RLENGTH - 7)
 	if (match($0, /anti-affinity [0-9]+/)) aff += substr($0, RSTART + 14, RLENGTH - 14)
@@ -30,5 +31,6 @@ END {
 	for (a in anom) printf "   anomalies %s: %d\n", a, anom[a]
 	printf "   faults listed (first 8 per run): %d worker SIGKILLs, %d worker isolations, %d worker SIGSTOPs, %d leader SIGKILLs, %d leader isolations\n", wkill, wpart, wpause, lkill, lpart
 	printf "   migrations: %d begun (acknowledged), %d failed (refused by hard anti-affinity %d), %d unknown, %d cold moves; %d VMs seen arrived on another host by migration (in %d runs); %d seen staying after a begun migration ended\n", mig_ok, mig_fail, aff, mig_unknown, mig_cold, moved, runs_moved, stayed
+	for (m in modes) printf "   runs whose migrations were %s: %d\n", m, modes[m]
 	printf "   creates refused by the quota (409 quota_exceeded): %d\n", quota
 }

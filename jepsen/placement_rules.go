@@ -353,6 +353,10 @@ func (p *Placement) rulesNotes(h placementOps) []string {
 			movedNote += fmt.Sprintf("; %d more", len(moved)-10)
 		}
 	}
+	mode := p.migrateMode
+	if mode == "" {
+		mode = resource.MigrationLive
+	}
 	stayed := map[string]int{}
 	for k := range p.quotaReads.Stayed {
 		_, r, _ := strings.Cut(k, ": ")
@@ -360,8 +364,8 @@ func (p *Placement) rulesNotes(h placementOps) []string {
 	}
 	movedNote += fmt.Sprintf("; %d ended without moving the VM, as the reads saw them: %s", len(p.quotaReads.Stayed), countString(stayed))
 	notes := []string{
-		fmt.Sprintf("migrations: %d attempted; acknowledged %d live (begun), %d cold (the VM ran nowhere); failed %d (refused by hard anti-affinity %d; other: %s); unknown %d",
-			ok+cold+fail+unknown, ok, cold, fail, affinity, countString(failReasons), unknown),
+		fmt.Sprintf("migrations: %d attempted; acknowledged %d begun (%s), %d cold (the VM ran nowhere); failed %d (refused by hard anti-affinity %d; other: %s); unknown %d",
+			ok+cold+fail+unknown, ok, mode, cold, fail, affinity, countString(failReasons), unknown),
 		movedNote,
 	}
 	if p.project != "" {

@@ -495,7 +495,7 @@ func TestPlacementMigrationReport(t *testing.T) {
 	}
 	notes := strings.Join(chk.Notes, "\n")
 	for _, want := range []string{
-		"migrations: 3 attempted; acknowledged 1 live (begun), 0 cold (the VM ran nowhere); failed 1 (refused by hard anti-affinity 1; other: none); unknown 1",
+		"migrations: 3 attempted; acknowledged 1 begun (live), 0 cold (the VM ran nowhere); failed 1 (refused by hard anti-affinity 1; other: none); unknown 1",
 		"1 VMs seen arrived on another host by migration",
 		"c@9 on h2: live-migrated from h1",
 		"1 creates refused by the quota",
