@@ -57,7 +57,7 @@ help:
 	@echo "  test   deps + build + lint + go test $(RACE) ./... (and $(TESTHOOKS_PKGS) with -tags $(TESTHOOKS_TAG)) + jepsen-quick"
 	@echo "  jepsen-quick, jepsen   chaos runs against $(BIN) (docs/jepsen.md)"
 	@echo "  jepsen-libvirtd        opt-in: 50 seeded libvirtd-backed placement runs under every host fault (docs/jepsen.md)"
-	@echo "  jepsen-placement       opt-in: 50 seeded sim placement runs (quota, anti-affinity, live migrations) under worker and leader faults"
+	@echo "  jepsen-placement       opt-in: 50 seeded sim placement runs (quota, anti-affinity, migrations) under worker and leader faults"
 	@echo "  jepsen-selftest        build $(TESTHOOKS_BIN) (-tags $(TESTHOOKS_TAG): the fault hooks) and check that"
 	@echo "                         the chaos checker catches its --debug-unsafe-stale-reads bug"
 	@echo "  bench  run the benchmarks in ./bench once each (BENCH, BENCHTIME)"
@@ -174,7 +174,8 @@ test-qemu: build
 #                    JEPSEN_LIBVIRTD_MAX_TIME each (kumoi-jepsen --max-time)
 #   jepsen-placement opt-in campaign: JEPSEN_PLACEMENT_RUNS (50) seeded
 #                    placement runs on 2 sim workers (quota, hard anti-affine
-#                    groups, live migrations) under worker and leader
+#                    groups, migrations: by restart, as standalone sim workers
+#                    offer no live ones) under worker and leader
 #                    faults, JEPSEN_PLACEMENT_DURATION each, bounded by
 #                    JEPSEN_PLACEMENT_MAX_TIME; the output goes to
 #                    JEPSEN_PLACEMENT_LOG and is summarised at the end
