@@ -28,6 +28,7 @@ type outMig struct {
 	id     uint64
 	cancel context.CancelFunc
 	ended  bool // the goroutine finished (or none ran)
+	said   bool // its outcome was queued
 }
 
 // inMig is an incoming live migration this host prepared (target side).
@@ -227,13 +228,22 @@ func (w *Worker) sourceMigration(ctx context.Context, o *resource.Object, st *re
 	case resource.MigrationAborting:
 		switch {
 		case cur == nil:
-			w.out[o.Name] = &outMig{id: m.ID, ended: true, cancel: func() {}}
+			w.out[o.Name] = &outMig{id: m.ID, ended: true, said: true, cancel: func() {}}
 			w.mmu.Unlock()
 			w.queueMigrationEvent(resource.MigrationEvent{VM: o.Name, ID: m.ID, Event: resource.MigrationFailed,
 				Reason: "aborted before the source began"})
 			return
 		case !cur.ended:
 			cur.cancel()
+		case !cur.said:
+			// Ended with its outcome unknown: aborted, it failed once
+			// the guest runs here again.
+			w.mmu.Unlock()
+			if d, err := w.drv.Get(ctx, name); err == nil && d.State == hypervisor.StateRunning {
+				w.queueMigrationEvent(resource.MigrationEvent{VM: o.Name, ID: m.ID, Event: resource.MigrationFailed,
+					Reason: "aborted; the guest runs on the source"})
+			}
+			return
 		}
 		w.mmu.Unlock()
 		return
@@ -257,22 +267,22 @@ func (w *Worker) sourceMigration(ctx context.Context, o *resource.Object, st *re
 	go func() {
 		defer w.wg.Done()
 		defer cancel()
-		ev := w.migrateOut(mctx, name, uri, mode)
+		ev := w.migrateOut(ctx, mctx, name, uri, mode)
 		if ev != nil {
 			ev.VM, ev.ID = vm, id
 			w.queueMigrationEvent(*ev)
 		}
 		w.mmu.Lock()
-		om.ended = true
+		om.ended, om.said = true, ev != nil
 		w.mmu.Unlock()
 		w.wake()
 	}()
 }
 
-// migrateOut runs one outgoing migration and returns the event to send
-// (nil: the outcome is not known; the target confirms, or an abort ends
-// it).
-func (w *Worker) migrateOut(ctx context.Context, name, uri, mode string) *resource.MigrationEvent {
+// migrateOut runs one outgoing migration (bounded by ctx, under the
+// worker's life, parent) and returns the event to send (nil: the outcome
+// is not known; the target confirms, or an abort ends it).
+func (w *Worker) migrateOut(parent, ctx context.Context, name, uri, mode string) *resource.MigrationEvent {
 	if mode == resource.MigrationRestart {
 		err := w.drv.Shutdown(ctx, name, w.cfg.ShutdownGrace)
 		if err == nil {
@@ -300,19 +310,28 @@ func (w *Worker) migrateOut(ctx context.Context, name, uri, mode string) *resour
 	case err == nil:
 		w.logger.Info("migrated a VM out", "domain", name, "took", time.Since(start).Round(time.Millisecond), "downtime", res.Downtime)
 		return &resource.MigrationEvent{Event: resource.MigrationDone, DowntimeMS: res.Downtime.Milliseconds()}
-	case errors.Is(err, hypervisor.ErrMigrationUnknown) || errors.Is(err, hypervisor.ErrNotFound):
+	case errors.Is(err, hypervisor.ErrMigrationUnknown):
 		// The guest may run on either host: nothing is said until it
 		// is known (the target sees it run, or it runs here again).
-		w.logger.Warn("a migration's outcome is unknown; waiting for the target to confirm it, or an abort", "domain", name, "error", err)
-		return w.unknownOutcome(ctx, name)
+		w.logger.Warn("a migration's outcome is unknown; waiting for the target to confirm it, or for the guest to run here again", "domain", name, "error", err)
+		return w.unknownOutcome(parent, ctx, name, false)
+	case errors.Is(err, hypervisor.ErrNotFound):
+		// No domain here to migrate: an earlier run of this worker may
+		// have migrated it (the target confirms if the guest runs
+		// there). Once aborted, or past the timeout, the migration
+		// failed: nothing runs here, and a guest the target did not
+		// see run is not its.
+		w.logger.Warn("no domain to migrate; waiting for the target to confirm an earlier migration, or an abort", "domain", name)
+		return w.unknownOutcome(parent, ctx, name, true)
 	}
 	w.logger.Warn("migration failed; the VM stays here", "domain", name, "error", err)
 	return &resource.MigrationEvent{Event: resource.MigrationFailed, Reason: err.Error()}
 }
 
 // unknownOutcome waits until the domain runs here again (failed) or ctx
-// ends (nil: say nothing).
-func (w *Worker) unknownOutcome(ctx context.Context, name string) *resource.MigrationEvent {
+// ends: nil (say nothing), or failed if failAtEnd and the worker is not
+// stopping (parent, its life, goes on).
+func (w *Worker) unknownOutcome(parent, ctx context.Context, name string, failAtEnd bool) *resource.MigrationEvent {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
@@ -321,6 +340,9 @@ func (w *Worker) unknownOutcome(ctx context.Context, name string) *resource.Migr
 		}
 		select {
 		case <-ctx.Done():
+			if failAtEnd && parent.Err() == nil {
+				return &resource.MigrationEvent{Event: resource.MigrationFailed, Reason: "the source has no domain to migrate (" + ctx.Err().Error() + ")"}
+			}
 			return nil
 		case <-t.C:
 		}

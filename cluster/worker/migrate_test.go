@@ -80,23 +80,46 @@ func TestMigrateOutOutcomes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev := w.migrateOut(ctx, "kumoi-one", uri, resource.MigrationLive); ev == nil || ev.Event != resource.MigrationDone || ev.DowntimeMS < 0 {
+	if ev := w.migrateOut(ctx, ctx, "kumoi-one", uri, resource.MigrationLive); ev == nil || ev.Event != resource.MigrationDone || ev.DowntimeMS < 0 {
 		t.Fatalf("live: %+v", ev)
 	}
 	if !b.Arrived("kumoi-one") {
 		t.Fatal("nothing arrived")
 	}
-	ev := w.migrateOut(ctx, "kumoi-two", uri, resource.MigrationLive) // not prepared there
+	ev := w.migrateOut(ctx, ctx, "kumoi-two", uri, resource.MigrationLive) // not prepared there
 	if ev == nil || ev.Event != resource.MigrationFailed || ev.Reason == "" {
 		t.Fatalf("live to a target that did not prepare: %+v", ev)
 	}
 	if d, err := a.Get(ctx, "kumoi-two"); err != nil || d.State != hypervisor.StateRunning {
 		t.Fatalf("after the failed migration: %+v, %v", d, err)
 	}
-	if ev := w.migrateOut(ctx, "kumoi-three", "", resource.MigrationRestart); ev == nil || ev.Event != resource.MigrationDone {
+	if ev := w.migrateOut(ctx, ctx, "kumoi-three", "", resource.MigrationRestart); ev == nil || ev.Event != resource.MigrationDone {
 		t.Fatalf("restart: %+v", ev)
 	}
 	if d, err := a.Get(ctx, "kumoi-three"); err != nil || d.State.Active() {
 		t.Fatalf("after the restart migration: %+v, %v", d, err)
+	}
+}
+
+// TestMigrateOutNoDomain: a source without the domain says nothing while
+// the migration lasts (the target may confirm an earlier run's), failed
+// once it is aborted or times out, and nothing when the worker itself
+// stops.
+func TestMigrateOutNoDomain(t *testing.T) {
+	drv := sim.New(sim.Options{})
+	defer drv.Close()
+	w := testWorker(drv)
+	parent, stop := context.WithCancel(context.Background())
+	defer stop()
+	ctx, abort := context.WithTimeout(parent, 50*time.Millisecond)
+	defer abort()
+	if ev := w.migrateOut(parent, ctx, "kumoi-none", "sim://x/1", resource.MigrationLive); ev == nil || ev.Event != resource.MigrationFailed {
+		t.Fatalf("timed out: %+v, want failed", ev)
+	}
+	ctx2, cancel2 := context.WithCancel(parent)
+	defer cancel2()
+	stop()
+	if ev := w.unknownOutcome(parent, ctx2, "kumoi-none", true); ev != nil {
+		t.Fatalf("worker stopping: %+v, want nothing said", ev)
 	}
 }
