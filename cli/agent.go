@@ -86,6 +86,10 @@ directory (or --data-dir), API on 127.0.0.1:7400 (+10 per extra controller).`,
 			&cli.BoolFlag{Name: "worker", Usage: "run a worker: make this host's domains match the VMs placed on it"},
 			&cli.StringFlag{Name: "hypervisor", Value: "sim", Usage: "worker driver: sim (simulated, in memory) or libvirt"},
 			&cli.StringFlag{Name: "libvirt-uri", Value: "qemu:///system", Usage: "libvirt connection URI of the worker (e.g. test:///path/host.xml)"},
+			// -- live migration under libvirt (docs/hypervisors.md) --
+			&cli.StringFlag{Name: "migration-uri", Usage: "worker (libvirt): the libvirt URI by which the libvirtd of another host reaches this host's libvirtd for a peer-to-peer live migration, e.g. qemu+tls://HOST/system or qemu+tcp://HOST/system (default: --libvirt-uri when it names a host or a unix socket; without one the host does not offer live migration)"},
+			&cli.StringFlag{Name: "migration-address", Usage: "worker (libvirt): where an incoming live migration's data stream connects, ADDR[:PORT] or tcp://ADDR[:PORT] (an IP address: listened on only there); default: libvirt's choice (qemu.conf migration_host, else the hostname; a port from migration_port_min..max)"},
+			// -- end live migration under libvirt --
 			&cli.IntFlag{Name: "cpus", Usage: "worker capacity in CPUs (sim capacity, or an override of what the driver reports)"},
 			&cli.StringFlag{Name: "memory", Usage: "worker memory capacity, e.g. 64GiB (sim capacity or an override)"},
 			&cli.StringFlag{Name: "observation-log", Usage: "worker: append one JSON line per domain start and stop seen on this host to FILE (read by the chaos harness's placement checker)"},
@@ -122,8 +126,8 @@ directory (or --data-dir), API on 127.0.0.1:7400 (+10 per extra controller).`,
 			&cli.StringFlag{Name: "tls-key", Usage: "TLS: the key of --tls-cert"},
 			// Migrations: the worker's, and the dev cluster's simulated hosts'.
 			&cli.DurationFlag{Name: "migration-timeout", Value: worker.DefaultMigrationTimeout, Usage: "worker: an outgoing migration of a VM taking longer is cancelled, and the VM stays on this host"},
-			&cli.DurationFlag{Name: "dev-migration-downtime", Value: sim.DefaultMigrationDowntime, Usage: "dev: how long a simulated host's live migration pauses the guest at the switch-over"},
-			&cli.DurationFlag{Name: "dev-migration-latency", Usage: "dev: how long a simulated host's live migration copies the guest, running, before that"},
+			&cli.DurationFlag{Name: "sim-migration-downtime", Aliases: []string{"dev-migration-downtime"}, Value: sim.DefaultMigrationDowntime, Usage: "sim worker and dev: how long a simulated host's live migration pauses the guest at the switch-over"},
+			&cli.DurationFlag{Name: "sim-migration-latency", Aliases: []string{"dev-migration-latency"}, Usage: "sim worker and dev: how long a simulated host's live migration copies the guest, running, before that"},
 			// Fault hooks (hidden) exist only in a kumoi_testhooks build.
 		}, testHookFlags()...),
 		Action: runAgent,
@@ -316,8 +320,8 @@ func runDev(ctx context.Context, c *cli.Context, logger hclog.Logger) error {
 		Hosts:       c.Int("dev-hosts"),
 		Logger:      logger,
 
-		MigrationDowntime: c.Duration("dev-migration-downtime"),
-		MigrationLatency:  c.Duration("dev-migration-latency"),
+		MigrationDowntime: c.Duration("sim-migration-downtime"),
+		MigrationLatency:  c.Duration("sim-migration-latency"),
 		MigrationTimeout:  c.Duration("migration-timeout"),
 	})
 	if err != nil {

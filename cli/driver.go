@@ -19,16 +19,12 @@ func newDriver(c *cli.Context, nodeID string, memMiB int64) (hypervisor.Driver, 
 	}
 	switch c.String("hypervisor") {
 	case "sim":
-		// Simulated hosts migrate live only to those of their own
-		// process (-dev): a worker process on its own offers restart.
-		var caps []hypervisor.Capability
-		for _, cp := range hypervisor.AllCapabilities {
-			if cp != hypervisor.CapLiveMigration {
-				caps = append(caps, cp)
-			}
-		}
+		// Simulated hosts of other worker processes on this machine
+		// deliver their live migrations through a directory of this
+		// host's own, next to its volumes (sim.Options.MigrationDir).
 		return sim.New(sim.Options{Host: nodeID, CPUs: c.Int("cpus"), MemoryMiB: memMiB, ObservationLog: obs, StorageDir: poolDir(c),
-			Capabilities: hypervisor.NewCapabilities(caps...)}), nil
+			MigrationDir:      filepath.Join(filepath.Dir(poolDir(c)), "sim-incoming", nodeID),
+			MigrationDowntime: c.Duration("sim-migration-downtime"), MigrationLatency: c.Duration("sim-migration-latency")}), nil
 	case "libvirt":
 		return newLibvirtDriver(c, nodeID, memMiB, obs)
 	}

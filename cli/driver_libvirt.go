@@ -14,7 +14,8 @@ import (
 // cannot be reached does not fail here: the worker keeps retrying, logs
 // why, and does not join the pool until the driver is healthy.
 func newLibvirtDriver(c *cli.Context, nodeID string, memMiB int64, obs io.Writer) (hypervisor.Driver, error) {
-	d, err := libvirt.New(libvirt.Options{URI: c.String("libvirt-uri"), Host: nodeID, CPUs: c.Int("cpus"), MemoryMiB: memMiB, ObservationLog: obs, StorageDir: poolDir(c)})
+	d, err := libvirt.New(libvirt.Options{URI: c.String("libvirt-uri"), Host: nodeID, CPUs: c.Int("cpus"), MemoryMiB: memMiB, ObservationLog: obs, StorageDir: poolDir(c),
+		MigrationURI: c.String("migration-uri"), MigrationAddress: c.String("migration-address")})
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,9 @@
 package cli
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -17,18 +20,21 @@ func hostCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "host",
 		Usage:     "inspect the hypervisor hosts, drain and enable them",
-		UsageText: "kumoi host <list|get|vms|drain|enable|update> [options] [NAME]",
+		UsageText: "kumoi host <list|get|vms|drain|enable|rebalance|update> [options] [NAME]",
 		Description: `A host object appears when a healthy worker joins the cluster, and says
 whether the host is ready (or down, left, draining), how much CPU and memory
 it has and how much of it its VMs hold. Draining a host stops new placements
-on it; its VMs stay.
+on it; with --migrate the leader also moves its VMs off. rebalance moves VMs
+between hosts toward the cluster's placement strategy.
 
 Examples:
    kumoi host list
    kumoi host get hv-1 -o yaml
    kumoi host vms hv-1
    kumoi host drain hv-1
+   kumoi host drain hv-1 --migrate --wait
    kumoi host enable hv-1
+   kumoi host rebalance --dry-run
    kumoi host update hv-1 --cpu-overcommit 4`,
 		Subcommands: []*cli.Command{
 			hostGetCommand(),
@@ -36,6 +42,7 @@ Examples:
 			hostVMsCommand(),
 			hostDrainCommand(),
 			hostEnableCommand(),
+			hostRebalanceCommand(),
 			hostUpdateCommand(),
 		},
 	}
@@ -50,7 +57,8 @@ func hostGetCommand() *cli.Command {
 state, the timing it publishes (the worker's --fence-after, the controllers'
 --host-down-grace) and, when the controllers run a --fence-command, the last
 fencing of the host: its result, attempts, exit status, when it finished and
-the start of its output. -o json or -o yaml prints the whole object (status
+the start of its output; then the migrations its worker takes part in (live,
+restart) and whether the leader is moving its VMs off (host drain --migrate). -o json or -o yaml prints the whole object (status
 .fence, .state_index, .fence_after_ms, .down_grace_ms; docs/api.md).
 
 Examples:
@@ -115,18 +123,38 @@ func hostVMs(c *cli.Context) error {
 func hostDrainCommand() *cli.Command {
 	return leaf(&cli.Command{
 		Name:      "drain",
-		Usage:     "take no new VMs on a host",
-		UsageText: "kumoi host drain NAME [-o table|json|yaml]",
+		Usage:     "take no new VMs on a host; with --migrate, move its VMs off",
+		UsageText: "kumoi host drain NAME [--migrate] [--wait] [-o table|json|yaml]",
 		Description: `Marks the host unschedulable (spec.unschedulable=true): the scheduler places
-no new VMs on it. The VMs already there stay where they are and keep running;
-moving them off comes with a later scheduler. 'kumoi host enable' undoes it.
-The change is a read-modify-write with compare-and-set, retried when the host
-changed in between.
+no new VMs on it. Without --migrate the VMs already there stay where they are
+and keep running.
+
+With --migrate (spec.drain={"migrate":true}; every controller must speak log
+protocol 9) the leader also moves every VM off the host, two at a time: a
+running VM live when both hosts' workers take live migrations, by restart
+(shut down here, started there) when only that is possible, a stopped one
+cold; each to a host its requirements, affinity and quota allow. A VM that
+cannot move (no host has room, a rule forbids every host, its migration
+failed) stays, and the drain status says why.
+
+With --wait (needs --migrate) the command follows the drain on stderr
+("hv-1: 2 of 5 VMs moved; web-1 live-migrating to hv-3; db-2 cannot move:
+...") until the host holds no VM (exit status 0) or only VMs that cannot
+move (exit status 1, with their reasons), up to --timeout.
+
+'kumoi host enable' undoes a drain and stops the moves (migrations under way
+go on). The change is a read-modify-write with compare-and-set, retried when
+the host changed in between.
 
 Examples:
    kumoi host drain hv-1
+   kumoi host drain hv-1 --migrate --wait --timeout 30m
    kumoi host drain hv-1 -o json`,
-		Action: func(c *cli.Context) error { return setSchedulable(c, false) },
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "migrate", Usage: "also move every VM off the host (live, by restart, or cold)"},
+			waitFlag("the host holds no VM, or only VMs that cannot move (needs --migrate)"),
+		},
+		Action: hostDrain,
 	})
 }
 
@@ -135,12 +163,47 @@ func hostEnableCommand() *cli.Command {
 		Name:      "enable",
 		Usage:     "let the scheduler place VMs on a drained host again",
 		UsageText: "kumoi host enable NAME [-o table|json|yaml]",
-		Description: `Marks the host schedulable again (spec.unschedulable=false), undoing
-'kumoi host drain'. New VMs are placed on it once it is also ready.
+		Description: `Marks the host schedulable again (spec.unschedulable=false) and ends a drain
+with --migrate (spec.drain removed: the leader moves no more VMs off it;
+migrations under way go on), undoing 'kumoi host drain'. New VMs are placed
+on it once it is also ready.
 
 Example:
    kumoi host enable hv-1`,
-		Action: func(c *cli.Context) error { return setSchedulable(c, true) },
+		Action: func(c *cli.Context) error { return setSchedulable(c, true, false) },
+	})
+}
+
+func hostRebalanceCommand() *cli.Command {
+	return leaf(&cli.Command{
+		Name:      "rebalance",
+		Usage:     "move VMs between hosts toward the placement strategy",
+		UsageText: "kumoi host rebalance [--dry-run] [--max N] [-o table|json|yaml]",
+		Description: `Asks the leader for migrations that move the cluster toward its placement
+strategy (the controllers' --placement-strategy; POST /v1/rebalance), at most
+--max of them, and starts them; with --dry-run only prints them. spread moves
+VMs from the most loaded host (least free memory, as a share of its
+capacity) to the least loaded while that narrows the gap by more than 5
+points; binpack empties the least loaded hosts onto fuller ones. A move
+never overcommits a host, never breaks a VM's requirements or affinity rule;
+running VMs move live, only between hosts whose workers take live
+migrations; stopped VMs move cold; a VM that is migrating never moves.
+
+The table lists each move: VM, FROM, TO, MODE (live or cold), RESULT
+(planned, started, or refused) and REASON (why the move, or why it was
+refused). The exit status is 1 when the state machine refused some move.
+Needs host:read and vm:power (a dry run: vm:read) on the whole vm kind, or a
+management token.
+
+Examples:
+   kumoi host rebalance --dry-run
+   kumoi host rebalance --max 3
+   kumoi host rebalance --dry-run -o json`,
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "dry-run", Usage: "only print the moves and why"},
+			&cli.IntFlag{Name: "max", Value: 5, Usage: "at most `N` moves (1-100)"},
+		},
+		Action: hostRebalance,
 	})
 }
 
@@ -165,25 +228,53 @@ Examples:
 	})
 }
 
-// setSchedulable is host drain (false) and host enable (true).
-func setSchedulable(c *cli.Context, schedulable bool) error {
-	name, s, err := connectNamed(c, "host")
+// hostDrain is kumoi host drain.
+func hostDrain(c *cli.Context) error {
+	if c.Bool("wait") && !c.Bool("migrate") {
+		return usagef("--wait needs --migrate: without it the VMs stay on the host, and there is nothing to wait for")
+	}
+	return setSchedulable(c, false, c.Bool("migrate"))
+}
+
+// setSchedulable is host drain (false, with or without migrate) and host
+// enable (true: it also ends a drain with migrate).
+func setSchedulable(c *cli.Context, schedulable, migrate bool) error {
+	name, s, err := connectNamedWait(c, "host")
 	if err != nil {
 		return err
 	}
 	defer s.close()
 	changed := true
-	o, err := updateSpec(s, resource.KindHost, name, func(cur *resource.Object) (map[string]any, error) {
+	o, err := s.client.Modify(s.ctx, resource.KindHost, name, func(cur *resource.Object) (*resource.Object, error) {
 		spec, _ := resource.HostStateOf(cur)
-		if spec.Unschedulable == !schedulable {
+		migrating := spec.Drain != nil && spec.Drain.Migrate
+		changed = true
+		switch {
+		case schedulable && !spec.Unschedulable && spec.Drain == nil,
+			!schedulable && spec.Unschedulable && (!migrate || migrating):
 			changed = false
 			return nil, nil
+		case schedulable:
+			next, err := client.PatchSpec(cur, map[string]any{"unschedulable": false})
+			if err != nil {
+				return nil, err
+			}
+			return dropSpecField(next, "drain")
+		case migrate:
+			return client.PatchSpec(cur, map[string]any{"unschedulable": true, "drain": resource.HostDrain{Migrate: true}})
 		}
-		changed = true
-		return map[string]any{"unschedulable": !schedulable}, nil
+		return client.PatchSpec(cur, map[string]any{"unschedulable": true})
 	})
-	if err != nil {
-		return err
+	switch {
+	case errors.Is(err, client.ErrCASMismatch):
+		return fmt.Errorf("host %q kept changing while it was being updated (%d attempts), so nothing was written; run the command again", name, client.ModifyAttempts)
+	case err != nil:
+		return s.fail(objectErr(resource.KindHost, name, err))
+	}
+	if c.Bool("wait") {
+		if err := waitDrain(c, s, name); err != nil {
+			return err
+		}
 	}
 	if done, err := printData(c, o); done {
 		return err
@@ -194,29 +285,164 @@ func setSchedulable(c *cli.Context, schedulable bool) error {
 		_, err = fmt.Fprintf(w, "host %q is already schedulable; nothing to change\n", name)
 	case schedulable:
 		_, err = fmt.Fprintf(w, "host %q is schedulable again: new VMs may be placed on it\n", name)
+	case c.Bool("wait"):
+		_, err = fmt.Fprintf(w, "host %q drained: no VM is left on it\n", name)
 	default:
 		verb := "drained"
 		if !changed {
 			verb = "is already drained"
 		}
-		_, err = fmt.Fprintf(w, "host %q %s: no new VMs will be placed on it; %s\n", name, verb, vmsStay(s, name))
+		_, err = fmt.Fprintf(w, "host %q %s: no new VMs will be placed on it; %s\n", name, verb, vmsStay(s, name, migrate))
 	}
 	return err
 }
 
+// dropSpecField returns o with the spec field removed.
+func dropSpecField(o *resource.Object, field string) (*resource.Object, error) {
+	spec := map[string]json.RawMessage{}
+	if err := json.Unmarshal(o.Spec, &spec); err != nil {
+		return nil, fmt.Errorf("%s: cannot read its spec: %w", o, err)
+	}
+	delete(spec, field)
+	raw, err := json.Marshal(spec)
+	if err != nil {
+		return nil, err
+	}
+	o.Spec = raw
+	return o, nil
+}
+
 // vmsStay says what becomes of the VMs on a drained host.
-func vmsStay(s *session, host string) string {
-	const later = " (moving VMs off a host comes with the scheduler)"
+func vmsStay(s *session, host string, migrate bool) string {
+	const later = " ('kumoi host drain --migrate' moves them off)"
 	vms, _, err := s.client.List(s.ctx, resource.KindVM, &client.QueryOptions{Host: host})
 	switch {
+	case err == nil && len(vms) == 0:
+		return "no VMs are placed on it"
+	case migrate:
+		return fmt.Sprintf("the leader moves its VMs off (follow it with 'kumoi host drain %s --migrate --wait')", host)
 	case err != nil:
 		return "the VMs on it stay and keep running" + later
-	case len(vms) == 0:
-		return "no VMs are placed on it"
 	case len(vms) == 1:
 		return "the 1 VM on it stays and keeps running" + later
 	}
 	return fmt.Sprintf("the %d VMs on it stay and keep running%s", len(vms), later)
+}
+
+// drainPoll is how often --wait reads the drain status; drainSettle how
+// many reads in a row must show only VMs that cannot move before it gives
+// up.
+var (
+	drainPoll   = time.Second
+	drainSettle = 3
+)
+
+// waitDrain follows a drain until the host holds no VM, or only VMs that
+// cannot move (an error listing why).
+func waitDrain(c *cli.Context, s *session, host string) error {
+	last, total, stuck := "", 0, 0
+	for {
+		ds, err := s.client.Hosts().DrainStatus(s.ctx, host)
+		switch {
+		case err != nil && errors.Is(s.ctx.Err(), context.DeadlineExceeded) && c.Context.Err() == nil:
+			return fmt.Errorf("host %q still holds VMs after %s (%s); raise --timeout, or follow it with 'kumoi host drain %s --migrate --wait'",
+				host, s.timeout, strings.TrimPrefix(last, host+": "), host)
+		case err != nil:
+			return s.fail(err)
+		}
+		total = max(total, ds.VMsTotal, ds.VMsLeft)
+		line := drainLine(host, ds, total)
+		if line != last {
+			fmt.Fprintln(c.App.ErrWriter, line)
+			last = line
+		}
+		if ds.VMsLeft == 0 {
+			return nil
+		}
+		if len(ds.Migrating) == 0 && len(ds.Blocked) >= ds.VMsLeft {
+			if stuck++; stuck >= drainSettle {
+				var why []string
+				for _, b := range ds.Blocked {
+					why = append(why, b.VM+": "+b.Reason)
+				}
+				return fmt.Errorf("host %q still holds %d VM%s that cannot move: %s", host, ds.VMsLeft, plural(ds.VMsLeft), strings.Join(why, "; "))
+			}
+		} else {
+			stuck = 0
+		}
+		select {
+		case <-s.ctx.Done():
+		case <-time.After(drainPoll):
+		}
+	}
+}
+
+// drainLine is one line of drain progress: "hv-1: 2 of 5 VMs moved; web-1
+// live-migrating to hv-3; db-2 cannot move: <reason>".
+func drainLine(host string, ds *client.DrainStatus, total int) string {
+	parts := []string{fmt.Sprintf("%d of %d VMs moved", total-ds.VMsLeft, total)}
+	for _, m := range ds.Migrating {
+		parts = append(parts, fmt.Sprintf("%s %s-migrating to %s (%s)", m.VM, m.Mode, m.Target, m.State))
+	}
+	for _, b := range ds.Blocked {
+		parts = append(parts, fmt.Sprintf("%s cannot move: %s", b.VM, b.Reason))
+	}
+	return host + ": " + strings.Join(parts, "; ")
+}
+
+// hostRebalance is kumoi host rebalance.
+func hostRebalance(c *cli.Context) error {
+	if err := noArgs(c); err != nil {
+		return err
+	}
+	n := c.Int("max")
+	if n < 1 || n > 100 {
+		return usagef("--max %d: give 1 to 100", n)
+	}
+	s, err := connect(c)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	res, err := s.client.Hosts().Rebalance(s.ctx, client.RebalanceOptions{DryRun: c.Bool("dry-run"), Max: n})
+	if err != nil {
+		return s.fail(err)
+	}
+	refused := 0
+	for _, m := range res.Moves {
+		if m.Error != "" {
+			refused++
+		}
+	}
+	if done, err := printData(c, res); done {
+		if err == nil && refused > 0 {
+			err = fmt.Errorf("%d of %d moves were refused", refused, len(res.Moves))
+		}
+		return err
+	}
+	w := writer(c)
+	if len(res.Moves) == 0 {
+		_, err := fmt.Fprintln(w, "nothing to move: no migration would bring the cluster closer to its placement strategy")
+		return err
+	}
+	t := newFreeTextTable(w, "VM", "FROM", "TO", "MODE", "RESULT", "REASON")
+	for _, m := range res.Moves {
+		result, reason := "started", m.Reason
+		switch {
+		case !res.Performed:
+			result = "planned"
+		case m.Error != "":
+			result, reason = "refused", m.Error
+		}
+		t.row(m.VM, m.From, m.To, m.Mode, result, reason)
+	}
+	if err := t.flush(); err != nil {
+		return err
+	}
+	if refused > 0 {
+		return fmt.Errorf("%d of %d moves were refused (see RESULT)", refused, len(res.Moves))
+	}
+	return nil
 }
 
 // hostUpdate changes a host's overcommit ratios.
@@ -269,8 +495,19 @@ func hostGet(c *cli.Context) error {
 	if err := objectTable(w, resource.KindHost, []*resource.Object{o}, 0); err != nil {
 		return err
 	}
-	_, st := resource.HostStateOf(o)
-	return hostDetails(w, st)
+	spec, st := resource.HostStateOf(o)
+	if err := hostDetails(w, st); err != nil {
+		return err
+	}
+	var b strings.Builder
+	if len(st.MigrationModes) > 0 {
+		fmt.Fprintf(&b, "migrate: %s (the migrations its worker takes part in)\n", strings.Join(st.MigrationModes, ", "))
+	}
+	if spec.Drain != nil && spec.Drain.Migrate {
+		fmt.Fprintf(&b, "drain:   the leader moves its VMs off ('kumoi host drain %s --migrate --wait' follows it; 'kumoi host enable %s' stops it)\n", o.Name, o.Name)
+	}
+	_, err = io.WriteString(w, b.String())
+	return err
 }
 
 // hostDetails writes a host's reason, published timing and last fencing,

@@ -38,7 +38,8 @@ stopped, suspended, failed). Changing the spec changes the real VM.
 
 start, stop, suspend and resume set the power the VM should have; --wait waits
 until it has it, showing each phase on stderr. stop --force powers the VM off
-at once. migrate moves a stopped VM to another host.
+at once. migrate moves a VM to another host: cold (stopped), --live (it keeps
+running) or --restart.
 
 Examples:
    kumoi vm create web-1 --cpus 2 --memory 2GiB --label app=web --wait
@@ -47,6 +48,7 @@ Examples:
    kumoi vm stop web-1 --wait
    kumoi vm stop web-1 --force
    kumoi vm migrate web-1 --host hv-2 --wait
+   kumoi vm migrate web-1 --live --wait
    kumoi vm delete web-1`,
 		Subcommands: []*cli.Command{
 			vmCreateCommand(),
@@ -1076,42 +1078,137 @@ func vmReboot(c *cli.Context) error {
 func vmMigrateCommand() *cli.Command {
 	return leaf(&cli.Command{
 		Name:      "migrate",
-		Usage:     "move a stopped VM to another host (cold migration)",
-		UsageText: "kumoi vm migrate NAME [--host HOST] [--wait] [-o table|json|yaml]",
-		Description: `Moves the VM to another host (POST /v1/vms/NAME/migrate): the VM gets a new
-placement epoch there and keeps its power; the old host's worker removes its
-domain. Without --host the controllers pick the ready host with the most free
-memory, other than the VM's own.
+		Usage:     "move a VM to another host: cold, live, or by restart",
+		UsageText: "kumoi vm migrate NAME [--host HOST] [--live | --restart] [--abort] [--wait] [-o table|json|yaml]",
+		Description: `Moves the VM to another host (POST /v1/vms/NAME/migrate). Without --host the
+controllers pick a ready host with room for it that its requirements,
+affinity and the project's quota allow, as the scheduler would.
 
-The move is cold: the VM must be stopped ('kumoi vm stop NAME --wait' first),
-failed or lost, or its host must have been down or left for the controllers'
---host-down-grace (by then that host has fenced itself). Otherwise, or when
-no other host has room, the answer is a conflict that says why.
+Without --live or --restart the move is cold: the VM must be stopped ('kumoi
+vm stop NAME --wait' first), failed or lost, or its host must have been down
+or left for the controllers' --host-down-grace (by then that host has fenced
+itself). It gets a new placement epoch there and keeps its power; the old
+host's worker removes its domain. With --wait the command waits until the VM
+is stopped or running (its power) on the new host, printing each phase on
+stderr.
 
-With --wait the command waits until the VM is stopped or running (its power)
-on the new host, printing each phase on stderr.
+--live moves a running VM while it keeps running: the target's worker
+readies its networks, volumes and images, then the hypervisor copies the
+guest's memory (and disks that are not shared) and pauses it only for the
+last round. Both hosts' workers must take live migrations ('kumoi host get'
+shows their migration modes). --restart shuts the guest down here and starts
+it there (any driver). A VM that does not run moves cold with either flag.
+Both need every controller at log protocol 9. The VM is in phase migrating
+until the move ends; status.migration says how far it is.
+
+--abort cancels the migration under way: at once while the target prepares;
+once the source copies, it cancels and the VM stays (or, if the hypervisor
+had finished, it has moved).
+
+With --live, --restart or --abort, --wait waits until the migration has
+ended and says how: "moved to HOST" (with how, e.g. paused 12 ms) or "stayed
+on HOST" with why (failed, aborted; the exit status is then 1), up to
+--timeout.
 
 Examples:
+   kumoi vm migrate web-1 --live --wait
+   kumoi vm migrate web-1 --host hv-2 --restart --wait
+   kumoi vm migrate web-1 --abort --wait
    kumoi vm stop web-1 --wait && kumoi vm migrate web-1 --wait && kumoi vm start web-1
    kumoi vm migrate web-1 --host hv-2`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "host", Usage: "move it to `HOST` (default: the ready host with the most free memory)"},
-			waitFlag("the VM is stopped or running (its power) on the new host"),
+			&cli.StringFlag{Name: "host", Usage: "move it to `HOST` (default: the controllers pick one, as the scheduler would)"},
+			&cli.BoolFlag{Name: "live", Usage: "move a running VM while it keeps running (both hosts must take live migrations)"},
+			&cli.BoolFlag{Name: "restart", Usage: "move a running VM by shutting it down here and starting it there"},
+			&cli.BoolFlag{Name: "abort", Usage: "cancel the migration under way"},
+			waitFlag("the move has ended (cold: the VM is stopped or running, its power, on the new host)"),
 		},
 		Action: vmMigrate,
 	})
 }
 
 func vmMigrate(c *cli.Context) error {
+	live, restart, abort := c.Bool("live"), c.Bool("restart"), c.Bool("abort")
+	switch {
+	case live && restart:
+		return usagef("--live and --restart exclude each other: a live migration keeps the guest running, a restart shuts it down")
+	case abort && (live || restart || c.IsSet("host")):
+		return usagef("--abort takes no --host, --live or --restart: it cancels the migration under way")
+	}
 	name, s, err := connectNamedWait(c, "VM")
 	if err != nil {
 		return err
 	}
 	defer s.close()
-	vm, err := s.client.VMs().Migrate(s.ctx, name, c.String("host"))
+	vm, err := s.client.VMs().MigrateWith(s.ctx, name, client.MigrateOptions{Host: c.String("host"), Live: live, Restart: restart, Abort: abort})
 	if err != nil {
-		return objectErr(resource.KindVM, name, err)
+		return s.fail(objectErr(resource.KindVM, name, err))
 	}
-	fmt.Fprintf(c.App.ErrWriter, "%s: moving to %s\n", name, vm.Status.Host)
-	return printPowered(c, s, vm.Object, vm.Spec.Power)
+	m := vm.Status.Migration
+	switch {
+	case m != nil && !abort:
+		fmt.Fprintf(c.App.ErrWriter, "%s: migrating %s from %s to %s\n", name, m.Mode, vm.Status.Host, m.Target)
+	case abort && m != nil:
+		fmt.Fprintf(c.App.ErrWriter, "%s: aborting its migration to %s\n", name, m.Target)
+	case abort:
+		fmt.Fprintf(c.App.ErrWriter, "%s: not migrating: %s on %s%s\n", name, vm.Status.Phase, vm.Status.Host, reasonSuffix(&vm.Status))
+	default:
+		fmt.Fprintf(c.App.ErrWriter, "%s: moving to %s\n", name, vm.Status.Host)
+		return printPowered(c, s, vm.Object, vm.Spec.Power)
+	}
+	if !c.Bool("wait") || m == nil {
+		return printObject(c, vm.Object)
+	}
+	o, err := waitMigration(c, s, vm.Object, vm.Status.Host, m, abort)
+	if o != nil {
+		if perr := printObject(c, o); perr != nil {
+			return perr
+		}
+	}
+	return err
+}
+
+// waitMigration waits, with blocking reads, until the migration m of the
+// VM o (on host from) has ended, printing its progress, and says how: nil
+// when the VM moved to the target, an error saying why when it stayed
+// (unless abort: the user asked for that).
+func waitMigration(c *cli.Context, s *session, o *resource.Object, from string, m *resource.VMMigration, abort bool) (*resource.Object, error) {
+	name := o.Name
+	index := o.ModifyIndex
+	last := ""
+	for {
+		_, st := resource.VMStateOf(o)
+		cur := st.Migration
+		if cur == nil || cur.ID != m.ID {
+			if st.Host == m.Target {
+				fmt.Fprintf(c.App.ErrWriter, "%s: moved to %s%s\n", name, m.Target, reasonSuffix(st))
+				return o, nil
+			}
+			if abort {
+				fmt.Fprintf(c.App.ErrWriter, "%s: stayed on %s%s\n", name, cmp.Or(st.Host, from), reasonSuffix(st))
+				return o, nil
+			}
+			return o, fmt.Errorf("vm %q stayed on %s: %s", name, cmp.Or(st.Host, from), cmp.Or(st.Reason, "the migration ended without moving it"))
+		}
+		line := fmt.Sprintf("%s: migrating %s to %s: %s%s", name, cur.Mode, cur.Target, cur.State, reasonSuffix(st))
+		if line != last {
+			fmt.Fprintln(c.App.ErrWriter, line)
+			last = line
+		}
+		next, meta, err := s.client.Get(s.ctx, resource.KindVM, name, &client.QueryOptions{WaitIndex: index, WaitTime: blockingWait})
+		switch {
+		case client.IsNotFound(err):
+			return nil, fmt.Errorf("vm %q was deleted while it migrated", name)
+		case err != nil && errors.Is(s.ctx.Err(), context.DeadlineExceeded) && c.Context.Err() == nil:
+			return nil, fmt.Errorf("vm %q is still migrating %s to %s after %s (%s); raise --timeout, follow it with 'kumoi vm get %s', or cancel it with 'kumoi vm migrate %s --abort'",
+				name, cur.Mode, cur.Target, s.timeout, cur.State, name, name)
+		case err != nil:
+			return nil, s.fail(err)
+		}
+		if meta != nil && meta.Index > index {
+			index = meta.Index
+		}
+		index = max(index, next.ModifyIndex)
+		o = next
+	}
 }

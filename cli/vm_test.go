@@ -379,7 +379,7 @@ func TestHostDrainEnable(t *testing.T) {
 	putVM(t, s, "a", "running", "running", "hv-1", "")
 	runCases(t, s.URL, []cliCase{
 		{name: "drain", args: []string{"host", "drain", "hv-1"},
-			exact: "host \"hv-1\" drained: no new VMs will be placed on it; the 1 VM on it stays and keeps running (moving VMs off a host comes with the scheduler)\n"},
+			exact: "host \"hv-1\" drained: no new VMs will be placed on it; the 1 VM on it stays and keeps running ('kumoi host drain --migrate' moves them off)\n"},
 		{name: "list", args: []string{"host", "list", "-l", "rack=a"}, stdout: []string{"hv-1   ready   no "}},
 		{name: "drain again", args: []string{"host", "drain", "hv-1"}, stdout: []string{`host "hv-1" is already drained: no new VMs`}},
 		{name: "enable", args: []string{"host", "enable", "hv-1"}, exact: "host \"hv-1\" is schedulable again: new VMs may be placed on it\n"},

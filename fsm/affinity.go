@@ -44,6 +44,11 @@ type GroupMember struct {
 
 // groupMembersTxn lists the VMs of an affinity group, in name order.
 func groupMembersTxn(txn *memdb.Txn, group string) ([]GroupMember, error) {
+	return groupMembersBy(txn, group, groupMember)
+}
+
+// groupMembersBy is groupMembersTxn, reading each VM with member.
+func groupMembersBy(txn *memdb.Txn, group string, member func(*resource.Object, string) (GroupMember, bool)) ([]GroupMember, error) {
 	names, err := vmsByDevice(txn, indexVMGroup, group)
 	if err != nil {
 		return nil, err
@@ -57,36 +62,89 @@ func groupMembersTxn(txn *memdb.Txn, group string) ([]GroupMember, error) {
 		if o == nil {
 			continue
 		}
-		// Only the fields the rules read: members are read at every
-		// placement of the group.
-		var spec struct {
-			Affinity *resource.Affinity `json:"affinity"`
+		if m, ok := member(o, group); ok {
+			out = append(out, m)
 		}
-		var st struct {
-			Host      string `json:"host"`
-			Migration *struct {
-				Target string `json:"target"`
-			} `json:"migration"`
-		}
-		if json.Unmarshal(o.Spec, &spec) != nil || spec.Affinity == nil || spec.Affinity.Group != group {
-			continue
-		}
-		if len(o.Status) > 0 && json.Unmarshal(o.Status, &st) != nil {
-			continue
-		}
-		m := GroupMember{VM: n, Host: st.Host, Hard: spec.Affinity.Hard, Rule: spec.Affinity.Rule}
-		if st.Migration != nil {
-			m.Target = st.Migration.Target
-		}
-		out = append(out, m)
 	}
 	return out, nil
+}
+
+// memberSpec is what the rules read of a member's spec.
+type memberSpec struct {
+	Affinity *resource.Affinity `json:"affinity"`
+}
+
+// memberStatus is what the rules read of a member's status: its host
+// and the target of its migration under way.
+type memberStatus struct {
+	Host      string `json:"host"`
+	Migration *struct {
+		Target string `json:"target"`
+	} `json:"migration"`
+}
+
+func (st *memberStatus) target() string {
+	if st.Migration == nil {
+		return ""
+	}
+	return st.Migration.Target
+}
+
+// groupMember is VM o as a member of group (false: o is not one, or its
+// spec or status does not decode).
+func groupMember(o *resource.Object, group string) (GroupMember, bool) {
+	// Only the fields the rules read: members are read at every
+	// placement of the group.
+	var spec memberSpec
+	if json.Unmarshal(o.Spec, &spec) != nil {
+		return GroupMember{}, false
+	}
+	return memberOf(o, group, spec.Affinity, func() (memberStatus, bool) {
+		var st memberStatus
+		if len(o.Status) > 0 && json.Unmarshal(o.Status, &st) != nil {
+			return st, false
+		}
+		return st, true
+	})
+}
+
+// memberOf is groupMember from o's decoded affinity a, and status, which
+// decodes its status.
+func memberOf(o *resource.Object, group string, a *resource.Affinity, status func() (memberStatus, bool)) (GroupMember, bool) {
+	if a == nil || a.Group != group {
+		return GroupMember{}, false
+	}
+	st, ok := status()
+	if !ok {
+		return GroupMember{}, false
+	}
+	return GroupMember{VM: o.Name, Host: st.Host, Target: st.target(), Hard: a.Hard, Rule: a.Rule}, true
 }
 
 // GroupMembers lists the VMs of an affinity group with their hosts, in
 // name order.
 func (s *Store) GroupMembers(group string) ([]GroupMember, error) {
 	return groupMembersTxn(s.ReadTxn(), group)
+}
+
+// PlacedGroupMembers is GroupMembers without the members on no host: a
+// VM's spec is read only when its status names a host (the pending
+// members of a group cost a status decode each).
+func (s *Store) PlacedGroupMembers(group string) ([]GroupMember, error) {
+	return groupMembersBy(s.ReadTxn(), group, placedMember)
+}
+
+// placedMember is groupMember, false for a member on no host.
+func placedMember(o *resource.Object, group string) (GroupMember, bool) {
+	var st memberStatus
+	if len(o.Status) == 0 || json.Unmarshal(o.Status, &st) != nil || st.Host == "" {
+		return GroupMember{}, false
+	}
+	var spec memberSpec
+	if json.Unmarshal(o.Spec, &spec) != nil {
+		return GroupMember{}, false
+	}
+	return memberOf(o, group, spec.Affinity, func() (memberStatus, bool) { return st, true })
 }
 
 // hostAttrs is a host's attributes for the expressions, from what its
@@ -134,7 +192,9 @@ func (w *writer) checkRules(vm string, spec *resource.VMSpec, ho *resource.Objec
 	if a == nil {
 		return nil
 	}
-	members, err := groupMembersTxn(w.txn, a.Group)
+	// Only the members on a host count (in name order, as
+	// groupMembersTxn lists them).
+	members, err := w.placedMembers(a.Group)
 	if err != nil {
 		return err
 	}

@@ -71,3 +71,25 @@ func TestPlaceRulesAtApplyTime(t *testing.T) {
 		t.Errorf("migrate db-1 to h2: %v; want ErrPlacementRule", res.Err)
 	}
 }
+
+// PlacedGroupMembers is GroupMembers without the members on no host.
+func TestPlacedGroupMembers(t *testing.T) {
+	f := fsm.TestFSM(t)
+	hostState(t, f, 1, "h1", resource.HostReady, 8, 8192)
+	mkVM(t, f, 2, "db-1", `{"cpus":1,"memory_mib":512,"affinity":{"group":"db","rule":"anti-affine","hard":true}}`)
+	mkVM(t, f, 3, "db-2", `{"cpus":1,"memory_mib":512,"affinity":{"group":"db","rule":"anti-affine"}}`)
+	mkVM(t, f, 4, "web-1", `{"cpus":1,"memory_mib":512,"affinity":{"group":"web","rule":"affine"}}`)
+	placeAll(t, f, 5, "h1", "db-2", "web-1")
+	all, err := f.State().GroupMembers("db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	placed, err := f.State().PlacedGroupMembers("db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []fsm.GroupMember{{VM: "db-2", Host: "h1", Rule: resource.AffinityAntiAffine}}
+	if len(all) != 2 || all[0].Host != "" || all[1] != want[0] || len(placed) != 1 || placed[0] != want[0] {
+		t.Errorf("members %+v, placed %+v; want placed %+v", all, placed, want)
+	}
+}

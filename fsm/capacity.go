@@ -59,7 +59,7 @@ func (w *writer) fits(host string, spec *resource.HostSpec, st *resource.HostSta
 // fitsUse is fits, and returns what the host's VMs hold (for the
 // placement rules, affinity.go).
 func (w *writer) fitsUse(host string, spec *resource.HostSpec, st *resource.HostStatus, need resource.Resources) (hostUse, error) {
-	u, err := hostUseTxn(w.txn, host)
+	u, err := w.hostUse(host)
 	if err != nil {
 		return u, err
 	}
@@ -172,10 +172,11 @@ func (w *writer) recomputeHosts() error {
 		} else if err != nil {
 			return err
 		}
-		alloc, err := allocatedTxn(w.txn, h)
+		u, err := w.hostUse(h)
 		if err != nil {
 			return err
 		}
+		alloc := u.alloc
 		if alloc == st.Allocated {
 			continue
 		}

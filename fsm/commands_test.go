@@ -57,10 +57,10 @@ type goldenEntry struct {
 // (snapshot-v1.jsonl is the state they build).
 const goldenBeforeInit = 11
 
-// goldenRefused lists the golden entries that must decode and then be
-// refused with the error (changing nothing): types added after the fixed
-// log left no state in which they apply.
-var goldenRefused = map[fsm.MessageType]error{fsm.MigrateRequestType: fsm.ErrHostNotReady}
+// goldenRefused lists the golden entries (by file name) that must decode
+// and then be refused with the error (changing nothing): types added after
+// the fixed log left no state in which they apply.
+var goldenRefused = map[string]error{"migrate": fsm.ErrHostNotReady}
 
 func goldenEntries(t testing.TB) []goldenEntry {
 	t.Helper()
@@ -156,6 +156,34 @@ func goldenEntries(t testing.TB) []goldenEntry {
 		}},
 		{typ: fsm.ACLTokenDeleteRequestType, req: &fsm.ACLTokenDeleteRequest{Time: goldenT3, AccessorID: "9d8c7b6a-5f4e-4d3c-9b2a-1f0e9d8c7b6a"}},
 		{typ: fsm.ACLPolicyDeleteRequestType, req: &fsm.ACLPolicyDeleteRequest{Time: goldenT3, Name: "web-ops"}},
+		// Protocol 9: a live migration of web-9 (pending since 19) from
+		// host-2 to host-3, which offer the modes: host-2 joins, a batch
+		// has host-3 join, places web-9 on host-2 (epoch 23) and reports
+		// it running; the migration starts (id 24), the target says
+		// prepared and the source done (web-9 on host-3, epoch 26).
+		{typ: fsm.HostStateRequestType, file: "host-state-v9", req: &fsm.HostStateRequest{
+			Time: goldenT3, Name: "host-2", ID: "7c1e5a2b-3d4f-4a6b-9c8d-0e1f2a3b4c5d", Labels: map[string]string{"rack": "r2"},
+			State: resource.HostReady, Address: "127.0.0.12:7946", Capacity: resource.Resources{CPUs: 8, MemoryMiB: 16384},
+			Driver: "libvirt", Reason: "joined", MigrationModes: []string{resource.MigrationLive, resource.MigrationRestart},
+		}},
+		{typ: fsm.BatchRequestType, file: "batch-v9", req: &fsm.BatchRequest{Time: goldenT3, Ops: []fsm.BatchOp{
+			op(fsm.HostStateRequestType, &fsm.HostStateRequest{
+				Time: goldenT3, Name: "host-3", ID: "2f4e6d8c-1b3a-4c5d-8e7f-9a0b1c2d3e4f", Labels: map[string]string{"rack": "r3"},
+				State: resource.HostReady, Address: "127.0.0.13:7946", Capacity: resource.Resources{CPUs: 8, MemoryMiB: 16384},
+				Driver: "libvirt", Reason: "joined", MigrationModes: []string{resource.MigrationLive},
+			}),
+			op(fsm.PlaceRequestType, &fsm.PlaceRequest{Time: goldenT3, Placements: []fsm.Placement{{VM: "web-9", Host: "host-2"}}}),
+			op(fsm.ReportRequestType, &fsm.ReportRequest{Time: goldenT3, Host: "host-2", Reports: []fsm.VMReport{
+				{VM: "web-9", Epoch: 23, Phase: resource.PhaseRunning, Reason: "booted"},
+			}}),
+		}}},
+		{typ: fsm.MigrateRequestType, file: "migrate-v9", req: &fsm.MigrateRequest{Time: goldenT3, VM: "web-9", Host: "host-3", Mode: resource.MigrationLive}},
+		{typ: fsm.MigrationEventRequestType, req: &fsm.MigrationEventRequest{Time: goldenT3, Host: "host-3", Events: []resource.MigrationEvent{
+			{VM: "web-9", ID: 24, Event: resource.MigrationPrepared, URI: "qemu+tls://127.0.0.13/system"},
+		}}},
+		{typ: fsm.MigrationEventRequestType, file: "migration-event-done", req: &fsm.MigrationEventRequest{Time: goldenT3, Host: "host-2", Events: []resource.MigrationEvent{
+			{VM: "web-9", ID: 24, Event: resource.MigrationDone, DowntimeMS: 42},
+		}}},
 	}
 }
 
@@ -272,7 +300,7 @@ func applyGoldenPrefix(t *testing.T, n int) *fsm.FSM {
 		}
 		l := &raft.Log{Index: goldenIndex(i), Term: 1, Type: raft.LogCommand, Data: parseGolden(t, path, b)}
 		res := fsm.TestApplyLog(t, f, l)
-		if want := goldenRefused[g.typ]; want != nil {
+		if want := goldenRefused[strings.TrimSuffix(filepath.Base(path), ".hex")]; want != nil {
 			if !errors.Is(res.Err, want) {
 				t.Fatalf("%s: %v, want it refused with %v", path, res.Err, want)
 			}
@@ -288,10 +316,26 @@ func applyGoldenPrefix(t *testing.T, n int) *fsm.FSM {
 	return f
 }
 
+// goldenBeforeMigration is how many golden entries come before the
+// protocol 9 (migration) ones: state.json and snapshot.jsonl hold the
+// state they build (as the protocol 8 build wrote them); state-v9.json and
+// snapshot-v9.jsonl the state the whole log builds.
+const goldenBeforeMigration = 21
+
 // TestGoldenDecode: a log written by an older build keeps applying, and to
 // the same state.
 func TestGoldenDecode(t *testing.T) {
-	f := applyGoldenLog(t)
+	if n := len(goldenEntries(t)); goldenBeforeMigration >= n || goldenEntries(t)[goldenBeforeMigration].file != "host-state-v9" {
+		t.Fatalf("goldenBeforeMigration (%d) does not point at the first protocol 9 entry", goldenBeforeMigration)
+	}
+	writeOrCompare(t, filepath.Join(goldenDir, "state.json"), goldenStateJSON(t, applyGoldenPrefix(t, goldenBeforeMigration)))
+	writeOrCompare(t, filepath.Join(goldenDir, "state-v9.json"), goldenStateJSON(t, applyGoldenLog(t)))
+}
+
+// goldenStateJSON is f's objects, indexes and events as the golden state
+// files hold them.
+func goldenStateJSON(t *testing.T, f *fsm.FSM) []byte {
+	t.Helper()
 	type goldenState struct {
 		Objects []*resource.Object `json:"objects"`
 		Indexes map[string]uint64  `json:"indexes"`
@@ -315,26 +359,36 @@ func TestGoldenDecode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeOrCompare(t, filepath.Join(goldenDir, "state.json"), append(got, '\n'))
+	return append(got, '\n')
 }
 
 // TestGoldenSnapshot pins the snapshot stream format the same way: the
 // persisted golden state must not change, and the stored stream must
 // restore to the state the golden log builds.
+//
+// snapshot.jsonl is the state before the protocol 9 entries, as the
+// protocol 8 build wrote it; snapshot-v9.jsonl the whole log's, with a
+// migration's status and hosts' migration modes.
 func TestGoldenSnapshot(t *testing.T) {
-	f := applyGoldenLog(t)
-	path := filepath.Join(goldenDir, "snapshot.jsonl")
-	writeOrCompare(t, path, fsm.TestPersist(t, f))
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := fsm.TestRestore(t, b)
-	if g.State().Digest() != f.State().Digest() || g.AppliedIndex() != f.AppliedIndex() {
-		t.Errorf("%s restores to a different state than the golden log builds", path)
-	}
-	if g.State().ClusterID(nil) == "" {
-		t.Errorf("%s restores without the cluster id", path)
+	for _, c := range []struct {
+		file string
+		n    int
+	}{{"snapshot.jsonl", goldenBeforeMigration}, {"snapshot-v9.jsonl", len(goldenEntries(t))}} {
+		f := applyGoldenPrefix(t, c.n)
+		path := filepath.Join(goldenDir, c.file)
+		writeOrCompare(t, path, fsm.TestPersist(t, f))
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := fsm.TestRestore(t, b)
+		if g.State().Digest() != f.State().Digest() || g.AppliedIndex() != f.AppliedIndex() {
+			t.Errorf("%s restores to a different state than the golden log builds", path)
+		}
+		if g.State().ClusterID(nil) == "" {
+			t.Errorf("%s restores without the cluster id", path)
+		}
+		fsm.TestCheckAllocations(t, g)
 	}
 }
 

@@ -15,3 +15,6 @@ func RegisterPanicApplierForTest(t testing.TB, mt MessageType) {
 	}
 	t.Cleanup(func() { delete(appliers, mt) })
 }
+
+// The fsm tests check every hit of the writer's caches (applycache.go).
+func init() { checkApplyCaches = true }

@@ -185,6 +185,47 @@ func fuzzApplySeeds(f *testing.F) {
 	add(fsm.CreateRequestType, createReq(vm, "c", "id-c", nil, `{"cpus":1,"memory_mib":64,"nics":[{"network":"n1","mac":"02:00:00:00:00:01"}]}`))
 	add(fsm.UpdateRequestType, &fsm.UpdateRequest{Kind: vm, Name: "a", Spec: raw(`{"cpus":1,"memory_mib":64,"disks":[{"volume":"v1"}]}`)})
 	add(fsm.ReportRequestType, &fsm.ReportRequest{Time: fsm.TestTime, Host: "h1", Resources: []resource.ResourceReport{{Kind: volume, Name: "x", State: "removed"}}})
+	// Protocol 9: a whole live migration in one entry (h1 and h2 offer
+	// the modes; vm/a runs on h1 and moves to h2, migration id at), then
+	// one by restart that the source's report ends; and the parts alone,
+	// mostly refused on the seed state.
+	modes := []string{resource.MigrationLive, resource.MigrationRestart}
+	add(fsm.BatchRequestType, batchOf(f,
+		fsm.HostStateRequestType, &fsm.HostStateRequest{Time: fsm.TestTime, Name: "h1", State: resource.HostReady, Capacity: amount(4, 4096), MigrationModes: modes},
+		fsm.HostStateRequestType, &fsm.HostStateRequest{Time: fsm.TestTime, Name: "h2", ID: "id-h2", State: resource.HostReady, Capacity: amount(4, 4096), MigrationModes: modes},
+		fsm.PlaceRequestType, &fsm.PlaceRequest{Time: fsm.TestTime, Placements: []fsm.Placement{{VM: "a", Host: "h1"}}},
+		fsm.ReportRequestType, &fsm.ReportRequest{Time: fsm.TestTime, Host: "h1", Reports: []fsm.VMReport{{VM: "a", Epoch: at, Phase: resource.PhaseRunning}}},
+		fsm.MigrateRequestType, &fsm.MigrateRequest{Time: fsm.TestTime, VM: "a", Host: "h2", Mode: resource.MigrationLive},
+		fsm.MigrationEventRequestType, &fsm.MigrationEventRequest{Time: fsm.TestTime, Host: "h2", Events: []resource.MigrationEvent{
+			{VM: "a", ID: at, Event: resource.MigrationPrepared, URI: "qemu+tls://h2/system"}, {VM: "a", ID: at + 1, Event: resource.MigrationDone}}},
+		fsm.MigrationEventRequestType, &fsm.MigrationEventRequest{Time: fsm.TestTime, Host: "h1", Events: []resource.MigrationEvent{
+			{VM: "a", ID: at, Event: resource.MigrationDone, DowntimeMS: 12}}},
+	))
+	add(fsm.BatchRequestType, batchOf(f,
+		fsm.HostStateRequestType, &fsm.HostStateRequest{Time: fsm.TestTime, Name: "h1", State: resource.HostReady, Capacity: amount(4, 4096), MigrationModes: modes},
+		fsm.HostStateRequestType, &fsm.HostStateRequest{Time: fsm.TestTime, Name: "h2", ID: "id-h2", State: resource.HostReady, Capacity: amount(4, 4096), MigrationModes: modes[1:]},
+		fsm.PlaceRequestType, &fsm.PlaceRequest{Time: fsm.TestTime, Placements: []fsm.Placement{{VM: "a", Host: "h1"}, {VM: "b", Host: "h1"}}},
+		fsm.ReportRequestType, &fsm.ReportRequest{Time: fsm.TestTime, Host: "h1", Reports: []fsm.VMReport{
+			{VM: "a", Epoch: at, Phase: resource.PhaseRunning}, {VM: "b", Epoch: at, Phase: resource.PhaseRunning}}},
+		fsm.MigrateRequestType, &fsm.MigrateRequest{Time: fsm.TestTime, VM: "a", Host: "h2", Mode: resource.MigrationRestart},
+		fsm.MigrateRequestType, &fsm.MigrateRequest{Time: fsm.TestTime, VM: "b", Host: "h2", Mode: resource.MigrationRestart},
+		fsm.MigrateRequestType, &fsm.MigrateRequest{Time: fsm.TestTime, VM: "b", Abort: true},
+		fsm.ReportRequestType, &fsm.ReportRequest{Time: fsm.TestTime, Host: "h1", Reports: []fsm.VMReport{{VM: "a", Epoch: at, Phase: resource.PhaseStopped}}},
+		fsm.HostStateRequestType, &fsm.HostStateRequest{Time: fsm.TestTime, Name: "h2", State: resource.HostDown, Capacity: amount(4, 4096)},
+		fsm.EvacuateRequestType, &fsm.EvacuateRequest{Time: fsm.TestTime, Host: "h2", Reason: "down"},
+	))
+	add(fsm.MigrateRequestType, &fsm.MigrateRequest{Time: fsm.TestTime, VM: "a", Host: "h1", Mode: resource.MigrationLive})
+	add(fsm.MigrateRequestType, &fsm.MigrateRequest{Time: fsm.TestTime, VM: "a", Host: "h1", Mode: "teleport"})
+	add(fsm.MigrateRequestType, &fsm.MigrateRequest{Time: fsm.TestTime, VM: "a", Abort: true})
+	add(fsm.HostStateRequestType, &fsm.HostStateRequest{Time: fsm.TestTime, Name: "h1", State: resource.HostReady, Capacity: amount(4, 4096), MigrationModes: []string{"restart", "live"}})
+	add(fsm.MigrationEventRequestType, &fsm.MigrationEventRequest{Time: fsm.TestTime, Host: "h1", Events: []resource.MigrationEvent{
+		{VM: "a", ID: 1, Event: resource.MigrationFailed, Reason: "x"}, {VM: "zz", ID: 1, Event: resource.MigrationDone},
+		{VM: "a", Event: resource.MigrationPrepared}, {VM: "a", ID: 2, Event: "teleported", URI: "\x00"}, {VM: "b", ID: 2, Event: resource.MigrationDone, DowntimeMS: -1}}})
+	add(fsm.StatusRequestType, &fsm.StatusRequest{Kind: vm, Name: "a", Status: raw(`{"phase":"migrating","host":"h1","epoch":1,"migration":{"id":1,"target":"h2","mode":"live","state":"ready"}}`)})
+	for _, s := range []string{"\x14{}", "\x14{\"events\":null}", "\x14{\"host\":\"h1\",\"events\":[{}]}", "\x14[]", "\x94{}",
+		"\x0b{\"vm\":\"a\",\"host\":\"h1\",\"grace\":0,\"mode\":\"live\",\"abort\":true}"} {
+		f.Add([]byte(s))
+	}
 	for _, s := range []string{"\x0e{}", "\x0f{}", "\x10{}", "\x11{}", "\x12{}", "\x13{}", "\x13{\"type\":19,\"payload\":{}}",
 		"\x13{\"accessor\":\"a\",\"type\":99,\"payload\":{}}", "\x13{\"accessor\":\"a\",\"type\":131,\"payload\":{}}"} {
 		f.Add([]byte(s))
@@ -296,6 +337,12 @@ func FuzzRestore(f *testing.F) {
 	fsm.TestMustApply(f, g, 6, fsm.ACLPolicyUpsertRequestType, &fsm.ACLPolicyUpsertRequest{Time: fsm.TestTime,
 		Policy: resource.ACLPolicy{Name: "p", Rules: []resource.ACLRule{{Kind: vm, Access: resource.AccessRead}}}})
 	f.Add(fsm.TestPersist(f, g))
+	// A migration under way (vm/a from h1 to h2).
+	fsm.TestMustApply(f, g, 7, fsm.StatusRequestType, &fsm.StatusRequest{Kind: host, Name: "h1", Status: raw(`{"state":"ready","capacity":{"cpus":4,"memory_mib":4096}}`)})
+	fsm.TestMustApply(f, g, 8, fsm.HostStateRequestType, &fsm.HostStateRequest{Time: fsm.TestTime, Name: "h2", ID: "id-h2", State: resource.HostReady, Capacity: amount(4, 4096)})
+	fsm.TestMustApply(f, g, 9, fsm.StatusRequestType, &fsm.StatusRequest{Kind: vm, Name: "a",
+		Status: raw(`{"phase":"migrating","host":"h1","epoch":1,"migration":{"id":9,"target":"h2","mode":"live","state":"ready","uri":"tcp://h2"}}`)})
+	f.Add(fsm.TestPersist(f, g))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		a := fsm.TestFSM(t)
 		seed(t, a)
@@ -354,6 +401,7 @@ var decodeTargets = []struct {
 	{"status", func() any { return new(resource.HostStatus) }},
 	{"", func() any { return new(resource.CreateRequest) }},
 	{"", func() any { return new(resource.UpdateRequest) }},
+	{"", func() any { return new(resource.MigrationEventsRequest) }},
 }
 
 // FuzzDecodeStrict: resource.DecodeStrict never panics; every error is a
@@ -362,6 +410,8 @@ var decodeTargets = []struct {
 func FuzzDecodeStrict(f *testing.F) {
 	for _, s := range []string{
 		`{"cpus":1,"memory_mib":512}`, `{"cpus":1,"memory_mib":512,"bogus":1}`, `{"cpus":"x"}`, `{"CPUS":2}`,
+		`{"phase":"migrating","host":"h1","migration":{"id":3,"target":"h2","mode":"live","state":"ready","uri":"x"}}`,
+		`{"host":"h1","events":[{"vm":"a","id":3,"event":"done","downtime_ms":5}]}`,
 		`{"cpu_overcommit":1.5}`, `{"phase":"running","since":"2025-01-02T03:04:05+09:00"}`,
 		`{"state":"ready","capacity":{"cpus":"x"}}`, `{"name":"a","labels":{"k":"v"},"spec":{}}`,
 		`{} {}`, `{}]`, `[`, ``, `null`, `"x"`, `{"a":1`, "{\"\xff\":1}",

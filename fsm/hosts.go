@@ -261,7 +261,16 @@ func (w *writer) evacuate(req *EvacuateRequest) error {
 			continue
 		}
 		var nst resource.VMStatus
-		if spec.HA == resource.HARestart {
+		if t := w.handoverTarget(spec, st); t != "" {
+			// A live migration from the host had begun: the guest may
+			// have reached its target (the source's hypervisor goes on
+			// when its worker dies). The VM goes there, and nowhere
+			// else: the target's worker keeps the arrival if it runs
+			// (else starts the VM afresh), so no third host can start
+			// it while the arrival runs.
+			nst = resource.VMStatus{Phase: resource.PhaseScheduled, Host: t, Epoch: w.index, Since: req.Time.UTC(), Restarts: st.Restarts,
+				Reason: req.Reason + "; its live migration to " + t + " had begun, so it continues there"}
+		} else if spec.HA == resource.HARestart {
 			nst = resource.VMStatus{Phase: resource.PhasePending, Reason: req.Reason + "; waiting to be placed elsewhere", Since: req.Time.UTC()}
 		} else {
 			if st.Phase == resource.PhaseLost {
@@ -278,6 +287,28 @@ func (w *writer) evacuate(req *EvacuateRequest) error {
 	}
 	// Migrations to the host end; their VMs stay on their sources.
 	return w.endMigrationsTo(req.Host, "the target was evacuated ("+req.Reason+")", req.Time)
+}
+
+// handoverTarget is where an evacuated VM goes at once rather than back
+// to pending: the target of its live migration, when the source had begun
+// it (state ready or aborting), the VM is to be restarted (ha restart), it
+// has no volume on the evacuated host's storage (a copy that may not have
+// finished is no disk to boot), and the target is ready. "" otherwise.
+func (w *writer) handoverTarget(spec *resource.VMSpec, st *resource.VMStatus) string {
+	m := st.Migration
+	if m == nil || m.Mode != resource.MigrationLive || m.State == resource.MigrationPreparing || spec.HA != resource.HARestart {
+		return ""
+	}
+	for _, d := range spec.Disks {
+		if _, _, vst, err := w.volume(d.Volume); err != nil || (vst != nil && vst.Host == st.Host) {
+			return ""
+		}
+	}
+	_, _, hst, err := w.host(m.Target)
+	if err != nil || hst.State != resource.HostReady {
+		return ""
+	}
+	return m.Target
 }
 
 // checkEvacuation checks a protocol 5 evacuation against the host's status

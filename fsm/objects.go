@@ -218,6 +218,9 @@ func (w *writer) delete(req *DeleteRequest) error {
 	}
 	w.touchVMHost(cur)
 	w.projectDeleted(cur)
+	if cur.Kind == resource.KindVM {
+		w.vmWritten()
+	}
 	w.wrote = true
 	if err := w.txn.Delete(tableObjects, cur); err != nil {
 		return fmt.Errorf("fsm: delete %s: %w", cur, err)
@@ -237,7 +240,8 @@ func (w *writer) delete(req *DeleteRequest) error {
 	return nil
 }
 
-// validVMHost: status.host names a host or is empty.
+// validVMHost: status.host names a host or is empty; a migration under
+// way (status.migration) names another host as its target.
 func (w *writer) validVMHost(kind resource.Kind, status json.RawMessage) error {
 	if kind != resource.KindVM {
 		return nil
@@ -245,6 +249,16 @@ func (w *writer) validVMHost(kind resource.Kind, status json.RawMessage) error {
 	var st resource.VMStatus
 	if err := json.Unmarshal(status, &st); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadPayload, err)
+	}
+	if m := st.Migration; m != nil {
+		// The vm_target index and the allocations count the VM on the
+		// target too: it must name another host, as status.host does.
+		if err := resource.ValidateName(m.Target); err != nil {
+			return resource.Errorf("status.migration.target", "%v", err)
+		}
+		if st.Host == "" || m.Target == st.Host {
+			return resource.Errorf("status.migration.target", "a migration moves a VM from its host to another (host %q, target %q)", st.Host, m.Target)
+		}
 	}
 	if st.Host == "" {
 		return nil

@@ -62,7 +62,7 @@ func (w *writer) placeOne(now time.Time, p Placement) error {
 	if st.Phase != resource.PhasePending {
 		return fmt.Errorf("vm %q is %s, not pending: %w", p.VM, st.Phase, ErrWrongPhase)
 	}
-	ho, hspec, hst, err := w.host(p.Host)
+	ho, hspec, hst, err := w.hostRead(p.Host) // read only
 	if err != nil {
 		return err
 	}
@@ -77,13 +77,15 @@ func (w *writer) placeOne(now time.Time, p Placement) error {
 	if err := w.checkRules(p.VM, spec, ho, hspec, hst, &use); err != nil {
 		return err
 	}
+	nst := resource.VMStatus{Phase: resource.PhaseScheduled, Host: p.Host, Epoch: w.index, Reason: p.Reason, Since: now.UTC()}
 	if hasDevices(spec) {
 		// Addresses the VM lacks (its network was full), and the host
 		// its volumes are on.
 		if o, err = w.placeDevices(o, spec, p.Host, now); err != nil {
 			return err
 		}
+		return w.putVMStatus(o, st, &nst)
 	}
-	nst := resource.VMStatus{Phase: resource.PhaseScheduled, Host: p.Host, Epoch: w.index, Reason: p.Reason, Since: now.UTC()}
-	return w.putVMStatus(o, st, &nst)
+	// The host's use, counted once per entry, grows by this VM.
+	return w.putPlaced(o, spec, st, &nst, use)
 }

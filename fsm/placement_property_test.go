@@ -57,6 +57,15 @@ func (g lifeGen) vmsWhere(t *rapid.T, keep func(*resource.VMStatus) bool) []stri
 	return out
 }
 
+// poweredWhere is vmsWhere of the VMs whose desired power is running.
+func (g lifeGen) poweredWhere(t *rapid.T, keep func(*resource.VMStatus) bool) []string {
+	return slices.DeleteFunc(g.vmsWhere(t, keep), func(name string) bool {
+		o, _ := g.store().Get(nil, vm, name)
+		spec, err := resource.DecodeSpec[resource.VMSpec](o)
+		return err != nil || spec.Power != resource.PowerRunning
+	})
+}
+
 func (g lifeGen) hostsWhere(t *rapid.T, keep func(*resource.HostStatus) bool) []string {
 	l, err := g.store().List(nil, host, nil)
 	if err != nil {
@@ -100,6 +109,7 @@ func (g lifeGen) hostState(t *rapid.T) *fsm.HostStateRequest {
 	if rapid.Bool().Draw(t, "host-state in the protocol 5 format?") {
 		req.DownGraceMS, req.FenceAfterMS = 4000, rapid.SampledFrom([]int64{0, 3000, 3000, 4000}).Draw(t, "host-state fence after ms")
 	}
+	req.MigrationModes = slices.Clone(rapid.SampledFrom(lifeMigrationModes).Draw(t, "host-state migration modes"))
 	return req
 }
 
@@ -110,7 +120,8 @@ func (g lifeGen) hostSpec(t *rapid.T) *fsm.UpdateRequest {
 	return &fsm.UpdateRequest{Time: drawTime(t), Kind: host, Name: rapid.SampledFrom(g.hosts).Draw(t, "host spec host"), Spec: raw(spec)}
 }
 
-// join draws a host-state that makes a host ready with some capacity.
+// join draws a host-state that makes a host ready with some capacity
+// (mostly offering both migration modes).
 func (g lifeGen) join(t *rapid.T, name string) *fsm.HostStateRequest {
 	return &fsm.HostStateRequest{
 		Time: drawTime(t), Name: name, ID: "hs-" + name, State: resource.HostReady,
@@ -118,14 +129,97 @@ func (g lifeGen) join(t *rapid.T, name string) *fsm.HostStateRequest {
 			CPUs:      rapid.SampledFrom(lifeHostCPUs[1:]).Draw(t, "join cpus"),
 			MemoryMiB: rapid.SampledFrom(lifeHostMem[1:]).Draw(t, "join memory"),
 		},
+		MigrationModes: slices.Clone(rapid.SampledFrom(lifeMigrationModes).Draw(t, "join migration modes")),
 	}
+}
+
+// lifeMigrationModes are the (valid) modes life-cycle hosts offer.
+var lifeMigrationModes = [][]string{
+	{resource.MigrationLive, resource.MigrationRestart}, {resource.MigrationLive, resource.MigrationRestart},
+	{resource.MigrationLive}, {resource.MigrationRestart}, nil,
+}
+
+// migrationOp draws a migration of a running VM to another ready host, an
+// abort, or workers' events for the migrations under way (mostly with
+// their ids, from their source or target).
+func (g lifeGen) migrationOp(t *rapid.T, next uint64) (fsm.MessageType, any) {
+	bogus := append([]string{"zz"}, g.vms...)
+	bogusHosts := append([]string{"zz"}, g.hosts...)
+	migrating := g.vmsWhere(t, func(s *resource.VMStatus) bool { return s.Migration != nil })
+	op := rapid.IntRange(0, 3).Draw(t, "migration op")
+	if len(migrating) > 0 && rapid.IntRange(0, 2).Draw(t, "events for the migrations under way?") != 0 {
+		op = 3
+	}
+	switch op {
+	case 0, 1:
+		running := g.poweredWhere(t, func(s *resource.VMStatus) bool { return s.Phase == resource.PhaseRunning })
+		if placed := g.poweredWhere(t, func(s *resource.VMStatus) bool {
+			return s.Phase == resource.PhaseScheduled || s.Phase == resource.PhaseStarting
+		}); len(running) == 0 && len(placed) > 0 {
+			// Nothing runs yet: a VM's worker says it runs first.
+			st, _ := g.vmStatusOf(placed[0])
+			return fsm.ReportRequestType, &fsm.ReportRequest{Time: drawTime(t), Host: st.Host, Reports: []fsm.VMReport{
+				{VM: placed[0], Epoch: st.Epoch, Phase: resource.PhaseRunning, Reason: "booted"},
+			}}
+		}
+		ready := g.hostsWhere(t, func(s *resource.HostStatus) bool { return s.State == resource.HostReady })
+		if pending := g.poweredWhere(t, func(s *resource.VMStatus) bool { return s.Phase == resource.PhasePending }); len(running) == 0 && len(pending) > 0 && len(ready) > 0 {
+			// Nor is any placed: place one first.
+			return fsm.PlaceRequestType, &fsm.PlaceRequest{Time: drawTime(t), Placements: []fsm.Placement{
+				{VM: rapid.SampledFrom(pending).Draw(t, "place to migrate"), Host: rapid.SampledFrom(ready).Draw(t, "place to migrate on")},
+			}}
+		}
+		name := pick(t, "migrate vm", running, bogus)
+		st, _ := g.vmStatusOf(name)
+		ready = slices.DeleteFunc(ready, func(h string) bool { return st != nil && st.Host == h })
+		return fsm.MigrateRequestType, &fsm.MigrateRequest{
+			Time: drawTime(t), VM: name, Host: pick(t, "migrate to", ready, bogusHosts),
+			Mode: rapid.SampledFrom([]string{resource.MigrationLive, resource.MigrationLive, resource.MigrationRestart}).Draw(t, "migrate mode"),
+		}
+	case 2:
+		if rapid.Bool().Draw(t, "abort?") {
+			return fsm.MigrateRequestType, &fsm.MigrateRequest{Time: drawTime(t), VM: pick(t, "abort vm", migrating, bogus), Abort: true}
+		}
+	}
+	req := &fsm.MigrationEventRequest{Time: drawTime(t), Host: rapid.SampledFrom(bogusHosts).Draw(t, "migration event host any")}
+	for i := range rapid.IntRange(1, 2).Draw(t, "migration events") {
+		e := resource.MigrationEvent{
+			VM:    pick(t, "migration event vm", migrating, bogus),
+			Event: rapid.SampledFrom([]string{resource.MigrationPrepared, resource.MigrationDone, resource.MigrationFailed}).Draw(t, "migration event"),
+		}
+		st, ok := g.vmStatusOf(e.VM)
+		if ok && st.Migration != nil {
+			e.ID = st.Migration.ID
+			if i == 0 {
+				side := rapid.IntRange(0, 4).Draw(t, "migration event side")
+				switch {
+				case side == 0:
+				case e.Event == resource.MigrationPrepared || side == 1:
+					req.Host = st.Migration.Target
+				default:
+					req.Host = st.Host
+				}
+			}
+		}
+		if !ok || st.Migration == nil || rapid.IntRange(0, 5).Draw(t, "stale id?") == 0 {
+			e.ID = rapid.Uint64Range(1, next).Draw(t, "migration event id")
+		}
+		if e.Event == resource.MigrationPrepared {
+			e.URI = "qemu+tls://" + req.Host + "/system"
+		}
+		if e.Event == resource.MigrationDone {
+			e.DowntimeMS = rapid.SampledFrom([]int64{0, 35}).Draw(t, "downtime ms")
+		}
+		req.Events = append(req.Events, e)
+	}
+	return fsm.MigrationEventRequestType, req
 }
 
 // op draws one life-cycle command to be applied at index next.
 func (g lifeGen) op(t *rapid.T, next uint64, batch bool) (fsm.MessageType, any) {
 	bogus := append([]string{"zz"}, g.vms...)
 	bogusHosts := append([]string{"zz"}, g.hosts...)
-	n := 16
+	n := 18
 	if batch {
 		n = 13 // no nested batches
 	}
@@ -247,6 +341,9 @@ func (g lifeGen) op(t *rapid.T, next uint64, batch bool) (fsm.MessageType, any) 
 		}
 		return fsm.EvacuateRequestType, req
 	case 12:
+		if rapid.IntRange(0, 2).Draw(t, "migration?") != 0 {
+			return g.migrationOp(t, next)
+		}
 		return fsm.ActionRequestType, &fsm.ActionRequest{
 			Time: drawTime(t), VM: rapid.SampledFrom(bogus).Draw(t, "action vm"), Action: rapid.SampledFrom(propActions).Draw(t, "action"),
 		}
@@ -260,6 +357,8 @@ func (g lifeGen) op(t *rapid.T, next uint64, batch bool) (fsm.MessageType, any) 
 		return fsm.HostStateRequestType, g.hostState(t)
 	case 14:
 		return fsm.HostStateRequestType, g.hostState(t)
+	case 16, 17:
+		return g.migrationOp(t, next)
 	case 15:
 		// A fenced outage moves on: a down host of the protocol 5
 		// format is fenced, then evacuated on a long enough measure.

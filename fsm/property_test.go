@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/hashicorp/raft"
@@ -118,6 +120,9 @@ type propGen struct {
 	placed func(name string) (host string, epoch uint64, ok bool)
 	// allocated returns host name's allocation, if it exists.
 	allocated func(name string) (resource.Resources, bool)
+	// migration returns VM name's migration under way (nil: none, or
+	// no view of the state: ids are then random).
+	migration func(name string) (source string, m *resource.VMMigration)
 	// vmHosts are the hosts status writes put VMs on.
 	vmHosts []string
 	// fatalOdds: entry draws one entry in about fatalOdds from the
@@ -311,6 +316,7 @@ func drawHostState(t *rapid.T, fault int) *fsm.HostStateRequest {
 		req.DownGraceMS = rapid.SampledFrom([]int64{4000, 4000, 30000, 0, -1, fsm.MaxTimingMS + 1}).Draw(t, "down grace ms")
 		req.FenceAfterMS = rapid.SampledFrom([]int64{0, 3000, 3000, 4000, 60000, -5}).Draw(t, "fence after ms")
 	}
+	req.MigrationModes = drawMigrationModes(t)
 	switch fault {
 	case faultID:
 		req.ID = ""
@@ -318,6 +324,52 @@ func drawHostState(t *rapid.T, fault int) *fsm.HostStateRequest {
 		req.State = rapid.SampledFrom([]string{"up", ""}).Draw(t, "bad host state")
 	case faultSpec:
 		req.Capacity.MemoryMiB = -1
+	}
+	return req
+}
+
+// propMigrationModes are the migration modes host-states advertise (the
+// last two are refused: unsorted, unknown).
+var propMigrationModes = [][]string{
+	nil, nil, {resource.MigrationLive, resource.MigrationRestart}, {resource.MigrationLive, resource.MigrationRestart},
+	{resource.MigrationLive}, {resource.MigrationRestart},
+	{resource.MigrationRestart, resource.MigrationLive}, {"teleport"},
+}
+
+func drawMigrationModes(t *rapid.T) []string {
+	return slices.Clone(rapid.SampledFrom(propMigrationModes).Draw(t, "migration modes"))
+}
+
+// drawMigrationEvents draws workers' migration events: with a view of the
+// state mostly for a migration under way, from its source or target.
+func (g propGen) drawMigrationEvents(t *rapid.T, next uint64) *fsm.MigrationEventRequest {
+	req := &fsm.MigrationEventRequest{Time: drawTime(t), Host: rapid.SampledFrom([]string{"a", "b", "c", "h1", "zz", ""}).Draw(t, "migration event host")}
+	for i := range rapid.IntRange(1, 3).Draw(t, "migration events") {
+		e := resource.MigrationEvent{
+			VM:    rapid.SampledFrom(propRefs).Draw(t, "migration event vm"),
+			ID:    rapid.Uint64Range(0, next).Draw(t, "migration event id"),
+			Event: rapid.SampledFrom([]string{resource.MigrationPrepared, resource.MigrationDone, resource.MigrationDone, resource.MigrationFailed, "exploded"}).Draw(t, "migration event"),
+		}
+		if g.migration != nil && rapid.IntRange(0, 4).Draw(t, "migration event right id?") != 0 {
+			if source, m := g.migration(e.VM); m != nil {
+				e.ID = m.ID
+				if i == 0 {
+					req.Host = rapid.SampledFrom([]string{source, m.Target, m.Target, "c"}).Draw(t, "migration event side")
+				}
+			}
+		}
+		switch rapid.IntRange(0, 5).Draw(t, "migration event uri") {
+		case 0:
+		case 1:
+			e.URI = "bad\x00uri"
+		default:
+			if e.Event == resource.MigrationPrepared {
+				e.URI = "qemu+tls://" + req.Host + "/system"
+			}
+		}
+		e.Reason = rapid.SampledFrom([]string{"", "", "the target ran out of memory"}).Draw(t, "migration event reason")
+		e.DowntimeMS = rapid.SampledFrom([]int64{0, 0, 42, -1, fsm.MaxTimingMS + 1}).Draw(t, "migration event downtime")
+		req.Events = append(req.Events, e)
 	}
 	return req
 }
@@ -376,7 +428,20 @@ func (g propGen) op(t *rapid.T, next uint64) (fsm.MessageType, any) {
 	if fault == faultKind {
 		kind = rapid.SampledFrom([]resource.Kind{"nope", ""}).Draw(t, "bad kind")
 	}
-	switch rapid.IntRange(0, 22).Draw(t, "op") {
+	switch rapid.IntRange(0, 24).Draw(t, "op") {
+	case 23:
+		return fsm.MigrationEventRequestType, g.drawMigrationEvents(t, next)
+	case 24:
+		// A migration of a VM that runs, or an abort.
+		req := &fsm.MigrateRequest{
+			Time: drawTime(t), VM: rapid.SampledFrom(propRefs).Draw(t, "migrate vm"),
+			Host: rapid.SampledFrom(append([]string{""}, propRefs...)).Draw(t, "migrate host"),
+			Mode: rapid.SampledFrom([]string{resource.MigrationLive, resource.MigrationLive, resource.MigrationRestart, "", "teleport"}).Draw(t, "migrate mode"),
+		}
+		if rapid.IntRange(0, 3).Draw(t, "migrate abort?") == 0 {
+			req.Abort = true
+		}
+		return fsm.MigrateRequestType, req
 	case 21:
 		return g.aclOp(t, next, fault)
 	case 22:
@@ -577,7 +642,7 @@ func (g propGen) notUnderstood(t *rapid.T, next uint64) propEntry {
 	case 1:
 		// An unknown type without the ignorable flag, with a payload
 		// that would be a valid command.
-		b := rapid.SampledFrom([]byte{0, 20, 21, 42, 99, 127}).Draw(t, "unknown type")
+		b := rapid.SampledFrom([]byte{0, 21, 22, 42, 99, 127}).Draw(t, "unknown type")
 		_, req := g.op(t, next)
 		data, err := fsm.Encode(fsm.MessageType(b), req)
 		if err != nil {
@@ -1006,15 +1071,39 @@ func (m *model) vmsOn(t *rapid.T, host string) []string {
 	return out
 }
 
-// allocated sums the specs of the VMs whose status.host is host.
+// migratingTo returns the names of the VMs migrating to host, in order.
+func (m *model) migratingTo(t *rapid.T, host string) []string {
+	var out []string
+	for k := range m.objs {
+		if k.kind == vm {
+			if mg := m.vmStatus(t, k.name).Migration; mg != nil && mg.Target == host {
+				out = append(out, k.name)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// allocated sums the specs of the VMs whose status.host is host and of
+// those migrating to it (a migration reserves both hosts).
 func (m *model) allocated(t *rapid.T, host string) resource.Resources {
 	var r resource.Resources
-	for _, n := range m.vmsOn(t, host) {
+	for _, n := range append(m.vmsOn(t, host), m.migratingTo(t, host)...) {
 		s := m.vmSpec(t, n)
 		r.CPUs += s.CPUs
 		r.MemoryMiB += s.MemoryMiB
 	}
 	return r
+}
+
+// touchVM marks the hosts a VM status holds: its host and its
+// migration's target.
+func (m *model) touchVM(st resource.VMStatus) {
+	m.touch(st.Host)
+	if st.Migration != nil {
+		m.touch(st.Migration.Target)
+	}
 }
 
 // schedulable is floor(capacity × ratio), computed exactly with the ratio
@@ -1058,8 +1147,8 @@ func (m *model) write(kind resource.Kind, name string, o mObj, index uint64, ev 
 // new hosts.
 func (m *model) putVM(t *rapid.T, index uint64, name string, spec *resource.VMSpec, st resource.VMStatus) string {
 	o := m.objs[mKey{vm, name}]
-	m.touch(m.vmStatus(t, name).Host)
-	m.touch(st.Host)
+	m.touchVM(m.vmStatus(t, name))
+	m.touchVM(st)
 	if spec != nil {
 		o.spec = mustJSON(t, spec)
 	}
@@ -1155,7 +1244,7 @@ func (m *model) apply(t *rapid.T, index uint64, mt fsm.MessageType, req any) mod
 			}
 		}
 		if ok && spec != nil && q.Kind == vm {
-			m.recheckResize(t, q.Name, decodeAs[resource.VMSpec](t, string(spec)), fail)
+			m.recheckResize(t, q.Name, string(spec), decodeAs[resource.VMSpec](t, string(spec)), fail)
 		}
 		if r.errs != nil || !ok {
 			return r
@@ -1181,8 +1270,8 @@ func (m *model) apply(t *rapid.T, index uint64, mt fsm.MessageType, req any) mod
 		}
 		switch q.Kind {
 		case vm:
-			m.touch(m.vmStatus(t, q.Name).Host)
-			m.touch(decodeAs[resource.VMStatus](t, string(status)).Host)
+			m.touchVM(m.vmStatus(t, q.Name))
+			m.touchVM(decodeAs[resource.VMStatus](t, string(status)))
 		case host:
 			if !bugOpen("status-host-allocated") {
 				// The allocation is the FSM's own.
@@ -1203,7 +1292,7 @@ func (m *model) apply(t *rapid.T, index uint64, mt fsm.MessageType, req any) mod
 			return r
 		}
 		if q.Kind == vm {
-			m.touch(m.vmStatus(t, q.Name).Host)
+			m.touchVM(m.vmStatus(t, q.Name))
 		}
 		delete(m.objs, mKey{q.Kind, q.Name})
 		m.bump(q.Kind, index)
@@ -1222,6 +1311,8 @@ func (m *model) apply(t *rapid.T, index uint64, mt fsm.MessageType, req any) mod
 		return m.action(t, index, req.(*fsm.ActionRequest))
 	case fsm.MigrateRequestType:
 		return m.migrate(t, index, req.(*fsm.MigrateRequest))
+	case fsm.MigrationEventRequestType:
+		return m.migrationEvents(t, index, req.(*fsm.MigrationEventRequest))
 	case fsm.ClusterInitRequestType:
 		// The first valid identity wins; the same one again changes
 		// nothing; another is refused. No object, no event.
@@ -1363,9 +1454,15 @@ func (m *model) applyACL(index uint64, mt fsm.MessageType, req any) modelOp {
 
 // recheckResize: a spec change of a placed VM must not take its host past
 // its schedulable capacity in a dimension the change grows.
-func (m *model) recheckResize(t *rapid.T, name string, ns resource.VMSpec, fail func(error)) {
-	h := m.vmStatus(t, name).Host
+func (m *model) recheckResize(t *rapid.T, name, rawSpec string, ns resource.VMSpec, fail func(error)) {
+	st := m.vmStatus(t, name)
+	h := st.Host
 	if h == "" {
+		return
+	}
+	if st.Migration != nil && rawSpec != m.objs[mKey{vm, name}].spec {
+		// The spec of a migrating VM does not change (labels may).
+		fail(fsm.ErrWrongPhase)
 		return
 	}
 	m.touch(h)
@@ -1464,6 +1561,16 @@ func (m *model) report(t *rapid.T, index uint64, q *fsm.ReportRequest) modelOp {
 			continue
 		}
 		nst := st
+		if mg := st.Migration; mg != nil {
+			if rp.Phase == resource.PhaseRunning || rp.Phase == resource.PhaseStarting {
+				// The guest runs on the source while it migrates.
+				rp.Phase, rp.Reason = st.Phase, st.Reason
+			} else {
+				// It stopped there: the migration ends.
+				nst.Migration = nil
+				rp.Reason += " (the migration to " + mg.Target + " ended)"
+			}
+		}
 		if nst.Phase != rp.Phase {
 			nst.Since = q.Time.UTC()
 		}
@@ -1504,6 +1611,11 @@ func (m *model) hostState(t *rapid.T, index uint64, q *fsm.HostStateRequest) mod
 	if q.ForeignDomainCount < len(q.ForeignDomains) {
 		fail(resource.ErrInvalid)
 	}
+	for i, mode := range q.MigrationModes {
+		if mode != resource.MigrationLive && mode != resource.MigrationRestart || i > 0 && q.MigrationModes[i-1] >= mode {
+			fail(resource.ErrInvalid)
+		}
+	}
 	timing := q.DownGraceMS != 0 || q.FenceAfterMS != 0
 	if timing && (q.DownGraceMS <= 0 || q.DownGraceMS > fsm.MaxTimingMS) || q.FenceAfterMS < 0 || q.FenceAfterMS > fsm.MaxTimingMS {
 		fail(resource.ErrInvalid)
@@ -1529,6 +1641,7 @@ func (m *model) hostState(t *rapid.T, index uint64, q *fsm.HostStateRequest) mod
 			State: q.State, Address: q.Address, Capacity: q.Capacity, Allocated: m.allocated(t, q.Name),
 			Driver: q.Driver, Reason: q.Reason, Since: q.Time.UTC(),
 			ForeignDomains: slices.Clone(q.ForeignDomains), ForeignDomainCount: q.ForeignDomainCount,
+			MigrationModes: slices.Clone(q.MigrationModes),
 		}
 		if timing {
 			st.StateIndex, st.FenceAfterMS, st.DownGraceMS = index, q.FenceAfterMS, q.DownGraceMS
@@ -1559,6 +1672,7 @@ func (m *model) hostState(t *rapid.T, index uint64, q *fsm.HostStateRequest) mod
 	if len(nst.ForeignDomains) == 0 {
 		nst.ForeignDomains = nil
 	}
+	nst.MigrationModes = slices.Clip(q.MigrationModes)
 	if !nst.SameObservation(&st) {
 		o := m.objs[mKey{host, q.Name}]
 		o.status = mustJSON(t, &nst)
@@ -1597,15 +1711,32 @@ func (m *model) evacuate(t *rapid.T, index uint64, q *fsm.EvacuateRequest) model
 	for _, n := range m.vmsOn(t, q.Host) {
 		st := m.vmStatus(t, n)
 		var nst resource.VMStatus
+		spec := m.vmSpec(t, n)
+		mg := st.Migration
 		switch {
-		case m.vmSpec(t, n).HA == resource.HARestart:
+		case mg != nil && mg.Mode == resource.MigrationLive && mg.State != resource.MigrationPreparing && spec.HA == resource.HARestart &&
+			len(spec.Disks) == 0 && m.hostStatus(t, mg.Target).State == resource.HostReady:
+			// A live migration had begun: the VM continues on its
+			// target (generated specs have no disks).
+			nst = resource.VMStatus{Phase: resource.PhaseScheduled, Host: mg.Target, Epoch: index, Since: q.Time.UTC(), Restarts: st.Restarts,
+				Reason: q.Reason + "; its live migration to " + mg.Target + " had begun, so it continues there"}
+		case spec.HA == resource.HARestart:
 			nst = resource.VMStatus{Phase: resource.PhasePending, Reason: q.Reason + "; waiting to be placed elsewhere", Since: q.Time.UTC()}
 		case st.Phase == resource.PhaseLost:
 			continue
 		default:
 			nst = st
-			nst.Phase, nst.Reason, nst.Since = resource.PhaseLost, q.Reason, q.Time.UTC()
+			// A migration from the host ends with it.
+			nst.Phase, nst.Reason, nst.Since, nst.Migration = resource.PhaseLost, q.Reason, q.Time.UTC(), nil
 		}
+		r.events = append(r.events, m.putVM(t, index, n, nil, nst))
+	}
+	// Migrations to the host end; their VMs stay on their sources.
+	for _, n := range m.migratingTo(t, q.Host) {
+		st := m.vmStatus(t, n)
+		nst := st
+		nst.Migration, nst.Phase, nst.Since = nil, resource.PhaseRunning, q.Time.UTC()
+		nst.Reason = "the migration to " + q.Host + " ended: the target was evacuated (" + q.Reason + "); the VM stays on " + st.Host
 		r.events = append(r.events, m.putVM(t, index, n, nil, nst))
 	}
 	return r
@@ -1648,6 +1779,9 @@ func (m *model) action(t *rapid.T, index uint64, q *fsm.ActionRequest) modelOp {
 	spec, st := m.vmSpec(t, q.VM), m.vmStatus(t, q.VM)
 	power, nst := spec.Power, st
 	wrong := modelOp{errs: []error{fsm.ErrWrongPhase}}
+	if st.Migration != nil {
+		return wrong // whatever the action: abort the migration first
+	}
 	switch q.Action {
 	case resource.ActionStart:
 		power = resource.PowerRunning
@@ -1699,15 +1833,30 @@ func (m *model) action(t *rapid.T, index uint64, q *fsm.ActionRequest) modelOp {
 // failed, lost, or on a host that is gone, or without phase_only down or
 // left for the grace) moves to a ready, schedulable host with room, with a
 // new epoch.
+//
+// Protocol 9: with a mode, a VM that runs on its host starts a migration
+// (migrateRunning); abort cancels one.
 func (m *model) migrate(t *rapid.T, index uint64, q *fsm.MigrateRequest) modelOp {
 	fail := func(err error) modelOp { return modelOp{errs: []error{err}} }
+	if q.Abort {
+		return m.migrationAbort(t, index, q)
+	}
 	if q.Host == "" {
+		return fail(resource.ErrInvalid)
+	}
+	if q.Mode != "" && q.Mode != resource.MigrationLive && q.Mode != resource.MigrationRestart {
 		return fail(resource.ErrInvalid)
 	}
 	if !m.has(vm, q.VM) {
 		return fail(fsm.ErrNotFound)
 	}
 	spec, st := m.vmSpec(t, q.VM), m.vmStatus(t, q.VM)
+	if st.Migration != nil {
+		return fail(fsm.ErrWrongPhase)
+	}
+	if q.Mode != "" && st.Host != "" && st.Host != q.Host && modelRunsOnHost(spec, st) {
+		return m.migrateRunning(t, index, q, spec, st)
+	}
 	if st.Host == q.Host {
 		return fail(fsm.ErrWrongPhase)
 	}
@@ -1740,6 +1889,180 @@ func (m *model) migrate(t *rapid.T, index uint64, q *fsm.MigrateRequest) modelOp
 	}
 	nst := resource.VMStatus{Phase: resource.PhaseScheduled, Host: q.Host, Epoch: index, Reason: reason, Since: q.Time.UTC()}
 	return modelOp{events: []string{m.putVM(t, index, q.VM, nil, nst)}}
+}
+
+// modelRunsOnHost: the VM's guest is, or is to be, up on its host.
+func modelRunsOnHost(spec resource.VMSpec, st resource.VMStatus) bool {
+	switch st.Phase {
+	case resource.PhaseScheduled:
+		return spec.Power != resource.PowerStopped
+	case resource.PhaseStarting, resource.PhaseRunning, resource.PhaseSuspended, resource.PhaseStopping:
+		return true
+	}
+	return false
+}
+
+// Migrations in the model. What the generators draw, the model predicts
+// exactly: migrate with a mode (live, restart, unknown) or abort, events
+// of every kind from the source, the target or another host with right
+// or wrong ids, hosts' migration modes (valid or not), and everything
+// else while a migration is under way (reports, actions, spec updates,
+// deletes, evacuations of either host, status writes). Not drawn, so not
+// modelled: VM specs with requirements, affinity or disks (the placement
+// rules and the volumes a live migration moves: migration_test.go covers
+// them), and status writes that carry a migration.
+//
+// migrateRunning: a running VM (power running) on a ready or draining
+// host that offers the mode starts a migration to a ready, schedulable
+// host that offers it and has room besides what it holds (the generated
+// specs have no requirements, affinity or devices). Both hosts hold it
+// until the migration ends.
+func (m *model) migrateRunning(t *rapid.T, index uint64, q *fsm.MigrateRequest, spec resource.VMSpec, st resource.VMStatus) modelOp {
+	fail := func(err error) modelOp { return modelOp{errs: []error{err}} }
+	if st.Phase != resource.PhaseRunning || spec.Power != resource.PowerRunning {
+		return fail(fsm.ErrWrongPhase)
+	}
+	if !m.has(host, st.Host) {
+		return fail(fsm.ErrNotFound)
+	}
+	if shs := m.hostStatus(t, st.Host); shs.State != resource.HostReady && shs.State != resource.HostDraining || !slices.Contains(shs.MigrationModes, q.Mode) {
+		return fail(fsm.ErrHostNotReady)
+	}
+	if !m.has(host, q.Host) {
+		return fail(fsm.ErrNotFound)
+	}
+	if hs := m.hostStatus(t, q.Host); hs.State != resource.HostReady || m.hostSpec(t, q.Host).Unschedulable || !slices.Contains(hs.MigrationModes, q.Mode) {
+		return fail(fsm.ErrHostNotReady)
+	}
+	alloc, lim := m.allocated(t, q.Host), m.limit(t, q.Host)
+	if alloc.CPUs+spec.CPUs > lim.CPUs || alloc.MemoryMiB+spec.MemoryMiB > lim.MemoryMiB {
+		return fail(fsm.ErrNoCapacity)
+	}
+	mg := &resource.VMMigration{ID: index, Target: q.Host, Mode: q.Mode, State: resource.MigrationPreparing, Since: q.Time.UTC()}
+	nst := st
+	nst.Phase, nst.Since, nst.Migration = resource.PhaseMigrating, q.Time.UTC(), mg
+	nst.Reason = "live-migrating to " + q.Host + ": the target prepares"
+	if q.Mode == resource.MigrationRestart {
+		mg.State = resource.MigrationReady
+		nst.Reason = "moving to " + q.Host + ": shutting the guest down here, to start it there"
+	}
+	return modelOp{events: []string{m.putVM(t, index, q.VM, nil, nst)}}
+}
+
+// migrationAbort: at once while the target prepares; once ready, the
+// source is asked (aborting); asked again, nothing changes.
+func (m *model) migrationAbort(t *rapid.T, index uint64, q *fsm.MigrateRequest) modelOp {
+	if !m.has(vm, q.VM) {
+		return modelOp{errs: []error{fsm.ErrNotFound}}
+	}
+	st := m.vmStatus(t, q.VM)
+	mg := st.Migration
+	if mg == nil {
+		return modelOp{errs: []error{fsm.ErrWrongPhase}}
+	}
+	nst := st
+	switch mg.State {
+	case resource.MigrationAborting:
+		return modelOp{}
+	case resource.MigrationPreparing:
+		nst.Migration, nst.Phase = nil, resource.PhaseRunning
+		nst.Reason = "the migration to " + mg.Target + " was aborted before it began"
+	default:
+		nm := *mg
+		nm.State = resource.MigrationAborting
+		nst.Migration = &nm
+		nst.Reason = "aborting the migration to " + mg.Target + ": the source cancels it"
+	}
+	nst.Since = q.Time.UTC()
+	return modelOp{events: []string{m.putVM(t, index, q.VM, nil, nst)}}
+}
+
+// migrationEvents applies workers' migration events in order, each with
+// its own outcome.
+func (m *model) migrationEvents(t *rapid.T, index uint64, q *fsm.MigrationEventRequest) modelOp {
+	if len(q.Events) > fsm.MaxBatchOps {
+		return modelOp{errs: []error{fsm.ErrBadPayload}}
+	}
+	r := modelOp{items: make([][]error, len(q.Events))}
+	for i, e := range q.Events {
+		ev, err := m.migrationEvent(t, index, q.Time, q.Host, e)
+		if err != nil {
+			r.items[i] = []error{err}
+			continue
+		}
+		if ev != "" {
+			r.events = append(r.events, ev)
+		}
+	}
+	return r
+}
+
+func validMigrationEvent(e resource.MigrationEvent) bool {
+	switch e.Event {
+	case resource.MigrationPrepared, resource.MigrationDone, resource.MigrationFailed:
+	default:
+		return false
+	}
+	return e.ID != 0 && len(e.URI) <= fsm.MaxMigrationURIBytes && !strings.ContainsFunc(e.URI, unicode.IsControl) &&
+		utf8.ValidString(e.URI) && (e.Event != resource.MigrationPrepared || e.URI != "") &&
+		len(e.Reason) <= fsm.MaxMigrationReasonBytes && utf8.ValidString(e.Reason) && e.DowntimeMS >= 0 && e.DowntimeMS <= fsm.MaxTimingMS
+}
+
+// migrationEvent: an event of the migration under way from its source or
+// target; "" with a nil error: nothing to write.
+func (m *model) migrationEvent(t *rapid.T, index uint64, now time.Time, from string, e resource.MigrationEvent) (string, error) {
+	if !validMigrationEvent(e) {
+		return "", resource.ErrInvalid
+	}
+	if !m.has(vm, e.VM) {
+		return "", fsm.ErrNotFound
+	}
+	st := m.vmStatus(t, e.VM)
+	mg := st.Migration
+	if mg == nil || mg.ID != e.ID || from != st.Host && from != mg.Target {
+		return "", fsm.ErrStaleEpoch
+	}
+	source, target := st.Host, mg.Target
+	nst := st
+	nst.Since = now.UTC()
+	switch e.Event {
+	case resource.MigrationPrepared:
+		if from != target || mg.Mode != resource.MigrationLive {
+			return "", fsm.ErrWrongPhase
+		}
+		if mg.State != resource.MigrationPreparing {
+			return "", nil
+		}
+		nm := *mg
+		nm.State, nm.URI = resource.MigrationReady, e.URI
+		nst.Migration = &nm
+		nst.Reason = "live-migrating to " + target + ": the target is ready; the source copies the guest"
+	case resource.MigrationDone:
+		if mg.State == resource.MigrationPreparing || from == target && mg.Mode != resource.MigrationLive {
+			return "", fsm.ErrWrongPhase
+		}
+		// The epoch passes to the target (the generated specs have no
+		// disks: no volume moves).
+		nst = resource.VMStatus{Phase: resource.PhaseRunning, Host: target, Epoch: index, Since: now.UTC(),
+			RebootRequested: st.RebootRequested, RebootDone: st.RebootDone, Restarts: st.Restarts}
+		if mg.Mode == resource.MigrationLive {
+			nst.Reason = "live-migrated from " + source
+			if e.DowntimeMS > 0 {
+				nst.Reason += fmt.Sprintf(" (paused %d ms)", e.DowntimeMS)
+			}
+		} else {
+			nst.Phase = resource.PhaseScheduled
+			nst.Reason = "moved from " + source + " (shut down there; starts here)"
+		}
+	case resource.MigrationFailed:
+		nst.Migration, nst.Phase = nil, resource.PhaseRunning
+		why := cmp.Or(e.Reason, "no reason given")
+		nst.Reason = fmt.Sprintf("the migration to %s failed (%s says: %s); the VM stays on %s", target, from, why, source)
+		if mg.State == resource.MigrationAborting {
+			nst.Reason = fmt.Sprintf("the migration to %s was aborted (%s); the VM stays on %s", target, why, source)
+		}
+	}
+	return m.putVM(t, index, e.VM, nil, nst), nil
 }
 
 // recompute writes the allocation of every touched host that changed, in
@@ -1977,6 +2300,8 @@ func decodeReq(mt fsm.MessageType, payload []byte) (any, error) {
 		req = new(fsm.ACLTokenDeleteRequest)
 	case fsm.AccessorRequestType:
 		req = new(fsm.AccessorRequest)
+	case fsm.MigrationEventRequestType:
+		req = new(fsm.MigrationEventRequest)
 	default:
 		return nil, fsm.ErrUnknownCommand
 	}
@@ -2132,6 +2457,8 @@ var modelSelectors = []struct {
 type modelStats struct {
 	entries, failed, placed, reported, evacuated, hostStates, actions int
 	halted, notApplied                                                int
+	// migrations started, and migration events accepted
+	migrations, migrationEvents int
 }
 
 // TestPropertyModel runs random commands against the FSM and a map model
@@ -2170,6 +2497,13 @@ func TestPropertyModel(t *testing.T) {
 					return resource.Resources{}, false
 				}
 				return m.allocated(t, name), true
+			},
+			migration: func(name string) (string, *resource.VMMigration) {
+				if !m.has(vm, name) {
+					return "", nil
+				}
+				st := m.vmStatus(t, name)
+				return st.Host, st.Migration
 			},
 			vmHosts: propVMHosts,
 			// About one run in four halts, at a random step.
@@ -2250,6 +2584,14 @@ func TestPropertyModel(t *testing.T) {
 					if got == nil && e.typ == fsm.ReportRequestType {
 						stats.reported++
 					}
+					if got == nil && e.typ == fsm.MigrationEventRequestType {
+						stats.migrationEvents++
+					}
+				}
+			}
+			for _, o := range res.Objects {
+				if st, err := resource.DecodeStatus[resource.VMStatus](o); o.Kind == vm && err == nil && st.Migration != nil && st.Migration.ID == index {
+					stats.migrations++
 				}
 			}
 			switch {
@@ -2280,6 +2622,30 @@ func TestPropertyModel(t *testing.T) {
 				}})
 			}
 		}
+		// Now and then a migration under way from the start: hosts a and
+		// b offer both modes and have room, vm/mig runs on a and starts
+		// moving to b (the random steps then drive or end it).
+		if rapid.IntRange(0, 2).Draw(t, "a migration under way?") == 0 {
+			for _, h := range []string{"a", "b"} {
+				req := life.join(t, h)
+				req.Capacity, req.MigrationModes = resource.Resources{CPUs: 16, MemoryMiB: 16384}, []string{resource.MigrationLive, resource.MigrationRestart}
+				step(t, propEntry{typ: fsm.HostStateRequestType, req: req})
+			}
+			step(t, propEntry{typ: fsm.CreateRequestType, req: &fsm.CreateRequest{
+				Time: drawTime(t), Kind: vm, Name: "mig", ID: "first-mig", Spec: raw(`{"cpus":1,"memory_mib":256,"power":"running"}`),
+			}})
+			step(t, propEntry{typ: fsm.PlaceRequestType, req: &fsm.PlaceRequest{Time: drawTime(t), Placements: []fsm.Placement{{VM: "mig", Host: "a"}}}})
+			step(t, propEntry{typ: fsm.ReportRequestType, req: &fsm.ReportRequest{Time: drawTime(t), Host: "a", Reports: []fsm.VMReport{
+				{VM: "mig", Epoch: index, Phase: resource.PhaseRunning},
+			}}})
+			mode := rapid.SampledFrom([]string{resource.MigrationLive, resource.MigrationRestart}).Draw(t, "scenario mode")
+			step(t, propEntry{typ: fsm.MigrateRequestType, req: &fsm.MigrateRequest{Time: drawTime(t), VM: "mig", Host: "b", Mode: mode}})
+			if mode == resource.MigrationLive {
+				step(t, propEntry{typ: fsm.MigrationEventRequestType, req: &fsm.MigrationEventRequest{Time: drawTime(t), Host: "b", Events: []resource.MigrationEvent{
+					{VM: "mig", ID: index, Event: resource.MigrationPrepared, URI: "qemu+tls://b/system"},
+				}}})
+			}
+		}
 		// A loop rather than t.Repeat: runs are longer than Repeat's
 		// default, so VMs get through whole life cycles.
 		actions := map[string]func(*rapid.T){
@@ -2306,7 +2672,11 @@ func TestPropertyModel(t *testing.T) {
 				f = fsm.TestSnapshotRestore(t, f)
 			},
 		}
-		weighted := []string{"life cycle", "life cycle", "life cycle", "life cycle", "life cycle", "op", "batch", "any entry", "snapshot and restore"}
+		actions["migration"] = func(t *rapid.T) {
+			mt, req := life.migrationOp(t, index+1)
+			step(t, propEntry{typ: mt, req: req})
+		}
+		weighted := []string{"life cycle", "migration", "life cycle", "life cycle", "life cycle", "life cycle", "op", "batch", "any entry", "snapshot and restore"}
 		m.check(t, f)
 		for range rapid.IntRange(20, 100).Draw(t, "steps") {
 			actions[rapid.SampledFrom(weighted).Draw(t, "action")](t)
@@ -2316,5 +2686,8 @@ func TestPropertyModel(t *testing.T) {
 	t.Logf("model test: %+v", stats)
 	if stats.halted == 0 || stats.failed == 0 {
 		t.Errorf("the model test never halted the FSM or never had an entry refused: %+v", stats)
+	}
+	if stats.migrations == 0 || stats.migrationEvents == 0 {
+		t.Errorf("the model test never started a migration or never had a migration event accepted: %+v", stats)
 	}
 }

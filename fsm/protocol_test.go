@@ -81,6 +81,31 @@ func TestProtocolVersions(t *testing.T) {
 		{fsm.AccessorRequestType, mustAccessor(t, fsm.CreateRequestType, &fsm.CreateRequest{Kind: resource.KindProject, Spec: json.RawMessage(`{}`)}), 8},
 		{fsm.PlaceRequestType, &fsm.PlaceRequest{Placements: []fsm.Placement{{VM: "a", Host: "h"}}}, 1},
 		{fsm.PlaceRequestType, &fsm.PlaceRequest{Placements: []fsm.Placement{{VM: "a", Host: "h", Reason: "placed on h breaking soft anti-affinity of group g"}}}, 8},
+		// Protocol 9: migrations of running VMs.
+		{fsm.MigrationEventRequestType, &fsm.MigrationEventRequest{}, 9},
+		{fsm.MigrateRequestType, &fsm.MigrateRequest{Mode: resource.MigrationLive}, 9},
+		{fsm.MigrateRequestType, &fsm.MigrateRequest{Mode: resource.MigrationRestart, PhaseOnly: true}, 9},
+		{fsm.MigrateRequestType, &fsm.MigrateRequest{Abort: true}, 9},
+		{fsm.HostStateRequestType, &fsm.HostStateRequest{MigrationModes: []string{resource.MigrationLive}}, 9},
+		{fsm.HostStateRequestType, &fsm.HostStateRequest{MigrationModes: []string{}, ImageDir: "/images"}, 6},
+		{fsm.BatchRequestType, &fsm.BatchRequest{Ops: []fsm.BatchOp{
+			mustOp(t, fsm.CreateRequestType, &fsm.CreateRequest{}), mustOp(t, fsm.MigrateRequestType, &fsm.MigrateRequest{Mode: resource.MigrationLive}),
+		}}, 9},
+		{fsm.BatchRequestType, &fsm.BatchRequest{Ops: []fsm.BatchOp{mustOp(t, fsm.MigrateRequestType, &fsm.MigrateRequest{Abort: true})}}, 9},
+		{fsm.BatchRequestType, &fsm.BatchRequest{Ops: []fsm.BatchOp{
+			mustOp(t, fsm.HostStateRequestType, &fsm.HostStateRequest{MigrationModes: []string{resource.MigrationRestart}}),
+		}}, 9},
+		{fsm.BatchRequestType, &fsm.BatchRequest{Ops: []fsm.BatchOp{mustOp(t, fsm.MigrationEventRequestType, &fsm.MigrationEventRequest{})}}, 9},
+		{fsm.AccessorRequestType, mustAccessor(t, fsm.MigrateRequestType, &fsm.MigrateRequest{Mode: resource.MigrationLive}), 9},
+		{fsm.AccessorRequestType, mustAccessor(t, fsm.MigrateRequestType, &fsm.MigrateRequest{PhaseOnly: true}), 6}, // an envelope is 6
+		{fsm.AccessorRequestType, mustAccessor(t, fsm.HostStateRequestType, &fsm.HostStateRequest{MigrationModes: []string{resource.MigrationLive}}), 9},
+		{fsm.AccessorRequestType, mustAccessor(t, fsm.MigrationEventRequestType, &fsm.MigrationEventRequest{}), 9},
+		// An envelope as it is decoded from the log (its payload only).
+		{fsm.AccessorRequestType, &fsm.AccessorRequest{Accessor: "acc-1", Type: fsm.MigrateRequestType, Payload: json.RawMessage(`{"vm":"a","host":"h","grace":0,"abort":true}`)}, 9},
+		{fsm.AccessorRequestType, &fsm.AccessorRequest{Accessor: "acc-1", Type: fsm.MigrateRequestType, Payload: json.RawMessage(`{"vm":"a","host":"h","grace":0}`)}, 6},
+		{fsm.AccessorRequestType, &fsm.AccessorRequest{Accessor: "acc-1", Type: fsm.HostStateRequestType, Payload: json.RawMessage(`{"name":"h","state":"ready","migration_modes":["live"]}`)}, 9},
+		{fsm.AccessorRequestType, &fsm.AccessorRequest{Accessor: "acc-1", Type: fsm.MigrationEventRequestType, Payload: json.RawMessage(`{"host":"h","events":[]}`)}, 9},
+		{fsm.AccessorRequestType, &fsm.AccessorRequest{Accessor: "acc-1", Type: fsm.BatchRequestType, Payload: json.RawMessage(`{"ops":[{"type":11,"payload":{"vm":"a","host":"h","grace":0,"mode":"live"}}]}`)}, 9},
 	}
 	for _, tc := range cases {
 		newest = max(newest, tc.want)
@@ -136,6 +161,40 @@ func TestMaxProtocol(t *testing.T) {
 	fsm.TestMustApply(t, full, 1, fsm.BatchRequestType, batch)
 	if full.State().ClusterID(nil) == "" {
 		t.Fatal("a full-protocol FSM did not apply cluster-init")
+	}
+
+	// A protocol 8 node knows no migration-event (type 20): alone, in a
+	// batch or in an envelope, it halts on it and applies nothing of it;
+	// a protocol 9 node applies them (the event refers to no VM: an item
+	// error only).
+	ev := &fsm.MigrationEventRequest{Time: fsm.TestTime, Host: "h", Events: []resource.MigrationEvent{{VM: "a", ID: 1, Event: resource.MigrationFailed}}}
+	for name, entry := range map[string]func(t *testing.T) (fsm.MessageType, any){
+		"alone": func(*testing.T) (fsm.MessageType, any) { return fsm.MigrationEventRequestType, ev },
+		"in a batch": func(t *testing.T) (fsm.MessageType, any) {
+			return fsm.BatchRequestType, &fsm.BatchRequest{Time: fsm.TestTime, Ops: []fsm.BatchOp{
+				mustOp(t, fsm.CreateRequestType, createReq(vm, "b", fsm.TestID(2), nil, vmSpec1)), mustOp(t, fsm.MigrationEventRequestType, ev),
+			}}
+		},
+		"in an envelope": func(t *testing.T) (fsm.MessageType, any) {
+			return fsm.AccessorRequestType, mustAccessor(t, fsm.MigrationEventRequestType, ev)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			mt, req := entry(t)
+			eight := fsm.New(fsm.Config{MaxProtocol: 8})
+			res := fsm.TestApply(t, eight, 1, mt, req)
+			if !errors.Is(res.Err, fsm.ErrHalted) || !errors.Is(eight.Halted(), fsm.ErrUnknownCommand) || eight.AppliedIndex() != 0 || eight.State().Count(resource.KindVM) != 0 {
+				t.Fatalf("protocol 8 FSM on a migration-event %s: %v (halted %v, applied %d); want a halt on an unknown command, nothing applied",
+					name, res.Err, eight.Halted(), eight.AppliedIndex())
+			}
+			nine := fsm.New(fsm.Config{MaxProtocol: 9})
+			if res := fsm.TestApply(t, nine, 1, mt, req); res.Err != nil || nine.Halted() != nil {
+				t.Fatalf("protocol 9 FSM on a migration-event %s: %v (halted %v)", name, res.Err, nine.Halted())
+			}
+		})
+	}
+	if fsm.MinProtocol(fsm.MigrationEventRequestType) != 9 {
+		t.Errorf("MinProtocol(migration-event) = %d, want 9", fsm.MinProtocol(fsm.MigrationEventRequestType))
 	}
 }
 

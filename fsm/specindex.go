@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"unsafe"
 
 	"github.com/hashicorp/go-memdb"
 
@@ -41,30 +40,24 @@ type vmSpecFields struct {
 	} `json:"affinity"`
 }
 
-// vmSpecCache remembers the fields of the last spec decoded, by the
-// identity of its bytes (an object's spec is never changed in place), as
-// vmFieldsCache does for statuses.
+// vmSpecCache remembers the fields of the last two specs decoded, by
+// their bytes, as vmFieldsCache does for statuses.
 type vmSpecCache struct {
-	mu     sync.Mutex
-	data   *byte
-	n      int
-	fields vmSpecFields
-	ok     bool
+	mu sync.Mutex
+	c  lastTwo[vmSpecFields]
 }
 
 func (c *vmSpecCache) decode(spec []byte) (vmSpecFields, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if p := unsafe.SliceData(spec); p != c.data || len(spec) != c.n {
+	return c.c.get(spec, func(b []byte) (vmSpecFields, bool) {
 		var f vmSpecFields
-		if !mayHaveIndexed(spec) {
-			c.data, c.n, c.fields, c.ok = p, len(spec), f, true
-			return c.fields, c.ok
+		if !mayHaveIndexed(b) {
+			return f, true
 		}
-		err := json.Unmarshal(spec, &f)
-		c.data, c.n, c.fields, c.ok = p, len(spec), f, err == nil
-	}
-	return c.fields, c.ok
+		err := json.Unmarshal(b, &f)
+		return f, err == nil
+	})
 }
 
 // mayHaveDevices is a cheap test of a VM spec: one without the keys

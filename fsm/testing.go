@@ -191,8 +191,9 @@ func TestSnapshotRestore(tb TB, f *FSM) *FSM {
 }
 
 // TestCheckAllocations fails tb unless every host's status.allocated is
-// the sum of the specs of the VMs whose status.host names it, and every
-// VM that names a host counts towards exactly that host.
+// the sum of the specs of the VMs whose status.host names it and of those
+// migrating to it (status.migration.target: a migration reserves both
+// hosts), and every VM that names a host counts towards exactly that host.
 func TestCheckAllocations(tb TB, f *FSM) {
 	if h, ok := tb.(helper); ok {
 		h.Helper()
@@ -209,6 +210,15 @@ func TestCheckAllocations(tb TB, f *FSM) {
 		st, err2 := resource.DecodeStatus[resource.VMStatus](o)
 		if err1 != nil || err2 != nil {
 			tb.Fatalf("fsm.TestCheckAllocations: %s: %v %v", o, err1, err2)
+		}
+		if m := st.Migration; m != nil {
+			if st.Host == "" || m.Target == "" || m.Target == st.Host {
+				tb.Fatalf("fsm.TestCheckAllocations: %s migrates from %q to %q", o.Name, st.Host, m.Target)
+			}
+			r := sums[m.Target]
+			r.CPUs += spec.CPUs
+			r.MemoryMiB += spec.MemoryMiB
+			sums[m.Target] = r
 		}
 		if st.Host == "" {
 			continue
@@ -229,7 +239,7 @@ func TestCheckAllocations(tb TB, f *FSM) {
 			tb.Fatalf("fsm.TestCheckAllocations: %s: %v", o, err)
 		}
 		if st.Allocated != sums[o.Name] {
-			tb.Fatalf("fsm.TestCheckAllocations: host %q has status.allocated %+v, but its VMs add up to %+v",
+			tb.Fatalf("fsm.TestCheckAllocations: host %q has status.allocated %+v, but its VMs (and those migrating to it) add up to %+v",
 				o.Name, st.Allocated, sums[o.Name])
 		}
 		on, err := s.VMsOnHost(nil, o.Name)

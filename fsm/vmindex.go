@@ -1,10 +1,10 @@
 package fsm
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"sync"
-	"unsafe"
 
 	"github.com/kumoi/kumoi/resource"
 )
@@ -26,25 +26,46 @@ type vmStatusIndexer struct {
 	last *vmFieldsCache
 }
 
-// vmFieldsCache remembers the fields of the last status decoded, by the
-// identity of its bytes (an object's status is never changed in place).
+// vmFieldsCache remembers the fields of the last two statuses decoded,
+// by their bytes (memdb asks each index about an updated object's new
+// and old version in turn).
 type vmFieldsCache struct {
-	mu     sync.Mutex
-	data   *byte
-	n      int
-	fields vmIndexFields
-	ok     bool
+	mu sync.Mutex
+	c  lastTwo[vmIndexFields]
 }
 
 func (c *vmFieldsCache) decode(status []byte) (vmIndexFields, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if p := unsafe.SliceData(status); p != c.data || len(status) != c.n {
+	return c.c.get(status, func(b []byte) (vmIndexFields, bool) {
 		var st vmIndexFields
-		err := json.Unmarshal(status, &st)
-		c.data, c.n, c.fields, c.ok = p, len(status), st, err == nil
+		err := json.Unmarshal(b, &st)
+		return st, err == nil
+	})
+}
+
+// lastTwo remembers the values decoded from the last two byte strings
+// (copies of them: a value depends on nothing but the bytes).
+type lastTwo[T any] struct {
+	data [2][]byte
+	v    [2]T
+	ok   [2]bool
+	set  [2]bool
+	next int
+}
+
+// get is decode(b), from memory if b is one of the last two.
+func (c *lastTwo[T]) get(b []byte, decode func([]byte) (T, bool)) (T, bool) {
+	for i := range c.data {
+		if c.set[i] && bytes.Equal(c.data[i], b) {
+			return c.v[i], c.ok[i]
+		}
 	}
-	return c.fields, c.ok
+	v, ok := decode(b)
+	i := c.next
+	c.data[i], c.v[i], c.ok[i], c.set[i] = bytes.Clone(b), v, ok, true
+	c.next = 1 - i
+	return v, ok
 }
 
 // vmIndexFields are the status fields the indexes need: decoding only them

@@ -38,6 +38,14 @@ type writer struct {
 	// count counts a kind's objects as this entry sees them (counts.go);
 	// nil: no cap.
 	count func(resource.Kind) int
+	// uses remembers hostUseTxn by host (applycache.go); placing: the VM
+	// being written is placeOne's, which updates uses itself.
+	uses    map[string]hostUse
+	placing bool
+	// groups remembers placedMembers by group (applycache.go).
+	groups map[string][]GroupMember
+	// hostDecs remembers what hostRead decoded (applycache.go).
+	hostDecs map[*resource.Object]hostDecode
 }
 
 func (w *writer) lookup(kind resource.Kind, name string, cas uint64) (*resource.Object, error) {
@@ -71,6 +79,9 @@ func (w *writer) putObject(o *resource.Object, evType string, stamp bool) error 
 	}
 	if err := w.projectWrite(o); err != nil {
 		return err
+	}
+	if o.Kind == resource.KindVM && !w.placing {
+		w.vmWritten()
 	}
 	w.wrote = true
 	if err := w.txn.Insert(tableObjects, o); err != nil {

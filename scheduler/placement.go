@@ -48,7 +48,7 @@ func (g *Group) add(host string, hardAnti bool) {
 // cand is a host that may take VMs, with its attributes for the
 // expressions; ver changes when a placement changes them.
 type cand struct {
-	*Host
+	Host
 	attrs resource.HostAttrs
 	ver   uint32
 	slot  int // its position at the start (the expression caches' key)
@@ -99,8 +99,8 @@ func PlanWith(hosts []Host, vms []VM, opt Options) fsm.PlaceRequest {
 		}
 		p.init = append(p.init, attrsOf(h))
 		if h.Free.CPUs > 0 && h.Free.MemoryMiB > 0 {
-			hc := *h // the plan's copy: the caller's hosts stay as given
-			p.cands = append(p.cands, &cand{Host: &hc, attrs: attrsOf(h), ver: 1, slot: len(p.cands)})
+			// The plan's copy: the caller's hosts stay as given.
+			p.cands = append(p.cands, &cand{Host: *h, attrs: attrsOf(h), ver: 1, slot: len(p.cands)})
 		}
 	}
 	if len(p.cands) > 0 {
@@ -110,7 +110,7 @@ func PlanWith(hosts []Host, vms []VM, opt Options) fsm.PlaceRequest {
 			}
 			return vms[i].Name < vms[j].Name
 		})
-		sort.Slice(p.cands, func(i, j int) bool { return less(*p.cands[i].Host, *p.cands[j].Host) })
+		sort.Slice(p.cands, func(i, j int) bool { return less(p.cands[i].Host, p.cands[j].Host) })
 	}
 	for _, vm := range vms {
 		if r := blockedReason(vm, nets); r != "" {
@@ -140,7 +140,7 @@ func PlanWith(hosts []Host, vms []VM, opt Options) fsm.PlaceRequest {
 		c.Free.CPUs -= vm.Need.CPUs
 		c.Free.MemoryMiB -= vm.Need.MemoryMiB
 		c.VMs++
-		c.attrs = attrsOf(c.Host)
+		c.attrs = attrsOf(&c.Host)
 		c.ver++
 		if a := vm.Affinity; a != nil {
 			g := opt.Groups[a.Group]
@@ -152,7 +152,7 @@ func PlanWith(hosts []Host, vms []VM, opt Options) fsm.PlaceRequest {
 		}
 		// Keep "most free memory first" without a full sort: bubble the
 		// host down to its place.
-		for j := i; j+1 < len(p.cands) && less(*p.cands[j+1].Host, *p.cands[j].Host); j++ {
+		for j := i; j+1 < len(p.cands) && less(p.cands[j+1].Host, p.cands[j].Host); j++ {
 			p.cands[j], p.cands[j+1] = p.cands[j+1], p.cands[j]
 		}
 	}
@@ -291,7 +291,12 @@ func (p *planner) place(vm *VM) (int, string, string) {
 			// far needs no other check.
 			var r float64
 			if rank != nil {
-				if r = p.eval(rank, rankC, c, false); best >= 0 && r <= bestRank {
+				if rankC.ver[c.slot] == c.ver { // eval's cache, inline
+					r = rankC.val[c.slot]
+				} else {
+					r = p.eval(rank, rankC, c, false)
+				}
+				if best >= 0 && r <= bestRank {
 					return true
 				}
 			}

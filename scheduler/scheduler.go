@@ -361,14 +361,12 @@ func GroupsFromState(st *fsm.Store, vms []VM) (map[string]*Group, error) {
 		}
 		g := &Group{}
 		out[a.Group] = g
-		members, err := st.GroupMembers(a.Group)
+		members, err := st.PlacedGroupMembers(a.Group)
 		if err != nil {
 			return nil, err
 		}
 		for _, m := range members {
-			if m.Host != "" {
-				g.add(m.Host, m.Hard && m.Rule == resource.AffinityAntiAffine)
-			}
+			g.add(m.Host, m.Hard && m.Rule == resource.AffinityAntiAffine)
 			if m.Target != "" {
 				g.add(m.Target, m.Hard && m.Rule == resource.AffinityAntiAffine)
 			}

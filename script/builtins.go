@@ -42,6 +42,7 @@ var builtinFuncs = map[string]func(*starlark.Thread, *starlark.Builtin, starlark
 	"wait_until": waitUntil,
 	"sleep":      sleepBuiltin,
 	"events":     eventsBuiltin,
+	"rebalance":  rebalanceBuiltin,
 }
 
 // Builtins returns a fresh dictionary of Kumoi's built-ins: the functions

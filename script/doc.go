@@ -23,15 +23,18 @@
 //	pforeach(fn, xs, workers=16, fail_fast=False) preduce(fn, xs, initial, failed=None, fail_fast=False)
 //	failures(results)  successes(results)
 //	wait_until(fn, timeout="60s")  sleep(duration)  events(kinds=[], since=0)  json
+//	rebalance(dry_run=True, max=5)
 //
 // with Starlark's own (print, len, sorted, fail, …). VM values have the
 // attributes name, labels, phase, host, spec, status, reason, index,
 // addresses and macs (lists of strings, one per NIC that has one), nics
 // (structs network, ip, mac) and disks (structs volume, image, size_mib),
 // and the methods start, stop, reboot, suspend, resume, delete, migrate (a
-// cold move to another host: stop, move, start), refresh and wait; Host values have name, labels, state, capacity, allocated,
-// schedulable, spec, status, reason, index and vms, drain, enable and
-// refresh. Network values have name, labels, index, spec, status, cidr,
+// cold move to another host: stop, move, start; live=True or restart=True
+// for a running VM, abort=True, wait=True), abort_migration, refresh and
+// wait; Host values have name, labels, state, capacity, allocated,
+// schedulable, spec, status, reason, index and vms, drain (migrate=True:
+// the leader moves the VMs off; wait=True), enable and refresh. Network values have name, labels, index, spec, status, cidr,
 // gateway, mode, allocated, capacity and hosts (host → struct state,
 // reason, since); Image values name, labels, index, spec, status, format,
 // source, sha256 and hosts; Volume values name, labels, index, spec,

@@ -286,39 +286,6 @@ func hostVMs(th *starlark.Thread, h *Host, name string, args starlark.Tuple, kwa
 	return listObjects(th, resource.KindVM, &client.QueryOptions{Host: h.get().Name})
 }
 
-// hostSetSchedulable is host.drain() (false) and host.enable() (true).
-func hostSetSchedulable(schedulable bool) method[*Host] {
-	return func(th *starlark.Thread, h *Host, name string, args starlark.Tuple, kwargs []starlark.Tuple) (starlark.Value, error) {
-		if err := starlark.UnpackArgs(name, args, kwargs); err != nil {
-			return nil, err
-		}
-		o, err := updateSpec(th, resource.KindHost, h.get().Name, func(cur *resource.Object) map[string]any {
-			if spec, _ := resource.HostStateOf(cur); spec.Unschedulable == !schedulable {
-				return nil
-			}
-			return map[string]any{"unschedulable": !schedulable}
-		})
-		if err != nil {
-			return nil, err
-		}
-		h.set(o)
-		return h, nil
-	}
-}
-
-// updateSpec is a read-modify-write of an object's spec with
-// compare-and-set, retried when the object changed in between: change
-// returns the spec fields to set (nil: nothing to write).
-func updateSpec(th *starlark.Thread, kind resource.Kind, name string, change func(cur *resource.Object) map[string]any) (*resource.Object, error) {
-	return updateObject(th, kind, name, func(cur *resource.Object) (*resource.Object, error) {
-		changes := change(cur)
-		if changes == nil {
-			return nil, nil
-		}
-		return client.PatchSpec(cur, changes)
-	})
-}
-
 // updateObject is a read-modify-write of an object (its labels and spec)
 // with compare-and-set (client.Modify), retried when the object changed in
 // between: change returns the object to write (nil: nothing to write; the

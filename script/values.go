@@ -176,17 +176,19 @@ var (
 		"suspend": vmAction(client.ActionSuspend),
 		"resume":  vmAction(client.ActionResume),
 		"delete":  vmDelete,
-		"migrate": vmMigrate,
+		"migrate": vmMigrateWith,
 		"refresh": vmRefresh,
-		"wait":    vmWait,
+
+		"abort_migration": vmAbortMigration,
+		"wait":            vmWait,
 
 		"set_labels": setLabels[*VM](resource.KindVM),
 	}
 	hostAttrs   = []string{"name", "labels", "state", "capacity", "allocated", "schedulable", "spec", "status", "reason", "index"}
 	hostMethods = map[string]method[*Host]{
 		"vms":     hostVMs,
-		"drain":   hostSetSchedulable(false),
-		"enable":  hostSetSchedulable(true),
+		"drain":   hostDrain,
+		"enable":  hostEnable,
 		"refresh": hostRefresh,
 
 		"set_labels": setLabels[*Host](resource.KindHost),
@@ -356,7 +358,15 @@ func vmSpecValue(s *resource.VMSpec) starlark.Value {
 }
 
 func vmStatusValue(s *resource.VMStatus) starlark.Value {
+	var migration starlark.Value = starlark.None
+	if m := s.Migration; m != nil {
+		migration = structOf("vm_migration", starlark.StringDict{
+			"id": starlark.MakeUint64(m.ID), "target": starlark.String(m.Target), "mode": starlark.String(m.Mode),
+			"state": starlark.String(m.State), "since": timeValue(m.Since),
+		})
+	}
 	return structOf("vm_status", starlark.StringDict{
+		"migration":        migration,
 		"phase":            starlark.String(s.Phase),
 		"host":             starlark.String(s.Host),
 		"epoch":            starlark.MakeUint64(s.Epoch),
@@ -376,7 +386,12 @@ func resourcesValue(r resource.Resources) starlark.Value {
 }
 
 func hostSpecValue(s *resource.HostSpec) starlark.Value {
+	var drain starlark.Value = starlark.None
+	if s.Drain != nil {
+		drain = structOf("host_drain", starlark.StringDict{"migrate": starlark.Bool(s.Drain.Migrate)})
+	}
 	return structOf("host_spec", starlark.StringDict{
+		"drain":             drain,
 		"unschedulable":     starlark.Bool(s.Unschedulable),
 		"cpu_overcommit":    starlark.Float(s.CPUOvercommit),
 		"memory_overcommit": starlark.Float(s.MemoryOvercommit),
@@ -392,6 +407,8 @@ func hostStatusValue(s *resource.HostStatus) starlark.Value {
 		"driver":    starlark.String(s.Driver),
 		"reason":    starlark.String(s.Reason),
 		"since":     timeValue(s.Since),
+
+		"migration_modes": stringsValue(s.MigrationModes),
 	})
 }
 

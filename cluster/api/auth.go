@@ -306,6 +306,10 @@ func needOfRoute(route, method string) routeNeed {
 		return routeNeed{any: true}
 	case "/v1/acl/policies", "/v1/acl/policies/{name}", "/v1/acl/tokens", "/v1/acl/tokens/{accessor_id}":
 		return level(resource.KindACL)
+	case "/v1/rebalance":
+		// vm:read at least (a dry run); the handler asks vm:power and
+		// host:read of a rebalance that migrates.
+		return routeNeed{kind: resource.KindVM, access: resource.AccessRead}
 	}
 	rest, _ := strings.CutPrefix(route, "/v1/")
 	plural, sub, _ := strings.Cut(rest, "/")
@@ -316,7 +320,7 @@ func needOfRoute(route, method string) routeNeed {
 	switch sub {
 	case "{name}/{action}":
 		return routeNeed{kind: info.Kind, access: resource.AccessPower}
-	case "{name}/report":
+	case "{name}/report", "{name}/migrations":
 		// A node token for that host, or host:admin: the handler checks.
 		return routeNeed{any: true}
 	}

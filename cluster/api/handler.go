@@ -317,6 +317,8 @@ func (a *httpAPI) route(r *http.Request) (string, apiHandler) {
 		return "/v1/cluster/servers/{id}", a.methods(methodHandler{http.MethodDelete, a.removeServer(parts[2])})
 	case rest == "events":
 		return "/v1/events", a.methods(methodHandler{http.MethodGet, a.events})
+	case rest == "rebalance":
+		return "/v1/rebalance", a.methods(methodHandler{http.MethodPost, a.rebalance})
 	case parts[0] == "acl":
 		return a.aclRoute(parts[1:])
 	}
@@ -337,6 +339,8 @@ func (a *httpAPI) route(r *http.Request) (string, apiHandler) {
 		return coll + "/{name}/report", a.methods(methodHandler{http.MethodPost, a.report(parts[1])})
 	case len(parts) == 3 && info.Kind == resource.KindHost && parts[1] != "" && parts[2] == "migrations":
 		return coll + "/{name}/migrations", a.methods(methodHandler{http.MethodPost, a.migrationEvents(parts[1])})
+	case len(parts) == 3 && info.Kind == resource.KindHost && parts[1] != "" && parts[2] == "drain":
+		return coll + "/{name}/drain", a.methods(methodHandler{http.MethodGet, a.drainStatus(parts[1])})
 	case len(parts) == 2 && parts[1] != "":
 		name := parts[1]
 		return coll + "/{name}" + blocking, a.methods(

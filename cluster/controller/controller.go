@@ -48,6 +48,9 @@ type Controller struct {
 	leaderLoopsMu sync.Mutex
 	leaderLoops   []LeaderLoop
 
+	// drain is the drain loop's memory (drain.go).
+	drain drainState
+
 	// noHandOff skips the leadership transfer on shutdown (a dev cluster
 	// stops all its controllers at once).
 	noHandOff atomic.Bool
@@ -151,6 +154,7 @@ func New(cfg Config) (*Controller, error) {
 	c.addLeaderLoop(LeaderLoop{Name: "evacuate", Run: c.evacuateLoop})
 	c.addLeaderLoop(LeaderLoop{Name: "scheduler", Run: c.schedulerLoop})
 	c.addLeaderLoop(LeaderLoop{Name: "policies", Run: c.policiesLoop})
+	c.addLeaderLoop(LeaderLoop{Name: "drain", Run: c.drainLoop})
 
 	c.wg.Add(2)
 	go c.monitorLeadership(notify)

@@ -129,6 +129,10 @@ func (c *Controller) evacuateHost(ctx context.Context, h *resource.Object, hs *r
 // needsEvacuation: some VM on host is to be restarted elsewhere or is not
 // yet marked lost.
 func (c *Controller) needsEvacuation(host string) bool {
+	// A migration to the host ends only with its evacuation.
+	if in, err := c.fsm.State().VMsMigratingTo(nil, host); err == nil && len(in) > 0 {
+		return true
+	}
 	vms, err := c.fsm.State().VMsOnHost(nil, host)
 	if err != nil {
 		return false

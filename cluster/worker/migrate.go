@@ -451,26 +451,35 @@ func (w *Worker) prepareIncoming(ctx context.Context, mg hypervisor.Migrator, o 
 }
 
 // finishArrival makes a domain that arrived by a live migration this
-// host's (FinishIncoming resumes it), instead of a resume; ok false: not
-// an arrival.
-func (w *Worker) finishArrival(ctx context.Context, v *vmPass) (bool, error) {
-	if w.arrivals[v.o.Name] != v.st.Epoch {
-		return false, nil
+// host's once the epoch passed here (FinishIncoming: the sim resumes the
+// paused arrival; libvirt's already runs), after the retag. It is the
+// VM's only copy: one that cannot be finished is left as it is and tried
+// again in the next pass (wait true: nothing else is done, nothing
+// reported), never removed.
+func (w *Worker) finishArrival(ctx context.Context, v *vmPass) (wait bool) {
+	if epoch, ok := w.arrivals[v.o.Name]; !ok || epoch != v.st.Epoch {
+		return false
 	}
 	mg, ok := w.migrator()
-	if !ok {
-		return false, nil
+	if !ok || !v.d.State.Active() {
+		// Nothing arrived alive (fenced meanwhile): the VM starts as
+		// any other.
+		delete(w.arrivals, v.o.Name)
+		return false
+	}
+	err := mg.FinishIncoming(ctx, v.name)
+	switch {
+	case err == nil:
+	case errors.Is(err, hypervisor.ErrNotFound):
+		delete(w.arrivals, v.o.Name)
+		return false
+	default:
+		w.logger.Warn("cannot finish an arrived migration yet; trying again", "vm", v.o.Name, "error", err)
+		return true
 	}
 	delete(w.arrivals, v.o.Name)
-	if err := mg.FinishIncoming(ctx, v.name); err != nil {
-		// Nothing usable arrived: removed, and started afresh in the
-		// next pass.
-		w.logger.Warn("cannot finish an arrived migration; starting the VM afresh", "vm", v.o.Name, "error", err)
-		if err := mg.AbortIncoming(ctx, v.name); err != nil {
-			return true, fmt.Errorf("the live migration's arrival could not be resumed nor removed: %w", err)
-		}
-		v.deferred = true
-		return true, nil
+	if got, err := w.drv.Get(ctx, v.name); err == nil {
+		v.d = got
 	}
 	w.logger.Info("a live-migrated VM runs here", "vm", v.o.Name, "epoch", v.st.Epoch)
 	if v.st.Reason != "" {
@@ -478,7 +487,7 @@ func (w *Worker) finishArrival(ctx context.Context, v *vmPass) (bool, error) {
 		// drives its power).
 		w.notes[v.o.Name] = note{epoch: v.st.Epoch, reason: v.st.Reason}
 	}
-	return true, nil
+	return false
 }
 
 // ensureIncomingVolumes makes the volumes of the VMs migrating here that

@@ -123,3 +123,41 @@ func TestMigrateOutNoDomain(t *testing.T) {
 		t.Fatalf("worker stopping: %+v, want nothing said", ev)
 	}
 }
+
+// TestFinishArrivalKeepsTheOnlyCopy: an arrival that cannot be finished
+// yet is kept and tried again, never removed; once finished it runs.
+func TestFinishArrivalKeepsTheOnlyCopy(t *testing.T) {
+	ctx := context.Background()
+	a, b := sim.New(sim.Options{}), sim.New(sim.Options{MigrationDowntime: time.Millisecond})
+	defer a.Close()
+	defer b.Close()
+	s := simSpec("kumoi-arr")
+	if err := a.Define(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(ctx, s.Name); err != nil {
+		t.Fatal(err)
+	}
+	uri, err := b.PrepareIncoming(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.MigrateOut(ctx, s.Name, uri, hypervisor.MigrateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	w := testWorker(b)
+	w.notes = map[string]note{}
+	w.arrivals["arr"] = 9
+	d, _ := b.Get(ctx, s.Name)
+	v := &vmPass{o: &resource.Object{Name: "arr"}, st: &resource.VMStatus{Epoch: 9, Reason: "live-migrated from a"}, name: s.Name, d: d}
+	b.InjectFault(sim.OpFinishIncoming, sim.Fault{Times: 1})
+	if !w.finishArrival(ctx, v) {
+		t.Fatal("a failed finish did not make the pass wait")
+	}
+	if d, err := b.Get(ctx, s.Name); err != nil || d.State != hypervisor.StatePaused {
+		t.Fatalf("the arrival after a failed finish: %+v, %v", d, err)
+	}
+	if w.finishArrival(ctx, v) || v.d.State != hypervisor.StateRunning || w.arrivals["arr"] != 0 || w.notes["arr"].reason == "" {
+		t.Fatalf("after the finish: %+v arrivals %v notes %v", v.d, w.arrivals, w.notes)
+	}
+}

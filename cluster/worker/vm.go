@@ -108,6 +108,9 @@ func (w *Worker) convergeVM(ctx context.Context, o *resource.Object, spec *resou
 		delete(w.seenUp, o.Name)
 		return w.stoppedBehind(v, "the domain "+v.name+" vanished: it was undefined outside Kumoi while it ran; desired power is now stopped")
 	}
+	if w.finishArrival(ctx, v) {
+		return v.rep, false
+	}
 	if v.d.State.Active() && !w.stopping[v.name] {
 		w.seenUp[o.Name] = st.Epoch
 		delete(w.guardFenced, v.name)
@@ -309,9 +312,6 @@ func (w *Worker) drivePower(ctx context.Context, v *vmPass) error {
 		switch {
 		case d.State == hypervisor.StatePaused:
 			w.acting(v)
-			if arrival, err := w.finishArrival(ctx, v); arrival {
-				return err
-			}
 			return w.drv.Resume(ctx, name)
 		case !d.State.Active() && !w.mayStart:
 			w.logger.Debug("not starting domain: the host is not ready, or a stale domain could not be removed", "domain", name)

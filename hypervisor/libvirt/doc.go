@@ -51,6 +51,15 @@
 // volume is gone fails with ErrMissingResource (on QEMU; the test driver
 // does not look).
 //
+// Live migration (migrate.go, migrateuri.go) is libvirt's peer-to-peer
+// migration (virDomainMigrateToURI3, live, persisting the domain on the
+// target and undefining it on the source; volumes copied on request): the
+// source's libvirtd drives it against the target's libvirtd, whose URI
+// (Options.MigrationURI) and data address (Options.MigrationAddress) the
+// target's PrepareIncoming returns in one string. Only QEMU connections
+// with a migration URI have CapLiveMigration; the test driver cannot
+// migrate.
+//
 // The package must not decide anything about the domains it manages: it
 // does what the worker asks and reports what libvirt says.
 package libvirt

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -68,7 +69,10 @@ func (d *Driver) obsLock(name string) func() {
 	return m.Unlock
 }
 
-var _ hypervisor.Driver = (*Driver)(nil)
+var (
+	_ hypervisor.Driver   = (*Driver)(nil)
+	_ hypervisor.Migrator = (*Driver)(nil)
+)
 
 // New loads libvirt, starts its event loop (once per process) and connects
 // to opts.URI. It fails only when libvirt itself cannot be loaded. A
@@ -96,6 +100,18 @@ func New(opts Options) (*Driver, error) {
 	if opts.KeepAliveCount == 0 {
 		opts.KeepAliveCount = 3
 	}
+	if opts.MigrationURI == "" {
+		opts.MigrationURI = defaultMigrationURI(opts.URI)
+	} else if err := checkMigrationURI(opts.MigrationURI); err != nil {
+		return nil, fmt.Errorf("libvirt: %w", err)
+	}
+	if opts.MigrationAddress != "" {
+		a, err := normalMigrationAddress(opts.MigrationAddress)
+		if err != nil {
+			return nil, fmt.Errorf("libvirt: %w", err)
+		}
+		opts.MigrationAddress = a
+	}
 	lg := opts.Logger
 	if lg == nil {
 		lg = hclog.NewNullLogger()
@@ -108,7 +124,7 @@ func New(opts Options) (*Driver, error) {
 		opts:    opts,
 		uri:     opts.URI,
 		log:     lg.Named("libvirt"),
-		caps:    capabilitiesFor(opts.URI),
+		caps:    capabilitiesFor(opts.URI, opts.MigrationURI),
 		events:  driverutil.NewQueue(opts.EventBuffer),
 		obs:     driverutil.NewObserver(opts.ObservationLog, opts.Host),
 		dial:    lv.NewConnect,
@@ -135,25 +151,33 @@ func (d *Driver) start() {
 	go d.processEvents()
 }
 
-// capabilitiesFor is what the driver behind a URI honours. QEMU and the
-// test driver do everything Kumoi asks; for others only the basics are
-// claimed.
-func capabilitiesFor(uri string) hypervisor.Capabilities {
+// capabilitiesFor is what the driver behind a URI honours. QEMU does
+// everything Kumoi asks (live migration only with a migration URI peers can
+// use: migrationURI); the test driver all but resizing volumes and live
+// migration; for others only the basics are claimed.
+func capabilitiesFor(uri, migrationURI string) hypervisor.Capabilities {
 	scheme, _, _ := strings.Cut(uri, ":")
 	scheme, _, _ = strings.Cut(scheme, "+")
-	switch scheme {
-	case "qemu":
-		return hypervisor.NewCapabilities(hypervisor.AllCapabilities...)
-	case "test":
-		// The test driver cannot resize a volume (virStorageVolResize is
-		// not implemented there).
+	without := func(drop ...hypervisor.Capability) hypervisor.Capabilities {
 		var cs []hypervisor.Capability
 		for _, c := range hypervisor.AllCapabilities {
-			if c != hypervisor.CapVolumeResize {
+			if !slices.Contains(drop, c) {
 				cs = append(cs, c)
 			}
 		}
 		return hypervisor.NewCapabilities(cs...)
+	}
+	switch scheme {
+	case "qemu":
+		if migrationURI == "" {
+			return without(hypervisor.CapLiveMigration)
+		}
+		return hypervisor.NewCapabilities(hypervisor.AllCapabilities...)
+	case "test":
+		// The test driver cannot resize a volume (virStorageVolResize is
+		// not implemented there) nor migrate a domain (no
+		// virDomainMigrate*).
+		return without(hypervisor.CapVolumeResize, hypervisor.CapLiveMigration)
 	}
 	return hypervisor.NewCapabilities(hypervisor.CapEvents, hypervisor.CapDiskBoot)
 }

@@ -31,6 +31,23 @@ type Options struct {
 	// /var/lib/kumoi/storage/volumes). An existing pool of that name is
 	// used where it is.
 	StorageDir string
+	// MigrationURI is the libvirt URI by which a peer host's libvirtd
+	// reaches this host's libvirtd in a peer-to-peer live migration
+	// (qemu+tcp://HOST/system, qemu+tls://HOST/system,
+	// qemu+ssh://root@HOST/system): what PrepareIncoming hands the source.
+	// Default: URI itself when it names a remote host or a unix socket
+	// (?socket=...: usable by another libvirtd on the same machine);
+	// with neither (qemu:///system) the driver has no migration URI and
+	// does not offer CapLiveMigration.
+	MigrationURI string
+	// MigrationAddress is where the QEMU migration data stream of an
+	// incoming migration connects: tcp://ADDR[:PORT] (or ADDR[:PORT]),
+	// sent to the source as the migrate URI; when ADDR is an IP address
+	// the incoming migration listens on it only (else on qemu.conf's
+	// migration_address, by default every address). Default: none
+	// (libvirt uses the target's migration_host from qemu.conf, else its
+	// hostname, and a port from migration_port_min..max).
+	MigrationAddress string
 	// ReconnectMin and ReconnectMax bound the backoff between reconnect
 	// attempts (default 100ms and 5s).
 	ReconnectMin, ReconnectMax time.Duration

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -44,6 +47,9 @@ var (
 
 func register(d *Driver) string {
 	uri := "sim://" + d.opts.Host + "/" + strconv.FormatUint(hostSeq.Add(1), 10)
+	if d.opts.MigrationDir != "" {
+		uri += "?" + url.Values{"dir": {d.opts.MigrationDir}}.Encode()
+	}
 	hostsMu.Lock()
 	defer hostsMu.Unlock()
 	hosts[uri] = d
@@ -126,7 +132,16 @@ func (d *Driver) PrepareIncoming(ctx context.Context, spec hypervisor.DomainSpec
 	default:
 		dom.spec = spec
 	}
-	dom.incoming, dom.arrived = true, false
+	dom.incoming, dom.arrived, dom.remote = true, false, false
+	if d.opts.MigrationDir != "" {
+		d.clearMarkersLocked(spec.Name, spec.VMID)
+		if err := os.MkdirAll(d.opts.MigrationDir, 0o755); err != nil {
+			return "", fmt.Errorf("%s: %w", what, err)
+		}
+		if err := os.WriteFile(markerPath(d.opts.MigrationDir, spec.Name, spec.VMID, "prepared"), []byte(spec.VMID+"\n"), 0o644); err != nil {
+			return "", fmt.Errorf("%s: %w", what, err)
+		}
+	}
 	dom.state, dom.reason = hypervisor.StatePaused, ReasonIncoming
 	dom.cpus, dom.memMiB = spec.CPUs, spec.MemoryMiB
 	dom.live = spec
@@ -158,6 +173,8 @@ func (d *Driver) MigrateOut(ctx context.Context, name, uri string, _ hypervisor.
 	}
 	target := lookupHost(uri)
 	switch {
+	case target == nil && migrationDirOf(uri) != "":
+		return d.migrateToDir(ctx, dom, name, vmid, migrationDirOf(uri), latency, downtime)
 	case target == nil:
 		return res, fmt.Errorf("%s: %w: no simulated host in this process takes migrations there", what, hypervisor.ErrUnavailable)
 	case target == d:
@@ -211,6 +228,101 @@ func (d *Driver) MigrateOut(ctx context.Context, name, uri string, _ hypervisor.
 	return res, nil
 }
 
+// migrationDirOf is the directory a migration URI delivers to ("": none).
+func migrationDirOf(uri string) string {
+	u, err := url.Parse(uri)
+	if err != nil || u.Scheme != "sim" {
+		return ""
+	}
+	return u.Query().Get("dir")
+}
+
+// markerPath is the file through which a migration of name (VM vmid)
+// is prepared (kind "prepared") or delivered ("arrived") in dir.
+func markerPath(dir, name, vmid, kind string) string {
+	return filepath.Join(dir, name+"."+vmid+"."+kind)
+}
+
+// migrateToDir is MigrateOut to a simulated host of another process: the
+// target prepared (its marker says so); the guest is copied while it runs,
+// paused, delivered (the arrival marker, written atomically), then stopped
+// and undefined here. The target observes the arrival's start only when
+// FinishIncoming resumes it, after the VM passed to it, which is after
+// this returned: the guest never runs on both.
+func (d *Driver) migrateToDir(ctx context.Context, dom *domain, name, vmid, dir string, latency, downtime time.Duration) (hypervisor.MigrateResult, error) {
+	var res hypervisor.MigrateResult
+	what := "migrate " + name + " to " + dir
+	if _, err := os.Stat(markerPath(dir, name, vmid, "prepared")); err != nil {
+		return res, fmt.Errorf("%s: %w: the target has not prepared %s (%v)", what, hypervisor.ErrInvalidState, name, err)
+	}
+	if err := d.wait(ctx, latency); err != nil {
+		return res, fmt.Errorf("%s: stopped while copying; the guest runs here: %w", what, err)
+	}
+	d.mu.Lock()
+	if dom.state != hypervisor.StateRunning {
+		d.mu.Unlock()
+		return res, fmt.Errorf("%s: %w: the domain became %s while it was copied", what, hypervisor.ErrInvalidState, dom.state)
+	}
+	dom.state, dom.reason = hypervisor.StatePaused, "migrating"
+	d.emitLocked(name, dom, hypervisor.EventSuspended, "migrating")
+	d.mu.Unlock()
+	start := time.Now()
+	rollback := func(cause error) (hypervisor.MigrateResult, error) {
+		d.mu.Lock()
+		if dom.state == hypervisor.StatePaused {
+			dom.state, dom.reason = hypervisor.StateRunning, "migration cancelled"
+			d.emitLocked(name, dom, hypervisor.EventResumed, "migration cancelled")
+		}
+		d.mu.Unlock()
+		return res, fmt.Errorf("%s: the guest runs here again: %w", what, cause)
+	}
+	if err := d.wait(ctx, downtime); err != nil {
+		return rollback(err)
+	}
+	tmp := markerPath(dir, name, vmid, "arriving")
+	if err := os.WriteFile(tmp, []byte(vmid+"\n"), 0o644); err != nil {
+		return rollback(err)
+	}
+	if err := os.Rename(tmp, markerPath(dir, name, vmid, "arrived")); err != nil {
+		_ = os.Remove(tmp)
+		return rollback(err)
+	}
+	d.mu.Lock()
+	if dom.state.Active() {
+		d.stopLocked(name, dom, hypervisor.StopOther)
+	}
+	dom.gone = true
+	delete(d.domains, name)
+	d.emitLocked(name, dom, hypervisor.EventUndefined, "migrated")
+	d.mu.Unlock()
+	res.Downtime = time.Since(start)
+	return res, nil
+}
+
+// arrivedLocked notes a delivery from another process (MigrationDir) of
+// the prepared domain name.
+func (d *Driver) arrivedLocked(name string, dom *domain) {
+	if dom.arrived || !dom.incoming || d.opts.MigrationDir == "" {
+		return
+	}
+	p := markerPath(d.opts.MigrationDir, name, dom.spec.VMID, "arrived")
+	if _, err := os.Stat(p); err == nil {
+		dom.arrived, dom.remote = true, true
+		_ = os.Remove(p)
+		_ = os.Remove(markerPath(d.opts.MigrationDir, name, dom.spec.VMID, "prepared"))
+	}
+}
+
+// clearMarkersLocked removes name's markers (a new preparation, an abort).
+func (d *Driver) clearMarkersLocked(name, vmid string) {
+	if d.opts.MigrationDir == "" {
+		return
+	}
+	for _, k := range []string{"prepared", "arrived", "arriving"} {
+		_ = os.Remove(markerPath(d.opts.MigrationDir, name, vmid, k))
+	}
+}
+
 // expectIncoming checks that name is prepared here for VM vmid.
 func (d *Driver) expectIncoming(name, vmid string) error {
 	d.mu.Lock()
@@ -258,6 +370,9 @@ func (d *Driver) Incoming(ctx context.Context, name string) (bool, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	dom, ok := d.domains[name]
+	if ok {
+		d.arrivedLocked(name, dom)
+	}
 	return ok && dom.arrived && dom.state == hypervisor.StateRunning, nil
 }
 
@@ -283,6 +398,7 @@ func (d *Driver) FinishIncoming(ctx context.Context, name string) error {
 	defer release()
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.arrivedLocked(name, dom)
 	switch {
 	case dom.state == hypervisor.StateRunning:
 		dom.incoming = false
@@ -291,6 +407,12 @@ func (d *Driver) FinishIncoming(ctx context.Context, name string) error {
 		return fmt.Errorf("%s: %w: nothing has arrived yet", what, hypervisor.ErrInvalidState)
 	case dom.state == hypervisor.StatePaused && dom.arrived:
 		dom.incoming = false
+		if dom.remote {
+			// Delivered by another process: it starts here now (its
+			// source stopped before this host had the VM).
+			d.obs.Start(name, dom.spec.VMID, dom.spec.Epoch, "migrated in")
+			dom.remote = false
+		}
 		dom.state, dom.reason = hypervisor.StateRunning, "migrated"
 		d.emitLocked(name, dom, hypervisor.EventResumed, "migrated")
 		return nil
@@ -319,6 +441,7 @@ func (d *Driver) AbortIncoming(ctx context.Context, name string) error {
 	if !dom.incoming {
 		return nil
 	}
+	d.clearMarkersLocked(name, dom.spec.VMID)
 	if dom.state.Active() {
 		d.stopLocked(name, dom, hypervisor.StopDestroyed)
 	}

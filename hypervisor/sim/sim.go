@@ -49,9 +49,15 @@ type Options struct {
 	// MigrationDowntime is how long a live migration pauses the guest at
 	// the switch-over (default DefaultMigrationDowntime); MigrationLatency
 	// how long it copies the guest, running, before that (default 0).
-	// Migrations go between simulated hosts of one process (migrate.go).
+	// Migrations go between simulated hosts of one process (migrate.go),
+	// and, with MigrationDir, from other processes on this machine.
 	MigrationDowntime time.Duration
 	MigrationLatency  time.Duration
+	// MigrationDir is a directory of this host's own through which
+	// simulated hosts of other processes on this machine deliver their
+	// migrations (a marker file per arrival); empty: only hosts of this
+	// process migrate here.
+	MigrationDir string
 }
 
 // Op names a driver operation, for fault injection.
@@ -123,6 +129,9 @@ type domain struct {
 	// FinishIncoming).
 	incoming bool
 	arrived  bool
+	// remote: it arrived from another process (MigrationDir); its start
+	// is observed when FinishIncoming resumes it.
+	remote bool
 }
 
 var _ hypervisor.Driver = (*Driver)(nil)

@@ -152,6 +152,10 @@ type DaemonOptions struct {
 	// bound over it in its mount namespace): it offers only TCG (domain
 	// type qemu), whatever the machine has.
 	NoKVM bool
+	// HostUUID is its host UUID (libvirtd.conf host_uuid; "" for the
+	// machine's). Two daemons that migrate a domain between them need
+	// different ones: libvirt refuses a migration to the same host.
+	HostUUID string
 }
 
 // StartDaemon starts a second libvirtd in a new directory under parent (""
@@ -191,14 +195,14 @@ func StartDaemonWith(ctx context.Context, parent string, opts DaemonOptions) (*D
 	if conf == "" {
 		conf = daemonQEMUConf
 	}
-	if err := d.start(ctx, drivers, conf, opts.NoKVM); err != nil {
+	if err := d.start(ctx, drivers, conf, opts.NoKVM, opts.HostUUID); err != nil {
 		d.Close()
 		return nil, err
 	}
 	return d, nil
 }
 
-func (d *Daemon) start(ctx context.Context, drivers []string, qemuConf string, noKVM bool) error {
+func (d *Daemon) start(ctx context.Context, drivers []string, qemuConf string, noKVM bool, hostUUID string) error {
 	// QEMU runs as libvirt-qemu and must reach its monitor socket and
 	// logs under the bound directories.
 	if err := os.Chmod(d.Dir, 0o755); err != nil {
@@ -223,13 +227,17 @@ func (d *Daemon) start(ctx context.Context, drivers []string, qemuConf string, n
 		return err
 	}
 	conf := filepath.Join(d.Dir, "libvirtd.conf")
+	extra := ""
+	if hostUUID != "" {
+		extra = fmt.Sprintf("host_uuid = %q\n", hostUUID)
+	}
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`unix_sock_dir = %q
 unix_sock_ro_perms = "0700"
 unix_sock_rw_perms = "0700"
 auth_unix_ro = "none"
 auth_unix_rw = "none"
 log_outputs = "3:file:%s"
-`, filepath.Join(d.Dir, "sock"), filepath.Join(d.Dir, "libvirtd.log"))), 0o600); err != nil {
+%s`, filepath.Join(d.Dir, "sock"), filepath.Join(d.Dir, "libvirtd.log"), extra)), 0o600); err != nil {
 		return err
 	}
 	out, err := os.Create(filepath.Join(d.Dir, "libvirtd.out"))
