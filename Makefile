@@ -174,8 +174,7 @@ test-qemu: build
 #                    JEPSEN_LIBVIRTD_MAX_TIME each (kumoi-jepsen --max-time)
 #   jepsen-placement opt-in campaign: JEPSEN_PLACEMENT_RUNS (50) seeded
 #                    placement runs on 2 sim workers (quota, hard anti-affine
-#                    groups, migrations: by restart, as standalone sim workers
-#                    offer no live ones) under worker and leader
+#                    groups, live migrations) under worker and leader
 #                    faults, JEPSEN_PLACEMENT_DURATION each, bounded by
 #                    JEPSEN_PLACEMENT_MAX_TIME; the output goes to
 #                    JEPSEN_PLACEMENT_LOG and is summarised at the end
