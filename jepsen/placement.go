@@ -41,6 +41,18 @@ const (
 	PlacementMaxPerClient = 4
 	// PlacementPeriod is the period of the clients' aim.
 	PlacementPeriod = 20 * time.Second
+	// PlacementMaxVMs is the max_vms quota of the run's project: below
+	// the demand's peak (5 clients × PlacementMaxPerClient), so that the
+	// quota binds and creates are refused with 409 quota_exceeded.
+	PlacementMaxVMs = 14
+	// PlacementGroupShare is the share of creates that join a hard
+	// anti-affine group of their client; a group has at most
+	// PlacementGroupSize members (2: the two workers can hold them).
+	PlacementGroupShare = 0.4
+	PlacementGroupSize  = 2
+	// PlacementMigrateShare is the share of the start/stop draws that
+	// live-migrate one of the client's running VMs instead.
+	PlacementMigrateShare = 0.35
 )
 
 // placementTarget is how many VMs a client aims at, elapsed into the run:
@@ -88,6 +100,20 @@ const (
 type Placement struct {
 	// capacity is each worker host's capacity (Setup).
 	capacity map[string]resource.Resources
+	// project is the run's project (Setup), every VM's spec.project, and
+	// maxVMs its max_vms quota.
+	project string
+	maxVMs  int64
+	// quota reads the project's VMs and usage from Setup to Final
+	// (placement_rules.go); quotaReads is what it read.
+	quota      *quotaPoller
+	quotaReads quotaReads
+	// migrateMode is how the clients migrate (Setup, placementMigrateMode).
+	migrateMode string
+	// finalUsage is the project's status.usage, read with the final list;
+	// settledOK says the cluster settled before it.
+	finalUsage *resource.ProjectUsage
+	settledOK  bool
 
 	// Filled in by Final.
 	start   time.Time // the history's time 0
@@ -114,6 +140,14 @@ type placedVM struct {
 	Host   string `json:"host,omitempty"`
 	Epoch  uint64 `json:"epoch,omitempty"`
 	Reason string `json:"reason,omitempty"`
+	// From the spec: the size, project and affinity (the usage check and
+	// settled read them); Migrating is status.migration's target.
+	CPUs       int64  `json:"cpus,omitempty"`
+	MemoryMiB  int64  `json:"memory_mib,omitempty"`
+	Project    string `json:"project,omitempty"`
+	Group      string `json:"group,omitempty"`
+	AntiAffine bool   `json:"anti_affine,omitempty"` // the group's rule is hard anti-affinity
+	Migrating  string `json:"migrating,omitempty"`
 }
 
 // Name is "placement".
@@ -145,12 +179,92 @@ func (p *Placement) Setup(ctx context.Context, env *Env) error {
 		}
 		p.capacity[name] = hs.Capacity
 	}
+	modes, err := p.workerMigrationModes(ctx, env)
+	if err != nil {
+		return err
+	}
+	p.migrateMode = placementMigrateMode(modes)
+	p.notes = append(p.notes, fmt.Sprintf("migrations are %s: the workers' hosts offer %s", p.migrateMode, modesString(modes)))
+	p.project, p.maxVMs = "jepsen-"+env.RunID, PlacementMaxVMs
+	ac := env.AnyClient()
+	err = retry(ctx, 30*time.Second, func(ctx context.Context) error {
+		_, err := ac.Projects().Create(ctx, p.project, resource.ProjectSpec{MaxVMs: p.maxVMs}, map[string]string{PlacementLabel: env.RunID})
+		if errors.Is(err, client.ErrAlreadyExists) {
+			return nil // a retry of a create that was applied
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("create the run's project %s: %w", p.project, err)
+	}
+	p.quota = startQuotaPoller(ac, p.project, env.RunID)
+	env.onClose(func() { p.quota.Stop() })
 	if len(env.Daemons) > 0 {
 		p.daemons = env.Daemons
 		p.poller = startDomainPoller(env.Daemons)
 		env.onClose(func() { p.poller.Stop() })
 	}
 	return nil
+}
+
+// PlacementMigrateMode, if set (live or restart), is how the clients
+// migrate; empty: placementMigrateMode of what the workers offer.
+var PlacementMigrateMode = ""
+
+// workerMigrationModes waits (up to 10 s: the leader copies them from the
+// workers' gossip) until every worker's host says which migration modes
+// it takes, and returns them by host.
+func (p *Placement) workerMigrationModes(ctx context.Context, env *Env) (map[string][]string, error) {
+	cl := env.Cluster
+	modes := map[string][]string{}
+	err := pollEvery(ctx, 10*time.Second, 100*time.Millisecond, func() bool {
+		for w := 0; w < cl.Workers(); w++ {
+			name := cl.WorkerName(w)
+			if _, hs, err := cl.Host(name); err == nil {
+				modes[name] = hs.MigrationModes
+			}
+		}
+		for w := 0; w < cl.Workers(); w++ {
+			if len(modes[cl.WorkerName(w)]) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil && ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return modes, nil // a host without modes refuses migrations: the clients try anyway
+}
+
+// placementMigrateMode is live when every worker's host takes live
+// migrations, else restart when every one takes those (the sim workers of
+// the harness: each is its own process, and the sim driver migrates live
+// only between hosts of one process), else live (and refused).
+func placementMigrateMode(modes map[string][]string) string {
+	if PlacementMigrateMode != "" {
+		return PlacementMigrateMode
+	}
+	every := func(mode string) bool {
+		for _, m := range modes {
+			if !slices.Contains(m, mode) {
+				return false
+			}
+		}
+		return len(modes) > 0
+	}
+	if !every(resource.MigrationLive) && every(resource.MigrationRestart) {
+		return resource.MigrationRestart
+	}
+	return resource.MigrationLive
+}
+
+func modesString(modes map[string][]string) string {
+	var parts []string
+	for _, h := range slices.Sorted(maps.Keys(modes)) {
+		parts = append(parts, fmt.Sprintf("%s %v", h, modes[h]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // vmSize is a VM's size, recorded in its create's input.
@@ -166,6 +280,29 @@ func parseSize(v string) (vmSize, bool) {
 	return s, true
 }
 
+// createInput is a create's input: the size, then project=P and, for a
+// member of a hard anti-affine group, group=G (the checker reads them).
+func createInput(size vmSize, project, group string) string {
+	v := size.String()
+	if project != "" {
+		v += " project=" + project
+	}
+	if group != "" {
+		v += " group=" + group
+	}
+	return v
+}
+
+// inputField is the value of key=value in a create's input ("" if none).
+func inputField(input, key string) string {
+	for _, f := range strings.Fields(input) {
+		if v, ok := strings.CutPrefix(f, key+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
 // clientVM is a VM a client may have: its create was acknowledged or had
 // an unknown outcome, and no delete of it was acknowledged.
 type clientVM struct {
@@ -178,6 +315,7 @@ func (p *Placement) Run(ctx context.Context, env *Env, worker int, process func(
 	c := env.Client(env.URLs[worker%len(env.URLs)])
 	proc := process()
 	var mine []*clientVM
+	group, members := 0, 0 // the client's current anti-affine group, and its members so far
 	began := time.Now()
 	for n := 0; ; n++ {
 		if !sleepCtx(ctx, placementThinkMin+time.Duration(rng.Int63n(int64(placementThinkSpan)))) || !env.Wait(ctx) {
@@ -193,14 +331,36 @@ func (p *Placement) Run(ctx context.Context, env *Env, worker int, process func(
 				size.CPUs = 2
 			}
 			name := fmt.Sprintf("pl-%d-%d-c%dm%d", worker, n, size.CPUs, size.MemoryMiB)
-			if st = p.create(ctx, env, c, proc, name, size, h); st != StatusFail {
+			g := ""
+			if rng.Float64() < PlacementGroupShare {
+				g = fmt.Sprintf("g%d-%d", worker, group)
+			}
+			if st = p.create(ctx, env, c, proc, name, size, g, h); st != StatusFail {
 				mine = append(mine, &clientVM{name: name})
+				if g != "" {
+					if members++; members >= PlacementGroupSize {
+						group, members = group+1, 0
+					}
+				}
 			}
 		case (len(mine) > target && r < 0.6) || r < 0.1:
 			k := rng.Intn(len(mine))
 			var gone bool
 			st, gone = deleteVM(ctx, env, c, proc, mine[k].name, h)
 			if gone {
+				mine = append(mine[:k], mine[k+1:]...)
+			}
+		case rng.Float64() < PlacementMigrateShare && slices.ContainsFunc(mine, func(v *clientVM) bool { return !v.stopped }):
+			// Live-migrate one of the VMs the client did not stop.
+			var up []int
+			for i, v := range mine {
+				if !v.stopped {
+					up = append(up, i)
+				}
+			}
+			k := up[rng.Intn(len(up))]
+			var gone bool
+			if st, gone = p.migrate(ctx, env, c, proc, mine[k].name, h); gone {
 				mine = append(mine[:k], mine[k+1:]...)
 			}
 		default:
@@ -232,22 +392,68 @@ func (p *Placement) Run(ctx context.Context, env *Env, worker int, process func(
 	}
 }
 
-func (p *Placement) create(ctx context.Context, env *Env, c *client.Client, proc int, name string, size vmSize, h *History) Status {
-	spec, err := json.Marshal(resource.VMSpec{CPUs: int(size.CPUs), MemoryMiB: size.MemoryMiB, HA: resource.HARestart, Power: resource.PowerRunning})
+// create creates name in the run's project, in the hard anti-affine
+// group if one is given. A create the quota refuses has the output
+// "refused: quota".
+func (p *Placement) create(ctx context.Context, env *Env, c *client.Client, proc int, name string, size vmSize, group string, h *History) Status {
+	vs := resource.VMSpec{CPUs: int(size.CPUs), MemoryMiB: size.MemoryMiB, HA: resource.HARestart, Power: resource.PowerRunning,
+		Project: p.project}
+	if group != "" {
+		vs.Affinity = &resource.Affinity{Group: group, Rule: resource.AffinityAntiAffine, Hard: true}
+	}
+	spec, err := json.Marshal(vs)
 	if err != nil {
 		panic(err)
 	}
-	op := Op{Process: proc, Kind: "create", Key: name, Input: Value{Value: size.String()}, Invoke: h.Now()}
+	op := Op{Process: proc, Kind: "create", Key: name, Input: Value{Value: createInput(size, p.project, group)}, Invoke: h.Now()}
 	octx, cancel := context.WithTimeout(ctx, env.OpTimeout)
 	defer cancel()
 	obj, err := c.Create(octx, resource.KindVM, resource.CreateRequest{Name: name,
 		Labels: map[string]string{PlacementLabel: env.RunID}, Spec: spec})
 	st := writeOutcome(err)
-	if err == nil {
+	switch {
+	case err == nil:
 		op.Output = Value{Value: obj.ID}
+	case st == StatusFail && errors.Is(err, client.ErrQuotaExceeded):
+		op.Output = Value{Value: refusedQuota}
 	}
 	h.Add(op, st, err)
 	return st
+}
+
+// Outputs of refused creates and migrations, for the notes.
+const (
+	refusedQuota    = "refused: quota"
+	refusedAffinity = "refused: affinity"
+)
+
+// migrate migrates name live (or by restart: migrateMode) to the host the
+// scheduler picks (ok: the migration began, its output says from where to
+// where and its id, or "cold" when the VM ran nowhere and moved at once;
+// fail: refused, e.g. a 409 because no host may take it, the output says
+// "refused: affinity" when the hard anti-affinity rule is why); gone says
+// it does not exist.
+func (p *Placement) migrate(ctx context.Context, env *Env, c *client.Client, proc int, name string, h *History) (Status, bool) {
+	mode := p.migrateMode
+	if mode == "" {
+		mode = resource.MigrationLive
+	}
+	op := Op{Process: proc, Kind: "migrate", Key: name, Input: Value{Value: mode}, Invoke: h.Now()}
+	octx, cancel := context.WithTimeout(ctx, env.OpTimeout)
+	defer cancel()
+	vm, err := c.VMs().MigrateWith(octx, name, client.MigrateOptions{Live: mode == resource.MigrationLive, Restart: mode == resource.MigrationRestart})
+	st := writeOutcome(err)
+	switch {
+	case err == nil && vm.Status.Migration != nil:
+		m := vm.Status.Migration
+		op.Output = Value{Value: fmt.Sprintf("from=%s to=%s id=%d mode=%s", vm.Status.Host, m.Target, m.ID, m.Mode)}
+	case err == nil:
+		op.Output = Value{Value: "cold to=" + vm.Status.Host}
+	case st == StatusFail && strings.Contains(err.Error(), "affinity"):
+		op.Output = Value{Value: refusedAffinity}
+	}
+	h.Add(op, st, err)
+	return st, errors.Is(err, client.ErrNotFound)
 }
 
 // deleteVM deletes the VM name (the delete op of the ipam and placement
@@ -308,14 +514,21 @@ func (p *Placement) Final(ctx context.Context, env *Env, h *History) error {
 			why = "list hosts: " + err.Error()
 			return false
 		}
-		p.final, listed = final, invoke
+		proj, _, err := c.Projects().Get(lctx, p.project, nil)
+		if err != nil {
+			why = "get project " + p.project + ": " + err.Error()
+			return false
+		}
+		usage := proj.Status.Usage
+		p.final, listed, p.finalUsage = final, invoke, &usage
 		p.readLogs(cl)
 		var ok bool
 		ok, why = p.settled(hosts)
 		return ok
 	})
-	// The daemons' last reads follow the final list.
+	// The daemons' and the quota poller's last reads follow the final list.
 	p.daemonSamples = p.poller.Stop()
+	p.quotaReads = p.quota.Stop()
 	if p.final == nil {
 		return fmt.Errorf("final list: %v: %s", err, why)
 	}
@@ -323,6 +536,7 @@ func (p *Placement) Final(ctx context.Context, env *Env, h *History) error {
 	if err != nil {
 		p.notes = append(p.notes, fmt.Sprintf("the cluster did not settle within %s of the final heal: %s (checked as it was)", PlacementSettleTimeout, why))
 	} else {
+		p.settledOK = true
 		p.notes = append(p.notes, fmt.Sprintf("settled %s after the leader was agreed", time.Since(began).Round(time.Millisecond)))
 	}
 	return nil
@@ -335,8 +549,16 @@ func finalVMs(objs []*resource.Object) ([]placedVM, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, placedVM{Name: o.Name, ID: o.ID, Power: vm.Spec.Power, Phase: vm.Status.Phase,
-			Host: vm.Status.Host, Epoch: vm.Status.Epoch, Reason: vm.Status.Reason})
+		v := placedVM{Name: o.Name, ID: o.ID, Power: vm.Spec.Power, Phase: vm.Status.Phase,
+			Host: vm.Status.Host, Epoch: vm.Status.Epoch, Reason: vm.Status.Reason,
+			CPUs: int64(vm.Spec.CPUs), MemoryMiB: vm.Spec.MemoryMiB, Project: resource.ProjectOf(vm.Spec.Project)}
+		if a := vm.Spec.Affinity; a != nil {
+			v.Group, v.AntiAffine = a.Group, a.Rule == resource.AffinityAntiAffine && a.Hard
+		}
+		if m := vm.Status.Migration; m != nil {
+			v.Migrating = m.Target
+		}
+		out = append(out, v)
 	}
 	return out, nil
 }
@@ -443,7 +665,11 @@ func (p *Placement) settled(hostObjs []*resource.Object) (bool, string) {
 			return false, fmt.Sprintf("vm %s is %s (power %s) without a reason", v.Name, v.Phase, v.Power)
 		case v.Phase == resource.PhasePending:
 			s := sizes[v.Name]
+			taken := groupHosts(p.final, v)
 			for host, f := range free {
+				if taken[host] != "" {
+					continue // a member of its hard anti-affine group is there
+				}
 				if int64(f.CPUs) >= s.CPUs && f.MemoryMiB >= s.MemoryMiB {
 					return false, fmt.Sprintf("vm %s (%s) is pending (%s) but fits on %s (%d CPUs, %d MiB free)", v.Name, s, v.Reason, host, f.CPUs, f.MemoryMiB)
 				}
@@ -456,6 +682,27 @@ func (p *Placement) settled(hostObjs []*resource.Object) (bool, string) {
 		return false, d[0]
 	}
 	return true, ""
+}
+
+// groupHosts maps the hosts that hold the other members of v's hard
+// anti-affine group (placed there, or migrating to them) to one of those
+// members; nil if v is in no such group.
+func groupHosts(final []placedVM, v placedVM) map[string]string {
+	if !v.AntiAffine || v.Group == "" {
+		return nil
+	}
+	out := map[string]string{}
+	for _, o := range final {
+		if o.Name == v.Name || o.Group != v.Group || !o.AntiAffine {
+			continue
+		}
+		for _, h := range []string{o.Host, o.Migrating} {
+			if h != "" {
+				out[h] = o.Name
+			}
+		}
+	}
+	return out
 }
 
 // sizeFromName reads the size a client put in a VM's name
@@ -699,7 +946,8 @@ const maxPerType = 20
 // Check checks the observation logs and the final list against the
 // history (see Placement), and writes intervals.json to out. Its steps
 // add their anomalies in this order: unreadable log lines, double runs,
-// overcapacity, the final list, the API against the hosts' logs.
+// overcapacity, anti-affinity, the final list, quota, the API against the
+// hosts' logs.
 func (p *Placement) Check(ops []Op, _ []FaultWindow, out string) Check {
 	var chk Check
 	h := indexPlacementOps(ops)
@@ -711,16 +959,25 @@ func (p *Placement) Check(ops []Op, _ []FaultWindow, out string) Check {
 		if err := writeJSON(filepath.Join(out, "intervals.json"), map[string]any{"intervals": ivs, "workers": p.lives}); err != nil {
 			chk.Notes = append(chk.Notes, "intervals.json: "+err.Error())
 		}
+		if p.project != "" {
+			if err := writeJSON(filepath.Join(out, "quota.json"), map[string]any{"project": p.project, "max_vms": p.maxVMs,
+				"reads": p.quotaReads, "final_usage": p.finalUsage}); err != nil {
+				chk.Notes = append(chk.Notes, "quota.json: "+err.Error())
+			}
+		}
 	}
 	moved, replaced := p.checkDoubleRuns(&chk, ivs, h)
 	if len(p.daemons) > 0 {
 		p.checkDaemons(&chk, h, out)
 	}
 	peaks := p.checkCapacity(&chk, ivs, h)
+	p.checkAntiAffinity(&chk, ivs, h)
 	fin := p.checkFinal(&chk, h)
+	p.checkQuota(&chk, h)
 	p.checkObserved(&chk, ivs)
 	chk.Notes = append(chk.Notes, p.notes...)
 	chk.Notes = append(chk.Notes, p.checkNotes(ivs, moved, replaced, peaks, fin)...)
+	chk.Notes = append(chk.Notes, p.rulesNotes(h)...)
 	chk.Notes = append(chk.Notes, h.createsNote(fin.present))
 	chk.Valid = len(chk.Anomalies) == 0
 	return chk
@@ -807,9 +1064,9 @@ func (p *Placement) checkDoubleRuns(chk *Check, ivs []Interval, h placementOps) 
 					continue
 				}
 				chk.add(Anomaly{Type: "double-run", Key: a.VM, Detail: fmt.Sprintf(
-					"VM %s (id %s) was active on two hosts at once for %s: on %s epoch %d from %s to %s (%s), and on %s epoch %d from %s to %s (%s)",
+					"VM %s (id %s) was active on two hosts at once for %s: on %s epoch %d from %s to %s (%s), and on %s epoch %d from %s to %s (%s)%s",
 					a.VM, a.VMID, overlap(a, b), a.Host, a.Epoch, p.at(a.Start), p.at(a.End), a.ClosedBy,
-					b.Host, b.Epoch, p.at(b.Start), p.at(b.End), b.ClosedBy), Ops: h.of(a.VM)})
+					b.Host, b.Epoch, p.at(b.Start), p.at(b.End), b.ClosedBy, h.aroundMigration(a.VM)), Ops: h.of(a.VM)})
 			}
 		}
 	}

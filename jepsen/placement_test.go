@@ -64,6 +64,9 @@ type plCase struct {
 	lives []testcluster.ProcEvent
 	final []placedVM
 	want  []string // anomaly types, in order; none: valid
+	// setup, if set, adjusts the workload before the check (the
+	// project, the quota poller's reads, the final usage).
+	setup func(p *Placement)
 }
 
 func (tc plCase) check(t *testing.T) Check {
@@ -82,6 +85,9 @@ func (tc plCase) check(t *testing.T) Check {
 	}
 	if p.final == nil {
 		p.final = []placedVM{}
+	}
+	if tc.setup != nil {
+		tc.setup(p)
 	}
 	return p.Check(tc.ops, nil, t.TempDir())
 }
@@ -276,6 +282,9 @@ func TestPlacementSettled(t *testing.T) {
 		return &resource.Object{Kind: resource.KindHost, Name: name, Status: st}
 	}
 	pending := placedVM{Name: "pl-0-1-c2m1024", Power: resource.PowerRunning, Phase: resource.PhasePending, Reason: "no host has room"}
+	grp := func(v placedVM) placedVM { v.Group, v.AntiAffine = "g0-0", true; return v }
+	migrating := grp(placedVM{Name: "a", Power: resource.PowerRunning, Phase: resource.PhaseMigrating, Host: "h2", Migrating: "h1",
+		Reason: "live-migrating to h1"})
 	for _, tc := range []struct {
 		name  string
 		hosts []*resource.Object
@@ -293,6 +302,12 @@ func TestPlacementSettled(t *testing.T) {
 		{"pending, no room", []*resource.Object{host("h1", "ready", 3)}, []placedVM{pending}, nil, ""},
 		{"pending but fits", []*resource.Object{host("h1", "ready", 2)}, []placedVM{pending}, nil, "fits on h1"},
 		{"a stray domain", []*resource.Object{host("h1", "ready", 0)}, nil, []hypervisor.Observation{start("h1", "a", 5, 1)}, "does not say it runs there"},
+		{"pending: its anti-affine partner holds the host with room", []*resource.Object{host("h1", "ready", 1)},
+			[]placedVM{grp(running("a", "h1", 5)), grp(pending)}, []hypervisor.Observation{start("h1", "a", 5, 1)}, ""},
+		{"pending: its anti-affine partner migrates to the host with room", []*resource.Object{host("h1", "ready", 1)},
+			[]placedVM{migrating, grp(pending)}, nil, "vm a is migrating"},
+		{"pending in a group, but fits", []*resource.Object{host("h1", "ready", 1)},
+			[]placedVM{grp(pending)}, nil, "fits on h1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := &Placement{capacity: map[string]resource.Resources{"h1": {CPUs: 4, MemoryMiB: 4096}}, start: plT0, end: plAt(100),
@@ -302,5 +317,222 @@ func TestPlacementSettled(t *testing.T) {
 				t.Errorf("settled %v (%s), want %q", ok, why, tc.want)
 			}
 		})
+	}
+}
+
+// grouped is a create of vm in the run's project "pj" and, if group is
+// not empty, in that hard anti-affine group.
+func grouped(vm string, cpus, mem int64, group string, st Status) Op {
+	return Op{Kind: "create", Key: vm, Input: Value{Value: createInput(vmSize{CPUs: cpus, MemoryMiB: mem}, "pj", group)}, Status: st}
+}
+
+// migrateOp is a live migrate of vm invoked at sec with status st.
+func migrateOp(vm string, sec float64, st Status, out string) Op {
+	return Op{Kind: "migrate", Key: vm, Input: Value{Value: "live"}, Output: Value{Value: out}, Status: st,
+		Invoke: int64(sec * float64(time.Second))}
+}
+
+// migratedIn is a running VM that arrived on host by live migration.
+func migratedIn(vm, from, host string, epoch uint64) placedVM {
+	v := running(vm, host, epoch)
+	v.Reason = "live-migrated from " + from
+	return v
+}
+
+func TestCreateInput(t *testing.T) {
+	in := createInput(vmSize{CPUs: 2, MemoryMiB: 512}, "jepsen-r1", "g3-1")
+	if s, ok := parseSize(in); !ok || s != (vmSize{CPUs: 2, MemoryMiB: 512}) {
+		t.Errorf("parseSize(%q) = %v, %v", in, s, ok)
+	}
+	if g, pj := inputField(in, "group"), inputField(in, "project"); g != "g3-1" || pj != "jepsen-r1" {
+		t.Errorf("group %q, project %q from %q", g, pj, in)
+	}
+	if g := inputField(createInput(vmSize{CPUs: 1, MemoryMiB: 256}, "p", ""), "group"); g != "" {
+		t.Errorf("group %q of a create in no group", g)
+	}
+}
+
+// TestPlacementCheckRules: the hard anti-affinity groups, the project's
+// quota and live migrations. The sim model of a live migration: the
+// target holds the arrival paused from its prepare until the epoch has
+// passed to it; the source pauses the guest for the downtime, then stops
+// it; so in the workers' logs the source's stop comes before (or at the
+// instant of) the target's start, never after.
+func TestPlacementCheckRules(t *testing.T) {
+	a, b := grouped("a", 1, 1024, "g0-0", StatusOK), grouped("b", 1, 1024, "g0-0", StatusOK)
+	c := grouped("c", 1, 1024, "", StatusOK)
+	delA := Op{Kind: "delete", Key: "a", Status: StatusOK}
+	withProject := func(max int64, usage *resource.ProjectUsage, settled bool, reads quotaReads) func(p *Placement) {
+		return func(p *Placement) {
+			p.project, p.maxVMs, p.finalUsage, p.settledOK, p.quotaReads = "pj", max, usage, settled, reads
+			for i := range p.final {
+				if p.final[i].Project == "" {
+					p.final[i].Project = "pj"
+				}
+			}
+		}
+	}
+	stoppedVM := func(vm string) placedVM {
+		return placedVM{Name: vm, ID: "id-" + vm, Power: resource.PowerStopped, Phase: resource.PhaseStopped, CPUs: 1, MemoryMiB: 256}
+	}
+	var many []Op
+	var manyFinal []placedVM
+	for i := 0; i < 13; i++ {
+		vm := "v" + string(rune('a'+i))
+		many = append(many, grouped(vm, 1, 256, "", StatusOK))
+		manyFinal = append(manyFinal, stoppedVM(vm))
+	}
+	for _, tc := range []plCase{
+		// Hard anti-affinity.
+		{name: "anti-affine members on two hosts at once", ops: []Op{a, b},
+			obs:   []hypervisor.Observation{start("h1", "a", 5, 1), start("h2", "b", 6, 1)},
+			final: []placedVM{running("a", "h1", 5), running("b", "h2", 6)}},
+		{name: "anti-affine members on one host at once", ops: []Op{a, b, delA},
+			obs:   []hypervisor.Observation{start("h1", "a", 5, 1), start("h1", "b", 6, 5), stop("h1", "a", 5, 8)},
+			final: []placedVM{running("b", "h1", 6)},
+			want:  []string{"anti-affinity"}},
+		{name: "an anti-affine member on the host the other left at that instant", ops: []Op{a, b, delA},
+			obs:   []hypervisor.Observation{start("h1", "a", 5, 1), stop("h1", "a", 5, 5), start("h1", "b", 6, 5)},
+			final: []placedVM{running("b", "h1", 6)}},
+		{name: "a member that outlives its worker's exit is not counted after it", ops: []Op{a, b},
+			obs:   []hypervisor.Observation{start("h1", "a", 5, 1), start("h2", "a", 7, 9), start("h1", "b", 6, 9)},
+			lives: []testcluster.ProcEvent{startAt("h1", 0), exitAt("h1", 4), startAt("h1", 8)},
+			final: []placedVM{running("a", "h2", 7), running("b", "h1", 6)}},
+		{name: "VMs in no group share a host", ops: []Op{a, c},
+			obs:   []hypervisor.Observation{start("h1", "a", 5, 1), start("h1", "c", 6, 1)},
+			final: []placedVM{running("a", "h1", 5), running("c", "h1", 6)}},
+
+		// Live migration.
+		{name: "migrated: the source stops, then the target starts", ops: []Op{c, migrateOp("c", 2, StatusOK, "from=h1 to=h2 id=7 mode=live")},
+			obs:   []hypervisor.Observation{start("h1", "c", 5, 1), stop("h1", "c", 5, 3), start("h2", "c", 9, 3.5)},
+			final: []placedVM{migratedIn("c", "h1", "h2", 9)}},
+		{name: "migrated: the source's stop and the arrival's start at one instant", ops: []Op{c, migrateOp("c", 2, StatusOK, "from=h1 to=h2 id=7 mode=live")},
+			obs:   []hypervisor.Observation{start("h1", "c", 5, 1), stop("h1", "c", 5, 3), start("h2", "c", 5, 3)},
+			final: []placedVM{migratedIn("c", "h1", "h2", 9)}},
+		{name: "the paused arrival logged as a start at prepare", ops: []Op{c, migrateOp("c", 2, StatusOK, "from=h1 to=h2 id=7 mode=live")},
+			obs:   []hypervisor.Observation{start("h1", "c", 5, 1), start("h2", "c", 5, 2.5), stop("h1", "c", 5, 3)},
+			final: []placedVM{migratedIn("c", "h1", "h2", 9)},
+			want:  []string{"double-run"}},
+		{name: "an arrival logged as started, never resumed, while the VM starts anew on the source", ops: []Op{c, migrateOp("c", 2, StatusOK, "from=h1 to=h2 id=7 mode=live")},
+			obs: []hypervisor.Observation{start("h1", "c", 5, 1), stop("h1", "c", 5, 3), start("h2", "c", 5, 3),
+				start("h1", "c", 12, 9), stop("h2", "c", 5, 9.5)},
+			final: []placedVM{running("c", "h1", 12)},
+			want:  []string{"double-run"}},
+		{name: "the source still runs after the migration", ops: []Op{c, migrateOp("c", 2, StatusUnknown, "")},
+			obs:   []hypervisor.Observation{start("h1", "c", 5, 1), start("h2", "c", 9, 3)},
+			final: []placedVM{migratedIn("c", "h1", "h2", 9)},
+			want:  []string{"double-run", "observed-mismatch"}},
+		{name: "a failed migration: the VM stays on the source", ops: []Op{c, migrateOp("c", 2, StatusOK, "from=h1 to=h2 id=7 mode=live")},
+			obs: []hypervisor.Observation{start("h1", "c", 5, 1)},
+			final: []placedVM{{Name: "c", ID: "id-c", Power: resource.PowerRunning, Phase: resource.PhaseRunning, Host: "h1", Epoch: 5,
+				Reason: "the migration to h2 failed (h1 says: x); the VM stays on h1"}}},
+		{name: "a migration of an anti-affine member onto its partner's host", ops: []Op{a, b, migrateOp("a", 2, StatusOK, "from=h1 to=h2 id=7 mode=live")},
+			obs: []hypervisor.Observation{start("h1", "a", 5, 1), start("h2", "b", 6, 1), stop("h1", "a", 5, 3),
+				start("h2", "a", 9, 3)},
+			final: []placedVM{migratedIn("a", "h1", "h2", 9), running("b", "h2", 6)},
+			want:  []string{"anti-affinity"}},
+
+		// The project's quota.
+		{name: "within the quota, usage as listed", ops: []Op{c},
+			obs:   []hypervisor.Observation{start("h1", "c", 5, 1)},
+			final: []placedVM{{Name: "c", ID: "id-c", Power: resource.PowerRunning, Phase: resource.PhaseRunning, Host: "h1", Epoch: 5, CPUs: 1, MemoryMiB: 1024}},
+			setup: withProject(1, &resource.ProjectUsage{VMs: 1, CPUs: 1, MemoryMiB: 1024}, true, quotaReads{Reads: 5, MaxListed: 1, MaxUsage: 1})},
+		{name: "a read saw the project over its quota", ops: []Op{c},
+			obs:   []hypervisor.Observation{start("h1", "c", 5, 1)},
+			final: []placedVM{{Name: "c", ID: "id-c", Power: resource.PowerRunning, Phase: resource.PhaseRunning, Host: "h1", Epoch: 5, CPUs: 1, MemoryMiB: 1024}},
+			setup: withProject(1, &resource.ProjectUsage{VMs: 1, CPUs: 1, MemoryMiB: 1024}, true,
+				quotaReads{Reads: 5, MaxListed: 2, MaxUsage: 1, OverCount: 1, Over: []quotaOver{{Start: plAt(2), End: plAt(2.1), Listed: 2, Usage: 1}}}),
+			want: []string{"quota"}},
+		{name: "the final list over the quota", ops: many, final: manyFinal,
+			setup: withProject(12, &resource.ProjectUsage{VMs: 13, CPUs: 13, MemoryMiB: 13 * 256}, true, quotaReads{}),
+			want:  []string{"quota"}},
+		{name: "usage disagrees with the listed VMs once settled", ops: many[:2], final: manyFinal[:2],
+			setup: withProject(12, &resource.ProjectUsage{VMs: 3, CPUs: 2, MemoryMiB: 512}, true, quotaReads{}),
+			want:  []string{"quota"}},
+		{name: "usage not compared when the cluster did not settle", ops: many[:2], final: manyFinal[:2],
+			setup: withProject(12, &resource.ProjectUsage{VMs: 3, CPUs: 2, MemoryMiB: 512}, false, quotaReads{})},
+		{name: "a VM of the run outside its project", ops: many[:1],
+			final: []placedVM{{Name: "va", ID: "id-va", Power: resource.PowerStopped, Phase: resource.PhaseStopped, CPUs: 1, MemoryMiB: 256, Project: "default"}},
+			setup: withProject(12, &resource.ProjectUsage{}, true, quotaReads{}),
+			want:  []string{"quota"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			chk := tc.check(t)
+			got := anomalyTypes(chk)
+			if chk.Valid != (len(tc.want) == 0) || !slices.Equal(got, tc.want) {
+				t.Fatalf("valid %v, anomalies %v, want %v:\n%+v", chk.Valid, got, tc.want, chk.Anomalies)
+			}
+		})
+	}
+}
+
+// TestPlacementMigrationReport: a double run around a live migration says
+// so; the notes count the migrations, the VMs moved by them and the
+// refusals by quota and hard anti-affinity.
+func TestPlacementMigrationReport(t *testing.T) {
+	tc := plCase{ops: []Op{grouped("a", 1, 256, "g0-0", StatusOK), grouped("b", 1, 256, "g0-0", StatusOK),
+		grouped("c", 1, 256, "", StatusOK),
+		{Kind: "create", Key: "d", Input: Value{Value: createInput(vmSize{CPUs: 1, MemoryMiB: 256}, "pj", "")}, Output: Value{Value: refusedQuota}, Status: StatusFail},
+		migrateOp("c", 2, StatusOK, "from=h1 to=h2 id=7 mode=live"),
+		migrateOp("a", 3, StatusFail, refusedAffinity),
+		migrateOp("b", 4, StatusUnknown, "")},
+		obs: []hypervisor.Observation{start("h1", "a", 5, 1), start("h2", "b", 6, 1), start("h1", "c", 5, 1),
+			start("h2", "c", 9, 2.5), stop("h1", "c", 5, 3)},
+		final: []placedVM{running("a", "h1", 5), running("b", "h2", 6), migratedIn("c", "h1", "h2", 9)},
+		setup: func(p *Placement) {
+			p.project, p.maxVMs = "pj", 3
+			p.quotaReads.Stayed = map[string]string{"a: the migration to h2 failed (h1 says: x); the VM stays on h1": "h1"}
+		}}
+	for i := range tc.final {
+		tc.final[i].Project = "pj"
+	}
+	chk := tc.check(t)
+	if got := anomalyTypes(chk); !slices.Equal(got, []string{"double-run"}) {
+		t.Fatalf("anomalies %v, want one double-run: %+v", got, chk.Anomalies)
+	}
+	if d := chk.Anomalies[0].Detail; !strings.Contains(d, "around its live migration: ok invoked at 2s (from=h1 to=h2 id=7 mode=live)") {
+		t.Errorf("detail %q does not name the migration", d)
+	}
+	notes := strings.Join(chk.Notes, "\n")
+	for _, want := range []string{
+		"migrations: 3 attempted; acknowledged 1 begun (live), 0 cold (the VM ran nowhere); failed 1 (refused by hard anti-affinity 1; other: none); unknown 1",
+		"1 VMs seen arrived on another host by migration",
+		"c@9 on h2: live-migrated from h1",
+		"1 creates refused by the quota",
+		"1 ended without moving the VM, as the reads saw them: the migration to h2 failed 1",
+		"hard anti-affine groups: 2 creates named one (2 not refused, in 1 groups)",
+	} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("notes do not say %q:\n%s", want, notes)
+		}
+	}
+}
+
+func TestRefusalClass(t *testing.T) {
+	for in, want := range map[string]string{
+		`vm "pl-0-0-c2m256": host "sim-1" cannot migrate VMs live (its worker offers []): host does not take placements`: `host "…" cannot migrate VMs live`,
+		`no cluster leader is known; an election may be in progress`:                                                     `no cluster leader is known`,
+		`cannot reach any controller at https://127.0.0.12:7400: connection refused`:                                     `cannot reach any controller at URL connection refused`,
+	} {
+		if got := refusalClass(in); got != want {
+			t.Errorf("refusalClass(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestPlacementMigrateMode(t *testing.T) {
+	for _, tc := range []struct {
+		modes map[string][]string
+		want  string
+	}{
+		{map[string][]string{"h1": {"live", "restart"}, "h2": {"live", "restart"}}, "live"},
+		{map[string][]string{"h1": {"restart"}, "h2": {"restart"}}, "restart"},
+		{map[string][]string{"h1": {"live", "restart"}, "h2": {"restart"}}, "restart"},
+		{map[string][]string{"h1": nil, "h2": {"restart"}}, "live"},
+		{nil, "live"},
+	} {
+		if got := placementMigrateMode(tc.modes); got != tc.want {
+			t.Errorf("placementMigrateMode(%v) = %s, want %s", tc.modes, got, tc.want)
+		}
 	}
 }
