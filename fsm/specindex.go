@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -58,6 +59,47 @@ func (c *vmSpecCache) decode(spec []byte) (vmSpecFields, bool) {
 		err := json.Unmarshal(b, &f)
 		return f, err == nil
 	})
+}
+
+// specFieldsCache is the device index's cache, one for every state store
+// of the process (what it holds depends on nothing but the bytes, so
+// stores may share it), which the writer primes (primeSpecFields).
+var specFieldsCache = &vmSpecCache{}
+
+// primeSpecFields gives the device index's cache what it would decode of
+// spec, whose whole decode is v: a VM whose spec the writer decoded is
+// about to be written with that spec, and memdb's insert indexes the new
+// object and the old one, which then costs no decode. vmSpecFields are
+// VMSpec's nics, disks and affinity, under the same names, with types
+// that decode whatever VMSpec's decode: the value is the one
+// json.Unmarshal gives (the fsm tests check it, checkApplyCaches).
+func primeSpecFields(spec []byte, v *resource.VMSpec) {
+	if !mayHaveIndexed(spec) {
+		return // nothing to decode: the index skips it
+	}
+	f := vmSpecFields{NICs: slices.Clone(v.NICs)} // v may change after
+	if v.Disks != nil {
+		f.Disks = make([]struct {
+			Volume string `json:"volume"`
+		}, len(v.Disks))
+		for i, d := range v.Disks {
+			f.Disks[i].Volume = d.Volume
+		}
+	}
+	if v.Affinity != nil {
+		f.Affinity = &struct {
+			Group string `json:"group"`
+		}{v.Affinity.Group}
+	}
+	if checkApplyCaches {
+		var want vmSpecFields
+		if err := json.Unmarshal(spec, &want); err != nil || !reflect.DeepEqual(want, f) {
+			panic(fmt.Sprintf("fsm: spec fields primed as %+v, not %+v (%v)", f, want, err))
+		}
+	}
+	specFieldsCache.mu.Lock()
+	defer specFieldsCache.mu.Unlock()
+	specFieldsCache.c.put(spec, f, true)
 }
 
 // mayHaveDevices is a cheap test of a VM spec: one without the keys
@@ -159,7 +201,7 @@ func deviceValues(f *vmSpecFields) []string {
 // specIndexes are the device indexes of the objects table.
 func specIndexes() map[string]*memdb.IndexSchema {
 	return map[string]*memdb.IndexSchema{
-		indexVMDevice: {Name: indexVMDevice, AllowMissing: true, Indexer: &vmSpecIndexer{values: deviceValues, last: &vmSpecCache{}}},
+		indexVMDevice: {Name: indexVMDevice, AllowMissing: true, Indexer: &vmSpecIndexer{values: deviceValues, last: specFieldsCache}},
 	}
 }
 

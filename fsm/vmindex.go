@@ -62,10 +62,21 @@ func (c *lastTwo[T]) get(b []byte, decode func([]byte) (T, bool)) (T, bool) {
 		}
 	}
 	v, ok := decode(b)
+	c.put(b, v, ok)
+	return v, ok
+}
+
+// put remembers (v, ok) as what b decodes to, in place of the older of
+// the two.
+func (c *lastTwo[T]) put(b []byte, v T, ok bool) {
+	for i := range c.data {
+		if c.set[i] && bytes.Equal(c.data[i], b) {
+			return
+		}
+	}
 	i := c.next
 	c.data[i], c.v[i], c.ok[i], c.set[i] = bytes.Clone(b), v, ok, true
 	c.next = 1 - i
-	return v, ok
 }
 
 // vmIndexFields are the status fields the indexes need: decoding only them

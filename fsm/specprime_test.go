@@ -1,0 +1,46 @@
+package fsm
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+
+	"github.com/kumoi/kumoi/resource"
+)
+
+// TestPrimeSpecFields checks that what the writer primes the device
+// index's cache with is, for every spec shape, what the index decodes.
+func TestPrimeSpecFields(t *testing.T) {
+	for _, spec := range []string{
+		`{"cpus":1,"memory_mib":512}`,
+		`{"cpus":1,"memory_mib":512,"affinity":{"group":"db","rule":"anti-affine","hard":true}}`,
+		`{"cpus":1,"memory_mib":512,"affinity":{}}`,
+		`{"cpus":1,"memory_mib":512,"affinity":null,"nics":null,"disks":null}`,
+		`{"cpus":1,"memory_mib":512,"nics":[],"disks":[]}`,
+		`{"cpus":1,"memory_mib":512,"nics":[{"network":"n1","ip":"10.0.0.2","mac":"52:54:00:00:00:01"},{"network":"n2"}]}`,
+		`{"cpus":1,"memory_mib":512,"disks":[{"volume":"v1"},{"image":"debian","size_mib":1024}]}`,
+		`{"cpus":2,"memory_mib":1024,"nics":[{"network":"n1"}],"disks":[{"volume":"v1"}],"affinity":{"group":"g","rule":"affine"},"requirements":"host.labels.zone == \"b\""}`,
+	} {
+		var v resource.VMSpec
+		if err := json.Unmarshal([]byte(spec), &v); err != nil {
+			t.Fatalf("%s: %v", spec, err)
+		}
+		primeSpecFields([]byte(spec), &v) // panics (checkApplyCaches) if it differs
+		got, ok := specFieldsCache.decode([]byte(spec))
+		var want vmSpecFields
+		if err := json.Unmarshal([]byte(spec), &want); err != nil || !ok {
+			t.Fatalf("%s: %v %v", spec, err, ok)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: cache holds %+v, decode gives %+v", spec, got, want)
+		}
+		// The writer changes its decoded spec afterwards (IPAM): the
+		// cache must not see it.
+		for i := range v.NICs {
+			v.NICs[i].IP = "10.9.9.9"
+		}
+		if got, _ := specFieldsCache.decode([]byte(spec)); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: a change of the writer's spec reached the cache: %+v", spec, got)
+		}
+	}
+}
