@@ -45,7 +45,7 @@ FUZZTIME ?= 30s
 FUZZPKGS ?= ./...
 DEV_ARGS ?=
 
-.PHONY: all deps build dev test bench lint fmt fuzz clean help
+.PHONY: all deps build dev test bench bench-compare bench-check lint fmt fuzz clean help
 
 all: build
 
@@ -61,6 +61,8 @@ help:
 	@echo "  jepsen-selftest        build $(TESTHOOKS_BIN) (-tags $(TESTHOOKS_TAG): the fault hooks) and check that"
 	@echo "                         the chaos checker catches its --debug-unsafe-stale-reads bug"
 	@echo "  bench  run the benchmarks in ./bench once each (BENCH, BENCHTIME)"
+	@echo "  bench-check  compare two result files of make bench (OLD, NEW; default the two newest)"
+	@echo "  bench-compare  etcd and Kumoi side by side, the same write load, one table (needs etcd-server)"
 	@echo "  lint   gofmt, go vet and staticcheck"
 	@echo "  fmt    gofmt -w every Go file"
 	@echo "  fuzz   run every Fuzz* target for FUZZTIME (default 30s) each"
@@ -82,14 +84,38 @@ test: deps build lint
 	$(GO) test -tags "$(TAGS) $(TESTHOOKS_TAG)" $(RACE) -count=1 -timeout $(TEST_TIMEOUT) -run 'TestAgentTestHooks' $(TESTHOOKS_PKGS)
 	$(MAKE) --no-print-directory jepsen-quick
 
+# bench-compare: etcd side by side (issue 15; bench/compare_test.go): three
+# etcd members (Debian's etcd-server, installed by make deps) and three
+# Kumoi controllers on loopback, fsync on, the same closed-loop write load
+# of 200-byte records at 1, 16 and 128 writers, spread over every member
+# and to the leader only; prints one table with the Kumoi/etcd ratio of
+# each row and writes it to bench/out/compare-<time>.json. About 3 min.
+bench-compare: deps build
+	export KUMOI_BIN=$(abspath $(BIN)) KUMOI_BENCH_COMPARE=1 KUMOI_BENCH_OUT=$(abspath bench/out); \
+	$(GO) test -tags $(TAGS) -run '^$$' -bench '^BenchmarkCompare$$' -benchtime 1x -timeout 30m ./bench/
+
+# bench: every benchmark of ./bench once; the output is kept in
+# bench/out/<UTC time>-<commit>.txt and as a result file, .json
+# (cmd/kumoi-bench record), for bench-check.
 bench: build
-	@if [ -d bench ]; then \
-		export KUMOI_BIN=$(abspath $(BIN)); \
-		echo "$(GO) test -tags $(TAGS) -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -timeout 30m ./bench/..."; \
-		$(GO) test -tags $(TAGS) -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -timeout 30m ./bench/...; \
-	else \
-		echo "bench: no ./bench directory yet; nothing to run"; \
-	fi
+	@mkdir -p bench/out
+	@export KUMOI_BIN=$(abspath $(BIN)); \
+	commit=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown); \
+	load=$$(cat /proc/loadavg 2>/dev/null || true); \
+	txt=bench/out/$$(date -u +%Y%m%dT%H%M%SZ)-$$commit.txt; \
+	echo "$(GO) test -tags $(TAGS) -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -timeout 30m ./bench/... | tee $$txt"; \
+	$(GO) test -tags $(TAGS) -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -timeout 30m ./bench/... | tee $$txt; \
+	$(GO) run ./cmd/kumoi-bench record --commit $$commit --out bench/out --loadavg "$$load" --go "$$($(GO) env GOVERSION)" < $$txt
+
+# bench-check: compare two result files of make bench (OLD and NEW; by
+# default the two newest in bench/out) and fail if a figure got worse by
+# more than its noise (bench/noise.json, measured as docs/benchmarks.md says).
+BENCH_FILES = $(shell ls -1 bench/out/2*.json 2>/dev/null | sort | tail -2)
+OLD ?= $(word 1,$(BENCH_FILES))
+NEW ?= $(word 2,$(BENCH_FILES))
+bench-check:
+	@if [ -z "$(OLD)" ] || [ -z "$(NEW)" ]; then echo "bench-check: needs two result files: make bench twice, or OLD=… NEW=…" >&2; exit 2; fi
+	$(GO) run ./cmd/kumoi-bench check --noise bench/noise.json $(OLD) $(NEW)
 
 # Go files that gofmt checks: everything tracked or not, except testdata,
 # chaos-run output and the build directory.

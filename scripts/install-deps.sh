@@ -6,7 +6,8 @@
 #      virsh for the libvirt driver, libvirtd for the tests whose domains must
 #      outlive a worker (they start their own, serving only libvirt's test
 #      driver: no system service is enabled), iptables and iproute2 for the
-#      chaos harness's partitions), installed with apt-get when running as root;
+#      chaos harness's partitions, etcd-server for make bench-compare),
+#      installed with apt-get when running as root;
 #   2. the Go modules listed in go.mod (go mod download);
 #   3. staticcheck, pinned to STATICCHECK_VERSION, into $(go env GOPATH)/bin.
 #
@@ -16,7 +17,10 @@
 set -euo pipefail
 
 STATICCHECK_VERSION="${STATICCHECK_VERSION:-v0.8.2}"
-APT_PACKAGES=(libvirt0 libvirt-clients libvirt-daemon iptables iproute2)
+# etcd-server: make bench-compare runs Debian's etcd beside Kumoi (on a
+# machine with systemd, installing it also starts the distribution's etcd
+# service on 127.0.0.1:2379, which the benchmark does not use).
+APT_PACKAGES=(libvirt0 libvirt-clients libvirt-daemon iptables iproute2 etcd-server)
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
 

@@ -1,0 +1,362 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/kumoi/kumoi/internal/testcluster"
+)
+
+// The side-by-side comparison with etcd (issue 15): `make bench-compare`.
+//
+// Three etcd members (Debian's etcd-server, fsync on as always in etcd)
+// and three Kumoi controllers (fsync on, the default; ACLs off and no TLS,
+// like the etcd members, which run without auth and TLS), each on its own
+// loopback address, take the same closed-loop write load in turn: W
+// writers, each sending one write at a time and the next as soon as the
+// answer came, for the run's duration. A write is a record of about 200
+// bytes with a unique key: an etcd put of a 200-byte value under
+// /bench/<row>/<writer>/<seq> through clientv3 (gRPC, one client per
+// member), and a Kumoi create of a VM whose POST /v1/vms body is 200 bytes
+// (a padding label) through HTTP/1.1 keep-alive connections. Rows: 1, 16
+// and 128 writers spread over all members (writer k talks to member k mod
+// 3, as real clients do: followers forward to the leader), and the same
+// sending to the leader only. Each system gets a fresh cluster for each
+// row, and the two run one after the other, row by row, so that both see
+// the same machine at nearly the same moment.
+//
+//	make bench-compare     # or:
+//	KUMOI_BENCH_COMPARE=1 KUMOI_BIN=$PWD/bin/kumoi go test -tags libvirt_dlopen -run '^$' \
+//	    -bench '^BenchmarkCompare$' -benchtime 1x -timeout 30m ./bench/
+//
+// It prints one table (and writes it as JSON to $KUMOI_BENCH_OUT/compare-
+// <UTC time>.json when that is set). Without KUMOI_BENCH_COMPARE=1 (make
+// bench runs every benchmark of ./bench) it says so and does nothing.
+
+// recordBytes is the size of one written record.
+const recordBytes = 200
+
+// compareRow is one line of the table.
+type compareRow struct {
+	Writers int    `json:"writers"`
+	Target  string `json:"target"` // "all" or "leader"
+	Etcd    result `json:"etcd"`
+	Kumoi   result `json:"kumoi"`
+	// Ratio is Kumoi's writes/s over etcd's.
+	Ratio float64 `json:"ratio"`
+}
+
+// result is what one system did in one row.
+type result struct {
+	PerSecond float64 `json:"writes_per_s"`
+	P50ms     float64 `json:"p50_ms"`
+	P99ms     float64 `json:"p99_ms"`
+	Acked     int     `json:"acked"`
+	Failed    int     `json:"failed"`
+	FirstErr  string  `json:"first_error,omitempty"`
+}
+
+func resultOf(r *createsResult) result {
+	return result{PerSecond: r.perSecond(), P50ms: r.percentile(0.5), P99ms: r.percentile(0.99),
+		Acked: r.acked, Failed: r.failed, FirstErr: r.firstErr}
+}
+
+// compareReport is the JSON file of a run.
+type compareReport struct {
+	Time     time.Time    `json:"time"`
+	Duration string       `json:"duration"`
+	Etcd     string       `json:"etcd_version"`
+	Kumoi    string       `json:"kumoi_binary"`
+	LoadAvg  string       `json:"loadavg_before"`
+	Rows     []compareRow `json:"rows"`
+}
+
+func BenchmarkCompare(b *testing.B) {
+	if os.Getenv("KUMOI_BENCH_COMPARE") != "1" {
+		b.Skip("the etcd comparison runs with KUMOI_BENCH_COMPARE=1 (make bench-compare)")
+	}
+	etcdBin := os.Getenv("KUMOI_ETCD_BIN")
+	if etcdBin == "" {
+		var err error
+		if etcdBin, err = exec.LookPath("etcd"); err != nil {
+			b.Fatalf("no etcd binary: install Debian's etcd-server (make deps does, as root) or set KUMOI_ETCD_BIN")
+		}
+	}
+	version, err := exec.Command(etcdBin, "--version").Output()
+	if err != nil {
+		b.Fatalf("%s --version: %v", etcdBin, err)
+	}
+	d := runDuration(b)
+	report := compareReport{Time: time.Now().UTC(), Duration: d.String(), Kumoi: testcluster.Binary(b, "")}
+	report.Etcd, _, _ = strings.Cut(strings.TrimPrefix(string(version), "etcd Version: "), "\n")
+	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
+		report.LoadAvg = strings.TrimSpace(string(la))
+	}
+	for range b.N {
+		report.Rows = nil
+		for _, target := range []string{"all", "leader"} {
+			for _, writers := range []int{1, 16, 128} {
+				row := compareRow{Writers: writers, Target: target}
+				prefix := fmt.Sprintf("%s-%d", target, writers)
+				row.Etcd = resultOf(etcdRow(b, etcdBin, writers, target == "leader", d, prefix))
+				row.Kumoi = resultOf(kumoiRow(b, writers, target == "leader", d, prefix))
+				if row.Etcd.PerSecond > 0 {
+					row.Ratio = row.Kumoi.PerSecond / row.Etcd.PerSecond
+				}
+				b.Logf("%d writers to %s: etcd %.0f/s, kumoi %.0f/s, ratio %.2f", writers, target, row.Etcd.PerSecond, row.Kumoi.PerSecond, row.Ratio)
+				report.Rows = append(report.Rows, row)
+			}
+		}
+	}
+	b.ReportMetric(0, "ns/op")
+	for _, r := range report.Rows {
+		if r.Target == "all" && r.Writers == 128 {
+			b.ReportMetric(r.Ratio, "ratio-128-all")
+		}
+	}
+	printCompare(os.Stdout, &report)
+	if dir := os.Getenv("KUMOI_BENCH_OUT"); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		p := filepath.Join(dir, "compare-"+report.Time.Format("20060102T150405Z")+".json")
+		data, _ := json.MarshalIndent(&report, "", "  ")
+		if err := os.WriteFile(p, append(data, '\n'), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		fmt.Printf("written to %s\n", p)
+	}
+	for _, r := range report.Rows {
+		if r.Etcd.Failed > 0 || r.Kumoi.Failed > 0 {
+			b.Logf("note: failed writes in %d writers to %s: etcd %d (%s), kumoi %d (%s)", r.Writers, r.Target,
+				r.Etcd.Failed, r.Etcd.FirstErr, r.Kumoi.Failed, r.Kumoi.FirstErr)
+		}
+	}
+}
+
+// printCompare prints the table.
+func printCompare(f *os.File, r *compareReport) {
+	fmt.Fprintf(f, "\netcd %s vs %s, 3 members each, fsync on, %s per row, %d-byte records; load average before: %s\n\n",
+		r.Etcd, filepath.Base(r.Kumoi), r.Duration, recordBytes, r.LoadAvg)
+	w := tabwriter.NewWriter(f, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "writers\tto\tetcd writes/s\tp50 ms\tp99 ms\tkumoi writes/s\tp50 ms\tp99 ms\tkumoi/etcd\t")
+	for _, row := range r.Rows {
+		fmt.Fprintf(w, "%d\t%s\t%.0f\t%.2f\t%.2f\t%.0f\t%.2f\t%.2f\t%.2f\t\n", row.Writers, row.Target,
+			row.Etcd.PerSecond, row.Etcd.P50ms, row.Etcd.P99ms, row.Kumoi.PerSecond, row.Kumoi.P50ms, row.Kumoi.P99ms, row.Ratio)
+	}
+	w.Flush()
+	fmt.Fprintln(f)
+}
+
+// kumoiRow runs one row on a fresh Kumoi cluster.
+func kumoiRow(b *testing.B, writers int, leaderOnly bool, d time.Duration, prefix string) *createsResult {
+	c, hc := benchCluster(b, false)
+	defer c.StopAll()
+	leader, _ := c.WaitLeader(30 * time.Second)
+	targets := c.URLs()
+	if leaderOnly {
+		targets = []string{c.URL(leader)}
+	}
+	body := func(name string) []byte { return paddedCreateBody(name) }
+	return runWrites(writers, d, func(k, seq int) error {
+		url := targets[k%len(targets)] + "/v1/vms"
+		r, err := testcluster.Do(context.Background(), hc, http.MethodPost, url, body(fmt.Sprintf("%s-%d-%d", prefix, k, seq)))
+		if err != nil {
+			return err
+		}
+		if r.Status != http.StatusCreated {
+			return errors.New(r.String())
+		}
+		return nil
+	})
+}
+
+// paddedCreateBody is createBody with a padding label that makes it
+// recordBytes long (for the names of this benchmark).
+func paddedCreateBody(name string) []byte {
+	head := `{"name":"` + name + `","labels":{"bench":"compare","pad":"`
+	tail := `"},"spec":{"cpus":1,"memory_mib":64}}`
+	pad := max(recordBytes-len(head)-len(tail), 1)
+	return []byte(head + strings.Repeat("p", pad) + tail)
+}
+
+// etcdRow runs one row on a fresh etcd cluster.
+func etcdRow(b *testing.B, bin string, writers int, leaderOnly bool, d time.Duration, prefix string) *createsResult {
+	e := startEtcd(b, bin)
+	defer e.stop()
+	eps := e.endpoints
+	if leaderOnly {
+		eps = []string{e.leader(b)}
+	}
+	clients := make([]*clientv3.Client, len(eps))
+	for i, ep := range eps {
+		cl, err := clientv3.New(clientv3.Config{Endpoints: []string{ep}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			b.Fatalf("etcd client of %s: %v", ep, err)
+		}
+		defer cl.Close()
+		clients[i] = cl
+	}
+	value := strings.Repeat("v", recordBytes)
+	return runWrites(writers, d, func(k, seq int) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, err := clients[k%len(clients)].Put(ctx, fmt.Sprintf("/bench/%s/%d/%d", prefix, k, seq), value)
+		return err
+	})
+}
+
+// runWrites has writers goroutines call write(k, seq) in a closed loop
+// until d passes or maxCreates were sent, and measures the successful
+// ones.
+func runWrites(writers int, d time.Duration, write func(k, seq int) error) *createsResult {
+	var (
+		sent    atomic.Int64
+		mu      sync.Mutex
+		res     = &createsResult{}
+		wg      sync.WaitGroup
+		stopped atomic.Bool
+	)
+	start := time.Now()
+	timer := time.AfterFunc(d, func() { stopped.Store(true) })
+	defer timer.Stop()
+	for k := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lat := make([]time.Duration, 0, 1024)
+			failed, firstErr := 0, ""
+			for seq := 0; !stopped.Load() && sent.Add(1) <= maxCreates; seq++ {
+				t0 := time.Now()
+				if err := write(k, seq); err != nil {
+					failed++
+					if firstErr == "" {
+						firstErr = err.Error()
+					}
+					continue
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			mu.Lock()
+			res.lat = append(res.lat, lat...)
+			res.failed += failed
+			if res.firstErr == "" {
+				res.firstErr = firstErr
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	res.acked = len(res.lat)
+	slices.Sort(res.lat)
+	return res
+}
+
+// etcdCluster is three etcd members on loopback addresses of their own.
+type etcdCluster struct {
+	endpoints []string
+	procs     []*exec.Cmd
+	done      []chan struct{}
+}
+
+// startEtcd starts three members on a block of loopback addresses that no
+// test cluster holds (client port 2379, peer port 2380), each with its own
+// data directory, and waits until a put succeeds.
+func startEtcd(b *testing.B, bin string) *etcdCluster {
+	b.Helper()
+	ips := testcluster.ReserveIPs(b, 3)
+	var initial []string
+	for i, ip := range ips {
+		initial = append(initial, fmt.Sprintf("e%d=http://%s:2380", i+1, ip))
+	}
+	e := &etcdCluster{}
+	dir := b.TempDir()
+	for i, ip := range ips {
+		name := fmt.Sprintf("e%d", i+1)
+		client := "http://" + ip + ":2379"
+		cmd := exec.Command(bin,
+			"--name", name,
+			"--data-dir", filepath.Join(dir, name),
+			"--listen-client-urls", client, "--advertise-client-urls", client,
+			"--listen-peer-urls", "http://"+ip+":2380", "--initial-advertise-peer-urls", "http://"+ip+":2380",
+			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new",
+			"--initial-cluster-token", "kumoi-bench",
+			"--logger", "zap", "--log-level", "warn",
+		)
+		logf, err := os.Create(filepath.Join(dir, name+".log"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			b.Fatalf("start %s: %v", bin, err)
+		}
+		done := make(chan struct{})
+		go func() { cmd.Wait(); logf.Close(); close(done) }()
+		e.endpoints = append(e.endpoints, client)
+		e.procs = append(e.procs, cmd)
+		e.done = append(e.done, done)
+	}
+	b.Cleanup(e.stop)
+	cl, err := clientv3.New(clientv3.Config{Endpoints: e.endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		b.Fatalf("etcd client: %v", err)
+	}
+	defer cl.Close()
+	testcluster.WaitFor(b, 30*time.Second, "etcd to take writes", func() (bool, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := cl.Put(ctx, "/bench/warmup", "x")
+		return err == nil, err
+	})
+	return e
+}
+
+// leader is the client URL of the member that leads.
+func (e *etcdCluster) leader(b *testing.B) string {
+	b.Helper()
+	cl, err := clientv3.New(clientv3.Config{Endpoints: e.endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		b.Fatalf("etcd client: %v", err)
+	}
+	defer cl.Close()
+	for _, ep := range e.endpoints {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := cl.Status(ctx, ep)
+		cancel()
+		if err == nil && st.Leader == st.Header.MemberId {
+			return ep
+		}
+	}
+	b.Fatalf("no etcd member says it leads")
+	return ""
+}
+
+// stop kills the members (SIGKILL: their data goes with the test) and
+// waits for them. It may be called more than once.
+func (e *etcdCluster) stop() {
+	for i, p := range e.procs {
+		if p.Process != nil {
+			_ = p.Process.Kill()
+		}
+		<-e.done[i]
+	}
+	e.procs, e.done = nil, nil
+}
