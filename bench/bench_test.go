@@ -81,64 +81,22 @@ func (r *createsResult) report(b *testing.B) {
 // targets (client k uses targets[k%len]) until d passes or maxCreates are
 // sent.
 func runCreates(hc *http.Client, targets []string, clients int, d time.Duration, prefix string) *createsResult {
-	var (
-		sent    atomic.Int64
-		mu      sync.Mutex
-		res     = &createsResult{}
-		wg      sync.WaitGroup
-		stopped = make(chan struct{})
-	)
-	start := time.Now()
-	timer := time.AfterFunc(d, func() { close(stopped) })
-	defer timer.Stop()
-	for k := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			url := targets[k%len(targets)] + "/v1/vms"
-			lat := make([]time.Duration, 0, 1024)
-			failed := 0
-			firstErr := ""
-			for seq := 0; ; seq++ {
-				select {
-				case <-stopped:
-				default:
-					if sent.Add(1) <= maxCreates {
-						t0 := time.Now()
-						r, err := testcluster.Do(context.Background(), hc, http.MethodPost, url, createBody(fmt.Sprintf("%s-%d-%d", prefix, k, seq)))
-						switch {
-						case err != nil:
-							failed++
-							if firstErr == "" {
-								firstErr = err.Error()
-							}
-						case r.Status != http.StatusCreated:
-							failed++
-							if firstErr == "" {
-								firstErr = r.String()
-							}
-						default:
-							lat = append(lat, time.Since(t0))
-						}
-						continue
-					}
-				}
-				break
-			}
-			mu.Lock()
-			res.lat = append(res.lat, lat...)
-			res.failed += failed
-			if res.firstErr == "" {
-				res.firstErr = firstErr
-			}
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	res.elapsed = time.Since(start)
-	res.acked = len(res.lat)
-	slices.Sort(res.lat)
-	return res
+	return runCreatesOf(hc, targets, clients, d, prefix, createBody)
+}
+
+// runCreatesOf is runCreates with the bodies body(name) makes.
+func runCreatesOf(hc *http.Client, targets []string, clients int, d time.Duration, prefix string, body func(name string) []byte) *createsResult {
+	return runWrites(clients, d, func(k, seq int) error {
+		url := targets[k%len(targets)] + "/v1/vms"
+		r, err := testcluster.Do(context.Background(), hc, http.MethodPost, url, body(fmt.Sprintf("%s-%d-%d", prefix, k, seq)))
+		if err != nil {
+			return err
+		}
+		if r.Status != http.StatusCreated {
+			return errors.New(r.String())
+		}
+		return nil
+	})
 }
 
 // benchCluster starts a 3-controller cluster of real processes (fsync on,

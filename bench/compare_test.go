@@ -3,9 +3,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -173,18 +171,7 @@ func kumoiRow(b *testing.B, writers int, leaderOnly bool, d time.Duration, prefi
 	if leaderOnly {
 		targets = []string{c.URL(leader)}
 	}
-	body := func(name string) []byte { return paddedCreateBody(name) }
-	return runWrites(writers, d, func(k, seq int) error {
-		url := targets[k%len(targets)] + "/v1/vms"
-		r, err := testcluster.Do(context.Background(), hc, http.MethodPost, url, body(fmt.Sprintf("%s-%d-%d", prefix, k, seq)))
-		if err != nil {
-			return err
-		}
-		if r.Status != http.StatusCreated {
-			return errors.New(r.String())
-		}
-		return nil
-	})
+	return runCreatesOf(hc, targets, writers, d, prefix, paddedCreateBody)
 }
 
 // paddedCreateBody is createBody with a padding label that makes it
