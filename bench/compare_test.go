@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,6 +48,13 @@ import (
 // It prints one table (and writes it as JSON to $KUMOI_BENCH_OUT/compare-
 // <UTC time>.json when that is set). Without KUMOI_BENCH_COMPARE=1 (make
 // bench runs every benchmark of ./bench) it says so and does nothing.
+//
+// For work on the write path: KUMOI_BENCH_ROWS=all-128,leader-1 runs only
+// the rows named (target-writers), KUMOI_BENCH_SKIP_ETCD=1 runs Kumoi
+// alone (no ratio), and KUMOI_BENCH_PROFILE=DIR saves a CPU profile of the
+// leader and of one follower taken during each Kumoi row
+// (DIR/<row>-leader.pprof, DIR/<row>-follower.pprof; read them with
+// go tool pprof -top bin/kumoi FILE).
 
 // recordBytes is the size of one written record.
 const recordBytes = 200
@@ -112,7 +121,12 @@ func BenchmarkCompare(b *testing.B) {
 			for _, writers := range []int{1, 16, 128} {
 				row := compareRow{Writers: writers, Target: target}
 				prefix := fmt.Sprintf("%s-%d", target, writers)
-				row.Etcd = resultOf(etcdRow(b, etcdBin, writers, target == "leader", d, prefix))
+				if !rowWanted(prefix) {
+					continue
+				}
+				if os.Getenv("KUMOI_BENCH_SKIP_ETCD") != "1" {
+					row.Etcd = resultOf(etcdRow(b, etcdBin, writers, target == "leader", d, prefix))
+				}
 				row.Kumoi = resultOf(kumoiRow(b, writers, target == "leader", d, prefix))
 				if row.Etcd.PerSecond > 0 {
 					row.Ratio = row.Kumoi.PerSecond / row.Etcd.PerSecond
@@ -148,6 +162,13 @@ func BenchmarkCompare(b *testing.B) {
 	}
 }
 
+// rowWanted says whether KUMOI_BENCH_ROWS (a comma-separated list of
+// target-writers, e.g. all-128) is unset or names the row.
+func rowWanted(row string) bool {
+	rows := os.Getenv("KUMOI_BENCH_ROWS")
+	return rows == "" || slices.Contains(strings.Split(rows, ","), row)
+}
+
 // printCompare prints the table.
 func printCompare(f *os.File, r *compareReport) {
 	fmt.Fprintf(f, "\netcd %s vs %s, 3 members each, fsync on, %s per row, %d-byte records; load average before: %s\n\n",
@@ -171,7 +192,45 @@ func kumoiRow(b *testing.B, writers int, leaderOnly bool, d time.Duration, prefi
 	if leaderOnly {
 		targets = []string{c.URL(leader)}
 	}
+	if dir := os.Getenv("KUMOI_BENCH_PROFILE"); dir != "" {
+		follower := ""
+		for _, u := range c.URLs() {
+			if u != c.URL(leader) {
+				follower = u
+				break
+			}
+		}
+		secs := max(int(d/time.Second)-1, 1)
+		var wg sync.WaitGroup
+		for role, u := range map[string]string{"leader": c.URL(leader), "follower": follower} {
+			wg.Go(func() { saveProfile(b, hc, u, secs, filepath.Join(dir, prefix+"-"+role+".pprof")) })
+		}
+		defer wg.Wait()
+	}
 	return runCreatesOf(hc, targets, writers, d, prefix, paddedCreateBody)
+}
+
+// saveProfile fetches a CPU profile of secs seconds from the controller at
+// url (GET /debug/pprof/profile) into path.
+func saveProfile(b *testing.B, hc *http.Client, url string, secs int, path string) {
+	resp, err := hc.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", url, secs))
+	if err != nil {
+		b.Logf("profile of %s: %v", url, err)
+		return
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		b.Logf("profile of %s: status %d, %v", url, resp.StatusCode, err)
+		return
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		b.Logf("profile: %v", err)
+		return
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		b.Logf("profile: %v", err)
+	}
 }
 
 // paddedCreateBody is createBody with a padding label that makes it

@@ -44,6 +44,19 @@ func CheckExact(data []byte, t reflect.Type, prefix string) error {
 	if off, ok := checkSurrogates(data); !ok {
 		return Errorf(orRoot(prefix), "has a lone UTF-16 surrogate escape at byte %d; send a valid \\u escape pair or the character itself", off)
 	}
+	if json.Valid(data) {
+		// The common case, without a token stream (json.Decoder.Token
+		// allocates per token): the same walk over bytes already known
+		// to be one well-formed value, finding the same first error.
+		s := exactScanner{data: data}
+		return s.value(t, prefix)
+	}
+	return checkExactTokens(data, t, prefix)
+}
+
+// checkExactTokens is CheckExact by json.Decoder tokens: for malformed
+// input, whose error names the byte offset as encoding/json sees it.
+func checkExactTokens(data []byte, t reflect.Type, prefix string) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	c := exactChecker{dec: dec}
@@ -135,6 +148,20 @@ var (
 	rawMessageType  = reflect.TypeFor[json.RawMessage]()
 )
 
+// shapeOf is the type whose JSON shape a value of type t must have: t
+// without pointers, or nil (any shape; only duplicate keys are refused)
+// for raw JSON, interfaces and types that decode themselves.
+func shapeOf(t reflect.Type) reflect.Type {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t != nil && (t == rawMessageType || t.Kind() == reflect.Interface ||
+		reflect.PointerTo(t).Implements(unmarshalerType) || t.Implements(unmarshalerType)) {
+		return nil
+	}
+	return t
+}
+
 // value checks the next JSON value against t (nil: any shape; only
 // duplicate keys are refused).
 func (c *exactChecker) value(t reflect.Type, path string) error {
@@ -142,13 +169,7 @@ func (c *exactChecker) value(t reflect.Type, path string) error {
 	if err != nil {
 		return err
 	}
-	for t != nil && t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if t != nil && (t == rawMessageType || t.Kind() == reflect.Interface ||
-		reflect.PointerTo(t).Implements(unmarshalerType) || t.Implements(unmarshalerType)) {
-		t = nil
-	}
+	t = shapeOf(t)
 	d, ok := tok.(json.Delim)
 	if !ok {
 		return nil // a scalar: its type is checked by the decoder
@@ -208,6 +229,176 @@ func (c *exactChecker) value(t reflect.Type, path string) error {
 		return err
 	}
 	return nil
+}
+
+// exactScanner is exactChecker over bytes that json.Valid accepted: one
+// well-formed value, nested at most encoding/json's limit deep, so that
+// it needs no syntax checks of its own. Paths are built only for errors
+// and containers.
+type exactScanner struct {
+	data []byte
+	pos  int
+}
+
+// skipSpace moves past JSON whitespace.
+func (s *exactScanner) skipSpace() {
+	for s.pos < len(s.data) {
+		switch s.data[s.pos] {
+		case ' ', '\t', '\n', '\r':
+			s.pos++
+		default:
+			return
+		}
+	}
+}
+
+// str moves past the string at pos and returns its raw bytes (without
+// quotes) and whether it holds an escape.
+func (s *exactScanner) str() ([]byte, bool) {
+	start := s.pos + 1
+	escaped := false
+	for i := start; i < len(s.data); i++ {
+		switch s.data[i] {
+		case '\\':
+			escaped = true
+			i++
+		case '"':
+			s.pos = i + 1
+			return s.data[start:i], escaped
+		}
+	}
+	s.pos = len(s.data)
+	return s.data[start:], escaped
+}
+
+// key returns an object key as encoding/json decodes it.
+func (s *exactScanner) key() string {
+	at := s.pos
+	raw, escaped := s.str()
+	if !escaped {
+		return string(raw)
+	}
+	var k string
+	_ = json.Unmarshal(s.data[at:s.pos], &k) // valid: json.Valid said so
+	return k
+}
+
+// skipScalar moves past a number, true, false or null.
+func (s *exactScanner) skipScalar() {
+	for s.pos < len(s.data) {
+		switch s.data[s.pos] {
+		case ',', '}', ']', ' ', '\t', '\n', '\r':
+			return
+		}
+		s.pos++
+	}
+}
+
+// value checks the value at pos against t as exactChecker.value does.
+func (s *exactScanner) value(t reflect.Type, path string) error {
+	s.skipSpace()
+	if s.pos >= len(s.data) {
+		return nil
+	}
+	switch s.data[s.pos] {
+	case '"':
+		s.str()
+		return nil
+	case '{', '[':
+	default:
+		s.skipScalar()
+		return nil
+	}
+	t = shapeOf(t)
+	if s.data[s.pos] == '[' {
+		s.pos++
+		var elem reflect.Type
+		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+			elem = t.Elem()
+		}
+		for i := 0; ; i++ {
+			s.skipSpace()
+			if s.data[s.pos] == ']' {
+				s.pos++
+				return nil
+			}
+			if s.data[s.pos] == ',' {
+				s.pos++
+				s.skipSpace()
+			}
+			p := path
+			if c := s.data[s.pos]; c == '{' || c == '[' {
+				p = fmt.Sprintf("%s[%d]", orRoot(path), i)
+			}
+			if err := s.value(elem, p); err != nil {
+				return err
+			}
+		}
+	}
+	s.pos++
+	var fields map[string]reflect.Type
+	var elem reflect.Type
+	if t != nil {
+		switch t.Kind() {
+		case reflect.Struct:
+			fields = jsonFields(t)
+		case reflect.Map:
+			elem = t.Elem()
+		}
+	}
+	var small [16]string
+	seen := small[:0]
+	var seenMap map[string]bool
+	for {
+		s.skipSpace()
+		if s.data[s.pos] == '}' {
+			s.pos++
+			return nil
+		}
+		if s.data[s.pos] == ',' {
+			s.pos++
+			s.skipSpace()
+		}
+		key := s.key()
+		if seenMap != nil {
+			if seenMap[key] {
+				return Errorf(join(path, key), "is given twice; give each field once")
+			}
+			seenMap[key] = true
+		} else {
+			for _, k := range seen {
+				if k == key {
+					return Errorf(join(path, key), "is given twice; give each field once")
+				}
+			}
+			if len(seen) < cap(seen) {
+				seen = append(seen, key)
+			} else {
+				seenMap = make(map[string]bool, 2*len(seen))
+				for _, k := range seen {
+					seenMap[k] = true
+				}
+				seenMap[key] = true
+			}
+		}
+		ft := elem
+		if fields != nil {
+			var known bool
+			if ft, known = fields[key]; !known {
+				return unknownField(fields, path, key)
+			}
+		}
+		s.skipSpace()
+		s.pos++ // the colon
+		s.skipSpace()
+		p := path
+		if c := s.data[s.pos]; c == '{' || c == '[' {
+			p = join(path, key)
+		}
+		if err := s.value(ft, p); err != nil {
+			return err
+		}
+	}
 }
 
 func unknownField(fields map[string]reflect.Type, path, key string) error {

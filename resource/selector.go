@@ -41,7 +41,7 @@ func ParseSelector(s string) (Selector, error) {
 		default:
 			r = Requirement{Key: term, Op: "exists"}
 		}
-		if r.Key == "" || !labelKeyRe.MatchString(r.Key) {
+		if r.Key == "" || !isLabelKey(r.Key) {
 			return nil, fmt.Errorf("label selector term %q: key must be a label key such as app or tier (write k=v, k!=v, k or !k, separated by commas)", term)
 		}
 		sel = append(sel, r)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
 	"unicode/utf8"
 )
@@ -40,11 +39,63 @@ const (
 	MaxLabelValueLen = 255
 )
 
-var (
-	dnsLabelRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
-	labelKeyRe = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?$`)
-	labelValRe = regexp.MustCompile(`^[^\x00-\x1f\x7f]*$`)
-)
+// The rules below are byte loops rather than regular expressions: they run
+// for every write, on the leader and again in every replica's state
+// machine. TestSyntaxRulesMatchRegexps holds them to the expressions they
+// replace:
+//
+//	DNS label:   ^[a-z0-9]([a-z0-9-]*[a-z0-9])?$
+//	label key:   ^[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?$
+//	label value: ^[^\x00-\x1f\x7f]*$
+
+func isLowerAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
+
+func isAlnum(c byte) bool { return isLowerAlnum(c) || c >= 'A' && c <= 'Z' }
+
+// isDNSLabel: lower-case letters, digits and '-', not at either end.
+func isDNSLabel(s string) bool {
+	if s == "" || !isLowerAlnum(s[0]) || !isLowerAlnum(s[len(s)-1]) {
+		return false
+	}
+	for i := 1; i < len(s)-1; i++ {
+		if c := s[i]; !isLowerAlnum(c) && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+// isLabelKey: ASCII letters, digits, '.', '_', '/' and '-', starting and
+// ending with a letter or digit.
+func isLabelKey(s string) bool {
+	if s == "" || !isAlnum(s[0]) || !isAlnum(s[len(s)-1]) {
+		return false
+	}
+	for i := 1; i < len(s)-1; i++ {
+		switch c := s[i]; {
+		case isAlnum(c), c == '.', c == '_', c == '/', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// isLabelValue: no ASCII control byte (the regexp matched invalid UTF-8
+// as U+FFFD, which is not one, so this is a byte check).
+func isLabelValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validLabel is the check of one label of ValidateLabels.
+func validLabel(k, v string) bool {
+	return len(k) > 0 && len(k) <= MaxLabelKeyLen && isLabelKey(k) && len(v) <= MaxLabelValueLen && isLabelValue(v)
+}
 
 // ValidateName checks that name is a DNS label (RFC 1123): lower-case letters,
 // digits and '-', starting and ending with a letter or digit, ≤ 63 chars.
@@ -54,7 +105,7 @@ func ValidateName(name string) error {
 		return Errorf("name", "must not be empty; use a DNS label such as \"web-1\"")
 	case len(name) > MaxNameLen:
 		return Errorf("name", "is %d characters long; the limit is %d", len(name), MaxNameLen)
-	case !dnsLabelRe.MatchString(name):
+	case !isDNSLabel(name):
 		return Errorf("name", "%q is not a DNS label: use lower-case letters, digits and '-', starting and ending with a letter or digit", name)
 	}
 	return nil
@@ -65,12 +116,20 @@ func ValidateLabels(labels map[string]string) error {
 	if len(labels) > MaxLabels {
 		return Errorf("labels", "has %d labels; the limit is %d", len(labels), MaxLabels)
 	}
+	ok := true
+	for k, v := range labels {
+		ok = ok && validLabel(k, v)
+	}
+	if ok {
+		return nil
+	}
+	// Name the first bad label in key order, whatever the map's order.
 	for _, k := range SortedLabelKeys(labels) {
 		v := labels[k]
-		if len(k) == 0 || len(k) > MaxLabelKeyLen || !labelKeyRe.MatchString(k) {
+		if len(k) == 0 || len(k) > MaxLabelKeyLen || !isLabelKey(k) {
 			return Errorf("labels", "key %q is invalid: use 1-%d ASCII letters, digits, '.', '_', '/' or '-', starting and ending with a letter or digit", k, MaxLabelKeyLen)
 		}
-		if len(v) > MaxLabelValueLen || !labelValRe.MatchString(v) {
+		if len(v) > MaxLabelValueLen || !isLabelValue(v) {
 			return Errorf("labels."+k, "value must be printable text of at most %d bytes of UTF-8 (got %d bytes)", MaxLabelValueLen, len(v))
 		}
 	}
@@ -96,6 +155,13 @@ func ValidateRequestMeta(name string, labels map[string]string) error {
 func ValidateRequestLabels(labels map[string]string) error {
 	if err := ValidateLabels(labels); err != nil {
 		return err
+	}
+	ok := true
+	for _, v := range labels {
+		ok = ok && checkText(v) == ""
+	}
+	if ok {
+		return nil
 	}
 	for _, k := range SortedLabelKeys(labels) {
 		if msg := checkText(labels[k]); msg != "" {

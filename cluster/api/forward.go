@@ -10,6 +10,7 @@ import (
 	"net/textproto"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kumoi/kumoi/resource"
@@ -41,6 +42,11 @@ func copyEndToEnd(dst, src http.Header) {
 		}
 	}
 }
+
+// forwardBufs holds the buffers forward copies answers through (a 32 KiB
+// allocation per forwarded write, zeroed each time, was 3% of a
+// follower's CPU at 128 writers).
+var forwardBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // forward sends r (with the buffered body) to the leader and copies the
 // leader's answer back verbatim, flushing as it goes so that streams (event
@@ -101,7 +107,9 @@ func (a *httpAPI) forward(w http.ResponseWriter, r *http.Request, body []byte) e
 	// query, a stream); our server's write timeout must not cut it.
 	_ = rc.SetWriteDeadline(time.Time{})
 	_ = rc.Flush()
-	buf := make([]byte, 32<<10)
+	bp := forwardBufs.Get().(*[]byte)
+	defer forwardBufs.Put(bp)
+	buf := *bp
 	for {
 		n, rerr := resp.Body.Read(buf)
 		if n > 0 {

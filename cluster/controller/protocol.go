@@ -22,10 +22,6 @@ import (
 // checkProtocol refuses a command that some server cannot apply, naming
 // the servers to upgrade.
 func (c *Controller) checkProtocol(t fsm.MessageType, req any) error {
-	need := fsm.RequiredProtocol(t, req)
-	if need <= 1 {
-		return nil // every build speaks protocol 1
-	}
 	if ml, _ := c.gossipParts(); ml == nil {
 		return nil // no gossip (in-process tests): every node is this build
 	}
@@ -33,8 +29,22 @@ func (c *Controller) checkProtocol(t fsm.MessageType, req any) error {
 	if err := f.Error(); err != nil {
 		return mapRaftError(err)
 	}
+	servers := f.Configuration().Servers
+	least := fsm.ProtocolVersion
+	for _, s := range servers {
+		least = min(least, c.serverProto(s.ID))
+	}
+	if least >= fsm.ProtocolVersion {
+		return nil // every server speaks whatever a command can need
+	}
+	// Only now what the command needs, which may decode its spec: no
+	// cost for a cluster that is not being upgraded.
+	need := fsm.RequiredProtocol(t, req)
+	if need <= max(least, 1) {
+		return nil // every build speaks protocol 1
+	}
 	var old []string
-	for _, s := range f.Configuration().Servers {
+	for _, s := range servers {
 		if p, v := c.serverProtocol(s.ID); p < need {
 			old = append(old, fmt.Sprintf("%s (%s)", s.ID, v))
 		}
@@ -48,6 +58,22 @@ func (c *Controller) checkProtocol(t fsm.MessageType, req any) error {
 	}
 	return fmt.Errorf("%w: a %s command needs log protocol %d, which %s %s not speak yet; upgrade %s (docs/upgrade.md), then retry",
 		resource.ErrUpgradeRequired, t, need, strings.Join(old, ", "), verb, them)
+}
+
+// serverProto is the protocol a server speaks, as far as this node knows
+// (serverProtocol without the words).
+func (c *Controller) serverProto(id raft.ServerID) int {
+	if string(id) == c.cfg.NodeID {
+		return c.cfg.MaxProtocol
+	}
+	m, ok := c.members.Controller(string(id))
+	switch {
+	case !ok:
+		return 0
+	case m.Meta.Proto == 0:
+		return 1
+	}
+	return m.Meta.Proto
 }
 
 // serverProtocol is the protocol a server speaks, as far as this node
