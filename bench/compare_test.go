@@ -77,6 +77,9 @@ type result struct {
 	Acked     int     `json:"acked"`
 	Failed    int     `json:"failed"`
 	FirstErr  string  `json:"first_error,omitempty"`
+	// Elections is how many Raft terms began during a Kumoi row (an
+	// election under load: shorter timeouts must not cause them).
+	Elections uint64 `json:"elections,omitempty"`
 }
 
 func resultOf(r *createsResult) result {
@@ -127,7 +130,9 @@ func BenchmarkCompare(b *testing.B) {
 				if os.Getenv("KUMOI_BENCH_SKIP_ETCD") != "1" {
 					row.Etcd = resultOf(etcdRow(b, etcdBin, writers, target == "leader", d, prefix))
 				}
-				row.Kumoi = resultOf(kumoiRow(b, writers, target == "leader", d, prefix))
+				res, elections := kumoiRow(b, writers, target == "leader", d, prefix)
+				row.Kumoi = resultOf(res)
+				row.Kumoi.Elections = elections
 				if row.Etcd.PerSecond > 0 {
 					row.Ratio = row.Kumoi.PerSecond / row.Etcd.PerSecond
 				}
@@ -174,20 +179,33 @@ func printCompare(f *os.File, r *compareReport) {
 	fmt.Fprintf(f, "\netcd %s vs %s, 3 members each, fsync on, %s per row, %d-byte records; load average before: %s\n\n",
 		r.Etcd, filepath.Base(r.Kumoi), r.Duration, recordBytes, r.LoadAvg)
 	w := tabwriter.NewWriter(f, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "writers\tto\tetcd writes/s\tp50 ms\tp99 ms\tkumoi writes/s\tp50 ms\tp99 ms\tkumoi/etcd\t")
+	fmt.Fprintln(w, "writers\tto\tetcd writes/s\tp50 ms\tp99 ms\tkumoi writes/s\tp50 ms\tp99 ms\tkumoi/etcd\tkumoi elections\t")
 	for _, row := range r.Rows {
-		fmt.Fprintf(w, "%d\t%s\t%.0f\t%.2f\t%.2f\t%.0f\t%.2f\t%.2f\t%.2f\t\n", row.Writers, row.Target,
-			row.Etcd.PerSecond, row.Etcd.P50ms, row.Etcd.P99ms, row.Kumoi.PerSecond, row.Kumoi.P50ms, row.Kumoi.P99ms, row.Ratio)
+		fmt.Fprintf(w, "%d\t%s\t%.0f\t%.2f\t%.2f\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t\n", row.Writers, row.Target,
+			row.Etcd.PerSecond, row.Etcd.P50ms, row.Etcd.P99ms, row.Kumoi.PerSecond, row.Kumoi.P50ms, row.Kumoi.P99ms, row.Ratio, row.Kumoi.Elections)
 	}
 	w.Flush()
 	fmt.Fprintln(f)
 }
 
-// kumoiRow runs one row on a fresh Kumoi cluster.
-func kumoiRow(b *testing.B, writers int, leaderOnly bool, d time.Duration, prefix string) *createsResult {
+// kumoiRow runs one row on a fresh Kumoi cluster and says how many
+// elections happened during it.
+func kumoiRow(b *testing.B, writers int, leaderOnly bool, d time.Duration, prefix string) (*createsResult, uint64) {
 	c, hc := benchCluster(b, false)
 	defer c.StopAll()
 	leader, _ := c.WaitLeader(30 * time.Second)
+	before, err := c.Status(leader)
+	if err != nil {
+		b.Fatalf("status of the leader: %v", err)
+	}
+	elections := func() uint64 {
+		var term uint64
+		sts, _ := c.Statuses()
+		for _, st := range sts {
+			term = max(term, st.Term)
+		}
+		return term - min(term, before.Term)
+	}
 	targets := c.URLs()
 	if leaderOnly {
 		targets = []string{c.URL(leader)}
@@ -207,7 +225,8 @@ func kumoiRow(b *testing.B, writers int, leaderOnly bool, d time.Duration, prefi
 		}
 		defer wg.Wait()
 	}
-	return runCreatesOf(hc, targets, writers, d, prefix, paddedCreateBody)
+	res := runCreatesOf(hc, targets, writers, d, prefix, paddedCreateBody)
+	return res, elections()
 }
 
 // saveProfile fetches a CPU profile of secs seconds from the controller at

@@ -21,7 +21,7 @@ func fenceGuardCommand() *cli.Command {
 		Name:  "fence-guard",
 		Usage: "guard a libvirt worker's domains: stop them when nobody can prove the host is still ready",
 		UsageText: `kumoi fence-guard --data-dir /var/lib/kumoi-worker --node-id hv1 --bind 10.0.0.11 \
-                  --libvirt-uri qemu:///system --fence-after 3s`,
+                  --libvirt-uri qemu:///system --fence-after 2.5s`,
 		Description: `The fence guard keeps the promise that no VM runs on two hosts when the
 worker process dies, hangs or is restarted while cut off (docs/ha.md). It
 is a process of its own, with its own libvirt connection and its own timer.

@@ -34,4 +34,4 @@ var (
 // evacuated (ha=restart VMs placed elsewhere), and after which a VM on a
 // down host may be migrated while it is to run. It must exceed the
 // workers' fence-after plus a margin: see docs/ha.md.
-const DefaultHostDownGrace = 4 * time.Second
+const DefaultHostDownGrace = 3500 * time.Millisecond

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/go-memdb"
+
 	"github.com/kumoi/kumoi/fsm"
 	"github.com/kumoi/kumoi/resource"
 )
@@ -38,21 +40,21 @@ type downSeen struct {
 // protocol 5 the older entry (the grace against status.since) is proposed
 // once the monotonic measure has passed too.
 func (c *Controller) evacuateLoop(ctx context.Context) {
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
+	// The loop wakes when a host changes (so that a down period is seen,
+	// and its grace starts, when it is applied here), when the first
+	// grace runs out, and at least every evacuatePoll (retries: a fence
+	// command, a failed proposal).
+	const evacuatePoll = 250 * time.Millisecond
+	st := c.fsm.State()
 	seen := map[string]*downSeen{}
 	fencer := &fencer{c: c, hosts: map[string]*fenceRun{}}
 	defer fencer.wait()
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		hosts, err := c.fsm.State().List(nil, resource.KindHost, nil)
-		if err != nil {
-			continue
-		}
+		ws := memdb.NewWatchSet()
+		ws.Add(st.AbandonCh())
+		st.IndexWatch(ws, resource.KindHost)
+		wait := evacuatePoll
+		hosts, err := st.List(nil, resource.KindHost, nil)
 		present := map[string]bool{}
 		for _, h := range hosts {
 			present[h.Name] = true
@@ -67,19 +69,34 @@ func (c *Controller) evacuateLoop(ctx context.Context) {
 				seen[h.Name] = d
 			}
 			c.evacuateHost(ctx, h, hs, d, fencer)
+			if left := c.downGrace(hs) - time.Since(d.at); left > 0 {
+				wait = min(wait, left)
+			}
 		}
 		for name := range seen {
-			if !present[name] {
+			if !present[name] && err == nil {
 				delete(seen, name)
 			}
 		}
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		_ = ws.WatchCtx(wctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
 	}
+}
+
+// downGrace is how long this leader waits before it evacuates a down
+// host: its own grace, or the longer one the host's status publishes.
+func (c *Controller) downGrace(hs *resource.HostStatus) time.Duration {
+	return max(c.cfg.HostDownGrace, time.Duration(hs.DownGraceMS)*time.Millisecond)
 }
 
 // evacuateHost evacuates (or first fences) one down or left host if this
 // leader has seen it so for the grace.
 func (c *Controller) evacuateHost(ctx context.Context, h *resource.Object, hs *resource.HostStatus, d *downSeen, fencer *fencer) {
-	grace := max(c.cfg.HostDownGrace, time.Duration(hs.DownGraceMS)*time.Millisecond)
+	grace := c.downGrace(hs)
 	downFor := time.Since(d.at)
 	if downFor < grace || !c.needsEvacuation(h.Name) {
 		return

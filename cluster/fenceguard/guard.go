@@ -25,7 +25,7 @@ import (
 
 // Defaults of a guard.
 const (
-	DefaultFenceAfter = 3 * time.Second
+	DefaultFenceAfter = 2500 * time.Millisecond
 	// Tick is how often the guard checks its proof.
 	Tick = 100 * time.Millisecond
 	// callTimeout bounds each libvirt call of the guard: a hung libvirtd

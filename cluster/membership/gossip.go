@@ -19,8 +19,8 @@ const (
 	// intervals; with a multiplier of 2, memberlist waits for no
 	// confirmation by another member (docs/ha.md). Tuned so that a dead
 	// worker is down within 3 s on a LAN (docs/benchmarks.md).
-	DefaultProbeInterval = 400 * time.Millisecond
-	DefaultProbeTimeout  = 200 * time.Millisecond
+	DefaultProbeInterval = 300 * time.Millisecond
+	DefaultProbeTimeout  = 150 * time.Millisecond
 	DefaultSuspicionMult = 2
 )
 

@@ -19,7 +19,7 @@ import (
 
 // Defaults of a worker.
 const (
-	DefaultFenceAfter     = 3 * time.Second
+	DefaultFenceAfter     = 2500 * time.Millisecond
 	DefaultHealthInterval = 2 * time.Second
 	DefaultShutdownGrace  = 10 * time.Second
 )
