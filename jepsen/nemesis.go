@@ -53,8 +53,8 @@ func WorkerNemesis(name string) bool {
 
 // HostFaultMinHold is the least time worker-pause,
 // worker-restart-partitioned and libvirt-hang last, whatever the drawn
-// hold: longer than the controllers take to see a host down (≈ 1.5–2 s)
-// plus --host-down-grace (4 s, the default the harness's controllers
+// hold: longer than the controllers take to see a host down (≈ 1–1.5 s)
+// plus --host-down-grace (3.5 s, the default the harness's controllers
 // run with), so that the host's VMs are restarted elsewhere while the
 // fault lasts.
 var HostFaultMinHold = 8 * time.Second

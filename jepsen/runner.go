@@ -251,8 +251,8 @@ func (c *Config) defaults() {
 		c.Fault = 2 * time.Second
 		if c.Workload == "placement" {
 			// A killed or cut-off worker's VMs are placed anew only
-			// after the controllers saw it down (≈ 1.5–2 s) plus
-			// --host-down-grace (4 s): most faults of 5–10 s get that
+			// after the controllers saw it down (≈ 1–1.5 s) plus
+			// --host-down-grace (3.5 s): most faults of 5–10 s get that
 			// far, the others end just before or around it.
 			c.Fault = 5 * time.Second
 		}

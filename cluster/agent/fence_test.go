@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -232,7 +233,7 @@ func TestFenceAfterNotBelowGrace(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Kill(); _ = drv.Close() })
-	const note = "its VMs are never moved elsewhere: the worker's --fence-after (5s) is not below the controllers' --host-down-grace (4s)"
+	note := fmt.Sprintf("its VMs are never moved elsewhere: the worker's --fence-after (5s) is not below the controllers' --host-down-grace (%s)", resource.DefaultHostDownGrace)
 	testcluster.WaitFor(t, 15*time.Second, "ga ready, with the fence-after and the note", func() (bool, error) {
 		st := hostStatusNow(t, c, "ga")
 		return st != nil && st.State == resource.HostReady && st.FenceAfterMS == 5000 && strings.Contains(st.Reason, note), nil

@@ -150,9 +150,9 @@ func TestQEMUWorkerKillRunsOnce(t *testing.T) {
 	t.Cleanup(func() { a.Remove(dom); b.Remove(dom) }) // after the cluster stops
 	// QEMU takes its time to stop: libvirt showed a guest killed by the
 	// guard as running for up to 2 s more under TCG on a busy machine, as
-	// long as the default margin between --fence-after (3 s) and the grace
-	// (4 s). docs/ha.md: keep grace − fence-after above the worst stop
-	// time; here 3 s.
+	// long as the default margin between --fence-after (then 3 s) and the
+	// grace (then 4 s). docs/ha.md: keep grace − fence-after above the
+	// worst stop time; here 3.5 s (fence-after 2.5 s).
 	c := newCluster(t, "--host-down-grace", "6s")
 	const hostA, hostB = "qemu-a", "qemu-b"
 	wa := addLibvirtWorker(t, c, hostA, a, g)
