@@ -115,7 +115,9 @@ type group struct {
 	txn    *memdb.Txn
 	done   []*raft.Log // entries applied in txn, for a replay
 	events []resource.Event
-	last   uint64
+	// delta is what events create minus delete, per kind (objectCount).
+	delta kindCounts
+	last  uint64
 	// bumped is the index of the last change to each kind in txn: the
 	// index table is written once per kind at commit, not per write.
 	bumped map[resource.Kind]uint64
@@ -166,6 +168,10 @@ func (g *group) apply(l *raft.Log) *Result {
 	case res.Err == nil:
 		g.done = append(g.done, l)
 		g.events = append(g.events, evs...)
+		if g.delta == nil {
+			g.delta = kindCounts{}
+		}
+		g.delta.add(evs)
 		for _, ev := range evs {
 			if g.bumped == nil {
 				g.bumped = map[resource.Kind]uint64{}

@@ -125,6 +125,44 @@ func listTxn(txn *memdb.Txn, ws memdb.WatchSet, kind resource.Kind, sel resource
 	return out, nil
 }
 
+// ListPageWithIndex is a page of List: in name order, at most limit
+// objects of kind whose names are at or after start and that match sel and
+// keep (nil keeps all), the name of the next such object ("" when there is
+// none), and the kind's index, read in one transaction. It reads the kind
+// only up to that next object, so a page costs what it holds, not what the
+// kind holds (a walk over 150,000 VMs in pages of 1,000 read every VM for
+// every page before). ws gets the channel of the kind's index, which fires
+// on every change to the kind.
+func (s *Store) ListPageWithIndex(ws memdb.WatchSet, kind resource.Kind, sel resource.Selector, start string, limit int,
+	keep func(*resource.Object) bool) ([]*resource.Object, string, uint64, error) {
+	txn := s.ReadTxn()
+	ch, _, err := txn.FirstWatch(tableIndex, indexID, indexKey(kind))
+	if err != nil {
+		return nil, "", 0, fmt.Errorf("fsm: list %s: %w", kind, err)
+	}
+	ws.Add(ch)
+	idx := indexTxn(txn, indexKey(kind))
+	it, err := txn.LowerBound(tableObjects, indexID, string(kind), start)
+	if err != nil {
+		return nil, "", 0, fmt.Errorf("fsm: list %s: %w", kind, err)
+	}
+	out := []*resource.Object{}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		o := raw.(*resource.Object)
+		if o.Kind != kind {
+			break // the next kind's objects
+		}
+		if !sel.Matches(o.Labels) || keep != nil && !keep(o) {
+			continue
+		}
+		if len(out) == limit {
+			return out, o.Name, idx, nil
+		}
+		out = append(out, o)
+	}
+	return out, "", idx, nil
+}
+
 // Index returns the Raft index of the last change to kind (0 if none).
 func (s *Store) Index(kind resource.Kind) uint64 {
 	return indexTxn(s.ReadTxn(), indexKey(kind))

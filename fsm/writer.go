@@ -38,6 +38,11 @@ type writer struct {
 	// count counts a kind's objects as this entry sees them (counts.go);
 	// nil: no cap.
 	count func(resource.Kind) int
+	// evDelta is what events[:evCounted] create minus delete, per kind
+	// (counts.go: objectCount moves it on, so that a batch of N creates
+	// costs O(N), not O(N²)).
+	evDelta   kindCounts
+	evCounted int
 	// uses remembers hostUseTxn by host (applycache.go); placing: the VM
 	// being written is placeOne's, which updates uses itself.
 	uses    map[string]hostUse

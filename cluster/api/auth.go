@@ -218,22 +218,18 @@ func (a *httpAPI) allowReport(r *http.Request, host string) error {
 	return nil
 }
 
-// visible filters objects to those the caller may read.
-func (a *httpAPI) visible(r *http.Request, objs []*resource.Object) []*resource.Object {
+// visibleFilter says which objects the caller may read: nil when it may
+// read them all (ACLs off, a management token, or no identity, which the
+// read's own check has refused already).
+func (a *httpAPI) visibleFilter(r *http.Request) func(*resource.Object) bool {
 	if !a.acl {
-		return objs
+		return nil
 	}
 	id, err := a.identify(r)
 	if err != nil || id.IsManagement() {
-		return objs
+		return nil
 	}
-	out := objs[:0:0]
-	for _, o := range objs {
-		if id.AllowObject(o, resource.AccessRead) == nil {
-			out = append(out, o)
-		}
-	}
-	return out
+	return func(o *resource.Object) bool { return id.AllowObject(o, resource.AccessRead) == nil }
 }
 
 // eventVisible reports whether the caller may see ev.

@@ -34,6 +34,20 @@ func filterSelector(objs []*resource.Object, sel resource.Selector) []*resource.
 	return out
 }
 
+// filterKeep keeps the objects keep keeps (nil: all).
+func filterKeep(objs []*resource.Object, keep func(*resource.Object) bool) []*resource.Object {
+	if keep == nil {
+		return objs
+	}
+	out := objs[:0:0]
+	for _, o := range objs {
+		if keep(o) {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
 // listPage is a list's ?limit and ?next.
 type listPage struct {
 	limit int
@@ -68,7 +82,16 @@ func (p listPage) page(objs []*resource.Object) ([]*resource.Object, string) {
 	if len(objs) <= p.limit {
 		return objs, ""
 	}
-	return objs[:p.limit], base64.RawURLEncoding.EncodeToString([]byte(objs[p.limit].Name))
+	return objs[:p.limit], pageToken(objs[p.limit].Name)
+}
+
+// pageToken is the X-Kumoi-Next token of a page that starts at name ("":
+// none).
+func pageToken(name string) string {
+	if name == "" {
+		return ""
+	}
+	return base64.RawURLEncoding.EncodeToString([]byte(name))
 }
 
 // list: GET /v1/{plural}[?selector=][&stale][&index=N&wait=D][&limit=N][&next=T]
@@ -97,26 +120,30 @@ func (a *httpAPI) list(info *resource.KindInfo) apiHandler {
 		return a.read(w, r, p, func() error {
 			st := a.b.FSM().State()
 			var objs []*resource.Object
+			var next string
+			keep := a.visibleFilter(r)
 			idx, err := a.blockingQuery(w, r, p, func(ws memdb.WatchSet) (uint64, error) {
 				var idx uint64
 				if host != "" {
 					// The host's VMs and those migrating to it: what
 					// its worker reads.
 					objs, idx, err = st.VMsForHostWithIndex(ws, host)
-					objs = filterSelector(objs, sel)
+					objs = filterKeep(filterSelector(objs, sel), keep)
+					objs, next = pg.page(objs)
 				} else {
-					objs, idx, err = st.ListWithIndex(ws, info.Kind, sel)
+					// Read only up to the page's end.
+					var name string
+					objs, name, idx, err = st.ListPageWithIndex(ws, info.Kind, sel, pg.start, pg.limit, keep)
+					next = pageToken(name)
 				}
 				return idx, err
 			})
 			if err != nil {
 				return err
 			}
-			objs = a.visible(r, objs)
 			if objs == nil {
 				objs = []*resource.Object{}
 			}
-			objs, next := pg.page(objs)
 			if next != "" {
 				w.Header().Set(resource.HeaderNext, next)
 			}

@@ -27,8 +27,11 @@ func (c *Controller) hostsLoop(ctx context.Context) {
 	for {
 		wait := c.members.Changed()
 		// A new leader learns the whole pool in its first push-pull;
-		// until then it does not declare unknown hosts down.
-		c.syncHosts(ctx, time.Since(leaderSince) > 5*time.Second)
+		// until then it does not declare unknown hosts down. Without
+		// gossip (DisableGossip: tests and benchmarks that propose host
+		// states themselves) nothing is known of any worker, so no host
+		// is declared down for being unknown.
+		c.syncHosts(ctx, !c.cfg.DisableGossip && time.Since(leaderSince) > 5*time.Second)
 		select {
 		case <-ctx.Done():
 			return
