@@ -44,12 +44,18 @@ func (c *Controller) evacuateLoop(ctx context.Context) {
 	// and its grace starts, when it is applied here), when the first
 	// grace runs out, and at least every evacuatePoll (retries: a fence
 	// command, a failed proposal).
+	// A round reads every host, and host objects change with every
+	// placement (their allocation), so rounds are at least
+	// evacuateMinInterval apart: a down period's grace starts at most that
+	// late.
 	const evacuatePoll = 250 * time.Millisecond
+	const evacuateMinInterval = 50 * time.Millisecond
 	st := c.fsm.State()
 	seen := map[string]*downSeen{}
 	fencer := &fencer{c: c, hosts: map[string]*fenceRun{}}
 	defer fencer.wait()
 	for {
+		round := time.Now()
 		ws := memdb.NewWatchSet()
 		ws.Add(st.AbandonCh())
 		st.IndexWatch(ws, resource.KindHost)
@@ -81,6 +87,12 @@ func (c *Controller) evacuateLoop(ctx context.Context) {
 		wctx, cancel := context.WithTimeout(ctx, wait)
 		_ = ws.WatchCtx(wctx)
 		cancel()
+		if rest := evacuateMinInterval - time.Since(round); rest > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(rest):
+			}
+		}
 		if ctx.Err() != nil {
 			return
 		}

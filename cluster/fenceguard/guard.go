@@ -220,6 +220,7 @@ func (g *Guard) loop(ctx context.Context) error {
 	defer tick.Stop()
 	events := g.drv.Events()
 	lastDirCheck, lastList := time.Now(), time.Time{}
+	var listing atomic.Bool
 	for {
 		select {
 		case <-ctx.Done():
@@ -238,11 +239,20 @@ func (g *Guard) loop(ctx context.Context) error {
 				g.logger.Warn("the guard's directory was removed; exiting", "dir", g.cfg.Dir)
 				return nil
 			}
-			if time.Since(lastList) >= listEvery {
+			if time.Since(lastList) >= listEvery && !listing.Load() {
 				// Keep the list of the cluster's domains fresh, for a
-				// fence while libvirt does not answer.
+				// fence while libvirt does not answer: in the
+				// background, so that a hung libvirtd (a call bounded
+				// to callTimeout, 2 s) never holds up the timer, whose
+				// reads keep the proof fresh. Holding it up cost a
+				// needless fence once --fence-after became 2.5 s
+				// (TestFenceGuardLibvirtHang).
 				lastList = time.Now()
-				_, _ = g.list(ctx)
+				listing.Store(true)
+				go func() {
+					defer listing.Store(false)
+					_, _ = g.list(ctx)
+				}()
 			}
 			if g.idle(ctx) {
 				g.logger.Info("no worker has renewed for a while and no domain of the cluster runs here; exiting", "after", g.cfg.ExitWhenIdle)

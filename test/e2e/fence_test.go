@@ -299,7 +299,8 @@ func TestFenceGuardLibvirtHang(t *testing.T) {
 		return nil
 	})
 	if _, err := os.Stat(filepath.Join(a.dir, fenceguard.RecordFile)); err == nil {
-		t.Errorf("the guard fenced although the host stayed ready: %+v", readFenceRecord(t, a))
+		guardLog, _ := os.ReadFile(filepath.Join(a.dir, "fence-guard.log"))
+		t.Errorf("the guard fenced although the host stayed ready: %+v\nits log:\n%s", readFenceRecord(t, a), guardLog)
 	}
 	// Reads of the paused daemon time out (1 s each).
 	dw.check(t, 5)
