@@ -283,6 +283,22 @@ func (s *exactScanner) key() string {
 	return k
 }
 
+// closes moves to the next member of an array or object: it says whether
+// the container ends there (and moves past its close), or moves past the
+// comma before the next member.
+func (s *exactScanner) closes(end byte) bool {
+	s.skipSpace()
+	if s.data[s.pos] == end {
+		s.pos++
+		return true
+	}
+	if s.data[s.pos] == ',' {
+		s.pos++
+		s.skipSpace()
+	}
+	return false
+}
+
 // skipScalar moves past a number, true, false or null.
 func (s *exactScanner) skipScalar() {
 	for s.pos < len(s.data) {
@@ -316,16 +332,7 @@ func (s *exactScanner) value(t reflect.Type, path string) error {
 		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
 			elem = t.Elem()
 		}
-		for i := 0; ; i++ {
-			s.skipSpace()
-			if s.data[s.pos] == ']' {
-				s.pos++
-				return nil
-			}
-			if s.data[s.pos] == ',' {
-				s.pos++
-				s.skipSpace()
-			}
+		for i := 0; !s.closes(']'); i++ {
 			p := path
 			if c := s.data[s.pos]; c == '{' || c == '[' {
 				p = fmt.Sprintf("%s[%d]", orRoot(path), i)
@@ -334,6 +341,7 @@ func (s *exactScanner) value(t reflect.Type, path string) error {
 				return err
 			}
 		}
+		return nil
 	}
 	s.pos++
 	var fields map[string]reflect.Type
@@ -349,16 +357,7 @@ func (s *exactScanner) value(t reflect.Type, path string) error {
 	var small [16]string
 	seen := small[:0]
 	var seenMap map[string]bool
-	for {
-		s.skipSpace()
-		if s.data[s.pos] == '}' {
-			s.pos++
-			return nil
-		}
-		if s.data[s.pos] == ',' {
-			s.pos++
-			s.skipSpace()
-		}
+	for !s.closes('}') {
 		key := s.key()
 		if seenMap != nil {
 			if seenMap[key] {
@@ -399,6 +398,7 @@ func (s *exactScanner) value(t reflect.Type, path string) error {
 			return err
 		}
 	}
+	return nil
 }
 
 func unknownField(fields map[string]reflect.Type, path, key string) error {
