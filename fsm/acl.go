@@ -118,6 +118,10 @@ func WithAccessor(accessor string, t MessageType, req any) (MessageType, any, er
 	return AccessorRequestType, &AccessorRequest{Accessor: accessor, Type: t, Payload: payload, inner: req}, nil
 }
 
+// Inner is the typed request the envelope carries, when it was made by
+// WithAccessor (nil for one decoded from the log).
+func (r *AccessorRequest) Inner() any { return r.inner }
+
 // decodeAccessor decodes an AccessorRequest and the command it carries.
 func decodeAccessor(payload []byte, maxProto int) (func(*writer) error, error) {
 	var req AccessorRequest

@@ -23,6 +23,9 @@ import (
 
 // Controller is one member of the replicated control plane.
 type Controller struct {
+	// hostSpecMu serializes writes of host specs through this node with
+	// the hosts loop's state writes (proposeHostState).
+	hostSpecMu sync.Mutex
 	cfg    Config
 	logger hclog.Logger
 	fsm    *fsm.FSM
@@ -265,6 +268,12 @@ func (c *Controller) Apply(ctx context.Context, t fsm.MessageType, req any) (*fs
 	if timeout <= 0 {
 		return nil, ctx.Err()
 	}
+	if writesHostSpec(t, req) {
+		// Serialized with the hosts loop's reads of host specs and its
+		// state writes (proposeHostState).
+		c.hostSpecMu.Lock()
+		defer c.hostSpecMu.Unlock()
+	}
 	f := c.raft.Apply(data, timeout)
 	if err := c.waitFuture(nil, f); err != nil {
 		return nil, mapRaftError(err)
@@ -274,6 +283,19 @@ func (c *Controller) Apply(ctx context.Context, t fsm.MessageType, req any) (*fs
 		return nil, fmt.Errorf("unexpected apply response %T", f.Response())
 	}
 	return res, nil
+}
+
+// writesHostSpec says whether a command may change a host's spec (an
+// update of a host, as kumoi host drain and enable make, also when made
+// for a token).
+func writesHostSpec(t fsm.MessageType, req any) bool {
+	switch r := req.(type) {
+	case *fsm.UpdateRequest:
+		return r.Kind == resource.KindHost
+	case *fsm.AccessorRequest:
+		return writesHostSpec(r.Type, r.Inner())
+	}
+	return false
 }
 
 // Propose applies a command and folds its business error (Result.Err) into

@@ -68,11 +68,9 @@ func (c *Controller) syncHosts(ctx context.Context, markUnknown bool) {
 					continue
 				}
 				want.State, want.Reason = resource.HostDown, "the worker is reconciling after joining"
-			} else if cur, _ := st.Get(nil, resource.KindHost, want.Name); cur != nil {
-				if spec, err := resource.DecodeSpec[resource.HostSpec](cur); err == nil && spec.Unschedulable {
-					want.State, want.Reason = resource.HostDraining, "drained: takes no new VMs (kumoi host enable "+want.Name+")"
-				}
 			}
+			// Ready, or draining when its spec says so:
+			// proposeHostState decides under hostSpecMu.
 		case membership.StatusDead:
 			want.State, want.Reason = resource.HostDown, "the worker stopped answering gossip probes"
 		case membership.StatusLeft:
@@ -163,7 +161,21 @@ func (c *Controller) proposeHostState(ctx context.Context, st *fsm.Store, want f
 	if len(want.MigrationModes) > 0 && c.checkProtocol(fsm.HostStateRequestType, &fsm.HostStateRequest{MigrationModes: []string{resource.MigrationLive}}) != nil {
 		want.MigrationModes = nil // some controller cannot apply it yet
 	}
+	// A host whose spec is unschedulable (kumoi host drain) is draining,
+	// not ready. The spec is read, and the state proposed, under
+	// hostSpecMu, which writes of a host's spec through this leader hold
+	// too (Apply): a drain or an enable cannot land between this read and
+	// this write, which would record the state of the spec before it (a
+	// host enabled and seen ready, then set draining again by a round
+	// that read the spec before the enable: TestForcedStopAndMigrate).
+	c.hostSpecMu.Lock()
+	defer c.hostSpecMu.Unlock()
 	cur, _ := st.Get(nil, resource.KindHost, want.Name)
+	if cur != nil && want.State == resource.HostReady {
+		if spec, err := resource.DecodeSpec[resource.HostSpec](cur); err == nil && spec.Unschedulable {
+			want.State, want.Reason = resource.HostDraining, "drained: takes no new VMs (kumoi host enable "+want.Name+")"
+		}
+	}
 	if cur != nil {
 		hs, err := resource.DecodeStatus[resource.HostStatus](cur)
 		if err == nil {
