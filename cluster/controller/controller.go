@@ -26,6 +26,7 @@ type Controller struct {
 	// hostSpecMu serializes writes of host specs through this node with
 	// the hosts loop's state writes (proposeHostState).
 	hostSpecMu sync.Mutex
+
 	cfg    Config
 	logger hclog.Logger
 	fsm    *fsm.FSM
