@@ -269,7 +269,7 @@ func (c *Controller) Apply(ctx context.Context, t fsm.MessageType, req any) (*fs
 	if timeout <= 0 {
 		return nil, ctx.Err()
 	}
-	if writesHostSpec(t, req) {
+	if writesHostSpec(req) {
 		// Serialized with the hosts loop's reads of host specs and its
 		// state writes (proposeHostState).
 		c.hostSpecMu.Lock()
@@ -289,12 +289,12 @@ func (c *Controller) Apply(ctx context.Context, t fsm.MessageType, req any) (*fs
 // writesHostSpec says whether a command may change a host's spec (an
 // update of a host, as kumoi host drain and enable make, also when made
 // for a token).
-func writesHostSpec(t fsm.MessageType, req any) bool {
+func writesHostSpec(req any) bool {
 	switch r := req.(type) {
 	case *fsm.UpdateRequest:
 		return r.Kind == resource.KindHost
 	case *fsm.AccessorRequest:
-		return writesHostSpec(r.Type, r.Inner())
+		return writesHostSpec(r.Inner())
 	}
 	return false
 }

@@ -44,6 +44,7 @@ func (c *Controller) evacuateLoop(ctx context.Context) {
 	// and its grace starts, when it is applied here), when the first
 	// grace runs out, and at least every evacuatePoll (retries: a fence
 	// command, a failed proposal).
+	//
 	// A round reads every host, and host objects change with every
 	// placement (their allocation), so rounds are at least
 	// evacuateMinInterval apart: a down period's grace starts at most that
