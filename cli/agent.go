@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -157,12 +156,7 @@ func runAgent(c *cli.Context) error {
 	}
 	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if os.Getenv("GOGC") == "" {
-		// A controller's heap is small and its allocation rate high
-		// (JSON on every request and log entry): trading memory for
-		// fewer collections gave +20% writes/s (docs/benchmarks.md).
-		debug.SetGCPercent(400)
-	}
+	agent.TuneGC() // for the process's life
 
 	if c.Bool("dev") {
 		if c.IsSet("tls-ca") || c.IsSet("tls-cert") || c.IsSet("tls-key") {

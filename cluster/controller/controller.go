@@ -48,6 +48,8 @@ type Controller struct {
 	// its leadership barrier; linearizable reads need it to be the
 	// current term.
 	readyTerm atomic.Uint64
+	// schedRounds counts the scheduler loop's rounds (SchedulerRounds).
+	schedRounds atomic.Uint64
 
 	leaderLoopsMu sync.Mutex
 	leaderLoops   []LeaderLoop

@@ -43,7 +43,9 @@ func (c *Controller) schedulerLoop(ctx context.Context) {
 		// re-reading a large pending set every 50ms would cost the
 		// writes their CPU. Placing, or a host change, resets it.
 		hostIdx := st.Index(resource.KindHost)
-		if c.scheduleOnce(ctx, cache, exprs, full) > 0 || hostIdx != lastHostIdx {
+		placed := c.scheduleOnce(ctx, cache, exprs, full)
+		c.schedRounds.Add(1)
+		if placed > 0 || hostIdx != lastHostIdx {
 			interval = schedulerMinInterval
 		} else {
 			interval = min(2*interval, time.Second)
@@ -62,6 +64,11 @@ func (c *Controller) schedulerLoop(ctx context.Context) {
 		}
 	}
 }
+
+// SchedulerRounds is how many rounds the scheduler loop has finished since
+// the controller started (it runs on the leader only): a new leader has
+// read the whole pending set once when it is non-zero.
+func (c *Controller) SchedulerRounds() uint64 { return c.schedRounds.Load() }
 
 // scheduleOnce plans one round and returns how many VMs it placed.
 func (c *Controller) scheduleOnce(ctx context.Context, cache *scheduler.Cache, exprs *resource.ExprCache, full bool) (placed int) {
