@@ -10,12 +10,13 @@ import (
 )
 
 // operatorCommand is 'kumoi operator': tools for the cluster's operator
-// that run locally, without a cluster.
+// (snapshots; gossip keys, made locally without a cluster).
 func operatorCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "operator",
-		Usage: "operator tools that run locally (gossip keys)",
+		Usage: "operator tools: snapshots (backup and restore), gossip keys",
 		Subcommands: []*cli.Command{
+			snapshotCommand(),
 			{
 				Name:  "gossip",
 				Usage: "gossip encryption",

@@ -2,6 +2,7 @@ package client
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -190,6 +191,8 @@ type request struct {
 	idempotent bool
 	wait       time.Duration // blocking-query wait, added to the attempt timeout
 	stream     bool          // the body is a long-lived stream: time out the headers only
+	// contentType is the body's type ("": application/json).
+	contentType string
 }
 
 func (r *request) String() string { return r.method + " " + r.path }
@@ -279,7 +282,7 @@ func (c *Client) attempt(ctx context.Context, addr string, r *request) (*http.Re
 	}
 	if r.body != nil || r.method == http.MethodPost || r.method == http.MethodPut {
 		// Writes need it even without a body (docs/api.md, "Conventions").
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", cmp.Or(r.contentType, "application/json"))
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {

@@ -3,7 +3,10 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net/url"
+	"time"
 
 	"github.com/kumoi/kumoi/resource"
 )
@@ -48,6 +51,50 @@ func (c *Client) RemoveServer(ctx context.Context, id string) (*RemoveServerResu
 	}
 	var out RemoveServerResult
 	r := &request{method: "DELETE", path: "/v1/cluster/servers/" + url.PathEscape(id), idempotent: true}
+	if _, err := c.call(ctx, r, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// SnapshotMeta describes a snapshot (the meta.json of its archive).
+type SnapshotMeta = resource.SnapshotMeta
+
+// SnapshotRestoreResult is the answer of PUT /v1/operator/snapshot.
+type SnapshotRestoreResult = resource.SnapshotRestoreResponse
+
+// snapshotTimeout bounds a snapshot's download or upload and restore.
+const snapshotTimeout = 10 * time.Minute
+
+// SaveSnapshot copies a consistent snapshot of the cluster's state (GET
+// /v1/operator/snapshot: an archive the leader writes, internal/snapfile
+// in the Kumoi repository; kumoi operator snapshot inspect reads one) to
+// w. It needs cluster:admin. The archive carries its own checksum: check
+// it (kumoi operator snapshot save does) before trusting a copy.
+func (c *Client) SaveSnapshot(ctx context.Context, w io.Writer) error {
+	r := &request{method: "GET", path: "/v1/operator/snapshot", idempotent: true, stream: true}
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return fmt.Errorf("%s: %w", r, err)
+	}
+	return nil
+}
+
+// RestoreSnapshot replaces the whole cluster's state with a snapshot
+// archive's (PUT /v1/operator/snapshot), through Raft: every controller
+// takes it. A snapshot of another cluster is refused (409 conflict)
+// unless force, which also gives this cluster the snapshot's identity. It
+// needs cluster:admin. Writes in flight when it lands fail.
+func (c *Client) RestoreSnapshot(ctx context.Context, archive []byte, force bool) (*SnapshotRestoreResult, error) {
+	r := &request{method: "PUT", path: "/v1/operator/snapshot", body: archive, wait: snapshotTimeout, contentType: "application/gzip"}
+	if force {
+		r.query = url.Values{"force": {"true"}}
+	}
+	var out SnapshotRestoreResult
 	if _, err := c.call(ctx, r, &out); err != nil {
 		return nil, err
 	}

@@ -79,13 +79,7 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 func (s *fsmSnapshot) write(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
 	enc := json.NewEncoder(bw)
-	version := 2
-	for _, table := range []string{tableACLPolicies, tableACLTokens} {
-		if raw, err := s.txn.First(table, indexID); err == nil && raw != nil {
-			version = snapshotVersion
-		}
-	}
-	if err := enc.Encode(snapshotHeader{Version: version, AppliedIndex: s.applied}); err != nil {
+	if err := enc.Encode(snapshotHeader{Version: streamVersion(s.txn), AppliedIndex: s.applied}); err != nil {
 		return err
 	}
 	it, err := s.txn.Get(tableObjects, indexID)
@@ -134,6 +128,17 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 		}
 	}
 	return bw.Flush()
+}
+
+// streamVersion is the version a snapshot of txn is written with: 2, or
+// 3 when it holds ACL records (see snapshotVersion).
+func streamVersion(txn *memdb.Txn) int {
+	for _, table := range []string{tableACLPolicies, tableACLTokens} {
+		if raw, err := txn.First(table, indexID); err == nil && raw != nil {
+			return snapshotVersion
+		}
+	}
+	return 2
 }
 
 // Release does nothing: the memdb snapshot is garbage collected.

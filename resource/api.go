@@ -1,5 +1,7 @@
 package resource
 
+import "time"
+
 // Wire types of the HTTP API shared by the server (cluster) and the Go SDK
 // (client). The JSON names are part of the public contract (docs/api.md).
 
@@ -168,6 +170,44 @@ const (
 type RemoveServerResponse struct {
 	Removed string `json:"removed"` // the server ID
 	Index   uint64 `json:"index"`   // the Raft index of the configuration change
+}
+
+// SnapshotMeta describes a snapshot of the cluster's state, as GET
+// /v1/operator/snapshot saves it (meta.json of the archive,
+// internal/snapfile) and kumoi operator snapshot inspect shows it.
+type SnapshotMeta struct {
+	Format    int    `json:"format"`     // the archive layout's version
+	ClusterID string `json:"cluster_id"` // the identity of the cluster saved
+	// Index is the Raft index of the last log entry the state holds.
+	Index uint64 `json:"index"`
+	// Version and Protocol are the saving controller's build and the log
+	// protocol it speaks; StateVersion the state stream's format.
+	Version      string    `json:"version"`
+	Protocol     int       `json:"protocol"`
+	StateVersion int       `json:"state_version"`
+	Node         string    `json:"node"`    // the controller that saved it
+	Created      time.Time `json:"created"` // when
+	// Objects counts the objects per kind, ACLPolicies and ACLTokens the
+	// ACL records.
+	Objects     map[Kind]int `json:"objects"`
+	ACLPolicies int          `json:"acl_policies"`
+	ACLTokens   int          `json:"acl_tokens"`
+	// Size and SHA256 (hex) are state.json's.
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// SnapshotRestoreResponse is the body of PUT /v1/operator/snapshot.
+type SnapshotRestoreResponse struct {
+	ClusterID string `json:"cluster_id"` // the cluster's identity now
+	// Replaced is the identity the cluster had before, when a forced
+	// restore gave it the snapshot's.
+	Replaced string `json:"replaced,omitempty"`
+	// SnapshotIndex is the index the snapshot was saved at; Index the
+	// Raft index the restored state takes in this cluster.
+	SnapshotIndex uint64       `json:"snapshot_index"`
+	Index         uint64       `json:"index"`
+	Objects       map[Kind]int `json:"objects"`
 }
 
 // Event is one line of GET /v1/events (NDJSON). Object is the object after

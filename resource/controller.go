@@ -28,6 +28,12 @@ var (
 	// ErrUpgradeRequired: a command needs a log protocol that some server
 	// of the cluster does not speak yet; nothing was proposed.
 	ErrUpgradeRequired = errors.New("some controllers must be upgraded first")
+	// ErrOtherCluster: a snapshot restore was given another cluster's
+	// snapshot without force; nothing changed.
+	ErrOtherCluster = errors.New("the snapshot is of another cluster")
+	// ErrBadSnapshot: a snapshot restore was given a file or stream that
+	// is not a valid snapshot; nothing changed.
+	ErrBadSnapshot = errors.New("not a valid kumoi snapshot")
 )
 
 // DefaultHostDownGrace is how long a host stays down before its VMs are

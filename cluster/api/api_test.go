@@ -189,6 +189,47 @@ func (b *httpTestBackend) Cluster(ctx context.Context) (resource.Cluster, error)
 	return resource.Cluster{Leader: lead, Servers: append([]resource.Server(nil), b.servers...)}, nil
 }
 
+func (b *httpTestBackend) SaveSnapshot(ctx context.Context, w io.Writer) (resource.SnapshotMeta, error) {
+	if !b.IsLeader() {
+		return resource.SnapshotMeta{}, resource.ErrNotLeader
+	}
+	info, err := b.f.SaveSnapshot(w)
+	return resource.SnapshotMeta{ClusterID: info.ClusterID, Index: info.AppliedIndex, Version: "test", StateVersion: info.Version,
+		Node: b.id, Created: time.Now().UTC(), Objects: info.Objects}, err
+}
+
+// RestoreSnapshot validates the stream as the controller does and refuses
+// another cluster's without force, then restores it into the bare FSM
+// (no Raft here).
+func (b *httpTestBackend) RestoreSnapshot(ctx context.Context, state []byte, force bool) (resource.SnapshotRestoreResponse, error) {
+	if !b.IsLeader() {
+		return resource.SnapshotRestoreResponse{}, resource.ErrNotLeader
+	}
+	cur := b.f.State().ClusterID(nil)
+	b.mu.Lock()
+	floor := b.next + 1
+	b.mu.Unlock()
+	data, info, err := fsm.PrepareRestore(bytes.NewReader(state), floor, func(theirs string) (string, error) {
+		if theirs == cur || cur == "" {
+			return "", nil
+		}
+		if !force {
+			return "", fmt.Errorf("%w: restore it with force", resource.ErrOtherCluster)
+		}
+		return cur, nil
+	})
+	if errors.Is(err, fsm.ErrBadPayload) {
+		err = fmt.Errorf("%w: %v", resource.ErrBadSnapshot, err)
+	}
+	if err != nil {
+		return resource.SnapshotRestoreResponse{}, err
+	}
+	if err := b.f.Restore(io.NopCloser(bytes.NewReader(data))); err != nil {
+		return resource.SnapshotRestoreResponse{}, err
+	}
+	return resource.SnapshotRestoreResponse{ClusterID: info.ClusterID, SnapshotIndex: info.AppliedIndex, Index: floor, Objects: info.Objects}, nil
+}
+
 func (b *httpTestBackend) RemoveServer(ctx context.Context, id string) (uint64, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

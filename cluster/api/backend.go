@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"io"
 
 	"github.com/kumoi/kumoi/fsm"
 	"github.com/kumoi/kumoi/resource"
@@ -36,4 +37,12 @@ type Backend interface {
 	Cluster(ctx context.Context) (resource.Cluster, error)
 	// RemoveServer removes a Raft server (leader only).
 	RemoveServer(ctx context.Context, id string) (uint64, error)
+	// SaveSnapshot writes the state, as of a linearizable read, to w (the
+	// state machine's snapshot stream) and describes it (leader only).
+	SaveSnapshot(ctx context.Context, w io.Writer) (resource.SnapshotMeta, error)
+	// RestoreSnapshot replaces the cluster's state with a snapshot
+	// stream's through Raft (leader only): resource.ErrBadSnapshot if it
+	// is not valid, resource.ErrOtherCluster if it is another cluster's
+	// and not force.
+	RestoreSnapshot(ctx context.Context, state []byte, force bool) (resource.SnapshotRestoreResponse, error)
 }

@@ -59,7 +59,9 @@ func toAPIError(err error) *apiError {
 		e.status, e.code = http.StatusBadRequest, resource.CodeInvalidArgument
 	case errors.Is(err, resource.ErrLimitExceeded):
 		e.status, e.code = http.StatusConflict, resource.CodeLimitExceeded
-	case errors.Is(err, resource.ErrLastVoter):
+	case errors.Is(err, resource.ErrBadSnapshot):
+		e.status, e.code = http.StatusBadRequest, resource.CodeInvalidArgument
+	case errors.Is(err, resource.ErrLastVoter), errors.Is(err, resource.ErrOtherCluster):
 		e.status, e.code = http.StatusConflict, resource.CodeConflict
 	case errors.Is(err, resource.ErrUpgradeRequired):
 		e.status, e.code = http.StatusConflict, resource.CodeUpgradeRequired

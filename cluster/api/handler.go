@@ -57,6 +57,9 @@ type Options struct {
 	// MaxBodyBytes caps request bodies (default 1 MiB); larger bodies are
 	// answered 413 body_too_large.
 	MaxBodyBytes int64
+	// MaxSnapshotBytes caps the archive a snapshot restore sends (PUT
+	// /v1/operator/snapshot) and the state it holds (default 1 GiB).
+	MaxSnapshotBytes int64
 	// DefaultWait is the wait of a blocking query that gives ?index but no
 	// ?wait (default 30s).
 	DefaultWait time.Duration
@@ -106,17 +109,19 @@ type Options struct {
 
 // httpAPI is the handler returned by NewHandler.
 type httpAPI struct {
-	b         Backend
-	log       hclog.Logger
-	m         *Metrics
-	metrics   http.Handler
-	client    *http.Client
-	maxBody   int64
-	defWait   time.Duration
-	maxWait   time.Duration
-	heartbeat time.Duration
-	version   string
-	unsafe    bool // Config.UnsafeStaleReads
+	b       Backend
+	log     hclog.Logger
+	m       *Metrics
+	metrics http.Handler
+	client  *http.Client
+	maxBody int64
+	// maxSnapshot caps a restore's archive (Options.MaxSnapshotBytes).
+	maxSnapshot int64
+	defWait     time.Duration
+	maxWait     time.Duration
+	heartbeat   time.Duration
+	version     string
+	unsafe      bool // Config.UnsafeStaleReads
 
 	acl            bool   // Options.ACL
 	internalSecret string // Options.InternalSecret
@@ -140,6 +145,9 @@ func NewHandler(b Backend, opts Options) http.Handler {
 	}
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.MaxSnapshotBytes <= 0 {
+		opts.MaxSnapshotBytes = DefaultMaxSnapshotBytes
 	}
 	if opts.DefaultWait <= 0 {
 		opts.DefaultWait = DefaultBlockingWait
@@ -180,9 +188,10 @@ func NewHandler(b Backend, opts Options) http.Handler {
 		metrics: promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{
 			ErrorHandling: promhttp.ContinueOnError,
 		}),
-		client:  opts.ForwardClient,
-		maxBody: opts.MaxBodyBytes,
-		unsafe:  opts.UnsafeStaleReads,
+		client:      opts.ForwardClient,
+		maxBody:     opts.MaxBodyBytes,
+		maxSnapshot: opts.MaxSnapshotBytes,
+		unsafe:      opts.UnsafeStaleReads,
 
 		acl:            opts.ACL,
 		internalSecret: opts.InternalSecret,
@@ -319,6 +328,8 @@ func (a *httpAPI) route(r *http.Request) (string, apiHandler) {
 		return "/v1/events", a.methods(methodHandler{http.MethodGet, a.events})
 	case rest == "rebalance":
 		return "/v1/rebalance", a.methods(methodHandler{http.MethodPost, a.rebalance})
+	case rest == "operator/snapshot":
+		return "/v1/operator/snapshot", a.snapshotRoute()
 	case parts[0] == "acl":
 		return a.aclRoute(parts[1:])
 	}
@@ -387,8 +398,15 @@ func checkContentType(r *http.Request) error {
 	if r.Method != http.MethodPost && r.Method != http.MethodPut {
 		return nil
 	}
+	return checkMediaType(r, "application/json", "with curl, add -H 'Content-Type: application/json' (curl -d alone sends a form type)")
+}
+
+// checkMediaType refuses a request whose Content-Type is not want (415;
+// hint says how to send it). Any type but a form's or text/plain keeps
+// browsers from sending it across origins without a preflight.
+func checkMediaType(r *http.Request, want, hint string) error {
 	ct := r.Header.Get("Content-Type")
-	if mt, _, err := mime.ParseMediaType(ct); err == nil && mt == "application/json" {
+	if mt, _, err := mime.ParseMediaType(ct); err == nil && mt == want {
 		return nil
 	}
 	got := "none"
@@ -397,7 +415,7 @@ func checkContentType(r *http.Request) error {
 	}
 	return &apiError{
 		status: http.StatusUnsupportedMediaType, code: resource.CodeUnsupportedMediaType,
-		msg: fmt.Sprintf("%s %s needs Content-Type: application/json (got %s), even without a body; with curl, add -H 'Content-Type: application/json' (curl -d alone sends a form type)", r.Method, r.URL.Path, got),
+		msg: fmt.Sprintf("%s %s needs Content-Type: %s (got %s), even without a body; %s", r.Method, r.URL.Path, want, got, hint),
 	}
 }
 

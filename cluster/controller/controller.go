@@ -48,6 +48,8 @@ type Controller struct {
 	// its leadership barrier; linearizable reads need it to be the
 	// current term.
 	readyTerm atomic.Uint64
+	// restoreMu serializes snapshot restores (backup.go).
+	restoreMu sync.Mutex
 	// schedRounds counts the scheduler loop's rounds (SchedulerRounds).
 	schedRounds atomic.Uint64
 

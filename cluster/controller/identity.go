@@ -71,7 +71,8 @@ func writeClusterID(dataDir, id string) error {
 // watchClusterID adopts the identity the replicated state holds once it
 // appears: it is recorded in the data directory and advertised in gossip.
 // A replicated identity that differs from the one the data directory
-// remembers is logged as an error and not adopted.
+// remembers is logged as an error and not adopted, unless the state says a
+// forced snapshot restore replaced this very cluster (backup.go).
 func (c *Controller) watchClusterID() {
 	defer c.wg.Done()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -102,6 +103,11 @@ func (c *Controller) adoptClusterID(id string) {
 	switch cur := c.ClusterID(); {
 	case cur == id:
 		return
+	case cur != "" && c.fsm.State().ReplacedCluster(nil) == cur:
+		// A forced restore of another cluster's snapshot replaced
+		// this cluster's state (backup.go): take its identity.
+		c.logger.Warn("a snapshot restore replaced this cluster's state with another cluster's: adopting its identity",
+			"cluster", id, "replaced_cluster", cur, "data_dir", c.cfg.DataDir)
 	case cur != "":
 		c.logger.Error("the replicated state names another cluster than the one this node's data directory belongs to; not adopting it",
 			"cluster", cur, "replicated_cluster", id, "data_dir", c.cfg.DataDir)

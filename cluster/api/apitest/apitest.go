@@ -6,6 +6,8 @@ package apitest
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net/http/httptest"
 	"sync"
 	"testing"
@@ -112,4 +114,23 @@ func (b backend) Cluster(context.Context) (resource.Cluster, error) {
 
 func (b backend) RemoveServer(context.Context, string) (uint64, error) {
 	return 0, resource.ErrUnknownServer
+}
+
+// SaveSnapshot writes the state machine's snapshot stream.
+func (b backend) SaveSnapshot(ctx context.Context, w io.Writer) (resource.SnapshotMeta, error) {
+	info, err := b.s.FSM.SaveSnapshot(w)
+	if err != nil {
+		return resource.SnapshotMeta{}, err
+	}
+	return resource.SnapshotMeta{
+		ClusterID: info.ClusterID, Index: info.AppliedIndex, Version: "test", Protocol: fsm.ProtocolVersion,
+		StateVersion: info.Version, Node: "apitest", Created: time.Now().UTC(),
+		Objects: info.Objects, ACLPolicies: info.ACLPolicies, ACLTokens: info.ACLTokens,
+	}, nil
+}
+
+// RestoreSnapshot is refused: a restore goes through Raft (raft.Restore),
+// which this server has not; cluster tests (test/e2e) cover it.
+func (b backend) RestoreSnapshot(ctx context.Context, state []byte, force bool) (resource.SnapshotRestoreResponse, error) {
+	return resource.SnapshotRestoreResponse{}, errors.New("apitest: a snapshot restore needs Raft; test it on a cluster")
 }
