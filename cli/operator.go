@@ -14,9 +14,10 @@ import (
 func operatorCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "operator",
-		Usage: "operator tools: snapshots (backup and restore), gossip keys",
+		Usage: "operator tools: snapshots (backup and restore), Raft servers, gossip keys",
 		Subcommands: []*cli.Command{
 			snapshotCommand(),
+			raftCommand(),
 			{
 				Name:  "gossip",
 				Usage: "gossip encryption",

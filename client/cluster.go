@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -95,6 +96,27 @@ func (c *Client) RestoreSnapshot(ctx context.Context, archive []byte, force bool
 		r.query = url.Values{"force": {"true"}}
 	}
 	var out SnapshotRestoreResult
+	if _, err := c.call(ctx, r, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// TransferLeaderResult is the answer of POST /v1/operator/raft/transfer-leader.
+type TransferLeaderResult = resource.TransferLeaderResponse
+
+// TransferLeader asks the leader to hand leadership to the voter to (any
+// voter when ""), and returns once a new leader won. It fails with
+// ErrNotFound when to is not a server, and ErrConflict when to already
+// leads, does not vote yet, or there is no other voter. Needs
+// cluster:admin.
+func (c *Client) TransferLeader(ctx context.Context, to string) (*TransferLeaderResult, error) {
+	body, err := json.Marshal(resource.TransferLeaderRequest{To: to})
+	if err != nil {
+		return nil, err
+	}
+	var out TransferLeaderResult
+	r := &request{method: "POST", path: "/v1/operator/raft/transfer-leader", body: body}
 	if _, err := c.call(ctx, r, &out); err != nil {
 		return nil, err
 	}

@@ -172,6 +172,18 @@ type RemoveServerResponse struct {
 	Index   uint64 `json:"index"`   // the Raft index of the configuration change
 }
 
+// TransferLeaderRequest is the (optional) body of POST
+// /v1/operator/raft/transfer-leader: the server to lead ("": any voter).
+type TransferLeaderRequest struct {
+	To string `json:"to,omitempty"`
+}
+
+// TransferLeaderResponse is its answer: who led, and who leads now.
+type TransferLeaderResponse struct {
+	From string `json:"from"`
+	To   string `json:"to"`
+}
+
 // SnapshotMeta describes a snapshot of the cluster's state, as GET
 // /v1/operator/snapshot saves it (meta.json of the archive,
 // internal/snapfile) and kumoi operator snapshot inspect shows it.

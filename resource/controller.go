@@ -28,6 +28,10 @@ var (
 	// ErrUpgradeRequired: a command needs a log protocol that some server
 	// of the cluster does not speak yet; nothing was proposed.
 	ErrUpgradeRequired = errors.New("some controllers must be upgraded first")
+	// ErrCannotTransfer: a leadership transfer was asked for that cannot
+	// be made (the target already leads, does not vote yet, or there is no
+	// other voter).
+	ErrCannotTransfer = errors.New("cannot transfer leadership")
 	// ErrOtherCluster: a snapshot restore was given another cluster's
 	// snapshot without force; nothing changed.
 	ErrOtherCluster = errors.New("the snapshot is of another cluster")

@@ -219,6 +219,8 @@ func TestACLRouteClasses(t *testing.T) {
 		{ops.SecretID, "GET", "/v1/operator/snapshot", nil, 403, "needs cluster:admin"},
 		{readers.SecretID, "GET", "/v1/operator/snapshot", nil, 403, "needs cluster:admin"},
 		{admin.SecretID, "GET", "/v1/operator/snapshot", nil, 200, ""},
+		{ops.SecretID, "POST", "/v1/operator/raft/transfer-leader", nil, 403, "needs cluster:admin"},
+		{admin.SecretID, "POST", "/v1/operator/raft/transfer-leader", `{"to":"n9"}`, 404, ""},
 		{aclRead.SecretID, "GET", "/v1/acl/tokens", nil, 200, ""},
 		{aclRead.SecretID, "GET", "/v1/acl/policies/web", nil, 200, ""},
 		{aclRead.SecretID, "DELETE", "/v1/acl/policies/web", nil, 403, "needs acl:write"},

@@ -230,6 +230,26 @@ func (b *httpTestBackend) RestoreSnapshot(ctx context.Context, state []byte, for
 	return resource.SnapshotRestoreResponse{ClusterID: info.ClusterID, SnapshotIndex: info.AppliedIndex, Index: floor, Objects: info.Objects}, nil
 }
 
+// TransferLeader moves leadership to another of b.servers (no Raft here:
+// b then follows it, with no address).
+func (b *httpTestBackend) TransferLeader(ctx context.Context, to string) (string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.leader || b.takeNotLeader() {
+		return "", resource.ErrNotLeader
+	}
+	for _, s := range b.servers {
+		if s.ID != b.id && (to == "" || s.ID == to) {
+			b.leader, b.leaderID = false, s.ID
+			return s.ID, nil
+		}
+	}
+	if to == b.id {
+		return "", fmt.Errorf("%w: %s already leads", resource.ErrCannotTransfer, to)
+	}
+	return "", fmt.Errorf("%w: %q", resource.ErrUnknownServer, to)
+}
+
 func (b *httpTestBackend) RemoveServer(ctx context.Context, id string) (uint64, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -37,6 +37,9 @@ type Backend interface {
 	Cluster(ctx context.Context) (resource.Cluster, error)
 	// RemoveServer removes a Raft server (leader only).
 	RemoveServer(ctx context.Context, id string) (uint64, error)
+	// TransferLeader hands leadership to the voter to (any voter when
+	// "") and returns the new leader's id (leader only).
+	TransferLeader(ctx context.Context, to string) (string, error)
 	// SaveSnapshot writes the state, as of a linearizable read, to w (the
 	// state machine's snapshot stream) and describes it (leader only).
 	SaveSnapshot(ctx context.Context, w io.Writer) (resource.SnapshotMeta, error)

@@ -78,3 +78,36 @@ func (a *httpAPI) removeServer(id string) apiHandler {
 		})
 	}
 }
+
+// transferLeader: POST /v1/operator/raft/transfer-leader, body optional
+// {"to": "<server id>"}: the leader hands leadership over and answers
+// once the new leader won.
+func (a *httpAPI) transferLeader(w http.ResponseWriter, r *http.Request) error {
+	if _, err := apiQuery(r); err != nil {
+		return err
+	}
+	body, err := a.readOptionalBody(w, r)
+	if err != nil {
+		return err
+	}
+	var req resource.TransferLeaderRequest
+	if body != nil {
+		if err := decodeBody(body, &req); err != nil {
+			return err
+		}
+	}
+	return a.onLeader(w, r, body, func() error {
+		from := a.b.NodeID()
+		to, err := a.b.TransferLeader(r.Context(), req.To)
+		if errors.Is(err, resource.ErrUnknownServer) {
+			return &apiError{
+				status: http.StatusNotFound, code: resource.CodeNotFound, field: "to",
+				msg: fmt.Sprintf("server %q is not in the raft configuration; GET /v1/cluster lists the servers", req.To),
+			}
+		}
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, resource.TransferLeaderResponse{From: from, To: to})
+	})
+}

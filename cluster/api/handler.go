@@ -330,6 +330,8 @@ func (a *httpAPI) route(r *http.Request) (string, apiHandler) {
 		return "/v1/rebalance", a.methods(methodHandler{http.MethodPost, a.rebalance})
 	case rest == "operator/snapshot":
 		return "/v1/operator/snapshot", a.snapshotRoute()
+	case rest == "operator/raft/transfer-leader":
+		return "/v1/operator/raft/transfer-leader", a.methods(methodHandler{http.MethodPost, a.transferLeader})
 	case parts[0] == "acl":
 		return a.aclRoute(parts[1:])
 	}

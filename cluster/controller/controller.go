@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -523,6 +524,67 @@ func (c *Controller) WaitForLeader(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
+		}
+	}
+}
+
+// TransferLeader hands leadership to the voter to (any voter, chosen by
+// Raft, when to is "") and waits until that is done; it returns the new
+// leader's id. Leader only. ErrUnknownServer when to is not a server;
+// resource.ErrLastVoter-like refusals (to is this node, a non-voter, or
+// there is no other voter) are conflicts.
+func (c *Controller) TransferLeader(ctx context.Context, to string) (string, error) {
+	if c.raft.State() != raft.Leader {
+		return "", ErrNotLeader
+	}
+	f := c.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return "", mapRaftError(err)
+	}
+	var target *raft.Server
+	voters := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			voters++
+		}
+		if string(s.ID) == to {
+			target = &s
+		}
+	}
+	switch {
+	case to != "" && target == nil:
+		return "", fmt.Errorf("%w: %q (see `kumoi operator raft list-peers` for the server ids)", ErrUnknownServer, to)
+	case to == c.cfg.NodeID:
+		return "", fmt.Errorf("%w: %s already leads", resource.ErrCannotTransfer, to)
+	case target != nil && target.Suffrage != raft.Voter:
+		return "", fmt.Errorf("%w: %s is not a voter yet (it is catching up; the leader promotes it when it has)", resource.ErrCannotTransfer, to)
+	case voters < 2:
+		return "", fmt.Errorf("%w: there is no other voter to lead", resource.ErrCannotTransfer)
+	}
+	var fut raft.Future
+	if target == nil {
+		fut = c.raft.LeadershipTransfer()
+	} else {
+		fut = c.raft.LeadershipTransferToServer(target.ID, target.Address)
+	}
+	c.logger.Info("transferring leadership on request", "to", cmp.Or(to, "(any voter)"))
+	if err := c.waitFuture(ctx.Done(), fut); err != nil {
+		return "", mapRaftError(err)
+	}
+	// Done: this node stepped down for a successor that won; name it
+	// once this node has heard from it.
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if id, _ := c.Leader(); id != "" && id != c.cfg.NodeID {
+			return id, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-c.shutdownCh:
+			return "", ErrShuttingDown
+		case <-tick.C:
 		}
 	}
 }

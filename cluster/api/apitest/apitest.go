@@ -7,6 +7,7 @@ package apitest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http/httptest"
 	"sync"
@@ -133,4 +134,9 @@ func (b backend) SaveSnapshot(ctx context.Context, w io.Writer) (resource.Snapsh
 // which this server has not; cluster tests (test/e2e) cover it.
 func (b backend) RestoreSnapshot(ctx context.Context, state []byte, force bool) (resource.SnapshotRestoreResponse, error) {
 	return resource.SnapshotRestoreResponse{}, errors.New("apitest: a snapshot restore needs Raft; test it on a cluster")
+}
+
+// TransferLeader is refused: this server is the only one.
+func (b backend) TransferLeader(ctx context.Context, to string) (string, error) {
+	return "", fmt.Errorf("%w: apitest runs one server", resource.ErrCannotTransfer)
 }
