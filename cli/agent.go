@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"github.com/kumoi/kumoi/cluster/worker"
 	"github.com/kumoi/kumoi/hypervisor"
 	"github.com/kumoi/kumoi/hypervisor/sim"
+	"github.com/kumoi/kumoi/internal/logring"
 	"github.com/kumoi/kumoi/internal/tlsutil"
 	"github.com/kumoi/kumoi/resource"
 )
@@ -112,9 +114,9 @@ directory (or --data-dir), API on 127.0.0.1:7400 (+10 per extra controller).`,
 			&cli.IntFlag{Name: "bootstrap-expect", Usage: "bootstrap a new cluster once this many controllers are seen: 3 or 5 (1: an explicitly single-node cluster)"},
 			&cli.StringSliceFlag{Name: "join", Usage: "gossip address HOST:PORT of another agent (repeatable)"},
 			encryptFlag(),
-			&cli.DurationFlag{Name: "heartbeat-timeout", Value: 250 * time.Millisecond, Usage: "raft heartbeat timeout (follower → candidate)"},
-			&cli.DurationFlag{Name: "election-timeout", Value: 250 * time.Millisecond, Usage: "raft election timeout"},
-			&cli.DurationFlag{Name: "leader-lease-timeout", Value: 200 * time.Millisecond, Usage: "raft leader lease (≤ heartbeat timeout)"},
+			&cli.DurationFlag{Name: "heartbeat-timeout", Value: controller.DefaultHeartbeatTimeout, Usage: "raft heartbeat timeout (follower → candidate)"},
+			&cli.DurationFlag{Name: "election-timeout", Value: controller.DefaultElectionTimeout, Usage: "raft election timeout"},
+			&cli.DurationFlag{Name: "leader-lease-timeout", Value: controller.DefaultLeaderLeaseTimeout, Usage: "raft leader lease (≤ heartbeat timeout)"},
 			&cli.BoolFlag{Name: "acl", Value: true, Usage: "controller: enforce ACL tokens on the API (every endpoint but GET /v1/status and POST /v1/acl/bootstrap needs one; docs/security.md); -dev turns ACLs off"},
 			&cli.StringFlag{Name: "acl-initial-management", Usage: "controller: secret of the management token the leader bootstraps ACLs with if they are not bootstrapped yet (instead of `kumoi acl bootstrap`; docs/security.md)", EnvVars: []string{"KUMOI_ACL_INITIAL_MANAGEMENT"}},
 			&cli.StringFlag{Name: "token", Usage: "ACL token secret of the agent's own API calls: a worker's (and its fence guard's) — a node token for this host (`kumoi acl token create --type node --node ID`) is the least it needs; a controller's calls to other controllers (a new node reads the Raft configuration: cluster:read; default: --acl-initial-management)", EnvVars: []string{"KUMOI_TOKEN"}},
@@ -138,12 +140,63 @@ func agentLogger(c *cli.Context) (hclog.Logger, error) {
 	if lvl == hclog.NoLevel {
 		return nil, usagef("--log-level %q: use trace, debug, info, warn or error", c.String("log-level"))
 	}
+	// The last lines are also kept for GET /v1/agent/logs (kumoi
+	// operator debug).
+	ring := logring.New(logring.DefaultSize)
+	c.Context = context.WithValue(c.Context, logRingKey{}, ring)
 	return hclog.New(&hclog.LoggerOptions{
 		Name:       "kumoi",
 		Level:      lvl,
-		Output:     c.App.ErrWriter,
+		Output:     io.MultiWriter(c.App.ErrWriter, ring),
 		JSONFormat: c.Bool("log-json"),
 	}), nil
+}
+
+// logRingKey is the cli.Context's value of the agent's log ring.
+type logRingKey struct{}
+
+func logRingOf(c *cli.Context) *logring.Ring {
+	r, _ := c.Context.Value(logRingKey{}).(*logring.Ring)
+	return r
+}
+
+// secretFlags are the agent flags whose values GET /v1/agent/self (and
+// so kumoi operator debug) never shows.
+var secretFlags = map[string]bool{"token": true, "acl-initial-management": true, "encrypt": true}
+
+// redactedFlags is the agent's configuration as its flags say (from the
+// command line, the environment or the default), secrets replaced by
+// "<redacted>" when set.
+func redactedFlags(c *cli.Context) map[string]any {
+	out := map[string]any{}
+	for _, f := range c.Command.VisibleFlags() {
+		name := f.Names()[0]
+		if name == "help" {
+			continue
+		}
+		v := c.Value(name)
+		if _, ok := f.(*cli.StringSliceFlag); ok {
+			v = c.StringSlice(name)
+		}
+		if secretFlags[name] {
+			if c.IsSet(name) {
+				v = "<redacted>"
+			} else {
+				v = ""
+			}
+		}
+		switch x := v.(type) {
+		case time.Duration:
+			v = x.String()
+		case []string:
+			if x == nil {
+				x = []string{}
+			}
+			v = x
+		}
+		out[name] = v
+	}
+	return out
 }
 
 func runAgent(c *cli.Context) error {
@@ -241,6 +294,9 @@ func controllerConfig(c *cli.Context, nodeID string, logger hclog.Logger) (contr
 		ACL:                  c.Bool("acl"),
 		ACLInitialManagement: c.String("acl-initial-management"),
 		Token:                c.String("token"),
+
+		Logs:        logRingOf(c),
+		AgentConfig: redactedFlags(c),
 	}
 	if !cfg.ACL {
 		logger.Warn("ACLs are off (--acl=false): anyone who can reach the API may do anything")

@@ -14,10 +14,11 @@ import (
 func operatorCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "operator",
-		Usage: "operator tools: snapshots (backup and restore), Raft servers, gossip keys",
+		Usage: "operator tools: snapshots (backup and restore), Raft servers, debug bundles, gossip keys",
 		Subcommands: []*cli.Command{
 			snapshotCommand(),
 			raftCommand(),
+			debugCommand(),
 			{
 				Name:  "gossip",
 				Usage: "gossip encryption",

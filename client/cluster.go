@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/kumoi/kumoi/resource"
@@ -73,16 +74,7 @@ const snapshotTimeout = 10 * time.Minute
 // w. It needs cluster:admin. The archive carries its own checksum: check
 // it (kumoi operator snapshot save does) before trusting a copy.
 func (c *Client) SaveSnapshot(ctx context.Context, w io.Writer) error {
-	r := &request{method: "GET", path: "/v1/operator/snapshot", idempotent: true, stream: true}
-	resp, err := c.do(ctx, r)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if _, err := io.Copy(w, resp.Body); err != nil {
-		return fmt.Errorf("%s: %w", r, err)
-	}
-	return nil
+	return c.GetRaw(ctx, "/v1/operator/snapshot", w)
 }
 
 // RestoreSnapshot replaces the whole cluster's state with a snapshot
@@ -121,4 +113,44 @@ func (c *Client) TransferLeader(ctx context.Context, to string) (*TransferLeader
 		return nil, err
 	}
 	return &out, nil
+}
+
+// AgentSelf is the answer of GET /v1/agent/self.
+type AgentSelf = resource.AgentSelf
+
+// AgentSelf returns the answering controller's status and its agent's
+// configuration, secrets redacted (GET /v1/agent/self; cluster:admin).
+// Ask a Client with one address to choose the controller.
+func (c *Client) AgentSelf(ctx context.Context) (*AgentSelf, error) {
+	var out AgentSelf
+	r := &request{method: "GET", path: "/v1/agent/self", idempotent: true}
+	if _, err := c.call(ctx, r, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// GetRaw copies the body of GET path (with its query, e.g.
+// "/debug/pprof/goroutine?debug=2", "/metrics", "/v1/agent/logs") to w,
+// for the answers that are not JSON objects. API errors are returned as
+// by the other methods.
+func (c *Client) GetRaw(ctx context.Context, path string, w io.Writer) error {
+	p, q, _ := strings.Cut(path, "?")
+	r := &request{method: "GET", path: p, idempotent: true, stream: true}
+	if q != "" {
+		vs, err := url.ParseQuery(q)
+		if err != nil {
+			return fmt.Errorf("GET %s: %w", path, err)
+		}
+		r.query = vs
+	}
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return fmt.Errorf("%s: %w", r, err)
+	}
+	return nil
 }

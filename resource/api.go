@@ -172,6 +172,14 @@ type RemoveServerResponse struct {
 	Index   uint64 `json:"index"`   // the Raft index of the configuration change
 }
 
+// AgentSelf is the body of GET /v1/agent/self: the answering controller's
+// status and its agent's configuration (flag name -> value), secrets
+// redacted.
+type AgentSelf struct {
+	Status Status         `json:"status"`
+	Config map[string]any `json:"config"`
+}
+
 // TransferLeaderRequest is the (optional) body of POST
 // /v1/operator/raft/transfer-leader: the server to lead ("": any voter).
 type TransferLeaderRequest struct {

@@ -84,6 +84,9 @@ func Start(cfg controller.Config) (*Agent, error) {
 		// ACL tokens (docs/security.md); the policy runner's own calls.
 		ACL:            cfg.ACL,
 		InternalSecret: ctrl.InternalSecret(),
+		// kumoi operator debug.
+		Logs:        cfg.Logs,
+		AgentConfig: cfg.AgentConfig,
 	})
 	// Other controllers forward many long requests from one address:
 	// their connections are not capped per client IP.

@@ -296,7 +296,8 @@ func needOfRoute(route, method string) routeNeed {
 		return routeNeed{none: true}
 	case "/metrics", "/v1/cluster":
 		return routeNeed{kind: resource.KindCluster, access: resource.AccessRead}
-	case "/v1/cluster/servers/{id}", "/debug/pprof", "/v1/operator/snapshot", "/v1/operator/raft/transfer-leader":
+	case "/v1/cluster/servers/{id}", "/debug/pprof", "/v1/operator/snapshot", "/v1/operator/raft/transfer-leader",
+		"/v1/agent/self", "/v1/agent/logs":
 		return routeNeed{kind: resource.KindCluster, access: resource.AccessAdmin}
 	case "/v1/events", "/v1/acl/token/self":
 		return routeNeed{any: true}

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/kumoi/kumoi/internal/logring"
 	"github.com/kumoi/kumoi/resource"
 )
 
@@ -57,6 +58,10 @@ type Options struct {
 	// MaxBodyBytes caps request bodies (default 1 MiB); larger bodies are
 	// answered 413 body_too_large.
 	MaxBodyBytes int64
+	// Logs and AgentConfig are served at GET /v1/agent/logs and
+	// /v1/agent/self (nil: none kept / none known).
+	Logs        *logring.Ring
+	AgentConfig map[string]any
 	// MaxSnapshotBytes caps the archive a snapshot restore sends (PUT
 	// /v1/operator/snapshot) and the state it holds (default 1 GiB).
 	MaxSnapshotBytes int64
@@ -117,6 +122,8 @@ type httpAPI struct {
 	maxBody int64
 	// maxSnapshot caps a restore's archive (Options.MaxSnapshotBytes).
 	maxSnapshot int64
+	logs        *logring.Ring
+	agentConfig map[string]any
 	defWait     time.Duration
 	maxWait     time.Duration
 	heartbeat   time.Duration
@@ -191,6 +198,8 @@ func NewHandler(b Backend, opts Options) http.Handler {
 		client:      opts.ForwardClient,
 		maxBody:     opts.MaxBodyBytes,
 		maxSnapshot: opts.MaxSnapshotBytes,
+		logs:        opts.Logs,
+		agentConfig: opts.AgentConfig,
 		unsafe:      opts.UnsafeStaleReads,
 
 		acl:            opts.ACL,
@@ -330,6 +339,10 @@ func (a *httpAPI) route(r *http.Request) (string, apiHandler) {
 		return "/v1/rebalance", a.methods(methodHandler{http.MethodPost, a.rebalance})
 	case rest == "operator/snapshot":
 		return "/v1/operator/snapshot", a.snapshotRoute()
+	case rest == "agent/self":
+		return "/v1/agent/self", a.methods(methodHandler{http.MethodGet, a.agentSelf})
+	case rest == "agent/logs":
+		return "/v1/agent/logs", a.methods(methodHandler{http.MethodGet, a.agentLogs})
 	case rest == "operator/raft/transfer-leader":
 		return "/v1/operator/raft/transfer-leader", a.methods(methodHandler{http.MethodPost, a.transferLeader})
 	case parts[0] == "acl":

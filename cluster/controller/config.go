@@ -14,6 +14,7 @@ import (
 
 	"github.com/kumoi/kumoi/cluster/membership"
 	"github.com/kumoi/kumoi/fsm"
+	"github.com/kumoi/kumoi/internal/logring"
 	"github.com/kumoi/kumoi/internal/tlsutil"
 	"github.com/kumoi/kumoi/resource"
 )
@@ -30,6 +31,13 @@ const (
 	DefaultHostDownGrace = resource.DefaultHostDownGrace
 	// DefaultFenceTimeout bounds one run of --fence-command.
 	DefaultFenceTimeout = 60 * time.Second
+
+	// The Raft timing of kumoi agent and of a Config that leaves it
+	// unset: a follower notices a dead leader within 1–3 heartbeat
+	// timeouts (docs/benchmarks.md, Failover).
+	DefaultHeartbeatTimeout   = 250 * time.Millisecond
+	DefaultElectionTimeout    = 250 * time.Millisecond
+	DefaultLeaderLeaseTimeout = 200 * time.Millisecond
 )
 
 // Config configures a controller. Zero values take the defaults below.
@@ -55,10 +63,11 @@ type Config struct {
 	// controller's own API calls use https (docs/tls.md).
 	TLS tlsutil.Files
 
-	// Raft timing, tuned for a LAN by default.
-	HeartbeatTimeout   time.Duration // default 400ms
-	ElectionTimeout    time.Duration // default 400ms
-	LeaderLeaseTimeout time.Duration // default 300ms
+	// Raft timing, tuned for a LAN by default (docs/benchmarks.md,
+	// Failover).
+	HeartbeatTimeout   time.Duration // default DefaultHeartbeatTimeout
+	ElectionTimeout    time.Duration // default DefaultElectionTimeout
+	LeaderLeaseTimeout time.Duration // default DefaultLeaderLeaseTimeout
 	CommitTimeout      time.Duration // default 20ms
 	// ApplyTimeout bounds how long a write waits to be enqueued.
 	ApplyTimeout time.Duration // default 10s
@@ -143,6 +152,12 @@ type Config struct {
 	// management token the leader bootstraps ACLs with when they are not
 	// bootstrapped yet (as Consul's initial_management).
 	ACLInitialManagement string
+	// Logs, if set, keeps the last lines the agent logged, and
+	// AgentConfig is the agent's configuration with its secrets
+	// redacted: GET /v1/agent/logs and /v1/agent/self serve them (kumoi
+	// operator debug).
+	Logs        *logring.Ring
+	AgentConfig map[string]any
 	// Token is the ACL token this controller sends on its own calls to
 	// other controllers' APIs (reading the Raft configuration before a
 	// new node joins: it needs cluster:read). Empty: the
@@ -170,9 +185,9 @@ func (c *Config) SetDefaults() {
 	if c.GossipPort == 0 {
 		c.GossipPort = DefaultGossipPort
 	}
-	def(&c.HeartbeatTimeout, 400*time.Millisecond)
-	def(&c.ElectionTimeout, 400*time.Millisecond)
-	def(&c.LeaderLeaseTimeout, 300*time.Millisecond)
+	def(&c.HeartbeatTimeout, DefaultHeartbeatTimeout)
+	def(&c.ElectionTimeout, DefaultElectionTimeout)
+	def(&c.LeaderLeaseTimeout, DefaultLeaderLeaseTimeout)
 	def(&c.CommitTimeout, 20*time.Millisecond)
 	def(&c.ApplyTimeout, 10*time.Second)
 	def(&c.ReconcileInterval, 5*time.Second)
