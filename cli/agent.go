@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -74,6 +75,15 @@ presents a certificate of the cluster CA with the server (or worker) role.
 Without them, gossip and Raft are unauthenticated and the agent says so at
 start (docs/gossip.md).
 
+-config FILE reads the settings from an HCL file: every flag under its name
+with _ for - (node_id = "c1", bootstrap_expect = 3, join = ["10.0.0.2:7402"]),
+and blocks for flags with a common prefix (tls { ca = "/etc/kumoi/ca.pem" },
+acl { enabled = true }). Flags and environment variables override the file;
+unknown settings and bad values are refused with the file's line. Keep
+secrets out of it: KUMOI_TOKEN, KUMOI_GOSSIP_KEY, KUMOI_ACL_INITIAL_MANAGEMENT,
+or env("NAME") in the file. -validate checks the flags and the file and exits
+(docs/operations.md, "Configuration file"; examples/agent.hcl).
+
 SIGTERM or SIGINT stops the agent gracefully: a leader hands leadership to
 another controller first. A second signal exits at once.
 
@@ -130,7 +140,7 @@ directory (or --data-dir), API on 127.0.0.1:7400 (+10 per extra controller).`,
 			&cli.DurationFlag{Name: "sim-migration-downtime", Aliases: []string{"dev-migration-downtime"}, Value: sim.DefaultMigrationDowntime, Usage: "sim worker and dev: how long a simulated host's live migration pauses the guest at the switch-over"},
 			&cli.DurationFlag{Name: "sim-migration-latency", Aliases: []string{"dev-migration-latency"}, Usage: "sim worker and dev: how long a simulated host's live migration copies the guest, running, before that"},
 			// Fault hooks (hidden) exist only in a kumoi_testhooks build.
-		}, testHookFlags()...),
+		}, append(configFileFlags(), testHookFlags()...)...),
 		Action: runAgent,
 	}
 }
@@ -202,6 +212,14 @@ func redactedFlags(c *cli.Context) map[string]any {
 func runAgent(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usagef("agent takes no arguments (got %q); use flags", strings.Join(c.Args().Slice(), " "))
+	}
+	if path := c.String("config"); path != "" {
+		if err := loadAgentConfig(c, path); err != nil {
+			return err
+		}
+	}
+	if c.Bool("validate") {
+		return validateAgent(c)
 	}
 	logger, err := agentLogger(c)
 	if err != nil {
@@ -422,24 +440,39 @@ func shutdownWithSecondSignal(logger hclog.Logger, shutdown func(context.Context
 
 // startWorker builds the hypervisor driver and starts the worker.
 func startWorker(c *cli.Context, nodeID string, logger hclog.Logger) (*worker.Worker, error) {
+	cfg, err := workerConfig(c, nodeID, logger, true)
+	if err != nil {
+		return nil, err
+	}
+	return worker.Start(cfg)
+}
+
+// workerConfig is the worker's configuration from the flags; with
+// driver, it opens the hypervisor driver too (-validate does not).
+func workerConfig(c *cli.Context, nodeID string, logger hclog.Logger, driver bool) (worker.Config, error) {
 	var mem int64
 	if m := c.String("memory"); m != "" {
 		v, err := resource.ParseMemoryMiB(m)
 		if err != nil {
-			return nil, usagef("--memory: %v", err)
+			return worker.Config{}, usagef("--memory: %v", err)
 		}
 		mem = v
 	}
 	if c.Duration("fence-after") >= c.Duration("host-down-grace") {
-		return nil, usagef("--fence-after (%s) must be shorter than --host-down-grace (%s): a cut-off worker must stop its VMs before they are restarted elsewhere", c.Duration("fence-after"), c.Duration("host-down-grace"))
+		return worker.Config{}, usagef("--fence-after (%s) must be shorter than --host-down-grace (%s): a cut-off worker must stop its VMs before they are restarted elsewhere", c.Duration("fence-after"), c.Duration("host-down-grace"))
 	}
 	tlsFiles, err := agentTLS(c)
 	if err != nil {
-		return nil, err
+		return worker.Config{}, err
 	}
-	drv, err := newDriver(c, nodeID, mem)
-	if err != nil {
-		return nil, err
+	var drv hypervisor.Driver
+	switch h := c.String("hypervisor"); {
+	case driver:
+		if drv, err = newDriver(c, nodeID, mem); err != nil {
+			return worker.Config{}, err
+		}
+	case h != "sim" && h != "libvirt":
+		return worker.Config{}, usagef("--hypervisor %q: use sim or libvirt", h)
 	}
 	gossipName, port := nodeID, c.Int("gossip-port")
 	dataDir := c.String("data-dir")
@@ -464,38 +497,38 @@ func startWorker(c *cli.Context, nodeID string, logger hclog.Logger) (*worker.Wo
 	switch guardMode {
 	case worker.GuardOff, worker.GuardSpawn, worker.GuardExternal:
 	default:
-		return nil, usagef("--fence-guard %q: use spawn, external or off", guardMode)
+		return worker.Config{}, usagef("--fence-guard %q: use spawn, external or off", guardMode)
 	}
 	if guardMode != worker.GuardOff && dataDir == "" {
-		return nil, usagef("--fence-guard %s needs --data-dir: the fence guard keeps its socket there (or say --fence-guard off, and accept that a killed worker's domains keep running: docs/ha.md)", guardMode)
+		return worker.Config{}, usagef("--fence-guard %s needs --data-dir: the fence guard keeps its socket there (or say --fence-guard off, and accept that a killed worker's domains keep running: docs/ha.md)", guardMode)
 	}
 	var guardCmd []string
 	if guardMode == worker.GuardSpawn {
 		var err error
 		if guardCmd, err = guardCommand(c, nodeID, dataDir); err != nil {
-			return nil, err
+			return worker.Config{}, err
 		}
 	}
 	sec, err := gossipSecurity(c)
 	if err != nil {
-		return nil, err
+		return worker.Config{}, err
 	}
 	maxImage, err := resource.ParseMemoryMiB(c.String("image-max-size"))
 	if err != nil || maxImage <= 0 {
-		return nil, usagef("--image-max-size %q: give a size such as 64GiB", c.String("image-max-size"))
+		return worker.Config{}, usagef("--image-max-size %q: give a size such as 64GiB", c.String("image-max-size"))
 	}
 	if c.Duration("image-fetch-timeout") <= 0 {
-		return nil, usagef("--image-fetch-timeout %s must be positive", c.Duration("image-fetch-timeout"))
+		return worker.Config{}, usagef("--image-fetch-timeout %s must be positive", c.Duration("image-fetch-timeout"))
 	}
 	labels := map[string]string{}
 	for _, kv := range c.StringSlice("label") {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			return nil, usagef("--label %q: write KEY=VALUE", kv)
+			return worker.Config{}, usagef("--label %q: write KEY=VALUE", kv)
 		}
 		labels[k] = v
 	}
-	return worker.Start(worker.Config{
+	return worker.Config{
 		Labels:     labels,
 		NodeID:     nodeID,
 		GossipName: gossipName,
@@ -522,7 +555,7 @@ func startWorker(c *cli.Context, nodeID string, logger hclog.Logger) (*worker.Wo
 		Token:        c.String("token"),
 
 		GossipSecurity: sec,
-	})
+	}, nil
 }
 
 // agentTLS reads --tls-ca, --tls-cert and --tls-key: all three or none,
@@ -539,4 +572,46 @@ func agentTLS(c *cli.Context) (tlsutil.Files, error) {
 		return f, usagef("%v", err)
 	}
 	return f, nil
+}
+
+// validateAgent is kumoi agent -validate: it builds what the agent would
+// run from the flags (and -config file) and reports, without starting
+// anything or touching the data directory.
+func validateAgent(c *cli.Context) error {
+	if _, err := agentLogger(c); err != nil {
+		return err
+	}
+	roles := []string{}
+	switch {
+	case c.Bool("dev"):
+		roles = append(roles, "dev cluster")
+	case !c.Bool("controller") && !c.Bool("worker"):
+		return usagef("say what to run: --controller, --worker (or both), or -dev for a dev cluster (controller = true in the file)")
+	}
+	if _, err := gossipSecurity(c); err != nil {
+		return err
+	}
+	if !c.Bool("dev") && c.Bool("controller") {
+		cfg, err := controllerConfig(c, cmp.Or(c.String("node-id"), "(hostname)"), hclog.NewNullLogger())
+		if err != nil {
+			return err
+		}
+		cfg.SetDefaults()
+		if err := cfg.Validate(); err != nil {
+			return usagef("%v", err)
+		}
+		roles = append(roles, "controller")
+	}
+	if !c.Bool("dev") && c.Bool("worker") {
+		if _, err := workerConfig(c, cmp.Or(c.String("node-id"), "(hostname)"), hclog.NewNullLogger(), false); err != nil {
+			return err
+		}
+		roles = append(roles, "worker")
+	}
+	what := "the flags"
+	if p := c.String("config"); p != "" {
+		what = p
+	}
+	_, err := fmt.Fprintf(c.App.Writer, "%s: valid (%s)\n", what, strings.Join(roles, " and "))
+	return err
 }
