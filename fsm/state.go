@@ -389,3 +389,22 @@ func (s *Store) WatchPhase(ws memdb.WatchSet, phase string) error {
 	ws.Add(it.WatchCh())
 	return nil
 }
+
+// VMPhaseCounts counts the VMs in each of the phases given (through the
+// phase index: no VM is decoded), in one read transaction.
+func (s *Store) VMPhaseCounts(phases []string) map[string]int {
+	txn := s.ReadTxn()
+	out := make(map[string]int, len(phases))
+	for _, p := range phases {
+		it, err := txn.Get(tableObjects, indexVMPhase, p)
+		if err != nil {
+			continue
+		}
+		n := 0
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			n++
+		}
+		out[p] = n
+	}
+	return out
+}

@@ -16,6 +16,9 @@ const (
 	HostDraining = "draining"
 )
 
+// HostStates lists every host state.
+var HostStates = []string{HostReady, HostDown, HostLeft, HostDraining}
+
 // MaxOvercommit bounds the overcommit ratios.
 const MaxOvercommit = 64
 

@@ -37,6 +37,10 @@ const (
 	PhaseLost      = "lost"
 )
 
+// VMPhases lists every VM phase.
+var VMPhases = []string{PhasePending, PhaseScheduled, PhaseStarting, PhaseRunning, PhaseSuspended,
+	PhaseStopping, PhaseStopped, PhaseMigrating, PhaseFailed, PhaseLost}
+
 // PowerPhase is the phase in which a VM has the power it asks for:
 // stopped, suspended or running.
 func PowerPhase(power string) string {

@@ -6,8 +6,10 @@
 #      virsh for the libvirt driver, libvirtd for the tests whose domains must
 #      outlive a worker (they start their own, serving only libvirt's test
 #      driver: no system service is enabled), iptables and iproute2 for the
-#      chaos harness's partitions, etcd-server for make bench-compare),
-#      installed with apt-get when running as root;
+#      chaos harness's partitions, etcd-server for make bench-compare,
+#      prometheus for promtool, which checks deploy/prometheus's rules),
+#      installed with apt-get when running as root, with no service of
+#      theirs started (a policy-rc.d refuses every start while installing);
 #   2. the Go modules listed in go.mod (go mod download);
 #   3. staticcheck, pinned to STATICCHECK_VERSION, into $(go env GOPATH)/bin.
 #
@@ -17,10 +19,11 @@
 set -euo pipefail
 
 STATICCHECK_VERSION="${STATICCHECK_VERSION:-v0.8.2}"
-# etcd-server: make bench-compare runs Debian's etcd beside Kumoi (on a
-# machine with systemd, installing it also starts the distribution's etcd
-# service on 127.0.0.1:2379, which the benchmark does not use).
-APT_PACKAGES=(libvirt0 libvirt-clients libvirt-daemon iptables iproute2 etcd-server)
+# etcd-server: make bench-compare runs Debian's etcd beside Kumoi;
+# prometheus: its promtool checks the alert rules (make test). Neither's
+# service is started by the install (policy-rc.d below): the benchmark and
+# the tests run their own.
+APT_PACKAGES=(libvirt0 libvirt-clients libvirt-daemon iptables iproute2 etcd-server prometheus)
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
 
@@ -41,7 +44,20 @@ else
 		if [[ "$(id -u)" -eq 0 ]]; then
 			log "installing Debian packages: ${missing[*]}"
 			apt-get update -q
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+			# Refuse every service start while installing (invoke-rc.d and
+			# deb-systemd-invoke ask policy-rc.d; 101: action forbidden),
+			# unless the machine has a policy of its own.
+			policy=/usr/sbin/policy-rc.d
+			ours=""
+			if [[ ! -e "$policy" ]]; then
+				printf '#!/bin/sh\nexit 101\n' >"$policy"
+				chmod 755 "$policy"
+				ours=1
+			fi
+			status=0
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" || status=$?
+			if [[ -n "$ours" ]]; then rm -f "$policy"; fi
+			if ((status != 0)); then exit "$status"; fi
 		else
 			cat >&2 <<MSG
 install-deps: missing Debian packages: ${missing[*]}

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kumoi/kumoi/internal/logring"
+	"github.com/kumoi/kumoi/internal/promutil"
 	"github.com/kumoi/kumoi/resource"
 )
 
@@ -181,6 +182,9 @@ func NewHandler(b Backend, opts Options) http.Handler {
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics(opts.Registry)
 	}
+	// The state gauges: of the first controller registered with this
+	// registry (one per process, but for dev mode's, which converge).
+	promutil.RegisterOrReuse(opts.Registry, newStateCollector(b))
 	log := opts.Logger
 	if !strings.HasSuffix(log.Name(), "http") {
 		log = log.Named("http")

@@ -2,7 +2,6 @@ package api
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kumoi/kumoi/fsm"
+	"github.com/kumoi/kumoi/internal/promutil"
 )
 
 // Metrics are the controller's kumoi_ Prometheus metrics. Raft's own metrics
@@ -40,34 +40,34 @@ var latencyBuckets = []float64{
 // a programming error like prometheus.MustRegister's.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		requestDuration: registerOrReuse(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		requestDuration: promutil.RegisterOrReuse(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "kumoi_http_request_duration_seconds",
 			Help:    "HTTP API requests by method, route and status code: time to the end of the response (blocking queries and event streams included; their routes end in ?index or are /v1/events).",
 			Buckets: latencyBuckets,
 		}, []string{"method", "route", "code"})),
-		requestsInFlight: registerOrReuse(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+		requestsInFlight: promutil.RegisterOrReuse(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "kumoi_http_requests_in_flight",
 			Help: "HTTP API requests being served, including blocking queries and event streams.",
 		})),
-		applyDuration: registerOrReuse(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		applyDuration: promutil.RegisterOrReuse(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "kumoi_fsm_apply_duration_seconds",
 			Help:    "Time the state machine took to apply one Raft log entry, by command type.",
 			Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1},
 		}, []string{"type"})),
-		applyErrors: registerOrReuse(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		applyErrors: promutil.RegisterOrReuse(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kumoi_fsm_apply_errors_total",
 			Help: "Log entries the state machine rejected (validation, CAS, conflicts) or could not apply (the entry that halted it), by command type.",
 		}, []string{"type"})),
-		fsmHalted: registerOrReuse(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+		fsmHalted: promutil.RegisterOrReuse(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "kumoi_fsm_halted",
 			Help: "1 once the state machine met a committed log entry this build cannot apply and halted: the controller is out of service (GET /v1/status says why).",
 		})),
-		raftApplyDuration: registerOrReuse(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+		raftApplyDuration: promutil.RegisterOrReuse(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "kumoi_raft_apply_duration_seconds",
 			Help:    "Time from proposing a command through Raft to its being applied on this node, as seen by the HTTP API.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		})),
-		forwarded: registerOrReuse(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		forwarded: promutil.RegisterOrReuse(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kumoi_forwarded_requests_total",
 			Help: "HTTP API requests this controller forwarded to the leader.",
 		})),
@@ -78,25 +78,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.applyErrors.WithLabelValues(t.String())
 	}
 	return m
-}
-
-// registerOrReuse registers c with reg, or returns the equal collector reg
-// already holds.
-func registerOrReuse[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if reg == nil {
-		return c
-	}
-	err := reg.Register(c)
-	if err == nil {
-		return c
-	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing
-		}
-	}
-	panic(fmt.Sprintf("cluster: cannot register metric: %v", err))
 }
 
 // ObserveApply records one applied log entry; wire it to fsm.FSM.OnApply.

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kumoi/kumoi/client"
 	"github.com/kumoi/kumoi/cluster/membership"
@@ -49,6 +50,7 @@ type Controller struct {
 	// its leadership barrier; linearizable reads need it to be the
 	// current term.
 	readyTerm atomic.Uint64
+	metrics   *metrics
 	// restoreMu serializes snapshot restores (backup.go).
 	restoreMu sync.Mutex
 	// schedRounds counts the scheduler loop's rounds (SchedulerRounds).
@@ -129,6 +131,11 @@ func New(cfg Config) (*Controller, error) {
 
 		internalSecret: resource.NewACLSecret(),
 	}
+	var reg prometheus.Registerer // none unless the agent gives one
+	if cfg.Registry != nil {
+		reg = cfg.Registry
+	}
+	c.metrics = newMetrics(reg)
 	id, err := readClusterID(cfg.DataDir)
 	if err != nil {
 		return nil, err

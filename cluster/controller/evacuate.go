@@ -153,6 +153,8 @@ func (c *Controller) evacuateHost(ctx context.Context, h *resource.Object, hs *r
 		}
 		return
 	}
+	c.metrics.evacuations.Inc()
+	c.metrics.evacuated.Add(float64(len(res.Objects)))
 	c.logger.Info("evacuated host", "host", h.Name, "vms", len(res.Objects), "down_for", downFor, "state_index", req.StateIndex, "fenced", req.FenceRequired)
 }
 

@@ -49,6 +49,7 @@ func (c *Controller) fenceHost(ctx context.Context, h *resource.Object, stateInd
 		rec.State = resource.FenceSucceeded
 		rec.Reason = fmt.Sprintf("fenced: the fence command succeeded on attempt %d (in %s); its VMs are moved elsewhere", attempt, took)
 		c.logger.Warn("fenced a down host", "host", h.Name, "attempt", attempt, "took", took)
+		c.metrics.fenceRuns.WithLabelValues("succeeded").Inc()
 		return c.recordFence(ctx, h.Name, rec)
 	}
 	rec.State = resource.FenceFailed
@@ -58,6 +59,7 @@ func (c *Controller) fenceHost(ctx context.Context, h *resource.Object, stateInd
 	}
 	rec.Reason = fmt.Sprintf("fencing failed: the fence command %s on attempt %d; retrying in %s; the host keeps its VMs until it succeeds",
 		why, attempt, retryIn)
+	c.metrics.fenceRuns.WithLabelValues("failed").Inc()
 	c.logger.Error("fence command failed; the host keeps its VMs", "host", h.Name, "attempt", attempt, "error", why,
 		"output", rec.Output, "retry_in", retryIn)
 	c.recordFence(ctx, h.Name, rec)
