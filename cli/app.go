@@ -68,9 +68,30 @@ Examples:
    kumoi run examples/capacity-report.star           # a script against the cluster
    kumoi policy apply ha-lost examples/ha-lost.star  # the leader runs it on its events
    kumoi host list -o json | jq '.[].name'
+   kumoi vm list -t '{{range .}}{{.name}} {{.status.phase}}{{"\n"}}{{end}}'   # a Go template
+   kumoi vm list --watch                             # redrawn on every change (also get, host list, ...)
+   kumoi events --kind vm --type deleted             # follow the changes as they happen
    KUMOI_ADDR=10.0.0.1:7400,10.0.0.2:7400 kumoi vm list
    kumoi acl bootstrap                               # once per cluster: the management token
    KUMOI_TOKEN=<SecretID> kumoi acl whoami           # every command sends --token / KUMOI_TOKEN
+
+ENVIRONMENT (a flag given on the command line wins over its variable):
+   KUMOI_ADDR          --addr: the controllers' URLs, comma-separated
+   KUMOI_TOKEN         --token: the ACL token's secret (also kumoi agent's own)
+   KUMOI_OUTPUT        -o: table, json or yaml
+   KUMOI_TEMPLATE      -t: a Go template for the output
+   KUMOI_CACERT        --ca-cert: the CA to verify the controllers with
+   KUMOI_CLIENT_CERT   --client-cert, with KUMOI_CLIENT_KEY (--client-key)
+ kumoi agent:
+   KUMOI_CONFIG        -config: its HCL configuration file
+   KUMOI_NODE_ID       --node-id
+   KUMOI_DATA_DIR      --data-dir (also kumoi fence-guard's)
+   KUMOI_IMAGE_DIR     --image-dir (worker)
+   KUMOI_STORAGE_DIR   --storage-dir (worker)
+   KUMOI_LOG_LEVEL     --log-level
+   KUMOI_GOSSIP_KEY    --encrypt: gossip encryption key(s)
+   KUMOI_ACL_INITIAL_MANAGEMENT  --acl-initial-management: the first management token's secret
+ set for --fence-command: KUMOI_FENCE_HOST, KUMOI_FENCE_LABELS, KUMOI_FENCE_LABEL_<KEY>, KUMOI_CLUSTER_ID
 
 Run 'kumoi <command> --help' for a command's options.`
 
@@ -107,6 +128,7 @@ func NewApp() *cli.App {
 			volumeCommand(),
 			hostCommand(),
 			clusterCommand(),
+			eventsCommand(),
 			agentCommand(),
 			fenceGuardCommand(),
 			tlsCommand(),

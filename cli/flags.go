@@ -15,9 +15,10 @@ import (
 
 // Names of the global flags.
 const (
-	flagAddr    = "addr"
-	flagOutput  = "output"
-	flagTimeout = "timeout"
+	flagAddr     = "addr"
+	flagOutput   = "output"
+	flagTimeout  = "timeout"
+	flagTemplate = "template"
 )
 
 // Output formats.
@@ -42,6 +43,12 @@ func globalFlags() []cli.Flag {
 			EnvVars: []string{"KUMOI_OUTPUT"},
 			Value:   formatTable,
 		},
+		&cli.StringFlag{
+			Name:    flagTemplate,
+			Aliases: []string{"t"},
+			Usage:   "print the answer through this Go `TEMPLATE` instead of a table (its data as -o json shows it; e.g. -t '{{range .}}{{.name}} {{.status.phase}}{{\"\\n\"}}{{end}}'; functions json, join, upper, lower)",
+			EnvVars: []string{"KUMOI_TEMPLATE"},
+		},
 		&cli.DurationFlag{
 			Name:  flagTimeout,
 			Usage: "give up on a command after this `DURATION` (5m for a command run with --wait, unless given)",
@@ -59,6 +66,14 @@ func checkGlobalFlags(c *cli.Context) error {
 	}
 	if _, err := addrs(c); err != nil {
 		return err
+	}
+	if t := c.String(flagTemplate); t != "" {
+		if c.IsSet(flagOutput) && c.String(flagOutput) != formatTable {
+			return usagef("give -t (a template) or -o %s, not both", c.String(flagOutput))
+		}
+		if _, err := parseTemplate(t); err != nil {
+			return usagef("invalid -t template: %v", err)
+		}
 	}
 	if d := c.Duration(flagTimeout); d <= 0 {
 		return usagef("invalid --timeout %s: give a positive duration such as 30s or 2m", d)

@@ -52,7 +52,7 @@ func hostGetCommand() *cli.Command {
 	return leaf(&cli.Command{
 		Name:      "get",
 		Usage:     "show one host",
-		UsageText: "kumoi host get NAME [--stale] [-o table|json|yaml]",
+		UsageText: "kumoi host get NAME [--stale] [--watch] [-o table|json|yaml]",
 		Description: `Shows a host: the columns of 'kumoi host list', then the reason for its
 state, the timing it publishes (the worker's --fence-after, the controllers'
 --host-down-grace) and, when the controllers run a --fence-command, the last
@@ -64,7 +64,7 @@ restart) and whether the leader is moving its VMs off (host drain --migrate). -o
 Examples:
    kumoi host get hv-1
    kumoi host get hv-1 -o json`,
-		Flags:  []cli.Flag{staleFlag()},
+		Flags:  []cli.Flag{staleFlag(), watchFlag()},
 		Action: hostGet,
 	})
 }
@@ -74,7 +74,7 @@ func hostListCommand() *cli.Command {
 		Name:      "list",
 		Aliases:   []string{"ls"},
 		Usage:     "list hosts",
-		UsageText: "kumoi host list [-l SELECTOR] [--stale] [-o table|json|yaml]",
+		UsageText: "kumoi host list [-l SELECTOR] [--stale] [--watch] [-o table|json|yaml]",
 		Description: `Lists hosts sorted by name. Columns: STATE (ready, down, left, draining),
 SCHEDULABLE (no after 'kumoi host drain'), CPUS and MEMORY as allocated/capacity
 (what the VMs placed there hold, out of the capacity after overcommit), DRIVER
@@ -88,7 +88,7 @@ host objects.
 Examples:
    kumoi host list
    kumoi host list -l rack=a -o json`,
-		Flags:  []cli.Flag{selectorFlag(), staleFlag()},
+		Flags:  []cli.Flag{selectorFlag(), staleFlag(), watchFlag()},
 		Action: hostList,
 	})
 }
@@ -97,13 +97,13 @@ func hostVMsCommand() *cli.Command {
 	return leaf(&cli.Command{
 		Name:      "vms",
 		Usage:     "list the VMs placed on a host",
-		UsageText: "kumoi host vms NAME [-l SELECTOR] [--stale] [-o table|json|yaml]",
+		UsageText: "kumoi host vms NAME [-l SELECTOR] [--stale] [--watch] [-o table|json|yaml]",
 		Description: `Lists the VMs placed on a host, as 'kumoi vm list --host NAME' does.
 
 Examples:
    kumoi host vms hv-1
    kumoi host vms hv-1 -l app=web -o json`,
-		Flags:  []cli.Flag{selectorFlag(), staleFlag()},
+		Flags:  []cli.Flag{selectorFlag(), staleFlag(), watchFlag()},
 		Action: hostVMs,
 	})
 }
@@ -484,14 +484,11 @@ func hostGet(c *cli.Context) error {
 		return err
 	}
 	defer s.close()
-	o, _, err := s.client.Get(s.ctx, resource.KindHost, name, &client.QueryOptions{Stale: c.Bool("stale")})
-	if err != nil {
-		return s.fail(objectErr(resource.KindHost, name, err))
-	}
-	if done, err := printData(c, o); done {
-		return err
-	}
-	w := writer(c)
+	return getAndShow(c, s, resource.KindHost, name, hostShow)
+}
+
+// hostShow writes a host's table row and details (host get).
+func hostShow(w io.Writer, o *resource.Object) error {
 	if err := objectTable(w, resource.KindHost, []*resource.Object{o}, 0); err != nil {
 		return err
 	}
@@ -506,7 +503,7 @@ func hostGet(c *cli.Context) error {
 	if spec.Drain != nil && spec.Drain.Migrate {
 		fmt.Fprintf(&b, "drain:   the leader moves its VMs off ('kumoi host drain %s --migrate --wait' follows it; 'kumoi host enable %s' stops it)\n", o.Name, o.Name)
 	}
-	_, err = io.WriteString(w, b.String())
+	_, err := io.WriteString(w, b.String())
 	return err
 }
 
@@ -586,10 +583,13 @@ func hostList(c *cli.Context) error {
 		return err
 	}
 	defer s.close()
-	objs, _, err := s.client.List(s.ctx, resource.KindHost, &client.QueryOptions{Stale: c.Bool("stale"), Selector: sel})
-	if err != nil {
-		return s.fail(err)
-	}
+	return listAndShow(c, s, resource.KindHost, client.QueryOptions{Stale: c.Bool("stale"), Selector: sel},
+		func(objs []*resource.Object) error { return hostListShow(c, objs) })
+}
+
+// hostListShow shows hosts: as data with -o or -t, else as the table of
+// host list.
+func hostListShow(c *cli.Context, objs []*resource.Object) error {
 	fenced := false
 	for _, o := range objs {
 		if _, st := resource.HostStateOf(o); st.Fence != nil {

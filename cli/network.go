@@ -308,32 +308,26 @@ func kindGetCommand(kind resource.Kind, doc string) *cli.Command {
 	return leaf(&cli.Command{
 		Name:      "get",
 		Usage:     "show one " + string(kind),
-		UsageText: "kumoi " + string(kind) + " get NAME [--stale] [-o table|json|yaml]",
+		UsageText: "kumoi " + string(kind) + " get NAME [--stale] [--watch] [-o table|json|yaml]",
 		Description: doc + `
 -o json or -o yaml prints the whole object, spec and status.
 
 Examples:
    kumoi ` + string(kind) + ` get NAME
    kumoi ` + string(kind) + ` get NAME -o yaml`,
-		Flags: []cli.Flag{staleFlag()},
+		Flags: []cli.Flag{staleFlag(), watchFlag()},
 		Action: func(c *cli.Context) error {
 			name, s, err := connectNamed(c, string(kind))
 			if err != nil {
 				return err
 			}
 			defer s.close()
-			o, _, err := s.client.Get(s.ctx, kind, name, &client.QueryOptions{Stale: c.Bool("stale")})
-			if err != nil {
-				return s.fail(objectErr(kind, name, err))
-			}
-			if done, err := printData(c, o); done {
-				return err
-			}
-			w := writer(c)
-			if err := objectTable(w, kind, []*resource.Object{o}, 0); err != nil {
-				return err
-			}
-			return objectDetails(w, o)
+			return getAndShow(c, s, kind, name, func(w io.Writer, o *resource.Object) error {
+				if err := objectTable(w, kind, []*resource.Object{o}, 0); err != nil {
+					return err
+				}
+				return objectDetails(w, o)
+			})
 		},
 	})
 }
@@ -345,14 +339,14 @@ func kindListCommand(kind resource.Kind, doc string) *cli.Command {
 		Name:      "list",
 		Aliases:   []string{"ls"},
 		Usage:     "list " + info.Plural,
-		UsageText: "kumoi " + string(kind) + " list [-l SELECTOR] [--stale] [-o table|json|yaml]",
+		UsageText: "kumoi " + string(kind) + " list [-l SELECTOR] [--stale] [--watch] [-o table|json|yaml]",
 		Description: doc + ` With -o json the output is a JSON array ([] when
 there are none).
 
 Examples:
    kumoi ` + string(kind) + ` list
    kumoi ` + string(kind) + ` list -l env=prod -o json`,
-		Flags:  []cli.Flag{selectorFlag(), staleFlag()},
+		Flags:  []cli.Flag{selectorFlag(), staleFlag(), watchFlag()},
 		Action: listObjects(kind),
 	})
 }

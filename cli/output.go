@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"text/template"
 	"time"
 	"unicode"
 
@@ -25,6 +27,9 @@ func outputFormat(c *cli.Context) string { return c.String(flagOutput) }
 // format, which the caller renders itself.
 func printData(c *cli.Context, v any) (bool, error) {
 	w := c.App.Writer
+	if t := c.String(flagTemplate); t != "" {
+		return true, printTemplate(w, t, v)
+	}
 	switch outputFormat(c) {
 	case formatJSON:
 		data, err := json.MarshalIndent(v, "", "  ")
@@ -247,4 +252,52 @@ func hostTable(w io.Writer, objs []*resource.Object) error {
 			st.Driver, st.Address, ageCell(st.Since))
 	}
 	return t.flush()
+}
+
+// templateFuncs are the functions of -t templates.
+var templateFuncs = template.FuncMap{
+	"json": func(v any) (string, error) {
+		b, err := json.Marshal(v)
+		return string(b), err
+	},
+	"join": func(sep string, v []any) string {
+		parts := make([]string, len(v))
+		for i, x := range v {
+			parts[i] = fmt.Sprint(x)
+		}
+		return strings.Join(parts, sep)
+	},
+	"upper": strings.ToUpper,
+	"lower": strings.ToLower,
+}
+
+func parseTemplate(text string) (*template.Template, error) {
+	return template.New("-t").Funcs(templateFuncs).Option("missingkey=zero").Parse(text)
+}
+
+// printTemplate renders v through a -t template. The template sees v as
+// -o json shows it (objects are maps with the JSON field names: .name,
+// .spec.cpus, .status.phase), so that one template works for every
+// command.
+func printTemplate(w io.Writer, text string, v any) error {
+	t, err := parseTemplate(text)
+	if err != nil {
+		return usagef("invalid -t template: %v", err)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode output: %w", err)
+	}
+	var data any
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&data); err != nil {
+		return fmt.Errorf("encode output: %w", err)
+	}
+	var out bytes.Buffer
+	if err := t.Execute(&out, data); err != nil {
+		return fmt.Errorf("-t template: %v", err)
+	}
+	_, err = w.Write(out.Bytes())
+	return err
 }

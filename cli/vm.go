@@ -457,11 +457,30 @@ func listVMsOrObjects(c *cli.Context, kind resource.Kind, host string) error {
 		return err
 	}
 	defer s.close()
-	objs, _, err := s.client.List(s.ctx, kind, &client.QueryOptions{Stale: c.Bool("stale"), Selector: sel, Host: host})
+	return listAndShow(c, s, kind, client.QueryOptions{Stale: c.Bool("stale"), Selector: sel, Host: host},
+		func(objs []*resource.Object) error { return printObjects(c, kind, objs) })
+}
+
+// listAndShow lists objects and shows them with show, once or, with
+// --watch, again on every change.
+func listAndShow(c *cli.Context, s *session, kind resource.Kind, opts client.QueryOptions, show func([]*resource.Object) error) error {
+	var objs []*resource.Object
+	if c.Bool("watch") {
+		return watch(c, func(ctx context.Context, index uint64) (uint64, error) {
+			var meta *client.QueryMeta
+			var err error
+			objs, meta, err = s.client.List(ctx, kind, watchOptions(opts, index))
+			if err != nil {
+				return 0, err
+			}
+			return meta.Index, nil
+		}, func(io.Writer) error { return show(objs) })
+	}
+	objs, _, err := s.client.List(s.ctx, kind, &opts)
 	if err != nil {
 		return s.fail(err)
 	}
-	return printObjects(c, kind, objs)
+	return show(objs)
 }
 
 // kindTitle names a kind in messages: "VM", "host".
@@ -484,7 +503,7 @@ func vmGetCommand() *cli.Command {
 	return leaf(&cli.Command{
 		Name:      "get",
 		Usage:     "show one VM",
-		UsageText: "kumoi vm get NAME [--stale] [-o table|json|yaml]",
+		UsageText: "kumoi vm get NAME [--stale] [--watch] [-o table|json|yaml]",
 		Description: `Shows a VM: the columns of 'kumoi vm list', with the whole REASON, then one
 line per NIC (network, address, MAC) and per disk (volume, and the image and
 size it was made from). -o json or -o yaml prints the whole object, spec
@@ -494,7 +513,7 @@ since).
 Examples:
    kumoi vm get web-1
    kumoi vm get web-1 -o yaml`,
-		Flags:  []cli.Flag{staleFlag()},
+		Flags:  []cli.Flag{staleFlag(), watchFlag()},
 		Action: vmGet,
 	})
 }
@@ -506,21 +525,44 @@ func vmGet(c *cli.Context) error {
 		return err
 	}
 	defer s.close()
-	o, _, err := s.client.Get(s.ctx, resource.KindVM, name, &client.QueryOptions{Stale: c.Bool("stale")})
-	if err != nil {
-		return s.fail(objectErr(resource.KindVM, name, err))
+	return getAndShow(c, s, resource.KindVM, name, func(w io.Writer, o *resource.Object) error {
+		if err := objectTable(w, resource.KindVM, []*resource.Object{o}, 0); err != nil {
+			return err
+		}
+		if err := objectDetails(w, o); err != nil {
+			return err
+		}
+		return vmPlacementDetails(w, o)
+	})
+}
+
+// getAndShow gets one object and shows it (as data with -o or -t, else
+// with show), once or, with --watch, again on every change.
+func getAndShow(c *cli.Context, s *session, kind resource.Kind, name string, show func(io.Writer, *resource.Object) error) error {
+	opts := client.QueryOptions{Stale: c.Bool("stale")}
+	var o *resource.Object
+	draw := func(w io.Writer) error {
+		if done, err := printData(c, o); done {
+			return err
+		}
+		return show(w, o)
 	}
-	if done, err := printData(c, o); done {
-		return err
+	if c.Bool("watch") {
+		return watch(c, func(ctx context.Context, index uint64) (uint64, error) {
+			var meta *client.QueryMeta
+			var err error
+			o, meta, err = s.client.Get(ctx, kind, name, watchOptions(opts, index))
+			if err != nil {
+				return 0, objectErr(kind, name, err)
+			}
+			return meta.Index, nil
+		}, draw)
 	}
-	w := writer(c)
-	if err := objectTable(w, resource.KindVM, []*resource.Object{o}, 0); err != nil {
-		return err
+	var err error
+	if o, _, err = s.client.Get(s.ctx, kind, name, &opts); err != nil {
+		return s.fail(objectErr(kind, name, err))
 	}
-	if err := objectDetails(w, o); err != nil {
-		return err
-	}
-	return vmPlacementDetails(w, o)
+	return draw(writer(c))
 }
 
 func vmListCommand() *cli.Command {
@@ -528,7 +570,7 @@ func vmListCommand() *cli.Command {
 		Name:      "list",
 		Aliases:   []string{"ls"},
 		Usage:     "list VMs",
-		UsageText: "kumoi vm list [-l SELECTOR] [--host HOST] [--stale] [-o table|json|yaml]",
+		UsageText: "kumoi vm list [-l SELECTOR] [--host HOST] [--stale] [--watch] [-o table|json|yaml]",
 		Description: `Lists VMs sorted by name, optionally only those whose labels match a selector
 or those placed on one host. Columns: POWER is what the VM should be (spec),
 PHASE what it is (status: pending, scheduled, starting, running, suspended,
@@ -546,6 +588,7 @@ Examples:
 			selectorFlag(),
 			&cli.StringFlag{Name: "host", Usage: "only the VMs placed on host `HOST`"},
 			staleFlag(),
+			watchFlag(),
 		},
 		Action: listObjects(resource.KindVM),
 	})
