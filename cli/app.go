@@ -71,6 +71,7 @@ Examples:
    kumoi vm list -t '{{range .}}{{.name}} {{.status.phase}}{{"\n"}}{{end}}'   # a Go template
    kumoi vm list --watch                             # redrawn on every change (also get, host list, ...)
    kumoi events --kind vm --type deleted             # follow the changes as they happen
+   source <(kumoi completion bash)                   # complete commands, flags and object names (zsh, fish too)
    KUMOI_ADDR=10.0.0.1:7400,10.0.0.2:7400 kumoi vm list
    kumoi acl bootstrap                               # once per cluster: the management token
    KUMOI_TOKEN=<SecretID> kumoi acl whoami           # every command sends --token / KUMOI_TOKEN
@@ -137,6 +138,7 @@ func NewApp() *cli.App {
 			aclCommand(),
 			runCommand(),
 			shellCommand(),
+			completionCommand(),
 			versionCommand(),
 		},
 		Before:         checkGlobalFlags,
@@ -147,6 +149,7 @@ func NewApp() *cli.App {
 		ErrWriter:      os.Stderr,
 	}
 	prepare(app.Commands)
+	enableCompletion(app)
 	return app
 }
 
@@ -197,7 +200,15 @@ func Main(args []string) int {
 
 // run runs app and reports its error on app.ErrWriter.
 func run(ctx context.Context, app *cli.App, args []string) int {
-	err := app.RunContext(ctx, permuteArgs(app, args))
+	// A completion request (the shell scripts of kumoi completion) ends
+	// with --generate-bash-completion: the words before it are permuted
+	// as any command line's, the flag stays last.
+	if n := len(args); n > 1 && args[n-1] == "--"+cli.BashCompletionFlag.Names()[0] {
+		args = append(permuteArgs(app, args[:n-1]), args[n-1])
+	} else {
+		args = permuteArgs(app, args)
+	}
+	err := app.RunContext(ctx, args)
 	if err == nil {
 		return exitOK
 	}
