@@ -45,7 +45,7 @@ FUZZTIME ?= 30s
 FUZZPKGS ?= ./...
 DEV_ARGS ?=
 
-.PHONY: all deps build dev test bench bench-compare bench-scale bench-check lint fmt fuzz clean help
+.PHONY: all deps build dev test bench bench-compare bench-scale bench-check dist test-dist lint fmt fuzz clean help
 
 all: build
 
@@ -64,6 +64,8 @@ help:
 	@echo "  bench-check  compare two result files of make bench (OLD, NEW; default the two newest)"
 	@echo "  bench-compare  etcd and Kumoi side by side, the same write load, one table (needs etcd-server)"
 	@echo "  bench-scale    150,000 VMs on 5,000 hosts through a 3-controller cluster: memory, lists, snapshot, catch-up, failover"
+	@echo "  dist   the Debian package bin/dist/kumoi_<version>_<arch>.deb (binary, systemd units, default config)"
+	@echo "  test-dist  install that package in a throwaway Debian 12 root and run its units (root; opt-in, ~5 min)"
 	@echo "  lint   gofmt, go vet and staticcheck"
 	@echo "  fmt    gofmt -w every Go file"
 	@echo "  fuzz   run every Fuzz* target for FUZZTIME (default 30s) each"
@@ -115,6 +117,20 @@ bench: build
 	echo "$(GO) test -tags $(TAGS) -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -timeout 30m ./bench/... | tee $$txt"; \
 	$(GO) test -tags $(TAGS) -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -timeout 30m ./bench/... | tee $$txt; \
 	$(GO) run ./cmd/kumoi-bench record --commit $$commit --out bench/out --loadavg "$$load" --go "$$($(GO) env GOVERSION)" < $$txt
+
+# dist: the Debian package (scripts/build-deb.sh, deploy/debian,
+# deploy/systemd), built with dpkg-deb.
+dist:
+	bash scripts/build-deb.sh bin/dist
+
+# test-dist: install the package of make dist into a throwaway Debian 12
+# root (debootstrap, installed when missing) and run its units there as
+# systemd would, in a network namespace of their own: a single-node cloud
+# takes a VM (deploy/install_test.go; docs/operations.md). Needs root.
+test-dist: build
+	@if [ "$$(id -u)" -ne 0 ]; then echo "test-dist: needs root (debootstrap, chroot, a network namespace)" >&2; exit 1; fi
+	command -v debootstrap >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap)
+	KUMOI_BIN=$(abspath $(BIN)) KUMOI_TEST_DIST=1 $(GO) test -tags $(TAGS) -count=1 -v -timeout 30m -run '^TestPackageInstall$$' ./deploy/
 
 # bench-check: compare two result files of make bench (OLD and NEW; by
 # default the two newest in bench/out) and fail if a figure got worse by

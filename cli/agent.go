@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/hashicorp/go-hclog"
 	"github.com/urfave/cli/v2"
 
@@ -265,12 +266,14 @@ func runNode(ctx context.Context, c *cli.Context, logger hclog.Logger) error {
 	}
 	if !c.Bool("controller") {
 		warnGossip(c, logger)
+		notifySystemd(logger, "READY=1\nSTATUS=worker of host "+nodeID+" running")
 		select {
 		case <-ctx.Done():
 		case <-w.Done():
 			_ = w.Shutdown(context.Background())
 			return w.Err()
 		}
+		notifySystemd(logger, "STOPPING=1\nSTATUS=leaving the cluster")
 		return shutdownWithSecondSignal(logger, w.Shutdown)
 	}
 	cfg, err := controllerConfig(c, nodeID, logger)
@@ -344,6 +347,13 @@ func controllerConfig(c *cli.Context, nodeID string, logger hclog.Logger) (contr
 // the worker (if any) and the controller.
 func serveController(ctx context.Context, c *cli.Context, logger hclog.Logger, a *agent.Agent, w *worker.Worker) error {
 	fmt.Fprintf(c.App.Writer, "kumoi controller %s: API on %s\n", a.Controller().NodeID(), a.APIURL())
+	readyCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	if err := a.WaitServing(readyCtx); err == nil {
+		notifySystemd(logger, "READY=1\nSTATUS=serving the API on "+a.APIURL())
+	} else {
+		logger.Warn("not telling systemd the agent is ready", "error", err)
+	}
+	cancel()
 	var workerDone <-chan struct{}
 	if w != nil {
 		workerDone = w.Done()
@@ -361,6 +371,7 @@ func serveController(ctx context.Context, c *cli.Context, logger hclog.Logger, a
 		// The worker refused to start: so does the agent.
 		failure = w.Err()
 	}
+	notifySystemd(logger, "STOPPING=1\nSTATUS=leaving the cluster")
 	err := shutdownWithSecondSignal(logger, func(ctx context.Context) error {
 		var errs []error
 		if w != nil {
@@ -614,4 +625,14 @@ func validateAgent(c *cli.Context) error {
 	}
 	_, err := fmt.Fprintf(c.App.Writer, "%s: valid (%s)\n", what, strings.Join(roles, " and "))
 	return err
+}
+
+// notifySystemd tells systemd (a Type=notify unit: NOTIFY_SOCKET set) the
+// agent's state, e.g. "READY=1" once it serves; nothing without it.
+func notifySystemd(logger hclog.Logger, state string) {
+	if sent, err := daemon.SdNotify(false, state); err != nil {
+		logger.Warn("cannot notify systemd", "state", state, "error", err)
+	} else if sent {
+		logger.Debug("notified systemd", "state", state)
+	}
 }

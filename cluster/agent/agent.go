@@ -197,3 +197,33 @@ func (a *Agent) shutdown(ctx context.Context) error {
 	}
 	return err
 }
+
+// WaitServing returns once the agent's API answers GET /v1/status over
+// its own listener (with TLS, verified as a peer controller would), or
+// ctx ends: what a service manager should wait for before it calls the
+// agent started (kumoi agent's systemd readiness).
+func (a *Agent) WaitServing(ctx context.Context) error {
+	tr := &http.Transport{TLSClientConfig: a.ctrl.PeerTLSConfig(), DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 2 * time.Second}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.APIURL()+"/v1/status", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := hc.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the API at %s did not answer: %w", a.APIURL(), ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
