@@ -306,4 +306,3 @@ func startUnit(t *testing.T, root, ns, name, notifySocket string) *unit {
 	})
 	return u
 }
-
