@@ -45,7 +45,7 @@ FUZZTIME ?= 30s
 FUZZPKGS ?= ./...
 DEV_ARGS ?=
 
-.PHONY: all deps build dev test bench bench-compare bench-scale bench-check dist test-dist lint fmt fuzz clean help
+.PHONY: all deps build dev test bench bench-compare bench-scale bench-check dist test-dist demo demo-down test-demo lint fmt fuzz clean help
 
 all: build
 
@@ -64,6 +64,8 @@ help:
 	@echo "  bench-check  compare two result files of make bench (OLD, NEW; default the two newest)"
 	@echo "  bench-compare  etcd and Kumoi side by side, the same write load, one table (needs etcd-server)"
 	@echo "  bench-scale    150,000 VMs on 5,000 hosts through a 3-controller cluster: memory, lists, snapshot, catch-up, failover"
+	@echo "  demo   3 controllers and 3 workers, each in its own network namespace (root; docs/demo.md); demo-down stops it"
+	@echo "  test-demo  the failure drill of docs/demo.md on that demo, checked (root; opt-in, ~20 s)"
 	@echo "  dist   the Debian package bin/dist/kumoi_<version>_<arch>.deb (binary, systemd units, default config)"
 	@echo "  test-dist  install that package in a throwaway Debian 12 root and run its units (root; opt-in, ~5 min)"
 	@echo "  lint   gofmt, go vet and staticcheck"
@@ -117,6 +119,20 @@ bench: build
 	echo "$(GO) test -tags $(TAGS) -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -timeout 30m ./bench/... | tee $$txt"; \
 	$(GO) test -tags $(TAGS) -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -timeout 30m ./bench/... | tee $$txt; \
 	$(GO) run ./cmd/kumoi-bench record --commit $$commit --out bench/out --loadavg "$$load" --go "$$($(GO) env GOVERSION)" < $$txt
+
+# demo: a multi-host cloud on this machine (scripts/demo.sh; docs/demo.md):
+# 3 controllers and 3 sim workers, each in a network namespace of its own
+# on a bridge in another, for failure drills with ip and iptables. Root.
+demo: deps build
+	bash scripts/demo.sh up
+
+demo-down:
+	bash scripts/demo.sh down
+
+# test-demo: the failure drill of docs/demo.md, checked, on a demo of its
+# own (up, drill, down). Root; opt-in.
+test-demo: build
+	bash scripts/demo.sh drill
 
 # dist: the Debian package (scripts/build-deb.sh, deploy/debian,
 # deploy/systemd), built with dpkg-deb.

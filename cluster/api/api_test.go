@@ -51,6 +51,15 @@ type httpTestBackend struct {
 	servers       []resource.Server
 	applies       int // commands applied through Apply
 	reads         int // ConsistentRead calls
+	// changed is LeaderChanged's channel (nil: the leader never changes).
+	changed chan struct{}
+}
+
+// LeaderChanged is the controller's: closed when the leader changes.
+func (b *httpTestBackend) LeaderChanged() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.changed
 }
 
 var _ Backend = (*httpTestBackend)(nil)
@@ -1311,6 +1320,40 @@ func TestHTTPForwardingFailures(t *testing.T) {
 		// A follower that is sent a forwarded request answers 503.
 		r = f1.call(t, "GET", "/v1/vms", nil, headerForwarded, "someone")
 		wantStatus(t, r, http.StatusServiceUnavailable)
+	})
+
+	t.Run("leader changes while it does not answer", func(t *testing.T) {
+		// A leader cut off after the connection was made: it never
+		// answers. The follower gives up when it learns of a new leader.
+		stuck := make(chan struct{})
+		silent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-stuck:
+			case <-r.Context().Done():
+			}
+		}))
+		defer silent.Close()
+		defer close(stuck)
+		f := newHTTPEnv(t, "f4", httpEnvOpts{})
+		for _, tc := range []struct {
+			method, path string
+			body         any
+			code, msg    string
+		}{
+			{"POST", "/v1/vms", createBody("x"), resource.CodeUnavailable, "may or may not have been applied"},
+			{"GET", "/v1/vms", nil, resource.CodeNoLeader, "the leader changed while this request was forwarded to old"},
+		} {
+			ch := make(chan struct{})
+			f.b.set(func(b *httpTestBackend) {
+				b.leader, b.leaderID, b.leaderAddr, b.changed = false, "old", silent.Listener.Addr().String(), ch
+			})
+			time.AfterFunc(200*time.Millisecond, func() { close(ch) })
+			r := f.call(t, tc.method, tc.path, tc.body)
+			wantStatus(t, r, http.StatusServiceUnavailable)
+			if eb := r.errBody(t); eb.Code != tc.code || !strings.Contains(eb.Message, tc.msg) {
+				t.Errorf("%s %s: %+v", tc.method, tc.path, eb)
+			}
+		}
 	})
 
 	t.Run("leader unreachable", func(t *testing.T) {

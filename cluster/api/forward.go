@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,10 @@ import (
 
 	"github.com/kumoi/kumoi/resource"
 )
+
+// errLeaderMoved cancels a forwarded request when the leader changes
+// before it answered.
+var errLeaderMoved = errors.New("the leader changed")
 
 // hopHeaders are connection-level headers a proxy must not pass on
 // (RFC 9110 section 7.6.1).
@@ -55,6 +60,11 @@ var forwardBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return 
 // be reached, or r was itself forwarded here (no second hop, so no loops).
 func (a *httpAPI) forward(w http.ResponseWriter, r *http.Request, body []byte) error {
 	self := a.b.NodeID()
+	// Taken before the leader is read: a change after it is seen.
+	var changed <-chan struct{}
+	if lc, ok := a.b.(interface{ LeaderChanged() <-chan struct{} }); ok {
+		changed = lc.LeaderChanged()
+	}
 	if by := r.Header.Get(headerForwarded); by != "" {
 		return noLeader(fmt.Sprintf("controller %s forwarded this request to %s as the leader, but %s is not the leader; leadership is changing, retry shortly", by, self, self))
 	}
@@ -65,7 +75,21 @@ func (a *httpAPI) forward(w http.ResponseWriter, r *http.Request, body []byte) e
 	case addr == "":
 		return noLeader(fmt.Sprintf("the leader is %s, but this controller does not know its API address yet; retry shortly", id))
 	}
-	ctx := r.Context()
+	// Until the leader answers, a leader change cancels the request: a
+	// partitioned old leader would never answer on its kept-alive
+	// connection, and the client would wait for its whole timeout.
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	answered := make(chan struct{})
+	if changed != nil {
+		go func() {
+			select {
+			case <-changed:
+				cancel(errLeaderMoved)
+			case <-answered:
+			}
+		}()
+	}
 	u := url.URL{Scheme: forwardScheme(a.client), Host: addr, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
 	var rd io.Reader = http.NoBody
 	if len(body) > 0 {
@@ -82,7 +106,15 @@ func (a *httpAPI) forward(w http.ResponseWriter, r *http.Request, body []byte) e
 		out.Header.Add("X-Forwarded-For", host)
 	}
 	resp, err := a.client.Do(out)
+	close(answered)
 	if err != nil {
+		if errors.Is(context.Cause(ctx), errLeaderMoved) && r.Context().Err() == nil {
+			if r.Method == http.MethodGet {
+				return noLeader(fmt.Sprintf("the leader changed while this request was forwarded to %s (%s); retry", id, addr))
+			}
+			return &apiError{status: http.StatusServiceUnavailable, code: resource.CodeUnavailable,
+				msg: fmt.Sprintf("the leader changed while this write was forwarded to %s (%s): it may or may not have been applied (read before retrying)", id, addr)}
+		}
 		if ctx.Err() != nil {
 			return ctx.Err() // the client gave up; nobody reads the answer
 		}

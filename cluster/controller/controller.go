@@ -51,6 +51,10 @@ type Controller struct {
 	// current term.
 	readyTerm atomic.Uint64
 	metrics   *metrics
+	// leaderChange is closed, and replaced, each time this node learns
+	// of another leader (LeaderChanged).
+	leaderMu     sync.Mutex
+	leaderChange chan struct{}
 	// restoreMu serializes snapshot restores (backup.go).
 	restoreMu sync.Mutex
 	// schedRounds counts the scheduler loop's rounds (SchedulerRounds).
@@ -163,6 +167,7 @@ func New(cfg Config) (*Controller, error) {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
 	c.raft = r
+	c.watchLeaderChanges()
 	c.addLeaderLoop(LeaderLoop{Name: "identity", Run: c.identityLoop})
 	c.addLeaderLoop(LeaderLoop{Name: "acl-bootstrap", Run: c.aclBootstrapLoop})
 	c.addLeaderLoop(LeaderLoop{Name: "reconcile-voters", Run: c.reconcileVotersLoop})
@@ -594,4 +599,39 @@ func (c *Controller) TransferLeader(ctx context.Context, to string) (string, err
 		case <-tick.C:
 		}
 	}
+}
+
+// LeaderChanged returns a channel that is closed when this node next
+// learns of a leader change (a new leader, or none): the API's forwarding
+// gives up on a request to a leader that is no longer one, instead of
+// waiting for an answer that a partitioned old leader never sends.
+func (c *Controller) LeaderChanged() <-chan struct{} {
+	c.leaderMu.Lock()
+	defer c.leaderMu.Unlock()
+	return c.leaderChange
+}
+
+// watchLeaderChanges feeds LeaderChanged from Raft's leader observations.
+func (c *Controller) watchLeaderChanges() {
+	c.leaderMu.Lock()
+	c.leaderChange = make(chan struct{})
+	c.leaderMu.Unlock()
+	obs := make(chan raft.Observation, 16)
+	c.raft.RegisterObserver(raft.NewObserver(obs, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	}))
+	go func() {
+		for {
+			select {
+			case <-obs:
+				c.leaderMu.Lock()
+				close(c.leaderChange)
+				c.leaderChange = make(chan struct{})
+				c.leaderMu.Unlock()
+			case <-c.shutdownCh:
+				return
+			}
+		}
+	}()
 }
