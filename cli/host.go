@@ -341,6 +341,8 @@ var (
 // cannot move (an error listing why).
 func waitDrain(c *cli.Context, s *session, host string) error {
 	last, total, stuck := "", 0, 0
+	live := newLiveLine(c.App.ErrWriter)
+	defer live.finish()
 	for {
 		ds, err := s.client.Hosts().DrainStatus(s.ctx, host)
 		switch {
@@ -351,10 +353,12 @@ func waitDrain(c *cli.Context, s *session, host string) error {
 			return s.fail(err)
 		}
 		total = max(total, ds.VMsTotal, ds.VMsLeft)
-		line := drainLine(host, ds, total)
-		if line != last {
-			fmt.Fprintln(c.App.ErrWriter, line)
-			last = line
+		last = drainLine(host, ds, total)
+		if live.tty {
+			// On a terminal, a bar of the VMs moved leads the line.
+			live.show(host + ": " + bar(total-ds.VMsLeft, total, 20) + " " + strings.TrimPrefix(last, host+": "))
+		} else {
+			live.show(last)
 		}
 		if ds.VMsLeft == 0 {
 			return nil

@@ -987,21 +987,20 @@ func waitFlag(until string) *cli.BoolFlag {
 // blockingWait is how long one blocking read waits for a change.
 const blockingWait = 30 * time.Second
 
-// progress prints a VM's phase changes on stderr, one line per change:
-// "web: scheduled on hv-2".
+// progress shows a VM's phase changes on stderr (liveLine: one line per
+// change, or redrawn in place on a terminal): "web: scheduled on hv-2".
 type progress struct {
-	w    io.Writer
+	line *liveLine
 	name string
-	last string
 }
 
-func (p *progress) show(st *resource.VMStatus) {
-	line := progressLine(p.name, st)
-	if line != p.last {
-		fmt.Fprintln(p.w, line)
-		p.last = line
-	}
+func newProgress(c *cli.Context, name string) *progress {
+	return &progress{line: newLiveLine(c.App.ErrWriter), name: name}
 }
+
+func (p *progress) show(st *resource.VMStatus) { p.line.show(progressLine(p.name, st)) }
+
+func (p *progress) finish() { p.line.finish() }
 
 func progressLine(name string, st *resource.VMStatus) string {
 	line := name + ": " + cmp.Or(st.Phase, "unknown")
@@ -1023,7 +1022,8 @@ func progressLine(name string, st *resource.VMStatus) string {
 // does not get there before s runs out of time.
 func waitPower(c *cli.Context, s *session, o *resource.Object, power string) (*resource.Object, error) {
 	name, want := o.Name, resource.PowerPhase(power)
-	p := &progress{w: c.App.ErrWriter, name: name}
+	p := newProgress(c, name)
+	defer p.finish()
 	index := o.ModifyIndex
 	for {
 		spec, st := resource.VMStateOf(o)
@@ -1059,7 +1059,8 @@ func waitPower(c *cli.Context, s *session, o *resource.Object, power string) (*r
 
 // waitGone waits until the object o no longer exists.
 func waitGone(c *cli.Context, s *session, o *resource.Object) error {
-	p := &progress{w: c.App.ErrWriter, name: o.Name}
+	p := newProgress(c, o.Name)
+	defer p.finish()
 	index := o.ModifyIndex
 	for {
 		cur, meta, err := s.client.Get(s.ctx, o.Kind, o.Name, &client.QueryOptions{WaitIndex: index, WaitTime: blockingWait})
@@ -1219,11 +1220,12 @@ func vmMigrate(c *cli.Context) error {
 func waitMigration(c *cli.Context, s *session, o *resource.Object, from string, m *resource.VMMigration, abort bool) (*resource.Object, error) {
 	name := o.Name
 	index := o.ModifyIndex
-	last := ""
+	line := newLiveLine(c.App.ErrWriter)
 	for {
 		_, st := resource.VMStateOf(o)
 		cur := st.Migration
 		if cur == nil || cur.ID != m.ID {
+			line.finish()
 			if st.Host == m.Target {
 				fmt.Fprintf(c.App.ErrWriter, "%s: moved to %s%s\n", name, m.Target, reasonSuffix(st))
 				return o, nil
@@ -1234,12 +1236,11 @@ func waitMigration(c *cli.Context, s *session, o *resource.Object, from string, 
 			}
 			return o, fmt.Errorf("vm %q stayed on %s: %s", name, cmp.Or(st.Host, from), cmp.Or(st.Reason, "the migration ended without moving it"))
 		}
-		line := fmt.Sprintf("%s: migrating %s to %s: %s%s", name, cur.Mode, cur.Target, cur.State, reasonSuffix(st))
-		if line != last {
-			fmt.Fprintln(c.App.ErrWriter, line)
-			last = line
-		}
+		line.show(fmt.Sprintf("%s: migrating %s to %s: %s%s", name, cur.Mode, cur.Target, cur.State, reasonSuffix(st)))
 		next, meta, err := s.client.Get(s.ctx, resource.KindVM, name, &client.QueryOptions{WaitIndex: index, WaitTime: blockingWait})
+		if err != nil {
+			line.finish()
+		}
 		switch {
 		case client.IsNotFound(err):
 			return nil, fmt.Errorf("vm %q was deleted while it migrated", name)

@@ -17,9 +17,13 @@ import (
 	"github.com/kumoi/kumoi/resource"
 )
 
-// errLeaderMoved cancels a forwarded request when the leader changes
-// before it answered.
+// errLeaderMoved cancels a forwarded request when the leader changed and
+// the old one has not answered for forwardGrace since.
 var errLeaderMoved = errors.New("the leader changed")
+
+// forwardGrace is how long a forwarded request may still wait for the
+// leader it was sent to once another leads (a variable for tests).
+var forwardGrace = 2 * time.Second
 
 // hopHeaders are connection-level headers a proxy must not pass on
 // (RFC 9110 section 7.6.1).
@@ -75,9 +79,11 @@ func (a *httpAPI) forward(w http.ResponseWriter, r *http.Request, body []byte) e
 	case addr == "":
 		return noLeader(fmt.Sprintf("the leader is %s, but this controller does not know its API address yet; retry shortly", id))
 	}
-	// Until the leader answers, a leader change cancels the request: a
-	// partitioned old leader would never answer on its kept-alive
-	// connection, and the client would wait for its whole timeout.
+	// A leader change before the leader answered cancels the request
+	// after forwardGrace: a partitioned old leader would never answer on
+	// its kept-alive connection, and the client would wait for its whole
+	// timeout. (A live one answers within the grace: a transfer it was
+	// asked for, a write it lost the leadership for.)
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
 	answered := make(chan struct{})
@@ -85,6 +91,13 @@ func (a *httpAPI) forward(w http.ResponseWriter, r *http.Request, body []byte) e
 		go func() {
 			select {
 			case <-changed:
+			case <-answered:
+				return
+			}
+			t := time.NewTimer(forwardGrace)
+			defer t.Stop()
+			select {
+			case <-t.C:
 				cancel(errLeaderMoved)
 			case <-answered:
 			}
