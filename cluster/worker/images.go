@@ -71,6 +71,25 @@ type imageJob struct {
 	permanent bool
 	at        time.Time // when it ended
 	src       fileStamp // a file image's source when it was checked
+	// got and total are a running download's bytes so far and its size
+	// (0: not known), for the VM's reason while it waits.
+	got, total atomic.Int64
+}
+
+// progress describes a running download, in tenths, so that the reason
+// it goes into changes (and is reported) at most ten times: "40% of
+// 300MiB", or "120MiB so far" when the size is not known ("" before the
+// first byte).
+func (j *imageJob) progress() string {
+	got, total := j.got.Load(), j.total.Load()
+	switch {
+	case got == 0:
+		return ""
+	case total > 0:
+		return fmt.Sprintf("%d%% of %s", min(got*10/total, 9)*10, resource.FormatMiB(max(total>>20, 1)))
+	}
+	// Steps of 64 MiB when the size is not known.
+	return resource.FormatMiB((got>>26)<<6) + " so far"
 }
 
 // fileStamp tells whether a file changed since it was verified.
@@ -95,6 +114,8 @@ type imageState struct {
 	err    error // failed: why
 	// permanent: failed for good (the VM using it fails).
 	permanent bool
+	// progress of a pending download ("40% of 300MiB"; "" when unknown).
+	progress string
 }
 
 // permanentError marks a fetch error that trying again will not mend.
@@ -119,7 +140,7 @@ func (c *imageCache) lookup(ctx context.Context, o *resource.Object, spec *resou
 	switch {
 	case j == nil:
 	case j.running:
-		return imageState{state: resource.HostResourcePending, format: format}
+		return imageState{state: resource.HostResourcePending, format: format, progress: j.progress()}
 	case j.err == nil:
 		if st, ok := stampOf(j.path); ok && st == j.stamp {
 			return imageState{state: resource.HostResourceReady, path: j.path, format: format}
@@ -144,11 +165,11 @@ func (c *imageCache) lookup(ctx context.Context, o *resource.Object, spec *resou
 	go func() {
 		fctx, cancel := context.WithTimeout(ctx, c.timeout)
 		defer cancel()
-		path, src, err := c.fetch(fctx, name, &s)
+		path, src, err := c.fetch(fctx, name, &s, j)
 		stamp, _ := stampOf(path)
 		var pe permanentError
 		c.mu.Lock()
-		*j = imageJob{path: path, stamp: stamp, err: err, permanent: errors.As(err, &pe), at: time.Now(), src: src}
+		j.running, j.path, j.stamp, j.err, j.permanent, j.at, j.src = false, path, stamp, err, errors.As(err, &pe), time.Now(), src
 		c.mu.Unlock()
 		if err != nil {
 			c.logger.Warn("image fetch failed", "image", name, "id", id, "error", err)
@@ -176,7 +197,7 @@ func (c *imageCache) fileChanged(file string, was fileStamp) bool {
 // place (in the image directory) once it verifies; a URL image is
 // downloaded into the cache. It returns the file's path and, for a file
 // image, its stamp when checked.
-func (c *imageCache) fetch(ctx context.Context, name string, spec *resource.ImageSpec) (string, fileStamp, error) {
+func (c *imageCache) fetch(ctx context.Context, name string, spec *resource.ImageSpec, j *imageJob) (string, fileStamp, error) {
 	if spec.File != "" {
 		real, err := c.imageDir.Resolve("file", spec.File)
 		if err != nil {
@@ -188,7 +209,7 @@ func (c *imageCache) fetch(ctx context.Context, name string, spec *resource.Imag
 		}
 		return real, src, nil
 	}
-	return c.download(ctx, name, spec)
+	return c.download(ctx, name, spec, j)
 }
 
 // verifyFile checks a file's size and sha256 against the spec's (those
@@ -236,7 +257,7 @@ func (c *imageCache) cachePath(spec *resource.ImageSpec) string {
 // verifies is used as is; otherwise the image is downloaded (at most
 // size_bytes, or the cache's bound, within the fetch's deadline) into a
 // temporary file, verified, and renamed into place.
-func (c *imageCache) download(ctx context.Context, name string, spec *resource.ImageSpec) (string, fileStamp, error) {
+func (c *imageCache) download(ctx context.Context, name string, spec *resource.ImageSpec, j *imageJob) (string, fileStamp, error) {
 	if spec.SHA256 == "" {
 		return "", fileStamp{}, permanent("image %s: a url image needs a sha256", name)
 	}
@@ -280,7 +301,12 @@ func (c *imageCache) download(ctx context.Context, name string, spec *resource.I
 	}
 	defer os.Remove(tmp.Name()) // a no-op once renamed
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(resp.Body, limit+1))
+	total := resp.ContentLength
+	if spec.SizeBytes > 0 {
+		total = spec.SizeBytes
+	}
+	j.total.Store(max(total, 0))
+	n, err := io.Copy(io.MultiWriter(tmp, h, countWriter{&j.got}), io.LimitReader(resp.Body, limit+1))
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -311,6 +337,14 @@ func (c *imageCache) download(ctx context.Context, name string, spec *resource.I
 		d.Close()
 	}
 	return dest, fileStamp{}, nil
+}
+
+// countWriter counts the bytes written through it.
+type countWriter struct{ n *atomic.Int64 }
+
+func (w countWriter) Write(p []byte) (int, error) {
+	w.n.Add(int64(len(p)))
+	return len(p), nil
 }
 
 // ctxReader stops a long read when its context is done.

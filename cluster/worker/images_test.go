@@ -268,3 +268,47 @@ func TestImageHTTPS(t *testing.T) {
 		t.Fatalf("https image: %+v", is)
 	}
 }
+
+// TestImageFetchProgress: while a download runs, the image's state says
+// how far it is, in tenths of its size (the VM's reason shows it; kumoi
+// vm create --wait redraws it), or in 64 MiB steps when its size is not
+// known.
+func TestImageFetchProgress(t *testing.T) {
+	const size = 1 << 20
+	content := strings.Repeat("x", size)
+	sum := hex.EncodeToString(sha256Sum(content))
+	release := make(chan struct{})
+	srv, _ := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(size))
+		w.Write([]byte(content[:size*45/100])) // 45%
+		w.(http.Flusher).Flush()
+		<-release
+		w.Write([]byte(content[size*45/100:]))
+	})
+	c, _ := newTestCache(t, 0, 0)
+	spec := &resource.ImageSpec{Format: "qcow2", URL: srv.URL + "/big.qcow2", SHA256: sum}
+	var is imageState
+	waitFor(t, func() bool {
+		is = c.lookup(context.Background(), imageObj("big"), spec)
+		return is.progress == "40% of 1MiB"
+	})
+	if is.state != resource.HostResourcePending {
+		t.Fatalf("during the download: %+v", is)
+	}
+	close(release)
+	if is = settle(t, c, imageObj("big"), spec); is.state != resource.HostResourceReady || is.progress != "" {
+		t.Fatalf("after the download: %+v", is)
+	}
+
+	var j imageJob
+	for _, tc := range []struct {
+		got, total int64
+		want       string
+	}{{0, 100, ""}, {99, 100, "90% of 1MiB"}, {1 << 30, 4 << 30, "20% of 4GiB"}, {200 << 20, 0, "192MiB so far"}} {
+		j.got.Store(tc.got)
+		j.total.Store(tc.total)
+		if got := j.progress(); got != tc.want {
+			t.Errorf("progress(%d of %d) = %q, want %q", tc.got, tc.total, got, tc.want)
+		}
+	}
+}

@@ -461,6 +461,9 @@ func (w *Worker) ensureVolume(ctx context.Context, rp *resPass, name string, lis
 		is := w.imageState(ctx, rp, img)
 		switch is.state {
 		case resource.HostResourcePending:
+			if is.progress != "" {
+				return wait("fetching image " + spec.Image + ": " + is.progress)
+			}
 			return wait("fetching image " + spec.Image)
 		case resource.HostResourceFailed:
 			if !is.permanent {
