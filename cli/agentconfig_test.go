@@ -8,35 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-	"github.com/urfave/cli/v2"
-
-	"github.com/kumoi/kumoi/cluster/controller"
 	"github.com/kumoi/kumoi/internal/tlsutil"
 )
-
-// configFromFile runs `kumoi agent args...` with an Action that loads the
-// -config file as the agent does and builds the controller configuration.
-func configFromFile(t *testing.T, args ...string) (cfg controller.Config, stderr string, code int) {
-	t.Helper()
-	app := NewApp()
-	var out, errOut strings.Builder
-	app.Writer, app.ErrWriter = &out, &errOut
-	for _, cmd := range app.Commands {
-		if cmd.Name == "agent" {
-			cmd.Action = func(c *cli.Context) error {
-				if err := loadAgentConfig(c, c.String("config")); err != nil {
-					return err
-				}
-				var err error
-				cfg, err = controllerConfig(c, c.String("node-id"), hclog.NewNullLogger())
-				return err
-			}
-		}
-	}
-	code = run(t.Context(), app, append([]string{"kumoi", "agent"}, args...))
-	return cfg, errOut.String(), code
-}
 
 func writeConfig(t *testing.T, text string) string {
 	t.Helper()
@@ -70,7 +43,7 @@ fence {
   timeout = "30s"
 }
 `)
-	cfg, stderr, code := configFromFile(t, "--config", p)
+	cfg, stderr, code := agentConfig(t, "--config", p)
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -83,7 +56,7 @@ fence {
 
 	// Flags and the environment win over the file.
 	t.Setenv("KUMOI_ACL_INITIAL_MANAGEMENT", "the-variable-wins-0123456789")
-	cfg, stderr, code = configFromFile(t, "--config", p, "--node-id", "c9", "--join", "10.9.9.9:7402", "--acl=false")
+	cfg, stderr, code = agentConfig(t, "--config", p, "--node-id", "c9", "--join", "10.9.9.9:7402", "--acl=false")
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -117,7 +90,7 @@ func TestAgentConfigFileRefused(t *testing.T) {
 		{"two mistakes", "nod_id = \"c1\"\ncontroller = 1\n", []string{"agent.hcl:1: unknown setting", "agent.hcl:2: controller: want true or false"}},
 	} {
 		p := writeConfig(t, tc.text)
-		_, stderr, code := configFromFile(t, "--config", p)
+		_, stderr, code := agentConfig(t, "--config", p)
 		if code != exitUsage {
 			t.Errorf("%s: exit %d, want %d: %s", tc.name, code, exitUsage, stderr)
 		}
@@ -127,7 +100,7 @@ func TestAgentConfigFileRefused(t *testing.T) {
 			}
 		}
 	}
-	if _, stderr, code := configFromFile(t, "--config", filepath.Join(t.TempDir(), "missing.hcl")); code != exitUsage || !strings.Contains(stderr, "no such file") {
+	if _, stderr, code := agentConfig(t, "--config", filepath.Join(t.TempDir(), "missing.hcl")); code != exitUsage || !strings.Contains(stderr, "no such file") {
 		t.Errorf("missing file: exit %d %q", code, stderr)
 	}
 }

@@ -1,12 +1,10 @@
 package cli
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,32 +12,13 @@ import (
 	"github.com/kumoi/kumoi/internal/testcluster"
 )
 
-// syncBuffer is a bytes.Buffer safe for a command writing and a test
-// reading at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // runFollowing starts the kumoi binary with a command that runs until
 // interrupted (--watch, events); stop sends it SIGINT, as Ctrl-C does, and
 // returns its exit status. (A process of its own: urfave/cli's apps share
 // global flags, so two cannot run at once in one process.)
-func runFollowing(t *testing.T, args ...string) (out, errOut *syncBuffer, stop func() int) {
+func runFollowing(t *testing.T, args ...string) (out, errOut *testcluster.SyncBuffer, stop func() int) {
 	t.Helper()
-	out, errOut = &syncBuffer{}, &syncBuffer{}
+	out, errOut = &testcluster.SyncBuffer{}, &testcluster.SyncBuffer{}
 	cmd := exec.Command(testcluster.Binary(t, ""), args...)
 	for _, kv := range os.Environ() { // the test says where and how
 		if !strings.HasPrefix(kv, "KUMOI_") {
@@ -76,7 +55,7 @@ func runFollowing(t *testing.T, args ...string) (out, errOut *syncBuffer, stop f
 	return out, errOut, stop
 }
 
-func waitOutput(t *testing.T, out, errOut *syncBuffer, what string, cond func(string) bool) {
+func waitOutput(t *testing.T, out, errOut *testcluster.SyncBuffer, what string, cond func(string) bool) {
 	t.Helper()
 	testcluster.WaitFor(t, 10*time.Second, what, func() (bool, error) {
 		return cond(out.String()), fmt.Errorf("output so far:\n%s\nstderr: %s", out.String(), errOut.String())

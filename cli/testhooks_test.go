@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"os/exec"
 	"strings"
@@ -20,9 +21,10 @@ import (
 // with the release tags, and the tagged package tests with
 // -tags 'libvirt_dlopen kumoi_testhooks' -run TestAgentTestHooks.
 
-// agentConfig runs `kumoi agent args...` with an Action that only builds
-// the controller configuration from the flags, and returns it with the
-// exit code and stderr.
+// agentConfig runs `kumoi agent args...` with an Action that only loads
+// the -config file, if any, and builds the controller configuration from
+// the flags (node ID c1 unless given), and returns it with the exit code
+// and stderr.
 func agentConfig(t *testing.T, args ...string) (cfg controller.Config, stderr string, code int) {
 	t.Helper()
 	app := NewApp()
@@ -31,7 +33,12 @@ func agentConfig(t *testing.T, args ...string) (cfg controller.Config, stderr st
 	for _, cmd := range app.Commands {
 		if cmd.Name == "agent" {
 			cmd.Action = func(c *cli.Context) error {
-				cfg, _ = controllerConfig(c, "c1", hclog.NewNullLogger())
+				if path := c.String("config"); path != "" {
+					if err := loadAgentConfig(c, path); err != nil {
+						return err
+					}
+				}
+				cfg, _ = controllerConfig(c, cmp.Or(c.String("node-id"), "c1"), hclog.NewNullLogger())
 				return nil
 			}
 		}

@@ -1,12 +1,15 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"net/http"
+	"os"
+	"os/exec"
 	"slices"
 	"sort"
 	"strings"
@@ -310,4 +313,28 @@ func wantAPIError(t *testing.T, what string, r *testcluster.Response, status int
 	if mention != "" && e.Field != mention && !strings.Contains(e.Message, mention) {
 		t.Errorf("%s: error %+v does not name %q", what, *e, mention)
 	}
+}
+
+// cliOf runs the kumoi binary against c's controllers, with the management
+// token (testcluster.CLIEnv): kumoi returns its combined output and error,
+// must fails the test on an error and returns the output.
+func cliOf(t *testing.T, c *testcluster.Cluster) (kumoi func(args ...string) (string, error), must func(args ...string) string) {
+	env := testcluster.CLIEnv(append(os.Environ(), "KUMOI_ADDR="+strings.Join(c.URLs(), ",")))
+	kumoi = func(args ...string) (string, error) {
+		cmd := exec.Command(c.Bin(), args...)
+		cmd.Env = env
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		return out.String(), err
+	}
+	must = func(args ...string) string {
+		t.Helper()
+		out, err := kumoi(args...)
+		if err != nil {
+			t.Fatalf("kumoi %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	return kumoi, must
 }

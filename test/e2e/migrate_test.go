@@ -1,10 +1,7 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -24,23 +21,7 @@ import (
 func TestLiveMigrationCLI(t *testing.T) {
 	c := newCluster(t, testcluster.Options{Controllers: 1, Workers: 2})
 	c.WaitLeader(leaderTimeout)
-	env := testcluster.CLIEnv(append(os.Environ(), "KUMOI_ADDR="+strings.Join(c.URLs(), ",")))
-	kumoi := func(args ...string) (string, error) {
-		cmd := exec.Command(c.Bin(), args...)
-		cmd.Env = env
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		err := cmd.Run()
-		return out.String(), err
-	}
-	must := func(args ...string) string {
-		t.Helper()
-		out, err := kumoi(args...)
-		if err != nil {
-			t.Fatalf("kumoi %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return out
-	}
+	_, must := cliOf(t, c)
 	vm := func() (*resource.VMStatus, uint64) {
 		t.Helper()
 		var o resource.Object

@@ -1,14 +1,12 @@
 package e2e
 
 import (
-	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -27,23 +25,7 @@ import (
 func TestNetworksImagesVolumesCLI(t *testing.T) {
 	c := newCluster(t, testcluster.Options{Controllers: 1, Workers: 1})
 	c.WaitLeader(leaderTimeout)
-	env := testcluster.CLIEnv(append(os.Environ(), "KUMOI_ADDR="+strings.Join(c.URLs(), ",")))
-	kumoi := func(args ...string) (string, error) {
-		cmd := exec.Command(c.Bin(), args...)
-		cmd.Env = env
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		err := cmd.Run()
-		return out.String(), err
-	}
-	must := func(args ...string) string {
-		t.Helper()
-		out, err := kumoi(args...)
-		if err != nil {
-			t.Fatalf("kumoi %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return out
-	}
+	kumoi, must := cliOf(t, c)
 	refused := func(mention string, args ...string) {
 		t.Helper()
 		out, err := kumoi(args...)

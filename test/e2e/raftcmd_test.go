@@ -1,11 +1,8 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -21,23 +18,7 @@ import (
 func TestOperatorRaft(t *testing.T) {
 	c := newCluster(t, testcluster.Options{Controllers: 3})
 	c.WaitLeader(leaderTimeout)
-	env := testcluster.CLIEnv(append(os.Environ(), "KUMOI_ADDR="+strings.Join(c.URLs(), ",")))
-	kumoi := func(args ...string) (string, error) {
-		cmd := exec.Command(c.Bin(), args...)
-		cmd.Env = env
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		err := cmd.Run()
-		return out.String(), err
-	}
-	must := func(args ...string) string {
-		t.Helper()
-		out, err := kumoi(args...)
-		if err != nil {
-			t.Fatalf("kumoi %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return out
-	}
+	kumoi, must := cliOf(t, c)
 	peers := func() []resource.Server {
 		t.Helper()
 		var ss []resource.Server

@@ -1,12 +1,10 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -100,23 +98,7 @@ func TestSnapshotSaveRestore(t *testing.T) {
 	c := newCluster(t, testcluster.Options{Controllers: 3})
 	c.WaitLeader(leaderTimeout)
 	oldID := clusterID(t, c)
-	env := testcluster.CLIEnv(append(os.Environ(), "KUMOI_ADDR="+strings.Join(c.URLs(), ",")))
-	kumoi := func(args ...string) (string, error) {
-		cmd := exec.Command(c.Bin(), args...)
-		cmd.Env = env
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		err := cmd.Run()
-		return out.String(), err
-	}
-	must := func(args ...string) string {
-		t.Helper()
-		out, err := kumoi(args...)
-		if err != nil {
-			t.Fatalf("kumoi %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return out
-	}
+	kumoi, must := cliOf(t, c)
 	refused := func(mention string, args ...string) {
 		t.Helper()
 		out, err := kumoi(args...)
