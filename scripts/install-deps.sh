@@ -23,8 +23,9 @@ STATICCHECK_VERSION="${STATICCHECK_VERSION:-v0.8.2}"
 # prometheus: its promtool checks the alert rules (make test). Neither's
 # service is started by the install (policy-rc.d below): the benchmark and
 # the tests run their own.
-# systemd: systemd-analyze checks deploy/systemd's units (make test).
-APT_PACKAGES=(libvirt0 libvirt-clients libvirt-daemon iptables iproute2 etcd-server prometheus systemd)
+# systemd: systemd-analyze checks deploy/systemd's units (make test);
+# chromium: the web console's browser test (test/console, headless).
+APT_PACKAGES=(libvirt0 libvirt-clients libvirt-daemon iptables iproute2 etcd-server prometheus systemd chromium)
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
 

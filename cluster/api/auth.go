@@ -292,7 +292,7 @@ func needOfRoute(route, method string) routeNeed {
 		return routeNeed{kind: kind, access: resource.AccessWrite}
 	}
 	switch route {
-	case "/v1/status", "/v1/acl/bootstrap", "other":
+	case "/v1/status", "/v1/acl/bootstrap", "other", "/ui":
 		return routeNeed{none: true}
 	case "/metrics", "/v1/cluster":
 		return routeNeed{kind: resource.KindCluster, access: resource.AccessRead}

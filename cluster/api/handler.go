@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/kumoi/kumoi/cluster/api/ui"
 	"github.com/kumoi/kumoi/internal/logring"
 	"github.com/kumoi/kumoi/internal/promutil"
 	"github.com/kumoi/kumoi/resource"
@@ -125,6 +126,7 @@ type httpAPI struct {
 	maxSnapshot int64
 	logs        *logring.Ring
 	agentConfig map[string]any
+	ui          http.Handler // the web console's files
 	defWait     time.Duration
 	maxWait     time.Duration
 	heartbeat   time.Duration
@@ -204,6 +206,7 @@ func NewHandler(b Backend, opts Options) http.Handler {
 		maxSnapshot: opts.MaxSnapshotBytes,
 		logs:        opts.Logs,
 		agentConfig: opts.AgentConfig,
+		ui:          ui.Handler(),
 		unsafe:      opts.UnsafeStaleReads,
 
 		acl:            opts.ACL,
@@ -263,7 +266,7 @@ func (a *httpAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	route, h := a.route(r)
 	need := needOf(route, r)
 	r = withAuth(r, need)
-	if route != "/v1/status" && route != "/metrics" && a.b.FSM().Halted() != nil {
+	if route != "/v1/status" && route != "/metrics" && route != "/ui" && a.b.FSM().Halted() != nil {
 		h = a.halted // out of service (halt.go)
 	} else if a.acl && !need.none && bearer(r) == "" {
 		// No token at all: refused on any node, before the body is read
@@ -320,6 +323,12 @@ func (a *httpAPI) route(r *http.Request) (string, apiHandler) {
 	}
 	if p == "/debug/pprof" || strings.HasPrefix(p, "/debug/pprof/") {
 		return "/debug/pprof", a.methods(methodHandler{http.MethodGet, a.debugPprof})
+	}
+	if p == "/ui" || strings.HasPrefix(p, ui.Prefix) {
+		return "/ui", a.methods(methodHandler{http.MethodGet, a.serveUI}, methodHandler{http.MethodHead, a.serveUI})
+	}
+	if p == "/" && r.Method == http.MethodGet && strings.Contains(r.Header.Get("Accept"), "text/html") {
+		return "/ui", a.serveUI // a browser at the root: the console
 	}
 	rest, ok := strings.CutPrefix(p, "/v1/")
 	if !ok {
@@ -522,3 +531,14 @@ func (r *apiRecorder) Flush() {
 
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (r *apiRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// serveUI serves the web console's static files (package ui): public, as
+// its data comes from the API with the user's token.
+func (a *httpAPI) serveUI(w http.ResponseWriter, r *http.Request) error {
+	if r.URL.Path == "/" || r.URL.Path == "/ui" {
+		http.Redirect(w, r, ui.Prefix, http.StatusFound)
+		return nil
+	}
+	a.ui.ServeHTTP(w, r)
+	return nil
+}
