@@ -149,6 +149,7 @@ func TestConsole(t *testing.T) {
 		t.Fatalf("web's host %q (%v)", host, err)
 	}
 	p.do("open the VM", chromedp.Navigate(url+"#/vms/web"), chromedp.WaitVisible("#vm-phase"))
+	p.waitText("web's history, from its creation", "#vm-history", "created")
 	p.shot("vm-detail")
 
 	// Its host dies: the host page shows it down, the VM runs elsewhere.

@@ -241,7 +241,7 @@ function viewOverview() {
 }
 
 function eventsTable(evs) {
-  if (!evs.length) return h("p", { class: "notice" }, "No change since this page opened.");
+  if (!evs.length) return h("p", { class: "notice" }, "No change yet.");
   return h("table", {}, h("thead", {}, h("tr", {}, ["Index", "Change", "Object", "Now"].map(t => h("th", { scope: "col" }, t)))),
     h("tbody", {}, evs.map(ev => h("tr", {}, h("td", {}, ev.index), h("td", {}, ev.type), h("td", {}, ev.kind + " " + ev.name),
       h("td", {}, ev.object && ev.type !== "deleted" ? (status(ev.object).phase || status(ev.object).state || "") : "")))));
@@ -342,18 +342,59 @@ async function createVM(form) {
   });
 }
 
+// The history of a VM: the events the controllers still keep (GET
+// /v1/events?index=0&kind=vm, read up to the index the page had reached
+// when it opened, then closed; shown as it arrives), then those seen since.
+const histories = new Map(); // name -> {upTo, events (newest first)}
+async function loadHistory(name, hist) {
+  const headers = { Accept: "application/x-ndjson" };
+  if (state.token) headers.Authorization = "Bearer " + state.token;
+  const ctl = new AbortController();
+  try {
+    const resp = await fetch("/v1/events?index=0&kind=vm", { headers, signal: ctl.signal });
+    if (!resp.ok) return;
+    const reader = resp.body.getReader(), dec = new TextDecoder();
+    let buf = "";
+    for (let done = false; !done;) {
+      const r = await reader.read();
+      if (r.done) break;
+      buf += dec.decode(r.value, { stream: true });
+      let nl;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl).trim(); buf = buf.slice(nl + 1);
+        if (!line) continue;
+        const ev = JSON.parse(line);
+        if (ev.index > hist.upTo || (ev.type === "heartbeat" && ev.index >= hist.upTo)) { done = true; break; }
+        if (ev.name === name && ev.type !== "heartbeat" && ev.type !== "reset") hist.events.unshift(ev);
+      }
+      scheduleRender();
+    }
+  } catch (e) { /* shown as far as read */ } finally { ctl.abort(); }
+}
+
+function vmHistory(name) {
+  let hist = histories.get(name);
+  if (!hist) {
+    hist = { upTo: state.index, events: [] };
+    histories.set(name, hist);
+    loadHistory(name, hist);
+  }
+  const since = state.events.filter(ev => ev.kind === "vm" && ev.name === name && ev.index > hist.upTo);
+  return since.concat(hist.events);
+}
+
 async function viewVM(name) {
   const o = state.objects.vm.get(name);
   if (!o) return [h("h1", {}, "VM " + name), h("p", {}, "No such VM (deleted?). "), h("a", { href: "#/vms" }, "All VMs")];
   const st = status(o);
-  const history = state.events.filter(ev => ev.kind === "vm" && ev.name === name);
+  const history = vmHistory(name);
   return [h("h1", {}, "VM " + name),
     h("p", {}, "Phase ", h("strong", { class: "phase-" + st.phase, id: "vm-phase" }, st.phase), st.host ? " on " + st.host : "", st.reason ? " — " + st.reason : ""),
     h("div", { class: "actions" }, vmActions(o, can("vm", "power"), can("vm", "write"))),
     h("h2", {}, "Spec"), h("pre", {}, JSON.stringify(o.spec, null, 2)),
     h("h2", {}, "Status"), h("pre", {}, JSON.stringify(o.status, null, 2)),
     h("h2", {}, "Labels"), h("pre", {}, JSON.stringify(o.labels || {}, null, 2)),
-    h("h2", {}, "Its events since this page opened"), eventsTable(history)];
+    h("h2", {}, "History"), h("div", { id: "vm-history" }, eventsTable(history))];
 }
 
 function viewPolicies() {
