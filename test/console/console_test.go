@@ -159,6 +159,16 @@ func TestConsole(t *testing.T) {
 	p.do("open the hosts", chromedp.Navigate(url+"#/hosts"), chromedp.WaitVisible("main table"))
 	p.waitText(host+" down", fmt.Sprintf(`tr[data-host=%q] td:nth-child(2)`, host), "down")
 	p.shot("hosts")
+	// Drain the other host and enable it again, from its row.
+	other := testcluster.WorkerNamePrefix + "2"
+	if host == other {
+		other = testcluster.WorkerNamePrefix + "1"
+	}
+	row := fmt.Sprintf(`tr[data-host=%q]`, other)
+	p.do("drain "+other, chromedp.Click(row+" .actions button"), chromedp.WaitVisible("#confirm-ok"), chromedp.Click("#confirm-ok"))
+	p.waitText(other+" drained", row+" td:nth-child(3)", "no (drained)")
+	p.do("enable "+other, chromedp.Click(row+" .actions button"))
+	p.waitText(other+" schedulable", row+" td:nth-child(3)", "yes")
 	p.do("back to the VMs", chromedp.Navigate(url+"#/vms"), chromedp.WaitVisible("main table"))
 	err = testcluster.Poll(context.Background(), 60*time.Second, func() (bool, error) {
 		got, err := p.eval(`(() => { const r = document.querySelector('tr[data-vm="web"]'); return r ? r.children[3].textContent + " " + r.children[4].textContent : "" })()`)
@@ -173,6 +183,16 @@ func TestConsole(t *testing.T) {
 	p.do("dark", chromedp.Click("#theme"))
 	p.shot("overview-dark")
 	p.do("light", chromedp.Click("#theme"))
+
+	// A policy: listed with its state, disabled and enabled from its row.
+	writePolicy(t, c)
+	p.do("open the policies", chromedp.Navigate(url+"#/policies"), chromedp.WaitVisible(`tr[data-policy="log-vms"]`))
+	p.waitText("the policy active", `tr[data-policy="log-vms"] td:nth-child(2)`, "active")
+	p.do("disable", chromedp.Click(`tr[data-policy="log-vms"] .actions button`), chromedp.WaitVisible("#confirm-ok"), chromedp.Click("#confirm-ok"))
+	p.waitText("the policy disabled", `tr[data-policy="log-vms"] td:nth-child(2)`, "disabled")
+	p.shot("policies")
+	p.do("enable", chromedp.Click(`tr[data-policy="log-vms"] .actions button`))
+	p.waitText("the policy active again", `tr[data-policy="log-vms"] td:nth-child(2)`, "active")
 
 	// Every form field has a label (its accessible name).
 	p.do("open the VMs", chromedp.Navigate(url+"#/vms"), chromedp.WaitVisible("#c-name"))
@@ -211,6 +231,21 @@ func TestConsole(t *testing.T) {
 		t.Errorf("the refusal shows %q", msg)
 	}
 	p.shot("refused")
+}
+
+// writePolicy makes a small policy with the CLI.
+func writePolicy(t *testing.T, c *testcluster.Cluster) {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "log-vms.star")
+	src := "events = [\"vm.created\"]\n\ndef on_event(ev):\n    print(ev.name)\n"
+	if err := os.WriteFile(f, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(c.Bin(), "policy", "apply", "log-vms", f)
+	cmd.Env = testcluster.CLIEnv(append(os.Environ(), "KUMOI_ADDR="+strings.Join(c.URLs(), ",")))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("kumoi policy apply: %v\n%s", err, out)
+	}
 }
 
 // viewerToken makes a token whose one policy may read VMs and hosts (and,

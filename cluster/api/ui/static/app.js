@@ -403,7 +403,7 @@ function viewPolicies() {
     h("table", {}, h("thead", {}, h("tr", {}, ["Policy", "State", "Handled", "Failed", "Recent errors", "Recent output", "Actions"].map(t => h("th", { scope: "col" }, t)))),
       h("tbody", {}, sorted(state.objects.policy).map(o => {
         const st = status(o), sp = spec(o);
-        return h("tr", {}, h("td", {}, o.name), h("td", { title: st.error || "" }, sp.disabled ? "disabled" : st.state),
+        return h("tr", { "data-policy": o.name }, h("td", {}, o.name), h("td", { title: st.error || "" }, sp.disabled ? "disabled" : st.state),
           h("td", {}, st.handled || 0), h("td", {}, st.failed || 0),
           h("td", {}, (st.recent_errors || []).slice(-3).map(e => h("div", {}, e.event + ": " + e.message))),
           h("td", {}, (st.recent_output || []).slice(-3).map(l => h("div", {}, l))),
