@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -173,7 +174,11 @@ func logRingOf(c *cli.Context) *logring.Ring {
 
 // secretFlags are the agent flags whose values GET /v1/agent/self (and
 // so kumoi operator debug) never shows.
-var secretFlags = map[string]bool{"token": true, "acl-initial-management": true, "encrypt": true}
+// --fence-command often carries a fence agent's credentials inline.
+var secretFlags = map[string]bool{"token": true, "acl-initial-management": true, "encrypt": true, "fence-command": true}
+
+// uriFlags may carry a password in their user information.
+var uriFlags = map[string]bool{"libvirt-uri": true, "migration-uri": true}
 
 // redactedFlags is the agent's configuration as its flags say (from the
 // command line, the environment or the default), secrets replaced by
@@ -194,6 +199,14 @@ func redactedFlags(c *cli.Context) map[string]any {
 				v = "<redacted>"
 			} else {
 				v = ""
+			}
+		}
+		if s, ok := v.(string); ok && uriFlags[name] {
+			if u, err := url.Parse(s); err == nil && u.User != nil {
+				if _, has := u.User.Password(); has {
+					u.User = url.UserPassword(u.User.Username(), "redacted")
+					v = u.String()
+				}
 			}
 		}
 		switch x := v.(type) {

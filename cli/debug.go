@@ -125,8 +125,8 @@ func operatorDebug(c *cli.Context) error {
 		var stJSON []byte
 		if err == nil {
 			stJSON, err = json.MarshalIndent(st, "", "  ")
-			if st.NodeID != "" {
-				dir = st.NodeID
+			if resource.ValidateName(st.NodeID) == nil {
+				dir = st.NodeID // a name: no "/" or ".." in the archive's paths
 			}
 		}
 		put(dir+"/status.json", stJSON, err)

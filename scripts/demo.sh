@@ -20,7 +20,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 KUMOI="${KUMOI_BIN:-$PWD/bin/kumoi}"
-STATE="${KUMOI_DEMO_DIR:-/var/tmp/kumoi-demo}"
+STATE="${KUMOI_DEMO_DIR:-/run/kumoi-demo}"
 NET=10.77.0
 BR=kd-br
 CONTROLLERS=(c1 c2 c3)
@@ -49,8 +49,8 @@ netns_up() {
 	local node=$1 a
 	a=$(addr "$node")
 	ip netns add "$(ns "$node")"
-	ip link add "v-$node" type veth peer name eth0 netns "$(ns "$node")"
-	ip link set "v-$node" netns "$BR"
+	# Made inside the bridge's namespace: nothing appears in the host's.
+	ip -n "$BR" link add "v-$node" type veth peer name eth0 netns "$(ns "$node")"
 	ip -n "$BR" link set "v-$node" master br0 up
 	ip -n "$(ns "$node")" addr add "$a/24" dev eth0
 	ip -n "$(ns "$node")" link set eth0 up
@@ -104,9 +104,12 @@ wait_for() {
 
 up() {
 	ip netns list | grep -q "^$BR\b" && die "the demo is up already (demo.sh down first)"
-	mkdir -p "$STATE"
-	[[ -f "$SECRET_FILE" ]] || cat /proc/sys/kernel/random/uuid >"$SECRET_FILE"
-	chmod 600 "$SECRET_FILE"
+	# Root's own directory: refused if someone else made it (or a link).
+	if [[ -L "$STATE" || (-e "$STATE" && "$(stat -c %u "$STATE")" != 0) ]]; then
+		die "$STATE exists and is not root's own directory: remove it, or set KUMOI_DEMO_DIR"
+	fi
+	install -d -m 0700 "$STATE"
+	(umask 077; [[ -f "$SECRET_FILE" ]] || cat /proc/sys/kernel/random/uuid >"$SECRET_FILE")
 	ip netns add "$BR"
 	ip -n "$BR" link add br0 type bridge
 	ip -n "$BR" link set br0 up
@@ -185,8 +188,8 @@ vm_phase_host() { cli vm get "$1" -t '{{.status.phase}} {{.status.host}}'; }
 # the first that fails.
 drill() {
 	local t0
-	up
 	trap down EXIT
+	up
 	log "drill: three ha=restart VMs"
 	for i in 1 2 3; do cli vm create "web-$i" --cpus 1 --memory 1GiB --ha restart --wait >/dev/null; done
 	cli vm list

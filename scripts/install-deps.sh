@@ -55,6 +55,9 @@ else
 				printf '#!/bin/sh\nexit 101\n' >"$policy"
 				chmod 755 "$policy"
 				ours=1
+				# Gone however this script ends (an interrupted install too).
+				trap 'rm -f "$policy"' EXIT
+				trap 'rm -f "$policy"; exit 130' INT TERM
 			fi
 			status=0
 			DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" || status=$?

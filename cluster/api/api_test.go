@@ -1347,7 +1347,12 @@ func TestHTTPForwardingFailures(t *testing.T) {
 			f.b.set(func(b *httpTestBackend) {
 				b.leader, b.leaderID, b.leaderAddr, b.changed = false, "old", silent.Listener.Addr().String(), ch
 			})
-			time.AfterFunc(200*time.Millisecond, func() { close(ch) })
+			time.AfterFunc(200*time.Millisecond, func() {
+				// Another node leads now: as the controller does, a new
+				// channel for the next change, then the old one closed.
+				f.b.set(func(b *httpTestBackend) { b.leaderID, b.changed = "new", make(chan struct{}) })
+				close(ch)
+			})
 			r := f.call(t, tc.method, tc.path, tc.body)
 			wantStatus(t, r, http.StatusServiceUnavailable)
 			if eb := r.errBody(t); eb.Code != tc.code || !strings.Contains(eb.Message, tc.msg) {

@@ -12,10 +12,39 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kumoi/kumoi/resource"
 )
+
+// watchLeader calls giveUp when a node other than id has led for
+// forwardGrace, unless answered closes first.
+func (a *httpAPI) watchLeader(id string, changed <-chan struct{}, answered <-chan struct{}, giveUp func()) {
+	lc := a.b.(interface{ LeaderChanged() <-chan struct{} })
+	for {
+		select {
+		case <-changed:
+		case <-answered:
+			return
+		}
+		changed = lc.LeaderChanged() // the next change
+		if lid, _ := a.b.Leader(); lid == id {
+			continue
+		}
+		t := time.NewTimer(forwardGrace)
+		select {
+		case <-t.C:
+			if lid, _ := a.b.Leader(); lid != id {
+				giveUp()
+				return
+			}
+		case <-answered:
+			t.Stop()
+			return
+		}
+	}
+}
 
 // errLeaderMoved cancels a forwarded request when the leader changed and
 // the old one has not answered for forwardGrace since.
@@ -79,29 +108,23 @@ func (a *httpAPI) forward(w http.ResponseWriter, r *http.Request, body []byte) e
 	case addr == "":
 		return noLeader(fmt.Sprintf("the leader is %s, but this controller does not know its API address yet; retry shortly", id))
 	}
-	// A leader change before the leader answered cancels the request
-	// after forwardGrace: a partitioned old leader would never answer on
-	// its kept-alive connection, and the client would wait for its whole
-	// timeout. (A live one answers within the grace: a transfer it was
-	// asked for, a write it lost the leadership for.)
+	// If another node leads before the leader answered, the request is
+	// cancelled forwardGrace later: a partitioned old leader would never
+	// answer on its kept-alive connection, and the client would wait for
+	// its whole timeout. (A live one answers within the grace: a transfer
+	// it was asked for, a write it lost the leadership for.) A change that
+	// leaves id the leader (re-elected) cancels nothing. outcome settles,
+	// once, whether the answer (1) or the cancellation (2) came first.
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
+	var outcome atomic.Int32
 	answered := make(chan struct{})
 	if changed != nil {
-		go func() {
-			select {
-			case <-changed:
-			case <-answered:
-				return
-			}
-			t := time.NewTimer(forwardGrace)
-			defer t.Stop()
-			select {
-			case <-t.C:
+		go a.watchLeader(id, changed, answered, func() {
+			if outcome.CompareAndSwap(0, 2) {
 				cancel(errLeaderMoved)
-			case <-answered:
 			}
-		}()
+		})
 	}
 	u := url.URL{Scheme: forwardScheme(a.client), Host: addr, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
 	var rd io.Reader = http.NoBody
@@ -119,7 +142,13 @@ func (a *httpAPI) forward(w http.ResponseWriter, r *http.Request, body []byte) e
 		out.Header.Add("X-Forwarded-For", host)
 	}
 	resp, err := a.client.Do(out)
+	first := outcome.CompareAndSwap(0, 1)
 	close(answered)
+	if err == nil && !first {
+		// Cancelled just as the headers came: nothing is relayed.
+		resp.Body.Close()
+		err = context.Cause(ctx)
+	}
 	if err != nil {
 		if errors.Is(context.Cause(ctx), errLeaderMoved) && r.Context().Err() == nil {
 			if r.Method == http.MethodGet {

@@ -266,7 +266,7 @@ func (a *httpAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	route, h := a.route(r)
 	need := needOf(route, r)
 	r = withAuth(r, need)
-	if route != "/v1/status" && route != "/metrics" && route != "/ui" && a.b.FSM().Halted() != nil {
+	if !servedWhenHalted[route] && a.b.FSM().Halted() != nil {
 		h = a.halted // out of service (halt.go)
 	} else if a.acl && !need.none && bearer(r) == "" {
 		// No token at all: refused on any node, before the body is read
@@ -531,6 +531,14 @@ func (r *apiRecorder) Flush() {
 
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (r *apiRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// servedWhenHalted are the routes a controller whose state machine halted
+// still serves: its own status and metrics, the console's files, and what
+// kumoi operator debug collects from it.
+var servedWhenHalted = map[string]bool{
+	"/v1/status": true, "/metrics": true, "/ui": true,
+	"/v1/agent/self": true, "/v1/agent/logs": true, "/debug/pprof": true,
+}
 
 // serveUI serves the web console's static files (package ui): public, as
 // its data comes from the API with the user's token.

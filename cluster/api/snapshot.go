@@ -84,10 +84,19 @@ func (a *httpAPI) snapshotRestore(w http.ResponseWriter, r *http.Request) error 
 	if err := a.authorize(r); err != nil {
 		return err
 	}
+	// A large archive takes longer to send, and a restore (raft.Restore,
+	// the followers installing it) longer to answer, than the server's
+	// usual timeouts allow.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(snapshotWriteTime))
+	_ = rc.SetWriteDeadline(time.Now().Add(snapshotWriteTime))
+	// MaxBytesReader tells the server itself to close the connection
+	// after an oversized body; the answer still goes through w.
+	sw := w
 	if u, ok := w.(interface{ Unwrap() http.ResponseWriter }); ok {
-		w = u.Unwrap()
+		sw = u.Unwrap()
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.maxSnapshot))
+	body, err := io.ReadAll(http.MaxBytesReader(sw, r.Body, a.maxSnapshot))
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):

@@ -56,10 +56,15 @@ func (c *Controller) RestoreSnapshot(ctx context.Context, state []byte, force bo
 	c.restoreMu.Lock()
 	defer c.restoreMu.Unlock()
 	cur := c.ClusterID()
+	if cur == "" {
+		// Its followers may already hold the identity this leader has
+		// not adopted yet: compare against it first.
+		return out, fmt.Errorf("%w: this cluster has no identity yet (its first leader is choosing it); retry shortly", ErrNotReady)
+	}
 	floor := c.raft.LastIndex() + 1
 	var replaced string
 	data, info, err := fsm.PrepareRestore(bytes.NewReader(state), floor, func(theirs string) (string, error) {
-		if theirs == cur || cur == "" {
+		if theirs == cur {
 			return "", nil
 		}
 		if !force {

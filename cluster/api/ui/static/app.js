@@ -78,7 +78,12 @@ async function loadRights() {
 // ---- state ---------------------------------------------------------------------
 
 async function loadAll() {
-  let index = 0;
+  // The stream follows from the index this controller had applied before
+  // the lists were read (each list's index is its own kind's): events
+  // replayed from there are applied again, in order, and the state comes
+  // to the newest; none is missed.
+  const st = (await api("GET", "/v1/status")).data;
+  const index = st.applied_index || 0;
   for (const k of KINDS) {
     try {
       const r = await api("GET", "/v1/" + k.plural);
@@ -86,7 +91,6 @@ async function loadAll() {
       for (const o of r.data || []) m.set(o.name, o);
       state.objects[k.kind] = m;
       delete state.denied[k.kind];
-      index = Math.max(index, r.index);
     } catch (e) {
       if (e.status === 403) { state.denied[k.kind] = e.message; state.objects[k.kind] = new Map(); } else throw e;
     }
