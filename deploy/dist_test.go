@@ -11,18 +11,10 @@ import (
 	"github.com/kumoi/kumoi/internal/testcluster"
 )
 
-// need finds a command: missing, the test fails under CI and is skipped
-// elsewhere.
+// need finds a command (testcluster.Tool).
 func need(t *testing.T, name, pkg string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if testcluster.InCI() {
-			t.Fatalf("%s not found (Debian package %s, installed by make deps): under CI this is a failure", name, pkg)
-		}
-		t.Skipf("%s not found: install Debian's %s (make deps)", name, pkg)
-	}
-	return p
+	return testcluster.Tool(t, name, pkg)
 }
 
 func run(t *testing.T, name string, args ...string) string {

@@ -26,18 +26,10 @@ const (
 	dashboardFile = "grafana/kumoi-dashboard.json"
 )
 
-// promtool finds Debian's promtool (package prometheus, installed by make
-// deps): missing, the test fails under CI and is skipped elsewhere.
+// promtool finds Debian's promtool (package prometheus).
 func promtool(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("promtool")
-	if err != nil {
-		if testcluster.InCI() {
-			t.Fatalf("promtool not found (make deps installs Debian's prometheus package): under CI this is a failure")
-		}
-		t.Skip("promtool not found: run make deps (Debian's prometheus package)")
-	}
-	return p
+	return testcluster.Tool(t, "promtool", "prometheus")
 }
 
 func runPromtool(t *testing.T, args ...string) string {

@@ -150,3 +150,15 @@ func Main(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+// Tool finds a command a test needs (from Debian package pkg, which make
+// deps installs): missing, the test fails under CI and is skipped
+// elsewhere.
+func Tool(tb testing.TB, name, pkg string) string {
+	tb.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		missing(tb, fmt.Sprintf("%s not found (Debian package %s; make deps installs it)", name, pkg))
+	}
+	return p
+}

@@ -21,13 +21,7 @@ func TestMain(m *testing.M) { testcluster.Main(m) }
 // the test fails under CI and is skipped elsewhere.
 func browser(t *testing.T) context.Context {
 	t.Helper()
-	path, err := exec.LookPath("chromium")
-	if err != nil {
-		if testcluster.InCI() {
-			t.Fatal("chromium not found (make deps installs Debian's chromium): under CI this is a failure")
-		}
-		t.Skip("chromium not found: run make deps")
-	}
+	path := testcluster.Tool(t, "chromium", "chromium")
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox,
 		chromedp.WindowSize(1366, 900), chromedp.Flag("headless", true))
 	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
