@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,9 +11,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"text/tabwriter"
 	"time"
@@ -80,11 +83,79 @@ type result struct {
 	// Elections is how many Raft terms began during a Kumoi row (an
 	// election under load: shorter timeouts must not cause them).
 	Elections uint64 `json:"elections,omitempty"`
+	// ServerCPU is the CPU time (user and system) the three servers
+	// used during the row per acknowledged write, in microseconds;
+	// ClientCPU the benchmark process's (the load generator). Unlike
+	// writes/s they hardly move with what else the machine does.
+	ServerCPU float64 `json:"server_cpu_us_per_write,omitempty"`
+	ClientCPU float64 `json:"client_cpu_us_per_write,omitempty"`
 }
 
-func resultOf(r *createsResult) result {
-	return result{PerSecond: r.perSecond(), P50ms: r.percentile(0.5), P99ms: r.percentile(0.99),
+func resultOf(r *createsResult, cpu cpuUse) result {
+	res := result{PerSecond: r.perSecond(), P50ms: r.percentile(0.5), P99ms: r.percentile(0.99),
 		Acked: r.acked, Failed: r.failed, FirstErr: r.firstErr}
+	if r.acked > 0 {
+		res.ServerCPU = float64(cpu.server.Microseconds()) / float64(r.acked)
+		res.ClientCPU = float64(cpu.client.Microseconds()) / float64(r.acked)
+	}
+	return res
+}
+
+// cpuUse is the CPU time the servers and the benchmark process used
+// during a row.
+type cpuUse struct{ server, client time.Duration }
+
+// measureCPU reads the CPU time of the processes pids and of this
+// process, and returns what reads how much each used since.
+func measureCPU(b *testing.B, pids []int) func() cpuUse {
+	server := func() time.Duration {
+		var sum time.Duration
+		for _, pid := range pids {
+			t, err := procCPU(pid)
+			if err != nil {
+				b.Fatalf("CPU time of process %d: %v", pid, err)
+			}
+			sum += t
+		}
+		return sum
+	}
+	self := func() time.Duration {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			b.Fatalf("getrusage: %v", err)
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	s0, c0 := server(), self()
+	return func() cpuUse { return cpuUse{server: server() - s0, client: self() - c0} }
+}
+
+// procCPU is the user and system CPU time of process pid so far, from
+// /proc/<pid>/stat (fields 14 and 15, in clock ticks of 1/100 s: the
+// USER_HZ of Linux on every architecture Kumoi builds for).
+func procCPU(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) is in parentheses and may hold spaces.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("no command name in /proc/%d/stat", pid)
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	var ticks int64
+	for _, s := range f[11:13] { // utime, stime: fields 14 and 15
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: %v", pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, nil
 }
 
 // compareReport is the JSON file of a run.
@@ -130,8 +201,8 @@ func BenchmarkCompare(b *testing.B) {
 				if os.Getenv("KUMOI_BENCH_SKIP_ETCD") != "1" {
 					row.Etcd = resultOf(etcdRow(b, etcdBin, writers, target == "leader", d, prefix))
 				}
-				res, elections := kumoiRow(b, writers, target == "leader", d, prefix)
-				row.Kumoi = resultOf(res)
+				res, cpu, elections := kumoiRow(b, writers, target == "leader", d, prefix)
+				row.Kumoi = resultOf(res, cpu)
 				row.Kumoi.Elections = elections
 				if row.Etcd.PerSecond > 0 {
 					row.Ratio = row.Kumoi.PerSecond / row.Etcd.PerSecond
@@ -179,18 +250,25 @@ func printCompare(f *os.File, r *compareReport) {
 	fmt.Fprintf(f, "\netcd %s vs %s, 3 members each, fsync on, %s per row, %d-byte records; load average before: %s\n\n",
 		r.Etcd, filepath.Base(r.Kumoi), r.Duration, recordBytes, r.LoadAvg)
 	w := tabwriter.NewWriter(f, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "writers\tto\tetcd writes/s\tp50 ms\tp99 ms\tkumoi writes/s\tp50 ms\tp99 ms\tkumoi/etcd\tkumoi elections\t")
+	fmt.Fprintln(w, "writers\tto\tetcd writes/s\tp50 ms\tp99 ms\tcpu µs/w\tkumoi writes/s\tp50 ms\tp99 ms\tcpu µs/w\tkumoi/etcd\tkumoi elections\t")
 	for _, row := range r.Rows {
-		fmt.Fprintf(w, "%d\t%s\t%.0f\t%.2f\t%.2f\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t\n", row.Writers, row.Target,
-			row.Etcd.PerSecond, row.Etcd.P50ms, row.Etcd.P99ms, row.Kumoi.PerSecond, row.Kumoi.P50ms, row.Kumoi.P99ms, row.Ratio, row.Kumoi.Elections)
+		fmt.Fprintf(w, "%d\t%s\t%.0f\t%.2f\t%.2f\t%s\t%.0f\t%.2f\t%.2f\t%s\t%.2f\t%d\t\n", row.Writers, row.Target,
+			row.Etcd.PerSecond, row.Etcd.P50ms, row.Etcd.P99ms, cpuColumn(row.Etcd),
+			row.Kumoi.PerSecond, row.Kumoi.P50ms, row.Kumoi.P99ms, cpuColumn(row.Kumoi), row.Ratio, row.Kumoi.Elections)
 	}
 	w.Flush()
 	fmt.Fprintln(f)
 }
 
-// kumoiRow runs one row on a fresh Kumoi cluster and says how many
-// elections happened during it.
-func kumoiRow(b *testing.B, writers int, leaderOnly bool, d time.Duration, prefix string) (*createsResult, uint64) {
+// cpuColumn is a system's CPU per write in a row: the servers' + the
+// load generator's, in microseconds.
+func cpuColumn(r result) string {
+	return fmt.Sprintf("%.0f+%.0f", r.ServerCPU, r.ClientCPU)
+}
+
+// kumoiRow runs one row on a fresh Kumoi cluster and says what CPU it
+// used and how many elections happened during it.
+func kumoiRow(b *testing.B, writers int, leaderOnly bool, d time.Duration, prefix string) (*createsResult, cpuUse, uint64) {
 	c, hc := benchCluster(b, false)
 	defer c.StopAll()
 	leader, _ := c.WaitLeader(30 * time.Second)
@@ -225,8 +303,13 @@ func kumoiRow(b *testing.B, writers int, leaderOnly bool, d time.Duration, prefi
 		}
 		defer wg.Wait()
 	}
+	var pids []int
+	for i := range c.N() {
+		pids = append(pids, c.Pid(i))
+	}
+	cpu := measureCPU(b, pids)
 	res := runCreatesOf(hc, targets, writers, d, prefix, paddedCreateBody)
-	return res, elections()
+	return res, cpu(), elections()
 }
 
 // saveProfile fetches a CPU profile of secs seconds from the controller at
@@ -262,7 +345,7 @@ func paddedCreateBody(name string) []byte {
 }
 
 // etcdRow runs one row on a fresh etcd cluster.
-func etcdRow(b *testing.B, bin string, writers int, leaderOnly bool, d time.Duration, prefix string) *createsResult {
+func etcdRow(b *testing.B, bin string, writers int, leaderOnly bool, d time.Duration, prefix string) (*createsResult, cpuUse) {
 	e := startEtcd(b, bin)
 	defer e.stop()
 	eps := e.endpoints
@@ -279,12 +362,18 @@ func etcdRow(b *testing.B, bin string, writers int, leaderOnly bool, d time.Dura
 		clients[i] = cl
 	}
 	value := strings.Repeat("v", recordBytes)
-	return runWrites(writers, d, func(k, seq int) error {
+	var pids []int
+	for _, p := range e.procs {
+		pids = append(pids, p.Process.Pid)
+	}
+	cpu := measureCPU(b, pids)
+	res := runWrites(writers, d, func(k, seq int) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		_, err := clients[k%len(clients)].Put(ctx, fmt.Sprintf("/bench/%s/%d/%d", prefix, k, seq), value)
 		return err
 	})
+	return res, cpu()
 }
 
 // runWrites has writers goroutines call write(k, seq) in a closed loop

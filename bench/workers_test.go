@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -397,7 +398,9 @@ func placementVMSize(i int) (int, int64) {
 // the CPU they share with the benchmark).
 //
 // With -cpuprofile the profile covers the whole benchmark (creates
-// included), all three controllers being in this process.
+// included), all three controllers being in this process;
+// KUMOI_BENCH_PROFILE=DIR saves one of the placement phase alone
+// (DIR/placement.pprof, DIR/placement-rules.pprof).
 func BenchmarkPlacement(b *testing.B) {
 	for range b.N {
 		runPlacement(b, "")
@@ -482,11 +485,13 @@ func runPlacement(b *testing.B, rules string) {
 			}))
 		}
 	}
+	stopProfile := profilePhase(b, "placement", rules != "")
 	start := time.Now()
 	applyBatches(b, leader, ops)
 	registered := time.Since(start)
 	err := waitNonePending(st, 120*time.Second)
 	elapsed := time.Since(start)
+	stopProfile()
 	if err != nil {
 		b.Fatalf("placing %d VMs on %d hosts: %v", placementVMs, placementHosts, err)
 	}
@@ -572,6 +577,33 @@ func runPlacement(b *testing.B, rules string) {
 	b.Logf("placed %d VMs on %d hosts in %s (%.0f placements/s; hosts committed after %s); %d to %d VMs per host, %d CPUs and %d GiB allocated of %d and %d; %d hosts overcommitted, %d not ready",
 		scheduled, len(hosts), elapsed.Round(time.Millisecond), rate, registered.Round(time.Millisecond), minVMs, maxVMs,
 		total.CPUs, total.MemoryMiB>>10, placementHosts*placementHostCPU, placementHosts*placementHostMiB>>10, over, down)
+}
+
+// profilePhase starts a CPU profile of this process in
+// $KUMOI_BENCH_PROFILE/<name>[-rules].pprof when that is set, and returns
+// what stops it.
+func profilePhase(b *testing.B, name string, rules bool) func() {
+	dir := os.Getenv("KUMOI_BENCH_PROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	if rules {
+		name += "-rules"
+	}
+	f, err := os.Create(filepath.Join(dir, name+".pprof"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		b.Fatalf("%s profile (is -cpuprofile set too?): %v", name, err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Error(err)
+		}
+	}
 }
 
 // waitNonePending waits until no VM is pending in st: it reads the pending

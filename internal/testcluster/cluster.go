@@ -319,6 +319,16 @@ func (c *Cluster) ExpectExit(i int) {
 // HTTPClient is the client the harness polls with (2s timeout).
 func (c *Cluster) HTTPClient() *http.Client { return c.hc }
 
+// Pid is the process ID of node i's running process, or 0.
+func (c *Cluster) Pid(i int) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := c.nodes[i]; n.running() {
+		return n.cmd.Process.Pid
+	}
+	return 0
+}
+
 // Alive reports whether node i's process is running (paused counts).
 func (c *Cluster) Alive(i int) bool {
 	c.mu.Lock()
