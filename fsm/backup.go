@@ -98,7 +98,7 @@ func describe(txn *memdb.Txn, applied uint64) (SnapshotInfo, error) {
 // record decoded and indexed, duplicates refused) and describes it,
 // without touching any state.
 func ValidateSnapshot(r io.Reader) (SnapshotInfo, error) {
-	db, hdr, err := readSnapshot(r)
+	db, hdr, err := readSnapshot(r, nil)
 	if err != nil {
 		return SnapshotInfo{}, fmt.Errorf("fsm: invalid snapshot: %w", err)
 	}
@@ -122,7 +122,7 @@ func ValidateSnapshot(r io.Reader) (SnapshotInfo, error) {
 //     restore replaces (a forced restore of another cluster's snapshot),
 //     so that its controllers adopt the snapshot's identity.
 func PrepareRestore(state io.Reader, floor uint64, identity func(theirs string) (replaced string, err error)) ([]byte, SnapshotInfo, error) {
-	db, hdr, err := readSnapshot(state)
+	db, hdr, err := readSnapshot(state, nil)
 	if err != nil {
 		return nil, SnapshotInfo{}, fmt.Errorf("%w: invalid snapshot: %v", ErrBadPayload, err)
 	}

@@ -250,7 +250,7 @@ func (f *FSM) advance(index uint64) {
 // count, when set, counts a kind's objects for the cap on creates (nil: no
 // cap, for replays after a rollback).
 func (f *FSM) applyCommand(txn *memdb.Txn, index uint64, t MessageType, run func(*writer) error, count func(*writer, resource.Kind) int) (res *Result, evs []resource.Event, dirty bool, panicked error) {
-	w := &writer{txn: txn, index: index}
+	w := &writer{txn: txn, index: index, caches: f.store.caches}
 	if count != nil {
 		w.count = func(k resource.Kind) int { return count(w, k) }
 	}

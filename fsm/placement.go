@@ -62,7 +62,7 @@ func (w *writer) placeOne(now time.Time, p Placement) error {
 	if st.Phase != resource.PhasePending {
 		return fmt.Errorf("vm %q is %s, not pending: %w", p.VM, st.Phase, ErrWrongPhase)
 	}
-	primeSpecFields(o.Spec, spec)
+	primeSpecFields(w.caches, o.Spec, spec)
 	ho, hspec, hst, err := w.hostRead(p.Host) // read only
 	if err != nil {
 		return err

@@ -26,8 +26,17 @@ type indexEntry struct {
 	Value uint64 `json:"value"`
 }
 
-func schema() *memdb.DBSchema {
-	vmFields := &vmFieldsCache{}
+// indexCaches are the caches of one state store's indexers, which its
+// writers prime (primeStatusFields, primeSpecFields): what they hold
+// depends on nothing but the bytes, but stores that share a process (the
+// benchmarks' three controllers) would evict each other's entries.
+type indexCaches struct {
+	status vmFieldsCache
+	spec   vmSpecCache
+}
+
+func schema(c *indexCaches) *memdb.DBSchema {
+	vmFields := &c.status
 	s := &memdb.DBSchema{
 		Tables: map[string]*memdb.TableSchema{
 			tableObjects: {
@@ -98,7 +107,7 @@ func schema() *memdb.DBSchema {
 			},
 		},
 	}
-	for name, ix := range specIndexes() {
+	for name, ix := range specIndexes(&c.spec) {
 		s.Tables[tableObjects].Indexes[name] = ix
 	}
 	maps.Copy(s.Tables[tableObjects].Indexes, projectIndexes())

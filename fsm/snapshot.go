@@ -153,7 +153,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err := f.Halted(); err != nil {
 		return fmt.Errorf("fsm: not restoring a snapshot into a halted state machine: %w", err)
 	}
-	db, hdr, err := readSnapshot(rc)
+	db, hdr, err := readSnapshot(rc, f.store.caches)
 	if err != nil {
 		return fmt.Errorf("fsm: restore snapshot: %w", err)
 	}
@@ -164,7 +164,12 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
-func readSnapshot(r io.Reader) (*memdb.MemDB, *snapshotHeader, error) {
+// readSnapshot reads a snapshot stream into a new database whose
+// indexers use caches (nil: caches of its own).
+func readSnapshot(r io.Reader, caches *indexCaches) (*memdb.MemDB, *snapshotHeader, error) {
+	if caches == nil {
+		caches = &indexCaches{}
+	}
 	dec := json.NewDecoder(bufio.NewReaderSize(r, 256<<10))
 	dec.DisallowUnknownFields()
 	var hdr snapshotHeader
@@ -174,7 +179,7 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, *snapshotHeader, error) {
 	if hdr.Version < 1 || hdr.Version > snapshotVersion {
 		return nil, nil, fmt.Errorf("unsupported snapshot version %d (this build reads %d)", hdr.Version, snapshotVersion)
 	}
-	db, err := memdb.NewMemDB(schema())
+	db, err := memdb.NewMemDB(schema(caches))
 	if err != nil {
 		return nil, nil, err
 	}

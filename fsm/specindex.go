@@ -61,11 +61,6 @@ func (c *vmSpecCache) decode(spec []byte) (vmSpecFields, bool) {
 	})
 }
 
-// specFieldsCache is the device index's cache, one for every state store
-// of the process (what it holds depends on nothing but the bytes, so
-// stores may share it), which the writer primes (primeSpecFields).
-var specFieldsCache = &vmSpecCache{}
-
 // primeSpecFields gives the device index's cache what it would decode of
 // spec, whose whole decode is v: a VM whose spec the writer decoded is
 // about to be written with that spec, and memdb's insert indexes the new
@@ -73,8 +68,8 @@ var specFieldsCache = &vmSpecCache{}
 // VMSpec's nics, disks and affinity, under the same names, with types
 // that decode whatever VMSpec's decode: the value is the one
 // json.Unmarshal gives (the fsm tests check it, checkApplyCaches).
-func primeSpecFields(spec []byte, v *resource.VMSpec) {
-	if !mayHaveIndexed(spec) {
+func primeSpecFields(c *indexCaches, spec []byte, v *resource.VMSpec) {
+	if c == nil || !mayHaveIndexed(spec) {
 		return // nothing to decode: the index skips it
 	}
 	f := vmSpecFields{NICs: slices.Clone(v.NICs)} // v may change after
@@ -97,9 +92,9 @@ func primeSpecFields(spec []byte, v *resource.VMSpec) {
 			panic(fmt.Sprintf("fsm: spec fields primed as %+v, not %+v (%v)", f, want, err))
 		}
 	}
-	specFieldsCache.mu.Lock()
-	defer specFieldsCache.mu.Unlock()
-	specFieldsCache.c.put(spec, f, true)
+	c.spec.mu.Lock()
+	defer c.spec.mu.Unlock()
+	c.spec.c.put(spec, f, true)
 }
 
 // mayHaveDevices is a cheap test of a VM spec: one without the keys
@@ -199,9 +194,9 @@ func deviceValues(f *vmSpecFields) []string {
 }
 
 // specIndexes are the device indexes of the objects table.
-func specIndexes() map[string]*memdb.IndexSchema {
+func specIndexes(c *vmSpecCache) map[string]*memdb.IndexSchema {
 	return map[string]*memdb.IndexSchema{
-		indexVMDevice: {Name: indexVMDevice, AllowMissing: true, Indexer: &vmSpecIndexer{values: deviceValues, last: specFieldsCache}},
+		indexVMDevice: {Name: indexVMDevice, AllowMissing: true, Indexer: &vmSpecIndexer{values: deviceValues, last: c}},
 	}
 }
 

@@ -25,8 +25,9 @@ func TestPrimeSpecFields(t *testing.T) {
 		if err := json.Unmarshal([]byte(spec), &v); err != nil {
 			t.Fatalf("%s: %v", spec, err)
 		}
-		primeSpecFields([]byte(spec), &v) // panics (checkApplyCaches) if it differs
-		got, ok := specFieldsCache.decode([]byte(spec))
+		c := &indexCaches{}
+		primeSpecFields(c, []byte(spec), &v) // panics (checkApplyCaches) if it differs
+		got, ok := c.spec.decode([]byte(spec))
 		var want vmSpecFields
 		if err := json.Unmarshal([]byte(spec), &want); err != nil || !ok {
 			t.Fatalf("%s: %v %v", spec, err, ok)
@@ -39,8 +40,39 @@ func TestPrimeSpecFields(t *testing.T) {
 		for i := range v.NICs {
 			v.NICs[i].IP = "10.9.9.9"
 		}
-		if got, _ := specFieldsCache.decode([]byte(spec)); !reflect.DeepEqual(got, want) {
+		if got, _ := c.spec.decode([]byte(spec)); !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: a change of the writer's spec reached the cache: %+v", spec, got)
+		}
+	}
+}
+
+// TestPrimeStatusFields: what the writer primes of a VM status is what
+// the status indexes would decode of its bytes, for statuses as the
+// writer encodes them and as it may read them (other key cases, null
+// and empty migrations, fields the indexes ignore).
+func TestPrimeStatusFields(t *testing.T) {
+	for _, status := range []string{
+		`{"phase":"pending","reason":"no hosts"}`,
+		`{"phase":"running","host":"h1","epoch":7,"since":"2026-12-03T10:00:00Z"}`,
+		`{"phase":"migrating","host":"h1","migration":{"id":9,"target":"h2","mode":"live"}}`,
+		`{"phase":"running","host":"h1","migration":null}`,
+		`{"phase":"running","host":"h1","migration":{}}`,
+		`{"Phase":"running","HOST":"h3"}`,
+		`{"phase":"stopped","phase":"running"}`,
+	} {
+		var st resource.VMStatus
+		if err := json.Unmarshal([]byte(status), &st); err != nil {
+			t.Fatalf("%s: %v", status, err)
+		}
+		c := &indexCaches{}
+		primeStatusFields(c, []byte(status), &st) // panics (checkApplyCaches) if it differs
+		got, ok := c.status.decode([]byte(status))
+		var want vmIndexFields
+		if err := json.Unmarshal([]byte(status), &want); err != nil || !ok {
+			t.Fatalf("%s: %v %v", status, err, ok)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: cache holds %+v, decode gives %+v", status, got, want)
 		}
 	}
 }

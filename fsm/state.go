@@ -24,16 +24,20 @@ type Store struct {
 	mu      sync.RWMutex
 	db      *memdb.MemDB
 	abandon chan struct{}
+	// caches are the indexers' caches of every database of this store
+	// (a restore's too).
+	caches *indexCaches
 }
 
 // NewStore returns an empty store.
 func NewStore() *Store {
-	db, err := memdb.NewMemDB(schema())
+	c := &indexCaches{}
+	db, err := memdb.NewMemDB(schema(c))
 	if err != nil {
 		// The schema is static; this only fails if the code is wrong.
 		panic(fmt.Sprintf("fsm: bad schema: %v", err))
 	}
-	return &Store{db: db, abandon: make(chan struct{})}
+	return &Store{db: db, abandon: make(chan struct{}), caches: c}
 }
 
 func (s *Store) current() (*memdb.MemDB, chan struct{}) {

@@ -13,6 +13,7 @@ import (
 type writer struct {
 	txn     *memdb.Txn
 	index   uint64
+	caches  *indexCaches // the store's indexers' (nil: nothing primed)
 	objects []*resource.Object
 	events  []resource.Event
 	// touched hosts get their allocation recomputed before commit.
@@ -124,6 +125,7 @@ func (w *writer) vm(name string) (*resource.Object, *resource.VMSpec, *resource.
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	primeStatusFields(w.caches, o.Status, st)
 	return o, spec, st, nil
 }
 
@@ -149,6 +151,7 @@ func (w *writer) putVMStatus(o *resource.Object, old, st *resource.VMStatus) err
 	if err != nil {
 		return err
 	}
+	primeStatusFields(w.caches, raw, st)
 	n := o.Copy()
 	n.Status = raw
 	n.ModifyIndex = w.index
