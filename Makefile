@@ -87,6 +87,7 @@ test: deps build lint
 	export KUMOI_BIN=$(abspath $(BIN)); \
 	$(GO) test -tags $(TAGS) $(RACE) -p $(TESTP) -count=1 -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $(PKGS)
 	$(GO) test -tags "$(TAGS) $(TESTHOOKS_TAG)" $(RACE) -count=1 -timeout $(TEST_TIMEOUT) -run 'TestAgentTestHooks' $(TESTHOOKS_PKGS)
+	cd third_party/go-memdb && $(GO) test -count=1 ./...  # the patched state store (third_party/README.md)
 	$(MAKE) --no-print-directory jepsen-quick
 
 # bench-compare: etcd side by side (issue 15; bench/compare_test.go): three

@@ -1,6 +1,6 @@
 module github.com/hashicorp/go-memdb
 
-go 1.21
+go 1.22
 
 require github.com/hashicorp/go-immutable-radix v1.3.1
 
