@@ -590,6 +590,9 @@ func profilePhase(b *testing.B, name string, rules bool) func() {
 	if rules {
 		name += "-rules"
 	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
 	f, err := os.Create(filepath.Join(dir, name+".pprof"))
 	if err != nil {
 		b.Fatal(err)

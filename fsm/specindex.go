@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -86,15 +85,7 @@ func primeSpecFields(c *indexCaches, spec []byte, v *resource.VMSpec) {
 			Group string `json:"group"`
 		}{v.Affinity.Group}
 	}
-	if checkApplyCaches {
-		var want vmSpecFields
-		if err := json.Unmarshal(spec, &want); err != nil || !reflect.DeepEqual(want, f) {
-			panic(fmt.Sprintf("fsm: spec fields primed as %+v, not %+v (%v)", f, want, err))
-		}
-	}
-	c.spec.mu.Lock()
-	defer c.spec.mu.Unlock()
-	c.spec.c.put(spec, f, true)
+	primeLast(&c.spec.mu, &c.spec.c, spec, f, "spec")
 }
 
 // mayHaveDevices is a cheap test of a VM spec: one without the keys

@@ -63,15 +63,23 @@ func primeStatusFields(c *indexCaches, status []byte, st *resource.VMStatus) {
 			Target string `json:"target"`
 		}{st.Migration.Target}
 	}
+	primeLast(&c.status.mu, &c.status.c, status, f, "status")
+}
+
+// primeLast remembers v as what b decodes to in c (guarded by mu): v is
+// what the writer knows b decodes to. With checkApplyCaches (the fsm
+// tests) it first checks that against json.Unmarshal, and panics (a
+// halt, in an apply) if they differ; what names the fields.
+func primeLast[T any](mu *sync.Mutex, c *lastTwo[T], b []byte, v T, what string) {
 	if checkApplyCaches {
-		var want vmIndexFields
-		if err := json.Unmarshal(status, &want); err != nil || !reflect.DeepEqual(want, f) {
-			panic(fmt.Sprintf("fsm: status fields primed as %+v, not %+v (%v)", f, want, err))
+		var want T
+		if err := json.Unmarshal(b, &want); err != nil || !reflect.DeepEqual(want, v) {
+			panic(fmt.Sprintf("fsm: %s fields primed as %+v, not %+v (%v)", what, v, want, err))
 		}
 	}
-	c.status.mu.Lock()
-	c.status.c.put(status, f, true)
-	c.status.mu.Unlock()
+	mu.Lock()
+	defer mu.Unlock()
+	c.put(b, v, true)
 }
 
 // lastTwo remembers the values decoded from the last two byte strings
