@@ -386,7 +386,7 @@ func (s *Store) ACLTokens(ws memdb.WatchSet) []*ACLTokenEntry {
 	if err != nil {
 		return nil
 	}
-	ws.Add(it.WatchCh())
+	watchIter(ws, it)
 	var out []*ACLTokenEntry
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		out = append(out, raw.(*ACLTokenEntry))
@@ -414,7 +414,7 @@ func (s *Store) ACLPolicies(ws memdb.WatchSet) []*resource.ACLPolicy {
 	if err != nil {
 		return nil
 	}
-	ws.Add(it.WatchCh())
+	watchIter(ws, it)
 	var out []*resource.ACLPolicy
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		out = append(out, raw.(*resource.ACLPolicy))

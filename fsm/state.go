@@ -80,11 +80,21 @@ func (s *Store) Get(ws memdb.WatchSet, kind resource.Kind, name string) (*resour
 }
 
 func getTxn(txn *memdb.Txn, ws memdb.WatchSet, kind resource.Kind, name string) (*resource.Object, error) {
-	ch, raw, err := txn.FirstWatch(tableObjects, indexID, string(kind), name)
+	var raw any
+	var err error
+	if ws == nil {
+		// No watch channel: the radix tree makes one only when asked
+		// (third_party/go-immutable-radix/KUMOI.md), and a writer's lookups
+		// need none.
+		raw, err = txn.First(tableObjects, indexID, string(kind), name)
+	} else {
+		var ch <-chan struct{}
+		ch, raw, err = txn.FirstWatch(tableObjects, indexID, string(kind), name)
+		ws.Add(ch)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("fsm: get %s/%s: %w", kind, name, err)
 	}
-	ws.Add(ch)
 	if raw == nil {
 		return nil, nil
 	}
@@ -116,7 +126,7 @@ func listTxn(txn *memdb.Txn, ws memdb.WatchSet, kind resource.Kind, sel resource
 	if err != nil {
 		return nil, fmt.Errorf("fsm: list %s: %w", kind, err)
 	}
-	ws.Add(it.WatchCh())
+	watchIter(ws, it)
 	out := []*resource.Object{}
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		o := raw.(*resource.Object)
@@ -165,6 +175,14 @@ func (s *Store) ListPageWithIndex(ws memdb.WatchSet, kind resource.Kind, sel res
 		out = append(out, o)
 	}
 	return out, "", idx, nil
+}
+
+// watchIter adds the iterator's channel to ws, if there is a watch set: the radix
+// tree makes the channel only when asked for it.
+func watchIter(ws memdb.WatchSet, it memdb.ResultIterator) {
+	if ws != nil {
+		ws.Add(it.WatchCh())
+	}
 }
 
 // Index returns the Raft index of the last change to kind (0 if none).
@@ -373,7 +391,7 @@ func vmsByTxn(txn *memdb.Txn, ws memdb.WatchSet, index, value string) ([]*resour
 	if err != nil {
 		return nil, fmt.Errorf("fsm: list vms by %s: %w", index, err)
 	}
-	ws.Add(it.WatchCh())
+	watchIter(ws, it)
 	// A non-unique index orders its entries by the primary key (kind,
 	// name) after the value: this is name order already.
 	out := []*resource.Object{}
@@ -390,7 +408,7 @@ func (s *Store) WatchPhase(ws memdb.WatchSet, phase string) error {
 	if err != nil {
 		return err
 	}
-	ws.Add(it.WatchCh())
+	watchIter(ws, it)
 	return nil
 }
 

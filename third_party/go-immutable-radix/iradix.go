@@ -31,9 +31,7 @@ type Tree struct {
 // New returns an empty Tree
 func New() *Tree {
 	t := &Tree{
-		root: &Node{
-			mutateCh: make(chan struct{}),
-		},
+		root: &Node{},
 	}
 	return t
 }
@@ -75,7 +73,11 @@ type Txn struct {
 	// trackOverflow flag, which will cause us to use a more expensive
 	// algorithm to perform the notifications. Mutation tracking is only
 	// performed if trackMutate is true.
-	trackChannels map[chan struct{}]struct{}
+	//
+	// Kumoi: the watches of the replaced nodes (watch.go), in a slice: a
+	// node is replaced once per transaction, and notifying twice is
+	// harmless.
+	trackChannels []*watch
 	trackOverflow bool
 	trackMutate   bool
 }
@@ -115,7 +117,7 @@ func (t *Txn) TrackMutate(track bool) {
 // overflow flag if we can no longer track any more. This limits the amount of
 // state that will accumulate during a transaction and we have a slower algorithm
 // to switch to if we overflow.
-func (t *Txn) trackChannel(ch chan struct{}) {
+func (t *Txn) trackChannel(w *watch) {
 	// In overflow, make sure we don't store any more objects.
 	if t.trackOverflow {
 		return
@@ -134,13 +136,8 @@ func (t *Txn) trackChannel(ch chan struct{}) {
 		return
 	}
 
-	// Create the map on the fly when we need it.
-	if t.trackChannels == nil {
-		t.trackChannels = make(map[chan struct{}]struct{})
-	}
-
 	// Otherwise we are good to track it.
-	t.trackChannels[ch] = struct{}{}
+	t.trackChannels = append(t.trackChannels, w)
 }
 
 // writeNode returns a node to be modified, if the current node has already been
@@ -160,19 +157,19 @@ func (t *Txn) writeNode(n *Node, forLeafUpdate bool) *Node {
 	// update the leaf.
 	if _, ok := t.writable[n]; ok {
 		if t.trackMutate && forLeafUpdate && n.leaf != nil {
-			t.trackChannel(n.leaf.mutateCh)
+			t.trackChannel(&n.leaf.mutate)
 		}
 		return n
 	}
 
 	// Mark this node as being mutated.
 	if t.trackMutate {
-		t.trackChannel(n.mutateCh)
+		t.trackChannel(&n.mutate)
 	}
 
 	// Mark its leaf as being mutated, if appropriate.
 	if t.trackMutate && forLeafUpdate && n.leaf != nil {
-		t.trackChannel(n.leaf.mutateCh)
+		t.trackChannel(&n.leaf.mutate)
 	}
 
 	// Copy the existing node. If you have set forLeafUpdate it will be
@@ -180,8 +177,7 @@ func (t *Txn) writeNode(n *Node, forLeafUpdate bool) *Node {
 	// writing. You MUST replace it, because the channel associated with
 	// this leaf will be closed when this transaction is committed.
 	nc := &Node{
-		mutateCh: make(chan struct{}),
-		leaf:     n.leaf,
+		leaf: n.leaf,
 	}
 	// Kumoi: the prefix is shared, not copied. A prefix is never written
 	// in place (it is a slice of a key, which the tree never changes,
@@ -210,12 +206,12 @@ func (t *Txn) trackChannelsAndCount(n *Node) int {
 	}
 	// Mark this node as being mutated.
 	if t.trackMutate {
-		t.trackChannel(n.mutateCh)
+		t.trackChannel(&n.mutate)
 	}
 
 	// Mark its leaf as being mutated, if appropriate.
 	if t.trackMutate && n.leaf != nil {
-		t.trackChannel(n.leaf.mutateCh)
+		t.trackChannel(&n.leaf.mutate)
 	}
 
 	// Recurse on the children
@@ -234,7 +230,7 @@ func (t *Txn) mergeChild(n *Node) {
 	e := n.edges[0]
 	child := e.node
 	if t.trackMutate {
-		t.trackChannel(child.mutateCh)
+		t.trackChannel(&child.mutate)
 	}
 
 	// Merge the nodes.
@@ -261,9 +257,8 @@ func (t *Txn) insert(n *Node, k, search []byte, v interface{}) (*Node, interface
 
 		nc := t.writeNode(n, true)
 		nc.leaf = &leafNode{
-			mutateCh: make(chan struct{}),
-			key:      k,
-			val:      v,
+			key: k,
+			val: v,
 		}
 		return nc, oldVal, didUpdate
 	}
@@ -276,11 +271,9 @@ func (t *Txn) insert(n *Node, k, search []byte, v interface{}) (*Node, interface
 		e := edge{
 			label: search[0],
 			node: &Node{
-				mutateCh: make(chan struct{}),
 				leaf: &leafNode{
-					mutateCh: make(chan struct{}),
-					key:      k,
-					val:      v,
+					key: k,
+					val: v,
 				},
 				prefix: search,
 			},
@@ -306,8 +299,7 @@ func (t *Txn) insert(n *Node, k, search []byte, v interface{}) (*Node, interface
 	// Split the node
 	nc := t.writeNode(n, false)
 	splitNode := &Node{
-		mutateCh: make(chan struct{}),
-		prefix:   search[:commonPrefix],
+		prefix: search[:commonPrefix],
 	}
 	nc.replaceEdge(edge{
 		label: search[0],
@@ -324,9 +316,8 @@ func (t *Txn) insert(n *Node, k, search []byte, v interface{}) (*Node, interface
 
 	// Create a new leaf node
 	leaf := &leafNode{
-		mutateCh: make(chan struct{}),
-		key:      k,
-		val:      v,
+		key: k,
+		val: v,
 	}
 
 	// If the new key is a subset, add to to this node
@@ -340,9 +331,8 @@ func (t *Txn) insert(n *Node, k, search []byte, v interface{}) (*Node, interface
 	splitNode.addEdge(edge{
 		label: search[0],
 		node: &Node{
-			mutateCh: make(chan struct{}),
-			leaf:     leaf,
-			prefix:   search,
+			leaf:   leaf,
+			prefix: search,
 		},
 	})
 	return nc, nil, false
@@ -550,9 +540,9 @@ func (t *Txn) slowNotify() {
 		// know from the loop condition there's something in the old
 		// snapshot.
 		if rootIter.Front() == nil {
-			close(snapElem.mutateCh)
+			snapElem.mutate.notify()
 			if snapElem.isLeaf() {
-				close(snapElem.leaf.mutateCh)
+				snapElem.leaf.mutate.notify()
 			}
 			snapIter.Next()
 			continue
@@ -565,9 +555,9 @@ func (t *Txn) slowNotify() {
 		// If the snapshot is behind the root, then we must have deleted
 		// this node during the transaction.
 		if cmp < 0 {
-			close(snapElem.mutateCh)
+			snapElem.mutate.notify()
 			if snapElem.isLeaf() {
-				close(snapElem.leaf.mutateCh)
+				snapElem.leaf.mutate.notify()
 			}
 			snapIter.Next()
 			continue
@@ -584,9 +574,9 @@ func (t *Txn) slowNotify() {
 		// node and possibly the leaf.
 		rootElem := rootIter.Front()
 		if snapElem != rootElem {
-			close(snapElem.mutateCh)
+			snapElem.mutate.notify()
 			if snapElem.leaf != nil && (snapElem.leaf != rootElem.leaf) {
-				close(snapElem.leaf.mutateCh)
+				snapElem.leaf.mutate.notify()
 			}
 		}
 		snapIter.Next()
@@ -607,8 +597,8 @@ func (t *Txn) Notify() {
 	if t.trackOverflow {
 		t.slowNotify()
 	} else {
-		for ch := range t.trackChannels {
-			close(ch)
+		for _, w := range t.trackChannels {
+			w.notify()
 		}
 	}
 

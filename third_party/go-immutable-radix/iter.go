@@ -14,27 +14,33 @@ type Iterator struct {
 // SeekPrefixWatch is used to seek the iterator to a given prefix
 // and returns the watch channel of the finest granularity
 func (i *Iterator) SeekPrefixWatch(prefix []byte) (watch <-chan struct{}) {
+	return i.seekPrefix(prefix).ch()
+}
+
+// seekPrefix is SeekPrefixWatch without making the channel (Kumoi:
+// SeekPrefix asks for none).
+func (i *Iterator) seekPrefix(prefix []byte) *watch {
 	// Wipe the stack
 	i.stack = nil
 	n := i.node
-	watch = n.mutateCh
+	w := &n.mutate
 	search := prefix
 	for {
 		// Check for key exhaustion
 		if len(search) == 0 {
 			i.node = n
-			return
+			return w
 		}
 
 		// Look for an edge
 		_, n = n.getEdge(search[0])
 		if n == nil {
 			i.node = nil
-			return
+			return w
 		}
 
 		// Update to the finest granularity as the search makes progress
-		watch = n.mutateCh
+		w = &n.mutate
 
 		// Consume the search prefix
 		if bytes.HasPrefix(search, n.prefix) {
@@ -42,17 +48,17 @@ func (i *Iterator) SeekPrefixWatch(prefix []byte) (watch <-chan struct{}) {
 
 		} else if bytes.HasPrefix(n.prefix, search) {
 			i.node = n
-			return
+			return w
 		} else {
 			i.node = nil
-			return
+			return w
 		}
 	}
 }
 
 // SeekPrefix is used to seek the iterator to a given prefix
 func (i *Iterator) SeekPrefix(prefix []byte) {
-	i.SeekPrefixWatch(prefix)
+	i.seekPrefix(prefix)
 }
 
 func (i *Iterator) recurseMin(n *Node) *Node {

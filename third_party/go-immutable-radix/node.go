@@ -12,9 +12,9 @@ type WalkFn func(k []byte, v interface{}) bool
 
 // leafNode is used to represent a value
 type leafNode struct {
-	mutateCh chan struct{}
-	key      []byte
-	val      interface{}
+	mutate watch // Kumoi: made on demand, see watch.go
+	key    []byte
+	val    interface{}
 }
 
 // edge is used to represent an edge node
@@ -25,8 +25,9 @@ type edge struct {
 
 // Node is an immutable node in the radix tree
 type Node struct {
-	// mutateCh is closed if this node is modified
-	mutateCh chan struct{}
+	// mutate is closed if this node is modified (Kumoi: a channel made on
+	// demand, see watch.go)
+	mutate watch
 
 	// leaf is used to store possible leaf
 	leaf *leafNode
@@ -104,13 +105,20 @@ func (n *Node) delEdge(label byte) {
 }
 
 func (n *Node) GetWatch(k []byte) (<-chan struct{}, interface{}, bool) {
+	w, val, ok := n.getWatch(k)
+	return w.ch(), val, ok
+}
+
+// getWatch is GetWatch without making the channel (Kumoi: Get asks for
+// none, so that a lookup makes no channel).
+func (n *Node) getWatch(k []byte) (*watch, interface{}, bool) {
 	search := k
-	watch := n.mutateCh
+	w := &n.mutate
 	for {
 		// Check for key exhaustion
 		if len(search) == 0 {
 			if n.isLeaf() {
-				return n.leaf.mutateCh, n.leaf.val, true
+				return &n.leaf.mutate, n.leaf.val, true
 			}
 			break
 		}
@@ -122,7 +130,7 @@ func (n *Node) GetWatch(k []byte) (<-chan struct{}, interface{}, bool) {
 		}
 
 		// Update to the finest granularity as the search makes progress
-		watch = n.mutateCh
+		w = &n.mutate
 
 		// Consume the search prefix
 		if bytes.HasPrefix(search, n.prefix) {
@@ -131,11 +139,11 @@ func (n *Node) GetWatch(k []byte) (<-chan struct{}, interface{}, bool) {
 			break
 		}
 	}
-	return watch, nil, false
+	return w, nil, false
 }
 
 func (n *Node) Get(k []byte) (interface{}, bool) {
-	_, val, ok := n.GetWatch(k)
+	_, val, ok := n.getWatch(k)
 	return val, ok
 }
 

@@ -553,6 +553,13 @@ func (txn *Txn) DeleteAll(table, index string, args ...interface{}) (int, error)
 // match instead of full match on the index. The registered indexer must implement
 // PrefixIndexer, otherwise an error is returned.
 func (txn *Txn) FirstWatch(table, index string, args ...interface{}) (<-chan struct{}, interface{}, error) {
+	return txn.first(true, table, index, args...)
+}
+
+// first is FirstWatch; without withWatch it asks the tree for no watch
+// channel (Kumoi: the tree makes one only when asked, and First needs
+// none).
+func (txn *Txn) first(withWatch bool, table, index string, args ...interface{}) (<-chan struct{}, interface{}, error) {
 	// Get the index value
 	indexSchema, val, err := txn.getIndexValue(table, index, args...)
 	if err != nil {
@@ -564,6 +571,10 @@ func (txn *Txn) FirstWatch(table, index string, args ...interface{}) (<-chan str
 
 	// Do an exact lookup
 	if indexSchema.Unique && val != nil && indexSchema.Name == index {
+		if !withWatch {
+			obj, _ := indexTxn.Get(val)
+			return nil, obj, nil
+		}
 		watch, obj, ok := indexTxn.GetWatch(val)
 		if !ok {
 			return watch, nil, nil
@@ -573,6 +584,11 @@ func (txn *Txn) FirstWatch(table, index string, args ...interface{}) (<-chan str
 
 	// Handle non-unique index by using an iterator and getting the first value
 	iter := indexTxn.Root().Iterator()
+	if !withWatch {
+		iter.SeekPrefix(val)
+		_, value, _ := iter.Next()
+		return nil, value, nil
+	}
 	watch := iter.SeekPrefixWatch(val)
 	_, value, _ := iter.Next()
 	return watch, value, nil
@@ -593,6 +609,12 @@ func (txn *Txn) FirstWatch(table, index string, args ...interface{}) (<-chan str
 // match instead of full match on the index. The registered indexer must implement
 // PrefixIndexer, otherwise an error is returned.
 func (txn *Txn) LastWatch(table, index string, args ...interface{}) (<-chan struct{}, interface{}, error) {
+	return txn.last(true, table, index, args...)
+}
+
+// last is LastWatch; without withWatch it asks the tree for no watch
+// channel (Kumoi, as first).
+func (txn *Txn) last(withWatch bool, table, index string, args ...interface{}) (<-chan struct{}, interface{}, error) {
 	// Get the index value
 	indexSchema, val, err := txn.getIndexValue(table, index, args...)
 	if err != nil {
@@ -604,6 +626,10 @@ func (txn *Txn) LastWatch(table, index string, args ...interface{}) (<-chan stru
 
 	// Do an exact lookup
 	if indexSchema.Unique && val != nil && indexSchema.Name == index {
+		if !withWatch {
+			obj, _ := indexTxn.Get(val)
+			return nil, obj, nil
+		}
 		watch, obj, ok := indexTxn.GetWatch(val)
 		if !ok {
 			return watch, nil, nil
@@ -613,6 +639,11 @@ func (txn *Txn) LastWatch(table, index string, args ...interface{}) (<-chan stru
 
 	// Handle non-unique index by using an iterator and getting the last value
 	iter := indexTxn.Root().ReverseIterator()
+	if !withWatch {
+		iter.SeekPrefix(val)
+		_, value, _ := iter.Previous()
+		return nil, value, nil
+	}
 	watch := iter.SeekPrefixWatch(val)
 	_, value, _ := iter.Previous()
 	return watch, value, nil
@@ -624,7 +655,7 @@ func (txn *Txn) LastWatch(table, index string, args ...interface{}) (<-chan stru
 // Note that all values read in the transaction form a consistent snapshot
 // from the time when the transaction was created.
 func (txn *Txn) First(table, index string, args ...interface{}) (interface{}, error) {
-	_, val, err := txn.FirstWatch(table, index, args...)
+	_, val, err := txn.first(false, table, index, args...)
 	return val, err
 }
 
@@ -634,7 +665,7 @@ func (txn *Txn) First(table, index string, args ...interface{}) (interface{}, er
 // Note that all values read in the transaction form a consistent snapshot
 // from the time when the transaction was created.
 func (txn *Txn) Last(table, index string, args ...interface{}) (interface{}, error) {
-	_, val, err := txn.LastWatch(table, index, args...)
+	_, val, err := txn.last(false, table, index, args...)
 	return val, err
 }
 
@@ -769,12 +800,12 @@ func (txn *Txn) Get(table, index string, args ...interface{}) (ResultIterator, e
 	}
 
 	// Seek the iterator to the appropriate sub-set
-	watchCh := indexIter.SeekPrefixWatch(val)
+	watch := indexIter.SeekPrefixLazyWatch(val) // Kumoi: the channel made if asked
 
 	// Create an iterator
 	iter := &radixIterator{
-		iter:    indexIter,
-		watchCh: watchCh,
+		iter:  indexIter,
+		watch: watch,
 	}
 	return iter, nil
 }
@@ -794,12 +825,12 @@ func (txn *Txn) GetReverse(table, index string, args ...interface{}) (ResultIter
 	}
 
 	// Seek the iterator to the appropriate sub-set
-	watchCh := indexIter.SeekPrefixWatch(val)
+	watch := indexIter.SeekPrefixLazyWatch(val) // Kumoi: the channel made if asked
 
 	// Create an iterator
 	iter := &radixReverseIterator{
-		iter:    indexIter,
-		watchCh: watchCh,
+		iter:  indexIter,
+		watch: watch,
 	}
 	return iter, nil
 }
@@ -987,13 +1018,15 @@ func (txn *Txn) Defer(fn func()) {
 // radixIterator is used to wrap an underlying iradix iterator.
 // This is much more efficient than a sliceIterator as we are not
 // materializing the entire view.
+// Kumoi: the iterators hold a Watch, whose channel the tree makes only
+// when WatchCh asks for it (go-immutable-radix watch.go).
 type radixIterator struct {
-	iter    *iradix.Iterator
-	watchCh <-chan struct{}
+	iter  *iradix.Iterator
+	watch iradix.Watch
 }
 
 func (r *radixIterator) WatchCh() <-chan struct{} {
-	return r.watchCh
+	return r.watch.Ch()
 }
 
 func (r *radixIterator) Next() interface{} {
@@ -1005,8 +1038,8 @@ func (r *radixIterator) Next() interface{} {
 }
 
 type radixReverseIterator struct {
-	iter    *iradix.ReverseIterator
-	watchCh <-chan struct{}
+	iter  *iradix.ReverseIterator
+	watch iradix.Watch
 }
 
 func (r *radixReverseIterator) Next() interface{} {
@@ -1018,7 +1051,7 @@ func (r *radixReverseIterator) Next() interface{} {
 }
 
 func (r *radixReverseIterator) WatchCh() <-chan struct{} {
-	return r.watchCh
+	return r.watch.Ch()
 }
 
 // Snapshot creates a snapshot of the current state of the transaction.

@@ -1,0 +1,185 @@
+package iradix
+
+// Kumoi: tests of the watch channels made on demand (watch.go).
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+)
+
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// trackedTree is a tree of n keys k000.. written by one tracked
+// transaction.
+func trackedTree(t *testing.T, n int) *Tree {
+	t.Helper()
+	txn := New().Txn()
+	txn.TrackMutate(true)
+	for i := range n {
+		txn.Insert(fmt.Appendf(nil, "k%03d", i), i)
+	}
+	return txn.Commit()
+}
+
+// TestKumoiLookupsMakeNoChannel: Get, SeekPrefix and writes make no
+// channel; only a watcher's request does, once per node.
+func TestKumoiLookupsMakeNoChannel(t *testing.T) {
+	r := trackedTree(t, 100)
+	for i := range 100 {
+		if _, ok := r.Get(fmt.Appendf(nil, "k%03d", i)); !ok {
+			t.Fatalf("k%03d missing", i)
+		}
+	}
+	it := r.Root().Iterator()
+	it.SeekPrefix([]byte("k05"))
+	if k, _, ok := it.Next(); !ok || string(k) != "k050" {
+		t.Fatalf("SeekPrefix(k05) then Next = %q, %v", k, ok)
+	}
+	r.Root().Walk(func(k []byte, v interface{}) bool { return false })
+	made := 0
+	var count func(n *Node)
+	count = func(n *Node) {
+		if n.mutate.p.Load() != nil {
+			made++
+		}
+		if n.leaf != nil && n.leaf.mutate.p.Load() != nil {
+			made++
+		}
+		for _, e := range n.edges {
+			count(e.node)
+		}
+	}
+	count(r.root)
+	if made != 0 {
+		t.Fatalf("lookups and writes made %d channels, want none", made)
+	}
+	ch1, _, _ := r.Root().GetWatch([]byte("k007"))
+	ch2, _, _ := r.Root().GetWatch([]byte("k007"))
+	if ch1 != ch2 {
+		t.Fatal("two watchers of one leaf got different channels")
+	}
+	count(r.root)
+	if made != 1 {
+		t.Fatalf("one watched leaf: %d channels, want 1", made)
+	}
+}
+
+// TestKumoiWatchBeforeAndAfterCommit: a watch taken before a commit that
+// replaces its node is closed by the commit; one taken afterwards on the
+// old tree is closed already; watches of untouched keys stay open; an
+// aborted transaction closes nothing.
+func TestKumoiWatchBeforeAndAfterCommit(t *testing.T) {
+	r := trackedTree(t, 100)
+	before, _, _ := r.Root().GetWatch([]byte("k010"))
+	other, _, _ := r.Root().GetWatch([]byte("k090"))
+	missing, _, ok := r.Root().GetWatch([]byte("k010x"))
+	if ok {
+		t.Fatal("k010x found")
+	}
+
+	aborted := r.Txn()
+	aborted.TrackMutate(true)
+	aborted.Insert([]byte("k010"), "x")
+	aborted.Insert([]byte("k010x"), "x")
+	if closed(before) || closed(missing) || closed(other) {
+		t.Fatal("a transaction never committed closed a watch")
+	}
+
+	txn := r.Txn()
+	txn.TrackMutate(true)
+	txn.Insert([]byte("k010"), "new")
+	txn.Insert([]byte("k010x"), "new")
+	r2 := txn.CommitOnly()
+	if closed(before) {
+		t.Fatal("closed before Notify")
+	}
+	txn.Notify()
+	if !closed(before) {
+		t.Fatal("the watch of a replaced leaf is open after the commit")
+	}
+	if !closed(missing) {
+		t.Fatal("the watch of a missing key is open after it was inserted")
+	}
+	if closed(other) {
+		t.Fatal("the watch of an untouched key closed")
+	}
+	after, v, _ := r.Root().GetWatch([]byte("k010"))
+	if v != 10 || !closed(after) {
+		t.Fatalf("a watch taken on the old tree after the commit: value %v, closed %v; want 10, true", v, closed(after))
+	}
+	fresh, v, _ := r2.Root().GetWatch([]byte("k010"))
+	if v != "new" || closed(fresh) {
+		t.Fatalf("a watch on the new tree: value %v, closed %v; want new, false", v, closed(fresh))
+	}
+	txn.Notify() // a second notification is harmless
+
+	// The prefix watch of an iterator, the same way.
+	it := r2.Root().Iterator()
+	pw := it.SeekPrefixWatch([]byte("k02"))
+	t3 := r2.Txn()
+	t3.TrackMutate(true)
+	t3.Delete([]byte("k025"))
+	t3.Commit()
+	if !closed(pw) {
+		t.Fatal("a prefix watch stayed open after a delete under the prefix")
+	}
+}
+
+// TestKumoiWatchRace: watchers asking for channels while commits replace
+// the nodes they watch (run with -race): every watch a watcher took on
+// a tree that a later commit changed under its key is closed once that
+// commit has notified.
+func TestKumoiWatchRace(t *testing.T) {
+	r := trackedTree(t, 64)
+	var mu sync.Mutex
+	cur := r
+	type taken struct {
+		ch   <-chan struct{}
+		tree *Tree
+	}
+	var wg sync.WaitGroup
+	results := make(chan taken, 4*500)
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 500 {
+				mu.Lock()
+				tr := cur
+				mu.Unlock()
+				ch, _, _ := tr.Root().GetWatch(fmt.Appendf(nil, "k%03d", (w+i)%64))
+				results <- taken{ch, tr}
+			}
+		}()
+	}
+	for i := range 500 {
+		mu.Lock()
+		tr := cur
+		mu.Unlock()
+		txn := tr.Txn()
+		txn.TrackMutate(true)
+		for k := range 64 {
+			txn.Insert(fmt.Appendf(nil, "k%03d", k), i)
+		}
+		nt := txn.CommitOnly()
+		mu.Lock()
+		cur = nt
+		mu.Unlock()
+		txn.Notify()
+	}
+	wg.Wait()
+	close(results)
+	for r := range results {
+		if r.tree != cur && !closed(r.ch) {
+			t.Fatal("a watch on a replaced tree's leaf is open after every commit notified")
+		}
+	}
+}
