@@ -74,7 +74,7 @@ func openRaftParts(c *Config, tlsc *tlsConfigs, cluster func() string, admitted 
 		}
 		p.boltStore = bolt
 		p.closeFns = append(p.closeFns, bolt.Close)
-		cached, err := raft.NewLogCache(1024, bolt)
+		cached, err := newLogCache(bolt, logCacheEntries, logCacheBytes)
 		if err != nil {
 			return nil, err
 		}

@@ -1,0 +1,177 @@
+package controller
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"github.com/hashicorp/raft"
+)
+
+// countingStore is an in-memory log store that counts the reads that
+// reach it and can fail writes.
+type countingStore struct {
+	*raft.InmemStore
+	reads   int
+	failing bool
+}
+
+func (s *countingStore) GetLog(idx uint64, l *raft.Log) error {
+	s.reads++
+	return s.InmemStore.GetLog(idx, l)
+}
+
+func (s *countingStore) StoreLogs(logs []*raft.Log) error {
+	if s.failing {
+		return errors.New("disk full")
+	}
+	return s.InmemStore.StoreLogs(logs)
+}
+
+type monotonicStore struct{ *countingStore }
+
+func (monotonicStore) IsMonotonic() bool { return true }
+
+func entries(from, to uint64, size int) []*raft.Log {
+	var out []*raft.Log
+	for i := from; i <= to; i++ {
+		out = append(out, &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: bytes.Repeat([]byte{byte(i)}, size)})
+	}
+	return out
+}
+
+// get reads index idx through c and says whether the store was read.
+func get(t *testing.T, c *logCache, s *countingStore, idx uint64) (fromStore bool) {
+	t.Helper()
+	before := s.reads
+	var l raft.Log
+	if err := c.GetLog(idx, &l); err != nil {
+		t.Fatalf("GetLog(%d): %v", idx, err)
+	}
+	if l.Index != idx || len(l.Data) == 0 || l.Data[0] != byte(idx) {
+		t.Fatalf("GetLog(%d) = index %d, data %v", idx, l.Index, l.Data[:min(len(l.Data), 4)])
+	}
+	return s.reads > before
+}
+
+// TestLogCacheBoundsBytes: the cache serves the newest entries from
+// memory and never holds more than its byte bound, dropping the oldest;
+// what it dropped is read from the store.
+func TestLogCacheBoundsBytes(t *testing.T) {
+	s := &countingStore{InmemStore: raft.NewInmemStore()}
+	const size = 1000
+	c, err := newLogCache(s, 1024, 10*(size+128))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.StoreLogs(entries(1, 25, size)); err != nil {
+		t.Fatal(err)
+	}
+	if n, b := c.cached(); n != 10 || b != 10*(size+128) {
+		t.Fatalf("cached %d entries, %d bytes; want 10 and %d", n, b, 10*(size+128))
+	}
+	for i := uint64(16); i <= 25; i++ {
+		if get(t, c, s, i) {
+			t.Fatalf("entry %d (among the newest 10) was read from the store", i)
+		}
+	}
+	for i := uint64(1); i <= 15; i++ {
+		if !get(t, c, s, i) {
+			t.Fatalf("entry %d (dropped) did not come from the store", i)
+		}
+	}
+	// One entry over the bound is not kept at all.
+	if err := c.StoreLogs(entries(26, 26, 20*size)); err != nil {
+		t.Fatal(err)
+	}
+	if n, b := c.cached(); n != 0 || b != 0 {
+		t.Fatalf("after an entry larger than the bound: %d entries, %d bytes cached", n, b)
+	}
+	if !get(t, c, s, 26) {
+		t.Fatal("the oversized entry was served from the cache")
+	}
+	if err := c.StoreLogs(entries(27, 28, size)); err != nil {
+		t.Fatal(err)
+	}
+	if get(t, c, s, 28) {
+		t.Fatal("entry 28 was read from the store")
+	}
+}
+
+// TestLogCacheBoundsEntries: without the byte bound biting, it keeps the
+// last entries entries, as raft.LogCache does.
+func TestLogCacheBoundsEntries(t *testing.T) {
+	s := &countingStore{InmemStore: raft.NewInmemStore()}
+	c, err := newLogCache(s, 8, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(1); i <= 20; i++ {
+		if err := c.StoreLog(entries(i, i, 10)[0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, _ := c.cached(); n != 8 {
+		t.Fatalf("cached %d entries, want 8", n)
+	}
+	if get(t, c, s, 13) || !get(t, c, s, 12) {
+		t.Fatal("want 13..20 from memory and 12 from the store")
+	}
+}
+
+// TestLogCacheTruncationAndErrors: a write that does not continue the
+// cached run (a follower's log truncated after a conflict) starts a new
+// run, DeleteRange forgets everything, and a failed write caches nothing.
+func TestLogCacheTruncationAndErrors(t *testing.T) {
+	s := &countingStore{InmemStore: raft.NewInmemStore()}
+	c, err := newLogCache(s, 64, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.StoreLogs(entries(1, 10, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteRange(6, 10); err != nil {
+		t.Fatal(err)
+	}
+	if n, b := c.cached(); n != 0 || b != 0 {
+		t.Fatalf("after DeleteRange: %d entries, %d bytes cached", n, b)
+	}
+	// Index 6 rewritten in term 2: the cache must not answer with the
+	// old entry 6.
+	repl := &raft.Log{Index: 6, Term: 2, Type: raft.LogCommand, Data: []byte{6, 2}}
+	if err := c.StoreLogs([]*raft.Log{repl}); err != nil {
+		t.Fatal(err)
+	}
+	var l raft.Log
+	if err := c.GetLog(6, &l); err != nil || l.Term != 2 {
+		t.Fatalf("GetLog(6) = term %d, %v; want the rewritten entry of term 2", l.Term, err)
+	}
+	if !get(t, c, s, 5) {
+		t.Fatal("entry 5, before the new run, came from the cache")
+	}
+	// A gap (entries 8.. after 6) starts a new run too.
+	if err := c.StoreLogs(entries(8, 9, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := c.cached(); n != 2 {
+		t.Fatalf("after a gap: %d entries cached, want 2", n)
+	}
+	s.failing = true
+	if err := c.StoreLogs(entries(10, 10, 10)); err == nil {
+		t.Fatal("a failed store write returned no error")
+	}
+	s.failing = false
+	if n, _ := c.cached(); n != 2 {
+		t.Fatalf("a failed write changed the cache: %d entries", n)
+	}
+	if c.IsMonotonic() {
+		t.Fatal("IsMonotonic true over a store that is not")
+	}
+	if m, _ := newLogCache(monotonicStore{s}, 1, 1); !m.IsMonotonic() {
+		t.Fatal("IsMonotonic false over a monotonic store (raft then keeps logs a snapshot restore must drop)")
+	}
+	if _, err := newLogCache(s, 0, 1); err == nil {
+		t.Fatal("a cache of 0 entries was accepted")
+	}
+}
