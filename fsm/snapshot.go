@@ -185,45 +185,89 @@ func readSnapshot(r io.Reader, caches *indexCaches) (*memdb.MemDB, *snapshotHead
 	}
 	txn := db.Txn(true)
 	defer txn.Abort()
-	for n := 0; ; n++ {
-		var rec snapshotRecord
-		if err := dec.Decode(&rec); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			return nil, nil, fmt.Errorf("record %d: %w", n, err)
+	// The records are decoded on another goroutine while this one
+	// inserts them, in order: JSON is about 60% of a restore and memdb's
+	// inserts the rest, and a server that installs a snapshot has nothing
+	// else to do (a new or far-behind follower catching up).
+	recs := make(chan restoreBatch, 4)
+	stop := make(chan struct{})
+	defer close(stop)
+	go decodeRecords(dec, recs, stop)
+	n := 0
+	for b := range recs {
+		for i := range b.recs {
+			if err := insertRecord(txn, &b.recs[i]); err != nil {
+				return nil, nil, fmt.Errorf("record %d: %w", n, err)
+			}
+			n++
 		}
-		if rec.count() != 1 {
-			return nil, nil, fmt.Errorf("record %d: must hold exactly one of object, index, meta, acl_policy or acl_token", n)
-		}
-		switch {
-		case rec.ACLPolicy != nil:
-			if err := txn.Insert(tableACLPolicies, rec.ACLPolicy); err != nil {
-				return nil, nil, fmt.Errorf("record %d: %w", n, err)
-			}
-		case rec.ACLToken != nil:
-			if err := txn.Insert(tableACLTokens, rec.ACLToken); err != nil {
-				return nil, nil, fmt.Errorf("record %d: %w", n, err)
-			}
-		case rec.Meta != nil && rec.Object == nil && rec.Index == nil:
-			if err := txn.Insert(tableMeta, rec.Meta); err != nil {
-				return nil, nil, fmt.Errorf("record %d: %w", n, err)
-			}
-		case rec.Object != nil && rec.Index == nil && rec.Meta == nil:
-			o := rec.Object
-			if o.Labels == nil {
-				o.Labels = map[string]string{}
-			}
-			if err := txn.Insert(tableObjects, o); err != nil {
-				return nil, nil, fmt.Errorf("record %d: %w", n, err)
-			}
-		case rec.Index != nil && rec.Object == nil && rec.Meta == nil:
-			if err := txn.Insert(tableIndex, rec.Index); err != nil {
-				return nil, nil, fmt.Errorf("record %d: %w", n, err)
-			}
-		default:
-			return nil, nil, fmt.Errorf("record %d: must hold exactly one of object, index or meta", n)
+		if b.err != nil {
+			return nil, nil, fmt.Errorf("record %d: %w", n, b.err)
 		}
 	}
 	txn.Commit()
 	return db, &hdr, nil
+}
+
+// restoreBatch is records decoded in a row, then the error that ended
+// the stream (nil while it goes on and at its end).
+type restoreBatch struct {
+	recs []snapshotRecord
+	err  error
+}
+
+// restoreBatchSize is how many records go to the inserting goroutine at
+// a time.
+const restoreBatchSize = 256
+
+// decodeRecords decodes dec's records into batches on recs until the
+// stream ends (the last batch's err is the decode error, if any; io.EOF
+// ends it cleanly) or stop closes, and closes recs.
+func decodeRecords(dec *json.Decoder, recs chan<- restoreBatch, stop <-chan struct{}) {
+	defer close(recs)
+	b := restoreBatch{recs: make([]snapshotRecord, 0, restoreBatchSize)}
+	for {
+		b.recs = append(b.recs, snapshotRecord{})
+		err := dec.Decode(&b.recs[len(b.recs)-1])
+		if err != nil {
+			b.recs = b.recs[:len(b.recs)-1]
+			if !errors.Is(err, io.EOF) {
+				b.err = err
+			}
+		}
+		if err != nil || len(b.recs) == restoreBatchSize {
+			select {
+			case recs <- b:
+			case <-stop:
+				return
+			}
+			if err != nil {
+				return
+			}
+			b = restoreBatch{recs: make([]snapshotRecord, 0, restoreBatchSize)}
+		}
+	}
+}
+
+// insertRecord inserts one snapshot record into txn.
+func insertRecord(txn *memdb.Txn, rec *snapshotRecord) error {
+	if rec.count() != 1 {
+		return fmt.Errorf("must hold exactly one of object, index, meta, acl_policy or acl_token")
+	}
+	switch {
+	case rec.ACLPolicy != nil:
+		return txn.Insert(tableACLPolicies, rec.ACLPolicy)
+	case rec.ACLToken != nil:
+		return txn.Insert(tableACLTokens, rec.ACLToken)
+	case rec.Meta != nil:
+		return txn.Insert(tableMeta, rec.Meta)
+	case rec.Object != nil:
+		o := rec.Object
+		if o.Labels == nil {
+			o.Labels = map[string]string{}
+		}
+		return txn.Insert(tableObjects, o)
+	default: // rec.Index, the one left
+		return txn.Insert(tableIndex, rec.Index)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -243,4 +244,46 @@ func TestRestoreFillsNilLabels(t *testing.T) {
 	}
 	// And it can be updated like any other.
 	fsm.TestMustApply(t, f, 3, fsm.UpdateRequestType, &fsm.UpdateRequest{Kind: vm, Name: "x", CAS: 2, Labels: map[string]string{"a": "b"}, Spec: raw(vmSpec1)})
+}
+
+// TestRestoreManyRecords: a stream of more records than the decoding
+// goroutine hands over at a time restores in order, and an error after
+// them names the record where it is and changes nothing.
+func TestRestoreManyRecords(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"version":1,"applied_index":1000}` + "\n")
+	const n = 1000
+	for i := range n {
+		fmt.Fprintf(&b, `{"object":{"kind":"vm","name":"v%04d","id":"i%04d","labels":{},"create_index":%d,"modify_index":%d,"spec":{},"status":{}}}`+"\n", i, i, i+1, i+1)
+	}
+	good := b.String()
+	f := fsm.TestFSM(t)
+	restore(t, f, []byte(good))
+	objs, err := f.State().List(nil, vm, resource.Selector{})
+	if err != nil || len(objs) != n {
+		t.Fatalf("restored %d VMs (%v), want %d", len(objs), err, n)
+	}
+	for i, o := range objs {
+		if o.Name != fmt.Sprintf("v%04d", i) || o.CreateIndex != uint64(i+1) {
+			t.Fatalf("VM %d is %s (create index %d)", i, o.Name, o.CreateIndex)
+		}
+	}
+	for _, tc := range []struct{ name, tail string }{
+		{"bad JSON", `{"object":`},
+		{"two fields", `{"object":{"kind":"vm","name":"x","id":"x"},"index":{"key":"k","value":1}}`},
+		{"unknown field", `{"thing":{}}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := fsm.TestFSM(t)
+			seed(t, f)
+			before := observe(t, f)
+			err := f.Restore(io.NopCloser(strings.NewReader(good + tc.tail)))
+			if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("record %d:", n)) {
+				t.Fatalf("Restore = %v, want an error naming record %d", err, n)
+			}
+			if after := observe(t, f); after != before {
+				t.Errorf("a failed Restore changed the state: %+v -> %+v", before, after)
+			}
+		})
+	}
 }
