@@ -63,10 +63,11 @@ writes in flight when it lands fail. Workers then make their hosts match
 the restored state. Needs a token with cluster:admin — of the cluster being
 restored into; afterwards the ACL tokens are the snapshot's.
 
-Not safe yet while workers run: a VM that moved since the save can start
-on its old host before its new host destroys it, and volumes created or
-moved since the save are deleted. Roll back with every worker stopped and
-no Kumoi domain running (docs/operations.md, "Backup and restore").
+Refused while any host is ready or draining: under running workers a VM
+that moved since the save could start on its old host before its new host
+destroys it, and volumes created or moved since the save would be deleted.
+Stop the workers (no Kumoi domain running), wait until the hosts are down,
+then restore (docs/operations.md, "Backup and restore").
 
 A snapshot saved from another cluster (its cluster ID differs) is refused
 unless -force: then the cluster also takes the snapshot's identity, so that

@@ -38,6 +38,12 @@ var (
 	// ErrBadSnapshot: a snapshot restore was given a file or stream that
 	// is not a valid snapshot; nothing changed.
 	ErrBadSnapshot = errors.New("not a valid kumoi snapshot")
+	// ErrWorkersRunning: a snapshot restore was asked for while hosts'
+	// workers run (a host ready or draining); nothing changed. A restore
+	// puts every VM back where it was at the save, and nothing yet stops
+	// a VM that moved since from starting on its old host before its new
+	// host has destroyed it (docs/operations.md, "Backup and restore").
+	ErrWorkersRunning = errors.New("workers are running")
 )
 
 // DefaultHostDownGrace is how long a host stays down before its VMs are

@@ -61,7 +61,8 @@ func toAPIError(err error) *apiError {
 		e.status, e.code = http.StatusConflict, resource.CodeLimitExceeded
 	case errors.Is(err, resource.ErrBadSnapshot):
 		e.status, e.code = http.StatusBadRequest, resource.CodeInvalidArgument
-	case errors.Is(err, resource.ErrLastVoter), errors.Is(err, resource.ErrOtherCluster), errors.Is(err, resource.ErrCannotTransfer):
+	case errors.Is(err, resource.ErrLastVoter), errors.Is(err, resource.ErrOtherCluster), errors.Is(err, resource.ErrCannotTransfer),
+		errors.Is(err, resource.ErrWorkersRunning):
 		e.status, e.code = http.StatusConflict, resource.CodeConflict
 	case errors.Is(err, resource.ErrUpgradeRequired):
 		e.status, e.code = http.StatusConflict, resource.CodeUpgradeRequired

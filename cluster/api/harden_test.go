@@ -284,6 +284,7 @@ func TestLimitErrorsMapped(t *testing.T) {
 	}{
 		{fmt.Errorf("%w: 1000000 vm objects", resource.ErrLimitExceeded), 409, resource.CodeLimitExceeded},
 		{fmt.Errorf("x: %w", resource.ErrLastVoter), 409, resource.CodeConflict},
+		{fmt.Errorf("%w on 2 hosts (h1, h2)", resource.ErrWorkersRunning), 409, resource.CodeConflict},
 	} {
 		if e := toAPIError(tc.err); e.status != tc.status || e.code != tc.code {
 			t.Errorf("%v: %d %s, want %d %s", tc.err, e.status, e.code, tc.status, tc.code)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -37,6 +38,41 @@ func (c *Controller) SaveSnapshot(ctx context.Context, w io.Writer) (resource.Sn
 	}, nil
 }
 
+// checkNoWorkers refuses a restore while any host's worker runs (its host
+// ready or draining): the restored state puts every VM back on the host
+// and at the epoch it had at the save, and until the restore fences the
+// hosts as a rejoin does, a VM that moved since could start on its old
+// host while its new host still runs it, and volumes that moved or were
+// created since would be deleted as orphans. Down and departed hosts run
+// nothing of the cluster's (their workers fenced, docs/ha.md).
+func (c *Controller) checkNoWorkers() error {
+	hosts, err := c.fsm.State().List(nil, resource.KindHost, resource.Selector{})
+	if err != nil {
+		return err
+	}
+	var up []string
+	for _, h := range hosts {
+		st, err := resource.DecodeStatus[resource.HostStatus](h)
+		if err != nil || st.State == resource.HostDown || st.State == resource.HostLeft {
+			continue
+		}
+		up = append(up, h.Name)
+	}
+	if len(up) == 0 {
+		return nil
+	}
+	shown := up
+	if len(shown) > 10 {
+		shown = shown[:10]
+	}
+	more := ""
+	if len(up) > len(shown) {
+		more = fmt.Sprintf(" and %d more", len(up)-len(shown))
+	}
+	return fmt.Errorf("%w on %d hosts (%s%s): a restore under running workers can run a VM that moved since the save on two hosts and delete volumes that moved or were created since; stop those workers (their domains stopped), wait until kumoi host list shows the hosts down, then restore (docs/operations.md, \"Backup and restore\")",
+		resource.ErrWorkersRunning, len(up), strings.Join(shown, ", "), more)
+}
+
 // RestoreSnapshot replaces the whole cluster's state with a snapshot
 // stream's, through Raft (raft.Restore: the leader installs it and sends
 // it to every follower), and returns once a quorum holds it. Leader only.
@@ -45,7 +81,8 @@ func (c *Controller) SaveSnapshot(ctx context.Context, w io.Writer) (resource.Sn
 // refused with resource.ErrOtherCluster unless force: then the cluster takes
 // the snapshot's identity too, as disaster recovery into a freshly
 // bootstrapped cluster needs (its workers, domains and volumes carry the
-// old identity). Writes in flight when the restore lands fail; every index
+// old identity). While any host's worker runs, a restore is refused with
+// resource.ErrWorkersRunning (checkNoWorkers). Writes in flight when the restore lands fail; every index
 // of the restored state is raised above this cluster's last one, so that
 // clients' blocking queries and event streams see it as new.
 func (c *Controller) RestoreSnapshot(ctx context.Context, state []byte, force bool) (resource.SnapshotRestoreResponse, error) {
@@ -60,6 +97,9 @@ func (c *Controller) RestoreSnapshot(ctx context.Context, state []byte, force bo
 		// Its followers may already hold the identity this leader has
 		// not adopted yet: compare against it first.
 		return out, fmt.Errorf("%w: this cluster has no identity yet (its first leader is choosing it); retry shortly", ErrNotReady)
+	}
+	if err := c.checkNoWorkers(); err != nil {
+		return out, err
 	}
 	floor := c.raft.LastIndex() + 1
 	var replaced string
