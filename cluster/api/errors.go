@@ -134,6 +134,22 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	if err != nil {
 		return fmt.Errorf("encode response: %w", err)
 	}
+	return writeJSONBytes(w, status, b)
+}
+
+// writeObjectsJSON is writeJSON of objects from the state store, with
+// their hand-written encoding (the same bytes, resource.AppendObjectsJSON):
+// encoding/json re-scans every object's spec and status.
+func writeObjectsJSON(w http.ResponseWriter, status int, objs []*resource.Object) error {
+	b, err := resource.AppendObjectsJSON(make([]byte, 0, 64+400*len(objs)), objs)
+	if err != nil {
+		return fmt.Errorf("encode response: %w", err)
+	}
+	return writeJSONBytes(w, status, b)
+}
+
+// writeJSONBytes answers status with b, a JSON value, and a newline.
+func writeJSONBytes(w http.ResponseWriter, status int, b []byte) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)

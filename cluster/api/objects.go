@@ -148,7 +148,7 @@ func (a *httpAPI) list(info *resource.KindInfo) apiHandler {
 				w.Header().Set(resource.HeaderNext, next)
 			}
 			a.setReadHeaders(w, p, idx)
-			return writeJSON(w, http.StatusOK, objs)
+			return writeObjectsJSON(w, http.StatusOK, objs)
 		})
 	}
 }
@@ -241,7 +241,11 @@ func (a *httpAPI) apply(ctx context.Context, t fsm.MessageType, req any) (*fsm.R
 
 func writeObject(w http.ResponseWriter, status int, index uint64, o *resource.Object) error {
 	w.Header().Set(headerIndex, strconv.FormatUint(index, 10))
-	return writeJSON(w, status, o)
+	b, err := o.AppendJSON(make([]byte, 0, 512))
+	if err != nil {
+		return fmt.Errorf("encode response: %w", err)
+	}
+	return writeJSONBytes(w, status, b)
 }
 
 // create: POST /v1/{plural} with a resource.CreateRequest.
