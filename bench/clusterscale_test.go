@@ -13,10 +13,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
 	"github.com/kumoi/kumoi/cluster/agent"
@@ -91,10 +93,20 @@ func runScaleCluster(b *testing.B, nHosts, nVMs int) {
 		servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID("s" + strconv.Itoa(i+1)),
 			Address: raft.ServerAddress(net.JoinHostPort(ip, strconv.Itoa(controller.DefaultRaftPort)))})
 	}
+	// The controllers' warnings (Raft's among them: a leader that steps
+	// down, a follower that starts an election) are shown if the run
+	// fails.
+	warnings := &syncBuffer{}
+	b.Cleanup(func() {
+		if b.Failed() {
+			b.Logf("the controllers' warnings:\n%s", warnings.String())
+		}
+	})
 	start := func(i int, bootstrap []raft.Server) *agent.Agent {
 		a, err := agent.Start(controller.Config{
 			NodeID: "s" + strconv.Itoa(i+1), DataDir: filepath.Join(b.TempDir(), "data"), BindIP: ips[i],
 			DisableGossip: true, BootstrapServers: bootstrap, TrailingLogs: scaleTrailingLogs,
+			Logger: hclog.New(&hclog.LoggerOptions{Name: "s" + strconv.Itoa(i+1), Level: hclog.Warn, Output: warnings}),
 		})
 		if err != nil {
 			b.Fatalf("start controller %d: %v", i+1, err)
@@ -390,4 +402,22 @@ func newestSnapshotSize(b *testing.B, a *agent.Agent) int64 {
 		}
 	}
 	return size
+}
+
+// syncBuffer is a strings.Builder that several goroutines may write.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
 }
