@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -190,6 +191,11 @@ func (a *Agent) shutdown(ctx context.Context) error {
 	if err := a.srv.Shutdown(drain); err != nil {
 		// Event streams never finish on their own: cut them.
 		_ = a.srv.Close()
+	}
+	// The forwarding streams, both ways (hijacked: the server does not
+	// close them).
+	if c, ok := a.srv.Handler.(io.Closer); ok {
+		_ = c.Close()
 	}
 	err := a.ctrl.Shutdown(ctx)
 	if serr := <-a.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {

@@ -323,7 +323,7 @@ func newHTTPEnv(t *testing.T, id string, o httpEnvOpts) *httpEnv {
 		default:
 		}
 	}
-	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	record := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if by := r.Header.Get(headerForwarded); by != "" {
 			select {
 			case e.forwardedBy <- by:
@@ -331,8 +331,13 @@ func newHTTPEnv(t *testing.T, id string, o httpEnvOpts) *httpEnv {
 			}
 		}
 		e.api.ServeHTTP(w, r)
-	}))
-	t.Cleanup(e.srv.Close)
+	})
+	e.api.frameHandler = record // requests forwarded on a stream
+	e.srv = httptest.NewServer(record)
+	t.Cleanup(func() {
+		e.srv.Close()
+		e.api.Close()
+	})
 	return e
 }
 
@@ -1325,27 +1330,60 @@ func TestHTTPForwardingFailures(t *testing.T) {
 	t.Run("leader changes while it does not answer", func(t *testing.T) {
 		// A leader cut off after the connection was made: it never
 		// answers. The follower gives up when it learns of a new leader.
+		// Three such leaders: one that takes the forwarding stream and
+		// reads the write but never answers it (the write may have been
+		// applied), one that takes no streams and never answers the
+		// HTTP request (likewise), one that never answers the stream's
+		// upgrade (the write never left: safe to retry).
 		stuck := make(chan struct{})
-		silent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hold := func(r *http.Request) {
 			select {
 			case <-stuck:
 			case <-r.Context().Done():
 			}
+		}
+		streamSilent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != forwardStreamPath {
+				hold(r)
+				return
+			}
+			conn, brw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + forwardStreamProto + "\r\n\r\n")
+			brw.Flush()
+			go io.Copy(io.Discard, brw) // reads every frame, answers none
+			<-stuck
 		}))
-		defer silent.Close()
-		defer close(stuck)
+		defer streamSilent.Close()
+		httpSilent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == forwardStreamPath {
+				http.NotFound(w, r) // an older build
+				return
+			}
+			hold(r)
+		}))
+		defer httpSilent.Close()
+		upgradeSilent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hold(r) }))
+		defer upgradeSilent.Close()
+		defer close(stuck) // before the servers close: they wait for their handlers
 		f := newHTTPEnv(t, "f4", httpEnvOpts{})
 		for _, tc := range []struct {
+			leader       *httptest.Server
 			method, path string
 			body         any
 			code, msg    string
 		}{
-			{"POST", "/v1/vms", createBody("x"), resource.CodeUnavailable, "may or may not have been applied"},
-			{"GET", "/v1/vms", nil, resource.CodeNoLeader, "the leader changed while this request was forwarded to old"},
+			{streamSilent, "POST", "/v1/vms", createBody("x"), resource.CodeUnavailable, "may or may not have been applied"},
+			{httpSilent, "POST", "/v1/vms", createBody("x"), resource.CodeUnavailable, "may or may not have been applied"},
+			{upgradeSilent, "POST", "/v1/vms", createBody("x"), resource.CodeNoLeader, "the leader changed while this request was forwarded to old"},
+			{streamSilent, "GET", "/v1/vms", nil, resource.CodeNoLeader, "the leader changed while this request was forwarded to old"},
 		} {
 			ch := make(chan struct{})
 			f.b.set(func(b *httpTestBackend) {
-				b.leader, b.leaderID, b.leaderAddr, b.changed = false, "old", silent.Listener.Addr().String(), ch
+				b.leader, b.leaderID, b.leaderAddr, b.changed = false, "old", tc.leader.Listener.Addr().String(), ch
 			})
 			time.AfterFunc(200*time.Millisecond, func() {
 				// Another node leads now: as the controller does, a new
@@ -1356,7 +1394,7 @@ func TestHTTPForwardingFailures(t *testing.T) {
 			r := f.call(t, tc.method, tc.path, tc.body)
 			wantStatus(t, r, http.StatusServiceUnavailable)
 			if eb := r.errBody(t); eb.Code != tc.code || !strings.Contains(eb.Message, tc.msg) {
-				t.Errorf("%s %s: %+v", tc.method, tc.path, eb)
+				t.Errorf("%s %s to %s: %+v", tc.method, tc.path, tc.leader.URL, eb)
 			}
 		}
 	})

@@ -126,6 +126,36 @@ func (a *httpAPI) forward(w http.ResponseWriter, r *http.Request, body []byte) e
 			}
 		})
 	}
+	// Writes go over the stream to the leader (fwdstream.go) unless it
+	// does not take streams.
+	if streamable(r, body) {
+		s, err := a.fwd.stream(ctx, addr)
+		if err == nil {
+			resp, sent, err := s.do(ctx, func(b []byte, sid uint64) []byte { return a.streamRequest(b, sid, r, body) })
+			first := outcome.CompareAndSwap(0, 1)
+			close(answered)
+			if err == nil && !first {
+				err = context.Cause(ctx) // cancelled as the answer came: nothing is relayed
+			}
+			if err != nil {
+				return a.forwardFailed(ctx, r, id, addr, err, !sent)
+			}
+			a.m.forwardedInc()
+			if resp.status == statusAborted {
+				// The leader's handler broke its answer: break ours.
+				panic(http.ErrAbortHandler)
+			}
+			copyEndToEnd(w.Header(), resp.header)
+			w.WriteHeader(resp.status)
+			_, _ = w.Write(resp.body)
+			return nil
+		}
+		if !errors.Is(err, errStreamRefused) {
+			outcome.CompareAndSwap(0, 1)
+			close(answered)
+			return a.forwardFailed(ctx, r, id, addr, err, true)
+		}
+	}
 	u := url.URL{Scheme: forwardScheme(a.client), Host: addr, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
 	var rd io.Reader = http.NoBody
 	if len(body) > 0 {
@@ -150,26 +180,9 @@ func (a *httpAPI) forward(w http.ResponseWriter, r *http.Request, body []byte) e
 		err = context.Cause(ctx)
 	}
 	if err != nil {
-		if errors.Is(context.Cause(ctx), errLeaderMoved) && r.Context().Err() == nil {
-			if r.Method == http.MethodGet {
-				return noLeader(fmt.Sprintf("the leader changed while this request was forwarded to %s (%s); retry", id, addr))
-			}
-			return &apiError{status: http.StatusServiceUnavailable, code: resource.CodeUnavailable,
-				msg: fmt.Sprintf("the leader changed while this write was forwarded to %s (%s): it may or may not have been applied (read before retrying)", id, addr)}
-		}
-		if ctx.Err() != nil {
-			return ctx.Err() // the client gave up; nobody reads the answer
-		}
 		var op *net.OpError
-		if errors.As(err, &op) && op.Op == "dial" || r.Method == http.MethodGet {
-			// Nothing reached the leader (or nothing would change):
-			// safe to retry.
-			return noLeader(fmt.Sprintf("cannot reach the leader %s at %s: %v; retry shortly", id, addr, err))
-		}
-		// The request may have reached the leader before the connection
-		// broke: the write may or may not have been applied.
-		return &apiError{status: http.StatusServiceUnavailable, code: resource.CodeUnavailable,
-			msg: fmt.Sprintf("the connection to the leader %s broke while forwarding: %v; the write may or may not have been applied (read before retrying)", id, err)}
+		unsent := errors.As(err, &op) && op.Op == "dial"
+		return a.forwardFailed(ctx, r, id, addr, err, unsent)
 	}
 	defer resp.Body.Close()
 	a.m.forwardedInc()
@@ -206,4 +219,28 @@ func (a *httpAPI) forward(w http.ResponseWriter, r *http.Request, body []byte) e
 			panic(http.ErrAbortHandler)
 		}
 	}
+}
+
+// forwardFailed is the answer to a request whose forwarding to the leader
+// id at addr failed with err; unsent: nothing of it reached the leader.
+func (a *httpAPI) forwardFailed(ctx context.Context, r *http.Request, id, addr string, err error, unsent bool) error {
+	if errors.Is(context.Cause(ctx), errLeaderMoved) && r.Context().Err() == nil {
+		if r.Method == http.MethodGet || unsent {
+			return noLeader(fmt.Sprintf("the leader changed while this request was forwarded to %s (%s); retry", id, addr))
+		}
+		return &apiError{status: http.StatusServiceUnavailable, code: resource.CodeUnavailable,
+			msg: fmt.Sprintf("the leader changed while this write was forwarded to %s (%s): it may or may not have been applied (read before retrying)", id, addr)}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err() // the client gave up; nobody reads the answer
+	}
+	if unsent || r.Method == http.MethodGet {
+		// Nothing reached the leader (or nothing would change): safe to
+		// retry.
+		return noLeader(fmt.Sprintf("cannot reach the leader %s at %s: %v; retry shortly", id, addr, err))
+	}
+	// The request may have reached the leader before the connection
+	// broke: the write may or may not have been applied.
+	return &apiError{status: http.StatusServiceUnavailable, code: resource.CodeUnavailable,
+		msg: fmt.Sprintf("the connection to the leader %s broke while forwarding: %v; the write may or may not have been applied (read before retrying)", id, err)}
 }

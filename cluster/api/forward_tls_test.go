@@ -58,6 +58,9 @@ func TestHTTPForwardingTLS(t *testing.T) {
 	if got := recvWithin(t, l.forwardedBy, 5*time.Second, "a forwarded request at the leader"); got != "follower" {
 		t.Fatalf("forwarded by %q", got)
 	}
+	if n := f.api.fwd.opened.Load(); n != 1 {
+		t.Fatalf("%d forwarding streams opened, want the write on one over TLS", n)
+	}
 
 	// A forward client of another CA does not trust the leader.
 	other := files("other", tlsutil.RoleServer, "c9")

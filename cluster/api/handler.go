@@ -141,6 +141,14 @@ type httpAPI struct {
 	blocking streamCap // Options.MaxBlockingQueries
 	streams  streamCap // Options.MaxEventStreams
 
+	// Forwarding streams (fwdstream.go): this node's to the leader, and
+	// the leader's from followers.
+	fwd      *fwdStreams
+	fwdServe srvStreams
+	// frameHandler, if set (tests), serves the requests of forwarding
+	// streams instead of the handler itself.
+	frameHandler http.Handler
+
 	// onBlock, if set (tests), is called when a blocking query is about to
 	// wait for a change.
 	onBlock func()
@@ -194,7 +202,7 @@ func NewHandler(b Backend, opts Options) http.Handler {
 	if opts.ForwardClient == nil {
 		opts.ForwardClient = NewForwardClient("", nil)
 	}
-	return &httpAPI{
+	a := &httpAPI{
 		b:   b,
 		log: log,
 		m:   opts.Metrics,
@@ -220,6 +228,8 @@ func NewHandler(b Backend, opts Options) http.Handler {
 		heartbeat:     opts.HeartbeatInterval,
 		version:       opts.Version,
 	}
+	a.fwd = &fwdStreams{a: a}
+	return a
 }
 
 // NewForwardClient returns the client a follower uses to forward requests
@@ -261,6 +271,12 @@ func forwardScheme(c *http.Client) string {
 type apiHandler func(w http.ResponseWriter, r *http.Request) error
 
 func (a *httpAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == forwardStreamPath {
+		// Not a request of the API: a connection that carries them
+		// (each checked as any other).
+		a.serveStream(w, r)
+		return
+	}
 	start := time.Now()
 	rec := &apiRecorder{ResponseWriter: w}
 	route, h := a.route(r)

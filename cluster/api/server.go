@@ -82,7 +82,7 @@ func (o *ServerOptions) setDefaults() {
 // timeouts of o. Serve it on NewListener.
 func NewServer(h http.Handler, o ServerOptions) *http.Server {
 	o.setDefaults()
-	return &http.Server{
+	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: o.ReadHeaderTimeout,
 		ReadTimeout:       o.ReadTimeout,
@@ -91,6 +91,12 @@ func NewServer(h http.Handler, o ServerOptions) *http.Server {
 		MaxHeaderBytes:    o.MaxHeaderBytes,
 		ErrorLog:          o.Logger.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
+	// Forwarding streams (fwdstream.go) are hijacked connections, which
+	// Shutdown does not wait for: they stop taking requests with it.
+	if d, ok := h.(interface{ DrainStreams() }); ok {
+		srv.RegisterOnShutdown(d.DrainStreams)
+	}
+	return srv
 }
 
 // NewListener wraps the API's TCP listener: it caps the connections per

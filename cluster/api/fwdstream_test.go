@@ -1,0 +1,272 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kumoi/kumoi/resource"
+)
+
+func TestFrameRoundTrip(t *testing.T) {
+	h := http.Header{"Authorization": {"Bearer x"}, "X-Many": {"a", "b"}}
+	req := &http.Request{Method: "PUT", URL: mustParseURI(t, "/v1/vms/a%2Fb?cas=3"), RemoteAddr: "127.0.0.9:1234", Header: h}
+	a := &httpAPI{b: newHTTPTestBackend("me", 16)}
+	b := a.streamRequest(nil, 7, req, []byte(`{"x":1}`))
+	f, err := decodeFrame(b[4:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := http.Header{"Authorization": {"Bearer x"}, "X-Many": {"a", "b"}, headerForwarded: {"me"}, "X-Forwarded-For": {"127.0.0.9"}}
+	if f.typ != frameRequest || f.id != 7 || f.method != "PUT" || f.uri != "/v1/vms/a%2Fb?cas=3" || f.remote != "127.0.0.9:1234" ||
+		!reflect.DeepEqual(f.header, want) || string(f.body) != `{"x":1}` {
+		t.Fatalf("decoded %+v", f)
+	}
+
+	resp := beginFrame(nil, frameResponse, 1<<40)
+	resp = append(resp, 201&0x7f|0x80, 1) // uvarint 201
+	resp = appendHeaders(resp, http.Header{"Location": {"/v1/vms/x"}})
+	resp = append(resp, 2, 'o', 'k')
+	f, err = decodeFrame(endFrame(resp)[4:])
+	if err != nil || f.typ != frameResponse || f.id != 1<<40 || f.status != 201 || f.header.Get("Location") != "/v1/vms/x" || string(f.body) != "ok" {
+		t.Fatalf("response %+v %v", f, err)
+	}
+
+	// Malformed frames are errors, never panics.
+	for _, p := range [][]byte{
+		nil, {9, 0}, {frameRequest}, {frameRequest, 0, 200}, {frameResponse, 0, 0xe8, 0x07, 0, 0},
+		{frameCancel, 0, 1}, {frameRequest, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f},
+	} {
+		if f, err := decodeFrame(p); err == nil {
+			t.Errorf("%x decoded: %+v", p, f)
+		}
+	}
+	// A frame over the limit is refused before it is read.
+	big := bufio.NewReader(bytes.NewReader([]byte{0x7f, 0, 0, 0}))
+	if _, err := readFrame(big, maxRequestFrame); err == nil || !strings.Contains(err.Error(), "over the limit") {
+		t.Fatalf("oversized frame: %v", err)
+	}
+}
+
+func FuzzDecodeFrame(f *testing.F) {
+	a := &httpAPI{b: newHTTPTestBackend("me", 16)}
+	req := &http.Request{Method: "POST", URL: &url.URL{Path: "/v1/vms"}, Header: http.Header{"A": {"b"}}}
+	f.Add(a.streamRequest(nil, 1, req, []byte("{}"))[4:])
+	f.Add([]byte{frameCancel, 5})
+	f.Add([]byte{frameResponse, 1, 200, 1, 0, 0})
+	f.Fuzz(func(t *testing.T, p []byte) {
+		fr, err := decodeFrame(p)
+		if err != nil {
+			return
+		}
+		if fr.typ != frameRequest && fr.typ != frameResponse && fr.typ != frameCancel {
+			t.Fatalf("type %d decoded", fr.typ)
+		}
+		if fr.status > 999 {
+			t.Fatalf("status %d", fr.status)
+		}
+	})
+}
+
+func mustParseURI(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.ParseRequestURI(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// TestForwardStream: a follower's writes share one stream to the leader,
+// many at once; reads go over HTTP; a leader that takes no streams is sent
+// HTTP requests; a stream that breaks is reopened.
+func TestForwardStream(t *testing.T) {
+	l := newHTTPEnv(t, "leader", httpEnvOpts{})
+	f := newHTTPEnv(t, "follower", httpEnvOpts{})
+	f.follow(l)
+
+	const n = 64
+	var wg sync.WaitGroup
+	results := make([]httpResult, n)
+	for i := range n {
+		wg.Go(func() { results[i] = f.call(t, "POST", "/v1/vms", createBody(fmt.Sprintf("vm-%d", i))) })
+	}
+	wg.Wait()
+	for i, r := range results {
+		wantStatus(t, r, http.StatusCreated)
+		if o := r.object(t); o.Name != fmt.Sprintf("vm-%d", i) {
+			t.Fatalf("answer %d is of %s", i, o.Name)
+		}
+	}
+	if got := l.b.f.State().Count(resource.KindVM); got != n {
+		t.Fatalf("%d VMs on the leader, want %d", got, n)
+	}
+	if o := f.api.fwd.opened.Load(); o != 1 {
+		t.Fatalf("%d streams opened for %d concurrent writes, want 1", o, n)
+	}
+	// Errors come back verbatim, with their headers.
+	r := f.call(t, "POST", "/v1/vms", createBody("vm-0"))
+	wantStatus(t, r, http.StatusConflict)
+	if r.header.Get("Content-Type") != "application/json" || r.errBody(t).Code != resource.CodeAlreadyExists {
+		t.Fatalf("conflict through the stream: %v %s", r.header, r.body)
+	}
+	r = f.call(t, "DELETE", "/v1/vms/vm-1", nil)
+	wantStatus(t, r, http.StatusOK)
+	if f.api.fwd.opened.Load() != 1 {
+		t.Fatal("a second stream was opened")
+	}
+
+	// The leader's side goes away: the next write opens a new stream.
+	l.api.fwdServe.closeAll()
+	l.api.fwdServe.mu.Lock()
+	l.api.fwdServe.draining = false // closeAll is for shutdown; this leader lives on
+	l.api.fwdServe.mu.Unlock()
+	waitStreamBroken(t, f)
+	wantStatus(t, f.call(t, "POST", "/v1/vms", createBody("after")), http.StatusCreated)
+	if o := f.api.fwd.opened.Load(); o != 2 {
+		t.Fatalf("%d streams opened, want 2", o)
+	}
+
+	t.Run("leader without streams", func(t *testing.T) {
+		old := newHTTPEnv(t, "old", httpEnvOpts{})
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == forwardStreamPath {
+				http.NotFound(w, r) // a build from before streams
+				return
+			}
+			old.srv.Config.Handler.ServeHTTP(w, r)
+		}))
+		defer srv.Close()
+		f2 := newHTTPEnv(t, "f2", httpEnvOpts{})
+		f2.b.set(func(b *httpTestBackend) {
+			b.leader, b.leaderID, b.leaderAddr = false, "old", srv.Listener.Addr().String()
+		})
+		for _, name := range []string{"a", "b"} {
+			wantStatus(t, f2.call(t, "POST", "/v1/vms", createBody(name)), http.StatusCreated)
+			if by := recvWithin(t, old.forwardedBy, 5*time.Second, "the forwarded write"); by != "f2" {
+				t.Fatalf("forwarded by %q", by)
+			}
+		}
+		if f2.api.fwd.opened.Load() != 0 || len(f2.api.fwd.refused) != 1 {
+			t.Fatalf("streams opened %d, refused %v", f2.api.fwd.opened.Load(), f2.api.fwd.refused)
+		}
+	})
+}
+
+// TestForwardStreamCancel: a client that gives up cancels its request on
+// the leader; a handler that aborts breaks the client's answer.
+func TestForwardStreamCancel(t *testing.T) {
+	l := newHTTPEnv(t, "leader", httpEnvOpts{})
+	f := newHTTPEnv(t, "follower", httpEnvOpts{})
+	f.follow(l)
+	started := make(chan struct{}, 1)
+	cancelled := make(chan struct{}, 1)
+	l.api.frameHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v1/vms/slow/start":
+			started <- struct{}{}
+			<-r.Context().Done()
+			cancelled <- struct{}{}
+		case "/v1/vms/abort/start":
+			w.Write([]byte("partial"))
+			panic(http.ErrAbortHandler)
+		default:
+			l.api.ServeHTTP(w, r)
+		}
+	})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "POST", f.srv.URL+"/v1/vms/slow/start", nil)
+	req.Header.Set("Content-Type", "application/json")
+	errc := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	recvWithin(t, started, 10*time.Second, "the request on the leader")
+	cancel()
+	recvWithin(t, cancelled, 10*time.Second, "the leader's handler to be cancelled")
+	if err := recvWithin(t, errc, 10*time.Second, "the client"); err == nil {
+		t.Fatal("the cancelled request got an answer")
+	}
+
+	// An aborted answer is not relayed as a complete one.
+	resp, err := http.Post(f.srv.URL+"/v1/vms/abort/start", "application/json", nil)
+	if err == nil {
+		_, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	if err == nil {
+		t.Fatalf("an aborted answer came through whole: %d", resp.StatusCode)
+	}
+	// The stream is still good.
+	wantStatus(t, f.call(t, "POST", "/v1/vms", createBody("ok")), http.StatusCreated)
+	if o := f.api.fwd.opened.Load(); o != 1 {
+		t.Fatalf("%d streams opened, want 1", o)
+	}
+}
+
+// TestForwardStreamDrain: a leader shutting down answers what is in
+// flight on its streams, takes no new request, and refuses new streams.
+func TestForwardStreamDrain(t *testing.T) {
+	l := newHTTPEnv(t, "leader", httpEnvOpts{})
+	f := newHTTPEnv(t, "follower", httpEnvOpts{})
+	f.follow(l)
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	l.api.frameHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/vms/held/start" {
+			started <- struct{}{}
+			<-release
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		l.api.ServeHTTP(w, r)
+	})
+	res := make(chan httpResult, 1)
+	go func() { res <- f.call(t, "POST", "/v1/vms/held/start", "") }()
+	recvWithin(t, started, 10*time.Second, "the held request on the leader")
+	l.api.DrainStreams()
+	close(release)
+	r := recvWithin(t, res, 10*time.Second, "the held request's answer")
+	wantStatus(t, r, http.StatusAccepted)
+	waitStreamBroken(t, f)
+	// A new stream is refused (the follower falls back to HTTP).
+	r = f.call(t, "POST", "/v1/vms", createBody("late"))
+	wantStatus(t, r, http.StatusCreated)
+	if o := f.api.fwd.opened.Load(); o != 1 {
+		t.Fatalf("%d streams opened, want 1", o)
+	}
+}
+
+// waitStreamBroken waits until e's stream to the leader, if any, has
+// broken.
+func waitStreamBroken(t *testing.T, e *httpEnv) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		e.api.fwd.mu.Lock()
+		s := e.api.fwd.cur
+		e.api.fwd.mu.Unlock()
+		if s == nil || s.broken() != nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the follower did not see its stream close")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
