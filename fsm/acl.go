@@ -155,6 +155,9 @@ func decodeAccessor(payload []byte, maxProto int) (func(*writer) error, error) {
 // metricType is the type an entry counts as in metrics (OnApply): a
 // command with an accessor counts as the command it carries.
 func metricType(t MessageType, payload []byte) MessageType {
+	if t == CreateBinRequestType {
+		return CreateRequestType // the same command, encoded otherwise
+	}
 	if t != AccessorRequestType {
 		return t
 	}

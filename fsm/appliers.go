@@ -33,6 +33,7 @@ var appliers = map[MessageType]applier{
 	MigrateRequestType:   decoded((*writer).migrate),
 
 	MigrationEventRequestType: decoded((*writer).migrationEvents),
+	CreateBinRequestType:      decodeCreateBin,
 
 	ClusterInitRequestType: decoded((*writer).clusterInit),
 	HostFenceRequestType:   decoded((*writer).hostFence),

@@ -49,6 +49,10 @@ const (
 	// Workers' migration events (migration.go; log protocol 9).
 	MigrationEventRequestType MessageType = 20
 
+	// A create (with its accessor) in a binary encoding (createbin.go;
+	// log protocol 10).
+	CreateBinRequestType MessageType = 21
+
 	// IgnoreUnknownTypeFlag marks commands that older nodes may skip.
 	IgnoreUnknownTypeFlag MessageType = 128
 )
@@ -95,6 +99,8 @@ func (t MessageType) String() string {
 		return "with-accessor"
 	case MigrationEventRequestType:
 		return "migration-event"
+	case CreateBinRequestType:
+		return "create-bin"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -107,7 +113,7 @@ var MessageTypes = []MessageType{
 	ClusterInitRequestType, HostFenceRequestType,
 	ACLBootstrapRequestType, ACLPolicyUpsertRequestType, ACLPolicyDeleteRequestType,
 	ACLTokenCreateRequestType, ACLTokenDeleteRequestType, AccessorRequestType,
-	MigrationEventRequestType,
+	MigrationEventRequestType, CreateBinRequestType,
 }
 
 // BatchRequest applies its operations atomically: all or none.
@@ -128,6 +134,9 @@ const MaxBatchOps = 4096
 
 // Encode returns the log entry for a request: [type byte][JSON payload].
 func Encode(t MessageType, req any) ([]byte, error) {
+	if b, ok := req.(*CreateBinRequest); ok && t == CreateBinRequestType {
+		return EncodeCreateBin(b.Accessor, b.Create), nil
+	}
 	payload, err := json.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("fsm: encode %s: %w", t, err)
@@ -139,6 +148,10 @@ func Encode(t MessageType, req any) ([]byte, error) {
 
 // NewBatchOp wraps a request as a batch operation.
 func NewBatchOp(t MessageType, req any) (BatchOp, error) {
+	if t == CreateBinRequestType {
+		// A batch is JSON, and so are its operations' payloads.
+		return BatchOp{}, fmt.Errorf("fsm: a %s command cannot be a batch operation; batch a create", t)
+	}
 	payload, err := json.Marshal(req)
 	if err != nil {
 		return BatchOp{}, fmt.Errorf("fsm: encode %s: %w", t, err)

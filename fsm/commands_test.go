@@ -184,6 +184,10 @@ func goldenEntries(t testing.TB) []goldenEntry {
 		{typ: fsm.MigrationEventRequestType, file: "migration-event-done", req: &fsm.MigrationEventRequest{Time: goldenT3, Host: "host-2", Events: []resource.MigrationEvent{
 			{VM: "web-9", ID: 24, Event: resource.MigrationDone, DowntimeMS: 42},
 		}}},
+		{typ: fsm.CreateBinRequestType, req: &fsm.CreateBinRequest{Accessor: "9c4b2a8e-0d6f-4e1a-8b3c-5d7e9f1a2b3c", Create: &fsm.CreateRequest{
+			Time: goldenT3, Kind: resource.KindVM, Name: "web-bin", ID: "7f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0",
+			Labels: map[string]string{"app": "web", "tier": "front"}, Spec: json.RawMessage(`{"cpus":1,"memory_mib":512}`),
+		}}},
 	}
 }
 
@@ -322,6 +326,12 @@ func applyGoldenPrefix(t *testing.T, n int) *fsm.FSM {
 // snapshot-v9.jsonl the state the whole log builds.
 const goldenBeforeMigration = 21
 
+// goldenBeforeBin is how many golden entries come before the protocol 10
+// (create-bin) one: state-v9.json and snapshot-v9.jsonl hold the state
+// they build (as the protocol 9 build wrote them); state-v10.json and
+// snapshot-v10.jsonl the state the whole log builds.
+const goldenBeforeBin = 26
+
 // TestGoldenDecode: a log written by an older build keeps applying, and to
 // the same state.
 func TestGoldenDecode(t *testing.T) {
@@ -329,7 +339,11 @@ func TestGoldenDecode(t *testing.T) {
 		t.Fatalf("goldenBeforeMigration (%d) does not point at the first protocol 9 entry", goldenBeforeMigration)
 	}
 	writeOrCompare(t, filepath.Join(goldenDir, "state.json"), goldenStateJSON(t, applyGoldenPrefix(t, goldenBeforeMigration)))
-	writeOrCompare(t, filepath.Join(goldenDir, "state-v9.json"), goldenStateJSON(t, applyGoldenLog(t)))
+	if n := len(goldenEntries(t)); goldenBeforeBin >= n || goldenEntries(t)[goldenBeforeBin].typ != fsm.CreateBinRequestType {
+		t.Fatalf("goldenBeforeBin (%d) does not point at the first protocol 10 entry", goldenBeforeBin)
+	}
+	writeOrCompare(t, filepath.Join(goldenDir, "state-v9.json"), goldenStateJSON(t, applyGoldenPrefix(t, goldenBeforeBin)))
+	writeOrCompare(t, filepath.Join(goldenDir, "state-v10.json"), goldenStateJSON(t, applyGoldenLog(t)))
 }
 
 // goldenStateJSON is f's objects, indexes and events as the golden state
@@ -367,13 +381,14 @@ func goldenStateJSON(t *testing.T, f *fsm.FSM) []byte {
 // restore to the state the golden log builds.
 //
 // snapshot.jsonl is the state before the protocol 9 entries, as the
-// protocol 8 build wrote it; snapshot-v9.jsonl the whole log's, with a
-// migration's status and hosts' migration modes.
+// protocol 8 build wrote it; snapshot-v9.jsonl the state before the
+// protocol 10 entry, with a migration's status and hosts' migration modes;
+// snapshot-v10.jsonl the whole log's.
 func TestGoldenSnapshot(t *testing.T) {
 	for _, c := range []struct {
 		file string
 		n    int
-	}{{"snapshot.jsonl", goldenBeforeMigration}, {"snapshot-v9.jsonl", len(goldenEntries(t))}} {
+	}{{"snapshot.jsonl", goldenBeforeMigration}, {"snapshot-v9.jsonl", goldenBeforeBin}, {"snapshot-v10.jsonl", len(goldenEntries(t))}} {
 		f := applyGoldenPrefix(t, c.n)
 		path := filepath.Join(goldenDir, c.file)
 		writeOrCompare(t, path, fsm.TestPersist(t, f))

@@ -452,6 +452,11 @@ func (g propGen) op(t *rapid.T, next uint64) (fsm.MessageType, any) {
 			payload, _ := json.Marshal(req)
 			return mt, &fsm.AccessorRequest{Accessor: acc, Type: mt, Payload: payload}
 		}
+		if mt == fsm.CreateBinRequestType {
+			// The binary create carries its accessor itself.
+			req.(*fsm.CreateBinRequest).Accessor = acc
+			return mt, req
+		}
 		wt, wreq, err := fsm.WithAccessor(acc, mt, req)
 		if err != nil {
 			t.Fatal(err)
@@ -462,10 +467,14 @@ func (g propGen) op(t *rapid.T, next uint64) (fsm.MessageType, any) {
 		if fault == faultID {
 			id = ""
 		}
-		return fsm.CreateRequestType, &fsm.CreateRequest{
+		req := &fsm.CreateRequest{
 			Time: drawTime(t), Kind: kind, Name: name, ID: id,
 			Labels: drawLabels(t, fault), Spec: drawSpec(t, kind, fault),
 		}
+		if rapid.IntRange(0, 2).Draw(t, "binary create?") == 0 {
+			return fsm.CreateBinRequestType, &fsm.CreateBinRequest{Create: req}
+		}
+		return fsm.CreateRequestType, req
 	case 3, 4, 5:
 		return fsm.UpdateRequestType, &fsm.UpdateRequest{
 			Time: drawTime(t), Kind: kind, Name: name, CAS: g.cas(t, kind, name, next),
@@ -573,6 +582,14 @@ func (g propGen) batch(t *rapid.T, next uint64, bad bool) *fsm.BatchRequest {
 			op = fsm.BatchOp{Type: 0xe3, Payload: raw(`{}`)} // unknown, ignorable: skipped
 		default:
 			mt, r := g.op(t, next)
+			if b, ok := r.(*fsm.CreateBinRequest); ok {
+				// Batches hold JSON: the create itself, with its
+				// accessor in an envelope.
+				var err error
+				if mt, r, err = fsm.WithAccessor(b.Accessor, fsm.CreateRequestType, b.Create); err != nil {
+					t.Fatal(err)
+				}
+			}
 			var err error
 			if op, err = fsm.NewBatchOp(mt, r); err != nil {
 				t.Fatalf("batch op %d: %v", i, err)
@@ -642,7 +659,7 @@ func (g propGen) notUnderstood(t *rapid.T, next uint64) propEntry {
 	case 1:
 		// An unknown type without the ignorable flag, with a payload
 		// that would be a valid command.
-		b := rapid.SampledFrom([]byte{0, 21, 22, 42, 99, 127}).Draw(t, "unknown type")
+		b := rapid.SampledFrom([]byte{0, 22, 23, 42, 99, 127}).Draw(t, "unknown type")
 		_, req := g.op(t, next)
 		data, err := fsm.Encode(fsm.MessageType(b), req)
 		if err != nil {
@@ -1326,6 +1343,17 @@ func (m *model) apply(t *rapid.T, index uint64, mt fsm.MessageType, req any) mod
 		case m.clusterID != q.ID:
 			fail(fsm.ErrExists)
 		}
+	case fsm.CreateBinRequestType:
+		// A create, with its accessor, as the envelope applies one.
+		q := req.(*fsm.CreateBinRequest)
+		if len(q.Accessor) > 64 {
+			fail(resource.ErrInvalid)
+			return r
+		}
+		prev := m.accessor
+		m.accessor = q.Accessor
+		defer func() { m.accessor = prev }()
+		return m.apply(t, index, fsm.CreateRequestType, q.Create)
 	case fsm.AccessorRequestType:
 		q := req.(*fsm.AccessorRequest)
 		if q.Type == fsm.AccessorRequestType {
@@ -2305,6 +2333,12 @@ func decodeReq(mt fsm.MessageType, payload []byte) (any, error) {
 		req = new(fsm.AccessorRequest)
 	case fsm.MigrationEventRequestType:
 		req = new(fsm.MigrationEventRequest)
+	case fsm.CreateBinRequestType:
+		acc, c, err := fsm.DecodeCreateBin(payload)
+		if err != nil {
+			return nil, err
+		}
+		return &fsm.CreateBinRequest{Accessor: acc, Create: c}, nil
 	default:
 		return nil, fsm.ErrUnknownCommand
 	}

@@ -34,7 +34,9 @@ import (
 //	   strategy or affinity; a place with a placement's reason
 //	9  migrations of running VMs: migrate's mode and abort,
 //	   migration-event, host-state's migration_modes (status.migration)
-const ProtocolVersion = 9
+//	10 create-bin: a create and its accessor in a binary encoding
+//	   (createbin.go; no JSON to decode on every replica)
+const ProtocolVersion = 10
 
 // MinProtocol is the protocol a node must speak to apply message type t.
 // Unknown types (ignorable or not) are 1: whether a node skips or halts
@@ -52,6 +54,8 @@ func MinProtocol(t MessageType) int {
 		return 6
 	case MigrationEventRequestType:
 		return 9
+	case CreateBinRequestType:
+		return 10
 	}
 	return 1
 }

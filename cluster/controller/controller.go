@@ -270,10 +270,12 @@ func (c *Controller) Apply(ctx context.Context, t fsm.MessageType, req any) (*fs
 	if err := c.Halted(); err != nil {
 		return nil, err // out of service (halt.go)
 	}
-	if err := c.checkProtocol(t, req); err != nil {
+	proto, err := c.checkProtocolOf(t, req)
+	if err != nil {
 		return nil, err
 	}
-	data, err := fsm.Encode(t, req)
+	// Creates in the binary encoding once every server speaks it.
+	data, err := fsm.EncodeFor(t, req, proto)
 	if err != nil {
 		return nil, err
 	}

@@ -22,12 +22,20 @@ import (
 // checkProtocol refuses a command that some server cannot apply, naming
 // the servers to upgrade.
 func (c *Controller) checkProtocol(t fsm.MessageType, req any) error {
+	_, err := c.checkProtocolOf(t, req)
+	return err
+}
+
+// checkProtocolOf is checkProtocol that also returns the protocol every
+// server speaks (the encoding to propose req in: fsm.EncodeFor).
+func (c *Controller) checkProtocolOf(t fsm.MessageType, req any) (int, error) {
 	if ml, _ := c.gossipParts(); ml == nil {
-		return nil // no gossip (in-process tests): every node is this build
+		// No gossip (in-process tests): every node is this build.
+		return c.cfg.MaxProtocol, nil
 	}
 	f := c.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
-		return mapRaftError(err)
+		return 0, mapRaftError(err)
 	}
 	servers := f.Configuration().Servers
 	least := fsm.ProtocolVersion
@@ -35,8 +43,13 @@ func (c *Controller) checkProtocol(t fsm.MessageType, req any) error {
 		least = min(least, c.serverProto(s.ID))
 	}
 	if least >= fsm.ProtocolVersion {
-		return nil // every server speaks whatever a command can need
+		return least, nil // every server speaks whatever a command can need
 	}
+	return least, c.refuseOld(servers, least, t, req)
+}
+
+// refuseOld is checkProtocol's answer when some server speaks only least.
+func (c *Controller) refuseOld(servers []raft.Server, least int, t fsm.MessageType, req any) error {
 	// Only now what the command needs, which may decode its spec: no
 	// cost for a cluster that is not being upgraded.
 	need := fsm.RequiredProtocol(t, req)
