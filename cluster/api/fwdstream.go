@@ -360,7 +360,9 @@ func (a *httpAPI) dialStream(ctx context.Context, addr string) (*fwdStream, erro
 	if !ok || tr.DialContext == nil {
 		return nil, errStreamRefused // a client we cannot take apart: HTTP
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	// As long as the forward client's dial may take (the TCP connect
+	// alone has that too): callers wait behind it.
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	conn, err := tr.DialContext(ctx, "tcp", addr)
 	if err != nil {
