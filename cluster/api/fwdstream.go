@@ -421,6 +421,8 @@ func (a *httpAPI) dialStream(ctx context.Context, addr string) (*fwdStream, erro
 		calls:  map[uint64]*fwdCall{},
 		done:   make(chan struct{}),
 	}
+	a.m.forwardStreamsAdd(streamToLeader, 1)
+	s.onClose = func() { a.m.forwardStreamsAdd(streamToLeader, -1) }
 	go frameWriter(conn, s.out, s.done, func(err error) { s.fail(fmt.Errorf("writing to the leader: %w", err)) })
 	go s.readLoop(br)
 	return s, nil
@@ -438,6 +440,8 @@ type fwdStream struct {
 	next  uint64
 	err   error
 	done  chan struct{} // closed with err set
+
+	onClose func() // called once, when the stream breaks
 }
 
 // fwdCall is a request in flight on a stream.
@@ -465,6 +469,9 @@ func (s *fwdStream) fail(err error) {
 	s.err = err
 	close(s.done)
 	s.conn.Close()
+	if s.onClose != nil {
+		s.onClose()
+	}
 	for id, c := range s.calls {
 		c.err = err
 		close(c.done)
@@ -627,6 +634,8 @@ func (a *httpAPI) serveStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer a.fwdServe.remove(s)
+	a.m.forwardStreamsAdd(streamFromFollowers, 1)
+	defer a.m.forwardStreamsAdd(streamFromFollowers, -1)
 	s.serve(brw.Reader)
 }
 

@@ -114,6 +114,9 @@ func TestForwardStream(t *testing.T) {
 	if o := f.api.fwd.opened.Load(); o != 1 {
 		t.Fatalf("%d streams opened for %d concurrent writes, want 1", o, n)
 	}
+	if to, from := counterValue(t, f.reg, "kumoi_forward_streams"), counterValue(t, l.reg, "kumoi_forward_streams"); to != 1 || from != 1 {
+		t.Fatalf("kumoi_forward_streams: follower %v, leader %v; want 1 each", to, from)
+	}
 	// Errors come back verbatim, with their headers.
 	r := f.call(t, "POST", "/v1/vms", createBody("vm-0"))
 	wantStatus(t, r, http.StatusConflict)
@@ -132,6 +135,9 @@ func TestForwardStream(t *testing.T) {
 	l.api.fwdServe.draining = false // closeAll is for shutdown; this leader lives on
 	l.api.fwdServe.mu.Unlock()
 	waitStreamBroken(t, f)
+	if v := counterValue(t, f.reg, "kumoi_forward_streams"); v != 0 {
+		t.Fatalf("kumoi_forward_streams = %v on the follower after its stream broke", v)
+	}
 	wantStatus(t, f.call(t, "POST", "/v1/vms", createBody("after")), http.StatusCreated)
 	if o := f.api.fwd.opened.Load(); o != 2 {
 		t.Fatalf("%d streams opened, want 2", o)

@@ -24,6 +24,7 @@ type Metrics struct {
 	fsmHalted         prometheus.Gauge
 	raftApplyDuration prometheus.Histogram
 	forwarded         prometheus.Counter
+	forwardStreams    *prometheus.GaugeVec
 }
 
 // latencyBuckets cover fast API calls through blocking queries (up to the
@@ -71,7 +72,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "kumoi_forwarded_requests_total",
 			Help: "HTTP API requests this controller forwarded to the leader.",
 		})),
+		forwardStreams: promutil.RegisterOrReuse(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kumoi_forward_streams",
+			Help: "Open forwarding streams (writes forwarded to the leader over one connection): side=\"to_leader\" is this controller's own (0 or 1), side=\"from_followers\" those it serves as the leader.",
+		}, []string{"side"})),
 	}
+	m.forwardStreams.WithLabelValues(streamToLeader)
+	m.forwardStreams.WithLabelValues(streamFromFollowers)
 	// Show every command type from the start, so rates work before the
 	// first error.
 	for _, t := range fsm.MessageTypes {
@@ -118,6 +125,18 @@ func (m *Metrics) forwardedInc() {
 		return
 	}
 	m.forwarded.Inc()
+}
+
+// The sides of kumoi_forward_streams.
+const (
+	streamToLeader      = "to_leader"
+	streamFromFollowers = "from_followers"
+)
+
+func (m *Metrics) forwardStreamsAdd(side string, n float64) {
+	if m != nil {
+		m.forwardStreams.WithLabelValues(side).Add(n)
+	}
 }
 
 func (m *Metrics) requestStarted() {
