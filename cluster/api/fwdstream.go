@@ -561,7 +561,7 @@ func (s *fwdStream) forget(id uint64) bool {
 // streams) and snapshots stream their answers and go over HTTP.
 func streamable(r *http.Request, body []byte) bool {
 	switch r.Method {
-	case http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch:
+	case http.MethodPost, http.MethodPut, http.MethodDelete:
 	default:
 		return false
 	}
