@@ -140,7 +140,12 @@ func decodeAccessor(payload []byte, maxProto int) (func(*writer) error, error) {
 	if err != nil {
 		return nil, fmt.Errorf("command with accessor (%s): %w", req.Type, err)
 	}
-	acc := req.Accessor
+	return asAccessor(req.Accessor, run), nil
+}
+
+// asAccessor runs run with the writer's accessor set to acc (an
+// envelope's, or a binary create's), refusing one that is no accessor ID.
+func asAccessor(acc string, run func(*writer) error) func(*writer) error {
 	return func(w *writer) error {
 		if len(acc) > 64 {
 			return resource.Errorf("accessor", "is %d bytes; an accessor ID is a UUID", len(acc))
@@ -149,7 +154,7 @@ func decodeAccessor(payload []byte, maxProto int) (func(*writer) error, error) {
 		w.accessor = acc
 		defer func() { w.accessor = prev }()
 		return run(w)
-	}, nil
+	}
 }
 
 // metricType is the type an entry counts as in metrics (OnApply): a

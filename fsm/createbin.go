@@ -149,18 +149,11 @@ func decodeCreateBin(payload []byte) (func(*writer) error, error) {
 	if err != nil {
 		return nil, err
 	}
-	return func(w *writer) error {
-		if acc == "" {
-			return w.create(req)
-		}
-		if len(acc) > 64 {
-			return resource.Errorf("accessor", "is %d bytes; an accessor ID is a UUID", len(acc))
-		}
-		prev := w.accessor
-		w.accessor = acc
-		defer func() { w.accessor = prev }()
-		return w.create(req)
-	}, nil
+	create := func(w *writer) error { return w.create(req) }
+	if acc == "" {
+		return create, nil
+	}
+	return asAccessor(acc, create), nil
 }
 
 // DecodeCreateBin decodes the payload of a CreateBinRequestType entry

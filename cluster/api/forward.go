@@ -165,12 +165,7 @@ func (a *httpAPI) forward(w http.ResponseWriter, r *http.Request, body []byte) e
 	if err != nil {
 		return fmt.Errorf("forward to the leader: %w", err)
 	}
-	copyEndToEnd(out.Header, r.Header)
-	out.Header.Del("Content-Length") // set from the buffered body
-	out.Header.Set(headerForwarded, self)
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil && host != "" {
-		out.Header.Add("X-Forwarded-For", host)
-	}
+	forwardHeaders(out.Header, r, self)
 	resp, err := a.client.Do(out)
 	first := outcome.CompareAndSwap(0, 1)
 	close(answered)
@@ -218,6 +213,19 @@ func (a *httpAPI) forward(w http.ResponseWriter, r *http.Request, body []byte) e
 			a.log.Warn("leader connection broke while forwarding", "leader", id, "path", r.URL.Path, "error", rerr)
 			panic(http.ErrAbortHandler)
 		}
+	}
+}
+
+// forwardHeaders sets in dst the headers a request r forwarded by node
+// self carries: r's end-to-end ones (not Content-Length, which comes from
+// the buffered body), the forwarding node, and r's client in
+// X-Forwarded-For.
+func forwardHeaders(dst http.Header, r *http.Request, self string) {
+	copyEndToEnd(dst, r.Header)
+	dst.Del("Content-Length")
+	dst.Set(headerForwarded, self)
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil && host != "" {
+		dst.Add("X-Forwarded-For", host)
 	}
 }
 

@@ -572,18 +572,12 @@ func streamable(r *http.Request, body []byte) bool {
 // to b: as forward would send it over HTTP (end-to-end headers, marked
 // forwarded by this node, X-Forwarded-For).
 func (a *httpAPI) streamRequest(b []byte, id uint64, r *http.Request, body []byte) []byte {
-	self := a.b.NodeID()
 	b = beginFrame(b, frameRequest, id)
 	b = appendString(b, r.Method)
 	b = appendString(b, r.URL.RequestURI())
 	b = appendString(b, r.RemoteAddr)
 	h := make(http.Header, len(r.Header)+2)
-	copyEndToEnd(h, r.Header)
-	h.Del("Content-Length")
-	h.Set(headerForwarded, self)
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil && host != "" {
-		h.Add("X-Forwarded-For", host)
-	}
+	forwardHeaders(h, r, a.b.NodeID())
 	b = appendHeaders(b, h)
 	b = binary.AppendUvarint(b, uint64(len(body)))
 	b = append(b, body...)
