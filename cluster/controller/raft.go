@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 )
 
 // raftParts are the stores and transport a raft node is built from.
@@ -68,7 +69,7 @@ func openRaftParts(c *Config, tlsc *tlsConfigs, cluster func() string, admitted 
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("create data dir: %w", err)
 		}
-		bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"), NoSync: c.NoSync})
+		bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"), NoSync: c.NoSync, BoltOptions: boltOptions()})
 		if err != nil {
 			return nil, fmt.Errorf("open raft log %s: %w (is another agent using this --data-dir?)", filepath.Join(dir, "raft.db"), err)
 		}
@@ -111,3 +112,19 @@ func openRaftParts(c *Config, tlsc *tlsConfigs, cluster func() string, admitted 
 }
 
 var _ io.Closer = (*raftboltdb.BoltStore)(nil)
+
+// boltOptions are the Raft log's BoltDB options. The free-page list is not
+// written on every commit (Consul's raft_boltdb NoFreelistSync): a commit
+// of a few log entries then writes their pages and the meta page, not also
+// the free list, which grows with the log; BoltDB rebuilds the list by
+// scanning the file when it opens (the log is short: it is truncated after
+// each snapshot). The hashmap free list finds pages in constant time. A
+// second agent on the same data directory fails after a second instead of
+// waiting for the file lock forever.
+func boltOptions() *bbolt.Options {
+	return &bbolt.Options{
+		Timeout:        time.Second,
+		NoFreelistSync: true,
+		FreelistType:   bbolt.FreelistMapType,
+	}
+}
