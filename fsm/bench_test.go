@@ -204,3 +204,29 @@ func BenchmarkApplyBatchGroup(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*entries*ops), "ns/object")
 }
+
+// BenchmarkApplyRaftBatchBin is BenchmarkApplyRaftBatch with the creates
+// in protocol 10's binary entry (create-bin), as a cluster that speaks 10
+// logs them: the state machine's share of bench-compare's creates.
+func BenchmarkApplyRaftBatchBin(b *testing.B) {
+	const per = 40
+	f := fsm.New(fsm.Config{})
+	batches := make([][]*raft.Log, b.N)
+	for i := range batches {
+		for j := range per {
+			n := i*per + j
+			data := fsm.EncodeCreateBin("", benchCreate(n))
+			batches[i] = append(batches[i], &raft.Log{Index: uint64(n) + 1, Term: 1, Type: raft.LogCommand, Data: data, AppendedAt: fsm.TestTime})
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, r := range f.ApplyBatch(batches[i]) {
+			if res := r.(*fsm.Result); res.Err != nil {
+				b.Fatal(res.Err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*per), "ns/object")
+}

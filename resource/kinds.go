@@ -1,9 +1,11 @@
 package resource
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 )
 
@@ -75,6 +77,17 @@ func Kinds() []*KindInfo {
 // NormalizeRequestSpec first, whose canonical output NormalizeSpec leaves
 // unchanged.
 func NormalizeSpec(kind Kind, raw json.RawMessage) (json.RawMessage, error) {
+	if v, ok := logSpecs.get(kind, raw); ok {
+		return v, nil
+	}
+	v, err := normalizeSpec(kind, raw)
+	if err == nil {
+		logSpecs.put(kind, raw, v)
+	}
+	return v, err
+}
+
+func normalizeSpec(kind Kind, raw json.RawMessage) (json.RawMessage, error) {
 	info, err := lookupWith(kind, raw, "spec")
 	if err != nil {
 		return nil, err
@@ -112,6 +125,17 @@ type Canonicalizer interface {
 // "cpu_overcommit": 0, is refused with the field's range), and then
 // checked by ValidateRequest when the spec has it.
 func NormalizeRequestSpec(kind Kind, raw json.RawMessage) (json.RawMessage, error) {
+	if v, ok := requestSpecs.get(kind, raw); ok {
+		return v, nil
+	}
+	v, err := normalizeRequestSpec(kind, raw)
+	if err == nil {
+		requestSpecs.put(kind, raw, v)
+	}
+	return v, err
+}
+
+func normalizeRequestSpec(kind Kind, raw json.RawMessage) (json.RawMessage, error) {
 	info, err := lookupWith(kind, raw, "spec")
 	if err != nil {
 		return nil, err
@@ -133,6 +157,71 @@ func NormalizeRequestSpec(kind Kind, raw json.RawMessage) (json.RawMessage, erro
 		}
 	}
 	return json.Marshal(s)
+}
+
+// Memos of NormalizeSpec and NormalizeRequestSpec: pure functions of the
+// kind and the spec's bytes, asked the same question again and again (a
+// create's spec is normalized by the leader's handler, then by every
+// server's state machine; VMs made from one template share their spec).
+// A spec seen recently is not decoded, validated and encoded again. Only
+// successes are kept, specs of at most specMemoMaxBytes, at most
+// specMemoEntries of them (when full, the memo starts over: bounded, and
+// costs a workload of distinct specs one map insert each).
+var logSpecs, requestSpecs specMemo
+
+const (
+	specMemoEntries  = 1024
+	specMemoMaxBytes = 4096
+)
+
+// checkSpecMemo makes every memo hit recompute its value and panic if
+// they differ (the resource tests set it).
+var checkSpecMemo = false
+
+type specMemo struct {
+	mu sync.Mutex
+	m  map[Kind]map[string]json.RawMessage
+	n  int
+}
+
+// get returns a copy of what raw normalized to, if remembered.
+func (c *specMemo) get(kind Kind, raw json.RawMessage) (json.RawMessage, bool) {
+	c.mu.Lock()
+	v, ok := c.m[kind][string(raw)]
+	c.mu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	if checkSpecMemo {
+		f := normalizeSpec
+		if c == &requestSpecs {
+			f = normalizeRequestSpec
+		}
+		if w, err := f(kind, raw); err != nil || !bytes.Equal(w, v) {
+			panic(fmt.Sprintf("resource: memo of %s spec %s is %s, not %s (%v)", kind, raw, v, w, err))
+		}
+	}
+	return bytes.Clone(v), true
+}
+
+func (c *specMemo) put(kind Kind, raw, v json.RawMessage) {
+	if len(raw) > specMemoMaxBytes {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || c.n >= specMemoEntries {
+		c.m, c.n = map[Kind]map[string]json.RawMessage{}, 0
+	}
+	byKind := c.m[kind]
+	if byKind == nil {
+		byKind = map[string]json.RawMessage{}
+		c.m[kind] = byKind
+	}
+	if _, ok := byKind[string(raw)]; !ok {
+		byKind[string(raw)] = bytes.Clone(v)
+		c.n++
+	}
 }
 
 // lookupWith looks kind up for NormalizeSpec and NormalizeStatus, and
