@@ -23,7 +23,9 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/kumoi/kumoi/client"
 	"github.com/kumoi/kumoi/internal/testcluster"
+	"github.com/kumoi/kumoi/resource"
 )
 
 // The side-by-side comparison with etcd (issue 15): `make bench-compare`.
@@ -37,7 +39,9 @@ import (
 // bytes with a unique key: an etcd put of a 200-byte value under
 // /bench/<row>/<writer>/<seq> through clientv3 (gRPC, one client per
 // member), and a Kumoi create of a VM whose POST /v1/vms body is 200 bytes
-// (a padding label) through HTTP/1.1 keep-alive connections. Rows: 1, 16
+// (a padding label) through the Go SDK with request streams (one client
+// per controller, Config.Stream: one connection each, many writes in
+// flight on it, as clientv3's gRPC connection). Rows: 1, 16
 // and 128 writers spread over all members (writer k talks to member k mod
 // 3, as real clients do: followers forward to the leader), and the same
 // sending to the leader only. Each system gets a fresh cluster for each
@@ -54,7 +58,9 @@ import (
 //
 // For work on the write path: KUMOI_BENCH_ROWS=all-128,leader-1 runs only
 // the rows named (target-writers), KUMOI_BENCH_SKIP_ETCD=1 runs Kumoi
-// alone (no ratio), and KUMOI_BENCH_PROFILE=DIR saves a CPU profile of the
+// alone (no ratio), KUMOI_BENCH_HTTP=1 sends Kumoi's writes as plain
+// HTTP/1.1 requests (keep-alive connections) instead of on streams, and
+// KUMOI_BENCH_PROFILE=DIR saves a CPU profile of the
 // leader and of one follower taken during each Kumoi row
 // (DIR/<row>-leader.pprof, DIR/<row>-follower.pprof; read them with
 // go tool pprof -top bin/kumoi FILE).
@@ -308,8 +314,43 @@ func kumoiRow(b *testing.B, writers int, leaderOnly bool, d time.Duration, prefi
 		pids = append(pids, c.Pid(i))
 	}
 	cpu := measureCPU(b, pids)
-	res := runCreatesOf(hc, targets, writers, d, prefix, paddedCreateBody)
+	var res *createsResult
+	if os.Getenv("KUMOI_BENCH_HTTP") == "1" {
+		res = runCreatesOf(hc, targets, writers, d, prefix, paddedCreateBody)
+	} else {
+		res = runCreatesSDK(b, targets, writers, d, prefix)
+	}
 	return res, cpu(), elections()
+}
+
+// runCreatesSDK is runCreatesOf through the Go SDK: one client with
+// request streams per target, writer k using target k mod len(targets),
+// each create's body paddedCreateBody's.
+func runCreatesSDK(b *testing.B, targets []string, writers int, d time.Duration, prefix string) *createsResult {
+	clients := make([]*client.Client, len(targets))
+	for i, u := range targets {
+		cl, err := client.New(client.Config{Addrs: []string{u}, Stream: true, Timeout: 30 * time.Second})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer cl.Close()
+		clients[i] = cl
+	}
+	spec := json.RawMessage(`{"cpus":1,"memory_mib":64}`)
+	return runWrites(writers, d, func(k, seq int) error {
+		name := fmt.Sprintf("%s-%d-%d", prefix, k, seq)
+		req := resource.CreateRequest{Name: name, Labels: map[string]string{"bench": "compare", "pad": padFor(name)}, Spec: spec}
+		_, err := clients[k%len(clients)].Create(context.Background(), resource.KindVM, req)
+		return err
+	})
+}
+
+// padFor is the padding label's value that makes name's create body
+// recordBytes long (as paddedCreateBody's).
+func padFor(name string) string {
+	head := `{"name":"` + name + `","labels":{"bench":"compare","pad":"`
+	tail := `"},"spec":{"cpus":1,"memory_mib":64}}`
+	return strings.Repeat("p", max(recordBytes-len(head)-len(tail), 1))
 }
 
 // saveProfile fetches a CPU profile of secs seconds from the controller at
@@ -338,10 +379,7 @@ func saveProfile(b *testing.B, hc *http.Client, url string, secs int, path strin
 // paddedCreateBody is createBody with a padding label that makes it
 // recordBytes long (for the names of this benchmark).
 func paddedCreateBody(name string) []byte {
-	head := `{"name":"` + name + `","labels":{"bench":"compare","pad":"`
-	tail := `"},"spec":{"cpus":1,"memory_mib":64}}`
-	pad := max(recordBytes-len(head)-len(tail), 1)
-	return []byte(head + strings.Repeat("p", pad) + tail)
+	return []byte(`{"name":"` + name + `","labels":{"bench":"compare","pad":"` + padFor(name) + `"},"spec":{"cpus":1,"memory_mib":64}}`)
 }
 
 // etcdRow runs one row on a fresh etcd cluster.

@@ -75,6 +75,16 @@ type Config struct {
 	// with ACLs answers with 401 except for GET /v1/status and the ACL
 	// bootstrap). ConfigFromEnv reads it from KUMOI_TOKEN.
 	Token string
+	// Stream sends writes (POST, PUT and DELETE of up to 1 MiB) to each
+	// controller over one persistent connection, many in flight at once,
+	// instead of an HTTP request each (docs/api.md "Request streams"): for
+	// programs that write a lot from many goroutines. Reads, blocking
+	// queries, event streams and snapshots still go over HTTP. A
+	// controller that does not take streams (an older build) is sent HTTP
+	// requests. Errors, retries and failover are the same as over HTTP.
+	// It needs HTTPClient's Transport, if set, to be an *http.Transport.
+	// Call Close when done with the client.
+	Stream bool
 	// EventIdleTimeout is how long an event stream may stay silent before
 	// it is taken for dead and reconnected (default
 	// DefaultEventIdleTimeout; controllers send a heartbeat every 10s).
@@ -90,7 +100,8 @@ type Client struct {
 	userAgent     string
 	authorization string // "Bearer <token>", or "" without a token
 	idleTimeout   time.Duration
-	preferred     atomic.Int64 // index into addrs of the last controller that answered
+	preferred     atomic.Int64     // index into addrs of the last controller that answered
+	streams       *streamTransport // Config.Stream: nil without
 }
 
 // New returns a Client. It fails only on malformed addresses (and on a
@@ -144,7 +155,32 @@ func New(cfg Config) (*Client, error) {
 	if c.userAgent == "" {
 		c.userAgent = "kumoi-go-client"
 	}
+	if cfg.Stream {
+		base, ok := c.hc.Transport.(*http.Transport)
+		if c.hc.Transport == nil {
+			base, ok = http.DefaultTransport.(*http.Transport)
+		}
+		if !ok {
+			return nil, errors.New("Config.Stream needs HTTPClient.Transport to be an *http.Transport (or nil)")
+		}
+		c.streams = &streamTransport{base: base, userAgent: c.userAgent, conns: map[string]*streamSlot{}}
+		hc := *c.hc
+		hc.Transport = c.streams
+		c.hc = &hc
+	}
 	return c, nil
+}
+
+// Close closes the client's request streams (Config.Stream) and its idle
+// connections. Requests made after Close still work, over HTTP.
+func (c *Client) Close() error {
+	if c.streams != nil {
+		c.streams.close()
+		c.streams.base.CloseIdleConnections()
+		return nil
+	}
+	c.hc.CloseIdleConnections()
+	return nil
 }
 
 // NormalizeAddr turns "127.0.0.1:7400" or "http://host:7400/" into a base

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -586,3 +587,54 @@ func TestClusterEndpoints(t *testing.T) {
 		t.Errorf("RemoveServer(\"\") succeeded")
 	}
 }
+
+// TestStreamFallsBackToHTTP: with Config.Stream, a controller that does
+// not take request streams (the fake, like an older build) is sent HTTP
+// requests; it is asked once, not per write.
+func TestStreamFallsBackToHTTP(t *testing.T) {
+	t.Parallel()
+	s := testapi.New(t)
+	c, err := client.New(client.Config{Addrs: []string{s.URL}, Stream: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, name := range []string{"a", "b", "c"} {
+		mustCreate(t, c, name, nil)
+	}
+	if _, err := c.Delete(context.Background(), resource.KindVM, "a", nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := countRequests(s, http.MethodPost, "/v1/stream"); n != 1 {
+		t.Fatalf("%d stream upgrades asked for, want 1", n)
+	}
+	if n := countRequests(s, http.MethodPost, "/v1/vms"); n != 3 {
+		t.Fatalf("%d creates over HTTP, want 3", n)
+	}
+	// Requests sent through an HTTP proxy stay HTTP requests (a stream
+	// would not go through it). The fake serves absolute-URI requests, so
+	// it is its own proxy here.
+	proxy, err := url.Parse(s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = http.ProxyURL(proxy)
+	pc, err := client.New(client.Config{Addrs: []string{s.URL}, Stream: true, HTTPClient: &http.Client{Transport: tr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	mustCreate(t, pc, "proxied", nil)
+	if n := countRequests(s, http.MethodPost, "/v1/stream"); n != 1 {
+		t.Fatalf("a proxied client asked for a stream (%d upgrades in all)", n)
+	}
+	// A custom transport that is not an *http.Transport cannot carry streams.
+	if _, err := client.New(client.Config{Stream: true, HTTPClient: &http.Client{Transport: roundTripFunc(nil)}}); err == nil {
+		t.Fatal("Stream with a foreign transport accepted")
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

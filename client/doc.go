@@ -68,6 +68,20 @@
 //     promise that nothing was done). Otherwise the error matches
 //     ErrUnknownOutcome: read the object to find out.
 //
+// # Request streams
+//
+// With Config.Stream, writes go to each controller over one persistent
+// connection, many in flight at once (docs/api.md "Request streams"), as
+// etcd's clients hold one gRPC connection per member; reads, blocking
+// queries and event streams still go over HTTP. Answers, errors, retries
+// and failover are the same as over HTTP (a write still queued when its
+// stream broke was never sent and goes to the next address). It saves the
+// client and the controllers an HTTP exchange per write: for programs that
+// write a lot from many goroutines. Call Close when done with the Client.
+//
+//	c, err := client.New(client.Config{Addrs: addrs, Stream: true})
+//	defer c.Close()
+//
 // # ACL tokens
 //
 // With ACLs on, every request but Status needs a token: Config.Token is

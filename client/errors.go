@@ -217,6 +217,10 @@ func NotApplied(err error) bool {
 // could reach a server (dial failure, refused connection, unknown host, a
 // failed TLS handshake), so that it is safe to send any request elsewhere.
 func neverSent(err error) bool {
+	var ns *notSentError
+	if errors.As(err, &ns) {
+		return true
+	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
 		return true

@@ -77,7 +77,9 @@
 // The harness sees Kumoi from the outside. Of Kumoi's packages it imports
 // only (go list -deps ./jepsen):
 //
-//   - client, the SDK, for every request to the cluster;
+//   - client, the SDK, for every request to the cluster (and through it
+//     internal/frames, the SDK's request streams; the harness does not
+//     turn them on);
 //   - internal/testcluster, to start, stop and signal the processes;
 //   - internal/tlsutil (through internal/testcluster), which makes the
 //     certificates of a TLS run (--tls, the default) from a test CA, as an

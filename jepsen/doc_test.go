@@ -13,6 +13,7 @@ func TestKumoiImports(t *testing.T) {
 	allowed := []string{
 		"github.com/kumoi/kumoi/client",
 		"github.com/kumoi/kumoi/hypervisor",
+		"github.com/kumoi/kumoi/internal/frames",
 		"github.com/kumoi/kumoi/internal/libvirtd",
 		"github.com/kumoi/kumoi/internal/testcluster",
 		"github.com/kumoi/kumoi/internal/tlsutil",

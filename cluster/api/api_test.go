@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kumoi/kumoi/fsm"
+	"github.com/kumoi/kumoi/internal/frames"
 	"github.com/kumoi/kumoi/resource"
 )
 
@@ -1343,7 +1344,7 @@ func TestHTTPForwardingFailures(t *testing.T) {
 			}
 		}
 		streamSilent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path != forwardStreamPath {
+			if r.URL.Path != frames.Path {
 				hold(r)
 				return
 			}
@@ -1352,14 +1353,14 @@ func TestHTTPForwardingFailures(t *testing.T) {
 				return
 			}
 			defer conn.Close()
-			brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + forwardStreamProto + "\r\n\r\n")
+			brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + frames.Proto + "\r\n\r\n")
 			brw.Flush()
 			go io.Copy(io.Discard, brw) // reads every frame, answers none
 			<-stuck
 		}))
 		defer streamSilent.Close()
 		httpSilent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path == forwardStreamPath {
+			if r.URL.Path == frames.Path {
 				http.NotFound(w, r) // an older build
 				return
 			}

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kumoi/kumoi/internal/frames"
 	"github.com/kumoi/kumoi/resource"
 )
 
@@ -131,7 +132,7 @@ func (a *httpAPI) forward(w http.ResponseWriter, r *http.Request, body []byte) e
 	if streamable(r, body) {
 		s, err := a.fwd.stream(ctx, addr)
 		if err == nil {
-			resp, sent, err := s.do(ctx, func(b []byte, sid uint64) []byte { return a.streamRequest(b, sid, r, body) })
+			resp, sent, err := s.Do(ctx, func(b []byte, sid uint64) []byte { return a.streamRequest(b, sid, r, body) })
 			first := outcome.CompareAndSwap(0, 1)
 			close(answered)
 			if err == nil && !first {
@@ -141,16 +142,16 @@ func (a *httpAPI) forward(w http.ResponseWriter, r *http.Request, body []byte) e
 				return a.forwardFailed(ctx, r, id, addr, err, !sent)
 			}
 			a.m.forwardedInc()
-			if resp.status == statusAborted {
+			if resp.Status == frames.StatusAborted {
 				// The leader's handler broke its answer: break ours.
 				panic(http.ErrAbortHandler)
 			}
-			copyEndToEnd(w.Header(), resp.header)
-			w.WriteHeader(resp.status)
-			_, _ = w.Write(resp.body)
+			copyEndToEnd(w.Header(), resp.Header)
+			w.WriteHeader(resp.Status)
+			_, _ = w.Write(resp.Body)
 			return nil
 		}
-		if !errors.Is(err, errStreamRefused) {
+		if !errors.Is(err, frames.ErrRefused) {
 			outcome.CompareAndSwap(0, 1)
 			close(answered)
 			return a.forwardFailed(ctx, r, id, addr, err, true)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,67 +16,32 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kumoi/kumoi/internal/frames"
 	"github.com/kumoi/kumoi/resource"
 )
 
-func TestFrameRoundTrip(t *testing.T) {
+// TestStreamRequestFrame: a follower's framed request carries what a
+// forwarded HTTP request would (end-to-end headers, marked forwarded by
+// this node, X-Forwarded-For).
+func TestStreamRequestFrame(t *testing.T) {
 	h := http.Header{"Authorization": {"Bearer x"}, "X-Many": {"a", "b"}}
 	req := &http.Request{Method: "PUT", URL: mustParseURI(t, "/v1/vms/a%2Fb?cas=3"), RemoteAddr: "127.0.0.9:1234", Header: h}
 	a := &httpAPI{b: newHTTPTestBackend("me", 16)}
 	b := a.streamRequest(nil, 7, req, []byte(`{"x":1}`))
-	f, err := decodeFrame(b[4:])
+	f, err := frames.Decode(b[4:])
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := http.Header{"Authorization": {"Bearer x"}, "X-Many": {"a", "b"}, headerForwarded: {"me"}, "X-Forwarded-For": {"127.0.0.9"}}
-	if f.typ != frameRequest || f.id != 7 || f.method != "PUT" || f.uri != "/v1/vms/a%2Fb?cas=3" || f.remote != "127.0.0.9:1234" ||
-		!reflect.DeepEqual(f.header, want) || string(f.body) != `{"x":1}` {
+	if f.Type != frames.Request || f.ID != 7 || f.Method != "PUT" || f.URI != "/v1/vms/a%2Fb?cas=3" || f.Remote != "127.0.0.9:1234" ||
+		!reflect.DeepEqual(f.Header, want) || string(f.Body) != `{"x":1}` {
 		t.Fatalf("decoded %+v", f)
 	}
-
-	resp := beginFrame(nil, frameResponse, 1<<40)
-	resp = append(resp, 201&0x7f|0x80, 1) // uvarint 201
-	resp = appendHeaders(resp, http.Header{"Location": {"/v1/vms/x"}})
-	resp = append(resp, 2, 'o', 'k')
-	f, err = decodeFrame(endFrame(resp)[4:])
-	if err != nil || f.typ != frameResponse || f.id != 1<<40 || f.status != 201 || f.header.Get("Location") != "/v1/vms/x" || string(f.body) != "ok" {
-		t.Fatalf("response %+v %v", f, err)
-	}
-
-	// Malformed frames are errors, never panics.
-	for _, p := range [][]byte{
-		nil, {9, 0}, {frameRequest}, {frameRequest, 0, 200}, {frameResponse, 0, 0xe8, 0x07, 0, 0},
-		{frameCancel, 0, 1}, {frameRequest, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f},
-	} {
-		if f, err := decodeFrame(p); err == nil {
-			t.Errorf("%x decoded: %+v", p, f)
-		}
-	}
-	// A frame over the limit is refused before it is read.
+	// A request frame over the server's limit is refused before it is read.
 	big := bufio.NewReader(bytes.NewReader([]byte{0x7f, 0, 0, 0}))
-	if _, err := readFrame(big, maxRequestFrame); err == nil || !strings.Contains(err.Error(), "over the limit") {
+	if _, err := frames.Read(big, maxRequestFrame); err == nil || !strings.Contains(err.Error(), "over the limit") {
 		t.Fatalf("oversized frame: %v", err)
 	}
-}
-
-func FuzzDecodeFrame(f *testing.F) {
-	a := &httpAPI{b: newHTTPTestBackend("me", 16)}
-	req := &http.Request{Method: "POST", URL: &url.URL{Path: "/v1/vms"}, Header: http.Header{"A": {"b"}}}
-	f.Add(a.streamRequest(nil, 1, req, []byte("{}"))[4:])
-	f.Add([]byte{frameCancel, 5})
-	f.Add([]byte{frameResponse, 1, 200, 1, 0, 0})
-	f.Fuzz(func(t *testing.T, p []byte) {
-		fr, err := decodeFrame(p)
-		if err != nil {
-			return
-		}
-		if fr.typ != frameRequest && fr.typ != frameResponse && fr.typ != frameCancel {
-			t.Fatalf("type %d decoded", fr.typ)
-		}
-		if fr.status > 999 {
-			t.Fatalf("status %d", fr.status)
-		}
-	})
 }
 
 func mustParseURI(t *testing.T, s string) *url.URL {
@@ -146,7 +112,7 @@ func TestForwardStream(t *testing.T) {
 	t.Run("leader without streams", func(t *testing.T) {
 		old := newHTTPEnv(t, "old", httpEnvOpts{})
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path == forwardStreamPath {
+			if r.URL.Path == frames.Path {
 				http.NotFound(w, r) // a build from before streams
 				return
 			}
@@ -267,12 +233,47 @@ func waitStreamBroken(t *testing.T, e *httpEnv) {
 		e.api.fwd.mu.Lock()
 		s := e.api.fwd.cur
 		e.api.fwd.mu.Unlock()
-		if s == nil || s.broken() != nil {
+		if s == nil || s.Err() != nil {
 			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the follower did not see its stream close")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestClientStream: a client's request stream (/v1/stream) carries writes,
+// served as over HTTP; a read on it is refused (its answer may never end),
+// and the gauge counts the stream on the client side.
+func TestClientStream(t *testing.T) {
+	l := newHTTPEnv(t, "leader", httpEnvOpts{})
+	c, err := frames.Dial(context.Background(), l.addr(), frames.DialConfig{Path: frames.ClientPath, From: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Fail(errors.New("done"))
+	call := func(method, uri string, body []byte) *frames.Frame {
+		t.Helper()
+		h := http.Header{"Content-Type": {"application/json"}}
+		f, _, err := c.Do(context.Background(), func(b []byte, id uint64) []byte {
+			return frames.AppendRequest(b, id, method, uri, "", h, body)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	if f := call("POST", "/v1/vms", []byte(createBody("s1"))); f.Status != http.StatusCreated {
+		t.Fatalf("create on a client stream: %d %s", f.Status, f.Body)
+	}
+	if got := l.b.f.State().Count(resource.KindVM); got != 1 {
+		t.Fatalf("%d VMs after the create", got)
+	}
+	if f := call("GET", "/v1/vms", nil); f.Status != http.StatusMethodNotAllowed || !strings.Contains(string(f.Body), "plain HTTP") {
+		t.Fatalf("a read on a client stream: %d %s", f.Status, f.Body)
+	}
+	if v := counterValue(t, l.reg, `kumoi_forward_streams`); v != 1 {
+		t.Fatalf("kumoi_forward_streams = %v with one client stream open", v)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kumoi/kumoi/cluster/api/ui"
+	"github.com/kumoi/kumoi/internal/frames"
 	"github.com/kumoi/kumoi/internal/logring"
 	"github.com/kumoi/kumoi/internal/promutil"
 	"github.com/kumoi/kumoi/resource"
@@ -271,7 +272,7 @@ func forwardScheme(c *http.Client) string {
 type apiHandler func(w http.ResponseWriter, r *http.Request) error
 
 func (a *httpAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == forwardStreamPath {
+	if r.URL.Path == frames.Path || r.URL.Path == frames.ClientPath {
 		// Not a request of the API: a connection that carries them
 		// (each checked as any other).
 		a.serveStream(w, r)

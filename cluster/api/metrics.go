@@ -74,11 +74,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		})),
 		forwardStreams: promutil.RegisterOrReuse(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kumoi_forward_streams",
-			Help: "Open forwarding streams (writes forwarded to the leader over one connection): side=\"to_leader\" is this controller's own (0 or 1), side=\"from_followers\" those it serves as the leader.",
+			Help: "Open forwarding streams (writes forwarded to the leader over one connection): side=\"to_leader\" is this controller's own (0 or 1), side=\"from_followers\" those it serves as the leader, side=\"from_clients\" the request streams Go SDK clients opened to it (docs/api.md \"Request streams\").",
 		}, []string{"side"})),
 	}
 	m.forwardStreams.WithLabelValues(streamToLeader)
 	m.forwardStreams.WithLabelValues(streamFromFollowers)
+	m.forwardStreams.WithLabelValues(streamFromClients)
 	// Show every command type from the start, so rates work before the
 	// first error.
 	for _, t := range fsm.MessageTypes {
@@ -131,6 +132,7 @@ func (m *Metrics) forwardedInc() {
 const (
 	streamToLeader      = "to_leader"
 	streamFromFollowers = "from_followers"
+	streamFromClients   = "from_clients"
 )
 
 func (m *Metrics) forwardStreamsAdd(side string, n float64) {
