@@ -27,31 +27,49 @@ import (
 // and UTF-8 only; their content is decoded exactly where it is used
 // (NormalizeRequestSpec).
 func DecodeStrict(data []byte, v any, prefix string) error {
-	if err := CheckExact(data, reflect.TypeOf(v), prefix); err != nil {
+	valid, err := checkExact(data, reflect.TypeOf(v), prefix)
+	if err != nil {
 		return err
 	}
-	return decodeTolerant(data, v, prefix)
+	if !valid {
+		return decodeTolerant(data, v, prefix)
+	}
+	// One well-formed value whose keys are all known fields spelled
+	// exactly: what DisallowUnknownFields and the check for trailing data
+	// would refuse cannot be there, and json.Unmarshal decodes without a
+	// Decoder's copy of the input.
+	if err := json.Unmarshal(data, v); err != nil {
+		return jsonFieldError(err, prefix)
+	}
+	return nil
 }
 
 // CheckExact checks data against the JSON shape of t as DecodeStrict does,
 // without decoding it. A malformed body is an error too (its message names
 // the byte offset).
 func CheckExact(data []byte, t reflect.Type, prefix string) error {
+	_, err := checkExact(data, t, prefix)
+	return err
+}
+
+// checkExact is CheckExact; valid says whether data is one well-formed
+// JSON value (nothing after it).
+func checkExact(data []byte, t reflect.Type, prefix string) (valid bool, err error) {
 	if !utf8.Valid(data) {
 		off := validUTF8Prefix(data)
-		return Errorf(orRoot(prefix), "is not valid UTF-8 (bad byte at offset %d); send UTF-8 text", off)
+		return false, Errorf(orRoot(prefix), "is not valid UTF-8 (bad byte at offset %d); send UTF-8 text", off)
 	}
 	if off, ok := checkSurrogates(data); !ok {
-		return Errorf(orRoot(prefix), "has a lone UTF-16 surrogate escape at byte %d; send a valid \\u escape pair or the character itself", off)
+		return false, Errorf(orRoot(prefix), "has a lone UTF-16 surrogate escape at byte %d; send a valid \\u escape pair or the character itself", off)
 	}
 	if json.Valid(data) {
 		// The common case, without a token stream (json.Decoder.Token
 		// allocates per token): the same walk over bytes already known
 		// to be one well-formed value, finding the same first error.
 		s := exactScanner{data: data}
-		return s.value(t, prefix)
+		return true, s.value(t, prefix)
 	}
-	return checkExactTokens(data, t, prefix)
+	return false, checkExactTokens(data, t, prefix)
 }
 
 // checkExactTokens is CheckExact by json.Decoder tokens: for malformed
@@ -152,6 +170,27 @@ var (
 // without pointers, or nil (any shape; only duplicate keys are refused)
 // for raw JSON, interfaces and types that decode themselves.
 func shapeOf(t reflect.Type) reflect.Type {
+	if t == nil {
+		return nil
+	}
+	// Remembered per type: reflect.PointerTo looks a type's pointer type
+	// up in a global map each time (and deep in a request goroutine's
+	// fresh stack, grows it).
+	if s, ok := shapes.Load(t); ok {
+		return s.(shape).t
+	}
+	s := shape{computeShape(t)}
+	shapes.Store(t, s)
+	return s.t
+}
+
+// shapes caches shapeOf: reflect.Type → shape (the types of the API's
+// request structs, a bounded set).
+var shapes sync.Map
+
+type shape struct{ t reflect.Type }
+
+func computeShape(t reflect.Type) reflect.Type {
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
