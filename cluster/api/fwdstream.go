@@ -197,6 +197,7 @@ func (a *httpAPI) serveStream(w http.ResponseWriter, r *http.Request) {
 		cancel:   cancel,
 		inflight: map[uint64]context.CancelFunc{},
 		slots:    make(chan struct{}, maxStreamInflight),
+		work:     make(chan streamTask),
 	}
 	if !a.fwdServe.add(s) {
 		conn.Close()
@@ -231,7 +232,8 @@ type srvStream struct {
 	mu       sync.Mutex
 	inflight map[uint64]context.CancelFunc
 	wg       sync.WaitGroup
-	slots    chan struct{} // maxStreamInflight
+	slots    chan struct{}   // maxStreamInflight
+	work     chan streamTask // idle workers wait here (start)
 }
 
 func (s *srvStream) close() {
@@ -288,6 +290,7 @@ func (s *srvStream) serve(br *bufio.Reader) {
 	}
 	// Every answer is queued (or dropped, if the connection is gone):
 	// the writer sends what is left, then the connection closes.
+	close(s.work) // idle workers end; busy ones after their request
 	s.wg.Wait()
 	close(s.out)
 	<-written
@@ -295,67 +298,97 @@ func (s *srvStream) serve(br *bufio.Reader) {
 }
 
 // start serves request frame f in its own goroutine.
+//
+// The request runs on an idle worker of the stream if there is one, else
+// on a new one. Workers live as long as the stream (at most
+// maxStreamInflight of them, as many as were ever busy at once): a
+// goroutine per request would start each on a small stack and grow it in
+// the handler, every time.
 func (s *srvStream) start(f *frames.Frame) {
-	u, err := url.ParseRequestURI(f.URI)
 	ctx, cancel := context.WithCancel(s.ctx)
 	s.mu.Lock()
 	s.inflight[f.ID] = cancel
 	s.mu.Unlock()
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer func() {
-			s.mu.Lock()
-			delete(s.inflight, f.ID)
-			s.mu.Unlock()
-			cancel()
-			<-s.slots
-		}()
-		rw := &streamResponse{header: http.Header{}}
-		switch {
-		case err != nil:
-			s.a.writeError(rw, s.upgrade, &apiError{status: http.StatusBadRequest, code: "invalid_argument",
-				msg: fmt.Sprintf("framed request URI %q: %v", f.URI, err)})
-		case !streamMethod(f.Method):
-			// A read's answer may be long or endless (a blocking query,
-			// an event stream): streams carry writes.
-			s.a.writeError(rw, s.upgrade, &apiError{status: http.StatusMethodNotAllowed, code: "invalid_argument",
-				msg: fmt.Sprintf("a request stream carries POST, PUT and DELETE requests, not %s: send it as a plain HTTP request", f.Method)})
-		default:
-			var body io.ReadCloser = http.NoBody
-			if len(f.Body) > 0 {
-				body = io.NopCloser(bytes.NewReader(f.Body))
-			}
-			req := (&http.Request{
-				Method:        f.Method,
-				URL:           u,
-				Proto:         "HTTP/1.1",
-				ProtoMajor:    1,
-				ProtoMinor:    1,
-				Header:        f.Header,
-				Body:          body,
-				ContentLength: int64(len(f.Body)),
-				Host:          s.upgrade.Host,
-				RemoteAddr:    s.upgrade.RemoteAddr,
-				RequestURI:    f.URI,
-				TLS:           s.upgrade.TLS,
-			}).WithContext(ctx)
-			s.a.serveFramed(rw, req)
-		}
-		status := rw.status
-		if status == 0 && !rw.aborted {
-			status = http.StatusOK
-		}
-		if rw.aborted || len(rw.body) > frames.MaxResponse-64<<10 {
-			status = frames.StatusAborted
-			rw.header, rw.body = nil, nil
-		}
-		b := frames.AppendResponse(make([]byte, 0, 64+len(rw.body)+64*len(rw.header)), f.ID, status, rw.header, rw.body)
-		select {
-		case s.out <- frames.Out{B: b}:
-		case <-s.done:
-		}
+	t := streamTask{f: f, ctx: ctx, cancel: cancel}
+	select {
+	case s.work <- t:
+	default:
+		s.wg.Add(1)
+		go s.worker(t)
+	}
+}
+
+// streamTask is a request frame to serve, with its context.
+type streamTask struct {
+	f      *frames.Frame
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// worker serves t, then the tasks start hands it, until the stream ends
+// (serve closes work).
+func (s *srvStream) worker(t streamTask) {
+	defer s.wg.Done()
+	for ok := true; ok; t, ok = <-s.work {
+		s.serveTask(t)
+	}
+}
+
+// serveTask serves one request frame and queues its answer.
+func (s *srvStream) serveTask(t streamTask) {
+	f, ctx, cancel := t.f, t.ctx, t.cancel
+	u, err := url.ParseRequestURI(f.URI)
+	defer func() {
+		s.mu.Lock()
+		delete(s.inflight, f.ID)
+		s.mu.Unlock()
+		cancel()
+		<-s.slots
 	}()
+	rw := &streamResponse{header: http.Header{}}
+	switch {
+	case err != nil:
+		s.a.writeError(rw, s.upgrade, &apiError{status: http.StatusBadRequest, code: "invalid_argument",
+			msg: fmt.Sprintf("framed request URI %q: %v", f.URI, err)})
+	case !streamMethod(f.Method):
+		// A read's answer may be long or endless (a blocking query,
+		// an event stream): streams carry writes.
+		s.a.writeError(rw, s.upgrade, &apiError{status: http.StatusMethodNotAllowed, code: "invalid_argument",
+			msg: fmt.Sprintf("a request stream carries POST, PUT and DELETE requests, not %s: send it as a plain HTTP request", f.Method)})
+	default:
+		var body io.ReadCloser = http.NoBody
+		if len(f.Body) > 0 {
+			body = io.NopCloser(bytes.NewReader(f.Body))
+		}
+		req := (&http.Request{
+			Method:        f.Method,
+			URL:           u,
+			Proto:         "HTTP/1.1",
+			ProtoMajor:    1,
+			ProtoMinor:    1,
+			Header:        f.Header,
+			Body:          body,
+			ContentLength: int64(len(f.Body)),
+			Host:          s.upgrade.Host,
+			RemoteAddr:    s.upgrade.RemoteAddr,
+			RequestURI:    f.URI,
+			TLS:           s.upgrade.TLS,
+		}).WithContext(ctx)
+		s.a.serveFramed(rw, req)
+	}
+	status := rw.status
+	if status == 0 && !rw.aborted {
+		status = http.StatusOK
+	}
+	if rw.aborted || len(rw.body) > frames.MaxResponse-64<<10 {
+		status = frames.StatusAborted
+		rw.header, rw.body = nil, nil
+	}
+	b := frames.AppendResponse(make([]byte, 0, 64+len(rw.body)+64*len(rw.header)), f.ID, status, rw.header, rw.body)
+	select {
+	case s.out <- frames.Out{B: b}:
+	case <-s.done:
+	}
 }
 
 // serveFramed serves one request of a stream; a handler's abort
