@@ -70,21 +70,26 @@ func (w *writer) create(req *CreateRequest) error {
 	if _, err := req.Time.UTC().MarshalJSON(); err != nil {
 		return resource.Errorf("time", "is out of range: %v", err)
 	}
-	status, err := resource.InitialStatus(req.Kind, req.Time)
-	if err != nil {
-		return err
-	}
-	if status, err = w.ownAllocation(req.Kind, req.Name, status); err != nil {
-		return err
-	}
+	noHosts := false
 	if req.Kind == resource.KindVM {
+		raw, err := w.txn.First(tableObjects, indexKind, kindPrefix(resource.KindHost))
+		noHosts = err == nil && raw == nil
+	}
+	var status json.RawMessage
+	if noHosts {
 		// With no host at all, say so from the start, as the scheduler
 		// would (so that it has nothing to rewrite).
-		if raw, err := w.txn.First(tableObjects, indexKind, kindPrefix(resource.KindHost)); err == nil && raw == nil {
-			st := resource.VMStatus{Phase: resource.PhasePending, Reason: resource.ReasonNoHosts, Since: req.Time.UTC()}
-			if status, err = json.Marshal(&st); err != nil {
-				return err
-			}
+		st := resource.VMStatus{Phase: resource.PhasePending, Reason: resource.ReasonNoHosts, Since: req.Time.UTC()}
+		if status, err = json.Marshal(&st); err != nil {
+			return err
+		}
+		primeStatusFields(w.caches, status, &st)
+	} else {
+		if status, err = resource.InitialStatus(req.Kind, req.Time); err != nil {
+			return err
+		}
+		if status, err = w.ownAllocation(req.Kind, req.Name, status); err != nil {
+			return err
 		}
 	}
 	if cur, err := getTxn(w.txn, nil, req.Kind, req.Name); err != nil {
