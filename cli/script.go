@@ -113,6 +113,10 @@ func scriptEnv(c *cli.Context) (script.Env, error) {
 	if err != nil {
 		return script.Env{}, err
 	}
+	// Scripts write from many goroutines at once (pmap, pfilter): their
+	// writes go on one request stream per controller (docs/api.md
+	// "Request streams"), HTTP where a controller takes none.
+	cfg.Stream = true
 	cl, err := client.New(cfg)
 	if err != nil {
 		return script.Env{}, usagef("%v", err)
@@ -132,6 +136,7 @@ func runScript(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	defer env.Client.Close()
 	args := c.Args().Slice()
 	var filename string
 	var src []byte
@@ -307,6 +312,7 @@ func shellAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	defer env.Client.Close()
 	sess := script.NewSession(env, nil)
 	src, interactive, err := shellInput(c, env, sess)
 	if err != nil {
