@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/kumoi/kumoi/client"
 	"github.com/kumoi/kumoi/cluster/agent"
+	"github.com/kumoi/kumoi/internal/testapi"
 	"github.com/kumoi/kumoi/script"
 )
 
@@ -189,4 +191,27 @@ pforeach(lambda v: v.delete(),
 			}
 		}
 	})
+}
+
+// TestScriptWritesOnStreams: kumoi run sends a script's writes on request
+// streams; a controller without them (the fake) is asked once, then sent
+// the writes over HTTP.
+func TestScriptWritesOnStreams(t *testing.T) {
+	s := testapi.New(t)
+	out, errOut, code := runCLI(t, "--addr="+s.URL, "run", "-e", `create_vm("st-1")`+"\n"+`create_vm("st-2")`)
+	if code != 0 {
+		t.Fatalf("kumoi run: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	upgrades, creates := 0, 0
+	for _, r := range s.Requests() {
+		switch {
+		case r.Method == http.MethodPost && r.Path == "/v1/stream":
+			upgrades++
+		case r.Method == http.MethodPost && r.Path == "/v1/vms":
+			creates++
+		}
+	}
+	if upgrades != 1 || creates != 2 {
+		t.Fatalf("%d stream upgrades asked for and %d creates over HTTP, want 1 and 2", upgrades, creates)
+	}
 }
