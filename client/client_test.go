@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -638,3 +640,48 @@ func TestStreamFallsBackToHTTP(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestStreamUnansweredFailsOver: a controller that takes a stream and then
+// answers nothing (cut off, the connection still up) costs the write in
+// flight its outcome, as over HTTP; the next write does not queue behind
+// it on that stream but dials again, and goes to the next address when
+// that dial fails.
+func TestStreamUnansweredFailsOver(t *testing.T) {
+	t.Parallel()
+	fake := testapi.New(t)
+	var once sync.Once
+	upgraded := make(chan struct{})
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/stream" {
+			http.Error(w, "no", http.StatusNotFound)
+			return
+		}
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: kumoi-forward/1\r\n\r\n")
+		brw.Flush()
+		once.Do(func() { close(upgraded) })
+		io.Copy(io.Discard, conn) // reads every frame, answers none
+	}))
+	defer hung.Close()
+	c, err := client.New(client.Config{Addrs: []string{hung.URL, fake.URL}, Stream: true, Timeout: 300 * time.Millisecond, RetryDeadline: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	_, err = c.Create(ctx, resource.KindVM, resource.CreateRequest{Name: "lost", Spec: []byte(`{"cpus":1,"memory_mib":64}`)})
+	if !errors.Is(err, client.ErrUnknownOutcome) {
+		t.Fatalf("a write nobody answered: %v, want an unknown outcome", err)
+	}
+	<-upgraded
+	hung.Listener.Close() // the controller is now unreachable: dials fail
+	if _, err := c.Create(ctx, resource.KindVM, resource.CreateRequest{Name: "next", Spec: []byte(`{"cpus":1,"memory_mib":64}`)}); err != nil {
+		t.Fatalf("the next write: %v, want it on the next controller", err)
+	}
+	if fake.Object(resource.KindVM, "next") == nil {
+		t.Fatal("the next write did not reach the next controller")
+	}
+}

@@ -89,6 +89,15 @@ func (t *streamTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	})
 	if err != nil {
 		if req.Context().Err() != nil {
+			var te *attemptTimeoutError
+			if errors.As(context.Cause(req.Context()), &te) {
+				// The controller did not answer in the attempt's time:
+				// it may be cut off with the connection still up. The
+				// next request dials again (and fails over if that
+				// fails), as it would over HTTP, instead of queueing
+				// behind this one on a stream nobody answers.
+				conn.Fail(fmt.Errorf("%s did not answer within %s", req.URL.Host, te.limit))
+			}
 			return nil, req.Context().Err()
 		}
 		if !sent {
