@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,22 +17,34 @@ import (
 )
 
 // TestSDKStreams: a Go SDK client with Config.Stream sends its writes over
-// one request stream per controller (docs/api.md "Request streams"), to a
-// follower (which forwards them) and to the leader; the answers, errors
-// included, are the ones HTTP gives; reads go over HTTP; a controller that
-// stops is failed over from as over HTTP.
+// one request stream per controller (docs/api.md "Request streams"), over
+// TLS, to a follower (which forwards them) and to the leader; the answers,
+// errors included, are the ones HTTP gives; each request is checked with
+// its own ACL token; reads go over HTTP; a controller that stops is failed
+// over from as over HTTP.
 func TestSDKStreams(t *testing.T) {
-	c := newCluster(t, testcluster.Options{})
+	c := newCluster(t, testcluster.Options{TLS: true})
 	leader, _ := c.WaitLeader(leaderTimeout)
 	follower := (leader + 1) % c.N()
 	other := (leader + 2) % c.N()
-	newStreamClient := func(addrs ...string) *client.Client {
-		cl, err := client.New(client.Config{Addrs: addrs, Token: testcluster.ManagementToken, Stream: true})
+	ca, err := testcluster.CAPrefix()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsCfg, err := client.TLSConfigFromFiles(ca+".pem", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	newTokenClient := func(token string, addrs ...string) *client.Client {
+		cl, err := client.New(client.Config{Addrs: addrs, Token: token, TLS: tlsCfg, Stream: true})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { cl.Close() })
 		return cl
+	}
+	newStreamClient := func(addrs ...string) *client.Client {
+		return newTokenClient(testcluster.ManagementToken, addrs...)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*writeDeadline)
 	defer cancel()
@@ -79,6 +92,40 @@ func TestSDKStreams(t *testing.T) {
 	if _, err := cl.VMs().Create(ctx, "Bad Name", spec, nil); !errors.As(err, &apiErr) || apiErr.StatusCode != http.StatusBadRequest || apiErr.Code != "invalid_argument" {
 		t.Errorf("a bad name over a stream: %v, want 400 invalid_argument", err)
 	}
+	// Each request on a stream is checked with its own token: one that
+	// may write only VMs labelled team=web.
+	hc := httpClient()
+	for _, w := range []struct {
+		path string
+		body any
+	}{
+		{"/v1/acl/policies", map[string]any{"name": "web-writers", "rules": []map[string]string{
+			{"kind": "vm", "access": "write", "selector": "team=web"}}}},
+		{"/v1/acl/tokens", map[string]any{"name": "web", "policies": []string{"web-writers"}}},
+	} {
+		b, err := json.Marshal(w.body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := do(hc, http.MethodPost, c.URL(leader)+w.path, b)
+		if err != nil || r.Status >= 300 {
+			t.Fatalf("POST %s: %v %v", w.path, r, err)
+		}
+		if w.path == "/v1/acl/tokens" {
+			var tok resource.ACLToken
+			if err := r.Decode(&tok); err != nil {
+				t.Fatal(err)
+			}
+			web := newTokenClient(tok.SecretID, c.URL(follower))
+			if _, err := web.VMs().Create(ctx, "s-web", spec, map[string]string{"team": "web"}); err != nil {
+				t.Fatalf("a permitted write over a stream: %v", err)
+			}
+			if _, err := web.VMs().Create(ctx, "s-db", spec, map[string]string{"team": "db"}); !errors.Is(err, client.ErrPermissionDenied) {
+				t.Fatalf("a forbidden write over a stream: %v, want permission denied", err)
+			}
+		}
+	}
+
 	// Reads (over HTTP) see every write.
 	vms, _, err := cl.VMs().List(ctx, &client.QueryOptions{Selector: "via"})
 	if err != nil || len(vms) != 64 {
@@ -111,10 +158,9 @@ func metricValue(t *testing.T, url, sample string) float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+testcluster.ManagementToken)
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
-	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
+	resp, err := httpClient().Do(req.WithContext(ctx))
 	if err != nil {
 		t.Fatal(err)
 	}
