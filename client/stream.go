@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -26,19 +25,14 @@ import (
 // follower forwards it to the leader); what a stream saves is an HTTP
 // exchange per write on both sides.
 
-// maxStreamBody bounds the body of a request sent on a stream (the
-// controllers' default body limit); larger ones go over HTTP.
-const maxStreamBody = 1 << 20
-
 // streamRefusedFor is how long a controller that did not accept a stream
 // (an older build, a proxy in between) is sent plain HTTP requests before
 // it is asked again.
 var streamRefusedFor = 30 * time.Second
 
-// streamTransport sends writes (POST, PUT and DELETE with a body of at
-// most maxStreamBody) over one stream per controller, and every other
-// request (reads, blocking queries, event streams, snapshots) through
-// base.
+// streamTransport sends writes (frames.Carries) over one stream per
+// controller, and every other request (reads, blocking queries, event
+// streams, snapshot restores) through base.
 type streamTransport struct {
 	base      *http.Transport
 	userAgent string
@@ -65,8 +59,7 @@ func (e *notSentError) Error() string { return e.err.Error() }
 func (e *notSentError) Unwrap() error { return e.err }
 
 func (t *streamTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if !streamMethod(req.Method) || req.ContentLength < 0 || req.ContentLength > maxStreamBody ||
-		strings.HasPrefix(req.URL.Path, "/v1/operator/snapshot") || t.proxied(req) {
+	if !frames.Carries(req.Method, req.URL.Path, req.ContentLength) || t.proxied(req) {
 		return t.base.RoundTrip(req)
 	}
 	conn, err := t.conn(req.Context(), req.URL)
@@ -230,14 +223,4 @@ func (t *streamTransport) close() {
 		}
 		delete(t.conns, key)
 	}
-}
-
-// streamMethod says whether requests of method go on a stream: writes,
-// whose answers are bounded.
-func streamMethod(method string) bool {
-	switch method {
-	case http.MethodPost, http.MethodPut, http.MethodDelete:
-		return true
-	}
-	return false
 }

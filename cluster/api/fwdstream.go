@@ -136,20 +136,16 @@ func (a *httpAPI) dialStream(ctx context.Context, addr string) (*frames.Conn, er
 }
 
 // streamable says whether r (with its buffered body) is forwarded on a
-// stream: a write with a bounded answer. Reads (blocking queries, event
-// streams) and snapshots stream their answers and go over HTTP.
+// stream: frames.Carries (a write with a bounded answer). Reads (blocking
+// queries, event streams) and snapshots stream their answers and go over
+// HTTP.
 func streamable(r *http.Request, body []byte) bool {
-	return streamMethod(r.Method) && len(body) <= DefaultMaxBodyBytes && !strings.HasPrefix(r.URL.Path, "/v1/operator/snapshot")
+	return frames.Carries(r.Method, r.URL.Path, int64(len(body)))
 }
 
-// streamMethod says whether requests of method go on streams.
-func streamMethod(method string) bool {
-	switch method {
-	case http.MethodPost, http.MethodPut, http.MethodDelete:
-		return true
-	}
-	return false
-}
+// A request frame (maxRequestFrame) has room for any body a stream
+// carries.
+const _ = uint(DefaultMaxBodyBytes - frames.MaxBody)
 
 // streamRequest appends r's request frame, with id and the buffered body,
 // to b: as forward would send it over HTTP (end-to-end headers, marked
@@ -350,7 +346,7 @@ func (s *srvStream) serveTask(t streamTask) {
 	case err != nil:
 		s.a.writeError(rw, s.upgrade, &apiError{status: http.StatusBadRequest, code: "invalid_argument",
 			msg: fmt.Sprintf("framed request URI %q: %v", f.URI, err)})
-	case !streamMethod(f.Method):
+	case !frames.WriteMethod(f.Method):
 		// A read's answer may be long or endless (a blocking query,
 		// an event stream): streams carry writes.
 		s.a.writeError(rw, s.upgrade, &apiError{status: http.StatusMethodNotAllowed, code: "invalid_argument",

@@ -29,6 +29,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,7 +57,28 @@ const (
 	// MaxResponse bounds a response frame; a server aborts an answer that
 	// would be larger (writes answer with one object).
 	MaxResponse = 64 << 20
+	// MaxBody is the largest request body sent on a stream (the
+	// controllers' default body limit); larger requests go over HTTP.
+	MaxBody = 1 << 20
 )
+
+// WriteMethod reports whether requests of method may go on a stream:
+// writes, whose answers are bounded (a read's may be long or endless: a
+// blocking query, an event stream).
+func WriteMethod(method string) bool {
+	switch method {
+	case http.MethodPost, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// Carries reports whether a request of method to path with a body of n
+// bytes goes on a stream: a write within MaxBody, and not a snapshot
+// restore (its body is a stream of its own).
+func Carries(method, path string, n int64) bool {
+	return WriteMethod(method) && n >= 0 && n <= MaxBody && !strings.HasPrefix(path, "/v1/operator/snapshot")
+}
 
 // WriteTimeout bounds one write of queued frames: a peer that stops
 // reading for that long is cut off (its requests fail as a broken

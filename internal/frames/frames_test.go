@@ -227,3 +227,27 @@ func TestDialRefusedAndUnreachable(t *testing.T) {
 		t.Fatalf("nobody listening: %v", err)
 	}
 }
+
+// TestCarries: what goes on a stream, for both sides (the SDK's transport
+// and a follower's forwarding).
+func TestCarries(t *testing.T) {
+	for _, c := range []struct {
+		method, path string
+		n            int64
+		want         bool
+	}{
+		{"POST", "/v1/vms", 200, true},
+		{"PUT", "/v1/vms/a", 0, true},
+		{"DELETE", "/v1/vms/a", 0, true},
+		{"POST", "/v1/vms", MaxBody, true},
+		{"POST", "/v1/vms", MaxBody + 1, false},
+		{"POST", "/v1/vms", -1, false}, // a body of unknown length
+		{"GET", "/v1/vms", 0, false},
+		{"PATCH", "/v1/vms/a", 10, false},
+		{"PUT", "/v1/operator/snapshot", 100, false},
+	} {
+		if got := Carries(c.method, c.path, c.n); got != c.want {
+			t.Errorf("Carries(%s %s, %d) = %v", c.method, c.path, c.n, got)
+		}
+	}
+}
