@@ -106,6 +106,30 @@ func iptables(tb testing.TB, args ...string) {
 	}
 }
 
+// partitionRules are the iptables rules that cut ip off.
+func partitionRules(ip string) [][]string {
+	return [][]string{{"INPUT", "-s", ip, "-j", "DROP"}, {"INPUT", "-d", ip, "-j", "DROP"}}
+}
+
+// clearStalePartitions deletes the partition rules of ips that a killed
+// run of a test (^C, a cancelled job: no cleanup ran) left behind, which
+// would cut the new run's cluster off from the start. The addresses are
+// the test's own.
+func clearStalePartitions(ips ...string) {
+	if os.Geteuid() != 0 {
+		return
+	}
+	for _, ip := range ips {
+		for _, r := range partitionRules(ip) {
+			for range 8 { // each left-behind copy
+				if exec.Command("iptables", append([]string{"-D"}, r...)...).Run() != nil {
+					break
+				}
+			}
+		}
+	}
+}
+
 // partition drops every packet to or from ip until the test ends.
 func partition(tb testing.TB, ip string) (heal func()) {
 	tb.Helper()
@@ -118,8 +142,8 @@ func partition(tb testing.TB, ip string) (heal func()) {
 	if _, err := exec.LookPath("iptables"); err != nil {
 		tb.Fatalf("iptables is not installed (make deps installs it): %v", err)
 	}
-	rules := [][]string{{"INPUT", "-s", ip, "-j", "DROP"}, {"INPUT", "-d", ip, "-j", "DROP"}}
-	for _, r := range rules {
+	rules := partitionRules(ip)
+	for _, r := range partitionRules(ip) {
 		iptables(tb, append([]string{"-I"}, r...)...)
 	}
 	healed := false
@@ -142,6 +166,7 @@ func partition(tb testing.TB, ip string) (heal func()) {
 // returning host runs nothing that is no longer its own.
 func TestPartitionedWorkerFencesNoDoubleRun(t *testing.T) {
 	logger := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: newTestWriter(t)})
+	clearStalePartitions("127.0.0.26", "127.0.0.27", "127.0.0.28", "127.0.0.29")
 	a := startTestAgent(t, "p1", "127.0.0.26", 1)
 	c, err := client.New(client.Config{Addrs: []string{"http://" + a.APIAddr()}})
 	if err != nil {
