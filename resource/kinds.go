@@ -77,14 +77,7 @@ func Kinds() []*KindInfo {
 // NormalizeRequestSpec first, whose canonical output NormalizeSpec leaves
 // unchanged.
 func NormalizeSpec(kind Kind, raw json.RawMessage) (json.RawMessage, error) {
-	if v, ok := logSpecs.get(kind, raw); ok {
-		return v, nil
-	}
-	v, err := normalizeSpec(kind, raw)
-	if err == nil {
-		logSpecs.put(kind, raw, v)
-	}
-	return v, err
+	return logSpecs.do(kind, raw)
 }
 
 func normalizeSpec(kind Kind, raw json.RawMessage) (json.RawMessage, error) {
@@ -125,14 +118,7 @@ type Canonicalizer interface {
 // "cpu_overcommit": 0, is refused with the field's range), and then
 // checked by ValidateRequest when the spec has it.
 func NormalizeRequestSpec(kind Kind, raw json.RawMessage) (json.RawMessage, error) {
-	if v, ok := requestSpecs.get(kind, raw); ok {
-		return v, nil
-	}
-	v, err := normalizeRequestSpec(kind, raw)
-	if err == nil {
-		requestSpecs.put(kind, raw, v)
-	}
-	return v, err
+	return requestSpecs.do(kind, raw)
 }
 
 func normalizeRequestSpec(kind Kind, raw json.RawMessage) (json.RawMessage, error) {
@@ -167,7 +153,10 @@ func normalizeRequestSpec(kind Kind, raw json.RawMessage) (json.RawMessage, erro
 // successes are kept, specs of at most specMemoMaxBytes, at most
 // specMemoEntries of them (when full, the memo starts over: bounded, and
 // costs a workload of distinct specs one map insert each).
-var logSpecs, requestSpecs specMemo
+var (
+	logSpecs     = specMemo{normalize: normalizeSpec}
+	requestSpecs = specMemo{normalize: normalizeRequestSpec}
+)
 
 const (
 	specMemoEntries  = 1024
@@ -179,9 +168,23 @@ const (
 var checkSpecMemo = false
 
 type specMemo struct {
+	normalize func(Kind, json.RawMessage) (json.RawMessage, error)
+
 	mu sync.Mutex
 	m  map[Kind]map[string]json.RawMessage
 	n  int
+}
+
+// do is normalize(kind, raw), from memory when raw was seen.
+func (c *specMemo) do(kind Kind, raw json.RawMessage) (json.RawMessage, error) {
+	if v, ok := c.get(kind, raw); ok {
+		return v, nil
+	}
+	v, err := c.normalize(kind, raw)
+	if err == nil {
+		c.put(kind, raw, v)
+	}
+	return v, err
 }
 
 // get returns a copy of what raw normalized to, if remembered.
@@ -193,11 +196,7 @@ func (c *specMemo) get(kind Kind, raw json.RawMessage) (json.RawMessage, bool) {
 		return nil, false
 	}
 	if checkSpecMemo {
-		f := normalizeSpec
-		if c == &requestSpecs {
-			f = normalizeRequestSpec
-		}
-		if w, err := f(kind, raw); err != nil || !bytes.Equal(w, v) {
+		if w, err := c.normalize(kind, raw); err != nil || !bytes.Equal(w, v) {
 			panic(fmt.Sprintf("resource: memo of %s spec %s is %s, not %s (%v)", kind, raw, v, w, err))
 		}
 	}
