@@ -159,8 +159,17 @@ func TestConsole(t *testing.T) {
 		other = testcluster.WorkerNamePrefix + "1"
 	}
 	row := fmt.Sprintf(`tr[data-host=%q]`, other)
+	// Live updates change the row in place: the button clicked is still the
+	// page's button after the update (a replaced one loses a click that
+	// lands during an update; that made this test flaky).
+	if _, err := p.eval(fmt.Sprintf(`(window.kumoiProbe = document.querySelector(%q), "")`, row+" .actions button")); err != nil {
+		t.Fatal(err)
+	}
 	p.do("drain "+other, chromedp.Click(row+" .actions button"), chromedp.WaitVisible("#confirm-ok"), chromedp.Click("#confirm-ok"))
 	p.waitText(other+" drained", row+" td:nth-child(3)", "no (drained)")
+	if same, err := p.eval(fmt.Sprintf(`String(window.kumoiProbe === document.querySelector(%q)) + " " + window.kumoiProbe.textContent`, row+" .actions button")); err != nil || same != "true Enable" {
+		t.Errorf("after the drain, the row's button is the same element, now Enable: got %q (%v)", same, err)
+	}
 	p.do("enable "+other, chromedp.Click(row+" .actions button"))
 	p.waitText(other+" schedulable", row+" td:nth-child(3)", "yes")
 	p.do("back to the VMs", chromedp.Navigate(url+"#/vms"), chromedp.WaitVisible("main table"))

@@ -161,16 +161,68 @@ function setLive(live, why) {
 
 // ---- rendering helpers ---------------------------------------------------------
 
+// h makes an element. Its event handlers are kept in el.on, called by one
+// listener per event type (dispatch), so that morph can keep an element
+// and give it the handlers of the newer render.
 function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
+  el.on = {};
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v === false || v === null || v === undefined) continue;
-    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    if (k.startsWith("on")) { el.on[k.slice(2)] = v; el.addEventListener(k.slice(2), dispatch); }
     else if (k === "class") el.className = v;
     else el.setAttribute(k, v === true ? "" : v);
   }
   for (const c of children.flat()) if (c !== null && c !== undefined && c !== false) el.append(c instanceof Node ? c : String(c));
   return el;
+}
+
+function dispatch(e) {
+  const f = this.on && this.on[e.type];
+  if (f) return f(e);
+}
+
+// keyOf names an element that must stay itself across renders: its id or
+// its first data-* attribute (a row's data-vm, data-host, data-policy).
+function keyOf(n) {
+  if (n.nodeType !== Node.ELEMENT_NODE) return "";
+  if (n.id) return "#" + n.id;
+  for (const a of n.attributes) if (a.name.startsWith("data-")) return n.nodeName + "[" + a.name + "=" + a.value + "]";
+  return "";
+}
+
+// morph makes parent's children look like nodes (a newer render) while
+// keeping every element that is still there: a keyed one by its key, the
+// others in their place when of the same tag. A live update then changes
+// the text, attributes and handlers of the row under the user's pointer
+// instead of replacing it, so a click that lands during an update is not
+// lost (nor a field's text, nor the focus).
+function morph(parent, nodes) {
+  const keyed = new Map();
+  for (const o of parent.childNodes) { const k = keyOf(o); if (k) keyed.set(k, o); }
+  let cursor = parent.firstChild;
+  for (const n of nodes) {
+    const k = keyOf(n);
+    let o = k ? keyed.get(k) : (cursor && !keyOf(cursor) ? cursor : null);
+    if (o && o.nodeName !== n.nodeName) o = null;
+    if (o) { keyed.delete(k); patch(o, n); } else o = n;
+    if (o === cursor) cursor = cursor.nextSibling; else parent.insertBefore(o, cursor);
+  }
+  while (cursor) { const next = cursor.nextSibling; cursor.remove(); cursor = next; }
+}
+
+function patch(o, n) {
+  if (o.nodeType !== Node.ELEMENT_NODE) { if (o.nodeValue !== n.nodeValue) o.nodeValue = n.nodeValue; return; }
+  for (const a of [...o.attributes]) if (!n.hasAttribute(a.name)) o.removeAttribute(a.name);
+  for (const a of n.attributes) {
+    if (a.name === "style") { if (o.style.cssText !== n.style.cssText) o.style.cssText = n.style.cssText; } // CSSOM (the CSP)
+    else if (o.getAttribute(a.name) !== a.value) o.setAttribute(a.name, a.value);
+  }
+  const on = n.on || {};
+  for (const t of Object.keys(o.on || {})) if (!(t in on)) o.removeEventListener(t, dispatch);
+  for (const t of Object.keys(on)) o.addEventListener(t, dispatch); // once per type: the same listener
+  o.on = on;
+  morph(o, [...n.childNodes]);
 }
 
 function bar(used, total, label) {
@@ -483,7 +535,7 @@ async function render(view) {
   const sel = active && document.activeElement.selectionStart;
   const keep = {};
   for (const el of main.querySelectorAll("form#create-vm input, form#create-vm select")) keep[el.id] = el.value;
-  main.replaceChildren(...nodes.filter(Boolean));
+  morph(main, nodes.filter(Boolean));
   for (const [id, v] of Object.entries(keep)) { const el = document.getElementById(id); if (el) el.value = v; }
   if (active) {
     const el = document.getElementById(active);
