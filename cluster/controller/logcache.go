@@ -37,10 +37,14 @@ type logCache struct {
 	lo, hi uint64 // the cached indexes, when n > 0
 	n      int    // entries cached
 	bytes  int    // their size (logSize)
+	// stagedLo..stagedHi are entries StageLogs cached that StoreLogs has
+	// not written yet (0: none).
+	stagedLo, stagedHi uint64
 }
 
 var _ raft.LogStore = (*logCache)(nil)
 var _ raft.MonotonicLogStore = (*logCache)(nil)
+var _ raft.LogStager = (*logCache)(nil)
 
 func newLogCache(store raft.LogStore, entries, maxBytes int) (*logCache, error) {
 	if entries <= 0 || maxBytes <= 0 {
@@ -75,11 +79,52 @@ func (c *logCache) GetLog(idx uint64, log *raft.Log) error {
 func (c *logCache) StoreLog(log *raft.Log) error { return c.StoreLogs([]*raft.Log{log}) }
 
 func (c *logCache) StoreLogs(logs []*raft.Log) error {
-	if err := c.store.StoreLogs(logs); err != nil {
+	err := c.store.StoreLogs(logs)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if lo, hi := c.stagedLo, c.stagedHi; lo != 0 {
+		// The leader's write of what it staged (StageLogs).
+		c.stagedLo, c.stagedHi = 0, 0
+		if len(logs) > 0 && logs[0].Index == lo && logs[len(logs)-1].Index == hi {
+			if err != nil {
+				c.dropFrom(lo) // never written: not in the log
+				return fmt.Errorf("unable to store logs within log store, err: %q", err)
+			}
+			return nil // cached already
+		}
+		c.reset() // not what was staged (raft does not do this): start again
+	}
+	if err != nil {
 		return fmt.Errorf("unable to store logs within log store, err: %q", err)
+	}
+	c.add(logs)
+	return nil
+}
+
+// StageLogs makes logs readable (GetLog) before StoreLogs writes them
+// (raft.LogStager, a Kumoi change in third_party/raft): the leader's
+// replicators send them to the followers while the leader writes its own
+// copy. StoreLogs of the same entries follows; if it fails they are
+// forgotten. Entries that would not all fit in the cache are not staged
+// (false): raft then writes them before it replicates them.
+func (c *logCache) StageLogs(logs []*raft.Log) bool {
+	size := 0
+	for _, l := range logs {
+		size += logSize(l)
+	}
+	if len(logs) == 0 || len(logs) > len(c.ring) || size > c.maxBytes {
+		return false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.add(logs)
+	c.stagedLo, c.stagedHi = logs[0].Index, logs[len(logs)-1].Index
+	return true
+}
+
+// add caches logs after what the cache holds, or alone when they do not
+// continue it, dropping the oldest entries past the bounds.
+func (c *logCache) add(logs []*raft.Log) {
 	for _, l := range logs {
 		if c.n > 0 && l.Index != c.hi+1 {
 			c.reset()
@@ -98,7 +143,17 @@ func (c *logCache) StoreLogs(logs []*raft.Log) error {
 			c.dropOldest()
 		}
 	}
-	return nil
+}
+
+// dropFrom forgets the entries from index idx on.
+func (c *logCache) dropFrom(idx uint64) {
+	for c.n > 0 && c.hi >= idx {
+		s := c.hi % uint64(len(c.ring))
+		c.bytes -= logSize(c.ring[s])
+		c.ring[s] = nil
+		c.hi--
+		c.n--
+	}
 }
 
 // dropOldest forgets the entry at lo.
@@ -120,9 +175,25 @@ func (c *logCache) FirstIndex() (uint64, error) { return c.store.FirstIndex() }
 
 func (c *logCache) LastIndex() (uint64, error) { return c.store.LastIndex() }
 
+// DeleteRange forgets the cached entries in [min, max]: a prefix (raft's
+// compaction after a snapshot, which runs while the leader writes and
+// must not take the entries it staged away) or a suffix (a follower's
+// conflicting entries); anything else empties the cache.
 func (c *logCache) DeleteRange(min, max uint64) error {
 	c.mu.Lock()
-	c.reset()
+	switch {
+	case c.n == 0 || max < c.lo || min > c.hi:
+	case min <= c.lo && max >= c.hi:
+		c.reset()
+	case min <= c.lo:
+		for c.n > 0 && c.lo <= max {
+			c.dropOldest()
+		}
+	case max >= c.hi:
+		c.dropFrom(min)
+	default:
+		c.reset()
+	}
 	c.mu.Unlock()
 	return c.store.DeleteRange(min, max)
 }

@@ -119,9 +119,10 @@ func TestLogCacheBoundsEntries(t *testing.T) {
 	}
 }
 
-// TestLogCacheTruncationAndErrors: a write that does not continue the
-// cached run (a follower's log truncated after a conflict) starts a new
-// run, DeleteRange forgets everything, and a failed write caches nothing.
+// TestLogCacheTruncationAndErrors: DeleteRange of a suffix (a follower's
+// log truncated after a conflict) forgets those entries, a write that does
+// not continue the cached run starts a new run, and a failed write caches
+// nothing.
 func TestLogCacheTruncationAndErrors(t *testing.T) {
 	s := &countingStore{InmemStore: raft.NewInmemStore()}
 	c, err := newLogCache(s, 64, 1<<20)
@@ -134,8 +135,8 @@ func TestLogCacheTruncationAndErrors(t *testing.T) {
 	if err := c.DeleteRange(6, 10); err != nil {
 		t.Fatal(err)
 	}
-	if n, b := c.cached(); n != 0 || b != 0 {
-		t.Fatalf("after DeleteRange: %d entries, %d bytes cached", n, b)
+	if n, b := c.cached(); n != 5 || b != 5*logSize(entries(1, 1, 10)[0]) {
+		t.Fatalf("after DeleteRange(6, 10): %d entries, %d bytes cached; want entries 1-5", n, b)
 	}
 	// Index 6 rewritten in term 2: the cache must not answer with the
 	// old entry 6.
@@ -147,8 +148,8 @@ func TestLogCacheTruncationAndErrors(t *testing.T) {
 	if err := c.GetLog(6, &l); err != nil || l.Term != 2 {
 		t.Fatalf("GetLog(6) = term %d, %v; want the rewritten entry of term 2", l.Term, err)
 	}
-	if !get(t, c, s, 5) {
-		t.Fatal("entry 5, before the new run, came from the cache")
+	if get(t, c, s, 5) {
+		t.Fatal("entry 5, kept by the truncation, came from the store")
 	}
 	// A gap (entries 8.. after 6) starts a new run too.
 	if err := c.StoreLogs(entries(8, 9, 10)); err != nil {
@@ -173,5 +174,98 @@ func TestLogCacheTruncationAndErrors(t *testing.T) {
 	}
 	if _, err := newLogCache(s, 0, 1); err == nil {
 		t.Fatal("a cache of 0 entries was accepted")
+	}
+}
+
+// TestLogCacheDeleteRange: compaction (a prefix) keeps the newer entries
+// cached, a range in the middle empties the cache, one outside it changes
+// nothing.
+func TestLogCacheDeleteRange(t *testing.T) {
+	s := &countingStore{InmemStore: raft.NewInmemStore()}
+	c, err := newLogCache(s, 64, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.StoreLogs(entries(1, 20, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteRange(1, 15); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := c.cached(); n != 5 || get(t, c, s, 16) {
+		t.Fatalf("after compacting 1-15: %d entries cached (want 16-20), entry 16 from the cache", n)
+	}
+	if err := c.DeleteRange(1, 3); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := c.cached(); n != 5 {
+		t.Fatalf("a range before the cache changed it: %d entries", n)
+	}
+	if err := c.DeleteRange(17, 18); err != nil {
+		t.Fatal(err)
+	}
+	if n, b := c.cached(); n != 0 || b != 0 {
+		t.Fatalf("after deleting the middle: %d entries, %d bytes cached", n, b)
+	}
+}
+
+// TestLogCacheStaging: staged entries are readable before the store has
+// them (the leader replicates them while it writes), stay cached once
+// written (counted once), are forgotten when the write fails (and only
+// they), survive a compaction meanwhile, and entries beyond the bounds
+// are not staged.
+func TestLogCacheStaging(t *testing.T) {
+	s := &countingStore{InmemStore: raft.NewInmemStore()}
+	c, err := newLogCache(s, 16, 10*logSize(entries(1, 1, 10)[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.StoreLogs(entries(1, 3, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if !c.StageLogs(entries(4, 6, 10)) {
+		t.Fatal("three small entries not staged")
+	}
+	var l raft.Log
+	if err := s.GetLog(5, &l); !errors.Is(err, raft.ErrLogNotFound) {
+		t.Fatalf("the store has entry 5 before StoreLogs: %v", err)
+	}
+	if get(t, c, s, 5) {
+		t.Fatal("staged entry 5 read from the store")
+	}
+	// Compaction of older entries while the leader writes.
+	if err := c.DeleteRange(1, 2); err != nil {
+		t.Fatal(err)
+	}
+	if get(t, c, s, 6) {
+		t.Fatal("staged entry 6 lost to a compaction")
+	}
+	if err := c.StoreLogs(entries(4, 6, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if n, b := c.cached(); n != 4 || b != 4*logSize(entries(1, 1, 10)[0]) {
+		t.Fatalf("after writing the staged entries: %d entries, %d bytes; want 3-6 once each", n, b)
+	}
+	// A failed write forgets what was staged, and only that.
+	if !c.StageLogs(entries(7, 8, 10)) {
+		t.Fatal("not staged")
+	}
+	s.failing = true
+	if err := c.StoreLogs(entries(7, 8, 10)); err == nil {
+		t.Fatal("a failed write returned no error")
+	}
+	s.failing = false
+	if n, _ := c.cached(); n != 4 {
+		t.Fatalf("after a failed write of staged 7-8: %d entries cached, want 3-6", n)
+	}
+	if err := c.GetLog(7, &l); !errors.Is(err, raft.ErrLogNotFound) {
+		t.Fatalf("entry 7, never written, still readable: %v", err)
+	}
+	// Then the same indexes written again (by the next leader's entries).
+	if err := c.StoreLogs(entries(7, 7, 10)); err != nil || get(t, c, s, 7) {
+		t.Fatalf("entry 7 after a rewrite: %v, or read from the store", err)
+	}
+	if c.StageLogs(entries(8, 30, 10)) || c.StageLogs(entries(8, 8, 20*logSize(entries(1, 1, 10)[0]))) || c.StageLogs(nil) {
+		t.Fatal("entries beyond the cache's bounds (count or bytes), or none, were staged")
 	}
 }

@@ -1,0 +1,249 @@
+package raft
+
+// Kumoi: tests of the LogStager change (dispatchLogs replicates staged
+// entries while the leader writes them).
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// stagingStore is an InmemStore that stages (LogStager) and whose writes
+// can be held or failed.
+type stagingStore struct {
+	*InmemStore
+	mu      sync.Mutex
+	staged  map[uint64]*Log
+	hold    chan struct{} // non-nil: StoreLogs waits for it to close
+	fail    bool          // the next StoreLogs fails
+	holding chan struct{} // closed when a held StoreLogs has begun
+}
+
+func newStagingStore() *stagingStore {
+	return &stagingStore{InmemStore: NewInmemStore(), staged: map[uint64]*Log{}}
+}
+
+func (s *stagingStore) StageLogs(logs []*Log) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range logs {
+		s.staged[l.Index] = l
+	}
+	return true
+}
+
+func (s *stagingStore) GetLog(idx uint64, l *Log) error {
+	s.mu.Lock()
+	if sl, ok := s.staged[idx]; ok {
+		*l = *sl
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
+	return s.InmemStore.GetLog(idx, l)
+}
+
+func (s *stagingStore) StoreLogs(logs []*Log) error {
+	s.mu.Lock()
+	hold, fail, holding := s.hold, s.fail, s.holding
+	s.fail = false
+	s.mu.Unlock()
+	if hold != nil {
+		close(holding)
+		<-hold
+	}
+	err := errors.New("disk failed")
+	if !fail {
+		err = s.InmemStore.StoreLogs(logs)
+	}
+	s.mu.Lock()
+	for _, l := range logs {
+		delete(s.staged, l.Index) // written, or forgotten on failure
+	}
+	s.mu.Unlock()
+	return err
+}
+
+func (s *stagingStore) StoreLog(l *Log) error { return s.StoreLogs([]*Log{l}) }
+
+// holdWrites makes the next StoreLogs wait until the returned release is
+// called; started is closed when it begins waiting.
+func (s *stagingStore) holdWrites() (started <-chan struct{}, release func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hold, s.holding = make(chan struct{}), make(chan struct{})
+	hold := s.hold
+	var once sync.Once
+	return s.holding, func() {
+		once.Do(func() {
+			s.mu.Lock()
+			s.hold = nil
+			s.mu.Unlock()
+			close(hold)
+		})
+	}
+}
+
+type stagingCluster struct {
+	rafts  []*Raft
+	stores []*stagingStore
+	fsms   []*MockFSM
+}
+
+func newStagingCluster(t *testing.T) *stagingCluster {
+	t.Helper()
+	const n = 3
+	c := &stagingCluster{}
+	var trans []*InmemTransport
+	var servers []Server
+	for i := 0; i < n; i++ {
+		addr, tr := NewInmemTransport(ServerAddress(fmt.Sprintf("s%d", i)))
+		trans = append(trans, tr)
+		servers = append(servers, Server{ID: ServerID(addr), Address: addr})
+	}
+	for i := range trans {
+		for j := range trans {
+			if i != j {
+				trans[i].Connect(trans[j].LocalAddr(), trans[j])
+			}
+		}
+	}
+	for i := 0; i < n; i++ {
+		conf := DefaultConfig()
+		conf.LocalID = servers[i].ID
+		conf.HeartbeatTimeout = 50 * time.Millisecond
+		conf.ElectionTimeout = 50 * time.Millisecond
+		conf.LeaderLeaseTimeout = 50 * time.Millisecond
+		conf.CommitTimeout = 5 * time.Millisecond
+		conf.Logger = newTestLogger(t)
+		store, fsm, snaps := newStagingStore(), &MockFSM{}, NewInmemSnapshotStore()
+		if err := BootstrapCluster(conf, store, store, snaps, trans[i], Configuration{Servers: servers}); err != nil {
+			t.Fatal(err)
+		}
+		r, err := NewRaft(conf, fsm, store, store, snaps, trans[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.rafts, c.stores, c.fsms = append(c.rafts, r), append(c.stores, store), append(c.fsms, fsm)
+	}
+	t.Cleanup(func() {
+		for _, r := range c.rafts {
+			r.Shutdown().Error()
+		}
+	})
+	return c
+}
+
+// leader waits for a leader and returns its position.
+func (c *stagingCluster) leader(t *testing.T) int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for i, r := range c.rafts {
+			if r.State() == Leader {
+				if err := r.Barrier(5 * time.Second).Error(); err == nil {
+					return i
+				}
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("no leader")
+	return -1
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// TestStagedEntriesReplicateWhileTheLeaderWrites: with the leader's
+// write of an entry held, the followers receive and store it (upstream
+// sends it only after the leader's write); the leader applies it, and
+// answers, only once its own write is done.
+func TestStagedEntriesReplicateWhileTheLeaderWrites(t *testing.T) {
+	c := newStagingCluster(t)
+	l := c.leader(t)
+	started, release := c.stores[l].holdWrites()
+	t.Cleanup(release) // before the servers' shutdown (cleanups run last first)
+	f := c.rafts[l].Apply([]byte("staged"), 10*time.Second)
+	<-started
+	index, _ := c.rafts[l].getLastLog()
+	var target uint64
+	waitFor(t, "the followers to store the entry the leader is writing", func() bool {
+		for i, s := range c.stores {
+			if i == l {
+				continue
+			}
+			last, _ := s.LastIndex()
+			if last <= index {
+				return false
+			}
+			target = last
+		}
+		return true
+	})
+	select {
+	case <-f.(*logFuture).errCh:
+		t.Fatal("the leader answered before its own write of the entry was done")
+	default:
+	}
+	if last, _ := c.stores[l].InmemStore.LastIndex(); last >= target {
+		t.Fatalf("the leader's store has index %d while its write is held (entry after %d, followers at %d)", last, index, target)
+	}
+	release()
+	if err := f.Error(); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	for i, fsm := range c.fsms {
+		i, fsm := i, fsm
+		waitFor(t, fmt.Sprintf("server %d to apply the entry", i), func() bool {
+			logs := fsm.Logs()
+			return len(logs) == 1 && string(logs[0]) == "staged"
+		})
+	}
+}
+
+// TestStagedEntriesForgottenWhenTheWriteFails: a leader whose write fails
+// answers with the error and steps down; the entry it staged is not in its
+// log. The cluster goes on (with an entry the followers may have kept:
+// an uncommitted entry of the old term, which Raft resolves), and every
+// server ends up with the same log.
+func TestStagedEntriesForgottenWhenTheWriteFails(t *testing.T) {
+	c := newStagingCluster(t)
+	l := c.leader(t)
+	c.stores[l].mu.Lock()
+	c.stores[l].fail = true
+	c.stores[l].mu.Unlock()
+	before, _ := c.rafts[l].getLastLog()
+	if err := c.rafts[l].Apply([]byte("lost"), 5*time.Second).Error(); err == nil {
+		t.Fatal("an apply whose leader write failed succeeded")
+	}
+	var entry Log
+	if err := c.stores[l].GetLog(before+1, &entry); err == nil && string(entry.Data) == "lost" {
+		t.Fatal("the failed leader still reads the entry it never wrote")
+	}
+	l2 := c.leader(t)
+	if err := c.rafts[l2].Apply([]byte("after"), 5*time.Second).Error(); err != nil {
+		t.Fatalf("apply after the failure: %v", err)
+	}
+	if err := c.rafts[l2].Barrier(5 * time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprint(c.fsms[l2].Logs())
+	for i, fsm := range c.fsms {
+		i, fsm := i, fsm
+		waitFor(t, fmt.Sprintf("server %d to apply what the leader applied", i), func() bool {
+			return fmt.Sprint(fsm.Logs()) == want
+		})
+	}
+}
