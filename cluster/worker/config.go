@@ -97,6 +97,9 @@ type Config struct {
 
 	tlsClient *tls.Config         // loaded from TLS by validate
 	imageDir  hypervisor.ImageDir // ImageDir, checked
+	// tempStorage: validate made StorageDir, a private temporary
+	// directory, which the worker removes when it stops.
+	tempStorage bool
 }
 
 // validate checks cfg and fills in the defaults.
@@ -156,7 +159,7 @@ func (cfg *Config) validate() error {
 		if err != nil {
 			return fmt.Errorf("storage directory: %w", err)
 		}
-		cfg.StorageDir = dir
+		cfg.StorageDir, cfg.tempStorage = dir, true
 	}
 	if cfg.ImageFetchTimeout < 0 || cfg.ImageMaxBytes < 0 {
 		return errors.New("--image-fetch-timeout and --image-max-size must not be negative")

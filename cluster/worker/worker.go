@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"os"
 	"sort"
 	"sync"
 	"time"
@@ -104,6 +105,7 @@ func Start(cfg Config) (*Worker, error) {
 	}
 	cluster, err := readClusterID(cfg.DataDir)
 	if err != nil {
+		cfg.removeTempStorage()
 		return nil, err
 	}
 	w := &Worker{
@@ -187,6 +189,7 @@ func (w *Worker) NodeID() string { return w.cfg.NodeID }
 func (w *Worker) Shutdown(ctx context.Context) error {
 	w.cancel()
 	w.wg.Wait()
+	defer w.cfg.removeTempStorage()
 	if w.guard != nil {
 		w.guard.close()
 	}
@@ -213,6 +216,7 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 func (w *Worker) Kill() {
 	w.cancel()
 	w.wg.Wait()
+	w.cfg.removeTempStorage()
 	if w.guard != nil {
 		w.guard.close()
 	}
@@ -221,6 +225,15 @@ func (w *Worker) Kill() {
 	if w.gossip != nil {
 		_ = w.gossip.Shutdown()
 		w.gossip = nil
+	}
+}
+
+// removeTempStorage removes the storage directory validate made (a
+// worker given neither --storage-dir nor --data-dir: embedded in tests),
+// once nothing of the worker runs any more; nothing else uses it.
+func (cfg *Config) removeTempStorage() {
+	if cfg.tempStorage {
+		_ = os.RemoveAll(cfg.StorageDir)
 	}
 }
 

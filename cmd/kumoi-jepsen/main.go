@@ -26,10 +26,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kumoi/kumoi/internal/testcluster"
 	"github.com/kumoi/kumoi/jepsen"
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() {
+	code := run(os.Args[1:], os.Stdout, os.Stderr)
+	testcluster.RemoveCA() // the TLS runs' CA, in the temporary directory
+	os.Exit(code)
+}
 
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("kumoi-jepsen", flag.ContinueOnError)

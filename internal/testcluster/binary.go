@@ -148,6 +148,7 @@ func Main(m *testing.M) {
 	if build.dir != "" {
 		os.RemoveAll(build.dir)
 	}
+	RemoveCA()
 	os.Exit(code)
 }
 

@@ -50,6 +50,14 @@ func CAPrefix() (string, error) {
 	return testCA.prefix, testCA.err
 }
 
+// RemoveCA removes the test CA's directory, if this process made one
+// (Main does, after the tests; so does kumoi-jepsen at its end).
+func RemoveCA() {
+	if testCA.prefix != "" {
+		_ = os.RemoveAll(filepath.Dir(testCA.prefix))
+	}
+}
+
 // clientTLS is the TLS configuration of the harness's clients: it trusts
 // the test CA (and presents no certificate: tokens authenticate).
 func clientTLS() *tls.Config {
