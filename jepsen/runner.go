@@ -75,6 +75,10 @@ type Config struct {
 	// gossip streams are mutual TLS. ACLs are always on (the nodes
 	// bootstrap with testcluster.ManagementToken).
 	TLS bool
+	// Stream makes the workloads' clients send their writes on request
+	// streams (client.Config.Stream: one multiplexed connection per
+	// controller) instead of one HTTP request each; reads stay HTTP.
+	Stream bool
 	// BootstrapModes restricts the rounds of the bootstrap-race workload
 	// to these modes (empty: every one of BootstrapModes).
 	BootstrapModes []string
@@ -109,6 +113,7 @@ type Plan struct {
 	Seed             int64    `json:"seed"`
 	OpTimeout        string   `json:"op_timeout"`
 	UnsafeStaleReads bool     `json:"unsafe_stale_reads,omitempty"`
+	Stream           bool     `json:"stream,omitempty"`
 	BootstrapModes   []string `json:"bootstrap_modes,omitempty"`
 	Steps            []Step   `json:"steps"`
 }
@@ -138,7 +143,7 @@ func LoadPlan(dir string) (Config, error) {
 	}
 	return Config{Workload: p.Workload, Nemeses: p.Nemeses, Nodes: p.Nodes, Workers: p.Workers, WorkerDriver: p.WorkerDriver, Duration: d,
 		Concurrency: p.Concurrency, Rate: p.Rate, Seed: p.Seed, OpTimeout: ot, Steps: steps,
-		UnsafeStaleReads: p.UnsafeStaleReads, BootstrapModes: p.BootstrapModes}, nil
+		UnsafeStaleReads: p.UnsafeStaleReads, Stream: p.Stream, BootstrapModes: p.BootstrapModes}, nil
 }
 
 // FaultWindow is one fault as it happened; times are nanoseconds since the
@@ -204,7 +209,8 @@ type Result struct {
 	Concurrency  int               `json:"concurrency"`
 	Rate         float64           `json:"rate,omitempty"`
 	Unsafe       bool              `json:"unsafe_stale_reads,omitempty"`
-	TLS          bool              `json:"tls"` // the cluster ran with TLS (ACLs are always on)
+	TLS          bool              `json:"tls"`              // the cluster ran with TLS (ACLs are always on)
+	Stream       bool              `json:"stream,omitempty"` // the clients wrote on request streams
 	Counts       Counts            `json:"counts"`
 	ByKind       map[string]Counts `json:"counts_by_kind"`
 	Anomalies    []Anomaly         `json:"anomalies"`
@@ -294,7 +300,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	r := &run{cfg: cfg, name: name, dir: dir, fw: &Firewall{}, began: time.Now(), findings: &Findings{}}
 	r.res = &Result{Workload: cfg.Workload, Nemesis: nemName, Seed: cfg.Seed, Nodes: cfg.Nodes, Workers: cfg.Workers, WorkerDriver: cfg.WorkerDriver,
 		Duration: cfg.Duration.String(), Concurrency: cfg.Concurrency, Rate: cfg.Rate, Unsafe: cfg.UnsafeStaleReads, TLS: cfg.TLS,
-		Dir: dir, Anomalies: []Anomaly{}, Faults: []FaultWindow{}}
+		Stream: cfg.Stream, Dir: dir, Anomalies: []Anomaly{}, Faults: []FaultWindow{}}
 	res = r.res
 	r.tb = testcluster.NewStandalone("jepsen-"+name, cfg.Logf)
 	r.tb.KeepDir = filepath.Join(dir, "data") // the nodes' data directories
@@ -312,7 +318,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		}
 	}
 	cl.WaitLeader(0)
-	env := &Env{URLs: cl.URLs(), OpTimeout: cfg.OpTimeout, RunID: fmt.Sprintf("r%d", r.began.UnixNano()), Logf: cfg.Logf,
+	env := &Env{URLs: cl.URLs(), OpTimeout: cfg.OpTimeout, Stream: cfg.Stream, RunID: fmt.Sprintf("r%d", r.began.UnixNano()), Logf: cfg.Logf,
 		Cluster: cl, Dir: dir, Daemons: r.lv.targets()}
 	env.limit = newLimiter(cfg.Rate)
 	defer env.close()
@@ -499,7 +505,7 @@ func (r *run) finish(ctx context.Context, err error) error {
 	}
 	plan := Plan{Workload: cfg.Workload, Nemeses: cfg.Nemeses, Nodes: cfg.Nodes, Workers: cfg.Workers, WorkerDriver: cfg.WorkerDriver,
 		Duration: cfg.Duration.String(), Concurrency: cfg.Concurrency, Rate: cfg.Rate, Seed: cfg.Seed,
-		OpTimeout: cfg.OpTimeout.String(), UnsafeStaleReads: cfg.UnsafeStaleReads, BootstrapModes: cfg.BootstrapModes, Steps: r.steps}
+		OpTimeout: cfg.OpTimeout.String(), UnsafeStaleReads: cfg.UnsafeStaleReads, Stream: cfg.Stream, BootstrapModes: cfg.BootstrapModes, Steps: r.steps}
 	if werr := writeJSON(filepath.Join(r.dir, "plan.json"), plan); werr != nil && err == nil {
 		err = werr
 	}

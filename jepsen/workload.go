@@ -37,33 +37,63 @@ type Env struct {
 	hcOnce sync.Once
 	hc     *http.Client
 
+	closeMu sync.Mutex // workers' clients register from their goroutines
 	closers []func()
+	// Stream: the clients write on request streams (Config.Stream).
+	Stream bool
 }
 
 // onClose runs f when the run ends (close), last registered first.
-func (e *Env) onClose(f func()) { e.closers = append(e.closers, f) }
+func (e *Env) onClose(f func()) {
+	e.closeMu.Lock()
+	defer e.closeMu.Unlock()
+	e.closers = append(e.closers, f)
+}
 
 // Client returns an SDK client that talks to one controller only and never
 // retries, so that every operation of the history is exactly one request
 // (a retried write could be applied twice, or be applied and then answered
 // with a conflict).
 func (e *Env) Client(addr string) *client.Client {
-	e.hcOnce.Do(func() { e.hc = testcluster.NewHTTPClient(64, 0) })
-	c, err := client.New(client.Config{
+	e.hcOnce.Do(e.makeHTTPClient)
+	cfg := client.Config{
 		Addrs: []string{addr}, HTTPClient: e.hc, Timeout: e.OpTimeout, RetryDeadline: -1,
-		UserAgent: "kumoi-jepsen",
-	})
+		UserAgent: "kumoi-jepsen", Stream: e.Stream,
+	}
+	if e.Stream {
+		cfg.Token = testcluster.ManagementToken // the transport sends none: see makeHTTPClient
+	}
+	c, err := client.New(cfg)
 	if err != nil {
 		panic(err) // addresses come from testcluster and are well formed
 	}
+	if e.Stream {
+		e.onClose(func() { c.Close() }) // its streams
+	}
 	return c
+}
+
+// makeHTTPClient makes the clients' HTTP client: testcluster's, whose
+// transport adds the management token; with Stream a bare *http.Transport
+// (the SDK's streams are dialled from it), the SDK then sending the token.
+func (e *Env) makeHTTPClient() {
+	if !e.Stream {
+		e.hc = testcluster.NewHTTPClient(64, 0)
+		return
+	}
+	e.hc = &http.Client{Transport: testcluster.NewTransport(64),
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
 // AnyClient returns an SDK client over every controller, with the SDK's
 // retries: for setup and final reads, which are not part of the history.
 func (e *Env) AnyClient() *client.Client {
-	e.hcOnce.Do(func() { e.hc = testcluster.NewHTTPClient(64, 0) })
-	c, err := client.New(client.Config{Addrs: e.URLs, HTTPClient: e.hc, Timeout: e.OpTimeout, UserAgent: "kumoi-jepsen"})
+	e.hcOnce.Do(e.makeHTTPClient)
+	cfg := client.Config{Addrs: e.URLs, HTTPClient: e.hc, Timeout: e.OpTimeout, UserAgent: "kumoi-jepsen"}
+	if e.Stream {
+		cfg.Token = testcluster.ManagementToken
+	}
+	c, err := client.New(cfg)
 	if err != nil {
 		panic(err)
 	}
@@ -235,10 +265,13 @@ func afterOp(ctx context.Context, st Status, p int, process func() int) int {
 
 // close drops the idle connections of the clients.
 func (e *Env) close() {
-	for i := len(e.closers) - 1; i >= 0; i-- {
-		e.closers[i]()
-	}
+	e.closeMu.Lock()
+	closers := e.closers
 	e.closers = nil
+	e.closeMu.Unlock()
+	for i := len(closers) - 1; i >= 0; i-- {
+		closers[i]()
+	}
 	e.hcOnce.Do(func() {})
 	if e.hc != nil {
 		e.hc.CloseIdleConnections()

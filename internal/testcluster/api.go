@@ -29,20 +29,31 @@ func NewHTTPClientToken(maxConnsPerHost int, timeout time.Duration, token string
 		maxConnsPerHost = 2
 	}
 	return &http.Client{
-		Timeout: timeout,
-		Transport: &tokenTransport{token: token, base: &http.Transport{
-			Proxy: nil,
-			DialContext: (&net.Dialer{
-				Timeout:   2 * time.Second,
-				KeepAlive: 30 * time.Second,
-			}).DialContext,
-			MaxIdleConns:        4 * maxConnsPerHost,
-			MaxIdleConnsPerHost: maxConnsPerHost,
-			IdleConnTimeout:     30 * time.Second,
-			DisableCompression:  true,
-			TLSClientConfig:     clientTLS(),
-		}},
+		Timeout:       timeout,
+		Transport:     &tokenTransport{token: token, base: NewTransport(maxConnsPerHost)},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// NewTransport is the transport of NewHTTPClient's clients, without the
+// token: for an SDK client that sends its own (client.Config.Token), as
+// one on request streams must (client.Config.Stream needs an
+// *http.Transport).
+func NewTransport(maxConnsPerHost int) *http.Transport {
+	if maxConnsPerHost < 2 {
+		maxConnsPerHost = 2
+	}
+	return &http.Transport{
+		Proxy: nil,
+		DialContext: (&net.Dialer{
+			Timeout:   2 * time.Second,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		MaxIdleConns:        4 * maxConnsPerHost,
+		MaxIdleConnsPerHost: maxConnsPerHost,
+		IdleConnTimeout:     30 * time.Second,
+		DisableCompression:  true,
+		TLSClientConfig:     clientTLS(),
 	}
 }
 
