@@ -25,9 +25,11 @@ const (
 //
 // The cache holds one run of consecutive indexes [lo, hi]; a write that
 // does not continue it (after a truncation, or the first one) starts a
-// new run. Like raft.LogCache it caches only what the store accepted,
-// forgets everything on DeleteRange, and hands out copies of the cached
-// raft.Log structs (whose Data raft never changes).
+// new run. It caches what the store accepted and, on the leader, what
+// raft staged before writing it (StageLogs: forgotten if the write
+// fails); DeleteRange forgets the range deleted; like raft.LogCache it
+// hands out copies of the cached raft.Log structs (whose Data raft never
+// changes).
 type logCache struct {
 	store    raft.LogStore
 	maxBytes int
