@@ -63,7 +63,8 @@ import (
 // KUMOI_BENCH_PROFILE=DIR saves a CPU profile of the
 // leader and of one follower taken during each Kumoi row
 // (DIR/<row>-leader.pprof, DIR/<row>-follower.pprof; read them with
-// go tool pprof -top bin/kumoi FILE).
+// go tool pprof -top bin/kumoi FILE) and their /metrics after the row
+// (DIR/<row>-leader.metrics: raft's timings of each step of a write).
 
 // recordBytes is the size of one written record.
 const recordBytes = 200
@@ -308,6 +309,14 @@ func kumoiRow(b *testing.B, writers int, leaderOnly bool, d time.Duration, prefi
 			wg.Go(func() { saveProfile(b, hc, u, secs, filepath.Join(dir, prefix+"-"+role+".pprof")) })
 		}
 		defer wg.Wait()
+		// At the end of the row: raft's and Kumoi's metrics, whose
+		// summaries time each step of a write (kumoi_raft_commitTime,
+		// kumoi_raft_rpc_appendEntries_storeLogs, ...).
+		defer func() {
+			for role, u := range map[string]string{"leader": c.URL(leader), "follower": follower} {
+				saveURL(b, hc, u+"/metrics", filepath.Join(dir, prefix+"-"+role+".metrics"))
+			}
+		}()
 	}
 	var pids []int
 	for i := range c.N() {
@@ -356,7 +365,12 @@ func padFor(name string) string {
 // saveProfile fetches a CPU profile of secs seconds from the controller at
 // url (GET /debug/pprof/profile) into path.
 func saveProfile(b *testing.B, hc *http.Client, url string, secs int, path string) {
-	resp, err := hc.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", url, secs))
+	saveURL(b, hc, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", url, secs), path)
+}
+
+// saveURL saves what a GET of url answers into path.
+func saveURL(b *testing.B, hc *http.Client, url, path string) {
+	resp, err := hc.Get(url)
 	if err != nil {
 		b.Logf("profile of %s: %v", url, err)
 		return
