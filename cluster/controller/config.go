@@ -118,6 +118,12 @@ type Config struct {
 	// NoSync turns fsync off on the raft log (benchmarks comparing
 	// durability costs only; never in production).
 	NoSync bool
+	// RaftLogStore is where the Raft log and stable store are kept:
+	// LogStoreBoltDB (the default, "" too) or LogStoreWAL (raft-wal: one
+	// fsync per append instead of BoltDB's two; experimental upstream).
+	// A data directory that holds the other one is converted at start
+	// (logstore.go; docs/operations.md, "The Raft log store").
+	RaftLogStore string
 	// UnsafeStaleReads serves every read from local state, even without
 	// ?stale: a deliberate linearizability bug that exists only for the
 	// chaos harness's selftest to catch (the hidden agent flag
@@ -258,6 +264,14 @@ func (c *Config) Validate() error {
 	}
 	if c.FenceRetryMin < 0 || c.FenceRetryMax < c.FenceRetryMin {
 		errs = append(errs, fmt.Errorf("fence retry backoff %s..%s: the minimum must be positive and not above the maximum", c.FenceRetryMin, c.FenceRetryMax))
+	}
+	switch c.RaftLogStore {
+	case "", LogStoreBoltDB, LogStoreWAL:
+	default:
+		errs = append(errs, fmt.Errorf("--raft-log-store %q: use boltdb (the default) or wal (one fsync per append; docs/operations.md)", c.RaftLogStore))
+	}
+	if c.NoSync && c.RaftLogStore == LogStoreWAL {
+		errs = append(errs, errors.New("NoSync (fsync off) exists for the boltdb Raft log store only"))
 	}
 	switch c.PlacementStrategy {
 	case "", resource.StrategyBinpack, resource.StrategySpread:

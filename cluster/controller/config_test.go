@@ -41,3 +41,26 @@ func TestPlacementStrategy(t *testing.T) {
 		t.Errorf("--placement-strategy pack: %v", err)
 	}
 }
+
+// TestRaftLogStoreFlag: --raft-log-store is boltdb (the default, also when
+// empty) or wal; anything else is refused with what to write, and fsync
+// can be turned off only for boltdb.
+func TestRaftLogStoreFlag(t *testing.T) {
+	for _, s := range []string{"", LogStoreBoltDB, LogStoreWAL} {
+		c := Config{NodeID: "c1", InMemory: true, RaftLogStore: s}
+		c.SetDefaults()
+		if err := c.Validate(); err != nil {
+			t.Errorf("--raft-log-store %q refused: %v", s, err)
+		}
+	}
+	c := Config{NodeID: "c1", InMemory: true, RaftLogStore: "bolt"}
+	c.SetDefaults()
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), `--raft-log-store "bolt": use boltdb (the default) or wal`) {
+		t.Errorf("--raft-log-store bolt: %v", err)
+	}
+	c = Config{NodeID: "c1", InMemory: true, RaftLogStore: LogStoreWAL, NoSync: true}
+	c.SetDefaults()
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "NoSync") {
+		t.Errorf("wal with NoSync: %v", err)
+	}
+}

@@ -2,7 +2,6 @@ package controller
 
 import (
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -16,13 +15,12 @@ import (
 
 // raftParts are the stores and transport a raft node is built from.
 type raftParts struct {
-	logs      raft.LogStore
-	stable    raft.StableStore
-	snaps     raft.SnapshotStore
-	trans     raft.Transport
-	closeFns  []func() error
-	hasState  bool
-	boltStore *raftboltdb.BoltStore
+	logs     raft.LogStore
+	stable   raft.StableStore
+	snaps    raft.SnapshotStore
+	trans    raft.Transport
+	closeFns []func() error
+	hasState bool
 }
 
 func (p *raftParts) close() {
@@ -69,17 +67,16 @@ func openRaftParts(c *Config, tlsc *tlsConfigs, cluster func() string, admitted 
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("create data dir: %w", err)
 		}
-		bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"), NoSync: c.NoSync, BoltOptions: boltOptions()})
-		if err != nil {
-			return nil, fmt.Errorf("open raft log %s: %w (is another agent using this --data-dir?)", filepath.Join(dir, "raft.db"), err)
-		}
-		p.boltStore = bolt
-		p.closeFns = append(p.closeFns, bolt.Close)
-		cached, err := newLogCache(bolt, logCacheEntries, logCacheBytes)
+		store, err := openLogStore(c, dir, logger)
 		if err != nil {
 			return nil, err
 		}
-		p.logs, p.stable = cached, bolt
+		p.closeFns = append(p.closeFns, store.Close)
+		cached, err := newLogCache(store, logCacheEntries, logCacheBytes)
+		if err != nil {
+			return nil, err
+		}
+		p.logs, p.stable = cached, store
 		snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 3, c.Logger.Named("snapshot"))
 		if err != nil {
 			return nil, fmt.Errorf("open snapshot store: %w", err)
@@ -111,7 +108,10 @@ func openRaftParts(c *Config, tlsc *tlsConfigs, cluster func() string, admitted 
 	return p, nil
 }
 
-var _ io.Closer = (*raftboltdb.BoltStore)(nil)
+var (
+	_ logStore = (*raftboltdb.BoltStore)(nil)
+	_ logStore = (*lockedWAL)(nil)
+)
 
 // boltOptions are the Raft log's BoltDB options. The free-page list is not
 // written on every commit (Consul's raft_boltdb NoFreelistSync): a commit

@@ -1,0 +1,125 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/kumoi/kumoi/client"
+	"github.com/kumoi/kumoi/cluster/controller"
+	"github.com/kumoi/kumoi/internal/testcluster"
+	"github.com/kumoi/kumoi/resource"
+)
+
+// TestRaftLogStoreConversion: a controller restarted with the other
+// --raft-log-store converts its data directory's Raft log and goes on as
+// the same node of the same cluster: every object written before is there,
+// with its identity and a term no lower than before; writes after land in
+// the new store (they survive the conversion back), and the log's
+// snapshot-and-compaction (a low snapshot threshold) works on a WAL too.
+func TestRaftLogStoreConversion(t *testing.T) {
+	dir := t.TempDir()
+	var logs syncBuffer
+	start := func(kind string) (*Agent, *client.Client) {
+		t.Helper()
+		a, err := Start(controller.Config{
+			NodeID: "ls1", DataDir: dir, BindIP: "127.0.0.120", BootstrapExpect: 1, RaftLogStore: kind,
+			SnapshotThreshold: 64, TrailingLogs: 16, SnapshotInterval: 200 * time.Millisecond,
+			Logger: hclog.New(&hclog.LoggerOptions{Name: "ls1", Level: hclog.Info, Output: io.MultiWriter(newTestWriter(t), &logs)}),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = a.Shutdown(context.Background()) })
+		c, err := client.New(client.Config{Addrs: []string{"http://" + a.APIAddr()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a, c
+	}
+	create := func(c *client.Client, prefix string, n int) {
+		t.Helper()
+		for i := range n {
+			req := resource.CreateRequest{Name: fmt.Sprintf("%s-%d", prefix, i), Spec: json.RawMessage(`{"cpus":1,"memory_mib":64}`)}
+			if _, err := c.Create(context.Background(), resource.KindVM, req); err != nil {
+				t.Fatalf("create %s: %v", req.Name, err)
+			}
+		}
+	}
+	names := func(c *client.Client) map[string]bool {
+		t.Helper()
+		vms, _, err := c.List(context.Background(), resource.KindVM, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]bool{}
+		for _, o := range vms {
+			got[o.Name] = true
+		}
+		return got
+	}
+	want := func(c *client.Client, prefixes ...string) {
+		t.Helper()
+		got := names(c)
+		for _, p := range prefixes {
+			for i := range 100 {
+				if n := fmt.Sprintf("%s-%d", p, i); !got[n] {
+					t.Fatalf("vm %s is missing after the conversion (%d VMs)", n, len(got))
+				}
+			}
+		}
+	}
+	exists := func(name string) bool {
+		_, err := os.Stat(filepath.Join(dir, "raft", name))
+		return err == nil
+	}
+
+	a, c := start(controller.LogStoreBoltDB)
+	id := waitClusterID(t, a)
+	create(c, "bolt", 100)
+	before := status(t, a)
+	if err := a.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	a, c = start(controller.LogStoreWAL)
+	if got := waitClusterID(t, a); got != id {
+		t.Fatalf("after the conversion the cluster id is %s, want %s", got, id)
+	}
+	if st := status(t, a); st.NodeUUID != before.NodeUUID || st.Term < before.Term {
+		t.Fatalf("after the conversion: node uuid %s, term %d; before %s, %d", st.NodeUUID, st.Term, before.NodeUUID, before.Term)
+	}
+	if !exists("wal") || exists("raft.db") || !exists("raft.db.converted") {
+		t.Fatalf("DATA/raft after boltdb → wal: wal %t, raft.db %t, raft.db.converted %t", exists("wal"), exists("raft.db"), exists("raft.db.converted"))
+	}
+	if !strings.Contains(logs.String(), "converted the Raft log store") {
+		t.Fatal("the log does not say the store was converted")
+	}
+	want(c, "bolt")
+	create(c, "wal", 100)
+	// The WAL is snapshotted and compacted like the BoltDB log.
+	testcluster.WaitFor(t, 15*time.Second, "a snapshot that compacts the WAL", func() (bool, error) {
+		snaps, _ := os.ReadDir(filepath.Join(dir, "raft", "snapshots"))
+		return len(snaps) > 0 && strings.Contains(logs.String(), "compacting logs"), nil
+	})
+	if err := a.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	a, c = start(controller.LogStoreBoltDB)
+	if got := waitClusterID(t, a); got != id {
+		t.Fatalf("after the conversion back the cluster id is %s, want %s", got, id)
+	}
+	if !exists("raft.db") || exists("wal") || !exists("wal.converted") {
+		t.Fatalf("DATA/raft after wal → boltdb: raft.db %t, wal %t, wal.converted %t", exists("raft.db"), exists("wal"), exists("wal.converted"))
+	}
+	want(c, "bolt", "wal")
+}

@@ -1,0 +1,285 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	raftwal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/hashicorp/raft-wal/migrate"
+)
+
+// The Raft log store (Config.RaftLogStore, kumoi agent --raft-log-store):
+// where a controller keeps its Raft log and its stable store (current
+// term, last vote, the node's mark), under DATA/raft next to the
+// snapshots.
+//
+//   - boltdb (the default): raft-boltdb/v2, one file DATA/raft/raft.db. A
+//     commit of new entries is a BoltDB transaction: its pages, fdatasync,
+//     its meta page, fdatasync.
+//   - wal: hashicorp/raft-wal, segment files and a small meta database in
+//     DATA/raft/wal/. An append is one write and one fdatasync (as etcd's
+//     WAL), which is what the 1- and 16-writer rows of make bench-compare
+//     wait on (docs/benchmarks.md). Upstream still calls it experimental;
+//     Consul offers it as its "wal" log store backend.
+//
+// A data directory that holds the other kind's store (and not the one
+// asked for) is converted when the controller starts: every log entry and
+// the stable store's keys are copied into a new store next to it, which is
+// renamed into place only once complete; the old one is kept as
+// raft.db.converted or wal.converted (delete it once the node runs well).
+// A conversion cut short leaves the old store as it was, and the next
+// start does it again.
+const (
+	LogStoreBoltDB = "boltdb"
+	LogStoreWAL    = "wal"
+)
+
+// Names under DATA/raft.
+const (
+	boltLogFile = "raft.db"
+	walLogDir   = "wal"
+	walLockFile = "wal.lock"
+	// convertedSuffix marks a store replaced by a conversion;
+	// convertingSuffix one being written by a conversion.
+	convertedSuffix  = ".converted"
+	convertingSuffix = ".converting"
+)
+
+// logStore is an open Raft log and stable store.
+type logStore interface {
+	raft.LogStore
+	raft.StableStore
+	io.Closer
+}
+
+// stableBytesKeys and stableIntKeys are every key a controller keeps in its
+// stable store: hashicorp/raft's (raft.go: keyCurrentTerm, keyLastVoteTerm,
+// keyLastVoteCand) and the node's mark (admission.go).
+var (
+	stableIntKeys   = [][]byte{[]byte("CurrentTerm"), []byte("LastVoteTerm")}
+	stableBytesKeys = [][]byte{[]byte("LastVoteCand"), nodeMarkerKey}
+)
+
+// logStoreKind is c's log store, with the default filled in.
+func (c *Config) logStoreKind() string {
+	if c.RaftLogStore == "" {
+		return LogStoreBoltDB
+	}
+	return c.RaftLogStore
+}
+
+// openLogStore opens the log store c asks for in dir (DATA/raft),
+// converting the other kind's first when only that one exists there.
+func openLogStore(c *Config, dir string, logger hclog.Logger) (logStore, error) {
+	want := c.logStoreKind()
+	other := LogStoreWAL
+	if want == LogStoreWAL {
+		other = LogStoreBoltDB
+	}
+	hasWant, hasOther := storeExists(dir, want), storeExists(dir, other)
+	switch {
+	case !hasWant && hasOther:
+		logger.Info("converting the Raft log store", "from", other, "to", want, "dir", dir)
+		n, err := convertLogStore(c, dir, other, want)
+		if err != nil {
+			return nil, fmt.Errorf("convert the Raft log in %s from %s to %s (--raft-log-store %s): %w; the %s store is unchanged: start with --raft-log-store %s, or fix the cause and start again",
+				dir, other, want, want, err, other, other)
+		}
+		logger.Info("converted the Raft log store; the old one is kept until you delete it",
+			"from", other, "to", want, "entries", n, "kept", storePath(dir, other)+convertedSuffix)
+	case hasWant && hasOther:
+		logger.Warn("the data directory holds both Raft log stores; using the one --raft-log-store names",
+			"using", storePath(dir, want), "ignored", storePath(dir, other))
+	}
+	return openStoreKind(c, dir, want, "")
+}
+
+// storePath is where the store of kind lives in dir.
+func storePath(dir, kind string) string {
+	if kind == LogStoreWAL {
+		return filepath.Join(dir, walLogDir)
+	}
+	return filepath.Join(dir, boltLogFile)
+}
+
+func storeExists(dir, kind string) bool {
+	_, err := os.Stat(storePath(dir, kind))
+	return err == nil
+}
+
+// openStoreKind opens (creating it if needed) the store of kind in dir, at
+// its own path plus suffix.
+func openStoreKind(c *Config, dir, kind, suffix string) (logStore, error) {
+	path := storePath(dir, kind) + suffix
+	if kind == LogStoreBoltDB {
+		bolt, err := raftboltdb.New(raftboltdb.Options{Path: path, NoSync: c.NoSync, BoltOptions: boltOptions()})
+		if err != nil {
+			return nil, fmt.Errorf("open raft log %s: %w (is another agent using this --data-dir?)", path, err)
+		}
+		return bolt, nil
+	}
+	// raft-wal's meta database waits for its file lock forever: a lock
+	// of our own makes a second agent on this directory fail at once.
+	lock, err := lockFile(filepath.Join(dir, walLockFile))
+	if err != nil {
+		return nil, fmt.Errorf("lock raft log %s: %w (is another agent using this --data-dir?)", path, err)
+	}
+	if err := os.MkdirAll(path, 0o700); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("create raft log directory: %w", err)
+	}
+	// The meta database is ours to close: WAL.Close leaves it open (and
+	// its file locked).
+	meta := &metadb.BoltMetaDB{}
+	w, err := raftwal.Open(path, raftwal.WithMetaStore(meta))
+	if err != nil {
+		_ = meta.Close()
+		lock.Close()
+		return nil, fmt.Errorf("open raft log %s: %w", path, err)
+	}
+	return &lockedWAL{WAL: w, meta: meta, lock: lock}, nil
+}
+
+// lockedWAL is a raft-wal store, its meta database and the lock on its
+// directory.
+type lockedWAL struct {
+	*raftwal.WAL
+	meta *metadb.BoltMetaDB
+	lock *os.File
+}
+
+func (l *lockedWAL) Close() error {
+	err := l.WAL.Close()
+	err = errors.Join(err, l.meta.Close())
+	return errors.Join(err, l.lock.Close())
+}
+
+// lockFile takes an exclusive lock on path (created if missing), without
+// waiting; closing the file releases it.
+func lockFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// convertLogStore copies the store of kind from in dir into a new store of
+// kind to, and puts it in place; the old one is renamed aside. It returns
+// how many log entries it copied.
+func convertLogStore(c *Config, dir, from, to string) (int, error) {
+	src, err := openStoreKind(c, dir, from, "")
+	if err != nil {
+		return 0, err
+	}
+	srcOpen := true
+	defer func() {
+		if srcOpen {
+			_ = src.Close()
+		}
+	}()
+	tmp := storePath(dir, to) + convertingSuffix
+	if err := os.RemoveAll(tmp); err != nil { // a conversion cut short
+		return 0, err
+	}
+	dst, err := openStoreKind(c, dir, to, convertingSuffix)
+	if err != nil {
+		return 0, err
+	}
+	n, err := copyLogStore(dst, src)
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.RemoveAll(tmp)
+		return 0, err
+	}
+	if err := os.Rename(tmp, storePath(dir, to)); err != nil {
+		return 0, err
+	}
+	if err := syncDir(dir); err != nil {
+		return 0, err
+	}
+	// From here the new store is the node's (openLogStore prefers it);
+	// the old one is only renamed out of the way.
+	srcOpen = false
+	if err := src.Close(); err != nil {
+		return 0, err
+	}
+	// A store an earlier conversion kept aside is older still.
+	if err := os.RemoveAll(storePath(dir, from) + convertedSuffix); err != nil {
+		return 0, err
+	}
+	if err := os.Rename(storePath(dir, from), storePath(dir, from)+convertedSuffix); err != nil {
+		return 0, err
+	}
+	return n, syncDir(dir)
+}
+
+// copyLogStore copies every log entry and every stable key of src into
+// the empty dst, and returns how many entries it copied.
+func copyLogStore(dst, src logStore) (int, error) {
+	first, err := src.FirstIndex()
+	if err != nil {
+		return 0, err
+	}
+	last, err := src.LastIndex()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	if last > 0 {
+		if err := migrate.CopyLogs(context.Background(), dst, src, 4<<20, nil); err != nil {
+			return 0, err
+		}
+		n = int(last - first + 1)
+	}
+	for _, k := range stableIntKeys {
+		v, err := src.GetUint64(k)
+		switch {
+		case errors.Is(err, raftboltdb.ErrKeyNotFound) || err == nil && v == 0:
+			continue // never set
+		case err != nil:
+			return 0, fmt.Errorf("read %s: %w", k, err)
+		}
+		if err := dst.SetUint64(k, v); err != nil {
+			return 0, fmt.Errorf("write %s: %w", k, err)
+		}
+	}
+	for _, k := range stableBytesKeys {
+		v, err := src.Get(k)
+		switch {
+		case errors.Is(err, raftboltdb.ErrKeyNotFound) || err == nil && len(v) == 0:
+			continue
+		case err != nil:
+			return 0, fmt.Errorf("read %s: %w", k, err)
+		}
+		if err := dst.Set(k, v); err != nil {
+			return 0, fmt.Errorf("write %s: %w", k, err)
+		}
+	}
+	return n, nil
+}
+
+// syncDir makes the renames in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

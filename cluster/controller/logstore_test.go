@@ -1,0 +1,156 @@
+package controller
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+)
+
+// TestLogStoreConversion: a data directory's Raft log store is converted
+// to the kind asked for, each way: every entry (from a first index above 1,
+// as after a compaction), the term, the vote and the node's mark; the old
+// store is kept aside as *.converted (an older one replaced); a second
+// agent on the directory fails at once; a conversion left half done is
+// redone.
+func TestLogStoreConversion(t *testing.T) {
+	dir := t.TempDir()
+	logger := hclog.NewNullLogger()
+	cfg := func(kind string) *Config { return &Config{RaftLogStore: kind} }
+	const first, last = 5, 300
+	const uuid = "aaaaaaaa-0000-4000-8000-000000000001"
+
+	st, err := openLogStore(cfg(LogStoreBoltDB), dir, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs []*raft.Log
+	for i := uint64(first); i <= last; i++ {
+		logs = append(logs, &raft.Log{Index: i, Term: 1 + i/100, Type: raft.LogCommand, Data: fmt.Appendf(nil, "entry %d", i)})
+	}
+	if err := st.StoreLogs(logs); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SetUint64([]byte("CurrentTerm"), 7); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Set([]byte("LastVoteCand"), []byte("c2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := markStore(st, uuid); err != nil {
+		t.Fatal(err)
+	}
+	// LastVoteTerm never set: it stays unset.
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	check := func(st logStore, kind string) {
+		t.Helper()
+		if fi, _ := st.FirstIndex(); fi != first {
+			t.Fatalf("%s: first index %d, want %d", kind, fi, first)
+		}
+		if li, _ := st.LastIndex(); li != last {
+			t.Fatalf("%s: last index %d, want %d", kind, li, last)
+		}
+		for i := uint64(first); i <= last; i++ {
+			var l raft.Log
+			if err := st.GetLog(i, &l); err != nil || l.Term != 1+i/100 || !bytes.Equal(l.Data, fmt.Appendf(nil, "entry %d", i)) {
+				t.Fatalf("%s: entry %d = %+v, %v", kind, i, l, err)
+			}
+		}
+		if v, err := st.GetUint64([]byte("CurrentTerm")); err != nil || v != 7 {
+			t.Fatalf("%s: CurrentTerm %d, %v; want 7", kind, v, err)
+		}
+		if v, _ := st.GetUint64([]byte("LastVoteTerm")); v != 0 {
+			t.Fatalf("%s: LastVoteTerm %d; want it unset", kind, v)
+		}
+		if v, err := st.Get([]byte("LastVoteCand")); err != nil || string(v) != "c2" {
+			t.Fatalf("%s: LastVoteCand %q, %v; want c2", kind, v, err)
+		}
+		if !storeIsOwn(st, uuid) {
+			t.Fatalf("%s: the node's mark was not carried over", kind)
+		}
+	}
+	exists := func(name string) bool {
+		_, err := os.Stat(filepath.Join(dir, name))
+		return err == nil
+	}
+
+	// boltdb → wal; a second agent on the directory fails at once.
+	w, err := openLogStore(cfg(LogStoreWAL), dir, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(w, LogStoreWAL)
+	if !exists("wal") || exists("raft.db") || !exists("raft.db.converted") || exists("wal.converting") {
+		t.Fatalf("after boltdb → wal: wal %t, raft.db %t, raft.db.converted %t, wal.converting %t",
+			exists("wal"), exists("raft.db"), exists("raft.db.converted"), exists("wal.converting"))
+	}
+	if _, err := openLogStore(cfg(LogStoreWAL), dir, logger); err == nil || !strings.Contains(err.Error(), "another agent") {
+		t.Fatalf("a second open of the wal: %v", err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// wal → boltdb, over a conversion cut short (a leftover half store).
+	if err := os.WriteFile(filepath.Join(dir, "raft.db.converting"), []byte("half a store"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, err := openLogStore(cfg(LogStoreBoltDB), dir, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(b, LogStoreBoltDB)
+	if exists("wal") || !exists("raft.db") || !exists("wal.converted") || exists("raft.db.converting") {
+		t.Fatalf("after wal → boltdb: wal %t, raft.db %t, wal.converted %t, raft.db.converting %t",
+			exists("wal"), exists("raft.db"), exists("wal.converted"), exists("raft.db.converting"))
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// And back to wal: raft.db is kept aside in place of the first
+	// conversion's raft.db.converted.
+	w, err = openLogStore(cfg(LogStoreWAL), dir, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(w, LogStoreWAL)
+	if !exists("wal") || exists("raft.db") || !exists("raft.db.converted") {
+		t.Fatalf("after boltdb → wal again: wal %t, raft.db %t, raft.db.converted %t", exists("wal"), exists("raft.db"), exists("raft.db.converted"))
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLogStoreConversionOfAnEmptyStore: a store with no entries yet (a
+// node stopped before it joined) converts too.
+func TestLogStoreConversionOfAnEmptyStore(t *testing.T) {
+	dir := t.TempDir()
+	st, err := openLogStore(&Config{}, dir, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w, err := openLogStore(&Config{RaftLogStore: LogStoreWAL}, dir, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if li, err := w.LastIndex(); err != nil || li != 0 {
+		t.Fatalf("last index %d, %v; want 0", li, err)
+	}
+	if has, err := raft.HasExistingState(w, w, raft.NewInmemSnapshotStore()); err != nil || has {
+		t.Fatalf("an empty store converted into Raft state: %t, %v", has, err)
+	}
+}
