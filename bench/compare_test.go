@@ -59,8 +59,10 @@ import (
 // For work on the write path: KUMOI_BENCH_ROWS=all-128,leader-1 runs only
 // the rows named (target-writers), KUMOI_BENCH_SKIP_ETCD=1 runs Kumoi
 // alone (no ratio), KUMOI_BENCH_HTTP=1 sends Kumoi's writes as plain
-// HTTP/1.1 requests (keep-alive connections) instead of on streams, and
-// KUMOI_BENCH_PROFILE=DIR saves a CPU profile of the
+// HTTP/1.1 requests (keep-alive connections) instead of on streams,
+// KUMOI_RAFT_LOG_STORE=wal runs Kumoi's controllers with --raft-log-store
+// wal (they read it from the environment; the table's header says which),
+// and KUMOI_BENCH_PROFILE=DIR saves a CPU profile of the
 // leader and of one follower taken during each Kumoi row
 // (DIR/<row>-leader.pprof, DIR/<row>-follower.pprof; read them with
 // go tool pprof -top bin/kumoi FILE) and their /metrics after the row
@@ -167,10 +169,13 @@ func procCPU(pid int) (time.Duration, error) {
 
 // compareReport is the JSON file of a run.
 type compareReport struct {
-	Time     time.Time    `json:"time"`
-	Duration string       `json:"duration"`
-	Etcd     string       `json:"etcd_version"`
-	Kumoi    string       `json:"kumoi_binary"`
+	Time     time.Time `json:"time"`
+	Duration string    `json:"duration"`
+	Etcd     string    `json:"etcd_version"`
+	Kumoi    string    `json:"kumoi_binary"`
+	// LogStore is the Kumoi controllers' --raft-log-store
+	// (KUMOI_RAFT_LOG_STORE, which they read from the environment).
+	LogStore string       `json:"kumoi_raft_log_store"`
 	LoadAvg  string       `json:"loadavg_before"`
 	Rows     []compareRow `json:"rows"`
 }
@@ -191,7 +196,10 @@ func BenchmarkCompare(b *testing.B) {
 		b.Fatalf("%s --version: %v", etcdBin, err)
 	}
 	d := runDuration(b)
-	report := compareReport{Time: time.Now().UTC(), Duration: d.String(), Kumoi: testcluster.Binary(b, "")}
+	report := compareReport{Time: time.Now().UTC(), Duration: d.String(), Kumoi: testcluster.Binary(b, ""), LogStore: "boltdb"}
+	if ls := os.Getenv("KUMOI_RAFT_LOG_STORE"); ls != "" {
+		report.LogStore = ls
+	}
 	report.Etcd, _, _ = strings.Cut(strings.TrimPrefix(string(version), "etcd Version: "), "\n")
 	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
 		report.LoadAvg = strings.TrimSpace(string(la))
@@ -254,8 +262,8 @@ func rowWanted(row string) bool {
 
 // printCompare prints the table.
 func printCompare(f *os.File, r *compareReport) {
-	fmt.Fprintf(f, "\netcd %s vs %s, 3 members each, fsync on, %s per row, %d-byte records; load average before: %s\n\n",
-		r.Etcd, filepath.Base(r.Kumoi), r.Duration, recordBytes, r.LoadAvg)
+	fmt.Fprintf(f, "\netcd %s vs %s (Raft log: %s), 3 members each, fsync on, %s per row, %d-byte records; load average before: %s\n\n",
+		r.Etcd, filepath.Base(r.Kumoi), r.LogStore, r.Duration, recordBytes, r.LoadAvg)
 	w := tabwriter.NewWriter(f, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "writers\tto\tetcd writes/s\tp50 ms\tp99 ms\tcpu µs/w\tkumoi writes/s\tp50 ms\tp99 ms\tcpu µs/w\tkumoi/etcd\tkumoi elections\t")
 	for _, row := range r.Rows {

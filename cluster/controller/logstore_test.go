@@ -154,3 +154,51 @@ func TestLogStoreConversionOfAnEmptyStore(t *testing.T) {
 		t.Fatalf("an empty store converted into Raft state: %t, %v", has, err)
 	}
 }
+
+// TestWALTailTruncation: the WAL reopens after Raft truncated its tail (a
+// follower's log that conflicts with a new leader's) and appended again.
+// raft-wal before v0.4.2 marked the tail segment sealed without writing
+// its index, and the next start panicked ("sealed segment has no index
+// block"; hashicorp/raft-wal#31): a controller killed after such a
+// truncation never came back (found by make jepsen's kill-majority).
+func TestWALTailTruncation(t *testing.T) {
+	dir := t.TempDir()
+	cfg := &Config{RaftLogStore: LogStoreWAL}
+	w, err := openLogStore(cfg, dir, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := func(from, to, term uint64) {
+		t.Helper()
+		var logs []*raft.Log
+		for i := from; i <= to; i++ {
+			logs = append(logs, &raft.Log{Index: i, Term: term, Type: raft.LogCommand, Data: fmt.Appendf(nil, "%d/%d", term, i)})
+		}
+		if err := w.StoreLogs(logs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store(1, 100, 1)
+	if err := w.DeleteRange(91, 100); err != nil {
+		t.Fatal(err)
+	}
+	store(91, 120, 2)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w, err = openLogStore(cfg, dir, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for i := uint64(1); i <= 120; i++ {
+		term := uint64(1)
+		if i > 90 {
+			term = 2
+		}
+		var l raft.Log
+		if err := w.GetLog(i, &l); err != nil || l.Term != term || string(l.Data) != fmt.Sprintf("%d/%d", term, i) {
+			t.Fatalf("after the reopen, entry %d = %+v, %v", i, l, err)
+		}
+	}
+}
