@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
@@ -15,6 +17,8 @@ import (
 	raftwal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/hashicorp/raft-wal/migrate"
+
+	"github.com/kumoi/kumoi/cluster/internal/datadir"
 )
 
 // The Raft log store (Config.RaftLogStore, kumoi agent --raft-log-store):
@@ -31,13 +35,16 @@ import (
 //     wait on (docs/benchmarks.md). Upstream still calls it experimental;
 //     Consul offers it as its "wal" log store backend.
 //
-// A data directory that holds the other kind's store (and not the one
-// asked for) is converted when the controller starts: every log entry and
-// the stable store's keys are copied into a new store next to it, which is
-// renamed into place only once complete; the old one is kept as
-// raft.db.converted or wal.converted (delete it once the node runs well).
-// A conversion cut short leaves the old store as it was, and the next
-// start does it again.
+// DATA/raft/log_store records which store holds the node's Raft state
+// (a data directory from before it has only raft.db). When it names the
+// other kind, the controller converts at start: every log entry and the
+// stable store's keys are copied into a new store next to the old one,
+// renamed into place once complete, and only then is log_store rewritten:
+// that is the moment the new store becomes the node's. The old one is then
+// kept as raft.db.converted or wal.converted (delete it once the node runs
+// well). A conversion cut short at any step leaves log_store naming the
+// old store, so a stale copy is never taken for the log: the next start
+// converts again, or, started with the old kind, puts the copy aside.
 const (
 	LogStoreBoltDB = "boltdb"
 	LogStoreWAL    = "wal"
@@ -48,6 +55,8 @@ const (
 	boltLogFile = "raft.db"
 	walLogDir   = "wal"
 	walLockFile = "wal.lock"
+	// logStoreFile names the store that holds the node's Raft state.
+	logStoreFile = "log_store"
 	// convertedSuffix marks a store replaced by a conversion;
 	// convertingSuffix one being written by a conversion.
 	convertedSuffix  = ".converted"
@@ -78,29 +87,88 @@ func (c *Config) logStoreKind() string {
 }
 
 // openLogStore opens the log store c asks for in dir (DATA/raft),
-// converting the other kind's first when only that one exists there.
+// converting the node's Raft state into it first when log_store says it is
+// in the other kind.
 func openLogStore(c *Config, dir string, logger hclog.Logger) (logStore, error) {
 	want := c.logStoreKind()
-	other := LogStoreWAL
-	if want == LogStoreWAL {
-		other = LogStoreBoltDB
+	cur, recorded, err := currentLogStore(dir)
+	if err != nil {
+		return nil, err
 	}
-	hasWant, hasOther := storeExists(dir, want), storeExists(dir, other)
 	switch {
-	case !hasWant && hasOther:
-		logger.Info("converting the Raft log store", "from", other, "to", want, "dir", dir)
-		n, err := convertLogStore(c, dir, other, want)
+	case cur == "":
+		// No Raft state yet: the store asked for is created.
+	case cur != want:
+		logger.Info("converting the Raft log store", "from", cur, "to", want, "dir", dir)
+		n, err := convertLogStore(c, dir, cur, want)
 		if err != nil {
-			return nil, fmt.Errorf("convert the Raft log in %s from %s to %s (--raft-log-store %s): %w; the %s store is unchanged: start with --raft-log-store %s, or fix the cause and start again",
-				dir, other, want, want, err, other, other)
+			return nil, fmt.Errorf("convert the Raft log in %s from %s to %s (--raft-log-store %s): %w; the %s store is still the node's: start with --raft-log-store %s, or fix the cause and start again",
+				dir, cur, want, want, err, cur, cur)
 		}
 		logger.Info("converted the Raft log store; the old one is kept until you delete it",
-			"from", other, "to", want, "entries", n, "kept", storePath(dir, other)+convertedSuffix)
-	case hasWant && hasOther:
-		logger.Warn("the data directory holds both Raft log stores; using the one --raft-log-store names",
-			"using", storePath(dir, want), "ignored", storePath(dir, other))
+			"from", cur, "to", want, "entries", n, "kept", storePath(dir, cur)+convertedSuffix)
+		recorded = true
+	case storeExists(dir, otherKind(want)):
+		// A copy a conversion left behind (stopped before or after it
+		// recorded its result): the store log_store names is the node's.
+		logger.Warn("putting aside a Raft log store that is not this node's (left by a conversion that stopped)",
+			"using", storePath(dir, want), "aside", storePath(dir, otherKind(want))+convertedSuffix)
+		if err := setAside(dir, otherKind(want)); err != nil {
+			return nil, err
+		}
 	}
-	return openStoreKind(c, dir, want, "")
+	st, err := openStoreKind(c, dir, want, "")
+	if err != nil {
+		return nil, err
+	}
+	if !recorded {
+		if err := datadir.WriteSync(dir, logStoreFile, want); err != nil {
+			_ = st.Close()
+			return nil, err
+		}
+	}
+	return st, nil
+}
+
+// currentLogStore says which store holds dir's Raft state: what log_store
+// records (recorded true), else in a data directory from before that file
+// BoltDB when raft.db exists, else "" (no state yet).
+func currentLogStore(dir string) (kind string, recorded bool, err error) {
+	b, err := os.ReadFile(filepath.Join(dir, logStoreFile))
+	switch {
+	case err == nil:
+		kind = strings.TrimSpace(string(b))
+		if kind != LogStoreBoltDB && kind != LogStoreWAL {
+			return "", false, fmt.Errorf("%s holds %q, not boltdb or wal: write the kind of the store this node's Raft log is in (raft.db: boltdb, wal/: wal)",
+				filepath.Join(dir, logStoreFile), kind)
+		}
+		return kind, true, nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return "", false, err
+	case storeExists(dir, LogStoreBoltDB):
+		return LogStoreBoltDB, false, nil
+	}
+	return "", false, nil
+}
+
+func otherKind(kind string) string {
+	if kind == LogStoreWAL {
+		return LogStoreBoltDB
+	}
+	return LogStoreWAL
+}
+
+// setAside renames the store of kind in dir to its *.converted name,
+// replacing one put aside before (older still).
+func setAside(dir, kind string) error {
+	path := storePath(dir, kind)
+	if err := os.RemoveAll(path + convertedSuffix); err != nil {
+		return err
+	}
+	if err := os.Rename(path, path+convertedSuffix); err != nil {
+		return err
+	}
+	return syncDir(dir)
 }
 
 // storePath is where the store of kind lives in dir.
@@ -178,8 +246,8 @@ func lockFile(path string) (*os.File, error) {
 }
 
 // convertLogStore copies the store of kind from in dir into a new store of
-// kind to, and puts it in place; the old one is renamed aside. It returns
-// how many log entries it copied.
+// kind to, puts it in place, records it in log_store and puts the old one
+// aside. It returns how many log entries it copied.
 func convertLogStore(c *Config, dir, from, to string) (int, error) {
 	src, err := openStoreKind(c, dir, from, "")
 	if err != nil {
@@ -191,9 +259,13 @@ func convertLogStore(c *Config, dir, from, to string) (int, error) {
 			_ = src.Close()
 		}
 	}()
+	// A store of kind to here is a copy an earlier conversion made and
+	// never recorded; one being written, a conversion cut short.
 	tmp := storePath(dir, to) + convertingSuffix
-	if err := os.RemoveAll(tmp); err != nil { // a conversion cut short
-		return 0, err
+	for _, p := range []string{tmp, storePath(dir, to)} {
+		if err := os.RemoveAll(p); err != nil {
+			return 0, err
+		}
 	}
 	dst, err := openStoreKind(c, dir, to, convertingSuffix)
 	if err != nil {
@@ -213,20 +285,15 @@ func convertLogStore(c *Config, dir, from, to string) (int, error) {
 	if err := syncDir(dir); err != nil {
 		return 0, err
 	}
-	// From here the new store is the node's (openLogStore prefers it);
-	// the old one is only renamed out of the way.
 	srcOpen = false
 	if err := src.Close(); err != nil {
 		return 0, err
 	}
-	// A store an earlier conversion kept aside is older still.
-	if err := os.RemoveAll(storePath(dir, from) + convertedSuffix); err != nil {
+	// The new store becomes the node's here.
+	if err := datadir.WriteSync(dir, logStoreFile, to); err != nil {
 		return 0, err
 	}
-	if err := os.Rename(storePath(dir, from), storePath(dir, from)+convertedSuffix); err != nil {
-		return 0, err
-	}
-	return n, syncDir(dir)
+	return n, setAside(dir, from)
 }
 
 // copyLogStore copies every log entry and every stable key of src into

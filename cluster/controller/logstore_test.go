@@ -202,3 +202,92 @@ func TestWALTailTruncation(t *testing.T) {
 		}
 	}
 }
+
+// TestLogStoreStaleCopyNeverUsed: a conversion that stopped between its
+// steps leaves a second store beside the node's; log_store decides which
+// is the node's, so a stale copy is never opened as its log, whichever
+// --raft-log-store the next start has.
+func TestLogStoreStaleCopyNeverUsed(t *testing.T) {
+	dir := t.TempDir()
+	logger := hclog.NewNullLogger()
+	entries := func(st logStore, from, to uint64) {
+		t.Helper()
+		var logs []*raft.Log
+		for i := from; i <= to; i++ {
+			logs = append(logs, &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: fmt.Appendf(nil, "%d", i)})
+		}
+		if err := st.StoreLogs(logs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// stale writes a store of kind with entries 1..10 at its path, as a
+	// conversion that stopped before it recorded its result leaves it.
+	stale := func(kind string) {
+		t.Helper()
+		st, err := openStoreKind(&Config{}, dir, kind, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries(st, 1, 10)
+		if err := st.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open := func(kind string) logStore {
+		t.Helper()
+		st, err := openLogStore(&Config{RaftLogStore: kind}, dir, logger)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	lastIs := func(st logStore, want uint64, what string) {
+		t.Helper()
+		if li, err := st.LastIndex(); err != nil || li != want {
+			t.Fatalf("%s: last index %d, %v; want %d", what, li, err, want)
+		}
+		if err := st.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	record := func() string {
+		b, _ := os.ReadFile(filepath.Join(dir, "log_store"))
+		return strings.TrimSpace(string(b))
+	}
+
+	st := open(LogStoreBoltDB)
+	entries(st, 1, 50)
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if r := record(); r != LogStoreBoltDB {
+		t.Fatalf("log_store %q, want boltdb", r)
+	}
+
+	// Started again with the node's kind: the copy is put aside.
+	stale(LogStoreWAL)
+	lastIs(open(LogStoreBoltDB), 50, "boltdb beside a stale wal")
+	if _, err := os.Stat(filepath.Join(dir, "wal.converted")); err != nil {
+		t.Fatalf("the stale wal was not put aside: %v", err)
+	}
+	// Started with the copy's kind: converted again, from the node's.
+	stale(LogStoreWAL)
+	lastIs(open(LogStoreWAL), 50, "wal over a stale wal")
+	if r := record(); r != LogStoreWAL {
+		t.Fatalf("log_store %q after the conversion, want wal", r)
+	}
+	// The other way: the node's log is the WAL now; a stale raft.db.
+	stale(LogStoreBoltDB)
+	lastIs(open(LogStoreBoltDB), 50, "boltdb over a stale raft.db")
+	if r := record(); r != LogStoreBoltDB {
+		t.Fatalf("log_store %q after the conversion back, want boltdb", r)
+	}
+
+	// A damaged record is an error that says what to write.
+	if err := os.WriteFile(filepath.Join(dir, "log_store"), []byte("bolt\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openLogStore(&Config{}, dir, logger); err == nil || !strings.Contains(err.Error(), "not boltdb or wal") {
+		t.Fatalf("a damaged log_store: %v", err)
+	}
+}
