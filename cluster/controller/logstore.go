@@ -54,7 +54,8 @@ const (
 const (
 	boltLogFile = "raft.db"
 	walLogDir   = "wal"
-	walLockFile = "wal.lock"
+	// storeLockFile is locked by the agent that has the store open.
+	storeLockFile = "store.lock"
 	// logStoreFile names the store that holds the node's Raft state.
 	logStoreFile = "log_store"
 	// convertedSuffix marks a store replaced by a conversion;
@@ -90,6 +91,39 @@ func (c *Config) logStoreKind() string {
 // converting the node's Raft state into it first when log_store says it is
 // in the other kind.
 func openLogStore(c *Config, dir string, logger hclog.Logger) (logStore, error) {
+	// One agent at a time in dir, from the first look at it (a conversion
+	// included) until the store is closed; raft-wal's meta database would
+	// wait for its file lock forever, and BoltDB's only guards its file.
+	lock, err := lockFile(filepath.Join(dir, storeLockFile))
+	if err != nil {
+		return nil, fmt.Errorf("lock the raft log in %s: %w (is another agent using this --data-dir?)", dir, err)
+	}
+	st, err := openLogStoreLocked(c, dir, logger)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	return &heldStore{logStore: st, lock: lock}, nil
+}
+
+// heldStore is an open store and the lock on its directory.
+type heldStore struct {
+	logStore
+	lock *os.File
+}
+
+// IsMonotonic passes the store's answer on (raft-wal's is true: after a
+// snapshot is installed, raft must empty it rather than leave a gap).
+func (h *heldStore) IsMonotonic() bool {
+	m, ok := h.logStore.(raft.MonotonicLogStore)
+	return ok && m.IsMonotonic()
+}
+
+func (h *heldStore) Close() error {
+	return errors.Join(h.logStore.Close(), h.lock.Close())
+}
+
+func openLogStoreLocked(c *Config, dir string, logger hclog.Logger) (logStore, error) {
 	want := c.logStoreKind()
 	cur, recorded, err := currentLogStore(dir)
 	if err != nil {
@@ -195,14 +229,7 @@ func openStoreKind(c *Config, dir, kind, suffix string) (logStore, error) {
 		}
 		return bolt, nil
 	}
-	// raft-wal's meta database waits for its file lock forever: a lock
-	// of our own makes a second agent on this directory fail at once.
-	lock, err := lockFile(filepath.Join(dir, walLockFile))
-	if err != nil {
-		return nil, fmt.Errorf("lock raft log %s: %w (is another agent using this --data-dir?)", path, err)
-	}
 	if err := os.MkdirAll(path, 0o700); err != nil {
-		lock.Close()
 		return nil, fmt.Errorf("create raft log directory: %w", err)
 	}
 	// The meta database is ours to close: WAL.Close leaves it open (and
@@ -211,24 +238,19 @@ func openStoreKind(c *Config, dir, kind, suffix string) (logStore, error) {
 	w, err := raftwal.Open(path, raftwal.WithMetaStore(meta))
 	if err != nil {
 		_ = meta.Close()
-		lock.Close()
 		return nil, fmt.Errorf("open raft log %s: %w", path, err)
 	}
-	return &lockedWAL{WAL: w, meta: meta, lock: lock}, nil
+	return &walStore{WAL: w, meta: meta}, nil
 }
 
-// lockedWAL is a raft-wal store, its meta database and the lock on its
-// directory.
-type lockedWAL struct {
+// walStore is a raft-wal store and its meta database.
+type walStore struct {
 	*raftwal.WAL
 	meta *metadb.BoltMetaDB
-	lock *os.File
 }
 
-func (l *lockedWAL) Close() error {
-	err := l.WAL.Close()
-	err = errors.Join(err, l.meta.Close())
-	return errors.Join(err, l.lock.Close())
+func (l *walStore) Close() error {
+	return errors.Join(l.WAL.Close(), l.meta.Close())
 }
 
 // lockFile takes an exclusive lock on path (created if missing), without

@@ -291,3 +291,26 @@ func TestLogStoreStaleCopyNeverUsed(t *testing.T) {
 		t.Fatalf("a damaged log_store: %v", err)
 	}
 }
+
+// TestWALIsMonotonic: raft learns through every wrapper (the lock, the
+// log cache) that the WAL cannot hold a gap, so that after installing a
+// snapshot it empties the log instead of appending past a gap, which
+// raft-wal refuses; BoltDB says nothing of the kind.
+func TestWALIsMonotonic(t *testing.T) {
+	for kind, want := range map[string]bool{LogStoreWAL: true, LogStoreBoltDB: false} {
+		st, err := openLogStore(&Config{RaftLogStore: kind}, t.TempDir(), hclog.NewNullLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := newLogCache(st, 16, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.IsMonotonic(); got != want {
+			t.Errorf("%s: IsMonotonic %t, want %t", kind, got, want)
+		}
+		if err := st.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -110,7 +110,11 @@ func openRaftParts(c *Config, tlsc *tlsConfigs, cluster func() string, admitted 
 
 var (
 	_ logStore = (*raftboltdb.BoltStore)(nil)
-	_ logStore = (*lockedWAL)(nil)
+	_ logStore = (*walStore)(nil)
+	_ logStore = (*heldStore)(nil)
+
+	_ raft.MonotonicLogStore = (*heldStore)(nil)
+	_ raft.MonotonicLogStore = (*walStore)(nil)
 )
 
 // boltOptions are the Raft log's BoltDB options. The free-page list is not
