@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
@@ -94,7 +93,7 @@ func openLogStore(c *Config, dir string, logger hclog.Logger) (logStore, error) 
 	// One agent at a time in dir, from the first look at it (a conversion
 	// included) until the store is closed; raft-wal's meta database would
 	// wait for its file lock forever, and BoltDB's only guards its file.
-	lock, err := lockFile(filepath.Join(dir, storeLockFile))
+	lock, err := datadir.Lock(filepath.Join(dir, storeLockFile))
 	if err != nil {
 		return nil, fmt.Errorf("lock the raft log in %s: %w (is another agent using this --data-dir?)", dir, err)
 	}
@@ -202,7 +201,7 @@ func setAside(dir, kind string) error {
 	if err := os.Rename(path, path+convertedSuffix); err != nil {
 		return err
 	}
-	return syncDir(dir)
+	return datadir.SyncDir(dir)
 }
 
 // storePath is where the store of kind lives in dir.
@@ -253,20 +252,6 @@ func (l *walStore) Close() error {
 	return errors.Join(l.WAL.Close(), l.meta.Close())
 }
 
-// lockFile takes an exclusive lock on path (created if missing), without
-// waiting; closing the file releases it.
-func lockFile(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
-}
-
 // convertLogStore copies the store of kind from in dir into a new store of
 // kind to, puts it in place, records it in log_store and puts the old one
 // aside. It returns how many log entries it copied.
@@ -304,7 +289,7 @@ func convertLogStore(c *Config, dir, from, to string) (int, error) {
 	if err := os.Rename(tmp, storePath(dir, to)); err != nil {
 		return 0, err
 	}
-	if err := syncDir(dir); err != nil {
+	if err := datadir.SyncDir(dir); err != nil {
 		return 0, err
 	}
 	srcOpen = false
@@ -361,14 +346,4 @@ func copyLogStore(dst, src logStore) (int, error) {
 		}
 	}
 	return n, nil
-}
-
-// syncDir makes the renames in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

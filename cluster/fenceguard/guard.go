@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/kumoi/kumoi/client"
+	"github.com/kumoi/kumoi/cluster/internal/datadir"
 	"github.com/kumoi/kumoi/hypervisor"
 	"github.com/kumoi/kumoi/resource"
 )
@@ -193,14 +194,13 @@ func (g *Guard) Run(ctx context.Context) error {
 // lock takes the directory's lock file and writes the pid file.
 func (g *Guard) lock() (func(), error) {
 	path := filepath.Join(g.cfg.Dir, LockFile)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("fence guard: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
+	f, err := datadir.Lock(path)
+	if errors.Is(err, syscall.EWOULDBLOCK) {
 		pid, _ := os.ReadFile(filepath.Join(g.cfg.Dir, PIDFile))
 		return nil, fmt.Errorf("%w (pid %s, lock %s)", ErrRunning, trimSpace(pid), path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fence guard: %w", err)
 	}
 	pidPath := filepath.Join(g.cfg.Dir, PIDFile)
 	if err := os.WriteFile(pidPath, []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644); err != nil {
