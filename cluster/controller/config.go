@@ -124,6 +124,9 @@ type Config struct {
 	// A data directory that holds the other one is converted at start
 	// (logstore.go; docs/operations.md, "The Raft log store").
 	RaftLogStore string
+	// walSegmentSize is the size of the wal store's segment files; 0:
+	// raft-wal's default (64 MiB). Tests set it to fill a small disk.
+	walSegmentSize int
 	// UnsafeStaleReads serves every read from local state, even without
 	// ?stale: a deliberate linearizability bug that exists only for the
 	// chaos harness's selftest to catch (the hidden agent flag

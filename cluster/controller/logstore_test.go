@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -224,7 +225,7 @@ func TestLogStoreStaleCopyNeverUsed(t *testing.T) {
 	// conversion that stopped before it recorded its result leaves it.
 	stale := func(kind string) {
 		t.Helper()
-		st, err := openStoreKind(&Config{}, dir, kind, "")
+		st, err := openStoreKind(&Config{}, dir, kind, "", hclog.NewNullLogger())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -312,5 +313,109 @@ func TestWALIsMonotonic(t *testing.T) {
 		if err := st.Close(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestLogStoreDiskFull: with each store on a disk that fills up, an append
+// that does not fit fails and changes nothing, every acknowledged entry
+// survives, and once space is freed appends work again without a restart
+// (raft-wal's tail segment, sealed when its successor could not be
+// created, is recovered by reopening the WAL in place).
+func TestLogStoreDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("TestLogStoreDiskFull mounts a small tmpfs and needs root; CI runs as root")
+		}
+		t.Skip("TestLogStoreDiskFull mounts a small tmpfs: run as root")
+	}
+	entry := func(i uint64) *raft.Log {
+		return &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: fmt.Appendf(nil, "%01000d", i)}
+	}
+	for _, kind := range []string{LogStoreBoltDB, LogStoreWAL} {
+		t.Run(kind, func(t *testing.T) {
+			dir := t.TempDir()
+			if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=3m", "kumoi-test", dir).CombinedOutput(); err != nil {
+				t.Fatalf("mount a tmpfs on %s: %v: %s", dir, err, out)
+			}
+			t.Cleanup(func() {
+				if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+					t.Errorf("umount %s: %v: %s", dir, err, out)
+				}
+			})
+			filler := filepath.Join(dir, "filler")
+			if err := os.WriteFile(filler, make([]byte, 1<<20), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg := &Config{RaftLogStore: kind, walSegmentSize: 256 << 10}
+			st, err := openLogStore(cfg, dir, hclog.NewNullLogger())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = st.Close() }()
+			if err := st.StoreLogs([]*raft.Log{entry(1)}); err != nil {
+				t.Fatal(err)
+			}
+			// A reader meanwhile, as raft's replicators and apply loop are:
+			// a read must never fail, a reopen included.
+			stop, readErr := make(chan struct{}), make(chan error, 1)
+			go func() {
+				defer close(readErr)
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					var l raft.Log
+					if err := st.GetLog(1, &l); err != nil {
+						readErr <- err
+						return
+					}
+				}
+			}()
+			acked := uint64(1)
+			var full error
+			for i := uint64(2); i <= 5000; i++ {
+				if full = st.StoreLogs([]*raft.Log{entry(i)}); full != nil {
+					break
+				}
+				acked = i
+			}
+			if full == nil || !strings.Contains(full.Error(), "no space left on device") {
+				t.Fatalf("after %d entries of 1 KiB on a 3 MiB disk: error %v, want no space left on device", acked, full)
+			}
+			if li, err := st.LastIndex(); err != nil || li != acked {
+				t.Fatalf("last index %d (%v) after a failed append, want %d", li, err, acked)
+			}
+			if err := os.Remove(filler); err != nil {
+				t.Fatal(err)
+			}
+			// 300 more entries: past at least one more segment of 256 KiB.
+			for i := acked + 1; i <= acked+300; i++ {
+				if err := st.StoreLogs([]*raft.Log{entry(i)}); err != nil {
+					t.Fatalf("append %d once space was freed (no restart): %v", i, err)
+				}
+			}
+			acked += 300
+			close(stop)
+			if err := <-readErr; err != nil {
+				t.Fatalf("a read while the disk filled and was freed: %v", err)
+			}
+			if err := st.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if st, err = openLogStore(cfg, dir, hclog.NewNullLogger()); err != nil {
+				t.Fatal(err)
+			}
+			if li, err := st.LastIndex(); err != nil || li != acked {
+				t.Fatalf("reopened: last index %d (%v), want %d", li, err, acked)
+			}
+			for i := uint64(1); i <= acked; i++ {
+				var l raft.Log
+				if err := st.GetLog(i, &l); err != nil || !bytes.Equal(l.Data, entry(i).Data) {
+					t.Fatalf("reopened: entry %d: %v, data %.20q", i, err, l.Data)
+				}
+			}
+		})
 	}
 }
