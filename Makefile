@@ -340,7 +340,7 @@ jepsen: build
 		--nemesis wipe-restart --duration $(JEPSEN_LONG) --seed $(JEPSEN_SEED) $(JEPSEN_ARGS)
 	$(JEPSEN_RUN) --workload register,set,ipam --nodes 3 --workers 2 --stream \
 		--nemesis $(JEPSEN_FULL_3) --duration $(JEPSEN_LONG) --seed $(JEPSEN_SEED) $(JEPSEN_ARGS)
-	$(JEPSEN_RUN) --workload register,set,ipam --nodes 3 --workers 2 --raft-log-store wal \
+	$(JEPSEN_RUN) --workload register,set,ipam --nodes 3 --workers 2 --raft-log-store boltdb \
 		--nemesis $(JEPSEN_FULL_3) --duration $(JEPSEN_LONG) --seed $(JEPSEN_SEED) $(JEPSEN_ARGS)
 	$(JEPSEN_RUN) --workload bootstrap-race --nodes 3 --duration $(JEPSEN_LONG) --seed $(JEPSEN_SEED) $(JEPSEN_ARGS)
 	$(JEPSEN_RUN) --workload bootstrap-race --nodes 5 --duration $(JEPSEN_LONG) --seed $(JEPSEN_SEED) $(JEPSEN_ARGS)

@@ -60,8 +60,9 @@ import (
 // the rows named (target-writers), KUMOI_BENCH_SKIP_ETCD=1 runs Kumoi
 // alone (no ratio), KUMOI_BENCH_HTTP=1 sends Kumoi's writes as plain
 // HTTP/1.1 requests (keep-alive connections) instead of on streams,
-// KUMOI_RAFT_LOG_STORE=wal runs Kumoi's controllers with --raft-log-store
-// wal (they read it from the environment; the table's header says which),
+// KUMOI_RAFT_LOG_STORE=boltdb runs Kumoi's controllers with
+// --raft-log-store boltdb (they read it from the environment; the table's
+// header says which; the default, wal, otherwise),
 // and KUMOI_BENCH_PROFILE=DIR saves a CPU profile of the
 // leader and of one follower taken during each Kumoi row
 // (DIR/<row>-leader.pprof, DIR/<row>-follower.pprof; read them with
@@ -173,8 +174,9 @@ type compareReport struct {
 	Duration string    `json:"duration"`
 	Etcd     string    `json:"etcd_version"`
 	Kumoi    string    `json:"kumoi_binary"`
-	// LogStore is the Kumoi controllers' --raft-log-store
-	// (KUMOI_RAFT_LOG_STORE, which they read from the environment).
+	// LogStore is the Kumoi controllers' Raft log store: wal (the
+	// default for their new data directories) or KUMOI_RAFT_LOG_STORE,
+	// which they read from the environment.
 	LogStore string       `json:"kumoi_raft_log_store"`
 	LoadAvg  string       `json:"loadavg_before"`
 	Rows     []compareRow `json:"rows"`
@@ -196,7 +198,7 @@ func BenchmarkCompare(b *testing.B) {
 		b.Fatalf("%s --version: %v", etcdBin, err)
 	}
 	d := runDuration(b)
-	report := compareReport{Time: time.Now().UTC(), Duration: d.String(), Kumoi: testcluster.Binary(b, ""), LogStore: "boltdb"}
+	report := compareReport{Time: time.Now().UTC(), Duration: d.String(), Kumoi: testcluster.Binary(b, ""), LogStore: "wal"}
 	if ls := os.Getenv("KUMOI_RAFT_LOG_STORE"); ls != "" {
 		report.LogStore = ls
 	}

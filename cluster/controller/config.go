@@ -119,10 +119,11 @@ type Config struct {
 	// durability costs only; never in production).
 	NoSync bool
 	// RaftLogStore is where the Raft log and stable store are kept:
-	// LogStoreBoltDB (the default, "" too) or LogStoreWAL (raft-wal: one
-	// fsync per append instead of BoltDB's two; experimental upstream).
-	// A data directory that holds the other one is converted at start
-	// (logstore.go; docs/operations.md, "The Raft log store").
+	// LogStoreWAL (raft-wal: one fsync per append) or LogStoreBoltDB
+	// (BoltDB's two). "": the store the data directory already has, wal
+	// for a new one. A data directory that holds the other one than the
+	// store named is converted at start (logstore.go; docs/operations.md,
+	// "The Raft log store").
 	RaftLogStore string
 	// walSegmentSize is the size of the wal store's segment files; 0:
 	// raft-wal's default (64 MiB). Tests set it to fill a small disk.
@@ -271,7 +272,7 @@ func (c *Config) Validate() error {
 	switch c.RaftLogStore {
 	case "", LogStoreBoltDB, LogStoreWAL:
 	default:
-		errs = append(errs, fmt.Errorf("--raft-log-store %q: use boltdb (the default) or wal (one fsync per append; docs/operations.md)", c.RaftLogStore))
+		errs = append(errs, fmt.Errorf("--raft-log-store %q: use wal (one fsync per append) or boltdb; without it a data directory keeps the store it has and a new one gets wal (docs/operations.md)", c.RaftLogStore))
 	}
 	if c.NoSync && c.RaftLogStore == LogStoreWAL {
 		errs = append(errs, errors.New("NoSync (fsync off) exists for the boltdb Raft log store only"))

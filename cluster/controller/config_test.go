@@ -42,9 +42,9 @@ func TestPlacementStrategy(t *testing.T) {
 	}
 }
 
-// TestRaftLogStoreFlag: --raft-log-store is boltdb (the default, also when
-// empty) or wal; anything else is refused with what to write, and fsync
-// can be turned off only for boltdb.
+// TestRaftLogStoreFlag: --raft-log-store is wal, boltdb or empty (the
+// data directory's store; TestLogStoreDefault); anything else is refused
+// with what to write, and fsync can be turned off only for boltdb.
 func TestRaftLogStoreFlag(t *testing.T) {
 	for _, s := range []string{"", LogStoreBoltDB, LogStoreWAL} {
 		c := Config{NodeID: "c1", InMemory: true, RaftLogStore: s}
@@ -55,7 +55,7 @@ func TestRaftLogStoreFlag(t *testing.T) {
 	}
 	c := Config{NodeID: "c1", InMemory: true, RaftLogStore: "bolt"}
 	c.SetDefaults()
-	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), `--raft-log-store "bolt": use boltdb (the default) or wal`) {
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), `--raft-log-store "bolt": use wal (one fsync per append) or boltdb; without it a data directory keeps the store it has and a new one gets wal`) {
 		t.Errorf("--raft-log-store bolt: %v", err)
 	}
 	c = Config{NodeID: "c1", InMemory: true, RaftLogStore: LogStoreWAL, NoSync: true}

@@ -1,6 +1,7 @@
 // Package controller is one member of the replicated control plane: the
-// state machine (package fsm) under hashicorp/raft, with raft-boltdb/v2 log
-// and stable stores (fsync on) and a file snapshot store.
+// state machine (package fsm) under hashicorp/raft (patched: third_party/raft),
+// with its log and stable store in raft-wal or raft-boltdb/v2 (fsync on;
+// logstore.go) and a file snapshot store.
 //
 // Where things are:
 //   - controller.go  New, Apply/Propose (write application), ConsistentRead
@@ -8,6 +9,7 @@
 //   - config.go      Config, defaults and validation
 //   - errors.go      the controller's errors; Raft's are mapped onto them here
 //   - raft.go        the log, stable and snapshot stores, the TCP transport
+//   - logstore.go    the Raft log store (wal or boltdb), its conversion
 //   - gossip.go      joining the gossip pool (cluster/membership)
 //   - bootstrap.go   bootstrapping once --bootstrap-expect controllers are seen
 //   - leader.go      the leadership lifecycle: barrier, then the leader loops

@@ -27,25 +27,31 @@ import (
 // term, last vote, the node's mark), under DATA/raft next to the
 // snapshots.
 //
-//   - boltdb (the default): raft-boltdb/v2, one file DATA/raft/raft.db. A
-//     commit of new entries is a BoltDB transaction: its pages, fdatasync,
-//     its meta page, fdatasync.
-//   - wal: hashicorp/raft-wal, segment files and a small meta database in
-//     DATA/raft/wal/. An append is one write and one fdatasync (as etcd's
-//     WAL), which is what the 1- and 16-writer rows of make bench-compare
-//     wait on (docs/benchmarks.md). Upstream still calls it experimental;
-//     Consul offers it as its "wal" log store backend.
+//   - wal (the default for a new data directory): hashicorp/raft-wal,
+//     segment files and a small meta database in DATA/raft/wal/. An append
+//     is one write and one fdatasync (as etcd's WAL), which is what the 1-
+//     and 16-writer rows of make bench-compare wait on
+//     (docs/benchmarks.md). Consul made it its default for new data
+//     directories in 1.20.
+//   - boltdb: raft-boltdb/v2, one file DATA/raft/raft.db. A commit of new
+//     entries is a BoltDB transaction: its pages, fdatasync, its meta
+//     page, fdatasync. Every data directory written before wal became the
+//     default is in it.
+//
+// Without --raft-log-store a controller keeps the store its data directory
+// already has (so an upgrade converts nothing), and a new one gets wal.
 //
 // DATA/raft/log_store records which store holds the node's Raft state
 // (a data directory from before it has only raft.db). When it names the
-// other kind, the controller converts at start: every log entry and the
-// stable store's keys are copied into a new store next to the old one,
-// renamed into place once complete, and only then is log_store rewritten:
-// that is the moment the new store becomes the node's. The old one is then
-// kept as raft.db.converted or wal.converted (delete it once the node runs
-// well). A conversion cut short at any step leaves log_store naming the
-// old store, so a stale copy is never taken for the log: the next start
-// converts again, or, started with the old kind, puts the copy aside.
+// other kind than --raft-log-store asks for, the controller converts at
+// start: every log entry and the stable store's keys are copied into a new
+// store next to the old one, renamed into place once complete, and only
+// then is log_store rewritten: that is the moment the new store becomes
+// the node's. The old one is then kept as raft.db.converted or
+// wal.converted (delete it once the node runs well). A conversion cut
+// short at any step leaves log_store naming the old store, so a stale copy
+// is never taken for the log: the next start converts again, or, started
+// with the old kind, puts the copy aside.
 const (
 	LogStoreBoltDB = "boltdb"
 	LogStoreWAL    = "wal"
@@ -66,11 +72,7 @@ const (
 )
 
 // logStore is an open Raft log and stable store.
-type logStore interface {
-	raft.LogStore
-	raft.StableStore
-	io.Closer
-}
+type logStore = RaftLog
 
 // stableBytesKeys and stableIntKeys are every key a controller keeps in its
 // stable store: hashicorp/raft's (raft.go: keyCurrentTerm, keyLastVoteTerm,
@@ -80,12 +82,44 @@ var (
 	stableBytesKeys = [][]byte{[]byte("LastVoteCand"), nodeMarkerKey}
 )
 
-// logStoreKind is c's log store, with the default filled in.
-func (c *Config) logStoreKind() string {
-	if c.RaftLogStore == "" {
+// logStoreKind is the store c asks for in a data directory whose Raft
+// state is in cur ("": none yet): --raft-log-store when given, else the
+// store the directory has, else wal (boltdb with NoSync, which only
+// BoltDB has).
+func (c *Config) logStoreKind(cur string) string {
+	switch {
+	case c.RaftLogStore != "":
+		return c.RaftLogStore
+	case cur != "":
+		return cur
+	case c.NoSync:
 		return LogStoreBoltDB
 	}
-	return c.RaftLogStore
+	return LogStoreWAL
+}
+
+// RaftLog is a controller's Raft log and stable store.
+type RaftLog interface {
+	raft.LogStore
+	raft.StableStore
+	io.Closer
+}
+
+// OpenRaftLog opens the Raft log and stable store in raftDir (a stopped
+// controller's DATA/raft), whichever store it is in, for a tool or a test
+// that reads or repairs it offline; it says which kind it opened. It
+// holds the directory's lock (a controller cannot start on it) until
+// closed, and fails on a directory without Raft state.
+func OpenRaftLog(raftDir string) (RaftLog, string, error) {
+	kind, _, err := currentLogStore(raftDir)
+	if err != nil {
+		return nil, "", err
+	}
+	if kind == "" {
+		return nil, "", fmt.Errorf("%s holds no Raft log (neither %s nor %s/)", raftDir, boltLogFile, walLogDir)
+	}
+	st, err := openLogStore(&Config{RaftLogStore: kind}, raftDir, hclog.NewNullLogger())
+	return st, kind, err
 }
 
 // openLogStore opens the log store c asks for in dir (DATA/raft),
@@ -125,10 +159,14 @@ func (h *heldStore) Close() error {
 }
 
 func openLogStoreLocked(c *Config, dir string, logger hclog.Logger) (logStore, error) {
-	want := c.logStoreKind()
 	cur, recorded, err := currentLogStore(dir)
 	if err != nil {
 		return nil, err
+	}
+	want := c.logStoreKind(cur)
+	if c.RaftLogStore == "" && cur == LogStoreBoltDB {
+		logger.Info("keeping this data directory's Raft log store; --raft-log-store wal converts it (one sync per append instead of two)",
+			"store", cur, "dir", dir)
 	}
 	switch {
 	case cur == "":

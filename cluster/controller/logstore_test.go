@@ -419,3 +419,79 @@ func TestLogStoreDiskFull(t *testing.T) {
 		})
 	}
 }
+
+// TestLogStoreDefault: without --raft-log-store a new data directory gets
+// wal, and one that already has a store keeps it (a BoltDB directory from
+// before log_store existed, or either kind log_store records), its entries
+// untouched and nothing converted; OpenRaftLog opens whichever it is and
+// refuses a directory without Raft state.
+func TestLogStoreDefault(t *testing.T) {
+	logger := hclog.NewNullLogger()
+	if _, _, err := OpenRaftLog(t.TempDir()); err == nil || !strings.Contains(err.Error(), "holds no Raft log") {
+		t.Fatalf("OpenRaftLog of an empty directory: %v", err)
+	}
+	for _, tc := range []struct {
+		name, first string // first: the store the directory was made with
+		dropRecord  bool   // remove log_store: a directory from before it
+	}{
+		{name: "new directory"},
+		{name: "boltdb recorded", first: LogStoreBoltDB},
+		{name: "boltdb from before log_store", first: LogStoreBoltDB, dropRecord: true},
+		{name: "wal recorded", first: LogStoreWAL},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			want := LogStoreWAL
+			if tc.first != "" {
+				want = tc.first
+				st, err := openLogStore(&Config{RaftLogStore: tc.first}, dir, logger)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := st.StoreLogs([]*raft.Log{{Index: 1, Term: 1, Type: raft.LogCommand, Data: []byte("one")}}); err != nil {
+					t.Fatal(err)
+				}
+				if err := st.Close(); err != nil {
+					t.Fatal(err)
+				}
+				if tc.dropRecord {
+					if err := os.Remove(filepath.Join(dir, logStoreFile)); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			st, err := openLogStore(&Config{}, dir, logger)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.first != "" {
+				var l raft.Log
+				if err := st.GetLog(1, &l); err != nil || string(l.Data) != "one" {
+					t.Fatalf("entry 1 after a start without --raft-log-store: %v %q", err, l.Data)
+				}
+			}
+			if err := st.Close(); err != nil {
+				t.Fatal(err)
+			}
+			rec, _ := os.ReadFile(filepath.Join(dir, logStoreFile))
+			_, convErr := os.Stat(storePath(dir, otherKind(want)) + convertedSuffix)
+			if strings.TrimSpace(string(rec)) != want || !storeExists(dir, want) || storeExists(dir, otherKind(want)) || convErr == nil {
+				t.Fatalf("log_store %q, %s there %t, %s there %t; want only %s", rec,
+					want, storeExists(dir, want), otherKind(want), storeExists(dir, otherKind(want)), want)
+			}
+			if tc.first == "" {
+				return
+			}
+			ol, kind, err := OpenRaftLog(dir)
+			if err != nil || kind != want {
+				t.Fatalf("OpenRaftLog: %s, %v; want %s", kind, err, want)
+			}
+			if li, err := ol.LastIndex(); err != nil || li != 1 {
+				t.Fatalf("OpenRaftLog: last index %d, %v", li, err)
+			}
+			if err := ol.Close(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

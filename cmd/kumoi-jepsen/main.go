@@ -58,7 +58,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	opTimeout := fs.Duration("op-timeout", 2*time.Second, "timeout of every client operation; a write that times out has an unknown outcome")
 	replay := fs.String("replay", "", "run the plan saved in this run directory (its plan.json: workload, nemeses, seed, fault schedule) again; other flags except --bin, --out, --keep-logs and -v are ignored")
 	withTLS := fs.Bool("tls", true, "run the cluster with TLS (certificates of a test CA: HTTPS API, mutual-TLS Raft and gossip streams); ACLs are on either way; --tls=false for plain TCP")
-	logStore := fs.String("raft-log-store", "", "the controllers' --raft-log-store: boltdb or wal (default: the agent's, boltdb); recorded in plan.json and results.json")
+	logStore := fs.String("raft-log-store", "", "the controllers' --raft-log-store: wal or boltdb (default: the agent's: wal, as every run's data directories are new); recorded in plan.json and results.json")
 	stream := fs.Bool("stream", false, "the workloads' clients send their writes on request streams (the Go SDK's Config.Stream: one multiplexed connection per controller, docs/api.md) instead of one HTTP request each; reads stay HTTP")
 	unsafe := fs.Bool("unsafe-stale-reads", false, "SELFTEST: start the controllers with the hidden --debug-unsafe-stale-reads (reads skip the leader check), a bug the checker must catch; --bin must be built with the tag kumoi_testhooks (make jepsen-selftest builds bin/kumoi-testhooks), else the run is refused")
 	wantCaught := fs.Int("want-caught", 0, "SELFTEST: exit 0 only if at least this many runs have a nonlinearizable anomaly (and 1 otherwise), instead of wanting every run valid")

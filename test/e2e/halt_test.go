@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
+	"github.com/kumoi/kumoi/cluster/controller"
 	"github.com/kumoi/kumoi/internal/testcluster"
 	"github.com/kumoi/kumoi/resource"
 )
@@ -39,7 +39,7 @@ func TestUnknownEntryHaltsControllers(t *testing.T) {
 	// Append the same raw entry to every log.
 	var at uint64
 	for i := range c.N() {
-		idx := appendRawEntry(t, filepath.Join(c.DataDir(i), "raft", "raft.db"), []byte("\x63{}"))
+		idx := appendRawEntry(t, filepath.Join(c.DataDir(i), "raft"), []byte("\x63{}"))
 		if at != 0 && idx != at {
 			t.Fatalf("the logs differ: %s appended at %d, another node at %d", c.ID(i), idx, at)
 		}
@@ -90,12 +90,13 @@ func TestUnknownEntryHaltsControllers(t *testing.T) {
 	}
 }
 
-// appendRawEntry appends a command entry with data to the Raft log at
-// path (the node must be stopped), at the next index and in the term of
-// the last entry, and returns its index.
+// appendRawEntry appends a command entry with data to the Raft log in
+// path (a data directory's raft/, whichever store it is in; the node must
+// be stopped), at the next index and in the term of the last entry, and
+// returns its index.
 func appendRawEntry(t *testing.T, path string, data []byte) uint64 {
 	t.Helper()
-	store, err := raftboltdb.New(raftboltdb.Options{Path: path})
+	store, _, err := controller.OpenRaftLog(path)
 	if err != nil {
 		t.Fatalf("open %s: %v", path, err)
 	}
