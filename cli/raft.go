@@ -30,7 +30,7 @@ Examples:
 		Subcommands: []*cli.Command{
 			leaf(&cli.Command{
 				Name:      "list-peers",
-				Usage:     "list the Raft servers: leader, voter, health, last index",
+				Usage:     "list the Raft servers: leader, voter, health, last index, version, protocol, Raft log store",
 				UsageText: "kumoi operator raft list-peers [-o table|json|yaml]",
 				Action:    raftListPeers,
 			}),
@@ -65,7 +65,7 @@ func raftListPeers(c *cli.Context) error {
 	if done, err := printData(c, cl.Servers); done {
 		return err
 	}
-	t := newTable(writer(c), "NODE", "ADDRESS", "STATE", "VOTER", "LAST-INDEX", "HEALTH", "VERSION", "PROTOCOL")
+	t := newTable(writer(c), "NODE", "ADDRESS", "STATE", "VOTER", "LAST-INDEX", "HEALTH", "VERSION", "PROTOCOL", "LOG-STORE")
 	for _, s := range cl.Servers {
 		state := "follower"
 		switch {
@@ -75,7 +75,7 @@ func raftListPeers(c *cli.Context) error {
 			state = cmp.Or(s.Role, "nonvoter")
 		}
 		t.row(s.ID, s.Address, state, boolCell(s.Voter), uintCell(s.LastIndex), cmp.Or(s.Health, "-"),
-			cmp.Or(s.Version, "-"), uintCell(uint64(s.Protocol)))
+			cmp.Or(s.Version, "-"), uintCell(uint64(s.Protocol)), cmp.Or(s.RaftLogStore, "-"))
 	}
 	return t.flush()
 }

@@ -68,6 +68,10 @@ type Status struct {
 	LastContactMS int64  `json:"last_contact_ms"` // -1 on the leader
 	Health        string `json:"health"`          // HealthOK or HealthHalted
 	HealthReason  string `json:"health_reason,omitempty"`
+	// RaftLogStore is the store this node keeps its Raft log in: "wal",
+	// "boltdb" (docs/operations.md, "The Raft log store") or "inmem"
+	// (dev mode).
+	RaftLogStore string `json:"raft_log_store"`
 	// ACL says whether ACLs are enforced and bootstrapped
 	// (docs/security.md).
 	ACL ACLStatus `json:"acl"`
@@ -109,6 +113,9 @@ type Server struct {
 	// build from before protocol versions).
 	Version  string `json:"version,omitempty"`
 	Protocol int    `json:"protocol"`
+	// RaftLogStore is the server's Raft log store (Status.RaftLogStore);
+	// empty when it did not answer.
+	RaftLogStore string `json:"raft_log_store,omitempty"`
 	// Health is ServerOK, ServerCatchingUp (more than a few entries
 	// behind the answering node's commit index) or ServerUnreachable
 	// (its API did not answer).

@@ -25,6 +25,8 @@ import (
 // with its identity and a term no lower than before; writes after land in
 // the new store (they survive the conversion back), and the log's
 // snapshot-and-compaction (a low snapshot threshold) works on a WAL too.
+// /v1/status names the store in use; a restart without --raft-log-store
+// keeps it (boltdb here, not the default's wal).
 func TestRaftLogStoreConversion(t *testing.T) {
 	dir := t.TempDir()
 	var logs syncBuffer
@@ -94,8 +96,9 @@ func TestRaftLogStoreConversion(t *testing.T) {
 	if got := waitClusterID(t, a); got != id {
 		t.Fatalf("after the conversion the cluster id is %s, want %s", got, id)
 	}
-	if st := status(t, a); st.NodeUUID != before.NodeUUID || st.Term < before.Term {
-		t.Fatalf("after the conversion: node uuid %s, term %d; before %s, %d", st.NodeUUID, st.Term, before.NodeUUID, before.Term)
+	if st := status(t, a); st.NodeUUID != before.NodeUUID || st.Term < before.Term || st.RaftLogStore != controller.LogStoreWAL {
+		t.Fatalf("after the conversion: node uuid %s, term %d, raft_log_store %q; before %s, %d, want wal",
+			st.NodeUUID, st.Term, st.RaftLogStore, before.NodeUUID, before.Term)
 	}
 	if !exists("wal") || exists("raft.db") || !exists("raft.db.converted") {
 		t.Fatalf("DATA/raft after boltdb → wal: wal %t, raft.db %t, raft.db.converted %t", exists("wal"), exists("raft.db"), exists("raft.db.converted"))
@@ -120,6 +123,23 @@ func TestRaftLogStoreConversion(t *testing.T) {
 	}
 	if !exists("raft.db") || exists("wal") || !exists("wal.converted") {
 		t.Fatalf("DATA/raft after wal → boltdb: raft.db %t, wal %t, wal.converted %t", exists("raft.db"), exists("wal"), exists("wal.converted"))
+	}
+	want(c, "bolt", "wal")
+	if err := a.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	// Without --raft-log-store the node keeps the store it has: no
+	// conversion back to the default.
+	converted := strings.Count(logs.String(), "converted the Raft log store")
+	a, c = start("")
+	if got := waitClusterID(t, a); got != id {
+		t.Fatalf("after a start without --raft-log-store the cluster id is %s, want %s", got, id)
+	}
+	if st := status(t, a); st.RaftLogStore != controller.LogStoreBoltDB || !exists("raft.db") || exists("wal") ||
+		strings.Count(logs.String(), "converted the Raft log store") != converted {
+		t.Fatalf("a start without --raft-log-store: raft_log_store %q, raft.db %t, wal %t; want boltdb kept, nothing converted",
+			st.RaftLogStore, exists("raft.db"), exists("wal"))
 	}
 	want(c, "bolt", "wal")
 }

@@ -394,6 +394,7 @@ func (c *Controller) Status() resource.Status {
 		GossipAddr:   c.cfg.GossipAddr(),
 		Version:      c.cfg.Version,
 		NumServers:   numPeers + 1,
+		RaftLogStore: c.parts.logStore,
 	}
 	if c.raft.State() == raft.Leader {
 		st.LastContactMS = -1

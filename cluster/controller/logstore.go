@@ -55,6 +55,9 @@ import (
 const (
 	LogStoreBoltDB = "boltdb"
 	LogStoreWAL    = "wal"
+	// LogStoreInMemory is a controller's log store with Config.InMemory
+	// (dev mode, some tests): it never names a --raft-log-store.
+	LogStoreInMemory = "inmem"
 )
 
 // Names under DATA/raft.
@@ -119,13 +122,16 @@ func OpenRaftLog(raftDir string) (RaftLog, string, error) {
 		return nil, "", fmt.Errorf("%s holds no Raft log (neither %s nor %s/)", raftDir, boltLogFile, walLogDir)
 	}
 	st, err := openLogStore(&Config{RaftLogStore: kind}, raftDir, hclog.NewNullLogger())
-	return st, kind, err
+	if err != nil {
+		return nil, "", err
+	}
+	return st, kind, nil
 }
 
 // openLogStore opens the log store c asks for in dir (DATA/raft),
 // converting the node's Raft state into it first when log_store says it is
 // in the other kind.
-func openLogStore(c *Config, dir string, logger hclog.Logger) (logStore, error) {
+func openLogStore(c *Config, dir string, logger hclog.Logger) (*heldStore, error) {
 	// One agent at a time in dir, from the first look at it (a conversion
 	// included) until the store is closed; raft-wal's meta database would
 	// wait for its file lock forever, and BoltDB's only guards its file.
@@ -133,18 +139,19 @@ func openLogStore(c *Config, dir string, logger hclog.Logger) (logStore, error) 
 	if err != nil {
 		return nil, fmt.Errorf("lock the raft log in %s: %w (is another agent using this --data-dir?)", dir, err)
 	}
-	st, err := openLogStoreLocked(c, dir, logger)
+	st, kind, err := openLogStoreLocked(c, dir, logger)
 	if err != nil {
 		lock.Close()
 		return nil, err
 	}
-	return &heldStore{logStore: st, lock: lock}, nil
+	return &heldStore{logStore: st, lock: lock, kind: kind}, nil
 }
 
-// heldStore is an open store and the lock on its directory.
+// heldStore is an open store, its kind and the lock on its directory.
 type heldStore struct {
 	logStore
 	lock *os.File
+	kind string
 }
 
 // IsMonotonic passes the store's answer on (raft-wal's is true: after a
@@ -158,10 +165,10 @@ func (h *heldStore) Close() error {
 	return errors.Join(h.logStore.Close(), h.lock.Close())
 }
 
-func openLogStoreLocked(c *Config, dir string, logger hclog.Logger) (logStore, error) {
+func openLogStoreLocked(c *Config, dir string, logger hclog.Logger) (logStore, string, error) {
 	cur, recorded, err := currentLogStore(dir)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	want := c.logStoreKind(cur)
 	if c.RaftLogStore == "" && cur == LogStoreBoltDB {
@@ -175,7 +182,7 @@ func openLogStoreLocked(c *Config, dir string, logger hclog.Logger) (logStore, e
 		logger.Info("converting the Raft log store", "from", cur, "to", want, "dir", dir)
 		n, err := convertLogStore(c, dir, cur, want, logger)
 		if err != nil {
-			return nil, fmt.Errorf("convert the Raft log in %s from %s to %s (--raft-log-store %s): %w; the %s store is still the node's: start with --raft-log-store %s, or fix the cause and start again",
+			return nil, "", fmt.Errorf("convert the Raft log in %s from %s to %s (--raft-log-store %s): %w; the %s store is still the node's: start with --raft-log-store %s, or fix the cause and start again",
 				dir, cur, want, want, err, cur, cur)
 		}
 		logger.Info("converted the Raft log store; the old one is kept until you delete it",
@@ -187,20 +194,20 @@ func openLogStoreLocked(c *Config, dir string, logger hclog.Logger) (logStore, e
 		logger.Warn("putting aside a Raft log store that is not this node's (left by a conversion that stopped)",
 			"using", storePath(dir, want), "aside", storePath(dir, otherKind(want))+convertedSuffix)
 		if err := setAside(dir, otherKind(want)); err != nil {
-			return nil, err
+			return nil, "", err
 		}
 	}
 	st, err := openStoreKind(c, dir, want, "", logger)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if !recorded {
 		if err := datadir.WriteSync(dir, logStoreFile, want); err != nil {
 			_ = st.Close()
-			return nil, err
+			return nil, "", err
 		}
 	}
-	return st, nil
+	return st, want, nil
 }
 
 // currentLogStore says which store holds dir's Raft state: what log_store

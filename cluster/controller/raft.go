@@ -21,6 +21,9 @@ type raftParts struct {
 	trans    raft.Transport
 	closeFns []func() error
 	hasState bool
+	// logStore is the kind of log store opened: LogStoreWAL,
+	// LogStoreBoltDB or LogStoreInMemory.
+	logStore string
 }
 
 func (p *raftParts) close() {
@@ -61,6 +64,7 @@ func openRaftParts(c *Config, tlsc *tlsConfigs, cluster func() string, admitted 
 	if c.InMemory {
 		store := raft.NewInmemStore()
 		p.logs, p.stable = store, store
+		p.logStore = LogStoreInMemory
 		p.snaps = raft.NewInmemSnapshotStore()
 	} else {
 		dir := filepath.Join(c.DataDir, "raft")
@@ -71,6 +75,7 @@ func openRaftParts(c *Config, tlsc *tlsConfigs, cluster func() string, admitted 
 		if err != nil {
 			return nil, err
 		}
+		p.logStore = store.kind
 		p.closeFns = append(p.closeFns, store.Close)
 		cached, err := newLogCache(store, logCacheEntries, logCacheBytes)
 		if err != nil {

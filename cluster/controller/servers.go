@@ -49,7 +49,7 @@ func (c *Controller) Cluster(ctx context.Context) (resource.Cluster, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out.Servers[i].LastIndex, out.Servers[i].Health = c.serverHealth(ctx, string(s.ID), commit)
+			out.Servers[i].LastIndex, out.Servers[i].Health, out.Servers[i].RaftLogStore = c.serverHealth(ctx, string(s.ID), commit)
 		}()
 	}
 	wg.Wait()
@@ -58,24 +58,26 @@ func (c *Controller) Cluster(ctx context.Context) (resource.Cluster, error) {
 }
 
 // serverHealth asks a server (this node itself, or another through its
-// API) for its applied index and judges it against commit.
-func (c *Controller) serverHealth(ctx context.Context, id string, commit uint64) (uint64, string) {
+// API) for its applied index, judges it against commit, and says which
+// Raft log store it has.
+func (c *Controller) serverHealth(ctx context.Context, id string, commit uint64) (uint64, string, string) {
 	var applied uint64
+	logStore := ""
 	if id == c.cfg.NodeID {
-		applied = c.fsm.AppliedIndex()
+		applied, logStore = c.fsm.AppliedIndex(), c.parts.logStore
 	} else {
 		m, ok := c.members.Controller(id)
 		if !ok {
-			return 0, resource.ServerUnreachable
+			return 0, resource.ServerUnreachable, ""
 		}
 		st, err := c.peerStatus(ctx, m.Meta.API)
 		if err != nil {
-			return 0, resource.ServerUnreachable
+			return 0, resource.ServerUnreachable, ""
 		}
-		applied = st.AppliedIndex
+		applied, logStore = st.AppliedIndex, st.RaftLogStore
 	}
 	if applied+catchUpSlack < commit {
-		return applied, resource.ServerCatchingUp
+		return applied, resource.ServerCatchingUp, logStore
 	}
-	return applied, resource.ServerOK
+	return applied, resource.ServerOK, logStore
 }

@@ -14,7 +14,8 @@ import (
 // 3-controller cluster (ACLs on): list-peers shows every server and one
 // leader; transfer-leader hands leadership to the server named, then to
 // any other; a transfer to the leader itself or to an unknown server is
-// refused; remove-peer removes a stopped controller.
+// refused; remove-peer removes a stopped controller. list-peers also
+// shows each server's Raft log store.
 func TestOperatorRaft(t *testing.T) {
 	c := newCluster(t, testcluster.Options{Controllers: 3})
 	c.WaitLeader(leaderTimeout)
@@ -50,6 +51,13 @@ func TestOperatorRaft(t *testing.T) {
 		if !strings.Contains(table, s.ID) {
 			t.Errorf("list-peers table lacks %s:\n%s", s.ID, table)
 		}
+		// Every data directory here is new: the default store.
+		if s.RaftLogStore != "wal" {
+			t.Errorf("list-peers: %s has raft_log_store %q, want wal", s.ID, s.RaftLogStore)
+		}
+	}
+	if !strings.Contains(table, "LOG-STORE") || strings.Count(table, " wal") != len(ss) {
+		t.Errorf("list-peers table does not show each server's log store:\n%s", table)
 	}
 	first := leaderOf(ss)
 	var target string
