@@ -18,3 +18,11 @@ func RegisterPanicApplierForTest(t testing.TB, mt MessageType) {
 
 // The fsm tests check every hit of the writer's caches (applycache.go).
 func init() { checkApplyCaches = true }
+
+// NoCacheChecksForTest turns the checks of checkApplyCaches off for the
+// rest of a benchmark: they recompute what the caches and the projects'
+// moved usage save.
+func NoCacheChecksForTest(tb testing.TB) {
+	checkApplyCaches = false
+	tb.Cleanup(func() { checkApplyCaches = true })
+}

@@ -123,7 +123,7 @@ func (w *writer) create(req *CreateRequest) error {
 	}
 	if req.Kind == resource.KindProject {
 		// Its usage: what already names it ("default" only).
-		w.touchProject(req.Name, false)
+		w.recountProject(req.Name)
 	}
 	if post != nil {
 		return post()
@@ -194,7 +194,7 @@ func (w *writer) status(req *StatusRequest) error {
 	case resource.KindVolume:
 		w.touchVolume(cur.Name)
 	case resource.KindProject:
-		w.touchProject(cur.Name, false)
+		w.recountProject(cur.Name)
 	}
 	o := cur.Copy()
 	o.Status = status
@@ -222,7 +222,6 @@ func (w *writer) delete(req *DeleteRequest) error {
 		return err
 	}
 	w.touchVMHost(cur)
-	w.projectDeleted(cur)
 	if cur.Kind == resource.KindVM {
 		w.vmWritten()
 	}
@@ -230,6 +229,7 @@ func (w *writer) delete(req *DeleteRequest) error {
 	if err := w.txn.Delete(tableObjects, cur); err != nil {
 		return fmt.Errorf("fsm: delete %s: %w", cur, err)
 	}
+	w.projectDeleted(cur)
 	w.objects = append(w.objects, cur)
 	w.events = append(w.events, resource.Event{Index: w.index, Type: resource.EventDeleted, Kind: cur.Kind, Name: cur.Name, Object: cur, Accessor: w.accessor})
 	n := len(w.events)

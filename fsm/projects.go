@@ -124,39 +124,56 @@ func projectMembers(txn *memdb.Txn, kind resource.Kind, project string) ([]*reso
 }
 
 // ProjectUsage computes what project's VMs and volumes hold, from the
-// index (not from the project's status).
+// index (not from the project's status): O(the project's members), for a
+// project's own write and the checks of the tests; every other write
+// moves the usage by what it changed (usageDelta).
 func projectUsage(txn *memdb.Txn, project string) (resource.ProjectUsage, error) {
 	var u resource.ProjectUsage
-	vms, err := projectMembersUnsorted(txn, resource.KindVM, project)
-	if err != nil {
-		return u, err
+	for _, kind := range []resource.Kind{resource.KindVM, resource.KindVolume} {
+		members, err := projectMembersUnsorted(txn, kind, project)
+		if err != nil {
+			return u, err
+		}
+		for _, o := range members {
+			u = addUsage(u, usageOf(o), 1)
+		}
 	}
-	for _, o := range vms {
+	return u, nil
+}
+
+// addUsage is a + sign × b.
+func addUsage(a, b resource.ProjectUsage, sign int64) resource.ProjectUsage {
+	return resource.ProjectUsage{
+		VMs:       a.VMs + sign*b.VMs,
+		CPUs:      a.CPUs + sign*b.CPUs,
+		MemoryMiB: a.MemoryMiB + sign*b.MemoryMiB,
+		VolumeMiB: a.VolumeMiB + sign*b.VolumeMiB,
+	}
+}
+
+// usageOf is what a VM or a volume counts towards its project's usage
+// (nothing if its spec does not decode).
+func usageOf(o *resource.Object) resource.ProjectUsage {
+	switch o.Kind {
+	case resource.KindVM:
 		var s struct {
 			CPUs      int64 `json:"cpus"`
 			MemoryMiB int64 `json:"memory_mib"`
 		}
 		if json.Unmarshal(o.Spec, &s) != nil {
-			continue
+			return resource.ProjectUsage{}
 		}
-		u.VMs++
-		u.CPUs += s.CPUs
-		u.MemoryMiB += s.MemoryMiB
-	}
-	vols, err := projectMembersUnsorted(txn, resource.KindVolume, project)
-	if err != nil {
-		return u, err
-	}
-	for _, o := range vols {
+		return resource.ProjectUsage{VMs: 1, CPUs: s.CPUs, MemoryMiB: s.MemoryMiB}
+	case resource.KindVolume:
 		var s struct {
 			SizeMiB int64 `json:"size_mib"`
 		}
 		if json.Unmarshal(o.Spec, &s) != nil {
-			continue
+			return resource.ProjectUsage{}
 		}
-		u.VolumeMiB += s.SizeMiB
+		return resource.ProjectUsage{VolumeMiB: s.SizeMiB}
 	}
-	return u, nil
+	return resource.ProjectUsage{}
 }
 
 // touchProject marks a project for a usage recompute; usage: the entry
@@ -168,32 +185,64 @@ func (w *writer) touchProject(name string, usage bool) {
 	w.touchedProjects[name] = w.touchedProjects[name] || usage
 }
 
-// projectWrite marks the projects whose usage writing o (a VM or a
-// volume) may change: its project and the one it had, unless its spec
-// is unchanged.
-func (w *writer) projectWrite(o *resource.Object) error {
+// recountProject marks a project whose usage is counted again from its
+// members at commit rather than moved by the entry's changes: the
+// project's own object was written (created: VMs may already name
+// "default"; its status written: the state machine's fields are its own).
+func (w *writer) recountProject(name string) {
+	w.touchProject(name, false)
+	if w.recountProjects == nil {
+		w.recountProjects = map[string]bool{}
+	}
+	w.recountProjects[name] = true
+}
+
+// moveUsage adds sign × o's usage to its project's change in this entry
+// and marks the project.
+func (w *writer) moveUsage(o *resource.Object, sign int64) {
+	name := specProject(o.Spec)
+	w.touchProject(name, true)
+	if w.usageDeltas == nil {
+		w.usageDeltas = map[string]resource.ProjectUsage{}
+	}
+	w.usageDeltas[name] = addUsage(w.usageDeltas[name], usageOf(o), sign)
+}
+
+// projectOld returns the stored version of o (a VM or a volume about to
+// be written) whose spec differs from o's, or nil: what projectWritten
+// takes back from its project's usage.
+func (w *writer) projectOld(o *resource.Object) (old *resource.Object, changed bool, err error) {
 	if !hasProject(o.Kind) {
-		return nil
+		return nil, false, nil
 	}
 	raw, err := w.txn.First(tableObjects, indexID, string(o.Kind), o.Name)
 	if err != nil {
-		return fmt.Errorf("fsm: lookup %s: %w", o, err)
+		return nil, false, fmt.Errorf("fsm: lookup %s: %w", o, err)
 	}
-	if raw != nil {
-		old := raw.(*resource.Object)
-		if bytes.Equal(old.Spec, o.Spec) {
-			return nil
-		}
-		w.touchProject(specProject(old.Spec), true)
+	if raw == nil {
+		return nil, true, nil
 	}
-	w.touchProject(specProject(o.Spec), true)
-	return nil
+	old = raw.(*resource.Object)
+	if bytes.Equal(old.Spec, o.Spec) {
+		return nil, false, nil
+	}
+	return old, true, nil
 }
 
-// projectDeleted marks the project of a deleted VM or volume.
+// projectWritten moves the usage of the projects that writing o changed
+// (projectOld said so): the one old was in, and o's.
+func (w *writer) projectWritten(old, o *resource.Object) {
+	if old != nil {
+		w.moveUsage(old, -1)
+	}
+	w.moveUsage(o, 1)
+}
+
+// projectDeleted moves the usage of the project of a deleted VM or
+// volume.
 func (w *writer) projectDeleted(o *resource.Object) {
 	if hasProject(o.Kind) {
-		w.touchProject(specProject(o.Spec), true)
+		w.moveUsage(o, -1)
 	}
 }
 
@@ -270,9 +319,17 @@ func (w *writer) recomputeProjects() error {
 		if err != nil {
 			return err
 		}
-		u, err := projectUsage(w.txn, name)
-		if err != nil {
-			return err
+		// The usage before this entry plus what it changed; counted
+		// from the members when the project itself was written.
+		u := addUsage(st.Usage, w.usageDeltas[name], 1)
+		if w.recountProjects[name] {
+			if u, err = projectUsage(w.txn, name); err != nil {
+				return err
+			}
+		} else if checkApplyCaches {
+			if v, err := projectUsage(w.txn, name); err != nil || v != u {
+				panic(fmt.Sprintf("fsm: project %q: usage moved to %+v, counted %+v (%v)", name, u, v, err))
+			}
 		}
 		if w.touchedProjects[name] {
 			if err := checkQuota(name, spec, st.Usage, u); err != nil {
@@ -288,7 +345,7 @@ func (w *writer) recomputeProjects() error {
 			return err
 		}
 	}
-	w.touchedProjects = nil
+	w.touchedProjects, w.usageDeltas, w.recountProjects = nil, nil, nil
 	return nil
 }
 

@@ -1,8 +1,10 @@
 package fsm_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -252,4 +254,117 @@ func TestProjectSnapshotRestore(t *testing.T) {
 	if res := d.del(project, "p1"); !errors.Is(res.Err, fsm.ErrInUse) {
 		t.Errorf("delete in use after restore: %v", res.Err)
 	}
+}
+
+// TestProjectUsageMovesWithEveryWrite: a project's usage is moved by what
+// each entry changes, not counted again from its members; after every
+// entry of a seeded random mix (creates, resizes, moves between projects
+// and to none, deletes, batches, entries refused by a quota or failing
+// half way, a "default" project created once VMs name it), every
+// project's stored usage is what its members add up to. (The fsm tests
+// also make the state machine count again at each entry and halt if the
+// two differ: checkApplyCaches.)
+func TestProjectUsageMovesWithEveryWrite(t *testing.T) {
+	for seed := uint64(1); seed <= 4; seed++ {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 15))
+			d := newDev(t)
+			d.mustCreate(project, "p1", `{"max_cpus":40}`)
+			d.mustCreate(project, "p2", `{"max_vms":6,"max_volume_mib":3000}`)
+			projects := []string{"p1", "p2", "default", ""}
+			vmSpec := func() string {
+				p := projects[rng.IntN(len(projects))]
+				return fmt.Sprintf(`{"cpus":%d,"memory_mib":%d,"project":%q}`, 1+rng.IntN(4), 64*(1+rng.IntN(8)), p)
+			}
+			volSpec := func() string {
+				return fmt.Sprintf(`{"size_mib":%d,"project":%q}`, 100*(1+rng.IntN(10)), projects[rng.IntN(len(projects))])
+			}
+			op := func() (fsm.MessageType, any) {
+				kind, spec := vm, vmSpec()
+				if rng.IntN(3) == 0 {
+					kind, spec = volume, volSpec()
+				}
+				name := fmt.Sprintf("%s-%d", kind, rng.IntN(12))
+				switch rng.IntN(3) {
+				case 0:
+					return fsm.CreateRequestType, &fsm.CreateRequest{Time: fsm.TestTime, Kind: kind, Name: name, ID: fsm.TestID(d.i*100 + uint64(rng.IntN(100))), Spec: raw(spec)}
+				case 1:
+					return fsm.UpdateRequestType, &fsm.UpdateRequest{Time: fsm.TestTime, Kind: kind, Name: name, Spec: raw(spec)}
+				}
+				return fsm.DeleteRequestType, &fsm.DeleteRequest{Time: fsm.TestTime, Kind: kind, Name: name}
+			}
+			failed := 0
+			for i := range 300 {
+				if i == 150 {
+					d.mustCreate(project, "default", `{}`)
+				}
+				var res *fsm.Result
+				if rng.IntN(4) == 0 {
+					req := &fsm.BatchRequest{Time: fsm.TestTime}
+					for range 2 + rng.IntN(4) {
+						typ, r := op()
+						bop, err := fsm.NewBatchOp(typ, r)
+						if err != nil {
+							t.Fatal(err)
+						}
+						req.Ops = append(req.Ops, bop)
+					}
+					res = d.apply(fsm.BatchRequestType, req)
+				} else {
+					res = d.apply(op())
+				}
+				if errors.Is(res.Err, fsm.ErrHalted) {
+					t.Fatalf("entry %d: %v", d.i, res.Err)
+				}
+				if res.Err != nil {
+					failed++
+				}
+				for _, p := range []string{"p1", "p2", "default"} {
+					if p == "default" && i < 150 {
+						continue
+					}
+					if got, want := usageOf(t, d.f, p), countUsage(t, d.f, p); got != want {
+						t.Fatalf("after entry %d: project %s usage %+v, its members add up to %+v", d.i, p, got, want)
+					}
+				}
+			}
+			if failed == 0 || failed > 250 {
+				t.Fatalf("%d of 300 entries failed: the mix must have both", failed)
+			}
+		})
+	}
+}
+
+// countUsage adds up what the VMs and volumes of project hold.
+func countUsage(t *testing.T, f *fsm.FSM, name string) resource.ProjectUsage {
+	t.Helper()
+	var u resource.ProjectUsage
+	for _, kind := range []resource.Kind{vm, volume} {
+		objs, err := f.State().List(nil, kind, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range objs {
+			var s struct {
+				CPUs      int64  `json:"cpus"`
+				MemoryMiB int64  `json:"memory_mib"`
+				SizeMiB   int64  `json:"size_mib"`
+				Project   string `json:"project"`
+			}
+			if err := json.Unmarshal(o.Spec, &s); err != nil {
+				t.Fatal(err)
+			}
+			if resource.ProjectOf(s.Project) != name {
+				continue
+			}
+			if kind == vm {
+				u.VMs++
+				u.CPUs += s.CPUs
+				u.MemoryMiB += s.MemoryMiB
+			} else {
+				u.VolumeMiB += s.SizeMiB
+			}
+		}
+	}
+	return u
 }

@@ -28,8 +28,12 @@ type writer struct {
 	touchedNets, touchedVols map[string]bool
 	netNext                  map[string]string
 	// touchedProjects get their usage recomputed before commit
-	// (projects.go); true: their quotas are checked.
+	// (projects.go); true: their quotas are checked. usageDeltas is how
+	// much the entry moved each one's usage; recountProjects are counted
+	// from their members instead.
 	touchedProjects map[string]bool
+	usageDeltas     map[string]resource.ProjectUsage
+	recountProjects map[string]bool
 	// wrote: txn was changed (a failure after that needs a rollback).
 	wrote bool
 	// accessor is the accessor ID of the token that made the command
@@ -83,7 +87,8 @@ func (w *writer) putObject(o *resource.Object, evType string, stamp bool) error 
 	if stamp && w.accessor != "" {
 		o.ModifiedBy = w.accessor
 	}
-	if err := w.projectWrite(o); err != nil {
+	old, moved, err := w.projectOld(o)
+	if err != nil {
 		return err
 	}
 	if o.Kind == resource.KindVM && !w.placing {
@@ -92,6 +97,9 @@ func (w *writer) putObject(o *resource.Object, evType string, stamp bool) error 
 	w.wrote = true
 	if err := w.txn.Insert(tableObjects, o); err != nil {
 		return fmt.Errorf("fsm: insert %s: %w", o, err)
+	}
+	if moved {
+		w.projectWritten(old, o)
 	}
 	// The kind's index is recorded at commit, from the events.
 	w.objects = append(w.objects, o)
