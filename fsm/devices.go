@@ -403,17 +403,102 @@ func (w *writer) nextFree(self, net string, a *netAlloc, own map[string]int) (ne
 
 // heldCount counts the addresses VMs other than self hold on network net.
 func (w *writer) heldCount(net, self string) (int64, error) {
+	n, err := w.netHeld(net)
+	if err != nil || self == "" {
+		return n, err
+	}
+	raw, err := w.txn.First(tableObjects, indexID, string(resource.KindVM), self)
+	if err != nil {
+		return 0, err
+	}
+	if raw != nil {
+		n -= int64(w.addrsOn(raw.(*resource.Object))[net])
+	}
+	return n, nil
+}
+
+// netHeld is how many addresses VMs hold on network net: the network's
+// status.allocated as the entry found it (what they held when it last
+// changed: every change of a VM's addresses marks its networks, whose
+// count is written at commit) plus what the entry moved (heldDeltas).
+// The network written in the entry, or none, is counted from the index.
+func (w *writer) netHeld(net string) (int64, error) {
+	if w.recountNets[net] {
+		return w.countHeld(net)
+	}
+	o, _, st, err := w.network(net)
+	if err != nil {
+		return 0, err
+	}
+	if o == nil {
+		return w.countHeld(net)
+	}
+	n := st.Allocated + w.heldDeltas[net]
+	if checkApplyCaches {
+		if v, err := w.countHeld(net); err != nil || v != n {
+			panic(fmt.Sprintf("fsm: network %q: held addresses moved to %d, counted %d (%v)", net, n, v, err))
+		}
+	}
+	return n, nil
+}
+
+// countHeld counts the addresses held on network net from the index:
+// O(the network's addresses).
+func (w *writer) countHeld(net string) (int64, error) {
 	it, err := w.txn.Get(tableObjects, indexVMDevice+"_prefix", indexNICAddr, net)
 	if err != nil {
 		return 0, err
 	}
 	var n int64
 	for raw := it.Next(); raw != nil; raw = it.Next() {
-		if raw.(*resource.Object).Name != self {
-			n++
-		}
+		n++
 	}
 	return n, nil
+}
+
+// addrsOn counts the addresses a VM's spec holds on each network, as the
+// device index has them (one entry per network and address).
+func (w *writer) addrsOn(o *resource.Object) map[string]int {
+	var f vmSpecFields
+	var ok bool
+	if w.caches != nil {
+		f, ok = w.caches.spec.decode(o.Spec)
+	} else {
+		f, ok = (&vmSpecCache{}).decode(o.Spec)
+	}
+	if !ok {
+		return nil // not indexed
+	}
+	var out map[string]int
+	seen := map[[2]string]bool{}
+	for _, n := range f.NICs {
+		if n.Network == "" || n.IP == "" || seen[[2]string{n.Network, n.IP}] {
+			continue
+		}
+		seen[[2]string{n.Network, n.IP}] = true
+		if out == nil {
+			out = map[string]int{}
+		}
+		out[n.Network]++
+	}
+	return out
+}
+
+// moveHeld adds sign × the addresses VM o holds to their networks' counts
+// in this entry.
+func (w *writer) moveHeld(o *resource.Object, sign int64) {
+	for net, k := range w.addrsOn(o) {
+		if w.heldDeltas == nil {
+			w.heldDeltas = map[string]int64{}
+		}
+		w.heldDeltas[net] += sign * int64(k)
+	}
+}
+
+// recountNet makes the entry count network name's addresses from the
+// index: its object was created or its status written.
+func (w *writer) recountNet(name string) {
+	mark(&w.recountNets, name)
 }
 
 // netHolders lists the addresses held on network net: address -> VM.
@@ -505,7 +590,7 @@ func (w *writer) recomputeDevices() error {
 			return err
 		}
 	}
-	w.touchedNets, w.touchedVols = nil, nil
+	w.touchedNets, w.touchedVols, w.heldDeltas, w.recountNets = nil, nil, nil, nil
 	return nil
 }
 

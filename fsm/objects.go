@@ -121,9 +121,12 @@ func (w *writer) create(req *CreateRequest) error {
 	}, resource.EventCreated); err != nil {
 		return err
 	}
-	if req.Kind == resource.KindProject {
+	switch req.Kind {
+	case resource.KindProject:
 		// Its usage: what already names it ("default" only).
 		w.recountProject(req.Name)
+	case resource.KindNetwork:
+		w.recountNet(req.Name)
 	}
 	if post != nil {
 		return post()
@@ -191,6 +194,7 @@ func (w *writer) status(req *StatusRequest) error {
 	switch cur.Kind {
 	case resource.KindNetwork:
 		w.touchNetwork(cur.Name)
+		w.recountNet(cur.Name)
 	case resource.KindVolume:
 		w.touchVolume(cur.Name)
 	case resource.KindProject:
@@ -230,6 +234,9 @@ func (w *writer) delete(req *DeleteRequest) error {
 		return fmt.Errorf("fsm: delete %s: %w", cur, err)
 	}
 	w.projectDeleted(cur)
+	if cur.Kind == resource.KindVM {
+		w.moveHeld(cur, -1)
+	}
 	w.objects = append(w.objects, cur)
 	w.events = append(w.events, resource.Event{Index: w.index, Type: resource.EventDeleted, Kind: cur.Kind, Name: cur.Name, Object: cur, Accessor: w.accessor})
 	n := len(w.events)

@@ -27,6 +27,11 @@ type writer struct {
 	// allocation starts, as this entry left it.
 	touchedNets, touchedVols map[string]bool
 	netNext                  map[string]string
+	// heldDeltas is how many addresses the entry moved onto (or off)
+	// each network; recountNets are counted from the index instead
+	// (devices.go, netHeld).
+	heldDeltas  map[string]int64
+	recountNets map[string]bool
 	// touchedProjects get their usage recomputed before commit
 	// (projects.go); true: their quotas are checked. usageDeltas is how
 	// much the entry moved each one's usage; recountProjects are counted
@@ -100,6 +105,12 @@ func (w *writer) putObject(o *resource.Object, evType string, stamp bool) error 
 	}
 	if moved {
 		w.projectWritten(old, o)
+		if o.Kind == resource.KindVM {
+			if old != nil {
+				w.moveHeld(old, -1)
+			}
+			w.moveHeld(o, 1)
+		}
 	}
 	// The kind's index is recorded at commit, from the events.
 	w.objects = append(w.objects, o)
