@@ -177,3 +177,30 @@ func TestReconcileCrash(t *testing.T) {
 		t.Fatalf("refused reports changed the VM: %+v", st)
 	}
 }
+
+// TestReconcileLateReport: a report of the worker's own that the
+// controllers apply after a newer one (a request delivered late, after a
+// partition healed: the chaos harness saw a VM stay "stopping" with its
+// domain running) is corrected: the worker sees the controllers record
+// another phase for the placement than the one it last reported and
+// still observes, and reports again.
+func TestReconcileLateReport(t *testing.T) {
+	drv := sim.New(sim.Options{Host: "lr1", CPUs: 4, MemoryMiB: 4096})
+	c := oneHost(t, "127.0.0.171", "127.0.0.172", "lr1", drv, "sim")
+	createTestVM(t, c, "web", `{"cpus":1,"memory_mib":256}`)
+	testcluster.WaitFor(t, 10*time.Second, "web running", running(t, c, "web"))
+	_, st := vmStatus(t, c, "web")
+	// The late request: the worker's "stopping" for this placement, from
+	// a stop long since undone.
+	res, err := c.Report(context.Background(), "lr1", []resource.VMReport{{VM: "web", Epoch: st.Epoch, Phase: resource.PhaseStopping}})
+	if err != nil || len(res.Results) != 1 || res.Results[0].Error != nil {
+		t.Fatalf("the late report: %+v, %v", res, err)
+	}
+	if _, st := vmStatus(t, c, "web"); st.Phase != resource.PhaseStopping {
+		t.Fatalf("after the late report web is %q, want stopping (the test's premise)", st.Phase)
+	}
+	testcluster.WaitFor(t, 10*time.Second, "web running again (reported by the worker)", running(t, c, "web"))
+	if d, err := drv.Get(context.Background(), "kumoi-web"); err != nil || d.State != hypervisor.StateRunning {
+		t.Fatalf("domain kumoi-web: %+v, %v; want it left running", d, err)
+	}
+}

@@ -388,7 +388,18 @@ func (w *Worker) observe(ctx context.Context, v *vmPass) (resource.VMReport, boo
 		v.rep.Reason = "stopped: the guest " + d.Reason
 	}
 	w.withNote(&v.rep)
-	return w.changed(v.rep)
+	rep, changed := w.changed(v.rep)
+	if !changed && v.st.Epoch == rep.Epoch && v.st.Phase != rep.Phase {
+		// The controllers hold another phase for this placement than the
+		// one this worker last reported and still sees: an older report
+		// of its own was applied after the newer one (a request delivered
+		// late, after a partition healed; docs/jepsen.md, found so far
+		// 8). Say it again, or the VM would stay in that phase.
+		w.logger.Warn("the controllers record another phase than this host reported and sees; reporting it again",
+			"vm", v.o.Name, "epoch", rep.Epoch, "recorded", v.st.Phase, "seen", rep.Phase)
+		return rep, true
+	}
+	return rep, changed
 }
 
 // reportStarting tells the controllers a VM is booting, before a start
