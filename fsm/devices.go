@@ -485,13 +485,15 @@ func (w *writer) addrsOn(o *resource.Object) map[string]int {
 }
 
 // moveHeld adds sign × the addresses VM o holds to their networks' counts
-// in this entry.
+// in this entry, and marks those networks (their status.allocated is
+// written at commit: a move left unwritten would be lost for good).
 func (w *writer) moveHeld(o *resource.Object, sign int64) {
 	for net, k := range w.addrsOn(o) {
 		if w.heldDeltas == nil {
 			w.heldDeltas = map[string]int64{}
 		}
 		w.heldDeltas[net] += sign * int64(k)
+		w.touchNetwork(net)
 	}
 }
 

@@ -389,17 +389,26 @@ func (w *Worker) observe(ctx context.Context, v *vmPass) (resource.VMReport, boo
 	}
 	w.withNote(&v.rep)
 	rep, changed := w.changed(v.rep)
-	if !changed && v.st.Epoch == rep.Epoch && v.st.Phase != rep.Phase {
+	if !changed && v.st.Epoch == rep.Epoch && v.st.Phase != rep.Phase && workerPhases[v.st.Phase] {
 		// The controllers hold another phase for this placement than the
 		// one this worker last reported and still sees: an older report
 		// of its own was applied after the newer one (a request delivered
 		// late, after a partition healed; docs/jepsen.md, found so far
-		// 8). Say it again, or the VM would stay in that phase.
+		// 8). Say it again, or the VM would stay in that phase. Only
+		// over a phase a worker reports: the controllers' own (lost,
+		// after they evacuated a host they hold down) is theirs to end.
 		w.logger.Warn("the controllers record another phase than this host reported and sees; reporting it again",
 			"vm", v.o.Name, "epoch", rep.Epoch, "recorded", v.st.Phase, "seen", rep.Phase)
 		return rep, true
 	}
 	return rep, changed
+}
+
+// workerPhases are the phases a worker reports (the state machine's
+// reportable ones).
+var workerPhases = map[string]bool{
+	resource.PhaseStarting: true, resource.PhaseRunning: true, resource.PhaseStopping: true,
+	resource.PhaseStopped: true, resource.PhaseSuspended: true, resource.PhaseFailed: true,
 }
 
 // reportStarting tells the controllers a VM is booting, before a start
