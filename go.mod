@@ -97,3 +97,5 @@ replace github.com/hashicorp/go-immutable-radix => ./third_party/go-immutable-ra
 replace github.com/hashicorp/go-memdb => ./third_party/go-memdb
 
 replace github.com/hashicorp/raft => ./third_party/raft
+
+replace github.com/hashicorp/raft-wal => ./third_party/raft-wal

@@ -9,15 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	raftwal "github.com/hashicorp/raft-wal"
-	"github.com/hashicorp/raft-wal/metadb"
 	"github.com/hashicorp/raft-wal/migrate"
-	walTypes "github.com/hashicorp/raft-wal/types"
 
 	"github.com/kumoi/kumoi/cluster/internal/datadir"
 )
@@ -278,199 +275,19 @@ func openStoreKind(c *Config, dir, kind, suffix string, logger hclog.Logger) (lo
 	if err := os.MkdirAll(path, 0o700); err != nil {
 		return nil, fmt.Errorf("create raft log directory: %w", err)
 	}
-	l := &walStore{path: path, segmentSize: c.walSegmentSize, logger: logger}
-	if err := l.open(); err != nil {
-		return nil, err
-	}
-	return l, nil
-}
-
-// walStore is a raft-wal store and its meta database (WAL.Close leaves
-// the meta database open and its file locked, so it is ours to close).
-//
-// It reopens the WAL in place when an append finds the tail segment
-// sealed: raft-wal seals a full segment, then creates the next one in the
-// background, and if that fails (the disk is full: the new segment file is
-// preallocated) it only logs the error and never tries again, so every
-// later append would fail with "segment is sealed" until a restart, even
-// once space is free. Opening the WAL again runs raft-wal's recovery,
-// which creates the missing tail; nothing acknowledged is touched (a
-// failed append wrote nothing it reported). Readers wait while it reopens:
-// raft panics on a failed read of an entry it must apply.
-type walStore struct {
-	path        string
-	segmentSize int // 0: raft-wal's default (64 MiB)
-	logger      hclog.Logger
-
-	mu   sync.RWMutex
-	wal  *raftwal.WAL // nil once closed, or when a reopen failed
-	meta *metadb.BoltMetaDB
-	err  error // why wal is nil
-}
-
-// open opens the WAL at l.path; l.mu is held or l is not shared yet.
-func (l *walStore) open() error {
-	meta := &metadb.BoltMetaDB{}
+	// raft-wal is patched (third_party/raft-wal/KUMOI.md): a tail segment
+	// left sealed with no segment after it (a rotation that failed on a
+	// full disk, or that a crash cut short) is rotated before the next
+	// append, where upstream failed every append from then on.
 	size := raftwal.WithSegmentSize(raftwal.DefaultSegmentSize)
-	if l.segmentSize > 0 {
-		size = raftwal.WithSegmentSize(l.segmentSize)
+	if c.walSegmentSize > 0 {
+		size = raftwal.WithSegmentSize(c.walSegmentSize)
 	}
-	w, err := raftwal.Open(l.path, raftwal.WithMetaStore(meta), raftwal.WithLogger(l.logger.Named("wal")), size)
+	w, err := raftwal.Open(path, raftwal.WithLogger(logger.Named("wal")), size)
 	if err != nil {
-		_ = meta.Close()
-		l.wal, l.meta, l.err = nil, nil, fmt.Errorf("open raft log %s: %w", l.path, err)
-		return l.err
+		return nil, fmt.Errorf("open raft log %s: %w", path, err)
 	}
-	l.wal, l.meta, l.err = w, meta, nil
-	return nil
-}
-
-// closeLocked closes the WAL and its meta database; l.mu is held.
-func (l *walStore) closeLocked() error {
-	if l.wal == nil {
-		return nil
-	}
-	err := errors.Join(l.wal.Close(), l.meta.Close())
-	l.wal, l.meta = nil, nil
-	return err
-}
-
-// errWALClosed is the answer of a closed walStore.
-var errWALClosed = errors.New("raft log store is closed")
-
-// acquire returns the open WAL with l.mu read-locked (the caller
-// unlocks), reopening it first if an earlier reopen failed.
-func (l *walStore) acquire() (*raftwal.WAL, error) {
-	l.mu.RLock()
-	if l.wal != nil {
-		return l.wal, nil
-	}
-	l.mu.RUnlock()
-	if err := l.reopen(nil); err != nil {
-		return nil, err
-	}
-	return l.acquire()
-}
-
-// reopen closes and opens the WAL again unless it is no longer seen (a
-// reopen already replaced it); seen nil: only if it is not open.
-func (l *walStore) reopen(seen *raftwal.WAL) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if errors.Is(l.err, errWALClosed) {
-		return l.err
-	}
-	if l.wal != seen {
-		return nil
-	}
-	if err := l.closeLocked(); err != nil {
-		l.logger.Warn("closing the raft log store before reopening it", "path", l.path, "error", err)
-	}
-	if err := l.open(); err != nil {
-		l.logger.Error("reopening the raft log store failed; every use tries again", "path", l.path, "error", err)
-		return err
-	}
-	return nil
-}
-
-// write runs f on the WAL and, if it failed on a sealed tail segment,
-// reopens the WAL and runs f once more.
-func (l *walStore) write(f func(*raftwal.WAL) error) error {
-	w, err := l.acquire()
-	if err != nil {
-		return err
-	}
-	err = f(w)
-	l.mu.RUnlock()
-	if !errors.Is(err, walTypes.ErrSealed) {
-		return err
-	}
-	l.logger.Warn("the raft log's tail segment is sealed with no segment after it (was the disk full?): reopening the log store", "path", l.path)
-	if rerr := l.reopen(w); rerr != nil {
-		return fmt.Errorf("%w; reopening the raft log store: %w", err, rerr)
-	}
-	if w, err = l.acquire(); err != nil {
-		return err
-	}
-	defer l.mu.RUnlock()
-	return f(w)
-}
-
-func (l *walStore) FirstIndex() (uint64, error) {
-	w, err := l.acquire()
-	if err != nil {
-		return 0, err
-	}
-	defer l.mu.RUnlock()
-	return w.FirstIndex()
-}
-
-func (l *walStore) LastIndex() (uint64, error) {
-	w, err := l.acquire()
-	if err != nil {
-		return 0, err
-	}
-	defer l.mu.RUnlock()
-	return w.LastIndex()
-}
-
-func (l *walStore) GetLog(index uint64, log *raft.Log) error {
-	w, err := l.acquire()
-	if err != nil {
-		return err
-	}
-	defer l.mu.RUnlock()
-	return w.GetLog(index, log)
-}
-
-func (l *walStore) StoreLog(log *raft.Log) error {
-	return l.StoreLogs([]*raft.Log{log})
-}
-
-func (l *walStore) StoreLogs(logs []*raft.Log) error {
-	return l.write(func(w *raftwal.WAL) error { return w.StoreLogs(logs) })
-}
-
-func (l *walStore) DeleteRange(min, max uint64) error {
-	return l.write(func(w *raftwal.WAL) error { return w.DeleteRange(min, max) })
-}
-
-func (l *walStore) Set(key, val []byte) error {
-	return l.write(func(w *raftwal.WAL) error { return w.Set(key, val) })
-}
-
-func (l *walStore) Get(key []byte) ([]byte, error) {
-	w, err := l.acquire()
-	if err != nil {
-		return nil, err
-	}
-	defer l.mu.RUnlock()
-	return w.Get(key)
-}
-
-func (l *walStore) SetUint64(key []byte, val uint64) error {
-	return l.write(func(w *raftwal.WAL) error { return w.SetUint64(key, val) })
-}
-
-func (l *walStore) GetUint64(key []byte) (uint64, error) {
-	w, err := l.acquire()
-	if err != nil {
-		return 0, err
-	}
-	defer l.mu.RUnlock()
-	return w.GetUint64(key)
-}
-
-// IsMonotonic is raft-wal's answer (true): after installing a snapshot,
-// raft empties the log rather than leave a gap in it.
-func (l *walStore) IsMonotonic() bool { return true }
-
-func (l *walStore) Close() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	err := l.closeLocked()
-	l.err = errWALClosed
-	return err
+	return w, nil
 }
 
 // convertLogStore copies the store of kind from in dir into a new store of

@@ -320,7 +320,7 @@ func TestWALIsMonotonic(t *testing.T) {
 // that does not fit fails and changes nothing, every acknowledged entry
 // survives, and once space is freed appends work again without a restart
 // (raft-wal's tail segment, sealed when its successor could not be
-// created, is recovered by reopening the WAL in place).
+// created, is rotated by the next append: the patch in third_party/raft-wal).
 func TestLogStoreDiskFull(t *testing.T) {
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") != "" {

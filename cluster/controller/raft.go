@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	raftwal "github.com/hashicorp/raft-wal"
 	"go.etcd.io/bbolt"
 )
 
@@ -115,11 +116,11 @@ func openRaftParts(c *Config, tlsc *tlsConfigs, cluster func() string, admitted 
 
 var (
 	_ logStore = (*raftboltdb.BoltStore)(nil)
-	_ logStore = (*walStore)(nil)
+	_ logStore = (*raftwal.WAL)(nil)
 	_ logStore = (*heldStore)(nil)
 
 	_ raft.MonotonicLogStore = (*heldStore)(nil)
-	_ raft.MonotonicLogStore = (*walStore)(nil)
+	_ raft.MonotonicLogStore = (*raftwal.WAL)(nil)
 )
 
 // boltOptions are the Raft log's BoltDB options. The free-page list is not
