@@ -120,6 +120,7 @@ directory (or --data-dir), API on 127.0.0.1:7400 (+10 per extra controller).`,
 			&cli.StringFlag{Name: "image-max-size", Value: "64GiB", Usage: "worker: the most an image download may hold when the image gives no size_bytes (e.g. 64GiB); a larger one fails the VMs that use it"},
 			&cli.StringFlag{Name: "data-dir", Usage: "controller: directory for the raft log, snapshots and cluster_id; worker: directory for its cluster_id (DIR/worker when the process runs a controller too; without it a worker remembers no cluster across restarts)", EnvVars: []string{"KUMOI_DATA_DIR"}},
 			&cli.StringFlag{Name: "raft-log-store", Usage: "controller: where the Raft log is kept: wal (DATA/raft/wal/, hashicorp/raft-wal: one sync per append) or boltdb (DATA/raft/raft.db: a commit syncs twice); unset, a data directory keeps the store it has and a new one gets wal; a data directory that holds the other one than named is converted when the agent starts, the old one kept aside (docs/operations.md)", EnvVars: []string{"KUMOI_RAFT_LOG_STORE"}},
+			&cli.StringFlag{Name: "raft-wal-segment-size", Value: "64MiB", Usage: "controller: the size of the wal Raft log's segment files (preallocated; 1MiB to 1GiB)", EnvVars: []string{"KUMOI_RAFT_WAL_SEGMENT_SIZE"}},
 			&cli.StringFlag{Name: "bind", Value: "127.0.0.1", Usage: "IP address to bind and advertise"},
 			&cli.IntFlag{Name: "api-port", Value: controller.DefaultAPIPort, Usage: "HTTP API port"},
 			&cli.IntFlag{Name: "raft-port", Value: controller.DefaultRaftPort, Usage: "Raft port"},
@@ -339,7 +340,11 @@ func controllerConfig(c *cli.Context, nodeID string, logger hclog.Logger) (contr
 	} else if cfg.ACLInitialManagement != "" && len(cfg.ACLInitialManagement) < 16 {
 		return cfg, usagef("--acl-initial-management: the secret is %d characters; use a long random one (e.g. cat /proc/sys/kernel/random/uuid)", len(cfg.ACLInitialManagement))
 	}
-	var err error
+	seg, err := resource.ParseMemoryMiB(c.String("raft-wal-segment-size"))
+	if err != nil || seg < 1 || seg > 1024 {
+		return cfg, usagef("--raft-wal-segment-size %q: give a size from 1MiB to 1GiB, such as 64MiB", c.String("raft-wal-segment-size"))
+	}
+	cfg.RaftWALSegmentSize = int(seg) << 20
 	if cfg.TLS, err = agentTLS(c); err != nil {
 		return cfg, err
 	}

@@ -90,6 +90,7 @@ ENVIRONMENT (a flag given on the command line wins over its variable):
    KUMOI_IMAGE_DIR     --image-dir (worker)
    KUMOI_STORAGE_DIR   --storage-dir (worker)
    KUMOI_RAFT_LOG_STORE  --raft-log-store (controller): wal or boltdb
+   KUMOI_RAFT_WAL_SEGMENT_SIZE  --raft-wal-segment-size (controller)
    KUMOI_LOG_LEVEL     --log-level
    KUMOI_GOSSIP_KEY    --encrypt: gossip encryption key(s)
    KUMOI_ACL_INITIAL_MANAGEMENT  --acl-initial-management: the first management token's secret

@@ -16,7 +16,7 @@ func TestPlanRoundTrip(t *testing.T) {
 	steps := []Step{{Quiet: 1500 * time.Millisecond, Nemesis: "pause-leader", Hold: 2 * time.Second},
 		{Quiet: time.Second, Nemesis: "kill-random", Hold: 3 * time.Second}}
 	p := Plan{Workload: "register", Nemeses: []string{"pause-leader", "kill-random"}, Nodes: 5, Workers: 2,
-		Duration: "20s", Concurrency: 4, Rate: 50, Seed: 42, OpTimeout: "2s", UnsafeStaleReads: true, RaftLogStore: "wal", Steps: steps}
+		Duration: "20s", Concurrency: 4, Rate: 50, Seed: 42, OpTimeout: "2s", UnsafeStaleReads: true, RaftLogStore: "wal", WALSegmentSize: "1MiB", Steps: steps}
 	if err := writeJSON(filepath.Join(dir, "plan.json"), p); err != nil {
 		t.Fatal(err)
 	}
@@ -26,7 +26,7 @@ func TestPlanRoundTrip(t *testing.T) {
 	}
 	want := Config{Workload: "register", Nemeses: []string{"pause-leader", "kill-random"}, Nodes: 5, Workers: 2,
 		Duration: 20 * time.Second, Concurrency: 4, Rate: 50, Seed: 42, OpTimeout: 2 * time.Second,
-		UnsafeStaleReads: true, RaftLogStore: "wal", Steps: steps}
+		UnsafeStaleReads: true, RaftLogStore: "wal", WALSegmentSize: "1MiB", Steps: steps}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("LoadPlan = %+v\nwant %+v", cfg, want)
 	}

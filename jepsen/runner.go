@@ -80,8 +80,12 @@ type Config struct {
 	// controller) instead of one HTTP request each; reads stay HTTP.
 	Stream bool
 	// RaftLogStore is the controllers' --raft-log-store (empty: the
-	// agent's default, boltdb).
+	// agent's default, wal).
 	RaftLogStore string
+	// WALSegmentSize is the controllers' --raft-wal-segment-size (empty:
+	// the agent's default, 64MiB); a small one makes the Raft log rotate
+	// its segments often during the run.
+	WALSegmentSize string
 	// BootstrapModes restricts the rounds of the bootstrap-race workload
 	// to these modes (empty: every one of BootstrapModes).
 	BootstrapModes []string
@@ -118,6 +122,7 @@ type Plan struct {
 	UnsafeStaleReads bool     `json:"unsafe_stale_reads,omitempty"`
 	Stream           bool     `json:"stream,omitempty"`
 	RaftLogStore     string   `json:"raft_log_store,omitempty"`
+	WALSegmentSize   string   `json:"raft_wal_segment_size,omitempty"`
 	BootstrapModes   []string `json:"bootstrap_modes,omitempty"`
 	Steps            []Step   `json:"steps"`
 }
@@ -147,7 +152,7 @@ func LoadPlan(dir string) (Config, error) {
 	}
 	return Config{Workload: p.Workload, Nemeses: p.Nemeses, Nodes: p.Nodes, Workers: p.Workers, WorkerDriver: p.WorkerDriver, Duration: d,
 		Concurrency: p.Concurrency, Rate: p.Rate, Seed: p.Seed, OpTimeout: ot, Steps: steps,
-		UnsafeStaleReads: p.UnsafeStaleReads, Stream: p.Stream, RaftLogStore: p.RaftLogStore, BootstrapModes: p.BootstrapModes}, nil
+		UnsafeStaleReads: p.UnsafeStaleReads, Stream: p.Stream, RaftLogStore: p.RaftLogStore, WALSegmentSize: p.WALSegmentSize, BootstrapModes: p.BootstrapModes}, nil
 }
 
 // FaultWindow is one fault as it happened; times are nanoseconds since the
@@ -213,9 +218,10 @@ type Result struct {
 	Concurrency  int               `json:"concurrency"`
 	Rate         float64           `json:"rate,omitempty"`
 	Unsafe       bool              `json:"unsafe_stale_reads,omitempty"`
-	TLS          bool              `json:"tls"`                      // the cluster ran with TLS (ACLs are always on)
-	Stream       bool              `json:"stream,omitempty"`         // the clients wrote on request streams
-	RaftLogStore string            `json:"raft_log_store,omitempty"` // the controllers' --raft-log-store, when set
+	TLS          bool              `json:"tls"`                             // the cluster ran with TLS (ACLs are always on)
+	Stream       bool              `json:"stream,omitempty"`                // the clients wrote on request streams
+	RaftLogStore string            `json:"raft_log_store,omitempty"`        // the controllers' --raft-log-store, when set
+	WALSegment   string            `json:"raft_wal_segment_size,omitempty"` // the controllers' --raft-wal-segment-size, when set
 	Counts       Counts            `json:"counts"`
 	ByKind       map[string]Counts `json:"counts_by_kind"`
 	Anomalies    []Anomaly         `json:"anomalies"`
@@ -305,7 +311,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	r := &run{cfg: cfg, name: name, dir: dir, fw: &Firewall{}, began: time.Now(), findings: &Findings{}}
 	r.res = &Result{Workload: cfg.Workload, Nemesis: nemName, Seed: cfg.Seed, Nodes: cfg.Nodes, Workers: cfg.Workers, WorkerDriver: cfg.WorkerDriver,
 		Duration: cfg.Duration.String(), Concurrency: cfg.Concurrency, Rate: cfg.Rate, Unsafe: cfg.UnsafeStaleReads, TLS: cfg.TLS,
-		Stream: cfg.Stream, RaftLogStore: cfg.RaftLogStore, Dir: dir, Anomalies: []Anomaly{}, Faults: []FaultWindow{}}
+		Stream: cfg.Stream, RaftLogStore: cfg.RaftLogStore, WALSegment: cfg.WALSegmentSize, Dir: dir, Anomalies: []Anomaly{}, Faults: []FaultWindow{}}
 	res = r.res
 	r.tb = testcluster.NewStandalone("jepsen-"+name, cfg.Logf)
 	r.tb.KeepDir = filepath.Join(dir, "data") // the nodes' data directories
@@ -510,7 +516,7 @@ func (r *run) finish(ctx context.Context, err error) error {
 	}
 	plan := Plan{Workload: cfg.Workload, Nemeses: cfg.Nemeses, Nodes: cfg.Nodes, Workers: cfg.Workers, WorkerDriver: cfg.WorkerDriver,
 		Duration: cfg.Duration.String(), Concurrency: cfg.Concurrency, Rate: cfg.Rate, Seed: cfg.Seed,
-		OpTimeout: cfg.OpTimeout.String(), UnsafeStaleReads: cfg.UnsafeStaleReads, Stream: cfg.Stream, RaftLogStore: cfg.RaftLogStore, BootstrapModes: cfg.BootstrapModes, Steps: r.steps}
+		OpTimeout: cfg.OpTimeout.String(), UnsafeStaleReads: cfg.UnsafeStaleReads, Stream: cfg.Stream, RaftLogStore: cfg.RaftLogStore, WALSegmentSize: cfg.WALSegmentSize, BootstrapModes: cfg.BootstrapModes, Steps: r.steps}
 	if werr := writeJSON(filepath.Join(r.dir, "plan.json"), plan); werr != nil && err == nil {
 		err = werr
 	}
@@ -531,6 +537,9 @@ func (r *run) clusterOptions(wl Workload) (testcluster.Options, error) {
 	}
 	if cfg.RaftLogStore != "" {
 		opts.ControllerArgs = append(opts.ControllerArgs, "--raft-log-store", cfg.RaftLogStore)
+	}
+	if cfg.WALSegmentSize != "" {
+		opts.ControllerArgs = append(opts.ControllerArgs, "--raft-wal-segment-size", cfg.WALSegmentSize)
 	}
 	if wa, ok := wl.(workerArgser); ok {
 		opts.WorkerArgs = append(opts.WorkerArgs, wa.WorkerArgs()...)

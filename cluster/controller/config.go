@@ -125,9 +125,11 @@ type Config struct {
 	// store named is converted at start (logstore.go; docs/operations.md,
 	// "The Raft log store").
 	RaftLogStore string
-	// walSegmentSize is the size of the wal store's segment files; 0:
-	// raft-wal's default (64 MiB). Tests set it to fill a small disk.
-	walSegmentSize int
+	// RaftWALSegmentSize is the size in bytes of the wal store's segment
+	// files (preallocated; a full one is sealed and the next created); 0:
+	// raft-wal's default, 64 MiB. Small ones make the chaos harness's runs
+	// rotate often.
+	RaftWALSegmentSize int
 	// UnsafeStaleReads serves every read from local state, even without
 	// ?stale: a deliberate linearizability bug that exists only for the
 	// chaos harness's selftest to catch (the hidden agent flag
@@ -235,6 +237,12 @@ func (c *Config) SetDefaults() {
 // empty; the kumoi command passes its own (cli.Version, set by the linker).
 var Version = "0.1.0-dev"
 
+// The bounds of RaftWALSegmentSize.
+const (
+	minWALSegment = 64 << 10
+	maxWALSegment = 1 << 30
+)
+
 // Validate checks the configuration and says what to fix.
 func (c *Config) Validate() error {
 	var errs []error
@@ -273,6 +281,9 @@ func (c *Config) Validate() error {
 	case "", LogStoreBoltDB, LogStoreWAL:
 	default:
 		errs = append(errs, fmt.Errorf("--raft-log-store %q: use wal (one fsync per append) or boltdb; without it a data directory keeps the store it has and a new one gets wal (docs/operations.md)", c.RaftLogStore))
+	}
+	if n := c.RaftWALSegmentSize; n != 0 && (n < minWALSegment || n > maxWALSegment) {
+		errs = append(errs, fmt.Errorf("--raft-wal-segment-size: %d bytes; give 0 (64MiB) or between 64KiB and 1GiB", n))
 	}
 	if c.NoSync && c.RaftLogStore == LogStoreWAL {
 		errs = append(errs, errors.New("NoSync (fsync off) exists for the boltdb Raft log store only"))

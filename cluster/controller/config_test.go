@@ -44,7 +44,8 @@ func TestPlacementStrategy(t *testing.T) {
 
 // TestRaftLogStoreFlag: --raft-log-store is wal, boltdb or empty (the
 // data directory's store; TestLogStoreDefault); anything else is refused
-// with what to write, and fsync can be turned off only for boltdb.
+// with what to write, and fsync can be turned off only for boltdb; a wal
+// segment is 64 KiB to 1 GiB.
 func TestRaftLogStoreFlag(t *testing.T) {
 	for _, s := range []string{"", LogStoreBoltDB, LogStoreWAL} {
 		c := Config{NodeID: "c1", InMemory: true, RaftLogStore: s}
@@ -57,6 +58,18 @@ func TestRaftLogStoreFlag(t *testing.T) {
 	c.SetDefaults()
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), `--raft-log-store "bolt": use wal (one fsync per append) or boltdb; without it a data directory keeps the store it has and a new one gets wal`) {
 		t.Errorf("--raft-log-store bolt: %v", err)
+	}
+	for _, n := range []int{1, 64<<10 - 1, 1<<30 + 1} {
+		c := Config{NodeID: "c1", InMemory: true, RaftWALSegmentSize: n}
+		c.SetDefaults()
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--raft-wal-segment-size") {
+			t.Errorf("a segment of %d bytes: %v", n, err)
+		}
+	}
+	c = Config{NodeID: "c1", InMemory: true, RaftWALSegmentSize: 1 << 20}
+	c.SetDefaults()
+	if err := c.Validate(); err != nil {
+		t.Errorf("a segment of 1 MiB: %v", err)
 	}
 	c = Config{NodeID: "c1", InMemory: true, RaftLogStore: LogStoreWAL, NoSync: true}
 	c.SetDefaults()

@@ -280,8 +280,8 @@ func openStoreKind(c *Config, dir, kind, suffix string, logger hclog.Logger) (lo
 	// full disk, or that a crash cut short) is rotated before the next
 	// append, where upstream failed every append from then on.
 	size := raftwal.WithSegmentSize(raftwal.DefaultSegmentSize)
-	if c.walSegmentSize > 0 {
-		size = raftwal.WithSegmentSize(c.walSegmentSize)
+	if c.RaftWALSegmentSize > 0 {
+		size = raftwal.WithSegmentSize(c.RaftWALSegmentSize)
 	}
 	w, err := raftwal.Open(path, raftwal.WithLogger(logger.Named("wal")), size)
 	if err != nil {

@@ -346,7 +346,7 @@ func TestLogStoreDiskFull(t *testing.T) {
 			if err := os.WriteFile(filler, make([]byte, 1<<20), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			cfg := &Config{RaftLogStore: kind, walSegmentSize: 256 << 10}
+			cfg := &Config{RaftLogStore: kind, RaftWALSegmentSize: 256 << 10}
 			st, err := openLogStore(cfg, dir, hclog.NewNullLogger())
 			if err != nil {
 				t.Fatal(err)

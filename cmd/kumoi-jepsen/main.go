@@ -59,6 +59,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	replay := fs.String("replay", "", "run the plan saved in this run directory (its plan.json: workload, nemeses, seed, fault schedule) again; other flags except --bin, --out, --keep-logs and -v are ignored")
 	withTLS := fs.Bool("tls", true, "run the cluster with TLS (certificates of a test CA: HTTPS API, mutual-TLS Raft and gossip streams); ACLs are on either way; --tls=false for plain TCP")
 	logStore := fs.String("raft-log-store", "", "the controllers' --raft-log-store: wal or boltdb (default: the agent's: wal, as every run's data directories are new); recorded in plan.json and results.json")
+	walSegment := fs.String("raft-wal-segment-size", "", "the controllers' --raft-wal-segment-size (e.g. 1MiB: the wal Raft log rotates its segments every few thousand entries, under the faults; default: the agent's, 64MiB); recorded in plan.json and results.json")
 	stream := fs.Bool("stream", false, "the workloads' clients send their writes on request streams (the Go SDK's Config.Stream: one multiplexed connection per controller, docs/api.md) instead of one HTTP request each; reads stay HTTP")
 	unsafe := fs.Bool("unsafe-stale-reads", false, "SELFTEST: start the controllers with the hidden --debug-unsafe-stale-reads (reads skip the leader check), a bug the checker must catch; --bin must be built with the tag kumoi_testhooks (make jepsen-selftest builds bin/kumoi-testhooks), else the run is refused")
 	wantCaught := fs.Int("want-caught", 0, "SELFTEST: exit 0 only if at least this many runs have a nonlinearizable anomaly (and 1 otherwise), instead of wanting every run valid")
@@ -106,7 +107,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 				cfgs = append(cfgs, jepsen.Config{
 					Workload: w, Nemeses: wnems, Nodes: *nodes, Workers: *workers, WorkerDriver: *workerDriver, Duration: *duration,
 					Concurrency: *concurrency, Rate: *rate, Seed: *seed + int64(r), OpTimeout: *opTimeout,
-					UnsafeStaleReads: *unsafe, TLS: *withTLS, Stream: *stream, RaftLogStore: *logStore, Fault: *hold, BootstrapModes: splitList(*bootModes),
+					UnsafeStaleReads: *unsafe, TLS: *withTLS, Stream: *stream, RaftLogStore: *logStore, WALSegmentSize: *walSegment, Fault: *hold, BootstrapModes: splitList(*bootModes),
 				})
 			}
 		}
