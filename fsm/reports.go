@@ -23,12 +23,6 @@ type ReportRequest struct {
 // VMReport is one VM's observed state (the wire type of the API).
 type VMReport = resource.VMReport
 
-// Phases a worker may report.
-var reportablePhases = map[string]bool{
-	resource.PhaseStarting: true, resource.PhaseRunning: true, resource.PhaseStopping: true,
-	resource.PhaseStopped: true, resource.PhaseSuspended: true, resource.PhaseFailed: true,
-}
-
 func (w *writer) report(req *ReportRequest) error {
 	if len(req.Reports) > MaxBatchOps {
 		return fmt.Errorf("%w: %d reports; the limit is %d", ErrBadPayload, len(req.Reports), MaxBatchOps)
@@ -161,7 +155,7 @@ func setHostState(hosts *map[string]resource.HostResourceState, host string, r r
 }
 
 func (w *writer) reportOne(now time.Time, host string, r VMReport) error {
-	if !reportablePhases[r.Phase] {
+	if !resource.WorkerPhase(r.Phase) {
 		return resource.Errorf("phase", "%q cannot be reported by a worker", r.Phase)
 	}
 	o, spec, st, err := w.vm(r.VM)

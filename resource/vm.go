@@ -41,6 +41,16 @@ const (
 var VMPhases = []string{PhasePending, PhaseScheduled, PhaseStarting, PhaseRunning, PhaseSuspended,
 	PhaseStopping, PhaseStopped, PhaseMigrating, PhaseFailed, PhaseLost}
 
+// WorkerPhase reports whether a worker reports phase (the others are the
+// controllers' own: pending, scheduled, migrating, lost).
+func WorkerPhase(phase string) bool {
+	switch phase {
+	case PhaseStarting, PhaseRunning, PhaseStopping, PhaseStopped, PhaseSuspended, PhaseFailed:
+		return true
+	}
+	return false
+}
+
 // PowerPhase is the phase in which a VM has the power it asks for:
 // stopped, suspended or running.
 func PowerPhase(power string) string {

@@ -389,7 +389,7 @@ func (w *Worker) observe(ctx context.Context, v *vmPass) (resource.VMReport, boo
 	}
 	w.withNote(&v.rep)
 	rep, changed := w.changed(v.rep)
-	if !changed && v.st.Epoch == rep.Epoch && v.st.Phase != rep.Phase && workerPhases[v.st.Phase] {
+	if !changed && v.st.Epoch == rep.Epoch && v.st.Phase != rep.Phase && resource.WorkerPhase(v.st.Phase) {
 		// The controllers hold another phase for this placement than the
 		// one this worker last reported and still sees: an older report
 		// of its own was applied after the newer one (a request delivered
@@ -402,13 +402,6 @@ func (w *Worker) observe(ctx context.Context, v *vmPass) (resource.VMReport, boo
 		return rep, true
 	}
 	return rep, changed
-}
-
-// workerPhases are the phases a worker reports (the state machine's
-// reportable ones).
-var workerPhases = map[string]bool{
-	resource.PhaseStarting: true, resource.PhaseRunning: true, resource.PhaseStopping: true,
-	resource.PhaseStopped: true, resource.PhaseSuspended: true, resource.PhaseFailed: true,
 }
 
 // reportStarting tells the controllers a VM is booting, before a start
