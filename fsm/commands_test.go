@@ -188,6 +188,10 @@ func goldenEntries(t testing.TB) []goldenEntry {
 			Time: goldenT3, Kind: resource.KindVM, Name: "web-bin", ID: "7f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0",
 			Labels: map[string]string{"app": "web", "tier": "front"}, Spec: json.RawMessage(`{"cpus":1,"memory_mib":512}`),
 		}}},
+		// Protocol 11: host-3 reports web-9 (epoch 26) with a sequence.
+		{typ: fsm.ReportRequestType, file: "report-v11", req: &fsm.ReportRequest{Time: goldenT3, Host: "host-3", Reports: []fsm.VMReport{
+			{VM: "web-9", Epoch: 26, Phase: resource.PhaseRunning, Reason: "migrated", Seq: 1764820800000000000},
+		}}},
 	}
 }
 
@@ -332,6 +336,12 @@ const goldenBeforeMigration = 21
 // snapshot-v10.jsonl the state the whole log builds.
 const goldenBeforeBin = 26
 
+// goldenBeforeSeq is how many golden entries come before the protocol 11
+// one (a report with seq): state-v10.json and snapshot-v10.jsonl hold the
+// state they build (as the protocol 10 build wrote them); state-v11.json
+// and snapshot-v11.jsonl the state the whole log builds.
+const goldenBeforeSeq = 27
+
 // TestGoldenDecode: a log written by an older build keeps applying, and to
 // the same state.
 func TestGoldenDecode(t *testing.T) {
@@ -343,7 +353,11 @@ func TestGoldenDecode(t *testing.T) {
 		t.Fatalf("goldenBeforeBin (%d) does not point at the first protocol 10 entry", goldenBeforeBin)
 	}
 	writeOrCompare(t, filepath.Join(goldenDir, "state-v9.json"), goldenStateJSON(t, applyGoldenPrefix(t, goldenBeforeBin)))
-	writeOrCompare(t, filepath.Join(goldenDir, "state-v10.json"), goldenStateJSON(t, applyGoldenLog(t)))
+	if n := len(goldenEntries(t)); goldenBeforeSeq >= n || goldenEntries(t)[goldenBeforeSeq].file != "report-v11" {
+		t.Fatalf("goldenBeforeSeq (%d) does not point at the first protocol 11 entry", goldenBeforeSeq)
+	}
+	writeOrCompare(t, filepath.Join(goldenDir, "state-v10.json"), goldenStateJSON(t, applyGoldenPrefix(t, goldenBeforeSeq)))
+	writeOrCompare(t, filepath.Join(goldenDir, "state-v11.json"), goldenStateJSON(t, applyGoldenLog(t)))
 }
 
 // goldenStateJSON is f's objects, indexes and events as the golden state
@@ -383,12 +397,13 @@ func goldenStateJSON(t *testing.T, f *fsm.FSM) []byte {
 // snapshot.jsonl is the state before the protocol 9 entries, as the
 // protocol 8 build wrote it; snapshot-v9.jsonl the state before the
 // protocol 10 entry, with a migration's status and hosts' migration modes;
-// snapshot-v10.jsonl the whole log's.
+// snapshot-v10.jsonl the state before the protocol 11 entry;
+// snapshot-v11.jsonl the whole log's (a VM's status.report_seq).
 func TestGoldenSnapshot(t *testing.T) {
 	for _, c := range []struct {
 		file string
 		n    int
-	}{{"snapshot.jsonl", goldenBeforeMigration}, {"snapshot-v9.jsonl", goldenBeforeBin}, {"snapshot-v10.jsonl", len(goldenEntries(t))}} {
+	}{{"snapshot.jsonl", goldenBeforeMigration}, {"snapshot-v9.jsonl", goldenBeforeBin}, {"snapshot-v10.jsonl", goldenBeforeSeq}, {"snapshot-v11.jsonl", len(goldenEntries(t))}} {
 		f := applyGoldenPrefix(t, c.n)
 		path := filepath.Join(goldenDir, c.file)
 		writeOrCompare(t, path, fsm.TestPersist(t, f))

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -602,6 +603,75 @@ func TestResourceReports(t *testing.T) {
 	}})
 	if d.f.State().Digest() != before {
 		t.Error("a report of nothing new changed the state")
+	}
+}
+
+// TestResourceReportSeq: a worker's network, image and volume reports
+// with a sequence are recorded only in order (per host for a network or
+// image, per volume for a volume): one sent before a recorded one and
+// delivered late is refused and changes nothing; the sequence alone is
+// recorded; a volume moved to another host starts it again.
+func TestResourceReportSeq(t *testing.T) {
+	d := newDev(t)
+	d.host("h1")
+	d.host("h2")
+	d.mustCreate(network, "n1", net29)
+	d.mustCreate(image, "debian", imgSpec)
+	d.mustCreate(volume, "v1", `{"size_mib":10}`)
+	d.mustCreate(vm, "a", `{"cpus":1,"memory_mib":64,"disks":[{"volume":"v1"}],"nics":[{"network":"n1"}]}`)
+	d.must(fsm.PlaceRequestType, &fsm.PlaceRequest{Time: fsm.TestTime, Placements: []fsm.Placement{{VM: "a", Host: "h1"}}})
+	send := func(host string, seq uint64, rs ...resource.ResourceReport) []error {
+		t.Helper()
+		for i := range rs {
+			rs[i].Seq = seq
+		}
+		return d.must(fsm.ReportRequestType, &fsm.ReportRequest{Time: reportTime, Host: host, Resources: rs}).ResourceErrors
+	}
+	ready := []resource.ResourceReport{
+		{Kind: network, Name: "n1", State: resource.HostResourceReady},
+		{Kind: image, Name: "debian", State: resource.HostResourceReady},
+		{Kind: volume, Name: "v1", State: resource.HostResourceReady, SizeMiB: 10},
+	}
+	if errs := send("h1", 10, slices.Clone(ready)...); errs[0] != nil || errs[1] != nil || errs[2] != nil {
+		t.Fatalf("ready at 10: %v", errs)
+	}
+	if errs := send("h2", 3, resource.ResourceReport{Kind: network, Name: "n1", State: resource.HostResourceReady}); errs[0] != nil {
+		t.Fatalf("another host's own sequence: %v", errs)
+	}
+	if errs := send("h1", 12, slices.Clone(ready)...); errs[0] != nil || errs[1] != nil || errs[2] != nil {
+		t.Fatalf("the same states at 12: %v", errs)
+	}
+	if st := d.netStatus("n1"); st.Hosts["h1"].Seq != 12 || st.Hosts["h2"].Seq != 3 {
+		t.Fatalf("network hosts %+v: want seq 12 on h1 (the sequence alone is recorded), 3 on h2", st.Hosts)
+	}
+	before := d.f.State().Digest()
+	errs := send("h1", 11,
+		resource.ResourceReport{Kind: network, Name: "n1", State: resource.HostResourceFailed, Reason: "late"},
+		resource.ResourceReport{Kind: image, Name: "debian", State: resource.HostResourceRemoved},
+		resource.ResourceReport{Kind: volume, Name: "v1", State: resource.HostResourceMissing, Reason: "late"},
+		resource.ResourceReport{Kind: volume, Name: "v1", State: resource.HostResourcePending},
+	)
+	for i, err := range errs {
+		if !errors.Is(err, fsm.ErrStaleEpoch) || !strings.Contains(err.Error(), "late delivery") {
+			t.Errorf("late report %d: %v, want refused as a late delivery", i, err)
+		}
+	}
+	if d.f.State().Digest() != before {
+		t.Fatal("refused late reports changed the state")
+	}
+	if errs := send("h1", 13, resource.ResourceReport{Kind: volume, Name: "v1", State: resource.HostResourcePending}); errs[0] != nil {
+		t.Fatalf("pending at 13: %v", errs)
+	}
+	if st := d.volStatus("v1"); st.Phase != resource.VolumeReady || st.ReportSeq != 13 {
+		t.Fatalf("volume %+v: want still ready, report_seq 13", st)
+	}
+	// No sequence (a worker of an earlier release): recorded, the
+	// sequence kept.
+	if errs := send("h1", 0, resource.ResourceReport{Kind: network, Name: "n1", State: resource.HostResourceFailed, Reason: "old worker"}); errs[0] != nil {
+		t.Fatalf("no sequence: %v", errs)
+	}
+	if h := d.netStatus("n1").Hosts["h1"]; h.State != resource.HostResourceFailed || h.Seq != 12 {
+		t.Fatalf("network on h1 %+v: want failed, seq 12 kept", h)
 	}
 }
 

@@ -185,6 +185,10 @@ func fuzzApplySeeds(f *testing.F) {
 	add(fsm.CreateRequestType, createReq(vm, "c", "id-c", nil, `{"cpus":1,"memory_mib":64,"nics":[{"network":"n1","mac":"02:00:00:00:00:01"}]}`))
 	add(fsm.UpdateRequestType, &fsm.UpdateRequest{Kind: vm, Name: "a", Spec: raw(`{"cpus":1,"memory_mib":64,"disks":[{"volume":"v1"}]}`)})
 	add(fsm.ReportRequestType, &fsm.ReportRequest{Time: fsm.TestTime, Host: "h1", Resources: []resource.ResourceReport{{Kind: volume, Name: "x", State: "removed"}}})
+	// Protocol 11: ordered reports, one of them late.
+	add(fsm.ReportRequestType, &fsm.ReportRequest{Time: fsm.TestTime, Host: "h1",
+		Reports:   []fsm.VMReport{{VM: "a", Epoch: 5, Phase: resource.PhaseRunning, Seq: 9}, {VM: "a", Epoch: 5, Phase: resource.PhaseStopping, Seq: 8}},
+		Resources: []resource.ResourceReport{{Kind: volume, Name: "v1", State: resource.HostResourceReady, Seq: 9}, {Kind: network, Name: "n1", State: resource.HostResourceReady, Seq: 3}}})
 	// Protocol 9: a whole live migration in one entry (h1 and h2 offer
 	// the modes; vm/a runs on h1 and moves to h2, migration id at), then
 	// one by restart that the source's report ends; and the parts alone,

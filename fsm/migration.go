@@ -282,7 +282,7 @@ func (w *writer) moveVolumes(spec *resource.VMSpec, from, to string) error {
 			continue
 		}
 		nst := *vst
-		nst.Host = to
+		nst.Host, nst.ReportSeq = to, 0 // the new host's worker numbers its own reports
 		if err := w.putStatus(vo, &nst); err != nil {
 			return err
 		}

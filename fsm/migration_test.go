@@ -253,6 +253,16 @@ func TestMigrationLive(t *testing.T) {
 
 func TestMigrationLiveMovesVolumes(t *testing.T) {
 	x := newMigFSM(t)
+	volReport := func(host string, seq uint64) error {
+		t.Helper()
+		r := x.must(fsm.ReportRequestType, &fsm.ReportRequest{Time: fsm.TestTime, Host: host, Resources: []resource.ResourceReport{
+			{Kind: resource.KindVolume, Name: "dv", State: resource.HostResourceReady, Seq: seq},
+		}})
+		return r.ResourceErrors[0]
+	}
+	if err := volReport("s", 500); err != nil {
+		t.Fatalf("the source's report of dv: %v", err)
+	}
 	id := x.start("d", "t", resource.MigrationLive)
 	if x.volHost("dv") != "s" {
 		t.Fatalf("volume dv moved before the migration was done")
@@ -267,6 +277,11 @@ func TestMigrationLiveMovesVolumes(t *testing.T) {
 	}
 	if got := evSummary(t, x.f, x.i); !strings.Contains(got, "updated:volume/dv") {
 		t.Errorf("done: events %q, want the volume's update", got)
+	}
+	// The target's worker numbers its reports on its own: its first is
+	// recorded whatever the source's last was.
+	if err := volReport("t", 7); err != nil {
+		t.Errorf("the target's first report of dv (seq 7, the source's last 500): %v", err)
 	}
 }
 

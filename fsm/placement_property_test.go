@@ -269,6 +269,11 @@ func (g lifeGen) op(t *rapid.T, next uint64, batch bool) (fsm.MessageType, any) 
 			if ok && st.RebootRequested > 0 && rapid.Bool().Draw(t, "ack reboot?") {
 				r.RebootDone = st.RebootRequested
 			}
+			if ok && rapid.Bool().Draw(t, "sequenced?") {
+				// Around the recorded sequence: late reports (not above
+				// it) come up as often as newer ones.
+				r.Seq = max(st.ReportSeq+rapid.Uint64Range(0, 3).Draw(t, "seq step"), 2) - 1
+			}
 			req.Reports = append(req.Reports, r)
 		}
 		return fsm.ReportRequestType, req

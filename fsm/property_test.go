@@ -118,6 +118,8 @@ type propGen struct {
 	cas func(t *rapid.T, kind resource.Kind, name string, next uint64) uint64
 	// placed returns VM name's status.host and status.epoch.
 	placed func(name string) (host string, epoch uint64, ok bool)
+	// reportSeq returns VM name's status.report_seq (nil: not known).
+	reportSeq func(name string) uint64
 	// allocated returns host name's allocation, if it exists.
 	allocated func(name string) (resource.Resources, bool)
 	// migration returns VM name's migration under way (nil: none, or
@@ -282,6 +284,15 @@ func (g propGen) drawReport(t *rapid.T, next uint64, fault int) *fsm.ReportReque
 		}
 		if rapid.IntRange(0, 3).Draw(t, "restarted?") == 0 {
 			r.Restarts = rapid.Uint64Range(0, 3).Draw(t, "restarts")
+		}
+		if rapid.IntRange(0, 2).Draw(t, "sequenced?") == 0 {
+			// Around the recorded sequence, so that late reports (not
+			// above it) come up as often as newer ones.
+			rec := uint64(0)
+			if g.reportSeq != nil {
+				rec = g.reportSeq(r.VM)
+			}
+			r.Seq = max(rec+rapid.Uint64Range(0, 3).Draw(t, "seq step"), 2) - 1
 		}
 		req.Reports = append(req.Reports, r)
 	}
@@ -1579,6 +1590,8 @@ func (m *model) report(t *rapid.T, index uint64, q *fsm.ReportRequest) modelOp {
 			spec, st = m.vmSpec(t, rp.VM), m.vmStatus(t, rp.VM)
 			if st.Host != q.Host || st.Epoch != rp.Epoch || (st.Host == "" && !bugOpen("report-unplaced-vm")) {
 				errs = append(errs, fsm.ErrStaleEpoch)
+			} else if rp.Seq != 0 && rp.Seq <= st.ReportSeq {
+				errs = append(errs, fsm.ErrStaleEpoch) // sent before the last one recorded
 			}
 			if rp.SetPower != "" && rp.SetPower != spec.Power && !validPower(rp.SetPower) {
 				errs = append(errs, resource.ErrInvalid)
@@ -1589,6 +1602,9 @@ func (m *model) report(t *rapid.T, index uint64, q *fsm.ReportRequest) modelOp {
 			continue
 		}
 		nst := st
+		if rp.Seq != 0 {
+			nst.ReportSeq = rp.Seq
+		}
 		if mg := st.Migration; mg != nil {
 			if rp.Phase == resource.PhaseRunning || rp.Phase == resource.PhaseStarting || mg.State != resource.MigrationPreparing {
 				// The guest runs on the source while it migrates; once
@@ -2528,6 +2544,12 @@ func TestPropertyModel(t *testing.T) {
 				}
 				st := m.vmStatus(t, name)
 				return st.Host, st.Epoch, st.Host != ""
+			},
+			reportSeq: func(name string) uint64 {
+				if !m.has(vm, name) {
+					return 0
+				}
+				return m.vmStatus(t, name).ReportSeq
 			},
 			allocated: func(name string) (resource.Resources, bool) {
 				if !m.has(host, name) {

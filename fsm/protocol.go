@@ -36,7 +36,9 @@ import (
 //	   migration-event, host-state's migration_modes (status.migration)
 //	10 create-bin: a create and its accessor in a binary encoding
 //	   (createbin.go; no JSON to decode on every replica)
-const ProtocolVersion = 10
+//	11 report's seq (status.report_seq): a worker's reports are ordered,
+//	   and one delivered late is refused
+const ProtocolVersion = 11
 
 // MinProtocol is the protocol a node must speak to apply message type t.
 // Unknown types (ignorable or not) are 1: whether a node skips or halts
@@ -78,8 +80,8 @@ func RequiredProtocol(t MessageType, req any) int {
 			if op.Type == HostStateRequestType && hostStateUsesForeign(op.Payload) {
 				need = max(need, 3)
 			}
-			if op.Type == ReportRequestType && reportUsesRestarts(op.Payload) {
-				need = max(need, 4)
+			if op.Type == ReportRequestType {
+				need = max(need, reportProtocol(op.Payload))
 			}
 			if payloadUses5(op.Type, op.Payload) {
 				need = max(need, 5)
@@ -150,6 +152,9 @@ func RequiredProtocol(t MessageType, req any) int {
 		}
 		if len(r.Resources) > 0 {
 			need = max(need, 7)
+		}
+		if r.UsesSeq() {
+			need = max(need, 11)
 		}
 	}
 	return need
@@ -256,6 +261,42 @@ func (r *ReportRequest) WithoutRestarts() *ReportRequest {
 	return &n
 }
 
+// UsesSeq reports whether a report request carries the protocol 11
+// field (a VM or resource report's seq).
+func (r *ReportRequest) UsesSeq() bool {
+	for _, v := range r.Reports {
+		if v.Seq > 0 {
+			return true
+		}
+	}
+	for _, v := range r.Resources {
+		if v.Seq > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// WithoutSeq is a copy of the request without the protocol 11 field, for
+// a cluster that does not speak it yet: the reports are recorded, not
+// ordered (one delivered late is recorded too, as before).
+func (r *ReportRequest) WithoutSeq() *ReportRequest {
+	n := *r
+	n.Reports = make([]VMReport, len(r.Reports))
+	for i, v := range r.Reports {
+		v.Seq = 0
+		n.Reports[i] = v
+	}
+	if r.Resources != nil {
+		n.Resources = make([]resource.ResourceReport, len(r.Resources))
+		for i, v := range r.Resources {
+			v.Seq = 0
+			n.Resources[i] = v
+		}
+	}
+	return &n
+}
+
 // WithoutResources is a copy of the request without the protocol 7
 // resource reports, for a cluster that does not speak it yet: the VM
 // reports are recorded, the networks, images and volumes are not.
@@ -265,14 +306,14 @@ func (r *ReportRequest) WithoutResources() *ReportRequest {
 	return &n
 }
 
-// reportUsesRestarts reports whether an encoded report payload carries
-// the protocol 4 field.
-func reportUsesRestarts(payload []byte) bool {
+// reportProtocol is the protocol an encoded report payload (a batch
+// op's) needs for the optional fields it carries.
+func reportProtocol(payload []byte) int {
 	var q ReportRequest
 	if decodePayload(payload, &q) != nil {
-		return false
+		return 1
 	}
-	return q.UsesRestarts()
+	return RequiredProtocol(ReportRequestType, &q)
 }
 
 // checkProtocol: a node limited to protocol max does not know message

@@ -98,6 +98,16 @@ func TestProtocolVersions(t *testing.T) {
 		{fsm.BatchRequestType, &fsm.BatchRequest{Ops: []fsm.BatchOp{mustOp(t, fsm.MigrationEventRequestType, &fsm.MigrationEventRequest{})}}, 9},
 		{fsm.AccessorRequestType, mustAccessor(t, fsm.MigrateRequestType, &fsm.MigrateRequest{Mode: resource.MigrationLive}), 9},
 		{fsm.AccessorRequestType, mustAccessor(t, fsm.MigrateRequestType, &fsm.MigrateRequest{PhaseOnly: true}), 6}, // an envelope is 6
+		// Protocol 11: ordered reports.
+		{fsm.ReportRequestType, &fsm.ReportRequest{Reports: []fsm.VMReport{{VM: "a", Phase: resource.PhaseRunning, Seq: 7}}}, 11},
+		{fsm.ReportRequestType, &fsm.ReportRequest{Reports: []fsm.VMReport{{VM: "a", Phase: resource.PhaseRunning, Restarts: 1}}}, 4},
+		{fsm.BatchRequestType, &fsm.BatchRequest{Ops: []fsm.BatchOp{
+			mustOp(t, fsm.ReportRequestType, &fsm.ReportRequest{Reports: []fsm.VMReport{{VM: "a", Phase: resource.PhaseRunning, Seq: 7}}}),
+		}}, 11},
+		{fsm.BatchRequestType, &fsm.BatchRequest{Ops: []fsm.BatchOp{
+			mustOp(t, fsm.ReportRequestType, &fsm.ReportRequest{Reports: []fsm.VMReport{{VM: "a", Phase: resource.PhaseRunning, Restarts: 1}}}),
+		}}, 4},
+		{fsm.AccessorRequestType, &fsm.AccessorRequest{Accessor: "acc-1", Type: fsm.ReportRequestType, Payload: json.RawMessage(`{"host":"h","reports":[{"vm":"a","epoch":3,"phase":"running","seq":9}]}`)}, 11},
 		{fsm.AccessorRequestType, mustAccessor(t, fsm.HostStateRequestType, &fsm.HostStateRequest{MigrationModes: []string{resource.MigrationLive}}), 9},
 		{fsm.AccessorRequestType, mustAccessor(t, fsm.MigrationEventRequestType, &fsm.MigrationEventRequest{}), 9},
 		// An envelope as it is decoded from the log (its payload only).
@@ -121,9 +131,14 @@ func TestProtocolVersions(t *testing.T) {
 		old.Reports[0].Reason != "r" || req.Reports[0].Restarts != 3 {
 		t.Errorf("WithoutRestarts: %+v (original %+v); want the reports without restarts, the original untouched", old, req)
 	}
+	req.Reports[0].Seq = 5
+	if old := req.WithoutSeq(); old.UsesSeq() || fsm.RequiredProtocol(fsm.ReportRequestType, old) != 4 ||
+		old.Reports[0].Restarts != 3 || req.Reports[0].Seq != 5 {
+		t.Errorf("WithoutSeq: %+v (original %+v); want the reports without seq, the original untouched", old, req)
+	}
 	req.Resources = []resource.ResourceReport{{Kind: resource.KindNetwork, Name: "n", State: "ready"}}
-	if old := req.WithoutResources(); fsm.RequiredProtocol(fsm.ReportRequestType, old) != 4 || len(req.Resources) != 1 ||
-		fsm.RequiredProtocol(fsm.ReportRequestType, old.WithoutRestarts()) != 1 {
+	if old := req.WithoutResources(); fsm.RequiredProtocol(fsm.ReportRequestType, old) != 11 || len(req.Resources) != 1 ||
+		fsm.RequiredProtocol(fsm.ReportRequestType, old.WithoutSeq().WithoutRestarts()) != 1 {
 		t.Errorf("WithoutResources: %+v (original %+v); want the request without resources, the original untouched", old, req)
 	}
 }

@@ -75,12 +75,22 @@ func (w *writer) reportResource(now time.Time, host string, r resource.ResourceR
 	if r.ID != "" && r.ID != o.ID {
 		return fmt.Errorf("%s %q: the report is of id %s, the object's id is %s (it was deleted and made again): %w", r.Kind, r.Name, r.ID, o.ID, ErrStaleEpoch)
 	}
+	late := func(recorded uint64) error {
+		if r.Seq == 0 || r.Seq > recorded {
+			return nil
+		}
+		return fmt.Errorf("%s %q: report %d was sent before report %d, already recorded for host %s (a late delivery): %w",
+			r.Kind, r.Name, r.Seq, recorded, host, ErrStaleEpoch)
+	}
 	var next any
 	switch r.Kind {
 	case resource.KindNetwork:
 		st, err := resource.DecodeStatus[resource.NetworkStatus](o)
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrBadPayload, err)
+		}
+		if err := late(st.Hosts[host].Seq); err != nil {
+			return err
 		}
 		if !setHostState(&st.Hosts, host, r, now) {
 			return nil
@@ -90,6 +100,9 @@ func (w *writer) reportResource(now time.Time, host string, r resource.ResourceR
 		st, err := resource.DecodeStatus[resource.ImageStatus](o)
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrBadPayload, err)
+		}
+		if err := late(st.Hosts[host].Seq); err != nil {
+			return err
 		}
 		if !setHostState(&st.Hosts, host, r, now) {
 			return nil
@@ -103,7 +116,13 @@ func (w *writer) reportResource(now time.Time, host string, r resource.ResourceR
 		if st.Host != host {
 			return fmt.Errorf("volume %q is not on host %q (it is on %q): %w", r.Name, host, st.Host, ErrStaleEpoch)
 		}
+		if err := late(st.ReportSeq); err != nil {
+			return err
+		}
 		nst := *st
+		if r.Seq != 0 {
+			nst.ReportSeq = r.Seq // recorded even when nothing else changes
+		}
 		switch r.State {
 		case resource.HostResourceReady, resource.HostResourceRecreate:
 			nst.Phase = resource.VolumeReady
@@ -112,7 +131,10 @@ func (w *writer) reportResource(now time.Time, host string, r resource.ResourceR
 		case resource.HostResourceFailed:
 			nst.Phase = resource.VolumeFailed
 		case resource.HostResourcePending:
-			return nil
+			if nst == *st {
+				return nil
+			}
+			return w.putStatus(o, &nst) // the sequence alone
 		}
 		nst.Reason = r.Reason
 		if r.SizeMiB > 0 {
@@ -129,8 +151,9 @@ func (w *writer) reportResource(now time.Time, host string, r resource.ResourceR
 	return w.putStatus(o, next)
 }
 
-// setHostState sets (or, for removed, drops) host's entry of a hosts map;
-// false when nothing changed.
+// setHostState sets (or, for removed, drops) host's entry of a hosts map,
+// with the report's sequence (kept when it has none); false when nothing
+// changed.
 func setHostState(hosts *map[string]resource.HostResourceState, host string, r resource.ResourceReport, now time.Time) bool {
 	cur, had := (*hosts)[host]
 	if r.State == resource.HostResourceRemoved {
@@ -140,7 +163,11 @@ func setHostState(hosts *map[string]resource.HostResourceState, host string, r r
 		delete(*hosts, host)
 		return true
 	}
-	if had && cur.State == r.State && cur.Reason == r.Reason {
+	seq := cur.Seq
+	if r.Seq != 0 {
+		seq = r.Seq
+	}
+	if had && cur.State == r.State && cur.Reason == r.Reason && cur.Seq == seq {
 		return false
 	}
 	since := now.UTC()
@@ -150,7 +177,7 @@ func setHostState(hosts *map[string]resource.HostResourceState, host string, r r
 	if *hosts == nil {
 		*hosts = map[string]resource.HostResourceState{}
 	}
-	(*hosts)[host] = resource.HostResourceState{State: r.State, Reason: r.Reason, Since: since}
+	(*hosts)[host] = resource.HostResourceState{State: r.State, Reason: r.Reason, Since: since, Seq: seq}
 	return true
 }
 
@@ -168,7 +195,19 @@ func (w *writer) reportOne(now time.Time, host string, r VMReport) error {
 	if st.Epoch != r.Epoch {
 		return fmt.Errorf("vm %q: report for epoch %d, current epoch is %d: %w", r.VM, r.Epoch, st.Epoch, ErrStaleEpoch)
 	}
+	if r.Seq != 0 && r.Seq <= st.ReportSeq {
+		// Sent before a report already recorded for this placement, and
+		// delivered late (a request a partition held back): recording it
+		// would put back an older state (docs/jepsen.md, found so far 8).
+		return fmt.Errorf("vm %q: report %d was sent before report %d, already recorded for this placement (a late delivery): %w",
+			r.VM, r.Seq, st.ReportSeq, ErrStaleEpoch)
+	}
 	nst := *st
+	if r.Seq != 0 {
+		// Recorded even when nothing else changes: an older report that
+		// differs must not pass after it.
+		nst.ReportSeq = r.Seq
+	}
 	if m := st.Migration; m != nil {
 		switch {
 		case r.Phase == resource.PhaseRunning || r.Phase == resource.PhaseStarting || m.State != resource.MigrationPreparing:

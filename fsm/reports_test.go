@@ -1,6 +1,7 @@
 package fsm_test
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -231,4 +232,62 @@ func TestRestartsCounted(t *testing.T) {
 	send(13, 2, 2, "restarted again", true)
 	send(14, 1, 2, "restarted again", false) // stale: ignored
 	send(15, 0, 2, "", true)                 // reports without it keep the count
+}
+
+// TestReportSeq: reports with a sequence are recorded only in order, per
+// placement. A report sent before one already recorded (delivered late,
+// after a partition held it back) is refused and changes nothing, even
+// when the newer report had changed nothing itself; reports without a
+// sequence (workers of an earlier release) are recorded as before; a new
+// placement starts the sequence again.
+func TestReportSeq(t *testing.T) {
+	f := fsm.TestFSM(t)
+	lifeSeed(t, f)
+	index := uint64(8)
+	send := func(seq uint64, phase string, wantErr error, wantWrite bool) {
+		t.Helper()
+		index++
+		st := vmStatus(t, f, "r1")
+		r := fsm.TestMustApply(t, f, index, fsm.ReportRequestType, &fsm.ReportRequest{Time: fsm.TestTime.Add(9 * time.Minute), Host: st.Host,
+			Reports: []fsm.VMReport{{VM: "r1", Epoch: st.Epoch, Phase: phase, Seq: seq}}})
+		if !errors.Is(r.ItemErrors[0], wantErr) {
+			t.Fatalf("seq %d (%s): %v, want %v", seq, phase, r.ItemErrors[0], wantErr)
+		}
+		if wrote := len(r.Objects) > 0; wrote != wantWrite {
+			t.Errorf("seq %d (%s): wrote %v, want %v", seq, phase, wrote, wantWrite)
+		}
+		if wantErr != nil && vmStatus(t, f, "r1") != st {
+			t.Errorf("seq %d (%s): refused, yet the status changed: %+v, was %+v", seq, phase, vmStatus(t, f, "r1"), st)
+		}
+	}
+	seqOf := func() uint64 { t.Helper(); return vmStatus(t, f, "r1").ReportSeq }
+
+	send(100, resource.PhaseRunning, nil, true)
+	if seqOf() != 100 {
+		t.Fatalf("report_seq = %d, want 100", seqOf())
+	}
+	send(200, resource.PhaseRunning, nil, true) // only the sequence is new: recorded
+	send(150, resource.PhaseStopping, fsm.ErrStaleEpoch, false)
+	send(200, resource.PhaseStopping, fsm.ErrStaleEpoch, false) // the same sequence again: a re-delivery
+	if st := vmStatus(t, f, "r1"); st.Phase != resource.PhaseRunning || st.ReportSeq != 200 {
+		t.Fatalf("after the late reports: %+v, want running at report_seq 200", st)
+	}
+	send(0, resource.PhaseStopping, nil, true) // no sequence: recorded, and the sequence kept
+	if st := vmStatus(t, f, "r1"); st.Phase != resource.PhaseStopping || st.ReportSeq != 200 {
+		t.Fatalf("after a report without a sequence: %+v, want stopping at report_seq 200", st)
+	}
+	send(201, resource.PhaseStopped, nil, true)
+
+	// A new placement (cold migration to h1): its sequence starts again.
+	index++
+	fsm.TestMustApply(t, f, index, fsm.ActionRequestType, act("r1", resource.ActionStop))
+	index++
+	if r := fsm.TestMustApply(t, f, index, fsm.MigrateRequestType, &fsm.MigrateRequest{Time: fsm.TestTime.Add(10 * time.Minute), VM: "r1", Host: "h1"}); r.Err != nil {
+		t.Fatalf("migrate: %v", r.Err)
+	}
+	if st := vmStatus(t, f, "r1"); st.Host != "h1" || st.ReportSeq != 0 {
+		t.Fatalf("after the migration: %+v, want on h1 with report_seq 0", st)
+	}
+	send(5, resource.PhaseStarting, nil, true)
+	send(4, resource.PhaseStopped, fsm.ErrStaleEpoch, false)
 }

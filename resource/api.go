@@ -272,6 +272,11 @@ type ResourceReport struct {
 	Reason string `json:"reason,omitempty"`
 	// SizeMiB is a volume's size as the disk now is.
 	SizeMiB int64 `json:"size_mib,omitempty"`
+	// Seq orders a worker's reports, as VMReport.Seq: recorded only
+	// above the last one recorded for this host (a network's or image's
+	// status.hosts[host].seq, a volume's status.report_seq). Log
+	// protocol 11.
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 // ResourceResult answers one ResourceReport: nil Error when recorded.
@@ -299,6 +304,15 @@ type VMReport struct {
 	// Needs log protocol 4; a cluster that speaks less records the report
 	// without it.
 	Restarts uint64 `json:"restarts,omitempty"`
+	// Seq orders a worker's reports: it grows with every report the
+	// worker sends, across its restarts (0: not ordered, as from a
+	// worker of an earlier release). The controllers record a VM's
+	// report only when Seq is above the last one they recorded for the
+	// placement (status.report_seq), so a report delivered late — a
+	// request that a partition held back while newer ones got through —
+	// cannot put back an older state. Needs log protocol 11; a cluster
+	// that speaks less records the report without it.
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 // ReportResponse answers a ReportRequest: one result per report, in order.

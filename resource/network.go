@@ -94,6 +94,9 @@ type HostResourceState struct {
 	State  string    `json:"state"`
 	Reason string    `json:"reason,omitempty"`
 	Since  time.Time `json:"since,omitzero"`
+	// Seq is the sequence of the host's last report recorded here
+	// (ResourceReport.Seq; log protocol 11): an older one is refused.
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 // States of a network, image or volume on a host.

@@ -406,6 +406,13 @@ type VMStatus struct {
 	// its domain went down unasked (ha=restart: a crash, a host reboot),
 	// over the VM's life.
 	Restarts uint64 `json:"restarts,omitempty"`
+	// ReportSeq is the sequence (VMReport.Seq) of the last report of
+	// this placement the state machine recorded (log protocol 11; 0
+	// until a worker sends one). A report whose sequence is not above
+	// it is refused: it was sent before one already recorded and
+	// delivered late (docs/jepsen.md, found so far 8). A new placement
+	// starts again from 0.
+	ReportSeq uint64 `json:"report_seq,omitempty"`
 	// Migration is the migration under way (log protocol 9; phase
 	// migrating): the VM still runs on Host, and Migration.Target holds
 	// its reservation too, until the hypervisor confirms the move (the

@@ -84,11 +84,12 @@ func TestRollingUpgradeGating(t *testing.T) {
 			t.Fatalf("server %s shows protocol %d, want %d", s.ID, s.Protocol, want)
 		}
 	}
-	// A worker's report of a restart (restarts, protocol 4) is not
-	// refused: the API records it without the counter (here the VM is not
-	// on h1, so the report itself is answered stale_epoch, per item).
-	if code, e := post("/v1/hosts/h1/report", `{"reports":[{"vm":"web","epoch":0,"phase":"running","reason":"restarted","restarts":1}]}`); code != http.StatusOK {
-		t.Fatalf("a report with restarts on a protocol 1 cluster: %d %+v; want it recorded without the counter (200)", code, e)
+	// A worker's report of a restart (restarts, protocol 4) with its
+	// sequence (seq, protocol 11) is not refused: the API records it
+	// without either (here the VM is not on h1, so the report itself is
+	// answered stale_epoch, per item).
+	if code, e := post("/v1/hosts/h1/report", `{"reports":[{"vm":"web","epoch":0,"phase":"running","reason":"restarted","restarts":1,"seq":5}]}`); code != http.StatusOK {
+		t.Fatalf("a report with restarts and seq on a protocol 1 cluster: %d %+v; want it recorded without them (200)", code, e)
 	}
 	if st := status(t, agents[2]); st.Health == resource.HealthHalted {
 		t.Fatalf("the old controller halted: %s", st.HealthReason)

@@ -59,18 +59,28 @@ func (a *httpAPI) report(host string) apiHandler {
 			freq := &fsm.ReportRequest{Time: time.Now().UTC(), Host: host, Reports: req.Reports, Resources: req.Resources}
 			res, err := a.propose(r.Context(), fsm.ReportRequestType, freq)
 			var resErr error // the error of every resource report, when they were not sent
-			if errors.Is(err, resource.ErrUpgradeRequired) && len(freq.Resources) > 0 && len(freq.Reports) > 0 {
-				// Some controller does not speak protocol 7 yet: record
-				// the VM reports alone; each resource report says why it
-				// was not.
-				resErr = err
-				freq = freq.WithoutResources()
+			// A worker may be upgraded before the controllers: while some
+			// controller does not speak a field's protocol, record the
+			// report without that field (newest first).
+			for errors.Is(err, resource.ErrUpgradeRequired) {
+				switch {
+				case freq.UsesSeq():
+					// Protocol 11: recorded, not ordered (a report
+					// delivered late is recorded too, as before).
+					freq = freq.WithoutSeq()
+				case len(freq.Resources) > 0 && len(freq.Reports) > 0:
+					// Protocol 7: the VM reports alone; each resource
+					// report says why it was not recorded.
+					resErr = err
+					freq = freq.WithoutResources()
+				case freq.UsesRestarts():
+					// Protocol 4: what happened (phase, reason) without
+					// the restart count.
+					freq = freq.WithoutRestarts()
+				default:
+					return err
+				}
 				res, err = a.propose(r.Context(), fsm.ReportRequestType, freq)
-			}
-			if errors.Is(err, resource.ErrUpgradeRequired) && freq.UsesRestarts() {
-				// Some controller does not speak protocol 4 yet: record
-				// what happened (phase, reason) without the restart count.
-				res, err = a.propose(r.Context(), fsm.ReportRequestType, freq.WithoutRestarts())
 			}
 			if err != nil {
 				return err

@@ -337,6 +337,7 @@ func (w *Worker) networkState(name, lvName string, o *resource.Object, info hype
 	if st, err := resource.DecodeStatus[resource.NetworkStatus](o); err == nil {
 		hs = st.Hosts[w.cfg.NodeID]
 	}
+	w.seq.observe(hs.Seq)
 	wasUp := w.netUp[name] || (hs.State == resource.HostResourceReady || hs.State == resource.HostResourceRecreate) && !w.netRemoved[name]
 	last := w.resReported[resKey(resource.KindNetwork, name)]
 	switch {
@@ -429,6 +430,7 @@ func (w *Worker) ensureVolume(ctx context.Context, rp *resPass, name string, lis
 	}
 	switch st.Host {
 	case w.cfg.NodeID:
+		w.seq.observe(st.ReportSeq)
 	case "":
 		return wait("volume " + name + " is not placed on a host yet")
 	default:

@@ -52,6 +52,7 @@ type note struct {
 func (w *Worker) convergeVM(ctx context.Context, o *resource.Object, spec *resource.VMSpec, st *resource.VMStatus, d hypervisor.DomainInfo, exists bool) (resource.VMReport, bool) {
 	v := &vmPass{o: o, spec: spec, st: st, name: hypervisor.DomainName(o.Name), d: d,
 		rep: resource.VMReport{VM: o.Name, Epoch: st.Epoch}}
+	w.seq.observe(st.ReportSeq)
 	if exists && w.isForeign(d) {
 		// The name is held by a domain of another cluster: never touch it.
 		return w.fail(v, "domain "+v.name+" on this host belongs to another cluster ("+d.Cluster+") and is left alone; this VM cannot run here")
@@ -415,7 +416,7 @@ func (w *Worker) reportStarting(ctx context.Context, rep resource.VMReport) {
 	}
 	rctx, cancel := w.fenceBudget(ctx)
 	defer cancel()
-	if res, err := api.Report(rctx, w.cfg.NodeID, []resource.VMReport{rep}); err == nil && len(res.Results) == 1 && res.Results[0].Error == nil {
+	if res, err := api.ReportAll(rctx, w.cfg.NodeID, w.seq.stampRequest(resource.ReportRequest{Reports: []resource.VMReport{rep}})); err == nil && len(res.Results) == 1 && res.Results[0].Error == nil {
 		w.reported[rep.VM] = rep
 	}
 }

@@ -44,6 +44,7 @@ type Worker struct {
 
 	// reconciler state (reconcile goroutine only)
 	reported map[string]resource.VMReport // last report per VM
+	seq      reportSeq                    // the sequence of the reports sent (report.go)
 	stopping map[string]bool              // domains we are stopping on purpose
 	failed   map[string]uint64            // VMs left failed, by epoch
 	seenUp   map[string]uint64            // VMs seen active (not stopped by us), by epoch
