@@ -431,7 +431,10 @@ func (v *VM) Volumes() []string {
 
 // ReportAll sends a worker's whole report for host: its VM reports and its
 // resource reports (networks, images, volumes). The answer says, per VM
-// and per resource, whether it was recorded. It is idempotent.
+// and per resource, whether it was recorded. It is idempotent; with
+// sequences (resource.VMReport.Seq), a request sent again after it was
+// recorded is answered stale_epoch per report ("a late delivery"), which
+// changes nothing.
 func (c *Client) ReportAll(ctx context.Context, host string, req resource.ReportRequest) (*resource.ReportResponse, error) {
 	if req.Reports == nil {
 		req.Reports = []resource.VMReport{}

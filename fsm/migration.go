@@ -282,7 +282,11 @@ func (w *writer) moveVolumes(spec *resource.VMSpec, from, to string) error {
 			continue
 		}
 		nst := *vst
-		nst.Host, nst.ReportSeq = to, 0 // the new host's worker numbers its own reports
+		// report_seq stays: the target's worker reads it before it
+		// reports the volume, and numbers above it, so a report the
+		// source's worker sent before the move stays refused even if the
+		// volume comes back.
+		nst.Host = to
 		if err := w.putStatus(vo, &nst); err != nil {
 			return err
 		}

@@ -278,10 +278,14 @@ func TestMigrationLiveMovesVolumes(t *testing.T) {
 	if got := evSummary(t, x.f, x.i); !strings.Contains(got, "updated:volume/dv") {
 		t.Errorf("done: events %q, want the volume's update", got)
 	}
-	// The target's worker numbers its reports on its own: its first is
-	// recorded whatever the source's last was.
-	if err := volReport("t", 7); err != nil {
-		t.Errorf("the target's first report of dv (seq 7, the source's last 500): %v", err)
+	// The volume keeps its report_seq: a report the source's worker sent
+	// before the move stays refused (were the volume to come back); the
+	// target's worker numbers above what it reads.
+	if err := volReport("t", 500); !errors.Is(err, fsm.ErrStaleEpoch) {
+		t.Errorf("a report of dv at the recorded seq 500 after the move: %v, want it refused", err)
+	}
+	if err := volReport("t", 501); err != nil {
+		t.Errorf("the target's report of dv above it: %v", err)
 	}
 }
 

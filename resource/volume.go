@@ -46,9 +46,10 @@ type VolumeStatus struct {
 	// SizeMiB is the size the worker last made the disk (a resize shows
 	// here once applied).
 	SizeMiB int64 `json:"size_mib,omitempty"`
-	// ReportSeq is the sequence of the last report of Host's worker
+	// ReportSeq is the sequence of the last report of the volume
 	// recorded (ResourceReport.Seq; log protocol 11): an older one is
-	// refused. A move to another host starts it again.
+	// refused. It stays when the volume moves to another host, whose
+	// worker numbers its reports above it.
 	ReportSeq uint64 `json:"report_seq,omitempty"`
 }
 

@@ -48,4 +48,5 @@ func (w *Worker) fence(ctx context.Context) {
 		}
 	}
 	w.reported = map[string]resource.VMReport{}
+	clear(w.unsure)
 }

@@ -510,6 +510,9 @@ func (w *Worker) imageState(ctx context.Context, rp *resPass, img *resource.Obje
 		return imageState{state: resource.HostResourceFailed, err: err, permanent: true}
 	}
 	spec.Default()
+	if st, err := resource.DecodeStatus[resource.ImageStatus](img); err == nil {
+		w.seq.observe(st.Hosts[w.cfg.NodeID].Seq)
+	}
 	is := w.images.lookup(ctx, img, spec)
 	reason := ""
 	if is.err != nil {
@@ -613,10 +616,11 @@ func (w *Worker) vmDevices(v *vmPass) (disks []hypervisor.DomainDisk, nics []hyp
 func resKey(kind resource.Kind, name string) string { return string(kind) + "/" + name }
 
 // report queues a resource state if it differs from the one last
-// recorded (and from one already queued in this pass).
+// recorded (or was in a request of unknown outcome since: report.go), and
+// from one already queued in this pass.
 func (rp *resPass) report(w *Worker, r resource.ResourceReport) {
 	r.Reason = truncate(r.Reason, maxReportReason)
-	if last, ok := w.resReported[resKey(r.Kind, r.Name)]; ok && last == r {
+	if last, ok := w.resReported[resKey(r.Kind, r.Name)]; ok && last == r && !w.unsure[resKey(r.Kind, r.Name)] {
 		return
 	}
 	for i, q := range rp.reports {

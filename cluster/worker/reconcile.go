@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/kumoi/kumoi/client"
@@ -235,6 +236,12 @@ func (w *Worker) convergeVMs(ctx context.Context, doms []hypervisor.DomainInfo, 
 	for vm := range w.waiting {
 		if !slices.ContainsFunc(vms, func(o *resource.Object) bool { return o.Name == vm }) {
 			delete(w.waiting, vm)
+		}
+	}
+	for key := range w.unsure {
+		if vm, ok := strings.CutPrefix(key, resKey(resource.KindVM, "")); ok &&
+			!slices.ContainsFunc(vms, func(o *resource.Object) bool { return o.Name == vm }) {
+			delete(w.unsure, key) // no longer this host's to report
 		}
 	}
 	for _, o := range vms {

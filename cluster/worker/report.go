@@ -2,6 +2,9 @@ package worker
 
 import (
 	"context"
+	"errors"
+	"net/http"
+	"strings"
 	"time"
 
 	"github.com/kumoi/kumoi/client"
@@ -10,12 +13,54 @@ import (
 
 // report sends req (the VM reports and the network, image and volume
 // states) in one request; sent says whether it was delivered. The reports
-// go with the next sequence (the caller's slices are left without).
+// go with the next sequence (the caller's slices are left without); a
+// leader of an earlier release, which refuses the field, gets them
+// without one, and so does every request for a while after. Whatever a
+// request that failed carried is reported again, changed or not, until
+// one records it: that request may still be applied later (a partition
+// held it back), and only a newer report, with a higher sequence, keeps
+// it from putting back an older state.
 func (w *Worker) report(ctx context.Context, c *client.Client, req resource.ReportRequest) (res *resource.ReportResponse, sent bool, err error) {
-	req = w.seq.stampRequest(req)
-	res, err = c.ReportAll(ctx, w.cfg.NodeID, req)
-	return res, err == nil, err
+	res, err = c.ReportAll(ctx, w.cfg.NodeID, w.seq.stampRequest(req))
+	if refusesSeq(err) {
+		w.seq.suspend()
+		w.logger.Info("the leader does not take report sequences (a release before log protocol 11): reporting without them for now",
+			"for", seqSuspension)
+		res, err = c.ReportAll(ctx, w.cfg.NodeID, req)
+	}
+	if err != nil {
+		for _, r := range req.Reports {
+			w.unsure[resKey(resource.KindVM, r.VM)] = true
+		}
+		for _, r := range req.Resources {
+			w.unsure[resKey(r.Kind, r.Name)] = true
+		}
+		return nil, false, err
+	}
+	for i, r := range res.Results {
+		if i < len(req.Reports) && r.Error == nil {
+			delete(w.unsure, resKey(resource.KindVM, req.Reports[i].VM))
+		}
+	}
+	for i, r := range res.ResourceResults {
+		if i < len(req.Resources) && r.Error == nil {
+			delete(w.unsure, resKey(req.Resources[i].Kind, req.Resources[i].Name))
+		}
+	}
+	return res, true, nil
 }
+
+// refusesSeq: the answer of a build from before log protocol 11, whose
+// API refuses a report's seq as an unknown field (400, naming it).
+func refusesSeq(err error) bool {
+	var ae *client.APIError
+	return errors.As(err, &ae) && ae.StatusCode == http.StatusBadRequest && strings.HasSuffix(ae.Field, ".seq")
+}
+
+// seqSuspension is how long reports go without a sequence after a leader
+// refused one; then the worker tries again (the leader may have been
+// upgraded meanwhile).
+const seqSuspension = time.Minute
 
 // reportSeq numbers a worker's reports (resource.VMReport.Seq), so that
 // the controllers can refuse one delivered after a newer one: a request
@@ -24,32 +69,41 @@ func (w *Worker) report(ctx context.Context, c *client.Client, req resource.Repo
 // The sequence must grow across restarts of the worker too, without
 // anything kept on disk: it is the wall clock in nanoseconds, and never
 // at or below the last sequence sent or the highest the controllers
-// recorded for this host's VMs (seen), which covers a clock set back.
-// Reconcile goroutine only.
+// recorded for this host's VMs, volumes, networks and images (seen),
+// which covers a clock set back. Reconcile goroutine only.
 type reportSeq struct {
 	last uint64 // the last sequence sent
-	seen uint64 // the highest status.report_seq read
-	now  func() time.Time
+	seen uint64 // the highest recorded sequence read
+	// off: until when requests go without a sequence (suspend).
+	off time.Time
+	now func() time.Time
 }
 
-// observe notes a VM's status.report_seq, read from the controllers.
+// observe notes a recorded sequence read from the controllers.
 func (s *reportSeq) observe(recorded uint64) { s.seen = max(s.seen, recorded) }
+
+func (s *reportSeq) clock() time.Time {
+	if s.now != nil {
+		return s.now()
+	}
+	return time.Now()
+}
 
 // next is the sequence of the next request's reports.
 func (s *reportSeq) next() uint64 {
-	now := time.Now
-	if s.now != nil {
-		now = s.now
-	}
-	s.last = max(s.last+1, s.seen+1, uint64(max(now().UnixNano(), 0)))
+	s.last = max(s.last+1, s.seen+1, uint64(max(s.clock().UnixNano(), 0)))
 	return s.last
 }
 
+// suspend sends requests without a sequence for seqSuspension.
+func (s *reportSeq) suspend() { s.off = s.clock().Add(seqSuspension) }
+
 // stampRequest returns req with copies of its reports that carry the
 // next sequence (the originals, which the worker remembers as sent, stay
-// without one, so that they compare with the next pass's).
+// without one, so that they compare with the next pass's); req itself
+// while suspended.
 func (s *reportSeq) stampRequest(req resource.ReportRequest) resource.ReportRequest {
-	if len(req.Reports) == 0 && len(req.Resources) == 0 {
+	if len(req.Reports) == 0 && len(req.Resources) == 0 || s.clock().Before(s.off) {
 		return req
 	}
 	seq := s.next()

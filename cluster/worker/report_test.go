@@ -1,9 +1,18 @@
 package worker
 
 import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/kumoi/kumoi/client"
 	"github.com/kumoi/kumoi/resource"
 )
 
@@ -50,4 +59,110 @@ func TestReportSeq(t *testing.T) {
 	if got := r.stampRequest(resource.ReportRequest{}); got.Reports != nil || got.Resources != nil || r.last != out.Reports[0].Seq {
 		t.Fatalf("an empty request: %+v, and it took a sequence (%d)", got, r.last)
 	}
+}
+
+// TestReportOlderLeader: a leader of a release before log protocol 11
+// refuses a report's seq as an unknown field (400, naming it); the worker
+// sends the same reports again without it, goes on without for a while,
+// then tries again.
+func TestReportOlderLeader(t *testing.T) {
+	var mu sync.Mutex
+	var bodies []string
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies = append(bodies, string(b))
+		mu.Unlock()
+		rw.Header().Set("Content-Type", "application/json")
+		if strings.Contains(string(b), `"seq"`) {
+			rw.WriteHeader(http.StatusBadRequest)
+			_, _ = io.WriteString(rw, `{"error":{"code":"bad_request","message":"unknown field; remove it","field":"reports[0].seq"}}`)
+			return
+		}
+		_, _ = io.WriteString(rw, `{"index":7,"results":[{"vm":"a"}]}`)
+	}))
+	defer srv.Close()
+	c, err := client.New(client.Config{Addrs: []string{srv.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Unix(1_800_000_000, 0)
+	w := testReporter(func() time.Time { return clock })
+	req := resource.ReportRequest{Reports: []resource.VMReport{{VM: "a", Epoch: 3, Phase: resource.PhaseRunning}}}
+	sends := func(want ...bool) {
+		t.Helper()
+		mu.Lock()
+		bodies = nil
+		mu.Unlock()
+		if res, sent, err := w.report(context.Background(), c, req); err != nil || !sent || res.Results[0].Error != nil {
+			t.Fatalf("report: %+v, %v, %v", res, sent, err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(bodies) != len(want) {
+			t.Fatalf("%d requests (%q), want %d", len(bodies), bodies, len(want))
+		}
+		for i, b := range bodies {
+			if strings.Contains(b, `"seq"`) != want[i] {
+				t.Fatalf("request %d %s: with seq %v, want %v", i, b, !want[i], want[i])
+			}
+		}
+	}
+	sends(true, false) // refused with it, recorded without
+	sends(false)       // without, for a while
+	clock = clock.Add(seqSuspension)
+	sends(true, false) // then it tries again
+}
+
+// TestReportUnsure: what a failed request carried is reported again,
+// unchanged or not, until a request records it; it may yet be applied
+// late, and only a newer report keeps it from standing.
+func TestReportUnsure(t *testing.T) {
+	fail := true
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		rw.Header().Set("Content-Type", "application/json")
+		if fail {
+			rw.WriteHeader(http.StatusBadRequest)
+			_, _ = io.WriteString(rw, `{"error":{"code":"bad_request","message":"no"}}`)
+			return
+		}
+		_, _ = io.WriteString(rw, `{"index":7,"results":[{"vm":"a"}],"resource_results":[{"kind":"network","name":"n"}]}`)
+	}))
+	defer srv.Close()
+	c, err := client.New(client.Config{Addrs: []string{srv.URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := testReporter(nil)
+	rep := resource.VMReport{VM: "a", Epoch: 3, Phase: resource.PhaseRunning}
+	res := resource.ResourceReport{Kind: resource.KindNetwork, Name: "n", State: resource.HostResourceReady}
+	w.reported["a"], w.resReported[resKey(res.Kind, res.Name)] = rep, res // recorded earlier
+	if _, changed := w.changed(rep); changed {
+		t.Fatal("an unchanged report counts as changed before any failure")
+	}
+	req := resource.ReportRequest{Reports: []resource.VMReport{rep}, Resources: []resource.ResourceReport{res}}
+	if _, sent, err := w.report(context.Background(), c, req); err == nil || sent {
+		t.Fatalf("the failing request: sent %v, %v", sent, err)
+	}
+	rp := &resPass{}
+	rp.report(w, res)
+	if _, changed := w.changed(rep); !changed || len(rp.reports) != 1 {
+		t.Fatalf("after a failed request: VM report changed %v, resource queued %d; want both sent again", changed, len(rp.reports))
+	}
+	fail = false
+	if _, sent, err := w.report(context.Background(), c, req); err != nil || !sent {
+		t.Fatalf("the recorded request: sent %v, %v", sent, err)
+	}
+	rp = &resPass{}
+	rp.report(w, res)
+	if _, changed := w.changed(rep); changed || len(rp.reports) != 0 || len(w.unsure) != 0 {
+		t.Fatalf("after a recorded request: changed %v, queued %d, unsure %v; want nothing to send", changed, len(rp.reports), w.unsure)
+	}
+}
+
+// testReporter is a Worker with what report, changed and resPass.report
+// use.
+func testReporter(now func() time.Time) *Worker {
+	return &Worker{cfg: Config{NodeID: "h1"}, logger: hclog.NewNullLogger(), seq: reportSeq{now: now},
+		reported: map[string]resource.VMReport{}, resReported: map[string]resource.ResourceReport{}, unsure: map[string]bool{}}
 }

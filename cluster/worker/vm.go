@@ -416,15 +416,16 @@ func (w *Worker) reportStarting(ctx context.Context, rep resource.VMReport) {
 	}
 	rctx, cancel := w.fenceBudget(ctx)
 	defer cancel()
-	if res, err := api.ReportAll(rctx, w.cfg.NodeID, w.seq.stampRequest(resource.ReportRequest{Reports: []resource.VMReport{rep}})); err == nil && len(res.Results) == 1 && res.Results[0].Error == nil {
+	if res, _, err := w.report(rctx, api, resource.ReportRequest{Reports: []resource.VMReport{rep}}); err == nil && len(res.Results) == 1 && res.Results[0].Error == nil {
 		w.reported[rep.VM] = rep
 	}
 }
 
 // changed returns rep and whether it differs from the last report the
-// controllers recorded for its VM.
+// controllers recorded for its VM (or was in a request of unknown outcome
+// since: report.go).
 func (w *Worker) changed(rep resource.VMReport) (resource.VMReport, bool) {
-	if last, ok := w.reported[rep.VM]; ok && last == rep {
+	if last, ok := w.reported[rep.VM]; ok && last == rep && !w.unsure[resKey(resource.KindVM, rep.VM)] {
 		return rep, false
 	}
 	return rep, true

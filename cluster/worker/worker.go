@@ -45,10 +45,14 @@ type Worker struct {
 	// reconciler state (reconcile goroutine only)
 	reported map[string]resource.VMReport // last report per VM
 	seq      reportSeq                    // the sequence of the reports sent (report.go)
-	stopping map[string]bool              // domains we are stopping on purpose
-	failed   map[string]uint64            // VMs left failed, by epoch
-	seenUp   map[string]uint64            // VMs seen active (not stopped by us), by epoch
-	notes    map[string]note              // changes behind Kumoi's back, explained (vm.go)
+	// unsure: the VMs and resources (resKey) of a report request whose
+	// outcome is unknown; each is reported again, even unchanged, until
+	// a request records it (report.go).
+	unsure   map[string]bool
+	stopping map[string]bool   // domains we are stopping on purpose
+	failed   map[string]uint64 // VMs left failed, by epoch
+	seenUp   map[string]uint64 // VMs seen active (not stopped by us), by epoch
+	notes    map[string]note   // changes behind Kumoi's back, explained (vm.go)
 	fenced   bool
 	// Networks, images and volumes (netstore.go): this pass's, the
 	// states last recorded by the controllers (by kind/name), the
@@ -117,6 +121,7 @@ func Start(cfg Config) (*Worker, error) {
 		drv:      cfg.Driver,
 		ctrls:    membership.NewTable(),
 		reported: map[string]resource.VMReport{},
+		unsure:   map[string]bool{},
 		stopping: map[string]bool{},
 		failed:   map[string]uint64{},
 		seenUp:   map[string]uint64{},
