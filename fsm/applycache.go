@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"cmp"
 	"fmt"
 	"reflect"
 	"slices"
@@ -167,4 +168,19 @@ func (w *writer) hostRead(name string) (*resource.Object, *resource.HostSpec, *r
 	}
 	w.hostDecs[o] = hostDecode{spec, st}
 	return o, spec, st, nil
+}
+
+// sortedKeys is m's keys in order: what an apply walks to write derived
+// state deterministically. Most entries touch nothing of a kind, so an
+// empty m costs nothing (slices.Sorted(maps.Keys(m)) allocates even then).
+func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
+	if len(m) == 0 {
+		return nil
+	}
+	keys := make([]K, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }

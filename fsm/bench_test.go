@@ -216,6 +216,7 @@ func BenchmarkApplyRaftBatchBin(b *testing.B) {
 // applyRaftBatches applies batches[i] in op i through ApplyBatch and
 // reports the time per object (per objects each).
 func applyRaftBatches(b *testing.B, f *fsm.FSM, batches [][]*raft.Log, per int) {
+	fsm.NoCacheChecksForTest(b) // the production path
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 
 	"github.com/hashicorp/go-memdb"
 
@@ -169,7 +167,7 @@ func (w *writer) touchVMHost(o *resource.Object) {
 // recomputeHosts writes the allocation of every touched host, in name
 // order (determinism).
 func (w *writer) recomputeHosts() error {
-	for _, h := range slices.Sorted(maps.Keys(w.touched)) {
+	for _, h := range sortedKeys(w.touched) {
 		o, _, st, err := w.host(h)
 		if errors.Is(err, ErrNotFound) {
 			continue

@@ -72,7 +72,7 @@ func (w *writer) checkObjectCap(kind resource.Kind) error {
 	if w.count == nil {
 		return nil
 	}
-	if n := w.count(kind); n >= maxObjectsPerKind {
+	if n := w.count(w, kind); n >= maxObjectsPerKind {
 		return fmt.Errorf("%w: there are %d %s objects, the most a cluster holds; delete some first", resource.ErrLimitExceeded, n, kind)
 	}
 	return nil

@@ -4,9 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -542,7 +540,7 @@ func usersMessage(kind string, names []string) string {
 // recomputeDevices writes the status of every touched network (allocated,
 // capacity, next) and volume (attached_to), in name order.
 func (w *writer) recomputeDevices() error {
-	for _, name := range slices.Sorted(maps.Keys(w.touchedNets)) {
+	for _, name := range sortedKeys(w.touchedNets) {
 		o, spec, st, err := w.network(name)
 		if err != nil {
 			return err
@@ -568,7 +566,7 @@ func (w *writer) recomputeDevices() error {
 			return err
 		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(w.touchedVols)) {
+	for _, name := range sortedKeys(w.touchedVols) {
 		o, _, st, err := w.volume(name)
 		if err != nil {
 			return err

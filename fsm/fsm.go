@@ -3,9 +3,7 @@ package fsm
 import (
 	"errors"
 	"fmt"
-	"maps"
 	"runtime/debug"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -221,7 +219,7 @@ func (g *group) rollback() {
 func (g *group) commit() {
 	if g.txn != nil {
 		// In kind order (deterministic, though the result is the same).
-		for _, k := range slices.Sorted(maps.Keys(g.bumped)) {
+		for _, k := range sortedKeys(g.bumped) {
 			if err := bumpIndex(g.txn, k, g.bumped[k]); err != nil {
 				// Only a broken schema fails an insert.
 				g.f.logger.Error("BUG: cannot record a kind's index", "kind", k, "error", err)
@@ -250,10 +248,7 @@ func (f *FSM) advance(index uint64) {
 // count, when set, counts a kind's objects for the cap on creates (nil: no
 // cap, for replays after a rollback).
 func (f *FSM) applyCommand(txn *memdb.Txn, index uint64, t MessageType, run func(*writer) error, count func(*writer, resource.Kind) int) (res *Result, evs []resource.Event, dirty bool, panicked error) {
-	w := &writer{txn: txn, index: index, caches: f.store.caches}
-	if count != nil {
-		w.count = func(k resource.Kind) int { return count(w, k) }
-	}
+	w := &writer{txn: txn, index: index, caches: f.store.caches, count: count}
 	defer func() {
 		if p := recover(); p != nil {
 			f.logger.Error("BUG: panic while applying log entry", "index", index, "type", t, "panic", p, "stack", string(debug.Stack()))

@@ -72,7 +72,7 @@ func (w *writer) create(req *CreateRequest) error {
 	}
 	noHosts := false
 	if req.Kind == resource.KindVM {
-		raw, err := w.txn.First(tableObjects, indexKind, kindPrefix(resource.KindHost))
+		raw, err := w.txn.First(tableObjects, indexKind, hostsPrefixArg)
 		noHosts = err == nil && raw == nil
 	}
 	var status json.RawMessage
@@ -113,7 +113,7 @@ func (w *writer) create(req *CreateRequest) error {
 		Kind:        req.Kind,
 		Name:        req.Name,
 		ID:          req.ID,
-		Labels:      cloneLabels(req.Labels),
+		Labels:      entryLabels(req.Labels),
 		CreateIndex: w.index,
 		ModifyIndex: w.index,
 		Spec:        spec,
@@ -160,7 +160,7 @@ func (w *writer) update(req *UpdateRequest) error {
 		return err
 	}
 	o := cur.Copy()
-	o.Labels = cloneLabels(req.Labels)
+	o.Labels = entryLabels(req.Labels)
 	o.Spec = spec
 	o.Status = status
 	o.ModifyIndex = w.index

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 
@@ -176,13 +175,13 @@ func usageOf(o *resource.Object) resource.ProjectUsage {
 	return resource.ProjectUsage{}
 }
 
-// touchProject marks a project for a usage recompute; usage: the entry
-// changed what belongs to it (its quotas are checked).
-func (w *writer) touchProject(name string, usage bool) {
-	if w.touchedProjects == nil {
-		w.touchedProjects = map[string]bool{}
-	}
-	w.touchedProjects[name] = w.touchedProjects[name] || usage
+// usageMove is one change of a project's usage by an entry: sign × what
+// o counts (usageOf), worked out at commit and only if the project has
+// an object (most VMs are in "default", which usually has none).
+type usageMove struct {
+	project string
+	o       *resource.Object
+	sign    int64
 }
 
 // recountProject marks a project whose usage is counted again from its
@@ -190,22 +189,15 @@ func (w *writer) touchProject(name string, usage bool) {
 // project's own object was written (created: VMs may already name
 // "default"; its status written: the state machine's fields are its own).
 func (w *writer) recountProject(name string) {
-	w.touchProject(name, false)
-	if w.recountProjects == nil {
-		w.recountProjects = map[string]bool{}
+	if !slices.Contains(w.recountProjects, name) {
+		w.recountProjects = append(w.recountProjects, name)
 	}
-	w.recountProjects[name] = true
 }
 
-// moveUsage adds sign × o's usage to its project's change in this entry
-// and marks the project.
+// moveUsage records that sign × o's usage moves its project's in this
+// entry (the project's quotas are checked at commit).
 func (w *writer) moveUsage(o *resource.Object, sign int64) {
-	name := specProject(o.Spec)
-	w.touchProject(name, true)
-	if w.usageDeltas == nil {
-		w.usageDeltas = map[string]resource.ProjectUsage{}
-	}
-	w.usageDeltas[name] = addUsage(w.usageDeltas[name], usageOf(o), sign)
+	w.usageMoves = append(w.usageMoves, usageMove{project: specProject(o.Spec), o: o, sign: sign})
 }
 
 // projectOld returns the stored version of o (a VM or a volume about to
@@ -307,7 +299,33 @@ func (w *writer) checkProjectDelete(cur *resource.Object) error {
 // object, in name order, and refuses an entry that raised a dimension of
 // a project's usage above its limit.
 func (w *writer) recomputeProjects() error {
-	for _, name := range slices.Sorted(maps.Keys(w.touchedProjects)) {
+	if len(w.usageMoves) == 0 && len(w.recountProjects) == 0 {
+		return nil
+	}
+	// The projects touched, in name order; the moves grouped by project
+	// (the order of a project's moves does not change their sum).
+	var buf [4]string
+	names := buf[:0]
+	for _, m := range w.usageMoves {
+		names = append(names, m.project)
+	}
+	names = append(names, w.recountProjects...)
+	slices.Sort(names)
+	names = slices.Compact(names)
+	moves := w.usageMoves
+	if len(names) > 1 {
+		slices.SortStableFunc(moves, func(a, b usageMove) int { return strings.Compare(a.project, b.project) })
+	}
+	for _, name := range names {
+		var mine []usageMove // this project's moves (moves is in name order)
+		for len(moves) > 0 && moves[0].project < name {
+			moves = moves[1:]
+		}
+		n := 0
+		for n < len(moves) && moves[n].project == name {
+			n++
+		}
+		mine, moves = moves[:n], moves[n:]
 		o, err := getTxn(w.txn, nil, resource.KindProject, name)
 		if err != nil {
 			return err
@@ -321,8 +339,11 @@ func (w *writer) recomputeProjects() error {
 		}
 		// The usage before this entry plus what it changed; counted
 		// from the members when the project itself was written.
-		u := addUsage(st.Usage, w.usageDeltas[name], 1)
-		if w.recountProjects[name] {
+		u := st.Usage
+		for _, m := range mine {
+			u = addUsage(u, usageOf(m.o), m.sign)
+		}
+		if slices.Contains(w.recountProjects, name) {
 			if u, err = projectUsage(w.txn, name); err != nil {
 				return err
 			}
@@ -331,7 +352,7 @@ func (w *writer) recomputeProjects() error {
 				panic(fmt.Sprintf("fsm: project %q: usage moved to %+v, counted %+v (%v)", name, u, v, err))
 			}
 		}
-		if w.touchedProjects[name] {
+		if len(mine) > 0 { // the entry changed what belongs to it
 			if err := checkQuota(name, spec, st.Usage, u); err != nil {
 				return err
 			}
@@ -345,7 +366,7 @@ func (w *writer) recomputeProjects() error {
 			return err
 		}
 	}
-	w.touchedProjects, w.usageDeltas, w.recountProjects = nil, nil, nil
+	w.usageMoves, w.recountProjects = nil, nil
 	return nil
 }
 

@@ -43,17 +43,14 @@ func schema(c *indexCaches) *memdb.DBSchema {
 				Name: tableObjects,
 				Indexes: map[string]*memdb.IndexSchema{
 					indexID: {
-						Name:   indexID,
-						Unique: true,
-						Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
-							&memdb.StringFieldIndex{Field: "Kind"},
-							&memdb.StringFieldIndex{Field: "Name"},
-						}},
+						Name:    indexID,
+						Unique:  true,
+						Indexer: objectIDIndexer{}, // idindex.go
 					},
 					indexUID: {
 						Name:    indexUID,
 						Unique:  true,
-						Indexer: &memdb.StringFieldIndex{Field: "ID"},
+						Indexer: objectUIDIndexer{},
 					},
 					indexVMHost: {
 						Name:         indexVMHost,
@@ -118,3 +115,7 @@ func schema(c *indexCaches) *memdb.DBSchema {
 // string indexer's terminator, so that "vm" does not also match a kind
 // that starts with "vm".
 func kindPrefix(kind resource.Kind) string { return string(kind) + "\x00" }
+
+// hostsPrefixArg is kindPrefix(resource.KindHost) as an argument, made
+// once: every VM create asks whether there is any host.
+var hostsPrefixArg any = kindPrefix(resource.KindHost)

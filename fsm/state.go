@@ -331,6 +331,16 @@ func (s *Store) BlockingQuery(ctx context.Context, minIndex uint64, query func(w
 	}
 }
 
+// entryLabels is the labels map of an object written from a command: the
+// command's own, which its applier decoded from the log entry and
+// nothing else holds (so no copy), or an empty one.
+func entryLabels(l map[string]string) map[string]string {
+	if l == nil {
+		return map[string]string{}
+	}
+	return l
+}
+
 func cloneLabels(l map[string]string) map[string]string {
 	if len(l) == 0 {
 		return map[string]string{}

@@ -32,13 +32,11 @@ type writer struct {
 	// (devices.go, netHeld).
 	heldDeltas  map[string]int64
 	recountNets map[string]bool
-	// touchedProjects get their usage recomputed before commit
-	// (projects.go); true: their quotas are checked. usageDeltas is how
-	// much the entry moved each one's usage; recountProjects are counted
-	// from their members instead.
-	touchedProjects map[string]bool
-	usageDeltas     map[string]resource.ProjectUsage
-	recountProjects map[string]bool
+	// usageMoves are the entry's changes of projects' usage, applied
+	// (and the quotas checked) before commit (projects.go);
+	// recountProjects are counted from their members instead.
+	usageMoves      []usageMove
+	recountProjects []string
 	// wrote: txn was changed (a failure after that needs a rollback).
 	wrote bool
 	// accessor is the accessor ID of the token that made the command
@@ -47,7 +45,7 @@ type writer struct {
 	accessor string
 	// count counts a kind's objects as this entry sees them (counts.go);
 	// nil: no cap.
-	count func(resource.Kind) int
+	count func(*writer, resource.Kind) int
 	// evDelta is what events[:evCounted] create minus delete, per kind
 	// (counts.go: objectCount moves it on, so that a batch of N creates
 	// costs O(N), not O(N²)).
