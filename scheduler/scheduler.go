@@ -1,6 +1,8 @@
 package scheduler
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"sort"
 
@@ -202,6 +204,13 @@ func FromState(st *fsm.Store, cache *Cache, full bool) ([]Host, []VM, error) {
 		if seen != nil {
 			seen[o.Name] = true
 		}
+		if len(hosts) == 0 && bytes.Contains(o.Status, noHostsReason) {
+			// Nowhere to place it, and its status says so already (the
+			// state machine writes that reason when a VM is created
+			// with no host at all): a round would change nothing, and
+			// decoding every such VM cost a write's CPU its tenth.
+			continue
+		}
 		if c, ok := cache.vms[o.Name]; ok && c.modify == o.ModifyIndex {
 			if !onlyNew {
 				vms = append(vms, volumeHost(st, c.vm))
@@ -239,6 +248,17 @@ func FromState(st *fsm.Store, cache *Cache, full bool) ([]Host, []VM, error) {
 	}
 	return hosts, vms, nil
 }
+
+// noHostsReason is how a VM's status JSON says resource.ReasonNoHosts.
+var noHostsReason = func() []byte {
+	b, err := json.Marshal(struct {
+		Reason string `json:"reason"`
+	}{resource.ReasonNoHosts})
+	if err != nil {
+		panic(err)
+	}
+	return bytes.TrimSuffix(bytes.TrimPrefix(b, []byte("{")), []byte("}"))
+}()
 
 // volumeHost sets vm's Host (or Blocked) from its volumes' hosts, as the
 // state has them now.

@@ -139,3 +139,42 @@ func TestFromStatePlacementFields(t *testing.T) {
 		t.Errorf("zb migration target %q, %v; want h3", h, err)
 	}
 }
+
+// TestFromStateNoHosts: with no host at all, the VMs whose status says so
+// already (the state machine's reason for a VM created then) are not
+// read: a round would change nothing. A pending VM with another reason
+// is, so that the round tells it there are no hosts.
+func TestFromStateNoHosts(t *testing.T) {
+	f := fsm.TestFSM(t)
+	idx := uint64(0)
+	apply := func(typ fsm.MessageType, req any) *fsm.Result {
+		t.Helper()
+		idx++
+		return fsm.TestMustApply(t, f, idx, typ, req)
+	}
+	mk := func(name string) {
+		t.Helper()
+		apply(fsm.CreateRequestType, &fsm.CreateRequest{Time: fsm.TestTime, Kind: resource.KindVM, Name: name, ID: fsm.TestID(idx + 1000),
+			Spec: json.RawMessage(`{"cpus":1,"memory_mib":512,"power":"running","ha":"none"}`)})
+	}
+	// "old" is created while a host exists (no reason yet), then the
+	// host goes away; "new" is created with no host at all.
+	apply(fsm.HostStateRequestType, &fsm.HostStateRequest{Time: fsm.TestTime, Name: "h1", ID: "id-h1", State: resource.HostReady,
+		Capacity: resource.Resources{CPUs: 1, MemoryMiB: 256}, Driver: "sim"})
+	mk("old")
+	apply(fsm.DeleteRequestType, &fsm.DeleteRequest{Time: fsm.TestTime, Kind: resource.KindHost, Name: "h1"})
+	mk("new")
+	for _, full := range []bool{true, false} {
+		hosts, vms, err := scheduler.FromState(f.State(), scheduler.NewCache(), full)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(hosts) != 0 || len(vms) != 1 || vms[0].Name != "old" {
+			t.Fatalf("full %v: hosts %v, VMs %+v; want only old, whose reason is not yet the no-hosts one", full, hosts, vms)
+		}
+		plan := scheduler.PlanWith(hosts, vms, scheduler.Options{})
+		if len(plan.Unplaced) != 1 || plan.Unplaced[0].Reason != resource.ReasonNoHosts {
+			t.Fatalf("full %v: unplaced %+v, want old told there are no hosts", full, plan.Unplaced)
+		}
+	}
+}
