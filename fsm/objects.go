@@ -80,7 +80,7 @@ func (w *writer) create(req *CreateRequest) error {
 		// With no host at all, say so from the start, as the scheduler
 		// would (so that it has nothing to rewrite).
 		st := resource.VMStatus{Phase: resource.PhasePending, Reason: resource.ReasonNoHosts, Since: req.Time.UTC()}
-		if status, err = json.Marshal(&st); err != nil {
+		if status, err = resource.MarshalVMStatus(&st); err != nil {
 			return err
 		}
 		primeStatusFields(w.caches, status, &st)

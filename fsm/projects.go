@@ -85,7 +85,14 @@ func (projectIndexer) FromObject(raw any) (bool, []byte, error) {
 	if !hasProject(o.Kind) {
 		return false, nil, nil
 	}
-	return true, []byte(string(o.Kind) + "\x00" + specProject(o.Spec) + "\x00"), nil
+	p := specProject(o.Spec)
+	if p == resource.DefaultProject {
+		// Not indexed: most VMs are in it, and an index entry costs
+		// every write of each; projectMembersUnsorted scans the kind
+		// for it (when the default project's own object is written).
+		return false, nil, nil
+	}
+	return true, []byte(string(o.Kind) + "\x00" + p + "\x00"), nil
 }
 
 // FromArgs takes (kind, project).
@@ -104,6 +111,21 @@ func (projectIndexer) FromArgs(args ...any) ([]byte, error) {
 // projectMembersUnsorted lists the objects of kind in project, in index
 // order (sums need no order).
 func projectMembersUnsorted(txn *memdb.Txn, kind resource.Kind, project string) ([]*resource.Object, error) {
+	if project == resource.DefaultProject {
+		// The default project's members are not indexed: every object
+		// of the kind that names no other project.
+		it, err := txn.Get(tableObjects, indexKind, kindPrefix(kind))
+		if err != nil {
+			return nil, err
+		}
+		var out []*resource.Object
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			if o := raw.(*resource.Object); specProject(o.Spec) == resource.DefaultProject {
+				out = append(out, o)
+			}
+		}
+		return out, nil
+	}
 	it, err := txn.Get(tableObjects, indexProject, kind, project)
 	if err != nil {
 		return nil, err

@@ -37,7 +37,7 @@ func (w *writer) createHook(req *CreateRequest, spec, status json.RawMessage) (j
 		}
 		if full != "" {
 			st := resource.VMStatus{Phase: resource.PhasePending, Reason: full, Since: req.Time.UTC()}
-			if status, err = json.Marshal(&st); err != nil {
+			if status, err = resource.MarshalVMStatus(&st); err != nil {
 				return nil, nil, nil, err
 			}
 		}
@@ -194,7 +194,7 @@ func (w *writer) updateHook(cur *resource.Object, spec json.RawMessage, now time
 		if full != "" && st.Phase == resource.PhasePending && st.Reason != full {
 			nst := *st
 			nst.Reason = full
-			if status, err = json.Marshal(&nst); err != nil {
+			if status, err = resource.MarshalVMStatus(&nst); err != nil {
 				return nil, nil, nil, err
 			}
 		}

@@ -86,7 +86,7 @@ func (w *writer) action(req *ActionRequest) error {
 		n.Spec = raw
 	}
 	if nst != *st {
-		raw, err := json.Marshal(&nst)
+		raw, err := resource.MarshalVMStatus(&nst)
 		if err != nil {
 			return err
 		}

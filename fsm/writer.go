@@ -1,7 +1,6 @@
 package fsm
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/hashicorp/go-memdb"
@@ -164,7 +163,7 @@ func (w *writer) host(name string) (*resource.Object, *resource.HostSpec, *resou
 
 // putVMStatus writes a VM's new status (and marks the hosts involved).
 func (w *writer) putVMStatus(o *resource.Object, old, st *resource.VMStatus) error {
-	raw, err := json.Marshal(st)
+	raw, err := resource.MarshalVMStatus(st)
 	if err != nil {
 		return err
 	}
