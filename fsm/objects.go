@@ -109,7 +109,7 @@ func (w *writer) create(req *CreateRequest) error {
 	} else if raw != nil {
 		return fmt.Errorf("object id %q: %w", req.ID, ErrExists)
 	}
-	if err := w.put(&resource.Object{
+	if err := w.putCreated(&resource.Object{
 		Kind:        req.Kind,
 		Name:        req.Name,
 		ID:          req.ID,
@@ -118,7 +118,7 @@ func (w *writer) create(req *CreateRequest) error {
 		ModifyIndex: w.index,
 		Spec:        spec,
 		Status:      status,
-	}, resource.EventCreated); err != nil {
+	}); err != nil {
 		return err
 	}
 	switch req.Kind {

@@ -86,12 +86,24 @@ func (w *writer) put(o *resource.Object, evType string) error {
 // for changes derived from another object's, such as a host's
 // allocation; the event names the accessor either way).
 func (w *writer) putObject(o *resource.Object, evType string, stamp bool) error {
-	if stamp && w.accessor != "" {
-		o.ModifiedBy = w.accessor
-	}
 	old, moved, err := w.projectOld(o)
 	if err != nil {
 		return err
+	}
+	return w.putOver(o, evType, stamp, old, moved)
+}
+
+// putCreated writes o, a new object whose name create has just found
+// free (so there is no stored version to look up).
+func (w *writer) putCreated(o *resource.Object) error {
+	return w.putOver(o, resource.EventCreated, true, nil, hasProject(o.Kind))
+}
+
+// putOver writes o over old (projectOld's: the stored version whose
+// project usage moves, and whether it moves).
+func (w *writer) putOver(o *resource.Object, evType string, stamp bool, old *resource.Object, moved bool) error {
+	if stamp && w.accessor != "" {
+		o.ModifiedBy = w.accessor
 	}
 	if o.Kind == resource.KindVM && !w.placing {
 		w.vmWritten()
