@@ -56,7 +56,12 @@ func decodeBody(body []byte, v any) error {
 	// When the body is fine (the hot path of every write) the strict
 	// decode has also checked that it is one well-formed JSON value. Only
 	// a failure is classified again.
-	err := resource.DecodeStrict(body, v, "")
+	var err error
+	if req, ok := v.(*resource.CreateRequest); ok {
+		err = resource.DecodeCreateRequest(body, req) // every create: without reflection
+	} else {
+		err = resource.DecodeStrict(body, v, "")
+	}
 	if err == nil {
 		return nil
 	}
