@@ -52,7 +52,6 @@ func decodeCreateFast(data []byte, req *CreateRequest) bool {
 		}
 		if c == ',' {
 			s.i++
-			c = s.next()
 		}
 		key, ok := s.plainBytes()
 		if !ok || s.next() != ':' {
