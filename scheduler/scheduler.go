@@ -204,11 +204,14 @@ func FromState(st *fsm.Store, cache *Cache, full bool) ([]Host, []VM, error) {
 		if seen != nil {
 			seen[o.Name] = true
 		}
-		if len(hosts) == 0 && bytes.Contains(o.Status, noHostsReason) {
+		if len(hosts) == 0 && bytes.Contains(o.Status, noHostsReason) && !namesDevices(o.Spec) {
 			// Nowhere to place it, and its status says so already (the
 			// state machine writes that reason when a VM is created
 			// with no host at all): a round would change nothing, and
-			// decoding every such VM cost a write's CPU its tenth.
+			// decoding every such VM cost a write's CPU its tenth. A
+			// VM with volumes or NICs is read: a volume bound to a
+			// host that is gone, or a full network, is the better
+			// reason.
 			continue
 		}
 		if c, ok := cache.vms[o.Name]; ok && c.modify == o.ModifyIndex {
@@ -259,6 +262,13 @@ var noHostsReason = func() []byte {
 	}
 	return bytes.TrimSuffix(bytes.TrimPrefix(b, []byte("{")), []byte("}"))
 }()
+
+// namesDevices says whether a VM's spec (JSON) may name a volume or a
+// network: a spec that has neither key names neither; one that has the
+// word anywhere (in a key or a value) is read in full.
+func namesDevices(spec []byte) bool {
+	return bytes.Contains(spec, []byte(`"volume"`)) || bytes.Contains(spec, []byte(`"network"`))
+}
 
 // volumeHost sets vm's Host (or Blocked) from its volumes' hosts, as the
 // state has them now.

@@ -162,19 +162,37 @@ func TestFromStateNoHosts(t *testing.T) {
 	apply(fsm.HostStateRequestType, &fsm.HostStateRequest{Time: fsm.TestTime, Name: "h1", ID: "id-h1", State: resource.HostReady,
 		Capacity: resource.Resources{CPUs: 1, MemoryMiB: 256}, Driver: "sim"})
 	mk("old")
+	// Volume v1 stays bound to h1 after the VM that used it there is
+	// gone; "vol", created with no host, needs it.
+	apply(fsm.CreateRequestType, &fsm.CreateRequest{Time: fsm.TestTime, Kind: resource.KindVolume, Name: "v1", ID: fsm.TestID(idx + 1000),
+		Spec: json.RawMessage(`{"size_mib":1,"persistent":true}`)})
+	apply(fsm.CreateRequestType, &fsm.CreateRequest{Time: fsm.TestTime, Kind: resource.KindVM, Name: "user", ID: fsm.TestID(idx + 1000),
+		Spec: json.RawMessage(`{"cpus":1,"memory_mib":64,"disks":[{"volume":"v1"}]}`)})
+	apply(fsm.PlaceRequestType, &fsm.PlaceRequest{Time: fsm.TestTime, Placements: []fsm.Placement{{VM: "user", Host: "h1"}}})
+	apply(fsm.DeleteRequestType, &fsm.DeleteRequest{Time: fsm.TestTime, Kind: resource.KindVM, Name: "user"})
 	apply(fsm.DeleteRequestType, &fsm.DeleteRequest{Time: fsm.TestTime, Kind: resource.KindHost, Name: "h1"})
 	mk("new")
+	apply(fsm.CreateRequestType, &fsm.CreateRequest{Time: fsm.TestTime, Kind: resource.KindVM, Name: "vol", ID: fsm.TestID(idx + 1000),
+		Spec: json.RawMessage(`{"cpus":1,"memory_mib":64,"disks":[{"volume":"v1"}]}`)})
 	for _, full := range []bool{true, false} {
 		hosts, vms, err := scheduler.FromState(f.State(), scheduler.NewCache(), full)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(hosts) != 0 || len(vms) != 1 || vms[0].Name != "old" {
-			t.Fatalf("full %v: hosts %v, VMs %+v; want only old, whose reason is not yet the no-hosts one", full, hosts, vms)
+		var names []string
+		for _, vm := range vms {
+			names = append(names, vm.Name)
+		}
+		if len(hosts) != 0 || strings.Join(names, ",") != "old,vol" {
+			t.Fatalf("full %v: hosts %v, VMs %v; want old, whose reason is not yet the no-hosts one, and vol, whose volume is on a host", full, hosts, names)
 		}
 		plan := scheduler.PlanWith(hosts, vms, scheduler.Options{})
-		if len(plan.Unplaced) != 1 || plan.Unplaced[0].Reason != resource.ReasonNoHosts {
-			t.Fatalf("full %v: unplaced %+v, want old told there are no hosts", full, plan.Unplaced)
+		reasons := map[string]string{}
+		for _, u := range plan.Unplaced {
+			reasons[u.VM] = u.Reason
+		}
+		if len(plan.Unplaced) != 2 || reasons["old"] != resource.ReasonNoHosts || reasons["vol"] != "volume v1 is on host h1, which is not a known host" {
+			t.Fatalf("full %v: unplaced %+v, want old told there are no hosts and vol where its volume is", full, plan.Unplaced)
 		}
 	}
 }
