@@ -2,6 +2,7 @@ package resource
 
 import (
 	"encoding/json"
+	"reflect"
 	"strconv"
 	"time"
 )
@@ -78,7 +79,9 @@ func appendTimeField(b []byte, key string, t time.Time) ([]byte, error) {
 	}
 	q, err := t.MarshalJSON()
 	if err != nil {
-		return nil, &json.MarshalerError{Err: err}
+		// As json.Marshal says it (a MarshalerError without its Type
+		// panics when printed).
+		return nil, &json.MarshalerError{Type: reflect.TypeFor[time.Time](), Err: err}
 	}
 	b = append(b, key...)
 	return append(b, q...), nil

@@ -3,6 +3,7 @@ package resource
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -12,7 +13,7 @@ func checkVMStatusJSON(t *testing.T, s *VMStatus) {
 	t.Helper()
 	want, werr := json.Marshal(s)
 	got, err := MarshalVMStatus(s)
-	if (err != nil) != (werr != nil) || !bytes.Equal(got, want) {
+	if fmt.Sprint(err) != fmt.Sprint(werr) || !bytes.Equal(got, want) {
 		t.Fatalf("AppendJSON(%+v) = %s, %v; json.Marshal gives %s, %v", s, got, err, want, werr)
 	}
 }
