@@ -11,8 +11,11 @@ import (
 // known, exactly spelled, unrepeated keys, the common body (strings
 // without escapes, a spec object) is taken apart in one pass instead of
 // by json.Unmarshal's reflection. Anything else goes to json.Unmarshal
-// as before (FuzzDecodeCreateRequest compares the two).
+// as before (FuzzDecodeCreateRequest compares the two). *req is replaced,
+// not merged into as json.Unmarshal would: what it held before is gone
+// whichever path decodes it.
 func DecodeCreateRequest(data []byte, req *CreateRequest) error {
+	*req = CreateRequest{}
 	valid, err := checkExact(data, createRequestType, "")
 	if err != nil {
 		return err

@@ -18,6 +18,11 @@ func checkCreateDecode(t *testing.T, body string) {
 		(got.Labels == nil) != (want.Labels == nil)) {
 		t.Fatalf("%q: decoded %+v (spec %s), DecodeStrict %+v (spec %s)", body, got, got.Spec, want, want.Spec)
 	}
+	// A request that held something before is replaced, whichever path.
+	reused := CreateRequest{Name: "old", Labels: map[string]string{"old": "x"}, Spec: []byte(`{"old":1}`)}
+	if rerr := DecodeCreateRequest([]byte(body), &reused); err == nil && (rerr != nil || !reflect.DeepEqual(reused, got)) {
+		t.Fatalf("%q: into a used request %+v, %v; into a zero one %+v", body, reused, rerr, got)
+	}
 }
 
 var createBodies = []string{
