@@ -544,14 +544,21 @@ func TestVMDiskUpdate(t *testing.T) {
 	checkDevices(t, d.f)
 }
 
-func TestResourceReports(t *testing.T) {
-	d := newDev(t)
-	d.host("h1")
+// placedWithDevices creates network n1, image debian, volume v1 and VM
+// a (with v1 and a NIC on n1) and places a on h1.
+func (d *dev) placedWithDevices() {
+	d.t.Helper()
 	d.mustCreate(network, "n1", net29)
 	d.mustCreate(image, "debian", imgSpec)
 	d.mustCreate(volume, "v1", `{"size_mib":10}`)
 	d.mustCreate(vm, "a", `{"cpus":1,"memory_mib":64,"disks":[{"volume":"v1"}],"nics":[{"network":"n1"}]}`)
 	d.must(fsm.PlaceRequestType, &fsm.PlaceRequest{Time: fsm.TestTime, Placements: []fsm.Placement{{VM: "a", Host: "h1"}}})
+}
+
+func TestResourceReports(t *testing.T) {
+	d := newDev(t)
+	d.host("h1")
+	d.placedWithDevices()
 	volID := mustGet(t, d.f, volume, "v1").ID
 	res := d.must(fsm.ReportRequestType, &fsm.ReportRequest{Time: reportTime, Host: "h1", Resources: []resource.ResourceReport{
 		{Kind: network, Name: "n1", State: resource.HostResourceReady},
@@ -615,11 +622,7 @@ func TestResourceReportSeq(t *testing.T) {
 	d := newDev(t)
 	d.host("h1")
 	d.host("h2")
-	d.mustCreate(network, "n1", net29)
-	d.mustCreate(image, "debian", imgSpec)
-	d.mustCreate(volume, "v1", `{"size_mib":10}`)
-	d.mustCreate(vm, "a", `{"cpus":1,"memory_mib":64,"disks":[{"volume":"v1"}],"nics":[{"network":"n1"}]}`)
-	d.must(fsm.PlaceRequestType, &fsm.PlaceRequest{Time: fsm.TestTime, Placements: []fsm.Placement{{VM: "a", Host: "h1"}}})
+	d.placedWithDevices()
 	send := func(host string, seq uint64, rs ...resource.ResourceReport) []error {
 		t.Helper()
 		for i := range rs {

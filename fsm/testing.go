@@ -115,6 +115,26 @@ func TestMustApply(tb TB, f *FSM, index uint64, t MessageType, req any) *Result 
 	return res
 }
 
+// TestLogger applies commands to an FSM at consecutive log indexes from
+// 1, each of which must succeed; Index is the last one applied.
+type TestLogger struct {
+	tb    TB
+	f     *FSM
+	Index uint64
+}
+
+// NewTestLogger returns a TestLogger of f.
+func NewTestLogger(tb TB, f *FSM) *TestLogger { return &TestLogger{tb: tb, f: f} }
+
+// Apply applies req at the next index (TestMustApply).
+func (l *TestLogger) Apply(t MessageType, req any) *Result {
+	if h, ok := l.tb.(helper); ok {
+		h.Helper()
+	}
+	l.Index++
+	return TestMustApply(l.tb, l.f, l.Index, t, req)
+}
+
 // TestCreate creates kind/name at index with TestSpec and the given labels
 // (id TestID(index), time TestTime) and returns the stored object.
 func TestCreate(tb TB, f *FSM, index uint64, kind resource.Kind, name string, labels map[string]string) *resource.Object {

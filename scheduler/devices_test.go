@@ -68,13 +68,10 @@ func TestPlanVolumeHost(t *testing.T) {
 // without an address; NetworksFromState the networks' room.
 func TestFromStateDevices(t *testing.T) {
 	f := fsm.TestFSM(t)
-	i := uint64(0)
-	apply := func(typ fsm.MessageType, req any) *fsm.Result {
-		i++
-		return fsm.TestMustApply(t, f, i, typ, req)
-	}
+	log := fsm.NewTestLogger(t, f)
+	apply := log.Apply
 	create := func(kind resource.Kind, name, spec string) {
-		apply(fsm.CreateRequestType, &fsm.CreateRequest{Time: fsm.TestTime, Kind: kind, Name: name, ID: fsm.TestID(i + 1), Spec: []byte(spec)})
+		apply(fsm.CreateRequestType, &fsm.CreateRequest{Time: fsm.TestTime, Kind: kind, Name: name, ID: fsm.TestID(log.Index + 1), Spec: []byte(spec)})
 	}
 	apply(fsm.HostStateRequestType, &fsm.HostStateRequest{Time: fsm.TestTime, Name: "h1", ID: "id-h1", State: resource.HostReady, Capacity: res(4, 4096)})
 	create(resource.KindNetwork, "n1", `{"cidr":"10.0.0.0/30"}`) // one address
@@ -83,7 +80,7 @@ func TestFromStateDevices(t *testing.T) {
 	create(resource.KindVM, "b", `{"cpus":1,"memory_mib":64,"nics":[{"network":"n1"}]}`)
 	apply(fsm.PlaceRequestType, &fsm.PlaceRequest{Time: fsm.TestTime, Placements: []fsm.Placement{{VM: "a", Host: "h1"}}})
 	apply(fsm.ActionRequestType, &fsm.ActionRequest{Time: fsm.TestTime, VM: "a", Action: resource.ActionStop})
-	apply(fsm.ReportRequestType, &fsm.ReportRequest{Time: fsm.TestTime, Host: "h1", Reports: []fsm.VMReport{{VM: "a", Epoch: i - 1, Phase: resource.PhaseFailed}}})
+	apply(fsm.ReportRequestType, &fsm.ReportRequest{Time: fsm.TestTime, Host: "h1", Reports: []fsm.VMReport{{VM: "a", Epoch: log.Index - 1, Phase: resource.PhaseFailed}}})
 	apply(fsm.ActionRequestType, &fsm.ActionRequest{Time: fsm.TestTime, VM: "a", Action: resource.ActionStart})
 	_, vms, err := FromState(f.State(), nil, true)
 	if err != nil {

@@ -16,12 +16,8 @@ import (
 // projects' strategies; planned and applied, the rules hold.
 func TestFromStatePlacementFields(t *testing.T) {
 	f := fsm.TestFSM(t)
-	idx := uint64(0)
-	apply := func(typ fsm.MessageType, req any) *fsm.Result {
-		t.Helper()
-		idx++
-		return fsm.TestMustApply(t, f, idx, typ, req)
-	}
+	log := fsm.NewTestLogger(t, f)
+	apply := log.Apply
 	for i, h := range []string{"h1", "h2", "h3"} {
 		apply(fsm.HostStateRequestType, &fsm.HostStateRequest{Time: fsm.TestTime, Name: h, ID: "id-" + h, State: resource.HostReady,
 			Capacity: resource.Resources{CPUs: 8, MemoryMiB: 8192 + int64(i)*1024}, Driver: "sim"})
@@ -35,7 +31,7 @@ func TestFromStatePlacementFields(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		apply(fsm.CreateRequestType, &fsm.CreateRequest{Time: fsm.TestTime, Kind: resource.KindVM, Name: name, ID: fsm.TestID(idx + 1000), Spec: s})
+		apply(fsm.CreateRequestType, &fsm.CreateRequest{Time: fsm.TestTime, Kind: resource.KindVM, Name: name, ID: fsm.TestID(log.Index + 1000), Spec: s})
 	}
 	mk("db-1", `{"cpus":1,"memory_mib":512,"affinity":{"group":"db","rule":"anti-affine","hard":true}}`)
 	mk("db-2", `{"cpus":1,"memory_mib":512,"affinity":{"group":"db","rule":"anti-affine","hard":true}}`)
@@ -146,15 +142,11 @@ func TestFromStatePlacementFields(t *testing.T) {
 // is, so that the round tells it there are no hosts.
 func TestFromStateNoHosts(t *testing.T) {
 	f := fsm.TestFSM(t)
-	idx := uint64(0)
-	apply := func(typ fsm.MessageType, req any) *fsm.Result {
-		t.Helper()
-		idx++
-		return fsm.TestMustApply(t, f, idx, typ, req)
-	}
+	log := fsm.NewTestLogger(t, f)
+	apply := log.Apply
 	mk := func(name string) {
 		t.Helper()
-		apply(fsm.CreateRequestType, &fsm.CreateRequest{Time: fsm.TestTime, Kind: resource.KindVM, Name: name, ID: fsm.TestID(idx + 1000),
+		apply(fsm.CreateRequestType, &fsm.CreateRequest{Time: fsm.TestTime, Kind: resource.KindVM, Name: name, ID: fsm.TestID(log.Index + 1000),
 			Spec: json.RawMessage(`{"cpus":1,"memory_mib":512,"power":"running","ha":"none"}`)})
 	}
 	// "old" is created while a host exists (no reason yet), then the
@@ -164,15 +156,15 @@ func TestFromStateNoHosts(t *testing.T) {
 	mk("old")
 	// Volume v1 stays bound to h1 after the VM that used it there is
 	// gone; "vol", created with no host, needs it.
-	apply(fsm.CreateRequestType, &fsm.CreateRequest{Time: fsm.TestTime, Kind: resource.KindVolume, Name: "v1", ID: fsm.TestID(idx + 1000),
+	apply(fsm.CreateRequestType, &fsm.CreateRequest{Time: fsm.TestTime, Kind: resource.KindVolume, Name: "v1", ID: fsm.TestID(log.Index + 1000),
 		Spec: json.RawMessage(`{"size_mib":1,"persistent":true}`)})
-	apply(fsm.CreateRequestType, &fsm.CreateRequest{Time: fsm.TestTime, Kind: resource.KindVM, Name: "user", ID: fsm.TestID(idx + 1000),
+	apply(fsm.CreateRequestType, &fsm.CreateRequest{Time: fsm.TestTime, Kind: resource.KindVM, Name: "user", ID: fsm.TestID(log.Index + 1000),
 		Spec: json.RawMessage(`{"cpus":1,"memory_mib":64,"disks":[{"volume":"v1"}]}`)})
 	apply(fsm.PlaceRequestType, &fsm.PlaceRequest{Time: fsm.TestTime, Placements: []fsm.Placement{{VM: "user", Host: "h1"}}})
 	apply(fsm.DeleteRequestType, &fsm.DeleteRequest{Time: fsm.TestTime, Kind: resource.KindVM, Name: "user"})
 	apply(fsm.DeleteRequestType, &fsm.DeleteRequest{Time: fsm.TestTime, Kind: resource.KindHost, Name: "h1"})
 	mk("new")
-	apply(fsm.CreateRequestType, &fsm.CreateRequest{Time: fsm.TestTime, Kind: resource.KindVM, Name: "vol", ID: fsm.TestID(idx + 1000),
+	apply(fsm.CreateRequestType, &fsm.CreateRequest{Time: fsm.TestTime, Kind: resource.KindVM, Name: "vol", ID: fsm.TestID(log.Index + 1000),
 		Spec: json.RawMessage(`{"cpus":1,"memory_mib":64,"disks":[{"volume":"v1"}]}`)})
 	for _, full := range []bool{true, false} {
 		hosts, vms, err := scheduler.FromState(f.State(), scheduler.NewCache(), full)

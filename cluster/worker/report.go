@@ -107,23 +107,22 @@ func (s *reportSeq) stampRequest(req resource.ReportRequest) resource.ReportRequ
 		return req
 	}
 	seq := s.next()
-	if req.Reports != nil {
-		reps := make([]resource.VMReport, len(req.Reports))
-		for i, r := range req.Reports {
-			r.Seq = seq
-			reps[i] = r
-		}
-		req.Reports = reps
-	}
-	if req.Resources != nil {
-		res := make([]resource.ResourceReport, len(req.Resources))
-		for i, r := range req.Resources {
-			r.Seq = seq
-			res[i] = r
-		}
-		req.Resources = res
-	}
+	req.Reports = stamped(req.Reports, func(r *resource.VMReport) { r.Seq = seq })
+	req.Resources = stamped(req.Resources, func(r *resource.ResourceReport) { r.Seq = seq })
 	return req
+}
+
+// stamped returns a copy of xs with stamp applied to each (nil for nil).
+func stamped[T any](xs []T, stamp func(*T)) []T {
+	if xs == nil {
+		return nil
+	}
+	out := make([]T, len(xs))
+	copy(out, xs)
+	for i := range out {
+		stamp(&out[i])
+	}
+	return out
 }
 
 // recordResources remembers the resource states the controllers
