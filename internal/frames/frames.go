@@ -309,6 +309,11 @@ func Writer(conn net.Conn, out <-chan Out, done <-chan struct{}, fail func(error
 		case <-done:
 			return
 		}
+		// The deadline covers the whole batch, set before its first
+		// write: a frame larger than the buffer goes to conn at once
+		// (bufio), and an old deadline, passed while the stream was
+		// idle, would fail it.
+		_ = conn.SetWriteDeadline(time.Now().Add(WriteTimeout))
 		err := write(f)
 		for more := len(out); err == nil && more > 0; more-- {
 			err = write(<-out)
@@ -325,7 +330,6 @@ func Writer(conn net.Conn, out <-chan Out, done <-chan struct{}, fail func(error
 			}
 		}
 		if err == nil {
-			_ = conn.SetWriteDeadline(time.Now().Add(WriteTimeout))
 			err = bw.Flush()
 		}
 		if err != nil {

@@ -9,7 +9,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -249,5 +252,67 @@ func TestCarries(t *testing.T) {
 		if got := Carries(c.method, c.path, c.n); got != c.want {
 			t.Errorf("Carries(%s %s, %d) = %v", c.method, c.path, c.n, got)
 		}
+	}
+}
+
+// deadlineConn records the order of SetWriteDeadline and Write calls.
+type deadlineConn struct {
+	net.Conn
+	mu  sync.Mutex
+	log []string
+}
+
+func (c *deadlineConn) record(s string) {
+	c.mu.Lock()
+	c.log = append(c.log, s)
+	c.mu.Unlock()
+}
+
+func (c *deadlineConn) Write(b []byte) (int, error) {
+	c.record("write")
+	return len(b), nil
+}
+
+func (c *deadlineConn) SetWriteDeadline(time.Time) error {
+	c.record("deadline")
+	return nil
+}
+
+func (c *deadlineConn) calls() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.log)
+}
+
+// TestWriterDeadlineFirst: every batch sets its write deadline before its
+// first write, a frame larger than the writer's buffer included (bufio
+// writes that one to the connection at once): with the deadline set only
+// before the flush, such a frame after an idle stream went out under the
+// deadline of the last batch, long passed, and failed.
+func TestWriterDeadlineFirst(t *testing.T) {
+	c := &deadlineConn{}
+	out := make(chan Out)
+	done := make(chan struct{})
+	defer close(done)
+	go Writer(c, out, done, func(err error) { t.Errorf("writer failed: %v", err) })
+	waitCalls := func(n int) []string {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			if got := c.calls(); len(got) >= n {
+				return got
+			}
+			runtime.Gosched()
+		}
+		t.Fatalf("calls %v, want %d", c.calls(), n)
+		return nil
+	}
+	out <- Out{B: make([]byte, 100)}
+	if got := waitCalls(2); !slices.Equal(got, []string{"deadline", "write"}) {
+		t.Fatalf("small frame: calls %v, want deadline then write", got)
+	}
+	out <- Out{B: make([]byte, 100<<10)}
+	if got := waitCalls(4); !slices.Equal(got[2:], []string{"deadline", "write"}) {
+		t.Fatalf("large frame: calls %v, want deadline then write", got)
 	}
 }
