@@ -66,8 +66,10 @@ import (
 // and KUMOI_BENCH_PROFILE=DIR saves a CPU profile of the
 // leader and of one follower taken during each Kumoi row
 // (DIR/<row>-leader.pprof, DIR/<row>-follower.pprof; read them with
-// go tool pprof -top bin/kumoi FILE) and their /metrics after the row
-// (DIR/<row>-leader.metrics: raft's timings of each step of a write).
+// go tool pprof -top bin/kumoi FILE), what they allocated during it
+// (DIR/<row>-leader.allocs: go tool pprof -sample_index alloc_space) and
+// their /metrics after the row (DIR/<row>-leader.metrics: raft's timings
+// of each step of a write).
 
 // recordBytes is the size of one written record.
 const recordBytes = 200
@@ -317,6 +319,10 @@ func kumoiRow(b *testing.B, writers int, leaderOnly bool, d time.Duration, prefi
 		var wg sync.WaitGroup
 		for role, u := range map[string]string{"leader": c.URL(leader), "follower": follower} {
 			wg.Go(func() { saveProfile(b, hc, u, secs, filepath.Join(dir, prefix+"-"+role+".pprof")) })
+			// What was allocated during the row (a delta profile).
+			wg.Go(func() {
+				saveURL(b, hc, fmt.Sprintf("%s/debug/pprof/allocs?seconds=%d", u, secs), filepath.Join(dir, prefix+"-"+role+".allocs"))
+			})
 		}
 		defer wg.Wait()
 		// At the end of the row: raft's and Kumoi's metrics, whose
