@@ -676,6 +676,45 @@ func TestResourceReportSeq(t *testing.T) {
 	if h := d.netStatus("n1").Hosts["h1"]; h.State != resource.HostResourceFailed || h.Seq != 12 {
 		t.Fatalf("network on h1 %+v: want failed, seq 12 kept", h)
 	}
+	// A removal drops the entry and keeps its sequence: a report sent
+	// before it, delivered late, does not put the entry back.
+	if errs := send("h1", 20, resource.ResourceReport{Kind: network, Name: "n1", State: resource.HostResourceRemoved}); errs[0] != nil {
+		t.Fatalf("removed at 20: %v", errs)
+	}
+	if st := d.netStatus("n1"); len(st.Hosts) != 1 || st.RemovedSeq["h1"] != 20 {
+		t.Fatalf("network after removal: %+v, want h1's entry gone, removed_seq 20", st)
+	}
+	before = d.f.State().Digest()
+	if errs := send("h1", 15, resource.ResourceReport{Kind: network, Name: "n1", State: resource.HostResourceReady}); !errors.Is(errs[0], fsm.ErrStaleEpoch) {
+		t.Fatalf("ready at 15, after the removal at 20: %v, want refused as a late delivery", errs[0])
+	}
+	if errs := send("h1", 20, resource.ResourceReport{Kind: network, Name: "n1", State: resource.HostResourceRemoved}); !errors.Is(errs[0], fsm.ErrStaleEpoch) {
+		t.Fatalf("the removal at 20 again: %v, want refused", errs[0])
+	}
+	if d.f.State().Digest() != before {
+		t.Fatal("refused late reports changed the state")
+	}
+	// The sequence of a removal of what is not there is recorded too.
+	if errs := send("h1", 21, resource.ResourceReport{Kind: network, Name: "n1", State: resource.HostResourceRemoved}); errs[0] != nil {
+		t.Fatalf("removed again at 21: %v", errs)
+	}
+	if st := d.netStatus("n1"); st.RemovedSeq["h1"] != 21 {
+		t.Fatalf("network %+v: want removed_seq 21", st)
+	}
+	// A newer report puts the entry back with its sequence.
+	if errs := send("h1", 22, resource.ResourceReport{Kind: network, Name: "n1", State: resource.HostResourceReady}); errs[0] != nil {
+		t.Fatalf("ready at 22: %v", errs)
+	}
+	if st := d.netStatus("n1"); st.Hosts["h1"].Seq != 22 || st.Hosts["h1"].State != resource.HostResourceReady || st.RemovedSeq != nil {
+		t.Fatalf("network %+v: want h1 ready at 22, no removed_seq", st)
+	}
+	// Images keep it the same way.
+	if errs := send("h1", 23, resource.ResourceReport{Kind: image, Name: "debian", State: resource.HostResourceRemoved}); errs[0] != nil {
+		t.Fatalf("image removed at 23: %v", errs)
+	}
+	if errs := send("h1", 14, resource.ResourceReport{Kind: image, Name: "debian", State: resource.HostResourceReady}); !errors.Is(errs[0], fsm.ErrStaleEpoch) {
+		t.Fatalf("image ready at 14, after its removal at 23: %v, want refused", errs[0])
+	}
 }
 
 // TestProtocol6Unchanged: entries an older build (protocol 6) wrote apply

@@ -89,10 +89,10 @@ func (w *writer) reportResource(now time.Time, host string, r resource.ResourceR
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrBadPayload, err)
 		}
-		if err := late(st.Hosts[host].Seq); err != nil {
+		if err := late(max(st.Hosts[host].Seq, st.RemovedSeq[host])); err != nil {
 			return err
 		}
-		if !setHostState(&st.Hosts, host, r, now) {
+		if !setHostState(&st.Hosts, &st.RemovedSeq, host, r, now) {
 			return nil
 		}
 		next = st
@@ -101,10 +101,10 @@ func (w *writer) reportResource(now time.Time, host string, r resource.ResourceR
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrBadPayload, err)
 		}
-		if err := late(st.Hosts[host].Seq); err != nil {
+		if err := late(max(st.Hosts[host].Seq, st.RemovedSeq[host])); err != nil {
 			return err
 		}
-		if !setHostState(&st.Hosts, host, r, now) {
+		if !setHostState(&st.Hosts, &st.RemovedSeq, host, r, now) {
 			return nil
 		}
 		next = st
@@ -152,22 +152,36 @@ func (w *writer) reportResource(now time.Time, host string, r resource.ResourceR
 }
 
 // setHostState sets (or, for removed, drops) host's entry of a hosts map,
-// with the report's sequence (kept when it has none); false when nothing
-// changed.
-func setHostState(hosts *map[string]resource.HostResourceState, host string, r resource.ResourceReport, now time.Time) bool {
+// with the report's sequence (kept when it has none); a removal's
+// sequence goes to removedSeq, so that what was sent before it is still
+// refused once the entry is gone. false when nothing changed.
+func setHostState(hosts *map[string]resource.HostResourceState, removedSeq *map[string]uint64, host string, r resource.ResourceReport, now time.Time) bool {
 	cur, had := (*hosts)[host]
 	if r.State == resource.HostResourceRemoved {
-		if !had {
-			return false
-		}
+		changed := had
 		delete(*hosts, host)
-		return true
+		if r.Seq != 0 && (*removedSeq)[host] != r.Seq {
+			if *removedSeq == nil {
+				*removedSeq = map[string]uint64{}
+			}
+			(*removedSeq)[host] = r.Seq // the sequence alone, if nothing else
+			changed = true
+		}
+		return changed
 	}
 	seq := cur.Seq
 	if r.Seq != 0 {
 		seq = r.Seq
 	}
-	if had && cur.State == r.State && cur.Reason == r.Reason && cur.Seq == seq {
+	_, wasRemoved := (*removedSeq)[host]
+	if r.Seq != 0 && wasRemoved {
+		// The entry carries the sequence again (a newer one).
+		delete(*removedSeq, host)
+		if len(*removedSeq) == 0 {
+			*removedSeq = nil
+		}
+	}
+	if had && cur.State == r.State && cur.Reason == r.Reason && cur.Seq == seq && !(r.Seq != 0 && wasRemoved) {
 		return false
 	}
 	since := now.UTC()

@@ -43,6 +43,8 @@ type ImageSpec struct {
 // ImageStatus is the image on each host, as its worker reported it.
 type ImageStatus struct {
 	Hosts map[string]HostResourceState `json:"hosts,omitempty"`
+	// RemovedSeq is NetworkStatus.RemovedSeq, for images.
+	RemovedSeq map[string]uint64 `json:"removed_seq,omitempty"`
 }
 
 // Default fills in format qcow2 and writes the checksum in lower case.

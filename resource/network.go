@@ -85,6 +85,10 @@ type NetworkStatus struct {
 	// Hosts is the network on each host that needs it, as its worker
 	// last reported.
 	Hosts map[string]HostResourceState `json:"hosts,omitempty"`
+	// RemovedSeq is, for a host whose worker removed the network, the
+	// sequence of that report (log protocol 11): the entry is gone from
+	// Hosts, and a report sent before the removal is still refused.
+	RemovedSeq map[string]uint64 `json:"removed_seq,omitempty"`
 }
 
 // HostResourceState is a network, image or volume on one host, as its
