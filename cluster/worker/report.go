@@ -38,16 +38,25 @@ func (w *Worker) report(ctx context.Context, c *client.Client, req resource.Repo
 		return nil, false, err
 	}
 	for i, r := range res.Results {
-		if i < len(req.Reports) && r.Error == nil {
+		if i < len(req.Reports) && settles(r.Error) {
 			delete(w.unsure, resKey(resource.KindVM, req.Reports[i].VM))
 		}
 	}
 	for i, r := range res.ResourceResults {
-		if i < len(req.Resources) && r.Error == nil {
+		if i < len(req.Resources) && settles(r.Error) {
 			delete(w.unsure, resKey(req.Resources[i].Kind, req.Resources[i].Name))
 		}
 	}
 	return res, true, nil
+}
+
+// settles: an answer after which a request of unknown outcome that
+// carried the same object can do no harm: this newer report was
+// recorded, or a newer one was (stale_epoch), or the object is gone
+// (not_found: the old request would find it gone too, or made again with
+// another id, which reports name).
+func settles(e *resource.ErrorBody) bool {
+	return e == nil || e.Code == resource.CodeStaleEpoch || e.Code == resource.CodeNotFound
 }
 
 // refusesSeq: the answer of a build from before log protocol 11, whose

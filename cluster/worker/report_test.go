@@ -119,6 +119,7 @@ func TestReportOlderLeader(t *testing.T) {
 // late, and only a newer report keeps it from standing.
 func TestReportUnsure(t *testing.T) {
 	fail := true
+	answer := `{"index":7,"results":[{"vm":"a"}],"resource_results":[{"kind":"network","name":"n"}]}`
 	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		rw.Header().Set("Content-Type", "application/json")
 		if fail {
@@ -126,7 +127,7 @@ func TestReportUnsure(t *testing.T) {
 			_, _ = io.WriteString(rw, `{"error":{"code":"bad_request","message":"no"}}`)
 			return
 		}
-		_, _ = io.WriteString(rw, `{"index":7,"results":[{"vm":"a"}],"resource_results":[{"kind":"network","name":"n"}]}`)
+		_, _ = io.WriteString(rw, answer)
 	}))
 	defer srv.Close()
 	c, err := client.New(client.Config{Addrs: []string{srv.URL}})
@@ -157,6 +158,21 @@ func TestReportUnsure(t *testing.T) {
 	rp.report(w, res)
 	if _, changed := w.changed(rep); changed || len(rp.reports) != 0 || len(w.unsure) != 0 {
 		t.Fatalf("after a recorded request: changed %v, queued %d, unsure %v; want nothing to send", changed, len(rp.reports), w.unsure)
+	}
+	// Objects deleted meanwhile (not_found) are not kept unsure for
+	// ever; one refused for another error is.
+	fail = true
+	if _, _, err := w.report(context.Background(), c, req); err == nil || len(w.unsure) != 2 {
+		t.Fatalf("the failing request: %v, unsure %v", err, w.unsure)
+	}
+	fail = false
+	answer = `{"index":8,"results":[{"vm":"a","error":{"code":"not_found","message":"gone"}}],` +
+		`"resource_results":[{"kind":"network","name":"n","error":{"code":"invalid_argument","message":"no"}}]}`
+	if _, sent, err := w.report(context.Background(), c, req); err != nil || !sent {
+		t.Fatalf("the answered request: sent %v, %v", sent, err)
+	}
+	if len(w.unsure) != 1 || !w.unsure[resKey(res.Kind, res.Name)] {
+		t.Fatalf("unsure %v, want only the network (refused for another reason than not_found or stale_epoch)", w.unsure)
 	}
 }
 
