@@ -199,7 +199,7 @@ func FromState(st *fsm.Store, cache *Cache, full bool) ([]Host, []VM, error) {
 	if !onlyNew {
 		seen = make(map[string]bool, len(pending))
 	}
-	vms := make([]VM, 0, len(pending))
+	var vms []VM // not sized to pending: with no hosts, most are skipped
 	for _, o := range pending {
 		if seen != nil {
 			seen[o.Name] = true
