@@ -148,11 +148,12 @@ func writeObjectsJSON(w http.ResponseWriter, status int, objs []*resource.Object
 	return writeJSONBytes(w, status, b)
 }
 
-// writeJSONBytes answers status with b, a JSON value, and a newline.
+// writeJSONBytes answers status with b, a JSON value, and a newline; b
+// is the answer's from then on.
 func writeJSONBytes(w http.ResponseWriter, status int, b []byte) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	writeOwned(w, append(b, '\n'))
 	return nil
 }

@@ -148,7 +148,7 @@ func (a *httpAPI) forward(w http.ResponseWriter, r *http.Request, body []byte) e
 			}
 			copyEndToEnd(w.Header(), resp.Header)
 			w.WriteHeader(resp.Status)
-			_, _ = w.Write(resp.Body)
+			writeOwned(w, resp.Body) // the frame's, read into its own buffer
 			return nil
 		}
 		if !errors.Is(err, frames.ErrRefused) {

@@ -380,9 +380,9 @@ func (s *srvStream) serveTask(t streamTask) {
 		status = frames.StatusAborted
 		rw.header, rw.body = nil, nil
 	}
-	b := frames.AppendResponse(make([]byte, 0, 64+len(rw.body)+64*len(rw.header)), f.ID, status, rw.header, rw.body)
+	b := frames.AppendResponse(frames.GetBuf(), f.ID, status, rw.header, rw.body)
 	select {
-	case s.out <- frames.Out{B: b}:
+	case s.out <- frames.Out{B: b, Pool: true}:
 	case <-s.done:
 	}
 }
@@ -427,6 +427,19 @@ func (w *streamResponse) Write(b []byte) (int, error) {
 	}
 	w.body = append(w.body, b...)
 	return len(b), nil
+}
+
+// writeOwned is Write of a buffer the caller gives up: the first is kept
+// as the body, not copied.
+func (w *streamResponse) writeOwned(b []byte) {
+	if w.body != nil {
+		_, _ = w.Write(b)
+		return
+	}
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	w.body = b
 }
 
 // srvStreams are a leader's open streams.

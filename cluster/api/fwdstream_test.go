@@ -277,3 +277,31 @@ func TestClientStream(t *testing.T) {
 		t.Fatalf("kumoi_forward_streams = %v with one client stream open", v)
 	}
 }
+
+// TestWriteOwned: a framed request's answer keeps the buffer a handler
+// gives up (writeJSONBytes) instead of copying it, through the recorder
+// ServeHTTP wraps it in; a second write is appended; a writer that cannot
+// keep it gets the same bytes by Write.
+func TestWriteOwned(t *testing.T) {
+	sr := &streamResponse{header: http.Header{}}
+	rec := &apiRecorder{ResponseWriter: sr}
+	b := make([]byte, 0, 64)
+	b = append(b, `{"a":1}`...)
+	if err := writeJSONBytes(rec, http.StatusCreated, b); err != nil {
+		t.Fatal(err)
+	}
+	if string(sr.body) != "{\"a\":1}\n" || &sr.body[0] != &b[:1][0] || sr.status != http.StatusCreated || rec.status != http.StatusCreated {
+		t.Fatalf("body %q (kept: %v), status %d/%d; want the buffer kept, 201", sr.body, &sr.body[0] == &b[:1][0], sr.status, rec.status)
+	}
+	writeOwned(rec, []byte("more"))
+	if string(sr.body) != "{\"a\":1}\nmore" {
+		t.Fatalf("after a second write: %q", sr.body)
+	}
+	hr := httptest.NewRecorder()
+	if err := writeJSONBytes(&apiRecorder{ResponseWriter: hr}, http.StatusOK, []byte(`[]`)); err != nil {
+		t.Fatal(err)
+	}
+	if hr.Body.String() != "[]\n" || hr.Code != http.StatusOK {
+		t.Fatalf("plain writer: %d %q", hr.Code, hr.Body.String())
+	}
+}

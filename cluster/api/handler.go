@@ -313,8 +313,10 @@ func (a *httpAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		d := time.Since(start)
 		a.m.requestDone()
 		a.m.observeRequest(r.Method, route, status, d)
-		a.log.Debug("request", "method", r.Method, "path", r.URL.Path, "query", r.URL.RawQuery,
-			"status", status, "duration", d, "remote", r.RemoteAddr, "forwarded_by", r.Header.Get(headerForwarded))
+		if a.log.IsDebug() { // its arguments cost every request an allocation each
+			a.log.Debug("request", "method", r.Method, "path", r.URL.Path, "query", r.URL.RawQuery,
+				"status", status, "duration", d, "remote", r.RemoteAddr, "forwarded_by", r.Header.Get(headerForwarded))
+		}
 		if p == http.ErrAbortHandler {
 			panic(p)
 		}
@@ -534,6 +536,28 @@ func (r *apiRecorder) Write(b []byte) (int, error) {
 		r.WriteHeader(http.StatusOK)
 	}
 	return r.ResponseWriter.Write(b)
+}
+
+// writeOwned is Write of a buffer the caller gives up (ownedWriter).
+func (r *apiRecorder) writeOwned(b []byte) {
+	if !r.wroteHeader {
+		r.WriteHeader(http.StatusOK)
+	}
+	writeOwned(r.ResponseWriter, b)
+}
+
+// ownedWriter is a response writer that can keep the buffer it is given
+// instead of copying it (a framed request's answer, fwdstream.go).
+type ownedWriter interface{ writeOwned(b []byte) }
+
+// writeOwned writes b, which the caller no longer uses, to w: kept as it
+// is where w can, else copied by Write.
+func writeOwned(w http.ResponseWriter, b []byte) {
+	if ow, ok := w.(ownedWriter); ok {
+		ow.writeOwned(b)
+		return
+	}
+	_, _ = w.Write(b)
 }
 
 // Flush implements http.Flusher.
