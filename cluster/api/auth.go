@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -178,6 +179,26 @@ func (a *httpAPI) allow(r *http.Request, kind resource.Kind, access, name string
 		return err
 	}
 	if err := id.Allow(kind, access, name, labels); err != nil {
+		return denied(err)
+	}
+	return nil
+}
+
+// allowWrite is allow of a write of kind/name with these labels and
+// spec, whose ACL labels (resource.ACLLabels: a copy of the labels) are
+// made only for a token whose rules read them.
+func (a *httpAPI) allowWrite(r *http.Request, kind resource.Kind, name string, labels map[string]string, spec json.RawMessage) error {
+	if !a.acl {
+		return nil
+	}
+	id, err := a.identify(r)
+	if err != nil {
+		return err
+	}
+	if id.IsManagement() {
+		return nil
+	}
+	if err := id.Allow(kind, resource.AccessWrite, name, resource.ACLLabels(kind, name, labels, spec)); err != nil {
 		return denied(err)
 	}
 	return nil

@@ -33,7 +33,11 @@ func (a *httpAPI) readOptionalBody(w http.ResponseWriter, r *http.Request) ([]by
 	if u, ok := w.(interface{ Unwrap() http.ResponseWriter }); ok {
 		w = u.Unwrap()
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.maxBody))
+	var err error
+	body, taken := takeFrameBody(r.Body, a.maxBody) // a framed request's: read already
+	if !taken {
+		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, a.maxBody))
+	}
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):

@@ -354,7 +354,7 @@ func (s *srvStream) serveTask(t streamTask) {
 	default:
 		var body io.ReadCloser = http.NoBody
 		if len(f.Body) > 0 {
-			body = io.NopCloser(bytes.NewReader(f.Body))
+			body = newFrameBody(f.Body)
 		}
 		req := (&http.Request{
 			Method:        f.Method,
@@ -440,6 +440,33 @@ func (w *streamResponse) writeOwned(b []byte) {
 		w.status = http.StatusOK
 	}
 	w.body = b
+}
+
+// frameBody is a framed request's body: a reader of the frame's bytes,
+// which readOptionalBody takes as they are instead of reading a copy.
+type frameBody struct {
+	bytes.Reader
+	b []byte
+}
+
+func newFrameBody(b []byte) *frameBody {
+	fb := &frameBody{b: b}
+	fb.Reset(b)
+	return fb
+}
+
+func (*frameBody) Close() error { return nil }
+
+// takeFrameBody returns body's bytes when it is a framed request's of at
+// most max bytes of which nothing was read yet, and leaves its reader at
+// the end; false: read it.
+func takeFrameBody(body io.Reader, max int64) ([]byte, bool) {
+	fb, ok := body.(*frameBody)
+	if !ok || int64(len(fb.b)) > max || fb.Len() != len(fb.b) {
+		return nil, false
+	}
+	fb.Reset(nil)
+	return fb.b, true
 }
 
 // srvStreams are a leader's open streams.

@@ -305,3 +305,30 @@ func TestWriteOwned(t *testing.T) {
 		t.Fatalf("plain writer: %d %q", hr.Code, hr.Body.String())
 	}
 }
+
+// TestTakeFrameBody: a framed request's body is taken as it is, once,
+// when no more than the limit and unread; else it is read.
+func TestTakeFrameBody(t *testing.T) {
+	b := []byte(`{"name":"a"}`)
+	fb := newFrameBody(b)
+	if got, ok := takeFrameBody(fb, 100); !ok || &got[0] != &b[0] {
+		t.Fatalf("take: %q %v, want the frame's bytes", got, ok)
+	}
+	if rest, _ := io.ReadAll(fb); len(rest) != 0 {
+		t.Fatalf("after the take the reader still gives %q", rest)
+	}
+	if _, ok := takeFrameBody(fb, 100); ok {
+		t.Fatal("taken twice")
+	}
+	if _, ok := takeFrameBody(newFrameBody(b), 5); ok {
+		t.Fatal("taken over the limit (it must be read, and refused as too large)")
+	}
+	part := newFrameBody(b)
+	_, _ = part.Read(make([]byte, 2))
+	if _, ok := takeFrameBody(part, 100); ok {
+		t.Fatal("taken after a partial read")
+	}
+	if _, ok := takeFrameBody(strings.NewReader("x"), 100); ok {
+		t.Fatal("taken from a plain reader")
+	}
+}

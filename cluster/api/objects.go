@@ -270,7 +270,7 @@ func (a *httpAPI) create(info *resource.KindInfo) apiHandler {
 			if err != nil {
 				return err
 			}
-			if err := a.allow(r, info.Kind, resource.AccessWrite, req.Name, resource.ACLLabels(info.Kind, req.Name, req.Labels, spec)); err != nil {
+			if err := a.allowWrite(r, info.Kind, req.Name, req.Labels, spec); err != nil {
 				return err
 			}
 			if info.Kind == resource.KindImage {
@@ -341,7 +341,7 @@ func (a *httpAPI) update(info *resource.KindInfo, name string) apiHandler {
 					return err
 				}
 			}
-			if err := a.allow(r, info.Kind, resource.AccessWrite, name, resource.ACLLabels(info.Kind, name, req.Labels, spec)); err != nil {
+			if err := a.allowWrite(r, info.Kind, name, req.Labels, spec); err != nil {
 				return err
 			}
 			cas := a.casFor(r, info.Kind, resource.AccessWrite, cas, cur)

@@ -194,14 +194,58 @@ func (d *decoder) headers() http.Header {
 		return nil
 	}
 	h := make(http.Header, n)
-	for range n {
-		k, v := d.str(), d.str()
+	vals := make([]string, n) // one array for the values of all
+	for i := range n {
+		k, v := commonString(d.bytes()), commonString(d.bytes())
 		if d.err != nil {
 			return nil
 		}
-		h[k] = append(h[k], v)
+		if cur, ok := h[k]; ok {
+			h[k] = append(cur, v)
+			continue
+		}
+		vals[i] = v
+		h[k] = vals[i : i+1 : i+1] // an append copies, as on its own
 	}
 	return h
+}
+
+// commonString is string(b), without an allocation for the header names
+// and values every request and answer carries.
+func commonString(b []byte) string {
+	switch string(b) { // compared without a conversion
+	case "Content-Type":
+		return "Content-Type"
+	case "application/json":
+		return "application/json"
+	case "X-Content-Type-Options":
+		return "X-Content-Type-Options"
+	case "nosniff":
+		return "nosniff"
+	case "X-Kumoi-Index":
+		return "X-Kumoi-Index"
+	case "X-Kumoi-Known-Leader":
+		return "X-Kumoi-Known-Leader"
+	case "X-Kumoi-Last-Contact":
+		return "X-Kumoi-Last-Contact"
+	case "X-Kumoi-Version":
+		return "X-Kumoi-Version"
+	case "X-Kumoi-Token":
+		return "X-Kumoi-Token"
+	case "X-Kumoi-Forwarded":
+		return "X-Kumoi-Forwarded"
+	case "Authorization":
+		return "Authorization"
+	case "User-Agent":
+		return "User-Agent"
+	case "Accept":
+		return "Accept"
+	case "true":
+		return "true"
+	case "false":
+		return "false"
+	}
+	return string(b)
 }
 
 // Frame is one decoded frame.

@@ -18,7 +18,7 @@ import (
 )
 
 func TestFrameRoundTrip(t *testing.T) {
-	h := http.Header{"Authorization": {"Bearer x"}, "X-Many": {"a", "b"}}
+	h := http.Header{"Authorization": {"Bearer x"}, "X-Many": {"a", "b"}, "Content-Type": {"application/json"}, "X-Kumoi-Index": {"7"}}
 	b := AppendRequest(nil, 7, "PUT", "/v1/vms/a%2Fb?cas=3", "127.0.0.9:1234", h, []byte(`{"x":1}`))
 	f, err := Decode(b[4:])
 	if err != nil {
@@ -30,6 +30,12 @@ func TestFrameRoundTrip(t *testing.T) {
 	}
 	if n := int(b[0])<<24 | int(b[1])<<16 | int(b[2])<<8 | int(b[3]); n != len(b)-4 {
 		t.Fatalf("length prefix %d, payload %d", n, len(b)-4)
+	}
+
+	// The values share one array: appending to one leaves the others.
+	f.Header["Content-Type"] = append(f.Header["Content-Type"], "x")
+	if f.Header.Get("X-Kumoi-Index") != "7" || len(f.Header["X-Many"]) != 2 || f.Header["X-Many"][1] != "b" {
+		t.Fatalf("after an append: %v", f.Header)
 	}
 
 	resp := AppendResponse(nil, 1<<40, 201, http.Header{"Location": {"/v1/vms/x"}}, []byte("ok"))
@@ -56,6 +62,7 @@ func TestFrameRoundTrip(t *testing.T) {
 
 func FuzzDecodeFrame(f *testing.F) {
 	f.Add(AppendRequest(nil, 1, "POST", "/v1/vms", "", http.Header{"A": {"b"}}, []byte("{}"))[4:])
+	f.Add(AppendResponse(nil, 2, 200, http.Header{"Content-Type": {"application/json", "x"}, "X-Kumoi-Index": {"9"}, "Y": {"true"}}, nil)[4:])
 	f.Add([]byte{Cancel, 5})
 	f.Add([]byte{Response, 1, 200, 1, 0, 0})
 	f.Fuzz(func(t *testing.T, p []byte) {
@@ -80,7 +87,8 @@ func FuzzDecodeFrame(f *testing.F) {
 			again = End(Begin(nil, Cancel, fr.ID))
 		}
 		fr2, err := Decode(again[4:])
-		if err != nil || fr2.ID != fr.ID || fr2.Method != fr.Method || fr2.URI != fr.URI || fr2.Status != fr.Status || !bytes.Equal(fr2.Body, fr.Body) {
+		if err != nil || fr2.ID != fr.ID || fr2.Method != fr.Method || fr2.URI != fr.URI || fr2.Status != fr.Status || !bytes.Equal(fr2.Body, fr.Body) ||
+			!reflect.DeepEqual(fr2.Header, fr.Header) {
 			t.Fatalf("re-encoded %+v as %+v (%v)", fr, fr2, err)
 		}
 	})
