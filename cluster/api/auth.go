@@ -41,7 +41,10 @@ type routeNeed struct {
 // authState is the per-request state of authentication, in the request's
 // context: the route's need and, once resolved, the caller's identity.
 type authState struct {
-	need     routeNeed
+	need routeNeed
+	// unset: a framed request's, made with its context (fwdstream.go),
+	// which withAuth fills in instead of making a new one.
+	unset    bool
 	resolved bool
 	id       *resource.ACLIdentity
 	err      error
@@ -54,9 +57,20 @@ func authOf(ctx context.Context) *authState {
 	return st
 }
 
-// withAuth attaches a fresh authState for the route's need to r.
+// withAuth attaches a fresh authState for the route's need to r (or sets
+// the need of the unset one a framed request was made with: no copy of
+// the request).
 func withAuth(r *http.Request, need routeNeed) *http.Request {
+	if st := authOf(r.Context()); st != nil && st.unset {
+		*st = authState{need: need}
+		return r
+	}
 	return r.WithContext(context.WithValue(r.Context(), authKey{}, &authState{need: need}))
+}
+
+// withUnsetAuth is ctx with an unset authState, for withAuth to fill in.
+func withUnsetAuth(ctx context.Context) context.Context {
+	return context.WithValue(ctx, authKey{}, &authState{unset: true})
 }
 
 // accessorOf is the accessor ID of the request's token ("" with ACLs
@@ -97,7 +111,7 @@ func denied(err error) *apiError {
 // error with ACLs off.
 func (a *httpAPI) identify(r *http.Request) (*resource.ACLIdentity, error) {
 	st := authOf(r.Context())
-	if st == nil {
+	if st == nil || st.unset {
 		// Not through ServeHTTP (cannot happen): refuse.
 		return nil, unauthenticated("request without authentication state")
 	}

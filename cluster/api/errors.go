@@ -148,11 +148,18 @@ func writeObjectsJSON(w http.ResponseWriter, status int, objs []*resource.Object
 	return writeJSONBytes(w, status, b)
 }
 
+// The values of the headers every JSON answer carries, shared by them
+// (never changed in place: Header.Add and Set replace or copy them).
+var (
+	jsonContentType = []string{"application/json"}
+	noSniff         = []string{"nosniff"}
+)
+
 // writeJSONBytes answers status with b, a JSON value, and a newline; b
 // is the answer's from then on.
 func writeJSONBytes(w http.ResponseWriter, status int, b []byte) error {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	h := w.Header()
+	h["Content-Type"], h["X-Content-Type-Options"] = jsonContentType, noSniff // shared: Set allocates
 	w.WriteHeader(status)
 	writeOwned(w, append(b, '\n'))
 	return nil

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -64,19 +65,16 @@ var hopHeaders = []string{
 
 // copyEndToEnd copies the end-to-end headers of src into dst.
 func copyEndToEnd(dst, src http.Header) {
-	drop := map[string]bool{}
-	for _, h := range hopHeaders {
-		drop[h] = true
-	}
+	var named []string // the fields Connection names, hop-by-hop too
 	for _, v := range src.Values("Connection") {
 		for f := range strings.SplitSeq(v, ",") {
 			if f = textproto.TrimString(f); f != "" {
-				drop[textproto.CanonicalMIMEHeaderKey(f)] = true
+				named = append(named, textproto.CanonicalMIMEHeaderKey(f))
 			}
 		}
 	}
 	for k, vs := range src {
-		if !drop[k] {
+		if !slices.Contains(hopHeaders, k) && !slices.Contains(named, k) {
 			dst[k] = append(dst[k][:0:0], vs...)
 		}
 	}

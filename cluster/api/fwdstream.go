@@ -369,7 +369,7 @@ func (s *srvStream) serveTask(t streamTask) {
 			RemoteAddr:    s.upgrade.RemoteAddr,
 			RequestURI:    f.URI,
 			TLS:           s.upgrade.TLS,
-		}).WithContext(ctx)
+		}).WithContext(withUnsetAuth(ctx))
 		s.a.serveFramed(rw, req)
 	}
 	status := rw.status

@@ -124,15 +124,16 @@ type httpAPI struct {
 	client  *http.Client
 	maxBody int64
 	// maxSnapshot caps a restore's archive (Options.MaxSnapshotBytes).
-	maxSnapshot int64
-	logs        *logring.Ring
-	agentConfig map[string]any
-	ui          http.Handler // the web console's files
-	defWait     time.Duration
-	maxWait     time.Duration
-	heartbeat   time.Duration
-	version     string
-	unsafe      bool // Config.UnsafeStaleReads
+	maxSnapshot   int64
+	logs          *logring.Ring
+	agentConfig   map[string]any
+	ui            http.Handler // the web console's files
+	defWait       time.Duration
+	maxWait       time.Duration
+	heartbeat     time.Duration
+	version       string
+	versionHeader []string // {version}, shared by every answer's header
+	unsafe        bool     // Config.UnsafeStaleReads
 
 	acl            bool   // Options.ACL
 	internalSecret string // Options.InternalSecret
@@ -228,6 +229,7 @@ func NewHandler(b Backend, opts Options) http.Handler {
 		maxWait:       opts.MaxWait,
 		heartbeat:     opts.HeartbeatInterval,
 		version:       opts.Version,
+		versionHeader: []string{opts.Version},
 	}
 	a.fwd = &fwdStreams{a: a}
 	return a
@@ -322,7 +324,7 @@ func (a *httpAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	if a.version != "" {
-		w.Header().Set("X-Kumoi-Version", a.version)
+		w.Header()["X-Kumoi-Version"] = a.versionHeader // shared: Set would allocate it per request
 	}
 	if err := h(rec, r); err != nil {
 		if rec.wroteHeader {
