@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kumoi/kumoi/resource"
 )
@@ -141,7 +142,25 @@ func (d *binDecoder) bytes() []byte {
 	return v
 }
 
-func (d *binDecoder) str() string { return string(d.bytes()) }
+// str decodes a string as encoding/json decodes one from the same
+// request's JSON form: each byte that is not part of valid UTF-8 becomes
+// U+FFFD. (A binary entry's string is raw bytes; kept so, a label value
+// or accessor with such a byte was stored as it was, and a snapshot's
+// JSON, and any JSON-encoded entry, would have changed it: the state
+// differed after a restore. Found by FuzzApply.)
+func (d *binDecoder) str() string {
+	b := d.bytes()
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	out := make([]byte, 0, len(b)+8)
+	for len(b) > 0 {
+		r, size := utf8.DecodeRune(b)
+		out = utf8.AppendRune(out, r) // utf8.RuneError for an invalid byte (size 1)
+		b = b[size:]
+	}
+	return string(out)
+}
 
 // decodeCreateBin is the applier of CreateBinRequestType.
 func decodeCreateBin(payload []byte) (func(*writer) error, error) {

@@ -2,6 +2,7 @@ package fsm_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"reflect"
 	"testing"
@@ -82,6 +83,32 @@ func TestCreateBin(t *testing.T) {
 	rb = fsm.TestApplyLog(t, viaBin, logAt(2, data))
 	if !errors.Is(rb.Err, fsm.ErrExists) || errString(rj.Err) != errString(rb.Err) {
 		t.Fatalf("second create: %v / %v", rj.Err, rb.Err)
+	}
+
+	// Strings that are not valid UTF-8 (a label value, the accessor)
+	// decode as encoding/json decodes them from the JSON form (each such
+	// byte U+FFFD), so that the state is the JSON form's and survives a
+	// snapshot's JSON (FuzzApply found a label value that did not).
+	bad := &fsm.CreateRequest{Time: req.Time, Kind: resource.KindVM, Name: "web-2", ID: fsm.TestID(2),
+		Labels: map[string]string{"k": "a\xffb\xe2\x82"}, Spec: raw(vmSpec2)}
+	_, dec, err := fsm.DecodeCreateBin(fsm.EncodeCreateBin("acc\xc3", bad)[1:])
+	if err != nil || dec.Labels["k"] != "a\ufffdb\ufffd\ufffd" {
+		t.Fatalf("invalid UTF-8 label: %q (%v), want each bad byte U+FFFD", dec.Labels["k"], err)
+	}
+	badJSON, err := json.Marshal(bad.Labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var viaJSONLabels map[string]string
+	if err := json.Unmarshal(badJSON, &viaJSONLabels); err != nil || viaJSONLabels["k"] != dec.Labels["k"] {
+		t.Fatalf("encoding/json gives %q, the binary decoder %q", viaJSONLabels["k"], dec.Labels["k"])
+	}
+	fb := fsm.TestFSM(t)
+	if r := fsm.TestApplyLog(t, fb, logAt(1, fsm.EncodeCreateBin("acc\xc3", bad))); r.Err != nil || r.Objects[0].ModifiedBy != "acc\ufffd" {
+		t.Fatalf("apply: %v, %+v", r.Err, r.Objects)
+	}
+	if rs := fsm.TestSnapshotRestore(t, fb); rs.State().Digest() != fb.State().Digest() {
+		t.Fatal("a snapshot round trip changed the state")
 	}
 
 	// Malformed payloads are entries not understood: the FSM halts on
