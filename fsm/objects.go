@@ -104,11 +104,8 @@ func (w *writer) create(req *CreateRequest) error {
 	if err := w.checkObjectCap(req.Kind); err != nil {
 		return err
 	}
-	if raw, err := w.txn.First(tableObjects, indexUID, req.ID); err != nil {
-		return fmt.Errorf("fsm: lookup id: %w", err)
-	} else if raw != nil {
-		return fmt.Errorf("object id %q: %w", req.ID, ErrExists)
-	}
+	// The name is free (above); an id already taken is found by the
+	// insert itself (putCreated), which saves a lookup per create.
 	if err := w.putCreated(&resource.Object{
 		Kind:        req.Kind,
 		Name:        req.Name,

@@ -1,10 +1,12 @@
 package fsm_test
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/raft"
 	"github.com/kumoi/kumoi/fsm"
 	"github.com/kumoi/kumoi/resource"
 )
@@ -294,4 +296,42 @@ func TestApplyDelete(t *testing.T) {
 		{name: "unknown kind", typ: fsm.DeleteRequestType, req: del("nope", "a", 0), wantErr: resource.ErrInvalid, wantField: "kind"},
 		{name: "payload unknown field", halts: true, data: []byte("\x03" + `{"kind":"vm","name":"a","force":true}`), wantErr: fsm.ErrBadPayload},
 	})
+}
+
+// TestCreateTakenIDInGroup: a create whose id another object has fails
+// after its insert began (memdb InsertNew finds the id taken); in a group
+// of entries the failed one's writes are rolled back and its neighbours
+// stay applied, as when each entry is applied on its own.
+func TestCreateTakenIDInGroup(t *testing.T) {
+	group, alone := fsm.TestFSM(t), fsm.TestFSM(t)
+	logs := []*raft.Log{
+		fsm.TestLog(t, 1, fsm.CreateRequestType, createReq(vm, "a", "id-a", nil, vmSpec1)),
+		fsm.TestLog(t, 2, fsm.CreateRequestType, createReq(vm, "b", "id-a", nil, vmSpec1)),
+		fsm.TestLog(t, 3, fsm.CreateRequestType, createReq(vm, "c", "id-c", nil, vmSpec1)),
+	}
+	out := group.ApplyBatch(logs)
+	for i, want := range []error{nil, fsm.ErrExists, nil} {
+		if err := out[i].(*fsm.Result).Err; !errors.Is(err, want) || (want == nil) != (err == nil) {
+			t.Fatalf("entry %d: %v, want %v", i+1, err, want)
+		}
+	}
+	for _, l := range logs {
+		fsm.TestApplyLog(t, alone, l)
+	}
+	if group.State().Digest() != alone.State().Digest() {
+		t.Fatal("the group's state differs from its entries applied one by one")
+	}
+	if o, _ := group.State().Get(nil, vm, "b"); o != nil {
+		t.Fatalf("b was stored: %+v", o)
+	}
+	// The ids stay taken by a and c (the uid index holds them).
+	for i, id := range []string{"id-a", "id-c"} {
+		r := fsm.TestApply(t, group, uint64(4+i), fsm.CreateRequestType, createReq(vm, fmt.Sprintf("d%d", i), id, nil, vmSpec1))
+		if !errors.Is(r.Err, fsm.ErrExists) || !strings.Contains(r.Err.Error(), id) {
+			t.Fatalf("create with %s: %v, want ErrExists naming it", id, r.Err)
+		}
+	}
+	if r := fsm.TestSnapshotRestore(t, group); r.State().Digest() != group.State().Digest() {
+		t.Fatal("snapshot round trip changed the state")
+	}
 }

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/hashicorp/go-memdb"
@@ -94,14 +95,22 @@ func (w *writer) putObject(o *resource.Object, evType string, stamp bool) error 
 }
 
 // putCreated writes o, a new object whose name create has just found
-// free (so there is no stored version to look up).
+// free (so there is no stored version to look up): inserted as new
+// (memdb's InsertNew, third_party/go-memdb), which refuses an id another
+// object has (ErrExists; the transaction then holds part of the insert,
+// and the failed entry's writes are rolled back as any failed entry's).
 func (w *writer) putCreated(o *resource.Object) error {
-	return w.putOver(o, resource.EventCreated, true, nil, hasProject(o.Kind))
+	return w.put1(o, resource.EventCreated, true, nil, hasProject(o.Kind), true)
 }
 
 // putOver writes o over old (projectOld's: the stored version whose
 // project usage moves, and whether it moves).
 func (w *writer) putOver(o *resource.Object, evType string, stamp bool, old *resource.Object, moved bool) error {
+	return w.put1(o, evType, stamp, old, moved, false)
+}
+
+// put1 is putOver, with fresh: o is new (putCreated).
+func (w *writer) put1(o *resource.Object, evType string, stamp bool, old *resource.Object, moved, fresh bool) error {
 	if stamp && w.accessor != "" {
 		o.ModifiedBy = w.accessor
 	}
@@ -109,7 +118,13 @@ func (w *writer) putOver(o *resource.Object, evType string, stamp bool, old *res
 		w.vmWritten()
 	}
 	w.wrote = true
-	if err := w.txn.Insert(tableObjects, o); err != nil {
+	if fresh {
+		if err := w.txn.InsertNew(tableObjects, o); errors.Is(err, memdb.ErrNotNew) {
+			return fmt.Errorf("object id %q: %w", o.ID, ErrExists)
+		} else if err != nil {
+			return fmt.Errorf("fsm: insert %s: %w", o, err)
+		}
+	} else if err := w.txn.Insert(tableObjects, o); err != nil {
 		return fmt.Errorf("fsm: insert %s: %w", o, err)
 	}
 	if moved {

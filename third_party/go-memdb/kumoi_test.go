@@ -1,7 +1,9 @@
 package memdb
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -138,5 +140,88 @@ func TestKumoiWatchFiresAfterPeekedWrite(t *testing.T) {
 	case <-ch:
 	default:
 		t.Fatal("the watch did not fire at the commit")
+	}
+}
+
+// Kumoi: InsertNew inserts an object known to be new without looking its
+// ID up first. It must leave every index as Insert does, and refuse (for
+// the caller to abort) an object whose ID, or value of a unique index, is
+// taken.
+
+func kumoiUniqueDB(t *testing.T) *MemDB {
+	t.Helper()
+	db, err := NewMemDB(&DBSchema{Tables: map[string]*TableSchema{
+		"t": {Name: "t", Indexes: map[string]*IndexSchema{
+			"id":  {Name: "id", Unique: true, Indexer: &StringFieldIndex{Field: "ID"}},
+			"uid": {Name: "uid", Unique: true, Indexer: &StringFieldIndex{Field: "Foo"}},
+			"qux": {Name: "qux", AllowMissing: true, Indexer: &StringSliceFieldIndex{Field: "Qux"}},
+		}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+func kumoiIndexDump(t *testing.T, db *MemDB) string {
+	t.Helper()
+	txn := db.Txn(false)
+	out := ""
+	for _, ix := range []string{"id", "uid", "qux"} {
+		it, err := txn.Get("t", ix+"_prefix", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			o := raw.(*TestObject)
+			out += fmt.Sprintf("%s:%s/%s/%v ", ix, o.ID, o.Foo, o.Qux)
+		}
+	}
+	return out
+}
+
+func TestKumoiInsertNew(t *testing.T) {
+	byInsert, byNew := kumoiUniqueDB(t), kumoiUniqueDB(t)
+	a, b := byInsert.Txn(true), byNew.Txn(true)
+	b.TrackChanges()
+	for i := range 200 {
+		o := &TestObject{ID: fmt.Sprintf("id-%03d", i), Foo: fmt.Sprintf("u-%03d", 199-i)}
+		if i%3 != 0 {
+			o.Qux = []string{"q", fmt.Sprintf("q%d", i%5)}
+		}
+		if err := a.Insert("t", o); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.InsertNew("t", o); err != nil {
+			t.Fatalf("InsertNew %s: %v", o.ID, err)
+		}
+	}
+	if ch := b.Changes(); len(ch) != 200 || ch[0].Before != nil || ch[0].After == nil || !ch[0].Created() {
+		t.Fatalf("changes: %d, first %+v; want 200 creates", len(ch), ch[0])
+	}
+	a.Commit()
+	b.Commit()
+	want := kumoiIndexDump(t, byInsert)
+	if got := kumoiIndexDump(t, byNew); got != want {
+		t.Fatalf("indexes after InsertNew:\n%s\nafter Insert:\n%s", got, want)
+	}
+
+	for _, c := range []struct {
+		obj   *TestObject
+		index string
+	}{
+		{&TestObject{ID: "id-007", Foo: "fresh"}, "id"},                      // the ID taken
+		{&TestObject{ID: "id-new", Foo: "u-010", Qux: []string{"q"}}, "uid"}, // a unique value taken
+		{&TestObject{ID: "id-008", Foo: "u-011", Qux: []string{"z"}}, "id"},  // both: named in order
+	} {
+		txn := byNew.Txn(true)
+		err := txn.InsertNew("t", c.obj)
+		if !errors.Is(err, ErrNotNew) || !strings.Contains(err.Error(), "index '"+c.index+"'") {
+			t.Errorf("InsertNew %+v: %v, want ErrNotNew naming index %s", c.obj, err, c.index)
+		}
+		txn.Abort()
+		if got := kumoiIndexDump(t, byNew); got != want {
+			t.Fatalf("after a refused InsertNew and its abort the indexes changed:\n%s", got)
+		}
 	}
 }

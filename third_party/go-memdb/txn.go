@@ -6,6 +6,7 @@ package memdb
 import (
 	"bytes"
 	"fmt"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"unsafe"
@@ -20,6 +21,10 @@ const (
 var (
 	// ErrNotFound is returned when the requested item is not found
 	ErrNotFound = fmt.Errorf("not found")
+
+	// ErrNotNew is returned by InsertNew when a key the object would
+	// take in an index is another object's (Kumoi).
+	ErrNotNew = fmt.Errorf("an index key is taken")
 )
 
 // tableIndex is a tuple of (Table, Index) used for lookups
@@ -319,6 +324,69 @@ func (txn *Txn) Insert(table string, obj interface{}) error {
 			After:      obj,
 			primaryKey: idVal,
 		})
+	}
+	return nil
+}
+
+// InsertNew inserts obj, which the caller knows is new to the table, with
+// none of Insert's lookup of an existing object by ID (Kumoi: a create
+// pays a walk of the ID index less). Where a key obj takes in an index is
+// found taken already (an object of the same ID, or of the same value of
+// a unique index), it returns an error that wraps ErrNotNew and names
+// the index, and the transaction holds part of the insert: the caller
+// must abort it. Every key is tried in each case, in the order of the
+// index names, so that the error does not depend on map order.
+func (txn *Txn) InsertNew(table string, obj interface{}) error {
+	if !txn.write {
+		return fmt.Errorf("cannot insert in read-only transaction")
+	}
+	tableSchema, ok := txn.db.schema.Tables[table]
+	if !ok {
+		return fmt.Errorf("invalid table '%s'", table)
+	}
+	ok, idVal, err := tableSchema.Indexes[id].Indexer.(SingleIndexer).FromObject(obj)
+	if err != nil {
+		return fmt.Errorf("failed to build primary index: %v", err)
+	}
+	if !ok {
+		return fmt.Errorf("object missing primary index")
+	}
+	var taken []string
+	for name, indexSchema := range tableSchema.Indexes {
+		var vals [][]byte
+		switch indexer := indexSchema.Indexer.(type) {
+		case SingleIndexer:
+			var val []byte
+			ok, val, err = indexer.FromObject(obj)
+			vals = [][]byte{val}
+		case MultiIndexer:
+			ok, vals, err = indexer.FromObject(obj)
+		}
+		if err != nil {
+			return fmt.Errorf("failed to build index '%s': %v", name, err)
+		}
+		if !ok {
+			if indexSchema.AllowMissing {
+				continue
+			}
+			return fmt.Errorf("missing value for index '%s'", name)
+		}
+		indexTxn := txn.writableIndex(table, name)
+		for _, val := range vals {
+			if !indexSchema.Unique {
+				val = append(val, idVal...)
+			}
+			if _, replaced := indexTxn.Insert(val, obj); replaced {
+				taken = append(taken, name)
+			}
+		}
+	}
+	if len(taken) > 0 {
+		sort.Strings(taken)
+		return fmt.Errorf("%w in index '%s' of table '%s'", ErrNotNew, taken[0], table)
+	}
+	if txn.changes != nil {
+		txn.changes = append(txn.changes, Change{Table: table, After: obj, primaryKey: idVal})
 	}
 	return nil
 }
