@@ -3,6 +3,7 @@ package fsm
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/kumoi/kumoi/resource"
@@ -67,8 +68,9 @@ func (w *writer) create(req *CreateRequest) error {
 	if err := w.checkProjectRef(req.Kind, spec); err != nil {
 		return err
 	}
-	if _, err := req.Time.UTC().MarshalJSON(); err != nil {
-		return resource.Errorf("time", "is out of range: %v", err)
+	var tbuf [48]byte
+	if _, err := req.Time.UTC().AppendText(tbuf[:0]); err != nil {
+		return resource.Errorf("time", "is out of range: %v", strings.Replace(err.Error(), "Time.AppendText", "Time.MarshalJSON", 1))
 	}
 	noHosts := false
 	if req.Kind == resource.KindVM {

@@ -2,8 +2,10 @@ package resource
 
 import (
 	"encoding/json"
+	"errors"
 	"reflect"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -77,12 +79,13 @@ func appendTimeField(b []byte, key string, t time.Time) ([]byte, error) {
 	if t.IsZero() {
 		return b, nil
 	}
-	q, err := t.MarshalJSON()
+	b = append(append(b, key...), '"')
+	b, err := t.AppendText(b) // MarshalJSON's text, without its allocation
 	if err != nil {
 		// As json.Marshal says it (a MarshalerError without its Type
-		// panics when printed).
+		// panics when printed), with MarshalJSON's words.
+		err = errors.New("Time.MarshalJSON: " + strings.TrimPrefix(err.Error(), "Time.AppendText: "))
 		return nil, &json.MarshalerError{Type: reflect.TypeFor[time.Time](), Err: err}
 	}
-	b = append(b, key...)
-	return append(b, q...), nil
+	return append(b, '"'), nil
 }
