@@ -74,11 +74,15 @@ func (objectIDIndexer) PrefixFromArgs(args ...any) ([]byte, error) {
 }
 
 func idKey(kind, name string) []byte {
-	out := make([]byte, 0, len(kind)+len(name)+2)
-	out = append(out, kind...)
-	out = append(out, 0)
-	out = append(out, name...)
-	return append(out, 0)
+	return appendIDKey(make([]byte, 0, len(kind)+len(name)+2), kind, name)
+}
+
+// appendIDKey appends the id index's key of kind/name to b.
+func appendIDKey(b []byte, kind, name string) []byte {
+	b = append(b, kind...)
+	b = append(b, 0)
+	b = append(b, name...)
+	return append(b, 0)
 }
 
 // objectUIDIndexer indexes objects by id (indexUID).

@@ -85,8 +85,10 @@ func getTxn(txn *memdb.Txn, ws memdb.WatchSet, kind resource.Kind, name string) 
 	if ws == nil {
 		// No watch channel: the radix tree makes one only when asked
 		// (third_party/go-immutable-radix/KUMOI.md), and a writer's lookups
-		// need none.
-		raw, err = txn.First(tableObjects, indexID, string(kind), name)
+		// need none; the key is built here, on the stack when it fits
+		// (memdb's First boxes its arguments and builds it on the heap).
+		var kb [96]byte
+		raw = txn.GetUnique(tableObjects, indexID, appendIDKey(kb[:0], string(kind), name))
 	} else {
 		var ch <-chan struct{}
 		ch, raw, err = txn.FirstWatch(tableObjects, indexID, string(kind), name)

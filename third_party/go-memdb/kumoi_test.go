@@ -225,3 +225,45 @@ func TestKumoiInsertNew(t *testing.T) {
 		}
 	}
 }
+
+// Kumoi: GetUnique finds what First finds by a unique index's whole key,
+// in read and write transactions (before and after the index is written
+// in it), and nothing on an index that is not unique or not there.
+func TestKumoiGetUnique(t *testing.T) {
+	db := kumoiUniqueDB(t)
+	txn := db.Txn(true)
+	for i := range 50 {
+		if err := txn.Insert("t", &TestObject{ID: fmt.Sprintf("id-%02d", i), Foo: fmt.Sprintf("u-%02d", i), Qux: []string{"q"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	txn.Commit()
+	check := func(txn *Txn, what string) {
+		t.Helper()
+		for i := range 52 {
+			for _, c := range []struct{ index, val string }{{"id", fmt.Sprintf("id-%02d", i)}, {"uid", fmt.Sprintf("u-%02d", i)}} {
+				want, err := txn.First("t", c.index, c.val)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := txn.GetUnique("t", c.index, append([]byte(c.val), 0)); got != want {
+					t.Fatalf("%s: GetUnique(%s, %s) = %v, First %v", what, c.index, c.val, got, want)
+				}
+			}
+		}
+		if txn.GetUnique("t", "qux", []byte("q\x00")) != nil || txn.GetUnique("t", "nope", []byte("x")) != nil || txn.GetUnique("nope", "id", []byte("id-01\x00")) != nil {
+			t.Fatalf("%s: GetUnique found something where it must not", what)
+		}
+	}
+	check(db.Txn(false), "read")
+	w := db.Txn(true)
+	check(w, "write, unmodified")
+	if err := w.Insert("t", &TestObject{ID: "id-50", Foo: "u-50"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Delete("t", &TestObject{ID: "id-03", Foo: "u-03", Qux: []string{"q"}}); err != nil {
+		t.Fatal(err)
+	}
+	check(w, "write, modified")
+	w.Abort()
+}

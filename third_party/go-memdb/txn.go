@@ -328,6 +328,32 @@ func (txn *Txn) Insert(table string, obj interface{}) error {
 	return nil
 }
 
+// GetUnique returns the object whose key in the unique index of table is
+// key (nil: none): First of a whole key, without the indexer's FromArgs,
+// the boxing of its arguments or a transaction of the index tree made for
+// the read (Kumoi: a point lookup of every create and update). key is
+// what the index's indexer builds for the object; an index that is not
+// unique, or not of the table, finds nothing.
+func (txn *Txn) GetUnique(table, index string, key []byte) interface{} {
+	if tableSchema := txn.db.schema.Tables[table]; tableSchema == nil ||
+		tableSchema.Indexes[index] == nil || !tableSchema.Indexes[index].Unique {
+		return nil
+	}
+	if txn.write && txn.modified != nil {
+		if t, ok := txn.modified[tableIndex{table, index}]; ok {
+			obj, _ := t.Get(key)
+			return obj
+		}
+	}
+	var pb [64]byte
+	raw, ok := txn.rootTxn.Get(append(append(append(pb[:0], table...), '.'), index...))
+	if !ok {
+		return nil
+	}
+	obj, _ := raw.(*iradix.Tree).Get(key)
+	return obj
+}
+
 // InsertNew inserts obj, which the caller knows is new to the table, with
 // none of Insert's lookup of an existing object by ID (Kumoi: a create
 // pays a walk of the ID index less). Where a key obj takes in an index is
