@@ -74,8 +74,7 @@ func (w *writer) create(req *CreateRequest) error {
 	}
 	noHosts := false
 	if req.Kind == resource.KindVM {
-		raw, err := w.txn.First(tableObjects, indexKind, hostsPrefixArg)
-		noHosts = err == nil && raw == nil
+		noHosts = w.txn.FirstPrefix(tableObjects, indexID, hostsPrefix) == nil
 	}
 	var status json.RawMessage
 	if noHosts {

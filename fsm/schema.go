@@ -116,6 +116,7 @@ func schema(c *indexCaches) *memdb.DBSchema {
 // that starts with "vm".
 func kindPrefix(kind resource.Kind) string { return string(kind) + "\x00" }
 
-// hostsPrefixArg is kindPrefix(resource.KindHost) as an argument, made
-// once: every VM create asks whether there is any host.
-var hostsPrefixArg any = kindPrefix(resource.KindHost)
+// hostsPrefix is the id index's prefix of every host (what an indexKind
+// query of kindPrefix(resource.KindHost) looks for), made once: every VM
+// create asks whether there is any host.
+var hostsPrefix = []byte(kindPrefix(resource.KindHost))

@@ -267,3 +267,42 @@ func TestKumoiGetUnique(t *testing.T) {
 	check(w, "write, modified")
 	w.Abort()
 }
+
+// Kumoi: FirstPrefix finds what First of a prefix query finds, in read
+// and write transactions, before and after the index is written.
+func TestKumoiFirstPrefix(t *testing.T) {
+	db := kumoiUniqueDB(t)
+	txn := db.Txn(true)
+	for _, id := range []string{"b-1", "b-2", "c-1"} {
+		if err := txn.Insert("t", &TestObject{ID: id, Foo: "u" + id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	txn.Commit()
+	check := func(txn *Txn, what string) {
+		t.Helper()
+		for _, p := range []string{"", "a", "b", "b-2", "c", "d"} {
+			want, err := txn.First("t", "id_prefix", p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := txn.FirstPrefix("t", "id", []byte(p)); got != want {
+				t.Fatalf("%s: FirstPrefix(%q) = %v, First %v", what, p, got, want)
+			}
+		}
+		if txn.FirstPrefix("t", "nope", nil) != nil || txn.FirstPrefix("nope", "id", nil) != nil {
+			t.Fatalf("%s: found something in what is not there", what)
+		}
+	}
+	check(db.Txn(false), "read")
+	w := db.Txn(true)
+	check(w, "write, unmodified")
+	if err := w.Insert("t", &TestObject{ID: "a-1", Foo: "ua-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Delete("t", &TestObject{ID: "c-1", Foo: "uc-1"}); err != nil {
+		t.Fatal(err)
+	}
+	check(w, "write, modified")
+	w.Abort()
+}

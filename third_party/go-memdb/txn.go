@@ -354,6 +354,35 @@ func (txn *Txn) GetUnique(table, index string, key []byte) interface{} {
 	return obj
 }
 
+// FirstPrefix returns the first object whose key in index of table starts
+// with prefix (nil: none): First of a prefix query ("<index>_prefix") given
+// as the bytes its indexer's PrefixFromArgs builds, without building them
+// again or boxing arguments (Kumoi: whether any object of a kind exists).
+func (txn *Txn) FirstPrefix(table, index string, prefix []byte) interface{} {
+	if tableSchema := txn.db.schema.Tables[table]; tableSchema == nil || tableSchema.Indexes[index] == nil {
+		return nil
+	}
+	var t *iradix.Txn
+	if txn.write && txn.modified != nil {
+		t = txn.modified[tableIndex{table, index}]
+	}
+	var root *iradix.Node
+	if t != nil {
+		root = t.Root()
+	} else {
+		var pb [64]byte
+		raw, ok := txn.rootTxn.Get(append(append(append(pb[:0], table...), '.'), index...))
+		if !ok {
+			return nil
+		}
+		root = raw.(*iradix.Tree).Root()
+	}
+	it := root.Iterator()
+	it.SeekPrefix(prefix)
+	_, obj, _ := it.Next()
+	return obj
+}
+
 // InsertNew inserts obj, which the caller knows is new to the table, with
 // none of Insert's lookup of an existing object by ID (Kumoi: a create
 // pays a walk of the ID index less). Where a key obj takes in an index is
