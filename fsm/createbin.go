@@ -53,10 +53,17 @@ func EncodeCreateBin(accessor string, req *CreateRequest) []byte {
 	b = appendBinString(b, req.Name)
 	b = appendBinString(b, req.ID)
 	b = binary.AppendUvarint(b, uint64(len(req.Labels)))
-	// In name order: the same create, the same bytes.
-	for _, k := range slices.Sorted(maps.Keys(req.Labels)) {
-		b = appendBinString(b, k)
-		b = appendBinString(b, req.Labels[k])
+	// In name order: the same create, the same bytes (one label, the
+	// common case, needs no sorted copy of the keys).
+	if len(req.Labels) == 1 {
+		for k, v := range req.Labels {
+			b = appendBinString(appendBinString(b, k), v)
+		}
+	} else {
+		for _, k := range slices.Sorted(maps.Keys(req.Labels)) {
+			b = appendBinString(b, k)
+			b = appendBinString(b, req.Labels[k])
+		}
 	}
 	spec := req.Spec
 	if spec == nil {

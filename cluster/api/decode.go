@@ -100,6 +100,9 @@ func checkJSON(body []byte) error {
 // not know and repeated single-valued parameters. A name in allowed that
 // ends in "*" may repeat.
 func apiQuery(r *http.Request, allowed ...string) (url.Values, error) {
+	if r.URL.RawQuery == "" {
+		return nil, nil // no parameters (every write's case): read-only, as a nil Values is
+	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		return nil, badArg("query", "malformed query string: %v", err)

@@ -332,3 +332,13 @@ func TestTakeFrameBody(t *testing.T) {
 		t.Fatal("taken from a plain reader")
 	}
 }
+
+// TestSplitPath: splitPath is strings.Split on "/", with or without room.
+func TestSplitPath(t *testing.T) {
+	for _, p := range []string{"", "vms", "vms/", "vms/a", "vms/a/start", "/", "//", "a/b/c/d", "a/b/c/d/e", "acl/tokens/x/y/z", "a//b"} {
+		var buf [4]string
+		if got, want := splitPath(p, buf[:0]), strings.Split(p, "/"); !reflect.DeepEqual(got, want) {
+			t.Errorf("splitPath(%q) = %q, want %q", p, got, want)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -132,6 +133,7 @@ type httpAPI struct {
 	maxWait       time.Duration
 	heartbeat     time.Duration
 	version       string
+	collRoutes    sync.Map // plural -> *collectionRoute
 	versionHeader []string // {version}, shared by every answer's header
 	unsafe        bool     // Config.UnsafeStaleReads
 
@@ -356,10 +358,11 @@ func (a *httpAPI) route(r *http.Request) (string, apiHandler) {
 		return "other", a.notFound
 	}
 	blocking := ""
-	if r.URL.Query().Has("index") {
+	if r.URL.RawQuery != "" && r.URL.Query().Has("index") {
 		blocking = "?index"
 	}
-	parts := strings.Split(rest, "/")
+	var partsBuf [4]string
+	parts := splitPath(rest, partsBuf[:0])
 	switch {
 	case rest == "status":
 		return "/v1/status", a.methods(methodHandler{http.MethodGet, a.status})
@@ -386,13 +389,14 @@ func (a *httpAPI) route(r *http.Request) (string, apiHandler) {
 	if !ok {
 		return "other", a.notFound
 	}
-	coll := "/v1/" + info.Plural
+	cr := a.collRoute(info)
+	coll := cr.name
 	switch {
 	case len(parts) == 1:
-		return coll + blocking, a.methods(
-			methodHandler{http.MethodGet, a.list(info)},
-			methodHandler{http.MethodPost, a.create(info)},
-		)
+		if blocking != "" {
+			return cr.blocking, cr.h
+		}
+		return cr.name, cr.h
 	case len(parts) == 3 && info.Kind == resource.KindVM && parts[1] != "" && parts[2] != "":
 		return coll + "/{name}/{action}", a.methods(methodHandler{http.MethodPost, a.vmAction(parts[1], parts[2])})
 	case len(parts) == 3 && info.Kind == resource.KindHost && parts[1] != "" && parts[2] == "report":
@@ -412,6 +416,42 @@ func (a *httpAPI) route(r *http.Request) (string, apiHandler) {
 	return "other", a.notFound
 }
 
+// splitPath is strings.Split(p, "/") into buf when p has at most
+// cap(buf) parts (every route but the ACLs' longer ones): no allocation.
+func splitPath(p string, buf []string) []string {
+	if strings.Count(p, "/") >= cap(buf) {
+		return strings.Split(p, "/")
+	}
+	for {
+		i := strings.IndexByte(p, '/')
+		if i < 0 {
+			return append(buf, p)
+		}
+		buf = append(buf, p[:i])
+		p = p[i+1:]
+	}
+}
+
+// collectionRoute is a kind's collection route (/v1/{plural}): its names
+// for metrics and its handler, which depend on the kind only.
+type collectionRoute struct {
+	name, blocking string
+	h              apiHandler
+}
+
+// collRoute returns info's collection route, made once per kind.
+func (a *httpAPI) collRoute(info *resource.KindInfo) *collectionRoute {
+	if cr, ok := a.collRoutes.Load(info.Plural); ok {
+		return cr.(*collectionRoute)
+	}
+	name := "/v1/" + info.Plural
+	cr, _ := a.collRoutes.LoadOrStore(info.Plural, &collectionRoute{name: name, blocking: name + "?index", h: a.methods(
+		methodHandler{http.MethodGet, a.list(info)},
+		methodHandler{http.MethodPost, a.create(info)},
+	)})
+	return cr.(*collectionRoute)
+}
+
 type methodHandler struct {
 	method string
 	h      apiHandler
@@ -420,14 +460,16 @@ type methodHandler struct {
 // methods dispatches on the request method; others get 405 with Allow.
 func (a *httpAPI) methods(hs ...methodHandler) apiHandler {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		allow := make([]string, len(hs))
-		for i, mh := range hs {
+		for _, mh := range hs {
 			if r.Method == mh.method {
 				if err := checkContentType(r); err != nil {
 					return err
 				}
 				return mh.h(w, r)
 			}
+		}
+		allow := make([]string, len(hs))
+		for i, mh := range hs {
 			allow[i] = mh.method
 		}
 		w.Header().Set("Allow", strings.Join(allow, ", "))

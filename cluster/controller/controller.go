@@ -253,6 +253,20 @@ func (c *Controller) Leader() (id, apiAddr string) {
 // (or done closes): raft never answers a future it had queued when it
 // shuts down, and a leader loop waiting on one would hold Shutdown forever.
 func (c *Controller) waitFuture(done <-chan struct{}, f raft.Future) error {
+	if u, ok := f.(interface {
+		ErrorUntil(a, b <-chan struct{}) (int, error)
+	}); ok {
+		// The patched raft's futures wait on our channels themselves
+		// (third_party/raft/KUMOI.md): no goroutine per write.
+		switch which, err := u.ErrorUntil(c.shutdownCh, done); which {
+		case 1:
+			return raft.ErrRaftShutdown
+		case 2:
+			return raft.ErrLeadershipLost
+		default:
+			return err
+		}
+	}
 	res := make(chan error, 1)
 	go func() { res <- f.Error() }()
 	select {

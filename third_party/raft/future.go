@@ -118,6 +118,31 @@ func (d *deferError) Error() error {
 	return d.err
 }
 
+// ErrorUntil is Error that also returns when a or b closes first
+// (Kumoi: a caller that waits for a future until its own shutdown or a
+// loss of leadership had to run Error on a goroutine of its own, one per
+// write). which is 0 when the future answered (err is its error), 1 or 2
+// when a or b closed first (err is nil, and the future may still answer
+// later, to Error). A nil channel never closes.
+func (d *deferError) ErrorUntil(a, b <-chan struct{}) (which int, err error) {
+	if d.err != nil {
+		return 0, d.err
+	}
+	if d.errCh == nil {
+		panic("waiting for response on nil channel")
+	}
+	select {
+	case d.err = <-d.errCh:
+	case <-d.ShutdownCh:
+		d.err = ErrRaftShutdown
+	case <-a:
+		return 1, nil
+	case <-b:
+		return 2, nil
+	}
+	return 0, d.err
+}
+
 func (d *deferError) respond(err error) {
 	if d.errCh == nil {
 		return

@@ -247,3 +247,39 @@ func TestStagedEntriesForgottenWhenTheWriteFails(t *testing.T) {
 		})
 	}
 }
+
+// Kumoi: ErrorUntil answers as Error does, or says which of its channels
+// closed first; a future it gave up on still answers Error later.
+func TestKumoiErrorUntil(t *testing.T) {
+	var d deferError
+	d.init()
+	a, b := make(chan struct{}), make(chan struct{})
+	close(b)
+	if which, err := d.ErrorUntil(a, b); which != 2 || err != nil {
+		t.Fatalf("b closed: %d, %v", which, err)
+	}
+	close(a)
+	if which, err := d.ErrorUntil(a, nil); which != 1 || err != nil {
+		t.Fatalf("a closed: %d, %v", which, err)
+	}
+	d.respond(ErrLeadershipLost)
+	if which, err := d.ErrorUntil(nil, nil); which != 0 || err != ErrLeadershipLost {
+		t.Fatalf("answered: %d, %v", which, err)
+	}
+	if err := d.Error(); err != ErrLeadershipLost {
+		t.Fatalf("Error after ErrorUntil: %v", err)
+	}
+	var ok deferError
+	ok.init()
+	ok.respond(nil)
+	if which, err := ok.ErrorUntil(make(chan struct{}), nil); which != 0 || err != nil {
+		t.Fatalf("answered nil: %d, %v", which, err)
+	}
+	var down deferError
+	down.init()
+	down.ShutdownCh = make(chan struct{})
+	close(down.ShutdownCh)
+	if which, err := down.ErrorUntil(nil, nil); which != 0 || err != ErrRaftShutdown {
+		t.Fatalf("raft shut down: %d, %v", which, err)
+	}
+}
