@@ -155,8 +155,11 @@ func (d *binDecoder) bytes() []byte {
 // or accessor with such a byte was stored as it was, and a snapshot's
 // JSON, and any JSON-encoded entry, would have changed it: the state
 // differed after a restore. Found by FuzzApply.)
-func (d *binDecoder) str() string {
-	b := d.bytes()
+func (d *binDecoder) str() string { return jsonString(d.bytes()) }
+
+// jsonString is string(b) with each byte that is not part of valid UTF-8
+// replaced by U+FFFD, as encoding/json decodes a string.
+func jsonString(b []byte) string {
 	if utf8.Valid(b) {
 		return string(b)
 	}
@@ -201,12 +204,36 @@ func DecodeCreateBin(payload []byte) (string, *CreateRequest, error) {
 			d.fail("%d labels in %d bytes", n, len(d.b))
 		} else {
 			req.Labels = make(map[string]string, n)
+			// A key given twice, byte for byte, is malformed. Keys that
+			// differ only where they are not valid UTF-8 become the same
+			// key, as in the JSON form: the later one's value stays.
+			var rawSeen map[string]bool // once a key was not valid UTF-8
 			for range n {
-				k, v := d.str(), d.str()
-				if _, dup := req.Labels[k]; dup && d.err == nil {
-					d.fail("label %q twice", k)
+				kb, vb := d.bytes(), d.bytes()
+				if d.err != nil {
+					break
 				}
-				req.Labels[k] = v
+				if rawSeen == nil && utf8.Valid(kb) {
+					k := string(kb)
+					if _, dup := req.Labels[k]; dup {
+						d.fail("label %q twice", k)
+						break
+					}
+					req.Labels[k] = jsonString(vb)
+					continue
+				}
+				if rawSeen == nil {
+					rawSeen = make(map[string]bool, n)
+					for k := range req.Labels {
+						rawSeen[k] = true // all valid so far: raw as stored
+					}
+				}
+				if rawSeen[string(kb)] {
+					d.fail("label %q twice", jsonString(kb))
+					break
+				}
+				rawSeen[string(kb)] = true
+				req.Labels[jsonString(kb)] = jsonString(vb)
 			}
 		}
 	}

@@ -103,6 +103,16 @@ func TestCreateBin(t *testing.T) {
 	if err := json.Unmarshal(badJSON, &viaJSONLabels); err != nil || viaJSONLabels["k"] != dec.Labels["k"] {
 		t.Fatalf("encoding/json gives %q, the binary decoder %q", viaJSONLabels["k"], dec.Labels["k"])
 	}
+	// Keys that differ only in such bytes become one key, the later
+	// value staying, as the JSON form decodes (no error).
+	two := &fsm.CreateRequest{Kind: resource.KindVM, Name: "web-3", ID: fsm.TestID(3),
+		Labels: map[string]string{"a\xfe": "1", "a\xff": "2", "a\ufffd": "0"}, Spec: raw(vmSpec2)}
+	_, dec2, err := fsm.DecodeCreateBin(fsm.EncodeCreateBin("", two)[1:])
+	twoJSON, _ := json.Marshal(two.Labels)
+	var twoViaJSON map[string]string
+	if jerr := json.Unmarshal(twoJSON, &twoViaJSON); err != nil || jerr != nil || !reflect.DeepEqual(dec2.Labels, twoViaJSON) {
+		t.Fatalf("colliding keys: %q (%v), encoding/json %q (%v)", dec2.Labels, err, twoViaJSON, jerr)
+	}
 	fb := fsm.TestFSM(t)
 	if r := fsm.TestApplyLog(t, fb, logAt(1, fsm.EncodeCreateBin("acc\xc3", bad))); r.Err != nil || r.Objects[0].ModifiedBy != "acc\ufffd" {
 		t.Fatalf("apply: %v, %+v", r.Err, r.Objects)
