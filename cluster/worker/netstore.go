@@ -336,6 +336,7 @@ func (w *Worker) networkState(name, lvName string, o *resource.Object, info hype
 	var hs resource.HostResourceState
 	if st, err := resource.DecodeStatus[resource.NetworkStatus](o); err == nil {
 		hs = st.Hosts[w.cfg.NodeID]
+		w.seq.observe(st.RemovedSeq[w.cfg.NodeID]) // a removal's, once the entry is gone
 	}
 	w.seq.observe(hs.Seq)
 	wasUp := w.netUp[name] || (hs.State == resource.HostResourceReady || hs.State == resource.HostResourceRecreate) && !w.netRemoved[name]
@@ -511,7 +512,7 @@ func (w *Worker) imageState(ctx context.Context, rp *resPass, img *resource.Obje
 	}
 	spec.Default()
 	if st, err := resource.DecodeStatus[resource.ImageStatus](img); err == nil {
-		w.seq.observe(st.Hosts[w.cfg.NodeID].Seq)
+		w.seq.observe(max(st.Hosts[w.cfg.NodeID].Seq, st.RemovedSeq[w.cfg.NodeID]))
 	}
 	is := w.images.lookup(ctx, img, spec)
 	reason := ""

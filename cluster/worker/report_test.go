@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/kumoi/kumoi/client"
+	"github.com/kumoi/kumoi/hypervisor"
 	"github.com/kumoi/kumoi/resource"
 )
 
@@ -181,4 +183,24 @@ func TestReportUnsure(t *testing.T) {
 func testReporter(now func() time.Time) *Worker {
 	return &Worker{cfg: Config{NodeID: "h1"}, logger: hclog.NewNullLogger(), seq: reportSeq{now: now},
 		reported: map[string]resource.VMReport{}, resReported: map[string]resource.ResourceReport{}, unsure: map[string]bool{}}
+}
+
+// TestObserveRemovedSeq: a network's removal recorded for this host (its
+// entry gone, the sequence in status.removed_seq) is read as a recorded
+// sequence, so that a worker whose clock is behind it numbers its next
+// report above it instead of being refused as late on every pass.
+func TestObserveRemovedSeq(t *testing.T) {
+	clock := time.Unix(1_800_000_000, 0)
+	w := testReporter(func() time.Time { return clock })
+	w.netUp, w.netRemoved = map[string]bool{}, map[string]bool{}
+	removedAt := uint64(clock.Add(time.Hour).UnixNano()) // recorded by a clock ahead of this one
+	st, err := json.Marshal(resource.NetworkStatus{Capacity: 5, RemovedSeq: map[string]uint64{"h1": removedAt}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &resource.Object{Kind: resource.KindNetwork, Name: "n1", ID: "id-n1", Status: st}
+	w.networkState("n1", "kumoi-n1", o, hypervisor.NetworkInfo{}, false)
+	if next := w.seq.next(); next <= removedAt {
+		t.Fatalf("next sequence %d, want above the recorded removal %d", next, removedAt)
+	}
 }
