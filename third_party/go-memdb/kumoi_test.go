@@ -306,3 +306,17 @@ func TestKumoiFirstPrefix(t *testing.T) {
 	check(w, "write, modified")
 	w.Abort()
 }
+
+// Kumoi: an indexer that gives one value twice for an object is not a
+// taken key for InsertNew (Insert tolerates it too).
+func TestKumoiInsertNewRepeatedValue(t *testing.T) {
+	db := kumoiUniqueDB(t)
+	txn := db.Txn(true)
+	if err := txn.InsertNew("t", &TestObject{ID: "x", Foo: "ux", Qux: []string{"q", "q", "r"}}); err != nil {
+		t.Fatalf("a repeated multi-index value: %v", err)
+	}
+	txn.Commit()
+	if raw, err := db.Txn(false).First("t", "qux", "q"); err != nil || raw == nil {
+		t.Fatalf("qux q: %v, %v", raw, err)
+	}
+}

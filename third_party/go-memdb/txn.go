@@ -6,6 +6,7 @@ package memdb
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -427,9 +428,12 @@ func (txn *Txn) InsertNew(table string, obj interface{}) error {
 			return fmt.Errorf("missing value for index '%s'", name)
 		}
 		indexTxn := txn.writableIndex(table, name)
-		for _, val := range vals {
+		for i, val := range vals {
+			if slices.ContainsFunc(vals[:i], func(v []byte) bool { return bytes.Equal(v, vals[i]) }) {
+				continue // a value the indexer gave twice: inserted once
+			}
 			if !indexSchema.Unique {
-				val = append(val, idVal...)
+				val = append(val[:len(val):len(val)], idVal...)
 			}
 			if _, replaced := indexTxn.Insert(val, obj); replaced {
 				taken = append(taken, name)
