@@ -41,14 +41,15 @@ spawn, the default for --hypervisor libvirt), detached, with
 --fence-guard external. Give it the worker's --data-dir, --node-id, --bind,
 --libvirt-uri and --fence-after. It exits on SIGTERM or SIGINT, when DIR is
 removed, or (--exit-when-idle) when no worker has renewed for that long and
-no domain of the cluster runs here; one guard runs per DIR.`,
+no domain of the cluster runs here (or libvirt has not answered for that
+long and none ran when it last did); one guard runs per DIR.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "data-dir", Usage: "the worker's data directory (socket, pid, lock and fence record)", EnvVars: []string{"KUMOI_DATA_DIR"}},
 			&cli.StringFlag{Name: "node-id", Usage: "the host's name, as the worker's --node-id", EnvVars: []string{"KUMOI_NODE_ID"}},
 			&cli.StringFlag{Name: "bind", Value: "127.0.0.1", Usage: "address the guard's API requests leave from (the worker's --bind)"},
 			&cli.StringFlag{Name: "libvirt-uri", Value: "qemu:///system", Usage: "libvirt connection URI (the worker's)"},
 			&cli.DurationFlag{Name: "fence-after", Value: worker.DefaultFenceAfter, Usage: "fence when the latest proof that the host is ready is this old (the worker's --fence-after)"},
-			&cli.DurationFlag{Name: "exit-when-idle", Usage: "exit when no worker has renewed for this long and no domain of the cluster runs (0: never)"},
+			&cli.DurationFlag{Name: "exit-when-idle", Usage: "exit when no worker has renewed for this long and no domain of the cluster runs, or libvirt has not answered for this long and none ran when it last did (0: never)"},
 			&cli.StringSliceFlag{Name: "controller", Usage: "API address HOST:PORT of a controller to read from before a worker says where they are (repeatable)"},
 			&cli.StringFlag{Name: "qemu-pid-dir", Value: fenceguard.DefaultQEMUPidDir, Usage: "with --libvirt-uri qemu:///system: where libvirt keeps each guest's pid file; the guard fences a guest by killing its QEMU process from there first (milliseconds; works when libvirtd hangs), then destroys it through libvirt (\"\": libvirt's destroy only)"},
 			&cli.StringFlag{Name: "observation-log", Usage: "append one JSON line per domain the guard stops to FILE (the worker's --observation-log)"},

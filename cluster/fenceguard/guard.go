@@ -96,13 +96,19 @@ type Guard struct {
 	api         *client.Client
 	apiKey      string
 	lastRenewal time.Duration // 0: never
-	fenced      bool          // fenced, and no proof taken since
-	fencedAt    time.Duration // when (Now clock)
-	record      *FenceRecord
-	reading     bool
-	listed      []hypervisor.DomainInfo // the cluster's domains, last listing
-	lastSweep   time.Duration           // loop goroutine only
-	now         func() time.Duration    // the clock (tests may replace it)
+	// listedAt is when libvirt last answered a listing (Now clock; start
+	// before the first), listedActive whether the cluster had an active
+	// domain here then (true before the first): idle's view while libvirt
+	// does not answer.
+	listedAt     time.Duration
+	listedActive bool
+	fenced       bool          // fenced, and no proof taken since
+	fencedAt     time.Duration // when (Now clock)
+	record       *FenceRecord
+	reading      bool
+	listed       []hypervisor.DomainInfo // the cluster's domains, last listing
+	lastSweep    time.Duration           // loop goroutine only
+	now          func() time.Duration    // the clock (tests may replace it)
 }
 
 // New checks cfg and makes a guard (Run runs it).
@@ -133,6 +139,7 @@ func New(cfg Config) (*Guard, error) {
 	}
 	g := &Guard{cfg: cfg, drv: cfg.Driver, logger: cfg.Logger.Named("fence-guard").With("host", cfg.NodeID), now: Now}
 	g.start = g.now()
+	g.listedActive = true // until libvirt has answered once: may run
 	g.controllers = slices.Clone(cfg.Controllers)
 	if b, err := os.ReadFile(filepath.Join(cfg.Dir, "cluster_id")); err == nil {
 		g.cluster = string(trimSpace(b))
@@ -466,14 +473,17 @@ func (g *Guard) list(ctx context.Context) ([]hypervisor.DomainInfo, error) {
 		return nil, err
 	}
 	var mine []hypervisor.DomainInfo
+	active := false
 	for _, d := range doms {
 		if d.Kumoi && !g.foreign(d) {
+			active = active || d.State.Active()
 			d.State = hypervisor.StateRunning // as far as a fence goes: try it
 			mine = append(mine, d)
 		}
 	}
 	g.mu.Lock()
 	g.listed = mine
+	g.listedAt, g.listedActive = g.now(), active
 	g.mu.Unlock()
 	return doms, nil
 }
@@ -530,7 +540,13 @@ func (g *Guard) idle(ctx context.Context) bool {
 	}
 	doms, err := g.list(ctx)
 	if err != nil {
-		return false
+		// libvirt does not answer: idle once it has not for as long,
+		// if nothing of the cluster was active when it last did (a
+		// libvirtd gone with its host's domains, as a test's; never
+		// while a domain may still run).
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return !g.listedActive && now-max(g.listedAt, g.start) >= g.cfg.ExitWhenIdle
 	}
 	for _, d := range doms {
 		if d.Kumoi && d.State.Active() && !g.foreign(d) {

@@ -289,6 +289,37 @@ func TestGuardExits(t *testing.T) {
 			t.Errorf("active after the idle exit: %v (only kumoi-other should run)", got)
 		}
 	})
+	t.Run("libvirt gone", func(t *testing.T) {
+		// Its domains fenced, then libvirt stops answering for good (a
+		// test's libvirtd torn down): it exits once idle for as long,
+		// where it waited for libvirt for ever (left behind by tests).
+		f := newFixture(t, 4*fenceAfter)
+		testcluster.WaitFor(t, 10*time.Second, "the cluster's domains fenced", func() (bool, error) {
+			return len(f.active(t)) == 1, nil
+		})
+		f.drv.SetUnavailable(true)
+		select {
+		case err := <-f.done:
+			f.done <- err
+		case <-time.After(15 * time.Second):
+			t.Fatal("the guard did not exit with libvirt gone and nothing of its cluster running")
+		}
+	})
+	t.Run("libvirt gone with a domain running", func(t *testing.T) {
+		// libvirt stops answering while a domain of the cluster ran: the
+		// guard stays (it may still have to fence it).
+		f := newFixture(t, 2*fenceAfter)
+		f.drv.SetUnavailable(true)
+		deadline := time.Now().Add(6 * fenceAfter)
+		for time.Now().Before(deadline) {
+			select {
+			case err := <-f.done:
+				t.Fatalf("the guard exited (%v) while a domain of its cluster may run", err)
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		f.drv.SetUnavailable(false)
+	})
 }
 
 // TestQEMUKiller kills a process whose command line names the guest, and
