@@ -340,10 +340,21 @@ func (txn *Txn) GetUnique(table, index string, key []byte) interface{} {
 		tableSchema.Indexes[index] == nil || !tableSchema.Indexes[index].Unique {
 		return nil
 	}
+	root := txn.indexRoot(table, index)
+	if root == nil {
+		return nil
+	}
+	obj, _ := root.Get(key)
+	return obj
+}
+
+// indexRoot is the root of index's tree as txn sees it (its own writes
+// included), as peekIndex's but without a transaction of the tree made
+// for the read; nil for an index that is not there.
+func (txn *Txn) indexRoot(table, index string) *iradix.Node {
 	if txn.write && txn.modified != nil {
 		if t, ok := txn.modified[tableIndex{table, index}]; ok {
-			obj, _ := t.Get(key)
-			return obj
+			return t.Root()
 		}
 	}
 	var pb [64]byte
@@ -351,8 +362,7 @@ func (txn *Txn) GetUnique(table, index string, key []byte) interface{} {
 	if !ok {
 		return nil
 	}
-	obj, _ := raw.(*iradix.Tree).Get(key)
-	return obj
+	return raw.(*iradix.Tree).Root()
 }
 
 // FirstPrefix returns the first object whose key in index of table starts
@@ -363,20 +373,9 @@ func (txn *Txn) FirstPrefix(table, index string, prefix []byte) interface{} {
 	if tableSchema := txn.db.schema.Tables[table]; tableSchema == nil || tableSchema.Indexes[index] == nil {
 		return nil
 	}
-	var t *iradix.Txn
-	if txn.write && txn.modified != nil {
-		t = txn.modified[tableIndex{table, index}]
-	}
-	var root *iradix.Node
-	if t != nil {
-		root = t.Root()
-	} else {
-		var pb [64]byte
-		raw, ok := txn.rootTxn.Get(append(append(append(pb[:0], table...), '.'), index...))
-		if !ok {
-			return nil
-		}
-		root = raw.(*iradix.Tree).Root()
+	root := txn.indexRoot(table, index)
+	if root == nil {
+		return nil
 	}
 	it := root.Iterator()
 	it.SeekPrefix(prefix)
