@@ -89,7 +89,7 @@ test: deps build lint
 	$(GO) test -tags "$(TAGS) $(TESTHOOKS_TAG)" $(RACE) -count=1 -timeout $(TEST_TIMEOUT) -run 'TestAgentTestHooks' $(TESTHOOKS_PKGS)
 	cd third_party/go-memdb && $(GO) test -count=1 ./...  # the patched state store (third_party/README.md)
 	cd third_party/go-immutable-radix && $(GO) test -race -count=1 -skip '^TestRadix_HugeTxn$$' ./...  # its radix tree, without its 3-minute test
-	cd third_party/raft && $(GO) test -race -count=1 -run '^TestStaged' .  # the Kumoi change to Raft (third_party/raft/KUMOI.md); upstream's suite by hand
+	cd third_party/raft && $(GO) test -race -count=1 -run '^(TestStaged|TestKumoi)' .  # the Kumoi changes to Raft (third_party/raft/KUMOI.md); upstream's suite by hand
 	cd third_party/raft-wal && $(GO) test -race -count=1 ./...  # the patched Raft log store (third_party/raft-wal/KUMOI.md)
 	$(MAKE) --no-print-directory jepsen-quick
 
