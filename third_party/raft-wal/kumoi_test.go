@@ -175,3 +175,49 @@ func TestKumoiRecoveredSealedTail(t *testing.T) {
 	}
 	kumoiCheck(t, w, last+100)
 }
+
+// TestKumoiHeadTruncatedInTail: after a head truncation (raft's DeleteRange
+// after a snapshot) whose new first index lies in the tail segment, the
+// entries before it are not found, before and after a restart (upstream
+// still returned them from the tail segment, and raft sent a new follower
+// the whole log instead of the snapshot).
+func TestKumoiHeadTruncatedInTail(t *testing.T) {
+	dir := t.TempDir()
+	w, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(1); i <= 20; i++ {
+		if err := w.StoreLogs([]*raft.Log{kumoiEntry(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.DeleteRange(1, 12); err != nil {
+		t.Fatal(err)
+	}
+	check := func(w *WAL) {
+		t.Helper()
+		if fi, err := w.FirstIndex(); err != nil || fi != 13 {
+			t.Fatalf("first index %d (%v), want 13", fi, err)
+		}
+		for i := uint64(1); i <= 20; i++ {
+			var l raft.Log
+			err := w.GetLog(i, &l)
+			switch {
+			case i < 13 && err != raft.ErrLogNotFound:
+				t.Fatalf("entry %d, truncated: %v %q, want %v", i, err, l.Data, raft.ErrLogNotFound)
+			case i >= 13 && (err != nil || string(l.Data) != string(kumoiEntry(i).Data)):
+				t.Fatalf("entry %d: %v %q", i, err, l.Data)
+			}
+		}
+	}
+	check(w)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if w, err = Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	check(w)
+}

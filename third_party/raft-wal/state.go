@@ -58,6 +58,15 @@ func (s *state) Persistent() types.PersistentState {
 }
 
 func (s *state) getLog(index uint64) (*types.PooledBuffer, error) {
+	// Kumoi: an entry before the first index is gone, also when a head
+	// truncation (DeleteRange after a snapshot) left it in the tail
+	// segment's file. Upstream's tail check below found it there, so raft
+	// replicated a new follower from index 1 instead of sending it the
+	// snapshot (KUMOI.md). findSegmentReader checks a sealed segment's
+	// MinIndex itself.
+	if index < s.firstIndex() {
+		return nil, ErrNotFound
+	}
 	// Check the tail writer first
 	if s.tail != nil {
 		raw, err := s.tail.GetLog(index)
