@@ -217,6 +217,44 @@ func (w *Worker) convergeResources(ctx context.Context, rp *resPass, vms []*reso
 	}
 	w.removeNetworks(ctx, rp, nets, needNets)
 	w.removeVolumes(ctx, rp, vols, needVols)
+	w.forgetResources(rp)
+}
+
+// forgetResources forgets the last recorded state (and the unknown
+// outcome) of every network, volume and image that no VM here names any
+// more and that this pass reported nothing of: a complete pass read every
+// one the VMs name. Nothing reports those states again (a network is
+// reported once more, removed, when it is removed here, and forgotten the
+// pass after), and a network made again under the same name starts
+// afresh; without this the worker kept one entry per resource it ever
+// touched.
+func (w *Worker) forgetResources(rp *resPass) {
+	keep := map[string]bool{}
+	for _, r := range rp.reports {
+		keep[resKey(r.Kind, r.Name)] = true
+	}
+	named := func(key string) bool {
+		kind, name, _ := strings.Cut(key, "/")
+		switch resource.Kind(kind) {
+		case resource.KindNetwork:
+			return rp.networks[name] != nil
+		case resource.KindVolume:
+			return rp.volumes[name] != nil
+		case resource.KindImage:
+			return rp.images[name] != nil
+		}
+		return true // a VM's (w.unsure): not this pass's to forget
+	}
+	for key := range w.resReported {
+		if !keep[key] && !named(key) {
+			delete(w.resReported, key)
+		}
+	}
+	for key := range w.unsure {
+		if !keep[key] && !named(key) {
+			delete(w.unsure, key)
+		}
+	}
 }
 
 // networkDef is the definition of a network on this host, with the DHCP
@@ -349,7 +387,8 @@ func (w *Worker) networkState(name, lvName string, o *resource.Object, info hype
 		}
 		w.logger.Warn("a network was "+what+" behind Kumoi's back; recreating it", "network", name)
 		return resource.HostResourceRecreate, fmt.Sprintf("the libvirt network %s was %s outside Kumoi; recreated at %s", lvName, what, time.Now().UTC().Format(time.RFC3339))
-	case last.State == resource.HostResourceRecreate:
+	case last.State == resource.HostResourceRecreate && last.ID == o.ID:
+		// (Not a network of the same name deleted and made again.)
 		return last.State, last.Reason
 	case hs.State == resource.HostResourceRecreate && !w.netRemoved[name]:
 		return hs.State, hs.Reason
@@ -383,7 +422,15 @@ func (w *Worker) removeNetworks(ctx context.Context, rp *resPass, listed []hyper
 		delete(w.netUp, name)
 		delete(w.netDefs, name)
 		w.netRemoved[name] = true
-		rp.report(w, resource.ResourceReport{Kind: resource.KindNetwork, Name: name, State: resource.HostResourceRemoved})
+	}
+	// Every removal the controllers have not recorded yet is reported
+	// (again: a request that failed, or that left it out, lost it, and
+	// the network, gone from the host, is not listed any more).
+	// recordResources forgets a removal once recorded.
+	for _, name := range slices.Sorted(maps.Keys(w.netRemoved)) {
+		if !need[name] {
+			rp.report(w, resource.ResourceReport{Kind: resource.KindNetwork, Name: name, State: resource.HostResourceRemoved})
+		}
 	}
 }
 

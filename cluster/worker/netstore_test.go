@@ -624,3 +624,71 @@ func TestTruncateReason(t *testing.T) {
 		t.Fatal("a short reason was cut")
 	}
 }
+
+// TestResourceStatesForgotten: the last recorded state of a network or
+// volume no VM here names any more is forgotten (the worker kept one entry
+// per resource it ever touched); a network's removal is reported until
+// the controllers record it, also when the request that carried it
+// failed; a network made again under the same name is not reported
+// "recreated" for what happened to the old one; a report refused as
+// not_found forgets the state.
+func TestResourceStatesForgotten(t *testing.T) {
+	w, _, _ := newResWorker(t)
+	vm := mkVM(t, "web", resource.VMSpec{NICs: []resource.NIC{{Network: "net1", IP: "10.10.0.2", MAC: "52:54:00:00:00:01"}},
+		Disks: []resource.Disk{{Volume: "data"}}}, "hv-1")
+	named := func() *resPass {
+		rp := newResPass()
+		rp.networks["net1"] = mkNet(t, "net1", resource.NetworkSpec{CIDR: "10.10.0.0/24"}, nil)
+		rp.volumes["data"] = mkVol(t, "data", resource.VolumeSpec{SizeMiB: 100, Persistent: true}, resource.VolumeStatus{Phase: resource.VolumePending, Host: "hv-1"})
+		return rp
+	}
+	pass(t, w, named(), []*resource.Object{vm})
+	if len(w.resReported) != 2 {
+		t.Fatalf("recorded %v, want net1 and data", w.resReported)
+	}
+
+	// The VM is gone: net1 is removed; the request carrying that fails.
+	rp := newResPass()
+	rp.complete = true
+	w.convergeResources(context.Background(), rp, nil, true)
+	if r, _ := findReport(rp.reports, resource.KindNetwork, "net1"); r.State != resource.HostResourceRemoved {
+		t.Fatalf("reports %+v, want net1 removed", rp.reports)
+	}
+	w.recordResources(rp.reports, nil, false)
+	if _, ok := w.resReported[resKey(resource.KindVolume, "data")]; ok {
+		t.Fatal("the state of a volume no VM here names is still kept")
+	}
+	// The next pass reports the removal again (the network, gone from the
+	// host, is not listed any more); this time it is recorded.
+	reps := pass(t, w, newResPass(), nil)
+	if r, _ := findReport(reps, resource.KindNetwork, "net1"); r.State != resource.HostResourceRemoved {
+		t.Fatalf("reports %+v after a failed request, want net1's removal again", reps)
+	}
+	if reps := pass(t, w, newResPass(), nil); len(reps) != 0 {
+		t.Fatalf("reports %+v once the removal was recorded, want none", reps)
+	}
+	if len(w.resReported) != 0 || len(w.netRemoved) != 0 || len(w.unsure) != 0 {
+		t.Fatalf("kept %v, removed %v, unsure %v; want nothing once no VM names anything", w.resReported, w.netRemoved, w.unsure)
+	}
+
+	// A "recreated" state belongs to the network it was seen on, not to
+	// one made again under its name.
+	w.resReported[resKey(resource.KindNetwork, "net1")] = resource.ResourceReport{Kind: resource.KindNetwork, Name: "net1", ID: "id-old",
+		State: resource.HostResourceRecreate, Reason: "the old one was removed outside Kumoi"}
+	o := mkNet(t, "net1", resource.NetworkSpec{CIDR: "10.10.0.0/24"}, nil)
+	if state, reason := w.networkState("net1", "kumoi-net1", o, hypervisor.NetworkInfo{Active: true}, true); state != resource.HostResourceReady {
+		t.Fatalf("a new network of the same name: %s %q, want ready", state, reason)
+	}
+	o.ID = "id-old"
+	if state, _ := w.networkState("net1", "kumoi-net1", o, hypervisor.NetworkInfo{Active: true}, true); state != resource.HostResourceRecreate {
+		t.Fatalf("the same network: %s, want still recreated", state)
+	}
+
+	// A report refused because the object is gone forgets its state.
+	r := resource.ResourceReport{Kind: resource.KindVolume, Name: "v9", ID: "id-v9", State: resource.HostResourceReady}
+	w.resReported[resKey(r.Kind, r.Name)] = r
+	w.recordResources([]resource.ResourceReport{r}, []resource.ResourceResult{{Error: &resource.ErrorBody{Code: resource.CodeNotFound, Message: "volume v9 not found"}}}, true)
+	if _, ok := w.resReported[resKey(r.Kind, r.Name)]; ok {
+		t.Fatal("a state refused as not_found is still kept")
+	}
+}

@@ -146,6 +146,7 @@ func (w *Worker) recordResources(sent []resource.ResourceReport, results []resou
 		w.logger.Debug("the controllers answered no resource results", "count", len(sent))
 		for _, r := range sent {
 			w.resReported[resKey(r.Kind, r.Name)] = r
+			w.removalSettled(r)
 		}
 		return
 	}
@@ -153,10 +154,29 @@ func (w *Worker) recordResources(sent []resource.ResourceReport, results []resou
 		if i >= len(sent) {
 			break
 		}
+		if settles(r.Error) {
+			w.removalSettled(sent[i])
+		}
 		if r.Error != nil {
 			w.logger.Debug("resource report refused", "kind", sent[i].Kind, "name", sent[i].Name, "state", sent[i].State, "error", r.Error.Message)
+			if r.Error.Code == resource.CodeNotFound {
+				// Deleted: what was recorded of it means nothing for
+				// one made again under its name.
+				delete(w.resReported, resKey(sent[i].Kind, sent[i].Name))
+			}
 			continue
 		}
 		w.resReported[resKey(sent[i].Kind, sent[i].Name)] = sent[i]
+	}
+}
+
+// removalSettled forgets a network's removal here once its report was
+// recorded (or is moot: the network is gone, or a newer state was
+// recorded): removeNetworks reports it until then. The controllers' status
+// then no longer holds this host's entry, which is what netRemoved stood
+// for meanwhile (networkState).
+func (w *Worker) removalSettled(r resource.ResourceReport) {
+	if r.Kind == resource.KindNetwork && r.State == resource.HostResourceRemoved {
+		delete(w.netRemoved, r.Name)
 	}
 }
