@@ -361,6 +361,7 @@ func (w *Worker) ensureNetworks(ctx context.Context, rp *resPass, here []*resour
 		}
 		w.netUp[name] = true
 		delete(w.netRemoved, name)
+		delete(w.netRemoving, name)
 		rp.nets[name] = devResult{}
 		rp.report(w, resource.ResourceReport{Kind: resource.KindNetwork, Name: name, ID: o.ID, State: state, Reason: reason})
 	}
@@ -406,6 +407,7 @@ func netDefEqual(a, b hypervisor.NetworkDef) bool {
 // this cluster (a nat or isolated network on this cluster's bridge name)
 // and bridge-mode ones (which carry no cluster mark).
 func (w *Worker) removeNetworks(ctx context.Context, rp *resPass, listed []hypervisor.NetworkInfo, need map[string]bool) {
+	kept := map[string]bool{} // this cluster's, still here: not removed
 	for _, n := range listed {
 		name, ok := strings.CutPrefix(n.Name, hypervisor.DomainPrefix)
 		if !ok || need[name] {
@@ -416,19 +418,21 @@ func (w *Worker) removeNetworks(ctx context.Context, rp *resPass, listed []hyper
 		}
 		if err := w.drv.RemoveNetwork(ctx, n.Name); err != nil {
 			w.logger.Debug("cannot remove a network no VM here needs; trying again later", "network", name, "error", err)
+			kept[name] = true
 			continue
 		}
 		w.logger.Info("removed a network no VM on this host needs", "network", name)
 		delete(w.netUp, name)
 		delete(w.netDefs, name)
 		w.netRemoved[name] = true
+		w.netRemoving[name] = true
 	}
 	// Every removal the controllers have not recorded yet is reported
 	// (again: a request that failed, or that left it out, lost it, and
-	// the network, gone from the host, is not listed any more).
-	// recordResources forgets a removal once recorded.
-	for _, name := range slices.Sorted(maps.Keys(w.netRemoved)) {
-		if !need[name] {
+	// the network, gone from the host, is not listed any more), until
+	// recordResources settles it (removalSettled).
+	for _, name := range slices.Sorted(maps.Keys(w.netRemoving)) {
+		if !need[name] && !kept[name] {
 			rp.report(w, resource.ResourceReport{Kind: resource.KindNetwork, Name: name, State: resource.HostResourceRemoved})
 		}
 	}

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -32,6 +33,8 @@ type fakeStore struct {
 	ensured []string // EnsureNetwork and EnsureVolume calls, by name
 	removed []string // RemoveNetwork and RemoveVolume calls, by name
 	dir     string   // the pool's directory
+	// removeErr, when set, fails RemoveNetwork.
+	removeErr error
 }
 
 func newFakeStore(t *testing.T) *fakeStore {
@@ -58,6 +61,9 @@ func (f *fakeStore) EnsureNetwork(ctx context.Context, def hypervisor.NetworkDef
 func (f *fakeStore) RemoveNetwork(ctx context.Context, name string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.removeErr != nil {
+		return f.removeErr
+	}
 	f.removed = append(f.removed, name)
 	delete(f.nets, name)
 	return nil
@@ -129,7 +135,7 @@ func newResWorker(t *testing.T) (*Worker, *fakeStore, string) {
 		reported: map[string]resource.VMReport{}, stopping: map[string]bool{}, failed: map[string]uint64{},
 		seenUp: map[string]uint64{}, notes: map[string]note{}, guardFenced: map[string]fenceguard.FenceRecord{},
 		resReported: map[string]resource.ResourceReport{}, netUp: map[string]bool{}, netDefs: map[string]hypervisor.NetworkDef{},
-		netRemoved: map[string]bool{}, volMade: map[string]bool{}, waiting: map[string]string{},
+		netRemoved: map[string]bool{}, netRemoving: map[string]bool{}, volMade: map[string]bool{}, waiting: map[string]string{},
 		shutdowns: map[string]*pendingShutdown{}, kick: make(chan struct{}, 1), mayStart: true}
 	w.images = newImageCache(&w.cfg, w.logger, w.wake)
 	return w, drv, imgDir
@@ -633,7 +639,7 @@ func TestTruncateReason(t *testing.T) {
 // "recreated" for what happened to the old one; a report refused as
 // not_found forgets the state.
 func TestResourceStatesForgotten(t *testing.T) {
-	w, _, _ := newResWorker(t)
+	w, drv, _ := newResWorker(t)
 	vm := mkVM(t, "web", resource.VMSpec{NICs: []resource.NIC{{Network: "net1", IP: "10.10.0.2", MAC: "52:54:00:00:00:01"}},
 		Disks: []resource.Disk{{Volume: "data"}}}, "hv-1")
 	named := func() *resPass {
@@ -667,9 +673,28 @@ func TestResourceStatesForgotten(t *testing.T) {
 	if reps := pass(t, w, newResPass(), nil); len(reps) != 0 {
 		t.Fatalf("reports %+v once the removal was recorded, want none", reps)
 	}
-	if len(w.resReported) != 0 || len(w.netRemoved) != 0 || len(w.unsure) != 0 {
-		t.Fatalf("kept %v, removed %v, unsure %v; want nothing once no VM names anything", w.resReported, w.netRemoved, w.unsure)
+	if len(w.resReported) != 0 || len(w.netRemoved) != 0 || len(w.netRemoving) != 0 || len(w.unsure) != 0 {
+		t.Fatalf("kept %v, removed %v and %v, unsure %v; want nothing once no VM names anything", w.resReported, w.netRemoved, w.netRemoving, w.unsure)
 	}
+
+	// A removal not recorded yet is not reported while the network is
+	// back on the host and cannot be removed: then the next removal is.
+	w.netRemoving["net1"] = true
+	pass(t, w, named(), []*resource.Object{vm})
+	w.netRemoving["net1"] = true
+	drv.mu.Lock()
+	drv.removeErr = errors.New("libvirt says no")
+	drv.mu.Unlock()
+	if r, ok := findReport(pass(t, w, newResPass(), nil), resource.KindNetwork, "net1"); ok {
+		t.Fatalf("reported %+v while the network is still on the host", r)
+	}
+	drv.mu.Lock()
+	drv.removeErr = nil
+	drv.mu.Unlock()
+	if r, _ := findReport(pass(t, w, newResPass(), nil), resource.KindNetwork, "net1"); r.State != resource.HostResourceRemoved {
+		t.Fatalf("report %+v once the network could be removed, want removed", r)
+	}
+	pass(t, w, newResPass(), nil)
 
 	// A "recreated" state belongs to the network it was seen on, not to
 	// one made again under its name.

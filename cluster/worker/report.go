@@ -146,7 +146,7 @@ func (w *Worker) recordResources(sent []resource.ResourceReport, results []resou
 		w.logger.Debug("the controllers answered no resource results", "count", len(sent))
 		for _, r := range sent {
 			w.resReported[resKey(r.Kind, r.Name)] = r
-			w.removalSettled(r)
+			w.removalSettled(r, false)
 		}
 		return
 	}
@@ -155,7 +155,7 @@ func (w *Worker) recordResources(sent []resource.ResourceReport, results []resou
 			break
 		}
 		if settles(r.Error) {
-			w.removalSettled(sent[i])
+			w.removalSettled(sent[i], r.Error == nil || r.Error.Code == resource.CodeNotFound)
 		}
 		if r.Error != nil {
 			w.logger.Debug("resource report refused", "kind", sent[i].Kind, "name", sent[i].Name, "state", sent[i].State, "error", r.Error.Message)
@@ -170,13 +170,18 @@ func (w *Worker) recordResources(sent []resource.ResourceReport, results []resou
 	}
 }
 
-// removalSettled forgets a network's removal here once its report was
-// recorded (or is moot: the network is gone, or a newer state was
-// recorded): removeNetworks reports it until then. The controllers' status
-// then no longer holds this host's entry, which is what netRemoved stood
-// for meanwhile (networkState).
-func (w *Worker) removalSettled(r resource.ResourceReport) {
+// removalSettled stops reporting a network's removal here once its report
+// was recorded, or is moot (the network is gone, or a newer state was
+// recorded: stale_epoch). Recorded (from a controller that answers
+// resource results), or the network deleted, the controllers' status
+// holds no entry of this host, which netRemoved stood for meanwhile
+// (networkState), so that is forgotten too; otherwise netRemoved stays
+// until the network is up here again, as before.
+func (w *Worker) removalSettled(r resource.ResourceReport, recorded bool) {
 	if r.Kind == resource.KindNetwork && r.State == resource.HostResourceRemoved {
-		delete(w.netRemoved, r.Name)
+		delete(w.netRemoving, r.Name)
+		if recorded {
+			delete(w.netRemoved, r.Name)
+		}
 	}
 }

@@ -63,6 +63,9 @@ type Worker struct {
 	netUp       map[string]bool
 	netDefs     map[string]hypervisor.NetworkDef
 	netRemoved  map[string]bool
+	// netRemoving: networks removed here whose removal the controllers
+	// have not recorded yet (removeNetworks reports it until then).
+	netRemoving map[string]bool
 	volMade     map[string]bool
 	images      *imageCache
 	waiting     map[string]string // VMs waiting for their devices, and why (logged once)
@@ -131,6 +134,7 @@ func Start(cfg Config) (*Worker, error) {
 		netUp:       map[string]bool{},
 		netDefs:     map[string]hypervisor.NetworkDef{},
 		netRemoved:  map[string]bool{},
+		netRemoving: map[string]bool{},
 		volMade:     map[string]bool{},
 		waiting:     map[string]string{},
 
