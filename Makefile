@@ -195,10 +195,12 @@ fuzz:
 	@list="$$($(GO) test -tags $(TAGS) -list '^Fuzz' $(FUZZPKGS))"; \
 	targets="$$(echo "$$list" | awk '/^Fuzz/ { f[n++] = $$1; next } /^ok/ { for (i = 0; i < n; i++) print $$2 " " f[i]; n = 0 }')"; \
 	if [ -z "$$targets" ]; then echo "fuzz: no Fuzz* targets found"; exit 0; fi; \
+	failed=""; \
 	while read -r pkg fn; do \
 		echo ">> $$pkg $$fn ($(FUZZTIME))"; \
-		$(GO) test -tags $(TAGS) -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) "$$pkg" </dev/null; \
-	done <<< "$$targets"
+		$(GO) test -tags $(TAGS) -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) "$$pkg" </dev/null || failed="$$failed $$pkg:$$fn"; \
+	done <<< "$$targets"; \
+	if [ -n "$$failed" ]; then echo "fuzz: failed:$$failed"; exit 1; fi
 
 clean:
 	rm -rf bin/ jepsen/out/ bench/out/
