@@ -223,8 +223,8 @@ func (w *Worker) convergeResources(ctx context.Context, rp *resPass, vms []*reso
 // forgetResources forgets the last recorded state (and the unknown
 // outcome) of every network, volume and image that no VM here names any
 // more and that this pass reported nothing of: a complete pass read every
-// one the VMs name. Nothing reports those states again (a network is
-// reported once more, removed, when it is removed here, and forgotten the
+// one the VMs name. Nothing reports those states again (a network's
+// removal is reported until recorded, by removeNetworks, and forgotten the
 // pass after), and a network made again under the same name starts
 // afresh; without this the worker kept one entry per resource it ever
 // touched.

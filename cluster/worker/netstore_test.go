@@ -679,7 +679,6 @@ func TestResourceStatesForgotten(t *testing.T) {
 
 	// A removal not recorded yet is not reported while the network is
 	// back on the host and cannot be removed: then the next removal is.
-	w.netRemoving["net1"] = true
 	pass(t, w, named(), []*resource.Object{vm})
 	w.netRemoving["net1"] = true
 	drv.mu.Lock()
