@@ -70,6 +70,26 @@ func (c *BinaryCodec) Encode(l *raft.Log, w io.Writer) error {
 	return enc.err
 }
 
+// appendEncode appends what Encode writes for l to b (Kumoi: StoreLogs
+// encodes a batch into one buffer; Encode grew a bytes.Buffer per entry
+// and allocated for the time: about 7% of a follower's allocations).
+func (c *BinaryCodec) appendEncode(b []byte, l *raft.Log) ([]byte, error) {
+	b = binary.AppendUvarint(b, l.Index)
+	b = binary.AppendUvarint(b, l.Term)
+	b = binary.AppendUvarint(b, uint64(l.Type))
+	b = binary.AppendUvarint(b, uint64(len(l.Data)))
+	b = append(b, l.Data...)
+	b = binary.AppendUvarint(b, uint64(len(l.Extensions)))
+	b = append(b, l.Extensions...)
+	return l.AppendedAt.AppendBinary(b)
+}
+
+// maxEncodedLen bounds what Encode writes for l: five varints and a time
+// (at most 16 bytes) around its data and extensions.
+func maxEncodedLen(l *raft.Log) int {
+	return 5*binary.MaxVarintLen64 + 16 + len(l.Data) + len(l.Extensions)
+}
+
 // Decode a log from the passed byte slice into the log entry pointed to. This
 // allows the caller to manage allocation and re-use of the bytes and log
 // entry.

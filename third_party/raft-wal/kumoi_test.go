@@ -4,6 +4,7 @@
 package wal
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -220,4 +221,37 @@ func TestKumoiHeadTruncatedInTail(t *testing.T) {
 	}
 	defer w.Close()
 	check(w)
+}
+
+// TestKumoiAppendEncode: the batch encoding of StoreLogs writes what
+// BinaryCodec.Encode writes, byte for byte, for every field's extremes
+// (the segment files stay readable by any raft-wal).
+func TestKumoiAppendEncode(t *testing.T) {
+	c := &BinaryCodec{}
+	logs := []*raft.Log{
+		{},
+		{Index: 1, Term: 1, Type: raft.LogCommand, Data: []byte("x")},
+		{Index: 1<<64 - 1, Term: 1<<64 - 1, Type: raft.LogConfiguration, Data: make([]byte, 70000), Extensions: []byte("ext"),
+			AppendedAt: time.Date(2026, 12, 4, 18, 0, 0, 123456789, time.UTC)},
+		{Index: 300, Term: 2, Data: []byte{}, AppendedAt: time.Date(1, 1, 1, 0, 0, 0, 1, time.FixedZone("", 3600))},
+		{Index: 301, Term: 2, AppendedAt: time.Now()},
+	}
+	var all []byte
+	for _, l := range logs {
+		var buf bytes.Buffer
+		if err := c.Encode(l, &buf); err != nil {
+			t.Fatal(err)
+		}
+		start := len(all)
+		var err error
+		if all, err = c.appendEncode(all, l); err != nil {
+			t.Fatal(err)
+		}
+		if got := all[start:]; !bytes.Equal(got, buf.Bytes()) {
+			t.Fatalf("log %d: appendEncode %x, Encode %x", l.Index, got, buf.Bytes())
+		}
+		if len(buf.Bytes()) > maxEncodedLen(l) {
+			t.Fatalf("log %d: %d bytes encoded, bound %d", l.Index, buf.Len(), maxEncodedLen(l))
+		}
+	}
 }

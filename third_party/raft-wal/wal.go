@@ -417,9 +417,32 @@ func (w *WAL) StoreLogs(logs []*raft.Log) error {
 	// Encode logs
 	nBytes := uint64(0)
 	encoded := make([]types.LogEntry, len(logs))
+	// Kumoi: with the binary codec every entry is encoded into one buffer
+	// sized for the batch, each entry's Data a slice of it of its own.
+	bc, _ := w.codec.(*BinaryCodec)
+	var all []byte
+	if bc != nil {
+		n := 0
+		for _, l := range logs {
+			n += maxEncodedLen(l)
+		}
+		all = make([]byte, 0, n)
+	}
 	for i, l := range logs {
 		if lastIdx > 0 && l.Index != (lastIdx+1) {
 			return fmt.Errorf("non-monotonic log entries: tried to append index %d after %d", logs[0].Index, lastIdx)
+		}
+		if bc != nil {
+			start := len(all)
+			var err error
+			if all, err = bc.appendEncode(all, l); err != nil {
+				return err
+			}
+			encoded[i].Data = all[start:len(all):len(all)]
+			encoded[i].Index = l.Index
+			lastIdx = l.Index
+			nBytes += uint64(len(encoded[i].Data))
+			continue
 		}
 		// Need a new buffer each time because Data is just a slice so if we re-use
 		// buffer then all end up pointing to the same underlying data which
