@@ -283,3 +283,39 @@ func TestKumoiErrorUntil(t *testing.T) {
 		t.Fatalf("raft shut down: %d, %v", which, err)
 	}
 }
+
+// TestKumoiSetNewLogs: a follower's request carries the entries from its
+// next index up to the last or MaxAppendEntries of them, in order, each
+// its own Log, the slice no larger than they are.
+func TestKumoiSetNewLogs(t *testing.T) {
+	store := NewInmemStore()
+	for i := uint64(1); i <= 10; i++ {
+		if err := store.StoreLog(&Log{Index: i, Term: 1, Type: LogCommand, Data: []byte(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := &Raft{logs: store, logger: newTestLogger(t)}
+	conf := DefaultConfig()
+	conf.MaxAppendEntries = 4
+	r.conf.Store(*conf)
+	for _, c := range []struct{ next, last, want uint64 }{{3, 10, 4}, {3, 4, 2}, {10, 10, 1}, {11, 10, 0}} {
+		var req AppendEntriesRequest
+		if err := r.setNewLogs(&req, c.next, c.last); err != nil {
+			t.Fatal(err)
+		}
+		if uint64(len(req.Entries)) != c.want || cap(req.Entries) != len(req.Entries) {
+			t.Fatalf("next %d last %d: %d entries (cap %d), want %d", c.next, c.last, len(req.Entries), cap(req.Entries), c.want)
+		}
+		for i, l := range req.Entries {
+			if l.Index != c.next+uint64(i) || string(l.Data) != fmt.Sprint(l.Index) {
+				t.Fatalf("next %d: entry %d is %d %q", c.next, i, l.Index, l.Data)
+			}
+			l.Data = nil // each its own Log
+		}
+		for i, l := range req.Entries {
+			if i > 0 && l == req.Entries[i-1] {
+				t.Fatal("two entries share a Log")
+			}
+		}
+	}
+}

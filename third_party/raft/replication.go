@@ -616,10 +616,19 @@ func (r *Raft) setNewLogs(req *AppendEntriesRequest, nextIndex, lastIndex uint64
 	// consistent value for maxAppendEntries in the lines below in case it ever
 	// becomes reloadable.
 	maxAppendEntries := r.config().MaxAppendEntries
-	req.Entries = make([]*Log, 0, maxAppendEntries)
 	maxIndex := min(nextIndex+uint64(maxAppendEntries)-1, lastIndex)
+	// Kumoi: the entries and the slice sized to what is sent, the entries
+	// in one block (upstream made a slice of MaxAppendEntries pointers and
+	// a Log per entry for every request to every follower: 4 KiB a request
+	// at Kumoi's 512, most of them carrying a few entries).
+	n := 0
+	if maxIndex >= nextIndex {
+		n = int(maxIndex - nextIndex + 1)
+	}
+	req.Entries = make([]*Log, 0, n)
+	block := make([]Log, n)
 	for i := nextIndex; i <= maxIndex; i++ {
-		oldLog := new(Log)
+		oldLog := &block[i-nextIndex]
 		if err := r.logs.GetLog(i, oldLog); err != nil {
 			r.logger.Error("failed to get log", "index", i, "error", err)
 			return err
