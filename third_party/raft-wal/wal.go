@@ -439,19 +439,16 @@ func (w *WAL) StoreLogs(logs []*raft.Log) error {
 				return err
 			}
 			encoded[i].Data = all[start:len(all):len(all)]
-			encoded[i].Index = l.Index
-			lastIdx = l.Index
-			nBytes += uint64(len(encoded[i].Data))
-			continue
+		} else {
+			// Need a new buffer each time because Data is just a slice so if we re-use
+			// buffer then all end up pointing to the same underlying data which
+			// contains only the final log value!
+			var buf bytes.Buffer
+			if err := w.codec.Encode(l, &buf); err != nil {
+				return err
+			}
+			encoded[i].Data = buf.Bytes()
 		}
-		// Need a new buffer each time because Data is just a slice so if we re-use
-		// buffer then all end up pointing to the same underlying data which
-		// contains only the final log value!
-		var buf bytes.Buffer
-		if err := w.codec.Encode(l, &buf); err != nil {
-			return err
-		}
-		encoded[i].Data = buf.Bytes()
 		encoded[i].Index = l.Index
 		lastIdx = l.Index
 		nBytes += uint64(len(encoded[i].Data))
