@@ -101,6 +101,12 @@ type result struct {
 	// writes/s they hardly move with what else the machine does.
 	ServerCPU float64 `json:"server_cpu_us_per_write,omitempty"`
 	ClientCPU float64 `json:"client_cpu_us_per_write,omitempty"`
+	// ServerFaults is the minor page faults of the three servers per
+	// acknowledged write: each is a page of memory the process touched
+	// for the first time, or again after its runtime gave it back to
+	// the kernel, which the kernel (and on a ballooned virtual machine,
+	// the host) had to supply.
+	ServerFaults float64 `json:"server_minor_faults_per_write,omitempty"`
 }
 
 func resultOf(r *createsResult, cpu cpuUse) result {
@@ -109,27 +115,33 @@ func resultOf(r *createsResult, cpu cpuUse) result {
 	if r.acked > 0 {
 		res.ServerCPU = float64(cpu.server.Microseconds()) / float64(r.acked)
 		res.ClientCPU = float64(cpu.client.Microseconds()) / float64(r.acked)
+		res.ServerFaults = float64(cpu.faults) / float64(r.acked)
 	}
 	return res
 }
 
 // cpuUse is the CPU time the servers and the benchmark process used
-// during a row.
-type cpuUse struct{ server, client time.Duration }
+// during a row, and the servers' minor page faults.
+type cpuUse struct {
+	server, client time.Duration
+	faults         int64
+}
 
 // measureCPU reads the CPU time of the processes pids and of this
 // process, and returns what reads how much each used since.
 func measureCPU(b *testing.B, pids []int) func() cpuUse {
-	server := func() time.Duration {
+	server := func() (time.Duration, int64) {
 		var sum time.Duration
+		var faults int64
 		for _, pid := range pids {
-			t, err := procCPU(pid)
+			t, f, err := procCPU(pid)
 			if err != nil {
 				b.Fatalf("CPU time of process %d: %v", pid, err)
 			}
 			sum += t
+			faults += f
 		}
-		return sum
+		return sum, faults
 	}
 	self := func() time.Duration {
 		var ru syscall.Rusage
@@ -138,36 +150,41 @@ func measureCPU(b *testing.B, pids []int) func() cpuUse {
 		}
 		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
-	s0, c0 := server(), self()
-	return func() cpuUse { return cpuUse{server: server() - s0, client: self() - c0} }
+	s0, f0 := server()
+	c0 := self()
+	return func() cpuUse {
+		s, f := server()
+		return cpuUse{server: s - s0, client: self() - c0, faults: f - f0}
+	}
 }
 
 // procCPU is the user and system CPU time of process pid so far, from
 // /proc/<pid>/stat (fields 14 and 15, in clock ticks of 1/100 s: the
-// USER_HZ of Linux on every architecture Kumoi builds for).
-func procCPU(pid int) (time.Duration, error) {
+// USER_HZ of Linux on every architecture Kumoi builds for), and its minor
+// page faults (field 10).
+func procCPU(pid int) (time.Duration, int64, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// The command name (field 2) is in parentheses and may hold spaces.
 	i := bytes.LastIndexByte(data, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("no command name in /proc/%d/stat", pid)
+		return 0, 0, fmt.Errorf("no command name in /proc/%d/stat", pid)
 	}
 	f := strings.Fields(string(data[i+1:]))
 	if len(f) < 13 {
-		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+		return 0, 0, fmt.Errorf("short /proc/%d/stat", pid)
 	}
-	var ticks int64
-	for _, s := range f[11:13] { // utime, stime: fields 14 and 15
-		n, err := strconv.ParseInt(s, 10, 64)
+	var n [3]int64
+	for k, s := range [3]string{f[7], f[11], f[12]} { // minflt, utime, stime: fields 10, 14, 15
+		v, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("/proc/%d/stat: %v", pid, err)
+			return 0, 0, fmt.Errorf("/proc/%d/stat: %v", pid, err)
 		}
-		ticks += n
+		n[k] = v
 	}
-	return time.Duration(ticks) * 10 * time.Millisecond, nil
+	return time.Duration(n[1]+n[2]) * 10 * time.Millisecond, n[0], nil
 }
 
 // compareReport is the JSON file of a run.
@@ -269,11 +286,11 @@ func printCompare(f *os.File, r *compareReport) {
 	fmt.Fprintf(f, "\netcd %s vs %s (Raft log: %s), 3 members each, fsync on, %s per row, %d-byte records; load average before: %s\n\n",
 		r.Etcd, filepath.Base(r.Kumoi), r.LogStore, r.Duration, recordBytes, r.LoadAvg)
 	w := tabwriter.NewWriter(f, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "writers\tto\tetcd writes/s\tp50 ms\tp99 ms\tcpu µs/w\tkumoi writes/s\tp50 ms\tp99 ms\tcpu µs/w\tkumoi/etcd\tkumoi elections\t")
+	fmt.Fprintln(w, "writers\tto\tetcd writes/s\tp50 ms\tp99 ms\tcpu µs/w\tfaults/w\tkumoi writes/s\tp50 ms\tp99 ms\tcpu µs/w\tfaults/w\tkumoi/etcd\tkumoi elections\t")
 	for _, row := range r.Rows {
-		fmt.Fprintf(w, "%d\t%s\t%.0f\t%.2f\t%.2f\t%s\t%.0f\t%.2f\t%.2f\t%s\t%.2f\t%d\t\n", row.Writers, row.Target,
-			row.Etcd.PerSecond, row.Etcd.P50ms, row.Etcd.P99ms, cpuColumn(row.Etcd),
-			row.Kumoi.PerSecond, row.Kumoi.P50ms, row.Kumoi.P99ms, cpuColumn(row.Kumoi), row.Ratio, row.Kumoi.Elections)
+		fmt.Fprintf(w, "%d\t%s\t%.0f\t%.2f\t%.2f\t%s\t%.2f\t%.0f\t%.2f\t%.2f\t%s\t%.2f\t%.2f\t%d\t\n", row.Writers, row.Target,
+			row.Etcd.PerSecond, row.Etcd.P50ms, row.Etcd.P99ms, cpuColumn(row.Etcd), row.Etcd.ServerFaults,
+			row.Kumoi.PerSecond, row.Kumoi.P50ms, row.Kumoi.P99ms, cpuColumn(row.Kumoi), row.Kumoi.ServerFaults, row.Ratio, row.Kumoi.Elections)
 	}
 	w.Flush()
 	fmt.Fprintln(f)

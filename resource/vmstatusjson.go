@@ -59,9 +59,17 @@ func (s *VMStatus) AppendJSON(b []byte) ([]byte, error) {
 	return append(b, '}'), nil
 }
 
-// MarshalVMStatus is json.Marshal(s), faster (VMStatus.AppendJSON).
+// MarshalVMStatus is json.Marshal(s), faster (VMStatus.AppendJSON). The
+// result is allocated at its length: the state keeps every VM's status,
+// and a buffer grown by append would hold up to twice it (a pending VM's,
+// with its reason and time, outgrew 128 bytes into 256).
 func MarshalVMStatus(s *VMStatus) (json.RawMessage, error) {
-	return s.AppendJSON(make([]byte, 0, 128))
+	var buf [512]byte
+	b, err := s.AppendJSON(buf[:0])
+	if err != nil {
+		return nil, err
+	}
+	return append(json.RawMessage(nil), b...), nil
 }
 
 // appendUintField appends key and v unless v is 0 (omitempty).

@@ -165,6 +165,10 @@ func (r *reasoner) reason(vm VM) string {
 type Cache struct {
 	vms       map[string]cachedVM
 	hostIndex [3]uint64 // the hosts', networks' and volumes' indexes when the cached VMs were planned
+	// seenIndex is the highest modify index of a pending VM in the last
+	// round: every VM at or below it was pending then, as it is (one
+	// snapshot of the state holds every write up to its VMs' indexes).
+	seenIndex uint64
 }
 
 type cachedVM struct {
@@ -200,9 +204,19 @@ func FromState(st *fsm.Store, cache *Cache, full bool) ([]Host, []VM, error) {
 		seen = make(map[string]bool, len(pending))
 	}
 	var vms []VM // not sized to pending: with no hosts, most are skipped
+	seenIndex := uint64(0)
 	for _, o := range pending {
 		if seen != nil {
 			seen[o.Name] = true
+		}
+		seenIndex = max(seenIndex, o.ModifyIndex)
+		if onlyNew && o.ModifyIndex <= cache.seenIndex {
+			// Pending and unchanged in the last round, on these same
+			// hosts: it was skipped or planned then, and would be skipped
+			// now (below) — found without a look at its status or a map
+			// lookup, which with no host at all, and thousands pending,
+			// was a twentieth of the leader's CPU each round.
+			continue
 		}
 		if len(hosts) == 0 && bytes.Contains(o.Status, noHostsReason) && !namesDevices(o.Spec) {
 			// Nowhere to place it, and its status says so already (the
@@ -242,6 +256,7 @@ func FromState(st *fsm.Store, cache *Cache, full bool) ([]Host, []VM, error) {
 		cache.vms[o.Name] = cachedVM{modify: o.ModifyIndex, vm: vm}
 		vms = append(vms, volumeHost(st, vm))
 	}
+	cache.seenIndex = seenIndex
 	// Forget VMs that left pending (only on full rounds: it needs the
 	// whole set).
 	for name := range cache.vms {

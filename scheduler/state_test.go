@@ -188,3 +188,60 @@ func TestFromStateNoHosts(t *testing.T) {
 		}
 	}
 }
+
+// TestFromStateRoundsSkipUnchanged: with one cache, a round whose hosts
+// have not changed returns only the VMs that became pending or changed
+// since the last round, however many were pending then; a host change
+// brings every pending VM back.
+func TestFromStateRoundsSkipUnchanged(t *testing.T) {
+	f := fsm.TestFSM(t)
+	log := fsm.NewTestLogger(t, f)
+	apply := log.Apply
+	mk := func(name, spec string) {
+		t.Helper()
+		apply(fsm.CreateRequestType, &fsm.CreateRequest{Time: fsm.TestTime, Kind: resource.KindVM, Name: name, ID: fsm.TestID(log.Index + 1000),
+			Spec: json.RawMessage(spec)})
+	}
+	// One small host: big VMs stay pending with a reason.
+	apply(fsm.HostStateRequestType, &fsm.HostStateRequest{Time: fsm.TestTime, Name: "h1", ID: "id-h1", State: resource.HostReady,
+		Capacity: resource.Resources{CPUs: 1, MemoryMiB: 256}, Driver: "sim"})
+	for _, n := range []string{"a", "b", "c"} {
+		mk(n, `{"cpus":4,"memory_mib":4096}`)
+	}
+	cache := scheduler.NewCache()
+	round := func(full bool, want string) {
+		t.Helper()
+		hosts, vms, err := scheduler.FromState(f.State(), cache, full)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, vm := range vms {
+			names = append(names, vm.Name)
+		}
+		if strings.Join(names, ",") != want {
+			t.Fatalf("full %v: VMs %v, want %q", full, names, want)
+		}
+		if plan := scheduler.PlanWith(hosts, vms, scheduler.Options{}); len(plan.Placements)+len(plan.Unplaced) > 0 {
+			apply(fsm.PlaceRequestType, &plan)
+		}
+	}
+	round(false, "a,b,c") // the first round reads them all (and writes their reasons)
+	round(false, "a,b,c") // their reasons were written since
+	round(false, "")
+	round(false, "")
+	mk("d", `{"cpus":4,"memory_mib":4096}`)
+	round(false, "d")
+	round(false, "d") // its reason
+	round(false, "")
+	apply(fsm.UpdateRequestType, &fsm.UpdateRequest{Time: fsm.TestTime, Kind: resource.KindVM, Name: "b", Spec: json.RawMessage(`{"cpus":2,"memory_mib":4096}`)})
+	round(false, "b")
+	round(false, "b")
+	round(false, "")
+	round(true, "a,b,c,d") // a full round reads them all
+	round(false, "")
+	apply(fsm.HostStateRequestType, &fsm.HostStateRequest{Time: fsm.TestTime, Name: "h2", ID: "id-h2", State: resource.HostReady,
+		Capacity: resource.Resources{CPUs: 2, MemoryMiB: 1024}, Driver: "sim"})
+	round(false, "a,b,c,d") // new hosts: every pending VM again
+	round(false, "")        // (same reasons: nothing written)
+}
