@@ -145,6 +145,13 @@ func (t *Txn) trackChannel(w *watch) {
 // forLeafUpdate to true if you are getting a write node to update the leaf,
 // which will set leaf mutation tracking appropriately as well.
 func (t *Txn) writeNode(n *Node, forLeafUpdate bool) *Node {
+	return t.writeNodeRoom(n, forLeafUpdate, 0)
+}
+
+// writeNodeRoom is writeNode whose copy of n's edges has room for extra
+// more. Kumoi: insert adds an edge to the node it copies; a copy of
+// exactly its edges was reallocated by that append, twice the size.
+func (t *Txn) writeNodeRoom(n *Node, forLeafUpdate bool, extra int) *Node {
 	// Ensure the writable set exists.
 	if t.writable == nil {
 		t.writable = make(map[*Node]struct{})
@@ -183,8 +190,8 @@ func (t *Txn) writeNode(n *Node, forLeafUpdate bool) *Node {
 	// in place (it is a slice of a key, which the tree never changes,
 	// or a new concat), and upstream shares leaf keys the same way.
 	nc.prefix = n.prefix
-	if len(n.edges) != 0 {
-		nc.edges = make([]edge, len(n.edges))
+	if len(n.edges)+extra != 0 {
+		nc.edges = make([]edge, len(n.edges), len(n.edges)+extra)
 		copy(nc.edges, n.edges)
 	}
 
@@ -278,7 +285,7 @@ func (t *Txn) insert(n *Node, k, search []byte, v interface{}) (*Node, interface
 				prefix: search,
 			},
 		}
-		nc := t.writeNode(n, false)
+		nc := t.writeNodeRoom(n, false, 1) // Kumoi: room for e
 		nc.addEdge(e)
 		return nc, nil, false
 	}
@@ -300,6 +307,7 @@ func (t *Txn) insert(n *Node, k, search []byte, v interface{}) (*Node, interface
 	nc := t.writeNode(n, false)
 	splitNode := &Node{
 		prefix: search[:commonPrefix],
+		edges:  make([]edge, 0, 2), // Kumoi: the two it gets, in one allocation
 	}
 	nc.replaceEdge(edge{
 		label: search[0],

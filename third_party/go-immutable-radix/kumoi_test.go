@@ -183,3 +183,45 @@ func TestKumoiWatchRace(t *testing.T) {
 		}
 	}
 }
+
+// TestKumoiInsertEdgeRoom: an insert that adds an edge to a node it
+// copies makes the copy's edges with room for the new one (upstream copied
+// exactly the old edges, and the append reallocated them at twice the
+// size); a split makes its node's two edges at once. The trees stay right.
+func TestKumoiInsertEdgeRoom(t *testing.T) {
+	txn := New().Txn()
+	for i := range 9 {
+		txn.Insert([]byte(fmt.Sprintf("a%d", i)), i) // "a" with nine edges
+	}
+	base := txn.Commit()
+	txn = base.Txn()
+	txn.Insert([]byte("a9"), 9)
+	tree := txn.Commit()
+	for i := range 10 {
+		if v, ok := tree.Get([]byte(fmt.Sprintf("a%d", i))); !ok || v != i {
+			t.Fatalf("a%d: %v, %v", i, v, ok)
+		}
+	}
+	if _, ok := base.Get([]byte("a9")); ok || len(base.Root().edges[0].node.edges) != 9 {
+		t.Fatal("the old tree changed")
+	}
+	if n := tree.Root().edges[0].node; len(n.edges) != 10 || cap(n.edges) != 10 {
+		t.Fatalf("the copied node's edges: len %d cap %d, want 10 and 10", len(n.edges), cap(n.edges))
+	}
+
+	// A key that shares part of a node's prefix splits the node.
+	txn = New().Txn()
+	txn.Insert([]byte("xyz1"), 1)
+	txn.Insert([]byte("xab2"), 2) // splits "xyz1" at "x"
+	txn.Insert([]byte("x"), 0)    // the split node's own leaf
+	tree = txn.Commit()
+	split := tree.Root().edges[0].node
+	if string(split.prefix) != "x" || len(split.edges) != 2 || cap(split.edges) != 2 {
+		t.Fatalf("split node %q: edges len %d cap %d, want 2 and 2", split.prefix, len(split.edges), cap(split.edges))
+	}
+	for k, want := range map[string]int{"xyz1": 1, "xab2": 2, "x": 0} {
+		if v, ok := tree.Get([]byte(k)); !ok || v != want {
+			t.Fatalf("%s: %v, %v", k, v, ok)
+		}
+	}
+}
