@@ -119,6 +119,9 @@ type group struct {
 	// bumped is the index of the last change to each kind in txn: the
 	// index table is written once per kind at commit, not per write.
 	bumped map[resource.Kind]uint64
+	// w is the writer of each entry in turn (applyCommand resets it): one
+	// allocation per batch instead of one per entry.
+	w writer
 }
 
 func (g *group) begin() {
@@ -156,7 +159,7 @@ func (g *group) apply(l *raft.Log) *Result {
 		return g.halt(l.Index, t, err, start)
 	}
 	g.begin()
-	res, evs, dirty, panicked := f.applyCommand(g.txn, l.Index, t, run, g.objectCount)
+	res, evs, dirty, panicked := f.applyCommand(&g.w, g.txn, l.Index, t, run, g.objectCount)
 	if panicked != nil {
 		g.rollback()
 		return g.halt(l.Index, t, panicked, start)
@@ -209,7 +212,7 @@ func (g *group) rollback() {
 			g.f.logger.Error("BUG: entry no longer decodes when replayed after a rollback", "index", l.Index, "error", err)
 			continue
 		}
-		if res, _, _, p := g.f.applyCommand(g.txn, l.Index, t, run, nil); res.Err != nil || p != nil {
+		if res, _, _, p := g.f.applyCommand(new(writer), g.txn, l.Index, t, run, nil); res.Err != nil || p != nil {
 			// Impossible unless Apply is not deterministic.
 			g.f.logger.Error("BUG: entry failed when replayed after a rollback", "index", l.Index, "error", res.Err)
 		}
@@ -246,9 +249,11 @@ func (f *FSM) advance(index uint64) {
 // may be dirty), and the caller halts the FSM.
 //
 // count, when set, counts a kind's objects for the cap on creates (nil: no
-// cap, for replays after a rollback).
-func (f *FSM) applyCommand(txn *memdb.Txn, index uint64, t MessageType, run func(*writer) error, count func(*writer, resource.Kind) int) (res *Result, evs []resource.Event, dirty bool, panicked error) {
-	w := &writer{txn: txn, index: index, caches: f.store.caches, count: count}
+// cap, for replays after a rollback). w is the writer to run it with, reset
+// here: nothing may keep it after the command (what the command made, its
+// objects and events, is handed on in the results, not the writer).
+func (f *FSM) applyCommand(w *writer, txn *memdb.Txn, index uint64, t MessageType, run func(*writer) error, count func(*writer, resource.Kind) int) (res *Result, evs []resource.Event, dirty bool, panicked error) {
+	*w = writer{txn: txn, index: index, caches: f.store.caches, count: count}
 	defer func() {
 		if p := recover(); p != nil {
 			f.logger.Error("BUG: panic while applying log entry", "index", index, "type", t, "panic", p, "stack", string(debug.Stack()))
