@@ -319,3 +319,29 @@ func TestKumoiSetNewLogs(t *testing.T) {
 		}
 	}
 }
+
+// TestKumoiApplyLogNoTimerWithRoom: ApplyLog enqueues a write at once when
+// the apply channel has room, whatever its timeout (no timer is made, so
+// one that expired already cannot win the select); with no room it waits
+// for the timeout, as upstream; after shutdown it says so.
+func TestKumoiApplyLogNoTimerWithRoom(t *testing.T) {
+	r := &Raft{applyCh: make(chan *logFuture, 4), shutdownCh: make(chan struct{})}
+	for i := 0; i < 4; i++ {
+		f := r.ApplyLog(Log{Data: []byte{byte(i)}}, time.Nanosecond)
+		if _, ok := f.(*logFuture); !ok {
+			t.Fatalf("write %d with room: %T %v, want it enqueued", i, f, f.Error())
+		}
+	}
+	if err := r.ApplyLog(Log{Data: []byte{4}}, time.Millisecond).Error(); err != ErrEnqueueTimeout {
+		t.Fatalf("no room: %v, want ErrEnqueueTimeout", err)
+	}
+	close(r.shutdownCh) // with no room: nothing else is ready
+	if err := r.ApplyLog(Log{Data: []byte{5}}, 0).Error(); err != ErrRaftShutdown {
+		t.Fatalf("shut down: %v, want ErrRaftShutdown", err)
+	}
+	for i := 0; i < 4; i++ {
+		if l := <-r.applyCh; l.log.Data[0] != byte(i) || l.log.Type != LogCommand {
+			t.Fatalf("enqueued %d: %+v", i, l.log)
+		}
+	}
+}
