@@ -185,7 +185,10 @@ func NewCache() *Cache { return &Cache{vms: map[string]cachedVM{}} }
 // the VMs that were not pending (or were changed) then: the others did not
 // fit on these same hosts, and placements and deletions change the hosts.
 func FromState(st *fsm.Store, cache *Cache, full bool) ([]Host, []VM, error) {
-	hostIndex := [3]uint64{st.Index(resource.KindHost), st.Index(resource.KindNetwork), st.Index(resource.KindVolume)}
+	hostIndexes := func() [3]uint64 {
+		return [3]uint64{st.Index(resource.KindHost), st.Index(resource.KindNetwork), st.Index(resource.KindVolume)}
+	}
+	hostIndex := hostIndexes()
 	hosts, err := HostsFromState(st)
 	if err != nil {
 		return nil, nil, err
@@ -197,7 +200,11 @@ func FromState(st *fsm.Store, cache *Cache, full bool) ([]Host, []VM, error) {
 	if cache == nil {
 		cache = NewCache()
 	}
-	onlyNew := !full && hostIndex == cache.hostIndex
+	// The hosts, the pending VMs and the indexes are separate reads: a
+	// host written between them makes this round a whole one (the hosts
+	// read may be the new ones), and the next too (the cache keeps the
+	// index from before).
+	onlyNew := !full && hostIndex == cache.hostIndex && hostIndexes() == hostIndex
 	cache.hostIndex = hostIndex
 	var seen map[string]bool
 	if !onlyNew {
