@@ -266,6 +266,10 @@ type verifyFuture struct {
 	quorumSize int
 	votes      int
 	voteLock   sync.Mutex
+	// registered is when the leader began counting votes for it
+	// (verifyLeader). Kumoi: only answers to requests sent after it
+	// count (followerReplication.notifyAll).
+	registered time.Time
 }
 
 // leadershipTransferFuture is used to track the progress of a leadership

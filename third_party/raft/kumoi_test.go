@@ -345,3 +345,47 @@ func TestKumoiApplyLogNoTimerWithRoom(t *testing.T) {
 		}
 	}
 }
+
+// TestKumoiVerifyCountsOnlyLaterRequests: a follower's "still the
+// leader" counts for a verify future only if the request it answers was
+// sent after the future was registered. An answer to an earlier request
+// (a heartbeat in flight while the leader was paused) leaves the future
+// waiting; a later one counts; a "not the leader" ends it whatever its
+// request's time.
+func TestKumoiVerifyCountsOnlyLaterRequests(t *testing.T) {
+	s := &followerReplication{notify: map[*verifyFuture]struct{}{}}
+	register := func() (*verifyFuture, chan *verifyFuture) {
+		ch := make(chan *verifyFuture, 1)
+		v := &verifyFuture{quorumSize: 2, votes: 1, notifyCh: ch, registered: time.Now()}
+		s.notifyLock.Lock()
+		s.notify[v] = struct{}{}
+		s.notifyLock.Unlock()
+		return v, ch
+	}
+	sentBefore := time.Now()
+	time.Sleep(time.Millisecond) // the monotonic clock moves on
+	v, ch := register()
+	s.notifyAll(true, sentBefore)
+	if v.votes != 1 || len(ch) != 0 {
+		t.Fatalf("an answer to a request sent before the future counted: %d votes", v.votes)
+	}
+	s.notifyLock.Lock()
+	_, waiting := s.notify[v]
+	s.notifyLock.Unlock()
+	if !waiting {
+		t.Fatal("the future no longer waits for a later answer")
+	}
+	s.notifyAll(true, time.Now())
+	if v.votes != 2 || len(ch) != 1 {
+		t.Fatalf("an answer to a later request: %d votes, %d notified", v.votes, len(ch))
+	}
+	if len(s.notify) != 0 {
+		t.Fatalf("%d futures still waiting after the vote", len(s.notify))
+	}
+
+	w, wch := register()
+	s.notifyAll(false, sentBefore)
+	if w.votes != 1 || len(wch) != 1 {
+		t.Fatalf("a false answer did not end the future: %d votes, %d notified", w.votes, len(wch))
+	}
+}

@@ -983,6 +983,7 @@ func (r *Raft) verifyLeader(v *verifyFuture) {
 
 	// Track this request
 	v.notifyCh = r.verifyCh
+	v.registered = time.Now() // Kumoi: before any request it counts is sent
 	r.leaderState.notify[v] = struct{}{}
 
 	// Trigger immediate heartbeats
