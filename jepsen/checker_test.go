@@ -1,7 +1,10 @@
 package jepsen
 
 import (
+	"fmt"
 	"math"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -100,5 +103,42 @@ func TestSetCheck(t *testing.T) {
 				t.Fatalf("valid %v, anomalies %v; want %v", chk.Valid, got, tc.want)
 			}
 		})
+	}
+}
+
+// TestRegisterCheckListsTheViolation: the operations an anomaly lists
+// are those that ended last where the history stops being linearizable
+// (with the one that breaks it), not the history's last: a stale read
+// early in a long history is listed, and the detail says when it ended.
+func TestRegisterCheckListsTheViolation(t *testing.T) {
+	var ops []Op
+	tm := int64(0)
+	write := func(v string) {
+		ops = append(ops, okOp(0, "write", "a", Value{Value: v}, Value{}, tm, tm+10))
+		tm += 20
+	}
+	read := func(p int, v string) {
+		ops = append(ops, okOp(p, "read", "a", Value{}, Value{Value: v}, tm, tm+10))
+		tm += 20
+	}
+	var stale Op
+	for i := range 300 {
+		write(strconv.Itoa(i))
+		read(0, strconv.Itoa(i))
+		if i == 100 {
+			read(1, "99") // stale: 100 was acknowledged before it began
+			stale = ops[len(ops)-1]
+		}
+	}
+	chk := (&Register{Keys: 1}).Check(ops, nil, "")
+	if chk.Valid || len(chk.Anomalies) != 1 {
+		t.Fatalf("valid %v, anomalies %+v", chk.Valid, chk.Anomalies)
+	}
+	a := chk.Anomalies[0]
+	if len(a.Ops) == 0 || len(a.Ops) > 200 || a.Ops[len(a.Ops)-1] != stale {
+		t.Fatalf("%d operations listed, the last %+v; want the stale read %+v last", len(a.Ops), a.Ops[len(a.Ops)-1], stale)
+	}
+	if want := fmt.Sprintf("%.6f s", float64(stale.Return)/1e9); !strings.Contains(a.Detail, want) {
+		t.Fatalf("detail %q does not say the violation's time %s", a.Detail, want)
 	}
 }

@@ -1,10 +1,12 @@
 package jepsen
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"math/rand"
 	"path/filepath"
 	"slices"
@@ -273,14 +275,110 @@ func (r *Register) Check(ops []Op, faults []FaultWindow, out string) Check {
 				kSrc = append(kSrc, src[i])
 			}
 			if porcupine.CheckOperationsTimeout(registerModel, kops, CheckTimeout) == porcupine.Illegal {
-				if len(kSrc) > 200 {
+				detail := fmt.Sprintf("the history of %s is not linearizable (%d operations; see history.html for the longest linearizable prefix)", k, len(byKey[k]))
+				if at, ok := violation(kSrc); ok {
+					detail += fmt.Sprintf("; it stops being linearizable when an operation ends at %.6f s: listed are the operations that ended last by then, in the order they ended, that one last", float64(at)/1e9)
+					kSrc = endedBy(kSrc, at, 200)
+				} else if len(kSrc) > 200 {
 					kSrc = kSrc[len(kSrc)-200:]
 				}
-				chk.Anomalies = append(chk.Anomalies, Anomaly{Type: "nonlinearizable", Key: k,
-					Detail: fmt.Sprintf("the history of %s is not linearizable (%d operations; see history.html for the longest linearizable prefix)", k, len(byKey[k])),
-					Ops:    kSrc})
+				chk.Anomalies = append(chk.Anomalies, Anomaly{Type: "nonlinearizable", Key: k, Detail: detail, Ops: kSrc})
 			}
 		}
 	}
 	return chk
+}
+
+// violationCheckTimeout bounds each check of violation's search.
+const violationCheckTimeout = 10 * time.Second
+
+// violation finds where the history of one key stops being linearizable:
+// the earliest time at such that the operations invoked before it are not,
+// an operation still running then taken as unknown (a read as not
+// answered). That set only grows with the time, and a read's value can only
+// come from a write invoked before the read ended, so the search is a
+// bisection; the operation that ends at the time found is the one no
+// order explains. false: the whole history is linearizable, or a check
+// timed out.
+func violation(ops []Op) (at int64, ok bool) {
+	if len(ops) == 0 {
+		return 0, false
+	}
+	lo, hi := ops[0].Invoke, int64(math.MinInt64)
+	for _, o := range ops {
+		lo = min(lo, o.Invoke)
+		if o.Status == StatusOK {
+			hi = max(hi, o.Return)
+		}
+	}
+	legal := func(t int64) (bool, bool) {
+		var cut []Op
+		for _, o := range ops {
+			if o.Invoke >= t {
+				continue
+			}
+			if o.Return > t {
+				if o.Kind == "read" {
+					continue
+				}
+				o.Status, o.Return = StatusUnknown, math.MaxInt64
+			}
+			cut = append(cut, o)
+		}
+		pops, _ := porcupineOps(cut)
+		switch porcupine.CheckOperationsTimeout(registerModel, pops, violationCheckTimeout) {
+		case porcupine.Ok:
+			return true, true
+		case porcupine.Illegal:
+			return false, true
+		}
+		return false, false
+	}
+	if l, done := legal(hi); l || !done {
+		return 0, false
+	}
+	// legal(lo) holds: nothing was invoked before lo.
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		l, done := legal(mid)
+		if !done {
+			return 0, false
+		}
+		if l {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return hi, true
+}
+
+// endedBy returns at most n of ops invoked before at: those that ended
+// last by then, in the order they ended (those still running at at just
+// before those that ended then: the one that ended at at, the operation
+// no order explains, is last).
+func endedBy(ops []Op, at int64, n int) []Op {
+	var out []Op
+	for _, o := range ops {
+		if o.Invoke < at {
+			out = append(out, o)
+		}
+	}
+	order := func(a, b Op) int {
+		return cmp.Or(cmp.Compare(min(a.Return, at), min(b.Return, at)),
+			cmp.Compare(boolInt(a.Return <= at), boolInt(b.Return <= at)), // running before ended
+			cmp.Compare(a.Invoke, b.Invoke))
+	}
+	slices.SortStableFunc(out, order)
+	if len(out) > n {
+		out = out[len(out)-n:]
+	}
+	return out
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
