@@ -6,8 +6,8 @@ import (
 )
 
 const (
-	// defaultModifiedCache bounds the set of writable nodes of one
-	// transaction and the channels it tracks for notification.
+	// defaultModifiedCache bounds the channels one transaction tracks
+	// for notification (and, upstream, its set of writable nodes).
 	//
 	// Kumoi: 1<<17 instead of upstream's 8192. A Raft entry of 4,096
 	// placements (or a group of entries applied in one transaction)
@@ -15,6 +15,7 @@ const (
 	// evicted nodes still being written, which were copied again, and
 	// its notification overflowed into slowNotify, which walks the whole
 	// old and new trees of the index on every commit (O(all objects)).
+	// Writable nodes are no longer bounded (Txn.mark).
 	defaultModifiedCache = 1 << 17
 )
 
@@ -56,16 +57,19 @@ type Txn struct {
 	// transaction.
 	size int
 
-	// writable is a cache of writable nodes that have been created during
-	// the course of the transaction. This allows us to re-use the same
-	// nodes for further writes and avoid unnecessary copies of nodes that
-	// have never been exposed outside the transaction. This will only hold
-	// up to defaultModifiedCache number of entries.
+	// mark tells the writable nodes that have been created during the
+	// course of the transaction. This allows us to re-use the same nodes
+	// for further writes and avoid unnecessary copies of nodes that have
+	// never been exposed outside the transaction.
 	//
-	// Kumoi: a set, emptied when full, instead of upstream's LRU (a list
-	// element per copied node). Forgetting a node is always safe: a node
-	// not in the set is copied before it is written.
-	writable map[*Node]struct{}
+	// Kumoi: no set at all. A node this transaction made carries the
+	// transaction's mark in its watch (mark, watch.go) until a reader asks
+	// for its channel; upstream's LRU cost a list element and a map entry
+	// per copied node, and a map of them (an earlier Kumoi change) was
+	// still 40% of writeNode. A node whose mark is gone (a reader took a
+	// channel, the transaction committed or was cloned and took a new
+	// mark) is copied before it is written, which is always safe.
+	mark *watchBox
 
 	// trackChannels is used to hold channels that need to be notified to
 	// signal mutation of the tree. This will only hold up to
@@ -96,7 +100,7 @@ func (t *Tree) Txn() *Txn {
 // does not track any nodes and has TrackMutate turned off. The cloned transaction will contain any uncommitted writes in the original transaction but further mutations to either will be independent and result in different radix trees on Commit. A cloned transaction may be passed to another goroutine and mutated there independently however each transaction may only be mutated in a single thread.
 func (t *Txn) Clone() *Txn {
 	// reset the writable node cache to avoid leaking future writes into the clone
-	t.writable = nil
+	t.mark = nil // Kumoi: the nodes made so far are no longer written in place
 
 	txn := &Txn{
 		root: t.root,
@@ -152,17 +156,12 @@ func (t *Txn) writeNode(n *Node, forLeafUpdate bool) *Node {
 // more. Kumoi: insert adds an edge to the node it copies; a copy of
 // exactly its edges was reallocated by that append, twice the size.
 func (t *Txn) writeNodeRoom(n *Node, forLeafUpdate bool, extra int) *Node {
-	// Ensure the writable set exists.
-	if t.writable == nil {
-		t.writable = make(map[*Node]struct{})
-	}
-
 	// If this node has already been modified, we can continue to use it
 	// during this transaction. We know that we don't need to track it for
 	// a node update since the node is writable, but if this is for a leaf
 	// update we track it, in case the initial write to this node didn't
 	// update the leaf.
-	if _, ok := t.writable[n]; ok {
+	if t.writable(n) {
 		if t.trackMutate && forLeafUpdate && n.leaf != nil {
 			t.trackChannel(&n.leaf.mutate)
 		}
@@ -196,11 +195,26 @@ func (t *Txn) writeNodeRoom(n *Node, forLeafUpdate bool, extra int) *Node {
 	}
 
 	// Mark this node as writable.
-	if len(t.writable) >= defaultModifiedCache {
-		clear(t.writable)
-	}
-	t.writable[nc] = struct{}{}
+	t.made(nc)
 	return nc
+}
+
+// writable says whether n was made by this transaction since its last
+// commit or clone, and no reader has asked for its channel: it may be
+// written in place. Kumoi: the transaction's mark in n's watch, where
+// upstream looked n up in an LRU of the nodes it copied.
+func (t *Txn) writable(n *Node) bool {
+	return t.mark != nil && n.mutate.p.Load() == t.mark
+}
+
+// made marks n, a node this transaction made and has not published, as
+// writable in place (Kumoi).
+func (t *Txn) made(n *Node) *Node {
+	if t.mark == nil {
+		t.mark = newMark()
+	}
+	n.mutate.p.Store(t.mark)
+	return n
 }
 
 // Visit all the nodes in the tree under n, and add their mutateChannels to the transaction
@@ -277,13 +291,13 @@ func (t *Txn) insert(n *Node, k, search []byte, v interface{}) (*Node, interface
 	if child == nil {
 		e := edge{
 			label: search[0],
-			node: &Node{
+			node: t.made(&Node{ // Kumoi: written in place if the transaction adds under it
 				leaf: &leafNode{
 					key: k,
 					val: v,
 				},
 				prefix: search,
-			},
+			}),
 		}
 		nc := t.writeNodeRoom(n, false, 1) // Kumoi: room for e
 		nc.addEdge(e)
@@ -305,10 +319,10 @@ func (t *Txn) insert(n *Node, k, search []byte, v interface{}) (*Node, interface
 
 	// Split the node
 	nc := t.writeNode(n, false)
-	splitNode := &Node{
+	splitNode := t.made(&Node{ // Kumoi: written in place if the transaction adds under it
 		prefix: search[:commonPrefix],
 		edges:  make([]edge, 0, 2), // Kumoi: the two it gets, in one allocation
-	}
+	})
 	nc.replaceEdge(edge{
 		label: search[0],
 		node:  splitNode,
@@ -338,10 +352,10 @@ func (t *Txn) insert(n *Node, k, search []byte, v interface{}) (*Node, interface
 	// Create a new edge for the node
 	splitNode.addEdge(edge{
 		label: search[0],
-		node: &Node{
+		node: t.made(&Node{ // Kumoi: as above
 			leaf:   leaf,
 			prefix: search,
-		},
+		}),
 	})
 	return nc, nil, false
 }
@@ -525,7 +539,7 @@ func (t *Txn) Commit() *Tree {
 // does not issue any notifications until Notify is called.
 func (t *Txn) CommitOnly() *Tree {
 	nt := &Tree{t.root, t.size}
-	t.writable = nil
+	t.mark = nil // Kumoi: its nodes are published; the next write copies them
 	return nt
 }
 

@@ -47,7 +47,7 @@ func TestKumoiLookupsMakeNoChannel(t *testing.T) {
 	made := 0
 	var count func(n *Node)
 	count = func(n *Node) {
-		if n.mutate.p.Load() != nil {
+		if b := n.mutate.p.Load(); b != nil && b.ch != nil { // not a mark
 			made++
 		}
 		if n.leaf != nil && n.leaf.mutate.p.Load() != nil {
@@ -223,5 +223,89 @@ func TestKumoiInsertEdgeRoom(t *testing.T) {
 		if v, ok := tree.Get([]byte(k)); !ok || v != want {
 			t.Fatalf("%s: %v, %v", k, v, ok)
 		}
+	}
+}
+
+// nodeAt is the node whose path from root is exactly key, or nil.
+func nodeAt(root *Node, key string) *Node {
+	n, search := root, []byte(key)
+	for len(search) > 0 {
+		_, c := n.getEdge(search[0])
+		if c == nil || len(c.prefix) > len(search) || string(search[:len(c.prefix)]) != string(c.prefix) {
+			return nil
+		}
+		n, search = c, search[len(c.prefix):]
+	}
+	return n
+}
+
+// TestKumoiWritesInPlace: a transaction writes in place the nodes it made
+// (copied, split or added) since its last commit or clone, and no other:
+// not a committed tree's, not a clone's, not one a reader took a channel
+// of.
+func TestKumoiWritesInPlace(t *testing.T) {
+	txn := New().Txn()
+	txn.Insert([]byte("abc"), 1)
+	made := nodeAt(txn.Root(), "abc")
+	if made == nil {
+		t.Fatal("no node at abc")
+	}
+	txn.Insert([]byte("abcd"), 2) // adds an edge under the node it added
+	if n := nodeAt(txn.Root(), "abc"); n != made {
+		t.Fatal("the node the transaction added was copied to add an edge under it, not written in place")
+	}
+	txn.Insert([]byte("abx"), 3) // splits: the split node is the transaction's too
+	split := nodeAt(txn.Root(), "ab")
+	txn.Insert([]byte("aby"), 4)
+	if n := nodeAt(txn.Root(), "ab"); n == nil || n != split {
+		t.Fatal("the split node was copied by the next insert under it")
+	}
+
+	tree := txn.Commit()
+	// The same transaction after its commit, a new one and a clone must
+	// all copy the committed nodes.
+	txn.Insert([]byte("abcf"), 5)
+	next := tree.Txn()
+	next.Insert([]byte("abce"), 6)
+	clone := next.Clone()
+	next.Insert([]byte("abcg"), 7)
+	clone.Insert([]byte("abch"), 8)
+	if n := nodeAt(tree.Root(), "abc"); n != made || len(n.edges) != 1 {
+		t.Fatalf("the committed node at abc was written after the commit: %d edges", len(made.edges))
+	}
+	for _, c := range []struct {
+		root *Node
+		has  string
+		not  []string
+	}{
+		{tree.Root(), "abcd", []string{"abcf", "abce", "abcg", "abch"}},
+		{txn.Root(), "abcf", []string{"abce", "abcg", "abch"}},
+		{next.Root(), "abcg", []string{"abcf", "abch"}},
+		{clone.Root(), "abch", []string{"abcf", "abcg"}},
+	} {
+		if _, ok := c.root.Get([]byte(c.has)); !ok {
+			t.Errorf("%s missing", c.has)
+		}
+		for _, k := range c.not {
+			if _, ok := c.root.Get([]byte(k)); ok {
+				t.Errorf("a write leaked: %s is in a tree that did not write it (along with %s)", k, c.has)
+			}
+		}
+	}
+
+	// A node the transaction made whose channel a reader took is copied
+	// by the next write, and the commit closes the reader's channel.
+	w := tree.Txn()
+	w.TrackMutate(true)
+	w.Insert([]byte("q1"), 9)
+	it := w.Root().Iterator()
+	ch := it.SeekPrefixWatch([]byte("q1"))
+	w.Insert([]byte("q12"), 10)
+	if closed(ch) {
+		t.Fatal("the channel closed before the commit")
+	}
+	w.Commit()
+	if !closed(ch) {
+		t.Fatal("a channel taken on a node the transaction made stayed open after the transaction changed the node")
 	}
 }

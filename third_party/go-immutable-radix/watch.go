@@ -16,7 +16,18 @@ import "sync/atomic"
 // after gets a closed one (its node was replaced).
 type watch struct{ p atomic.Pointer[watchBox] }
 
+// watchBox holds a node's channel; one without a channel is a
+// transaction's mark (newMark).
 type watchBox struct{ ch chan struct{} }
+
+// newMark is a mark for a transaction's nodes: a box without a channel,
+// unique for as long as a node holds it. Kumoi: a node a transaction made
+// carries its mark until a reader asks for the node's channel, which
+// replaces it; the transaction writes in place exactly the nodes that
+// still hold its mark (Txn.writable). A mark is allocated (never a
+// shared value) so that no later transaction's mark can equal the one an
+// old, published node still holds.
+func newMark() *watchBox { return new(watchBox) }
 
 // closedBox is the watch of a node that was replaced.
 var closedBox = func() *watchBox {
@@ -28,11 +39,14 @@ var closedBox = func() *watchBox {
 // ch is the channel closed when the node is replaced.
 func (w *watch) ch() chan struct{} {
 	for {
-		if b := w.p.Load(); b != nil {
-			return b.ch
+		old := w.p.Load()
+		if old != nil && old.ch != nil {
+			return old.ch
 		}
+		// None yet (nil, or a transaction's mark: the transaction copies
+		// the node before it writes it from now on).
 		b := &watchBox{ch: make(chan struct{})}
-		if w.p.CompareAndSwap(nil, b) {
+		if w.p.CompareAndSwap(old, b) {
 			return b.ch
 		}
 	}
@@ -41,7 +55,7 @@ func (w *watch) ch() chan struct{} {
 // notify says the node was replaced: it closes the channel a reader took
 // and gives later readers a closed one. Notifying twice is harmless.
 func (w *watch) notify() {
-	if b := w.p.Swap(closedBox); b != nil && b != closedBox {
+	if b := w.p.Swap(closedBox); b != nil && b != closedBox && b.ch != nil {
 		close(b.ch)
 	}
 }
