@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/hashicorp/go-memdb"
 
 	"github.com/kumoi/kumoi/fsm"
@@ -282,7 +281,7 @@ func (a *httpAPI) create(info *resource.KindInfo) apiHandler {
 				Time:   time.Now().UTC(),
 				Kind:   info.Kind,
 				Name:   req.Name,
-				ID:     uuid.NewString(),
+				ID:     resource.NewObjectID(), // time-ordered: local inserts in the uid index
 				Labels: req.Labels,
 				Spec:   spec,
 			})

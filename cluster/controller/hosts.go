@@ -10,8 +10,6 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/google/uuid"
-
 	"github.com/kumoi/kumoi/cluster/membership"
 	"github.com/kumoi/kumoi/fsm"
 	"github.com/kumoi/kumoi/resource"
@@ -194,7 +192,7 @@ func (c *Controller) proposeHostState(ctx context.Context, st *fsm.Store, want f
 		want.Reason = joinReason(want.Reason, hostNotes(&resource.HostStatus{}, want.State, want.FenceAfterMS, want.DownGraceMS))
 	}
 	want.Time = time.Now().UTC()
-	want.ID = uuid.NewString()
+	want.ID = resource.NewObjectID()
 	if _, err := c.Propose(ctx, fsm.HostStateRequestType, &want); err != nil {
 		if ctx.Err() == nil {
 			c.logger.Warn("could not record host state", "host", want.Name, "state", want.State, "error", err)
