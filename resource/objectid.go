@@ -10,8 +10,8 @@ import "github.com/google/uuid"
 // a radix tree: a random id (version 4, as before 2026-12-04) put every
 // insert on a path of its own, copied from near the root, while ordered
 // ids share the nodes a batch of creates copies once
-// (BenchmarkUIDIndexInsert in fsm: 3.4 µs and ~1 KB per insert at
-// 100,000 objects with random ids, 0.35 µs and ~200 B with these). The
+// (BenchmarkUIDIndexInsert in fsm: 3.3 µs and ~1 KB per insert at
+// 100,000 objects with random ids, 0.38 µs and ~200 B with these). The
 // id says when the object was created, which created_at says anyway;
 // secrets (ACL tokens) stay random.
 func NewObjectID() string {
