@@ -420,12 +420,15 @@ func (t *Txn) delete(parent, n *Node, search []byte) (*Node, *leafNode) {
 func (t *Txn) deletePrefix(parent, n *Node, search []byte) (*Node, int) {
 	// Check for key exhaustion
 	if len(search) == 0 {
+		// Kumoi: counted and tracked before the write, which may be in
+		// place (a node this transaction made: Txn.mark) and empty n.
+		deleted := t.trackChannelsAndCount(n)
 		nc := t.writeNode(n, true)
 		if n.isLeaf() {
 			nc.leaf = nil
 		}
 		nc.edges = nil
-		return nc, t.trackChannelsAndCount(n)
+		return nc, deleted
 	}
 
 	// Look for an edge

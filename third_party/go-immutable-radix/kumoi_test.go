@@ -309,3 +309,36 @@ func TestKumoiWritesInPlace(t *testing.T) {
 		t.Fatal("a channel taken on a node the transaction made stayed open after the transaction changed the node")
 	}
 }
+
+// TestKumoiDeletePrefixOfMadeNode: DeletePrefix at a node the transaction
+// made (written in place) still counts the keys it removes and closes
+// the watches of the published nodes under it.
+func TestKumoiDeletePrefixOfMadeNode(t *testing.T) {
+	txn := New().Txn()
+	txn.Insert([]byte("abc1"), 1)
+	txn.Insert([]byte("abc2"), 2)
+	tree := txn.Commit()
+	ch, _, _ := tree.Root().GetWatch([]byte("abc1"))
+
+	w := tree.Txn()
+	w.TrackMutate(true)
+	w.Insert([]byte("abd"), 3) // splits off a node at "ab" that w made
+	if !w.DeletePrefix([]byte("ab")) {
+		t.Fatal("DeletePrefix(ab) deleted nothing")
+	}
+	got := w.Commit()
+	if got.Len() != 0 {
+		t.Errorf("Len after deleting every key = %d, want 0", got.Len())
+	}
+	if !closed(ch) {
+		t.Error("the watch of a deleted key stayed open")
+	}
+
+	x := New().Txn()
+	x.Insert([]byte("x"), 1)
+	x.Insert([]byte("abc"), 2) // a leaf node x made
+	x.DeletePrefix([]byte("abc"))
+	if n := x.Commit().Len(); n != 1 {
+		t.Errorf("Len = %d, want 1", n)
+	}
+}
