@@ -67,9 +67,10 @@ import (
 // leader and of one follower taken during each Kumoi row
 // (DIR/<row>-leader.pprof, DIR/<row>-follower.pprof; read them with
 // go tool pprof -top bin/kumoi FILE), what they allocated during it
-// (DIR/<row>-leader.allocs: go tool pprof -sample_index alloc_space) and
+// (DIR/<row>-leader.allocs: go tool pprof -sample_index alloc_space),
 // their /metrics after the row (DIR/<row>-leader.metrics: raft's timings
-// of each step of a write).
+// of each step of a write) and what stays live after a collection at the
+// end of the row (DIR/<row>-leader.heap: the state's bytes).
 
 // recordBytes is the size of one written record.
 const recordBytes = 200
@@ -348,6 +349,8 @@ func kumoiRow(b *testing.B, writers int, leaderOnly bool, d time.Duration, prefi
 		defer func() {
 			for role, u := range map[string]string{"leader": c.URL(leader), "follower": follower} {
 				saveURL(b, hc, u+"/metrics", filepath.Join(dir, prefix+"-"+role+".metrics"))
+				// What stays live after a collection: the state's bytes.
+				saveURL(b, hc, u+"/debug/pprof/heap?gc=1", filepath.Join(dir, prefix+"-"+role+".heap"))
 			}
 		}()
 	}
