@@ -34,6 +34,7 @@ var appliers = map[MessageType]applier{
 
 	MigrationEventRequestType: decoded((*writer).migrationEvents),
 	CreateBinRequestType:      decodeCreateBin,
+	CreatesBinRequestType:     decodeCreatesNested,
 
 	ClusterInitRequestType: decoded((*writer).clusterInit),
 	HostFenceRequestType:   decoded((*writer).hostFence),

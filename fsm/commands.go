@@ -53,6 +53,10 @@ const (
 	// log protocol 10).
 	CreateBinRequestType MessageType = 21
 
+	// Creates coalesced into one entry by the leader, each applied as if
+	// it were an entry of its own (creates.go; log protocol 12).
+	CreatesBinRequestType MessageType = 22
+
 	// IgnoreUnknownTypeFlag marks commands that older nodes may skip.
 	IgnoreUnknownTypeFlag MessageType = 128
 )
@@ -101,6 +105,8 @@ func (t MessageType) String() string {
 		return "migration-event"
 	case CreateBinRequestType:
 		return "create-bin"
+	case CreatesBinRequestType:
+		return "creates-bin"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -113,7 +119,7 @@ var MessageTypes = []MessageType{
 	ClusterInitRequestType, HostFenceRequestType,
 	ACLBootstrapRequestType, ACLPolicyUpsertRequestType, ACLPolicyDeleteRequestType,
 	ACLTokenCreateRequestType, ACLTokenDeleteRequestType, AccessorRequestType,
-	MigrationEventRequestType, CreateBinRequestType,
+	MigrationEventRequestType, CreateBinRequestType, CreatesBinRequestType,
 }
 
 // BatchRequest applies its operations atomically: all or none.
@@ -137,6 +143,13 @@ func Encode(t MessageType, req any) ([]byte, error) {
 	if b, ok := req.(*CreateBinRequest); ok && t == CreateBinRequestType {
 		return EncodeCreateBin(b.Accessor, b.Create), nil
 	}
+	if b, ok := req.(*CreatesBinRequest); ok && t == CreatesBinRequestType {
+		entries := make([][]byte, len(b.Creates))
+		for i, c := range b.Creates {
+			entries[i] = EncodeCreateBin(c.Accessor, c.Create)
+		}
+		return EncodeCreates(entries)
+	}
 	payload, err := json.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("fsm: encode %s: %w", t, err)
@@ -148,7 +161,7 @@ func Encode(t MessageType, req any) ([]byte, error) {
 
 // NewBatchOp wraps a request as a batch operation.
 func NewBatchOp(t MessageType, req any) (BatchOp, error) {
-	if t == CreateBinRequestType {
+	if t == CreateBinRequestType || t == CreatesBinRequestType {
 		// A batch is JSON, and so are its operations' payloads.
 		return BatchOp{}, fmt.Errorf("fsm: a %s command cannot be a batch operation; batch a create", t)
 	}
@@ -193,4 +206,8 @@ type Result struct {
 	// ResourceErrors holds the outcomes of a report's resource reports
 	// (ReportRequest.Resources), in order: nil entries were recorded.
 	ResourceErrors []error
+	// Subs holds the results of a creates-bin entry's creates, in order
+	// (each as the create's own entry would have had; Err set and Subs
+	// nil: the entry halted the state machine, none was applied).
+	Subs []*Result
 }

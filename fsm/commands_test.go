@@ -192,6 +192,16 @@ func goldenEntries(t testing.TB) []goldenEntry {
 		{typ: fsm.ReportRequestType, file: "report-v11", req: &fsm.ReportRequest{Time: goldenT3, Host: "host-3", Reports: []fsm.VMReport{
 			{VM: "web-9", Epoch: 26, Phase: resource.PhaseRunning, Reason: "migrated", Seq: 1764820800000000000},
 		}}},
+		// Protocol 12: three creates coalesced into one entry, one of them
+		// with an accessor, one refused (web-bin is taken).
+		{typ: fsm.CreatesBinRequestType, req: &fsm.CreatesBinRequest{Creates: []*fsm.CreateBinRequest{
+			{Create: &fsm.CreateRequest{Time: goldenT3, Kind: resource.KindVM, Name: "web-c1", ID: "0193a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2b",
+				Labels: map[string]string{"app": "web"}, Spec: json.RawMessage(`{"cpus":1,"memory_mib":256}`)}},
+			{Accessor: "9c4b2a8e-0d6f-4e1a-8b3c-5d7e9f1a2b3c", Create: &fsm.CreateRequest{Time: goldenT3, Kind: resource.KindVM, Name: "web-c2",
+				ID: "0193a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2c", Spec: json.RawMessage(`{"cpus":2,"memory_mib":512}`)}},
+			{Create: &fsm.CreateRequest{Time: goldenT3, Kind: resource.KindVM, Name: "web-bin",
+				ID: "0193a1b2-c3d4-7e5f-8a6b-7c8d9e0f1a2d", Spec: json.RawMessage(`{"cpus":1,"memory_mib":256}`)}},
+		}}},
 	}
 }
 
@@ -317,7 +327,15 @@ func applyGoldenPrefix(t *testing.T, n int) *fsm.FSM {
 		if res.Err != nil {
 			t.Fatalf("%s no longer applies: %v", path, res.Err)
 		}
-		if len(res.Objects) == 0 && !goldenNoObjects[g.typ] && !g.noObjects {
+		objs := len(res.Objects)
+		for j, sub := range res.Subs {
+			// The golden creates-bin entry's last create is refused.
+			if refused := j == len(res.Subs)-1; (sub.Err != nil) != refused || (refused && !errors.Is(sub.Err, fsm.ErrExists)) {
+				t.Fatalf("%s: create %d: %v", path, j, sub.Err)
+			}
+			objs += len(sub.Objects)
+		}
+		if objs == 0 && !goldenNoObjects[g.typ] && !g.noObjects {
 			t.Errorf("%s wrote no objects", path)
 		}
 	}
@@ -342,6 +360,12 @@ const goldenBeforeBin = 26
 // and snapshot-v11.jsonl the state the whole log builds.
 const goldenBeforeSeq = 27
 
+// goldenBeforeCreates is how many golden entries come before the protocol
+// 12 one (creates coalesced): state-v11.json and snapshot-v11.jsonl hold
+// the state they build (as the protocol 11 build wrote them);
+// state-v12.json and snapshot-v12.jsonl the state the whole log builds.
+const goldenBeforeCreates = 28
+
 // TestGoldenDecode: a log written by an older build keeps applying, and to
 // the same state.
 func TestGoldenDecode(t *testing.T) {
@@ -357,7 +381,11 @@ func TestGoldenDecode(t *testing.T) {
 		t.Fatalf("goldenBeforeSeq (%d) does not point at the first protocol 11 entry", goldenBeforeSeq)
 	}
 	writeOrCompare(t, filepath.Join(goldenDir, "state-v10.json"), goldenStateJSON(t, applyGoldenPrefix(t, goldenBeforeSeq)))
-	writeOrCompare(t, filepath.Join(goldenDir, "state-v11.json"), goldenStateJSON(t, applyGoldenLog(t)))
+	if n := len(goldenEntries(t)); goldenBeforeCreates >= n || goldenEntries(t)[goldenBeforeCreates].typ != fsm.CreatesBinRequestType {
+		t.Fatalf("goldenBeforeCreates (%d) does not point at the first protocol 12 entry", goldenBeforeCreates)
+	}
+	writeOrCompare(t, filepath.Join(goldenDir, "state-v11.json"), goldenStateJSON(t, applyGoldenPrefix(t, goldenBeforeCreates)))
+	writeOrCompare(t, filepath.Join(goldenDir, "state-v12.json"), goldenStateJSON(t, applyGoldenLog(t)))
 }
 
 // goldenStateJSON is f's objects, indexes and events as the golden state
@@ -398,12 +426,13 @@ func goldenStateJSON(t *testing.T, f *fsm.FSM) []byte {
 // protocol 8 build wrote it; snapshot-v9.jsonl the state before the
 // protocol 10 entry, with a migration's status and hosts' migration modes;
 // snapshot-v10.jsonl the state before the protocol 11 entry;
-// snapshot-v11.jsonl the whole log's (a VM's status.report_seq).
+// snapshot-v11.jsonl the state before the protocol 12 entry (a VM's
+// status.report_seq); snapshot-v12.jsonl the whole log's.
 func TestGoldenSnapshot(t *testing.T) {
 	for _, c := range []struct {
 		file string
 		n    int
-	}{{"snapshot.jsonl", goldenBeforeMigration}, {"snapshot-v9.jsonl", goldenBeforeBin}, {"snapshot-v10.jsonl", goldenBeforeSeq}, {"snapshot-v11.jsonl", len(goldenEntries(t))}} {
+	}{{"snapshot.jsonl", goldenBeforeMigration}, {"snapshot-v9.jsonl", goldenBeforeBin}, {"snapshot-v10.jsonl", goldenBeforeSeq}, {"snapshot-v11.jsonl", goldenBeforeCreates}, {"snapshot-v12.jsonl", len(goldenEntries(t))}} {
 		f := applyGoldenPrefix(t, c.n)
 		path := filepath.Join(goldenDir, c.file)
 		writeOrCompare(t, path, fsm.TestPersist(t, f))

@@ -111,7 +111,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 type group struct {
 	f      *FSM
 	txn    *memdb.Txn
-	done   []*raft.Log // entries applied in txn, for a replay
+	done   []doneEntry // entries applied in txn, for a replay
 	events []resource.Event
 	// delta is what events create minus delete, per kind (objectCount).
 	delta kindCounts
@@ -122,6 +122,13 @@ type group struct {
 	// w is the writer of each entry in turn (applyCommand resets it): one
 	// allocation per batch instead of one per entry.
 	w writer
+}
+
+// doneEntry is an entry that succeeded in a group's transaction: the
+// whole entry (sub < 0), or the sub-th create of a creates-bin entry.
+type doneEntry struct {
+	l   *raft.Log
+	sub int
 }
 
 func (g *group) begin() {
@@ -146,6 +153,12 @@ func (g *group) apply(l *raft.Log) *Result {
 		return g.halt(l.Index, 0, fmt.Errorf("%w: empty log entry", ErrBadPayload), start)
 	}
 	t, payload := MessageType(l.Data[0]), l.Data[1:]
+	if t == CreatesBinRequestType {
+		if err := checkProtocol(t, f.maxProto); err != nil {
+			return g.halt(l.Index, t, err, start)
+		}
+		return g.applyCreates(l, payload, start)
+	}
 	run, err := decode(t, payload, f.maxProto)
 	switch {
 	case errors.Is(err, ErrUnknownCommand) && t&IgnoreUnknownTypeFlag != 0:
@@ -167,18 +180,8 @@ func (g *group) apply(l *raft.Log) *Result {
 	g.last = max(g.last, l.Index)
 	switch {
 	case res.Err == nil:
-		g.done = append(g.done, l)
-		g.events = append(g.events, evs...)
-		if g.delta == nil {
-			g.delta = kindCounts{}
-		}
-		g.delta.add(evs)
-		for _, ev := range evs {
-			if g.bumped == nil {
-				g.bumped = map[resource.Kind]uint64{}
-			}
-			g.bumped[ev.Kind] = max(g.bumped[ev.Kind], ev.Index)
-		}
+		g.done = append(g.done, doneEntry{l: l, sub: -1})
+		g.applied(evs)
 	case dirty:
 		g.rollback()
 	}
@@ -186,6 +189,23 @@ func (g *group) apply(l *raft.Log) *Result {
 		f.OnApply(metricType(t, payload), time.Since(start), res.Err)
 	}
 	return res
+}
+
+// applied records in g what an entry (or a create of a creates-bin
+// entry) that succeeded made: its events, and with them the kinds' counts
+// and indexes.
+func (g *group) applied(evs []resource.Event) {
+	g.events = append(g.events, evs...)
+	if g.delta == nil {
+		g.delta = kindCounts{}
+	}
+	g.delta.add(evs)
+	for _, ev := range evs {
+		if g.bumped == nil {
+			g.bumped = map[resource.Kind]uint64{}
+		}
+		g.bumped[ev.Kind] = max(g.bumped[ev.Kind], ev.Index)
+	}
 }
 
 // halt halts the FSM at entry index, which it cannot apply (cause), and
@@ -204,9 +224,17 @@ func (g *group) rollback() {
 	g.txn.Abort()
 	g.txn = nil
 	g.begin()
-	for _, l := range g.done {
+	for _, d := range g.done {
+		l := d.l
 		t, payload := MessageType(l.Data[0]), l.Data[1:]
-		run, err := decode(t, payload, g.f.maxProto)
+		var run func(*writer) error
+		var err error
+		if d.sub >= 0 {
+			t = CreateBinRequestType
+			run, err = replayCreate(l, d.sub)
+		} else {
+			run, err = decode(t, payload, g.f.maxProto)
+		}
 		if err != nil {
 			// Impossible: it decoded the first time.
 			g.f.logger.Error("BUG: entry no longer decodes when replayed after a rollback", "index", l.Index, "error", err)

@@ -863,7 +863,7 @@ func TestMessageTypeString(t *testing.T) {
 		fsm.ReportRequestType: "report", fsm.HostStateRequestType: "host-state", fsm.EvacuateRequestType: "evacuate",
 		fsm.ActionRequestType: "action", fsm.MigrateRequestType: "migrate", fsm.ClusterInitRequestType: "cluster-init",
 		fsm.HostFenceRequestType: "host-fence", fsm.ACLBootstrapRequestType: "acl-bootstrap", fsm.AccessorRequestType: "with-accessor",
-		fsm.MigrationEventRequestType: "migration-event", fsm.CreateBinRequestType: "create-bin", 22: "type(22)", 99: "type(99)",
+		fsm.MigrationEventRequestType: "migration-event", fsm.CreateBinRequestType: "create-bin", fsm.CreatesBinRequestType: "creates-bin", 23: "type(23)", 99: "type(99)",
 	} {
 		if got := mt.String(); got != want {
 			t.Errorf("MessageType(%d).String() = %q, want %q", uint8(mt), got, want)

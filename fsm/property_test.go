@@ -3,6 +3,7 @@ package fsm_test
 import (
 	"bytes"
 	"cmp"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -656,9 +657,36 @@ func (g propGen) entry(t *rapid.T, next uint64) propEntry {
 		return propEntry{data: append([]byte{byte(b)}, p...)}
 	case 20, 21, 22, 23, 24:
 		return propEntry{typ: fsm.BatchRequestType, req: g.batch(t, next, false)}
+	case 19:
+		if e, ok := g.creates(t, next); ok {
+			return e
+		}
 	}
 	mt, req := g.op(t, next)
 	return propEntry{typ: mt, req: req}
+}
+
+// creates draws a creates-bin entry (creates the leader coalesced): the
+// creates among a few drawn commands, as raw data (the model decodes it).
+func (g propGen) creates(t *rapid.T, next uint64) (propEntry, bool) {
+	var entries [][]byte
+	for range rapid.IntRange(1, 6).Draw(t, "coalesced commands") {
+		switch mt, req := g.op(t, next); mt {
+		case fsm.CreateBinRequestType:
+			b := req.(*fsm.CreateBinRequest)
+			entries = append(entries, fsm.EncodeCreateBin(b.Accessor, b.Create))
+		case fsm.CreateRequestType:
+			entries = append(entries, fsm.EncodeCreateBin("", req.(*fsm.CreateRequest)))
+		}
+	}
+	if len(entries) == 0 {
+		return propEntry{}, false
+	}
+	data, err := fsm.EncodeCreates(entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return propEntry{data: data}, true
 }
 
 // notUnderstood draws an entry this build cannot understand: the FSM must
@@ -670,7 +698,7 @@ func (g propGen) notUnderstood(t *rapid.T, next uint64) propEntry {
 	case 1:
 		// An unknown type without the ignorable flag, with a payload
 		// that would be a valid command.
-		b := rapid.SampledFrom([]byte{0, 22, 23, 42, 99, 127}).Draw(t, "unknown type")
+		b := rapid.SampledFrom([]byte{0, 23, 24, 42, 99, 127}).Draw(t, "unknown type")
 		_, req := g.op(t, next)
 		data, err := fsm.Encode(fsm.MessageType(b), req)
 		if err != nil {
@@ -786,8 +814,11 @@ func objs(l []*resource.Object) string {
 func sameResult(t *rapid.T, what string, ra, rb *fsm.Result) {
 	if ra.Index != rb.Index || fmt.Sprint(ra.Err) != fmt.Sprint(rb.Err) ||
 		!slices.EqualFunc(ra.Objects, rb.Objects, (*resource.Object).Equal) ||
-		fmt.Sprint(ra.ItemErrors) != fmt.Sprint(rb.ItemErrors) {
+		fmt.Sprint(ra.ItemErrors) != fmt.Sprint(rb.ItemErrors) || len(ra.Subs) != len(rb.Subs) {
 		t.Fatalf("%s: results differ:\n%+v\n%+v", what, ra, rb)
+	}
+	for i := range ra.Subs {
+		sameResult(t, fmt.Sprintf("%s, create %d", what, i), ra.Subs[i], rb.Subs[i])
 	}
 }
 
@@ -862,6 +893,9 @@ func TestPropertySameLogSameState(t *testing.T) {
 			halted++
 		}
 		for i, e := range entries {
+			if e.logType == raft.LogCommand && e.req == nil && len(e.data) > 0 && fsm.MessageType(e.data[0]) == fsm.CreatesBinRequestType {
+				seen[fsm.CreatesBinRequestType]++
+			}
 			if e.logType == raft.LogCommand && e.req != nil {
 				seen[e.typ]++
 				if b, ok := e.req.(*fsm.BatchRequest); ok {
@@ -1192,6 +1226,8 @@ type modelOp struct {
 	errs   []error
 	events []string
 	items  [][]error
+	// subs: a creates-bin entry's creates, each its errors as an entry.
+	subs [][]error
 	// halt: the FSM cannot understand the entry and must halt on it, for
 	// this reason (ErrBadPayload or ErrUnknownCommand).
 	halt error
@@ -1372,6 +1408,15 @@ func (m *model) apply(t *rapid.T, index uint64, mt fsm.MessageType, req any) mod
 			return r
 		}
 		if q.Type&fsm.IgnoreUnknownTypeFlag != 0 {
+			return r
+		}
+		if q.Type == fsm.CreatesBinRequestType {
+			// Never inside another command: refused.
+			if len(q.Accessor) > 64 {
+				fail(resource.ErrInvalid)
+			} else {
+				fail(fsm.ErrBadPayload)
+			}
 			return r
 		}
 		inner, err := decodeReq(q.Type, q.Payload)
@@ -2202,7 +2247,7 @@ func notUnderstood(e propEntry) error {
 }
 
 func envelopeNotUnderstood(a *fsm.AccessorRequest) error {
-	if a.Type == fsm.AccessorRequestType {
+	if a.Type == fsm.AccessorRequestType || a.Type == fsm.CreatesBinRequestType {
 		return nil // nested: understood, and refused
 	}
 	req, err := decodeReq(a.Type, a.Payload)
@@ -2224,7 +2269,7 @@ func batchNotUnderstood(b *fsm.BatchRequest) error {
 		return nil // refused before its operations are looked at
 	}
 	for _, op := range b.Ops {
-		if op.Type == fsm.BatchRequestType {
+		if op.Type == fsm.BatchRequestType || op.Type == fsm.CreatesBinRequestType {
 			continue // nested: understood, and refused
 		}
 		req, err := decodeReq(op.Type, op.Payload)
@@ -2261,6 +2306,16 @@ func (m *model) applyUnderstood(t *rapid.T, index uint64, e propEntry) modelOp {
 			t.Fatalf("model: entry %q does not decode: %v", e.data, err)
 		}
 		return m.applyUnderstood(t, index, propEntry{typ: mt, req: req})
+	case e.typ == fsm.CreatesBinRequestType:
+		// Each create as an entry of its own at this index.
+		creates := e.req.(*createsReq)
+		r.subs = make([][]error, len(creates.subs))
+		for i, c := range creates.subs {
+			sub := m.applyUnderstood(t, index, propEntry{typ: fsm.CreateBinRequestType, req: c})
+			r.subs[i] = sub.errs
+			r.events = append(r.events, sub.events...)
+		}
+		return r
 	case e.typ != fsm.BatchRequestType:
 		next := m.clone()
 		if r = next.apply(t, index, e.typ, e.req); r.errs != nil {
@@ -2289,6 +2344,9 @@ func (m *model) applyBatch(t *rapid.T, index uint64, b *fsm.BatchRequest) modelO
 		if op.Type&fsm.IgnoreUnknownTypeFlag != 0 {
 			continue // unknown and ignorable: skipped
 		}
+		if op.Type == fsm.CreatesBinRequestType {
+			return modelOp{errs: []error{fsm.ErrBadPayload}} // never inside another command
+		}
 		req, err := decodeReq(op.Type, op.Payload)
 		if err != nil {
 			t.Fatalf("model: batch op %s %s does not decode: %v", op.Type, op.Payload, err)
@@ -2303,6 +2361,38 @@ func (m *model) applyBatch(t *rapid.T, index uint64, b *fsm.BatchRequest) modelO
 	// Item outcomes of the place and report ops inside a batch are not
 	// checked: see the report on Result.ItemErrors in batches.
 	return modelOp{events: evs}
+}
+
+// createsReq is a creates-bin entry, decoded: its creates.
+type createsReq struct{ subs []*fsm.CreateBinRequest }
+
+// decodeCreatesReq decodes a creates-bin payload as the format says
+// (fsm/creates.go), independently of the FSM's decoder: a uvarint count
+// of 1 to MaxBatchOps, each create a uvarint length and a create-bin
+// payload, nothing after.
+func decodeCreatesReq(payload []byte) (*createsReq, error) {
+	n, k := binary.Uvarint(payload)
+	if k <= 0 || n == 0 || n > fsm.MaxBatchOps {
+		return nil, fsm.ErrBadPayload
+	}
+	payload = payload[k:]
+	out := &createsReq{}
+	for range n {
+		l, k := binary.Uvarint(payload)
+		if k <= 0 || l > uint64(len(payload)-k) {
+			return nil, fsm.ErrBadPayload
+		}
+		acc, c, err := fsm.DecodeCreateBin(payload[k : k+int(l)])
+		if err != nil {
+			return nil, err
+		}
+		out.subs = append(out.subs, &fsm.CreateBinRequest{Accessor: acc, Create: c})
+		payload = payload[k+int(l):]
+	}
+	if len(payload) != 0 {
+		return nil, fsm.ErrBadPayload
+	}
+	return out, nil
 }
 
 // decodeReq decodes a payload as the FSM does: strictly, one JSON value.
@@ -2355,6 +2445,8 @@ func decodeReq(mt fsm.MessageType, payload []byte) (any, error) {
 			return nil, err
 		}
 		return &fsm.CreateBinRequest{Accessor: acc, Create: c}, nil
+	case fsm.CreatesBinRequestType:
+		return decodeCreatesReq(payload)
 	default:
 		return nil, fsm.ErrUnknownCommand
 	}
@@ -2625,8 +2717,24 @@ func TestPropertyModel(t *testing.T) {
 					objEvents++ // ACL changes return no object
 				}
 			}
-			if len(res.Objects) != objEvents {
-				t.Fatalf("entry %d: Result has %d objects, want one per write (%d)", index, len(res.Objects), objEvents)
+			objs := len(res.Objects)
+			for _, sub := range res.Subs {
+				objs += len(sub.Objects)
+			}
+			if objs != objEvents {
+				t.Fatalf("entry %d: Result has %d objects, want one per write (%d)", index, objs, objEvents)
+			}
+			if len(res.Subs) != len(want.subs) {
+				t.Fatalf("entry %d %s: %d results of creates, model expects %d", index, e, len(res.Subs), len(want.subs))
+			}
+			for i, w := range want.subs {
+				got := res.Subs[i].Err
+				if (w == nil) != (got == nil) || (w != nil && !slices.ContainsFunc(w, func(w error) bool { return errors.Is(got, w) })) {
+					t.Fatalf("entry %d %s: create %d: FSM %v, model expects one of %v", index, e, i, got, w)
+				}
+				if res.Subs[i].Index != index {
+					t.Fatalf("entry %d: create %d answered at index %d", index, i, res.Subs[i].Index)
+				}
 			}
 			if want.items != nil {
 				if len(res.ItemErrors) != len(want.items) {

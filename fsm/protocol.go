@@ -38,7 +38,9 @@ import (
 //	   (createbin.go; no JSON to decode on every replica)
 //	11 report's seq (status.report_seq): a worker's reports are ordered,
 //	   and one delivered late is refused
-const ProtocolVersion = 11
+//	12 creates-bin: creates coalesced by the leader into one entry, each
+//	   applied as if it were an entry of its own (creates.go)
+const ProtocolVersion = 12
 
 // MinProtocol is the protocol a node must speak to apply message type t.
 // Unknown types (ignorable or not) are 1: whether a node skips or halts
@@ -58,6 +60,8 @@ func MinProtocol(t MessageType) int {
 		return 9
 	case CreateBinRequestType:
 		return 10
+	case CreatesBinRequestType:
+		return 12
 	}
 	return 1
 }

@@ -103,6 +103,9 @@ type Controller struct {
 	// (acl.go).
 	internalSecret string
 
+	// coalesce gathers the creates this node proposes as the leader.
+	coalesce *coalescer
+
 	reconcileCh chan struct{}
 	shutdownCh  chan struct{}
 	shutdownMu  sync.Mutex
@@ -135,6 +138,7 @@ func New(cfg Config) (*Controller, error) {
 
 		internalSecret: resource.NewACLSecret(),
 	}
+	c.coalesce = &coalescer{c: c}
 	var reg prometheus.Registerer // none unless the agent gives one
 	if cfg.Registry != nil {
 		reg = cfg.Registry
@@ -307,6 +311,9 @@ func (c *Controller) Apply(ctx context.Context, t fsm.MessageType, req any) (*fs
 		// state writes (proposeHostState).
 		c.hostSpecMu.Lock()
 		defer c.hostSpecMu.Unlock()
+	} else if proto >= fsm.MinProtocol(fsm.CreatesBinRequestType) && fsm.MessageType(data[0]) == fsm.CreateBinRequestType {
+		// Creates coalesced into one entry under load (coalesce.go).
+		return c.coalesce.apply(data, timeout)
 	}
 	f := c.raft.Apply(data, timeout)
 	if err := c.waitFuture(nil, f); err != nil {

@@ -1,0 +1,145 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/kumoi/kumoi/fsm"
+	"github.com/kumoi/kumoi/internal/testcluster"
+	"github.com/kumoi/kumoi/resource"
+)
+
+// entryTypes counts the types of the command entries of c's log in
+// (from, to].
+func entryTypes(t *testing.T, c *Controller, from, to uint64) map[fsm.MessageType]int {
+	t.Helper()
+	out := map[fsm.MessageType]int{}
+	for i := from + 1; i <= to; i++ {
+		var l raft.Log
+		if err := c.parts.logs.GetLog(i, &l); err != nil {
+			t.Fatalf("log entry %d: %v", i, err)
+		}
+		if l.Type == raft.LogCommand && len(l.Data) > 0 {
+			out[fsm.MessageType(l.Data[0])]++
+		}
+	}
+	return out
+}
+
+// TestCoalescedCreates: creates that arrive together are proposed in fewer
+// entries than creates (creates-bin entries), each gets its own outcome
+// (its object, or its error when another create of the same entry took
+// the name), every replica applies them all, and a create alone is an
+// entry of its own.
+func TestCoalescedCreates(t *testing.T) {
+	ic := newInmemCluster(t, 3)
+	li := ic.leader(t)
+	c := ic.ctrls[li]
+	ctx := context.Background()
+	before := c.raft.LastIndex()
+
+	const n, dups = 300, 40
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	results := make([]*fsm.Result, n+dups)
+	errs := make([]error, n+dups)
+	for i := range n + dups {
+		name := fmt.Sprintf("vm-%d", i)
+		if i >= n {
+			name = "dup" // all of these but one are refused
+		}
+		wg.Go(func() {
+			<-start
+			results[i], errs[i] = createVM(ctx, c, name)
+		})
+	}
+	close(start)
+	wg.Wait()
+
+	won := 0
+	for i := range n + dups {
+		switch {
+		case i < n && errs[i] != nil:
+			t.Fatalf("create %d: %v", i, errs[i])
+		case i < n:
+			if o := results[i].Objects; len(o) != 1 || o[0].Name != fmt.Sprintf("vm-%d", i) || o[0].CreateIndex != results[i].Index {
+				t.Fatalf("create %d answered with %+v at %d", i, o, results[i].Index)
+			}
+		case errs[i] == nil:
+			won++
+		case !errors.Is(errs[i], fsm.ErrExists):
+			t.Fatalf("create %d of dup: %v, want exists", i, errs[i])
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d creates of dup succeeded, want 1", won)
+	}
+	after := c.raft.LastIndex()
+	types := entryTypes(t, c, before, after)
+	if types[fsm.CreatesBinRequestType] == 0 || int(after-before) >= n+dups {
+		t.Fatalf("%d creates took %d entries (%v): none coalesced", n+dups, after-before, types)
+	}
+	t.Logf("%d creates in %d entries: %v", n+dups, after-before, types)
+
+	// Every replica applies every create.
+	for i, r := range ic.ctrls {
+		testcluster.WaitFor(t, 5*time.Second, fmt.Sprintf("controller %d applies the creates", i), func() (bool, error) {
+			return r.fsm.State().Count(resource.KindVM) == n+1, nil
+		})
+	}
+
+	// A create alone is an entry of its own.
+	last := c.raft.LastIndex()
+	if _, err := createVM(ctx, c, "alone"); err != nil {
+		t.Fatal(err)
+	}
+	if types := entryTypes(t, c, last, c.raft.LastIndex()); types[fsm.CreateBinRequestType] != 1 || types[fsm.CreatesBinRequestType] != 0 {
+		t.Fatalf("a lone create was proposed as %v", types)
+	}
+}
+
+// TestCoalescedCreatesNotLeader: creates waiting for an entry on a node
+// that is no longer the leader fail as a create on a follower does, and
+// none is applied twice or lost silently: each either fails or is
+// applied.
+func TestCoalescedCreatesNotLeader(t *testing.T) {
+	ic := newInmemCluster(t, 3)
+	li := ic.leader(t)
+	c := ic.ctrls[li]
+	ctx := context.Background()
+	const n = 100
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			_, errs[i] = createVM(ctx, c, fmt.Sprintf("vm-%d", i))
+		})
+	}
+	close(start)
+	ic.isolate(li) // the leader steps down with creates in flight
+	wg.Wait()
+	ic.heal()
+	nl := ic.leader(t)
+	failed := 0
+	for i, err := range errs {
+		if err != nil {
+			failed++
+			if !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrLeadershipLost) {
+				t.Errorf("create %d: %v", i, err)
+			}
+		}
+	}
+	got := ic.ctrls[nl].fsm.State().Count(resource.KindVM)
+	if got < n-failed || got > n {
+		t.Fatalf("%d VMs after %d acknowledged creates of %d", got, n-failed, n)
+	}
+	t.Logf("%d of %d creates failed with the leadership; %d VMs", failed, n, got)
+}
