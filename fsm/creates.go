@@ -82,19 +82,19 @@ func splitCreates(payload []byte) ([][]byte, error) {
 }
 
 // decodeCreates decodes every create of a creates-bin payload: their
-// runs, in order.
-func decodeCreates(payload []byte) ([]func(*writer) error, error) {
+// payloads and runs, in order.
+func decodeCreates(payload []byte) ([][]byte, []func(*writer) error, error) {
 	subs, err := splitCreates(payload)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	runs := make([]func(*writer) error, len(subs))
 	for i, sub := range subs {
 		if runs[i], err = decodeCreateBin(sub); err != nil {
-			return nil, fmt.Errorf("create %d of %d: %w", i, len(subs), err)
+			return nil, nil, fmt.Errorf("create %d of %d: %w", i, len(subs), err)
 		}
 	}
-	return runs, nil
+	return subs, runs, nil
 }
 
 // decodeCreatesNested is the applier of CreatesBinRequestType where an
@@ -111,11 +111,21 @@ func decodeCreatesNested([]byte) (func(*writer) error, error) {
 // apply applies an entry of its own.
 func (g *group) applyCreates(l *raft.Log, payload []byte, start time.Time) *Result {
 	f := g.f
-	runs, err := decodeCreates(payload)
+	subs, runs, err := decodeCreates(payload)
 	if err != nil {
 		return g.halt(l.Index, CreatesBinRequestType, err, start)
 	}
 	out := &Result{Index: l.Index, Subs: make([]*Result, len(runs))}
+	// Each create's metrics, reported once none of them halted the
+	// entry (a halt reports only itself, as for any entry).
+	type applied struct {
+		took time.Duration
+		err  error
+	}
+	var metrics []applied
+	if f.OnApply != nil {
+		metrics = make([]applied, 0, len(runs))
+	}
 	// This entry's creates start here in g.done and g.events.
 	first, firstEv := len(g.done), len(g.events)
 	for i, run := range runs {
@@ -134,29 +144,19 @@ func (g *group) applyCreates(l *raft.Log, payload []byte, start time.Time) *Resu
 		}
 		switch {
 		case res.Err == nil:
-			g.done = append(g.done, doneEntry{l: l, sub: i})
+			g.done = append(g.done, doneEntry{l: l, create: subs[i]})
 			g.applied(evs)
 		case dirty:
 			g.rollback()
 		}
-		if f.OnApply != nil {
-			f.OnApply(CreateRequestType, time.Since(substart), res.Err)
+		if metrics != nil {
+			metrics = append(metrics, applied{time.Since(substart), res.Err})
 		}
 		out.Subs[i] = res
 	}
 	g.last = max(g.last, l.Index)
+	for _, m := range metrics {
+		f.OnApply(CreateRequestType, m.took, m.err)
+	}
 	return out
-}
-
-// replayCreate is the run of the sub-th create of the creates-bin entry
-// l (a replay after a rollback).
-func replayCreate(l *raft.Log, sub int) (func(*writer) error, error) {
-	subs, err := splitCreates(l.Data[1:])
-	if err != nil {
-		return nil, err
-	}
-	if sub >= len(subs) {
-		return nil, fmt.Errorf("%w: no create %d in %d", ErrBadPayload, sub, len(subs))
-	}
-	return decodeCreateBin(subs[sub])
 }

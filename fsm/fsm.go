@@ -125,10 +125,11 @@ type group struct {
 }
 
 // doneEntry is an entry that succeeded in a group's transaction: the
-// whole entry (sub < 0), or the sub-th create of a creates-bin entry.
+// whole entry, or (create set) one create of a creates-bin entry, whose
+// create-bin payload create is (a slice of the entry's data).
 type doneEntry struct {
-	l   *raft.Log
-	sub int
+	l      *raft.Log
+	create []byte
 }
 
 func (g *group) begin() {
@@ -180,7 +181,7 @@ func (g *group) apply(l *raft.Log) *Result {
 	g.last = max(g.last, l.Index)
 	switch {
 	case res.Err == nil:
-		g.done = append(g.done, doneEntry{l: l, sub: -1})
+		g.done = append(g.done, doneEntry{l: l})
 		g.applied(evs)
 	case dirty:
 		g.rollback()
@@ -229,9 +230,9 @@ func (g *group) rollback() {
 		t, payload := MessageType(l.Data[0]), l.Data[1:]
 		var run func(*writer) error
 		var err error
-		if d.sub >= 0 {
+		if d.create != nil {
 			t = CreateBinRequestType
-			run, err = replayCreate(l, d.sub)
+			run, err = decodeCreateBin(d.create)
 		} else {
 			run, err = decode(t, payload, g.f.maxProto)
 		}

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"time"
@@ -44,18 +45,18 @@ type coalescer struct {
 
 // proposal is one create waiting for its entry's outcome.
 type proposal struct {
-	data    []byte // its create-bin entry
-	timeout time.Duration
-	done    chan struct{} // closed when res or err is set
-	res     *fsm.Result
-	err     error
+	data     []byte        // its create-bin entry
+	deadline time.Time     // its caller's (the controller's apply timeout at most)
+	done     chan struct{} // closed when res or err is set
+	res      *fsm.Result
+	err      error
 }
 
 // apply proposes data, a create-bin entry, and waits until it is applied
 // here (or fails): Controller.Apply for creates once every server speaks
 // protocol 12.
 func (q *coalescer) apply(data []byte, timeout time.Duration) (*fsm.Result, error) {
-	p := &proposal{data: data, timeout: timeout, done: make(chan struct{})}
+	p := &proposal{data: data, deadline: time.Now().Add(timeout), done: make(chan struct{})}
 	q.mu.Lock()
 	q.queue = append(q.queue, p)
 	batches := q.startLocked()
@@ -107,9 +108,26 @@ func (q *coalescer) takeLocked() []*proposal {
 }
 
 // propose proposes batch as one entry (a lone create as itself), answers
-// each of its creates, and starts the next entry if creates wait.
+// each of its creates, and starts the next entry if creates wait. A create
+// whose caller's deadline passed while it waited is answered so, and not
+// proposed (as Apply does with an expired context).
 func (q *coalescer) propose(batch []*proposal) {
-	res, err := q.c.proposeEntry(batch)
+	now := time.Now()
+	live := batch[:0:0]
+	for _, p := range batch {
+		if !p.deadline.After(now) {
+			p.err = context.DeadlineExceeded
+			close(p.done)
+			continue
+		}
+		live = append(live, p)
+	}
+	batch = live
+	var res *fsm.Result
+	var err error
+	if len(batch) > 0 {
+		res, err = q.c.proposeEntry(batch)
+	}
 	for i, p := range batch {
 		switch {
 		case err != nil:
@@ -136,19 +154,21 @@ func (q *coalescer) propose(batch []*proposal) {
 // proposeEntry proposes batch's creates as one entry and returns its
 // Result once applied here.
 func (c *Controller) proposeEntry(batch []*proposal) (*fsm.Result, error) {
-	data, timeout := batch[0].data, batch[0].timeout
+	data, deadline := batch[0].data, batch[0].deadline
 	if len(batch) > 1 {
 		entries := make([][]byte, len(batch))
 		for i, p := range batch {
 			entries[i] = p.data
-			timeout = min(timeout, p.timeout)
+			if p.deadline.Before(deadline) {
+				deadline = p.deadline
+			}
 		}
 		var err error
 		if data, err = fsm.EncodeCreates(entries); err != nil {
 			return nil, err
 		}
 	}
-	f := c.raft.Apply(data, timeout)
+	f := c.raft.Apply(data, max(time.Until(deadline), time.Millisecond))
 	if err := c.waitFuture(nil, f); err != nil {
 		return nil, mapRaftError(err)
 	}

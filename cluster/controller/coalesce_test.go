@@ -105,41 +105,83 @@ func TestCoalescedCreates(t *testing.T) {
 }
 
 // TestCoalescedCreatesNotLeader: creates waiting for an entry on a node
-// that is no longer the leader fail as a create on a follower does, and
-// none is applied twice or lost silently: each either fails or is
-// applied.
+// that stops being the leader fail as a create on a follower does (not
+// leader, or leadership lost: may or may not be applied), and every create
+// acknowledged, before or during the step-down, is on the new leader.
 func TestCoalescedCreatesNotLeader(t *testing.T) {
 	ic := newInmemCluster(t, 3)
 	li := ic.leader(t)
 	c := ic.ctrls[li]
 	ctx := context.Background()
-	const n = 100
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			_, errs[i] = createVM(ctx, c, fmt.Sprintf("vm-%d", i))
-		})
+	const first, n = 50, 150
+	wave := func(from, to int, during func()) []error {
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		errs := make([]error, to-from)
+		for i := from; i < to; i++ {
+			wg.Go(func() {
+				<-start
+				_, errs[i-from] = createVM(ctx, c, fmt.Sprintf("vm-%d", i))
+			})
+		}
+		close(start)
+		if during != nil {
+			during()
+		}
+		wg.Wait()
+		return errs
 	}
-	close(start)
-	ic.isolate(li) // the leader steps down with creates in flight
-	wg.Wait()
-	ic.heal()
-	nl := ic.leader(t)
-	failed := 0
-	for i, err := range errs {
+	// The first creates are acknowledged; the leader is cut off while
+	// the others wait for their entries.
+	for i, err := range wave(0, first, nil) {
 		if err != nil {
-			failed++
-			if !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrLeadershipLost) {
-				t.Errorf("create %d: %v", i, err)
-			}
+			t.Fatalf("create %d before the step-down: %v", i, err)
 		}
 	}
-	got := ic.ctrls[nl].fsm.State().Count(resource.KindVM)
-	if got < n-failed || got > n {
-		t.Fatalf("%d VMs after %d acknowledged creates of %d", got, n-failed, n)
+	errs := wave(first, n, func() { ic.isolate(li) })
+	ic.heal()
+	nl := ic.leader(t)
+	acked := first
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			acked++
+			if _, gerr := ic.ctrls[nl].fsm.State().Get(nil, resource.KindVM, fmt.Sprintf("vm-%d", first+i)); gerr != nil {
+				t.Errorf("acknowledged create %d lost: %v", first+i, gerr)
+			}
+		case !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrLeadershipLost):
+			t.Errorf("create %d: %v", first+i, err)
+		}
 	}
-	t.Logf("%d of %d creates failed with the leadership; %d VMs", failed, n, got)
+	for i := range first {
+		if _, err := ic.ctrls[nl].fsm.State().Get(nil, resource.KindVM, fmt.Sprintf("vm-%d", i)); err != nil {
+			t.Errorf("acknowledged create %d lost: %v", i, err)
+		}
+	}
+	if got := ic.ctrls[nl].fsm.State().Count(resource.KindVM); got < acked || got > n {
+		t.Fatalf("%d VMs after %d acknowledged creates of %d", got, acked, n)
+	}
+	t.Logf("%d of %d creates acknowledged across the step-down", acked, n)
+}
+
+// TestCoalescedCreatesExpired: a create whose deadline passed while it
+// waited for its entry is answered so and never proposed.
+func TestCoalescedCreatesExpired(t *testing.T) {
+	ic := newInmemCluster(t, 3)
+	c := ic.ctrls[ic.leader(t)]
+	q := c.coalesce
+	p := &proposal{data: fsm.EncodeCreateBin("", &fsm.CreateRequest{Kind: resource.KindVM, Name: "late", ID: "x"}),
+		deadline: time.Now().Add(-time.Millisecond), done: make(chan struct{})}
+	q.mu.Lock()
+	q.inflight++ // as takeLocked counts it
+	q.mu.Unlock()
+	before := c.raft.LastIndex()
+	q.propose([]*proposal{p})
+	<-p.done
+	if !errors.Is(p.err, context.DeadlineExceeded) || c.raft.LastIndex() != before {
+		t.Fatalf("expired create: %v, log %d -> %d", p.err, before, c.raft.LastIndex())
+	}
+	if q.inflight != 0 {
+		t.Fatalf("%d entries in flight after", q.inflight)
+	}
 }
